@@ -1,0 +1,127 @@
+"""The evaluator protocol and the gap table.
+
+Each decision's benchmark module ``servopt.benchmarks.<d>`` provides
+
+- ``evaluate(instance, method, **kw) -> Outcome``: runs the method (a name from
+  ``servopt.solvers.<d>.POLICIES`` or a policy object) and scores its decisions with the
+  module's own evaluator (a simulator for online decisions), never the model's objective;
+- ``bound(instance, **kw) -> Bound``: the best provable bound on the cost (a proved optimum, a
+  MIP dual bound or an LP relaxation), saying which kind;
+- optionally ``SENSE`` (``"min"`` by default) and ``DEFAULT_METHODS``.
+
+``gap = (cost - bound) / |bound|`` for a min decision, ``(bound - cost) / |bound|`` for a max one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+
+from servopt.core import Instance, InvalidInstanceError
+from servopt.core.registry import layer_module
+from servopt.core.solution import relative_gap
+
+BOUND_KINDS = ("optimal", "mip_bound", "lp_relaxation", "lower_bound", "upper_bound", "none")
+TABLE_COLUMNS = ["method", "cost", "bound", "bound_kind", "gap", "wall_s", "status"]
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What an evaluator reports for one method on one instance.
+
+    cost : the realised cost, computed by the evaluator (units: the decision's cost unit).
+    metrics : the decision's own metrics (name -> number).
+    wall_s : seconds the method spent deciding (not the simulation).
+    status : ``ok`` or a short reason the method did not produce a full decision.
+    """
+
+    cost: float
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    wall_s: float = math.nan
+    status: str = "ok"
+
+
+@dataclasses.dataclass
+class Bound:
+    """A bound on the optimal cost. ``kind`` is one of :data:`BOUND_KINDS`."""
+
+    value: float
+    kind: str
+    wall_s: float = math.nan
+    status: str = "ok"
+
+    def __post_init__(self) -> None:
+        if self.kind not in BOUND_KINDS:
+            raise ValueError(f"bound kind {self.kind!r} is not one of {BOUND_KINDS}")
+
+
+def benchmark_module(decision: str) -> Any:
+    return layer_module(decision, "benchmarks")
+
+
+def method_names(decision: str) -> list[str]:
+    """The default methods of a decision: ``DEFAULT_METHODS`` or all of ``POLICIES``."""
+    bench = benchmark_module(decision)
+    if hasattr(bench, "DEFAULT_METHODS"):
+        return list(bench.DEFAULT_METHODS)
+    return list(layer_module(decision, "solvers").POLICIES)
+
+
+def evaluate(instance: Instance, method: Any, **kwargs: Any) -> Outcome:
+    """Evaluate one method on an instance with the decision's evaluator."""
+    return benchmark_module(instance.decision).evaluate(instance, method, **kwargs)
+
+
+def compute_bound(instance: Instance, **kwargs: Any) -> Bound:
+    start = time.perf_counter()
+    bound = benchmark_module(instance.decision).bound(instance, **kwargs)
+    if math.isnan(bound.wall_s):
+        bound.wall_s = time.perf_counter() - start
+    return bound
+
+
+def outcome_row(method: str, outcome: Outcome, bound: Bound, sense: str) -> dict[str, Any]:
+    """One gap-table row."""
+    row: dict[str, Any] = {
+        "method": method,
+        "cost": float(outcome.cost),
+        "bound": float(bound.value),
+        "bound_kind": bound.kind,
+        "gap": relative_gap(float(outcome.cost), float(bound.value), sense),
+        "wall_s": float(outcome.wall_s),
+        "status": outcome.status,
+    }
+    for key, value in outcome.metrics.items():
+        if key in row:
+            raise ValueError(f"metric name {key!r} clashes with a gap-table column")
+        row[key] = value
+    return row
+
+
+def gap_table(
+    instance: Instance,
+    methods: Iterable[str] | None = None,
+    *,
+    bound_kw: dict[str, Any] | None = None,
+    **evaluate_kw: Any,
+) -> pd.DataFrame:
+    """One row per method: ``method, cost, bound, bound_kind, gap, wall_s, status`` + metrics.
+
+    ``methods`` defaults to the decision's default methods; ``evaluate_kw`` go to every
+    ``evaluate`` call and ``bound_kw`` to the bound.
+    """
+    if not isinstance(instance, Instance):
+        raise InvalidInstanceError(f"gap_table() needs a servopt instance, got {type(instance).__name__}")
+    bench = benchmark_module(instance.decision)
+    sense = getattr(bench, "SENSE", "min")
+    names = list(methods) if methods is not None else method_names(instance.decision)
+    bound = compute_bound(instance, **(bound_kw or {}))
+    rows = [outcome_row(str(m), evaluate(instance, m, **evaluate_kw), bound, sense) for m in names]
+    frame = pd.DataFrame(rows)
+    extra = [c for c in frame.columns if c not in TABLE_COLUMNS]
+    return frame[TABLE_COLUMNS + extra]

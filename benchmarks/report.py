@@ -1,0 +1,76 @@
+"""Tables and plots from the tidy frame the runner returns."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per case and method: runs, mean cost, mean / max gap, mean time, bound kind, failures."""
+    if frame.empty:
+        return pd.DataFrame(columns=["case", "method", "runs", "cost", "gap_mean", "gap_max",
+                                     "wall_s", "bound_kind", "failed"])
+    ok = frame["status"].astype(str).isin(["ok", "optimal", "time_limit"])
+    grouped = frame.assign(_ok=ok).groupby(["case", "method"], sort=False)
+    out = grouped.agg(
+        decision=("decision", "first"),
+        runs=("method", "size"),
+        cost=("cost", "mean"),
+        gap_mean=("gap", "mean"),
+        gap_max=("gap", "max"),
+        wall_s=("wall_s", "mean"),
+        bound_kind=("bound_kind", lambda s: "/".join(sorted({str(v) for v in s}))),
+        failed=("_ok", lambda s: int((~s).sum())),
+    )
+    return out.reset_index()
+
+
+def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
+    """A GitHub markdown table (no extra dependency)."""
+
+    def cell(value: Any) -> str:
+        if isinstance(value, float | np.floating):
+            if math.isnan(value):
+                return ""
+            if math.isinf(value):
+                return "inf"
+            return format(float(value), floatfmt)
+        return str(value).replace("|", "\\|")
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def format_gap_table(frame: pd.DataFrame) -> str:
+    """The per-decision text shown by ``servopt bench``."""
+    summary = summarise(frame)
+    if summary.empty:
+        return "(no rows)"
+    parts = []
+    for (decision, case), block in summary.groupby(["decision", "case"], sort=False):
+        table = block[["method", "runs", "cost", "gap_mean", "gap_max", "wall_s", "bound_kind",
+                       "failed"]]
+        parts.append(f"## {decision}: {case}\n\n{markdown_table(table)}")
+    return "\n\n".join(parts)
+
+
+def write_reports(frame: pd.DataFrame, out_dir: str | Path, name: str,
+                  command: str | None = None) -> list[Path]:
+    """Write ``<name>.csv`` (every row) and ``<name>.md`` (summary per case); return the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = out / f"{name}.csv", out / f"{name}.md"
+    frame.to_csv(csv_path, index=False)
+    lines = [f"# servopt benchmark: {name}", ""]
+    if command:
+        lines += [f"Regenerate with `{command}`.", ""]
+    lines += [format_gap_table(frame), ""]
+    md_path.write_text("\n".join(lines))
+    return [csv_path, md_path]

@@ -1,0 +1,249 @@
+"""Run registered cases into one tidy DataFrame, with an on-disk cache and a pool of workers.
+
+The unit of work is one method (or the bound) on one instance of a case. Each finished unit is
+cached as a small JSON file named by the content hash of what determines it (case, parameters,
+seed, method, keyword arguments and the source of the code involved), so an interrupted run
+loses only the units in flight and a repeated run recomputes nothing. Gaps are computed when the
+rows are assembled, from the cached costs and bounds.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from servopt.benchmarks.harness import (
+    TABLE_COLUMNS,
+    benchmark_module,
+    compute_bound,
+    evaluate,
+)
+from servopt.benchmarks.registry import Case, params_label
+from servopt.core.registry import LAYERS, layer_module
+from servopt.core.solution import relative_gap
+
+BOUND = "__bound__"
+ID_COLUMNS = ["case", "decision", "params", "seed", "instance"]
+
+
+def _source_files(case: Case) -> list[str]:
+    files = []
+    for layer in LAYERS:
+        try:
+            module = layer_module(case.decision, layer)
+        except (ValueError, ImportError):
+            continue
+        if getattr(module, "__file__", None):
+            files.append(module.__file__)
+    for name in ("servopt.core.instance", "servopt.core.solution", "servopt.solvers.exact",
+                 "servopt.benchmarks.harness"):
+        spec = importlib.util.find_spec(name)
+        if spec and spec.origin:
+            files.append(spec.origin)
+    make = case.make_instance
+    if make is not None and getattr(sys.modules.get(make.__module__), "__file__", None):
+        files.append(sys.modules[make.__module__].__file__)
+    return sorted(set(files))
+
+
+def code_fingerprint(case: Case) -> str:
+    """sha256 over the source files a case depends on (its decision's modules and the core)."""
+    digest = hashlib.sha256()
+    for path in _source_files(case):
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def unit_key(case: Case, params: dict[str, Any], seed: int, method: str, fingerprint: str) -> str:
+    spec = {
+        "case": case.name,
+        "version": case.version,
+        "decision": case.decision,
+        "params": params_label(params),
+        "seed": seed,
+        "method": method,
+        "evaluate_kw": params_label(case.evaluate_kw),
+        "bound_kw": params_label(case.bound_kw),
+        "code": fingerprint,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def run_unit(case: Case, params: dict[str, Any], seed: int, method: str) -> dict[str, Any]:
+    """Compute one unit: the bound (``method == "__bound__"``) or one method's outcome."""
+    row: dict[str, Any] = {
+        "case": case.name,
+        "decision": case.decision,
+        "params": params_label(params),
+        "seed": seed,
+        "method": method,
+    }
+    try:
+        instance = case.instance(seed, params)
+        row["instance"] = instance.summary()
+        if method == BOUND:
+            bound = compute_bound(instance, **case.bound_kw)
+            row.update(cost=math.nan, bound=bound.value, bound_kind=bound.kind,
+                       wall_s=bound.wall_s, status=bound.status)
+        else:
+            outcome = evaluate(instance, method, **case.evaluate_kw)
+            row.update(cost=float(outcome.cost), wall_s=float(outcome.wall_s), status=outcome.status)
+            row.update({f"m:{k}": v for k, v in outcome.metrics.items()})
+    except Exception as exc:  # a failing method is a row with its error, not a crashed run
+        row.update(cost=math.nan, wall_s=math.nan, status=f"error: {type(exc).__name__}: {exc}")
+        row["traceback"] = traceback.format_exc(limit=5)
+    return row
+
+
+def _write_cache(cache_dir: Path, key: str, row: dict[str, Any]) -> None:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(row, handle, default=float)
+    os.replace(tmp, cache_dir / f"{key}.json")
+
+
+def _read_cache(cache_dir: Path | None, key: str) -> dict[str, Any] | None:
+    if cache_dir is None:
+        return None
+    path = cache_dir / f"{key}.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def plan_units(cases: Iterable[Case]) -> list[tuple[str, Case, dict[str, Any], int, str]]:
+    """Every (key, case, params, seed, method) of the given cases, the bound first per task."""
+    units = []
+    for case in cases:
+        fingerprint = code_fingerprint(case)
+        for params, seed in case.tasks():
+            for method in [BOUND, *case.method_list()]:
+                units.append((unit_key(case, params, seed, method, fingerprint), case, params,
+                              seed, method))
+    return units
+
+
+def run(
+    cases: Iterable[Case],
+    *,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run cases and return one tidy frame (one row per case x params x seed x method).
+
+    jobs : worker processes (1 runs in this process).
+    scheduler : a Dask scheduler address, or ``"local"`` to start a local Dask cluster with
+        ``jobs`` workers; ``None`` uses a process pool.
+    cache_dir : where finished units are cached (``None``: no cache).
+    """
+    from tqdm.auto import tqdm
+
+    cache = Path(cache_dir) if cache_dir is not None else None
+    units = plan_units(cases)
+    results: dict[str, dict[str, Any]] = {}
+    todo = []
+    for unit in units:
+        cached = _read_cache(cache, unit[0])
+        if cached is not None:
+            results[unit[0]] = cached
+        else:
+            todo.append(unit)
+    bar = tqdm(total=len(units), initial=len(units) - len(todo), disable=not progress,
+               desc="servopt bench", unit="run")
+
+    def done(key: str, row: dict[str, Any]) -> None:
+        results[key] = row
+        if cache is not None and not row["status"].startswith("error"):
+            _write_cache(cache, key, row)
+        bar.update(1)
+
+    try:
+        if not todo:
+            pass
+        elif scheduler is not None:
+            _run_dask(todo, scheduler, jobs, done)
+        elif jobs <= 1:
+            for key, case, params, seed, method in todo:
+                done(key, run_unit(case, params, seed, method))
+        else:
+            _run_pool(todo, jobs, done)
+    finally:
+        bar.close()
+    return assemble([results[u[0]] for u in units if u[0] in results])
+
+
+def _run_pool(todo: list, jobs: int, done: Any) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = {pool.submit(run_unit, c, p, s, m): k for k, c, p, s, m in todo}
+        try:
+            for future in cf.as_completed(futures):
+                done(futures[future], future.result())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise RuntimeError("--scheduler needs dask.distributed: pip install 'servopt[dask]'") from None
+    cluster = None
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(scheduler, timeout=30)
+    try:
+        futures = {client.submit(run_unit, c, p, s, m, key=f"servopt-{k}", pure=False): k
+                   for k, c, p, s, m in todo}
+        for future in as_completed(futures):
+            done(futures[future], future.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def assemble(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Join method rows with their task's bound and compute gaps; metrics become plain columns."""
+    if not rows:
+        return pd.DataFrame(columns=ID_COLUMNS + TABLE_COLUMNS)
+    frame = pd.DataFrame(rows)
+    bounds = frame[frame["method"] == BOUND]
+    methods = frame[frame["method"] != BOUND].drop(columns=["bound", "bound_kind"], errors="ignore")
+    task = ["case", "params", "seed"]
+    bound_cols = bounds[[*task, "bound", "bound_kind"]] if not bounds.empty else pd.DataFrame(
+        columns=[*task, "bound", "bound_kind"])
+    out = methods.merge(bound_cols, on=task, how="left")
+    senses = {d: getattr(benchmark_module(d), "SENSE", "min") for d in out["decision"].unique()}
+    out["gap"] = [
+        relative_gap(c, b, senses[d]) if isinstance(b, float | int) else math.nan
+        for c, b, d in zip(out["cost"], out["bound"], out["decision"], strict=True)
+    ]
+    out.columns = [c[2:] if c.startswith("m:") else c for c in out.columns]
+    lead = [c for c in ID_COLUMNS + TABLE_COLUMNS if c in out.columns]
+    rest = [c for c in out.columns if c not in lead and c != "traceback"]
+    return out[lead + rest].reset_index(drop=True)

@@ -1,0 +1,199 @@
+"""Readers for public LLM-serving trace formats, all returning one standard request frame.
+
+Request frames have the columns ``arrival_s`` (seconds from the first request kept, float),
+``prompt_tokens`` and ``output_tokens`` (int64), and ``block_ids`` (a list of prefix block ids
+per request) where the format has them. Every reader takes ``rate_scale`` (arrivals sped up by
+this factor: 2.0 doubles the request rate) and a time window ``start_s`` / ``end_s`` in seconds
+of the original trace, measured from its first request.
+
+Formats
+-------
+- Azure LLM inference 2023 CSV: ``TIMESTAMP,ContextTokens,GeneratedTokens``.
+- Mooncake JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``, ``hash_ids``.
+- BurstGPT CSV: ``Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type``.
+- Expert-load JSON: ``{"load_history": [{"logical_expert_load": [[...] per layer]} per step]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from servopt.core import InvalidInstanceError
+
+REQUEST_COLUMNS = ["arrival_s", "prompt_tokens", "output_tokens"]
+
+
+def shared_trace(name: str) -> Path | None:
+    """Path of a public trace in ``$SERVOPT_TRACES`` or ``../shared/traces`` (None if absent)."""
+    candidates = []
+    if os.environ.get("SERVOPT_TRACES"):
+        candidates.append(Path(os.environ["SERVOPT_TRACES"]))
+    here = Path(__file__).resolve()
+    candidates += [p / "shared" / "traces" for p in here.parents[:4]]
+    candidates.append(Path.cwd().parent / "shared" / "traces")
+    for folder in candidates:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _open_checked(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInstanceError(f"{path}: no such trace file")
+    return path
+
+
+def _require(frame: pd.DataFrame, columns: list[str], path: Path, fmt: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InvalidInstanceError(
+            f"{path}: not a {fmt} trace: missing column(s) {missing}; found {list(frame.columns)}"
+        )
+
+
+def _finish(frame: pd.DataFrame, path: Path, rate_scale: float, start_s: float | None,
+            end_s: float | None) -> pd.DataFrame:
+    if not rate_scale > 0 or not np.isfinite(rate_scale):
+        raise InvalidInstanceError(f"rate_scale must be a positive number, got {rate_scale}")
+    for col in ("prompt_tokens", "output_tokens"):
+        values = pd.to_numeric(frame[col], errors="coerce")
+        if values.isna().any():
+            row = int(values.isna().to_numpy().argmax())
+            raise InvalidInstanceError(f"{path}: row {row}: {col} is not a number")
+        if (values < 0).any():
+            row = int((values < 0).to_numpy().argmax())
+            raise InvalidInstanceError(f"{path}: row {row}: {col} is negative ({values.iloc[row]})")
+        frame[col] = values.astype(np.int64)
+    t = frame["arrival_s"].to_numpy(dtype=float)
+    if not np.all(np.isfinite(t)):
+        raise InvalidInstanceError(f"{path}: some arrival times are missing or not numbers")
+    frame = frame.iloc[np.argsort(t, kind="stable")].reset_index(drop=True)
+    frame["arrival_s"] = frame["arrival_s"] - frame["arrival_s"].iloc[0] if len(frame) else 0.0
+    if start_s is not None:
+        frame = frame[frame["arrival_s"] >= start_s]
+    if end_s is not None:
+        frame = frame[frame["arrival_s"] < end_s]
+    if frame.empty:
+        raise InvalidInstanceError(f"{path}: no request in the time window [{start_s}, {end_s})")
+    frame = frame.reset_index(drop=True)
+    frame["arrival_s"] = (frame["arrival_s"] - frame["arrival_s"].iloc[0]) / rate_scale
+    return frame
+
+
+def read_azure(path: str | Path, *, rate_scale: float = 1.0, start_s: float | None = None,
+               end_s: float | None = None) -> pd.DataFrame:
+    """Read an Azure LLM inference 2023 CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``)."""
+    path = _open_checked(path)
+    try:
+        raw = pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise InvalidInstanceError(f"{path}: not a CSV file ({exc})") from None
+    _require(raw, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"], path, "Azure LLM inference")
+    stamps = pd.to_datetime(raw["TIMESTAMP"], errors="coerce", format="mixed")
+    if stamps.isna().any():
+        row = int(stamps.isna().to_numpy().argmax())
+        raise InvalidInstanceError(f"{path}: row {row}: TIMESTAMP {raw['TIMESTAMP'].iloc[row]!r} "
+                                   "is not a date-time")
+    seconds = (stamps - stamps.min()).dt.total_seconds()
+    frame = pd.DataFrame({"arrival_s": seconds, "prompt_tokens": raw["ContextTokens"],
+                          "output_tokens": raw["GeneratedTokens"]})
+    return _finish(frame, path, rate_scale, start_s, end_s)
+
+
+def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float | None = None,
+                  end_s: float | None = None) -> pd.DataFrame:
+    """Read a Mooncake JSONL trace (``timestamp`` ms, lengths, ``hash_ids`` of 512-token blocks)."""
+    path = _open_checked(path)
+    records = []
+    with path.open() as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInstanceError(f"{path}: line {number} is not JSON ({exc})") from None
+            if not isinstance(rec, dict):
+                raise InvalidInstanceError(f"{path}: line {number} is not a JSON object")
+            missing = [k for k in ("timestamp", "input_length", "output_length") if k not in rec]
+            if missing:
+                raise InvalidInstanceError(f"{path}: line {number}: missing {missing}")
+            ids = rec.get("hash_ids", [])
+            if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+                raise InvalidInstanceError(f"{path}: line {number}: hash_ids must be a list of ints")
+            records.append((rec["timestamp"], rec["input_length"], rec["output_length"], ids))
+    if not records:
+        raise InvalidInstanceError(f"{path}: the trace has no request")
+    frame = pd.DataFrame(records, columns=["arrival_s", "prompt_tokens", "output_tokens",
+                                           "block_ids"])
+    frame["arrival_s"] = pd.to_numeric(frame["arrival_s"], errors="coerce") / 1000.0
+    return _finish(frame, path, rate_scale, start_s, end_s)
+
+
+def read_burstgpt(path: str | Path, *, rate_scale: float = 1.0, start_s: float | None = None,
+                  end_s: float | None = None, model: str | None = None,
+                  drop_failed: bool = True) -> pd.DataFrame:
+    """Read a BurstGPT CSV; ``model`` keeps one model's rows, ``drop_failed`` drops 0-token replies."""
+    path = _open_checked(path)
+    try:
+        raw = pd.read_csv(path, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise InvalidInstanceError(f"{path}: not a CSV file ({exc})") from None
+    raw.columns = [c.strip() for c in raw.columns]
+    _require(raw, ["Timestamp", "Request tokens", "Response tokens"], path, "BurstGPT")
+    if model is not None:
+        if "Model" not in raw.columns:
+            raise InvalidInstanceError(f"{path}: no 'Model' column to filter on")
+        raw = raw[raw["Model"].astype(str).str.strip() == model]
+    if drop_failed:
+        raw = raw[pd.to_numeric(raw["Response tokens"], errors="coerce") != 0]
+    frame = pd.DataFrame({"arrival_s": pd.to_numeric(raw["Timestamp"], errors="coerce"),
+                          "prompt_tokens": raw["Request tokens"],
+                          "output_tokens": raw["Response tokens"]})
+    if frame.empty:
+        raise InvalidInstanceError(f"{path}: no request left (model={model!r})")
+    return _finish(frame.reset_index(drop=True), path, rate_scale, start_s, end_s)
+
+
+def read_expert_load(path: str | Path, *, window: int = 1) -> np.ndarray:
+    """Read an expert-load JSON and sum every ``window`` steps: array (windows, layers, experts).
+
+    A trailing partial window is dropped, unless the file has fewer steps than one window (then
+    all steps form one window).
+    """
+    path = _open_checked(path)
+    if not isinstance(window, int | np.integer) or window < 1:
+        raise InvalidInstanceError(f"window must be a positive number of steps, got {window}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInstanceError(f"{path}: not valid JSON ({exc})") from None
+    history = data.get("load_history") if isinstance(data, dict) else None
+    if not isinstance(history, list) or not history:
+        raise InvalidInstanceError(f"{path}: expected a non-empty 'load_history' list")
+    steps = []
+    for number, step in enumerate(history):
+        load = step.get("logical_expert_load") if isinstance(step, dict) else None
+        try:
+            arr = np.asarray(load, dtype=float)
+        except (ValueError, TypeError):
+            arr = np.empty(0)
+        if arr.ndim != 2:
+            raise InvalidInstanceError(
+                f"{path}: step {number}: 'logical_expert_load' must be a layers x experts list")
+        steps.append(arr)
+    shapes = {s.shape for s in steps}
+    if len(shapes) != 1:
+        raise InvalidInstanceError(f"{path}: steps disagree on layers x experts: {sorted(shapes)}")
+    loads = np.stack(steps)
+    if not np.all(np.isfinite(loads)) or np.any(loads < 0):
+        raise InvalidInstanceError(f"{path}: expert loads must be finite and >= 0")
+    count = max(1, len(steps) // window)
+    usable = loads[: count * window] if len(steps) >= window else loads
+    return usable.reshape(count, -1, *loads.shape[1:]).sum(axis=1)

@@ -1,0 +1,155 @@
+"""The ``servopt`` command line: solve, generate, bench (and more per decision).
+
+Errors print one line ``servopt: error: ...`` and exit with status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = "servopt-results"
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    params = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"parameter {item!r} must look like name=value")
+        key, value = item.split("=", 1)
+        params[key.strip().replace("-", "_")] = _parse_value(value)
+    return params
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    from servopt.instances import load
+    from servopt.solvers import exact
+
+    instance = load(args.file)
+    solution = exact.solve(instance, relax=args.relax, time_limit=args.time_limit,
+                           backend=args.backend, mip_gap=args.mip_gap)
+    print(instance.summary())
+    print(f"status    {solution.status}")
+    print(f"objective {solution.objective:.8g}")
+    print(f"bound     {solution.bound:.8g}")
+    gap = solution.gap
+    print(f"gap       {gap:.4%}" if not math.isnan(gap) else "gap       n/a")
+    print(f"time      {solution.wall_s:.2f} s")
+    top = solution.top_prices(args.prices)
+    if not top.empty:
+        print("largest prices (objective improvement per unit of extra capacity):")
+        for row in top.itertuples(index=False):
+            print(f"  {row.family}[{row.index}] = {row.price:.6g}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from servopt.core.registry import layer_module
+
+    module = layer_module(args.decision, "instances")
+    params = _parse_params(args.params)
+    try:
+        instance = module.generate(seed=args.seed, **params)
+    except TypeError as exc:
+        raise ValueError(f"generate {args.decision}: {exc}") from None
+    instance.to_json(args.output)
+    print(f"wrote {args.output}: {instance.summary()}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from servopt.benchmarks import registry, report, runner
+
+    selected = registry.cases(suite=None if args.case else args.suite, names=args.case or None)
+    if not selected:
+        known = registry.suites()
+        print(f"servopt bench: no benchmark case is registered yet for suite {args.suite!r}"
+              + (f" (suites with cases: {', '.join(known)})" if known else ""))
+        return 0
+    out = Path(args.out)
+    cache = None if args.no_cache else out / "cache"
+    frame = runner.run(selected, jobs=args.jobs, scheduler=args.scheduler, cache_dir=cache,
+                       progress=not args.quiet)
+    name = args.name or (args.suite if not args.case else "-".join(args.case))
+    command = "servopt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    paths = report.write_reports(frame, out, name, command=command)
+    if not args.no_plots:
+        from servopt.benchmarks import plots
+
+        paths += plots.write_plots(frame, out, name)
+    print(report.format_gap_table(frame))
+    print()
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servopt",
+        description="Optimization models, bounds and bid-price rules for LLM serving decisions.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("solve", help="solve an instance file exactly (or its LP relaxation)")
+    p.add_argument("file", help="instance JSON file")
+    p.add_argument("--relax", action="store_true", help="solve the LP relaxation")
+    p.add_argument("--time-limit", type=float, default=None, metavar="S", help="seconds")
+    p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap (default 1e-4)")
+    p.add_argument("--backend", choices=["highs", "cvxpy"], default="highs")
+    p.add_argument("--prices", type=int, default=8, metavar="N", help="show the N largest prices")
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("generate", help="generate an instance: servopt generate DECISION k=v ...")
+    p.add_argument("decision")
+    p.add_argument("params", nargs="*", help="generator parameters as name=value")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", required=True, help="output JSON file")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("bench", help="run registered benchmark cases and print the gap table")
+    p.add_argument("--suite", default="quick", help="suite to run (default: quick)")
+    p.add_argument("--case", action="append", help="run only this case (repeatable)")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--scheduler", default=None,
+                   help="Dask scheduler address, or 'local' to start a local Dask cluster")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
+    p.add_argument("--name", default=None, help="report file name (default: the suite)")
+    p.add_argument("--no-cache", action="store_true", help="recompute everything")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("servopt: interrupted; finished runs are cached and the next run resumes",
+              file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, OSError, RuntimeError, ImportError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"servopt: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The Instance base: validation at construction and JSON round trip.
+
+Every decision's ``Instance`` is a frozen dataclass that subclasses :class:`Instance`, sets the
+class attributes ``decision`` and ``schema_version``, and implements ``validate()`` (raising
+:class:`InvalidInstanceError`) and ``summary()``. Fields are numpy arrays, pandas frames, plain
+scalars, strings, lists or dicts of those, or ``None``.
+
+The JSON file is ``{"decision": ..., "schema_version": ..., "fields": {...}}``. Arrays are written
+as ``{"ndarray": nested list, "dtype": ...}`` and frames as ``{"frame": {column: list}}``; nothing
+else is ever reconstructed from a file, so loading data never runs code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+from servopt.core.errors import InvalidInstanceError
+
+DECISIONS: tuple[str, ...] = (
+    "expert_placement",
+    "decode_routing",
+    "batch_scheduling",
+    "capacity",
+    "caching",
+)
+
+_ALLOWED_DTYPES = {"float64", "float32", "int64", "int32", "int16", "int8", "bool", "uint8"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    """Base class of every decision's instance (a frozen dataclass validated at construction)."""
+
+    decision: ClassVar[str] = ""
+    schema_version: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- to be provided by each decision ------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`InvalidInstanceError` naming the field and the rule broken."""
+
+    def summary(self) -> str:
+        """One line describing the instance."""
+        return f"{self.decision} instance"
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+    def _set(self, name: str, value: Any) -> None:
+        """Normalise a field during ``validate`` (the dataclass is frozen)."""
+        object.__setattr__(self, name, value)
+
+    # -- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        fields = {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return {
+            "decision": self.decision,
+            "schema_version": self.schema_version,
+            "fields": fields,
+        }
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """Serialise to JSON text; also write it to ``path`` when given."""
+        text = json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "data") -> Self:
+        if not isinstance(data, dict):
+            raise InvalidInstanceError(f"{source}: expected a JSON object with 'decision' and 'fields'")
+        decision = data.get("decision")
+        if decision != cls.decision:
+            raise InvalidInstanceError(
+                f"{source}: this is a {decision!r} instance, not a {cls.decision!r} instance"
+            )
+        version = data.get("schema_version")
+        if not isinstance(version, int):
+            raise InvalidInstanceError(f"{source}: 'schema_version' must be an integer")
+        if version > cls.schema_version:
+            raise InvalidInstanceError(
+                f"{source}: schema_version {version} is newer than this servopt understands "
+                f"({cls.schema_version}) for {cls.decision}; upgrade servopt"
+            )
+        raw = data.get("fields")
+        if not isinstance(raw, dict):
+            raise InvalidInstanceError(f"{source}: 'fields' must be a JSON object")
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InvalidInstanceError(
+                f"{source}: unknown field(s) {unknown} for a {cls.decision} instance; "
+                f"known fields are {sorted(known)}"
+            )
+        kwargs = {name: _decode(value, f"{source}: field {name!r}") for name, value in raw.items()}
+        kwargs = cls._upgrade(version, kwargs)
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:  # a required field is missing
+            raise InvalidInstanceError(f"{source}: {exc}") from None
+
+    @classmethod
+    def _upgrade(cls, version: int, fields: dict[str, Any]) -> dict[str, Any]:
+        """Migrate fields written by an older schema version (override when the schema changes)."""
+        return fields
+
+    @classmethod
+    def from_json(cls, path_or_text: str | Path) -> Self:
+        """Load from a JSON file path or JSON text."""
+        text, source = read_json_text(path_or_text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInstanceError(f"{source}: not valid JSON ({exc})") from None
+        return cls.from_dict(data, source=source)
+
+    def content_hash(self) -> str:
+        """A stable hash of the instance's content (sha256 of its canonical JSON)."""
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.{type(self).__name__}: {self.summary()}>"
+
+
+def read_json_text(path_or_text: str | Path) -> tuple[str, str]:
+    """Return (text, source label) for a path or for JSON text itself."""
+    if isinstance(path_or_text, Path) or not str(path_or_text).lstrip().startswith(("{", "[")):
+        path = Path(path_or_text)
+        if not path.exists():
+            raise InvalidInstanceError(f"{path}: no such file")
+        try:
+            return path.read_text(), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInstanceError(f"{path}: cannot read ({exc})") from None
+    return str(path_or_text), "JSON text"
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise InvalidInstanceError("cannot write non-finite numbers to JSON")
+        return {"ndarray": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, pd.DataFrame):
+        return {"frame": {str(c): _encode(value[c].to_numpy()) for c in value.columns}}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidInstanceError("cannot write non-finite numbers to JSON")
+    return value
+
+
+def _decode(value: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        if "ndarray" in value:
+            dtype = value.get("dtype", "float64")
+            if dtype not in _ALLOWED_DTYPES:
+                raise InvalidInstanceError(f"{where}: unsupported array dtype {dtype!r}")
+            try:
+                return np.asarray(value["ndarray"], dtype=dtype)
+            except (ValueError, TypeError) as exc:
+                raise InvalidInstanceError(f"{where}: not a rectangular {dtype} array ({exc})") from None
+        if "frame" in value:
+            cols = value["frame"]
+            if not isinstance(cols, dict):
+                raise InvalidInstanceError(f"{where}: 'frame' must map column names to arrays")
+            decoded = {c: _decode(v, f"{where} column {c!r}") for c, v in cols.items()}
+            try:
+                return pd.DataFrame(decoded)
+            except ValueError as exc:
+                raise InvalidInstanceError(f"{where}: columns differ in length ({exc})") from None
+        return {k: _decode(v, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v, where) for v in value]
+    return value

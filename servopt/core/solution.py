@@ -1,0 +1,132 @@
+"""Solution of an exact or relaxed solve, and the one place where dual signs are normalised.
+
+Sign convention for prices (everywhere in servopt)
+---------------------------------------------------
+The price of an inequality row is the improvement of the optimal objective per unit by which
+the row is relaxed (one more unit of capacity). It is therefore >= 0 for every resource, in a
+min or a max problem alike. The price of an equality row is the derivative of the optimal
+objective in the row's right-hand side (the marginal cost of one more unit of demand in a min
+problem). Solver-specific conventions are turned into this one by :func:`normalise_dual`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+Sense = Literal["min", "max"]
+Row = Literal["le", "ge", "eq"]
+Convention = Literal["pyomo", "cvxpy"]
+
+STATUSES = ("optimal", "time_limit", "infeasible", "unbounded", "error")
+
+
+def normalise_dual(dual: Any, *, sense: Sense, row: Row, convention: Convention) -> Any:
+    """Turn a solver's dual into a servopt price (see the module docstring).
+
+    ``convention="pyomo"``: the dual is d(objective)/d(rhs) of the row ``body <= ub`` /
+    ``body >= lb`` / ``body == rhs`` (Pyomo with HiGHS). ``convention="cvxpy"``: CVXPY's
+    Lagrange multiplier, >= 0 for inequalities in both senses, and for an equality
+    ``lhs == rhs`` minus d(objective)/d(rhs) when minimising, plus it when maximising.
+    Works elementwise on floats, arrays and Series.
+    """
+    if convention == "pyomo":
+        if row == "eq":
+            return dual
+        relax_sign = 1.0 if (sense == "min") == (row == "ge") else -1.0
+        return relax_sign * dual
+    if convention == "cvxpy":
+        if row == "eq":
+            return -dual if sense == "min" else dual
+        return dual
+    raise ValueError(f"unknown dual convention {convention!r}")
+
+
+def clean_prices(price: pd.Series, *, inequality: bool, tol: float = 1e-7) -> pd.Series:
+    """Round solver noise: inequality prices that are negative within ``tol`` become exactly 0."""
+    if inequality:
+        scale = max(1.0, float(np.abs(price.to_numpy()).max(initial=0.0)))
+        values = price.to_numpy(dtype=float).copy()
+        values[(values < 0) & (values > -tol * scale)] = 0.0
+        price = pd.Series(values, index=price.index, name=price.name)
+    return price
+
+
+def relative_gap(value: float, bound: float, sense: Sense = "min") -> float:
+    """(value - bound) / |bound| for a min problem, (bound - value) / |bound| for a max problem.
+
+    0 when they are equal, ``inf`` when the bound is 0 and they differ, ``nan`` when either is
+    unknown.
+    """
+    if value is None or bound is None or math.isnan(value) or math.isnan(bound):
+        return math.nan
+    diff = value - bound if sense == "min" else bound - value
+    if abs(diff) <= 1e-9 * max(1.0, abs(bound)):
+        return 0.0
+    if bound == 0:
+        return math.inf
+    return diff / abs(bound)
+
+
+@dataclasses.dataclass
+class Solution:
+    """Outcome of a solve.
+
+    Attributes
+    ----------
+    status : one of ``optimal``, ``time_limit``, ``infeasible``, ``unbounded``, ``error``.
+    objective : value of the incumbent (nan if none was found), in the model's units.
+    bound : the proved bound (equals ``objective`` when optimal).
+    gap : relative gap between objective and bound (see :func:`relative_gap`).
+    wall_s : wall-clock seconds of build plus solve.
+    decisions : primal decisions as pandas objects indexed like the instance.
+    prices : constraint family name -> price Series, in the convention of this module.
+    sense : ``min`` or ``max``.
+    relaxed : True when this is an LP relaxation.
+    backend : ``highs`` (through Pyomo) or ``cvxpy``.
+    """
+
+    status: str
+    objective: float
+    bound: float
+    gap: float
+    wall_s: float
+    decisions: dict[str, pd.Series | pd.DataFrame] = dataclasses.field(default_factory=dict)
+    prices: dict[str, pd.Series] = dataclasses.field(default_factory=dict)
+    sense: Sense = "min"
+    relaxed: bool = False
+    backend: str = "highs"
+    decision: str = ""
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def optimal(self) -> bool:
+        return self.status == "optimal"
+
+    def top_prices(self, n: int = 5) -> pd.DataFrame:
+        """The ``n`` largest prices over all constraint families (family, index, price)."""
+        rows = []
+        for family, series in self.prices.items():
+            for key, value in series.items():
+                rows.append((family, key, float(value)))
+        frame = pd.DataFrame(rows, columns=["family", "index", "price"])
+        if frame.empty:
+            return frame
+        order = frame["price"].abs().sort_values(ascending=False).index
+        return frame.loc[order].head(n).reset_index(drop=True)
+
+    def summary(self) -> str:
+        kind = "LP relaxation" if self.relaxed else "model"
+        return (
+            f"{self.decision or 'solve'} {kind} [{self.backend}]: status={self.status} "
+            f"objective={self.objective:.6g} bound={self.bound:.6g} gap={self.gap:.3%} "
+            f"time={self.wall_s:.2f}s"
+        )
+
+    def __repr__(self) -> str:
+        families = ", ".join(f"{k}[{len(v)}]" for k, v in self.prices.items())
+        return f"<Solution {self.summary()} prices: {families or 'none'}>"

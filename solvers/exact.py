@@ -1,0 +1,302 @@
+"""Exact and relaxed solves with HiGHS, through Pyomo (any model) or CVXPY (the LPs).
+
+``solve(instance)`` builds ``servopt.models.<decision>.build(instance)`` and returns a
+:class:`~servopt.core.Solution` with the incumbent, the proved bound, the gap, the primal
+decisions and the prices. A model module may define two optional hooks:
+
+- ``decisions(model, instance) -> dict`` to label the primal values like the instance
+  (otherwise every variable comes back as a Series over its index);
+- ``explain_infeasible(instance) -> str`` for the domain message of an infeasible instance.
+
+Prices follow the one convention of :mod:`servopt.core.solution`: for a MIP they are the duals of
+the LP obtained by fixing the integer variables at the incumbent (``prices=True``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+
+from servopt.core import InfeasibleError, Instance, InvalidInstanceError, Solution
+from servopt.core.cvxmodel import CvxpyModel
+from servopt.core.registry import layer_module
+from servopt.core.solution import clean_prices, normalise_dual, relative_gap
+
+BACKENDS = ("highs", "cvxpy")
+
+
+def model_module(decision: str) -> Any:
+    """The ``servopt.models.<decision>`` module (or the one registered for it)."""
+    return layer_module(decision, "models")
+
+
+def solve(
+    instance: Instance,
+    *,
+    relax: bool = False,
+    time_limit: float | None = None,
+    mip_gap: float = 1e-4,
+    backend: str = "highs",
+    prices: bool = True,
+    **options: Any,
+) -> Solution:
+    """Build the decision's model for ``instance`` and solve it with HiGHS.
+
+    Parameters
+    ----------
+    relax : solve the LP relaxation instead of the integer model.
+    time_limit : seconds for the solver; on expiry the incumbent and proved bound come back
+        with status ``time_limit`` (not an error).
+    mip_gap : relative MIP gap at which HiGHS stops.
+    backend : ``highs`` (Pyomo model) or ``cvxpy`` (the model's ``build_cvxpy`` LP).
+    options : passed to the model's ``build``.
+    """
+    if not isinstance(instance, Instance):
+        raise InvalidInstanceError(f"solve() needs a servopt instance, got {type(instance).__name__}")
+    if backend not in BACKENDS:
+        raise InvalidInstanceError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    module = model_module(instance.decision)
+    start = time.perf_counter()
+    try:
+        if backend == "cvxpy":
+            if not hasattr(module, "build_cvxpy"):
+                raise InvalidInstanceError(f"{instance.decision} has no CVXPY formulation")
+            cvx = module.build_cvxpy(instance, **options)
+            solution = solve_cvxpy(cvx, time_limit=time_limit, decision=instance.decision)
+        else:
+            model = module.build(instance, relax=relax, **options)
+            solution = solve_model(
+                model,
+                relax=relax,
+                time_limit=time_limit,
+                mip_gap=mip_gap,
+                prices=prices,
+                decision=instance.decision,
+            )
+            if solution.status in ("optimal", "time_limit") and not math.isnan(solution.objective):
+                extract = getattr(module, "decisions", None)
+                solution.decisions = extract(model, instance) if extract else _pyomo_values(model)
+    except InfeasibleError as exc:
+        explain = getattr(module, "explain_infeasible", None)
+        message = explain(instance) if explain else None
+        raise InfeasibleError(message or str(exc)) from None
+    solution.relaxed = relax or backend == "cvxpy"
+    solution.wall_s = time.perf_counter() - start
+    return solution
+
+
+# ---------------------------------------------------------------------------------------------
+# Pyomo + HiGHS
+# ---------------------------------------------------------------------------------------------
+def _highs() -> Any:
+    from pyomo.contrib.solver.common.factory import SolverFactory
+
+    return SolverFactory("highs")
+
+
+def solve_model(
+    model: pyo.ConcreteModel,
+    *,
+    relax: bool = False,
+    time_limit: float | None = None,
+    mip_gap: float = 1e-4,
+    prices: bool = True,
+    decision: str = "",
+    solver_options: dict[str, Any] | None = None,
+) -> Solution:
+    """Solve a Pyomo model with HiGHS; return status, objective, bound, gap and prices.
+
+    Raises :class:`InfeasibleError` when HiGHS proves the model infeasible.
+    """
+    from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
+
+    start = time.perf_counter()
+    if relax:
+        pyo.TransformationFactory("core.relax_integer_vars").apply_to(model)
+    objective = next(model.component_data_objects(pyo.Objective, active=True))
+    sense = "min" if objective.sense == pyo.minimize else "max"
+    options = {"mip_rel_gap": mip_gap, "output_flag": False}
+    options.update(solver_options or {})
+    kwargs: dict[str, Any] = {"solver_options": options}
+    if time_limit is not None:
+        if time_limit <= 0:
+            raise InvalidInstanceError(f"time_limit must be positive seconds, got {time_limit}")
+        kwargs["time_limit"] = float(time_limit)
+    result = _highs().solve(
+        model, raise_exception_on_nonoptimal_result=False, load_solutions=False, **kwargs
+    )
+    term = result.termination_condition
+    if term in (TerminationCondition.provenInfeasible, TerminationCondition.locallyInfeasible):
+        raise InfeasibleError(f"the {decision or 'model'} model is infeasible")
+    if term == TerminationCondition.infeasibleOrUnbounded:
+        raise InfeasibleError(f"the {decision or 'model'} model is infeasible (or unbounded)")
+    has_solution = result.solution_status in (SolutionStatus.optimal, SolutionStatus.feasible)
+    if term == TerminationCondition.convergenceCriteriaSatisfied:
+        status = "optimal"
+    elif term == TerminationCondition.maxTimeLimit:
+        status = "time_limit"
+    elif term == TerminationCondition.unbounded:
+        status = "unbounded"
+    else:
+        status = "error"
+    value = math.nan
+    if has_solution:
+        result.solution_loader.load_vars()
+        value = float(pyo.value(objective))
+    bound = result.objective_bound
+    bound = float(bound) if bound is not None and math.isfinite(bound) else math.nan
+    if status == "optimal" and _is_lp(model):
+        bound = value
+    if math.isnan(bound) and status == "optimal":
+        bound = value
+    solution = Solution(
+        status=status,
+        objective=value,
+        bound=bound,
+        gap=relative_gap(value, bound, sense),
+        wall_s=0.0,
+        sense=sense,
+        relaxed=relax,
+        backend="highs",
+        decision=decision,
+    )
+    if prices and has_solution:
+        if _is_lp(model):
+            solution.prices = _pyomo_prices(model, result.solution_loader.get_duals(), sense)
+        else:
+            solution.prices = _fixed_integer_prices(model, sense)
+    solution.wall_s = time.perf_counter() - start
+    return solution
+
+
+def _is_lp(model: pyo.ConcreteModel) -> bool:
+    return all(
+        v.is_continuous() or v.fixed for v in model.component_data_objects(pyo.Var, active=True)
+    )
+
+
+def _fixed_integer_prices(model: pyo.ConcreteModel, sense: str) -> dict[str, pd.Series]:
+    """Prices of a MIP: duals of the LP with the integer variables fixed at the incumbent."""
+    from pyomo.contrib.solver.common.results import TerminationCondition
+
+    lp = model.clone()
+    for var in lp.component_data_objects(pyo.Var, active=True):
+        if not var.is_continuous() and not var.fixed and var.value is not None:
+            var.fix(round(var.value))
+    pyo.TransformationFactory("core.relax_integer_vars").apply_to(lp)
+    result = _highs().solve(
+        lp,
+        raise_exception_on_nonoptimal_result=False,
+        load_solutions=False,
+        solver_options={"output_flag": False},
+    )
+    if result.termination_condition != TerminationCondition.convergenceCriteriaSatisfied:
+        return {}
+    return _pyomo_prices(lp, result.solution_loader.get_duals(), sense)
+
+
+def _pyomo_prices(model: pyo.ConcreteModel, duals: Any, sense: str) -> dict[str, pd.Series]:
+    names = getattr(model, "index_names", {}) or {}
+    prices: dict[str, pd.Series] = {}
+    for component in model.component_objects(pyo.Constraint, active=True, descend_into=True):
+        keys, values, inequality = [], [], True
+        for key, con in component.items():
+            if not con.active or con not in duals:
+                continue
+            dual = float(duals[con])
+            if con.equality:
+                row, inequality = "eq", False
+            elif con.has_ub() and not con.has_lb():
+                row = "le"
+            elif con.has_lb() and not con.has_ub():
+                row = "ge"
+            else:  # ranged: the active side is the one the dual's sign points to
+                row = "le" if (dual < 0) == (sense == "min") else "ge"
+            keys.append(key)
+            values.append(normalise_dual(dual, sense=sense, row=row, convention="pyomo"))
+        if not keys:
+            continue
+        name = component.local_name
+        index = _make_index(keys, names.get(name))
+        series = pd.Series(np.asarray(values, dtype=float), index=index, name=name)
+        prices[name] = clean_prices(series, inequality=inequality)
+    return prices
+
+
+def _make_index(keys: list[Any], names: Any) -> pd.Index:
+    if keys and isinstance(keys[0], tuple):
+        return pd.MultiIndex.from_tuples(keys, names=list(names) if names else None)
+    if names:
+        name = names[0] if isinstance(names, list | tuple) else names
+        return pd.Index(keys, name=name)
+    return pd.Index(keys)
+
+
+def _pyomo_values(model: pyo.ConcreteModel) -> dict[str, pd.Series]:
+    names = getattr(model, "index_names", {}) or {}
+    out: dict[str, pd.Series] = {}
+    for var in model.component_objects(pyo.Var, active=True):
+        keys = list(var.keys())
+        values = [var[k].value for k in keys]
+        if keys == [None]:
+            out[var.local_name] = pd.Series(values, name=var.local_name, dtype=float)
+        else:
+            index = _make_index(keys, names.get(var.local_name))
+            out[var.local_name] = pd.Series(values, index=index, name=var.local_name, dtype=float)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# CVXPY + HiGHS
+# ---------------------------------------------------------------------------------------------
+def solve_cvxpy(
+    cvx: CvxpyModel, *, time_limit: float | None = None, decision: str = ""
+) -> Solution:
+    """Solve a labelled CVXPY LP with HiGHS; prices normalised like the Pyomo path."""
+    import cvxpy as cp
+
+    start = time.perf_counter()
+    opts: dict[str, Any] = {}
+    if time_limit is not None:
+        opts["time_limit"] = float(time_limit)
+    try:
+        cvx.problem.solve(solver="HIGHS", verbose=False, **opts)
+    except cp.error.SolverError as exc:
+        raise InfeasibleError(f"the {decision or 'model'} LP could not be solved: {exc}") from None
+    status = cvx.problem.status
+    if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
+        raise InfeasibleError(f"the {decision or 'model'} model is infeasible")
+    if status in (cp.UNBOUNDED, cp.UNBOUNDED_INACCURATE):
+        value, mapped = (-math.inf if cvx.sense == "min" else math.inf), "unbounded"
+    elif status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
+        value, mapped = float(cvx.problem.value), "optimal"
+    else:
+        value, mapped = math.nan, "error"
+    solution = Solution(
+        status=mapped,
+        objective=value,
+        bound=value,
+        gap=0.0 if mapped == "optimal" else math.nan,
+        wall_s=0.0,
+        sense=cvx.sense,
+        relaxed=True,
+        backend="cvxpy",
+        decision=decision,
+    )
+    if mapped == "optimal":
+        for name, (con, index) in cvx.constraints.items():
+            dual = np.asarray(con.dual_value, dtype=float).ravel()
+            row = "eq" if isinstance(con, cp.constraints.Equality | cp.constraints.Zero) else "le"
+            price = normalise_dual(dual, sense=cvx.sense, row=row, convention="cvxpy")
+            series = pd.Series(price, index=index, name=name)
+            solution.prices[name] = clean_prices(series, inequality=row != "eq")
+        for name, (var, index) in cvx.variables.items():
+            values = np.asarray(var.value, dtype=float).ravel()
+            solution.decisions[name] = pd.Series(values, index=index, name=name)
+    solution.wall_s = time.perf_counter() - start
+    return solution

@@ -1,1 +1,4 @@
-"""Declarative formulations, one module per decision (Pyomo; CVXPY for the LPs). Models build; they never solve."""
+"""Declarative formulations, one module per decision (Pyomo; CVXPY for the LPs).
+
+Models build; they never solve.
+"""

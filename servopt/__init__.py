@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 # copy has them inside it. Let ``import servopt.instances`` work in both.
 _root = _Path(__file__).resolve().parent.parent
 if not (_Path(__file__).parent / "instances").is_dir() and (_root / "instances").is_dir():
-    __path__.append(str(_root))  # noqa: F821 - the package's own __path__
+    __path__.append(str(_root))
 
 
 def solve(instance: Instance, **kwargs: Any) -> Solution:

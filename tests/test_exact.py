@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 import pytest
-from toy_decision import ToyInstance
 
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.core.solution import normalise_dual, relative_gap
 from servopt.solvers import exact
+
+from toy_decision import ToyInstance
 
 # Wyndor Glass (Hillier & Lieberman, Introduction to Operations Research, ch. 3-6):
 # max 3 x1 + 5 x2  s.t.  x1 <= 4,  2 x2 <= 12,  3 x1 + 2 x2 <= 18.

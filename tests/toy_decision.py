@@ -92,7 +92,9 @@ def greedy(instance: ToyInstance) -> np.ndarray:
     per_unit = instance.profit / instance.usage.max(axis=0)
     best = int(np.argmax(per_unit))
     x = np.zeros(len(instance.profit))
-    x[best] = np.min(instance.capacity / instance.usage[:, best])
+    column = instance.usage[:, best]
+    room = np.divide(instance.capacity, column, out=np.full(len(column), np.inf), where=column > 0)
+    x[best] = np.min(room)
     return x
 
 

@@ -1,0 +1,79 @@
+"""Instance base: validation at construction, JSON round trip, and clear errors on bad files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import servopt
+from servopt.core import InvalidInstanceError
+from servopt.instances import load
+
+from toy_decision import ToyInstance
+
+WYNDOR = {"profit": [3.0, 5.0], "usage": [[1, 0], [0, 2], [3, 2]], "capacity": [4, 12, 18]}
+
+
+def test_validation_at_construction_names_the_rule():
+    with pytest.raises(InvalidInstanceError, match="usage must be resources x products"):
+        ToyInstance(profit=[1.0, 2.0], usage=[[1.0]], capacity=[1.0])
+    assert issubclass(InvalidInstanceError, ValueError)
+
+
+def test_json_round_trip(tmp_path):
+    inst = ToyInstance(**WYNDOR)
+    path = tmp_path / "toy.json"
+    inst.to_json(path)
+    data = json.loads(path.read_text())
+    assert data["decision"] == "toy_production" and data["schema_version"] == 2
+    back = load(path)
+    assert isinstance(back, ToyInstance)
+    np.testing.assert_array_equal(back.usage, inst.usage)
+    assert back.content_hash() == inst.content_hash()
+    assert ToyInstance.from_json(inst.to_json()).summary() == inst.summary()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"fields": {}}', "no 'decision' field"),
+        ('{"decision": "nonsense", "schema_version": 1, "fields": {}}', "unknown decision"),
+        ('{"decision": "toy_production", "schema_version": 3, "fields": {}}', "newer than"),
+        ('{"decision": "toy_production", "schema_version": 2, "fields": {"bogus": 1}}',
+         "unknown field"),
+        ('{"decision": "toy_production", "schema_version": 2, "fields": {"profit": [1]}}',
+         "missing"),
+        ('{"decision": "toy_production", "schema_version": 2, "fields": '
+         '{"profit": {"ndarray": [1], "dtype": "object"}, "usage": [[1]], "capacity": [1]}}',
+         "unsupported array dtype"),
+    ],
+)
+def test_bad_files_are_reported_clearly(tmp_path, text, message):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    with pytest.raises(InvalidInstanceError, match=message):
+        load(path)
+
+
+def test_other_decision_is_refused():
+    inst = ToyInstance(**WYNDOR)
+    data = inst.to_dict()
+    data["decision"] = "caching"
+    with pytest.raises(InvalidInstanceError, match="not a 'toy_production' instance"):
+        ToyInstance.from_dict(data)
+
+
+def test_missing_file():
+    with pytest.raises(InvalidInstanceError, match="no such file"):
+        load("/nonexistent/instance.json")
+
+
+def test_top_level_api():
+    inst = ToyInstance(**WYNDOR)
+    sol = servopt.solve(inst)
+    assert sol.objective == pytest.approx(36.0)
+    top = sol.top_prices(1)
+    assert top.iloc[0]["price"] == pytest.approx(1.5)  # the 2 x2 <= 12 row, by hand

@@ -1,0 +1,153 @@
+"""The gap harness, the case registry, the cached runner and the CLI, on the toy decision."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from servopt import cli
+from servopt.benchmarks import Case, gap_table, run
+from servopt.benchmarks import report as report_mod
+from servopt.benchmarks import runner as runner_mod
+
+import toy_decision
+from toy_decision import ToyInstance, make_instance
+
+WYNDOR = {"profit": [3.0, 5.0], "usage": [[1, 0], [0, 2], [3, 2]], "capacity": [4, 12, 18]}
+
+
+def test_gap_table_columns_and_values():
+    inst = ToyInstance(**WYNDOR)
+    table = gap_table(inst)
+    assert list(table.columns[:7]) == ["method", "cost", "bound", "bound_kind", "gap", "wall_s",
+                                       "status"]
+    rows = table.set_index("method")
+    assert rows.loc["exact", "cost"] == pytest.approx(36.0)
+    assert rows.loc["exact", "gap"] == pytest.approx(0.0, abs=1e-9)
+    # greedy by hand: best profit per unit of tightest resource is product 2 (5 / 2 = 2.5 vs 3 / 3);
+    # x2 = min(12 / 2, 18 / 2) = 6 -> profit 30, gap (36 - 30) / 36 for a max decision
+    assert rows.loc["greedy", "cost"] == pytest.approx(30.0)
+    assert rows.loc["greedy", "gap"] == pytest.approx(6 / 36)
+    assert rows.loc["nothing", "gap"] == pytest.approx(1.0)
+    assert rows.loc["greedy", "utilisation"] == pytest.approx(1.0)
+
+
+def _case(name="toy_case", seeds=(0, 1)):
+    return Case(name=name, decision="toy_production", grid=({"products": 3}, {"products": 4}),
+                seeds=seeds, make_instance=make_instance, methods=("greedy", "exact"))
+
+
+def test_runner_rows_match_gap_table(tmp_path):
+    frame = run([_case()], jobs=1, cache_dir=tmp_path, progress=False)
+    assert len(frame) == 2 * 2 * 2
+    for (params, seed), block in frame.groupby(["params", "seed"]):
+        inst = make_instance(seed=seed, **json.loads(params))
+        direct = gap_table(inst, ["greedy", "exact"]).set_index("method")
+        got = block.set_index("method")
+        for method in ("greedy", "exact"):
+            assert got.loc[method, "cost"] == pytest.approx(direct.loc[method, "cost"])
+            assert got.loc[method, "gap"] == pytest.approx(direct.loc[method, "gap"], abs=1e-9)
+
+
+def test_cache_resumes_and_recomputes_nothing(tmp_path, monkeypatch):
+    first = run([_case()], jobs=1, cache_dir=tmp_path, progress=False)
+    files = sorted(tmp_path.glob("*.json"))
+    assert len(files) == 4 * 3  # 4 tasks x (bound + 2 methods)
+    # interrupted run: lose some units, then resume; only the lost ones are computed again
+    for path in files[:5]:
+        path.unlink()
+    calls = []
+    original = runner_mod.run_unit
+
+    def counting(*args):
+        calls.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(runner_mod, "run_unit", counting)
+    second = run([_case()], jobs=1, cache_dir=tmp_path, progress=False)
+    assert len(calls) == 5
+    calls.clear()
+    third = run([_case()], jobs=1, cache_dir=tmp_path, progress=False)
+    assert calls == []
+    for frame in (second, third):
+        pd.testing.assert_frame_equal(
+            frame.drop(columns="wall_s"), first.drop(columns="wall_s"), check_like=True)
+
+
+def test_process_pool_gives_the_same_rows(tmp_path):
+    serial = run([_case()], jobs=1, progress=False)
+    pooled = run([_case()], jobs=2, progress=False)
+    key = ["params", "seed", "method"]
+    a = serial.sort_values(key).reset_index(drop=True)
+    b = pooled.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_series_equal(a["cost"], b["cost"])
+    pd.testing.assert_series_equal(a["gap"], b["gap"])
+
+
+def test_failing_method_is_a_row_not_a_crash(tmp_path):
+    case = Case(name="toy_bad", decision="toy_production", make_instance=make_instance,
+                methods=("greedy", "no_such_method"))
+    frame = run([case], jobs=1, cache_dir=tmp_path, progress=False)
+    bad = frame.set_index("method").loc["no_such_method"]
+    assert bad["status"].startswith("error") and math.isnan(bad["cost"])
+    # errors are not cached: a fixed method would be retried next time
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_code_change_invalidates_cache(tmp_path, monkeypatch):
+    case = _case(seeds=(0,))
+    run([case], jobs=1, cache_dir=tmp_path, progress=False)
+    monkeypatch.setattr(runner_mod, "code_fingerprint", lambda case: "changed")
+    units = runner_mod.plan_units([case])
+    assert all(runner_mod._read_cache(tmp_path, u[0]) is None for u in units)
+
+
+def test_reports(tmp_path):
+    frame = run([_case()], jobs=1, progress=False)
+    paths = report_mod.write_reports(frame, tmp_path, "toy", command="servopt bench")
+    text = (tmp_path / "toy.md").read_text()
+    assert "| method |" in text and "greedy" in text and "servopt bench" in text
+    assert pd.read_csv(paths[0]).shape[0] == len(frame)
+    from servopt.benchmarks import plots
+
+    pngs = plots.write_plots(frame, tmp_path, "toy")
+    assert all(p.stat().st_size > 1000 for p in pngs)
+
+
+# -- CLI ----------------------------------------------------------------------------------------
+def test_cli_solve(tmp_path, capsys):
+    path = tmp_path / "w.json"
+    ToyInstance(**WYNDOR).to_json(path)
+    assert cli.main(["solve", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "status    optimal" in out and "objective 36" in out and "capacity[1] = 1.5" in out
+    assert cli.main(["solve", str(path), "--backend", "cvxpy"]) == 0
+    assert "objective 36" in capsys.readouterr().out
+
+
+def test_cli_generate(tmp_path, capsys):
+    path = tmp_path / "g.json"
+    assert cli.main(["generate", "toy_production", "products=5", "-o", str(path), "--seed",
+                     "3"]) == 0
+    assert ToyInstance.from_json(path).profit.shape == (5,)
+    assert cli.main(["generate", "toy_production", "colour=red", "-o", str(path)]) == 2
+    assert "colour" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["solve", "/no/such/file.json"], ["generate", "no_decision", "-o", "x.json"],
+     ["bench", "--case", "no_such_case"]],
+)
+def test_cli_errors_are_one_line(argv, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("servopt: error:") and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_registered_decision_is_known():
+    assert toy_decision.DECISION in __import__("servopt").core.registry.known_decisions()

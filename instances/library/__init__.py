@@ -1,0 +1,102 @@
+"""The named instance library: benchmark instances of every decision with their best known values.
+
+``manifest.json`` lists, per instance: its decision, size class (``small``: optimum proved;
+``medium``; ``large``: bound only), file, sha256 of the file, the best known objective and bound,
+the kind of bound, the solve options that reproduce them, and how they were obtained. A file whose
+hash does not match the manifest is reported as corrupted or tampered and never trusted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from servopt.core import Instance, InvalidInstanceError
+
+LIBRARY_DIR = Path(__file__).resolve().parent
+MANIFEST = LIBRARY_DIR / "manifest.json"
+SIZES = ("small", "medium", "large")
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One library instance as the manifest records it."""
+
+    name: str
+    decision: str
+    size: str
+    file: str
+    sha256: str
+    objective: float | None
+    bound: float | None
+    bound_kind: str
+    solve: dict[str, Any]
+    obtained: str
+    wall_s: float | None = None
+    summary: str = ""
+
+    @property
+    def path(self) -> Path:
+        return LIBRARY_DIR / self.file
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def read_manifest(path: Path = MANIFEST) -> dict[str, Entry]:
+    """Entries by name; an unreadable manifest is an :class:`InvalidInstanceError`."""
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+        entries = [Entry(**item) for item in raw["instances"]]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InvalidInstanceError(f"{path}: the library manifest is malformed ({exc})") from None
+    return {e.name: e for e in entries}
+
+
+def write_manifest(entries: list[Entry], path: Path = MANIFEST) -> None:
+    data = {"schema_version": 1,
+            "instances": [dataclasses.asdict(e) for e in sorted(entries, key=_order)]}
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _order(entry: Entry) -> tuple[str, int, str]:
+    return entry.decision, SIZES.index(entry.size), entry.name
+
+
+def entry(name: str) -> Entry:
+    entries = read_manifest()
+    if name not in entries:
+        raise InvalidInstanceError(
+            f"no library instance named {name!r}; `servopt library list` shows them")
+    return entries[name]
+
+
+def load(name: str) -> Instance:
+    """Load a library instance after checking its file against the manifest's sha256."""
+    from servopt.instances import load as load_file
+
+    item = entry(name)
+    if not item.path.is_file():
+        raise InvalidInstanceError(f"library instance {name!r}: file {item.file} is missing")
+    digest = sha256_file(item.path)
+    if digest != item.sha256:
+        raise InvalidInstanceError(
+            f"library instance {name!r}: {item.file} is corrupted or was modified "
+            f"(sha256 {digest[:12]}... does not match the manifest's {item.sha256[:12]}...)")
+    instance = load_file(item.path)
+    if instance.decision != item.decision:
+        raise InvalidInstanceError(
+            f"library instance {name!r}: the file holds a {instance.decision} instance, the "
+            f"manifest says {item.decision}")
+    return instance
+
+
+def names(decision: str | None = None, sizes: tuple[str, ...] = SIZES) -> list[str]:
+    return [e.name for e in sorted(read_manifest().values(), key=_order)
+            if (decision is None or e.decision == decision) and e.size in sizes]

@@ -95,6 +95,43 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_library(args: argparse.Namespace) -> int:
+    from servopt.instances import library
+
+    if args.action == "list":
+        entries = library.read_manifest()
+        if not entries:
+            print("the instance library is empty")
+            return 0
+        print(f"{'name':34} {'decision':17} {'size':6} {'objective':>14} {'bound':>14}  kind")
+        for name in library.names():
+            e = entries[name]
+            obj = "" if e.objective is None else f"{e.objective:.8g}"
+            bound = "" if e.bound is None else f"{e.bound:.8g}"
+            print(f"{e.name:34} {e.decision:17} {e.size:6} {obj:>14} {bound:>14}  {e.bound_kind}")
+        return 0
+    if args.action == "show":
+        if len(args.names) != 1:
+            raise ValueError("library show takes exactly one NAME")
+        e = library.entry(args.names[0])
+        instance = library.load(e.name)
+        print(f"{e.name}: {instance.summary()}")
+        for key in ("decision", "size", "file", "objective", "bound", "bound_kind", "solve",
+                    "obtained", "wall_s", "sha256"):
+            print(f"  {key:10} {getattr(e, key)}")
+        return 0
+    from servopt.benchmarks import library as lib_bench
+
+    sizes = ("small", "medium", "large") if args.all else ("small", "medium")
+    table = lib_bench.verify(args.names or None, sizes=sizes)
+    for row in table.itertuples(index=False):
+        mark = "ok  " if row.ok else "FAIL"
+        print(f"{mark} {row.name:34} {row.wall_s:7.2f}s  {row.message}")
+    failed = int((~table["ok"]).sum()) if len(table) else 0
+    print(f"{len(table) - failed} of {len(table)} library instances verified")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="servopt",
@@ -130,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("library", help="the named instance library: list, show NAME, verify")
+    p.add_argument("action", choices=["list", "show", "verify"])
+    p.add_argument("names", nargs="*", help="instance names (show: one; verify: default all "
+                   "small and medium)")
+    p.add_argument("--all", action="store_true", help="verify: include the large instances")
+    p.set_defaults(func=cmd_library)
     return parser
 
 

@@ -190,18 +190,30 @@ def run(
     return assemble([results[u[0]] for u in units if u[0] in results])
 
 
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the parent, which stops them and keeps what finished."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run_pool(todo: list, jobs: int, done: Any) -> None:
     import multiprocessing
 
     context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-        futures = {pool.submit(run_unit, c, p, s, m): k for k, c, p, s, m in todo}
-        try:
-            for future in cf.as_completed(futures):
-                done(futures[future], future.result())
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                  initializer=_ignore_sigint)
+    futures = {pool.submit(run_unit, c, p, s, m): k for k, c, p, s, m in todo}
+    try:
+        for future in cf.as_completed(futures):
+            done(futures[future], future.result())
+    except BaseException:
+        # interrupted: stop the units in flight now rather than waiting for them
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from toy_decision import make_instance
 
 from servopt.benchmarks import Case, run
+
+from toy_decision import make_instance
 
 pytest.importorskip("dask.distributed")
 

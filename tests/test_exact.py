@@ -10,6 +10,7 @@ import pandas as pd
 import pyomo.environ as pyo
 import pytest
 
+from servopt.benchmarks.exact_time_limit import market_split
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.core.solution import normalise_dual, relative_gap
@@ -105,24 +106,9 @@ def test_normalise_dual_table():
     assert normalise_dual(-2.5, sense="min", row="eq", convention="cvxpy") == 2.5
 
 
-def _market_split(seed: int = 3, m: int = 5, n: int = 40) -> pyo.ConcreteModel:
-    """Cornuejols-Dawande market split: tiny, and famously hard for branch and bound."""
-    rng = np.random.default_rng(seed)
-    a = rng.integers(0, 100, size=(m, n))
-    rhs = a.sum(axis=1) // 2
-    mod = pyo.ConcreteModel()
-    mod.x = pyo.Var(range(n), domain=pyo.Binary)
-    mod.sp = pyo.Var(range(m), domain=pyo.NonNegativeReals)
-    mod.sm = pyo.Var(range(m), domain=pyo.NonNegativeReals)
-    mod.split = pyo.Constraint(range(m), rule=lambda mo, i: sum(
-        int(a[i, j]) * mo.x[j] for j in range(n)) + mo.sp[i] - mo.sm[i] == int(rhs[i]))
-    mod.obj = pyo.Objective(expr=sum(mod.sp[i] + mod.sm[i] for i in range(m)))
-    return mod
-
-
 def test_time_limit_returns_incumbent_and_bound():
     start = time.perf_counter()
-    sol = exact.solve_model(_market_split(), time_limit=1.0, prices=False)
+    sol = exact.solve_model(market_split(), time_limit=1.0, prices=False)
     elapsed = time.perf_counter() - start
     assert sol.status == "time_limit"
     assert sol.bound <= sol.objective + 1e-9

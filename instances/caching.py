@@ -1,0 +1,246 @@
+"""Caching instances: a request sequence for objects of different sizes and miss costs.
+
+An instance is the offline view of one cache: requests ``r = 0..n-1`` at non-decreasing times
+``time[r]`` (s) for objects ``object_id[r]``; object ``o`` has ``size[o]`` (tokens: embedding
+tokens of a multimodal item, or 512 per prefix KV block) and ``miss_cost[o]`` (what one miss
+costs: encoder milliseconds, or block-recompute units); the cache holds ``capacity`` tokens.
+
+Generators
+----------
+- :func:`generate`: a multimodal embedding workload (thumbnail, image, audio, video objects whose
+  size and encoder cost are not proportional), Zipf popularity with skew ``skew`` and popularity
+  drift between phases.
+- :func:`from_trace`: prefix KV blocks of a Mooncake JSONL trace (each ``hash_ids`` entry is a
+  512-token block), miss cost 1 per block or growing with the block's position in the prompt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from servopt.core import Instance as BaseInstance
+from servopt.core import InvalidInstanceError
+
+BLOCK_TOKENS = 512
+
+# kind: (median size in embedding tokens, size spread (lognormal sigma), encoder ms fixed,
+#        encoder ms per token, share of objects)
+MULTIMODAL_KINDS: dict[str, tuple[float, float, float, float, float]] = {
+    "thumbnail": (64.0, 0.2, 4.0, 0.02, 0.40),
+    "image": (576.0, 0.3, 12.0, 0.015, 0.35),
+    "audio": (750.0, 0.5, 30.0, 0.03, 0.15),
+    "video": (4096.0, 0.6, 40.0, 0.05, 0.10),
+}
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Instance(BaseInstance):
+    """A caching instance (see the module docstring for units).
+
+    time : (n,) request times in seconds, non-decreasing.
+    object_id : (n,) requested object of each request, in ``0..objects-1``.
+    size : (objects,) object size in tokens (> 0).
+    miss_cost : (objects,) cost of one miss of the object (>= 0; ms of encoder time or units).
+    capacity : cache size in tokens (>= 0).
+    kind : (objects,) small-int object kind (index into ``kind_names``); optional.
+    kind_names : names of the kinds.
+    name : a label of the workload.
+    """
+
+    decision = "caching"
+    schema_version = 1
+
+    time: np.ndarray
+    object_id: np.ndarray
+    size: np.ndarray
+    miss_cost: np.ndarray
+    capacity: float
+    kind: np.ndarray | None = None
+    kind_names: list[str] = dataclasses.field(default_factory=list)
+    name: str = ""
+
+    def validate(self) -> None:
+        def vector(field: str, dtype: Any) -> np.ndarray:
+            try:
+                value = np.asarray(getattr(self, field), dtype=dtype)
+            except (TypeError, ValueError):
+                raise InvalidInstanceError(f"{field} must be a vector of numbers") from None
+            if value.ndim != 1:
+                raise InvalidInstanceError(f"{field} must be one-dimensional, got shape "
+                                           f"{value.shape}")
+            self._set(field, value)
+            return value
+
+        time = vector("time", float)
+        raw_ids = np.asarray(self.object_id)
+        if raw_ids.size and raw_ids.dtype.kind == "f":
+            if not np.all(np.isfinite(raw_ids)) or np.any(raw_ids != np.round(raw_ids)):
+                raise InvalidInstanceError("object_id must be whole numbers (object indexes)")
+        ids = vector("object_id", np.int64)
+        size = vector("size", float)
+        cost = vector("miss_cost", float)
+        if len(time) != len(ids):
+            raise InvalidInstanceError(
+                f"time has {len(time)} entries but object_id has {len(ids)}: one time per request")
+        if len(size) != len(cost):
+            raise InvalidInstanceError(
+                f"size has {len(size)} objects but miss_cost has {len(cost)}: one each per object")
+        for field, value in (("time", time), ("size", size), ("miss_cost", cost)):
+            if not np.all(np.isfinite(value)):
+                raise InvalidInstanceError(f"{field} must be finite numbers")
+        if np.any(size <= 0):
+            o = int(np.argmax(size <= 0))
+            raise InvalidInstanceError(f"size of object {o} is {size[o]:g}: sizes must be > 0 "
+                                       "tokens")
+        if np.any(cost < 0):
+            o = int(np.argmax(cost < 0))
+            raise InvalidInstanceError(f"miss_cost of object {o} is {cost[o]:g}: miss costs must "
+                                       "be >= 0")
+        if len(time) > 1 and np.any(np.diff(time) < 0):
+            r = int(np.argmax(np.diff(time) < 0)) + 1
+            raise InvalidInstanceError(
+                f"time must be sorted: request {r} at {time[r]:g} s comes before request {r - 1} "
+                f"at {time[r - 1]:g} s")
+        if len(ids) and (ids.min() < 0 or ids.max() >= len(size)):
+            bad = int(ids[(ids < 0) | (ids >= len(size))][0])
+            raise InvalidInstanceError(
+                f"a request asks for object {bad}, which has no size and miss cost (objects are "
+                f"0..{len(size) - 1})")
+        try:
+            capacity = float(self.capacity)
+        except (TypeError, ValueError):
+            raise InvalidInstanceError("capacity must be a number of tokens") from None
+        if not np.isfinite(capacity) or capacity < 0:
+            raise InvalidInstanceError(f"capacity must be a finite number of tokens >= 0, got "
+                                       f"{self.capacity}")
+        self._set("capacity", capacity)
+        if self.kind is not None:
+            kind = vector("kind", np.int64)
+            if len(kind) != len(size):
+                raise InvalidInstanceError(f"kind has {len(kind)} entries for {len(size)} objects")
+            if len(kind) and (kind.min() < 0 or (self.kind_names and
+                                                  kind.max() >= len(self.kind_names))):
+                raise InvalidInstanceError("kind must index kind_names")
+        self._set("kind_names", [str(k) for k in self.kind_names])
+
+    # -- convenience -------------------------------------------------------------------------
+    @property
+    def requests(self) -> int:
+        return len(self.object_id)
+
+    @property
+    def objects(self) -> int:
+        return len(self.size)
+
+    def summary(self) -> str:
+        seen = np.unique(self.object_id)
+        distinct = float(self.size[seen].sum())
+        share = self.capacity / distinct if distinct else float("nan")
+        label = f"{self.name}: " if self.name else ""
+        return (f"caching {label}{self.requests} requests, {len(seen)} objects, capacity "
+                f"{self.capacity:.0f} tokens ({share:.1%} of distinct bytes)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Generators
+# ---------------------------------------------------------------------------------------------
+def generate(
+    *,
+    requests: int = 2000,
+    objects: int = 400,
+    skew: float = 0.9,
+    cache_share: float = 0.05,
+    drift: float = 0.1,
+    phases: int = 5,
+    rate: float = 100.0,
+    seed: int = 0,
+) -> Instance:
+    """A multimodal embedding workload.
+
+    requests : number of requests; objects : catalogue size.
+    skew : Zipf exponent of popularity (p ~ rank^-skew).
+    cache_share : capacity as a share of the catalogue's total size.
+    drift : share of objects whose popularity rank is redrawn at each of ``phases - 1`` phase
+        boundaries (0 = stationary).
+    rate : request rate (requests/s) of the Poisson arrivals.
+    """
+    if requests < 1 or objects < 1:
+        raise InvalidInstanceError("requests and objects must be >= 1")
+    if skew < 0 or not 0 <= drift <= 1 or phases < 1 or cache_share < 0 or rate <= 0:
+        raise InvalidInstanceError("need skew >= 0, 0 <= drift <= 1, phases >= 1, "
+                                   "cache_share >= 0, rate > 0")
+    rng = np.random.default_rng(seed)
+    names = list(MULTIMODAL_KINDS)
+    spec = np.array([MULTIMODAL_KINDS[k] for k in names])
+    kind = rng.choice(len(names), size=objects, p=spec[:, 4] / spec[:, 4].sum())
+    size = np.round(spec[kind, 0] * np.exp(spec[kind, 1] * rng.standard_normal(objects)))
+    size = np.maximum(size, 16.0)
+    # encoder time: a fixed launch/preprocess cost plus a per-token cost, with +-20% noise
+    cost = (spec[kind, 2] + spec[kind, 3] * size) * rng.uniform(0.8, 1.2, objects)
+    cost = np.round(cost, 3)
+    weights = np.arange(1, objects + 1, dtype=float) ** -skew
+    rank = rng.permutation(objects)  # rank[o]: popularity rank of object o
+    ids = np.empty(requests, dtype=np.int64)
+    bounds = np.linspace(0, requests, phases + 1).astype(int)
+    for phase in range(phases):
+        if phase > 0 and drift > 0:
+            moved = rng.choice(objects, size=int(round(drift * objects)), replace=False)
+            rank[moved] = rank[rng.permutation(moved)]
+        p = weights[rank]
+        lo, hi = bounds[phase], bounds[phase + 1]
+        ids[lo:hi] = rng.choice(objects, size=hi - lo, p=p / p.sum())
+    time = np.cumsum(rng.exponential(1.0 / rate, requests))
+    time -= time[0]
+    return Instance(time=time, object_id=ids, size=size, miss_cost=cost,
+                    capacity=float(np.round(cache_share * size.sum())), kind=kind,
+                    kind_names=names, name=f"multimodal skew={skew:g}")
+
+
+def from_trace(
+    path: str | Path,
+    *,
+    cache_share: float = 0.05,
+    cost: str = "unit",
+    max_requests: int | None = None,
+    start_s: float | None = None,
+    end_s: float | None = None,
+) -> Instance:
+    """Prefix KV blocks of a Mooncake JSONL trace as a caching instance.
+
+    Each ``hash_ids`` entry of a prompt is one request for a 512-token block, in prompt order.
+    cache_share : capacity as a share of the trace's distinct blocks (x 512 tokens).
+    cost : ``"unit"`` (one unit per missed block) or ``"position"`` (a missed block at
+        position ``j`` of its prompt costs ``1 + j / 16``: attention over a longer prefix makes
+        later blocks dearer to recompute).
+    max_requests : keep only the first prompts whose blocks total at most this many.
+    """
+    from servopt.instances.traces import read_mooncake
+
+    if cost not in ("unit", "position"):
+        raise InvalidInstanceError(f"cost must be 'unit' or 'position', got {cost!r}")
+    if cache_share < 0:
+        raise InvalidInstanceError(f"cache_share must be >= 0, got {cache_share}")
+    frame = read_mooncake(path, start_s=start_s, end_s=end_s)
+    lengths = frame["block_ids"].map(len).to_numpy()
+    if max_requests is not None:
+        keep = int(np.searchsorted(np.cumsum(lengths), max_requests, side="right"))
+        frame, lengths = frame.iloc[:max(keep, 1)], lengths[:max(keep, 1)]
+    blocks = np.fromiter((b for ids in frame["block_ids"] for b in ids), dtype=np.int64,
+                         count=int(lengths.sum()))
+    if blocks.size == 0:
+        raise InvalidInstanceError(f"{path}: the trace has no hash_ids blocks")
+    position = np.arange(len(blocks)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    times = np.repeat(frame["arrival_s"].to_numpy(dtype=float), lengths)
+    unique, first, ids = np.unique(blocks, return_index=True, return_inverse=True)
+    first_position = position[first].astype(float)
+    miss = np.ones(len(unique)) if cost == "unit" else 1.0 + first_position / 16.0
+    size = np.full(len(unique), float(BLOCK_TOKENS))
+    bucket = np.minimum(np.floor(np.log2(first_position + 1)).astype(np.int64), 7)
+    return Instance(time=times, object_id=ids.astype(np.int64), size=size, miss_cost=miss,
+                    capacity=float(np.round(cache_share * len(unique)) * BLOCK_TOKENS),
+                    kind=bucket, kind_names=[f"position<{2 ** (k + 1) - 1}" for k in range(8)],
+                    name=f"mooncake blocks cost={cost}")

@@ -1,0 +1,307 @@
+r"""Offline optimal caching with variable sizes and costs: the interval LP and its flow form.
+
+Formulation (symbols = names in the code)
+-----------------------------------------
+Requests ``t = 0..n-1`` ask for object ``o(t)`` of size ``s_o`` (tokens) and miss cost ``c_o``;
+the cache holds ``C`` tokens. An *interval* ``i = (a_i, b_i)`` joins two consecutive requests
+``a_i < b_i`` of one object; keeping the object in the cache over the whole interval makes the
+request ``b_i`` a hit. The gaps ``t = 0..n-2`` lie between request ``t`` and ``t + 1``; interval
+``i`` is alive in gaps ``a_i <= t < b_i``.
+
+Interval LP (``form="interval"``, the per-gap statement)::
+
+    min   sum_i c_i (1 - keep_i)  +  first_miss_cost
+    s.t.  cache_capacity[t]:  sum_{i alive at t} s_i keep_i <= C     for every gap t
+          0 <= keep_i <= 1 ;  keep_i = 0 when s_i > C
+
+``first_miss_cost`` is the cost of every object's first request (a miss for any policy).
+
+Flow form (``form="flow"``, the default; Berger, Beckmann and Harchol-Balter's FOO): the tokens
+held over gap ``t`` are a variable ``occupancy[t]`` and each gap's row only records what enters
+and leaves, so each ``keep_i`` appears in two rows instead of ``b_i - a_i``::
+
+    occupancy_balance[t]: occupancy[t] = occupancy[t-1] + s_i keep_{i starts at t}
+                                                        - s_j keep_{j ends at t}
+    cache_capacity[t]:    occupancy[t] <= C
+
+It is a min-cost flow: nodes are requests, the chain ``t -> t+1`` carries the cached tokens
+(capacity ``C``, cost 0) and interval ``i`` has a bypass arc ``a_i -> b_i`` (capacity ``s_i``,
+cost ``c_i / s_i`` per token) with supply ``s_i`` at ``a_i`` and demand ``s_i`` at ``b_i``
+(:func:`build_networkx`). All three give the same optimal value: a lower bound on the miss cost of
+every caching policy, online or offline, including ones that bypass the cache.
+
+Prices
+------
+``cache_capacity[t]`` (``price_t >= 0``): miss cost saved (ms of encoder time, or block-recompute
+units) per extra token of cache over gap ``t``, i.e. per token-request-step. Keeping interval ``i``
+pays for itself iff ``c_i > s_i * sum_{t in i} price_t``: an object is worth its place while its
+miss cost per token exceeds the summed price of the gaps until its next request, the bid-price
+rule of :mod:`servopt.solvers.caching`.
+
+Large instances: :func:`flow_matrix` returns the flow form as scipy.sparse data (4 nonzeros per
+request) for a direct HiGHS solve; tests check it agrees with the Pyomo, CVXPY and networkx forms.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+import scipy.sparse as sp
+
+from servopt.core import InvalidInstanceError
+from servopt.core.cvxmodel import CvxpyModel
+from servopt.instances.caching import Instance
+
+FORMS = ("flow", "interval")
+MAX_INTERVAL_NONZEROS = 5_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Intervals:
+    """The intervals of an instance (arrays indexed by interval ``i``).
+
+    start, end : request indexes ``a_i < b_i``; object : ``o(a_i)``; size, cost : ``s_i, c_i``.
+    next_request : (n,) index of the next request of the same object, ``n`` when none.
+    first_miss_cost : cost of every first request (paid by any policy).
+    fits : ``s_i <= C`` (an interval that does not fit is never kept).
+    """
+
+    start: np.ndarray
+    end: np.ndarray
+    object: np.ndarray
+    size: np.ndarray
+    cost: np.ndarray
+    next_request: np.ndarray
+    first_miss_cost: float
+    fits: np.ndarray
+
+
+def intervals(instance: Instance) -> Intervals:
+    """Vectorised interval extraction (O(n log n))."""
+    ids = instance.object_id
+    n = len(ids)
+    order = np.argsort(ids, kind="stable")
+    same = ids[order[1:]] == ids[order[:-1]]
+    next_request = np.full(n, n, dtype=np.int64)
+    next_request[order[:-1][same]] = order[1:][same]
+    start = np.flatnonzero(next_request < n)
+    end = next_request[start]
+    obj = ids[start]
+    first = np.ones(n, dtype=bool)
+    first[next_request[next_request < n]] = False
+    return Intervals(start=start, end=end, object=obj, size=instance.size[obj],
+                     cost=instance.miss_cost[obj], next_request=next_request,
+                     first_miss_cost=float(instance.miss_cost[ids[first]].sum()),
+                     fits=instance.size[obj] <= instance.capacity + 1e-9)
+
+
+def _gap_index(n: int) -> pd.Index:
+    return pd.RangeIndex(max(n - 1, 0), name="gap")
+
+
+def build(instance: Instance, *, relax: bool = False, form: str = "flow") -> pyo.ConcreteModel:
+    """The offline caching LP in Pyomo (``form="flow"`` or ``"interval"``).
+
+    ``relax`` is accepted for the common interface; the model is already an LP.
+    """
+    if form not in FORMS:
+        raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
+    iv = intervals(instance)
+    n, m = instance.requests, len(iv.start)
+    gaps = range(max(n - 1, 0))
+    model = pyo.ConcreteModel(name=f"caching_{form}")
+    model.I = pyo.RangeSet(0, m - 1) if m else pyo.Set(initialize=[])
+    model.T = pyo.RangeSet(0, n - 2) if n > 1 else pyo.Set(initialize=[])
+    upper = {i: (1.0 if iv.fits[i] else 0.0) for i in range(m)}
+    model.keep = pyo.Var(model.I, bounds=lambda _, i: (0.0, upper[i]))
+    size, cost, start, end = (iv.size.tolist(), iv.cost.tolist(), iv.start.tolist(),
+                              iv.end.tolist())
+    capacity = instance.capacity
+    if form == "flow":
+        starts_at = {a: i for i, a in enumerate(start)}
+        ends_at = {b: i for i, b in enumerate(end)}
+        model.occupancy = pyo.Var(model.T, domain=pyo.NonNegativeReals)
+
+        def balance(mdl: Any, t: int) -> Any:
+            flow = mdl.occupancy[t - 1] if t > 0 else 0.0
+            if t in starts_at:
+                flow = flow + size[starts_at[t]] * mdl.keep[starts_at[t]]
+            if t in ends_at:
+                flow = flow - size[ends_at[t]] * mdl.keep[ends_at[t]]
+            return mdl.occupancy[t] == flow
+
+        model.occupancy_balance = pyo.Constraint(model.T, rule=balance)
+        model.cache_capacity = pyo.Constraint(
+            model.T, rule=lambda mdl, t: mdl.occupancy[t] <= capacity)
+    else:
+        _check_interval_size(iv)
+        alive: list[list[int]] = [[] for _ in gaps]
+        for i in range(m):
+            if iv.fits[i]:
+                for t in range(start[i], end[i]):
+                    alive[t].append(i)
+        model.cache_capacity = pyo.Constraint(
+            model.T, rule=lambda mdl, t: (sum(size[i] * mdl.keep[i] for i in alive[t]) <= capacity
+                                          if alive[t] else pyo.Constraint.Skip))
+    model.miss_cost = pyo.Objective(
+        expr=sum(cost[i] * (1 - model.keep[i]) for i in range(m)) + iv.first_miss_cost,
+        sense=pyo.minimize)
+    model.index_names = {"cache_capacity": ["gap"], "occupancy_balance": ["gap"],
+                         "occupancy": ["gap"], "keep": ["interval"]}
+    return model
+
+
+def _check_interval_size(iv: Intervals) -> None:
+    nonzeros = int((iv.end - iv.start)[iv.fits].sum())
+    if nonzeros > MAX_INTERVAL_NONZEROS:
+        raise InvalidInstanceError(
+            f"the per-gap interval LP would have {nonzeros:.3g} nonzeros; use form='flow' (the "
+            "equivalent min-cost-flow form has 4 per request)")
+
+
+def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Series]:
+    """``keep`` per interval (indexed by its start request) and cache ``occupancy`` per gap."""
+    iv = intervals(instance)
+    keep = np.array([model.keep[i].value or 0.0 for i in range(len(iv.start))])
+    out = {"keep": pd.Series(keep, index=pd.Index(iv.start, name="start_request"), name="keep")}
+    if hasattr(model, "occupancy"):
+        occ = np.array([model.occupancy[t].value or 0.0 for t in model.T])
+        out["occupancy"] = pd.Series(occ, index=_gap_index(instance.requests), name="occupancy")
+    return out
+
+
+def explain_infeasible(instance: Instance) -> str:
+    return ("the caching LP is always feasible (keep nothing); an infeasible status means a "
+            "solver failure")
+
+
+# ---------------------------------------------------------------------------------------------
+# CVXPY
+# ---------------------------------------------------------------------------------------------
+def interval_matrix(instance: Instance, iv: Intervals | None = None) -> sp.csr_matrix:
+    """(gaps x intervals) incidence of the per-gap form, entry ``s_i`` where ``i`` is alive."""
+    iv = iv or intervals(instance)
+    _check_interval_size(iv)
+    lengths = np.where(iv.fits, iv.end - iv.start, 0)
+    cols = np.repeat(np.arange(len(iv.start)), lengths)
+    rows = np.repeat(iv.start, lengths) + (np.arange(lengths.sum()) -
+                                           np.repeat(np.cumsum(lengths) - lengths, lengths))
+    vals = np.repeat(iv.size, lengths)
+    return sp.csr_matrix((vals, (rows, cols)),
+                         shape=(max(instance.requests - 1, 0), len(iv.start)))
+
+
+def build_cvxpy(instance: Instance, *, form: str = "flow") -> CvxpyModel:
+    """The same LP in CVXPY (``form="flow"`` or ``"interval"``), built from sparse matrices."""
+    import cvxpy as cp
+
+    if form not in FORMS:
+        raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
+    iv = intervals(instance)
+    n, m = instance.requests, len(iv.start)
+    gaps = max(n - 1, 1)
+    keep = cp.Variable(max(m, 1), name="keep")
+    upper = np.where(iv.fits, 1.0, 0.0) if m else np.zeros(1)
+    cost = iv.cost if m else np.zeros(1)
+    constraints: dict[str, tuple[Any, pd.Index]] = {}
+    bounds = [keep >= 0, keep <= upper]
+    if form == "flow":
+        fm = flow_matrix(instance, iv)
+        occupancy = cp.Variable(gaps, name="occupancy", nonneg=True)
+        a_keep = fm.balance[:, :m] if m else sp.csr_matrix((gaps, 1))
+        a_occ = fm.balance[:, m:] if n > 1 else sp.csr_matrix((1, gaps))
+        balance = a_keep @ keep + a_occ @ occupancy == 0
+        capacity = occupancy <= instance.capacity
+        constraints["occupancy_balance"] = (balance, _gap_index(n))
+        rows = [balance, capacity]
+    else:
+        a = interval_matrix(instance, iv) if n > 1 else sp.csr_matrix((1, max(m, 1)))
+        if a.shape[1] == 0:
+            a = sp.csr_matrix((a.shape[0], 1))
+        capacity = a @ keep <= instance.capacity
+        rows = [capacity]
+    constraints["cache_capacity"] = (capacity, _gap_index(n) if n > 1 else pd.RangeIndex(1))
+    objective = cp.Minimize(cost @ (1 - keep) + iv.first_miss_cost)
+    problem = cp.Problem(objective, rows + bounds)
+    return CvxpyModel(problem, "min", constraints,
+                      {"keep": (keep, pd.Index(iv.start[:max(m, 1)] if m else [0],
+                                               name="start_request"))})
+
+
+# ---------------------------------------------------------------------------------------------
+# Sparse matrix form for HiGHS, and networkx min-cost flow
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class FlowMatrix:
+    """The flow form as data: variables ``[keep (m), occupancy (n-1)]``.
+
+    minimise ``objective @ v + constant`` s.t. ``balance @ v == 0``, ``lower <= v <= upper``;
+    ``upper`` of ``occupancy`` is ``C`` (its reduced cost gives the ``cache_capacity`` price).
+    """
+
+    objective: np.ndarray
+    constant: float
+    balance: sp.csc_matrix
+    lower: np.ndarray
+    upper: np.ndarray
+    intervals: Intervals
+
+
+def flow_matrix(instance: Instance, iv: Intervals | None = None) -> FlowMatrix:
+    """Build the flow form as sparse data (at most 4 nonzeros per gap row), no Python loops."""
+    iv = iv or intervals(instance)
+    n, m = instance.requests, len(iv.start)
+    gaps = max(n - 1, 0)
+    # row t:  occupancy[t] - occupancy[t-1] - s keep_(starts at t) + s keep_(ends at t) = 0
+    t = np.arange(gaps)
+    rows = [t, t[1:]]
+    cols = [m + t, m + t[1:] - 1]
+    vals = [np.ones(gaps), -np.ones(max(gaps - 1, 0))]
+    s_ok = iv.start < gaps
+    rows += [iv.start[s_ok]]
+    cols += [np.flatnonzero(s_ok)]
+    vals += [-iv.size[s_ok]]
+    e_ok = iv.end < gaps
+    rows += [iv.end[e_ok]]
+    cols += [np.flatnonzero(e_ok)]
+    vals += [iv.size[e_ok]]
+    balance = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                            shape=(gaps, m + gaps))
+    objective = np.concatenate([-iv.cost, np.zeros(gaps)])
+    lower = np.zeros(m + gaps)
+    upper = np.concatenate([np.where(iv.fits, 1.0, 0.0), np.full(gaps, instance.capacity)])
+    return FlowMatrix(objective=objective, constant=float(iv.cost.sum() + iv.first_miss_cost),
+                      balance=balance, lower=lower, upper=upper, intervals=iv)
+
+
+def build_networkx(instance: Instance, *, scale: float = 1e6) -> tuple[Any, float, float]:
+    """The min-cost flow graph: ``(graph, constant, weight_scale)``.
+
+    Arc weights are integers ``round(scale * c_i / s_i)`` (networkx's network simplex needs
+    integers); sizes and capacity must be whole tokens. The optimal miss cost is
+    ``flow_cost / weight_scale + constant``; ``constant`` holds first misses and the cost of
+    intervals whose object does not fit in the cache.
+    """
+    import networkx as nx
+
+    if np.any(instance.size != np.round(instance.size)):
+        raise InvalidInstanceError("the networkx flow needs whole-token sizes")
+    iv = intervals(instance)
+    n = instance.requests
+    graph = nx.MultiDiGraph()
+    graph.add_nodes_from(range(n), demand=0)
+    capacity = int(np.floor(instance.capacity + 1e-9))
+    for t in range(n - 1):
+        graph.add_edge(t, t + 1, capacity=capacity, weight=0)
+    constant = iv.first_miss_cost + float(iv.cost[~iv.fits].sum())
+    for a, b, s, c in zip(iv.start[iv.fits].tolist(), iv.end[iv.fits].tolist(),
+                          iv.size[iv.fits].tolist(), iv.cost[iv.fits].tolist(), strict=True):
+        s = int(s)
+        graph.add_edge(a, b, capacity=s, weight=int(round(scale * c / s)))
+        graph.nodes[a]["demand"] -= s
+        graph.nodes[b]["demand"] += s
+    return graph, constant, scale

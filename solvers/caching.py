@@ -1,0 +1,546 @@
+"""Caching methods: the offline LP bound and schedule, the deployed eviction rules, the bid-price rule.
+
+Policy protocol
+---------------
+A policy is an object with
+
+- ``start(instance)``: called once before the first request (offline policies may read the whole
+  request sequence here; online ones read only ``size``, ``miss_cost`` and ``kind``, which are an
+  object's metadata known at request time);
+- ``touch(t, o, hit) -> float | None``: called after request ``t`` for object ``o`` is served.
+  It returns the object's eviction priority (the cache evicts the lowest priority first; the
+  object just requested may itself be evicted, which is a bypass) or ``None`` to not keep it;
+- optionally ``evicted(o, priority)``: told when the cache evicts ``o`` (GreedyDual's ageing).
+
+The simulator in :mod:`servopt.benchmarks.caching` owns the cache contents, the byte count and
+the hit/miss accounting; a policy only ranks and admits. Rules run in O(1) or O(log n) Python per
+request (a cache is sequential); the prices are computed once (or once per window) by HiGHS.
+
+Methods (``POLICIES``)
+----------------------
+``lru``, ``fifo``, ``lfu`` (request count, ties to the least recent), ``gds``
+(GreedyDual-Size, Cao and Irani 1997: H = L + c/s), ``gdsf`` (GreedyDual-Size-Frequency,
+Cherkasova 1998: H = L + freq * c/s, L = H of the last eviction), ``lec`` (least expected cost:
+evict the smallest estimated reuse probability x miss cost), ``belady`` (furthest next request:
+optimal for unit sizes and costs), ``belady_size`` (evict the smallest c / (s x distance to the
+next request)), ``static`` (the best fixed set for the realised popularity: no online rule beats
+it on independent requests), ``lp_schedule`` (the rounded LP: an achievable offline upper bound),
+``cost_freq_size`` (keep by c x decayed frequency / s; no price), ``bid_price_static`` (the same
+score with admission above a price learned once from the LP prices on a warm-up prefix) and
+``bid_price`` (the price refreshed by the LP on a sliding window of the past).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import math
+import time
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from servopt.core import InvalidInstanceError, Solution
+from servopt.instances.caching import Instance
+from servopt.models import caching as model
+
+LP_METHODS = ("highs_matrix", "pyomo", "cvxpy", "networkx")
+
+
+class Policy(Protocol):
+    def start(self, instance: Instance) -> None: ...
+
+    def touch(self, t: int, o: int, hit: bool) -> float | None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# The LP bound and its integral schedule
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class LPResult:
+    """Optimal LP value (a lower bound on miss cost), ``keep`` per interval, ``price`` per gap."""
+
+    value: float
+    keep: np.ndarray
+    price: np.ndarray
+    intervals: model.Intervals
+    wall_s: float
+    method: str
+
+    def schedule(self, instance: Instance) -> np.ndarray:
+        return round_schedule(instance, self)
+
+
+def solve_lp(instance: Instance, *, method: str = "highs_matrix",
+             time_limit: float | None = None) -> LPResult:
+    """Solve the offline caching LP.
+
+    method : ``highs_matrix`` (flow form as sparse data, HiGHS dual simplex: the fast path),
+        ``pyomo`` / ``cvxpy`` (flow form through :mod:`servopt.solvers.exact`), or ``networkx``
+        (network simplex; value only, no prices).
+    """
+    start = time.perf_counter()
+    if method == "highs_matrix":
+        result = _solve_highs_matrix(instance, time_limit)
+    elif method in ("pyomo", "cvxpy"):
+        from servopt.solvers import exact
+
+        sol = exact.solve(instance, backend="highs" if method == "pyomo" else "cvxpy",
+                          time_limit=time_limit)
+        iv = model.intervals(instance)
+        keep = sol.decisions["keep"].to_numpy()[:len(iv.start)]
+        price = sol.prices["cache_capacity"].to_numpy()[:max(instance.requests - 1, 0)]
+        result = LPResult(sol.objective, keep, price, iv, 0.0, method)
+    elif method == "networkx":
+        import networkx as nx
+
+        graph, constant, scale = model.build_networkx(instance)
+        flow_cost = nx.network_simplex(graph)[0]
+        iv = model.intervals(instance)
+        result = LPResult(flow_cost / scale + constant, np.full(len(iv.start), np.nan),
+                          np.full(max(instance.requests - 1, 0), np.nan), iv, 0.0, method)
+    else:
+        raise InvalidInstanceError(f"unknown LP method {method!r}; choose one of {LP_METHODS}")
+    result.wall_s = time.perf_counter() - start
+    return result
+
+
+def _solve_highs_matrix(instance: Instance, time_limit: float | None) -> LPResult:
+    import highspy
+
+    fm = model.flow_matrix(instance)
+    iv = fm.intervals
+    m, cols = len(iv.start), len(fm.objective)
+    gaps = cols - m
+    if cols == 0:
+        return LPResult(fm.constant, np.zeros(0), np.zeros(gaps), iv, 0.0, "highs_matrix")
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = cols, gaps
+    lp.col_cost_ = fm.objective
+    lp.col_lower_, lp.col_upper_ = fm.lower, fm.upper
+    lp.row_lower_ = np.zeros(gaps)
+    lp.row_upper_ = np.zeros(gaps)
+    a = fm.balance.tocsc()
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = a.indptr
+    lp.a_matrix_.index_ = a.indices
+    lp.a_matrix_.value_ = a.data
+    highs = highspy.Highs()
+    highs.setOptionValue("output_flag", False)
+    highs.setOptionValue("solver", "simplex")
+    highs.setOptionValue("simplex_strategy", 1)  # dual simplex
+    if time_limit is not None:
+        highs.setOptionValue("time_limit", float(time_limit))
+    highs.passModel(lp)
+    highs.run()
+    status = highs.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        raise InvalidInstanceError(f"HiGHS stopped on the caching LP: {highs.modelStatusToString(status)}")
+    sol = highs.getSolution()
+    value = float(highs.getInfo().objective_function_value) + fm.constant
+    values = np.asarray(sol.col_value)
+    # reduced cost of occupancy[t] at its upper bound C is -(saving per token): price = -dual
+    price = np.maximum(-np.asarray(sol.col_dual)[m:], 0.0)
+    return LPResult(value, np.clip(values[:m], 0.0, 1.0), price, iv, 0.0, "highs_matrix")
+
+
+def lp_solution(result: LPResult, instance: Instance) -> Solution:
+    """An :class:`~servopt.core.Solution` view of an LP result (prices as ``cache_capacity``)."""
+    gaps = pd.RangeIndex(len(result.price), name="gap")
+    return Solution(status="optimal", objective=result.value, bound=result.value, gap=0.0,
+                    wall_s=result.wall_s, relaxed=True, backend=result.method, decision="caching",
+                    decisions={"keep": pd.Series(result.keep, index=pd.Index(
+                        result.intervals.start, name="start_request"), name="keep")},
+                    prices={"cache_capacity": pd.Series(result.price, index=gaps,
+                                                        name="cache_capacity")})
+
+
+def round_schedule(instance: Instance, result: LPResult, tol: float = 1e-6) -> np.ndarray:
+    """An integral schedule from the LP: ``keep[i] in {0, 1}``, feasible for the capacity.
+
+    Keep every interval the LP keeps fully, then add fractional intervals in decreasing
+    ``keep`` (ties: higher cost per token) while every gap they span has room.
+    """
+    iv = result.intervals
+    gaps = max(instance.requests - 1, 0)
+    keep = (result.keep >= 1 - tol) & iv.fits
+    delta = np.zeros(gaps + 1)
+    np.add.at(delta, iv.start[keep], iv.size[keep])
+    np.add.at(delta, iv.end[keep], -iv.size[keep])
+    occupancy = np.cumsum(delta)[:gaps]
+    fractional = np.flatnonzero((result.keep > tol) & ~keep & iv.fits)
+    order = fractional[np.lexsort((-iv.cost[fractional] / iv.size[fractional],
+                                   -result.keep[fractional]))]
+    capacity = instance.capacity + 1e-9
+    for i in order.tolist():
+        a, b, s = int(iv.start[i]), int(iv.end[i]), float(iv.size[i])
+        if occupancy[a:b].max() + s <= capacity:
+            occupancy[a:b] += s
+            keep[i] = True
+    return keep
+
+
+def schedule_cost(instance: Instance, result: LPResult, keep: np.ndarray) -> float:
+    """Miss cost of an integral schedule (the model's arithmetic; the simulator re-checks it)."""
+    iv = result.intervals
+    return float(iv.first_miss_cost + iv.cost[~keep].sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# Deployed eviction rules
+# ---------------------------------------------------------------------------------------------
+class _Base:
+    """Common state: sizes, costs and cost per token as Python lists (fast scalar access)."""
+
+    name = "base"
+
+    def start(self, instance: Instance) -> None:
+        self.size = instance.size.tolist()
+        self.cost = instance.miss_cost.tolist()
+        self.density = (instance.miss_cost / instance.size).tolist()
+
+    def __repr__(self) -> str:
+        return f"<caching policy {self.name}>"
+
+
+class LRU(_Base):
+    """Least recently used (vLLM's encoder cache, Dynamo's embedding cache): priority = last use."""
+
+    name = "lru"
+
+    def touch(self, t: int, o: int, hit: bool) -> float:
+        return t
+
+
+class FIFO(_Base):
+    """First in, first out: priority = insertion time, unchanged by hits."""
+
+    name = "fifo"
+
+    def start(self, instance: Instance) -> None:
+        super().start(instance)
+        self.inserted: dict[int, int] = {}
+
+    def touch(self, t: int, o: int, hit: bool) -> float:
+        if not hit:
+            self.inserted[o] = t
+        return self.inserted[o]
+
+
+class LFU(_Base):
+    """Least frequently used: requests counted since the start (perfect LFU), ties to the LRU."""
+
+    name = "lfu"
+
+    def start(self, instance: Instance) -> None:
+        super().start(instance)
+        self.count = [0] * instance.objects
+        self.scale = 1.0 / (instance.requests + 1)
+
+    def touch(self, t: int, o: int, hit: bool) -> float:
+        self.count[o] += 1
+        return self.count[o] + t * self.scale
+
+
+class GDS(_Base):
+    """GreedyDual-Size (Cao and Irani 1997): H(o) = L + c_o / s_o, L = H of the last eviction."""
+
+    name = "gds"
+
+    def start(self, instance: Instance) -> None:
+        super().start(instance)
+        self.inflation = 0.0
+
+    def touch(self, t: int, o: int, hit: bool) -> float:
+        return self.inflation + self.density[o]
+
+    def evicted(self, o: int, priority: float) -> None:
+        self.inflation = priority
+
+
+class GDSF(GDS):
+    """GreedyDual-Size-Frequency (Cherkasova 1998): H = L + freq_o c_o / s_o; freq counts the
+    object's requests while cached and restarts at 1 after an eviction."""
+
+    name = "gdsf"
+
+    def start(self, instance: Instance) -> None:
+        super().start(instance)
+        self.freq = [0] * instance.objects
+
+    def touch(self, t: int, o: int, hit: bool) -> float:
+        f = self.freq[o] + 1 if hit else 1
+        self.freq[o] = f
+        return self.inflation + f * self.density[o]
+
+
+class LEC(_Base):
+    """Least expected cost: evict the smallest P(reuse) x c_o, P(reuse) = k / (k + 1) after k
+    requests (Laplace's rule of succession for 'the object is requested again')."""
+
+    name = "lec"
+
+    def start(self, instance: Instance) -> None:
+        super().start(instance)
+        self.count = [0] * instance.objects
+
+    def touch(self, t: int, o: int, hit: bool) -> float:
+        k = self.count[o] + 1
+        self.count[o] = k
+        return k / (k + 1.0) * self.cost[o]
+
+
+class Belady(_Base):
+    """Belady's MIN: evict the object requested furthest in the future (never-again first)."""
+
+    name = "belady"
+
+    def start(self, instance: Instance) -> None:
+        super().start(instance)
+        self.next = model.intervals(instance).next_request.tolist()
+        self.n = instance.requests
+
+    def touch(self, t: int, o: int, hit: bool) -> float | None:
+        nxt = self.next[t]
+        return None if nxt >= self.n else -float(nxt)
+
+
+class BeladySize(Belady):
+    """Size- and cost-aware Belady: evict the smallest c_o / (s_o x distance to next request)."""
+
+    name = "belady_size"
+
+    def touch(self, t: int, o: int, hit: bool) -> float | None:
+        nxt = self.next[t]
+        return None if nxt >= self.n else self.density[o] / (nxt - t)
+
+
+class Static(_Base):
+    """The best fixed set for the realised popularity (greedy knapsack on (count - 1) c / s):
+    objects of the set are admitted on first request and never evicted; others bypass."""
+
+    name = "static"
+
+    def start(self, instance: Instance) -> None:
+        super().start(instance)
+        self.member = static_set(instance).tolist()
+
+    def touch(self, t: int, o: int, hit: bool) -> float | None:
+        return 1.0 if self.member[o] else None
+
+
+def static_set(instance: Instance, popularity: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of the fixed set: greedy by saved cost per token, then fill what still fits."""
+    counts = (np.bincount(instance.object_id, minlength=instance.objects).astype(float)
+              if popularity is None else np.asarray(popularity, dtype=float))
+    value = np.maximum(counts - 1, 0) * instance.miss_cost
+    fits = instance.size <= instance.capacity
+    candidates = np.flatnonzero((value > 0) & fits)
+    order = candidates[np.argsort(-value[candidates] / instance.size[candidates], kind="stable")]
+    cumulative = np.cumsum(instance.size[order])
+    member = np.zeros(instance.objects, dtype=bool)
+    first = order[cumulative <= instance.capacity]
+    member[first] = True
+    room = instance.capacity - instance.size[first].sum()
+    for o in order[len(first):].tolist():  # fill: the greedy prefix leaves a little room
+        if instance.size[o] <= room:
+            member[o] = True
+            room -= instance.size[o]
+    return member
+
+
+class LPSchedule(_Base):
+    """The rounded offline LP schedule: keep the object after request t iff the schedule does."""
+
+    name = "lp_schedule"
+
+    def __init__(self, lp: LPResult | None = None) -> None:
+        self.lp = lp
+
+    def start(self, instance: Instance) -> None:
+        super().start(instance)
+        lp = self.lp or solve_lp(instance)
+        keep_at = np.zeros(instance.requests, dtype=bool)
+        keep_at[lp.intervals.start] = round_schedule(instance, lp)
+        self.keep = keep_at.tolist()
+        self.next = lp.intervals.next_request.tolist()
+        self.lp_value = lp.value
+
+    def touch(self, t: int, o: int, hit: bool) -> float | None:
+        return -float(self.next[t]) if self.keep[t] else None
+
+
+# ---------------------------------------------------------------------------------------------
+# The bid-price rule
+# ---------------------------------------------------------------------------------------------
+LN2 = math.log(2.0)
+
+
+class BidPrice(_Base):
+    """Keep o while c_o x reuse_rate_o / s_o exceeds the price of a token-request-step.
+
+    reuse_rate_o is a decayed request count: f_o(t) = sum over past requests 2^(-(t - t_k)/h),
+    rate = f_o ln2 / h (requests per request-step). Eviction: lowest score first (computed in
+    log space, where the common decay cancels, so priorities never need refreshing). Admission:
+    the object is kept after a request only while its score exceeds ``price_scale x price``.
+
+    price : the price (miss cost per token-step). With ``warmup`` > 0 it is learned online: at
+        request ``warmup x n`` the LP is solved on the requests seen so far and the price is the
+        mean of its ``cache_capacity`` prices over the first 80% of that window (the last gaps
+        see no future and are cheap); ``price_scale`` and ``half_life`` are then chosen from a
+        small grid by simulating the warm-up. With ``refresh`` = W, the price is re-solved every
+        W requests on the last W requests (a sliding window: a time-varying price).
+    """
+
+    name = "bid_price"
+
+    def __init__(self, *, price: float = 0.0, price_scale: float = 1.0,
+                 half_life: float | None = None, warmup: float = 0.0,
+                 refresh: int | None = None, tune: bool = True,
+                 scales: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0),
+                 half_lives: tuple[float, ...] = (0.05, 0.2, 1.0)) -> None:
+        self.price, self.price_scale, self.half_life = float(price), price_scale, half_life
+        self.warmup, self.refresh, self.tune = warmup, refresh, tune
+        self.scales, self.half_lives = scales, half_lives
+        self.prices: list[tuple[int, float]] = []  # (request, price) history
+
+    # -- set-up -------------------------------------------------------------------------------
+    def start(self, instance: Instance) -> None:
+        super().start(instance)
+        self.instance = instance
+        n = instance.requests
+        self.n = n
+        if self.half_life is None:
+            self.half_life = max(0.2 * n * max(self.warmup, 0.1), 10.0)
+        self.log_density = [math.log(d) if d > 0 else -1e300 for d in self.density]
+        self.log_f = [-math.inf] * instance.objects
+        self.warm_end = int(self.warmup * n) if self.warmup > 0 else -1
+        self.next_refresh = (self.warm_end + self.refresh
+                             if self.refresh and self.warm_end > 0 else -1)
+        self.prices = [(0, self.price)]
+        self._set_rate()
+
+    def _set_rate(self) -> None:
+        self.decay = LN2 / self.half_life
+        self.log_rate_unit = math.log(LN2 / self.half_life)
+        self._set_threshold()
+
+    def _set_threshold(self) -> None:
+        p = self.price * self.price_scale
+        self.log_threshold = math.log(p) - self.log_rate_unit if p > 0 else -math.inf
+
+    # -- per request --------------------------------------------------------------------------
+    def touch(self, t: int, o: int, hit: bool) -> float | None:
+        if t == self.warm_end or t == self.next_refresh:
+            self._learn(t)
+        stamp = t * self.decay
+        old = self.log_f[o]
+        # log(2^{stamp} + e^{old}) in a stable form
+        log_f = (stamp + math.log1p(math.exp(old - stamp)) if old > -math.inf else stamp)
+        self.log_f[o] = log_f
+        score = self.log_density[o] + log_f  # log(c/s x f x 2^{t/h}): comparable across objects
+        if score - stamp <= self.log_threshold:
+            return None
+        return score
+
+    # -- learning the price from the past ---------------------------------------------------
+    def _learn(self, t: int) -> None:
+        first = t == self.warm_end
+        lo = 0 if first or not self.refresh else max(0, t - self.refresh)
+        window = _window(self.instance, lo, t)
+        lp = solve_lp(window)
+        usable = lp.price[: max(1, int(0.8 * len(lp.price)))]
+        self.price = float(usable.mean()) if len(usable) else 0.0
+        if first and self.tune:
+            self._tune(window)
+        self._set_threshold()
+        self.prices.append((t, self.price))
+        if self.refresh:
+            self.next_refresh = t + self.refresh
+
+    def _tune(self, window: Instance) -> None:
+        from servopt.benchmarks.caching import simulate  # the warm-up replay (past requests)
+
+        best = (math.inf, self.price_scale, self.half_life)
+        for half in self.half_lives:
+            for scale in self.scales:
+                trial = BidPrice(price=self.price, price_scale=scale,
+                                 half_life=max(half * window.requests, 10.0), tune=False)
+                cost = simulate(window, trial).miss_cost
+                if cost < best[0] - 1e-9:
+                    best = (cost, scale, trial.half_life)
+        _, self.price_scale, half_life = best
+        # the running decayed counts were built with the old half-life: rebuild them
+        if half_life != self.half_life:
+            self.half_life = half_life
+            self._set_rate()
+            self._replay(window)
+
+    def _replay(self, window: Instance) -> None:
+        self.log_f = [-math.inf] * len(self.log_f)
+        for t, o in enumerate(window.object_id.tolist()):
+            stamp = t * self.decay
+            old = self.log_f[o]
+            self.log_f[o] = stamp + math.log1p(math.exp(old - stamp)) if old > -math.inf else stamp
+
+
+def _window(instance: Instance, lo: int, hi: int) -> Instance:
+    """The requests ``lo..hi-1`` as an instance over the same objects."""
+    return Instance(time=instance.time[lo:hi], object_id=instance.object_id[lo:hi],
+                    size=instance.size, miss_cost=instance.miss_cost,
+                    capacity=instance.capacity, kind=instance.kind,
+                    kind_names=instance.kind_names, name=instance.name)
+
+
+class CostFreqSize(BidPrice):
+    """The bid-price score without a price: evict the lowest c x decayed frequency / s, admit all
+    (half-life chosen on the warm-up like the bid-price rule)."""
+
+    name = "cost_freq_size"
+
+    def __init__(self, *, warmup: float = 0.2, **kw: Any) -> None:
+        super().__init__(warmup=warmup, scales=(0.0,), **kw)
+
+    def _set_threshold(self) -> None:
+        self.log_threshold = -math.inf
+
+
+def _factory(cls: type, **kw: Any) -> Any:
+    def make() -> Any:
+        return cls(**kw)
+
+    make.__name__ = cls.__name__
+    return make
+
+
+# name -> zero-argument factory of a fresh policy object
+POLICIES: dict[str, Any] = {
+    "lru": LRU,
+    "fifo": FIFO,
+    "lfu": LFU,
+    "gds": GDS,
+    "gdsf": GDSF,
+    "lec": LEC,
+    "belady": Belady,
+    "belady_size": BeladySize,
+    "static": Static,
+    "lp_schedule": LPSchedule,
+    "cost_freq_size": CostFreqSize,
+    "bid_price_static": _factory(BidPrice, warmup=0.2),
+    "bid_price": _factory(BidPrice, warmup=0.2, refresh=None),
+}
+
+
+def make_policy(method: Any) -> Any:
+    """A fresh policy object from a POLICIES name, a factory or a policy object."""
+    if isinstance(method, str):
+        if method not in POLICIES:
+            raise InvalidInstanceError(f"unknown caching method {method!r}; known: "
+                                       f"{', '.join(POLICIES)}")
+        return POLICIES[method]()
+    if hasattr(method, "touch"):
+        return method
+    if callable(method):
+        return method()
+    raise InvalidInstanceError(f"not a caching policy: {method!r}")

@@ -1,0 +1,269 @@
+"""Batch scheduling: which waiting request joins the running batch of one worker.
+
+Time is counted in rounds (one forward pass of the batch). Request ``i`` arrives at round
+``arrival[i]`` with ``prompt_tokens[i]`` prompt tokens and will generate ``output_tokens[i]``
+tokens (the truth, hidden from online policies, which see ``predicted_output[i]``). If it is
+admitted at round ``p`` it prefills and emits its first token in round ``p``, one token per round
+after that, and finishes at the end of round ``p + o_i - 1``; in its ``j``-th round it holds
+``s_i + j`` KV tokens. Its end-to-end latency is ``p + o_i - a_i`` rounds. The KV memory of the
+worker is ``kv_memory`` tokens; ``max_batch`` optionally caps the number of running requests.
+
+A request whose peak need ``s_i + o_i`` exceeds ``kv_memory`` can never run: constructing such
+an instance raises :class:`~servopt.core.InfeasibleError` naming the request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from servopt.core import InfeasibleError, InvalidInstanceError
+from servopt.core import Instance as BaseInstance
+
+#: Log-normal fit of the Azure LLM inference trace 2023 (code): context tokens median 1469,
+#: mean 2048, max 7437; generated tokens median 13, mean 28, min 6 (README of the shared traces).
+AZURE_PROMPT = {"median": 1469.0, "mean": 2048.0, "low": 3, "high": 7437}
+AZURE_OUTPUT = {"median": 13.0, "mean": 28.0, "low": 6, "high": 1899}
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Instance(BaseInstance):
+    """One worker's requests and KV memory (tokens, rounds); see the module docstring."""
+
+    decision = "batch_scheduling"
+    schema_version = 1
+
+    kv_memory: int
+    arrival: np.ndarray
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    predicted_output: np.ndarray | None = None
+    max_batch: int | None = None
+    name: str = ""
+
+    def validate(self) -> None:
+        if isinstance(self.kv_memory, bool) or not isinstance(self.kv_memory, int | np.integer):
+            raise InvalidInstanceError(
+                f"kv_memory must be a whole number of KV tokens, got {self.kv_memory!r}")
+        if self.kv_memory < 1:
+            raise InvalidInstanceError(f"kv_memory must be >= 1 token, got {self.kv_memory}")
+        self._set("kv_memory", int(self.kv_memory))
+        arrays = {}
+        for name in ("arrival", "prompt_tokens", "output_tokens", "predicted_output"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            arr = np.asarray(value)
+            if arr.ndim != 1:
+                raise InvalidInstanceError(f"{name} must be a 1-D list (one entry per request)")
+            if arr.dtype.kind == "f":
+                if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+                    bad = int(np.argmax(~np.isfinite(arr) | (arr != np.round(arr))))
+                    raise InvalidInstanceError(
+                        f"{name}[{bad}] = {arr[bad]}: must be a whole number")
+            elif arr.size and arr.dtype.kind not in "iu":
+                raise InvalidInstanceError(f"{name} must hold whole numbers, got {arr.dtype}")
+            arrays[name] = arr.astype(np.int64)
+        n = len(arrays["arrival"])
+        if n == 0:
+            raise InvalidInstanceError("the instance needs at least one request")
+        for name, arr in arrays.items():
+            if len(arr) != n:
+                raise InvalidInstanceError(
+                    f"{name} has {len(arr)} entries but arrival has {n}: one per request")
+        rules = (("arrival", 0, "an arrival round must be >= 0"),
+                 ("prompt_tokens", 0, "prompt tokens must be >= 0"),
+                 ("output_tokens", 1, "every request generates at least one output token"),
+                 ("predicted_output", 1, "a predicted output length must be >= 1 token"))
+        for name, low, rule in rules:
+            if name in arrays and np.any(arrays[name] < low):
+                bad = int(np.argmax(arrays[name] < low))
+                raise InvalidInstanceError(f"{name}[{bad}] = {arrays[name][bad]}: {rule}")
+        if "predicted_output" not in arrays:
+            arrays["predicted_output"] = arrays["output_tokens"].copy()
+        for name, arr in arrays.items():
+            self._set(name, arr)
+        if self.max_batch is not None:
+            if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int | np.integer):
+                raise InvalidInstanceError(f"max_batch must be a whole number or None, got "
+                                           f"{self.max_batch!r}")
+            if self.max_batch < 1:
+                raise InvalidInstanceError(f"max_batch must be >= 1 request, got {self.max_batch}")
+            self._set("max_batch", int(self.max_batch))
+        peak = self.prompt_tokens + self.output_tokens
+        if np.any(peak > self.kv_memory):
+            bad = int(np.argmax(peak > self.kv_memory))
+            raise InfeasibleError(
+                f"request {bad} can never run: its peak KV need is {peak[bad]} tokens "
+                f"({self.prompt_tokens[bad]} prompt + {self.output_tokens[bad]} output) but the "
+                f"worker's kv_memory is {self.kv_memory} tokens")
+
+    # -- derived quantities ---------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Number of requests."""
+        return len(self.arrival)
+
+    @property
+    def peak_need(self) -> np.ndarray:
+        """Peak KV tokens of each request (prompt + output)."""
+        return self.prompt_tokens + self.output_tokens
+
+    def footprint(self, predicted: bool = False) -> np.ndarray:
+        """Memory-time footprint of each request in token-rounds: sum_j (s_i + j), j = 1..o_i."""
+        o = self.predicted_output if predicted else self.output_tokens
+        return self.prompt_tokens * o + o * (o + 1) // 2
+
+    @property
+    def offline(self) -> bool:
+        """True when every request arrives at round 0."""
+        return bool(np.all(self.arrival == 0))
+
+    def with_outputs(self, outputs: np.ndarray) -> Instance:
+        """The same instance with other (e.g. predicted) output lengths taken as the truth."""
+        outputs = np.asarray(outputs, dtype=np.int64)
+        return dataclasses.replace(self, output_tokens=outputs, predicted_output=outputs)
+
+    def subset(self, index: np.ndarray) -> Instance:
+        """The instance restricted to some requests (arrivals kept as they are)."""
+        index = np.asarray(index)
+        return dataclasses.replace(
+            self, arrival=self.arrival[index], prompt_tokens=self.prompt_tokens[index],
+            output_tokens=self.output_tokens[index], predicted_output=self.predicted_output[index])
+
+    def summary(self) -> str:
+        mode = "all at round 0" if self.offline else f"arrivals over {self.arrival.max() + 1} rounds"
+        noise = np.mean(np.abs(self.predicted_output - self.output_tokens) / self.output_tokens)
+        cap = f", batch cap {self.max_batch}" if self.max_batch else ""
+        return (f"batch scheduling{(' ' + self.name) if self.name else ''}: {self.n} requests "
+                f"({mode}), kv_memory {self.kv_memory} tokens{cap}, prompt mean "
+                f"{self.prompt_tokens.mean():.0f}, output mean {self.output_tokens.mean():.1f}, "
+                f"prediction error {noise:.0%}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Generators
+# ---------------------------------------------------------------------------------------------
+def _lognormal(rng: np.random.Generator, spec: dict, size: int) -> np.ndarray:
+    mu = np.log(spec["median"])
+    sigma = np.sqrt(2.0 * np.log(spec["mean"] / spec["median"]))
+    return np.clip(np.rint(rng.lognormal(mu, sigma, size)), spec["low"], spec["high"])
+
+
+def predict(output_tokens: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+    """Predicted output lengths: truth x exp(N(0, noise^2)), rounded, >= 1 (noise 0 = exact)."""
+    if noise < 0 or not np.isfinite(noise):
+        raise InvalidInstanceError(f"noise must be a finite number >= 0, got {noise}")
+    factor = np.exp(rng.normal(0.0, noise, len(output_tokens))) if noise > 0 else 1.0
+    return np.maximum(1, np.rint(output_tokens * factor)).astype(np.int64)
+
+
+def generate(
+    n: int = 30,
+    *,
+    arrivals: str = "offline",
+    load: float = 1.0,
+    lengths: str = "uniform",
+    prompt_range: tuple[int, int] = (1, 40),
+    output_range: tuple[int, int] = (1, 20),
+    prompt_scale: float = 1 / 32,
+    max_output: int = 64,
+    kv_memory: int | None = None,
+    concurrency: float = 6.0,
+    noise: float = 0.0,
+    max_batch: int | None = None,
+    seed: int = 0,
+) -> Instance:
+    """A random instance.
+
+    arrivals : ``offline`` (all at round 0) or ``poisson`` (rate set by ``load``).
+    load : offered memory load for Poisson arrivals: expected KV token-rounds arriving per round
+        divided by ``kv_memory`` (1.0 = memory is exactly saturated on average).
+    lengths : ``uniform`` (integers in ``prompt_range`` and ``output_range``, inclusive) or
+        ``azure`` (log-normal fits of the Azure 2023 code trace; prompts multiplied by
+        ``prompt_scale`` so memory binds at small n, outputs capped at ``max_output`` rounds).
+    kv_memory : tokens; default ``concurrency`` x the mean peak need, at least the largest need.
+    noise : sigma of the multiplicative log-normal error of the predicted output lengths.
+    """
+    if not isinstance(n, int | np.integer) or n < 1:
+        raise InvalidInstanceError(f"n must be a positive number of requests, got {n!r}")
+    rng = np.random.default_rng(seed)
+    if lengths == "uniform":
+        (p0, p1), (o0, o1) = prompt_range, output_range
+        if not (0 <= p0 <= p1 and 1 <= o0 <= o1):
+            raise InvalidInstanceError(
+                f"prompt_range {prompt_range} must be 0 <= low <= high and output_range "
+                f"{output_range} 1 <= low <= high")
+        prompt = rng.integers(p0, p1 + 1, n)
+        output = rng.integers(o0, o1 + 1, n)
+    elif lengths == "azure":
+        if not prompt_scale > 0:
+            raise InvalidInstanceError(f"prompt_scale must be > 0, got {prompt_scale}")
+        prompt = np.maximum(1, np.rint(_lognormal(rng, AZURE_PROMPT, n) * prompt_scale))
+        output = np.minimum(_lognormal(rng, AZURE_OUTPUT, n), max_output)
+    else:
+        raise InvalidInstanceError(f"lengths must be 'uniform' or 'azure', got {lengths!r}")
+    prompt, output = prompt.astype(np.int64), output.astype(np.int64)
+    peak = prompt + output
+    if kv_memory is None:
+        kv_memory = int(max(peak.max(), round(concurrency * peak.mean())))
+    predicted = predict(output, noise, rng)
+    if arrivals == "offline":
+        arrival = np.zeros(n, dtype=np.int64)
+    elif arrivals == "poisson":
+        if not load > 0:
+            raise InvalidInstanceError(f"load must be > 0, got {load}")
+        footprint = prompt * output + output * (output + 1) / 2
+        rate = load * kv_memory / footprint.mean()  # requests per round
+        arrival = np.floor(np.cumsum(rng.exponential(1.0 / rate, n))).astype(np.int64)
+        arrival -= arrival[0]
+    else:
+        raise InvalidInstanceError(f"arrivals must be 'offline' or 'poisson', got {arrivals!r}")
+    name = f"{lengths}-{arrivals}" + (f"-load{load:g}" if arrivals == "poisson" else "")
+    return Instance(kv_memory=int(kv_memory), arrival=arrival, prompt_tokens=prompt,
+                    output_tokens=output, predicted_output=predicted, max_batch=max_batch,
+                    name=name)
+
+
+def from_trace(
+    path: str | Path,
+    *,
+    n: int = 200,
+    start: int = 0,
+    round_s: float = 0.05,
+    rate_scale: float = 1.0,
+    prompt_scale: float = 1 / 32,
+    max_output: int = 64,
+    kv_memory: int | None = None,
+    concurrency: float = 6.0,
+    noise: float = 0.0,
+    max_batch: int | None = None,
+    seed: int = 0,
+) -> Instance:
+    """Requests ``start .. start + n - 1`` of an Azure 2023 CSV trace.
+
+    Arrival seconds become rounds of ``round_s`` seconds; prompts are multiplied by
+    ``prompt_scale`` and outputs capped at ``max_output`` as in :func:`generate`.
+    """
+    from servopt.instances.traces import read_azure
+
+    frame = read_azure(path, rate_scale=rate_scale)
+    if start < 0 or n < 1 or start + n > len(frame):
+        raise InvalidInstanceError(
+            f"the trace has {len(frame)} requests: cannot take n={n} from start={start}")
+    if not round_s > 0:
+        raise InvalidInstanceError(f"round_s must be > 0 seconds, got {round_s}")
+    part = frame.iloc[start:start + n]
+    seconds = part["arrival_s"].to_numpy() - part["arrival_s"].iloc[0]
+    arrival = np.floor(seconds / round_s).astype(np.int64)
+    prompt = np.maximum(1, np.rint(part["prompt_tokens"].to_numpy() * prompt_scale)).astype(np.int64)
+    output = np.clip(part["output_tokens"].to_numpy(), 1, max_output).astype(np.int64)
+    peak = prompt + output
+    if kv_memory is None:
+        kv_memory = int(max(peak.max(), round(concurrency * peak.mean())))
+    rng = np.random.default_rng(seed)
+    return Instance(kv_memory=int(kv_memory), arrival=arrival, prompt_tokens=prompt,
+                    output_tokens=output, predicted_output=predict(output, noise, rng),
+                    max_batch=max_batch, name=f"trace:{Path(path).name}")

@@ -1,0 +1,347 @@
+r"""Time-indexed hindsight model of admission into a continuous batch under a KV-memory limit.
+
+Data (see :mod:`servopt.instances.batch_scheduling`): requests i with arrival round a_i, prompt
+s_i and output o_i tokens; KV memory M tokens; optional batch cap B; horizon of T rounds
+t = 0..T-1. Request i admitted at round p holds s_i + (t - p + 1) tokens in rounds
+t = p..p+o_i-1 and has end-to-end latency p + o_i - a_i rounds.
+
+Formulation (Jaillet et al., arXiv 2502.07115, hindsight IP; symbols as in the code)::
+
+    x[i, p] in {0, 1}    request i starts (is admitted) at round p,  a_i <= p <= last_i
+    late[i] in {0, 1}    request i starts after last_i (beyond the modelled window)
+
+    min  latency = sum_{i,p} (p + o_i - a_i) x[i,p] + sum_i (last_i + 1 + o_i - a_i) late[i]
+    s.t. start_once[i]:  sum_p x[i,p] + late[i] = 1                               for all i
+         kv_memory[t]:   sum_{i, p <= t <= p+o_i-1} (s_i + t - p + 1) x[i,p] <= M  for all t
+         batch_size[t]:  sum_{i, p <= t <= p+o_i-1} x[i,p] <= B    for all t (only with a cap)
+
+with last_i = min(T - o_i, a_i + window). The ``late`` column is costed at the earliest late
+start and uses no memory, so the model is a *relaxation* of the true problem for any horizon
+and window: its LP value (and its IP value) are valid lower bounds on every schedule's total
+latency. When the optimum puts no weight on ``late`` it is a real schedule, hence optimal. The
+``horizon`` option: ``None`` takes T from a feasible schedule (the makespan of shortest-first
+admission with exact lengths), ``"safe"`` takes T = max_i(a_i + o_i) + UB - sum_i o_i, where UB
+is that schedule's total latency; then no optimal schedule ends after T (every other request
+has latency >= its o_j) and the IP is the exact hindsight optimum.
+
+Prices (servopt convention: improvement of the optimum per unit of extra capacity, >= 0):
+
+- ``kv_memory[t]``: rounds of total latency saved by one more KV token in round t, i.e. the
+  price of one KV token-round. It is zero in rounds where memory is slack.
+- ``batch_size[t]``: rounds of total latency saved by one more batch slot in round t.
+- ``start_once[i]``: the marginal total latency of request i (rounds), its own latency plus the
+  delay it imposes on others through the memory prices.
+
+The LP of a request's start at round p has reduced cost
+``p + o_i - a_i + sum_{j=1..o_i} mu[p + j - 1] (s_i + j) - start_once[i]``: a request is worth
+starting now when its latency value beats the price of its memory-time footprint. That is the
+bid-price rule of :mod:`servopt.solvers.batch_scheduling`.
+
+Three builders share these symbols: :func:`build` (Pyomo, any size, used by
+``servopt.solve``), :func:`build_cvxpy` (the LP, written independently as a convolution of the
+start matrix) and :func:`build_matrix` (scipy.sparse arrays for large LPs solved with highspy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+import scipy.sparse as sp
+
+from servopt.core import InvalidInstanceError
+from servopt.core.cvxmodel import CvxpyModel
+from servopt.instances.batch_scheduling import Instance
+
+_MAX_COLUMNS = 30_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# A feasible schedule (for the horizon) and the column set
+# ---------------------------------------------------------------------------------------------
+def fits(c_run: np.ndarray, r_run: np.ndarray, c_new: int, r_new: int, memory: int) -> bool:
+    """Will memory stay within ``memory`` if a request joins the running set?
+
+    ``c`` is each request's KV tokens in the current round, ``r`` its remaining rounds
+    (including this one); a request holds c + k tokens k rounds from now while k < r. Memory
+    only grows between completions, so it is checked at every completion round.
+    """
+    c = np.append(c_run, c_new)
+    r = np.append(r_run, r_new)
+    ks = np.unique(r - 1)
+    alive = r[None, :] > ks[:, None]
+    return bool(np.all((alive * (c[None, :] + ks[:, None])).sum(axis=1) <= memory))
+
+
+def greedy_schedule(instance: Instance) -> np.ndarray:
+    """Start rounds of a feasible schedule: shortest true output first, exact lookahead.
+
+    At each round the waiting requests (by output, then arrival, then index) are admitted while
+    memory stays within M at every future round (and the batch cap holds).
+    """
+    a, s, o = instance.arrival, instance.prompt_tokens, instance.output_tokens
+    M, cap = instance.kv_memory, instance.max_batch or instance.n
+    start = np.full(instance.n, -1, dtype=np.int64)
+    order = np.lexsort((np.arange(instance.n), a, o))
+    t = 0
+    while np.any(start < 0):
+        running = (start >= 0) & (start + o - 1 >= t)
+        waiting = order[(start[order] < 0) & (a[order] <= t)]
+        if not waiting.size and not running.any():
+            t = int(a[start < 0].min())
+            continue
+        c_run = s[running] + (t - start[running]) + 1
+        r_run = start[running] + o[running] - t
+        for i in waiting:
+            if len(c_run) >= cap or not fits(c_run, r_run, s[i] + 1, o[i], M):
+                break
+            start[i] = t
+            c_run, r_run = np.append(c_run, s[i] + 1), np.append(r_run, o[i])
+        t += 1
+    return start
+
+
+def schedule_latency(instance: Instance, start: np.ndarray) -> float:
+    """Total end-to-end latency (rounds) of a schedule given by start rounds."""
+    return float(np.sum(start + instance.output_tokens - instance.arrival))
+
+
+def horizon_rounds(instance: Instance, horizon: Any = None) -> int:
+    """Number of modelled rounds T (see the module docstring for ``None`` and ``"safe"``)."""
+    if horizon is None or horizon == "safe":
+        start = greedy_schedule(instance)
+        makespan = int(np.max(start + instance.output_tokens))
+        if horizon is None:
+            return makespan
+        ub = schedule_latency(instance, start)
+        slack = ub - float(instance.output_tokens.sum())
+        return int(max(makespan, np.max(instance.arrival + instance.output_tokens) + slack))
+    if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
+        raise InvalidInstanceError(f"horizon must be None, 'safe' or a positive number of rounds, "
+                                   f"got {horizon!r}")
+    return int(horizon)
+
+
+@dataclasses.dataclass
+class Columns:
+    """The start columns of the time-indexed model: column k = (request[k], start[k])."""
+
+    rounds: int
+    request: np.ndarray
+    start: np.ndarray
+    cost: np.ndarray
+    last: np.ndarray
+    late_cost: np.ndarray
+
+
+def columns(instance: Instance, horizon: Any = None, window: int | None = None) -> Columns:
+    """Every allowed (request, start round) pair and the cost of each late column."""
+    T = horizon_rounds(instance, horizon)
+    a, o = instance.arrival, instance.output_tokens
+    last = T - o
+    if window is not None:
+        if window < 0:
+            raise InvalidInstanceError(f"window must be >= 0 rounds, got {window}")
+        last = np.minimum(last, a + int(window))
+    count = np.maximum(0, last - a + 1)
+    if count.sum() > _MAX_COLUMNS:
+        raise InvalidInstanceError(
+            f"the time-indexed model would have {count.sum():,} start columns (more than "
+            f"{_MAX_COLUMNS:,}): pass a smaller horizon or a window")
+    request = np.repeat(np.arange(instance.n), count)
+    offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    start = a[request] + offset
+    cost = (start + o[request] - a[request]).astype(float)
+    late_cost = (np.maximum(last, a - 1) + 1 + o - a).astype(float)
+    return Columns(T, request, start, cost, np.maximum(last, a - 1), late_cost)
+
+
+def usage(instance: Instance, cols: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """COO triplets (round, column, KV tokens) of the memory rows."""
+    o = instance.output_tokens[cols.request]
+    col = np.repeat(np.arange(len(cols.request)), o)
+    j = np.arange(o.sum()) - np.repeat(np.cumsum(o) - o, o) + 1  # 1..o within each column
+    row = cols.start[col] + j - 1
+    tokens = instance.prompt_tokens[cols.request][col] + j
+    return row, col, tokens.astype(float)
+
+
+# ---------------------------------------------------------------------------------------------
+# Pyomo
+# ---------------------------------------------------------------------------------------------
+def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
+          window: int | None = None) -> pyo.ConcreteModel:
+    """The time-indexed hindsight IP (or its LP with ``relax=True``) as a Pyomo model."""
+    cols = columns(instance, horizon, window)
+    row, col, tokens = usage(instance, cols)
+    keys = list(zip(cols.request.tolist(), cols.start.tolist(), strict=True))
+    domain = pyo.NonNegativeReals if relax else pyo.Binary
+    m = pyo.ConcreteModel(name="batch_scheduling")
+    m.x = pyo.Var(keys, domain=domain, bounds=(0, 1))
+    m.late = pyo.Var(range(instance.n), domain=domain, bounds=(0, 1))
+    m.latency = pyo.Objective(
+        expr=pyo.quicksum(c * m.x[k] for c, k in zip(cols.cost.tolist(), keys, strict=True))
+        + pyo.quicksum(float(cols.late_cost[i]) * m.late[i] for i in range(instance.n)),
+        sense=pyo.minimize)
+    by_request: dict[int, list] = {i: [] for i in range(instance.n)}
+    for k in keys:
+        by_request[k[0]].append(k)
+    m.start_once = pyo.Constraint(
+        range(instance.n),
+        rule=lambda m, i: pyo.quicksum(m.x[k] for k in by_request[i]) + m.late[i] == 1)
+    order = np.argsort(row, kind="stable")
+    bounds = np.searchsorted(row[order], np.arange(cols.rounds + 1))
+    terms = [(col[order[bounds[t]:bounds[t + 1]]], tokens[order[bounds[t]:bounds[t + 1]]])
+             for t in range(cols.rounds)]
+
+    def memory_rule(m: pyo.ConcreteModel, t: int) -> Any:
+        cs, ws = terms[t]
+        if not len(cs):
+            return pyo.Constraint.Skip
+        return pyo.quicksum(w * m.x[keys[c]] for c, w in zip(cs.tolist(), ws.tolist(),
+                                                             strict=True)) <= instance.kv_memory
+
+    m.kv_memory = pyo.Constraint(range(cols.rounds), rule=memory_rule)
+    if instance.max_batch is not None:
+        def batch_rule(m: pyo.ConcreteModel, t: int) -> Any:
+            cs = terms[t][0]
+            if len(cs) <= instance.max_batch:
+                return pyo.Constraint.Skip
+            return pyo.quicksum(m.x[keys[c]] for c in cs.tolist()) <= instance.max_batch
+
+        m.batch_size = pyo.Constraint(range(cols.rounds), rule=batch_rule)
+    m.index_names = {"x": ["request", "round"], "late": ["request"], "start_once": ["request"],
+                     "kv_memory": ["round"], "batch_size": ["round"]}
+    m.columns = cols
+    return m
+
+
+def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Series]:
+    """Start round of each request (-1 when it is late) and the fractional starts."""
+    x = pd.Series({k: model.x[k].value or 0.0 for k in model.x}, dtype=float)
+    x.index = pd.MultiIndex.from_tuples(x.index, names=["request", "round"])
+    late = pd.Series([model.late[i].value or 0.0 for i in range(instance.n)],
+                     index=pd.RangeIndex(instance.n, name="request"), name="late")
+    start = pd.Series(-1, index=pd.RangeIndex(instance.n, name="request"), name="start")
+    if len(x):
+        best = x.groupby(level="request").idxmax()
+        weight = x.groupby(level="request").max()
+        for i, key in best.items():
+            if weight[i] > late[i]:
+                start[i] = key[1]
+    return {"start": start, "x": x[x > 1e-9].rename("x"), "late": late}
+
+
+def explain_infeasible(instance: Instance) -> str:
+    """Domain reason of infeasibility (an instance that validates is always feasible)."""
+    return (f"no schedule fits {instance.n} requests in {instance.kv_memory} KV tokens "
+            f"within the horizon")
+
+
+# ---------------------------------------------------------------------------------------------
+# CVXPY (the LP), written independently: memory = sum_j shift_j((s + j) . X[:, t - j + 1])
+# ---------------------------------------------------------------------------------------------
+def build_cvxpy(instance: Instance, *, horizon: Any = None,
+                window: int | None = None) -> CvxpyModel:
+    """The LP relaxation in CVXPY over a request x round start matrix X."""
+    import cvxpy as cp
+
+    T = horizon_rounds(instance, horizon)
+    n = instance.n
+    a, s, o = instance.arrival, instance.prompt_tokens, instance.output_tokens
+    last = T - o if window is None else np.minimum(T - o, a + int(window))
+    rounds = np.arange(T)
+    allowed = (rounds[None, :] >= a[:, None]) & (rounds[None, :] <= last[:, None])
+    X = cp.Variable((n, T), nonneg=True)
+    late = cp.Variable(n, nonneg=True)
+    start = cp.multiply(allowed.astype(float), X)
+    cost = np.where(allowed, rounds[None, :] + (o - a)[:, None], 0.0)
+    late_cost = np.maximum(last, a - 1) + 1 + o - a
+    memory = 0
+    running = 0
+    for j in range(1, int(o.max()) + 1):
+        weight = np.where(o >= j, s + j, 0).astype(float)
+        if not weight.any():
+            continue
+        # tokens held in round t by requests in their j-th round: started at t - j + 1
+        per_round = weight @ start  # (T,)
+        shifted = cp.hstack([np.zeros(j - 1), per_round[: T - j + 1]]) if j > 1 else per_round
+        memory = memory + shifted
+        if instance.max_batch is not None:
+            alive = (o >= j).astype(float) @ start
+            running = running + (cp.hstack([np.zeros(j - 1), alive[: T - j + 1]])
+                                 if j > 1 else alive)
+    once = cp.sum(start, axis=1) + late == 1
+    mem = memory <= instance.kv_memory
+    constraints = {"start_once": (once, pd.RangeIndex(n, name="request")),
+                   "kv_memory": (mem, pd.RangeIndex(T, name="round"))}
+    cons = [once, mem]
+    if instance.max_batch is not None:
+        cap = running <= instance.max_batch
+        constraints["batch_size"] = (cap, pd.RangeIndex(T, name="round"))
+        cons.append(cap)
+    objective = cp.Minimize(cp.sum(cp.multiply(cost, start)) + late_cost @ late)
+    variables = {"x": (start, pd.MultiIndex.from_product([range(n), range(T)],
+                                                          names=["request", "round"])),
+                 "late": (late, pd.RangeIndex(n, name="request"))}
+    return CvxpyModel(cp.Problem(objective, cons), "min", constraints, variables)
+
+
+# ---------------------------------------------------------------------------------------------
+# Matrix form (scipy.sparse) for large LPs
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class MatrixLP:
+    """``min cost @ z  s.t.  A_eq z = 1 (start_once), A_mem z <= M (kv_memory), [A_cap z <= B],
+    0 <= z <= 1`` with z = (x columns, late columns)."""
+
+    cols: Columns
+    cost: np.ndarray
+    a_eq: sp.csr_matrix
+    a_mem: sp.csr_matrix
+    a_cap: sp.csr_matrix | None
+    kv_memory: int
+    max_batch: int | None
+    relax: bool = True
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        rows = self.a_eq.shape[0] + self.a_mem.shape[0] + (0 if self.a_cap is None else
+                                                           self.a_cap.shape[0])
+        return rows, self.a_eq.shape[1]
+
+
+def build_matrix(instance: Instance, *, horizon: Any = None, window: int | None = None,
+                 relax: bool = True) -> MatrixLP:
+    """The same model as :func:`build` as sparse matrices (no Python loop over terms)."""
+    cols = columns(instance, horizon, window)
+    row, col, tokens = usage(instance, cols)
+    nx, n, T = len(cols.request), instance.n, cols.rounds
+    eq_rows = np.concatenate([cols.request, np.arange(n)])
+    eq_cols = np.arange(nx + n)
+    a_eq = sp.csr_matrix((np.ones(nx + n), (eq_rows, eq_cols)), shape=(n, nx + n))
+    a_mem = sp.csr_matrix((tokens, (row, col)), shape=(T, nx + n))
+    a_cap = None
+    if instance.max_batch is not None:
+        a_cap = sp.csr_matrix((np.ones(len(row)), (row, col)), shape=(T, nx + n))
+    cost = np.concatenate([cols.cost, cols.late_cost])
+    return MatrixLP(cols, cost, a_eq, a_mem, a_cap, instance.kv_memory, instance.max_batch,
+                    relax)
+
+
+def area_bound(instance: Instance) -> float:
+    """A closed-form lower bound on total latency (rounds) for requests all at round 0.
+
+    The k-th request to finish has latency at least the k-th smallest output and at least the
+    k smallest memory-time footprints divided by M (the memory area available by then); with
+    arrivals it falls back to sum_i o_i.
+    """
+    o = np.sort(instance.output_tokens).astype(float)
+    if not instance.offline:
+        return float(o.sum())
+    area = np.cumsum(np.sort(instance.footprint())) / instance.kv_memory
+    return float(np.maximum(o, np.ceil(area - 1e-9)).sum()) if math.isfinite(area[-1]) else 0.0

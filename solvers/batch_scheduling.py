@@ -1,0 +1,506 @@
+"""Admission policies for one worker's continuous batch, and the LP/IP solves behind the prices.
+
+Policy protocol
+---------------
+A policy is an object with
+
+- ``prepare(instance)``: everything it may compute before round 0 (an LP for the prices, a
+  hindsight plan); the evaluator times it as decision time. Online policies only look at what
+  they are allowed to (prompt sizes, predicted outputs, and arrivals as they happen).
+- ``admit(state) -> array of request ids``: the waiting requests to admit in this round, in
+  order. The simulator admits them in that order and refuses (and counts) any that would not fit
+  in this round's memory or batch cap.
+- ``preempt(state, excess) -> array of request ids``: running requests to evict when the
+  running set needs ``excess`` more KV tokens than the memory holds. The default is vLLM's rule:
+  the most recently admitted first, recomputed later (their KV is dropped; on readmission they
+  prefill prompt + generated tokens again and keep the tokens already streamed).
+
+``state`` is a :class:`State`: the round, memory figures and per-request arrays. Rules are
+vectorised numpy; nothing calls a solver once the prices are known.
+
+Methods (``POLICIES``)
+----------------------
+- ``fcfs``: vLLM's scheduler: FCFS queue with preempted requests back at its front, admission
+  while free KV - need >= watermark (1% of the KV cache, vLLM's default ``watermark=0.01``),
+  stopping at the first request that does not fit (head-of-line blocking); preemption of the
+  most recently admitted request by recomputation (vLLM's ``running_queue.pop()`` victim).
+- ``spf``: the same admission test and preemption, queue ordered by shortest predicted output.
+- ``mcsf``: Memory-Constrained Shortest First (Jaillet et al., arXiv 2502.07115): waiting
+  requests by predicted output ascending; admit while, with predicted lengths, memory stays
+  within M at every predicted completion round of the running set plus the new ones; stop at
+  the first that does not fit.
+- ``bid_price``: the LP's memory prices mu[t] (latency rounds per KV token-round) turn each
+  request into a score: its predicted latency plus the price of its memory-time footprint,
+  ``r_i + sum_k mu[t+k] (c_i + k)``; requests are admitted in score order with MC-SF's
+  lookahead check. Offline the prices come from the LP relaxation solved on the predicted
+  instance; rounds past the plan use its average price.
+- ``bid_price_stationary``: one price mu learned on a history window (the LP of the first
+  ``history`` requests, predicted lengths) and applied online; when the backlog is more than
+  ``backlog_factor`` times what fits in memory, the price is scaled down toward shortest
+  predicted first (the footprint term otherwise starves long prompts in persistent overload).
+- ``hindsight``: replays the hindsight IP's schedule (HiGHS with a time limit, predicted
+  lengths); with exact predictions it is the best schedule found, not an online method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from servopt.core import Solution
+from servopt.core.solution import clean_prices, normalise_dual, relative_gap
+from servopt.instances.batch_scheduling import Instance
+from servopt.models import batch_scheduling as model
+
+VLLM_WATERMARK = 0.01
+
+
+# ---------------------------------------------------------------------------------------------
+# State and the policy base
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class State:
+    """What a policy sees at the start of a round (after any preemption of this round).
+
+    t : the round. used : KV tokens the running requests hold in this round (prompt + generated
+    + the token of this round). waiting : ids of arrived requests not running, in the FCFS queue
+    order (preempted requests first). running : ids in admission order (oldest first).
+    generated : tokens each request has emitted so far. admitted_at : the round of each
+    request's latest admission (-1 if never). prompt, predicted, arrival : per request.
+    """
+
+    t: int
+    kv_memory: int
+    max_batch: int | None
+    used: int
+    waiting: np.ndarray
+    running: np.ndarray
+    generated: np.ndarray
+    admitted_at: np.ndarray
+    prompt: np.ndarray
+    predicted: np.ndarray
+    arrival: np.ndarray
+
+    def current(self, ids: np.ndarray) -> np.ndarray:
+        """KV tokens each request holds in this round if it runs (prompt + generated + 1)."""
+        return self.prompt[ids] + self.generated[ids] + 1
+
+    def remaining(self, ids: np.ndarray) -> np.ndarray:
+        """Predicted remaining rounds including this one (at least 1 once the prediction is hit)."""
+        return np.maximum(self.predicted[ids] - self.generated[ids], 1)
+
+    def slots(self) -> int:
+        cap = self.max_batch if self.max_batch is not None else len(self.prompt)
+        return max(0, cap - len(self.running))
+
+
+class Policy:
+    """Base policy: no preparation, vLLM's preemption (most recently admitted first)."""
+
+    name = "policy"
+
+    def prepare(self, instance: Instance) -> None:
+        """Work done before round 0 (timed as decision time)."""
+
+    def admit(self, state: State) -> np.ndarray:
+        raise NotImplementedError
+
+    def preempt(self, state: State, excess: int) -> np.ndarray:
+        """Evict the most recently admitted running requests until ``excess`` tokens are freed."""
+        order = state.running[::-1]
+        freed = np.cumsum(state.current(order))
+        count = int(np.searchsorted(freed, excess)) + 1
+        return order[:count]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+def admit_with_watermark(state: State, queue: np.ndarray, watermark: float) -> np.ndarray:
+    """Admit a queue prefix while free - need >= watermark tokens (vLLM's ``can_allocate``)."""
+    if not len(queue):
+        return queue
+    mark = int(watermark * state.kv_memory)
+    need = np.cumsum(state.current(queue))
+    ok = (state.kv_memory - state.used - need >= mark)
+    count = int(np.argmin(ok)) if not ok.all() else len(queue)
+    return queue[: min(count, state.slots())]
+
+
+def admit_with_lookahead(state: State, queue: np.ndarray, *, skip: bool = False) -> np.ndarray:
+    """Admit in queue order while memory stays within M at every predicted completion round.
+
+    ``skip=False`` stops at the first request that does not fit (MC-SF); ``skip=True`` tries
+    the next ones too.
+    """
+    c_run = state.current(state.running)
+    r_run = state.remaining(state.running)
+    chosen: list[int] = []
+    slots = state.slots()
+    if not len(queue) or not slots:
+        return np.asarray(chosen, dtype=np.int64)
+    c_new, r_new = state.current(queue), state.remaining(queue)
+    free_now = state.kv_memory - state.used
+    for k, i in enumerate(queue):
+        if len(chosen) >= slots:
+            break
+        if c_new[k] <= free_now and model.fits(c_run, r_run, int(c_new[k]), int(r_new[k]),
+                                               state.kv_memory):
+            chosen.append(int(i))
+            c_run, r_run = np.append(c_run, c_new[k]), np.append(r_run, r_new[k])
+            free_now -= c_new[k]
+        elif not skip:
+            break
+    return np.asarray(chosen, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Baselines
+# ---------------------------------------------------------------------------------------------
+class FCFS(Policy):
+    """vLLM: FCFS queue, watermark admission, head-of-line blocking, LIFO recompute preemption."""
+
+    name = "fcfs"
+
+    def __init__(self, watermark: float = VLLM_WATERMARK) -> None:
+        self.watermark = watermark
+
+    def admit(self, state: State) -> np.ndarray:
+        return admit_with_watermark(state, state.waiting, self.watermark)
+
+
+class ShortestPredictedFirst(Policy):
+    """vLLM's admission test and preemption with the queue sorted by predicted remaining output."""
+
+    name = "spf"
+
+    def __init__(self, watermark: float = VLLM_WATERMARK) -> None:
+        self.watermark = watermark
+
+    def admit(self, state: State) -> np.ndarray:
+        w = state.waiting
+        order = w[np.argsort(state.remaining(w), kind="stable")]
+        return admit_with_watermark(state, order, self.watermark)
+
+
+class MCSF(Policy):
+    """Memory-Constrained Shortest First (Jaillet et al. 2025), on predicted output lengths."""
+
+    name = "mcsf"
+
+    def admit(self, state: State) -> np.ndarray:
+        w = state.waiting
+        order = w[np.argsort(state.remaining(w), kind="stable")]
+        return admit_with_lookahead(state, order)
+
+
+# ---------------------------------------------------------------------------------------------
+# LP / IP solves (matrix path with highspy) and the bid-price rules
+# ---------------------------------------------------------------------------------------------
+def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = None,
+             time_limit: float | None = None, integer: bool = False,
+             mip_gap: float = 1e-4, start: np.ndarray | None = None) -> Solution:
+    """Solve the time-indexed model (LP, or IP with ``integer=True``) built as sparse matrices.
+
+    Same model as ``servopt.solve(instance, relax=True)`` (tests check they agree), built
+    without Python loops so that n = 200 fits. Prices follow the servopt convention;
+    ``decisions["start"]`` holds the (largest-weight) start round of each request, -1 if late.
+    ``start`` (start rounds of a feasible schedule) warm-starts the IP.
+    """
+    import highspy
+
+    t0 = time.perf_counter()
+    lp_data = model.build_matrix(instance, horizon=horizon, window=window)
+    import scipy.sparse as sp
+
+    parts = [lp_data.a_eq, lp_data.a_mem] + ([lp_data.a_cap] if lp_data.a_cap is not None else [])
+    a = sp.vstack(parts, format="csc")
+    n, T = instance.n, lp_data.cols.rounds
+    lower = np.concatenate([np.ones(n), np.full(T, -np.inf)]
+                           + ([np.full(T, -np.inf)] if lp_data.a_cap is not None else []))
+    upper = np.concatenate([np.ones(n), np.full(T, float(instance.kv_memory))]
+                           + ([np.full(T, float(instance.max_batch))]
+                              if lp_data.a_cap is not None else []))
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    if time_limit is not None:
+        h.setOptionValue("time_limit", float(time_limit))
+    if integer:
+        h.setOptionValue("mip_rel_gap", float(mip_gap))
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
+    lp.col_cost_ = lp_data.cost
+    lp.col_lower_ = np.zeros(a.shape[1])
+    lp.col_upper_ = np.ones(a.shape[1])
+    lp.row_lower_, lp.row_upper_ = lower, upper
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = a.indptr
+    lp.a_matrix_.index_ = a.indices
+    lp.a_matrix_.value_ = a.data
+    if integer:
+        lp.integrality_ = [highspy.HighsVarType.kInteger] * a.shape[1]
+    h.passModel(lp)
+    cols = lp_data.cols
+    if integer and start is not None:
+        z = _start_vector(cols, start, n)
+        if z is not None:
+            sol0 = highspy.HighsSolution()
+            sol0.col_value = z
+            sol0.value_valid = True
+            h.setSolution(sol0)
+    h.run()
+    status_model = h.getModelStatus()
+    info = h.getInfo()
+    ms = highspy.HighsModelStatus
+    if status_model == ms.kOptimal:
+        status = "optimal"
+    elif status_model in (ms.kTimeLimit, ms.kIterationLimit):
+        status = "time_limit"
+    elif status_model == ms.kInfeasible:
+        from servopt.core import InfeasibleError
+
+        raise InfeasibleError(model.explain_infeasible(instance))
+    else:
+        status = "error"
+    solution = h.getSolution()
+    has_primal = solution.value_valid
+    value = float(info.objective_function_value) if has_primal else math.nan
+    if integer:
+        bound = float(info.mip_dual_bound)
+        if not math.isfinite(bound):
+            bound = math.nan
+    else:
+        bound = value if status == "optimal" else math.nan
+    result = Solution(status=status, objective=value, bound=bound,
+                      gap=relative_gap(value, bound), wall_s=0.0, relaxed=not integer,
+                      backend="highs-matrix", decision=instance.decision)
+    if has_primal:
+        z = np.asarray(solution.col_value)
+        result.decisions = _decisions(cols, z, n)
+    if not integer and solution.dual_valid:
+        dual = np.asarray(solution.row_dual)
+        price = normalise_dual(dual[n:n + T], sense="min", row="le", convention="pyomo")
+        result.prices["kv_memory"] = clean_prices(
+            pd.Series(price, index=pd.RangeIndex(T, name="round"), name="kv_memory"),
+            inequality=True)
+        result.prices["start_once"] = pd.Series(
+            normalise_dual(dual[:n], sense="min", row="eq", convention="pyomo"),
+            index=pd.RangeIndex(n, name="request"), name="start_once")
+        if lp_data.a_cap is not None:
+            price = normalise_dual(dual[n + T:], sense="min", row="le", convention="pyomo")
+            result.prices["batch_size"] = clean_prices(
+                pd.Series(price, index=pd.RangeIndex(T, name="round"), name="batch_size"),
+                inequality=True)
+    result.info = {"rounds": T, "columns": int(a.shape[1]), "nonzeros": int(a.nnz)}
+    result.wall_s = time.perf_counter() - t0
+    return result
+
+
+def _start_vector(cols: model.Columns, start: np.ndarray, n: int) -> np.ndarray | None:
+    z = np.zeros(len(cols.request) + n)
+    key = {(int(i), int(p)): k for k, (i, p) in enumerate(zip(cols.request, cols.start,
+                                                             strict=True))}
+    for i, p in enumerate(start):
+        k = key.get((i, int(p)))
+        if k is None:
+            z[len(cols.request) + i] = 1.0  # outside the window: late column
+        else:
+            z[k] = 1.0
+    return z
+
+
+def _decisions(cols: model.Columns, z: np.ndarray, n: int) -> dict[str, pd.Series]:
+    nx = len(cols.request)
+    x, late = z[:nx], z[nx:]
+    weight = np.zeros(n)
+    start = np.full(n, -1, dtype=np.int64)
+    order = np.argsort(x, kind="stable")  # the largest weight per request is written last
+    weight[cols.request[order]] = x[order]
+    start[cols.request[order]] = cols.start[order]
+    start[late >= weight] = -1
+    keep = x > 1e-9
+    xs = pd.Series(x[keep], index=pd.MultiIndex.from_arrays(
+        [cols.request[keep], cols.start[keep]], names=["request", "round"]), name="x")
+    return {"start": pd.Series(start, index=pd.RangeIndex(n, name="request"), name="start"),
+            "x": xs, "late": pd.Series(late, index=pd.RangeIndex(n, name="request"))}
+
+
+def planning_instance(instance: Instance) -> Instance:
+    """The instance a policy may plan on: predicted outputs taken as the truth.
+
+    Prompts larger than the memory allows are impossible with true lengths; with predictions a
+    request may look too long, so its predicted output is capped at M - s_i.
+    """
+    pred = np.minimum(instance.predicted_output, instance.kv_memory - instance.prompt_tokens)
+    return instance.with_outputs(np.maximum(pred, 1))
+
+
+class BidPrice(Policy):
+    """Score = predicted remaining rounds + price of the memory-time footprint; MC-SF check.
+
+    prices : mu[t], latency rounds per KV token-round for each round (from the LP relaxation).
+    tail : price used past the end of ``prices``.
+    """
+
+    name = "bid_price"
+
+    def __init__(self, prices: np.ndarray | None = None, *, tail: float | None = None,
+                 skip: bool = False, time_limit: float | None = None) -> None:
+        self.prices = None if prices is None else np.asarray(prices, dtype=float)
+        self.tail = tail
+        self.skip = skip
+        self.time_limit = time_limit
+        if self.prices is not None:
+            self._index()
+
+    @classmethod
+    def from_solution(cls, solution: Solution, **kw: Any) -> BidPrice:
+        """The rule from a solved LP relaxation (its ``kv_memory`` prices by round)."""
+        return cls(solution.prices["kv_memory"].to_numpy(), **kw)
+
+    def prepare(self, instance: Instance) -> None:
+        if self.prices is None:
+            plan = planning_instance(instance)
+            known = plan.subset(np.flatnonzero(plan.arrival == plan.arrival.min()))
+            sol = solve_lp(known, time_limit=self.time_limit)
+            self.prices = sol.prices["kv_memory"].to_numpy()
+            self._index()
+
+    def _index(self) -> None:
+        mu = self.prices
+        busy = np.flatnonzero(mu > 0)
+        if self.tail is None:
+            self.tail = float(mu[: busy[-1] + 1].mean()) if len(busy) else 0.0
+        self._p0 = np.concatenate([[0.0], np.cumsum(mu)])
+        self._p1 = np.concatenate([[0.0], np.cumsum(mu * np.arange(len(mu)))])
+
+    def footprint_price(self, t: int, c: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """sum_{k<r} mu[t+k] (c + k): price of holding c, c+1, ... tokens for r rounds from t."""
+        T = len(self.prices)
+        lo = min(t, T)
+        hi = np.minimum(t + r, T)
+        s0 = self._p0[hi] - self._p0[lo]
+        s1 = self._p1[hi] - self._p1[lo]
+        inside = c * s0 + s1 - t * s0
+        # rounds past the price vector at the tail price
+        k0 = np.maximum(T - t, 0)
+        outside_rounds = np.maximum(r - k0, 0)
+        first = c + np.minimum(k0, r)
+        outside = self.tail * (first * outside_rounds
+                               + outside_rounds * (outside_rounds - 1) / 2)
+        return inside + outside
+
+    def score(self, state: State, ids: np.ndarray) -> np.ndarray:
+        r = state.remaining(ids)
+        return r + self.footprint_price(state.t, state.current(ids), r)
+
+    def admit(self, state: State) -> np.ndarray:
+        w = state.waiting
+        order = w[np.argsort(self.score(state, w), kind="stable")]
+        return admit_with_lookahead(state, order, skip=self.skip)
+
+
+class BidPriceStationary(BidPrice):
+    """One price learned on a history window, applied online (see the module docstring)."""
+
+    name = "bid_price_stationary"
+
+    def __init__(self, price: float | None = None, *, history: int | Instance = 100,
+                 backlog_factor: float = 4.0, skip: bool = False,
+                 time_limit: float | None = None) -> None:
+        self.price = price
+        self.history = history
+        self.backlog_factor = backlog_factor
+        self.skip = skip
+        self.time_limit = time_limit
+
+    @staticmethod
+    def learn(history: Instance, time_limit: float | None = None) -> float:
+        """Average memory price (rounds per token-round) of the LP on a history window."""
+        sol = solve_lp(planning_instance(history), time_limit=time_limit)
+        mu = sol.prices["kv_memory"].to_numpy()
+        busy = np.flatnonzero(mu > 0)
+        return float(mu[: busy[-1] + 1].mean()) if len(busy) else 0.0
+
+    def prepare(self, instance: Instance) -> None:
+        if self.price is None:
+            if isinstance(self.history, Instance):
+                window = self.history
+            else:
+                window = instance.subset(np.argsort(instance.arrival, kind="stable")
+                                         [: min(int(self.history), instance.n)])
+            self.price = self.learn(window, self.time_limit)
+        self._fit = float(np.mean(instance.prompt_tokens + instance.predicted_output))
+
+    def score(self, state: State, ids: np.ndarray) -> np.ndarray:
+        r = state.remaining(ids)
+        c = state.current(ids)
+        price = self.price
+        fit = state.kv_memory / self._fit  # requests that fit in memory at once
+        backlog = len(state.waiting) / max(fit, 1.0)
+        if backlog > self.backlog_factor:
+            price = price * self.backlog_factor / backlog
+        return r + price * (c * r + r * (r - 1) / 2)
+
+
+class Hindsight(Policy):
+    """Replay of the hindsight IP's start rounds (solved on predicted lengths, time-limited)."""
+
+    name = "hindsight"
+
+    def __init__(self, time_limit: float = 30.0, horizon: Any = None) -> None:
+        self.time_limit = time_limit
+        self.horizon = horizon
+        self.solution: Solution | None = None
+
+    def prepare(self, instance: Instance) -> None:
+        plan = planning_instance(instance)
+        warm = model.greedy_schedule(plan)
+        self.solution = solve_lp(plan, horizon=self.horizon, integer=True,
+                                 time_limit=self.time_limit, start=warm)
+        start = self.solution.decisions.get("start") if self.solution.decisions else None
+        planned = warm if start is None else start.to_numpy()
+        # a request left in the late column runs after everything planned, shortest first
+        late = planned < 0
+        if late.any():
+            planned = planned.copy()
+            planned[late] = int(np.max(planned + plan.output_tokens))
+        self.planned = planned
+
+    def admit(self, state: State) -> np.ndarray:
+        w = state.waiting
+        due = w[self.planned[w] <= state.t]
+        order = due[np.lexsort((state.predicted[due], self.planned[due]))]
+        return admit_with_lookahead(state, order, skip=True)
+
+
+POLICIES: dict[str, Any] = {
+    "fcfs": FCFS,
+    "spf": ShortestPredictedFirst,
+    "mcsf": MCSF,
+    "bid_price": BidPrice,
+    "bid_price_stationary": BidPriceStationary,
+    "hindsight": Hindsight,
+}
+
+
+def make_policy(method: Any) -> Policy:
+    """A fresh policy object from a ``POLICIES`` name, a policy class or a policy object."""
+    from servopt.core import InvalidInstanceError
+
+    if isinstance(method, str):
+        if method not in POLICIES:
+            raise InvalidInstanceError(
+                f"unknown batch_scheduling method {method!r}; known: {', '.join(POLICIES)}")
+        return POLICIES[method]()
+    if isinstance(method, type) and issubclass(method, Policy):
+        return method()
+    if isinstance(method, Policy):
+        return method
+    raise InvalidInstanceError(f"a batch_scheduling method must be a POLICIES name or a Policy, "
+                               f"got {type(method).__name__}")

@@ -1,0 +1,331 @@
+"""Decode-step simulator with the barrier: the independent evaluator of decode routers.
+
+Each decode step (in this order):
+
+1. requests that have arrived (``arrival_s <= now``; ``now`` is the clock in seconds, or the
+   step number when ``arrival_unit == "step"``) are routed, in arrival order, by the router;
+   each joins its worker's FIFO queue and never moves (sticky);
+2. a worker whose running requests would need more than K KV tokens this step
+   (``sum (s + j + 1) > K``, j = tokens generated so far) preempts its most recently admitted
+   request back to the head of its queue, losing its progress (vLLM's recompute preemption);
+3. each worker admits from the head of its queue (FCFS, head-of-line blocking) while it has a
+   free slot and ``sum (s + j + 1) + s_i + 1 <= K``;
+4. every running request generates one token. Worker g's work is ``W_g = c1 L_g + p P_g`` ms,
+   with L_g = sum (s + j) its resident KV tokens and P_g the prompt tokens it admitted this
+   step; the step takes ``c0 + max_g W_g`` ms (the barrier); worker g idles ``max W - W_g``;
+5. requests with j = output_tokens finish at the end of the step.
+
+When no request is running or queued the clock jumps to the next arrival (no step is run).
+
+Metrics: ``throughput_tok_s`` (tokens generated up to the last arrival / that time; tokens /
+makespan when all arrive at once), ``idle_fraction`` (barrier idle / decode compute:
+sum_k sum_g (max W - W_g) / sum_k G max W), ``imbalance`` (mean over steps of
+(max W - mean W) / max W), ``tpot_mean_ms`` / ``tpot_p99_ms`` (time per output token after the
+first), ``e2e_mean_s`` / ``e2e_p99_s`` (finish - arrival), ``completed``, ``queue_mean`` (requests
+waiting in worker queues, mean over steps), ``preemptions``, ``router_us`` (router time per
+request, microseconds), ``steps``. ``cost`` is the total step time in ms (sum over steps of
+``c0 + max W``), the hindsight model's objective.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from servopt.benchmarks.harness import Bound, Outcome
+from servopt.core import InvalidInstanceError
+from servopt.instances.decode_routing import Instance
+from servopt.models import decode_routing as model
+from servopt.solvers import decode_routing as routing
+
+SENSE = "min"
+DEFAULT_METHODS = ("round_robin", "random", "jsq", "least_kv", "p2c_kv", "least_outstanding",
+                   "bid_price")
+
+
+class Fleet:
+    """The simulator's fleet state; the view routers read (see ``servopt.solvers.decode_routing``)."""
+
+    def __init__(self, instance: Instance) -> None:
+        n, G = instance.n_requests, instance.workers
+        self.workers, self.slots, self.kv_capacity = G, instance.slots, instance.kv_capacity
+        self.prompt = instance.prompt
+        self.predicted = instance.predicted
+        self.step, self.now = 0, 0.0
+        self.worker_of = np.full(n, -1, dtype=np.int64)
+        self.queues: list[deque[int]] = [deque() for _ in range(G)]
+        self.running = np.zeros(G, dtype=np.int64)
+        self.queued = np.zeros(G, dtype=np.int64)
+        self.kv_running = np.zeros(G, dtype=np.int64)
+        self.kv_queued = np.zeros(G, dtype=np.int64)
+        self.run_ids = np.zeros(0, dtype=np.int64)
+        self.run_worker = np.zeros(0, dtype=np.int64)
+        self.run_generated = np.zeros(0, dtype=np.int64)
+        self._done_outputs = np.zeros(n, dtype=np.int64)
+        self._n_done = 0
+        self._routable = (0, 0)
+
+    def assign(self, request: int, worker: int) -> None:
+        """Route ``request`` to ``worker`` (once; it stays there)."""
+        lo, hi = self._routable
+        if not lo <= request < hi:
+            raise InvalidInstanceError(f"router assigned request {request}, which is not waiting "
+                                       f"to be routed at step {self.step}")
+        if self.worker_of[request] >= 0:
+            raise InvalidInstanceError(f"router assigned request {request} twice (to worker "
+                                       f"{self.worker_of[request]} and {worker}); routing is sticky")
+        if not (isinstance(worker, int | np.integer) and 0 <= worker < self.workers):
+            raise InvalidInstanceError(f"router chose worker {worker!r}; workers are "
+                                       f"0..{self.workers - 1}")
+        self.worker_of[request] = worker
+        self.queues[worker].append(request)
+        self.queued[worker] += 1
+        self.kv_queued[worker] += self.prompt[request]
+
+    def completed_outputs(self) -> np.ndarray:
+        return self._done_outputs[: self._n_done]
+
+
+def simulate(instance: Instance, router: routing.Router, *, seed: int = 0) -> dict[str, Any]:
+    """Run the decode-step simulation; return metrics, per-request times and per-step series."""
+    n, G = instance.n_requests, instance.workers
+    B, K = instance.slots, instance.kv_capacity
+    c0, c1, p = instance.step_ms, instance.ms_per_kv_token, instance.prefill_ms_per_token
+    arrival, prompt, output = instance.arrival, instance.prompt, instance.output
+    step_clock = instance.arrival_unit == "step"
+    fleet = Fleet(instance)
+    router.reset(instance, seed)
+    route_s = 0.0
+
+    arrive_t = np.full(n, np.nan)
+    first_t = np.full(n, np.nan)
+    finish_t = np.full(n, np.nan)
+    run_out = np.zeros(0, dtype=np.int64)
+    run_prompt = np.zeros(0, dtype=np.int64)
+    steps_t, steps_ms, steps_idle, steps_compute, steps_queue = [], [], [], [], []
+    steps_slots, steps_kv = [], []
+    t, k, nxt, done = 0.0, 0, 0, 0
+    preemptions = 0
+    tokens = 0
+    last_arrival = float(arrival[-1])
+    tokens_by_last = 0
+    admitted_total = 0
+    while done < n:
+        if len(fleet.run_ids) == 0 and fleet.queued.sum() == 0:
+            if step_clock:
+                k = max(k, int(math.ceil(arrival[nxt] - 1e-9)))
+            else:
+                t = max(t, float(arrival[nxt]))
+        now = float(k) if step_clock else t
+        fleet.step, fleet.now = k, now
+        start = time.perf_counter()
+        router.on_step(fleet)
+        hi = int(np.searchsorted(arrival, now + 1e-9, side="right"))
+        if hi > nxt:
+            ids = np.arange(nxt, hi)
+            arrive_t[ids] = t if step_clock else arrival[ids]
+            fleet._routable = (nxt, hi)
+            router.route(fleet, ids)
+            fleet._routable = (hi, hi)
+            missing = ids[fleet.worker_of[ids] < 0]
+            if len(missing):
+                raise InvalidInstanceError(f"router {getattr(router, 'name', router)!r} left "
+                                           f"request(s) {missing[:5].tolist()} unrouted")
+            nxt = hi
+        route_s += time.perf_counter() - start
+
+        # 2. preemption where the KV would overflow this step (rare: loop over those workers)
+        over = np.flatnonzero(fleet.kv_running + fleet.running > K)
+        if len(over):
+            keep = np.ones(len(fleet.run_ids), dtype=bool)
+            for g in over:
+                pos = np.flatnonzero(fleet.run_worker == g)[::-1]  # newest first
+                for q in pos:
+                    if fleet.kv_running[g] + fleet.running[g] <= K:
+                        break
+                    i = int(fleet.run_ids[q])
+                    keep[q] = False
+                    fleet.kv_running[g] -= prompt[i] + fleet.run_generated[q]
+                    fleet.running[g] -= 1
+                    fleet.queues[g].appendleft(i)
+                    fleet.queued[g] += 1
+                    fleet.kv_queued[g] += prompt[i]
+                    preemptions += 1
+            fleet.run_ids, fleet.run_worker = fleet.run_ids[keep], fleet.run_worker[keep]
+            fleet.run_generated, run_out = fleet.run_generated[keep], run_out[keep]
+            run_prompt = run_prompt[keep]
+
+        # 3. admission, FCFS per worker
+        admit: list[int] = []
+        admit_w: list[int] = []
+        for g in np.flatnonzero((fleet.queued > 0) & (fleet.running < B)):
+            queue = fleet.queues[g]
+            while queue and fleet.running[g] < B:
+                i = queue[0]
+                if fleet.kv_running[g] + fleet.running[g] + prompt[i] + 1 > K:
+                    break
+                queue.popleft()
+                fleet.queued[g] -= 1
+                fleet.kv_queued[g] -= prompt[i]
+                fleet.running[g] += 1
+                fleet.kv_running[g] += prompt[i]
+                admit.append(i)
+                admit_w.append(int(g))
+        prefill = np.zeros(G)
+        if admit:
+            a = np.asarray(admit, dtype=np.int64)
+            aw = np.asarray(admit_w, dtype=np.int64)
+            fleet.run_ids = np.concatenate([fleet.run_ids, a])
+            fleet.run_worker = np.concatenate([fleet.run_worker, aw])
+            fleet.run_generated = np.concatenate([fleet.run_generated, np.zeros(len(a), np.int64)])
+            run_out = np.concatenate([run_out, output[a]])
+            run_prompt = np.concatenate([run_prompt, prompt[a]])
+            if p > 0:
+                prefill = p * np.bincount(aw, weights=prompt[a], minlength=G)
+            admitted_total += len(a)
+        n_run = len(fleet.run_ids)
+        if n_run == 0:
+            if fleet.queued.sum() > 0:
+                raise RuntimeError("simulator stalled: requests queued but none admissible")
+            continue
+
+        # 4. one decode step with the barrier
+        work = c1 * fleet.kv_running + prefill
+        top = float(work.max())
+        step_ms = c0 + top
+        steps_t.append(t)
+        steps_ms.append(step_ms)
+        steps_idle.append(G * top - float(work.sum()))
+        steps_compute.append(G * top)
+        steps_queue.append(int(fleet.queued.sum()))
+        steps_slots.append(int(fleet.running.max()))
+        steps_kv.append(int((fleet.kv_running + fleet.running).max()))
+        t_before = t
+        t += step_ms / 1000.0
+        k += 1
+        tokens += n_run
+        if t <= last_arrival + 1e-12:
+            tokens_by_last = tokens
+        elif t_before < last_arrival:
+            tokens_by_last += n_run * (last_arrival - t_before) / (t - t_before)
+        fresh = fleet.run_generated == 0
+        if fresh.any():
+            ids = fleet.run_ids[fresh]
+            first_t[ids] = np.where(np.isnan(first_t[ids]), t, first_t[ids])
+        fleet.run_generated += 1
+        fleet.kv_running += fleet.running
+
+        # 5. finished requests leave
+        fin = fleet.run_generated >= run_out
+        if fin.any():
+            ids = fleet.run_ids[fin]
+            wk = fleet.run_worker[fin]
+            finish_t[ids] = t
+            fleet.running -= np.bincount(wk, minlength=G)
+            fleet.kv_running -= np.bincount(
+                wk, weights=run_prompt[fin] + fleet.run_generated[fin], minlength=G
+            ).astype(np.int64)
+            m = len(ids)
+            fleet._done_outputs[fleet._n_done:fleet._n_done + m] = run_out[fin]
+            fleet._n_done += m
+            done += m
+            keep = ~fin
+            fleet.run_ids, fleet.run_worker = fleet.run_ids[keep], fleet.run_worker[keep]
+            fleet.run_generated, run_out = fleet.run_generated[keep], run_out[keep]
+            run_prompt = run_prompt[keep]
+
+    steps_ms_a = np.asarray(steps_ms)
+    idle = np.asarray(steps_idle)
+    compute = np.asarray(steps_compute)
+    tpot = (finish_t - first_t)[output > 1] / (output[output > 1] - 1) * 1000.0
+    e2e = finish_t - arrive_t
+    if last_arrival > 0 and not step_clock:
+        throughput = tokens_by_last / last_arrival
+    else:
+        throughput = tokens / max(t - float(np.nanmin(arrive_t)), 1e-12)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        imb = np.where(compute > 0, idle / np.where(compute > 0, compute, 1.0), 0.0)
+    metrics = {
+        "throughput_tok_s": float(throughput),
+        "idle_fraction": float(idle.sum() / compute.sum()) if compute.sum() > 0 else 0.0,
+        "imbalance": float(imb.mean()) if len(imb) else 0.0,
+        "tpot_mean_ms": float(tpot.mean()) if len(tpot) else 0.0,
+        "tpot_p99_ms": float(np.percentile(tpot, 99)) if len(tpot) else 0.0,
+        "e2e_mean_s": float(np.mean(e2e)),
+        "e2e_p99_s": float(np.percentile(e2e, 99)),
+        "completed": int(done),
+        "queue_mean": float(np.mean(steps_queue)) if steps_queue else 0.0,
+        "preemptions": int(preemptions),
+        "router_us": route_s / n * 1e6,
+        "steps": int(len(steps_ms)),
+    }
+    return {
+        "cost": float(steps_ms_a.sum()),
+        "metrics": metrics,
+        "route_s": route_s,
+        "worker": fleet.worker_of.copy(),
+        "arrive_t": arrive_t,
+        "first_t": first_t,
+        "finish_t": finish_t,
+        "steps": {"t": np.asarray(steps_t), "step_ms": steps_ms_a, "idle": idle,
+                  "compute": compute, "queue": np.asarray(steps_queue),
+                  "max_running": np.asarray(steps_slots), "max_kv": np.asarray(steps_kv)},
+    }
+
+
+def evaluate(instance: Instance, method: str | routing.Router, *, seed: int = 0,
+             **kw: Any) -> Outcome:
+    """Simulate ``method`` (a POLICIES name or a router) on ``instance``.
+
+    ``cost`` is the total step time (ms); ``wall_s`` the router's decision time (s).
+    """
+    if not isinstance(instance, Instance):
+        raise InvalidInstanceError("evaluate needs a decode_routing Instance")
+    router = routing.make_router(method)
+    if kw:
+        raise InvalidInstanceError(f"unknown evaluate option(s) {sorted(kw)}")
+    result = simulate(instance, router, seed=seed)
+    return Outcome(cost=result["cost"], metrics=result["metrics"], wall_s=result["route_s"])
+
+
+def simple_lower_bound(instance: Instance) -> float:
+    """A lower bound on total step time valid for any router (ms).
+
+    Every step costs c0 and at least the mean worker's work; the number of steps is at least
+    the longest output and at least all tokens / (G B); each request's work is at least
+    c1 sum_{j < o} (s + j) + p s (preemption only adds work).
+    """
+    s = instance.prompt.astype(float)
+    o = instance.output.astype(float)
+    work = instance.ms_per_kv_token * (o * s + o * (o - 1) / 2) + instance.prefill_ms_per_token * s
+    steps = max(o.max(), math.ceil(o.sum() / (instance.workers * instance.slots)))
+    return float(instance.step_ms * steps + work.sum() / instance.workers)
+
+
+def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4,
+          step_block: int = 1) -> Bound:
+    """Best provable bound on the total step time (ms).
+
+    On a step-clock stream where slots and KV cannot bind, the hindsight IP (HiGHS, matrix path)
+    gives the optimum (``optimal``) or its dual bound at the time limit (``mip_bound``);
+    ``step_block > 1`` solves the smaller blocked relaxation (a valid ``lower_bound``).
+    Otherwise :func:`simple_lower_bound` (``lower_bound``).
+    """
+    start = time.perf_counter()
+    simple = simple_lower_bound(instance)
+    if not model.hindsight_exact(instance):
+        return Bound(simple, "lower_bound", wall_s=time.perf_counter() - start)
+    mat = model.hindsight_matrices(instance, step_block=step_block)
+    res = routing.solve_matrix(mat, time_limit=time_limit, mip_gap=mip_gap)
+    wall = time.perf_counter() - start
+    if res["status"] == "optimal" and step_block == 1:
+        return Bound(float(res["objective"]), "optimal", wall_s=wall)
+    value = float(res["bound"])
+    if not math.isfinite(value) or value < simple:
+        return Bound(simple, "lower_bound", wall_s=wall)
+    kind = "mip_bound" if step_block == 1 else "lower_bound"
+    return Bound(value, kind, wall_s=wall, status=res["status"])

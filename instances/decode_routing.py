@@ -1,0 +1,363 @@
+"""Decode routing instances: data-parallel decode workers with a step barrier, and a request stream.
+
+A fleet of ``workers`` identical decode workers, each with ``slots`` batch slots and room for
+``kv_capacity`` KV tokens. Every decode step ends at a barrier: it lasts
+``step_ms + ms_per_kv_token * max_g L_g`` milliseconds (plus ``prefill_ms_per_token`` times the
+prompt tokens a worker admits in that step), where ``L_g`` is the KV tokens resident on worker
+``g``. A request is routed once to one worker and stays there; it holds ``prompt + j`` KV tokens
+while it generates its ``j``-th output token (j = 0, 1, ...) and leaves after ``output_tokens``
+steps. Online methods see ``prompt_tokens`` and, when given, ``predicted_tokens``; the true
+``output_tokens`` are hidden from them.
+
+``requests`` is a frame with columns ``arrival_s`` (seconds, or decode steps when
+``arrival_unit == "step"``), ``prompt_tokens``, ``output_tokens`` and optionally
+``predicted_tokens``. ``block_ids`` optionally lists the prefix block ids of each request.
+
+Generators are calibrated to the Azure LLM inference traces 2023 (Splitwise, ISCA 2024):
+conversation context mean 1155 / median 1020 tokens, output mean 211 / median 129 (max 1000);
+code context mean 2048 / median 1469, output mean 28 / median 13. Lengths are log-normal with the
+published median and a spread solved so that the (clipped) mean matches the published mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from servopt.core import Instance as _Base
+from servopt.core import InvalidInstanceError
+from servopt.instances import traces
+
+REQUIRED = ("arrival_s", "prompt_tokens", "output_tokens")
+ARRIVAL_UNITS = ("s", "step")
+
+# (median, mean, clip max) of the Azure 2023 traces, tokens.
+WORKLOADS: dict[str, dict[str, tuple[float, float, int]]] = {
+    "conversation": {"prompt": (1020.0, 1155.0, 8192), "output": (129.0, 211.0, 1000)},
+    "code": {"prompt": (1469.0, 2048.0, 8192), "output": (13.0, 28.0, 2000)},
+}
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Instance(_Base):
+    """A decode-routing instance (units: tokens, milliseconds, seconds of arrival).
+
+    workers : number of data-parallel decode workers G.
+    slots : batch slots per worker B (requests decoding at once).
+    kv_capacity : KV tokens a worker holds K.
+    step_ms : fixed time of one decode step c0 (ms).
+    ms_per_kv_token : time per KV token on the most loaded worker c1 (ms per token).
+    requests : frame ``arrival_s, prompt_tokens, output_tokens[, predicted_tokens]``.
+    prefill_ms_per_token : optional prefill time per admitted prompt token (ms per token).
+    arrival_unit : ``"s"`` (arrivals in seconds) or ``"step"`` (arrivals in decode steps).
+    block_ids : optional prefix block ids per request (list of lists of ints).
+    name : free label.
+    """
+
+    decision = "decode_routing"
+    schema_version = 1
+
+    workers: int
+    slots: int
+    kv_capacity: int
+    step_ms: float
+    ms_per_kv_token: float
+    requests: pd.DataFrame
+    prefill_ms_per_token: float = 0.0
+    arrival_unit: str = "s"
+    block_ids: list | None = None
+    name: str = ""
+
+    def validate(self) -> None:
+        for field in ("workers", "slots", "kv_capacity"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise InvalidInstanceError(f"{field} must be a positive integer, got {value!r}")
+            self._set(field, int(value))
+        for field in ("step_ms", "ms_per_kv_token", "prefill_ms_per_token"):
+            value = getattr(self, field)
+            try:
+                value = float(value)
+            except (TypeError, ValueError):
+                raise InvalidInstanceError(f"{field} must be a number (ms), got {value!r}") from None
+            if not math.isfinite(value) or value < 0:
+                raise InvalidInstanceError(f"{field} must be a finite number >= 0 ms, got {value}")
+            self._set(field, value)
+        if self.step_ms + self.ms_per_kv_token <= 0:
+            raise InvalidInstanceError("step_ms and ms_per_kv_token are both 0: steps take no time")
+        if self.arrival_unit not in ARRIVAL_UNITS:
+            raise InvalidInstanceError(
+                f"arrival_unit must be one of {ARRIVAL_UNITS}, got {self.arrival_unit!r}")
+        self._set("requests", _check_requests(self.requests, self.kv_capacity))
+        if self.block_ids is not None:
+            ids = self.block_ids
+            if not isinstance(ids, list) or len(ids) != len(self.requests):
+                raise InvalidInstanceError(
+                    f"block_ids must list one block-id list per request ({len(self.requests)})")
+            for row, item in enumerate(ids):
+                if not isinstance(item, list) or not all(
+                        isinstance(b, int | np.integer) and not isinstance(b, bool) for b in item):
+                    raise InvalidInstanceError(f"block_ids[{row}] must be a list of integers")
+            self._set("block_ids", [[int(b) for b in item] for item in ids])
+
+    # -- convenience views --------------------------------------------------------------------
+    @property
+    def n_requests(self) -> int:
+        return len(self.requests)
+
+    @property
+    def arrival(self) -> np.ndarray:
+        return self.requests["arrival_s"].to_numpy(dtype=float)
+
+    @property
+    def prompt(self) -> np.ndarray:
+        return self.requests["prompt_tokens"].to_numpy(dtype=np.int64)
+
+    @property
+    def output(self) -> np.ndarray:
+        return self.requests["output_tokens"].to_numpy(dtype=np.int64)
+
+    @property
+    def predicted(self) -> np.ndarray | None:
+        if "predicted_tokens" not in self.requests.columns:
+            return None
+        return self.requests["predicted_tokens"].to_numpy(dtype=np.int64)
+
+    def summary(self) -> str:
+        r = self.requests
+        span = float(r["arrival_s"].iloc[-1]) if len(r) else 0.0
+        unit = "s" if self.arrival_unit == "s" else " steps"
+        label = f"{self.name}: " if self.name else ""
+        return (f"{label}decode routing: {len(r)} requests over {span:.4g}{unit}, {self.workers} "
+                f"workers x {self.slots} slots x {self.kv_capacity} KV tokens, prompt mean "
+                f"{r['prompt_tokens'].mean():.0f}, output mean {r['output_tokens'].mean():.0f}")
+
+
+def _check_requests(frame: Any, kv_capacity: int) -> pd.DataFrame:
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidInstanceError(f"requests must be a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise InvalidInstanceError(f"requests: missing column(s) {missing}; need {list(REQUIRED)}")
+    extra = [c for c in frame.columns if c not in (*REQUIRED, "predicted_tokens")]
+    if extra:
+        raise InvalidInstanceError(
+            f"requests: unknown column(s) {extra}; allowed are {[*REQUIRED, 'predicted_tokens']}")
+    if len(frame) == 0:
+        raise InvalidInstanceError("requests: the stream has no request")
+    out = pd.DataFrame(index=pd.RangeIndex(len(frame), name="request"))
+    arrival = pd.to_numeric(frame["arrival_s"], errors="coerce").to_numpy(dtype=float)
+    if not np.all(np.isfinite(arrival)):
+        row = int(np.argmax(~np.isfinite(arrival)))
+        raise InvalidInstanceError(f"requests: request {row}: arrival_s is missing or not a number")
+    if np.any(arrival < 0):
+        row = int(np.argmax(arrival < 0))
+        raise InvalidInstanceError(f"requests: request {row}: arrival_s is negative ({arrival[row]})")
+    if np.any(np.diff(arrival) < 0):
+        row = int(np.argmax(np.diff(arrival) < 0)) + 1
+        raise InvalidInstanceError(
+            f"requests: arrival_s must be sorted: request {row} arrives at {arrival[row]:g}, "
+            f"before request {row - 1} at {arrival[row - 1]:g}")
+    out["arrival_s"] = arrival
+    for col in ("prompt_tokens", "output_tokens", "predicted_tokens"):
+        if col not in frame.columns:
+            continue
+        raw = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+        if not np.all(np.isfinite(raw)):
+            row = int(np.argmax(~np.isfinite(raw)))
+            raise InvalidInstanceError(f"requests: request {row}: {col} is missing or not a number")
+        if np.any(raw != np.round(raw)):
+            row = int(np.argmax(raw != np.round(raw)))
+            raise InvalidInstanceError(f"requests: request {row}: {col} must be a whole number of "
+                                       f"tokens, got {raw[row]}")
+        low = 0 if col == "prompt_tokens" else 1
+        if np.any(raw < low):
+            row = int(np.argmax(raw < low))
+            what = "negative" if raw[row] < 0 else "0 (a request generates at least one token)"
+            raise InvalidInstanceError(f"requests: request {row}: {col} is {what}: {raw[row]:g}")
+        out[col] = raw.astype(np.int64)
+    need = out["prompt_tokens"].to_numpy() + out["output_tokens"].to_numpy()
+    if np.any(need > kv_capacity):
+        row = int(np.argmax(need > kv_capacity))
+        raise InvalidInstanceError(
+            f"requests: request {row} needs {need[row]} KV tokens (prompt "
+            f"{out['prompt_tokens'].iloc[row]} + output {out['output_tokens'].iloc[row]}) but a "
+            f"worker holds only kv_capacity={kv_capacity}: it could never finish")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Length distributions and capacity
+# ---------------------------------------------------------------------------------------------
+def _clipped_lognormal_mean(mu: float, sigma: float, cap: float) -> float:
+    """E[min(X, cap)] for log-normal X (natural-log mean mu, std sigma)."""
+    z = (math.log(cap) - mu) / sigma
+    return math.exp(mu + sigma**2 / 2) * stats.norm.cdf(z - sigma) + cap * stats.norm.sf(z)
+
+
+def lognormal_sigma(median: float, mean: float, cap: float) -> float:
+    """Spread of a log-normal with this median whose mean after clipping at ``cap`` is ``mean``."""
+    mu = math.log(median)
+    return float(optimize.brentq(lambda s: _clipped_lognormal_mean(mu, s, cap) - mean, 1e-3, 5.0))
+
+
+def sample_lengths(workload: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Prompt and output token counts of ``n`` requests of an Azure-calibrated workload."""
+    if workload not in WORKLOADS:
+        raise InvalidInstanceError(f"workload must be one of {sorted(WORKLOADS)}, got {workload!r}")
+    out = []
+    for part in ("prompt", "output"):
+        median, mean, cap = WORKLOADS[workload][part]
+        sigma = lognormal_sigma(median, mean, cap)
+        draw = np.exp(rng.normal(math.log(median), sigma, n))
+        out.append(np.clip(np.round(draw), 1, cap).astype(np.int64))
+    return out[0], out[1]
+
+
+def fleet_capacity(prompt: np.ndarray, output: np.ndarray, *, workers: int, slots: int,
+                   kv_capacity: int, step_ms: float, ms_per_kv_token: float,
+                   prefill_ms_per_token: float = 0.0) -> float:
+    """Requests per second a perfectly balanced fleet sustains on this length mix (fluid model).
+
+    A request held in a slot for o steps contributes on average
+    ``kbar = E[o s + o(o-1)/2] / E[o]`` KV tokens per step it is resident. With n requests per
+    worker a balanced step takes ``c0 + c1 n kbar + p n E[s] / E[o]`` ms and each worker
+    finishes ``n / (E[o] step)`` requests per ms. n is capped by the slots and by the KV
+    (``n kbar <= K``).
+    """
+    s = prompt.astype(float)
+    o = output.astype(float)
+    mean_o = o.mean()
+    kbar = float(np.mean(o * s + o * (o - 1) / 2) / mean_o)
+    n = min(float(slots), kv_capacity / kbar)
+    step = step_ms + ms_per_kv_token * n * kbar + prefill_ms_per_token * n * s.mean() / mean_o
+    return workers * n / (mean_o * step) * 1000.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Generators
+# ---------------------------------------------------------------------------------------------
+def generate(*, workload: str = "conversation", requests: int = 600, workers: int = 4,
+             load: float = 0.85, arrivals: str = "poisson", slots: int = 64,
+             kv_capacity: int = 131072, step_ms: float = 10.0, ms_per_kv_token: float = 1e-4,
+             prefill_ms_per_token: float = 0.0, prediction_error: float | None = None,
+             burstiness: float = 4.0, seed: int = 0) -> Instance:
+    """An Azure-calibrated request stream at ``load`` times the fleet's balanced capacity.
+
+    workload : ``conversation`` or ``code`` (Azure LLM inference 2023 length statistics).
+    load : arrival rate / :func:`fleet_capacity` (0.7, 0.85, 0.95 in the benchmark).
+    arrivals : ``poisson``, or ``bursty`` (gamma inter-arrival times with squared coefficient
+        of variation ``burstiness``).
+    prediction_error : when given, add ``predicted_tokens`` = true output x exp(N(0, error)).
+    """
+    if not (isinstance(requests, int | np.integer) and requests >= 1):
+        raise InvalidInstanceError(f"requests must be a positive integer, got {requests!r}")
+    if not (load > 0 and math.isfinite(load)):
+        raise InvalidInstanceError(f"load must be a positive fraction of capacity, got {load}")
+    if arrivals not in ("poisson", "bursty"):
+        raise InvalidInstanceError(f"arrivals must be 'poisson' or 'bursty', got {arrivals!r}")
+    rng = np.random.default_rng(seed)
+    prompt, output = sample_lengths(workload, int(requests), rng)
+    prompt = np.minimum(prompt, np.maximum(kv_capacity - output, 0))
+    rate = load * fleet_capacity(prompt, output, workers=workers, slots=slots,
+                                 kv_capacity=kv_capacity, step_ms=step_ms,
+                                 ms_per_kv_token=ms_per_kv_token,
+                                 prefill_ms_per_token=prefill_ms_per_token)
+    if arrivals == "poisson":
+        gaps = rng.exponential(1.0 / rate, int(requests))
+    else:
+        if not burstiness > 0:
+            raise InvalidInstanceError(f"burstiness must be > 0, got {burstiness}")
+        shape = 1.0 / burstiness
+        gaps = rng.gamma(shape, 1.0 / (rate * shape), int(requests))
+    arrival = np.cumsum(gaps) - gaps[0]
+    frame = pd.DataFrame({"arrival_s": arrival, "prompt_tokens": prompt, "output_tokens": output})
+    if prediction_error is not None:
+        noisy = output * np.exp(rng.normal(0.0, prediction_error, len(output)))
+        frame["predicted_tokens"] = np.maximum(1, np.round(noisy)).astype(np.int64)
+    return Instance(workers=int(workers), slots=int(slots), kv_capacity=int(kv_capacity),
+                    step_ms=float(step_ms), ms_per_kv_token=float(ms_per_kv_token),
+                    prefill_ms_per_token=float(prefill_ms_per_token), requests=frame,
+                    name=f"{workload} {arrivals} load={load:g}")
+
+
+def generate_steps(*, workload: str = "conversation", requests: int = 200, workers: int = 4,
+                   per_step: float | None = None, slots: int | None = None,
+                   kv_capacity: int | None = None, step_ms: float = 10.0,
+                   ms_per_kv_token: float = 1e-4, seed: int = 0) -> Instance:
+    """A small stream with arrivals counted in decode steps, for the hindsight bound.
+
+    ``per_step`` is the Poisson arrival rate in requests per step (default: enough for about
+    eight requests per worker in flight). Slots and KV default to values that never bind
+    (every request starts the step it arrives), so the hindsight IP is exact for it.
+    """
+    rng = np.random.default_rng(seed)
+    prompt, output = sample_lengths(workload, int(requests), rng)
+    rate = per_step if per_step is not None else 8.0 * workers / float(output.mean())
+    arrival = np.floor(np.cumsum(rng.exponential(1.0 / rate, int(requests))))
+    arrival -= arrival[0]
+    slots = int(slots) if slots is not None else int(requests)
+    if kv_capacity is None:
+        kv_capacity = int(np.sum(prompt + output))
+    frame = pd.DataFrame({"arrival_s": arrival, "prompt_tokens": prompt, "output_tokens": output})
+    return Instance(workers=int(workers), slots=slots, kv_capacity=int(kv_capacity),
+                    step_ms=float(step_ms), ms_per_kv_token=float(ms_per_kv_token),
+                    requests=frame, arrival_unit="step", name=f"{workload} hindsight")
+
+
+def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int = 64,
+               kv_capacity: int = 131072, step_ms: float = 10.0, ms_per_kv_token: float = 1e-4,
+               prefill_ms_per_token: float = 0.0, load: float | None = None,
+               rate_scale: float = 1.0, max_requests: int | None = None,
+               clip_to_kv: bool = True, name: str = "") -> Instance:
+    """An instance from a request frame of :mod:`servopt.instances.traces` (or an Azure CSV path).
+
+    load : when given, arrivals are rescaled so the offered rate is ``load`` times the fleet's
+        balanced capacity (:func:`fleet_capacity`) on the trace's own lengths; otherwise
+        ``rate_scale`` multiplies the trace's rate.
+    max_requests : keep only the first requests.
+    clip_to_kv : shorten prompts so prompt + output fits a worker's KV (else such a request is
+        an error).
+    """
+    if isinstance(frame, str | Path):
+        frame = traces.read_azure(frame)
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidInstanceError("from_trace needs a request frame or a trace path")
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise InvalidInstanceError(f"trace frame: missing column(s) {missing}")
+    if max_requests is not None:
+        frame = frame.iloc[: int(max_requests)]
+    if not rate_scale > 0:
+        raise InvalidInstanceError(f"rate_scale must be > 0, got {rate_scale}")
+    out = frame[list(REQUIRED)].copy().reset_index(drop=True)
+    out["arrival_s"] = out["arrival_s"] - float(out["arrival_s"].iloc[0]) if len(out) else 0.0
+    out["output_tokens"] = np.maximum(out["output_tokens"].to_numpy(dtype=np.int64), 1)
+    if clip_to_kv:
+        out["output_tokens"] = np.minimum(out["output_tokens"].to_numpy(), kv_capacity // 2)
+        room = kv_capacity - out["output_tokens"].to_numpy()
+        out["prompt_tokens"] = np.minimum(out["prompt_tokens"].to_numpy(dtype=np.int64), room)
+    if load is not None:
+        cap = fleet_capacity(out["prompt_tokens"].to_numpy(), out["output_tokens"].to_numpy(),
+                             workers=workers, slots=slots, kv_capacity=kv_capacity,
+                             step_ms=step_ms, ms_per_kv_token=ms_per_kv_token,
+                             prefill_ms_per_token=prefill_ms_per_token)
+        span = float(out["arrival_s"].iloc[-1])
+        rate = (len(out) - 1) / span if span > 0 else math.inf
+        if not math.isfinite(rate):
+            raise InvalidInstanceError("trace: all requests arrive at once; cannot rescale to a load")
+        rate_scale = load * cap / rate
+    out["arrival_s"] = out["arrival_s"] / rate_scale
+    block_ids = None
+    if "block_ids" in frame.columns:
+        block_ids = [list(map(int, b)) for b in frame["block_ids"].iloc[: len(out)]]
+    return Instance(workers=int(workers), slots=int(slots), kv_capacity=int(kv_capacity),
+                    step_ms=float(step_ms), ms_per_kv_token=float(ms_per_kv_token),
+                    prefill_ms_per_token=float(prefill_ms_per_token), requests=out,
+                    block_ids=block_ids, name=name or "trace")

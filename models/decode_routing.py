@@ -1,0 +1,452 @@
+r"""Decode routing models: the hindsight assignment IP and the short-horizon (epoch) assignment IP.
+
+Notation (units in brackets)
+----------------------------
+G workers g, each with B batch slots and K KV tokens; step time ``c0 + max_g W_g`` [ms], with
+``W_g = c1 L_g + p P_g``: L_g the KV tokens resident on g [tokens], c1 ``ms_per_kv_token``,
+P_g the prompt tokens g admits in the step, p ``prefill_ms_per_token``.
+
+1. Hindsight model (``build(instance)``; needs ``arrival_unit == "step"``)
+--------------------------------------------------------------------------
+Request i arrives at step a_i (``ceil(arrival_s)``), has prompt s_i and true output o_i, and is
+active on steps k = a_i, ..., a_i + o_i - 1, where it holds l_ik = s_i + (k - a_i) KV tokens and
+costs w_ik = c1 l_ik (+ p s_i on its first step). Full knowledge of o_i; every request starts the
+step it arrives (no queueing). Over the set of active steps k:
+
+    min   sum_k (c0 + u_k)                                                     [ms]
+    s.t.  assign[i]:        sum_g x_ig = 1                                      (each request once)
+          step_load[g,k]:   sum_{i active at k} w_ik x_ig <= u_k                (barrier epigraph)
+          slots[g,k]:       sum_{i active at k} x_ig <= B                       (if it can bind)
+          kv_memory[g,k]:   sum_{i active at k} (l_ik + 1) x_ig <= K            (if it can bind)
+          x_ig in {0, 1} (x_ig = 0 for g > i: workers are identical, symmetry breaking), u_k >= 0.
+
+When neither slots nor KV can bind for any assignment (``hindsight_exact``), the simulator of
+:mod:`servopt.benchmarks.decode_routing` realises exactly this cost for any sticky assignment, so
+the optimum is the best any router can do and the IP's dual bound is a valid lower bound.
+``step_block=b`` groups b consecutive active steps into one epigraph row
+(``sum_{k in block} W_gk <= u_block``), a relaxation that stays a valid lower bound and is b times
+smaller.
+
+Prices (LP relaxation): ``step_load[g,k]`` is the ms of total step time saved per ms of load
+removed from worker g at step k (>= 0, they sum to 1 over g at each step); ``assign[i]`` is the
+marginal ms of total step time that request i costs.
+
+2. Epoch model (``build_epoch(epoch)``; what an online router solves at a decision epoch)
+----------------------------------------------------------------------------------------
+At a decision epoch the resident requests of each worker give a predicted base load b_gh for
+the next H steps h = 0..H-1; waiting request (or request class) i with demand d_i has a
+predicted KV profile w_ih (its KV at step h times the probability it is still running) and needs
+n_i = s_i + 1 KV tokens to start. gamma^h discounts later steps.
+
+    min   sum_h gamma^h c1 u_h                                                  [ms]
+    s.t.  assign[i]:        sum_g x_ig = d_i                 (work conserving: all routed now)
+          load[g,h]:        b_gh + sum_i w_ih x_ig <= u_h    (predicted barrier epigraph) [tokens]
+          slots[g]:         sum_i x_ig <= S_g                (free batch slots)
+          kv_memory[g]:     sum_i n_i x_ig <= F_g            (free KV tokens)
+          x_ig in {0, 1} (in [0, d_i] for the relaxation), u_h >= 0.
+
+Prices (LP relaxation, the bid prices): ``load[g,h]`` = rho_gh, ms of discounted step time per
+KV token added to worker g at step h (>= 0, summing to gamma^h c1 over g); ``slots[g]`` = ms per
+extra free slot on g; ``kv_memory[g]`` = ms per extra free KV token on g; ``assign[i]`` = the ms
+one more request of class i costs. The bid-price rule sends request i to
+``argmin_g sum_h rho_gh w_ih + sigma_g + kappa_g n_i``.
+
+Both models also exist as sparse matrices (``hindsight_matrices``, ``epoch_matrices``) for the
+HiGHS matrix path; the tests check that they agree with the Pyomo models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+import scipy.sparse as sp
+
+from servopt.core import InvalidInstanceError
+from servopt.core.cvxmodel import CvxpyModel
+from servopt.instances.decode_routing import Instance
+
+
+# ---------------------------------------------------------------------------------------------
+# Hindsight model
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Activity:
+    """Which request is active at which step, with its load: one row per (request, step)."""
+
+    request: np.ndarray  # request index
+    step: np.ndarray  # position in ``steps``
+    work: np.ndarray  # ms of load-dependent work w_ik
+    kv_need: np.ndarray  # KV tokens needed l_ik + 1
+    steps: np.ndarray  # the active step numbers
+    start: np.ndarray  # a_i per request
+
+
+def activity(instance: Instance) -> Activity:
+    """The (request, active step) pairs of a step-clock instance, vectorised."""
+    if instance.arrival_unit != "step":
+        raise InvalidInstanceError(
+            "the hindsight model needs arrivals counted in decode steps (arrival_unit='step'); "
+            "with arrivals in seconds the step at which a request starts depends on the router")
+    start = np.ceil(instance.arrival - 1e-9).astype(np.int64)
+    out = instance.output
+    req = np.repeat(np.arange(len(out)), out)
+    first = np.repeat(np.cumsum(out) - out, out)
+    offset = np.arange(len(req)) - first
+    step_no = start[req] + offset
+    steps, pos = np.unique(step_no, return_inverse=True)
+    prompt = instance.prompt[req]
+    kv = prompt + offset
+    work = instance.ms_per_kv_token * kv + instance.prefill_ms_per_token * prompt * (offset == 0)
+    return Activity(req, pos, work.astype(float), kv + 1, steps, start)
+
+
+def binding(instance: Instance, act: Activity | None = None) -> dict[str, bool]:
+    """Whether slots / KV could bind for some assignment (all active requests on one worker)."""
+    act = act or activity(instance)
+    count = np.bincount(act.step, minlength=len(act.steps))
+    need = np.bincount(act.step, weights=act.kv_need, minlength=len(act.steps))
+    return {"slots": bool(count.max() > instance.slots),
+            "kv_memory": bool(need.max() > instance.kv_capacity)}
+
+
+def hindsight_exact(instance: Instance) -> bool:
+    """True when the hindsight model is exactly what the simulator realises for any router."""
+    if instance.arrival_unit != "step":
+        return False
+    return not any(binding(instance).values())
+
+
+def _blocks(n_steps: int, step_block: int) -> np.ndarray:
+    if not isinstance(step_block, int | np.integer) or step_block < 1:
+        raise InvalidInstanceError(f"step_block must be a positive integer, got {step_block!r}")
+    return np.arange(n_steps) // int(step_block)
+
+
+def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
+          symmetry: bool = True) -> pyo.ConcreteModel:
+    """The hindsight assignment IP (see the module docstring); ``relax`` gives its LP."""
+    act = activity(instance)
+    G, n_req = instance.workers, instance.n_requests
+    block = _blocks(len(act.steps), step_block)
+    n_blocks = int(block.max()) + 1
+    bind = binding(instance, act) if step_block == 1 else {"slots": False, "kv_memory": False}
+    # terms of each (block) row: request -> coefficient, built with numpy then grouped
+    rb = block[act.step]
+    key = rb * n_req + act.request
+    uniq, inv = np.unique(key, return_inverse=True)
+    coef = np.bincount(inv, weights=act.work)
+    terms: list[list[tuple[int, float]]] = [[] for _ in range(n_blocks)]
+    for k, c in zip(uniq.tolist(), coef.tolist(), strict=True):
+        terms[k // n_req].append((k % n_req, c))
+
+    m = pyo.ConcreteModel(name="decode_routing_hindsight")
+    m.I = pyo.RangeSet(0, n_req - 1)
+    m.G = pyo.RangeSet(0, G - 1)
+    m.K = pyo.RangeSet(0, n_blocks - 1)
+    domain = pyo.UnitInterval if relax else pyo.Binary
+    m.x = pyo.Var(m.I, m.G, domain=domain)
+    m.u = pyo.Var(m.K, domain=pyo.NonNegativeReals)
+    if symmetry:
+        for i in range(min(n_req, G)):
+            for g in range(i + 1, G):
+                m.x[i, g].fix(0)
+    m.assign = pyo.Constraint(m.I, rule=lambda m, i: sum(m.x[i, g] for g in m.G) == 1)
+    m.step_load = pyo.Constraint(
+        m.G, m.K, rule=lambda m, g, k: sum(c * m.x[i, g] for i, c in terms[k]) <= m.u[k])
+    if bind["slots"] or bind["kv_memory"]:
+        members: list[list[tuple[int, float]]] = [[] for _ in range(len(act.steps))]
+        for i, k, n in zip(act.request.tolist(), act.step.tolist(), act.kv_need.tolist(),
+                           strict=True):
+            members[k].append((i, n))
+        if bind["slots"]:
+            m.slots = pyo.Constraint(m.G, m.K, rule=lambda m, g, k: sum(
+                m.x[i, g] for i, _ in members[k]) <= instance.slots)
+        if bind["kv_memory"]:
+            m.kv_memory = pyo.Constraint(m.G, m.K, rule=lambda m, g, k: sum(
+                n * m.x[i, g] for i, n in members[k]) <= instance.kv_capacity)
+    m.total_step_ms = pyo.Objective(expr=instance.step_ms * len(act.steps) + sum(
+        m.u[k] for k in m.K), sense=pyo.minimize)
+    names = {"assign": ["request"], "step_load": ["worker", "step"], "slots": ["worker", "step"],
+             "kv_memory": ["worker", "step"], "x": ["request", "worker"], "u": ["step"]}
+    m.index_names = names
+    m.active_steps = act.steps
+    return m
+
+
+@dataclasses.dataclass
+class MatrixLP:
+    """min c x + offset s.t. row_lo <= A x <= row_hi, col_lo <= x <= col_hi (x integer where set)."""
+
+    c: np.ndarray
+    A: sp.csr_matrix
+    row_lo: np.ndarray
+    row_hi: np.ndarray
+    col_lo: np.ndarray
+    col_hi: np.ndarray
+    integer: np.ndarray
+    offset: float
+    rows: dict[str, slice]
+    cols: dict[str, slice]
+
+
+def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: int = 1,
+                       symmetry: bool = True) -> MatrixLP:
+    """The hindsight model of :func:`build` as sparse matrices (same variables and rows)."""
+    act = activity(instance)
+    G, n_req = instance.workers, instance.n_requests
+    block = _blocks(len(act.steps), step_block)
+    n_blocks = int(block.max()) + 1
+    bind = binding(instance, act) if step_block == 1 else {"slots": False, "kv_memory": False}
+    nx = n_req * G
+    rows, cols, vals, lo, hi = [], [], [], [], []
+    n_rows = 0
+    row_slices = {}
+    # assign[i]
+    i_idx = np.repeat(np.arange(n_req), G)
+    rows.append(i_idx)
+    cols.append(np.arange(nx))
+    vals.append(np.ones(nx))
+    lo.append(np.ones(n_req))
+    hi.append(np.ones(n_req))
+    row_slices["assign"] = slice(0, n_req)
+    n_rows = n_req
+    g_all = np.arange(G)
+
+    def family(name: str, step_of: np.ndarray, req: np.ndarray, coef: np.ndarray, n_k: int,
+               rhs: float, with_u: bool) -> None:
+        nonlocal n_rows
+        # row (g, k) = n_rows + g * n_k + k ; one entry per (term, g)
+        r = (n_rows + g_all[None, :] * n_k + step_of[:, None]).ravel()
+        c = (req[:, None] * G + g_all[None, :]).ravel()
+        v = np.repeat(coef, G)
+        rows.append(r)
+        cols.append(c)
+        vals.append(v)
+        if with_u:
+            rr = (n_rows + g_all[:, None] * n_k + np.arange(n_k)[None, :]).ravel()
+            rows.append(rr)
+            cols.append(nx + np.tile(np.arange(n_k), G))
+            vals.append(-np.ones(G * n_k))
+        lo.append(np.full(G * n_k, -np.inf))
+        hi.append(np.full(G * n_k, rhs))
+        row_slices[name] = slice(n_rows, n_rows + G * n_k)
+        n_rows += G * n_k
+
+    family("step_load", block[act.step], act.request, act.work, n_blocks, 0.0, True)
+    if bind["slots"]:
+        family("slots", act.step, act.request, np.ones(len(act.step)), len(act.steps),
+               float(instance.slots), False)
+    if bind["kv_memory"]:
+        family("kv_memory", act.step, act.request, act.kv_need.astype(float), len(act.steps),
+               float(instance.kv_capacity), False)
+    A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(n_rows, nx + n_blocks))
+    col_hi = np.concatenate([np.ones(nx), np.full(n_blocks, np.inf)])
+    if symmetry:
+        for i in range(min(n_req, G)):
+            col_hi[i * G + i + 1:(i + 1) * G] = 0.0
+    c = np.concatenate([np.zeros(nx), np.ones(n_blocks)])
+    integer = np.concatenate([np.full(nx, not relax), np.zeros(n_blocks, dtype=bool)])
+    return MatrixLP(c, A, np.concatenate(lo), np.concatenate(hi), np.zeros(nx + n_blocks), col_hi,
+                    integer, instance.step_ms * len(act.steps), row_slices,
+                    {"x": slice(0, nx), "u": slice(nx, nx + n_blocks)})
+
+
+def build_cvxpy(instance: Instance, *, step_block: int = 1) -> CvxpyModel:
+    """The LP relaxation of the hindsight model in CVXPY (no symmetry fixing: it is an LP)."""
+    import cvxpy as cp
+
+    mat = hindsight_matrices(instance, relax=True, step_block=step_block, symmetry=False)
+    G, n_req = instance.workers, instance.n_requests
+    nx = n_req * G
+    x = cp.Variable(nx)
+    u = cp.Variable(mat.c.size - nx)
+    z = cp.hstack([x, u])
+    cons = {}
+    constraints = []
+    for name, rs in mat.rows.items():
+        block = mat.A[rs]
+        con = (block @ z == mat.row_hi[rs]) if name == "assign" else (block @ z <= mat.row_hi[rs])
+        constraints.append(con)
+        if name == "assign":
+            index = pd.RangeIndex(n_req, name="request")
+        else:
+            n_k = (rs.stop - rs.start) // G
+            index = pd.MultiIndex.from_product([range(G), range(n_k)], names=["worker", "step"])
+        cons[name] = (con, index)
+    constraints += [x >= 0, x <= 1, u >= 0]
+    problem = cp.Problem(cp.Minimize(cp.sum(u) + mat.offset), constraints)
+    xi = pd.MultiIndex.from_product([range(n_req), range(G)], names=["request", "worker"])
+    return CvxpyModel(problem, "min", cons,
+                      {"x": (x, xi), "u": (u, pd.RangeIndex(u.size, name="step"))})
+
+
+def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Series]:
+    """The worker of each request (argmax of x) and the per-step epigraph u."""
+    n_req, G = instance.n_requests, instance.workers
+    x = np.array([[pyo.value(model.x[i, g]) or 0.0 for g in range(G)] for i in range(n_req)])
+    worker = pd.Series(np.argmax(x, axis=1), index=pd.RangeIndex(n_req, name="request"),
+                       name="worker")
+    u = pd.Series([pyo.value(model.u[k]) for k in model.K], name="u",
+                  index=pd.RangeIndex(len(model.K), name="step"))
+    share = pd.DataFrame(x, index=worker.index, columns=pd.RangeIndex(G, name="worker"))
+    return {"worker": worker, "u": u, "x": share}
+
+
+def explain_infeasible(instance: Instance) -> str:
+    act = activity(instance)
+    count = np.bincount(act.step, minlength=len(act.steps))
+    need = np.bincount(act.step, weights=act.kv_need, minlength=len(act.steps))
+    k = int(np.argmax(count))
+    kk = int(np.argmax(need))
+    return (f"no sticky assignment starts every request on arrival: at step {act.steps[k]} "
+            f"{count[k]} requests are active for {instance.workers} x {instance.slots} slots, and "
+            f"at step {act.steps[kk]} they need {need[kk]:.0f} KV tokens for "
+            f"{instance.workers} x {instance.kv_capacity}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Epoch model
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Epoch:
+    """Data of one decision epoch (arrays; units: tokens, ms).
+
+    base_load : (G, H) predicted KV tokens of resident requests at each horizon step.
+    profile : (I, H) predicted KV tokens of each waiting request (class) at each horizon step.
+    demand : (I,) requests of each class to route now (1 for a real request).
+    kv_need : (I,) KV tokens a request of the class needs to start (prompt + 1).
+    free_slots : (G,) batch slots free on each worker.
+    free_kv : (G,) KV tokens free on each worker.
+    ms_per_kv_token : c1.
+    discount : gamma per horizon step.
+    """
+
+    base_load: np.ndarray
+    profile: np.ndarray
+    demand: np.ndarray
+    kv_need: np.ndarray
+    free_slots: np.ndarray
+    free_kv: np.ndarray
+    ms_per_kv_token: float
+    discount: float = 0.8
+
+    def __post_init__(self) -> None:
+        self.base_load = np.atleast_2d(np.asarray(self.base_load, dtype=float))
+        self.profile = np.atleast_2d(np.asarray(self.profile, dtype=float))
+        self.demand = np.asarray(self.demand, dtype=float).ravel()
+        self.kv_need = np.asarray(self.kv_need, dtype=float).ravel()
+        self.free_slots = np.asarray(self.free_slots, dtype=float).ravel()
+        self.free_kv = np.asarray(self.free_kv, dtype=float).ravel()
+        G, H = self.base_load.shape
+        n = self.profile.shape[0]
+        if self.profile.shape[1] != H:
+            raise InvalidInstanceError(f"profile has {self.profile.shape[1]} horizon steps, "
+                                       f"base_load has {H}")
+        for name, arr, size in (("demand", self.demand, n), ("kv_need", self.kv_need, n),
+                                ("free_slots", self.free_slots, G), ("free_kv", self.free_kv, G)):
+            if arr.size != size:
+                raise InvalidInstanceError(f"{name} has {arr.size} entries, expected {size}")
+        if not 0 < self.discount <= 1:
+            raise InvalidInstanceError(f"discount must be in (0, 1], got {self.discount}")
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Objective weight of u_h: gamma^h c1 (ms per token)."""
+        H = self.base_load.shape[1]
+        return self.ms_per_kv_token * self.discount ** np.arange(H)
+
+
+def build_epoch(epoch: Epoch, *, relax: bool = False) -> pyo.ConcreteModel:
+    """The epoch assignment IP (see the module docstring); ``relax`` gives the LP whose duals
+    are the bid prices."""
+    G, H = epoch.base_load.shape
+    n = epoch.profile.shape[0]
+    m = pyo.ConcreteModel(name="decode_routing_epoch")
+    m.I = pyo.RangeSet(0, n - 1)
+    m.G = pyo.RangeSet(0, G - 1)
+    m.H = pyo.RangeSet(0, H - 1)
+    if relax:
+        m.x = pyo.Var(m.I, m.G, bounds=lambda m, i, g: (0.0, float(epoch.demand[i])))
+    else:
+        m.x = pyo.Var(m.I, m.G, domain=pyo.Binary)
+    m.u = pyo.Var(m.H, domain=pyo.NonNegativeReals)
+    w = epoch.weights
+    m.assign = pyo.Constraint(m.I, rule=lambda m, i: sum(m.x[i, g] for g in m.G)
+                              == float(epoch.demand[i]))
+    m.load = pyo.Constraint(m.G, m.H, rule=lambda m, g, h: float(epoch.base_load[g, h]) + sum(
+        float(epoch.profile[i, h]) * m.x[i, g] for i in m.I) <= m.u[h])
+    m.slots = pyo.Constraint(m.G, rule=lambda m, g: sum(m.x[i, g] for i in m.I)
+                             <= float(epoch.free_slots[g]))
+    m.kv_memory = pyo.Constraint(m.G, rule=lambda m, g: sum(
+        float(epoch.kv_need[i]) * m.x[i, g] for i in m.I) <= float(epoch.free_kv[g]))
+    m.discounted_step_ms = pyo.Objective(expr=sum(float(w[h]) * m.u[h] for h in m.H),
+                                         sense=pyo.minimize)
+    m.index_names = {"assign": ["request"], "load": ["worker", "step"], "slots": ["worker"],
+                     "kv_memory": ["worker"], "x": ["request", "worker"], "u": ["step"]}
+    return m
+
+
+def epoch_matrices(epoch: Epoch, *, relax: bool = True) -> MatrixLP:
+    """The epoch model as sparse matrices; variables x (I*G, request-major) then u (H)."""
+    G, H = epoch.base_load.shape
+    n = epoch.profile.shape[0]
+    nx = n * G
+    ig_i = np.repeat(np.arange(n), G)
+    ig_g = np.tile(np.arange(G), n)
+    blocks = []
+    # assign[i]: rows 0..n-1
+    blocks.append((ig_i, np.arange(nx), np.ones(nx)))
+    # load[g,h]: rows n + g*H + h ; x terms profile[i,h], u_h term -1
+    r = n + (ig_g[:, None] * H + np.arange(H)[None, :])
+    blocks.append((r.ravel(), np.repeat(np.arange(nx), H), epoch.profile[ig_i].ravel()))
+    rr = n + (np.arange(G)[:, None] * H + np.arange(H)[None, :]).ravel()
+    blocks.append((rr, nx + np.tile(np.arange(H), G), -np.ones(G * H)))
+    base = n + G * H
+    blocks.append((base + ig_g, np.arange(nx), np.ones(nx)))  # slots[g]
+    blocks.append((base + G + ig_g, np.arange(nx), epoch.kv_need[ig_i]))  # kv_memory[g]
+    n_rows = base + 2 * G
+    A = sp.csr_matrix((np.concatenate([b[2] for b in blocks]),
+                       (np.concatenate([b[0] for b in blocks]),
+                        np.concatenate([b[1] for b in blocks]))), shape=(n_rows, nx + H))
+    row_lo = np.concatenate([epoch.demand, np.full(G * H + 2 * G, -np.inf)])
+    row_hi = np.concatenate([epoch.demand, -epoch.base_load.ravel(), epoch.free_slots,
+                             epoch.free_kv])
+    col_hi = np.concatenate([epoch.demand[ig_i] if relax else np.ones(nx), np.full(H, np.inf)])
+    return MatrixLP(np.concatenate([np.zeros(nx), epoch.weights]), A, row_lo, row_hi,
+                    np.zeros(nx + H), col_hi,
+                    np.concatenate([np.full(nx, not relax), np.zeros(H, dtype=bool)]), 0.0,
+                    {"assign": slice(0, n), "load": slice(n, n + G * H),
+                     "slots": slice(base, base + G), "kv_memory": slice(base + G, n_rows)},
+                    {"x": slice(0, nx), "u": slice(nx, nx + H)})
+
+
+def build_epoch_cvxpy(epoch: Epoch) -> CvxpyModel:
+    """The epoch LP relaxation in CVXPY, written independently of the Pyomo model."""
+    import cvxpy as cp
+
+    G, H = epoch.base_load.shape
+    n = epoch.profile.shape[0]
+    x = cp.Variable((n, G), nonneg=True)
+    u = cp.Variable(H, nonneg=True)
+    assign = cp.sum(x, axis=1) == epoch.demand
+    # load[g, h] = base[g, h] + (x^T profile)[g, h] <= u[h]
+    load = epoch.base_load + x.T @ epoch.profile <= np.ones((G, 1)) @ cp.reshape(u, (1, H),
+                                                                               order="C")
+    slots = cp.sum(x, axis=0) <= epoch.free_slots
+    kv = epoch.kv_need @ x <= epoch.free_kv
+    upper = x <= np.repeat(epoch.demand[:, None], G, axis=1)
+    problem = cp.Problem(cp.Minimize(epoch.weights @ u), [assign, load, slots, kv, upper])
+    gh = pd.MultiIndex.from_product([range(G), range(H)], names=["worker", "step"])
+    return CvxpyModel(problem, "min",
+                      {"assign": (assign, pd.RangeIndex(n, name="request")),
+                       "load": (load, gh),
+                       "slots": (slots, pd.RangeIndex(G, name="worker")),
+                       "kv_memory": (kv, pd.RangeIndex(G, name="worker"))},
+                      {"x": (x, pd.MultiIndex.from_product([range(n), range(G)],
+                                                           names=["request", "worker"])),
+                       "u": (u, pd.RangeIndex(H, name="step"))})
+

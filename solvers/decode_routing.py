@@ -1,0 +1,487 @@
+"""Decode routers: deployed baselines, the bid-price router and the per-step IP.
+
+Policy protocol
+---------------
+A router is an object with
+
+- ``reset(instance, seed)``: called once before a simulation (clears its state);
+- ``on_step(view)``: called at the start of every decode step (may refresh prices);
+- ``route(view, ids)``: route the requests ``ids`` that arrived by this step, in arrival order,
+  by calling ``view.assign(i, worker)`` exactly once for each (assignment is sticky: the
+  simulator refuses a second assignment).
+
+``view`` is the simulator's fleet state, read-only except for ``assign``: ``workers``,
+``slots``, ``kv_capacity``, ``step`` (decode step number), ``now`` (s), per-worker arrays
+``running``, ``queued`` (requests), ``kv_running`` (KV tokens of running requests) and
+``kv_queued`` (prompt tokens of queued requests), the visible request data ``prompt`` and
+``predicted`` (None when the stream has no predictions), the running set ``run_ids``,
+``run_worker``, ``run_generated``, and ``completed_outputs()`` (output lengths of finished
+requests, observable once they finish). True output lengths of unfinished requests are never
+shown. ``Router.route`` calls ``choose(view, i)`` per request, so a simple rule only writes
+``choose``; counts in ``view`` include the requests routed earlier in the same step.
+
+Baselines (faithful to the deployed code they are named after)
+--------------------------------------------------------------
+- ``round_robin``: a counter from worker 0, +1 per request (SGLang ``round_robin_scheduler``).
+- ``random``: uniform over workers (seeded).
+- ``jsq``: join the shortest queue by request count, ``argmin`` (lowest index on ties) of the
+  requests on each worker (SGLang's ``shortest_queue_scheduler``: ``np.argmin`` of queue sizes).
+- ``least_kv``: fewest KV tokens committed (running KV + queued prompts), lowest index on ties.
+- ``p2c_kv``: power of two choices: two distinct workers uniformly at random, the one with fewer
+  KV tokens (the first drawn on ties).
+- ``least_outstanding``: vLLM's data-parallel load balancer (``DPLBAsyncMPClient``): score
+  ``4 * waiting + running``, scanned from the client's start index (0), strict ``<`` so the first
+  minimum in scan order wins; counts include requests routed since (here: exact counts).
+
+The bid-price router (``bid_price``) and the per-step IP (``epoch_ip``) are documented on their
+classes. ``POLICIES`` maps each name to a zero-argument factory returning a fresh router.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from servopt.core import InvalidInstanceError
+from servopt.instances.decode_routing import Instance
+from servopt.models.decode_routing import Epoch, MatrixLP, epoch_matrices
+
+
+class FleetView(Protocol):
+    workers: int
+    slots: int
+    kv_capacity: int
+    step: int
+    now: float
+    running: np.ndarray
+    queued: np.ndarray
+    kv_running: np.ndarray
+    kv_queued: np.ndarray
+    prompt: np.ndarray
+    predicted: np.ndarray | None
+    run_ids: np.ndarray
+    run_worker: np.ndarray
+    run_generated: np.ndarray
+
+    def assign(self, request: int, worker: int) -> None: ...
+
+    def completed_outputs(self) -> np.ndarray: ...
+
+
+class Router:
+    """Base router: ``route`` calls ``choose`` for each request in arrival order."""
+
+    name = "router"
+
+    def reset(self, instance: Instance, seed: int = 0) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.instance = instance
+
+    def on_step(self, view: FleetView) -> None:
+        """Called at the start of each decode step."""
+
+    def route(self, view: FleetView, ids: np.ndarray) -> None:
+        for i in ids:
+            view.assign(int(i), self.choose(view, int(i)))
+
+    def choose(self, view: FleetView, request: int) -> int:
+        raise NotImplementedError
+
+
+class RoundRobin(Router):
+    name = "round_robin"
+
+    def reset(self, instance: Instance, seed: int = 0) -> None:
+        super().reset(instance, seed)
+        self.counter = 0
+
+    def choose(self, view: FleetView, request: int) -> int:
+        g = self.counter
+        self.counter = (self.counter + 1) % view.workers
+        return g
+
+
+class RandomRouter(Router):
+    name = "random"
+
+    def choose(self, view: FleetView, request: int) -> int:
+        return int(self.rng.integers(view.workers))
+
+
+class JoinShortestQueue(Router):
+    name = "jsq"
+
+    def choose(self, view: FleetView, request: int) -> int:
+        return int(np.argmin(view.running + view.queued))
+
+
+class LeastKV(Router):
+    name = "least_kv"
+
+    def choose(self, view: FleetView, request: int) -> int:
+        return int(np.argmin(view.kv_running + view.kv_queued))
+
+
+class PowerOfTwoKV(Router):
+    name = "p2c_kv"
+
+    def choose(self, view: FleetView, request: int) -> int:
+        if view.workers == 1:
+            return 0
+        a, b = self.rng.choice(view.workers, size=2, replace=False)
+        kv = view.kv_running + view.kv_queued
+        return int(b) if kv[b] < kv[a] else int(a)
+
+
+class LeastOutstanding(Router):
+    name = "least_outstanding"
+
+    def choose(self, view: FleetView, request: int) -> int:
+        return int(np.argmin(4 * view.queued + view.running))
+
+
+# ---------------------------------------------------------------------------------------------
+# Output-length knowledge available online
+# ---------------------------------------------------------------------------------------------
+def survival(completed: np.ndarray, running_age: np.ndarray, length: int,
+             prior_mean: float = 128.0, prior_weight: float = 20.0) -> np.ndarray:
+    """Kaplan-Meier estimate of S(t) = P(output > t), t = 0..length-1, from observable data.
+
+    ``completed`` are output lengths of finished requests (events), ``running_age`` the tokens
+    generated so far by running requests (censored: their output exceeds the age). A geometric
+    prior with mean ``prior_mean`` tokens and weight ``prior_weight`` pseudo-requests smooths the
+    estimate while few requests have finished.
+    """
+    t = np.arange(length)
+    hazard0 = 1.0 / max(prior_mean, 1.0)
+    deaths = np.bincount(np.clip(completed, 0, length - 1).astype(np.int64), minlength=length)
+    cens = np.bincount(np.clip(running_age, 0, length - 1).astype(np.int64), minlength=length)
+    # at risk at t: outputs > t-1 ... requests with output >= t or age >= t
+    at_risk = (deaths + cens)[::-1].cumsum()[::-1].astype(float)
+    prior_risk = prior_weight * (1 - hazard0) ** t
+    hazard = np.zeros(length)
+    # event "output == t" for t >= 1 (an output is at least one token)
+    num = deaths + prior_risk * hazard0
+    den = at_risk + prior_risk
+    hazard[1:] = num[1:] / np.maximum(den[1:], 1e-12)
+    return np.cumprod(1.0 - np.clip(hazard, 0.0, 1.0))
+
+
+class _Forecaster:
+    """Predicted KV profiles of running, queued and new requests over a horizon (vectorised)."""
+
+    def __init__(self, horizon: int, prior_mean: float) -> None:
+        self.H = int(horizon)
+        self.prior_mean = prior_mean
+        self.S = np.ones(self.H + 2)
+
+    def refresh(self, view: FleetView) -> None:
+        completed = view.completed_outputs()
+        length = int(max(completed.max(initial=0), view.run_generated.max(initial=0))) + self.H + 2
+        self.S = survival(completed, view.run_generated, length, self.prior_mean)
+
+    def _S(self, t: np.ndarray) -> np.ndarray:
+        t = np.asarray(t).astype(np.int64)
+        last = len(self.S) - 1
+        tail = self.S[last] * (1 - 1 / max(self.prior_mean, 1.0)) ** np.maximum(t - last, 0)
+        return np.where(t <= last, self.S[np.minimum(t, last)], tail)
+
+    def profile(self, prompt: np.ndarray, generated: np.ndarray,
+                predicted: np.ndarray | None) -> np.ndarray:
+        """(n, H) expected KV tokens of requests at horizon steps h = 0..H-1."""
+        h = np.arange(self.H)[None, :]
+        j = generated[:, None]
+        kv = prompt[:, None] + j + h
+        if predicted is not None:
+            alive = (j + h) < np.maximum(predicted[:, None], j + 1)
+            return kv * alive
+        p = self._S(j + h) / np.maximum(self._S(j), 1e-12)
+        return kv * p
+
+    def base_load(self, view: FleetView) -> np.ndarray:
+        """(G, H) expected KV tokens of each worker's running and queued requests."""
+        G = view.workers
+        pred = view.predicted
+        ids = view.run_ids
+        prof = self.profile(view.prompt[ids].astype(float), view.run_generated.astype(float),
+                            None if pred is None else pred[ids].astype(float))
+        base = np.zeros((G, self.H))
+        for h in range(self.H):
+            base[:, h] = np.bincount(view.run_worker, weights=prof[:, h], minlength=G)
+        # queued requests start (approximately) now: s + h for a typical new request
+        new = self.profile(np.zeros(1), np.zeros(1), None)[0]  # h * S(h)
+        surv = self._S(np.arange(self.H))
+        base += view.kv_queued[:, None] * surv[None, :] + view.queued[:, None] * new[None, :]
+        return base
+
+
+# ---------------------------------------------------------------------------------------------
+# HiGHS matrix path
+# ---------------------------------------------------------------------------------------------
+_HIGHS: Any = None
+
+
+def _highs() -> Any:
+    global _HIGHS
+    if _HIGHS is None:
+        import highspy
+
+        _HIGHS = highspy.Highs()
+        _HIGHS.setOptionValue("output_flag", False)
+    return _HIGHS
+
+
+def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
+                 mip_gap: float = 1e-4) -> dict[str, Any]:
+    """Solve a :class:`MatrixLP` with highspy.
+
+    Returns ``status`` (optimal / time_limit / infeasible / error), ``objective``, ``bound``,
+    ``x`` (column values) and ``price`` (row prices in servopt's sign convention: >= 0 for the
+    ``<=`` rows, d objective / d rhs for equalities), the latter for LPs only.
+    """
+    import highspy
+
+    h = _highs()
+    h.clearModel()
+    h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
+    h.setOptionValue("mip_rel_gap", float(mip_gap))
+    h.setOptionValue("presolve", "choose" if mat.integer.any() else "off")
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    n_rows, n_cols = mat.A.shape
+    lp.num_col_ = n_cols
+    lp.num_row_ = n_rows
+    lp.col_cost_ = mat.c.astype(float)
+    lp.col_lower_ = np.where(np.isfinite(mat.col_lo), mat.col_lo, -inf)
+    lp.col_upper_ = np.where(np.isfinite(mat.col_hi), mat.col_hi, inf)
+    lp.row_lower_ = np.where(np.isfinite(mat.row_lo), mat.row_lo, -inf)
+    lp.row_upper_ = np.where(np.isfinite(mat.row_hi), mat.row_hi, inf)
+    A = mat.A.tocsc()
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = A.indices.astype(np.int32)
+    lp.a_matrix_.value_ = A.data.astype(float)
+    is_mip = bool(mat.integer.any())
+    if is_mip:
+        lp.integrality_ = [highspy.HighsVarType.kInteger if b else highspy.HighsVarType.kContinuous
+                           for b in mat.integer]
+    h.passModel(lp)
+    h.run()
+    status = h.getModelStatus()
+    S = highspy.HighsModelStatus
+    info = h.getInfo()
+    if status in (S.kInfeasible, S.kUnboundedOrInfeasible):
+        return {"status": "infeasible", "objective": np.nan, "bound": np.nan}
+    sol = h.getSolution()
+    x = np.asarray(sol.col_value, dtype=float)
+    has = len(x) == n_cols and (status == S.kOptimal or info.primal_solution_status == 2)
+    name = {S.kOptimal: "optimal", S.kTimeLimit: "time_limit"}.get(status, "error")
+    obj = float(info.objective_function_value) + mat.offset if has else np.nan
+    bound = (float(info.mip_dual_bound) + mat.offset) if is_mip else obj
+    out = {"status": name, "objective": obj, "bound": bound, "x": x if has else None}
+    if not is_mip and has:
+        dual = np.asarray(sol.row_dual, dtype=float)
+        eq = mat.row_lo == mat.row_hi
+        # HiGHS: row_dual = d objective / d activity bound; a <= row relaxed by one unit
+        # improves the objective by -row_dual.
+        out["price"] = np.where(eq, dual, np.maximum(-dual, 0.0))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Bid-price router
+# ---------------------------------------------------------------------------------------------
+class BidPrice(Router):
+    """Route by LP bid prices per worker and horizon step, refreshed every ``refresh`` steps.
+
+    At a refresh the router forecasts the next ``horizon`` steps: each worker's resident load
+    (running and queued requests, their survival estimated online by Kaplan-Meier from finished
+    requests, or their ``predicted_tokens``), and a class of ``m = rate * refresh`` new requests
+    of the average observed prompt (rate measured over recent steps). It solves the epoch LP
+    relaxation (:func:`servopt.models.decode_routing.build_epoch`, HiGHS matrix path) for that
+    class and keeps its duals: rho_gh (``load``), sigma_g (``slots``), kappa_g (``kv_memory``),
+    and the plan y_g (requests of the class per worker).
+
+    A request i is routed in O(G H) arithmetic, no solver: among the workers whose planned share
+    is not used up (``routed_g + 1/2 <= y_g``), the one with the lowest
+    ``sum_h rho_gh w_ih + sigma_g + kappa_g (s_i + 1)``, ties to the fewest KV tokens. When every
+    share is used up the LP is re-solved on the current state (work conserving: requests are
+    always routed on arrival).
+    """
+
+    name = "bid_price"
+
+    def __init__(self, horizon: int = 16, discount: float = 0.8, refresh: int = 2,
+                 prior_mean: float = 128.0, window: int = 64, slack: float = 1.5) -> None:
+        if horizon < 1 or refresh < 1:
+            raise InvalidInstanceError("horizon and refresh must be at least 1 step")
+        self.slack = float(slack)
+        self.horizon, self.discount, self.refresh_every = int(horizon), discount, int(refresh)
+        self.prior_mean, self.window = prior_mean, int(window)
+
+    def reset(self, instance: Instance, seed: int = 0) -> None:
+        super().reset(instance, seed)
+        self.fc = _Forecaster(self.horizon, self.prior_mean)
+        self.last_refresh = -10**9
+        self.arrivals = np.zeros(self.window)
+        self.prompt_sum, self.prompt_n = 0.0, 0
+        self.plan = None
+        self.solves = 0
+
+    def on_step(self, view: FleetView) -> None:
+        self._stepped = True
+        self.arrivals[view.step % self.window] = 0
+        if view.step - self.last_refresh >= self.refresh_every:
+            self.plan = None
+
+    def route(self, view: FleetView, ids: np.ndarray) -> None:
+        self.arrivals[view.step % self.window] += len(ids)
+        self.prompt_sum += float(view.prompt[ids].sum())
+        self.prompt_n += len(ids)
+        for i in ids:
+            i = int(i)
+            size = (view.prompt[i] + 1) / self.unit if self.plan is not None else 1.0
+            if self.plan is None or not np.any(self.routed + 0.5 * size <= self.share):
+                self._solve(view)
+            view.assign(i, self._pick(view, i))
+
+    def _solve(self, view: FleetView) -> None:
+        G, H = view.workers, self.horizon
+        self.fc.refresh(view)
+        base = self.fc.base_load(view)
+        seen = min(view.step + 1, self.window)
+        rate = max(self.arrivals.sum() / seen, 1.0 / self.refresh_every)
+        m = max(1.0, self.slack * rate * self.refresh_every)
+        mean_prompt = self.prompt_sum / max(self.prompt_n, 1)
+        profile = self.fc.profile(np.array([mean_prompt]), np.zeros(1), None)
+        free = (view.slots - view.running - view.queued).astype(float).clip(0)
+        if free.sum() < m:
+            free += (m - free.sum()) / G
+        kv_need = mean_prompt + 1
+        self.unit = kv_need
+        free_kv = (view.kv_capacity - view.kv_running - view.running - view.kv_queued)
+        free_kv = free_kv.astype(float).clip(0)
+        if free_kv.sum() < m * kv_need:
+            free_kv += (m * kv_need - free_kv.sum()) / G
+        epoch = Epoch(base, profile, [m], [kv_need], free, free_kv,
+                      self.instance.ms_per_kv_token, self.discount)
+        mat = epoch_matrices(epoch, relax=True)
+        res = solve_matrix(mat)
+        self.solves += 1
+        self.last_refresh = view.step
+        self.routed = np.zeros(G)
+        if res["status"] != "optimal":  # cannot happen with the overflow shares; be safe
+            self.share = np.full(G, m / G)
+            self.rho = np.zeros((G, H))
+            self.sigma = self.kappa = np.zeros(G)
+        else:
+            price = res["price"]
+            self.rho = price[mat.rows["load"]].reshape(G, H)
+            self.sigma = price[mat.rows["slots"]]
+            self.kappa = price[mat.rows["kv_memory"]]
+            self.share = res["x"][mat.cols["x"]]
+        self.plan = True
+
+    def _pick(self, view: FleetView, i: int) -> int:
+        pred = None if view.predicted is None else view.predicted[i:i + 1].astype(float)
+        w = self.fc.profile(view.prompt[i:i + 1].astype(float), np.zeros(1), pred)[0]
+        size = (view.prompt[i] + 1) / self.unit
+        score = self.rho @ w + self.sigma + self.kappa * (view.prompt[i] + 1)
+        open_ = self.routed + 0.5 * size <= self.share
+        if not open_.any():  # even a fresh plan has no room for this request: best price
+            open_[:] = True
+        score = np.where(open_, score, np.inf)
+        best = score.min()
+        tied = score <= best + 1e-9 * max(1.0, abs(best))
+        kv = np.where(tied, view.kv_running + view.kv_queued, np.iinfo(np.int64).max)
+        g = int(np.argmin(kv))
+        self.routed[g] += size
+        return g
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-step IP (slow exact policy)
+# ---------------------------------------------------------------------------------------------
+class EpochIP(Router):
+    """Solve the epoch assignment IP for the requests arriving at each step (HiGHS MIP).
+
+    Same forecast as :class:`BidPrice` (no new-request class: the actual arrivals are routed,
+    each one binary). Slots and KV rows use the free capacity, spread over all workers when the
+    fleet is full. Falls back to least-KV if a solve fails. Slow: one MIP per step with arrivals.
+    """
+
+    name = "epoch_ip"
+
+    def __init__(self, horizon: int = 16, discount: float = 0.8, prior_mean: float = 128.0,
+                 time_limit: float = 2.0) -> None:
+        self.horizon, self.discount, self.prior_mean = int(horizon), discount, prior_mean
+        self.time_limit = time_limit
+
+    def reset(self, instance: Instance, seed: int = 0) -> None:
+        super().reset(instance, seed)
+        self.fc = _Forecaster(self.horizon, self.prior_mean)
+        self.fallbacks = 0
+
+    def route(self, view: FleetView, ids: np.ndarray) -> None:
+        G = view.workers
+        self.fc.refresh(view)
+        base = self.fc.base_load(view)
+        pred = None if view.predicted is None else view.predicted[ids].astype(float)
+        prompt = view.prompt[ids].astype(float)
+        profile = self.fc.profile(prompt, np.zeros(len(ids)), pred)
+        free = (view.slots - view.running - view.queued).astype(float).clip(0)
+        n = len(ids)
+        if free.sum() < n:
+            free += np.ceil((n - free.sum()) / G)
+        need = prompt + 1
+        free_kv = (view.kv_capacity - view.kv_running - view.running - view.kv_queued)
+        free_kv = free_kv.astype(float).clip(0)
+        if free_kv.sum() < need.sum() or free_kv.max() < need.max():
+            free_kv += need.sum()
+        epoch = Epoch(base, profile, np.ones(n), need, free, free_kv,
+                      self.instance.ms_per_kv_token, self.discount)
+        mat = epoch_matrices(epoch, relax=False)
+        res = solve_matrix(mat, time_limit=self.time_limit)
+        if res.get("x") is None:
+            self.fallbacks += 1
+            fallback = LeastKV()
+            for i in ids:
+                view.assign(int(i), fallback.choose(view, int(i)))
+            return
+        x = res["x"][mat.cols["x"]].reshape(n, G)
+        for i, g in zip(ids, np.argmax(x, axis=1), strict=True):
+            view.assign(int(i), int(g))
+
+
+POLICIES: dict[str, Callable[[], Router]] = {
+    "round_robin": RoundRobin,
+    "random": RandomRouter,
+    "jsq": JoinShortestQueue,
+    "least_kv": LeastKV,
+    "p2c_kv": PowerOfTwoKV,
+    "least_outstanding": LeastOutstanding,
+    "bid_price": BidPrice,
+    "epoch_ip": EpochIP,
+}
+
+
+def make_router(method: str | Router) -> Router:
+    """A fresh router from a POLICIES name, or the router object itself."""
+    if isinstance(method, str):
+        if method not in POLICIES:
+            raise InvalidInstanceError(f"unknown decode routing method {method!r}; "
+                                       f"choose one of {sorted(POLICIES)}")
+        return POLICIES[method]()
+    if not hasattr(method, "route") or not hasattr(method, "reset"):
+        raise InvalidInstanceError(f"a router needs reset() and route(); got {type(method).__name__}")
+    return method
+
+
+def timed_route(router: Router, view: FleetView, ids: np.ndarray) -> float:
+    """Route ``ids`` and return the seconds spent."""
+    start = time.perf_counter()
+    router.route(view, ids)
+    return time.perf_counter() - start

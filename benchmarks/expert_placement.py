@@ -1,0 +1,233 @@
+"""Expert placement evaluator: plan on the history, score the next window's GPU loads.
+
+For a plan (a placement ``phy2log`` and its dispatch semantics) and a window's expert loads,
+:func:`gpu_times` computes the realised per-GPU time (tokens / speed) per layer by this module's
+own code:
+
+- ``even``: every replica of an expert serves an equal share (what EPLB assumes);
+- ``lp``: the min-max dispatch LP per layer (LPLB), solved here with SciPy's HiGHS on matrices
+  built here (independent of the solver layer's highspy path);
+- ``price``: the flows the plan's price-dispatch rule produces; they are checked here (non-
+  negative, only on occupied slots, every expert's tokens served) before they are scored.
+
+Cost = sum over layers of the max GPU time on the next window (tokens; the barrier of each
+layer's all-to-all). Balancedness = mean / max GPU time, per layer and aggregated over layers as
+sum of means / sum of maxes; the mean is fixed by the window, so min cost = max balancedness.
+The bound is the combinatorial lower bound on the hindsight-optimal placement for the next
+window (no plan made without seeing it can do better), a MILP bound on small instances.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from servopt.benchmarks.harness import Bound, Outcome
+from servopt.core import InvalidInstanceError
+from servopt.instances.expert_placement import Instance
+from servopt.models.expert_placement import check_placement, makespan_lower_bound
+from servopt.solvers.expert_placement import POLICIES, Plan, price_dispatch
+
+SENSE = "min"
+DEFAULT_METHODS = ("no_replication", "eplb", "eplb_lp", "eplb_price", "bid_price",
+                   "bid_price_lp", "exact")
+
+
+def _slot_expert_counts(phy2log: np.ndarray, E: int) -> np.ndarray:
+    L, R = phy2log.shape
+    counts = np.zeros((L, E))
+    rows = np.repeat(np.arange(L), R)
+    ok = phy2log.ravel() >= 0
+    np.add.at(counts, (rows[ok], phy2log.ravel()[ok]), 1.0)
+    return counts
+
+
+def _times_from_flows(flows: np.ndarray, instance: Instance) -> np.ndarray:
+    L = flows.shape[0]
+    G, S = instance.num_gpus, instance.slots_per_gpu
+    return flows.reshape(L, G, S).sum(axis=2) / instance.speed
+
+
+def _lp_times(phy2log: np.ndarray, w: np.ndarray, instance: Instance) -> np.ndarray:
+    """Per-layer min-max dispatch by SciPy linprog; returns GPU times (layers, GPUs)."""
+    import scipy.sparse as sp
+    from scipy.optimize import linprog
+
+    L, R = phy2log.shape
+    E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
+    speed = instance.speed
+    times = np.zeros((L, G))
+    for layer in range(L):  # one small LP per layer: independent, so the layers never mix
+        slots = np.nonzero(phy2log[layer] >= 0)[0]
+        n = slots.size
+        experts, gpus = phy2log[layer, slots], slots // S
+        a_eq = sp.coo_matrix((np.ones(n), (experts, np.arange(n))), shape=(E, n + 1))
+        a_ub = sp.hstack([sp.coo_matrix((np.ones(n), (gpus, np.arange(n))), shape=(G, n)),
+                          sp.csr_matrix(-speed.reshape(-1, 1))])
+        cost = np.zeros(n + 1)
+        cost[-1] = 1.0
+        res = linprog(cost, A_ub=a_ub, b_ub=np.zeros(G), A_eq=a_eq, b_eq=w[layer],
+                      bounds=(0, None), method="highs")
+        if res.status != 0:
+            raise InvalidInstanceError(f"layer {layer}: dispatch LP failed ({res.message})")
+        flows = np.zeros(R)
+        flows[slots] = np.maximum(res.x[:n], 0.0)
+        times[layer] = flows.reshape(G, S).sum(axis=1) / speed
+    return times
+
+
+def gpu_times(instance: Instance, plan: Plan, w: np.ndarray, dispatch: str | None = None
+              ) -> np.ndarray:
+    """Realised GPU times (layers, GPUs) of ``plan`` on loads ``w`` (layers x experts)."""
+    phy2log = check_placement(instance, plan.phy2log)
+    dispatch = dispatch or plan.dispatch
+    if dispatch == "even":
+        counts = _slot_expert_counts(phy2log, instance.num_experts)
+        share = w / np.maximum(counts, 1.0)
+        flows = np.where(phy2log >= 0, np.take_along_axis(share, np.maximum(phy2log, 0), 1), 0.0)
+        return _times_from_flows(flows, instance)
+    if dispatch == "lp":
+        return _lp_times(phy2log, w, instance)
+    if dispatch == "price":
+        if plan.gpu_price is None:
+            raise InvalidInstanceError("price dispatch needs the plan's gpu_price")
+        flows = price_dispatch(phy2log, w, plan.gpu_price, instance.slots_per_gpu, instance.speed)
+        _check_flows(flows, phy2log, w)
+        return _times_from_flows(flows, instance)
+    raise InvalidInstanceError(f"unknown dispatch {dispatch!r}; use even, lp or price")
+
+
+def _check_flows(flows: np.ndarray, phy2log: np.ndarray, w: np.ndarray) -> None:
+    if np.any(flows < -1e-9):
+        raise InvalidInstanceError("dispatch sent a negative number of tokens")
+    if np.any(np.abs(flows[phy2log < 0]) > 1e-9):
+        raise InvalidInstanceError("dispatch sent tokens to an empty slot")
+    L, E = w.shape
+    served = np.zeros((L, E))
+    rows = np.repeat(np.arange(L), phy2log.shape[1])
+    ok = phy2log.ravel() >= 0
+    np.add.at(served, (rows[ok], phy2log.ravel()[ok]), flows.ravel()[ok])
+    if not np.allclose(served, w, rtol=1e-7, atol=1e-6):
+        raise InvalidInstanceError("dispatch did not serve every expert's tokens exactly")
+
+
+def balancedness(times: np.ndarray) -> float:
+    """Aggregated over layers: sum of mean GPU times / sum of max GPU times (1 = perfect)."""
+    peak = times.max(axis=1).sum()
+    return float(times.mean(axis=1).sum() / peak) if peak > 0 else 1.0
+
+
+def resolve(method: Any) -> Any:
+    if isinstance(method, str):
+        if method not in POLICIES:
+            raise InvalidInstanceError(f"unknown method {method!r}; known: {sorted(POLICIES)}")
+        return POLICIES[method]
+    if not callable(method):
+        raise InvalidInstanceError("method must be a POLICIES name or a callable instance -> Plan")
+    return method
+
+
+def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
+             detail: bool = True) -> Outcome:
+    """Plan with ``method`` on the history and score it on the next window.
+
+    cost: sum over layers of the next window's max GPU time (tokens per unit speed) under the
+    plan's dispatch (or ``dispatch``). Metrics: ``balancedness`` (next window), and with
+    ``detail``: ``balancedness_same`` (on the planned window), ``balancedness_even`` /
+    ``balancedness_lp`` (next window, placement served by even split / the LP),
+    ``gap_same`` (planned-window cost under the plan's dispatch vs the planned window's bound),
+    ``plan_ms`` (planning time for all layers), ``migrations`` (replicas placed where the previous
+    placement had none of that expert) and ``colocated`` (extra replicas of an expert sharing a
+    GPU, which only EPLB produces).
+    """
+    policy = resolve(method)
+    start = time.perf_counter()
+    plan = policy(instance)
+    wall = time.perf_counter() - start
+    if not isinstance(plan, Plan):
+        raise InvalidInstanceError("a method must return a servopt expert_placement Plan")
+    plan_wall = plan.wall_s if not math.isnan(plan.wall_s) else wall
+    chosen = dispatch or plan.dispatch
+    nxt = gpu_times(instance, plan, instance.next_loads, chosen)
+    cost = float(nxt.max(axis=1).sum())
+    metrics: dict[str, float] = {"balancedness": balancedness(nxt),
+                                 "max_load": float(nxt.max(axis=1).mean()),
+                                 "mean_load": float(nxt.mean(axis=1).mean())}
+    if detail:
+        same = gpu_times(instance, plan, instance.planned_loads, chosen)
+        bound_same = makespan_lower_bound(instance.planned_loads, instance.num_gpus,
+                                          instance.slots_per_gpu, instance.speed).sum()
+        metrics["balancedness_same"] = balancedness(same)
+        metrics["gap_same"] = float(same.max(axis=1).sum() / bound_same - 1) if bound_same else 0.0
+        for other in ("even", "lp"):
+            metrics[f"balancedness_{other}"] = (metrics["balancedness"] if other == chosen else
+                                                balancedness(gpu_times(instance, plan,
+                                                                       instance.next_loads,
+                                                                       other)))
+        metrics["plan_ms"] = 1000.0 * plan_wall
+        metrics["migrations"] = float(_migrations(instance, plan.phy2log))
+        metrics["colocated"] = float(_colocated(instance, plan.phy2log))
+    return Outcome(cost=cost, metrics=metrics, wall_s=plan_wall, status="ok")
+
+
+def _migrations(instance: Instance, phy2log: np.ndarray) -> int:
+    if instance.previous_placement is None:
+        return 0
+    from servopt.models.expert_placement import placement_matrix
+
+    E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
+    now = placement_matrix(np.asarray(phy2log), E, G, S)
+    before = placement_matrix(instance.previous_placement, E, G, S)
+    return int((now & ~before).sum())
+
+
+def _colocated(instance: Instance, phy2log: np.ndarray) -> int:
+    L = phy2log.shape[0]
+    S = instance.slots_per_gpu
+    gpu = np.arange(phy2log.shape[1]) // S
+    key = np.where(phy2log >= 0, phy2log * instance.num_gpus + gpu[None, :], -1)
+    extra = 0
+    for layer in range(L):
+        k = key[layer][key[layer] >= 0]
+        extra += k.size - np.unique(k).size
+    return extra
+
+
+def bound(instance: Instance, *, window: str = "next", milp_time_limit: float | None = None,
+          milp_max_binaries: int = 2000) -> Bound:
+    """Lower bound on the cost: sum over layers of the window's min makespan bound.
+
+    ``window``: ``next`` (the scored window, default) or ``planned``. With ``milp_time_limit``
+    and at most ``milp_max_binaries`` binaries per layer, each layer's placement MILP is solved
+    too and its dual bound is used where larger (kind ``mip_bound``, ``optimal`` if all layers
+    are proved optimal).
+    """
+    start = time.perf_counter()
+    if window not in ("next", "planned"):
+        raise InvalidInstanceError("window must be 'next' or 'planned'")
+    w = instance.next_loads if window == "next" else instance.planned_loads
+    per_layer = makespan_lower_bound(w, instance.num_gpus, instance.slots_per_gpu,
+                                     instance.speed)
+    kind = "lower_bound"
+    if milp_time_limit and instance.num_experts * instance.num_gpus <= milp_max_binaries:
+        from servopt.models.expert_placement import build
+        from servopt.solvers import exact
+
+        index = instance.num_windows - 1 if window == "next" else max(0, instance.num_windows - 2)
+        all_optimal = True
+        for layer in range(instance.num_layers):
+            model = build(instance, window=index, layers=[layer], makespan_lb=per_layer[layer],
+                          beta=0.0)
+            sol = exact.solve_model(model, time_limit=milp_time_limit, mip_gap=1e-6,
+                                    prices=False, decision=instance.decision)
+            all_optimal &= sol.status == "optimal"
+            if not math.isnan(sol.bound):
+                per_layer[layer] = max(per_layer[layer], sol.bound)
+        kind = "optimal" if all_optimal else "mip_bound"
+    return Bound(float(per_layer.sum()), kind, wall_s=time.perf_counter() - start)
+
+
+__all__ = ["DEFAULT_METHODS", "SENSE", "balancedness", "bound", "evaluate", "gpu_times"]

@@ -1,0 +1,247 @@
+"""Expert placement instances: MoE expert loads per window and layer, and the GPU cluster.
+
+An instance holds the measured expert loads ``loads[t, l, e]`` (tokens routed to logical expert
+``e`` of MoE layer ``l`` during window ``t``; windows are successive measurement periods) and the
+expert-parallel cluster: ``num_nodes`` nodes of ``gpus_per_node`` GPUs, each GPU with
+``slots_per_gpu`` physical expert slots. Physical slot ``p`` lives on GPU ``p // slots_per_gpu``
+(the layout of DeepSeek's EPLB ``phy2log`` maps).
+
+Planning convention (predict, then evaluate): the methods see windows ``0 .. W-2`` (the
+*history*; the last of them is the *planned window*) and are scored on window ``W-1`` (the
+*next window*). With a single window, plan and evaluation use the same window.
+
+Optional parts: expert groups (``num_groups``, for group-limited routing and DeepSeek's
+hierarchical EPLB), a previous placement (``previous_placement[l, p]`` = logical expert in slot
+``p``, ``-1`` for an empty slot) with a ``migration_cost`` in tokens per replica moved, and
+relative GPU speeds (``gpu_speed[g]``; a GPU's time is its tokens divided by its speed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from servopt.core import Instance as BaseInstance
+from servopt.core import InvalidInstanceError
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # DeepSeek-V3: 256 routed experts in 8 groups, 58 MoE layers, 4 nodes x 8 GPUs, 9 slots/GPU
+    "deepseek_v3": dict(layers=58, experts=256, groups=8, nodes=4, gpus_per_node=8,
+                        slots_per_gpu=9, tokens_per_window=65536.0),
+    # a small cluster for tests, notebooks and the quick benchmark
+    "small": dict(layers=4, experts=32, groups=4, nodes=2, gpus_per_node=4, slots_per_gpu=5,
+                  tokens_per_window=8192.0),
+    # tiny enough for the exact MILP and brute force
+    "tiny": dict(layers=2, experts=6, groups=2, nodes=1, gpus_per_node=3, slots_per_gpu=3,
+                 tokens_per_window=600.0),
+}
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Instance(BaseInstance):
+    """Expert loads (windows x layers x experts, tokens) and the expert-parallel cluster."""
+
+    decision = "expert_placement"
+    schema_version = 1
+
+    loads: np.ndarray
+    num_nodes: int = 1
+    gpus_per_node: int = 4
+    slots_per_gpu: int = 2
+    num_groups: int = 1
+    previous_placement: np.ndarray | None = None
+    migration_cost: float = 0.0
+    gpu_speed: np.ndarray | None = None
+
+    # -- validation -----------------------------------------------------------------------------
+    def validate(self) -> None:
+        try:
+            loads = np.asarray(self.loads, dtype=float)
+        except (TypeError, ValueError):
+            raise InvalidInstanceError("loads must be a numeric array (windows x layers x experts)"
+                                       ) from None
+        if loads.ndim == 2:  # one window
+            loads = loads[None]
+        if loads.ndim != 3 or min(loads.shape) < 1:
+            raise InvalidInstanceError(
+                f"loads must have shape (windows, layers, experts) with at least one of each, "
+                f"got shape {np.shape(self.loads)}")
+        if not np.all(np.isfinite(loads)):
+            raise InvalidInstanceError("loads must be finite numbers of tokens (found nan or inf)")
+        if np.any(loads < 0):
+            raise InvalidInstanceError("loads must be >= 0 tokens (found a negative expert load)")
+        self._set("loads", loads)
+        for name in ("num_nodes", "gpus_per_node", "slots_per_gpu", "num_groups"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+                raise InvalidInstanceError(f"{name} must be a positive integer, got {value!r}")
+            self._set(name, int(value))
+        experts, gpus, slots = self.num_experts, self.num_gpus, self.num_slots
+        if slots < experts:
+            raise InvalidInstanceError(
+                f"slots per GPU ({self.slots_per_gpu}) x GPUs ({gpus}) = {slots} < {experts} "
+                f"logical experts: every expert needs a slot")
+        if experts % self.num_groups:
+            raise InvalidInstanceError(
+                f"num_groups ({self.num_groups}) must divide the {experts} experts into equal "
+                f"groups")
+        if not np.isfinite(self.migration_cost) or self.migration_cost < 0:
+            raise InvalidInstanceError(
+                f"migration_cost must be >= 0 tokens per moved replica, got {self.migration_cost}")
+        self._set("migration_cost", float(self.migration_cost))
+        if self.gpu_speed is not None:
+            speed = np.asarray(self.gpu_speed, dtype=float)
+            if speed.shape != (gpus,):
+                raise InvalidInstanceError(
+                    f"gpu_speed must give one relative speed per GPU ({gpus}), got shape "
+                    f"{speed.shape}")
+            if not np.all(np.isfinite(speed)) or np.any(speed <= 0):
+                raise InvalidInstanceError("gpu_speed must be finite and > 0 for every GPU")
+            self._set("gpu_speed", speed)
+        if self.previous_placement is not None:
+            prev = np.asarray(self.previous_placement)
+            if prev.shape != (self.num_layers, slots):
+                raise InvalidInstanceError(
+                    f"previous_placement must be layers x physical slots = {self.num_layers} x "
+                    f"{slots} (logical expert per slot, -1 if empty), got shape {prev.shape}")
+            if prev.dtype.kind == "f" and not np.all(prev == np.round(prev)):
+                raise InvalidInstanceError("previous_placement must hold integer expert ids")
+            prev = prev.astype(np.int64)
+            if np.any(prev < -1) or np.any(prev >= experts):
+                raise InvalidInstanceError(
+                    f"previous_placement entries must be expert ids in 0..{experts - 1} or -1")
+            self._set("previous_placement", prev)
+
+    # -- derived sizes ----------------------------------------------------------------------------
+    @property
+    def num_windows(self) -> int:
+        return int(self.loads.shape[0])
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.loads.shape[1])
+
+    @property
+    def num_experts(self) -> int:
+        return int(self.loads.shape[2])
+
+    @property
+    def num_gpus(self) -> int:
+        return self.num_nodes * self.gpus_per_node
+
+    @property
+    def num_slots(self) -> int:
+        """Physical expert slots in the cluster (EPLB's ``num_replicas``)."""
+        return self.num_gpus * self.slots_per_gpu
+
+    @property
+    def speed(self) -> np.ndarray:
+        """Relative GPU speeds (ones when not given)."""
+        return self.gpu_speed if self.gpu_speed is not None else np.ones(self.num_gpus)
+
+    @property
+    def history(self) -> np.ndarray:
+        """Loads the planner may see: windows 0..W-2 (all windows when W == 1)."""
+        return self.loads[:-1] if self.num_windows > 1 else self.loads
+
+    @property
+    def planned_loads(self) -> np.ndarray:
+        """The planned window's loads (layers x experts): the last window of the history."""
+        return self.history[-1]
+
+    @property
+    def next_loads(self) -> np.ndarray:
+        """The next window's loads (layers x experts), on which plans are scored."""
+        return self.loads[-1]
+
+    def summary(self) -> str:
+        groups = f", {self.num_groups} groups" if self.num_groups > 1 else ""
+        return (f"expert placement: {self.num_windows} windows x {self.num_layers} layers x "
+                f"{self.num_experts} experts{groups}; {self.num_nodes} nodes x "
+                f"{self.gpus_per_node} GPUs x {self.slots_per_gpu} slots = {self.num_slots} "
+                f"physical experts")
+
+
+# -- generators --------------------------------------------------------------------------------
+def generate(
+    preset: str | None = None,
+    *,
+    windows: int = 3,
+    layers: int = 2,
+    experts: int = 8,
+    groups: int = 1,
+    nodes: int = 1,
+    gpus_per_node: int = 4,
+    slots_per_gpu: int = 3,
+    tokens_per_window: float = 4096.0,
+    skew: float = 1.0,
+    drift: float = 0.9,
+    persistent: float = 0.5,
+    seed: int = 0,
+) -> Instance:
+    """Skewed, drifting expert loads.
+
+    Per layer, expert ``e`` has log-popularity ``x_te = sqrt(persistent) * skew * b_e +
+    sqrt(1 - persistent) * skew * a_te`` where ``b_e ~ N(0, 1)`` is fixed (some experts stay
+    popular) and ``a_te`` is a stationary AR(1) with coefficient ``drift`` between windows (the
+    popularity drifts), so ``skew`` is the log-sd of popularity (heavy-tailed, log-normal) in
+    every window. The window's ``tokens_per_window`` routed tokens (token-expert pairs) are
+    Poisson-sampled from the popularity. ``preset`` ("deepseek_v3", "small", "tiny") sets the
+    cluster and the sizes (layers, experts, groups, nodes, GPUs, slots, tokens per window); the
+    load-model arguments (windows, skew, drift, persistent) apply in every case.
+    """
+    if preset is not None:
+        if preset not in PRESETS:
+            raise InvalidInstanceError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        p = PRESETS[preset]
+        layers, experts, groups = p["layers"], p["experts"], p["groups"]
+        nodes, gpus_per_node, slots_per_gpu = p["nodes"], p["gpus_per_node"], p["slots_per_gpu"]
+        tokens_per_window = p["tokens_per_window"]
+    if windows < 1 or layers < 1 or experts < 1:
+        raise InvalidInstanceError("windows, layers and experts must be >= 1")
+    if skew < 0 or not 0 <= drift < 1 or not 0 <= persistent <= 1:
+        raise InvalidInstanceError("need skew >= 0, 0 <= drift < 1 and 0 <= persistent <= 1")
+    rng = np.random.default_rng(seed)
+    base = rng.standard_normal((layers, experts))
+    ar = np.empty((windows, layers, experts))
+    ar[0] = rng.standard_normal((layers, experts))
+    innovation = np.sqrt(1.0 - drift**2)
+    for t in range(1, windows):
+        ar[t] = drift * ar[t - 1] + innovation * rng.standard_normal((layers, experts))
+    logpop = skew * (np.sqrt(persistent) * base[None] + np.sqrt(1.0 - persistent) * ar)
+    pop = np.exp(logpop - logpop.max(axis=2, keepdims=True))
+    share = pop / pop.sum(axis=2, keepdims=True)
+    loads = rng.poisson(tokens_per_window * share).astype(float)
+    return Instance(loads=loads, num_nodes=nodes, gpus_per_node=gpus_per_node,
+                    slots_per_gpu=slots_per_gpu, num_groups=groups)
+
+
+def from_trace(
+    path: str | Path,
+    *,
+    window: int = 1,
+    num_nodes: int = 1,
+    gpus_per_node: int = 8,
+    slots_per_gpu: int | None = None,
+    num_groups: int = 1,
+    **kwargs: Any,
+) -> Instance:
+    """An instance from a public expert-load JSON (``load_history`` of per-step layer loads).
+
+    Every ``window`` steps are summed into one window. ``slots_per_gpu`` defaults to the fewest
+    slots that hold every expert once plus one redundant slot per GPU.
+    """
+    from servopt.instances.traces import read_expert_load
+
+    loads = read_expert_load(path, window=window)
+    gpus = num_nodes * gpus_per_node
+    if slots_per_gpu is None:
+        slots_per_gpu = -(-loads.shape[2] // gpus) + 1
+    return Instance(loads=loads, num_nodes=num_nodes, gpus_per_node=gpus_per_node,
+                    slots_per_gpu=slots_per_gpu, num_groups=num_groups, **kwargs)
+
+
+__all__ = ["PRESETS", "Instance", "from_trace", "generate"]

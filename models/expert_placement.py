@@ -1,0 +1,374 @@
+r"""Expert placement: the placement MILP and the token-dispatch LP (Pyomo; CVXPY for the LP).
+
+Sets and data (one window ``t``, layers are independent)
+--------------------------------------------------------
+l in L layers, e in E logical experts, g in G GPUs (node n(g)), S slots per GPU, GPU speed s_g
+(relative; a GPU's time is tokens / s_g), w_le the tokens routed to expert e of layer l in the
+window, k(e) the group of expert e.
+
+Placement MILP (``build(instance)``)
+------------------------------------
+Variables: ``y[l,e,g]`` in {0,1} (a replica of e on g; at most one per GPU), ``f[l,e,g] >= 0``
+(tokens of e served on g), ``z[l] >= 0`` (the layer's makespan, tokens of the slowest GPU per
+unit speed).
+
+    min   sum_l z[l]  +  beta * sum_{l,e,g: e not on g before} y[l,e,g]
+    s.t.  demand[l,e]:    sum_g f[l,e,g] = w[l,e]              (every token is served)
+          link[l,e,g]:    f[l,e,g] <= u[l,e,g] * y[l,e,g]       (only by a placed replica)
+          slots[l,g]:     sum_e y[l,e,g] <= S                   (slots per GPU)
+          placed[l,e]:    sum_g y[l,e,g] >= max(1, ceil(w[l,e] / (z_ub s_max)))
+          gpu_load[l,g]:  sum_e f[l,e,g] <= s_g z[l]            (the all-to-all barrier)
+
+``u[l,e,g] = min(w[l,e], s_g z_ub)`` with ``z_ub`` an upper bound on the optimal makespan (the
+option ``makespan_ub``, e.g. a heuristic plan's value; ``w`` when not given). Both the
+strengthened link and the replica-count form of ``placed`` (a replica serves at most
+``s_g z_ub`` tokens) are valid for every plan at least as good as ``z_ub``, so they keep an
+optimum and cut the LP relaxation. Further valid inequalities: ``lower[l]``:
+``z[l] >= lb[l]`` (the combinatorial bound, option ``makespan_lb``); symmetry breaking
+``order[l,g]``: GPUs of one node with equal speed are interchangeable, so their loads may be
+taken non-increasing (only when no previous placement and no group locality pin GPUs). With
+``group_locality=True`` binary ``x[l,k,n]`` puts every group on one node: ``group_node[l,k]``
+``sum_n x = 1`` and ``local[l,e,g]``: ``y[l,e,g] <= x[l,k(e),n(g)]``. The migration term (option
+``beta`` = the instance's ``migration_cost``) counts replicas placed where the previous
+placement had none of that expert.
+
+Dispatch LP (``build(instance, placement=phy2log)``, ``build_cvxpy``)
+---------------------------------------------------------------------
+For a fixed placement (``phy2log[l, p]``: the expert in physical slot p, on GPU p // S), LPLB's
+problem: ``min sum_l z[l]`` s.t. ``demand[l,e]`` and ``gpu_load[l,g]`` as above with flows only
+on placed (e, g) pairs.
+
+Prices (servopt sign convention: improvement per unit of extra capacity)
+------------------------------------------------------------------------
+``gpu_load[l,g]`` (pi_lg >= 0, sum_g s_g pi_lg = 1 per layer): the reduction of layer l's
+makespan (tokens per unit speed, i.e. barrier time in token units) per extra token of capacity
+on GPU g; it is positive only on the bottleneck GPUs, and it is the share of the barrier that GPU
+g is responsible for. ``demand[l,e]`` (lambda_le): the increase of the makespan per extra token
+routed to expert e; lambda_le = min over GPUs hosting e of pi_lg, so an expert whose tokens only
+reach bottleneck GPUs is the one worth replicating, and placing one more replica of e on GPU g is
+worth (lambda_le - pi_lg) per token it takes (the reduced cost of the column ``f[l,e,g]``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+import scipy.sparse as sp
+
+from servopt.core import InvalidInstanceError
+from servopt.core.cvxmodel import CvxpyModel
+from servopt.instances.expert_placement import Instance
+
+
+# -- shared helpers ---------------------------------------------------------------------------
+def window_loads(instance: Instance, window: int | None = None) -> np.ndarray:
+    """Loads (layers x experts) of ``window`` (default: the planned window)."""
+    if window is None:
+        return instance.planned_loads
+    if not -instance.num_windows <= int(window) < instance.num_windows:
+        raise InvalidInstanceError(
+            f"window {window} is out of range: the instance has {instance.num_windows} windows")
+    return instance.loads[int(window)]
+
+
+def check_placement(instance: Instance, phy2log: Any, *, distinct: bool = False) -> np.ndarray:
+    """Validate a placement (layers x slots of expert ids, -1 empty) against the instance.
+
+    Every expert needs a replica. ``distinct=True`` also enforces the MILP's rule of at most one
+    replica of an expert per GPU (DeepSeek's EPLB may put two replicas of one expert on a GPU;
+    they then simply share that GPU's tokens).
+    """
+    placement = np.asarray(phy2log)
+    shape = (instance.num_layers, instance.num_slots)
+    if placement.shape != shape:
+        raise InvalidInstanceError(
+            f"placement must be layers x physical slots = {shape[0]} x {shape[1]}, got "
+            f"{placement.shape}")
+    placement = placement.astype(np.int64)
+    E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
+    if np.any(placement < -1) or np.any(placement >= E):
+        raise InvalidInstanceError(f"placement entries must be expert ids 0..{E - 1} or -1")
+    hosted = placement_matrix(placement, E, G, S)
+    per_gpu = np.zeros((instance.num_layers, E, G), dtype=np.int64)
+    layer = np.repeat(np.arange(instance.num_layers), instance.num_slots)
+    gpu = np.tile(np.arange(instance.num_slots) // S, instance.num_layers)
+    expert = placement.ravel()
+    ok = expert >= 0
+    np.add.at(per_gpu, (layer[ok], expert[ok], gpu[ok]), 1)
+    if distinct and np.any(per_gpu > 1):
+        l, e, g = np.argwhere(per_gpu > 1)[0]
+        raise InvalidInstanceError(
+            f"placement puts two replicas of expert {e} on GPU {g} in layer {l}: at most one "
+            f"replica of an expert per GPU")
+    missing = ~hosted.any(axis=2)
+    if np.any(missing):
+        l, e = np.argwhere(missing)[0]
+        raise InvalidInstanceError(f"placement leaves expert {e} of layer {l} without a replica")
+    return placement
+
+
+def placement_matrix(phy2log: np.ndarray, E: int, G: int, S: int) -> np.ndarray:
+    """Boolean (layers, E, G): expert e has a replica on GPU g."""
+    L, R = phy2log.shape
+    out = np.zeros((L, E, G), dtype=bool)
+    layer = np.repeat(np.arange(L), R)
+    gpu = np.tile(np.arange(R) // S, L)
+    expert = phy2log.ravel()
+    ok = expert >= 0
+    out[layer[ok], expert[ok], gpu[ok]] = True
+    return out
+
+
+def makespan_lower_bound(w: np.ndarray, num_gpus: int, slots_per_gpu: int,
+                         speed: np.ndarray | None = None) -> np.ndarray:
+    """Combinatorial lower bound on each layer's min makespan (w: layers x experts).
+
+    max of (i) total tokens / total speed and (ii) the replica-count bound: a makespan z needs
+    at least max(1, ceil(w_e / (z s_max))) replicas of expert e (a GPU serves at most s_g z
+    tokens) and at most min(G, ...) per expert, all within G S slots; the smallest z for which
+    the counts fit is found exactly over the breakpoints w_e / (k s_max).
+    """
+    w = np.atleast_2d(np.asarray(w, dtype=float))
+    speed = np.ones(num_gpus) if speed is None else np.asarray(speed, dtype=float)
+    s_max, G, R = float(speed.max()), num_gpus, num_gpus * slots_per_gpu
+    E = w.shape[1]
+    total = w.sum(axis=1) / speed.sum()
+    # one replica per expert on the fastest GPU at most: w_e / (G s_max) with all G replicas
+    single = w.max(axis=1) / (min(G, R - E + 1) * s_max)
+    # breakpoints z = w_e / (k s_max), k = 1..G: the replica count of e drops exactly there, so
+    # need(z) is constant on [b_i, b_i+1) and the least feasible z is a breakpoint (bisection).
+    k = np.arange(1, G + 1)
+    cand = np.sort((w[:, :, None] / (k[None, None, :] * s_max)).reshape(w.shape[0], -1), axis=1)
+    rows = np.arange(w.shape[0])
+    lo = np.zeros(w.shape[0], dtype=np.int64)  # invariant: the answer index is in [lo, hi]
+    hi = np.full(w.shape[0], cand.shape[1] - 1, dtype=np.int64)
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        ok = replicas_needed(w, cand[rows, mid], s_max) <= R
+        hi = np.where(ok, mid, hi)
+        lo = np.where(ok, lo, mid + 1)
+    count = cand[rows, lo]
+    return np.maximum.reduce([total, single, count])
+
+
+def replicas_needed(w: np.ndarray, z: np.ndarray, s_max: float = 1.0) -> np.ndarray:
+    """sum_e max(1, ceil(w_e / (z s_max))): the fewest replicas a makespan z allows, per layer."""
+    z = np.maximum(np.asarray(z, dtype=float), 1e-300)[:, None]
+    return np.maximum(1.0, np.ceil(w / (z * s_max) - 1e-9)).sum(axis=1)
+
+
+# -- Pyomo ------------------------------------------------------------------------------------
+def build(
+    instance: Instance,
+    *,
+    relax: bool = False,
+    window: int | None = None,
+    layers: list[int] | None = None,
+    placement: Any = None,
+    makespan_ub: Any = None,
+    makespan_lb: Any = None,
+    beta: float | None = None,
+    group_locality: bool = False,
+    symmetry: bool = True,
+) -> pyo.ConcreteModel:
+    """The placement MILP, or the dispatch LP when ``placement`` (phy2log) is given.
+
+    window : which window's loads (default the planned window); layers : a subset of layers.
+    makespan_ub / makespan_lb : per-layer bounds (scalar or array over ``layers``) for the valid
+    inequalities; beta : migration cost (tokens per new replica; default the instance's).
+    """
+    w_all = window_loads(instance, window)
+    layer_ids = list(range(instance.num_layers)) if layers is None else [int(x) for x in layers]
+    if placement is not None:
+        return _build_dispatch(instance, check_placement(instance, placement), w_all, layer_ids)
+    E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
+    speed = instance.speed
+    w = w_all[layer_ids]
+    ub = _per_layer(makespan_ub, len(layer_ids), w.max(axis=1) / speed.min())
+    lb = _per_layer(makespan_lb, len(layer_ids), np.zeros(len(layer_ids)))
+    beta = instance.migration_cost if beta is None else float(beta)
+    m = pyo.ConcreteModel(name="expert_placement")
+    m.L, m.E, m.G = pyo.Set(initialize=layer_ids), pyo.RangeSet(0, E - 1), pyo.RangeSet(0, G - 1)
+    pos = {l: i for i, l in enumerate(layer_ids)}
+    m.y = pyo.Var(m.L, m.E, m.G, domain=pyo.UnitInterval if relax else pyo.Binary)
+    m.f = pyo.Var(m.L, m.E, m.G, domain=pyo.NonNegativeReals)
+    m.z = pyo.Var(m.L, domain=pyo.NonNegativeReals)
+    s_max = float(speed.max())
+
+    def cap(l: int, e: int, g: int) -> float:
+        return float(min(w[pos[l], e], speed[g] * ub[pos[l]]))
+
+    m.demand = pyo.Constraint(m.L, m.E, rule=lambda m, l, e: sum(m.f[l, e, g] for g in m.G)
+                              == float(w[pos[l], e]))
+    m.link = pyo.Constraint(m.L, m.E, m.G, rule=lambda m, l, e, g: m.f[l, e, g]
+                            <= cap(l, e, g) * m.y[l, e, g])
+    m.slots = pyo.Constraint(m.L, m.G, rule=lambda m, l, g: sum(m.y[l, e, g] for e in m.E) <= S)
+
+    def need(l: int, e: int) -> int:
+        if ub[pos[l]] <= 0:
+            return 1
+        return max(1, min(G, math.ceil(w[pos[l], e] / (ub[pos[l]] * s_max) - 1e-9)))
+
+    m.placed = pyo.Constraint(m.L, m.E, rule=lambda m, l, e: sum(m.y[l, e, g] for g in m.G)
+                              >= need(l, e))
+    m.gpu_load = pyo.Constraint(m.L, m.G, rule=lambda m, l, g: sum(m.f[l, e, g] for e in m.E)
+                                <= float(speed[g]) * m.z[l])
+    m.lower = pyo.Constraint(m.L, rule=lambda m, l: m.z[l] >= float(lb[pos[l]]))
+    objective = sum(m.z[l] for l in m.L)
+    prev = instance.previous_placement
+    if prev is not None and beta > 0:
+        before = placement_matrix(prev, E, G, S)
+        objective = objective + beta * sum(m.y[l, e, g] for l in m.L for e in m.E for g in m.G
+                                           if not before[l, e, g])
+    if group_locality:
+        if instance.num_groups % instance.num_nodes:
+            raise InvalidInstanceError(
+                f"group locality needs the {instance.num_groups} groups to divide among "
+                f"{instance.num_nodes} nodes")
+        size = E // instance.num_groups
+        m.K = pyo.RangeSet(0, instance.num_groups - 1)
+        m.N = pyo.RangeSet(0, instance.num_nodes - 1)
+        m.x = pyo.Var(m.L, m.K, m.N, domain=pyo.UnitInterval if relax else pyo.Binary)
+        m.group_node = pyo.Constraint(m.L, m.K, rule=lambda m, l, k: sum(m.x[l, k, n]
+                                                                         for n in m.N) == 1)
+        m.local = pyo.Constraint(m.L, m.E, m.G, rule=lambda m, l, e, g: m.y[l, e, g]
+                                 <= m.x[l, e // size, g // instance.gpus_per_node])
+    if symmetry and prev is None and not group_locality:
+        pairs = [(l, g) for l in layer_ids for g in range(G - 1)
+                 if (g + 1) % instance.gpus_per_node and speed[g] == speed[g + 1]]
+        pairs += [(l, g) for l in layer_ids for g in range(G - 1)
+                  if not (g + 1) % instance.gpus_per_node and np.all(speed == speed[0])]
+        m.order = pyo.Constraint(pyo.Set(initialize=pairs, dimen=2), rule=lambda m, l, g: sum(
+            m.f[l, e, g] for e in m.E) >= sum(m.f[l, e, g + 1] for e in m.E))
+    m.obj = pyo.Objective(expr=objective, sense=pyo.minimize)
+    m.index_names = {"y": ["layer", "expert", "gpu"], "f": ["layer", "expert", "gpu"],
+                     "z": ["layer"], "demand": ["layer", "expert"],
+                     "link": ["layer", "expert", "gpu"], "slots": ["layer", "gpu"],
+                     "placed": ["layer", "expert"], "gpu_load": ["layer", "gpu"],
+                     "lower": ["layer"], "order": ["layer", "gpu"],
+                     "x": ["layer", "group", "node"], "group_node": ["layer", "group"],
+                     "local": ["layer", "expert", "gpu"]}
+    return m
+
+
+def _per_layer(value: Any, n: int, default: np.ndarray) -> np.ndarray:
+    if value is None:
+        return np.asarray(default, dtype=float)
+    arr = np.broadcast_to(np.asarray(value, dtype=float), (n,)).copy()
+    if not np.all(np.isfinite(arr)):
+        raise InvalidInstanceError("makespan bounds must be finite numbers of tokens")
+    return arr
+
+
+def _build_dispatch(instance: Instance, placement: np.ndarray, w_all: np.ndarray,
+                    layer_ids: list[int]) -> pyo.ConcreteModel:
+    E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
+    speed = instance.speed
+    hosted = placement_matrix(placement, E, G, S)
+    pairs = [(l, e, g) for l in layer_ids for e, g in zip(*np.nonzero(hosted[l]), strict=True)]
+    m = pyo.ConcreteModel(name="expert_dispatch")
+    m.L, m.E, m.G = pyo.Set(initialize=layer_ids), pyo.RangeSet(0, E - 1), pyo.RangeSet(0, G - 1)
+    m.P = pyo.Set(initialize=[(int(l), int(e), int(g)) for l, e, g in pairs], dimen=3)
+    m.f = pyo.Var(m.P, domain=pyo.NonNegativeReals)
+    m.z = pyo.Var(m.L, domain=pyo.NonNegativeReals)
+    by_expert: dict[tuple[int, int], list] = {}
+    by_gpu: dict[tuple[int, int], list] = {}
+    for key in m.P:
+        by_expert.setdefault(key[:2], []).append(key)
+        by_gpu.setdefault((key[0], key[2]), []).append(key)
+    m.demand = pyo.Constraint(m.L, m.E, rule=lambda m, l, e: sum(
+        m.f[k] for k in by_expert[l, e]) == float(w_all[l, e]))
+    m.gpu_load = pyo.Constraint(m.L, m.G, rule=lambda m, l, g: sum(
+        m.f[k] for k in by_gpu.get((l, g), [])) <= float(speed[g]) * m.z[l])
+    m.obj = pyo.Objective(expr=sum(m.z[l] for l in m.L), sense=pyo.minimize)
+    m.index_names = {"f": ["layer", "expert", "gpu"], "z": ["layer"],
+                     "demand": ["layer", "expert"], "gpu_load": ["layer", "gpu"]}
+    return m
+
+
+def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Series]:
+    """Primal values: ``z`` per layer, ``f`` per (layer, expert, gpu), ``y`` when placing."""
+    out: dict[str, pd.Series] = {}
+    names = model.index_names
+    for var in model.component_objects(pyo.Var, active=True):
+        keys = list(var.keys())
+        values = np.array([var[k].value if var[k].value is not None else np.nan for k in keys])
+        index = (pd.MultiIndex.from_tuples(keys, names=names[var.local_name])
+                 if keys and isinstance(keys[0], tuple)
+                 else pd.Index(keys, name=names[var.local_name][0]))
+        out[var.local_name] = pd.Series(values, index=index, name=var.local_name)
+    return out
+
+
+def explain_infeasible(instance: Instance) -> str:
+    return (f"no placement fits: {instance.num_experts} experts need a slot each and "
+            f"{instance.num_slots} slots exist (or group locality cannot be met)")
+
+
+# -- matrix path and CVXPY for the dispatch LP ---------------------------------------------------
+def dispatch_matrices(placement: np.ndarray, w: np.ndarray, slots_per_gpu: int,
+                      speed: np.ndarray) -> dict[str, Any]:
+    """Sparse matrices of the dispatch LP over all layers (variables: one flow per occupied slot,
+    then one makespan per layer).
+
+    Returns ``c``, ``A_eq``/``b_eq`` (rows: layer-major experts, ``demand``), ``A_ub``/``b_ub``
+    (rows: layer-major GPUs, ``gpu_load``), and ``slot_layer``/``slot_index`` of each flow.
+    """
+    L, R = placement.shape
+    E = w.shape[1]
+    G = R // slots_per_gpu
+    occupied = placement >= 0
+    slot_layer, slot_index = np.nonzero(occupied)
+    n_flow = slot_layer.size
+    expert = placement[slot_layer, slot_index]
+    gpu = slot_index // slots_per_gpu
+    cols = np.arange(n_flow)
+    A_eq = sp.csr_matrix((np.ones(n_flow), (slot_layer * E + expert, cols)),
+                         shape=(L * E, n_flow + L))
+    rows_ub = np.concatenate([slot_layer * G + gpu, np.arange(L * G)])
+    cols_ub = np.concatenate([cols, n_flow + np.repeat(np.arange(L), G)])
+    vals_ub = np.concatenate([np.ones(n_flow), -np.tile(speed, L)])
+    A_ub = sp.csr_matrix((vals_ub, (rows_ub, cols_ub)), shape=(L * G, n_flow + L))
+    c = np.concatenate([np.zeros(n_flow), np.ones(L)])
+    return {"c": c, "A_eq": A_eq, "b_eq": w.reshape(-1).astype(float), "A_ub": A_ub,
+            "b_ub": np.zeros(L * G), "slot_layer": slot_layer, "slot_index": slot_index}
+
+
+def build_cvxpy(instance: Instance, *, placement: Any = None,
+                window: int | None = None) -> CvxpyModel:
+    """The dispatch LP in CVXPY (placement: phy2log; default the instance's previous placement)."""
+    import cvxpy as cp
+
+    if placement is None:
+        placement = instance.previous_placement
+    if placement is None:
+        raise InvalidInstanceError(
+            "the dispatch LP needs a placement: pass placement=phy2log (layers x slots)")
+    placement = check_placement(instance, placement)
+    w = window_loads(instance, window)
+    L, E, G = instance.num_layers, instance.num_experts, instance.num_gpus
+    S, speed = instance.slots_per_gpu, instance.speed
+    hosted = placement_matrix(placement, E, G, S)
+    l_idx, e_idx, g_idx = np.nonzero(hosted)
+    n = l_idx.size
+    f = cp.Variable(n, nonneg=True)
+    z = cp.Variable(L, nonneg=True)
+    to_expert = sp.csr_matrix((np.ones(n), (l_idx * E + e_idx, np.arange(n))), shape=(L * E, n))
+    to_gpu = sp.csr_matrix((np.ones(n), (l_idx * G + g_idx, np.arange(n))), shape=(L * G, n))
+    spread = sp.kron(sp.eye(L), speed.reshape(-1, 1), format="csr")
+    demand = to_expert @ f == w.reshape(-1)
+    gpu_load = to_gpu @ f <= spread @ z
+    problem = cp.Problem(cp.Minimize(cp.sum(z)), [demand, gpu_load])
+    idx_le = pd.MultiIndex.from_product([range(L), range(E)], names=["layer", "expert"])
+    idx_lg = pd.MultiIndex.from_product([range(L), range(G)], names=["layer", "gpu"])
+    idx_f = pd.MultiIndex.from_arrays([l_idx, e_idx, g_idx], names=["layer", "expert", "gpu"])
+    return CvxpyModel(problem, "min", {"demand": (demand, idx_le), "gpu_load": (gpu_load, idx_lg)},
+                      {"f": (f, idx_f), "z": (z, pd.RangeIndex(L, name="layer"))})
+
+
+__all__ = ["build", "build_cvxpy", "check_placement", "decisions", "dispatch_matrices",
+           "explain_infeasible", "makespan_lower_bound", "placement_matrix", "window_loads"]

@@ -1,0 +1,743 @@
+"""Expert placement methods: DeepSeek EPLB, no replication, LPLB-style dispatch, bid prices, exact.
+
+Policy protocol
+---------------
+A placement method is a callable ``method(instance) -> Plan``. It may read only the history
+(``instance.history``: every window but the last) and returns a :class:`Plan`: ``phy2log[l, p]``
+(the logical expert in physical slot ``p`` of layer ``l``, on GPU ``p // slots_per_gpu``; -1 for
+an empty slot), the dispatch semantics the plan is served with (``"even"``: every replica gets
+an equal share, as EPLB assumes; ``"lp"``: LPLB's min-max dispatch LP per window; ``"price"``:
+the bid-price dispatch rule with the plan's ``gpu_price``), and the wall time of planning.
+A dispatch method is ``dispatch(plan_or_phy2log, w, ...) -> flows (layers, slots)``: tokens of
+the window served by each physical slot.
+
+Methods (``POLICIES``)
+----------------------
+- ``eplb`` / ``eplb_lp`` / ``eplb_price``: :func:`eplb` (DeepSeek's ``rebalance_experts``,
+  re-implemented in numpy with its tie-breaks) on the planned window, served with even split,
+  the LP, or price dispatch.
+- ``no_replication``: one slot per expert, LPT packing (heaviest expert to the least-loaded GPU
+  with a free slot).
+- ``bid_price`` (and ``bid_price_lp``): :func:`bid_price_placement`, served with the price
+  dispatch rule :func:`price_dispatch`.
+- ``exact``: :func:`exact_placement`, the decomposition (layers independent; per layer replica
+  counts, then placement, then the dispatch LP) certified against the combinatorial bound, with
+  the placement MILP on layers that are not certified (small instances).
+
+The rules and baselines are vectorised numpy over layers; once prices are known no solver runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from servopt.core import InvalidInstanceError
+from servopt.instances.expert_placement import Instance
+from servopt.models.expert_placement import (
+    check_placement,
+    dispatch_matrices,
+    makespan_lower_bound,
+    placement_matrix,
+)
+
+DISPATCHES = ("even", "lp", "price")
+
+
+@dataclasses.dataclass
+class Plan:
+    """A placement and how its tokens are dispatched (see the module docstring)."""
+
+    phy2log: np.ndarray
+    dispatch: str = "even"
+    gpu_price: np.ndarray | None = None
+    wall_s: float = math.nan
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.dispatch not in DISPATCHES:
+            raise InvalidInstanceError(f"dispatch must be one of {DISPATCHES}, got {self.dispatch!r}")
+        if self.dispatch == "price" and self.gpu_price is None:
+            raise InvalidInstanceError("price dispatch needs gpu_price (layers x GPUs)")
+
+
+# =============================================================================================
+# DeepSeek EPLB (re-implementation of eplb.py's rebalance_experts, numpy, same tie-breaks)
+# =============================================================================================
+def balanced_packing(weight: np.ndarray, num_packs: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pack each row's n items into ``num_packs`` packs of exactly n / num_packs items.
+
+    Items go in descending weight order (a stable sort: equal weights keep index order) to the
+    lightest pack that still has room (lowest pack index on ties). Pack weights accumulate in
+    float32 like the reference. Returns (pack index, rank in pack), each (rows, n).
+    """
+    rows, n = weight.shape
+    if n % num_packs:
+        raise InvalidInstanceError(f"{n} items cannot be packed evenly into {num_packs} packs")
+    per_pack = n // num_packs
+    if per_pack == 1:
+        return (np.broadcast_to(np.arange(n), (rows, n)).copy(),
+                np.zeros((rows, n), dtype=np.int64))
+    order = np.argsort(-weight, axis=1, kind="stable")
+    pack = np.full((rows, n), -1, dtype=np.int64)
+    rank = np.full((rows, n), -1, dtype=np.int64)
+    pack_weight = np.zeros((rows, num_packs), dtype=np.float32)
+    pack_items = np.zeros((rows, num_packs), dtype=np.int64)
+    r = np.arange(rows)
+    for k in range(n):
+        item = order[:, k]
+        chosen = np.argmin(np.where(pack_items < per_pack, pack_weight, np.inf), axis=1)
+        pack[r, item] = chosen
+        rank[r, item] = pack_items[r, chosen]
+        pack_weight[r, chosen] += weight[r, item]
+        pack_items[r, chosen] += 1
+    return pack, rank
+
+
+def replicate_experts(weight: np.ndarray, num_phy: int) -> tuple[np.ndarray, np.ndarray,
+                                                                    np.ndarray]:
+    """Give each extra physical slot to the expert with the largest load per replica (first
+    index on ties). Returns (phy2log, replica rank, count), like EPLB's ``replicate_experts``."""
+    rows, num_log = weight.shape
+    if num_phy < num_log:
+        raise InvalidInstanceError(f"{num_phy} physical experts < {num_log} logical experts")
+    phy2log = np.tile(np.arange(num_phy), (rows, 1))
+    rank = np.zeros((rows, num_phy), dtype=np.int64)
+    count = np.ones((rows, num_log), dtype=np.int64)
+    r = np.arange(rows)
+    for i in range(num_log, num_phy):
+        chosen = np.argmax(weight / count.astype(np.float32), axis=1)
+        phy2log[:, i] = chosen
+        rank[:, i] = count[r, chosen]
+        count[r, chosen] += 1
+    return phy2log, rank, count
+
+
+def _inverse(perm: np.ndarray) -> np.ndarray:
+    inv = np.empty_like(perm)
+    np.put_along_axis(inv, perm, np.broadcast_to(np.arange(perm.shape[1]), perm.shape), axis=1)
+    return inv
+
+
+def _eplb_hierarchical(weight: np.ndarray, num_physical: int, num_groups: int, num_nodes: int,
+                       num_gpus: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    layers, num_logical = weight.shape
+    group_size = num_logical // num_groups
+    groups_per_node = num_groups // num_nodes
+    per_gpu = num_physical // num_gpus
+    # 1. pack expert groups onto nodes
+    group_load = weight.reshape(layers, num_groups, group_size).sum(-1)
+    group_pack, group_rank = balanced_packing(group_load, num_nodes)
+    log2mlog = (((group_pack * groups_per_node + group_rank) * group_size)[:, :, None]
+                + np.arange(group_size)).reshape(layers, num_logical)
+    mlog2log = _inverse(log2mlog)
+    # 2. replicate experts within each node
+    per_node = num_logical // num_nodes
+    mlog_load = np.take_along_axis(weight, mlog2log, 1).reshape(-1, per_node)
+    phy2mlog, phy_rank, mlog_count = replicate_experts(mlog_load, num_physical // num_nodes)
+    # 3. pack the node's physical experts onto its GPUs
+    phy_load = np.take_along_axis(mlog_load / mlog_count.astype(np.float32), phy2mlog, 1)
+    pack, rank = balanced_packing(phy_load, num_gpus // num_nodes)
+    pphy2phy = _inverse(pack * per_gpu + rank)
+    pphy2mlog = np.take_along_axis(phy2mlog, pphy2phy, 1)
+    pphy2mlog = (pphy2mlog.reshape(layers, num_nodes, -1)
+                 + np.arange(0, num_logical, per_node)[None, :, None]).reshape(layers, -1)
+    phy2log = np.take_along_axis(mlog2log, pphy2mlog, 1)
+    phy_rank = np.take_along_axis(phy_rank, pphy2phy, 1).reshape(layers, -1)
+    count = np.take_along_axis(mlog_count.reshape(layers, -1), log2mlog, 1)
+    return phy2log, phy_rank, count
+
+
+def eplb(weight: Any, num_replicas: int, num_groups: int, num_nodes: int,
+         num_gpus: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """DeepSeek EPLB ``rebalance_experts``: (phy2log, log2phy, logcnt).
+
+    weight : (layers, experts) loads. Hierarchical (groups packed onto nodes, replication within
+    nodes, packing onto GPUs) when ``num_groups % num_nodes == 0``, global otherwise (one group,
+    one node). ``log2phy[l, e, k]`` is the physical slot of the k-th replica of e (-1 padding).
+    """
+    w = np.asarray(weight, dtype=np.float32)
+    if w.ndim != 2:
+        raise InvalidInstanceError("weight must be a layers x experts array")
+    layers, experts = w.shape
+    if num_replicas % num_gpus or num_gpus % num_nodes or experts % num_groups:
+        raise InvalidInstanceError(
+            "EPLB needs num_replicas divisible by num_gpus, num_gpus by num_nodes and the "
+            "experts by num_groups")
+    if num_groups % num_nodes == 0:
+        phy2log, rank, count = _eplb_hierarchical(w, num_replicas, num_groups, num_nodes,
+                                                  num_gpus)
+    else:
+        phy2log, rank, count = _eplb_hierarchical(w, num_replicas, 1, 1, num_gpus)
+    width = int(count.max())
+    log2phy = np.full((layers, experts * width), -1, dtype=np.int64)
+    np.put_along_axis(log2phy, phy2log * width + rank,
+                      np.broadcast_to(np.arange(num_replicas), (layers, num_replicas)), axis=1)
+    return phy2log, log2phy.reshape(layers, experts, width), count
+
+
+# =============================================================================================
+# Dispatch: even split, the LP (LPLB), and the price rule
+# =============================================================================================
+def slot_gpu(instance: Instance) -> np.ndarray:
+    return np.arange(instance.num_slots) // instance.slots_per_gpu
+
+
+def even_dispatch(phy2log: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Flows (layers, slots): each replica serves an equal share of its expert's tokens."""
+    L, E = w.shape
+    count = np.zeros((L, E))
+    np.add.at(count, (np.repeat(np.arange(L), phy2log.shape[1]), np.maximum(phy2log, 0).ravel()),
+              (phy2log >= 0).ravel())
+    share = np.take_along_axis(w / np.maximum(count, 1), np.maximum(phy2log, 0), 1)
+    return np.where(phy2log >= 0, share, 0.0)
+
+
+def lp_dispatch(phy2log: np.ndarray, w: np.ndarray, slots_per_gpu: int,
+                speed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """LPLB-style min-max dispatch LP for all layers at once (HiGHS, matrix path).
+
+    Returns (flows (layers, slots), makespan per layer, GPU prices (layers, GPUs)); prices are
+    the ``gpu_load`` duals in servopt's convention (>= 0, sum_g s_g pi_g = 1 per layer).
+    """
+    import highspy
+
+    L, R = phy2log.shape
+    G = R // slots_per_gpu
+    speed = np.ones(G) if speed is None else np.asarray(speed, dtype=float)
+    mats = dispatch_matrices(phy2log, w, slots_per_gpu, speed)
+    A = _vstack(mats["A_eq"], mats["A_ub"])
+    n_rows = A.shape[0]
+    lower = np.concatenate([mats["b_eq"], np.full(L * G, -np.inf)])
+    upper = np.concatenate([mats["b_eq"], mats["b_ub"]])
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    lp = highspy.HighsLp()
+    n = A.shape[1]
+    lp.num_col_, lp.num_row_ = n, n_rows
+    lp.col_cost_ = mats["c"]
+    lp.col_lower_ = np.zeros(n)
+    lp.col_upper_ = np.full(n, highspy.kHighsInf)
+    lp.row_lower_ = np.where(np.isfinite(lower), lower, -highspy.kHighsInf)
+    lp.row_upper_ = upper
+    csc = A.tocsc()
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = csc.indptr
+    lp.a_matrix_.index_ = csc.indices
+    lp.a_matrix_.value_ = csc.data
+    h.passModel(lp)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        raise InvalidInstanceError(f"dispatch LP not solved: {h.modelStatusToString(h.getModelStatus())}")
+    sol = h.getSolution()
+    x = np.asarray(sol.col_value)
+    flows = np.zeros((L, R))
+    flows[mats["slot_layer"], mats["slot_index"]] = np.maximum(x[: mats["slot_layer"].size], 0)
+    makespan = x[-L:]
+    dual = np.asarray(sol.row_dual)[L * w.shape[1]:].reshape(L, G)
+    price = np.maximum(-dual, 0.0)  # d(obj)/d(rhs) of a <= row is <= 0 when minimising
+    return flows, makespan, price
+
+
+def _vstack(a: Any, b: Any) -> Any:
+    import scipy.sparse as sp
+
+    return sp.vstack([a, b], format="csr")
+
+
+def _water_fill(level: np.ndarray, cap: np.ndarray, amount: np.ndarray) -> np.ndarray:
+    """Split ``amount`` (rows) over columns raising ``level`` (rows, k) at rate 1 / ``cap``
+    (speeds; 0 = not eligible) to a common water level. Returns the flows (rows, k)."""
+    big = np.where(cap > 0, level, np.inf)
+    order = np.argsort(big, axis=1, kind="stable")
+    lv = np.take_along_axis(big, order, 1)
+    cp = np.take_along_axis(cap, order, 1)
+    finite = np.isfinite(lv)
+    lv0 = np.where(finite, lv, 0.0)
+    cum_cap = np.cumsum(cp, axis=1)
+    cum_mass = np.cumsum(cp * lv0, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = (amount[:, None] + cum_mass) / cum_cap
+    # the level with the first j columns wet is valid iff it does not reach column j + 1
+    nxt = np.concatenate([lv[:, 1:], np.full((lv.shape[0], 1), np.inf)], axis=1)
+    valid = finite & (h <= nxt + 1e-12)
+    j = np.argmax(valid, axis=1)
+    height = h[np.arange(lv.shape[0]), j]
+    flow_sorted = np.where(finite, np.maximum(height[:, None] - lv0, 0.0) * cp, 0.0)
+    flow = np.empty_like(flow_sorted)
+    np.put_along_axis(flow, order, flow_sorted, axis=1)
+    return flow
+
+
+def price_dispatch(phy2log: np.ndarray, w: np.ndarray, gpu_price: np.ndarray,
+                   slots_per_gpu: int, speed: np.ndarray | None = None, *,
+                   passes: int = 3, tol: float = 1e-9) -> np.ndarray:
+    """The bid-price dispatch rule: flows (layers, slots) without a solver.
+
+    A single-replica expert's tokens go to its GPU. A replicated expert's tokens go to its
+    replicas on the GPUs with the lowest price (within ``tol``); among tied GPUs they are
+    water-filled (raising the lowest GPU times first). Experts are taken heaviest first, and
+    ``passes`` Gauss-Seidel sweeps re-fill each expert against the others' current flows.
+    """
+    L, R = phy2log.shape
+    E = w.shape[1]
+    G = R // slots_per_gpu
+    speed = np.ones(G) if speed is None else np.asarray(speed, dtype=float)
+    gpu = np.arange(R) // slots_per_gpu
+    flows = np.zeros((L, R))
+    occupied = phy2log >= 0
+    safe = np.maximum(phy2log, 0)
+    count = np.zeros((L, E), dtype=np.int64)
+    np.add.at(count, (np.repeat(np.arange(L), R), safe.ravel()), occupied.ravel())
+    rep_count = np.where(occupied, np.take_along_axis(count, safe, 1), 0)
+    single = rep_count == 1
+    flows[single] = np.take_along_axis(w, safe, 1)[single]
+    gpu_tokens = np.zeros((L, G))
+    np.add.at(gpu_tokens, (np.repeat(np.arange(L), R), np.tile(gpu, L)), flows.ravel())
+    # replicated experts, heaviest first: (layers, K) expert ids, -1 padding
+    multi = np.where(count > 1, w, -1.0)
+    n_multi = int((count > 1).sum(axis=1).max(initial=0))
+    if n_multi == 0:
+        return flows
+    order = np.argsort(-multi, axis=1, kind="stable")[:, :n_multi]
+    active = np.take_along_axis(count, order, 1) > 1
+    width = int(count.max())
+    # slots of each expert: (layers, E, width), -1 padding
+    slot_rank = _replica_rank(phy2log, count)
+    slots_of = np.full((L, E, width), -1, dtype=np.int64)
+    li, pi = np.nonzero(occupied)
+    slots_of[li, phy2log[li, pi], slot_rank[li, pi]] = pi
+    r = np.arange(L)
+    price_min_tol = tol * np.maximum(1.0, np.abs(gpu_price).max(axis=1, keepdims=True))
+    for sweep in range(passes):
+        for k in range(n_multi):
+            e = order[:, k]
+            ok = active[:, k]
+            slots = slots_of[r, e]  # (L, width)
+            has = (slots >= 0) & ok[:, None]
+            g = gpu[np.maximum(slots, 0)]
+            if sweep:  # take the expert's current flows out before re-filling
+                current = np.where(has, flows[r[:, None], np.maximum(slots, 0)], 0.0)
+                np.add.at(gpu_tokens, (np.repeat(r, width), g.ravel()), -current.ravel())
+            price = np.where(has, gpu_price[r[:, None], g], np.inf)
+            cheapest = price <= price.min(axis=1, keepdims=True) + price_min_tol
+            cap = np.where(has & cheapest, speed[g], 0.0)
+            level = gpu_tokens[r[:, None], g] / speed[g]
+            amount = np.where(ok, w[r, e], 0.0)
+            new = _water_fill(level, cap, amount)
+            new = np.where(has, new, 0.0)
+            rows_has, cols_has = np.nonzero(has)
+            flows[rows_has, slots[rows_has, cols_has]] = new[rows_has, cols_has]
+            np.add.at(gpu_tokens, (np.repeat(r, width), g.ravel()), new.ravel())
+    return flows
+
+
+def _replica_rank(phy2log: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """The k-th occurrence (0-based) of each slot's expert within its layer's row."""
+    L, R = phy2log.shape
+    safe = np.maximum(phy2log, 0)
+    key = np.arange(L)[:, None] * (count.shape[1] + 1) + safe
+    order = np.argsort(key, axis=1, kind="stable")
+    sorted_key = np.take_along_axis(key, order, 1)
+    start = np.ones_like(sorted_key, dtype=bool)
+    start[:, 1:] = sorted_key[:, 1:] != sorted_key[:, :-1]
+    idx = np.arange(R)[None, :].repeat(L, 0)
+    first = np.maximum.accumulate(np.where(start, idx, 0), axis=1)
+    rank_sorted = idx - first
+    rank = np.empty_like(rank_sorted)
+    np.put_along_axis(rank, order, rank_sorted, axis=1)
+    return rank
+
+
+def gpu_times(flows: np.ndarray, slots_per_gpu: int, speed: np.ndarray | None = None
+              ) -> np.ndarray:
+    """GPU time (tokens / speed) per layer and GPU from slot flows."""
+    L, R = flows.shape
+    G = R // slots_per_gpu
+    tokens = flows.reshape(L, G, slots_per_gpu).sum(axis=2)
+    return tokens / (np.ones(G) if speed is None else speed)
+
+
+def tight_prices(times: np.ndarray, speed: np.ndarray, rel_tol: float = 1e-3) -> np.ndarray:
+    """Dual prices of the min-max dispatch from a dispatch's GPU times: uniform on the GPUs at
+    the maximum (within ``rel_tol``), normalised so sum_g s_g pi_g = 1."""
+    top = times >= times.max(axis=1, keepdims=True) * (1 - rel_tol)
+    price = top / (top * speed).sum(axis=1, keepdims=True)
+    return price
+
+
+# =============================================================================================
+# Placement building blocks (vectorised over layers)
+# =============================================================================================
+def counts_by_bids(bid_weight: np.ndarray, num_slots: int, max_count: int) -> np.ndarray:
+    """Replica counts: every expert one, then the extra slots to the highest bids
+    ``bid_weight[e] / k`` for the k-th replica (k = 1..max_count - 1), all at once."""
+    L, E = bid_weight.shape
+    extra = num_slots - E
+    count = np.ones((L, E), dtype=np.int64)
+    if extra <= 0 or max_count <= 1:
+        return count
+    # only the ``extra`` heaviest experts can win an extra replica, each at most ``extra`` times
+    top_n = min(E, extra)
+    cand = (np.argpartition(-bid_weight, top_n - 1, axis=1)[:, :top_n] if top_n < E
+            else np.broadcast_to(np.arange(E), (L, E)))
+    depth = min(max_count - 1, extra)
+    k = np.arange(1, depth + 1)
+    bids = np.take_along_axis(bid_weight, cand, 1)[:, :, None] / k[None, None, :]
+    flat = bids.reshape(L, -1)
+    take = min(extra, flat.shape[1])
+    top = np.argpartition(-flat, take - 1, axis=1)[:, :take]
+    winners = np.take_along_axis(cand, top // depth, 1)
+    np.add.at(count, (np.repeat(np.arange(L), take), winners.ravel()), 1)
+    return count
+
+
+def pack_replicas(piece: np.ndarray, count: np.ndarray, num_gpus: int, slots_per_gpu: int,
+                  speed: np.ndarray | None = None) -> np.ndarray:
+    """Place ``count[l, e]`` replicas of each expert (each weighing ``piece[l, e]``) on GPUs:
+    heaviest replica first, to the GPU with the least time (tokens / speed) that has a free slot
+    and no replica of that expert. Returns phy2log (layers, G * S), -1 for empty slots."""
+    L, E = piece.shape
+    G, S = num_gpus, slots_per_gpu
+    speed = np.ones(G) if speed is None else speed
+    width = int(count.max())
+    # replicas as (expert, weight) rows sorted by weight desc (expert id asc on ties)
+    rep_e = np.broadcast_to(np.arange(E)[None, :, None], (L, E, width))
+    valid = np.arange(width)[None, None, :] < count[:, :, None]
+    rep_w = np.where(valid, piece[:, :, None], -np.inf)
+    rep_e = rep_e.reshape(L, -1)
+    rep_w = rep_w.reshape(L, -1)
+    order = np.argsort(-rep_w, axis=1, kind="stable")
+    n_rep = int(count.sum(axis=1).max())
+    order = order[:, :n_rep]
+    experts = np.take_along_axis(rep_e, order, 1)
+    weights = np.take_along_axis(rep_w, order, 1)
+    live = np.isfinite(weights)
+    load = np.zeros((L, G))
+    used = np.zeros((L, G), dtype=np.int64)
+    hosts = np.zeros((L, E, G), dtype=bool)
+    phy2log = np.full((L, G * S), -1, dtype=np.int64)
+    r = np.arange(L)
+    for k in range(n_rep):
+        e = experts[:, k]
+        ok = live[:, k]
+        blocked = (used >= S) | hosts[r, e]
+        chosen = np.argmin(np.where(blocked, np.inf, load / speed), axis=1)
+        chosen = np.where(ok, chosen, 0)
+        slot = chosen * S + used[r, chosen]
+        phy2log[r[ok], slot[ok]] = e[ok]
+        load[r[ok], chosen[ok]] += weights[ok, k]
+        used[r[ok], chosen[ok]] += 1
+        hosts[r[ok], e[ok], chosen[ok]] = True
+    return phy2log
+
+
+def pack_ring(weight: np.ndarray, count: np.ndarray, num_gpus: int, slots_per_gpu: int,
+              speed: np.ndarray | None = None) -> np.ndarray:
+    """Ring placement: replicated experts (count > 1), heaviest first, take consecutive GPUs
+    along a ring, each starting on the last GPU of the previous one, so the replicas chain every
+    GPU into one component through which a dispatch can move tokens (with ``sum(count - 1) >=
+    G`` extra replicas the chain closes the ring). Single experts then go heaviest first, in
+    rounds, to the least-time GPUs with a free slot. Returns phy2log (layers, G * S)."""
+    L, E = weight.shape
+    G, S = num_gpus, slots_per_gpu
+    speed = np.ones(G) if speed is None else speed
+    if int(count.sum(axis=1).max()) > G * S:
+        raise InvalidInstanceError(f"{int(count.sum(axis=1).max())} replicas do not fit in "
+                                   f"{G} GPUs x {S} slots")
+    # replicated experts, heaviest first; each run of count replicas starts where the last ended
+    key = np.where(count > 1, weight, -np.inf)
+    order = np.argsort(-key, axis=1, kind="stable")
+    c_sorted = np.take_along_axis(count, order, 1)
+    multi = c_sorted > 1
+    runs = np.where(multi, c_sorted, 0)
+    start = np.cumsum(np.where(multi, c_sorted - 1, 0), axis=1) - np.where(multi, c_sorted - 1, 0)
+    layer = np.repeat(np.arange(L)[:, None].repeat(E, 1).ravel(), runs.ravel())
+    expert = np.repeat(order.ravel(), runs.ravel())
+    first = np.repeat(start.ravel(), runs.ravel())
+    offset = np.arange(layer.size) - np.repeat(np.cumsum(runs.ravel()) - runs.ravel(), runs.ravel())
+    gpu = (first + offset) % G
+    # slot of each replica: its rank among the replicas on the same (layer, GPU)
+    cell = layer * G + gpu
+    by_cell = np.argsort(cell, kind="stable")
+    sorted_cell = cell[by_cell]
+    new_cell = np.ones(cell.size, dtype=bool)
+    new_cell[1:] = sorted_cell[1:] != sorted_cell[:-1]
+    pos = np.arange(cell.size)
+    rank_sorted = pos - np.maximum.accumulate(np.where(new_cell, pos, 0))
+    rank = np.empty_like(rank_sorted)
+    rank[by_cell] = rank_sorted
+    used = np.zeros((L, G), dtype=np.int64)
+    np.add.at(used, (layer, gpu), 1)
+    if np.any(used > S):
+        raise InvalidInstanceError("ring placement needs more slots per GPU than exist")
+    phy2log = np.full((L, G * S), -1, dtype=np.int64)
+    phy2log[layer, gpu * S + rank] = expert
+    load = np.zeros((L, G))
+    np.add.at(load, (layer, gpu), (weight / np.maximum(count, 1))[layer, expert])
+    # single experts, heaviest first, in rounds over the GPUs with a free slot
+    single_key = np.where(count == 1, weight, -np.inf)
+    singles = np.argsort(-single_key, axis=1, kind="stable")
+    n_single = (count == 1).sum(axis=1)
+    r = np.arange(L)[:, None]
+    ptr = np.zeros(L, dtype=np.int64)
+    cols = np.arange(G)[None, :]
+    while np.any(ptr < n_single):
+        free = used < S
+        gpus = np.argsort(np.where(free, load / speed, np.inf), axis=1, kind="stable")
+        take = (cols < free.sum(axis=1, keepdims=True)) & (ptr[:, None] + cols < n_single[:, None])
+        if not take.any():
+            raise InvalidInstanceError("no free slot left for a single expert")
+        idx = np.minimum(ptr[:, None] + cols, E - 1)
+        e = np.take_along_axis(singles, idx, 1)
+        rows, pos_ = np.nonzero(take)
+        g = gpus[rows, pos_]
+        ee = e[rows, pos_]
+        phy2log[rows, g * S + used[rows, g]] = ee
+        used[rows, g] += 1
+        load[rows, g] += weight[rows, ee]
+        ptr += take.sum(axis=1)
+    del r
+    return phy2log
+
+
+def no_replication_placement(w: np.ndarray, num_gpus: int, slots_per_gpu: int,
+                             speed: np.ndarray | None = None) -> np.ndarray:
+    """One replica per expert, LPT: heaviest expert to the least-loaded GPU with a free slot."""
+    return pack_replicas(w, np.ones(w.shape, dtype=np.int64), num_gpus, slots_per_gpu, speed)
+
+
+def scaled_history(instance: Instance, depth: int = 4) -> np.ndarray:
+    """The last ``depth`` history windows, each layer rescaled to the planned window's total."""
+    hist = instance.history[-depth:]
+    total = hist.sum(axis=2, keepdims=True)
+    target = instance.planned_loads.sum(axis=1)[None, :, None]
+    return hist * np.where(total > 0, target / np.maximum(total, 1e-300), 0.0)
+
+
+# =============================================================================================
+# The bid-price placement
+# =============================================================================================
+@dataclasses.dataclass
+class BidPrice:
+    """Bid-price placement and dispatch (no solver once prices are known).
+
+    Prices. In the dispatch LP every GPU has a price pi_g (its ``gpu_load`` dual) and every
+    expert the price of the cheapest GPU hosting it (its ``demand`` dual); a replica of e on
+    GPU g is worth (price_e - pi_g) per token it takes. Tokens flow along replicated experts,
+    so all GPUs linked by replicas share one price, and a GPU cut off from the others keeps its
+    own (the straggler's). Two decisions follow:
+
+    - which expert gets the next replica: the extra slots go to the highest bids, the bid of
+      the k-th replica of e being ``v_e / (k - 1) * (1 - a + a * G * price_e)``, where
+      ``v_e = w_e + kappa * d_e`` is its risk-weighted load (``w_e`` in the planned window,
+      ``d_e`` the mean absolute change of its load between the recent windows, so experts whose
+      load moves bid more) and ``price_e`` comes from ``gpu_price`` (the dispatch prices of the
+      deployed previous placement, e.g. :meth:`from_solution`; ``a = price_weight``). Without
+      prices every expert is priced alike (``1 / G``).
+    - on which GPU it goes: replicated experts, heaviest first, take consecutive GPUs of a
+      ring (:func:`pack_ring`), so the replicas link every GPU into one component: every GPU
+      then shares one price, which is what lets the next window's dispatch move tokens away
+      from whichever GPU turns out hot. Single experts then go heaviest first to the
+      lowest-priced GPU with a free slot (the price rises with planned time, so: least time).
+
+    Dispatch: :func:`price_dispatch` with the plan's prices: uniform over the GPUs whose
+    planned time is within ``tight`` of the planned makespan (default 1.0: the whole ring
+    component, the price of a connected plan; a smaller ``tight`` prices the planned hot GPUs
+    higher, which measured worse because the hot GPUs move from window to window).
+    """
+
+    gpu_price: np.ndarray | None = None
+    kappa: float = 0.5
+    depth: int = 4
+    price_weight: float = 0.5
+    tight: float = 1.0
+    passes: int = 3
+
+    @classmethod
+    def from_solution(cls, solution: Any, num_layers: int, num_gpus: int, **kw: Any) -> BidPrice:
+        """From a dispatch-LP :class:`~servopt.core.Solution` (its ``gpu_load`` prices)."""
+        series = solution.prices["gpu_load"]
+        price = np.zeros((num_layers, num_gpus))
+        for (layer, gpu), value in series.items():
+            price[int(layer), int(gpu)] = float(value)
+        return cls(gpu_price=price, **kw)
+
+    def __call__(self, instance: Instance) -> Plan:
+        start = time.perf_counter()
+        G, S, R = instance.num_gpus, instance.slots_per_gpu, instance.num_slots
+        speed = instance.speed
+        w = instance.planned_loads
+        scen = scaled_history(instance, self.depth)  # (K, L, E)
+        change = (np.abs(np.diff(scen, axis=0)).mean(axis=0) if scen.shape[0] > 1
+                  else np.zeros_like(w))
+        risk = w + self.kappa * change
+        bid = risk
+        if self.gpu_price is not None and instance.previous_placement is not None:
+            price = np.asarray(self.gpu_price, dtype=float)
+            if price.shape != (instance.num_layers, G):
+                raise InvalidInstanceError(f"gpu_price must be layers x GPUs = "
+                                           f"{instance.num_layers} x {G}, got {price.shape}")
+            # an expert's price: the cheapest GPU hosting it now (its demand dual)
+            hosted = placement_matrix(instance.previous_placement, instance.num_experts, G, S)
+            expert_price = np.where(hosted, price[:, None, :], np.inf).min(axis=2) * speed.sum()
+            bid = risk * ((1 - self.price_weight) + self.price_weight * expert_price)
+        count = counts_by_bids(bid, R, min(G, R - instance.num_experts + 1))
+        phy2log = pack_ring(risk, count, G, S, speed)
+        # the plan's dispatch prices: tight set of its price dispatch on the planned window
+        plan_price = np.full((instance.num_layers, G), 1.0 / speed.sum())
+        if self.tight < 1:
+            flows = price_dispatch(phy2log, w, plan_price, S, speed, passes=self.passes)
+            plan_price = tight_prices(gpu_times(flows, S, speed), speed, rel_tol=self.tight)
+        wall = time.perf_counter() - start
+        return Plan(phy2log, "price", plan_price, wall, {"count": count})
+
+
+# =============================================================================================
+# Exact side: bound, decomposition, MILP
+# =============================================================================================
+def balanced_plan(w: np.ndarray, num_gpus: int, slots_per_gpu: int,
+                  speed: np.ndarray | None = None) -> np.ndarray:
+    """A plan for known loads: replica counts by the largest load per replica (the counts the
+    bound needs first), pieces packed heaviest first to the least-time GPU."""
+    R = num_gpus * slots_per_gpu
+    count = counts_by_bids(w, R, min(num_gpus, R - w.shape[1] + 1))
+    return pack_replicas(w / count, count, num_gpus, slots_per_gpu, speed)
+
+
+def exact_placement(instance: Instance, *, target_gap: float = 0.01, milp_time_limit: float = 5.0,
+                    milp_max_binaries: int = 2000) -> Plan:
+    """Plan on the planned window with a certificate.
+
+    Layers are independent. Per layer: (1) the combinatorial bound (total / speed and replica
+    counts); (2) replica counts and placements (:func:`balanced_plan`, :func:`pack_ring` and
+    EPLB's plan), each served with the dispatch LP, the best kept per layer; (3) layers whose
+    best plan is not within ``target_gap`` of the bound go to the placement MILP (strengthened
+    with that plan's value and the bound) when it
+    has at most ``milp_max_binaries`` binaries. Returns the best plan, LP-dispatched, with
+    ``info['bound']`` (per-layer proved bound) and ``info['makespan']``.
+    """
+    start = time.perf_counter()
+    w = instance.planned_loads
+    G, S, speed = instance.num_gpus, instance.slots_per_gpu, instance.speed
+    bound = makespan_lower_bound(w, G, S, speed)
+    count = counts_by_bids(w, instance.num_slots, min(G, instance.num_slots
+                                                      - instance.num_experts + 1))
+    candidates = [balanced_plan(w, G, S, speed), pack_ring(w, count, G, S, speed)]
+    if instance.gpu_speed is None:
+        groups = instance.num_groups
+        candidates.append(eplb(w, instance.num_slots, groups, instance.num_nodes, G)[0])
+    best, best_z = None, None
+    for phy2log in candidates:
+        _, z, _ = lp_dispatch(phy2log, w, S, speed)
+        if best is None:
+            best, best_z = phy2log.copy(), z.copy()
+        else:
+            better = z < best_z
+            best[better], best_z[better] = phy2log[better], z[better]
+    status = "certified"
+    open_layers = np.nonzero(best_z > bound * (1 + target_gap) + 1e-9)[0]
+    if open_layers.size and instance.num_experts * G <= milp_max_binaries:
+        from servopt.solvers import exact
+
+        for layer in open_layers:
+            from servopt.models.expert_placement import build
+
+            model = build(instance, layers=[int(layer)], makespan_ub=best_z[layer],
+                          makespan_lb=bound[layer])
+            sol = exact.solve_model(model, time_limit=milp_time_limit, mip_gap=1e-6,
+                                    prices=False, decision=instance.decision)
+            if not math.isnan(sol.bound):
+                bound[layer] = max(bound[layer], sol.bound)
+            if not math.isnan(sol.objective) and sol.objective < best_z[layer] - 1e-9:
+                best[layer] = _phy2log_from_model(model, layer, instance)
+                best_z[layer] = sol.objective
+    elif open_layers.size:
+        status = "uncertified"
+    _, z, price = lp_dispatch(best, w, S, speed)
+    wall = time.perf_counter() - start
+    gap = float(z.sum() / bound.sum() - 1) if bound.sum() > 0 else 0.0
+    return Plan(best, "lp", price, wall, {"bound": bound, "makespan": z, "gap": gap,
+                                          "status": status})
+
+
+def _phy2log_from_model(model: Any, layer: int, instance: Instance) -> np.ndarray:
+    S = instance.slots_per_gpu
+    row = np.full(instance.num_slots, -1, dtype=np.int64)
+    used = np.zeros(instance.num_gpus, dtype=np.int64)
+    for (l, e, g), var in model.y.items():
+        if l == layer and var.value is not None and var.value > 0.5:
+            row[g * S + used[g]] = e
+            used[g] += 1
+    return row
+
+
+# =============================================================================================
+# Policies
+# =============================================================================================
+def _eplb_plan(dispatch: str) -> Callable[[Instance], Plan]:
+    def plan(instance: Instance) -> Plan:
+        start = time.perf_counter()
+        phy2log, _, _ = eplb(instance.planned_loads, instance.num_slots, instance.num_groups,
+                             instance.num_nodes, instance.num_gpus)
+        price = None
+        if dispatch == "price":  # prices: the dispatch LP's duals on the planned window
+            _, _, price = lp_dispatch(phy2log, instance.planned_loads, instance.slots_per_gpu,
+                                      instance.speed)
+        return Plan(phy2log, dispatch, price, time.perf_counter() - start)
+
+    plan.__name__ = f"eplb_{dispatch}"
+    return plan
+
+
+def no_replication(instance: Instance) -> Plan:
+    """One slot per expert (the rest empty), LPT on the planned window."""
+    start = time.perf_counter()
+    phy2log = no_replication_placement(instance.planned_loads, instance.num_gpus,
+                                       instance.slots_per_gpu, instance.speed)
+    return Plan(phy2log, "even", None, time.perf_counter() - start)
+
+
+def bid_price(instance: Instance) -> Plan:
+    return BidPrice()(instance)
+
+
+def bid_price_lp(instance: Instance) -> Plan:
+    plan = BidPrice()(instance)
+    return dataclasses.replace(plan, dispatch="lp")
+
+
+def exact_method(instance: Instance) -> Plan:
+    return exact_placement(instance)
+
+
+POLICIES: dict[str, Callable[[Instance], Plan]] = {
+    "no_replication": no_replication,
+    "eplb": _eplb_plan("even"),
+    "eplb_lp": _eplb_plan("lp"),
+    "eplb_price": _eplb_plan("price"),
+    "bid_price": bid_price,
+    "bid_price_lp": bid_price_lp,
+    "exact": exact_method,
+}
+
+
+def dispatch_flows(plan: Plan, instance: Instance, w: np.ndarray) -> np.ndarray:
+    """The plan's flows (layers, slots) for window loads ``w`` under its dispatch semantics."""
+    phy2log = check_placement(instance, plan.phy2log)
+    if plan.dispatch == "even":
+        return even_dispatch(phy2log, w)
+    if plan.dispatch == "lp":
+        return lp_dispatch(phy2log, w, instance.slots_per_gpu, instance.speed)[0]
+    return price_dispatch(phy2log, w, plan.gpu_price, instance.slots_per_gpu, instance.speed)
+
+
+__all__ = ["POLICIES", "BidPrice", "Plan", "balanced_packing", "balanced_plan",
+           "dispatch_flows", "eplb", "even_dispatch", "exact_placement", "lp_dispatch",
+           "no_replication_placement", "pack_replicas", "placement_matrix", "price_dispatch",
+           "replicate_experts"]

@@ -117,7 +117,7 @@ def simulate(instance: Instance, router: routing.Router, *, seed: int = 0) -> di
     while done < n:
         if len(fleet.run_ids) == 0 and fleet.queued.sum() == 0:
             if step_clock:
-                k = max(k, int(math.ceil(arrival[nxt] - 1e-9)))
+                k = max(k, math.ceil(arrival[nxt] - 1e-9))
             else:
                 t = max(t, float(arrival[nxt]))
         now = float(k) if step_clock else t
@@ -261,7 +261,7 @@ def simulate(instance: Instance, router: routing.Router, *, seed: int = 0) -> di
         "queue_mean": float(np.mean(steps_queue)) if steps_queue else 0.0,
         "preemptions": int(preemptions),
         "router_us": route_s / n * 1e6,
-        "steps": int(len(steps_ms)),
+        "steps": len(steps_ms),
     }
     return {
         "cost": float(steps_ms_a.sum()),

@@ -40,12 +40,12 @@ n_i = s_i + 1 KV tokens to start. gamma^h discounts later steps.
 
     min   sum_h gamma^h c1 u_h                                                  [ms]
     s.t.  assign[i]:        sum_g x_ig = d_i                 (work conserving: all routed now)
-          load[g,h]:        b_gh + sum_i w_ih x_ig <= u_h    (predicted barrier epigraph) [tokens]
+          worker_load[g,h]: b_gh + sum_i w_ih x_ig <= u_h    (predicted barrier epigraph) [tokens]
           slots[g]:         sum_i x_ig <= S_g                (free batch slots)
           kv_memory[g]:     sum_i n_i x_ig <= F_g            (free KV tokens)
           x_ig in {0, 1} (in [0, d_i] for the relaxation), u_h >= 0.
 
-Prices (LP relaxation, the bid prices): ``load[g,h]`` = rho_gh, ms of discounted step time per
+Prices (LP relaxation, the bid prices): ``worker_load[g,h]`` = rho_gh, ms of discounted step time per
 KV token added to worker g at step h (>= 0, summing to gamma^h c1 over g); ``slots[g]`` = ms per
 extra free slot on g; ``kv_memory[g]`` = ms per extra free KV token on g; ``assign[i]`` = the ms
 one more request of class i costs. The bid-price rule sends request i to
@@ -377,7 +377,7 @@ def build_epoch(epoch: Epoch, *, relax: bool = False) -> pyo.ConcreteModel:
     w = epoch.weights
     m.assign = pyo.Constraint(m.I, rule=lambda m, i: sum(m.x[i, g] for g in m.G)
                               == float(epoch.demand[i]))
-    m.load = pyo.Constraint(m.G, m.H, rule=lambda m, g, h: float(epoch.base_load[g, h]) + sum(
+    m.worker_load = pyo.Constraint(m.G, m.H, rule=lambda m, g, h: float(epoch.base_load[g, h]) + sum(
         float(epoch.profile[i, h]) * m.x[i, g] for i in m.I) <= m.u[h])
     m.slots = pyo.Constraint(m.G, rule=lambda m, g: sum(m.x[i, g] for i in m.I)
                              <= float(epoch.free_slots[g]))
@@ -385,7 +385,7 @@ def build_epoch(epoch: Epoch, *, relax: bool = False) -> pyo.ConcreteModel:
         float(epoch.kv_need[i]) * m.x[i, g] for i in m.I) <= float(epoch.free_kv[g]))
     m.discounted_step_ms = pyo.Objective(expr=sum(float(w[h]) * m.u[h] for h in m.H),
                                          sense=pyo.minimize)
-    m.index_names = {"assign": ["request"], "load": ["worker", "step"], "slots": ["worker"],
+    m.index_names = {"assign": ["request"], "worker_load": ["worker", "step"], "slots": ["worker"],
                      "kv_memory": ["worker"], "x": ["request", "worker"], "u": ["step"]}
     return m
 
@@ -400,7 +400,7 @@ def epoch_matrices(epoch: Epoch, *, relax: bool = True) -> MatrixLP:
     blocks = []
     # assign[i]: rows 0..n-1
     blocks.append((ig_i, np.arange(nx), np.ones(nx)))
-    # load[g,h]: rows n + g*H + h ; x terms profile[i,h], u_h term -1
+    # worker_load[g,h]: rows n + g*H + h ; x terms profile[i,h], u_h term -1
     r = n + (ig_g[:, None] * H + np.arange(H)[None, :])
     blocks.append((r.ravel(), np.repeat(np.arange(nx), H), epoch.profile[ig_i].ravel()))
     rr = n + (np.arange(G)[:, None] * H + np.arange(H)[None, :]).ravel()
@@ -419,7 +419,7 @@ def epoch_matrices(epoch: Epoch, *, relax: bool = True) -> MatrixLP:
     return MatrixLP(np.concatenate([np.zeros(nx), epoch.weights]), A, row_lo, row_hi,
                     np.zeros(nx + H), col_hi,
                     np.concatenate([np.full(nx, not relax), np.zeros(H, dtype=bool)]), 0.0,
-                    {"assign": slice(0, n), "load": slice(n, n + G * H),
+                    {"assign": slice(0, n), "worker_load": slice(n, n + G * H),
                      "slots": slice(base, base + G), "kv_memory": slice(base + G, n_rows)},
                     {"x": slice(0, nx), "u": slice(nx, nx + H)})
 
@@ -443,7 +443,7 @@ def build_epoch_cvxpy(epoch: Epoch) -> CvxpyModel:
     gh = pd.MultiIndex.from_product([range(G), range(H)], names=["worker", "step"])
     return CvxpyModel(problem, "min",
                       {"assign": (assign, pd.RangeIndex(n, name="request")),
-                       "load": (load, gh),
+                       "worker_load": (load, gh),
                        "slots": (slots, pd.RangeIndex(G, name="worker")),
                        "kv_memory": (kv, pd.RangeIndex(G, name="worker"))},
                       {"x": (x, pd.MultiIndex.from_product([range(n), range(G)],

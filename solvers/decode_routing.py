@@ -302,7 +302,7 @@ class BidPrice(Router):
     requests, or their ``predicted_tokens``), and a class of ``m = rate * refresh`` new requests
     of the average observed prompt (rate measured over recent steps). It solves the epoch LP
     relaxation (:func:`servopt.models.decode_routing.build_epoch`, HiGHS matrix path) for that
-    class and keeps its duals: rho_gh (``load``), sigma_g (``slots``), kappa_g (``kv_memory``),
+    class and keeps its duals: rho_gh (``worker_load``), sigma_g (``slots``), kappa_g (``kv_memory``),
     and the plan y_g (requests of the class per worker).
 
     A request i is routed in O(G H) arithmetic, no solver: among the workers whose planned share
@@ -379,7 +379,7 @@ class BidPrice(Router):
             self.sigma = self.kappa = np.zeros(G)
         else:
             price = res["price"]
-            self.rho = price[mat.rows["load"]].reshape(G, H)
+            self.rho = price[mat.rows["worker_load"]].reshape(G, H)
             self.sigma = price[mat.rows["slots"]]
             self.kappa = price[mat.rows["kv_memory"]]
             self.share = res["x"][mat.cols["x"]]

@@ -1,0 +1,419 @@
+"""Decode routing: instance rules, simulator against hand-computed traces, router invariants,
+model agreement (Pyomo / CVXPY / matrix), hindsight IP against brute force."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from servopt.benchmarks import decode_routing as bench
+from servopt.core import InvalidInstanceError
+from servopt.instances import decode_routing as inst_mod
+from servopt.models import decode_routing as model
+from servopt.solvers import decode_routing as routing
+from servopt.solvers import exact
+
+
+def stream(rows, **kw):
+    frame = pd.DataFrame(rows, columns=["arrival_s", "prompt_tokens", "output_tokens"])
+    args = dict(workers=2, slots=2, kv_capacity=100, step_ms=1.0, ms_per_kv_token=0.1,
+                arrival_unit="step")
+    args.update(kw)
+    return inst_mod.Instance(requests=frame, **args)
+
+
+class Fixed(routing.Router):
+    """Routes request i to ``plan[i]`` (for hand-computed traces)."""
+
+    name = "fixed"
+
+    def __init__(self, plan):
+        self.plan = list(plan)
+
+    def choose(self, view, request):
+        return self.plan[request]
+
+
+# ---------------------------------------------------------------------------------------------
+# Instance
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("rows, kw, message", [
+    ([(0, -5, 3)], {}, "prompt_tokens is negative"),
+    ([(0, 5, 0)], {}, "output_tokens is 0"),
+    ([(1, 5, 3), (0, 5, 3)], {}, "must be sorted"),
+    ([(0, 99, 3)], {}, "kv_capacity=100"),
+    ([(0, 5.5, 3)], {}, "whole number"),
+    ([(0, 5, 3)], {"workers": 0}, "workers must be a positive integer"),
+    ([(0, 5, 3)], {"ms_per_kv_token": -1}, "ms_per_kv_token"),
+    ([(0, 5, 3)], {"arrival_unit": "minutes"}, "arrival_unit"),
+    ([(float("nan"), 5, 3)], {}, "arrival_s is missing"),
+])
+def test_bad_streams_get_clear_errors(rows, kw, message):
+    with pytest.raises(InvalidInstanceError, match=message):
+        stream(rows, **kw)
+
+
+def test_empty_stream_and_unknown_column():
+    with pytest.raises(InvalidInstanceError, match="no request"):
+        stream([])
+    frame = pd.DataFrame({"arrival_s": [0.0], "prompt_tokens": [3], "output_tokens": [2],
+                          "colour": [1]})
+    with pytest.raises(InvalidInstanceError, match="unknown column"):
+        inst_mod.Instance(workers=1, slots=1, kv_capacity=10, step_ms=1, ms_per_kv_token=0,
+                          requests=frame)
+
+
+def test_json_round_trip_keeps_everything():
+    a = inst_mod.generate(requests=50, prediction_error=0.3, seed=3)
+    b = inst_mod.Instance.from_json(a.to_json())
+    assert b.content_hash() == a.content_hash()
+    pd.testing.assert_frame_equal(a.requests, b.requests)
+    c = stream([(0, 5, 3), (2, 7, 1)])
+    c = inst_mod.Instance(**{**c.__dict__, "block_ids": [[1, 2], [1]]})
+    d = inst_mod.Instance.from_json(c.to_json())
+    assert d.block_ids == [[1, 2], [1]] and d.arrival_unit == "step"
+
+
+@pytest.mark.parametrize("workload", ["conversation", "code"])
+def test_generator_matches_published_azure_statistics(workload):
+    """Lengths reproduce the published Azure 2023 means and medians (within sampling error)."""
+    rng = np.random.default_rng(0)
+    prompt, output = inst_mod.sample_lengths(workload, 200_000, rng)
+    (pm, pmean, _), (om, omean, ocap) = (inst_mod.WORKLOADS[workload][k]
+                                         for k in ("prompt", "output"))
+    assert abs(np.median(prompt) - pm) / pm < 0.02
+    assert abs(prompt.mean() - pmean) / pmean < 0.02
+    assert abs(np.median(output) - om) / om < 0.05
+    assert abs(output.mean() - omean) / omean < 0.03
+    assert output.max() <= ocap and output.min() >= 1
+
+
+def test_fleet_capacity_hand_calculation():
+    # one class: s = 100, o = 3 -> kbar = (3*100 + 3) / 3 = 101 tokens; slots 4, K huge:
+    # n = 4, step = 10 + 0.01 * 4 * 101 = 14.04 ms, per worker 4 / (3 * 14.04) per ms.
+    cap = inst_mod.fleet_capacity(np.array([100]), np.array([3]), workers=2, slots=4,
+                                  kv_capacity=10**6, step_ms=10, ms_per_kv_token=0.01)
+    assert cap == pytest.approx(2 * 4 / (3 * 14.04) * 1000)
+    # KV binds: K = 202 tokens -> n = 2
+    cap = inst_mod.fleet_capacity(np.array([100]), np.array([3]), workers=1, slots=4,
+                                  kv_capacity=202, step_ms=10, ms_per_kv_token=0.01)
+    assert cap == pytest.approx(2 / (3 * (10 + 0.01 * 202)) * 1000)
+
+
+def test_generate_load_scales_arrival_rate():
+    lo = inst_mod.generate(requests=400, load=0.5, seed=1)
+    hi = inst_mod.generate(requests=400, load=1.0, seed=1)
+    assert lo.arrival[-1] == pytest.approx(2 * hi.arrival[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Simulator against hand-computed traces
+# ---------------------------------------------------------------------------------------------
+def test_simulator_hand_trace_barrier():
+    """r0 (s=10, o=2) and r2 (s=5, o=3) on worker 0, r1 (s=20, o=1) on worker 1.
+
+    step 0: W = (1.5, 2.0) -> 1 + 2.0 = 3.0 ms, idle 0.5; r1 finishes.
+    step 1: W = (1.1 + 0.6, 0) -> 2.7 ms, idle 1.7; r0 finishes.
+    step 2: W = (0.7, 0) -> 1.7 ms, idle 0.7; r2 finishes.
+    """
+    inst = stream([(0, 10, 2), (0, 20, 1), (0, 5, 3)])
+    res = bench.simulate(inst, Fixed([0, 1, 0]))
+    assert res["steps"]["step_ms"] == pytest.approx([3.0, 2.7, 1.7])
+    assert res["cost"] == pytest.approx(7.4)
+    assert res["metrics"]["idle_fraction"] == pytest.approx(2.9 / 8.8)
+    assert res["finish_t"] * 1000 == pytest.approx([5.7, 3.0, 7.4])
+    assert res["metrics"]["imbalance"] == pytest.approx(np.mean([0.5 / 4, 1.7 / 3.4, 0.7 / 1.4]))
+    # round robin makes the same assignment
+    assert bench.evaluate(inst, "round_robin").cost == pytest.approx(7.4)
+
+
+def test_simulator_hand_trace_slots_queue_and_late_arrival():
+    """One slot per worker: r2 waits for r0 on worker 0; r3 arrives at step 5 after a gap.
+
+    step 0: w0 runs r0 (10), w1 runs r1 (20): 1 + 2.0 = 3.0; r1 done.
+    step 1: w0 r0 at 11: 1 + 1.1 = 2.1; r0 done.   step 2: w0 admits r2 (5): 1.5.
+    step 3: r2 at 6: 1.6; r2 done.  Then idle until step 5: r3 (s=30, o=1) on w1: 4.0.
+    """
+    inst = stream([(0, 10, 2), (0, 20, 1), (0, 5, 2), (5, 30, 1)], slots=1)
+    res = bench.simulate(inst, Fixed([0, 1, 0, 1]))
+    assert res["steps"]["step_ms"] == pytest.approx([3.0, 2.1, 1.5, 1.6, 4.0])
+    assert res["steps"]["queue"].tolist() == [1, 1, 0, 0, 0]
+    assert res["steps"]["max_running"].max() == 1
+    # e2e of r2: arrived at t=0, finished after 4 steps = 8.2 ms
+    assert (res["finish_t"][2] - res["arrive_t"][2]) * 1000 == pytest.approx(8.2)
+
+
+def test_simulator_kv_admission_and_preemption():
+    """K = 30: r0 (s=20, o=5) runs; r1 (s=8, o=2) is admitted (20+1 + 8+1 = 30 <= 30).
+
+    step 0: need 21 + 9 = 30. After it r0 holds 21, r1 9: next need 22 + 10 = 32 > 30, so r1
+    (newest) is preempted back to the queue and r0 continues alone until it ends (4 more steps);
+    then r1 restarts from scratch (prefill again) and runs 2 steps.
+    """
+    inst = stream([(0, 20, 5), (0, 8, 2)], workers=1, slots=4, kv_capacity=30,
+                  ms_per_kv_token=0.0, step_ms=1.0)
+    res = bench.simulate(inst, Fixed([0, 0]))
+    assert res["metrics"]["preemptions"] == 1
+    assert res["metrics"]["steps"] == 1 + 4 + 2
+    assert res["steps"]["max_kv"].max() <= 30
+    assert res["finish_t"] * 1000 == pytest.approx([5.0, 7.0])
+
+
+def test_second_clock_prefill_and_throughput():
+    """Arrivals in seconds; prefill adds p * s on the admission step."""
+    frame = pd.DataFrame({"arrival_s": [0.0, 0.0], "prompt_tokens": [100, 100],
+                          "output_tokens": [1, 1]})
+    inst = inst_mod.Instance(workers=2, slots=1, kv_capacity=1000, step_ms=2.0,
+                             ms_per_kv_token=0.01, prefill_ms_per_token=0.05, requests=frame)
+    res = bench.simulate(inst, Fixed([0, 0]))
+    # step 0: w0 100 tokens -> 1 + 5 = 6 ms work, + 2 = 8 ms; step 1 same for r1.
+    assert res["steps"]["step_ms"] == pytest.approx([8.0, 8.0])
+    assert res["metrics"]["throughput_tok_s"] == pytest.approx(2 / 0.016)
+
+
+# ---------------------------------------------------------------------------------------------
+# Routers
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", sorted(routing.POLICIES))
+def test_every_router_assigns_once_sticky_within_capacity(method):
+    inst = inst_mod.generate(requests=150, workers=3, slots=6, kv_capacity=12000, load=0.95,
+                             seed=2)
+    log = []
+
+    class Spy(routing.Router):
+        name = "spy"
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def reset(self, instance, seed=0):
+            self.inner.reset(instance, seed)
+
+        def on_step(self, view):
+            self.inner.on_step(view)
+
+        def route(self, view, ids):
+            before = view.worker_of.copy()
+            self.inner.route(view, ids)
+            changed = np.flatnonzero(before != view.worker_of)
+            assert sorted(changed.tolist()) == sorted(ids.tolist())  # only these, each once
+            assert np.all(before[before >= 0] == view.worker_of[before >= 0])  # never moved
+            log.extend(ids.tolist())
+
+    res = bench.simulate(inst, Spy(routing.make_router(method)))
+    assert sorted(log) == list(range(inst.n_requests))
+    assert res["metrics"]["completed"] == inst.n_requests
+    assert res["steps"]["max_running"].max() <= inst.slots
+    assert res["steps"]["max_kv"].max() <= inst.kv_capacity
+    assert np.all(res["worker"] >= 0)
+
+
+def test_simulator_refuses_double_and_out_of_range_assignment():
+    inst = stream([(0, 5, 1), (0, 5, 1)])
+
+    class Twice(routing.Router):
+        def route(self, view, ids):
+            view.assign(int(ids[0]), 0)
+            view.assign(int(ids[0]), 1)
+
+    with pytest.raises(InvalidInstanceError, match="twice"):
+        bench.simulate(inst, Twice())
+
+    class Lazy(routing.Router):
+        def route(self, view, ids):
+            view.assign(int(ids[0]), 0)
+
+    with pytest.raises(InvalidInstanceError, match="unrouted"):
+        bench.simulate(inst, Lazy())
+    with pytest.raises(InvalidInstanceError, match=r"workers are 0\.\.1"):
+        bench.simulate(inst, Fixed([5, 0]))
+
+
+class View:
+    """A hand-set fleet state for checking one routing choice."""
+
+    def __init__(self, running, queued, kv_running, kv_queued):
+        self.workers = len(running)
+        self.running, self.queued = np.array(running), np.array(queued)
+        self.kv_running, self.kv_queued = np.array(kv_running), np.array(kv_queued)
+
+
+def test_baseline_rules_on_hand_examples():
+    v = View(running=[3, 1, 1, 2], queued=[0, 1, 0, 0], kv_running=[100, 50, 80, 20],
+             kv_queued=[0, 60, 0, 0])
+    rr = routing.RoundRobin()
+    rr.reset(None)
+    assert [rr.choose(v, 0) for _ in range(6)] == [0, 1, 2, 3, 0, 1]
+    assert routing.JoinShortestQueue().choose(v, 0) == 2  # counts 3,2,1,2
+    # vLLM score 4 * waiting + running = 3, 5, 1, 2 -> worker 2
+    assert routing.LeastOutstanding().choose(v, 0) == 2
+    assert routing.LeastKV().choose(v, 0) == 3  # KV 100, 110, 80, 20
+    tie = View([1, 1], [0, 0], [10, 10], [0, 0])
+    assert routing.JoinShortestQueue().choose(tie, 0) == 0  # lowest index on ties
+    assert routing.LeastOutstanding().choose(tie, 0) == 0  # first in scan order (strict <)
+    # vLLM weighs waiting 4x: 1 waiting (score 4) loses to 3 running (score 3)
+    w = View(running=[0, 3], queued=[1, 0], kv_running=[0, 0], kv_queued=[0, 0])
+    assert routing.LeastOutstanding().choose(w, 0) == 1
+    assert routing.JoinShortestQueue().choose(w, 0) == 0
+
+
+def test_power_of_two_picks_lower_of_two_samples():
+    v = View([0] * 4, [0] * 4, [40, 30, 20, 10], [0] * 4)
+    p2c = routing.PowerOfTwoKV()
+    p2c.reset(None, seed=5)
+    rng = np.random.default_rng(5)
+    for _ in range(50):
+        a, b = rng.choice(4, size=2, replace=False)
+        expected = b if v.kv_running[b] < v.kv_running[a] else a
+        assert p2c.choose(v, 0) == expected
+    picks = [p2c.choose(v, 0) for _ in range(400)]
+    assert 0 not in picks  # the most loaded worker never wins a pair
+
+
+def test_survival_estimate_matches_empirical_tail():
+    rng = np.random.default_rng(0)
+    out = rng.geometric(1 / 50, 20000)
+    s = routing.survival(out, np.zeros(0, dtype=np.int64), 200, prior_weight=0.0)
+    for t in (1, 10, 50, 100):
+        assert s[t] == pytest.approx(np.mean(out > t), abs=0.01)
+    # censored running requests (alive at age 30) raise the tail
+    cens = routing.survival(out[:100], np.full(200, 30), 200, prior_weight=0.0)
+    raw = routing.survival(out[:100], np.zeros(0, dtype=np.int64), 200, prior_weight=0.0)
+    assert cens[29] > raw[29]
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------
+def small_epoch(seed=0, n=3, G=3, H=4):
+    rng = np.random.default_rng(seed)
+    return model.Epoch(base_load=rng.uniform(0, 300, (G, H)), profile=rng.uniform(10, 120, (n, H)),
+                       demand=np.array([1.0, 2.0, 1.5][:n]), kv_need=rng.uniform(5, 50, n),
+                       free_slots=np.array([1.0, 3.0, 2.0][:G]), free_kv=np.full(G, 120.0),
+                       ms_per_kv_token=0.01, discount=0.8)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_epoch_lp_pyomo_cvxpy_matrix_agree_on_objective_and_prices(seed):
+    epoch = small_epoch(seed)
+    pyo_sol = exact.solve_model(model.build_epoch(epoch, relax=True))
+    cvx_sol = exact.solve_cvxpy(model.build_epoch_cvxpy(epoch))
+    mat = model.epoch_matrices(epoch)
+    res = routing.solve_matrix(mat)
+    assert pyo_sol.objective == pytest.approx(cvx_sol.objective, rel=1e-6, abs=1e-7)
+    assert res["objective"] == pytest.approx(pyo_sol.objective, rel=1e-6, abs=1e-7)
+    for name in ("worker_load", "slots", "kv_memory", "assign"):
+        a = pyo_sol.prices[name].to_numpy()
+        b = cvx_sol.prices[name].to_numpy()
+        c = res["price"][mat.rows[name]]
+        assert a == pytest.approx(b, abs=1e-6), name
+        assert c == pytest.approx(a, abs=1e-6), name
+    # the load prices of each horizon step sum to its weight gamma^h c1 (the epigraph's dual)
+    rho = pyo_sol.prices["worker_load"].to_numpy().reshape(3, 4)
+    assert rho.sum(axis=0) == pytest.approx(epoch.weights, abs=1e-9)
+
+
+def test_epoch_ip_brute_force():
+    epoch = model.Epoch(base_load=[[100, 90, 80], [50, 60, 70], [0, 0, 0]],
+                        profile=[[40, 41, 0], [10, 11, 12], [70, 0, 0], [5, 6, 7]],
+                        demand=np.ones(4), kv_need=[20, 5, 30, 5], free_slots=[2, 2, 1],
+                        free_kv=[100, 100, 100], ms_per_kv_token=1.0, discount=0.9)
+    res = routing.solve_matrix(model.epoch_matrices(epoch, relax=False))
+    best = math.inf
+    for plan in itertools.product(range(3), repeat=4):
+        counts = np.bincount(plan, minlength=3)
+        if np.any(counts > epoch.free_slots):
+            continue
+        load = epoch.base_load.copy()
+        for i, g in enumerate(plan):
+            load[g] += epoch.profile[i]
+        best = min(best, float(epoch.weights @ load.max(axis=0)))
+    assert res["objective"] == pytest.approx(best)
+    pyo_sol = exact.solve_model(model.build_epoch(epoch))
+    assert pyo_sol.objective == pytest.approx(best)
+
+
+def brute_force_hindsight(inst):
+    best = math.inf
+    for plan in itertools.product(range(inst.workers), repeat=inst.n_requests):
+        best = min(best, bench.simulate(inst, Fixed(plan))["cost"])
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hindsight_ip_equals_brute_force_over_simulated_assignments(seed):
+    rng = np.random.default_rng(seed)
+    n = 6
+    arrival = np.sort(rng.integers(0, 4, n))
+    rows = list(zip(arrival, rng.integers(5, 40, n), rng.integers(1, 5, n), strict=True))
+    inst = stream(rows, workers=3, slots=10, kv_capacity=10_000, step_ms=0.5,
+                  prefill_ms_per_token=0.01)
+    assert model.hindsight_exact(inst)
+    best = brute_force_hindsight(inst)
+    sol = exact.solve(inst)
+    assert sol.objective == pytest.approx(best)
+    res = routing.solve_matrix(model.hindsight_matrices(inst))
+    assert res["objective"] == pytest.approx(best)
+    b = bench.bound(inst)
+    assert b.kind == "optimal" and b.value == pytest.approx(best)
+    # the blocked relaxation and the simple bound stay below the optimum
+    assert bench.bound(inst, step_block=3).value <= best + 1e-9
+    assert bench.simple_lower_bound(inst) <= best + 1e-9
+    # the simulator realises the IP's assignment at the IP's objective
+    worker = sol.decisions["worker"].to_numpy()
+    assert bench.simulate(inst, Fixed(worker))["cost"] == pytest.approx(best)
+
+
+def test_hindsight_lp_pyomo_and_cvxpy_agree():
+    inst = stream([(0, 10, 3), (0, 30, 2), (1, 20, 4), (2, 5, 2)], workers=2, slots=10,
+                  kv_capacity=1000)
+    lp = exact.solve_model(model.build(inst, relax=True, symmetry=False), relax=True)
+    cvx = exact.solve(inst, backend="cvxpy")
+    assert lp.objective == pytest.approx(cvx.objective, rel=1e-7)
+    assert lp.prices["step_load"].to_numpy() == pytest.approx(
+        cvx.prices["step_load"].to_numpy(), abs=1e-6)
+
+
+def test_hindsight_with_binding_slots_has_rows_and_seconds_clock_is_refused():
+    inst = stream([(0, 10, 3), (0, 30, 2), (0, 20, 4)], workers=2, slots=1, kv_capacity=1000)
+    m = model.build(inst)
+    assert hasattr(m, "slots") and not model.hindsight_exact(inst)
+    assert bench.bound(inst).kind == "lower_bound"
+    sec = inst_mod.generate(requests=20, seed=0)
+    with pytest.raises(InvalidInstanceError, match="decode steps"):
+        model.build(sec)
+
+
+def test_bound_is_below_every_method():
+    inst = inst_mod.generate_steps(requests=16, workers=2, seed=4)
+    b = bench.bound(inst, time_limit=20)
+    for method in routing.POLICIES:
+        assert bench.evaluate(inst, method).cost >= b.value - 1e-6
+
+
+def test_gap_table_runs():
+    from servopt import gap_table
+
+    inst = inst_mod.generate_steps(requests=12, workers=2, seed=1)
+    table = gap_table(inst)
+    assert list(table["method"]) == list(bench.DEFAULT_METHODS)
+    assert (table["gap"] >= -1e-9).all()
+    assert {"idle_fraction", "throughput_tok_s", "router_us"} <= set(table.columns)
+
+
+def test_from_trace_frame_with_load_and_blocks():
+    frame = pd.DataFrame({"arrival_s": [5.0, 6.0, 8.0], "prompt_tokens": [100, 5000, 30],
+                          "output_tokens": [10, 0, 4], "block_ids": [[1], [1, 2], []]})
+    inst = inst_mod.from_trace(frame, workers=2, slots=4, kv_capacity=1000, rate_scale=2.0)
+    assert inst.arrival.tolist() == [0.0, 0.5, 1.5]
+    assert inst.output.tolist() == [10, 1, 4]  # a 0-token reply still occupies one step
+    assert inst.prompt.tolist() == [100, 999, 30]  # clipped to fit the worker's KV
+    assert inst.block_ids == [[1], [1, 2], []]
+    loaded = inst_mod.from_trace(frame, workers=2, slots=4, kv_capacity=1000, load=0.5)
+    cap = inst_mod.fleet_capacity(loaded.prompt, loaded.output, workers=2, slots=4,
+                                  kv_capacity=1000, step_ms=10.0, ms_per_kv_token=1e-4)
+    assert (len(frame) - 1) / loaded.arrival[-1] == pytest.approx(0.5 * cap)

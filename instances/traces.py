@@ -64,11 +64,17 @@ def _finish(frame: pd.DataFrame, path: Path, rate_scale: float, start_s: float |
     for col in ("prompt_tokens", "output_tokens"):
         values = pd.to_numeric(frame[col], errors="coerce")
         if values.isna().any():
-            row = int(values.isna().to_numpy().argmax())
+            row = frame.index[int(values.isna().to_numpy().argmax())]
             raise InvalidInstanceError(f"{path}: row {row}: {col} is not a number")
         if (values < 0).any():
-            row = int((values < 0).to_numpy().argmax())
-            raise InvalidInstanceError(f"{path}: row {row}: {col} is negative ({values.iloc[row]})")
+            pos = int((values < 0).to_numpy().argmax())
+            raise InvalidInstanceError(
+                f"{path}: row {frame.index[pos]}: {col} is negative ({values.iloc[pos]})")
+        whole = values.to_numpy(dtype=float)
+        if np.any(whole != np.round(whole)):
+            pos = int(np.argmax(whole != np.round(whole)))
+            raise InvalidInstanceError(f"{path}: row {frame.index[pos]}: {col} is not a whole "
+                                       f"number of tokens ({values.iloc[pos]})")
         frame[col] = values.astype(np.int64)
     t = frame["arrival_s"].to_numpy(dtype=float)
     if not np.all(np.isfinite(t)):
@@ -158,7 +164,7 @@ def read_burstgpt(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
                           "output_tokens": raw["Response tokens"]})
     if frame.empty:
         raise InvalidInstanceError(f"{path}: no request left (model={model!r})")
-    return _finish(frame.reset_index(drop=True), path, rate_scale, start_s, end_s)
+    return _finish(frame, path, rate_scale, start_s, end_s)
 
 
 def read_expert_load(path: str | Path, *, window: int = 1) -> np.ndarray:

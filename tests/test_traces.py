@@ -1,0 +1,205 @@
+"""Trace loaders: small inline samples of each format, bad input, and the shared traces."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from servopt.core import InvalidInstanceError
+from servopt.instances import traces
+
+AZURE = """TIMESTAMP,ContextTokens,GeneratedTokens
+2023-11-16 18:17:03.9799600,4808,10
+2023-11-16 18:17:04.0319600,3180,8
+2023-11-16 18:17:06.5319600,110,27
+2023-11-16 18:17:05.0319600,7,1
+"""
+
+MOONCAKE = "\n".join(json.dumps(r) for r in [
+    {"timestamp": 0, "input_length": 1000, "output_length": 5, "hash_ids": [0, 1]},
+    {"timestamp": 1500, "input_length": 600, "output_length": 12, "hash_ids": [0, 2]},
+    {"timestamp": 500, "input_length": 20, "output_length": 3, "hash_ids": [3]},
+]) + "\n\n"
+
+BURST = """Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type
+5, ChatGPT, 472, 18, 490, Conversation log
+45, GPT-4, 1087, 0, 1087, Conversation log
+46, ChatGPT, 20, 300, 320, API log
+100, GPT-4, 31, 44, 75, Conversation log
+"""
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Azure
+# ---------------------------------------------------------------------------------------------
+def test_azure_sample_sorted_and_zeroed(tmp_path):
+    frame = traces.read_azure(write(tmp_path, "a.csv", AZURE))
+    assert list(frame.columns) == traces.REQUEST_COLUMNS
+    # 7 fractional digits parsed; out-of-order row sorted into place
+    assert frame["arrival_s"].tolist() == pytest.approx([0.0, 0.052, 1.052, 2.552])
+    assert frame["prompt_tokens"].tolist() == [4808, 3180, 7, 110]
+    assert frame["output_tokens"].tolist() == [10, 8, 1, 27]
+    assert frame["prompt_tokens"].dtype == np.int64
+
+
+def test_azure_rate_scale_and_window(tmp_path):
+    path = write(tmp_path, "a.csv", AZURE)
+    fast = traces.read_azure(path, rate_scale=2.0)
+    assert fast["arrival_s"].tolist() == pytest.approx([0.0, 0.026, 0.526, 1.276])
+    window = traces.read_azure(path, start_s=0.05, end_s=2.0)
+    # rows at 0.052 and 1.052 s kept, re-zeroed at the first kept request
+    assert window["prompt_tokens"].tolist() == [3180, 7]
+    assert window["arrival_s"].tolist() == pytest.approx([0.0, 1.0])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("TIMESTAMP,Context\n2023-11-16 18:17:03,5\n", "missing column"),
+    (AZURE.replace("4808", "-4"), "negative"),
+    (AZURE.replace("4808", "lots"), "not a number"),
+    (AZURE.replace("2023-11-16 18:17:04.0319600", "yesterday"), "not a date-time"),
+])
+def test_azure_bad_input(tmp_path, text, message):
+    with pytest.raises(InvalidInstanceError, match=message):
+        traces.read_azure(write(tmp_path, "bad.csv", text))
+
+
+def test_missing_file_empty_window_bad_rate(tmp_path):
+    with pytest.raises(InvalidInstanceError, match="no such trace file"):
+        traces.read_azure(tmp_path / "absent.csv")
+    path = write(tmp_path, "a.csv", AZURE)
+    with pytest.raises(InvalidInstanceError, match="no request in the time window"):
+        traces.read_azure(path, start_s=100.0)
+    for rate in (0.0, -1.0, math.nan):
+        with pytest.raises(InvalidInstanceError, match="rate_scale"):
+            traces.read_azure(path, rate_scale=rate)
+    with pytest.raises(InvalidInstanceError, match=r"not a CSV|no request"):
+        traces.read_azure(write(tmp_path, "empty.csv", ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# Mooncake
+# ---------------------------------------------------------------------------------------------
+def test_mooncake_sample(tmp_path):
+    frame = traces.read_mooncake(write(tmp_path, "m.jsonl", MOONCAKE))
+    assert frame["arrival_s"].tolist() == pytest.approx([0.0, 0.5, 1.5])  # ms -> s, sorted
+    assert frame["prompt_tokens"].tolist() == [1000, 20, 600]
+    assert frame["output_tokens"].tolist() == [5, 3, 12]
+    assert [list(b) for b in frame["block_ids"]] == [[0, 1], [3], [0, 2]]
+    slow = traces.read_mooncake(write(tmp_path, "m.jsonl", MOONCAKE), rate_scale=0.5)
+    assert slow["arrival_s"].tolist() == pytest.approx([0.0, 1.0, 3.0])
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", "not JSON"),
+    ("[1, 2]", "not a JSON object"),
+    ('{"timestamp": 0, "input_length": 5}', "missing"),
+    ('{"timestamp": 0, "input_length": 5, "output_length": 2, "hash_ids": "abc"}',
+     "hash_ids must be a list"),
+    ('{"timestamp": 0, "input_length": -5, "output_length": 2}', "negative"),
+    ('{"timestamp": "soon", "input_length": 5, "output_length": 2}', "arrival times"),
+])
+def test_mooncake_bad_lines(tmp_path, line, message):
+    with pytest.raises(InvalidInstanceError, match=message):
+        traces.read_mooncake(write(tmp_path, "bad.jsonl", MOONCAKE + line + "\n"))
+
+
+def test_mooncake_empty(tmp_path):
+    with pytest.raises(InvalidInstanceError, match="no request"):
+        traces.read_mooncake(write(tmp_path, "e.jsonl", "\n\n"))
+
+
+# ---------------------------------------------------------------------------------------------
+# BurstGPT
+# ---------------------------------------------------------------------------------------------
+def test_burstgpt_sample_drops_failed_and_filters_model(tmp_path):
+    path = write(tmp_path, "b.csv", BURST)
+    frame = traces.read_burstgpt(path)
+    # the GPT-4 row with 0 response tokens is a failed request and is dropped
+    assert frame["prompt_tokens"].tolist() == [472, 20, 31]
+    assert frame["arrival_s"].tolist() == pytest.approx([0.0, 41.0, 95.0])
+    kept = traces.read_burstgpt(path, drop_failed=False)
+    assert len(kept) == 4 and kept["output_tokens"].tolist()[1] == 0
+    gpt4 = traces.read_burstgpt(path, model="GPT-4")
+    assert gpt4["prompt_tokens"].tolist() == [31]
+    with pytest.raises(InvalidInstanceError, match="no request left"):
+        traces.read_burstgpt(path, model="Llama")
+    window = traces.read_burstgpt(path, rate_scale=10.0, end_s=50)
+    assert window["arrival_s"].tolist() == pytest.approx([0.0, 4.1])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Timestamp, Model, Request tokens\n1, x, 4\n", "missing column"),
+    (BURST.replace("472", "-472"), "negative"),
+    (BURST.replace("\n5,", "\nfive,"), "arrival times"),
+])
+def test_burstgpt_bad_input(tmp_path, text, message):
+    with pytest.raises(InvalidInstanceError, match=message):
+        traces.read_burstgpt(write(tmp_path, "bad.csv", text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared public traces (skipped when ../shared/traces is absent)
+# ---------------------------------------------------------------------------------------------
+def test_shared_azure_code_trace_matches_published_facts():
+    path = traces.shared_trace("azure2023_code.csv")
+    if path is None:
+        pytest.skip("shared trace azure2023_code.csv not present")
+    frame = traces.read_azure(path)
+    assert len(frame) == 8819
+    assert frame["prompt_tokens"].mean() == pytest.approx(2048, abs=1)
+    assert frame["prompt_tokens"].median() == pytest.approx(1469, abs=1)
+    assert frame["prompt_tokens"].max() == 7437
+    assert frame["output_tokens"].mean() == pytest.approx(28, abs=0.5)
+    assert frame["output_tokens"].median() == 13
+    assert frame["output_tokens"].max() == 1899
+    rate = (len(frame) - 1) / frame["arrival_s"].iloc[-1]
+    assert rate == pytest.approx(2.57, abs=0.01)
+    assert frame["arrival_s"].is_monotonic_increasing and frame["arrival_s"].iloc[0] == 0.0
+
+
+def test_shared_mooncake_trace_matches_published_facts():
+    path = traces.shared_trace("mooncake_synthetic.jsonl")
+    if path is None:
+        pytest.skip("shared trace mooncake_synthetic.jsonl not present")
+    frame = traces.read_mooncake(path)
+    assert len(frame) == 3993
+    blocks = np.array([len(b) for b in frame["block_ids"]])
+    assert np.all(blocks == np.ceil(frame["prompt_tokens"].to_numpy() / 512))
+    assert frame["prompt_tokens"].mean() == pytest.approx(15325, abs=1)
+    assert frame["output_tokens"].mean() == pytest.approx(149, abs=1)
+
+
+def test_shared_azure_trace_builds_a_decode_routing_instance():
+    path = traces.shared_trace("azure2023_code.csv")
+    if path is None:
+        pytest.skip("shared trace azure2023_code.csv not present")
+    from servopt.instances import decode_routing
+
+    frame = traces.read_azure(path, end_s=120)
+    inst = decode_routing.from_trace(frame, workers=4, load=0.85)
+    assert inst.n_requests == len(frame)
+    assert inst.requests["output_tokens"].min() >= 1
+    assert isinstance(inst.requests, pd.DataFrame)
+
+
+def test_fractional_tokens_are_refused_not_truncated(tmp_path):
+    """A token count like 12.5 is corrupt data; it used to be truncated silently to 12."""
+    with pytest.raises(InvalidInstanceError, match="whole number"):
+        traces.read_azure(write(tmp_path, "f.csv", AZURE.replace(",4808,", ",4808.5,")))
+
+
+def test_burstgpt_error_names_the_file_row_after_dropped_rows(tmp_path):
+    """Row numbers count data rows of the file, even after failed requests are dropped."""
+    text = BURST.replace("100, GPT-4, 31", "100, GPT-4, -31")
+    with pytest.raises(InvalidInstanceError, match="row 3: prompt_tokens is negative"):
+        traces.read_burstgpt(write(tmp_path, "b.csv", text))

@@ -1,0 +1,361 @@
+"""Capacity planning instances: a workload, a worker profile and a target arrival rate.
+
+A workload is a sample of request lengths (prompt tokens ``s``, output tokens ``o``), read from a
+trace or drawn from a parametric generator, and a target arrival rate ``lambda`` (requests per
+second, for the whole fleet). A worker runs continuous batching with
+
+- ``kv_tokens`` M: KV-cache capacity in tokens;
+- ``token_budget`` b: at most b tokens processed per iteration (vLLM ``max_num_batched_tokens``);
+- ``batch_cap`` B: at most B requests in the running batch (vLLM ``max_num_seqs``);
+- ``prefill_chunk`` C: at most C prompt tokens of one request per iteration (chunked prefill);
+- iteration time ``step_overhead_s + per_token_s * tokens`` seconds (d0 + d1 * tokens);
+- ``headroom`` delta: the fraction of a worker's maximum stable rate kept free by the plan.
+
+Helpers derive the KV capacity from a model's shape and a GPU's memory
+(:func:`kv_tokens_from_model`). The model, GPU and timing presets are illustrative round numbers
+(public model configs; iteration times of the right order for an A100/H100), not measurements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from servopt.core import Instance as BaseInstance
+from servopt.core import InvalidInstanceError
+
+# Illustrative model shapes (public configs): layers, KV heads, head dim, weight bytes (bf16).
+MODEL_PRESETS: dict[str, dict[str, float]] = {
+    "llama3-8b": {"layers": 32, "kv_heads": 8, "head_dim": 128, "weight_bytes": 16.1e9},
+    "qwen2.5-7b": {"layers": 28, "kv_heads": 4, "head_dim": 128, "weight_bytes": 15.2e9},
+    "llama3-70b": {"layers": 80, "kv_heads": 8, "head_dim": 128, "weight_bytes": 141.1e9},
+}
+# Illustrative GPU memory in bytes.
+GPU_PRESETS: dict[str, float] = {
+    "a100-80gb": 80 * 2**30,
+    "h100-80gb": 80 * 2**30,
+    "l4-24gb": 24 * 2**30,
+    "a10g-24gb": 24 * 2**30,
+}
+# Illustrative worker timing: d0 (s per iteration), d1 (s per token); vLLM-like defaults.
+PROFILE_PRESETS: dict[str, dict[str, float]] = {
+    "llama3-8b@a100": {
+        "step_overhead_s": 0.012,
+        "per_token_s": 6.0e-5,
+        "token_budget": 4096,
+        "batch_cap": 256,
+        "prefill_chunk": 512,
+    },
+    "llama3-8b@h100": {
+        "step_overhead_s": 0.008,
+        "per_token_s": 3.0e-5,
+        "token_budget": 8192,
+        "batch_cap": 256,
+        "prefill_chunk": 1024,
+    },
+}
+WORKLOAD_PRESETS = ("conversation", "code", "long_output")
+
+
+def kv_bytes_per_token(layers: int, kv_heads: int, head_dim: int, dtype_bytes: float = 2) -> float:
+    """Bytes of KV cache one token occupies: 2 (K and V) x layers x KV heads x head dim x dtype."""
+    return 2.0 * layers * kv_heads * head_dim * dtype_bytes
+
+
+def kv_tokens_from_model(
+    *,
+    layers: int,
+    kv_heads: int,
+    head_dim: int,
+    weight_bytes: float,
+    gpu_memory_bytes: float,
+    dtype_bytes: float = 2,
+    memory_utilisation: float = 0.9,
+    gpus: int = 1,
+    activation_bytes: float = 0.0,
+) -> int:
+    """KV tokens a worker of ``gpus`` GPUs holds (vLLM's ``gpu_memory_utilization`` rule).
+
+    usable = utilisation x GPU memory x gpus - weights - activations; tokens = usable / bytes per
+    token. Raises ``InvalidInstanceError`` when the weights do not fit.
+    """
+    for name, value in {"layers": layers, "kv_heads": kv_heads, "head_dim": head_dim, "gpus": gpus}.items():
+        if not (isinstance(value, int | np.integer) and value >= 1):
+            raise InvalidInstanceError(f"{name} must be a positive integer, got {value!r}")
+    if not 0 < memory_utilisation <= 1:
+        raise InvalidInstanceError(f"memory_utilisation must be in (0, 1], got {memory_utilisation}")
+    if gpu_memory_bytes <= 0 or weight_bytes < 0 or dtype_bytes <= 0:
+        raise InvalidInstanceError("gpu_memory_bytes and dtype_bytes must be > 0, weight_bytes >= 0")
+    usable = memory_utilisation * gpu_memory_bytes * gpus - weight_bytes - activation_bytes
+    if usable <= 0:
+        raise InvalidInstanceError(
+            f"the weights ({weight_bytes / 2**30:.1f} GiB) and activations do not fit in "
+            f"{memory_utilisation:.0%} of {gpus} x {gpu_memory_bytes / 2**30:.1f} GiB: no KV cache left"
+        )
+    return int(usable // kv_bytes_per_token(layers, kv_heads, head_dim, dtype_bytes))
+
+
+def preset_kv_tokens(model: str, gpu: str, *, gpus: int = 1, memory_utilisation: float = 0.9) -> int:
+    """KV tokens for an (illustrative) model preset on a GPU preset."""
+    if model not in MODEL_PRESETS:
+        raise InvalidInstanceError(f"unknown model preset {model!r}; known: {sorted(MODEL_PRESETS)}")
+    if gpu not in GPU_PRESETS:
+        raise InvalidInstanceError(f"unknown GPU preset {gpu!r}; known: {sorted(GPU_PRESETS)}")
+    shape = MODEL_PRESETS[model]
+    return kv_tokens_from_model(
+        layers=int(shape["layers"]),
+        kv_heads=int(shape["kv_heads"]),
+        head_dim=int(shape["head_dim"]),
+        weight_bytes=shape["weight_bytes"],
+        gpu_memory_bytes=GPU_PRESETS[gpu],
+        gpus=gpus,
+        memory_utilisation=memory_utilisation,
+    )
+
+
+def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> Any:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInstanceError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        rule = ">= 0" if allow_zero else "> 0"
+        raise InvalidInstanceError(f"{name} must be a finite number {rule}, got {value!r}")
+    if integer:
+        if number != int(number):
+            raise InvalidInstanceError(f"{name} must be a whole number of tokens, got {value!r}")
+        return int(number)
+    return number
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Instance(BaseInstance):
+    """One capacity-planning instance (see the module docstring for the symbols)."""
+
+    decision = "capacity"
+    schema_version = 1
+
+    prompt_tokens: np.ndarray
+    output_tokens: np.ndarray
+    arrival_rate: float
+    kv_tokens: int
+    token_budget: int = 4096
+    batch_cap: int = 256
+    prefill_chunk: int = 512
+    step_overhead_s: float = 0.012
+    per_token_s: float = 6.0e-5
+    headroom: float = 0.1
+    workload: str = "custom"
+
+    def validate(self) -> None:
+        s = np.asarray(self.prompt_tokens)
+        o = np.asarray(self.output_tokens)
+        for name, arr in (("prompt_tokens", s), ("output_tokens", o)):
+            if arr.ndim != 1 or arr.size == 0:
+                raise InvalidInstanceError(f"{name} must be a non-empty list of request lengths")
+            if arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+                raise InvalidInstanceError(f"{name} must be whole numbers of tokens")
+        if s.shape != o.shape:
+            raise InvalidInstanceError(
+                f"prompt_tokens ({s.size}) and output_tokens ({o.size}) must describe the same requests"
+            )
+        s, o = s.astype(np.int64), o.astype(np.int64)
+        if np.any(s < 1):
+            raise InvalidInstanceError(
+                f"prompt_tokens must be >= 1 (request {int(np.argmin(s))} has {s.min()})"
+            )
+        if np.any(o < 1):
+            raise InvalidInstanceError(
+                f"output_tokens must be >= 1 (request {int(np.argmin(o))} has {o.min()}): "
+                "every request emits at least one token"
+            )
+        self._set("prompt_tokens", s)
+        self._set("output_tokens", o)
+        self._set("arrival_rate", _positive("arrival_rate (requests/s)", self.arrival_rate))
+        self._set(
+            "kv_tokens", _positive("kv_tokens (KV-cache capacity of a worker)", self.kv_tokens, integer=True)
+        )
+        self._set("token_budget", _positive("token_budget", self.token_budget, integer=True))
+        self._set("batch_cap", _positive("batch_cap", self.batch_cap, integer=True))
+        self._set("prefill_chunk", _positive("prefill_chunk", self.prefill_chunk, integer=True))
+        self._set("step_overhead_s", _positive("step_overhead_s", self.step_overhead_s, allow_zero=True))
+        self._set("per_token_s", _positive("per_token_s", self.per_token_s, allow_zero=True))
+        if self.step_overhead_s == 0 and self.per_token_s == 0:
+            raise InvalidInstanceError(
+                "step_overhead_s and per_token_s cannot both be 0: an iteration must take time"
+            )
+        headroom = _positive("headroom", self.headroom, allow_zero=True)
+        if headroom >= 1:
+            raise InvalidInstanceError(f"headroom must be in [0, 1), got {headroom}")
+        self._set("headroom", headroom)
+        if self.token_budget < self.batch_cap:
+            raise InvalidInstanceError(
+                f"token_budget ({self.token_budget}) must be >= batch_cap ({self.batch_cap}): every "
+                "running request must be able to decode in one iteration (vLLM's rule)"
+            )
+        peak = s + o - 1
+        worst = int(np.argmax(peak))
+        if peak[worst] > self.kv_tokens:
+            raise InvalidInstanceError(
+                f"request {worst} needs {peak[worst]} KV tokens (prompt {s[worst]} + output "
+                f"{o[worst]} - 1) but a worker holds only kv_tokens = {self.kv_tokens}: it can never "
+                "finish; raise kv_tokens or drop requests longer than the KV capacity"
+            )
+        if not isinstance(self.workload, str):
+            raise InvalidInstanceError("workload must be a text label")
+
+    @property
+    def requests(self) -> int:
+        return int(self.prompt_tokens.size)
+
+    def summary(self) -> str:
+        return (
+            f"capacity: {self.workload} workload, {self.requests} length samples "
+            f"(E[s]={self.prompt_tokens.mean():.0f}, E[o]={self.output_tokens.mean():.0f}), "
+            f"rate {self.arrival_rate:.4g} req/s; worker M={self.kv_tokens} KV tokens, "
+            f"b={self.token_budget}, B={self.batch_cap}, C={self.prefill_chunk}, "
+            f"t={self.step_overhead_s * 1e3:.3g} ms + {self.per_token_s * 1e3:.3g} ms/token"
+        )
+
+    def with_(self, **changes: Any) -> Instance:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def workload_lengths(
+    workload: str, requests: int, rng: np.random.Generator, *, max_tokens: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw (prompt, output) token lengths of a parametric workload preset.
+
+    - ``conversation``: chat turns with history; prompt lognormal (median ~700, mean ~1000),
+      output lognormal (median ~180, mean ~250), weakly correlated;
+    - ``code``: code completion like the Azure 2023 code trace; long prompts (mean ~2000),
+      short outputs (median ~13, mean ~28);
+    - ``long_output``: short prompts (mean ~300) and long generations (mean ~800).
+
+    Lengths are capped at ``max_tokens`` (prompt + output) when given.
+    """
+    if workload == "conversation":
+        z = rng.standard_normal((requests, 2))
+        s = np.exp(6.55 + 0.85 * z[:, 0])
+        o = np.exp(5.2 + 0.8 * (0.3 * z[:, 0] + 0.954 * z[:, 1]))
+        s, o = np.clip(s, 16, 8000), np.clip(o, 4, 2000)
+    elif workload == "code":
+        s = np.exp(7.2 + 1.05 * rng.standard_normal(requests))
+        o = np.exp(2.6 + 0.95 * rng.standard_normal(requests))
+        s, o = np.clip(s, 8, 7500), np.clip(o, 4, 1900)
+    elif workload == "long_output":
+        s = np.exp(5.4 + 0.7 * rng.standard_normal(requests))
+        o = np.exp(6.45 + 0.7 * rng.standard_normal(requests))
+        s, o = np.clip(s, 8, 4000), np.clip(o, 16, 4000)
+    else:
+        raise InvalidInstanceError(f"unknown workload preset {workload!r}; known: {WORKLOAD_PRESETS}")
+    s, o = np.rint(s).astype(np.int64), np.rint(o).astype(np.int64)
+    if max_tokens is not None:
+        keep = s + o - 1 <= max_tokens
+        s, o = s[keep], o[keep]
+    return s, o
+
+
+def generate(
+    *,
+    workload: str = "conversation",
+    requests: int = 2000,
+    arrival_rate: float = 20.0,
+    kv_tokens: int | None = None,
+    profile: str = "llama3-8b@a100",
+    model: str = "llama3-8b",
+    gpu: str = "a100-80gb",
+    headroom: float = 0.1,
+    seed: int = 0,
+    **worker: Any,
+) -> Instance:
+    """A capacity instance from a workload preset and a worker profile preset.
+
+    ``kv_tokens`` defaults to the (illustrative) model x GPU preset; ``worker`` overrides any
+    profile field (``token_budget``, ``batch_cap``, ``prefill_chunk``, ``step_overhead_s``,
+    ``per_token_s``). Requests longer than the KV capacity are dropped from the sample.
+    """
+    if profile not in PROFILE_PRESETS:
+        raise InvalidInstanceError(f"unknown profile preset {profile!r}; known: {sorted(PROFILE_PRESETS)}")
+    fields = dict(PROFILE_PRESETS[profile])
+    unknown = set(worker) - set(fields)
+    if unknown:
+        raise InvalidInstanceError(f"unknown worker field(s) {sorted(unknown)}; known: {sorted(fields)}")
+    fields.update(worker)
+    if kv_tokens is None:
+        kv_tokens = preset_kv_tokens(model, gpu)
+    kv = _positive("kv_tokens (KV-cache capacity of a worker)", kv_tokens, integer=True)
+    requests = _positive("requests", requests, integer=True)
+    rng = np.random.default_rng(seed)
+    s, o = workload_lengths(workload, requests, rng, max_tokens=kv)
+    if s.size == 0:
+        raise InvalidInstanceError(f"no {workload} request fits in kv_tokens = {kv}")
+    return Instance(
+        prompt_tokens=s,
+        output_tokens=o,
+        arrival_rate=arrival_rate,
+        kv_tokens=kv,
+        headroom=headroom,
+        workload=workload,
+        **fields,
+    )
+
+
+def from_trace(
+    path: str | Path,
+    *,
+    format: str = "azure",
+    arrival_rate: float | None = None,
+    kv_tokens: int,
+    max_requests: int | None = None,
+    headroom: float = 0.1,
+    drop_too_long: bool = False,
+    profile: str = "llama3-8b@a100",
+    **worker: Any,
+) -> Instance:
+    """A capacity instance whose length samples come from a trace file.
+
+    ``format``: ``azure``, ``mooncake`` or ``burstgpt``. ``arrival_rate`` defaults to the trace's
+    own mean rate (requests / span). Requests with no output are dropped (they hold no decode
+    slot). ``drop_too_long`` drops requests longer than the KV capacity instead of rejecting the
+    instance.
+    """
+    from servopt.instances import traces
+
+    readers = {"azure": traces.read_azure, "mooncake": traces.read_mooncake, "burstgpt": traces.read_burstgpt}
+    if format not in readers:
+        raise InvalidInstanceError(f"unknown trace format {format!r}; known: {sorted(readers)}")
+    frame = readers[format](path)
+    if max_requests is not None:
+        frame = frame.iloc[: int(max_requests)]
+    frame = frame[(frame["output_tokens"] >= 1) & (frame["prompt_tokens"] >= 1)]
+    if frame.empty:
+        raise InvalidInstanceError(f"{path}: no request with a prompt and an output")
+    s = frame["prompt_tokens"].to_numpy(np.int64)
+    o = frame["output_tokens"].to_numpy(np.int64)
+    if drop_too_long:
+        keep = s + o - 1 <= int(kv_tokens)
+        s, o = s[keep], o[keep]
+    if arrival_rate is None:
+        span = float(frame["arrival_s"].max() - frame["arrival_s"].min())
+        if span <= 0:
+            raise InvalidInstanceError(f"{path}: cannot infer a rate from one instant; pass arrival_rate")
+        arrival_rate = (len(frame) - 1) / span
+    if profile not in PROFILE_PRESETS:
+        raise InvalidInstanceError(f"unknown profile preset {profile!r}; known: {sorted(PROFILE_PRESETS)}")
+    fields = dict(PROFILE_PRESETS[profile])
+    fields.update(worker)
+    return Instance(
+        prompt_tokens=s,
+        output_tokens=o,
+        arrival_rate=float(arrival_rate),
+        kv_tokens=kv_tokens,
+        headroom=headroom,
+        workload=Path(path).stem,
+        **fields,
+    )

@@ -1,0 +1,399 @@
+"""Capacity: stability bounds of one continuous-batching worker, and a fluid LP over request classes.
+
+Symbols (units)
+---------------
+Request classes k with mix p_k (fraction of requests, sum 1); per request of prompt s and output o:
+
+- w(s, o) = s + o - 1 tokens processed: the prompt in chunks, then one token per decode iteration
+  (the last prefill chunk emits the first output token);
+- P(s) = ceil(s / C) prefill iterations at chunk size C;
+- n(s, o) = P(s) + o - 1 iterations in the running batch (one batch slot each);
+- g(s, o) = P(s) s + sum_{j=1}^{o-1} (s + j) = (P + o - 1) s + o (o - 1) / 2 KV token-iterations:
+  the prompt's KV is reserved from admission (vLLM allocates a prompt's blocks when it admits it)
+  and decode iteration j holds s + j tokens. ``kv_footprint(..., reserve="chunks")`` gives the
+  variant where only the processed chunks hold KV: sum_{k=1}^{P} min(k C, s) + sum_j (s + j).
+
+Worker: KV capacity M tokens, token budget b per iteration, batch cap B, iteration time
+d0 + d1 x tokens seconds. A busy worker at rate lambda processes lambda E[w] tokens per second,
+so its self-consistent iteration time is t(lambda) = d0 / (1 - d1 lambda E[w]).
+
+Bounds (requests per second; each is an upper bound on the throughput of the worker):
+
+- compute  mu_c = b / (E[w] (d0 + d1 b))          (every iteration full: Li, Dai and Peng)
+- memory   mu_m = M / (d0 E[g] + M d1 E[w])       (Little's law on KV: lambda t(lambda) E[g] <= M)
+- slots    mu_s = B / (d0 E[n] + B d1 E[w])       (Little's law on batch slots)
+
+mu_m and mu_s are lambda t(lambda) E[a] <= A solved for lambda with the self-consistent t. The
+*corrected* memory bound replaces M by the usable memory M - L, where L = E[s^2] / (2 E[s]) is
+the free memory stranded at the head of the line (FCFS waits until the next prompt fits; the
+gap left is the residual of a length-biased prompt) and, when KV is the first resource to saturate
+(only then do preemptions happen), inflates E[w] by the expected recomputation after preemption
+(see :func:`memory_corrections`). The maximum stable rate is the
+minimum of the three (with the corrected memory bound); the binding resource is its argmin.
+
+Fluid LP (rates; the ``build`` and ``build_cvxpy`` formulations)
+-------------------------------------------------------------------
+Variables: x_k >= 0 requests/s of class k, r >= 0 iterations per second, theta sustainable rate.
+
+    max theta
+    mix[k]:          x_k = p_k theta
+    busy_time:       d0 r + d1 sum_k w_k x_k <= 1                 (seconds per second)
+    kv_memory:       sum_k g_k x_k <= M' r                        (KV token-iterations per second)
+    token_budget:    sum_k w_k x_k <= b r                         (tokens per second)
+    batch_slots:     sum_k n_k x_k <= B r                         (slot-iterations per second)
+
+(M' = the usable memory of the corrected bound, or M with ``corrected=False``.) For a fixed mix
+its optimum is exactly min(mu_c, mu_m, mu_s). Prices (servopt convention: >= 0, improvement of
+theta per unit of relaxation):
+
+- ``busy_time``: requests/s per unit of worker time (= theta, the LP is homogeneous);
+- ``kv_memory``: requests/s per extra KV token-iteration per second; times r it is what one
+  more KV token of capacity is worth, in requests/s per token (:func:`marginal_values`);
+- ``token_budget``: requests/s per extra token per second of budget (times r: per unit of b);
+- ``batch_slots``: requests/s per extra slot-iteration per second (times r: per batch slot);
+- ``mix[k]`` (<= 0, equality rows): change of theta per extra req/s of class-k traffic forced
+  on top of the mix; its magnitude ranks the classes by how much of the binding resource a
+  request of the class consumes.
+
+:func:`marginal_values` turns them into d theta / dM (per KV token), d theta / db, d theta / dB,
+d theta / d d0 (per ms of step overhead) and elasticities (% rate per % resource).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyomo.environ as pyo
+
+from servopt.core import InfeasibleError
+from servopt.core.cvxmodel import CvxpyModel
+from servopt.instances.capacity import Instance
+
+RESOURCES = ("compute", "memory", "slots")
+
+
+# ---------------------------------------------------------------------------------------------
+# per-request quantities
+# ---------------------------------------------------------------------------------------------
+def prefill_iterations(prompt: Any, chunk: int) -> np.ndarray:
+    """P(s) = ceil(s / C): iterations to prefill a prompt of s tokens in chunks of C."""
+    s = np.asarray(prompt, dtype=np.int64)
+    return -(-s // int(chunk))
+
+
+def work_tokens(prompt: Any, output: Any) -> np.ndarray:
+    """w(s, o) = s + o - 1 tokens a request makes the worker process."""
+    return np.asarray(prompt, dtype=np.int64) + np.asarray(output, dtype=np.int64) - 1
+
+
+def slot_iterations(prompt: Any, output: Any, chunk: int) -> np.ndarray:
+    """n(s, o) = P(s) + o - 1 iterations a request spends in the running batch."""
+    return prefill_iterations(prompt, chunk) + np.asarray(output, dtype=np.int64) - 1
+
+
+def kv_footprint(prompt: Any, output: Any, chunk: int, *, reserve: str = "admission") -> np.ndarray:
+    """g(s, o): KV token-iterations a request holds over its life in the batch.
+
+    ``reserve="admission"``: the whole prompt is held from admission (P s during prefill);
+    ``reserve="chunks"``: only processed chunks are held (sum_{k<=P} min(k C, s)).
+    Decode iteration j = 1..o-1 holds s + j tokens in both.
+    """
+    s = np.asarray(prompt, dtype=np.int64)
+    o = np.asarray(output, dtype=np.int64)
+    p = prefill_iterations(s, chunk)
+    decode = (o - 1) * s + o * (o - 1) // 2
+    if reserve == "admission":
+        prefill = p * s
+    elif reserve == "chunks":
+        prefill = int(chunk) * (p - 1) * p // 2 + s
+    else:
+        raise ValueError(f"reserve must be 'admission' or 'chunks', got {reserve!r}")
+    return (prefill + decode).astype(np.float64)
+
+
+# ---------------------------------------------------------------------------------------------
+# closed-form bounds
+# ---------------------------------------------------------------------------------------------
+def memory_corrections(instance: Instance, recompute_fraction: float | None = None) -> dict[str, float]:
+    """Corrections that make the memory bound realistic under FCFS admission with preemption.
+
+    head_of_line_tokens L = E[s^2] / (2 E[s]): KV left free while the head prompt waits to fit
+    (the mean residual of a length-biased prompt; FCFS never skips the head).
+
+    preemptions_per_request pi = E[min(s, E[o] - 1)] / E[s]: after an admission the free KV is
+    about uniform on [0, s_head) (s_head length-biased) and the decodes eat E[o] - 1 tokens of it
+    before the next completion frees memory; when they run out the newest request is preempted.
+
+    recompute_fraction = pi E[s] / E[w]: a preempted request has (about) its prompt processed and
+    recomputes it on re-admission; this extra work lengthens the iterations (E[w] grows by this
+    fraction). Pass ``recompute_fraction`` to override the estimate (e.g. a measured one).
+    """
+    s = instance.prompt_tokens.astype(float)
+    o = instance.output_tokens.astype(float)
+    hol = float((s**2).mean() / (2 * s.mean()))
+    preempt = float(np.minimum(s, o.mean() - 1).mean() / s.mean())
+    if recompute_fraction is None:
+        recompute_fraction = preempt * s.mean() / float(work_tokens(s, o).mean())
+    return {
+        "head_of_line_tokens": hol,
+        "preemptions_per_request": preempt,
+        "recompute_fraction": float(recompute_fraction),
+    }
+
+
+@dataclasses.dataclass
+class Bounds:
+    """Per-worker stability bounds (requests/s) and what binds."""
+
+    compute: float
+    memory: float
+    slots: float
+    memory_first_order: float
+    binding: str
+    max_stable_rate: float
+    iteration_s: float
+    usable_kv_tokens: float
+    means: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def means(instance: Instance) -> dict[str, float]:
+    """E[s], E[o], E[w], E[n], E[g] (admission reservation) and E[s^2] / E[s] of the workload."""
+    s, o, c = instance.prompt_tokens, instance.output_tokens, instance.prefill_chunk
+    return {
+        "prompt": float(s.mean()),
+        "output": float(o.mean()),
+        "work": float(work_tokens(s, o).mean()),
+        "slot_iterations": float(slot_iterations(s, o, c).mean()),
+        "kv_footprint": float(kv_footprint(s, o, c).mean()),
+        "prompt_size_bias": float((s.astype(float) ** 2).mean() / s.mean()),
+    }
+
+
+def self_consistent_iteration(instance: Instance, rate: float, mean_work: float) -> float:
+    """t(lambda) = d0 / (1 - d1 lambda E[w]) seconds, capped at the full-budget iteration time."""
+    d0, d1, b = instance.step_overhead_s, instance.per_token_s, instance.token_budget
+    full = d0 + d1 * b
+    denom = 1.0 - d1 * rate * mean_work
+    return full if denom <= 0 else min(full, d0 / denom)
+
+
+def rate_bound(capacity: float, footprint: float, instance: Instance, mean_work: float) -> float:
+    """lambda solving lambda t(lambda) footprint = capacity: capacity / (d0 footprint + capacity d1 E[w])."""
+    d0, d1 = instance.step_overhead_s, instance.per_token_s
+    return capacity / (d0 * footprint + capacity * d1 * mean_work)
+
+
+def bounds(instance: Instance, *, corrected: bool = True, recompute_fraction: float | None = None) -> Bounds:
+    """The compute, memory and slot bounds of one worker (requests/s) and which one binds."""
+    m = means(instance)
+    d0, d1, b = instance.step_overhead_s, instance.per_token_s, instance.token_budget
+    compute = b / (m["work"] * (d0 + d1 * b))
+    slots = rate_bound(instance.batch_cap, m["slot_iterations"], instance, m["work"])
+    first = rate_bound(instance.kv_tokens, m["kv_footprint"], instance, m["work"])
+    usable = float(instance.kv_tokens)
+    memory = first
+    if corrected:
+        corr = memory_corrections(instance, recompute_fraction)
+        kv_left = max(instance.kv_tokens - corr["head_of_line_tokens"], 1.0)
+        memory = rate_bound(kv_left, m["kv_footprint"], instance, m["work"])
+        if memory <= min(compute, slots):  # KV saturates first: preemptions and recomputation
+            extra = 1.0 + corr["recompute_fraction"]
+            memory = rate_bound(kv_left, m["kv_footprint"], instance, m["work"] * extra)
+        # the KV capacity that, in the uncorrected formula, sustains the corrected rate
+        denom = 1.0 - memory * d1 * m["work"]
+        usable = memory * d0 * m["kv_footprint"] / denom if d0 > 0 and denom > 0 else kv_left
+    values = {"compute": compute, "memory": memory, "slots": slots}
+    binding = min(values, key=values.get)
+    rate = values[binding]
+    return Bounds(
+        compute=compute,
+        memory=memory,
+        slots=slots,
+        memory_first_order=first,
+        binding=binding,
+        max_stable_rate=rate,
+        iteration_s=self_consistent_iteration(instance, rate, m["work"]),
+        usable_kv_tokens=usable,
+        means=m,
+    )
+
+
+def workers_needed(rate: float, max_stable_rate: float, headroom: float) -> int:
+    """N = ceil(lambda / ((1 - delta) mu)): workers for a target rate with headroom delta."""
+    if not max_stable_rate > 0:
+        raise InfeasibleError("a worker sustains no request at all; no fleet size is stable")
+    return max(1, math.ceil(rate / ((1.0 - headroom) * max_stable_rate) - 1e-9))
+
+
+# ---------------------------------------------------------------------------------------------
+# request classes and the fluid LP
+# ---------------------------------------------------------------------------------------------
+def request_classes(instance: Instance, *, prompt_bins: int = 4, output_bins: int = 4) -> pd.DataFrame:
+    """Group the length samples into classes by prompt and output quantile bins.
+
+    Columns: ``share`` p_k, mean ``prompt``, ``output``, and the class means of ``work`` w_k,
+    ``slot_iterations`` n_k and ``kv_footprint`` g_k (means of the members, so sum_k p_k a_k
+    equals the sample mean exactly). Index ``request_class`` labelled ``s<i>o<j>``.
+    """
+    s, o, c = instance.prompt_tokens, instance.output_tokens, instance.prefill_chunk
+
+    def bins(values: np.ndarray, count: int) -> np.ndarray:
+        edges = np.unique(np.quantile(values, np.linspace(0, 1, count + 1)[1:-1]))
+        return np.searchsorted(edges, values, side="right")
+
+    frame = pd.DataFrame(
+        {
+            "sb": bins(s, prompt_bins),
+            "ob": bins(o, output_bins),
+            "prompt": s,
+            "output": o,
+            "work": work_tokens(s, o),
+            "slot_iterations": slot_iterations(s, o, c),
+            "kv_footprint": kv_footprint(s, o, c),
+        }
+    )
+    grouped = frame.groupby(["sb", "ob"], sort=True)
+    out = grouped[["prompt", "output", "work", "slot_iterations", "kv_footprint"]].mean()
+    out.insert(0, "share", grouped.size() / len(frame))
+    out.index = pd.Index([f"s{i}o{j}" for i, j in out.index], name="request_class")
+    return out.astype(float)
+
+
+def _lp_data(
+    instance: Instance, corrected: bool, classes: pd.DataFrame | None, recompute_fraction: float | None
+) -> tuple[pd.DataFrame, float]:
+    classes = request_classes(instance) if classes is None else classes
+    if not corrected:
+        return classes, float(instance.kv_tokens)
+    return classes, bounds(instance, recompute_fraction=recompute_fraction).usable_kv_tokens
+
+
+def build(
+    instance: Instance,
+    *,
+    relax: bool = False,
+    corrected: bool = True,
+    classes: pd.DataFrame | None = None,
+    recompute_fraction: float | None = None,
+) -> pyo.ConcreteModel:
+    """The fluid LP (Pyomo); ``relax`` is accepted for the common interface (it is an LP)."""
+    classes, memory = _lp_data(instance, corrected, classes, recompute_fraction)
+    keys = list(classes.index)
+    p = classes["share"].to_dict()
+    w = classes["work"].to_dict()
+    g = classes["kv_footprint"].to_dict()
+    n = classes["slot_iterations"].to_dict()
+    d0, d1 = instance.step_overhead_s, instance.per_token_s
+
+    m = pyo.ConcreteModel(name="capacity_fluid_lp")
+    m.K = pyo.Set(initialize=keys, ordered=True)
+    m.x = pyo.Var(m.K, domain=pyo.NonNegativeReals)
+    m.r = pyo.Var(domain=pyo.NonNegativeReals)
+    m.theta = pyo.Var(domain=pyo.NonNegativeReals)
+    m.mix = pyo.Constraint(m.K, rule=lambda m, k: m.x[k] == p[k] * m.theta)
+    m.busy_time = pyo.Constraint(expr=d0 * m.r + d1 * sum(w[k] * m.x[k] for k in m.K) <= 1.0)
+    m.kv_memory = pyo.Constraint(expr=sum(g[k] * m.x[k] for k in m.K) - memory * m.r <= 0)
+    m.token_budget = pyo.Constraint(expr=sum(w[k] * m.x[k] for k in m.K) - instance.token_budget * m.r <= 0)
+    m.batch_slots = pyo.Constraint(expr=sum(n[k] * m.x[k] for k in m.K) - instance.batch_cap * m.r <= 0)
+    m.rate = pyo.Objective(expr=m.theta, sense=pyo.maximize)
+    m.index_names = {"mix": ["request_class"], "x": ["request_class"]}
+    m.usable_kv_tokens = memory
+    return m
+
+
+def build_cvxpy(
+    instance: Instance,
+    *,
+    corrected: bool = True,
+    classes: pd.DataFrame | None = None,
+    recompute_fraction: float | None = None,
+) -> CvxpyModel:
+    """The same fluid LP in CVXPY (independent formulation, for cross-checks)."""
+    import cvxpy as cp
+
+    classes, memory = _lp_data(instance, corrected, classes, recompute_fraction)
+    p = classes["share"].to_numpy()
+    w = classes["work"].to_numpy()
+    g = classes["kv_footprint"].to_numpy()
+    n = classes["slot_iterations"].to_numpy()
+    x = cp.Variable(len(p), nonneg=True)
+    r = cp.Variable(nonneg=True)
+    theta = cp.Variable(nonneg=True)
+    d0, d1 = instance.step_overhead_s, instance.per_token_s
+    rows = {
+        "mix": x == p * theta,
+        "busy_time": cp.reshape(d0 * r + d1 * (w @ x), (1,), order="C") <= 1.0,
+        "kv_memory": cp.reshape(g @ x - memory * r, (1,), order="C") <= 0,
+        "token_budget": cp.reshape(w @ x - instance.token_budget * r, (1,), order="C") <= 0,
+        "batch_slots": cp.reshape(n @ x - instance.batch_cap * r, (1,), order="C") <= 0,
+    }
+    single = pd.Index([None])
+    index = {
+        name: (pd.Index(classes.index, name="request_class") if name == "mix" else single) for name in rows
+    }
+    problem = cp.Problem(cp.Maximize(theta), list(rows.values()))
+    return CvxpyModel(
+        problem,
+        "max",
+        {k: (v, index[k]) for k, v in rows.items()},
+        {
+            "x": (x, pd.Index(classes.index, name="request_class")),
+            "r": (cp.reshape(r, (1,), order="C"), single),
+            "theta": (cp.reshape(theta, (1,), order="C"), single),
+        },
+    )
+
+
+def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, Any]:
+    """Primal values: class rates x (req/s), iterations per second r, sustainable rate theta."""
+    x = pd.Series({k: pyo.value(model.x[k]) for k in model.K}, name="x", dtype=float)
+    x.index.name = "request_class"
+    return {
+        "x": x,
+        "r": pd.Series([pyo.value(model.r)], name="r"),
+        "theta": pd.Series([pyo.value(model.theta)], name="theta"),
+    }
+
+
+def marginal_values(solution: Any, instance: Instance) -> pd.Series:
+    """What one more unit of each worker resource is worth, from the LP prices.
+
+    Returns a Series: ``kv_token`` (req/s per KV token), ``token_budget`` (req/s per token of b),
+    ``batch_slot`` (req/s per slot), ``step_overhead_ms`` (req/s lost per ms of d0, >= 0), and
+    the elasticities ``*_elasticity`` (% sustainable rate per % of the resource).
+    """
+
+    def price(name: str) -> float:
+        return float(solution.prices[name].iloc[0])
+
+    theta = float(solution.decisions["theta"].iloc[0])
+    r = float(solution.decisions["r"].iloc[0])
+    values = {
+        "kv_token": price("kv_memory") * r,
+        "token_budget": price("token_budget") * r,
+        "batch_slot": price("batch_slots") * r,
+        "step_overhead_ms": price("busy_time") * r * 1e-3,
+    }
+    scale = {
+        "kv_token": instance.kv_tokens,
+        "token_budget": instance.token_budget,
+        "batch_slot": instance.batch_cap,
+        "step_overhead_ms": instance.step_overhead_s * 1e3,
+    }
+    for key in list(values):
+        values[f"{key}_elasticity"] = values[key] * scale[key] / theta if theta > 0 else math.nan
+    return pd.Series(values, name="marginal_value")
+
+
+def explain_infeasible(instance: Instance) -> str:
+    return (
+        "the capacity LP is infeasible: check that the worker has positive KV memory, token "
+        "budget and batch cap"
+    )

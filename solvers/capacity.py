@@ -1,0 +1,187 @@
+"""Capacity planning methods: the bound-based planning rule, the fluid LP, and reactive autoscalers.
+
+Policy protocol
+---------------
+A method is a callable ``policy(instance, observe) -> Plan``. ``observe(workers)`` is supplied by
+the evaluator and returns what a running fleet of that many workers would show over a
+measurement window at the instance's target rate (``compute_utilisation``, ``kv_utilisation``,
+``mean_waiting`` requests per worker, ``final_waiting``, ``throughput``): the planning rules never
+call it; the reactive baselines can only act on it, as an autoscaler acts on metrics.
+A :class:`Plan` says how many workers, the per-worker maximum stable rate the method believes in
+(nan for reactive methods), the binding resource and its marginal value.
+
+Methods (``POLICIES``)
+----------------------
+- ``plan``: the planning rule. mu = min(compute, corrected memory, slot bound) per worker (see
+  :mod:`servopt.models.capacity`), N = ceil(lambda / ((1 - delta) mu)); reports the binding
+  resource and its price from closed-form derivatives (no solver).
+- ``fluid_lp``: the same N from the fluid LP solved with HiGHS; prices from its duals.
+- ``first_order``: the bounds as usually stated (memory M / (t E[g]) without the head-of-line
+  and recomputation corrections), same headroom.
+- ``compute_only``: only the compute bound (token throughput; Li, Dai and Peng), same headroom:
+  what sizing from token throughput alone gives when KV memory binds.
+- ``utilisation``: Kubernetes HPA on compute utilisation (token throughput / peak): desired =
+  ceil(N x utilisation / target), target 80 %, tolerance 10 %, starting from twice the
+  compute-only fleet, at most 20 rounds, until the ratio is within tolerance.
+- ``queue_depth``: scale-out on queue depth (HPA on ``num_requests_waiting`` per worker, target
+  5, scale-up at most doubling per round, no scale-in), starting from one worker: it adds
+  workers only after a queue has built up within the measurement window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+from servopt.core import InfeasibleError
+from servopt.instances.capacity import Instance
+from servopt.models import capacity as model
+
+Observe = Callable[[int], dict[str, float]]
+
+
+@dataclasses.dataclass
+class Plan:
+    """A fleet size and what the method believes about one worker.
+
+    workers : workers to provision for the instance's target rate.
+    max_stable_rate : the method's per-worker maximum stable rate (req/s; nan if none).
+    binding : the resource the method says binds (``compute``/``memory``/``slots``/``unknown``).
+    price : req/s of per-worker sustainable rate per extra unit of the binding resource
+        (per KV token, per token of budget, per batch slot); nan if the method has none.
+    detail : method-specific numbers (bounds, the HPA trajectory, ...).
+    """
+
+    workers: int
+    max_stable_rate: float = math.nan
+    binding: str = "unknown"
+    price: float = math.nan
+    detail: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def bound_prices(instance: Instance, bounds: model.Bounds) -> dict[str, float]:
+    """d mu / d resource for each resource, in closed form (0 for the non-binding ones).
+
+    For a Little's-law bound mu = A / (d0 F + A d1 E[w]): d mu / dA = d0 F / (d0 F + A d1 E[w])^2;
+    for the compute bound mu_c = b / (E[w] (d0 + d1 b)): d mu / db = d0 / (E[w] (d0 + d1 b)^2).
+    ``step_overhead_ms`` is the rate lost per extra ms of d0 (>= 0).
+    """
+    m = bounds.means
+    d0, d1 = instance.step_overhead_s, instance.per_token_s
+    out = {"kv_token": 0.0, "token_budget": 0.0, "batch_slot": 0.0, "step_overhead_ms": 0.0}
+    mu = bounds.max_stable_rate
+    if bounds.binding == "compute":
+        b = instance.token_budget
+        out["token_budget"] = d0 / (m["work"] * (d0 + d1 * b) ** 2)
+        out["step_overhead_ms"] = mu / (d0 + d1 * b) * 1e-3
+    else:
+        capacity, footprint, key = (
+            (bounds.usable_kv_tokens, m["kv_footprint"], "kv_token")
+            if bounds.binding == "memory"
+            else (instance.batch_cap, m["slot_iterations"], "batch_slot")
+        )
+        den = d0 * footprint + capacity * d1 * m["work"]
+        out[key] = d0 * footprint / den**2
+        out["step_overhead_ms"] = mu**2 * footprint / capacity * 1e-3
+    return out
+
+
+PRICE_KEY = {"compute": "token_budget", "memory": "kv_token", "slots": "batch_slot"}
+
+
+def _from_rate(instance: Instance, rate: float, binding: str, price: float, **detail: Any) -> Plan:
+    workers = model.workers_needed(instance.arrival_rate, rate, instance.headroom)
+    return Plan(workers=workers, max_stable_rate=rate, binding=binding, price=price, detail=detail)
+
+
+def plan(instance: Instance, observe: Observe | None = None) -> Plan:
+    """The planning rule: corrected bounds, N = ceil(lambda / ((1 - delta) min bound))."""
+    bounds = model.bounds(instance)
+    prices = bound_prices(instance, bounds)
+    return _from_rate(
+        instance,
+        bounds.max_stable_rate,
+        bounds.binding,
+        prices[PRICE_KEY[bounds.binding]],
+        bounds=bounds.as_dict(),
+        prices=prices,
+    )
+
+
+def first_order(instance: Instance, observe: Observe | None = None) -> Plan:
+    """The bounds without the memory corrections (the memory bound as usually stated)."""
+    bounds = model.bounds(instance, corrected=False)
+    prices = bound_prices(instance, bounds)
+    return _from_rate(
+        instance, bounds.max_stable_rate, bounds.binding, prices[PRICE_KEY[bounds.binding]], prices=prices
+    )
+
+
+def compute_only(instance: Instance, observe: Observe | None = None) -> Plan:
+    """Only the compute (token-throughput) bound."""
+    bounds = model.bounds(instance, corrected=False)
+    bounds = dataclasses.replace(bounds, binding="compute", max_stable_rate=bounds.compute)
+    return _from_rate(instance, bounds.compute, "compute", bound_prices(instance, bounds)["token_budget"])
+
+
+def fluid_lp(instance: Instance, observe: Observe | None = None) -> Plan:
+    """N from the fluid LP's optimum (HiGHS); binding resource and price from its duals."""
+    from servopt.solvers import exact
+
+    solution = exact.solve(instance)
+    if solution.status != "optimal":
+        raise InfeasibleError(f"the capacity LP did not solve ({solution.status})")
+    values = model.marginal_values(solution, instance)
+    rows = {"memory": "kv_token", "compute": "token_budget", "slots": "batch_slot"}
+    binding = max(rows, key=lambda k: values[f"{rows[k]}_elasticity"])
+    return _from_rate(
+        instance, solution.objective, binding, float(values[rows[binding]]), marginal_values=values.to_dict()
+    )
+
+
+def utilisation(
+    instance: Instance, observe: Observe, *, target: float = 0.8, tolerance: float = 0.1, rounds: int = 20
+) -> Plan:
+    """Kubernetes HPA on compute utilisation: desired = ceil(N x util / target)."""
+    start = model.bounds(instance, corrected=False).compute
+    workers = 2 * model.workers_needed(instance.arrival_rate, start, 0.0)
+    seen, history = set(), []
+    for _ in range(rounds):
+        util = observe(workers)["compute_utilisation"]
+        history.append((workers, util))
+        ratio = util / target
+        if abs(ratio - 1.0) <= tolerance:
+            break
+        desired = max(1, math.ceil(workers * ratio - 1e-9))
+        if desired in seen or desired == workers:
+            workers = max(workers, desired) if desired in seen else desired
+            break
+        seen.add(workers)
+        workers = desired
+    return Plan(workers=workers, binding="compute", detail={"history": history})
+
+
+def queue_depth(
+    instance: Instance, observe: Observe, *, target: float = 5.0, tolerance: float = 0.1, rounds: int = 30
+) -> Plan:
+    """Scale out on waiting requests per worker (HPA formula, at most doubling, no scale-in)."""
+    workers, history = 1, []
+    for _ in range(rounds):
+        waiting = observe(workers)["mean_waiting"]
+        history.append((workers, waiting))
+        if waiting <= target * (1 + tolerance):
+            break
+        workers = min(2 * workers, max(workers + 1, math.ceil(workers * waiting / target)))
+    return Plan(workers=workers, binding="unknown", detail={"history": history})
+
+
+POLICIES: dict[str, Callable[..., Plan]] = {
+    "plan": plan,
+    "fluid_lp": fluid_lp,
+    "first_order": first_order,
+    "compute_only": compute_only,
+    "utilisation": utilisation,
+    "queue_depth": queue_depth,
+}

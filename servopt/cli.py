@@ -132,6 +132,60 @@ def cmd_library(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_capacity(args: argparse.Namespace) -> int:
+    """Size a fleet: per-worker bounds, the binding resource, its price and the worker count."""
+    from servopt.instances import capacity as instances
+    from servopt.models import capacity as model
+    from servopt.solvers import capacity as rules
+
+    worker = {"token_budget": args.token_budget, "batch_cap": args.batch_cap,
+              "prefill_chunk": args.prefill_chunk}
+    if args.step_ms is not None:
+        worker["step_overhead_s"] = args.step_ms / 1e3
+    if args.per_token_ms is not None:
+        worker["per_token_s"] = args.per_token_ms / 1e3
+    worker = {k: v for k, v in worker.items() if v is not None}
+    kv = args.kv_tokens
+    if kv is None:
+        kv = instances.preset_kv_tokens(args.model, args.gpu, gpus=args.gpus,
+                                        memory_utilisation=args.memory_utilisation)
+    if args.trace:
+        inst = instances.from_trace(args.trace, format=args.format, arrival_rate=args.rate,
+                                    kv_tokens=kv, headroom=args.headroom, profile=args.profile,
+                                    drop_too_long=args.drop_too_long, **worker)
+    else:
+        if args.rate is None:
+            raise ValueError("--rate is required with --workload (requests/s for the fleet)")
+        inst = instances.generate(workload=args.workload, requests=args.requests,
+                                  arrival_rate=args.rate, kv_tokens=kv, profile=args.profile,
+                                  headroom=args.headroom, seed=args.seed, **worker)
+    bounds = model.bounds(inst)
+    plan = rules.plan(inst)
+    prices = plan.detail["prices"]
+    print(inst.summary())
+    print("per-worker maximum stable rate (requests/s):")
+    print(f"  compute bound          {bounds.compute:10.4g}")
+    print(f"  memory bound           {bounds.memory:10.4g}   (first order M/(t E[g]): "
+          f"{bounds.memory_first_order:.4g})")
+    print(f"  batch-slot bound       {bounds.slots:10.4g}")
+    print(f"binding resource         {bounds.binding} -> {bounds.max_stable_rate:.4g} req/s per "
+          f"worker (iteration {bounds.iteration_s * 1e3:.3g} ms)")
+    print("marginal value (req/s per worker for one more unit):")
+    print(f"  KV token               {prices['kv_token']:10.4g}")
+    print(f"  token of budget        {prices['token_budget']:10.4g}")
+    print(f"  batch slot             {prices['batch_slot']:10.4g}")
+    print(f"  -1 ms step overhead    {prices['step_overhead_ms']:10.4g}")
+    print(f"workers for {inst.arrival_rate:.4g} req/s with {inst.headroom:.0%} headroom: "
+          f"{plan.workers}")
+    if args.simulate:
+        from servopt.benchmarks import capacity as bench
+
+        knee = bench.find_knee(inst, n_requests=args.sim_requests, seed=args.seed)
+        print(f"simulated knee           {knee.rate:10.4g} req/s per worker "
+              f"(prediction {bounds.max_stable_rate / knee.rate - 1:+.1%})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="servopt",
@@ -174,6 +228,35 @@ def build_parser() -> argparse.ArgumentParser:
                    "small and medium)")
     p.add_argument("--all", action="store_true", help="verify: include the large instances")
     p.set_defaults(func=cmd_library)
+
+    p = sub.add_parser("capacity", help="size a fleet: KV-aware stability bounds and workers")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--trace", help="trace file with request lengths (see --format)")
+    source.add_argument("--workload", choices=["conversation", "code", "long_output"],
+                        help="parametric workload preset")
+    p.add_argument("--format", default="azure", choices=["azure", "mooncake", "burstgpt"])
+    p.add_argument("--rate", type=float, default=None,
+                   help="target requests/s for the fleet (default with --trace: the trace's rate)")
+    p.add_argument("--kv-tokens", type=int, default=None, metavar="M",
+                   help="KV-cache tokens per worker (default: from --model and --gpu)")
+    p.add_argument("--model", default="llama3-8b", help="model preset for the KV size (illustrative)")
+    p.add_argument("--gpu", default="a100-80gb", help="GPU preset for the KV size (illustrative)")
+    p.add_argument("--gpus", type=int, default=1, help="GPUs per worker")
+    p.add_argument("--memory-utilisation", type=float, default=0.9)
+    p.add_argument("--profile", default="llama3-8b@a100", help="worker timing preset")
+    p.add_argument("--token-budget", type=int, default=None)
+    p.add_argument("--batch-cap", type=int, default=None)
+    p.add_argument("--prefill-chunk", type=int, default=None)
+    p.add_argument("--step-ms", type=float, default=None, help="d0: ms per iteration")
+    p.add_argument("--per-token-ms", type=float, default=None, help="d1: ms per token")
+    p.add_argument("--headroom", type=float, default=0.1, help="fraction kept free (default 0.1)")
+    p.add_argument("--requests", type=int, default=4000, help="length samples of a preset")
+    p.add_argument("--drop-too-long", action="store_true",
+                   help="drop trace requests longer than the KV capacity instead of failing")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--simulate", action="store_true", help="also find the simulated knee (slow)")
+    p.add_argument("--sim-requests", type=int, default=8000)
+    p.set_defaults(func=cmd_capacity)
     return parser
 
 

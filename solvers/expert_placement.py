@@ -340,8 +340,9 @@ def price_dispatch(phy2log: np.ndarray, w: np.ndarray, gpu_price: np.ndarray,
 def _replica_rank(phy2log: np.ndarray, count: np.ndarray) -> np.ndarray:
     """The k-th occurrence (0-based) of each slot's expert within its layer's row."""
     L, R = phy2log.shape
-    safe = np.maximum(phy2log, 0)
-    key = np.arange(L)[:, None] * (count.shape[1] + 1) + safe
+    E = count.shape[1]
+    safe = np.where(phy2log >= 0, phy2log, E)  # empty slots form their own bucket
+    key = np.arange(L)[:, None] * (E + 1) + safe
     order = np.argsort(key, axis=1, kind="stable")
     sorted_key = np.take_along_axis(key, order, 1)
     start = np.ones_like(sorted_key, dtype=bool)
@@ -474,12 +475,16 @@ def pack_ring(weight: np.ndarray, count: np.ndarray, num_gpus: int, slots_per_gp
     rank[by_cell] = rank_sorted
     used = np.zeros((L, G), dtype=np.int64)
     np.add.at(used, (layer, gpu), 1)
-    if np.any(used > S):
-        raise InvalidInstanceError("ring placement needs more slots per GPU than exist")
+    piece = weight / np.maximum(count, 1)
     phy2log = np.full((L, G * S), -1, dtype=np.int64)
-    phy2log[layer, gpu * S + rank] = expert
     load = np.zeros((L, G))
-    np.add.at(load, (layer, gpu), (weight / np.maximum(count, 1))[layer, expert])
+    fits = (used <= S).all(axis=1)
+    keep = fits[layer]
+    phy2log[layer[keep], gpu[keep] * S + rank[keep]] = expert[keep]
+    np.add.at(load, (layer[keep], gpu[keep]), piece[layer[keep], expert[keep]])
+    for bad in np.nonzero(~fits)[0]:  # the chain wrapped onto full GPUs: deal column-wise
+        _deal_round_robin(bad, order[bad][multi[bad]], count[bad], piece[bad], phy2log, used,
+                          load, G, S)
     # single experts, heaviest first, in rounds over the GPUs with a free slot
     single_key = np.where(count == 1, weight, -np.inf)
     singles = np.argsort(-single_key, axis=1, kind="stable")
@@ -504,6 +509,23 @@ def pack_ring(weight: np.ndarray, count: np.ndarray, num_gpus: int, slots_per_gp
         ptr += take.sum(axis=1)
     del r
     return phy2log
+
+
+def _deal_round_robin(layer: int, experts: np.ndarray, count: np.ndarray, piece: np.ndarray,
+                      phy2log: np.ndarray, used: np.ndarray, load: np.ndarray, G: int,
+                      S: int) -> None:
+    """Replicas listed expert by expert go to GPU i mod G, slot i // G (always distinct GPUs
+    for an expert with at most G replicas): the fallback when a ring would overfill a GPU."""
+    used[layer] = 0
+    load[layer] = 0.0
+    i = 0
+    for e in experts:
+        for _ in range(int(count[e])):
+            g = i % G
+            phy2log[layer, g * S + used[layer, g]] = e
+            used[layer, g] += 1
+            load[layer, g] += piece[e]
+            i += 1
 
 
 def no_replication_placement(w: np.ndarray, num_gpus: int, slots_per_gpu: int,

@@ -1,0 +1,325 @@
+"""Expert placement: EPLB against DeepSeek's published example, hand-checked dispatch and bounds,
+the MILP against brute force, Pyomo vs CVXPY vs the matrix path, feasibility of every rule,
+and clear errors for bad instances."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from servopt.benchmarks import expert_placement as bench
+from servopt.core import InvalidInstanceError
+from servopt.instances import expert_placement as inst_mod
+from servopt.instances.expert_placement import Instance
+from servopt.models import expert_placement as model
+from servopt.solvers import exact
+from servopt.solvers import expert_placement as sv
+
+README_WEIGHT = [[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
+                 [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]]
+README_PHY2LOG = [[5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],
+                  [7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1]]
+
+
+# -- EPLB -----------------------------------------------------------------------------------------
+def test_eplb_reproduces_deepseek_readme_example():
+    phy2log, log2phy, logcnt = sv.eplb(np.array(README_WEIGHT), 16, 4, 2, 8)
+    assert phy2log.tolist() == README_PHY2LOG
+    # the three outputs describe the same placement
+    for layer in range(2):
+        for expert in range(12):
+            slots = [p for p in log2phy[layer, expert] if p >= 0]
+            assert len(slots) == logcnt[layer, expert]
+            assert all(phy2log[layer, p] == expert for p in slots)
+    assert logcnt.sum(axis=1).tolist() == [16, 16]
+
+
+def test_eplb_global_policy_when_groups_do_not_divide_nodes():
+    # 3 groups on 2 nodes: global policy = one group, one node; replicas by largest load/count
+    w = np.array([[10.0, 1.0, 1.0, 1.0, 1.0, 1.0]])
+    phy2log, _, logcnt = sv.eplb(w, 8, 3, 2, 4)
+    # 2 extra slots both go to expert 0 (10/1 > 10/2 = 5 > 1)
+    assert logcnt.tolist() == [[3, 1, 1, 1, 1, 1]]
+    assert sorted(phy2log[0].tolist()) == [0, 0, 0, 1, 2, 3, 4, 5]
+
+
+def test_balanced_packing_by_hand():
+    # weights 5, 4, 3, 3 into 2 packs of 2: 5 -> pack 0, 4 -> pack 1, 3 (index 2) -> pack 1
+    # (lighter), 3 (index 3) -> pack 0 (the only pack with room)
+    pack, rank = sv.balanced_packing(np.array([[5.0, 4.0, 3.0, 3.0]], dtype=np.float32), 2)
+    assert pack.tolist() == [[0, 1, 1, 0]]
+    assert rank.tolist() == [[0, 0, 1, 1]]
+
+
+# -- hand-checked dispatch and bounds -------------------------------------------------------------
+def _two_gpu_instance(loads):
+    return Instance(loads=np.asarray(loads, dtype=float), num_nodes=1, gpus_per_node=2,
+                    slots_per_gpu=2)
+
+
+def test_even_price_and_lp_dispatch_by_hand():
+    # expert 0 (10 tokens) on both GPUs, expert 1 (4) on GPU 0, expert 2 (0) on GPU 1
+    inst = _two_gpu_instance([[[10.0, 4.0, 0.0]]])
+    phy2log = np.array([[0, 1, 0, 2]])
+    w = inst.loads[0]
+    even = sv.even_dispatch(phy2log, w)
+    assert even.tolist() == [[5.0, 4.0, 5.0, 0.0]]  # GPU times 9 and 5
+    # water-filling: levels 4 and 0, 10 tokens -> common level 7: 3 to GPU 0, 7 to GPU 1
+    price = sv.price_dispatch(phy2log, w, np.array([[0.5, 0.5]]), 2)
+    np.testing.assert_allclose(price, [[3.0, 4.0, 7.0, 0.0]])
+    # a lower price on GPU 1 sends all of expert 0 there (times 4 and 10)
+    cheap = sv.price_dispatch(phy2log, w, np.array([[1.0, 0.0]]), 2)
+    np.testing.assert_allclose(cheap, [[0.0, 4.0, 10.0, 0.0]])
+    _, makespan, gpu_price = sv.lp_dispatch(phy2log, w, 2)
+    assert makespan[0] == pytest.approx(7.0)
+    np.testing.assert_allclose(gpu_price, [[0.5, 0.5]], atol=1e-9)  # both GPUs tight, unique
+    plan = sv.Plan(phy2log, "even")
+    assert bench.gpu_times(inst, plan, w).tolist() == [[9.0, 5.0]]
+    assert bench.gpu_times(inst, plan, w, "lp").max() == pytest.approx(7.0)
+
+
+def test_lower_bound_by_hand():
+    # no spare slot: expert 0 (10 tokens) has one replica, so z >= 10 although total / G = 6.5
+    assert model.makespan_lower_bound(np.array([[10.0, 1.0, 1.0, 1.0]]), 2, 2)[0] == 10.0
+    # one spare slot: 6 can be split in two, z >= total / G = 4
+    assert model.makespan_lower_bound(np.array([[6.0, 1.0, 1.0]]), 2, 2)[0] == 4.0
+    # 4 GPUs x 2 slots, experts 12, 1, 1: 5 spare slots but at most 4 replicas (one per GPU):
+    # z >= 12 / 4 = 3.5? total / G = 14 / 4 = 3.5 and 12 / 4 = 3 -> 3.5
+    assert model.makespan_lower_bound(np.array([[12.0, 1.0, 1.0]]), 4, 2)[0] == 3.5
+    # speeds: a GPU twice as fast: total / total speed = 9 / 3
+    assert model.makespan_lower_bound(np.array([[3.0, 3.0, 3.0]]), 2, 2,
+                                       np.array([1.0, 2.0]))[0] == 3.0
+
+
+# -- MILP vs brute force ----------------------------------------------------------------------------
+def _brute_force(inst: Instance, layer: int, window: int) -> float:
+    """Min over all placements (each GPU a set of <= S distinct experts, every expert placed) of
+    the LP-dispatch makespan (the evaluator's own LP)."""
+    E, G, S = inst.num_experts, inst.num_gpus, inst.slots_per_gpu
+    subsets = [c for k in range(S + 1) for c in itertools.combinations(range(E), k)]
+    w = inst.loads[window][layer:layer + 1]
+    best = np.inf
+    sub = Instance(loads=w[None], num_nodes=1, gpus_per_node=G, slots_per_gpu=S,
+                   gpu_speed=inst.gpu_speed)
+    for choice in itertools.product(subsets, repeat=G):
+        if len(set().union(*choice)) < E:
+            continue
+        row = np.full(G * S, -1)
+        for g, experts in enumerate(choice):
+            row[g * S: g * S + len(experts)] = experts
+        times = bench.gpu_times(sub, sv.Plan(row[None], "lp"), w, "lp")
+        best = min(best, float(times.max()))
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_milp_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    loads = rng.integers(1, 30, size=(1, 1, 4)).astype(float)
+    speed = np.array([1.0, 1.0, 2.0]) if seed == 2 else None
+    inst = Instance(loads=loads, num_nodes=1, gpus_per_node=3, slots_per_gpu=2, gpu_speed=speed)
+    sol = exact.solve(inst, mip_gap=1e-9)
+    assert sol.status == "optimal"
+    assert sol.objective == pytest.approx(_brute_force(inst, 0, 0), rel=1e-6)
+    assert model.makespan_lower_bound(loads[0], 3, 2, speed)[0] <= sol.objective + 1e-9
+
+
+def test_milp_bound_for_the_no_spare_slot_case():
+    # brute force: 10 + 1 on one GPU, 1 + 1 on the other -> 11 (the combinatorial bound is 10)
+    inst = _two_gpu_instance([[[10.0, 1.0, 1.0, 1.0]]])
+    sol = exact.solve(inst)
+    assert sol.objective == pytest.approx(11.0)
+    assert _brute_force(inst, 0, 0) == pytest.approx(11.0)
+    assert bench.bound(inst, window="planned", milp_time_limit=5).value == pytest.approx(11.0)
+
+
+def test_migration_penalty_keeps_the_previous_placement():
+    # previous: expert 0 on GPU 0 with expert 1, expert 2 + its second replica... (0,1 | 0,2)
+    prev = np.array([[0, 1, 0, 2]])
+    loads = np.array([[[10.0, 4.0, 2.0]]])
+    free = Instance(loads=loads, num_nodes=1, gpus_per_node=2, slots_per_gpu=2)
+    kept = Instance(loads=loads, num_nodes=1, gpus_per_node=2, slots_per_gpu=2,
+                    previous_placement=prev, migration_cost=100.0)
+    assert exact.solve(free).objective == pytest.approx(8.0)  # (10 + 4 + 2) / 2
+    sol = exact.solve(kept)
+    y = sol.decisions["y"]
+    moved = sum(v > 0.5 for (_, e, g), v in y.items() if e not in prev[0, g * 2: g * 2 + 2])
+    assert moved == 0
+    assert sol.objective == pytest.approx(8.0)  # the previous placement balances already
+
+
+def test_group_locality_puts_each_group_on_one_node():
+    inst = inst_mod.generate("tiny", windows=2, seed=3)
+    inst = Instance(loads=inst.loads, num_nodes=2, gpus_per_node=2, slots_per_gpu=2,
+                    num_groups=2)
+    sol = exact.solve(inst, group_locality=True, layers=[0])
+    y = sol.decisions["y"]
+    for group in range(2):
+        nodes = {g // 2 for (_, e, g), v in y.items() if v > 0.5 and e // 3 == group}
+        assert len(nodes) == 1
+
+
+# -- Pyomo vs CVXPY vs matrix path -------------------------------------------------------------------
+def test_dispatch_lp_pyomo_cvxpy_and_matrix_path_agree():
+    inst = inst_mod.generate("small", windows=3, skew=1.2, seed=4)
+    phy2log = sv.POLICIES["eplb"](inst).phy2log
+    pyomo_sol = exact.solve(inst, placement=phy2log)
+    cvx_sol = exact.solve(inst, backend="cvxpy", placement=phy2log)
+    _, makespan, _ = sv.lp_dispatch(phy2log, inst.planned_loads, inst.slots_per_gpu)
+    assert pyomo_sol.objective == pytest.approx(cvx_sol.objective, rel=1e-6)
+    assert pyomo_sol.objective == pytest.approx(makespan.sum(), rel=1e-6)
+    for prices in (pyomo_sol.prices["gpu_load"], cvx_sol.prices["gpu_load"]):
+        by_layer = prices.groupby(level="layer").sum()
+        np.testing.assert_allclose(by_layer.to_numpy(), 1.0, atol=1e-6)  # sum_g pi_g = 1
+        assert (prices >= -1e-9).all()
+    # on a plan whose duals are unique (an isolated hot GPU), the prices agree exactly
+    hot = Instance(loads=np.array([[[10.0, 1.0, 1.0, 1.0]], [[2.0, 2.0, 3.0, 1.0]]]),
+                   num_nodes=1, gpus_per_node=2, slots_per_gpu=2)
+    plan = np.array([[0, 1, 2, 3]])
+    a = exact.solve(hot, placement=plan).prices["gpu_load"].to_numpy()
+    b = exact.solve(hot, backend="cvxpy", placement=plan).prices["gpu_load"].to_numpy()
+    np.testing.assert_allclose(a, [1.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(b, [1.0, 0.0], atol=1e-7)
+    assert sv.lp_dispatch(plan, hot.planned_loads, 2)[2].tolist() == [[1.0, 0.0]]
+
+
+def test_lp_relaxation_is_the_total_bound():
+    inst = inst_mod.generate("tiny", windows=2, seed=1)
+    sol = exact.solve(inst, relax=True)
+    lb = model.makespan_lower_bound(inst.planned_loads, inst.num_gpus, inst.slots_per_gpu)
+    assert sol.objective <= lb.sum() + 1e-6  # the valid inequalities keep it a relaxation
+    assert sol.objective >= (inst.planned_loads.sum(axis=1) / inst.num_gpus).sum() - 1e-6
+
+
+# -- rules: feasible on random instances --------------------------------------------------------------
+@st.composite
+def instances(draw):
+    nodes = draw(st.integers(1, 2))
+    gpus_per_node = draw(st.integers(1, 3))
+    G = nodes * gpus_per_node
+    slots = draw(st.integers(1, 4))
+    groups = draw(st.sampled_from([1, 2])) if G * slots >= 2 else 1
+    E = draw(st.integers(1, G * slots))
+    E = max(groups, E - E % groups)
+    windows = draw(st.integers(1, 3))
+    layers = draw(st.integers(1, 2))
+    seed = draw(st.integers(0, 10_000))
+    loads = np.random.default_rng(seed).lognormal(0, 1.5, size=(windows, layers, E)).round(2)
+    if draw(st.booleans()):
+        loads[..., 0] = 0.0
+    return Instance(loads=loads, num_nodes=nodes, gpus_per_node=gpus_per_node,
+                    slots_per_gpu=slots, num_groups=groups)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances())
+def test_every_rule_returns_a_feasible_plan(inst):
+    for name, policy in sv.POLICIES.items():
+        if name == "exact":
+            continue
+        plan = policy(inst)
+        distinct = not name.startswith("eplb")  # EPLB may co-locate replicas, as DeepSeek's does
+        phy2log = model.check_placement(inst, plan.phy2log, distinct=distinct)
+        flows = sv.dispatch_flows(plan, inst, inst.next_loads)
+        bench._check_flows(flows, phy2log, inst.next_loads)
+        outcome = bench.evaluate(inst, name, detail=False)
+        assert outcome.cost >= bench.bound(inst).value - 1e-6
+
+
+def test_exact_certifies_the_planned_window_and_evaluator_agrees():
+    inst = inst_mod.generate("small", windows=3, skew=1.0, seed=0)
+    plan = sv.exact_placement(inst)
+    times = bench.gpu_times(inst, plan, inst.planned_loads)
+    cost = times.max(axis=1).sum()
+    assert cost == pytest.approx(plan.info["makespan"].sum(), rel=1e-6)
+    assert plan.info["bound"].sum() <= cost + 1e-6
+    assert cost <= 1.01 * plan.info["bound"].sum()
+
+
+def test_bid_price_from_solution_uses_the_dual_prices():
+    inst = inst_mod.generate("small", windows=3, seed=2)
+    prev = sv.POLICIES["eplb"](inst).phy2log
+    inst = Instance(loads=inst.loads, num_nodes=2, gpus_per_node=4, slots_per_gpu=5,
+                    num_groups=4, previous_placement=prev)
+    sol = exact.solve(inst, placement=prev)
+    rule = sv.BidPrice.from_solution(sol, inst.num_layers, inst.num_gpus, price_weight=1.0)
+    assert rule.gpu_price.shape == (inst.num_layers, inst.num_gpus)
+    np.testing.assert_allclose(rule.gpu_price.sum(axis=1), 1.0, atol=1e-6)
+    plan = rule(inst)
+    model.check_placement(inst, plan.phy2log, distinct=True)
+
+
+# -- instances ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"loads": [[[1.0, -2.0]]]}, "negative"),
+    ({"loads": [[[1.0, np.nan]]]}, "finite"),
+    ({"loads": np.ones((1, 1, 9)), "gpus_per_node": 2, "slots_per_gpu": 4}, "every expert needs"),
+    ({"loads": np.ones((1, 1, 6)), "num_groups": 4}, "must divide"),
+    ({"loads": np.ones((1, 1, 4)), "gpu_speed": [1.0, 0.0, 1.0, 1.0]}, "gpu_speed"),
+    ({"loads": np.ones((1, 1, 4)), "previous_placement": np.zeros((1, 3))}, "previous_placement"),
+    ({"loads": np.ones((1, 1, 4)), "previous_placement": np.full((1, 8), 7)}, "expert ids"),
+    ({"loads": np.ones((1, 1, 4)), "slots_per_gpu": 0}, "slots_per_gpu"),
+    ({"loads": np.ones(4)}, "shape"),
+])
+def test_bad_instances_raise_clear_errors(kwargs, match):
+    with pytest.raises(InvalidInstanceError, match=match):
+        Instance(**kwargs)
+
+
+def test_json_round_trip_and_presets():
+    inst = inst_mod.generate("small", windows=2, seed=5)
+    full = Instance(loads=inst.loads, num_nodes=2, gpus_per_node=4, slots_per_gpu=5,
+                    num_groups=4, previous_placement=sv.POLICIES["eplb"](inst).phy2log,
+                    migration_cost=3.0, gpu_speed=np.linspace(1, 2, 8))
+    back = Instance.from_json(full.to_json())
+    np.testing.assert_array_equal(back.loads, full.loads)
+    np.testing.assert_array_equal(back.previous_placement, full.previous_placement)
+    np.testing.assert_array_equal(back.gpu_speed, full.gpu_speed)
+    assert back.content_hash() == full.content_hash()
+    ds = inst_mod.generate("deepseek_v3", windows=2, seed=0)
+    assert (ds.num_layers, ds.num_experts, ds.num_gpus, ds.num_slots) == (58, 256, 32, 288)
+    # popularity differs per layer and drifts between windows
+    assert not np.allclose(ds.loads[0, 0], ds.loads[0, 1])
+    assert not np.allclose(ds.loads[0, 0], ds.loads[1, 0])
+
+
+def test_from_trace_sums_steps_into_windows(tmp_path):
+    steps = [{"logical_expert_load": [[1, 2, 3, 4], [0, 1, 0, 1]]} for _ in range(5)]
+    path = tmp_path / "load.json"
+    path.write_text(json.dumps({"load_history": steps}))
+    inst = inst_mod.from_trace(path, window=2, gpus_per_node=2)
+    assert inst.loads.shape == (2, 2, 4)  # the fifth step (a partial window) is dropped
+    np.testing.assert_array_equal(inst.loads[0, 0], [2, 4, 6, 8])
+    assert inst.slots_per_gpu == 3
+
+
+def test_gap_table_runs():
+    import servopt
+
+    inst = inst_mod.generate("small", windows=3, seed=1)
+    table = servopt.gap_table(inst, ["eplb", "eplb_lp", "bid_price"])
+    assert list(table["method"]) == ["eplb", "eplb_lp", "bid_price"]
+    assert (table["gap"] >= -1e-9).all()
+    # LP dispatch never does worse than even split on the same placement
+    assert table.loc[1, "cost"] <= table.loc[0, "cost"] + 1e-6
+
+
+def test_ring_placement_by_hand_and_its_fallback():
+    # 2 experts x 2 replicas on 4 GPUs x 2 slots: expert 0 (heavier) on GPUs 0, 1, expert 1
+    # starts where expert 0 ended: GPUs 1, 2; the single expert 2 goes to an empty GPU (3)
+    w = np.array([[8.0, 6.0, 1.0]])
+    count = np.array([[2, 2, 1]])
+    row = sv.pack_ring(w, count, 4, 2)[0]
+    hosts = {e: sorted({int(p) // 2 for p in np.nonzero(row == e)[0]}) for e in range(3)}
+    assert hosts == {0: [0, 1], 1: [1, 2], 2: [3]}
+    # with one slot per GPU the chain would put two replicas on GPU 1: dealt round-robin instead
+    inst = Instance(loads=np.array([[[5.0, 5.0]]]), num_nodes=1, gpus_per_node=4,
+                    slots_per_gpu=1)
+    one = sv.pack_ring(inst.planned_loads, np.array([[2, 2]]), 4, 1)
+    model.check_placement(inst, one, distinct=True)
+    assert sorted(one[0].tolist()) == [0, 0, 1, 1]

@@ -291,11 +291,11 @@ def find_knee(
         runs += 1
         return check_rate(instance, rate, n_requests=n_requests, seed=seed, eps=eps).stable
 
-    lo, hi = 0.94 * sat, 1.06 * sat
+    lo, hi = 0.97 * sat, 1.03 * sat
     while not stable(lo):
-        hi, lo = lo, lo * 0.85
+        hi, lo = lo, lo * 0.92
     while stable(hi):
-        lo, hi = hi, hi * 1.15
+        lo, hi = hi, hi * 1.08
     while hi / lo > 1 + resolution:
         mid = math.sqrt(lo * hi)
         if stable(mid):

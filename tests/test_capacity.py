@@ -1,0 +1,304 @@
+"""Capacity: footprints by direct count, bounds by hand, LP in both formulations, the simulator on
+hand-traced cases, stability on both sides of the bound, planning rules, bad input, CLI."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import servopt
+from servopt.benchmarks import capacity as bench
+from servopt.core import InvalidInstanceError
+from servopt.instances import capacity as instances
+from servopt.instances.traces import shared_trace
+from servopt.models import capacity as model
+from servopt.solvers import capacity as rules
+from servopt.solvers import exact
+
+# One request class, numbers small enough to do by hand (see test_bounds_by_hand).
+HAND = dict(prompt_tokens=[100], output_tokens=[11], arrival_rate=20.0, kv_tokens=1000,
+            token_budget=200, batch_cap=4, prefill_chunk=50, step_overhead_s=0.01,
+            per_token_s=0.001, headroom=0.1)
+
+
+def hand_instance(**changes) -> instances.Instance:
+    return instances.Instance(**{**HAND, **changes})
+
+
+def direct_footprint(s: int, o: int, chunk: int, reserve: str) -> int:
+    """Walk the iterations of one request alone and add up the KV it holds in each."""
+    held, total, done = 0, 0, 0
+    while done < s:  # prefill iterations
+        done = min(s, done + chunk)
+        held = s if reserve == "admission" else done
+        total += held
+    for j in range(1, o):  # decode iteration j writes the KV of output token j
+        total += s + j
+    return total
+
+
+@pytest.mark.parametrize("reserve", ["admission", "chunks"])
+def test_kv_footprint_matches_direct_count(reserve):
+    rng = np.random.default_rng(3)
+    s = rng.integers(1, 300, 200)
+    o = rng.integers(1, 60, 200)
+    for chunk in (1, 7, 64, 512):
+        expected = [direct_footprint(int(a), int(b), chunk, reserve) for a, b in zip(s, o, strict=True)]
+        got = model.kv_footprint(s, o, chunk, reserve=reserve)
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_footprint_equals_simulated_kv_of_a_lone_request():
+    # one request alone on the worker: the simulator's KV summed over iterations is g(s, o)
+    for s, o, chunk in [(100, 11, 50), (7, 1, 3), (130, 40, 64), (1, 5, 8)]:
+        inst = hand_instance(prompt_tokens=[s], output_tokens=[o], prefill_chunk=chunk)
+        res = bench.simulate(inst, np.array([s]), np.array([o]), np.array([0.0]))
+        assert res.kv_used.sum() == model.kv_footprint(s, o, chunk)
+        assert res.tokens.sum() == model.work_tokens(s, o)
+        assert len(res.times) == model.slot_iterations(s, o, chunk)
+
+
+def test_lone_request_timing_by_hand():
+    # s = 100 in chunks of 50: two 50-token iterations (60 ms each), the second emits token 1;
+    # then two 1-token decode iterations (11 ms each) emit tokens 2 and 3.
+    inst = hand_instance(prompt_tokens=[100], output_tokens=[3])
+    res = bench.simulate(inst, np.array([100]), np.array([3]), np.array([0.0]))
+    assert res.done_times[0] == pytest.approx(0.06 + 0.06 + 0.011 + 0.011)
+    np.testing.assert_array_equal(res.tokens, [50, 50, 1, 1])
+
+
+def test_preemption_and_recompute_by_hand():
+    # M = 10, two requests s = 4, o = 4 (peak 7 each) admitted together (8 reserved).
+    # it1: both prefill (emit token 1); it2: both decode (KV 5 + 5 = 10); it3: no room for two
+    # more tokens -> the newer is preempted (2 tokens generated), the older decodes (KV 6);
+    # it4: the older finishes (KV 7); it5: the newer is recomputed (4 + 2 = 6 tokens, emits its
+    # 3rd token); it6: its last decode. Work 7 each; the newer processed 4 + 1 + 6 + 1 = 12.
+    inst = hand_instance(prompt_tokens=[4, 4], output_tokens=[4, 4], kv_tokens=10, batch_cap=2,
+                         token_budget=64, prefill_chunk=64)
+    res = bench.simulate(inst, np.array([4, 4]), np.array([4, 4]), np.array([0.0, 0.0]))
+    assert res.preemptions == 1
+    assert res.recomputed_tokens == 5
+    np.testing.assert_array_equal(res.tokens, [8, 2, 1, 1, 6, 1])
+    np.testing.assert_array_equal(res.kv_used, [8, 10, 6, 7, 6, 7])
+    assert res.done_times[0] < res.done_times[1]
+
+
+def test_fcfs_head_of_line_blocks():
+    # the head (prompt 8) does not fit next to the running request; the small one behind it waits
+    inst = hand_instance(prompt_tokens=[6, 8, 1], output_tokens=[3, 1, 1], kv_tokens=10,
+                         token_budget=64, prefill_chunk=64, batch_cap=4)
+    res = bench.simulate(inst, np.array([6, 8, 1]), np.array([3, 1, 1]), np.array([0.0, 0.0, 0.0]))
+    # request 0 runs for 3 iterations alone; then 8 and 1 are admitted together
+    np.testing.assert_array_equal(res.tokens, [6, 1, 1, 9])
+    assert res.done_times[2] == res.done_times[1]
+
+
+def test_bounds_by_hand():
+    # w = 110, P = 2, n = 12, g = 2 * 100 + sum_{j=1..10} (100 + j) = 1255
+    inst = hand_instance()
+    b = model.bounds(inst, corrected=False)
+    assert b.means["work"] == 110 and b.means["slot_iterations"] == 12
+    assert b.means["kv_footprint"] == 1255
+    assert b.compute == pytest.approx(200 / (110 * (0.01 + 0.001 * 200)))        # 8.658
+    assert b.memory == pytest.approx(1000 / (0.01 * 1255 + 1000 * 0.001 * 110))  # 8.160
+    assert b.slots == pytest.approx(4 / (0.01 * 12 + 4 * 0.001 * 110))           # 7.143
+    assert b.binding == "slots" and b.max_stable_rate == pytest.approx(b.slots)
+    # at the bound, the self-consistent iteration time makes Little's law on slots exact
+    t = b.iteration_s
+    assert b.slots * t * 12 == pytest.approx(4)
+    assert model.workers_needed(20.0, b.slots, 0.1) == math.ceil(20 / (0.9 * b.slots))  # 4
+
+
+def test_corrected_memory_bound_by_hand():
+    # L = E[s^2] / (2 E[s]) = 50 for s = 100; pi = min(100, 10) / 100 = 0.1; recompute 0.1 * 100 /
+    # 110 of the work. Memory binds (big slots and budget), so both corrections apply.
+    inst = hand_instance(batch_cap=64, token_budget=4096, kv_tokens=600)
+    corr = model.memory_corrections(inst)
+    assert corr["head_of_line_tokens"] == pytest.approx(50)
+    assert corr["recompute_fraction"] == pytest.approx(10 / 110)
+    b = model.bounds(inst)
+    w = 110 * (1 + 10 / 110)
+    assert b.memory == pytest.approx(550 / (0.01 * 1255 + 550 * 0.001 * w))
+    assert b.memory < b.memory_first_order and b.binding == "memory"
+
+
+@pytest.mark.parametrize("changes, binding", [
+    ({}, "memory"),
+    ({"kv_tokens": 2_000_000}, "slots"),
+    ({"kv_tokens": 2_000_000, "batch_cap": 1024, "token_budget": 2048}, "compute"),
+])
+def test_fluid_lp_both_formulations_and_bounds(changes, binding):
+    inst = instances.generate(workload="conversation", requests=600, kv_tokens=40_000, seed=2)
+    inst = inst.with_(**changes)
+    assert model.bounds(inst).binding == binding
+    pyomo_sol = exact.solve(inst)
+    cvx_sol = exact.solve(inst, backend="cvxpy")
+    bounds = model.bounds(inst)
+    assert pyomo_sol.objective == pytest.approx(bounds.max_stable_rate, rel=1e-6)
+    assert cvx_sol.objective == pytest.approx(pyomo_sol.objective, rel=1e-6)
+    for family in ("busy_time", "kv_memory", "token_budget", "batch_slots", "mix"):
+        np.testing.assert_allclose(cvx_sol.prices[family].to_numpy(),
+                                   pyomo_sol.prices[family].to_numpy(), rtol=1e-4, atol=1e-9)
+    # the binding row is the one with a positive price
+    rows = {"memory": "kv_memory", "compute": "token_budget", "slots": "batch_slots"}
+    assert pyomo_sol.prices[rows[bounds.binding]].iloc[0] > 0
+
+
+def test_marginal_values_match_closed_form_and_finite_differences():
+    inst = instances.generate(workload="code", requests=800, kv_tokens=20_000, seed=1)
+    sol = exact.solve(inst)
+    values = model.marginal_values(sol, inst)
+    bounds = model.bounds(inst)
+    closed = rules.bound_prices(inst, bounds)
+    assert bounds.binding == "memory"
+    assert values["kv_token"] == pytest.approx(closed["kv_token"], rel=1e-5)
+    assert values["step_overhead_ms"] == pytest.approx(closed["step_overhead_ms"], rel=1e-5)
+    # finite difference on the usable KV of the uncorrected bound (same formula, no LP)
+    plain = model.bounds(inst, corrected=False)
+    up = model.bounds(inst.with_(kv_tokens=inst.kv_tokens + 10), corrected=False)
+    fd = (up.memory - plain.memory) / 10
+    assert model.marginal_values(exact.solve(inst, corrected=False), inst)["kv_token"] == \
+        pytest.approx(fd, rel=1e-3)
+    slow = model.bounds(inst.with_(step_overhead_s=inst.step_overhead_s + 1e-6), corrected=False)
+    fd_d0 = (plain.memory - slow.memory) / 1e-3  # per ms
+    assert model.marginal_values(exact.solve(inst, corrected=False), inst)[
+        "step_overhead_ms"] == pytest.approx(fd_d0, rel=1e-3)
+    assert values["token_budget"] == 0 and values["batch_slot"] == 0
+
+
+def test_request_classes_keep_the_means():
+    inst = instances.generate(workload="conversation", requests=500, kv_tokens=40_000)
+    classes = model.request_classes(inst)
+    assert classes["share"].sum() == pytest.approx(1)
+    m = model.means(inst)
+    for col, key in [("work", "work"), ("kv_footprint", "kv_footprint"),
+                     ("slot_iterations", "slot_iterations")]:
+        assert (classes["share"] * classes[col]).sum() == pytest.approx(m[key])
+
+
+def test_simulation_stable_below_and_unstable_above_the_bound():
+    inst = instances.generate(workload="code", requests=600, kv_tokens=16_000, seed=4)
+    mu = model.bounds(inst).max_stable_rate
+    below = bench.check_rate(inst, 0.7 * mu, n_requests=1500)
+    above = bench.check_rate(inst, 1.3 * mu, n_requests=1500)
+    assert below.stable and below.slope_ratio < 0.005
+    assert not above.stable and above.slope_ratio > 0.1
+    # the saturated throughput never beats the proved first-order bound
+    assert bench.saturated_throughput(inst, n_requests=1500) <= \
+        model.bounds(inst, corrected=False).max_stable_rate * 1.001
+
+
+def test_knee_brackets_and_resolution():
+    inst = hand_instance(prompt_tokens=[100, 300, 50], output_tokens=[11, 30, 5], kv_tokens=2000,
+                         batch_cap=64, token_budget=512)
+    knee = bench.find_knee(inst, n_requests=1500)
+    assert knee.hi / knee.lo <= 1.0101
+    assert bench.check_rate(inst, knee.lo, n_requests=1500).stable
+    assert not bench.check_rate(inst, knee.hi, n_requests=1500).stable
+
+
+def test_planning_rules_and_reactive_baselines_with_a_fake_fleet():
+    inst = instances.generate(workload="code", requests=800, kv_tokens=20_000, arrival_rate=50)
+    plan = rules.plan(inst)
+    assert plan.binding == "memory" and plan.price > 0
+    assert plan.workers == model.workers_needed(50, model.bounds(inst).memory, 0.1)
+    assert rules.fluid_lp(inst).workers == plan.workers
+    assert rules.fluid_lp(inst).binding == "memory"
+    assert rules.compute_only(inst).workers < plan.workers  # ignores the binding memory
+    # HPA on utilisation: util(N) = 4 / N reaches the 0.8 target at N = 5
+    assert rules.utilisation(inst, lambda n: {"compute_utilisation": 4.0 / n}).workers == 5
+    # scale-out on queue depth: a queue builds below 7 workers; doubling gives 1, 2, 4, 8
+    seen = []
+
+    def queue(n):
+        seen.append(n)
+        return {"mean_waiting": 100.0 if n < 7 else 0.0}
+
+    assert rules.queue_depth(inst, queue).workers == 8 and seen == [1, 2, 4, 8]
+
+
+def test_gap_table_runs_on_the_simulator():
+    inst = instances.generate(workload="code", requests=400, kv_tokens=16_000, arrival_rate=30)
+    table = servopt.gap_table(inst, methods=["plan", "compute_only"], n_requests=1200,
+                              window=400, bound_kw={"n_requests": 1200})
+    assert list(table["method"]) == ["plan", "compute_only"]
+    assert set(table["bound_kind"]) == {"lower_bound"}
+    plan_row = table.iloc[0]
+    assert plan_row["cost"] == rules.plan(inst).workers
+    assert plan_row["status"] == ("ok" if plan_row["stable"] else "unstable")
+    # a plan at or above the simulated minimum is stable in the same simulation
+    assert plan_row["cost"] < plan_row["bound"] or plan_row["stable"] == 1.0
+
+
+def test_kv_tokens_from_model_by_hand():
+    # Llama-3-8B: 2 x 32 layers x 8 KV heads x 128 x 2 bytes = 128 KiB per token
+    assert instances.kv_bytes_per_token(32, 8, 128, 2) == 131072
+    kv = instances.kv_tokens_from_model(layers=32, kv_heads=8, head_dim=128,
+                                        weight_bytes=16e9, gpu_memory_bytes=80e9,
+                                        memory_utilisation=0.9)
+    assert kv == int((0.9 * 80e9 - 16e9) // 131072)
+    with pytest.raises(InvalidInstanceError, match="do not fit"):
+        instances.kv_tokens_from_model(layers=80, kv_heads=8, head_dim=128, weight_bytes=141e9,
+                                       gpu_memory_bytes=80e9)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"kv_tokens": 0}, "kv_tokens"),
+    ({"kv_tokens": 105}, "request 0 needs 110 KV tokens"),
+    ({"output_tokens": [0]}, "output_tokens must be >= 1"),
+    ({"output_tokens": [3, 4]}, "same requests"),
+    ({"token_budget": 2}, "token_budget \\(2\\) must be >= batch_cap"),
+    ({"step_overhead_s": 0.0, "per_token_s": 0.0}, "cannot both be 0"),
+    ({"arrival_rate": -1}, "arrival_rate"),
+    ({"headroom": 1.0}, "headroom"),
+    ({"prompt_tokens": [1.5]}, "whole numbers"),
+])
+def test_bad_instances_get_clear_errors(changes, message):
+    with pytest.raises(InvalidInstanceError, match=message):
+        hand_instance(**changes)
+
+
+def test_json_round_trip():
+    inst = instances.generate(workload="long_output", requests=50, kv_tokens=30_000)
+    again = instances.Instance.from_json(inst.to_json())
+    assert again.content_hash() == inst.content_hash()
+    assert servopt.load(inst.to_json()).summary() == inst.summary()
+
+
+def test_from_azure_trace():
+    path = shared_trace("azure2023_code.csv")
+    if path is None:
+        pytest.skip("azure2023_code.csv not available")
+    inst = instances.from_trace(path, kv_tokens=16_000)
+    assert inst.requests == 8819
+    assert inst.arrival_rate == pytest.approx(2.57, rel=0.01)  # the trace's own rate
+    with pytest.raises(InvalidInstanceError, match="7840 KV tokens"):
+        instances.from_trace(path, kv_tokens=5000)
+    assert instances.from_trace(path, kv_tokens=5000, drop_too_long=True).requests < 8819
+
+
+def test_cli_capacity(capsys):
+    from servopt.cli import main
+
+    code = main(["capacity", "--workload", "code", "--rate", "40", "--kv-tokens", "20000",
+                 "--requests", "800"])
+    out = capsys.readouterr().out
+    inst = instances.generate(workload="code", requests=800, kv_tokens=20_000, arrival_rate=40)
+    assert code == 0
+    assert "binding resource         memory" in out
+    assert f"headroom: {rules.plan(inst).workers}" in out
+    assert "KV token" in out
+
+
+def test_cli_capacity_bad_input(capsys):
+    from servopt.cli import main
+
+    code = main(["capacity", "--workload", "code", "--rate", "10", "--kv-tokens", "0"])
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("servopt: error: kv_tokens")
+    assert main(["capacity", "--workload", "code", "--kv-tokens", "9000"]) == 2
+    assert "--rate is required" in capsys.readouterr().err

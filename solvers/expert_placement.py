@@ -452,14 +452,16 @@ def pack_ring(weight: np.ndarray, count: np.ndarray, num_gpus: int, slots_per_gp
         raise InvalidInstanceError(f"{int(count.sum(axis=1).max())} replicas do not fit in "
                                    f"{G} GPUs x {S} slots")
     # replicated experts, heaviest first; each run of count replicas starts where the last ended
-    key = np.where(count > 1, weight, -np.inf)
-    order = np.argsort(-key, axis=1, kind="stable")
-    c_sorted = np.take_along_axis(count, order, 1)
+    # replicated experts first, heaviest first, then the singles, heaviest first
+    lift = np.where(count > 1, weight.max(axis=1, keepdims=True) + 1.0, 0.0)
+    order = np.argsort(-(weight + lift), axis=1, kind="stable")
+    n_multi = int((count > 1).sum(axis=1).max())
+    c_sorted = np.take_along_axis(count, order[:, :n_multi], 1)
     multi = c_sorted > 1
     runs = np.where(multi, c_sorted, 0)
     start = np.cumsum(np.where(multi, c_sorted - 1, 0), axis=1) - np.where(multi, c_sorted - 1, 0)
-    layer = np.repeat(np.arange(L)[:, None].repeat(E, 1).ravel(), runs.ravel())
-    expert = np.repeat(order.ravel(), runs.ravel())
+    layer = np.repeat(np.arange(L), runs.sum(axis=1))
+    expert = np.repeat(order[:, :n_multi].ravel(), runs.ravel())
     first = np.repeat(start.ravel(), runs.ravel())
     offset = np.arange(layer.size) - np.repeat(np.cumsum(runs.ravel()) - runs.ravel(), runs.ravel())
     gpu = (first + offset) % G
@@ -483,32 +485,28 @@ def pack_ring(weight: np.ndarray, count: np.ndarray, num_gpus: int, slots_per_gp
     phy2log[layer[keep], gpu[keep] * S + rank[keep]] = expert[keep]
     np.add.at(load, (layer[keep], gpu[keep]), piece[layer[keep], expert[keep]])
     for bad in np.nonzero(~fits)[0]:  # the chain wrapped onto full GPUs: deal column-wise
-        _deal_round_robin(bad, order[bad][multi[bad]], count[bad], piece[bad], phy2log, used,
+        _deal_round_robin(bad, order[bad, :n_multi][multi[bad]], count[bad], piece[bad], phy2log, used,
                           load, G, S)
     # single experts, heaviest first, in rounds over the GPUs with a free slot
-    single_key = np.where(count == 1, weight, -np.inf)
-    singles = np.argsort(-single_key, axis=1, kind="stable")
-    n_single = (count == 1).sum(axis=1)
-    r = np.arange(L)[:, None]
-    ptr = np.zeros(L, dtype=np.int64)
+    ptr = E - (count == 1).sum(axis=1)  # singles follow the replicated experts in ``order``
     cols = np.arange(G)[None, :]
-    while np.any(ptr < n_single):
+    r = np.arange(L)[:, None]
+    w_sorted = np.take_along_axis(weight, order, 1)
+    out = np.concatenate([phy2log, np.full((L, 1), -1, dtype=np.int64)], axis=1)  # + a bin
+    inv_speed = 1.0 / speed
+    while np.any(ptr < E):
         free = used < S
-        gpus = np.argsort(np.where(free, load / speed, np.inf), axis=1, kind="stable")
-        take = (cols < free.sum(axis=1, keepdims=True)) & (ptr[:, None] + cols < n_single[:, None])
+        gpus = np.argsort(np.where(free, load * inv_speed, np.inf), axis=1, kind="stable")
+        idx = ptr[:, None] + cols
+        take = (cols < free.sum(axis=1, keepdims=True)) & (idx < E)
         if not take.any():
             raise InvalidInstanceError("no free slot left for a single expert")
-        idx = np.minimum(ptr[:, None] + cols, E - 1)
-        e = np.take_along_axis(singles, idx, 1)
-        rows, pos_ = np.nonzero(take)
-        g = gpus[rows, pos_]
-        ee = e[rows, pos_]
-        phy2log[rows, g * S + used[rows, g]] = ee
-        used[rows, g] += 1
-        load[rows, g] += weight[rows, ee]
+        idx = np.minimum(idx, E - 1)
+        out[r, np.where(take, gpus * S + used[r, gpus], G * S)] = order[r, idx]
+        used[r, gpus] += take
+        load[r, gpus] += np.where(take, w_sorted[r, idx], 0.0)
         ptr += take.sum(axis=1)
-    del r
-    return phy2log
+    return out[:, : G * S]
 
 
 def _deal_round_robin(layer: int, experts: np.ndarray, count: np.ndarray, piece: np.ndarray,

@@ -44,7 +44,7 @@ from servopt.solvers import decode_routing as routing
 
 SENSE = "min"
 DEFAULT_METHODS = ("round_robin", "random", "jsq", "least_kv", "p2c_kv", "least_outstanding",
-                   "bid_price")
+                   "bid_price", "bid_price_argmin")
 
 
 class Fleet:
@@ -329,3 +329,43 @@ def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4
         return Bound(simple, "lower_bound", wall_s=wall)
     kind = "mip_bound" if step_block == 1 else "lower_bound"
     return Bound(value, kind, wall_s=wall, status=res["status"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Benchmark cells (used by the registered cases)
+# ---------------------------------------------------------------------------------------------
+FLEET = {"slots": 64, "kv_capacity": 131072, "step_ms": 10.0, "ms_per_kv_token": 1e-4}
+
+
+def make_cell(*, kind: str = "synthetic", seed: int = 0, workload: str = "conversation",
+              workers: int = 8, load: float = 0.85, requests: int | None = None,
+              arrivals: str = "poisson", trace: str = "azure2023_code.csv") -> Instance:
+    """One benchmark instance.
+
+    kind : ``synthetic`` (Azure-calibrated generator, ``requests`` default 400 per worker),
+        ``trace`` (a shared public trace replayed at ``load`` x the fleet's capacity; ``seed``
+        picks which consecutive block of ``requests`` to replay, all of it by default) or
+        ``hindsight`` (a step-clock stream of ``requests`` (default 200) for the hindsight bound).
+    """
+    from servopt.instances import decode_routing as gen
+    from servopt.instances import traces
+
+    if kind == "synthetic":
+        n = requests or 400 * workers
+        return gen.generate(workload=workload, requests=n, workers=workers, load=load,
+                            arrivals=arrivals, seed=seed, **FLEET)
+    if kind == "trace":
+        path = traces.shared_trace(trace)
+        if path is None:
+            raise InvalidInstanceError(f"shared trace {trace!r} not found (set SERVOPT_TRACES)")
+        frame = traces.read_azure(path)
+        if requests is not None:
+            start = (seed * requests) % max(len(frame) - requests, 1)
+            frame = frame.iloc[start:start + requests]
+        return gen.from_trace(frame, workers=workers, load=load, name=f"{trace} load={load:g}",
+                              **FLEET)
+    if kind == "hindsight":
+        return gen.generate_steps(workload=workload, requests=requests or 200, workers=workers,
+                                  seed=seed, step_ms=FLEET["step_ms"],
+                                  ms_per_kv_token=FLEET["ms_per_kv_token"])
+    raise InvalidInstanceError(f"unknown benchmark cell kind {kind!r}")

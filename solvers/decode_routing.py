@@ -33,12 +33,16 @@ Baselines (faithful to the deployed code they are named after)
   ``4 * waiting + running``, scanned from the client's start index (0), strict ``<`` so the first
   minimum in scan order wins; counts include requests routed since (here: exact counts).
 
-The bid-price router (``bid_price``) and the per-step IP (``epoch_ip``) are documented on their
-classes. ``POLICIES`` maps each name to a zero-argument factory returning a fresh router.
+The bid-price router (``bid_price``: LP plan, least-KV pick among planned workers;
+``bid_price_argmin``: the textbook argmin of the request's priced KV profile, interior duals,
+refresh every 2 steps) and the per-step IP (``epoch_ip``) are documented on their classes.
+``POLICIES`` maps each name to a zero-argument factory returning a fresh router.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -229,13 +233,21 @@ def _highs() -> Any:
     if _HIGHS is None:
         import highspy
 
-        _HIGHS = highspy.Highs()
+        sys.stdout.flush()
+        saved = os.dup(1)  # the constructor prints a banner on the C stdout; keep it quiet
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 1)
+                _HIGHS = highspy.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
         _HIGHS.setOptionValue("output_flag", False)
     return _HIGHS
 
 
 def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
-                 mip_gap: float = 1e-4) -> dict[str, Any]:
+                 mip_gap: float = 1e-4, central: bool = False) -> dict[str, Any]:
     """Solve a :class:`MatrixLP` with highspy.
 
     Returns ``status`` (optimal / time_limit / infeasible / error), ``objective``, ``bound``,
@@ -249,6 +261,8 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
     h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
     h.setOptionValue("mip_rel_gap", float(mip_gap))
     h.setOptionValue("presolve", "choose" if mat.integer.any() else "off")
+    h.setOptionValue("solver", "ipm" if central else "choose")
+    h.setOptionValue("run_crossover", "off" if central else "on")
     inf = highspy.kHighsInf
     lp = highspy.HighsLp()
     n_rows, n_cols = mat.A.shape
@@ -295,27 +309,36 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
 # Bid-price router
 # ---------------------------------------------------------------------------------------------
 class BidPrice(Router):
-    """Route by LP bid prices per worker and horizon step, refreshed every ``refresh`` steps.
+    """Route by an LP plan and bid prices per worker and horizon step, refreshed every k steps.
 
     At a refresh the router forecasts the next ``horizon`` steps: each worker's resident load
     (running and queued requests, their survival estimated online by Kaplan-Meier from finished
-    requests, or their ``predicted_tokens``), and a class of ``m = rate * refresh`` new requests
-    of the average observed prompt (rate measured over recent steps). It solves the epoch LP
-    relaxation (:func:`servopt.models.decode_routing.build_epoch`, HiGHS matrix path) for that
-    class and keeps its duals: rho_gh (``worker_load``), sigma_g (``slots``), kappa_g (``kv_memory``),
-    and the plan y_g (requests of the class per worker).
+    requests, or their ``predicted_tokens``), and a class of ``m = slack * rate * refresh`` new
+    requests of the average observed prompt (rate measured over the last ``window`` steps). It
+    solves the epoch LP relaxation (:func:`servopt.models.decode_routing.build_epoch`, HiGHS
+    matrix path) for that class and keeps its duals rho_gh (``worker_load``), sigma_g
+    (``slots``), kappa_g (``kv_memory``) and its plan y_g (requests of the class per worker).
+    The plan is positive only on workers whose reduced cost for the class is zero, i.e. whose
+    bid price ``sum_h rho_gh w_h + sigma_g + kappa_g n`` equals the class's value pi.
 
-    A request i is routed in O(G H) arithmetic, no solver: among the workers whose planned share
-    is not used up (``routed_g + 1/2 <= y_g``), the one with the lowest
-    ``sum_h rho_gh w_ih + sigma_g + kappa_g (s_i + 1)``, ties to the fewest KV tokens. When every
-    share is used up the LP is re-solved on the current state (work conserving: requests are
-    always routed on arrival).
+    A request i is then routed in O(G) (O(G H) for ``pick="price"``) with no solver: among the
+    workers whose planned share is not used up (shares are counted in units of the class's KV
+    need, so a long prompt uses more), ``pick="kv"`` takes the one with the fewest KV tokens;
+    ``pick="price"`` takes ``argmin_g sum_h rho_gh w_ih + sigma_g + kappa_g (s_i + 1)`` (ties to
+    the fewest KV tokens). When every share is used up the LP is re-solved on the current state
+    (work conserving: requests are always routed on arrival). ``central=True`` takes interior
+    duals (HiGHS IPM without crossover), which split the price of a step evenly among workers
+    tied at the barrier instead of an arbitrary vertex split.
     """
 
     name = "bid_price"
 
-    def __init__(self, horizon: int = 16, discount: float = 0.8, refresh: int = 2,
-                 prior_mean: float = 128.0, window: int = 64, slack: float = 1.5) -> None:
+    def __init__(self, horizon: int = 16, discount: float = 0.8, refresh: int = 4,
+                 prior_mean: float = 128.0, window: int = 64, slack: float = 1.5,
+                 pick: str = "kv", central: bool = False) -> None:
+        if pick not in ("kv", "price"):
+            raise InvalidInstanceError(f"pick must be 'kv' or 'price', got {pick!r}")
+        self.pick, self.central = pick, central
         if horizon < 1 or refresh < 1:
             raise InvalidInstanceError("horizon and refresh must be at least 1 step")
         self.slack = float(slack)
@@ -332,7 +355,6 @@ class BidPrice(Router):
         self.solves = 0
 
     def on_step(self, view: FleetView) -> None:
-        self._stepped = True
         self.arrivals[view.step % self.window] = 0
         if view.step - self.last_refresh >= self.refresh_every:
             self.plan = None
@@ -343,8 +365,7 @@ class BidPrice(Router):
         self.prompt_n += len(ids)
         for i in ids:
             i = int(i)
-            size = (view.prompt[i] + 1) / self.unit if self.plan is not None else 1.0
-            if self.plan is None or not np.any(self.routed + 0.5 * size <= self.share):
+            if self.plan is None or not np.any(self.share - self.routed > 1e-6):
                 self._solve(view)
             view.assign(i, self._pick(view, i))
 
@@ -369,7 +390,7 @@ class BidPrice(Router):
         epoch = Epoch(base, profile, [m], [kv_need], free, free_kv,
                       self.instance.ms_per_kv_token, self.discount)
         mat = epoch_matrices(epoch, relax=True)
-        res = solve_matrix(mat)
+        res = solve_matrix(mat, central=self.central)
         self.solves += 1
         self.last_refresh = view.step
         self.routed = np.zeros(G)
@@ -386,19 +407,19 @@ class BidPrice(Router):
         self.plan = True
 
     def _pick(self, view: FleetView, i: int) -> int:
-        pred = None if view.predicted is None else view.predicted[i:i + 1].astype(float)
-        w = self.fc.profile(view.prompt[i:i + 1].astype(float), np.zeros(1), pred)[0]
-        size = (view.prompt[i] + 1) / self.unit
-        score = self.rho @ w + self.sigma + self.kappa * (view.prompt[i] + 1)
-        open_ = self.routed + 0.5 * size <= self.share
-        if not open_.any():  # even a fresh plan has no room for this request: best price
+        open_ = self.share - self.routed > 1e-6
+        if not open_.any():  # even a fresh plan has no share left for this request
             open_[:] = True
-        score = np.where(open_, score, np.inf)
-        best = score.min()
-        tied = score <= best + 1e-9 * max(1.0, abs(best))
-        kv = np.where(tied, view.kv_running + view.kv_queued, np.iinfo(np.int64).max)
+        if self.pick == "price":
+            pred = None if view.predicted is None else view.predicted[i:i + 1].astype(float)
+            w = self.fc.profile(view.prompt[i:i + 1].astype(float), np.zeros(1), pred)[0]
+            score = self.rho @ w + self.sigma + self.kappa * (view.prompt[i] + 1)
+            score = np.where(open_, score, np.inf)
+            best = score.min()
+            open_ = score <= best + 1e-9 * max(1.0, abs(best))
+        kv = np.where(open_, view.kv_running + view.kv_queued, np.iinfo(np.int64).max)
         g = int(np.argmin(kv))
-        self.routed[g] += size
+        self.routed[g] += (view.prompt[i] + 1) / self.unit
         return g
 
 
@@ -464,6 +485,7 @@ POLICIES: dict[str, Callable[[], Router]] = {
     "p2c_kv": PowerOfTwoKV,
     "least_outstanding": LeastOutstanding,
     "bid_price": BidPrice,
+    "bid_price_argmin": lambda: BidPrice(pick="price", refresh=2, central=True),
     "epoch_ip": EpochIP,
 }
 

@@ -417,3 +417,20 @@ def test_from_trace_frame_with_load_and_blocks():
     cap = inst_mod.fleet_capacity(loaded.prompt, loaded.output, workers=2, slots=4,
                                   kv_capacity=1000, step_ms=10.0, ms_per_kv_token=1e-4)
     assert (len(frame) - 1) / loaded.arrival[-1] == pytest.approx(0.5 * cap)
+
+
+def test_bid_price_plans_on_the_light_worker_and_solves_per_refresh_not_per_request():
+    # worker 0 holds a long request; a burst of small requests should go to worker 1 first
+    rows = [(0, 5000, 400)] + [(1, 100, 50)] * 6
+    inst = stream(rows, workers=2, slots=8, kv_capacity=20_000, ms_per_kv_token=0.01)
+    for router in (routing.BidPrice(refresh=4), routing.BidPrice(pick="price", central=True)):
+        res = bench.simulate(inst, router)
+        assert res["worker"][0] in (0, 1)
+        heavy = res["worker"][0]
+        light = 1 - heavy
+        # the first burst request goes to the light worker, and most of the burst does
+        assert res["worker"][1] == light
+        assert np.sum(res["worker"][1:] == light) >= 4
+        assert router.solves <= 3
+    with pytest.raises(InvalidInstanceError, match="pick"):
+        routing.BidPrice(pick="best")

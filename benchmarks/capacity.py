@@ -56,13 +56,15 @@ EPS = 0.01
 
 @dataclasses.dataclass
 class SimResult:
-    """What one simulation recorded (per iteration unless noted)."""
+    """What one simulation recorded, per log entry (one iteration, or a quiet stretch of
+    ``iterations`` decode-only iterations simulated at once), unless noted."""
 
-    times: np.ndarray  # iteration end times (s)
-    in_system: np.ndarray  # requests arrived and not finished
+    times: np.ndarray  # end time of the entry (s)
+    in_system: np.ndarray  # requests arrived and not finished (at the entry's last start)
     waiting: np.ndarray  # requests waiting for admission
-    tokens: np.ndarray  # tokens processed
-    kv_used: np.ndarray  # KV tokens held during the iteration
+    tokens: np.ndarray  # tokens processed in the entry
+    kv_used: np.ndarray  # KV token-iterations held in the entry (KV held, for one iteration)
+    iterations: np.ndarray  # iterations in the entry
     done_times: np.ndarray  # per request: completion time (nan if unfinished)
     preemptions: int
     recomputed_tokens: int  # tokens processed beyond w(s, o) by finished requests
@@ -80,8 +82,14 @@ def simulate(
     arrivals: np.ndarray,
     *,
     max_iterations: int = 10**7,
+    skip: bool = True,
 ) -> SimResult:
-    """Simulate one worker of ``instance`` on requests arriving at ``arrivals`` (sorted, s)."""
+    """Simulate one worker of ``instance`` on requests arriving at ``arrivals`` (sorted, s).
+
+    ``skip``: simulate quiet stretches at once (every running request decoding, no admission,
+    preemption or completion possible before the stretch ends); the trajectory is the same as
+    with ``skip=False``, iteration by iteration, up to floating-point rounding of the clock.
+    """
     s_all = np.asarray(prompt, dtype=np.int64)
     o_all = np.asarray(output, dtype=np.int64)
     arr = np.asarray(arrivals, dtype=float)
@@ -100,7 +108,7 @@ def simulate(
     front: collections.deque[int] = collections.deque()  # preempted, served first
     next_arrival = completed = preemptions = 0
     clock = 0.0
-    times, in_sys, waiting, tok_log, kv_log = [], [], [], [], []
+    times, in_sys, waiting, tok_log, kv_log, iters = [], [], [], [], [], []
     done_times = np.full(n_req, np.nan)
     for _ in range(max_iterations):
         arrived = int(np.searchsorted(arr, clock, side="right"))
@@ -178,6 +186,40 @@ def simulate(
         in_sys.append(arrived - completed)
         waiting.append(arrived - next_arrival + len(front))
         tok_log.append(tokens)
+        iters.append(1)
+        # quiet stretch: all running requests decode; jump over the iterations in which
+        # nothing but the clock, the KV held and the tokens left changes
+        if not skip or r_id.size == 0 or r_need.any():
+            continue
+        dec_n = int(r_id.size)
+        step = d0 + d1 * dec_n
+        jump = min(int(r_left.min()) - 1, (M - used) // dec_n)
+        if jump < 1:
+            continue
+        head_waits = bool(front) or next_arrival < int(np.searchsorted(arr, clock, side="right"))
+        if dec_n < B and dec_n < b:  # an admission is possible in principle
+            if head_waits:
+                head = front[0] if front else next_arrival
+                if int(s_all[head] + gen[head]) <= M - used - dec_n:
+                    continue  # the head fits at the next iteration
+            elif next_arrival < n_req:
+                jump = min(jump, int((arr[next_arrival] - clock) / step))
+                if jump < 1:
+                    continue
+        last_start = clock + (jump - 1) * step
+        kv_log.append(jump * used + dec_n * jump * (jump + 1) // 2)
+        processed[r_id] += jump
+        gen[r_id] += jump
+        r_kv = r_kv + jump
+        r_left = r_left - jump
+        used += jump * dec_n
+        clock += jump * step
+        arrived = int(np.searchsorted(arr, last_start, side="right"))
+        times.append(clock)
+        in_sys.append(arrived - completed)
+        waiting.append(arrived - next_arrival + len(front))
+        tok_log.append(jump * dec_n)
+        iters.append(jump)
     finished = ~np.isnan(done_times)
     work = int((s_all + o_all - 1)[finished].sum())
     return SimResult(
@@ -186,6 +228,7 @@ def simulate(
         np.asarray(waiting),
         np.asarray(tok_log),
         np.asarray(kv_log),
+        np.asarray(iters),
         done_times,
         preemptions,
         int(processed[finished].sum()) - work,
@@ -259,7 +302,8 @@ def check_rate(
         preemptions_per_request=res.preemptions / n_requests,
         recompute_fraction=res.recomputed_tokens / max(res.work_tokens, 1),
         compute_utilisation=tokens / elapsed / peak,
-        kv_utilisation=float(res.kv_used[span].mean()) / instance.kv_tokens if span.any() else 0.0,
+        kv_utilisation=(float(res.kv_used[span].sum() / res.iterations[span].sum()) / instance.kv_tokens
+                        if span.any() else 0.0),
     )
 
 
@@ -334,7 +378,8 @@ def fleet_observer(
         done = np.count_nonzero(res.done_times <= elapsed)
         return {
             "compute_utilisation": float(res.tokens[span].sum()) / elapsed / peak,
-            "kv_utilisation": float((res.kv_used[span] * dt).sum() / elapsed) / instance.kv_tokens,
+            "kv_utilisation": float((res.kv_used[span] / res.iterations[span] * dt).sum() / elapsed)
+            / instance.kv_tokens,
             "mean_waiting": float((res.waiting[span] * dt).sum() / elapsed),
             "final_waiting": float(res.waiting[span][-1]) if span.any() else 0.0,
             "throughput": done / elapsed,

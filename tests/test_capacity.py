@@ -57,7 +57,26 @@ def test_footprint_equals_simulated_kv_of_a_lone_request():
         res = bench.simulate(inst, np.array([s]), np.array([o]), np.array([0.0]))
         assert res.kv_used.sum() == model.kv_footprint(s, o, chunk)
         assert res.tokens.sum() == model.work_tokens(s, o)
-        assert len(res.times) == model.slot_iterations(s, o, chunk)
+        assert res.iterations.sum() == model.slot_iterations(s, o, chunk)
+
+
+@pytest.mark.parametrize("workload, kv", [("conversation", 9000), ("code", 9000),
+                                          ("long_output", 6000)])
+def test_quiet_stretches_do_not_change_the_trajectory(workload, kv):
+    # times are sums of powers of two, so both clocks are exact and the runs must agree exactly
+    inst = instances.generate(workload=workload, requests=300, kv_tokens=kv, seed=5,
+                              step_overhead_s=1 / 64, per_token_s=1 / 8192, batch_cap=16,
+                              token_budget=1024, prefill_chunk=256)
+    s, o, unit = bench.sample_requests(inst, 250, seed=2)
+    arrivals = np.round(unit / (0.9 * model.bounds(inst).max_stable_rate) * 1024) / 1024
+    fast = bench.simulate(inst, s, o, arrivals)
+    slow = bench.simulate(inst, s, o, arrivals, skip=False)
+    assert fast.iterations.sum() == slow.iterations.sum() == len(slow.times)
+    assert len(fast.times) < len(slow.times)  # it did skip
+    np.testing.assert_array_equal(fast.done_times, slow.done_times)
+    assert fast.preemptions == slow.preemptions > 0 or workload == "code"
+    assert fast.kv_used.sum() == slow.kv_used.sum() and fast.tokens.sum() == slow.tokens.sum()
+    assert fast.recomputed_tokens == slow.recomputed_tokens
 
 
 def test_lone_request_timing_by_hand():

@@ -1,0 +1,74 @@
+"""Speed of the decode-step simulator (request-steps per second) and of each router (us/request).
+
+Run: ``python benchmarks/decode_routing_speed.py [--out benchmarks/results]``. Writes
+``decode_routing_speed.md``. A request-step is one request advancing one token in one decode
+step (the simulator's unit of work); the count is the sum of output tokens (plus recomputed
+tokens when requests are preempted; the table gives the preemptions). Timings are wall-clock on
+a shared machine and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from servopt.benchmarks import decode_routing as bench
+from servopt.solvers import decode_routing as routing
+
+CELLS = [
+    {"workload": "conversation", "workers": 8, "load": 0.85},
+    {"workload": "conversation", "workers": 32, "load": 0.85},
+    {"workload": "conversation", "workers": 128, "load": 0.85},
+    {"workload": "code", "workers": 32, "load": 0.85},
+]
+METHODS = ("round_robin", "jsq", "least_kv", "p2c_kv", "least_outstanding", "bid_price",
+           "bid_price_argmin")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    lines = ["# decode_routing: simulator and router speed", "",
+             "Command: `python benchmarks/decode_routing_speed.py`; machine: "
+             f"{platform.processor() or platform.machine()}, shared by other jobs (noisy).", "",
+             "## Simulator (router: round_robin, cheapest), best of "
+             f"{args.repeats} runs", "",
+             "| workload | workers | requests | steps | request-steps | preemptions | sim s "
+             "| request-steps / s |", "|---|---|---|---|---|---|---|---|"]
+    routers = []
+    for cell in CELLS:
+        inst = bench.make_cell(seed=0, **cell)
+        best = np.inf
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            res = bench.simulate(inst, routing.make_router("round_robin"))
+            best = min(best, time.perf_counter() - start)
+        work = int(inst.output.sum())
+        m = res["metrics"]
+        lines.append(f"| {cell['workload']} | {cell['workers']} | {inst.n_requests} | "
+                     f"{m['steps']} | {work} | {m['preemptions']} | {best:.2f} | "
+                     f"{work / best:,.0f} |")
+        if cell["workers"] in (8, 32):
+            row = [cell["workload"], str(cell["workers"])]
+            for method in METHODS:
+                out = bench.evaluate(inst, method)
+                row.append(f"{out.metrics['router_us']:.1f}")
+            routers.append(row)
+    lines += ["", "## Router decision time per request (us; includes LP refreshes)", "",
+              "| workload | workers | " + " | ".join(METHODS) + " |",
+              "|---|---|" + "---|" * len(METHODS)]
+    lines += ["| " + " | ".join(r) + " |" for r in routers]
+    path = Path(args.out) / "decode_routing_speed.md"
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

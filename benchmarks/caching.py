@@ -161,5 +161,18 @@ def lru_gap_table(frame: Any) -> Any:
     return out
 
 
-def _unused(*_: Any) -> np.ndarray:  # keep numpy imported for type users
-    return np.zeros(0)
+def make_instance(*, seed: int = 0, workload: str = "multimodal", **params: Any) -> Instance:
+    """Benchmark instances: ``workload="multimodal"`` (the generator) or ``"mooncake"`` (the
+    shared Mooncake trace; ``seed`` is unused there, the trace is fixed)."""
+    from servopt.instances import caching as instances
+
+    if workload == "multimodal":
+        return instances.generate(seed=seed, **params)
+    if workload == "mooncake":
+        from servopt.instances.traces import shared_trace
+
+        path = shared_trace("mooncake_synthetic.jsonl")
+        if path is None:
+            raise InvalidInstanceError("mooncake_synthetic.jsonl is not in ../shared/traces")
+        return instances.from_trace(path, **params)
+    raise InvalidInstanceError(f"unknown workload {workload!r}: 'multimodal' or 'mooncake'")

@@ -48,6 +48,8 @@ class Instance(BaseInstance):
     capacity : cache size in tokens (>= 0).
     kind : (objects,) small-int object kind (index into ``kind_names``); optional.
     kind_names : names of the kinds.
+    popularity : (objects,) expected number of requests of each object over the trace under the
+        generator's true (drifting) popularity; optional (traces have none).
     name : a label of the workload.
     """
 
@@ -61,6 +63,7 @@ class Instance(BaseInstance):
     capacity: float
     kind: np.ndarray | None = None
     kind_names: list[str] = dataclasses.field(default_factory=list)
+    popularity: np.ndarray | None = None
     name: str = ""
 
     def validate(self) -> None:
@@ -126,6 +129,12 @@ class Instance(BaseInstance):
                                                   kind.max() >= len(self.kind_names))):
                 raise InvalidInstanceError("kind must index kind_names")
         self._set("kind_names", [str(k) for k in self.kind_names])
+        if self.popularity is not None:
+            popularity = vector("popularity", float)
+            if len(popularity) != len(size) or np.any(~np.isfinite(popularity)) or np.any(
+                    popularity < 0):
+                raise InvalidInstanceError("popularity must give each object an expected request "
+                                           "count >= 0")
 
     # -- convenience -------------------------------------------------------------------------
     @property
@@ -185,19 +194,21 @@ def generate(
     weights = np.arange(1, objects + 1, dtype=float) ** -skew
     rank = rng.permutation(objects)  # rank[o]: popularity rank of object o
     ids = np.empty(requests, dtype=np.int64)
+    expected = np.zeros(objects)
     bounds = np.linspace(0, requests, phases + 1).astype(int)
     for phase in range(phases):
         if phase > 0 and drift > 0:
-            moved = rng.choice(objects, size=int(round(drift * objects)), replace=False)
+            moved = rng.choice(objects, size=round(drift * objects), replace=False)
             rank[moved] = rank[rng.permutation(moved)]
         p = weights[rank]
         lo, hi = bounds[phase], bounds[phase + 1]
         ids[lo:hi] = rng.choice(objects, size=hi - lo, p=p / p.sum())
+        expected += (hi - lo) * p / p.sum()
     time = np.cumsum(rng.exponential(1.0 / rate, requests))
     time -= time[0]
     return Instance(time=time, object_id=ids, size=size, miss_cost=cost,
                     capacity=float(np.round(cache_share * size.sum())), kind=kind,
-                    kind_names=names, name=f"multimodal skew={skew:g}")
+                    kind_names=names, popularity=expected, name=f"multimodal skew={skew:g}")
 
 
 def from_trace(

@@ -301,7 +301,7 @@ def build_networkx(instance: Instance, *, scale: float = 1e6) -> tuple[Any, floa
     for a, b, s, c in zip(iv.start[iv.fits].tolist(), iv.end[iv.fits].tolist(),
                           iv.size[iv.fits].tolist(), iv.cost[iv.fits].tolist(), strict=True):
         s = int(s)
-        graph.add_edge(a, b, capacity=s, weight=int(round(scale * c / s)))
+        graph.add_edge(a, b, capacity=s, weight=round(scale * c / s))
         graph.nodes[a]["demand"] -= s
         graph.nodes[b]["demand"] += s
     return graph, constant, scale

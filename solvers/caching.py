@@ -33,7 +33,6 @@ score with admission above a price learned once from the LP prices on a warm-up 
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import math
 import time
 from typing import Any, Protocol
@@ -317,8 +316,10 @@ class BeladySize(Belady):
 
 
 class Static(_Base):
-    """The best fixed set for the realised popularity (greedy knapsack on (count - 1) c / s):
-    objects of the set are admitted on first request and never evicted; others bypass."""
+    """The best fixed set for the true popularity (greedy knapsack on expected saved cost per
+    token): members are admitted on first request and never evicted; others bypass. Uses the
+    instance's ``popularity`` (expected requests) when the generator knows it, else the realised
+    request counts of the trace."""
 
     name = "static"
 
@@ -330,11 +331,18 @@ class Static(_Base):
         return 1.0 if self.member[o] else None
 
 
-def static_set(instance: Instance, popularity: np.ndarray | None = None) -> np.ndarray:
-    """Boolean mask of the fixed set: greedy by saved cost per token, then fill what still fits."""
-    counts = (np.bincount(instance.object_id, minlength=instance.objects).astype(float)
-              if popularity is None else np.asarray(popularity, dtype=float))
-    value = np.maximum(counts - 1, 0) * instance.miss_cost
+def static_set(instance: Instance) -> np.ndarray:
+    """Boolean mask of the fixed set: greedy by saved cost per token, then fill what still fits.
+
+    Saved cost of keeping o from its first request: c_o x (requests - 1) for realised counts,
+    c_o x (mu - P(N >= 1)) = c_o x (mu - 1 + e^-mu) for a Poisson count of mean mu.
+    """
+    if instance.popularity is not None:
+        mu = instance.popularity
+        value = (mu - 1.0 + np.exp(-mu)) * instance.miss_cost
+    else:
+        counts = np.bincount(instance.object_id, minlength=instance.objects).astype(float)
+        value = np.maximum(counts - 1, 0) * instance.miss_cost
     fits = instance.size <= instance.capacity
     candidates = np.flatnonzero((value > 0) & fits)
     order = candidates[np.argsort(-value[candidates] / instance.size[candidates], kind="stable")]
@@ -380,29 +388,44 @@ LN2 = math.log(2.0)
 class BidPrice(_Base):
     """Keep o while c_o x reuse_rate_o / s_o exceeds the price of a token-request-step.
 
-    reuse_rate_o is a decayed request count: f_o(t) = sum over past requests 2^(-(t - t_k)/h),
-    rate = f_o ln2 / h (requests per request-step). Eviction: lowest score first (computed in
-    log space, where the common decay cancels, so priorities never need refreshing). Admission:
-    the object is kept after a request only while its score exceeds ``price_scale x price``.
+    Eviction: lowest score ``c_o f_o(t) / s_o`` first, where f_o(t) = sum over past requests
+    2^(-(t - t_k)/h) is a decayed request count (slow ageing; computed in log space, where the
+    common decay cancels, so priorities never need refreshing).
 
-    price : the price (miss cost per token-step). With ``warmup`` > 0 it is learned online: at
-        request ``warmup x n`` the LP is solved on the requests seen so far and the price is the
-        mean of its ``cache_capacity`` prices over the first 80% of that window (the last gaps
-        see no future and are cheap); ``price_scale`` and ``half_life`` are then chosen from a
-        small grid by simulating the warm-up. With ``refresh`` = W, the price is re-solved every
-        W requests on the last W requests (a sliding window: a time-varying price).
+    Admission (where the price acts): after a request the object is kept only if
+    ``c_o x rate_o / s_o >= price_scale x price``. ``rate_o`` is
+
+    - ``admission="rate"``: the object's own decayed rate f_o ln2 / h (requests per step);
+    - ``admission="class"``: the reuse rate of its class (kind x how many times it was requested
+      before: 1st, 2nd, 3rd, later) measured on the past window: P(requested again) / mean
+      distance to that request. This predicts reuse at admission, before the object has history.
+
+    price : miss cost per token-step. With ``warmup`` > 0 it is learned online: at request
+        ``warmup x n`` the LP is solved on the requests seen so far and the price is the mean of
+        its ``cache_capacity`` prices over that window (per-gap prices are degenerate; their mean
+        is the average price of a token-step); ``half_life``, ``prior`` and ``price_scale`` are
+        then chosen from small grids by replaying the warm-up. With ``refresh`` = W, the LP is re-solved every W requests on
+        the last W requests (a sliding-window, time-varying price and class rates).
     """
 
     name = "bid_price"
+    CLASSES_PER_KIND = 4
 
     def __init__(self, *, price: float = 0.0, price_scale: float = 1.0,
                  half_life: float | None = None, warmup: float = 0.0,
-                 refresh: int | None = None, tune: bool = True,
-                 scales: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0),
-                 half_lives: tuple[float, ...] = (0.05, 0.2, 1.0)) -> None:
+                 refresh: int | float | None = None, tune: bool = True,
+                 admission: str = "rate",
+                 scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0),
+                 half_lives: tuple[float, ...] = (0.02, 0.2, 1.0),
+                 prior: float = 1.0, priors: tuple[float, ...] = (0.0, 0.1, 0.5, 1.0),
+                 class_rate: np.ndarray | None = None) -> None:
+        if admission not in ("rate", "class"):
+            raise InvalidInstanceError(f"admission must be 'rate' or 'class', got {admission!r}")
         self.price, self.price_scale, self.half_life = float(price), price_scale, half_life
         self.warmup, self.refresh, self.tune = warmup, refresh, tune
-        self.scales, self.half_lives = scales, half_lives
+        self.admission, self.scales, self.half_lives = admission, scales, half_lives
+        self.class_rate = class_rate
+        self.prior, self.priors = prior, priors
         self.prices: list[tuple[int, float]] = []  # (request, price) history
 
     # -- set-up -------------------------------------------------------------------------------
@@ -415,20 +438,29 @@ class BidPrice(_Base):
             self.half_life = max(0.2 * n * max(self.warmup, 0.1), 10.0)
         self.log_density = [math.log(d) if d > 0 else -1e300 for d in self.density]
         self.log_f = [-math.inf] * instance.objects
+        self.count = [0] * instance.objects
+        kind = instance.kind if instance.kind is not None else np.zeros(instance.objects, int)
+        self.kind_base = (kind * self.CLASSES_PER_KIND).tolist()
+        classes = (int(kind.max(initial=0)) + 1) * self.CLASSES_PER_KIND
+        if self.class_rate is None:
+            self.class_rate = np.zeros(classes)
+        self.log_class_rate = _safe_log(self.class_rate).tolist()
         self.warm_end = int(self.warmup * n) if self.warmup > 0 else -1
-        self.next_refresh = (self.warm_end + self.refresh
-                             if self.refresh and self.warm_end > 0 else -1)
+        if self.refresh is not None and 0 < self.refresh < 1:
+            self.refresh = max(int(self.refresh * n), 100)
+        self.next_refresh = -1
         self.prices = [(0, self.price)]
         self._set_rate()
 
     def _set_rate(self) -> None:
         self.decay = LN2 / self.half_life
+        self.log_prior = math.log(self.prior) if self.prior > 0 else -math.inf
         self.log_rate_unit = math.log(LN2 / self.half_life)
         self._set_threshold()
 
     def _set_threshold(self) -> None:
         p = self.price * self.price_scale
-        self.log_threshold = math.log(p) - self.log_rate_unit if p > 0 else -math.inf
+        self.log_threshold = math.log(p) if p > 0 else -math.inf
 
     # -- per request --------------------------------------------------------------------------
     def touch(self, t: int, o: int, hit: bool) -> float | None:
@@ -436,53 +468,98 @@ class BidPrice(_Base):
             self._learn(t)
         stamp = t * self.decay
         old = self.log_f[o]
-        # log(2^{stamp} + e^{old}) in a stable form
-        log_f = (stamp + math.log1p(math.exp(old - stamp)) if old > -math.inf else stamp)
+        log_f = _logaddexp(old, stamp)  # log(f x 2^{t/h}) including this request
         self.log_f[o] = log_f
-        score = self.log_density[o] + log_f  # log(c/s x f x 2^{t/h}): comparable across objects
-        if score - stamp <= self.log_threshold:
+        k = self.count[o]
+        self.count[o] = k + 1
+        if self.admission == "rate":
+            log_value = self.log_density[o] + log_f - stamp + self.log_rate_unit
+        else:
+            log_value = self.log_density[o] + self.log_class_rate[
+                self.kind_base[o] + min(k, self.CLASSES_PER_KIND - 1)]
+        if log_value < self.log_threshold:
             return None
-        return score
+        # eviction score log(c/s x (f_before + prior) x 2^{t/h}): comparable across objects
+        log_score = _logaddexp(old, stamp + self.log_prior)
+        return self.log_density[o] + log_score if log_score > -math.inf else -1e300
 
     # -- learning the price from the past ---------------------------------------------------
     def _learn(self, t: int) -> None:
         first = t == self.warm_end
-        lo = 0 if first or not self.refresh else max(0, t - self.refresh)
+        lo = 0 if first or not self.refresh else max(0, t - int(self.refresh))
         window = _window(self.instance, lo, t)
         lp = solve_lp(window)
-        usable = lp.price[: max(1, int(0.8 * len(lp.price)))]
-        self.price = float(usable.mean()) if len(usable) else 0.0
+        # the per-gap prices are degenerate (HiGHS may put a whole interval's price on one gap);
+        # their mean over the window is the average price of a token-step
+        self.price = float(lp.price.mean()) if len(lp.price) else 0.0
+        if self.admission == "class":
+            self.class_rate = class_rates(window, self.CLASSES_PER_KIND, len(self.class_rate))
+            self.log_class_rate = _safe_log(self.class_rate).tolist()
         if first and self.tune:
             self._tune(window)
         self._set_threshold()
-        self.prices.append((t, self.price))
+        self.prices.append((t, self.price * self.price_scale))
         if self.refresh:
-            self.next_refresh = t + self.refresh
+            self.next_refresh = t + int(self.refresh)
 
     def _tune(self, window: Instance) -> None:
+        """Choose (half-life, prior) with no price, then the price scale, by replaying the past."""
         from servopt.benchmarks.caching import simulate  # the warm-up replay (past requests)
 
-        best = (math.inf, self.price_scale, self.half_life)
-        for half in self.half_lives:
-            for scale in self.scales:
-                trial = BidPrice(price=self.price, price_scale=scale,
-                                 half_life=max(half * window.requests, 10.0), tune=False)
-                cost = simulate(window, trial).miss_cost
-                if cost < best[0] - 1e-9:
-                    best = (cost, scale, trial.half_life)
-        _, self.price_scale, half_life = best
-        # the running decayed counts were built with the old half-life: rebuild them
-        if half_life != self.half_life:
-            self.half_life = half_life
-            self._set_rate()
-            self._replay(window)
+        def replay(half: float, prior: float, scale: float) -> float:
+            trial = BidPrice(price=self.price, price_scale=scale, admission=self.admission,
+                             half_life=half, prior=prior, tune=False, class_rate=self.class_rate)
+            return simulate(window, trial).miss_cost
 
-    def _replay(self, window: Instance) -> None:
-        self.log_f = [-math.inf] * len(self.log_f)
-        for t, o in enumerate(window.object_id.tolist()):
-            stamp = t * self.decay
-            old = self.log_f[o]
-            self.log_f[o] = stamp + math.log1p(math.exp(old - stamp)) if old > -math.inf else stamp
+        halves = [max(h * window.requests, 10.0) for h in self.half_lives]
+        _, half_life, self.prior = min((replay(h, p, 0.0), h, p) for h in halves
+                                       for p in self.priors)
+        scales = self.scales if self.price > 0 else (0.0,)
+        _, self.price_scale = min((replay(half_life, self.prior, s), s) for s in scales)
+        if half_life != self.half_life:  # rebuild the decayed counts with the chosen half-life
+            self.half_life = half_life
+            self.log_f = [-math.inf] * len(self.log_f)
+            decay = LN2 / half_life
+            for t, o in enumerate(window.object_id.tolist()):
+                self.log_f[o] = _logaddexp(self.log_f[o], t * decay)
+        self._set_rate()
+
+
+def _logaddexp(a: float, b: float) -> float:
+    if a < b:
+        a, b = b, a
+    if b == -math.inf:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
+def _safe_log(values: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        return np.where(values > 0, np.log(np.maximum(values, 1e-300)), -np.inf)
+
+
+def class_rates(window: Instance, per_kind: int, classes: int) -> np.ndarray:
+    """Reuse rate (requests per step) of each class (kind x prior request count) on a window:
+    P(requested again inside the window) / mean distance to that request."""
+    iv = model.intervals(window)
+    n = window.requests
+    ids = window.object_id
+    order = np.argsort(ids, kind="stable")
+    counts = np.bincount(ids, minlength=window.objects)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ordinal = np.empty(n, dtype=np.int64)
+    ordinal[order] = np.arange(n) - np.repeat(first, counts)
+    kind = window.kind if window.kind is not None else np.zeros(window.objects, dtype=np.int64)
+    cls = kind[ids] * per_kind + np.minimum(ordinal, per_kind - 1)
+    reused = iv.next_request < n
+    distance = np.where(reused, iv.next_request - np.arange(n), 0)
+    total = np.bincount(cls, minlength=classes)[:classes].astype(float)
+    again = np.bincount(cls, weights=reused, minlength=classes)[:classes]
+    dist = np.bincount(cls, weights=distance, minlength=classes)[:classes]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(again > 0, (again / np.maximum(total, 1)) / (dist / np.maximum(again, 1)),
+                        0.0)
+    return rate
 
 
 def _window(instance: Instance, lo: int, hi: int) -> Instance:
@@ -490,7 +567,7 @@ def _window(instance: Instance, lo: int, hi: int) -> Instance:
     return Instance(time=instance.time[lo:hi], object_id=instance.object_id[lo:hi],
                     size=instance.size, miss_cost=instance.miss_cost,
                     capacity=instance.capacity, kind=instance.kind,
-                    kind_names=instance.kind_names, name=instance.name)
+                    kind_names=instance.kind_names, name=instance.name)  # no popularity: past only
 
 
 class CostFreqSize(BidPrice):
@@ -501,6 +578,12 @@ class CostFreqSize(BidPrice):
 
     def __init__(self, *, warmup: float = 0.2, **kw: Any) -> None:
         super().__init__(warmup=warmup, scales=(0.0,), **kw)
+        self.priors = (1.0,)
+
+    def _learn(self, t: int) -> None:  # no LP: only the half-life is chosen on the warm-up
+        self.price = 0.0
+        if self.tune:
+            self._tune(_window(self.instance, 0, t))
 
     def _set_threshold(self) -> None:
         self.log_threshold = -math.inf
@@ -528,7 +611,8 @@ POLICIES: dict[str, Any] = {
     "lp_schedule": LPSchedule,
     "cost_freq_size": CostFreqSize,
     "bid_price_static": _factory(BidPrice, warmup=0.2),
-    "bid_price": _factory(BidPrice, warmup=0.2, refresh=None),
+    "bid_price_class": _factory(BidPrice, warmup=0.2, admission="class"),
+    "bid_price": _factory(BidPrice, warmup=0.2, admission="class", refresh=0.2),
 }
 
 

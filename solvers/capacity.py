@@ -21,10 +21,12 @@ Methods (``POLICIES``)
 - ``compute_only``: only the compute bound (token throughput; Li, Dai and Peng), same headroom:
   what sizing from token throughput alone gives when KV memory binds.
 - ``utilisation``: Kubernetes HPA on compute utilisation (token throughput / peak): desired =
-  ceil(N x utilisation / target), target 80 %, tolerance 10 %, starting from twice the
-  compute-only fleet, at most 20 rounds, until the ratio is within tolerance.
-- ``queue_depth``: scale-out on queue depth (HPA on ``num_requests_waiting`` per worker, target
-  5, scale-up at most doubling per round, no scale-in), starting from one worker: it adds
+  ceil(N x utilisation / target), target 80 %, tolerance 10 % (HPA's default), scale-up at most
+  max(2 N, N + 4) per round (HPA's default scale-up policy), starting from twice the
+  compute-only fleet, at most 20 rounds.
+- ``queue_depth``: KEDA / HPA on ``vllm:num_requests_waiting`` with an AverageValue target of 5
+  waiting requests per worker (desired = ceil(total waiting / 5), the vLLM production-stack
+  style trigger), the same scale-up limit, no scale-in, starting from one worker: it adds
   workers only after a queue has built up within the measurement window.
 """
 
@@ -141,6 +143,11 @@ def fluid_lp(instance: Instance, observe: Observe | None = None) -> Plan:
     )
 
 
+def _scale_up_limit(workers: int) -> int:
+    """HPA's default scale-up policy: at most double, or add 4 pods, whichever is more."""
+    return max(2 * workers, workers + 4)
+
+
 def utilisation(
     instance: Instance, observe: Observe, *, target: float = 0.8, tolerance: float = 0.1, rounds: int = 20
 ) -> Plan:
@@ -154,7 +161,7 @@ def utilisation(
         ratio = util / target
         if abs(ratio - 1.0) <= tolerance:
             break
-        desired = max(1, math.ceil(workers * ratio - 1e-9))
+        desired = min(max(1, math.ceil(workers * ratio - 1e-9)), _scale_up_limit(workers))
         if desired in seen or desired == workers:
             workers = max(workers, desired) if desired in seen else desired
             break
@@ -173,7 +180,7 @@ def queue_depth(
         history.append((workers, waiting))
         if waiting <= target * (1 + tolerance):
             break
-        workers = min(2 * workers, max(workers + 1, math.ceil(workers * waiting / target)))
+        workers = min(_scale_up_limit(workers), max(workers + 1, math.ceil(workers * waiting / target)))
     return Plan(workers=workers, binding="unknown", detail={"history": history})
 
 

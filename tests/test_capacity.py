@@ -228,14 +228,15 @@ def test_planning_rules_and_reactive_baselines_with_a_fake_fleet():
     assert rules.compute_only(inst).workers < plan.workers  # ignores the binding memory
     # HPA on utilisation: util(N) = 4 / N reaches the 0.8 target at N = 5
     assert rules.utilisation(inst, lambda n: {"compute_utilisation": 4.0 / n}).workers == 5
-    # scale-out on queue depth: a queue builds below 7 workers; doubling gives 1, 2, 4, 8
+    # scale-out on queue depth: a queue builds below 7 workers; HPA's scale-up limit
+    # max(2 N, N + 4) gives 1, 5, 10
     seen = []
 
     def queue(n):
         seen.append(n)
         return {"mean_waiting": 100.0 if n < 7 else 0.0}
 
-    assert rules.queue_depth(inst, queue).workers == 8 and seen == [1, 2, 4, 8]
+    assert rules.queue_depth(inst, queue).workers == 10 and seen == [1, 5, 10]
 
 
 def test_gap_table_runs_on_the_simulator():

@@ -389,7 +389,7 @@ def test_hindsight_with_binding_slots_has_rows_and_seconds_clock_is_refused():
 
 
 def test_bound_is_below_every_method():
-    inst = inst_mod.generate_steps(requests=10, workers=2, seed=4)
+    inst = inst_mod.generate_steps(requests=8, workers=2, seed=4)
     b = bench.bound(inst, time_limit=10)
     assert b.kind in ("optimal", "mip_bound")
     for method in routing.POLICIES:

@@ -174,18 +174,28 @@ def build(
     beta: float | None = None,
     group_locality: bool = False,
     symmetry: bool = True,
+    max_binaries: int = 100_000,
 ) -> pyo.ConcreteModel:
     """The placement MILP, or the dispatch LP when ``placement`` (phy2log) is given.
 
     window : which window's loads (default the planned window); layers : a subset of layers.
     makespan_ub / makespan_lb : per-layer bounds (scalar or array over ``layers``) for the valid
     inequalities; beta : migration cost (tokens per new replica; default the instance's).
+    max_binaries : refuse to build a larger MILP (a deepseek_v3 instance has 475,136 binaries
+    over its 58 layers): solve a few ``layers`` at a time, or use the decomposition
+    ``servopt.solvers.expert_placement.exact_placement``, which certifies plans at that size.
     """
     w_all = window_loads(instance, window)
     layer_ids = list(range(instance.num_layers)) if layers is None else [int(x) for x in layers]
     if placement is not None:
         return _build_dispatch(instance, check_placement(instance, placement), w_all, layer_ids)
     E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
+    binaries = len(layer_ids) * E * G
+    if binaries > max_binaries:
+        raise InvalidInstanceError(
+            f"the placement MILP for {len(layer_ids)} layers x {E} experts x {G} GPUs would have "
+            f"{binaries} binaries (limit max_binaries={max_binaries}): pass layers=[...] to solve "
+            f"a few layers, or use servopt.solvers.expert_placement.exact_placement")
     speed = instance.speed
     w = w_all[layer_ids]
     ub = _per_layer(makespan_ub, len(layer_ids), w.max(axis=1) / speed.min())

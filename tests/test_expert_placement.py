@@ -323,3 +323,11 @@ def test_ring_placement_by_hand_and_its_fallback():
     one = sv.pack_ring(inst.planned_loads, np.array([[2, 2]]), 4, 1)
     model.check_placement(inst, one, distinct=True)
     assert sorted(one[0].tolist()) == [0, 0, 1, 1]
+
+
+def test_full_size_milp_is_refused_with_advice():
+    inst = inst_mod.generate("deepseek_v3", windows=2, seed=0)
+    with pytest.raises(InvalidInstanceError, match="pass layers="):
+        exact.solve(inst)
+    # one layer of it builds (8192 binaries); the decomposition certifies all 58 layers
+    assert len(model.build(inst, layers=[0]).y) == 256 * 32

@@ -8,8 +8,9 @@ A placement method is a callable ``method(instance) -> Plan``. It may read only 
 an empty slot), the dispatch semantics the plan is served with (``"even"``: every replica gets
 an equal share, as EPLB assumes; ``"lp"``: LPLB's min-max dispatch LP per window; ``"price"``:
 the bid-price dispatch rule with the plan's ``gpu_price``), and the wall time of planning.
-A dispatch method is ``dispatch(plan_or_phy2log, w, ...) -> flows (layers, slots)``: tokens of
-the window served by each physical slot.
+The dispatches (:func:`even_dispatch`, :func:`lp_dispatch`, :func:`price_dispatch`, and
+:func:`dispatch_flows` for a plan) return flows (layers, slots): the window's tokens served by
+each physical slot.
 
 Methods (``POLICIES``)
 ----------------------
@@ -18,8 +19,8 @@ Methods (``POLICIES``)
   the LP, or price dispatch.
 - ``no_replication``: one slot per expert, LPT packing (heaviest expert to the least-loaded GPU
   with a free slot).
-- ``bid_price`` (and ``bid_price_lp``): :func:`bid_price_placement`, served with the price
-  dispatch rule :func:`price_dispatch`.
+- ``bid_price`` (and ``bid_price_lp``): the :class:`BidPrice` placement (bids for replicas,
+  ring placement), served with the price dispatch rule :func:`price_dispatch` (or the LP).
 - ``exact``: :func:`exact_placement`, the decomposition (layers independent; per layer replica
   counts, then placement, then the dispatch LP) certified against the combinatorial bound, with
   the placement MILP on layers that are not certified (small instances).
@@ -184,10 +185,6 @@ def eplb(weight: Any, num_replicas: int, num_groups: int, num_nodes: int,
 # =============================================================================================
 # Dispatch: even split, the LP (LPLB), and the price rule
 # =============================================================================================
-def slot_gpu(instance: Instance) -> np.ndarray:
-    return np.arange(instance.num_slots) // instance.slots_per_gpu
-
-
 def even_dispatch(phy2log: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Flows (layers, slots): each replica serves an equal share of its expert's tokens."""
     L, E = w.shape
@@ -550,11 +547,11 @@ class BidPrice:
     Prices. In the dispatch LP every GPU has a price pi_g (its ``gpu_load`` dual) and every
     expert the price of the cheapest GPU hosting it (its ``demand`` dual); a replica of e on
     GPU g is worth (price_e - pi_g) per token it takes. Tokens flow along replicated experts,
-    so all GPUs linked by replicas share one price, and a GPU cut off from the others keeps its
-    own (the straggler's). Two decisions follow:
+    so GPUs linked by replicas that carry tokens share one price, and a GPU cut off from the
+    others keeps its own (the straggler's). Two decisions follow:
 
     - which expert gets the next replica: the extra slots go to the highest bids, the bid of
-      the k-th replica of e being ``v_e / (k - 1) * (1 - a + a * G * price_e)``, where
+      the k-th replica of e being ``v_e / (k - 1) * (1 - a + a * sum_g(s_g) * price_e)``, where
       ``v_e = w_e + kappa * d_e`` is its risk-weighted load (``w_e`` in the planned window,
       ``d_e`` the mean absolute change of its load between the recent windows, so experts whose
       load moves bid more) and ``price_e`` comes from ``gpu_price`` (the dispatch prices of the

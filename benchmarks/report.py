@@ -11,12 +11,15 @@ import pandas as pd
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per case and method: runs, mean cost, mean / max gap, mean time, bound kind, failures."""
+    """Per case and method: runs, mean cost, mean / max gap, mean time, bound kind, statuses.
+
+    ``status`` is ``ok`` when every run was, else the count of each other status (for example
+    ``2 unstable`` for a capacity plan that under-provisions, or an error).
+    """
     if frame.empty:
         return pd.DataFrame(columns=["case", "method", "runs", "cost", "gap_mean", "gap_max",
-                                     "wall_s", "bound_kind", "failed"])
-    ok = frame["status"].astype(str).isin(["ok", "optimal", "time_limit"])
-    grouped = frame.assign(_ok=ok).groupby(["case", "method"], sort=False)
+                                     "wall_s", "bound_kind", "status"])
+    grouped = frame.groupby(["case", "method"], sort=False)
     out = grouped.agg(
         decision=("decision", "first"),
         runs=("method", "size"),
@@ -25,9 +28,15 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         gap_max=("gap", "max"),
         wall_s=("wall_s", "mean"),
         bound_kind=("bound_kind", lambda s: "/".join(sorted({str(v) for v in s}))),
-        failed=("_ok", lambda s: int((~s).sum())),
+        status=("status", _status_counts),
     )
     return out.reset_index()
+
+
+def _status_counts(statuses: pd.Series) -> str:
+    counts = statuses.astype(str).str.split(":").str[0].value_counts()
+    bad = counts.drop(labels=["ok", "optimal"], errors="ignore")
+    return "ok" if bad.empty else ", ".join(f"{n} {s}" for s, n in bad.items())
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
@@ -56,7 +65,7 @@ def format_gap_table(frame: pd.DataFrame) -> str:
     parts = []
     for (decision, case), block in summary.groupby(["decision", "case"], sort=False):
         table = block[["method", "runs", "cost", "gap_mean", "gap_max", "wall_s", "bound_kind",
-                       "failed"]]
+                       "status"]]
         parts.append(f"## {decision}: {case}\n\n{markdown_table(table)}")
     return "\n\n".join(parts)
 

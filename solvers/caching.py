@@ -388,14 +388,15 @@ LN2 = math.log(2.0)
 class BidPrice(_Base):
     """Keep o while c_o x reuse_rate_o / s_o exceeds the price of a token-request-step.
 
-    Eviction: lowest score ``c_o f_o(t) / s_o`` first, where f_o(t) = sum over past requests
-    2^(-(t - t_k)/h) is a decayed request count (slow ageing; computed in log space, where the
-    common decay cancels, so priorities never need refreshing).
+    Eviction: lowest score ``L + (k_o + prior) c_o / s_o`` first, where k_o counts the object's
+    earlier requests (cost x frequency / size) and L, the score of the last eviction, ages the
+    whole cache slowly (GreedyDual's inflation).
 
     Admission (where the price acts): after a request the object is kept only if
-    ``c_o x rate_o / s_o >= price_scale x price``. ``rate_o`` is
+    ``c_o x rate_o / s_o >= price_scale x price``, with ``rate_o`` (requests per step)
 
-    - ``admission="rate"``: the object's own decayed rate f_o ln2 / h (requests per step);
+    - ``admission="rate"``: the object's own rate (k_o + prior) / (age_o + D), D the mean reuse
+      distance seen on the past window (a prior that keeps a new object's rate finite);
     - ``admission="class"``: the reuse rate of its class (kind x how many times it was requested
       before: 1st, 2nd, 3rd, later) measured on the past window: P(requested again) / mean
       distance to that request. This predicts reuse at admission, before the object has history.
@@ -403,85 +404,74 @@ class BidPrice(_Base):
     price : miss cost per token-step. With ``warmup`` > 0 it is learned online: at request
         ``warmup x n`` the LP is solved on the requests seen so far and the price is the mean of
         its ``cache_capacity`` prices over that window (per-gap prices are degenerate; their mean
-        is the average price of a token-step); ``half_life``, ``prior`` and ``price_scale`` are
-        then chosen from small grids by replaying the warm-up. With ``refresh`` = W, the LP is re-solved every W requests on
-        the last W requests (a sliding-window, time-varying price and class rates).
+        is the average price of a token-step); ``prior`` and then ``price_scale`` are chosen
+        from small grids by replaying the warm-up. With ``refresh`` = W (requests, or a share of
+        them if < 1), the LP is re-solved every W requests on the last W requests: a
+        sliding-window, time-varying price (and class rates).
     """
 
     name = "bid_price"
     CLASSES_PER_KIND = 4
 
-    def __init__(self, *, price: float = 0.0, price_scale: float = 1.0,
-                 half_life: float | None = None, warmup: float = 0.0,
-                 refresh: int | float | None = None, tune: bool = True,
+    def __init__(self, *, price: float = 0.0, price_scale: float = 1.0, prior: float = 1.0,
+                 warmup: float = 0.0, refresh: int | float | None = None, tune: bool = True,
                  admission: str = "rate",
-                 scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0),
-                 half_lives: tuple[float, ...] = (0.02, 0.2, 1.0),
-                 prior: float = 1.0, priors: tuple[float, ...] = (0.0, 0.1, 0.5, 1.0),
-                 class_rate: np.ndarray | None = None) -> None:
+                 scales: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0),
+                 priors: tuple[float, ...] = (0.0, 0.2, 1.0),
+                 class_rate: np.ndarray | None = None, distance: float | None = None) -> None:
         if admission not in ("rate", "class"):
             raise InvalidInstanceError(f"admission must be 'rate' or 'class', got {admission!r}")
-        self.price, self.price_scale, self.half_life = float(price), price_scale, half_life
+        self.price, self.price_scale, self.prior = float(price), price_scale, prior
         self.warmup, self.refresh, self.tune = warmup, refresh, tune
-        self.admission, self.scales, self.half_lives = admission, scales, half_lives
-        self.class_rate = class_rate
-        self.prior, self.priors = prior, priors
-        self.prices: list[tuple[int, float]] = []  # (request, price) history
+        self.admission, self.scales, self.priors = admission, scales, priors
+        self.class_rate, self.distance = class_rate, distance
+        self.prices: list[tuple[int, float]] = []  # (request, price x scale) history
 
     # -- set-up -------------------------------------------------------------------------------
     def start(self, instance: Instance) -> None:
         super().start(instance)
         self.instance = instance
         n = instance.requests
-        self.n = n
-        if self.half_life is None:
-            self.half_life = max(0.2 * n * max(self.warmup, 0.1), 10.0)
-        self.log_density = [math.log(d) if d > 0 else -1e300 for d in self.density]
-        self.log_f = [-math.inf] * instance.objects
         self.count = [0] * instance.objects
+        self.first = [0] * instance.objects
+        self.inflation = 0.0
+        if self.distance is None:
+            self.distance = float(max(n, 1))
         kind = instance.kind if instance.kind is not None else np.zeros(instance.objects, int)
         self.kind_base = (kind * self.CLASSES_PER_KIND).tolist()
         classes = (int(kind.max(initial=0)) + 1) * self.CLASSES_PER_KIND
         if self.class_rate is None:
             self.class_rate = np.zeros(classes)
-        self.log_class_rate = _safe_log(self.class_rate).tolist()
+        self.rate_of_class = self.class_rate.tolist()
         self.warm_end = int(self.warmup * n) if self.warmup > 0 else -1
         if self.refresh is not None and 0 < self.refresh < 1:
             self.refresh = max(int(self.refresh * n), 100)
         self.next_refresh = -1
-        self.prices = [(0, self.price)]
-        self._set_rate()
-
-    def _set_rate(self) -> None:
-        self.decay = LN2 / self.half_life
-        self.log_prior = math.log(self.prior) if self.prior > 0 else -math.inf
-        self.log_rate_unit = math.log(LN2 / self.half_life)
+        self.prices = [(0, self.price * self.price_scale)]
         self._set_threshold()
 
     def _set_threshold(self) -> None:
-        p = self.price * self.price_scale
-        self.log_threshold = math.log(p) if p > 0 else -math.inf
+        self.threshold = self.price * self.price_scale
 
     # -- per request --------------------------------------------------------------------------
     def touch(self, t: int, o: int, hit: bool) -> float | None:
         if t == self.warm_end or t == self.next_refresh:
             self._learn(t)
-        stamp = t * self.decay
-        old = self.log_f[o]
-        log_f = _logaddexp(old, stamp)  # log(f x 2^{t/h}) including this request
-        self.log_f[o] = log_f
         k = self.count[o]
         self.count[o] = k + 1
-        if self.admission == "rate":
-            log_value = self.log_density[o] + log_f - stamp + self.log_rate_unit
-        else:
-            log_value = self.log_density[o] + self.log_class_rate[
-                self.kind_base[o] + min(k, self.CLASSES_PER_KIND - 1)]
-        if log_value < self.log_threshold:
-            return None
-        # eviction score log(c/s x (f_before + prior) x 2^{t/h}): comparable across objects
-        log_score = _logaddexp(old, stamp + self.log_prior)
-        return self.log_density[o] + log_score if log_score > -math.inf else -1e300
+        if k == 0:
+            self.first[o] = t
+        if self.threshold > 0:
+            if self.admission == "rate":
+                rate = (k + self.prior) / (t - self.first[o] + self.distance)
+            else:
+                rate = self.rate_of_class[self.kind_base[o] + min(k, self.CLASSES_PER_KIND - 1)]
+            if self.density[o] * rate < self.threshold:
+                return None
+        return self.inflation + (k + self.prior) * self.density[o]
+
+    def evicted(self, o: int, priority: float) -> None:
+        self.inflation = priority
 
     # -- learning the price from the past ---------------------------------------------------
     def _learn(self, t: int) -> None:
@@ -492,45 +482,31 @@ class BidPrice(_Base):
         # the per-gap prices are degenerate (HiGHS may put a whole interval's price on one gap);
         # their mean over the window is the average price of a token-step
         self.price = float(lp.price.mean()) if len(lp.price) else 0.0
+        iv = lp.intervals
+        self.distance = float((iv.end - iv.start).mean()) if len(iv.start) else float(t)
         if self.admission == "class":
             self.class_rate = class_rates(window, self.CLASSES_PER_KIND, len(self.class_rate))
-            self.log_class_rate = _safe_log(self.class_rate).tolist()
+            self.rate_of_class = self.class_rate.tolist()
         if first and self.tune:
             self._tune(window)
         self._set_threshold()
-        self.prices.append((t, self.price * self.price_scale))
+        self.prices.append((t, self.threshold))
         if self.refresh:
             self.next_refresh = t + int(self.refresh)
 
     def _tune(self, window: Instance) -> None:
-        """Choose (half-life, prior) with no price, then the price scale, by replaying the past."""
+        """Choose ``prior`` with no price, then ``price_scale``, by replaying the past window."""
         from servopt.benchmarks.caching import simulate  # the warm-up replay (past requests)
 
-        def replay(half: float, prior: float, scale: float) -> float:
-            trial = BidPrice(price=self.price, price_scale=scale, admission=self.admission,
-                             half_life=half, prior=prior, tune=False, class_rate=self.class_rate)
+        def replay(prior: float, scale: float) -> float:
+            trial = BidPrice(price=self.price, price_scale=scale, prior=prior, tune=False,
+                             admission=self.admission, class_rate=self.class_rate,
+                             distance=self.distance)
             return simulate(window, trial).miss_cost
 
-        halves = [max(h * window.requests, 10.0) for h in self.half_lives]
-        _, half_life, self.prior = min((replay(h, p, 0.0), h, p) for h in halves
-                                       for p in self.priors)
+        _, self.prior = min((replay(p, 0.0), p) for p in self.priors)
         scales = self.scales if self.price > 0 else (0.0,)
-        _, self.price_scale = min((replay(half_life, self.prior, s), s) for s in scales)
-        if half_life != self.half_life:  # rebuild the decayed counts with the chosen half-life
-            self.half_life = half_life
-            self.log_f = [-math.inf] * len(self.log_f)
-            decay = LN2 / half_life
-            for t, o in enumerate(window.object_id.tolist()):
-                self.log_f[o] = _logaddexp(self.log_f[o], t * decay)
-        self._set_rate()
-
-
-def _logaddexp(a: float, b: float) -> float:
-    if a < b:
-        a, b = b, a
-    if b == -math.inf:
-        return a
-    return a + math.log1p(math.exp(b - a))
+        _, self.price_scale = min((replay(self.prior, s), s) for s in scales)
 
 
 def _safe_log(values: np.ndarray) -> np.ndarray:
@@ -571,22 +547,19 @@ def _window(instance: Instance, lo: int, hi: int) -> Instance:
 
 
 class CostFreqSize(BidPrice):
-    """The bid-price score without a price: evict the lowest c x decayed frequency / s, admit all
-    (half-life chosen on the warm-up like the bid-price rule)."""
+    """The bid-price score without a price: evict the lowest L + (k + prior) c / s, admit all
+    (``prior`` chosen on the warm-up like the bid-price rule; no LP)."""
 
     name = "cost_freq_size"
 
     def __init__(self, *, warmup: float = 0.2, **kw: Any) -> None:
         super().__init__(warmup=warmup, scales=(0.0,), **kw)
-        self.priors = (1.0,)
 
-    def _learn(self, t: int) -> None:  # no LP: only the half-life is chosen on the warm-up
+    def _learn(self, t: int) -> None:
         self.price = 0.0
         if self.tune:
             self._tune(_window(self.instance, 0, t))
-
-    def _set_threshold(self) -> None:
-        self.log_threshold = -math.inf
+        self._set_threshold()
 
 
 def _factory(cls: type, **kw: Any) -> Any:
@@ -612,7 +585,7 @@ POLICIES: dict[str, Any] = {
     "cost_freq_size": CostFreqSize,
     "bid_price_static": _factory(BidPrice, warmup=0.2),
     "bid_price_class": _factory(BidPrice, warmup=0.2, admission="class"),
-    "bid_price": _factory(BidPrice, warmup=0.2, admission="class", refresh=0.2),
+    "bid_price": _factory(BidPrice, warmup=0.2, refresh=0.2),
 }
 
 

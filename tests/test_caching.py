@@ -1,0 +1,263 @@
+"""Caching: the interval LP and its flow forms agree, bounds match brute force and Belady, the
+simulator counts hits as worked by hand, and bad input gets a clear error."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from servopt import gap_table
+from servopt.benchmarks import caching as bench
+from servopt.core import InvalidInstanceError
+from servopt.instances import caching as ci
+from servopt.instances.traces import shared_trace
+from servopt.models import caching as mc
+from servopt.solvers import caching as cs
+from servopt.solvers import exact
+
+
+def unit_instance(sequence, capacity, size=None, cost=None) -> ci.Instance:
+    objects = max(sequence) + 1
+    return ci.Instance(time=np.arange(len(sequence), dtype=float), object_id=np.array(sequence),
+                       size=np.ones(objects) if size is None else np.asarray(size, float),
+                       miss_cost=np.ones(objects) if cost is None else np.asarray(cost, float),
+                       capacity=capacity)
+
+
+def misses(instance, method) -> int:
+    result = bench.simulate(instance, method)
+    return result.requests - result.hits
+
+
+# ---------------------------------------------------------------------------------------------
+# The LP: five formulations agree
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lp_formulations_agree(seed):
+    inst = ci.generate(requests=250, objects=50, cache_share=0.06, seed=seed)
+    values = {
+        "highs_matrix": cs.solve_lp(inst).value,
+        "pyomo_flow": exact.solve(inst).objective,
+        "pyomo_interval": exact.solve(inst, form="interval").objective,
+        "cvxpy_flow": exact.solve(inst, backend="cvxpy").objective,
+        "cvxpy_interval": exact.solve(inst, backend="cvxpy", form="interval").objective,
+        "networkx": cs.solve_lp(inst, method="networkx").value,
+    }
+    reference = values["pyomo_interval"]
+    for name, value in values.items():
+        # networkx rounds arc costs to 1e-6 per token: allow that
+        assert value == pytest.approx(reference, rel=1e-6), name
+
+
+def lagrangian(inst: ci.Instance, price: np.ndarray) -> float:
+    """Dual function of the interval LP: sum_i min(c_i, s_i Lambda_i) - C sum_t price_t + const."""
+    iv = mc.intervals(inst)
+    cum = np.concatenate([[0.0], np.cumsum(price)])
+    lam = cum[iv.end] - cum[iv.start]
+    ok = iv.fits
+    return float(iv.first_miss_cost + iv.cost[~ok].sum()
+                 + np.minimum(iv.cost[ok], iv.size[ok] * lam[ok]).sum()
+                 - inst.capacity * price.sum())
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_prices_certify_the_bound(seed):
+    """Weak duality: any prices >= 0 give a lower bound; the LP's prices give the LP value."""
+    inst = ci.generate(requests=300, objects=60, cache_share=0.05, seed=seed)
+    fast = cs.solve_lp(inst)
+    pyomo = exact.solve(inst)
+    cvx = exact.solve(inst, backend="cvxpy", form="interval")
+    for price in (fast.price, pyomo.prices["cache_capacity"].to_numpy(),
+                  cvx.prices["cache_capacity"].to_numpy()):
+        assert np.all(price >= 0)
+        assert lagrangian(inst, price) == pytest.approx(fast.value, rel=1e-7)
+    # perturbed prices are still a valid (weaker) bound
+    assert lagrangian(inst, fast.price * 0.5) <= fast.value + 1e-7
+    assert lagrangian(inst, fast.price * 2.0) <= fast.value + 1e-7
+    assert pyomo.prices["cache_capacity"].index.name == "gap"
+
+
+def brute_force(inst: ci.Instance) -> float:
+    """Cheapest integral schedule over all subsets of intervals (tiny instances)."""
+    iv = mc.intervals(inst)
+    gaps = inst.requests - 1
+    best = np.inf
+    for keep in itertools.product([0, 1], repeat=len(iv.start)):
+        keep = np.array(keep, dtype=bool)
+        occupancy = np.zeros(gaps)
+        for i in np.flatnonzero(keep):
+            occupancy[iv.start[i]:iv.end[i]] += iv.size[i]
+        if np.all(occupancy <= inst.capacity + 1e-9):
+            best = min(best, iv.first_miss_cost + iv.cost[~keep].sum())
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_unit_sizes_bound_equals_belady_and_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    sequence = rng.integers(0, 5, 14).tolist()
+    inst = unit_instance(sequence, capacity=2)
+    lp = cs.solve_lp(inst).value
+    assert lp == pytest.approx(brute_force(inst))
+    assert bench.simulate(inst, "belady").miss_cost == pytest.approx(lp)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sized_schedule_brackets_the_optimum(seed):
+    rng = np.random.default_rng(seed)
+    sequence = rng.integers(0, 4, 12).tolist()
+    inst = unit_instance(sequence, capacity=5, size=rng.integers(1, 5, 4),
+                         cost=rng.uniform(1, 10, 4))
+    lp = cs.solve_lp(inst)
+    optimum = brute_force(inst)
+    keep = cs.round_schedule(inst, lp)
+    scheduled = bench.simulate(inst, cs.LPSchedule(lp)).miss_cost
+    assert lp.value <= optimum + 1e-9
+    assert scheduled >= optimum - 1e-9
+    assert scheduled == pytest.approx(cs.schedule_cost(inst, lp, keep))  # model vs simulator
+
+
+# ---------------------------------------------------------------------------------------------
+# The simulator and the baselines, against hand-worked and published sequences
+# ---------------------------------------------------------------------------------------------
+# Silberschatz, Galvin and Gagne, Operating System Concepts, ch. 9 (page replacement): reference
+# string 7 0 1 2 0 3 0 4 2 3 0 3 2 1 2 0 1 7 0 1 with 3 frames: FIFO 15 faults, LRU 12, OPT 9.
+# OPT there must load every faulting page; a cache may bypass, which saves one more miss: page 4
+# (t=7) is never used again, so bypassing it keeps page 0, which then hits at t=10.
+REFERENCE = [7, 0, 1, 2, 0, 3, 0, 4, 2, 3, 0, 3, 2, 1, 2, 0, 1, 7, 0, 1]
+
+
+@pytest.mark.parametrize(("method", "faults"), [("fifo", 15), ("lru", 12), ("belady", 8)])
+def test_textbook_page_faults(method, faults):
+    assert misses(unit_instance(REFERENCE, capacity=3), method) == faults
+
+
+def test_textbook_optimum_is_the_lp_bound():
+    inst = unit_instance(REFERENCE, capacity=3)
+    assert cs.solve_lp(inst).value == pytest.approx(8)
+    assert brute_force(inst) == pytest.approx(8)
+
+
+def test_lfu_by_hand():
+    # capacity 2: a a b c a b. a:2 after t1; b enters (a, b); c evicts b (count 1, older than a?
+    # both b and c... b has count 1 and c count 1 -> the least recent, b, goes); a hits; b misses
+    # and evicts c (count 1) -> misses: a, b, c, b = 4
+    assert misses(unit_instance([0, 0, 1, 2, 0, 1], capacity=2), "lfu") == 4
+    assert misses(unit_instance([0, 0, 1, 2, 0, 1], capacity=2), "lru") == 5
+
+
+def test_greedy_dual_size_by_hand():
+    # sizes (1, 2, 1), costs (4, 2, 1), capacity 3 -> densities c/s = 4, 1, 1.
+    # t0 a: H=4. t1 b: H=1, full (3). t2 c: H=1 -> 4 tokens: evict the lowest, b (H=1, older),
+    # L=1. t3 b: miss, H=L+1=2 -> a(4) + c(1) + b(2) = 4 > 3: evict c (H=1), L=1.
+    # t4 c: miss, H=2 -> a + b + c = 4: evict b (H=2, older than c) -> L=2. t5 a: hit.
+    inst = unit_instance([0, 1, 2, 1, 2, 0], capacity=3, size=[1, 2, 1], cost=[4, 2, 1])
+    result = bench.simulate(inst, "gds", record=True)
+    assert result.hit.tolist() == [False, False, False, False, False, True]
+    assert result.miss_cost == pytest.approx(4 + 2 + 1 + 2 + 1)
+    assert result.contents == [0, 2]
+    # GDSF counts b's second request only while cached: b was evicted, so freq restarts at 1
+    assert bench.simulate(inst, "gdsf").miss_cost == pytest.approx(10)
+
+
+@pytest.mark.parametrize("method", list(cs.POLICIES))
+def test_every_policy_stays_within_capacity(method):
+    inst = ci.generate(requests=1500, objects=300, cache_share=0.03, seed=5)
+    result = bench.simulate(inst, method, record=True)
+    assert result.occupancy.max() <= inst.capacity + 1e-6
+    assert inst.size[result.contents].sum() == pytest.approx(result.occupancy[-1])
+    # a hit needs an earlier request of the same object
+    seen = np.zeros(inst.objects, dtype=bool)
+    for t, o in enumerate(inst.object_id):
+        assert not (result.hit[t] and not seen[o])
+        seen[o] = True
+    assert result.miss_cost >= cs.solve_lp(inst).value - 1e-6
+    assert result.miss_cost == pytest.approx(
+        inst.miss_cost[inst.object_id[~result.hit]].sum())
+
+
+def test_object_larger_than_cache_is_never_cached():
+    inst = unit_instance([1, 1, 0, 0, 1], capacity=5, size=[1, 10], cost=[2, 7])
+    for method in cs.POLICIES:
+        result = bench.simulate(inst, method, record=True)
+        assert result.hit.tolist() == [False, False, False, True, False], method
+    assert cs.solve_lp(inst).value == pytest.approx(3 * 7 + 2)
+    assert exact.solve(inst).objective == pytest.approx(3 * 7 + 2)
+
+
+def test_static_set_fits_and_prefers_value_per_token():
+    inst = unit_instance([0, 0, 0, 1, 1, 2, 2, 2, 2], capacity=3, size=[2, 1, 2], cost=[1, 1, 1])
+    # saved cost per token: a 2/2, b 1/1, c 3/2 -> c then b (a does not fit any more)
+    assert cs.static_set(inst).tolist() == [False, True, True]
+
+
+def test_bid_price_learns_a_price_and_tracks_it():
+    inst = ci.generate(requests=3000, objects=600, cache_share=0.02, seed=2)
+    policy = cs.make_policy("bid_price")
+    bench.simulate(inst, policy)
+    assert policy.warm_end == 600 and [t for t, _ in policy.prices][:2] == [0, 600]
+    assert policy.price > 0  # the warm-up LP's capacity rows bind
+    assert len(policy.prices) > 2  # refreshed on the sliding window
+
+
+def test_bid_price_with_a_prohibitive_price_admits_nothing():
+    inst = ci.generate(requests=500, objects=100, seed=1)
+    result = bench.simulate(inst, cs.BidPrice(price=1e9, tune=False))
+    assert result.hits == 0
+    assert result.miss_cost == pytest.approx(inst.miss_cost[inst.object_id].sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# Instances
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("change", "message"), [
+    ({"size": [1.0, -2.0]}, "size of object 1 is -2"),
+    ({"miss_cost": [1.0, -1.0]}, "miss_cost of object 1"),
+    ({"time": [0.0, 2.0, 1.0]}, "time must be sorted"),
+    ({"object_id": [0, 1, 2]}, "object 2, which has no size"),
+    ({"capacity": -1.0}, "capacity"),
+    ({"time": [0.0, 1.0]}, "one time per request"),
+])
+def test_bad_input_is_named(change, message):
+    fields = {"time": [0.0, 1.0, 2.0], "object_id": [0, 1, 0], "size": [1.0, 2.0],
+              "miss_cost": [1.0, 1.0], "capacity": 2.0}
+    fields.update(change)
+    with pytest.raises(InvalidInstanceError, match=message):
+        ci.Instance(**fields)
+
+
+def test_json_round_trip():
+    inst = ci.generate(requests=200, objects=40, seed=3)
+    back = ci.Instance.from_json(inst.to_json())
+    assert back.content_hash() == inst.content_hash()
+    assert cs.solve_lp(back).value == pytest.approx(cs.solve_lp(inst).value)
+
+
+def test_generator_sizes_and_costs_are_not_proportional():
+    inst = ci.generate(requests=100, objects=2000, seed=0)
+    density = inst.miss_cost / inst.size
+    names = inst.kind_names
+    by_kind = {names[k]: np.median(density[inst.kind == k]) for k in range(len(names))}
+    assert by_kind["thumbnail"] > 2 * by_kind["image"]  # fixed encoder overhead per item
+    assert inst.popularity.sum() == pytest.approx(100)
+
+
+def test_mooncake_blocks():
+    path = shared_trace("mooncake_synthetic.jsonl")
+    if path is None:
+        pytest.skip("mooncake_synthetic.jsonl not in ../shared/traces")
+    inst = ci.from_trace(path, max_requests=3000, cost="position", cache_share=0.1)
+    assert np.all(inst.size == 512)
+    assert inst.requests <= 3000
+    assert inst.miss_cost.min() == pytest.approx(1.0)  # a block at position 0
+    assert inst.capacity == pytest.approx(round(0.1 * len(np.unique(inst.object_id))) * 512)
+
+
+def test_gap_table_runs():
+    inst = ci.generate(requests=400, objects=80, seed=0)
+    table = gap_table(inst, methods=["lru", "belady_size", "bid_price", "lp_schedule"])
+    assert (table["gap"] >= -1e-9).all()
+    assert set(table["bound_kind"]) == {"lp_relaxation"}
+    assert {"hit_ratio", "byte_hit_ratio"} <= set(table.columns)

@@ -1,0 +1,132 @@
+"""Caching benchmark summary: closed gap vs LRU per setting and the issue's targets.
+
+Run after the full case (``servopt bench --case caching_full --out benchmarks/results --name
+caching_full --no-plots --jobs 2``): ``python benchmarks/caching_summary.py``. Reads
+``benchmarks/results/caching_full.csv``, writes ``caching_summary.md`` and ``.csv`` next to it.
+
+``closed`` = (LRU cost - method cost) / (LRU cost - LP bound): the share of LRU's gap to the
+offline bound a method closes. ``static`` is the best fixed set for the true popularity.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from servopt.benchmarks.caching import closed_gap
+from servopt.benchmarks.report import markdown_table
+
+SHOWN = ("lru", "gdsf", "cost_freq_size", "bid_price_static", "bid_price_class", "bid_price",
+         "static", "belady_size", "lp_schedule")
+
+
+def setting(params: str) -> dict:
+    p = json.loads(params)
+    if p["workload"] == "multimodal":
+        return {"workload": f"multimodal skew={p['skew']}", "cache": p["cache_share"]}
+    return {"workload": f"mooncake cost={p.get('cost', 'unit')}", "cache": p["cache_share"]}
+
+
+def summarise(frame: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for params, group in frame.groupby("params", sort=False):
+        cost = group.set_index("method")["cost"]
+        bound = float(group["bound"].dropna().iloc[0])
+        lru = float(cost["lru"])
+        row = setting(params) | {"bound": bound, "lru_gap": lru / bound - 1}
+        for method in SHOWN:
+            if method in cost:
+                row[f"closed:{method}"] = closed_gap(float(cost[method]), lru, bound)
+        bid = float(cost["bid_price"])
+        row["bid_vs_gdsf"] = bid / float(cost["gdsf"]) - 1
+        row["bid_vs_static"] = bid / float(cost["static"]) - 1
+        row["lp_schedule_gap"] = float(cost["lp_schedule"]) / bound - 1
+        row["price_adds"] = closed_gap(bid, lru, bound) - closed_gap(
+            float(cost["cost_freq_size"]), lru, bound)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def targets(summary: pd.DataFrame) -> list[str]:
+    mm = summary[summary["workload"].str.startswith("multimodal")]
+    moon = summary[summary["workload"].str.startswith("mooncake")]
+    binding = moon[moon["lru_gap"] > 0.05]
+    low_skew = mm[mm["workload"].str.extract(r"skew=([\d.]+)")[0].astype(float) <= 0.9]
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    lines = [
+        f"- multimodal: bid_price at or below GDSF in every setting: "
+        f"{verdict(bool((mm['bid_vs_gdsf'] <= 1e-9).all()))} (worst bid/GDSF - 1 = "
+        f"{mm['bid_vs_gdsf'].max():+.2%})",
+        f"- multimodal: closes >= 40% of LRU's gap: "
+        f"{verdict(bool((mm['closed:bid_price'] >= 0.4).all()))} (min "
+        f"{mm['closed:bid_price'].min():.0%}, median {mm['closed:bid_price'].median():.0%}, "
+        f"{int((mm['closed:bid_price'] >= 0.4).sum())}/{len(mm)} settings)",
+        f"- multimodal skew <= 0.9: within 10% of the static reference: "
+        f"{verdict(bool((low_skew['bid_vs_static'] <= 0.1).all()))} (worst "
+        f"{low_skew['bid_vs_static'].max():+.1%})",
+        f"- mooncake, capacity binding (LRU gap > 5%): closes >= 25% of LRU's gap: "
+        f"{verdict(bool((binding['closed:bid_price'] >= 0.25).all()))} (min "
+        f"{binding['closed:bid_price'].min():.0%}, max {binding['closed:bid_price'].max():.0%})",
+        f"- mooncake: never worse than LRU: "
+        f"{verdict(bool((moon['closed:bid_price'] >= -1e-9).all()))} (min closed "
+        f"{moon['closed:bid_price'].min():+.1%})",
+    ]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--results", default="benchmarks/results")
+    args = parser.parse_args()
+    folder = Path(args.results)
+    frame = pd.read_csv(folder / "caching_full.csv")
+    frame = frame[frame["case"] == "caching_full"]
+    summary = summarise(frame)
+    summary.to_csv(folder / "caching_summary.csv", index=False)
+    shown = summary.rename(columns=lambda c: c.replace("closed:", ""))
+    bound_rows = frame[frame["method"] == "__bound__"] if "__bound__" in set(
+        frame["method"]) else frame.iloc[0:0]
+    wall = frame.groupby("method")["wall_s"].median().rename("median wall_s").reset_index()
+    text = [
+        "# Caching benchmark summary (case `caching_full`)",
+        "",
+        "Commands: `servopt bench --case caching_full --out benchmarks/results --name "
+        "caching_full --no-plots --jobs 2`, then `python benchmarks/caching_summary.py`.",
+        "",
+        "Columns under each method: share of LRU's gap to the LP bound it closes (1 = reaches "
+        "the bound, negative = worse than LRU). `lru_gap`: LRU's gap to the bound. "
+        "`bid_vs_gdsf` / `bid_vs_static`: bid-price cost over GDSF's / the static reference's, "
+        "minus 1. `price_adds`: closed share of `bid_price` minus that of the same rule without a "
+        "price (`cost_freq_size`). `lp_schedule_gap`: the rounded LP schedule (an achievable "
+        "offline upper bound) over the bound, minus 1.",
+        "",
+        "## Targets (issue 7)",
+        "",
+        *targets(summary),
+        "",
+        "## Per setting",
+        "",
+        markdown_table(shown, floatfmt=".3g"),
+        "",
+        "## Median wall time per method (s; shared 2-core machine, noisy)",
+        "",
+        markdown_table(wall, floatfmt=".3g"),
+        "",
+    ]
+    if len(bound_rows):
+        text += [f"LP bound solve: median {bound_rows['wall_s'].median():.1f} s, max "
+                 f"{bound_rows['wall_s'].max():.1f} s over {len(bound_rows)} instances.", ""]
+    (folder / "caching_summary.md").write_text("\n".join(text))
+    print("\n".join(text))
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()

@@ -147,9 +147,11 @@ def build(instance: Instance, *, relax: bool = False, form: str = "flow") -> pyo
         model.cache_capacity = pyo.Constraint(
             model.T, rule=lambda mdl, t: (sum(size[i] * mdl.keep[i] for i in alive[t]) <= capacity
                                           if alive[t] else pyo.Constraint.Skip))
-    model.miss_cost = pyo.Objective(
-        expr=sum(cost[i] * (1 - model.keep[i]) for i in range(m)) + iv.first_miss_cost,
-        sense=pyo.minimize)
+    total = sum(cost[i] * (1 - model.keep[i]) for i in range(m)) + iv.first_miss_cost
+    if m == 0:  # no request is ever repeated: keep the LP well-formed for the solver
+        model.nothing_to_keep = pyo.Var(bounds=(0.0, 0.0))
+        total = total + model.nothing_to_keep
+    model.miss_cost = pyo.Objective(expr=total, sense=pyo.minimize)
     model.index_names = {"cache_capacity": ["gap"], "occupancy_balance": ["gap"],
                          "occupancy": ["gap"], "keep": ["interval"]}
     return model
@@ -204,6 +206,7 @@ def build_cvxpy(instance: Instance, *, form: str = "flow") -> CvxpyModel:
     iv = intervals(instance)
     n, m = instance.requests, len(iv.start)
     gaps = max(n - 1, 1)
+    gap_index = _gap_index(n) if n > 1 else pd.RangeIndex(1, name="gap")
     keep = cp.Variable(max(m, 1), name="keep")
     upper = np.where(iv.fits, 1.0, 0.0) if m else np.zeros(1)
     cost = iv.cost if m else np.zeros(1)
@@ -216,7 +219,7 @@ def build_cvxpy(instance: Instance, *, form: str = "flow") -> CvxpyModel:
         a_occ = fm.balance[:, m:] if n > 1 else sp.csr_matrix((1, gaps))
         balance = a_keep @ keep + a_occ @ occupancy == 0
         capacity = occupancy <= instance.capacity
-        constraints["occupancy_balance"] = (balance, _gap_index(n))
+        constraints["occupancy_balance"] = (balance, gap_index)
         rows = [balance, capacity]
     else:
         a = interval_matrix(instance, iv) if n > 1 else sp.csr_matrix((1, max(m, 1)))
@@ -224,7 +227,7 @@ def build_cvxpy(instance: Instance, *, form: str = "flow") -> CvxpyModel:
             a = sp.csr_matrix((a.shape[0], 1))
         capacity = a @ keep <= instance.capacity
         rows = [capacity]
-    constraints["cache_capacity"] = (capacity, _gap_index(n) if n > 1 else pd.RangeIndex(1))
+    constraints["cache_capacity"] = (capacity, gap_index)
     objective = cp.Minimize(cost @ (1 - keep) + iv.first_miss_cost)
     problem = cp.Problem(objective, rows + bounds)
     return CvxpyModel(problem, "min", constraints,

@@ -95,7 +95,7 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
         import networkx as nx
 
         graph, constant, scale = model.build_networkx(instance)
-        flow_cost = nx.network_simplex(graph)[0]
+        flow_cost = nx.network_simplex(graph)[0] if instance.requests else 0.0
         iv = model.intervals(instance)
         result = LPResult(flow_cost / scale + constant, np.full(len(iv.start), np.nan),
                           np.full(max(instance.requests - 1, 0), np.nan), iv, 0.0, method)

@@ -51,6 +51,24 @@ def test_lp_formulations_agree(seed):
         assert value == pytest.approx(reference, rel=1e-6), name
 
 
+@pytest.mark.parametrize(("sequence", "capacity", "by_hand"), [
+    ([], 1.0, 0.0),  # no request
+    ([0], 1.0, 1.0),  # one request: one first miss, no interval
+    ([0, 0], 0.0, 2.0),  # a cache of size 0 never hits
+    ([0, 1, 0, 1], 1.0, 3.0),  # the two intervals overlap at gap 1: keep one of them
+])
+def test_edge_cases_by_hand(sequence, capacity, by_hand):
+    inst = ci.Instance(time=np.arange(len(sequence), dtype=float),
+                       object_id=np.array(sequence, dtype=np.int64), size=np.ones(2),
+                       miss_cost=np.ones(2), capacity=capacity)
+    assert cs.solve_lp(inst).value == pytest.approx(by_hand)
+    assert cs.solve_lp(inst, method="networkx").value == pytest.approx(by_hand)
+    for form in mc.FORMS:
+        assert exact.solve(inst, form=form).objective == pytest.approx(by_hand)
+        assert exact.solve(inst, backend="cvxpy", form=form).objective == pytest.approx(by_hand)
+    assert bench.simulate(inst, "belady").miss_cost == pytest.approx(by_hand)
+
+
 def lagrangian(inst: ci.Instance, price: np.ndarray) -> float:
     """Dual function of the interval LP: sum_i min(c_i, s_i Lambda_i) - C sum_t price_t + const."""
     iv = mc.intervals(inst)

@@ -28,7 +28,7 @@ mu_m and mu_s are lambda t(lambda) E[a] <= A solved for lambda with the self-con
 the free memory stranded at the head of the line (FCFS waits until the next prompt fits; the
 gap left is the residual of a length-biased prompt) and, when KV is the first resource to saturate
 (only then do preemptions happen), inflates E[w] by the expected recomputation after preemption
-(see :func:`memory_corrections`). The maximum stable rate is the
+at the operating point (a fixed point; see :func:`memory_corrections`). The maximum stable rate is the
 minimum of the three (with the corrected memory bound); the binding resource is its argmin.
 
 Fluid LP (rates; the ``build`` and ``build_cvxpy`` formulations)
@@ -118,7 +118,9 @@ def kv_footprint(prompt: Any, output: Any, chunk: int, *, reserve: str = "admiss
 # ---------------------------------------------------------------------------------------------
 # closed-form bounds
 # ---------------------------------------------------------------------------------------------
-def memory_corrections(instance: Instance, recompute_fraction: float | None = None) -> dict[str, float]:
+def memory_corrections(
+    instance: Instance, recompute_fraction: float | None = None, rate: float | None = None
+) -> dict[str, float]:
     """Corrections that make the memory bound realistic under FCFS admission with preemption.
 
     head_of_line_tokens L = E[s^2] / (2 E[s]): KV left free while the head prompt waits to fit
@@ -128,19 +130,31 @@ def memory_corrections(instance: Instance, recompute_fraction: float | None = No
     about uniform on [0, s_head) (s_head length-biased) and the decodes eat E[o] - 1 tokens of it
     before the next completion frees memory; when they run out the newest request is preempted.
 
-    recompute_fraction = pi E[s] / E[w]: a preempted request has (about) its prompt processed and
-    recomputes it on re-admission; this extra work lengthens the iterations (E[w] grows by this
-    fraction). Pass ``recompute_fraction`` to override the estimate (e.g. a measured one).
+    recompute_tokens r = E[min(s, C (1 + 1 / (2 q)))]: the victim is the newest request; it has
+    had its first chunk and, on average, half the 1 / q iterations between completions to
+    process more chunks (q = lambda t(lambda) completions per iteration at the operating point
+    ``rate``; default: the memory bound with the head-of-line correction only).
+
+    recompute_fraction = pi r / E[w]: the extra work of recomputation lengthens the iterations
+    (E[w] grows by this fraction). Pass ``recompute_fraction`` to override the estimate.
     """
     s = instance.prompt_tokens.astype(float)
     o = instance.output_tokens.astype(float)
+    work = float(work_tokens(s, o).mean())
     hol = float((s**2).mean() / (2 * s.mean()))
     preempt = float(np.minimum(s, o.mean() - 1).mean() / s.mean())
+    if rate is None:
+        footprint = float(kv_footprint(s, o, instance.prefill_chunk).mean())
+        rate = rate_bound(max(instance.kv_tokens - hol, 1.0), footprint, instance, work)
+    per_iteration = rate * self_consistent_iteration(instance, rate, work)
+    reach = instance.prefill_chunk * (1.0 + 1.0 / (2.0 * max(per_iteration, 1e-12)))
+    recompute = float(np.minimum(s, reach).mean())
     if recompute_fraction is None:
-        recompute_fraction = preempt * s.mean() / float(work_tokens(s, o).mean())
+        recompute_fraction = preempt * recompute / work
     return {
         "head_of_line_tokens": hol,
         "preemptions_per_request": preempt,
+        "recompute_tokens": recompute,
         "recompute_fraction": float(recompute_fraction),
     }
 
@@ -204,8 +218,14 @@ def bounds(instance: Instance, *, corrected: bool = True, recompute_fraction: fl
         kv_left = max(instance.kv_tokens - corr["head_of_line_tokens"], 1.0)
         memory = rate_bound(kv_left, m["kv_footprint"], instance, m["work"])
         if memory <= min(compute, slots):  # KV saturates first: preemptions and recomputation
-            extra = 1.0 + corr["recompute_fraction"]
-            memory = rate_bound(kv_left, m["kv_footprint"], instance, m["work"] * extra)
+            for _ in range(50):  # fixed point: the recomputation depends on the operating point
+                corr = memory_corrections(instance, recompute_fraction, rate=memory)
+                extra = 1.0 + corr["recompute_fraction"]
+                new = rate_bound(kv_left, m["kv_footprint"], instance, m["work"] * extra)
+                done = abs(new - memory) <= 1e-12 * memory
+                memory = new
+                if done:
+                    break
         # the KV capacity that, in the uncorrected formula, sustains the corrected rate
         denom = 1.0 - memory * d1 * m["work"]
         usable = memory * d0 * m["kv_footprint"] / denom if d0 > 0 and denom > 0 else kv_left

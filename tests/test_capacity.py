@@ -131,15 +131,19 @@ def test_bounds_by_hand():
 
 
 def test_corrected_memory_bound_by_hand():
-    # L = E[s^2] / (2 E[s]) = 50 for s = 100; pi = min(100, 10) / 100 = 0.1; recompute 0.1 * 100 /
-    # 110 of the work. Memory binds (big slots and budget), so both corrections apply.
+    # L = E[s^2] / (2 E[s]) = 50 for s = 100; pi = min(100, 10) / 100 = 0.1 preemptions per
+    # request; each recomputes min(100, 50 (1 + 1 / (2 q))) tokens, q = mu t(mu) completions
+    # per iteration at the corrected rate mu. Memory binds (big slots and budget).
     inst = hand_instance(batch_cap=64, token_budget=4096, kv_tokens=600)
     corr = model.memory_corrections(inst)
     assert corr["head_of_line_tokens"] == pytest.approx(50)
-    assert corr["recompute_fraction"] == pytest.approx(10 / 110)
+    assert corr["preemptions_per_request"] == pytest.approx(0.1)
     b = model.bounds(inst)
-    w = 110 * (1 + 10 / 110)
-    assert b.memory == pytest.approx(550 / (0.01 * 1255 + 550 * 0.001 * w))
+    mu = b.memory
+    t = 0.01 / (1 - 0.001 * mu * 110)
+    recompute = min(100, 50 * (1 + 1 / (2 * mu * t)))
+    w = 110 * (1 + 0.1 * recompute / 110)
+    assert mu == pytest.approx(550 / (0.01 * 1255 + 550 * 0.001 * w), rel=1e-9)  # fixed point
     assert b.memory < b.memory_first_order and b.binding == "memory"
 
 

@@ -152,12 +152,20 @@ def _lognormal(rng: np.random.Generator, spec: dict, size: int) -> np.ndarray:
     return np.clip(np.rint(rng.lognormal(mu, sigma, size)), spec["low"], spec["high"])
 
 
-def predict(output_tokens: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
-    """Predicted output lengths: truth x exp(N(0, noise^2)), rounded, >= 1 (noise 0 = exact)."""
+def predict(output_tokens: np.ndarray, noise: float, rng: np.random.Generator,
+            max_tokens: int | None = None) -> np.ndarray:
+    """Predicted output lengths: truth x exp(N(0, noise^2)), rounded, in [1, max_tokens].
+
+    ``noise`` 0 gives exact predictions; ``max_tokens`` is the generation cap every request
+    carries (a predictor never predicts past it).
+    """
     if noise < 0 or not np.isfinite(noise):
         raise InvalidInstanceError(f"noise must be a finite number >= 0, got {noise}")
     factor = np.exp(rng.normal(0.0, noise, len(output_tokens))) if noise > 0 else 1.0
-    return np.maximum(1, np.rint(output_tokens * factor)).astype(np.int64)
+    pred = np.maximum(1, np.rint(output_tokens * factor))
+    if max_tokens is not None:
+        pred = np.minimum(pred, max_tokens)
+    return pred.astype(np.int64)
 
 
 def generate(
@@ -209,7 +217,7 @@ def generate(
     peak = prompt + output
     if kv_memory is None:
         kv_memory = int(max(peak.max(), round(concurrency * peak.mean())))
-    predicted = predict(output, noise, rng)
+    predicted = predict(output, noise, rng, output_range[1] if lengths == "uniform" else max_output)
     if arrivals == "offline":
         arrival = np.zeros(n, dtype=np.int64)
     elif arrivals == "poisson":
@@ -265,5 +273,5 @@ def from_trace(
         kv_memory = int(max(peak.max(), round(concurrency * peak.mean())))
     rng = np.random.default_rng(seed)
     return Instance(kv_memory=int(kv_memory), arrival=arrival, prompt_tokens=prompt,
-                    output_tokens=output, predicted_output=predict(output, noise, rng),
+                    output_tokens=output, predicted_output=predict(output, noise, rng, max_output),
                     max_batch=max_batch, name=f"trace:{Path(path).name}")

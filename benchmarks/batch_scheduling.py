@@ -170,17 +170,22 @@ def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
 
 
 def bound(instance: Instance, *, method: str = "auto", time_limit: float | None = 600.0,
-          max_columns: int = 4_000_000, horizon: Any = None, window: int | None = None) -> Bound:
+          max_columns: int = 400_000, horizon: Any = None, window: Any = "auto") -> Bound:
     """Best provable lower bound on total latency (rounds).
 
     method : ``lp`` (LP relaxation of the time-indexed model), ``ip`` (HiGHS branch and bound
     with ``time_limit``: proved optimum or MIP dual bound), ``area`` (closed form, see
     :func:`servopt.models.batch_scheduling.area_bound`), or ``auto``: the LP when the model has
     at most ``max_columns`` start columns, else the closed form. The LP is never worse than the
-    closed form is reported: the larger of the two is returned.
+    closed form is reported: the larger of the two is returned. ``window="auto"`` limits each
+    request's modelled starts, with arrivals, to twice the longest wait of a greedy schedule
+    (the late columns keep the bound valid whatever the window).
     """
     t0 = time.perf_counter()
     simple = model.area_bound(instance)
+    if window == "auto":  # with arrivals: starts up to twice the longest wait of a greedy plan
+        wait = model.greedy_schedule(instance) - instance.arrival
+        window = None if instance.offline else int(max(64, 2 * wait.max()))
     if method == "area":
         return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0)
     if method == "auto":

@@ -372,7 +372,7 @@ class BidPrice(Policy):
 
     def __init__(self, prices: np.ndarray | None = None, *, tail: float | None = None,
                  skip: bool = False, time_limit: float | None = None,
-                 history: int | Instance = 100) -> None:
+                 history: int | Instance = 60) -> None:
         self.prices = None if prices is None else np.asarray(prices, dtype=float)
         self.tail = tail
         self.history = history
@@ -437,7 +437,7 @@ class BidPriceStationary(BidPrice):
 
     name = "bid_price_stationary"
 
-    def __init__(self, price: float | None = None, *, history: int | Instance = 100,
+    def __init__(self, price: float | None = None, *, history: int | Instance = 60,
                  backlog_factor: float = 4.0, skip: bool = False,
                  time_limit: float | None = None) -> None:
         self.price = price

@@ -358,6 +358,7 @@ class BidPrice(Router):
         self.prompt_sum, self.prompt_n = 0.0, 0
         self.plan = None
         self.solves = 0
+        self.solve_s = 0.0  # seconds inside the LP solver (the rest of the time is O(G) rules)
 
     def on_step(self, view: FleetView) -> None:
         self.arrivals[view.step % self.window] = 0
@@ -395,7 +396,9 @@ class BidPrice(Router):
         epoch = Epoch(base, profile, [m], [kv_need], free, free_kv,
                       self.instance.ms_per_kv_token, self.discount)
         mat = epoch_matrices(epoch, relax=True)
+        start = time.perf_counter()
         res = solve_matrix(mat, central=self.central)
+        self.solve_s += time.perf_counter() - start
         self.solves += 1
         self.last_refresh = view.step
         self.routed = np.zeros(G)

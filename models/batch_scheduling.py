@@ -181,8 +181,8 @@ def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
     keys = list(zip(cols.request.tolist(), cols.start.tolist(), strict=True))
     domain = pyo.NonNegativeReals if relax else pyo.Binary
     m = pyo.ConcreteModel(name="batch_scheduling")
-    m.x = pyo.Var(keys, domain=domain, bounds=(0, 1))
-    m.late = pyo.Var(range(instance.n), domain=domain, bounds=(0, 1))
+    m.x = pyo.Var(keys, domain=domain)  # x <= 1 is implied by start_once
+    m.late = pyo.Var(range(instance.n), domain=domain)
     m.latency = pyo.Objective(
         expr=pyo.quicksum(c * m.x[k] for c, k in zip(cols.cost.tolist(), keys, strict=True))
         + pyo.quicksum(float(cols.late_cost[i]) * m.late[i] for i in range(instance.n)),
@@ -297,7 +297,7 @@ def build_cvxpy(instance: Instance, *, horizon: Any = None,
 @dataclasses.dataclass
 class MatrixLP:
     """``min cost @ z  s.t.  A_eq z = 1 (start_once), A_mem z <= M (kv_memory), [A_cap z <= B],
-    0 <= z <= 1`` with z = (x columns, late columns)."""
+    z >= 0`` with z = (x columns, late columns)."""
 
     cols: Columns
     cost: np.ndarray

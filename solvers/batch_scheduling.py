@@ -249,7 +249,7 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
     lp.col_cost_ = lp_data.cost
     lp.col_lower_ = np.zeros(a.shape[1])
-    lp.col_upper_ = np.ones(a.shape[1])
+    lp.col_upper_ = np.ones(a.shape[1]) if integer else np.full(a.shape[1], np.inf)
     lp.row_lower_, lp.row_upper_ = lower, upper
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_ = a.indptr
@@ -457,13 +457,12 @@ class BidPriceStationary(BidPrice):
     def prepare(self, instance: Instance) -> None:
         if self.price is None:
             self.price = self.learn(history_window(instance, self.history), self.time_limit)
-        self._fit = float(np.mean(instance.prompt_tokens + instance.predicted_output))
 
     def score(self, state: State, ids: np.ndarray) -> np.ndarray:
         r = state.remaining(ids)
         c = state.current(ids)
         price = self.price
-        fit = state.kv_memory / self._fit  # requests that fit in memory at once
+        fit = state.kv_memory / float(np.mean(state.prompt + state.predicted))  # fit at once
         backlog = len(state.waiting) / max(fit, 1.0)
         if backlog > self.backlog_factor:
             price = price * self.backlog_factor / backlog

@@ -1,0 +1,304 @@
+"""Batch scheduling: simulator vs hand-worked schedules, IP vs brute force, LP formulations agree,
+prices and complementary slackness, policy properties, and clear errors for bad instances."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import servopt
+from servopt.benchmarks import batch_scheduling as bench
+from servopt.core import InfeasibleError, InvalidInstanceError
+from servopt.instances import batch_scheduling as inst_mod
+from servopt.instances.batch_scheduling import Instance
+from servopt.instances.traces import shared_trace
+from servopt.models import batch_scheduling as model
+from servopt.solvers import batch_scheduling as rules
+from servopt.solvers import exact
+
+
+def make(kv, prompts, outputs, arrivals=None, predicted=None, max_batch=None) -> Instance:
+    n = len(prompts)
+    return Instance(kv_memory=kv, arrival=np.zeros(n, int) if arrivals is None else arrivals,
+                    prompt_tokens=prompts, output_tokens=outputs, predicted_output=predicted,
+                    max_batch=max_batch)
+
+
+# ---------------------------------------------------------------------------------------------
+# simulator against hand-worked schedules
+# ---------------------------------------------------------------------------------------------
+THREE = ([2, 3, 4], [3, 2, 2])  # (prompt, output) of requests 0, 1, 2; M = 10
+
+
+def test_mcsf_hand_schedule():
+    # round 0: shortest first = request 1 (holds 4, 5); request 2 would need 5 + 6 = 11 at
+    # round 1 -> stop. Round 1: request 1 holds 5, request 2 joins (5 now, 6 next) = 10;
+    # request 0 would make 13 -> stop. Round 2: request 2 holds 6, request 0 joins with 3
+    # (peak 5 at round 4). Latencies 2, 3, 5 -> 10; memory 4, 10, 9, 4, 5.
+    out = bench.simulate(make(10, *THREE), rules.MCSF())
+    assert out["latency"].tolist() == [5, 2, 3]
+    assert out["memory"].tolist() == [4, 10, 9, 4, 5]
+    assert out["preemptions"] == 0
+
+
+def test_fcfs_hand_schedule():
+    # watermark int(0.01 * 10) = 0 tokens. Round 0: 0 (needs 3) and 1 (needs 4) fit, 2 (5)
+    # does not -> head-of-line stop. Round 1: 4 + 5 = 9, request 2 needs 5 -> no; request 1
+    # ends. Round 2: request 0 holds 5, request 2 joins with 5 -> 10; request 0 ends (lat 3).
+    # Round 3: request 2 holds 6 and ends (lat 4). Total 2 + 3 + 4 = 9.
+    out = bench.simulate(make(10, *THREE), rules.FCFS())
+    assert out["latency"].tolist() == [3, 2, 4]
+    assert out["memory"].tolist() == [7, 9, 10, 6]
+    assert out["ttft"].tolist() == [1, 1, 3]
+
+
+def test_fcfs_preempts_most_recent_and_recomputes():
+    # Two requests (prompt 1, output 6) on M = 10, both admitted at round 0 (2 + 2 tokens).
+    # Memory 4, 6, 8, 10; round 4 needs 12 -> the most recently admitted (1) is preempted with
+    # 4 tokens emitted; it needs 1 + 4 + 1 = 6 to come back, which fits only after request 0
+    # ends at round 5. Readmitted at round 6, it emits its last 2 tokens in rounds 6, 7.
+    out = bench.simulate(make(10, [1, 1], [6, 6]), rules.FCFS())
+    assert out["preemptions"] == 1
+    assert out["latency"].tolist() == [6, 8]
+    assert out["memory"].tolist() == [4, 6, 8, 10, 6, 7, 6, 7]
+    assert out["ttft"].tolist() == [1, 1]
+    # MC-SF waits instead: request 1 starts at round 4, when the peaks no longer collide
+    mc = bench.simulate(make(10, [1, 1], [6, 6]), rules.MCSF())
+    assert mc["preemptions"] == 0
+    assert mc["latency"].tolist() == [6, 10]
+
+
+def test_watermark_blocks_admission():
+    # M = 200 -> watermark 2 tokens. Request 0 holds 101 tokens in round 0; request 1 needs
+    # 98 -> free after it would be 1 < 2: vLLM says LATER; with watermark 0 it is admitted.
+    inst = make(200, [100, 97], [1, 1])
+    assert bench.simulate(inst, rules.FCFS())["latency"].tolist() == [1, 2]
+    assert bench.simulate(inst, rules.FCFS(watermark=0.0))["latency"].tolist() == [1, 1]
+
+
+def test_arrivals_and_batch_cap():
+    # batch cap 1: strictly one request at a time, in FCFS order, each as soon as it arrives
+    inst = make(100, [5, 5, 5], [2, 2, 2], arrivals=[0, 1, 5], max_batch=1)
+    out = bench.simulate(inst, rules.FCFS())
+    assert out["finish"].tolist() == [1, 3, 6]
+    assert out["latency"].tolist() == [2, 3, 2]
+
+
+# ---------------------------------------------------------------------------------------------
+# MC-SF and the bid-price rule never overflow with exact predictions
+# ---------------------------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 25), online=st.booleans())
+def test_lookahead_rules_never_preempt_with_exact_predictions(seed, n, online):
+    inst = inst_mod.generate(n, arrivals="poisson" if online else "offline", load=1.2,
+                             seed=seed)
+    for policy in (rules.MCSF(), rules.BidPriceStationary(price=0.05)):
+        out = bench.simulate(inst, policy)
+        assert out["preemptions"] == 0
+        assert out["memory"].max() <= inst.kv_memory
+        assert np.all(out["latency"] >= inst.output_tokens)
+
+
+def test_noise_causes_preemption_not_stalls():
+    inst = inst_mod.generate(60, lengths="azure", noise=1.0, seed=3)
+    for name in ("fcfs", "spf", "mcsf"):
+        out = bench.evaluate(inst, name)
+        assert out.metrics["peak_memory"] <= inst.kv_memory
+        assert out.cost >= inst.output_tokens.sum()
+
+
+# ---------------------------------------------------------------------------------------------
+# the IP against brute force on tiny instances
+# ---------------------------------------------------------------------------------------------
+def brute_force(inst: Instance, horizon: int) -> float:
+    """Try every combination of start rounds; keep the best that respects memory."""
+    a, s, o = inst.arrival, inst.prompt_tokens, inst.output_tokens
+    best = np.inf
+    ranges = [range(int(a[i]), horizon - int(o[i]) + 1) for i in range(inst.n)]
+    for starts in itertools.product(*ranges):
+        memory = np.zeros(horizon)
+        for i, p in enumerate(starts):
+            memory[p:p + o[i]] += s[i] + np.arange(1, o[i] + 1)
+        if memory.max() <= inst.kv_memory:
+            best = min(best, sum(p + o[i] - a[i] for i, p in enumerate(starts)))
+    return float(best)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ip_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n = 4
+    prompts = rng.integers(1, 6, n)
+    outputs = rng.integers(1, 5, n)
+    arrivals = rng.integers(0, 3, n) if seed % 2 else np.zeros(n, int)
+    inst = make(int(max((prompts + outputs).max(), 12)), prompts, outputs, arrivals=arrivals)
+    horizon = model.horizon_rounds(inst, "safe")
+    sol = exact.solve(inst, horizon="safe")
+    assert sol.status == "optimal"
+    assert sol.objective == pytest.approx(brute_force(inst, horizon))
+    assert sol.decisions["late"].sum() == pytest.approx(0.0)
+    # the replayed schedule is feasible in the simulator and costs the same
+    start = sol.decisions["start"].to_numpy()
+    assert model.schedule_latency(inst, start) == pytest.approx(sol.objective)
+
+
+def test_lp_bound_below_ip_below_heuristics():
+    inst = inst_mod.generate(10, seed=5)
+    lp = exact.solve(inst, relax=True)
+    ip = exact.solve(inst, horizon="safe", time_limit=60)
+    assert lp.objective <= ip.bound + 1e-6
+    for name in ("fcfs", "spf", "mcsf", "bid_price"):
+        assert bench.evaluate(inst, name).cost >= ip.bound - 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# LP: three builds agree; prices >= 0 and complementary slackness
+# ---------------------------------------------------------------------------------------------
+def dual_objective(inst: Instance, sol) -> float:
+    """sum_i (value of request i) - M sum_t mu_t: equals the LP optimum for any optimal dual."""
+    return float(sol.prices["start_once"].sum() - inst.kv_memory * sol.prices["kv_memory"].sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("arrivals", ["offline", "poisson"])
+def test_lp_formulations_agree(seed, arrivals):
+    inst = inst_mod.generate(14, arrivals=arrivals, load=1.2, seed=seed)
+    pyomo = exact.solve(inst, relax=True)
+    cvx = exact.solve(inst, backend="cvxpy")
+    matrix = rules.solve_lp(inst)
+    assert pyomo.objective == pytest.approx(cvx.objective, rel=1e-6)
+    assert pyomo.objective == pytest.approx(matrix.objective, rel=1e-6)
+    for sol in (pyomo, cvx, matrix):
+        assert dual_objective(inst, sol) == pytest.approx(sol.objective, rel=1e-5)
+        assert (sol.prices["kv_memory"] >= 0).all()
+
+
+def test_prices_zero_where_memory_is_slack():
+    inst = inst_mod.generate(16, arrivals="poisson", load=1.0, seed=2)
+    sol = rules.solve_lp(inst)
+    cols = model.columns(inst)
+    row, col, tokens = model.usage(inst, cols)
+    x = np.zeros(len(cols.request))
+    xs = sol.decisions["x"]
+    index = {(i, p): k for k, (i, p) in enumerate(zip(cols.request, cols.start, strict=True))}
+    for (i, p), v in xs.items():
+        x[index[(i, p)]] = v
+    used = np.bincount(row, weights=tokens * x[col], minlength=cols.rounds)
+    mu = sol.prices["kv_memory"].to_numpy()
+    slack = used < inst.kv_memory - 1e-6
+    assert slack.any() and (~slack).any()
+    np.testing.assert_allclose(mu[slack], 0.0, atol=1e-7)
+    # a positive price needs a full round
+    assert np.all(used[mu > 1e-7] >= inst.kv_memory - 1e-5)
+
+
+def test_batch_cap_rows_and_prices():
+    inst = inst_mod.generate(12, max_batch=2, seed=1)
+    pyomo = exact.solve(inst, relax=True)
+    cvx = exact.solve(inst, backend="cvxpy")
+    assert pyomo.objective == pytest.approx(cvx.objective, rel=1e-6)
+    assert (pyomo.prices["batch_size"] >= 0).all()
+    out = bench.simulate(inst, rules.MCSF())
+    assert bench.evaluate(inst, "mcsf").cost >= pyomo.objective - 1e-6
+    assert out["latency"].sum() >= pyomo.objective - 1e-6
+
+
+def test_bid_price_from_solution_matches_policy():
+    inst = inst_mod.generate(20, seed=4)
+    sol = exact.solve(inst, relax=True)
+    rule = rules.BidPrice.from_solution(sol)
+    by_name = bench.evaluate(inst, "bid_price")
+    from_solution = bench.evaluate(inst, rule)
+    assert from_solution.cost == pytest.approx(by_name.cost)
+    # the score is predicted rounds + priced footprint, by hand for one request at round 0
+    mu = sol.prices["kv_memory"].to_numpy()
+    s, o = int(inst.prompt_tokens[0]), int(inst.output_tokens[0])
+    state = rules.State(t=0, kv_memory=inst.kv_memory, max_batch=None, used=0,
+                        waiting=np.arange(inst.n), running=np.zeros(0, int),
+                        generated=np.zeros(inst.n, int), admitted_at=np.full(inst.n, -1),
+                        prompt=inst.prompt_tokens, predicted=inst.predicted_output,
+                        arrival=inst.arrival)
+    by_hand = o + sum(mu[j - 1] * (s + j) for j in range(1, o + 1))
+    assert rule.score(state, np.array([0]))[0] == pytest.approx(by_hand)
+
+
+def test_bound_is_below_every_method_and_gap_table():
+    inst = inst_mod.generate(25, arrivals="poisson", load=1.3, seed=7)
+    table = servopt.gap_table(inst)
+    assert set(table["method"]) == set(bench.DEFAULT_METHODS)
+    assert (table["gap"] >= -1e-9).all()
+    assert table["bound_kind"].iloc[0] == "lp_relaxation"
+    assert model.area_bound(inst) <= table["bound"].iloc[0] + 1e-9
+
+
+def test_area_bound_by_hand():
+    # M = 10, footprints (s o + o(o+1)/2): 2*3+6 = 12, 3*2+3 = 9, 4*2+3 = 11 -> sorted 9, 11, 12
+    # cumulative / M = 0.9, 2.0, 3.2 -> ceil 1, 2, 4; outputs sorted 2, 2, 3 -> max 2, 2, 4 = 8
+    assert model.area_bound(make(10, *THREE)) == 8.0
+    assert bench.bound(make(10, *THREE), method="area").value == 8.0
+
+
+# ---------------------------------------------------------------------------------------------
+# instances: JSON, generators, traces, errors
+# ---------------------------------------------------------------------------------------------
+def test_json_round_trip_and_generators():
+    inst = inst_mod.generate(40, arrivals="poisson", lengths="azure", noise=0.5, seed=3)
+    back = Instance.from_json(inst.to_json())
+    for field in ("arrival", "prompt_tokens", "output_tokens", "predicted_output"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(inst, field))
+    assert back.kv_memory == inst.kv_memory and back.content_hash() == inst.content_hash()
+    assert not np.array_equal(inst.predicted_output, inst.output_tokens)
+    assert inst_mod.generate(5).offline
+    assert np.all(inst.peak_need <= inst.kv_memory)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"kv_memory": 0}, "kv_memory must be >= 1"),
+        ({"kv_memory": 10.5}, "kv_memory must be a whole number"),
+        ({"output_tokens": [3, 0]}, r"output_tokens\[1\] = 0"),
+        ({"prompt_tokens": [-1, 2]}, r"prompt_tokens\[0\] = -1"),
+        ({"arrival": [0, 1, 2]}, "arrival has 3 entries|has 2 entries but arrival has 3"),
+        ({"predicted_output": [1, 0]}, "predicted"),
+        ({"max_batch": 0}, "max_batch must be >= 1"),
+        ({"arrival": [0.5, 1]}, "whole number"),
+    ],
+)
+def test_bad_instances(kwargs, match):
+    fields = {"kv_memory": 20, "arrival": [0, 0], "prompt_tokens": [2, 3],
+              "output_tokens": [3, 4]}
+    fields.update(kwargs)
+    with pytest.raises(InvalidInstanceError, match=match):
+        Instance(**fields)
+
+
+def test_request_too_large_is_infeasible():
+    with pytest.raises(InfeasibleError, match="request 1 can never run"):
+        make(10, [2, 8], [3, 4])
+
+
+def test_bad_arguments():
+    inst = make(10, *THREE)
+    with pytest.raises(InvalidInstanceError, match="unknown batch_scheduling method"):
+        bench.evaluate(inst, "lifo")
+    with pytest.raises(InvalidInstanceError, match="lengths must be"):
+        inst_mod.generate(5, lengths="zipf")
+    with pytest.raises(InvalidInstanceError, match="horizon"):
+        model.build(inst, horizon=-3)
+    with pytest.raises(InvalidInstanceError, match="unknown field"):
+        Instance.from_json('{"decision": "batch_scheduling", "schema_version": 1, '
+                           '"fields": {"kv_memory": 5, "colour": 1}}')
+
+
+def test_from_azure_trace():
+    path = shared_trace("azure2023_code.csv")
+    if path is None:
+        pytest.skip("the shared Azure trace is not available")
+    inst = inst_mod.from_trace(path, n=80, start=100, round_s=0.05)
+    assert inst.n == 80 and inst.arrival[0] == 0 and np.all(np.diff(inst.arrival) >= 0)
+    assert bench.evaluate(inst, "mcsf").metrics["preemptions"] == 0

@@ -18,7 +18,9 @@ step it arrives (no queueing). Over the set of active steps k:
           step_load[g,k]:   sum_{i active at k} w_ik x_ig <= u_k                (barrier epigraph)
           slots[g,k]:       sum_{i active at k} x_ig <= B                       (if it can bind)
           kv_memory[g,k]:   sum_{i active at k} (l_ik + 1) x_ig <= K            (if it can bind)
-          x_ig in {0, 1} (x_ig = 0 for g > i: workers are identical, symmetry breaking), u_k >= 0.
+          x_ig in {0, 1} (x_ig = 0 for g > i: workers are identical, symmetry breaking),
+          u_k >= f_k, the makespan floor of step k (``step_floor``: max(sum_i w_ik / G,
+          max_i w_ik, sum of the G-th and (G+1)-th largest w_ik)), valid for any assignment.
 
 When neither slots nor KV can bind for any assignment (``hindsight_exact``), the simulator of
 :mod:`servopt.benchmarks.decode_routing` realises exactly this cost for any sticky assignment, so
@@ -125,6 +127,34 @@ def _blocks(n_steps: int, step_block: int) -> np.ndarray:
     return np.arange(n_steps) // int(step_block)
 
 
+def step_floor(instance: Instance, step_block: int = 1, act: Activity | None = None) -> np.ndarray:
+    """A lower bound on u of every (block of) step(s), valid for any assignment [ms].
+
+    The load-dependent time of a block is the makespan of scheduling its active requests (with
+    their work in the block as sizes) on G identical workers, so it is at least the classic
+    bound max(total / G, largest size, G-th + (G+1)-th largest sizes): with G + 1 requests two
+    share a worker. Used as the lower bound of u (``u_floor``); it tightens the LP relaxation.
+    """
+    act = act or activity(instance)
+    G, n_req = instance.workers, instance.n_requests
+    block = _blocks(len(act.steps), step_block)
+    n_blocks = int(block.max()) + 1
+    key = block[act.step] * n_req + act.request
+    uniq, inv = np.unique(key, return_inverse=True)
+    size = np.bincount(inv, weights=act.work)
+    blk = uniq // n_req
+    order = np.lexsort((-size, blk))  # by block, largest first
+    size, blk = size[order], blk[order]
+    start = np.searchsorted(blk, np.arange(n_blocks))
+    rank = np.arange(len(size)) - start[blk]
+    floor = np.bincount(blk, weights=size, minlength=n_blocks) / G
+    floor = np.maximum(floor, size[start])
+    pair = np.zeros(n_blocks)
+    np.add.at(pair, blk[(rank == G - 1) | (rank == G)], size[(rank == G - 1) | (rank == G)])
+    has_pair = np.bincount(blk[rank == G], minlength=n_blocks) > 0
+    return np.where(has_pair, np.maximum(floor, pair), floor)
+
+
 def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
           symmetry: bool = True) -> pyo.ConcreteModel:
     """The hindsight assignment IP (see the module docstring); ``relax`` gives its LP."""
@@ -148,7 +178,8 @@ def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
     m.K = pyo.RangeSet(0, n_blocks - 1)
     domain = pyo.UnitInterval if relax else pyo.Binary
     m.x = pyo.Var(m.I, m.G, domain=domain)
-    m.u = pyo.Var(m.K, domain=pyo.NonNegativeReals)
+    floor = step_floor(instance, step_block, act)
+    m.u = pyo.Var(m.K, domain=pyo.NonNegativeReals, bounds=lambda m, k: (float(floor[k]), None))
     if symmetry:
         for i in range(min(n_req, G)):
             for g in range(i + 1, G):
@@ -250,7 +281,8 @@ def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: i
             col_hi[i * G + i + 1:(i + 1) * G] = 0.0
     c = np.concatenate([np.zeros(nx), np.ones(n_blocks)])
     integer = np.concatenate([np.full(nx, not relax), np.zeros(n_blocks, dtype=bool)])
-    return MatrixLP(c, A, np.concatenate(lo), np.concatenate(hi), np.zeros(nx + n_blocks), col_hi,
+    col_lo = np.concatenate([np.zeros(nx), step_floor(instance, step_block, act)])
+    return MatrixLP(c, A, np.concatenate(lo), np.concatenate(hi), col_lo, col_hi,
                     integer, instance.step_ms * len(act.steps), row_slices,
                     {"x": slice(0, nx), "u": slice(nx, nx + n_blocks)})
 
@@ -277,7 +309,7 @@ def build_cvxpy(instance: Instance, *, step_block: int = 1) -> CvxpyModel:
             n_k = (rs.stop - rs.start) // G
             index = pd.MultiIndex.from_product([range(G), range(n_k)], names=["worker", "step"])
         cons[name] = (con, index)
-    constraints += [x >= 0, x <= 1, u >= 0]
+    constraints += [x >= 0, x <= 1, u >= mat.col_lo[nx:]]
     problem = cp.Problem(cp.Minimize(cp.sum(u) + mat.offset), constraints)
     xi = pd.MultiIndex.from_product([range(n_req), range(G)], names=["request", "worker"])
     return CvxpyModel(problem, "min", cons,

@@ -435,3 +435,20 @@ def test_bid_price_plans_on_the_light_worker_and_solves_per_refresh_not_per_requ
         assert router.solves <= 3
     with pytest.raises(InvalidInstanceError, match="pick"):
         routing.BidPrice(pick="best")
+
+
+def test_step_floor_hand_values_and_validity():
+    """Sizes at one step 5, 4, 3, 1 on G = 2 workers: max(13/2, 5, 4 + 3) = 7 (= the optimum)."""
+    inst = stream([(0, 50, 1), (0, 40, 1), (0, 30, 1), (0, 10, 1)], workers=2, slots=10,
+                  kv_capacity=1000)
+    assert model.step_floor(inst).tolist() == pytest.approx([7.0])
+    assert brute_force_hindsight(inst) == pytest.approx(1.0 + 7.0)
+    # with 3 workers: max(13/3, 5, 3 + 1) = 5
+    three = stream([(0, 50, 1), (0, 40, 1), (0, 30, 1), (0, 10, 1)], workers=3, slots=10,
+                   kv_capacity=1000)
+    assert model.step_floor(three).tolist() == pytest.approx([5.0])
+    # blocks: the floor of a block of steps is at most the optimum's load in the block
+    inst = inst_mod.generate_steps(requests=6, workers=2, seed=3)
+    opt = routing.solve_matrix(model.hindsight_matrices(inst))
+    assert model.step_floor(inst).sum() + inst.step_ms * len(model.activity(inst).steps) <= (
+        opt["objective"] + 1e-6)

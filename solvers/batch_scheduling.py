@@ -32,12 +32,21 @@ Methods (``POLICIES``)
 - ``bid_price``: the LP's memory prices mu[t] (latency rounds per KV token-round) turn each
   request into a score: its predicted latency plus the price of its memory-time footprint,
   ``r_i + sum_k mu[t+k] (c_i + k)``; requests are admitted in score order with MC-SF's
-  lookahead check. Offline the prices come from the LP relaxation solved on the predicted
-  instance; rounds past the plan use its average price.
+  lookahead check. All at once, the prices come from the LP relaxation solved on the
+  predicted instance (rounds past the plan use its average price). With arrivals there is no
+  plan at round 0, so every round gets the average price learned on the history window (the
+  first ``history`` requests, see below): the stationary rule without the backlog fallback.
 - ``bid_price_stationary``: one price mu learned on a history window (the LP of the first
-  ``history`` requests, predicted lengths) and applied online; when the backlog is more than
-  ``backlog_factor`` times what fits in memory, the price is scaled down toward shortest
-  predicted first (the footprint term otherwise starves long prompts in persistent overload).
+  ``history`` requests, predicted lengths, or a given history instance; the average of mu over
+  the rounds up to the last positive price) and applied online; when the backlog is more than
+  ``backlog_factor`` times what fits in memory, the price is scaled down by backlog_factor /
+  backlog, toward shortest predicted first (a guard for persistent overload).
+
+The MC-SF lookahead and vLLM admission read requests in this module's terms: a request that
+was preempted returns with its emitted tokens (c = prompt + generated + 1 in its first round
+back), and a request that outlives its prediction is predicted to end in the current round.
+On an empty batch the FCFS/SPF head request is admitted whenever it fits in memory at all
+(vLLM would reject, as ``NEVER``, one that cannot pass the watermark even alone).
 - ``hindsight``: replays the hindsight IP's schedule (HiGHS with a time limit, predicted
   lengths); with exact predictions it is the best schedule found, not an online method.
 """

@@ -20,22 +20,50 @@ from servopt.solvers import exact
 
 
 def solve_entry(instance: Instance, solve_kw: dict[str, Any]) -> tuple[float, float, str, float]:
-    """(objective, bound, bound kind, seconds) of a library solve."""
+    """(objective, bound, bound kind, seconds) of a library solve.
+
+    With ``relax=True`` the objective is nan and the bound is the LP relaxation's value.
+    """
     start = time.perf_counter()
     solution = exact.solve(instance, **solve_kw)
     wall = time.perf_counter() - start
-    if solve_kw.get("relax") or solution.relaxed:
-        kind = "lp_relaxation"
-        return math.nan, solution.objective, kind, wall
-    kind = "optimal" if solution.status == "optimal" else "mip_bound"
+    if solve_kw.get("relax"):
+        return math.nan, solution.objective, "lp_relaxation", wall
+    kind = "optimal" if solution.status == "optimal" and solution.gap <= 1e-6 else "mip_bound"
     return solution.objective, solution.bound, kind, wall
 
 
+def _close(a: float | None, b: float | None, rtol: float) -> bool:
+    if a is None or b is None or math.isnan(a) or math.isnan(b):
+        return a is None and b is None
+    return abs(a - b) <= rtol * max(1.0, abs(a), abs(b))
+
+
+def check(item: library.Entry, objective: float, bound: float, rtol: float) -> tuple[bool, str]:
+    """Does a re-solve agree with the manifest? Optima and LP values must match; a MIP's
+    (bound, incumbent) interval must be consistent with the recorded one."""
+    obj = None if math.isnan(objective) else objective
+    if item.bound_kind in ("optimal", "lp_relaxation"):
+        recorded = item.objective if item.bound_kind == "optimal" else item.bound
+        found = obj if item.bound_kind == "optimal" else bound
+        if _close(found, recorded, rtol):
+            return True, f"{item.bound_kind} value {found:.8g} matches the manifest"
+        return False, f"re-solved {item.bound_kind} value {found} differs from recorded {recorded}"
+    sense_min = item.bound is None or item.objective is None or item.bound <= item.objective
+    lo_new, hi_new = (bound, objective) if sense_min else (objective, bound)
+    lo_old, hi_old = (item.bound, item.objective) if sense_min else (item.objective, item.bound)
+    slack = rtol * max(1.0, abs(hi_old))
+    if lo_new <= hi_old + slack and lo_old <= hi_new + slack:
+        return True, f"interval [{lo_new:.8g}, {hi_new:.8g}] consistent with [{lo_old:.8g}, {hi_old:.8g}]"
+    return False, f"interval [{lo_new:.8g}, {hi_new:.8g}] contradicts recorded [{lo_old:.8g}, {hi_old:.8g}]"
+
+
 def add(name: str, size: str, make: Callable[[], Instance], solve_kw: dict[str, Any],
-        obtained: str, directory: Path = library.LIBRARY_DIR) -> library.Entry:
+        obtained: str, directory: Path | None = None) -> library.Entry:
     """Write one instance file, solve it, and return its manifest entry."""
     if size not in library.SIZES:
         raise ValueError(f"size must be one of {library.SIZES}")
+    directory = directory or library.LIBRARY_DIR
     instance = make()
     rel = Path(instance.decision) / f"{name}.json"
     (directory / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -70,15 +98,9 @@ def verify(names: Iterable[str] | None = None, *, sizes: tuple[str, ...] = ("sma
         try:
             instance = library.load(name)
             objective, bound, _, wall = solve_entry(instance, item.solve)
-            found = objective if item.objective is not None else bound
-            row.update(found=found, wall_s=wall)
-            recorded = row["recorded"]
-            if recorded is None or math.isnan(found):
-                row["message"] = "nothing to compare"
-            elif abs(found - recorded) <= rtol * max(1.0, abs(recorded)):
-                row.update(ok=True, message="matches the manifest")
-            else:
-                row["message"] = f"re-solved {found:.8g} differs from recorded {recorded:.8g}"
+            found = objective if item.bound_kind == "optimal" else bound
+            ok, message = check(item, objective, bound, rtol)
+            row.update(found=found, wall_s=wall, ok=ok, message=message)
         except (InvalidInstanceError, ValueError) as exc:
             row["message"] = str(exc)
         rows.append(row)

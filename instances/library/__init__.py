@@ -17,7 +17,6 @@ from typing import Any
 from servopt.core import Instance, InvalidInstanceError
 
 LIBRARY_DIR = Path(__file__).resolve().parent
-MANIFEST = LIBRARY_DIR / "manifest.json"
 SIZES = ("small", "medium", "large")
 
 
@@ -47,8 +46,9 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def read_manifest(path: Path = MANIFEST) -> dict[str, Entry]:
+def read_manifest(path: Path | None = None) -> dict[str, Entry]:
     """Entries by name; an unreadable manifest is an :class:`InvalidInstanceError`."""
+    path = path or LIBRARY_DIR / "manifest.json"
     if not path.is_file():
         return {}
     try:
@@ -59,7 +59,8 @@ def read_manifest(path: Path = MANIFEST) -> dict[str, Entry]:
     return {e.name: e for e in entries}
 
 
-def write_manifest(entries: list[Entry], path: Path = MANIFEST) -> None:
+def write_manifest(entries: list[Entry], path: Path | None = None) -> None:
+    path = path or LIBRARY_DIR / "manifest.json"
     data = {"schema_version": 1,
             "instances": [dataclasses.asdict(e) for e in sorted(entries, key=_order)]}
     path.write_text(json.dumps(data, indent=1) + "\n")

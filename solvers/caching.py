@@ -155,11 +155,14 @@ def lp_solution(result: LPResult, instance: Instance) -> Solution:
                                                         name="cache_capacity")})
 
 
-def round_schedule(instance: Instance, result: LPResult, tol: float = 1e-6) -> np.ndarray:
+def round_schedule(instance: Instance, result: LPResult, tol: float = 1e-6,
+                   scan_budget: float = 3e8) -> np.ndarray:
     """An integral schedule from the LP: ``keep[i] in {0, 1}``, feasible for the capacity.
 
     Keep every interval the LP keeps fully, then add fractional intervals in decreasing
-    ``keep`` (ties: higher cost per token) while every gap they span has room.
+    ``keep`` (ties: higher cost per token) while every gap they span has room. The greedy stops
+    once it has scanned ``scan_budget`` gap entries (the schedule stays feasible, only less
+    tight), which bounds its time when the LP has very many long fractional intervals.
     """
     iv = result.intervals
     gaps = max(instance.requests - 1, 0)
@@ -172,8 +175,12 @@ def round_schedule(instance: Instance, result: LPResult, tol: float = 1e-6) -> n
     order = fractional[np.lexsort((-iv.cost[fractional] / iv.size[fractional],
                                    -result.keep[fractional]))]
     capacity = instance.capacity + 1e-9
+    scanned = 0.0
     for i in order.tolist():
         a, b, s = int(iv.start[i]), int(iv.end[i]), float(iv.size[i])
+        scanned += b - a
+        if scanned > scan_budget:
+            break
         if occupancy[a:b].max() + s <= capacity:
             occupancy[a:b] += s
             keep[i] = True

@@ -248,7 +248,7 @@ def test_gap_table_runs_on_the_simulator():
     table = servopt.gap_table(inst, methods=["plan", "compute_only"], n_requests=1200,
                               window=400, bound_kw={"n_requests": 1200})
     assert list(table["method"]) == ["plan", "compute_only"]
-    assert set(table["bound_kind"]) == {"lower_bound"}
+    assert set(table["bound_kind"]) == {"simulated"}
     plan_row = table.iloc[0]
     assert plan_row["cost"] == rules.plan(inst).workers
     assert plan_row["status"] == ("ok" if plan_row["stable"] else "unstable")

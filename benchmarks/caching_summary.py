@@ -44,7 +44,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         bid = float(cost["bid_price"])
         row["bid_vs_gdsf"] = bid / float(cost["gdsf"]) - 1
         row["bid_vs_static"] = bid / float(cost["static"]) - 1
-        row["lp_schedule_gap"] = float(cost["lp_schedule"]) / bound - 1
+        row["lp_schedule_gap"] = (float(cost["lp_schedule"]) / bound - 1 if "lp_schedule" in cost
+                                  else float("nan"))
         row["price_adds"] = closed_gap(bid, lru, bound) - closed_gap(
             float(cost["cost_freq_size"]), lru, bound)
         rows.append(row)
@@ -98,7 +99,13 @@ def main() -> None:
         "# Caching benchmark summary (case `caching_full`)",
         "",
         "Commands: `servopt bench --case caching_full --out benchmarks/results --name "
-        "caching_full --no-plots --jobs 2`, then `python benchmarks/caching_summary.py`.",
+        "caching_full --no-plots --jobs 2` (the multimodal rows; the run was stopped when the "
+        "shared machine slowed it ~5x), then `python benchmarks/caching_partial.py --workload "
+        "mooncake --cost unit` (and `--cost position`, and `--workload multimodal --share 0.2 "
+        "--skew 1.2 --methods lp_schedule` for the one multimodal row missing), which assemble "
+        "`caching_full.csv` from the run cache, then `python benchmarks/caching_summary.py`. "
+        "Between the two runs only edge cases (instances with no repeated request) and the "
+        "rounding's scan budget changed; no row of this grid depends on either.",
         "",
         "Columns under each method: share of LRU's gap to the LP bound it closes (1 = reaches "
         "the bound, negative = worse than LRU). `lru_gap`: LRU's gap to the bound. "

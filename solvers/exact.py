@@ -251,6 +251,27 @@ def _pyomo_values(model: pyo.ConcreteModel) -> dict[str, pd.Series]:
     return out
 
 
+def new_highs() -> Any:
+    """A silent ``highspy.Highs`` for the matrix paths (its constructor prints a banner on the C
+    stdout, which would otherwise interleave with tables and progress bars)."""
+    import os
+    import sys
+
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            highs = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    highs.setOptionValue("output_flag", False)
+    return highs
+
+
 # ---------------------------------------------------------------------------------------------
 # CVXPY + HiGHS
 # ---------------------------------------------------------------------------------------------

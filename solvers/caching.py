@@ -72,16 +72,20 @@ class LPResult:
 
 
 def solve_lp(instance: Instance, *, method: str = "highs_matrix",
-             time_limit: float | None = None) -> LPResult:
+             time_limit: float | None = None, algorithm: str = "dual_simplex") -> LPResult:
     """Solve the offline caching LP.
 
     method : ``highs_matrix`` (flow form as sparse data, HiGHS dual simplex: the fast path),
         ``pyomo`` / ``cvxpy`` (flow form through :mod:`servopt.solvers.exact`), or ``networkx``
         (network simplex; value only, no prices).
+    algorithm : for ``highs_matrix``, ``dual_simplex`` (fastest on most instances: 14 s for 1e5
+        requests) or ``ipm`` (interior point + crossover: 2-4x slower on most instances, but 8x
+        faster on a degenerate one, multimodal skew 1.2 with a 20% cache; see
+        ``benchmarks/results/caching_speed.md``).
     """
     start = time.perf_counter()
     if method == "highs_matrix":
-        result = _solve_highs_matrix(instance, time_limit)
+        result = _solve_highs_matrix(instance, time_limit, algorithm)
     elif method in ("pyomo", "cvxpy"):
         from servopt.solvers import exact
 
@@ -105,7 +109,8 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
     return result
 
 
-def _solve_highs_matrix(instance: Instance, time_limit: float | None) -> LPResult:
+def _solve_highs_matrix(instance: Instance, time_limit: float | None,
+                        algorithm: str = "dual_simplex") -> LPResult:
     import highspy
 
     fm = model.flow_matrix(instance)
@@ -127,8 +132,14 @@ def _solve_highs_matrix(instance: Instance, time_limit: float | None) -> LPResul
     lp.a_matrix_.value_ = a.data
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
-    highs.setOptionValue("solver", "simplex")
-    highs.setOptionValue("simplex_strategy", 1)  # dual simplex
+    if algorithm == "dual_simplex":
+        highs.setOptionValue("solver", "simplex")
+        highs.setOptionValue("simplex_strategy", 1)
+    elif algorithm == "ipm":
+        highs.setOptionValue("solver", "ipm")
+        highs.setOptionValue("run_crossover", "on")  # a vertex: prices like the simplex's
+    else:
+        raise InvalidInstanceError(f"algorithm must be 'dual_simplex' or 'ipm', got {algorithm!r}")
     if time_limit is not None:
         highs.setOptionValue("time_limit", float(time_limit))
     highs.passModel(lp)

@@ -39,6 +39,7 @@ def test_lp_formulations_agree(seed):
     inst = ci.generate(requests=250, objects=50, cache_share=0.06, seed=seed)
     values = {
         "highs_matrix": cs.solve_lp(inst).value,
+        "highs_matrix_ipm": cs.solve_lp(inst, algorithm="ipm").value,
         "pyomo_flow": exact.solve(inst).objective,
         "pyomo_interval": exact.solve(inst, form="interval").objective,
         "cvxpy_flow": exact.solve(inst, backend="cvxpy").objective,

@@ -25,9 +25,11 @@ evict the smallest estimated reuse probability x miss cost), ``belady`` (furthes
 optimal for unit sizes and costs), ``belady_size`` (evict the smallest c / (s x distance to the
 next request)), ``static`` (the best fixed set for the realised popularity: no online rule beats
 it on independent requests), ``lp_schedule`` (the rounded LP: an achievable offline upper bound),
-``cost_freq_size`` (keep by c x decayed frequency / s; no price), ``bid_price_static`` (the same
-score with admission above a price learned once from the LP prices on a warm-up prefix) and
-``bid_price`` (the price refreshed by the LP on a sliding window of the past).
+``cost_freq_size`` (evict the lowest GreedyDual-aged c x frequency / s; no price),
+``bid_price_static`` (the same score, admission only while c x reuse rate / s exceeds a price
+learned once from the LP prices on a warm-up prefix), ``bid_price_class`` (the same with the reuse
+rate predicted from the object's class: kind x how often it was seen) and ``bid_price`` (the price
+refreshed by the LP on a sliding window of the past: a time-varying price).
 """
 
 from __future__ import annotations

@@ -65,6 +65,7 @@ from servopt.core import Solution
 from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
+from servopt.solvers.exact import new_highs
 
 VLLM_WATERMARK = 0.01
 
@@ -246,8 +247,7 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     upper = np.concatenate([np.ones(n), np.full(T, float(instance.kv_memory))]
                            + ([np.full(T, float(instance.max_batch))]
                               if lp_data.a_cap is not None else []))
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = new_highs()
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
     if integer:

@@ -41,8 +41,6 @@ steps) and the per-step IP (``epoch_ip``) are documented on their classes.
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -52,6 +50,7 @@ import numpy as np
 from servopt.core import InvalidInstanceError
 from servopt.instances.decode_routing import Instance
 from servopt.models.decode_routing import Epoch, MatrixLP, epoch_matrices
+from servopt.solvers.exact import new_highs
 
 
 class FleetView(Protocol):
@@ -231,18 +230,7 @@ _HIGHS: Any = None
 def _highs() -> Any:
     global _HIGHS
     if _HIGHS is None:
-        import highspy
-
-        sys.stdout.flush()
-        saved = os.dup(1)  # the constructor prints a banner on the C stdout; keep it quiet
-        try:
-            with open(os.devnull, "w") as null:
-                os.dup2(null.fileno(), 1)
-                _HIGHS = highspy.Highs()
-        finally:
-            os.dup2(saved, 1)
-            os.close(saved)
-        _HIGHS.setOptionValue("output_flag", False)
+        _HIGHS = new_highs()
     return _HIGHS
 
 

@@ -46,6 +46,7 @@ from servopt.models.expert_placement import (
     makespan_lower_bound,
     placement_matrix,
 )
+from servopt.solvers.exact import new_highs
 
 DISPATCHES = ("even", "lp", "price")
 
@@ -212,8 +213,7 @@ def lp_dispatch(phy2log: np.ndarray, w: np.ndarray, slots_per_gpu: int,
     n_rows = A.shape[0]
     lower = np.concatenate([mats["b_eq"], np.full(L * G, -np.inf)])
     upper = np.concatenate([mats["b_eq"], mats["b_ub"]])
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = new_highs()
     lp = highspy.HighsLp()
     n = A.shape[1]
     lp.num_col_, lp.num_row_ = n, n_rows

@@ -74,16 +74,17 @@ class LPResult:
 
 
 def solve_lp(instance: Instance, *, method: str = "highs_matrix",
-             time_limit: float | None = None, algorithm: str = "dual_simplex") -> LPResult:
+             time_limit: float | None = None, algorithm: str = "auto") -> LPResult:
     """Solve the offline caching LP.
 
     method : ``highs_matrix`` (flow form as sparse data, HiGHS dual simplex: the fast path),
         ``pyomo`` / ``cvxpy`` (flow form through :mod:`servopt.solvers.exact`), or ``networkx``
         (network simplex; value only, no prices).
-    algorithm : for ``highs_matrix``, ``dual_simplex`` (fastest on most instances: 14 s for 1e5
-        requests) or ``ipm`` (interior point + crossover: 2-4x slower on most instances, but 8x
+    algorithm : for ``highs_matrix``, ``dual_simplex`` (fastest on most instances: 13-16 s for
+        1e5 requests), ``ipm`` (interior point + crossover: 2-3x slower on most instances, but 13x
         faster on a degenerate one, multimodal skew 1.2 with a 20% cache; see
-        ``benchmarks/results/caching_speed.md``).
+        ``benchmarks/results/caching_lp_algorithms.md``) or ``auto``: dual simplex for at most
+        ``AUTO_SIMPLEX_S`` seconds, then interior point.
     """
     start = time.perf_counter()
     if method == "highs_matrix":
@@ -111,8 +112,11 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
     return result
 
 
+AUTO_SIMPLEX_S = 40.0
+
+
 def _solve_highs_matrix(instance: Instance, time_limit: float | None,
-                        algorithm: str = "dual_simplex") -> LPResult:
+                        algorithm: str = "auto") -> LPResult:
     import highspy
 
     fm = model.flow_matrix(instance)
@@ -134,21 +138,32 @@ def _solve_highs_matrix(instance: Instance, time_limit: float | None,
     lp.a_matrix_.value_ = a.data
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
-    if algorithm == "dual_simplex":
+    if algorithm not in ("auto", "dual_simplex", "ipm"):
+        raise InvalidInstanceError(f"algorithm must be 'auto', 'dual_simplex' or 'ipm', got "
+                                   f"{algorithm!r}")
+    highs.passModel(lp)
+    start = time.perf_counter()
+    limit = math.inf if time_limit is None else float(time_limit)
+    if algorithm in ("auto", "dual_simplex"):
         highs.setOptionValue("solver", "simplex")
         highs.setOptionValue("simplex_strategy", 1)
-    elif algorithm == "ipm":
+        first = min(limit, AUTO_SIMPLEX_S) if algorithm == "auto" else limit
+        if math.isfinite(first):
+            highs.setOptionValue("time_limit", first)
+        highs.run()
+    status = highs.getModelStatus()
+    left = limit - (time.perf_counter() - start)
+    if algorithm == "ipm" or (algorithm == "auto" and status != highspy.HighsModelStatus.kOptimal
+                              and left > 0):
+        highs.clearSolver()
         highs.setOptionValue("solver", "ipm")
         highs.setOptionValue("run_crossover", "on")  # a vertex: prices like the simplex's
-    else:
-        raise InvalidInstanceError(f"algorithm must be 'dual_simplex' or 'ipm', got {algorithm!r}")
-    if time_limit is not None:
-        highs.setOptionValue("time_limit", float(time_limit))
-    highs.passModel(lp)
-    highs.run()
-    status = highs.getModelStatus()
+        highs.setOptionValue("time_limit", left if math.isfinite(left) else math.inf)
+        highs.run()
+        status = highs.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
-        raise InvalidInstanceError(f"HiGHS stopped on the caching LP: {highs.modelStatusToString(status)}")
+        raise InvalidInstanceError("HiGHS stopped on the caching LP: "
+                                   f"{highs.modelStatusToString(status)}")
     sol = highs.getSolution()
     value = float(highs.getInfo().objective_function_value) + fm.constant
     values = np.asarray(sol.col_value)

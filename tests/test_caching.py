@@ -40,6 +40,7 @@ def test_lp_formulations_agree(seed):
     values = {
         "highs_matrix": cs.solve_lp(inst).value,
         "highs_matrix_ipm": cs.solve_lp(inst, algorithm="ipm").value,
+        "highs_matrix_dual": cs.solve_lp(inst, algorithm="dual_simplex").value,
         "pyomo_flow": exact.solve(inst).objective,
         "pyomo_interval": exact.solve(inst, form="interval").objective,
         "cvxpy_flow": exact.solve(inst, backend="cvxpy").objective,
@@ -280,3 +281,19 @@ def test_gap_table_runs():
     assert (table["gap"] >= -1e-9).all()
     assert set(table["bound_kind"]) == {"lp_relaxation"}
     assert {"hit_ratio", "byte_hit_ratio"} <= set(table.columns)
+
+
+def test_auto_falls_back_to_interior_point(monkeypatch):
+    inst = ci.generate(requests=2000, objects=400, cache_share=0.05, seed=4)
+    reference = cs.solve_lp(inst, algorithm="dual_simplex")
+    import highspy
+
+    restarts = []
+    clear = highspy.Highs.clearSolver
+    monkeypatch.setattr(highspy.Highs, "clearSolver",
+                        lambda self: (restarts.append(1), clear(self))[1])
+    monkeypatch.setattr(cs, "AUTO_SIMPLEX_S", 1e-6)  # the simplex stops at once
+    fallback = cs.solve_lp(inst, algorithm="auto")
+    assert restarts == [1]
+    assert fallback.value == pytest.approx(reference.value, rel=1e-9)
+    assert lagrangian(inst, fallback.price) == pytest.approx(reference.value, rel=1e-7)

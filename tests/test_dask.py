@@ -32,3 +32,16 @@ def test_local_dask_cluster_matches_process_pool(tmp_path, monkeypatch):
     # the Dask run filled the cache: a pool run now computes nothing and returns the same rows
     again = run([case], jobs=2, cache_dir=tmp_path, progress=False)
     pd.testing.assert_frame_equal(again.sort_values(key).reset_index(drop=True)[cols], b)
+
+
+def test_registered_case_on_dask_matches_process_pool():
+    """A real decision's quick case (the main job's) gives identical rows both ways."""
+    from servopt.benchmarks import registry
+
+    (case,) = registry.cases(names=["expert_placement_quick"])
+    pooled = run([case], jobs=2, progress=False)
+    dask_rows = run([case], jobs=2, scheduler="local", progress=False)
+    key = ["params", "seed", "method"]
+    cols = ["params", "seed", "method", "cost", "bound", "bound_kind", "gap", "status"]
+    pd.testing.assert_frame_equal(pooled.sort_values(key).reset_index(drop=True)[cols],
+                                  dask_rows.sort_values(key).reset_index(drop=True)[cols])

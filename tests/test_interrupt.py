@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from servopt.benchmarks import Case, run
-from servopt.benchmarks import runner as runner_mod
 
 import toy_decision
 
@@ -42,7 +41,7 @@ def _script(tmp_path: Path, jobs: int) -> str:
 
 
 @pytest.mark.parametrize(("jobs", "sig"), [(1, signal.SIGKILL), (2, signal.SIGINT)])
-def test_killed_run_resumes_from_cache(tmp_path, monkeypatch, jobs, sig):
+def test_killed_run_resumes_from_cache(tmp_path, monkeypatch, computed_units, jobs, sig):
     proc = subprocess.Popen([sys.executable, "-c", _script(tmp_path, jobs)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -56,16 +55,8 @@ def test_killed_run_resumes_from_cache(tmp_path, monkeypatch, jobs, sig):
 
     # resume in this process, counting what is computed again
     monkeypatch.setitem(toy_decision.POLICIES, "slow", toy_decision.greedy)
-    computed = []
-    original = runner_mod.run_unit
-
-    def counting(*args):
-        computed.append(args)
-        return original(*args)
-
-    monkeypatch.setattr(runner_mod, "run_unit", counting)
     case = Case(name="toy_slow", decision="toy_production", seeds=tuple(range(12)),
                 make_instance=toy_decision.make_instance, methods=("slow",))
     frame = run([case], jobs=1, cache_dir=tmp_path, progress=False)
     assert len(frame) == 12
-    assert len(computed) == 24 - finished
+    assert len(computed_units) == 24 - finished

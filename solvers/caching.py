@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.core import InvalidInstanceError, Solution
+from servopt.core.solution import normalise_dual
 from servopt.instances.caching import Instance
 from servopt.models import caching as model
 from servopt.solvers.exact import new_highs
@@ -167,8 +168,9 @@ def _solve_highs_matrix(instance: Instance, time_limit: float | None,
     sol = highs.getSolution()
     value = float(highs.getInfo().objective_function_value) + fm.constant
     values = np.asarray(sol.col_value)
-    # reduced cost of occupancy[t] at its upper bound C is -(saving per token): price = -dual
-    price = np.maximum(-np.asarray(sol.col_dual)[m:], 0.0)
+    # the reduced cost of occupancy[t] is d(objective)/d(its upper bound C), like a <= row's dual
+    dual = np.asarray(sol.col_dual)[m:]
+    price = np.maximum(normalise_dual(dual, sense="min", row="le", convention="pyomo"), 0.0)
     return LPResult(value, np.clip(values[:m], 0.0, 1.0), price, iv, 0.0, "highs_matrix")
 
 

@@ -48,6 +48,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from servopt.core import InvalidInstanceError
+from servopt.core.solution import normalise_dual
 from servopt.instances.decode_routing import Instance
 from servopt.models.decode_routing import Epoch, MatrixLP, epoch_matrices
 from servopt.solvers.exact import new_highs
@@ -287,9 +288,10 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
     if not is_mip and has:
         dual = np.asarray(sol.row_dual, dtype=float)
         eq = mat.row_lo == mat.row_hi
-        # HiGHS: row_dual = d objective / d activity bound; a <= row relaxed by one unit
-        # improves the objective by -row_dual.
-        out["price"] = np.where(eq, dual, np.maximum(-dual, 0.0))
+        # HiGHS's row_dual is d(objective)/d(row bound), Pyomo's convention
+        le = normalise_dual(dual, sense="min", row="le", convention="pyomo")
+        eqp = normalise_dual(dual, sense="min", row="eq", convention="pyomo")
+        out["price"] = np.where(eq, eqp, np.maximum(le, 0.0))
     return out
 
 

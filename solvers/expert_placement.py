@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from servopt.core import InvalidInstanceError
+from servopt.core.solution import normalise_dual
 from servopt.instances.expert_placement import Instance
 from servopt.models.expert_placement import (
     check_placement,
@@ -237,7 +238,7 @@ def lp_dispatch(phy2log: np.ndarray, w: np.ndarray, slots_per_gpu: int,
     flows[mats["slot_layer"], mats["slot_index"]] = np.maximum(x[: mats["slot_layer"].size], 0)
     makespan = x[-L:]
     dual = np.asarray(sol.row_dual)[L * w.shape[1]:].reshape(L, G)
-    price = np.maximum(-dual, 0.0)  # d(obj)/d(rhs) of a <= row is <= 0 when minimising
+    price = np.maximum(normalise_dual(dual, sense="min", row="le", convention="pyomo"), 0.0)
     return flows, makespan, price
 
 

@@ -33,6 +33,20 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
+def _check_numbers(generate: Any, params: dict[str, Any], decision: str) -> None:
+    """Refuse text for a generator parameter annotated as a number, naming the parameter."""
+    import inspect
+
+    signature = inspect.signature(generate)
+    for name, value in params.items():
+        parameter = signature.parameters.get(name)
+        if parameter is None or not isinstance(value, str):
+            continue
+        annotation = str(parameter.annotation)
+        if ("int" in annotation or "float" in annotation) and "str" not in annotation:
+            raise ValueError(f"generate {decision}: {name} must be a number, got {value!r}")
+
+
 def cmd_solve(args: argparse.Namespace) -> int:
     from servopt.instances import load
     from servopt.solvers import exact
@@ -60,6 +74,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     module = layer_module(args.decision, "instances")
     params = _parse_params(args.params)
+    _check_numbers(module.generate, params, args.decision)
     try:
         instance = module.generate(seed=args.seed, **params)
     except TypeError as exc:

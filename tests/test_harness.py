@@ -144,3 +144,9 @@ def test_cli_errors_are_one_line(argv, capsys):
 
 def test_registered_decision_is_known():
     assert toy_decision.DECISION in __import__("servopt").core.registry.known_decisions()
+
+
+def test_cli_generate_refuses_text_for_a_number(tmp_path, capsys):
+    assert cli.main(["generate", "toy_production", "products=many", "-o",
+                     str(tmp_path / "g.json")]) == 2
+    assert "products must be a number, got 'many'" in capsys.readouterr().err

@@ -17,14 +17,23 @@ Each decode step (in this order):
 
 When no request is running or queued the clock jumps to the next arrival (no step is run).
 
-Metrics: ``throughput_tok_s`` (tokens generated up to the last arrival / that time; tokens /
-makespan when all arrive at once), ``idle_fraction`` (barrier idle / decode compute:
-sum_k sum_g (max W - W_g) / sum_k G max W), ``imbalance`` (mean over steps of
-(max W - mean W) / max W), ``tpot_mean_ms`` / ``tpot_p99_ms`` (time per output token after the
-first), ``e2e_mean_s`` / ``e2e_p99_s`` (finish - arrival), ``completed``, ``queue_mean`` (requests
-waiting in worker queues, mean over steps), ``preemptions``, ``router_us`` (router time per
-request, microseconds), ``steps``. ``cost`` is the total step time in ms (sum over steps of
-``c0 + max W``), the hindsight model's objective.
+Metrics are measured in steady state, over the steps that start inside the measurement window
+``[arrival of request floor(warmup * n), last arrival]`` (``warmup`` = 0.2 by default): the
+warm-up from an empty fleet and the drain after the last arrival, when the fleet is not at the
+offered load and there is nothing left to route, are left out (the drain of a few long requests
+can be most of the steps of a run). When all requests arrive at once, or the window holds no
+step, every step is measured. Over the measured steps:
+``idle_fraction`` (mean over steps of the barrier idle fraction
+``sum_g (max W - W_g) / (G max W)``), ``imbalance`` (mean over steps of ``(max W - mean W) /
+(c0 + max W)``, the share of the step's wall time spent waiting at the barrier: what a perfect
+balance could save), ``throughput_tok_s`` (tokens generated / time of those steps),
+``queue_mean`` (requests waiting in worker queues, mean over steps), ``step_ms_mean``; over the
+requests that arrive inside the window: ``tpot_mean_ms`` / ``tpot_p99_ms`` (time per output token
+after the first), ``e2e_mean_s`` / ``e2e_p99_s`` (finish - arrival). Over the whole run:
+``idle_fraction_run`` (sum_k sum_g (max W - W_g) / sum_k G max W over every step),
+``completed``, ``preemptions``, ``router_us`` (router time per request, microseconds),
+``steps``, ``window_steps``. ``cost`` is the total step time of the whole run in ms (sum over
+steps of ``c0 + max W``), the hindsight model's objective.
 """
 
 from __future__ import annotations
@@ -90,8 +99,14 @@ class Fleet:
         return self._done_outputs[: self._n_done]
 
 
-def simulate(instance: Instance, router: routing.Router, *, seed: int = 0) -> dict[str, Any]:
-    """Run the decode-step simulation; return metrics, per-request times and per-step series."""
+def simulate(instance: Instance, router: routing.Router, *, seed: int = 0,
+             warmup: float = 0.2) -> dict[str, Any]:
+    """Run the decode-step simulation; return metrics, per-request times and per-step series.
+
+    warmup : share of the requests whose arrival period is left out of the steady-state metrics.
+    """
+    if not 0.0 <= warmup < 1.0:
+        raise InvalidInstanceError(f"warmup must be a share of the requests in [0, 1), got {warmup}")
     n, G = instance.n_requests, instance.workers
     B, K = instance.slots, instance.kv_capacity
     c0, c1, p = instance.step_ms, instance.ms_per_kv_token, instance.prefill_ms_per_token
@@ -107,12 +122,11 @@ def simulate(instance: Instance, router: routing.Router, *, seed: int = 0) -> di
     run_out = np.zeros(0, dtype=np.int64)
     run_prompt = np.zeros(0, dtype=np.int64)
     steps_t, steps_ms, steps_idle, steps_compute, steps_queue = [], [], [], [], []
-    steps_slots, steps_kv = [], []
+    steps_slots, steps_kv, steps_mean, steps_tokens, steps_k = [], [], [], [], []
     t, k, nxt, done = 0.0, 0, 0, 0
     preemptions = 0
     tokens = 0
     last_arrival = float(arrival[-1])
-    tokens_by_last = 0
     admitted_total = 0
     while done < n:
         if len(fleet.run_ids) == 0 and fleet.queued.sum() == 0:
@@ -198,20 +212,18 @@ def simulate(instance: Instance, router: routing.Router, *, seed: int = 0) -> di
         top = float(work.max())
         step_ms = c0 + top
         steps_t.append(t)
+        steps_k.append(k)
         steps_ms.append(step_ms)
         steps_idle.append(G * top - float(work.sum()))
         steps_compute.append(G * top)
+        steps_mean.append(float(work.sum()) / G)
+        steps_tokens.append(n_run)
         steps_queue.append(int(fleet.queued.sum()))
         steps_slots.append(int(fleet.running.max()))
         steps_kv.append(int((fleet.kv_running + fleet.running).max()))
-        t_before = t
         t += step_ms / 1000.0
         k += 1
         tokens += n_run
-        if t <= last_arrival + 1e-12:
-            tokens_by_last = tokens
-        elif t_before < last_arrival:
-            tokens_by_last += n_run * (last_arrival - t_before) / (t - t_before)
         fresh = fleet.run_generated == 0
         if fresh.any():
             ids = fleet.run_ids[fresh]
@@ -239,29 +251,51 @@ def simulate(instance: Instance, router: routing.Router, *, seed: int = 0) -> di
             run_prompt = run_prompt[keep]
 
     steps_ms_a = np.asarray(steps_ms)
+    steps_t_a = np.asarray(steps_t)
     idle = np.asarray(steps_idle)
     compute = np.asarray(steps_compute)
-    tpot = (finish_t - first_t)[output > 1] / (output[output > 1] - 1) * 1000.0
-    e2e = finish_t - arrive_t
-    if last_arrival > 0 and not step_clock:
-        throughput = tokens_by_last / last_arrival
+    queue = np.asarray(steps_queue)
+    # steady-state window: steps starting in [arrival of request floor(warmup n), last arrival]
+    w0 = int(warmup * n)
+    if step_clock:
+        t_step = np.asarray(steps_k, dtype=float)
+        lo_t, hi_t = math.ceil(arrival[w0] - 1e-9), math.ceil(arrival[-1] - 1e-9)
     else:
-        throughput = tokens / max(t - float(np.nanmin(arrive_t)), 1e-12)
+        t_step, lo_t, hi_t = steps_t_a, float(arrival[w0]), last_arrival
+    win = (t_step >= lo_t - 1e-12) & (t_step <= hi_t + 1e-12)
+    steady = bool(hi_t > lo_t and win.any())
+    if not steady:
+        win = np.ones(len(steps_ms_a), dtype=bool)
+    req_in = arrival >= arrival[w0] if steady else np.ones(n, dtype=bool)
     with np.errstate(invalid="ignore", divide="ignore"):
-        imb = np.where(compute > 0, idle / np.where(compute > 0, compute, 1.0), 0.0)
+        frac = np.where(compute > 0, idle / np.where(compute > 0, compute, 1.0), 0.0)
+    top_w = steps_ms_a - c0
+    lost = (top_w - np.asarray(steps_mean)) / np.where(steps_ms_a > 0, steps_ms_a, 1.0)
+    tok_w = np.asarray(steps_tokens, dtype=float)[win]
+    measured_s = steps_ms_a[win].sum() / 1000.0
+    if steady:
+        throughput = tok_w.sum() / max(measured_s, 1e-12)
+    else:  # no distinct window (all arrive at once): tokens / makespan
+        throughput = tokens / max(t - float(np.nanmin(arrive_t)), 1e-12)
+    outs = output[req_in]
+    tpot = ((finish_t - first_t)[req_in][outs > 1] / (outs[outs > 1] - 1) * 1000.0)
+    e2e = (finish_t - arrive_t)[req_in]
     metrics = {
         "throughput_tok_s": float(throughput),
-        "idle_fraction": float(idle.sum() / compute.sum()) if compute.sum() > 0 else 0.0,
-        "imbalance": float(imb.mean()) if len(imb) else 0.0,
+        "idle_fraction": float(frac[win].mean()),
+        "imbalance": float(lost[win].mean()),
         "tpot_mean_ms": float(tpot.mean()) if len(tpot) else 0.0,
         "tpot_p99_ms": float(np.percentile(tpot, 99)) if len(tpot) else 0.0,
         "e2e_mean_s": float(np.mean(e2e)),
         "e2e_p99_s": float(np.percentile(e2e, 99)),
+        "queue_mean": float(queue[win].mean()),
+        "step_ms_mean": float(steps_ms_a[win].mean()),
+        "idle_fraction_run": float(idle.sum() / compute.sum()) if compute.sum() > 0 else 0.0,
         "completed": int(done),
-        "queue_mean": float(np.mean(steps_queue)) if steps_queue else 0.0,
         "preemptions": int(preemptions),
         "router_us": route_s / n * 1e6,
         "steps": len(steps_ms),
+        "window_steps": int(win.sum()),
     }
     return {
         "cost": float(steps_ms_a.sum()),
@@ -271,24 +305,26 @@ def simulate(instance: Instance, router: routing.Router, *, seed: int = 0) -> di
         "arrive_t": arrive_t,
         "first_t": first_t,
         "finish_t": finish_t,
-        "steps": {"t": np.asarray(steps_t), "step_ms": steps_ms_a, "idle": idle,
-                  "compute": compute, "queue": np.asarray(steps_queue),
+        "steps": {"t": steps_t_a, "step_ms": steps_ms_a, "idle": idle,
+                  "compute": compute, "queue": queue, "window": win,
+                  "tokens": np.asarray(steps_tokens),
                   "max_running": np.asarray(steps_slots), "max_kv": np.asarray(steps_kv)},
     }
 
 
 def evaluate(instance: Instance, method: str | routing.Router, *, seed: int = 0,
-             **kw: Any) -> Outcome:
+             warmup: float = 0.2, **kw: Any) -> Outcome:
     """Simulate ``method`` (a POLICIES name or a router) on ``instance``.
 
-    ``cost`` is the total step time (ms); ``wall_s`` the router's decision time (s).
+    ``cost`` is the total step time (ms); ``wall_s`` the router's decision time (s);
+    ``warmup`` the share of requests left out of the steady-state metrics (see module doc).
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError("evaluate needs a decode_routing Instance")
     router = routing.make_router(method)
     if kw:
         raise InvalidInstanceError(f"unknown evaluate option(s) {sorted(kw)}")
-    result = simulate(instance, router, seed=seed)
+    result = simulate(instance, router, seed=seed, warmup=warmup)
     return Outcome(cost=result["cost"], metrics=result["metrics"], wall_s=result["route_s"])
 
 

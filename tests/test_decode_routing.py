@@ -124,11 +124,37 @@ def test_simulator_hand_trace_barrier():
     res = bench.simulate(inst, Fixed([0, 1, 0]))
     assert res["steps"]["step_ms"] == pytest.approx([3.0, 2.7, 1.7])
     assert res["cost"] == pytest.approx(7.4)
-    assert res["metrics"]["idle_fraction"] == pytest.approx(2.9 / 8.8)
+    # all arrive at once: every step is measured; idle fraction per step 0.5/4, 1.7/3.4, 0.7/1.4
+    assert res["metrics"]["idle_fraction"] == pytest.approx(np.mean([0.5 / 4, 1.7 / 3.4, 0.7 / 1.4]))
+    assert res["metrics"]["idle_fraction_run"] == pytest.approx(2.9 / 8.8)
     assert res["finish_t"] * 1000 == pytest.approx([5.7, 3.0, 7.4])
-    assert res["metrics"]["imbalance"] == pytest.approx(np.mean([0.5 / 4, 1.7 / 3.4, 0.7 / 1.4]))
+    # (max W - mean W) / step time: 0.25 / 3.0, 0.85 / 2.7, 0.35 / 1.7
+    assert res["metrics"]["imbalance"] == pytest.approx(np.mean([0.25 / 3.0, 0.85 / 2.7, 0.35 / 1.7]))
     # round robin makes the same assignment
     assert bench.evaluate(inst, "round_robin").cost == pytest.approx(7.4)
+
+
+def test_simulator_steady_state_window():
+    """Metrics cover the steps from the arrival of request floor(warmup n) to the last arrival.
+
+    r0 (step 0, s=10, o=1), r1 (step 1, s=20, o=1), r2 (step 2, s=10, o=2) on worker 0, r3
+    (step 2, s=30, o=1) on worker 1; warmup 0.25 -> window = steps 1..2.
+    step 0: W = (1.0, 0): 2.0 ms, idle share 0.5.   step 1: W = (2.0, 0): 3.0 ms, 0.5.
+    step 2: W = (1.0, 3.0): 4.0 ms, 2/6.             step 3: W = (1.1, 0): 2.1 ms, 0.5.
+    """
+    inst = stream([(0, 10, 1), (1, 20, 1), (2, 10, 2), (2, 30, 1)])
+    res = bench.simulate(inst, Fixed([0, 0, 0, 1]), warmup=0.25)
+    m = res["metrics"]
+    assert res["steps"]["step_ms"] == pytest.approx([2.0, 3.0, 4.0, 2.1])
+    assert m["window_steps"] == 2
+    assert m["idle_fraction"] == pytest.approx((0.5 + 2 / 6) / 2)
+    assert m["idle_fraction_run"] == pytest.approx((1.0 + 2.0 + 2.0 + 1.1) / (2.0 + 4.0 + 6.0 + 2.2))
+    assert m["throughput_tok_s"] == pytest.approx(3 / 0.007)  # 1 + 2 tokens in 3.0 + 4.0 ms
+    # requests arriving in the window: r1 3.0 ms, r2 (5.0 -> 11.1) 6.1 ms, r3 (5.0 -> 9.0) 4.0 ms
+    assert m["e2e_mean_s"] * 1000 == pytest.approx((3.0 + 6.1 + 4.0) / 3)
+    assert m["imbalance"] == pytest.approx((1.0 / 3.0 + 1.0 / 4.0) / 2)
+    with pytest.raises(InvalidInstanceError, match="warmup"):
+        bench.simulate(inst, Fixed([0, 0, 0, 1]), warmup=1.0)
 
 
 def test_simulator_hand_trace_slots_queue_and_late_arrival():

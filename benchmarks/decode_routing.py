@@ -53,7 +53,8 @@ from servopt.solvers import decode_routing as routing
 
 SENSE = "min"
 DEFAULT_METHODS = ("round_robin", "random", "jsq", "least_kv", "p2c_kv", "least_outstanding",
-                   "bid_price", "bid_price_argmin")
+                   "bid_price", "bid_price_lp", "bid_price_argmin")
+FULL_METHODS = tuple(m for m in DEFAULT_METHODS if m != "bid_price_argmin")
 
 
 class Fleet:
@@ -75,6 +76,7 @@ class Fleet:
         self.run_worker = np.zeros(0, dtype=np.int64)
         self.run_generated = np.zeros(0, dtype=np.int64)
         self._done_outputs = np.zeros(n, dtype=np.int64)
+        self._done_ids = np.zeros(n, dtype=np.int64)
         self._n_done = 0
         self._routable = (0, 0)
 
@@ -97,6 +99,9 @@ class Fleet:
 
     def completed_outputs(self) -> np.ndarray:
         return self._done_outputs[: self._n_done]
+
+    def completed_ids(self) -> np.ndarray:
+        return self._done_ids[: self._n_done]
 
 
 def simulate(instance: Instance, router: routing.Router, *, seed: int = 0,
@@ -243,6 +248,7 @@ def simulate(instance: Instance, router: routing.Router, *, seed: int = 0,
             ).astype(np.int64)
             m = len(ids)
             fleet._done_outputs[fleet._n_done:fleet._n_done + m] = run_out[fin]
+            fleet._done_ids[fleet._n_done:fleet._n_done + m] = ids
             fleet._n_done += m
             done += m
             keep = ~fin
@@ -375,21 +381,27 @@ FLEET = {"slots": 64, "kv_capacity": 131072, "step_ms": 10.0, "ms_per_kv_token":
 
 def make_cell(*, kind: str = "synthetic", seed: int = 0, workload: str = "conversation",
               workers: int = 8, load: float = 0.85, requests: int | None = None,
-              arrivals: str = "poisson", trace: str = "azure2023_code.csv") -> Instance:
+              arrivals: str = "poisson", trace: str = "azure2023_code.csv",
+              prediction_error: float | None = None) -> Instance:
     """One benchmark instance.
 
-    kind : ``synthetic`` (Azure-calibrated generator, ``requests`` default 400 per worker),
+    kind : ``synthetic`` (Azure-calibrated generator; ``requests`` default 1000 per worker on
+        conversation lengths and 2000 per worker on code lengths, whose requests are 8x shorter,
+        so that the steady-state window spans about a thousand steps or more),
         ``trace`` (a shared public trace replayed at ``load`` x the fleet's capacity; ``seed``
         picks which consecutive block of ``requests`` to replay, all of it by default) or
         ``hindsight`` (a step-clock stream of ``requests`` (default 200) for the hindsight bound).
+    prediction_error : synthetic streams only: add ``predicted_tokens`` = true output x
+        exp(N(0, error^2)) (0 = exact predictions).
     """
     from servopt.instances import decode_routing as gen
     from servopt.instances import traces
 
     if kind == "synthetic":
-        n = requests or 400 * workers
+        n = requests or (2000 if workload == "code" else 1000) * workers
         return gen.generate(workload=workload, requests=n, workers=workers, load=load,
-                            arrivals=arrivals, seed=seed, **FLEET)
+                            arrivals=arrivals, seed=seed, prediction_error=prediction_error,
+                            **FLEET)
     if kind == "trace":
         path = traces.shared_trace(trace)
         if path is None:

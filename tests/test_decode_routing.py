@@ -450,7 +450,9 @@ def test_bid_price_plans_on_the_light_worker_and_solves_per_refresh_not_per_requ
     # worker 0 holds a long request; a burst of small requests should go to worker 1 first
     rows = [(0, 5000, 400)] + [(1, 100, 50)] * 6
     inst = stream(rows, workers=2, slots=8, kv_capacity=20_000, ms_per_kv_token=0.01)
-    for router in (routing.BidPrice(refresh=4), routing.BidPrice(pick="price", central=True)):
+    for router in (routing.BidPrice(refresh=4, gate=True, pick="kv"),
+                   routing.BidPrice(pick="price", gate=True, central=True),
+                   routing.BidPrice(gate=True), routing.BidPrice()):
         res = bench.simulate(inst, router)
         assert res["worker"][0] in (0, 1)
         heavy = res["worker"][0]
@@ -458,9 +460,13 @@ def test_bid_price_plans_on_the_light_worker_and_solves_per_refresh_not_per_requ
         # the first burst request goes to the light worker, and most of the burst does
         assert res["worker"][1] == light
         assert np.sum(res["worker"][1:] == light) >= 4
-        assert router.solves <= 3
+        assert router.solves <= (3 if router.gate else 0)
     with pytest.raises(InvalidInstanceError, match="pick"):
         routing.BidPrice(pick="best")
+    with pytest.raises(InvalidInstanceError, match="gate=True"):
+        routing.BidPrice(pick="price")
+    with pytest.raises(InvalidInstanceError, match="discount"):
+        routing.BidPrice(discount=1.5)
 
 
 def test_step_floor_hand_values_and_validity():

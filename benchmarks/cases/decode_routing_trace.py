@@ -1,7 +1,7 @@
 """Decode routing on the shared Azure LLM inference 2023 code trace (8,819 requests), replayed at
 85% and 95% of the fleet's balanced capacity on its own lengths, 8 and 32 workers."""
 
-from servopt.benchmarks.decode_routing import DEFAULT_METHODS, make_cell
+from servopt.benchmarks.decode_routing import FULL_METHODS, make_cell
 from servopt.benchmarks.registry import Case
 
 CASE = Case(
@@ -11,7 +11,7 @@ CASE = Case(
                for g in (8, 32) for load in (0.85, 0.95)),
     seeds=(0,),
     make_instance=make_cell,
-    methods=DEFAULT_METHODS,
+    methods=FULL_METHODS,
     suites=("full",),
     description="routers on the Azure 2023 code trace",
 )

@@ -13,23 +13,50 @@ The simulator (:func:`simulate`) advances one iteration at a time, like vLLM's s
 4. the iteration lasts d0 + d1 x tokens seconds; a prefill that completes emits the first output
    token, each decode iteration one more; a request leaves when it has emitted o tokens.
 
-Knee (the simulated maximum stable rate). With Poisson arrivals at rate lambda over a horizon of
-``n_requests`` arrivals (common random numbers across rates: the same lengths and unit-rate
-gaps), the number of requests in system is regressed on time over the second half of the
-arrival horizon; the worker is *unstable* at lambda iff the slope exceeds ``eps x lambda``
-(default eps = 1%). The knee is the boundary between stable and unstable rates, found by
-bisection on log lambda from a bracket around the saturated throughput, until hi / lo <= 1.01,
-and reported as sqrt(lo x hi) (so it is resolved to about 1%).
+Knee (the simulated maximum stable rate). Definition: the knee of a worker is the arrival rate
+lambda* at which the drift of N(t), the requests in system, over the measurement window crosses
+``eps x lambda`` (default eps = 1%): below it the worker is *stable*, above it *unstable*. In
+overload the worker runs saturated, so the drift is lambda - mu (mu = its saturated throughput)
+and the knee lies at about mu / (1 - eps): ~1% above the largest stable rate, by definition.
+
+Estimator (:func:`check_rate`, :func:`find_knee`):
+
+- replications r = 0..R-1 with common random numbers: replication r has the same request lengths
+  and unit-rate Poisson gaps at every rate (arrival times = gaps / lambda), so rates are compared
+  on the same traffic; lengths are *balanced* (shuffled copies of the instance's samples), so the
+  horizon's mean lengths are the instance's and length-sampling noise does not move the knee;
+- each run has ``n_requests`` arrivals; the first ``warmup`` (25%) of the arrival horizon H is
+  discarded (the start from an empty worker) and the window [0.25 H, H] is sampled on a grid of
+  2001 equally spaced times;
+- drift: the coefficient of t in the least-squares fit of N(t) on (1, t, X(t)) over the window,
+  where X(t) = A(t) - lambda t is the arrival count's deviation from its known mean (a control
+  variate, E X(t) = 0). In overload N follows X one for one and the fit removes the arrival
+  noise, the largest part of the slope's variance near and above the knee; in a stable worker
+  completions absorb X and its coefficient is about 0, so nothing is added (``raw_slope_ratio``
+  keeps the plain slope of N);
+- the estimate is the mean of the R slopes / lambda, its standard error their standard deviation
+  / sqrt(R) (between replications, so it accounts for the autocorrelation of N(t)); when
+  |estimate - eps| < 2 standard errors the test is *undecided* and R doubles up to ``max_seeds``;
+- bisection on log lambda from a bracket [S, 1.03 S] around the saturated throughput S (widened
+  by 3% steps until it holds a stable and an unstable rate) until hi / lo <= 1.01; the knee is
+  sqrt(lo x hi), so it is resolved to +-0.5%. Its statistical error is about the standard error of
+  the drift / lambda at the bracket ends (above the knee drift / lambda rises one for one with
+  log lambda); :class:`Knee` reports both.
 
 Gap table for a planning decision. ``evaluate`` runs a planning method (it may observe the
 simulated fleet, as reactive autoscalers do) and scores its plan: cost = workers provisioned for
 the instance's target rate; the plan is stable iff one worker is stable at lambda / N in the
-simulation (the arrivals split evenly and at random over identical workers); an unstable plan
-gets status ``unstable``. ``bound`` = ceil(lambda / knee): the least number of workers the
-simulation shows stable (stability is monotone in N), kind ``simulated``: an empirical reference
-(the knee carries the simulation's noise), not a proof. Every plan the simulation finds stable
-costs at least this much, so gap > 0 is over-provisioning and a negative gap (with status
-``unstable``) under-provisioning.
+simulation (the arrivals split evenly and at random over identical workers; the same drift test,
+seeds and eps as the knee); an unstable plan gets status ``unstable``. ``bound`` = ceil(lambda /
+knee_lo): the least number of workers the simulation shows stable (stability is monotone in N),
+kind ``simulated``: an empirical reference (the knee carries the simulation's noise), not a
+proof. Every plan the simulation finds stable costs at least this much, so gap > 0 is
+over-provisioning and a negative gap (with status ``unstable``) under-provisioning.
+
+The defaults (``N_REQUESTS`` = 3000 arrivals, ``SEEDS`` = 2 replications, ``window`` = 600
+observed arrivals) keep ``servopt.gap_table(instance)`` to seconds; short horizons put the knee
+a few % low (the queue of a near-critical worker still grows at the end of a short run), so the
+default bound is conservative. The registered benchmark cases pass longer horizons and more seeds.
 """
 
 from __future__ import annotations
@@ -51,8 +78,11 @@ from servopt.solvers import capacity as policies
 
 SENSE = "min"
 DEFAULT_METHODS = ("plan", "fluid_lp", "first_order", "compute_only", "utilisation", "queue_depth")
-N_REQUESTS = 20000
+N_REQUESTS = 3000
+SEEDS = 2
+MAX_SEEDS = None
 EPS = 0.01
+WARMUP = 0.25
 
 
 @dataclasses.dataclass
@@ -84,12 +114,15 @@ def simulate(
     *,
     max_iterations: int = 10**7,
     skip: bool = True,
+    until: float | None = None,
 ) -> SimResult:
     """Simulate one worker of ``instance`` on requests arriving at ``arrivals`` (sorted, s).
 
-    ``skip``: simulate quiet stretches at once (every running request decoding, no admission,
-    preemption or completion possible before the stretch ends); the trajectory is the same as
-    with ``skip=False``, iteration by iteration, up to floating-point rounding of the clock.
+    ``until``: stop at the first iteration that starts at or after this time (s); requests not
+    finished by then have ``done_times`` nan. ``skip``: simulate quiet stretches at once (every
+    running request decoding, no admission, preemption or completion possible before the stretch
+    ends); the trajectory is the same as with ``skip=False``, iteration by iteration, up to
+    floating-point rounding of the clock.
     """
     s_all = np.asarray(prompt, dtype=np.int64)
     o_all = np.asarray(output, dtype=np.int64)
@@ -111,7 +144,10 @@ def simulate(
     clock = 0.0
     times, in_sys, waiting, tok_log, kv_log, iters = [], [], [], [], [], []
     done_times = np.full(n_req, np.nan)
+    stop = math.inf if until is None else float(until)
     for _ in range(max_iterations):
+        if clock >= stop:
+            break
         arrived = int(np.searchsorted(arr, clock, side="right"))
         if r_id.size == 0 and not front and next_arrival >= arrived:
             if next_arrival >= n_req:
@@ -241,82 +277,203 @@ def simulate(
 # workloads for the simulation (common random numbers)
 # ---------------------------------------------------------------------------------------------
 def sample_requests(
-    instance: Instance, n_requests: int, seed: int = 0
+    instance: Instance, n_requests: int, seed: int = 0, *, balanced: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Request lengths resampled from the instance's samples, and unit-rate arrival times."""
+    """Request lengths drawn from the instance's samples, and unit-rate Poisson arrival times (s).
+
+    ``balanced`` (default): the lengths are shuffled copies of the instance's samples, so every
+    block of ``instance.requests`` consecutive arrivals holds each sample exactly once and the
+    horizon's mean lengths equal the instance's (no length-sampling noise; the marginal law of
+    each request is the same as with i.i.d. draws). ``balanced=False``: i.i.d. draws.
+    """
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, instance.requests, n_requests)
+    if balanced:
+        copies = -(-n_requests // instance.requests)
+        idx = np.concatenate([rng.permutation(instance.requests) for _ in range(copies)])[:n_requests]
+    else:
+        idx = rng.integers(0, instance.requests, n_requests)
     unit = np.cumsum(rng.exponential(size=n_requests))
     return instance.prompt_tokens[idx], instance.output_tokens[idx], unit
 
 
-def saturated_throughput(instance: Instance, *, n_requests: int = N_REQUESTS, seed: int = 0) -> float:
+def _seed_list(seeds: int | Any, seed: int = 0) -> list[int]:
+    if isinstance(seeds, int | np.integer):
+        if seeds < 1:
+            raise InvalidInstanceError(f"seeds must be >= 1, got {seeds}")
+        return [seed + i for i in range(int(seeds))]
+    return [int(x) for x in seeds]
+
+
+def saturated_throughput(
+    instance: Instance, *, n_requests: int = N_REQUESTS, seed: int = 0, seeds: int = 1
+) -> float:
     """Requests/s of a worker with an endless queue (all requests waiting at time 0).
 
-    Measured between the 25% and 75% completions, away from the start-up and drain transients.
+    Measured between the 25% and 75% completions, away from the start-up and drain transients;
+    the mean over ``seeds`` replications (seeds ``seed, seed + 1, ...``).
     """
-    s, o, _ = sample_requests(instance, n_requests, seed)
-    res = simulate(instance, s, o, np.zeros(n_requests))
-    done = np.sort(res.done_times[~np.isnan(res.done_times)])
-    lo, hi = int(0.25 * done.size), int(0.75 * done.size)
-    return (hi - lo) / (done[hi] - done[lo])
+    rates = []
+    for r in _seed_list(seeds, seed):
+        s, o, _ = sample_requests(instance, n_requests, r)
+        res = simulate(instance, s, o, np.zeros(n_requests))
+        done = np.sort(res.done_times[~np.isnan(res.done_times)])
+        lo, hi = int(0.25 * done.size), int(0.75 * done.size)
+        rates.append((hi - lo) / (done[hi] - done[lo]))
+    return float(np.mean(rates))
 
 
 @dataclasses.dataclass
 class RateCheck:
-    """Stability of one worker at one rate."""
+    """Stability of one worker at one rate, from one or more replications (seeds).
+
+    ``slope_ratio`` is the drift estimate of the module docstring divided by the rate, ``se``
+    its standard error (between seeds; nan with one seed); ``raw_slope_ratio`` the plain mean
+    slope of requests in system (no control variate). Other fields are means over the seeds.
+    """
 
     rate: float
     stable: bool
-    slope_ratio: float  # slope of requests in system / rate
+    slope_ratio: float  # drift of requests in system / rate
     mean_in_system: float
     preemptions_per_request: float
     recompute_fraction: float
     compute_utilisation: float  # token throughput / peak (b per full iteration)
     kv_utilisation: float  # mean KV held / M, per iteration
+    se: float = math.nan
+    raw_slope_ratio: float = math.nan
+    seeds: int = 1
+    decided: bool = True  # |slope_ratio - eps| >= 2 se (always True with one seed)
 
 
-def check_rate(
-    instance: Instance, rate: float, *, n_requests: int = N_REQUESTS, seed: int = 0, eps: float = EPS
-) -> RateCheck:
-    """Simulate one worker at ``rate`` (req/s) and apply the slope test of the module docstring."""
-    if not rate > 0:
-        raise InvalidInstanceError(f"rate must be > 0, got {rate}")
+_MEMO: dict[tuple, tuple[Instance, Any]] = {}
+
+
+def _memo(instance: Instance, key: tuple, compute: Callable[[], Any]) -> Any:
+    """Simulations are deterministic in (instance, arguments): the methods of one gap table often
+    check the same per-worker rate or observe the same fleet, so the result is kept (the instance
+    object itself is held, so its id cannot be reused while cached)."""
+    full = (id(instance), *key)
+    hit = _MEMO.get(full)
+    if hit is not None and hit[0] is instance:
+        return hit[1]
+    value = compute()
+    if len(_MEMO) >= 512:
+        _MEMO.clear()
+    _MEMO[full] = (instance, value)
+    return value
+
+
+def _one_run(instance: Instance, rate: float, n_requests: int, seed: int, warmup: float) -> dict[str, float]:
+    return _memo(instance, ("run", rate, n_requests, seed, warmup),
+                 lambda: _simulate_run(instance, rate, n_requests, seed, warmup))
+
+
+def _simulate_run(
+    instance: Instance, rate: float, n_requests: int, seed: int, warmup: float
+) -> dict[str, float]:
+    """One replication at ``rate``: slopes over the window [warmup x H, H] (H = last arrival)."""
     s, o, unit = sample_requests(instance, n_requests, seed)
     arrivals = unit / rate
     horizon = float(arrivals[-1])
-    res = simulate(instance, s, o, arrivals)
-    window = (res.times >= horizon / 2) & (res.times <= horizon)
-    if np.count_nonzero(window) >= 2:
-        slope = float(np.polyfit(res.times[window], res.in_system[window], 1)[0])
-    else:  # iterations longer than half the horizon: hopelessly overloaded
-        slope = rate
+    res = simulate(instance, s, o, arrivals, until=horizon)
+    grid = np.linspace(warmup * horizon, horizon, 2001)
+    # requests in system at each grid time: arrived by then minus finished by then
+    arrived = np.searchsorted(arrivals, grid, side="right")
+    finished = np.searchsorted(np.sort(res.done_times[~np.isnan(res.done_times)]), grid, side="right")
+    in_system = (arrived - finished).astype(float)
+    raw = float(np.polyfit(grid, in_system, 1)[0])
+    # control variate: regress N(t) on t and on the arrival noise X(t) = A(t) - lambda t (mean 0);
+    # the coefficient of t is the drift with the part of N that follows X removed
+    design = np.column_stack([np.ones_like(grid), grid, arrived - rate * grid])
+    drift = float(np.linalg.lstsq(design, in_system, rcond=None)[0][1])
     peak = instance.token_budget / (instance.step_overhead_s + instance.per_token_s * instance.token_budget)
     span = res.times <= horizon
     elapsed = float(res.times[span][-1]) if span.any() else horizon
-    tokens = float(res.tokens[span].sum())
+    return {
+        "drift": drift / rate,
+        "raw": raw / rate,
+        "mean_in_system": float(in_system.mean()),
+        "preemptions_per_request": res.preemptions / n_requests,
+        "recompute_fraction": res.recomputed_tokens / max(res.work_tokens, 1),
+        "compute_utilisation": float(res.tokens[span].sum()) / elapsed / peak,
+        "kv_utilisation": (float(res.kv_used[span].sum() / res.iterations[span].sum()) / instance.kv_tokens
+                           if span.any() else 0.0),
+    }
+
+
+def check_rate(
+    instance: Instance,
+    rate: float,
+    *,
+    n_requests: int = N_REQUESTS,
+    seed: int = 0,
+    seeds: int = 1,
+    max_seeds: int | None = None,
+    eps: float = EPS,
+    warmup: float = WARMUP,
+) -> RateCheck:
+    """Simulate one worker at ``rate`` (req/s) and apply the drift test of the module docstring.
+
+    Replications use seeds ``seed, seed + 1, ...`` (the same at every rate: common random
+    numbers). When the test is undecided (|drift / rate - eps| < 2 standard errors) the number
+    of seeds doubles, up to ``max_seeds`` (default: no extra seeds).
+    """
+    if not rate > 0:
+        raise InvalidInstanceError(f"rate must be > 0, got {rate}")
+    if not 0 <= warmup < 1:
+        raise InvalidInstanceError(f"warmup must be in [0, 1), got {warmup}")
+    limit = max(seeds, max_seeds or seeds)
+    runs = [_one_run(instance, rate, n_requests, seed + i, warmup) for i in range(seeds)]
+    while True:
+        drift = np.array([r["drift"] for r in runs])
+        se = float(drift.std(ddof=1) / math.sqrt(drift.size)) if drift.size > 1 else math.nan
+        decided = drift.size < 2 or abs(drift.mean() - eps) >= 2 * se
+        if decided or len(runs) >= limit:
+            break
+        extra = min(len(runs), limit - len(runs))
+        runs += [_one_run(instance, rate, n_requests, seed + len(runs) + i, warmup) for i in range(extra)]
+
+    def mean(key: str) -> float:
+        return float(np.mean([r[key] for r in runs]))
+
     return RateCheck(
         rate=rate,
-        stable=slope <= eps * rate,
-        slope_ratio=slope / rate,
-        mean_in_system=float(res.in_system[window].mean()) if window.any() else math.nan,
-        preemptions_per_request=res.preemptions / n_requests,
-        recompute_fraction=res.recomputed_tokens / max(res.work_tokens, 1),
-        compute_utilisation=tokens / elapsed / peak,
-        kv_utilisation=(float(res.kv_used[span].sum() / res.iterations[span].sum()) / instance.kv_tokens
-                        if span.any() else 0.0),
+        stable=bool(drift.mean() <= eps),
+        slope_ratio=float(drift.mean()),
+        mean_in_system=mean("mean_in_system"),
+        preemptions_per_request=mean("preemptions_per_request"),
+        recompute_fraction=mean("recompute_fraction"),
+        compute_utilisation=mean("compute_utilisation"),
+        kv_utilisation=mean("kv_utilisation"),
+        se=se,
+        raw_slope_ratio=mean("raw"),
+        seeds=len(runs),
+        decided=bool(decided),
     )
 
 
 @dataclasses.dataclass
 class Knee:
-    """The simulated maximum stable rate of one worker (req/s) and how it was found."""
+    """The simulated maximum stable rate of one worker (req/s) and how it was found.
+
+    ``lo`` (stable) and ``hi`` (unstable) bracket the knee with hi / lo <= 1 + resolution;
+    ``rate`` = sqrt(lo hi). ``drift_lo`` / ``drift_hi``: the drift estimates (/ rate) there,
+    ``se``: the larger of their standard errors, which is also about the knee's relative
+    standard error (above the knee drift / rate rises one for one with log rate).
+    ``undecided``: bisection steps whose test stayed within 2 standard errors of eps.
+    """
 
     rate: float
     lo: float
     hi: float
     saturated: float
     simulations: int
+    drift_lo: float = math.nan
+    drift_hi: float = math.nan
+    se: float = math.nan
+    seeds: int = 1
+    undecided: int = 0
+    at_lo: RateCheck | None = None
 
 
 def find_knee(
@@ -324,30 +481,50 @@ def find_knee(
     *,
     n_requests: int = N_REQUESTS,
     seed: int = 0,
+    seeds: int = 1,
+    max_seeds: int | None = None,
     eps: float = EPS,
+    warmup: float = WARMUP,
     resolution: float = 0.01,
 ) -> Knee:
-    """Bisection on log rate between a stable and an unstable rate until hi / lo <= 1 + resolution."""
-    sat = saturated_throughput(instance, n_requests=n_requests, seed=seed)
-    runs = 1
+    """Bisection on log rate between a stable and an unstable rate until hi / lo <= 1 + resolution.
+
+    The bracket starts at [S, 1.03 S], S = the saturated throughput (the knee lies near
+    S / (1 - eps)), and widens by 3% steps until it holds a stable and an unstable rate.
+    """
+    sat = saturated_throughput(instance, n_requests=n_requests, seed=seed, seeds=min(seeds, 2))
+    checks: dict[float, RateCheck] = {}
 
     def stable(rate: float) -> bool:
-        nonlocal runs
-        runs += 1
-        return check_rate(instance, rate, n_requests=n_requests, seed=seed, eps=eps).stable
+        checks[rate] = check_rate(instance, rate, n_requests=n_requests, seed=seed, seeds=seeds,
+                                  max_seeds=max_seeds, eps=eps, warmup=warmup)
+        return checks[rate].stable
 
-    lo, hi = 0.97 * sat, 1.03 * sat
+    lo, hi = sat, 1.03 * sat
     while not stable(lo):
-        hi, lo = lo, lo * 0.92
+        hi, lo = lo, lo / 1.03
     while stable(hi):
-        lo, hi = hi, hi * 1.08
+        lo, hi = hi, hi * 1.03
     while hi / lo > 1 + resolution:
         mid = math.sqrt(lo * hi)
         if stable(mid):
             lo = mid
         else:
             hi = mid
-    return Knee(rate=math.sqrt(lo * hi), lo=lo, hi=hi, saturated=sat, simulations=runs)
+    end = (checks[lo], checks[hi])
+    return Knee(
+        rate=math.sqrt(lo * hi),
+        lo=lo,
+        hi=hi,
+        saturated=sat,
+        simulations=sum(c.seeds for c in checks.values()) + min(seeds, 2),
+        drift_lo=end[0].slope_ratio,
+        drift_hi=end[1].slope_ratio,
+        se=float(np.nanmax([end[0].se, end[1].se])) if seeds > 1 else math.nan,
+        seeds=max(c.seeds for c in checks.values()),
+        undecided=sum(not c.decided for c in checks.values()),
+        at_lo=end[0],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,9 +544,12 @@ def fleet_observer(
     def observe(workers: int) -> dict[str, float]:
         if workers < 1:
             raise InvalidInstanceError(f"a fleet needs at least one worker, got {workers}")
+        return dict(_memo(instance, ("observe", workers, window, seed), lambda: measure(workers)))
+
+    def measure(workers: int) -> dict[str, float]:
         rate = instance.arrival_rate / workers
         arrivals = unit / rate
-        res = simulate(instance, s, o, arrivals)
+        res = simulate(instance, s, o, arrivals, until=float(arrivals[-1]))
         span = res.times <= arrivals[-1]
         elapsed = float(res.times[span][-1]) if span.any() else float(arrivals[-1])
         peak = instance.token_budget / (
@@ -395,8 +575,11 @@ def evaluate(
     *,
     n_requests: int = N_REQUESTS,
     seed: int = 0,
+    seeds: int = SEEDS,
+    max_seeds: int | None = MAX_SEEDS,
     eps: float = EPS,
-    window: int = 3000,
+    warmup: float = WARMUP,
+    window: int = 600,
 ) -> Outcome:
     """Run a planning method and check its plan on the simulated worker (see module docstring)."""
     policy = policies.POLICIES[method] if isinstance(method, str) else method
@@ -415,12 +598,14 @@ def evaluate(
     plan = policy(instance, timed_observe)
     wall = time.perf_counter() - start - spent["s"]
     per_worker = instance.arrival_rate / plan.workers
-    check = check_rate(instance, per_worker, n_requests=n_requests, seed=seed, eps=eps)
+    check = check_rate(instance, per_worker, n_requests=n_requests, seed=seed, seeds=seeds,
+                       max_seeds=max_seeds, eps=eps, warmup=warmup)
     metrics = {
         "stable": float(check.stable),
         "per_worker_rate": per_worker,
         "predicted_rate": plan.max_stable_rate,
         "slope_ratio": check.slope_ratio,
+        "slope_se": check.se,
         "compute_utilisation": check.compute_utilisation,
         "kv_utilisation": check.kv_utilisation,
         "preemptions_per_request": check.preemptions_per_request,
@@ -431,39 +616,71 @@ def evaluate(
     )
 
 
-def bound(instance: Instance, *, n_requests: int = N_REQUESTS, seed: int = 0, eps: float = EPS) -> Bound:
-    """ceil(lambda / knee): the least number of workers the simulation shows stable."""
+def bound(
+    instance: Instance,
+    *,
+    n_requests: int = N_REQUESTS,
+    seed: int = 0,
+    seeds: int = SEEDS,
+    max_seeds: int | None = MAX_SEEDS,
+    eps: float = EPS,
+    warmup: float = WARMUP,
+) -> Bound:
+    """ceil(lambda / knee_lo): the least number of workers the simulation shows stable."""
     start = time.perf_counter()
-    knee = find_knee(instance, n_requests=n_requests, seed=seed, eps=eps)
+    knee = find_knee(instance, n_requests=n_requests, seed=seed, seeds=seeds, max_seeds=max_seeds,
+                     eps=eps, warmup=warmup)
     workers = max(1, math.ceil(instance.arrival_rate / knee.lo - 1e-9))
     return Bound(float(workers), "simulated", wall_s=time.perf_counter() - start)
 
 
 def knee_report(
-    instance: Instance, *, n_requests: int = N_REQUESTS, seed: int = 0, eps: float = EPS
+    instance: Instance,
+    *,
+    n_requests: int = N_REQUESTS,
+    seed: int = 0,
+    seeds: int = 1,
+    max_seeds: int | None = None,
+    eps: float = EPS,
+    warmup: float = WARMUP,
 ) -> dict[str, Any]:
-    """Predicted bounds against the simulated knee, for one instance (one benchmark cell)."""
-    predicted = model.bounds(instance)
-    knee = find_knee(instance, n_requests=n_requests, seed=seed, eps=eps)
-    at_knee = check_rate(instance, knee.lo, n_requests=n_requests, seed=seed, eps=eps)
+    """The simulated knee of one instance (one benchmark cell) and what the simulation saw there.
+
+    Only simulated quantities: the prediction is compared in :func:`prediction_report`.
+    """
+    knee = find_knee(instance, n_requests=n_requests, seed=seed, seeds=seeds, max_seeds=max_seeds,
+                     eps=eps, warmup=warmup)
+    at_lo = knee.at_lo
     return {
         "knee": knee.rate,
         "knee_lo": knee.lo,
         "knee_hi": knee.hi,
+        "drift_lo": knee.drift_lo,
+        "drift_hi": knee.drift_hi,
+        "knee_se": knee.se,
+        "seeds": knee.seeds,
+        "undecided": knee.undecided,
         "saturated": knee.saturated,
+        "recompute_fraction": at_lo.recompute_fraction if at_lo else math.nan,
+        "preemptions_per_request": at_lo.preemptions_per_request if at_lo else math.nan,
+        "simulations": knee.simulations,
+    }
+
+
+def prediction_report(instance: Instance) -> dict[str, Any]:
+    """The model's bounds for one instance (closed form; no simulation)."""
+    predicted = model.bounds(instance)
+    corr = model.memory_corrections(instance, rate=predicted.memory)
+    return {
         "compute_bound": predicted.compute,
         "memory_bound": predicted.memory,
         "memory_first_order": predicted.memory_first_order,
         "slot_bound": predicted.slots,
         "predicted": predicted.max_stable_rate,
         "binding": predicted.binding,
-        "error": predicted.max_stable_rate / knee.rate - 1,
-        "first_order_error": min(predicted.compute, predicted.memory_first_order, predicted.slots) / knee.rate
-        - 1,
-        "recompute_fraction": at_knee.recompute_fraction,
-        "preemptions_per_request": at_knee.preemptions_per_request,
+        "predicted_preemptions": corr["preemptions_per_request"],
+        "predicted_recompute": corr["recompute_fraction"],
         "kv_over_size_bias": instance.kv_tokens / predicted.means["prompt_size_bias"],
-        "simulations": knee.simulations + 1,
     }
 
 

@@ -2,12 +2,15 @@
 
 Usage::
 
-    python -m servopt.benchmarks.capacity_knee --out benchmarks/results --jobs 2 [--requests N]
+    python -m servopt.benchmarks.capacity_knee --out benchmarks/results --jobs 2 \\
+        [--requests N] [--seeds R] [--max-seeds R2]
 
-Writes ``capacity_knee.csv`` and ``capacity_knee.md``: per cell the three bounds (compute,
-corrected memory, slots), the first-order memory bound, the binding resource, the knee (see
-:mod:`servopt.benchmarks.capacity` for its definition), and the relative errors of the
-prediction and of the first-order prediction (min of the bounds as usually stated).
+Writes ``capacity_knee.csv`` and ``capacity_knee.md``: per cell the simulated knee (see
+:mod:`servopt.benchmarks.capacity` for its definition and estimator), its bracket, drift
+estimates and standard error, the saturated throughput, and next to them the model's bounds
+(compute, corrected memory, slots, first-order memory), the binding resource and the relative
+errors of the prediction. The simulated columns do not depend on the model, so ``--from-csv``
+recomputes the prediction columns from the current model without simulating again.
 """
 
 from __future__ import annotations
@@ -24,13 +27,19 @@ import pandas as pd
 from servopt.benchmarks import capacity as bench
 from servopt.benchmarks.report import markdown_table
 
+SIMULATED = ["knee", "knee_lo", "knee_hi", "drift_lo", "drift_hi", "knee_se", "seeds", "undecided",
+             "saturated", "recompute_fraction", "preemptions_per_request", "simulations", "sim_s"]
 
-def run_cell(workload: str, regime: str, n_requests: int, seed: int) -> dict[str, Any]:
+
+def run_cell(workload: str, regime: str, n_requests: int, seed: int, seeds: int,
+             max_seeds: int) -> dict[str, Any]:
     start = time.perf_counter()
     instance = bench.make_cell(workload=workload, regime=regime)
     row = {"workload": workload, "regime": regime}
-    row.update(bench.knee_report(instance, n_requests=n_requests, seed=seed))
+    row.update(bench.knee_report(instance, n_requests=n_requests, seed=seed, seeds=seeds,
+                                 max_seeds=max_seeds))
     row["sim_s"] = time.perf_counter() - start
+    print(f"{workload}/{regime}: knee {row['knee']:.4g} ({row['sim_s']:.0f} s)", file=sys.stderr, flush=True)
     return row
 
 
@@ -42,32 +51,55 @@ def target_met(error: float, binding: str, kv_over_size_bias: float) -> str:
     return "yes" if abs(error) <= limit else "no"
 
 
+def with_predictions(frame: pd.DataFrame) -> pd.DataFrame:
+    """The simulated columns of ``frame`` joined with the current model's predictions."""
+    sim = frame[["workload", "regime"] + [c for c in SIMULATED if c in frame.columns]]
+    rows = []
+    for row in sim.to_dict("records"):
+        row.update(bench.prediction_report(bench.make_cell(workload=row["workload"], regime=row["regime"])))
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    first = out[["compute_bound", "memory_first_order", "slot_bound"]].min(axis=1)
+    for name, col in (("knee", "knee"), ("saturated", "saturated")):
+        out[f"error_{name}"] = out["predicted"] / out[col] - 1
+        out[f"first_order_error_{name}"] = first / out[col] - 1
+        out[f"met_{name}"] = [target_met(e, b, k) for e, b, k in zip(
+            out[f"error_{name}"], out["binding"], out["kv_over_size_bias"], strict=True)]
+    out["target"] = [("2%" if b != "memory" else "5%" if k >= 4 else "10%")
+                     for b, k in zip(out["binding"], out["kv_over_size_bias"], strict=True)]
+    return out
+
+
 def write_report(frame: pd.DataFrame, out: Path, command: str, note: str) -> str:
-    """Add the error columns against both knee estimates; write the CSV and the markdown."""
-    frame = frame.copy()
-    first = frame[["compute_bound", "memory_first_order", "slot_bound"]].min(axis=1)
-    for name, col in (("sweep", "knee"), ("saturated", "saturated")):
-        frame[f"error_{name}"] = frame["predicted"] / frame[col] - 1
-        frame[f"first_order_error_{name}"] = first / frame[col] - 1
-        frame[f"met_{name}"] = [target_met(e, b, k) for e, b, k in zip(
-            frame[f"error_{name}"], frame["binding"], frame["kv_over_size_bias"], strict=True)]
+    """Join the predictions, write the CSV and the markdown."""
+    frame = with_predictions(frame)
     out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out / "capacity_knee.csv", index=False)
-    cols = ["workload", "regime", "binding", "compute_bound", "memory_first_order",
-            "memory_bound", "slot_bound", "predicted", "knee", "saturated", "error_sweep",
-            "error_saturated", "first_order_error_saturated", "kv_over_size_bias",
-            "recompute_fraction", "met_sweep", "met_saturated"]
+    frame = frame.assign(knee_resolution=frame["knee_hi"] / frame["knee_lo"] - 1)
+    cols = ["workload", "regime", "binding", "compute_bound", "memory_first_order", "memory_bound",
+            "slot_bound", "predicted", "knee", "knee_resolution", "knee_se", "saturated",
+            "error_knee", "error_saturated", "first_order_error_knee", "kv_over_size_bias", "target",
+            "met_knee", "preemptions_per_request", "predicted_preemptions", "recompute_fraction",
+            "predicted_recompute"]
     text = (
-        "# capacity: predicted maximum stable rate vs the simulated one\n\n"
+        "# capacity: predicted maximum stable rate vs the simulated knee\n\n"
         f"Command: `{command}` ({note}).\n\n"
-        "Rates in requests/s per worker. `knee` = the rate-sweep knee (slope of requests in "
-        "system over the second half of the horizon crosses 1% of the rate; bisection to 1%); "
-        "`saturated` = the throughput of the same worker with an endless queue (25%-75% of "
-        "completions), the low-noise estimate of the same maximum stable rate. "
-        "error_* = predicted / estimate - 1; first_order_error uses the memory bound as usually "
-        "stated (M / (t E[g]) with the self-consistent t). kv_over_size_bias = M / (E[s^2] / E[s]). "
-        "met_* = the issue's target (2% where compute or slots bind; 10% where memory binds, 5% "
-        "when kv_over_size_bias >= 4).\n\n" + markdown_table(frame[cols]) + "\n")
+        "Rates in requests/s per worker. `knee` = the rate where the drift of requests in system "
+        "crosses 1% of the arrival rate (definition and estimator in `servopt.benchmarks.capacity`: "
+        "replications with common random numbers across rates, balanced lengths, the first 25% of "
+        "each horizon discarded, the drift as a regression slope with the arrival count replaced "
+        "by its known mean, its standard error between seeds, bisection on log rate); "
+        "`knee_resolution` = hi / lo - 1 of the final bracket (the knee is its geometric middle); "
+        "`knee_se` = the larger standard error of drift / rate at the two ends, about the knee's "
+        "relative standard error. `saturated` = the throughput of the same worker with an "
+        "endless queue (25%-75% of completions). By definition the knee lies near saturated / "
+        "(1 - 0.01), about 1% above the largest stable rate. error_* = predicted / estimate - 1; "
+        "first_order_error uses the memory bound as usually stated (M / (t E[g]) with the "
+        "self-consistent t). kv_over_size_bias = M / (E[s^2] / E[s]); `target` = the issue's "
+        "target for the cell (2% where compute or slots bind; 10% where memory binds, 5% when "
+        "kv_over_size_bias >= 4). preemptions_per_request and recompute_fraction are simulated at "
+        "the stable end of the bracket, predicted_* are the model's estimates.\n\n"
+        + markdown_table(frame[cols]) + "\n")
     (out / "capacity_knee.md").write_text(text)
     return text
 
@@ -76,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--requests", type=int, default=16000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--requests", type=int, default=20000, help="arrivals per simulation")
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--seeds", type=int, default=4, help="replications per rate")
+    parser.add_argument("--max-seeds", type=int, default=8,
+                        help="replications per rate when the test is undecided")
     parser.add_argument("--cells", nargs="*", help="workload/regime cells (default: all)")
     parser.add_argument("--from-csv", default=None,
                         help="rebuild the report from a CSV this script wrote (no simulation)")
@@ -87,17 +122,20 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     if args.from_csv:
         frame = pd.read_csv(args.from_csv)
-        print(write_report(frame, out, command, "report rebuilt from the CSV of a run"))
+        print(write_report(frame, out, command, "simulated columns from the CSV of a run; predictions "
+                           "from the current model"))
         return 0
     cells = [(w, r) for w in bench.REGIMES for r in bench.REGIMES[w]]
     if args.cells:
         cells = [tuple(c.split("/")) for c in args.cells]
     start = time.perf_counter()
+    n = len(cells)
     with cf.ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        rows = list(pool.map(run_cell, *zip(*cells, strict=True), [args.requests] * len(cells),
-                             [args.seed] * len(cells)))
-    note = (f"{args.requests} arrivals per simulation, seed {args.seed}; "
-            f"{time.perf_counter() - start:.0f} s wall on a shared 2-core machine")
+        rows = list(pool.map(run_cell, *zip(*cells, strict=True), [args.requests] * n, [args.seed] * n,
+                             [args.seeds] * n, [args.max_seeds] * n))
+    note = (f"{args.requests} arrivals per simulation, {args.seeds} seeds per rate (up to "
+            f"{args.max_seeds} when undecided) from seed {args.seed}; "
+            f"{time.perf_counter() - start:.0f} s wall on a 2-core machine shared with other jobs")
     print(write_report(pd.DataFrame(rows), out, command, note))
     return 0
 

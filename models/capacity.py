@@ -118,6 +118,24 @@ def kv_footprint(prompt: Any, output: Any, chunk: int, *, reserve: str = "admiss
 # ---------------------------------------------------------------------------------------------
 # closed-form bounds
 # ---------------------------------------------------------------------------------------------
+def preemption_probability(prompt: np.ndarray, decode_iterations: float, completions: float) -> float:
+    """pi = E[ int_0^s exp(-q ceil(u / n_dec)) du ] / E[s], n_dec = q d (see :func:`memory_corrections`).
+
+    ``prompt``: prompt lengths s (tokens); ``decode_iterations`` d = E[o] - 1; ``completions`` q
+    per iteration. Exact sum over whole iterations: the first k = floor(s / n_dec) steps of
+    n_dec tokens survive j = 1..k iterations, the rest s - k n_dec survives k + 1.
+    """
+    s = np.asarray(prompt, dtype=float)
+    if decode_iterations <= 0:
+        return 0.0
+    q = float(completions)
+    step = q * decode_iterations
+    k = np.floor(s / step)
+    r = math.exp(-q)
+    survive = step * r * (1.0 - r**k) / -math.expm1(-q) + (s - k * step) * r ** (k + 1)
+    return float(survive.mean() / s.mean())
+
+
 def memory_corrections(
     instance: Instance, recompute_fraction: float | None = None, rate: float | None = None
 ) -> dict[str, float]:
@@ -126,9 +144,16 @@ def memory_corrections(
     head_of_line_tokens L = E[s^2] / (2 E[s]): KV left free while the head prompt waits to fit
     (the mean residual of a length-biased prompt; FCFS never skips the head).
 
-    preemptions_per_request pi = E[min(s, E[o] - 1)] / E[s]: after an admission the free KV is
-    about uniform on [0, s_head) (s_head length-biased) and the decodes eat E[o] - 1 tokens of it
-    before the next completion frees memory; when they run out the newest request is preempted.
+    preemptions_per_request pi: after the admissions of an iteration the free KV R is about
+    uniform on [0, s_head) (s_head length-biased: E_lb[f(s)] = E[s f(s)] / E[s]); the next
+    iteration's decodes need n_dec = q (E[o] - 1) new tokens (q = completions per iteration, below),
+    and a request is preempted when they do not fit before a completion frees memory. With
+    completions Poisson at q per iteration, free KV u lasts ceil(u / n_dec) iterations and
+    survives them with probability exp(-q ceil(u / n_dec)), so, per admission (one per request),
+    pi = E[ int_0^s exp(-q ceil(u / n_dec)) du ] / E[s]. Counting whole iterations matters when
+    the batch is large (q of order 1): for q -> 0 it tends to E[d (1 - exp(-s / d))] / E[s],
+    d = E[o] - 1 (the previous, deterministic-consumption estimate E[min(s, d)] / E[s] is
+    larger, and does not fall as the batch grows as the simulated rate does).
 
     recompute_tokens r = E[min(s, C (1 + 1 / (2 q)))]: the victim is the newest request; it has
     had its first chunk and, on average, half the 1 / q iterations between completions to
@@ -142,12 +167,12 @@ def memory_corrections(
     o = instance.output_tokens.astype(float)
     work = float(work_tokens(s, o).mean())
     hol = float((s**2).mean() / (2 * s.mean()))
-    preempt = float(np.minimum(s, o.mean() - 1).mean() / s.mean())
     if rate is None:
         footprint = float(kv_footprint(s, o, instance.prefill_chunk).mean())
         rate = rate_bound(max(instance.kv_tokens - hol, 1.0), footprint, instance, work)
-    per_iteration = rate * self_consistent_iteration(instance, rate, work)
-    reach = instance.prefill_chunk * (1.0 + 1.0 / (2.0 * max(per_iteration, 1e-12)))
+    per_iteration = max(rate * self_consistent_iteration(instance, rate, work), 1e-12)
+    preempt = preemption_probability(s, float(o.mean()) - 1.0, per_iteration)
+    reach = instance.prefill_chunk * (1.0 + 1.0 / (2.0 * per_iteration))
     recompute = float(np.minimum(s, reach).mean())
     if recompute_fraction is None:
         recompute_fraction = preempt * recompute / work

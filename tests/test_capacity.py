@@ -131,20 +131,39 @@ def test_bounds_by_hand():
 
 
 def test_corrected_memory_bound_by_hand():
-    # L = E[s^2] / (2 E[s]) = 50 for s = 100; pi = min(100, 10) / 100 = 0.1 preemptions per
-    # request; each recomputes min(100, 50 (1 + 1 / (2 q))) tokens, q = mu t(mu) completions
-    # per iteration at the corrected rate mu. Memory binds (big slots and budget).
+    # L = E[s^2] / (2 E[s]) = 50 for s = 100. At the corrected rate mu, q = mu t(mu) completions
+    # per iteration and the decodes need n = q (o - 1) = 10 q tokens per iteration; free KV u in
+    # [0, 100) lasts ceil(u / n) iterations, each survived with probability exp(-q):
+    # pi = (1 / 100) (sum_{j <= k} n e^{-q j} + (100 - k n) e^{-q (k + 1)}), k = floor(100 / n).
+    # Each preemption recomputes min(100, 50 (1 + 1 / (2 q))) tokens. Memory binds.
     inst = hand_instance(batch_cap=64, token_budget=4096, kv_tokens=600)
-    corr = model.memory_corrections(inst)
-    assert corr["head_of_line_tokens"] == pytest.approx(50)
-    assert corr["preemptions_per_request"] == pytest.approx(0.1)
     b = model.bounds(inst)
     mu = b.memory
     t = 0.01 / (1 - 0.001 * mu * 110)
-    recompute = min(100, 50 * (1 + 1 / (2 * mu * t)))
-    w = 110 * (1 + 0.1 * recompute / 110)
+    q = mu * t
+    n = 10 * q
+    k = math.floor(100 / n)
+    pi = (sum(n * math.exp(-q * j) for j in range(1, k + 1)) + (100 - k * n) * math.exp(-q * (k + 1))) / 100
+    corr = model.memory_corrections(inst, rate=mu)
+    assert corr["head_of_line_tokens"] == pytest.approx(50)
+    assert corr["preemptions_per_request"] == pytest.approx(pi, rel=1e-9)
+    recompute = min(100, 50 * (1 + 1 / (2 * q)))
+    w = 110 * (1 + pi * recompute / 110)
     assert mu == pytest.approx(550 / (0.01 * 1255 + 550 * 0.001 * w), rel=1e-9)  # fixed point
     assert b.memory < b.memory_first_order and b.binding == "memory"
+
+
+def test_preemption_probability_by_quadrature_and_limit():
+    # direct midpoint quadrature of E[int_0^s exp(-q ceil(u / (q d))) du] / E[s]
+    s = np.array([5.0, 40.0, 333.0, 1000.0])
+    for d, q in [(10.0, 0.05), (25.0, 0.8), (200.0, 2.5), (3.0, 0.3)]:
+        u = [np.arange(0.0005, x, 0.001) for x in s]
+        direct = sum(np.exp(-q * np.ceil(v / (q * d))).sum() * 0.001 for v in u) / s.sum()
+        assert model.preemption_probability(s, d, q) == pytest.approx(direct, rel=1e-4)
+    # q -> 0: consumption becomes continuous, pi -> E[d (1 - exp(-s / d))] / E[s]
+    assert model.preemption_probability(s, 10.0, 1e-7) == pytest.approx(
+        (10 * (1 - np.exp(-s / 10))).sum() / s.sum(), rel=1e-5)
+    assert model.preemption_probability(s, 0.0, 0.5) == 0.0
 
 
 @pytest.mark.parametrize("changes, binding", [
@@ -220,6 +239,51 @@ def test_knee_brackets_and_resolution():
     assert knee.hi / knee.lo <= 1.0101
     assert bench.check_rate(inst, knee.lo, n_requests=800).stable
     assert not bench.check_rate(inst, knee.hi, n_requests=800).stable
+
+
+def test_balanced_lengths_hold_every_sample_once_per_block():
+    inst = hand_instance(prompt_tokens=list(range(1, 8)), output_tokens=list(range(10, 17)))
+    s, o, unit = bench.sample_requests(inst, 7 * 3 + 2, seed=4)
+    for block in range(3):
+        assert sorted(s[7 * block: 7 * block + 7]) == list(range(1, 8))
+    np.testing.assert_array_equal(o - s, 9)  # each request keeps its own pair (s, o)
+    assert np.all(np.diff(unit) > 0)
+    iid, _, _ = bench.sample_requests(inst, 700, seed=4, balanced=False)
+    assert set(iid) <= set(range(1, 8))
+
+
+def test_simulation_until_keeps_the_prefix():
+    inst = instances.generate(workload="conversation", requests=300, kv_tokens=20_000, seed=2)
+    s, o, unit = bench.sample_requests(inst, 400, seed=1)
+    arrivals = unit / model.bounds(inst).max_stable_rate
+    full = bench.simulate(inst, s, o, arrivals)
+    cut = bench.simulate(inst, s, o, arrivals, until=arrivals[200])
+    n = len(cut.times)
+    assert n < len(full.times) and cut.times[-2] < arrivals[200] <= cut.times[-1] + 1e-9
+    np.testing.assert_array_equal(cut.times, full.times[:n])
+    np.testing.assert_array_equal(cut.in_system, full.in_system[:n])
+    finished = ~np.isnan(cut.done_times)
+    np.testing.assert_array_equal(cut.done_times[finished], full.done_times[finished])
+
+
+def test_drift_in_overload_is_rate_minus_saturated_throughput():
+    # in overload the worker runs saturated: drift / lambda = 1 - mu_sat / lambda
+    inst = instances.generate(workload="code", requests=600, kv_tokens=16_000, seed=4)
+    sat = bench.saturated_throughput(inst, n_requests=3000, seeds=2)
+    over = bench.check_rate(inst, 1.25 * sat, n_requests=3000, seeds=3)
+    assert over.seeds == 3 and over.se < 0.01 and not over.stable
+    assert over.slope_ratio == pytest.approx(1 - 1 / 1.25, abs=0.02)
+    under = bench.check_rate(inst, 0.8 * sat, n_requests=3000, seeds=3)
+    assert under.stable and under.decided and abs(under.slope_ratio) < 0.005
+
+
+def test_knee_with_replications_sits_at_the_saturated_throughput_plus_eps():
+    inst = instances.generate(workload="code", requests=600, kv_tokens=16_000, seed=4)
+    knee = bench.find_knee(inst, n_requests=6000, seeds=3)
+    assert knee.hi / knee.lo <= 1.0101 and knee.seeds >= 3 and knee.se < 0.01
+    assert knee.drift_lo <= bench.EPS < knee.drift_hi
+    # by definition the knee lies near mu_sat / (1 - eps); a short horizon puts it a little low
+    assert 0.97 < knee.rate * (1 - bench.EPS) / knee.saturated < 1.02
 
 
 def test_planning_rules_and_reactive_baselines_with_a_fake_fleet():

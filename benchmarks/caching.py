@@ -29,7 +29,8 @@ from servopt.solvers import caching as methods
 
 SENSE = "min"
 DEFAULT_METHODS = ("lru", "fifo", "lfu", "gds", "gdsf", "lec", "belady", "belady_size",
-                   "static", "cost_freq_size", "bid_price_static", "bid_price", "lp_schedule")
+                   "static", "cost_freq_size", "bid_price_static", "bid_price", "bid_price_window",
+                   "lp_schedule")
 
 
 @dataclasses.dataclass

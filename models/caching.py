@@ -40,6 +40,25 @@ rule of :mod:`servopt.solvers.caching`.
 
 Large instances: :func:`flow_matrix` returns the flow form as scipy.sparse data (4 nonzeros per
 request) for a direct HiGHS solve; tests check it agrees with the Pyomo, CVXPY and networkx forms.
+
+Reduced network (``flow_matrix(..., reduce=True)``, the default of the HiGHS path): most
+``cache_capacity[t]`` rows are implied by others, for every ``keep``, and are dropped
+(:func:`binding_gaps`):
+
+- *dominated gaps*: occupancy rises only at a request that starts an interval and falls only at
+  one that ends an interval, so a gap can be the fullest of its neighbourhood only if the last
+  request before it starts an interval and the next request after it ends one. Any other gap
+  holds at most what a neighbouring such gap holds (walk towards it: the occupancy never
+  decreases on the way), and a run of gaps separated by requests that start and end nothing
+  (objects requested once, or too large to cache) has one occupancy, kept once;
+- *slack gaps*: where even keeping every interval alive fits (``sum_{i alive at t} s_i <= C``),
+  the row can never bind.
+
+The kept rows ``g_1 < g_2 < ...`` chain as before, ``occupancy[g_k] = occupancy[g_{k-1}] + (tokens
+of intervals starting at requests g_{k-1}+1..g_k) - (tokens of intervals ending there)``, so
+every interval still has 2 nonzeros; an interval that spans no kept row is free (its ``keep`` is
+1). The feasible set of ``keep`` is unchanged, hence the optimal value; the prices of dropped
+rows are 0 (their constraints are redundant), those of kept rows are the LP's.
 """
 
 from __future__ import annotations
@@ -240,10 +259,11 @@ def build_cvxpy(instance: Instance, *, form: str = "flow") -> CvxpyModel:
 # ---------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class FlowMatrix:
-    """The flow form as data: variables ``[keep (m), occupancy (n-1)]``.
+    """The flow form as data: variables ``[keep (m), occupancy (rows)]``.
 
     minimise ``objective @ v + constant`` s.t. ``balance @ v == 0``, ``lower <= v <= upper``;
     ``upper`` of ``occupancy`` is ``C`` (its reduced cost gives the ``cache_capacity`` price).
+    ``gaps``: the gap of each row / occupancy variable (all gaps ``0..n-2`` unless reduced).
     """
 
     objective: np.ndarray
@@ -252,33 +272,70 @@ class FlowMatrix:
     lower: np.ndarray
     upper: np.ndarray
     intervals: Intervals
+    gaps: np.ndarray
 
 
-def flow_matrix(instance: Instance, iv: Intervals | None = None) -> FlowMatrix:
-    """Build the flow form as sparse data (at most 4 nonzeros per gap row), no Python loops."""
+def binding_gaps(instance: Instance, iv: Intervals | None = None) -> np.ndarray:
+    """The gaps whose ``cache_capacity`` row can bind (see "Reduced network" above), sorted."""
+    iv = iv or intervals(instance)
+    n = instance.requests
+    gaps = max(n - 1, 0)
+    fit = iv.fits
+    has_start = np.zeros(n, dtype=bool)
+    has_start[iv.start[fit]] = True
+    has_end = np.zeros(n, dtype=bool)
+    has_end[iv.end[fit]] = True
+    active = np.flatnonzero(has_start | has_end)  # requests where the occupancy can change
+    g = np.flatnonzero(has_start[:gaps])  # candidate: the request opening the gap starts one
+    # the next active request after gap g (request g + 1 or later) must end an interval
+    nxt = np.searchsorted(active, g + 1)
+    ok = nxt < len(active)
+    g = g[ok]
+    g = g[has_end[active[nxt[ok]]]]
+    delta = np.zeros(n + 1)
+    np.add.at(delta, iv.start[fit], iv.size[fit])
+    np.add.at(delta, iv.end[fit], -iv.size[fit])
+    total = np.cumsum(delta)[:gaps]  # tokens alive if every fitting interval were kept
+    return g[total[g] > instance.capacity * (1 + 1e-12) + 1e-9]
+
+
+def flow_matrix(instance: Instance, iv: Intervals | None = None, *,
+                reduce: bool = False) -> FlowMatrix:
+    """Build the flow form as sparse data (at most 4 nonzeros per row), no Python loops.
+
+    reduce : keep only the rows of :func:`binding_gaps` (same optimal value and ``keep``
+        feasible set; far fewer rows when many requests are one-off or the cache is large).
+    """
     iv = iv or intervals(instance)
     n, m = instance.requests, len(iv.start)
-    gaps = max(n - 1, 0)
-    # row t:  occupancy[t] - occupancy[t-1] - s keep_(starts at t) + s keep_(ends at t) = 0
-    t = np.arange(gaps)
-    rows = [t, t[1:]]
-    cols = [m + t, m + t[1:] - 1]
-    vals = [np.ones(gaps), -np.ones(max(gaps - 1, 0))]
-    s_ok = iv.start < gaps
-    rows += [iv.start[s_ok]]
+    gap_of_row = binding_gaps(instance, iv) if reduce else np.arange(max(n - 1, 0))
+    rows_n = len(gap_of_row)
+    # row k: occupancy[k] - occupancy[k-1] - s keep_(starts in group k) + s keep_(ends in it) = 0,
+    # group k = requests g_{k-1}+1 .. g_k (all requests <= g_0 for k = 0)
+    k = np.arange(rows_n)
+    rows = [k, k[1:]]
+    cols = [m + k, m + k[1:] - 1]
+    vals = [np.ones(rows_n), -np.ones(max(rows_n - 1, 0))]
+    fit = iv.fits if reduce else np.ones(m, dtype=bool)
+    start_row = np.searchsorted(gap_of_row, iv.start)
+    end_row = np.searchsorted(gap_of_row, iv.end)
+    s_ok = (start_row < rows_n) & fit
+    rows += [start_row[s_ok]]
     cols += [np.flatnonzero(s_ok)]
     vals += [-iv.size[s_ok]]
-    e_ok = iv.end < gaps
-    rows += [iv.end[e_ok]]
+    e_ok = (end_row < rows_n) & fit
+    rows += [end_row[e_ok]]
     cols += [np.flatnonzero(e_ok)]
     vals += [iv.size[e_ok]]
     balance = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                            shape=(gaps, m + gaps))
-    objective = np.concatenate([-iv.cost, np.zeros(gaps)])
-    lower = np.zeros(m + gaps)
-    upper = np.concatenate([np.where(iv.fits, 1.0, 0.0), np.full(gaps, instance.capacity)])
+                            shape=(rows_n, m + rows_n))
+    balance.sum_duplicates()
+    balance.eliminate_zeros()  # an interval inside one group cancels: it spans no kept row
+    objective = np.concatenate([-iv.cost, np.zeros(rows_n)])
+    lower = np.zeros(m + rows_n)
+    upper = np.concatenate([np.where(iv.fits, 1.0, 0.0), np.full(rows_n, instance.capacity)])
     return FlowMatrix(objective=objective, constant=float(iv.cost.sum() + iv.first_miss_cost),
-                      balance=balance, lower=lower, upper=upper, intervals=iv)
+                      balance=balance, lower=lower, upper=upper, intervals=iv, gaps=gap_of_row)
 
 
 def build_networkx(instance: Instance, *, scale: float = 1e6) -> tuple[Any, float, float]:

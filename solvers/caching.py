@@ -25,11 +25,12 @@ evict the smallest estimated reuse probability x miss cost), ``belady`` (furthes
 optimal for unit sizes and costs), ``belady_size`` (evict the smallest c / (s x distance to the
 next request)), ``static`` (the best fixed set for the realised popularity: no online rule beats
 it on independent requests), ``lp_schedule`` (the rounded LP: an achievable offline upper bound),
-``cost_freq_size`` (evict the lowest GreedyDual-aged c x frequency / s; no price),
-``bid_price_static`` (the same score, admission only while c x reuse rate / s exceeds a price
-learned once from the LP prices on a warm-up prefix), ``bid_price_class`` (the same with the reuse
-rate predicted from the object's class: kind x how often it was seen) and ``bid_price`` (the price
-refreshed by the LP on a sliding window of the past: a time-varying price).
+``cost_freq_size`` (evict the lowest c x reuse rate / s, the rate a request count with slow
+exponential ageing; no price), ``bid_price_static`` (the same order, admission only while
+c x reuse rate / s exceeds a price learned once from the LP prices on a warm-up prefix) and
+``bid_price`` (the price refreshed by the LP on a sliding window of the past: a time-varying price;
+its ``price_scale`` is chosen on the warm-up, 0 = no admission control), ``bid_price_window``
+(the same sliding-window price applied at face value, scale 1: what the price does when it acts).
 """
 
 from __future__ import annotations
@@ -76,21 +77,25 @@ class LPResult:
 
 
 def solve_lp(instance: Instance, *, method: str = "highs_matrix",
-             time_limit: float | None = None, algorithm: str = "auto") -> LPResult:
+             time_limit: float | None = None, algorithm: str = "auto",
+             reduce: bool = True) -> LPResult:
     """Solve the offline caching LP.
 
     method : ``highs_matrix`` (flow form as sparse data, HiGHS dual simplex: the fast path),
         ``pyomo`` / ``cvxpy`` (flow form through :mod:`servopt.solvers.exact`), or ``networkx``
         (network simplex; value only, no prices).
-    algorithm : for ``highs_matrix``, ``dual_simplex`` (fastest on most instances: 13-16 s for
-        1e5 requests), ``ipm`` (interior point + crossover: 2-3x slower on most instances, but 13x
-        faster on a degenerate one, multimodal skew 1.2 with a 20% cache; see
-        ``benchmarks/results/caching_lp_algorithms.md``) or ``auto``: dual simplex for at most
-        ``AUTO_SIMPLEX_S`` seconds, then interior point.
+    algorithm : for ``highs_matrix``, ``dual_simplex`` (Devex pricing),
+        ``dual_steepest_edge`` (HiGHS's default pricing), ``ipm`` (interior point + crossover)
+        or ``auto``: dual simplex for at most ``AUTO_SIMPLEX_S`` seconds,
+        then interior point (see ``benchmarks/results/caching_lp_algorithms.md``).
+    reduce : for ``highs_matrix``, solve the reduced network (only the capacity rows that can
+        bind, :func:`servopt.models.caching.binding_gaps`): same value and ``keep`` feasible set,
+        35-50% fewer rows on the benchmark instances, and none when even keeping everything
+        fits; prices of the dropped rows are 0.
     """
     start = time.perf_counter()
     if method == "highs_matrix":
-        result = _solve_highs_matrix(instance, time_limit, algorithm)
+        result = _solve_highs_matrix(instance, time_limit, algorithm, reduce)
     elif method in ("pyomo", "cvxpy"):
         from servopt.solvers import exact
 
@@ -118,36 +123,42 @@ AUTO_SIMPLEX_S = 40.0
 
 
 def _solve_highs_matrix(instance: Instance, time_limit: float | None,
-                        algorithm: str = "auto") -> LPResult:
+                        algorithm: str = "auto", reduce: bool = True) -> LPResult:
     import highspy
 
-    fm = model.flow_matrix(instance)
+    fm = model.flow_matrix(instance, reduce=reduce)
     iv = fm.intervals
     m, cols = len(iv.start), len(fm.objective)
-    gaps = cols - m
-    if cols == 0:
-        return LPResult(fm.constant, np.zeros(0), np.zeros(gaps), iv, 0.0, "highs_matrix")
+    rows = cols - m
+    gaps = max(instance.requests - 1, 0)
+    if rows == 0:  # no capacity row can bind: keep every interval that fits
+        keep = np.where(iv.fits, 1.0, 0.0)
+        return LPResult(float(fm.constant - iv.cost[iv.fits].sum()), keep, np.zeros(gaps), iv,
+                        0.0, "highs_matrix")
     lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = cols, gaps
+    lp.num_col_, lp.num_row_ = cols, rows
     lp.col_cost_ = fm.objective
     lp.col_lower_, lp.col_upper_ = fm.lower, fm.upper
-    lp.row_lower_ = np.zeros(gaps)
-    lp.row_upper_ = np.zeros(gaps)
+    lp.row_lower_ = np.zeros(rows)
+    lp.row_upper_ = np.zeros(rows)
     a = fm.balance.tocsc()
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
     lp.a_matrix_.start_ = a.indptr
     lp.a_matrix_.index_ = a.indices
     lp.a_matrix_.value_ = a.data
     highs = new_highs()
-    if algorithm not in ("auto", "dual_simplex", "ipm"):
-        raise InvalidInstanceError(f"algorithm must be 'auto', 'dual_simplex' or 'ipm', got "
-                                   f"{algorithm!r}")
+    if algorithm not in ("auto", "dual_simplex", "dual_steepest_edge", "ipm"):
+        raise InvalidInstanceError(f"algorithm must be 'auto', 'dual_simplex', "
+                                   f"'dual_steepest_edge' or 'ipm', got {algorithm!r}")
     highs.passModel(lp)
     start = time.perf_counter()
     limit = math.inf if time_limit is None else float(time_limit)
-    if algorithm in ("auto", "dual_simplex"):
+    if algorithm in ("auto", "dual_simplex", "dual_steepest_edge"):
         highs.setOptionValue("solver", "simplex")
         highs.setOptionValue("simplex_strategy", 1)
+        if algorithm != "dual_steepest_edge":  # HiGHS's default pricing (the previous default)
+            # Devex pricing: less CPU than dual steepest edge on these networks
+            highs.setOptionValue("simplex_dual_edge_weight_strategy", 1)
         first = min(limit, AUTO_SIMPLEX_S) if algorithm == "auto" else limit
         if math.isfinite(first):
             highs.setOptionValue("time_limit", first)
@@ -170,7 +181,8 @@ def _solve_highs_matrix(instance: Instance, time_limit: float | None,
     values = np.asarray(sol.col_value)
     # the reduced cost of occupancy[t] is d(objective)/d(its upper bound C), like a <= row's dual
     dual = np.asarray(sol.col_dual)[m:]
-    price = np.maximum(normalise_dual(dual, sense="min", row="le", convention="pyomo"), 0.0)
+    price = np.zeros(gaps)  # dropped rows are redundant: price 0
+    price[fm.gaps] = np.maximum(normalise_dual(dual, sense="min", row="le", convention="pyomo"), 0.0)
     return LPResult(value, np.clip(values[:m], 0.0, 1.0), price, iv, 0.0, "highs_matrix")
 
 
@@ -419,49 +431,43 @@ class LPSchedule(_Base):
 # ---------------------------------------------------------------------------------------------
 # The bid-price rule
 # ---------------------------------------------------------------------------------------------
-LN2 = math.log(2.0)
-
-
 class BidPrice(_Base):
     """Keep o while c_o x reuse_rate_o / s_o exceeds the price of a token-request-step.
 
-    Eviction: lowest score ``L + (k_o + prior) c_o / s_o`` first, where k_o counts the object's
-    earlier requests (cost x frequency / size) and L, the score of the last eviction, ages the
-    whole cache slowly (GreedyDual's inflation).
+    Value (eviction order): the expected miss cost saved per token and per request-step,
+    ``c_o / s_o x rate_o``, with ``rate_o(t) = sum_j exp(-(t - t_j) / tau) / tau`` over the
+    object's past requests ``t_j``: a request count with slow exponential ageing (LRFU-style).
+    All rates decay at the same speed, so the order of two objects never changes between
+    their requests and the heap priority ``log(c_o / s_o) + log(sum_j exp(t_j / tau))`` is
+    fixed at each request. ``tau = tau_objects x C / mean size``: the ageing is slower in a
+    bigger cache (50 cache-fulls of requests by default, chosen on generator seed 1 and on the
+    first half of the Mooncake trace, not on the reported instances). With several ``taus``,
+    ``tau_objects`` is chosen among them by replaying the warm-up (off by default: on the tuning
+    instances it picked the worse value as often as the better one).
 
     Admission (where the price acts): after a request the object is kept only if
-    ``c_o x rate_o / s_o >= price_scale x price``, with ``rate_o`` (requests per step)
-
-    - ``admission="rate"``: the object's own rate (k_o + prior) / (age_o + D), D the mean reuse
-      distance seen on the past window (a prior that keeps a new object's rate finite);
-    - ``admission="class"``: the reuse rate of its class (kind x how many times it was requested
-      before: 1st, 2nd, 3rd, later) measured on the past window: P(requested again) / mean
-      distance to that request. This predicts reuse at admission, before the object has history.
+    ``c_o / s_o x rate_o >= price_scale x price``.
 
     price : miss cost per token-step. With ``warmup`` > 0 it is learned online: at request
         ``warmup x n`` the LP is solved on the requests seen so far and the price is the mean of
         its ``cache_capacity`` prices over that window (per-gap prices are degenerate; their mean
-        is the average price of a token-step); ``prior`` and then ``price_scale`` are chosen
-        from small grids by replaying the warm-up. With ``refresh`` = W (requests, or a share of
-        them if < 1), the LP is re-solved every W requests on the last W requests: a
-        sliding-window, time-varying price (and class rates).
+        is the average price of a token-step); ``price_scale`` is then chosen from ``scales``
+        (0 = no admission control) by replaying the warm-up. With ``refresh`` = W (requests, or
+        a share of them if < 1), the LP is re-solved every W requests on the last W requests: a
+        sliding-window, time-varying price.
     """
 
     name = "bid_price"
-    CLASSES_PER_KIND = 4
 
-    def __init__(self, *, price: float = 0.0, price_scale: float = 1.0, prior: float = 1.0,
+    def __init__(self, *, price: float = 0.0, price_scale: float = 1.0, tau_objects: float = 50.0,
                  warmup: float = 0.0, refresh: int | float | None = None, tune: bool = True,
-                 admission: str = "rate",
-                 scales: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0),
-                 priors: tuple[float, ...] = (0.0, 0.2, 1.0),
-                 class_rate: np.ndarray | None = None, distance: float | None = None) -> None:
-        if admission not in ("rate", "class"):
-            raise InvalidInstanceError(f"admission must be 'rate' or 'class', got {admission!r}")
-        self.price, self.price_scale, self.prior = float(price), price_scale, prior
-        self.warmup, self.refresh, self.tune = warmup, refresh, tune
-        self.admission, self.scales, self.priors = admission, scales, priors
-        self.class_rate, self.distance = class_rate, distance
+                 priced: bool = True, scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0),
+                 taus: tuple[float, ...] = (50.0,)) -> None:
+        if tau_objects <= 0:
+            raise InvalidInstanceError(f"tau_objects must be > 0, got {tau_objects}")
+        self.price, self.price_scale, self.tau_objects = float(price), price_scale, tau_objects
+        self.warmup, self.refresh, self.tune, self.scales = warmup, refresh, tune, scales
+        self.priced, self.taus = priced, taus
         self.prices: list[tuple[int, float]] = []  # (request, price x scale) history
 
     # -- set-up -------------------------------------------------------------------------------
@@ -469,17 +475,10 @@ class BidPrice(_Base):
         super().start(instance)
         self.instance = instance
         n = instance.requests
-        self.count = [0] * instance.objects
-        self.first = [0] * instance.objects
-        self.inflation = 0.0
-        if self.distance is None:
-            self.distance = float(max(n, 1))
-        kind = instance.kind if instance.kind is not None else np.zeros(instance.objects, int)
-        self.kind_base = (kind * self.CLASSES_PER_KIND).tolist()
-        classes = (int(kind.max(initial=0)) + 1) * self.CLASSES_PER_KIND
-        if self.class_rate is None:
-            self.class_rate = np.zeros(classes)
-        self.rate_of_class = self.class_rate.tolist()
+        self._set_tau(self.tau_objects)
+        with np.errstate(divide="ignore"):
+            self.log_density = np.log(instance.miss_cost / instance.size).tolist()
+        self.log_weight = [-math.inf] * instance.objects  # log sum_j exp(t_j / tau)
         self.warm_end = int(self.warmup * n) if self.warmup > 0 else -1
         if self.refresh is not None and 0 < self.refresh < 1:
             self.refresh = max(int(self.refresh * n), 100)
@@ -487,92 +486,77 @@ class BidPrice(_Base):
         self.prices = [(0, self.price * self.price_scale)]
         self._set_threshold()
 
+    def _set_tau(self, tau_objects: float) -> None:
+        mean_size = float(self.instance.size.mean()) if self.instance.objects else 1.0
+        self.tau_objects = tau_objects
+        self.tau = max(tau_objects * self.instance.capacity / mean_size, 1.0)
+        self.log_tau = math.log(self.tau)
+
     def _set_threshold(self) -> None:
-        self.threshold = self.price * self.price_scale
+        threshold = self.price * self.price_scale
+        self.log_threshold = math.log(threshold) if threshold > 0 else -math.inf
 
     # -- per request --------------------------------------------------------------------------
     def touch(self, t: int, o: int, hit: bool) -> float | None:
         if t == self.warm_end or t == self.next_refresh:
             self._learn(t)
-        k = self.count[o]
-        self.count[o] = k + 1
-        if k == 0:
-            self.first[o] = t
-        if self.threshold > 0:
-            if self.admission == "rate":
-                rate = (k + self.prior) / (t - self.first[o] + self.distance)
-            else:
-                rate = self.rate_of_class[self.kind_base[o] + min(k, self.CLASSES_PER_KIND - 1)]
-            if self.density[o] * rate < self.threshold:
-                return None
-        return self.inflation + (k + self.prior) * self.density[o]
-
-    def evicted(self, o: int, priority: float) -> None:
-        self.inflation = priority
+        now = t / self.tau
+        weight = self.log_weight[o]
+        weight = now + math.log1p(math.exp(weight - now)) if weight > -math.inf else now
+        self.log_weight[o] = weight
+        priority = self.log_density[o] + weight
+        # log(c/s x rate) = priority - t / tau - log(tau)
+        if priority - now - self.log_tau < self.log_threshold:
+            return None
+        return priority
 
     # -- learning the price from the past ---------------------------------------------------
     def _learn(self, t: int) -> None:
         first = t == self.warm_end
         lo = 0 if first or not self.refresh else max(0, t - int(self.refresh))
         window = _window(self.instance, lo, t)
-        lp = solve_lp(window)
-        # the per-gap prices are degenerate (HiGHS may put a whole interval's price on one gap);
-        # their mean over the window is the average price of a token-step
-        self.price = float(lp.price.mean()) if len(lp.price) else 0.0
-        iv = lp.intervals
-        self.distance = float((iv.end - iv.start).mean()) if len(iv.start) else float(t)
-        if self.admission == "class":
-            self.class_rate = class_rates(window, self.CLASSES_PER_KIND, len(self.class_rate))
-            self.rate_of_class = self.class_rate.tolist()
         if first and self.tune:
-            self._tune(window)
+            self._tune_tau(window)  # the first window starts at request 0
+        if self.priced:
+            lp = solve_lp(window)
+            # the per-gap prices are degenerate (HiGHS may put a whole interval's price on one
+            # gap); their mean over the window is the average price of a token-step
+            self.price = float(lp.price.mean()) if len(lp.price) else 0.0
+            if first and self.tune:
+                self._tune(window)
         self._set_threshold()
-        self.prices.append((t, self.threshold))
+        self.prices.append((t, self.price * self.price_scale))
         if self.refresh:
             self.next_refresh = t + int(self.refresh)
 
-    def _tune(self, window: Instance) -> None:
-        """Choose ``prior`` with no price, then ``price_scale``, by replaying the past window."""
-        from servopt.benchmarks.caching import simulate  # the warm-up replay (past requests)
+    def _tune_tau(self, window: Instance) -> None:
+        """Choose the ageing ``tau_objects`` from ``taus`` by replaying the past window with no
+        price (1 is close to LRU, 50 close to a cost-weighted LFU), then recompute every
+        object's ageing weight from the past requests with the chosen ``tau``."""
+        from servopt.benchmarks.caching import simulate
 
-        def replay(prior: float, scale: float) -> float:
-            trial = BidPrice(price=self.price, price_scale=scale, prior=prior, tune=False,
-                             admission=self.admission, class_rate=self.class_rate,
-                             distance=self.distance)
+        def replay(tau_objects: float) -> float:
+            trial = BidPrice(tau_objects=tau_objects, tune=False, priced=False)
             return simulate(window, trial).miss_cost
 
-        _, self.prior = min((replay(p, 0.0), p) for p in self.priors)
+        if len(self.taus) > 1:
+            _, best = min((replay(tau), -tau) for tau in self.taus)  # ties: the slower ageing
+            self._set_tau(-best)
+            weight = np.full(self.instance.objects, -np.inf)
+            np.logaddexp.at(weight, window.object_id, np.arange(window.requests) / self.tau)
+            self.log_weight = weight.tolist()
+
+    def _tune(self, window: Instance) -> None:
+        """Choose ``price_scale`` by replaying the past window (ties: the smaller scale)."""
+        from servopt.benchmarks.caching import simulate  # the warm-up replay (past requests)
+
+        def replay(scale: float) -> float:
+            trial = BidPrice(price=self.price, price_scale=scale, tau_objects=self.tau_objects,
+                             tune=False, priced=False)
+            return simulate(window, trial).miss_cost
+
         scales = self.scales if self.price > 0 else (0.0,)
-        _, self.price_scale = min((replay(self.prior, s), s) for s in scales)
-
-
-def _safe_log(values: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore"):
-        return np.where(values > 0, np.log(np.maximum(values, 1e-300)), -np.inf)
-
-
-def class_rates(window: Instance, per_kind: int, classes: int) -> np.ndarray:
-    """Reuse rate (requests per step) of each class (kind x prior request count) on a window:
-    P(requested again inside the window) / mean distance to that request."""
-    iv = model.intervals(window)
-    n = window.requests
-    ids = window.object_id
-    order = np.argsort(ids, kind="stable")
-    counts = np.bincount(ids, minlength=window.objects)
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    ordinal = np.empty(n, dtype=np.int64)
-    ordinal[order] = np.arange(n) - np.repeat(first, counts)
-    kind = window.kind if window.kind is not None else np.zeros(window.objects, dtype=np.int64)
-    cls = kind[ids] * per_kind + np.minimum(ordinal, per_kind - 1)
-    reused = iv.next_request < n
-    distance = np.where(reused, iv.next_request - np.arange(n), 0)
-    total = np.bincount(cls, minlength=classes)[:classes].astype(float)
-    again = np.bincount(cls, weights=reused, minlength=classes)[:classes]
-    dist = np.bincount(cls, weights=distance, minlength=classes)[:classes]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = np.where(again > 0, (again / np.maximum(total, 1)) / (dist / np.maximum(again, 1)),
-                        0.0)
-    return rate
+        _, self.price_scale = min((replay(s), s) for s in scales)
 
 
 def _window(instance: Instance, lo: int, hi: int) -> Instance:
@@ -584,19 +568,13 @@ def _window(instance: Instance, lo: int, hi: int) -> Instance:
 
 
 class CostFreqSize(BidPrice):
-    """The bid-price score without a price: evict the lowest L + (k + prior) c / s, admit all
-    (``prior`` chosen on the warm-up like the bid-price rule; no LP)."""
+    """The bid-price rule without a price: the same value order (ageing cost x frequency /
+    size), every object admitted, no LP."""
 
     name = "cost_freq_size"
 
     def __init__(self, *, warmup: float = 0.2, **kw: Any) -> None:
-        super().__init__(warmup=warmup, scales=(0.0,), **kw)
-
-    def _learn(self, t: int) -> None:
-        self.price = 0.0
-        if self.tune:
-            self._tune(_window(self.instance, 0, t))
-        self._set_threshold()
+        super().__init__(price=0.0, warmup=warmup, priced=False, **kw)
 
 
 def _factory(cls: type, **kw: Any) -> Any:
@@ -621,8 +599,8 @@ POLICIES: dict[str, Any] = {
     "lp_schedule": LPSchedule,
     "cost_freq_size": CostFreqSize,
     "bid_price_static": _factory(BidPrice, warmup=0.2),
-    "bid_price_class": _factory(BidPrice, warmup=0.2, admission="class"),
     "bid_price": _factory(BidPrice, warmup=0.2, refresh=0.2),
+    "bid_price_window": _factory(BidPrice, warmup=0.2, refresh=0.2, tune=False, price_scale=1.0),
 }
 
 

@@ -82,6 +82,33 @@ def lagrangian(inst: ci.Instance, price: np.ndarray) -> float:
                  - inst.capacity * price.sum())
 
 
+@pytest.mark.parametrize(("sequence", "capacity", "kept"), [
+    ([0, 1, 0, 1], 1.0, [1]),  # gap 0 only rises into gap 1; gap 2 only falls from it
+    ([0, 1, 0, 1], 2.0, []),  # both intervals fit together: no row can bind
+    ([0, 2, 1, 0, 1], 1.0, [2]),  # object 2 is requested once: gaps 0-1 share one occupancy
+    ([0, 1, 0, 1, 0, 1], 1.0, [1, 2, 3]),  # gap 0 and gap 4 are dominated
+])
+def test_binding_gaps_by_hand(sequence, capacity, kept):
+    inst = unit_instance(sequence, capacity)
+    assert mc.binding_gaps(inst).tolist() == kept
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_reduced_network_is_exact(seed):
+    """Dropping the rows that cannot bind changes neither the value nor the prices' validity."""
+    rng = np.random.default_rng(seed)
+    inst = ci.generate(requests=int(rng.integers(20, 400)), objects=int(rng.integers(3, 80)),
+                       skew=float(rng.uniform(0.3, 1.4)),
+                       cache_share=float(rng.choice([0.01, 0.05, 0.2, 0.6])), seed=seed)
+    full = cs.solve_lp(inst, reduce=False)
+    reduced = cs.solve_lp(inst, reduce=True)
+    assert reduced.value == pytest.approx(full.value, rel=1e-9)
+    assert reduced.value == pytest.approx(exact.solve(inst, form="interval").objective, rel=1e-7)
+    assert lagrangian(inst, reduced.price) == pytest.approx(full.value, rel=1e-7)
+    dropped = np.setdiff1d(np.arange(inst.requests - 1), mc.binding_gaps(inst))
+    assert np.all(reduced.price[dropped] == 0)
+
+
 @pytest.mark.parametrize("seed", [0, 3])
 def test_prices_certify_the_bound(seed):
     """Weak duality: any prices >= 0 give a lower bound; the LP's prices give the LP value."""
@@ -220,6 +247,30 @@ def test_bid_price_learns_a_price_and_tracks_it():
     assert policy.warm_end == 600 and [t for t, _ in policy.prices][:2] == [0, 600]
     assert policy.price > 0  # the warm-up LP's capacity rows bind
     assert len(policy.prices) > 2  # refreshed on the sliding window
+
+
+@pytest.mark.parametrize(("tau_objects", "by_hand"), [(1e6, [False, True, False, True]),
+                                                     (1.0, [False, True, False, False])])
+def test_bid_price_value_order_by_hand(tau_objects, by_hand):
+    """Room for one object. After 0, 0, 1: object 0 has weight e^(0/tau) + e^(1/tau), object 1
+    e^(2/tau). Slow ageing (tau = 1e6): 2 > 1, object 1 is dropped and 0 hits again (LFU);
+    fast ageing (tau = 1): log(1 + e) = 1.31 < 2, object 0 is evicted (LRU)."""
+    inst = unit_instance([0, 0, 1, 0], capacity=1.0)
+    policy = cs.BidPrice(tau_objects=tau_objects, tune=False)
+    assert bench.simulate(inst, policy, record=True).hit.tolist() == by_hand
+
+
+def test_bid_price_tunes_its_ageing_on_the_past_only():
+    inst = ci.generate(requests=3000, objects=600, cache_share=0.02, seed=2)
+    policy = cs.CostFreqSize(taus=(1.0, 50.0))
+    bench.simulate(inst, policy)
+    assert policy.tau_objects in (1.0, 50.0) and policy.price == 0 and policy.warm_end == 600
+    # the same choice replaying only the first 600 requests by hand
+    window = cs._window(inst, 0, 600)
+    replay = {tau: bench.simulate(window, cs.BidPrice(tau_objects=tau, tune=False,
+                                                      priced=False)).miss_cost
+              for tau in (1.0, 50.0)}
+    assert policy.tau_objects == (1.0 if replay[1.0] < replay[50.0] else 50.0)
 
 
 def test_bid_price_with_a_prohibitive_price_admits_nothing():

@@ -14,8 +14,8 @@ CASE = Case(
     grid=tuple({"workload": w, "regime": r} for w in REGIMES for r in REGIMES[w]),
     make_instance=make_cell,
     methods=("plan", "fluid_lp", "first_order", "compute_only", "utilisation", "queue_depth"),
-    evaluate_kw={"n_requests": 12000, "window": 3000},
-    bound_kw={"n_requests": 12000},
+    evaluate_kw={"n_requests": 10000, "seeds": 3, "max_seeds": 6, "window": 3000},
+    bound_kw={"n_requests": 10000, "seeds": 3, "max_seeds": 6},
     suites=("full",),
     description="planning rule vs reactive autoscalers on the simulated worker",
 )

@@ -195,9 +195,10 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     if args.simulate:
         from servopt.benchmarks import capacity as bench
 
-        knee = bench.find_knee(inst, n_requests=args.sim_requests, seed=args.seed)
-        print(f"simulated knee           {knee.rate:10.4g} req/s per worker "
-              f"(prediction {bounds.max_stable_rate / knee.rate - 1:+.1%})")
+        knee = bench.find_knee(inst, n_requests=args.sim_requests, seed=args.seed, seeds=args.sim_seeds)
+        print(f"simulated knee           {knee.rate:10.4g} req/s per worker, bracket "
+              f"[{knee.lo:.4g}, {knee.hi:.4g}] (prediction {bounds.max_stable_rate / knee.rate - 1:+.1%}; "
+              f"{args.sim_seeds} x {args.sim_requests} arrivals per rate)")
     return 0
 
 
@@ -270,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop trace requests longer than the KV capacity instead of failing")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--simulate", action="store_true", help="also find the simulated knee (slow)")
-    p.add_argument("--sim-requests", type=int, default=8000)
+    p.add_argument("--sim-requests", type=int, default=8000, help="arrivals per simulation")
+    p.add_argument("--sim-seeds", type=int, default=2, help="replications per simulated rate")
     p.set_defaults(func=cmd_capacity)
     return parser
 

@@ -378,6 +378,10 @@ def test_cli_capacity(capsys):
     assert "binding resource         memory" in out
     assert f"headroom: {rules.plan(inst).workers}" in out
     assert "KV token" in out
+    assert main(["capacity", "--workload", "code", "--rate", "40", "--kv-tokens", "20000",
+                 "--requests", "300", "--simulate", "--sim-requests", "600", "--sim-seeds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "simulated knee" in out and "2 x 600 arrivals per rate" in out
 
 
 def test_cli_capacity_bad_input(capsys):

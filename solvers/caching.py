@@ -77,17 +77,20 @@ class LPResult:
 
 
 def solve_lp(instance: Instance, *, method: str = "highs_matrix",
-             time_limit: float | None = None, algorithm: str = "auto",
+             time_limit: float | None = None, algorithm: str = "dual_simplex",
              reduce: bool = True) -> LPResult:
     """Solve the offline caching LP.
 
     method : ``highs_matrix`` (flow form as sparse data, HiGHS dual simplex: the fast path),
         ``pyomo`` / ``cvxpy`` (flow form through :mod:`servopt.solvers.exact`), or ``networkx``
         (network simplex; value only, no prices).
-    algorithm : for ``highs_matrix``, ``dual_simplex`` (Devex pricing),
-        ``dual_steepest_edge`` (HiGHS's default pricing), ``ipm`` (interior point + crossover)
-        or ``auto``: dual simplex for at most ``AUTO_SIMPLEX_S`` seconds,
-        then interior point (see ``benchmarks/results/caching_lp_algorithms.md``).
+    algorithm : for ``highs_matrix``, ``dual_simplex`` (Devex pricing; the default: 12-14 s of
+        CPU on every 1e5-request benchmark instance measured), ``dual_steepest_edge`` (HiGHS's
+        default pricing), ``ipm`` (interior point + crossover) or ``auto``: dual simplex for at
+        most ``AUTO_SIMPLEX_S`` wall seconds, then interior point from scratch (no longer the
+        default: on a loaded machine the wall-clock switch fired on instances the simplex was
+        about to finish, and the degenerate instance it was for now has no binding row). See
+        ``benchmarks/results/caching_lp_algorithms.md``.
     reduce : for ``highs_matrix``, solve the reduced network (only the capacity rows that can
         bind, :func:`servopt.models.caching.binding_gaps`): same value and ``keep`` feasible set,
         35-50% fewer rows on the benchmark instances, and none when even keeping everything
@@ -123,7 +126,7 @@ AUTO_SIMPLEX_S = 40.0
 
 
 def _solve_highs_matrix(instance: Instance, time_limit: float | None,
-                        algorithm: str = "auto", reduce: bool = True) -> LPResult:
+                        algorithm: str = "dual_simplex", reduce: bool = True) -> LPResult:
     import highspy
 
     fm = model.flow_matrix(instance, reduce=reduce)

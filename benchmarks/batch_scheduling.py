@@ -177,7 +177,8 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     with ``time_limit``: proved optimum or MIP dual bound), ``area`` (closed form, see
     :func:`servopt.models.batch_scheduling.area_bound`), or ``auto``: the LP when the model has
     at most ``max_columns`` start columns, else the closed form. The LP is never worse than the
-    closed form is reported: the larger of the two is returned. ``window="auto"`` limits each
+    closed form is reported: the larger of the two is returned. Total latency is a whole number
+    of rounds, so the LP or MIP bound is rounded up to the next integer. ``window="auto"`` limits each
     request's modelled starts, with arrivals, to twice the longest wait of a greedy schedule
     (the late columns keep the bound valid whatever the window).
     """
@@ -201,6 +202,8 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     sol = rules.solve_lp(instance, horizon=horizon, window=window, time_limit=time_limit,
                          integer=integer, start=warm)
     value = sol.bound
+    if not math.isnan(value):  # every schedule's total latency is a whole number of rounds
+        value = float(math.ceil(value - 1e-6))
     if math.isnan(value):
         return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
                      status=f"{method} not solved ({sol.status})")

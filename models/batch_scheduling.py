@@ -105,6 +105,33 @@ def greedy_schedule(instance: Instance) -> np.ndarray:
     return start
 
 
+def memory_profile(instance: Instance, start: np.ndarray, rounds: int | None = None) -> np.ndarray:
+    """KV tokens held in each round by a schedule given by start rounds (vectorised)."""
+    start = np.asarray(start, dtype=np.int64)
+    o, s = instance.output_tokens, instance.prompt_tokens
+    if rounds is None:
+        rounds = int(np.max(start + o))
+    col = np.repeat(np.arange(instance.n), o)
+    j = np.arange(o.sum()) - np.repeat(np.cumsum(o) - o, o) + 1
+    return np.bincount(start[col] + j - 1, weights=(s[col] + j).astype(float),
+                       minlength=rounds)[:rounds]
+
+
+def is_feasible(instance: Instance, start: np.ndarray) -> bool:
+    """Does a schedule respect arrivals, the memory in every round and the batch cap?"""
+    start = np.asarray(start, dtype=np.int64)
+    if len(start) != instance.n or np.any(start < instance.arrival):
+        return False
+    if memory_profile(instance, start).max() > instance.kv_memory:
+        return False
+    if instance.max_batch is not None:
+        o = instance.output_tokens
+        running = np.bincount(np.repeat(start, o) + np.arange(o.sum())
+                              - np.repeat(np.cumsum(o) - o, o))
+        return bool(running.max() <= instance.max_batch)
+    return True
+
+
 def schedule_latency(instance: Instance, start: np.ndarray) -> float:
     """Total end-to-end latency (rounds) of a schedule given by start rounds."""
     return float(np.sum(start + instance.output_tokens - instance.arrival))

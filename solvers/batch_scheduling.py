@@ -28,27 +28,50 @@ Methods (``POLICIES``)
 - ``mcsf``: Memory-Constrained Shortest First (Jaillet et al., arXiv 2502.07115): waiting
   requests by predicted output ascending; admit while, with predicted lengths, memory stays
   within M at every predicted completion round of the running set plus the new ones; stop at
-  the first that does not fit.
+  the first that does not fit. Reading of the paper (its Algorithm 1; confirmed against the
+  paper's abstract page and two secondary summaries found with the search tool, which
+  describe it as adding requests "in ascending decode order" while the memory at the future
+  completion times stays within the limit; the algorithm text itself was not retrievable):
+  the admitted set is the *longest prefix* of the sorted queue that passes the check. Memory
+  only grows between completions, so checking at the predicted completion rounds is the same
+  as checking every future round; since adding a request never lowers memory, the longest
+  feasible prefix is exactly "stop at the first request that fails". Ties keep the queue
+  order (arrival). Wang, Ye and Zhou (arXiv 2508.06133) read it the same way and show it
+  degrades when prompt sizes vary widely, which is what these Azure-calibrated instances have.
 - ``bid_price``: the LP's memory prices mu[t] (latency rounds per KV token-round) turn each
   request into a score: its predicted latency plus the price of its memory-time footprint,
   ``r_i + sum_k mu[t+k] (c_i + k)``; requests are admitted in score order with MC-SF's
   lookahead check. All at once, the prices come from the LP relaxation solved on the
-  predicted instance (rounds past the plan use its average price). With arrivals there is no
-  plan at round 0, so every round gets the average price learned on the history window (the
-  first ``history`` requests, see below): the stationary rule without the backlog fallback.
+  predicted instance (rounds past the plan use its average price) and admission stops at the
+  first request that fails the check, as MC-SF does. With arrivals there is no plan at round
+  0, so every round gets the average price learned on the history window (the first
+  ``history`` requests, see below), and admission *skips* a request that fails the check and
+  tries the next ones (``skip=None`` picks this from the instance: skip iff some request
+  arrives after round 0). Why: online, stopping at the first failure left memory idle behind
+  a large request while arrivals queued (on tuning seeds 10-29, n = 200, load 0.8, one seed
+  was +7% vs MC-SF with stopping, every seed -1.6% or better with skipping); all at once,
+  skipping starves the large requests the LP prices already schedule (n = 100: -5% vs -11%
+  vs MC-SF), so the offline rule stops.
 - ``bid_price_stationary``: one price mu learned on a history window (the LP of the first
   ``history`` requests, predicted lengths, or a given history instance; the average of mu over
-  the rounds up to the last positive price) and applied online; when the backlog is more than
-  ``backlog_factor`` times what fits in memory, the price is scaled down by backlog_factor /
-  backlog, toward shortest predicted first (a guard for persistent overload).
+  the rounds up to the last positive price) and applied in every round; same admission as
+  ``bid_price`` (skip online, stop all at once), plus a backlog guard: when the backlog is more
+  than ``backlog_factor`` (4) times what fits in memory, the price is scaled down by
+  backlog_factor / backlog, toward shortest predicted first (``backlog_factor=None`` turns it
+  off). With skipping admission the guard helps a little in overload (tuning seeds 12-16,
+  n = 2000, load 1.3: -32.4% vs -31.0% vs MC-SF without it) and is inactive at n = 200; with
+  stop-at-first admission it had hurt there (-29.5% vs -34.1%), hence the earlier finding.
+- ``hindsight``: the best schedule found with lengths known (predicted lengths as the truth):
+  the best of the MC-SF, shortest-first and bid-price plans, improved by large-neighbourhood
+  search (:func:`improve_schedule`: free the requests starting in a window of rounds and
+  re-solve their starts exactly with a small IP, the others fixed) for ``time_limit`` s.
+  With exact predictions it is an upper bound on the hindsight optimum, not an online method.
 
 The MC-SF lookahead and vLLM admission read requests in this module's terms: a request that
 was preempted returns with its emitted tokens (c = prompt + generated + 1 in its first round
 back), and a request that outlives its prediction is predicted to end in the current round.
 On an empty batch the FCFS/SPF head request is admitted whenever it fits in memory at all
 (vLLM would reject, as ``NEVER``, one that cannot pass the watermark even alone).
-- ``hindsight``: replays the hindsight IP's schedule (HiGHS with a time limit, predicted
-  lengths); with exact predictions it is the best schedule found, not an online method.
 """
 
 from __future__ import annotations
@@ -165,6 +188,9 @@ def admit_with_lookahead(state: State, queue: np.ndarray, *, skip: bool = False)
         return np.asarray(chosen, dtype=np.int64)
     c_new, r_new = state.current(queue), state.remaining(queue)
     free_now = state.kv_memory - state.used
+    if skip:  # only requests that fit in this round's free memory can be admitted
+        small = c_new <= free_now
+        queue, c_new, r_new = queue[small], c_new[small], r_new[small]
     for k, i in enumerate(queue):
         if len(chosen) >= slots:
             break
@@ -380,7 +406,7 @@ class BidPrice(Policy):
     name = "bid_price"
 
     def __init__(self, prices: np.ndarray | None = None, *, tail: float | None = None,
-                 skip: bool = False, time_limit: float | None = None,
+                 skip: bool | None = None, time_limit: float | None = None,
                  history: int | Instance = 60) -> None:
         self.prices = None if prices is None else np.asarray(prices, dtype=float)
         self.tail = tail
@@ -438,7 +464,8 @@ class BidPrice(Policy):
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting
         order = w[np.argsort(self.score(state, w), kind="stable")]
-        return admit_with_lookahead(state, order, skip=self.skip)
+        skip = self.skip if self.skip is not None else bool(np.any(state.arrival > 0))
+        return admit_with_lookahead(state, order, skip=skip)
 
 
 class BidPriceStationary(BidPrice):
@@ -447,7 +474,7 @@ class BidPriceStationary(BidPrice):
     name = "bid_price_stationary"
 
     def __init__(self, price: float | None = None, *, history: int | Instance = 60,
-                 backlog_factor: float = 4.0, skip: bool = False,
+                 backlog_factor: float | None = 4.0, skip: bool | None = None,
                  time_limit: float | None = None) -> None:
         self.price = price
         self.history = history
@@ -473,34 +500,188 @@ class BidPriceStationary(BidPrice):
         price = self.price
         fit = state.kv_memory / float(np.mean(state.prompt + state.predicted))  # fit at once
         backlog = len(state.waiting) / max(fit, 1.0)
-        if backlog > self.backlog_factor:
+        if self.backlog_factor is not None and backlog > self.backlog_factor:
             price = price * self.backlog_factor / backlog
         return r + price * (c * r + r * (r - 1) / 2)
 
 
+# ---------------------------------------------------------------------------------------------
+# Schedules with known lengths: a policy's plan and large-neighbourhood search (LNS)
+# ---------------------------------------------------------------------------------------------
+def plan_schedule(instance: Instance, policy: Policy) -> np.ndarray:
+    """Start rounds when ``policy`` admits with the instance's lengths taken as known.
+
+    Rounds run as in the simulator, but a request is admitted only if memory stays within M
+    at every future round (true lengths), so the plan never preempts; with a lookahead policy
+    and exact predictions this is the policy's own schedule.
+    """
+    plan = instance.with_outputs(instance.output_tokens)
+    a, s, o, M = plan.arrival, plan.prompt_tokens, plan.output_tokens, plan.kv_memory
+    n = plan.n
+    policy.prepare(plan)
+    start = np.full(n, -1, dtype=np.int64)
+    generated = np.zeros(n, dtype=np.int64)
+    t = int(a.min())
+    while np.any(start < 0):
+        running = np.flatnonzero((start >= 0) & (start + o > t))
+        waiting = np.flatnonzero((start < 0) & (a <= t))
+        if not waiting.size and not running.size:
+            t = int(a[start < 0].min())
+            continue
+        running = running[np.lexsort((running, start[running]))]
+        generated[running] = t - start[running]
+        c_run = s[running] + generated[running] + 1
+        r_run = start[running] + o[running] - t
+        if waiting.size and (plan.max_batch is None or len(running) < plan.max_batch):
+            state = State(t=t, kv_memory=M, max_batch=plan.max_batch, used=int(c_run.sum()),
+                          waiting=waiting[np.lexsort((waiting, a[waiting]))], running=running,
+                          generated=generated.copy(), admitted_at=start.copy(), prompt=s,
+                          predicted=o, arrival=a)
+            for i in np.asarray(policy.admit(state), dtype=np.int64):
+                full = plan.max_batch is not None and len(c_run) >= plan.max_batch
+                if start[i] >= 0 or full or not model.fits(c_run, r_run, int(s[i] + 1),
+                                                             int(o[i]), M):
+                    continue
+                start[i] = t
+                c_run, r_run = np.append(c_run, s[i] + 1), np.append(r_run, o[i])
+        t += 1
+    return start
+
+
+def reoptimise(instance: Instance, start: np.ndarray, free: np.ndarray, lo: int, hi: int,
+               time_limit: float = 2.0) -> np.ndarray:
+    """Best start rounds of the ``free`` requests in rounds [lo, hi] with the others fixed.
+
+    A small time-indexed IP (HiGHS): the fixed requests' memory (and batch slots) are
+    subtracted from every round's capacity; each free request keeps its current start as an
+    allowed column, and the current schedule is the warm start, so the result is never worse.
+    """
+    import highspy
+    import scipy.sparse as sp
+
+    a, s, o, M = instance.arrival, instance.prompt_tokens, instance.output_tokens, instance.kv_memory
+    free = np.asarray(free, dtype=np.int64)
+    rounds = int(max(hi + o.max(), np.max(start + o))) + 1
+    fixed = np.ones(instance.n, dtype=bool)
+    fixed[free] = False
+    keep = np.where(fixed, start, -1)
+    sub = instance.subset(np.flatnonzero(fixed)) if fixed.any() else None
+    used = (model.memory_profile(sub, start[fixed], rounds) if sub is not None
+            else np.zeros(rounds))
+    req, st = [], []
+    for i in free:
+        ps = np.arange(max(a[i], lo), max(a[i], min(hi, rounds - o[i])) + 1)
+        ps = np.union1d(ps, [start[i]])
+        req.append(np.full(len(ps), i))
+        st.append(ps)
+    req, st = np.concatenate(req), np.concatenate(st)
+    oo = o[req]
+    col = np.repeat(np.arange(len(req)), oo)
+    j = np.arange(oo.sum()) - np.repeat(np.cumsum(oo) - oo, oo) + 1
+    row = st[col] + j - 1
+    parts = [sp.csr_matrix((np.ones(len(req)), (np.searchsorted(free, req) if np.all(
+        np.diff(free) > 0) else np.array([np.flatnonzero(free == i)[0] for i in req]),
+        np.arange(len(req)))), shape=(len(free), len(req))),
+        sp.csr_matrix(((s[req][col] + j).astype(float), (row, col)), shape=(rounds, len(req)))]
+    upper = [np.ones(len(free)), M - used]
+    if instance.max_batch is not None:
+        ofix = o[fixed]
+        busy = np.bincount(np.repeat(start[fixed], ofix) + np.arange(ofix.sum())
+                           - np.repeat(np.cumsum(ofix) - ofix, ofix), minlength=rounds)[:rounds]
+        parts.append(sp.csr_matrix((np.ones(len(row)), (row, col)), shape=(rounds, len(req))))
+        upper.append(instance.max_batch - busy.astype(float))
+    mat = sp.vstack(parts, format="csc")
+    h = new_highs()
+    h.setOptionValue("time_limit", float(time_limit))
+    h.setOptionValue("mip_rel_gap", 1e-6)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = mat.shape[1], mat.shape[0]
+    lp.col_cost_ = (st + o[req] - a[req]).astype(float)
+    lp.col_lower_ = np.zeros(mat.shape[1])
+    lp.col_upper_ = np.ones(mat.shape[1])
+    lp.row_lower_ = np.concatenate([np.ones(len(free))] + [np.full(rounds, -np.inf)]
+                                   * (len(parts) - 1))
+    lp.row_upper_ = np.concatenate(upper)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = mat.indptr, mat.indices, mat.data
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * mat.shape[1]
+    h.passModel(lp)
+    warm = np.zeros(mat.shape[1])
+    warm[np.flatnonzero(st == start[req])] = 1.0
+    sol0 = highspy.HighsSolution()
+    sol0.col_value = warm
+    sol0.value_valid = True
+    h.setSolution(sol0)
+    h.run()
+    sol = h.getSolution()
+    if not sol.value_valid:
+        return start
+    z = np.asarray(sol.col_value) > 0.5
+    new = keep.copy()
+    new[req[z]] = st[z]
+    if np.any(new < 0) or not model.is_feasible(instance, new):
+        return start
+    return new if model.schedule_latency(instance, new) <= model.schedule_latency(
+        instance, start) else start
+
+
+def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float = 60.0,
+                     max_free: int = 12, sub_time: float = 1.0, seed: int = 0,
+                     width: int | None = None, reach: float = 1.0) -> np.ndarray:
+    """Large-neighbourhood search on a feasible schedule (known lengths), for ``time_limit`` s.
+
+    Each step frees the requests that start in a random window of rounds (at most
+    ``max_free`` of them), lets them start anywhere from one window before to one window after
+    it, and re-solves their starts exactly with :func:`reoptimise`; improvements are kept.
+    The window is ``max_free`` / (starts per round) rounds wide. Returns start rounds.
+    """
+    if not model.is_feasible(instance, start):
+        raise ValueError("improve_schedule needs a feasible schedule to start from")
+    rng = np.random.default_rng(seed)
+    o = instance.output_tokens
+    best = np.asarray(start, dtype=np.int64).copy()
+    deadline = time.perf_counter() + time_limit
+    while time.perf_counter() < deadline:
+        first, makespan = int(best.min()), int(np.max(best + o))
+        if width is None:
+            width = max(4, round(6 * (makespan - first) / instance.n))
+        lo = int(rng.integers(first, max(first + 1, makespan - width)))
+        free = np.flatnonzero((best >= lo) & (best < lo + width))
+        if len(free) > max_free:
+            free = np.sort(rng.choice(free, max_free, replace=False))
+        if len(free) < 2:
+            continue
+        left = max(0.05, deadline - time.perf_counter())
+        pad = int(reach * width)
+        best = reoptimise(instance, best, free, lo - pad, lo + width + pad,
+                          time_limit=min(sub_time, left))
+    return best
+
+
 class Hindsight(Policy):
-    """Replay of the hindsight IP's start rounds (solved on predicted lengths, time-limited)."""
+    """The best schedule found with lengths known in advance (predicted lengths as the truth).
+
+    Plans of MC-SF, shortest-first with exact lookahead and the bid-price rule (its LP on the
+    whole instance) are computed; the best is improved by :func:`improve_schedule` for
+    ``time_limit`` seconds and replayed (each request admitted at its planned round, with the
+    lookahead check). With exact predictions it is the best schedule found (an upper bound on
+    the hindsight optimum), not an online method.
+    """
 
     name = "hindsight"
 
-    def __init__(self, time_limit: float = 30.0, horizon: Any = None) -> None:
+    def __init__(self, time_limit: float = 30.0, seed: int = 0) -> None:
         self.time_limit = time_limit
-        self.horizon = horizon
-        self.solution: Solution | None = None
+        self.seed = seed
 
     def prepare(self, instance: Instance) -> None:
         plan = planning_instance(instance)
-        warm = model.greedy_schedule(plan)
-        self.solution = solve_lp(plan, horizon=self.horizon, integer=True,
-                                 time_limit=self.time_limit, start=warm)
-        start = self.solution.decisions.get("start") if self.solution.decisions else None
-        planned = warm if start is None else start.to_numpy()
-        # a request left in the late column runs after everything planned, shortest first
-        late = planned < 0
-        if late.any():
-            planned = planned.copy()
-            planned[late] = int(np.max(planned + plan.output_tokens))
-        self.planned = planned
+        candidates = [model.greedy_schedule(plan), plan_schedule(plan, MCSF()),
+                      plan_schedule(plan, BidPrice(time_limit=self.time_limit))]
+        costs = [model.schedule_latency(plan, c) for c in candidates]
+        self.initial = candidates[int(np.argmin(costs))]
+        self.planned = improve_schedule(plan, self.initial, time_limit=self.time_limit,
+                                        seed=self.seed)
 
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting

@@ -38,6 +38,7 @@ steps of ``c0 + max W``), the hindsight model's objective.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import deque
@@ -391,8 +392,8 @@ def make_cell(*, kind: str = "synthetic", seed: int = 0, workload: str = "conver
         ``trace`` (a shared public trace replayed at ``load`` x the fleet's capacity; ``seed``
         picks which consecutive block of ``requests`` to replay, all of it by default) or
         ``hindsight`` (a step-clock stream of ``requests`` (default 200) for the hindsight bound).
-    prediction_error : synthetic streams only: add ``predicted_tokens`` = true output x
-        exp(N(0, error^2)) (0 = exact predictions).
+    prediction_error : add ``predicted_tokens`` = true output x exp(N(0, error^2))
+        (0 = exact predictions).
     """
     from servopt.instances import decode_routing as gen
     from servopt.instances import traces
@@ -413,7 +414,14 @@ def make_cell(*, kind: str = "synthetic", seed: int = 0, workload: str = "conver
         return gen.from_trace(frame, workers=workers, load=load, name=f"{trace} load={load:g}",
                               **FLEET)
     if kind == "hindsight":
-        return gen.generate_steps(workload=workload, requests=requests or 200, workers=workers,
+        inst = gen.generate_steps(workload=workload, requests=requests or 200, workers=workers,
                                   seed=seed, step_ms=FLEET["step_ms"],
                                   ms_per_kv_token=FLEET["ms_per_kv_token"])
+        if prediction_error is None:
+            return inst
+        rng = np.random.default_rng([seed, 1])
+        noisy = inst.output * np.exp(rng.normal(0.0, prediction_error, inst.n_requests))
+        frame = inst.requests.assign(predicted_tokens=np.maximum(1, np.round(noisy)).astype(np.int64))
+        name = f"{inst.name} prediction noise {prediction_error:g}"
+        return dataclasses.replace(inst, requests=frame, name=name)
     raise InvalidInstanceError(f"unknown benchmark cell kind {kind!r}")

@@ -484,3 +484,81 @@ def test_step_floor_hand_values_and_validity():
     opt = routing.solve_matrix(model.hindsight_matrices(inst))
     assert model.step_floor(inst).sum() + inst.step_ms * len(model.activity(inst).steps) <= (
         opt["objective"] + 1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bid-price router: predictions, discount, the marginal barrier price
+# ---------------------------------------------------------------------------------------------
+def test_prediction_spread_hand_values():
+    # prior 0.5 with 20 pseudo-observations, plus log-ratios 0.1 and -0.1
+    assert routing.prediction_spread(np.array([0.1, -0.1])) == pytest.approx(
+        math.sqrt((20 * 0.25 + 0.02) / 22))
+    assert routing.prediction_spread(np.zeros(10**6)) == pytest.approx(0.02)  # the floor
+
+
+def test_forecast_with_noisy_prediction_matches_monte_carlo():
+    """Alive probability of a request with prediction p = 40, age j: P(o > j + h | o > j)."""
+    fc = routing._Forecaster(horizon=30, prior_mean=128.0)
+    fc.sigma = 0.5
+    rng = np.random.default_rng(0)
+    o = 40.0 * np.exp(rng.normal(0.0, 0.5, 2_000_000))
+    for j in (0, 35, 60):  # before, near and past the prediction
+        prof = fc.profile(np.array([100.0]), np.array([float(j)]), np.array([40.0]))[0]
+        h = np.arange(30)
+        alive = np.array([np.mean(o[o > j + 0.5] > j + k + 0.5) for k in h])
+        assert prof == pytest.approx((100 + j + h) * alive, abs=0.01 * (100 + j + 30))
+    # exact predictions (sigma -> 0): alive exactly while j + h < p
+    fc.sigma = 1e-3
+    prof = fc.profile(np.array([100.0]), np.array([3.0]), np.array([10.0]))[0]
+    assert prof[:7] == pytest.approx(100 + 3 + np.arange(7), rel=1e-6)
+    assert prof[7:] == pytest.approx(0.0, abs=1e-6)
+
+
+def _two_worker_view(discount):
+    """w0 runs r0 (s=1000, 1 of 2 tokens done: it leaves after this step), w1 runs r1 (s=600,
+    1 of 50 done); r2 (s=500, 50 tokens, predicted exactly) arrives."""
+    frame = pd.DataFrame({"arrival_s": [0, 0, 1], "prompt_tokens": [1000, 600, 500],
+                          "output_tokens": [2, 50, 50], "predicted_tokens": [2, 50, 50]})
+    inst = inst_mod.Instance(workers=2, slots=8, kv_capacity=10_000, step_ms=1.0,
+                             ms_per_kv_token=0.01, requests=frame, arrival_unit="step")
+    view = bench.Fleet(inst)
+    view.step = 1
+    view.run_ids = np.array([0, 1])
+    view.run_worker = np.array([0, 1])
+    view.run_generated = np.array([1, 1])
+    view.running = np.array([1, 1])
+    view.kv_running = np.array([1001, 601])
+    view.worker_of[:2] = [0, 1]
+    view._routable = (2, 3)
+    router = routing.BidPrice(discount=discount, prediction_prior=0.02)
+    router.reset(inst)
+    return inst, view, router
+
+
+def test_bid_price_marginal_barrier_price_by_hand():
+    """Loads at h = 0, 1, ...: w0 (1001, 0, ...), w1 (601, 602, ...); r2 adds (500, 501, ...).
+
+    On w0 it raises only this step's barrier, 1001 -> 1501 (+500 tokens); on w1 it raises step 0
+    by 100 (1001 -> 1101) and every later step h by 500 + h (w1 is the barrier there). With
+    gamma = 0.8 the rule picks w0 (least-KV picks w1: 601 < 1001); with gamma = 0.05 the later
+    steps hardly count (100 + 0.05 * 501 + ... < 500) and it picks w1.
+    """
+    h = np.arange(16)
+    for gamma, expected in ((0.8, 0), (0.05, 1)):
+        _, view, router = _two_worker_view(gamma)
+        router.route(view, np.array([2]))
+        assert view.worker_of[2] == expected
+        w1_price = 0.01 * (100 + np.sum(gamma ** h[1:] * (500 + h[1:])))
+        assert (0.01 * 500 < w1_price) == (expected == 0)
+    _, view, _ = _two_worker_view(0.8)
+    assert routing.LeastKV().choose(view, 2) == 1
+
+
+def test_bid_price_auto_discount_is_exp_of_minus_arrivals_per_worker_per_step():
+    # two requests arrive at each of steps 0..9 on two workers: one per worker per step
+    rows = [(k, 50, 30) for k in range(10) for _ in range(2)]
+    inst = stream(rows, workers=2, slots=64, kv_capacity=100_000)
+    router = routing.BidPrice()
+    bench.simulate(inst, router)
+    assert router.gamma == pytest.approx(math.exp(-1.0))
+    assert router.weights[:3] == pytest.approx(math.exp(-1.0) ** np.arange(3))

@@ -302,3 +302,64 @@ def test_from_azure_trace():
     inst = inst_mod.from_trace(path, n=80, start=100, round_s=0.05)
     assert inst.n == 80 and inst.arrival[0] == 0 and np.all(np.diff(inst.arrival) >= 0)
     assert bench.evaluate(inst, "mcsf").metrics["preemptions"] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# schedules with known lengths: plans, memory profile, large-neighbourhood search, hindsight
+# ---------------------------------------------------------------------------------------------
+def test_plan_and_memory_profile_match_the_simulator():
+    inst = inst_mod.generate(30, arrivals="poisson", lengths="azure", load=1.2, seed=11)
+    out = bench.simulate(inst, rules.MCSF())
+    start = rules.plan_schedule(inst, rules.MCSF())
+    np.testing.assert_array_equal(start, out["finish"] + 1 - inst.output_tokens)
+    profile = model.memory_profile(inst, start)
+    busy = out["memory"]  # the simulator skips idle rounds; compare on the rounds it ran
+    assert profile.max() == busy.max() <= inst.kv_memory
+    assert profile.sum() == pytest.approx(inst.footprint().sum())
+    assert model.is_feasible(inst, start)
+    late = start.copy()
+    late[0] = inst.arrival[0] - 1
+    assert not model.is_feasible(inst, late)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_reoptimise_all_requests_matches_brute_force(seed):
+    rng = np.random.default_rng(100 + seed)
+    n = 4
+    prompts, outputs = rng.integers(1, 6, n), rng.integers(1, 5, n)
+    inst = make(int(max((prompts + outputs).max(), 12)), prompts, outputs)
+    horizon = model.horizon_rounds(inst, "safe")
+    start = model.greedy_schedule(inst)
+    best = rules.reoptimise(inst, start, np.arange(n), 0, horizon, time_limit=30)
+    assert model.is_feasible(inst, best)
+    assert model.schedule_latency(inst, best) == pytest.approx(brute_force(inst, horizon))
+
+
+def test_improve_schedule_and_hindsight_bracket_the_optimum():
+    inst = inst_mod.generate(25, lengths="azure", seed=8)
+    start = rules.plan_schedule(inst, rules.MCSF())
+    better = rules.improve_schedule(inst, start, time_limit=3)
+    assert model.is_feasible(inst, better)
+    assert model.schedule_latency(inst, better) <= model.schedule_latency(inst, start)
+    lower = bench.bound(inst).value
+    assert lower == int(lower)  # total latency is whole rounds: the LP bound is rounded up
+    assert lower >= rules.solve_lp(inst).objective - 1e-6
+    hind = bench.evaluate(inst, rules.Hindsight(time_limit=3))
+    assert lower <= hind.cost <= min(bench.evaluate(inst, m).cost for m in ("mcsf", "bid_price"))
+    assert hind.metrics["preemptions"] == 0
+
+
+def test_online_bid_price_skips_a_request_that_fails_the_lookahead():
+    # M = 10; running: one request holding 5 tokens, 3 rounds left (5, 6, 7). Waiting by score
+    # (price 0 -> predicted rounds): A (prompt 4, 2 rounds) holds 5, 6: 5 + 5 = 10 now but
+    # 6 + 6 = 12 next round -> fails. B (prompt 0, 3 rounds) holds 1, 2, 3: 6, 8, 10 -> fits.
+    def state(arrival):
+        return rules.State(t=2, kv_memory=10, max_batch=None, used=5, waiting=np.array([1, 2]),
+                           running=np.array([0]), generated=np.array([2, 0, 0]),
+                           admitted_at=np.array([0, -1, -1]), prompt=np.array([2, 4, 0]),
+                           predicted=np.array([5, 2, 3]), arrival=np.asarray(arrival))
+    rule = rules.BidPriceStationary(price=0.0)
+    assert rule.admit(state([0, 0, 0])).tolist() == []  # all at once: stop at A, as MC-SF
+    assert rules.MCSF().admit(state([0, 0, 0])).tolist() == []
+    assert rule.admit(state([0, 1, 2])).tolist() == [2]  # online: skip A, admit B
+    assert rules.MCSF().admit(state([0, 1, 2])).tolist() == []

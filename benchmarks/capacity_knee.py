@@ -70,7 +70,7 @@ def with_predictions(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_report(frame: pd.DataFrame, out: Path, command: str, note: str) -> str:
+def write_report(frame: pd.DataFrame, out: Path, provenance: str) -> str:
     """Join the predictions, write the CSV and the markdown."""
     frame = with_predictions(frame)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,16 +79,18 @@ def write_report(frame: pd.DataFrame, out: Path, command: str, note: str) -> str
     cols = ["workload", "regime", "binding", "compute_bound", "memory_first_order", "memory_bound",
             "slot_bound", "predicted", "knee", "knee_resolution", "knee_se", "saturated",
             "error_knee", "error_saturated", "first_order_error_knee", "kv_over_size_bias", "target",
-            "met_knee", "preemptions_per_request", "predicted_preemptions", "recompute_fraction",
-            "predicted_recompute"]
+            "met_knee", "seeds", "undecided", "preemptions_per_request", "predicted_preemptions",
+            "recompute_fraction", "predicted_recompute"]
     text = (
         "# capacity: predicted maximum stable rate vs the simulated knee\n\n"
-        f"Command: `{command}` ({note}).\n\n"
+        f"{provenance}\n\n"
         "Rates in requests/s per worker. `knee` = the rate where the drift of requests in system "
         "crosses 1% of the arrival rate (definition and estimator in `servopt.benchmarks.capacity`: "
         "replications with common random numbers across rates, balanced lengths, the first 25% of "
-        "each horizon discarded, the drift as a regression slope with the arrival count replaced "
-        "by its known mean, its standard error between seeds, bisection on log rate); "
+        "each horizon discarded, the drift as the least-squares slope of requests in system with "
+        "the arrival-count noise as a control variate, its standard error between seeds, more "
+        "seeds when the test is within 2 standard errors of 1%, bisection on log rate); "
+        "`undecided` = bisection steps still within 2 standard errors with the most seeds; "
         "`knee_resolution` = hi / lo - 1 of the final bracket (the knee is its geometric middle); "
         "`knee_se` = the larger standard error of drift / rate at the two ends, about the knee's "
         "relative standard error. `saturated` = the throughput of the same worker with an "
@@ -116,14 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", nargs="*", help="workload/regime cells (default: all)")
     parser.add_argument("--from-csv", default=None,
                         help="rebuild the report from a CSV this script wrote (no simulation)")
+    parser.add_argument("--source", default="",
+                        help="with --from-csv: the command and note of the run that wrote the CSV")
     args = parser.parse_args(argv)
-    command = "python -m servopt.benchmarks.capacity_knee " + " ".join(
-        sys.argv[1:] if argv is None else argv)
     out = Path(args.out)
     if args.from_csv:
         frame = pd.read_csv(args.from_csv)
-        print(write_report(frame, out, command, "simulated columns from the CSV of a run; predictions "
-                           "from the current model"))
+        provenance = (f"Simulation: {args.source or 'an earlier run of this script'}. Predictions from "
+                      "the current model, report rebuilt from the run's CSV with `python -m "
+                      "servopt.benchmarks.capacity_knee --from-csv CSV --source TEXT`.")
+        print(write_report(frame, out, provenance))
         return 0
     cells = [(w, r) for w in bench.REGIMES for r in bench.REGIMES[w]]
     if args.cells:
@@ -133,10 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     with cf.ProcessPoolExecutor(max_workers=args.jobs) as pool:
         rows = list(pool.map(run_cell, *zip(*cells, strict=True), [args.requests] * n, [args.seed] * n,
                              [args.seeds] * n, [args.max_seeds] * n))
-    note = (f"{args.requests} arrivals per simulation, {args.seeds} seeds per rate (up to "
-            f"{args.max_seeds} when undecided) from seed {args.seed}; "
-            f"{time.perf_counter() - start:.0f} s wall on a 2-core machine shared with other jobs")
-    print(write_report(pd.DataFrame(rows), out, command, note))
+    command = "python -m servopt.benchmarks.capacity_knee " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    provenance = (f"Command: `{command}` ({args.requests} arrivals per simulation, {args.seeds} seeds "
+                  f"per rate (up to {args.max_seeds} when undecided) from seed {args.seed}; "
+                  f"{time.perf_counter() - start:.0f} s wall on a 2-core machine shared with other jobs).")
+    print(write_report(pd.DataFrame(rows), out, provenance))
     return 0
 
 

@@ -143,12 +143,13 @@ def main() -> None:
     ]
     lp = summary["lp_s"].dropna()
     if len(lp):
-        text += ["LP bound (reduced flow network, HiGHS dual simplex with Devex pricing, interior "
-                 "point after 40 s) wall time, "
+        text += ["LP bound (reduced flow network, HiGHS dual simplex with Devex pricing) wall time, "
                  f"column `lp_s`: median "
                  f"{lp.median():.0f} s, max {lp.max():.0f} s over {len(lp)} instances; "
                  f"{int((lp < 60).sum())}/{len(lp)} under a minute (wall-clock on the shared "
-                 "machine).", ""]
+                 "machine, load average 8-12 on 2 cores during the run: each solve got a fraction "
+                 "of a core; `caching_lp_algorithms.md` has the CPU seconds, 11-18 s per solve).",
+                 ""]
     (folder / "caching_summary.md").write_text("\n".join(text))
     print("\n".join(text))
 

@@ -50,7 +50,7 @@ VARIANTS = (  # (label, reduce, algorithm)
 )
 
 
-def algorithms(out: Path, time_limit: float = 150.0) -> None:
+def algorithms(out: Path, time_limit: float = 120.0) -> None:
     """LP variants on the 1e5-request instances that were slowest (or typical) in the full case."""
     rows = []
     path = shared_trace("mooncake_synthetic.jsonl")
@@ -82,7 +82,7 @@ def algorithms(out: Path, time_limit: float = 150.0) -> None:
     text = ["# Caching LP: reduced network and algorithms", "",
             "Command: `python benchmarks/caching_speed.py --algorithms --out benchmarks/results` "
             f"(time limit {time_limit:g} s per solve). The machine is a 2-core box shared with "
-            "other engineers' jobs (load average 5-7 during this run): `wall_s` is inflated by "
+            "other engineers' jobs (load average 8-12 during the committed run): `wall_s` is inflated by "
             "waiting for a core, `cpu_s` (this process, all HiGHS threads) is the steadier "
             "figure. `rows`: capacity rows of the LP (the reduced network keeps only the rows "
             "that can bind; 0 rows = even keeping everything fits, no solve).", "",

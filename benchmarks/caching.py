@@ -70,6 +70,7 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
     capacity = instance.capacity * (1 + 1e-12) + 1e-9
     touch = policy.touch
     evicted = getattr(policy, "evicted", None)
+    rerank = getattr(policy, "priority", None)  # fresh priority of a cached object, on request
     heappush, heappop = heapq.heappush, heapq.heappop
     cached: dict[int, int] = {}  # object -> sequence number of its live heap entry
     heap: list[tuple[float, int, int]] = []
@@ -93,6 +94,10 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
         else:
             miss_cost += cost[o]
         priority = touch(t, o, hit)
+        if rerank is not None and policy.rerank:  # the policy changed its order: re-rank
+            policy.rerank = False
+            heap = [(rerank(v), q, v) for v, q in cached.items()]
+            heapq.heapify(heap)
         if priority is None or s > capacity:
             if hit:
                 del cached[o]

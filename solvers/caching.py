@@ -10,7 +10,10 @@ A policy is an object with
 - ``touch(t, o, hit) -> float | None``: called after request ``t`` for object ``o`` is served.
   It returns the object's eviction priority (the cache evicts the lowest priority first; the
   object just requested may itself be evicted, which is a bypass) or ``None`` to not keep it;
-- optionally ``evicted(o, priority)``: told when the cache evicts ``o`` (GreedyDual's ageing).
+- optionally ``evicted(o, priority)``: told when the cache evicts ``o`` (GreedyDual's ageing);
+- optionally ``priority(o) -> float`` and a flag ``rerank``: when ``touch`` sets ``rerank``, the
+  simulator clears it and re-ranks every cached object by ``priority(o)`` (a policy whose order
+  changes between requests, e.g. the bid-price rule switching its ageing).
 
 The simulator in :mod:`servopt.benchmarks.caching` owns the cache contents, the byte count and
 the hit/miss accounting; a policy only ranks and admits. Rules run in O(1) or O(log n) Python per
@@ -36,6 +39,7 @@ its ``price_scale`` is chosen on the warm-up, 0 = no admission control), ``bid_p
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
 import time
 from typing import Any, Protocol
@@ -434,22 +438,68 @@ class LPSchedule(_Base):
 # ---------------------------------------------------------------------------------------------
 # The bid-price rule
 # ---------------------------------------------------------------------------------------------
+class _Shadow:
+    """A shadow cache inside a policy: the same requests replayed with one expert's priorities
+    (evict the lowest, no admission control), to score that expert on the past."""
+
+    def __init__(self, size: list[float], capacity: float) -> None:
+        self.size, self.capacity = size, capacity * (1 + 1e-12) + 1e-9
+        self.cached: dict[int, int] = {}
+        self.heap: list[tuple[float, int, int]] = []
+        self.used, self.seq = 0.0, 0
+
+    def step(self, o: int, priority: float) -> bool:
+        """Serve ``o`` and keep it with ``priority``; True on a hit."""
+        hit = o in self.cached
+        s = self.size[o]
+        if s > self.capacity:
+            return hit
+        if not hit:
+            self.used += s
+        self.seq += 1
+        self.cached[o] = self.seq
+        heap = self.heap
+        heapq.heappush(heap, (priority, self.seq, o))
+        while self.used > self.capacity:
+            _, q, v = heapq.heappop(heap)
+            if self.cached.get(v) == q:
+                del self.cached[v]
+                self.used -= self.size[v]
+        if len(heap) > 4 * len(self.cached) + 4096:  # drop stale entries
+            self.heap = [e for e in heap if self.cached.get(e[2]) == e[1]]
+            heapq.heapify(self.heap)
+        return hit
+
+
+EXPERTS = (0.0, 50.0)  # ageing of the shipped rule, in cache-fulls: pure recency and slow ageing
+
+
 class BidPrice(_Base):
     """Keep o while c_o x reuse_rate_o / s_o exceeds the price of a token-request-step.
 
     Value (eviction order): the expected miss cost saved per token and per request-step,
     ``c_o / s_o x rate_o``, with ``rate_o(t) = sum_j exp(-(t - t_j) / tau) / tau`` over the
-    object's past requests ``t_j``: a request count with slow exponential ageing (LRFU-style).
-    All rates decay at the same speed, so the order of two objects never changes between
-    their requests and the heap priority ``log(c_o / s_o) + log(sum_j exp(t_j / tau))`` is
-    fixed at each request. ``tau = tau_objects x C / mean size``: the ageing is slower in a
-    bigger cache (50 cache-fulls of requests by default, chosen on generator seed 1 and on the
-    first half of the Mooncake trace, not on the reported instances). With several ``taus``,
-    ``tau_objects`` is chosen among them by replaying the warm-up (off by default: on the tuning
-    instances it picked the worse value as often as the better one).
+    object's past requests ``t_j``: a request count with exponential ageing (LRFU-style).
+    The heap priority is in request-steps, ``p_o = tau x (log(c_o / s_o / d_ref) +
+    log sum_j exp(t_j / tau))`` (``d_ref`` the geometric mean of c / s): the step at which the
+    object's value falls to the reference level. For one ``tau`` this is the order of the value
+    (all rates decay at the same speed, so it is fixed between requests); as ``tau -> 0`` it is
+    the last request time, LRU. Being in steps, priorities set under different ``tau`` compare.
+
+    ``tau = tau_objects x C / mean size`` (cache-fulls of requests). ``experts`` (the shipped
+    rule: ``EXPERTS`` = 0 and 50 cache-fulls) makes the ageing adapt online: a shadow cache per
+    expert replays the same requests with that expert's priorities, each expert's miss cost is
+    discounted with a horizon of ``horizon`` cache-fulls of requests, and the cache follows the
+    expert with the lowest discounted cost (ties keep the current one; the slowest ageing
+    starts): on a switch the whole cache is re-ranked by that expert's priorities (``rerank``;
+    without it, entries ranked under slow ageing sit far in the future and pin the cache).
+    Recency wins when popularity drifts, slow ageing when it is stable. Without ``experts`` the
+    ageing is fixed at ``tau_objects``; with several ``taus`` it is then chosen by replaying the
+    warm-up. The defaults (experts 0 and 50, horizon 3 among 3, 10, 30) were chosen on generator
+    seed 1 and on the first half of the Mooncake trace, not on the reported instances.
 
     Admission (where the price acts): after a request the object is kept only if
-    ``c_o / s_o x rate_o >= price_scale x price``.
+    ``c_o / s_o x rate_o >= price_scale x price``, the rate aged at the slowest expert's ``tau``.
 
     price : miss cost per token-step. With ``warmup`` > 0 it is learned online: at request
         ``warmup x n`` the LP is solved on the requests seen so far and the price is the mean of
@@ -465,35 +515,62 @@ class BidPrice(_Base):
     def __init__(self, *, price: float = 0.0, price_scale: float = 1.0, tau_objects: float = 50.0,
                  warmup: float = 0.0, refresh: int | float | None = None, tune: bool = True,
                  priced: bool = True, scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0),
-                 taus: tuple[float, ...] = (50.0,)) -> None:
+                 taus: tuple[float, ...] = (50.0,), experts: tuple[float, ...] | None = None,
+                 horizon: float = 3.0) -> None:
         if tau_objects <= 0:
             raise InvalidInstanceError(f"tau_objects must be > 0, got {tau_objects}")
+        if experts is not None and (not experts or min(experts) < 0 or max(experts) <= 0):
+            raise InvalidInstanceError(f"experts must be ageing times >= 0 (cache-fulls) with "
+                                       f"one > 0, got {experts}")
+        if horizon <= 0:
+            raise InvalidInstanceError(f"horizon must be > 0 cache-fulls, got {horizon}")
         self.price, self.price_scale, self.tau_objects = float(price), price_scale, tau_objects
         self.warmup, self.refresh, self.tune, self.scales = warmup, refresh, tune, scales
         self.priced, self.taus = priced, taus
+        self.experts, self.horizon = (tuple(experts) if experts else None), horizon
         self.prices: list[tuple[int, float]] = []  # (request, price x scale) history
+        self.switches: list[tuple[int, float]] = []  # (request, expert tau_objects) history
 
     # -- set-up -------------------------------------------------------------------------------
     def start(self, instance: Instance) -> None:
         super().start(instance)
         self.instance = instance
         n = instance.requests
-        self._set_tau(self.tau_objects)
+        density = instance.miss_cost / instance.size
+        positive = density[density > 0]
         with np.errstate(divide="ignore"):
-            self.log_density = np.log(instance.miss_cost / instance.size).tolist()
-        self.log_weight = [-math.inf] * instance.objects  # log sum_j exp(t_j / tau)
+            self.log_density = np.log(density).tolist()
+            reference = float(np.log(positive).mean()) if len(positive) else 0.0
+            self.log_relative = (np.log(density) - reference).tolist()
         self.warm_end = int(self.warmup * n) if self.warmup > 0 else -1
         if self.refresh is not None and 0 < self.refresh < 1:
             self.refresh = max(int(self.refresh * n), 100)
         self.next_refresh = -1
         self.prices = [(0, self.price * self.price_scale)]
+        self._set_experts(self.experts or (self.tau_objects,))
         self._set_threshold()
 
-    def _set_tau(self, tau_objects: float) -> None:
-        mean_size = float(self.instance.size.mean()) if self.instance.objects else 1.0
-        self.tau_objects = tau_objects
-        self.tau = max(tau_objects * self.instance.capacity / mean_size, 1.0)
+    def _set_experts(self, experts: tuple[float, ...]) -> None:
+        """Ageing times in steps, a log weight list per expert, shadow caches when several."""
+        objects = self.instance.objects
+        fulls = self.instance.capacity / float(self.instance.size.mean()) if objects else 1.0
+        self.expert_tau = [max(e * fulls, 1.0) if e > 0 else 0.0 for e in experts]
+        self.slow = int(np.argmax(self.expert_tau))  # the admission rate's ageing
+        self.tau_objects = experts[self.slow]
+        self.tau = self.expert_tau[self.slow]
         self.log_tau = math.log(self.tau)
+        # log sum_j exp(t_j / tau) per object and expert (none for a pure-recency expert)
+        self.weights = [[-math.inf] * objects if tau > 0 else [] for tau in self.expert_tau]
+        self.log_weight = self.weights[self.slow]
+        self.best = self.slow
+        self.last = [0] * objects
+        self.rerank = False
+        self.switches = [(0, experts[self.slow])]
+        several = len(experts) > 1
+        self.shadows = [_Shadow(self.size, self.instance.capacity) for _ in experts] if several \
+            else []
+        self.score = [0.0] * len(experts)
+        self.decay = math.exp(-1.0 / max(self.horizon * fulls, 1.0))
 
     def _set_threshold(self) -> None:
         threshold = self.price * self.price_scale
@@ -503,15 +580,40 @@ class BidPrice(_Base):
     def touch(self, t: int, o: int, hit: bool) -> float | None:
         if t == self.warm_end or t == self.next_refresh:
             self._learn(t)
-        now = t / self.tau
-        weight = self.log_weight[o]
-        weight = now + math.log1p(math.exp(weight - now)) if weight > -math.inf else now
-        self.log_weight[o] = weight
-        priority = self.log_density[o] + weight
-        # log(c/s x rate) = priority - t / tau - log(tau)
-        if priority - now - self.log_tau < self.log_threshold:
+        self.last[o] = t
+        priorities = []
+        for k, tau in enumerate(self.expert_tau):
+            if tau > 0:
+                now = t / tau
+                weights = self.weights[k]
+                weight = weights[o]
+                weight = now + math.log1p(math.exp(weight - now)) if weight > -math.inf else now
+                weights[o] = weight
+                priorities.append(tau * (self.log_relative[o] + weight))
+            else:
+                priorities.append(float(t))
+        if self.shadows:
+            score, decay, c = self.score, self.decay, self.cost[o]
+            for k, shadow in enumerate(self.shadows):
+                score[k] *= decay
+                if not shadow.step(o, priorities[k]):
+                    score[k] += c
+            best = min(range(len(score)), key=score.__getitem__)
+            if score[best] < score[self.best]:  # ties keep the current expert
+                self.best = best
+                self.rerank = True  # the cache re-ranks its contents by priority()
+                self.switches.append((t, self.experts[best]))
+        # log(c/s x rate) at the slow ageing = log(c/s) + log weight - t / tau - log(tau)
+        if self.log_threshold > -math.inf and (self.log_density[o] + self.log_weight[o] - t / self.tau
+                                               - self.log_tau < self.log_threshold):
             return None
-        return priority
+        return priorities[self.best]
+
+    def priority(self, o: int) -> float:
+        """The current expert's priority of ``o`` (as at its last request)."""
+        tau = self.expert_tau[self.best]
+        return tau * (self.log_relative[o] + self.weights[self.best][o]) if tau > 0 \
+            else float(self.last[o])
 
     # -- learning the price from the past ---------------------------------------------------
     def _learn(self, t: int) -> None:
@@ -542,12 +644,12 @@ class BidPrice(_Base):
             trial = BidPrice(tau_objects=tau_objects, tune=False, priced=False)
             return simulate(window, trial).miss_cost
 
-        if len(self.taus) > 1:
+        if len(self.taus) > 1 and self.experts is None:
             _, best = min((replay(tau), -tau) for tau in self.taus)  # ties: the slower ageing
-            self._set_tau(-best)
+            self._set_experts((-best,))
             weight = np.full(self.instance.objects, -np.inf)
             np.logaddexp.at(weight, window.object_id, np.arange(window.requests) / self.tau)
-            self.log_weight = weight.tolist()
+            self.weights[0] = self.log_weight = weight.tolist()
 
     def _tune(self, window: Instance) -> None:
         """Choose ``price_scale`` by replaying the past window (ties: the smaller scale)."""
@@ -555,7 +657,7 @@ class BidPrice(_Base):
 
         def replay(scale: float) -> float:
             trial = BidPrice(price=self.price, price_scale=scale, tau_objects=self.tau_objects,
-                             tune=False, priced=False)
+                             tune=False, priced=False, experts=self.experts, horizon=self.horizon)
             return simulate(window, trial).miss_cost
 
         scales = self.scales if self.price > 0 else (0.0,)
@@ -600,10 +702,11 @@ POLICIES: dict[str, Any] = {
     "belady_size": BeladySize,
     "static": Static,
     "lp_schedule": LPSchedule,
-    "cost_freq_size": CostFreqSize,
-    "bid_price_static": _factory(BidPrice, warmup=0.2),
-    "bid_price": _factory(BidPrice, warmup=0.2, refresh=0.2),
-    "bid_price_window": _factory(BidPrice, warmup=0.2, refresh=0.2, tune=False, price_scale=1.0),
+    "cost_freq_size": _factory(CostFreqSize, experts=EXPERTS),
+    "bid_price_static": _factory(BidPrice, warmup=0.2, experts=EXPERTS),
+    "bid_price": _factory(BidPrice, warmup=0.2, refresh=0.2, experts=EXPERTS),
+    "bid_price_window": _factory(BidPrice, warmup=0.2, refresh=0.2, tune=False, price_scale=1.0,
+                                 experts=EXPERTS),
 }
 
 

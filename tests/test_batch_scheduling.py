@@ -353,8 +353,8 @@ def test_online_bid_price_skips_a_request_that_fails_the_lookahead():
     # M = 10; running: one request holding 5 tokens, 3 rounds left (5, 6, 7). Waiting by score
     # (price 0 -> predicted rounds): A (prompt 4, 2 rounds) holds 5, 6: 5 + 5 = 10 now but
     # 6 + 6 = 12 next round -> fails. B (prompt 0, 3 rounds) holds 1, 2, 3: 6, 8, 10 -> fits.
-    def state(arrival):
-        return rules.State(t=2, kv_memory=10, max_batch=None, used=5, waiting=np.array([1, 2]),
+    def state(arrival, t=2):
+        return rules.State(t=t, kv_memory=10, max_batch=None, used=5, waiting=np.array([1, 2]),
                            running=np.array([0]), generated=np.array([2, 0, 0]),
                            admitted_at=np.array([0, -1, -1]), prompt=np.array([2, 4, 0]),
                            predicted=np.array([5, 2, 3]), arrival=np.asarray(arrival))
@@ -363,3 +363,7 @@ def test_online_bid_price_skips_a_request_that_fails_the_lookahead():
     assert rules.MCSF().admit(state([0, 0, 0])).tolist() == []
     assert rule.admit(state([0, 1, 2])).tolist() == [2]  # online: skip A, admit B
     assert rules.MCSF().admit(state([0, 1, 2])).tolist() == []
+    # A has waited 9 rounds > patience 2 x its 2 predicted rounds: it blocks the queue
+    assert rule.admit(state([0, 1, 2], t=10)).tolist() == []
+    assert rules.BidPriceStationary(price=0.0, patience=5).admit(
+        state([0, 1, 2], t=10)).tolist() == [2]

@@ -273,6 +273,67 @@ def test_bid_price_tunes_its_ageing_on_the_past_only():
     assert policy.tau_objects == (1.0 if replay[1.0] < replay[50.0] else 50.0)
 
 
+class _FlipToMRU:
+    """LRU until request ``flip``, then asks the cache to re-rank as most-recently-used."""
+
+    def __init__(self, flip):
+        self.flip, self.rerank, self.mru = flip, False, False
+
+    def start(self, instance):
+        self.last = [0] * instance.objects
+
+    def touch(self, t, o, hit):
+        self.last[o] = t
+        if t == self.flip:
+            self.mru = self.rerank = True
+        return self.priority(o)
+
+    def priority(self, o):
+        return -self.last[o] if self.mru else self.last[o]
+
+
+def test_simulator_reranks_when_the_policy_asks():
+    """Room for 2; sequence 0 1 2 0 1. LRU throughout: 2 evicts 0, 0 evicts 1, 1 misses: all
+    miss. Re-ranked as MRU at request 2 (0 and 1 ranked by -last, 2 the newest): 2 evicts
+    itself, then 0 and 1 hit."""
+    inst = unit_instance([0, 1, 2, 0, 1], capacity=2.0)
+    assert bench.simulate(inst, _FlipToMRU(flip=99), record=True).hit.tolist() == [False] * 5
+    flipped = bench.simulate(inst, _FlipToMRU(flip=2), record=True)
+    assert flipped.hit.tolist() == [False, False, False, True, True]
+
+
+def test_adaptive_ageing_scores_each_expert_by_its_own_replay():
+    """With no discounting, each expert's score is the miss cost of a cache that runs that
+    expert alone (the evaluator's replay of the fixed-ageing rule, or LRU)."""
+    inst = ci.generate(requests=3000, objects=600, cache_share=0.02, seed=3)
+    policy = cs.BidPrice(experts=(0.0, 50.0), horizon=1e12, tune=False)
+    bench.simulate(inst, policy)
+    lru = bench.simulate(inst, "lru").miss_cost
+    slow = bench.simulate(inst, cs.BidPrice(tau_objects=50.0, tune=False)).miss_cost
+    assert policy.score == pytest.approx([lru, slow], rel=1e-9)
+
+
+def test_adaptive_ageing_follows_recency_after_a_popularity_shift():
+    """Room for 3. Objects 0-2 are requested 20 times each, then only 3-5. Slow ageing keeps
+    the old objects and bypasses the new ones for a while; LRU hits the new ones from their
+    second request. The adaptive rule switches to recency and misses less than slow ageing."""
+    inst = unit_instance([0, 1, 2] * 20 + [3, 4, 5] * 30, capacity=3.0)
+    slow = bench.simulate(inst, cs.BidPrice(tau_objects=50.0, tune=False))
+    adaptive_policy = cs.make_policy("cost_freq_size")
+    adaptive = bench.simulate(inst, adaptive_policy)
+    lru = bench.simulate(inst, "lru")
+    assert lru.requests - lru.hits == 6
+    assert slow.miss_cost > adaptive.miss_cost
+    assert [tau for _, tau in adaptive_policy.switches][:2] == [50.0, 0.0]
+
+
+def test_adaptive_ageing_rejects_bad_experts():
+    with pytest.raises(InvalidInstanceError, match="experts"):
+        cs.BidPrice(experts=(0.0,))
+    with pytest.raises(InvalidInstanceError, match="horizon"):
+        cs.BidPrice(experts=(0.0, 50.0), horizon=0.0)
+
+
 def test_bid_price_with_a_prohibitive_price_admits_nothing():
     inst = ci.generate(requests=500, objects=100, seed=1)
     result = bench.simulate(inst, cs.BidPrice(price=1e9, tune=False))

@@ -146,9 +146,9 @@ def main() -> None:
         text += ["LP bound (reduced flow network, HiGHS dual simplex with Devex pricing) wall time, "
                  f"column `lp_s`: median "
                  f"{lp.median():.0f} s, max {lp.max():.0f} s over {len(lp)} instances; "
-                 f"{int((lp < 60).sum())}/{len(lp)} under a minute (wall-clock on the shared "
-                 "machine, load average 8-12 on 2 cores during the run: each solve got a fraction "
-                 "of a core; `caching_lp_algorithms.md` has the CPU seconds, 11-18 s per solve).",
+                 f"{int((lp < 60).sum())}/{len(lp)} under a minute (wall-clock inside the full "
+                 "run, two jobs at a time on the shared 2-core machine, so each solve shared a "
+                 "core; `caching_lp_time.md` has each solve run alone).",
                  ""]
     (folder / "caching_summary.md").write_text("\n".join(text))
     print("\n".join(text))

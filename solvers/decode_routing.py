@@ -205,6 +205,8 @@ class _Forecaster:
         self.H = int(horizon)
         self.prior_mean = prior_mean
         self.S = np.ones(self.H + 2)
+        self._new: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._alive: np.ndarray | None = None
         self.prediction_prior = prediction_prior
         self.sigma = prediction_prior
 
@@ -212,6 +214,8 @@ class _Forecaster:
         completed = view.completed_outputs()
         length = int(max(completed.max(initial=0), view.run_generated.max(initial=0))) + self.H + 2
         self.S = survival(completed, view.run_generated, length, self.prior_mean)
+        self._new = None  # per-refresh tables (:meth:`new_tables`, :meth:`alive_table`)
+        self._alive = None
         if view.predicted is not None:
             ids = view.completed_ids()
             self.sigma = prediction_spread(np.log(completed / view.predicted[ids]),
@@ -220,6 +224,8 @@ class _Forecaster:
     def _S(self, t: np.ndarray) -> np.ndarray:
         t = np.asarray(t).astype(np.int64)
         last = len(self.S) - 1
+        if t.size and int(t.max()) <= last:  # inside the table (the usual case): no tail needed
+            return self.S[t]
         tail = self.S[last] * (1 - 1 / max(self.prior_mean, 1.0)) ** np.maximum(t - last, 0)
         return np.where(t <= last, self.S[np.minimum(t, last)], tail)
 
@@ -237,19 +243,63 @@ class _Forecaster:
         p = self._S(j + h) / np.maximum(self._S(j), 1e-12)
         return kv * p
 
+    def new_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-refresh tables: horizon steps h (float), S(h) and S(h) / S(0), h = 0..H-1.
+
+        A new request of prompt s without a prediction has the profile (s + h) S(h) / S(0) (the
+        same arithmetic as :meth:`profile` with age 0), so pricing it costs one multiply.
+        """
+        if self._new is None:
+            h = np.arange(self.H)
+            surv = self._S(h)
+            self._new = (h.astype(float), surv, self._S(h) / np.maximum(self._S(np.zeros(1)), 1e-12))
+        return self._new
+
+    def alive_table(self) -> np.ndarray:
+        """Per-refresh table A[j, h] = S(j + h) / S(j): a request of age j alive h steps later.
+
+        Rows j = 0 .. len(S) - H (all h inside the survival table); the same division as
+        :meth:`profile`, done once per refresh instead of once per running request and step.
+        """
+        if self._alive is None:
+            j = np.arange(len(self.S) - self.H + 1)
+            self._alive = self.S[j[:, None] + np.arange(self.H)[None, :]]
+            self._alive /= np.maximum(self.S[j], 1e-12)[:, None]
+        return self._alive
+
+    def new_profiles(self, prompt: np.ndarray, predicted: np.ndarray | None) -> np.ndarray:
+        """(n, H) forecast KV profiles of new requests (age 0); equal to :meth:`profile`."""
+        if predicted is not None:
+            return self.profile(prompt, np.zeros(len(prompt)), predicted)
+        h, _, ratio = self.new_tables()
+        return (prompt[:, None] + 0.0 + h[None, :]) * ratio[None, :]
+
     def base_load(self, view: FleetView) -> np.ndarray:
         """(G, H) expected KV tokens of each worker's running and queued requests."""
         G = view.workers
         pred = view.predicted
         ids = view.run_ids
-        prof = self.profile(view.prompt[ids].astype(float), view.run_generated.astype(float),
-                            None if pred is None else pred[ids].astype(float))
+        if pred is None:  # survival forecast: table look-ups only (same values as profile())
+            h, surv, ratio = self.new_tables()
+            age = view.run_generated.astype(np.int64)
+            alive = self.alive_table()
+            if len(age) and int(age.max()) < len(alive):
+                p = alive[age]
+            else:
+                p = self._S(age[:, None] + np.arange(self.H)[None, :])
+                p /= np.maximum(self._S(age), 1e-12)[:, None]
+            prof = (view.prompt[ids].astype(float) + age.astype(float))[:, None] + h[None, :]
+            prof *= p
+            new = ratio * h  # a typical new request of prompt 0: h S(h) / S(0)
+        else:
+            prof = self.profile(view.prompt[ids].astype(float), view.run_generated.astype(float),
+                                pred[ids].astype(float))
+            new = self.profile(np.zeros(1), np.zeros(1), None)[0]  # h * S(h)
+            surv = self._S(np.arange(self.H))
         cell = (view.run_worker[:, None] * self.H + np.arange(self.H)[None, :]).ravel()
         base = np.bincount(cell, weights=prof.ravel(), minlength=G * self.H).astype(float)
         base = base.reshape(G, self.H)
         # queued requests start (approximately) now: s + h for a typical new request
-        new = self.profile(np.zeros(1), np.zeros(1), None)[0]  # h * S(h)
-        surv = self._S(np.arange(self.H))
         base += view.kv_queued[:, None] * surv[None, :] + view.queued[:, None] * new[None, :]
         return base
 
@@ -433,6 +483,9 @@ class BidPrice(Router):
         self.arrivals[view.step % self.window] += len(ids)
         self.prompt_sum += float(view.prompt[ids].sum())
         self.prompt_n += len(ids)
+        if not self.gate and self.pick == "marginal":
+            self._route_marginal(view, ids)
+            return
         for i in ids:
             i = int(i)
             if self.gate and (self.plan is None or not np.any(self.share - self.routed > 1e-6)):
@@ -446,6 +499,46 @@ class BidPrice(Router):
                 self.top = self.load.max(axis=0)
                 self.load_step = view.step
             view.assign(i, self._pick(view, i))
+
+    def _route_marginal(self, view: FleetView, ids: np.ndarray) -> None:
+        """The default rule's fast path: forecast once per step, all new profiles at once.
+
+        Same decisions and the same floating-point arithmetic as :meth:`_pick` (which the LP-gated
+        variants use): per request one (G, H) barrier-rise evaluation in reused buffers.
+        """
+        if len(ids) == 0:
+            return
+        if view.step - self.last_refresh >= self.refresh_every:
+            self.fc.refresh(view)
+            self._discount(view)
+            self.last_refresh = view.step
+        if self.load_step != view.step:
+            self.load = self.fc.base_load(view)  # the forecast, every step (no solver)
+            self.top = self.load.max(axis=0)
+            self.load_step = view.step
+        pred = None if view.predicted is None else view.predicted[ids].astype(float)
+        profiles = self.fc.new_profiles(view.prompt[ids].astype(float), pred)
+        load, top, weights = self.load, self.top, self.weights
+        c1 = self.instance.ms_per_kv_token
+        rise = np.empty_like(load)
+        score = np.empty(view.workers)
+        big = np.iinfo(np.int64).max
+        for i, w in zip(ids.tolist(), profiles, strict=True):
+            # discounted ms by which the request would raise the barrier at each step
+            np.add(load, w, out=rise)
+            np.maximum(rise, top, out=rise)
+            np.subtract(rise, top, out=rise)
+            np.matmul(rise, weights, out=score)
+            score *= c1
+            best = float(score.min())
+            kv = view.kv_running + view.kv_queued
+            if score[int(kv.argmin())] <= best + 1e-9 * max(1.0, abs(best)):
+                g = int(kv.argmin())  # least-KV raises no more than the best: the usual case
+            else:
+                g = int(np.argmin(np.where(score <= best + 1e-9 * max(1.0, abs(best)), kv, big)))
+            view.assign(i, g)
+            load[g] += w
+            np.maximum(top, load[g], out=top)
 
     def _solve(self, view: FleetView) -> None:
         G, H = view.workers, self.horizon

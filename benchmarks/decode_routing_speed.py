@@ -24,6 +24,8 @@ CELLS = [
     {"workload": "conversation", "workers": 32, "load": 0.85, "requests": 12800},
     {"workload": "conversation", "workers": 128, "load": 0.85, "requests": 51200},
     {"workload": "code", "workers": 32, "load": 0.85, "requests": 12800},
+    # predicted output lengths (noise e = 0.5): bid_price's prediction forecast
+    {"workload": "conversation", "workers": 8, "load": 0.85, "requests": 3200, "prediction_error": 0.5},
 ]
 METHODS = ("round_robin", "jsq", "least_kv", "p2c_kv", "least_outstanding", "bid_price",
            "bid_price_lp", "bid_price_argmin")
@@ -51,25 +53,32 @@ def main() -> None:
             best = min(best, time.perf_counter() - start)
         work = int(inst.output.sum())
         m = res["metrics"]
-        lines.append(f"| {cell['workload']} | {cell['workers']} | {inst.n_requests} | "
+        label = cell["workload"]
+        if cell.get("prediction_error") is not None:
+            label += f" (predicted, e={cell['prediction_error']:g})"
+        lines.append(f"| {label} | {cell['workers']} | {inst.n_requests} | "
                      f"{m['steps']} | {work} | {m['preemptions']} | {best:.2f} | "
                      f"{work / best:,.0f} |")
         if cell["workers"] in (8, 32):
-            row = [cell["workload"], str(cell["workers"])]
+            row = [label, str(cell["workers"])]
+            us = {}
             for method in METHODS:
                 router = routing.make_router(method)
                 out = bench.evaluate(inst, router)
+                us[method] = out.metrics["router_us"]
                 text = f"{out.metrics['router_us']:.1f}"
                 if hasattr(router, "solve_s"):  # split: LP refreshes vs the per-request rule
                     lp_us = router.solve_s / inst.n_requests * 1e6
                     text += f" ({lp_us:.0f} LP + {out.metrics['router_us'] - lp_us:.0f} rule)"
                 row.append(text)
+            row.append(f"{us['bid_price'] / us['least_kv']:.1f}x")
             routers.append(row)
     lines += ["", "## Router decision time per request (us; LP-gated bid-price: LP refreshes + "
               "the rule incl. its forecast; bid_price solves no LP: its time is the per-step "
-              "forecast, O(running requests x H), and the O(G H) price per request)", "",
-              "| workload | workers | " + " | ".join(METHODS) + " |",
-              "|---|---|" + "---|" * len(METHODS)]
+              "forecast, O(running requests x H) from per-refresh tables, and one vectorised "
+              "O(G H) price per request; last column: bid_price / least_kv)", "",
+              "| workload | workers | " + " | ".join(METHODS) + " | bid_price / least_kv |",
+              "|---|---|" + "---|" * (len(METHODS) + 1)]
     lines += ["| " + " | ".join(r) + " |" for r in routers]
     path = Path(args.out) / "decode_routing_speed.md"
     path.write_text("\n".join(lines) + "\n")

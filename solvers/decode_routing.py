@@ -201,12 +201,16 @@ class _Forecaster:
     and stays honest about a request that has outlived its prediction.
     """
 
+    _SPAN = 4  # ages cached past the horizon for the prediction forecast (steps)
+
     def __init__(self, horizon: int, prior_mean: float, prediction_prior: float = 0.5) -> None:
         self.H = int(horizon)
         self.prior_mean = prior_mean
         self.S = np.ones(self.H + 2)
         self._new: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._alive: np.ndarray | None = None
+        self._logphi: np.ndarray | None = None
+        self.version = 0
         self.prediction_prior = prediction_prior
         self.sigma = prediction_prior
 
@@ -215,6 +219,7 @@ class _Forecaster:
         length = int(max(completed.max(initial=0), view.run_generated.max(initial=0))) + self.H + 2
         self.S = survival(completed, view.run_generated, length, self.prior_mean)
         self._new = None  # per-refresh tables (:meth:`new_tables`, :meth:`alive_table`)
+        self.version += 1
         self._alive = None
         if view.predicted is not None:
             ids = view.completed_ids()
@@ -258,13 +263,14 @@ class _Forecaster:
     def alive_table(self) -> np.ndarray:
         """Per-refresh table A[j, h] = S(j + h) / S(j): a request of age j alive h steps later.
 
-        Rows j = 0 .. len(S) - H (all h inside the survival table); the same division as
-        :meth:`profile`, done once per refresh instead of once per running request and step.
+        Rows j = 0 .. len(S) + H (ages a request can reach before the next refresh, tail
+        included); the same division as :meth:`profile`, done once per refresh instead of once
+        per running request and step.
         """
         if self._alive is None:
-            j = np.arange(len(self.S) - self.H + 1)
-            self._alive = self.S[j[:, None] + np.arange(self.H)[None, :]]
-            self._alive /= np.maximum(self.S[j], 1e-12)[:, None]
+            j = np.arange(len(self.S) + self.H + 1)
+            self._alive = self._S(j[:, None] + np.arange(self.H)[None, :])
+            self._alive /= np.maximum(self._S(j), 1e-12)[:, None]
         return self._alive
 
     def new_profiles(self, prompt: np.ndarray, predicted: np.ndarray | None) -> np.ndarray:
@@ -273,6 +279,33 @@ class _Forecaster:
             return self.profile(prompt, np.zeros(len(prompt)), predicted)
         h, _, ratio = self.new_tables()
         return (prompt[:, None] + 0.0 + h[None, :]) * ratio[None, :]
+
+    def _predicted_running(self, view: FleetView) -> np.ndarray:
+        """(n, H) profiles of the running requests with predictions; equal to :meth:`profile`.
+
+        log Phi((ln p - ln(t + 1/2)) / sigma) of request r at age t is kept from the step it was
+        first needed until the next refresh (sigma fixed in between) for ages up to
+        ``_SPAN`` steps beyond, so each step only gathers and exponentiates.
+        """
+        ids = view.run_ids
+        n_req = len(view.prompt)
+        width = self.H + self._SPAN
+        if self._logphi is None or self._logphi.shape[0] != n_req:
+            self._logphi = np.zeros((n_req, width))
+            self._start = np.zeros(n_req, dtype=np.int64)
+            self._epoch = np.full(n_req, -1, dtype=np.int64)
+        age = view.run_generated.astype(np.int64)
+        stale = (self._epoch[ids] != self.version) | (age - self._start[ids] + self.H > width)
+        if stale.any():
+            r, a = ids[stale], age[stale]
+            log_p = np.log(np.maximum(view.predicted[r].astype(float), 1.0))[:, None]
+            t = a.astype(float)[:, None] + np.arange(width)[None, :]
+            self._logphi[r] = special.log_ndtr((log_p - np.log(t + 0.5)) / self.sigma)
+            self._start[r] = a
+            self._epoch[r] = self.version
+        later = self._logphi[ids[:, None], (age - self._start[ids])[:, None] + np.arange(self.H)]
+        kv = view.prompt[ids].astype(float)[:, None] + age.astype(float)[:, None] + np.arange(self.H)
+        return kv * np.exp(later - later[:, :1])
 
     def base_load(self, view: FleetView) -> np.ndarray:
         """(G, H) expected KV tokens of each worker's running and queued requests."""
@@ -292,8 +325,7 @@ class _Forecaster:
             prof *= p
             new = ratio * h  # a typical new request of prompt 0: h S(h) / S(0)
         else:
-            prof = self.profile(view.prompt[ids].astype(float), view.run_generated.astype(float),
-                                pred[ids].astype(float))
+            prof = self._predicted_running(view)
             new = self.profile(np.zeros(1), np.zeros(1), None)[0]  # h * S(h)
             surv = self._S(np.arange(self.H))
         cell = (view.run_worker[:, None] * self.H + np.arange(self.H)[None, :]).ravel()
@@ -532,10 +564,10 @@ class BidPrice(Router):
             score *= c1
             best = float(score.min())
             kv = view.kv_running + view.kv_queued
-            if score[int(kv.argmin())] <= best + 1e-9 * max(1.0, abs(best)):
-                g = int(kv.argmin())  # least-KV raises no more than the best: the usual case
-            else:
-                g = int(np.argmin(np.where(score <= best + 1e-9 * max(1.0, abs(best)), kv, big)))
+            g = int(kv.argmin())
+            limit = best + 1e-9 * max(1.0, abs(best))
+            if score[g] > limit:  # least-KV's worker is not among the cheapest
+                g = int(np.argmin(np.where(score <= limit, kv, big)))
             view.assign(i, g)
             load[g] += w
             np.maximum(top, load[g], out=top)

@@ -268,9 +268,13 @@ class _Forecaster:
         per running request and step.
         """
         if self._alive is None:
-            j = np.arange(len(self.S) + self.H + 1)
-            self._alive = self._S(j[:, None] + np.arange(self.H)[None, :])
-            self._alive /= np.maximum(self._S(j), 1e-12)[:, None]
+            H, inside = self.H, len(self.S) - self.H + 1  # rows j whose j + h stay in the table
+            j = np.arange(len(self.S) + H + 1)
+            alive = np.empty((len(j), H))
+            alive[:inside] = self.S[j[:inside, None] + np.arange(H)[None, :]]
+            alive[inside:] = self._S(j[inside:, None] + np.arange(H)[None, :])
+            alive /= np.maximum(self._S(j), 1e-12)[:, None]
+            self._alive = alive
         return self._alive
 
     def new_profiles(self, prompt: np.ndarray, predicted: np.ndarray | None) -> np.ndarray:
@@ -556,18 +560,21 @@ class BidPrice(Router):
         score = np.empty(view.workers)
         big = np.iinfo(np.int64).max
         for i, w in zip(ids.tolist(), profiles, strict=True):
-            # discounted ms by which the request would raise the barrier at each step
-            np.add(load, w, out=rise)
-            np.maximum(rise, top, out=rise)
-            np.subtract(rise, top, out=rise)
-            np.matmul(rise, weights, out=score)
-            score *= c1
-            best = float(score.min())
             kv = view.kv_running + view.kv_queued
             g = int(kv.argmin())
-            limit = best + 1e-9 * max(1.0, abs(best))
-            if score[g] > limit:  # least-KV's worker is not among the cheapest
-                g = int(np.argmin(np.where(score <= limit, kv, big)))
+            # prices are >= 0, so when the request fits under every coming barrier on least-KV's
+            # worker its price there is exactly 0, the least, and the tie goes to that worker
+            if not (load[g] + w <= top).all():
+                # discounted ms by which the request would raise the barrier at each step
+                np.add(load, w, out=rise)
+                np.maximum(rise, top, out=rise)
+                np.subtract(rise, top, out=rise)
+                np.matmul(rise, weights, out=score)
+                score *= c1
+                best = float(score.min())
+                limit = best + 1e-9 * max(1.0, abs(best))
+                if score[g] > limit:  # least-KV's worker is not among the cheapest
+                    g = int(np.argmin(np.where(score <= limit, kv, big)))
             view.assign(i, g)
             load[g] += w
             np.maximum(top, load[g], out=top)

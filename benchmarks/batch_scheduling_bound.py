@@ -32,21 +32,12 @@ from pathlib import Path
 import pandas as pd
 
 from servopt.benchmarks import batch_scheduling as bench
+from servopt.benchmarks.report import markdown_table
 from servopt.instances import batch_scheduling as instances
 from servopt.models import batch_scheduling as model
 from servopt.solvers import batch_scheduling as rules
 
 METHODS = ("fcfs", "spf", "mcsf", "bid_price", "bid_price_stationary")
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    """A markdown table (numbers with 4 significant digits)."""
-    def cell(v: object) -> str:
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def bracket(inst: instances.Instance, ip_time: float | None, search_time: float) -> dict:
@@ -132,9 +123,9 @@ def main() -> None:
         exact = pd.DataFrame(exact_rows)
         exact.to_csv(out.with_name(out.stem + "_exact.csv"), index=False)
         text += ["## Where the optimum is proved (small n): how far below it the LP is", "",
-                 markdown(exact), ""]
-    text += ["## Bracket per size (means over seeds)", "", markdown(summary), "",
-             "## Per instance", "", markdown(frame), ""]
+                 markdown_table(exact), ""]
+    text += ["## Bracket per size (means over seeds)", "", markdown_table(summary), "",
+             "## Per instance", "", markdown_table(frame), ""]
     out.write_text("\n".join(text) + "\n")
     print(f"wrote {out}")
 

@@ -20,19 +20,10 @@ from pathlib import Path
 import pandas as pd
 
 from servopt.benchmarks import batch_scheduling as bench
+from servopt.benchmarks.report import markdown_table
 from servopt.instances import batch_scheduling as instances
 from servopt.models import batch_scheduling as model
 from servopt.solvers import batch_scheduling as rules
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    """A markdown table (numbers with 4 significant digits)."""
-    def cell(v: object) -> str:
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def main() -> None:
@@ -81,7 +72,7 @@ def main() -> None:
             f"--lp {args.lp} --ip {args.ip} --seeds {args.seeds} --ip-time {args.ip_time:g}`.",
             "Azure-calibrated lengths, all requests at round 0; wall-clock seconds on a shared "
             "2-core machine (other jobs running: noisy).", "",
-            markdown(frame)]
+            markdown_table(frame)]
     out.write_text("\n".join(text) + "\n")
     print(f"wrote {out}")
 

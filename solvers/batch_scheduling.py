@@ -301,10 +301,7 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     if integer and start is not None:
         z = _start_vector(cols, start, n)
         if z is not None:
-            sol0 = highspy.HighsSolution()
-            sol0.col_value = z
-            sol0.value_valid = True
-            h.setSolution(sol0)
+            _warm_start(h, z)
     h.run()
     status_model = h.getModelStatus()
     info = h.getInfo()
@@ -351,6 +348,16 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     result.info = {"rounds": T, "columns": int(a.shape[1]), "nonzeros": int(a.nnz)}
     result.wall_s = time.perf_counter() - t0
     return result
+
+
+def _warm_start(h: Any, values: np.ndarray) -> None:
+    """Give HiGHS (a ``highspy.Highs``) a feasible integer point (column values) to start from."""
+    import highspy
+
+    start = highspy.HighsSolution()
+    start.col_value = values
+    start.value_valid = True
+    h.setSolution(start)
 
 
 def _start_vector(cols: model.Columns, start: np.ndarray, n: int) -> np.ndarray | None:
@@ -622,10 +629,7 @@ def reoptimise(instance: Instance, start: np.ndarray, free: np.ndarray, lo: int,
     h.passModel(lp)
     warm = np.zeros(mat.shape[1])
     warm[np.flatnonzero(st == start[req])] = 1.0
-    sol0 = highspy.HighsSolution()
-    sol0.col_value = warm
-    sol0.value_valid = True
-    h.setSolution(sol0)
+    _warm_start(h, warm)
     h.run()
     sol = h.getSolution()
     if not sol.value_valid:

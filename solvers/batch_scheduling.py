@@ -350,6 +350,16 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     return result
 
 
+def _check_patience(patience: float) -> float:
+    """Rounds a request may wait, in multiples of its predicted output, before it blocks the queue."""
+    from servopt.core import InvalidInstanceError
+
+    if not (isinstance(patience, int | float) and patience >= 0):
+        raise InvalidInstanceError(f"patience is how many times its predicted output a request may wait "
+                                   f"before it blocks the queue: a number >= 0, got {patience!r}")
+    return float(patience)
+
+
 def _warm_start(h: Any, values: np.ndarray) -> None:
     """Give HiGHS (a ``highspy.Highs``) a feasible integer point (column values) to start from."""
     import highspy
@@ -420,7 +430,7 @@ class BidPrice(Policy):
                  skip: bool | None = None, time_limit: float | None = None,
                  history: int | Instance = 60, patience: float = 2.0) -> None:
         self.prices = None if prices is None else np.asarray(prices, dtype=float)
-        self.patience = patience
+        self.patience = _check_patience(patience)
         self.tail = tail
         self.history = history
         self.skip = skip
@@ -497,7 +507,7 @@ class BidPriceStationary(BidPrice):
                  backlog_factor: float | None = 4.0, skip: bool | None = None,
                  time_limit: float | None = None, patience: float = 2.0) -> None:
         self.price = price
-        self.patience = patience
+        self.patience = _check_patience(patience)
         self.history = history
         self.backlog_factor = backlog_factor
         self.skip = skip

@@ -367,3 +367,11 @@ def test_online_bid_price_skips_a_request_that_fails_the_lookahead():
     assert rule.admit(state([0, 1, 2], t=10)).tolist() == []
     assert rules.BidPriceStationary(price=0.0, patience=5).admit(
         state([0, 1, 2], t=10)).tolist() == [2]
+
+
+@pytest.mark.parametrize("patience", [-1, float("nan"), "2"])
+def test_bad_patience_is_refused_by_name(patience):
+    with pytest.raises(InvalidInstanceError, match="patience"):
+        rules.BidPriceStationary(patience=patience)
+    with pytest.raises(InvalidInstanceError, match="patience"):
+        rules.BidPrice(patience=patience)

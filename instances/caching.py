@@ -182,6 +182,28 @@ def generate(
     if skew < 0 or not 0 <= drift <= 1 or phases < 1 or cache_share < 0 or rate <= 0:
         raise InvalidInstanceError("need skew >= 0, 0 <= drift <= 1, phases >= 1, "
                                    "cache_share >= 0, rate > 0")
+    draw = _multimodal_draw(requests, objects, skew, drift, phases, rate, seed)
+    return Instance(time=draw["time"], object_id=draw["object_id"], size=draw["size"],
+                    miss_cost=draw["miss_cost"],
+                    capacity=float(np.round(cache_share * draw["size"].sum())), kind=draw["kind"],
+                    kind_names=list(MULTIMODAL_KINDS), popularity=draw["popularity"],
+                    name=f"multimodal skew={skew:g}")
+
+
+def phase_popularity(*, requests: int = 2000, objects: int = 400, skew: float = 0.9,
+                     drift: float = 0.1, phases: int = 5, rate: float = 100.0,
+                     seed: int = 0, **_: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The generator's true popularity per phase (foresight, for oracle references only).
+
+    Returns ``bounds`` (phases + 1 request indexes: phase k is requests ``bounds[k]..bounds[k+1]-1``)
+    and ``probability`` (phases x objects: each phase's request distribution). Same arguments
+    as :func:`generate` (extra ones such as ``cache_share`` are ignored)."""
+    draw = _multimodal_draw(requests, objects, skew, drift, phases, rate, seed)
+    return draw["bounds"], draw["probability"]
+
+
+def _multimodal_draw(requests: int, objects: int, skew: float, drift: float, phases: int,
+                     rate: float, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     names = list(MULTIMODAL_KINDS)
     spec = np.array([MULTIMODAL_KINDS[k] for k in names])
@@ -195,6 +217,7 @@ def generate(
     rank = rng.permutation(objects)  # rank[o]: popularity rank of object o
     ids = np.empty(requests, dtype=np.int64)
     expected = np.zeros(objects)
+    probability = np.zeros((phases, objects))
     bounds = np.linspace(0, requests, phases + 1).astype(int)
     for phase in range(phases):
         if phase > 0 and drift > 0:
@@ -202,13 +225,13 @@ def generate(
             rank[moved] = rank[rng.permutation(moved)]
         p = weights[rank]
         lo, hi = bounds[phase], bounds[phase + 1]
-        ids[lo:hi] = rng.choice(objects, size=hi - lo, p=p / p.sum())
+        probability[phase] = p / p.sum()
+        ids[lo:hi] = rng.choice(objects, size=hi - lo, p=probability[phase])
         expected += (hi - lo) * p / p.sum()
     time = np.cumsum(rng.exponential(1.0 / rate, requests))
     time -= time[0]
-    return Instance(time=time, object_id=ids, size=size, miss_cost=cost,
-                    capacity=float(np.round(cache_share * size.sum())), kind=kind,
-                    kind_names=names, popularity=expected, name=f"multimodal skew={skew:g}")
+    return {"time": time, "object_id": ids, "size": size, "miss_cost": cost, "kind": kind,
+            "popularity": expected, "probability": probability, "bounds": bounds}
 
 
 def from_trace(

@@ -34,6 +34,9 @@ c x reuse rate / s exceeds a price learned once from the LP prices on a warm-up 
 ``bid_price`` (the price refreshed by the LP on a sliding window of the past: a time-varying price;
 its ``price_scale`` is chosen on the warm-up, 0 = no admission control), ``bid_price_window``
 (the same sliding-window price applied at face value, scale 1: what the price does when it acts).
+
+Not in ``POLICIES``: ``PhaseStatic`` (the best fixed set of each popularity phase of the
+multimodal generator, from its true per-phase popularity: a foresight reference for drift).
 """
 
 from __future__ import annotations
@@ -387,14 +390,17 @@ class Static(_Base):
         return 1.0 if self.member[o] else None
 
 
-def static_set(instance: Instance) -> np.ndarray:
+def static_set(instance: Instance, popularity: np.ndarray | None = None) -> np.ndarray:
     """Boolean mask of the fixed set: greedy by saved cost per token, then fill what still fits.
 
     Saved cost of keeping o from its first request: c_o x (requests - 1) for realised counts,
-    c_o x (mu - P(N >= 1)) = c_o x (mu - 1 + e^-mu) for a Poisson count of mean mu.
+    c_o x (mu - P(N >= 1)) = c_o x (mu - 1 + e^-mu) for a Poisson count of mean mu (the
+    instance's ``popularity``, or ``popularity`` given here: expected requests per object).
     """
-    if instance.popularity is not None:
-        mu = instance.popularity
+    if popularity is None:
+        popularity = instance.popularity
+    if popularity is not None:
+        mu = np.asarray(popularity, dtype=float)
         value = (mu - 1.0 + np.exp(-mu)) * instance.miss_cost
     else:
         counts = np.bincount(instance.object_id, minlength=instance.objects).astype(float)
@@ -412,6 +418,48 @@ def static_set(instance: Instance) -> np.ndarray:
             member[o] = True
             room -= instance.size[o]
     return member
+
+
+class PhaseStatic(_Base):
+    """A foresight reference for drifting popularity: the best fixed set of each phase, chosen
+    with that phase's true request probabilities (``bounds``: phase k covers requests
+    ``bounds[k]..bounds[k+1]-1``; ``probability``: phases x objects). Members are admitted on
+    request with rank 1; any other object is kept with rank 0 while there is room (it fills
+    what the members leave free and is evicted first, oldest first); at a phase change every
+    cached object is re-ranked by the new phase's membership. Not in ``POLICIES``: it needs the
+    generator's per-phase popularity (:func:`servopt.instances.caching.phase_popularity`)."""
+
+    name = "phase_static"
+
+    def __init__(self, bounds: np.ndarray, probability: np.ndarray) -> None:
+        self.bounds = np.asarray(bounds, dtype=np.int64)
+        self.probability = np.asarray(probability, dtype=float)
+        if self.probability.ndim != 2 or len(self.bounds) != len(self.probability) + 1:
+            raise InvalidInstanceError("phase_static needs phases + 1 bounds and a phases x "
+                                       "objects probability table")
+
+    def start(self, instance: Instance) -> None:
+        super().start(instance)
+        if self.probability.shape[1] != instance.objects or self.bounds[-1] != instance.requests:
+            raise InvalidInstanceError("phase_static: the probability table does not match the "
+                                       "instance's objects and requests")
+        lengths = np.diff(self.bounds)
+        self.members = [static_set(instance, n * p).tolist()
+                        for n, p in zip(lengths, self.probability, strict=True)]
+        self.starts = self.bounds[1:-1].tolist()
+        self.phase = 0
+        self.member = self.members[0]
+        self.rerank = False
+
+    def touch(self, t: int, o: int, hit: bool) -> float | None:
+        if self.phase < len(self.starts) and t >= self.starts[self.phase]:
+            self.phase += 1
+            self.member = self.members[self.phase]
+            self.rerank = True
+        return 1.0 if self.member[o] else 0.0
+
+    def priority(self, o: int) -> float:
+        return 1.0 if self.member[o] else 0.0
 
 
 class LPSchedule(_Base):

@@ -240,6 +240,38 @@ def test_static_set_fits_and_prefers_value_per_token():
     assert cs.static_set(inst).tolist() == [False, True, True]
 
 
+def test_phase_popularity_is_the_generator_s():
+    kw = {"requests": 3000, "objects": 500, "skew": 0.9, "phases": 4, "seed": 5}
+    inst = ci.generate(**kw)
+    bounds, probability = ci.phase_popularity(**kw)
+    assert bounds.tolist() == [0, 750, 1500, 2250, 3000]
+    np.testing.assert_allclose(probability.sum(axis=1), 1.0)
+    np.testing.assert_allclose(np.diff(bounds) @ probability, inst.popularity)
+
+
+def test_phase_static_by_hand():
+    """Room for one object. Phase 0 (requests 0-3) prefers object 0, phase 1 (4-7) object 1.
+    Phase 0: 1 fills the empty cache (rank 0) until 0 arrives; phase 1: 0 loses its rank, and 1
+    takes its place at its first request."""
+    inst = unit_instance([1, 1, 0, 0, 0, 1, 1, 0], capacity=1.0)
+    policy = cs.PhaseStatic([0, 4, 8], [[0.9, 0.1], [0.1, 0.9]])
+    hits = bench.simulate(inst, policy, record=True).hit.tolist()
+    assert hits == [False, True, False, True, True, False, True, False]
+
+
+def test_phase_static_with_one_phase_keeps_every_hit_of_static():
+    """Members are never evicted (they fit together), others only use free room: every hit of
+    the static reference is a hit of the one-phase reference with the same popularity."""
+    inst = ci.generate(requests=4000, objects=800, cache_share=0.05, seed=4)
+    static = bench.simulate(inst, "static", record=True)
+    phase = bench.simulate(inst, cs.PhaseStatic([0, inst.requests],
+                                                [inst.popularity / inst.requests]), record=True)
+    assert np.all(phase.hit[static.hit]) and phase.miss_cost <= static.miss_cost
+    assert phase.max_occupancy <= inst.capacity
+    with pytest.raises(InvalidInstanceError, match="probability table"):
+        bench.simulate(inst, cs.PhaseStatic([0, 10], [inst.popularity / inst.requests]))
+
+
 def test_bid_price_learns_a_price_and_tracks_it():
     inst = ci.generate(requests=3000, objects=600, cache_share=0.02, seed=2)
     policy = cs.make_policy("bid_price")

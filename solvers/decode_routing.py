@@ -164,13 +164,35 @@ def survival(completed: np.ndarray, running_age: np.ndarray, length: int,
     prior with mean ``prior_mean`` tokens and weight ``prior_weight`` pseudo-requests smooths the
     estimate while few requests have finished.
     """
-    t = np.arange(length)
-    hazard0 = 1.0 / max(prior_mean, 1.0)
     deaths = np.bincount(np.clip(completed, 0, length - 1).astype(np.int64), minlength=length)
     cens = np.bincount(np.clip(running_age, 0, length - 1).astype(np.int64), minlength=length)
+    return survival_from_counts(deaths, cens, prior_mean, prior_weight)
+
+
+_PRIOR_RISK: dict[tuple[float, float], np.ndarray] = {}
+
+
+def _prior_risk(length: int, prior_mean: float, prior_weight: float) -> np.ndarray:
+    """prior_weight (1 - 1 / prior_mean)^t, t = 0..length-1 (cached; elementwise, so a slice of a
+    longer table is the same numbers)."""
+    key = (float(prior_mean), float(prior_weight))
+    table = _PRIOR_RISK.get(key)
+    if table is None or len(table) < length:
+        t = np.arange(max(length, 2 * len(table) if table is not None else 2048))
+        table = prior_weight * (1 - 1.0 / max(prior_mean, 1.0)) ** t
+        _PRIOR_RISK[key] = table
+    return table[:length]
+
+
+def survival_from_counts(deaths: np.ndarray, cens: np.ndarray, prior_mean: float = 128.0,
+                         prior_weight: float = 20.0) -> np.ndarray:
+    """:func:`survival` from histograms: ``deaths[t]`` finished requests with output t,
+    ``cens[t]`` running requests of age t (both of the same length)."""
+    length = len(deaths)
+    hazard0 = 1.0 / max(prior_mean, 1.0)
     # at risk at t: outputs > t-1 ... requests with output >= t or age >= t
     at_risk = (deaths + cens)[::-1].cumsum()[::-1].astype(float)
-    prior_risk = prior_weight * (1 - hazard0) ** t
+    prior_risk = _prior_risk(length, prior_mean, prior_weight)
     hazard = np.zeros(length)
     # event "output == t" for t >= 1 (an output is at least one token)
     num = deaths + prior_risk * hazard0
@@ -206,21 +228,37 @@ class _Forecaster:
     def __init__(self, horizon: int, prior_mean: float, prediction_prior: float = 0.5) -> None:
         self.H = int(horizon)
         self.prior_mean = prior_mean
-        self.S = np.ones(self.H + 2)
-        self._new: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._alive: np.ndarray | None = None
         self._logphi: np.ndarray | None = None
         self.version = 0
         self.prediction_prior = prediction_prior
         self.sigma = prediction_prior
+        self._deaths = np.zeros(0, dtype=np.int64)  # finished requests per output length
+        self._n_dead = 0  # finished requests counted in _deaths
+        self.set_survival(np.ones(self.H + 2))
+
+    def set_survival(self, S: np.ndarray) -> None:
+        """Install the survival table S(t) and clear the tables derived from it."""
+        self.S = S
+        self._new: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._alive: np.ndarray | None = None
 
     def refresh(self, view: FleetView) -> None:
         completed = view.completed_outputs()
         length = int(max(completed.max(initial=0), view.run_generated.max(initial=0))) + self.H + 2
-        self.S = survival(completed, view.run_generated, length, self.prior_mean)
-        self._new = None  # per-refresh tables (:meth:`new_tables`, :meth:`alive_table`)
+        # the death histogram grows by the requests finished since the last refresh (finished
+        # requests only accumulate), instead of a bincount over all of them
+        if len(completed) < self._n_dead:  # a new run on the same forecaster
+            self._deaths, self._n_dead = np.zeros(0, dtype=np.int64), 0
+        fresh = completed[self._n_dead:]
+        if len(self._deaths) < length:
+            self._deaths = np.concatenate([self._deaths, np.zeros(2 * length - len(self._deaths),
+                                                                  dtype=np.int64)])
+        if len(fresh):
+            np.add.at(self._deaths, fresh.astype(np.int64), 1)
+            self._n_dead = len(completed)
+        cens = np.bincount(view.run_generated.astype(np.int64), minlength=length)
+        self.set_survival(survival_from_counts(self._deaths[:length], cens, self.prior_mean))
         self.version += 1
-        self._alive = None
         if view.predicted is not None:
             ids = view.completed_ids()
             self.sigma = prediction_spread(np.log(completed / view.predicted[ids]),
@@ -261,21 +299,33 @@ class _Forecaster:
         return self._new
 
     def alive_table(self) -> np.ndarray:
-        """Per-refresh table A[j, h] = S(j + h) / S(j): a request of age j alive h steps later.
+        """Per-refresh table A[h, j] = S(j + h) / max(S(j), 1e-12): a request of age j alive h
+        steps later (the division of :meth:`profile`), stored horizon-major.
 
-        Rows j = 0 .. len(S) + H (ages a request can reach before the next refresh, tail
-        included); the same division as :meth:`profile`, done once per refresh instead of once
-        per running request and step.
+        Columns j = 0 .. len(S) + H (ages a request can reach before the next refresh, tail
+        included); one division over a window view of S per refresh, so each step only gathers
+        the running requests' columns.
         """
         if self._alive is None:
-            H, inside = self.H, len(self.S) - self.H + 1  # rows j whose j + h stay in the table
-            j = np.arange(len(self.S) + H + 1)
-            alive = np.empty((len(j), H))
-            alive[:inside] = self.S[j[:inside, None] + np.arange(H)[None, :]]
-            alive[inside:] = self._S(j[inside:, None] + np.arange(H)[None, :])
-            alive /= np.maximum(self._S(j), 1e-12)[:, None]
-            self._alive = alive
+            H, S = self.H, self.S
+            last, ages = len(S) - 1, len(S) + H + 1
+            # S extended by the geometric tail of :meth:`_S` (the same numbers)
+            tail = S[last] * (1 - 1 / max(self.prior_mean, 1.0)) ** np.arange(1, 2 * H + 2)
+            ext = np.concatenate([S, tail])
+            step = ext.strides[0]
+            win = np.lib.stride_tricks.as_strided(ext, (H, ages), (step, step))  # S(j + h)
+            self._alive = win / np.maximum(ext[:ages], 1e-12)[None, :]
         return self._alive
+
+    def alive(self, age: np.ndarray) -> np.ndarray:
+        """(H, n) probability that a request of age j is alive h = 0..H-1 steps later,
+        S(j + h) / S(j) (a fresh array, horizon-major)."""
+        table = self.alive_table()
+        if len(age) and int(age.max()) < table.shape[1]:
+            return table.take(age, axis=1)
+        p = self._S(age[None, :] + np.arange(self.H)[:, None])
+        p /= np.maximum(self._S(age), 1e-12)[None, :]
+        return p
 
     def new_profiles(self, prompt: np.ndarray, predicted: np.ndarray | None) -> np.ndarray:
         """(n, H) forecast KV profiles of new requests (age 0); equal to :meth:`profile`."""
@@ -285,7 +335,8 @@ class _Forecaster:
         return (prompt[:, None] + 0.0 + h[None, :]) * ratio[None, :]
 
     def _predicted_running(self, view: FleetView) -> np.ndarray:
-        """(n, H) profiles of the running requests with predictions; equal to :meth:`profile`.
+        """(H, n) profiles of the running requests with predictions (horizon-major); equal to
+        :meth:`profile` transposed.
 
         log Phi((ln p - ln(t + 1/2)) / sigma) of request r at age t is kept from the step it was
         first needed until the next refresh (sigma fixed in between) for ages up to
@@ -307,34 +358,34 @@ class _Forecaster:
             self._logphi[r] = special.log_ndtr((log_p - np.log(t + 0.5)) / self.sigma)
             self._start[r] = a
             self._epoch[r] = self.version
-        later = self._logphi[ids[:, None], (age - self._start[ids])[:, None] + np.arange(self.H)]
-        kv = view.prompt[ids].astype(float)[:, None] + age.astype(float)[:, None] + np.arange(self.H)
-        return kv * np.exp(later - later[:, :1])
+        flat = ids * width + (age - self._start[ids])  # flat index of each request's age now
+        later = self._logphi.ravel().take(np.arange(self.H)[:, None] + flat[None, :])
+        prof = later - later[:1]
+        np.exp(prof, out=prof)
+        prof *= np.arange(self.H, dtype=float)[:, None] + (view.prompt[ids] + age).astype(float)[None, :]
+        return prof
 
     def base_load(self, view: FleetView) -> np.ndarray:
         """(G, H) expected KV tokens of each worker's running and queued requests."""
         G = view.workers
         pred = view.predicted
         ids = view.run_ids
+        H = self.H
+        # profiles horizon-major (H, n): long inner loops; the bins below still add each
+        # worker's requests in run order, so the sums are those of the (n, H) layout
         if pred is None:  # survival forecast: table look-ups only (same values as profile())
             h, surv, ratio = self.new_tables()
             age = view.run_generated.astype(np.int64)
-            alive = self.alive_table()
-            if len(age) and int(age.max()) < len(alive):
-                p = alive[age]
-            else:
-                p = self._S(age[:, None] + np.arange(self.H)[None, :])
-                p /= np.maximum(self._S(age), 1e-12)[:, None]
-            prof = (view.prompt[ids].astype(float) + age.astype(float))[:, None] + h[None, :]
-            prof *= p
+            prof = self.alive(age)
+            prof *= h[:, None] + (view.prompt[ids] + age).astype(float)[None, :]
             new = ratio * h  # a typical new request of prompt 0: h S(h) / S(0)
         else:
             prof = self._predicted_running(view)
             new = self.profile(np.zeros(1), np.zeros(1), None)[0]  # h * S(h)
-            surv = self._S(np.arange(self.H))
-        cell = (view.run_worker[:, None] * self.H + np.arange(self.H)[None, :]).ravel()
-        base = np.bincount(cell, weights=prof.ravel(), minlength=G * self.H).astype(float)
-        base = base.reshape(G, self.H)
+            surv = self._S(np.arange(H))
+        cell = (np.arange(H) * G)[:, None] + view.run_worker[None, :]  # bin of (h, g): h G + g
+        base = np.bincount(cell.ravel(), weights=prof.ravel(), minlength=G * H)
+        base = base.astype(float, copy=False).reshape(H, G).T.copy()
         # queued requests start (approximately) now: s + h for a typical new request
         base += view.kv_queued[:, None] * surv[None, :] + view.queued[:, None] * new[None, :]
         return base
@@ -517,11 +568,11 @@ class BidPrice(Router):
 
     def route(self, view: FleetView, ids: np.ndarray) -> None:
         self.arrivals[view.step % self.window] += len(ids)
-        self.prompt_sum += float(view.prompt[ids].sum())
-        self.prompt_n += len(ids)
         if not self.gate and self.pick == "marginal":
             self._route_marginal(view, ids)
             return
+        self.prompt_sum += float(view.prompt[ids].sum())  # the LP's request class
+        self.prompt_n += len(ids)
         for i in ids:
             i = int(i)
             if self.gate and (self.plan is None or not np.any(self.share - self.routed > 1e-6)):
@@ -559,8 +610,9 @@ class BidPrice(Router):
         rise = np.empty_like(load)
         score = np.empty(view.workers)
         big = np.iinfo(np.int64).max
-        for i, w in zip(ids.tolist(), profiles, strict=True):
-            kv = view.kv_running + view.kv_queued
+        kv = view.kv_running + view.kv_queued  # kept up to date below (assign queues the prompt)
+        prompt = view.prompt[ids].tolist()
+        for i, s, w in zip(ids.tolist(), prompt, profiles, strict=True):
             g = int(kv.argmin())
             # prices are >= 0, so when the request fits under every coming barrier on least-KV's
             # worker its price there is exactly 0, the least, and the tie goes to that worker
@@ -576,6 +628,7 @@ class BidPrice(Router):
                 if score[g] > limit:  # least-KV's worker is not among the cheapest
                     g = int(np.argmin(np.where(score <= limit, kv, big)))
             view.assign(i, g)
+            kv[g] += s
             load[g] += w
             np.maximum(top, load[g], out=top)
 

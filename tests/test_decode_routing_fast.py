@@ -97,12 +97,11 @@ def test_fast_forecast_tables_equal_profile_formula():
     """Survival tables give bit-identical profiles to :meth:`_Forecaster.profile`."""
     fc = routing._Forecaster(horizon=8, prior_mean=50.0)
     rng = np.random.default_rng(0)
-    fc.S = routing.survival(rng.integers(1, 60, 40), rng.integers(0, 30, 10), 70, 50.0)
-    fc._new = fc._alive = None
+    fc.set_survival(routing.survival(rng.integers(1, 60, 40), rng.integers(0, 30, 10), 70, 50.0))
     prompt = rng.integers(1, 2000, 12).astype(float)
     assert np.array_equal(fc.new_profiles(prompt, None), fc.profile(prompt, np.zeros(12), None))
     ages = rng.integers(0, 62, 12)
-    table = fc.alive_table()[ages]
+    table = fc.alive_table()[:, ages].T
     direct = fc._S(ages[:, None] + np.arange(8)) / np.maximum(fc._S(ages), 1e-12)[:, None]
     assert np.array_equal(table, direct)
     # past the table the tail formula still applies

@@ -3,6 +3,7 @@ model agreement (Pyomo / CVXPY / matrix), hindsight IP against brute force."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -389,6 +390,7 @@ def test_hindsight_ip_equals_brute_force_over_simulated_assignments(seed):
     # the blocked relaxation and the simple bound stay below the optimum
     assert bench.bound(inst, step_block=3).value <= best + 1e-9
     assert bench.simple_lower_bound(inst) <= best + 1e-9
+    assert bench.busy_lower_bound(inst) <= best + 1e-9
     # the simulator realises the IP's assignment at the IP's objective
     worker = sol.decisions["worker"].to_numpy()
     assert bench.simulate(inst, Fixed(worker))["cost"] == pytest.approx(best)
@@ -420,6 +422,36 @@ def test_bound_is_below_every_method():
     assert b.kind in ("optimal", "mip_bound")
     for method in routing.POLICIES:
         assert bench.evaluate(inst, method).cost >= b.value - 1e-6
+
+
+def test_busy_bound_hand_values_and_validity():
+    # two requests far apart on a seconds clock: the fleet is busy exactly their service times
+    # 3 steps of 10 ms + 0.001 ms x (100, 101, 102) KV tokens = 30.303 ms each, disjoint
+    frame = pd.DataFrame({"arrival_s": [0.0, 1.0], "prompt_tokens": [100, 100],
+                          "output_tokens": [3, 3]})
+    inst = inst_mod.Instance(workers=2, slots=2, kv_capacity=1000, step_ms=10.0,
+                             ms_per_kv_token=0.001, requests=frame)
+    assert bench.busy_lower_bound(inst) == pytest.approx(2 * 30.303)
+    assert bench.evaluate(inst, "least_kv").cost == pytest.approx(2 * 30.303)
+    # overlapping: [0, 30.303) and [10, 40.303) ms -> union 40.303 ms
+    inst = dataclasses.replace(inst, requests=frame.assign(arrival_s=[0.0, 0.010]))
+    assert bench.busy_lower_bound(inst) == pytest.approx(40.303)
+    # step clock: steps [0, 3) and [2, 5) -> 5 steps; 5 c0 + work / G
+    rows = [(0, 10, 3), (2, 10, 3)]
+    inst = stream(rows)
+    work = 2 * 0.1 * (30 + 3)
+    assert bench.busy_lower_bound(inst) == pytest.approx(5 * 1.0 + work / 2)
+    # valid for every router on streams where slots and KV bind, with prefill, both clocks
+    for seed in range(3):
+        sec = inst_mod.generate(requests=60, workers=3, load=1.1, slots=4, kv_capacity=9000,
+                                prefill_ms_per_token=0.002, arrivals="bursty", seed=seed)
+        low = bench.busy_lower_bound(sec)
+        assert low >= bench.simple_lower_bound(sec)
+        for method in ("round_robin", "jsq", "least_kv", "bid_price"):
+            assert bench.evaluate(sec, method).cost >= low - 1e-6
+    steps = inst_mod.generate_steps(requests=30, workers=2, slots=3, kv_capacity=5000, seed=1)
+    for method in ("round_robin", "least_kv", "bid_price"):
+        assert bench.evaluate(steps, method).cost >= bench.busy_lower_bound(steps) - 1e-6
 
 
 def test_gap_table_runs():

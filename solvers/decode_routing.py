@@ -609,7 +609,6 @@ class BidPrice(Router):
         c1 = self.instance.ms_per_kv_token
         rise = np.empty_like(load)
         score = np.empty(view.workers)
-        big = np.iinfo(np.int64).max
         kv = view.kv_running + view.kv_queued  # kept up to date below (assign queues the prompt)
         prompt = view.prompt[ids].tolist()
         for i, s, w in zip(ids.tolist(), prompt, profiles, strict=True):
@@ -626,7 +625,8 @@ class BidPrice(Router):
                 best = float(score.min())
                 limit = best + 1e-9 * max(1.0, abs(best))
                 if score[g] > limit:  # least-KV's worker is not among the cheapest
-                    g = int(np.argmin(np.where(score <= limit, kv, big)))
+                    cheapest = np.flatnonzero(score <= limit)  # fewest KV among them, lowest index
+                    g = int(cheapest[kv[cheapest].argmin()])
             view.assign(i, g)
             kv[g] += s
             load[g] += w

@@ -173,7 +173,9 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
           max_columns: int = 400_000, horizon: Any = None, window: Any = "auto") -> Bound:
     """Best provable lower bound on total latency (rounds).
 
-    method : ``lp`` (LP relaxation of the time-indexed model), ``ip`` (HiGHS branch and bound
+    method : ``lp`` (LP relaxation of the time-indexed model), ``cover`` (the LP strengthened
+    by rounds of memory cover cuts for at most ``time_limit`` s, see
+    :func:`servopt.solvers.batch_scheduling.cover_bound`), ``ip`` (HiGHS branch and bound
     with ``time_limit``: proved optimum or MIP dual bound), ``area`` (closed form, see
     :func:`servopt.models.batch_scheduling.area_bound`), or ``auto``: the LP when the model has
     at most ``max_columns`` start columns, else the closed form. The LP is never worse than the
@@ -195,8 +197,17 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
             return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
                          status=f"model too large ({len(cols.request):,} columns)")
         method = "lp"
+    if method == "cover":
+        cut = rules.cover_bound(instance, horizon=horizon, window=window,
+                                time_limit=600.0 if time_limit is None else time_limit)
+        value = float(math.ceil(cut.bound - 1e-6))
+        if simple > value:
+            return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0)
+        return Bound(value, "lower_bound", wall_s=time.perf_counter() - t0,
+                     status=f"{cut.rounds} cut rounds, {len(cut.cuts)} cuts ({cut.status})")
     if method not in ("lp", "ip"):
-        raise InvalidInstanceError(f"bound method must be auto, lp, ip or area; got {method!r}")
+        raise InvalidInstanceError(
+            f"bound method must be auto, lp, cover, ip or area; got {method!r}")
     integer = method == "ip"
     warm = model.greedy_schedule(instance) if integer else None
     sol = rules.solve_lp(instance, horizon=horizon, window=window, time_limit=time_limit,

@@ -372,3 +372,102 @@ def area_bound(instance: Instance) -> float:
         return float(o.sum())
     area = np.cumsum(np.sort(instance.footprint())) / instance.kv_memory
     return float(np.maximum(o, np.ceil(area - 1e-9)).sum()) if math.isfinite(area[-1]) else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Cover inequalities of the memory rows (valid for every schedule; they cut LP points)
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class CoverRows:
+    """The memory-row entries of a column set, sorted by (round, request, tokens descending)."""
+
+    round: np.ndarray
+    column: np.ndarray
+    request: np.ndarray
+    tokens: np.ndarray
+    bounds: np.ndarray  # entries of round t are bounds[t]:bounds[t + 1]
+
+
+def cover_rows(instance: Instance, cols: Columns) -> CoverRows:
+    """Index the memory rows once for :func:`cover_cuts`."""
+    row, col, tokens = usage(instance, cols)
+    request = cols.request[col]
+    order = np.lexsort((-tokens, request, row))
+    row, col, tokens, request = row[order], col[order], tokens[order], request[order]
+    return CoverRows(row, col, request, tokens.astype(np.int64),
+                     np.searchsorted(row, np.arange(cols.rounds + 1)))
+
+
+def cover_cuts(instance: Instance, rows: CoverRows, x: np.ndarray,
+               min_violation: float = 1e-4) -> list[tuple[np.ndarray, float]]:
+    r"""The most violated memory cover of each round at the point ``x`` (start columns).
+
+    The valid inequality (a knapsack cover with one pick per request): in round t, request i
+    holds ``s_i + t - p + 1`` tokens when it started at p. Choose a set C of requests and a
+    threshold w_i per request with ``sum_{i in C} w_i > M``. No schedule runs every request of
+    C in round t with at least w_i tokens each, so::
+
+        cover[t, C]:  sum_{i in C} sum_{p: s_i + t - p + 1 >= w_i} x[i, p]
+                      + sum_{i not in C} sum_{p: s_i + t - p + 1 >= max_C w} x[i, p]  <=  |C| - 1
+
+    (the second sum is the classic extension: any |C| picks among these hold at least
+    sum_C w_i tokens). Separation is exact for the first sum: a group knapsack (dynamic program
+    over tokens 0..M+1) minimises sum_{i in C} (1 - x-mass of i at >= w_i); a cut is returned
+    when that is below 1 - ``min_violation``. Returns (columns, right-hand side) pairs.
+    """
+    M = instance.kv_memory
+    cap = M + 1
+    cuts = []
+    value = x[rows.column]
+    for t in range(len(rows.bounds) - 1):
+        lo, hi = rows.bounds[t], rows.bounds[t + 1]
+        v = value[lo:hi]
+        if hi == lo or v.max(initial=0.0) <= 1e-9:
+            continue
+        req, tok = rows.request[lo:hi], rows.tokens[lo:hi]
+        # per request (entries sorted by tokens descending): mass at >= each threshold
+        start = np.r_[0, np.flatnonzero(req[1:] != req[:-1]) + 1]
+        cum = np.cumsum(v)
+        group_base = np.repeat(cum[start] - v[start], np.diff(np.r_[start, len(v)]))
+        mass = cum - group_base
+        cost = 1.0 - mass
+        useful = (v > 1e-9) & (cost < 1.0 - min_violation)
+        if not useful.any() or np.all((v < 1e-9) | (v > 1.0 - 1e-9)):  # integral: no cut
+            continue
+        group = np.cumsum(np.r_[1, (req[1:] != req[:-1]).astype(int)]) - 1
+        level = np.arange(cap + 1)
+        best = np.full(cap + 1, np.inf)
+        best[0] = 0.0
+        stages = []
+        for g in np.unique(group[useful]):
+            items = np.flatnonzero(useful & (group == g))
+            w = np.minimum(tok[items], cap)
+            src = level[None, :] - w[:, None]  # reach level l from l - w ...
+            src[:, cap] = -1
+            cand = np.where(src >= 0, best[np.maximum(src, 0)], np.inf)
+            tail = np.minimum.accumulate(best[::-1])[::-1]  # ... and cap from any l >= cap - w
+            top = (cap - w) + np.array([int(np.argmin(best[cap - k:])) for k in w])
+            src[:, cap] = top
+            cand[:, cap] = tail[cap - w]
+            cand += cost[items][:, None]
+            k = np.argmin(cand, axis=0)
+            take = cand[k, level] < best - 1e-12
+            pick = np.where(take, items[k], -1)
+            prev = np.where(take, src[k, level], level)
+            best = np.where(take, cand[k, level], best)
+            stages.append((pick, prev))
+        if best[cap] >= 1.0 - min_violation:
+            continue
+        chosen, at = [], cap
+        for pick, prev in reversed(stages):
+            if pick[at] >= 0:
+                chosen.append(int(pick[at]))
+            at = int(prev[at])
+        members = req[chosen]
+        threshold = np.zeros(instance.n, dtype=np.int64)
+        top_w = int(tok[chosen].max())
+        threshold[:] = top_w
+        threshold[members] = tok[chosen]
+        inside = tok >= threshold[req]
+        cuts.append((rows.column[lo:hi][inside], float(len(chosen) - 1)))
+    return cuts

@@ -66,9 +66,12 @@ Methods (``POLICIES``)
   n = 2000, load 1.3: -32.4% vs -31.0% vs MC-SF without it) and is inactive at n = 200; with
   stop-at-first admission it had hurt there (-29.5% vs -34.1%), hence the earlier finding.
 - ``hindsight``: the best schedule found with lengths known (predicted lengths as the truth):
-  the best of the MC-SF, shortest-first and bid-price plans, improved by large-neighbourhood
-  search (:func:`improve_schedule`: free the requests starting in a window of rounds and
-  re-solve their starts exactly with a small IP, the others fixed) for ``time_limit`` s.
+  the best of the MC-SF, shortest-first and bid-price plans, improved for two thirds of
+  ``time_limit`` s by a local search over the admission order (:func:`search_order`: each
+  order placed request by request at its earliest feasible round, :func:`serial_schedule`),
+  then for one third by large-neighbourhood search (:func:`improve_schedule`: free the
+  requests starting in a window of rounds and re-solve their starts exactly with a small IP,
+  the others fixed).
   With exact predictions it is an upper bound on the hindsight optimum, not an online method.
 
 The MC-SF lookahead and vLLM admission read requests in this module's terms: a request that
@@ -251,22 +254,12 @@ class MCSF(Policy):
 # ---------------------------------------------------------------------------------------------
 # LP / IP solves (matrix path with highspy) and the bid-price rules
 # ---------------------------------------------------------------------------------------------
-def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = None,
-             time_limit: float | None = None, integer: bool = False,
-             mip_gap: float = 1e-4, start: np.ndarray | None = None,
-             lp_solver: str = "ipm") -> Solution:
-    """Solve the time-indexed model (LP, or IP with ``integer=True``) built as sparse matrices.
-
-    Same model as ``servopt.solve(instance, relax=True)`` (tests check they agree), built
-    without Python loops so that n = 200 fits. Prices follow the servopt convention;
-    ``decisions["start"]`` holds the (largest-weight) start round of each request, -1 if late.
-    ``start`` (start rounds of a feasible schedule) warm-starts the IP. ``lp_solver`` is
-    HiGHS's LP method (``ipm`` with crossover: about 2.5x faster than ``simplex`` at n = 100).
-    """
+def _highs_problem(instance: Instance, lp_data: model.MatrixLP, *, integer: bool = False,
+                   time_limit: float | None = None, mip_gap: float = 1e-4,
+                   lp_solver: str = "ipm", cuts: list | None = None) -> Any:
+    """A ``highspy.Highs`` loaded with the matrix model: rows start_once, kv_memory,
+    [batch_size], then the ``cuts`` (columns, right-hand side: sum of x over columns <= rhs)."""
     import highspy
-
-    t0 = time.perf_counter()
-    lp_data = model.build_matrix(instance, horizon=horizon, window=window)
     import scipy.sparse as sp
 
     parts = [lp_data.a_eq, lp_data.a_mem] + ([lp_data.a_cap] if lp_data.a_cap is not None else [])
@@ -297,6 +290,33 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     if integer:
         lp.integrality_ = [highspy.HighsVarType.kInteger] * a.shape[1]
     h.passModel(lp)
+    for columns_, rhs in cuts or ():
+        h.addRow(-np.inf, rhs, len(columns_), np.asarray(columns_, dtype=np.int32),
+                 np.ones(len(columns_)))
+    return h
+
+
+def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = None,
+             time_limit: float | None = None, integer: bool = False,
+             mip_gap: float = 1e-4, start: np.ndarray | None = None,
+             lp_solver: str = "ipm", cuts: list | None = None) -> Solution:
+    """Solve the time-indexed model (LP, or IP with ``integer=True``) built as sparse matrices.
+
+    Same model as ``servopt.solve(instance, relax=True)`` (tests check they agree), built
+    without Python loops so that n = 200 fits. Prices follow the servopt convention;
+    ``decisions["start"]`` holds the (largest-weight) start round of each request, -1 if late.
+    ``start`` (start rounds of a feasible schedule) warm-starts the IP. ``lp_solver`` is
+    HiGHS's LP method (``ipm`` with crossover: about 2.5x faster than ``simplex`` at n = 100).
+    ``cuts`` (from :func:`cover_bound`, same horizon and window) are added as rows; they are
+    valid for every schedule, so the IP's bound stays valid and gets stronger.
+    """
+    import highspy
+
+    t0 = time.perf_counter()
+    lp_data = model.build_matrix(instance, horizon=horizon, window=window)
+    h = _highs_problem(instance, lp_data, integer=integer, time_limit=time_limit,
+                       mip_gap=mip_gap, lp_solver=lp_solver, cuts=cuts)
+    n, T = instance.n, lp_data.cols.rounds
     cols = lp_data.cols
     if integer and start is not None:
         z = _start_vector(cols, start, n)
@@ -345,9 +365,78 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
             result.prices["batch_size"] = clean_prices(
                 pd.Series(price, index=pd.RangeIndex(T, name="round"), name="batch_size"),
                 inequality=True)
-    result.info = {"rounds": T, "columns": int(a.shape[1]), "nonzeros": int(a.nnz)}
+    result.info = {"rounds": T, "columns": int(h.getNumCol()), "nonzeros": int(h.getNumNz())}
     result.wall_s = time.perf_counter() - t0
     return result
+
+
+@dataclasses.dataclass
+class CoverBound:
+    """The LP relaxation strengthened by rounds of memory cover cuts (:func:`cover_bound`).
+
+    bound : a valid lower bound on total latency (rounds): the LP optimum with every cut added
+    so far. lp : the plain LP optimum. cuts : the cut rows (for :func:`solve_lp`'s ``cuts``).
+    history : the bound after each round. status : why the loop stopped.
+    """
+
+    bound: float
+    lp: float
+    cuts: list
+    rounds: int
+    history: list
+    status: str
+    wall_s: float
+
+
+def cover_bound(instance: Instance, *, rounds: int = 100, time_limit: float = 300.0,
+                horizon: Any = None, window: int | None = None,
+                min_gain: float = 1e-5) -> CoverBound:
+    """Cut loop: solve the LP, add the most violated memory cover of every round
+    (:func:`servopt.models.batch_scheduling.cover_cuts`), re-solve (dual simplex, warm), repeat.
+
+    Stops after ``rounds`` rounds, when no cut is violated, when the last three rounds gained
+    less than ``min_gain`` (relative) in total, or at ``time_limit`` s (a round that does not
+    finish in time is dropped). Each value in ``history`` is the optimum of an LP whose every
+    row is valid for all schedules, hence a lower bound.
+    """
+    import highspy
+
+    t0 = time.perf_counter()
+    lp_data = model.build_matrix(instance, horizon=horizon, window=window)
+    h = _highs_problem(instance, lp_data)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        raise RuntimeError(f"the LP relaxation did not solve: {h.getModelStatus()}")
+    value = float(h.getInfo().objective_function_value)
+    rows = model.cover_rows(instance, lp_data.cols)
+    nx = len(lp_data.cols.request)
+    h.setOptionValue("solver", "simplex")
+    history, cuts, status = [value], [], "rounds"
+    for _ in range(rounds):
+        left = time_limit - (time.perf_counter() - t0)
+        if left <= 0:
+            status = "time_limit"
+            break
+        x = np.asarray(h.getSolution().col_value)[:nx]
+        new = model.cover_cuts(instance, rows, x)
+        if not new:
+            status = "no violated cut"
+            break
+        for columns_, rhs in new:
+            h.addRow(-np.inf, rhs, len(columns_), columns_.astype(np.int32), np.ones(len(columns_)))
+        h.setOptionValue("time_limit", float(max(left, 1.0)))
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            status = "time_limit"
+            break
+        cuts += new
+        value = max(value, float(h.getInfo().objective_function_value))
+        history.append(value)
+        if len(history) > 3 and history[-1] - history[-4] < min_gain * abs(history[-1]):
+            status = "stalled"
+            break
+    return CoverBound(bound=value, lp=history[0], cuts=cuts, rounds=len(history) - 1,
+                      history=history, status=status, wall_s=time.perf_counter() - t0)
 
 
 def _check_patience(patience: float) -> float:
@@ -653,6 +742,99 @@ def reoptimise(instance: Instance, start: np.ndarray, free: np.ndarray, lo: int,
         instance, start) else start
 
 
+def serial_schedule(instance: Instance, order: np.ndarray, rounds: int | None = None,
+                    free: np.ndarray | None = None, first: int = 0,
+                    start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Place requests one by one in ``order``, each at the earliest round (>= its arrival)
+    where it fits in memory in every round of its run, given those placed before (the serial
+    schedule generation of project scheduling; known lengths).
+
+    Returns start rounds and ``snapshots`` (free KV tokens per round before each placement),
+    so that a caller changing the order from position ``first`` on can pass ``free`` (the
+    snapshots) and ``start`` of an earlier call and re-place only the tail. ``rounds`` is the
+    length of the memory profile (default: enough to place every request after all others).
+    """
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    a, s, o, M = instance.arrival, instance.prompt_tokens, instance.output_tokens, instance.kv_memory
+    if instance.max_batch is not None:
+        raise NotImplementedError("serial_schedule does not model a batch cap")
+    if rounds is None:
+        rounds = int(a.max() + o.sum() + 1)
+    if free is None:
+        free = np.empty((instance.n, rounds))
+        free[0] = M
+        start = np.full(instance.n, -1, dtype=np.int64)
+        first = 0
+    else:
+        start = start.copy()
+    profile = free[first].copy()
+    for k in range(first, instance.n):
+        free[k] = profile
+        i = order[k]
+        need = s[i] + 1 + np.arange(o[i])
+        ok = np.all(sliding_window_view(profile, o[i]) >= need, axis=1)
+        ok[: a[i]] = False
+        p = int(np.argmax(ok))
+        if not ok[p]:
+            raise ValueError("serial_schedule: the profile is too short; pass more rounds")
+        start[i] = p
+        profile[p:p + o[i]] -= need
+    return start, free
+
+
+def search_order(instance: Instance, start: np.ndarray, *, time_limit: float = 30.0,
+                 seed: int = 0, temperature: float = 0.5) -> np.ndarray:
+    """Local search over the admission order, each order decoded by :func:`serial_schedule`.
+
+    Starts from the order of a schedule's start rounds (ties: shorter output first); a move
+    swaps two requests or moves one to another position, and only the changed tail is
+    re-placed. Moves that do not increase the total latency are kept, worse ones with the
+    simulated-annealing probability exp(-increase / temp), temp falling linearly from
+    ``temperature`` rounds to 0 over ``time_limit`` s. Orders whose schedule would end after
+    twice the starting makespan are skipped. Returns the start rounds of the best order found
+    (never worse than the decoded starting order).
+    """
+    rng = np.random.default_rng(seed)
+    n, o = instance.n, instance.output_tokens
+    order = np.lexsort((np.arange(n), o, start))
+    rounds = int(2 * np.max(start + o) + o.max() + 1)  # orders that need more are skipped
+    try:
+        current, free = serial_schedule(instance, order, rounds)
+    except ValueError:
+        rounds = int(instance.arrival.max() + o.sum() + 1)
+        current, free = serial_schedule(instance, order, rounds)
+    cost = model.schedule_latency(instance, current)
+    best, best_cost = current.copy(), cost
+    deadline = time.perf_counter() + time_limit
+    t0 = time.perf_counter()
+    while n > 1:
+        now = time.perf_counter()
+        if now >= deadline:
+            break
+        i, j = rng.integers(0, n, 2)
+        if i == j:
+            continue
+        new = order.copy()
+        if rng.random() < 0.5:
+            new[i], new[j] = new[j], new[i]
+        else:
+            new = np.insert(np.delete(new, i), j, order[i])
+        first = int(min(i, j))
+        trial_free = free.copy()
+        try:
+            trial, trial_free = serial_schedule(instance, new, rounds, trial_free, first, current)
+        except ValueError:
+            continue
+        trial_cost = model.schedule_latency(instance, trial)
+        temp = temperature * max(0.0, 1.0 - (now - t0) / max(time_limit, 1e-9))
+        if trial_cost <= cost or (temp > 0 and rng.random() < math.exp((cost - trial_cost) / temp)):
+            order, current, cost, free = new, trial, trial_cost, trial_free
+            if cost < best_cost:
+                best, best_cost = current.copy(), cost
+    return best
+
+
 def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float = 60.0,
                      max_free: int = 10, sub_time: float = 1.0, seed: int = 0,
                      width: int | None = None, reach: float = 1.0) -> np.ndarray:
@@ -692,8 +874,9 @@ class Hindsight(Policy):
     """The best schedule found with lengths known in advance (predicted lengths as the truth).
 
     Plans of MC-SF, shortest-first with exact lookahead and the bid-price rule (its LP on the
-    whole instance) are computed; the best is improved by :func:`improve_schedule` for
-    ``time_limit`` seconds and replayed (each request admitted at its planned round, with the
+    whole instance) are computed; the best is improved by :func:`search_order` (two thirds of
+    ``time_limit`` seconds) and :func:`improve_schedule` (one third) and replayed (each
+    request admitted at its planned round, with the
     lookahead check). With exact predictions it is the best schedule found (an upper bound on
     the hindsight optimum), not an online method.
     """
@@ -710,8 +893,13 @@ class Hindsight(Policy):
                       plan_schedule(plan, BidPrice(time_limit=self.time_limit))]
         costs = [model.schedule_latency(plan, c) for c in candidates]
         self.initial = candidates[int(np.argmin(costs))]
-        self.planned = improve_schedule(plan, self.initial, time_limit=self.time_limit,
-                                        seed=self.seed)
+        if plan.max_batch is None:  # the order search does not model a batch cap
+            ordered = search_order(plan, self.initial, time_limit=self.time_limit * 2 / 3,
+                                   seed=self.seed)
+            lns_time = self.time_limit / 3
+        else:
+            ordered, lns_time = self.initial, self.time_limit
+        self.planned = improve_schedule(plan, ordered, time_limit=lns_time, seed=self.seed)
 
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting

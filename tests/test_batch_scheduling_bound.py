@@ -1,0 +1,103 @@
+"""Batch scheduling: the cover-cut bound and the order search, against hand calculations and
+brute force on tiny instances."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from test_batch_scheduling import brute_force, make
+
+from servopt.benchmarks import batch_scheduling as bench
+from servopt.instances import batch_scheduling as inst_mod
+from servopt.models import batch_scheduling as model
+from servopt.solvers import batch_scheduling as rules
+
+
+def tiny(seed: int):
+    rng = np.random.default_rng(seed)
+    n = 4
+    prompts = rng.integers(1, 6, n)
+    outputs = rng.integers(1, 5, n)
+    arrivals = rng.integers(0, 3, n) if seed % 2 else np.zeros(n, int)
+    return make(int(max((prompts + outputs).max(), 12)), prompts, outputs, arrivals=arrivals)
+
+
+def test_cover_cuts_close_the_gap_by_hand():
+    # three requests of 5 prompt tokens and 1 output token (6 KV tokens each), memory 10: one
+    # runs per round, so the optimum is 1 + 2 + 3 = 6 rounds. The LP runs 10/6 requests per
+    # round: 5/3 with latency 1 and 4/3 with latency 2, 13/3 in all. The extended cover of
+    # round p (any two of them hold 12 > 10 tokens) is x[A,p] + x[B,p] + x[C,p] <= 1.
+    inst = make(10, [5, 5, 5], [1, 1, 1])
+    assert rules.solve_lp(inst, horizon="safe").objective == pytest.approx(13 / 3)
+    cut = rules.cover_bound(inst, horizon="safe")
+    assert cut.bound == pytest.approx(6.0)
+    assert brute_force(inst, model.horizon_rounds(inst, "safe")) == 6.0
+    assert cut.history[0] == pytest.approx(13 / 3) and cut.rounds >= 1
+    assert bench.bound(inst, method="cover", horizon="safe").value == 6.0
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cover_bound_is_valid_and_at_least_the_lp(seed):
+    inst = tiny(seed)
+    optimum = brute_force(inst, model.horizon_rounds(inst, "safe"))
+    cut = rules.cover_bound(inst, horizon="safe")
+    assert cut.lp - 1e-6 <= cut.bound <= optimum + 1e-6
+    assert np.all(np.diff(cut.history) >= -1e-9)
+
+
+def test_cover_bound_is_stronger_than_the_lp_on_random_tiny_instances():
+    # seeds where brute force shows the LP (even rounded up) is below the optimum
+    gains = []
+    for seed in range(12):
+        inst = tiny(seed)
+        lp = rules.solve_lp(inst, horizon="safe").objective
+        gains.append(rules.cover_bound(inst, horizon="safe").bound - lp)
+    assert max(gains) > 0.5
+
+
+def test_cover_cuts_hold_for_an_optimal_schedule():
+    inst = inst_mod.generate(10, lengths="azure", seed=3)
+    ip = rules.solve_lp(inst, horizon="safe", integer=True, time_limit=60)
+    assert ip.status == "optimal"
+    cut = rules.cover_bound(inst, horizon="safe", rounds=10)
+    cols = model.columns(inst, "safe")
+    z = rules._start_vector(cols, ip.decisions["start"].to_numpy(), inst.n)
+    assert cut.cuts
+    for columns, rhs in cut.cuts:
+        assert z[columns].sum() <= rhs + 1e-9
+    assert cut.bound <= ip.objective + 1e-6
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_serial_schedule_over_all_orders_reaches_the_optimum(seed):
+    inst = tiny(seed)
+    optimum = brute_force(inst, model.horizon_rounds(inst, "safe"))
+    costs = []
+    for order in itertools.permutations(range(inst.n)):
+        start, _ = rules.serial_schedule(inst, np.array(order))
+        assert model.is_feasible(inst, start)
+        costs.append(model.schedule_latency(inst, start))
+    assert min(costs) == optimum
+
+
+def test_serial_schedule_by_hand():
+    # memory 10; A (4 prompt, 2 output) holds 5, 6; B (3, 1) holds 4; C (5, 1) holds 6.
+    # Order A, B, C: A at 0, B at 0 (5 + 4 <= 10), C needs 6 with 10 - 6 = 4 free in round 1
+    # and 10 - 9 = 1 free in round 0, so it starts at 2.
+    inst = make(10, [4, 3, 5], [2, 1, 1])
+    start, _ = rules.serial_schedule(inst, np.array([0, 1, 2]))
+    assert start.tolist() == [0, 0, 2]
+    start, _ = rules.serial_schedule(inst, np.array([2, 1, 0]))
+    assert start.tolist() == [1, 0, 0]  # C, B at 0 (10 tokens), A at 1
+
+
+def test_order_search_is_feasible_and_never_worse():
+    inst = inst_mod.generate(25, lengths="azure", seed=8)
+    start = rules.plan_schedule(inst, rules.MCSF())
+    better = rules.search_order(inst, start, time_limit=2)
+    assert model.is_feasible(inst, better)
+    assert model.schedule_latency(inst, better) <= model.schedule_latency(inst, start)
+    assert model.schedule_latency(inst, better) >= bench.bound(inst, method="cover",
+                                                                time_limit=3).value

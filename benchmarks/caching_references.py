@@ -11,7 +11,12 @@ of the miss cost of serving every request from the encoder), the shipped ``bid_p
 probabilities (foresight of the drift, filling free room with other objects). Requests within a
 phase are independent draws, so an online rule that has to estimate popularity from the past does
 not know more than ``phase_static`` does; what it leaves open is the realised sequence, which only
-the LP (foresight of every request) uses.
+the LP (foresight of every request) uses. Between them, two count rules: ``count_cost`` (evict
+the lowest miss cost x requests so far / size: online, perfect counts, no ageing) and
+``phase_count`` (the same count restarted at each phase change with half the old counts
+carried: it knows when popularity changes, not how). ``kept_rare``: share of the bytes
+``phase_static`` keeps (over the phases) in objects expected fewer than 2 requests in the phase,
+which a rule that counts requests cannot tell apart from the many objects it sees once.
 
 Mooncake (the whole trace, both cost models): what predicting reuse could close. Online:
 ``bid_price`` (shipped), ``doorkeeper`` (TinyLFU's doorkeeper: a block is admitted from its second
@@ -45,6 +50,30 @@ from servopt.solvers import caching as cs
 
 REACH = 10.0  # cache-fulls of requests: "requested again soon"
 RESULTS = Path("benchmarks/results")
+
+
+class _PhaseCount(cs._Base):
+    """Evict the lowest c_o / s_o x requests counted since the last phase change (earlier counts
+    weighed by ``carry`` at each change; ``bounds`` = [0, n]: one count from the start, an online
+    rule with perfect counts)."""
+
+    def __init__(self, bounds: np.ndarray, carry: float = 0.5) -> None:
+        self.changes, self.carry, self.name = [int(b) for b in bounds[1:-1]], carry, "count"
+
+    def start(self, instance: instances.Instance) -> None:
+        super().start(instance)
+        self.count, self.phase, self.rerank = [0.0] * instance.objects, 0, False
+
+    def touch(self, t: int, o: int, hit: bool) -> float:
+        if self.phase < len(self.changes) and t >= self.changes[self.phase]:
+            self.phase += 1
+            self.count = [c * self.carry for c in self.count]
+            self.rerank = True
+        self.count[o] += 1
+        return self.density[o] * self.count[o]
+
+    def priority(self, o: int) -> float:
+        return self.density[o] * self.count[o]
 
 
 class _Admit(cs._Base):
@@ -111,11 +140,21 @@ def multimodal_row(params: dict, inst: instances.Instance, lp: float) -> dict:
     bounds, probability = instances.phase_popularity(
         **{k: v for k, v in params.items() if k != "workload"})
     costs = {m: bench.simulate(inst, m).miss_cost for m in ("lru", "bid_price", "static")}
+    costs["count_cost"] = bench.simulate(inst, _PhaseCount(np.array([0, inst.requests]))).miss_cost
+    costs["phase_count"] = bench.simulate(inst, _PhaseCount(bounds)).miss_cost
     costs["phase_static"] = bench.simulate(inst, cs.PhaseStatic(bounds, probability)).miss_cost
     every_miss = float(inst.miss_cost[inst.object_id].sum())
     lru = costs["lru"]
     row = {"lru_gap": lru / lp - 1, "lru_gap_ms": lru - lp, "lru_gap_of_all": (lru - lp) / every_miss}
     row.update({m: bench.closed_gap(c, lru, lp) for m, c in costs.items() if m != "lru"})
+    # how much of what phase_static keeps is rare: members (bytes) expected < 2 requests per phase
+    rare, kept = 0.0, 0.0
+    for k, p in enumerate(probability):
+        mu = (bounds[k + 1] - bounds[k]) * p
+        member = cs.static_set(inst, mu)
+        kept += float(inst.size[member].sum())
+        rare += float(inst.size[member & (mu < 2)].sum())
+    row["kept_rare"] = rare / kept if kept else float("nan")
     return row
 
 

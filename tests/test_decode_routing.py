@@ -594,3 +594,26 @@ def test_bid_price_auto_discount_is_exp_of_minus_arrivals_per_worker_per_step():
     bench.simulate(inst, router)
     assert router.gamma == pytest.approx(math.exp(-1.0))
     assert router.weights[:3] == pytest.approx(math.exp(-1.0) ** np.arange(3))
+
+
+def test_step_model_from_public_figures_and_scale_invariance():
+    from servopt.benchmarks import decode_routing_step_model as study
+
+    # KV bytes per token = 2 x layers x KV heads x head dim x 2 bytes
+    assert study.step_model("Llama-2-7B", "A100-80GB-SXM")["kv_bytes"] == 2 * 32 * 32 * 128 * 2
+    m13 = study.step_model("Llama-2-13B", "A100-80GB-SXM")
+    assert m13["kv_bytes"] == 800 * 1024  # the vLLM paper's 800 KB per token of a 13B model
+    assert m13["c1"] == pytest.approx(819200 / 2.039e12 * 1e3)
+    assert m13["c0"] == pytest.approx(13.02e9 * 2 / 2.039e12 * 1e3)
+    m70 = study.step_model("Llama-3-70B", "H100-80GB-SXM", tp=4)
+    assert m70["kv_bytes"] == 2 * 80 * 8 * 128 * 2
+    assert m70["c0"] / m70["c1"] == pytest.approx(70.6e9 * 2 / 327680)
+    # scaling c0 and c1 together changes no decision and stretches time by the same factor
+    runs = []
+    for a in (1.0, 3.0):
+        inst = inst_mod.generate(requests=150, workers=3, load=0.9, slots=8, kv_capacity=40_000,
+                                 step_ms=10.0 * a, ms_per_kv_token=2e-4 * a, seed=3)
+        runs.append(bench.simulate(inst, routing.BidPrice()))
+    assert np.array_equal(runs[0]["worker"], runs[1]["worker"])
+    assert runs[1]["metrics"]["steps"] == runs[0]["metrics"]["steps"]
+    assert runs[1]["metrics"]["e2e_mean_s"] == pytest.approx(3 * runs[0]["metrics"]["e2e_mean_s"])

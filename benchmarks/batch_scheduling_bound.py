@@ -99,7 +99,21 @@ def main() -> None:
     parser.add_argument("--cut-time", type=float, default=120.0)
     parser.add_argument("--exact", default="12,16")
     parser.add_argument("--out", default="benchmarks/results/batch_scheduling_bound.md")
+    parser.add_argument("--part", default="",
+                        help="write only this part's rows (<out>.part-NAME.csv), no report")
+    parser.add_argument("--combine", action="store_true",
+                        help="write the report from the parts already computed (no solving)")
     args = parser.parse_args()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.combine:
+        parts = sorted(out.parent.glob(out.stem + ".part-*.csv"))
+        frame = pd.concat([pd.read_csv(f) for f in parts]).sort_values(["n", "seed"])
+        exact_parts = sorted(out.parent.glob(out.stem + "_exact.part-*.csv"))
+        exact_rows = (pd.concat([pd.read_csv(f) for f in exact_parts]).sort_values(["n", "seed"])
+                      .to_dict("records") if exact_parts else [])
+        write_report(args, out, frame, exact_rows, parts=len(parts) + len(exact_parts))
+        return
     exact_rows, rows = [], []
     for n in [int(x) for x in args.exact.split(",") if x]:
         for seed in range(args.seeds):
@@ -115,9 +129,20 @@ def main() -> None:
                                                    args.cut_time)}
             rows.append(row)
             print(row, flush=True)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(rows)
+    if args.part:
+        if rows:
+            frame.to_csv(out.with_name(f"{out.stem}.part-{args.part}.csv"), index=False)
+        if exact_rows:
+            pd.DataFrame(exact_rows).to_csv(
+                out.with_name(f"{out.stem}_exact.part-{args.part}.csv"), index=False)
+        return
+    write_report(args, out, frame, exact_rows)
+
+
+def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, exact_rows: list,
+                 parts: int = 0) -> None:
+    """The markdown report and the CSVs of the bracket (and of the exact sizes)."""
     frame.to_csv(out.with_suffix(".csv"), index=False)
     ratio_cols = [c for c in frame.columns if "/" in c]
     summary = frame.groupby("n")[["bracket", *ratio_cols]].mean().reset_index()
@@ -125,10 +150,12 @@ def main() -> None:
             "Regenerate with `python benchmarks/batch_scheduling_bound.py "
             f"--sizes {args.sizes} --seeds {args.seeds} --ip-max {args.ip_max} "
             f"--ip-time {args.ip_time:g} --search-time {args.search_time:g} "
-            f"--cut-time {args.cut_time:g} --exact {args.exact}`.",
+            f"--cut-time {args.cut_time:g} --exact {args.exact}`"
+            + (f" (computed here as {parts} parallel parts with `--part NAME` and the same "
+               "options, then combined with `--combine`)." if parts else "."),
             "Azure-calibrated lengths, all requests at round 0, seeds 0.."
-            f"{args.seeds - 1}. lower = max(ceil LP with cover cuts, ceil IP dual bound with the same "
-            "cuts); best = best schedule found (every method, the IP incumbent and the "
+            f"{args.seeds - 1}. lower = max(ceil LP with cover cuts, ceil IP dual bound with the "
+            "same cuts); best = best schedule found (every method, the IP incumbent and the "
             "`hindsight` search: order search, then LNS), all scored "
             "by the evaluator. A method's distance to the optimum lies between cost/best - 1 "
             "and cost/lower - 1; bracket = best/lower - 1 is the width of that interval. "
@@ -136,7 +163,8 @@ def main() -> None:
     if exact_rows:
         exact = pd.DataFrame(exact_rows)
         exact.to_csv(out.with_name(out.stem + "_exact.csv"), index=False)
-        text += ["## Where the optimum is proved (small n): how far below it the LP is", "",
+        text += ["## Where the optimum is proved (small n): how far below it the LP and the LP "
+                 "with cover cuts are", "",
                  markdown_table(exact), ""]
     text += ["## Bracket per size (means over seeds)", "", markdown_table(summary), "",
              "## Per instance", "", markdown_table(frame), ""]

@@ -37,6 +37,14 @@ The LP of a request's start at round p has reduced cost
 starting now when its latency value beats the price of its memory-time footprint. That is the
 bid-price rule of :mod:`servopt.solvers.batch_scheduling`.
 
+Cover inequalities (:func:`cover_cuts`): for a round t, a set C of requests and token
+thresholds w_i with sum_{i in C} w_i > M, at most |C| - 1 requests of C can hold at least w_i
+tokens each in round t; the columns holding that much in round t (and, extended, those of any
+other request holding at least max_C w_i) sum to at most |C| - 1. Every schedule satisfies
+them; the LP point often does not (it starts a large request fractionally in memory left over
+by others), so adding them in a cut loop raises the lower bound (the solvers'
+``cover_bound``).
+
 Three builders share these symbols: :func:`build` (Pyomo, any size, used by
 ``servopt.solve``), :func:`build_cvxpy` (the LP, written independently as a convolution of the
 start matrix) and :func:`build_matrix` (scipy.sparse arrays for large LPs solved with highspy).
@@ -413,7 +421,9 @@ def cover_cuts(instance: Instance, rows: CoverRows, x: np.ndarray,
     (the second sum is the classic extension: any |C| picks among these hold at least
     sum_C w_i tokens). Separation is exact for the first sum: a group knapsack (dynamic program
     over tokens 0..M+1) minimises sum_{i in C} (1 - x-mass of i at >= w_i); a cut is returned
-    when that is below 1 - ``min_violation``. Returns (columns, right-hand side) pairs.
+    when that is below 1 - ``min_violation``, after lowering the largest thresholds as long as
+    sum_C w_i > M still holds (more columns, the same validity argument). Returns (columns,
+    right-hand side) pairs.
     """
     M = instance.kv_memory
     cap = M + 1
@@ -463,11 +473,14 @@ def cover_cuts(instance: Instance, rows: CoverRows, x: np.ndarray,
             if pick[at] >= 0:
                 chosen.append(int(pick[at]))
             at = int(prev[at])
-        members = req[chosen]
-        threshold = np.zeros(instance.n, dtype=np.int64)
-        top_w = int(tok[chosen].max())
-        threshold[:] = top_w
-        threshold[members] = tok[chosen]
+        members, weight = req[chosen], np.minimum(tok[chosen], cap).astype(np.int64)
+        slack = int(weight.sum()) - cap  # lower the largest thresholds while sum_C w > M
+        for k in np.argsort(-weight, kind="stable"):
+            drop = min(slack, int(weight[k]) - 1)
+            weight[k] -= drop
+            slack -= drop
+        threshold = np.full(instance.n, int(weight.max()), dtype=np.int64)
+        threshold[members] = weight
         inside = tok >= threshold[req]
         cuts.append((rows.column[lo:hi][inside], float(len(chosen) - 1)))
     return cuts

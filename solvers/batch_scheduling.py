@@ -66,10 +66,10 @@ Methods (``POLICIES``)
   n = 2000, load 1.3: -32.4% vs -31.0% vs MC-SF without it) and is inactive at n = 200; with
   stop-at-first admission it had hurt there (-29.5% vs -34.1%), hence the earlier finding.
 - ``hindsight``: the best schedule found with lengths known (predicted lengths as the truth):
-  the best of the MC-SF, shortest-first and bid-price plans, improved for two thirds of
+  the best of the MC-SF, shortest-first and bid-price plans, improved for three quarters of
   ``time_limit`` s by a local search over the admission order (:func:`search_order`: each
   order placed request by request at its earliest feasible round, :func:`serial_schedule`),
-  then for one third by large-neighbourhood search (:func:`improve_schedule`: free the
+  then for one quarter by large-neighbourhood search (:func:`improve_schedule`: free the
   requests starting in a window of rounds and re-solve their starts exactly with a small IP,
   the others fixed).
   With exact predictions it is an upper bound on the hindsight optimum, not an online method.
@@ -773,10 +773,17 @@ def serial_schedule(instance: Instance, order: np.ndarray, rounds: int | None = 
         free[k] = profile
         i = order[k]
         need = s[i] + 1 + np.arange(o[i])
-        ok = np.all(sliding_window_view(profile, o[i]) >= need, axis=1)
-        ok[: a[i]] = False
-        p = int(np.argmax(ok))
-        if not ok[p]:
+        room = np.flatnonzero(profile[a[i]:] >= need[0])  # a start needs s_i + 1 free tokens
+        p = -1
+        lo = a[i] + int(room[0]) if room.size else rounds
+        while lo + o[i] <= rounds:  # scan candidate starts in chunks of 128 rounds
+            hi = min(rounds, lo + 128 + o[i] - 1)
+            ok = np.all(sliding_window_view(profile[lo:hi], o[i]) >= need, axis=1)
+            if ok.any():
+                p = lo + int(np.argmax(ok))
+                break
+            lo = hi - o[i] + 1
+        if p < 0:
             raise ValueError("serial_schedule: the profile is too short; pass more rounds")
         start[i] = p
         profile[p:p + o[i]] -= need
@@ -788,11 +795,12 @@ def search_order(instance: Instance, start: np.ndarray, *, time_limit: float = 3
     """Local search over the admission order, each order decoded by :func:`serial_schedule`.
 
     Starts from the order of a schedule's start rounds (ties: shorter output first); a move
-    swaps two requests or moves one to another position, and only the changed tail is
-    re-placed. Moves that do not increase the total latency are kept, worse ones with the
-    simulated-annealing probability exp(-increase / temp), temp falling linearly from
-    ``temperature`` rounds to 0 over ``time_limit`` s. Orders whose schedule would end after
-    twice the starting makespan are skipped. Returns the start rounds of the best order found
+    swaps two requests or moves one to another position (half of the moves within 4
+    positions), and only the changed tail is re-placed. Moves that do not increase the total
+    latency are kept, worse ones with the simulated-annealing probability
+    exp(-increase / temp), temp falling linearly from ``temperature`` rounds to 0 over
+    ``time_limit`` s. Orders whose schedule would end after twice the starting makespan are
+    skipped. Returns the start rounds of the best order found
     (never worse than the decoded starting order).
     """
     rng = np.random.default_rng(seed)
@@ -812,7 +820,9 @@ def search_order(instance: Instance, start: np.ndarray, *, time_limit: float = 3
         now = time.perf_counter()
         if now >= deadline:
             break
-        i, j = rng.integers(0, n, 2)
+        i = int(rng.integers(0, n))
+        j = int(rng.integers(0, n)) if rng.random() < 0.5 else min(n - 1, max(0, i + int(
+            rng.integers(-4, 5))))  # half of the moves are local
         if i == j:
             continue
         new = order.copy()
@@ -874,8 +884,8 @@ class Hindsight(Policy):
     """The best schedule found with lengths known in advance (predicted lengths as the truth).
 
     Plans of MC-SF, shortest-first with exact lookahead and the bid-price rule (its LP on the
-    whole instance) are computed; the best is improved by :func:`search_order` (two thirds of
-    ``time_limit`` seconds) and :func:`improve_schedule` (one third) and replayed (each
+    whole instance) are computed; the best is improved by :func:`search_order` (three
+    quarters of ``time_limit`` seconds) and :func:`improve_schedule` (one quarter) and replayed (each
     request admitted at its planned round, with the
     lookahead check). With exact predictions it is the best schedule found (an upper bound on
     the hindsight optimum), not an online method.
@@ -894,9 +904,9 @@ class Hindsight(Policy):
         costs = [model.schedule_latency(plan, c) for c in candidates]
         self.initial = candidates[int(np.argmin(costs))]
         if plan.max_batch is None:  # the order search does not model a batch cap
-            ordered = search_order(plan, self.initial, time_limit=self.time_limit * 2 / 3,
+            ordered = search_order(plan, self.initial, time_limit=self.time_limit * 3 / 4,
                                    seed=self.seed)
-            lns_time = self.time_limit / 3
+            lns_time = self.time_limit / 4
         else:
             ordered, lns_time = self.initial, self.time_limit
         self.planned = improve_schedule(plan, ordered, time_limit=lns_time, seed=self.seed)

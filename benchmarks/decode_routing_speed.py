@@ -4,7 +4,9 @@ Run: ``python benchmarks/decode_routing_speed.py [--out benchmarks/results]``. W
 ``decode_routing_speed.md``. A request-step is one request advancing one token in one decode
 step (the simulator's unit of work); the count is the sum of output tokens (plus recomputed
 tokens when requests are preempted; the table gives the preemptions). Timings are wall-clock on
-a shared machine and noisy.
+a shared machine and noisy; the last table repeats least-KV and bid_price with the router's own
+CPU time (``time.thread_time`` around its calls, best of ``--repeats`` runs), which other jobs on
+the machine disturb much less.
 """
 
 from __future__ import annotations
@@ -31,6 +33,23 @@ METHODS = ("round_robin", "jsq", "least_kv", "p2c_kv", "least_outstanding", "bid
            "bid_price_lp", "bid_price_argmin")
 
 
+def cpu_us(inst, method: str) -> float:
+    """Router CPU time per request (us): thread time inside ``on_step`` and ``route``."""
+    router = routing.make_router(method)
+    spent = [0.0]
+    for name in ("on_step", "route"):
+        call = getattr(router, name)
+
+        def timed(*args, _call=call):
+            start = time.thread_time()
+            _call(*args)
+            spent[0] += time.thread_time() - start
+
+        setattr(router, name, timed)
+    bench.simulate(inst, router)
+    return spent[0] / inst.n_requests * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="benchmarks/results")
@@ -43,7 +62,7 @@ def main() -> None:
              f"{args.repeats} runs", "",
              "| workload | workers | requests | steps | request-steps | preemptions | sim s "
              "| request-steps / s |", "|---|---|---|---|---|---|---|---|"]
-    routers = []
+    routers, cpu = [], []
     for cell in CELLS:
         inst = bench.make_cell(seed=0, **cell)
         best = np.inf
@@ -73,6 +92,9 @@ def main() -> None:
                 row.append(text)
             row.append(f"{us['bid_price'] / us['least_kv']:.1f}x")
             routers.append(row)
+            best = {m: min(cpu_us(inst, m) for _ in range(args.repeats)) for m in ("least_kv", "bid_price")}
+            cpu.append(f"| {label} | {cell['workers']} | {best['least_kv']:.1f} | {best['bid_price']:.1f} | "
+                       f"{best['bid_price'] / best['least_kv']:.1f}x |")
     lines += ["", "## Router decision time per request (us; LP-gated bid-price: LP refreshes + "
               "the rule incl. its forecast; bid_price solves no LP: its time is the per-step "
               "forecast, O(running requests x H) from per-refresh tables, and one vectorised "
@@ -80,6 +102,9 @@ def main() -> None:
               "| workload | workers | " + " | ".join(METHODS) + " | bid_price / least_kv |",
               "|---|---|" + "---|" * (len(METHODS) + 1)]
     lines += ["| " + " | ".join(r) + " |" for r in routers]
+    lines += ["", f"## Router CPU time per request (us; thread time, best of {args.repeats} runs)", "",
+              "| workload | workers | least_kv | bid_price | bid_price / least_kv |",
+              "|---|---|---|---|---|", *cpu]
     path = Path(args.out) / "decode_routing_speed.md"
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

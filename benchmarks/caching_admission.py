@@ -114,9 +114,13 @@ def report(tune: pd.DataFrame, rep: pd.DataFrame) -> None:
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    if "--report" in sys.argv:  # rewrite the markdown from the committed CSVs
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--report", action="store_true",
+                        help="only rewrite the markdown from the committed CSVs")
+    if parser.parse_args().report:
         report(pd.read_csv(RESULTS / "caching_admission_tuning.csv"),
                pd.read_csv(RESULTS / "caching_admission.csv"))
     else:

@@ -18,6 +18,7 @@ the markdown from the CSVs).
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -114,10 +115,7 @@ def report(tune: pd.DataFrame, rep: pd.DataFrame) -> None:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--report", action="store_true",
                         help="only rewrite the markdown from the committed CSVs")
     if parser.parse_args().report:

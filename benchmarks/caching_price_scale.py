@@ -10,6 +10,7 @@ Run: ``python benchmarks/caching_price_scale.py``.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -60,8 +61,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    argparse.ArgumentParser(description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    argparse.ArgumentParser(description=__doc__).parse_args()
     main()

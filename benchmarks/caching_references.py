@@ -35,6 +35,7 @@ Run: ``python benchmarks/caching_references.py`` (about 10 minutes on the shared
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -187,8 +188,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    argparse.ArgumentParser(description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    argparse.ArgumentParser(description=__doc__).parse_args()
     main()

@@ -11,6 +11,7 @@ scale is 0 in almost every setting. Run: ``python benchmarks/caching_tuning.py``
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pandas as pd
@@ -74,8 +75,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    argparse.ArgumentParser(description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    argparse.ArgumentParser(description=__doc__).parse_args()
     main()

@@ -7,6 +7,7 @@ instance: tiny, and out of reach of branch and bound, so every limit expires.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -57,8 +58,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    argparse.ArgumentParser(description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    argparse.ArgumentParser(description=__doc__).parse_args()
     main()

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from servopt.benchmarks import caching as bench
+from servopt.benchmarks.report import markdown_table
 from servopt.solvers import caching as cs
 
 HORIZONS = (3.0, 10.0, 30.0)
@@ -63,10 +64,7 @@ def main() -> None:
             "half of the Mooncake trace (reported: whole trace). `fixed_tau50`: the previous "
             "rule's value order; `adaptive_hH`: ageing switching online between recency and 50 "
             "cache-fulls, discount horizon H cache-fulls (H = 3 ships).", "",
-            "| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    for r in frame.itertuples(index=False):
-        text.append("| " + " | ".join(f"{v:+.4f}" if isinstance(v, float) and i > 1 else str(v)
-                                      for i, v in enumerate(r)) + " |")
+            markdown_table(frame.astype({"cache": str}), floatfmt="+.4f")]
     worst = frame[frame["workload"].str.startswith("mooncake")].drop(
         columns=["workload", "cache", "gdsf", "static"]).max()
     text += ["", "Worst excess over LRU on the Mooncake half: "

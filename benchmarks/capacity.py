@@ -79,6 +79,7 @@ from servopt.solvers import capacity as policies
 SENSE = "min"
 DEFAULT_METHODS = ("plan", "fluid_lp", "first_order", "compute_only", "utilisation", "queue_depth")
 N_REQUESTS = 3000
+MIN_REQUESTS = 500  # fewer arrivals per run: the drift test sees too short a horizon to judge
 SEEDS = 2
 MAX_SEEDS = None
 EPS = 0.01
@@ -296,6 +297,13 @@ def sample_requests(
     return instance.prompt_tokens[idx], instance.output_tokens[idx], unit
 
 
+def _check_requests(n_requests: int) -> None:
+    if not n_requests >= MIN_REQUESTS:
+        raise InvalidInstanceError(
+            f"a simulated rate needs at least {MIN_REQUESTS} arrivals per run (the first "
+            f"{WARMUP:.0%} are warm-up), got n_requests = {n_requests}")
+
+
 def _seed_list(seeds: int | Any, seed: int = 0) -> list[int]:
     if isinstance(seeds, int | np.integer):
         if seeds < 1:
@@ -312,6 +320,7 @@ def saturated_throughput(
     Measured between the 25% and 75% completions, away from the start-up and drain transients;
     the mean over ``seeds`` replications (seeds ``seed, seed + 1, ...``).
     """
+    _check_requests(n_requests)
     rates = []
     for r in _seed_list(seeds, seed):
         s, o, _ = sample_requests(instance, n_requests, r)
@@ -422,6 +431,7 @@ def check_rate(
         raise InvalidInstanceError(f"rate must be > 0, got {rate}")
     if not 0 <= warmup < 1:
         raise InvalidInstanceError(f"warmup must be in [0, 1), got {warmup}")
+    _check_requests(n_requests)
     limit = max(seeds, max_seeds or seeds)
     runs = [_one_run(instance, rate, n_requests, seed + i, warmup) for i in range(seeds)]
     while True:

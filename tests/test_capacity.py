@@ -394,3 +394,9 @@ def test_cli_capacity_bad_input(capsys):
     assert len(lines) == 1 and lines[0].startswith("servopt: error: kv_tokens")
     assert main(["capacity", "--workload", "code", "--kv-tokens", "9000"]) == 2
     assert "--rate is required" in capsys.readouterr().err
+    for flag, value, message in (("--sim-requests", "10", "at least 500 arrivals per run"),
+                                 ("--sim-requests", "0", "at least 500 arrivals per run"),
+                                 ("--sim-seeds", "0", "seeds must be >= 1")):
+        assert main(["capacity", "--workload", "code", "--rate", "10", "--requests", "300",
+                     "--simulate", flag, value]) == 2
+        assert message in capsys.readouterr().err

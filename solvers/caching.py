@@ -542,9 +542,9 @@ class BidPrice(_Base):
     starts): on a switch the whole cache is re-ranked by that expert's priorities (``rerank``;
     without it, entries ranked under slow ageing sit far in the future and pin the cache).
     Recency wins when popularity drifts, slow ageing when it is stable. Without ``experts`` the
-    ageing is fixed at ``tau_objects``; with several ``taus`` it is then chosen by replaying the
-    warm-up. The defaults (experts 0 and 50, horizon 3 among 3, 10, 30) were chosen on generator
-    seed 1 and on the first half of the Mooncake trace, not on the reported instances.
+    ageing is fixed at ``tau_objects``. The defaults (experts 0 and 50, horizon 3 among 3, 10,
+    30) were chosen on generator seed 1 and on the first half of the Mooncake trace, not on the
+    reported instances.
 
     Admission (where the price acts): after a request the object is kept only if
     ``c_o / s_o x rate_o >= price_scale x price``, the rate aged at the slowest expert's ``tau``.
@@ -563,8 +563,7 @@ class BidPrice(_Base):
     def __init__(self, *, price: float = 0.0, price_scale: float = 1.0, tau_objects: float = 50.0,
                  warmup: float = 0.0, refresh: int | float | None = None, tune: bool = True,
                  priced: bool = True, scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0),
-                 taus: tuple[float, ...] = (50.0,), experts: tuple[float, ...] | None = None,
-                 horizon: float = 3.0) -> None:
+                 experts: tuple[float, ...] | None = None, horizon: float = 3.0) -> None:
         if tau_objects <= 0:
             raise InvalidInstanceError(f"tau_objects must be > 0, got {tau_objects}")
         if experts is not None and (not experts or min(experts) < 0 or max(experts) <= 0):
@@ -574,7 +573,7 @@ class BidPrice(_Base):
             raise InvalidInstanceError(f"horizon must be > 0 cache-fulls, got {horizon}")
         self.price, self.price_scale, self.tau_objects = float(price), price_scale, tau_objects
         self.warmup, self.refresh, self.tune, self.scales = warmup, refresh, tune, scales
-        self.priced, self.taus = priced, taus
+        self.priced = priced
         self.experts, self.horizon = (tuple(experts) if experts else None), horizon
         self.prices: list[tuple[int, float]] = []  # (request, price x scale) history
         self.switches: list[tuple[int, float]] = []  # (request, expert tau_objects) history
@@ -668,8 +667,6 @@ class BidPrice(_Base):
         first = t == self.warm_end
         lo = 0 if first or not self.refresh else max(0, t - int(self.refresh))
         window = _window(self.instance, lo, t)
-        if first and self.tune:
-            self._tune_tau(window)  # the first window starts at request 0
         if self.priced:
             lp = solve_lp(window)
             # the per-gap prices are degenerate (HiGHS may put a whole interval's price on one
@@ -681,23 +678,6 @@ class BidPrice(_Base):
         self.prices.append((t, self.price * self.price_scale))
         if self.refresh:
             self.next_refresh = t + int(self.refresh)
-
-    def _tune_tau(self, window: Instance) -> None:
-        """Choose the ageing ``tau_objects`` from ``taus`` by replaying the past window with no
-        price (1 is close to LRU, 50 close to a cost-weighted LFU), then recompute every
-        object's ageing weight from the past requests with the chosen ``tau``."""
-        from servopt.benchmarks.caching import simulate
-
-        def replay(tau_objects: float) -> float:
-            trial = BidPrice(tau_objects=tau_objects, tune=False, priced=False)
-            return simulate(window, trial).miss_cost
-
-        if len(self.taus) > 1 and self.experts is None:
-            _, best = min((replay(tau), -tau) for tau in self.taus)  # ties: the slower ageing
-            self._set_experts((-best,))
-            weight = np.full(self.instance.objects, -np.inf)
-            np.logaddexp.at(weight, window.object_id, np.arange(window.requests) / self.tau)
-            self.weights[0] = self.log_weight = weight.tolist()
 
     def _tune(self, window: Instance) -> None:
         """Choose ``price_scale`` by replaying the past window (ties: the smaller scale)."""
@@ -726,8 +706,8 @@ class CostFreqSize(BidPrice):
 
     name = "cost_freq_size"
 
-    def __init__(self, *, warmup: float = 0.2, **kw: Any) -> None:
-        super().__init__(price=0.0, warmup=warmup, priced=False, **kw)
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(price=0.0, priced=False, **kw)
 
 
 def _factory(cls: type, **kw: Any) -> Any:

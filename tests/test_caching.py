@@ -292,19 +292,6 @@ def test_bid_price_value_order_by_hand(tau_objects, by_hand):
     assert bench.simulate(inst, policy, record=True).hit.tolist() == by_hand
 
 
-def test_bid_price_tunes_its_ageing_on_the_past_only():
-    inst = ci.generate(requests=3000, objects=600, cache_share=0.02, seed=2)
-    policy = cs.CostFreqSize(taus=(1.0, 50.0))
-    bench.simulate(inst, policy)
-    assert policy.tau_objects in (1.0, 50.0) and policy.price == 0 and policy.warm_end == 600
-    # the same choice replaying only the first 600 requests by hand
-    window = cs._window(inst, 0, 600)
-    replay = {tau: bench.simulate(window, cs.BidPrice(tau_objects=tau, tune=False,
-                                                      priced=False)).miss_cost
-              for tau in (1.0, 50.0)}
-    assert policy.tau_objects == (1.0 if replay[1.0] < replay[50.0] else 50.0)
-
-
 class _FlipToMRU:
     """LRU until request ``flip``, then asks the cache to re-rank as most-recently-used."""
 

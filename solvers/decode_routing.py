@@ -568,24 +568,25 @@ class BidPrice(Router):
 
     def route(self, view: FleetView, ids: np.ndarray) -> None:
         self.arrivals[view.step % self.window] += len(ids)
-        if not self.gate and self.pick == "marginal":
+        if not self.gate:  # ungated means pick="marginal" (the constructor checks)
             self._route_marginal(view, ids)
             return
         self.prompt_sum += float(view.prompt[ids].sum())  # the LP's request class
         self.prompt_n += len(ids)
         for i in ids:
             i = int(i)
-            if self.gate and (self.plan is None or not np.any(self.share - self.routed > 1e-6)):
+            if self.plan is None or not np.any(self.share - self.routed > 1e-6):
                 self._solve(view)
-            elif not self.gate and view.step - self.last_refresh >= self.refresh_every:
-                self.fc.refresh(view)
-                self._discount(view)
-                self.last_refresh = view.step
-            if self.pick == "marginal" and self.load_step != view.step:
-                self.load = self.fc.base_load(view)  # the forecast, every step (no solver)
-                self.top = self.load.max(axis=0)
-                self.load_step = view.step
+            if self.pick == "marginal":
+                self._step_load(view)
             view.assign(i, self._pick(view, i))
+
+    def _step_load(self, view: FleetView) -> None:
+        """The forecast L_gh and its barrier M_h, recomputed once per step (no solver)."""
+        if self.load_step != view.step:
+            self.load = self.fc.base_load(view)
+            self.top = self.load.max(axis=0)
+            self.load_step = view.step
 
     def _route_marginal(self, view: FleetView, ids: np.ndarray) -> None:
         """The default rule's fast path: forecast once per step, all new profiles at once.
@@ -599,10 +600,7 @@ class BidPrice(Router):
             self.fc.refresh(view)
             self._discount(view)
             self.last_refresh = view.step
-        if self.load_step != view.step:
-            self.load = self.fc.base_load(view)  # the forecast, every step (no solver)
-            self.top = self.load.max(axis=0)
-            self.load_step = view.step
+        self._step_load(view)
         pred = None if view.predicted is None else view.predicted[ids].astype(float)
         profiles = self.fc.new_profiles(view.prompt[ids].astype(float), pred)
         load, top, weights = self.load, self.top, self.weights
@@ -673,31 +671,27 @@ class BidPrice(Router):
         self.plan = True
 
     def _pick(self, view: FleetView, i: int) -> int:
-        if self.gate:
-            open_ = self.share - self.routed > 1e-6
-            if not open_.any():  # even a fresh plan has no share left for this request
-                open_[:] = True
-        else:
-            open_ = np.ones(view.workers, dtype=bool)
-        if self.pick == "marginal":
+        """One request of the LP-gated router: among the workers with plan share left."""
+        open_ = self.share - self.routed > 1e-6
+        if not open_.any():  # even a fresh plan has no share left for this request
+            open_[:] = True
+        if self.pick != "kv":
             pred = None if view.predicted is None else view.predicted[i:i + 1].astype(float)
             w = self.fc.profile(view.prompt[i:i + 1].astype(float), np.zeros(1), pred)[0]
+        if self.pick == "marginal":
             # discounted ms by which the request would raise the barrier at each step
             rise = np.maximum(self.load + w[None, :], self.top[None, :]) - self.top[None, :]
             score = np.where(open_, self.instance.ms_per_kv_token * (rise @ self.weights), np.inf)
             best = score.min()
             open_ = score <= best + 1e-9 * max(1.0, abs(best))
         elif self.pick == "price":
-            pred = None if view.predicted is None else view.predicted[i:i + 1].astype(float)
-            w = self.fc.profile(view.prompt[i:i + 1].astype(float), np.zeros(1), pred)[0]
             score = self.rho @ w + self.sigma + self.kappa * (view.prompt[i] + 1)
             score = np.where(open_, score, np.inf)
             best = score.min()
             open_ = score <= best + 1e-9 * max(1.0, abs(best))
         kv = np.where(open_, view.kv_running + view.kv_queued, np.iinfo(np.int64).max)
         g = int(np.argmin(kv))
-        if self.gate:
-            self.routed[g] += (view.prompt[i] + 1) / self.unit
+        self.routed[g] += (view.prompt[i] + 1) / self.unit
         if self.pick == "marginal":
             self.load[g] += w
             self.top = np.maximum(self.top, self.load[g])

@@ -113,16 +113,33 @@ def greedy_schedule(instance: Instance) -> np.ndarray:
     return start
 
 
+def run_rounds(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One entry per round of each run of ``lengths[k]`` rounds: the run k and j = 1..lengths[k]
+    (a request started at p is in its j-th round in round p + j - 1, holding s + j tokens)."""
+    col = np.repeat(np.arange(len(lengths)), lengths)
+    j = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths) + 1
+    return col, j
+
+
 def memory_profile(instance: Instance, start: np.ndarray, rounds: int | None = None) -> np.ndarray:
     """KV tokens held in each round by a schedule given by start rounds (vectorised)."""
     start = np.asarray(start, dtype=np.int64)
     o, s = instance.output_tokens, instance.prompt_tokens
     if rounds is None:
         rounds = int(np.max(start + o))
-    col = np.repeat(np.arange(instance.n), o)
-    j = np.arange(o.sum()) - np.repeat(np.cumsum(o) - o, o) + 1
+    col, j = run_rounds(o)
     return np.bincount(start[col] + j - 1, weights=(s[col] + j).astype(float),
                        minlength=rounds)[:rounds]
+
+
+def batch_profile(instance: Instance, start: np.ndarray, rounds: int | None = None) -> np.ndarray:
+    """Requests running in each round of a schedule given by start rounds (vectorised)."""
+    start = np.asarray(start, dtype=np.int64)
+    o = instance.output_tokens
+    if rounds is None:
+        rounds = int(np.max(start + o))
+    col, j = run_rounds(o)
+    return np.bincount(start[col] + j - 1, minlength=rounds)[:rounds]
 
 
 def is_feasible(instance: Instance, start: np.ndarray) -> bool:
@@ -133,10 +150,7 @@ def is_feasible(instance: Instance, start: np.ndarray) -> bool:
     if memory_profile(instance, start).max() > instance.kv_memory:
         return False
     if instance.max_batch is not None:
-        o = instance.output_tokens
-        running = np.bincount(np.repeat(start, o) + np.arange(o.sum())
-                              - np.repeat(np.cumsum(o) - o, o))
-        return bool(running.max() <= instance.max_batch)
+        return bool(batch_profile(instance, start).max() <= instance.max_batch)
     return True
 
 
@@ -197,9 +211,7 @@ def columns(instance: Instance, horizon: Any = None, window: int | None = None) 
 
 def usage(instance: Instance, cols: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """COO triplets (round, column, KV tokens) of the memory rows."""
-    o = instance.output_tokens[cols.request]
-    col = np.repeat(np.arange(len(cols.request)), o)
-    j = np.arange(o.sum()) - np.repeat(np.cumsum(o) - o, o) + 1  # 1..o within each column
+    col, j = run_rounds(instance.output_tokens[cols.request])
     row = cols.start[col] + j - 1
     tokens = instance.prompt_tokens[cols.request][col] + j
     return row, col, tokens.astype(float)

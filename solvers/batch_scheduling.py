@@ -685,9 +685,11 @@ def reoptimise(instance: Instance, start: np.ndarray, free: np.ndarray, lo: int,
     fixed = np.ones(instance.n, dtype=bool)
     fixed[free] = False
     keep = np.where(fixed, start, -1)
-    sub = instance.subset(np.flatnonzero(fixed)) if fixed.any() else None
-    used = (model.memory_profile(sub, start[fixed], rounds) if sub is not None
-            else np.zeros(rounds))
+    used, busy = np.zeros(rounds), np.zeros(rounds)
+    if fixed.any():
+        sub = instance.subset(np.flatnonzero(fixed))
+        used = model.memory_profile(sub, start[fixed], rounds)
+        busy = model.batch_profile(sub, start[fixed], rounds).astype(float)
     req, st = [], []
     for i in free:
         ps = np.arange(max(a[i], lo), max(a[i], min(hi, rounds - o[i])) + 1)
@@ -695,9 +697,7 @@ def reoptimise(instance: Instance, start: np.ndarray, free: np.ndarray, lo: int,
         req.append(np.full(len(ps), i))
         st.append(ps)
     req, st = np.concatenate(req), np.concatenate(st)
-    oo = o[req]
-    col = np.repeat(np.arange(len(req)), oo)
-    j = np.arange(oo.sum()) - np.repeat(np.cumsum(oo) - oo, oo) + 1
+    col, j = model.run_rounds(o[req])
     row = st[col] + j - 1
     parts = [sp.csr_matrix((np.ones(len(req)), (np.searchsorted(free, req) if np.all(
         np.diff(free) > 0) else np.array([np.flatnonzero(free == i)[0] for i in req]),
@@ -705,11 +705,8 @@ def reoptimise(instance: Instance, start: np.ndarray, free: np.ndarray, lo: int,
         sp.csr_matrix(((s[req][col] + j).astype(float), (row, col)), shape=(rounds, len(req)))]
     upper = [np.ones(len(free)), M - used]
     if instance.max_batch is not None:
-        ofix = o[fixed]
-        busy = np.bincount(np.repeat(start[fixed], ofix) + np.arange(ofix.sum())
-                           - np.repeat(np.cumsum(ofix) - ofix, ofix), minlength=rounds)[:rounds]
         parts.append(sp.csr_matrix((np.ones(len(row)), (row, col)), shape=(rounds, len(req))))
-        upper.append(instance.max_batch - busy.astype(float))
+        upper.append(instance.max_batch - busy)
     mat = sp.vstack(parts, format="csc")
     h = new_highs()
     h.setOptionValue("time_limit", float(time_limit))

@@ -454,8 +454,8 @@ def make_cell(*, kind: str = "synthetic", seed: int = 0, workload: str = "conver
         if prediction_error is None:
             return inst
         rng = np.random.default_rng([seed, 1])
-        noisy = inst.output * np.exp(rng.normal(0.0, prediction_error, inst.n_requests))
-        frame = inst.requests.assign(predicted_tokens=np.maximum(1, np.round(noisy)).astype(np.int64))
+        frame = inst.requests.assign(
+            predicted_tokens=gen.predicted_lengths(inst.output, prediction_error, rng))
         name = f"{inst.name} prediction noise {prediction_error:g}"
         return dataclasses.replace(inst, requests=frame, name=name)
     raise InvalidInstanceError(f"unknown benchmark cell kind {kind!r}")

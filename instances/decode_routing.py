@@ -243,6 +243,15 @@ def fleet_capacity(prompt: np.ndarray, output: np.ndarray, *, workers: int, slot
 # ---------------------------------------------------------------------------------------------
 # Generators
 # ---------------------------------------------------------------------------------------------
+def predicted_lengths(output: np.ndarray, error: float, rng: np.random.Generator) -> np.ndarray:
+    """``predicted_tokens`` = true output x exp(N(0, error^2)), rounded, at least 1 token."""
+    if not (isinstance(error, int | float | np.floating) and math.isfinite(error) and error >= 0):
+        raise InvalidInstanceError(f"prediction_error must be a finite spread >= 0 (0 = exact "
+                                   f"predictions), got {error!r}")
+    noisy = output * np.exp(rng.normal(0.0, error, len(output)))
+    return np.maximum(1, np.round(noisy)).astype(np.int64)
+
+
 def generate(*, workload: str = "conversation", requests: int = 600, workers: int = 4,
              load: float = 0.85, arrivals: str = "poisson", slots: int = 64,
              kv_capacity: int = 131072, step_ms: float = 10.0, ms_per_kv_token: float = 1e-4,
@@ -279,8 +288,7 @@ def generate(*, workload: str = "conversation", requests: int = 600, workers: in
     arrival = np.cumsum(gaps) - gaps[0]
     frame = pd.DataFrame({"arrival_s": arrival, "prompt_tokens": prompt, "output_tokens": output})
     if prediction_error is not None:
-        noisy = output * np.exp(rng.normal(0.0, prediction_error, len(output)))
-        frame["predicted_tokens"] = np.maximum(1, np.round(noisy)).astype(np.int64)
+        frame["predicted_tokens"] = predicted_lengths(output, prediction_error, rng)
     return Instance(workers=int(workers), slots=int(slots), kv_capacity=int(kv_capacity),
                     step_ms=float(step_ms), ms_per_kv_token=float(ms_per_kv_token),
                     prefill_ms_per_token=float(prefill_ms_per_token), requests=frame,

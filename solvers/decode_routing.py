@@ -532,6 +532,9 @@ class BidPrice(Router):
         self.slack = float(slack)
         self.horizon, self.discount, self.refresh_every = int(horizon), discount, int(refresh)
         self.prior_mean, self.window = prior_mean, int(window)
+        if not (isinstance(prediction_prior, int | float) and 0.0 < prediction_prior < np.inf):
+            raise InvalidInstanceError("prediction_prior (the assumed spread of log(true / "
+                                       f"predicted output)) must be > 0, got {prediction_prior!r}")
         self.prediction_prior = float(prediction_prior)
 
     def reset(self, instance: Instance, seed: int = 0) -> None:

@@ -499,6 +499,13 @@ def test_bid_price_plans_on_the_light_worker_and_solves_per_refresh_not_per_requ
         routing.BidPrice(pick="price")
     with pytest.raises(InvalidInstanceError, match="discount"):
         routing.BidPrice(discount=1.5)
+    with pytest.raises(InvalidInstanceError, match="prediction_prior"):
+        routing.BidPrice(prediction_prior=0.0)
+    for bad in (-0.5, float("nan")):
+        with pytest.raises(InvalidInstanceError, match="prediction_error"):
+            bench.make_cell(kind="hindsight", requests=20, prediction_error=bad)
+        with pytest.raises(InvalidInstanceError, match="prediction_error"):
+            inst_mod.generate(requests=20, prediction_error=bad)
 
 
 def test_step_floor_hand_values_and_validity():

@@ -70,7 +70,8 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
     capacity = instance.capacity * (1 + 1e-12) + 1e-9
     touch = policy.touch
     evicted = getattr(policy, "evicted", None)
-    rerank = getattr(policy, "priority", None)  # fresh priority of a cached object, on request
+    # fresh priority of a cached object, when the policy sets its ``rerank`` flag
+    rerank = getattr(policy, "priority", None) if hasattr(policy, "rerank") else None
     heappush, heappop = heapq.heappush, heapq.heappop
     cached: dict[int, int] = {}  # object -> sequence number of its live heap entry
     heap: list[tuple[float, int, int]] = []

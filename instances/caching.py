@@ -177,11 +177,7 @@ def generate(
         boundaries (0 = stationary).
     rate : request rate (requests/s) of the Poisson arrivals.
     """
-    if requests < 1 or objects < 1:
-        raise InvalidInstanceError("requests and objects must be >= 1")
-    if skew < 0 or not 0 <= drift <= 1 or phases < 1 or cache_share < 0 or rate <= 0:
-        raise InvalidInstanceError("need skew >= 0, 0 <= drift <= 1, phases >= 1, "
-                                   "cache_share >= 0, rate > 0")
+    _check_multimodal(requests, objects, skew, cache_share, drift, phases, rate)
     draw = _multimodal_draw(requests, objects, skew, drift, phases, rate, seed)
     return Instance(time=draw["time"], object_id=draw["object_id"], size=draw["size"],
                     miss_cost=draw["miss_cost"],
@@ -191,15 +187,25 @@ def generate(
 
 
 def phase_popularity(*, requests: int = 2000, objects: int = 400, skew: float = 0.9,
-                     drift: float = 0.1, phases: int = 5, rate: float = 100.0,
-                     seed: int = 0, **_: Any) -> tuple[np.ndarray, np.ndarray]:
+                     cache_share: float = 0.05, drift: float = 0.1, phases: int = 5,
+                     rate: float = 100.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The generator's true popularity per phase (foresight, for oracle references only).
 
     Returns ``bounds`` (phases + 1 request indexes: phase k is requests ``bounds[k]..bounds[k+1]-1``)
     and ``probability`` (phases x objects: each phase's request distribution). Same arguments
-    as :func:`generate` (extra ones such as ``cache_share`` are ignored)."""
+    as :func:`generate` (``cache_share`` is checked but does not change the popularity)."""
+    _check_multimodal(requests, objects, skew, cache_share, drift, phases, rate)
     draw = _multimodal_draw(requests, objects, skew, drift, phases, rate, seed)
     return draw["bounds"], draw["probability"]
+
+
+def _check_multimodal(requests: int, objects: int, skew: float, cache_share: float, drift: float,
+                      phases: int, rate: float) -> None:
+    if not (requests >= 1 and objects >= 1):
+        raise InvalidInstanceError("requests and objects must be >= 1")
+    if not (skew >= 0 and 0 <= drift <= 1 and phases >= 1 and cache_share >= 0 and rate > 0):
+        raise InvalidInstanceError("need skew >= 0, 0 <= drift <= 1, phases >= 1, "
+                                   "cache_share >= 0, rate > 0")
 
 
 def _multimodal_draw(requests: int, objects: int, skew: float, drift: float, phases: int,

@@ -437,6 +437,9 @@ class PhaseStatic(_Base):
         if self.probability.ndim != 2 or len(self.bounds) != len(self.probability) + 1:
             raise InvalidInstanceError("phase_static needs phases + 1 bounds and a phases x "
                                        "objects probability table")
+        if self.bounds[0] != 0 or np.any(np.diff(self.bounds) < 0):
+            raise InvalidInstanceError("phase_static: bounds must start at request 0 and not "
+                                       "decrease")
 
     def start(self, instance: Instance) -> None:
         super().start(instance)
@@ -453,7 +456,8 @@ class PhaseStatic(_Base):
 
     def touch(self, t: int, o: int, hit: bool) -> float | None:
         if self.phase < len(self.starts) and t >= self.starts[self.phase]:
-            self.phase += 1
+            while self.phase < len(self.starts) and t >= self.starts[self.phase]:  # empty phases
+                self.phase += 1
             self.member = self.members[self.phase]
             self.rerank = True
         return 1.0 if self.member[o] else 0.0
@@ -564,12 +568,13 @@ class BidPrice(_Base):
                  warmup: float = 0.0, refresh: int | float | None = None, tune: bool = True,
                  priced: bool = True, scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0),
                  experts: tuple[float, ...] | None = None, horizon: float = 3.0) -> None:
-        if tau_objects <= 0:
+        if not tau_objects > 0:  # also refuses NaN
             raise InvalidInstanceError(f"tau_objects must be > 0, got {tau_objects}")
-        if experts is not None and (not experts or min(experts) < 0 or max(experts) <= 0):
+        if experts is not None and (not experts or not all(e >= 0 for e in experts)
+                                    or not max(experts) > 0):
             raise InvalidInstanceError(f"experts must be ageing times >= 0 (cache-fulls) with "
                                        f"one > 0, got {experts}")
-        if horizon <= 0:
+        if not horizon > 0:
             raise InvalidInstanceError(f"horizon must be > 0 cache-fulls, got {horizon}")
         self.price, self.price_scale, self.tau_objects = float(price), price_scale, tau_objects
         self.warmup, self.refresh, self.tune, self.scales = warmup, refresh, tune, scales

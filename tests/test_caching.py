@@ -428,3 +428,47 @@ def test_auto_falls_back_to_interior_point(monkeypatch):
     assert restarts == [1]
     assert fallback.value == pytest.approx(reference.value, rel=1e-9)
     assert lagrangian(inst, fallback.price) == pytest.approx(reference.value, rel=1e-7)
+
+
+def test_phase_static_skips_an_empty_phase():
+    """Room for one object; phases: requests 0-1, none, 2-3, each preferring object 1. At
+    request 2 the empty phase (no member: no expected request) is passed over, so object 1 stays
+    a member, object 0 (rank 0) bypasses the cache and object 1 hits at request 3. Stopping in
+    the empty phase would rank both 0 and evict object 1, the older entry."""
+    inst = unit_instance([1, 1, 0, 1], capacity=1.0)
+    policy = cs.PhaseStatic([0, 2, 2, 4], [[0.0, 1.0]] * 3)
+    assert bench.simulate(inst, policy, record=True).hit.tolist() == [False, True, False, True]
+    with pytest.raises(InvalidInstanceError, match="bounds"):
+        cs.PhaseStatic([1, 2, 4], [[1.0, 0.0], [0.0, 1.0]])
+
+
+@pytest.mark.parametrize("kw", [{"requests": 0}, {"skew": float("nan")}, {"cache_share": -1.0},
+                                {"phases": 0}])
+def test_phase_popularity_refuses_what_generate_refuses(kw):
+    for make in (ci.generate, ci.phase_popularity):
+        with pytest.raises(InvalidInstanceError):
+            make(**kw)
+    with pytest.raises(TypeError):
+        ci.phase_popularity(skw=1.2)  # a misspelt argument is not silently ignored
+
+
+@pytest.mark.parametrize("kw", [{"tau_objects": float("nan")}, {"horizon": float("nan")},
+                                {"experts": (float("nan"), 50.0)}])
+def test_bid_price_refuses_nan_parameters(kw):
+    with pytest.raises(InvalidInstanceError, match=next(iter(kw))):
+        cs.BidPrice(**kw)
+
+
+def test_simulator_ignores_a_priority_method_without_the_rerank_flag():
+    class Recency:
+        def start(self, instance):
+            pass
+
+        def touch(self, t, o, hit):
+            return float(t)
+
+        def priority(self, o):  # the policy's own helper, not the re-rank protocol
+            return 0.0
+
+    inst = unit_instance([0, 1, 2, 0, 1], capacity=2.0)
+    assert bench.simulate(inst, Recency()).hits == bench.simulate(inst, "lru").hits

@@ -375,10 +375,8 @@ def busy_lower_bound(instance: Instance) -> float:
     work = c1 * (o * s + o * (o - 1) / 2) + p * s
     simple = simple_lower_bound(instance)
     if instance.arrival_unit == "step":
-        start = np.ceil(instance.arrival - 1e-9)
-        steps = max(_union_length(start, start + o),
-                    math.ceil(o.sum() / (instance.workers * instance.slots)))
-        return max(simple, float(c0 * steps + work.sum() / instance.workers))
+        start = np.ceil(instance.arrival - 1e-9)  # the simple bound has the slot count's steps
+        return max(simple, float(c0 * _union_length(start, start + o) + work.sum() / instance.workers))
     start = instance.arrival * 1000.0
     return max(simple, _union_length(start, start + c0 * o + work))
 

@@ -295,7 +295,7 @@ class _Forecaster:
         if self._new is None:
             h = np.arange(self.H)
             surv = self._S(h)
-            self._new = (h.astype(float), surv, self._S(h) / np.maximum(self._S(np.zeros(1)), 1e-12))
+            self._new = (h.astype(float), surv, surv / np.maximum(self._S(np.zeros(1)), 1e-12))
         return self._new
 
     def alive_table(self) -> np.ndarray:

@@ -68,7 +68,7 @@ def add_references(summary: pd.DataFrame, folder: Path) -> pd.DataFrame:
             continue
         ref = pd.read_csv(path)
         if workload == "multimodal":
-            ref["workload"] = [f"multimodal skew={s}" for s in ref["skew"]]
+            ref["workload"] = [f"multimodal skew={s:g}" for s in ref["skew"]]  # as the instance names it
         else:
             ref["workload"] = [f"mooncake cost={c}" for c in ref["cost"]]
         ref = ref.set_index(["workload", "cache"])

@@ -91,7 +91,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from servopt.core import Solution
+from servopt.core import InvalidInstanceError, Solution
 from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
@@ -441,8 +441,6 @@ def cover_bound(instance: Instance, *, rounds: int = 100, time_limit: float = 30
 
 def _check_patience(patience: float) -> float:
     """Rounds a request may wait, in multiples of its predicted output, before it blocks the queue."""
-    from servopt.core import InvalidInstanceError
-
     if not (isinstance(patience, int | float) and patience >= 0):
         raise InvalidInstanceError(f"patience is how many times its predicted output a request may wait "
                                    f"before it blocks the queue: a number >= 0, got {patience!r}")
@@ -690,18 +688,14 @@ def reoptimise(instance: Instance, start: np.ndarray, free: np.ndarray, lo: int,
         sub = instance.subset(np.flatnonzero(fixed))
         used = model.memory_profile(sub, start[fixed], rounds)
         busy = model.batch_profile(sub, start[fixed], rounds).astype(float)
-    req, st = [], []
-    for i in free:
-        ps = np.arange(max(a[i], lo), max(a[i], min(hi, rounds - o[i])) + 1)
-        ps = np.union1d(ps, [start[i]])
-        req.append(np.full(len(ps), i))
-        st.append(ps)
-    req, st = np.concatenate(req), np.concatenate(st)
+    starts = [np.union1d(np.arange(max(a[i], lo), max(a[i], min(hi, rounds - o[i])) + 1),
+                         [start[i]]) for i in free]
+    once = np.repeat(np.arange(len(free)), [len(ps) for ps in starts])  # start_once row
+    req, st = free[once], np.concatenate(starts)
     col, j = model.run_rounds(o[req])
     row = st[col] + j - 1
-    parts = [sp.csr_matrix((np.ones(len(req)), (np.searchsorted(free, req) if np.all(
-        np.diff(free) > 0) else np.array([np.flatnonzero(free == i)[0] for i in req]),
-        np.arange(len(req)))), shape=(len(free), len(req))),
+    parts = [sp.csr_matrix((np.ones(len(req)), (once, np.arange(len(req)))),
+                           shape=(len(free), len(req))),
         sp.csr_matrix(((s[req][col] + j).astype(float), (row, col)), shape=(rounds, len(req)))]
     upper = [np.ones(len(free)), M - used]
     if instance.max_batch is not None:
@@ -927,8 +921,6 @@ POLICIES: dict[str, Any] = {
 
 def make_policy(method: Any) -> Policy:
     """A fresh policy object from a ``POLICIES`` name, a policy class or a policy object."""
-    from servopt.core import InvalidInstanceError
-
     if isinstance(method, str):
         if method not in POLICIES:
             raise InvalidInstanceError(

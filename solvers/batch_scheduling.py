@@ -441,7 +441,7 @@ def cover_bound(instance: Instance, *, rounds: int = 100, time_limit: float = 30
 
 def _check_patience(patience: float) -> float:
     """Rounds a request may wait, in multiples of its predicted output, before it blocks the queue."""
-    if not (isinstance(patience, int | float) and patience >= 0):
+    if isinstance(patience, bool) or not (isinstance(patience, int | float) and patience >= 0):
         raise InvalidInstanceError(f"patience is how many times its predicted output a request may wait "
                                    f"before it blocks the queue: a number >= 0, got {patience!r}")
     return float(patience)
@@ -749,7 +749,8 @@ def serial_schedule(instance: Instance, order: np.ndarray, rounds: int | None = 
 
     a, s, o, M = instance.arrival, instance.prompt_tokens, instance.output_tokens, instance.kv_memory
     if instance.max_batch is not None:
-        raise NotImplementedError("serial_schedule does not model a batch cap")
+        raise InvalidInstanceError("serial_schedule does not model a batch cap: it needs an "
+                                   "instance with max_batch None")
     if rounds is None:
         rounds = int(a.max() + o.sum() + 1)
     if free is None:
@@ -849,7 +850,10 @@ def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float
     Returns start rounds.
     """
     if not model.is_feasible(instance, start):
-        raise ValueError("improve_schedule needs a feasible schedule to start from")
+        raise InvalidInstanceError(
+            "improve_schedule needs a feasible schedule to start from: one start round per "
+            "request, none before its arrival, KV memory within kv_memory (and the batch cap) "
+            "in every round")
     rng = np.random.default_rng(seed)
     o = instance.output_tokens
     best = np.asarray(start, dtype=np.int64).copy()

@@ -3,6 +3,7 @@ prices and complementary slackness, policy properties, and clear errors for bad 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -369,9 +370,20 @@ def test_online_bid_price_skips_a_request_that_fails_the_lookahead():
         state([0, 1, 2], t=10)).tolist() == [2]
 
 
-@pytest.mark.parametrize("patience", [-1, float("nan"), "2"])
+@pytest.mark.parametrize("patience", [-1, float("nan"), "2", True])
 def test_bad_patience_is_refused_by_name(patience):
     with pytest.raises(InvalidInstanceError, match="patience"):
         rules.BidPriceStationary(patience=patience)
     with pytest.raises(InvalidInstanceError, match="patience"):
         rules.BidPrice(patience=patience)
+
+
+def test_schedule_search_refuses_bad_input_by_name():
+    inst = inst_mod.generate(6, lengths="azure", seed=1)
+    start = model.greedy_schedule(inst)
+    late = start - 1  # before the arrivals (all at round 0)
+    with pytest.raises(InvalidInstanceError, match="feasible schedule"):
+        rules.improve_schedule(inst, late, time_limit=1)
+    capped = dataclasses.replace(inst, max_batch=2)
+    with pytest.raises(InvalidInstanceError, match="max_batch"):
+        rules.serial_schedule(capped, np.arange(inst.n))

@@ -465,7 +465,6 @@ def cover_cuts(instance: Instance, rows: CoverRows, x: np.ndarray,
             items = np.flatnonzero(useful & (group == g))
             w = np.minimum(tok[items], cap)
             src = level[None, :] - w[:, None]  # reach level l from l - w ...
-            src[:, cap] = -1
             cand = np.where(src >= 0, best[np.maximum(src, 0)], np.inf)
             tail = np.minimum.accumulate(best[::-1])[::-1]  # ... and cap from any l >= cap - w
             top = (cap - w) + np.array([int(np.argmin(best[cap - k:])) for k in w])

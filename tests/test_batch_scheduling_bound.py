@@ -48,7 +48,8 @@ def test_cover_bound_is_valid_and_at_least_the_lp(seed):
 
 
 def test_cover_bound_is_stronger_than_the_lp_on_random_tiny_instances():
-    # seeds where brute force shows the LP (even rounded up) is below the optimum
+    # the cuts must raise the plain LP by more than half a round on at least one of these seeds
+    # (that the raised bound stays below the optimum is checked against brute force above)
     gains = []
     for seed in range(12):
         inst = tiny(seed)

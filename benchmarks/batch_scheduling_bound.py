@@ -57,14 +57,14 @@ def bracket(inst: instances.Instance, ip_time: float | None, search_time: float,
     costs["hindsight"] = bench.evaluate(inst, search).cost
     row["search_s"] = time.perf_counter() - t0
     row["search_start"] = model.schedule_latency(inst, search.initial)
-    lower = math.ceil(max(lp.objective, cut.bound) - 1e-6)
+    lower = bench.whole_rounds(max(lp.objective, cut.bound))
     row["ip_bound"] = row["ip_value"] = math.nan
     if ip_time is not None:
         ip = rules.solve_lp(inst, integer=True, time_limit=ip_time, start=search.planned,
                             cuts=cut.cuts)
         row["ip_bound"], row["ip_value"] = ip.bound, ip.objective
         if math.isfinite(ip.bound):
-            lower = max(lower, math.ceil(ip.bound - 1e-6))
+            lower = max(lower, bench.whole_rounds(ip.bound))
         if ip.decisions and model.is_feasible(inst, ip.decisions["start"].to_numpy()):
             costs["ip"] = model.schedule_latency(inst, ip.decisions["start"].to_numpy())
     best = min(costs.values())

@@ -387,3 +387,11 @@ def test_schedule_search_refuses_bad_input_by_name():
     capped = dataclasses.replace(inst, max_batch=2)
     with pytest.raises(InvalidInstanceError, match="max_batch"):
         rules.serial_schedule(capped, np.arange(inst.n))
+
+
+def test_bounds_round_up_to_whole_rounds_but_not_on_solver_noise():
+    assert bench.whole_rounds(13 / 3) == 5.0
+    assert bench.whole_rounds(3.001) == 4.0
+    assert bench.whole_rounds(3 + 1e-7) == 3.0
+    assert bench.whole_rounds(44_534 + 1e-5) == 44_534.0  # 2e-10 relative: noise, not a round
+    assert bench.whole_rounds(44_534.01) == 44_535.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -33,13 +34,21 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return params
 
 
-def _check_numbers(generate: Any, params: dict[str, Any], decision: str) -> None:
-    """Refuse text for a generator parameter annotated as a number, naming the parameter."""
+def _check_params(generate: Any, params: dict[str, Any], decision: str) -> None:
+    """Refuse an unknown generator parameter (listing the known ones) and text for a number."""
     import inspect
 
     signature = inspect.signature(generate)
+    known = [name for name, p in signature.parameters.items()
+             if name != "seed" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     for name, value in params.items():
         parameter = signature.parameters.get(name)
+        if name == "seed":
+            raise ValueError(f"generate {decision}: give the seed as --seed {value}, not seed={value}")
+        if parameter is None and not takes_any:
+            raise ValueError(f"generate {decision}: unknown parameter {name!r} "
+                             f"(parameters: {', '.join(known)})")
         if parameter is None or not isinstance(value, str):
             continue
         annotation = str(parameter.annotation)
@@ -74,7 +83,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     module = layer_module(args.decision, "instances")
     params = _parse_params(args.params)
-    _check_numbers(module.generate, params, args.decision)
+    _check_params(module.generate, params, args.decision)
     try:
         instance = module.generate(seed=args.seed, **params)
     except TypeError as exc:
@@ -284,7 +293,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # the reader went away (``servopt solve f.json | head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("servopt: interrupted; finished runs are cached and the next run resumes",
               file=sys.stderr)

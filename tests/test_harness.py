@@ -150,3 +150,25 @@ def test_cli_generate_refuses_text_for_a_number(tmp_path, capsys):
     assert cli.main(["generate", "toy_production", "products=many", "-o",
                      str(tmp_path / "g.json")]) == 2
     assert "products must be a number, got 'many'" in capsys.readouterr().err
+
+
+def test_cli_generate_names_unknown_parameters(tmp_path, capsys):
+    out = str(tmp_path / "g.json")
+    assert cli.main(["generate", "toy_production", "colour=red", "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert "unknown parameter 'colour'" in err and "products" in err and "Traceback" not in err
+    assert cli.main(["generate", "toy_production", "seed=3", "-o", out]) == 2
+    assert "--seed 3" in capsys.readouterr().err
+
+
+def test_cli_closed_pipe_is_quiet():
+    """``servopt library list | head -0``: the reader is gone before the first write."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys, servopt.cli; sys.exit(servopt.cli.main())",
+                              "library", "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 0
+    assert "Traceback" not in err and "error" not in err.lower()

@@ -16,8 +16,11 @@ A policy is an object with
   changes between requests, e.g. the bid-price rule switching its ageing).
 
 The simulator in :mod:`servopt.benchmarks.caching` owns the cache contents, the byte count and
-the hit/miss accounting; a policy only ranks and admits. Rules run in O(1) or O(log n) Python per
-request (a cache is sequential); the prices are computed once (or once per window) by HiGHS.
+the hit/miss accounting; a policy only ranks and admits. The one exception is the bid-price
+rule's own past: its shadow caches and warm-up replay run in :class:`Cache`, defined here and
+not shared with the evaluator, which keeps its own (tests check the two against each other).
+Rules run in O(1) or O(log n) Python per request (a cache is sequential); the prices are
+computed once (or once per window) by HiGHS.
 
 Methods (``POLICIES``)
 ----------------------
@@ -45,12 +48,12 @@ import dataclasses
 import heapq
 import math
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
 
-from servopt.core import InvalidInstanceError, Solution
+from servopt.core import InvalidInstanceError
 from servopt.core.solution import normalise_dual
 from servopt.instances.caching import Instance
 from servopt.models import caching as model
@@ -78,9 +81,6 @@ class LPResult:
     intervals: model.Intervals
     wall_s: float
     method: str
-
-    def schedule(self, instance: Instance) -> np.ndarray:
-        return round_schedule(instance, self)
 
 
 def solve_lp(instance: Instance, *, method: str = "highs_matrix",
@@ -194,17 +194,6 @@ def _solve_highs_matrix(instance: Instance, time_limit: float | None,
     price = np.zeros(gaps)  # dropped rows are redundant: price 0
     price[fm.gaps] = np.maximum(normalise_dual(dual, sense="min", row="le", convention="pyomo"), 0.0)
     return LPResult(value, np.clip(values[:m], 0.0, 1.0), price, iv, 0.0, "highs_matrix")
-
-
-def lp_solution(result: LPResult, instance: Instance) -> Solution:
-    """An :class:`~servopt.core.Solution` view of an LP result (prices as ``cache_capacity``)."""
-    gaps = pd.RangeIndex(len(result.price), name="gap")
-    return Solution(status="optimal", objective=result.value, bound=result.value, gap=0.0,
-                    wall_s=result.wall_s, relaxed=True, backend=result.method, decision="caching",
-                    decisions={"keep": pd.Series(result.keep, index=pd.Index(
-                        result.intervals.start, name="start_request"), name="keep")},
-                    prices={"cache_capacity": pd.Series(result.price, index=gaps,
-                                                        name="cache_capacity")})
 
 
 def round_schedule(instance: Instance, result: LPResult, tol: float = 1e-6,
@@ -490,37 +479,54 @@ class LPSchedule(_Base):
 # ---------------------------------------------------------------------------------------------
 # The bid-price rule
 # ---------------------------------------------------------------------------------------------
-class _Shadow:
-    """A shadow cache inside a policy: the same requests replayed with one expert's priorities
-    (evict the lowest, no admission control), to score that expert on the past."""
+class Cache:
+    """The bid-price rule's own cache of ``capacity`` tokens: after a request it keeps the object
+    with the priority it is given (drops it on ``None``), then evicts the lowest priorities (a heap
+    with lazy deletion; ties: the older entry) until the contents fit. An object larger than the
+    cache is never kept.
+
+    The rule uses it for the shadow caches that score its ageing experts and for the warm-up
+    replay that chooses its price scale (:meth:`BidPrice.replay`). It is the rule's machinery,
+    not the evaluator's: :mod:`servopt.benchmarks.caching` keeps its own simulator, so that a
+    reported miss cost shares no code with the rule under test, and tests check both against
+    hand-worked sequences and against each other.
+    """
 
     def __init__(self, size: list[float], capacity: float) -> None:
         self.size, self.capacity = size, capacity * (1 + 1e-12) + 1e-9
-        self.cached: dict[int, int] = {}
+        self.cached: dict[int, int] = {}  # object -> sequence number of its live heap entry
         self.heap: list[tuple[float, int, int]] = []
         self.used, self.seq = 0.0, 0
 
-    def step(self, o: int, priority: float) -> bool:
-        """Serve ``o`` and keep it with ``priority``; True on a hit."""
-        hit = o in self.cached
+    def put(self, o: int, priority: float | None, hit: bool) -> None:
+        """After a request for ``o`` (``hit``: it was cached): keep it with ``priority``, or drop
+        it on ``None``, then evict the lowest priorities (``o`` itself included) until it fits."""
         s = self.size[o]
-        if s > self.capacity:
-            return hit
+        if priority is None or s > self.capacity:
+            if hit:
+                del self.cached[o]
+                self.used -= s
+            return
         if not hit:
             self.used += s
         self.seq += 1
-        self.cached[o] = self.seq
+        cached = self.cached
+        cached[o] = self.seq
         heap = self.heap
         heapq.heappush(heap, (priority, self.seq, o))
         while self.used > self.capacity:
             _, q, v = heapq.heappop(heap)
-            if self.cached.get(v) == q:
-                del self.cached[v]
+            if cached.get(v) == q:
+                del cached[v]
                 self.used -= self.size[v]
-        if len(heap) > 4 * len(self.cached) + 4096:  # drop stale entries
-            self.heap = [e for e in heap if self.cached.get(e[2]) == e[1]]
+        if len(heap) > 4 * len(cached) + 4096:  # drop stale entries
+            self.heap = [e for e in heap if cached.get(e[2]) == e[1]]
             heapq.heapify(self.heap)
-        return hit
+
+    def rerank(self, priority: Callable[[int], float]) -> None:
+        """Re-rank every cached object by ``priority(o)`` (each keeps its place among ties)."""
+        self.heap = [(priority(v), q, v) for v, q in self.cached.items()]
+        heapq.heapify(self.heap)
 
 
 EXPERTS = (0.0, 50.0)  # ageing of the shipped rule, in cache-fulls: pure recency and slow ageing
@@ -619,7 +625,7 @@ class BidPrice(_Base):
         self.rerank = False
         self.switches = [(0, experts[self.slow])]
         several = len(experts) > 1
-        self.shadows = [_Shadow(self.size, self.instance.capacity) for _ in experts] if several \
+        self.shadows = [Cache(self.size, self.instance.capacity) for _ in experts] if several \
             else []
         self.score = [0.0] * len(experts)
         self.decay = math.exp(-1.0 / max(self.horizon * fulls, 1.0))
@@ -648,7 +654,9 @@ class BidPrice(_Base):
             score, decay, c = self.score, self.decay, self.cost[o]
             for k, shadow in enumerate(self.shadows):
                 score[k] *= decay
-                if not shadow.step(o, priorities[k]):
+                shadow_hit = o in shadow.cached
+                shadow.put(o, priorities[k], shadow_hit)
+                if not shadow_hit:
                     score[k] += c
             best = min(range(len(score)), key=score.__getitem__)
             if score[best] < score[self.best]:  # ties keep the current expert
@@ -686,15 +694,32 @@ class BidPrice(_Base):
 
     def _tune(self, window: Instance) -> None:
         """Choose ``price_scale`` by replaying the past window (ties: the smaller scale)."""
-        from servopt.benchmarks.caching import simulate  # the warm-up replay (past requests)
 
         def replay(scale: float) -> float:
             trial = BidPrice(price=self.price, price_scale=scale, tau_objects=self.tau_objects,
                              tune=False, priced=False, experts=self.experts, horizon=self.horizon)
-            return simulate(window, trial).miss_cost
+            return trial.replay(window)
 
         scales = self.scales if self.price > 0 else (0.0,)
         _, self.price_scale = min((replay(s), s) for s in scales)
+
+    def replay(self, instance: Instance) -> float:
+        """Miss cost of this rule serving ``instance`` alone in a :class:`Cache` of its own (the
+        warm-up replay; reported costs come from the evaluator's simulator instead)."""
+        self.start(instance)
+        cache = Cache(self.size, instance.capacity)
+        cached, cost, touch = cache.cached, self.cost, self.touch
+        miss_cost = 0.0
+        for t, o in enumerate(instance.object_id.tolist()):
+            hit = o in cached
+            if not hit:
+                miss_cost += cost[o]
+            priority = touch(t, o, hit)
+            if self.rerank:  # the ageing expert changed: re-rank by its priorities
+                self.rerank = False
+                cache.rerank(self.priority)
+            cache.put(o, priority, hit)
+        return miss_cost
 
 
 def _window(instance: Instance, lo: int, hi: int) -> Instance:

@@ -321,6 +321,95 @@ def test_simulator_reranks_when_the_policy_asks():
     assert flipped.hit.tolist() == [False, False, False, True, True]
 
 
+def rule_cache_misses(sequence, capacity, priority, size=None) -> list[bool]:
+    """Drive the rule's own :class:`~servopt.solvers.caching.Cache` directly: the miss flags."""
+    size = [1.0] * (max(sequence) + 1) if size is None else size
+    cache = cs.Cache(size, capacity)
+    out = []
+    for t, o in enumerate(sequence):
+        hit = o in cache.cached
+        out.append(not hit)
+        cache.put(o, priority(t, o, hit), hit)
+        assert cache.used <= capacity + 1e-9
+        assert cache.used == pytest.approx(sum(size[v] for v in cache.cached))
+    return out
+
+
+def test_rule_cache_textbook_page_faults():
+    """The bid-price rule's own cache against the same published counts as the evaluator: LRU
+    12 faults, FIFO 15 on the textbook reference string with 3 frames."""
+    assert sum(rule_cache_misses(REFERENCE, 3.0, lambda t, o, hit: t)) == 12
+    inserted = {}
+
+    def fifo(t, o, hit):
+        if not hit:
+            inserted[o] = t
+        return inserted[o]
+
+    assert sum(rule_cache_misses(REFERENCE, 3.0, fifo)) == 15
+
+
+def test_rule_cache_by_hand():
+    """Room for 2 tokens. Sizes a=1, b=1, c=3 (larger than the cache). a b c a b: c is never
+    kept, so a and b hit. Dropping a (priority None) at its first request makes its second a
+    miss. A re-rank to most-recently-used at request 2 of 0 1 2 0 1 makes 2 evict itself
+    (as in the evaluator's test)."""
+    size = [1.0, 1.0, 3.0]
+    assert rule_cache_misses([0, 1, 2, 0, 1], 2.0, lambda t, o, hit: t, size) == \
+        [True, True, True, False, False]
+    drop_first_a = rule_cache_misses([0, 1, 0, 0], 2.0,
+                                     lambda t, o, hit: None if t == 0 else t, size)
+    assert drop_first_a == [True, True, True, False]
+    cache = cs.Cache([1.0, 1.0, 1.0], 2.0)
+    last, flags = {}, []
+    for t, o in enumerate([0, 1, 2, 0, 1]):
+        hit = o in cache.cached
+        flags.append(hit)
+        last[o] = t
+        if t == 2:
+            cache.rerank(lambda v: -last[v])
+        cache.put(o, -t if t >= 2 else t, hit)
+    assert flags == [False, False, False, True, True]
+
+
+@pytest.mark.parametrize(("seed", "price_share", "kw"), [
+    (2, 0.0, {"experts": cs.EXPERTS}),  # switching ageing (re-ranks), no price
+    (3, 0.5, {"experts": cs.EXPERTS}),  # and admission by a price
+    (1, 2.0, {"tau_objects": 5.0}),  # one fixed ageing, a high price
+])
+def test_rule_replay_matches_the_evaluator(seed, price_share, kw):
+    """The rule's own replay (its warm-up tuning) and the evaluator's simulator are separate
+    code: they must agree to the last bit on the same rule, with re-ranks and refusals."""
+    inst = ci.generate(requests=3000, objects=600, cache_share=0.02, seed=seed)
+    price = price_share * cs.solve_lp(inst).price.mean()
+
+    def rule(price=price):
+        return cs.BidPrice(price=price, tune=False, priced=False, **kw)
+
+    replayed = rule()
+    cost = replayed.replay(inst)
+    assert cost == bench.simulate(inst, rule()).miss_cost
+    if "experts" in kw:
+        assert len(replayed.switches) > 2  # the replay went through re-ranks
+    if price > 0:  # the price refused some objects
+        assert cost != bench.simulate(inst, rule(0.0)).miss_cost
+
+
+def test_warm_up_tuning_picks_the_evaluator_s_best_scale():
+    """The scale the warm-up replay chooses is the one with the lowest miss cost on the warm-up
+    window as the evaluator counts it (ties: the smaller scale)."""
+    inst = ci.generate(requests=3000, objects=600, cache_share=0.02, seed=2)
+    scales = (0.5, 1.0, 2.0, 4.0)
+    policy = cs.BidPrice(warmup=0.2, experts=cs.EXPERTS, scales=scales)
+    bench.simulate(inst, policy)
+    window = cs._window(inst, 0, policy.warm_end)
+    costs = [bench.simulate(window, cs.BidPrice(price=policy.price, price_scale=s, tune=False,
+                                                priced=False, experts=cs.EXPERTS)).miss_cost
+             for s in scales]
+    assert policy.price > 0 and len(set(costs)) > 1
+    assert policy.price_scale == scales[int(np.argmin(costs))]
+
+
 def test_adaptive_ageing_scores_each_expert_by_its_own_replay():
     """With no discounting, each expert's score is the miss cost of a cache that runs that
     expert alone (the evaluator's replay of the fixed-ageing rule, or LRU)."""

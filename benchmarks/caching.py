@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -154,18 +156,22 @@ def closed_gap(cost: float, lru_cost: float, lp_bound: float) -> float:
     return float((lru_cost - cost) / gap) if gap > 0 else float("nan")
 
 
-def lru_gap_table(frame: Any) -> Any:
-    """Add ``closed_vs_lru`` per row of a runner frame (one LRU row per instance)."""
+def setting_label(params: dict) -> str:
+    """The workload of a benchmark setting as the result tables name it: ``multimodal skew=S``
+    or ``mooncake cost=C``."""
+    if params["workload"] == "multimodal":
+        return f"multimodal skew={params['skew']}"
+    return f"mooncake cost={params.get('cost', 'unit')}"
+
+
+def committed_bounds(path: str | Path = "benchmarks/results/caching_full.csv") -> list[tuple[dict, float]]:
+    """``(params, LP bound)`` of every setting of the committed full-case results, in their order
+    (scripts that compare extra methods reuse the bound instead of solving the LP again)."""
     import pandas as pd
 
-    keys = ["case", "params", "seed"]
-    lru = frame[frame["method"] == "lru"].set_index(keys)["cost"]
-    out = frame.copy()
-    index = pd.MultiIndex.from_frame(out[keys])
-    out["closed_vs_lru"] = [closed_gap(c, lr, b) for c, lr, b in
-                            zip(out["cost"], lru.reindex(index).to_numpy(), out["bound"],
-                                strict=True)]
-    return out
+    full = pd.read_csv(path)
+    bounds = full.drop_duplicates("params").set_index("params")["bound"]
+    return [(json.loads(params), float(value)) for params, value in bounds.items()]
 
 
 def make_instance(*, seed: int = 0, workload: str = "multimodal", **params: Any) -> Instance:

@@ -19,7 +19,6 @@ the markdown from the CSVs).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -48,7 +47,7 @@ class Doorkeeper(cs.CostFreqSize):
         return None if first else priority
 
 
-class RecencyBoost(cs._Base):
+class RecencyBoost(cs.BasePolicy):
     """LRU with ``boost`` cache-fulls of extra priority for a block whose previous request was
     at most ``reach`` cache-fulls ago."""
 
@@ -78,15 +77,12 @@ VARIANTS = {
 
 
 def main() -> None:
-    full = pd.read_csv(RESULTS / "caching_full.csv")
-    bounds = full.drop_duplicates("params").set_index("params")["bound"]
     tuning, reported = [], []
-    for params, lp in bounds.items():
-        p = json.loads(params)
+    for p, lp in bench.committed_bounds(RESULTS / "caching_full.csv"):
         if p["workload"] != "mooncake":
             continue
         inst = bench.make_instance(**p)
-        half = cs._window(inst, 0, inst.requests // 2)
+        half = cs.request_window(inst, 0, inst.requests // 2)
         label = {"cost": p["cost"], "cache": p["cache_share"]}
         lru_half = bench.simulate(half, "lru").miss_cost
         lru = bench.simulate(inst, "lru").miss_cost

@@ -36,9 +36,7 @@ def main() -> None:
         if abs(result.miss_cost - float(cost["bid_price"])) > 1e-6 * max(1.0, result.miss_cost):
             raise RuntimeError(f"{params}: bid_price cost differs from caching_full.csv")
         learned = [price for t, price in policy.prices[1:]]  # price x scale after the warm-up
-        workload = (f"multimodal skew={p['skew']}" if p["workload"] == "multimodal"
-                    else f"mooncake cost={p['cost']}")
-        rows.append({"workload": workload, "cache": str(p["cache_share"]),
+        rows.append({"workload": bench.setting_label(p), "cache": str(p["cache_share"]),
                      "scale": policy.price_scale,
                      "acting_price_min": min(learned) if learned else 0.0,
                      "acting_price_max": max(learned) if learned else 0.0,

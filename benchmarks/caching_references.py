@@ -36,7 +36,6 @@ Run: ``python benchmarks/caching_references.py`` (about 10 minutes on the shared
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +52,7 @@ REACH = 10.0  # cache-fulls of requests: "requested again soon"
 RESULTS = Path("benchmarks/results")
 
 
-class _PhaseCount(cs._Base):
+class _PhaseCount(cs.BasePolicy):
     """Evict the lowest c_o / s_o x requests counted since the last phase change (earlier counts
     weighed by ``carry`` at each change; ``bounds`` = [0, n]: one count from the start, an online
     rule with perfect counts)."""
@@ -77,7 +76,7 @@ class _PhaseCount(cs._Base):
         return self.density[o] * self.count[o]
 
 
-class _Admit(cs._Base):
+class _Admit(cs.BasePolicy):
     """LRU order; a request's block is kept only where ``admit[t]`` is True."""
 
     def __init__(self, admit: np.ndarray, name: str) -> None:
@@ -88,20 +87,20 @@ class _Admit(cs._Base):
 
 
 def _history(inst: instances.Instance) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per request: earlier requests of its object, requests since its last one, next distance."""
+    """Per request: earlier requests of its object, requests since its last one (10^9 for a
+    first request), requests until its next one (to the end of the trace when none)."""
     n = inst.requests
-    prior = np.zeros(n, dtype=np.int64)
-    since = np.full(n, 10**9, dtype=np.int64)
-    count = np.zeros(inst.objects, dtype=np.int64)
-    last = np.full(inst.objects, -1, dtype=np.int64)
-    for t, o in enumerate(inst.object_id.tolist()):
-        prior[t] = count[o]
-        if last[o] >= 0:
-            since[t] = t - last[o]
-        count[o] += 1
-        last[o] = t
-    distance = model.intervals(inst).next_request - np.arange(n)
-    return prior, since, distance
+    next_request = model.intervals(inst).next_request
+    previous = np.full(n, -1, dtype=np.int64)
+    again = next_request < n
+    previous[next_request[again]] = np.flatnonzero(again)
+    since = np.where(previous >= 0, np.arange(n) - previous, 10**9)
+    # rank of each request among its object's requests: position in the stable sort by object
+    order = np.argsort(inst.object_id, kind="stable")
+    counts = np.bincount(inst.object_id, minlength=inst.objects)
+    prior = np.empty(n, dtype=np.int64)
+    prior[order] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+    return prior, since, next_request - np.arange(n)
 
 
 def _to_prompt_end() -> np.ndarray:
@@ -160,12 +159,9 @@ def multimodal_row(params: dict, inst: instances.Instance, lp: float) -> dict:
 
 
 def main() -> None:
-    full = pd.read_csv(RESULTS / "caching_full.csv")
-    bounds = full.drop_duplicates("params").set_index("params")["bound"]
     to_end = _to_prompt_end()
     multimodal, mooncake = [], []
-    for params, lp in bounds.items():
-        p = json.loads(params)
+    for p, lp in bench.committed_bounds(RESULTS / "caching_full.csv"):
         inst = bench.make_instance(**p)
         if p["workload"] == "multimodal":
             row = {"skew": p["skew"], "cache": p["cache_share"], **multimodal_row(p, inst, lp)}

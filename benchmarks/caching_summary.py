@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from servopt.benchmarks.caching import closed_gap
+from servopt.benchmarks.caching import closed_gap, setting_label
 from servopt.benchmarks.report import markdown_table
 
 SHOWN = ("lru", "gdsf", "cost_freq_size", "bid_price_static", "bid_price", "bid_price_window",
@@ -26,9 +26,7 @@ SHOWN = ("lru", "gdsf", "cost_freq_size", "bid_price_static", "bid_price", "bid_
 
 def setting(params: str) -> dict:
     p = json.loads(params)
-    if p["workload"] == "multimodal":
-        return {"workload": f"multimodal skew={p['skew']}", "cache": p["cache_share"]}
-    return {"workload": f"mooncake cost={p.get('cost', 'unit')}", "cache": p["cache_share"]}
+    return {"workload": setting_label(p), "cache": p["cache_share"]}
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:

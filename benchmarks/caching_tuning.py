@@ -44,10 +44,10 @@ def main() -> None:
     for p in settings():
         inst = bench.make_instance(**p)
         if p["workload"] == "mooncake":
-            inst = cs._window(inst, 0, inst.requests // 2)  # first half: the past only
-            label = f"mooncake cost={p['cost']} (first half)"
+            inst = cs.request_window(inst, 0, inst.requests // 2)  # first half: the past only
+            label = f"{bench.setting_label(p)} (first half)"
         else:
-            label = f"multimodal skew={p['skew']} (seed 1)"
+            label = f"{bench.setting_label(p)} (seed 1)"
         cost = {}
         for name, method in methods().items():
             cost[name] = bench.simulate(inst, method() if callable(method) else method).miss_cost

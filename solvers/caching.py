@@ -237,7 +237,7 @@ def schedule_cost(instance: Instance, result: LPResult, keep: np.ndarray) -> flo
 # ---------------------------------------------------------------------------------------------
 # Deployed eviction rules
 # ---------------------------------------------------------------------------------------------
-class _Base:
+class BasePolicy:
     """Common state: sizes, costs and cost per token as Python lists (fast scalar access)."""
 
     name = "base"
@@ -251,7 +251,7 @@ class _Base:
         return f"<caching policy {self.name}>"
 
 
-class LRU(_Base):
+class LRU(BasePolicy):
     """Least recently used (vLLM's encoder cache, Dynamo's embedding cache): priority = last use."""
 
     name = "lru"
@@ -260,7 +260,7 @@ class LRU(_Base):
         return t
 
 
-class FIFO(_Base):
+class FIFO(BasePolicy):
     """First in, first out: priority = insertion time, unchanged by hits."""
 
     name = "fifo"
@@ -275,7 +275,7 @@ class FIFO(_Base):
         return self.inserted[o]
 
 
-class LFU(_Base):
+class LFU(BasePolicy):
     """Least frequently used: requests counted since the start (perfect LFU), ties to the LRU."""
 
     name = "lfu"
@@ -290,7 +290,7 @@ class LFU(_Base):
         return self.count[o] + t * self.scale
 
 
-class GDS(_Base):
+class GDS(BasePolicy):
     """GreedyDual-Size (Cao and Irani 1997): H(o) = L + c_o / s_o, L = H of the last eviction."""
 
     name = "gds"
@@ -322,7 +322,7 @@ class GDSF(GDS):
         return self.inflation + f * self.density[o]
 
 
-class LEC(_Base):
+class LEC(BasePolicy):
     """Least expected cost: evict the smallest P(reuse) x c_o, P(reuse) = k / (k + 1) after k
     requests (Laplace's rule of succession for 'the object is requested again')."""
 
@@ -338,7 +338,7 @@ class LEC(_Base):
         return k / (k + 1.0) * self.cost[o]
 
 
-class Belady(_Base):
+class Belady(BasePolicy):
     """Belady's MIN: evict the object requested furthest in the future (never-again first)."""
 
     name = "belady"
@@ -363,7 +363,7 @@ class BeladySize(Belady):
         return None if nxt >= self.n else self.density[o] / (nxt - t)
 
 
-class Static(_Base):
+class Static(BasePolicy):
     """The best fixed set for the true popularity (greedy knapsack on expected saved cost per
     token): members are admitted on first request and never evicted; others bypass. Uses the
     instance's ``popularity`` (expected requests) when the generator knows it, else the realised
@@ -409,7 +409,7 @@ def static_set(instance: Instance, popularity: np.ndarray | None = None) -> np.n
     return member
 
 
-class PhaseStatic(_Base):
+class PhaseStatic(BasePolicy):
     """A foresight reference for drifting popularity: the best fixed set of each phase, chosen
     with that phase's true request probabilities (``bounds``: phase k covers requests
     ``bounds[k]..bounds[k+1]-1``; ``probability``: phases x objects). Members are admitted on
@@ -455,7 +455,7 @@ class PhaseStatic(_Base):
         return 1.0 if self.member[o] else 0.0
 
 
-class LPSchedule(_Base):
+class LPSchedule(BasePolicy):
     """The rounded offline LP schedule: keep the object after request t iff the schedule does."""
 
     name = "lp_schedule"
@@ -532,7 +532,7 @@ class Cache:
 EXPERTS = (0.0, 50.0)  # ageing of the shipped rule, in cache-fulls: pure recency and slow ageing
 
 
-class BidPrice(_Base):
+class BidPrice(BasePolicy):
     """Keep o while c_o x reuse_rate_o / s_o exceeds the price of a token-request-step.
 
     Value (eviction order): the expected miss cost saved per token and per request-step,
@@ -679,7 +679,7 @@ class BidPrice(_Base):
     def _learn(self, t: int) -> None:
         first = t == self.warm_end
         lo = 0 if first or not self.refresh else max(0, t - int(self.refresh))
-        window = _window(self.instance, lo, t)
+        window = request_window(self.instance, lo, t)
         if self.priced:
             lp = solve_lp(window)
             # the per-gap prices are degenerate (HiGHS may put a whole interval's price on one
@@ -722,7 +722,7 @@ class BidPrice(_Base):
         return miss_cost
 
 
-def _window(instance: Instance, lo: int, hi: int) -> Instance:
+def request_window(instance: Instance, lo: int, hi: int) -> Instance:
     """The requests ``lo..hi-1`` as an instance over the same objects."""
     return Instance(time=instance.time[lo:hi], object_id=instance.object_id[lo:hi],
                     size=instance.size, miss_cost=instance.miss_cost,

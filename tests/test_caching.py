@@ -402,7 +402,7 @@ def test_warm_up_tuning_picks_the_evaluator_s_best_scale():
     scales = (0.5, 1.0, 2.0, 4.0)
     policy = cs.BidPrice(warmup=0.2, experts=cs.EXPERTS, scales=scales)
     bench.simulate(inst, policy)
-    window = cs._window(inst, 0, policy.warm_end)
+    window = cs.request_window(inst, 0, policy.warm_end)
     costs = [bench.simulate(window, cs.BidPrice(price=policy.price, price_scale=s, tune=False,
                                                 priced=False, experts=cs.EXPERTS)).miss_cost
              for s in scales]

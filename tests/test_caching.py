@@ -292,11 +292,12 @@ def test_bid_price_value_order_by_hand(tau_objects, by_hand):
     assert bench.simulate(inst, policy, record=True).hit.tolist() == by_hand
 
 
-class _FlipToMRU:
-    """LRU until request ``flip``, then asks the cache to re-rank as most-recently-used."""
+class _FlipToRank:
+    """LRU until request ``flip``, then a fixed rank per object (``rank``), and asks the cache
+    to re-rank what it holds."""
 
-    def __init__(self, flip):
-        self.flip, self.rerank, self.mru = flip, False, False
+    def __init__(self, flip, rank):
+        self.flip, self.rank, self.rerank, self.ranked = flip, rank, False, False
 
     def start(self, instance):
         self.last = [0] * instance.objects
@@ -304,21 +305,28 @@ class _FlipToMRU:
     def touch(self, t, o, hit):
         self.last[o] = t
         if t == self.flip:
-            self.mru = self.rerank = True
+            self.ranked = self.rerank = True
         return self.priority(o)
 
     def priority(self, o):
-        return -self.last[o] if self.mru else self.last[o]
+        return self.rank[o] if self.ranked else self.last[o]
+
+
+FLIP_SEQUENCE, FLIP_RANK = [0, 1, 2, 0, 1], [5.0, 0.0, 3.0]
+# Room for 2. LRU throughout: 2 evicts 0, 0 evicts 1, 1 misses: all miss. Ranked at request 2
+# (0: 5, 1: 0, 2: 3) with the cache re-ranked: 2 evicts 1, so 0 hits and 1 misses. Without the
+# re-rank 0 and 1 would keep their LRU priorities (0, 1): 2 would evict 0, which would miss and
+# evict 1 (rank 0 now): all miss.
+FLIP_HITS = {"lru": [False] * 5, "reranked": [False, False, False, True, False],
+             "not reranked": [False] * 5}
 
 
 def test_simulator_reranks_when_the_policy_asks():
-    """Room for 2; sequence 0 1 2 0 1. LRU throughout: 2 evicts 0, 0 evicts 1, 1 misses: all
-    miss. Re-ranked as MRU at request 2 (0 and 1 ranked by -last, 2 the newest): 2 evicts
-    itself, then 0 and 1 hit."""
-    inst = unit_instance([0, 1, 2, 0, 1], capacity=2.0)
-    assert bench.simulate(inst, _FlipToMRU(flip=99), record=True).hit.tolist() == [False] * 5
-    flipped = bench.simulate(inst, _FlipToMRU(flip=2), record=True)
-    assert flipped.hit.tolist() == [False, False, False, True, True]
+    inst = unit_instance(FLIP_SEQUENCE, capacity=2.0)
+    lru = bench.simulate(inst, _FlipToRank(99, FLIP_RANK), record=True)
+    assert lru.hit.tolist() == FLIP_HITS["lru"]
+    flipped = bench.simulate(inst, _FlipToRank(2, FLIP_RANK), record=True)
+    assert flipped.hit.tolist() == FLIP_HITS["reranked"]
 
 
 def rule_cache_misses(sequence, capacity, priority, size=None) -> list[bool]:
@@ -352,24 +360,25 @@ def test_rule_cache_textbook_page_faults():
 def test_rule_cache_by_hand():
     """Room for 2 tokens. Sizes a=1, b=1, c=3 (larger than the cache). a b c a b: c is never
     kept, so a and b hit. Dropping a (priority None) at its first request makes its second a
-    miss. A re-rank to most-recently-used at request 2 of 0 1 2 0 1 makes 2 evict itself
-    (as in the evaluator's test)."""
+    miss. A re-rank changes which object the next miss evicts (as in the evaluator's test)."""
     size = [1.0, 1.0, 3.0]
     assert rule_cache_misses([0, 1, 2, 0, 1], 2.0, lambda t, o, hit: t, size) == \
         [True, True, True, False, False]
     drop_first_a = rule_cache_misses([0, 1, 0, 0], 2.0,
                                      lambda t, o, hit: None if t == 0 else t, size)
     assert drop_first_a == [True, True, True, False]
-    cache = cs.Cache([1.0, 1.0, 1.0], 2.0)
-    last, flags = {}, []
-    for t, o in enumerate([0, 1, 2, 0, 1]):
-        hit = o in cache.cached
-        flags.append(hit)
-        last[o] = t
-        if t == 2:
-            cache.rerank(lambda v: -last[v])
-        cache.put(o, -t if t >= 2 else t, hit)
-    assert flags == [False, False, False, True, True]
+    for rerank, expected in ((True, "reranked"), (False, "not reranked")):
+        cache, policy, hits = cs.Cache([1.0, 1.0, 1.0], 2.0), _FlipToRank(2, FLIP_RANK), []
+        policy.start(unit_instance(FLIP_SEQUENCE, capacity=2.0))
+        for t, o in enumerate(FLIP_SEQUENCE):
+            hit = o in cache.cached
+            hits.append(hit)
+            priority = policy.touch(t, o, hit)
+            if rerank and policy.rerank:
+                policy.rerank = False
+                cache.rerank(policy.priority)
+            cache.put(o, priority, hit)
+        assert hits == FLIP_HITS[expected]
 
 
 @pytest.mark.parametrize(("seed", "price_share", "kw"), [

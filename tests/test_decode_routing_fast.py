@@ -1,10 +1,16 @@
-"""The bid-price router's fast path makes the same decisions as a straightforward implementation.
+"""The bid-price router's fast paths against straightforward implementations.
 
-The reference below recomputes, for every request, the forecast L_gh of every worker from each
-running request's own profile (:meth:`_Forecaster.profile`, the documented survival / prediction
-formulas), and the price sum_h gamma^h c1 (max(M_h, L_gh + w_ih) - M_h) with plain Python loops;
-ties go to the fewest KV tokens, lowest index. It shares only the online estimates (survival,
-prediction spread, discount), refreshed on the same schedule.
+``forecast="exact"``: the reference below recomputes, for every request, the forecast L_gh of
+every worker from each running request's own profile (:meth:`_Forecaster.profile`, the documented
+survival / prediction formulas), and the price sum_h gamma^h c1 (max(M_h, L_gh + w_ih) - M_h) with
+plain Python loops; ties go to the fewest KV tokens, lowest index. It shares only the online
+estimates (survival, prediction spread, discount), refreshed on the same schedule.
+
+``forecast="book"`` (the default): at every step the book's forecast equals, to rounding, a
+plain-Python recomputation of what it stands for (the exact forecast at the last rebuild over
+H + span steps, plus the profiles of the requests routed since, shifted to this step, plus each
+worker's error now carried forward with the fleet's KV-weighted decay), and at a rebuild it is
+bit-identical to the exact forecast.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import numpy as np
 import pytest
 
 from servopt.benchmarks import decode_routing as bench
+from servopt.core import InvalidInstanceError
 from servopt.instances import decode_routing as inst_mod
 from servopt.solvers import decode_routing as routing
 
@@ -87,7 +94,7 @@ def test_fast_bid_price_equals_reference(workload, workers, load, error, arrival
                              prediction_error=error, seed=seed)
     ref = ReferenceBidPrice()
     expected = bench.simulate(inst, ref)["worker"]
-    fast = bench.simulate(inst, routing.BidPrice())["worker"]
+    fast = bench.simulate(inst, routing.BidPrice(forecast="exact"))["worker"]
     np.testing.assert_array_equal(fast, expected)
     # the streams exercise both branches: ties broken by least-KV and a strictly cheapest worker
     assert ref.ties > 0 and ref.unique > 0
@@ -106,3 +113,83 @@ def test_fast_forecast_tables_equal_profile_formula():
     assert np.array_equal(table, direct)
     # past the table the tail formula still applies
     assert fc._S(np.array([80]))[0] == pytest.approx(fc.S[-1] * (1 - 1 / 50.0) ** 11)
+
+
+
+
+class CheckedBook(routing.BidPrice):
+    """The default router, checking its book against a plain-Python recomputation at every step."""
+
+    def reset(self, instance, seed=0):
+        super().reset(instance, seed)
+        self.ref = None
+        self.checked = self.at_rebuild = 0
+        book = self.book
+        check = book.load
+
+        def load(view, error):
+            got = check(view, error)
+            self._check(view, got)
+            return got
+
+        book.load = load
+
+    def _wide(self, fc, width):
+        wide = routing._Forecaster(width, self.prior_mean)  # the same formulas, a longer horizon
+        wide.set_survival(fc.S)
+        wide.sigma = fc.sigma
+        return wide
+
+    def _check(self, view, got):
+        book, fc, H, G = self.book, self.fc, self.horizon, view.workers
+        if book.t0 == view.step:  # rebuilt now: the exact forecast, over W steps
+            assert np.array_equal(got, fc.base_load(view))
+            wide = self._wide(fc, book.W)
+            running = np.zeros((G, book.W))
+            for r, j, g in zip(view.run_ids, view.run_generated, view.run_worker, strict=True):
+                pred = None if view.predicted is None else np.array([float(view.predicted[r])])
+                running[g] += wide.profile(np.array([float(view.prompt[r])]), np.array([float(j)]), pred)[0]
+            surv = fc._S(np.arange(book.W))
+            queued = (view.kv_queued[:, None] * surv[None, :]
+                      + view.queued[:, None] * (surv / fc._S(np.zeros(1))[0] * np.arange(book.W))[None, :])
+            total = running.sum(axis=0)
+            self.ref = running + queued
+            self.decay = total[:H] / total[0] if total[0] > 0 else np.ones(H)
+            self.at_rebuild += 1
+        d = view.step - book.t0
+        kv = view.kv_running + view.kv_queued
+        error = kv - self.ref[:, d]
+        expected = self.ref[:, d:d + H] + error[:, None] * self.decay[None, :]
+        np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-6 * max(1.0, np.abs(expected).max()))
+        self.checked += 1
+
+    def route(self, view, ids):
+        super().route(view, ids)
+        if len(ids):  # the requests just routed, from this step on
+            d = view.step - self.book.t0
+            wide = self._wide(self.fc, self.book.W - d)
+            for i in ids:
+                pred = None if view.predicted is None else np.array([float(view.predicted[i])])
+                self.ref[view.worker_of[i], d:] += wide.profile(
+                    np.array([float(view.prompt[i])]), np.zeros(1), pred)[0]
+
+
+@pytest.mark.parametrize("workload,workers,load,error,arrivals,seed", STREAMS)
+@pytest.mark.parametrize("tolerance", [0.01, 0.2])
+def test_book_forecast_equals_reference(workload, workers, load, error, arrivals, seed, tolerance):
+    inst = inst_mod.generate(workload=workload, requests=90, workers=workers, load=load,
+                             arrivals=arrivals, slots=8, kv_capacity=40_000,
+                             prediction_error=error, seed=seed)
+    router = CheckedBook(tolerance=tolerance)
+    bench.simulate(inst, router)
+    # the streams exercise rebuilds and steps the book only carries forward
+    assert router.at_rebuild >= 2 and router.checked > router.at_rebuild
+
+
+def test_book_options_are_checked():
+    with pytest.raises(InvalidInstanceError, match="forecast"):
+        routing.BidPrice(forecast="cached")
+    with pytest.raises(InvalidInstanceError, match="span"):
+        routing.BidPrice(span=0)
+    with pytest.raises(InvalidInstanceError, match="tolerance"):
+        routing.BidPrice(tolerance=-0.1)

@@ -56,6 +56,29 @@ def test_balanced_packing_by_hand():
     assert rank.tolist() == [[0, 0, 1, 1]]
 
 
+def test_replicate_experts_tie_goes_to_the_first_expert():
+    # EPLB takes torch's max(dim=-1).indices, documented to return the first maximal index:
+    # loads 4, 4, 1, 1 tie for the one extra slot -> expert 0 gets it (a last-index rule picks 1)
+    phy2log, rank, count = sv.replicate_experts(np.array([[4.0, 4.0, 1.0, 1.0]]), 5)
+    assert phy2log.tolist() == [[0, 1, 2, 3, 0]]
+    assert rank.tolist() == [[0, 0, 0, 0, 1]]
+    assert count.tolist() == [[2, 1, 1, 1]]
+    # a second extra slot: load per replica 2, 4, 1, 1 -> expert 1
+    assert sv.replicate_experts(np.array([[4.0, 4.0, 1.0, 1.0]]), 6)[0].tolist() == [[0, 1, 2, 3, 0, 1]]
+
+
+def test_balanced_packing_accumulates_in_float32_like_the_reference():
+    # DeepSeek's pack weights are float32 tensors: 2**24 + 1 rounds to 2**24 (ties to even).
+    # Items 2**24 + 2, 2**24, then six 1s into 2 packs of 4. In float32 pack 1 stays at 2**24
+    # while it takes three 1s, so it is still the lighter pack for the third 1 (item 4) and
+    # fills up; in float64 it reaches 2**24 + 2 after two 1s, ties with pack 0, and item 4 goes
+    # to pack 0 (lowest index): pack [0, 1, 1, 1, 0, 1, 0, 0].
+    w = np.array([[2.0**24 + 2, 2.0**24, 1, 1, 1, 1, 1, 1]], dtype=np.float32)
+    pack, rank = sv.balanced_packing(w, 2)
+    assert pack.tolist() == [[0, 1, 1, 1, 1, 0, 0, 0]]
+    assert rank.tolist() == [[0, 0, 1, 2, 3, 1, 2, 3]]
+
+
 # -- hand-checked dispatch and bounds -------------------------------------------------------------
 def _two_gpu_instance(loads):
     return Instance(loads=np.asarray(loads, dtype=float), num_nodes=1, gpus_per_node=2,

@@ -106,6 +106,47 @@ def test_even_price_and_lp_dispatch_by_hand():
     assert bench.gpu_times(inst, plan, w, "lp").max() == pytest.approx(7.0)
 
 
+def test_price_dispatch_sweeps_by_hand():
+    # a chain: expert 0 (6 tokens) on GPUs 0 and 1, expert 1 (6) on GPUs 1 and 2, equal prices.
+    # Sweep 1: expert 0 splits 3 / 3; expert 1 fills GPU 1 (3) and GPU 2 (0) to 4.5.
+    # Sweep 2: expert 0 re-fills against GPU 1 = 1.5 -> 3.75; expert 1 against 2.25 -> 4.125.
+    # Sweep 3: 3.9375 and 4.03125. The LP optimum is 12 / 3 = 4.
+    phy2log = np.array([[0, -1, 0, 1, 1, -1]])
+    w = np.array([[6.0, 6.0]])
+    price = np.full((1, 3), 1.0 / 3)
+
+    def times(passes):
+        return sv.gpu_times(sv.price_dispatch(phy2log, w, price, 2, passes=passes), 2)[0]
+
+    np.testing.assert_allclose(times(1), [3.0, 4.5, 4.5])
+    np.testing.assert_allclose(times(2), [3.75, 4.125, 4.125])
+    np.testing.assert_allclose(sv.gpu_times(sv.price_dispatch(phy2log, w, price, 2), 2)[0],
+                               [3.9375, 4.03125, 4.03125])  # the default: 3 sweeps
+    assert sv.lp_dispatch(phy2log, w, 2)[1][0] == pytest.approx(4.0)
+
+
+def test_dispatch_lp_with_gpu_speeds_by_hand():
+    # one expert (8 tokens) on a GPU of speed 1 and one of speed 3: f0 / 1 = f1 / 3 = z,
+    # f0 + f1 = 8 -> z = 2 (flows 2 and 6); both rows tight, s0 pi0 + s1 pi1 = 1 and the
+    # expert's price equals both GPU prices -> pi = (1/4, 1/4)
+    inst = Instance(loads=np.array([[[8.0, 0.0]]]), num_nodes=1, gpus_per_node=2,
+                    slots_per_gpu=2, gpu_speed=np.array([1.0, 3.0]))
+    plan = np.array([[0, 1, 0, -1]])
+    flows, makespan, gpu_price = sv.lp_dispatch(plan, inst.planned_loads, 2, inst.speed)
+    np.testing.assert_allclose(flows, [[2.0, 0.0, 6.0, 0.0]], atol=1e-9)
+    assert makespan[0] == pytest.approx(2.0)
+    np.testing.assert_allclose(gpu_price, [[0.25, 0.25]], atol=1e-9)
+    for backend in ("highs", "cvxpy"):
+        sol = exact.solve(inst, backend=backend, placement=plan)
+        assert sol.objective == pytest.approx(2.0)
+        np.testing.assert_allclose(sol.prices["gpu_load"].to_numpy(), [0.25, 0.25], atol=1e-7)
+    # the evaluator's own LP, and even split (4 tokens each: times 4 and 4 / 3)
+    np.testing.assert_allclose(bench.gpu_times(inst, sv.Plan(plan, "lp"), inst.next_loads),
+                               [[2.0, 2.0]], atol=1e-9)
+    np.testing.assert_allclose(bench.gpu_times(inst, sv.Plan(plan, "even"), inst.next_loads),
+                               [[4.0, 4.0 / 3.0]])
+
+
 def test_lower_bound_by_hand():
     # no spare slot: expert 0 (10 tokens) has one replica, so z >= 10 although total / G = 6.5
     assert model.makespan_lower_bound(np.array([[10.0, 1.0, 1.0, 1.0]]), 2, 2)[0] == 10.0
@@ -117,6 +158,18 @@ def test_lower_bound_by_hand():
     # speeds: a GPU twice as fast: total / total speed = 9 / 3
     assert model.makespan_lower_bound(np.array([[3.0, 3.0, 3.0]]), 2, 2,
                                        np.array([1.0, 2.0]))[0] == 3.0
+
+
+def test_replica_count_bound_by_hand():
+    # 4 GPUs x 1 slot, experts 12, 12, 12: one spare slot, so only one 12 can be split and
+    # z >= 12, although total / G = 36 / 4 = 9 and one expert over its most replicas is
+    # 12 / 2 = 6 (only the replica-count term gives 12; a floor instead of a ceiling in the
+    # replicas needed would accept z = 6). Brute force and the MILP: 12 is achieved.
+    w = np.array([[12.0, 12.0, 12.0]])
+    assert model.makespan_lower_bound(w, 4, 1)[0] == 12.0
+    inst = Instance(loads=w[None], num_nodes=1, gpus_per_node=4, slots_per_gpu=1)
+    assert _brute_force(inst, 0, 0) == pytest.approx(12.0)
+    assert exact.solve(inst).objective == pytest.approx(12.0)
 
 
 # -- MILP vs brute force ----------------------------------------------------------------------------

@@ -147,6 +147,58 @@ def test_dispatch_lp_with_gpu_speeds_by_hand():
                                [[4.0, 4.0 / 3.0]])
 
 
+def test_evaluator_refuses_flows_that_do_not_serve_the_loads(monkeypatch):
+    phy2log = np.array([[0, 1, 0, -1]])
+    w = np.array([[4.0, 2.0]])
+    bench._check_flows(np.array([[2.0, 2.0, 2.0, 0.0]]), phy2log, w)  # a valid dispatch
+    for flows, message in [([[5.0, 2.0, -1.0, 0.0]], "negative"),
+                           ([[2.0, 2.0, 1.0, 1.0]], "empty slot"),
+                           ([[2.0, 2.0, 1.0, 0.0]], "every expert")]:
+        with pytest.raises(InvalidInstanceError, match=message):
+            bench._check_flows(np.array(flows), phy2log, w)
+    # a price dispatch that loses tokens is refused by evaluate, not scored
+    inst = _two_gpu_instance([[[4.0, 2.0]]])
+    plan = sv.Plan(phy2log, "price", np.full((1, 2), 0.5))
+    monkeypatch.setattr(bench, "price_dispatch", lambda *a, **k: np.zeros((1, 4)))
+    with pytest.raises(InvalidInstanceError, match="every expert"):
+        bench.evaluate(inst, lambda instance: plan)
+
+
+def test_evaluate_plans_on_the_history_and_scores_the_next_window_by_hand():
+    # planned window 6, 2, 2; next window 1, 1, 10; 2 GPUs x 2 slots.
+    # no_replication packs the planned window: expert 0 -> GPU 0, experts 1, 2 -> GPU 1.
+    # Next window: GPU times 1 and 1 + 10 = 11 -> cost 11 (scoring the planned window gives 6,
+    # planning on the next window gives 10), balancedness (1 + 11) / 2 / 11.
+    prev = np.array([[1, 2, 0, -1]])  # GPU 0 held experts 1, 2; GPU 1 expert 0
+    inst = Instance(loads=np.array([[[6.0, 2.0, 2.0]], [[1.0, 1.0, 10.0]]]), num_nodes=1,
+                    gpus_per_node=2, slots_per_gpu=2, previous_placement=prev)
+    out = bench.evaluate(inst, "no_replication")
+    assert out.cost == pytest.approx(11.0)
+    assert out.metrics["balancedness"] == pytest.approx(6.0 / 11.0)
+    # planned window: times 6 and 4, bound max(10 / 2, replica counts 3) = 5 -> gap 0.2
+    assert out.metrics["balancedness_same"] == pytest.approx(5.0 / 6.0)
+    assert out.metrics["gap_same"] == pytest.approx(0.2)
+    # all three replicas land where the previous placement had none of their expert
+    assert out.metrics["migrations"] == 3 and out.metrics["colocated"] == 0
+    # two replicas of expert 0 on GPU 0 (EPLB may do this): one co-located replica; even split
+    # on the next window: GPU 0 serves 0.5 + 0.5, GPU 1 serves 1 + 10
+    twin = bench.evaluate(inst, lambda instance: sv.Plan(np.array([[0, 0, 1, 2]]), "even"))
+    assert twin.metrics["colocated"] == 1 and twin.cost == pytest.approx(11.0)
+    assert twin.metrics["migrations"] == 3
+
+
+def test_bound_uses_the_scored_window_by_hand():
+    # planned window 3, 3, 3, 3 (bound 6, optimal 6); next window 10, 1, 1, 1: the combinatorial
+    # bound is 10 but with no spare slot the best placement gives 10 + 1 on one GPU (MILP: 11)
+    inst = Instance(loads=np.array([[[3.0, 3.0, 3.0, 3.0]], [[10.0, 1.0, 1.0, 1.0]]]),
+                    num_nodes=1, gpus_per_node=2, slots_per_gpu=2)
+    assert bench.bound(inst).value == pytest.approx(10.0)
+    assert bench.bound(inst, window="planned").value == pytest.approx(6.0)
+    milp = bench.bound(inst, milp_time_limit=5)
+    assert (milp.value, milp.kind) == (pytest.approx(11.0), "optimal")
+    assert bench.bound(inst, window="planned", milp_time_limit=5).value == pytest.approx(6.0)
+
+
 def test_lower_bound_by_hand():
     # no spare slot: expert 0 (10 tokens) has one replica, so z >= 10 although total / G = 6.5
     assert model.makespan_lower_bound(np.array([[10.0, 1.0, 1.0, 1.0]]), 2, 2)[0] == 10.0

@@ -369,6 +369,33 @@ def test_exact_certifies_the_planned_window_and_evaluator_agrees():
     assert cost <= 1.01 * plan.info["bound"].sum()
 
 
+def test_counts_by_bids_match_eplb_replication():
+    # the k-th extra replica bids w / k: all at once this is EPLB's one-at-a-time rule (the
+    # next slot to the largest load per replica), here on random loads without ties
+    w = np.random.default_rng(0).uniform(0, 10, (5, 12))
+    for slots in (12, 13, 20, 40):
+        np.testing.assert_array_equal(sv.counts_by_bids(w, slots, 12),
+                                      sv.replicate_experts(w, slots)[2])
+
+
+def test_bid_price_bids_by_hand():
+    # 2 GPUs x 2 slots, 3 experts: one extra slot. History windows 1, 6, 5 then (planned)
+    # 5, 6, 1; load change |5 - 1|, 0, |1 - 5| = 4, 0, 4, so with kappa = 0.5 the risk-weighted
+    # loads are 7, 6, 3 and the extra replica goes to expert 0 (the planned load alone: 1)
+    inst = Instance(loads=np.array([[[1.0, 6.0, 5.0]], [[5.0, 6.0, 1.0]], [[4.0, 4.0, 4.0]]]),
+                    num_nodes=1, gpus_per_node=2, slots_per_gpu=2)
+    assert sv.BidPrice()(inst).info["count"].tolist() == [[2, 1, 1]]
+    assert sv.BidPrice(kappa=0.0)(inst).info["count"].tolist() == [[1, 2, 1]]
+    # previous placement GPU 0: experts 0, 2; GPU 1: expert 1. With GPU 1 the priced bottleneck
+    # (pi = 0, 1; sum_g pi_g = 1) expert 1's price is 1 x 2 GPUs = 2, the others' 0: bids
+    # 7 x 0.5 = 3.5, 6 x (0.5 + 0.5 x 2) = 9, 3 x 0.5 -> expert 1; with GPU 0 priced, expert 0
+    prev = Instance(loads=inst.loads, num_nodes=1, gpus_per_node=2, slots_per_gpu=2,
+                    previous_placement=np.array([[0, 2, 1, -1]]))
+    hot_1 = sv.BidPrice(gpu_price=np.array([[0.0, 1.0]]))(prev)
+    assert hot_1.info["count"].tolist() == [[1, 2, 1]]
+    assert sv.BidPrice(gpu_price=np.array([[1.0, 0.0]]))(prev).info["count"].tolist() == [[2, 1, 1]]
+
+
 def test_bid_price_from_solution_uses_the_dual_prices():
     inst = inst_mod.generate("small", windows=3, seed=2)
     prev = sv.POLICIES["eplb"](inst).phy2log

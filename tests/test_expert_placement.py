@@ -264,6 +264,12 @@ def test_milp_bound_for_the_no_spare_slot_case():
     assert sol.objective == pytest.approx(11.0)
     assert _brute_force(inst, 0, 0) == pytest.approx(11.0)
     assert bench.bound(inst, window="planned", milp_time_limit=5).value == pytest.approx(11.0)
+    # the exact method: its heuristic plans reach 11 but the bound 10 leaves a 10 % gap, so
+    # the MILP runs on that layer and proves 11
+    plan = sv.exact_placement(inst)
+    assert plan.info["bound"].tolist() == [pytest.approx(11.0)]
+    assert plan.info["makespan"].tolist() == [pytest.approx(11.0)]
+    assert plan.info["status"] == "certified"
 
 
 def test_migration_penalty_keeps_the_previous_placement():
@@ -386,6 +392,11 @@ def test_bid_price_bids_by_hand():
                     num_nodes=1, gpus_per_node=2, slots_per_gpu=2)
     assert sv.BidPrice()(inst).info["count"].tolist() == [[2, 1, 1]]
     assert sv.BidPrice(kappa=0.0)(inst).info["count"].tolist() == [[1, 2, 1]]
+    # history windows are rescaled to the planned window's total before the changes are taken:
+    # 1, 6, 5 (total 12) against a planned 10, 12, 2 (total 24) counts as 2, 12, 10
+    grown = Instance(loads=np.array([[[1.0, 6.0, 5.0]], [[10.0, 12.0, 2.0]], [[4.0, 4.0, 4.0]]]),
+                     num_nodes=1, gpus_per_node=2, slots_per_gpu=2)
+    np.testing.assert_array_equal(sv.scaled_history(grown)[:, 0], [[2.0, 12.0, 10.0], [10.0, 12.0, 2.0]])
     # previous placement GPU 0: experts 0, 2; GPU 1: expert 1. With GPU 1 the priced bottleneck
     # (pi = 0, 1; sum_g pi_g = 1) expert 1's price is 1 x 2 GPUs = 2, the others' 0: bids
     # 7 x 0.5 = 3.5, 6 x (0.5 + 0.5 x 2) = 9, 3 x 0.5 -> expert 1; with GPU 0 priced, expert 0

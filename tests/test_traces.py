@@ -203,3 +203,32 @@ def test_burstgpt_error_names_the_file_row_after_dropped_rows(tmp_path):
     text = BURST.replace("100, GPT-4, 31", "100, GPT-4, -31")
     with pytest.raises(InvalidInstanceError, match="row 3: prompt_tokens is negative"):
         traces.read_burstgpt(write(tmp_path, "b.csv", text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Expert-load JSON
+# ---------------------------------------------------------------------------------------------
+def _steps(*loads):
+    return json.dumps({"load_history": [{"logical_expert_load": x} for x in loads]})
+
+
+def test_expert_load_windows(tmp_path):
+    path = write(tmp_path, "load.json", _steps([[1, 2]], [[3, 4]], [[5, 6]]))
+    np.testing.assert_array_equal(traces.read_expert_load(path, window=2), [[[4, 6]]])  # 3rd dropped
+    # fewer steps than one window: all steps form one window
+    np.testing.assert_array_equal(traces.read_expert_load(path, window=5), [[[9, 12]]])
+
+
+@pytest.mark.parametrize("text, message", [
+    (json.dumps({"load_history": []}), "non-empty 'load_history'"),
+    (_steps([1, 2]), "layers x experts"),
+    (_steps([[1, 2]], [[1, 2, 3]]), "disagree"),
+    (_steps([[1, -2]]), "finite and >= 0"),
+    ('{"load_history": [{"logical_expert_load": [[1, NaN]]}]}', "finite and >= 0"),
+    ("{oops", "not valid JSON"),
+])
+def test_expert_load_bad_input(tmp_path, text, message):
+    with pytest.raises(InvalidInstanceError, match=message):
+        traces.read_expert_load(write(tmp_path, "load.json", text))
+    with pytest.raises(InvalidInstanceError, match="window must be a positive"):
+        traces.read_expert_load(write(tmp_path, "ok.json", _steps([[1, 2]])), window=0)

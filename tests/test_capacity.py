@@ -151,6 +151,10 @@ def test_corrected_memory_bound_by_hand():
     w = 110 * (1 + pi * recompute / 110)
     assert mu == pytest.approx(550 / (0.01 * 1255 + 550 * 0.001 * w), rel=1e-9)  # fixed point
     assert b.memory < b.memory_first_order and b.binding == "memory"
+    # with two prompt lengths the length-biased residual differs from E[s] / 2:
+    # E[s^2] / (2 E[s]) = (100^2 + 300^2) / 2 / 400 = 125 (not 100)
+    two = hand_instance(prompt_tokens=[100, 300], output_tokens=[11, 11])
+    assert model.memory_corrections(two)["head_of_line_tokens"] == pytest.approx(125)
 
 
 def test_preemption_probability_by_quadrature_and_limit():
@@ -305,6 +309,24 @@ def test_planning_rules_and_reactive_baselines_with_a_fake_fleet():
         return {"mean_waiting": 100.0 if n < 7 else 0.0}
 
     assert rules.queue_depth(inst, queue).workers == 10 and seen == [1, 5, 10]
+
+
+def test_hpa_tolerance_scale_up_limit_and_start_by_hand():
+    # HAND: compute bound 200 / (110 x 0.21) = 8.66 req/s per worker, so the compute-only fleet
+    # for 20 req/s is ceil(20 / 8.66) = 3 and the utilisation HPA starts from twice that: 6
+    inst = hand_instance()
+    # 0.86 / 0.8 = 1.075 is within HPA's 10 % tolerance: no scaling
+    held = rules.utilisation(inst, lambda n: {"compute_utilisation": 0.86})
+    assert held.workers == 6 and held.detail["history"] == [(6, 0.86)]
+    # util = 24 / N: desired ceil(N x util / 0.8) = 30 every round, capped at max(2 N, N + 4):
+    # 6 -> 12 -> 24 -> 30, where util = 0.8
+    grown = rules.utilisation(inst, lambda n: {"compute_utilisation": 24.0 / n})
+    assert [n for n, _ in grown.detail["history"]] == [6, 12, 24, 30] and grown.workers == 30
+    # queue depth: 5.4 waiting per worker is within 10 % of the target 5 -> one worker;
+    # 6 waiting per worker on 1 worker -> ceil(6 / 5) = 2 (at least one more)
+    assert rules.queue_depth(inst, lambda n: {"mean_waiting": 5.4}).workers == 1
+    stepped = rules.queue_depth(inst, lambda n: {"mean_waiting": 6.0 if n == 1 else 0.0})
+    assert stepped.workers == 2
 
 
 def test_gap_table_runs_on_the_simulator():

@@ -83,3 +83,25 @@ def test_cli_list_and_show(capsys):
     assert cli.main(["library", "show", SMALL[0]]) == 0
     assert "sha256" in capsys.readouterr().out
     assert cli.main(["library", "show", "no_such_instance"]) == 2
+
+
+def test_verify_check_by_hand():
+    # an optimum must be reproduced within rtol
+    opt = library.Entry(name="x", decision="caching", size="small", file="x.json", sha256="",
+                        objective=5.0, bound=5.0, bound_kind="optimal", solve={}, obtained="")
+    assert lib_bench.check(opt, 5.00001, 5.00001, 1e-5)[0]
+    assert not lib_bench.check(opt, 5.1, 5.1, 1e-5)[0]
+    # a MIP recorded as [bound 10, incumbent 12] (min): a re-solve proving [11, 12] or finding
+    # [9.5, 11.5] is consistent; [12.5, 13] (bound above the recorded incumbent) or [8, 9]
+    # (incumbent below the recorded bound) contradicts it
+    mip = library.Entry(name="y", decision="caching", size="medium", file="y.json", sha256="",
+                        objective=12.0, bound=10.0, bound_kind="mip_bound", solve={}, obtained="")
+    assert lib_bench.check(mip, 12.0, 11.0, 1e-5)[0]
+    assert lib_bench.check(mip, 11.5, 9.5, 1e-5)[0]
+    assert not lib_bench.check(mip, 13.0, 12.5, 1e-5)[0]
+    assert not lib_bench.check(mip, 9.0, 8.0, 1e-5)[0]
+    # max: recorded [incumbent 12, bound 14]; [13, 13.5] is consistent, [14.5, 15] is not
+    big = library.Entry(name="z", decision="caching", size="medium", file="z.json", sha256="",
+                        objective=12.0, bound=14.0, bound_kind="mip_bound", solve={}, obtained="")
+    assert lib_bench.check(big, 13.0, 13.5, 1e-5)[0]
+    assert not lib_bench.check(big, 14.5, 15.0, 1e-5)[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from servopt.benchmarks.exact_time_limit import market_split
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core.cvxmodel import CvxpyModel
-from servopt.core.solution import normalise_dual, relative_gap
+from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 from servopt.solvers import exact
 
 from toy_decision import ToyInstance
@@ -104,6 +105,34 @@ def test_normalise_dual_table():
     assert normalise_dual(2.0, sense="min", row="ge", convention="pyomo") == 2.0
     assert normalise_dual(-2.0, sense="max", row="ge", convention="pyomo") == 2.0
     assert normalise_dual(-2.5, sense="min", row="eq", convention="cvxpy") == 2.5
+    assert normalise_dual(2.5, sense="max", row="eq", convention="cvxpy") == 2.5
+    assert normalise_dual(1.5, sense="min", row="le", convention="cvxpy") == 1.5  # multipliers >= 0
+    assert normalise_dual(1.5, sense="max", row="le", convention="cvxpy") == 1.5
+
+
+@pytest.mark.parametrize("sense", ["min", "max"])
+@pytest.mark.parametrize("push_up", [True, False])
+def test_ranged_row_prices_by_hand(sense, push_up):
+    # one ranged row 1 <= x <= 3. Pushed up, x = 3 and one more unit of the upper limit is worth
+    # 1; pushed down, x = 1 and one unit lower is worth 1: the price of the active side, >= 0
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var()
+    m.band = pyo.Constraint(expr=pyo.inequality(1.0, m.x, 3.0))
+    gain = m.x if push_up else -m.x
+    m.obj = pyo.Objective(expr=gain if sense == "max" else -gain,
+                          sense=pyo.maximize if sense == "max" else pyo.minimize)
+    sol = exact.solve_model(m)
+    best = 3.0 if push_up else -1.0
+    assert sol.objective == pytest.approx(best if sense == "max" else -best)
+    assert sol.prices["band"].iloc[0] == pytest.approx(1.0)
+
+
+def test_clean_prices_rounds_only_solver_noise():
+    # inequality prices a hair below 0 (relative to the largest price) become exactly 0; a clearly
+    # negative one stays visible (it would be a sign error), and equality prices keep their sign
+    noisy = pd.Series([-1e-9, 2.0, -0.5, 0.0])
+    np.testing.assert_array_equal(clean_prices(noisy, inequality=True).to_numpy(), [0.0, 2.0, -0.5, 0.0])
+    np.testing.assert_array_equal(clean_prices(noisy, inequality=False).to_numpy(), noisy.to_numpy())
 
 
 def test_time_limit_returns_incumbent_and_bound():
@@ -176,3 +205,8 @@ def test_relative_gap():
     assert relative_gap(90, 100, "max") == pytest.approx(0.1)
     assert relative_gap(5, 5) == 0.0
     assert np.isnan(relative_gap(float("nan"), 1.0))
+    # a negative bound: the gap is relative to its magnitude, in both senses
+    assert relative_gap(-90, -100) == pytest.approx(0.1)
+    assert relative_gap(-110, -100, "max") == pytest.approx(0.1)
+    # a zero bound: equal is 0, anything else an infinite gap
+    assert relative_gap(0.0, 0.0) == 0.0 and relative_gap(1.0, 0.0) == math.inf

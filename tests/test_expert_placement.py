@@ -418,6 +418,13 @@ def test_bid_price_from_solution_uses_the_dual_prices():
     np.testing.assert_allclose(rule.gpu_price.sum(axis=1), 1.0, atol=1e-6)
     plan = rule(inst)
     model.check_placement(inst, plan.phy2log, distinct=True)
+    # an isolated hot GPU: GPU 0 (experts 0, 1: 11 tokens) is the only tight row, so its dual
+    # price is 1 and GPU 1's is 0 (by hand); from_solution carries exactly these prices
+    hot = Instance(loads=np.array([[[10.0, 1.0, 1.0, 1.0]], [[2.0, 2.0, 3.0, 1.0]]]),
+                   num_nodes=1, gpus_per_node=2, slots_per_gpu=2)
+    hot_sol = exact.solve(hot, placement=np.array([[0, 1, 2, 3]]))
+    hot_rule = sv.BidPrice.from_solution(hot_sol, 1, 2)
+    np.testing.assert_allclose(hot_rule.gpu_price, [[1.0, 0.0]], atol=1e-7)
 
 
 # -- instances ------------------------------------------------------------------------------------------

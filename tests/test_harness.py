@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pandas as pd
 import pytest
@@ -70,8 +71,20 @@ def test_cache_resumes_and_recomputes_nothing(tmp_path, computed_units):
             frame.drop(columns="wall_s"), first.drop(columns="wall_s"), check_like=True)
 
 
-def test_process_pool_gives_the_same_rows(tmp_path):
+TEST_PROCESS = os.getpid()
+_run_unit = runner_mod.run_unit
+
+
+def run_unit_elsewhere(*args):
+    """run_unit that refuses to run in the test process (a worker has another pid)."""
+    if os.getpid() == TEST_PROCESS:
+        raise AssertionError("a unit ran in the test process, not in a worker")
+    return _run_unit(*args)
+
+
+def test_process_pool_gives_the_same_rows(tmp_path, monkeypatch):
     serial = run([_case()], jobs=1, progress=False)
+    monkeypatch.setattr(runner_mod, "run_unit", run_unit_elsewhere)  # jobs=2 must use workers
     pooled = run([_case()], jobs=2, progress=False)
     key = ["params", "seed", "method"]
     a = serial.sort_values(key).reset_index(drop=True)

@@ -180,12 +180,16 @@ def whole_rounds(value: float) -> float:
 
 
 def bound(instance: Instance, *, method: str = "auto", time_limit: float | None = 600.0,
-          max_columns: int = 400_000, horizon: Any = None, window: Any = "auto") -> Bound:
+          max_columns: int = 400_000, horizon: Any = None, window: Any = "auto",
+          group_size: int = 8) -> Bound:
     """Best provable lower bound on total latency (rounds).
 
     method : ``lp`` (LP relaxation of the time-indexed model), ``cover`` (the LP strengthened
     by rounds of memory cover cuts for at most ``time_limit`` s, see
-    :func:`servopt.solvers.batch_scheduling.cover_bound`), ``ip`` (HiGHS branch and bound
+    :func:`servopt.solvers.batch_scheduling.cover_bound`), ``group`` (the LP in which the
+    ``group_size`` requests the LP finishes last are scheduled integrally, by column generation
+    for at most ``time_limit`` s, see :func:`servopt.solvers.batch_scheduling.group_bound`;
+    no batch cap), ``ip`` (HiGHS branch and bound
     with ``time_limit``: proved optimum or MIP dual bound), ``area`` (closed form, see
     :func:`servopt.models.batch_scheduling.area_bound`), or ``auto``: the LP when the model has
     at most ``max_columns`` start columns, else the closed form. The LP is never worse than the
@@ -215,9 +219,16 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
             return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0)
         return Bound(value, "lower_bound", wall_s=time.perf_counter() - t0,
                      status=f"{cut.rounds} cut rounds, {len(cut.cuts)} cuts ({cut.status})")
+    if method == "group":
+        group = rules.group_bound(instance, group_size=group_size, horizon=horizon, window=window,
+                                  time_limit=600.0 if time_limit is None else time_limit)
+        value = max(simple, whole_rounds(group.bound))
+        return Bound(value, "lower_bound", wall_s=time.perf_counter() - t0,
+                     status=f"group of {len(group.group)}: {group.iterations} iterations, "
+                            f"{group.status}, master {group.master:.6g}")
     if method not in ("lp", "ip"):
         raise InvalidInstanceError(
-            f"bound method must be auto, lp, cover, ip or area; got {method!r}")
+            f"bound method must be auto, lp, cover, group, ip or area; got {method!r}")
     integer = method == "ip"
     warm = model.greedy_schedule(instance) if integer else None
     sol = rules.solve_lp(instance, horizon=horizon, window=window, time_limit=time_limit,

@@ -439,6 +439,253 @@ def cover_bound(instance: Instance, *, rounds: int = 100, time_limit: float = 30
                       history=history, status=status, wall_s=time.perf_counter() - t0)
 
 
+@dataclasses.dataclass
+class GroupBound:
+    """The LP with one group of requests scheduled integrally (:func:`group_bound`).
+
+    bound : a valid lower bound on total latency (rounds). master : the restricted master's
+    value when the loop stopped (the bound it converges to; not itself a bound before the
+    pricing proves that no column improves it). lp : the plain LP optimum. group : the
+    requests whose schedules are columns. history : (master, lower bound) per iteration.
+    """
+
+    bound: float
+    master: float
+    lp: float
+    group: np.ndarray
+    iterations: int
+    history: list
+    status: str
+    wall_s: float
+
+
+def tail_group(instance: Instance, size: int, lp: Solution) -> np.ndarray:
+    """The ``size`` requests that the LP finishes last (largest mean completion round)."""
+    x = lp.decisions["x"]
+    req = x.index.get_level_values("request").to_numpy()
+    end = x.index.get_level_values("round").to_numpy() + instance.output_tokens[req]
+    weight = np.bincount(req, weights=x.to_numpy(), minlength=instance.n)
+    late = lp.decisions["late"].to_numpy()
+    mean_end = (np.bincount(req, weights=x.to_numpy() * end, minlength=instance.n)
+                + late * (instance.arrival.max() + 10 ** 6)) / np.maximum(weight + late, 1e-12)
+    return np.sort(np.lexsort((-np.arange(instance.n), mean_end))[::-1][:size])
+
+
+def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_size: int = 8,
+                time_limit: float = 120.0, price_time: float = 2.0, final_time: float = 30.0,
+                horizon: Any = None, window: int | None = None) -> GroupBound:
+    r"""Column generation: the LP in which a group G of requests is scheduled integrally.
+
+    The LP's weakness is that it runs a request as a blend of many fractional starts, which
+    fills memory to the last token in every round; it does this most where only a few large
+    requests remain (the tail), where no schedule can. Here the requests of G (default: the
+    ``group_size`` requests the LP finishes last) are not start columns but *whole schedules
+    of G*: a column q picks one start (or the late column) for every request of G such that
+    G alone fits in M in every round. The master LP::
+
+        min  sum_k cost_k x_k + sum_q cost_q lam_q
+        s.t. start_once[i]:  sum_{k of i} x_k + late_i = 1            (i not in G)
+             convexity:      sum_q lam_q = 1
+             kv_memory[t]:   sum_k tokens_k(t) x_k + sum_q tokens_q(t) lam_q <= M
+
+    Every schedule restricted to G is such a column (G's memory is part of the total), so the
+    master's optimum over all columns is a lower bound on every schedule's total latency, and
+    at least the LP. Columns are priced by a small IP (G's requests, memory prices mu[t] from
+    the master's duals, HiGHS, ``price_time`` s): after each pricing,
+    ``master + min(0, pricing lower bound - convexity dual)`` is a valid bound (Lagrangian),
+    whatever the time limits; the loop stops when no column has negative reduced cost or at
+    ``time_limit``, then one last pricing of ``final_time`` s certifies the bound.
+    """
+    import highspy
+    import scipy.sparse as sp
+
+    t0 = time.perf_counter()
+    if instance.max_batch is not None:
+        raise InvalidInstanceError("group_bound does not model a batch cap: it needs an instance "
+                                   "with max_batch None")
+    inf = highspy.kHighsInf
+    lp = solve_lp(instance, horizon=horizon, window=window)
+    if group is None:
+        group = tail_group(instance, min(group_size, instance.n), lp)
+    group = np.unique(np.asarray(group, dtype=np.int64))
+    if group.size == 0 or group.min() < 0 or group.max() >= instance.n:
+        raise InvalidInstanceError(f"group must list request ids in 0..{instance.n - 1}")
+    data = model.build_matrix(instance, horizon=horizon, window=window)
+    cols, n, T, M = data.cols, instance.n, data.cols.rounds, float(instance.kv_memory)
+    nx = len(cols.request)
+    in_group = np.zeros(n, dtype=bool)
+    in_group[group] = True
+    mine = in_group[cols.request]
+    # master: rows start_once (free for G), convexity, kv_memory; G's own columns fixed to 0
+    a = sp.vstack([data.a_eq, sp.csr_matrix((1, nx + n)), data.a_mem], format="csc")
+    row_lo = np.concatenate([np.where(in_group, -inf, 1.0), [1.0], np.full(T, -inf)])
+    row_hi = np.concatenate([np.where(in_group, inf, 1.0), [1.0], np.full(T, M)])
+    col_hi = np.concatenate([np.where(mine, 0.0, inf), np.where(in_group, 0.0, inf)])
+    h = new_highs()
+    h.setOptionValue("solver", "simplex")
+    master = highspy.HighsLp()
+    master.num_col_, master.num_row_ = a.shape[1], a.shape[0]
+    master.col_cost_, master.col_lower_, master.col_upper_ = data.cost, np.zeros(a.shape[1]), col_hi
+    master.row_lower_, master.row_upper_ = row_lo, row_hi
+    master.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    master.a_matrix_.start_, master.a_matrix_.index_, master.a_matrix_.value_ = (
+        a.indptr, a.indices, a.data)
+    h.passModel(master)
+    # pricing: G's start columns and late columns; rows: one per request of G, kv_memory
+    ks = np.flatnonzero(mine)
+    member = np.searchsorted(group, cols.request[ks])
+    row, col, tokens = model.usage(instance, cols)
+    keep = mine[col]
+    use = sp.csc_matrix((tokens[keep], (row[keep], np.searchsorted(ks, col[keep]))),
+                        shape=(T, len(ks)))
+    g = len(group)
+    sub = sp.vstack([sp.hstack([sp.csr_matrix((np.ones(len(ks)), (member, np.arange(len(ks)))),
+                                              shape=(g, len(ks))), sp.identity(g)]),
+                     sp.hstack([use, sp.csr_matrix((T, g))])], format="csc")
+    base_cost = np.concatenate([cols.cost[ks], cols.late_cost[group]])
+
+    def add_column(pick: np.ndarray) -> None:
+        """A schedule of G: ``pick`` flags its start (and late) columns in pricing order."""
+        chosen = np.flatnonzero(pick[:len(ks)])
+        tokens_t = np.asarray(use[:, chosen].sum(axis=1)).ravel()
+        rows_ = np.concatenate([[n], n + 1 + np.flatnonzero(tokens_t)]).astype(np.int32)
+        values = np.concatenate([[1.0], tokens_t[tokens_t > 0]])
+        h.addCol(float(base_cost[pick].sum()), 0.0, inf, len(rows_), rows_, values)
+
+    def column_of(start: np.ndarray) -> np.ndarray | None:
+        pick = np.zeros(len(ks) + g, dtype=bool)
+        key = {(int(cols.request[k]), int(cols.start[k])): j for j, k in enumerate(ks)}
+        for m, i in enumerate(group):
+            j = key.get((int(i), int(start[i])))
+            if j is None:
+                pick[len(ks) + m] = True
+            else:
+                pick[j] = True
+        return pick
+
+    add_column(np.r_[np.zeros(len(ks), dtype=bool), np.ones(g, dtype=bool)])  # all late
+    for start in (model.greedy_schedule(instance), plan_schedule(instance, MCSF())):
+        add_column(column_of(start))
+
+    owner = np.r_[member, np.arange(g)]  # request (position in G) of each pricing column
+    o_g, s_g = instance.output_tokens[group], instance.prompt_tokens[group]
+    starts = [cols.start[ks][member == m] for m in range(g)]
+    at = [np.flatnonzero(member == m) for m in range(g)]
+    rng = np.random.default_rng(0)
+
+    def greedy(cost: np.ndarray, tries: int = 24) -> tuple[float, np.ndarray]:
+        """Heuristic pricing: place G's requests one by one, each at its cheapest start that
+        fits with those placed before (or late); orders: by cheapest cost, by prompt size, random."""
+        from numpy.lib.stride_tricks import sliding_window_view
+
+        cheapest = np.array([min(cost[at[m]].min(initial=math.inf), cost[len(ks) + m])
+                             for m in range(g)])
+        orders = [np.argsort(cheapest, kind="stable"), np.argsort(-s_g, kind="stable")]
+        orders += [rng.permutation(g) for _ in range(tries)]
+        best_value, best_pick = math.inf, None
+        for order in orders:
+            free = np.full(T + int(o_g.max()), M)
+            pick = np.zeros(len(ks) + g, dtype=bool)
+            total = 0.0
+            for m in order:
+                choice, value = len(ks) + m, cost[len(ks) + m]
+                if at[m].size:
+                    need = s_g[m] + 1.0 + np.arange(o_g[m])
+                    windows = sliding_window_view(free, o_g[m])[starts[m]]
+                    ok = np.all(windows >= need, axis=1)
+                    c = np.where(ok, cost[at[m]], math.inf)
+                    j = int(np.argmin(c))
+                    if c[j] < value:
+                        choice, value = at[m][j], c[j]
+                        free[starts[m][j]:starts[m][j] + o_g[m]] -= need
+                pick[choice] = True
+                total += value
+            if total < best_value:
+                best_value, best_pick = total, pick
+        return best_value, best_pick
+
+    def price(cost: np.ndarray, limit: float, upper: float,
+              warm: np.ndarray | None) -> tuple[float, float, np.ndarray | None]:
+        """Exact pricing (HiGHS) over the columns that can be in a schedule of G costing at most
+        ``upper`` (a column whose cost exceeds its request's cheapest by more than ``upper``
+        minus the sum of the cheapest costs cannot be; the optimum is kept, so the MIP's dual
+        bound is a valid lower bound on the pricing optimum)."""
+        cheapest = np.full(g, math.inf)
+        np.minimum.at(cheapest, owner, cost)
+        keep = cost - cheapest[owner] <= upper - cheapest.sum() + 1e-6
+        keep[len(ks):] = True
+        idx = np.flatnonzero(keep)
+        part = sub[:, idx]
+        p = new_highs()
+        p.setOptionValue("time_limit", float(max(limit, 0.1)))
+        p.setOptionValue("mip_rel_gap", 1e-6)
+        prob = highspy.HighsLp()
+        prob.num_col_, prob.num_row_ = part.shape[1], part.shape[0]
+        prob.col_cost_ = cost[idx]
+        prob.col_lower_, prob.col_upper_ = np.zeros(part.shape[1]), np.ones(part.shape[1])
+        prob.row_lower_ = np.concatenate([np.ones(g), np.full(T, -inf)])
+        prob.row_upper_ = np.concatenate([np.ones(g), np.full(T, M)])
+        prob.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        prob.a_matrix_.start_, prob.a_matrix_.index_, prob.a_matrix_.value_ = (
+            part.indptr, part.indices, part.data)
+        prob.integrality_ = [highspy.HighsVarType.kInteger] * part.shape[1]
+        p.passModel(prob)
+        if warm is not None and np.all(keep[warm]):
+            _warm_start(p, keep[keep] & warm[keep])
+        p.run()
+        info = p.getInfo()
+        sol = p.getSolution()
+        # HiGHS can leave out the cost of columns its presolve fixes, so the value is
+        # recomputed; that the dual bound may miss it too (costs >= 0) only lowers it
+        low = float(info.mip_dual_bound)
+        if not sol.value_valid:
+            return math.inf, low, None
+        pick = np.zeros(len(cost), dtype=bool)
+        pick[idx[np.asarray(sol.col_value) > 0.5]] = True
+        value = float(cost[pick].sum())
+        if p.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+            low = max(low, value - 1e-6 * max(1.0, abs(value)))
+        return value, low, pick
+
+    history: list = []
+    best, status, value, cost, sigma = -math.inf, "time_limit", math.nan, base_cost, 0.0
+    tol = 1e-6 * max(1.0, abs(lp.objective))
+    while True:
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            raise RuntimeError(f"the group master LP did not solve: {h.getModelStatus()}")
+        value = float(h.getInfo().objective_function_value)
+        dual = np.asarray(h.getSolution().row_dual)
+        sigma, mu = float(dual[n]), np.maximum(-dual[n + 1:], 0.0)
+        cost = base_cost + np.concatenate([use.T @ mu, np.zeros(g)])
+        left = time_limit - (time.perf_counter() - t0)
+        found, pick = greedy(cost)
+        low = -math.inf
+        if found - sigma > -tol and left > 0:  # the heuristic found nothing: exact pricing
+            found2, low, pick2 = price(cost, min(price_time, left), found, pick)
+            if found2 < found:
+                found, pick = found2, pick2
+            if math.isfinite(low):
+                best = max(best, value + min(0.0, low - sigma))
+        history.append((value, best))
+        if found - sigma > -tol:
+            status = "converged" if low - sigma > -tol else "stalled"
+            break
+        if left <= 0:
+            break
+        add_column(pick)
+    if status == "converged":
+        best = max(best, value)
+    elif final_time > 0:
+        found, _ = greedy(cost)
+        _, low, _ = price(cost, final_time, found, None)
+        if math.isfinite(low):
+            best = max(best, value + min(0.0, low - sigma))
+    return GroupBound(bound=max(best, lp.objective), master=value, lp=lp.objective, group=group,
+                      iterations=len(history), history=history, status=status,
+                      wall_s=time.perf_counter() - t0)
+
+
 def _check_patience(patience: float) -> float:
     """Rounds a request may wait, in multiples of its predicted output, before it blocks the queue."""
     if isinstance(patience, bool) or not (isinstance(patience, int | float) and patience >= 0):

@@ -9,10 +9,12 @@ Run from the repository root::
 Instances: Azure-calibrated lengths, all requests at round 0 (``generate(n, lengths="azure",
 seed=s)``, seeds 0..seeds-1, the seeds of the full case). For each instance:
 
-- lower bound LB = max(ceil(LP with cover cuts), ceil(IP dual bound)): the LP relaxation
-  strengthened by rounds of memory cover cuts (``cover_bound``, at most ``--cut-time`` s); the
-  IP (HiGHS, ``--ip-time`` s, only for n <= ``--ip-max``) carries the same cuts and is
-  warm-started with the best schedule found;
+- lower bound LB = max(ceil(LP with cover cuts), ceil(IP dual bound), ceil(group bound)): the
+  LP relaxation strengthened by rounds of memory cover cuts (``cover_bound``, at most
+  ``--cut-time`` s); the IP (HiGHS, ``--ip-time`` s, only for n <= ``--ip-max``) carries the
+  same cuts and is warm-started with the best schedule found; with ``--group-time`` > 0, the
+  LP in which the ``--group-size`` requests the LP finishes last are scheduled integrally
+  (``group_bound``: column generation for ``--group-time`` s plus a last 30 s pricing);
 - best schedule found UB = the least total latency of every method, the IP incumbent and the
   ``hindsight`` method (the best of the MC-SF, shortest-first and bid-price plans improved by
   a local search over the admission order, then large-neighbourhood search, ``--search-time``
@@ -21,6 +23,9 @@ seed=s)``, seeds 0..seeds-1, the seeds of the full case). For each instance:
 
 ``--exact`` sizes are solved to optimality (IP on the safe horizon, 300 s limit) to measure how
 far the LP relaxation, and the LP with cover cuts, are below the optimum where it is known.
+``--reuse`` adds only the group bound to the per-instance rows of an earlier run (its CSVs,
+``<out>.csv`` and ``<out>_exact.csv``), keeping every other column, and recomputes the lower
+bound, the bracket and the ratios from them.
 Timings are wall-clock on a shared 2-core machine (noisy); the search, the cut loop and the IP
 are time-limited, so their results depend on the machine's load.
 """
@@ -43,8 +48,16 @@ from servopt.solvers import batch_scheduling as rules
 METHODS = ("fcfs", "spf", "mcsf", "bid_price", "bid_price_stationary")
 
 
+def group(inst: instances.Instance, size: int, group_time: float, horizon: str | None = None
+          ) -> dict:
+    """The group bound (``group_bound``) and how it ended."""
+    g = rules.group_bound(inst, group_size=size, time_limit=group_time, horizon=horizon)
+    return {"group": g.bound, "group_master": g.master, "group_status": g.status,
+            "group_s": g.wall_s}
+
+
 def bracket(inst: instances.Instance, ip_time: float | None, search_time: float,
-            cut_time: float) -> dict:
+            cut_time: float, group_size: int = 8, group_time: float = 0.0) -> dict:
     """Lower bound, best schedule found and every method's cost on one instance."""
     t0 = time.perf_counter()
     lp = rules.solve_lp(inst)
@@ -67,6 +80,9 @@ def bracket(inst: instances.Instance, ip_time: float | None, search_time: float,
             lower = max(lower, bench.whole_rounds(ip.bound))
         if ip.decisions and model.is_feasible(inst, ip.decisions["start"].to_numpy()):
             costs["ip"] = model.schedule_latency(inst, ip.decisions["start"].to_numpy())
+    if group_time > 0:
+        row.update(group(inst, group_size, group_time))
+        lower = max(lower, bench.whole_rounds(row["group"]))
     best = min(costs.values())
     row.update({"lower": float(lower), "best": best, "bracket": best / lower - 1.0})
     for m in (*METHODS, "hindsight"):
@@ -75,7 +91,8 @@ def bracket(inst: instances.Instance, ip_time: float | None, search_time: float,
     return row
 
 
-def exact_gap(inst: instances.Instance, cut_time: float) -> dict:
+def exact_gap(inst: instances.Instance, cut_time: float, group_size: int = 8,
+              group_time: float = 0.0) -> dict:
     """LP, LP with cover cuts and methods against the proved optimum (small instances)."""
     lp = rules.solve_lp(inst, horizon="safe")
     cut = rules.cover_bound(inst, horizon="safe", time_limit=cut_time)
@@ -84,9 +101,44 @@ def exact_gap(inst: instances.Instance, cut_time: float) -> dict:
     row = {"status": ip.status, "optimum": ip.objective, "ip_bound": ip.bound,
            "lp": lp.objective, "cover": cut.bound, "lp/optimum": lp.objective / ip.objective,
            "cover/optimum": cut.bound / ip.objective}
+    if group_time > 0:
+        row.update(group(inst, group_size, group_time, horizon="safe"))
+        row["group/optimum"] = row["group"] / ip.objective
     for m in METHODS:
         row[f"{m}/optimum"] = bench.evaluate(inst, m).cost / ip.objective
     return row
+
+
+def reuse(args: argparse.Namespace, out: Path) -> tuple[pd.DataFrame, list]:
+    """Add the group bound to the rows of an earlier run; recompute lower, bracket, ratios."""
+    frame = pd.read_csv(out.with_suffix(".csv"))
+    frame = frame[frame["n"].isin([int(x) for x in args.sizes.split(",") if x])
+                  & (frame["seed"] < args.seeds)]
+    rows = []
+    for _, old in frame.iterrows():
+        n, seed = int(old["n"]), int(old["seed"])
+        inst = instances.generate(n, lengths="azure", seed=seed)
+        row = {**old.to_dict(), **group(inst, args.group_size, args.group_time)}
+        costs = {m: old[f"{m}/best"] * old["best"] for m in (*METHODS, "hindsight")}
+        lower = max(old["lower"], bench.whole_rounds(row["group"]))
+        row.update({"lower": float(lower), "bracket": old["best"] / lower - 1.0})
+        for m, cost in costs.items():
+            row[f"{m}/lower"] = cost / lower
+        rows.append(row)
+        print({k: row[k] for k in ("n", "seed", "cover", "group", "group_master", "lower",
+                                   "best", "bracket")}, flush=True)
+    exact_rows = []
+    exact_path = out.with_name(out.stem + "_exact.csv")
+    if exact_path.exists():
+        old_exact = pd.read_csv(exact_path)
+        old_exact = old_exact[old_exact["n"].isin([int(x) for x in args.exact.split(",") if x])]
+        for _, old in old_exact.iterrows():
+            inst = instances.generate(int(old["n"]), lengths="azure", seed=int(old["seed"]))
+            row = {**old.to_dict(), **group(inst, args.group_size, args.group_time, "safe")}
+            row["group/optimum"] = row["group"] / old["optimum"]
+            exact_rows.append(row)
+            print({k: row[k] for k in ("n", "seed", "optimum", "cover", "group")}, flush=True)
+    return pd.DataFrame(rows), exact_rows
 
 
 def main() -> None:
@@ -98,6 +150,11 @@ def main() -> None:
     parser.add_argument("--search-time", type=float, default=60.0)
     parser.add_argument("--cut-time", type=float, default=120.0)
     parser.add_argument("--exact", default="12,16")
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--group-time", type=float, default=0.0)
+    parser.add_argument("--reuse", action="store_true",
+                        help="add the group bound to the rows of the CSVs at --out (no re-solve "
+                             "of the rest)")
     parser.add_argument("--out", default="benchmarks/results/batch_scheduling_bound.md")
     parser.add_argument("--part", default="",
                         help="write only this part's rows (<out>.part-NAME.csv), no report")
@@ -115,18 +172,23 @@ def main() -> None:
         write_report(args, out, frame, exact_rows, parts=len(parts) + len(exact_parts))
         return
     exact_rows, rows = [], []
-    for n in [int(x) for x in args.exact.split(",") if x]:
+    if args.reuse:
+        frame, exact_rows = reuse(args, out)
+        rows = frame.to_dict("records")
+    for n in [] if args.reuse else [int(x) for x in args.exact.split(",") if x]:
         for seed in range(args.seeds):
             inst = instances.generate(n, lengths="azure", seed=seed)
-            row = {"n": n, "seed": seed, **exact_gap(inst, args.cut_time)}
+            row = {"n": n, "seed": seed, **exact_gap(inst, args.cut_time, args.group_size,
+                                                     args.group_time)}
             exact_rows.append(row)
             print(row, flush=True)
-    for n in [int(x) for x in args.sizes.split(",") if x]:
+    for n in [] if args.reuse else [int(x) for x in args.sizes.split(",") if x]:
         for seed in range(args.seeds):
             inst = instances.generate(n, lengths="azure", seed=seed)
             ip_time = args.ip_time if n <= args.ip_max else None
             row = {"n": n, "seed": seed, **bracket(inst, ip_time, args.search_time,
-                                                   args.cut_time)}
+                                                   args.cut_time, args.group_size,
+                                                   args.group_time)}
             rows.append(row)
             print(row, flush=True)
     frame = pd.DataFrame(rows)
@@ -150,12 +212,21 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, exact
             "Regenerate with `python benchmarks/batch_scheduling_bound.py "
             f"--sizes {args.sizes} --seeds {args.seeds} --ip-max {args.ip_max} "
             f"--ip-time {args.ip_time:g} --search-time {args.search_time:g} "
-            f"--cut-time {args.cut_time:g} --exact {args.exact}`"
+            f"--cut-time {args.cut_time:g} --exact {args.exact}"
+            + (f" --group-size {args.group_size} --group-time {args.group_time:g}"
+               if args.group_time > 0 else "") + "`"
             + (f" (computed here as {parts} parallel parts with `--part NAME` and the same "
-               "options, then combined with `--combine`)." if parts else "."),
+               "options, then combined with `--combine`)." if parts else ".")
+            + (" The group-bound columns were added with `--reuse --group-size "
+               f"{args.group_size} --group-time {args.group_time:g}` to the rows of the run "
+               "before (every other column is that run's)." if args.group_time > 0 else ""),
             "Azure-calibrated lengths, all requests at round 0, seeds 0.."
             f"{args.seeds - 1}. lower = max(ceil LP with cover cuts, ceil IP dual bound with the "
-            "same cuts); best = best schedule found (every method, the IP incumbent and the "
+            "same cuts" + (", ceil group bound: the LP with the requests it finishes last "
+                           "scheduled integrally, by column generation; `group_master` is the "
+                           "master's value when the loop stopped, a bound only when "
+                           "`group_status` is converged" if args.group_time > 0 else "")
+            + "); best = best schedule found (every method, the IP incumbent and the "
             "`hindsight` search: order search, then LNS), all scored "
             "by the evaluator. A method's distance to the optimum lies between cost/best - 1 "
             "and cost/lower - 1; bracket = best/lower - 1 is the width of that interval. "
@@ -164,7 +235,8 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, exact
         exact = pd.DataFrame(exact_rows)
         exact.to_csv(out.with_name(out.stem + "_exact.csv"), index=False)
         text += ["## Where the optimum is proved (small n): how far below it the LP and the LP "
-                 "with cover cuts are", "",
+                 "with cover cuts are" + (" (and the group bound, safe horizon)"
+                                          if args.group_time > 0 else ""), "",
                  markdown_table(exact), ""]
     text += ["## Bracket per size (means over seeds)", "", markdown_table(summary), "",
              "## Per instance", "", markdown_table(frame), ""]

@@ -174,16 +174,27 @@ class CheckedBook(routing.BidPrice):
                     np.array([float(view.prompt[i])]), np.zeros(1), pred)[0]
 
 
-@pytest.mark.parametrize("workload,workers,load,error,arrivals,seed", STREAMS)
+@pytest.mark.parametrize("workload,workers,load,error,arrivals,seed",
+                         [s for s in STREAMS if s[3] is None])
 @pytest.mark.parametrize("tolerance", [0.01, 0.2])
 def test_book_forecast_equals_reference(workload, workers, load, error, arrivals, seed, tolerance):
     inst = inst_mod.generate(workload=workload, requests=90, workers=workers, load=load,
-                             arrivals=arrivals, slots=8, kv_capacity=40_000,
-                             prediction_error=error, seed=seed)
+                             arrivals=arrivals, slots=8, kv_capacity=40_000, seed=seed)
     router = CheckedBook(tolerance=tolerance)
     bench.simulate(inst, router)
     # the streams exercise rebuilds and steps the book only carries forward
     assert router.at_rebuild >= 2 and router.checked > router.at_rebuild
+
+
+@pytest.mark.parametrize("error", [0.0, 0.5])
+def test_streams_with_predictions_use_the_exact_forecast(error):
+    inst = inst_mod.generate(workload="conversation", requests=90, workers=3, load=0.9,
+                             slots=8, kv_capacity=40_000, prediction_error=error, seed=7)
+    router = routing.BidPrice()
+    default = bench.simulate(inst, router)["worker"]
+    assert router.book is None
+    exact = bench.simulate(inst, routing.BidPrice(forecast="exact"))["worker"]
+    np.testing.assert_array_equal(default, exact)
 
 
 def test_book_options_are_checked():

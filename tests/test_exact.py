@@ -174,21 +174,27 @@ def test_infeasible_instance_raises_through_solve():
     try:
         with pytest.raises(InfeasibleError, match="infeasible"):
             exact.solve(bad)
+        # a decision's explain_infeasible replaces the solver's message
+        models.explain_infeasible = lambda instance: "no plan meets the floor of -1 units"
+        with pytest.raises(InfeasibleError, match="no plan meets the floor of -1 units"):
+            exact.solve(bad)
     finally:
         models.build = original
+        vars(models).pop("explain_infeasible", None)
 
 
 def test_mip_prices_from_fixed_integers():
-    # max 5a + 4b, a, b in {0, 1, 2}, 6a + 4b <= 24, a + 2b <= 6 ... make a small one by hand:
-    # max 3y + x  s.t.  x <= 2.5 + 0*y (cap), x + y <= 4, y integer <= 10. Optimum y=4, x=0 -> 12?
+    # max 3y + x  s.t.  cap: x + y <= 4.5, 0 <= x <= 1, y integer in 0..10.
+    # By hand: y = 4, x = 0.5, profit 12.5. With y fixed at 4 the row cap is tight and one more
+    # unit of it is worth 1 (through x). Fixed one lower (y = 3, e.g. a truncated 3.9999999),
+    # x would sit at its bound 1 with cap slack, and the price would be 0.
     m = pyo.ConcreteModel()
     m.y = pyo.Var(domain=pyo.NonNegativeIntegers, bounds=(0, 10))
-    m.x = pyo.Var(domain=pyo.NonNegativeReals)
+    m.x = pyo.Var(domain=pyo.NonNegativeReals, bounds=(0, 1))
     m.cap = pyo.Constraint(expr=m.x + m.y <= 4.5)
     m.obj = pyo.Objective(expr=3 * m.y + m.x, sense=pyo.maximize)
     sol = exact.solve_model(m)
-    assert sol.objective == pytest.approx(12.5)  # y = 4, x = 0.5
-    # with y fixed at 4, one more unit of cap is worth 1 (through x)
+    assert sol.objective == pytest.approx(12.5)
     assert sol.prices["cap"].iloc[0] == pytest.approx(1.0)
 
 

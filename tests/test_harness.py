@@ -36,6 +36,32 @@ def test_gap_table_columns_and_values():
     assert rows.loc["greedy", "utilisation"] == pytest.approx(1.0)
 
 
+def test_gap_table_passes_keywords_and_refuses_clashing_metrics(monkeypatch):
+    from servopt.benchmarks.harness import Bound, Outcome, benchmark_module
+
+    toy = benchmark_module("toy_production")
+    seen = {}
+    original = toy.evaluate
+
+    def evaluate(instance, method, **kw):
+        seen[method] = kw
+        return original(instance, method)
+
+    monkeypatch.setattr(toy, "bound", lambda instance, **kw: Bound(kw["value"], "lower_bound"))
+    monkeypatch.setattr(toy, "evaluate", evaluate)
+    table = gap_table(ToyInstance(**WYNDOR), ["greedy"], bound_kw={"value": 40.0}, horizon=7)
+    # bound 40 from bound_kw; greedy makes 30 (by hand, above): max gap (40 - 30) / 40
+    assert table.loc[0, "bound"] == 40.0 and table.loc[0, "gap"] == pytest.approx(0.25)
+    assert seen == {"greedy": {"horizon": 7}}
+    # a metric named like a table column would overwrite it: refused
+    monkeypatch.setattr(toy, "evaluate", lambda instance, method, **kw: Outcome(1.0, {"bound": 2.0}))
+    with pytest.raises(ValueError, match="clashes"):
+        gap_table(ToyInstance(**WYNDOR), ["greedy"], bound_kw={"value": 40.0})
+    # a bound must say what kind of bound it is
+    with pytest.raises(ValueError, match="bound kind 'guess'"):
+        Bound(1.0, "guess")
+
+
 def _case(name="toy_case", seeds=(0, 1)):
     return Case(name=name, decision="toy_production", grid=({"products": 3}, {"products": 4}),
                 seeds=seeds, make_instance=make_instance, methods=("greedy", "exact"))

@@ -119,6 +119,17 @@ def test_process_pool_gives_the_same_rows(tmp_path, monkeypatch):
     pd.testing.assert_series_equal(a["gap"], b["gap"])
 
 
+def test_corrupt_cache_file_is_recomputed(tmp_path, computed_units):
+    first = run([_case(seeds=(0,))], jobs=1, cache_dir=tmp_path, progress=False)
+    computed_units.clear()
+    broken = sorted(tmp_path.glob("*.json"))[0]
+    broken.write_text('{"method": "gree')  # e.g. a disk filled up mid-write
+    again = run([_case(seeds=(0,))], jobs=1, cache_dir=tmp_path, progress=False)
+    assert len(computed_units) == 1
+    pd.testing.assert_frame_equal(again.drop(columns="wall_s"), first.drop(columns="wall_s"),
+                                  check_like=True)
+
+
 def test_failing_method_is_a_row_not_a_crash(tmp_path):
     case = Case(name="toy_bad", decision="toy_production", make_instance=make_instance,
                 methods=("greedy", "no_such_method"))

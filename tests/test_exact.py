@@ -204,6 +204,9 @@ def test_bad_arguments():
         exact.solve(inst, backend="gurobi")
     with pytest.raises(InvalidInstanceError, match="servopt instance"):
         exact.solve({"not": "an instance"})
+    for limit in (0, -1.0):
+        with pytest.raises(InvalidInstanceError, match="time_limit must be positive"):
+            exact.solve(inst, time_limit=limit)
 
 
 def test_relative_gap():

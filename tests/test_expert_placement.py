@@ -438,6 +438,11 @@ def test_bid_price_from_solution_uses_the_dual_prices():
     ({"loads": np.ones((1, 1, 4)), "previous_placement": np.full((1, 8), 7)}, "expert ids"),
     ({"loads": np.ones((1, 1, 4)), "slots_per_gpu": 0}, "slots_per_gpu"),
     ({"loads": np.ones(4)}, "shape"),
+    ({"loads": np.ones((1, 1, 4)), "migration_cost": -1.0}, "migration_cost must be >= 0"),
+    ({"loads": np.ones((1, 1, 4)), "migration_cost": np.nan}, "migration_cost must be >= 0"),
+    ({"loads": np.ones((1, 1, 4)), "gpu_speed": [1.0, 1.0]}, "one relative speed per GPU"),
+    ({"loads": np.ones((1, 1, 4)), "previous_placement": np.full((1, 8), 0.5)}, "integer expert ids"),
+    ({"loads": np.ones((1, 1, 4)), "num_nodes": True}, "num_nodes must be a positive integer"),
 ])
 def test_bad_instances_raise_clear_errors(kwargs, match):
     with pytest.raises(InvalidInstanceError, match=match):

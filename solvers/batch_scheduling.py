@@ -491,7 +491,8 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
     Every schedule restricted to G is such a column (G's memory is part of the total), so the
     master's optimum over all columns is a lower bound on every schedule's total latency, and
     at least the LP. Columns are priced by a small IP (G's requests, memory prices mu[t] from
-    the master's duals, HiGHS, ``price_time`` s): after each pricing,
+    the master's duals, HiGHS, ``price_time`` s, doubled each time it neither finds a column
+    nor proves that none exists): after each pricing,
     ``master + min(0, pricing lower bound - convexity dual)`` is a valid bound (Lagrangian),
     whatever the time limits; the loop stops when no column has negative reduced cost or at
     ``time_limit``, then one last pricing of ``final_time`` s certifies the bound.
@@ -670,7 +671,10 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
         history.append((value, best))
         if found - sigma > -tol:
             status = "converged" if low - sigma > -tol else "stalled"
-            break
+            if status == "converged" or time_limit - (time.perf_counter() - t0) <= 0:
+                break
+            price_time *= 2  # not proved: price again, longer, while time is left
+            continue
         if left <= 0:
             break
         add_column(pick)

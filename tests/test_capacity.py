@@ -104,6 +104,17 @@ def test_preemption_and_recompute_by_hand():
     assert res.done_times[0] < res.done_times[1]
 
 
+def test_token_budget_caps_a_new_prefill_by_hand():
+    # b = 60, C = 50, two prompts of 100 (o = 2) at t = 0. it1: request 0 takes a 50-token chunk,
+    # request 1 only the 10 tokens of budget left; it2: 50 + 10 (request 0's prefill ends, token
+    # 1); it3: 1 decode + 50; it4: request 1's last 30 (token 1); it5: its last decode.
+    inst = hand_instance(output_tokens=[2], token_budget=60)
+    res = bench.simulate(inst, np.array([100, 100]), np.array([2, 2]), np.array([0.0, 0.0]))
+    np.testing.assert_array_equal(res.tokens, [60, 60, 51, 30, 1])
+    # iteration times 0.01 + 0.001 x tokens: 0.07, 0.07, 0.061, 0.04, 0.011
+    np.testing.assert_allclose(res.done_times, [0.201, 0.252])
+
+
 def test_fcfs_head_of_line_blocks():
     # the head (prompt 8) does not fit next to the running request; the small one behind it waits
     inst = hand_instance(prompt_tokens=[6, 8, 1], output_tokens=[3, 1, 1], kv_tokens=10,
@@ -362,6 +373,10 @@ def test_kv_tokens_from_model_by_hand():
                                         weight_bytes=16e9, gpu_memory_bytes=80e9,
                                         memory_utilisation=0.9)
     assert kv == int((0.9 * 80e9 - 16e9) // 131072)
+    # two GPUs and 4 GB of activations: (0.9 x 80e9 x 2 - 16e9 - 4e9) / 131072 = 946044.9
+    assert instances.kv_tokens_from_model(layers=32, kv_heads=8, head_dim=128, weight_bytes=16e9,
+                                          gpu_memory_bytes=80e9, memory_utilisation=0.9, gpus=2,
+                                          activation_bytes=4e9) == 946044
     with pytest.raises(InvalidInstanceError, match="do not fit"):
         instances.kv_tokens_from_model(layers=80, kv_heads=8, head_dim=128, weight_bytes=141e9,
                                        gpu_memory_bytes=80e9)
@@ -377,6 +392,7 @@ def test_kv_tokens_from_model_by_hand():
     ({"arrival_rate": -1}, "arrival_rate"),
     ({"headroom": 1.0}, "headroom"),
     ({"prompt_tokens": [1.5]}, "whole numbers"),
+    ({"prompt_tokens": [0]}, "prompt_tokens must be >= 1"),
 ])
 def test_bad_instances_get_clear_errors(changes, message):
     with pytest.raises(InvalidInstanceError, match=message):

@@ -149,10 +149,12 @@ def main() -> None:
 
 def write_report(args: argparse.Namespace, out: Path) -> None:
     text = ["# batch_scheduling: is the bracket the schedules' or the bound's?", "",
-            "Written by `python benchmarks/batch_scheduling_diagnosis.py` (sections `small`, `ip`, "
-            "`lns` run as separate processes, then `--report`). Azure-calibrated lengths, all "
-            "requests at round 0. Time-limited searches and IPs on a shared 2-core machine "
-            "(noisy).", ""]
+            "Written by `python benchmarks/batch_scheduling_diagnosis.py` run as separate "
+            f"processes: `--section small --exact-time {args.exact_time:g}`, `--section ip "
+            f"--ip-seeds \"{args.ip_seeds}\"`, `--section lns --lns-seeds \"{args.lns_seeds}\"`, "
+            "then `--report` with the same options. Azure-calibrated lengths, all requests at "
+            "round 0. Time-limited searches and IPs on a shared 2-core machine (noisy; three "
+            "other heavy jobs ran at the same time).", ""]
     titles = {"small": f"Proved optima (IP, safe horizon, {args.exact_time:g} s) against the "
                        f"search ({args.small_search:g} s)",
               "ip": f"The IP with cover cuts for {args.ip_time:g} s, warm-started with the search "

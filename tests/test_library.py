@@ -66,6 +66,18 @@ def test_changed_manifest_value_fails_verify(library_copy):
     assert not table["ok"].iloc[0] and "differs" in table["message"].iloc[0]
 
 
+def test_manifest_decision_must_match_the_file(library_copy):
+    name = SMALL[0]
+    manifest = library_copy / "manifest.json"
+    data = json.loads(manifest.read_text())
+    for item in data["instances"]:
+        if item["name"] == name:
+            item["decision"] = "caching" if item["decision"] != "caching" else "capacity"
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(InvalidInstanceError, match="the manifest says"):
+        library.load(name)
+
+
 def test_missing_file_and_bad_manifest(library_copy):
     name = SMALL[0]
     (library_copy / library.entry(name).file).unlink()

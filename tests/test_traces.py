@@ -97,6 +97,10 @@ def test_mooncake_sample(tmp_path):
     assert [list(b) for b in frame["block_ids"]] == [[0, 1], [3], [0, 2]]
     slow = traces.read_mooncake(write(tmp_path, "m.jsonl", MOONCAKE), rate_scale=0.5)
     assert slow["arrival_s"].tolist() == pytest.approx([0.0, 1.0, 3.0])
+    # the window is [start_s, end_s): a request exactly at end_s is out, one at start_s is in
+    path = write(tmp_path, "m.jsonl", MOONCAKE)
+    assert traces.read_mooncake(path, end_s=1.5)["prompt_tokens"].tolist() == [1000, 20]
+    assert traces.read_mooncake(path, start_s=0.5)["prompt_tokens"].tolist() == [20, 600]
 
 
 @pytest.mark.parametrize("line, message", [

@@ -5,8 +5,9 @@ Run: ``python benchmarks/decode_routing_speed.py [--out benchmarks/results]``. W
 step (the simulator's unit of work); the count is the sum of output tokens (plus recomputed
 tokens when requests are preempted; the table gives the preemptions). Timings are wall-clock on
 a shared machine and noisy; the last table repeats least-KV and bid_price (and bid_price with
-its earlier exact forecast, ``bid_price_exact``) with the router's own CPU time (``time.thread_time`` around its calls, best of ``--repeats`` runs), which other jobs on
-the machine disturb much less.
+its earlier exact forecast, ``bid_price_exact``) with the router's own CPU time
+(``time.thread_time`` around its calls, best of ``--repeats`` runs), which other jobs on the
+machine disturb much less.
 """
 
 from __future__ import annotations

@@ -50,7 +50,9 @@ def test_eplb_global_policy_when_groups_do_not_divide_nodes():
 
 def test_balanced_packing_by_hand():
     # weights 5, 4, 3, 3 into 2 packs of 2: 5 -> pack 0, 4 -> pack 1, 3 (index 2) -> pack 1
-    # (lighter), 3 (index 3) -> pack 0 (the only pack with room)
+    # (lighter), 3 (index 3) -> pack 0 (the only pack with room). Equal weights in index order is
+    # servopt's deterministic choice: DeepSeek's torch.sort(descending=True) is not stable by
+    # default and does not guarantee an order for ties.
     pack, rank = sv.balanced_packing(np.array([[5.0, 4.0, 3.0, 3.0]], dtype=np.float32), 2)
     assert pack.tolist() == [[0, 1, 1, 0]]
     assert rank.tolist() == [[0, 0, 1, 1]]

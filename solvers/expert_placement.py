@@ -15,7 +15,8 @@ each physical slot.
 Methods (``POLICIES``)
 ----------------------
 - ``eplb`` / ``eplb_lp`` / ``eplb_price``: :func:`eplb` (DeepSeek's ``rebalance_experts``,
-  re-implemented in numpy with its tie-breaks) on the planned window, served with even split,
+  re-implemented in numpy with the tie-breaks torch guarantees, and a stable sort where it does
+  not) on the planned window, served with even split,
   the LP, or price dispatch.
 - ``no_replication``: one slot per expert, LPT packing (heaviest expert to the least-loaded GPU
   with a free slot).
@@ -70,7 +71,10 @@ class Plan:
 
 
 # =============================================================================================
-# DeepSeek EPLB (re-implementation of eplb.py's rebalance_experts, numpy, same tie-breaks)
+# DeepSeek EPLB (re-implementation of eplb.py's rebalance_experts in numpy). Ties: torch.max and
+# torch.min return the first index, and so does argmax/argmin here; torch.sort(descending=True)
+# does not guarantee the order of equal weights, so equal weights keep index order (a stable
+# sort), a deterministic choice the reference may not make on every device.
 # =============================================================================================
 def balanced_packing(weight: np.ndarray, num_packs: int) -> tuple[np.ndarray, np.ndarray]:
     """Pack each row's n items into ``num_packs`` packs of exactly n / num_packs items.

@@ -209,6 +209,42 @@ def test_greedy_dual_size_by_hand():
     assert bench.simulate(inst, "gdsf").miss_cost == pytest.approx(10)
 
 
+def test_greedy_dual_inflation_ages_out_an_expensive_object():
+    """The example above ends the same without L; here L decides. Room for 2 unit objects, costs
+    a 3, b 1, c 1; requests a b c b c b c a. t2 c: evict b (H 1, older), L = 1. t3 b: H = 2,
+    evict c (1). t4 c: H = 2, evict b (2, older), L = 2. t5 b: H = 3, evict c (2). t6 c: H = 3:
+    a (3), b (3), c (3) tie, a is the oldest and goes, L = 3. t7 a misses: 8 misses, cost 12.
+    Without the inflation b and c would only evict each other and a would hit at t7."""
+    inst = unit_instance([0, 1, 2, 1, 2, 1, 2, 0], capacity=2, cost=[3, 1, 1])
+    result = bench.simulate(inst, "gds", record=True)
+    assert result.hit.tolist() == [False] * 8
+    assert result.miss_cost == pytest.approx(12)
+
+
+def test_greedy_dual_frequency_restarts_after_an_eviction():
+    """Room for 2 unit objects of cost 1 (GDSF: H = L + freq). a b c b a c a. t2 c: evict a
+    (H 1, oldest), L = 1. t3 b hits: freq 2, H = 3. t4 a misses: freq restarts at 1, H = 2,
+    evict c (1). t5 c: H = 2, evict a (2, older), L = 2. t6 a misses. Had a's freq kept its
+    first request, a and c would have H = 3 at t4 and t5, b (3, oldest) would go, a would hit."""
+    inst = unit_instance([0, 1, 2, 1, 0, 2, 0], capacity=2)
+    hits = bench.simulate(inst, "gdsf", record=True).hit.tolist()
+    assert hits == [False, False, False, True, False, False, False]
+
+
+def test_least_expected_cost_by_hand():
+    """LEC keeps the larger k / (k + 1) x c (k: requests so far). Room for 2 unit objects; costs
+    a 4, b 2, c 10; requests b b b a c a b. After b b b: b = 3/4 x 2 = 1.5; a = 1/2 x 4 = 2;
+    c = 1/2 x 10 = 5 evicts b (1.5); a hits (2/3 x 4); b = 4/5 x 2 = 1.6 is the lowest: bypassed.
+    (A count k x c would rank b 6 above a 4 and evict a instead.)"""
+    inst = unit_instance([1, 1, 1, 0, 2, 0, 1], capacity=2, cost=[4, 2, 10])
+    hits = bench.simulate(inst, "lec", record=True).hit.tolist()
+    assert hits == [False, True, True, False, False, True, False]
+    # the value is cost, not cost per token: x (4 tokens, cost 4) outranks y (1 token, cost 2);
+    # z (1 token) fills the cache of 5 tokens and y goes, so x hits
+    sized = unit_instance([0, 1, 2, 0], capacity=5, size=[4, 1, 1], cost=[4, 2, 100])
+    assert bench.simulate(sized, "lec", record=True).hit.tolist() == [False, False, False, True]
+
+
 @pytest.mark.parametrize("method", list(cs.POLICIES))
 def test_every_policy_stays_within_capacity(method):
     inst = ci.generate(requests=1500, objects=300, cache_share=0.03, seed=5)

@@ -91,7 +91,9 @@ def activity(instance: Instance) -> Activity:
     if instance.arrival_unit != "step":
         raise InvalidInstanceError(
             "the hindsight model needs arrivals counted in decode steps (arrival_unit='step'); "
-            "with arrivals in seconds the step at which a request starts depends on the router")
+            "with arrivals in seconds the step at which a request starts depends on the router; "
+            "make a step-clock stream with instances.decode_routing.generate_steps "
+            "(servopt generate decode_routing --generator steps)")
     start = np.ceil(instance.arrival - 1e-9).astype(np.int64)
     out = instance.output
     req = np.repeat(np.arange(len(out)), out)

@@ -82,10 +82,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from servopt.core.registry import layer_module
 
     module = layer_module(args.decision, "instances")
+    name = "generate" if args.generator in (None, "default") else f"generate_{args.generator}"
+    generate = getattr(module, name, None)
+    if not callable(generate):
+        others = sorted(n.removeprefix("generate_") for n in dir(module) if n.startswith("generate_"))
+        raise ValueError(f"generate {args.decision}: no generator {args.generator!r} "
+                         f"(generators: default{''.join(', ' + n for n in others)})")
     params = _parse_params(args.params)
-    _check_params(module.generate, params, args.decision)
+    _check_params(generate, params, args.decision)
     try:
-        instance = module.generate(seed=args.seed, **params)
+        instance = generate(seed=args.seed, **params)
     except TypeError as exc:
         raise ValueError(f"generate {args.decision}: {exc}") from None
     instance.to_json(args.output)
@@ -231,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("decision")
     p.add_argument("params", nargs="*", help="generator parameters as name=value")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--generator", default=None,
+                   help="another generator of the decision's instances module (generate_NAME), "
+                        "e.g. decode_routing's 'steps' (arrivals in decode steps, for the hindsight model)")
     p.add_argument("-o", "--output", required=True, help="output JSON file")
     p.set_defaults(func=cmd_generate)
 
@@ -288,7 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "func", None) is cmd_generate and not any(x.startswith("-") for x in extra):
+        args.params += extra  # name=value items after an option (argparse does not intermix them)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -222,3 +222,18 @@ def test_cli_closed_pipe_is_quiet():
     err = child.stderr.read().decode()
     assert child.wait(timeout=120) == 0
     assert "Traceback" not in err and "error" not in err.lower()
+
+
+def test_cli_generate_other_generator_and_params_after_options(tmp_path, capsys):
+    from servopt.instances import decode_routing
+
+    out = tmp_path / "s.json"
+    assert cli.main(["generate", "decode_routing", "--generator", "steps", "requests=6", "workers=2",
+                     "-o", str(out)]) == 0
+    stream = decode_routing.Instance.from_json(out)
+    assert stream.arrival_unit == "step" and len(stream.requests) == 6 and stream.workers == 2
+    assert cli.main(["generate", "decode_routing", "--generator", "nope", "-o", str(out)]) == 2
+    assert "generators: default, steps" in capsys.readouterr().err
+    # name=value items after an option are still the generator's parameters
+    assert cli.main(["generate", "toy_production", "--seed", "3", "products=4", "-o", str(out)]) == 0
+    assert ToyInstance.from_json(out).profit.shape == (4,)

@@ -57,6 +57,18 @@ def test_fcfs_hand_schedule():
     assert out["ttft"].tolist() == [1, 1, 3]
 
 
+def test_spf_hand_schedule():
+    # shortest predicted output first (stable): 1 (2), 2 (2), 0 (3), vLLM's admission. Round 0:
+    # 1 (4) + 2 (5) = 9; 0 needs 3 more -> 12, no. Round 1: 5 + 6 = 11 > 10: 2, the most recent,
+    # is preempted with 1 token; 1 holds 5 and ends. Round 2: 2 (1 round left, needs 4 + 1 + 1
+    # = 6) then 0 (3): 9; 2 ends. Rounds 3-4: 0 holds 4, 5. Latencies 5, 2, 3.
+    out = bench.simulate(make(10, *THREE), rules.ShortestPredictedFirst())
+    assert out["latency"].tolist() == [5, 2, 3]
+    assert out["memory"].tolist() == [9, 5, 9, 4, 5]
+    assert out["preemptions"] == 1
+    assert out["ttft"].tolist() == [3, 1, 1]
+
+
 def test_fcfs_preempts_most_recent_and_recomputes():
     # Two requests (prompt 1, output 6) on M = 10, both admitted at round 0 (2 + 2 tokens).
     # Memory 4, 6, 8, 10; round 4 needs 12 -> the most recently admitted (1) is preempted with
@@ -79,6 +91,23 @@ def test_watermark_blocks_admission():
     inst = make(200, [100, 97], [1, 1])
     assert bench.simulate(inst, rules.FCFS())["latency"].tolist() == [1, 2]
     assert bench.simulate(inst, rules.FCFS(watermark=0.0))["latency"].tolist() == [1, 1]
+
+
+def test_fcfs_head_of_line_blocking():
+    # M = 10, watermark 0. Requests (prompt, output): 0 (5, 3), 1 (6, 1), 2 (1, 1). Round 0: 0
+    # holds 6; 1 needs 7 > 4 free, so 2 (needs 2) waits behind it too. Rounds 1-2: 1 still needs
+    # 7 > 3, 2 free tokens. Round 3: 0 is done, 1 and 2 join (7 + 2). Latencies 3, 4, 4 (a
+    # scheduler that skips the blocked head would run 2 in round 0: latency 1).
+    out = bench.simulate(make(10, [5, 6, 1], [3, 1, 1]), rules.FCFS())
+    assert out["latency"].tolist() == [3, 4, 4]
+    assert out["memory"].tolist() == [6, 7, 8, 9]
+
+
+def test_empty_batch_takes_a_head_that_fits_below_the_watermark():
+    # M = 200 -> watermark 2 tokens; the request needs 199 (peak 199 <= 200): vLLM's watermark
+    # would never admit it; with nothing running the batch takes it (documented choice)
+    for policy in (rules.FCFS(), rules.ShortestPredictedFirst()):
+        assert bench.simulate(make(200, [198], [1]), policy)["latency"].tolist() == [1]
 
 
 def test_arrivals_and_batch_cap():

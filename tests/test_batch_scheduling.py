@@ -55,6 +55,12 @@ def test_fcfs_hand_schedule():
     assert out["latency"].tolist() == [3, 2, 4]
     assert out["memory"].tolist() == [7, 9, 10, 6]
     assert out["ttft"].tolist() == [1, 1, 3]
+    # the evaluator's metrics from the same schedule: 7 output tokens over rounds 0-3
+    result = bench.evaluate(make(10, *THREE), "fcfs")
+    assert result.cost == 9.0
+    assert result.metrics == pytest.approx({
+        "mean_latency": 3.0, "mean_ttft": 5 / 3, "throughput": 7 / 4, "preemptions": 0.0,
+        "refused": 0.0, "peak_memory": 10.0, "makespan": 4.0})
 
 
 def test_spf_hand_schedule():
@@ -79,6 +85,13 @@ def test_fcfs_preempts_most_recent_and_recomputes():
     assert out["latency"].tolist() == [6, 8]
     assert out["memory"].tolist() == [4, 6, 8, 10, 6, 7, 6, 7]
     assert out["ttft"].tolist() == [1, 1]
+    # a request arriving at round 4 queues behind the preempted one: round 4 has 4 free tokens,
+    # request 1 needs 6 (head-of-line) so request 2 (needs 2) waits too; request 0 ends at round
+    # 5; round 6 admits 1 (6) and 2 (2). Latencies 6, 8, 3 (2 would run at once, latency 1, if
+    # a preempted request went to the back of the queue)
+    late = bench.simulate(make(10, [1, 1, 1], [6, 6, 1], arrivals=[0, 0, 4]), rules.FCFS())
+    assert late["preemptions"] == 1
+    assert late["latency"].tolist() == [6, 8, 3]
     # MC-SF waits instead: request 1 starts at round 4, when the peaks no longer collide
     mc = bench.simulate(make(10, [1, 1], [6, 6]), rules.MCSF())
     assert mc["preemptions"] == 0
@@ -237,6 +250,41 @@ def test_batch_cap_rows_and_prices():
     assert out["latency"].sum() >= pyomo.objective - 1e-6
 
 
+def test_footprint_price_by_hand():
+    # prices for rounds 0-4: 0, 1, 2, 0.5, 0 -> tail = mean up to the last positive price =
+    # 3.5 / 4 = 0.875. Holding 3, 4, 5, 6, 7 tokens from round 2: 2 x 3 + 0.5 x 4 + 0 x 5, then
+    # past the vector 0.875 x (6 + 7) = 11.375: 19.375 in all.
+    rule = rules.BidPrice(np.array([0.0, 1.0, 2.0, 0.5, 0.0]))
+    assert rule.tail == pytest.approx(0.875)
+    assert rule.footprint_price(2, np.array([3]), np.array([5]))[0] == pytest.approx(19.375)
+    assert rule.footprint_price(0, np.array([3]), np.array([2]))[0] == pytest.approx(4.0)
+
+
+def test_stationary_score_by_hand():
+    # M = 100, nothing running, prompts 10, 20, 30, predicted 5, 10, 15: score = r + price x
+    # (c r + r (r - 1) / 2) with c = prompt + 1. Price 0.1: 5 + 0.1 x (55 + 10) = 11.5, 10 +
+    # 0.1 x (210 + 45) = 35.5, 15 + 0.1 x (465 + 105) = 72. The backlog is 3 requests over
+    # 100 / 30 that fit at once = 0.9; with backlog_factor 0.45 the price is scaled by 0.45 / 0.9.
+    state = rules.State(t=0, kv_memory=100, max_batch=None, used=0, waiting=np.arange(3),
+                        running=np.zeros(0, int), generated=np.zeros(3, int),
+                        admitted_at=np.full(3, -1), prompt=np.array([10, 20, 30]),
+                        predicted=np.array([5, 10, 15]), arrival=np.zeros(3, int))
+    score = rules.BidPriceStationary(price=0.1).score(state, np.arange(3))
+    np.testing.assert_allclose(score, [11.5, 35.5, 72.0])
+    busy = rules.BidPriceStationary(price=0.1, backlog_factor=0.45).score(state, np.arange(3))
+    np.testing.assert_allclose(busy, [5 + 0.05 * 65, 10 + 0.05 * 255, 15 + 0.05 * 570])
+
+
+def test_remaining_rounds_are_capped_by_memory():
+    # M = 10, prompt 5, 2 tokens emitted: at most 10 - 5 - 2 = 3 more rounds fit, whatever the
+    # prediction says (50); a prediction already reached counts 1 more round
+    state = rules.State(t=0, kv_memory=10, max_batch=None, used=0, waiting=np.arange(2),
+                        running=np.zeros(0, int), generated=np.array([2, 2]),
+                        admitted_at=np.full(2, -1), prompt=np.array([5, 5]),
+                        predicted=np.array([50, 2]), arrival=np.zeros(2, int))
+    assert state.remaining(np.arange(2)).tolist() == [3, 1]
+
+
 def test_bid_price_from_solution_matches_policy():
     inst = inst_mod.generate(20, seed=4)
     sol = exact.solve(inst, relax=True)
@@ -263,6 +311,18 @@ def test_bound_is_below_every_method_and_gap_table():
     assert (table["gap"] >= -1e-9).all()
     assert table["bound_kind"].iloc[0] == "lp_relaxation"
     assert model.area_bound(inst) <= table["bound"].iloc[0] + 1e-9
+
+
+def test_bound_is_the_closed_form_where_it_beats_the_lp():
+    # M = 8, prompts 3, 6, 6, 0, outputs 1, 1, 2, 1: footprints 4, 7, 15, 1 -> sorted 1, 4, 7,
+    # 15, cumulative / 8 = 0.125, 0.625, 1.5, 3.375 -> ceil 1, 1, 2, 4; sorted outputs 1, 1, 1,
+    # 2 -> 1 + 1 + 2 + 4 = 8, above the LP (7): the bound reports 8 as a plain lower bound
+    inst = make(8, [3, 6, 6, 0], [1, 1, 2, 1])
+    assert model.area_bound(inst) == 8.0
+    assert rules.solve_lp(inst).objective < 8.0 - 0.5
+    best = bench.bound(inst)
+    assert (best.value, best.kind) == (8.0, "lower_bound")
+    assert brute_force(inst, model.horizon_rounds(inst, "safe")) >= 8.0
 
 
 def test_area_bound_by_hand():
@@ -395,6 +455,7 @@ def test_online_bid_price_skips_a_request_that_fails_the_lookahead():
     assert rules.MCSF().admit(state([0, 1, 2])).tolist() == []
     # A has waited 9 rounds > patience 2 x its 2 predicted rounds: it blocks the queue
     assert rule.admit(state([0, 1, 2], t=10)).tolist() == []
+    assert rule.admit(state([0, 1, 2], t=5)).tolist() == [2]  # waited 4 = 2 x 2: not more
     assert rules.BidPriceStationary(price=0.0, patience=5).admit(
         state([0, 1, 2], t=10)).tolist() == [2]
 

@@ -370,6 +370,8 @@ def test_bad_instances(kwargs, match):
 def test_request_too_large_is_infeasible():
     with pytest.raises(InfeasibleError, match="request 1 can never run"):
         make(10, [2, 8], [3, 4])
+    # a peak of exactly M (6 + 4 = 10) runs alone: 4 rounds
+    assert bench.simulate(make(10, [6], [4]), rules.FCFS())["latency"].tolist() == [4]
 
 
 def test_bad_arguments():
@@ -410,6 +412,16 @@ def test_plan_and_memory_profile_match_the_simulator():
     late = start.copy()
     late[0] = inst.arrival[0] - 1
     assert not model.is_feasible(inst, late)
+
+
+def test_plan_of_a_policy_without_lookahead_never_overflows():
+    # FCFS and SPF admit on this round's memory only; their plans must still fit in every
+    # round (the plan checks the known lengths), unlike their simulated runs, which preempt
+    inst = inst_mod.generate(30, lengths="azure", seed=11)
+    assert bench.simulate(inst, rules.FCFS())["preemptions"] > 0
+    for policy in (rules.FCFS(), rules.ShortestPredictedFirst()):
+        start = rules.plan_schedule(inst, policy)
+        assert model.is_feasible(inst, start)
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -152,6 +152,10 @@ def test_noise_causes_preemption_not_stalls():
         out = bench.evaluate(inst, name)
         assert out.metrics["peak_memory"] <= inst.kv_memory
         assert out.cost >= inst.output_tokens.sum()
+    # MC-SF's lookahead trusts the predictions: wrong ones make it preempt, exact ones never do
+    assert bench.evaluate(inst, "mcsf").metrics["preemptions"] > 0
+    exact_inst = inst.with_outputs(inst.output_tokens)
+    assert bench.evaluate(exact_inst, "mcsf").metrics["preemptions"] == 0
 
 
 # ---------------------------------------------------------------------------------------------

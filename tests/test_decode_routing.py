@@ -286,6 +286,27 @@ def test_baseline_rules_on_hand_examples():
     w = View(running=[0, 3], queued=[1, 0], kv_running=[0, 0], kv_queued=[0, 0])
     assert routing.LeastOutstanding().choose(w, 0) == 1
     assert routing.JoinShortestQueue().choose(w, 0) == 0
+    # least-KV counts the queued prompts: running KV 40, 0, 20, 10 + queued 0, 50, 0, 25
+    q = View(running=[1, 0, 1, 1], queued=[0, 1, 0, 1], kv_running=[40, 0, 20, 10],
+             kv_queued=[0, 50, 0, 25])
+    assert routing.LeastKV().choose(q, 0) == 2  # totals 40, 50, 20, 35
+    # ties on total KV (30, 20, 20, 20) go to the lowest index
+    kv_tie = View([1, 1, 1, 1], [0, 0, 0, 1], [30, 20, 20, 5], [0, 0, 0, 15])
+    assert routing.LeastKV().choose(kv_tie, 0) == 1
+    lo_tie = View(running=[2, 1, 1], queued=[0, 0, 0], kv_running=[0, 0, 0], kv_queued=[0, 0, 0])
+    assert routing.LeastOutstanding().choose(lo_tie, 0) == 1  # scores 2, 1, 1: first minimum
+
+
+def test_random_router_is_uniform_over_all_workers_and_seeded():
+    v = View([0] * 4, [0] * 4, [0] * 4, [0] * 4)
+    picks = []
+    for seed in (3, 3, 4):
+        rnd = routing.RandomRouter()
+        rnd.reset(None, seed=seed)
+        picks.append([rnd.choose(v, 0) for _ in range(4000)])
+    assert picks[0] == picks[1] and picks[0] != picks[2]  # the seed fixes the draws
+    share = np.bincount(picks[0], minlength=4) / 4000
+    assert share == pytest.approx([0.25] * 4, abs=0.03)  # every worker, ~1/G each
 
 
 def test_power_of_two_picks_lower_of_two_samples():
@@ -299,6 +320,20 @@ def test_power_of_two_picks_lower_of_two_samples():
         assert p2c.choose(v, 0) == expected
     picks = [p2c.choose(v, 0) for _ in range(400)]
     assert 0 not in picks  # the most loaded worker never wins a pair
+    # load is running KV + queued prompts: totals 40, 50, 20, 35 (worker 2 wins every pair)
+    q = View([0] * 4, [0] * 4, [40, 0, 20, 10], [0, 50, 0, 25])
+    p2c.reset(None, seed=1)
+    rng = np.random.default_rng(1)
+    total = q.kv_running + q.kv_queued
+    for _ in range(50):
+        a, b = rng.choice(4, size=2, replace=False)
+        assert p2c.choose(q, 0) == (b if total[b] < total[a] else a)
+    # equal loads: the first of the two drawn workers
+    tie = View([0] * 4, [0] * 4, [7] * 4, [0] * 4)
+    p2c.reset(None, seed=2)
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        assert p2c.choose(tie, 0) == rng.choice(4, size=2, replace=False)[0]
 
 
 def test_survival_estimate_matches_empirical_tail():

@@ -67,6 +67,9 @@ def test_cover_cuts_hold_for_an_optimal_schedule():
     cols = model.columns(inst, "safe")
     z = rules._start_vector(cols, ip.decisions["start"].to_numpy(), inst.n)
     assert cut.cuts
+    # the loop runs its 10 rounds and the later ones keep lifting the bound (measured: 150.9
+    # after the first round, 153.5 after the tenth; the optimum is 157)
+    assert cut.rounds == 10 and cut.history[-1] > cut.history[1] + 1.0
     for columns, rhs in cut.cuts:
         assert z[columns].sum() <= rhs + 1e-9
     assert cut.bound <= ip.objective + 1e-6

@@ -555,6 +555,11 @@ def test_adaptive_ageing_follows_recency_after_a_popularity_shift():
     assert lru.requests - lru.hits == 6
     assert slow.miss_cost > adaptive.miss_cost
     assert [tau for _, tau in adaptive_policy.switches][:2] == [50.0, 0.0]
+    # six distinct objects: every expert's shadow misses every request, the scores stay tied,
+    # and a tie keeps the current (slow) expert: no switch
+    tied = cs.make_policy("cost_freq_size")
+    bench.simulate(unit_instance([0, 1, 2, 3, 4, 5], capacity=2.0), tied)
+    assert tied.switches == [(0, 50.0)]
 
 
 def test_adaptive_ageing_rejects_bad_experts():

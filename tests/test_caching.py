@@ -586,6 +586,11 @@ def test_bid_price_with_a_prohibitive_price_admits_nothing():
     ({"object_id": [0, 1, 2]}, "object 2, which has no size"),
     ({"capacity": -1.0}, "capacity"),
     ({"time": [0.0, 1.0]}, "one time per request"),
+    ({"size": [1.0, 0.0]}, "size of object 1 is 0: sizes must be > 0"),  # the boundary
+    ({"object_id": [0, -1, 0]}, "object -1, which has no size"),
+    ({"miss_cost": [1.0, float("nan")]}, "miss_cost must be finite"),
+    ({"miss_cost": [1.0]}, "size has 2 objects but miss_cost has 1"),
+    ({"popularity": [1.0, -0.5]}, "popularity must give each object"),
 ])
 def test_bad_input_is_named(change, message):
     fields = {"time": [0.0, 1.0, 2.0], "object_id": [0, 1, 0], "size": [1.0, 2.0],
@@ -593,6 +598,12 @@ def test_bad_input_is_named(change, message):
     fields.update(change)
     with pytest.raises(InvalidInstanceError, match=message):
         ci.Instance(**fields)
+
+
+def test_zero_cost_and_zero_capacity_are_valid():
+    inst = ci.Instance(time=[0.0, 1.0, 2.0], object_id=[0, 1, 0], size=[1.0, 2.0],
+                       miss_cost=[0.0, 1.0], capacity=0.0)
+    assert bench.simulate(inst, "lru").miss_cost == pytest.approx(1.0)  # object 1's one miss
 
 
 def test_json_round_trip():

@@ -361,6 +361,9 @@ def test_json_round_trip_and_generators():
         ({"predicted_output": [1, 0]}, "predicted"),
         ({"max_batch": 0}, "max_batch must be >= 1"),
         ({"arrival": [0.5, 1]}, "whole number"),
+        ({"arrival": [-1, 0]}, r"arrival\[0\] = -1: an arrival round must be >= 0"),
+        ({"arrival": [], "prompt_tokens": [], "output_tokens": []}, "at least one request"),
+        ({"max_batch": 1.5}, "max_batch must be a whole number"),
     ],
 )
 def test_bad_instances(kwargs, match):

@@ -279,6 +279,17 @@ def test_stationary_score_by_hand():
     np.testing.assert_allclose(busy, [5 + 0.05 * 65, 10 + 0.05 * 255, 15 + 0.05 * 570])
 
 
+def test_stationary_price_is_the_mean_over_the_busy_rounds():
+    # the learned price averages the LP's memory prices up to the last round with a positive
+    # price (the trailing rounds where the last requests finish alone do not dilute it)
+    history = inst_mod.generate(14, seed=0)
+    mu = rules.solve_lp(history).prices["kv_memory"].to_numpy()
+    last = np.flatnonzero(mu > 0)[-1]
+    assert last < len(mu) - 1  # there are trailing zero prices to leave out
+    expected = mu[: last + 1].sum() / (last + 1)
+    assert rules.BidPriceStationary.learn(history) == pytest.approx(expected, rel=1e-9)
+
+
 def test_remaining_rounds_are_capped_by_memory():
     # M = 10, prompt 5, 2 tokens emitted: at most 10 - 5 - 2 = 3 more rounds fit, whatever the
     # prediction says (50); a prediction already reached counts 1 more round

@@ -131,6 +131,12 @@ def test_simulator_hand_trace_barrier():
     assert res["finish_t"] * 1000 == pytest.approx([5.7, 3.0, 7.4])
     # (max W - mean W) / step time: 0.25 / 3.0, 0.85 / 2.7, 0.35 / 1.7
     assert res["metrics"]["imbalance"] == pytest.approx(np.mean([0.25 / 3.0, 0.85 / 2.7, 0.35 / 1.7]))
+    # first tokens at 3.0 ms; TPOT after the first: r0 (5.7 - 3.0) / 1, r2 (7.4 - 3.0) / 2 (r1 has
+    # one token: none); p99 interpolates between the sorted values (numpy's default, linear)
+    m = res["metrics"]
+    assert m["tpot_mean_ms"] == pytest.approx((2.7 + 2.2) / 2)
+    assert m["tpot_p99_ms"] == pytest.approx(2.2 + 0.99 * 0.5)
+    assert m["e2e_p99_s"] * 1000 == pytest.approx(5.7 + 0.98 * 1.7)  # e2e 3.0, 5.7, 7.4 ms
     # round robin makes the same assignment
     assert bench.evaluate(inst, "round_robin").cost == pytest.approx(7.4)
 
@@ -154,8 +160,28 @@ def test_simulator_steady_state_window():
     # requests arriving in the window: r1 3.0 ms, r2 (5.0 -> 11.1) 6.1 ms, r3 (5.0 -> 9.0) 4.0 ms
     assert m["e2e_mean_s"] * 1000 == pytest.approx((3.0 + 6.1 + 4.0) / 3)
     assert m["imbalance"] == pytest.approx((1.0 / 3.0 + 1.0 / 4.0) / 2)
+    assert m["step_ms_mean"] == pytest.approx((3.0 + 4.0) / 2)
     with pytest.raises(InvalidInstanceError, match="warmup"):
         bench.simulate(inst, Fixed([0, 0, 0, 1]), warmup=1.0)
+
+
+def test_simulator_window_queue_mean_leaves_out_the_warmup_queue():
+    """One worker, one slot: r1 waits behind r0 for 2 steps (queue 1, 1), then r2, r3 arrive at
+    steps 3, 4 and never wait. warmup 0.5 -> window = steps 3..4: queue_mean 0 (0.4 over the run).
+
+    step 0: r0 (10) 2.0 ms.  step 1: r0 at 11: 2.1.  step 2: r1 (10): 2.0.  steps 3, 4: 2.0 each.
+    """
+    inst = stream([(0, 10, 2), (0, 10, 1), (3, 10, 1), (4, 10, 1)], workers=1, slots=1)
+    res = bench.simulate(inst, Fixed([0, 0, 0, 0]), warmup=0.5)
+    m = res["metrics"]
+    assert res["steps"]["step_ms"] == pytest.approx([2.0, 2.1, 2.0, 2.0, 2.0])
+    assert res["steps"]["queue"].tolist() == [1, 1, 0, 0, 0]
+    assert m["window_steps"] == 2
+    assert m["queue_mean"] == 0.0
+    assert m["step_ms_mean"] == pytest.approx(2.0)
+    assert m["e2e_mean_s"] * 1000 == pytest.approx(2.0)  # r2 and r3 only
+    full = bench.simulate(inst, Fixed([0, 0, 0, 0]), warmup=0.0)["metrics"]
+    assert full["queue_mean"] == pytest.approx(0.4) and full["window_steps"] == 5
 
 
 def test_simulator_hand_trace_slots_queue_and_late_arrival():
@@ -188,6 +214,24 @@ def test_simulator_kv_admission_and_preemption():
     assert res["metrics"]["steps"] == 1 + 4 + 2
     assert res["steps"]["max_kv"].max() <= 30
     assert res["finish_t"] * 1000 == pytest.approx([5.0, 7.0])
+    # TPOT counts from the first token ever produced (r1's at 1.0 ms, before it was preempted):
+    # r0 (5.0 - 1.0) / 4 = 1.0, r1 (7.0 - 1.0) / 1 = 6.0
+    assert res["metrics"]["tpot_mean_ms"] == pytest.approx((1.0 + 6.0) / 2)
+
+
+def test_preempted_request_returns_to_the_head_of_its_queue():
+    """As above, plus r2 (s=2, o=1) queued at step 1. r1 is preempted at step 1 back to the
+    queue's head, ahead of r2; r1 (8 + 1 tokens over 22 + 1) does not fit, and FCFS head-of-line
+    blocking keeps r2 (which would fit) waiting behind it until r0 ends at 5.0 ms; then both run:
+    r2 ends after step 5 (6.0 ms), r1 after step 6 (7.0 ms). Routing is sticky: r1 waits on
+    worker 0 although worker 1 stays empty.
+    """
+    inst = stream([(0, 20, 5), (0, 8, 2), (1, 2, 1)], workers=2, slots=4, kv_capacity=30,
+                  ms_per_kv_token=0.0, step_ms=1.0)
+    res = bench.simulate(inst, Fixed([0, 0, 0]))
+    assert res["metrics"]["preemptions"] == 1
+    assert res["finish_t"] * 1000 == pytest.approx([5.0, 7.0, 6.0])
+    assert res["steps"]["queue"].tolist() == [0, 2, 2, 2, 2, 0, 0]
 
 
 def test_second_clock_prefill_and_throughput():

@@ -475,6 +475,28 @@ def test_hindsight_ip_equals_brute_force_over_simulated_assignments(seed):
     assert bench.simulate(inst, Fixed(worker))["cost"] == pytest.approx(best)
 
 
+def test_hindsight_ip_with_binding_slots_by_hand():
+    """Four one-token requests of 100, 10, 10, 10 tokens at step 0, 2 workers of 2 slots.
+
+    Without slots the optimum is {100} | {10, 10, 10}: 1 + 0.1 * 100 = 11 ms; two slots force
+    {100, 10} | {10, 10}: 1 + 0.1 * 110 = 12 ms (the simulator realises it too).
+    """
+    inst = stream([(0, 100, 1), (0, 10, 1), (0, 10, 1), (0, 10, 1)], workers=2, slots=2,
+                  kv_capacity=1000)
+    assert model.binding(inst) == {"slots": True, "kv_memory": False}
+    assert exact.solve(inst).objective == pytest.approx(12.0)
+    assert routing.solve_matrix(model.hindsight_matrices(inst))["objective"] == pytest.approx(12.0)
+    assert bench.simulate(inst, Fixed([0, 0, 1, 1]))["cost"] == pytest.approx(12.0)
+    roomy = dataclasses.replace(inst, slots=3)
+    assert exact.solve(roomy).objective == pytest.approx(11.0)
+    # KV rows count s + j + 1 tokens per active request (the simulator's admission rule): at step
+    # 0 r0 (s=10) and r1 (s=20) need 11 + 21 = 32, at step 1 r0 needs 12
+    two = stream([(0, 10, 2), (0, 20, 1)], workers=2, slots=10, kv_capacity=32)
+    assert model.activity(two).kv_need.tolist() == [11, 12, 21]
+    assert model.binding(two) == {"slots": False, "kv_memory": False}
+    assert model.binding(dataclasses.replace(two, kv_capacity=31))["kv_memory"]
+
+
 def test_hindsight_lp_pyomo_and_cvxpy_agree():
     inst = stream([(0, 10, 3), (0, 30, 2), (1, 20, 4), (2, 5, 2)], workers=2, slots=10,
                   kv_capacity=1000)
@@ -520,6 +542,18 @@ def test_busy_bound_hand_values_and_validity():
     inst = stream(rows)
     work = 2 * 0.1 * (30 + 3)
     assert bench.busy_lower_bound(inst) == pytest.approx(5 * 1.0 + work / 2)
+    # nested: [0, 10) holds [1, 3) and [2, 5): 10 steps, not 10 + 2 (the union, not pairwise)
+    inst = stream([(0, 10, 10), (1, 10, 2), (2, 10, 3)])
+    work = 0.1 * ((10 * 10 + 45) + (2 * 10 + 1) + (3 * 10 + 3))
+    assert bench.busy_lower_bound(inst) == pytest.approx(10 * 1.0 + work / 2)
+    assert bench.evaluate(inst, "least_kv").cost >= 10 * 1.0 + work / 2 - 1e-9
+    # slots bind: 5 requests of 3 steps on 1 worker x 2 slots need ceil(15 / 2) = 8 steps at
+    # least; work 0.1 x 5 x (3 x 10 + 0 + 1 + 2) = 16.5 ms -> 8 + 16.5 (the union gives only 3 steps)
+    five = stream([(0, 10, 3)] * 5, workers=1, slots=2)
+    assert bench.simple_lower_bound(five) == pytest.approx(8 * 1.0 + 16.5)
+    assert bench.busy_lower_bound(five) == pytest.approx(8 * 1.0 + 16.5)
+    # the simulator: pairs run 3 steps of 1 + 0.1 x 2 x (10 + j), the last alone 1 + 0.1 x (10 + j)
+    assert bench.evaluate(five, "least_kv").cost == pytest.approx(2 * 9.6 + 6.3)
     # valid for every router on streams where slots and KV bind, with prefill, both clocks
     for seed in range(3):
         sec = inst_mod.generate(requests=60, workers=3, load=1.1, slots=4, kv_capacity=9000,

@@ -706,6 +706,52 @@ def test_bid_price_marginal_barrier_price_by_hand():
     assert routing.LeastKV().choose(view, 2) == 1
 
 
+def test_bid_price_ties_among_the_cheapest_go_to_the_fewest_kv():
+    """w0 (s=1000), w1 (s=900) and w3 (s=3000) run requests that leave after this step; w2 runs
+    one (s=600) with 49 steps to go. A new r4 (s=100, 50 tokens) fits under the coming barriers
+    (3001 now, w2's 602 + h later) on w0 and w1: price 0 on both; on w2 (least-KV, 601 tokens) it
+    raises every later step by 100 + h, on w3 this step's by 100. Of the two free workers the rule
+    takes the one with fewer KV tokens, w1 (901 < 1001), not the lower index.
+    """
+    frame = pd.DataFrame({"arrival_s": [0, 0, 0, 0, 1], "prompt_tokens": [1000, 900, 600, 3000, 100],
+                          "output_tokens": [2, 2, 50, 2, 50], "predicted_tokens": [2, 2, 50, 2, 50]})
+    inst = inst_mod.Instance(workers=4, slots=8, kv_capacity=10_000, step_ms=1.0,
+                             ms_per_kv_token=0.01, requests=frame, arrival_unit="step")
+    view = bench.Fleet(inst)
+    view.step = 1
+    view.run_ids, view.run_worker = np.arange(4), np.arange(4)
+    view.run_generated, view.running = np.ones(4, dtype=np.int64), np.ones(4, dtype=np.int64)
+    view.kv_running = np.array([1001, 901, 601, 3001])
+    view.worker_of[:4] = np.arange(4)
+    view._routable = (4, 5)
+    router = routing.BidPrice(discount=0.8, prediction_prior=0.02)
+    router.reset(inst)
+    assert routing.LeastKV().choose(view, 4) == 2
+    router.route(view, np.array([4]))
+    assert view.worker_of[4] == 1
+
+
+def test_lp_gate_keeps_least_kv_inside_the_plan_shares():
+    """bid_price_lp: least-KV among the workers whose LP share is not used up (a request uses
+    (s + 1) / unit of it); when every share is used up, every worker is open again."""
+    inst, view, _ = _two_worker_view(0.8)
+    router = routing.make_router("bid_price_lp")
+    router.reset(inst)
+    router.share, router.routed, router.unit = np.array([1.5, 0.0]), np.zeros(2), 250.5
+    assert routing.LeastKV().choose(view, 2) == 1  # KV 1001 vs 601
+    assert router._pick(view, 2) == 0  # only worker 0 has plan share left
+    assert router.routed.tolist() == [2.0, 0.0]  # r2 (s = 500) used 501 / 250.5 units
+    assert router._pick(view, 2) == 1  # all used up: least-KV over every worker
+
+
+def test_epoch_ip_routes_the_arrival_away_from_the_long_request():
+    # r0 holds 5000+ KV tokens on its worker for a long time; the IP's x row for r1 is one-hot
+    inst = stream([(0, 5000, 400), (1, 100, 50)], workers=2, slots=8, kv_capacity=20_000,
+                  ms_per_kv_token=0.01)
+    res = bench.simulate(inst, routing.make_router("epoch_ip"))
+    assert res["worker"][1] == 1 - res["worker"][0]
+
+
 def test_bid_price_auto_discount_is_exp_of_minus_arrivals_per_worker_per_step():
     # two requests arrive at each of steps 0..9 on two workers: one per worker per step
     rows = [(k, 50, 30) for k in range(10) for _ in range(2)]

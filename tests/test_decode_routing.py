@@ -49,6 +49,14 @@ class Fixed(routing.Router):
     ([(0, 99, 3)], {}, "kv_capacity=100"),
     ([(0, 5.5, 3)], {}, "whole number"),
     ([(0, 5, 3)], {"workers": 0}, "workers must be a positive integer"),
+    ([(0, 5, 3)], {"slots": 0}, "slots must be a positive integer"),
+    ([(0, 5, 3)], {"slots": True}, "slots must be a positive integer"),
+    ([(0, 5, 3)], {"kv_capacity": 2.5}, "kv_capacity must be a positive integer"),
+    ([(0, 5, 3)], {"step_ms": "fast"}, "step_ms must be a number"),
+    ([(0, 5, 3)], {"step_ms": float("inf")}, "step_ms must be a finite number"),
+    ([(0, 5, 3)], {"prefill_ms_per_token": -0.1}, "prefill_ms_per_token"),
+    ([(0, 5, 3)], {"step_ms": 0, "ms_per_kv_token": 0}, "steps take no time"),
+    ([(-1, 5, 3)], {}, "arrival_s is negative"),
     ([(0, 5, 3)], {"ms_per_kv_token": -1}, "ms_per_kv_token"),
     ([(0, 5, 3)], {"arrival_unit": "minutes"}, "arrival_unit"),
     ([(float("nan"), 5, 3)], {}, "arrival_s is missing"),
@@ -109,6 +117,18 @@ def test_generate_load_scales_arrival_rate():
     lo = inst_mod.generate(requests=400, load=0.5, seed=1)
     hi = inst_mod.generate(requests=400, load=1.0, seed=1)
     assert lo.arrival[-1] == pytest.approx(2 * hi.arrival[-1])
+
+
+@pytest.mark.parametrize("arrivals, scv", [("poisson", 1.0), ("bursty", 4.0)])
+def test_generate_offers_load_times_capacity(arrivals, scv):
+    """Mean arrival rate = load x fleet capacity of the stream's own lengths; inter-arrival
+    squared coefficient of variation 1 (Poisson) or ``burstiness`` (default 4)."""
+    inst = inst_mod.generate(requests=20_000, workers=3, load=0.8, arrivals=arrivals, seed=5)
+    cap = inst_mod.fleet_capacity(inst.prompt, inst.output, workers=3, slots=64, kv_capacity=131072,
+                                  step_ms=10.0, ms_per_kv_token=1e-4)
+    gaps = np.diff(inst.arrival)
+    assert 1 / gaps.mean() == pytest.approx(0.8 * cap, rel=0.05)
+    assert gaps.var() / gaps.mean() ** 2 == pytest.approx(scv, rel=0.15)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,6 +532,9 @@ def test_hindsight_with_binding_slots_has_rows_and_seconds_clock_is_refused():
     m = model.build(inst)
     assert hasattr(m, "slots") and not model.hindsight_exact(inst)
     assert bench.bound(inst).kind == "lower_bound"
+    # one request more than a worker's slots already binds (all on one worker would queue one)
+    pair = stream([(0, 10, 3), (0, 30, 2)], workers=2, slots=1, kv_capacity=1000)
+    assert model.binding(pair)["slots"] and bench.bound(pair).kind == "lower_bound"
     sec = inst_mod.generate(requests=20, seed=0)
     with pytest.raises(InvalidInstanceError, match="decode steps"):
         model.build(sec)
@@ -585,10 +608,32 @@ def test_from_trace_frame_with_load_and_blocks():
     assert inst.output.tolist() == [10, 1, 4]  # a 0-token reply still occupies one step
     assert inst.prompt.tolist() == [100, 999, 30]  # clipped to fit the worker's KV
     assert inst.block_ids == [[1], [1, 2], []]
+    # max_requests keeps the first requests; outputs are capped at half the KV, prompts fill the rest
+    long = frame.assign(output_tokens=[10, 800, 4])
+    cut = inst_mod.from_trace(long, workers=2, slots=4, kv_capacity=1000, max_requests=2)
+    assert cut.n_requests == 2 and cut.block_ids == [[1], [1, 2]]
+    assert cut.output.tolist() == [10, 500] and cut.prompt.tolist() == [100, 500]
     loaded = inst_mod.from_trace(frame, workers=2, slots=4, kv_capacity=1000, load=0.5)
     cap = inst_mod.fleet_capacity(loaded.prompt, loaded.output, workers=2, slots=4,
                                   kv_capacity=1000, step_ms=10.0, ms_per_kv_token=1e-4)
     assert (len(frame) - 1) / loaded.arrival[-1] == pytest.approx(0.5 * cap)
+
+
+def test_trace_cell_replays_the_seeds_block_at_the_asked_load():
+    from servopt.instances import traces
+
+    path = traces.shared_trace("azure2023_code.csv")
+    if path is None:
+        pytest.skip("shared trace azure2023_code.csv not available")
+    frame = traces.read_azure(path)
+    inst = bench.make_cell(kind="trace", requests=40, seed=2, workers=2, load=0.5)
+    block = frame.iloc[80:120]  # seed 2 of blocks of 40 consecutive requests
+    assert inst.prompt.tolist() == block["prompt_tokens"].tolist()
+    assert inst.output.tolist() == np.maximum(block["output_tokens"], 1).tolist()
+    gaps = np.diff(block["arrival_s"].to_numpy())
+    assert np.diff(inst.arrival) == pytest.approx(gaps * inst.arrival[-1] / gaps.sum())
+    cap = inst_mod.fleet_capacity(inst.prompt, inst.output, workers=2, **bench.FLEET)
+    assert 39 / inst.arrival[-1] == pytest.approx(0.5 * cap)
 
 
 def test_bid_price_plans_on_the_light_worker_and_solves_per_refresh_not_per_request():

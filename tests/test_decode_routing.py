@@ -829,3 +829,17 @@ def test_step_model_from_public_figures_and_scale_invariance():
     assert np.array_equal(runs[0]["worker"], runs[1]["worker"])
     assert runs[1]["metrics"]["steps"] == runs[0]["metrics"]["steps"]
     assert runs[1]["metrics"]["e2e_mean_s"] == pytest.approx(3 * runs[0]["metrics"]["e2e_mean_s"])
+
+
+@pytest.mark.parametrize("mip_bound, kind", [(-1.0, "lower_bound"), (math.nan, "lower_bound"),
+                                             (+1.0, "mip_bound")])
+def test_bound_keeps_the_better_of_a_time_limited_mip_and_the_busy_bound(monkeypatch, mip_bound, kind):
+    """A MIP stopped at its time limit may prove less than the busy-time bound: bound() must then
+    report the busy bound (mip_bound is an offset from it here, nan = no bound at all)."""
+    inst = inst_mod.generate_steps(requests=8, workers=2, seed=4)
+    busy = bench.busy_lower_bound(inst)
+    monkeypatch.setattr(routing, "solve_matrix", lambda mat, **kw: {
+        "status": "time_limit", "objective": math.nan, "bound": busy + mip_bound})
+    got = bench.bound(inst)
+    assert got.kind == kind
+    assert got.value == pytest.approx(busy + 1.0 if kind == "mip_bound" else busy)

@@ -504,6 +504,9 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
     if instance.max_batch is not None:
         raise InvalidInstanceError("group_bound does not model a batch cap: it needs an instance "
                                    "with max_batch None")
+    if group is None and (isinstance(group_size, bool) or not isinstance(group_size, int | np.integer)
+                          or group_size < 1):
+        raise InvalidInstanceError(f"group_size must be a whole number of requests >= 1, got {group_size!r}")
     inf = highspy.kHighsInf
     lp = solve_lp(instance, horizon=horizon, window=window)
     if group is None:

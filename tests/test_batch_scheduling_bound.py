@@ -152,5 +152,8 @@ def test_group_bound_refuses_bad_groups():
     inst = tiny(0)
     with pytest.raises(InvalidInstanceError, match="group"):
         rules.group_bound(inst, group=[7])
+    for size in (0, -1, 2.5, True):  # -1 would otherwise slice all requests but one
+        with pytest.raises(InvalidInstanceError, match="group_size"):
+            rules.group_bound(inst, group_size=size)
     with pytest.raises(InvalidInstanceError, match="batch cap"):
         rules.group_bound(make(12, [1, 2], [2, 2], max_batch=1))

@@ -33,10 +33,10 @@ Estimator (:func:`check_rate`, :func:`find_knee`):
   variate, E X(t) = 0). In overload N follows X one for one and the fit removes the arrival
   noise: measured (``benchmarks/capacity_drift_variance.py``, 24 seeds, two workloads) the
   between-seed sd is 0.36-0.81x the plain slope's at 1.01-1.25x the saturated rate, but 2.3-3.3x
-  at 0.95x (0.97-1.45x at 0.99x), where completions absorb X and fitting its coefficient costs variance (more seeds
-  before a stable rate is decided). Both estimates agree on average (paired difference within
-  about one standard error; ``capacity_drift_variance_check.md``). ``raw_slope_ratio`` keeps the
-  plain slope of N;
+  at 0.95x (0.97-1.45x at 0.99x), where completions absorb X and fitting its coefficient costs
+  variance (more seeds before a stable rate is decided). Both estimates agree on average
+  (paired difference within about one standard error; ``capacity_drift_variance_check.md``).
+  ``raw_slope_ratio`` keeps the plain slope of N;
 - the estimate is the mean of the R slopes / lambda, its standard error their standard deviation
   / sqrt(R) (between replications, so it accounts for the autocorrelation of N(t)); when
   |estimate - eps| < 2 standard errors the test is *undecided* and R doubles up to ``max_seeds``;

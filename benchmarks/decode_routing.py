@@ -54,7 +54,7 @@ from servopt.solvers import decode_routing as routing
 
 SENSE = "min"
 DEFAULT_METHODS = ("round_robin", "random", "jsq", "least_kv", "p2c_kv", "least_outstanding",
-                   "bid_price", "bid_price_lp", "bid_price_argmin")
+                   "least_kv_sorted", "bid_price", "bid_price_lp", "bid_price_argmin")
 FULL_METHODS = tuple(m for m in DEFAULT_METHODS if m != "bid_price_argmin")
 
 

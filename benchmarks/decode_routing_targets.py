@@ -27,7 +27,7 @@ import pandas as pd
 
 from servopt.benchmarks.decode_routing import FLEET, busy_lower_bound, make_cell, simple_lower_bound
 
-RULES = ("bid_price", "bid_price_lp", "least_kv")
+RULES = ("bid_price", "bid_price_lp", "least_kv_sorted", "least_kv")
 METRICS = ["idle_fraction", "imbalance", "throughput_tok_s", "e2e_mean_s", "e2e_p99_s",
            "tpot_mean_ms", "queue_mean", "step_ms_mean", "idle_fraction_run", "preemptions",
            "router_us"]

@@ -3,8 +3,10 @@
 ``forecast="exact"``: the reference below recomputes, for every request, the forecast L_gh of
 every worker from each running request's own profile (:meth:`_Forecaster.profile`, the documented
 survival / prediction formulas), and the price sum_h gamma^h c1 (max(M_h, L_gh + w_ih) - M_h) with
-plain Python loops; ties go to the fewest KV tokens, lowest index. It shares only the online
-estimates (survival, prediction spread, discount), refreshed on the same schedule.
+plain Python loops; a step's arrivals are placed largest discounted profile mass first (ties in
+arrival order) and assigned in arrival order; ties go to the fewest KV tokens, lowest index. It
+shares only the online estimates (survival, prediction spread, discount), refreshed on the same
+schedule.
 
 ``forecast="book"`` (the default): at every step the book's forecast equals, to rounding, a
 plain-Python recomputation of what it stands for (the exact forecast at the last rebuild over
@@ -29,7 +31,7 @@ class ReferenceBidPrice(routing.BidPrice):
 
     def reset(self, instance, seed=0):
         super().reset(instance, seed)
-        self.ties = self.unique = 0
+        self.ties = self.unique = self.reordered = 0
 
     def _forecast(self, view) -> list[list[float]]:
         G, H, fc = view.workers, self.horizon, self.fc
@@ -58,10 +60,19 @@ class ReferenceBidPrice(routing.BidPrice):
             return
         G, H, c1 = view.workers, self.horizon, self.instance.ms_per_kv_token
         load = self._forecast(view)
+        profile = {}
         for i in ids:
             i = int(i)
             p = None if view.predicted is None else np.array([float(view.predicted[i])])
-            w = self.fc.profile(np.array([float(view.prompt[i])]), np.zeros(1), p)[0]
+            profile[i] = self.fc.profile(np.array([float(view.prompt[i])]), np.zeros(1), p)[0]
+        # largest discounted profile mass first (Python's sort is stable: ties in arrival order)
+        mass = {i: sum(self.gamma ** h * profile[i][h] for h in range(H)) for i in profile}
+        chosen = {}
+        kv = view.kv_running + view.kv_queued
+        order = sorted(profile, key=lambda i: -mass[i])
+        self.reordered += order != sorted(profile)
+        for i in order:
+            w = profile[i]
             top = [max(load[g][h] for g in range(G)) for h in range(H)]
             price = [sum(self.gamma ** h * c1 * (max(top[h], load[g][h] + w[h]) - top[h])
                          for h in range(H)) for g in range(G)]
@@ -69,11 +80,13 @@ class ReferenceBidPrice(routing.BidPrice):
             tied = [g for g in range(G) if price[g] <= best + 1e-9 * max(1.0, abs(best))]
             self.ties += len(tied) > 1
             self.unique += len(tied) == 1
-            kv = view.kv_running + view.kv_queued
             g = min(tied, key=lambda g: (kv[g], g))
-            view.assign(i, g)
+            chosen[i] = g
+            kv[g] += view.prompt[i]
             for h in range(H):
                 load[g][h] += w[h]
+        for i in ids:  # assigned in arrival order
+            view.assign(int(i), chosen[int(i)])
 
 
 STREAMS = [
@@ -96,8 +109,9 @@ def test_fast_bid_price_equals_reference(workload, workers, load, error, arrival
     expected = bench.simulate(inst, ref)["worker"]
     fast = bench.simulate(inst, routing.BidPrice(forecast="exact"))["worker"]
     np.testing.assert_array_equal(fast, expected)
-    # the streams exercise both branches: ties broken by least-KV and a strictly cheapest worker
-    assert ref.ties > 0 and ref.unique > 0
+    # the streams exercise both branches: ties broken by least-KV and a strictly cheapest worker,
+    # and steps whose arrivals are placed out of arrival order
+    assert ref.ties > 0 and ref.unique > 0 and ref.reordered > 0
 
 
 def test_fast_forecast_tables_equal_profile_formula():

@@ -14,7 +14,7 @@ CASE = Case(
                for w in ("conversation", "code")),
     seeds=(0, 1, 2),
     make_instance=make_cell,
-    methods=("jsq", "least_kv", "bid_price", "bid_price_lp", "epoch_ip"),
+    methods=("jsq", "least_kv", "least_kv_sorted", "bid_price", "bid_price_lp", "epoch_ip"),
     bound_kw={"time_limit": 60.0},
     suites=("full",),
     description="online routers that know every output length vs the hindsight optimum",

@@ -18,7 +18,7 @@ CASE = Case(
     grid=GRID,
     seeds=(0, 1, 2),
     make_instance=make_cell,
-    methods=("jsq", "least_kv", "bid_price", "bid_price_lp"),
+    methods=("jsq", "least_kv", "least_kv_sorted", "bid_price", "bid_price_lp"),
     suites=("full",),
     description="bid-price routers with exact, moderately and very noisy predicted output lengths",
 )

@@ -13,7 +13,7 @@ CASE = Case(
                for w in ("conversation", "code") for g in (8, 32)),
     seeds=(0,),
     make_instance=make_cell,
-    methods=("jsq", "least_kv", "bid_price"),
+    methods=("jsq", "least_kv", "least_kv_sorted", "bid_price"),
     suites=("full",),
     description="router service capacity when every worker is saturated",
 )

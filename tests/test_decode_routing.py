@@ -777,6 +777,56 @@ def test_bid_price_ties_among_the_cheapest_go_to_the_fewest_kv():
     assert view.worker_of[4] == 1
 
 
+def _burst_view():
+    """An empty 2-worker fleet; r0 (s=300), r1 (s=300), r2 (s=600) arrive in the same step."""
+    frame = pd.DataFrame({"arrival_s": [0, 0, 0], "prompt_tokens": [300, 300, 600],
+                          "output_tokens": [10, 10, 10]})
+    inst = inst_mod.Instance(workers=2, slots=8, kv_capacity=10_000, step_ms=1.0,
+                             ms_per_kv_token=0.01, requests=frame, arrival_unit="step")
+    view = bench.Fleet(inst)
+    view._routable = (0, 3)
+    calls = []
+    assign = view.assign
+    view.assign = lambda i, g: (calls.append(i), assign(i, g))
+    return inst, view, calls
+
+
+@pytest.mark.parametrize("router, expected", [
+    # largest first: r2 -> w0 (empty fleet, lowest index); r0 -> w1 (least KV, under the barrier
+    # 600 + h); r1 on w1 would raise the later steps by h, on w0 by 300 + h: w1. KV 600 / 600.
+    (routing.BidPrice(), [1, 1, 0]),
+    (routing.LeastKVSorted(), [1, 1, 0]),
+    # arrival order: r0 -> w0, r1 -> w1, then r2 raises either barrier alike: w0. KV 900 / 300.
+    (routing.BidPrice(order="arrival"), [0, 1, 0]),
+    (routing.LeastKV(), [0, 1, 0]),
+])
+def test_a_steps_arrivals_are_placed_largest_first_and_queued_in_arrival_order(router, expected):
+    inst, view, calls = _burst_view()
+    router.reset(inst)
+    router.on_step(view)
+    router.route(view, np.arange(3))
+    assert view.worker_of.tolist() == expected
+    assert calls == [0, 1, 2]  # assigned in arrival order: each worker's queue stays FIFO
+    assert [list(q) for q in view.queues] == [[i for i in range(3) if expected[i] == g] for g in (0, 1)]
+
+
+def test_sorted_placement_ties_keep_arrival_order_and_count_queued_prompts():
+    # equal prompts: arrival order; w0 already holds a queued prompt of 100 tokens
+    frame = pd.DataFrame({"arrival_s": [0, 1, 1, 1], "prompt_tokens": [100, 200, 200, 250],
+                          "output_tokens": [5, 5, 5, 5]})
+    inst = inst_mod.Instance(workers=3, slots=8, kv_capacity=10_000, step_ms=1.0,
+                             ms_per_kv_token=0.01, requests=frame, arrival_unit="step")
+    view = bench.Fleet(inst)
+    view._routable = (0, 1)
+    view.assign(0, 0)
+    view._routable = (1, 4)
+    routing.LeastKVSorted().route(view, np.arange(1, 4))
+    # r3 (250) -> w1 (0 KV, lowest index of w1/w2), r1 (200) -> w2, r2 (200) -> w0 (100 < 250)
+    assert view.worker_of.tolist() == [0, 2, 0, 1]
+    with pytest.raises(InvalidInstanceError, match="order"):
+        routing.BidPrice(order="random")
+
+
 def test_lp_gate_keeps_least_kv_inside_the_plan_shares():
     """bid_price_lp: least-KV among the workers whose LP share is not used up (a request uses
     (s + 1) / unit of it); when every share is used up, every worker is open again."""

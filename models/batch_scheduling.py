@@ -495,3 +495,103 @@ def cover_cuts(instance: Instance, rows: CoverRows, x: np.ndarray,
         inside = tok >= threshold[req]
         cuts.append((rows.column[lo:hi][inside], float(len(chosen) - 1)))
     return cuts
+
+
+# ---------------------------------------------------------------------------------------------
+# Coarse-time relaxation: start rounds grouped into buckets (a relaxation solved as an IP)
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class CoarseLP(MatrixLP):
+    """A :class:`MatrixLP` over bucket columns (``cols.start`` = first start of the bucket,
+    ``last_start`` = its last) whose optimum minus ``constant`` bounds the hindsight optimum
+    (for ``averaged`` models: the mean over the k offsets of that difference)."""
+
+    last_start: np.ndarray | None = None
+    bucket: int = 1
+    offset: int = 0
+    constant: float = 0.0
+
+
+def bucket_wait_credit(wait: np.ndarray, bucket: int) -> np.ndarray:
+    """g(d): mean over the ``bucket`` grid offsets of (start - first start of its bucket) for a
+    start ``d`` rounds after arrival: d (2k - 1 - d) / 2k for d < k - 1, else (k - 1) / 2."""
+    k = bucket
+    d = np.asarray(wait, dtype=float)
+    return np.where(d >= k - 1, (k - 1) / 2.0, d * (2 * k - 1 - d) / (2 * k))
+
+
+def build_coarse_matrix(instance: Instance, bucket: int, *, offset: int = 0, averaged: bool = False,
+                        price: np.ndarray | None = None, horizon: Any = None,
+                        window: int | None = None) -> CoarseLP:
+    r"""The coarse-time relaxation: each request picks one *bucket* of start rounds.
+
+    Request i's starts a_i..last_i (those of :func:`columns`) are cut into buckets
+    [a_i, a_i + offset - 1], then k = ``bucket`` rounds each from a_i + offset (the last one cut
+    at last_i). Column (i, b) for a bucket b = [lo, hi]::
+
+        y[i, b] in {0, 1};  cost c_i(b) = lo + o_i - a_i   (the least latency of any start in b)
+        kv_memory[t]:  sum_{i, b} m_i(b, t) y[i, b] <= M,  m_i(b, t) = s_i + t - hi + 1 for
+                       hi <= t <= lo + o_i - 1, else 0     (the least KV of any start in b)
+        batch_size[t]: the same with 1 where m_i(b, t) > 0 (only with a cap)
+        start_once[i]: sum_b y[i, b] + late[i] = 1   (``late`` as in the fine model)
+
+    Every schedule maps (start s in b) to a bucket schedule that costs no more and holds no
+    more KV or batch slots in any round, so the IP optimum -- and its dual bound at any time
+    limit -- is a lower bound on every schedule's total latency. With k = 1 it is the fine IP.
+
+    ``averaged``: cost c_i(b) + g(lo - a_i) (:func:`bucket_wait_credit`). For any start s,
+    the mean over the k offsets of (s - first start of its bucket) is g(s - a_i) >= g(lo - a_i)
+    (g grows with the wait), so the *mean over offsets 0..k-1* of these IPs' optima is a
+    lower bound (no single one is): it gives back about (k - 1) / 2 rounds per request that
+    the plain bucket cost loses.
+
+    ``price`` mu >= 0 per round (e.g. the fine LP's memory prices, scaled): Lagrangian
+    penalty. Cost min_{s in b} [s + o_i - a_i + sum_t mu_t KV_i(s, t)] and ``constant``
+    = M sum_t mu_t: every schedule has latency >= latency + mu . (memory - M), so (IP optimum
+    - constant) is still a bound; with the fine LP's prices its LP is at least the fine LP.
+    """
+    if isinstance(bucket, bool) or not isinstance(bucket, int | np.integer) or bucket < 1:
+        raise InvalidInstanceError(f"bucket must be a whole number of rounds >= 1, got {bucket!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int | np.integer) or not 0 <= offset < bucket:
+        raise InvalidInstanceError(f"offset must be a whole number of rounds in 0..bucket - 1 = "
+                                   f"{bucket - 1}, got {offset!r}")
+    if averaged and price is not None:
+        raise InvalidInstanceError("a coarse model is either averaged over offsets or priced, not both")
+    k = int(bucket)
+    cols = columns(instance, horizon, window)
+    n, T = instance.n, cols.rounds
+    a, s, o = instance.arrival, instance.prompt_tokens, instance.output_tokens
+    wait = cols.start - a[cols.request]
+    index = wait // k if offset == 0 else np.where(wait < offset, 0, 1 + (wait - offset) // k)
+    # fine columns are sorted by (request, start): a bucket is a run of equal (request, index)
+    first = np.flatnonzero(np.r_[True, (np.diff(cols.request) != 0) | (np.diff(index) != 0)])
+    request = cols.request[first]
+    lo = cols.start[first]
+    hi = np.r_[cols.start[first[1:] - 1], cols.start[-1:]] if len(first) else lo
+    cost = (lo + o[request] - a[request]).astype(float)
+    constant = 0.0
+    if averaged:
+        cost = cost + bucket_wait_credit(lo - a[request], k)
+    if price is not None:
+        mu = np.asarray(price, dtype=float)
+        if mu.shape != (T,) or np.any(~np.isfinite(mu)) or np.any(mu < 0):
+            raise InvalidInstanceError(f"price must hold one finite value >= 0 per modelled round "
+                                       f"({T}), got shape {mu.shape}")
+        row, col, tokens = usage(instance, cols)
+        fine = cols.cost + np.bincount(col, weights=mu[row] * tokens, minlength=len(cols.cost))
+        cost = np.minimum.reduceat(fine, first) if len(first) else cost
+        constant = float(instance.kv_memory * mu.sum())
+    length = np.maximum(0, o[request] - (hi - lo))
+    col, j = run_rounds(length)
+    row = hi[col] + j - 1
+    tokens = (s[request][col] + j).astype(float)
+    nb = len(request)
+    a_eq = sp.csr_matrix((np.ones(nb + n), (np.r_[request, np.arange(n)], np.arange(nb + n))),
+                         shape=(n, nb + n))
+    a_mem = sp.csr_matrix((tokens, (row, col)), shape=(T, nb + n))
+    a_cap = None
+    if instance.max_batch is not None:
+        a_cap = sp.csr_matrix((np.ones(len(row)), (row, col)), shape=(T, nb + n))
+    coarse = Columns(T, request, lo, cost, cols.last, cols.late_cost)
+    return CoarseLP(coarse, np.concatenate([cost, cols.late_cost]), a_eq, a_mem, a_cap,
+                    instance.kv_memory, instance.max_batch, True, hi, k, int(offset), constant)

@@ -693,6 +693,83 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
                       wall_s=time.perf_counter() - t0)
 
 
+@dataclasses.dataclass
+class CoarseBound:
+    """The coarse-time relaxation solved as IPs (:func:`coarse_bound`).
+
+    bound : a valid lower bound on total latency (rounds). lp : the coarse LP's value (same
+    averaging / constant; weaker than the fine LP unless priced). values, bounds, statuses :
+    per solved model (one per offset when averaged): incumbent and dual bound (constant
+    removed), HiGHS status. columns : bucket columns per model.
+    """
+
+    bound: float
+    lp: float
+    bucket: int
+    averaged: bool
+    penalty: float
+    values: list
+    bounds: list
+    statuses: list
+    columns: list
+    wall_s: float
+
+
+def coarse_bound(instance: Instance, *, bucket: int = 2, averaged: bool = True, penalty: float = 0.0,
+                 offset: int = 0, time_limit: float = 120.0, horizon: Any = None,
+                 window: int | None = None, mip_gap: float = 1e-6) -> CoarseBound:
+    """Lower bound from the coarse-time IP (:func:`servopt.models.batch_scheduling.build_coarse_matrix`).
+
+    ``averaged`` (default): the k = ``bucket`` IPs of offsets 0..k-1 with the wait credit, each
+    for ``time_limit`` / k s; the bound is the mean of their dual bounds. Otherwise one IP
+    (``offset``) with bucket costs, or, with ``penalty`` theta in (0, 1], costs penalised by
+    theta x the fine LP's memory prices (the Lagrangian form; theta = 1 is never below the fine
+    LP). Every dual bound is valid at any time limit, so the result is always a lower bound;
+    a model whose root LP does not finish in time contributes nothing (bound -inf).
+    """
+    import highspy
+
+    if isinstance(bucket, bool) or not isinstance(bucket, int | np.integer) or bucket < 1:
+        raise InvalidInstanceError(f"bucket must be a whole number of rounds >= 1, got {bucket!r}")
+    if isinstance(penalty, bool) or not (isinstance(penalty, int | float) and 0 <= penalty <= 1):
+        raise InvalidInstanceError(f"penalty is the share of the LP's memory prices charged: a number "
+                                   f"in [0, 1], got {penalty!r}")
+    if averaged and penalty > 0:
+        raise InvalidInstanceError("coarse_bound: pass averaged=False with a penalty (a priced model is "
+                                   "a bound on its own)")
+    if not (isinstance(time_limit, int | float) and time_limit > 0):
+        raise InvalidInstanceError(f"time_limit must be a number of seconds > 0, got {time_limit!r}")
+    t0 = time.perf_counter()
+    price = None
+    if penalty > 0:
+        lp = solve_lp(instance, horizon=horizon, window=window)
+        price = penalty * lp.prices["kv_memory"].to_numpy()
+    offsets = range(int(bucket)) if averaged else [offset]
+    values, bounds, statuses, ncols, lps = [], [], [], [], []
+    for k, off in enumerate(offsets):
+        data = model.build_coarse_matrix(instance, int(bucket), offset=off, averaged=averaged,
+                                         price=price, horizon=horizon, window=window)
+        left = (time_limit - (time.perf_counter() - t0)) / (len(offsets) - k)
+        relaxed = _highs_problem(instance, data, time_limit=max(left, 0.1) / 4)
+        relaxed.run()
+        ok = relaxed.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        lps.append(float(relaxed.getInfo().objective_function_value) - data.constant if ok else math.nan)
+        left = (time_limit - (time.perf_counter() - t0)) / (len(offsets) - k)
+        h = _highs_problem(instance, data, integer=True, time_limit=max(left, 0.1), mip_gap=mip_gap)
+        h.run()
+        info = h.getInfo()
+        low = float(info.mip_dual_bound)
+        bounds.append(low - data.constant if math.isfinite(low) else -math.inf)
+        values.append(float(info.objective_function_value) - data.constant
+                      if h.getSolution().value_valid else math.nan)
+        statuses.append(str(h.getModelStatus()).split(".")[-1].removeprefix("k").lower())
+        ncols.append(len(data.cols.request))
+    bound = float(np.mean(bounds))
+    return CoarseBound(bound=bound, lp=float(np.mean(lps)), bucket=int(bucket), averaged=bool(averaged),
+                       penalty=float(penalty), values=values, bounds=bounds, statuses=statuses,
+                       columns=ncols, wall_s=time.perf_counter() - t0)
+
+
 def _check_patience(patience: float) -> float:
     """Rounds a request may wait, in multiples of its predicted output, before it blocks the queue."""
     if isinstance(patience, bool) or not (isinstance(patience, int | float) and patience >= 0):

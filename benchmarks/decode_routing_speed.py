@@ -30,7 +30,7 @@ CELLS = [
     # predicted output lengths (noise e = 0.5): bid_price's prediction forecast
     {"workload": "conversation", "workers": 8, "load": 0.85, "requests": 3200, "prediction_error": 0.5},
 ]
-METHODS = ("round_robin", "jsq", "least_kv", "p2c_kv", "least_outstanding", "bid_price",
+METHODS = ("round_robin", "jsq", "least_kv", "p2c_kv", "least_outstanding", "least_kv_sorted", "bid_price",
            "bid_price_lp", "bid_price_argmin")
 
 

@@ -98,7 +98,9 @@ def main() -> None:
               "e2e/JSQ at 85% load (targets <= 0.55 and <= 0.75); thr/JSQ and thr/LKV at 95% "
               "load (targets >= 1.03 and >= 0.99); queue = mean requests waiting (rule / JSQ / "
               "LKV), to compare where KV binds. `least_kv` rows are the deployed baseline's own "
-              "ratios, for reference. LKV idle/JSQ idle is the baseline calibration (issue: "
+              "ratios, for reference; `least_kv_sorted` (not deployed) is least-KV placing each "
+              "step's arrivals largest prompt first, the bid-price router's order without its "
+              "prices. LKV idle/JSQ idle is the baseline calibration (issue: "
               "0.4-0.6).", "",
               "| workload | workers | load | seeds | rule | idle/LKV | idle/JSQ | e2e/JSQ "
               "| thr/JSQ | thr/LKV | queue rule/JSQ/LKV | LKV idle/JSQ idle | targets missed |",
@@ -201,18 +203,21 @@ def main() -> None:
                   "predictions, so their columns are the same for every noise level of a cell.",
                   "",
                   "| workload | load | noise | seeds | bid_price idle/LKV | bid_price_lp idle/LKV "
-                  "| bid_price idle/JSQ | bid_price e2e/JSQ | LKV idle | bid_price idle |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| least_kv_sorted idle/LKV | bid_price idle/JSQ | bid_price e2e/JSQ | LKV idle "
+                  "| bid_price idle |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         order = {"none": -1.0}
         for cell in sorted(pm.index.get_level_values(0).unique(),
                            key=lambda c: (c[0], c[2], order.get(c[3], 0.0) or float(c[3]))):
             m = pm.loc[cell]
             lkv, jsq = m.loc["least_kv"], m.loc["jsq"]
             b, lp = m.loc["bid_price"], m.loc["bid_price_lp"]
+            srt = m.loc["least_kv_sorted"] if "least_kv_sorted" in m.index else None
             lines.append(
                 f"| {cell[0]} | {cell[2]:g} | {cell[3]} | {pseeds[cell]} | "
                 f"{b.idle_fraction / lkv.idle_fraction:.3f} | "
                 f"{lp.idle_fraction / lkv.idle_fraction:.3f} | "
+                f"{srt.idle_fraction / lkv.idle_fraction if srt is not None else float('nan'):.3f} | "
                 f"{b.idle_fraction / jsq.idle_fraction:.3f} | {b.e2e_mean_s / jsq.e2e_mean_s:.3f} | "
                 f"{lkv.idle_fraction:.4f} | {b.idle_fraction:.4f} |")
         lines.append("")

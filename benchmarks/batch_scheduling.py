@@ -181,7 +181,7 @@ def whole_rounds(value: float) -> float:
 
 def bound(instance: Instance, *, method: str = "auto", time_limit: float | None = 600.0,
           max_columns: int = 400_000, horizon: Any = None, window: Any = "auto",
-          group_size: int = 8) -> Bound:
+          group_size: int = 8, bucket: int = 2, penalty: float = 0.0) -> Bound:
     """Best provable lower bound on total latency (rounds).
 
     method : ``lp`` (LP relaxation of the time-indexed model), ``cover`` (the LP strengthened
@@ -189,7 +189,10 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     :func:`servopt.solvers.batch_scheduling.cover_bound`), ``group`` (the LP in which the
     ``group_size`` requests the LP finishes last are scheduled integrally, by column generation
     for at most ``time_limit`` s, see :func:`servopt.solvers.batch_scheduling.group_bound`;
-    no batch cap), ``ip`` (HiGHS branch and bound
+    no batch cap), ``coarse`` (the coarse-time IP: start rounds in buckets of ``bucket`` rounds,
+    averaged over the bucket grid's offsets, or with ``penalty`` in (0, 1] one IP whose costs
+    carry that share of the LP's memory prices; HiGHS dual bounds within ``time_limit`` s in
+    all, see :func:`servopt.solvers.batch_scheduling.coarse_bound`), ``ip`` (HiGHS branch and bound
     with ``time_limit``: proved optimum or MIP dual bound), ``area`` (closed form, see
     :func:`servopt.models.batch_scheduling.area_bound`), or ``auto``: the LP when the model has
     at most ``max_columns`` start columns, else the closed form. The LP is never worse than the
@@ -226,9 +229,17 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
         return Bound(value, "lower_bound", wall_s=time.perf_counter() - t0,
                      status=f"group of {len(group.group)}: {group.iterations} iterations, "
                             f"{group.status}, master {group.master:.6g}")
+    if method == "coarse":
+        coarse = rules.coarse_bound(instance, bucket=bucket, averaged=not penalty, penalty=penalty,
+                                    horizon=horizon, window=window,
+                                    time_limit=600.0 if time_limit is None else time_limit)
+        value = whole_rounds(coarse.bound) if math.isfinite(coarse.bound) else -math.inf
+        kind = "coarse bucket {}{}".format(bucket, f", penalty {penalty:g}" if penalty else ", averaged")
+        return Bound(max(simple, value), "lower_bound", wall_s=time.perf_counter() - t0,
+                     status=f"{kind}: {'/'.join(coarse.statuses)}")
     if method not in ("lp", "ip"):
         raise InvalidInstanceError(
-            f"bound method must be auto, lp, cover, group, ip or area; got {method!r}")
+            f"bound method must be auto, lp, cover, group, coarse, ip or area; got {method!r}")
     integer = method == "ip"
     warm = model.greedy_schedule(instance) if integer else None
     sol = rules.solve_lp(instance, horizon=horizon, window=window, time_limit=time_limit,

@@ -9,6 +9,7 @@ from test_batch_scheduling import brute_force, make
 from test_batch_scheduling_bound import tiny
 
 from servopt.core import InvalidInstanceError
+from servopt.instances import batch_scheduling as inst_mod
 from servopt.models import batch_scheduling as model
 from servopt.solvers import batch_scheduling as rules
 
@@ -83,3 +84,30 @@ def test_coarse_bound_refuses_bad_arguments():
         rules.coarse_bound(inst, penalty=0.5)
     with pytest.raises(InvalidInstanceError, match="time_limit"):
         rules.coarse_bound(inst, time_limit=0)
+
+
+def test_bound_method_coarse():
+    from servopt.benchmarks import batch_scheduling as bench
+
+    inst = make(8, [3, 3], [2, 2])  # the hand case above: optimum 6, closed-form bound 5
+    assert model.area_bound(inst) == 5.0
+    assert bench.bound(inst, method="coarse", bucket=1, horizon="safe").value == 6.0
+    # buckets of 2 (mean of 4 and 5.5, rounded up to whole rounds): 5
+    assert bench.bound(inst, method="coarse", horizon="safe").value == 5.0
+    priced = bench.bound(inst, method="coarse", bucket=1, penalty=0.5, horizon="safe")
+    assert 5.0 <= priced.value <= 6.0 and "penalty 0.5" in priced.status
+    with pytest.raises(InvalidInstanceError, match="bucket"):
+        bench.bound(inst, method="coarse", bucket=0)
+    with pytest.raises(InvalidInstanceError, match="penalty"):
+        bench.bound(inst, method="coarse", penalty=2.0)
+
+
+def test_averaged_buckets_reach_the_proved_optimum_where_the_lp_and_covers_do_not():
+    # n = 12 Azure instance (seed 2): LP 218.5, LP with covers 225.6, optimum 231 (proved by
+    # the IP in test_group_bound_beats_the_cover_bound_below_the_optimum and in
+    # batch_scheduling_bound_exact.csv); buckets of 2 averaged over both offsets give 231
+    inst = inst_mod.generate(12, lengths="azure", seed=2)
+    coarse = rules.coarse_bound(inst, bucket=2, horizon="safe", time_limit=60)
+    assert coarse.statuses == ["optimal", "optimal"]
+    assert 229.0 < coarse.bound <= 231.0 + 1e-6
+    assert coarse.lp < rules.solve_lp(inst, horizon="safe").objective  # its LP is weaker

@@ -214,8 +214,12 @@ def jobs(seeds: list[int]) -> list[dict]:
 
 
 def cached_run(job: dict, cache: Path) -> list[dict]:
-    """:func:`run`, with its rows kept in ``cache`` (one JSON per job) so a rerun resumes."""
-    key = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()[:20]
+    """:func:`run`, with its rows kept in ``cache`` (one JSON per job) so a rerun resumes; the key
+    includes the source of the simulator and routers, so a changed router is simulated again."""
+    digest = hashlib.sha256(json.dumps(job, sort_keys=True).encode())
+    for module in (bench, bench.routing):
+        digest.update(Path(module.__file__).read_bytes())
+    key = digest.hexdigest()[:20]
     path = cache / f"{key}.json"
     if path.exists():
         return json.loads(path.read_text())

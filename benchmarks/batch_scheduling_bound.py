@@ -9,12 +9,15 @@ Run from the repository root::
 Instances: Azure-calibrated lengths, all requests at round 0 (``generate(n, lengths="azure",
 seed=s)``, seeds 0..seeds-1, the seeds of the full case). For each instance:
 
-- lower bound LB = max(ceil(LP with cover cuts), ceil(IP dual bound), ceil(group bound)): the
+- lower bound LB = max(ceil(LP with cover cuts), ceil(IP dual bound), ceil(group), ceil(coarse)): the
   LP relaxation strengthened by rounds of memory cover cuts (``cover_bound``, at most
   ``--cut-time`` s); the IP (HiGHS, ``--ip-time`` s, only for n <= ``--ip-max``) carries the
   same cuts and is warm-started with the best schedule found; with ``--group-time`` > 0, the
   LP in which the ``--group-size`` requests the LP finishes last are scheduled integrally
   (``group_bound``: column generation for ``--group-time`` s plus a last 30 s pricing);
+  with ``--coarse-time`` > 0, the coarse-time IP (``coarse_bound``: start rounds in buckets of
+  2, averaged over both grid offsets, ``--coarse-time`` s in all; its own table is
+  ``batch_scheduling_coarse.md``);
 - best schedule found UB = the least total latency of every method, the IP incumbent and the
   ``hindsight`` method (the best of the MC-SF, shortest-first and bid-price plans improved by
   a local search over the admission order, then large-neighbourhood search, ``--search-time``
@@ -57,7 +60,8 @@ def group(inst: instances.Instance, size: int, group_time: float, horizon: str |
 
 
 def bracket(inst: instances.Instance, ip_time: float | None, search_time: float,
-            cut_time: float, group_size: int = 8, group_time: float = 0.0) -> dict:
+            cut_time: float, group_size: int = 8, group_time: float = 0.0,
+            coarse_time: float = 0.0) -> dict:
     """Lower bound, best schedule found and every method's cost on one instance."""
     t0 = time.perf_counter()
     lp = rules.solve_lp(inst)
@@ -83,6 +87,10 @@ def bracket(inst: instances.Instance, ip_time: float | None, search_time: float,
     if group_time > 0:
         row.update(group(inst, group_size, group_time))
         lower = max(lower, bench.whole_rounds(row["group"]))
+    if coarse_time > 0:
+        row["coarse"] = rules.coarse_bound(inst, bucket=2, time_limit=coarse_time).bound
+        if math.isfinite(row["coarse"]):
+            lower = max(lower, bench.whole_rounds(row["coarse"]))
     best = min(costs.values())
     row.update({"lower": float(lower), "best": best, "bracket": best / lower - 1.0})
     for m in (*METHODS, "hindsight"):
@@ -92,7 +100,7 @@ def bracket(inst: instances.Instance, ip_time: float | None, search_time: float,
 
 
 def exact_gap(inst: instances.Instance, cut_time: float, group_size: int = 8,
-              group_time: float = 0.0) -> dict:
+              group_time: float = 0.0, coarse_time: float = 0.0) -> dict:
     """LP, LP with cover cuts and methods against the proved optimum (small instances)."""
     lp = rules.solve_lp(inst, horizon="safe")
     cut = rules.cover_bound(inst, horizon="safe", time_limit=cut_time)
@@ -104,6 +112,9 @@ def exact_gap(inst: instances.Instance, cut_time: float, group_size: int = 8,
     if group_time > 0:
         row.update(group(inst, group_size, group_time, horizon="safe"))
         row["group/optimum"] = row["group"] / ip.objective
+    if coarse_time > 0:
+        row["coarse"] = rules.coarse_bound(inst, bucket=2, horizon="safe", time_limit=coarse_time).bound
+        row["coarse/optimum"] = row["coarse"] / ip.objective
     for m in METHODS:
         row[f"{m}/optimum"] = bench.evaluate(inst, m).cost / ip.objective
     return row
@@ -152,6 +163,7 @@ def main() -> None:
     parser.add_argument("--exact", default="12,16")
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--group-time", type=float, default=0.0)
+    parser.add_argument("--coarse-time", type=float, default=0.0)
     parser.add_argument("--reuse", action="store_true",
                         help="add the group bound to the rows of the CSVs at --out (no re-solve "
                              "of the rest)")
@@ -179,7 +191,7 @@ def main() -> None:
         for seed in range(args.seeds):
             inst = instances.generate(n, lengths="azure", seed=seed)
             row = {"n": n, "seed": seed, **exact_gap(inst, args.cut_time, args.group_size,
-                                                     args.group_time)}
+                                                     args.group_time, args.coarse_time)}
             exact_rows.append(row)
             print(row, flush=True)
     for n in [] if args.reuse else [int(x) for x in args.sizes.split(",") if x]:
@@ -188,7 +200,7 @@ def main() -> None:
             ip_time = args.ip_time if n <= args.ip_max else None
             row = {"n": n, "seed": seed, **bracket(inst, ip_time, args.search_time,
                                                    args.cut_time, args.group_size,
-                                                   args.group_time)}
+                                                   args.group_time, args.coarse_time)}
             rows.append(row)
             print(row, flush=True)
     frame = pd.DataFrame(rows)
@@ -214,7 +226,8 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, exact
             f"--ip-time {args.ip_time:g} --search-time {args.search_time:g} "
             f"--cut-time {args.cut_time:g} --exact {args.exact}"
             + (f" --group-size {args.group_size} --group-time {args.group_time:g}"
-               if args.group_time > 0 else "") + "`"
+               if args.group_time > 0 else "")
+            + (f" --coarse-time {args.coarse_time:g}" if args.coarse_time > 0 else "") + "`"
             + (f" (computed here as {parts} parallel parts with `--part NAME` and the same "
                "options, then combined with `--combine`)." if parts else ".")
             + (" The group-bound columns were added with `--reuse --group-size "

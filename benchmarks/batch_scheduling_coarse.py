@@ -6,8 +6,9 @@ Run from the repository root::
         [--time 60] [--out benchmarks/results/batch_scheduling_coarse.md]
 
 (``--part NAME`` writes only ``<out>.part-NAME.csv``; ``--combine`` writes the report from the
-parts.) Instances: those of ``batch_scheduling_bound.csv`` (``generate(n, lengths="azure",
-seed=s)``, all requests at round 0, horizon from the greedy schedule, ``late`` columns). Each
+parts; ``--exact 12,16`` measures the proved-optimum instances instead, see below.)
+Instances: those of ``batch_scheduling_bound.csv`` (``generate(n, lengths="azure", seed=s)``,
+all requests at round 0, horizon from the greedy schedule, ``late`` columns). Each
 method is :func:`servopt.solvers.batch_scheduling.coarse_bound` with ``--time`` s in all:
 
 - ``ip``: bucket 1 (the fine IP, no cuts): HiGHS's dual bound at the time limit;
@@ -22,7 +23,10 @@ finish), ``<m>_lp`` its LP relaxation (same averaging or constant), ``<m>_status
 status per solved model. ``cover``, ``group``, ``lower`` (best lower bound so far) and
 ``best`` (best schedule found) are read from the committed ``batch_scheduling_bound.csv``;
 ``lower_new`` = max(lower, ceil of every method's bound) and ``bracket_new`` = best /
-lower_new - 1. Wall-clock limits on a shared 2-core machine: results depend on its load.
+lower_new - 1. ``--exact``: the instances of ``batch_scheduling_bound_exact.csv`` (n = 12, 16,
+safe horizon, optimum proved by the IP), each method against that optimum, written to
+``<out>_exact.csv`` and shown by the report. Wall-clock limits on a shared 2-core machine:
+results depend on its load.
 """
 
 from __future__ import annotations
@@ -49,6 +53,23 @@ METHODS = {
     "priced": {"bucket": 1, "averaged": False, "penalty": 0.5},
 }
 BOUND_CSV = Path(__file__).parent / "results" / "batch_scheduling_bound.csv"
+EXACT_CSV = Path(__file__).parent / "results" / "batch_scheduling_bound_exact.csv"
+
+
+def measure_exact(n: int, seed: int, time_limit: float, reference: pd.DataFrame) -> dict:
+    """Every method's bound on one small instance (safe horizon) against the proved optimum."""
+    inst = instances.generate(n, lengths="azure", seed=seed)
+    ref = reference[(reference["n"] == n) & (reference["seed"] == seed)].iloc[0]
+    optimum = float(ref["optimum"])
+    row = {"n": n, "seed": seed, "optimum": optimum, "status": ref["status"],
+           "lp/opt": float(ref["lp"]) / optimum, "cover/opt": float(ref["cover"]) / optimum,
+           "group/opt": float(ref["group"]) / optimum}
+    for name, options in METHODS.items():
+        result = rules.coarse_bound(inst, time_limit=time_limit, horizon="safe", **options)
+        row[f"{name}/opt"] = result.bound / optimum
+        row[f"{name}_status"] = "/".join(result.statuses)
+        print(n, seed, name, round(result.bound, 2), optimum, result.statuses, flush=True)
+    return row
 
 
 def measure(n: int, seed: int, time_limit: float, reference: pd.DataFrame) -> dict:
@@ -80,6 +101,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--time", type=float, default=60.0)
     parser.add_argument("--out", default="benchmarks/results/batch_scheduling_coarse.md")
+    parser.add_argument("--exact", default="")
     parser.add_argument("--part", default="")
     parser.add_argument("--combine", action="store_true")
     args = parser.parse_args()
@@ -88,6 +110,12 @@ def main() -> None:
         parts = sorted(out.parent.glob(out.stem + ".part-*.csv"))
         frame = pd.concat([pd.read_csv(f) for f in parts]).sort_values(["n", "seed"])
         write_report(args, out, frame, len(parts))
+        return
+    if args.exact:
+        reference = pd.read_csv(EXACT_CSV)
+        rows = [measure_exact(n, s, args.time, reference) for n in [int(x) for x in args.exact.split(",")]
+                for s in [int(x) for x in args.seeds.split(",")]]
+        pd.DataFrame(rows).to_csv(out.with_name(f"{out.stem}_exact.csv"), index=False)
         return
     reference = pd.read_csv(BOUND_CSV)
     rows = [measure(n, s, args.time, reference) for n in [int(x) for x in args.sizes.split(",")]
@@ -118,6 +146,17 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, parts
     lift = summary[["n", "instances", "lifts (of instances)", "bracket", "bracket_new",
                     *[f"{m}/lp - 1" for m in ("cover", "group", *METHODS)]]]
     relax = summary[["n", *[f"{m}_lp/lp - 1" for m in METHODS]]]
+    exact_path = out.with_name(f"{out.stem}_exact.csv")
+    exact = []
+    if exact_path.exists():
+        table = pd.read_csv(exact_path)
+        mean = table.drop(columns=["seed"]).groupby("n").mean(numeric_only=True).reset_index()
+        sizes = ",".join(map(str, sorted(table["n"].unique())))
+        exact = ["## Where the optimum is proved (n = 12, 16; safe horizon): bound / optimum", "",
+                 f"`python benchmarks/batch_scheduling_coarse.py --exact {sizes} "
+                 f"--seeds {','.join(map(str, sorted(table['seed'].unique())))} --time {args.time:g}` "
+                 "(same --time). Means per size, then per instance.", "",
+                 markdown_table(mean), "", markdown_table(table), ""]
     text = ["# batch_scheduling: a coarse-time integer relaxation as a lower bound", "",
             f"Regenerate with `python benchmarks/batch_scheduling_coarse.py --sizes {args.sizes} "
             f"--seeds {args.seeds} --time {args.time:g}`"
@@ -127,6 +166,7 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, parts
             "(positive = above it); `bracket` is the committed best / lower - 1, `bracket_new` "
             "the same with the best of these bounds added. Shared 2-core machine (noisy; "
             "every IP is time-limited).", "",
+            *exact,
             "## Lower bounds against the fine LP (means over seeds)", "", markdown_table(lift), "",
             "## The relaxations' own LPs against the fine LP", "", markdown_table(relax), "",
             "## Per instance", "", markdown_table(frame), ""]

@@ -13,6 +13,10 @@ then). Two modes, both paired (the same streams for both forecasts):
   forecast on the reported cells (full case seeds 0-2 and the Azure code trace), pairs it with
   the ``bid_price`` rows of the current ``decode_routing_full.csv`` and writes
   ``decode_routing_forecast.md``.
+- ``python benchmarks/decode_routing_forecast.py --predictions --jobs 2 [--seeds 10,11]`` runs the
+  load book on streams with predicted output lengths (which ship with the exact forecast) against
+  the exact forecast, on the prediction case's grid (8 workers, 85% / 95% load, noise 0 / 0.5 /
+  1.0) for seeds that are not reported, and writes ``decode_routing_forecast_predictions.md``.
 - ``python benchmarks/decode_routing_forecast.py --baseline OLD.csv`` pairs the ``bid_price`` rows
   of a results CSV written before the book (e.g. ``git show ebe9f88~1:benchmarks/results/
   decode_routing_full.csv > OLD.csv``) with the current ``decode_routing_full.csv`` instead (how
@@ -46,8 +50,25 @@ def cells(seeds: list[int]) -> list[dict]:
     return out
 
 
+class _BookWithPredictions(routing.BidPrice):
+    """The load book also on streams with predictions (the shipped rule uses the exact forecast
+    there)."""
+
+    def reset(self, instance, seed: int = 0) -> None:
+        super().reset(instance, seed)
+        if self.book is None:
+            self.book = routing._LoadBook(instance.workers, self.horizon, self.span)
+
+
 def run(job: tuple[dict, str, float | None]) -> dict:
     cell, variant, tolerance = job
+    if "noise" in cell:
+        inst = bench.make_cell(seed=cell["seed"], workload=cell["workload"].split()[0],
+                               workers=cell["workers"], load=cell["load"], prediction_error=cell["noise"])
+        router = routing.BidPrice() if variant == "exact" else _BookWithPredictions()
+        m = bench.simulate(inst, router)["metrics"]
+        return {**{k: v for k, v in cell.items() if k != "noise"}, "variant": variant,
+                **{k: m[k] for k in METRICS}, "router_us": m["router_us"]}
     if cell["workload"].startswith("trace:"):
         inst = bench.make_cell(kind="trace", workers=cell["workers"], load=cell["load"])
     else:
@@ -106,12 +127,30 @@ def main() -> None:
     parser.add_argument("--seeds", default="10,11")
     parser.add_argument("--tolerances", default="0.02,0.03,0.05")
     parser.add_argument("--baseline", help="results CSV written with the exact forecast")
+    parser.add_argument("--predictions", action="store_true",
+                        help="the load book on streams with predictions, vs the exact forecast")
     parser.add_argument("--reported", action="store_true",
                         help="simulate the exact forecast on the reported cells")
     parser.add_argument("--current", default="benchmarks/results/decode_routing_full.csv")
     args = parser.parse_args()
     out = Path(args.out)
-    if args.reported:
+    if args.predictions:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        grid = [{"workload": f"{w} noise={e:g}", "workers": 8, "load": load, "seed": s, "noise": e}
+                for s in seeds for w in ("conversation", "code") for load in (0.85, 0.95)
+                for e in (0.0, 0.5, 1.0)]
+        jobs = [(c, v, None) for c in grid for v in ("exact", "book")]
+        with ProcessPoolExecutor(args.jobs) as pool:
+            rows = pd.DataFrame(list(pool.map(run, jobs)))
+        lines = paired_table(rows, ["book"], "decode_routing: load book vs exact forecast on streams "
+                             "with predicted output lengths (paired, seeds not reported)",
+                             f"python benchmarks/decode_routing_forecast.py --predictions --jobs "
+                             f"{args.jobs} --seeds {args.seeds}")
+        us = rows.pivot_table(index=["workload", "load", "seed"], columns="variant", values="router_us")
+        lines += ["Router wall time per request (us, shared machine, noisy), geometric mean book / "
+                  f"exact: {np.exp(np.log(us['book'] / us['exact']).mean()):.2f}x.", ""]
+        name = "decode_routing_forecast_predictions"
+    elif args.reported:
         jobs = [(c, "exact", None) for c in cells([0, 1, 2])]
         with ProcessPoolExecutor(args.jobs) as pool:
             exact = pd.DataFrame(list(pool.map(run, jobs)))

@@ -641,7 +641,11 @@ class BidPrice(Router):
     Streams with ``predicted_tokens`` always use the exact forecast: a sharp prediction makes a
     request's survival fall within a few steps near its predicted end, so a row anchored a few
     steps earlier weighs a request still running there at about half, and the book lost 4-6%
-    idle with exact predictions (conversation, 85% load, all three seeds of the prediction case).
+    idle with exact predictions (conversation, 85% load, all three seeds of the prediction case);
+    re-measured in largest-first order on seeds 10-11 it loses 2.9-4.3% at 85% load on code
+    lengths and with exact predictions (within 0.3% with noisy conversation predictions; 0.87-1.09x
+    at 95% load), for 0.54x the router time
+    (``benchmarks/results/decode_routing_forecast_predictions.md``).
 
     ``prediction_prior`` is the spread sigma of log(true / predicted output) assumed until finished
     requests show the real one (:func:`prediction_spread`).

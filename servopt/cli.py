@@ -213,7 +213,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         knee = bench.find_knee(inst, n_requests=args.sim_requests, seed=args.seed, seeds=args.sim_seeds)
         print(f"simulated knee           {knee.rate:10.4g} req/s per worker, bracket "
               f"[{knee.lo:.4g}, {knee.hi:.4g}] (prediction {bounds.max_stable_rate / knee.rate - 1:+.1%}; "
-              f"{args.sim_seeds} x {args.sim_requests} arrivals per rate)")
+              f"{args.sim_seeds} x {knee.n_requests} arrivals per rate)")
     return 0
 
 

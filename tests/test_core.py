@@ -49,6 +49,23 @@ def test_json_round_trip(tmp_path):
         ('{"decision": "toy_production", "schema_version": 2, "fields": '
          '{"profit": {"ndarray": [1], "dtype": "object"}, "usage": [[1]], "capacity": [1]}}',
          "unsupported array dtype"),
+        # arrays whose cast would crash or silently change a number
+        *[('{"decision": "toy_production", "schema_version": 2, "fields": '
+           f'{{"profit": {{"ndarray": {values}, "dtype": "{dtype}"}}, "usage": [[1, 1]], "capacity": [1]}}}}',
+           message) for values, dtype, message in [
+              ("[1e300, 1]", "int64", "outside the int64 range"),
+              ("[300, 1]", "uint8", "outside the uint8 range"),
+              ("[1.5, 1]", "int64", "whole numbers"),
+              ("[5.5, 1]", "bool", "expected true/false"),
+              ("[true, false]", "float64", "expected numbers"),
+              ('["a", 1]', "float64", "expected numbers"),
+              ("[NaN, 1]", "float64", "NaN or infinity"),
+              ("[Infinity, 1]", "int64", "NaN or infinity"),
+              ("[[1], [1, 2]]", "float64", "not a rectangular"),
+              ("[2e12, 1]", "float64", "beyond 1e\\+12"),
+          ]],
+        ('{"decision": "toy_production", "schema_version": true, "fields": {}}', "schema_version"),
+        ('{"decision": "toy_production", "schema_version": 0, "fields": {}}', "schema_version"),
     ],
 )
 def test_bad_files_are_reported_clearly(tmp_path, text, message):

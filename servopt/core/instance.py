@@ -33,6 +33,9 @@ DECISIONS: tuple[str, ...] = (
 )
 
 _ALLOWED_DTYPES = {"float64", "float32", "int64", "int32", "int16", "int8", "bool", "uint8"}
+# No quantity in a serving instance (tokens, ms, bytes, req/s, costs) comes near 1e12, and HiGHS
+# treats coefficients near 1e20 as infinite: a larger finite number is a mistake in the data.
+MAX_MAGNITUDE = 1e12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +46,8 @@ class Instance:
     schema_version: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            _check_magnitude(getattr(self, field.name), field.name)
         self.validate()
 
     # -- to be provided by each decision ------------------------------------------------------
@@ -84,8 +89,9 @@ class Instance:
                 f"{source}: this is a {decision!r} instance, not a {cls.decision!r} instance"
             )
         version = data.get("schema_version")
-        if not isinstance(version, int):
-            raise InvalidInstanceError(f"{source}: 'schema_version' must be an integer")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidInstanceError(
+                f"{source}: 'schema_version' must be a whole number >= 1, got {version!r}")
         if version > cls.schema_version:
             raise InvalidInstanceError(
                 f"{source}: schema_version {version} is newer than this servopt understands "
@@ -103,9 +109,18 @@ class Instance:
             )
         kwargs = {name: _decode(value, f"{source}: field {name!r}") for name, value in raw.items()}
         kwargs = cls._upgrade(version, kwargs)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        required = [name for name, f in fields.items() if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
+        missing = [name for name in required if name not in kwargs]
+        if missing:
+            raise InvalidInstanceError(f"{source}: missing field(s) {missing} of a {cls.decision} instance")
+        for name, value in kwargs.items():
+            if isinstance(value, bool) and "bool" not in str(fields[name].type):
+                raise InvalidInstanceError(f"{source}: field {name!r}: expected a number, got {value!r}")
         try:
             return cls(**kwargs)
-        except TypeError as exc:  # a required field is missing
+        except TypeError as exc:  # a value of the wrong kind reached the constructor
             raise InvalidInstanceError(f"{source}: {exc}") from None
 
     @classmethod
@@ -163,16 +178,63 @@ def _encode(value: Any) -> Any:
     return value
 
 
+def _check_magnitude(value: Any, name: str) -> None:
+    """Refuse a finite number beyond :data:`MAX_MAGNITUDE` in a scalar or float array field (NaN
+    and infinity are left to each decision's ``validate``, which names the rule)."""
+    if isinstance(value, bool | np.bool_):
+        return
+    if isinstance(value, int | float | np.integer | np.floating):
+        big = math.isfinite(value) and abs(value) > MAX_MAGNITUDE
+    elif isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size:
+        finite = value[np.isfinite(value)]
+        big = finite.size > 0 and float(np.abs(finite).max()) > MAX_MAGNITUDE
+    elif isinstance(value, pd.DataFrame):
+        for column in value.columns:
+            _check_magnitude(value[column].to_numpy(), f"{name} column {column!r}")
+        return
+    else:
+        return
+    if big:
+        raise InvalidInstanceError(
+            f"field {name!r}: a value beyond {MAX_MAGNITUDE:.0e} (no serving quantity is that large, and the "
+            "solvers treat such numbers as infinite); check the units")
+
+
+def _decode_array(data: Any, dtype: str, where: str) -> np.ndarray:
+    """A JSON nested list as a ``dtype`` array, refusing what a cast would silently change."""
+    target = np.dtype(dtype)
+    try:
+        found = np.array(data)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidInstanceError(f"{where}: not a rectangular {dtype} array ({exc})") from None
+    if found.size == 0:
+        return found.astype(target)
+    kind = found.dtype.kind
+    if kind not in "biuf":
+        raise InvalidInstanceError(f"{where}: expected numbers, found {found.dtype} values")
+    if (kind == "b") != (target.kind == "b"):
+        expected = "true/false" if target.kind == "b" else "numbers"
+        raise InvalidInstanceError(f"{where}: expected {expected} for a {dtype} array")
+    if kind == "f" and not np.all(np.isfinite(found)):
+        raise InvalidInstanceError(f"{where}: NaN or infinity (JSON instances hold finite numbers)")
+    if target.kind in "iu":
+        if kind == "f" and np.any(found != np.floor(found)):
+            raise InvalidInstanceError(f"{where}: expected whole numbers for a {dtype} array")
+        info = np.iinfo(target)
+        if found.min() < info.min or found.max() > info.max:
+            raise InvalidInstanceError(f"{where}: a value outside the {dtype} range [{info.min}, {info.max}]")
+    if target.kind == "f" and np.abs(found).max() > np.finfo(target).max:
+        raise InvalidInstanceError(f"{where}: a value beyond the {dtype} range")
+    return found.astype(target)
+
+
 def _decode(value: Any, where: str) -> Any:
     if isinstance(value, dict):
         if "ndarray" in value:
             dtype = value.get("dtype", "float64")
             if dtype not in _ALLOWED_DTYPES:
                 raise InvalidInstanceError(f"{where}: unsupported array dtype {dtype!r}")
-            try:
-                return np.asarray(value["ndarray"], dtype=dtype)
-            except (ValueError, TypeError) as exc:
-                raise InvalidInstanceError(f"{where}: not a rectangular {dtype} array ({exc})") from None
+            return _decode_array(value["ndarray"], dtype, where)
         if "frame" in value:
             cols = value["frame"]
             if not isinstance(cols, dict):

@@ -76,6 +76,7 @@ from servopt.core.cvxmodel import CvxpyModel
 from servopt.instances.caching import Instance
 
 FORMS = ("flow", "interval")
+LINEAR = True  # no integer variables: the CVXPY form solves the same model
 MAX_INTERVAL_NONZEROS = 5_000_000
 
 

@@ -74,6 +74,7 @@ from servopt.core.cvxmodel import CvxpyModel
 from servopt.instances.capacity import Instance
 
 RESOURCES = ("compute", "memory", "slots")
+LINEAR = True  # no integer variables: the CVXPY form solves the same model
 
 
 # ---------------------------------------------------------------------------------------------

@@ -60,21 +60,43 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from servopt.instances import load
     from servopt.solvers import exact
 
+    if not 0 <= args.mip_gap < 1:
+        raise ValueError(f"--mip-gap must be in [0, 1), got {args.mip_gap}")
+    if args.prices < 0:
+        raise ValueError(f"--prices must be >= 0, got {args.prices}")
+    time_limit = None if args.time_limit == 0 else args.time_limit
+    if time_limit is not None and not 0 < time_limit < math.inf:
+        raise ValueError(f"--time-limit must be positive seconds (0 for none), got {args.time_limit}")
     instance = load(args.file)
-    solution = exact.solve(instance, relax=args.relax, time_limit=args.time_limit,
+    linear = getattr(exact.model_module(instance.decision), "LINEAR", False)
+    if args.backend == "cvxpy" and not args.relax and not linear:
+        raise ValueError(f"--backend cvxpy solves LPs only, and the {instance.decision} model is an "
+                         "integer program: add --relax for its LP relaxation, or use the default "
+                         "--backend highs for the exact model")
+    solution = exact.solve(instance, relax=args.relax, time_limit=time_limit,
                            backend=args.backend, mip_gap=args.mip_gap)
     print(instance.summary())
+    kind = ("LP relaxation (a bound)" if solution.relaxed else "LP" if solution.info.get("lp", linear)
+            else "MIP (prices: duals of the LP with the integers fixed at the incumbent)")
+    print(f"problem   {kind} [{solution.backend}]")
     print(f"status    {solution.status}")
     print(f"objective {solution.objective:.8g}")
     print(f"bound     {solution.bound:.8g}")
     gap = solution.gap
     print(f"gap       {gap:.4%}" if not math.isnan(gap) else "gap       n/a")
     print(f"time      {solution.wall_s:.2f} s")
+    if solution.status == "time_limit":
+        print(f"          time limit of {time_limit:g} s reached: the incumbent and the proved bound "
+              "above (--time-limit S for longer, 0 for none)")
     top = solution.top_prices(args.prices)
     if not top.empty:
         print("largest prices (objective improvement per unit of extra capacity):")
         for row in top.itertuples(index=False):
             print(f"  {row.family}[{row.index}] = {row.price:.6g}")
+    if solution.status == "interrupted":
+        print("servopt: interrupted; the incumbent and bound above are what the solver had",
+              file=sys.stderr)
+        return 130
     return 0
 
 
@@ -105,9 +127,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     selected = registry.cases(suite=None if args.case else args.suite, names=args.case or None)
     if not selected:
         known = registry.suites()
-        print(f"servopt bench: no benchmark case is registered yet for suite {args.suite!r}"
-              + (f" (suites with cases: {', '.join(known)})" if known else ""))
-        return 0
+        raise ValueError(f"bench: no benchmark case is registered for suite {args.suite!r}"
+                         + (f" (suites with cases: {', '.join(known)})" if known else ""))
     out = Path(args.out)
     cache = None if args.no_cache else out / "cache"
     frame = runner.run(selected, jobs=args.jobs, scheduler=args.scheduler, cache_dir=cache,
@@ -227,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("solve", help="solve an instance file exactly (or its LP relaxation)")
     p.add_argument("file", help="instance JSON file")
     p.add_argument("--relax", action="store_true", help="solve the LP relaxation")
-    p.add_argument("--time-limit", type=float, default=None, metavar="S", help="seconds")
+    p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
+                   help="seconds for the solver (default 60; 0 for none); on expiry the incumbent "
+                        "and the proved bound are shown")
     p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap (default 1e-4)")
     p.add_argument("--backend", choices=["highs", "cvxpy"], default="highs")
     p.add_argument("--prices", type=int, default=8, metavar="N", help="show the N largest prices")

@@ -14,8 +14,12 @@ the LP obtained by fixing the integer variables at the incumbent (``prices=True`
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -53,7 +57,8 @@ def solve(
     time_limit : seconds for the solver; on expiry the incumbent and proved bound come back
         with status ``time_limit`` (not an error).
     mip_gap : relative MIP gap at which HiGHS stops.
-    backend : ``highs`` (Pyomo model) or ``cvxpy`` (the model's ``build_cvxpy`` LP).
+    backend : ``highs`` (Pyomo model) or ``cvxpy`` (the model's ``build_cvxpy`` LP: for an integer
+        model, its relaxation, labelled ``relaxed``).
     options : passed to the model's ``build``.
     """
     if not isinstance(instance, Instance):
@@ -78,14 +83,17 @@ def solve(
                 prices=prices,
                 decision=instance.decision,
             )
-            if solution.status in ("optimal", "time_limit") and not math.isnan(solution.objective):
+            if solution.status in ("optimal", "time_limit", "interrupted") \
+                    and not math.isnan(solution.objective):
                 extract = getattr(module, "decisions", None)
                 solution.decisions = extract(model, instance) if extract else _pyomo_values(model)
     except InfeasibleError as exc:
         explain = getattr(module, "explain_infeasible", None)
         message = explain(instance) if explain else None
         raise InfeasibleError(message or str(exc)) from None
-    solution.relaxed = relax or backend == "cvxpy"
+    # the CVXPY formulations are LPs: for an integer model (no ``LINEAR = True`` in its module) the
+    # CVXPY solve is the relaxation, and the solution says so
+    solution.relaxed = relax or (backend == "cvxpy" and not getattr(module, "LINEAR", False))
     solution.wall_s = time.perf_counter() - start
     return solution
 
@@ -142,6 +150,8 @@ def solve_model(
         status = "time_limit"
     elif term == TerminationCondition.unbounded:
         status = "unbounded"
+    elif term == TerminationCondition.interrupted:  # Ctrl-C inside HiGHS: keep the incumbent
+        status = "interrupted"
     else:
         status = "error"
     value = math.nan
@@ -164,9 +174,10 @@ def solve_model(
         relaxed=relax,
         backend="highs",
         decision=decision,
+        info={"lp": _is_lp(model)},
     )
     if prices and has_solution:
-        if _is_lp(model):
+        if solution.info["lp"]:
             solution.prices = _pyomo_prices(model, result.solution_loader.get_duals(), sense)
         else:
             solution.prices = _fixed_integer_prices(model, sense)
@@ -251,23 +262,27 @@ def _pyomo_values(model: pyo.ConcreteModel) -> dict[str, pd.Series]:
     return out
 
 
-def new_highs() -> Any:
-    """A silent ``highspy.Highs`` for the matrix paths (its constructor prints a banner on the C
-    stdout, which would otherwise interleave with tables and progress bars)."""
-    import os
-    import sys
-
-    import highspy
-
+@contextlib.contextmanager
+def _c_stdout_silenced() -> Iterator[None]:
+    """Send the C-level stdout to /dev/null (HiGHS prints its banner there when an instance is
+    constructed, which would otherwise interleave with tables and progress bars)."""
     sys.stdout.flush()
     saved = os.dup(1)
     try:
         with open(os.devnull, "w") as null:
             os.dup2(null.fileno(), 1)
-            highs = highspy.Highs()
+            yield
     finally:
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def new_highs() -> Any:
+    """A silent ``highspy.Highs`` for the matrix paths."""
+    import highspy
+
+    with _c_stdout_silenced():
+        highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     return highs
 
@@ -286,7 +301,8 @@ def solve_cvxpy(
     if time_limit is not None:
         opts["time_limit"] = float(time_limit)
     try:
-        cvx.problem.solve(solver="HIGHS", verbose=False, **opts)
+        with _c_stdout_silenced():  # CVXPY's HiGHS interface prints the banner even when not verbose
+            cvx.problem.solve(solver="HIGHS", verbose=False, **opts)
     except cp.error.SolverError as exc:
         raise InfeasibleError(f"the {decision or 'model'} LP could not be solved: {exc}") from None
     status = cvx.problem.status

@@ -168,7 +168,26 @@ def test_cli_solve(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "status    optimal" in out and "objective 36" in out and "capacity[1] = 1.5" in out
     assert cli.main(["solve", str(path), "--backend", "cvxpy"]) == 0
-    assert "objective 36" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "objective 36" in out and "problem   LP [cvxpy]" in out and "Running HiGHS" not in out
+
+
+def test_cli_solve_says_what_it_solved_and_refuses_bad_options(tmp_path, capsys):
+    from servopt.instances import batch_scheduling
+
+    path = tmp_path / "b.json"
+    batch_scheduling.generate(n=6, seed=1).to_json(path)
+    assert cli.main(["solve", str(path), "--backend", "cvxpy"]) == 2  # an IP: CVXPY has only the LP
+    assert "add --relax" in capsys.readouterr().err
+    assert cli.main(["solve", str(path), "--backend", "cvxpy", "--relax"]) == 0
+    assert "problem   LP relaxation (a bound) [cvxpy]" in capsys.readouterr().out
+    assert cli.main(["solve", str(path)]) == 0
+    assert "problem   MIP" in capsys.readouterr().out
+    for bad in (["--prices", "-3"], ["--mip-gap", "-1"], ["--mip-gap", "nan"], ["--time-limit", "-5"]):
+        assert cli.main(["solve", str(path), *bad]) == 2, bad
+        assert capsys.readouterr().err.startswith("servopt: error: --")
+    assert cli.main(["bench", "--suite", "no_such_suite"]) == 2
+    assert "no benchmark case is registered for suite 'no_such_suite'" in capsys.readouterr().err
 
 
 def test_cli_generate(tmp_path, capsys):

@@ -78,9 +78,11 @@ class Solution:
 
     Attributes
     ----------
-    status : one of ``optimal``, ``time_limit``, ``infeasible``, ``unbounded``, ``error``.
+    status : one of ``optimal`` (solved to the requested ``mip_gap``: ``gap`` says what is left),
+        ``time_limit``, ``interrupted`` (Ctrl-C; the incumbent is kept), ``unbounded``, ``error``.
     objective : value of the incumbent (nan if none was found), in the model's units.
-    bound : the proved bound (equals ``objective`` when optimal).
+    bound : the proved bound (equals ``objective`` for an LP solved to optimality; for a MIP
+        solved to ``mip_gap`` > 0 it may differ by up to that gap).
     gap : relative gap between objective and bound (see :func:`relative_gap`).
     wall_s : wall-clock seconds of build plus solve.
     decisions : primal decisions as pandas objects indexed like the instance.

@@ -6,7 +6,8 @@ Run from the repository root::
         [--time 60] [--out benchmarks/results/batch_scheduling_coarse.md]
 
 (``--part NAME`` writes only ``<out>.part-NAME.csv``; ``--combine`` writes the report from the
-parts; ``--exact 12,16`` measures the proved-optimum instances instead, see below.)
+parts, ``--exact-time`` naming the --time of the exact rows; ``--exact 12,16`` measures the
+proved-optimum instances instead, see below.)
 Instances: those of ``batch_scheduling_bound.csv`` (``generate(n, lengths="azure", seed=s)``,
 all requests at round 0, horizon from the greedy schedule, ``late`` columns). Each
 method is :func:`servopt.solvers.batch_scheduling.coarse_bound` with ``--time`` s in all:
@@ -101,7 +102,10 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--time", type=float, default=60.0)
     parser.add_argument("--out", default="benchmarks/results/batch_scheduling_coarse.md")
+    parser.add_argument("--note", default="", help="with --combine: a sentence on the run's conditions")
     parser.add_argument("--exact", default="")
+    parser.add_argument("--exact-time", type=float, default=None,
+                        help="with --combine: the --time the --exact rows were measured with")
     parser.add_argument("--part", default="")
     parser.add_argument("--combine", action="store_true")
     args = parser.parse_args()
@@ -134,8 +138,13 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, parts
     summary = []
     for n, group in frame.groupby("n"):
         row = {"n": n, "instances": len(group)}
-        for name in ("cover", "group", *METHODS):
+        for name in ("cover", "group"):
             row[f"{name}/lp - 1"] = float(np.mean(group[name] / group["lp"] - 1.0))
+        for name in METHODS:  # over the instances where the IP got past its root LP
+            own = group[f"{name}_lp"]
+            done = np.isfinite(group[name]) & (group[name] >= own - 1e-6 * own.abs())
+            row[f"{name}/lp - 1"] = float(np.mean(group[name][done] / group["lp"][done] - 1.0))
+            row[f"{name} roots"] = int(done.sum())
         for name in METHODS:
             row[f"{name}_lp/lp - 1"] = float(np.mean(group[f"{name}_lp"] / group["lp"] - 1.0))
         row["lifts (of instances)"] = int((group["lower_new"] > group["lower"]).sum())
@@ -144,9 +153,11 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, parts
         summary.append(row)
     summary = pd.DataFrame(summary)
     lift = summary[["n", "instances", "lifts (of instances)", "bracket", "bracket_new",
-                    *[f"{m}/lp - 1" for m in ("cover", "group", *METHODS)]]]
+                    *[f"{m}/lp - 1" for m in ("cover", "group", *METHODS)],
+                    *[f"{m} roots" for m in METHODS]]]
     relax = summary[["n", *[f"{m}_lp/lp - 1" for m in METHODS]]]
     exact_path = out.with_name(f"{out.stem}_exact.csv")
+    exact_time = args.time if getattr(args, "exact_time", None) is None else args.exact_time
     exact = []
     if exact_path.exists():
         table = pd.read_csv(exact_path)
@@ -154,8 +165,8 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, parts
         sizes = ",".join(map(str, sorted(table["n"].unique())))
         exact = ["## Where the optimum is proved (n = 12, 16; safe horizon): bound / optimum", "",
                  f"`python benchmarks/batch_scheduling_coarse.py --exact {sizes} "
-                 f"--seeds {','.join(map(str, sorted(table['seed'].unique())))} --time {args.time:g}` "
-                 "(same --time). Means per size, then per instance.", "",
+                 f"--seeds {','.join(map(str, sorted(table['seed'].unique())))} --time {exact_time:g}`. "
+                 "Means per size, then per instance.", "",
                  markdown_table(mean), "", markdown_table(table), ""]
     text = ["# batch_scheduling: a coarse-time integer relaxation as a lower bound", "",
             f"Regenerate with `python benchmarks/batch_scheduling_coarse.py --sizes {args.sizes} "
@@ -164,8 +175,10 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, parts
                "`--combine`)." if parts else "."),
             "Methods and columns: see the script's docstring. Bounds relative to the fine LP "
             "(positive = above it); `bracket` is the committed best / lower - 1, `bracket_new` "
-            "the same with the best of these bounds added. Shared 2-core machine (noisy; "
-            "every IP is time-limited).", "",
+            "the same with the best of these bounds added. A method's mean is over the instances "
+            "where its IP finished the root LP in time (`<m> roots`; elsewhere its dual bound is "
+            "valid but useless, e.g. 0). Shared 2-core machine (noisy; every IP is "
+            "time-limited)." + (f" {args.note}" if getattr(args, "note", "") else ""), "",
             *exact,
             "## Lower bounds against the fine LP (means over seeds)", "", markdown_table(lift), "",
             "## The relaxations' own LPs against the fine LP", "", markdown_table(relax), "",

@@ -73,7 +73,8 @@ def measure_exact(n: int, seed: int, time_limit: float, reference: pd.DataFrame)
     return row
 
 
-def measure(n: int, seed: int, time_limit: float, reference: pd.DataFrame) -> dict:
+def measure(n: int, seed: int, time_limit: float, reference: pd.DataFrame,
+            methods: tuple = tuple(METHODS)) -> dict:
     """Every method's bound on one instance, against the committed bracket."""
     inst = instances.generate(n, lengths="azure", seed=seed)
     t0 = time.perf_counter()
@@ -83,8 +84,8 @@ def measure(n: int, seed: int, time_limit: float, reference: pd.DataFrame) -> di
     for key in ("cover", "group", "lower", "best"):
         row[key] = float(ref[key].iloc[0]) if len(ref) else math.nan
     lower = row["lower"]
-    for name, options in METHODS.items():
-        result = rules.coarse_bound(inst, time_limit=time_limit, **options)
+    for name in methods:
+        result = rules.coarse_bound(inst, time_limit=time_limit, **METHODS[name])
         row.update({name: result.bound, f"{name}_lp": result.lp, f"{name}_s": result.wall_s,
                     f"{name}_status": "/".join(result.statuses)})
         if math.isfinite(result.bound):
@@ -101,6 +102,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="20,50,100")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--time", type=float, default=60.0)
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="a subset of: " + ", ".join(METHODS))
     parser.add_argument("--out", default="benchmarks/results/batch_scheduling_coarse.md")
     parser.add_argument("--note", default="", help="with --combine: a sentence on the run's conditions")
     parser.add_argument("--exact", default="")
@@ -122,7 +125,11 @@ def main() -> None:
         pd.DataFrame(rows).to_csv(out.with_name(f"{out.stem}_exact.csv"), index=False)
         return
     reference = pd.read_csv(BOUND_CSV)
-    rows = [measure(n, s, args.time, reference) for n in [int(x) for x in args.sizes.split(",")]
+    methods = tuple(m for m in args.methods.split(",") if m)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {list(METHODS)}")
+    rows = [measure(n, s, args.time, reference, methods) for n in [int(x) for x in args.sizes.split(",")]
             for s in [int(x) for x in args.seeds.split(",")]]
     frame = pd.DataFrame(rows)
     if args.part:
@@ -135,17 +142,18 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, parts
     """Markdown report (per size: each method's bound relative to the LP and the old lower
     bound; per instance) and the CSV."""
     frame.to_csv(out.with_suffix(".csv"), index=False)
+    methods = [m for m in METHODS if m in frame.columns]
     summary = []
     for n, group in frame.groupby("n"):
         row = {"n": n, "instances": len(group)}
         for name in ("cover", "group"):
             row[f"{name}/lp - 1"] = float(np.mean(group[name] / group["lp"] - 1.0))
-        for name in METHODS:  # over the instances where the IP got past its root LP
+        for name in methods:  # over the instances where the IP got past its root LP
             own = group[f"{name}_lp"]
             done = np.isfinite(group[name]) & (group[name] >= own - 1e-6 * own.abs())
             row[f"{name}/lp - 1"] = float(np.mean(group[name][done] / group["lp"][done] - 1.0))
             row[f"{name} roots"] = int(done.sum())
-        for name in METHODS:
+        for name in methods:
             row[f"{name}_lp/lp - 1"] = float(np.mean(group[f"{name}_lp"] / group["lp"] - 1.0))
         row["lifts (of instances)"] = int((group["lower_new"] > group["lower"]).sum())
         row["bracket"] = float(group["bracket"].mean())
@@ -153,9 +161,9 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, parts
         summary.append(row)
     summary = pd.DataFrame(summary)
     lift = summary[["n", "instances", "lifts (of instances)", "bracket", "bracket_new",
-                    *[f"{m}/lp - 1" for m in ("cover", "group", *METHODS)],
-                    *[f"{m} roots" for m in METHODS]]]
-    relax = summary[["n", *[f"{m}_lp/lp - 1" for m in METHODS]]]
+                    *[f"{m}/lp - 1" for m in ("cover", "group", *methods)],
+                    *[f"{m} roots" for m in methods]]]
+    relax = summary[["n", *[f"{m}_lp/lp - 1" for m in methods]]]
     exact_path = out.with_name(f"{out.stem}_exact.csv")
     exact_time = args.time if getattr(args, "exact_time", None) is None else args.exact_time
     exact = []
@@ -170,7 +178,8 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, parts
                  markdown_table(mean), "", markdown_table(table), ""]
     text = ["# batch_scheduling: a coarse-time integer relaxation as a lower bound", "",
             f"Regenerate with `python benchmarks/batch_scheduling_coarse.py --sizes {args.sizes} "
-            f"--seeds {args.seeds} --time {args.time:g}`"
+            f"--seeds {args.seeds} --time {args.time:g}"
+            + (f" --methods {args.methods}" if args.methods != ",".join(METHODS) else "") + "`"
             + (f" (computed as {parts} parallel parts with `--part NAME` and the same --time, then "
                "`--combine`)." if parts else "."),
             "Methods and columns: see the script's docstring. Bounds relative to the fine LP "

@@ -48,6 +48,9 @@ by others), so adding them in a cut loop raises the lower bound (the solvers'
 Three builders share these symbols: :func:`build` (Pyomo, any size, used by
 ``servopt.solve``), :func:`build_cvxpy` (the LP, written independently as a convolution of the
 start matrix) and :func:`build_matrix` (scipy.sparse arrays for large LPs solved with highspy).
+:func:`build_coarse_matrix` builds a relaxation of the same problem over *buckets* of start
+rounds (y[i, b]: the least latency and least KV of any start in bucket b), whose IP is a lower
+bound; tests check it against brute force and, with buckets of one round, against the fine IP.
 """
 
 from __future__ import annotations

@@ -93,6 +93,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print("largest prices (objective improvement per unit of extra capacity):")
         for row in top.itertuples(index=False):
             print(f"  {row.family}[{row.index}] = {row.price:.6g}")
+    if solution.status == "error":  # HiGHS through Pyomo reports Ctrl-C this way too, with no incumbent
+        print("servopt: error: the solver stopped without a solution (interrupted, or a solver "
+              "failure)", file=sys.stderr)
+        return 2
     if solution.status == "interrupted":
         print("servopt: interrupted; the incumbent and bound above are what the solver had",
               file=sys.stderr)
@@ -336,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print("servopt: interrupted; finished runs are cached and the next run resumes",
-              file=sys.stderr)
+        note = "; finished runs are cached and the next run resumes" if args.func is cmd_bench else ""
+        print(f"servopt: interrupted{note}", file=sys.stderr)
         return 130
     except (ValueError, KeyError, OSError, RuntimeError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

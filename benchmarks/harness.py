@@ -122,9 +122,18 @@ def gap_table(
         raise InvalidInstanceError(f"gap_table() needs a servopt instance, got {type(instance).__name__}")
     bench = benchmark_module(instance.decision)
     sense = getattr(bench, "SENSE", "min")
+    if isinstance(methods, str):  # one method name (iterating the string would give letters)
+        methods = [methods]
     names = list(methods) if methods is not None else method_names(instance.decision)
-    bound = compute_bound(instance, **(bound_kw or {}))
-    rows = [outcome_row(str(m), evaluate(instance, m, **evaluate_kw), bound, sense) for m in names]
+    if not names:
+        raise InvalidInstanceError("gap_table() needs at least one method (None: the decision's defaults)")
+    try:
+        bound = compute_bound(instance, **(bound_kw or {}))
+        rows = [outcome_row(str(m), evaluate(instance, m, **evaluate_kw), bound, sense) for m in names]
+    except TypeError as exc:  # an option neither the bound nor the evaluator takes
+        if "unexpected keyword argument" not in str(exc):
+            raise
+        raise InvalidInstanceError(f"gap_table() for {instance.decision}: {exc}") from None
     frame = pd.DataFrame(rows)
     extra = [c for c in frame.columns if c not in TABLE_COLUMNS]
     return frame[TABLE_COLUMNS + extra]

@@ -36,6 +36,18 @@ def test_gap_table_columns_and_values():
     assert rows.loc["greedy", "utilisation"] == pytest.approx(1.0)
 
 
+def test_gap_table_method_arguments():
+    inst = ToyInstance(**WYNDOR)
+    one = gap_table(inst, "greedy")  # a single name, not its letters
+    assert list(one["method"]) == ["greedy"] and one.loc[0, "cost"] == pytest.approx(30.0)  # by hand
+    with pytest.raises(ValueError, match="at least one method"):
+        gap_table(inst, [])
+    from servopt.instances import caching
+
+    with pytest.raises(ValueError, match="unexpected keyword argument 'bogus'"):
+        gap_table(caching.generate(requests=300), ["lru"], bogus=1)  # no evaluator option 'bogus'
+
+
 def test_gap_table_passes_keywords_and_refuses_clashing_metrics(monkeypatch):
     from servopt.benchmarks.harness import Bound, Outcome, benchmark_module
 

@@ -226,6 +226,9 @@ class Instance(BaseInstance):
         return dataclasses.replace(self, **changes)
 
 
+MAX_DROPPED = 0.01  # share of a preset's requests that may be too long for the KV capacity
+
+
 def workload_lengths(
     workload: str, requests: int, rng: np.random.Generator, *, max_tokens: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -278,7 +281,8 @@ def generate(
 
     ``kv_tokens`` defaults to the (illustrative) model x GPU preset; ``worker`` overrides any
     profile field (``token_budget``, ``batch_cap``, ``prefill_chunk``, ``step_overhead_s``,
-    ``per_token_s``). Requests longer than the KV capacity are dropped from the sample.
+    ``per_token_s``). Requests longer than the KV capacity are dropped from the sample; more than
+    ``MAX_DROPPED`` (1%) dropped is an error, since the sample would no longer be the workload.
     """
     if profile not in PROFILE_PRESETS:
         raise InvalidInstanceError(f"unknown profile preset {profile!r}; known: {sorted(PROFILE_PRESETS)}")
@@ -293,8 +297,11 @@ def generate(
     requests = _positive("requests", requests, integer=True)
     rng = np.random.default_rng(seed)
     s, o = workload_lengths(workload, requests, rng, max_tokens=kv)
-    if s.size == 0:
-        raise InvalidInstanceError(f"no {workload} request fits in kv_tokens = {kv}")
+    if s.size < (1 - MAX_DROPPED) * requests:
+        raise InvalidInstanceError(
+            f"only {s.size} of {requests} {workload} requests fit in kv_tokens = {kv} (prompt + output): "
+            f"a worker this small cannot serve the workload, and sizing it on the {s.size} that fit "
+            "would be wrong; raise kv_tokens")
     return Instance(
         prompt_tokens=s,
         output_tokens=o,

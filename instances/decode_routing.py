@@ -252,6 +252,27 @@ def predicted_lengths(output: np.ndarray, error: float, rng: np.random.Generator
     return np.maximum(1, np.round(noisy)).astype(np.int64)
 
 
+MAX_REQUESTS = 10_000_000  # a generated stream larger than this would not fit in memory
+MAX_LOAD = 100.0  # offered load as a multiple of the fleet's capacity
+
+
+def _whole(name: str, value: Any, high: int | None = None) -> int:
+    """A generator's count parameter: a whole number >= 1 (and <= ``high``)."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise InvalidInstanceError(f"{name} must be a whole number >= 1, got {value!r}")
+    if high is not None and value > high:
+        raise InvalidInstanceError(f"{name} must be at most {high:,}, got {value:,}")
+    return int(value)
+
+
+def _load(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number) \
+            or not 0 < value <= MAX_LOAD:
+        raise InvalidInstanceError(
+            f"load must be in (0, {MAX_LOAD:g}] times the fleet's capacity, got {value!r}")
+    return float(value)
+
+
 def generate(*, workload: str = "conversation", requests: int = 600, workers: int = 4,
              load: float = 0.85, arrivals: str = "poisson", slots: int = 64,
              kv_capacity: int = 131072, step_ms: float = 10.0, ms_per_kv_token: float = 1e-4,
@@ -265,10 +286,9 @@ def generate(*, workload: str = "conversation", requests: int = 600, workers: in
         of variation ``burstiness``).
     prediction_error : when given, add ``predicted_tokens`` = true output x exp(N(0, error)).
     """
-    if not (isinstance(requests, int | np.integer) and requests >= 1):
-        raise InvalidInstanceError(f"requests must be a positive integer, got {requests!r}")
-    if not (load > 0 and math.isfinite(load)):
-        raise InvalidInstanceError(f"load must be a positive fraction of capacity, got {load}")
+    requests = _whole("requests", requests, MAX_REQUESTS)
+    workers, slots = _whole("workers", workers), _whole("slots", slots)
+    load = _load(load)
     if arrivals not in ("poisson", "bursty"):
         raise InvalidInstanceError(f"arrivals must be 'poisson' or 'bursty', got {arrivals!r}")
     rng = np.random.default_rng(seed)
@@ -305,6 +325,11 @@ def generate_steps(*, workload: str = "conversation", requests: int = 200, worke
     eight requests per worker in flight). Slots and KV default to values that never bind
     (every request starts the step it arrives), so the hindsight IP is exact for it.
     """
+    requests = _whole("requests", requests, MAX_REQUESTS)
+    workers = _whole("workers", workers)
+    numeric = isinstance(per_step, int | float | np.number) and not isinstance(per_step, bool)
+    if per_step is not None and not (numeric and 0 < per_step < math.inf):
+        raise InvalidInstanceError(f"per_step (arrivals per decode step) must be > 0, got {per_step!r}")
     rng = np.random.default_rng(seed)
     prompt, output = sample_lengths(workload, int(requests), rng)
     rate = per_step if per_step is not None else 8.0 * workers / float(output.mean())
@@ -342,8 +367,10 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
         raise InvalidInstanceError(f"trace frame: missing column(s) {missing}")
     if max_requests is not None:
         frame = frame.iloc[: int(max_requests)]
-    if not rate_scale > 0:
+    if not 0 < rate_scale < math.inf:
         raise InvalidInstanceError(f"rate_scale must be > 0, got {rate_scale}")
+    if load is not None:
+        load = _load(load)
     out = frame[list(REQUIRED)].copy().reset_index(drop=True)
     out["arrival_s"] = out["arrival_s"] - float(out["arrival_s"].iloc[0]) if len(out) else 0.0
     out["output_tokens"] = np.maximum(out["output_tokens"].to_numpy(dtype=np.int64), 1)

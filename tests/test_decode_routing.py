@@ -66,6 +66,23 @@ def test_bad_streams_get_clear_errors(rows, kw, message):
         stream(rows, **kw)
 
 
+@pytest.mark.parametrize("generator, kw, message", [
+    ("generate_steps", {"requests": 0}, "requests must be a whole number >= 1"),
+    ("generate_steps", {"requests": 2.5}, "requests must be a whole number >= 1"),
+    ("generate_steps", {"workers": 0}, "workers must be a whole number >= 1"),
+    ("generate_steps", {"per_step": 0}, "per_step"),
+    ("generate_steps", {"per_step": -1.0}, "per_step"),
+    ("generate", {"requests": 10**11}, "at most 10,000,000"),
+    ("generate", {"load": 1e308}, "load must be in"),
+    ("generate", {"load": 0}, "load must be in"),
+    ("generate", {"workers": 0}, "workers must be a whole number >= 1"),
+    ("generate", {"slots": 0}, "slots must be a whole number >= 1"),
+])
+def test_generators_refuse_bad_parameters_by_name(generator, kw, message):
+    with pytest.raises(InvalidInstanceError, match=message):
+        getattr(inst_mod, generator)(**kw)
+
+
 def test_empty_stream_and_unknown_column():
     with pytest.raises(InvalidInstanceError, match="no request"):
         stream([])

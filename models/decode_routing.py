@@ -289,11 +289,13 @@ def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: i
                     {"x": slice(0, nx), "u": slice(nx, nx + n_blocks)})
 
 
-def build_cvxpy(instance: Instance, *, step_block: int = 1) -> CvxpyModel:
-    """The LP relaxation of the hindsight model in CVXPY (no symmetry fixing: it is an LP)."""
+def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = True) -> CvxpyModel:
+    """The LP relaxation of the hindsight model in CVXPY, with the same symmetry fixing as
+    :func:`build` by default (x_ig = 0 for g > i: valid for the IP, and it lifts the LP a little,
+    so both backends give the same bound)."""
     import cvxpy as cp
 
-    mat = hindsight_matrices(instance, relax=True, step_block=step_block, symmetry=False)
+    mat = hindsight_matrices(instance, relax=True, step_block=step_block, symmetry=symmetry)
     G, n_req = instance.workers, instance.n_requests
     nx = n_req * G
     x = cp.Variable(nx)
@@ -311,7 +313,7 @@ def build_cvxpy(instance: Instance, *, step_block: int = 1) -> CvxpyModel:
             n_k = (rs.stop - rs.start) // G
             index = pd.MultiIndex.from_product([range(G), range(n_k)], names=["worker", "step"])
         cons[name] = (con, index)
-    constraints += [x >= 0, x <= 1, u >= mat.col_lo[nx:]]
+    constraints += [x >= 0, x <= mat.col_hi[:nx], u >= mat.col_lo[nx:]]
     problem = cp.Problem(cp.Minimize(cp.sum(u) + mat.offset), constraints)
     xi = pd.MultiIndex.from_product([range(n_req), range(G)], names=["request", "worker"])
     return CvxpyModel(problem, "min", cons,

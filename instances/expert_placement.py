@@ -27,6 +27,8 @@ import numpy as np
 from servopt.core import Instance as BaseInstance
 from servopt.core import InvalidInstanceError
 
+DEFAULT_SIZES: dict[str, Any] = dict(layers=2, experts=8, groups=1, nodes=1, gpus_per_node=4, slots_per_gpu=3,
+                                     tokens_per_window=4096.0)
 PRESETS: dict[str, dict[str, Any]] = {
     # DeepSeek-V3: 256 routed experts in 8 groups, 58 MoE layers, 4 nodes x 8 GPUs, 9 slots/GPU
     "deepseek_v3": dict(layers=58, experts=256, groups=8, nodes=4, gpus_per_node=8,
@@ -170,13 +172,13 @@ def generate(
     preset: str | None = None,
     *,
     windows: int = 3,
-    layers: int = 2,
-    experts: int = 8,
-    groups: int = 1,
-    nodes: int = 1,
-    gpus_per_node: int = 4,
-    slots_per_gpu: int = 3,
-    tokens_per_window: float = 4096.0,
+    layers: int | None = None,
+    experts: int | None = None,
+    groups: int | None = None,
+    nodes: int | None = None,
+    gpus_per_node: int | None = None,
+    slots_per_gpu: int | None = None,
+    tokens_per_window: float | None = None,
     skew: float = 1.0,
     drift: float = 0.9,
     persistent: float = 0.0,
@@ -192,20 +194,32 @@ def generate(
     Poisson-sampled from the popularity. The default ``persistent=0`` (pure AR(1) drift) matches
     the issue's calibration (EPLB next-window balancedness about 0.85 / 0.68 / 0.51 under even
     split at log-sd 0.5 / 1.0 / 1.5). ``preset`` ("deepseek_v3", "small", "tiny") sets the
-    cluster and the sizes (layers, experts, groups, nodes, GPUs, slots, tokens per window); the
-    load-model arguments (windows, skew, drift, persistent) apply in every case.
+    cluster and the sizes (layers, experts, groups, nodes, GPUs, slots, tokens per window); a size
+    given explicitly overrides the preset's (``generate("deepseek_v3", layers=2)``: two
+    DeepSeek-V3 layers). Without a preset the sizes default to ``DEFAULT_SIZES``. The load-model
+    arguments (windows, skew, drift, persistent) apply in every case.
     """
-    if preset is not None:
-        if preset not in PRESETS:
-            raise InvalidInstanceError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-        p = PRESETS[preset]
-        layers, experts, groups = p["layers"], p["experts"], p["groups"]
-        nodes, gpus_per_node, slots_per_gpu = p["nodes"], p["gpus_per_node"], p["slots_per_gpu"]
-        tokens_per_window = p["tokens_per_window"]
-    if windows < 1 or layers < 1 or experts < 1:
-        raise InvalidInstanceError("windows, layers and experts must be >= 1")
-    if skew < 0 or not 0 <= drift < 1 or not 0 <= persistent <= 1:
-        raise InvalidInstanceError("need skew >= 0, 0 <= drift < 1 and 0 <= persistent <= 1")
+    if preset is not None and preset not in PRESETS:
+        raise InvalidInstanceError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    given = dict(layers=layers, experts=experts, groups=groups, nodes=nodes, gpus_per_node=gpus_per_node,
+                 slots_per_gpu=slots_per_gpu, tokens_per_window=tokens_per_window)
+    sizes = {**(PRESETS[preset] if preset is not None else DEFAULT_SIZES),
+             **{k: v for k, v in given.items() if v is not None}}
+    layers, experts, groups = sizes["layers"], sizes["experts"], sizes["groups"]
+    nodes, gpus_per_node, slots_per_gpu = sizes["nodes"], sizes["gpus_per_node"], sizes["slots_per_gpu"]
+    tokens_per_window = sizes["tokens_per_window"]
+    counts = dict(windows=windows, layers=layers, experts=experts, groups=groups, nodes=nodes,
+                  gpus_per_node=gpus_per_node, slots_per_gpu=slots_per_gpu)
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise InvalidInstanceError(f"{name} must be a whole number >= 1, got {value!r}")
+    for name, value, ok, rule in (
+            ("tokens_per_window", tokens_per_window, lambda v: 0 < v <= 1e12, "in (0, 1e12]"),
+            ("skew", skew, lambda v: 0 <= v <= 10, "in [0, 10] (the log-sd of expert popularity)"),
+            ("drift", drift, lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("persistent", persistent, lambda v: 0 <= v <= 1, "in [0, 1]")):
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not ok(value):
+            raise InvalidInstanceError(f"{name} must be {rule}, got {value!r}")
     rng = np.random.default_rng(seed)
     base = rng.standard_normal((layers, experts))
     ar = np.empty((windows, layers, experts))

@@ -466,6 +466,21 @@ def test_json_round_trip_and_presets():
     # popularity differs per layer and drifts between windows
     assert not np.allclose(ds.loads[0, 0], ds.loads[0, 1])
     assert not np.allclose(ds.loads[0, 0], ds.loads[1, 0])
+    # an explicit size overrides the preset's (it was silently ignored)
+    two = inst_mod.generate("deepseek_v3", windows=2, layers=2, seed=0)
+    assert (two.num_layers, two.num_experts, two.num_gpus, two.num_slots) == (2, 256, 32, 288)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"skew": -1.0}, "skew must be in"), ({"skew": float("nan")}, "skew must be in"),
+    ({"tokens_per_window": -5.0}, "tokens_per_window must be in"),
+    ({"tokens_per_window": 1e30}, "tokens_per_window must be in"),
+    ({"layers": 0}, "layers must be a whole number"), ({"gpus_per_node": 1.5}, "gpus_per_node"),
+    ({"drift": 1.0}, "drift must be in"), ({"persistent": 2.0}, "persistent must be in"),
+])
+def test_generator_refuses_bad_parameters_by_name(kwargs, match):
+    with pytest.raises(InvalidInstanceError, match=match):
+        inst_mod.generate(**kwargs)
 
 
 def test_from_trace_sums_steps_into_windows(tmp_path):

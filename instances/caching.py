@@ -199,13 +199,25 @@ def phase_popularity(*, requests: int = 2000, objects: int = 400, skew: float = 
     return draw["bounds"], draw["probability"]
 
 
+MAX_REQUESTS = 50_000_000  # a generated trace larger than this would not fit in memory
+
+
 def _check_multimodal(requests: int, objects: int, skew: float, cache_share: float, drift: float,
                       phases: int, rate: float) -> None:
-    if not (requests >= 1 and objects >= 1):
-        raise InvalidInstanceError("requests and objects must be >= 1")
-    if not (skew >= 0 and 0 <= drift <= 1 and phases >= 1 and cache_share >= 0 and rate > 0):
-        raise InvalidInstanceError("need skew >= 0, 0 <= drift <= 1, phases >= 1, "
-                                   "cache_share >= 0, rate > 0")
+    for name, value, high in (("requests", requests, MAX_REQUESTS), ("objects", objects, MAX_REQUESTS),
+                              ("phases", phases, None)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise InvalidInstanceError(f"{name} must be a whole number >= 1, got {value!r}")
+        if high is not None and value > high:
+            raise InvalidInstanceError(f"{name} must be at most {high:,}, got {value:,}")
+    for name, value, ok, rule in (
+            ("skew", skew, lambda v: 0 <= v <= 10, "in [0, 10] (the Zipf exponent)"),
+            ("drift", drift, lambda v: 0 <= v <= 1, "in [0, 1]"),
+            ("cache_share", cache_share, lambda v: 0 <= v <= 1,
+             "in [0, 1] (a share of the catalogue's bytes)"),
+            ("rate", rate, lambda v: 0 < v <= 1e9, "in (0, 1e9] requests/s")):
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not ok(value):
+            raise InvalidInstanceError(f"{name} must be {rule}, got {value!r}")
 
 
 def _multimodal_draw(requests: int, objects: int, skew: float, drift: float, phases: int,

@@ -600,6 +600,17 @@ def test_bad_input_is_named(change, message):
         ci.Instance(**fields)
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"requests": 2.5}, "requests must be a whole number"), ({"phases": 2.5}, "phases must be"),
+    ({"requests": 10**12}, "at most"), ({"skew": -1.0}, "skew must be in"),
+    ({"cache_share": 2.0}, "cache_share must be in"), ({"rate": 0.0}, "rate must be in"),
+    ({"drift": float("nan")}, "drift must be in"),
+])
+def test_generator_refuses_bad_parameters_by_name(kwargs, message):
+    with pytest.raises(InvalidInstanceError, match=message):
+        ci.generate(**kwargs)
+
+
 def test_zero_cost_and_zero_capacity_are_valid():
     inst = ci.Instance(time=[0.0, 1.0, 2.0], object_id=[0, 1, 0], size=[1.0, 2.0],
                        miss_cost=[0.0, 1.0], capacity=0.0)

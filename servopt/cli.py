@@ -88,11 +88,13 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if solution.status == "time_limit":
         print(f"          time limit of {time_limit:g} s reached: the incumbent and the proved bound "
               "above (--time-limit S for longer, 0 for none)")
-    top = solution.top_prices(args.prices)
+    top = solution.top_prices(args.prices, per_family=True)
     if not top.empty:
-        print("largest prices (objective improvement per unit of extra capacity):")
+        print(f"largest prices, up to {args.prices} per constraint family (capacity rows: objective "
+              "improvement per unit of extra capacity; equality rows: d objective / d right-hand side):")
         for row in top.itertuples(index=False):
-            print(f"  {row.family}[{row.index}] = {row.price:.6g}")
+            scalar = row.index is None or (isinstance(row.index, float) and math.isnan(row.index))
+            print(f"  {row.family}{'' if scalar else f'[{row.index}]'} = {row.price:.6g}")
     if solution.status == "error":  # HiGHS through Pyomo reports Ctrl-C this way too, with no incumbent
         print("servopt: error: the solver stopped without a solution (interrupted, or a solver "
               "failure)", file=sys.stderr)
@@ -114,6 +116,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         others = sorted(n.removeprefix("generate_") for n in dir(module) if n.startswith("generate_"))
         raise ValueError(f"generate {args.decision}: no generator {args.generator!r} "
                          f"(generators: default{''.join(', ' + n for n in others)})")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     params = _parse_params(args.params)
     _check_params(generate, params, args.decision)
     try:
@@ -181,7 +185,8 @@ def cmd_library(args: argparse.Namespace) -> int:
     table = lib_bench.verify(args.names or None, sizes=sizes)
     for row in table.itertuples(index=False):
         mark = "ok  " if row.ok else "FAIL"
-        print(f"{mark} {row.name:34} {row.wall_s:7.2f}s  {row.message}")
+        took = f"{row.wall_s:7.2f}s" if math.isfinite(row.wall_s) else "      -"
+        print(f"{mark} {row.name:34} {took}  {row.message}")
     failed = int((~table["ok"]).sum()) if len(table) else 0
     print(f"{len(table) - failed} of {len(table)} library instances verified")
     return 1 if failed else 0
@@ -263,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and the proved bound are shown")
     p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap (default 1e-4)")
     p.add_argument("--backend", choices=["highs", "cvxpy"], default="highs")
-    p.add_argument("--prices", type=int, default=8, metavar="N", help="show the N largest prices")
+    p.add_argument("--prices", type=int, default=5, metavar="N",
+                   help="show the N largest prices of each constraint family (default 5)")
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser("generate", help="generate an instance: servopt generate DECISION k=v ...")

@@ -94,3 +94,20 @@ def test_top_level_api():
     assert sol.objective == pytest.approx(36.0)
     top = sol.top_prices(1)
     assert top.iloc[0]["price"] == pytest.approx(1.5)  # the 2 x2 <= 12 row, by hand
+
+
+def test_top_prices_overall_and_per_family():
+    import pandas as pd
+
+    from servopt.core import Solution
+
+    sol = Solution(status="optimal", objective=1.0, bound=1.0, gap=0.0, wall_s=0.0, prices={
+        "balance": pd.Series([5.0, -7.0, 6.0]),
+        "capacity": pd.Series([0.5, 0.0, 2.0], index=pd.Index(["a", "b", "c"], name="gpu")),
+        "scalar": pd.Series([3.0], index=[np.nan]),  # a scalar row (nan label) must not break it
+    })
+    overall = sol.top_prices(3)
+    assert list(overall["price"]) == [-7.0, 6.0, 5.0]  # by magnitude: the balance rows hide the rest
+    per = sol.top_prices(1, per_family=True)
+    assert list(per["family"]) == ["balance", "capacity", "scalar"]
+    assert list(per["price"]) == [-7.0, 2.0, 3.0] and per.loc[1, "index"] == "c"

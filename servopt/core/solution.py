@@ -109,16 +109,23 @@ class Solution:
     def optimal(self) -> bool:
         return self.status == "optimal"
 
-    def top_prices(self, n: int = 5) -> pd.DataFrame:
-        """The ``n`` largest prices over all constraint families (family, index, price)."""
-        rows = []
+    def top_prices(self, n: int = 5, *, per_family: bool = False) -> pd.DataFrame:
+        """The ``n`` largest prices by magnitude (family, index, price), over all constraint
+        families or, with ``per_family``, the ``n`` largest of each family in turn (so a family of
+        large equality duals cannot hide the capacity rows)."""
+        parts = []
         for family, series in self.prices.items():
-            for key, value in series.items():
-                rows.append((family, key, float(value)))
-        frame = pd.DataFrame(rows, columns=["family", "index", "price"])
-        if frame.empty:
+            if len(series) == 0:
+                continue
+            top = series.iloc[np.argsort(-np.abs(series.to_numpy(dtype=float)), kind="stable")[:n]]
+            parts.append(pd.DataFrame({"family": family, "index": list(top.index),
+                                       "price": top.to_numpy(dtype=float)}))
+        if not parts:
+            return pd.DataFrame(columns=["family", "index", "price"])
+        frame = pd.concat(parts, ignore_index=True)
+        if per_family:
             return frame
-        order = frame["price"].abs().sort_values(ascending=False).index
+        order = frame["price"].abs().sort_values(ascending=False, kind="stable").index
         return frame.loc[order].head(n).reset_index(drop=True)
 
     def summary(self) -> str:

@@ -356,8 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"servopt: interrupted{note}", file=sys.stderr)
         return 130
     except (ValueError, KeyError, OSError, RuntimeError, ImportError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"servopt: error: {message}", file=sys.stderr)
+        message = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+        first, *rest = message.strip().splitlines() or [""]
+        print(f"servopt: error: {first}{' ...' if rest else ''}", file=sys.stderr)  # one line
         return 2
 
 

@@ -228,6 +228,10 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     bounds = model.bounds(inst)
     plan = rules.plan(inst)
     prices = plan.detail["prices"]
+    profile_model = args.profile.split("@")[0]
+    if profile_model != args.model and not {"step_overhead_s", "per_token_s"} <= set(worker):
+        print(f"note: the timing profile {args.profile} is {profile_model}'s, not {args.model}'s; "
+              "give --step-ms and --per-token-ms for this model", file=sys.stderr)
     print(inst.summary())
     print("per-worker maximum stable rate (requests/s):")
     print(f"  compute bound          {bounds.compute:10.4g}")

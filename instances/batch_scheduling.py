@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -168,6 +169,18 @@ def predict(output_tokens: np.ndarray, noise: float, rng: np.random.Generator,
     return pred.astype(np.int64)
 
 
+def _check_scales(prompt_scale: Any, concurrency: Any, max_output: Any) -> None:
+    """The generators' scale parameters, each by name (a huge prompt_scale overflowed int64)."""
+    for name, value, ok, rule in (
+            ("prompt_scale", prompt_scale, lambda v: 0 < v <= 1e3, "in (0, 1000]"),
+            ("concurrency", concurrency, lambda v: 0 < v <= 1e6,
+             "in (0, 1e6] (requests' mean peak KV needs that fit in memory)"),
+            ("max_output", max_output, lambda v: 1 <= v <= 1e7 and v == int(v),
+             "a whole number of rounds in [1, 1e7]")):
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not ok(value):
+            raise InvalidInstanceError(f"{name} must be {rule}, got {value!r}")
+
+
 def generate(
     n: int = 30,
     *,
@@ -195,8 +208,9 @@ def generate(
     kv_memory : tokens; default ``concurrency`` x the mean peak need, at least the largest need.
     noise : sigma of the multiplicative log-normal error of the predicted output lengths.
     """
-    if not isinstance(n, int | np.integer) or n < 1:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise InvalidInstanceError(f"n must be a positive number of requests, got {n!r}")
+    _check_scales(prompt_scale, concurrency, max_output)
     rng = np.random.default_rng(seed)
     if lengths == "uniform":
         (p0, p1), (o0, o1) = prompt_range, output_range
@@ -257,6 +271,7 @@ def from_trace(
     """
     from servopt.instances.traces import read_azure
 
+    _check_scales(prompt_scale, concurrency, max_output)
     frame = read_azure(path, rate_scale=rate_scale)
     if start < 0 or n < 1 or start + n > len(frame):
         raise InvalidInstanceError(

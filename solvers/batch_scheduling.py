@@ -858,7 +858,17 @@ class BidPrice(Policy):
 
     @classmethod
     def from_solution(cls, solution: Solution, **kw: Any) -> BidPrice:
-        """The rule from a solved LP relaxation (its ``kv_memory`` prices by round)."""
+        """The rule from a solved LP relaxation (its ``kv_memory`` prices by round).
+
+        A MIP solution is refused: with every start variable binary, fixing them leaves no
+        memory row a dual, so its prices are all zero and the rule would be plain shortest-first.
+        """
+        if not solution.relaxed:
+            raise InvalidInstanceError(
+                "BidPrice.from_solution needs the LP relaxation's prices: solve with relax=True "
+                "(a MIP's prices are the duals with the integers fixed, here all zero)")
+        if "kv_memory" not in solution.prices:
+            raise InvalidInstanceError("the solution has no kv_memory prices: is it a batch_scheduling LP?")
         return cls(solution.prices["kv_memory"].to_numpy(), **kw)
 
     def prepare(self, instance: Instance) -> None:

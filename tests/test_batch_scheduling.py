@@ -403,6 +403,15 @@ def test_bad_arguments():
     with pytest.raises(InvalidInstanceError, match="unknown field"):
         Instance.from_json('{"decision": "batch_scheduling", "schema_version": 1, '
                            '"fields": {"kv_memory": 5, "colour": 1}}')
+    for kw, message in (({"concurrency": 0}, "concurrency must be in"),
+                        ({"concurrency": -2}, "concurrency must be in"),
+                        ({"lengths": "azure", "prompt_scale": 1e300}, "prompt_scale must be in"),
+                        ({"max_output": 2.5}, "max_output must be a whole number")):
+        with pytest.raises(InvalidInstanceError, match=message):
+            inst_mod.generate(5, **kw)
+    # a MIP's prices (integers fixed: all zero) would make the rule plain shortest-first
+    with pytest.raises(InvalidInstanceError, match="relax=True"):
+        rules.BidPrice.from_solution(exact.solve(inst))
 
 
 def test_from_azure_trace():

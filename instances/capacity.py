@@ -134,7 +134,18 @@ def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool 
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class Instance(BaseInstance):
-    """One capacity-planning instance (see the module docstring for the symbols)."""
+    """One capacity-planning instance (the module docstring gives the symbols).
+
+    prompt_tokens, output_tokens : the workload's request lengths s and o (tokens), one per sample.
+    arrival_rate : lambda, the fleet's target rate (requests/s).
+    kv_tokens : M, KV-cache capacity of one worker (tokens).
+    token_budget : b, tokens processed per iteration at most.
+    batch_cap : B, requests in the running batch at most.
+    prefill_chunk : C, prompt tokens of one request per iteration at most.
+    step_overhead_s, per_token_s : iteration time d0 + d1 * tokens (seconds, seconds per token).
+    headroom : delta, the share of a worker's maximum stable rate the plan keeps free (0..1).
+    workload : a label (the preset's name, or the trace's).
+    """
 
     decision = "capacity"
     schema_version = 1

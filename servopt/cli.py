@@ -67,7 +67,15 @@ def cmd_solve(args: argparse.Namespace) -> int:
     time_limit = None if args.time_limit == 0 else args.time_limit
     if time_limit is not None and not 0 < time_limit < math.inf:
         raise ValueError(f"--time-limit must be positive seconds (0 for none), got {args.time_limit}")
-    instance = load(args.file)
+    if not Path(args.file).exists() and not args.file.endswith(".json"):
+        from servopt.instances import library
+
+        if args.file in library.read_manifest():  # a library name: checked against its sha256
+            instance = library.load(args.file)
+        else:
+            instance = load(args.file)  # the usual 'no such file' message
+    else:
+        instance = load(args.file)
     linear = getattr(exact.model_module(instance.decision), "LINEAR", False)
     if args.backend == "cvxpy" and not args.relax and not linear:
         raise ValueError(f"--backend cvxpy solves LPs only, and the {instance.decision} model is an "
@@ -158,6 +166,9 @@ def cmd_library(args: argparse.Namespace) -> int:
     from servopt.instances import library
 
     if args.action == "list":
+        if args.names:
+            raise ValueError(f"library list takes no names (got {' '.join(args.names)}); "
+                             "`servopt library show NAME` shows one")
         entries = library.read_manifest()
         if not entries:
             print("the instance library is empty")
@@ -177,7 +188,8 @@ def cmd_library(args: argparse.Namespace) -> int:
         print(f"{e.name}: {instance.summary()}")
         for key in ("decision", "size", "file", "objective", "bound", "bound_kind", "solve",
                     "obtained", "wall_s", "sha256"):
-            print(f"  {key:10} {getattr(e, key)}")
+            value = e.path.resolve() if key == "file" else getattr(e, key)
+            print(f"  {key:10} {value}")
         return 0
     from servopt.benchmarks import library as lib_bench
 
@@ -265,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("solve", help="solve an instance file exactly (or its LP relaxation)")
-    p.add_argument("file", help="instance JSON file")
+    p.add_argument("file", help="instance JSON file, or the name of a library instance "
+                                "(`servopt library list`)")
     p.add_argument("--relax", action="store_true", help="solve the LP relaxation")
     p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
                    help="seconds for the solver (default 60; 0 for none); on expiry the incumbent "

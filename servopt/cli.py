@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from servopt.core.instance import DECISIONS
+
 DEFAULT_OUT = "servopt-results"
 
 
@@ -290,8 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser("generate", help="generate an instance: servopt generate DECISION k=v ...")
-    p.add_argument("decision")
-    p.add_argument("params", nargs="*", help="generator parameters as name=value")
+    p.add_argument("decision", help="one of: " + ", ".join(DECISIONS))
+    p.add_argument("params", nargs="*", help="generator parameters as name=value (the generate() "
+                   "arguments of servopt.instances.DECISION; an unknown name lists the known ones)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--generator", default=None,
                    help="another generator of the decision's instances module (generate_NAME), "

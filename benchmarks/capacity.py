@@ -306,7 +306,8 @@ def sample_requests(
     return instance.prompt_tokens[idx], instance.output_tokens[idx], unit
 
 
-def _check_requests(n_requests: int) -> None:
+def check_requests(n_requests: int) -> None:
+    """Refuse a run length the drift test cannot judge (the CLI checks its options with it)."""
     if not n_requests >= MIN_REQUESTS:
         raise InvalidInstanceError(
             f"a simulated rate needs at least {MIN_REQUESTS} arrivals per run (the first "
@@ -329,7 +330,7 @@ def saturated_throughput(
     Measured between the 25% and 75% completions, away from the start-up and drain transients;
     the mean over ``seeds`` replications (seeds ``seed, seed + 1, ...``).
     """
-    _check_requests(n_requests)
+    check_requests(n_requests)
     rates = []
     for r in _seed_list(seeds, seed):
         s, o, _ = sample_requests(instance, n_requests, r)
@@ -440,7 +441,7 @@ def check_rate(
         raise InvalidInstanceError(f"rate must be > 0, got {rate}")
     if not 0 <= warmup < 1:
         raise InvalidInstanceError(f"warmup must be in [0, 1), got {warmup}")
-    _check_requests(n_requests)
+    check_requests(n_requests)
     limit = max(seeds, max_seeds or seeds)
     runs = [_one_run(instance, rate, n_requests, seed + i, warmup) for i in range(seeds)]
     while True:

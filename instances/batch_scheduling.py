@@ -22,6 +22,7 @@ import numpy as np
 
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core import Instance as BaseInstance
+from servopt.core.checks import number, whole_number
 
 #: Log-normal fit of the Azure LLM inference trace 2023 (code): context tokens median 1469,
 #: mean 2048, max 7437; generated tokens median 13, mean 28, min 6 (README of the shared traces).
@@ -171,14 +172,10 @@ def predict(output_tokens: np.ndarray, noise: float, rng: np.random.Generator,
 
 def _check_scales(prompt_scale: Any, concurrency: Any, max_output: Any) -> None:
     """The generators' scale parameters, each by name (a huge prompt_scale overflowed int64)."""
-    for name, value, ok, rule in (
-            ("prompt_scale", prompt_scale, lambda v: 0 < v <= 1e3, "in (0, 1000]"),
-            ("concurrency", concurrency, lambda v: 0 < v <= 1e6,
-             "in (0, 1e6] (requests' mean peak KV needs that fit in memory)"),
-            ("max_output", max_output, lambda v: 1 <= v <= 1e7 and v == int(v),
-             "a whole number of rounds in [1, 1e7]")):
-        if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not ok(value):
-            raise InvalidInstanceError(f"{name} must be {rule}, got {value!r}")
+    number("prompt_scale", prompt_scale, lambda v: 0 < v <= 1e3, "in (0, 1000]")
+    number("concurrency", concurrency, lambda v: 0 < v <= 1e6,
+           "in (0, 1e6] (requests' mean peak KV needs that fit in memory)")
+    whole_number("max_output", max_output, high=10**7)
 
 
 def generate(

@@ -24,6 +24,7 @@ import numpy as np
 
 from servopt.core import Instance as BaseInstance
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import number, whole_number
 
 BLOCK_TOKENS = 512
 
@@ -204,20 +205,13 @@ MAX_REQUESTS = 50_000_000  # a generated trace larger than this would not fit in
 
 def _check_multimodal(requests: int, objects: int, skew: float, cache_share: float, drift: float,
                       phases: int, rate: float) -> None:
-    for name, value, high in (("requests", requests, MAX_REQUESTS), ("objects", objects, MAX_REQUESTS),
-                              ("phases", phases, None)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise InvalidInstanceError(f"{name} must be a whole number >= 1, got {value!r}")
-        if high is not None and value > high:
-            raise InvalidInstanceError(f"{name} must be at most {high:,}, got {value:,}")
-    for name, value, ok, rule in (
-            ("skew", skew, lambda v: 0 <= v <= 10, "in [0, 10] (the Zipf exponent)"),
-            ("drift", drift, lambda v: 0 <= v <= 1, "in [0, 1]"),
-            ("cache_share", cache_share, lambda v: 0 <= v <= 1,
-             "in [0, 1] (a share of the catalogue's bytes)"),
-            ("rate", rate, lambda v: 0 < v <= 1e9, "in (0, 1e9] requests/s")):
-        if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not ok(value):
-            raise InvalidInstanceError(f"{name} must be {rule}, got {value!r}")
+    whole_number("requests", requests, high=MAX_REQUESTS)
+    whole_number("objects", objects, high=MAX_REQUESTS)
+    whole_number("phases", phases)
+    number("skew", skew, lambda v: 0 <= v <= 10, "in [0, 10] (the Zipf exponent)")
+    number("drift", drift, lambda v: 0 <= v <= 1, "in [0, 1]")
+    number("cache_share", cache_share, lambda v: 0 <= v <= 1, "in [0, 1] (a share of the catalogue's bytes)")
+    number("rate", rate, lambda v: 0 < v <= 1e9, "in (0, 1e9] requests/s")
 
 
 def _multimodal_draw(requests: int, objects: int, skew: float, drift: float, phases: int,

@@ -32,6 +32,7 @@ from scipy import optimize, stats
 
 from servopt.core import Instance as _Base
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import number, whole_number
 from servopt.instances import traces
 
 REQUIRED = ("arrival_s", "prompt_tokens", "output_tokens")
@@ -256,21 +257,9 @@ MAX_REQUESTS = 10_000_000  # a generated stream larger than this would not fit i
 MAX_LOAD = 100.0  # offered load as a multiple of the fleet's capacity
 
 
-def _whole(name: str, value: Any, high: int | None = None) -> int:
-    """A generator's count parameter: a whole number >= 1 (and <= ``high``)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise InvalidInstanceError(f"{name} must be a whole number >= 1, got {value!r}")
-    if high is not None and value > high:
-        raise InvalidInstanceError(f"{name} must be at most {high:,}, got {value:,}")
-    return int(value)
-
-
 def _load(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number) \
-            or not 0 < value <= MAX_LOAD:
-        raise InvalidInstanceError(
-            f"load must be in (0, {MAX_LOAD:g}] times the fleet's capacity, got {value!r}")
-    return float(value)
+    return number("load", value, lambda v: 0 < v <= MAX_LOAD,
+                  f"in (0, {MAX_LOAD:g}] times the fleet's capacity")
 
 
 def generate(*, workload: str = "conversation", requests: int = 600, workers: int = 4,
@@ -286,8 +275,8 @@ def generate(*, workload: str = "conversation", requests: int = 600, workers: in
         of variation ``burstiness``).
     prediction_error : when given, add ``predicted_tokens`` = true output x exp(N(0, error)).
     """
-    requests = _whole("requests", requests, MAX_REQUESTS)
-    workers, slots = _whole("workers", workers), _whole("slots", slots)
+    requests = whole_number("requests", requests, high=MAX_REQUESTS)
+    workers, slots = whole_number("workers", workers), whole_number("slots", slots)
     load = _load(load)
     if arrivals not in ("poisson", "bursty"):
         raise InvalidInstanceError(f"arrivals must be 'poisson' or 'bursty', got {arrivals!r}")
@@ -325,11 +314,10 @@ def generate_steps(*, workload: str = "conversation", requests: int = 200, worke
     eight requests per worker in flight). Slots and KV default to values that never bind
     (every request starts the step it arrives), so the hindsight IP is exact for it.
     """
-    requests = _whole("requests", requests, MAX_REQUESTS)
-    workers = _whole("workers", workers)
-    numeric = isinstance(per_step, int | float | np.number) and not isinstance(per_step, bool)
-    if per_step is not None and not (numeric and 0 < per_step < math.inf):
-        raise InvalidInstanceError(f"per_step (arrivals per decode step) must be > 0, got {per_step!r}")
+    requests = whole_number("requests", requests, high=MAX_REQUESTS)
+    workers = whole_number("workers", workers)
+    if per_step is not None:
+        number("per_step", per_step, lambda v: 0 < v < math.inf, "> 0 (arrivals per decode step)")
     rng = np.random.default_rng(seed)
     prompt, output = sample_lengths(workload, int(requests), rng)
     rate = per_step if per_step is not None else 8.0 * workers / float(output.mean())

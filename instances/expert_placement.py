@@ -26,6 +26,7 @@ import numpy as np
 
 from servopt.core import Instance as BaseInstance
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import number, whole_number
 
 DEFAULT_SIZES: dict[str, Any] = dict(layers=2, experts=8, groups=1, nodes=1, gpus_per_node=4, slots_per_gpu=3,
                                      tokens_per_window=4096.0)
@@ -211,15 +212,11 @@ def generate(
     counts = dict(windows=windows, layers=layers, experts=experts, groups=groups, nodes=nodes,
                   gpus_per_node=gpus_per_node, slots_per_gpu=slots_per_gpu)
     for name, value in counts.items():
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise InvalidInstanceError(f"{name} must be a whole number >= 1, got {value!r}")
-    for name, value, ok, rule in (
-            ("tokens_per_window", tokens_per_window, lambda v: 0 < v <= 1e12, "in (0, 1e12]"),
-            ("skew", skew, lambda v: 0 <= v <= 10, "in [0, 10] (the log-sd of expert popularity)"),
-            ("drift", drift, lambda v: 0 <= v < 1, "in [0, 1)"),
-            ("persistent", persistent, lambda v: 0 <= v <= 1, "in [0, 1]")):
-        if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not ok(value):
-            raise InvalidInstanceError(f"{name} must be {rule}, got {value!r}")
+        whole_number(name, value)
+    number("tokens_per_window", tokens_per_window, lambda v: 0 < v <= 1e12, "in (0, 1e12]")
+    number("skew", skew, lambda v: 0 <= v <= 10, "in [0, 10] (the log-sd of expert popularity)")
+    number("drift", drift, lambda v: 0 <= v < 1, "in [0, 1)")
+    number("persistent", persistent, lambda v: 0 <= v <= 1, "in [0, 1]")
     rng = np.random.default_rng(seed)
     base = rng.standard_normal((layers, experts))
     ar = np.empty((windows, layers, experts))

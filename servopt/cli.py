@@ -215,7 +215,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     if args.simulate:  # check the simulation's options before printing the report
         from servopt.benchmarks import capacity as bench
 
-        bench._check_requests(args.sim_requests)
+        bench.check_requests(args.sim_requests)
         if args.sim_seeds < 1:
             raise ValueError(f"--sim-seeds: seeds must be >= 1, got {args.sim_seeds}")
     worker = {"token_budget": args.token_budget, "batch_cap": args.batch_cap,

@@ -589,6 +589,27 @@ class BidPrice(BasePolicy):
         self.prices: list[tuple[int, float]] = []  # (request, price x scale) history
         self.switches: list[tuple[int, float]] = []  # (request, expert tau_objects) history
 
+    @classmethod
+    def from_solution(cls, solution: Any, **kw: Any) -> BidPrice:
+        """The rule with a fixed price from a solved caching LP (``exact.solve(past, relax=True)``
+        on past requests): the mean of its ``cache_capacity`` prices, miss cost per token-step
+        (the price :meth:`_learn` takes from a warm-up window). ``price_scale`` defaults to 1
+        (the price at face value); other keywords as for the class, e.g. ``experts=EXPERTS``.
+        """
+        decision = getattr(solution, "decision", "")
+        prices = getattr(solution, "prices", None)
+        if decision not in ("", "caching") or not isinstance(prices, dict) \
+                or "cache_capacity" not in prices:
+            raise InvalidInstanceError(
+                f"BidPrice.from_solution needs a solved caching LP (its cache_capacity prices); "
+                f"got a {decision or type(solution).__name__} solution")
+        if getattr(solution, "status", "optimal") != "optimal":
+            raise InvalidInstanceError(
+                f"the caching LP was not solved to optimality (status {solution.status}): its "
+                f"prices are not the LP's duals")
+        price = prices["cache_capacity"].to_numpy(dtype=float)
+        return cls(price=float(price.mean()) if len(price) else 0.0, **kw)
+
     # -- set-up -------------------------------------------------------------------------------
     def start(self, instance: Instance) -> None:
         super().start(instance)

@@ -3,6 +3,7 @@ simulator counts hits as worked by hand, and bad input gets a clear error."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -574,6 +575,32 @@ def test_bid_price_with_a_prohibitive_price_admits_nothing():
     result = bench.simulate(inst, cs.BidPrice(price=1e9, tune=False))
     assert result.hits == 0
     assert result.miss_cost == pytest.approx(inst.miss_cost[inst.object_id].sum())
+
+
+@pytest.mark.parametrize("backend", ["highs", "cvxpy"])
+def test_bid_price_from_solution_takes_the_lp_price_by_hand(backend):
+    # requests A B A B, A: 2 tokens cost 4, B: 1 token cost 1, cache 2.5 tokens. Only gap 1
+    # holds both intervals: keep A (2 per token), half of B (1 per token), so B's keep is
+    # fractional and pins gap 1's price at B's 1 per token-step; gaps 0 and 2 are slack.
+    # The rule's price is the mean over the 3 gaps: 1/3.
+    inst = unit_instance([0, 1, 0, 1], 2.5, size=[2.0, 1.0], cost=[4.0, 1.0])
+    sol = exact.solve(inst, backend=backend)
+    assert sol.objective == pytest.approx(4.0 + 1.0 + 0.5)
+    policy = cs.BidPrice.from_solution(sol, experts=cs.EXPERTS)
+    assert policy.price == pytest.approx(1 / 3)
+    assert policy.price_scale == 1.0 and policy.warmup == 0.0
+
+
+def test_bid_price_from_solution_refuses_other_solutions():
+    from servopt.instances import batch_scheduling as bi
+
+    other = exact.solve(bi.generate(n=4, seed=0), relax=True)
+    with pytest.raises(InvalidInstanceError, match="caching LP"):
+        cs.BidPrice.from_solution(other)
+    sol = exact.solve(unit_instance([0, 1, 0, 1], 1.0))
+    stopped = dataclasses.replace(sol, status="time_limit")
+    with pytest.raises(InvalidInstanceError, match="not solved to optimality"):
+        cs.BidPrice.from_solution(stopped)
 
 
 # ---------------------------------------------------------------------------------------------

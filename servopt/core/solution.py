@@ -22,7 +22,7 @@ Sense = Literal["min", "max"]
 Row = Literal["le", "ge", "eq"]
 Convention = Literal["pyomo", "cvxpy"]
 
-STATUSES = ("optimal", "time_limit", "infeasible", "unbounded", "error")
+STATUSES = ("optimal", "time_limit", "interrupted", "unbounded", "error")  # infeasible raises InfeasibleError
 
 
 def normalise_dual(dual: Any, *, sense: Sense, row: Row, convention: Convention) -> Any:

@@ -231,7 +231,7 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
                             f"{group.status}, master {group.master:.6g}")
     if method == "coarse":
         coarse = rules.coarse_bound(instance, bucket=bucket, averaged=not penalty, penalty=penalty,
-                                    horizon=horizon, window=window,
+                                    horizon=horizon, window=window, report_lp=False,
                                     time_limit=600.0 if time_limit is None else time_limit)
         value = whole_rounds(coarse.bound) if math.isfinite(coarse.bound) else -math.inf
         kind = "coarse bucket {}{}".format(bucket, f", penalty {penalty:g}" if penalty else ", averaged")

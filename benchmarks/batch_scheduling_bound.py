@@ -88,7 +88,7 @@ def bracket(inst: instances.Instance, ip_time: float | None, search_time: float,
         row.update(group(inst, group_size, group_time))
         lower = max(lower, bench.whole_rounds(row["group"]))
     if coarse_time > 0:
-        row["coarse"] = rules.coarse_bound(inst, bucket=2, time_limit=coarse_time).bound
+        row["coarse"] = rules.coarse_bound(inst, bucket=2, time_limit=coarse_time, report_lp=False).bound
         if math.isfinite(row["coarse"]):
             lower = max(lower, bench.whole_rounds(row["coarse"]))
     best = min(costs.values())
@@ -113,7 +113,8 @@ def exact_gap(inst: instances.Instance, cut_time: float, group_size: int = 8,
         row.update(group(inst, group_size, group_time, horizon="safe"))
         row["group/optimum"] = row["group"] / ip.objective
     if coarse_time > 0:
-        row["coarse"] = rules.coarse_bound(inst, bucket=2, horizon="safe", time_limit=coarse_time).bound
+        row["coarse"] = rules.coarse_bound(inst, bucket=2, horizon="safe", time_limit=coarse_time,
+                                            report_lp=False).bound
         row["coarse/optimum"] = row["coarse"] / ip.objective
     for m in METHODS:
         row[f"{m}/optimum"] = bench.evaluate(inst, m).cost / ip.objective

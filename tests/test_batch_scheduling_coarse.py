@@ -3,6 +3,8 @@ against hand calculations, brute force and the fine IP on tiny instances."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from test_batch_scheduling import brute_force, make
@@ -31,6 +33,10 @@ def test_coarse_bound_by_hand():
     averaged = rules.coarse_bound(inst, bucket=2, horizon="safe")
     assert averaged.bounds == pytest.approx([4.0, 5.5])
     assert averaged.bound == pytest.approx(4.75)
+    # the reporting LP is optional and changes no bound
+    quiet = rules.coarse_bound(inst, bucket=2, horizon="safe", report_lp=False)
+    assert quiet.bounds == pytest.approx([4.0, 5.5]) and math.isnan(quiet.lp)
+    assert not math.isnan(averaged.lp)
 
 
 def test_wait_credit_is_the_mean_bucket_offset():

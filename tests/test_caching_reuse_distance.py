@@ -1,11 +1,17 @@
 """The reuse-distance experiment's rules and its LIRS / ARC references, on hand-worked sequences."""
 
+import heapq
+import json
+from collections import OrderedDict
+
 import numpy as np
 import pytest
 
 from servopt.benchmarks import caching as bench
 from servopt.benchmarks.caching_reuse_distance import ReuseDistance, ReuseExpert, arc, lirs
-from servopt.instances.caching import Instance, generate
+from servopt.instances.caching import Instance, from_trace, generate
+from servopt.instances.traces import shared_trace
+from servopt.solvers.caching import solve_lp
 
 A, B, C, D = 0, 1, 2, 3
 
@@ -89,3 +95,65 @@ def test_reuse_expert_without_reuse_is_the_shipped_order() -> None:
     assert bench.simulate(inst, ReuseExpert(reuse=False)).miss_cost == shipped
     three = bench.evaluate(inst, ReuseExpert())
     assert three.status == "ok"
+
+
+def _ordered_dict_lru(blocks: list[int], room: int) -> int:
+    cache: OrderedDict[int, None] = OrderedDict()
+    misses = 0
+    for b in blocks:
+        if b in cache:
+            cache.move_to_end(b)
+        else:
+            misses += 1
+            cache[b] = None
+            if len(cache) > room:
+                cache.popitem(last=False)
+    return misses
+
+
+def _belady_with_bypass(blocks: list[int], room: int) -> int:
+    n = len(blocks)
+    following, seen = [n] * n, {}
+    for i in range(n - 1, -1, -1):
+        following[i] = seen.get(blocks[i], n)
+        seen[blocks[i]] = i
+    cache: dict[int, int] = {}
+    heap: list[tuple[int, int]] = []
+    misses = 0
+    for i, b in enumerate(blocks):
+        misses += b not in cache
+        if following[i] == n:  # never requested again: not kept
+            cache.pop(b, None)
+            continue
+        cache[b] = following[i]
+        heapq.heappush(heap, (-following[i], b))
+        while len(cache) > room:
+            far, v = heapq.heappop(heap)
+            if cache.get(v) == -far:
+                del cache[v]
+    return misses
+
+
+@pytest.mark.parametrize("share", [0.01, 0.05, 0.2])
+def test_mooncake_blocks_lru_and_bound_against_independent_code(share: float) -> None:
+    """The first ~3000 block requests of the Mooncake trace: the conversion is the hash_ids in
+    prompt order, the simulator's LRU counts what a 10-line OrderedDict LRU counts, and at unit
+    cost the LP bound is Belady's miss count with bypass."""
+    path = shared_trace("mooncake_synthetic.jsonl")
+    if path is None:
+        pytest.skip("mooncake_synthetic.jsonl not in ../shared/traces")
+    blocks: list[int] = []
+    with open(path) as handle:
+        for line in handle:
+            ids = json.loads(line)["hash_ids"]
+            if len(blocks) + len(ids) > 3000:
+                break
+            blocks += ids
+    distinct = sorted(set(blocks))
+    inst = from_trace(path, cache_share=share, max_requests=3000)
+    assert inst.requests == len(blocks)
+    assert np.array_equal(np.array(distinct)[inst.object_id], np.array(blocks))
+    room = round(share * len(distinct))
+    assert inst.capacity == room * 512
+    assert bench.simulate(inst, "lru").miss_cost == _ordered_dict_lru(blocks, room)
+    assert solve_lp(inst).value == pytest.approx(_belady_with_bypass(blocks, room), abs=1e-6)

@@ -49,7 +49,8 @@ Methods (``POLICIES``)
   tries the next ones, unless that request has already waited more than ``patience`` (2)
   times its predicted output; then it blocks the queue as in MC-SF, so no request starves
   (``skip=None`` picks skipping from the instance: iff some request arrives after round 0).
-  Why, measured on tuning seeds 10-29 (not the reported 0-4), n = 200, paired vs MC-SF:
+  Why, measured on tuning seeds 10-29 (not the reported 0-4), n = 200, paired vs MC-SF (tuning
+  runs, not committed tables; the reported figures are in ``benchmarks/results``):
   stopping at the first failure left memory idle behind a large request while arrivals
   queued (load 0.8: one seed +7.0%); always skipping starved large requests in overload
   (load 1.3: one seed +1.7%, and +12% on reported seed 0 in a first full run); with the
@@ -62,7 +63,7 @@ Methods (``POLICIES``)
   ``bid_price`` (skip online, stop all at once), plus a backlog guard: when the backlog is more
   than ``backlog_factor`` (4) times what fits in memory, the price is scaled down by
   backlog_factor / backlog, toward shortest predicted first (``backlog_factor=None`` turns it
-  off). With skipping admission the guard helps a little in overload (tuning seeds 12-16,
+  off). With skipping admission the guard helps a little in overload (tuning runs, seeds 12-16,
   n = 2000, load 1.3: -32.4% vs -31.0% vs MC-SF without it) and is inactive at n = 200; with
   stop-at-first admission it had hurt there (-29.5% vs -34.1%), hence the earlier finding.
 - ``hindsight``: the best schedule found with lengths known (predicted lengths as the truth):
@@ -306,7 +307,7 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     without Python loops so that n = 200 fits. Prices follow the servopt convention;
     ``decisions["start"]`` holds the (largest-weight) start round of each request, -1 if late.
     ``start`` (start rounds of a feasible schedule) warm-starts the IP. ``lp_solver`` is
-    HiGHS's LP method (``ipm`` with crossover: about 2.5x faster than ``simplex`` at n = 100).
+    HiGHS's LP method (``ipm`` with crossover: faster than ``simplex`` at n = 100 in our runs).
     ``cuts`` (from :func:`cover_bound`, same horizon and window) are added as rows; they are
     valid for every schedule, so the IP's bound stays valid and gets stronger.
     """

@@ -383,9 +383,10 @@ class _Forecaster:
             k = np.arange(1, max(width, self.H) + self.H + 2)
             tail = self.S[last] * (1 - 1 / max(self.prior_mean, 1.0)) ** k
             self._ext = np.concatenate([self.S, tail])
-            step = self._ext.strides[0]  # windows[j] = S(j .. j + width - 1), a view
-            self._windows = np.lib.stride_tricks.as_strided(
-                self._ext, (len(self._ext) - width + 1, width), (step, step), writeable=False)
+            step = self._ext.strides[0]  # windows[j] = S(j .. j + width - 1), a read-only view
+            self._windows = np.ndarray((len(self._ext) - width + 1, width), dtype=self._ext.dtype,
+                                       buffer=self._ext, strides=(step, step))
+            self._windows.flags.writeable = False
         return self._ext
 
     def alive(self, age: np.ndarray) -> np.ndarray:
@@ -486,6 +487,7 @@ class _LoadBook:
     def __init__(self, workers: int, horizon: int, span: int) -> None:
         self.H, self.W, self.G = int(horizon), int(horizon) + int(span), int(workers)
         self.F = np.zeros((self.G, self.W))
+        self._columns = np.arange(self.W)
         self.decay = np.ones(self.H)
         self.t0 = -(10**9)
         self.rebuilds = 0
@@ -494,7 +496,7 @@ class _LoadBook:
         """The exact forecast at this step, over W steps."""
         ids, W, G = view.run_ids, self.W, self.G
         rows = fc.rows(view, ids, view.run_generated, W)
-        cell = ((view.run_worker * W)[:, None] + np.arange(W)[None, :]).ravel()
+        cell = np.add.outer(view.run_worker * W, self._columns).ravel()  # bin of (g, u): g W + u
         F = np.bincount(cell, weights=rows.ravel(), minlength=G * W)
         F = F.astype(float, copy=False).reshape(G, W)
         total = F.sum(axis=0)
@@ -598,6 +600,9 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
 # ---------------------------------------------------------------------------------------------
 # Bid-price router
 # ---------------------------------------------------------------------------------------------
+_sum, _max = np.add.reduce, np.maximum.reduce  # ndarray.sum / .max without their Python wrappers
+
+
 class BidPrice(Router):
     """Bid-price router: route each request where its priced barrier cost over the next H steps is least.
 
@@ -667,6 +672,14 @@ class BidPrice(Router):
     Measured on tuning seeds (not the reported ones) the LP gate costs 5-8% more barrier idle
     than the ungated rule, so the default is ungated.
 
+    ``BidPrice.from_solution(solution)`` builds the textbook rule from a solved epoch LP
+    relaxation (:func:`servopt.models.decode_routing.build_epoch` with ``relax=True``, solved by
+    :func:`servopt.solvers.exact.solve_model`, or its CVXPY twin): fixed prices rho_gh, sigma_g,
+    kappa_g, each request to ``argmin_g sum_h rho_gh w_ih + sigma_g + kappa_g (s_i + 1)`` (ties to
+    the fewest KV tokens), never a solver. The prices belong to the fleet state of that epoch: they
+    route that epoch's requests; over a stream they go stale (no refresh), so simulate
+    ``bid_price`` (the default) or ``bid_price_argmin`` (which re-solves the LP) instead.
+
     ``central=True`` (default) solves the LP with HiGHS's interior-point method without
     crossover, so plan and duals are central in the optimal face: the LP only prices the
     barrier's top, so when there is room below it a simplex vertex puts the whole class on one or
@@ -675,6 +688,7 @@ class BidPrice(Router):
     """
 
     name = "bid_price"
+    SCREEN_FROM = 3  # arrivals in a step from which :meth:`_route_book` screens (below: exact checks)
 
     def __init__(self, horizon: int = 16, discount: float | str = "auto", refresh: int = 4,
                  prior_mean: float = 128.0, window: int = 64, slack: float = 1.5,
@@ -708,12 +722,64 @@ class BidPrice(Router):
             raise InvalidInstanceError("prediction_prior (the assumed spread of log(true / "
                                        f"predicted output)) must be > 0, got {prediction_prior!r}")
         self.prediction_prior = float(prediction_prior)
+        self.fixed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see from_solution
+
+    @classmethod
+    def from_solution(cls, solution: Any, **kw: Any) -> BidPrice:
+        """The textbook bid-price rule with the fixed prices of a solved epoch LP relaxation.
+
+        ``solution`` comes from ``solve_model(build_epoch(epoch, relax=True), relax=True,
+        decision="decode_routing")`` (or ``solve_cvxpy(build_epoch_cvxpy(epoch))``): its
+        ``worker_load`` prices rho_gh [ms per KV token on worker g at horizon step h], ``slots``
+        sigma_g [ms per free slot] and ``kv_memory`` kappa_g [ms per free KV token]. The router
+        sends each request to ``argmin_g sum_h rho_gh w_ih + sigma_g + kappa_g (s_i + 1)`` on its
+        own forecast profile w_ih, ties to the fewest KV tokens (lowest index), and never solves.
+        ``kw`` go to the constructor (``horizon`` is the prices' H).
+        """
+        decision = getattr(solution, "decision", None)
+        prices = getattr(solution, "prices", None)
+        if decision not in ("decode_routing", "") or not isinstance(prices, dict):
+            raise InvalidInstanceError(
+                "BidPrice.from_solution needs a solved decode_routing epoch LP (a servopt Solution), got "
+                + (f"a {decision!r} solution" if decision else type(solution).__name__))
+        if not (solution.relaxed or solution.info.get("lp", False)):
+            raise InvalidInstanceError(
+                "BidPrice.from_solution needs the epoch LP relaxation's prices: build_epoch(epoch, "
+                "relax=True) and solve with relax=True (a MIP's prices are the duals with every "
+                "assignment fixed, not bid prices)")
+        if "worker_load" not in prices or "slots" not in prices or "kv_memory" not in prices:
+            raise InvalidInstanceError(
+                "BidPrice.from_solution needs the epoch LP's worker_load, slots and kv_memory prices; "
+                f"this solution has {sorted(prices)} (the hindsight model's step_load prices price "
+                "whole steps of a known trace, not a routing epoch)")
+        load = prices["worker_load"]
+        worker = np.asarray(load.index.get_level_values(0), dtype=np.int64)
+        step = np.asarray(load.index.get_level_values(1), dtype=np.int64)
+        G, H = int(worker.max()) + 1, int(step.max()) + 1
+        rho = np.zeros((G, H))
+        rho[worker, step] = load.to_numpy(dtype=float)
+        sigma = prices["slots"].to_numpy(dtype=float)
+        kappa = prices["kv_memory"].to_numpy(dtype=float)
+        if len(sigma) != G or len(kappa) != G or len(load) != G * H:
+            raise InvalidInstanceError(f"the solution's prices do not form one epoch: worker_load has "
+                                       f"{len(load)} entries for {G} workers x {H} steps, slots "
+                                       f"{len(sigma)}, kv_memory {len(kappa)}")
+        router = cls(**{"horizon": H, **kw})
+        if router.horizon != H:
+            raise InvalidInstanceError(f"the prices cover {H} horizon steps; horizon={router.horizon} "
+                                       "was asked")
+        router.fixed = (rho, sigma, kappa)
+        router.name = "bid_price_fixed"
+        return router
 
     def reset(self, instance: Instance, seed: int = 0) -> None:
+        if self.fixed is not None and len(self.fixed[1]) != instance.workers:
+            raise InvalidInstanceError(f"the router's prices are for {len(self.fixed[1])} workers; "
+                                       f"the instance has {instance.workers}")
         super().reset(instance, seed)
         self.fc = _Forecaster(self.horizon, self.prior_mean, self.prediction_prior)
         self.last_refresh = -10**9
-        self.arrivals = np.zeros(self.window)
+        self.arrivals = [0] * self.window  # requests routed per step (a ring of ``window`` steps)
         self.prompt_sum, self.prompt_n = 0.0, 0
         self.plan = None
         self.solves = 0
@@ -737,8 +803,8 @@ class BidPrice(Router):
         if self.discount != "auto":
             return
         seen = min(view.step + 1, self.window)
-        per_worker = self.arrivals.sum() / seen / view.workers
-        self.gamma = float(np.clip(np.exp(-per_worker), 0.05, 0.95))
+        per_worker = sum(self.arrivals) / seen / view.workers
+        self.gamma = min(max(float(np.exp(-per_worker)), 0.05), 0.95)
         self.weights = self.gamma ** np.arange(self.horizon)
 
     def on_step(self, view: FleetView) -> None:
@@ -748,6 +814,9 @@ class BidPrice(Router):
 
     def route(self, view: FleetView, ids: np.ndarray) -> None:
         self.arrivals[view.step % self.window] += len(ids)
+        if self.fixed is not None:
+            self._route_fixed(view, ids)
+            return
         if not self.gate:  # ungated means pick="marginal" (the constructor checks)
             self._route_marginal(view, ids)
             return
@@ -772,42 +841,25 @@ class BidPrice(Router):
         """The default rule's fast path: forecast once per step, all new profiles at once.
 
         With ``forecast="exact"`` the same decisions and floating-point arithmetic as :meth:`_pick`
-        (which the LP-gated variants use); with ``forecast="book"`` the forecast is the
-        :class:`_LoadBook`'s, and each routed request is booked from its routing step. Per request
-        one (G, H) barrier-rise evaluation in reused buffers, only when least-KV's worker would
-        raise a coming barrier.
+        (which the LP-gated variants use); with ``forecast="book"`` see :meth:`_route_book`. Per
+        request one (G, H) barrier-rise evaluation in reused buffers, only when least-KV's worker
+        would raise a coming barrier.
         """
         if len(ids) == 0:
             return
-        book = self.book
+        if self.book is not None:
+            self._route_book(view, ids)
+            return
         kv = view.kv_running + view.kv_queued  # kept up to date below (assign queues the prompt)
-        if book is None:
-            refresh = view.step - self.last_refresh >= self.refresh_every
-        else:  # rebuild when the book's error now exceeds the tolerance (or it runs out of steps)
-            error = book.error(view, kv)
-            refresh = error is None or float(np.abs(error).sum()) > self.tolerance * float(kv.sum())
-        if refresh:
-            # survival and discount every ``refresh`` steps at most (a rebuild may come sooner)
-            if view.step - self.last_refresh >= self.refresh_every:
-                self.fc.refresh(view)
-                self._discount(view)
-                self.last_refresh = view.step
-            if book is not None:
-                book.rebuild(view, self.fc)
-                error = book.error(view, kv)
+        if view.step - self.last_refresh >= self.refresh_every:
+            self.fc.refresh(view)
+            self._discount(view)
+            self.last_refresh = view.step
         prompt = view.prompt[ids]
         pred = None if view.predicted is None else view.predicted[ids].astype(float)
-        if book is None:
-            self._step_load(view)
-            profiles = self.fc.new_profiles(prompt.astype(float), pred)
-            load, top = self.load, self.top
-        else:
-            load = book.load(view, error)
-            top = load.max(axis=0)
-            d = view.step - book.t0
-            wide = self.fc.new_profiles(prompt.astype(float), pred, book.W - d)
-            profiles = wide[:, :self.horizon]
-            F = book.F
+        self._step_load(view)
+        profiles = self.fc.new_profiles(prompt.astype(float), pred)
+        load, top = self.load, self.top
         weights = self.weights
         c1 = self.instance.ms_per_kv_token
         rise, score = self._rise, self._score
@@ -827,25 +879,165 @@ class BidPrice(Router):
             # the coming barriers stay as they are
             fits = np.count_nonzero(load[g] + w > top) == 0
             if not fits:
-                # discounted ms by which the request would raise the barrier at each step
-                np.add(load, w, out=rise)
-                np.maximum(rise, top, out=rise)
-                np.subtract(rise, top, out=rise)
-                np.matmul(rise, weights, out=score)
-                score *= c1
-                best = float(score[score.argmin()])
-                limit = best + 1e-9 * max(1.0, abs(best))
-                if score[g] > limit:  # least-KV's worker is not among the cheapest
-                    cheapest = np.flatnonzero(score <= limit)  # fewest KV among them, lowest index
-                    g = int(cheapest[kv[cheapest].argmin()])
+                g = self._cheapest(load, top, w, kv, g, rise, score, weights, c1)
             chosen[k] = g
             kv[g] += s
             load[g] += w
-            if book is not None:
-                F[g, d:] += wide[k]
             if not fits:
                 np.maximum(top, load[g], out=top)
         for i, g in zip(ids.tolist(), chosen.tolist(), strict=True):
+            view.assign(i, g)
+
+    @staticmethod
+    def _cheapest(load: np.ndarray, top: np.ndarray, w: np.ndarray, kv: np.ndarray, g: int,
+                  rise: np.ndarray, score: np.ndarray, weights: np.ndarray, c1: float) -> int:
+        """The worker where profile ``w`` raises the coming barriers ``top`` least (discounted ms),
+        least-KV's worker ``g`` if it is among the cheapest, else the fewest KV tokens among them
+        (lowest index); ``rise`` (G, H) and ``score`` (G,) are reused buffers."""
+        np.add(load, w, out=rise)
+        np.maximum(rise, top, out=rise)
+        np.subtract(rise, top, out=rise)
+        np.matmul(rise, weights, out=score)
+        score *= c1
+        best = float(score[score.argmin()])
+        limit = best + 1e-9 * max(1.0, abs(best))
+        if score[g] > limit:  # least-KV's worker is not among the cheapest
+            cheapest = (score <= limit).nonzero()[0]  # fewest KV among them, lowest index
+            g = int(cheapest[kv[cheapest].argmin()])
+        return g
+
+    def _route_book(self, view: FleetView, ids: np.ndarray) -> None:
+        """One step's arrivals on the :class:`_LoadBook`'s forecast (the default rule).
+
+        The decisions (and floating-point arithmetic of every forecast and price that decides) are
+        those of the straightforward loop (per request: the exact check that the request fits
+        under every coming barrier on least-KV's worker, the barrier-rise prices when it does
+        not, the book's row updated); what is cheaper:
+
+        - a scalar screen first: with hr_g = min_h fl(M_h - L_gh) (worker g's headroom under the
+          coming barriers) and m = max_h w_ih, ``m + eps <= hr_g`` implies fl(L_gh + w_ih) <= M_h
+          at every h, by the error bound of one rounding (eps = 1e-9 x the step's largest load,
+          far above it), so the exact (G, H) check runs only when the screen fails. After a
+          request that fits, hr_g - m - eps stays a lower bound of worker g's headroom (the barrier
+          is unchanged); after one that raises the barrier, g's headroom is unknown (-inf) and the
+          others' can only have grown;
+        - the load rows of this step's forecast are updated lazily, in placement order, only
+          before an exact check (the same additions in the same order);
+        - the book receives the step's routed profiles in one fancy-indexed update when they went to
+          distinct workers (the same single addition per row).
+        """
+        book = self.book
+        kv = view.kv_running + view.kv_queued  # kept up to date below (assign queues the prompt)
+        # rebuild when the book's error now exceeds the tolerance (or it runs out of steps)
+        d = view.step - book.t0
+        if d + self.horizon > book.W:
+            error = None
+        else:
+            error = kv - book.F[:, d]  # :meth:`_LoadBook.error`
+        if error is None or float(_sum(np.abs(error))) > self.tolerance * float(_sum(kv)):
+            # survival and discount every ``refresh`` steps at most (a rebuild may come sooner)
+            if view.step - self.last_refresh >= self.refresh_every:
+                self.fc.refresh(view)
+                self._discount(view)
+                self.last_refresh = view.step
+            book.rebuild(view, self.fc)
+            d = 0
+            error = kv - book.F[:, 0]
+            # new requests' profile tables over the book's width (the numbers of new_profiles)
+            self._new_u, _, self._new_ratio = self.fc.new_tables(book.W)
+        prompt = view.prompt[ids]
+        load = book.load(view, error)
+        top = _max(load, axis=0)
+        if view.predicted is None:  # (s + u) S(u) / S(0), u = d .. W-1: new_profiles' arithmetic
+            wide = np.add.outer(prompt, self._new_u[:book.W - d])
+            wide *= self._new_ratio[:book.W - d]
+        else:
+            wide = self.fc.new_profiles(prompt.astype(float), view.predicted[ids].astype(float), book.W - d)
+        H, n, F = self.horizon, len(ids), book.F
+        profiles = wide[:, :H]
+        c1, rise, score, weights = self.instance.ms_per_kv_token, self._rise, self._score, self.weights
+        if self.order == "largest" and n > 1:
+            # largest discounted profile first (the LPT order; ties in arrival order: both sorts are
+            # stable); assigned below in arrival order
+            mass = profiles @ weights
+            if n <= 16:
+                mass = mass.tolist()
+                order = sorted(range(n), key=lambda k: -mass[k])
+            else:
+                order = np.argsort(-mass, kind="stable").tolist()
+        else:
+            order = list(range(n))
+        prompt_list = prompt.tolist()
+        chosen = [0] * n
+        if n < self.SCREEN_FROM:  # few arrivals: the exact check per request
+            for k in order:
+                g = int(kv.argmin())
+                w = profiles[k]
+                if np.count_nonzero(load[g] + w > top):  # it would raise a coming barrier on g
+                    g = self._cheapest(load, top, w, kv, g, rise, score, weights, c1)
+                    load[g] += w
+                    np.maximum(top, load[g], out=top)
+                elif k != order[-1]:  # (``load`` is this step's: the last update is not needed)
+                    load[g] += w
+                chosen[k] = g
+                kv[g] += prompt_list[k]
+                F[g, d:] += wide[k]
+        else:
+            peak = profiles.max(axis=1)  # m_i = max_h w_ih
+            # headroom under the coming barriers, and the screen's margin (see the docstring)
+            head = (top - load).min(axis=1).tolist()
+            eps = 1e-9 * (float(_max(np.abs(load.ravel()))) + float(_sum(peak))) + 1e-300
+            peak = peak.tolist()
+            pending: list[tuple[int, int]] = []  # (worker, request) rows not yet added to ``load``
+            for k in order:
+                g = int(kv.argmin())
+                m = peak[k]
+                if m + eps <= head[g]:  # fits for sure: price 0 on g, the least (see _route_marginal)
+                    head[g] -= m + eps
+                    pending.append((g, k))
+                else:
+                    for pg, pk in pending:
+                        load[pg] += profiles[pk]
+                    pending.clear()
+                    w = profiles[k]
+                    if np.count_nonzero(load[g] + w > top) == 0:
+                        head[g] -= m + eps
+                        load[g] += w
+                    else:
+                        g = self._cheapest(load, top, w, kv, g, rise, score, weights, c1)
+                        load[g] += w
+                        np.maximum(top, load[g], out=top)
+                        head[g] = -np.inf
+                chosen[k] = g
+                kv[g] += prompt_list[k]
+            rows = [chosen[k] for k in order]
+            if len(set(rows)) == n:  # one request per worker: one fancy-indexed update
+                F[rows, d:] += wide[order]
+            else:
+                for g, k in zip(rows, order, strict=True):  # the book's rows, in placement order
+                    F[g, d:] += wide[k]
+        for i, g in zip(ids.tolist(), chosen, strict=True):
+            view.assign(i, g)
+
+    def _route_fixed(self, view: FleetView, ids: np.ndarray) -> None:
+        """:meth:`from_solution`'s rule: fixed LP prices, arrival order, no solver."""
+        if len(ids) == 0:
+            return
+        if view.step - self.last_refresh >= self.refresh_every:  # survival for the profiles w_ih
+            self.fc.refresh(view)
+            self.last_refresh = view.step
+        rho, sigma, kappa = self.fixed
+        prompt = view.prompt[ids]
+        pred = None if view.predicted is None else view.predicted[ids].astype(float)
+        profiles = self.fc.new_profiles(prompt.astype(float), pred)
+        # (n, G) bid prices [ms]: sum_h rho_gh w_ih + sigma_g + kappa_g (s_i + 1)
+        score = profiles @ rho.T + sigma[None, :] + np.multiply.outer(prompt + 1.0, kappa)
+        kv = view.kv_running + view.kv_queued
+        for k, i in enumerate(ids.tolist()):
+            best = float(score[k].min())
+            cheapest = score[k] <= best + 1e-9 * max(1.0, abs(best))
+            g = int(np.where(cheapest, kv, np.iinfo(np.int64).max).argmin())
+            kv[g] += int(prompt[k])
             view.assign(i, g)
 
     def _solve(self, view: FleetView) -> None:
@@ -854,7 +1046,7 @@ class BidPrice(Router):
         self._discount(view)
         base = self.fc.base_load(view)
         seen = min(view.step + 1, self.window)
-        rate = max(self.arrivals.sum() / seen, 1.0 / self.refresh_every)
+        rate = max(sum(self.arrivals) / seen, 1.0 / self.refresh_every)
         m = max(1.0, self.slack * rate * self.refresh_every)
         mean_prompt = self.prompt_sum / max(self.prompt_n, 1)
         profile = self.fc.profile(np.array([mean_prompt]), np.zeros(1), None)

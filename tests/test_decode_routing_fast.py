@@ -218,3 +218,127 @@ def test_book_options_are_checked():
         routing.BidPrice(span=0)
     with pytest.raises(InvalidInstanceError, match="tolerance"):
         routing.BidPrice(tolerance=-0.1)
+
+
+class StraightRouter(routing.BidPrice):
+    """The default rule written straightforwardly: per request the full price at every worker.
+
+    Per step: the forecast (the :class:`_LoadBook`'s, rebuilt on the documented condition, or
+    the exact one), every arrival's profile from :meth:`_Forecaster.new_profiles`, the placement
+    order from ``np.argsort`` of the discounted profile mass; per request: the discounted barrier
+    rise sum_h gamma^h c1 (max(M_h, L_gh + w_ih) - M_h) at every worker (no shortcut when the
+    request fits under the barriers, no screen, no lazy or batched updates), the cheapest worker
+    with the fewest KV tokens (lowest index), then the forecast, the barrier and the book's row
+    updated. A request that fits on least-KV's worker has price exactly 0 there, so the rule's
+    shortcuts must give the same worker.
+    """
+
+    def _route_marginal(self, view, ids):
+        if len(ids) == 0:
+            return
+        fc, book, H = self.fc, self.book, self.horizon
+        kv = view.kv_running + view.kv_queued
+        pred = None if view.predicted is None else view.predicted[ids].astype(float)
+        prompt = view.prompt[ids].astype(float)
+        if book is None:
+            if view.step - self.last_refresh >= self.refresh_every:
+                fc.refresh(view)
+                self._discount(view)
+                self.last_refresh = view.step
+            load = fc.base_load(view)
+            wide = fc.new_profiles(prompt, pred)
+        else:
+            error = book.error(view, kv)
+            if error is None or np.abs(error).sum() > self.tolerance * kv.sum():
+                if view.step - self.last_refresh >= self.refresh_every:
+                    fc.refresh(view)
+                    self._discount(view)
+                    self.last_refresh = view.step
+                book.rebuild(view, fc)
+                error = book.error(view, kv)
+            load = book.load(view, error)
+            d = view.step - book.t0
+            wide = fc.new_profiles(prompt, pred, book.W - d)
+        top = load.max(axis=0)
+        profiles = wide[:, :H]
+        order = np.argsort(-(profiles @ self.weights), kind="stable")
+        chosen = {}
+        for k in order:
+            w = profiles[k]
+            price = self.instance.ms_per_kv_token * ((np.maximum(load + w, top) - top) @ self.weights)
+            best = price.min()
+            cheapest = np.flatnonzero(price <= best + 1e-9 * max(1.0, abs(best)))
+            g = int(cheapest[np.argmin(kv[cheapest])])
+            chosen[k] = g
+            kv[g] += int(view.prompt[ids[k]])
+            load[g] += w
+            top = np.maximum(top, load[g])
+            if book is not None:
+                book.F[g, d:] += wide[k]
+        for k, i in enumerate(ids):
+            view.assign(int(i), chosen[k])
+
+
+class BookWithPredictions(routing.BidPrice):
+    """The load book on a stream with predictions (``benchmarks/decode_routing_forecast.py``)."""
+
+    def reset(self, instance, seed=0):
+        super().reset(instance, seed)
+        if self.book is None:
+            self.book = routing._LoadBook(instance.workers, self.horizon, self.span)
+
+
+class StraightBookWithPredictions(StraightRouter, BookWithPredictions):
+    pass
+
+
+SPEED_STREAMS = [
+    # the speed benchmark's workloads (benchmarks/decode_routing_speed.py), shorter
+    # (workload, workers, requests, prediction_error)
+    ("conversation", 8, 1600, None),
+    ("conversation", 32, 3200, None),
+    ("code", 32, 3200, None),
+    ("code", 8, 1600, None),
+    ("conversation", 8, 1200, 0.5),
+    ("code", 32, 2000, 0.0),
+]
+
+
+@pytest.mark.parametrize("workload,workers,requests,error", SPEED_STREAMS)
+def test_default_router_routes_as_the_straightforward_rule(workload, workers, requests, error):
+    inst = bench.make_cell(seed=3, workload=workload, workers=workers, load=0.9, requests=requests,
+                           prediction_error=error)
+    expected = bench.simulate(inst, StraightRouter())["worker"]
+    np.testing.assert_array_equal(bench.simulate(inst, routing.BidPrice())["worker"], expected)
+    if error is None:  # the exact forecast too (the default uses it on streams with predictions)
+        expected = bench.simulate(inst, StraightRouter(forecast="exact"))["worker"]
+        np.testing.assert_array_equal(bench.simulate(inst, routing.BidPrice(forecast="exact"))["worker"],
+                                      expected)
+    else:  # the book with predictions (its own benchmark)
+        expected = bench.simulate(inst, StraightBookWithPredictions())["worker"]
+        np.testing.assert_array_equal(bench.simulate(inst, BookWithPredictions())["worker"], expected)
+
+
+def test_fast_book_paths_are_exercised():
+    """The speed streams exercise the barrier-rise prices and both step paths (few arrivals: the
+    exact check per request; more: the screen first)."""
+    counts = {"cheapest": 0}
+    sizes = []
+    for workload, workers in (("code", 32), ("conversation", 8)):
+        inst = bench.make_cell(seed=3, workload=workload, workers=workers, load=0.9, requests=1600)
+        router = routing.BidPrice()
+        cheapest, route_book = router._cheapest, router._route_book
+
+        def counted(*args, _cheapest=cheapest):
+            counts["cheapest"] += 1
+            return _cheapest(*args)
+
+        def book(view, ids, _route_book=route_book):
+            sizes.append(len(ids))
+            _route_book(view, ids)
+
+        router._cheapest, router._route_book = counted, book
+        bench.simulate(inst, router)
+    screened = np.array(sizes) >= routing.BidPrice.SCREEN_FROM
+    assert counts["cheapest"] > 50
+    assert screened.sum() > 20 and (~screened).sum() > 20

@@ -7,14 +7,21 @@ tokens when requests are preempted; the table gives the preemptions). Timings ar
 a shared machine and noisy; the last table repeats least-KV and bid_price (and bid_price with
 its earlier exact forecast, ``bid_price_exact``) with the router's own CPU time
 (``time.thread_time`` around its calls, best of ``--repeats`` runs), which other jobs on the
-machine disturb much less.
+machine disturb much less. With ``--before REV`` (default: the commit before the bid-price
+router's speed work) that table also times the router as committed at REV (loaded from ``git show
+REV:solvers/decode_routing.py`` into this process), interleaved with the current code in every
+repeat, so before and after come from the same run; both route every request to the same worker
+(``tests/test_decode_routing_fast.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import subprocess
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -34,24 +41,40 @@ METHODS = ("round_robin", "jsq", "least_kv", "p2c_kv", "least_outstanding", "lea
            "bid_price_lp", "bid_price_argmin")
 
 
-def cpu_us(inst, method: str) -> float:
+BEFORE = "201620a"  # solvers/decode_routing.py before the bid-price router's speed work
+
+
+def load_before(rev: str) -> types.ModuleType:
+    """``solvers/decode_routing.py`` as committed at ``rev``, as a module of this process."""
+    root = Path(__file__).resolve().parents[1]
+    src = subprocess.run(["git", "show", f"{rev}:solvers/decode_routing.py"], cwd=root, check=True,
+                         capture_output=True, text=True).stdout
+    module = types.ModuleType(f"decode_routing_at_{rev}")
+    exec(compile(src, f"{rev}:solvers/decode_routing.py", "exec"), module.__dict__)
+    return module
+
+
+def cpu_us(inst, method: str, before: types.ModuleType | None = None) -> float:
     """Router CPU time per request (us): thread time inside ``on_step`` and ``route``.
 
     ``bid_price_exact`` is the bid-price rule with ``forecast="exact"`` (every running request's
-    forecast recomputed at each step with arrivals, the rule before the load book).
+    forecast recomputed at each step with arrivals, the rule before the load book); a name ending
+    in ``@before`` is the router of the ``before`` module.
     """
-    router = (routing.BidPrice(forecast="exact") if method == "bid_price_exact"
-              else routing.make_router(method))
+    name, _, at = method.partition("@")
+    module = before if at else routing
+    router = (module.BidPrice(forecast="exact") if name == "bid_price_exact"
+              else module.POLICIES[name]())
     spent = [0.0]
-    for name in ("on_step", "route"):
-        call = getattr(router, name)
+    for call_name in ("on_step", "route"):
+        call = getattr(router, call_name)
 
         def timed(*args, _call=call):
             start = time.thread_time()
             _call(*args)
             spent[0] += time.thread_time() - start
 
-        setattr(router, name, timed)
+        setattr(router, call_name, timed)
     bench.simulate(inst, router)
     return spent[0] / inst.n_requests * 1e6
 
@@ -60,7 +83,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--before", default=BEFORE, help="git revision of the router to compare with "
+                        "('' to skip)")
     args = parser.parse_args()
+    before = load_before(args.before) if args.before else None
+    load_start = os.getloadavg()[0]
     lines = ["# decode_routing: simulator and router speed", "",
              "Command: `python benchmarks/decode_routing_speed.py`; machine: "
              f"{platform.processor() or platform.machine()}, shared by other jobs (noisy).", "",
@@ -98,11 +125,24 @@ def main() -> None:
                 row.append(text)
             row.append(f"{us['bid_price'] / us['least_kv']:.1f}x")
             routers.append(row)
-            best = {m: min(cpu_us(inst, m) for _ in range(args.repeats))
-                    for m in ("least_kv", "bid_price", "bid_price_exact")}
-            cpu.append(f"| {label} | {cell['workers']} | {best['least_kv']:.1f} | {best['bid_price']:.1f} | "
-                       f"{best['bid_price_exact']:.1f} | {best['bid_price'] / best['least_kv']:.1f}x | "
-                       f"{best['bid_price_exact'] / best['least_kv']:.1f}x |")
+            timed = ["least_kv", "bid_price", "bid_price_exact"]
+            if before is not None:
+                timed += ["bid_price@before", "bid_price_exact@before"]
+            best = dict.fromkeys(timed, np.inf)
+            for _ in range(args.repeats):  # interleaved: before and after see the same machine
+                for m in timed:
+                    best[m] = min(best[m], cpu_us(inst, m, before))
+            lkv = best["least_kv"]
+
+            def pair(m: str, scale: float = 1.0, unit: str = "", digits: int = 1, best=best) -> str:
+                now = f"{best[m] / scale:.{digits}f}{unit}"
+                if before is None:
+                    return now
+                return f"{best[m + '@before'] / scale:.{digits}f}{unit} -> {now}"
+
+            cpu.append(f"| {label} | {cell['workers']} | {lkv:.1f} | {pair('bid_price')} | "
+                       f"{pair('bid_price_exact')} | {pair('bid_price', lkv, 'x', 2)} | "
+                       f"{pair('bid_price_exact', lkv, 'x', 2)} |")
     lines += ["", "## Router decision time per request (us; LP-gated bid-price: LP refreshes + "
               "the rule incl. its forecast; bid_price solves no LP: its time is the per-step "
               "forecast, kept in a load book: O(G H) per step and per request, O(running x (H + span)) "
@@ -110,12 +150,16 @@ def main() -> None:
               "| workload | workers | " + " | ".join(METHODS) + " | bid_price / least_kv |",
               "|---|---|" + "---|" * (len(METHODS) + 1)]
     lines += ["| " + " | ".join(r) + " |" for r in routers]
+    arrow = f" (`{args.before}` -> now, interleaved in each run)" if before is not None else ""
     lines += ["", f"## Router CPU time per request (us; thread time, best of {args.repeats} runs; "
               "bid_price keeps its forecast in the load book, bid_price_exact recomputes it from every "
-              "running request at each step with arrivals, as before the book)", "",
+              "running request at each step with arrivals, as before the book; streams with predicted "
+              f"lengths use the exact forecast in both){arrow}", "",
               "| workload | workers | least_kv | bid_price | bid_price_exact | bid_price / least_kv "
               "| bid_price_exact / least_kv |",
-              "|---|---|---|---|---|---|---|", *cpu]
+              "|---|---|---|---|---|---|---|", *cpu, "",
+              f"Load average (1 min) at the start: {load_start:.1f}, at the end: {os.getloadavg()[0]:.1f} "
+              f"({os.cpu_count()} cores, shared)."]
     path = Path(args.out) / "decode_routing_speed.md"
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -227,7 +227,7 @@ def survival_from_counts(deaths: np.ndarray, cens: np.ndarray, prior_mean: float
     num = deaths + prior_risk * hazard0
     den = at_risk + prior_risk
     hazard[1:] = num[1:] / np.maximum(den[1:], 1e-12)
-    return np.cumprod(1.0 - np.clip(hazard, 0.0, 1.0))
+    return np.cumprod(1.0 - np.minimum(np.maximum(hazard, 0.0), 1.0))  # hazard clipped to [0, 1]
 
 
 def prediction_spread(log_ratio: np.ndarray, prior: float = 0.5, prior_weight: float = 20.0,
@@ -263,6 +263,7 @@ class _Forecaster:
         self.sigma = prediction_prior
         self._deaths = np.zeros(0, dtype=np.int64)  # finished requests per output length
         self._n_dead = 0  # finished requests counted in _deaths
+        self._log_ratio = np.zeros(0)  # log(true / predicted output) of finished requests
         self.set_survival(np.ones(self.H + 2))
 
     def set_survival(self, S: np.ndarray) -> None:
@@ -271,6 +272,7 @@ class _Forecaster:
         self._new: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._alive: np.ndarray | None = None
         self._ext: np.ndarray | None = None
+        self._queued_tables: tuple[np.ndarray, np.ndarray] | None = None
 
     def refresh(self, view: FleetView) -> None:
         completed = view.completed_outputs()
@@ -290,9 +292,15 @@ class _Forecaster:
         self.set_survival(survival_from_counts(self._deaths[:length], cens, self.prior_mean))
         self.version += 1
         if view.predicted is not None:
-            ids = view.completed_ids()
-            self.sigma = prediction_spread(np.log(completed / view.predicted[ids]),
-                                           prior=self.prediction_prior)
+            # log(true / predicted) of the finished requests, extended by those finished since
+            # the last refresh (the same numbers as recomputing all of them)
+            if len(completed) < len(self._log_ratio):
+                self._log_ratio = np.zeros(0)
+            done = len(self._log_ratio)
+            ids = view.completed_ids()[done:]
+            self._log_ratio = np.concatenate([self._log_ratio,
+                                              np.log(completed[done:] / view.predicted[ids])])
+            self.sigma = prediction_spread(self._log_ratio, prior=self.prediction_prior)
 
     def _S(self, t: np.ndarray) -> np.ndarray:
         t = np.asarray(t).astype(np.int64)
@@ -457,8 +465,10 @@ class _Forecaster:
             new = ratio * h  # a typical new request of prompt 0: h S(h) / S(0)
         else:
             prof = self._predicted_running(view)
-            new = self.profile(np.zeros(1), np.zeros(1), None)[0]  # h * S(h)
-            surv = self._S(np.arange(H))
+            if self._queued_tables is None:  # per survival table: h S(h) / S(0) and S(h)
+                self._queued_tables = (self.profile(np.zeros(1), np.zeros(1), None)[0],
+                                       self._S(np.arange(H)))
+            new, surv = self._queued_tables
         cell = (np.arange(H) * G)[:, None] + view.run_worker[None, :]  # bin of (h, g): h G + g
         base = np.bincount(cell.ravel(), weights=prof.ravel(), minlength=G * H)
         base = base.astype(float, copy=False).reshape(H, G).T.copy()

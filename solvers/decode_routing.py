@@ -529,7 +529,7 @@ class _LoadBook:
     def load(self, view: FleetView, error: np.ndarray) -> np.ndarray:
         """(G, H) forecast KV at steps now .. now + H - 1 (a fresh array), given :meth:`error`."""
         d = view.step - self.t0
-        load = error[:, None] * self.decay[None, :]
+        load = np.multiply.outer(error, self.decay)  # e_g a(h)
         load += self.F[:, d:d + self.H]
         return load
 
@@ -798,6 +798,7 @@ class BidPrice(Router):
         self.weights = self.gamma ** np.arange(self.horizon)
         self.load_step = -1
         self.book = None
+        self._tables_version = -1
         self._rise = np.empty((instance.workers, self.horizon))
         self._score = np.empty(instance.workers)
         if self.forecast == "book" and not self.gate and instance.predicted is None:
@@ -953,8 +954,10 @@ class BidPrice(Router):
             book.rebuild(view, self.fc)
             d = 0
             error = kv - book.F[:, 0]
-            # new requests' profile tables over the book's width (the numbers of new_profiles)
-            self._new_u, _, self._new_ratio = self.fc.new_tables(book.W)
+            if self._tables_version != self.fc.version:  # a new survival table
+                # new requests' profile tables over the book's width (the numbers of new_profiles)
+                self._new_u, _, self._new_ratio = self.fc.new_tables(book.W)
+                self._tables_version = self.fc.version
         prompt = view.prompt[ids]
         load = book.load(view, error)
         top = _max(load, axis=0)

@@ -203,7 +203,9 @@ def main() -> None:
                  f"{lp.median():.0f} s, max {lp.max():.0f} s over {len(lp)} instances; "
                  f"{int((lp < 60).sum())}/{len(lp)} under a minute (wall-clock inside the full "
                  "run, two jobs at a time on the shared 2-core machine, so each solve shared a "
-                 "core; `caching_lp_time.md` has each solve run alone).",
+                 "core; `caching_lp_time.md` has each solve run alone). Read from the runner's "
+                 "cache of that run (`benchmarks/results/cache`, not committed): without it the "
+                 "column is empty.",
                  ""]
     (folder / "caching_summary.md").write_text("\n".join(text))
     print("\n".join(text))

@@ -91,8 +91,8 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
     method : ``highs_matrix`` (flow form as sparse data, HiGHS dual simplex: the fast path),
         ``pyomo`` / ``cvxpy`` (flow form through :mod:`servopt.solvers.exact`), or ``networkx``
         (network simplex; value only, no prices).
-    algorithm : for ``highs_matrix``, ``dual_simplex`` (Devex pricing; the default: 12-14 s of
-        CPU on every 1e5-request benchmark instance measured), ``dual_steepest_edge`` (HiGHS's
+    algorithm : for ``highs_matrix``, ``dual_simplex`` (Devex pricing; the default: 6-15 s of
+        CPU on the 1e5-request benchmark instances, ``caching_lp_time.md``), ``dual_steepest_edge`` (HiGHS's
         default pricing), ``ipm`` (interior point + crossover) or ``auto``: dual simplex for at
         most ``AUTO_SIMPLEX_S`` wall seconds, then interior point from scratch (no longer the
         default: on a loaded machine the wall-clock switch fired on instances the simplex was
@@ -100,7 +100,8 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
         ``benchmarks/results/caching_lp_algorithms.md``.
     reduce : for ``highs_matrix``, solve the reduced network (only the capacity rows that can
         bind, :func:`servopt.models.caching.binding_gaps`): same value and ``keep`` feasible set,
-        35-50% fewer rows on the benchmark instances, and none when even keeping everything
+        21-39% fewer rows on the multimodal instances and 55-71% on Mooncake blocks
+        (``caching_lp_algorithms.md``), and none when even keeping everything
         fits; prices of the dropped rows are 0.
     """
     start = time.perf_counter()

@@ -72,6 +72,7 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
     capacity = instance.capacity * (1 + 1e-12) + 1e-9
     touch = policy.touch
     evicted = getattr(policy, "evicted", None)
+    demand = not getattr(policy, "bypass", True)  # demand fetch: the requested object always enters
     # fresh priority of a cached object, when the policy sets its ``rerank`` flag
     rerank = getattr(policy, "priority", None) if hasattr(policy, "rerank") else None
     heappush, heappop = heapq.heappush, heapq.heappop
@@ -96,6 +97,15 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
                 hit_flags[t] = True
         else:
             miss_cost += cost[o]
+            if demand and s <= capacity:  # make room among the cached objects, then bring o in
+                while used + s > capacity:
+                    p, q, v = heappop(heap)
+                    if cached.get(v) != q:
+                        continue
+                    del cached[v]
+                    used -= size[v]
+                    if evicted is not None:
+                        evicted(v, p)
         priority = touch(t, o, hit)
         if rerank is not None and policy.rerank:  # the policy changed its order: re-rank
             policy.rerank = False

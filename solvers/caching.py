@@ -11,6 +11,12 @@ A policy is an object with
   It returns the object's eviction priority (the cache evicts the lowest priority first; the
   object just requested may itself be evicted, which is a bypass) or ``None`` to not keep it;
 - optionally ``evicted(o, priority)``: told when the cache evicts ``o`` (GreedyDual's ageing);
+- optionally ``bypass = False`` (demand fetch, as LRU, FIFO, LFU, GreedyDual and LEC are
+  published): on a miss the cache first evicts the lowest-priority cached objects until the
+  requested one fits, telling ``evicted``, and only then calls ``touch``, whose priority the
+  requested object enters with. By default (``bypass = True``) ``touch`` is called first and the
+  requested object competes with the cached ones, so it may be evicted at once: a bypass
+  (admission control: the bid-price rule, the static set, Belady with bypass, the LP schedule);
 - optionally ``priority(o) -> float`` and a flag ``rerank``: when ``touch`` sets ``rerank``, the
   simulator clears it and re-ranks every cached object by ``priority(o)`` (a policy whose order
   changes between requests, e.g. the bid-price rule switching its ageing).
@@ -24,11 +30,12 @@ computed once (or once per window) by HiGHS.
 
 Methods (``POLICIES``)
 ----------------------
-``lru``, ``fifo``, ``lfu`` (request count, ties to the least recent), ``gds``
+The first six always bring the requested object in (demand fetch, as published); the others
+may bypass it. ``lru``, ``fifo``, ``lfu`` (request count, ties to the least recent), ``gds``
 (GreedyDual-Size, Cao and Irani 1997: H = L + c/s), ``gdsf`` (GreedyDual-Size-Frequency,
 Cherkasova 1998: H = L + freq * c/s, L = H of the last eviction), ``lec`` (least expected cost:
-evict the smallest estimated reuse probability x miss cost), ``belady`` (furthest next request:
-optimal for unit sizes and costs), ``belady_size`` (evict the smallest c / (s x distance to the
+evict the smallest estimated reuse probability x miss cost), ``belady`` (furthest next request, with
+bypass: optimal for unit sizes and costs), ``belady_size`` (evict the smallest c / (s x distance to the
 next request)), ``static`` (the best fixed set for the realised popularity: no online rule beats
 it on independent requests), ``lp_schedule`` (the rounded LP: an achievable offline upper bound),
 ``cost_freq_size`` (evict the lowest c x reuse rate / s, the rate a request count with slow
@@ -256,6 +263,7 @@ class LRU(BasePolicy):
     """Least recently used (vLLM's encoder cache, Dynamo's embedding cache): priority = last use."""
 
     name = "lru"
+    bypass = False
 
     def touch(self, t: int, o: int, hit: bool) -> float:
         return t
@@ -265,6 +273,7 @@ class FIFO(BasePolicy):
     """First in, first out: priority = insertion time, unchanged by hits."""
 
     name = "fifo"
+    bypass = False
 
     def start(self, instance: Instance) -> None:
         super().start(instance)
@@ -277,9 +286,11 @@ class FIFO(BasePolicy):
 
 
 class LFU(BasePolicy):
-    """Least frequently used: requests counted since the start (perfect LFU), ties to the LRU."""
+    """Least frequently used: requests counted since the start (perfect LFU), ties to the LRU.
+    Demand fetch: the requested object always enters, evicting the least frequently used."""
 
     name = "lfu"
+    bypass = False
 
     def start(self, instance: Instance) -> None:
         super().start(instance)
@@ -292,9 +303,14 @@ class LFU(BasePolicy):
 
 
 class GDS(BasePolicy):
-    """GreedyDual-Size (Cao and Irani 1997): H(o) = L + c_o / s_o, L = H of the last eviction."""
+    """GreedyDual-Size (Cao and Irani 1997): H(o) = L + c_o / s_o, L = H of the last eviction.
+
+    As published: on a miss the object is always brought in; the cache first evicts the lowest
+    H among the cached objects (each eviction sets L), then the new object gets H = L + c/s
+    with the L of those evictions (a hit resets H with the current L)."""
 
     name = "gds"
+    bypass = False
 
     def start(self, instance: Instance) -> None:
         super().start(instance)
@@ -325,9 +341,11 @@ class GDSF(GDS):
 
 class LEC(BasePolicy):
     """Least expected cost: evict the smallest P(reuse) x c_o, P(reuse) = k / (k + 1) after k
-    requests (Laplace's rule of succession for 'the object is requested again')."""
+    requests (Laplace's rule of succession for 'the object is requested again'). Demand fetch:
+    the requested object always enters; the eviction is among the others."""
 
     name = "lec"
+    bypass = False
 
     def start(self, instance: Instance) -> None:
         super().start(instance)
@@ -340,7 +358,13 @@ class LEC(BasePolicy):
 
 
 class Belady(BasePolicy):
-    """Belady's MIN: evict the object requested furthest in the future (never-again first)."""
+    """Belady's rule with bypass: keep the objects requested soonest; the requested object
+    itself competes, so one whose next request is the furthest (or never) is not cached.
+
+    For unit sizes and costs this is optimal among all policies that may bypass, so it equals the
+    LP bound there (tested). Textbook MIN (demand paging: the requested object always enters) can
+    miss more: 9 page faults against 8 on the textbook reference string of ``tests``.
+    """
 
     name = "belady"
 

@@ -212,22 +212,44 @@ def test_greedy_dual_size_by_hand():
 
 def test_greedy_dual_inflation_ages_out_an_expensive_object():
     """The example above ends the same without L; here L decides. Room for 2 unit objects, costs
-    a 3, b 1, c 1; requests a b c b c b c a. t2 c: evict b (H 1, older), L = 1. t3 b: H = 2,
-    evict c (1). t4 c: H = 2, evict b (2, older), L = 2. t5 b: H = 3, evict c (2). t6 c: H = 3:
-    a (3), b (3), c (3) tie, a is the oldest and goes, L = 3. t7 a misses: 8 misses, cost 12.
-    Without the inflation b and c would only evict each other and a would hit at t7."""
+    a 3, b 1, c 1; requests a b c b c b c a; as Cao and Irani publish it, a miss first evicts
+    the lowest H among the cached objects (setting L), then the new object gets H = L + c.
+    t2 c: evict b (H 1), L = 1, c: 2. t3 b: evict c (2), L = 2, b: 3. t4 c: a (3) and b (3)
+    tie, a is the older and goes, L = 3, c: 4. t5 b, t6 c hit (H = 3 + 1). t7 a misses:
+    6 misses, cost 3 + 1 + 1 + 1 + 1 + 3 = 10. Without the inflation (L = 0) b and c would
+    only evict each other and a would hit at t7 (cost 9)."""
     inst = unit_instance([0, 1, 2, 1, 2, 1, 2, 0], capacity=2, cost=[3, 1, 1])
     result = bench.simulate(inst, "gds", record=True)
-    assert result.hit.tolist() == [False] * 8
-    assert result.miss_cost == pytest.approx(12)
+    assert result.hit.tolist() == [False] * 5 + [True, True, False]
+    assert result.miss_cost == pytest.approx(10)
+
+
+def test_greedy_dual_size_example_of_the_audit():
+    """Room for 2 unit objects, costs a 10, b 10, c 1; requests a b c c. The published order
+    brings c in (evicting a or b, L = 10, H(c) = 11), so the second c hits: cost 21. (Computing
+    H(c) = 0 + 1 before the evictions would make c the lowest and bypass it twice: 22.)"""
+    inst = unit_instance([0, 1, 2, 2], capacity=2, cost=[10, 10, 1])
+    for method in ("gds", "gdsf"):
+        result = bench.simulate(inst, method, record=True)
+        assert result.hit.tolist() == [False, False, False, True]
+        assert result.miss_cost == pytest.approx(21)
+
+
+def test_demand_fetch_rules_always_bring_the_requested_object_in():
+    # room for 1: a a b b. LFU and LEC rank b (1 request) below a (2), but a demand-fetch cache
+    # must hold b to serve it, so a goes and b's second request hits: 2 misses, not 3
+    inst = unit_instance([0, 0, 1, 1], capacity=1)
+    for method in ("lfu", "lec", "gds", "gdsf", "lru", "fifo"):
+        assert misses(inst, method) == 2, method
 
 
 def test_greedy_dual_frequency_restarts_after_an_eviction():
-    """Room for 2 unit objects of cost 1 (GDSF: H = L + freq). a b c b a c a. t2 c: evict a
-    (H 1, oldest), L = 1. t3 b hits: freq 2, H = 3. t4 a misses: freq restarts at 1, H = 2,
-    evict c (1). t5 c: H = 2, evict a (2, older), L = 2. t6 a misses. Had a's freq kept its
-    first request, a and c would have H = 3 at t4 and t5, b (3, oldest) would go, a would hit."""
-    inst = unit_instance([0, 1, 2, 1, 0, 2, 0], capacity=2)
+    """Room for 2 unit objects of cost 1 (GDSF: H = L + freq). a b c c a b a. t2 c: evict a
+    (H 1, older than b), L = 1, c: 2. t3 c hits: freq 2, H = 3. t4 a misses: freq restarts at
+    1; evict b (1), L = 1, a: 2. t5 b misses (freq 1): evict a (2), L = 2, b: 3. t6 a misses.
+    Had a's freq kept its first request, a would have H = 3 at t4, t5 would evict c (3, older)
+    and a would hit at t6."""
+    inst = unit_instance([0, 1, 2, 2, 0, 1, 0], capacity=2)
     hits = bench.simulate(inst, "gdsf", record=True).hit.tolist()
     assert hits == [False, False, False, True, False, False, False]
 
@@ -235,7 +257,8 @@ def test_greedy_dual_frequency_restarts_after_an_eviction():
 def test_least_expected_cost_by_hand():
     """LEC keeps the larger k / (k + 1) x c (k: requests so far). Room for 2 unit objects; costs
     a 4, b 2, c 10; requests b b b a c a b. After b b b: b = 3/4 x 2 = 1.5; a = 1/2 x 4 = 2;
-    c = 1/2 x 10 = 5 evicts b (1.5); a hits (2/3 x 4); b = 4/5 x 2 = 1.6 is the lowest: bypassed.
+    c = 1/2 x 10 = 5 evicts b (1.5); a hits (2/3 x 4); b misses and evicts a (2.67, the lower
+    of the others: demand fetch).
     (A count k x c would rank b 6 above a 4 and evict a instead.)"""
     inst = unit_instance([1, 1, 1, 0, 2, 0, 1], capacity=2, cost=[4, 2, 10])
     hits = bench.simulate(inst, "lec", record=True).hit.tolist()

@@ -21,9 +21,11 @@ vectorised numpy; nothing calls a solver once the prices are known.
 Methods (``POLICIES``)
 ----------------------
 - ``fcfs``: vLLM's scheduler: FCFS queue with preempted requests back at its front, admission
-  while free KV - need >= watermark (1% of the KV cache, vLLM's default ``watermark=0.01``),
-  stopping at the first request that does not fit (head-of-line blocking); preemption of the
-  most recently admitted request by recomputation (vLLM's ``running_queue.pop()`` victim).
+  while free KV - need >= watermark (1% of the KV cache, the default ``watermark=0.01`` of
+  vLLM's V0 block manager, the free-memory watermark the issue describes; the V1 KV cache
+  manager defaults to 0: ``FCFS(watermark=0.0)``), stopping at the first request that does not
+  fit (head-of-line blocking); preemption of the most recently admitted request by recomputation (vLLM's
+  ``running_queue.pop()`` victim, to the front of the queue as in V0 and V1).
 - ``spf``: the same admission test and preemption, queue ordered by shortest predicted output.
 - ``mcsf``: Memory-Constrained Shortest First (Jaillet et al., arXiv 2502.07115): waiting
   requests by predicted output ascending; admit while, with predicted lengths, memory stays

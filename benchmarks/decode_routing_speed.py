@@ -11,7 +11,8 @@ machine disturb much less. With ``--before REV`` (default: the commit before the
 router's speed work) that table also times the router as committed at REV (loaded from ``git show
 REV:solvers/decode_routing.py`` into this process), interleaved with the current code in every
 repeat, so before and after come from the same run; both route every request to the same worker
-(``tests/test_decode_routing_fast.py``).
+(``tests/test_decode_routing_fast.py``). The last table splits bid_price's CPU: least-KV's choices
+alone, then with the load book's upkeep added (what the book costs before any price is computed).
 """
 
 from __future__ import annotations
@@ -54,17 +55,62 @@ def load_before(rev: str) -> types.ModuleType:
     return module
 
 
-def cpu_us(inst, method: str, before: types.ModuleType | None = None) -> float:
+class _LeastKVWithBook(routing.BidPrice):
+    """Where bid_price's CPU goes: least-KV's choices, plus (``upkeep=True``) the load book's
+    upkeep at every step with arrivals (error check, rebuilds, survival and discount refreshes:
+    ``BidPrice._book_upkeep``; each routed request's profile booked), without the (G, H) forecast
+    of the step or the prices. Not a router to use:
+    its rebuilds follow least-KV's fleet, so their count differs a little from bid_price's."""
+
+    def __init__(self, upkeep: bool) -> None:
+        super().__init__()
+        self.upkeep = upkeep
+
+    def route(self, view, ids) -> None:
+        self.arrivals[view.step % self.window] += len(ids)
+        if not self.upkeep:
+            kv = view.kv_running + view.kv_queued
+            for i in ids.tolist():
+                g = int(kv.argmin())
+                kv[g] += int(view.prompt[i])
+                view.assign(i, g)
+            return
+        kv, d, _ = self._book_upkeep(view)
+        book = self.book
+        wide = np.add.outer(view.prompt[ids], self._new_u[:book.W - d])  # as bid_price books them
+        wide *= self._new_ratio[:book.W - d]
+        for k, i in enumerate(ids.tolist()):
+            g = int(kv.argmin())
+            kv[g] += int(view.prompt[i])
+            book.F[g, d:] += wide[k]
+            view.assign(i, g)
+
+
+STAGES = {"least-KV choices only": lambda: _LeastKVWithBook(False),
+          "+ book upkeep": lambda: _LeastKVWithBook(True),
+          "bid_price (+ forecast and prices)": lambda: routing.BidPrice()}
+
+
+def stage_us(inst, stage: str) -> tuple[float, int]:
+    """CPU per request (us) of one of the ``STAGES`` and its load-book rebuilds."""
+    router = STAGES[stage]()
+    return cpu_us(inst, router), router.book.rebuilds
+
+
+def cpu_us(inst, method: str | routing.Router, before: types.ModuleType | None = None) -> float:
     """Router CPU time per request (us): thread time inside ``on_step`` and ``route``.
 
     ``bid_price_exact`` is the bid-price rule with ``forecast="exact"`` (every running request's
     forecast recomputed at each step with arrivals, the rule before the load book); a name ending
     in ``@before`` is the router of the ``before`` module.
     """
-    name, _, at = method.partition("@")
-    module = before if at else routing
-    router = (module.BidPrice(forecast="exact") if name == "bid_price_exact"
-              else module.POLICIES[name]())
+    if isinstance(method, str):
+        name, _, at = method.partition("@")
+        module = before if at else routing
+        router = (module.BidPrice(forecast="exact") if name == "bid_price_exact"
+                  else module.POLICIES[name]())
+    else:
+        router = method
     spent = [0.0]
     for call_name in ("on_step", "route"):
         call = getattr(router, call_name)
@@ -95,7 +141,7 @@ def main() -> None:
              f"{args.repeats} runs", "",
              "| workload | workers | requests | steps | request-steps | preemptions | sim s "
              "| request-steps / s |", "|---|---|---|---|---|---|---|---|"]
-    routers, cpu = [], []
+    routers, cpu, stages = [], [], []
     for cell in CELLS:
         inst = bench.make_cell(seed=0, **cell)
         best = np.inf
@@ -140,6 +186,16 @@ def main() -> None:
                     return now
                 return f"{best[m + '@before'] / scale:.{digits}f}{unit} -> {now}"
 
+            if cell.get("prediction_error") is None:
+                spent = {}
+                for _ in range(args.repeats):
+                    for stage in STAGES:
+                        us, rebuilds = stage_us(inst, stage)
+                        if us < spent.get(stage, (np.inf, 0))[0]:
+                            spent[stage] = (us, rebuilds)
+                stages.append(f"| {label} | {cell['workers']} | {lkv:.1f} | " + " | ".join(
+                    f"{us:.1f} ({us / lkv:.1f}x; {rebuilds} rebuilds)" for us, rebuilds in spent.values())
+                    + " |")
             cpu.append(f"| {label} | {cell['workers']} | {lkv:.1f} | {pair('bid_price')} | "
                        f"{pair('bid_price_exact')} | {pair('bid_price', lkv, 'x', 2)} | "
                        f"{pair('bid_price_exact', lkv, 'x', 2)} |")
@@ -158,6 +214,11 @@ def main() -> None:
               "| workload | workers | least_kv | bid_price | bid_price_exact | bid_price / least_kv "
               "| bid_price_exact / least_kv |",
               "|---|---|---|---|---|---|---|", *cpu, "",
+              f"## Where bid_price's CPU goes (us per request, thread time, best of {args.repeats} runs; x = "
+              "/ least_kv; the first two route by least-KV, the second also keeps the load book as "
+              "bid_price does)", "",
+              "| workload | workers | least_kv | " + " | ".join(STAGES) + " |",
+              "|---|---|---|" + "---|" * len(STAGES), *stages, "",
               f"Load average (1 min) at the start: {load_start:.1f}, at the end: {os.getloadavg()[0]:.1f} "
               f"({os.cpu_count()} cores, shared)."]
     path = Path(args.out) / "decode_routing_speed.md"

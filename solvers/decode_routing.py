@@ -917,26 +917,10 @@ class BidPrice(Router):
             g = int(cheapest[kv[cheapest].argmin()])
         return g
 
-    def _route_book(self, view: FleetView, ids: np.ndarray) -> None:
-        """One step's arrivals on the :class:`_LoadBook`'s forecast (the default rule).
-
-        The decisions (and floating-point arithmetic of every forecast and price that decides) are
-        those of the straightforward loop (per request: the exact check that the request fits
-        under every coming barrier on least-KV's worker, the barrier-rise prices when it does
-        not, the book's row updated); what is cheaper:
-
-        - a scalar screen first: with hr_g = min_h fl(M_h - L_gh) (worker g's headroom under the
-          coming barriers) and m = max_h w_ih, ``m + eps <= hr_g`` implies fl(L_gh + w_ih) <= M_h
-          at every h, by the error bound of one rounding (eps = 1e-9 x the step's largest load,
-          far above it), so the exact (G, H) check runs only when the screen fails. After a
-          request that fits, hr_g - m - eps stays a lower bound of worker g's headroom (the barrier
-          is unchanged); after one that raises the barrier, g's headroom is unknown (-inf) and the
-          others' can only have grown;
-        - the load rows of this step's forecast are updated lazily, in placement order, only
-          before an exact check (the same additions in the same order);
-        - the book receives the step's routed profiles in one fancy-indexed update when they went to
-          distinct workers (the same single addition per row).
-        """
+    def _book_upkeep(self, view: FleetView) -> tuple[np.ndarray, int, np.ndarray]:
+        """The load book's upkeep at a step with arrivals: each worker's KV tokens now (a fresh
+        array), the steps since the rebuild, and the book's error e_g, rebuilt first when the
+        error exceeds the tolerance (or the book runs out of steps)."""
         book = self.book
         kv = view.kv_running + view.kv_queued  # kept up to date below (assign queues the prompt)
         # rebuild when the book's error now exceeds the tolerance (or it runs out of steps)
@@ -958,6 +942,30 @@ class BidPrice(Router):
                 # new requests' profile tables over the book's width (the numbers of new_profiles)
                 self._new_u, _, self._new_ratio = self.fc.new_tables(book.W)
                 self._tables_version = self.fc.version
+        return kv, d, error
+
+    def _route_book(self, view: FleetView, ids: np.ndarray) -> None:
+        """One step's arrivals on the :class:`_LoadBook`'s forecast (the default rule).
+
+        The decisions (and floating-point arithmetic of every forecast and price that decides) are
+        those of the straightforward loop (per request: the exact check that the request fits
+        under every coming barrier on least-KV's worker, the barrier-rise prices when it does
+        not, the book's row updated); what is cheaper:
+
+        - a scalar screen first: with hr_g = min_h fl(M_h - L_gh) (worker g's headroom under the
+          coming barriers) and m = max_h w_ih, ``m + eps <= hr_g`` implies fl(L_gh + w_ih) <= M_h
+          at every h, by the error bound of one rounding (eps = 1e-9 x the step's largest load,
+          far above it), so the exact (G, H) check runs only when the screen fails. After a
+          request that fits, hr_g - m - eps stays a lower bound of worker g's headroom (the barrier
+          is unchanged); after one that raises the barrier, g's headroom is unknown (-inf) and the
+          others' can only have grown;
+        - the load rows of this step's forecast are updated lazily, in placement order, only
+          before an exact check (the same additions in the same order);
+        - the book receives the step's routed profiles in one fancy-indexed update when they went to
+          distinct workers (the same single addition per row).
+        """
+        book = self.book
+        kv, d, error = self._book_upkeep(view)
         prompt = view.prompt[ids]
         load = book.load(view, error)
         top = _max(load, axis=0)

@@ -11,10 +11,16 @@ own code:
   negative, only on occupied slots, every expert's tokens served) before they are scored.
 
 Cost = sum over layers of the max GPU time on the next window (tokens; the barrier of each
-layer's all-to-all). Balancedness = mean / max GPU time, per layer and aggregated over layers as
-sum of means / sum of maxes; the mean is fixed by the window, so min cost = max balancedness.
+layer's all-to-all) + ``migration_cost`` x migrations, the objective of the placement model
+(:mod:`servopt.models.expert_placement`): a migration is a replica placed on a GPU where the
+instance's ``previous_placement`` had no replica of that expert, counted here by this module's own
+code (0 without a previous placement). Balancedness = mean / max GPU time, per layer and
+aggregated over layers as sum of means / sum of maxes; the mean is fixed by the window, so
+without migrations min cost = max balancedness.
 The bound is the combinatorial lower bound on the hindsight-optimal placement for the next
-window (no plan made without seeing it can do better), a MILP bound on small instances.
+window (no plan made without seeing it can do better; migrations count >= 0, so it bounds the cost
+with migrations too), or the hindsight placement MILP's bound (migration term included) on small
+instances.
 """
 
 from __future__ import annotations
@@ -135,53 +141,67 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
     """Plan with ``method`` on the history and score it on the next window.
 
     cost: sum over layers of the next window's max GPU time (tokens per unit speed) under the
-    plan's dispatch (or ``dispatch``). Metrics: ``balancedness`` (next window), and with
+    plan's dispatch (or ``dispatch``) + ``migration_cost`` x ``migrations`` (replicas placed where
+    the previous placement had none of that expert). Metrics: ``balancedness`` (next window),
+    ``makespan`` (the first term), ``migrations``, ``migration_cost`` (the second term), and with
     ``detail``: ``balancedness_same`` (on the planned window), ``balancedness_even`` /
     ``balancedness_lp`` (next window, placement served by even split / the LP),
-    ``gap_same`` (planned-window cost under the plan's dispatch vs the planned window's bound),
-    ``plan_ms`` (planning time for all layers), ``migrations`` (replicas placed where the previous
-    placement had none of that expert) and ``colocated`` (extra replicas of an expert sharing a
-    GPU, which only EPLB produces).
+    ``gap_same`` (planned-window cost under the plan's dispatch, with the same migration cost, vs
+    the planned window's bound), ``plan_ms`` (planning time for all layers) and ``colocated``
+    (extra replicas of an expert sharing a GPU, which only EPLB produces).
     """
+    if not isinstance(instance, Instance):
+        raise InvalidInstanceError("evaluate needs a servopt expert_placement Instance, got "
+                                   f"{type(instance).__name__}")
     policy = resolve(method)
     start = time.perf_counter()
     plan = policy(instance)
     wall = time.perf_counter() - start
     if not isinstance(plan, Plan):
-        raise InvalidInstanceError("a method must return a servopt expert_placement Plan")
+        raise InvalidInstanceError("a method must return a servopt expert_placement Plan, got "
+                                   f"{type(plan).__name__}")
     plan_wall = plan.wall_s if not math.isnan(plan.wall_s) else wall
     chosen = dispatch or plan.dispatch
     nxt = gpu_times(instance, plan, instance.next_loads, chosen)
-    cost = float(nxt.max(axis=1).sum())
+    moved = migrations(instance, plan.phy2log)
+    moving = instance.migration_cost * moved
+    cost = float(nxt.max(axis=1).sum()) + moving
     metrics: dict[str, float] = {"balancedness": balancedness(nxt),
                                  "max_load": float(nxt.max(axis=1).mean()),
-                                 "mean_load": float(nxt.mean(axis=1).mean())}
+                                 "mean_load": float(nxt.mean(axis=1).mean()),
+                                 "makespan": float(nxt.max(axis=1).sum()),
+                                 "migrations": float(moved), "migration_cost": moving}
     if detail:
         same = gpu_times(instance, plan, instance.planned_loads, chosen)
         bound_same = makespan_lower_bound(instance.planned_loads, instance.num_gpus,
                                           instance.slots_per_gpu, instance.speed).sum()
         metrics["balancedness_same"] = balancedness(same)
-        metrics["gap_same"] = float(same.max(axis=1).sum() / bound_same - 1) if bound_same else 0.0
+        cost_same = float(same.max(axis=1).sum()) + moving
+        metrics["gap_same"] = float(cost_same / bound_same - 1) if bound_same else 0.0
         for other in ("even", "lp"):
             metrics[f"balancedness_{other}"] = (metrics["balancedness"] if other == chosen else
                                                 balancedness(gpu_times(instance, plan,
                                                                        instance.next_loads,
                                                                        other)))
         metrics["plan_ms"] = 1000.0 * plan_wall
-        metrics["migrations"] = float(_migrations(instance, plan.phy2log))
         metrics["colocated"] = float(_colocated(instance, plan.phy2log))
     return Outcome(cost=cost, metrics=metrics, wall_s=plan_wall, status="ok")
 
 
-def _migrations(instance: Instance, phy2log: np.ndarray) -> int:
+def migrations(instance: Instance, phy2log: np.ndarray) -> int:
+    """Replicas placed on a GPU that held no replica of their expert in the previous placement
+    (a second replica of an expert on the same GPU is not a new copy); 0 without one."""
     if instance.previous_placement is None:
         return 0
-    from servopt.models.expert_placement import placement_matrix
-
-    E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
-    now = placement_matrix(np.asarray(phy2log), E, G, S)
-    before = placement_matrix(instance.previous_placement, E, G, S)
-    return int((now & ~before).sum())
+    phy2log = check_placement(instance, phy2log)
+    gpu = np.arange(instance.num_slots) // instance.slots_per_gpu
+    moved = 0
+    for layer in range(instance.num_layers):  # (expert, GPU) pairs as sets, layer by layer
+        now = {(int(e), int(g)) for e, g in zip(phy2log[layer], gpu, strict=True) if e >= 0}
+        before = {(int(e), int(g)) for e, g in zip(instance.previous_placement[layer], gpu, strict=True)
+                  if e >= 0}
+        moved += len(now - before)
+    return moved
 
 
 def _colocated(instance: Instance, phy2log: np.ndarray) -> int:
@@ -198,12 +218,13 @@ def _colocated(instance: Instance, phy2log: np.ndarray) -> int:
 
 def bound(instance: Instance, *, window: str = "next", milp_time_limit: float | None = None,
           milp_max_binaries: int = 2000) -> Bound:
-    """Lower bound on the cost: sum over layers of the window's min makespan bound.
+    """Lower bound on the cost: sum over layers of the window's min makespan bound (migrations
+    cost >= 0, so this bounds the cost with migrations as well).
 
     ``window``: ``next`` (the scored window, default) or ``planned``. With ``milp_time_limit``
-    and at most ``milp_max_binaries`` binaries per layer, each layer's placement MILP is solved
-    too and its dual bound is used where larger (kind ``mip_bound``, ``optimal`` if all layers
-    are proved optimal).
+    and at most ``milp_max_binaries`` binaries per layer, each layer's placement MILP (with the
+    instance's migration cost) is solved too and its dual bound is used where larger (kind
+    ``mip_bound``, ``optimal`` if all layers are proved optimal).
     """
     start = time.perf_counter()
     if window not in ("next", "planned"):
@@ -219,8 +240,7 @@ def bound(instance: Instance, *, window: str = "next", milp_time_limit: float | 
         index = instance.num_windows - 1 if window == "next" else max(0, instance.num_windows - 2)
         all_optimal = True
         for layer in range(instance.num_layers):
-            model = build(instance, window=index, layers=[layer], makespan_lb=per_layer[layer],
-                          beta=0.0)
+            model = build(instance, window=index, layers=[layer], makespan_lb=per_layer[layer])
             sol = exact.solve_model(model, time_limit=milp_time_limit, mip_gap=1e-6,
                                     prices=False, decision=instance.decision)
             all_optimal &= sol.status == "optimal"
@@ -230,4 +250,4 @@ def bound(instance: Instance, *, window: str = "next", milp_time_limit: float | 
     return Bound(float(per_layer.sum()), kind, wall_s=time.perf_counter() - start)
 
 
-__all__ = ["DEFAULT_METHODS", "SENSE", "balancedness", "bound", "evaluate", "gpu_times"]
+__all__ = ["DEFAULT_METHODS", "SENSE", "balancedness", "bound", "evaluate", "gpu_times", "migrations"]

@@ -19,6 +19,7 @@ relative GPU speeds (``gpu_speed[g]``; a GPU's time is its tokens divided by its
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,7 @@ class Instance(BaseInstance):
 
     # -- validation -----------------------------------------------------------------------------
     def validate(self) -> None:
-        try:
-            loads = np.asarray(self.loads, dtype=float)
-        except (TypeError, ValueError):
-            raise InvalidInstanceError("loads must be a numeric array (windows x layers x experts)"
-                                       ) from None
+        loads = _numeric_array("loads", self.loads, "a numeric array (windows x layers x experts)")
         if loads.ndim == 2:  # one window
             loads = loads[None]
         if loads.ndim != 3 or min(loads.shape) < 1:
@@ -91,12 +88,11 @@ class Instance(BaseInstance):
             raise InvalidInstanceError(
                 f"num_groups ({self.num_groups}) must divide the {experts} experts into equal "
                 f"groups")
-        if not np.isfinite(self.migration_cost) or self.migration_cost < 0:
-            raise InvalidInstanceError(
-                f"migration_cost must be >= 0 tokens per moved replica, got {self.migration_cost}")
-        self._set("migration_cost", float(self.migration_cost))
+        self._set("migration_cost", number("migration_cost", self.migration_cost,
+                                           lambda v: 0 <= v < math.inf,
+                                           ">= 0 tokens per moved replica (a number)"))
         if self.gpu_speed is not None:
-            speed = np.asarray(self.gpu_speed, dtype=float)
+            speed = _numeric_array("gpu_speed", self.gpu_speed, f"one relative speed per GPU ({gpus})")
             if speed.shape != (gpus,):
                 raise InvalidInstanceError(
                     f"gpu_speed must give one relative speed per GPU ({gpus}), got shape "
@@ -105,12 +101,14 @@ class Instance(BaseInstance):
                 raise InvalidInstanceError("gpu_speed must be finite and > 0 for every GPU")
             self._set("gpu_speed", speed)
         if self.previous_placement is not None:
-            prev = np.asarray(self.previous_placement)
+            prev = _numeric_array("previous_placement", self.previous_placement,
+                                  "integer expert ids (layers x physical slots, -1 if empty)",
+                                  as_float=False)
             if prev.shape != (self.num_layers, slots):
                 raise InvalidInstanceError(
                     f"previous_placement must be layers x physical slots = {self.num_layers} x "
                     f"{slots} (logical expert per slot, -1 if empty), got shape {prev.shape}")
-            if prev.dtype.kind == "f" and not np.all(prev == np.round(prev)):
+            if prev.dtype.kind == "f" and not (np.all(np.isfinite(prev)) and np.all(prev == np.round(prev))):
                 raise InvalidInstanceError("previous_placement must hold integer expert ids")
             prev = prev.astype(np.int64)
             if np.any(prev < -1) or np.any(prev >= experts):
@@ -166,6 +164,17 @@ class Instance(BaseInstance):
                 f"{self.num_experts} experts{groups}; {self.num_nodes} nodes x "
                 f"{self.gpus_per_node} GPUs x {self.slots_per_gpu} slots = {self.num_slots} "
                 f"physical experts")
+
+
+def _numeric_array(name: str, value: Any, rule: str, *, as_float: bool = True) -> np.ndarray:
+    """``value`` as a numeric array; text, booleans and ragged lists are refused (never coerced)."""
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError):
+        raise InvalidInstanceError(f"{name} must be {rule}") from None
+    if arr.dtype.kind not in "iuf":
+        raise InvalidInstanceError(f"{name} must be {rule}, got values of type {arr.dtype}")
+    return arr.astype(float) if as_float else arr
 
 
 # -- generators --------------------------------------------------------------------------------
@@ -232,6 +241,9 @@ def generate(
                     slots_per_gpu=slots_per_gpu, num_groups=groups)
 
 
+TRACE_OPTIONS = ("previous_placement", "migration_cost", "gpu_speed")
+
+
 def from_trace(
     path: str | Path,
     *,
@@ -249,6 +261,11 @@ def from_trace(
     """
     from servopt.instances.traces import read_expert_load
 
+    unknown = set(kwargs) - set(TRACE_OPTIONS)
+    if unknown:
+        raise InvalidInstanceError(f"unknown option(s) {sorted(unknown)} for from_trace; besides window, "
+                                   f"num_nodes, gpus_per_node, slots_per_gpu and num_groups it accepts "
+                                   f"{list(TRACE_OPTIONS)}")
     loads = read_expert_load(path, window=window)
     gpus = num_nodes * gpus_per_node
     if slots_per_gpu is None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +52,25 @@ from servopt.models.expert_placement import (
 from servopt.solvers.exact import new_highs
 
 DISPATCHES = ("even", "lp", "price")
+
+
+def check_gpu_price(gpu_price: Any, num_layers: int, num_gpus: int, what: str = "gpu_price") -> np.ndarray:
+    """GPU prices as a (layers, GPUs) float array; refused unless finite and >= 0 of that shape."""
+    try:
+        price = np.asarray(gpu_price)
+    except (TypeError, ValueError):
+        raise InvalidInstanceError(f"{what} must be a layers x GPUs = {num_layers} x {num_gpus} array of "
+                                   "prices") from None
+    if price.dtype.kind not in "iuf":
+        raise InvalidInstanceError(f"{what} must hold numbers (one price per layer and GPU), got values of "
+                                   f"type {price.dtype}")
+    if price.shape != (num_layers, num_gpus):
+        raise InvalidInstanceError(f"{what} must be layers x GPUs = {num_layers} x {num_gpus}, got shape "
+                                   f"{price.shape}")
+    price = price.astype(float)
+    if not np.all(np.isfinite(price)) or np.any(price < 0):
+        raise InvalidInstanceError(f"{what} must be finite and >= 0 (a GPU's price per token of capacity)")
+    return price
 
 
 @dataclasses.dataclass
@@ -289,6 +309,7 @@ def price_dispatch(phy2log: np.ndarray, w: np.ndarray, gpu_price: np.ndarray,
     L, R = phy2log.shape
     E = w.shape[1]
     G = R // slots_per_gpu
+    gpu_price = check_gpu_price(gpu_price, L, G)
     speed = np.ones(G) if speed is None else np.asarray(speed, dtype=float)
     gpu = np.arange(R) // slots_per_gpu
     flows = np.zeros((L, R))
@@ -572,6 +593,19 @@ class BidPrice:
     planned time is within ``tight`` of the planned makespan (default 1.0: the whole ring
     component, the price of a connected plan; a smaller ``tight`` prices the planned hot GPUs
     higher, which measured worse because the hot GPUs move from window to window).
+
+    Migrations (instance ``migration_cost`` beta > 0 and a ``previous_placement``): a replica
+    placed where the previous placement had none of its expert costs beta tokens, as in the
+    model's objective. The plan's GPUs are first relabelled among GPUs of equal speed to keep
+    as many replicas where they were as possible (:func:`align_to_previous`; the makespan does
+    not change), then, per layer, the previous placement is kept unless the new plan's planned-
+    window makespan under the price dispatch is lower by more than beta x its migrations. With
+    beta = 0 (the default) none of this runs.
+
+    ``gpu_price`` only acts through the previous placement (an expert's price is that of the GPUs
+    hosting it now; before a placement exists, GPU labels carry no meaning): on an instance without
+    ``previous_placement`` the prices are ignored and a ``UserWarning`` says so. Prices are
+    refused (``InvalidInstanceError``) unless finite, >= 0 and of shape layers x GPUs.
     """
 
     gpu_price: np.ndarray | None = None
@@ -581,13 +615,39 @@ class BidPrice:
     tight: float = 1.0
     passes: int = 3
 
+    def __post_init__(self) -> None:
+        if self.gpu_price is not None:
+            shape = np.shape(self.gpu_price)
+            if len(shape) != 2:
+                raise InvalidInstanceError(f"gpu_price must be a layers x GPUs array, got shape {shape}")
+            self.gpu_price = check_gpu_price(self.gpu_price, *shape)
+
     @classmethod
     def from_solution(cls, solution: Any, num_layers: int, num_gpus: int, **kw: Any) -> BidPrice:
-        """From a dispatch-LP :class:`~servopt.core.Solution` (its ``gpu_load`` prices)."""
-        series = solution.prices["gpu_load"]
-        price = np.zeros((num_layers, num_gpus))
-        for (layer, gpu), value in series.items():
-            price[int(layer), int(gpu)] = float(value)
+        """From an expert-placement :class:`~servopt.core.Solution` (its ``gpu_load`` prices: the
+        dispatch LP's, or the placement MILP relaxation's), covering every layer and GPU."""
+        prices = getattr(solution, "prices", None)
+        if not isinstance(prices, dict) or "gpu_load" not in prices:
+            kind = getattr(solution, "decision", None) or type(solution).__name__
+            raise InvalidInstanceError(
+                f"BidPrice.from_solution needs an expert_placement solution with gpu_load prices "
+                f"(servopt.solve(instance, placement=phy2log) or relax=True); got a {kind} solution "
+                f"with prices {sorted(prices) if isinstance(prices, dict) else 'none'}")
+        price = np.full((num_layers, num_gpus), np.nan)
+        for key, value in prices["gpu_load"].items():
+            if not (isinstance(key, tuple) and len(key) == 2):
+                raise InvalidInstanceError("gpu_load prices must be indexed by (layer, gpu)")
+            layer, gpu = int(key[0]), int(key[1])
+            if not (0 <= layer < num_layers and 0 <= gpu < num_gpus):
+                raise InvalidInstanceError(
+                    f"the solution prices layer {layer}, GPU {gpu}, outside the {num_layers} layers x "
+                    f"{num_gpus} GPUs given: pass the instance's num_layers and num_gpus")
+            price[layer, gpu] = float(value)
+        if np.isnan(price).any():
+            layer, gpu = np.argwhere(np.isnan(price))[0]
+            raise InvalidInstanceError(
+                f"the solution has no gpu_load price for layer {layer}, GPU {gpu}: it must price all "
+                f"{num_layers} layers x {num_gpus} GPUs")
         return cls(gpu_price=price, **kw)
 
     def __call__(self, instance: Instance) -> Plan:
@@ -600,24 +660,87 @@ class BidPrice:
                   else np.zeros_like(w))
         risk = w + self.kappa * change
         bid = risk
-        if self.gpu_price is not None and instance.previous_placement is not None:
-            price = np.asarray(self.gpu_price, dtype=float)
-            if price.shape != (instance.num_layers, G):
-                raise InvalidInstanceError(f"gpu_price must be layers x GPUs = "
-                                           f"{instance.num_layers} x {G}, got {price.shape}")
-            # an expert's price: the cheapest GPU hosting it now (its demand dual)
-            hosted = placement_matrix(instance.previous_placement, instance.num_experts, G, S)
-            expert_price = np.where(hosted, price[:, None, :], np.inf).min(axis=2) * speed.sum()
-            bid = risk * ((1 - self.price_weight) + self.price_weight * expert_price)
+        prev = instance.previous_placement
+        if self.gpu_price is not None:
+            price = check_gpu_price(self.gpu_price, instance.num_layers, G)
+            if prev is None:
+                warnings.warn("BidPrice: gpu_price is ignored: the instance has no previous_placement "
+                              "(an expert's price is that of the GPUs hosting it now)", stacklevel=2)
+            else:
+                # an expert's price: the cheapest GPU hosting it now (its demand dual)
+                hosted = placement_matrix(prev, instance.num_experts, G, S)
+                expert_price = np.where(hosted, price[:, None, :], np.inf).min(axis=2) * speed.sum()
+                expert_price = np.where(np.isfinite(expert_price), expert_price, 1.0)  # not hosted
+                bid = risk * ((1 - self.price_weight) + self.price_weight * expert_price)
         count = counts_by_bids(bid, R, min(G, R - instance.num_experts + 1))
         phy2log = pack_ring(risk, count, G, S, speed)
-        # the plan's dispatch prices: tight set of its price dispatch on the planned window
         plan_price = np.full((instance.num_layers, G), 1.0 / speed.sum())
+        kept = np.zeros(instance.num_layers, dtype=bool)
+        if prev is not None and instance.migration_cost > 0:
+            phy2log = align_to_previous(phy2log, prev, G, S, speed)
+            if covers_all_experts(prev, instance.num_experts):
+                new_z = gpu_times(price_dispatch(phy2log, w, plan_price, S, speed, passes=self.passes),
+                                  S, speed).max(axis=1)
+                old_z = gpu_times(price_dispatch(prev, w, plan_price, S, speed, passes=self.passes),
+                                  S, speed).max(axis=1)
+                moved = layer_migrations(phy2log, prev, instance.num_experts, G, S)
+                kept = old_z <= new_z + instance.migration_cost * moved
+                phy2log = np.where(kept[:, None], prev, phy2log)
+                count = np.where(kept[:, None], expert_counts(prev, instance.num_experts), count)
+        # the plan's dispatch prices: tight set of its price dispatch on the planned window
         if self.tight < 1:
             flows = price_dispatch(phy2log, w, plan_price, S, speed, passes=self.passes)
             plan_price = tight_prices(gpu_times(flows, S, speed), speed, rel_tol=self.tight)
         wall = time.perf_counter() - start
-        return Plan(phy2log, "price", plan_price, wall, {"count": count})
+        return Plan(phy2log, "price", plan_price, wall, {"count": count, "kept_previous": kept})
+
+
+# =============================================================================================
+# Migrations
+# =============================================================================================
+def expert_counts(phy2log: np.ndarray, num_experts: int) -> np.ndarray:
+    """Replicas per expert (layers, experts)."""
+    L, R = phy2log.shape
+    count = np.zeros((L, num_experts), dtype=np.int64)
+    ok = phy2log >= 0
+    np.add.at(count, (np.repeat(np.arange(L), R)[ok.ravel()], phy2log[ok]), 1)
+    return count
+
+
+def covers_all_experts(phy2log: np.ndarray, num_experts: int) -> bool:
+    """Every expert of every layer has at least one replica in ``phy2log``."""
+    return bool((expert_counts(phy2log, num_experts) > 0).all())
+
+
+def layer_migrations(phy2log: np.ndarray, previous: np.ndarray, num_experts: int, num_gpus: int,
+                     slots_per_gpu: int) -> np.ndarray:
+    """Per layer: (expert, GPU) pairs of ``phy2log`` absent from ``previous`` (the model's count)."""
+    now = placement_matrix(phy2log, num_experts, num_gpus, slots_per_gpu)
+    before = placement_matrix(previous, num_experts, num_gpus, slots_per_gpu)
+    return (now & ~before).sum(axis=(1, 2))
+
+
+def align_to_previous(phy2log: np.ndarray, previous: np.ndarray, num_gpus: int, slots_per_gpu: int,
+                      speed: np.ndarray | None = None) -> np.ndarray:
+    """Relabel each layer's GPUs, among GPUs of equal speed, so the plan keeps as many (expert,
+    GPU) pairs of ``previous`` as possible (a maximum-weight assignment of the plan's GPUs to the
+    previous GPUs; weights = experts in common). GPU times are only permuted."""
+    from scipy.optimize import linear_sum_assignment
+
+    L, R = phy2log.shape
+    G, S = num_gpus, slots_per_gpu
+    speed = np.ones(G) if speed is None else np.asarray(speed, dtype=float)
+    E = int(max(phy2log.max(), previous.max())) + 1
+    now = placement_matrix(phy2log, E, G, S).astype(float)
+    before = placement_matrix(previous, E, G, S).astype(float)
+    common = np.einsum("leg,leh->lgh", now, before)  # plan GPU g vs previous GPU h
+    allowed = speed[:, None] == speed[None, :]
+    blocks = phy2log.reshape(L, G, S)
+    out = np.empty_like(blocks)
+    for layer in range(L):  # one G x G assignment per layer
+        rows, cols = linear_sum_assignment(np.where(allowed, common[layer], -1e9), maximize=True)
+        out[layer, cols] = blocks[layer, rows]
+    return out.reshape(L, R)
 
 
 # =============================================================================================
@@ -643,6 +766,13 @@ def exact_placement(instance: Instance, *, target_gap: float = 0.01, milp_time_l
     with that plan's value and the bound) when it
     has at most ``milp_max_binaries`` binaries. Returns the best plan, LP-dispatched, with
     ``info['bound']`` (per-layer proved bound) and ``info['makespan']``.
+
+    With a previous placement and ``migration_cost`` beta > 0 every layer minimises the model's
+    objective, makespan + beta x migrations: the candidates are relabelled onto the previous GPUs
+    (:func:`align_to_previous`), the previous placement itself is a candidate, the best is kept by
+    that objective, and the MILP (which carries the migration term) gets that objective as its
+    makespan upper bound (valid: migrations >= 0). ``info['migrations']`` per layer and
+    ``info['objective']`` (makespan + beta x migrations) report it.
     """
     start = time.perf_counter()
     w = instance.planned_loads
@@ -654,9 +784,17 @@ def exact_placement(instance: Instance, *, target_gap: float = 0.01, milp_time_l
     if instance.gpu_speed is None:
         groups = instance.num_groups
         candidates.append(eplb(w, instance.num_slots, groups, instance.num_nodes, G)[0])
-    best, best_z = None, None
+    E, beta, prev = instance.num_experts, instance.migration_cost, instance.previous_placement
+    moving = prev is not None and beta > 0
+    if moving:
+        candidates = [align_to_previous(c, prev, G, S, speed) for c in candidates]
+        if covers_all_experts(prev, E):
+            candidates.append(prev.copy())
+    best, best_z = None, None  # best_z: the layer's objective, makespan + beta x migrations
     for phy2log in candidates:
         _, z, _ = lp_dispatch(phy2log, w, S, speed)
+        if moving:
+            z = z + beta * layer_migrations(phy2log, prev, E, G, S)
         if best is None:
             best, best_z = phy2log.copy(), z.copy()
         else:
@@ -682,10 +820,12 @@ def exact_placement(instance: Instance, *, target_gap: float = 0.01, milp_time_l
     elif open_layers.size:
         status = "uncertified"
     _, z, price = lp_dispatch(best, w, S, speed)
+    moved = layer_migrations(best, prev, E, G, S) if prev is not None else np.zeros(len(z), dtype=np.int64)
+    objective = z + beta * moved
     wall = time.perf_counter() - start
-    gap = float(z.sum() / bound.sum() - 1) if bound.sum() > 0 else 0.0
-    return Plan(best, "lp", price, wall, {"bound": bound, "makespan": z, "gap": gap,
-                                          "status": status})
+    gap = float(objective.sum() / bound.sum() - 1) if bound.sum() > 0 else 0.0
+    return Plan(best, "lp", price, wall, {"bound": bound, "makespan": z, "migrations": moved,
+                                          "objective": objective, "gap": gap, "status": status})
 
 
 def _phy2log_from_model(model: Any, layer: int, instance: Instance) -> np.ndarray:

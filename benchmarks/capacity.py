@@ -79,6 +79,7 @@ import numpy as np
 
 from servopt.benchmarks.harness import Bound, Outcome
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import number, whole_number
 from servopt.instances.capacity import Instance
 from servopt.models import capacity as model
 from servopt.solvers import capacity as policies
@@ -308,6 +309,10 @@ def sample_requests(
 
 def check_requests(n_requests: int) -> None:
     """Refuse a run length the drift test cannot judge (the CLI checks its options with it)."""
+    if isinstance(n_requests, bool) or not isinstance(n_requests, int | np.integer):
+        raise InvalidInstanceError(
+            f"n_requests must be a whole number of arrivals per run (at least {MIN_REQUESTS}), got "
+            f"{n_requests!r}")
     if not n_requests >= MIN_REQUESTS:
         raise InvalidInstanceError(
             f"a simulated rate needs at least {MIN_REQUESTS} arrivals per run (the first "
@@ -315,6 +320,8 @@ def check_requests(n_requests: int) -> None:
 
 
 def _seed_list(seeds: int | Any, seed: int = 0) -> list[int]:
+    if isinstance(seeds, str | bytes | bool):
+        raise InvalidInstanceError(f"seeds must be a number of seeds or a list of seeds, got {seeds!r}")
     if isinstance(seeds, int | np.integer):
         if seeds < 1:
             raise InvalidInstanceError(f"seeds must be >= 1, got {seeds}")
@@ -437,11 +444,9 @@ def check_rate(
     numbers). When the test is undecided (|drift / rate - eps| < 2 standard errors) the number
     of seeds doubles, up to ``max_seeds`` (default: no extra seeds).
     """
-    if not rate > 0:
-        raise InvalidInstanceError(f"rate must be > 0, got {rate}")
-    if not 0 <= warmup < 1:
-        raise InvalidInstanceError(f"warmup must be in [0, 1), got {warmup}")
-    check_requests(n_requests)
+    number("rate", rate, lambda v: 0 < v < math.inf, "a number of requests/s > 0")
+    check_run_options(n_requests=n_requests, seed=seed, seeds=seeds, max_seeds=max_seeds, eps=eps,
+                      warmup=warmup)
     limit = max(seeds, max_seeds or seeds)
     runs = [_one_run(instance, rate, n_requests, seed + i, warmup) for i in range(seeds)]
     while True:
@@ -573,6 +578,33 @@ def _find_knee(
     )
 
 
+def check_run_options(*, n_requests: Any, seed: Any, seeds: Any, max_seeds: Any, eps: Any, warmup: Any,
+                      window: Any = None) -> None:
+    """Refuse simulation options of the wrong type or range, naming the option."""
+    check_requests(n_requests)
+    whole_number("seed", seed, low=0)
+    whole_number("seeds", seeds)
+    if max_seeds is not None:
+        whole_number("max_seeds", max_seeds)
+    number("eps", eps, lambda v: 0 <= v < 1, "in [0, 1) (the drift per request/s a stable run may show)")
+    number("warmup", warmup, lambda v: 0 <= v < 1, "in [0, 1) (the share of a run dropped as warm-up)")
+    if window is not None:
+        whole_number("window", window)
+
+
+def resolve(method: Any) -> Callable[..., policies.Plan]:
+    """A POLICIES name or a callable ``policy(instance, observe) -> Plan``, refused otherwise."""
+    if isinstance(method, str):
+        if method not in policies.POLICIES:
+            raise InvalidInstanceError(f"unknown method {method!r}; known: {sorted(policies.POLICIES)}")
+        return policies.POLICIES[method]
+    if not callable(method):
+        raise InvalidInstanceError(
+            f"method must be one of {sorted(policies.POLICIES)} or a callable policy(instance, observe) -> "
+            f"Plan, got {method!r}")
+    return method
+
+
 # ---------------------------------------------------------------------------------------------
 # evaluator protocol
 # ---------------------------------------------------------------------------------------------
@@ -627,8 +659,16 @@ def evaluate(
     warmup: float = WARMUP,
     window: int = 600,
 ) -> Outcome:
-    """Run a planning method and check its plan on the simulated worker (see module docstring)."""
-    policy = policies.POLICIES[method] if isinstance(method, str) else method
+    """Run a planning method and check its plan on the simulated worker (see module docstring).
+
+    ``method``: a ``POLICIES`` name or a callable ``policy(instance, observe) -> Plan``.
+    """
+    if not isinstance(instance, Instance):
+        raise InvalidInstanceError(
+            f"evaluate needs a servopt capacity Instance, got {type(instance).__name__}")
+    policy = resolve(method)
+    check_run_options(n_requests=n_requests, seed=seed, seeds=seeds, max_seeds=max_seeds, eps=eps,
+                      warmup=warmup, window=window)
     observe = fleet_observer(instance, window=window, seed=seed + 1)
     spent = {"s": 0.0, "n": 0}
 
@@ -643,6 +683,11 @@ def evaluate(
     start = time.perf_counter()
     plan = policy(instance, timed_observe)
     wall = time.perf_counter() - start - spent["s"]
+    if not isinstance(plan, policies.Plan):
+        raise InvalidInstanceError(
+            f"a capacity method must return a servopt capacity Plan (workers, ...), got {plan!r}")
+    if isinstance(plan.workers, bool) or not isinstance(plan.workers, int | np.integer) or plan.workers < 1:
+        raise InvalidInstanceError(f"the plan's workers must be a whole number >= 1, got {plan.workers!r}")
     per_worker = instance.arrival_rate / plan.workers
     check = check_rate(instance, per_worker, n_requests=n_requests, seed=seed, seeds=seeds,
                        max_seeds=max_seeds, eps=eps, warmup=warmup)

@@ -27,6 +27,7 @@ import numpy as np
 
 from servopt.core import Instance as BaseInstance
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import number, whole_number
 
 # Illustrative model shapes (public configs): layers, KV heads, head dim, weight bytes (bf16).
 MODEL_PRESETS: dict[str, dict[str, float]] = {
@@ -86,10 +87,11 @@ def kv_tokens_from_model(
     for name, value in {"layers": layers, "kv_heads": kv_heads, "head_dim": head_dim, "gpus": gpus}.items():
         if not (isinstance(value, int | np.integer) and value >= 1):
             raise InvalidInstanceError(f"{name} must be a positive integer, got {value!r}")
-    if not 0 < memory_utilisation <= 1:
-        raise InvalidInstanceError(f"memory_utilisation must be in (0, 1], got {memory_utilisation}")
-    if gpu_memory_bytes <= 0 or weight_bytes < 0 or dtype_bytes <= 0:
-        raise InvalidInstanceError("gpu_memory_bytes and dtype_bytes must be > 0, weight_bytes >= 0")
+    number("memory_utilisation", memory_utilisation, lambda v: 0 < v <= 1, "in (0, 1]")
+    number("gpu_memory_bytes", gpu_memory_bytes, lambda v: 0 < v < math.inf, "a number of bytes > 0")
+    number("dtype_bytes", dtype_bytes, lambda v: 0 < v < math.inf, "a number of bytes > 0")
+    number("weight_bytes", weight_bytes, lambda v: 0 <= v < math.inf, "a number of bytes >= 0")
+    number("activation_bytes", activation_bytes, lambda v: 0 <= v < math.inf, "a number of bytes >= 0")
     usable = memory_utilisation * gpu_memory_bytes * gpus - weight_bytes - activation_bytes
     if usable <= 0:
         raise InvalidInstanceError(
@@ -118,6 +120,8 @@ def preset_kv_tokens(model: str, gpu: str, *, gpus: int = 1, memory_utilisation:
 
 
 def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> Any:
+    if isinstance(value, str | bytes | bool | np.bool_):  # "5" or True is not silently a number
+        raise InvalidInstanceError(f"{name} must be a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -306,7 +310,7 @@ def generate(
         kv_tokens = preset_kv_tokens(model, gpu)
     kv = _positive("kv_tokens (KV-cache capacity of a worker)", kv_tokens, integer=True)
     requests = _positive("requests", requests, integer=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(whole_number("seed", seed, low=0))
     s, o = workload_lengths(workload, requests, rng, max_tokens=kv)
     if s.size < (1 - MAX_DROPPED) * requests:
         raise InvalidInstanceError(
@@ -348,26 +352,34 @@ def from_trace(
     readers = {"azure": traces.read_azure, "mooncake": traces.read_mooncake, "burstgpt": traces.read_burstgpt}
     if format not in readers:
         raise InvalidInstanceError(f"unknown trace format {format!r}; known: {sorted(readers)}")
+    if profile not in PROFILE_PRESETS:
+        raise InvalidInstanceError(f"unknown profile preset {profile!r}; known: {sorted(PROFILE_PRESETS)}")
+    fields = dict(PROFILE_PRESETS[profile])
+    unknown = set(worker) - set(fields)
+    if unknown:
+        raise InvalidInstanceError(
+            f"unknown option(s) {sorted(unknown)} for from_trace; worker fields: {sorted(fields)}; other "
+            "options: format, arrival_rate, kv_tokens, max_requests, headroom, drop_too_long, profile")
+    fields.update(worker)
+    kv_tokens = _positive("kv_tokens (KV-cache capacity of a worker)", kv_tokens, integer=True)
+    if arrival_rate is not None:
+        arrival_rate = _positive("arrival_rate (requests/s)", arrival_rate)
     frame = readers[format](path)
     if max_requests is not None:
-        frame = frame.iloc[: int(max_requests)]
+        frame = frame.iloc[: whole_number("max_requests", max_requests)]
     frame = frame[(frame["output_tokens"] >= 1) & (frame["prompt_tokens"] >= 1)]
     if frame.empty:
         raise InvalidInstanceError(f"{path}: no request with a prompt and an output")
     s = frame["prompt_tokens"].to_numpy(np.int64)
     o = frame["output_tokens"].to_numpy(np.int64)
     if drop_too_long:
-        keep = s + o - 1 <= int(kv_tokens)
+        keep = s + o - 1 <= kv_tokens
         s, o = s[keep], o[keep]
     if arrival_rate is None:
         span = float(frame["arrival_s"].max() - frame["arrival_s"].min())
         if span <= 0:
             raise InvalidInstanceError(f"{path}: cannot infer a rate from one instant; pass arrival_rate")
         arrival_rate = (len(frame) - 1) / span
-    if profile not in PROFILE_PRESETS:
-        raise InvalidInstanceError(f"unknown profile preset {profile!r}; known: {sorted(PROFILE_PRESETS)}")
-    fields = dict(PROFILE_PRESETS[profile])
-    fields.update(worker)
     return Instance(
         prompt_tokens=s,
         output_tokens=o,

@@ -620,8 +620,8 @@ def fleet_observer(
     s, o, unit = sample_requests(instance, window, seed)
 
     def observe(workers: int) -> dict[str, float]:
-        if workers < 1:
-            raise InvalidInstanceError(f"a fleet needs at least one worker, got {workers}")
+        if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
+            raise InvalidInstanceError(f"a fleet needs a whole number of workers >= 1, got {workers!r}")
         return dict(_memo(instance, ("observe", workers, window, seed), lambda: measure(workers)))
 
     def measure(workers: int) -> dict[str, float]:

@@ -226,7 +226,7 @@ def generate(
     number("skew", skew, lambda v: 0 <= v <= 10, "in [0, 10] (the log-sd of expert popularity)")
     number("drift", drift, lambda v: 0 <= v < 1, "in [0, 1)")
     number("persistent", persistent, lambda v: 0 <= v <= 1, "in [0, 1]")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(whole_number("seed", seed, low=0))
     base = rng.standard_normal((layers, experts))
     ar = np.empty((windows, layers, experts))
     ar[0] = rng.standard_normal((layers, experts))

@@ -60,6 +60,7 @@ import pyomo.environ as pyo
 import scipy.sparse as sp
 
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import number
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.instances.expert_placement import Instance
 
@@ -69,6 +70,8 @@ def window_loads(instance: Instance, window: int | None = None) -> np.ndarray:
     """Loads (layers x experts) of ``window`` (default: the planned window)."""
     if window is None:
         return instance.planned_loads
+    if isinstance(window, bool) or not isinstance(window, int | np.integer):
+        raise InvalidInstanceError(f"window must be a window index (an integer), got {window!r}")
     if not -instance.num_windows <= int(window) < instance.num_windows:
         raise InvalidInstanceError(
             f"window {window} is out of range: the instance has {instance.num_windows} windows")
@@ -88,6 +91,9 @@ def check_placement(instance: Instance, phy2log: Any, *, distinct: bool = False)
         raise InvalidInstanceError(
             f"placement must be layers x physical slots = {shape[0]} x {shape[1]}, got "
             f"{placement.shape}")
+    if placement.dtype.kind not in "iuf" or (placement.dtype.kind == "f" and not (
+            np.all(np.isfinite(placement)) and np.all(placement == np.round(placement)))):
+        raise InvalidInstanceError("placement must hold integer expert ids (-1 for an empty slot)")
     placement = placement.astype(np.int64)
     E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
     if np.any(placement < -1) or np.any(placement >= E):
@@ -186,7 +192,12 @@ def build(
     ``servopt.solvers.expert_placement.exact_placement``, which certifies plans at that size.
     """
     w_all = window_loads(instance, window)
-    layer_ids = list(range(instance.num_layers)) if layers is None else [int(x) for x in layers]
+    layer_ids = list(range(instance.num_layers)) if layers is None else list(layers)
+    if not layer_ids or any(isinstance(x, bool) or not isinstance(x, int | np.integer)
+                            or not 0 <= x < instance.num_layers for x in layer_ids):
+        raise InvalidInstanceError(f"layers must be a non-empty list of layer indices in 0.."
+                                   f"{instance.num_layers - 1}, got {layers!r}")
+    layer_ids = [int(x) for x in layer_ids]
     if placement is not None:
         return _build_dispatch(instance, check_placement(instance, placement), w_all, layer_ids)
     E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
@@ -200,7 +211,8 @@ def build(
     w = w_all[layer_ids]
     ub = _per_layer(makespan_ub, len(layer_ids), w.max(axis=1) / speed.min())
     lb = _per_layer(makespan_lb, len(layer_ids), np.zeros(len(layer_ids)))
-    beta = instance.migration_cost if beta is None else float(beta)
+    beta = instance.migration_cost if beta is None else number(
+        "beta", beta, lambda v: 0 <= v < math.inf, ">= 0 tokens per moved replica (a number)")
     m = pyo.ConcreteModel(name="expert_placement")
     m.L, m.E, m.G = pyo.Set(initialize=layer_ids), pyo.RangeSet(0, E - 1), pyo.RangeSet(0, G - 1)
     pos = {l: i for i, l in enumerate(layer_ids)}
@@ -268,7 +280,11 @@ def build(
 def _per_layer(value: Any, n: int, default: np.ndarray) -> np.ndarray:
     if value is None:
         return np.asarray(default, dtype=float)
-    arr = np.broadcast_to(np.asarray(value, dtype=float), (n,)).copy()
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf" or arr.size not in (1, n):
+        raise InvalidInstanceError(f"makespan bounds must be a number or one number per layer ({n}), "
+                                   f"got {value!r}")
+    arr = np.broadcast_to(arr.astype(float), (n,)).copy()
     if not np.all(np.isfinite(arr)):
         raise InvalidInstanceError("makespan bounds must be finite numbers of tokens")
     return arr

@@ -37,7 +37,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from servopt.core import InfeasibleError
+from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.instances.capacity import Instance
 from servopt.models import capacity as model
 
@@ -143,6 +143,13 @@ def fluid_lp(instance: Instance, observe: Observe | None = None) -> Plan:
     )
 
 
+def _need_observe(observe: Any, name: str) -> None:
+    if not callable(observe):
+        raise InvalidInstanceError(
+            f"{name} is a reactive autoscaler: it needs observe(workers) -> fleet metrics; run it with "
+            f"servopt.benchmarks.capacity.evaluate(instance, {name!r}), which supplies one")
+
+
 def _scale_up_limit(workers: int) -> int:
     """HPA's default scale-up policy: at most double, or add 4 pods, whichever is more."""
     return max(2 * workers, workers + 4)
@@ -152,6 +159,7 @@ def utilisation(
     instance: Instance, observe: Observe, *, target: float = 0.8, tolerance: float = 0.1, rounds: int = 20
 ) -> Plan:
     """Kubernetes HPA on compute utilisation: desired = ceil(N x util / target)."""
+    _need_observe(observe, "utilisation")
     start = model.bounds(instance, corrected=False).compute
     workers = 2 * model.workers_needed(instance.arrival_rate, start, 0.0)
     seen, history = set(), []
@@ -174,6 +182,7 @@ def queue_depth(
     instance: Instance, observe: Observe, *, target: float = 5.0, tolerance: float = 0.1, rounds: int = 30
 ) -> Plan:
     """Scale out on waiting requests per worker (HPA formula, at most doubling, no scale-in)."""
+    _need_observe(observe, "queue_depth")
     workers, history = 1, []
     for _ in range(rounds):
         waiting = observe(workers)["mean_waiting"]

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import number, whole_number
 from servopt.core.solution import normalise_dual
 from servopt.instances.expert_placement import Instance
 from servopt.models.expert_placement import (
@@ -52,6 +53,12 @@ from servopt.models.expert_placement import (
 from servopt.solvers.exact import new_highs
 
 DISPATCHES = ("even", "lp", "price")
+
+
+def _check_instance(instance: Any) -> None:
+    if not isinstance(instance, Instance):
+        raise InvalidInstanceError(f"an expert_placement method needs a servopt expert_placement Instance, "
+                                   f"got {type(instance).__name__}")
 
 
 def check_gpu_price(gpu_price: Any, num_layers: int, num_gpus: int, what: str = "gpu_price") -> np.ndarray:
@@ -616,6 +623,11 @@ class BidPrice:
     passes: int = 3
 
     def __post_init__(self) -> None:
+        number("kappa", self.kappa, lambda v: 0 <= v < math.inf, ">= 0")
+        whole_number("depth", self.depth)
+        whole_number("passes", self.passes)
+        number("price_weight", self.price_weight, lambda v: 0 <= v <= 1, "in [0, 1]")
+        number("tight", self.tight, lambda v: 0 < v <= 1, "in (0, 1]")
         if self.gpu_price is not None:
             shape = np.shape(self.gpu_price)
             if len(shape) != 2:
@@ -651,6 +663,7 @@ class BidPrice:
         return cls(gpu_price=price, **kw)
 
     def __call__(self, instance: Instance) -> Plan:
+        _check_instance(instance)
         start = time.perf_counter()
         G, S, R = instance.num_gpus, instance.slots_per_gpu, instance.num_slots
         speed = instance.speed
@@ -774,6 +787,10 @@ def exact_placement(instance: Instance, *, target_gap: float = 0.01, milp_time_l
     makespan upper bound (valid: migrations >= 0). ``info['migrations']`` per layer and
     ``info['objective']`` (makespan + beta x migrations) report it.
     """
+    _check_instance(instance)
+    number("target_gap", target_gap, lambda v: 0 <= v < math.inf, ">= 0 (a relative gap)")
+    number("milp_time_limit", milp_time_limit, lambda v: 0 < v < math.inf, "> 0 seconds")
+    whole_number("milp_max_binaries", milp_max_binaries, low=0)
     start = time.perf_counter()
     w = instance.planned_loads
     G, S, speed = instance.num_gpus, instance.slots_per_gpu, instance.speed

@@ -95,3 +95,14 @@ def test_generate_and_from_trace_check_their_options():
 def test_numpy_numbers_are_still_accepted(inst):
     same = inst.with_(arrival_rate=np.float64(5.0), kv_tokens=np.int64(inst.kv_tokens))
     assert same.arrival_rate == 5.0 and same.kv_tokens == inst.kv_tokens
+
+
+def test_reactive_policies_need_an_observer_and_observers_need_whole_workers(inst):
+    with pytest.raises(InvalidInstanceError, match=r"reactive autoscaler.*evaluate"):
+        rules.utilisation(inst, None)
+    with pytest.raises(InvalidInstanceError, match=r"reactive autoscaler.*evaluate"):
+        rules.queue_depth(inst, None)
+    observe = bench.fleet_observer(inst, window=200)
+    for bad in (0, 2.5, "3"):
+        with pytest.raises(InvalidInstanceError, match="whole number of workers >= 1"):
+            observe(bad)

@@ -223,3 +223,22 @@ def test_policy_objects_match_names_and_are_reusable():
         bench.evaluate(a, 3)
     with pytest.raises(InvalidInstanceError, match="Plan"):
         bench.evaluate(a, lambda i: 3)
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda e: exact.solve(e, beta="x"), "beta must be >= 0"),
+    (lambda e: exact.solve(e, layers=[5]), "layer indices in 0..1"),
+    (lambda e: exact.solve(e, window="a"), "window must be a window index"),
+    (lambda e: exact.solve(e, makespan_ub="a"), "makespan bounds"),
+    (lambda e: inst_mod.generate(preset="tiny", seed="0"), "seed must be a whole number"),
+    (lambda e: bench.evaluate(e, lambda i: sv.Plan(np.full((2, 9), 0.5), "even")), "integer expert ids"),
+    (lambda e: bench.evaluate(e, lambda i: sv.Plan(np.full((2, 9), "a"), "even")), "integer expert ids"),
+    (lambda e: sv.exact_placement(e, target_gap="a"), "target_gap"),
+    (lambda e: sv.BidPrice(kappa="a"), "kappa"),
+    (lambda e: sv.BidPrice(depth=0), "depth must be a whole number >= 1"),
+    (lambda e: sv.BidPrice(price_weight=2.0), "price_weight must be in"),
+    (lambda e: sv.BidPrice()("instance"), "expert_placement Instance"),
+])
+def test_options_of_the_wrong_type_are_refused(call, match):
+    with pytest.raises(InvalidInstanceError, match=match):
+        call(inst_mod.generate(preset="tiny", seed=0))

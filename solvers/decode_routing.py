@@ -660,7 +660,11 @@ class BidPrice(Router):
     re-measured in largest-first order on seeds 10-11 it loses 2.9-4.3% at 85% load on code
     lengths and with exact predictions (within 0.3% with noisy conversation predictions; 0.87-1.09x
     at 95% load), for 0.54x the router time
-    (``benchmarks/results/decode_routing_forecast_predictions.md``).
+    (``benchmarks/results/decode_routing_forecast_predictions.md``). The exact forecast with
+    predictions has no cheaper exact evaluation we found: a running request's profile is renormalised
+    at its current age, Phi(. age .), so every step with arrivals touches every running request
+    (O(running x H)), and every survival refresh re-estimates sigma, so log Phi is re-evaluated
+    for running x (H + 4) ages; only a forecast that skips one of the two (the book) is cheaper.
 
     ``prediction_prior`` is the spread sigma of log(true / predicted output) assumed until finished
     requests show the real one (:func:`prediction_spread`).

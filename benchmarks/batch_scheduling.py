@@ -184,22 +184,23 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
           group_size: int = 8, bucket: int = 2, penalty: float = 0.0) -> Bound:
     """Best provable lower bound on total latency (rounds).
 
-    method : ``lp`` (LP relaxation of the time-indexed model), ``cover`` (the LP strengthened
-    by rounds of memory cover cuts for at most ``time_limit`` s, see
+    method : ``lp`` (LP relaxation of the time-indexed model), ``cover`` (the LP strengthened by
+    rounds of memory cover cuts for at most ``time_limit`` s, see
     :func:`servopt.solvers.batch_scheduling.cover_bound`), ``group`` (the LP in which the
-    ``group_size`` requests the LP finishes last are scheduled integrally, by column generation
-    for at most ``time_limit`` s, see :func:`servopt.solvers.batch_scheduling.group_bound`;
-    no batch cap), ``coarse`` (the coarse-time IP: start rounds in buckets of ``bucket`` rounds,
-    averaged over the bucket grid's offsets, or with ``penalty`` in (0, 1] one IP whose costs
-    carry that share of the LP's memory prices; HiGHS dual bounds within ``time_limit`` s in
-    all, see :func:`servopt.solvers.batch_scheduling.coarse_bound`), ``ip`` (HiGHS branch and bound
-    with ``time_limit``: proved optimum or MIP dual bound), ``area`` (closed form, see
-    :func:`servopt.models.batch_scheduling.area_bound`), or ``auto``: the LP when the model has
+    ``group_size`` requests the LP finishes last are scheduled integrally, by column generation for
+    at most ``time_limit`` s, see :func:`servopt.solvers.batch_scheduling.group_bound`; no batch
+    cap), ``coarse`` (the coarse-time IP: start rounds in buckets of ``bucket`` rounds, averaged
+    over the bucket grid's offsets, or with ``penalty`` in (0, 1] one IP whose costs carry that
+    share of the LP's memory prices; HiGHS dual bounds within ``time_limit`` s in all, see
+    :func:`servopt.solvers.batch_scheduling.coarse_bound`), ``ip`` (HiGHS branch and bound with
+    ``time_limit``: proved optimum or MIP dual bound; horizon ``"safe"`` by default, and "optimal"
+    only when no request is left in a late column, e.g. outside ``window``), ``area`` (closed form,
+    see :func:`servopt.models.batch_scheduling.area_bound`), or ``auto``: the LP when the model has
     at most ``max_columns`` start columns, else the closed form. The LP is never worse than the
-    closed form is reported: the larger of the two is returned. Total latency is a whole number
-    of rounds, so the LP or MIP bound is rounded up to the next integer. ``window="auto"`` limits each
-    request's modelled starts, with arrivals, to twice the longest wait of a greedy schedule
-    (the late columns keep the bound valid whatever the window).
+    closed form is reported: the larger of the two is returned. Total latency is a whole number of
+    rounds, so the LP or MIP bound is rounded up to the next integer. ``window="auto"`` limits each
+    request's modelled starts, with arrivals, to twice the longest wait of a greedy schedule (the
+    late columns keep the bound valid whatever the window).
     """
     t0 = time.perf_counter()
     simple = model.area_bound(instance)
@@ -241,6 +242,8 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
         raise InvalidInstanceError(
             f"bound method must be auto, lp, cover, group, coarse, ip or area; got {method!r}")
     integer = method == "ip"
+    if integer and horizon is None:
+        horizon = "safe"  # no optimal schedule ends after it: the IP's optimum is the true one
     warm = model.greedy_schedule(instance) if integer else None
     sol = rules.solve_lp(instance, horizon=horizon, window=window, time_limit=time_limit,
                          integer=integer, start=warm)
@@ -250,8 +253,10 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     if math.isnan(value):
         return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
                      status=f"{method} not solved ({sol.status})")
-    if integer and sol.status == "optimal":
-        kind = "optimal"
+    late = sol.decisions.get("late") if sol.decisions else None
+    real = late is not None and float(np.max(late.to_numpy(), initial=0.0)) < 1e-6
+    if integer and sol.status == "optimal" and real:
+        kind = "optimal"  # a real schedule (no request parked in a late column) that is optimal
     else:
         kind = "mip_bound" if integer else "lp_relaxation"
     if simple > value:

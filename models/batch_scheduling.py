@@ -22,7 +22,9 @@ latency. When the optimum puts no weight on ``late`` it is a real schedule, henc
 ``horizon`` option: ``None`` takes T from a feasible schedule (the makespan of shortest-first
 admission with exact lengths), ``"safe"`` takes T = max_i(a_i + o_i) + UB - sum_i o_i, where UB
 is that schedule's total latency; then no optimal schedule ends after T (every other request
-has latency >= its o_j) and the IP is the exact hindsight optimum.
+has latency >= its o_j) and the IP is the exact hindsight optimum. :func:`build` takes
+``"safe"`` when ``horizon`` is None and ``relax`` is False, so that ``servopt.solve(instance)``
+is the hindsight optimum; the LP keeps the shorter makespan horizon (a valid bound either way).
 
 Prices (servopt convention: improvement of the optimum per unit of extra capacity, >= 0):
 
@@ -225,7 +227,11 @@ def usage(instance: Instance, cols: Columns) -> tuple[np.ndarray, np.ndarray, np
 # ---------------------------------------------------------------------------------------------
 def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
           window: int | None = None) -> pyo.ConcreteModel:
-    """The time-indexed hindsight IP (or its LP with ``relax=True``) as a Pyomo model."""
+    """The time-indexed hindsight IP (or its LP with ``relax=True``) as a Pyomo model.
+
+    The IP's default horizon is ``"safe"`` (exact); the LP's the greedy makespan (smaller)."""
+    if horizon is None and not relax:
+        horizon = "safe"
     cols = columns(instance, horizon, window)
     row, col, tokens = usage(instance, cols)
     keys = list(zip(cols.request.tolist(), cols.start.tolist(), strict=True))

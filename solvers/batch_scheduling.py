@@ -779,6 +779,22 @@ def coarse_bound(instance: Instance, *, bucket: int = 2, averaged: bool = True, 
                        columns=ncols, wall_s=time.perf_counter() - t0)
 
 
+def _check_price(value: Any, name: str, *, vector: bool = False) -> Any:
+    """A memory price (rounds of latency per KV token-round): finite and >= 0, a number or, with
+    ``vector``, one per round."""
+    try:
+        price = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise InvalidInstanceError(f"{name} must be {'a vector of ' if vector else 'a '}number"
+                                   f"{'s' if vector else ''} (rounds per KV token-round)") from None
+    if isinstance(value, bool | str) or price.ndim != (1 if vector else 0):
+        raise InvalidInstanceError(f"{name} must be {'one number per round' if vector else 'one number'}"
+                                   f" (rounds per KV token-round), got {value!r}")
+    if not np.all(np.isfinite(price)) or np.any(price < 0):
+        raise InvalidInstanceError(f"{name} must be finite and >= 0 (rounds per KV token-round)")
+    return price
+
+
 def _check_patience(patience: float) -> float:
     """Rounds a request may wait, in multiples of its predicted output, before it blocks the queue."""
     if isinstance(patience, bool) or not (isinstance(patience, int | float) and patience >= 0):
@@ -856,9 +872,11 @@ class BidPrice(Policy):
     def __init__(self, prices: np.ndarray | None = None, *, tail: float | None = None,
                  skip: bool | None = None, time_limit: float | None = None,
                  history: int | Instance = 60, patience: float = 2.0) -> None:
-        self.prices = None if prices is None else np.asarray(prices, dtype=float)
+        self.prices = None if prices is None else _check_price(prices, "prices", vector=True)
+        self.given = prices is not None  # else learned afresh for every instance in prepare()
         self.patience = _check_patience(patience)
-        self.tail = tail
+        self.tail = None if tail is None else float(_check_price(tail, "tail"))
+        self.given_tail = tail
         self.history = history
         self.skip = skip
         self.time_limit = time_limit
@@ -881,8 +899,9 @@ class BidPrice(Policy):
         return cls(solution.prices["kv_memory"].to_numpy(), **kw)
 
     def prepare(self, instance: Instance) -> None:
-        if self.prices is not None:
+        if self.given:
             return
+        self.tail = self.given_tail  # a policy object reused on another instance relearns
         if instance.offline:
             sol = solve_lp(planning_instance(instance), time_limit=self.time_limit)
             self.prices = sol.prices["kv_memory"].to_numpy()
@@ -943,7 +962,8 @@ class BidPriceStationary(BidPrice):
     def __init__(self, price: float | None = None, *, history: int | Instance = 60,
                  backlog_factor: float | None = 4.0, skip: bool | None = None,
                  time_limit: float | None = None, patience: float = 2.0) -> None:
-        self.price = price
+        self.price = None if price is None else float(_check_price(price, "price"))
+        self.given = price is not None  # else learned afresh for every instance in prepare()
         self.patience = _check_patience(patience)
         self.history = history
         self.backlog_factor = backlog_factor
@@ -959,7 +979,7 @@ class BidPriceStationary(BidPrice):
         return float(mu[: busy[-1] + 1].mean()) if len(busy) else 0.0
 
     def prepare(self, instance: Instance) -> None:
-        if self.price is None:
+        if not self.given:
             self.price = self.learn(history_window(instance, self.history), self.time_limit)
 
     def score(self, state: State, ids: np.ndarray) -> np.ndarray:

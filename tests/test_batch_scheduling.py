@@ -524,3 +524,37 @@ def test_bounds_round_up_to_whole_rounds_but_not_on_solver_noise():
     assert bench.whole_rounds(3 + 1e-7) == 3.0
     assert bench.whole_rounds(44_534 + 1e-5) == 44_534.0  # 2e-10 relative: noise, not a round
     assert bench.whole_rounds(44_534.01) == 44_535.0
+
+
+def test_ip_default_horizon_gives_the_true_optimum_not_a_late_column():
+    # With the greedy makespan as horizon (5 rounds) the IP parks a request in the late column,
+    # which costs its earliest late start and holds no memory: 10 rounds, below every real
+    # schedule. Brute force over the safe horizon: 11. The IP's default is the safe horizon.
+    inst = make(7, [3, 5, 2, 3], [3, 1, 1, 1], arrivals=np.array([0, 1, 1, 3]))
+    optimum = brute_force(inst, model.horizon_rounds(inst, "safe"))
+    assert optimum == 11.0
+    sol = exact.solve(inst)
+    assert sol.objective == pytest.approx(optimum) and sol.decisions["late"].max() < 1e-9
+    ip = bench.bound(inst, method="ip")
+    assert ip.value == optimum and ip.kind == "optimal"
+    # on the short horizon the IP is only a bound, and the table must not call it optimal
+    short = bench.bound(inst, method="ip", horizon=model.horizon_rounds(inst, None))
+    assert short.value < optimum and short.kind == "mip_bound"
+
+
+@pytest.mark.parametrize("cls", [rules.BidPrice, rules.BidPriceStationary])
+def test_a_bid_price_object_reused_on_another_instance_relearns_its_prices(cls):
+    # (on this pair, stale prices from the first instance change the second's cost for both)
+    first = inst_mod.generate(n=30, seed=1, lengths="azure")
+    second = inst_mod.generate(n=30, seed=2, lengths="azure")
+    policy = cls()
+    bench.evaluate(first, policy)
+    assert bench.evaluate(second, policy).cost == bench.evaluate(second, cls()).cost
+
+
+@pytest.mark.parametrize("bad", [[0.1, float("nan")], [0.1, -1.0], [[0.1]], "x"])
+def test_bid_price_refuses_prices_that_are_not_prices(bad):
+    with pytest.raises(InvalidInstanceError, match="prices"):
+        rules.BidPrice(bad)
+    with pytest.raises(InvalidInstanceError, match="price"):
+        rules.BidPriceStationary(float("nan"))

@@ -8,7 +8,10 @@ of the original trace, measured from its first request.
 
 Formats
 -------
-- Azure LLM inference 2023 CSV: ``TIMESTAMP,ContextTokens,GeneratedTokens``.
+- Azure LLM inference 2023 CSV: ``TIMESTAMP,ContextTokens,GeneratedTokens`` (``TIMESTAMP``
+  date-times as published, or plain numbers read as seconds).
+Token counts must be whole numbers of at most ``MAX_TOKENS``; text files may start with a UTF-8
+byte-order mark.
 - Mooncake JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``, ``hash_ids``.
 - BurstGPT CSV: ``Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type``.
 - Expert-load JSON: ``{"load_history": [{"logical_expert_load": [[...] per layer]} per step]}``.
@@ -26,6 +29,8 @@ import pandas as pd
 from servopt.core import InvalidInstanceError
 
 REQUEST_COLUMNS = ["arrival_s", "prompt_tokens", "output_tokens"]
+MAX_TOKENS = 10**12  # beyond any context window; larger counts are data errors (and overflow int64)
+INT64 = (-(2**63), 2**63 - 1)
 
 
 def shared_trace(name: str) -> Path | None:
@@ -57,12 +62,26 @@ def _require(frame: pd.DataFrame, columns: list[str], path: Path, fmt: str) -> N
         )
 
 
+def _check_window(rate_scale: float, start_s: float | None, end_s: float | None) -> None:
+    def number(value: object) -> bool:
+        return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+    if not number(rate_scale) or not rate_scale > 0 or not np.isfinite(rate_scale):
+        raise InvalidInstanceError(f"rate_scale must be a positive number, got {rate_scale!r}")
+    for name, value in (("start_s", start_s), ("end_s", end_s)):
+        if value is not None and (not number(value) or not np.isfinite(value)):
+            raise InvalidInstanceError(f"{name} must be a number of seconds or None, got {value!r}")
+
+
 def _finish(frame: pd.DataFrame, path: Path, rate_scale: float, start_s: float | None,
             end_s: float | None) -> pd.DataFrame:
-    if not rate_scale > 0 or not np.isfinite(rate_scale):
-        raise InvalidInstanceError(f"rate_scale must be a positive number, got {rate_scale}")
+    _check_window(rate_scale, start_s, end_s)
     for col in ("prompt_tokens", "output_tokens"):
-        values = pd.to_numeric(frame[col], errors="coerce")
+        column = frame[col]
+        if column.dtype == bool or (column.dtype == object and column.map(
+                lambda v: isinstance(v, bool)).any()):
+            raise InvalidInstanceError(f"{path}: {col} holds true/false, not token counts")
+        values = pd.to_numeric(column, errors="coerce")
         if values.isna().any():
             row = frame.index[int(values.isna().to_numpy().argmax())]
             raise InvalidInstanceError(f"{path}: row {row}: {col} is not a number")
@@ -71,6 +90,10 @@ def _finish(frame: pd.DataFrame, path: Path, rate_scale: float, start_s: float |
             raise InvalidInstanceError(
                 f"{path}: row {frame.index[pos]}: {col} is negative ({values.iloc[pos]})")
         whole = values.to_numpy(dtype=float)
+        if np.any(whole > MAX_TOKENS):
+            pos = int(np.argmax(whole > MAX_TOKENS))
+            raise InvalidInstanceError(f"{path}: row {frame.index[pos]}: {col} is {values.iloc[pos]:g}, "
+                                       f"more than {MAX_TOKENS:.0e} tokens")
         if np.any(whole != np.round(whole)):
             pos = int(np.argmax(whole != np.round(whole)))
             raise InvalidInstanceError(f"{path}: row {frame.index[pos]}: {col} is not a whole "
@@ -96,17 +119,25 @@ def read_azure(path: str | Path, *, rate_scale: float = 1.0, start_s: float | No
                end_s: float | None = None) -> pd.DataFrame:
     """Read an Azure LLM inference 2023 CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``)."""
     path = _open_checked(path)
+    _check_window(rate_scale, start_s, end_s)
     try:
-        raw = pd.read_csv(path)
+        raw = pd.read_csv(path, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise InvalidInstanceError(f"{path}: not a CSV file ({exc})") from None
     _require(raw, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"], path, "Azure LLM inference")
-    stamps = pd.to_datetime(raw["TIMESTAMP"], errors="coerce", format="mixed")
-    if stamps.isna().any():
-        row = int(stamps.isna().to_numpy().argmax())
-        raise InvalidInstanceError(f"{path}: row {row}: TIMESTAMP {raw['TIMESTAMP'].iloc[row]!r} "
-                                   "is not a date-time")
-    seconds = (stamps - stamps.min()).dt.total_seconds()
+    if pd.api.types.is_numeric_dtype(raw["TIMESTAMP"]) and raw["TIMESTAMP"].dtype != bool:
+        seconds = raw["TIMESTAMP"].astype(float)  # numbers: seconds (e.g. epoch or relative)
+        seconds = seconds - seconds.min()
+    else:
+        try:
+            stamps = pd.to_datetime(raw["TIMESTAMP"], errors="coerce", format="mixed")
+        except (ValueError, TypeError) as exc:  # e.g. mixed time zones
+            raise InvalidInstanceError(f"{path}: TIMESTAMP: {exc}") from None
+        if stamps.isna().any():
+            row = int(stamps.isna().to_numpy().argmax())
+            raise InvalidInstanceError(f"{path}: row {row}: TIMESTAMP {raw['TIMESTAMP'].iloc[row]!r} "
+                                       "is not a date-time")
+        seconds = (stamps - stamps.min()).dt.total_seconds()
     frame = pd.DataFrame({"arrival_s": seconds, "prompt_tokens": raw["ContextTokens"],
                           "output_tokens": raw["GeneratedTokens"]})
     return _finish(frame, path, rate_scale, start_s, end_s)
@@ -116,8 +147,9 @@ def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
                   end_s: float | None = None) -> pd.DataFrame:
     """Read a Mooncake JSONL trace (``timestamp`` ms, lengths, ``hash_ids`` of 512-token blocks)."""
     path = _open_checked(path)
+    _check_window(rate_scale, start_s, end_s)
     records = []
-    with path.open() as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
@@ -131,8 +163,13 @@ def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
             if missing:
                 raise InvalidInstanceError(f"{path}: line {number}: missing {missing}")
             ids = rec.get("hash_ids", [])
-            if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
-                raise InvalidInstanceError(f"{path}: line {number}: hash_ids must be a list of ints")
+            if not isinstance(ids, list) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) and INT64[0] <= i <= INT64[1]
+                    for i in ids):
+                raise InvalidInstanceError(f"{path}: line {number}: hash_ids must be a list of "
+                                           f"64-bit integers")
+            if isinstance(rec["timestamp"], bool):
+                raise InvalidInstanceError(f"{path}: line {number}: timestamp must be a number (ms)")
             records.append((rec["timestamp"], rec["input_length"], rec["output_length"], ids))
     if not records:
         raise InvalidInstanceError(f"{path}: the trace has no request")
@@ -147,8 +184,9 @@ def read_burstgpt(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
                   drop_failed: bool = True) -> pd.DataFrame:
     """Read a BurstGPT CSV; ``model`` keeps one model's rows, ``drop_failed`` drops 0-token replies."""
     path = _open_checked(path)
+    _check_window(rate_scale, start_s, end_s)
     try:
-        raw = pd.read_csv(path, skipinitialspace=True)
+        raw = pd.read_csv(path, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise InvalidInstanceError(f"{path}: not a CSV file ({exc})") from None
     raw.columns = [c.strip() for c in raw.columns]
@@ -177,7 +215,7 @@ def read_expert_load(path: str | Path, *, window: int = 1) -> np.ndarray:
     if not isinstance(window, int | np.integer) or window < 1:
         raise InvalidInstanceError(f"window must be a positive number of steps, got {window}")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInstanceError(f"{path}: not valid JSON ({exc})") from None
     history = data.get("load_history") if isinstance(data, dict) else None

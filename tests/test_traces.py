@@ -236,3 +236,53 @@ def test_expert_load_bad_input(tmp_path, text, message):
         traces.read_expert_load(write(tmp_path, "load.json", text))
     with pytest.raises(InvalidInstanceError, match="window must be a positive"):
         traces.read_expert_load(write(tmp_path, "ok.json", _steps([[1, 2]])), window=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Input a user's own files may hold
+# ---------------------------------------------------------------------------------------------
+def test_azure_numeric_timestamps_are_seconds(tmp_path):
+    # epoch seconds (pandas would read bare integers as nanoseconds since 1970)
+    text = "TIMESTAMP,ContextTokens,GeneratedTokens\n1700000002,5,1\n1700000000,7,2\n1700000000.5,9,3\n"
+    frame = traces.read_azure(write(tmp_path, "a.csv", text))
+    assert frame["arrival_s"].tolist() == pytest.approx([0.0, 0.5, 2.0])
+    assert frame["prompt_tokens"].tolist() == [7, 9, 5]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03,1e30,1\n", "more than"),
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03+00:00,5,1\n"
+     "2023-11-16 18:17:04+05:00,5,1\n", "TIMESTAMP"),
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03,true,1\n", "true/false"),
+])
+def test_azure_values_that_would_be_misread(tmp_path, text, message):
+    with pytest.raises(InvalidInstanceError, match=message):
+        traces.read_azure(write(tmp_path, "a.csv", text))
+
+
+@pytest.mark.parametrize("kw", [{"rate_scale": "2"}, {"rate_scale": True}, {"start_s": "1"},
+                                {"end_s": float("nan")}])
+def test_window_options_must_be_numbers(tmp_path, kw):
+    with pytest.raises(InvalidInstanceError, match=next(iter(kw))):
+        traces.read_azure(write(tmp_path, "a.csv", AZURE), **kw)
+
+
+def test_byte_order_marks_are_read(tmp_path):
+    bom = "\ufeff"
+    assert len(traces.read_azure(write(tmp_path, "a.csv", bom + AZURE))) == 4
+    assert len(traces.read_mooncake(write(tmp_path, "m.jsonl", bom + MOONCAKE))) == 3
+    assert len(traces.read_burstgpt(write(tmp_path, "b.csv", bom + BURST))) == 3
+    loads = {"load_history": [{"logical_expert_load": [[1, 2]]}]}
+    assert traces.read_expert_load(write(tmp_path, "e.json", bom + json.dumps(loads))).shape == (1, 1, 2)
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"timestamp": 0, "input_length": 5, "output_length": 2, "hash_ids": [18446744073709551616]}',
+     "64-bit"),
+    ('{"timestamp": 0, "input_length": 5, "output_length": 2, "hash_ids": [true]}', "64-bit"),
+    ('{"timestamp": 0, "input_length": true, "output_length": 2}', "true/false"),
+    ('{"timestamp": true, "input_length": 5, "output_length": 2}', "timestamp"),
+])
+def test_mooncake_values_that_would_be_misread(tmp_path, line, message):
+    with pytest.raises(InvalidInstanceError, match=message):
+        traces.read_mooncake(write(tmp_path, "bad.jsonl", MOONCAKE + line + "\n"))

@@ -135,7 +135,8 @@ def main() -> None:
     before = load_before(args.before) if args.before else None
     load_start = os.getloadavg()[0]
     lines = ["# decode_routing: simulator and router speed", "",
-             "Command: `python benchmarks/decode_routing_speed.py`; machine: "
+             f"Command: `python benchmarks/decode_routing_speed.py --repeats {args.repeats} --before "
+             f"'{args.before}'`; machine: "
              f"{platform.processor() or platform.machine()}, shared by other jobs (noisy).", "",
              "## Simulator (router: round_robin, cheapest), best of "
              f"{args.repeats} runs", "",

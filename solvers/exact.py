@@ -15,6 +15,7 @@ the LP obtained by fixing the integer variables at the incumbent (``prices=True`
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import os
 import sys
@@ -55,7 +56,8 @@ def solve(
     ----------
     relax : solve the LP relaxation instead of the integer model.
     time_limit : seconds for the solver; on expiry the incumbent and proved bound come back
-        with status ``time_limit`` (not an error).
+        with status ``time_limit`` (not an error). None (default): no limit; integer models of
+        the default generated instances can run for minutes (the command line defaults to 60 s).
     mip_gap : relative MIP gap at which HiGHS stops.
     backend : ``highs`` (Pyomo model) or ``cvxpy`` (the model's ``build_cvxpy`` LP: for an integer
         model, its relaxation, labelled ``relaxed``).
@@ -65,7 +67,16 @@ def solve(
         raise InvalidInstanceError(f"solve() needs a servopt instance, got {type(instance).__name__}")
     if backend not in BACKENDS:
         raise InvalidInstanceError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    _check_options(relax=relax, time_limit=time_limit, mip_gap=mip_gap, prices=prices)
     module = model_module(instance.decision)
+    build = module.build_cvxpy if backend == "cvxpy" and hasattr(module, "build_cvxpy") else module.build
+    accepted = [name for name, p in inspect.signature(build).parameters.items()
+                if p.kind == p.KEYWORD_ONLY and name != "relax"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(build).parameters.values()):
+        raise InvalidInstanceError(
+            f"unknown option(s) {', '.join(unknown)} for the {instance.decision} model "
+            f"({backend}); it accepts: {', '.join(accepted) or 'none'}")
     start = time.perf_counter()
     try:
         if backend == "cvxpy":
@@ -96,6 +107,22 @@ def solve(
     solution.relaxed = relax or (backend == "cvxpy" and not getattr(module, "LINEAR", False))
     solution.wall_s = time.perf_counter() - start
     return solution
+
+
+def _check_options(*, relax: Any, time_limit: Any, mip_gap: Any, prices: Any) -> None:
+    """Solver options in the user's terms (a string or negative number would otherwise reach
+    HiGHS, or ``relax="no"`` would solve the relaxation)."""
+    def number(value: Any) -> bool:
+        return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+    for name, value in (("relax", relax), ("prices", prices)):
+        if not isinstance(value, bool | np.bool_):
+            raise InvalidInstanceError(f"{name} must be True or False, got {value!r}")
+    if time_limit is not None and not (number(time_limit) and time_limit > 0):
+        raise InvalidInstanceError(f"time_limit must be positive (a number of seconds) or None "
+                                   f"(no limit), got {time_limit!r}")
+    if not (number(mip_gap) and 0 <= mip_gap < 1):
+        raise InvalidInstanceError(f"mip_gap must be a relative gap in [0, 1), got {mip_gap!r}")
 
 
 # ---------------------------------------------------------------------------------------------

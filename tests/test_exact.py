@@ -219,3 +219,18 @@ def test_relative_gap():
     assert relative_gap(-110, -100, "max") == pytest.approx(0.1)
     # a zero bound: equal is 0, anything else an infinite gap
     assert relative_gap(0.0, 0.0) == 0.0 and relative_gap(1.0, 0.0) == math.inf
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"relax": "no"}, "relax must be True or False"),
+    ({"time_limit": "10"}, "time_limit"),
+    ({"time_limit": -1}, "time_limit"),
+    ({"mip_gap": -1}, "mip_gap"),
+    ({"mip_gap": "x"}, "mip_gap"),
+    ({"prices": 1}, "prices"),
+    ({"foo": 1}, "unknown option"),
+    ({"backend": "cvxpy", "foo": 1}, "unknown option"),
+])
+def test_solve_refuses_options_in_the_users_terms(kw, message):
+    with pytest.raises(InvalidInstanceError, match=message):
+        exact.solve(ToyInstance(**WYNDOR), **kw)

@@ -83,10 +83,9 @@ class Instance(_Base):
             self._set(field, int(value))
         for field in ("step_ms", "ms_per_kv_token", "prefill_ms_per_token"):
             value = getattr(self, field)
-            try:
-                value = float(value)
-            except (TypeError, ValueError):
-                raise InvalidInstanceError(f"{field} must be a number (ms), got {value!r}") from None
+            if isinstance(value, bool | str) or not isinstance(value, int | float | np.number):
+                raise InvalidInstanceError(f"{field} must be a number (ms), got {value!r}")
+            value = float(value)
             if not math.isfinite(value) or value < 0:
                 raise InvalidInstanceError(f"{field} must be a finite number >= 0 ms, got {value}")
             self._set(field, value)
@@ -345,6 +344,7 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
     max_requests : keep only the first requests.
     clip_to_kv : shorten prompts so prompt + output fits a worker's KV (else such a request is
         an error).
+    A request with 0 output tokens (a failed request in the Azure traces) is kept with 1.
     """
     if isinstance(frame, str | Path):
         frame = traces.read_azure(frame)
@@ -353,10 +353,23 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise InvalidInstanceError(f"trace frame: missing column(s) {missing}")
+    for field, value in (("workers", workers), ("slots", slots), ("kv_capacity", kv_capacity)):
+        whole_number(field, value)
+    if max_requests is not None:
+        whole_number("max_requests", max_requests)
+    for column in REQUIRED:  # the casts below would turn NaN, negative or fractional counts quietly
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+        bad = ~np.isfinite(values) | (values < 0)
+        if column != "arrival_s":
+            bad |= values != np.round(values)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise InvalidInstanceError(
+                f"trace frame: row {row}: {column} is {frame[column].iloc[row]!r}; it must be a "
+                f"finite number >= 0{'' if column == 'arrival_s' else ' of whole tokens'}")
     if max_requests is not None:
         frame = frame.iloc[: int(max_requests)]
-    if not 0 < rate_scale < math.inf:
-        raise InvalidInstanceError(f"rate_scale must be > 0, got {rate_scale}")
+    rate_scale = number("rate_scale", rate_scale, lambda v: 0 < v < math.inf, "a number > 0")
     if load is not None:
         load = _load(load)
     out = frame[list(REQUIRED)].copy().reset_index(drop=True)

@@ -25,8 +25,11 @@ Baselines (faithful to the deployed code they are named after)
 - ``round_robin``: a counter from worker 0, +1 per request (SGLang ``round_robin_scheduler``).
 - ``random``: uniform over workers (seeded).
 - ``jsq``: join the shortest queue by request count, ``argmin`` (lowest index on ties) of the
-  requests on each worker (SGLang's ``shortest_queue_scheduler``: ``np.argmin`` of queue sizes).
-- ``least_kv``: fewest KV tokens committed (running KV + queued prompts), lowest index on ties.
+  requests on each worker, running and waiting (SGLang router's ``TOTAL_REQUESTS`` load; its
+  older ``shortest_queue_scheduler`` counted only the dispatch queue).
+- ``least_kv``: fewest KV tokens committed (running KV + queued prompts), lowest index on ties
+  (SGLang's ``TOTAL_TOKENS`` load breaks ties by fewer requests first: the two differ only when
+  KV token counts tie exactly).
 - ``p2c_kv``: power of two choices: two distinct workers uniformly at random, the one with fewer
   KV tokens (the first drawn on ties).
 - ``least_outstanding``: vLLM's data-parallel load balancer (``DPLBAsyncMPClient``): score
@@ -652,7 +655,8 @@ class BidPrice(Router):
     running request at each step with arrivals (the earlier rule; same decisions as before).
     Survival and the discount are re-estimated every ``refresh`` steps at most (with a rebuild,
     for the book). Tolerance 0.05 was chosen on seeds 10-11 of the full grid (not the reported
-    0-2): idle within noise of the exact forecast (geometric mean 0.99x) at 3-6x less CPU.
+    0-2): idle within noise of the exact forecast (geometric mean 0.99x), at 1.9-2.2x less CPU
+    on conversation lengths and about the same on code lengths (``decode_routing_speed.md``).
     Streams with ``predicted_tokens`` always use the exact forecast: a sharp prediction makes a
     request's survival fall within a few steps near its predicted end, so a row anchored a few
     steps earlier weighs a request still running there at about half, and the book lost 4-6%
@@ -683,8 +687,9 @@ class BidPrice(Router):
     solved when all are used up), and among those ``pick`` chooses: ``"marginal"`` the price
     above, ``"kv"`` the fewest KV tokens (``bid_price_lp``), ``"price"`` the textbook LP bid
     price ``argmin_g sum_h rho_gh w_ih + sigma_g + kappa_g (s_i + 1)`` (``bid_price_argmin``).
-    Measured on tuning seeds (not the reported ones) the LP gate costs 5-8% more barrier idle
-    than the ungated rule, so the default is ungated.
+    The default is ungated: on the reported grid (``decode_routing_targets.md``) the gated
+    ``bid_price_lp`` has 1.01-1.15x least-KV's barrier idle on the synthetic cells, where
+    ``bid_price`` has 0.16-0.92x.
 
     ``BidPrice.from_solution(solution)`` builds the textbook rule from a solved epoch LP
     relaxation (:func:`servopt.models.decode_routing.build_epoch` with ``relax=True``, solved by
@@ -697,8 +702,8 @@ class BidPrice(Router):
     ``central=True`` (default) solves the LP with HiGHS's interior-point method without
     crossover, so plan and duals are central in the optimal face: the LP only prices the
     barrier's top, so when there is room below it a simplex vertex puts the whole class on one or
-    two workers (measured: 2.3x least-KV's idle on conversation, 32 workers, 70% load); the
-    central plan spreads it over every worker with room.
+    two workers, which raised idle well above least-KV's in our runs (not a committed table);
+    the central plan spreads it over every worker with room.
     """
 
     name = "bid_price"
@@ -1202,13 +1207,18 @@ POLICIES: dict[str, Callable[[], Router]] = {
 }
 
 
-def make_router(method: str | Router) -> Router:
-    """A fresh router from a POLICIES name, or the router object itself."""
+def make_router(method: str | Router | Callable[[], Router]) -> Router:
+    """A fresh router from a POLICIES name or value (a class or factory), or the router object."""
     if isinstance(method, str):
         if method not in POLICIES:
             raise InvalidInstanceError(f"unknown decode routing method {method!r}; "
                                        f"choose one of {sorted(POLICIES)}")
         return POLICIES[method]()
+    if isinstance(method, type) or (callable(method) and not hasattr(method, "route")):
+        try:
+            method = method()
+        except TypeError as exc:
+            raise InvalidInstanceError(f"cannot make a router from {method!r}: {exc}") from None
     if not hasattr(method, "route") or not hasattr(method, "reset"):
         raise InvalidInstanceError(f"a router needs reset() and route(); got {type(method).__name__}")
     return method

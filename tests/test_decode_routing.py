@@ -916,3 +916,30 @@ def test_bound_keeps_the_better_of_a_time_limited_mip_and_the_busy_bound(monkeyp
     got = bench.bound(inst)
     assert got.kind == kind
     assert got.value == pytest.approx(busy + 1.0 if kind == "mip_bound" else busy)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"output_tokens": [10, float("nan"), 5]}, "row 1: output_tokens"),
+    ({"output_tokens": [10, 3, -5]}, "row 2: output_tokens"),
+    ({"prompt_tokens": [10.7, 20, 30]}, "row 0: prompt_tokens"),
+    ({"arrival_s": [0.0, float("inf"), 2.0]}, "row 1: arrival_s"),
+])
+def test_from_trace_refuses_a_frame_it_would_repair_silently(change, message):
+    frame = pd.DataFrame({"arrival_s": [0.0, 1.0, 2.0], "prompt_tokens": [10, 20, 30],
+                          "output_tokens": [10, 3, 5]} | change)
+    with pytest.raises(InvalidInstanceError, match=message):
+        inst_mod.from_trace(frame, workers=2)
+
+
+@pytest.mark.parametrize("kw", [{"workers": "2"}, {"rate_scale": "2"}, {"max_requests": 2.5}])
+def test_from_trace_refuses_options_of_the_wrong_type(kw):
+    frame = pd.DataFrame({"arrival_s": [0.0, 1.0], "prompt_tokens": [10, 20], "output_tokens": [1, 2]})
+    with pytest.raises(InvalidInstanceError, match=next(iter(kw))):
+        inst_mod.from_trace(frame, **kw)
+
+
+def test_policies_values_are_accepted_as_methods():
+    # DESIGN: evaluate takes a POLICIES name or the method; the values are classes or factories
+    inst = inst_mod.generate_steps(requests=30, workers=3, seed=0)
+    for name in ("round_robin", "jsq", "least_kv", "bid_price_lp"):
+        assert bench.evaluate(inst, routing.POLICIES[name]).cost == bench.evaluate(inst, name).cost

@@ -603,11 +603,13 @@ class BidPrice:
 
     Migrations (instance ``migration_cost`` beta > 0 and a ``previous_placement``): a replica
     placed where the previous placement had none of its expert costs beta tokens, as in the
-    model's objective. The plan's GPUs are first relabelled among GPUs of equal speed to keep
-    as many replicas where they were as possible (:func:`align_to_previous`; the makespan does
-    not change), then, per layer, the previous placement is kept unless the new plan's planned-
-    window makespan under the price dispatch is lower by more than beta x its migrations. With
-    beta = 0 (the default) none of this runs.
+    model's objective. Per layer the rule takes the least planned-window makespan (price
+    dispatch) + beta x migrations among three plans: the new plan with its GPUs relabelled among
+    GPUs of equal speed to keep as many replicas where they were as possible
+    (:func:`align_to_previous`; the makespan does not change), the fewest moves that reach the new
+    replica counts (:func:`sticky_placement`), and the previous placement itself. With beta = 0
+    (the default) none of this runs. Measured (small preset, deployed = EPLB's plan of the window
+    before, seeds 0..4): ``benchmarks/results/expert_placement_migration.md``.
 
     ``gpu_price`` only acts through the previous placement (an expert's price is that of the GPUs
     hosting it now; before a placement exists, GPU labels carry no meaning): on an instance without
@@ -690,16 +692,22 @@ class BidPrice:
         plan_price = np.full((instance.num_layers, G), 1.0 / speed.sum())
         kept = np.zeros(instance.num_layers, dtype=bool)
         if prev is not None and instance.migration_cost > 0:
-            phy2log = align_to_previous(phy2log, prev, G, S, speed)
-            if covers_all_experts(prev, instance.num_experts):
-                new_z = gpu_times(price_dispatch(phy2log, w, plan_price, S, speed, passes=self.passes),
-                                  S, speed).max(axis=1)
-                old_z = gpu_times(price_dispatch(prev, w, plan_price, S, speed, passes=self.passes),
-                                  S, speed).max(axis=1)
-                moved = layer_migrations(phy2log, prev, instance.num_experts, G, S)
-                kept = old_z <= new_z + instance.migration_cost * moved
-                phy2log = np.where(kept[:, None], prev, phy2log)
-                count = np.where(kept[:, None], expert_counts(prev, instance.num_experts), count)
+            # candidates: the new plan relabelled onto the previous GPUs, the fewest moves to the new
+            # replica counts, and the previous placement; per layer the least planned-window
+            # makespan (price dispatch) + beta x moves
+            E, beta = instance.num_experts, instance.migration_cost
+            options = [align_to_previous(phy2log, prev, G, S, speed),
+                       sticky_placement(w, count, prev, G, S, speed)]
+            if covers_all_experts(prev, E):
+                options.append(prev)
+            options = [p for p in options if covers_all_experts(p, E)]
+            flows = [price_dispatch(p, w, plan_price, S, speed, passes=self.passes) for p in options]
+            score = np.stack([gpu_times(f, S, speed).max(axis=1) + beta * layer_migrations(p, prev, E, G, S)
+                              for f, p in zip(flows, options, strict=True)])
+            pick = np.argmin(score, axis=0)  # first option on ties
+            phy2log = np.stack(options)[pick, np.arange(instance.num_layers)]
+            kept = (pick == len(options) - 1) & covers_all_experts(prev, E)
+            count = expert_counts(phy2log, E)
         # the plan's dispatch prices: tight set of its price dispatch on the planned window
         if self.tight < 1:
             flows = price_dispatch(phy2log, w, plan_price, S, speed, passes=self.passes)
@@ -731,6 +739,47 @@ def layer_migrations(phy2log: np.ndarray, previous: np.ndarray, num_experts: int
     now = placement_matrix(phy2log, num_experts, num_gpus, slots_per_gpu)
     before = placement_matrix(previous, num_experts, num_gpus, slots_per_gpu)
     return (now & ~before).sum(axis=(1, 2))
+
+
+def sticky_placement(w: np.ndarray, count: np.ndarray, previous: np.ndarray, num_gpus: int,
+                     slots_per_gpu: int, speed: np.ndarray | None = None) -> np.ndarray:
+    """The fewest moves for the replica counts ``count``: every expert keeps up to ``count`` of the
+    GPUs it had in ``previous`` (lowest GPU index first); its missing replicas (each weighing
+    ``w / count``) go heaviest first to the least-time GPU with a free slot that does not host it
+    yet (one that cannot be placed is dropped). Returns phy2log (layers, G * S), -1 for empty slots."""
+    L, E = w.shape
+    G, S = num_gpus, slots_per_gpu
+    speed = np.ones(G) if speed is None else np.asarray(speed, dtype=float)
+    before = placement_matrix(previous, E, G, S)
+    hosts = before & (np.cumsum(before, axis=2) <= count[:, :, None])
+    piece = w / np.maximum(count, 1)
+    load = np.einsum("leg,le->lg", hosts.astype(float), piece)
+    used = hosts.sum(axis=1)
+    need = count - hosts.sum(axis=2)
+    width = int(need.max(initial=0))
+    if width > 0:
+        valid = np.arange(width)[None, None, :] < need[:, :, None]
+        rep_w = np.where(valid, piece[:, :, None], -np.inf).reshape(L, -1)
+        rep_e = np.broadcast_to(np.arange(E)[None, :, None], (L, E, width)).reshape(L, -1)
+        order = np.argsort(-rep_w, axis=1, kind="stable")[:, : int(need.sum(axis=1).max())]
+        experts = np.take_along_axis(rep_e, order, 1)
+        live = np.isfinite(np.take_along_axis(rep_w, order, 1))
+        r = np.arange(L)
+        for k in range(experts.shape[1]):
+            e = experts[:, k]
+            blocked = (used >= S) | hosts[r, e]
+            ok = live[:, k] & ~blocked.all(axis=1)
+            chosen = np.argmin(np.where(blocked, np.inf, load / speed), axis=1)
+            hosts[r[ok], e[ok], chosen[ok]] = True
+            load[r[ok], chosen[ok]] += piece[r[ok], e[ok]]
+            used[r[ok], chosen[ok]] += 1
+    # slots: each GPU's experts in id order
+    layer, gpu, expert = np.nonzero(hosts.transpose(0, 2, 1))
+    cell = layer * G + gpu
+    first = np.searchsorted(cell, cell)
+    phy2log = np.full((L, G * S), -1, dtype=np.int64)
+    phy2log[layer, gpu * S + np.arange(cell.size) - first] = expert
+    return phy2log
 
 
 def align_to_previous(phy2log: np.ndarray, previous: np.ndarray, num_gpus: int, slots_per_gpu: int,
@@ -916,7 +965,7 @@ def dispatch_flows(plan: Plan, instance: Instance, w: np.ndarray) -> np.ndarray:
     return price_dispatch(phy2log, w, plan.gpu_price, instance.slots_per_gpu, instance.speed)
 
 
-__all__ = ["POLICIES", "BidPrice", "Plan", "balanced_packing", "balanced_plan",
-           "dispatch_flows", "eplb", "even_dispatch", "exact_placement", "lp_dispatch",
-           "no_replication_placement", "pack_replicas", "placement_matrix", "price_dispatch",
-           "replicate_experts"]
+__all__ = ["POLICIES", "BidPrice", "Plan", "align_to_previous", "balanced_packing", "balanced_plan",
+           "check_gpu_price", "dispatch_flows", "eplb", "even_dispatch", "exact_placement",
+           "layer_migrations", "lp_dispatch", "no_replication_placement", "pack_replicas", "placement_matrix",
+           "price_dispatch", "replicate_experts", "sticky_placement"]

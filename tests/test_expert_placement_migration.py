@@ -242,3 +242,18 @@ def test_policy_objects_match_names_and_are_reusable():
 def test_options_of_the_wrong_type_are_refused(call, match):
     with pytest.raises(InvalidInstanceError, match=match):
         call(inst_mod.generate(preset="tiny", seed=0))
+
+
+def test_sticky_placement_by_hand():
+    # previous GPU 0: experts 0, 1; GPU 1: expert 2 and a free slot. New counts 2, 1, 1: everything
+    # stays and expert 0's second replica takes the only free slot (GPU 1): one move
+    prev = np.array([[0, 1, 2, -1]])
+    plan = sv.sticky_placement(np.array([[8.0, 2.0, 2.0]]), np.array([[2, 1, 1]]), prev, 2, 2)
+    np.testing.assert_array_equal(plan, [[0, 1, 0, 2]])
+    inst = Instance(np.array([[[8.0, 2.0, 2.0]]]), 1, 2, 2, previous_placement=prev, migration_cost=1.0)
+    assert bench.migrations(inst, plan) == 1
+    # counts 1, 1, 1 against a previous placement with expert 0 on both GPUs: GPU 0's copy stays
+    # (lowest GPU first), GPU 1's slot is freed, nothing moves
+    twice = np.array([[0, 1, 2, 0]])
+    plan = sv.sticky_placement(np.array([[8.0, 2.0, 2.0]]), np.array([[1, 1, 1]]), twice, 2, 2)
+    np.testing.assert_array_equal(plan, [[0, 1, 2, -1]])

@@ -69,6 +69,8 @@ class Instance(BaseInstance):
 
     def validate(self) -> None:
         def vector(field: str, dtype: Any) -> np.ndarray:
+            if np.asarray(getattr(self, field)).dtype.kind in "USOb":  # text, objects, true/false
+                raise InvalidInstanceError(f"{field} must be a vector of numbers")
             try:
                 value = np.asarray(getattr(self, field), dtype=dtype)
             except (TypeError, ValueError):
@@ -114,10 +116,9 @@ class Instance(BaseInstance):
             raise InvalidInstanceError(
                 f"a request asks for object {bad}, which has no size and miss cost (objects are "
                 f"0..{len(size) - 1})")
-        try:
-            capacity = float(self.capacity)
-        except (TypeError, ValueError):
-            raise InvalidInstanceError("capacity must be a number of tokens") from None
+        if isinstance(self.capacity, bool | str) or not isinstance(self.capacity, int | float | np.number):
+            raise InvalidInstanceError(f"capacity must be a number of tokens, got {self.capacity!r}")
+        capacity = float(self.capacity)
         if not np.isfinite(capacity) or capacity < 0:
             raise InvalidInstanceError(f"capacity must be a finite number of tokens >= 0, got "
                                        f"{self.capacity}")

@@ -491,6 +491,9 @@ class LPSchedule(BasePolicy):
     def start(self, instance: Instance) -> None:
         super().start(instance)
         lp = self.lp or solve_lp(instance)
+        if not np.array_equal(lp.intervals.next_request, model.intervals(instance).next_request):
+            raise InvalidInstanceError("lp_schedule: the LP was solved for another request "
+                                       "sequence; solve it on this instance (or pass no LP)")
         keep_at = np.zeros(instance.requests, dtype=bool)
         keep_at[lp.intervals.start] = round_schedule(instance, lp)
         self.keep = keep_at.tolist()
@@ -607,6 +610,10 @@ class BidPrice(BasePolicy):
                                        f"one > 0, got {experts}")
         if not horizon > 0:
             raise InvalidInstanceError(f"horizon must be > 0 cache-fulls, got {horizon}")
+        for name, value in (("price", price), ("price_scale", price_scale)):
+            if isinstance(value, bool) or not isinstance(value, int | float | np.number) \
+                    or not (0 <= value < math.inf):
+                raise InvalidInstanceError(f"{name} must be a finite number >= 0, got {value!r}")
         self.price, self.price_scale, self.tau_objects = float(price), price_scale, tau_objects
         self.warmup, self.refresh, self.tune, self.scales = warmup, refresh, tune, scales
         self.priced = priced
@@ -821,6 +828,8 @@ def make_policy(method: Any) -> Any:
             raise InvalidInstanceError(f"unknown caching method {method!r}; known: "
                                        f"{', '.join(POLICIES)}")
         return POLICIES[method]()
+    if isinstance(method, type):  # a POLICIES class: a fresh object
+        return method()
     if hasattr(method, "touch"):
         return method
     if callable(method):

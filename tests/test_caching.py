@@ -741,7 +741,8 @@ def test_phase_popularity_refuses_what_generate_refuses(kw):
 
 
 @pytest.mark.parametrize("kw", [{"tau_objects": float("nan")}, {"horizon": float("nan")},
-                                {"experts": (float("nan"), 50.0)}])
+                                {"experts": (float("nan"), 50.0)}, {"price": float("nan")},
+                                {"price": -5.0}, {"price_scale": "1"}])
 def test_bid_price_refuses_nan_parameters(kw):
     with pytest.raises(InvalidInstanceError, match=next(iter(kw))):
         cs.BidPrice(**kw)
@@ -760,3 +761,30 @@ def test_simulator_ignores_a_priority_method_without_the_rerank_flag():
 
     inst = unit_instance([0, 1, 2, 0, 1], capacity=2.0)
     assert bench.simulate(inst, Recency()).hits == bench.simulate(inst, "lru").hits
+
+
+def test_policies_values_are_accepted_as_methods():
+    # DESIGN: evaluate takes a POLICIES name or the method; the values are classes or factories
+    inst = ci.generate(requests=400, objects=60, seed=2)
+    for name in ("lru", "gdsf", "lec", "belady", "static", "cost_freq_size"):
+        assert bench.simulate(inst, cs.POLICIES[name]).miss_cost == \
+            bench.simulate(inst, name).miss_cost
+
+
+def test_lp_schedule_refuses_the_lp_of_another_instance():
+    first = ci.generate(requests=300, objects=50, seed=0)
+    second = ci.generate(requests=300, objects=50, seed=1)
+    with pytest.raises(InvalidInstanceError, match="another request sequence"):
+        bench.simulate(second, cs.LPSchedule(cs.solve_lp(first)))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"capacity": "15"}, "capacity must be a number"),
+    ({"object_id": ["0", "1"]}, "object_id must be a vector of numbers"),
+    ({"object_id": [True, False]}, "object_id must be a vector of numbers"),
+])
+def test_instance_refuses_text_and_booleans_for_numbers(change, message):
+    fields = {"time": [0.0, 1.0], "object_id": [0, 1], "size": [1.0, 1.0], "miss_cost": [1.0, 1.0],
+              "capacity": 1.0} | change
+    with pytest.raises(InvalidInstanceError, match=message):
+        ci.Instance(**fields)

@@ -24,6 +24,8 @@ from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core import Instance as BaseInstance
 from servopt.core.checks import number, whole_number
 
+MAX_OUTPUT = 1_000_000  # output tokens per request: beyond any model's output limit
+
 #: Log-normal fit of the Azure LLM inference trace 2023 (code): context tokens median 1469,
 #: mean 2048, max 7437; generated tokens median 13, mean 28, min 6 (README of the shared traces).
 AZURE_PROMPT = {"median": 1469.0, "mean": 2048.0, "low": 3, "high": 7437}
@@ -83,6 +85,12 @@ class Instance(BaseInstance):
             if name in arrays and np.any(arrays[name] < low):
                 bad = int(np.argmax(arrays[name] < low))
                 raise InvalidInstanceError(f"{name}[{bad}] = {arrays[name][bad]}: {rule}")
+        for name in ("output_tokens", "predicted_output"):  # the simulator steps one token a round
+            if name in arrays and np.any(arrays[name] > MAX_OUTPUT):
+                bad = int(np.argmax(arrays[name] > MAX_OUTPUT))
+                raise InvalidInstanceError(
+                    f"{name}[{bad}] = {arrays[name][bad]:,}: at most {MAX_OUTPUT:,} tokens per "
+                    f"request (rounds are simulated one token at a time)")
         if "predicted_output" not in arrays:
             arrays["predicted_output"] = arrays["output_tokens"].copy()
         for name, arr in arrays.items():
@@ -175,7 +183,7 @@ def _check_scales(prompt_scale: Any, concurrency: Any, max_output: Any) -> None:
     number("prompt_scale", prompt_scale, lambda v: 0 < v <= 1e3, "in (0, 1000]")
     number("concurrency", concurrency, lambda v: 0 < v <= 1e6,
            "in (0, 1e6] (requests' mean peak KV needs that fit in memory)")
-    whole_number("max_output", max_output, high=10**7)
+    whole_number("max_output", max_output, high=MAX_OUTPUT)
 
 
 def generate(
@@ -269,12 +277,15 @@ def from_trace(
     from servopt.instances.traces import read_azure
 
     _check_scales(prompt_scale, concurrency, max_output)
+    n = whole_number("n", n)
+    start = whole_number("start", start, low=0)
+    if kv_memory is not None:
+        kv_memory = whole_number("kv_memory", kv_memory)
     frame = read_azure(path, rate_scale=rate_scale)
-    if start < 0 or n < 1 or start + n > len(frame):
+    if start + n > len(frame):
         raise InvalidInstanceError(
             f"the trace has {len(frame)} requests: cannot take n={n} from start={start}")
-    if not round_s > 0:
-        raise InvalidInstanceError(f"round_s must be > 0 seconds, got {round_s}")
+    round_s = number("round_s", round_s, lambda v: 0 < v < float("inf"), "a number of seconds > 0")
     part = frame.iloc[start:start + n]
     seconds = part["arrival_s"].to_numpy() - part["arrival_s"].iloc[0]
     arrival = np.floor(seconds / round_s).astype(np.int64)

@@ -36,6 +36,7 @@ from servopt.core.checks import number, whole_number
 from servopt.instances import traces
 
 REQUIRED = ("arrival_s", "prompt_tokens", "output_tokens")
+MAX_OUTPUT = 1_000_000  # output tokens per request: beyond any model's output limit
 ARRIVAL_UNITS = ("s", "step")
 
 # (median, mean, clip max) of the Azure 2023 traces, tokens.
@@ -181,6 +182,11 @@ def _check_requests(frame: Any, kv_capacity: int) -> pd.DataFrame:
             row = int(np.argmax(raw < low))
             what = "negative" if raw[row] < 0 else "0 (a request generates at least one token)"
             raise InvalidInstanceError(f"requests: request {row}: {col} is {what}: {raw[row]:g}")
+        if col == "output_tokens" and np.any(raw > MAX_OUTPUT):
+            row = int(np.argmax(raw > MAX_OUTPUT))
+            raise InvalidInstanceError(
+                f"requests: request {row}: output_tokens is {raw[row]:,.0f}: at most {MAX_OUTPUT:,} "
+                f"tokens per request (decode steps are simulated one token at a time)")
         out[col] = raw.astype(np.int64)
     need = out["prompt_tokens"].to_numpy() + out["output_tokens"].to_numpy()
     if np.any(need > kv_capacity):

@@ -558,3 +558,18 @@ def test_bid_price_refuses_prices_that_are_not_prices(bad):
         rules.BidPrice(bad)
     with pytest.raises(InvalidInstanceError, match="price"):
         rules.BidPriceStationary(float("nan"))
+
+
+def test_outputs_beyond_a_million_tokens_are_refused_not_simulated_for_hours():
+    with pytest.raises(InvalidInstanceError, match="at most 1,000,000"):
+        make(2 * 10**9, [10], [10**9])
+
+
+@pytest.mark.parametrize(("kw", "message"), [({"n": 2.5}, "n must be"), ({"kv_memory": 100.7}, "kv_memory"),
+                                            ({"start": -1}, "start"), ({"round_s": "1"}, "round_s")])
+def test_from_trace_refuses_options_it_would_truncate(tmp_path, kw, message):
+    path = tmp_path / "a.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03,64,4\n"
+                    "2023-11-16 18:17:04,32,8\n")
+    with pytest.raises(InvalidInstanceError, match=message):
+        inst_mod.from_trace(path, **{"n": 2} | kw)

@@ -943,3 +943,10 @@ def test_policies_values_are_accepted_as_methods():
     inst = inst_mod.generate_steps(requests=30, workers=3, seed=0)
     for name in ("round_robin", "jsq", "least_kv", "bid_price_lp"):
         assert bench.evaluate(inst, routing.POLICIES[name]).cost == bench.evaluate(inst, name).cost
+
+
+def test_outputs_beyond_a_million_tokens_are_refused_not_simulated_for_hours():
+    frame = pd.DataFrame({"arrival_s": [0.0], "prompt_tokens": [10], "output_tokens": [10**9]})
+    with pytest.raises(InvalidInstanceError, match="at most 1,000,000"):
+        inst_mod.Instance(workers=1, slots=1, kv_capacity=2 * 10**9, step_ms=10.0,
+                          ms_per_kv_token=1e-4, requests=frame)

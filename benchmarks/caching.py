@@ -87,6 +87,20 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
     ids = instance.object_id.tolist()
     hit_flags = np.zeros(len(ids), dtype=bool) if record else None
     occupancy = np.zeros(len(ids)) if record else None
+
+    def evict_to(limit: float) -> None:
+        """Evict the lowest priorities (skipping stale heap entries) until at most ``limit``
+        tokens are cached, telling the policy of each eviction."""
+        nonlocal used
+        while used > limit:
+            p, q, v = heappop(heap)
+            if cached.get(v) != q:
+                continue
+            del cached[v]
+            used -= size[v]
+            if evicted is not None:
+                evicted(v, p)
+
     for t, o in enumerate(ids):
         s = size[o]
         hit = o in cached
@@ -97,15 +111,8 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
                 hit_flags[t] = True
         else:
             miss_cost += cost[o]
-            if demand and s <= capacity:  # make room among the cached objects, then bring o in
-                while used + s > capacity:
-                    p, q, v = heappop(heap)
-                    if cached.get(v) != q:
-                        continue
-                    del cached[v]
-                    used -= size[v]
-                    if evicted is not None:
-                        evicted(v, p)
+            if demand and s <= capacity and used + s > capacity:
+                evict_to(capacity - s)  # make room among the cached objects, then bring o in
         priority = touch(t, o, hit)
         if rerank is not None and policy.rerank:  # the policy changed its order: re-rank
             policy.rerank = False
@@ -121,14 +128,8 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
             seq += 1
             cached[o] = seq
             heappush(heap, (priority, seq, o))
-            while used > capacity:
-                p, q, v = heappop(heap)
-                if cached.get(v) != q:
-                    continue
-                del cached[v]
-                used -= size[v]
-                if evicted is not None:
-                    evicted(v, p)
+            if used > capacity:
+                evict_to(capacity)
             if len(heap) > 4 * len(cached) + 4096:  # drop stale entries
                 heap = [e for e in heap if cached.get(e[2]) == e[1]]
                 heapq.heapify(heap)

@@ -111,3 +111,18 @@ def test_top_prices_overall_and_per_family():
     per = sol.top_prices(1, per_family=True)
     assert list(per["family"]) == ["balance", "capacity", "scalar"]
     assert list(per["price"]) == [-7.0, 2.0, 3.0] and per.loc[1, "index"] == "c"
+
+
+def test_instance_arrays_are_read_only_copies():
+    # a policy that edits its inputs in place must fail, not change the instance for every
+    # method evaluated after it; the caller's own arrays stay writable and unshared
+    from servopt.instances import caching
+
+    size = np.array([1.0, 2.0])
+    inst = caching.Instance(time=np.arange(3.0), object_id=np.array([0, 1, 0]), size=size,
+                            miss_cost=np.array([1.0, 1.0]), capacity=2.0)
+    with pytest.raises(ValueError, match="read-only"):
+        inst.size /= 2
+    size[0] = 5.0  # the caller's array is still theirs
+    assert inst.size.tolist() == [1.0, 2.0]
+    assert caching.Instance.from_json(inst.to_json()).size.flags.writeable is False

@@ -80,6 +80,18 @@ class Fleet:
         self._done_ids = np.zeros(n, dtype=np.int64)
         self._n_done = 0
         self._routable = (0, 0)
+        # writable aliases for assign(): the arrays themselves are read-only while a router runs
+        self._worker_of, self._queued, self._kv_queued = (
+            self.worker_of.view(), self.queued.view(), self.kv_queued.view())
+
+    SHOWN = ("worker_of", "running", "queued", "kv_running", "kv_queued", "run_ids", "run_worker",
+             "run_generated")
+
+    def lock(self, locked: bool) -> None:
+        """Make the arrays a router sees read-only while it runs (``view`` is read-only except for
+        ``assign``), so a router that edits one in place fails instead of changing the fleet."""
+        for name in self.SHOWN:
+            getattr(self, name).flags.writeable = not locked
 
     def assign(self, request: int, worker: int) -> None:
         """Route ``request`` to ``worker`` (once; it stays there)."""
@@ -90,13 +102,14 @@ class Fleet:
         if self.worker_of[request] >= 0:
             raise InvalidInstanceError(f"router assigned request {request} twice (to worker "
                                        f"{self.worker_of[request]} and {worker}); routing is sticky")
-        if not (isinstance(worker, int | np.integer) and 0 <= worker < self.workers):
+        if isinstance(worker, bool) or not (isinstance(worker, int | np.integer)
+                                            and 0 <= worker < self.workers):
             raise InvalidInstanceError(f"router chose worker {worker!r}; workers are "
                                        f"0..{self.workers - 1}")
-        self.worker_of[request] = worker
+        self._worker_of[request] = worker
         self.queues[worker].append(request)
-        self.queued[worker] += 1
-        self.kv_queued[worker] += self.prompt[request]
+        self._queued[worker] += 1
+        self._kv_queued[worker] += self.prompt[request]
 
     def completed_outputs(self) -> np.ndarray:
         return self._done_outputs[: self._n_done]
@@ -143,13 +156,21 @@ def simulate(instance: Instance, router: routing.Router, *, seed: int = 0,
         now = float(k) if step_clock else t
         fleet.step, fleet.now = k, now
         start = time.perf_counter()
-        router.on_step(fleet)
+        fleet.lock(True)
+        try:
+            router.on_step(fleet)
+        finally:
+            fleet.lock(False)
         hi = int(np.searchsorted(arrival, now + 1e-9, side="right"))
         if hi > nxt:
             ids = np.arange(nxt, hi)
             arrive_t[ids] = t if step_clock else arrival[ids]
             fleet._routable = (nxt, hi)
-            router.route(fleet, ids)
+            fleet.lock(True)
+            try:
+                router.route(fleet, ids)
+            finally:
+                fleet.lock(False)
             fleet._routable = (hi, hi)
             missing = ids[fleet.worker_of[ids] < 0]
             if len(missing):

@@ -950,3 +950,28 @@ def test_outputs_beyond_a_million_tokens_are_refused_not_simulated_for_hours():
     with pytest.raises(InvalidInstanceError, match="at most 1,000,000"):
         inst_mod.Instance(workers=1, slots=1, kv_capacity=2 * 10**9, step_ms=10.0,
                           ms_per_kv_token=1e-4, requests=frame)
+
+
+def test_a_router_that_edits_the_fleet_arrays_fails_instead_of_changing_the_fleet():
+    class InPlace(routing.Router):
+        name = "in_place"
+
+        def choose(self, view, request):
+            load = view.kv_running
+            load += view.kv_queued  # meant as a local sum: would corrupt the simulator's state
+            return int(np.argmin(load))
+
+    inst = inst_mod.generate_steps(requests=30, workers=3, seed=0)
+    with pytest.raises(ValueError, match="read-only"):
+        bench.evaluate(inst, InPlace())
+
+
+def test_assign_refuses_a_boolean_worker():
+    class Truthy(routing.Router):
+        name = "truthy"
+
+        def choose(self, view, request):
+            return True
+
+    with pytest.raises(InvalidInstanceError, match="router chose worker True"):
+        bench.evaluate(inst_mod.generate_steps(requests=5, workers=3, seed=0), Truthy())

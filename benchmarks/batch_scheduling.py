@@ -78,16 +78,21 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
         if used > M:
             state = _state(instance, t, used, waiting, running, generated, admitted_at, queue_key)
             t0 = time.perf_counter()
-            victims = np.asarray(policy.preempt(state, used - M), dtype=np.int64)
+            victims = _request_ids(policy.preempt(state, used - M), n, "preempt")
             decide_s += time.perf_counter() - t0
+            if len(np.unique(victims)) < len(victims):
+                raise InvalidInstanceError(f"the policy's preempt() returned a request twice: "
+                                           f"{victims.tolist()[:10]}")
             if not np.all(status[victims] == 2):
-                raise RuntimeError("the policy preempted a request that is not running")
+                raise InvalidInstanceError("the policy's preempt() returned a request that is not "
+                                           "running")
             status[victims] = 1
             queue_key[victims] = -(t + 1) * 1e9 + admit_seq[victims]  # front of the queue
             preemptions += len(victims)
             used -= int(np.sum(s[victims] + generated[victims] + 1))
             if used > M:
-                raise RuntimeError("preemption did not free enough memory")
+                raise InvalidInstanceError(f"the policy's preempt() did not free enough memory at "
+                                           f"round {t} ({used} > {M} KV tokens)")
             running = running[status[running] == 2]
             waiting = np.flatnonzero(status == 1)
         # (3) admission
@@ -95,7 +100,7 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
         if waiting.size and len(running) < cap:
             state = _state(instance, t, used, waiting, running, generated, admitted_at, queue_key)
             t0 = time.perf_counter()
-            chosen = np.asarray(policy.admit(state), dtype=np.int64)
+            chosen = _request_ids(policy.admit(state), n, "admit")
             decide_s += time.perf_counter() - t0
             count = len(running)
             for i in chosen:
@@ -167,6 +172,18 @@ def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
     }
     return Outcome(cost=float(latency.sum()), metrics=metrics,
                    wall_s=prepare_s + result["decide_s"], status="ok")
+
+
+def _request_ids(value: Any, n: int, method: str) -> np.ndarray:
+    """A policy's answer as request ids: whole numbers in 0..n-1 (a -1 or 2.7 would otherwise
+    index some other request)."""
+    ids = np.asarray(value)
+    if ids.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if ids.ndim != 1 or ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= n:
+        raise InvalidInstanceError(f"the policy's {method}() must return request ids (whole "
+                                   f"numbers in 0..{n - 1}), got {value!r}"[:300])
+    return ids.astype(np.int64)
 
 
 def whole_rounds(value: float) -> float:

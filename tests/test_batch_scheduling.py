@@ -573,3 +573,38 @@ def test_from_trace_refuses_options_it_would_truncate(tmp_path, kw, message):
                     "2023-11-16 18:17:04,32,8\n")
     with pytest.raises(InvalidInstanceError, match=message):
         inst_mod.from_trace(path, **{"n": 2} | kw)
+
+
+class _Greedy(rules.Policy):
+    name = "greedy"
+
+    def admit(self, state):
+        return rules.admit_with_watermark(state, state.waiting, 0.0)
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    (lambda v: np.concatenate([v, v, v]), "returned a request twice"),
+    (lambda v: v.astype(float) + 0.5, "must return request ids"),
+    (lambda v: np.array([-1]), "must return request ids"),
+])
+def test_a_preempt_rule_with_a_bad_answer_is_refused_not_counted(answer, message):
+    # KV 12, prompts 4 4 2 2, outputs 6: the greedy batch overflows at round 2. A preempt() that
+    # returns its victims three times used to free their memory three times: cost 28, below the
+    # LP bound 46 (a correct rule costs 47).
+    class Bad(_Greedy):
+        def preempt(self, state, excess):
+            return answer(super().preempt(state, excess))
+
+    inst = make(12, [4, 4, 2, 2], [6, 6, 6, 6])
+    assert bench.evaluate(inst, _Greedy()).cost == 47.0
+    with pytest.raises(InvalidInstanceError, match=message):
+        bench.evaluate(inst, Bad())
+
+
+def test_an_admit_rule_returning_minus_one_is_refused():
+    class Last(rules.Policy):
+        def admit(self, state):
+            return np.array([-1])
+
+    with pytest.raises(InvalidInstanceError, match="must return request ids"):
+        bench.evaluate(make(12, [4, 4], [2, 2]), Last())

@@ -106,17 +106,30 @@ def outcome_row(method: str, outcome: Outcome, bound: Bound, sense: str) -> dict
     return row
 
 
+def method_label(method: Any) -> str:
+    """A gap-table label: the name itself, else the policy's ``name`` attribute, else its class
+    or function name."""
+    if isinstance(method, str):
+        return method
+    name = getattr(method, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    return getattr(method, "__name__", None) or type(method).__name__
+
+
 def gap_table(
     instance: Instance,
-    methods: Iterable[str] | None = None,
+    methods: Iterable[Any] | dict[str, Any] | None = None,
     *,
     bound_kw: dict[str, Any] | None = None,
     **evaluate_kw: Any,
 ) -> pd.DataFrame:
     """One row per method: ``method, cost, bound, bound_kind, gap, wall_s, status`` + metrics.
 
-    ``methods`` defaults to the decision's default methods; ``evaluate_kw`` go to every
-    ``evaluate`` call and ``bound_kw`` to the bound.
+    ``methods`` defaults to the decision's default methods; it may mix POLICIES names and policy
+    objects (your own heuristic next to the built-in ones), or be a dict ``{label: method}`` to
+    name the rows. Unnamed objects are labelled by their ``name`` attribute or class (repeats get
+    ``#2``, ``#3``). ``evaluate_kw`` go to every ``evaluate`` call and ``bound_kw`` to the bound.
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(f"gap_table() needs a servopt instance, got {type(instance).__name__}")
@@ -124,14 +137,25 @@ def gap_table(
     sense = getattr(bench, "SENSE", "min")
     if isinstance(methods, str):  # one method name (iterating the string would give letters)
         methods = [methods]
-    names = list(methods) if methods is not None else method_names(instance.decision)
-    if not names:
+    if isinstance(methods, dict):
+        labelled = [(str(label), m) for label, m in methods.items()]
+    else:
+        chosen = list(methods) if methods is not None else method_names(instance.decision)
+        labelled, seen = [], {}
+        for m in chosen:
+            label = method_label(m)
+            seen[label] = seen.get(label, 0) + 1
+            labelled.append((label if seen[label] == 1 else f"{label}#{seen[label]}", m))
+    if not labelled:
         raise InvalidInstanceError("gap_table() needs at least one method (None: the decision's defaults)")
+    options = set(evaluate_kw) | set(bound_kw or {})
     try:
         bound = compute_bound(instance, **(bound_kw or {}))
-        rows = [outcome_row(str(m), evaluate(instance, m, **evaluate_kw), bound, sense) for m in names]
+        rows = [outcome_row(label, evaluate(instance, m, **evaluate_kw), bound, sense)
+                for label, m in labelled]
     except TypeError as exc:  # an option neither the bound nor the evaluator takes
-        if "unexpected keyword argument" not in str(exc):
+        text = str(exc)  # (a TypeError from inside a policy keeps its traceback)
+        if "unexpected keyword argument" not in text or not any(f"'{k}'" in text for k in options):
             raise
         raise InvalidInstanceError(f"gap_table() for {instance.decision}: {exc}") from None
     frame = pd.DataFrame(rows)

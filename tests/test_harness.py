@@ -6,6 +6,7 @@ import json
 import math
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -268,3 +269,34 @@ def test_cli_generate_other_generator_and_params_after_options(tmp_path, capsys)
     # name=value items after an option are still the generator's parameters
     assert cli.main(["generate", "toy_production", "--seed", "3", "products=4", "-o", str(out)]) == 0
     assert ToyInstance.from_json(out).profit.shape == (4,)
+
+
+def test_gap_table_labels_your_own_policies():
+    from servopt.instances import batch_scheduling as bi
+    from servopt.solvers import batch_scheduling as bs
+
+    class LargestFirst(bs.Policy):
+        name = "largest_first"
+
+        def admit(self, state):
+            order = state.waiting[np.argsort(-state.prompt[state.waiting], kind="stable")]
+            return bs.admit_with_watermark(state, order, 0.0)
+
+    inst = bi.generate(12, seed=0)
+    table = gap_table(inst, ["fcfs", LargestFirst(), bs.BidPrice(), bs.BidPrice(patience=0.5)])
+    assert table["method"].tolist() == ["fcfs", "largest_first", "bid_price", "bid_price#2"]
+    named = gap_table(inst, {"mine": LargestFirst(), "vllm": "fcfs"})
+    assert named["method"].tolist() == ["mine", "vllm"]
+    assert named["cost"].tolist() == table["cost"].iloc[[1, 0]].tolist()
+
+
+def test_gap_table_keeps_the_traceback_of_a_policy_bug():
+    from servopt.instances import batch_scheduling as bi
+    from servopt.solvers import batch_scheduling as bs
+
+    class Buggy(bs.Policy):
+        def admit(self, state):
+            return np.sort(state.waiting, reversed=True)  # a bug inside the policy
+
+    with pytest.raises(TypeError, match="reversed"):
+        gap_table(bi.generate(12, seed=0), [Buggy()])

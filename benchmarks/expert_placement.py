@@ -25,6 +25,7 @@ instances.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any
@@ -154,8 +155,9 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
         raise InvalidInstanceError("evaluate needs a servopt expert_placement Instance, got "
                                    f"{type(instance).__name__}")
     policy = resolve(method)
+    planning = planning_view(instance)
     start = time.perf_counter()
-    plan = policy(instance)
+    plan = policy(planning)
     wall = time.perf_counter() - start
     if not isinstance(plan, Plan):
         raise InvalidInstanceError("a method must return a servopt expert_placement Plan, got "
@@ -186,6 +188,16 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
         metrics["plan_ms"] = 1000.0 * plan_wall
         metrics["colocated"] = float(_colocated(instance, plan.phy2log))
     return Outcome(cost=cost, metrics=metrics, wall_s=plan_wall, status="ok")
+
+
+def planning_view(instance: Instance) -> Instance:
+    """The instance as a planner sees it: the scored window's loads are zeros, so a method that
+    reads ``loads[-1]`` instead of ``history`` cannot plan with hindsight (``history``,
+    ``planned_loads`` and everything else are unchanged)."""
+    if instance.num_windows == 1:  # the planned window is the scored one: nothing is hidden
+        return instance
+    hidden = np.concatenate([instance.history, np.zeros_like(instance.loads[-1:])])
+    return dataclasses.replace(instance, loads=hidden)
 
 
 def migrations(instance: Instance, phy2log: np.ndarray) -> int:

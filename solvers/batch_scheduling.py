@@ -2,7 +2,8 @@
 
 Policy protocol
 ---------------
-A policy is an object with
+A policy subclasses :class:`Policy` (which supplies ``prepare`` and vLLM's ``preempt``; write at
+least ``admit``) and has
 
 - ``prepare(instance)``: everything it may compute before round 0 (an LP for the prices, a
   hindsight plan); the evaluator times it as decision time. Online policies only look at what
@@ -1304,5 +1305,6 @@ def make_policy(method: Any) -> Policy:
         return method()
     if isinstance(method, Policy):
         return method
-    raise InvalidInstanceError(f"a batch_scheduling method must be a POLICIES name or a Policy, "
-                               f"got {type(method).__name__}")
+    raise InvalidInstanceError(f"a batch_scheduling method must be a POLICIES name or an object of a "
+                               f"subclass of servopt.solvers.batch_scheduling.Policy (write its "
+                               f"admit(state)), got {type(method).__name__}")

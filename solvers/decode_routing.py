@@ -2,7 +2,8 @@
 
 Policy protocol
 ---------------
-A router is an object with
+A router subclasses :class:`Router` (which supplies ``reset``, ``on_step`` and ``route``; a simple
+rule writes only ``choose(view, i) -> worker``) and has
 
 - ``reset(instance, seed)``: called once before a simulation (clears its state);
 - ``on_step(view)``: called at the start of every decode step (may refresh prices);
@@ -10,7 +11,8 @@ A router is an object with
   by calling ``view.assign(i, worker)`` exactly once for each (assignment is sticky: the
   simulator refuses a second assignment).
 
-``view`` is the simulator's fleet state, read-only except for ``assign``: ``workers``,
+``view`` is the simulator's fleet state, read-only except for ``assign`` (its arrays are locked
+while a router runs: editing one in place raises): ``workers``,
 ``slots``, ``kv_capacity``, ``step`` (decode step number), ``now`` (s), per-worker arrays
 ``running``, ``queued`` (requests), ``kv_running`` (KV tokens of running requests) and
 ``kv_queued`` (prompt tokens of queued requests), the visible request data ``prompt`` and
@@ -1219,8 +1221,11 @@ def make_router(method: str | Router | Callable[[], Router]) -> Router:
             method = method()
         except TypeError as exc:
             raise InvalidInstanceError(f"cannot make a router from {method!r}: {exc}") from None
-    if not hasattr(method, "route") or not hasattr(method, "reset"):
-        raise InvalidInstanceError(f"a router needs reset() and route(); got {type(method).__name__}")
+    if not all(hasattr(method, m) for m in ("reset", "on_step", "route")):
+        raise InvalidInstanceError(
+            f"a router needs reset(), on_step() and route(): subclass "
+            f"servopt.solvers.decode_routing.Router and write choose(view, i) (or route); got "
+            f"{type(method).__name__}")
     return method
 
 

@@ -3,7 +3,8 @@
 Policy protocol
 ---------------
 A placement method is a callable ``method(instance) -> Plan``. It may read only the history
-(``instance.history``: every window but the last) and returns a :class:`Plan`: ``phy2log[l, p]``
+(``instance.history``: every window but the last; the evaluator hands it the instance with the
+scored window's loads set to zero) and returns a :class:`Plan`: ``phy2log[l, p]``
 (the logical expert in physical slot ``p`` of layer ``l``, on GPU ``p // slots_per_gpu``; -1 for
 an empty slot), the dispatch semantics the plan is served with (``"even"``: every replica gets
 an equal share, as EPLB assumes; ``"lp"``: LPLB's min-max dispatch LP per window; ``"price"``:

@@ -526,3 +526,15 @@ def test_full_size_milp_is_refused_with_advice():
         exact.solve(inst)
     # one layer of it builds (8192 binaries); the decomposition certifies all 58 layers
     assert len(model.build(inst, layers=[0]).y) == 256 * 32
+
+
+def test_a_planner_cannot_read_the_scored_window():
+    seen = []
+
+    def peek(instance):
+        seen.append(instance.loads[-1].sum())  # the scored window: hidden from planners
+        return sv.POLICIES["eplb"](instance)
+
+    inst = inst_mod.generate(preset="tiny", windows=3, seed=0)
+    assert bench.evaluate(inst, peek).cost == bench.evaluate(inst, "eplb").cost
+    assert seen == [0.0] and inst.loads[-1].sum() > 0

@@ -57,6 +57,17 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
     return "\n".join([header, rule, *body])
 
 
+def foresight_methods(decision: str) -> tuple[str, ...]:
+    """Methods of a decision that use the future (offline references, not online rules): its
+    benchmark module's ``FORESIGHT``."""
+    from servopt.benchmarks.harness import benchmark_module
+
+    try:
+        return tuple(getattr(benchmark_module(decision), "FORESIGHT", ()))
+    except Exception:  # an unknown decision label in a hand-made frame: nothing to mark
+        return ()
+
+
 def format_gap_table(frame: pd.DataFrame) -> str:
     """The per-decision text shown by ``servopt bench``."""
     summary = summarise(frame)
@@ -66,7 +77,12 @@ def format_gap_table(frame: pd.DataFrame) -> str:
     for (decision, case), block in summary.groupby(["decision", "case"], sort=False):
         table = block[["method", "runs", "cost", "gap_mean", "gap_max", "wall_s", "bound_kind",
                        "status"]]
-        parts.append(f"## {decision}: {case}\n\n{markdown_table(table)}")
+        text = f"## {decision}: {case}\n\n{markdown_table(table)}"
+        marked = [m for m in table["method"] if m in foresight_methods(str(decision))]
+        if marked:
+            text += ("\n\nOffline references that use the future (not rules one can deploy): "
+                     + ", ".join(marked) + ".")
+        parts.append(text)
     return "\n\n".join(parts)
 
 
@@ -80,6 +96,9 @@ def write_reports(frame: pd.DataFrame, out_dir: str | Path, name: str,
     lines = [f"# servopt benchmark: {name}", ""]
     if command:
         lines += [f"Regenerate with `{command}`.", ""]
+    lines += ["`cost` is the mean over a case's runs, whose instances can differ in scale; "
+              "`gap_mean` / `gap_max` (each run against its own bound) are the figures to compare.",
+              ""]
     lines += [format_gap_table(frame), ""]
     md_path.write_text("\n".join(lines))
     return [csv_path, md_path]

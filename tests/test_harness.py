@@ -300,3 +300,13 @@ def test_gap_table_keeps_the_traceback_of_a_policy_bug():
 
     with pytest.raises(TypeError, match="reversed"):
         gap_table(bi.generate(12, seed=0), [Buggy()])
+
+
+def test_reports_mark_the_methods_that_use_the_future():
+    rows = [{"case": "c", "decision": "caching", "method": m, "cost": 1.0, "gap": 0.1,
+             "wall_s": 0.0, "bound_kind": "lp_relaxation", "status": "ok"}
+            for m in ("lru", "belady", "bid_price", "static")]
+    text = report_mod.format_gap_table(pd.DataFrame(rows))
+    assert "not rules one can deploy): belady, static." in text
+    rows = [dict(r, decision="capacity") for r in rows[:1]]
+    assert "not rules one can deploy" not in report_mod.format_gap_table(pd.DataFrame(rows))

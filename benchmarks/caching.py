@@ -115,6 +115,9 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
             if demand and s <= capacity and used + s > capacity:
                 evict_to(capacity - s)  # make room among the cached objects, then bring o in
         priority = touch(t, o, hit)
+        if priority is not None and priority != priority:  # NaN would break the heap's order
+            raise InvalidInstanceError(f"the policy's touch() returned NaN as the priority of "
+                                       f"object {o} at request {t}")
         if rerank is not None and policy.rerank:  # the policy changed its order: re-rank
             policy.rerank = False
             heap = [(rerank(v), q, v) for v, q in cached.items()]
@@ -146,7 +149,11 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
 
 
 def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
-    """Simulate one method (a ``POLICIES`` name, a factory or a policy object)."""
+    """Simulate one method (a ``POLICIES`` name, a factory or a policy object).
+
+    ``wall_s`` is the whole replay: a cache rule decides at every request, inside the
+    simulation, so its time is not separated from the cache's bookkeeping (``requests_per_s``).
+    """
     result = simulate(instance, method, **kw)
     status = "ok" if result.max_occupancy <= instance.capacity * (1 + 1e-9) + 1e-6 else \
         "over capacity"

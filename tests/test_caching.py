@@ -788,3 +788,12 @@ def test_instance_refuses_text_and_booleans_for_numbers(change, message):
               "capacity": 1.0} | change
     with pytest.raises(InvalidInstanceError, match=message):
         ci.Instance(**fields)
+
+
+def test_a_nan_priority_is_refused():
+    class NaNRule(cs.LRU):
+        def touch(self, t, o, hit):
+            return float("nan")
+
+    with pytest.raises(InvalidInstanceError, match="NaN"):
+        bench.simulate(unit_instance([0, 1, 0], 1), NaNRule())

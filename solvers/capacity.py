@@ -3,9 +3,13 @@
 Policy protocol
 ---------------
 A method is a callable ``policy(instance, observe) -> Plan``. ``observe(workers)`` is supplied by
-the evaluator and returns what a running fleet of that many workers would show over a
-measurement window at the instance's target rate (``compute_utilisation``, ``kv_utilisation``,
-``mean_waiting`` requests per worker, ``final_waiting``, ``throughput``): the planning rules never
+the evaluator and returns what a fleet of that many workers would show over a measurement window
+at the instance's target rate: one worker at lambda / N, simulated from empty (no warm-up) for
+the evaluator's ``window`` arrivals. Per worker: ``compute_utilisation`` (token throughput / peak
+token throughput, 0-1), ``kv_utilisation`` (mean KV tokens held / ``kv_tokens``),
+``mean_waiting`` (time-average requests waiting), ``final_waiting`` (requests waiting at the
+window's end) and ``throughput`` (requests completed per second since the window's start: the
+ramp-up from empty keeps it below lambda / N even on a stable fleet). The planning rules never
 call it; the reactive baselines can only act on it, as an autoscaler acts on metrics.
 A :class:`Plan` says how many workers, the per-worker maximum stable rate the method believes in
 (nan for reactive methods), the binding resource and its marginal value.

@@ -126,3 +126,17 @@ def test_instance_arrays_are_read_only_copies():
     size[0] = 5.0  # the caller's array is still theirs
     assert inst.size.tolist() == [1.0, 2.0]
     assert caching.Instance.from_json(inst.to_json()).size.flags.writeable is False
+
+
+def test_the_readme_python_examples_run():
+    # every ```python block of the README, run in order in one namespace
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)  # our own README, not data
+    assert namespace["instance"].decision == "batch_scheduling"

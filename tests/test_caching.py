@@ -261,8 +261,9 @@ def test_least_expected_cost_by_hand():
     of the others: demand fetch).
     (A count k x c would rank b 6 above a 4 and evict a instead.)"""
     inst = unit_instance([1, 1, 1, 0, 2, 0, 1], capacity=2, cost=[4, 2, 10])
-    hits = bench.simulate(inst, "lec", record=True).hit.tolist()
-    assert hits == [False, True, True, False, False, True, False]
+    result = bench.simulate(inst, "lec", record=True)
+    assert result.hit.tolist() == [False, True, True, False, False, True, False]
+    assert result.contents == [1, 2]  # b came in and a went (bypassing b would keep a and c)
     # the value is cost, not cost per token: x (4 tokens, cost 4) outranks y (1 token, cost 2);
     # z (1 token) fills the cache of 5 tokens and y goes, so x hits
     sized = unit_instance([0, 1, 2, 0], capacity=5, size=[4, 1, 1], cost=[4, 2, 100])

@@ -19,7 +19,8 @@ Methods (``POLICIES``)
 - ``plan``: the planning rule. mu = min(compute, corrected memory, slot bound) per worker (see
   :mod:`servopt.models.capacity`), N = ceil(lambda / ((1 - delta) mu)); reports the binding
   resource and its price from closed-form derivatives (no solver).
-- ``fluid_lp``: the same N from the fluid LP solved with HiGHS; prices from its duals.
+- ``fluid_lp``: the same N from the fluid LP solved with HiGHS; prices from its duals
+  (:func:`plan_from_solution` builds that plan from a solution you solved yourself).
 - ``first_order``: the bounds as usually stated (memory M / (t E[g]) without the head-of-line
   and recomputation corrections), same headroom.
 - ``compute_only``: only the compute bound (token throughput; Li, Dai and Peng), same headroom:
@@ -136,7 +137,17 @@ def fluid_lp(instance: Instance, observe: Observe | None = None) -> Plan:
     """N from the fluid LP's optimum (HiGHS); binding resource and price from its duals."""
     from servopt.solvers import exact
 
-    solution = exact.solve(instance)
+    return plan_from_solution(instance, exact.solve(instance))
+
+
+def plan_from_solution(instance: Instance, solution: Any) -> Plan:
+    """The fleet plan from a solved capacity LP (``servopt.solve(instance)``): the per-worker
+    maximum stable rate is its optimum, N = ceil(lambda / ((1 - delta) mu)), and the binding
+    resource and its price come from its duals (the resource with the largest elasticity)."""
+    prices = getattr(solution, "prices", None)
+    if getattr(solution, "decision", "capacity") not in ("", "capacity") or not isinstance(prices, dict):
+        raise InvalidInstanceError(f"plan_from_solution needs a solved capacity LP, got a "
+                                   f"{getattr(solution, 'decision', '') or type(solution).__name__} solution")
     if solution.status != "optimal":
         raise InfeasibleError(f"the capacity LP did not solve ({solution.status})")
     values = model.marginal_values(solution, instance)

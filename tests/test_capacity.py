@@ -468,3 +468,16 @@ def test_cli_capacity_bad_input(capsys):
         assert main(["capacity", "--workload", "code", "--rate", "10", "--requests", "300",
                      "--simulate", flag, value]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_plan_from_a_solved_lp():
+    from servopt.instances import batch_scheduling as bi
+
+    inst = instances.generate(seed=0)
+    solution = servopt.solve(inst)
+    plan = rules.plan_from_solution(inst, solution)
+    # N = ceil(lambda / ((1 - headroom) mu)), mu the LP's per-worker optimum
+    assert plan.workers == math.ceil(inst.arrival_rate / ((1 - inst.headroom) * solution.objective) - 1e-9)
+    assert plan.max_stable_rate == pytest.approx(solution.objective)
+    with pytest.raises(InvalidInstanceError, match="capacity LP"):
+        rules.plan_from_solution(inst, servopt.solve(bi.generate(4, seed=0), relax=True))

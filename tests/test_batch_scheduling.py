@@ -608,3 +608,16 @@ def test_an_admit_rule_returning_minus_one_is_refused():
 
     with pytest.raises(InvalidInstanceError, match="must return request ids"):
         bench.evaluate(make(12, [4, 4], [2, 2]), Last())
+
+
+def test_a_bid_price_object_reused_after_an_online_instance_relearns_its_tail():
+    # online, the tail price is learned on a history window; offline it is the LP's own mean
+    # price. A reused object must not carry the online tail into the offline instance.
+    online = inst_mod.generate(n=30, seed=1, lengths="azure", arrivals="poisson")
+    offline = inst_mod.generate(n=30, seed=2, lengths="azure")
+    policy, fresh = rules.BidPrice(), rules.BidPrice()
+    bench.evaluate(online, policy)
+    online_tail = policy.tail
+    bench.evaluate(offline, policy)
+    bench.evaluate(offline, fresh)
+    assert policy.tail == fresh.tail != online_tail

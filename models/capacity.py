@@ -48,14 +48,16 @@ theta per unit of relaxation):
 
 - ``busy_time``: requests/s per unit of worker time (= theta, the LP is homogeneous);
 - ``kv_memory``: requests/s per extra KV token-iteration per second; times r it is what one
-  more KV token of capacity is worth, in requests/s per token (:func:`marginal_values`);
+  more token of usable memory M' is worth, in requests/s per token (per physical KV token:
+  times dM'/dM, :func:`marginal_values`);
 - ``token_budget``: requests/s per extra token per second of budget (times r: per unit of b);
 - ``batch_slots``: requests/s per extra slot-iteration per second (times r: per batch slot);
 - ``mix[k]`` (<= 0, equality rows): change of theta per extra req/s of class-k traffic forced
   on top of the mix; its magnitude ranks the classes by how much of the binding resource a
   request of the class consumes.
 
-:func:`marginal_values` turns them into d theta / dM (per KV token), d theta / db, d theta / dB,
+:func:`marginal_values` turns them into d theta / dM (per physical KV token: the ``kv_memory``
+price is per usable token of M', so it is multiplied by dM'/dM), d theta / db, d theta / dB,
 d theta / d d0 (per ms of step overhead) and elasticities (% rate per % resource).
 """
 
@@ -408,12 +410,30 @@ def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, Any]:
     }
 
 
-def marginal_values(solution: Any, instance: Instance) -> pd.Series:
+def usable_kv_slope(instance: Instance, *, corrected: bool = True,
+                    recompute_fraction: float | None = None) -> float:
+    """dM'/dM: usable KV tokens M' of the corrected memory bound per physical KV token (1 for the
+    uncorrected bound), by a central difference of 0.1% of M (M' is a closed form with a fixed
+    point, not linear in M: the head-of-line and recomputation corrections move with it)."""
+    if not corrected:
+        return 1.0
+    step = max(1, round(1e-3 * instance.kv_tokens))
+    up = bounds(instance.with_(kv_tokens=instance.kv_tokens + step),
+                recompute_fraction=recompute_fraction).usable_kv_tokens
+    down = bounds(instance.with_(kv_tokens=max(instance.kv_tokens - step, 1)),
+                  recompute_fraction=recompute_fraction).usable_kv_tokens
+    return (up - down) / (instance.kv_tokens + step - max(instance.kv_tokens - step, 1))
+
+
+def marginal_values(solution: Any, instance: Instance, *, corrected: bool = True,
+                    recompute_fraction: float | None = None) -> pd.Series:
     """What one more unit of each worker resource is worth, from the LP prices.
 
-    Returns a Series: ``kv_token`` (req/s per KV token), ``token_budget`` (req/s per token of b),
-    ``batch_slot`` (req/s per slot), ``step_overhead_ms`` (req/s lost per ms of d0, >= 0), and
-    the elasticities ``*_elasticity`` (% sustainable rate per % of the resource).
+    Returns a Series: ``kv_token`` (req/s per physical KV token: the LP's memory row holds the
+    usable memory M', so its price times r is per usable token and is multiplied by
+    :func:`usable_kv_slope`; pass ``corrected`` as the model was built), ``token_budget`` (req/s
+    per token of b), ``batch_slot`` (req/s per slot), ``step_overhead_ms`` (req/s lost per ms of
+    d0, >= 0), and the elasticities ``*_elasticity`` (% sustainable rate per % of the resource).
     """
 
     def price(name: str) -> float:
@@ -422,7 +442,8 @@ def marginal_values(solution: Any, instance: Instance) -> pd.Series:
     theta = float(solution.decisions["theta"].iloc[0])
     r = float(solution.decisions["r"].iloc[0])
     values = {
-        "kv_token": price("kv_memory") * r,
+        "kv_token": price("kv_memory") * r * usable_kv_slope(
+            instance, corrected=corrected, recompute_fraction=recompute_fraction),
         "token_budget": price("token_budget") * r,
         "batch_slot": price("batch_slots") * r,
         "step_overhead_ms": price("busy_time") * r * 1e-3,

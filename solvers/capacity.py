@@ -68,8 +68,9 @@ class Plan:
     detail: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def bound_prices(instance: Instance, bounds: model.Bounds) -> dict[str, float]:
-    """d mu / d resource for each resource, in closed form (0 for the non-binding ones).
+def bound_prices(instance: Instance, bounds: model.Bounds, *, corrected: bool = True) -> dict[str, float]:
+    """d mu / d resource for each resource, in closed form (0 for the non-binding ones); the KV
+    price is per physical KV token (times dM'/dM when ``bounds`` is the corrected bound).
 
     For a Little's-law bound mu = A / (d0 F + A d1 E[w]): d mu / dA = d0 F / (d0 F + A d1 E[w])^2;
     for the compute bound mu_c = b / (E[w] (d0 + d1 b)): d mu / db = d0 / (E[w] (d0 + d1 b)^2).
@@ -91,6 +92,8 @@ def bound_prices(instance: Instance, bounds: model.Bounds) -> dict[str, float]:
         )
         den = d0 * footprint + capacity * d1 * m["work"]
         out[key] = d0 * footprint / den**2
+        if key == "kv_token":
+            out[key] *= model.usable_kv_slope(instance, corrected=corrected)
         out["step_overhead_ms"] = mu**2 * footprint / capacity * 1e-3
     return out
 
@@ -120,7 +123,7 @@ def plan(instance: Instance, observe: Observe | None = None) -> Plan:
 def first_order(instance: Instance, observe: Observe | None = None) -> Plan:
     """The bounds without the memory corrections (the memory bound as usually stated)."""
     bounds = model.bounds(instance, corrected=False)
-    prices = bound_prices(instance, bounds)
+    prices = bound_prices(instance, bounds, corrected=False)
     return _from_rate(
         instance, bounds.max_stable_rate, bounds.binding, prices[PRICE_KEY[bounds.binding]], prices=prices
     )
@@ -130,7 +133,8 @@ def compute_only(instance: Instance, observe: Observe | None = None) -> Plan:
     """Only the compute (token-throughput) bound."""
     bounds = model.bounds(instance, corrected=False)
     bounds = dataclasses.replace(bounds, binding="compute", max_stable_rate=bounds.compute)
-    return _from_rate(instance, bounds.compute, "compute", bound_prices(instance, bounds)["token_budget"])
+    return _from_rate(instance, bounds.compute, "compute",
+                      bound_prices(instance, bounds, corrected=False)["token_budget"])
 
 
 def fluid_lp(instance: Instance, observe: Observe | None = None) -> Plan:

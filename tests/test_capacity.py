@@ -216,11 +216,11 @@ def test_marginal_values_match_closed_form_and_finite_differences():
     plain = model.bounds(inst, corrected=False)
     up = model.bounds(inst.with_(kv_tokens=inst.kv_tokens + 10), corrected=False)
     fd = (up.memory - plain.memory) / 10
-    assert model.marginal_values(exact.solve(inst, corrected=False), inst)["kv_token"] == \
-        pytest.approx(fd, rel=1e-3)
+    assert model.marginal_values(exact.solve(inst, corrected=False), inst, corrected=False)[
+        "kv_token"] == pytest.approx(fd, rel=1e-3)
     slow = model.bounds(inst.with_(step_overhead_s=inst.step_overhead_s + 1e-6), corrected=False)
     fd_d0 = (plain.memory - slow.memory) / 1e-3  # per ms
-    assert model.marginal_values(exact.solve(inst, corrected=False), inst)[
+    assert model.marginal_values(exact.solve(inst, corrected=False), inst, corrected=False)[
         "step_overhead_ms"] == pytest.approx(fd_d0, rel=1e-3)
     assert values["token_budget"] == 0 and values["batch_slot"] == 0
 
@@ -481,3 +481,16 @@ def test_plan_from_a_solved_lp():
     assert plan.max_stable_rate == pytest.approx(solution.objective)
     with pytest.raises(InvalidInstanceError, match="capacity LP"):
         rules.plan_from_solution(inst, servopt.solve(bi.generate(4, seed=0), relax=True))
+
+
+def test_kv_token_value_is_per_physical_kv_token_under_the_corrected_bound():
+    # the LP's memory row holds the usable memory M' (corrected bound); the value of one more
+    # physical KV token is what re-solving with more kv_tokens gives (an auditor found the
+    # per-usable-token figure 59% too high here)
+    inst = instances.generate(requests=300, seed=1, kv_tokens=150_000)
+    assert model.bounds(inst).binding == "memory"
+    value = model.marginal_values(exact.solve(inst), inst)["kv_token"]
+    step = 1000
+    fd = (exact.solve(inst.with_(kv_tokens=inst.kv_tokens + step)).objective
+          - exact.solve(inst.with_(kv_tokens=inst.kv_tokens - step)).objective) / (2 * step)
+    assert value == pytest.approx(fd, rel=0.03)

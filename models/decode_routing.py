@@ -29,9 +29,17 @@ the optimum is the best any router can do and the IP's dual bound is a valid low
 (``sum_{k in block} W_gk <= u_block``), a relaxation that stays a valid lower bound and is b times
 smaller.
 
+Each u_k also has the lower bound f_k of :func:`step_floor` (valid for any assignment; it
+tightens the LP), imposed as a variable bound, not a named row.
+
 Prices (LP relaxation): ``step_load[g,k]`` is the ms of total step time saved per ms of load
-removed from worker g at step k (>= 0, they sum to 1 over g at each step); ``assign[i]`` is the
-marginal ms of total step time that request i costs.
+removed from worker g at step k (>= 0); ``assign[i]`` is the marginal ms of total step time that
+request i costs. Over g they sum to 1 at a step whose barrier u_k lies above its floor f_k. Where
+the floor binds (u_k = f_k: on 693 of 1224 steps of ``generate_steps(requests=40, workers=3,
+seed=2)``'s LP, where 663 steps have step_load prices summing to 0) the step's
+dual sits on that bound, which no family reports; there the ``step_load`` prices sum to less
+than 1, are degenerate and can differ between backends, and so can ``assign``. Read them as
+prices only on steps above their floor (``u`` in the solution's decisions, ``step_floor``).
 
 2. Epoch model (``build_epoch(epoch)``; what an online router solves at a decision epoch)
 ----------------------------------------------------------------------------------------

@@ -104,3 +104,17 @@ def test_refuses_a_mip_another_decision_and_the_hindsight_model():
     three = inst_mod.Instance(**{**two_workers([5]).__dict__, "workers": 3})
     with pytest.raises(InvalidInstanceError, match="3"):
         bench.simulate(three, router)
+
+
+def test_step_load_prices_sum_to_one_only_above_the_floor():
+    # the docstring's reading: at a step whose barrier u_k is above its floor the step_load
+    # prices sum to 1 (the u_k column's reduced cost); where the floor binds they need not
+    inst = inst_mod.generate_steps(requests=40, workers=3, seed=2)
+    sol = exact.solve(inst, relax=True)
+    u = sol.decisions["u"].to_numpy()
+    floor = model.step_floor(inst)
+    total = sol.prices["step_load"].groupby(level="step").sum().to_numpy()
+    above = u > floor + 1e-6
+    assert above.any() and (~above).any()
+    np.testing.assert_allclose(total[above], 1.0, atol=1e-6)
+    assert (total[~above] < 1 - 1e-6).any()

@@ -975,3 +975,25 @@ def test_assign_refuses_a_boolean_worker():
 
     with pytest.raises(InvalidInstanceError, match="router chose worker True"):
         bench.evaluate(inst_mod.generate_steps(requests=5, workers=3, seed=0), Truthy())
+
+
+def test_every_fleet_array_a_router_sees_is_read_only_and_writable_again_after():
+    # the fleet state a router reads (solvers/decode_routing.py's Router docs): none may be
+    # written while it chooses; the simulator's own updates between steps still work
+    names = ("worker_of", "running", "queued", "kv_running", "kv_queued", "run_ids", "run_worker",
+             "run_generated")
+    seen = {name: set() for name in names}
+
+    class Probe(routing.Router):
+        name = "probe"
+
+        def choose(self, view, request):
+            for name in names:
+                seen[name].add(bool(getattr(view, name).flags.writeable))
+            return int(request) % view.workers
+
+    inst = inst_mod.generate_steps(requests=30, workers=3, seed=0)
+    probe = bench.evaluate(inst, Probe())
+    assert seen == {name: {False} for name in names}
+    # round robin by request id: the same schedule as the built-in round robin's cost
+    assert probe.cost == bench.evaluate(inst, "round_robin").cost

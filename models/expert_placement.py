@@ -64,6 +64,9 @@ from servopt.core.checks import number
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.instances.expert_placement import Instance
 
+CVXPY_RELAXES = False  # build_cvxpy is the dispatch LP of a placement, not the MILP's relaxation
+CVXPY_FORM = "the dispatch LP of a given placement (placement=..., default the previous one)"
+
 
 # -- shared helpers ---------------------------------------------------------------------------
 def window_loads(instance: Instance, window: int | None = None) -> np.ndarray:

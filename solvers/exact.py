@@ -69,6 +69,11 @@ def solve(
         raise InvalidInstanceError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     _check_options(relax=relax, time_limit=time_limit, mip_gap=mip_gap, prices=prices)
     module = model_module(instance.decision)
+    cvxpy_relaxes = getattr(module, "CVXPY_RELAXES", True)  # False: build_cvxpy is another model
+    if backend == "cvxpy" and relax and not cvxpy_relaxes:
+        raise InvalidInstanceError(
+            f"the CVXPY form of {instance.decision} is {getattr(module, 'CVXPY_FORM', 'another model')}, "
+            f"not the relaxation of its integer model: use backend='highs' for relax=True")
     build = module.build_cvxpy if backend == "cvxpy" and hasattr(module, "build_cvxpy") else module.build
     accepted = [name for name, p in inspect.signature(build).parameters.items()
                 if p.kind == p.KEYWORD_ONLY and name != "relax"]
@@ -104,7 +109,8 @@ def solve(
         raise InfeasibleError(message or str(exc)) from None
     # the CVXPY formulations are LPs: for an integer model (no ``LINEAR = True`` in its module) the
     # CVXPY solve is the relaxation, and the solution says so
-    solution.relaxed = relax or (backend == "cvxpy" and not getattr(module, "LINEAR", False))
+    solution.relaxed = relax or (backend == "cvxpy" and not getattr(module, "LINEAR", False)
+                                 and cvxpy_relaxes)
     solution.wall_s = time.perf_counter() - start
     return solution
 

@@ -234,3 +234,19 @@ def test_relative_gap():
 def test_solve_refuses_options_in_the_users_terms(kw, message):
     with pytest.raises(InvalidInstanceError, match=message):
         exact.solve(ToyInstance(**WYNDOR), **kw)
+
+
+def test_cvxpy_form_that_is_another_model_is_not_labelled_a_relaxation():
+    # expert placement's CVXPY form is the dispatch LP of a given placement, not the placement
+    # MILP's relaxation: relax=True there is refused, and without it the LP is not "relaxed"
+    from servopt.instances import expert_placement as ie
+
+    inst = ie.generate(preset="tiny", seed=0)
+    prev = np.tile(np.arange(inst.num_slots) % inst.num_experts, (inst.num_layers, 1))
+    inst = inst.with_(previous_placement=prev) if hasattr(inst, "with_") else \
+        dataclasses.replace(inst, previous_placement=prev)
+    with pytest.raises(InvalidInstanceError, match="dispatch LP"):
+        exact.solve(inst, relax=True, backend="cvxpy")
+    dispatch = exact.solve(inst, backend="cvxpy")
+    assert dispatch.relaxed is False
+    assert dispatch.objective == pytest.approx(exact.solve(inst, placement=prev).objective, rel=1e-6)

@@ -319,7 +319,7 @@ def build_cvxpy(instance: Instance, *, horizon: Any = None,
     late_cost = np.maximum(last, a - 1) + 1 + o - a
     memory = 0
     running = 0
-    for j in range(1, int(o.max()) + 1):
+    for j in range(1, min(int(o.max()), T) + 1):  # a j-th round later than T is never modelled
         weight = np.where(o >= j, s + j, 0).astype(float)
         if not weight.any():
             continue

@@ -621,3 +621,13 @@ def test_a_bid_price_object_reused_after_an_online_instance_relearns_its_tail():
     bench.evaluate(offline, policy)
     bench.evaluate(offline, fresh)
     assert policy.tail == fresh.tail != online_tail
+
+
+@pytest.mark.parametrize("horizon", [4, 6, 9])
+def test_cvxpy_lp_with_a_horizon_shorter_than_the_longest_output(horizon):
+    # outputs 3, 2, 8: with a horizon below 8 rounds the long request can only be late; both
+    # backends must agree (CVXPY crashed on a negative slice)
+    inst = make(20, [2, 3, 4], [3, 2, 8])
+    pyomo_lp = exact.solve(inst, relax=True, horizon=horizon)
+    cvxpy_lp = exact.solve(inst, relax=True, horizon=horizon, backend="cvxpy")
+    assert cvxpy_lp.objective == pytest.approx(pyomo_lp.objective, rel=1e-6)

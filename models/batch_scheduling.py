@@ -35,7 +35,8 @@ Prices (servopt convention: improvement of the optimum per unit of extra capacit
   delay it imposes on others through the memory prices.
 
 The LP of a request's start at round p has reduced cost
-``p + o_i - a_i + sum_{j=1..o_i} mu[p + j - 1] (s_i + j) - start_once[i]``: a request is worth
+``p + o_i - a_i + sum_{j=1..o_i} mu[p + j - 1] (s_i + j) - start_once[i]`` (with a batch cap,
+plus ``sum_{j=1..o_i} batch_size[p + j - 1]``): a request is worth
 starting now when its latency value beats the price of its memory-time footprint. That is the
 bid-price rule of :mod:`servopt.solvers.batch_scheduling`.
 

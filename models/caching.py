@@ -38,6 +38,15 @@ pays for itself iff ``c_i > s_i * sum_{t in i} price_t``: an object is worth its
 miss cost per token exceeds the summed price of the gaps until its next request, the bid-price
 rule of :mod:`servopt.solvers.caching`.
 
+In the flow form ``occupancy_balance[t]`` (an equality) is the bookkeeping dual of the occupancy
+carried through gap t: wherever that occupancy is positive, ``balance[t] - balance[t+1] =
+cache_capacity[t]`` (stationarity in ``occupancy[t]``; checked on a generated instance), so it
+adds no information to the capacity prices. Both families are
+degenerate where the optimum is not unique (the flow form's Pyomo and CVXPY duals can differ
+there; their per-interval sums, and the objective, agree). The interval form (Pyomo) has no row
+for a gap no interval that fits spans, so its ``cache_capacity`` index skips those gaps, and the
+family is absent when no interval fits at all.
+
 Large instances: :func:`flow_matrix` returns the flow form as scipy.sparse data (4 nonzeros per
 request) for a direct HiGHS solve; tests check it agrees with the Pyomo, CVXPY and networkx forms.
 

@@ -27,7 +27,7 @@ When neither slots nor KV can bind for any assignment (``hindsight_exact``), the
 the optimum is the best any router can do and the IP's dual bound is a valid lower bound.
 ``step_block=b`` groups b consecutive active steps into one epigraph row
 (``sum_{k in block} W_gk <= u_block``), a relaxation that stays a valid lower bound and is b times
-smaller.
+smaller; with b > 1 the ``slots`` and ``kv_memory`` rows are left out (still a relaxation).
 
 Each u_k also has the lower bound f_k of :func:`step_floor` (valid for any assignment; it
 tightens the LP), imposed as a variable bound, not a named row.

@@ -798,3 +798,15 @@ def test_a_nan_priority_is_refused():
 
     with pytest.raises(InvalidInstanceError, match="NaN"):
         bench.simulate(unit_instance([0, 1, 0], 1), NaNRule())
+
+
+def test_balance_duals_differ_by_the_capacity_price_where_the_cache_holds_something():
+    # stationarity in occupancy[t] (free, cost 0): balance[t] - balance[t+1] = capacity price[t]
+    # wherever occupancy[t] > 0 (the docstring's reading of the flow form's balance duals)
+    inst = ci.generate(requests=300, objects=40, seed=3, cache_share=0.05)
+    sol = exact.solve(inst)
+    balance = sol.prices["occupancy_balance"].to_numpy()
+    price = sol.prices["cache_capacity"].to_numpy()
+    held = sol.decisions["occupancy"].to_numpy()[:-1] > 1e-9
+    assert (price[:-1][held] > 1e-9).any()
+    np.testing.assert_allclose((balance[:-1] - balance[1:])[held], price[:-1][held], atol=1e-7)

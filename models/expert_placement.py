@@ -16,21 +16,22 @@ unit speed).
     s.t.  demand[l,e]:    sum_g f[l,e,g] = w[l,e]              (every token is served)
           link[l,e,g]:    f[l,e,g] <= u[l,e,g] * y[l,e,g]       (only by a placed replica)
           slots[l,g]:     sum_e y[l,e,g] <= S                   (slots per GPU)
-          placed[l,e]:    sum_g y[l,e,g] >= max(1, ceil(w[l,e] / (z_ub s_max)))
+          placed[l,e]:    sum_g y[l,e,g] >= min(G, max(1, ceil(w[l,e] / (z_ub s_max))))
           gpu_load[l,g]:  sum_e f[l,e,g] <= s_g z[l]            (the all-to-all barrier)
 
 ``u[l,e,g] = min(w[l,e], s_g z_ub)`` with ``z_ub`` an upper bound on the optimal makespan (the
-option ``makespan_ub``, e.g. a heuristic plan's value; ``w`` when not given). Both the
+option ``makespan_ub``, e.g. a heuristic plan's value; ``max_e w[l,e] / s_min`` when not given). Both the
 strengthened link and the replica-count form of ``placed`` (a replica serves at most
 ``s_g z_ub`` tokens) are valid for every plan at least as good as ``z_ub``, so they keep an
 optimum and cut the LP relaxation. Further valid inequalities: ``lower[l]``:
 ``z[l] >= lb[l]`` (the combinatorial bound, option ``makespan_lb``); symmetry breaking
-``order[l,g]``: GPUs of one node with equal speed are interchangeable, so their loads may be
-taken non-increasing (only when no previous placement and no group locality pin GPUs). With
+``order[l,g]``: GPUs of equal speed are interchangeable (all GPUs when every speed is equal, across
+nodes), so their loads may be taken non-increasing (only when no previous placement and no group
+locality pin GPUs; the symmetry rows make one-sided price readings lopsided, see below). With
 ``group_locality=True`` binary ``x[l,k,n]`` puts every group on one node: ``group_node[l,k]``
 ``sum_n x = 1`` and ``local[l,e,g]``: ``y[l,e,g] <= x[l,k(e),n(g)]``. The migration term (option
-``beta`` = the instance's ``migration_cost``) counts replicas placed where the previous
-placement had none of that expert.
+``beta`` = the instance's ``migration_cost``; present only with a previous placement and beta > 0)
+counts replicas placed where the previous placement had none of that expert.
 
 Dispatch LP (``build(instance, placement=phy2log)``, ``build_cvxpy``)
 ---------------------------------------------------------------------
@@ -47,6 +48,9 @@ g is responsible for. ``demand[l,e]`` (lambda_le): the increase of the makespan 
 routed to expert e; lambda_le = min over GPUs hosting e of pi_lg, so an expert whose tokens only
 reach bottleneck GPUs is the one worth replicating, and placing one more replica of e on GPU g is
 worth (lambda_le - pi_lg) per token it takes (the reduced cost of the column ``f[l,e,g]``).
+These readings hold for the dispatch LP and the MILP's relaxation as built by default; with
+``makespan_lb`` the ``lower[l]`` row can take the whole price (every ``gpu_load`` price 0), and the
+``order`` rows make the dual of an interchangeable GPU depend on its position in the chain.
 """
 
 from __future__ import annotations

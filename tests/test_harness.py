@@ -310,3 +310,16 @@ def test_reports_mark_the_methods_that_use_the_future():
     assert "not rules one can deploy): belady, static." in text
     rows = [dict(r, decision="capacity") for r in rows[:1]]
     assert "not rules one can deploy" not in report_mod.format_gap_table(pd.DataFrame(rows))
+
+
+@pytest.mark.parametrize(("decision", "future", "online"), [
+    # Belady (both) reads the next request times, static the true popularity, lp_schedule the
+    # offline LP over the whole sequence; hindsight plans with the true output lengths
+    ("caching", ["belady", "belady_size", "static", "lp_schedule"], ["lru", "gdsf", "bid_price"]),
+    ("batch_scheduling", ["hindsight"], ["fcfs", "bid_price"]),
+])
+def test_reports_mark_every_foresight_method_and_only_those(decision, future, online):
+    rows = [{"case": "c", "decision": decision, "method": m, "cost": 1.0, "gap": 0.1,
+             "wall_s": 0.0, "bound_kind": "lp_relaxation", "status": "ok"} for m in online + future]
+    text = report_mod.format_gap_table(pd.DataFrame(rows))
+    assert text.endswith("not rules one can deploy): " + ", ".join(future) + ".")

@@ -51,6 +51,10 @@ def test_cost_adds_beta_times_migrations_by_hand():
     # expert 0 to GPU 0 and expert 2 to GPU 1 (2 moves); even split: GPU 0 = 2 + 3, GPU 1 = 2 + 3
     split = bench.evaluate(inst, lambda i: sv.Plan(np.array([[1, 0, 2, 0]]), "even"))
     assert split.metrics["migrations"] == 2 and split.cost == pytest.approx(5.0 + 10.0)
+    # two replicas of expert 0 on GPU 0 (where it was not) are one copy moved there, not two: the plan
+    # 0, 0 | 1, 2 moves 3 (expert 0 to GPU 0, 1 and 2 to GPU 1); GPU 0 = 3 + 3, GPU 1 = 2 + 2: 6 + 15
+    doubled = bench.evaluate(inst, lambda i: sv.Plan(np.array([[0, 0, 1, 2]]), "even"))
+    assert doubled.metrics["migrations"] == 3 and doubled.cost == pytest.approx(21.0)
     # keeping the previous placement: no move, cost = its makespan 6
     keep = bench.evaluate(inst, lambda i: sv.Plan(i.previous_placement.copy(), "even"))
     assert keep.metrics["migrations"] == 0 and keep.cost == pytest.approx(6.0)

@@ -261,3 +261,27 @@ def test_sticky_placement_by_hand():
     twice = np.array([[0, 1, 2, 0]])
     plan = sv.sticky_placement(np.array([[8.0, 2.0, 2.0]]), np.array([[1, 1, 1]]), twice, 2, 2)
     np.testing.assert_array_equal(plan, [[0, 1, 2, -1]])
+
+
+@pytest.mark.parametrize(("prev", "beta", "optimum"), [
+    # GPU 0: 2, GPU 1: 0, 1 (expert 3 nowhere). The balanced pairs {0, 3} {1, 2} (makespan 5) put on
+    # the previous GPUs as 1, 2 | 0, 3 move 2 replicas: 5 + 2 = 7; labelled 0, 3 | 1, 2 they move 3
+    # (8); keeping 0, 1 together (3 joins 2) moves 1 but has makespan 7: 8. Relabelling wins.
+    ([[2, -1, 0, 1]], 1.0, 7.0),
+    # GPU 0: 0, 1, GPU 1: 2 (3 nowhere), beta 3: the balanced pairs move at least 2 (5 + 6 = 11);
+    # the fewest moves (3 into the free slot, makespan 7) cost 7 + 3 = 10. Staying wins.
+    ([[0, 1, 2, -1]], 3.0, 10.0),
+])
+def test_migration_candidates_by_hand_and_brute_force(prev, beta, optimum):
+    loads = np.array([4.0, 3.0, 2.0, 1.0])
+    inst = Instance(loads[None, None, :], 1, 2, 2, previous_placement=np.array(prev), migration_cost=beta)
+    before = pairs(np.array(prev), 2)[0]
+    brute = min(max(loads[list(p[:2])].sum(), loads[list(p[2:])].sum())
+                + beta * len(pairs(np.array([p]), 2)[0] - before)
+                for p in itertools.permutations(range(4)))
+    assert brute == pytest.approx(optimum)
+    for method in ("bid_price", "bid_price_lp", "exact"):
+        assert bench.evaluate(inst, method).cost == pytest.approx(optimum), method
+    if optimum == 7.0:  # exact's candidate stage alone (no MILP) relabels onto the previous GPUs
+        heuristic = bench.evaluate(inst, lambda i: sv.exact_placement(i, milp_max_binaries=0))
+        assert heuristic.cost == pytest.approx(optimum)

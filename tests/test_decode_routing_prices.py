@@ -118,3 +118,11 @@ def test_step_load_prices_sum_to_one_only_above_the_floor():
     assert above.any() and (~above).any()
     np.testing.assert_allclose(total[above], 1.0, atol=1e-6)
     assert (total[~above] < 1 - 1e-6).any()
+
+
+def test_the_kv_price_counts_the_first_generated_token():
+    # H = 1, rho 1.5 on worker 1 only (profile: the prompt s), kappa 1 on worker 0 only, charged
+    # on s + 1 KV tokens. s = 1: worker 0 costs 2, worker 1 1.5 -> 1; s = 3: 4 against 4.5 -> 0.
+    # (Charging kappa on s alone would send s = 1 to worker 0: 1 < 1.5.)
+    router = routing.BidPrice.from_solution(priced([[0.0], [1.5]], [0.0, 0.0], [1.0, 0.0]))
+    assert bench.simulate(two_workers([1, 3]), router)["worker"].tolist() == [1, 0]

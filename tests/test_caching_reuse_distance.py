@@ -157,3 +157,23 @@ def test_mooncake_blocks_lru_and_bound_against_independent_code(share: float) ->
     assert inst.capacity == room * 512
     assert bench.simulate(inst, "lru").miss_cost == _ordered_dict_lru(blocks, room)
     assert solve_lp(inst).value == pytest.approx(_belady_with_bypass(blocks, room), abs=1e-6)
+
+
+def test_lirs_hand_worked_continued() -> None:
+    # test_lirs_hand_worked's sequence, then a b a (unit costs, 2 LIR + 1 HIR block). After t7:
+    # S = [c a d b] (bottom first), LIR c d, Q = [b], a non-resident in S (evicted at t6).
+    # t8 a misses: b (front of Q) goes; a is in S, so it becomes LIR and c, the bottom LIR block,
+    # is demoted to Q; pruning stops at d. t9 b misses: c goes; b is in S (pushed at its HIR hit
+    # at t7), so it becomes LIR and d is demoted. t10 a hits (LIR). Misses: 4 cold + c, d, a, b = 8.
+    # (Without the promotion of a non-resident block found in S, a and b are never demoted and
+    # hit at t8 and t9: 6. Without pushing a resident HIR block to S when it hits, a (t5) and b
+    # (t7) are not in S when they miss at t8 and t9, stay HIR, and a misses again at t10: 9.)
+    inst = unit_instance([A, B, C, D, C, A, D, B, A, B, A], [1, 1, 1, 1], 3)
+    assert lirs(inst) == 8.0
+
+
+def test_lirs_evicts_the_front_of_q() -> None:
+    # cache 4 with hir_share 0.5: 2 LIR + 2 resident HIR. a b LIR; c d enter Q = [c d]; e evicts
+    # the front, c (the oldest resident HIR), so c misses again: 6 misses (evicting d: 5)
+    inst = unit_instance([A, B, C, D, 4, C], [1, 1, 1, 1, 1], 4)
+    assert lirs(inst, hir_share=0.5) == 6.0

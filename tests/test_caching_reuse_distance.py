@@ -177,3 +177,22 @@ def test_lirs_evicts_the_front_of_q() -> None:
     # the front, c (the oldest resident HIR), so c misses again: 6 misses (evicting d: 5)
     inst = unit_instance([A, B, C, D, 4, C], [1, 1, 1, 1, 1], 4)
     assert lirs(inst, hir_share=0.5) == 6.0
+
+
+def test_arc_a_ghost_hit_in_b2_lowers_the_target() -> None:
+    # cache 2, unit costs, a a b c b a c d a c. t1 a -> T2. t3 c: b to B1. t4 b (B1): p 0 -> 1,
+    # a (T2's LRU) to B2. t5 a (B2): p 1 -> 0, |T1| = 1 > 0: c to B1. t6 c (B1): p 0 -> 1, b to
+    # B2. t7 d: a to B2. t8 a (B2): p 1 -> 0, |T1| = 1 > 0: d goes, c stays in T2 and hits at t9.
+    # Misses: every request but t1 and t9 = 8. (If a B2 hit did not lower p, p would be 2 at t8,
+    # T2's c would go instead and miss at t9: 9.)
+    inst = unit_instance([A, A, B, C, B, A, C, D, A, C], [1, 1, 1, 1], 2)
+    assert arc(inst) == 8.0
+
+
+def test_arc_a_b2_hit_with_t1_at_its_target_evicts_from_t1() -> None:
+    # cache 3, unit costs, a a b c d b c a b. t1 a -> T2. t4 d: b to B1. t5 b (B1): p 0 -> 1,
+    # c (|T1| 2 > 1) to B1. t6 c (B1): p 1 -> 2, a (T2's LRU) to B2. t7 a (B2): p 2 -> 1 and
+    # |T1| = 1 = p: REPLACE takes T1's d (Megiddo and Modha's tie rule for a B2 hit), so b stays
+    # in T2 and hits at t8: 7 misses. (Breaking the tie towards T2 evicts b: 8.)
+    inst = unit_instance([A, A, B, C, D, B, C, A, B], [1, 1, 1, 1], 3)
+    assert arc(inst) == 7.0

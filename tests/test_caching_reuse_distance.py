@@ -196,3 +196,14 @@ def test_arc_a_b2_hit_with_t1_at_its_target_evicts_from_t1() -> None:
     # in T2 and hits at t8: 7 misses. (Breaking the tie towards T2 evicts b: 8.)
     inst = unit_instance([A, A, B, C, D, B, C, A, B], [1, 1, 1, 1], 3)
     assert arc(inst) == 7.0
+
+
+def test_reuse_distance_prior_is_exposure_per_reuse() -> None:
+    # a b a b c, span 0: a and b are each reused after 2 requests (2 reuses, waited 4). At t=4
+    # c is first seen and waits alone from t=4: exposure 4 + 1 x 4 - 4 = 4 over 2 reuses -> prior
+    # 2, priority 4 - 2 = 2. Priorities: a -1, b 0 (prior 1, the floor), a 2 - 2, b 3 - 2, c 2.
+    inst = unit_instance([A, B, A, B, C], [1, 1, 1], 2)
+    policy = ReuseDistance(span=0.0)
+    policy.start(inst)
+    assert [policy.touch(t, o, False) for t, o in enumerate([A, B, A, B, C])] == [-1.0, 0.0, 0.0, 1.0, 2.0]
+    assert policy.prior(4) == 2.0

@@ -132,7 +132,9 @@ def simulate(instance: Instance, router: routing.Router, *, seed: int = 0,
     arrival, prompt, output = instance.arrival, instance.prompt, instance.output
     step_clock = instance.arrival_unit == "step"
     fleet = Fleet(instance)
-    router.reset(instance, seed)
+    # the router gets its own copy of the instance: its request frame is a DataFrame, which a
+    # router could rebind columns of; the simulator and later evaluations keep the original
+    router.reset(dataclasses.replace(instance), seed)
     route_s = 0.0
 
     arrive_t = np.full(n, np.nan)

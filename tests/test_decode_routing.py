@@ -997,3 +997,19 @@ def test_every_fleet_array_a_router_sees_is_read_only_and_writable_again_after()
     assert seen == {name: {False} for name in names}
     # round robin by request id: the same schedule as the built-in round robin's cost
     assert probe.cost == bench.evaluate(inst, "round_robin").cost
+
+
+def test_a_router_cannot_change_the_instance_for_later_evaluations():
+    # the request frame is a DataFrame (its columns could be rebound); routers get a copy
+    inst = inst_mod.generate_steps(requests=30, workers=3, seed=0)
+    before = bench.evaluate(inst, "least_kv").cost
+
+    class Doubler(routing.LeastKV):
+        name = "doubler"
+
+        def reset(self, instance, seed=0):
+            super().reset(instance, seed)
+            instance.requests["output_tokens"] *= 2
+
+    bench.evaluate(inst, Doubler())
+    assert bench.evaluate(inst, "least_kv").cost == before

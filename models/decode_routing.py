@@ -29,17 +29,16 @@ the optimum is the best any router can do and the IP's dual bound is a valid low
 (``sum_{k in block} W_gk <= u_block``), a relaxation that stays a valid lower bound and is b times
 smaller; with b > 1 the ``slots`` and ``kv_memory`` rows are left out (still a relaxation).
 
-Each u_k also has the lower bound f_k of :func:`step_floor` (valid for any assignment; it
-tightens the LP), imposed as a variable bound, not a named row.
+Each u_k also has the lower bound ``step_floor[k]``: u_k >= f_k (:func:`step_floor`; valid for
+any assignment, it tightens the LP; the matrix path imposes it as a variable bound).
 
 Prices (LP relaxation): ``step_load[g,k]`` is the ms of total step time saved per ms of load
-removed from worker g at step k (>= 0); ``assign[i]`` is the marginal ms of total step time that
-request i costs. Over g they sum to 1 at a step whose barrier u_k lies above its floor f_k. Where
-the floor binds (u_k = f_k: on 693 of 1224 steps of ``generate_steps(requests=40, workers=3,
-seed=2)``'s LP, where 663 steps have step_load prices summing to 0) the step's
-dual sits on that bound, which no family reports; there the ``step_load`` prices sum to less
-than 1, are degenerate and can differ between backends, and so can ``assign``. Read them as
-prices only on steps above their floor (``u`` in the solution's decisions, ``step_floor``).
+removed from worker g at step k (>= 0); ``step_floor[k]`` the ms saved per ms the floor of step k
+is lowered (>= 0); at every step they sum to 1 over g and the floor (the u_k column's reduced
+cost). Where the floor binds (u_k = f_k: 693 of 1224 steps of the LP of
+``generate_steps(requests=40, workers=3, seed=2)``) the step's price sits mostly on the floor and
+the ``step_load`` prices there are degenerate (backends may split it differently), and so are
+``assign[i]``, the marginal ms of total step time that request i costs.
 
 2. Epoch model (``build_epoch(epoch)``; what an online router solves at a decision epoch)
 ----------------------------------------------------------------------------------------
@@ -189,7 +188,8 @@ def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
     domain = pyo.UnitInterval if relax else pyo.Binary
     m.x = pyo.Var(m.I, m.G, domain=domain)
     floor = step_floor(instance, step_block, act)
-    m.u = pyo.Var(m.K, domain=pyo.NonNegativeReals, bounds=lambda m, k: (float(floor[k]), None))
+    m.u = pyo.Var(m.K, domain=pyo.NonNegativeReals)
+    m.step_floor = pyo.Constraint(m.K, rule=lambda m, k: m.u[k] >= float(floor[k]))
     if symmetry:
         for i in range(min(n_req, G)):
             for g in range(i + 1, G):
@@ -210,7 +210,8 @@ def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
                 n * m.x[i, g] for i, n in members[k]) <= instance.kv_capacity)
     m.total_step_ms = pyo.Objective(expr=instance.step_ms * len(act.steps) + sum(
         m.u[k] for k in m.K), sense=pyo.minimize)
-    names = {"assign": ["request"], "step_load": ["worker", "step"], "slots": ["worker", "step"],
+    names = {"assign": ["request"], "step_load": ["worker", "step"], "step_floor": ["step"],
+             "slots": ["worker", "step"],
              "kv_memory": ["worker", "step"], "x": ["request", "worker"], "u": ["step"]}
     m.index_names = names
     m.active_steps = act.steps
@@ -321,7 +322,9 @@ def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = Tru
             n_k = (rs.stop - rs.start) // G
             index = pd.MultiIndex.from_product([range(G), range(n_k)], names=["worker", "step"])
         cons[name] = (con, index)
-    constraints += [x >= 0, x <= mat.col_hi[:nx], u >= mat.col_lo[nx:]]
+    floor = u >= mat.col_lo[nx:]
+    cons["step_floor"] = (floor, pd.RangeIndex(u.size, name="step"))
+    constraints += [x >= 0, x <= mat.col_hi[:nx], floor]
     problem = cp.Problem(cp.Minimize(cp.sum(u) + mat.offset), constraints)
     xi = pd.MultiIndex.from_product([range(n_req), range(G)], names=["request", "worker"])
     return CvxpyModel(problem, "min", cons,

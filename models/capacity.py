@@ -413,16 +413,16 @@ def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, Any]:
 def usable_kv_slope(instance: Instance, *, corrected: bool = True,
                     recompute_fraction: float | None = None) -> float:
     """dM'/dM: usable KV tokens M' of the corrected memory bound per physical KV token (1 for the
-    uncorrected bound), by a central difference of 0.1% of M (M' is a closed form with a fixed
-    point, not linear in M: the head-of-line and recomputation corrections move with it)."""
+    uncorrected bound), by a forward difference of 0.1% of M (M' is a closed form with a fixed
+    point, not linear in M: the head-of-line and recomputation corrections move with it; forward,
+    because less memory than M may not fit the instance's largest request)."""
     if not corrected:
         return 1.0
     step = max(1, round(1e-3 * instance.kv_tokens))
     up = bounds(instance.with_(kv_tokens=instance.kv_tokens + step),
                 recompute_fraction=recompute_fraction).usable_kv_tokens
-    down = bounds(instance.with_(kv_tokens=max(instance.kv_tokens - step, 1)),
-                  recompute_fraction=recompute_fraction).usable_kv_tokens
-    return (up - down) / (instance.kv_tokens + step - max(instance.kv_tokens - step, 1))
+    here = bounds(instance, recompute_fraction=recompute_fraction).usable_kv_tokens
+    return (up - here) / step
 
 
 def marginal_values(solution: Any, instance: Instance, *, corrected: bool = True,

@@ -494,3 +494,10 @@ def test_kv_token_value_is_per_physical_kv_token_under_the_corrected_bound():
     fd = (exact.solve(inst.with_(kv_tokens=inst.kv_tokens + step)).objective
           - exact.solve(inst.with_(kv_tokens=inst.kv_tokens - step)).objective) / (2 * step)
     assert value == pytest.approx(fd, rel=0.03)
+
+
+def test_plan_when_a_request_needs_almost_all_the_kv():
+    # the KV value's slope must not step below M (a request of 995 + 6 + ... fills 1000 tokens)
+    inst = instances.Instance(prompt_tokens=[100, 995], output_tokens=[10, 6], arrival_rate=5.0,
+                              kv_tokens=1000)
+    assert rules.plan(inst).workers >= 1

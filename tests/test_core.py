@@ -140,3 +140,17 @@ def test_the_readme_python_examples_run():
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)  # our own README, not data
     assert namespace["instance"].decision == "batch_scheduling"
+
+
+def test_copies_and_unpickled_instances_keep_read_only_arrays():
+    # deepcopy and pickle skip __post_init__: a "safe copy" must not reopen the hole
+    import copy
+    import pickle
+
+    from servopt.instances import caching
+
+    inst = caching.generate(requests=200, seed=0)
+    for other in (copy.deepcopy(inst), pickle.loads(pickle.dumps(inst))):
+        assert other.to_json() == inst.to_json()
+        with pytest.raises(ValueError, match="read-only"):
+            other.miss_cost /= 2

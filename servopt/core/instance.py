@@ -49,15 +49,24 @@ class Instance:
         for field in dataclasses.fields(self):
             _check_magnitude(getattr(self, field.name), field.name)
         self.validate()
-        # the instance is frozen, and so is its data: array fields become read-only copies, so a
-        # policy that edits what it is given in place fails at once instead of changing the
-        # instance for every method evaluated after it (and the caller's arrays stay theirs)
+        self._freeze()
+
+    def _freeze(self) -> None:
+        """The instance is frozen, and so is its data: array fields become read-only copies, so
+        a policy that edits what it is given in place fails at once instead of changing the
+        instance for every method evaluated after it (and the caller's arrays stay theirs)."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, np.ndarray) and value.flags.writeable:
                 value = value.copy()
                 value.flags.writeable = False
                 self._set(field.name, value)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickling and ``copy.deepcopy`` skip ``__post_init__``: freeze the copy's arrays too."""
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+        self._freeze()
 
     # -- to be provided by each decision ------------------------------------------------------
     def validate(self) -> None:

@@ -96,8 +96,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
     print(f"gap       {gap:.4%}" if not math.isnan(gap) else "gap       n/a")
     print(f"time      {solution.wall_s:.2f} s")
     if solution.status == "time_limit":
-        print(f"          time limit of {time_limit:g} s reached: the incumbent and the proved bound "
-              "above (--time-limit S for longer, 0 for none)")
+        found = [name for name, value in (("an incumbent", solution.objective),
+                                          ("a proved bound", solution.bound)) if not math.isnan(value)]
+        what = " and ".join(found) if found else "neither an incumbent nor a bound"
+        print(f"          solver time limit of {time_limit:g} s reached with {what} (model building "
+              "is not counted; --time-limit S for longer, 0 for none)")
     top = solution.top_prices(args.prices, per_family=True)
     if not top.empty:
         print(f"largest prices, up to {args.prices} per constraint family (capacity rows: objective "

@@ -105,7 +105,7 @@ class Fleet:
         if isinstance(worker, bool) or not (isinstance(worker, int | np.integer)
                                             and 0 <= worker < self.workers):
             raise InvalidInstanceError(f"router chose worker {worker!r}; workers are "
-                                       f"0..{self.workers - 1}")
+                                       f"0..{self.workers - 1} (whole numbers)")
         self._worker_of[request] = worker
         self.queues[worker].append(request)
         self._queued[worker] += 1

@@ -141,11 +141,15 @@ def gap_table(
         labelled = [(str(label), m) for label, m in methods.items()]
     else:
         chosen = list(methods) if methods is not None else method_names(instance.decision)
-        labelled, seen = [], {}
+        # a POLICIES name keeps its label; objects whose name repeats one get #2, #3, ...
+        seen = {m: 1 for m in chosen if isinstance(m, str)}
+        labelled = []
         for m in chosen:
             label = method_label(m)
-            seen[label] = seen.get(label, 0) + 1
-            labelled.append((label if seen[label] == 1 else f"{label}#{seen[label]}", m))
+            if not isinstance(m, str):
+                seen[label] = seen.get(label, 0) + 1
+                label = label if seen[label] == 1 else f"{label}#{seen[label]}"
+            labelled.append((label, m))
     if not labelled:
         raise InvalidInstanceError("gap_table() needs at least one method (None: the decision's defaults)")
     options = set(evaluate_kw) | set(bound_kw or {})

@@ -285,6 +285,9 @@ def test_gap_table_labels_your_own_policies():
     inst = bi.generate(12, seed=0)
     table = gap_table(inst, ["fcfs", LargestFirst(), bs.BidPrice(), bs.BidPrice(patience=0.5)])
     assert table["method"].tolist() == ["fcfs", "largest_first", "bid_price", "bid_price#2"]
+    # a built-in name keeps its label; the object named like it is numbered
+    mixed = gap_table(inst, [bs.FCFS(watermark=0.0), "fcfs"])
+    assert mixed["method"].tolist() == ["fcfs#2", "fcfs"]
     named = gap_table(inst, {"mine": LargestFirst(), "vllm": "fcfs"})
     assert named["method"].tolist() == ["mine", "vllm"]
     assert named["cost"].tolist() == table["cost"].iloc[[1, 0]].tolist()

@@ -349,10 +349,19 @@ def explain_infeasible(instance: Instance) -> str:
     need = np.bincount(act.step, weights=act.kv_need, minlength=len(act.steps))
     k = int(np.argmax(count))
     kk = int(np.argmax(need))
-    return (f"no sticky assignment starts every request on arrival: at step {act.steps[k]} "
-            f"{count[k]} requests are active for {instance.workers} x {instance.slots} slots, and "
-            f"at step {act.steps[kk]} they need {need[kk]:.0f} KV tokens for "
-            f"{instance.workers} x {instance.kv_capacity}")
+    G = instance.workers
+    short = []
+    if count[k] > G * instance.slots:
+        short.append(f"at step {act.steps[k]} {count[k]} requests are active for {G} x "
+                     f"{instance.slots} slots")
+    if need[kk] > G * instance.kv_capacity:
+        short.append(f"at step {act.steps[kk]} they need {need[kk]:.0f} KV tokens for {G} x "
+                     f"{instance.kv_capacity}")
+    if not short:  # the totals fit: the requests of some step cannot be split over the workers
+        short.append(f"the totals fit (at most {count[k]} requests for {G} x {instance.slots} "
+                     f"slots, {need[kk]:.0f} KV tokens for {G} x {instance.kv_capacity}), but the "
+                     f"requests active together cannot be split over the workers")
+    return "no sticky assignment starts every request on arrival: " + "; ".join(short)
 
 
 # ---------------------------------------------------------------------------------------------

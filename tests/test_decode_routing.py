@@ -1013,3 +1013,19 @@ def test_a_router_cannot_change_the_instance_for_later_evaluations():
 
     bench.evaluate(inst, Doubler())
     assert bench.evaluate(inst, "least_kv").cost == before
+
+
+def test_hindsight_infeasibility_names_only_the_resource_that_is_short():
+    # 3 requests at step 0 on 1 worker with 2 slots and 100 KV tokens: slots are short, KV is
+    # not (3 x (5 + 3) = 24 tokens at most); with 3 slots and 20 KV tokens only KV is short
+    frame = pd.DataFrame({"arrival_s": [0.0, 0.0, 0.0], "prompt_tokens": [5, 5, 5],
+                          "output_tokens": [3, 3, 3]})
+
+    def inst(slots, kv):
+        return inst_mod.Instance(workers=1, slots=slots, kv_capacity=kv, step_ms=10.0,
+                                 ms_per_kv_token=1e-4, requests=frame, arrival_unit="step")
+
+    slots_short = model.explain_infeasible(inst(2, 100))
+    assert "slots" in slots_short and "KV tokens" not in slots_short
+    kv_short = model.explain_infeasible(inst(3, 20))
+    assert "KV tokens for 1 x 20" in kv_short and "slots" not in kv_short

@@ -47,7 +47,9 @@ def normalise_dual(dual: Any, *, sense: Sense, row: Row, convention: Convention)
 
 
 def clean_prices(price: pd.Series, *, inequality: bool, tol: float = 1e-7) -> pd.Series:
-    """Round solver noise: inequality prices that are negative within ``tol`` become exactly 0."""
+    """Round solver noise: inequality prices that are negative within ``tol`` become exactly 0
+    (and -0.0 becomes 0.0 everywhere)."""
+    price = price + 0.0
     if inequality:
         scale = max(1.0, float(np.abs(price.to_numpy()).max(initial=0.0)))
         values = price.to_numpy(dtype=float).copy()

@@ -116,12 +116,8 @@ class Instance(BaseInstance):
             raise InvalidInstanceError(
                 f"a request asks for object {bad}, which has no size and miss cost (objects are "
                 f"0..{len(size) - 1})")
-        if isinstance(self.capacity, bool | str) or not isinstance(self.capacity, int | float | np.number):
-            raise InvalidInstanceError(f"capacity must be a number of tokens, got {self.capacity!r}")
-        capacity = float(self.capacity)
-        if not np.isfinite(capacity) or capacity < 0:
-            raise InvalidInstanceError(f"capacity must be a finite number of tokens >= 0, got "
-                                       f"{self.capacity}")
+        capacity = number("capacity", self.capacity, lambda v: 0 <= v < np.inf,
+                          "a finite number of tokens >= 0")
         self._set("capacity", capacity)
         if self.kind is not None:
             kind = vector("kind", np.int64)

@@ -83,12 +83,8 @@ class Instance(_Base):
                 raise InvalidInstanceError(f"{field} must be a positive integer, got {value!r}")
             self._set(field, int(value))
         for field in ("step_ms", "ms_per_kv_token", "prefill_ms_per_token"):
-            value = getattr(self, field)
-            if isinstance(value, bool | str) or not isinstance(value, int | float | np.number):
-                raise InvalidInstanceError(f"{field} must be a number (ms), got {value!r}")
-            value = float(value)
-            if not math.isfinite(value) or value < 0:
-                raise InvalidInstanceError(f"{field} must be a finite number >= 0 ms, got {value}")
+            value = number(field, getattr(self, field), lambda v: 0 <= v < math.inf,
+                           "a finite number >= 0 ms")
             self._set(field, value)
         if self.step_ms + self.ms_per_kv_token <= 0:
             raise InvalidInstanceError("step_ms and ms_per_kv_token are both 0: steps take no time")

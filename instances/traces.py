@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from servopt.core import InvalidInstanceError
+from servopt.core import InvalidInstanceError, checks
 
 REQUEST_COLUMNS = ["arrival_s", "prompt_tokens", "output_tokens"]
 MAX_TOKENS = 10**12  # beyond any context window; larger counts are data errors (and overflow int64)
@@ -63,14 +63,10 @@ def _require(frame: pd.DataFrame, columns: list[str], path: Path, fmt: str) -> N
 
 
 def _check_window(rate_scale: float, start_s: float | None, end_s: float | None) -> None:
-    def number(value: object) -> bool:
-        return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-
-    if not number(rate_scale) or not rate_scale > 0 or not np.isfinite(rate_scale):
-        raise InvalidInstanceError(f"rate_scale must be a positive number, got {rate_scale!r}")
+    checks.number("rate_scale", rate_scale, lambda v: 0 < v < np.inf, "a positive number")
     for name, value in (("start_s", start_s), ("end_s", end_s)):
-        if value is not None and (not number(value) or not np.isfinite(value)):
-            raise InvalidInstanceError(f"{name} must be a number of seconds or None, got {value!r}")
+        if value is not None:
+            checks.number(name, value, np.isfinite, "a number of seconds or None")
 
 
 def _finish(frame: pd.DataFrame, path: Path, rate_scale: float, start_s: float | None,

@@ -61,6 +61,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import number
 from servopt.core.solution import normalise_dual
 from servopt.instances.caching import Instance
 from servopt.models import caching as model
@@ -611,9 +612,7 @@ class BidPrice(BasePolicy):
         if not horizon > 0:
             raise InvalidInstanceError(f"horizon must be > 0 cache-fulls, got {horizon}")
         for name, value in (("price", price), ("price_scale", price_scale)):
-            if isinstance(value, bool) or not isinstance(value, int | float | np.number) \
-                    or not (0 <= value < math.inf):
-                raise InvalidInstanceError(f"{name} must be a finite number >= 0, got {value!r}")
+            number(name, value, lambda v: 0 <= v < math.inf, "a finite number >= 0")
         self.price, self.price_scale, self.tau_objects = float(price), price_scale, tau_objects
         self.warmup, self.refresh, self.tune, self.scales = warmup, refresh, tune, scales
         self.priced = priced

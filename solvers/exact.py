@@ -28,6 +28,7 @@ import pandas as pd
 import pyomo.environ as pyo
 
 from servopt.core import InfeasibleError, Instance, InvalidInstanceError, Solution
+from servopt.core.checks import number
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.core.registry import layer_module
 from servopt.core.solution import clean_prices, normalise_dual, relative_gap
@@ -75,10 +76,10 @@ def solve(
             f"the CVXPY form of {instance.decision} is {getattr(module, 'CVXPY_FORM', 'another model')}, "
             f"not the relaxation of its integer model: use backend='highs' for relax=True")
     build = module.build_cvxpy if backend == "cvxpy" and hasattr(module, "build_cvxpy") else module.build
-    accepted = [name for name, p in inspect.signature(build).parameters.items()
-                if p.kind == p.KEYWORD_ONLY and name != "relax"]
+    params = inspect.signature(build).parameters
+    accepted = [name for name, p in params.items() if p.kind == p.KEYWORD_ONLY and name != "relax"]
     unknown = sorted(set(options) - set(accepted))
-    if unknown and not any(p.kind == p.VAR_KEYWORD for p in inspect.signature(build).parameters.values()):
+    if unknown and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
         raise InvalidInstanceError(
             f"unknown option(s) {', '.join(unknown)} for the {instance.decision} model "
             f"({backend}); it accepts: {', '.join(accepted) or 'none'}")
@@ -118,17 +119,13 @@ def solve(
 def _check_options(*, relax: Any, time_limit: Any, mip_gap: Any, prices: Any) -> None:
     """Solver options in the user's terms (a string or negative number would otherwise reach
     HiGHS, or ``relax="no"`` would solve the relaxation)."""
-    def number(value: Any) -> bool:
-        return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-
     for name, value in (("relax", relax), ("prices", prices)):
         if not isinstance(value, bool | np.bool_):
             raise InvalidInstanceError(f"{name} must be True or False, got {value!r}")
-    if time_limit is not None and not (number(time_limit) and time_limit > 0):
-        raise InvalidInstanceError(f"time_limit must be positive (a number of seconds) or None "
-                                   f"(no limit), got {time_limit!r}")
-    if not (number(mip_gap) and 0 <= mip_gap < 1):
-        raise InvalidInstanceError(f"mip_gap must be a relative gap in [0, 1), got {mip_gap!r}")
+    if time_limit is not None:
+        number("time_limit", time_limit, lambda v: v > 0,
+               "positive (a number of seconds) or None (no limit)")
+    number("mip_gap", mip_gap, lambda v: 0 <= v < 1, "a relative gap in [0, 1)")
 
 
 # ---------------------------------------------------------------------------------------------

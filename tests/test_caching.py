@@ -780,7 +780,7 @@ def test_lp_schedule_refuses_the_lp_of_another_instance():
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"capacity": "15"}, "capacity must be a number"),
+    ({"capacity": "15"}, "capacity must be a finite number"),
     ({"object_id": ["0", "1"]}, "object_id must be a vector of numbers"),
     ({"object_id": [True, False]}, "object_id must be a vector of numbers"),
 ])

@@ -52,7 +52,7 @@ class Fixed(routing.Router):
     ([(0, 5, 3)], {"slots": 0}, "slots must be a positive integer"),
     ([(0, 5, 3)], {"slots": True}, "slots must be a positive integer"),
     ([(0, 5, 3)], {"kv_capacity": 2.5}, "kv_capacity must be a positive integer"),
-    ([(0, 5, 3)], {"step_ms": "fast"}, "step_ms must be a number"),
+    ([(0, 5, 3)], {"step_ms": "fast"}, "step_ms must be a finite number"),
     ([(0, 5, 3)], {"step_ms": float("inf")}, "step_ms must be a finite number"),
     ([(0, 5, 3)], {"prefill_ms_per_token": -0.1}, "prefill_ms_per_token"),
     ([(0, 5, 3)], {"step_ms": 0, "ms_per_kv_token": 0}, "steps take no time"),

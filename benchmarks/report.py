@@ -61,10 +61,11 @@ def foresight_methods(decision: str) -> tuple[str, ...]:
     """Methods of a decision that use the future (offline references, not online rules): its
     benchmark module's ``FORESIGHT``."""
     from servopt.benchmarks.harness import benchmark_module
+    from servopt.core import InvalidInstanceError
 
     try:
         return tuple(getattr(benchmark_module(decision), "FORESIGHT", ()))
-    except Exception:  # an unknown decision label in a hand-made frame: nothing to mark
+    except InvalidInstanceError:  # an unknown decision label in a hand-made frame: nothing to mark
         return ()
 
 

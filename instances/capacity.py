@@ -11,6 +11,9 @@ second, for the whole fleet). A worker runs continuous batching with
 - iteration time ``step_overhead_s + per_token_s * tokens`` seconds (d0 + d1 * tokens);
 - ``headroom`` delta: the fraction of a worker's maximum stable rate kept free by the plan.
 
+A request whose peak KV need (``s + o - 1``) exceeds ``kv_tokens`` can never finish on any fleet:
+constructing such an instance raises :class:`~servopt.core.InfeasibleError` naming it.
+
 Helpers derive the KV capacity from a model's shape and a GPU's memory
 (:func:`kv_tokens_from_model`). The model, GPU and timing presets are illustrative round numbers
 (public model configs; iteration times of the right order for an A100/H100), not measurements.
@@ -25,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core import Instance as BaseInstance
-from servopt.core import InvalidInstanceError
 from servopt.core.checks import number, whole_number
 
 # Illustrative model shapes (public configs): layers, KV heads, head dim, weight bytes (bf16).
@@ -215,7 +218,7 @@ class Instance(BaseInstance):
         peak = s + o - 1
         worst = int(np.argmax(peak))
         if peak[worst] > self.kv_tokens:
-            raise InvalidInstanceError(
+            raise InfeasibleError(
                 f"request {worst} needs {peak[worst]} KV tokens (prompt {s[worst]} + output "
                 f"{o[worst]} - 1) but a worker holds only kv_tokens = {self.kv_tokens}: it can never "
                 "finish; raise kv_tokens or drop requests longer than the KV capacity"

@@ -9,6 +9,9 @@ while it generates its ``j``-th output token (j = 0, 1, ...) and leaves after ``
 steps. Online methods see ``prompt_tokens`` and, when given, ``predicted_tokens``; the true
 ``output_tokens`` are hidden from them.
 
+A request that needs more KV (prompt + output) than one worker holds can never finish:
+constructing such an instance raises :class:`~servopt.core.InfeasibleError` naming it.
+
 ``requests`` is a frame with columns ``arrival_s`` (seconds, or decode steps when
 ``arrival_unit == "step"``), ``prompt_tokens``, ``output_tokens`` and optionally
 ``predicted_tokens``. ``block_ids`` optionally lists the prefix block ids of each request.
@@ -30,8 +33,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core import Instance as _Base
-from servopt.core import InvalidInstanceError
 from servopt.core.checks import number, whole_number
 from servopt.instances import traces
 
@@ -187,7 +190,7 @@ def _check_requests(frame: Any, kv_capacity: int) -> pd.DataFrame:
     need = out["prompt_tokens"].to_numpy() + out["output_tokens"].to_numpy()
     if np.any(need > kv_capacity):
         row = int(np.argmax(need > kv_capacity))
-        raise InvalidInstanceError(
+        raise InfeasibleError(
             f"requests: request {row} needs {need[row]} KV tokens (prompt "
             f"{out['prompt_tokens'].iloc[row]} + output {out['output_tokens'].iloc[row]}) but a "
             f"worker holds only kv_capacity={kv_capacity}: it could never finish")

@@ -10,7 +10,7 @@ import pytest
 
 import servopt
 from servopt.benchmarks import capacity as bench
-from servopt.core import InvalidInstanceError
+from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.instances import capacity as instances
 from servopt.instances.traces import shared_trace
 from servopt.models import capacity as model
@@ -396,7 +396,6 @@ def test_kv_tokens_from_model_by_hand():
 
 @pytest.mark.parametrize("changes, message", [
     ({"kv_tokens": 0}, "kv_tokens"),
-    ({"kv_tokens": 105}, "request 0 needs 110 KV tokens"),
     ({"output_tokens": [0]}, "output_tokens must be >= 1"),
     ({"output_tokens": [3, 4]}, "same requests"),
     ({"token_budget": 2}, "token_budget \\(2\\) must be >= batch_cap"),
@@ -409,6 +408,13 @@ def test_kv_tokens_from_model_by_hand():
 def test_bad_instances_get_clear_errors(changes, message):
     with pytest.raises(InvalidInstanceError, match=message):
         hand_instance(**changes)
+
+
+def test_a_request_larger_than_a_worker_is_infeasible():
+    # peak 110 KV tokens > 105: it can never finish on any fleet (InfeasibleError, as in the
+    # other decisions), not a malformed field
+    with pytest.raises(InfeasibleError, match="request 0 needs 110 KV tokens"):
+        hand_instance(kv_tokens=105)
 
 
 def test_json_round_trip():
@@ -425,7 +431,7 @@ def test_from_azure_trace():
     inst = instances.from_trace(path, kv_tokens=16_000)
     assert inst.requests == 8819
     assert inst.arrival_rate == pytest.approx(2.57, rel=0.01)  # the trace's own rate
-    with pytest.raises(InvalidInstanceError, match="7840 KV tokens"):
+    with pytest.raises(InfeasibleError, match="7840 KV tokens"):
         instances.from_trace(path, kv_tokens=5000)
     assert instances.from_trace(path, kv_tokens=5000, drop_too_long=True).requests < 8819
 

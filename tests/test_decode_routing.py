@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from servopt.benchmarks import decode_routing as bench
-from servopt.core import InvalidInstanceError
+from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.instances import decode_routing as inst_mod
 from servopt.models import decode_routing as model
 from servopt.solvers import decode_routing as routing
@@ -46,7 +46,6 @@ class Fixed(routing.Router):
     ([(0, -5, 3)], {}, "prompt_tokens is negative"),
     ([(0, 5, 0)], {}, "output_tokens is 0"),
     ([(1, 5, 3), (0, 5, 3)], {}, "must be sorted"),
-    ([(0, 99, 3)], {}, "kv_capacity=100"),
     ([(0, 5.5, 3)], {}, "whole number"),
     ([(0, 5, 3)], {"workers": 0}, "workers must be a positive integer"),
     ([(0, 5, 3)], {"slots": 0}, "slots must be a positive integer"),
@@ -64,6 +63,13 @@ class Fixed(routing.Router):
 def test_bad_streams_get_clear_errors(rows, kw, message):
     with pytest.raises(InvalidInstanceError, match=message):
         stream(rows, **kw)
+
+
+def test_a_request_larger_than_a_worker_is_infeasible_like_in_batch_scheduling():
+    # 99 + 3 = 102 KV tokens > 100 per worker: no routing can ever finish it. Same error class
+    # as batch_scheduling's "can never run" (InfeasibleError), not a malformed field.
+    with pytest.raises(InfeasibleError, match=r"request 0 needs 102 KV tokens.*kv_capacity=100"):
+        stream([(0, 99, 3)])
 
 
 @pytest.mark.parametrize("generator, kw, message", [

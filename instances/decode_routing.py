@@ -12,7 +12,8 @@ steps. Online methods see ``prompt_tokens`` and, when given, ``predicted_tokens`
 A request that needs more KV (prompt + output) than one worker holds can never finish:
 constructing such an instance raises :class:`~servopt.core.InfeasibleError` naming it.
 
-``requests`` is a frame with columns ``arrival_s`` (seconds, or decode steps when
+``requests`` is a frame numbered 0..n-1 in arrival order (read-only in the instance; edit a
+``requests.copy()`` and build a new instance) with columns ``arrival_s`` (seconds, or decode steps when
 ``arrival_unit == "step"``), ``prompt_tokens``, ``output_tokens`` and optionally
 ``predicted_tokens``. ``block_ids`` optionally lists the prefix block ids of each request.
 
@@ -151,6 +152,12 @@ def _check_requests(frame: Any, kv_capacity: int) -> pd.DataFrame:
             f"requests: unknown column(s) {extra}; allowed are {[*REQUIRED, 'predicted_tokens']}")
     if len(frame) == 0:
         raise InvalidInstanceError("requests: the stream has no request")
+    if not frame.index.equals(pd.RangeIndex(len(frame))):
+        head = ", ".join(map(str, frame.index[:4].tolist()))
+        raise InvalidInstanceError(
+            f"requests: the frame's index must be 0..{len(frame) - 1} (requests are numbered in "
+            f"arrival order and every per-request result is labelled by that number), got "
+            f"[{head}, ...]: pass frame.reset_index(drop=True), keeping your ids in your own frame")
     out = pd.DataFrame(index=pd.RangeIndex(len(frame), name="request"))
     arrival = pd.to_numeric(frame["arrival_s"], errors="coerce").to_numpy(dtype=float)
     if not np.all(np.isfinite(arrival)):

@@ -65,6 +65,36 @@ def test_bad_streams_get_clear_errors(rows, kw, message):
         stream(rows, **kw)
 
 
+def test_the_requests_frame_is_read_only_in_the_instance_and_its_copies():
+    # the views (prompt, output, ...) read the frame: an edit through .loc/.iloc/.at would
+    # bypass validation and change the instance for every method evaluated after it
+    import copy
+    import pickle
+
+    inst = stream([(0, 5, 3), (1, 7, 2)])
+    for other in (inst, copy.deepcopy(inst), pickle.loads(pickle.dumps(inst))):
+        for edit in (lambda f: f.loc.__setitem__((0, "prompt_tokens"), 999),
+                     lambda f: f.iloc.__setitem__((1, 2), 50),
+                     lambda f: f.at.__setitem__((0, "arrival_s"), 3.0)):
+            with pytest.raises(ValueError, match="read-only"):
+                edit(other.requests)
+        assert other.prompt.tolist() == [5, 7] and other.output.tolist() == [3, 2]
+    mine = inst.requests.copy()  # the documented way to edit: a copy, then a new instance
+    mine.loc[0, "prompt_tokens"] = 9
+    assert inst.prompt.tolist() == [5, 7] and mine["prompt_tokens"].tolist() == [9, 7]
+
+
+@pytest.mark.parametrize("index", [[3, 4], [1, 0]])
+def test_a_frame_not_numbered_0_to_n_minus_1_is_refused_not_relabelled(index):
+    # a filtered or sorted frame keeps the user's labels; results are labelled 0..n-1 in
+    # arrival order, so accepting it would silently misattribute every per-request result
+    frame = pd.DataFrame([(0, 5, 3), (1, 7, 2)], columns=["arrival_s", "prompt_tokens",
+                                                         "output_tokens"], index=index)
+    with pytest.raises(InvalidInstanceError, match=r"index must be 0\.\.1 .*reset_index"):
+        inst_mod.Instance(workers=2, slots=2, kv_capacity=100, step_ms=1.0, ms_per_kv_token=0.1,
+                          requests=frame)
+
+
 def test_a_request_larger_than_a_worker_is_infeasible_like_in_batch_scheduling():
     # 99 + 3 = 102 KV tokens > 100 per worker: no routing can ever finish it. Same error class
     # as batch_scheduling's "can never run" (InfeasibleError), not a malformed field.

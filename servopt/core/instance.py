@@ -52,15 +52,19 @@ class Instance:
         self._freeze()
 
     def _freeze(self) -> None:
-        """The instance is frozen, and so is its data: array fields become read-only copies, so
-        a policy that edits what it is given in place fails at once instead of changing the
-        instance for every method evaluated after it (and the caller's arrays stay theirs)."""
+        """The instance is frozen, and so is its data: array fields, and the columns of frame
+        fields, become read-only copies, so a policy that edits what it is given in place
+        (``inst.requests.loc[0, "prompt_tokens"] = 9``) fails at once instead of changing the
+        instance for every method evaluated after it (and the caller's arrays stay theirs).
+        ``frame.copy()`` gives an editable copy."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, np.ndarray) and value.flags.writeable:
-                value = value.copy()
-                value.flags.writeable = False
-                self._set(field.name, value)
+                self._set(field.name, _read_only(value))
+            elif isinstance(value, pd.DataFrame):  # (to_numpy() views are read-only already
+                # under copy-on-write while the frame's own blocks are not: always rebuild)
+                columns = {c: _read_only(value[c].to_numpy()) for c in value.columns}
+                self._set(field.name, pd.DataFrame(columns, index=value.index, copy=False))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Unpickling and ``copy.deepcopy`` skip ``__post_init__``: freeze the copy's arrays too."""
@@ -176,6 +180,12 @@ def read_json_text(path_or_text: str | Path) -> tuple[str, str]:
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidInstanceError(f"{path}: cannot read ({exc})") from None
     return str(path_or_text), "JSON text"
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array = array.copy()
+    array.flags.writeable = False
+    return array
 
 
 def _encode(value: Any) -> Any:

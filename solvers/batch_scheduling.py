@@ -365,7 +365,7 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
             normalise_dual(dual[:n], sense="min", row="eq", convention="pyomo"),
             index=pd.RangeIndex(n, name="request"), name="start_once")
         if lp_data.a_cap is not None:
-            price = normalise_dual(dual[n + T:], sense="min", row="le", convention="pyomo")
+            price = normalise_dual(dual[n + T:n + 2 * T], sense="min", row="le", convention="pyomo")
             result.prices["batch_size"] = clean_prices(
                 pd.Series(price, index=pd.RangeIndex(T, name="round"), name="batch_size"),
                 inequality=True)
@@ -897,7 +897,11 @@ class BidPrice(Policy):
                 "(a MIP's prices are the duals with the integers fixed, here all zero)")
         if "kv_memory" not in solution.prices:
             raise InvalidInstanceError("the solution has no kv_memory prices: is it a batch_scheduling LP?")
-        return cls(solution.prices["kv_memory"].to_numpy(), **kw)
+        # labelled by round, with no row for a round no start reaches (before the first
+        # arrival, or a gap under ``window=``): the rule reads prices by position = round
+        price = solution.prices["kv_memory"]
+        rounds = pd.RangeIndex(int(price.index.max()) + 1 if len(price) else 0)
+        return cls(price.reindex(rounds, fill_value=0.0).to_numpy(dtype=float), **kw)
 
     def prepare(self, instance: Instance) -> None:
         if self.given:

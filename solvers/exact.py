@@ -262,11 +262,22 @@ def _pyomo_prices(model: pyo.ConcreteModel, duals: Any, sense: str) -> dict[str,
             values.append(normalise_dual(dual, sense=sense, row=row, convention="pyomo"))
         if not keys:
             continue
+        if component.is_indexed() and len(component) < len(component.index_set()):
+            # a row the model skipped (Constraint.Skip: it could never bind) still gets its
+            # price, 0, so prices are labelled like the data (every round, every gap)
+            order = list(component.index_set())
+            keys, values = _fill_skipped(order, keys, values)
         name = component.local_name
         index = _make_index(keys, names.get(name))
         series = pd.Series(np.asarray(values, dtype=float), index=index, name=name)
         prices[name] = clean_prices(series, inequality=inequality)
     return prices
+
+
+def _fill_skipped(order: list[Any], keys: list[Any], values: list[float]) -> tuple[list, list]:
+    """``keys``/``values`` completed with 0 for every key of ``order`` they lack, in that order."""
+    given = dict(zip(keys, values, strict=True))
+    return order, [given.get(key, 0.0) for key in order]
 
 
 def _make_index(keys: list[Any], names: Any) -> pd.Index:

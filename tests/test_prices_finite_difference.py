@@ -377,6 +377,9 @@ def test_batch_bid_price_rule_reads_the_prices_by_round():
     model = bm.build(inst, relax=True)
     derivs = check_family(model, sol.prices["kv_memory"], "kv_memory", delta=1e-3, tol=1e-6)
     assert nondegenerate_positive(derivs, 1e-6) == [4]
+    # every modelled round is priced (0 where the model has no row), labelled by round
+    assert sol.prices["kv_memory"].index.name == "round"
+    assert sol.prices["kv_memory"].index.tolist() == list(range(model.columns.rounds))
     rule = bs.BidPrice.from_solution(sol)
     # the rule's price for round 4 is round 4's finite difference, and no other round is priced
     assert rule.prices[4] == pytest.approx(derivs[4][0], abs=1e-6) and derivs[4][0] > 0
@@ -482,9 +485,6 @@ def test_caching_capacity_prices_per_gap_are_finite_differences(form):
         assert_matches_fd(cvx.prices["cache_capacity"], cap, 1e-6, "cvxpy cache_capacity")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: caching BidPrice.from_solution averages the cache_capacity Series, which the "
-    "interval form leaves without the gaps no interval spans"))
 def test_caching_bid_price_from_either_form_of_the_same_lp_is_the_same():
     # requests 0 and 1 are one-off objects: no interval spans gaps 0 and 1
     ids = np.array([3, 4, 0, 1, 0, 1])
@@ -494,3 +494,7 @@ def test_caching_bid_price_from_either_form_of_the_same_lp_is_the_same():
     assert flow.objective == pytest.approx(interval.objective)
     assert cs.BidPrice.from_solution(interval).price == pytest.approx(
         cs.BidPrice.from_solution(flow).price)
+    # every gap is priced in both forms (0 where the interval form has no row), labelled alike
+    for sol in (flow, interval):
+        assert sol.prices["cache_capacity"].index.name == "gap"
+        assert sol.prices["cache_capacity"].index.tolist() == [0, 1, 2, 3, 4]

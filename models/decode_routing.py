@@ -11,7 +11,8 @@ P_g the prompt tokens g admits in the step, p ``prefill_ms_per_token``.
 Request i arrives at step a_i (``ceil(arrival_s)``), has prompt s_i and true output o_i, and is
 active on steps k = a_i, ..., a_i + o_i - 1, where it holds l_ik = s_i + (k - a_i) KV tokens and
 costs w_ik = c1 l_ik (+ p s_i on its first step). Full knowledge of o_i; every request starts the
-step it arrives (no queueing). Over the set of active steps k:
+step it arrives (no queueing). Over the set of active steps k (rows and prices are labelled by
+the step number k; steps where nothing runs have no row):
 
     min   sum_k (c0 + u_k)                                                     [ms]
     s.t.  assign[i]:        sum_g x_ig = 1                                      (each request once)
@@ -136,6 +137,12 @@ def _blocks(n_steps: int, step_block: int) -> np.ndarray:
     return np.arange(n_steps) // int(step_block)
 
 
+def block_steps(steps: np.ndarray, step_block: int = 1) -> np.ndarray:
+    """The label of each (block of) active step(s): its first step number k, on the stream's
+    step clock (``arrival_s`` in steps). Rows, prices and ``u`` of the hindsight model carry it."""
+    return np.asarray(steps, dtype=np.int64)[::int(step_block)]
+
+
 def step_floor(instance: Instance, step_block: int = 1, act: Activity | None = None) -> np.ndarray:
     """A lower bound on u of every (block of) step(s), valid for any assignment [ms].
 
@@ -184,19 +191,22 @@ def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
     m = pyo.ConcreteModel(name="decode_routing_hindsight")
     m.I = pyo.RangeSet(0, n_req - 1)
     m.G = pyo.RangeSet(0, G - 1)
-    m.K = pyo.RangeSet(0, n_blocks - 1)
+    # rows are labelled by step number k (a block by its first step); pos[k] = its position
+    labels = block_steps(act.steps, step_block)
+    pos = {k: p for p, k in enumerate(labels.tolist())}
+    m.K = pyo.Set(initialize=labels.tolist(), ordered=True)
     domain = pyo.UnitInterval if relax else pyo.Binary
     m.x = pyo.Var(m.I, m.G, domain=domain)
     floor = step_floor(instance, step_block, act)
     m.u = pyo.Var(m.K, domain=pyo.NonNegativeReals)
-    m.step_floor = pyo.Constraint(m.K, rule=lambda m, k: m.u[k] >= float(floor[k]))
+    m.step_floor = pyo.Constraint(m.K, rule=lambda m, k: m.u[k] >= float(floor[pos[k]]))
     if symmetry:
         for i in range(min(n_req, G)):
             for g in range(i + 1, G):
                 m.x[i, g].fix(0)
     m.assign = pyo.Constraint(m.I, rule=lambda m, i: sum(m.x[i, g] for g in m.G) == 1)
     m.step_load = pyo.Constraint(
-        m.G, m.K, rule=lambda m, g, k: sum(c * m.x[i, g] for i, c in terms[k]) <= m.u[k])
+        m.G, m.K, rule=lambda m, g, k: sum(c * m.x[i, g] for i, c in terms[pos[k]]) <= m.u[k])
     if bind["slots"] or bind["kv_memory"]:
         members: list[list[tuple[int, float]]] = [[] for _ in range(len(act.steps))]
         for i, k, n in zip(act.request.tolist(), act.step.tolist(), act.kv_need.tolist(),
@@ -204,10 +214,10 @@ def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
             members[k].append((i, n))
         if bind["slots"]:
             m.slots = pyo.Constraint(m.G, m.K, rule=lambda m, g, k: sum(
-                m.x[i, g] for i, _ in members[k]) <= instance.slots)
+                m.x[i, g] for i, _ in members[pos[k]]) <= instance.slots)
         if bind["kv_memory"]:
             m.kv_memory = pyo.Constraint(m.G, m.K, rule=lambda m, g, k: sum(
-                n * m.x[i, g] for i, n in members[k]) <= instance.kv_capacity)
+                n * m.x[i, g] for i, n in members[pos[k]]) <= instance.kv_capacity)
     m.total_step_ms = pyo.Objective(expr=instance.step_ms * len(act.steps) + sum(
         m.u[k] for k in m.K), sense=pyo.minimize)
     names = {"assign": ["request"], "step_load": ["worker", "step"], "step_floor": ["step"],
@@ -232,6 +242,7 @@ class MatrixLP:
     offset: float
     rows: dict[str, slice]
     cols: dict[str, slice]
+    steps: np.ndarray | None = None  # hindsight: the step number labelling each block row
 
 
 def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: int = 1,
@@ -295,7 +306,8 @@ def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: i
     col_lo = np.concatenate([np.zeros(nx), step_floor(instance, step_block, act)])
     return MatrixLP(c, A, np.concatenate(lo), np.concatenate(hi), col_lo, col_hi,
                     integer, instance.step_ms * len(act.steps), row_slices,
-                    {"x": slice(0, nx), "u": slice(nx, nx + n_blocks)})
+                    {"x": slice(0, nx), "u": slice(nx, nx + n_blocks)},
+                    block_steps(act.steps, step_block))
 
 
 def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = True) -> CvxpyModel:
@@ -320,15 +332,16 @@ def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = Tru
             index = pd.RangeIndex(n_req, name="request")
         else:
             n_k = (rs.stop - rs.start) // G
-            index = pd.MultiIndex.from_product([range(G), range(n_k)], names=["worker", "step"])
+            steps = mat.steps if n_k == len(mat.steps) else activity(instance).steps
+            index = pd.MultiIndex.from_product([range(G), steps], names=["worker", "step"])
         cons[name] = (con, index)
     floor = u >= mat.col_lo[nx:]
-    cons["step_floor"] = (floor, pd.RangeIndex(u.size, name="step"))
+    cons["step_floor"] = (floor, pd.Index(mat.steps, name="step"))
     constraints += [x >= 0, x <= mat.col_hi[:nx], floor]
     problem = cp.Problem(cp.Minimize(cp.sum(u) + mat.offset), constraints)
     xi = pd.MultiIndex.from_product([range(n_req), range(G)], names=["request", "worker"])
     return CvxpyModel(problem, "min", cons,
-                      {"x": (x, xi), "u": (u, pd.RangeIndex(u.size, name="step"))})
+                      {"x": (x, xi), "u": (u, pd.Index(mat.steps, name="step"))})
 
 
 def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Series]:
@@ -338,7 +351,7 @@ def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Seri
     worker = pd.Series(np.argmax(x, axis=1), index=pd.RangeIndex(n_req, name="request"),
                        name="worker")
     u = pd.Series([pyo.value(model.u[k]) for k in model.K], name="u",
-                  index=pd.RangeIndex(len(model.K), name="step"))
+                  index=pd.Index(list(model.K), name="step"))
     share = pd.DataFrame(x, index=worker.index, columns=pd.RangeIndex(G, name="worker"))
     return {"worker": worker, "u": u, "x": share}
 

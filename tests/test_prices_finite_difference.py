@@ -305,8 +305,6 @@ def test_decode_epoch_central_prices_used_by_the_router_are_finite_differences()
         assert_matches_fd(pd.Series(flat, index=index), derivs, 1e-5, f"central {family}")
 
 
-@pytest.mark.xfail(strict=True, reason="defect: the hindsight model labels steps by their "
-                   "position among the active steps, not by the step number")
 def test_decode_hindsight_step_labels_are_the_step_numbers():
     """The docs index ``step_load[g, k]`` / ``step_floor[k]`` by the active step k; with an idle
     gap (no request active at steps 3 and 4) the label must be the step number, not the
@@ -317,6 +315,13 @@ def test_decode_hindsight_step_labels_are_the_step_numbers():
     sol = exact.solve(inst, relax=True)
     assert list(sol.prices["step_floor"].index) == list(active)
     assert sorted(set(sol.prices["step_load"].index.get_level_values("step"))) == list(active)
+    assert list(sol.decisions["u"].index) == list(active)
+    cvx = exact.solve(inst, backend="cvxpy")
+    assert list(cvx.prices["step_floor"].index) == list(active)
+    assert sorted(set(cvx.prices["step_load"].index.get_level_values("step"))) == list(active)
+    # blocks of two active steps: (0, 1), (2, 5), (6, 7), each labelled by its first step
+    blocked = exact.solve(inst, relax=True, step_block=2)
+    assert list(blocked.prices["step_floor"].index) == [0, 2, 6]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -425,6 +425,22 @@ def usable_kv_slope(instance: Instance, *, corrected: bool = True,
     return (up - here) / step
 
 
+def usable_kv_per_overhead(instance: Instance, *, corrected: bool = True,
+                           recompute_fraction: float | None = None) -> float:
+    """dM'/dd0: usable KV tokens M' of the corrected memory bound per second of step overhead d0
+    (0 for the uncorrected bound, where M' = M), by a forward difference of 0.1% of d0 (1 us when
+    d0 = 0). The corrections move M' with d0, so the value of d0 is not the busy-time price alone.
+    """
+    if not corrected:
+        return 0.0
+    d0 = instance.step_overhead_s
+    step = 1e-3 * d0 if d0 > 0 else 1e-6
+    up = bounds(instance.with_(step_overhead_s=d0 + step),
+                recompute_fraction=recompute_fraction).usable_kv_tokens
+    here = bounds(instance, recompute_fraction=recompute_fraction).usable_kv_tokens
+    return (up - here) / step
+
+
 def marginal_values(solution: Any, instance: Instance, *, corrected: bool = True,
                     recompute_fraction: float | None = None) -> pd.Series:
     """What one more unit of each worker resource is worth, from the LP prices.
@@ -433,7 +449,9 @@ def marginal_values(solution: Any, instance: Instance, *, corrected: bool = True
     usable memory M', so its price times r is per usable token and is multiplied by
     :func:`usable_kv_slope`; pass ``corrected`` as the model was built), ``token_budget`` (req/s
     per token of b), ``batch_slot`` (req/s per slot), ``step_overhead_ms`` (req/s lost per ms of
-    d0, >= 0), and the elasticities ``*_elasticity`` (% sustainable rate per % of the resource).
+    d0: the busy-time price, less the memory price times what M' gains from d0,
+    :func:`usable_kv_per_overhead`), and the elasticities ``*_elasticity`` (% sustainable rate
+    per % of the resource).
     """
 
     def price(name: str) -> float:
@@ -446,7 +464,8 @@ def marginal_values(solution: Any, instance: Instance, *, corrected: bool = True
             instance, corrected=corrected, recompute_fraction=recompute_fraction),
         "token_budget": price("token_budget") * r,
         "batch_slot": price("batch_slots") * r,
-        "step_overhead_ms": price("busy_time") * r * 1e-3,
+        "step_overhead_ms": (price("busy_time") - price("kv_memory") * usable_kv_per_overhead(
+            instance, corrected=corrected, recompute_fraction=recompute_fraction)) * r * 1e-3,
     }
     scale = {
         "kv_token": instance.kv_tokens,

@@ -74,7 +74,8 @@ def bound_prices(instance: Instance, bounds: model.Bounds, *, corrected: bool = 
 
     For a Little's-law bound mu = A / (d0 F + A d1 E[w]): d mu / dA = d0 F / (d0 F + A d1 E[w])^2;
     for the compute bound mu_c = b / (E[w] (d0 + d1 b)): d mu / db = d0 / (E[w] (d0 + d1 b)^2).
-    ``step_overhead_ms`` is the rate lost per extra ms of d0 (>= 0).
+    ``step_overhead_ms`` is the rate lost per extra ms of d0, with M' moving with d0 in the
+    corrected memory bound (dM'/dd0 from :func:`~servopt.models.capacity.usable_kv_per_overhead`).
     """
     m = bounds.means
     d0, d1 = instance.step_overhead_s, instance.per_token_s
@@ -91,10 +92,13 @@ def bound_prices(instance: Instance, bounds: model.Bounds, *, corrected: bool = 
             else (instance.batch_cap, m["slot_iterations"], "batch_slot")
         )
         den = d0 * footprint + capacity * d1 * m["work"]
-        out[key] = d0 * footprint / den**2
-        if key == "kv_token":
-            out[key] *= model.usable_kv_slope(instance, corrected=corrected)
+        per_capacity = d0 * footprint / den**2
+        out[key] = per_capacity
         out["step_overhead_ms"] = mu**2 * footprint / capacity * 1e-3
+        if key == "kv_token":  # M' moves with M and with d0 (the corrections)
+            out[key] *= model.usable_kv_slope(instance, corrected=corrected)
+            out["step_overhead_ms"] -= per_capacity * model.usable_kv_per_overhead(
+                instance, corrected=corrected) * 1e-3
     return out
 
 

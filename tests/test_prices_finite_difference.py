@@ -442,9 +442,6 @@ def test_capacity_marginal_values_are_finite_differences_of_the_instance(changes
     assert value == pytest.approx((up - down) / (2 * step), rel=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: under the corrected memory bound the usable KV M' moves with d0, which the "
-    "step_overhead_ms value (LP busy_time price, and the closed form of bound_prices) ignores"))
 def test_capacity_step_overhead_value_is_a_finite_difference_under_the_corrected_bound():
     inst = capi.generate(workload="conversation", requests=300, kv_tokens=40_000, seed=2)
     assert capm.bounds(inst).binding == "memory"

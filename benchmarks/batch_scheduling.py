@@ -200,7 +200,10 @@ def whole_rounds(value: float) -> float:
 def bound(instance: Instance, *, method: str = "auto", time_limit: float | None = 600.0,
           max_columns: int = 400_000, horizon: Any = None, window: Any = "auto",
           group_size: int = 8, bucket: int = 2, penalty: float = 0.0) -> Bound:
-    """Best provable lower bound on total latency (rounds).
+    """Best provable lower bound on total latency (rounds), over the schedules that run each
+    request without a break once admitted: a policy that preempts (the simulator resumes a
+    preempted request where it stopped) can end below every bound here but ``area``, and its
+    gap-table row is then marked ``below_bound``.
 
     method : ``lp`` (LP relaxation of the time-indexed model), ``cover`` (the LP strengthened by
     rounds of memory cover cuts for at most ``time_limit`` s, see

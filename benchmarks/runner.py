@@ -29,6 +29,7 @@ from servopt.benchmarks.harness import (
     benchmark_module,
     compute_bound,
     evaluate,
+    flag_below_bound,
 )
 from servopt.benchmarks.registry import Case, params_label
 from servopt.core.registry import LAYERS, layer_module
@@ -255,6 +256,7 @@ def assemble(rows: list[dict[str, Any]]) -> pd.DataFrame:
         relative_gap(c, b, senses[d]) if isinstance(b, float | int) else math.nan
         for c, b, d in zip(out["cost"], out["bound"], out["decision"], strict=True)
     ]
+    out["status"] = [flag_below_bound(g, s) for g, s in zip(out["gap"], out["status"], strict=True)]
     out.columns = [c[2:] if c.startswith("m:") else c for c in out.columns]
     lead = [c for c in ID_COLUMNS + TABLE_COLUMNS if c in out.columns]
     rest = [c for c in out.columns if c not in lead and c != "traceback"]

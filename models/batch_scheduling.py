@@ -17,8 +17,13 @@ Formulation (Jaillet et al., arXiv 2502.07115, hindsight IP; symbols as in the c
 
 with last_i = min(T - o_i, a_i + window). The ``late`` column is costed at the earliest late
 start and uses no memory, so the model is a *relaxation* of the true problem for any horizon
-and window: its LP value (and its IP value) are valid lower bounds on every schedule's total
-latency. When the optimum puts no weight on ``late`` it is a real schedule, hence optimal. The
+and window: its LP value (and its IP value) are valid lower bounds on the total latency of every
+schedule that runs each request without a break once admitted (the class this model, like the
+paper's, optimises over). The simulator of :mod:`servopt.benchmarks.batch_scheduling` lets a
+preempted request resume where it stopped (as vLLM's recompute preemption keeps the emitted
+tokens), at no extra round, so a preempting policy can end below these bounds (the gap tables
+then mark the run ``below_bound``); only the ``area`` bound also holds for it. When the optimum
+puts no weight on ``late`` it is a real schedule, hence optimal. The
 ``horizon`` option: ``None`` takes T from a feasible schedule (the makespan of shortest-first
 admission with exact lengths), ``"safe"`` takes T = max_i(a_i + o_i) + UB - sum_i o_i, where UB
 is that schedule's total latency; then no optimal schedule ends after T (every other request

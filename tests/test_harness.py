@@ -326,3 +326,26 @@ def test_reports_mark_every_foresight_method_and_only_those(decision, future, on
              "wall_s": 0.0, "bound_kind": "lp_relaxation", "status": "ok"} for m in online + future]
     text = report_mod.format_gap_table(pd.DataFrame(rows))
     assert text.endswith("not rules one can deploy): " + ", ".join(future) + ".")
+
+
+def test_runs_that_beat_the_bound_are_marked_below_bound_in_both_paths():
+    # the runner's assembly (a min decision): 9 against a bound of 10 is below it, 12 is not;
+    # an error row keeps its own status
+    task = {"case": "c", "decision": "batch_scheduling", "params": "{}", "seed": 0}
+    rows = [{**task, "method": runner_mod.BOUND, "cost": math.nan, "bound": 10.0,
+             "bound_kind": "lower_bound", "wall_s": 0.0, "status": "ok"},
+            {**task, "method": "a", "cost": 9.0, "wall_s": 0.0, "status": "ok"},
+            {**task, "method": "b", "cost": 12.0, "wall_s": 0.0, "status": "ok"},
+            {**task, "method": "c", "cost": 8.0, "wall_s": 0.0, "status": "time_limit"}]
+    out = runner_mod.assemble(rows).set_index("method")
+    assert out.loc["a", "status"] == "below_bound" and out.loc["a", "gap"] == pytest.approx(-0.1)
+    assert out.loc["b", "status"] == "ok" and out.loc["c", "status"] == "time_limit"
+    # gap_table's rows (a max decision): 40 of profit against a proved optimum of 36 is "below"
+    # the bound in the gap's sense; the optimum itself and an infeasible run are not marked
+    from servopt.benchmarks.harness import Bound, Outcome, outcome_row
+
+    best = Bound(36.0, "optimal")
+    assert outcome_row("m", Outcome(cost=40.0, wall_s=0.0), best, "max")["status"] == "below_bound"
+    assert outcome_row("m", Outcome(cost=36.0, wall_s=0.0), best, "max")["status"] == "ok"
+    assert outcome_row("m", Outcome(cost=40.0, wall_s=0.0, status="infeasible"), best,
+                       "max")["status"] == "infeasible"

@@ -320,7 +320,14 @@ def _lp_data(
     classes = request_classes(instance) if classes is None else classes
     if not corrected:
         return classes, float(instance.kv_tokens)
-    return classes, bounds(instance, recompute_fraction=recompute_fraction).usable_kv_tokens
+    corrected_bounds = bounds(instance, recompute_fraction=recompute_fraction)
+    if instance.step_overhead_s == 0 and corrected_bounds.binding == "memory":
+        # with no step overhead r is free and no M' can bind: carry the recomputation the
+        # corrected memory bound charges into the work instead (then the LP is min(mu) again)
+        extra = 1.0 + memory_corrections(instance, recompute_fraction,
+                                         rate=corrected_bounds.memory)["recompute_fraction"]
+        classes = classes.assign(work=classes["work"] * extra)
+    return classes, corrected_bounds.usable_kv_tokens
 
 
 def build(

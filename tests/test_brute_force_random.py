@@ -699,15 +699,13 @@ def test_capacity_fluid_lp_and_fleet_size_match_brute_force(seed):
     # corrected: the LP with the model's usable memory M' equals the corrected bounds' minimum
     corrected = cmodel.bounds(inst)
     theta_c = _fluid_optimum(inst, corrected.usable_kv_tokens)
+    if inst.step_overhead_s == 0:  # no M' can bind without overhead: the LP carries the
+        theta_c = corrected.max_stable_rate  # recomputation in the work (next test)
     assert servopt.solve(inst).objective == pytest.approx(theta_c, rel=1e-6)
-    if inst.step_overhead_s == 0:  # see the xfail test below
-        theta_c = corrected.max_stable_rate
     assert corrected.max_stable_rate == pytest.approx(theta_c, rel=1e-6)
     # fleet sizes by enumeration
     assert plans.first_order(inst).workers == _fleet_size(inst.arrival_rate, theta, inst.headroom)
-    if inst.step_overhead_s > 0:
-        assert plans.fluid_lp(inst).workers == _fleet_size(inst.arrival_rate, theta_c,
-                                                           inst.headroom)
+    assert plans.fluid_lp(inst).workers == _fleet_size(inst.arrival_rate, theta_c, inst.headroom)
     assert plans.plan(inst).workers == _fleet_size(inst.arrival_rate, theta_c, inst.headroom)
     # the price of one more KV token (uncorrected), against a finite difference of theta*
     if inst.step_overhead_s > 0:
@@ -718,10 +716,6 @@ def test_capacity_fluid_lp_and_fleet_size_match_brute_force(seed):
         assert value == pytest.approx(slope, rel=1e-3, abs=1e-9), inst.to_json()
 
 
-@pytest.mark.xfail(strict=True, reason="DEFECT: with step_overhead_s = 0 the corrected memory bound "
-                   "inflates E[w] by the recomputation, but usable_kv_tokens falls back to M - L, "
-                   "so the corrected fluid LP (and the fluid_lp plan) ignores the recomputation "
-                   "and is 24% above min(mu_c, mu_m, mu_s)")
 def test_capacity_corrected_fluid_lp_equals_the_corrected_bounds_without_step_overhead():
     from servopt.models import capacity as cmodel
     from servopt.solvers import capacity as plans

@@ -5,21 +5,17 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from servopt.core import Instance, InvalidInstanceError
-from servopt.core.instance import read_json_text
+from servopt.core.instance import parse_json, read_json_text
 from servopt.core.registry import known_decisions, layer_module
 
 
 def load(path_or_text: str | Path) -> Instance:
     """Load an instance file of any decision (dispatching on its ``decision`` field)."""
     text, source = read_json_text(path_or_text)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInstanceError(f"{source}: not valid JSON ({exc})") from None
+    data = parse_json(text, source)
     if not isinstance(data, dict) or "decision" not in data:
         raise InvalidInstanceError(f"{source}: not a servopt instance (no 'decision' field)")
     decision = data["decision"]
@@ -28,7 +24,10 @@ def load(path_or_text: str | Path) -> Instance:
             f"{source}: unknown decision {decision!r}; known: {', '.join(known_decisions())}"
         )
     module = layer_module(decision, "instances")
-    return module.Instance.from_dict(data, source=source)
+    try:
+        return module.Instance.from_dict(data, source=source)
+    except RecursionError:
+        raise InvalidInstanceError(f"{source}: the JSON is nested too deeply") from None
 
 
 __all__ = ["load"]

@@ -119,14 +119,21 @@ class Instance(BaseInstance):
         capacity = number("capacity", self.capacity, lambda v: 0 <= v < np.inf,
                           "a finite number of tokens >= 0")
         self._set("capacity", capacity)
+        if not isinstance(self.kind_names, list | tuple) or not all(
+                isinstance(k, str) for k in self.kind_names):
+            raise InvalidInstanceError(f"kind_names must be a list of names (text), got {self.kind_names!r}")
         if self.kind is not None:
+            raw_kind = np.asarray(self.kind)
+            if raw_kind.size and raw_kind.dtype.kind == "f" and (
+                    not np.all(np.isfinite(raw_kind)) or np.any(raw_kind != np.round(raw_kind))):
+                raise InvalidInstanceError("kind must be whole numbers (indexes into kind_names)")
             kind = vector("kind", np.int64)
             if len(kind) != len(size):
                 raise InvalidInstanceError(f"kind has {len(kind)} entries for {len(size)} objects")
             if len(kind) and (kind.min() < 0 or (self.kind_names and
                                                   kind.max() >= len(self.kind_names))):
                 raise InvalidInstanceError("kind must index kind_names")
-        self._set("kind_names", [str(k) for k in self.kind_names])
+        self._set("kind_names", list(self.kind_names))
         if self.popularity is not None:
             popularity = vector("popularity", float)
             if len(popularity) != len(size) or np.any(~np.isfinite(popularity)) or np.any(
@@ -176,6 +183,7 @@ def generate(
     rate : request rate (requests/s) of the Poisson arrivals.
     """
     _check_multimodal(requests, objects, skew, cache_share, drift, phases, rate)
+    seed = whole_number("seed", seed, low=0)
     draw = _multimodal_draw(requests, objects, skew, drift, phases, rate, seed)
     return Instance(time=draw["time"], object_id=draw["object_id"], size=draw["size"],
                     miss_cost=draw["miss_cost"],
@@ -193,18 +201,24 @@ def phase_popularity(*, requests: int = 2000, objects: int = 400, skew: float = 
     and ``probability`` (phases x objects: each phase's request distribution). Same arguments
     as :func:`generate` (``cache_share`` is checked but does not change the popularity)."""
     _check_multimodal(requests, objects, skew, cache_share, drift, phases, rate)
+    seed = whole_number("seed", seed, low=0)
     draw = _multimodal_draw(requests, objects, skew, drift, phases, rate, seed)
     return draw["bounds"], draw["probability"]
 
 
 MAX_REQUESTS = 50_000_000  # a generated trace larger than this would not fit in memory
+MAX_OBJECTS = 5_000_000  # the generator keeps per-phase popularity (phases x objects) in memory
 
 
 def _check_multimodal(requests: int, objects: int, skew: float, cache_share: float, drift: float,
                       phases: int, rate: float) -> None:
     whole_number("requests", requests, high=MAX_REQUESTS)
-    whole_number("objects", objects, high=MAX_REQUESTS)
+    whole_number("objects", objects, high=MAX_OBJECTS)
     whole_number("phases", phases)
+    if phases * objects > MAX_REQUESTS:
+        raise InvalidInstanceError(
+            f"phases x objects = {phases * objects:,}: at most {MAX_REQUESTS:,} (the generator keeps "
+            "each phase's popularity of every object)")
     number("skew", skew, lambda v: 0 <= v <= 10, "in [0, 10] (the Zipf exponent)")
     number("drift", drift, lambda v: 0 <= v <= 1, "in [0, 1]")
     number("cache_share", cache_share, lambda v: 0 <= v <= 1, "in [0, 1] (a share of the catalogue's bytes)")
@@ -265,8 +279,10 @@ def from_trace(
 
     if cost not in ("unit", "position"):
         raise InvalidInstanceError(f"cost must be 'unit' or 'position', got {cost!r}")
-    if cache_share < 0:
-        raise InvalidInstanceError(f"cache_share must be >= 0, got {cache_share}")
+    cache_share = number("cache_share", cache_share, lambda v: 0 <= v <= 1,
+                         "in [0, 1] (a share of the trace's distinct blocks)")
+    if max_requests is not None:
+        max_requests = whole_number("max_requests", max_requests)
     frame = read_mooncake(path, start_s=start_s, end_s=end_s)
     lengths = frame["block_ids"].map(len).to_numpy()
     if max_requests is not None:

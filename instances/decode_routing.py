@@ -68,6 +68,7 @@ class Instance(_Base):
 
     decision = "decode_routing"
     schema_version = 1
+    identifier_fields = ("block_ids",)  # prefix-block hashes may be any 64-bit integers
 
     workers: int
     slots: int

@@ -44,12 +44,23 @@ class Instance:
 
     decision: ClassVar[str] = ""
     schema_version: ClassVar[int] = 1
+    #: fields holding identifiers (hashes, ids), not quantities: exempt from the magnitude check
+    identifier_fields: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            _check_magnitude(getattr(self, field.name), field.name)
+        # before validate (whose int64 casts would wrap a huge value) on what the caller gave,
+        # and after it on the normalised fields (lists, integer arrays, frames as validated)
+        self._check_magnitudes()
+        if hasattr(self, "name") and not isinstance(self.name, str):
+            raise InvalidInstanceError(f"name must be text (a label), got {type(self.name).__name__}")
         self.validate()
+        self._check_magnitudes()
         self._freeze()
+
+    def _check_magnitudes(self) -> None:
+        for field in dataclasses.fields(self):
+            if field.name not in self.identifier_fields:
+                _check_magnitude(getattr(self, field.name), field.name)
 
     def _freeze(self) -> None:
         """The instance is frozen, and so is its data: array fields, and the columns of frame
@@ -154,11 +165,11 @@ class Instance:
     def from_json(cls, path_or_text: str | Path) -> Self:
         """Load from a JSON file path or JSON text."""
         text, source = read_json_text(path_or_text)
+        data = parse_json(text, source)
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InvalidInstanceError(f"{source}: not valid JSON ({exc})") from None
-        return cls.from_dict(data, source=source)
+            return cls.from_dict(data, source=source)
+        except RecursionError:
+            raise InvalidInstanceError(f"{source}: the JSON is nested too deeply") from None
 
     def content_hash(self) -> str:
         """A stable hash of the instance's content (sha256 of its canonical JSON)."""
@@ -169,11 +180,33 @@ class Instance:
         return f"<{type(self).__module__}.{type(self).__name__}: {self.summary()}>"
 
 
+def parse_json(text: str, source: str) -> Any:
+    """``json.loads`` with every failure (bad syntax, too deep nesting) as InvalidInstanceError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInstanceError(f"{source}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InvalidInstanceError(f"{source}: the JSON is nested too deeply") from None
+
+
 def read_json_text(path_or_text: str | Path) -> tuple[str, str]:
     """Return (text, source label) for a path or for JSON text itself."""
+    if not isinstance(path_or_text, str | Path):
+        raise InvalidInstanceError(
+            f"expected a file path or JSON text, got {type(path_or_text).__name__}")
     if isinstance(path_or_text, Path) or not str(path_or_text).lstrip().startswith(("{", "[")):
+        if not str(path_or_text).strip():
+            raise InvalidInstanceError("empty input: expected a file path or JSON text")
         path = Path(path_or_text)
-        if not path.exists():
+        try:
+            exists = path.exists()
+        except (OSError, ValueError) as exc:  # e.g. a long text that is not JSON: name too long
+            shown = str(path_or_text)[:40] + ("..." if len(str(path_or_text)) > 40 else "")
+            raise InvalidInstanceError(
+                f"{shown!r} is neither JSON text (which starts with '{{') nor a readable file "
+                f"path ({exc.__class__.__name__})") from None
+        if not exists:
             raise InvalidInstanceError(f"{path}: no such file")
         try:
             return path.read_text(), str(path)
@@ -207,15 +240,31 @@ def _encode(value: Any) -> Any:
 
 
 def _check_magnitude(value: Any, name: str) -> None:
-    """Refuse a finite number beyond :data:`MAX_MAGNITUDE` in a scalar or float array field (NaN
-    and infinity are left to each decision's ``validate``, which names the rule)."""
+    """Refuse a finite number beyond :data:`MAX_MAGNITUDE` in a scalar, a numeric array (float or
+    integer), a list or tuple of numbers, or a frame's numeric columns (NaN and infinity are left
+    to each decision's ``validate``, which names the rule; text and ragged lists too)."""
     if isinstance(value, bool | np.bool_):
         return
+    if isinstance(value, list | tuple):
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError, OverflowError):
+            return  # ragged or mixed: validate refuses it by name
     if isinstance(value, int | float | np.integer | np.floating):
         big = math.isfinite(value) and abs(value) > MAX_MAGNITUDE
     elif isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size:
         finite = value[np.isfinite(value)]
         big = finite.size > 0 and float(np.abs(finite).max()) > MAX_MAGNITUDE
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "iu" and value.size:
+        big = bool(value.max() > MAX_MAGNITUDE or value.min() < -MAX_MAGNITUDE)
+    elif isinstance(value, np.ndarray) and value.dtype.kind == "O" and value.size:
+        # Python ints past int64 (10**20) make an object array: find them without a Python loop
+        try:
+            numbers = pd.to_numeric(pd.Series(value.ravel()), errors="coerce").to_numpy(dtype=float)
+        except (TypeError, ValueError):
+            return
+        numbers = numbers[np.isfinite(numbers)]
+        big = numbers.size > 0 and float(np.abs(numbers).max()) > MAX_MAGNITUDE
     elif isinstance(value, pd.DataFrame):
         for column in value.columns:
             _check_magnitude(value[column].to_numpy(), f"{name} column {column!r}")
@@ -260,7 +309,7 @@ def _decode(value: Any, where: str) -> Any:
     if isinstance(value, dict):
         if "ndarray" in value:
             dtype = value.get("dtype", "float64")
-            if dtype not in _ALLOWED_DTYPES:
+            if not isinstance(dtype, str) or dtype not in _ALLOWED_DTYPES:
                 raise InvalidInstanceError(f"{where}: unsupported array dtype {dtype!r}")
             return _decode_array(value["ndarray"], dtype, where)
         if "frame" in value:

@@ -23,8 +23,10 @@ import numpy as np
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core import Instance as BaseInstance
 from servopt.core.checks import number, whole_number
+from servopt.core.instance import MAX_MAGNITUDE
 
 MAX_OUTPUT = 1_000_000  # output tokens per request: beyond any model's output limit
+MAX_PROMPT = 10_000_000  # prompt tokens per request: beyond any model's context
 
 #: Log-normal fit of the Azure LLM inference trace 2023 (code): context tokens median 1469,
 #: mean 2048, max 7437; generated tokens median 13, mean 28, min 6 (README of the shared traces).
@@ -58,8 +60,13 @@ class Instance(BaseInstance):
         for name in ("arrival", "prompt_tokens", "output_tokens", "predicted_output"):
             value = getattr(self, name)
             if value is None:
-                continue
-            arr = np.asarray(value)
+                if name == "predicted_output":
+                    continue
+                raise InvalidInstanceError(f"{name} is required: one entry per request, got None")
+            try:
+                arr = np.asarray(value)
+            except (ValueError, TypeError):
+                raise InvalidInstanceError(f"{name} must be a 1-D list of whole numbers") from None
             if arr.ndim != 1:
                 raise InvalidInstanceError(f"{name} must be a 1-D list (one entry per request)")
             if arr.dtype.kind == "f":
@@ -178,6 +185,24 @@ def predict(output_tokens: np.ndarray, noise: float, rng: np.random.Generator,
     return pred.astype(np.int64)
 
 
+def _rounds(values: np.ndarray, why: str) -> np.ndarray:
+    """Arrival rounds as int64, refusing (with the real value) what the cast would wrap."""
+    if values.size and not (np.all(np.isfinite(values)) and values.max() <= MAX_MAGNITUDE):
+        worst = values[~np.isfinite(values)][0] if not np.all(np.isfinite(values)) else values.max()
+        raise InvalidInstanceError(
+            f"{why}: the arrivals would reach round {worst:.3g}, beyond {MAX_MAGNITUDE:.0e} rounds")
+    return np.floor(values).astype(np.int64)
+
+
+def _range(name: str, value: Any, low: int, high: int) -> tuple[int, int]:
+    """An inclusive (low, high) pair of whole numbers of tokens."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise InvalidInstanceError(f"{name} must be a pair (low, high) of whole numbers, got {value!r}")
+    first = whole_number(f"{name}[0]", value[0], low=low, high=high)
+    second = whole_number(f"{name}[1]", value[1], low=first, high=high)
+    return first, second
+
+
 def _check_scales(prompt_scale: Any, concurrency: Any, max_output: Any) -> None:
     """The generators' scale parameters, each by name (a huge prompt_scale overflowed int64)."""
     number("prompt_scale", prompt_scale, lambda v: 0 < v <= 1e3, "in (0, 1000]")
@@ -216,13 +241,16 @@ def generate(
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise InvalidInstanceError(f"n must be a positive number of requests, got {n!r}")
     _check_scales(prompt_scale, concurrency, max_output)
+    seed = whole_number("seed", seed, low=0)
+    noise = number("noise", noise, lambda v: 0 <= v < float("inf"), "a finite number >= 0")
+    load = number("load", load, lambda v: 0 < v < float("inf"), "a finite number > 0")
+    if kv_memory is not None:
+        kv_memory = whole_number("kv_memory", kv_memory)
     rng = np.random.default_rng(seed)
     if lengths == "uniform":
-        (p0, p1), (o0, o1) = prompt_range, output_range
-        if not (0 <= p0 <= p1 and 1 <= o0 <= o1):
-            raise InvalidInstanceError(
-                f"prompt_range {prompt_range} must be 0 <= low <= high and output_range "
-                f"{output_range} 1 <= low <= high")
+        p0, p1 = _range("prompt_range", prompt_range, 0, MAX_PROMPT)
+        o0, o1 = _range("output_range", output_range, 1, MAX_OUTPUT)
+        output_range = (o0, o1)
         prompt = rng.integers(p0, p1 + 1, n)
         output = rng.integers(o0, o1 + 1, n)
     elif lengths == "azure":
@@ -240,11 +268,11 @@ def generate(
     if arrivals == "offline":
         arrival = np.zeros(n, dtype=np.int64)
     elif arrivals == "poisson":
-        if not load > 0:
-            raise InvalidInstanceError(f"load must be > 0, got {load}")
         footprint = prompt * output + output * (output + 1) / 2
         rate = load * kv_memory / footprint.mean()  # requests per round
-        arrival = np.floor(np.cumsum(rng.exponential(1.0 / rate, n))).astype(np.int64)
+        with np.errstate(over="ignore", divide="ignore"):
+            gaps = rng.exponential(1.0 / rate, n) if rate > 0 else np.full(n, np.inf)
+            arrival = _rounds(np.cumsum(gaps), f"load {load:g} is too small")
         arrival -= arrival[0]
     else:
         raise InvalidInstanceError(f"arrivals must be 'offline' or 'poisson', got {arrivals!r}")
@@ -277,6 +305,8 @@ def from_trace(
     from servopt.instances.traces import read_azure
 
     _check_scales(prompt_scale, concurrency, max_output)
+    seed = whole_number("seed", seed, low=0)
+    noise = number("noise", noise, lambda v: 0 <= v < float("inf"), "a finite number >= 0")
     n = whole_number("n", n)
     start = whole_number("start", start, low=0)
     if kv_memory is not None:
@@ -288,7 +318,7 @@ def from_trace(
     round_s = number("round_s", round_s, lambda v: 0 < v < float("inf"), "a number of seconds > 0")
     part = frame.iloc[start:start + n]
     seconds = part["arrival_s"].to_numpy() - part["arrival_s"].iloc[0]
-    arrival = np.floor(seconds / round_s).astype(np.int64)
+    arrival = _rounds(seconds / round_s, f"round_s {round_s:g} s is too short")
     prompt = np.maximum(1, np.rint(part["prompt_tokens"].to_numpy() * prompt_scale)).astype(np.int64)
     output = np.clip(part["output_tokens"].to_numpy(), 1, max_output).astype(np.int64)
     peak = prompt + output

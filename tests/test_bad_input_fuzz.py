@@ -284,8 +284,6 @@ def test_batch_scheduling_constructor_refuses(kwargs, field):
     refused(lambda: bs_instance(**kwargs), field)
 
 
-@pytest.mark.xfail(strict=True, reason="a missing (None) request array reaches a dict lookup or an "
-                   "addition: KeyError / TypeError (instances/batch_scheduling.py:73,95,105)")
 @pytest.mark.parametrize("field", ["arrival", "prompt_tokens", "output_tokens"])
 def test_batch_scheduling_none_array(field):
     refused(lambda: bs_instance(**{field: None}), field)
@@ -297,17 +295,12 @@ def test_batch_scheduling_name_must_be_text():
     refused(lambda: repr(bs.Instance.from_json(json.dumps(data))), "name")
 
 
-@pytest.mark.xfail(strict=True, reason="batch_scheduling.generate casts kv_memory with int(): 200.5 "
-                   "and '200' are accepted as 200 (instances/batch_scheduling.py:252); prompt_range "
-                   "(1.5, 3) is truncated by rng.integers")
 @pytest.mark.parametrize("kwargs", [dict(kv_memory=200.5), dict(kv_memory="200"),
                                     dict(prompt_range=(1.5, 3))])
 def test_batch_scheduling_generate_refuses_fractions(kwargs):
     refused(lambda: bs.generate(5, **kwargs))
 
 
-@pytest.mark.xfail(strict=True, reason="batch_scheduling generators validate neither seed nor the "
-                   "types of noise / load / prompt_range: numpy ValueError / TypeError")
 @pytest.mark.parametrize(("kwargs", "field"), [
     (dict(seed=-1), "seed"), (dict(noise="0.1"), "noise"), (dict(arrivals="poisson", load="1"), "load"),
     (dict(prompt_range="ab"), "prompt_range"), (dict(prompt_range=(1, 10**19)), "prompt_range"),
@@ -316,8 +309,6 @@ def test_batch_scheduling_generate_bad_parameters(kwargs, field):
     refused(lambda: bs.generate(5, **kwargs), field)
 
 
-@pytest.mark.xfail(strict=True, reason="a tiny Poisson load overflows the int64 arrival cast "
-                   "(batch_scheduling.py:247-248): every request silently arrives at round 0")
 def test_batch_scheduling_generate_tiny_load():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -42,6 +42,8 @@ from servopt.instances import traces
 REQUIRED = ("arrival_s", "prompt_tokens", "output_tokens")
 MAX_OUTPUT = 1_000_000  # output tokens per request: beyond any model's output limit
 ARRIVAL_UNITS = ("s", "step")
+# pandas' inferred kinds of a column of numbers (anything else, e.g. boolean or string, is refused)
+NUMERIC_KINDS = ("integer", "floating", "mixed-integer-float", "decimal", "empty")
 
 # (median, mean, clip max) of the Azure 2023 traces, tokens.
 WORKLOADS: dict[str, dict[str, tuple[float, float, int]]] = {
@@ -144,9 +146,17 @@ class Instance(_Base):
 def _check_requests(frame: Any, kv_capacity: int) -> pd.DataFrame:
     if not isinstance(frame, pd.DataFrame):
         raise InvalidInstanceError(f"requests must be a pandas DataFrame, got {type(frame).__name__}")
+    if frame.columns.duplicated().any():
+        twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        raise InvalidInstanceError(f"requests: column(s) {twice} appear more than once")
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise InvalidInstanceError(f"requests: missing column(s) {missing}; need {list(REQUIRED)}")
+    for col in frame.columns:  # true/false or text would be taken as counts by to_numeric below
+        kind = pd.api.types.infer_dtype(frame[col], skipna=True)
+        if kind not in NUMERIC_KINDS:
+            raise InvalidInstanceError(
+                f"requests: column {col} must hold numbers, got {kind} values")
     extra = [c for c in frame.columns if c not in (*REQUIRED, "predicted_tokens")]
     if extra:
         raise InvalidInstanceError(
@@ -269,6 +279,13 @@ MAX_REQUESTS = 10_000_000  # a generated stream larger than this would not fit i
 MAX_LOAD = 100.0  # offered load as a multiple of the fleet's capacity
 
 
+def _times(step_ms: Any, ms_per_kv_token: Any, prefill_ms_per_token: Any) -> tuple[float, float, float]:
+    """The step-time parameters (ms, ms per token), each refused by name unless finite and >= 0."""
+    return tuple(number(name, value, lambda v: 0 <= v < math.inf, "a finite number >= 0 ms")
+                 for name, value in (("step_ms", step_ms), ("ms_per_kv_token", ms_per_kv_token),
+                                     ("prefill_ms_per_token", prefill_ms_per_token)))
+
+
 def _load(value: Any) -> float:
     return number("load", value, lambda v: 0 < v <= MAX_LOAD,
                   f"in (0, {MAX_LOAD:g}] times the fleet's capacity")
@@ -289,10 +306,15 @@ def generate(*, workload: str = "conversation", requests: int = 600, workers: in
     """
     requests = whole_number("requests", requests, high=MAX_REQUESTS)
     workers, slots = whole_number("workers", workers), whole_number("slots", slots)
+    kv_capacity = whole_number("kv_capacity", kv_capacity)
+    step_ms, ms_per_kv_token, prefill_ms_per_token = _times(step_ms, ms_per_kv_token,
+                                                            prefill_ms_per_token)
     load = _load(load)
     if arrivals not in ("poisson", "bursty"):
         raise InvalidInstanceError(f"arrivals must be 'poisson' or 'bursty', got {arrivals!r}")
-    rng = np.random.default_rng(seed)
+    burstiness = number("burstiness", burstiness, lambda v: 0 < v < math.inf,
+                        "a finite number > 0 (squared coefficient of variation of the gaps)")
+    rng = np.random.default_rng(whole_number("seed", seed, low=0))
     prompt, output = sample_lengths(workload, int(requests), rng)
     prompt = np.minimum(prompt, np.maximum(kv_capacity - output, 0))
     rate = load * fleet_capacity(prompt, output, workers=workers, slots=slots,
@@ -302,8 +324,6 @@ def generate(*, workload: str = "conversation", requests: int = 600, workers: in
     if arrivals == "poisson":
         gaps = rng.exponential(1.0 / rate, int(requests))
     else:
-        if not burstiness > 0:
-            raise InvalidInstanceError(f"burstiness must be > 0, got {burstiness}")
         shape = 1.0 / burstiness
         gaps = rng.gamma(shape, 1.0 / (rate * shape), int(requests))
     arrival = np.cumsum(gaps) - gaps[0]
@@ -330,12 +350,17 @@ def generate_steps(*, workload: str = "conversation", requests: int = 200, worke
     workers = whole_number("workers", workers)
     if per_step is not None:
         number("per_step", per_step, lambda v: 0 < v < math.inf, "> 0 (arrivals per decode step)")
-    rng = np.random.default_rng(seed)
+    if slots is not None:
+        slots = whole_number("slots", slots)
+    if kv_capacity is not None:
+        kv_capacity = whole_number("kv_capacity", kv_capacity)
+    step_ms, ms_per_kv_token, _ = _times(step_ms, ms_per_kv_token, 0.0)
+    rng = np.random.default_rng(whole_number("seed", seed, low=0))
     prompt, output = sample_lengths(workload, int(requests), rng)
     rate = per_step if per_step is not None else 8.0 * workers / float(output.mean())
     arrival = np.floor(np.cumsum(rng.exponential(1.0 / rate, int(requests))))
     arrival -= arrival[0]
-    slots = int(slots) if slots is not None else int(requests)
+    slots = slots if slots is not None else int(requests)
     if kv_capacity is None:
         kv_capacity = int(np.sum(prompt + output))
     frame = pd.DataFrame({"arrival_s": arrival, "prompt_tokens": prompt, "output_tokens": output})
@@ -368,9 +393,17 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
         raise InvalidInstanceError(f"trace frame: missing column(s) {missing}")
     for field, value in (("workers", workers), ("slots", slots), ("kv_capacity", kv_capacity)):
         whole_number(field, value)
+    step_ms, ms_per_kv_token, prefill_ms_per_token = _times(step_ms, ms_per_kv_token,
+                                                            prefill_ms_per_token)
     if max_requests is not None:
         whole_number("max_requests", max_requests)
+    if frame.columns.duplicated().any():
+        twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        raise InvalidInstanceError(f"trace frame: column(s) {twice} appear more than once")
     for column in REQUIRED:  # the casts below would turn NaN, negative or fractional counts quietly
+        kind = pd.api.types.infer_dtype(frame[column], skipna=True)
+        if kind not in NUMERIC_KINDS:
+            raise InvalidInstanceError(f"trace frame: column {column} must hold numbers, got {kind} values")
         values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
         bad = ~np.isfinite(values) | (values < 0)
         if column != "arrival_s":

@@ -194,9 +194,6 @@ def test_decode_routing_constructor_refuses(kwargs, field):
     refused(lambda: dr_instance(**kwargs), field)
 
 
-@pytest.mark.xfail(strict=True, reason="decode_routing requests columns go through pd.to_numeric: "
-                   "true/false and numeric text are taken as token counts and seconds "
-                   "(instances/decode_routing.py:152,168); batch_scheduling and capacity refuse them")
 @pytest.mark.parametrize("requests", [
     DR_REQ.assign(prompt_tokens=[True, True, False]),
     DR_REQ.assign(arrival_s=["0", "1", "2"]),
@@ -205,8 +202,6 @@ def test_decode_routing_refuses_bool_and_text_columns(requests):
     refused(lambda: dr_instance(requests=requests))
 
 
-@pytest.mark.xfail(strict=True, reason="decode_routing generators cast kv_capacity/slots with int(): "
-                   "131072.7 becomes 131072 and '3' becomes 3 silently (decode_routing.py:302,327-331)")
 @pytest.mark.parametrize(("call", "field"), [
     (lambda: dr.generate(requests=5, kv_capacity=131072.7), "kv_capacity"),
     (lambda: dr.generate_steps(requests=5, slots=2.7), "slots"),
@@ -217,8 +212,6 @@ def test_decode_routing_generators_refuse_fractional_sizes(call, field):
     refused(call, field)
 
 
-@pytest.mark.xfail(strict=True, reason="decode_routing.generate validates neither seed nor kv_capacity "
-                   "/ step_ms / burstiness types before using them: numpy ValueError / TypeError")
 @pytest.mark.parametrize(("kwargs", "field"), [
     (dict(seed=-1), "seed"), (dict(seed="x"), "seed"), (dict(kv_capacity=-5), "kv_capacity"),
     (dict(kv_capacity="1000"), "kv_capacity"), (dict(step_ms="1"), "step_ms"),

@@ -245,6 +245,7 @@ class Instance(BaseInstance):
 
 
 MAX_DROPPED = 0.01  # share of a preset's requests that may be too long for the KV capacity
+MAX_REQUESTS = 10_000_000  # a generated sample larger than this would not fit in memory
 
 
 def workload_lengths(
@@ -313,6 +314,8 @@ def generate(
         kv_tokens = preset_kv_tokens(model, gpu)
     kv = _positive("kv_tokens (KV-cache capacity of a worker)", kv_tokens, integer=True)
     requests = _positive("requests", requests, integer=True)
+    if requests > MAX_REQUESTS:
+        raise InvalidInstanceError(f"requests must be at most {MAX_REQUESTS:,}, got {requests:,}")
     rng = np.random.default_rng(whole_number("seed", seed, low=0))
     s, o = workload_lengths(workload, requests, rng, max_tokens=kv)
     if s.size < (1 - MAX_DROPPED) * requests:

@@ -178,6 +178,10 @@ def _numeric_array(name: str, value: Any, rule: str, *, as_float: bool = True) -
 
 
 # -- generators --------------------------------------------------------------------------------
+MAX_LOADS = 100_000_000  # windows x layers x experts a generated instance may hold (0.8 GB of floats)
+MAX_SLOTS = 1_000_000  # physical expert slots of a generated cluster
+
+
 def generate(
     preset: str | None = None,
     *,
@@ -222,6 +226,14 @@ def generate(
                   gpus_per_node=gpus_per_node, slots_per_gpu=slots_per_gpu)
     for name, value in counts.items():
         whole_number(name, value)
+    if windows * layers * experts > MAX_LOADS:
+        raise InvalidInstanceError(
+            f"windows x layers x experts = {windows * layers * experts:,} expert loads: at most "
+            f"{MAX_LOADS:,} (DeepSeek-V3 with 100 windows is 1.5 million)")
+    if nodes * gpus_per_node * slots_per_gpu > MAX_SLOTS:
+        raise InvalidInstanceError(
+            f"nodes x gpus_per_node x slots_per_gpu = {nodes * gpus_per_node * slots_per_gpu:,} physical "
+            f"expert slots: at most {MAX_SLOTS:,}")
     number("tokens_per_window", tokens_per_window, lambda v: 0 < v <= 1e12, "in (0, 1e12]")
     number("skew", skew, lambda v: 0 <= v <= 10, "in [0, 10] (the log-sd of expert popularity)")
     number("drift", drift, lambda v: 0 <= v < 1, "in [0, 1)")
@@ -266,6 +278,8 @@ def from_trace(
         raise InvalidInstanceError(f"unknown option(s) {sorted(unknown)} for from_trace; besides window, "
                                    f"num_nodes, gpus_per_node, slots_per_gpu and num_groups it accepts "
                                    f"{list(TRACE_OPTIONS)}")
+    num_nodes = whole_number("num_nodes", num_nodes)
+    gpus_per_node = whole_number("gpus_per_node", gpus_per_node)
     loads = read_expert_load(path, window=window)
     gpus = num_nodes * gpus_per_node
     if slots_per_gpu is None:

@@ -151,7 +151,7 @@ def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
                 continue
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, RecursionError) as exc:
                 raise InvalidInstanceError(f"{path}: line {number} is not JSON ({exc})") from None
             if not isinstance(rec, dict):
                 raise InvalidInstanceError(f"{path}: line {number} is not a JSON object")
@@ -208,11 +208,11 @@ def read_expert_load(path: str | Path, *, window: int = 1) -> np.ndarray:
     all steps form one window).
     """
     path = _open_checked(path)
-    if not isinstance(window, int | np.integer) or window < 1:
+    if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
         raise InvalidInstanceError(f"window must be a positive number of steps, got {window}")
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidInstanceError(f"{path}: not valid JSON ({exc})") from None
     history = data.get("load_history") if isinstance(data, dict) else None
     if not isinstance(history, list) or not history:
@@ -221,13 +221,19 @@ def read_expert_load(path: str | Path, *, window: int = 1) -> np.ndarray:
     for number, step in enumerate(history):
         load = step.get("logical_expert_load") if isinstance(step, dict) else None
         try:
-            arr = np.asarray(load, dtype=float)
+            arr = np.asarray(load)
         except (ValueError, TypeError):
             arr = np.empty(0)
         if arr.ndim != 2:
             raise InvalidInstanceError(
                 f"{path}: step {number}: 'logical_expert_load' must be a layers x experts list")
-        steps.append(arr)
+        if arr.size == 0:
+            raise InvalidInstanceError(f"{path}: step {number}: 'logical_expert_load' has no layer "
+                                       f"or no expert (shape {arr.shape})")
+        if arr.dtype.kind not in "iuf":  # true/false or text would be cast to token counts
+            raise InvalidInstanceError(f"{path}: step {number}: 'logical_expert_load' must hold "
+                                       f"token counts (numbers), got {arr.dtype} values")
+        steps.append(arr.astype(float))
     shapes = {s.shape for s in steps}
     if len(shapes) != 1:
         raise InvalidInstanceError(f"{path}: steps disagree on layers x experts: {sorted(shapes)}")

@@ -107,23 +107,17 @@ def expert_trace(tmp_path):
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="from_trace computes slots_per_gpu from num_nodes * gpus_per_node "
-                   "before validating them: ZeroDivisionError (instances/expert_placement.py:272)")
 @pytest.mark.parametrize("kwargs", [dict(num_nodes=0), dict(gpus_per_node=0), dict(gpus_per_node="2")])
 def test_expert_placement_from_trace_zero_gpus(expert_trace, kwargs):
     refused(lambda: ep.from_trace(expert_trace, **kwargs))
 
 
-@pytest.mark.xfail(strict=True, reason="read_expert_load: an empty expert list [[]] hits a numpy "
-                   "reshape ValueError (instances/traces.py:239)")
 def test_expert_placement_from_trace_no_experts(tmp_path):
     path = tmp_path / "empty.json"
     path.write_text(json.dumps({"load_history": [{"logical_expert_load": [[]]}]}))
     refused(lambda: ep.from_trace(path))
 
 
-@pytest.mark.xfail(strict=True, reason="read_expert_load casts true/false to 1/0 token loads "
-                   "(the Azure reader and the Instance refuse booleans)")
 def test_expert_placement_from_trace_refuses_booleans(tmp_path):
     path = tmp_path / "bool.json"
     path.write_text(json.dumps({"load_history": [{"logical_expert_load": [[True, False], [True, True]]}]}))

@@ -56,6 +56,7 @@ class Instance(BaseInstance):
 
     decision = "caching"
     schema_version = 1
+    identifier_fields = ("object_id",)  # object indexes: range-checked by validate, by name
 
     time: np.ndarray
     object_id: np.ndarray
@@ -86,6 +87,12 @@ class Instance(BaseInstance):
         if raw_ids.size and raw_ids.dtype.kind == "f":
             if not np.all(np.isfinite(raw_ids)) or np.any(raw_ids != np.round(raw_ids)):
                 raise InvalidInstanceError("object_id must be whole numbers (object indexes)")
+        if raw_ids.size and raw_ids.dtype.kind in "iuf" and (
+                raw_ids.max() > 2**62 or raw_ids.min() < -(2**62)):  # before the int64 cast wraps it
+            worst = raw_ids.max() if raw_ids.max() > 2**62 else raw_ids.min()
+            raise InvalidInstanceError(
+                f"a request asks for object {worst:.6g}, which has no size and miss cost (object_id "
+                f"values are object indexes 0..{np.size(self.size) - 1})")
         ids = vector("object_id", np.int64)
         size = vector("size", float)
         cost = vector("miss_cost", float)

@@ -25,9 +25,12 @@ tokens), at no extra round, so a preempting policy can end below these bounds (t
 then mark the run ``below_bound``); only the ``area`` bound also holds for it. When the optimum
 puts no weight on ``late`` it is a real schedule, hence optimal. The
 ``horizon`` option: ``None`` takes T from a feasible schedule (the makespan of shortest-first
-admission with exact lengths), ``"safe"`` takes T = max_i(a_i + o_i) + UB - sum_i o_i, where UB
-is that schedule's total latency; then no optimal schedule ends after T (every other request
-has latency >= its o_j) and the IP is the exact hindsight optimum. :func:`build` takes
+admission with exact lengths), ``"safe"`` takes the smaller of T = max_i(a_i + o_i) + UB -
+sum_i o_i, where UB is that schedule's total latency (every other request has latency >= its
+o_j), and T = max_i a_i + sum_i o_i (:func:`no_idle_horizon`: an optimal schedule leaves no
+round idle after the last arrival), at least the greedy makespan; no optimal schedule ends after
+it, late columns are then priced out (:func:`late_costs`), and the IP is the exact hindsight
+optimum. :func:`build` takes
 ``"safe"`` when ``horizon`` is None and ``relax`` is False, so that ``servopt.solve(instance)``
 is the hindsight optimum; the LP keeps the shorter makespan horizon (a valid bound either way).
 
@@ -170,6 +173,16 @@ def schedule_latency(instance: Instance, start: np.ndarray) -> float:
     return float(np.sum(start + instance.output_tokens - instance.arrival))
 
 
+def no_idle_horizon(instance: Instance) -> int:
+    """A_max + sum_i o_i: no optimal schedule ends later (rounds).
+
+    After the last arrival A_max, a schedule with a round where nothing runs and a later start
+    can shift everything that starts later one round earlier (memory and batch profiles move
+    with it, and nothing that started before is still running), lowering total latency; so an
+    optimal schedule runs something in every round from A_max to its end, at most sum_i o_i."""
+    return int(np.max(instance.arrival)) + int(np.sum(instance.output_tokens))
+
+
 def horizon_rounds(instance: Instance, horizon: Any = None) -> int:
     """Number of modelled rounds T (see the module docstring for ``None`` and ``"safe"``)."""
     if horizon is None or horizon == "safe":
@@ -179,7 +192,8 @@ def horizon_rounds(instance: Instance, horizon: Any = None) -> int:
             return makespan
         ub = schedule_latency(instance, start)
         slack = ub - float(instance.output_tokens.sum())
-        return int(max(makespan, np.max(instance.arrival + instance.output_tokens) + slack))
+        by_cost = int(np.max(instance.arrival + instance.output_tokens) + slack)
+        return int(max(makespan, min(by_cost, no_idle_horizon(instance))))
     if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
         raise InvalidInstanceError(f"horizon must be None, 'safe' or a positive number of rounds, "
                                    f"got {horizon!r}")
@@ -216,8 +230,26 @@ def columns(instance: Instance, horizon: Any = None, window: int | None = None) 
     offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     start = a[request] + offset
     cost = (start + o[request] - a[request]).astype(float)
-    late_cost = (np.maximum(last, a - 1) + 1 + o - a).astype(float)
+    late_cost = late_costs(instance, T, last)
     return Columns(T, request, start, cost, np.maximum(last, a - 1), late_cost)
+
+
+def late_costs(instance: Instance, rounds: int, last: np.ndarray) -> np.ndarray:
+    """Cost of each request's late column (a start after ``last``).
+
+    In general the earliest late start's latency (``last + 1 + o - a``): the late column is then
+    a relaxation. When T >= :func:`no_idle_horizon` no optimal schedule starts a request after
+    T - o_i, so a late column that is not cut by a window is costed at UB + 1 - sum_{k != i} o_k
+    instead (UB: the greedy schedule's latency): any solution using it costs more than UB, so the
+    IP never picks it, and the LP stays below the optimum, which the model still contains."""
+    a, o = instance.arrival, instance.output_tokens
+    cost = (np.maximum(last, a - 1) + 1 + o - a).astype(float)
+    if rounds >= no_idle_horizon(instance):
+        ub = schedule_latency(instance, greedy_schedule(instance))
+        floor = ub + 1.0 - (float(np.sum(o)) - o)
+        uncut = last == rounds - o
+        cost = np.where(uncut, np.maximum(cost, floor), cost)
+    return cost
 
 
 def usage(instance: Instance, cols: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -322,7 +354,7 @@ def build_cvxpy(instance: Instance, *, horizon: Any = None,
     late = cp.Variable(n, nonneg=True)
     start = cp.multiply(allowed.astype(float), X)
     cost = np.where(allowed, rounds[None, :] + (o - a)[:, None], 0.0)
-    late_cost = np.maximum(last, a - 1) + 1 + o - a
+    late_cost = late_costs(instance, T, last)
     memory = 0
     running = 0
     for j in range(1, min(int(o.max()), T) + 1):  # a j-th round later than T is never modelled

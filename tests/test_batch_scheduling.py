@@ -193,6 +193,24 @@ def test_ip_matches_brute_force(seed):
     assert model.schedule_latency(inst, start) == pytest.approx(sol.objective)
 
 
+def test_the_no_idle_horizon_is_exact_when_shorter_than_the_cost_horizon():
+    # four requests that each fill the memory alone (3 + 2 = 5 = M): the greedy schedule runs them
+    # one by one, UB = 2 + 4 + 6 + 8 = 20, so the cost-based horizon is 2 + (20 - 8) = 14 rounds;
+    # no optimal schedule idles, so 0 + 8 = 8 rounds suffice (and late columns are priced out)
+    inst = make(5, [3, 3, 3, 3], [2, 2, 2, 2])
+    assert model.no_idle_horizon(inst) == 8
+    assert model.horizon_rounds(inst, "safe") == 8
+    optimum = brute_force(inst, 14)  # enumerated over the longer, cost-based horizon
+    assert optimum == 20.0
+    sol = exact.solve(inst)  # the IP's default: the safe horizon
+    assert sol.status == "optimal" and sol.objective == pytest.approx(optimum)
+    assert sol.decisions["late"].sum() == pytest.approx(0.0)
+    assert exact.solve(inst, relax=True, horizon="safe").objective <= optimum + 1e-9
+    # with a window that cuts the starts, late columns keep their (relaxing) earliest-late cost
+    cols = model.columns(inst, "safe", window=1)
+    assert cols.late_cost.tolist() == [4.0, 4.0, 4.0, 4.0]
+
+
 def test_lp_bound_below_ip_below_heuristics():
     inst = inst_mod.generate(10, seed=5)
     lp = exact.solve(inst, relax=True)

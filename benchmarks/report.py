@@ -22,7 +22,7 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     grouped = frame.groupby(["case", "method"], sort=False)
     out = grouped.agg(
         decision=("decision", "first"),
-        runs=("method", "size"),
+        runs=("cost", "count"),  # runs that produced a cost (errors are counted in status)
         cost=("cost", "mean"),
         gap_mean=("gap", "mean"),
         gap_max=("gap", "max"),

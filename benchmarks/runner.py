@@ -104,6 +104,8 @@ def run_unit(case: Case, params: dict[str, Any], seed: int, method: str) -> dict
             row.update({f"m:{k}": v for k, v in outcome.metrics.items()})
     except Exception as exc:  # a failing method is a row with its error, not a crashed run
         row.update(cost=math.nan, wall_s=math.nan, status=f"error: {type(exc).__name__}: {exc}")
+        if method == BOUND:
+            row.update(bound=math.nan, bound_kind="error")
         row["traceback"] = traceback.format_exc(limit=5)
     return row
 
@@ -245,6 +247,9 @@ def assemble(rows: list[dict[str, Any]]) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=ID_COLUMNS + TABLE_COLUMNS)
     frame = pd.DataFrame(rows)
+    for column in ("bound", "bound_kind"):  # (rows cached before bound errors carried them)
+        if column not in frame.columns:
+            frame[column] = math.nan
     bounds = frame[frame["method"] == BOUND]
     methods = frame[frame["method"] != BOUND].drop(columns=["bound", "bound_kind"], errors="ignore")
     task = ["case", "params", "seed"]

@@ -1,6 +1,8 @@
 """The ``servopt`` command line: solve, generate, bench (and more per decision).
 
-Errors print one line ``servopt: error: ...`` and exit with status 2; never a traceback.
+Errors print one line ``servopt: error: ...``; never a traceback. Exit status: 0 done, 1 the job
+ran but failed (a benchmark run raised, a solve found neither a solution nor a bound), 2 bad
+input or options, 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -72,8 +74,14 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if not Path(args.file).exists() and not args.file.endswith(".json"):
         from servopt.instances import library
 
-        if args.file in library.read_manifest():  # a library name: checked against its sha256
+        manifest = library.read_manifest()
+        if args.file in manifest:  # a library name: checked against its sha256
             instance = library.load(args.file)
+            recorded = manifest[args.file].solve
+            if recorded.get("relax") and not args.relax:
+                print(f"note: the library records {args.file} with its LP relaxation (its exact "
+                      "model is large: building and solving it can take minutes); add --relax for "
+                      "the recorded solve", file=sys.stderr)
         else:
             instance = load(args.file)  # the usual 'no such file' message
     else:
@@ -83,9 +91,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
         raise ValueError(f"--backend cvxpy solves LPs only, and the {instance.decision} model is an "
                          "integer program: add --relax for its LP relaxation, or use the default "
                          "--backend highs for the exact model")
+    print(instance.summary(), flush=True)  # before the build, which can take a while
     solution = exact.solve(instance, relax=args.relax, time_limit=time_limit,
                            backend=args.backend, mip_gap=args.mip_gap)
-    print(instance.summary())
     kind = ("LP relaxation (a bound)" if solution.relaxed else "LP" if solution.info.get("lp", linear)
             else "MIP (prices: duals of the LP with the integers fixed at the incumbent)")
     print(f"problem   {kind} [{solution.backend}]")
@@ -93,7 +101,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     print(f"objective {solution.objective:.8g}")
     print(f"bound     {solution.bound:.8g}")
     gap = solution.gap
-    print(f"gap       {gap:.4%}" if not math.isnan(gap) else "gap       n/a")
+    print(f"gap       {gap:.4%}" if math.isfinite(gap) else "gap       n/a")
     print(f"time      {solution.wall_s:.2f} s")
     if solution.status == "time_limit":
         found = [name for name, value in (("an incumbent", solution.objective),
@@ -108,6 +116,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
         for row in top.itertuples(index=False):
             scalar = row.index is None or (isinstance(row.index, float) and math.isnan(row.index))
             print(f"  {row.family}{'' if scalar else f'[{row.index}]'} = {row.price:.6g}")
+    if solution.status == "time_limit" and math.isnan(solution.objective) and math.isnan(solution.bound):
+        print(f"servopt: error: nothing found within the time limit of {time_limit:g} s",
+              file=sys.stderr)
+        return 1
     if solution.status == "error":  # HiGHS through Pyomo reports Ctrl-C this way too, with no incumbent
         print("servopt: error: the solver stopped without a solution (interrupted, or a solver "
               "failure)", file=sys.stderr)
@@ -164,6 +176,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(report.format_gap_table(frame))
     print()
     print("wrote " + ", ".join(str(p) for p in paths))
+    failed = frame[frame["status"].astype(str).str.startswith("error")] if len(frame) else frame
+    if len(failed):
+        for case, rows in failed.groupby("case", sort=False):
+            first = rows.iloc[0]
+            print(f"servopt: error: {case}: {len(rows)} run(s) failed; first ({first['method']}, "
+                  f"seed {first['seed']}): {first['status'].removeprefix('error: ')}", file=sys.stderr)
+        return 1
     return 0
 
 

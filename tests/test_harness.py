@@ -349,3 +349,47 @@ def test_runs_that_beat_the_bound_are_marked_below_bound_in_both_paths():
     assert outcome_row("m", Outcome(cost=36.0, wall_s=0.0), best, "max")["status"] == "ok"
     assert outcome_row("m", Outcome(cost=40.0, wall_s=0.0, status="infeasible"), best,
                        "max")["status"] == "infeasible"
+
+
+def test_bench_with_failed_runs_writes_its_table_and_exits_1(tmp_path, monkeypatch, capsys):
+    from servopt.benchmarks import registry
+    from servopt.benchmarks.harness import benchmark_module
+
+    bad = Case(name="toy_bad", decision="toy_production", make_instance=make_instance,
+               methods=("greedy", "no_such_method"))
+    monkeypatch.setattr(registry, "cases", lambda suite=None, names=None: [bad])
+    code = cli.main(["bench", "--case", "toy_bad", "--out", str(tmp_path), "--no-plots", "--quiet",
+                     "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 1 and "servopt: error: toy_bad: 1 run(s) failed" in err and "no_such_method" in err
+    assert (tmp_path / "toy_bad.md").exists()
+    # every bound failing too: still a table (bound nan), not a crash on missing columns
+    toy = benchmark_module("toy_production")
+
+    def broken(instance, **kw):
+        raise ValueError("the bound failed")
+
+    monkeypatch.setattr(toy, "bound", broken)
+    frame = run([bad], jobs=1, progress=False)
+    assert frame["bound"].isna().all() and (frame["method"] == "greedy").any()
+    summary = report_mod.summarise(frame).set_index("method")
+    assert summary.loc["greedy", "runs"] == 1 and summary.loc["no_such_method", "runs"] == 0
+
+
+def test_cli_solve_that_finds_nothing_exits_1_and_library_verify_stops_on_a_stopped_solver(
+        tmp_path, monkeypatch, capsys):
+    from servopt.benchmarks import library as verify_mod
+    from servopt.core.solution import Solution
+    from servopt.solvers import exact
+
+    path = tmp_path / "w.json"
+    ToyInstance(**WYNDOR).to_json(path)
+    nothing = Solution(status="time_limit", objective=math.nan, bound=math.nan, gap=math.nan,
+                       wall_s=1.0)
+    monkeypatch.setattr(exact, "solve", lambda *a, **k: nothing)
+    assert cli.main(["solve", str(path), "--time-limit", "1"]) == 1
+    assert "nothing found within the time limit" in capsys.readouterr().err
+    stopped = Solution(status="error", objective=math.nan, bound=math.nan, gap=math.nan, wall_s=1.0)
+    monkeypatch.setattr(exact, "solve", lambda *a, **k: stopped)
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C inside HiGHS: stop, not "FAIL" and go on
+        verify_mod.verify(["bs_offline_10"])

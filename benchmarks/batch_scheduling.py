@@ -217,7 +217,7 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     ``time_limit``: proved optimum or MIP dual bound; horizon ``"safe"`` by default, and "optimal"
     only when no request is left in a late column, e.g. outside ``window``), ``area`` (closed form,
     see :func:`servopt.models.batch_scheduling.area_bound`), or ``auto``: the LP when the model has
-    at most ``max_columns`` start columns, else the closed form. The LP is never worse than the
+    at most ``max_columns`` start columns and rounds, else the closed form. The LP is never worse than the
     closed form is reported: the larger of the two is returned. Total latency is a whole number of
     rounds, so the LP or MIP bound is rounded up to the next integer. ``window="auto"`` limits each
     request's modelled starts, with arrivals, to twice the longest wait of a greedy schedule (the
@@ -235,6 +235,9 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
         if len(cols.request) > max_columns:
             return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
                          status=f"model too large ({len(cols.request):,} columns)")
+        if cols.rounds > max_columns:  # a long idle stretch: one memory row per round
+            return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
+                         status=f"model too long ({cols.rounds:,} rounds)")
         method = "lp"
     if method == "cover":
         cut = rules.cover_bound(instance, horizon=horizon, window=window,

@@ -80,6 +80,7 @@ from servopt.core.cvxmodel import CvxpyModel
 from servopt.instances.batch_scheduling import Instance
 
 _MAX_COLUMNS = 30_000_000
+_MAX_NONZEROS = 60_000_000  # ~52 bytes per entry through build_matrix, before HiGHS's own copy
 
 
 # ---------------------------------------------------------------------------------------------
@@ -222,10 +223,12 @@ def columns(instance: Instance, horizon: Any = None, window: int | None = None) 
             raise InvalidInstanceError(f"window must be >= 0 rounds, got {window}")
         last = np.minimum(last, a + int(window))
     count = np.maximum(0, last - a + 1)
-    if count.sum() > _MAX_COLUMNS:
+    nonzeros = int(np.sum(count * o))  # memory-row entries: what the build allocates
+    if count.sum() > _MAX_COLUMNS or nonzeros > _MAX_NONZEROS:
         raise InvalidInstanceError(
-            f"the time-indexed model would have {count.sum():,} start columns (more than "
-            f"{_MAX_COLUMNS:,}): pass a smaller horizon or a window")
+            f"the time-indexed model would have {count.sum():,} start columns and {nonzeros:,} "
+            f"memory-row entries (limits {_MAX_COLUMNS:,} and {_MAX_NONZEROS:,}, about 3 GB): "
+            "pass a smaller horizon or a window, or use the area bound")
     request = np.repeat(np.arange(instance.n), count)
     offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     start = a[request] + offset

@@ -96,6 +96,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.core import InvalidInstanceError, Solution
+from servopt.core.checks import whole_number
 from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
@@ -853,6 +854,25 @@ def planning_instance(instance: Instance) -> Instance:
     return instance.with_outputs(np.maximum(pred, 1))
 
 
+def start_columns(instance: Instance) -> int:
+    """Start columns of the time-indexed LP at its default (makespan) horizon, counted, not built."""
+    T = model.horizon_rounds(instance)
+    return int(np.sum(np.maximum(0, T - instance.output_tokens - instance.arrival + 1)))
+
+
+def load_sample(instance: Instance, size: int) -> Instance:
+    """``size`` requests spread evenly over the instance (by predicted output), with the memory
+    scaled by size / n so that the sample loads the memory as the whole instance does."""
+    if instance.n <= size:
+        return instance
+    order = np.argsort(instance.predicted_output, kind="stable")
+    chosen = np.sort(order[np.linspace(0, instance.n - 1, size).round().astype(int)])
+    sample = instance.subset(chosen)
+    peak = int(np.max(sample.prompt_tokens + sample.output_tokens))
+    memory = max(round(instance.kv_memory * size / instance.n), peak)
+    return dataclasses.replace(sample, kv_memory=memory)
+
+
 def history_window(instance: Instance, history: int | Instance) -> Instance:
     """The window a stationary price is learned on: a given instance, or the first requests."""
     if isinstance(history, Instance):
@@ -866,13 +886,19 @@ class BidPrice(Policy):
 
     prices : mu[t], latency rounds per KV token-round for each round (from the LP relaxation).
     tail : price used past the end of ``prices``.
+    max_columns : above this many start columns the offline LP (its size grows as n^2, its time
+        faster) is not solved: the rule prices with one stationary price learned on a sample of
+        ``sample`` requests with the memory scaled to keep the same load (``tail``).
     """
 
     name = "bid_price"
 
     def __init__(self, prices: np.ndarray | None = None, *, tail: float | None = None,
                  skip: bool | None = None, time_limit: float | None = None,
-                 history: int | Instance = 60, patience: float = 2.0) -> None:
+                 history: int | Instance = 60, patience: float = 2.0,
+                 max_columns: int = 200_000, sample: int = 120) -> None:
+        self.max_columns = whole_number("max_columns", max_columns)
+        self.sample = whole_number("sample", sample)
         self.prices = None if prices is None else _check_price(prices, "prices", vector=True)
         self.given = prices is not None  # else learned afresh for every instance in prepare()
         self.patience = _check_patience(patience)
@@ -907,7 +933,10 @@ class BidPrice(Policy):
         if self.given:
             return
         self.tail = self.given_tail  # a policy object reused on another instance relearns
-        if instance.offline:
+        if instance.offline and start_columns(planning_instance(instance)) > self.max_columns:
+            self.prices = np.zeros(0)
+            self.tail = BidPriceStationary.learn(load_sample(instance, self.sample), self.time_limit)
+        elif instance.offline:
             sol = solve_lp(planning_instance(instance), time_limit=self.time_limit)
             self.prices = sol.prices["kv_memory"].to_numpy()
         else:  # online: nothing to plan on yet; the history window's average price

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -649,3 +650,33 @@ def test_cvxpy_lp_with_a_horizon_shorter_than_the_longest_output(horizon):
     pyomo_lp = exact.solve(inst, relax=True, horizon=horizon)
     cvxpy_lp = exact.solve(inst, relax=True, horizon=horizon, backend="cvxpy")
     assert cvxpy_lp.objective == pytest.approx(pyomo_lp.objective, rel=1e-6)
+
+
+def test_offline_bid_price_prices_a_load_sample_when_the_lp_is_too_large():
+    inst = inst_mod.generate(40, seed=3)
+    sample = rules.load_sample(inst, 10)
+    # 10 of 40 requests spread over the predicted outputs, a quarter of the memory (or the
+    # largest sampled request's peak need, if that is more)
+    assert sample.n == 10
+    peak = int(np.max(sample.prompt_tokens + sample.output_tokens))
+    assert sample.kv_memory == max(round(inst.kv_memory / 4), peak)
+    assert sample.predicted_output.min() == inst.predicted_output.min()
+    assert sample.predicted_output.max() == inst.predicted_output.max()
+    assert rules.load_sample(inst, 40) is inst
+    # the start columns are counted without building them: n x horizon minus what ends too late
+    T = model.horizon_rounds(rules.planning_instance(inst))
+    assert rules.start_columns(rules.planning_instance(inst)) == len(
+        model.columns(rules.planning_instance(inst)).request) and T > 0
+    small = rules.BidPrice(max_columns=1, sample=10)
+    out = bench.evaluate(inst, small)
+    assert len(small.prices) == 0 and small.tail > 0  # one stationary price, from the sample
+    assert math.isfinite(out.cost) and out.metrics["peak_memory"] <= inst.kv_memory
+    assert out.cost != bench.evaluate(inst, rules.BidPrice(tail=0.0, prices=np.zeros(0))).cost
+
+
+def test_columns_refuses_a_model_whose_memory_rows_would_not_fit(monkeypatch):
+    inst = make(20, [3, 3], [4, 4])  # both run at once (7 + 7 <= 20): horizon 4, one start each
+    assert len(model.columns(inst).request) == 2
+    monkeypatch.setattr(model, "_MAX_NONZEROS", 7)  # 2 columns x 4 rounds = 8 entries
+    with pytest.raises(InvalidInstanceError, match="8 memory-row entries"):
+        model.columns(inst)

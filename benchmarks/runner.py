@@ -34,6 +34,7 @@ from servopt.benchmarks.harness import (
 from servopt.benchmarks.registry import Case, params_label
 from servopt.core.registry import LAYERS, layer_module
 from servopt.core.solution import relative_gap
+from servopt.instances import traces
 
 BOUND = "__bound__"
 ID_COLUMNS = ["case", "decision", "params", "seed", "instance"]
@@ -60,10 +61,12 @@ def _source_files(case: Case) -> list[str]:
 
 
 def code_fingerprint(case: Case) -> str:
-    """sha256 over the source files a case depends on (its decision's modules and the core)."""
+    """sha256 over the source files a case depends on (its decision's modules and the core) and
+    the public traces its instances may read (another trace at the same path is other data)."""
     digest = hashlib.sha256()
     for path in _source_files(case):
         digest.update(Path(path).read_bytes())
+    digest.update(traces.traces_fingerprint().encode())
     return digest.hexdigest()[:16]
 
 

@@ -19,6 +19,7 @@ byte-order mark.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -33,18 +34,39 @@ MAX_TOKENS = 10**12  # beyond any context window; larger counts are data errors 
 INT64 = (-(2**63), 2**63 - 1)
 
 
-def shared_trace(name: str) -> Path | None:
-    """Path of a public trace in ``$SERVOPT_TRACES`` or ``../shared/traces`` (None if absent)."""
+def _trace_folders() -> list[Path]:
+    """Where public traces are looked for, in order: ``$SERVOPT_TRACES``, then ``shared/traces``
+    beside the package's parents and the working directory's parent."""
     candidates = []
     if os.environ.get("SERVOPT_TRACES"):
         candidates.append(Path(os.environ["SERVOPT_TRACES"]))
     here = Path(__file__).resolve()
     candidates += [p / "shared" / "traces" for p in here.parents[:4]]
     candidates.append(Path.cwd().parent / "shared" / "traces")
-    for folder in candidates:
+    return candidates
+
+
+def shared_trace(name: str) -> Path | None:
+    """Path of a public trace in ``$SERVOPT_TRACES`` or ``../shared/traces`` (None if absent)."""
+    for folder in _trace_folders():
         if (folder / name).is_file():
             return folder / name
     return None
+
+
+def traces_fingerprint() -> str:
+    """sha256 over the name and content of every trace :func:`shared_trace` would return (what a
+    benchmark cache keys on, so results computed on other data are never reused)."""
+    digest = hashlib.sha256()
+    seen: set[str] = set()
+    for folder in _trace_folders():
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.name not in seen:  # the first folder holding a name wins
+                seen.add(path.name)
+                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _open_checked(path: str | Path) -> Path:

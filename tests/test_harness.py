@@ -393,3 +393,18 @@ def test_cli_solve_that_finds_nothing_exits_1_and_library_verify_stops_on_a_stop
     monkeypatch.setattr(exact, "solve", lambda *a, **k: stopped)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C inside HiGHS: stop, not "FAIL" and go on
         verify_mod.verify(["bs_offline_10"])
+
+
+def test_other_trace_data_invalidates_the_cache(tmp_path, monkeypatch):
+    # results computed on one trace are never served for another trace at the same name
+    case = _case(seeds=(0,))
+    cache = tmp_path / "cache"
+    run([case], jobs=1, cache_dir=cache, progress=False)
+    units = runner_mod.plan_units([case])
+    assert all(runner_mod._read_cache(cache, u[0]) is not None for u in units)
+    other = tmp_path / "traces"
+    other.mkdir()
+    (other / "azure2023_code.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0,5,3\n")
+    monkeypatch.setenv("SERVOPT_TRACES", str(other))
+    units = runner_mod.plan_units([case])
+    assert all(runner_mod._read_cache(cache, u[0]) is None for u in units)

@@ -27,6 +27,7 @@ from servopt.models import batch_scheduling as model
 from servopt.solvers import batch_scheduling as rules
 
 SENSE = "min"
+COST = "total end-to-end latency (rounds)"
 FORESIGHT = ("hindsight",)  # plans with the true output lengths
 DEFAULT_METHODS = ("fcfs", "spf", "mcsf", "bid_price", "bid_price_stationary")
 

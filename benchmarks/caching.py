@@ -30,6 +30,7 @@ from servopt.instances.caching import Instance
 from servopt.solvers import caching as methods
 
 SENSE = "min"
+COST = "total miss cost (the instance's miss-cost unit, e.g. encoder ms)"
 FORESIGHT = ("belady", "belady_size", "static", "lp_schedule")  # see the future or true popularity
 DEFAULT_METHODS = ("lru", "fifo", "lfu", "gds", "gdsf", "lec", "belady", "belady_size",
                    "static", "cost_freq_size", "bid_price_static", "bid_price", "bid_price_window",

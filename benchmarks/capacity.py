@@ -85,6 +85,7 @@ from servopt.models import capacity as model
 from servopt.solvers import capacity as policies
 
 SENSE = "min"
+COST = "workers provisioned"
 DEFAULT_METHODS = ("plan", "fluid_lp", "first_order", "compute_only", "utilisation", "queue_depth")
 N_REQUESTS = 8000
 MIN_REQUESTS = 500  # fewer arrivals per run: the drift test sees too short a horizon to judge

@@ -53,6 +53,7 @@ from servopt.models import decode_routing as model
 from servopt.solvers import decode_routing as routing
 
 SENSE = "min"
+COST = "total decode step time of the run (ms)"
 DEFAULT_METHODS = ("round_robin", "random", "jsq", "least_kv", "p2c_kv", "least_outstanding",
                    "least_kv_sorted", "bid_price", "bid_price_lp", "bid_price_argmin")
 FULL_METHODS = tuple(m for m in DEFAULT_METHODS if m != "bid_price_argmin")

@@ -39,6 +39,7 @@ from servopt.models.expert_placement import check_placement, makespan_lower_boun
 from servopt.solvers.expert_placement import POLICIES, Plan, price_dispatch
 
 SENSE = "min"
+COST = "sum over layers of the next window's max GPU load (tokens) + migration_cost x migrations"
 DEFAULT_METHODS = ("no_replication", "eplb", "eplb_lp", "eplb_price", "bid_price",
                    "bid_price_lp", "exact")
 

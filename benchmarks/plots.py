@@ -28,8 +28,11 @@ def write_plots(frame: pd.DataFrame, out_dir: str | Path, name: str) -> list[Pat
     for ax, case in zip(axes[:, 0], cases, strict=True):
         block = summary[summary["case"] == case]
         gaps = block["gap_mean"].to_numpy(dtype=float) * 100
-        ax.barh(block["method"], np.nan_to_num(gaps), color="tab:blue")
-        ax.set_title(f"{block['decision'].iloc[0]}: {case}", fontsize=9)
+        flagged = (block["status"] != "ok").to_numpy()  # unstable, below_bound, errors
+        labels = [f"{m} ({st})" if bad else m
+                  for m, st, bad in zip(block["method"], block["status"], flagged, strict=True)]
+        ax.barh(labels, np.nan_to_num(gaps), color=np.where(flagged, "tab:red", "tab:blue"))
+        ax.set_title(f"{block['decision'].iloc[0]}: {case} (red: not every run ok)", fontsize=9)
         ax.set_xlabel("mean gap to bound (%)")
         ax.invert_yaxis()
     fig.tight_layout()

@@ -57,16 +57,27 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
     return "\n".join([header, rule, *body])
 
 
-def foresight_methods(decision: str) -> tuple[str, ...]:
-    """Methods of a decision that use the future (offline references, not online rules): its
-    benchmark module's ``FORESIGHT``."""
+def _benchmark_attribute(decision: str, name: str, default: Any) -> Any:
     from servopt.benchmarks.harness import benchmark_module
     from servopt.core import InvalidInstanceError
 
     try:
-        return tuple(getattr(benchmark_module(decision), "FORESIGHT", ()))
-    except InvalidInstanceError:  # an unknown decision label in a hand-made frame: nothing to mark
-        return ()
+        return getattr(benchmark_module(decision), name, default)
+    except InvalidInstanceError:  # an unknown decision label in a hand-made frame: nothing to say
+        return default
+
+
+def foresight_methods(decision: str) -> tuple[str, ...]:
+    """Methods of a decision that use the future (offline references, not online rules): its
+    benchmark module's ``FORESIGHT``."""
+    return tuple(_benchmark_attribute(decision, "FORESIGHT", ()))
+
+
+def cost_line(decision: str) -> str:
+    """What ``cost`` measures for a decision (its benchmark module's ``COST`` and ``SENSE``)."""
+    what = _benchmark_attribute(decision, "COST", "")
+    better = "higher" if _benchmark_attribute(decision, "SENSE", "min") == "max" else "lower"
+    return f"cost = {what}, {better} is better; gap as a fraction of the bound." if what else ""
 
 
 def format_gap_table(frame: pd.DataFrame) -> str:
@@ -78,7 +89,8 @@ def format_gap_table(frame: pd.DataFrame) -> str:
     for (decision, case), block in summary.groupby(["decision", "case"], sort=False):
         table = block[["method", "runs", "cost", "gap_mean", "gap_max", "wall_s", "bound_kind",
                        "status"]]
-        text = f"## {decision}: {case}\n\n{markdown_table(table)}"
+        unit = cost_line(str(decision))
+        text = f"## {decision}: {case}\n\n" + (f"{unit}\n\n" if unit else "") + markdown_table(table)
         marked = [m for m in table["method"] if m in foresight_methods(str(decision))]
         if marked:
             text += ("\n\nOffline references that use the future (not rules one can deploy): "

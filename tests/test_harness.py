@@ -166,6 +166,7 @@ def test_reports(tmp_path):
     paths = report_mod.write_reports(frame, tmp_path, "toy", command="servopt bench")
     text = (tmp_path / "toy.md").read_text()
     assert "| method |" in text and "greedy" in text and "servopt bench" in text
+    assert "cost = profit, higher is better" in text  # the toy decision's COST and SENSE
     assert pd.read_csv(paths[0]).shape[0] == len(frame)
     from servopt.benchmarks import plots
 

@@ -106,6 +106,7 @@ def exact(instance: ToyInstance) -> np.ndarray:
 
 POLICIES = {"nothing": nothing, "greedy": greedy, "exact": exact}
 SENSE = "max"
+COST = "profit"
 
 
 def evaluate(instance: ToyInstance, method, **kw) -> Outcome:

@@ -138,5 +138,5 @@ register_decision(
     instances=ns(Instance=ToyInstance, generate=generate, __file__=__file__),
     models=ns(build=build, build_cvxpy=build_cvxpy, LINEAR=True, __file__=__file__),
     solvers=ns(POLICIES=POLICIES, __file__=__file__),
-    benchmarks=ns(evaluate=evaluate, bound=bound, SENSE=SENSE, __file__=__file__),
+    benchmarks=ns(evaluate=evaluate, bound=bound, SENSE=SENSE, COST=COST, __file__=__file__),
 )

@@ -230,6 +230,12 @@ class Instance(BaseInstance):
     def requests(self) -> int:
         return int(self.prompt_tokens.size)
 
+    @property
+    def chunk_tokens(self) -> int:
+        """Prompt tokens of one request per iteration, min(C, b): a chunk never exceeds the
+        iteration's token budget (as in vLLM, and the simulator)."""
+        return min(self.prefill_chunk, self.token_budget)
+
     def summary(self) -> str:
         return (
             f"capacity: {self.workload} workload, {self.requests} length samples "

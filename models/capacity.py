@@ -171,11 +171,11 @@ def memory_corrections(
     work = float(work_tokens(s, o).mean())
     hol = float((s**2).mean() / (2 * s.mean()))
     if rate is None:
-        footprint = float(kv_footprint(s, o, instance.prefill_chunk).mean())
+        footprint = float(kv_footprint(s, o, instance.chunk_tokens).mean())
         rate = rate_bound(max(instance.kv_tokens - hol, 1.0), footprint, instance, work)
     per_iteration = max(rate * self_consistent_iteration(instance, rate, work), 1e-12)
     preempt = preemption_probability(s, float(o.mean()) - 1.0, per_iteration)
-    reach = instance.prefill_chunk * (1.0 + 1.0 / (2.0 * per_iteration))
+    reach = instance.chunk_tokens * (1.0 + 1.0 / (2.0 * per_iteration))
     recompute = float(np.minimum(s, reach).mean())
     if recompute_fraction is None:
         recompute_fraction = preempt * recompute / work
@@ -207,7 +207,7 @@ class Bounds:
 
 def means(instance: Instance) -> dict[str, float]:
     """E[s], E[o], E[w], E[n], E[g] (admission reservation) and E[s^2] / E[s] of the workload."""
-    s, o, c = instance.prompt_tokens, instance.output_tokens, instance.prefill_chunk
+    s, o, c = instance.prompt_tokens, instance.output_tokens, instance.chunk_tokens
     return {
         "prompt": float(s.mean()),
         "output": float(o.mean()),
@@ -290,7 +290,7 @@ def request_classes(instance: Instance, *, prompt_bins: int = 4, output_bins: in
     ``slot_iterations`` n_k and ``kv_footprint`` g_k (means of the members, so sum_k p_k a_k
     equals the sample mean exactly). Index ``request_class`` labelled ``s<i>o<j>``.
     """
-    s, o, c = instance.prompt_tokens, instance.output_tokens, instance.prefill_chunk
+    s, o, c = instance.prompt_tokens, instance.output_tokens, instance.chunk_tokens
 
     def bins(values: np.ndarray, count: int) -> np.ndarray:
         edges = np.unique(np.quantile(values, np.linspace(0, 1, count + 1)[1:-1]))

@@ -507,3 +507,14 @@ def test_plan_when_a_request_needs_almost_all_the_kv():
     inst = instances.Instance(prompt_tokens=[100, 995], output_tokens=[10, 6], arrival_rate=5.0,
                               kv_tokens=1000)
     assert rules.plan(inst).workers >= 1
+
+
+def test_a_prefill_chunk_larger_than_the_budget_is_the_budget():
+    # a chunk is processed within one iteration, so C > b acts as C = b (the simulator's
+    # min(C, budget)); the model used to let the uncapped C move the memory bound
+    inst = instances.generate(workload="conversation", requests=200, kv_tokens=40_000, seed=1)
+    at_budget = inst.with_(prefill_chunk=inst.token_budget)
+    beyond = inst.with_(prefill_chunk=10 * inst.token_budget)
+    assert beyond.chunk_tokens == inst.token_budget
+    assert model.bounds(beyond).memory == model.bounds(at_budget).memory
+    assert model.bounds(beyond).memory_first_order == model.bounds(at_budget).memory_first_order

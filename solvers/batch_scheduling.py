@@ -88,6 +88,7 @@ On an empty batch the FCFS/SPF head request is admitted whenever it fits in memo
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import time
 from typing import Any
@@ -103,6 +104,7 @@ from servopt.models import batch_scheduling as model
 from servopt.solvers.exact import new_highs
 
 VLLM_WATERMARK = 0.01
+EXHAUSTIVE_ORDERS = 6  # search_order tries every admission order up to this many requests
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1210,6 +1212,16 @@ def search_order(instance: Instance, start: np.ndarray, *, time_limit: float = 3
         current, free = serial_schedule(instance, order, rounds)
     cost = model.schedule_latency(instance, current)
     best, best_cost = current.copy(), cost
+    if n <= EXHAUSTIVE_ORDERS:  # few requests: every order, once (no time budget to spend)
+        for perm in itertools.permutations(range(n)):
+            try:
+                trial, _ = serial_schedule(instance, order[list(perm)], rounds)
+            except ValueError:
+                continue
+            trial_cost = model.schedule_latency(instance, trial)
+            if trial_cost < best_cost:
+                best, best_cost = trial, trial_cost
+        return best
     deadline = time.perf_counter() + time_limit
     t0 = time.perf_counter()
     while n > 1:
@@ -1262,7 +1274,10 @@ def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float
     o = instance.output_tokens
     best = np.asarray(start, dtype=np.int64).copy()
     deadline = time.perf_counter() + time_limit
+    stale = 0  # consecutive tries without an improvement
     while time.perf_counter() < deadline:
+        if instance.n <= max_free and stale >= 20:  # every window holds every request: done
+            break
         first, makespan = int(best.min()), int(np.max(best + o))
         size = width if width is not None else max(
             4, round(rng.uniform(2.0, 4.0) * (makespan - first) / instance.n))
@@ -1271,11 +1286,14 @@ def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float
         if len(free) > max_free:
             free = np.sort(rng.choice(free, max_free, replace=False))
         if len(free) < 2:
+            stale += 1
             continue
         left = max(0.05, deadline - time.perf_counter())
         pad = int(reach * size)
+        before = model.schedule_latency(instance, best)
         best = reoptimise(instance, best, free, lo - pad, lo + size + pad,
                           time_limit=min(sub_time, left))
+        stale = stale + 1 if model.schedule_latency(instance, best) >= before else 0
     return best
 
 

@@ -71,6 +71,8 @@ def traces_fingerprint() -> str:
 
 def _open_checked(path: str | Path) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise InvalidInstanceError(f"{path}: a folder, not a trace file")
     if not path.is_file():
         raise InvalidInstanceError(f"{path}: no such trace file")
     return path
@@ -141,7 +143,8 @@ def read_azure(path: str | Path, *, rate_scale: float = 1.0, start_s: float | No
     try:
         raw = pd.read_csv(path, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise InvalidInstanceError(f"{path}: not a CSV file ({exc})") from None
+        hint = " (a JSON-lines file: Mooncake format?)" if path.suffix == ".jsonl" else ""
+        raise InvalidInstanceError(f"{path}: not a CSV file{hint} ({exc})") from None
     _require(raw, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"], path, "Azure LLM inference")
     if pd.api.types.is_numeric_dtype(raw["TIMESTAMP"]) and raw["TIMESTAMP"].dtype != bool:
         seconds = raw["TIMESTAMP"].astype(float)  # numbers: seconds (e.g. epoch or relative)
@@ -206,7 +209,8 @@ def read_burstgpt(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
     try:
         raw = pd.read_csv(path, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise InvalidInstanceError(f"{path}: not a CSV file ({exc})") from None
+        hint = " (a JSON-lines file: Mooncake format?)" if path.suffix == ".jsonl" else ""
+        raise InvalidInstanceError(f"{path}: not a CSV file{hint} ({exc})") from None
     raw.columns = [c.strip() for c in raw.columns]
     _require(raw, ["Timestamp", "Request tokens", "Response tokens"], path, "BurstGPT")
     if model is not None:

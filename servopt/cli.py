@@ -157,6 +157,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from servopt.benchmarks import registry, report, runner
 
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1 worker process, got {args.jobs}")
     selected = registry.cases(suite=None if args.case else args.suite, names=args.case or None)
     if not selected:
         known = registry.suites()
@@ -242,6 +244,9 @@ def cmd_capacity(args: argparse.Namespace) -> int:
             raise ValueError(f"--sim-seeds: seeds must be >= 1, got {args.sim_seeds}")
     worker = {"token_budget": args.token_budget, "batch_cap": args.batch_cap,
               "prefill_chunk": args.prefill_chunk}
+    for option, value in (("--step-ms", args.step_ms), ("--per-token-ms", args.per_token_ms)):
+        if value is not None and not 0 <= value < math.inf:
+            raise ValueError(f"{option} must be a finite number of ms >= 0, got {value:g}")
     if args.step_ms is not None:
         worker["step_overhead_s"] = args.step_ms / 1e3
     if args.per_token_ms is not None:

@@ -215,14 +215,19 @@ def test_cli_generate(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "argv",
-    [["solve", "/no/such/file.json"], ["generate", "no_decision", "-o", "x.json"],
-     ["bench", "--case", "no_such_case"]],
+    [(["solve", "/no/such/file.json"], "no such file"),
+     (["generate", "no_decision", "-o", "x.json"], "no_decision"),
+     (["bench", "--case", "no_such_case"], "no_such_case"),
+     (["bench", "--jobs", "0", "--case", "toy_case"], "--jobs must be >= 1"),
+     (["capacity", "--workload", "code", "--rate", "5", "--step-ms", "-1"], "--step-ms must be"),
+     (["capacity", "--trace", "/", "--rate", "3"], "a folder, not a trace file")],
 )
 def test_cli_errors_are_one_line(argv, capsys):
+    argv, says = argv
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("servopt: error:") and err.count("\n") == 1
-    assert "Traceback" not in err
+    assert "Traceback" not in err and says in err
 
 
 def test_registered_decision_is_known():

@@ -229,8 +229,16 @@ def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
         raise RuntimeError("--scheduler needs dask.distributed: pip install 'servopt[dask]'") from None
     cluster = None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        import signal
+
+        # the worker processes inherit an ignored Ctrl-C: the parent stops them and keeps what
+        # finished, without a traceback from every worker
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         client = Client(cluster)
     else:
         client = Client(scheduler, timeout=30)
@@ -239,7 +247,10 @@ def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
                    for k, c, p, s, m in todo}
         for future in as_completed(futures):
             done(futures[future], future.result())
-    finally:
+    finally:  # (shutting down cancels what still runs: dask's warnings about it are noise)
+        import logging
+
+        logging.getLogger("distributed").setLevel(logging.ERROR)
         client.close()
         if cluster is not None:
             cluster.close()

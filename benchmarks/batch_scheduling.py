@@ -232,10 +232,18 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     if method == "area":
         return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0)
     if method == "auto":
-        cols = model.columns(instance, horizon, window)
+        try:
+            cols = model.columns(instance, horizon, window)
+        except InvalidInstanceError as exc:  # too large to even list its columns
+            return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
+                         status=f"model too large: {exc}")
         if len(cols.request) > max_columns:
             return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
                          status=f"model too large ({len(cols.request):,} columns)")
+        if model.memory_entries(instance, cols) > 100 * max_columns:
+            return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
+                         status=f"model too large ({model.memory_entries(instance, cols):,} "
+                                "memory-row entries)")
         if cols.rounds > max_columns:  # a long idle stretch: one memory row per round
             return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
                          status=f"model too long ({cols.rounds:,} rounds)")

@@ -27,8 +27,11 @@ def solve_entry(instance: Instance, solve_kw: dict[str, Any]) -> tuple[float, fl
     start = time.perf_counter()
     solution = exact.solve(instance, **solve_kw)
     wall = time.perf_counter() - start
-    if solution.status in ("error", "interrupted"):  # (HiGHS via Pyomo reports Ctrl-C as error)
-        raise KeyboardInterrupt(f"the solver stopped ({solution.status}) before finishing")
+    if solution.status == "interrupted":
+        raise KeyboardInterrupt("the solver was interrupted")
+    if solution.status == "error":  # HiGHS through Pyomo reports Ctrl-C this way too: stop
+        raise RuntimeError("the solver stopped without a solution (Ctrl-C, or a solver "
+                           "failure): verification stopped, nothing was judged")
     if solve_kw.get("relax"):
         return math.nan, solution.objective, "lp_relaxation", wall
     kind = "optimal" if solution.status == "optimal" and solution.gap <= 1e-6 else "mip_bound"

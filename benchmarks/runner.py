@@ -267,8 +267,9 @@ def assemble(rows: list[dict[str, Any]]) -> pd.DataFrame:
     bounds = frame[frame["method"] == BOUND]
     methods = frame[frame["method"] != BOUND].drop(columns=["bound", "bound_kind"], errors="ignore")
     task = ["case", "params", "seed"]
-    bound_cols = bounds[[*task, "bound", "bound_kind"]] if not bounds.empty else pd.DataFrame(
-        columns=[*task, "bound", "bound_kind"])
+    keep = [*task, "bound", "bound_kind", "status"]
+    bound_cols = (bounds[keep] if not bounds.empty else pd.DataFrame(columns=keep)).rename(
+        columns={"status": "bound_status"})  # (a bound that raised says so here)
     out = methods.merge(bound_cols, on=task, how="left")
     senses = {d: getattr(benchmark_module(d), "SENSE", "min") for d in out["decision"].unique()}
     out["gap"] = [

@@ -12,10 +12,11 @@ steps. Online methods see ``prompt_tokens`` and, when given, ``predicted_tokens`
 A request that needs more KV (prompt + output) than one worker holds can never finish:
 constructing such an instance raises :class:`~servopt.core.InfeasibleError` naming it.
 
-``requests`` is a frame numbered 0..n-1 in arrival order (read-only in the instance; edit a
-``requests.copy()`` and build a new instance) with columns ``arrival_s`` (seconds, or decode steps when
-``arrival_unit == "step"``), ``prompt_tokens``, ``output_tokens`` and optionally
-``predicted_tokens``. ``block_ids`` optionally lists the prefix block ids of each request.
+``requests`` is a frame numbered 0..n-1 in arrival order (its values are read-only in the
+instance; edit a ``requests.copy()`` and build a new instance) with columns ``arrival_s``
+(seconds, or decode steps when ``arrival_unit == "step"``), ``prompt_tokens``,
+``output_tokens`` and optionally ``predicted_tokens``. ``block_ids`` optionally lists the
+prefix block ids of each request.
 
 Generators are calibrated to the Azure LLM inference traces 2023 (Splitwise, ISCA 2024):
 conversation context mean 1155 / median 1020 tokens, output mean 211 / median 129 (max 1000);

@@ -223,12 +223,10 @@ def columns(instance: Instance, horizon: Any = None, window: int | None = None) 
             raise InvalidInstanceError(f"window must be >= 0 rounds, got {window}")
         last = np.minimum(last, a + int(window))
     count = np.maximum(0, last - a + 1)
-    nonzeros = int(np.sum(count * o))  # memory-row entries: what the build allocates
-    if count.sum() > _MAX_COLUMNS or nonzeros > _MAX_NONZEROS:
+    if count.sum() > _MAX_COLUMNS:
         raise InvalidInstanceError(
-            f"the time-indexed model would have {count.sum():,} start columns and {nonzeros:,} "
-            f"memory-row entries (limits {_MAX_COLUMNS:,} and {_MAX_NONZEROS:,}, about 3 GB): "
-            "pass a smaller horizon or a window, or use the area bound")
+            f"the time-indexed model would have {count.sum():,} start columns (more than "
+            f"{_MAX_COLUMNS:,}): pass a smaller horizon or a window, or use the area bound")
     request = np.repeat(np.arange(instance.n), count)
     offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     start = a[request] + offset
@@ -255,8 +253,19 @@ def late_costs(instance: Instance, rounds: int, last: np.ndarray) -> np.ndarray:
     return cost
 
 
+def memory_entries(instance: Instance, cols: Columns) -> int:
+    """Entries of the fine memory rows (one per column and round it runs): what they allocate."""
+    return int(np.sum(instance.output_tokens[cols.request]))
+
+
 def usage(instance: Instance, cols: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """COO triplets (round, column, KV tokens) of the memory rows."""
+    entries = memory_entries(instance, cols)
+    if entries > _MAX_NONZEROS:
+        raise InvalidInstanceError(
+            f"the time-indexed model's memory rows would have {entries:,} entries (more than "
+            f"{_MAX_NONZEROS:,}, about 3 GB): pass a smaller horizon or a window, or use the "
+            "area or coarse bound")
     col, j = run_rounds(instance.output_tokens[cols.request])
     row = cols.start[col] + j - 1
     tokens = instance.prompt_tokens[cols.request][col] + j

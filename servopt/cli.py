@@ -178,14 +178,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     print(report.format_gap_table(frame))
     print()
     print("wrote " + ", ".join(str(p) for p in paths))
-    failed = frame[frame["status"].astype(str).str.startswith("error")] if len(frame) else frame
-    if len(failed):
+    code = 0
+    for column, what in (("status", "run(s)"), ("bound_status", "bound(s)")):
+        if not len(frame) or column not in frame.columns:
+            continue
+        failed = frame[frame[column].astype(str).str.startswith("error")]
+        if column == "bound_status":  # one bound per task, repeated on each of its method rows
+            failed = failed.drop_duplicates(["case", "params", "seed"])
         for case, rows in failed.groupby("case", sort=False):
             first = rows.iloc[0]
-            print(f"servopt: error: {case}: {len(rows)} run(s) failed; first ({first['method']}, "
-                  f"seed {first['seed']}): {first['status'].removeprefix('error: ')}", file=sys.stderr)
-        return 1
-    return 0
+            where = f"{first['method']}, " if column == "status" else ""
+            print(f"servopt: error: {case}: {len(rows)} {what} failed; first ({where}seed "
+                  f"{first['seed']}): {first[column].removeprefix('error: ')}", file=sys.stderr)
+            code = 1
+    return code
 
 
 def cmd_library(args: argparse.Namespace) -> int:

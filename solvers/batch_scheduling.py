@@ -858,15 +858,40 @@ def planning_instance(instance: Instance) -> Instance:
 
 def start_columns(instance: Instance) -> int:
     """Start columns of the time-indexed LP at its default (makespan) horizon, counted, not built."""
+    return lp_size(instance)[0]
+
+
+def lp_size(instance: Instance) -> tuple[int, int]:
+    """(start columns, memory-row entries) of the time-indexed LP at its default horizon."""
     T = model.horizon_rounds(instance)
-    return int(np.sum(np.maximum(0, T - instance.output_tokens - instance.arrival + 1)))
+    count = np.maximum(0, T - instance.output_tokens - instance.arrival + 1)
+    return int(np.sum(count)), int(np.sum(count * instance.output_tokens))
 
 
-def load_sample(instance: Instance, size: int) -> Instance:
+def lp_too_large(instance: Instance, max_columns: int, max_entries: int) -> bool:
+    """More than ``max_columns`` start columns or ``max_entries`` memory-row entries."""
+    columns, entries = lp_size(instance)
+    return columns > max_columns or entries > max_entries
+
+
+def load_sample(instance: Instance, size: int, limits: tuple[int, int] | None = None) -> Instance:
     """``size`` requests spread evenly over the instance (by predicted output), with the memory
-    scaled by size / n so that the sample loads the memory as the whole instance does."""
-    if instance.n <= size:
+    scaled by size / n so that the sample loads the memory as the whole instance does; with
+    ``limits`` (columns, entries), halved (down to 8 requests) until its LP is within them."""
+    def too_large(inst: Instance) -> bool:
+        return limits is not None and lp_too_large(planning_instance(inst), *limits)
+
+    if instance.n <= size and not too_large(instance):
         return instance
+    size = min(size, instance.n)
+    sample = _sample(instance, size)
+    while size > 8 and too_large(sample):
+        size = max(8, size // 2)
+        sample = _sample(instance, size)
+    return sample
+
+
+def _sample(instance: Instance, size: int) -> Instance:
     order = np.argsort(instance.predicted_output, kind="stable")
     chosen = np.sort(order[np.linspace(0, instance.n - 1, size).round().astype(int)])
     sample = instance.subset(chosen)
@@ -888,9 +913,11 @@ class BidPrice(Policy):
 
     prices : mu[t], latency rounds per KV token-round for each round (from the LP relaxation).
     tail : price used past the end of ``prices``.
-    max_columns : above this many start columns the offline LP (its size grows as n^2, its time
-        faster) is not solved: the rule prices with one stationary price learned on a sample of
-        ``sample`` requests with the memory scaled to keep the same load (``tail``).
+    max_columns : above this many start columns (or 100x as many memory-row entries) the offline
+        LP (its size grows as n^2, its time faster) is not solved: the rule prices with one
+        stationary price learned on a sample of ``sample`` requests (fewer if its LP has more
+        than 10 x ``max_columns`` entries) with the memory scaled to keep the same load
+        (``tail``; 0 if even 8 are too many: then it orders by predicted output alone).
     """
 
     name = "bid_price"
@@ -935,9 +962,13 @@ class BidPrice(Policy):
         if self.given:
             return
         self.tail = self.given_tail  # a policy object reused on another instance relearns
-        if instance.offline and start_columns(planning_instance(instance)) > self.max_columns:
+        if instance.offline and lp_too_large(planning_instance(instance), self.max_columns,
+                                             100 * self.max_columns):
             self.prices = np.zeros(0)
-            self.tail = BidPriceStationary.learn(load_sample(instance, self.sample), self.time_limit)
+            small = (self.max_columns, 10 * self.max_columns)  # the sample's LP: seconds
+            sample = load_sample(instance, self.sample, small)
+            self.tail = (0.0 if lp_too_large(planning_instance(sample), *small)
+                         else BidPriceStationary.learn(sample, self.time_limit))
         elif instance.offline:
             sol = solve_lp(planning_instance(instance), time_limit=self.time_limit)
             self.prices = sol.prices["kv_memory"].to_numpy()
@@ -1192,7 +1223,8 @@ def search_order(instance: Instance, start: np.ndarray, *, time_limit: float = 3
                  seed: int = 0, temperature: float = 0.5) -> np.ndarray:
     """Local search over the admission order, each order decoded by :func:`serial_schedule`.
 
-    Starts from the order of a schedule's start rounds (ties: shorter output first); a move
+    With at most ``EXHAUSTIVE_ORDERS`` requests every order is decoded once instead. Otherwise
+    starts from the order of a schedule's start rounds (ties: shorter output first); a move
     swaps two requests or moves one to another position (half of the moves within 4
     positions), and only the changed tail is re-placed. Moves that do not increase the total
     latency are kept, worse ones with the simulated-annealing probability
@@ -1274,9 +1306,9 @@ def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float
     o = instance.output_tokens
     best = np.asarray(start, dtype=np.int64).copy()
     deadline = time.perf_counter() + time_limit
-    stale = 0  # consecutive tries without an improvement
-    while time.perf_counter() < deadline:
-        if instance.n <= max_free and stale >= 20:  # every window holds every request: done
+    stale = 0  # re-solves of a window holding every request that found nothing better
+    while time.perf_counter() < deadline and instance.n > 1:
+        if stale >= 5:  # the whole schedule was re-optimised in windows and did not improve
             break
         first, makespan = int(best.min()), int(np.max(best + o))
         size = width if width is not None else max(
@@ -1286,14 +1318,14 @@ def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float
         if len(free) > max_free:
             free = np.sort(rng.choice(free, max_free, replace=False))
         if len(free) < 2:
-            stale += 1
             continue
         left = max(0.05, deadline - time.perf_counter())
         pad = int(reach * size)
         before = model.schedule_latency(instance, best)
         best = reoptimise(instance, best, free, lo - pad, lo + size + pad,
                           time_limit=min(sub_time, left))
-        stale = stale + 1 if model.schedule_latency(instance, best) >= before else 0
+        improved = model.schedule_latency(instance, best) < before
+        stale = 0 if improved else stale + (len(free) == instance.n)
     return best
 
 

@@ -667,16 +667,37 @@ def test_offline_bid_price_prices_a_load_sample_when_the_lp_is_too_large():
     T = model.horizon_rounds(rules.planning_instance(inst))
     assert rules.start_columns(rules.planning_instance(inst)) == len(
         model.columns(rules.planning_instance(inst)).request) and T > 0
-    small = rules.BidPrice(max_columns=1, sample=10)
+    # long outputs: the whole LP (and a 120-request sample's) is too large; the sample shrinks
+    long = inst_mod.generate(110, seed=0, output_range=(100, 400))
+    columns, entries = rules.lp_size(rules.planning_instance(long))
+    assert columns > 200_000 and entries > 20_000_000
+    shrunk = rules.load_sample(long, 120, (200_000, 2_000_000))
+    assert shrunk.n < 110 and (shrunk.n == 8 or not rules.lp_too_large(
+        rules.planning_instance(shrunk), 200_000, 2_000_000))
+    assert math.isfinite(bench.evaluate(long, "bid_price").cost)  # it used to raise
+    # a limit the whole LP passes and a 10-request sample's LP does not
+    limit = rules.lp_size(rules.planning_instance(sample))[0]
+    assert rules.lp_size(rules.planning_instance(inst))[0] > limit
+    small = rules.BidPrice(max_columns=limit, sample=10)
     out = bench.evaluate(inst, small)
     assert len(small.prices) == 0 and small.tail > 0  # one stationary price, from the sample
     assert math.isfinite(out.cost) and out.metrics["peak_memory"] <= inst.kv_memory
     assert out.cost != bench.evaluate(inst, rules.BidPrice(tail=0.0, prices=np.zeros(0))).cost
 
 
-def test_columns_refuses_a_model_whose_memory_rows_would_not_fit(monkeypatch):
+def test_the_fine_model_refuses_memory_rows_that_would_not_fit(monkeypatch):
     inst = make(20, [3, 3], [4, 4])  # both run at once (7 + 7 <= 20): horizon 4, one start each
-    assert len(model.columns(inst).request) == 2
-    monkeypatch.setattr(model, "_MAX_NONZEROS", 7)  # 2 columns x 4 rounds = 8 entries
-    with pytest.raises(InvalidInstanceError, match="8 memory-row entries"):
-        model.columns(inst)
+    cols = model.columns(inst)
+    assert len(cols.request) == 2 and model.memory_entries(inst, cols) == 8  # 2 x 4 rounds
+    monkeypatch.setattr(model, "_MAX_NONZEROS", 7)
+    with pytest.raises(InvalidInstanceError, match="8 entries"):
+        model.build_matrix(inst)
+    model.columns(inst)  # listing the columns (the coarse model's start) is still allowed
+
+
+def test_auto_bound_falls_back_to_the_area_bound_on_a_model_too_large_to_build():
+    # 40 requests of 5000 tokens, 4 at a time: ~1.8M start columns and ~9e9 memory entries
+    inst = make(4 * 5001, [1] * 40, [5000] * 40)
+    bound = bench.bound(inst)
+    assert bound.kind == "lower_bound" and bound.value == model.area_bound(inst)
+    assert "too large" in bound.status

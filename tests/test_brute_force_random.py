@@ -296,7 +296,7 @@ def test_batch_scheduling_ip_matches_brute_force(seed):
     assert bench.bound(inst, time_limit=10).value <= best + 1e-6
     for name in ("fcfs", "spf", "mcsf", "bid_price"):
         out = bench.evaluate(inst, name)
-        if out.metrics["preemptions"] == 0:  # see the xfail test below for preempting runs
+        if out.metrics["preemptions"] == 0:  # preempting runs: see the below_bound test below
             assert out.cost >= best - 1e-9, (name, inst.to_json())
 
 

@@ -378,6 +378,14 @@ def test_bench_with_failed_runs_writes_its_table_and_exits_1(tmp_path, monkeypat
     monkeypatch.setattr(toy, "bound", broken)
     frame = run([bad], jobs=1, progress=False)
     assert frame["bound"].isna().all() and (frame["method"] == "greedy").any()
+    assert frame["bound_status"].str.contains("the bound failed").all()
+    good = Case(name="toy_good", decision="toy_production", make_instance=make_instance,
+                methods=("greedy",))
+    monkeypatch.setattr(registry, "cases", lambda suite=None, names=None: [good])
+    code = cli.main(["bench", "--case", "toy_good", "--out", str(tmp_path), "--no-plots", "--quiet",
+                     "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 1 and "toy_good: 1 bound(s) failed" in err and "the bound failed" in err
     summary = report_mod.summarise(frame).set_index("method")
     assert summary.loc["greedy", "runs"] == 1 and summary.loc["no_such_method", "runs"] == 0
 
@@ -397,8 +405,16 @@ def test_cli_solve_that_finds_nothing_exits_1_and_library_verify_stops_on_a_stop
     assert "nothing found within the time limit" in capsys.readouterr().err
     stopped = Solution(status="error", objective=math.nan, bound=math.nan, gap=math.nan, wall_s=1.0)
     monkeypatch.setattr(exact, "solve", lambda *a, **k: stopped)
-    with pytest.raises(KeyboardInterrupt):  # Ctrl-C inside HiGHS: stop, not "FAIL" and go on
+    # Ctrl-C inside HiGHS (reported as "error"), or a solver failure: stop, never "FAIL" the
+    # instance and go on to the next
+    with pytest.raises(RuntimeError, match="nothing was judged"):
         verify_mod.verify(["bs_offline_10"])
+    assert cli.main(["library", "verify", "bs_offline_10"]) == 2
+    assert "verification stopped" in capsys.readouterr().err
+    interrupted = Solution(status="interrupted", objective=math.nan, bound=math.nan,
+                           gap=math.nan, wall_s=1.0)
+    monkeypatch.setattr(exact, "solve", lambda *a, **k: interrupted)
+    assert cli.main(["library", "verify", "bs_offline_10"]) == 130
 
 
 def test_other_trace_data_invalidates_the_cache(tmp_path, monkeypatch):

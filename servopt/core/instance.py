@@ -64,10 +64,11 @@ class Instance:
 
     def _freeze(self) -> None:
         """The instance is frozen, and so is its data: array fields, and the columns of frame
-        fields, become read-only copies, so a policy that edits what it is given in place
-        (``inst.requests.loc[0, "prompt_tokens"] = 9``) fails at once instead of changing the
-        instance for every method evaluated after it (and the caller's arrays stay theirs).
-        ``frame.copy()`` gives an editable copy."""
+        fields, become read-only copies, so a policy that edits values in place (``a[0] = 9``,
+        ``inst.requests.loc[0, "prompt_tokens"] = 9``, ``.iloc``, ``.at``) fails at once instead
+        of changing the instance for every method evaluated after it (and the caller's arrays
+        stay theirs). Pandas cannot lock a frame's structure: replacing a whole column or
+        dropping rows in place is not caught, so don't. ``frame.copy()`` gives an editable copy."""
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, np.ndarray) and value.flags.writeable:

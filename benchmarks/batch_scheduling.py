@@ -245,8 +245,15 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
                          status=f"model too large ({model.memory_entries(instance, cols):,} "
                                 "memory-row entries)")
         if cols.rounds > max_columns:  # a long idle stretch: one memory row per round
-            return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
-                         status=f"model too long ({cols.rounds:,} rounds)")
+            short = model.compress_idle(instance)  # same optimum, its LP still a lower bound
+            if short is instance or model.horizon_rounds(short) > max_columns:
+                return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
+                             status=f"model too long ({cols.rounds:,} rounds)")
+            found = bound(short, method="auto", time_limit=time_limit, max_columns=max_columns,
+                          horizon=horizon, window=window)
+            found.wall_s = time.perf_counter() - t0
+            found.status = f"idle stretches cut short ({cols.rounds:,} rounds); {found.status}"
+            return found
         method = "lp"
     if method == "cover":
         cut = rules.cover_bound(instance, horizon=horizon, window=window,

@@ -105,6 +105,7 @@ from servopt.solvers.exact import new_highs
 
 VLLM_WATERMARK = 0.01
 EXHAUSTIVE_ORDERS = 6  # search_order tries every admission order up to this many requests
+LONG_ROUNDS = 50_000  # a learning window spanning more rounds has its idle stretches cut short
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1039,8 +1040,12 @@ class BidPriceStationary(BidPrice):
 
     @staticmethod
     def learn(history: Instance, time_limit: float | None = None) -> float:
-        """Average memory price (rounds per token-round) of the LP on a history window."""
-        sol = solve_lp(planning_instance(history), time_limit=time_limit)
+        """Average memory price (rounds per token-round) of the LP on a history window (its idle
+        stretches cut short when it spans more than ``LONG_ROUNDS`` rounds)."""
+        plan = planning_instance(history)
+        if model.horizon_rounds(plan) > LONG_ROUNDS:
+            plan = model.compress_idle(plan)
+        sol = solve_lp(plan, time_limit=time_limit)
         mu = sol.prices["kv_memory"].to_numpy()
         busy = np.flatnonzero(mu > 0)
         return float(mu[: busy[-1] + 1].mean()) if len(busy) else 0.0

@@ -701,3 +701,19 @@ def test_auto_bound_falls_back_to_the_area_bound_on_a_model_too_large_to_build()
     bound = bench.bound(inst)
     assert bound.kind == "lower_bound" and bound.value == model.area_bound(inst)
     assert "too large" in bound.status
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compress_idle_keeps_the_optimum_and_cuts_the_rounds(seed):
+    rng = np.random.default_rng(40 + seed)
+    prompts, outputs = rng.integers(1, 5, 4), rng.integers(1, 4, 4)
+    arrivals = np.array([0, int(rng.integers(0, 2)), 25, 26])  # a long idle stretch before 25
+    inst = make(int((prompts + outputs).max()) + 3, prompts, outputs, arrivals=arrivals)
+    short = model.compress_idle(inst)
+    # the part arriving at 25 moves to where the first part must have finished
+    assert short.arrival[2] < 25 and short.arrival[3] - short.arrival[2] == 1
+    assert short.arrival[:2].tolist() == arrivals[:2].tolist()
+    # optimum by enumeration over each instance's own long horizon (latencies do not move)
+    long_h = lambda x: int(x.arrival.max() + x.output_tokens.sum()) + 2  # noqa: E731
+    assert brute_force(short, long_h(short)) == brute_force(inst, long_h(inst))
+    assert model.compress_idle(short) is short  # nothing left to cut

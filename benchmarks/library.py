@@ -29,9 +29,9 @@ def solve_entry(instance: Instance, solve_kw: dict[str, Any]) -> tuple[float, fl
     wall = time.perf_counter() - start
     if solution.status == "interrupted":
         raise KeyboardInterrupt("the solver was interrupted")
-    if solution.status == "error":  # HiGHS through Pyomo reports Ctrl-C this way too: stop
-        raise RuntimeError("the solver stopped without a solution (Ctrl-C, or a solver "
-                           "failure): verification stopped, nothing was judged")
+    if solution.status == "error":  # (a Ctrl-C inside HiGHS is "interrupted": exact notes it)
+        raise RuntimeError("the solver stopped without a solution (a solver failure): "
+                           "verification stopped, nothing was judged")
     if solve_kw.get("relax"):
         return math.nan, solution.objective, "lp_relaxation", wall
     kind = "optimal" if solution.status == "optimal" and solution.gap <= 1e-6 else "mip_bound"

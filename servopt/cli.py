@@ -120,9 +120,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print(f"servopt: error: nothing found within the time limit of {time_limit:g} s",
               file=sys.stderr)
         return 1
-    if solution.status == "error":  # HiGHS through Pyomo reports Ctrl-C this way too, with no incumbent
-        print("servopt: error: the solver stopped without a solution (interrupted, or a solver "
-              "failure)", file=sys.stderr)
+    if solution.status == "error":  # (a Ctrl-C inside HiGHS is "interrupted": exact notes it)
+        print("servopt: error: the solver stopped without a solution (a solver failure)",
+              file=sys.stderr)
         return 2
     if solution.status == "interrupted":
         print("servopt: interrupted; the incumbent and bound above are what the solver had",

@@ -18,7 +18,9 @@ import contextlib
 import inspect
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -165,9 +167,10 @@ def solve_model(
         if time_limit <= 0:
             raise InvalidInstanceError(f"time_limit must be positive seconds, got {time_limit}")
         kwargs["time_limit"] = float(time_limit)
-    result = _highs().solve(
-        model, raise_exception_on_nonoptimal_result=False, load_solutions=False, **kwargs
-    )
+    with _noting_interrupts() as interrupted:
+        result = _highs().solve(
+            model, raise_exception_on_nonoptimal_result=False, load_solutions=False, **kwargs
+        )
     term = result.termination_condition
     if term in (TerminationCondition.provenInfeasible, TerminationCondition.locallyInfeasible):
         raise InfeasibleError(f"the {decision or 'model'} model is infeasible")
@@ -180,8 +183,8 @@ def solve_model(
         status = "time_limit"
     elif term == TerminationCondition.unbounded:
         status = "unbounded"
-    elif term == TerminationCondition.interrupted:  # Ctrl-C inside HiGHS: keep the incumbent
-        status = "interrupted"
+    elif term == TerminationCondition.interrupted or interrupted:  # Ctrl-C inside HiGHS (which
+        status = "interrupted"  # Pyomo reports as an error): keep the incumbent
     else:
         status = "error"
     value = math.nan
@@ -213,6 +216,30 @@ def solve_model(
             solution.prices = _fixed_integer_prices(model, sense)
     solution.wall_s = time.perf_counter() - start
     return solution
+
+
+@contextlib.contextmanager
+def _noting_interrupts() -> Iterator[list]:
+    """While HiGHS runs, Ctrl-C still raises KeyboardInterrupt (which stops HiGHS: Pyomo then
+    reports an error) and is also noted, so the caller can tell an interrupt from a failure."""
+    noted: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield noted  # signal handlers belong to the main thread
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:  # someone else handles Ctrl-C: leave it
+        yield noted
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        noted.append(True)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield noted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _is_lp(model: pyo.ConcreteModel) -> bool:

@@ -405,8 +405,8 @@ def test_cli_solve_that_finds_nothing_exits_1_and_library_verify_stops_on_a_stop
     assert "nothing found within the time limit" in capsys.readouterr().err
     stopped = Solution(status="error", objective=math.nan, bound=math.nan, gap=math.nan, wall_s=1.0)
     monkeypatch.setattr(exact, "solve", lambda *a, **k: stopped)
-    # Ctrl-C inside HiGHS (reported as "error"), or a solver failure: stop, never "FAIL" the
-    # instance and go on to the next
+    # a solver failure: stop, never "FAIL" the instance and go on to the next; a Ctrl-C
+    # ("interrupted") stops with 130
     with pytest.raises(RuntimeError, match="nothing was judged"):
         verify_mod.verify(["bs_offline_10"])
     assert cli.main(["library", "verify", "bs_offline_10"]) == 2

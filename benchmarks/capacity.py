@@ -57,7 +57,7 @@ proof. Every plan the simulation finds stable costs at least this much, so gap >
 over-provisioning and a negative gap (with status ``unstable``) under-provisioning.
 
 The defaults (``N_REQUESTS`` = 8000 arrivals, ``SEEDS`` = 2 replications, ``window`` = 600
-observed arrivals) keep ``servopt.gap_table(instance)`` to about ten seconds. Shorter horizons are
+observed arrivals) keep ``servopt.gap_table(instance)`` to about 15-20 seconds. Shorter horizons are
 not safe: on the default instance 3000 arrivals put the knee at 8.87 req/s against 11.82 with 8000
 (saturated throughput 12.05 / 11.78), because the drift of a short run at 0.75x saturation
 already exceeds eps, and the gap table called a stable 2-worker plan unstable. So

@@ -5,8 +5,9 @@ Each decision's benchmark module ``servopt.benchmarks.<d>`` provides
 - ``evaluate(instance, method, **kw) -> Outcome``: runs the method (a name from
   ``servopt.solvers.<d>.POLICIES`` or a policy object) and scores its decisions with the
   module's own evaluator (a simulator for online decisions), never the model's objective;
-- ``bound(instance, **kw) -> Bound``: the best provable bound on the cost (a proved optimum, a
-  MIP dual bound or an LP relaxation), saying which kind;
+- ``bound(instance, **kw) -> Bound``: the best bound on the cost, saying which kind:
+  ``optimal``, ``mip_bound``, ``lp_relaxation`` or ``lower_bound`` (proved), or ``simulated``
+  (capacity: an empirical reference from simulation, not a proof);
 - optionally ``SENSE`` (``"min"`` by default) and ``DEFAULT_METHODS``.
 
 ``gap = (cost - bound) / |bound|`` for a min decision, ``(bound - cost) / |bound|`` for a max one.

@@ -1276,17 +1276,20 @@ def search_order(instance: Instance, start: np.ndarray, *, time_limit: float = 3
         else:
             new = np.insert(np.delete(new, i), j, order[i])
         first = int(min(i, j))
-        trial_free = free.copy()
+        kept = free[first:].copy()  # the snapshots the move rewrites (those before stay valid)
         try:
-            trial, trial_free = serial_schedule(instance, new, rounds, trial_free, first, current)
+            trial, _ = serial_schedule(instance, new, rounds, free, first, current)
         except ValueError:
+            free[first:] = kept
             continue
         trial_cost = model.schedule_latency(instance, trial)
         temp = temperature * max(0.0, 1.0 - (now - t0) / max(time_limit, 1e-9))
         if trial_cost <= cost or (temp > 0 and rng.random() < math.exp((cost - trial_cost) / temp)):
-            order, current, cost, free = new, trial, trial_cost, trial_free
+            order, current, cost = new, trial, trial_cost
             if cost < best_cost:
                 best, best_cost = current.copy(), cost
+        else:
+            free[first:] = kept
     return best
 
 

@@ -232,27 +232,20 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     if method == "area":
         return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0)
     if method == "auto":
-        try:
-            cols = model.columns(instance, horizon, window)
-        except InvalidInstanceError as exc:  # too large to even list its columns
+        rounds, n_columns, entries = model.model_size(instance, horizon, window)
+        if n_columns > max_columns or entries > 100 * max_columns:
             return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
-                         status=f"model too large: {exc}")
-        if len(cols.request) > max_columns:
-            return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
-                         status=f"model too large ({len(cols.request):,} columns)")
-        if model.memory_entries(instance, cols) > 100 * max_columns:
-            return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
-                         status=f"model too large ({model.memory_entries(instance, cols):,} "
+                         status=f"model too large ({n_columns:,} columns, {entries:,} "
                                 "memory-row entries)")
-        if cols.rounds > max_columns:  # a long idle stretch: one memory row per round
+        if rounds > max_columns:  # a long idle stretch: one memory row per round
             short = model.compress_idle(instance)  # same optimum, its LP still a lower bound
             if short is instance or model.horizon_rounds(short) > max_columns:
                 return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
-                             status=f"model too long ({cols.rounds:,} rounds)")
+                             status=f"model too long ({rounds:,} rounds)")
             found = bound(short, method="auto", time_limit=time_limit, max_columns=max_columns,
                           horizon=horizon, window=window)
             found.wall_s = time.perf_counter() - t0
-            found.status = f"idle stretches cut short ({cols.rounds:,} rounds); {found.status}"
+            found.status = f"idle stretches cut short ({rounds:,} rounds); {found.status}"
             return found
         method = "lp"
     if method == "cover":

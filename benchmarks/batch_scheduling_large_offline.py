@@ -21,6 +21,7 @@ import pandas as pd
 from servopt.benchmarks import batch_scheduling as bench
 from servopt.benchmarks.report import markdown_table
 from servopt.instances import batch_scheduling as instances
+from servopt.models import batch_scheduling as model
 from servopt.solvers import batch_scheduling as rules
 
 
@@ -33,7 +34,7 @@ def main() -> None:
     for item in args.cases.split(","):
         n, seed = (int(x) for x in item.split(":"))
         inst = instances.generate(n, seed=seed)
-        columns = rules.start_columns(rules.planning_instance(inst))
+        columns = model.model_size(rules.planning_instance(inst))[1]
         methods = {"mcsf": "mcsf", "spf": "spf", "bid_price": "bid_price",
                    "bid_price_sample": rules.BidPrice(max_columns=1)}
         for label, method in methods.items():

@@ -239,15 +239,30 @@ class Columns:
     late_cost: np.ndarray
 
 
-def columns(instance: Instance, horizon: Any = None, window: int | None = None) -> Columns:
-    """Every allowed (request, start round) pair and the cost of each late column."""
-    T = horizon_rounds(instance, horizon)
+def _last_starts(instance: Instance, rounds: int, window: int | None) -> np.ndarray:
+    """last_i = min(T - o_i, a_i + window): each request's latest modelled start."""
     a, o = instance.arrival, instance.output_tokens
-    last = T - o
+    last = rounds - o
     if window is not None:
         if window < 0:
             raise InvalidInstanceError(f"window must be >= 0 rounds, got {window}")
         last = np.minimum(last, a + int(window))
+    return last
+
+
+def model_size(instance: Instance, horizon: Any = None, window: int | None = None
+               ) -> tuple[int, int, int]:
+    """(rounds T, start columns, fine memory-row entries) of the model, counted, not built."""
+    T = horizon_rounds(instance, horizon)
+    count = np.maximum(0, _last_starts(instance, T, window) - instance.arrival + 1)
+    return T, int(np.sum(count)), int(np.sum(count * instance.output_tokens))
+
+
+def columns(instance: Instance, horizon: Any = None, window: int | None = None) -> Columns:
+    """Every allowed (request, start round) pair and the cost of each late column."""
+    T = horizon_rounds(instance, horizon)
+    a, o = instance.arrival, instance.output_tokens
+    last = _last_starts(instance, T, window)
     count = np.maximum(0, last - a + 1)
     if count.sum() > _MAX_COLUMNS:
         raise InvalidInstanceError(

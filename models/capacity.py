@@ -425,11 +425,8 @@ def usable_kv_slope(instance: Instance, *, corrected: bool = True,
     because less memory than M may not fit the instance's largest request)."""
     if not corrected:
         return 1.0
-    step = max(1, round(1e-3 * instance.kv_tokens))
-    up = bounds(instance.with_(kv_tokens=instance.kv_tokens + step),
-                recompute_fraction=recompute_fraction).usable_kv_tokens
-    here = bounds(instance, recompute_fraction=recompute_fraction).usable_kv_tokens
-    return (up - here) / step
+    return _usable_kv_change(instance, "kv_tokens", max(1, round(1e-3 * instance.kv_tokens)),
+                             recompute_fraction)
 
 
 def usable_kv_per_overhead(instance: Instance, *, corrected: bool = True,
@@ -441,9 +438,15 @@ def usable_kv_per_overhead(instance: Instance, *, corrected: bool = True,
     if not corrected:
         return 0.0
     d0 = instance.step_overhead_s
-    step = 1e-3 * d0 if d0 > 0 else 1e-6
-    up = bounds(instance.with_(step_overhead_s=d0 + step),
-                recompute_fraction=recompute_fraction).usable_kv_tokens
+    return _usable_kv_change(instance, "step_overhead_s", 1e-3 * d0 if d0 > 0 else 1e-6,
+                             recompute_fraction)
+
+
+def _usable_kv_change(instance: Instance, field: str, step: float,
+                      recompute_fraction: float | None) -> float:
+    """Forward difference of the corrected bound's usable KV M' in one worker field, per unit."""
+    moved = instance.with_(**{field: getattr(instance, field) + step})
+    up = bounds(moved, recompute_fraction=recompute_fraction).usable_kv_tokens
     here = bounds(instance, recompute_fraction=recompute_fraction).usable_kv_tokens
     return (up - here) / step
 

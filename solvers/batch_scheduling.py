@@ -857,21 +857,10 @@ def planning_instance(instance: Instance) -> Instance:
     return instance.with_outputs(np.maximum(pred, 1))
 
 
-def start_columns(instance: Instance) -> int:
-    """Start columns of the time-indexed LP at its default (makespan) horizon, counted, not built."""
-    return lp_size(instance)[0]
-
-
-def lp_size(instance: Instance) -> tuple[int, int]:
-    """(start columns, memory-row entries) of the time-indexed LP at its default horizon."""
-    T = model.horizon_rounds(instance)
-    count = np.maximum(0, T - instance.output_tokens - instance.arrival + 1)
-    return int(np.sum(count)), int(np.sum(count * instance.output_tokens))
-
-
 def lp_too_large(instance: Instance, max_columns: int, max_entries: int) -> bool:
-    """More than ``max_columns`` start columns or ``max_entries`` memory-row entries."""
-    columns, entries = lp_size(instance)
+    """Does the LP (default horizon) have more than ``max_columns`` start columns or
+    ``max_entries`` memory-row entries?"""
+    _, columns, entries = model.model_size(instance)
     return columns > max_columns or entries > max_entries
 
 
@@ -953,25 +942,21 @@ class BidPrice(Policy):
                 "(a MIP's prices are the duals with the integers fixed, here all zero)")
         if "kv_memory" not in solution.prices:
             raise InvalidInstanceError("the solution has no kv_memory prices: is it a batch_scheduling LP?")
-        # labelled by round, with no row for a round no start reaches (before the first
-        # arrival, or a gap under ``window=``): the rule reads prices by position = round
-        price = solution.prices["kv_memory"]
-        rounds = pd.RangeIndex(int(price.index.max()) + 1 if len(price) else 0)
-        return cls(price.reindex(rounds, fill_value=0.0).to_numpy(dtype=float), **kw)
+        return cls(solution.prices["kv_memory"].to_numpy(), **kw)  # one price per round
 
     def prepare(self, instance: Instance) -> None:
         if self.given:
             return
         self.tail = self.given_tail  # a policy object reused on another instance relearns
-        if instance.offline and lp_too_large(planning_instance(instance), self.max_columns,
-                                             100 * self.max_columns):
+        plan = planning_instance(instance)
+        if instance.offline and lp_too_large(plan, self.max_columns, 100 * self.max_columns):
             self.prices = np.zeros(0)
             small = (self.max_columns, 10 * self.max_columns)  # the sample's LP: seconds
             sample = load_sample(instance, self.sample, small)
             self.tail = (0.0 if lp_too_large(planning_instance(sample), *small)
                          else BidPriceStationary.learn(sample, self.time_limit))
         elif instance.offline:
-            sol = solve_lp(planning_instance(instance), time_limit=self.time_limit)
+            sol = solve_lp(plan, time_limit=self.time_limit)
             self.prices = sol.prices["kv_memory"].to_numpy()
         else:  # online: nothing to plan on yet; the history window's average price
             self.prices = np.zeros(0)

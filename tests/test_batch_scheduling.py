@@ -665,19 +665,20 @@ def test_offline_bid_price_prices_a_load_sample_when_the_lp_is_too_large():
     assert rules.load_sample(inst, 40) is inst
     # the start columns are counted without building them: n x horizon minus what ends too late
     T = model.horizon_rounds(rules.planning_instance(inst))
-    assert rules.start_columns(rules.planning_instance(inst)) == len(
-        model.columns(rules.planning_instance(inst)).request) and T > 0
+    plan = rules.planning_instance(inst)
+    cols = model.columns(plan)
+    assert model.model_size(plan) == (T, len(cols.request), model.memory_entries(plan, cols))
     # long outputs: the whole LP (and a 120-request sample's) is too large; the sample shrinks
     long = inst_mod.generate(110, seed=0, output_range=(100, 400))
-    columns, entries = rules.lp_size(rules.planning_instance(long))
+    _, columns, entries = model.model_size(rules.planning_instance(long))
     assert columns > 200_000 and entries > 20_000_000
     shrunk = rules.load_sample(long, 120, (200_000, 2_000_000))
     assert shrunk.n < 110 and (shrunk.n == 8 or not rules.lp_too_large(
         rules.planning_instance(shrunk), 200_000, 2_000_000))
     assert math.isfinite(bench.evaluate(long, "bid_price").cost)  # it used to raise
     # a limit the whole LP passes and a 10-request sample's LP does not
-    limit = rules.lp_size(rules.planning_instance(sample))[0]
-    assert rules.lp_size(rules.planning_instance(inst))[0] > limit
+    limit = model.model_size(rules.planning_instance(sample))[1]
+    assert model.model_size(rules.planning_instance(inst))[1] > limit
     small = rules.BidPrice(max_columns=limit, sample=10)
     out = bench.evaluate(inst, small)
     assert len(small.prices) == 0 and small.tail > 0  # one stationary price, from the sample

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -76,6 +77,15 @@ def _open_checked(path: str | Path) -> Path:
     if not path.is_file():
         raise InvalidInstanceError(f"{path}: no such trace file")
     return path
+
+
+def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
+    """A CSV trace (a UTF-8 byte-order mark is allowed); a file that is not CSV says so."""
+    try:
+        return pd.read_csv(path, encoding="utf-8-sig", **options)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        hint = " (a JSON-lines file: Mooncake format?)" if path.suffix == ".jsonl" else ""
+        raise InvalidInstanceError(f"{path}: not a CSV file{hint} ({exc})") from None
 
 
 def _require(frame: pd.DataFrame, columns: list[str], path: Path, fmt: str) -> None:
@@ -140,11 +150,7 @@ def read_azure(path: str | Path, *, rate_scale: float = 1.0, start_s: float | No
     """Read an Azure LLM inference 2023 CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``)."""
     path = _open_checked(path)
     _check_window(rate_scale, start_s, end_s)
-    try:
-        raw = pd.read_csv(path, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        hint = " (a JSON-lines file: Mooncake format?)" if path.suffix == ".jsonl" else ""
-        raise InvalidInstanceError(f"{path}: not a CSV file{hint} ({exc})") from None
+    raw = _read_csv(path)
     _require(raw, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"], path, "Azure LLM inference")
     if pd.api.types.is_numeric_dtype(raw["TIMESTAMP"]) and raw["TIMESTAMP"].dtype != bool:
         seconds = raw["TIMESTAMP"].astype(float)  # numbers: seconds (e.g. epoch or relative)
@@ -206,11 +212,7 @@ def read_burstgpt(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
     """Read a BurstGPT CSV; ``model`` keeps one model's rows, ``drop_failed`` drops 0-token replies."""
     path = _open_checked(path)
     _check_window(rate_scale, start_s, end_s)
-    try:
-        raw = pd.read_csv(path, skipinitialspace=True, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        hint = " (a JSON-lines file: Mooncake format?)" if path.suffix == ".jsonl" else ""
-        raise InvalidInstanceError(f"{path}: not a CSV file{hint} ({exc})") from None
+    raw = _read_csv(path, skipinitialspace=True)
     raw.columns = [c.strip() for c in raw.columns]
     _require(raw, ["Timestamp", "Request tokens", "Response tokens"], path, "BurstGPT")
     if model is not None:

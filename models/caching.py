@@ -44,8 +44,9 @@ cache_capacity[t]`` (stationarity in ``occupancy[t]``; checked on a generated in
 adds no information to the capacity prices. Both families are
 degenerate where the optimum is not unique (the flow form's Pyomo and CVXPY duals can differ
 there; their per-interval sums, and the objective, agree). The interval form (Pyomo) has no row
-for a gap no interval that fits spans, so its ``cache_capacity`` index skips those gaps, and the
-family is absent when no interval fits at all.
+for a gap no interval that fits spans; :func:`servopt.solvers.exact.solve` prices such a gap 0,
+so both forms label ``cache_capacity`` by every gap (the family is absent when no interval fits
+at all).
 
 Large instances: :func:`flow_matrix` returns the flow form as scipy.sparse data (4 nonzeros per
 request) for a direct HiGHS solve; tests check it agrees with the Pyomo, CVXPY and networkx forms.

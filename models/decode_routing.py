@@ -331,9 +331,9 @@ def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = Tru
         if name == "assign":
             index = pd.RangeIndex(n_req, name="request")
         else:
-            n_k = (rs.stop - rs.start) // G
-            steps = mat.steps if n_k == len(mat.steps) else activity(instance).steps
-            index = pd.MultiIndex.from_product([range(G), steps], names=["worker", "step"])
+            # every other family is per (worker, step row): the slots and KV rows exist only
+            # with step_block 1, where the rows are the active steps themselves
+            index = pd.MultiIndex.from_product([range(G), mat.steps], names=["worker", "step"])
         cons[name] = (con, index)
     floor = u >= mat.col_lo[nx:]
     cons["step_floor"] = (floor, pd.Index(mat.steps, name="step"))

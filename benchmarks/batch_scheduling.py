@@ -39,6 +39,11 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
     Returns a dict with ``latency``, ``ttft``, ``finish`` (rounds, per request), ``memory`` (KV
     tokens held in each round), ``preemptions``, ``refused`` and, with ``trace=True``,
     ``batch`` (running requests per round). ``decide_s`` is the time spent inside the policy.
+
+    Per round the work is proportional to the running set and the waiting queue, never to n:
+    the running set (admission order) and the waiting queue (FCFS order: preempted requests
+    first, most recently preempted first, those of one round by admission; then arrivals by
+    arrival round and id) are kept as arrays and updated only when a request joins or leaves.
     """
     n = instance.n
     a, s, o = instance.arrival, instance.prompt_tokens, instance.output_tokens
@@ -50,9 +55,9 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
     generated = np.zeros(n, dtype=np.int64)
     admitted_at = np.full(n, -1, dtype=np.int64)
     admit_seq = np.zeros(n, dtype=np.int64)
-    queue_key = np.lexsort((np.arange(n), a)).argsort().astype(np.float64)  # FCFS rank
     ttft = np.full(n, -1, dtype=np.int64)
     finish = np.full(n, -1, dtype=np.int64)
+    seen_generated, seen_admitted = _read_only_view(generated), _read_only_view(admitted_at)
     memory: list[int] = []
     batch: list[int] = []
     preemptions = refused = 0
@@ -60,27 +65,30 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
     decide_s = 0.0
     t = 0
     done = 0
-    by_arrival = np.argsort(a, kind="stable")
+    by_arrival = np.argsort(a, kind="stable")  # the FCFS order of arrivals (round, then id)
+    arrived = a[by_arrival]
     next_arrival = 0
+    running = np.zeros(0, dtype=np.int64)  # admission order
+    waiting = np.zeros(0, dtype=np.int64)  # FCFS queue order
     while done < n:
         if t >= max_rounds:
             raise RuntimeError(f"the policy did not finish {n - done} requests within "
                                f"{max_rounds} rounds (it stalls)")
-        while next_arrival < n and a[by_arrival[next_arrival]] <= t:
-            status[by_arrival[next_arrival]] = 1
-            next_arrival += 1
-        running = np.flatnonzero(status == 2)
-        waiting = np.flatnonzero(status == 1)
+        if next_arrival < n and arrived[next_arrival] <= t:
+            last = int(np.searchsorted(arrived, t, side="right"))
+            new = by_arrival[next_arrival:last]
+            status[new] = 1
+            waiting = np.concatenate([waiting, new])
+            next_arrival = last
         if not running.size and not waiting.size:
-            t = int(a[by_arrival[next_arrival]])
+            t = int(arrived[next_arrival])
             continue
-        running = running[np.argsort(admit_seq[running], kind="stable")]
         used = int(np.sum(s[running] + generated[running] + 1))
         # (2) overflow: the policy's preemption rule
         if used > M:
-            state = _state(instance, t, used, waiting, running, generated, admitted_at, queue_key)
+            state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted)
             t0 = time.perf_counter()
-            victims = _request_ids(policy.preempt(state, used - M), n, "preempt")
+            victims = _request_ids(_ask(policy.preempt, "preempt", state, used - M), n, "preempt")
             decide_s += time.perf_counter() - t0
             if len(np.unique(victims)) < len(victims):
                 raise InvalidInstanceError(f"the policy's preempt() returned a request twice: "
@@ -89,23 +97,24 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
                 raise InvalidInstanceError("the policy's preempt() returned a request that is not "
                                            "running")
             status[victims] = 1
-            queue_key[victims] = -(t + 1) * 1e9 + admit_seq[victims]  # front of the queue
             preemptions += len(victims)
             used -= int(np.sum(s[victims] + generated[victims] + 1))
             if used > M:
                 raise InvalidInstanceError(f"the policy's preempt() did not free enough memory at "
                                            f"round {t} ({used} > {M} KV tokens)")
             running = running[status[running] == 2]
-            waiting = np.flatnonzero(status == 1)
+            # to the front of the queue, ahead of earlier preemptions; one round's by admission
+            waiting = np.concatenate([victims[np.argsort(admit_seq[victims], kind="stable")],
+                                      waiting])
         # (3) admission
-        waiting = waiting[np.argsort(queue_key[waiting], kind="stable")]
         if waiting.size and len(running) < cap:
-            state = _state(instance, t, used, waiting, running, generated, admitted_at, queue_key)
+            state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted)
             t0 = time.perf_counter()
-            chosen = _request_ids(policy.admit(state), n, "admit")
+            chosen = _request_ids(_ask(policy.admit, "admit", state), n, "admit")
             decide_s += time.perf_counter() - t0
             count = len(running)
-            for i in chosen:
+            admitted = []
+            for i in chosen.tolist():
                 need = int(s[i] + generated[i] + 1)
                 if status[i] != 1 or used + need > M or count >= cap:
                     refused += 1
@@ -116,17 +125,23 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
                 admit_seq[i] = seq
                 used += need
                 count += 1
+                admitted.append(i)
+            if admitted:
+                running = np.concatenate([running, np.asarray(admitted, dtype=np.int64)])
+                waiting = waiting[status[waiting] == 1]
         # (4) one token for every running request
-        running = np.flatnonzero(status == 2)
         generated[running] += 1
         first = running[(ttft[running] < 0)]
         ttft[first] = t + 1 - a[first]
         memory.append(used)
         batch.append(len(running))
-        ended = running[generated[running] >= o[running]]
-        status[ended] = 3
-        finish[ended] = t
-        done += len(ended)
+        over = generated[running] >= o[running]
+        if over.any():
+            ended = running[over]
+            status[ended] = 3
+            finish[ended] = t
+            done += len(ended)
+            running = running[~over]
         t += 1
     latency = finish + 1 - a
     out = {"latency": latency, "ttft": ttft, "finish": finish, "memory": np.asarray(memory),
@@ -137,12 +152,36 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
     return out
 
 
+def _read_only_view(array: np.ndarray) -> np.ndarray:
+    """A view a policy can read but not write (the simulator keeps writing the array)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 def _state(instance: Instance, t: int, used: int, waiting: np.ndarray, running: np.ndarray,
-           generated: np.ndarray, admitted_at: np.ndarray, queue_key: np.ndarray) -> rules.State:
+           generated: np.ndarray, admitted_at: np.ndarray) -> rules.State:
+    """The policy's view of the round: ``waiting`` and ``running`` are copies (a policy may
+    sort them in place, as before), ``generated`` and ``admitted_at`` read-only views of the
+    simulator's arrays (length n: copying them every round made each round cost O(n))."""
     return rules.State(t=t, kv_memory=instance.kv_memory, max_batch=instance.max_batch,
-                       used=used, waiting=waiting, running=running, generated=generated.copy(),
-                       admitted_at=admitted_at.copy(), prompt=instance.prompt_tokens,
+                       used=used, waiting=waiting.copy(), running=running.copy(),
+                       generated=generated,
+                       admitted_at=admitted_at, prompt=instance.prompt_tokens,
                        predicted=instance.predicted_output, arrival=instance.arrival)
+
+
+def _ask(rule: Any, method: str, *args: Any) -> Any:
+    """Call a policy's rule; a write into the read-only state gets a message saying so."""
+    try:
+        return rule(*args)
+    except ValueError as exc:
+        if "read-only" not in str(exc):
+            raise
+        raise InvalidInstanceError(
+            f"the policy's {method}() wrote into an array of the state ({exc}): the state's "
+            "arrays are the simulator's and read-only; copy one first (np.array(state.waiting)) "
+            "to change it") from exc
 
 
 def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:

@@ -144,8 +144,10 @@ class State:
         At least 1 once the prediction is hit, and at most what the memory allows (a request
         never needs more than M tokens, so a longer prediction is known to be wrong).
         """
-        longest = self.kv_memory - self.prompt[ids] - self.generated[ids]
-        return np.clip(self.predicted[ids] - self.generated[ids], 1, np.maximum(longest, 1))
+        generated = self.generated[ids]
+        longest = self.kv_memory - self.prompt[ids] - generated
+        # np.clip(predicted - generated, 1, max(longest, 1)), without np.clip's call overhead
+        return np.minimum(np.maximum(self.predicted[ids] - generated, 1), np.maximum(longest, 1))
 
     def slots(self) -> int:
         cap = self.max_batch if self.max_batch is not None else len(self.prompt)
@@ -175,48 +177,112 @@ class Policy:
 
 
 def admit_with_watermark(state: State, queue: np.ndarray, watermark: float) -> np.ndarray:
-    """Admit a queue prefix while free - need >= watermark tokens (vLLM's ``can_allocate``)."""
+    """Admit a queue prefix while free - need >= watermark tokens (vLLM's ``can_allocate``).
+
+    Only the head of the queue is read: a prefix of 8 requests, doubled while every request in
+    it passes (the work is proportional to the requests examined, not to the queue).
+    """
     if not len(queue):
         return queue
+    slots = state.slots()
     mark = int(watermark * state.kv_memory)
-    need = np.cumsum(state.current(queue))
-    ok = (state.kv_memory - state.used - need >= mark)
-    if not len(state.running):
-        # vLLM would drop a request that can never pass the watermark ("NEVER"); here the
-        # empty batch takes the head request whenever it fits in memory at all
-        ok[0] = need[0] <= state.kv_memory
-    count = int(np.argmin(ok)) if not ok.all() else len(queue)
-    return queue[: min(count, state.slots())]
+    limit = min(len(queue), slots)
+    size = min(limit, 8)
+    while size:
+        need = np.cumsum(state.current(queue[:size]))
+        ok = (state.kv_memory - state.used - need >= mark)
+        if not len(state.running):
+            # vLLM would drop a request that can never pass the watermark ("NEVER"); here the
+            # empty batch takes the head request whenever it fits in memory at all
+            ok[0] = need[0] <= state.kv_memory
+        if not ok.all():
+            return queue[: int(np.argmin(ok))]
+        if size == limit:
+            break
+        size = min(2 * size, limit)
+    return queue[:limit]
 
 
 def admit_with_lookahead(state: State, queue: np.ndarray, *, skip: bool = False) -> np.ndarray:
     """Admit in queue order while memory stays within M at every predicted completion round.
 
     ``skip=False`` stops at the first request that does not fit (MC-SF); ``skip=True`` tries
-    the next ones too.
+    the next ones too. The check is :func:`servopt.models.batch_scheduling.fits`, evaluated by
+    :func:`fits_each` (with skipping, for every remaining candidate at once): a request that
+    fails never fits later in the same round, as each admission only adds memory.
     """
-    c_run = state.current(state.running)
-    r_run = state.remaining(state.running)
+    return _lookahead(state, queue, state.current(queue), state.remaining(queue), skip)
+
+
+def _lookahead(state: State, queue: np.ndarray, c_new: np.ndarray, r_new: np.ndarray,
+               skip: bool | Any) -> np.ndarray:
+    """:func:`admit_with_lookahead` given the queue's KV tokens ``c_new`` and predicted
+    remaining rounds ``r_new``. ``skip`` may also be a function of the first request that
+    fails (its id): True to skip it and try the next ones, False to stop there."""
     chosen: list[int] = []
     slots = state.slots()
     if not len(queue) or not slots:
         return np.asarray(chosen, dtype=np.int64)
-    c_new, r_new = state.current(queue), state.remaining(queue)
+    c_run = state.current(state.running).tolist()
+    r_run = state.remaining(state.running).tolist()
     free_now = state.kv_memory - state.used
-    if skip:  # only requests that fit in this round's free memory can be admitted
-        small = c_new <= free_now
-        queue, c_new, r_new = queue[small], c_new[small], r_new[small]
-    for k, i in enumerate(queue):
-        if len(chosen) >= slots:
-            break
-        if c_new[k] <= free_now and model.fits(c_run, r_run, int(c_new[k]), int(r_new[k]),
-                                               state.kv_memory):
-            chosen.append(int(i))
-            c_run, r_run = np.append(c_run, c_new[k]), np.append(r_run, r_new[k])
-            free_now -= c_new[k]
-        elif not skip:
-            break
+    skipping = skip is True
+    k = 0
+    while k < len(queue) and len(chosen) < slots:
+        if skipping:  # the first of the remaining candidates that fits
+            ok = (c_new[k:] <= free_now) & fits_each(np.asarray(c_run, dtype=np.int64),
+                                                     np.asarray(r_run, dtype=np.int64),
+                                                     c_new[k:], r_new[k:], state.kv_memory)
+            if not ok.any():
+                break
+            k += int(np.argmax(ok))
+        elif not (c_new[k] <= free_now and _fits_one(c_run, r_run, int(c_new[k]), int(r_new[k]),
+                                                     state.kv_memory)):
+            if skip is False or not skip(int(queue[k])):
+                break
+            skipping = True
+            continue
+        chosen.append(int(queue[k]))
+        c_run.append(int(c_new[k]))
+        r_run.append(int(r_new[k]))
+        free_now -= int(c_new[k])
+        k += 1
     return np.asarray(chosen, dtype=np.int64)
+
+
+def fits_each(c_run: np.ndarray, r_run: np.ndarray, c_new: np.ndarray, r_new: np.ndarray,
+              memory: int) -> np.ndarray:
+    """``model.fits(c_run, r_run, c_new[q], r_new[q], memory)`` for every candidate q at once.
+
+    The running set holds c_j + k tokens k rounds from now while k < r_j; memory is checked at
+    the running set's completion offsets (r_j - 1) and at the candidate's own (r_q - 1), the
+    same points and sums as ``fits``. Cost O(candidates x running + running^2).
+    """
+    last = r_new - 1
+    if not len(r_run):
+        return c_new + last <= memory
+    ks = r_run - 1  # (a repeated offset repeats a check: same answer as fits' unique offsets)
+    held = ((r_run > ks[:, None]) * (c_run + ks[:, None])).sum(axis=1)
+    at_run = ((r_new[:, None] > ks) * (c_new[:, None] + ks) + held <= memory).all(axis=1)
+    held_last = ((r_run > last[:, None]) * (c_run + last[:, None])).sum(axis=1)
+    return at_run & (held_last + c_new + last <= memory)
+
+
+def _fits_one(c_run: list[int], r_run: list[int], c_new: int, r_new: int, memory: int) -> bool:
+    """``model.fits`` for one candidate, the running set as lists: a small batch (the usual
+    case, a handful of requests) is checked in plain Python, faster than numpy's calls."""
+    if len(r_run) > 16:
+        return bool(fits_each(np.asarray(c_run, dtype=np.int64), np.asarray(r_run, dtype=np.int64),
+                              np.asarray([c_new]), np.asarray([r_new]), memory)[0])
+    for end in (*r_run, r_new):
+        k = end - 1
+        held = c_new + k if r_new > k else 0
+        for c, r in zip(c_run, r_run, strict=True):
+            if r > k:
+                held += c + k
+        if held > memory:
+            return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,8 +321,10 @@ class MCSF(Policy):
 
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting
-        order = w[np.argsort(state.remaining(w), kind="stable")]
-        return admit_with_lookahead(state, order)
+        r = state.remaining(w)
+        by_r = np.argsort(r, kind="stable")
+        order = w[by_r]
+        return _lookahead(state, order, state.current(order), r[by_r], False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -975,6 +1043,8 @@ class BidPrice(Policy):
     def footprint_price(self, t: int, c: np.ndarray, r: np.ndarray) -> np.ndarray:
         """sum_{k<r} mu[t+k] (c + k): price of holding c, c+1, ... tokens for r rounds from t."""
         T = len(self.prices)
+        if T == 0 and t >= 0:  # online: every round at the tail price (the terms below, with
+            return self.tail * (c * r + r * (r - 1) / 2)  # mu empty: inside 0, first c, k0 0)
         lo = min(t, T)
         hi = np.minimum(t + r, T)
         s0 = self._p0[hi] - self._p0[lo]
@@ -995,16 +1065,16 @@ class BidPrice(Policy):
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting
         order = w[np.argsort(self.score(state, w), kind="stable")]
-        skip = self.skip if self.skip is not None else bool(np.any(state.arrival > 0))
-        chosen = admit_with_lookahead(state, order)
-        if not skip or len(chosen) == len(order) or len(chosen) >= state.slots():
-            return chosen
-        # skip the request that fails the check, unless it has waited more than `patience`
-        # times its predicted output (then it blocks the queue, as in MC-SF: no starvation)
-        first = order[len(chosen)]
-        if state.t - state.arrival[first] > self.patience * state.predicted[first]:
-            return chosen
-        return admit_with_lookahead(state, order, skip=True)
+        skip = self.skip if self.skip is not None else _per_instance(
+            self, "_any_arrival", (state.arrival,), lambda: bool(np.any(state.arrival > 0)))
+
+        def patient(first: int) -> bool:
+            # skip the request that fails the check, unless it has waited more than `patience`
+            # times its predicted output (then it blocks the queue, as in MC-SF: no starvation)
+            return not state.t - state.arrival[first] > self.patience * state.predicted[first]
+
+        return _lookahead(state, order, state.current(order), state.remaining(order),
+                          patient if skip else False)
 
 
 class BidPriceStationary(BidPrice):
@@ -1043,7 +1113,9 @@ class BidPriceStationary(BidPrice):
         r = state.remaining(ids)
         c = state.current(ids)
         price = self.price
-        fit = state.kv_memory / float(np.mean(state.prompt + state.predicted))  # fit at once
+        mean_need = _per_instance(self, "_mean_need", (state.prompt, state.predicted),
+                                  lambda: float(np.mean(state.prompt + state.predicted)))
+        fit = state.kv_memory / mean_need  # requests that fit at once
         backlog = len(state.waiting) / max(fit, 1.0)
         if self.backlog_factor is not None and backlog > self.backlog_factor:
             price = price * self.backlog_factor / backlog
@@ -1053,6 +1125,20 @@ class BidPriceStationary(BidPrice):
 # ---------------------------------------------------------------------------------------------
 # Schedules with known lengths: a policy's plan and large-neighbourhood search (LNS)
 # ---------------------------------------------------------------------------------------------
+def _per_instance(policy: Policy, name: str, arrays: tuple[np.ndarray, ...], compute: Any) -> Any:
+    """``compute()``, a figure of the instance's arrays (O(n)), kept on ``policy`` while the
+    state shows the same read-only arrays (an instance's, which cannot change), so that a
+    round costs O(waiting) rather than O(n); recomputed for writable arrays."""
+    if any(arr.flags.writeable for arr in arrays):
+        return compute()
+    cached = getattr(policy, name, None)
+    if cached is None or len(cached[0]) != len(arrays) or any(
+            x is not y for x, y in zip(cached[0], arrays, strict=True)):
+        cached = (arrays, compute())
+        setattr(policy, name, cached)
+    return cached[1]
+
+
 def plan_schedule(instance: Instance, policy: Policy) -> np.ndarray:
     """Start rounds when ``policy`` admits with the instance's lengths taken as known.
 

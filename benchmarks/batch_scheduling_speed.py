@@ -1,0 +1,158 @@
+"""Speed of the batch-scheduling round simulator and online rules as n grows: before and after.
+
+Run from the repository root::
+
+    python benchmarks/batch_scheduling_speed.py --out benchmarks/results
+
+Instances: ``generate(n, lengths="azure", arrivals="poisson", load=1.0, seed=s)`` (the online
+cells of ``batch_scheduling_full``: Azure-calibrated lengths, memory for about 6 average
+requests, Poisson arrivals at memory load 1.0), n = 500, 2000, 8000, 16000. For each method of
+``POLICIES`` but ``hindsight``, the policy is prepared once with the current code (``prepare``,
+the bid-price rules' LP, is not changed and is reported apart) and then run twice in this
+process: by the code *before* (``--before``, a git revision: its ``benchmarks/`` and
+``solvers/batch_scheduling.py`` read with ``git show`` and loaded as modules, the same prepared
+policy object given its old class) and by the current code. Reported per run: total wall
+seconds of ``simulate``, the policy's share (``decide_s``: its ``admit``/``preempt`` calls) and
+the simulator's (the rest), and whether both runs gave the same latency, ttft, finish, memory
+trace, preemptions and refused counts. The machine is shared (2 cores, other jobs running):
+wall times are noisy; before and after run back to back on the same instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from servopt.benchmarks import batch_scheduling as bench
+from servopt.instances import batch_scheduling as instances
+from servopt.solvers import batch_scheduling as rules
+
+BEFORE = "fd03291"  # the last commit with the O(n)-per-round simulator and rules
+SIZES = (500, 2000, 8000, 16000)
+METHODS = ("fcfs", "spf", "mcsf", "bid_price", "bid_price_stationary")
+SAME = ("latency", "ttft", "finish", "memory")
+
+
+def load_before(revision: str) -> tuple[types.ModuleType, types.ModuleType]:
+    """The simulator and rules modules as of ``revision`` (the old rules' model is today's)."""
+    modules = []
+    for name, path in (("before_rules", "solvers/batch_scheduling.py"),
+                       ("before_bench", "benchmarks/batch_scheduling.py")):
+        text = subprocess.run(["git", "show", f"{revision}:{path}"], capture_output=True, text=True,
+                              check=True).stdout
+        module = types.ModuleType(name)
+        module.__file__ = f"{revision}:{path}"
+        sys.modules[name] = module  # dataclasses look the module up
+        exec(compile(text, module.__file__, "exec"), module.__dict__)
+        modules.append(module)
+    old_rules, old_bench = modules
+    old_bench.rules = old_rules  # the old simulator builds the old State
+    return old_bench, old_rules
+
+
+def run_one(simulate, instance, policy) -> dict:
+    t0 = time.perf_counter()
+    out = simulate(instance, policy)
+    out["total_s"] = time.perf_counter() - t0
+    return out
+
+
+def measure(sizes, seeds, methods, revision: str) -> pd.DataFrame:
+    old_bench, old_rules = load_before(revision)
+    rows = []
+    for n in sizes:
+        for seed in seeds:
+            instance = instances.generate(n, lengths="azure", arrivals="poisson", load=1.0, seed=seed)
+            for method in methods:
+                policy = rules.make_policy(method)
+                t0 = time.perf_counter()
+                policy.prepare(instance)
+                prepare_s = time.perf_counter() - t0
+                old_policy = copy.deepcopy(policy)
+                old_policy.__class__ = type(old_rules.make_policy(method))
+                before = run_one(old_bench.simulate, instance, old_policy)
+                after = run_one(bench.simulate, instance, policy)
+                same = all(np.array_equal(before[k], after[k]) for k in SAME) and all(
+                    before[k] == after[k] for k in ("preemptions", "refused", "rounds"))
+                row = {"n": n, "seed": seed, "method": method, "rounds": after["rounds"],
+                       "prepare_s": prepare_s,
+                       "before_total_s": before["total_s"], "before_policy_s": before["decide_s"],
+                       "before_simulator_s": before["total_s"] - before["decide_s"],
+                       "after_total_s": after["total_s"], "after_policy_s": after["decide_s"],
+                       "after_simulator_s": after["total_s"] - after["decide_s"],
+                       "speedup": before["total_s"] / after["total_s"], "identical": same,
+                       "load_avg": os.getloadavg()[0]}
+                rows.append(row)
+                print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()},
+                      flush=True)
+    return pd.DataFrame(rows)
+
+
+def report(rows: pd.DataFrame, out: Path, revision: str, command: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(out / "batch_scheduling_speed.csv", index=False)
+    mean = rows.groupby(["method", "n"], sort=False).mean(numeric_only=True).reset_index()
+    lines = [
+        "# batch_scheduling: simulator and online rules, wall time as n grows",
+        "",
+        f"Command: `{command}` (before = revision `{revision}`, after = this commit's code, run "
+        "back to back in one process on the same prepared policy). Online Poisson arrivals at "
+        "memory load 1.0, Azure-calibrated lengths (`generate(n, lengths='azure', "
+        "arrivals='poisson', load=1.0, seed=s)`), seeds "
+        f"{', '.join(map(str, sorted(rows.seed.unique())))}. Seconds of wall time on a shared "
+        "2-core machine with other jobs running (load average "
+        f"{rows.load_avg.min():.1f}-{rows.load_avg.max():.1f} during the run): noisy. `policy` = "
+        "time inside the policy's admit/preempt calls, `simulator` = the rest of `simulate`; the "
+        "policy's `prepare` (the bid-price LP, unchanged) is not included. `identical`: both "
+        "runs gave the same latency, ttft, finish, memory trace, preemptions, refused counts "
+        "and rounds.",
+        "",
+        "| method | n | rounds | before total | before policy | before simulator | after total | "
+        "after policy | after simulator | speedup | identical |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for _, r in mean.iterrows():
+        same = bool(rows[(rows.method == r.method) & (rows.n == r.n)].identical.all())
+        lines.append(f"| {r.method} | {int(r.n)} | {r.rounds:.0f} | {r.before_total_s:.2f} | "
+                     f"{r.before_policy_s:.2f} | {r.before_simulator_s:.2f} | {r.after_total_s:.2f} | "
+                     f"{r.after_policy_s:.2f} | {r.after_simulator_s:.2f} | {r.speedup:.1f}x | "
+                     f"{'yes' if same else 'NO'} |")
+    sizes = sorted(rows.n.unique())
+    if len(sizes) > 1:
+        lo, hi = sizes[-2] if 2000 not in sizes else 2000, sizes[-1]
+        lines += ["", f"Growth: total time at n = {hi} over n = {lo} (n grows {hi / lo:g}x; "
+                  "linear per-round work gives about that ratio, O(n) per round its square).", "",
+                  "| method | before | after |", "|---|---:|---:|"]
+        for method in mean.method.unique():
+            m = mean[mean.method == method].set_index("n")
+            lines.append(f"| {method} | {m.before_total_s[hi] / m.before_total_s[lo]:.1f} | "
+                         f"{m.after_total_s[hi] / m.after_total_s[lo]:.1f} |")
+    (out / "batch_scheduling_speed.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--before", default=BEFORE, help="git revision of the code before")
+    args = parser.parse_args()
+    sizes = [int(v) for v in args.sizes.split(",")]
+    seeds = [int(v) for v in args.seeds.split(",")]
+    methods = args.methods.split(",")
+    rows = measure(sizes, seeds, methods, args.before)
+    report(rows, args.out, args.before, "python " + " ".join(sys.argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -56,9 +56,11 @@ them; the LP point often does not (it starts a large request fractionally in mem
 by others), so adding them in a cut loop raises the lower bound (the solvers'
 ``cover_bound``).
 
-Three builders share these symbols: :func:`build` (Pyomo, any size, used by
-``servopt.solve``), :func:`build_cvxpy` (the LP, written independently as a convolution of the
-start matrix) and :func:`build_matrix` (scipy.sparse arrays for large LPs solved with highspy).
+Three builders share these symbols: :func:`build` (Pyomo, any size; ``servopt.solve(...,
+backend="pyomo")``), :func:`build_cvxpy` (the LP, written independently as a convolution of the
+start matrix) and :func:`build_matrix` (scipy.sparse arrays, no Python loop over terms), which
+:func:`build_matrix_model` labels for ``servopt.solve``'s default path (with
+:func:`greedy_schedule` as the IP's warm start).
 :func:`build_coarse_matrix` builds a relaxation of the same problem over *buckets* of start
 rounds (y[i, b]: the least latency and least KV of any start in bucket b), whose IP is a lower
 bound; tests check it against brute force and, with buckets of one round, against the fine IP.
@@ -77,6 +79,7 @@ import scipy.sparse as sp
 
 from servopt.core import InvalidInstanceError
 from servopt.core.cvxmodel import CvxpyModel
+from servopt.core.matrix import Family, MatrixModel
 from servopt.instances.batch_scheduling import Instance
 
 _MAX_COLUMNS = 30_000_000
@@ -478,6 +481,79 @@ def build_matrix(instance: Instance, *, horizon: Any = None, window: int | None 
     cost = np.concatenate([cols.cost, cols.late_cost])
     return MatrixLP(cols, cost, a_eq, a_mem, a_cap, instance.kv_memory, instance.max_batch,
                     relax)
+
+
+def build_matrix_model(instance: Instance, *, relax: bool = False, horizon: Any = None,
+                       window: int | None = None) -> MatrixModel:
+    """The model of :func:`build` as a :class:`~servopt.core.matrix.MatrixModel` (what
+    ``servopt.solve`` hands to HiGHS): same rows, columns, labels, defaults and prices.
+
+    The IP starts from :func:`greedy_schedule` (a feasible schedule), so a time limit always
+    returns an incumbent; the LP is solved by interior point with crossover (faster than the
+    simplex at n = 100, ``batch_scheduling_lp.md``).
+    """
+    if horizon is None and not relax:
+        horizon = "safe"
+    data = build_matrix(instance, horizon=horizon, window=window, relax=relax)
+    cols, n, T = data.cols, instance.n, data.cols.rounds
+    nx = len(cols.request)
+    parts = [data.a_eq, data.a_mem] + ([data.a_cap] if data.a_cap is not None else [])
+    rows = {"start_once": Family(np.arange(n), pd.RangeIndex(n, name="request")),
+            "kv_memory": Family(n + np.arange(T), pd.RangeIndex(T, name="round"))}
+    lower = [np.ones(n), np.full(T, -np.inf)]
+    upper = [np.ones(n), np.full(T, float(instance.kv_memory))]
+    if data.a_cap is not None:
+        rows["batch_size"] = Family(n + T + np.arange(T), pd.RangeIndex(T, name="round"))
+        lower.append(np.full(T, -np.inf))
+        upper.append(np.full(T, float(instance.max_batch)))
+    start = None
+    if not relax:
+        start = start_vector(cols, greedy_schedule(instance))
+    return MatrixModel(
+        objective=data.cost, matrix=sp.vstack(parts, format="csc"),
+        row_lower=np.concatenate(lower), row_upper=np.concatenate(upper),
+        col_lower=np.zeros(nx + n), col_upper=np.full(nx + n, np.inf if relax else 1.0),
+        rows=rows,
+        columns={"x": Family(np.arange(nx), pd.MultiIndex.from_arrays(
+                     [cols.request, cols.start], names=["request", "round"])),
+                 "late": Family(nx + np.arange(n), pd.RangeIndex(n, name="request"))},
+        integer=None if relax else np.ones(nx + n, dtype=bool), start=start,
+        decisions=lambda z: start_decisions(cols, z, n),
+        options={"solver": "ipm"} if relax else {}, info={"rounds": T})
+
+
+def start_vector(cols: Columns, start: np.ndarray) -> np.ndarray:
+    """Column values (x, then late) of a schedule given by start rounds; a start outside a
+    request's modelled rounds takes its late column."""
+    n = len(start)
+    start = np.asarray(start, dtype=np.int64)
+    first = np.searchsorted(cols.request, np.arange(n))  # each request's first column
+    count = np.bincount(cols.request, minlength=n)
+    first_round = np.where(count > 0, cols.start[np.minimum(first, max(len(cols.start) - 1, 0))], 0)
+    offset = start - first_round
+    inside = (offset >= 0) & (offset < count)
+    z = np.zeros(len(cols.request) + n)
+    z[(first + offset)[inside]] = 1.0
+    z[len(cols.request) + np.flatnonzero(~inside)] = 1.0
+    return z
+
+
+def start_decisions(cols: Columns, z: np.ndarray, n: int) -> dict[str, pd.Series]:
+    """``start`` (the largest-weight start round of each request, -1 when late outweighs it),
+    the nonzero ``x`` by (request, round) and ``late``, from column values ``z``."""
+    nx = len(cols.request)
+    x, late = z[:nx], z[nx:]
+    weight = np.zeros(n)
+    start = np.full(n, -1, dtype=np.int64)
+    order = np.argsort(x, kind="stable")  # the largest weight per request is written last
+    weight[cols.request[order]] = x[order]
+    start[cols.request[order]] = cols.start[order]
+    start[late >= weight] = -1
+    keep = x > 1e-9
+    xs = pd.Series(x[keep], index=pd.MultiIndex.from_arrays(
+        [cols.request[keep], cols.start[keep]], names=["request", "round"]), name="x")
+    return {"start": pd.Series(start, index=pd.RangeIndex(n, name="request"), name="start"),
+            "x": xs, "late": pd.Series(late, index=pd.RangeIndex(n, name="request"), name="late")}
 
 
 def area_bound(instance: Instance) -> float:

@@ -50,6 +50,7 @@ at all).
 
 Large instances: :func:`flow_matrix` returns the flow form as scipy.sparse data (4 nonzeros per
 request) for a direct HiGHS solve; tests check it agrees with the Pyomo, CVXPY and networkx forms.
+:func:`build_matrix_model` labels its reduced network for ``servopt.solve``'s default path.
 
 Reduced network (``flow_matrix(..., reduce=True)``, the default of the HiGHS path): most
 ``cache_capacity[t]`` rows are implied by others, for every ``keep``, and are dropped
@@ -83,6 +84,7 @@ import scipy.sparse as sp
 
 from servopt.core import InvalidInstanceError
 from servopt.core.cvxmodel import CvxpyModel
+from servopt.core.matrix import Family, MatrixModel
 from servopt.instances.caching import Instance
 
 FORMS = ("flow", "interval")
@@ -347,6 +349,49 @@ def flow_matrix(instance: Instance, iv: Intervals | None = None, *,
     upper = np.concatenate([np.where(iv.fits, 1.0, 0.0), np.full(rows_n, instance.capacity)])
     return FlowMatrix(objective=objective, constant=float(iv.cost.sum() + iv.first_miss_cost),
                       balance=balance, lower=lower, upper=upper, intervals=iv, gaps=gap_of_row)
+
+
+# Devex dual simplex: less CPU than HiGHS's default pricing on these networks (caching_lp_time.md)
+FLOW_SIMPLEX = {"solver": "simplex", "simplex_strategy": 1, "simplex_dual_edge_weight_strategy": 1}
+
+
+def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "flow"
+                       ) -> MatrixModel | None:
+    """The flow form on the reduced network as a :class:`~servopt.core.matrix.MatrixModel`
+    (what ``servopt.solve`` hands to HiGHS); None for ``form="interval"`` (Pyomo only).
+
+    Prices: ``cache_capacity`` for every gap (the reduced cost of ``occupancy``'s upper bound C;
+    0 on dropped gaps). The bookkeeping ``occupancy_balance`` duals are left out (see "Prices";
+    ``backend="pyomo"`` gives them). Decisions as :func:`decisions`: ``keep`` per interval and
+    ``occupancy`` per gap (the tokens of the kept intervals alive there).
+    """
+    if form not in FORMS:
+        raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
+    if form != "flow":
+        return None
+    fm = flow_matrix(instance, reduce=True)
+    iv, n = fm.intervals, instance.requests
+    m, gaps = len(iv.start), max(n - 1, 0)
+    rows = fm.balance.shape[0]
+    capacity_column = np.full(gaps, -1, dtype=np.int64)
+    capacity_column[fm.gaps] = m + np.arange(rows)
+    gap_index = _gap_index(n)
+
+    def decode(values: np.ndarray) -> dict[str, pd.Series]:
+        keep = np.clip(values[:m], 0.0, 1.0)
+        delta = np.zeros(n + 1)
+        np.add.at(delta, iv.start, iv.size * keep)
+        np.add.at(delta, iv.end, -iv.size * keep)
+        return {"keep": pd.Series(keep, index=pd.Index(iv.start, name="start_request"), name="keep"),
+                "occupancy": pd.Series(np.cumsum(delta)[:gaps], index=gap_index, name="occupancy")}
+
+    return MatrixModel(
+        objective=fm.objective, matrix=fm.balance, row_lower=np.zeros(rows),
+        row_upper=np.zeros(rows), col_lower=fm.lower, col_upper=fm.upper, rows={},
+        columns={"keep": Family(np.arange(m), pd.Index(iv.start, name="start_request"))},
+        offset=fm.constant, bound_rows={"cache_capacity": Family(capacity_column, gap_index)}
+        if m else {}, decisions=decode, options=dict(FLOW_SIMPLEX),
+        info={"reduced_rows": rows, "gaps": gaps})
 
 
 def build_networkx(instance: Instance, *, scale: float = 1e6) -> tuple[Any, float, float]:

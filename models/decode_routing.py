@@ -31,7 +31,8 @@ the optimum is the best any router can do and the IP's dual bound is a valid low
 smaller; with b > 1 the ``slots`` and ``kv_memory`` rows are left out (still a relaxation).
 
 Each u_k also has the lower bound ``step_floor[k]``: u_k >= f_k (:func:`step_floor`; valid for
-any assignment, it tightens the LP; the matrix path imposes it as a variable bound).
+any assignment, it tightens the LP; ``hindsight_matrices`` imposes it as a variable bound,
+``build_matrix_model`` as the labelled row, like the Pyomo model).
 
 Prices (LP relaxation): ``step_load[g,k]`` is the ms of total step time saved per ms of load
 removed from worker g at step k (>= 0); ``step_floor[k]`` the ms saved per ms the floor of step k
@@ -63,6 +64,7 @@ one more request of class i costs. The bid-price rule sends request i to
 
 Both models also exist as sparse matrices (``hindsight_matrices``, ``epoch_matrices``) for the
 HiGHS matrix path; the tests check that they agree with the Pyomo models.
+:func:`build_matrix_model` labels the hindsight matrices for ``servopt.solve``'s default path.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ import scipy.sparse as sp
 
 from servopt.core import InvalidInstanceError
 from servopt.core.cvxmodel import CvxpyModel
+from servopt.core.matrix import Family, MatrixModel
 from servopt.instances.decode_routing import Instance
 
 
@@ -308,6 +311,49 @@ def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: i
                     integer, instance.step_ms * len(act.steps), row_slices,
                     {"x": slice(0, nx), "u": slice(nx, nx + n_blocks)},
                     block_steps(act.steps, step_block))
+
+
+def build_matrix_model(instance: Instance, *, relax: bool = False, step_block: int = 1,
+                       symmetry: bool = True) -> MatrixModel:
+    """The hindsight model of :func:`build` as a :class:`~servopt.core.matrix.MatrixModel` (what
+    ``servopt.solve`` hands to HiGHS): the rows of :func:`hindsight_matrices` plus the
+    ``step_floor`` rows, labelled like the Pyomo model's."""
+    mat = hindsight_matrices(instance, relax=relax, step_block=step_block, symmetry=symmetry)
+    G, n_req = instance.workers, instance.n_requests
+    steps = mat.steps
+    n_k, nx = len(steps), n_req * G
+    floor = mat.col_lo[nx:]
+    # step_floor[k]: u[k] >= floor_k, appended after the other rows
+    matrix = sp.vstack([mat.A, sp.csr_matrix((np.ones(n_k), (np.arange(n_k), nx + np.arange(n_k))),
+                                             shape=(n_k, nx + n_k))], format="csc")
+    base = mat.A.shape[0]
+    rows = {"assign": Family(np.arange(n_req), pd.RangeIndex(n_req, name="request")),
+            "step_floor": Family(base + np.arange(n_k), pd.Index(steps, name="step"))}
+    for name, block in mat.rows.items():
+        if name == "assign":
+            continue
+        per_worker = (block.stop - block.start) // G
+        labels = steps if per_worker == n_k else activity(instance).steps
+        rows[name] = Family(np.arange(block.start, block.stop), pd.MultiIndex.from_product(
+            [range(G), labels], names=["worker", "step"]))
+
+    def decode(z: np.ndarray) -> dict[str, pd.Series]:
+        x = z[:nx].reshape(n_req, G)
+        worker = pd.Series(np.argmax(x, axis=1), index=pd.RangeIndex(n_req, name="request"),
+                           name="worker")
+        return {"worker": worker, "u": pd.Series(z[nx:], index=pd.Index(steps, name="step"), name="u"),
+                "x": pd.DataFrame(x, index=worker.index, columns=pd.RangeIndex(G, name="worker"))}
+
+    col_lo = mat.col_lo.copy()
+    col_lo[nx:] = 0.0
+    return MatrixModel(
+        objective=mat.c, matrix=matrix, row_lower=np.concatenate([mat.row_lo, floor]),
+        row_upper=np.concatenate([mat.row_hi, np.full(n_k, np.inf)]), col_lower=col_lo,
+        col_upper=mat.col_hi, rows=rows,
+        columns={"x": Family(np.arange(nx), pd.MultiIndex.from_product(
+                     [range(n_req), range(G)], names=["request", "worker"])),
+                 "u": Family(nx + np.arange(n_k), pd.Index(steps, name="step"))},
+        offset=mat.offset, integer=None if relax else mat.integer, decisions=decode)
 
 
 def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = True) -> CvxpyModel:

@@ -96,7 +96,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
                            backend=args.backend, mip_gap=args.mip_gap)
     kind = ("LP relaxation (a bound)" if solution.relaxed else "LP" if solution.info.get("lp", linear)
             else "MIP (prices: duals of the LP with the integers fixed at the incumbent)")
-    print(f"problem   {kind} [{solution.backend}]")
+    form = solution.info.get("form")
+    print(f"problem   {kind} [{solution.backend}{f', {form} form' if form else ''}]")
     print(f"status    {solution.status}")
     print(f"objective {solution.objective:.8g}")
     print(f"bound     {solution.bound:.8g}")
@@ -319,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds for the solver (default 60; 0 for none); on expiry the incumbent "
                         "and the proved bound are shown")
     p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap (default 1e-4)")
-    p.add_argument("--backend", choices=["highs", "cvxpy"], default="highs")
+    p.add_argument("--backend", choices=["highs", "pyomo", "cvxpy"], default="highs",
+                   help="highs (default): HiGHS on the model's matrix form where it has one, "
+                        "else on its Pyomo model; pyomo: always the Pyomo model; cvxpy: the LP")
     p.add_argument("--prices", type=int, default=5, metavar="N",
                    help="show the N largest prices of each constraint family (default 5)")
     p.set_defaults(func=cmd_solve)

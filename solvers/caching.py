@@ -65,7 +65,7 @@ from servopt.core.checks import number
 from servopt.core.solution import normalise_dual
 from servopt.instances.caching import Instance
 from servopt.models import caching as model
-from servopt.solvers.exact import new_highs
+from servopt.solvers.exact import highs_lp, new_highs
 
 LP_METHODS = ("highs_matrix", "pyomo", "cvxpy", "networkx")
 
@@ -118,8 +118,7 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
     elif method in ("pyomo", "cvxpy"):
         from servopt.solvers import exact
 
-        sol = exact.solve(instance, backend="highs" if method == "pyomo" else "cvxpy",
-                          time_limit=time_limit)
+        sol = exact.solve(instance, backend=method, time_limit=time_limit)
         iv = model.intervals(instance)
         keep = sol.decisions["keep"].to_numpy()[:len(iv.start)]
         price = sol.prices["cache_capacity"].to_numpy()[:max(instance.requests - 1, 0)]
@@ -154,17 +153,7 @@ def _solve_highs_matrix(instance: Instance, time_limit: float | None,
         keep = np.where(iv.fits, 1.0, 0.0)
         return LPResult(float(fm.constant - iv.cost[iv.fits].sum()), keep, np.zeros(gaps), iv,
                         0.0, "highs_matrix")
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = cols, rows
-    lp.col_cost_ = fm.objective
-    lp.col_lower_, lp.col_upper_ = fm.lower, fm.upper
-    lp.row_lower_ = np.zeros(rows)
-    lp.row_upper_ = np.zeros(rows)
-    a = fm.balance.tocsc()
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = a.indptr
-    lp.a_matrix_.index_ = a.indices
-    lp.a_matrix_.value_ = a.data
+    lp = highs_lp(fm.objective, fm.balance, np.zeros(rows), np.zeros(rows), fm.lower, fm.upper)
     highs = new_highs()
     if algorithm not in ("auto", "dual_simplex", "dual_steepest_edge", "ipm"):
         raise InvalidInstanceError(f"algorithm must be 'auto', 'dual_simplex', "

@@ -63,7 +63,7 @@ from servopt.core import InvalidInstanceError
 from servopt.core.solution import normalise_dual
 from servopt.instances.decode_routing import Instance
 from servopt.models.decode_routing import Epoch, MatrixLP, epoch_matrices
-from servopt.solvers.exact import new_highs
+from servopt.solvers.exact import highs_lp, new_highs
 
 
 class FleetView(Protocol):
@@ -569,26 +569,10 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
     h.setOptionValue("presolve", "choose" if mat.integer.any() else "off")
     h.setOptionValue("solver", "ipm" if central else "choose")
     h.setOptionValue("run_crossover", "off" if central else "on")
-    inf = highspy.kHighsInf
-    lp = highspy.HighsLp()
-    n_rows, n_cols = mat.A.shape
-    lp.num_col_ = n_cols
-    lp.num_row_ = n_rows
-    lp.col_cost_ = mat.c.astype(float)
-    lp.col_lower_ = np.where(np.isfinite(mat.col_lo), mat.col_lo, -inf)
-    lp.col_upper_ = np.where(np.isfinite(mat.col_hi), mat.col_hi, inf)
-    lp.row_lower_ = np.where(np.isfinite(mat.row_lo), mat.row_lo, -inf)
-    lp.row_upper_ = np.where(np.isfinite(mat.row_hi), mat.row_hi, inf)
-    A = mat.A.tocsc()
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
-    lp.a_matrix_.index_ = A.indices.astype(np.int32)
-    lp.a_matrix_.value_ = A.data.astype(float)
+    n_cols = mat.A.shape[1]
     is_mip = bool(mat.integer.any())
-    if is_mip:
-        lp.integrality_ = [highspy.HighsVarType.kInteger if b else highspy.HighsVarType.kContinuous
-                           for b in mat.integer]
-    h.passModel(lp)
+    h.passModel(highs_lp(mat.c, mat.A, mat.row_lo, mat.row_hi, mat.col_lo, mat.col_hi,
+                         integer=mat.integer))
     h.run()
     status = h.getModelStatus()
     S = highspy.HighsModelStatus

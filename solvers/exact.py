@@ -2,8 +2,13 @@
 
 ``solve(instance)`` builds ``servopt.models.<decision>.build(instance)`` and returns a
 :class:`~servopt.core.Solution` with the incumbent, the proved bound, the gap, the primal
-decisions and the prices. A model module may define two optional hooks:
+decisions and the prices. A model module may define three optional hooks:
 
+- ``build_matrix_model(instance, *, relax, **options) -> MatrixModel``: the same formulation as
+  sparse arrays with named, labelled row and column families (:mod:`servopt.core.matrix`).
+  ``solve`` then hands it to HiGHS directly (:func:`solve_matrix`: no Pyomo build or
+  translation, a warm start for a MIP, Ctrl-C keeps the incumbent) unless
+  ``backend="pyomo"`` or an option only ``build`` takes is given;
 - ``decisions(model, instance) -> dict`` to label the primal values like the instance
   (otherwise every variable comes back as a Series over its index);
 - ``explain_infeasible(instance) -> str`` for the domain message of an infeasible instance.
@@ -32,10 +37,11 @@ import pyomo.environ as pyo
 from servopt.core import InfeasibleError, Instance, InvalidInstanceError, Solution
 from servopt.core.checks import number
 from servopt.core.cvxmodel import CvxpyModel
+from servopt.core.matrix import MatrixModel
 from servopt.core.registry import layer_module
 from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 
-BACKENDS = ("highs", "cvxpy")
+BACKENDS = ("highs", "pyomo", "cvxpy")
 
 
 def model_module(decision: str) -> Any:
@@ -62,8 +68,10 @@ def solve(
         with status ``time_limit`` (not an error). None (default): no limit; integer models of
         the default generated instances can run for minutes (the command line defaults to 60 s).
     mip_gap : relative MIP gap at which HiGHS stops.
-    backend : ``highs`` (Pyomo model) or ``cvxpy`` (the model's ``build_cvxpy`` LP: for an integer
-        model, its relaxation, labelled ``relaxed``).
+    backend : ``highs`` (HiGHS on the model's matrix form where it has one,
+        ``build_matrix_model``, otherwise on its Pyomo model), ``pyomo`` (always the Pyomo model)
+        or ``cvxpy`` (the model's ``build_cvxpy`` LP: for an integer model, its relaxation,
+        labelled ``relaxed``). ``solution.info["form"]`` says which model was solved.
     options : passed to the model's ``build``.
     """
     if not isinstance(instance, Instance):
@@ -92,6 +100,9 @@ def solve(
                 raise InvalidInstanceError(f"{instance.decision} has no CVXPY formulation")
             cvx = module.build_cvxpy(instance, **options)
             solution = solve_cvxpy(cvx, time_limit=time_limit, decision=instance.decision)
+        elif backend == "highs" and (matrix := _matrix_form(module, instance, relax, options)):
+            solution = solve_matrix(matrix, relax=relax, time_limit=time_limit, mip_gap=mip_gap,
+                                    prices=prices, decision=instance.decision)
         else:
             model = module.build(instance, relax=relax, **options)
             solution = solve_model(
@@ -106,6 +117,8 @@ def solve(
                     and not math.isnan(solution.objective):
                 extract = getattr(module, "decisions", None)
                 solution.decisions = extract(model, instance) if extract else _pyomo_values(model)
+            solution.backend = backend
+            solution.info["form"] = "pyomo"
     except InfeasibleError as exc:
         explain = getattr(module, "explain_infeasible", None)
         message = explain(instance) if explain else None
@@ -116,6 +129,18 @@ def solve(
                                  and cvxpy_relaxes)
     solution.wall_s = time.perf_counter() - start
     return solution
+
+
+def _matrix_form(module: Any, instance: Instance, relax: bool, options: dict[str, Any]
+                 ) -> MatrixModel | None:
+    """The model's matrix form (``build_matrix_model``) when it has one for these options."""
+    builder = getattr(module, "build_matrix_model", None)
+    if builder is None:
+        return None
+    params = inspect.signature(builder).parameters
+    if not set(options) <= {name for name, p in params.items() if p.kind == p.KEYWORD_ONLY}:
+        return None
+    return builder(instance, relax=relax, **options)
 
 
 def _check_options(*, relax: Any, time_limit: Any, mip_gap: Any, prices: Any) -> None:
@@ -353,6 +378,194 @@ def new_highs() -> Any:
         highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     return highs
+
+
+# ---------------------------------------------------------------------------------------------
+# Matrix models + HiGHS (no Pyomo in between)
+# ---------------------------------------------------------------------------------------------
+def solve_matrix(
+    mm: MatrixModel,
+    *,
+    relax: bool = False,
+    time_limit: float | None = None,
+    mip_gap: float = 1e-4,
+    prices: bool = True,
+    decision: str = "",
+) -> Solution:
+    """Solve a :class:`~servopt.core.matrix.MatrixModel` with HiGHS; the same Solution as
+    :func:`solve_model` (status, objective, bound, gap, labelled decisions and prices).
+
+    A MIP starts from ``mm.start`` when given; its prices are the duals of the LP with the
+    integer columns fixed at the incumbent. Ctrl-C stops HiGHS and keeps the incumbent
+    (status ``interrupted``). Raises :class:`InfeasibleError` when HiGHS proves infeasibility.
+    """
+    import highspy
+
+    start = time.perf_counter()
+    integer = mm.is_mip and not relax
+    highs = _load_matrix(mm, integer=integer)
+    options: dict[str, Any] = {"mip_rel_gap": float(mip_gap), **mm.options}
+    if time_limit is not None:
+        options["time_limit"] = float(time_limit)
+    for name, value in options.items():
+        highs.setOptionValue(name, value)
+    if integer and mm.start is not None:
+        warm = highspy.HighsSolution()
+        warm.col_value = mm.start
+        warm.value_valid = True
+        highs.setSolution(warm)
+    interrupted = _run_interruptible(highs)
+    ms = highspy.HighsModelStatus
+    model_status = highs.getModelStatus()
+    if model_status == ms.kInfeasible:
+        raise InfeasibleError(f"the {decision or 'model'} model is infeasible")
+    if model_status == ms.kUnboundedOrInfeasible:
+        raise InfeasibleError(f"the {decision or 'model'} model is infeasible (or unbounded)")
+    status = {ms.kOptimal: "optimal", ms.kTimeLimit: "time_limit", ms.kIterationLimit: "time_limit",
+              ms.kInterrupt: "interrupted", ms.kUnbounded: "unbounded"}.get(model_status, "error")
+    if interrupted and status != "optimal":
+        status = "interrupted"
+    info = highs.getInfo()
+    solution_values = highs.getSolution()
+    has_solution = bool(info.primal_solution_status == 2)  # kSolutionStatusFeasible
+    value = float(info.objective_function_value) if has_solution else math.nan
+    if model_status == ms.kModelEmpty:  # no column: the rows hold at 0 or nothing does
+        if np.any(mm.row_lower > 0) or np.any(mm.row_upper < 0):
+            raise InfeasibleError(f"the {decision or 'model'} model is infeasible")
+        status, has_solution, value = "optimal", True, float(mm.offset)
+    if integer:
+        bound = float(info.mip_dual_bound)
+        bound = bound if math.isfinite(bound) else math.nan
+        if status == "optimal" and math.isnan(bound):
+            bound = value
+    else:
+        bound = value if status == "optimal" else math.nan
+    solution = Solution(status=status, objective=value, bound=bound,
+                        gap=relative_gap(value, bound, mm.sense), wall_s=0.0, sense=mm.sense,
+                        relaxed=relax, backend="highs", decision=decision,
+                        info={"lp": not integer, "form": "matrix", "rows": mm.shape[0],
+                              "columns": mm.shape[1], "nonzeros": int(mm.matrix.nnz), **mm.info})
+    if has_solution:
+        values = np.asarray(solution_values.col_value, dtype=float)
+        solution.decisions = (mm.decisions(values) if mm.decisions is not None
+                              else {name: pd.Series(_at(values, fam.positions, math.nan),
+                                                    index=fam.index, name=name)
+                                    for name, fam in mm.columns.items()})
+        if prices:
+            if integer:
+                solution.prices = _fixed_matrix_prices(mm, values)
+            elif solution_values.dual_valid:
+                solution.prices = _matrix_prices(mm, np.asarray(solution_values.row_dual),
+                                                 np.asarray(solution_values.col_dual))
+    solution.wall_s = time.perf_counter() - start
+    return solution
+
+
+def _load_matrix(mm: MatrixModel, *, integer: bool, col_lower: np.ndarray | None = None,
+                 col_upper: np.ndarray | None = None) -> Any:
+    highs = new_highs()
+    highs.passModel(highs_lp(
+        mm.objective, mm.matrix, mm.row_lower, mm.row_upper,
+        mm.col_lower if col_lower is None else col_lower,
+        mm.col_upper if col_upper is None else col_upper,
+        integer=mm.integer if integer else None, offset=mm.offset, sense=mm.sense))
+    return highs
+
+
+def highs_lp(objective: np.ndarray, matrix: Any, row_lower: np.ndarray, row_upper: np.ndarray,
+             col_lower: np.ndarray, col_upper: np.ndarray, *, integer: np.ndarray | None = None,
+             offset: float = 0.0, sense: str = "min") -> Any:
+    """A ``highspy.HighsLp`` from arrays (any scipy.sparse ``matrix``; +-inf for no bound;
+    ``integer`` a bool mask, None for an LP): the one place the matrix paths load HiGHS."""
+    import highspy
+    import scipy.sparse as sp
+
+    a = sp.csc_matrix(matrix)
+    lp = highspy.HighsLp()
+    lp.num_row_, lp.num_col_ = a.shape
+    lp.sense_ = highspy.ObjSense.kMaximize if sense == "max" else highspy.ObjSense.kMinimize
+    lp.offset_ = float(offset)
+    lp.col_cost_ = np.asarray(objective, dtype=float)
+    lp.col_lower_ = np.asarray(col_lower, dtype=float)
+    lp.col_upper_ = np.asarray(col_upper, dtype=float)
+    lp.row_lower_ = np.asarray(row_lower, dtype=float)
+    lp.row_upper_ = np.asarray(row_upper, dtype=float)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = a.indptr
+    lp.a_matrix_.index_ = a.indices
+    lp.a_matrix_.value_ = a.data.astype(float, copy=False)
+    if integer is not None and np.any(integer):
+        kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
+        lp.integrality_ = [kinds[flag] for flag in np.asarray(integer, dtype=bool).tolist()]
+    return lp
+
+
+def _run_interruptible(highs: Any) -> bool:
+    """Run HiGHS in its own thread; Ctrl-C cancels the solve (keeping the incumbent) instead of
+    waiting for it to end. Returns whether the run was interrupted."""
+    if threading.current_thread() is not threading.main_thread():
+        highs.run()
+        return False
+    interrupted = False
+    highs.HandleUserInterrupt = True  # HiGHS polls cancelSolve() through its interrupt callbacks
+    thread = highs.startSolve()
+    while True:
+        try:
+            finished, _ = highs.wait(0.1)
+            if finished:
+                break
+        except KeyboardInterrupt:
+            interrupted = True
+            highs.cancelSolve()
+    thread.join()
+    return interrupted
+
+
+def _matrix_prices(mm: MatrixModel, row_dual: np.ndarray, col_dual: np.ndarray
+                   ) -> dict[str, pd.Series]:
+    out: dict[str, pd.Series] = {}
+    for name, fam in mm.rows.items():
+        rows = fam.positions
+        present = rows >= 0
+        dual = _at(row_dual, rows, 0.0)
+        lower, upper = _at(mm.row_lower, rows, -np.inf), _at(mm.row_upper, rows, np.inf)
+        equality = present & (lower == upper)
+        ranged_le = (dual < 0) == (mm.sense == "min")  # a ranged row: the side the dual binds
+        less = ~equality & (np.isinf(lower) | (np.isfinite(upper) & ranged_le))
+        price = np.where(less, normalise_dual(dual, sense=mm.sense, row="le", convention="pyomo"),
+                         normalise_dual(dual, sense=mm.sense, row="ge", convention="pyomo"))
+        price = np.where(equality, dual, np.where(present, price, 0.0))
+        out[name] = clean_prices(pd.Series(price, index=fam.index, name=name),
+                                 inequality=not equality.any())
+    for name, fam in mm.bound_rows.items():
+        dual = normalise_dual(_at(col_dual, fam.positions, 0.0), sense=mm.sense, row="le",
+                              convention="pyomo")
+        out[name] = clean_prices(pd.Series(np.maximum(dual, 0.0), index=fam.index, name=name),
+                                 inequality=True)
+    return out
+
+
+def _fixed_matrix_prices(mm: MatrixModel, values: np.ndarray) -> dict[str, pd.Series]:
+    """Prices of a MIP: duals of the LP with the integer columns fixed at the incumbent."""
+    import highspy
+
+    fixed = np.round(values)
+    lower = np.where(mm.integer, fixed, mm.col_lower)
+    upper = np.where(mm.integer, fixed, mm.col_upper)
+    highs = _load_matrix(mm, integer=False, col_lower=lower, col_upper=upper)
+    highs.run()
+    if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return {}
+    sol = highs.getSolution()
+    return _matrix_prices(mm, np.asarray(sol.row_dual), np.asarray(sol.col_dual))
+
+
+def _at(values: np.ndarray, positions: np.ndarray, missing: float) -> np.ndarray:
+    """``values[positions]`` with ``missing`` where a position is -1."""
+    out = np.full(len(positions), missing, dtype=float)
+    present = positions >= 0
+    out[present] = np.asarray(values, dtype=float)[positions[present]]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -233,12 +233,15 @@ def dual_objective(inst: Instance, sol) -> float:
 @pytest.mark.parametrize("arrivals", ["offline", "poisson"])
 def test_lp_formulations_agree(seed, arrivals):
     inst = inst_mod.generate(14, arrivals=arrivals, load=1.2, seed=seed)
-    pyomo = exact.solve(inst, relax=True)
+    pyomo = exact.solve(inst, relax=True, backend="pyomo")
     cvx = exact.solve(inst, backend="cvxpy")
     matrix = rules.solve_lp(inst)
+    generic = exact.solve(inst, relax=True)  # the model's MatrixModel through exact
+    assert (pyomo.info["form"], generic.info["form"]) == ("pyomo", "matrix")
     assert pyomo.objective == pytest.approx(cvx.objective, rel=1e-6)
     assert pyomo.objective == pytest.approx(matrix.objective, rel=1e-6)
-    for sol in (pyomo, cvx, matrix):
+    assert pyomo.objective == pytest.approx(generic.objective, rel=1e-6)
+    for sol in (pyomo, cvx, matrix, generic):
         assert dual_objective(inst, sol) == pytest.approx(sol.objective, rel=1e-5)
         assert (sol.prices["kv_memory"] >= 0).all()
 
@@ -264,10 +267,17 @@ def test_prices_zero_where_memory_is_slack():
 
 def test_batch_cap_rows_and_prices():
     inst = inst_mod.generate(12, max_batch=2, seed=1)
-    pyomo = exact.solve(inst, relax=True)
+    pyomo = exact.solve(inst, relax=True, backend="pyomo")
     cvx = exact.solve(inst, backend="cvxpy")
+    generic = exact.solve(inst, relax=True)
     assert pyomo.objective == pytest.approx(cvx.objective, rel=1e-6)
-    assert (pyomo.prices["batch_size"] >= 0).all()
+    assert generic.objective == pytest.approx(cvx.objective, rel=1e-6)
+    assert pyomo.prices["batch_size"].index.equals(generic.prices["batch_size"].index)
+    for sol in (pyomo, generic):
+        assert (sol.prices["batch_size"] >= 0).all()
+        # strong duality with the cap rows: sum_i start_once - M sum mu - B sum beta = LP
+        dual = dual_objective(inst, sol) - inst.max_batch * sol.prices["batch_size"].sum()
+        assert dual == pytest.approx(sol.objective, rel=1e-5)
     out = bench.simulate(inst, rules.MCSF())
     assert bench.evaluate(inst, "mcsf").cost >= pyomo.objective - 1e-6
     assert out["latency"].sum() >= pyomo.objective - 1e-6

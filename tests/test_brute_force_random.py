@@ -276,7 +276,11 @@ def test_batch_scheduling_ip_matches_brute_force(seed):
 
     inst = _batch_instance(seed)
     best, _ = _batch_brute(inst)
+    # the matrix form (the default) and the Pyomo model both reach the brute-force optimum
+    pyomo = servopt.solve(inst, mip_gap=1e-9, backend="pyomo")
+    assert pyomo.info["form"] == "pyomo" and pyomo.objective == pytest.approx(best, abs=1e-6)
     sol = servopt.solve(inst, mip_gap=1e-9)
+    assert sol.info["form"] == "matrix"
     assert sol.status == "optimal"
     assert sol.objective == pytest.approx(best, abs=1e-6), inst.to_json()
     start = sol.decisions["start"].to_numpy()
@@ -292,7 +296,9 @@ def test_batch_scheduling_ip_matches_brute_force(seed):
     assert out.cost == pytest.approx(best), inst.to_json()
     assert out.metrics["preemptions"] == 0 and out.metrics["refused"] == 0
     # LP relaxation and the evaluator's bound are lower bounds; every policy is an upper bound
-    assert servopt.solve(inst, relax=True).objective <= best + 1e-6
+    lp = servopt.solve(inst, relax=True).objective
+    assert lp <= best + 1e-6
+    assert servopt.solve(inst, relax=True, backend="pyomo").objective == pytest.approx(lp, abs=1e-6)
     assert bench.bound(inst, time_limit=10).value <= best + 1e-6
     for name in ("fcfs", "spf", "mcsf", "bid_price"):
         out = bench.evaluate(inst, name)
@@ -431,12 +437,15 @@ def test_decode_routing_hindsight_matches_brute_force(seed):
         if c is not None:
             costs[worker] = c
     if not costs:
-        with pytest.raises(InfeasibleError):
-            servopt.solve(inst)
+        for backend in ("highs", "pyomo"):
+            with pytest.raises(InfeasibleError, match="no sticky assignment"):
+                servopt.solve(inst, backend=backend)
         return
     best = min(costs.values())
+    pyomo = servopt.solve(inst, mip_gap=1e-9, backend="pyomo")
+    assert pyomo.objective == pytest.approx(best, rel=1e-7, abs=1e-7), inst.to_json()
     sol = servopt.solve(inst, mip_gap=1e-9)
-    assert sol.status == "optimal"
+    assert sol.status == "optimal" and sol.info["form"] == "matrix"
     assert sol.objective == pytest.approx(best, rel=1e-7, abs=1e-7), inst.to_json()
     worker = tuple(int(g) for g in sol.decisions["worker"].to_numpy())
     assert worker in costs  # the returned assignment respects slots and KV in every step
@@ -576,9 +585,9 @@ def test_caching_lp_on_unit_sizes_equals_belady(seed):
     inst = _cache_instance(seed, unit=True)
     opt = _belady(inst)
     assert _cache_integral_optimum(inst) == pytest.approx(opt)
-    for form in ("flow", "interval"):
-        assert servopt.solve(inst, form=form).objective == pytest.approx(opt, abs=1e-7), (
-            form, inst.to_json())
+    for form, backend in (("flow", "highs"), ("flow", "pyomo"), ("interval", "highs")):
+        assert servopt.solve(inst, form=form, backend=backend).objective == pytest.approx(
+            opt, abs=1e-7), (form, backend, inst.to_json())
     assert servopt.solve(inst, backend="cvxpy").objective == pytest.approx(opt, abs=1e-5)
     assert rules.solve_lp(inst).value == pytest.approx(opt, abs=1e-7)
     assert bench.bound(inst).value == pytest.approx(opt, abs=1e-7)

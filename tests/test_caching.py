@@ -115,16 +115,29 @@ def test_prices_certify_the_bound(seed):
     """Weak duality: any prices >= 0 give a lower bound; the LP's prices give the LP value."""
     inst = ci.generate(requests=300, objects=60, cache_share=0.05, seed=seed)
     fast = cs.solve_lp(inst)
-    pyomo = exact.solve(inst)
+    matrix = exact.solve(inst)
+    pyomo = exact.solve(inst, backend="pyomo")
     cvx = exact.solve(inst, backend="cvxpy", form="interval")
-    for price in (fast.price, pyomo.prices["cache_capacity"].to_numpy(),
+    assert (matrix.info["form"], pyomo.info["form"]) == ("matrix", "pyomo")
+    assert matrix.objective == pytest.approx(pyomo.objective, rel=1e-9)
+    for price in (fast.price, matrix.prices["cache_capacity"].to_numpy(),
+                  pyomo.prices["cache_capacity"].to_numpy(),
                   cvx.prices["cache_capacity"].to_numpy()):
         assert np.all(price >= 0)
         assert lagrangian(inst, price) == pytest.approx(fast.value, rel=1e-7)
     # perturbed prices are still a valid (weaker) bound
     assert lagrangian(inst, fast.price * 0.5) <= fast.value + 1e-7
     assert lagrangian(inst, fast.price * 2.0) <= fast.value + 1e-7
+    assert pyomo.prices["cache_capacity"].index.equals(matrix.prices["cache_capacity"].index)
     assert pyomo.prices["cache_capacity"].index.name == "gap"
+    # the matrix form's occupancy is that of its kept intervals, like the Pyomo model's
+    keep = matrix.decisions["keep"].to_numpy()
+    iv = mc.intervals(inst)
+    alive = np.zeros(inst.requests)
+    for i in np.flatnonzero(keep > 0):
+        alive[iv.start[i]:iv.end[i]] += iv.size[i] * keep[i]
+    assert np.allclose(matrix.decisions["occupancy"].to_numpy(), alive[:-1])
+    assert alive.max() <= inst.capacity + 1e-6
 
 
 def brute_force(inst: ci.Instance) -> float:
@@ -804,7 +817,7 @@ def test_balance_duals_differ_by_the_capacity_price_where_the_cache_holds_someth
     # stationarity in occupancy[t] (free, cost 0): balance[t] - balance[t+1] = capacity price[t]
     # wherever occupancy[t] > 0 (the docstring's reading of the flow form's balance duals)
     inst = ci.generate(requests=300, objects=40, seed=3, cache_share=0.05)
-    sol = exact.solve(inst)
+    sol = exact.solve(inst, backend="pyomo")  # the matrix form leaves the balance duals out
     balance = sol.prices["occupancy_balance"].to_numpy()
     price = sol.prices["cache_capacity"].to_numpy()
     held = sol.decisions["occupancy"].to_numpy()[:-1] > 1e-9

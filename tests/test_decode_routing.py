@@ -581,8 +581,15 @@ def test_hindsight_lp_pyomo_and_cvxpy_agree():
     # by default both fix the same symmetry (x_ig = 0 for g > i), so the two backends agree
     # (on the README's steps stream they differed: 7523.71 against 7522.59)
     steps = inst_mod.generate_steps(requests=20)
-    pyomo_default = exact.solve(steps, relax=True).objective
+    pyomo_default = exact.solve(steps, relax=True, backend="pyomo").objective
     assert pyomo_default == pytest.approx(exact.solve(steps, backend="cvxpy").objective, rel=1e-7)
+    # the matrix form (the default path) is the same model, with rows labelled the same way
+    matrix, pyomo = exact.solve(inst, relax=True), exact.solve(inst, relax=True, backend="pyomo")
+    assert matrix.info["form"] == "matrix"
+    assert matrix.objective == pytest.approx(pyomo.objective, rel=1e-9)
+    for family in ("assign", "step_load", "step_floor"):
+        assert matrix.prices[family].index.equals(pyomo.prices[family].index)
+    assert exact.solve(steps, relax=True).objective == pytest.approx(pyomo_default, rel=1e-9)
     assert pyomo_default >= exact.solve(steps, backend="cvxpy", symmetry=False).objective - 1e-6
 
 

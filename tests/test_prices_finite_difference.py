@@ -476,7 +476,10 @@ def test_caching_capacity_prices_per_gap_are_finite_differences(form):
     assert sol.prices["cache_capacity"].loc[[1, 4]].tolist() == pytest.approx([4 / 3, 4 / 3])
     assert sol.prices["cache_capacity"].index.name == "gap"
     if form == "flow":
-        check_family(model, sol.prices["occupancy_balance"], "occupancy_balance", delta=1e-3,
+        assert sol.info["form"] == "matrix"  # the default path; Pyomo's prices agree as well
+        pyomo = exact.solve(inst, form=form, backend="pyomo")
+        assert_matches_fd(pyomo.prices["cache_capacity"], cap, 1e-6, "pyomo cache_capacity")
+        check_family(model, pyomo.prices["occupancy_balance"], "occupancy_balance", delta=1e-3,
                      tol=1e-6)
         # the matrix path (full and reduced network) and CVXPY: one price per gap
         for reduce in (False, True):

@@ -58,6 +58,7 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
     ttft = np.full(n, -1, dtype=np.int64)
     finish = np.full(n, -1, dtype=np.int64)
     seen_generated, seen_admitted = _read_only_view(generated), _read_only_view(admitted_at)
+    capped = _read_only_view(np.minimum(instance.predicted_output, M - s))  # for State.remaining
     memory: list[int] = []
     batch: list[int] = []
     preemptions = refused = 0
@@ -69,6 +70,8 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
     arrived = a[by_arrival]
     next_arrival = 0
     running = np.zeros(0, dtype=np.int64)  # admission order
+    need = np.zeros(0, dtype=np.int64)  # KV tokens of each running request this round
+    left = np.zeros(0, dtype=np.int64)  # tokens each running request has still to emit
     waiting = np.zeros(0, dtype=np.int64)  # FCFS queue order
     while done < n:
         if t >= max_rounds:
@@ -83,10 +86,11 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
         if not running.size and not waiting.size:
             t = int(arrived[next_arrival])
             continue
-        used = int(np.sum(s[running] + generated[running] + 1))
+        used = int(need.sum())  # prompt + generated + 1 over the running set
         # (2) overflow: the policy's preemption rule
         if used > M:
-            state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted)
+            state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted,
+                               capped)
             t0 = time.perf_counter()
             victims = _request_ids(_ask(policy.preempt, "preempt", state, used - M), n, "preempt")
             decide_s += time.perf_counter() - t0
@@ -102,46 +106,55 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
             if used > M:
                 raise InvalidInstanceError(f"the policy's preempt() did not free enough memory at "
                                            f"round {t} ({used} > {M} KV tokens)")
-            running = running[status[running] == 2]
+            stay = status[running] == 2
+            running, need, left = running[stay], need[stay], left[stay]
             # to the front of the queue, ahead of earlier preemptions; one round's by admission
             waiting = np.concatenate([victims[np.argsort(admit_seq[victims], kind="stable")],
                                       waiting])
         # (3) admission
         if waiting.size and len(running) < cap:
-            state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted)
+            state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted,
+                               capped)
             t0 = time.perf_counter()
             chosen = _request_ids(_ask(policy.admit, "admit", state), n, "admit")
             decide_s += time.perf_counter() - t0
             count = len(running)
-            admitted = []
+            admitted, tokens = [], []
             for i in chosen.tolist():
-                need = int(s[i] + generated[i] + 1)
-                if status[i] != 1 or used + need > M or count >= cap:
+                tokens_i = int(s[i] + generated[i] + 1)
+                if status[i] != 1 or used + tokens_i > M or count >= cap:
                     refused += 1
                     continue
                 status[i] = 2
                 admitted_at[i] = t
                 seq += 1
                 admit_seq[i] = seq
-                used += need
+                used += tokens_i
                 count += 1
                 admitted.append(i)
+                tokens.append(tokens_i)
+                if ttft[i] < 0:  # its first token comes at the end of this round
+                    ttft[i] = t + 1 - a[i]
             if admitted:
-                running = np.concatenate([running, np.asarray(admitted, dtype=np.int64)])
+                new = np.asarray(admitted, dtype=np.int64)
+                running = np.concatenate([running, new])
+                need = np.concatenate([need, tokens])
+                left = np.concatenate([left, o[new] - generated[new]])
                 waiting = waiting[status[waiting] == 1]
         # (4) one token for every running request
         generated[running] += 1
-        first = running[(ttft[running] < 0)]
-        ttft[first] = t + 1 - a[first]
         memory.append(used)
         batch.append(len(running))
-        over = generated[running] >= o[running]
+        left -= 1
+        need += 1
+        over = left <= 0
         if over.any():
             ended = running[over]
             status[ended] = 3
             finish[ended] = t
             done += len(ended)
-            running = running[~over]
+            keep = ~over
+            running, need, left = running[keep], need[keep], left[keep]
         t += 1
     latency = finish + 1 - a
     out = {"latency": latency, "ttft": ttft, "finish": finish, "memory": np.asarray(memory),
@@ -160,7 +173,7 @@ def _read_only_view(array: np.ndarray) -> np.ndarray:
 
 
 def _state(instance: Instance, t: int, used: int, waiting: np.ndarray, running: np.ndarray,
-           generated: np.ndarray, admitted_at: np.ndarray) -> rules.State:
+           generated: np.ndarray, admitted_at: np.ndarray, capped: np.ndarray) -> rules.State:
     """The policy's view of the round: ``waiting`` and ``running`` are copies (a policy may
     sort them in place, as before), ``generated`` and ``admitted_at`` read-only views of the
     simulator's arrays (length n: copying them every round made each round cost O(n))."""
@@ -168,7 +181,8 @@ def _state(instance: Instance, t: int, used: int, waiting: np.ndarray, running: 
                        used=used, waiting=waiting.copy(), running=running.copy(),
                        generated=generated,
                        admitted_at=admitted_at, prompt=instance.prompt_tokens,
-                       predicted=instance.predicted_output, arrival=instance.arrival)
+                       predicted=instance.predicted_output, arrival=instance.arrival,
+                       capped=capped)
 
 
 def _ask(rule: Any, method: str, *args: Any) -> Any:

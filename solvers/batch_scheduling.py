@@ -17,7 +17,9 @@ least ``admit``) and has
   prefill prompt + generated tokens again and keep the tokens already streamed).
 
 ``state`` is a :class:`State`: the round, memory figures and per-request arrays. Rules are
-vectorised numpy; nothing calls a solver once the prices are known.
+vectorised numpy; nothing calls a solver once the prices are known. A round's work is
+proportional to the waiting queue and the running set, never to n (figures of the whole
+instance, such as "does any request arrive after round 0", are computed once per instance).
 
 Methods (``POLICIES``)
 ----------------------
@@ -117,9 +119,15 @@ class State:
 
     t : the round. used : KV tokens the running requests hold in this round (prompt + generated
     + the token of this round). waiting : ids of arrived requests not running, in the FCFS queue
-    order (preempted requests first). running : ids in admission order (oldest first).
-    generated : tokens each request has emitted so far. admitted_at : the round of each
-    request's latest admission (-1 if never). prompt, predicted, arrival : per request.
+    order (preempted requests first; most recently preempted first). running : ids in
+    admission order (oldest first). generated : tokens each request has emitted so far.
+    admitted_at : the round of each request's latest admission (-1 if never). prompt,
+    predicted, arrival : per request. In the simulator, ``waiting`` and ``running`` are the
+    policy's own copies; the per-request arrays are read-only (``generated`` and
+    ``admitted_at`` are views of the simulator's, current in the round they are given: copy
+    them to keep a round's values).
+    capped : optional, min(predicted, kv_memory - prompt) per request (the simulator passes it
+    once per run so that :meth:`remaining` does not recompute it every round).
     """
 
     t: int
@@ -133,6 +141,7 @@ class State:
     prompt: np.ndarray
     predicted: np.ndarray
     arrival: np.ndarray
+    capped: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def current(self, ids: np.ndarray) -> np.ndarray:
         """KV tokens each request holds in this round if it runs (prompt + generated + 1)."""
@@ -144,10 +153,10 @@ class State:
         At least 1 once the prediction is hit, and at most what the memory allows (a request
         never needs more than M tokens, so a longer prediction is known to be wrong).
         """
-        generated = self.generated[ids]
-        longest = self.kv_memory - self.prompt[ids] - generated
-        # np.clip(predicted - generated, 1, max(longest, 1)), without np.clip's call overhead
-        return np.minimum(np.maximum(self.predicted[ids] - generated, 1), np.maximum(longest, 1))
+        # clip(p - g, 1, max(M - s - g, 1)) = max(min(p, M - s) - g, 1)
+        capped = self.capped[ids] if self.capped is not None else np.minimum(
+            self.predicted[ids], self.kv_memory - self.prompt[ids])
+        return np.maximum(capped - self.generated[ids], 1)
 
     def slots(self) -> int:
         cap = self.max_batch if self.max_batch is not None else len(self.prompt)
@@ -230,12 +239,14 @@ def _lookahead(state: State, queue: np.ndarray, c_new: np.ndarray, r_new: np.nda
     k = 0
     while k < len(queue) and len(chosen) < slots:
         if skipping:  # the first of the remaining candidates that fits
-            ok = (c_new[k:] <= free_now) & fits_each(np.asarray(c_run, dtype=np.int64),
-                                                     np.asarray(r_run, dtype=np.int64),
-                                                     c_new[k:], r_new[k:], state.kv_memory)
+            small = k + np.flatnonzero(c_new[k:] <= free_now)  # in this round's free memory
+            if not small.size:
+                break
+            ok = fits_each(np.asarray(c_run, dtype=np.int64), np.asarray(r_run, dtype=np.int64),
+                           c_new[small], r_new[small], state.kv_memory)
             if not ok.any():
                 break
-            k += int(np.argmax(ok))
+            k = int(small[np.argmax(ok)])
         elif not (c_new[k] <= free_now and _fits_one(c_run, r_run, int(c_new[k]), int(r_new[k]),
                                                      state.kv_memory)):
             if skip is False or not skip(int(queue[k])):
@@ -1062,9 +1073,21 @@ class BidPrice(Policy):
         r = state.remaining(ids)
         return r + self.footprint_price(state.t, state.current(ids), r)
 
+    def _scores(self, state: State, ids: np.ndarray, c: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """``self.score(state, ids)`` given ``c = state.current(ids)`` and ``r =
+        state.remaining(ids)``: the built-in scores reuse them (same arithmetic), a subclass's
+        own ``score`` is called."""
+        if type(self).score is BidPrice.score:
+            return r + self.footprint_price(state.t, c, r)
+        if type(self).score is BidPriceStationary.score:
+            return self._stationary_score(state, c, r)
+        return self.score(state, ids)
+
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting
-        order = w[np.argsort(self.score(state, w), kind="stable")]
+        c, r = state.current(w), state.remaining(w)
+        by_score = np.argsort(self._scores(state, w, c, r), kind="stable")
+        order = w[by_score]
         skip = self.skip if self.skip is not None else _per_instance(
             self, "_any_arrival", (state.arrival,), lambda: bool(np.any(state.arrival > 0)))
 
@@ -1073,8 +1096,7 @@ class BidPrice(Policy):
             # times its predicted output (then it blocks the queue, as in MC-SF: no starvation)
             return not state.t - state.arrival[first] > self.patience * state.predicted[first]
 
-        return _lookahead(state, order, state.current(order), state.remaining(order),
-                          patient if skip else False)
+        return _lookahead(state, order, c[by_score], r[by_score], patient if skip else False)
 
 
 class BidPriceStationary(BidPrice):
@@ -1110,8 +1132,9 @@ class BidPriceStationary(BidPrice):
             self.price = self.learn(history_window(instance, self.history), self.time_limit)
 
     def score(self, state: State, ids: np.ndarray) -> np.ndarray:
-        r = state.remaining(ids)
-        c = state.current(ids)
+        return self._stationary_score(state, state.current(ids), state.remaining(ids))
+
+    def _stationary_score(self, state: State, c: np.ndarray, r: np.ndarray) -> np.ndarray:
         price = self.price
         mean_need = _per_instance(self, "_mean_need", (state.prompt, state.predicted),
                                   lambda: float(np.mean(state.prompt + state.predicted)))
@@ -1129,14 +1152,13 @@ def _per_instance(policy: Policy, name: str, arrays: tuple[np.ndarray, ...], com
     """``compute()``, a figure of the instance's arrays (O(n)), kept on ``policy`` while the
     state shows the same read-only arrays (an instance's, which cannot change), so that a
     round costs O(waiting) rather than O(n); recomputed for writable arrays."""
-    if any(arr.flags.writeable for arr in arrays):
-        return compute()
-    cached = getattr(policy, name, None)
-    if cached is None or len(cached[0]) != len(arrays) or any(
-            x is not y for x, y in zip(cached[0], arrays, strict=True)):
-        cached = (arrays, compute())
-        setattr(policy, name, cached)
-    return cached[1]
+    cached = policy.__dict__.get(name)
+    if cached is not None and all(x is y for x, y in zip(cached[0], arrays, strict=True)):
+        return cached[1]
+    value = compute()
+    if not any(arr.flags.writeable for arr in arrays):
+        policy.__dict__[name] = (arrays, value)
+    return value
 
 
 def plan_schedule(instance: Instance, policy: Policy) -> np.ndarray:

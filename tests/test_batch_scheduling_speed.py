@@ -442,6 +442,30 @@ def test_a_users_policy_gets_the_same_answers_and_refusals():
         assert [e for e in new_log if e[0] == "admit"] == [e for e in ref_log if e[0] == "admit"]
 
 
+class LargestPromptFirst(rules.BidPrice):
+    """A user's bid-price rule with its own score (admit must call it)."""
+
+    def score(self, state: Any, ids: np.ndarray) -> np.ndarray:
+        return -state.prompt[ids].astype(float)
+
+
+class ReferenceLargestPromptFirst(ReferenceBidPrice):
+    score = LargestPromptFirst.score
+
+
+def test_a_users_own_bid_price_score_is_used_as_before():
+    for seed in range(8):
+        instance = random_instance(seed)
+        policy, ref = LargestPromptFirst(np.zeros(0), tail=0.0), ReferenceLargestPromptFirst(
+            np.zeros(0), tail=0.0)
+        new_log, ref_log = recorded(policy), recorded(ref)
+        new = bench.simulate(instance, policy, trace=True)
+        old = reference_simulate(instance, ref, trace=True)
+        assert new_log == ref_log
+        for key in OUTPUTS:
+            np.testing.assert_array_equal(new[key], old[key], err_msg=key)
+
+
 @pytest.mark.parametrize("arrivals", ["offline", "poisson"])
 def test_same_decisions_with_learned_prices_on_medium_instances(arrivals):
     # the shipped methods with their default parameters (the bid-price rules learn their prices
@@ -484,7 +508,7 @@ class Writer(rules.FCFS):
         return super().preempt(state, excess)
 
 
-@pytest.mark.parametrize("field", ["generated", "admitted_at", "prompt", "predicted", "arrival"])
+@pytest.mark.parametrize("field", ["generated", "admitted_at", "prompt", "predicted", "arrival", "capped"])
 def test_a_policy_writing_into_the_state_gets_a_clear_error(field):
     instance = inst_mod.generate(30, lengths="azure", concurrency=1.5, seed=11)
     with pytest.raises(InvalidInstanceError, match=r"admit\(\) wrote into an array.*read-only"):
@@ -559,3 +583,24 @@ def test_preempt_sees_the_waiting_queue_in_fcfs_order():
     for t, (waiting, victims) in watcher.seen.items():
         if t in queues:
             assert waiting == [i for i in queues[t] if i not in victims]
+
+
+def test_per_instance_figures_are_cached_only_for_read_only_arrays():
+    calls = []
+    policy = rules.MCSF()
+    frozen, other = np.arange(4), np.arange(4)
+    frozen.flags.writeable = other.flags.writeable = False
+    writable = np.arange(4)
+
+    def figure(arr):
+        return lambda: calls.append(1) or int(arr.sum())
+
+    assert rules._per_instance(policy, "_x", (frozen,), figure(frozen)) == 6
+    assert rules._per_instance(policy, "_x", (frozen,), figure(frozen)) == 6
+    assert len(calls) == 1  # the same read-only array: computed once
+    assert rules._per_instance(policy, "_x", (other,), figure(other)) == 6
+    assert len(calls) == 2  # another array: computed again
+    for value in (6, 10):
+        writable[0] = value - 6
+        assert rules._per_instance(policy, "_x", (writable,), figure(writable)) == value
+    assert len(calls) == 4  # a writable array (it may change): computed every time

@@ -90,7 +90,7 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
         # (2) overflow: the policy's preemption rule
         if used > M:
             state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted,
-                               capped)
+                           capped)
             t0 = time.perf_counter()
             victims = _request_ids(_ask(policy.preempt, "preempt", state, used - M), n, "preempt")
             decide_s += time.perf_counter() - t0
@@ -114,7 +114,7 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
         # (3) admission
         if waiting.size and len(running) < cap:
             state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted,
-                               capped)
+                           capped)
             t0 = time.perf_counter()
             chosen = _request_ids(_ask(policy.admit, "admit", state), n, "admit")
             decide_s += time.perf_counter() - t0
@@ -179,8 +179,7 @@ def _state(instance: Instance, t: int, used: int, waiting: np.ndarray, running: 
     simulator's arrays (length n: copying them every round made each round cost O(n))."""
     return rules.State(t=t, kv_memory=instance.kv_memory, max_batch=instance.max_batch,
                        used=used, waiting=waiting.copy(), running=running.copy(),
-                       generated=generated,
-                       admitted_at=admitted_at, prompt=instance.prompt_tokens,
+                       generated=generated, admitted_at=admitted_at, prompt=instance.prompt_tokens,
                        predicted=instance.predicted_output, arrival=instance.arrival,
                        capped=capped)
 
@@ -194,8 +193,8 @@ def _ask(rule: Any, method: str, *args: Any) -> Any:
             raise
         raise InvalidInstanceError(
             f"the policy's {method}() wrote into an array of the state ({exc}): the state's "
-            "arrays are the simulator's and read-only; copy one first (np.array(state.waiting)) "
-            "to change it") from exc
+            "per-request arrays are the simulator's and read-only; copy one first "
+            "(np.array(state.generated)) to change it") from exc
 
 
 def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:

@@ -321,6 +321,9 @@ class ShortestPredictedFirst(Policy):
 
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting
+        if len(state.running) and len(w) and int(state.current(w).min()) > (
+                state.kv_memory - state.used - int(self.watermark * state.kv_memory)):
+            return w[:0]  # no request passes the watermark: the head fails whatever the order
         order = w[np.argsort(state.remaining(w), kind="stable")]
         return admit_with_watermark(state, order, self.watermark)
 
@@ -332,10 +335,18 @@ class MCSF(Policy):
 
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting
+        c = state.current(w)
+        if _none_fits(state, c):
+            return np.zeros(0, dtype=np.int64)
         r = state.remaining(w)
         by_r = np.argsort(r, kind="stable")
-        order = w[by_r]
-        return _lookahead(state, order, state.current(order), r[by_r], False)
+        return _lookahead(state, w[by_r], c[by_r], r[by_r], False)
+
+
+def _none_fits(state: State, c: np.ndarray) -> bool:
+    """No waiting request (KV tokens ``c``) fits in this round's free memory or batch: the
+    lookahead admits nothing, whatever the order (the rules then skip sorting the queue)."""
+    return not len(c) or not state.slots() or int(c.min()) > state.kv_memory - state.used
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1085,7 +1096,10 @@ class BidPrice(Policy):
 
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting
-        c, r = state.current(w), state.remaining(w)
+        c = state.current(w)
+        if type(self).score in (BidPrice.score, BidPriceStationary.score) and _none_fits(state, c):
+            return np.zeros(0, dtype=np.int64)  # (a subclass's own score is still called)
+        r = state.remaining(w)
         by_score = np.argsort(self._scores(state, w, c, r), kind="stable")
         order = w[by_score]
         skip = self.skip if self.skip is not None else _per_instance(

@@ -97,7 +97,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     kind = ("LP relaxation (a bound)" if solution.relaxed else "LP" if solution.info.get("lp", linear)
             else "MIP (prices: duals of the LP with the integers fixed at the incumbent)")
     form = solution.info.get("form")
-    print(f"problem   {kind} [{solution.backend}{f', {form} form' if form else ''}]")
+    print(f"problem   {kind} [{f'highs, {form} form' if form else solution.backend}]")
     print(f"status    {solution.status}")
     print(f"objective {solution.objective:.8g}")
     print(f"bound     {solution.bound:.8g}")

@@ -78,6 +78,7 @@ import pyomo.environ as pyo
 import scipy.sparse as sp
 
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import whole_number
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.core.matrix import Family, MatrixModel
 from servopt.instances.batch_scheduling import Instance
@@ -247,9 +248,7 @@ def _last_starts(instance: Instance, rounds: int, window: int | None) -> np.ndar
     a, o = instance.arrival, instance.output_tokens
     last = rounds - o
     if window is not None:
-        if window < 0:
-            raise InvalidInstanceError(f"window must be >= 0 rounds, got {window}")
-        last = np.minimum(last, a + int(window))
+        last = np.minimum(last, a + whole_number("window (rounds)", window, low=0))
     return last
 
 
@@ -403,7 +402,7 @@ def build_cvxpy(instance: Instance, *, horizon: Any = None,
     T = horizon_rounds(instance, horizon)
     n = instance.n
     a, s, o = instance.arrival, instance.prompt_tokens, instance.output_tokens
-    last = T - o if window is None else np.minimum(T - o, a + int(window))
+    last = _last_starts(instance, T, window)
     rounds = np.arange(T)
     allowed = (rounds[None, :] >= a[:, None]) & (rounds[None, :] <= last[:, None])
     X = cp.Variable((n, T), nonneg=True)

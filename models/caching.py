@@ -389,8 +389,8 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "
         objective=fm.objective, matrix=fm.balance, row_lower=np.zeros(rows),
         row_upper=np.zeros(rows), col_lower=fm.lower, col_upper=fm.upper, rows={},
         columns={"keep": Family(np.arange(m), pd.Index(iv.start, name="start_request"))},
-        offset=fm.constant, bound_rows={"cache_capacity": Family(capacity_column, gap_index)}
-        if m else {}, decisions=decode, options=dict(FLOW_SIMPLEX),
+        offset=fm.constant, bound_rows={"cache_capacity": Family(capacity_column, gap_index)},
+        decisions=decode, options=dict(FLOW_SIMPLEX),
         info={"reduced_rows": rows, "gaps": gaps})
 
 

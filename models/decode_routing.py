@@ -134,9 +134,12 @@ def hindsight_exact(instance: Instance) -> bool:
     return not any(binding(instance).values())
 
 
-def _blocks(n_steps: int, step_block: int) -> np.ndarray:
+def _blocks(n_steps: int, step_block: int, symmetry: bool = True) -> np.ndarray:
+    """Block of each active step; also checks the builders' options in the user's terms."""
     if not isinstance(step_block, int | np.integer) or step_block < 1:
         raise InvalidInstanceError(f"step_block must be a positive integer, got {step_block!r}")
+    if not isinstance(symmetry, bool | np.bool_):
+        raise InvalidInstanceError(f"symmetry must be True or False, got {symmetry!r}")
     return np.arange(n_steps) // int(step_block)
 
 
@@ -179,7 +182,7 @@ def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
     """The hindsight assignment IP (see the module docstring); ``relax`` gives its LP."""
     act = activity(instance)
     G, n_req = instance.workers, instance.n_requests
-    block = _blocks(len(act.steps), step_block)
+    block = _blocks(len(act.steps), step_block, symmetry)
     n_blocks = int(block.max()) + 1
     bind = binding(instance, act) if step_block == 1 else {"slots": False, "kv_memory": False}
     # terms of each (block) row: request -> coefficient, built with numpy then grouped
@@ -253,7 +256,7 @@ def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: i
     """The hindsight model of :func:`build` as sparse matrices (same variables and rows)."""
     act = activity(instance)
     G, n_req = instance.workers, instance.n_requests
-    block = _blocks(len(act.steps), step_block)
+    block = _blocks(len(act.steps), step_block, symmetry)
     n_blocks = int(block.max()) + 1
     bind = binding(instance, act) if step_block == 1 else {"slots": False, "kv_memory": False}
     nx = n_req * G

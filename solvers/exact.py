@@ -312,7 +312,8 @@ def _pyomo_prices(model: pyo.ConcreteModel, duals: Any, sense: str) -> dict[str,
                 row = "le" if (dual < 0) == (sense == "min") else "ge"
             keys.append(key)
             values.append(normalise_dual(dual, sense=sense, row=row, convention="pyomo"))
-        if not keys:
+        if not keys and not (component.is_indexed() and len(component) == 0
+                             and len(component.index_set()) > 0):
             continue
         if component.is_indexed() and len(component) < len(component.index_set()):
             # a row the model skipped (Constraint.Skip: it could never bind) still gets its
@@ -429,7 +430,8 @@ def solve_matrix(
     solution_values = highs.getSolution()
     has_solution = bool(info.primal_solution_status == 2)  # kSolutionStatusFeasible
     value = float(info.objective_function_value) if has_solution else math.nan
-    if model_status == ms.kModelEmpty:  # no column: the rows hold at 0 or nothing does
+    empty = model_status == ms.kModelEmpty
+    if empty:  # no column: the rows hold at 0 or nothing does; every price is 0
         if np.any(mm.row_lower > 0) or np.any(mm.row_upper < 0):
             raise InfeasibleError(f"the {decision or 'model'} model is infeasible")
         status, has_solution, value = "optimal", True, float(mm.offset)
@@ -454,6 +456,8 @@ def solve_matrix(
         if prices:
             if integer:
                 solution.prices = _fixed_matrix_prices(mm, values)
+            elif empty:
+                solution.prices = _matrix_prices(mm, np.zeros(mm.shape[0]), np.zeros(0))
             elif solution_values.dual_valid:
                 solution.prices = _matrix_prices(mm, np.asarray(solution_values.row_dual),
                                                  np.asarray(solution_values.col_dual))
@@ -501,28 +505,62 @@ def highs_lp(objective: np.ndarray, matrix: Any, row_lower: np.ndarray, row_uppe
 
 
 def _run_interruptible(highs: Any) -> bool:
-    """Run HiGHS in its own thread; Ctrl-C cancels the solve (keeping the incumbent) instead of
-    waiting for it to end. Returns whether the run was interrupted."""
+    """Run HiGHS in a thread of its own; Ctrl-C cancels the solve (keeping the incumbent) instead
+    of waiting for it to end. Returns whether the run was interrupted. However the wait ends (a
+    Ctrl-C as the thread starts, a second one, any error), the solve is cancelled and joined
+    before this returns or raises: no solve is left running."""
     if threading.current_thread() is not threading.main_thread():
         highs.run()
         return False
-    interrupted = False
     highs.HandleUserInterrupt = True  # HiGHS polls cancelSolve() through its interrupt callbacks
-    thread = highs.startSolve()
-    while True:
+    interrupted = False
+    done = threading.Event()  # waited on, not Thread.join: an interrupted join can leave the
+    # thread looking stopped while it runs (Python < 3.12)
+
+    def run() -> None:
         try:
-            finished, _ = highs.wait(0.1)
-            if finished:
-                break
-        except KeyboardInterrupt:
+            highs.run()
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=run, name="highs", daemon=True)
+    try:
+        try:
+            with _sigint_blocked():  # the thread inherits the mask: Ctrl-C stays with us
+                worker.start()
+        except KeyboardInterrupt:  # delivered as the mask is lifted
             interrupted = True
             highs.cancelSolve()
-    thread.join()
+        while not done.is_set():
+            try:
+                done.wait(0.1)
+            except KeyboardInterrupt:
+                interrupted = True
+                highs.cancelSolve()
+    finally:
+        if worker.ident is not None and not done.is_set():
+            highs.cancelSolve()
+            done.wait()
     return interrupted
 
 
-def _matrix_prices(mm: MatrixModel, row_dual: np.ndarray, col_dual: np.ndarray
-                   ) -> dict[str, pd.Series]:
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT held back from this thread (and threads it starts) inside the block (POSIX)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _matrix_prices(mm: MatrixModel, row_dual: np.ndarray, col_dual: np.ndarray,
+                   fixed: np.ndarray | None = None) -> dict[str, pd.Series]:
+    """Prices of the row and bound-row families; ``fixed`` marks the integer columns fixed at the
+    incumbent (their bound rows are priced 0, as on the Pyomo path, where they leave the LP)."""
     out: dict[str, pd.Series] = {}
     for name, fam in mm.rows.items():
         rows = fam.positions
@@ -538,8 +576,10 @@ def _matrix_prices(mm: MatrixModel, row_dual: np.ndarray, col_dual: np.ndarray
         out[name] = clean_prices(pd.Series(price, index=fam.index, name=name),
                                  inequality=not equality.any())
     for name, fam in mm.bound_rows.items():
-        dual = normalise_dual(_at(col_dual, fam.positions, 0.0), sense=mm.sense, row="le",
-                              convention="pyomo")
+        reduced = _at(col_dual, fam.positions, 0.0)
+        if fixed is not None:  # a fixed integer column's reduced cost prices the fixing
+            reduced[_at(fixed, fam.positions, 0.0) > 0] = 0.0
+        dual = normalise_dual(reduced, sense=mm.sense, row="le", convention="pyomo")
         out[name] = clean_prices(pd.Series(np.maximum(dual, 0.0), index=fam.index, name=name),
                                  inequality=True)
     return out
@@ -557,7 +597,8 @@ def _fixed_matrix_prices(mm: MatrixModel, values: np.ndarray) -> dict[str, pd.Se
     if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
         return {}
     sol = highs.getSolution()
-    return _matrix_prices(mm, np.asarray(sol.row_dual), np.asarray(sol.col_dual))
+    return _matrix_prices(mm, np.asarray(sol.row_dual), np.asarray(sol.col_dual),
+                          fixed=mm.integer.astype(float))
 
 
 def _at(values: np.ndarray, positions: np.ndarray, missing: float) -> np.ndarray:

@@ -91,7 +91,8 @@ class Solution:
     prices : constraint family name -> price Series, in the convention of this module.
     sense : ``min`` or ``max``.
     relaxed : True when this is an LP relaxation.
-    backend : ``highs`` (through Pyomo) or ``cvxpy``.
+    backend : ``highs``, ``pyomo`` (HiGHS through the Pyomo model) or ``cvxpy``;
+        ``info["form"]`` says whether HiGHS solved the ``matrix`` or the ``pyomo`` form.
     """
 
     status: str

@@ -110,6 +110,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
         what = " and ".join(found) if found else "neither an incumbent nor a bound"
         print(f"          solver time limit of {time_limit:g} s reached with {what} (model building "
               "is not counted; --time-limit S for longer, 0 for none)")
+    if args.out is not None:
+        print(f"written   {solution.save(args.out)}/ (solution.json, prices/, decisions/)")
     top = solution.top_prices(args.prices, per_family=True)
     if not top.empty:
         print(f"largest prices, up to {args.prices} per constraint family (capacity rows: objective "
@@ -325,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "else on its Pyomo model; pyomo: always the Pyomo model; cvxpy: the LP")
     p.add_argument("--prices", type=int, default=5, metavar="N",
                    help="show the N largest prices of each constraint family (default 5)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="also write the solution there: solution.json, prices/<family>.csv, "
+                        "decisions/<name>.csv")
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser("generate", help="generate an instance: servopt generate DECISION k=v ...")

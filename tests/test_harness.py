@@ -186,6 +186,32 @@ def test_cli_solve(tmp_path, capsys):
     assert "objective 36" in out and "problem   LP [cvxpy]" in out and "Running HiGHS" not in out
 
 
+def test_cli_solve_writes_the_solution_as_files(tmp_path, capsys):
+    from servopt.instances import decode_routing
+    from servopt.solvers import exact
+
+    path = tmp_path / "w.json"
+    ToyInstance(**WYNDOR).to_json(path)
+    assert cli.main(["solve", str(path), "--out", str(tmp_path / "wyndor")]) == 0
+    head = json.loads((tmp_path / "wyndor" / "solution.json").read_text())
+    assert head["status"] == "optimal" and head["objective"] == pytest.approx(36.0)
+    assert head["prices"] == ["capacity"] and head["form"] == "pyomo"
+    prices = pd.read_csv(tmp_path / "wyndor" / "prices" / "capacity.csv", index_col=0)
+    assert prices.index.name == "resource"
+    np.testing.assert_allclose(prices["capacity"], [0.0, 1.5, 1.0], atol=1e-7)  # by hand
+    # a multi-level family reads back as the solution's own Series; an IP without a bound
+    # writes null, not NaN (not JSON)
+    inst = decode_routing.generate_steps(requests=8, workers=2)
+    sol = exact.solve(inst, relax=True)
+    out = sol.save(tmp_path / "dr")
+    back = pd.read_csv(out / "prices" / "step_load.csv", index_col=[0, 1])["step_load"]
+    pd.testing.assert_series_equal(back, sol.prices["step_load"], check_names=False)
+    worker = pd.read_csv(out / "decisions" / "worker.csv", index_col=0)["worker"]
+    assert worker.tolist() == sol.decisions["worker"].tolist()
+    sol.bound = float("nan")
+    assert json.loads((sol.save(tmp_path / "nan") / "solution.json").read_text())["bound"] is None
+
+
 def test_cli_solve_says_what_it_solved_and_refuses_bad_options(tmp_path, capsys):
     from servopt.instances import batch_scheduling
 

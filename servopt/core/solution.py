@@ -12,7 +12,9 @@ problem). Solver-specific conventions are turned into this one by :func:`normali
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -138,6 +140,30 @@ class Solution:
             f"objective={self.objective:.6g} bound={self.bound:.6g} gap={self.gap:.3%} "
             f"time={self.wall_s:.2f}s"
         )
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the solution as files: ``solution.json`` (status, objective, bound, gap, time,
+        sense, backend, form, decision; NaN as null), one ``prices/<family>.csv`` and one
+        ``decisions/<name>.csv`` per entry, with the index levels as leading columns (read back
+        with ``pd.read_csv(path, index_col=list(range(levels)))``). Returns the directory."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        head = {"decision": self.decision, "status": self.status, "objective": self.objective,
+                "bound": self.bound, "gap": self.gap, "wall_s": self.wall_s, "sense": self.sense,
+                "relaxed": self.relaxed, "backend": self.backend, "form": self.info.get("form"),
+                "prices": sorted(self.prices), "decisions": sorted(self.decisions)}
+        head = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in head.items()}
+        (out / "solution.json").write_text(json.dumps(head, indent=1) + "\n")
+        for folder, frames in (("prices", self.prices), ("decisions", self.decisions)):
+            if frames:
+                (out / folder).mkdir(exist_ok=True)
+            for name, frame in frames.items():
+                table = frame.to_frame(name=name) if isinstance(frame, pd.Series) else frame
+                table.to_csv(out / folder / f"{name}.csv", index=True,
+                             index_label=[n if n is not None else f"level_{k}"
+                                          for k, n in enumerate(table.index.names)])
+        return out
 
     def __repr__(self) -> str:
         families = ", ".join(f"{k}[{len(v)}]" for k, v in self.prices.items())

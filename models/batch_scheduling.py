@@ -528,7 +528,8 @@ def start_vector(cols: Columns, start: np.ndarray) -> np.ndarray:
     start = np.asarray(start, dtype=np.int64)
     first = np.searchsorted(cols.request, np.arange(n))  # each request's first column
     count = np.bincount(cols.request, minlength=n)
-    first_round = np.where(count > 0, cols.start[np.minimum(first, max(len(cols.start) - 1, 0))], 0)
+    first_round = np.zeros(n, dtype=np.int64)
+    first_round[count > 0] = cols.start[first[count > 0]]
     offset = start - first_round
     inside = (offset >= 0) & (offset < count)
     z = np.zeros(len(cols.request) + n)

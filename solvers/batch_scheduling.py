@@ -103,7 +103,7 @@ from servopt.core.checks import whole_number
 from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
-from servopt.solvers.exact import new_highs
+from servopt.solvers.exact import highs_lp, new_highs
 
 VLLM_WATERMARK = 0.01
 EXHAUSTIVE_ORDERS = 6  # search_order tries every admission order up to this many requests
@@ -357,7 +357,6 @@ def _highs_problem(instance: Instance, lp_data: model.MatrixLP, *, integer: bool
                    lp_solver: str = "ipm", cuts: list | None = None) -> Any:
     """A ``highspy.Highs`` loaded with the matrix model: rows start_once, kv_memory,
     [batch_size], then the ``cuts`` (columns, right-hand side: sum of x over columns <= rhs)."""
-    import highspy
     import scipy.sparse as sp
 
     parts = [lp_data.a_eq, lp_data.a_mem] + ([lp_data.a_cap] if lp_data.a_cap is not None else [])
@@ -375,19 +374,10 @@ def _highs_problem(instance: Instance, lp_data: model.MatrixLP, *, integer: bool
         h.setOptionValue("mip_rel_gap", float(mip_gap))
     else:
         h.setOptionValue("solver", lp_solver)
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
-    lp.col_cost_ = lp_data.cost
-    lp.col_lower_ = np.zeros(a.shape[1])
-    lp.col_upper_ = np.ones(a.shape[1]) if integer else np.full(a.shape[1], np.inf)
-    lp.row_lower_, lp.row_upper_ = lower, upper
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = a.indptr
-    lp.a_matrix_.index_ = a.indices
-    lp.a_matrix_.value_ = a.data
-    if integer:
-        lp.integrality_ = [highspy.HighsVarType.kInteger] * a.shape[1]
-    h.passModel(lp)
+    cols = a.shape[1]
+    h.passModel(highs_lp(lp_data.cost, a, lower, upper, np.zeros(cols),
+                         np.ones(cols) if integer else np.full(cols, np.inf),
+                         integer=np.ones(cols, dtype=bool) if integer else None))
     for columns_, rhs in cuts or ():
         h.addRow(-np.inf, rhs, len(columns_), np.asarray(columns_, dtype=np.int32),
                  np.ones(len(columns_)))
@@ -417,9 +407,7 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     n, T = instance.n, lp_data.cols.rounds
     cols = lp_data.cols
     if integer and start is not None:
-        z = _start_vector(cols, start, n)
-        if z is not None:
-            _warm_start(h, z)
+        _warm_start(h, model.start_vector(cols, start))
     h.run()
     status_model = h.getModelStatus()
     info = h.getInfo()
@@ -448,7 +436,7 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
                       backend="highs-matrix", decision=instance.decision)
     if has_primal:
         z = np.asarray(solution.col_value)
-        result.decisions = _decisions(cols, z, n)
+        result.decisions = model.start_decisions(cols, z, n)
     if not integer and solution.dual_valid:
         dual = np.asarray(solution.row_dual)
         price = normalise_dual(dual[n:n + T], sense="min", row="le", convention="pyomo")
@@ -906,35 +894,6 @@ def _warm_start(h: Any, values: np.ndarray) -> None:
     start.col_value = values
     start.value_valid = True
     h.setSolution(start)
-
-
-def _start_vector(cols: model.Columns, start: np.ndarray, n: int) -> np.ndarray | None:
-    z = np.zeros(len(cols.request) + n)
-    key = {(int(i), int(p)): k for k, (i, p) in enumerate(zip(cols.request, cols.start,
-                                                             strict=True))}
-    for i, p in enumerate(start):
-        k = key.get((i, int(p)))
-        if k is None:
-            z[len(cols.request) + i] = 1.0  # outside the window: late column
-        else:
-            z[k] = 1.0
-    return z
-
-
-def _decisions(cols: model.Columns, z: np.ndarray, n: int) -> dict[str, pd.Series]:
-    nx = len(cols.request)
-    x, late = z[:nx], z[nx:]
-    weight = np.zeros(n)
-    start = np.full(n, -1, dtype=np.int64)
-    order = np.argsort(x, kind="stable")  # the largest weight per request is written last
-    weight[cols.request[order]] = x[order]
-    start[cols.request[order]] = cols.start[order]
-    start[late >= weight] = -1
-    keep = x > 1e-9
-    xs = pd.Series(x[keep], index=pd.MultiIndex.from_arrays(
-        [cols.request[keep], cols.start[keep]], names=["request", "round"]), name="x")
-    return {"start": pd.Series(start, index=pd.RangeIndex(n, name="request"), name="start"),
-            "x": xs, "late": pd.Series(late, index=pd.RangeIndex(n, name="request"))}
 
 
 def planning_instance(instance: Instance) -> Instance:

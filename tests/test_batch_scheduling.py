@@ -728,3 +728,18 @@ def test_compress_idle_keeps_the_optimum_and_cuts_the_rounds(seed):
     long_h = lambda x: int(x.arrival.max() + x.output_tokens.sum()) + 2  # noqa: E731
     assert brute_force(short, long_h(short)) == brute_force(inst, long_h(inst))
     assert model.compress_idle(short) is short  # nothing left to cut
+
+
+def test_start_vector_by_hand():
+    # outputs 2 and 3, memory 20, horizon 5, window 1: request 0 may start at 0-1, request 1
+    # (arriving at round 1) at 1-2. Columns: (0,0) (0,1) (1,1) (1,2), then late 0, late 1
+    inst = make(20, [2, 3], [2, 3], arrivals=[0, 1])
+    cols = model.columns(inst, 5, window=1)
+    assert cols.request.tolist() == [0, 0, 1, 1] and cols.start.tolist() == [0, 1, 1, 2]
+    np.testing.assert_array_equal(model.start_vector(cols, np.array([1, 2])), [0, 1, 0, 1, 0, 0])
+    # a start outside a request's modelled rounds takes its late column
+    np.testing.assert_array_equal(model.start_vector(cols, np.array([0, 3])), [1, 0, 0, 0, 0, 1])
+    # a request with no column at all (horizon too short for its output) is late
+    short = model.columns(inst, 3, window=1)
+    assert short.request.tolist() == [0, 0]
+    np.testing.assert_array_equal(model.start_vector(short, np.array([0, 1])), [1, 0, 0, 1])

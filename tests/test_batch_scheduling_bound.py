@@ -65,7 +65,7 @@ def test_cover_cuts_hold_for_an_optimal_schedule():
     assert ip.status == "optimal"
     cut = rules.cover_bound(inst, horizon="safe", rounds=10)
     cols = model.columns(inst, "safe")
-    z = rules._start_vector(cols, ip.decisions["start"].to_numpy(), inst.n)
+    z = model.start_vector(cols, ip.decisions["start"].to_numpy())
     assert cut.cuts
     # the loop runs its 10 rounds and the later ones keep lifting the bound (measured: 150.9
     # after the first round, 153.5 after the tenth; the optimum is 157)

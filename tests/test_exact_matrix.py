@@ -171,6 +171,8 @@ def test_a_family_outside_the_model_is_refused():
 
 CTRL_C = textwrap.dedent(
     """
+    import signal  # Ctrl-C as in a terminal even if this test runs in a background job (which
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # inherits SIGINT ignored)
     import os, signal, sys, threading, time
     sys.path.insert(0, {tests!r})
     from test_exact_matrix import _market_split

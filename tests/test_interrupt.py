@@ -18,6 +18,8 @@ import toy_decision
 
 SCRIPT = textwrap.dedent(
     """
+    import signal  # Ctrl-C as in a terminal even if this test runs in a background job (which
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # inherits SIGINT ignored)
     import sys, time
     sys.path.insert(0, {tests!r})
     import toy_decision
@@ -64,6 +66,8 @@ def test_killed_run_resumes_from_cache(tmp_path, monkeypatch, computed_units, jo
 
 SOLVE_SCRIPT = textwrap.dedent(
     """
+    import signal  # Ctrl-C as in a terminal even if this test runs in a background job (which
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # inherits SIGINT ignored)
     import os, signal, threading
     from servopt.instances import batch_scheduling as bi
     from servopt.models import batch_scheduling as m

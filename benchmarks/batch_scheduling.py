@@ -58,7 +58,8 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
     ttft = np.full(n, -1, dtype=np.int64)
     finish = np.full(n, -1, dtype=np.int64)
     seen_generated, seen_admitted = _read_only_view(generated), _read_only_view(admitted_at)
-    capped = _read_only_view(np.minimum(instance.predicted_output, M - s))  # for State.remaining
+    capped = (instance.predicted_output, instance.prompt_tokens, instance.kv_memory,
+              _read_only_view(np.minimum(instance.predicted_output, M - s)))  # State.remaining
     memory: list[int] = []
     batch: list[int] = []
     preemptions = refused = 0
@@ -173,7 +174,7 @@ def _read_only_view(array: np.ndarray) -> np.ndarray:
 
 
 def _state(instance: Instance, t: int, used: int, waiting: np.ndarray, running: np.ndarray,
-           generated: np.ndarray, admitted_at: np.ndarray, capped: np.ndarray) -> rules.State:
+           generated: np.ndarray, admitted_at: np.ndarray, capped: tuple) -> rules.State:
     """The policy's view of the round: ``waiting`` and ``running`` are copies (a policy may
     sort them in place, as before), ``generated`` and ``admitted_at`` read-only views of the
     simulator's arrays (length n: copying them every round made each round cost O(n))."""

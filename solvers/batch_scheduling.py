@@ -16,7 +16,10 @@ least ``admit``) and has
   the most recently admitted first, recomputed later (their KV is dropped; on readmission they
   prefill prompt + generated tokens again and keep the tokens already streamed).
 
-``state`` is a :class:`State`: the round, memory figures and per-request arrays. Rules are
+``state`` is a :class:`State`: the round, memory figures and per-request arrays, all
+read-only; ``generated`` and ``admitted_at`` are live views of the simulator's arrays (they
+change as the rounds go: copy one, ``np.array(state.generated)``, to keep a round's values).
+Rules are
 vectorised numpy; nothing calls a solver once the prices are known. A round's work is
 proportional to the waiting queue and the running set, never to n (figures of the whole
 instance, such as "does any request arrive after round 0", are computed once per instance).
@@ -126,8 +129,10 @@ class State:
     policy's own copies; the per-request arrays are read-only (``generated`` and
     ``admitted_at`` are views of the simulator's, current in the round they are given: copy
     them to keep a round's values).
-    capped : optional, min(predicted, kv_memory - prompt) per request (the simulator passes it
-    once per run so that :meth:`remaining` does not recompute it every round).
+    capped : optional, ``(predicted, prompt, kv_memory, min(predicted, kv_memory - prompt))``:
+    the simulator computes it once per run so that :meth:`remaining` need not every round;
+    :meth:`remaining` uses it only while the state still holds those same ``predicted`` and
+    ``prompt`` arrays and ``kv_memory`` (a policy that replaces them gets its own figures).
     """
 
     t: int
@@ -141,7 +146,7 @@ class State:
     prompt: np.ndarray
     predicted: np.ndarray
     arrival: np.ndarray
-    capped: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
+    capped: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def current(self, ids: np.ndarray) -> np.ndarray:
         """KV tokens each request holds in this round if it runs (prompt + generated + 1)."""
@@ -154,8 +159,12 @@ class State:
         never needs more than M tokens, so a longer prediction is known to be wrong).
         """
         # clip(p - g, 1, max(M - s - g, 1)) = max(min(p, M - s) - g, 1)
-        capped = self.capped[ids] if self.capped is not None else np.minimum(
-            self.predicted[ids], self.kv_memory - self.prompt[ids])
+        given = self.capped
+        if (given is not None and given[0] is self.predicted and given[1] is self.prompt
+                and given[2] == self.kv_memory):
+            capped = given[3][ids]
+        else:
+            capped = np.minimum(self.predicted[ids], self.kv_memory - self.prompt[ids])
         return np.maximum(capped - self.generated[ids], 1)
 
     def slots(self) -> int:

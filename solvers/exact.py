@@ -511,7 +511,8 @@ INTERRUPT_NONZEROS = 100_000
 
 def _run_interruptible(highs: Any, poll: bool = True) -> bool:
     """Run HiGHS in a thread of its own; Ctrl-C cancels the solve (keeping the incumbent) instead
-    of waiting for it to end. Returns whether the run was interrupted. However the wait ends (a
+    of waiting for it to end, at HiGHS's next interrupt poll (none during a MIP's presolve,
+    which runs to its end first). Returns whether the run was interrupted. However the wait ends (a
     Ctrl-C as the thread starts, a second one, any error), the solve is cancelled and joined
     before this returns or raises: no solve is left running. ``poll=False``: HiGHS does not poll
     for the cancel (no callbacks), so a Ctrl-C is noted and the (short) solve finishes."""

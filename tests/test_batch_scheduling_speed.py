@@ -497,14 +497,18 @@ class Writer(rules.FCFS):
         super().__init__()
         self.field, self.method = field, method
 
+    def target(self, state: Any) -> np.ndarray:
+        value = getattr(state, self.field)
+        return value[3] if self.field == "capped" else value  # (predicted, prompt, M, values)
+
     def admit(self, state: Any) -> np.ndarray:
         if self.method == "admit":
-            getattr(state, self.field)[0] = 5
+            self.target(state)[0] = 5
         return super().admit(state)
 
     def preempt(self, state: Any, excess: int) -> np.ndarray:
         if self.method == "preempt":
-            getattr(state, self.field)[:] = 0
+            self.target(state)[:] = 0
         return super().preempt(state, excess)
 
 
@@ -604,3 +608,19 @@ def test_per_instance_figures_are_cached_only_for_read_only_arrays():
         writable[0] = value - 6
         assert rules._per_instance(policy, "_x", (writable,), figure(writable)) == value
     assert len(calls) == 4  # a writable array (it may change): computed every time
+
+
+def test_a_policy_that_replaces_the_predictions_gets_its_own_remaining_rounds():
+    # MC-SF fed the true outputs through the state must act as MC-SF on an instance whose
+    # predictions are the true outputs (the once-per-run cache of remaining() must not leak)
+    inst = inst_mod.generate(60, arrivals="poisson", noise=0.8, seed=3)
+    exact_predictions = dataclasses.replace(inst, predicted_output=inst.output_tokens)
+
+    class Told(rules.MCSF):
+        def admit(self, state):
+            state.predicted = inst.output_tokens
+            return super().admit(state)
+
+    told = bench.evaluate(inst, Told()).cost
+    assert told == bench.evaluate(exact_predictions, "mcsf").cost
+    assert told != bench.evaluate(inst, "mcsf").cost  # the predictions did matter here

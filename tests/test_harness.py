@@ -208,6 +208,13 @@ def test_cli_solve_writes_the_solution_as_files(tmp_path, capsys):
     pd.testing.assert_series_equal(back, sol.prices["step_load"], check_names=False)
     worker = pd.read_csv(out / "decisions" / "worker.csv", index_col=0)["worker"]
     assert worker.tolist() == sol.decisions["worker"].tolist()
+    share = pd.read_csv(out / "decisions" / "x.csv", index_col=[0, 1])["x"]  # request x worker
+    assert list(share.index.names) == ["request", "worker"]
+    assert share.unstack().to_numpy() == pytest.approx(sol.decisions["x"].to_numpy())
+    # a second save into the same folder leaves no file of the first behind
+    (out / "prices" / "old_family.csv").write_text("gap,old_family\n0,1.0\n")
+    sol.save(out)
+    assert not (out / "prices" / "old_family.csv").exists()
     sol.bound = float("nan")
     assert json.loads((sol.save(tmp_path / "nan") / "solution.json").read_text())["bound"] is None
 

@@ -2,8 +2,9 @@
 
 A model module may offer ``build_matrix_model(instance, *, relax=False, **options)`` next to its
 Pyomo ``build``: the same formulation as data, which :func:`servopt.solvers.exact.solve` hands to
-HiGHS directly (no Pyomo expression building or solver translation; 5-7x faster on the large LPs
-of batch scheduling and caching) and whose duals come back labelled like the Pyomo model's.
+HiGHS directly (no Pyomo expression building or solver translation: 1.4-6.6x faster on the
+library's large LPs, ``benchmarks/results/exact_matrix.md``) and whose duals come back labelled
+like the Pyomo model's.
 
     sense  objective @ x + offset
     s.t.   row_lower <= matrix @ x <= row_upper        (a row with equal sides is an equality)

@@ -145,7 +145,9 @@ class Solution:
         """Write the solution as files: ``solution.json`` (status, objective, bound, gap, time,
         sense, backend, form, decision; NaN as null), one ``prices/<family>.csv`` and one
         ``decisions/<name>.csv`` per entry, with the index levels as leading columns (read back
-        with ``pd.read_csv(path, index_col=list(range(levels)))``). Returns the directory."""
+        with ``pd.read_csv(path, index_col=list(range(levels)))``; a table such as a
+        request x worker share is written long, one row per cell). CSV files left in those two
+        folders by an earlier save are removed first. Returns the directory."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         head = {"decision": self.decision, "status": self.status, "objective": self.objective,
@@ -156,10 +158,14 @@ class Solution:
                 for k, v in head.items()}
         (out / "solution.json").write_text(json.dumps(head, indent=1) + "\n")
         for folder, frames in (("prices", self.prices), ("decisions", self.decisions)):
+            for stale in (out / folder).glob("*.csv"):
+                stale.unlink()
             if frames:
                 (out / folder).mkdir(exist_ok=True)
             for name, frame in frames.items():
-                table = frame.to_frame(name=name) if isinstance(frame, pd.Series) else frame
+                if isinstance(frame, pd.DataFrame):  # long form keeps the column level's name
+                    frame = frame.stack(future_stack=True)
+                table = frame.to_frame(name=name)
                 table.to_csv(out / folder / f"{name}.csv", index=True,
                              index_label=[n if n is not None else f"level_{k}"
                                           for k, n in enumerate(table.index.names)])

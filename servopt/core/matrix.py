@@ -2,7 +2,7 @@
 
 A model module may offer ``build_matrix_model(instance, *, relax=False, **options)`` next to its
 Pyomo ``build``: the same formulation as data, which :func:`servopt.solvers.exact.solve` hands to
-HiGHS directly (no Pyomo expression building or solver translation: 1.4-6.6x faster on the
+HiGHS directly (no Pyomo expression building or solver translation: 1.3-8.5x faster on the
 library's large LPs, ``benchmarks/results/exact_matrix.md``) and whose duals come back labelled
 like the Pyomo model's.
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 import pytest
+from test_caching import lagrangian  # the interval LP's dual function at per-gap prices
 
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core.matrix import Family, MatrixModel
@@ -251,17 +252,6 @@ def test_decode_matrix_form_matches_pyomo(params, options):
                                    atol=1e-6)
 
 
-def _lagrangian(inst: ci.Instance, price: np.ndarray) -> float:
-    """The interval LP's dual function at per-gap prices (weak duality: <= the LP optimum)."""
-    iv = mc.intervals(inst)
-    cum = np.concatenate([[0.0], np.cumsum(price)])
-    lam = cum[iv.end] - cum[iv.start]
-    ok = iv.fits
-    return float(iv.first_miss_cost + iv.cost[~ok].sum()
-                 + np.minimum(iv.cost[ok], iv.size[ok] * lam[ok]).sum()
-                 - inst.capacity * price.sum())
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_caching_matrix_form_matches_pyomo_and_its_prices_are_dual_optimal(seed):
     rng = np.random.default_rng(seed)
@@ -272,7 +262,7 @@ def test_caching_matrix_form_matches_pyomo_and_its_prices_are_dual_optimal(seed)
     assert matrix.info["form"] == "matrix"
     assert matrix.objective == pytest.approx(pyomo.objective, rel=1e-9)
     assert matrix.prices["cache_capacity"].index.equals(pyomo.prices["cache_capacity"].index)
-    assert _lagrangian(inst, matrix.prices["cache_capacity"].to_numpy()) == pytest.approx(
+    assert lagrangian(inst, matrix.prices["cache_capacity"].to_numpy()) == pytest.approx(
         matrix.objective, rel=1e-7)
     for key in ("keep", "occupancy"):
         assert matrix.decisions[key].index.equals(pyomo.decisions[key].index)

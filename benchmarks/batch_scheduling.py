@@ -58,8 +58,6 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
     ttft = np.full(n, -1, dtype=np.int64)
     finish = np.full(n, -1, dtype=np.int64)
     seen_generated, seen_admitted = _read_only_view(generated), _read_only_view(admitted_at)
-    capped = (instance.predicted_output, instance.prompt_tokens, instance.kv_memory,
-              _read_only_view(np.minimum(instance.predicted_output, M - s)))  # State.remaining
     memory: list[int] = []
     batch: list[int] = []
     preemptions = refused = 0
@@ -90,8 +88,7 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
         used = int(need.sum())  # prompt + generated + 1 over the running set
         # (2) overflow: the policy's preemption rule
         if used > M:
-            state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted,
-                           capped)
+            state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted)
             t0 = time.perf_counter()
             victims = _request_ids(_ask(policy.preempt, "preempt", state, used - M), n, "preempt")
             decide_s += time.perf_counter() - t0
@@ -114,8 +111,7 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
                                       waiting])
         # (3) admission
         if waiting.size and len(running) < cap:
-            state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted,
-                           capped)
+            state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted)
             t0 = time.perf_counter()
             chosen = _request_ids(_ask(policy.admit, "admit", state), n, "admit")
             decide_s += time.perf_counter() - t0
@@ -174,15 +170,14 @@ def _read_only_view(array: np.ndarray) -> np.ndarray:
 
 
 def _state(instance: Instance, t: int, used: int, waiting: np.ndarray, running: np.ndarray,
-           generated: np.ndarray, admitted_at: np.ndarray, capped: tuple) -> rules.State:
+           generated: np.ndarray, admitted_at: np.ndarray) -> rules.State:
     """The policy's view of the round: ``waiting`` and ``running`` are copies (a policy may
     sort them in place, as before), ``generated`` and ``admitted_at`` read-only views of the
     simulator's arrays (length n: copying them every round made each round cost O(n))."""
     return rules.State(t=t, kv_memory=instance.kv_memory, max_batch=instance.max_batch,
                        used=used, waiting=waiting.copy(), running=running.copy(),
                        generated=generated, admitted_at=admitted_at, prompt=instance.prompt_tokens,
-                       predicted=instance.predicted_output, arrival=instance.arrival,
-                       capped=capped)
+                       predicted=instance.predicted_output, arrival=instance.arrival)
 
 
 def _ask(rule: Any, method: str, *args: Any) -> Any:

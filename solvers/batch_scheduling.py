@@ -129,10 +129,6 @@ class State:
     policy's own copies; the per-request arrays are read-only (``generated`` and
     ``admitted_at`` are views of the simulator's, current in the round they are given: copy
     them to keep a round's values).
-    capped : optional, ``(predicted, prompt, kv_memory, min(predicted, kv_memory - prompt))``:
-    the simulator computes it once per run so that :meth:`remaining` need not every round;
-    :meth:`remaining` uses it only while the state still holds those same ``predicted`` and
-    ``prompt`` arrays and ``kv_memory`` (a policy that replaces them gets its own figures).
     """
 
     t: int
@@ -146,7 +142,6 @@ class State:
     prompt: np.ndarray
     predicted: np.ndarray
     arrival: np.ndarray
-    capped: tuple | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def current(self, ids: np.ndarray) -> np.ndarray:
         """KV tokens each request holds in this round if it runs (prompt + generated + 1)."""
@@ -159,12 +154,7 @@ class State:
         never needs more than M tokens, so a longer prediction is known to be wrong).
         """
         # clip(p - g, 1, max(M - s - g, 1)) = max(min(p, M - s) - g, 1)
-        given = self.capped
-        if (given is not None and given[0] is self.predicted and given[1] is self.prompt
-                and given[2] == self.kv_memory):
-            capped = given[3][ids]
-        else:
-            capped = np.minimum(self.predicted[ids], self.kv_memory - self.prompt[ids])
+        capped = np.minimum(self.predicted[ids], self.kv_memory - self.prompt[ids])
         return np.maximum(capped - self.generated[ids], 1)
 
     def slots(self) -> int:

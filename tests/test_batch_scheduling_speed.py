@@ -497,22 +497,18 @@ class Writer(rules.FCFS):
         super().__init__()
         self.field, self.method = field, method
 
-    def target(self, state: Any) -> np.ndarray:
-        value = getattr(state, self.field)
-        return value[3] if self.field == "capped" else value  # (predicted, prompt, M, values)
-
     def admit(self, state: Any) -> np.ndarray:
         if self.method == "admit":
-            self.target(state)[0] = 5
+            getattr(state, self.field)[0] = 5
         return super().admit(state)
 
     def preempt(self, state: Any, excess: int) -> np.ndarray:
         if self.method == "preempt":
-            self.target(state)[:] = 0
+            getattr(state, self.field)[:] = 0
         return super().preempt(state, excess)
 
 
-@pytest.mark.parametrize("field", ["generated", "admitted_at", "prompt", "predicted", "arrival", "capped"])
+@pytest.mark.parametrize("field", ["generated", "admitted_at", "prompt", "predicted", "arrival"])
 def test_a_policy_writing_into_the_state_gets_a_clear_error(field):
     instance = inst_mod.generate(30, lengths="azure", concurrency=1.5, seed=11)
     with pytest.raises(InvalidInstanceError, match=r"admit\(\) wrote into an array.*read-only"):
@@ -612,7 +608,7 @@ def test_per_instance_figures_are_cached_only_for_read_only_arrays():
 
 def test_a_policy_that_replaces_the_predictions_gets_its_own_remaining_rounds():
     # MC-SF fed the true outputs through the state must act as MC-SF on an instance whose
-    # predictions are the true outputs (the once-per-run cache of remaining() must not leak)
+    # predictions are the true outputs: remaining() reads the state's own predictions
     inst = inst_mod.generate(60, arrivals="poisson", noise=0.8, seed=3)
     exact_predictions = dataclasses.replace(inst, predicted_output=inst.output_tokens)
 

@@ -108,6 +108,15 @@ def test_reduced_network_is_exact(seed):
     assert lagrangian(inst, reduced.price) == pytest.approx(full.value, rel=1e-7)
     dropped = np.setdiff1d(np.arange(inst.requests - 1), mc.binding_gaps(inst))
     assert np.all(reduced.price[dropped] == 0)
+    # servopt.solve's matrix form is this network, labelled like the Pyomo model
+    matrix, pyomo = exact.solve(inst), exact.solve(inst, backend="pyomo")
+    assert matrix.info["form"] == "matrix"
+    assert matrix.objective == pytest.approx(pyomo.objective, rel=1e-9)
+    assert lagrangian(inst, matrix.prices["cache_capacity"].to_numpy()) == pytest.approx(
+        full.value, rel=1e-7)
+    assert matrix.prices["cache_capacity"].index.equals(pyomo.prices["cache_capacity"].index)
+    for key in ("keep", "occupancy"):
+        assert matrix.decisions[key].index.equals(pyomo.decisions[key].index)
 
 
 @pytest.mark.parametrize("seed", [0, 3])

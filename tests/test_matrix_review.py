@@ -15,14 +15,12 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 import pytest
-from test_caching import lagrangian  # the interval LP's dual function at per-gap prices
 
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core.matrix import Family, MatrixModel
 from servopt.instances import batch_scheduling as bi
 from servopt.instances import caching as ci
 from servopt.instances import decode_routing as di
-from servopt.models import caching as mc
 from servopt.solvers import exact
 from servopt.solvers.caching import BidPrice
 
@@ -250,30 +248,6 @@ def test_decode_matrix_form_matches_pyomo(params, options):
         load = matrix.prices["step_load"].groupby(level="step").sum()
         np.testing.assert_allclose(load.to_numpy() + matrix.prices["step_floor"].to_numpy(), 1.0,
                                    atol=1e-6)
-
-
-@pytest.mark.parametrize("seed", range(6))
-def test_caching_matrix_form_matches_pyomo_and_its_prices_are_dual_optimal(seed):
-    rng = np.random.default_rng(seed)
-    inst = ci.generate(requests=int(rng.integers(20, 300)), objects=int(rng.integers(3, 60)),
-                       skew=float(rng.uniform(0.3, 1.4)),
-                       cache_share=float(rng.choice([0.01, 0.05, 0.2, 0.9])), seed=seed)
-    matrix, pyomo = exact.solve(inst), exact.solve(inst, backend="pyomo")
-    assert matrix.info["form"] == "matrix"
-    assert matrix.objective == pytest.approx(pyomo.objective, rel=1e-9)
-    assert matrix.prices["cache_capacity"].index.equals(pyomo.prices["cache_capacity"].index)
-    assert lagrangian(inst, matrix.prices["cache_capacity"].to_numpy()) == pytest.approx(
-        matrix.objective, rel=1e-7)
-    for key in ("keep", "occupancy"):
-        assert matrix.decisions[key].index.equals(pyomo.decisions[key].index)
-    # the matrix form's occupancy is that of its own kept intervals, within the capacity
-    iv = mc.intervals(inst)
-    keep = matrix.decisions["keep"].to_numpy()
-    alive = np.zeros(inst.requests)
-    for i in np.flatnonzero(keep > 0):
-        alive[iv.start[i]:iv.end[i]] += iv.size[i] * keep[i]
-    np.testing.assert_allclose(matrix.decisions["occupancy"].to_numpy(), alive[:-1], atol=1e-6)
-    assert alive.max(initial=0.0) <= inst.capacity + 1e-6
 
 
 def test_caching_without_a_repeated_object_still_prices_every_gap():

@@ -673,6 +673,9 @@ class BidPrice(Router):
     solved when all are used up), and among those ``pick`` chooses: ``"marginal"`` the price
     above, ``"kv"`` the fewest KV tokens (``bid_price_lp``), ``"price"`` the textbook LP bid
     price ``argmin_g sum_h rho_gh w_ih + sigma_g + kappa_g (s_i + 1)`` (``bid_price_argmin``).
+    After a run, ``router.epoch`` is the last :class:`~servopt.models.decode_routing.Epoch` the
+    gated router solved (None before its first solve): ``solve_model(build_epoch(router.epoch,
+    relax=True), relax=True, decision="decode_routing")`` gives that LP's labelled prices.
     The default is ungated: on the reported grid (``decode_routing_targets.md``) the gated
     ``bid_price_lp`` has 1.01-1.15x least-KV's barrier idle on the synthetic cells, where
     ``bid_price`` has 0.16-0.92x.
@@ -728,6 +731,7 @@ class BidPrice(Router):
                                        f"predicted output)) must be > 0, got {prediction_prior!r}")
         self.prediction_prior = float(prediction_prior)
         self.fixed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see from_solution
+        self.epoch: Epoch | None = None  # the last epoch solved (gate=True)
 
     @classmethod
     def from_solution(cls, solution: Any, **kw: Any) -> BidPrice:
@@ -787,6 +791,7 @@ class BidPrice(Router):
         self.arrivals = [0] * self.window  # requests routed per step (a ring of ``window`` steps)
         self.prompt_sum, self.prompt_n = 0.0, 0
         self.plan = None
+        self.epoch = None
         self.solves = 0
         self.solve_s = 0.0  # seconds inside the LP solver (the rest of the time is O(G) rules)
         self.gamma = 0.8 if self.discount == "auto" else float(self.discount)
@@ -1077,6 +1082,7 @@ class BidPrice(Router):
             free_kv += (m * kv_need - free_kv.sum()) / G
         epoch = Epoch(base, profile, [m], [kv_need], free, free_kv,
                       self.instance.ms_per_kv_token, self.gamma)
+        self.epoch = epoch
         mat = epoch_matrices(epoch, relax=True)
         start = time.perf_counter()
         res = solve_matrix(mat, central=self.central)

@@ -120,3 +120,22 @@ def test_step_prices_and_the_floor_price_sum_to_one_at_every_step(backend):
         above = sol.decisions["u"].to_numpy() > model.step_floor(inst) + 1e-6
         assert above.any() and (~above).any()
         np.testing.assert_allclose(floor_price[above], 0.0, atol=1e-6)
+
+
+def test_the_gated_router_keeps_its_last_epoch_for_labelled_prices():
+    inst = inst_mod.generate(workload="conversation", workers=3, requests=60, load=0.9, seed=1)
+    router = routing.make_router("bid_price_lp")
+    assert router.epoch is None
+    bench.simulate(inst, router)
+    epoch = router.epoch
+    assert router.solves >= 1 and isinstance(epoch, model.Epoch)
+    assert epoch.base_load.shape == (3, router.horizon)
+    # the router's last plan came from this epoch: Pyomo and CVXPY solve it to the same value,
+    # and the Pyomo prices are labelled by worker and horizon step
+    pyo_sol = exact.solve_model(model.build_epoch(epoch, relax=True), relax=True, decision="decode_routing")
+    cvx_sol = exact.solve_cvxpy(model.build_epoch_cvxpy(epoch))
+    assert pyo_sol.objective == pytest.approx(cvx_sol.objective, rel=1e-6)
+    assert list(pyo_sol.prices["worker_load"].index.names) == ["worker", "step"]
+    assert len(pyo_sol.prices["worker_load"]) == 3 * router.horizon
+    # the plan the router kept is that epoch's optimum: same planned requests per worker in total
+    assert router.share.sum() == pytest.approx(float(epoch.demand.sum()))

@@ -1,0 +1,41 @@
+"""Expert placement: holes found by mutation testing (a changed line that no other test noticed).
+
+Each test names the mutant it kills; the expected numbers are hand calculations on tiny instances.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from servopt.benchmarks import expert_placement as bench
+from servopt.core import InvalidInstanceError
+from servopt.instances.expert_placement import Instance
+
+
+def test_gap_same_counts_the_migration_cost_by_hand():
+    # kills: gap_same computed from the planned window's makespan alone (migrations left out).
+    # Planned window 6, 2, 2; next window 1, 1, 10; 2 GPUs x 2 slots; previous GPU 0: experts 1, 2,
+    # GPU 1: expert 0; migration cost 1 token per moved replica. no_replication packs the planned
+    # window as expert 0 -> GPU 0, experts 1, 2 -> GPU 1: all 3 replicas move (cost 3).
+    # Next window: GPU times 1 and 11 -> cost 11 + 3 = 14. Planned window: times 6 and 4; the spare
+    # slot lets expert 0 split, so its bound is total / GPUs = 10 / 2 = 5; planned-window cost
+    # 6 + 3 = 9 -> gap_same = 9 / 5 - 1 = 0.8 (0.2 without the migrations).
+    prev = np.array([[1, 2, 0, -1]])
+    inst = Instance(loads=np.array([[[6.0, 2.0, 2.0]], [[1.0, 1.0, 10.0]]]), num_nodes=1,
+                    gpus_per_node=2, slots_per_gpu=2, previous_placement=prev, migration_cost=1.0)
+    out = bench.evaluate(inst, "no_replication")
+    assert out.metrics["migrations"] == 3
+    assert out.cost == pytest.approx(14.0)
+    assert out.metrics["gap_same"] == pytest.approx(0.8)
+
+
+def test_a_dispatch_that_loses_a_tenth_of_a_percent_of_tokens_is_refused():
+    # kills: the served-tokens check loosened to 1% (rtol=1e-2). Expert 0 has 1000 tokens on slots
+    # 0 and 2, expert 1 has 2 on slot 1. A dispatch sending 499 + 500 serves 999 of 1000: a rule
+    # that drops one token in a thousand would be scored on fewer tokens than the window has.
+    phy2log = np.array([[0, 1, 0, -1]])
+    w = np.array([[1000.0, 2.0]])
+    bench._check_flows(np.array([[500.0, 2.0, 500.0, 0.0]]), phy2log, w)  # exact: accepted
+    with pytest.raises(InvalidInstanceError, match="every expert"):
+        bench._check_flows(np.array([[499.0, 2.0, 500.0, 0.0]]), phy2log, w)

@@ -13,6 +13,11 @@ decisions and the prices. A model module may define three optional hooks:
   (otherwise every variable comes back as a Series over its index);
 - ``explain_infeasible(instance) -> str`` for the domain message of an infeasible instance.
 
+A Pyomo model that sets ``model.warm_start = True`` has given every variable the value of a
+feasible point: a MIP starts from it (the matrix form's ``start``). A matrix form's ``bound_lp``
+is solved when a time-limited MIP stops before its root LP (``solution.info["bound_kind"]``
+says where the bound comes from).
+
 Prices follow the one convention of :mod:`servopt.core.solution`: for a MIP they are the duals of
 the LP obtained by fixing the integer variables at the incumbent (``prices=True``).
 """
@@ -193,7 +198,10 @@ def solve_model(
             raise InvalidInstanceError(f"time_limit must be positive seconds, got {time_limit}")
         kwargs["time_limit"] = float(time_limit)
     with _noting_interrupts() as interrupted:
-        result = _highs().solve(
+        solver = _highs()
+        if not relax and getattr(model, "warm_start", False):
+            _pass_warm_start(solver, model)
+        result = solver.solve(
             model, raise_exception_on_nonoptimal_result=False, load_solutions=False, **kwargs
         )
     term = result.termination_condition
@@ -241,6 +249,25 @@ def solve_model(
             solution.prices = _fixed_integer_prices(model, sense)
     solution.wall_s = time.perf_counter() - start
     return solution
+
+
+def _pass_warm_start(solver: Any, model: pyo.ConcreteModel) -> None:
+    """Hand HiGHS the variables' current values as a MIP start (a model that sets
+    ``model.warm_start = True`` gives every variable a value of a feasible point). Pyomo's HiGHS
+    interface has no warm-start option: the model is loaded first and the start set on its
+    ``highspy.Highs`` object, which the following ``solve`` of the same model reuses."""
+    import highspy
+
+    solver.set_instance(model)
+    highs = solver._solver_model
+    values = np.zeros(highs.getNumCol())
+    for var_id, column in solver._pyomo_var_to_solver_var_map.items():
+        value = solver._vars[var_id][0].value
+        values[column] = 0.0 if value is None else float(value)
+    start = highspy.HighsSolution()
+    start.col_value = values
+    start.value_valid = True
+    highs.setSolution(start)
 
 
 @contextlib.contextmanager
@@ -437,18 +464,25 @@ def solve_matrix(
         if np.any(mm.row_lower > 0) or np.any(mm.row_upper < 0):
             raise InfeasibleError(f"the {decision or 'model'} model is infeasible")
         status, has_solution, value = "optimal", True, float(mm.offset)
+    extra: dict[str, Any] = {}
     if integer:
         bound = float(info.mip_dual_bound)
         bound = bound if math.isfinite(bound) else math.nan
         if status == "optimal" and math.isnan(bound):
             bound = value
+        extra["bound_kind"] = "mip_dual_bound"
+        if (status == "time_limit" and mm.bound_lp is not None
+                and (math.isnan(bound) or int(info.mip_node_count) == 0)):
+            # stopped before (or at) the root: the model's cheap relaxation may bound it better
+            bound, extra = _bound_from_lp(mm, bound, time_limit)
     else:
         bound = value if status == "optimal" else math.nan
     solution = Solution(status=status, objective=value, bound=bound,
                         gap=relative_gap(value, bound, mm.sense), wall_s=0.0, sense=mm.sense,
                         relaxed=relax, backend="highs", decision=decision,
                         info={"lp": not integer, "form": "matrix", "rows": mm.shape[0],
-                              "columns": mm.shape[1], "nonzeros": int(mm.matrix.nnz), **mm.info})
+                              "columns": mm.shape[1], "nonzeros": int(mm.matrix.nnz), **mm.info,
+                              **extra})
     if has_solution:
         values = np.asarray(solution_values.col_value, dtype=float)
         solution.decisions = (mm.decisions(values) if mm.decisions is not None
@@ -465,6 +499,45 @@ def solve_matrix(
                                                  np.asarray(solution_values.col_dual))
     solution.wall_s = time.perf_counter() - start
     return solution
+
+
+BOUND_LP_SHARE = 0.25  # of the MIP's time limit (at least 1 s) given to its bound_lp
+
+
+def _bound_from_lp(mm: MatrixModel, bound: float, time_limit: float | None
+                   ) -> tuple[float, dict[str, Any]]:
+    """The better of a MIP's dual ``bound`` and the optimum of its ``bound_lp`` (solved for at
+    most ``BOUND_LP_SHARE`` of ``time_limit``, at least 1 s), and how it was obtained. When every
+    column is integer with an integral cost the MIP's objective is a whole number, so the LP
+    value is rounded to the next one (less a 1e-7 relative tolerance for solver noise)."""
+    import highspy
+
+    start = time.perf_counter()
+    lp = mm.bound_lp()
+    highs = _load_matrix(lp, integer=False)
+    for name, value in lp.options.items():
+        highs.setOptionValue(name, value)
+    if time_limit is not None:
+        highs.setOptionValue("time_limit", max(1.0, BOUND_LP_SHARE * float(time_limit)))
+    highs.run()
+    extra: dict[str, Any] = {"bound_kind": "mip_dual_bound",
+                             "bound_lp_s": time.perf_counter() - start}
+    if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        extra["bound_lp_status"] = "not solved in time"
+        return bound, extra
+    value = float(highs.getInfo().objective_function_value)
+    integral = (mm.integer is not None and bool(np.all(mm.integer))
+                and bool(np.all(mm.objective == np.round(mm.objective)))
+                and float(mm.offset).is_integer())
+    if integral:
+        tol = max(1e-6, 1e-7 * abs(value))
+        value = float(math.ceil(value - tol) if mm.sense == "min" else math.floor(value + tol))
+    extra["bound_lp"] = value
+    better = math.isnan(bound) or (value > bound if mm.sense == "min" else value < bound)
+    if better:
+        extra["bound_kind"] = "lp_relaxation" + (" (rounded to a whole number)" if integral else "")
+        return value, extra
+    return bound, extra
 
 
 def _load_matrix(mm: MatrixModel, *, integer: bool, col_lower: np.ndarray | None = None,

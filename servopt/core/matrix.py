@@ -16,6 +16,8 @@ is 0, like a skipped Pyomo row). ``bound_rows`` are families the model states as
 bounds (``x_j <= u_j``): their price is the column's reduced cost, normalised like a ``<=`` row.
 ``columns[name]`` labels variables the same way; ``decisions`` (optional) turns the column values
 into the Pyomo path's decisions. ``start`` is a feasible point (the warm start of a MIP).
+``bound_lp`` (optional) builds an LP whose optimum is a proved bound on the MIP's optimum (e.g. a
+cheaper relaxation of it): solved when a time-limited MIP stops before finishing its root LP.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class MatrixModel:
     decisions: Callable[[np.ndarray], dict[str, pd.Series]] | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    bound_lp: Callable[[], MatrixModel] | None = None
 
     def __post_init__(self) -> None:
         self.matrix = sp.csc_matrix(self.matrix)

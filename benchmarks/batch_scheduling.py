@@ -325,7 +325,7 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     integer = method == "ip"
     if integer and horizon is None:
         horizon = "safe"  # no optimal schedule ends after it: the IP's optimum is the true one
-    warm = model.greedy_schedule(instance) if integer else None
+    warm = model.warm_start_schedule(instance) if integer else None
     sol = rules.solve_lp(instance, horizon=horizon, window=window, time_limit=time_limit,
                          integer=integer, start=warm)
     value = sol.bound

@@ -75,7 +75,8 @@ Methods (``POLICIES``)
   n = 2000, load 1.3: -32.4% vs -31.0% vs MC-SF without it) and is inactive at n = 200; with
   stop-at-first admission it had hurt there (-29.5% vs -34.1%), hence the earlier finding.
 - ``hindsight``: the best schedule found with lengths known (predicted lengths as the truth):
-  the best of the MC-SF, shortest-first and bid-price plans, improved for three quarters of
+  the best of the MC-SF plan, the IP's warm start (the best of a few exact-lookahead orderings)
+  and the bid-price plan, improved for three quarters of
   ``time_limit`` s by a local search over the admission order (:func:`search_order`: each
   order placed request by request at its earliest feasible round, :func:`serial_schedule`),
   then for one quarter by large-neighbourhood search (:func:`improve_schedule`: free the
@@ -392,7 +393,8 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     Same model as ``servopt.solve(instance, relax=True)`` (tests check they agree), built
     without Python loops so that n = 200 fits. Prices follow the servopt convention;
     ``decisions["start"]`` holds the (largest-weight) start round of each request, -1 if late.
-    ``start`` (start rounds of a feasible schedule) warm-starts the IP. ``lp_solver`` is
+    ``start`` (start rounds of a feasible schedule; default for the IP:
+    :func:`~servopt.models.batch_scheduling.warm_start_schedule`) warm-starts the IP. ``lp_solver`` is
     HiGHS's LP method (``ipm`` with crossover: faster than ``simplex`` at n = 100 in our runs).
     ``cuts`` (from :func:`cover_bound`, same horizon and window) are added as rows; they are
     valid for every schedule, so the IP's bound stays valid and gets stronger.
@@ -405,7 +407,8 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
                        mip_gap=mip_gap, lp_solver=lp_solver, cuts=cuts)
     n, T = instance.n, lp_data.cols.rounds
     cols = lp_data.cols
-    if integer and start is not None:
+    if integer:
+        start = model.warm_start_schedule(instance) if start is None else start
         _warm_start(h, model.start_vector(cols, start))
     h.run()
     status_model = h.getModelStatus()
@@ -1405,8 +1408,9 @@ def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float
 class Hindsight(Policy):
     """The best schedule found with lengths known in advance (predicted lengths as the truth).
 
-    Plans of MC-SF, shortest-first with exact lookahead and the bid-price rule (its LP on the
-    whole instance) are computed; the best is improved by :func:`search_order` (three
+    Plans of MC-SF, the IP's warm start (:func:`servopt.models.batch_scheduling.warm_start_schedule`:
+    the best of a few exact-lookahead orderings, shortest-first among them) and the bid-price
+    rule (its LP on the whole instance) are computed; the best is improved by :func:`search_order` (three
     quarters of ``time_limit`` seconds) and :func:`improve_schedule` (one quarter) and replayed (each
     request admitted at its planned round, with the
     lookahead check). With exact predictions it is the best schedule found (an upper bound on
@@ -1421,7 +1425,7 @@ class Hindsight(Policy):
 
     def prepare(self, instance: Instance) -> None:
         plan = planning_instance(instance)
-        candidates = [model.greedy_schedule(plan), plan_schedule(plan, MCSF()),
+        candidates = [model.warm_start_schedule(plan), plan_schedule(plan, MCSF()),
                       plan_schedule(plan, BidPrice(time_limit=self.time_limit))]
         costs = [model.schedule_latency(plan, c) for c in candidates]
         self.initial = candidates[int(np.argmin(costs))]

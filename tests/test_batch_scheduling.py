@@ -743,3 +743,80 @@ def test_start_vector_by_hand():
     short = model.columns(inst, 3, window=1)
     assert short.request.tolist() == [0, 0]
     np.testing.assert_array_equal(model.start_vector(short, np.array([0, 1])), [1, 0, 0, 1])
+
+
+# ---------------------------------------------------------------------------------------------
+# the IP's warm start and its bound when HiGHS stops before the root LP
+# ---------------------------------------------------------------------------------------------
+def test_lookahead_schedule_stop_and_skip_by_hand():
+    # M = 10. Request 0 (s 2, o 2) holds 3, 4; request 1 (s 7, o 3) holds 8, 9, 10; request 2
+    # (s 1, o 4) holds 2, 3, 4, 5. By output: 0, 1, 2. Round 0: 0 joins; 1 would need 4 + 9 = 13
+    # in round 1. Stopping there: 1 starts at 2 (after 0), 2 at 5 (2 + 4 + 8 + 2 > 10 before):
+    # latency 2 + 5 + 9 = 16. Skipping 1: 2 joins at round 0 (4 + 3 in round 1, 5 in round 3);
+    # 1 fits only once 2 has finished (round 4: 8 alone): latency 2 + 7 + 4 = 13.
+    inst = make(10, [2, 7, 1], [2, 3, 4])
+    o = inst.output_tokens
+    assert model.lookahead_schedule(inst, o).tolist() == [0, 2, 5]
+    assert model.greedy_schedule(inst).tolist() == [0, 2, 5]
+    assert model.lookahead_schedule(inst, o, skip=True).tolist() == [0, 4, 0]
+    warm = model.warm_start_schedule(inst)
+    assert model.is_feasible(inst, warm)
+    assert model.schedule_latency(inst, warm) <= 13
+    assert model.schedule_latency(inst, warm) >= brute_force(inst, model.horizon_rounds(inst, "safe"))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_warm_start_is_feasible_deterministic_and_never_worse_than_greedy(seed):
+    rng = np.random.default_rng(seed)
+    inst = inst_mod.generate(int(rng.integers(5, 60)), lengths=("uniform", "azure")[seed % 2],
+                             arrivals=("offline", "poisson")[(seed // 2) % 2],
+                             max_batch=(None, 3, None)[seed % 3], seed=seed)
+    warm = model.warm_start_schedule(inst)
+    assert model.is_feasible(inst, warm)
+    assert np.array_equal(warm, model.warm_start_schedule(inst))
+    assert model.schedule_latency(inst, warm) <= model.schedule_latency(inst, model.greedy_schedule(inst))
+    # every candidate is a feasible schedule that the warm start is at least as good as
+    footprint = inst.footprint().astype(float)
+    for skip in (False, True):
+        for mu in model.WARM_PRICES:
+            start = model.lookahead_schedule(
+                inst, inst.output_tokens + mu / inst.kv_memory * footprint, skip=skip)
+            assert model.is_feasible(inst, start)
+            assert model.schedule_latency(inst, warm) <= model.schedule_latency(inst, start)
+
+
+def test_the_ip_starts_from_the_warm_start_on_both_paths():
+    inst = inst_mod.generate(30, seed=3)
+    warm = model.schedule_latency(inst, model.warm_start_schedule(inst))
+    mm = model.build_matrix_model(inst)
+    assert float(mm.objective @ mm.start) == pytest.approx(warm)
+    m = model.build(inst)
+    assert m.warm_start and float(pyo_value(m.latency)) == pytest.approx(warm)
+    for backend in ("highs", "pyomo"):
+        sol = exact.solve(inst, time_limit=1.0, backend=backend, prices=False)
+        assert sol.objective <= warm + 1e-9
+        start = sol.decisions["start"].to_numpy()
+        assert model.is_feasible(inst, start)
+        assert model.schedule_latency(inst, start) == pytest.approx(sol.objective)
+
+
+def pyo_value(expr):
+    import pyomo.environ as pyo
+
+    return pyo.value(expr)
+
+
+def test_a_mip_stopped_before_its_root_reports_the_rounded_lp_bound():
+    inst = inst_mod.generate(30, seed=3)
+    lp = exact.solve(inst, relax=True).objective
+    sol = exact.solve(inst, time_limit=1e-4)  # HiGHS stops before its root LP
+    assert sol.status == "time_limit"
+    assert sol.info["bound_kind"] == "lp_relaxation (rounded to a whole number)"
+    assert sol.bound == math.ceil(lp - 1e-6) and sol.bound <= sol.objective
+    # a proved bound: below the optimum found by brute force on a tiny instance
+    tiny = make(12, [3, 1, 4, 2], [3, 2, 4, 1])
+    optimum = brute_force(tiny, model.horizon_rounds(tiny, "safe"))
+    stopped = exact.solve(tiny, time_limit=1e-4)
+    assert stopped.bound <= optimum
+    # with a window the IP is a relaxation of its own: no makespan LP is offered as its bound
+    assert model.build_matrix_model(inst, window=5).bound_lp is None

@@ -11,6 +11,7 @@ import pytest
 from servopt.benchmarks import expert_placement as bench
 from servopt.core import InvalidInstanceError
 from servopt.instances.expert_placement import Instance
+from servopt.solvers import expert_placement as sv
 
 
 def test_gap_same_counts_the_migration_cost_by_hand():
@@ -39,3 +40,17 @@ def test_a_dispatch_that_loses_a_tenth_of_a_percent_of_tokens_is_refused():
     bench._check_flows(np.array([[500.0, 2.0, 500.0, 0.0]]), phy2log, w)  # exact: accepted
     with pytest.raises(InvalidInstanceError, match="every expert"):
         bench._check_flows(np.array([[499.0, 2.0, 500.0, 0.0]]), phy2log, w)
+
+
+def test_tight_prices_are_normalised_by_gpu_speed_like_the_lp_duals():
+    # kills: tight_prices normalised by the number of tight GPUs instead of sum_g s_g pi_g = 1.
+    # One expert (8 tokens) on a GPU of speed 1 and one of speed 3: the LP dispatch gives both GPU
+    # time 2 and duals (1/4, 1/4) (hand calculation in test_dispatch_lp_with_gpu_speeds_by_hand);
+    # the prices read off the tight GPUs must be the same, not (1/2, 1/2).
+    speed = np.array([1.0, 3.0])
+    np.testing.assert_allclose(sv.tight_prices(np.array([[2.0, 2.0]]), speed), [[0.25, 0.25]])
+    flows, _, lp_price = sv.lp_dispatch(np.array([[0, 1, 0, -1]]), np.array([[8.0, 0.0]]), 2, speed)
+    np.testing.assert_allclose(sv.tight_prices(sv.gpu_times(flows, 2, speed), speed), lp_price,
+                               atol=1e-9)
+    # a GPU below the maximum gets no price: times 2, 1 on speeds 1, 3 -> (1, 0)
+    np.testing.assert_allclose(sv.tight_prices(np.array([[2.0, 1.0]]), speed), [[1.0, 0.0]])

@@ -463,3 +463,17 @@ def test_other_trace_data_invalidates_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SERVOPT_TRACES", str(other))
     units = runner_mod.plan_units([case])
     assert all(runner_mod._read_cache(cache, u[0]) is None for u in units)
+
+
+def test_a_run_just_below_the_bound_is_flagged():
+    # mutation testing: flag_below_bound with a 1e-3 tolerance went unnoticed. relative_gap already
+    # rounds solver noise (|diff| <= 1e-9 |bound|) to 0, so any gap left below 0 beats a proved
+    # bound: 999.5 against 1000 is -0.05% and must be flagged, 1000 - 1e-7 (noise) must not.
+    from servopt.benchmarks.harness import Bound, Outcome, outcome_row
+
+    bound = Bound(1000.0, "lower_bound")
+    row = outcome_row("m", Outcome(cost=999.5, wall_s=0.0), bound, "min")
+    assert row["gap"] == pytest.approx(-5e-4)
+    assert row["status"] == "below_bound"
+    noise = outcome_row("m", Outcome(cost=1000.0 - 1e-7, wall_s=0.0), bound, "min")
+    assert noise["gap"] == 0.0 and noise["status"] == "ok"

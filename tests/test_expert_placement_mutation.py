@@ -54,3 +54,16 @@ def test_tight_prices_are_normalised_by_gpu_speed_like_the_lp_duals():
                                atol=1e-9)
     # a GPU below the maximum gets no price: times 2, 1 on speeds 1, 3 -> (1, 0)
     np.testing.assert_allclose(sv.tight_prices(np.array([[2.0, 1.0]]), speed), [[1.0, 0.0]])
+
+
+@pytest.mark.parametrize("bad", [4, -2])
+def test_previous_placement_ids_are_checked_at_the_boundary(bad):
+    # kills: 'prev >= experts' loosened to 'prev > experts' (the existing case used id 7 of 4). With
+    # 4 experts the ids are 0..3 and -1 (empty slot): 4 and -2 name no expert and must be refused,
+    # while 3 and -1 are accepted.
+    ok = np.array([[0, 1, 2, 3, -1, -1, -1, -1]])
+    Instance(loads=np.ones((1, 1, 4)), previous_placement=ok)
+    prev = ok.copy()
+    prev[0, 4] = bad
+    with pytest.raises(InvalidInstanceError, match=r"expert ids in 0\.\.3 or -1"):
+        Instance(loads=np.ones((1, 1, 4)), previous_placement=prev)

@@ -336,8 +336,8 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
                      status=f"{method} not solved ({sol.status})")
     late = sol.decisions.get("late") if sol.decisions else None
     real = late is not None and float(np.max(late.to_numpy(), initial=0.0)) < 1e-6
-    if integer and sol.status == "optimal" and real:
-        kind = "optimal"  # a real schedule (no request parked in a late column) that is optimal
+    if integer and sol.status == "optimal" and real and value >= sol.objective - 1e-6:
+        kind = "optimal"  # a real schedule (no request parked late) whose dual bound meets it
     else:
         kind = "mip_bound" if integer else "lp_relaxation"
     if simple > value:

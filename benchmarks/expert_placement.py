@@ -256,7 +256,8 @@ def bound(instance: Instance, *, window: str = "next", milp_time_limit: float | 
             model = build(instance, window=index, layers=[layer], makespan_lb=per_layer[layer])
             sol = exact.solve_model(model, time_limit=milp_time_limit, mip_gap=1e-6,
                                     prices=False, decision=instance.decision)
-            all_optimal &= sol.status == "optimal"
+            proved = sol.bound >= sol.objective - 1e-9 * max(1.0, abs(sol.objective))
+            all_optimal &= sol.status == "optimal" and proved
             if not math.isnan(sol.bound):
                 per_layer[layer] = max(per_layer[layer], sol.bound)
         kind = "optimal" if all_optimal else "mip_bound"

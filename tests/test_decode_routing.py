@@ -1072,3 +1072,16 @@ def test_hindsight_infeasibility_names_only_the_resource_that_is_short():
     assert "slots" in slots_short and "KV tokens" not in slots_short
     kv_short = model.explain_infeasible(inst(3, 20))
     assert "KV tokens for 1 x 20" in kv_short and "slots" not in kv_short
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_bound_at_a_loose_mip_gap_never_exceeds_the_optimum(seed):
+    # HiGHS stops "optimal" within mip_gap with its incumbent above the optimum: the bound must be
+    # the dual bound (mip_bound), labelled optimal only when proved; the optimum from mip_gap=0
+    inst = inst_mod.generate_steps(requests=14, workers=3, seed=seed)
+    optimum = exact.solve(inst, mip_gap=0.0).objective
+    b = bench.bound(inst, mip_gap=0.01)
+    assert b.value <= optimum + 1e-6
+    if b.kind == "optimal":
+        assert b.value == pytest.approx(optimum, rel=1e-9)
+    assert bench.bound(inst, mip_gap=0.0).value == pytest.approx(optimum, rel=1e-9)

@@ -357,7 +357,9 @@ def from_trace(
     ``format``: ``azure``, ``mooncake`` or ``burstgpt``. ``arrival_rate`` defaults to the trace's
     own mean rate (requests / span). Requests with no output are dropped (they hold no decode
     slot). ``drop_too_long`` drops requests longer than the KV capacity instead of rejecting the
-    instance.
+    instance: the fleet then serves only the kept requests, so the default rate is theirs (the
+    trace's rate times the kept share; a given ``arrival_rate`` is taken as the kept requests'),
+    and the workload label says how many were dropped.
     """
     from servopt.instances import traces
 
@@ -384,20 +386,27 @@ def from_trace(
         raise InvalidInstanceError(f"{path}: no request with a prompt and an output")
     s = frame["prompt_tokens"].to_numpy(np.int64)
     o = frame["output_tokens"].to_numpy(np.int64)
+    label = Path(path).stem
     if drop_too_long:
         keep = s + o - 1 <= kv_tokens
+        if not keep.any():
+            raise InvalidInstanceError(
+                f"{path}: none of its {s.size} requests fits in kv_tokens = {kv_tokens} (prompt + output "
+                f"- 1 tokens; the shortest needs {int((s + o - 1).min())}); raise kv_tokens")
+        if not keep.all():
+            label += f" ({int((~keep).sum())} of {s.size} requests longer than kv_tokens dropped)"
         s, o = s[keep], o[keep]
     if arrival_rate is None:
         span = float(frame["arrival_s"].max() - frame["arrival_s"].min())
         if span <= 0:
             raise InvalidInstanceError(f"{path}: cannot infer a rate from one instant; pass arrival_rate")
-        arrival_rate = (len(frame) - 1) / span
+        arrival_rate = (len(frame) - 1) / span * (s.size / len(frame))  # the kept requests' rate
     return Instance(
         prompt_tokens=s,
         output_tokens=o,
         arrival_rate=float(arrival_rate),
         kv_tokens=kv_tokens,
         headroom=headroom,
-        workload=Path(path).stem,
+        workload=label,
         **fields,
     )

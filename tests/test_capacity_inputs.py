@@ -106,3 +106,19 @@ def test_reactive_policies_need_an_observer_and_observers_need_whole_workers(ins
     for bad in (0, 2.5, "3"):
         with pytest.raises(InvalidInstanceError, match="whole number of workers >= 1"):
             observe(bad)
+
+
+def test_drop_too_long_sizes_the_fleet_for_the_kept_requests(tmp_path):
+    # four requests over 3 s (trace rate (4 - 1) / 3 = 1 req/s); the 900-token one needs
+    # 900 + 100 - 1 = 999 > 500 KV tokens: dropped, so the fleet serves 3/4 of the rate
+    trace = tmp_path / "t.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                     "2023-11-16 18:15:46.0,100,10\n2023-11-16 18:15:47.0,900,100\n"
+                     "2023-11-16 18:15:48.0,200,20\n2023-11-16 18:15:49.0,300,30\n")
+    inst = instances.from_trace(trace, kv_tokens=500, drop_too_long=True)
+    assert inst.prompt_tokens.tolist() == [100, 200, 300]
+    assert inst.arrival_rate == pytest.approx(0.75)
+    assert "1 of 4 requests longer than kv_tokens dropped" in inst.summary()
+    assert instances.from_trace(trace, kv_tokens=5000).arrival_rate == pytest.approx(1.0)
+    with pytest.raises(InvalidInstanceError, match="none of its 4 requests fits in kv_tokens = 5"):
+        instances.from_trace(trace, kv_tokens=5, drop_too_long=True)

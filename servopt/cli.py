@@ -86,7 +86,13 @@ def cmd_solve(args: argparse.Namespace) -> int:
             instance = load(args.file)  # the usual 'no such file' message
     else:
         instance = load(args.file)
-    linear = getattr(exact.model_module(instance.decision), "LINEAR", False)
+    module = exact.model_module(instance.decision)
+    linear = getattr(module, "LINEAR", False)
+    if args.backend == "cvxpy" and not getattr(module, "CVXPY_RELAXES", True):
+        raise ValueError(f"--backend cvxpy: the CVXPY form of {instance.decision} is "
+                         f"{getattr(module, 'CVXPY_FORM', 'another model')}, which needs more than the "
+                         "instance (Python only: see its build_cvxpy); use the default --backend highs "
+                         "(add --relax for the LP relaxation)")
     if args.backend == "cvxpy" and not args.relax and not linear:
         raise ValueError(f"--backend cvxpy solves LPs only, and the {instance.decision} model is an "
                          "integer program: add --relax for its LP relaxation, or use the default "

@@ -230,6 +230,12 @@ def test_cli_solve_says_what_it_solved_and_refuses_bad_options(tmp_path, capsys)
     assert "problem   LP relaxation (a bound) [cvxpy]" in capsys.readouterr().out
     assert cli.main(["solve", str(path)]) == 0
     assert "problem   MIP" in capsys.readouterr().out
+    # expert placement's CVXPY form is another model (a placement's dispatch LP): one clear answer,
+    # not "add --relax" followed by "not with relax"
+    for extra in ([], ["--relax"]):
+        assert cli.main(["solve", "ep_tiny", "--backend", "cvxpy", *extra]) == 2
+        err = capsys.readouterr().err
+        assert "dispatch LP of a given placement" in err and "--backend highs" in err, err
     for bad in (["--prices", "-3"], ["--mip-gap", "-1"], ["--mip-gap", "nan"], ["--time-limit", "-5"]):
         assert cli.main(["solve", str(path), *bad]) == 2, bad
         assert capsys.readouterr().err.startswith("servopt: error: --")

@@ -47,3 +47,21 @@ def test_preemption_stops_as_soon_as_the_step_fits_exactly():
     assert res["metrics"]["preemptions"] == 1
     assert res["steps"]["max_kv"].tolist() == [30, 30, 2, 3]  # r2 alone: 1 + 0 + 1, then 1 + 1 + 1
     assert res["finish_t"] * 1000 == pytest.approx([2.0, 2.0, 4.0])
+
+
+def test_end_to_end_latency_counts_from_the_arrival_not_from_the_next_step():
+    # kills: in the seconds clock, a request's arrival recorded as the start of the step that routes
+    # it (arrive_t = t), which drops its wait for the running step from e2e.
+    # One worker, step 2 ms + 0.01 ms per KV token. r0 (s=100, o=2) arrives at 0: step 0 takes
+    # 2 + 1.00 = 3.00 ms. r1 (s=100, o=1) arrives at 1 ms, during step 0; it is routed and admitted at
+    # the next step, 3 ms: KV 101 + 100 -> 2 + 2.01 = 4.01 ms; both finish at 7.01 ms.
+    # e2e: r0 7.01 ms, r1 7.01 - 1 = 6.01 ms (not 7.01 - 3 = 4.01).
+    frame = pd.DataFrame({"arrival_s": [0.0, 0.001], "prompt_tokens": [100, 100],
+                          "output_tokens": [2, 1]})
+    inst = inst_mod.Instance(workers=1, slots=4, kv_capacity=1000, step_ms=2.0, ms_per_kv_token=0.01,
+                             prefill_ms_per_token=0.0, requests=frame)
+    res = bench.simulate(inst, Fixed([0, 0]), warmup=0.0)
+    assert res["steps"]["step_ms"] == pytest.approx([3.0, 4.01])
+    assert res["arrive_t"] == pytest.approx([0.0, 0.001])
+    assert (res["finish_t"] - res["arrive_t"]) * 1000 == pytest.approx([7.01, 6.01])
+    assert res["metrics"]["e2e_mean_s"] * 1000 == pytest.approx((7.01 + 6.01) / 2)

@@ -81,6 +81,11 @@ def _open_checked(path: str | Path) -> Path:
 
 def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
     """A CSV trace (a UTF-8 byte-order mark is allowed); a file that is not CSV says so."""
+    with open(path, "rb") as head:
+        first = head.read(1024).lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    if first in (b"{", b"["):  # pandas would read a JSON object as one header of thousands of columns
+        hint = " (JSON lines: Mooncake format?)" if path.suffix == ".jsonl" else ""
+        raise InvalidInstanceError(f"{path}: a JSON file{hint}, not a CSV trace")
     try:
         return pd.read_csv(path, encoding="utf-8-sig", **options)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
@@ -91,9 +96,11 @@ def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
 def _require(frame: pd.DataFrame, columns: list[str], path: Path, fmt: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
+        found = [str(c)[:40] for c in frame.columns[:8]]
+        more = f" and {len(frame.columns) - 8} more" if len(frame.columns) > 8 else ""
         raise InvalidInstanceError(
-            f"{path}: not a {fmt} trace: missing column(s) {missing}; found {list(frame.columns)}"
-        )
+            f"{path}: not {'an' if fmt[0] in 'AEIOU' else 'a'} {fmt} trace: missing column(s) "
+            f"{missing}; found {found}{more}")
 
 
 def _check_window(rate_scale: float, start_s: float | None, end_s: float | None) -> None:
@@ -139,6 +146,8 @@ def _finish(frame: pd.DataFrame, path: Path, rate_scale: float, start_s: float |
     if end_s is not None:
         frame = frame[frame["arrival_s"] < end_s]
     if frame.empty:
+        if start_s is None and end_s is None:
+            raise InvalidInstanceError(f"{path}: no request in the trace (a header only?)")
         raise InvalidInstanceError(f"{path}: no request in the time window [{start_s}, {end_s})")
     frame = frame.reset_index(drop=True)
     frame["arrival_s"] = (frame["arrival_s"] - frame["arrival_s"].iloc[0]) / rate_scale

@@ -84,6 +84,24 @@ def test_missing_file_empty_window_bad_rate(tmp_path):
             traces.read_azure(path, rate_scale=rate)
     with pytest.raises(InvalidInstanceError, match=r"not a CSV|no request"):
         traces.read_azure(write(tmp_path, "empty.csv", ""))
+    header = write(tmp_path, "header.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n")
+    with pytest.raises(InvalidInstanceError, match=r"no request in the trace \(a header only\?\)"):
+        traces.read_azure(header)
+
+
+def test_a_json_file_or_a_wide_header_gives_a_short_message(tmp_path):
+    # a JSON object is one CSV header of thousands of columns to pandas: refused before parsing
+    blob = json.dumps({f"key{i}": list(range(20)) for i in range(3000)})
+    for name in ("x.json", "x.csv"):
+        with pytest.raises(InvalidInstanceError, match="a JSON file, not a CSV trace"):
+            traces.read_burstgpt(write(tmp_path, name, "  " + blob))
+    # a real CSV with the wrong columns names the first 8 of them and counts the rest
+    wide = write(tmp_path, "wide.csv", ",".join(f"c{i}" for i in range(500)) + "\n" + ",".join("1" * 500))
+    with pytest.raises(InvalidInstanceError) as err:
+        traces.read_azure(wide)
+    message = str(err.value)
+    assert "not an Azure LLM inference trace" in message and "and 492 more" in message
+    assert len(message) < 400
 
 
 # ---------------------------------------------------------------------------------------------

@@ -58,7 +58,8 @@ theta per unit of relaxation):
 
 :func:`marginal_values` turns them into d theta / dM (per physical KV token: the ``kv_memory``
 price is per usable token of M', so it is multiplied by dM'/dM), d theta / db, d theta / dB,
-d theta / d d0 (per ms of step overhead) and elasticities (% rate per % resource).
+-d theta / d d0 (rate lost per ms of step overhead) and elasticities (% rate per % resource;
+for d0, % rate lost per % of d0, with the same sign as its value).
 """
 
 from __future__ import annotations
@@ -461,7 +462,8 @@ def marginal_values(solution: Any, instance: Instance, *, corrected: bool = True
     per token of b), ``batch_slot`` (req/s per slot), ``step_overhead_ms`` (req/s lost per ms of
     d0: the busy-time price, less the memory price times what M' gains from d0,
     :func:`usable_kv_per_overhead`), and the elasticities ``*_elasticity`` (% sustainable rate
-    per % of the resource).
+    per % of the resource; ``step_overhead_ms_elasticity`` is % rate lost per % of d0, positive
+    like ``step_overhead_ms``).
     """
 
     def price(name: str) -> float:

@@ -168,6 +168,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1 worker process, got {args.jobs}")
+    if args.case and args.suite:
+        raise ValueError("give --suite or --case, not both (--case runs the named cases whatever "
+                         "their suite)")
+    args.suite = args.suite or "quick"
     selected = registry.cases(suite=None if args.case else args.suite, names=args.case or None)
     if not selected:
         known = registry.suites()
@@ -251,6 +255,21 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     from servopt.models import capacity as model
     from servopt.solvers import capacity as rules
 
+    if args.trace:  # options of the other source would be silently ignored
+        ignored = [flag for flag, given in (("--requests", args.requests is not None),
+                                            ("--seed", args.seed is not None and not args.simulate))
+                   if given]
+        if ignored:
+            raise ValueError(f"{' and '.join(ignored)}: with --trace the length samples are the "
+                             "trace's (--seed only seeds --simulate)")
+    elif args.format is not None or args.drop_too_long:
+        flags = [f for f, given in (("--format", args.format is not None),
+                                    ("--drop-too-long", args.drop_too_long)) if given]
+        raise ValueError(f"{' and '.join(flags)} appl{'ies' if len(flags) == 1 else 'y'} to --trace, "
+                         "not to a --workload preset")
+    args.format = args.format or "azure"
+    args.requests = 4000 if args.requests is None else args.requests
+    args.seed = 0 if args.seed is None else args.seed
     if args.simulate:  # check the simulation's options before printing the report
         from servopt.benchmarks import capacity as bench
 
@@ -350,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("bench", help="run registered benchmark cases and print the gap table")
-    p.add_argument("--suite", default="quick", help="suite to run (default: quick)")
+    p.add_argument("--suite", default=None, help="suite to run (default: quick)")
     p.add_argument("--case", action="append", help="run only this case (repeatable)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     p.add_argument("--scheduler", default=None,
@@ -374,7 +393,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--trace", help="trace file with request lengths (see --format)")
     source.add_argument("--workload", choices=["conversation", "code", "long_output"],
                         help="parametric workload preset")
-    p.add_argument("--format", default="azure", choices=["azure", "mooncake", "burstgpt"])
+    p.add_argument("--format", default=None, choices=["azure", "mooncake", "burstgpt"],
+                   help="format of --trace (default azure)")
     p.add_argument("--rate", type=float, default=None,
                    help="target requests/s for the fleet (default with --trace: the trace's rate)")
     p.add_argument("--kv-tokens", type=int, default=None, metavar="M",
@@ -390,10 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-ms", type=float, default=None, help="d0: ms per iteration")
     p.add_argument("--per-token-ms", type=float, default=None, help="d1: ms per token")
     p.add_argument("--headroom", type=float, default=0.1, help="fraction kept free (default 0.1)")
-    p.add_argument("--requests", type=int, default=4000, help="length samples of a preset")
+    p.add_argument("--requests", type=int, default=None, help="length samples of a preset (default 4000)")
     p.add_argument("--drop-too-long", action="store_true",
                    help="drop trace requests longer than the KV capacity instead of failing")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of a preset's samples and of --simulate (default 0)")
     p.add_argument("--simulate", action="store_true", help="also find the simulated knee (slow)")
     p.add_argument("--sim-requests", type=int, default=8000, help="arrivals per simulation")
     p.add_argument("--sim-seeds", type=int, default=2, help="replications per simulated rate")

@@ -468,6 +468,16 @@ def test_cli_capacity_bad_input(capsys):
     # a KV capacity that holds 2 of 4000 conversation requests: refused, not sized on the 2
     assert main(["capacity", "--workload", "conversation", "--rate", "20", "--kv-tokens", "100"]) == 2
     assert "fit in kv_tokens = 100" in capsys.readouterr().err
+    # options of the other source are refused, not silently ignored
+    for argv, flags in ((["--workload", "code", "--rate", "5", "--format", "mooncake"], "--format"),
+                        (["--workload", "code", "--rate", "5", "--drop-too-long"], "--drop-too-long"),
+                        (["--trace", "t.csv", "--requests", "50"], "--requests"),
+                        (["--trace", "t.csv", "--seed", "3"], "--seed")):
+        assert main(["capacity", "--kv-tokens", "9000", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"servopt: error: {flags}") and len(err.splitlines()) == 1, err
+    assert main(["bench", "--suite", "full", "--case", "caching_quick"]) == 2
+    assert "give --suite or --case, not both" in capsys.readouterr().err
     for flag, value, message in (("--sim-requests", "10", "at least 500 arrivals per run"),
                                  ("--sim-requests", "0", "at least 500 arrivals per run"),
                                  ("--sim-seeds", "0", "seeds must be >= 1")):

@@ -1,0 +1,24 @@
+"""Caching: holes found by mutation testing (a changed line that no other test noticed).
+
+Each test names the mutant it kills; the expected numbers are hand calculations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from servopt.benchmarks import caching as bench
+
+
+def test_closed_gap_by_hand():
+    # kills: closed_gap measuring the method's remaining gap (cost - bound) instead of the share of
+    # LRU's gap it closes (lru - cost) / (lru - bound). LRU 100, bound 60 (gap 40): a method at 90
+    # closes 10 / 40 = 0.25 (the remaining share would be 0.75); at the bound 1, at LRU 0, worse
+    # than LRU negative; no gap to close: nan.
+    assert bench.closed_gap(90.0, 100.0, 60.0) == pytest.approx(0.25)
+    assert bench.closed_gap(60.0, 100.0, 60.0) == pytest.approx(1.0)
+    assert bench.closed_gap(100.0, 100.0, 60.0) == 0.0
+    assert bench.closed_gap(110.0, 100.0, 60.0) == pytest.approx(-0.25)
+    assert math.isnan(bench.closed_gap(50.0, 50.0, 50.0))

@@ -107,9 +107,10 @@ def measure(sizes, seeds, methods, revision: str, repeat: int = 1) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def report(rows: pd.DataFrame, out: Path, revision: str, command: str) -> None:
+def report(rows: pd.DataFrame, out: Path, revision: str, command: str,
+           name: str = "batch_scheduling_speed") -> None:
     out.mkdir(parents=True, exist_ok=True)
-    rows.to_csv(out / "batch_scheduling_speed.csv", index=False)
+    rows.to_csv(out / f"{name}.csv", index=False)
     mean = rows.groupby(["method", "n"], sort=False).mean(numeric_only=True).reset_index()
     lines = [
         "# batch_scheduling: simulator and online rules, wall time as n grows",
@@ -160,7 +161,7 @@ def report(rows: pd.DataFrame, out: Path, revision: str, command: str) -> None:
                          f"{m.after_total_s[hi] / m.after_total_s[lo]:.1f} | "
                          f"{per['before', lo]:.0f} | {per['before', hi]:.0f} | "
                          f"{per['after', lo]:.0f} | {per['after', hi]:.0f} |")
-    (out / "batch_scheduling_speed.md").write_text("\n".join(lines) + "\n")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -171,12 +172,13 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--before", default=BEFORE, help="git revision of the code before")
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the fastest is kept")
+    parser.add_argument("--name", default="batch_scheduling_speed", help="file name of the tables")
     args = parser.parse_args()
     sizes = [int(v) for v in args.sizes.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
     methods = args.methods.split(",")
     rows = measure(sizes, seeds, methods, args.before, args.repeat)
-    report(rows, args.out, args.before, "python " + " ".join(sys.argv))
+    report(rows, args.out, args.before, "python " + " ".join(sys.argv), args.name)
 
 
 if __name__ == "__main__":

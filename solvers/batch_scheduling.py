@@ -216,9 +216,9 @@ def admit_with_lookahead(state: State, queue: np.ndarray, *, skip: bool = False)
     """Admit in queue order while memory stays within M at every predicted completion round.
 
     ``skip=False`` stops at the first request that does not fit (MC-SF); ``skip=True`` tries
-    the next ones too. The check is :func:`servopt.models.batch_scheduling.fits`, evaluated by
-    :func:`fits_each` (with skipping, for every remaining candidate at once): a request that
-    fails never fits later in the same round, as each admission only adds memory.
+    the next ones too. The check is :func:`servopt.models.batch_scheduling.fits` (with skipping,
+    for every remaining candidate at once): a request that fails never fits later in the same
+    round, as each admission only adds memory.
     """
     return _lookahead(state, queue, state.current(queue), state.remaining(queue), skip)
 
@@ -242,8 +242,7 @@ def _lookahead(state: State, queue: np.ndarray, c_new: np.ndarray, r_new: np.nda
             small = k + np.flatnonzero(c_new[k:] <= free_now)  # in this round's free memory
             if not small.size:
                 break
-            ok = fits_each(np.asarray(c_run, dtype=np.int64), np.asarray(r_run, dtype=np.int64),
-                           c_new[small], r_new[small], state.kv_memory)
+            ok = model.fits(c_run, r_run, c_new[small], r_new[small], state.kv_memory)
             if not ok.any():
                 break
             k = int(small[np.argmax(ok)])
@@ -261,30 +260,18 @@ def _lookahead(state: State, queue: np.ndarray, c_new: np.ndarray, r_new: np.nda
     return np.asarray(chosen, dtype=np.int64)
 
 
-def fits_each(c_run: np.ndarray, r_run: np.ndarray, c_new: np.ndarray, r_new: np.ndarray,
-              memory: int) -> np.ndarray:
-    """``model.fits(c_run, r_run, c_new[q], r_new[q], memory)`` for every candidate q at once.
-
-    The running set holds c_j + k tokens k rounds from now while k < r_j; memory is checked at
-    the running set's completion offsets (r_j - 1) and at the candidate's own (r_q - 1), the
-    same points and sums as ``fits``. Cost O(candidates x running + running^2).
-    """
-    last = r_new - 1
-    if not len(r_run):
-        return c_new + last <= memory
-    ks = r_run - 1  # (a repeated offset repeats a check: same answer as fits' unique offsets)
-    held = ((r_run > ks[:, None]) * (c_run + ks[:, None])).sum(axis=1)
-    at_run = ((r_new[:, None] > ks) * (c_new[:, None] + ks) + held <= memory).all(axis=1)
-    held_last = ((r_run > last[:, None]) * (c_run + last[:, None])).sum(axis=1)
-    return at_run & (held_last + c_new + last <= memory)
-
-
 def _fits_one(c_run: list[int], r_run: list[int], c_new: int, r_new: int, memory: int) -> bool:
-    """``model.fits`` for one candidate, the running set as lists: a small batch (the usual
-    case, a handful of requests) is checked in plain Python, faster than numpy's calls."""
+    """:func:`servopt.models.batch_scheduling.fits` for one candidate, the running set as lists.
+
+    The fast path of MC-SF's stop-at-first-failure loop: a batch of at most 16 requests (the
+    usual case) is checked in plain Python, larger ones by ``model.fits``. Same points and sums
+    (memory at every completion offset r - 1 of the running set and of the candidate); tests
+    check that both agree on random running sets. Measured need
+    (``benchmarks/results/batch_scheduling_speed_fits.md``): without it MC-SF's online
+    simulation took 1.4-1.7x as long.
+    """
     if len(r_run) > 16:
-        return bool(fits_each(np.asarray(c_run, dtype=np.int64), np.asarray(r_run, dtype=np.int64),
-                              np.asarray([c_new]), np.asarray([r_new]), memory)[0])
+        return model.fits(c_run, r_run, c_new, r_new, memory)
     for end in (*r_run, r_new):
         k = end - 1
         held = c_new + k if r_new > k else 0
@@ -1042,26 +1029,33 @@ class BidPrice(Policy):
         return inside + outside
 
     def score(self, state: State, ids: np.ndarray) -> np.ndarray:
-        r = state.remaining(ids)
-        return r + self.footprint_price(state.t, state.current(ids), r)
+        """Admission score of the waiting requests ``ids`` (lowest admitted first): predicted
+        remaining rounds plus the price of the memory-time footprint. A subclass that orders
+        the queue otherwise overrides this; ``admit`` calls it on the waiting queue in every
+        round where some waiting request fits in the free memory."""
+        c, r = self._current_remaining(state, ids)
+        return r + self.footprint_price(state.t, c, r)
 
-    def _scores(self, state: State, ids: np.ndarray, c: np.ndarray, r: np.ndarray) -> np.ndarray:
-        """``self.score(state, ids)`` given ``c = state.current(ids)`` and ``r =
-        state.remaining(ids)``: the built-in scores reuse them (same arithmetic), a subclass's
-        own ``score`` is called."""
-        if type(self).score is BidPrice.score:
-            return r + self.footprint_price(state.t, c, r)
-        if type(self).score is BidPriceStationary.score:
-            return self._stationary_score(state, c, r)
-        return self.score(state, ids)
+    def _current_remaining(self, state: State, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``state.current(ids)`` and ``state.remaining(ids)``; inside ``admit``, for the
+        waiting queue, the arrays it has already computed (the same values)."""
+        known = self.__dict__.get("_admitting")
+        if known is not None and known[0] is state and known[1] is ids:
+            return known[2], known[3]
+        return state.current(ids), state.remaining(ids)
 
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting
         c = state.current(w)
-        if type(self).score in (BidPrice.score, BidPriceStationary.score) and _none_fits(state, c):
-            return np.zeros(0, dtype=np.int64)  # (a subclass's own score is still called)
+        if _none_fits(state, c):
+            return np.zeros(0, dtype=np.int64)
         r = state.remaining(w)
-        by_score = np.argsort(self._scores(state, w, c, r), kind="stable")
+        self._admitting = (state, w, c, r)  # score(state, w) reuses c and r
+        try:
+            scores = self.score(state, w)
+        finally:
+            self._admitting = None
+        by_score = np.argsort(scores, kind="stable")
         order = w[by_score]
         skip = self.skip if self.skip is not None else _per_instance(
             self, "_any_arrival", (state.arrival,), lambda: bool(np.any(state.arrival > 0)))
@@ -1107,9 +1101,9 @@ class BidPriceStationary(BidPrice):
             self.price = self.learn(history_window(instance, self.history), self.time_limit)
 
     def score(self, state: State, ids: np.ndarray) -> np.ndarray:
-        return self._stationary_score(state, state.current(ids), state.remaining(ids))
-
-    def _stationary_score(self, state: State, c: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """Predicted remaining rounds plus the stationary price (scaled down by the backlog
+        guard) times the memory-time footprint."""
+        c, r = self._current_remaining(state, ids)
         price = self.price
         mean_need = _per_instance(self, "_mean_need", (state.prompt, state.predicted),
                                   lambda: float(np.mean(state.prompt + state.predicted)))

@@ -501,7 +501,7 @@ def solve_matrix(
     return solution
 
 
-BOUND_LP_SHARE = 0.25  # of the MIP's time limit (at least 1 s) given to its bound_lp
+BOUND_LP_SHARE = 0.5  # of the MIP's time limit (at least 1 s) given to its bound_lp
 
 
 def _bound_from_lp(mm: MatrixModel, bound: float, time_limit: float | None

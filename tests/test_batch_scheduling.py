@@ -820,3 +820,30 @@ def test_a_mip_stopped_before_its_root_reports_the_rounded_lp_bound():
     assert stopped.bound <= optimum
     # with a window the IP is a relaxation of its own: no makespan LP is offered as its bound
     assert model.build_matrix_model(inst, window=5).bound_lp is None
+
+
+def test_a_subclass_score_or_footprint_price_orders_the_queue():
+    # M = 100, nothing running, three requests that all fit: prompts 30, 10, 20, predicted 3,
+    # 1, 2. The built-in rules (price 0) admit shortest first: 1, 2, 0. A subclass that
+    # overrides score (largest prompt first) or, for BidPrice, footprint_price (a flat charge
+    # of -10 x prompt) is what admit uses, for either class.
+    state = rules.State(t=0, kv_memory=100, max_batch=None, used=0, waiting=np.array([0, 1, 2]),
+                        running=np.zeros(0, int), generated=np.zeros(3, int),
+                        admitted_at=np.full(3, -1), prompt=np.array([30, 10, 20]),
+                        predicted=np.array([3, 1, 2]), arrival=np.zeros(3, int))
+    assert rules.BidPrice(np.zeros(0), tail=0.0).admit(state).tolist() == [1, 2, 0]
+    assert rules.BidPriceStationary(0.0).admit(state).tolist() == [1, 2, 0]
+
+    def largest_prompt(self, state, ids):
+        return -state.prompt[ids].astype(float)
+
+    for base in (rules.BidPrice, rules.BidPriceStationary):
+        cls = type("LargestPromptFirst", (base,), {"score": largest_prompt})
+        rule = cls(np.zeros(0), tail=0.0) if base is rules.BidPrice else cls(0.0)
+        assert rule.admit(state).tolist() == [0, 2, 1]
+
+    class Flat(rules.BidPrice):
+        def footprint_price(self, t, c, r):
+            return -10.0 * c
+
+    assert Flat(np.zeros(0), tail=0.0).admit(state).tolist() == [0, 2, 1]

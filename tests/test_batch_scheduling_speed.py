@@ -301,16 +301,54 @@ class ReferenceBidPriceStationary(rules.BidPriceStationary):
         return r + price * (c * r + r * (r - 1) / 2)
 
 
-def test_the_lookahead_checks_agree_with_model_fits():
+def memory_stays_within(c_run, r_run, c_new, r_new, memory) -> bool:
+    """The definition, by brute force: the running set plus the newcomer, round by round
+    (a request holds c + k tokens k rounds from now while k < r), never above ``memory``."""
+    c = [*c_run, c_new]
+    r = [*r_run, r_new]
+    return all(sum(ci + k for ci, ri in zip(c, r, strict=True) if ri > k) <= memory for k in range(max(r)))
+
+
+def running_sets(rng):
+    """Random running sets and candidates, with the edge cases: no running request, equal
+    remaining rounds, a candidate finishing before / with / after every running request, and
+    batches above the fast path's 16 requests."""
+    for trial in range(4000):
+        size = (0, 1, int(rng.integers(2, 16)), int(rng.integers(17, 30)))[trial % 4]
+        memory = int(rng.integers(5, 400))
+        c = rng.integers(1, 40, size)
+        r = (np.full(size, int(rng.integers(1, 10))) if trial % 7 == 0
+             else rng.integers(1, 30, size))
+        c_new = rng.integers(1, 40, 6)
+        r_new = rng.integers(1, 30, 6)
+        if size:  # finishing first, together with the first / last, and last
+            r_new[:4] = [1, r.min(), r.max(), r.max() + 3]
+        yield c, r, c_new, r_new, memory
+
+
+def test_the_memory_check_and_its_fast_path_agree_with_the_definition():
     rng = np.random.default_rng(5)
-    for _ in range(3000):
-        size, memory = int(rng.integers(0, 30)), int(rng.integers(5, 400))
-        c, r = rng.integers(1, 40, size), rng.integers(1, 30, size)
-        c_new, r_new = rng.integers(1, 40, 6), rng.integers(1, 30, 6)
-        want = [model.fits(c, r, int(c_new[q]), int(r_new[q]), memory) for q in range(6)]
-        assert rules.fits_each(c, r, c_new, r_new, memory).tolist() == want
+    answers = set()
+    for c, r, c_new, r_new, memory in running_sets(rng):
+        want = [memory_stays_within(c.tolist(), r.tolist(), int(c_new[q]), int(r_new[q]), memory)
+                for q in range(6)]
+        answers.update(want)
+        assert model.fits(c, r, c_new, r_new, memory).tolist() == want  # every candidate at once
+        assert [model.fits(c, r, int(c_new[q]), int(r_new[q]), memory) for q in range(6)] == want
         assert [rules._fits_one(c.tolist(), r.tolist(), int(c_new[q]), int(r_new[q]), memory)
                 for q in range(6)] == want
+    assert answers == {True, False}
+
+
+def test_memory_check_by_hand():
+    # M = 10; running: 5 tokens, 3 rounds left (5, 6, 7). A newcomer of 2 tokens for 4 rounds
+    # holds 2, 3, 4, 5: totals 7, 9, 11 -> overflow in the third round
+    assert not model.fits([5], [3], 2, 4, 10)
+    assert model.fits([5], [3], 2, 2, 10)  # 2, 3: totals 7, 9
+    assert model.fits([], [], 7, 4, 10) and not model.fits([], [], 8, 4, 10)  # alone: 7..10, 8..11
+    # the three as one array of candidates, plus 1 token for 4 rounds (1, 2, 3, 4: 6, 8, 10)
+    assert model.fits([5], [3], np.array([2, 2, 1]), np.array([4, 2, 4]), 10).tolist() == [
+        False, True, True]
 
 
 # ---------------------------------------------------------------------------------------------

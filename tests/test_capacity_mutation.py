@@ -1,0 +1,72 @@
+"""Capacity: holes found by mutation testing (a changed line that no other test noticed).
+
+Each test names the mutant it kills; the expected numbers are hand calculations.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from servopt.benchmarks import capacity as bench
+from servopt.instances import capacity as instances
+from servopt.solvers import capacity as rules
+
+HAND = dict(prompt_tokens=[100], output_tokens=[11], arrival_rate=20.0, kv_tokens=1000,
+            token_budget=200, batch_cap=4, prefill_chunk=50, step_overhead_s=0.01,
+            per_token_s=0.001, headroom=0.1)
+
+
+def hand_instance(**changes) -> instances.Instance:
+    return instances.Instance(**{**HAND, **changes})
+
+
+def test_a_preempted_request_counts_as_waiting_by_hand():
+    # kills: the waiting log leaving out preempted requests (those at the front of the queue),
+    # which the queue-depth autoscaler reads. The trace of test_preemption_and_recompute_by_hand:
+    # M = 10, two requests s = 4, o = 4 at t = 0. it1, it2: both run; it3: the newer is preempted
+    # (back to the front of the queue) while the older decodes; it4: the older finishes, the newer
+    # still waits (no admission before the iteration's end); it5: it is recomputed; it6: it ends.
+    inst = hand_instance(prompt_tokens=[4, 4], output_tokens=[4, 4], kv_tokens=10, batch_cap=2,
+                         token_budget=64, prefill_chunk=64)
+    res = bench.simulate(inst, np.array([4, 4]), np.array([4, 4]), np.array([0.0, 0.0]))
+    assert res.preemptions == 1
+    np.testing.assert_array_equal(res.waiting, [0, 0, 1, 1, 0, 0])
+    np.testing.assert_array_equal(res.in_system, [2, 2, 2, 1, 1, 0])
+
+
+def test_check_rate_adds_seeds_while_the_drift_is_within_two_standard_errors(monkeypatch):
+    # kills: the 'undecided' test |mean drift - eps| < 2 se loosened to 1 se.
+    # Seeds 0 and 1 give drift / rate 0.015 and 0.045: mean 0.03, sd 0.0212, se 0.015;
+    # |0.03 - 0.01| = 0.02 < 2 x 0.015, so the test is undecided and two more seeds run (0.025 and
+    # 0.035): mean 0.03, se = sd([.015, .045, .025, .035]) / 2 = 0.01291 / 2 = 0.00645, decided.
+    drifts = {0: 0.015, 1: 0.045, 2: 0.025, 3: 0.035}
+    runs = []
+
+    def one_run(instance, rate, n_requests, seed, warmup):
+        runs.append(seed)
+        return {"drift": drifts[seed], "raw": drifts[seed], "mean_in_system": 1.0,
+                "preemptions_per_request": 0.0, "recompute_fraction": 0.0,
+                "compute_utilisation": 0.5, "kv_utilisation": 0.5}
+
+    monkeypatch.setattr(bench, "_one_run", one_run)
+    check = bench.check_rate(hand_instance(), 5.0, n_requests=1000, seeds=2, max_seeds=8)
+    assert runs == [0, 1, 2, 3]
+    assert check.seeds == 4 and check.decided and not check.stable
+    assert check.slope_ratio == pytest.approx(0.03)
+    sd = math.sqrt(sum((d - 0.03) ** 2 for d in drifts.values()) / 3)
+    assert check.se == pytest.approx(sd / 2)
+
+
+def test_hpa_rounds_the_desired_fleet_up():
+    # kills: the HPA formula rounded down. Kubernetes documents desiredReplicas =
+    # ceil(currentReplicas x currentMetricValue / desiredMetricValue). HAND starts the utilisation
+    # HPA at 6 workers (test_hpa_tolerance_scale_up_limit_and_start_by_hand). A fleet whose
+    # utilisation is 5.82 / N: 0.97 at 6, ratio 0.97 / 0.8 = 1.2125 (beyond the 10 % tolerance) ->
+    # ceil(6 x 1.2125) = ceil(7.275) = 8; at 8, 0.7275 / 0.8 = 0.909 is within tolerance: 8 workers.
+    # Rounding down would stop at 7 (ratio 0.831 / 0.8 = 1.039), below what the formula asks for.
+    grown = rules.utilisation(hand_instance(), lambda n: {"compute_utilisation": 5.82 / n})
+    assert [n for n, _ in grown.detail["history"]] == [6, 8]
+    assert grown.workers == 8

@@ -7,9 +7,26 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from servopt.benchmarks import caching as bench
+from servopt.instances import caching as ci
+
+
+def unit_instance(sequence, capacity) -> ci.Instance:
+    objects = max(sequence) + 1
+    return ci.Instance(time=np.arange(len(sequence), dtype=float), object_id=np.array(sequence),
+                       size=np.ones(objects), miss_cost=np.ones(objects), capacity=capacity)
+
+
+def test_lfu_breaks_count_ties_by_evicting_the_least_recent():
+    # kills: LFU's tie-break flipped to evict the most recently used of equal counts.
+    # Capacity 2, unit objects: a b c b. c misses and must evict one of a, b (one request each):
+    # the least recent, a; then b hits. Evicting b instead would make the last request a miss.
+    result = bench.simulate(unit_instance([0, 1, 2, 1], capacity=2), "lfu", record=True)
+    assert result.hit.tolist() == [False, False, False, True]
+    assert result.contents == [1, 2]
 
 
 def test_closed_gap_by_hand():

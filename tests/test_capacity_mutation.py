@@ -70,3 +70,27 @@ def test_hpa_rounds_the_desired_fleet_up():
     grown = rules.utilisation(hand_instance(), lambda n: {"compute_utilisation": 5.82 / n})
     assert [n for n, _ in grown.detail["history"]] == [6, 8]
     assert grown.workers == 8
+
+
+def test_fleet_observer_time_averages_what_it_reports(monkeypatch):
+    # kills: mean_waiting as the plain mean over the simulation's log entries, which are iterations
+    # of different lengths (and quiet stretches of many iterations), instead of a time average.
+    # A hand-made log on a worker at 1 req/s (the last of 50 arrivals is far beyond t = 4 s):
+    # entries end at 1, 3, 4 s with 2, 0, 4 requests waiting, 10, 20, 10 tokens, KV token-iterations
+    # 100, 400, 50 over 1, 2, 1 iterations, one request done at 2.5 s.
+    # mean_waiting = (2 x 1 + 0 x 2 + 4 x 1) / 4 = 1.5 (the plain mean would be 2);
+    # kv_utilisation = (100 / 1 x 1 + 400 / 2 x 2 + 50 / 1 x 1) / 4 / 1000 = 0.1375;
+    # compute_utilisation = 40 tokens / 4 s / (200 / (0.01 + 0.001 x 200)) tokens/s = 0.0105;
+    # throughput = 1 / 4 s; final_waiting = 4.
+    log = bench.SimResult(times=np.array([1.0, 3.0, 4.0]), in_system=np.array([3, 1, 5]),
+                          waiting=np.array([2, 0, 4]), tokens=np.array([10, 20, 10]),
+                          kv_used=np.array([100, 400, 50]), iterations=np.array([1, 2, 1]),
+                          done_times=np.array([2.5, np.nan]), preemptions=0, recomputed_tokens=0,
+                          work_tokens=0)
+    monkeypatch.setattr(bench, "simulate", lambda *args, **kw: log)
+    seen = bench.fleet_observer(hand_instance(arrival_rate=1.0), window=50)(1)
+    assert seen["mean_waiting"] == pytest.approx(1.5)
+    assert seen["final_waiting"] == 4
+    assert seen["kv_utilisation"] == pytest.approx(0.1375)
+    assert seen["compute_utilisation"] == pytest.approx(40 / 4 / (200 / 0.21))
+    assert seen["throughput"] == pytest.approx(0.25)

@@ -266,9 +266,9 @@ def _fits_one(c_run: list[int], r_run: list[int], c_new: int, r_new: int, memory
     The fast path of MC-SF's stop-at-first-failure loop: a batch of at most 16 requests (the
     usual case) is checked in plain Python, larger ones by ``model.fits``. Same points and sums
     (memory at every completion offset r - 1 of the running set and of the candidate); tests
-    check that both agree on random running sets. Measured need
-    (``benchmarks/results/batch_scheduling_speed_fits.md``): without it MC-SF's online
-    simulation took 1.4-1.7x as long.
+    check that both agree on random running sets. Measured need: with ``model.fits`` in its
+    place, MC-SF's online simulation took 1.4-1.7x as long (``benchmarks/batch_scheduling_speed.py
+    --sizes 2000,8000 --repeat 3`` on a working copy without it, n = 2000 and 8000, seed 0).
     """
     if len(r_run) > 16:
         return model.fits(c_run, r_run, c_new, r_new, memory)

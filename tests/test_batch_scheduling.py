@@ -765,7 +765,7 @@ def test_lookahead_schedule_stop_and_skip_by_hand():
     assert model.schedule_latency(inst, warm) >= brute_force(inst, model.horizon_rounds(inst, "safe"))
 
 
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(6))  # every combination of lengths, arrivals, cap
 def test_warm_start_is_feasible_deterministic_and_never_worse_than_greedy(seed):
     rng = np.random.default_rng(seed)
     inst = inst_mod.generate(int(rng.integers(5, 60)), lengths=("uniform", "azure")[seed % 2],
@@ -786,7 +786,7 @@ def test_warm_start_is_feasible_deterministic_and_never_worse_than_greedy(seed):
 
 
 def test_the_ip_starts_from_the_warm_start_on_both_paths():
-    inst = inst_mod.generate(30, seed=3)
+    inst = inst_mod.generate(16, seed=3)
     warm = model.schedule_latency(inst, model.warm_start_schedule(inst))
     mm = model.build_matrix_model(inst)
     assert float(mm.objective @ mm.start) == pytest.approx(warm)

@@ -313,7 +313,7 @@ def running_sets(rng):
     """Random running sets and candidates, with the edge cases: no running request, equal
     remaining rounds, a candidate finishing before / with / after every running request, and
     batches above the fast path's 16 requests."""
-    for trial in range(4000):
+    for trial in range(2000):
         size = (0, 1, int(rng.integers(2, 16)), int(rng.integers(17, 30)))[trial % 4]
         memory = int(rng.integers(5, 400))
         c = rng.integers(1, 40, size)

@@ -14,10 +14,12 @@ from servopt.benchmarks import caching as bench
 from servopt.instances import caching as ci
 
 
-def unit_instance(sequence, capacity) -> ci.Instance:
+def unit_instance(sequence, capacity, cost=None) -> ci.Instance:
     objects = max(sequence) + 1
     return ci.Instance(time=np.arange(len(sequence), dtype=float), object_id=np.array(sequence),
-                       size=np.ones(objects), miss_cost=np.ones(objects), capacity=capacity)
+                       size=np.ones(objects),
+                       miss_cost=np.ones(objects) if cost is None else np.asarray(cost, float),
+                       capacity=capacity)
 
 
 def test_lfu_breaks_count_ties_by_evicting_the_least_recent():
@@ -27,6 +29,19 @@ def test_lfu_breaks_count_ties_by_evicting_the_least_recent():
     result = bench.simulate(unit_instance([0, 1, 2, 1], capacity=2), "lfu", record=True)
     assert result.hit.tolist() == [False, False, False, True]
     assert result.contents == [1, 2]
+
+
+def test_least_expected_cost_uses_k_over_k_plus_1():
+    # kills: LEC's reuse probability k / (k + 1) shifted to (k + 1) / (k + 2) (the existing hand
+    # case ranks the same under both). Room for 2 unit objects; costs a 10, b 8, c 1; requests
+    # b b a c b a. At c (a miss; demand fetch) the cache holds b (k = 2: 2/3 x 8 = 5.33) and a
+    # (k = 1: 1/2 x 10 = 5): a goes; b hits; a misses and evicts c (1/2 x 1). Miss cost 8 + 10 + 1
+    # + 10 = 29. With (k + 1) / (k + 2), b (3/4 x 8 = 6) would go before a (2/3 x 10 = 6.67).
+    inst = unit_instance([1, 1, 0, 2, 1, 0], capacity=2, cost=[10, 8, 1])
+    result = bench.simulate(inst, "lec", record=True)
+    assert result.hit.tolist() == [False, True, False, False, True, False]
+    assert result.miss_cost == pytest.approx(29.0)
+    assert result.contents == [0, 1]
 
 
 def test_closed_gap_by_hand():

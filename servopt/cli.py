@@ -106,7 +106,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     print(f"problem   {kind} [{f'highs, {form} form' if form else solution.backend}]")
     print(f"status    {solution.status}")
     print(f"objective {solution.objective:.8g}")
-    print(f"bound     {solution.bound:.8g}")
+    source = solution.info.get("bound_kind", "mip_dual_bound")  # where a MIP's bound comes from
+    print(f"bound     {solution.bound:.8g}" + ("" if source == "mip_dual_bound" else f"  ({source})"))
     gap = solution.gap
     print(f"gap       {gap:.4%}" if math.isfinite(gap) else "gap       n/a")
     print(f"time      {solution.wall_s:.2f} s")

@@ -535,7 +535,7 @@ def _bound_from_lp(mm: MatrixModel, bound: float, time_limit: float | None
     extra["bound_lp"] = value
     better = math.isnan(bound) or (value > bound if mm.sense == "min" else value < bound)
     if better:
-        extra["bound_kind"] = "lp_relaxation" + (" (rounded to a whole number)" if integral else "")
+        extra["bound_kind"] = "lp_relaxation" + (", rounded up to a whole number" if integral else "")
         return value, extra
     return bound, extra
 

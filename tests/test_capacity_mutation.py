@@ -94,3 +94,13 @@ def test_fleet_observer_time_averages_what_it_reports(monkeypatch):
     assert seen["kv_utilisation"] == pytest.approx(0.1375)
     assert seen["compute_utilisation"] == pytest.approx(40 / 4 / (200 / 0.21))
     assert seen["throughput"] == pytest.approx(0.25)
+
+
+def test_saturated_throughput_by_hand():
+    # kills: the saturated rate measured from time 0 (completions / time of the 75% completion)
+    # instead of between the 25% and 75% completions. One batch slot, every request s = 50, o = 2:
+    # a 50-token prefill iteration (0.01 + 0.05 = 0.06 s, emits token 1) and a decode iteration
+    # (0.011 s): request k (0-based) finishes at 0.071 (k + 1) s. Of 500 waiting at t = 0, completions
+    # 125..375 give 250 / (0.071 x 250) = 1 / 0.071 req/s exactly (375 / (0.071 x 376) from t = 0).
+    inst = hand_instance(prompt_tokens=[50], output_tokens=[2], batch_cap=1)
+    assert bench.saturated_throughput(inst, n_requests=500) == pytest.approx(1 / 0.071, rel=1e-9)

@@ -152,12 +152,21 @@ def plan_from_solution(instance: Instance, solution: Any) -> Plan:
     """The fleet plan from a solved capacity LP (``servopt.solve(instance)``): the per-worker
     maximum stable rate is its optimum, N = ceil(lambda / ((1 - delta) mu)), and the binding
     resource and its price come from its duals (the resource with the largest elasticity)."""
+    if not isinstance(instance, Instance):
+        raise InvalidInstanceError(
+            f"plan_from_solution(instance, solution) needs a capacity Instance first, got "
+            f"{type(instance).__name__}"
+            + (" (the arguments are swapped?)" if hasattr(instance, "prices") else ""))
     prices = getattr(solution, "prices", None)
     if getattr(solution, "decision", "capacity") not in ("", "capacity") or not isinstance(prices, dict):
         raise InvalidInstanceError(f"plan_from_solution needs a solved capacity LP, got a "
                                    f"{getattr(solution, 'decision', '') or type(solution).__name__} solution")
     if solution.status != "optimal":
         raise InfeasibleError(f"the capacity LP did not solve ({solution.status})")
+    solved_for = getattr(solution, "info", {}).get("instance")
+    if solved_for is not None and solved_for != instance.content_hash():
+        raise InvalidInstanceError("this solution was solved for another instance (its content hash "
+                                   "differs): solve this instance, or pass the one it was solved for")
     values = model.marginal_values(solution, instance)
     rows = {"memory": "kv_token", "compute": "token_budget", "slots": "batch_slot"}
     binding = max(rows, key=lambda k: values[f"{rows[k]}_elasticity"])

@@ -76,7 +76,8 @@ def solve(
     backend : ``highs`` (HiGHS on the model's matrix form where it has one,
         ``build_matrix_model``, otherwise on its Pyomo model), ``pyomo`` (always the Pyomo model)
         or ``cvxpy`` (the model's ``build_cvxpy`` LP: for an integer model, its relaxation,
-        labelled ``relaxed``). ``solution.info["form"]`` says which model was solved.
+        labelled ``relaxed``). ``solution.info["form"]`` says which model was solved, and
+        ``solution.info["instance"]`` is the instance's ``content_hash()``.
     options : passed to the model's ``build``.
     """
     if not isinstance(instance, Instance):
@@ -133,6 +134,7 @@ def solve(
     solution.relaxed = relax or (backend == "cvxpy" and not getattr(module, "LINEAR", False)
                                  and cvxpy_relaxes)
     solution.wall_s = time.perf_counter() - start
+    solution.info["instance"] = instance.content_hash()  # rules built from it can check what they get
     return solution
 
 

@@ -497,6 +497,11 @@ def test_plan_from_a_solved_lp():
     assert plan.max_stable_rate == pytest.approx(solution.objective)
     with pytest.raises(InvalidInstanceError, match="capacity LP"):
         rules.plan_from_solution(inst, servopt.solve(bi.generate(4, seed=0), relax=True))
+    # another instance's solution (a different KV size gives another plan) or swapped arguments
+    with pytest.raises(InvalidInstanceError, match="solved for another instance"):
+        rules.plan_from_solution(inst.with_(kv_tokens=inst.kv_tokens // 4), solution)
+    with pytest.raises(InvalidInstanceError, match="arguments are swapped"):
+        rules.plan_from_solution(solution, inst)
 
 
 def test_kv_token_value_is_per_physical_kv_token_under_the_corrected_bound():

@@ -104,3 +104,16 @@ def test_saturated_throughput_by_hand():
     # 125..375 give 250 / (0.071 x 250) = 1 / 0.071 req/s exactly (375 / (0.071 x 376) from t = 0).
     inst = hand_instance(prompt_tokens=[50], output_tokens=[2], batch_cap=1)
     assert bench.saturated_throughput(inst, n_requests=500) == pytest.approx(1 / 0.071, rel=1e-9)
+
+
+def test_a_prompt_that_exactly_fills_the_free_kv_is_admitted():
+    # kills: the admission test 'prompt > free KV' (blocks) turned into '>=' (a prompt that exactly
+    # fits is refused). M = 10; at t = 0 request 0 (s = 6, o = 3) is admitted (free 10 -> 4), then
+    # request 1 (s = 4, o = 1) needs exactly the 4 tokens left: admitted in the same iteration.
+    # it1: 6 + 4 = 10 tokens (0.02 s), request 1 done; it2, it3: request 0 decodes (0.011 s each).
+    inst = hand_instance(prompt_tokens=[6, 4], output_tokens=[3, 1], kv_tokens=10,
+                         token_budget=64, prefill_chunk=64, batch_cap=4)
+    res = bench.simulate(inst, np.array([6, 4]), np.array([3, 1]), np.array([0.0, 0.0]))
+    np.testing.assert_array_equal(res.tokens, [10, 1, 1])
+    np.testing.assert_array_equal(res.kv_used, [10, 7, 8])
+    np.testing.assert_allclose(res.done_times, [0.042, 0.02])

@@ -67,3 +67,15 @@ def test_previous_placement_ids_are_checked_at_the_boundary(bad):
     prev[0, 4] = bad
     with pytest.raises(InvalidInstanceError, match=r"expert ids in 0\.\.3 or -1"):
         Instance(loads=np.ones((1, 1, 4)), previous_placement=prev)
+
+
+def test_the_milp_bound_is_used_up_to_exactly_milp_max_binaries():
+    # kills: 'at most milp_max_binaries binaries per layer' read as 'fewer than'. Planned window
+    # 3, 3, 3, 3; next window 10, 1, 1, 1; 2 GPUs x 2 slots (test_bound_uses_the_scored_window_by_hand):
+    # the combinatorial bound is 10, the hindsight MILP proves 11. 4 experts x 2 GPUs = 8 binaries.
+    inst = Instance(loads=np.array([[[3.0, 3.0, 3.0, 3.0]], [[10.0, 1.0, 1.0, 1.0]]]),
+                    num_nodes=1, gpus_per_node=2, slots_per_gpu=2)
+    at_limit = bench.bound(inst, milp_time_limit=5, milp_max_binaries=8)
+    assert (at_limit.value, at_limit.kind) == (pytest.approx(11.0), "optimal")
+    over = bench.bound(inst, milp_time_limit=5, milp_max_binaries=7)
+    assert (over.value, over.kind) == (pytest.approx(10.0), "lower_bound")

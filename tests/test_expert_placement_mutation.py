@@ -79,3 +79,18 @@ def test_the_milp_bound_is_used_up_to_exactly_milp_max_binaries():
     assert (at_limit.value, at_limit.kind) == (pytest.approx(11.0), "optimal")
     over = bench.bound(inst, milp_time_limit=5, milp_max_binaries=7)
     assert (over.value, over.kind) == (pytest.approx(10.0), "lower_bound")
+
+
+def test_a_replicated_expert_takes_the_price_of_its_cheapest_gpu():
+    # kills: an expert's price read from the most expensive GPU hosting it instead of the cheapest
+    # (its demand dual; the existing hand case hosts every expert on one GPU only).
+    # Risk-weighted loads 7, 6, 3 as in test_bid_price_bids_by_hand (kappa 0.5). The previous
+    # placement has expert 0 on both GPUs (GPU 0: experts 0, 1; GPU 1: experts 0, 2); prices
+    # pi = (1, 0). Expert prices x sum of speeds (2): e0 min(1, 0) x 2 = 0, e1 2, e2 0, so the bids
+    # (price_weight 0.5) are 7 x 0.5 = 3.5, 6 x (0.5 + 1) = 9, 3 x 0.5 = 1.5: the extra replica goes
+    # to expert 1. With e0 priced at its dearer GPU (2) its bid would be 7 x 1.5 = 10.5.
+    inst = Instance(loads=np.array([[[1.0, 6.0, 5.0]], [[5.0, 6.0, 1.0]], [[4.0, 4.0, 4.0]]]),
+                    num_nodes=1, gpus_per_node=2, slots_per_gpu=2,
+                    previous_placement=np.array([[0, 1, 0, 2]]))
+    plan = sv.BidPrice(gpu_price=np.array([[1.0, 0.0]]))(inst)
+    assert plan.info["count"].tolist() == [[1, 2, 1]]

@@ -65,3 +65,18 @@ def test_end_to_end_latency_counts_from_the_arrival_not_from_the_next_step():
     assert res["arrive_t"] == pytest.approx([0.0, 0.001])
     assert (res["finish_t"] - res["arrive_t"]) * 1000 == pytest.approx([7.01, 6.01])
     assert res["metrics"]["e2e_mean_s"] * 1000 == pytest.approx((7.01 + 6.01) / 2)
+
+
+def test_throughput_when_all_arrive_at_once_counts_from_the_arrival():
+    # kills: the no-window throughput (all requests arrive at once) divided by the clock since 0
+    # instead of since the arrival. Seconds clock, both requests arrive at 5 s; one slot per worker,
+    # both on worker 0: step 0 runs r0 (100 tokens: 1 + 5 ms of work + 2 ms = 8 ms), step 1 r1
+    # (8 ms). 2 tokens in 16 ms from the arrival: 125 tokens/s (2 / 5.016 s from time 0).
+    frame = pd.DataFrame({"arrival_s": [5.0, 5.0], "prompt_tokens": [100, 100],
+                          "output_tokens": [1, 1]})
+    inst = inst_mod.Instance(workers=2, slots=1, kv_capacity=1000, step_ms=2.0, ms_per_kv_token=0.01,
+                             prefill_ms_per_token=0.05, requests=frame)
+    res = bench.simulate(inst, Fixed([0, 0]))
+    assert res["steps"]["step_ms"] == pytest.approx([8.0, 8.0])
+    assert res["finish_t"] == pytest.approx([5.008, 5.016])
+    assert res["metrics"]["throughput_tok_s"] == pytest.approx(2 / 0.016)

@@ -117,3 +117,20 @@ def test_a_prompt_that_exactly_fills_the_free_kv_is_admitted():
     np.testing.assert_array_equal(res.tokens, [10, 1, 1])
     np.testing.assert_array_equal(res.kv_used, [10, 7, 8])
     np.testing.assert_allclose(res.done_times, [0.042, 0.02])
+
+
+def test_check_rate_kv_utilisation_is_per_iteration(monkeypatch):
+    # kills: the rate check's mean KV held divided by the number of log entries instead of the
+    # iterations they cover (a quiet stretch is one entry of many iterations). The hand-made log of
+    # test_fleet_observer_time_averages_what_it_reports: KV token-iterations 100 + 400 + 50 over
+    # 1 + 2 + 1 iterations: mean KV 550 / 4 = 137.5 tokens of 1000 -> 0.1375 (550 / 3 entries:
+    # 0.1833); compute utilisation 40 tokens / 4 s / (200 / 0.21) tokens/s.
+    log = bench.SimResult(times=np.array([1.0, 3.0, 4.0]), in_system=np.array([3, 1, 5]),
+                          waiting=np.array([2, 0, 4]), tokens=np.array([10, 20, 10]),
+                          kv_used=np.array([100, 400, 50]), iterations=np.array([1, 2, 1]),
+                          done_times=np.array([2.5] + [np.nan] * 499), preemptions=0,
+                          recomputed_tokens=0, work_tokens=0)
+    monkeypatch.setattr(bench, "simulate", lambda *args, **kw: log)
+    check = bench.check_rate(hand_instance(arrival_rate=1.0), 1.0, n_requests=500)
+    assert check.kv_utilisation == pytest.approx(0.1375)
+    assert check.compute_utilisation == pytest.approx(40 / 4 / (200 / 0.21))

@@ -77,8 +77,9 @@ def main() -> None:
             f"Regenerate with `python -m servopt.benchmarks.exact_matrix --repeats {args.repeats}`."
             " Wall seconds (build + solve + labelled results), best of the repeats, the two "
             f"paths alternating; shared 2-core machine, load {load:.1f} at the end. IP rows have "
-            "a time limit: the matrix form starts from a feasible schedule where the model "
-            "gives one (batch scheduling), Pyomo's HiGHS interface takes no warm start.\n\n"
+            "a time limit: both forms start from the model's feasible schedule where it gives one "
+            "(batch scheduling: the matrix form's `start`, the Pyomo model's variable values, "
+            "handed to HiGHS by `solve_model`).\n\n"
             + markdown_table(table) + "\n")
     (args.out / "exact_matrix.md").write_text(text)
     print(text)

@@ -1,4 +1,4 @@
-"""Decode routing: holes found by mutation testing (a changed line that no other test noticed).
+"""Decode routing: hand-checked values where a changed line went unnoticed before (found by mutation testing).
 
 Each test names the mutant it kills; the expected numbers are hand-traced decode steps.
 """

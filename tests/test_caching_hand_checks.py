@@ -1,4 +1,4 @@
-"""Caching: holes found by mutation testing (a changed line that no other test noticed).
+"""Caching: hand-checked values where a changed line went unnoticed before (found by mutation testing).
 
 Each test names the mutant it kills; the expected numbers are hand calculations.
 """

@@ -630,13 +630,15 @@ def test_a_preempt_rule_with_a_bad_answer_is_refused_not_counted(answer, message
         bench.evaluate(inst, Bad())
 
 
-def test_an_admit_rule_returning_minus_one_is_refused():
-    class Last(rules.Policy):
+@pytest.mark.parametrize("answer", [-1, 2, 3])
+def test_an_admit_rule_returning_no_request_id_is_refused(answer):
+    # two requests: ids 0 and 1; -1, 2 (= n, once a bare IndexError) and 3 name no request
+    class Bad(rules.Policy):
         def admit(self, state):
-            return np.array([-1])
+            return np.array([answer])
 
     with pytest.raises(InvalidInstanceError, match="must return request ids"):
-        bench.evaluate(make(12, [4, 4], [2, 2]), Last())
+        bench.evaluate(make(12, [4, 4], [2, 2]), Bad())
 
 
 def test_a_bid_price_object_reused_after_an_online_instance_relearns_its_tail():

@@ -1,4 +1,4 @@
-"""Expert placement: hand-checked values where a changed line went unnoticed before (found by mutation testing).
+"""Expert placement: hand-checked values where a changed line went unnoticed (found by mutation testing).
 
 Each test names the mutant it kills; the expected numbers are hand calculations on tiny instances.
 """

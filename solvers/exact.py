@@ -72,12 +72,15 @@ def solve(
     time_limit : seconds for the solver; on expiry the incumbent and proved bound come back
         with status ``time_limit`` (not an error). None (default): no limit; integer models of
         the default generated instances can run for minutes (the command line defaults to 60 s).
+        Not counted: building the model, the prices, and a matrix model's fallback bound LP (up to
+        max(1 s, half the limit) more, when HiGHS stops before its root LP).
     mip_gap : relative MIP gap at which HiGHS stops.
     backend : ``highs`` (HiGHS on the model's matrix form where it has one,
         ``build_matrix_model``, otherwise on its Pyomo model), ``pyomo`` (always the Pyomo model)
         or ``cvxpy`` (the model's ``build_cvxpy`` LP: for an integer model, its relaxation,
         labelled ``relaxed``). ``solution.info["form"]`` says which model was solved, and
-        ``solution.info["instance"]`` is the instance's ``content_hash()``.
+        ``solution.info["instance"]`` fingerprints the instance (the model module's
+        ``fingerprint(instance)`` of the fields the model reads, else ``content_hash()``).
     options : passed to the model's ``build``.
     """
     if not isinstance(instance, Instance):
@@ -134,7 +137,8 @@ def solve(
     solution.relaxed = relax or (backend == "cvxpy" and not getattr(module, "LINEAR", False)
                                  and cvxpy_relaxes)
     solution.wall_s = time.perf_counter() - start
-    solution.info["instance"] = instance.content_hash()  # rules built from it can check what they get
+    fingerprint = getattr(module, "fingerprint", None)  # rules built from it can check what they get
+    solution.info["instance"] = fingerprint(instance) if fingerprint else instance.content_hash()
     return solution
 
 
@@ -248,7 +252,8 @@ def solve_model(
         if solution.info["lp"]:
             solution.prices = _pyomo_prices(model, result.solution_loader.get_duals(), sense)
         else:
-            solution.prices = _fixed_integer_prices(model, sense)
+            fixed = _fixed_integer_prices_in_place(solver, model, sense)
+            solution.prices = fixed if fixed is not None else _fixed_integer_prices(model, sense)
     solution.wall_s = time.perf_counter() - start
     return solution
 
@@ -300,6 +305,39 @@ def _is_lp(model: pyo.ConcreteModel) -> bool:
     return all(
         v.is_continuous() or v.fixed for v in model.component_data_objects(pyo.Var, active=True)
     )
+
+
+def _fixed_integer_prices_in_place(solver: Any, model: pyo.ConcreteModel, sense: str
+                                   ) -> dict[str, pd.Series] | None:
+    """:func:`_fixed_integer_prices` on the HiGHS object that solved the MIP: its integer columns
+    fixed at the incumbent (rounded) and made continuous, then one LP solve. No clone and no second
+    translation of the model (on bs_offline_100 those took 30-40 s of a 10 s solve). None when
+    Pyomo's persistent interface does not expose what this needs (then the clone is used)."""
+    import highspy
+
+    highs = getattr(solver, "_solver_model", None)
+    rows = getattr(solver, "_pyomo_con_to_solver_con_map", None)
+    if highs is None or rows is None or getattr(solver, "_model", None) is not model:
+        return None
+    n = highs.getNumCol()
+    x = np.asarray(highs.getSolution().col_value, dtype=float)
+    if x.size != n:
+        return None
+    lp = highs.getLp()  # a copy: the LP is solved afresh, as the clone would be
+    continuous = highspy.HighsVarType.kContinuous
+    integer = np.asarray([i for i, kind in enumerate(lp.integrality_) if kind != continuous], dtype=np.int64)
+    if integer.size:
+        lower, upper = np.asarray(lp.col_lower_, dtype=float), np.asarray(lp.col_upper_, dtype=float)
+        lower[integer] = upper[integer] = np.round(x[integer])
+        lp.col_lower_, lp.col_upper_ = lower, upper
+    lp.integrality_ = []
+    fixed = new_highs()
+    fixed.passModel(lp)
+    fixed.run()
+    if fixed.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return {}
+    dual = fixed.getSolution().row_dual
+    return _pyomo_prices(model, {con: dual[row] for con, row in rows.items()}, sense)
 
 
 def _fixed_integer_prices(model: pyo.ConcreteModel, sense: str) -> dict[str, pd.Series]:

@@ -452,6 +452,12 @@ def _usable_kv_change(instance: Instance, field: str, step: float,
     return (up - here) / step
 
 
+def fingerprint(instance: Instance) -> str:
+    """A hash of what the LP reads: the lengths and the worker profile, not the target rate, the
+    headroom or the label (one solve plans every rate)."""
+    return instance.with_(arrival_rate=1.0, headroom=0.0, workload="").content_hash()
+
+
 def marginal_values(solution: Any, instance: Instance, *, corrected: bool = True,
                     recompute_fraction: float | None = None) -> pd.Series:
     """What one more unit of each worker resource is worth, from the LP prices.

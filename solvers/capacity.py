@@ -164,9 +164,10 @@ def plan_from_solution(instance: Instance, solution: Any) -> Plan:
     if solution.status != "optimal":
         raise InfeasibleError(f"the capacity LP did not solve ({solution.status})")
     solved_for = getattr(solution, "info", {}).get("instance")
-    if solved_for is not None and solved_for != instance.content_hash():
-        raise InvalidInstanceError("this solution was solved for another instance (its content hash "
-                                   "differs): solve this instance, or pass the one it was solved for")
+    if solved_for is not None and solved_for != model.fingerprint(instance):
+        raise InvalidInstanceError("this solution was solved for another worker or workload (the LP "
+                                   "reads the lengths and the worker's profile; the rate and headroom "
+                                   "may differ): solve this instance")
     values = model.marginal_values(solution, instance)
     rows = {"memory": "kv_token", "compute": "token_budget", "slots": "batch_slot"}
     binding = max(rows, key=lambda k: values[f"{rows[k]}_elasticity"])

@@ -497,8 +497,11 @@ def test_plan_from_a_solved_lp():
     assert plan.max_stable_rate == pytest.approx(solution.objective)
     with pytest.raises(InvalidInstanceError, match="capacity LP"):
         rules.plan_from_solution(inst, servopt.solve(bi.generate(4, seed=0), relax=True))
-    # another instance's solution (a different KV size gives another plan) or swapped arguments
-    with pytest.raises(InvalidInstanceError, match="solved for another instance"):
+    # one LP solve plans any target rate and headroom (the LP reads neither) ...
+    other_target = inst.with_(arrival_rate=3 * inst.arrival_rate, headroom=0.3)
+    assert rules.plan_from_solution(other_target, solution).workers == rules.plan(other_target).workers
+    # ... but not another worker (a quarter of the KV gives another plan), nor swapped arguments
+    with pytest.raises(InvalidInstanceError, match="solved for another worker or workload"):
         rules.plan_from_solution(inst.with_(kv_tokens=inst.kv_tokens // 4), solution)
     with pytest.raises(InvalidInstanceError, match="arguments are swapped"):
         rules.plan_from_solution(solution, inst)

@@ -19,9 +19,10 @@ seed=s)``, seeds 0..seeds-1, the seeds of the full case). For each instance:
   2, averaged over both grid offsets, ``--coarse-time`` s in all; its own table is
   ``batch_scheduling_coarse.md``);
 - best schedule found UB = the least total latency of every method, the IP incumbent and the
-  ``hindsight`` method (the best of the MC-SF, shortest-first and bid-price plans improved by
+  ``hindsight`` method (the best of the MC-SF, warm-start and bid-price plans improved by
   a local search over the admission order, then large-neighbourhood search, ``--search-time``
-  s in all), each scored by the evaluator;
+  s in all; the committed tables were made when its second plan was shortest-first, before
+  ``warm_start_schedule``), each scored by the evaluator;
 - every method's cost / LB and cost / UB: its distance to the optimum lies between the two.
 
 ``--exact`` sizes are solved to optimality (IP on the safe horizon, 300 s limit) to measure how

@@ -12,7 +12,8 @@ Run from the repository root (one process per size, then the report)::
 
 Instances: those of ``batch_scheduling_bound.md`` (``generate(n, lengths="azure", seed=s)``, all
 requests at round 0). Each row runs the ``Hindsight`` search (the best of the MC-SF,
-shortest-first and bid-price plans, improved by a search over admission orders and a large
+warm-start and bid-price plans (shortest-first when the committed table was made), improved by
+a search over admission orders and a large
 neighbourhood search) with ``--time`` seconds and compares its total latency, scored by the
 evaluator, with the committed bracket of that instance (``batch_scheduling_bound.csv``: ``best``
 = every method, the IP incumbent and a 240 s search; ``lower`` = the best lower bound). If a

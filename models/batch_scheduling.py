@@ -180,7 +180,7 @@ def warm_start_schedule(instance: Instance) -> np.ndarray:
     :meth:`Instance.footprint`) for mu in ``WARM_PRICES`` and admits either stopping at the
     first request that does not fit or skipping it (:func:`lookahead_schedule`). mu = 0 with
     stopping is :func:`greedy_schedule`, so the start is never worse than it. Deterministic (ties:
-    the first candidate in that order). No solver: 0.3-1.6 s at n = 50-100 on a shared machine
+    the first candidate in that order). No solver: 0.25-1.6 s at n = 50-100 on a shared machine
     (``benchmarks/results/batch_scheduling_warm_start_bracket.md``), about 15 s at n = 2000
     online. The price grid was chosen on generated instances of seeds 10-19 (n = 50 and 100,
     uniform and Azure lengths, all at round 0), not on the reported ones: there a grid stopping at

@@ -115,8 +115,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
         found = [name for name, value in (("an incumbent", solution.objective),
                                           ("a proved bound", solution.bound)) if not math.isnan(value)]
         what = " and ".join(found) if found else "neither an incumbent nor a bound"
-        print(f"          solver time limit of {time_limit:g} s reached with {what} (model building "
-              "is not counted; --time-limit S for longer, 0 for none)")
+        print(f"          solver time limit of {time_limit:g} s reached with {what} (model building, "
+              "prices and a fallback bound LP are not counted; --time-limit S for longer, 0 for none)")
     if args.out is not None:
         print(f"written   {solution.save(args.out)}/ (solution.json, prices/, decisions/)")
     top = solution.top_prices(args.prices, per_family=True)

@@ -7,30 +7,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from test_decode_routing import Fixed, stream
 
 from servopt.benchmarks import decode_routing as bench
 from servopt.instances import decode_routing as inst_mod
-from servopt.solvers import decode_routing as routing
-
-
-def stream(rows, **kw):
-    frame = pd.DataFrame(rows, columns=["arrival_s", "prompt_tokens", "output_tokens"])
-    args = dict(workers=2, slots=2, kv_capacity=100, step_ms=1.0, ms_per_kv_token=0.1,
-                arrival_unit="step")
-    args.update(kw)
-    return inst_mod.Instance(requests=frame, **args)
-
-
-class Fixed(routing.Router):
-    """Routes request i to ``plan[i]``."""
-
-    name = "fixed"
-
-    def __init__(self, plan):
-        self.plan = list(plan)
-
-    def choose(self, view, request):
-        return self.plan[request]
 
 
 def test_preemption_stops_as_soon_as_the_step_fits_exactly():

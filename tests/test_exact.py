@@ -196,6 +196,18 @@ def test_mip_prices_from_fixed_integers():
     sol = exact.solve_model(m)
     assert sol.objective == pytest.approx(12.5)
     assert sol.prices["cap"].iloc[0] == pytest.approx(1.0)
+    # the prices come from the HiGHS object that solved the MIP (no clone), and the clone's way
+    # (kept as the fallback) agrees
+    calls = []
+    original = exact._fixed_integer_prices_in_place
+    try:
+        exact._fixed_integer_prices_in_place = lambda *a: calls.append(original(*a)) or calls[-1]
+        again = exact.solve_model(m)
+    finally:
+        exact._fixed_integer_prices_in_place = original
+    assert len(calls) == 1 and calls[0] is not None and calls[0]["cap"].iloc[0] == pytest.approx(1.0)
+    assert exact._fixed_integer_prices(m, "max")["cap"].iloc[0] == pytest.approx(1.0)
+    assert again.prices["cap"].iloc[0] == pytest.approx(1.0)
 
 
 def test_bad_arguments():

@@ -76,6 +76,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 import scipy.sparse as sp
+from pyomo.core.expr.numeric_expr import LinearExpression
 
 from servopt.core import InvalidInstanceError
 from servopt.core.checks import whole_number
@@ -414,12 +415,16 @@ def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
     terms = [(col[order[bounds[t]:bounds[t + 1]]], tokens[order[bounds[t]:bounds[t + 1]]])
              for t in range(cols.rounds)]
 
+    x_of_column = [m.x[k] for k in keys]
+
     def memory_rule(m: pyo.ConcreteModel, t: int) -> Any:
         cs, ws = terms[t]
         if not len(cs):
             return pyo.Constraint.Skip
-        return pyo.quicksum(w * m.x[keys[c]] for c, w in zip(cs.tolist(), ws.tolist(),
-                                                             strict=True)) <= instance.kv_memory
+        # built as one linear expression (no per-term operator calls: 1.4M terms on bs_offline_100)
+        held = LinearExpression(constant=0, linear_coefs=ws.tolist(),
+                                linear_vars=[x_of_column[c] for c in cs.tolist()])
+        return held <= instance.kv_memory
 
     m.kv_memory = pyo.Constraint(range(cols.rounds), rule=memory_rule)
     if instance.max_batch is not None:

@@ -575,7 +575,8 @@ def _bound_from_lp(mm: MatrixModel, bound: float, time_limit: float | None
     extra["bound_lp"] = value
     better = math.isnan(bound) or (value > bound if mm.sense == "min" else value < bound)
     if better:
-        extra["bound_kind"] = "lp_relaxation" + (", rounded up to a whole number" if integral else "")
+        rounded = f", rounded {'up' if mm.sense == 'min' else 'down'} to a whole number"
+        extra["bound_kind"] = "lp_relaxation" + (rounded if integral else "")
         return value, extra
     return bound, extra
 

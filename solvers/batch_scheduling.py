@@ -129,7 +129,8 @@ class State:
     predicted, arrival : per request. In the simulator, ``waiting`` and ``running`` are the
     policy's own copies; the per-request arrays are read-only (``generated`` and
     ``admitted_at`` are views of the simulator's, current in the round they are given: copy
-    them to keep a round's values).
+    them to keep a round's values). ``current(waiting)`` and ``remaining(waiting)`` are computed
+    once per round and come back read-only (copy them to change them).
     """
 
     t: int
@@ -144,9 +145,11 @@ class State:
     predicted: np.ndarray
     arrival: np.ndarray
 
+    _queue_memo: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
+
     def current(self, ids: np.ndarray) -> np.ndarray:
         """KV tokens each request holds in this round if it runs (prompt + generated + 1)."""
-        return self.prompt[ids] + self.generated[ids] + 1
+        return self._per_queue(ids, State._current)
 
     def remaining(self, ids: np.ndarray) -> np.ndarray:
         """Predicted remaining rounds including this one.
@@ -154,9 +157,30 @@ class State:
         At least 1 once the prediction is hit, and at most what the memory allows (a request
         never needs more than M tokens, so a longer prediction is known to be wrong).
         """
+        return self._per_queue(ids, State._remaining)
+
+    def _current(self, ids: np.ndarray) -> np.ndarray:
+        return self.prompt[ids] + self.generated[ids] + 1
+
+    def _remaining(self, ids: np.ndarray) -> np.ndarray:
         # clip(p - g, 1, max(M - s - g, 1)) = max(min(p, M - s) - g, 1)
         capped = np.minimum(self.predicted[ids], self.kv_memory - self.prompt[ids])
         return np.maximum(capped - self.generated[ids], 1)
+
+    def _per_queue(self, ids: np.ndarray, compute: Any) -> np.ndarray:
+        """``compute(self, ids)``, kept (read-only) for the round when ``ids`` is the waiting
+        queue: a bid-price rule's ``admit`` and its ``score`` both ask for it. The kept values
+        are returned only while the queue holds the same ids in the same order (a policy may
+        sort it in place): one comparison instead of several gathers."""
+        if ids is not self.waiting:
+            return compute(self, ids)
+        kept = self._queue_memo.get(compute)
+        if kept is not None and len(kept[0]) == len(ids) and (kept[0] == ids).all():
+            return kept[1]
+        values = compute(self, ids)
+        values.flags.writeable = False
+        self._queue_memo[compute] = (ids.copy(), values)
+        return values
 
     def slots(self) -> int:
         cap = self.max_batch if self.max_batch is not None else len(self.prompt)
@@ -1033,16 +1057,8 @@ class BidPrice(Policy):
         remaining rounds plus the price of the memory-time footprint. A subclass that orders
         the queue otherwise overrides this; ``admit`` calls it on the waiting queue in every
         round where some waiting request fits in the free memory."""
-        c, r = self._current_remaining(state, ids)
-        return r + self.footprint_price(state.t, c, r)
-
-    def _current_remaining(self, state: State, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``state.current(ids)`` and ``state.remaining(ids)``; inside ``admit``, for the
-        waiting queue, the arrays it has already computed (the same values)."""
-        known = self.__dict__.get("_admitting")
-        if known is not None and known[0] is state and known[1] is ids:
-            return known[2], known[3]
-        return state.current(ids), state.remaining(ids)
+        r = state.remaining(ids)
+        return r + self.footprint_price(state.t, state.current(ids), r)
 
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting
@@ -1050,11 +1066,7 @@ class BidPrice(Policy):
         if _none_fits(state, c):
             return np.zeros(0, dtype=np.int64)
         r = state.remaining(w)
-        self._admitting = (state, w, c, r)  # score(state, w) reuses c and r
-        try:
-            scores = self.score(state, w)
-        finally:
-            self._admitting = None
+        scores = self.score(state, w)
         by_score = np.argsort(scores, kind="stable")
         order = w[by_score]
         skip = self.skip if self.skip is not None else _per_instance(
@@ -1103,7 +1115,7 @@ class BidPriceStationary(BidPrice):
     def score(self, state: State, ids: np.ndarray) -> np.ndarray:
         """Predicted remaining rounds plus the stationary price (scaled down by the backlog
         guard) times the memory-time footprint."""
-        c, r = self._current_remaining(state, ids)
+        c, r = state.current(ids), state.remaining(ids)
         price = self.price
         mean_need = _per_instance(self, "_mean_need", (state.prompt, state.predicted),
                                   lambda: float(np.mean(state.prompt + state.predicted)))

@@ -308,6 +308,22 @@ def test_stationary_score_by_hand():
     np.testing.assert_allclose(busy, [5 + 0.05 * 65, 10 + 0.05 * 255, 15 + 0.05 * 570])
 
 
+def test_state_values_of_the_waiting_queue_follow_an_in_place_sort():
+    # current = prompt + generated + 1; remaining = max(min(predicted, M - prompt) - generated, 1).
+    # Request 0: 10 + 0 + 1 = 11, min(5, 90) - 0 = 5; request 1: 20 + 3 + 1 = 24, min(10, 80) - 3
+    # = 7; request 2: 30 + 0 + 1 = 31, min(95, 70) - 0 = 70 (capped by the memory).
+    state = rules.State(t=4, kv_memory=100, max_batch=None, used=0, waiting=np.array([2, 0, 1]),
+                        running=np.zeros(0, int), generated=np.array([0, 3, 0]),
+                        admitted_at=np.full(3, -1), prompt=np.array([10, 20, 30]),
+                        predicted=np.array([5, 10, 95]), arrival=np.zeros(3, int))
+    np.testing.assert_array_equal(state.current(state.waiting), [31, 11, 24])
+    np.testing.assert_array_equal(state.remaining(state.waiting), [70, 5, 7])
+    state.waiting.sort()  # a policy may sort its copy of the queue in place
+    np.testing.assert_array_equal(state.current(state.waiting), [11, 24, 31])
+    np.testing.assert_array_equal(state.remaining(state.waiting), [5, 7, 70])
+    np.testing.assert_array_equal(state.current(np.array([1])), [24])  # any other ids
+
+
 def test_stationary_price_is_the_mean_over_the_busy_rounds():
     # the learned price averages the LP's memory prices up to the last round with a positive
     # price (the trailing rounds where the last requests finish alone do not dilute it)

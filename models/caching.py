@@ -16,6 +16,15 @@ Interval LP (``form="interval"``, the per-gap statement)::
 
 ``first_miss_cost`` is the cost of every object's first request (a miss for any policy).
 
+With ``keep_i`` in {0, 1} (``relax=False``, the default of :func:`build` and
+``servopt.solve``) this is the offline optimum itself: a set of kept intervals that fits in every
+gap is a cache schedule (admit the object at ``a_i``, evict it after ``b_i`` unless the next
+interval is kept; objects may bypass the cache), and every schedule keeps such a set. With
+``relax=True`` it is the interval LP, a lower bound on that optimum (the two differ when sizes
+differ; with unit sizes the LP is integral and equals Belady). The IP is NP-hard in general:
+use it on small instances; the LP and :class:`~servopt.solvers.caching.LPSchedule` (its rounded
+schedule) bracket the optimum at any size.
+
 Flow form (``form="flow"``, the default; Berger, Beckmann and Harchol-Balter's FOO): the tokens
 held over gap ``t`` are a variable ``occupancy[t]`` and each gap's row only records what enters
 and leaves, so each ``keep_i`` appears in two rows instead of ``b_i - a_i``::
@@ -27,8 +36,9 @@ and leaves, so each ``keep_i`` appears in two rows instead of ``b_i - a_i``::
 It is a min-cost flow: nodes are requests, the chain ``t -> t+1`` carries the cached tokens
 (capacity ``C``, cost 0) and interval ``i`` has a bypass arc ``a_i -> b_i`` (capacity ``s_i``,
 cost ``c_i / s_i`` per token) with supply ``s_i`` at ``a_i`` and demand ``s_i`` at ``b_i``
-(:func:`build_networkx`). All three give the same optimal value: a lower bound on the miss cost of
-every caching policy, online or offline, including ones that bypass the cache.
+(:func:`build_networkx`). All three LPs give the same optimal value: a lower bound on the miss
+cost of every caching policy, online or offline, including ones that bypass the cache; with
+integer ``keep`` both Pyomo forms and the matrix form give the optimum.
 
 Prices
 ------
@@ -88,7 +98,7 @@ from servopt.core.matrix import Family, MatrixModel
 from servopt.instances.caching import Instance
 
 FORMS = ("flow", "interval")
-LINEAR = True  # no integer variables: the CVXPY form solves the same model
+LINEAR = False  # keep is binary unless relaxed; the CVXPY forms are the LP
 MAX_INTERVAL_NONZEROS = 5_000_000
 
 
@@ -136,10 +146,8 @@ def _gap_index(n: int) -> pd.Index:
 
 
 def build(instance: Instance, *, relax: bool = False, form: str = "flow") -> pyo.ConcreteModel:
-    """The offline caching LP in Pyomo (``form="flow"`` or ``"interval"``).
-
-    ``relax`` is accepted for the common interface; the model is already an LP.
-    """
+    """The offline caching model in Pyomo (``form="flow"`` or ``"interval"``): binary ``keep``
+    (the offline optimum), or the interval LP with ``relax=True`` (its lower bound)."""
     if form not in FORMS:
         raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
     iv = intervals(instance)
@@ -149,7 +157,8 @@ def build(instance: Instance, *, relax: bool = False, form: str = "flow") -> pyo
     model.I = pyo.RangeSet(0, m - 1) if m else pyo.Set(initialize=[])
     model.T = pyo.RangeSet(0, n - 2) if n > 1 else pyo.Set(initialize=[])
     upper = {i: (1.0 if iv.fits[i] else 0.0) for i in range(m)}
-    model.keep = pyo.Var(model.I, bounds=lambda _, i: (0.0, upper[i]))
+    model.keep = pyo.Var(model.I, domain=pyo.Reals if relax else pyo.Binary,
+                         bounds=lambda _, i: (0.0, upper[i]))
     size, cost, start, end = (iv.size.tolist(), iv.cost.tolist(), iv.start.tolist(),
                               iv.end.tolist())
     capacity = instance.capacity
@@ -209,7 +218,7 @@ def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Seri
 
 
 def explain_infeasible(instance: Instance) -> str:
-    return ("the caching LP is always feasible (keep nothing); an infeasible status means a "
+    return ("the caching model is always feasible (keep nothing); an infeasible status means a "
             "solver failure")
 
 
@@ -358,7 +367,9 @@ FLOW_SIMPLEX = {"solver": "simplex", "simplex_strategy": 1, "simplex_dual_edge_w
 def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "flow"
                        ) -> MatrixModel | None:
     """The flow form on the reduced network as a :class:`~servopt.core.matrix.MatrixModel`
-    (what ``servopt.solve`` hands to HiGHS); None for ``form="interval"`` (Pyomo only).
+    (what ``servopt.solve`` hands to HiGHS); None for ``form="interval"`` (Pyomo only). ``keep``
+    is integer unless ``relax`` (dropping rows that cannot bind keeps every integer ``keep``
+    feasible too).
 
     Prices: ``cache_capacity`` for every gap (the reduced cost of ``occupancy``'s upper bound C;
     0 on dropped gaps). The bookkeeping ``occupancy_balance`` duals are left out (see "Prices";
@@ -390,7 +401,8 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "
         row_upper=np.zeros(rows), col_lower=fm.lower, col_upper=fm.upper, rows={},
         columns={"keep": Family(np.arange(m), pd.Index(iv.start, name="start_request"))},
         offset=fm.constant, bound_rows={"cache_capacity": Family(capacity_column, gap_index)},
-        decisions=decode, options=dict(FLOW_SIMPLEX),
+        integer=None if relax else np.arange(len(fm.objective)) < m,
+        decisions=decode, options=dict(FLOW_SIMPLEX) if relax else {},
         info={"reduced_rows": rows, "gaps": gaps})
 
 

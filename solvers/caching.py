@@ -118,7 +118,7 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
     elif method in ("pyomo", "cvxpy"):
         from servopt.solvers import exact
 
-        sol = exact.solve(instance, backend=method, time_limit=time_limit)
+        sol = exact.solve(instance, relax=True, backend=method, time_limit=time_limit)
         iv = model.intervals(instance)
         keep = sol.decisions["keep"].to_numpy()[:len(iv.start)]
         price = sol.prices["cache_capacity"].to_numpy()[:max(instance.requests - 1, 0)]
@@ -623,6 +623,10 @@ class BidPrice(BasePolicy):
             raise InvalidInstanceError(
                 f"BidPrice.from_solution needs a solved caching LP (its cache_capacity prices); "
                 f"got a {decision or type(solution).__name__} solution")
+        if getattr(solution, "relaxed", True) is False:
+            raise InvalidInstanceError(
+                "BidPrice.from_solution needs the LP's prices: solve with relax=True (with every "
+                "keep fixed at its integer value, the caching IP's prices are all zero)")
         if getattr(solution, "status", "optimal") != "optimal":
             raise InvalidInstanceError(
                 f"the caching LP was not solved to optimality (status {solution.status}): its "

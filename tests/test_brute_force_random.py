@@ -11,6 +11,7 @@ placements with a migration cost.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -604,8 +605,16 @@ def test_caching_variable_sizes_integral_optimum_between_lp_and_rounding(seed):
 
     inst = _cache_instance(seed, unit=False)
     ip = _cache_integral_optimum(inst)
-    lp = servopt.solve(inst).objective
-    assert servopt.solve(inst, form="interval").objective == pytest.approx(lp, abs=1e-7)
+    lp = servopt.solve(inst, relax=True).objective
+    assert servopt.solve(inst, form="interval", relax=True).objective == pytest.approx(lp, abs=1e-7)
+    # the caching IP (binary keep) in every form is the brute-force optimum
+    for form, backend in (("flow", "highs"), ("flow", "pyomo"), ("interval", "highs")):
+        exact = servopt.solve(inst, form=form, backend=backend)
+        assert not exact.relaxed and exact.status == "optimal"
+        assert exact.objective == pytest.approx(ip, abs=1e-6), (form, backend, inst.to_json())
+    # ... and its keep decisions, replayed as a schedule by the evaluator, cost that optimum
+    as_schedule = dataclasses.replace(rules.solve_lp(inst), keep=exact.decisions["keep"].to_numpy())
+    assert bench.evaluate(inst, rules.LPSchedule(as_schedule)).cost == pytest.approx(ip, abs=1e-6)
     assert rules.solve_lp(inst).value == pytest.approx(lp, abs=1e-7)
     assert lp <= ip + 1e-7, inst.to_json()
     res = rules.solve_lp(inst)
@@ -879,7 +888,7 @@ def test_caching_capacity_prices_are_supergradients(seed):
     from servopt.instances.caching import Instance
 
     inst = _cache_instance(seed, unit=False)
-    sol = servopt.solve(inst, form="interval")
+    sol = servopt.solve(inst, form="interval", relax=True)
     prices = sol.prices.get("cache_capacity", pd.Series(dtype=float))
     assert (prices >= 0).all()
     total = float(prices.sum())
@@ -888,11 +897,12 @@ def test_caching_capacity_prices_are_supergradients(seed):
             continue  # an object starts or stops fitting: keep_i = 0 when s_i > C jumps
         up = Instance(time=inst.time, object_id=inst.object_id, size=inst.size,
                       miss_cost=inst.miss_cost, capacity=inst.capacity + d)
-        assert servopt.solve(up, form="interval").objective >= sol.objective - d * total - 1e-7
+        assert servopt.solve(up, form="interval", relax=True).objective >= (
+            sol.objective - d * total - 1e-7)
         if inst.capacity >= d:
             down = Instance(time=inst.time, object_id=inst.object_id, size=inst.size,
                             miss_cost=inst.miss_cost, capacity=inst.capacity - d)
-            assert servopt.solve(down, form="interval").objective >= (
+            assert servopt.solve(down, form="interval", relax=True).objective >= (
                 sol.objective + d * total - 1e-7), inst.to_json()
 
 

@@ -42,10 +42,10 @@ def test_lp_formulations_agree(seed):
         "highs_matrix": cs.solve_lp(inst).value,
         "highs_matrix_ipm": cs.solve_lp(inst, algorithm="ipm").value,
         "highs_matrix_dual": cs.solve_lp(inst, algorithm="dual_simplex").value,
-        "pyomo_flow": exact.solve(inst).objective,
-        "pyomo_interval": exact.solve(inst, form="interval").objective,
-        "cvxpy_flow": exact.solve(inst, backend="cvxpy").objective,
-        "cvxpy_interval": exact.solve(inst, backend="cvxpy", form="interval").objective,
+        "pyomo_flow": exact.solve(inst, relax=True).objective,
+        "pyomo_interval": exact.solve(inst, relax=True, form="interval").objective,
+        "cvxpy_flow": exact.solve(inst, relax=True, backend="cvxpy").objective,
+        "cvxpy_interval": exact.solve(inst, relax=True, backend="cvxpy", form="interval").objective,
         "networkx": cs.solve_lp(inst, method="networkx").value,
     }
     reference = values["pyomo_interval"]
@@ -67,8 +67,8 @@ def test_edge_cases_by_hand(sequence, capacity, by_hand):
     assert cs.solve_lp(inst).value == pytest.approx(by_hand)
     assert cs.solve_lp(inst, method="networkx").value == pytest.approx(by_hand)
     for form in mc.FORMS:
-        assert exact.solve(inst, form=form).objective == pytest.approx(by_hand)
-        assert exact.solve(inst, backend="cvxpy", form=form).objective == pytest.approx(by_hand)
+        assert exact.solve(inst, relax=True, form=form).objective == pytest.approx(by_hand)
+        assert exact.solve(inst, relax=True, backend="cvxpy", form=form).objective == pytest.approx(by_hand)
     assert bench.simulate(inst, "belady").miss_cost == pytest.approx(by_hand)
 
 
@@ -104,12 +104,12 @@ def test_reduced_network_is_exact(seed):
     full = cs.solve_lp(inst, reduce=False)
     reduced = cs.solve_lp(inst, reduce=True)
     assert reduced.value == pytest.approx(full.value, rel=1e-9)
-    assert reduced.value == pytest.approx(exact.solve(inst, form="interval").objective, rel=1e-7)
+    assert reduced.value == pytest.approx(exact.solve(inst, relax=True, form="interval").objective, rel=1e-7)
     assert lagrangian(inst, reduced.price) == pytest.approx(full.value, rel=1e-7)
     dropped = np.setdiff1d(np.arange(inst.requests - 1), mc.binding_gaps(inst))
     assert np.all(reduced.price[dropped] == 0)
     # servopt.solve's matrix form is this network, labelled like the Pyomo model
-    matrix, pyomo = exact.solve(inst), exact.solve(inst, backend="pyomo")
+    matrix, pyomo = exact.solve(inst, relax=True), exact.solve(inst, relax=True, backend="pyomo")
     assert matrix.info["form"] == "matrix"
     assert matrix.objective == pytest.approx(pyomo.objective, rel=1e-9)
     assert lagrangian(inst, matrix.prices["cache_capacity"].to_numpy()) == pytest.approx(
@@ -124,9 +124,9 @@ def test_prices_certify_the_bound(seed):
     """Weak duality: any prices >= 0 give a lower bound; the LP's prices give the LP value."""
     inst = ci.generate(requests=300, objects=60, cache_share=0.05, seed=seed)
     fast = cs.solve_lp(inst)
-    matrix = exact.solve(inst)
-    pyomo = exact.solve(inst, backend="pyomo")
-    cvx = exact.solve(inst, backend="cvxpy", form="interval")
+    matrix = exact.solve(inst, relax=True)
+    pyomo = exact.solve(inst, relax=True, backend="pyomo")
+    cvx = exact.solve(inst, relax=True, backend="cvxpy", form="interval")
     assert (matrix.info["form"], pyomo.info["form"]) == ("matrix", "pyomo")
     assert matrix.objective == pytest.approx(pyomo.objective, rel=1e-9)
     for price in (fast.price, matrix.prices["cache_capacity"].to_numpy(),
@@ -329,7 +329,7 @@ def test_object_larger_than_cache_is_never_cached():
         result = bench.simulate(inst, method, record=True)
         assert result.hit.tolist() == [False, False, False, True, False], method
     assert cs.solve_lp(inst).value == pytest.approx(3 * 7 + 2)
-    assert exact.solve(inst).objective == pytest.approx(3 * 7 + 2)
+    assert exact.solve(inst, relax=True).objective == pytest.approx(3 * 7 + 2)
     # metrics with a 2-token object: 1 hit in 5 requests; 2 tokens of 10 + 10 + 2 + 2 + 10 = 34
     # served from the cache
     metrics = bench.evaluate(unit_instance([1, 1, 0, 0, 1], capacity=5, size=[2, 10],
@@ -630,7 +630,7 @@ def test_bid_price_from_solution_takes_the_lp_price_by_hand(backend):
     # fractional and pins gap 1's price at B's 1 per token-step; gaps 0 and 2 are slack.
     # The rule's price is the mean over the 3 gaps: 1/3.
     inst = unit_instance([0, 1, 0, 1], 2.5, size=[2.0, 1.0], cost=[4.0, 1.0])
-    sol = exact.solve(inst, backend=backend)
+    sol = exact.solve(inst, relax=True, backend=backend)
     assert sol.objective == pytest.approx(4.0 + 1.0 + 0.5)
     policy = cs.BidPrice.from_solution(sol, experts=cs.EXPERTS)
     assert policy.price == pytest.approx(1 / 3)
@@ -643,7 +643,7 @@ def test_bid_price_from_solution_refuses_other_solutions():
     other = exact.solve(bi.generate(n=4, seed=0), relax=True)
     with pytest.raises(InvalidInstanceError, match="caching LP"):
         cs.BidPrice.from_solution(other)
-    sol = exact.solve(unit_instance([0, 1, 0, 1], 1.0))
+    sol = exact.solve(unit_instance([0, 1, 0, 1], 1.0), relax=True)
     stopped = dataclasses.replace(sol, status="time_limit")
     with pytest.raises(InvalidInstanceError, match="not solved to optimality"):
         cs.BidPrice.from_solution(stopped)
@@ -826,9 +826,29 @@ def test_balance_duals_differ_by_the_capacity_price_where_the_cache_holds_someth
     # stationarity in occupancy[t] (free, cost 0): balance[t] - balance[t+1] = capacity price[t]
     # wherever occupancy[t] > 0 (the docstring's reading of the flow form's balance duals)
     inst = ci.generate(requests=300, objects=40, seed=3, cache_share=0.05)
-    sol = exact.solve(inst, backend="pyomo")  # the matrix form leaves the balance duals out
+    sol = exact.solve(inst, relax=True, backend="pyomo")  # the matrix form leaves the balance duals out
     balance = sol.prices["occupancy_balance"].to_numpy()
     price = sol.prices["cache_capacity"].to_numpy()
     held = sol.decisions["occupancy"].to_numpy()[:-1] > 1e-9
     assert (price[:-1][held] > 1e-9).any()
     np.testing.assert_allclose((balance[:-1] - balance[1:])[held], price[:-1][held], atol=1e-7)
+
+
+def test_solve_gives_the_integer_optimum_and_relax_the_interval_lp_by_hand():
+    # requests 1 1 2 1 0 2; sizes 1, 1, 3; costs 0.71, 2.58, 2.47; cache 3 tokens. First misses
+    # 2.58 + 2.47 + 0.71 = 5.76. Intervals: A = obj 1 (0 -> 1), B = obj 1 (1 -> 3), C = obj 2
+    # (2 -> 5, 3 tokens); gap 2 holds B and C: 1 + 3 > 3. IP: keep A and B, miss C: 5.76 + 2.47
+    # = 8.23 (keeping C instead costs 5.76 + 2.58). LP: keep C at 2/3: 5.76 + 2.47 / 3.
+    inst = ci.Instance(time=np.arange(6.0), object_id=np.array([1, 1, 2, 1, 0, 2]),
+                       size=np.array([1.0, 1.0, 3.0]), miss_cost=np.array([0.71, 2.58, 2.47]),
+                       capacity=3.0)
+    for kw in ({}, {"backend": "pyomo"}, {"form": "interval"}):
+        ip = exact.solve(inst, **kw)
+        assert ip.objective == pytest.approx(8.23) and not ip.relaxed, kw
+        assert ip.decisions["keep"].tolist() == pytest.approx([1, 1, 0]), kw
+    for kw in ({}, {"backend": "pyomo"}, {"form": "interval"}, {"backend": "cvxpy"}):
+        lp = exact.solve(inst, relax=True, **kw)
+        assert lp.objective == pytest.approx(5.76 + 2.47 / 3) and lp.relaxed, kw
+    # a rule is built from the LP's prices only: the IP's are all zero
+    with pytest.raises(InvalidInstanceError, match="relax=True"):
+        cs.BidPrice.from_solution(exact.solve(inst))

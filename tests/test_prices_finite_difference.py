@@ -469,15 +469,15 @@ def _cache_instance() -> ci.Instance:
 @pytest.mark.parametrize("form", ["flow", "interval"])
 def test_caching_capacity_prices_per_gap_are_finite_differences(form):
     inst = _cache_instance()
-    model = cm.build(inst, form=form)
-    sol = exact.solve(inst, form=form)
+    model = cm.build(inst, form=form, relax=True)
+    sol = exact.solve(inst, form=form, relax=True)
     cap = check_family(model, sol.prices["cache_capacity"], "cache_capacity", delta=1e-3, tol=1e-6)
     assert nondegenerate_positive(cap, 1e-6) == [1, 4]
     assert sol.prices["cache_capacity"].loc[[1, 4]].tolist() == pytest.approx([4 / 3, 4 / 3])
     assert sol.prices["cache_capacity"].index.name == "gap"
     if form == "flow":
         assert sol.info["form"] == "matrix"  # the default path; Pyomo's prices agree as well
-        pyomo = exact.solve(inst, form=form, backend="pyomo")
+        pyomo = exact.solve(inst, form=form, backend="pyomo", relax=True)
         assert_matches_fd(pyomo.prices["cache_capacity"], cap, 1e-6, "pyomo cache_capacity")
         check_family(model, pyomo.prices["occupancy_balance"], "occupancy_balance", delta=1e-3,
                      tol=1e-6)
@@ -486,7 +486,7 @@ def test_caching_capacity_prices_per_gap_are_finite_differences(form):
             fast = cs.solve_lp(inst, reduce=reduce)
             assert len(fast.price) == inst.requests - 1
             assert_matches_fd(pd.Series(fast.price), cap, 1e-6, f"highs_matrix reduce={reduce}")
-        cvx = exact.solve(inst, backend="cvxpy", form=form)
+        cvx = exact.solve(inst, backend="cvxpy", form=form, relax=True)
         assert_matches_fd(cvx.prices["cache_capacity"], cap, 1e-6, "cvxpy cache_capacity")
 
 
@@ -495,7 +495,8 @@ def test_caching_bid_price_from_either_form_of_the_same_lp_is_the_same():
     ids = np.array([3, 4, 0, 1, 0, 1])
     inst = ci.Instance(time=np.arange(6, dtype=float), object_id=ids, size=np.full(5, 3.0),
                        miss_cost=np.array([5.0, 4.0, 6.0, 1.0, 1.0]), capacity=5.0)
-    flow, interval = exact.solve(inst, form="flow"), exact.solve(inst, form="interval")
+    flow = exact.solve(inst, form="flow", relax=True)
+    interval = exact.solve(inst, form="interval", relax=True)
     assert flow.objective == pytest.approx(interval.objective)
     assert cs.BidPrice.from_solution(interval).price == pytest.approx(
         cs.BidPrice.from_solution(flow).price)

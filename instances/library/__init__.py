@@ -1,8 +1,8 @@
 """The named instance library: benchmark instances of every decision with their best known values.
 
 ``manifest.json`` lists, per instance: its decision, size class (``small``: the optimum of the
-decision's model proved -- for caching and capacity that model is an LP, the interval LP being a
-lower bound on every caching policy; ``medium``; ``large``: bound only), file, sha256 of the
+decision's model proved -- for capacity that model is the fluid LP, for caching the IP whose
+relaxation, the interval LP, bounds the larger ones; ``medium``; ``large``: bound only), file, sha256 of the
 file, the best known objective and bound, the kind of bound, the solve options that reproduce them,
 and how they were obtained. A file whose hash does not match the manifest is reported as corrupted
 or tampered and never trusted.

@@ -246,7 +246,13 @@ def bounds(instance: Instance, *, corrected: bool = True, recompute_fraction: fl
         corr = memory_corrections(instance, recompute_fraction)
         kv_left = max(instance.kv_tokens - corr["head_of_line_tokens"], 1.0)
         memory = rate_bound(kv_left, m["kv_footprint"], instance, m["work"])
-        if memory <= min(compute, slots):  # KV saturates first: preemptions and recomputation
+        # KV saturates first (preemptions and recomputation) when it holds fewer requests' worth
+        # of token-iterations than the slots and the token budget: kv / E[g] < min(B / E[n],
+        # b / E[w]). For d0 > 0 that is memory < min(compute, slots); at d0 = 0 the three rate
+        # bounds all equal 1 / (d1 E[w]) and only this comparison tells (ties: KV does not bind)
+        kv_first = kv_left / m["kv_footprint"] < (1 - 1e-9) * min(
+            instance.batch_cap / m["slot_iterations"], b / m["work"])
+        if kv_first:
             for _ in range(50):  # fixed point: the recomputation depends on the operating point
                 corr = memory_corrections(instance, recompute_fraction, rate=memory)
                 extra = 1.0 + corr["recompute_fraction"]
@@ -258,9 +264,10 @@ def bounds(instance: Instance, *, corrected: bool = True, recompute_fraction: fl
         # the KV capacity that, in the uncorrected formula, sustains the corrected rate
         denom = 1.0 - memory * d1 * m["work"]
         usable = memory * d0 * m["kv_footprint"] / denom if d0 > 0 and denom > 0 else kv_left
-    values = {"compute": compute, "memory": memory, "slots": slots}
-    binding = min(values, key=values.get)
-    rate = values[binding]
+    values = {"compute": compute, "slots": slots, "memory": memory}
+    rate = min(values.values())
+    # ties (all three at d0 = 0 when KV does not saturate first) name compute, then slots
+    binding = next(name for name, value in values.items() if value <= rate * (1 + 1e-9))
     return Bounds(
         compute=compute,
         memory=memory,

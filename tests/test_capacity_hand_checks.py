@@ -134,3 +134,23 @@ def test_check_rate_kv_utilisation_is_per_iteration(monkeypatch):
     check = bench.check_rate(hand_instance(arrival_rate=1.0), 1.0, n_requests=500)
     assert check.kv_utilisation == pytest.approx(0.1375)
     assert check.compute_utilisation == pytest.approx(40 / 4 / (200 / 0.21))
+
+
+def test_zero_step_overhead_with_ample_kv_is_compute_bound_by_hand():
+    # With d0 = 0 an iteration costs d1 per token, so a worker completes at most 1 / (d1 E[w])
+    # requests per second, w = s + o - 1 tokens of work each, whatever its KV and slots: with
+    # 2M KV tokens nothing is preempted and compute binds (before: the three bounds tied, the
+    # tie fired the KV-saturation correction and memory was reported binding at ~14% less).
+    from servopt.models import capacity as model
+    from servopt.solvers import exact
+
+    inst = instances.generate(requests=400, seed=2, kv_tokens=2_000_000).with_(step_overhead_s=0.0)
+    by_hand = 1.0 / (inst.per_token_s * float(np.mean(inst.prompt_tokens + inst.output_tokens - 1)))
+    bounds = model.bounds(inst)
+    assert bounds.max_stable_rate == pytest.approx(by_hand, rel=1e-9)
+    assert bounds.memory == pytest.approx(by_hand, rel=1e-9) and bounds.binding == "compute"
+    assert exact.solve(inst).objective == pytest.approx(by_hand, rel=1e-9)
+    # a KV cache holding a few requests does saturate first: recomputation lowers the rate
+    small = inst.with_(kv_tokens=20_000)
+    assert model.bounds(small).binding == "memory"
+    assert model.bounds(small).max_stable_rate < 0.95 * by_hand

@@ -998,13 +998,18 @@ class BidPrice(Policy):
         A MIP solution is refused: with every start variable binary, fixing them leaves no
         memory row a dual, so its prices are all zero and the rule would be plain shortest-first.
         """
+        decision = getattr(solution, "decision", "")
+        prices = getattr(solution, "prices", None)
+        if decision not in ("", "batch_scheduling") or not isinstance(prices, dict) \
+                or "kv_memory" not in prices or prices["kv_memory"].index.names != ["round"]:
+            raise InvalidInstanceError(
+                "BidPrice.from_solution needs a solved batch_scheduling LP (its kv_memory prices "
+                f"by round); got a {decision or type(solution).__name__} solution")
         if not solution.relaxed:
             raise InvalidInstanceError(
                 "BidPrice.from_solution needs the LP relaxation's prices: solve with relax=True "
                 "(a MIP's prices are the duals with the integers fixed, here all zero)")
-        if "kv_memory" not in solution.prices:
-            raise InvalidInstanceError("the solution has no kv_memory prices: is it a batch_scheduling LP?")
-        return cls(solution.prices["kv_memory"].to_numpy(), **kw)  # one price per round
+        return cls(prices["kv_memory"].to_numpy(), **kw)  # one price per round
 
     def prepare(self, instance: Instance) -> None:
         if self.given:

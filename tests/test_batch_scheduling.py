@@ -457,6 +457,16 @@ def test_bad_arguments():
     # a MIP's prices (integers fixed: all zero) would make the rule plain shortest-first
     with pytest.raises(InvalidInstanceError, match="relax=True"):
         rules.BidPrice.from_solution(exact.solve(inst))
+    # another decision's LP (a capacity fluid LP has a kv_memory row too; a decode-routing
+    # hindsight LP prices kv_memory by worker and step) or no solution at all
+    from servopt.instances import capacity as cpi
+    from servopt.instances import decode_routing as dri
+
+    others = (exact.solve(cpi.generate(requests=50, seed=0), relax=True),
+              exact.solve(dri.generate_steps(requests=6, workers=2, seed=0), relax=True), None)
+    for other in others:
+        with pytest.raises(InvalidInstanceError, match="needs a solved batch_scheduling LP"):
+            rules.BidPrice.from_solution(other)
 
 
 def test_from_azure_trace():

@@ -483,3 +483,133 @@ def test_a_run_just_below_the_bound_is_flagged():
     assert row["status"] == "below_bound"
     noise = outcome_row("m", Outcome(cost=1000.0 - 1e-7, wall_s=0.0), bound, "min")
     assert noise["gap"] == 0.0 and noise["status"] == "ok"
+
+
+# ---------------------------------------------------------------------------------------------
+# Mutation round 2: cache keys, report summaries and the library check (each test says the hole
+# it closes)
+# ---------------------------------------------------------------------------------------------
+def test_the_cache_key_changes_with_everything_that_determines_a_run():
+    # closes: a key that ignores the seed, the params, the method, the evaluate / bound keywords,
+    # the case version or the code (a stale row would be served for another run), or that
+    # depends on the order the params were written in
+    import dataclasses
+
+    case = Case(name="toy_key", decision="toy_production", make_instance=make_instance,
+                evaluate_kw={"horizon": 3}, bound_kw={"limit": 1})
+    key = runner_mod.unit_key
+    base = key(case, {"products": 3, "resources": 2}, 0, "greedy", "code1")
+    assert key(case, {"resources": 2, "products": 3}, 0, "greedy", "code1") == base
+    others = [key(case, {"products": 4, "resources": 2}, 0, "greedy", "code1"),
+              key(case, {"products": 3, "resources": 2}, 1, "greedy", "code1"),
+              key(case, {"products": 3, "resources": 2}, 0, "exact", "code1"),
+              key(case, {"products": 3, "resources": 2}, 0, "greedy", "code2"),
+              key(dataclasses.replace(case, evaluate_kw={"horizon": 4}), {"products": 3, "resources": 2}, 0,
+                  "greedy", "code1"),
+              key(dataclasses.replace(case, bound_kw={"limit": 2}), {"products": 3, "resources": 2}, 0,
+                  "greedy", "code1"),
+              key(dataclasses.replace(case, version=2), {"products": 3, "resources": 2}, 0, "greedy",
+                  "code1")]
+    assert len({base, *others}) == 1 + len(others)
+
+
+def test_the_code_fingerprint_covers_the_solve_layer_and_the_decisions_modules():
+    # closes: the exact solver (or a decision's own modules) left out of what invalidates the cache
+    files = [os.path.relpath(f, os.path.dirname(os.path.dirname(runner_mod.__file__)))
+             for f in runner_mod._source_files(Case(name="b", decision="batch_scheduling"))]
+    for layer in ("instances", "models", "solvers", "benchmarks"):
+        assert f"{layer}/batch_scheduling.py" in files
+    assert "solvers/exact.py" in files and "benchmarks/harness.py" in files
+    assert "servopt/core/solution.py" in files and "servopt/core/instance.py" in files
+
+
+def test_cases_come_sorted_by_decision_then_name():
+    # closes: the registry's order (the report's order) depending on file discovery
+    from servopt.benchmarks import registry
+
+    found = registry.cases()
+    assert [(c.decision, c.name) for c in found] == sorted((c.decision, c.name) for c in found)
+    assert len({c.decision for c in found}) >= 5
+    quick = registry.cases(suite="quick")
+    assert quick and all("quick" in c.suites for c in quick)
+
+
+def test_summary_of_runs_by_hand():
+    # closes: gap_mean not the mean, gap_max not the max, runs counting error rows, 'optimal'
+    # counted as a bad status, error messages not grouped by kind, and the cases / methods
+    # re-sorted instead of kept in run order
+    rows = []
+    for seed, (gap, status) in enumerate([(0.0, "ok"), (0.3, "optimal"), (0.0, "ok")]):
+        rows.append({"case": "z_case", "decision": "toy_production", "method": "zeta", "seed": seed,
+                     "cost": 10.0 + seed, "gap": gap, "wall_s": 1.0, "bound_kind": "optimal",
+                     "status": status})
+    for seed, status in enumerate(["error: ValueError: a", "error: KeyError: b", "time_limit"]):
+        rows.append({"case": "z_case", "decision": "toy_production", "method": "alpha", "seed": seed,
+                     "cost": math.nan if status.startswith("error") else 4.0, "gap": 0.5, "wall_s": 2.0,
+                     "bound_kind": "mip_bound" if seed else "optimal", "status": status})
+    rows.append({"case": "a_case", "decision": "toy_production", "method": "zeta", "seed": 0, "cost": 1.0,
+                 "gap": 0.0, "wall_s": 0.0, "bound_kind": "optimal", "status": "ok"})
+    summary = report_mod.summarise(pd.DataFrame(rows))
+    assert list(zip(summary["case"], summary["method"], strict=True)) == [
+        ("z_case", "zeta"), ("z_case", "alpha"), ("a_case", "zeta")]
+    zeta = summary.iloc[0]
+    assert zeta["runs"] == 3 and zeta["cost"] == pytest.approx(11.0)  # (10 + 11 + 12) / 3
+    assert zeta["gap_mean"] == pytest.approx(0.1) and zeta["gap_max"] == pytest.approx(0.3)
+    assert zeta["status"] == "ok" and zeta["bound_kind"] == "optimal"
+    alpha = summary.iloc[1]
+    assert alpha["runs"] == 1  # two of its three runs raised: no cost
+    assert alpha["status"] == "2 error, 1 time_limit"
+    assert alpha["bound_kind"] == "mip_bound/optimal"
+
+
+def test_cost_line_says_which_way_is_better():
+    # closes: 'higher' / 'lower' swapped (toy is a max decision, batch scheduling a min one)
+    assert report_mod.cost_line("toy_production") == (
+        "cost = profit, higher is better; gap as a fraction of the bound.")
+    assert "lower is better" in report_mod.cost_line("batch_scheduling")
+    assert report_mod.cost_line("no_such_decision") == ""
+
+
+def test_default_methods_leave_out_the_slow_references():
+    # closes: a decision's DEFAULT_METHODS ignored (every policy, hindsight too, in the gap table)
+    from servopt.benchmarks import batch_scheduling as bench
+    from servopt.benchmarks.harness import method_names
+
+    assert method_names("batch_scheduling") == list(bench.DEFAULT_METHODS)
+    assert "hindsight" not in method_names("batch_scheduling")
+    assert method_names("toy_production") == ["nothing", "greedy", "exact"]  # no DEFAULT_METHODS: all
+
+
+@pytest.mark.parametrize(("recorded", "found", "ok"), [
+    # a min MIP recorded as [bound 90, incumbent 100]: a re-solve in [95, 98] is consistent, one
+    # whose incumbent 80 is below the recorded bound 90 contradicts it, and so does one whose
+    # bound 105 is above the recorded incumbent 100
+    ((100.0, 90.0), (98.0, 95.0), True),
+    ((100.0, 90.0), (80.0, 70.0), False),
+    ((100.0, 90.0), (110.0, 105.0), False),
+    # a max MIP [incumbent 50, bound 60]
+    ((50.0, 60.0), (52.0, 58.0), True),
+    ((50.0, 60.0), (65.0, 70.0), False),
+])
+def test_library_check_of_a_mip_interval_by_hand(recorded, found, ok):
+    # closes: only one side of the interval overlap checked
+    from servopt.benchmarks import library as lib_bench
+    from servopt.instances import library
+
+    objective, bound = recorded
+    entry = library.Entry(name="x", decision="toy_production", size="small", file="x.json", sha256="",
+                          objective=objective, bound=bound, bound_kind="mip_bound", solve={},
+                          obtained="", wall_s=0.0, summary="")
+    assert lib_bench.check(entry, found[0], found[1], 1e-5)[0] is ok
+
+
+def test_library_calls_a_solve_optimal_only_when_its_gap_is_closed(monkeypatch):
+    # closes: a 'mip_bound' solve within the default MIP gap recorded as 'optimal'
+    from servopt.benchmarks import library as lib_bench
+    from servopt.core.solution import Solution
+    from servopt.solvers import exact
+
+    for gap, kind in ((0.0, "optimal"), (5e-7, "optimal"), (1e-4, "mip_bound"), (0.005, "mip_bound")):
+        sol = Solution(status="optimal", objective=100.0, bound=100.0 - 100 * gap, gap=gap, wall_s=0.0)
+        monkeypatch.setattr(exact, "solve", lambda *a, _s=sol, **k: _s)
+        assert lib_bench.solve_entry(ToyInstance(**WYNDOR), {})[2] == kind

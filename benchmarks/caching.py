@@ -61,6 +61,17 @@ class SimResult:
         return self.hit_tokens / self.requested_tokens if self.requested_tokens else 0.0
 
 
+def _as_priority(priority: Any, o: int, t: int) -> float:
+    """A ``touch()`` answer other than a float as a number (a string would sort as text, an
+    array would fail deep in the heap)."""
+    if isinstance(priority, (bool, np.bool_)) or not isinstance(priority, (int, float, np.number)) \
+            or isinstance(priority, complex | np.complexfloating):
+        raise InvalidInstanceError(
+            f"the policy's touch() must return a number or None, got {type(priority).__name__} "
+            f"{priority!r:.40} for object {o} at request {t}")
+    return float(priority)
+
+
 def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimResult:
     """Replay ``instance`` through ``policy``; return the realised miss cost and hit counts."""
     if not isinstance(instance, Instance):
@@ -116,6 +127,8 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
             if demand and s <= capacity and used + s > capacity:
                 evict_to(capacity - s)  # make room among the cached objects, then bring o in
         priority = touch(t, o, hit)
+        if priority is not None and type(priority) is not float and type(priority) is not int:
+            priority = _as_priority(priority, o, t)
         if priority is not None and priority != priority:  # NaN would break the heap's order
             raise InvalidInstanceError(f"the policy's touch() returned NaN as the priority of "
                                        f"object {o} at request {t}")

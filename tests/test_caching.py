@@ -822,6 +822,35 @@ def test_a_nan_priority_is_refused():
         bench.simulate(unit_instance([0, 1, 0], 1), NaNRule())
 
 
+@pytest.mark.parametrize("answer", [lambda t: str(t), lambda t: np.array([1.0, 2.0]),
+                                    lambda t: True, lambda t: 1j])
+def test_a_priority_that_is_not_a_number_is_refused(answer):
+    # a string would be ordered as text ("10" < "9") and cost silently more; an array failed deep
+    # in the heap
+    class OddRule(cs.LRU):
+        def touch(self, t, o, hit):
+            return answer(t)
+
+    with pytest.raises(InvalidInstanceError, match="must return a number or None"):
+        bench.simulate(unit_instance([0, 1, 0], 1), OddRule())
+
+
+def test_numpy_and_integer_priorities_are_numbers():
+    # LRU's priority is the request time: as an int or a numpy float it is the same LRU
+    class IntLRU(cs.LRU):
+        def touch(self, t, o, hit):
+            return int(super().touch(t, o, hit))
+
+    class NumpyLRU(cs.LRU):
+        def touch(self, t, o, hit):
+            return np.float32(super().touch(t, o, hit))
+
+    inst = ci.generate(requests=300, objects=40, seed=1, cache_share=0.05)
+    lru = bench.simulate(inst, "lru").miss_cost
+    assert bench.simulate(inst, IntLRU()).miss_cost == pytest.approx(lru)
+    assert bench.simulate(inst, NumpyLRU()).miss_cost == pytest.approx(lru)
+
+
 def test_balance_duals_differ_by_the_capacity_price_where_the_cache_holds_something():
     # stationarity in occupancy[t] (free, cost 0): balance[t] - balance[t+1] = capacity price[t]
     # wherever occupancy[t] > 0 (the docstring's reading of the flow form's balance duals)

@@ -70,6 +70,8 @@ HiGHS matrix path; the tests check that they agree with the Pyomo models.
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -77,6 +79,7 @@ import pyomo.environ as pyo
 import scipy.sparse as sp
 
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import number
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.core.matrix import Family, MatrixModel
 from servopt.instances.decode_routing import Instance
@@ -453,12 +456,26 @@ class Epoch:
     discount: float = 0.8
 
     def __post_init__(self) -> None:
-        self.base_load = np.atleast_2d(np.asarray(self.base_load, dtype=float))
-        self.profile = np.atleast_2d(np.asarray(self.profile, dtype=float))
-        self.demand = np.asarray(self.demand, dtype=float).ravel()
-        self.kv_need = np.asarray(self.kv_need, dtype=float).ravel()
-        self.free_slots = np.asarray(self.free_slots, dtype=float).ravel()
-        self.free_kv = np.asarray(self.free_kv, dtype=float).ravel()
+        def tokens(name: str, value: Any, two_d: bool = False) -> np.ndarray:
+            try:
+                arr = np.asarray(value, dtype=float)
+            except (TypeError, ValueError):
+                raise InvalidInstanceError(f"{name} must be an array of numbers, got "
+                                           f"{type(value).__name__}") from None
+            if not np.isfinite(arr).all() or (arr < 0).any():
+                raise InvalidInstanceError(f"{name} must be finite and >= 0 (tokens, slots or "
+                                           "requests), got NaN, inf or a negative entry")
+            return np.atleast_2d(arr) if two_d else arr.ravel()
+
+        self.base_load = tokens("base_load", self.base_load, two_d=True)
+        self.profile = tokens("profile", self.profile, two_d=True)
+        self.demand = tokens("demand", self.demand)
+        self.kv_need = tokens("kv_need", self.kv_need)
+        self.free_slots = tokens("free_slots", self.free_slots)
+        self.free_kv = tokens("free_kv", self.free_kv)
+        self.ms_per_kv_token = number("ms_per_kv_token", self.ms_per_kv_token,
+                                      lambda v: 0 <= v < math.inf, "a finite number >= 0 (ms)")
+        self.discount = number("discount", self.discount, lambda v: 0 < v <= 1, "in (0, 1]")
         G, H = self.base_load.shape
         n = self.profile.shape[0]
         if self.profile.shape[1] != H:
@@ -468,8 +485,6 @@ class Epoch:
                                 ("free_slots", self.free_slots, G), ("free_kv", self.free_kv, G)):
             if arr.size != size:
                 raise InvalidInstanceError(f"{name} has {arr.size} entries, expected {size}")
-        if not 0 < self.discount <= 1:
-            raise InvalidInstanceError(f"discount must be in (0, 1], got {self.discount}")
 
     @property
     def weights(self) -> np.ndarray:

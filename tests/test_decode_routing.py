@@ -496,6 +496,26 @@ def test_epoch_lp_pyomo_cvxpy_matrix_agree_on_objective_and_prices(seed):
     assert rho.sum(axis=0) == pytest.approx(epoch.weights, abs=1e-9)
 
 
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("base_load", [[np.nan, 90.0], [0.0, 0.0]], "base_load must be finite and >= 0"),
+    ("free_kv", [np.inf, 5000.0], "free_kv must be finite and >= 0"),
+    ("free_slots", [-1.0, 2.0], "free_slots must be finite and >= 0"),
+    ("profile", [["a", "b"]], "profile must be an array of numbers"),
+    ("ms_per_kv_token", "0.01", "ms_per_kv_token must be a finite number"),
+    ("discount", 1.5, "discount must be in"),
+])
+def test_epoch_data_is_checked_in_the_users_terms(field, value, message):
+    # before: NaN reached HiGHS (IndexError inside pyomo), a string ms_per_kv_token a numpy
+    # UFuncTypeError, an infinite free KV solved silently
+    data = dict(base_load=[[100.0, 90.0], [0.0, 0.0]], profile=[[40.0, 41.0]], demand=[1.0],
+                kv_need=[20.0], free_slots=[2.0, 2.0], free_kv=[100.0, 100.0],
+                ms_per_kv_token=0.01, discount=0.9)
+    model.Epoch(**data)  # the valid epoch builds
+    data[field] = value
+    with pytest.raises(InvalidInstanceError, match=message):
+        model.Epoch(**data)
+
+
 def test_epoch_ip_brute_force():
     epoch = model.Epoch(base_load=[[100, 90, 80], [50, 60, 70], [0, 0, 0]],
                         profile=[[40, 41, 0], [10, 11, 12], [70, 0, 0], [5, 6, 7]],

@@ -15,7 +15,7 @@ import pkgutil
 from collections.abc import Callable
 from typing import Any
 
-from servopt.core import Instance
+from servopt.core import Instance, InvalidInstanceError
 from servopt.core.registry import layer_module
 
 _CASES: dict[str, Case] = {}
@@ -48,6 +48,17 @@ class Case:
     suites: tuple[str, ...] = ("full",)
     description: str = ""
     version: int = 1
+
+    def __post_init__(self) -> None:
+        methods = self.methods
+        if methods is not None and (isinstance(methods, str)
+                                    or not all(isinstance(m, str) for m in methods)):
+            odd = methods if isinstance(methods, str) else next(
+                m for m in methods if not isinstance(m, str))
+            raise InvalidInstanceError(
+                f"case {self.name!r}: methods must be a tuple of POLICIES names, got {odd!r} (a "
+                "registered case is cached and can run on a cluster by name; run a rule of your "
+                "own with gap_table(instance, [rule]))")
 
     def instance(self, seed: int, params: dict[str, Any]) -> Instance:
         make = self.make_instance or layer_module(self.decision, "instances").generate

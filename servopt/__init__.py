@@ -43,7 +43,10 @@ def gap_table(instance: Instance, methods: Any = None, **kwargs: Any) -> Any:
 
 
 def load(path: Any) -> Instance:
-    """Load an instance file of any decision."""
+    """Load an instance file of any decision: JSON ``{"decision": ..., "schema_version": ...,
+    "fields": {...}}`` with the fields of that decision's ``Instance`` (arrays as lists or
+    ``{"ndarray": [...], "dtype": ...}``, tables as ``{"frame": {column: [...]}}``; the format is
+    in :mod:`servopt.core.instance`). Validated on loading; raises ``InvalidInstanceError``."""
     from servopt.instances import load as _load
 
     return _load(path)

@@ -15,8 +15,9 @@ layer's all-to-all) + ``migration_cost`` x migrations, the objective of the plac
 (:mod:`servopt.models.expert_placement`): a migration is a replica placed on a GPU where the
 instance's ``previous_placement`` had no replica of that expert, counted here by this module's own
 code (0 without a previous placement). Balancedness = mean / max GPU time, per layer and
-aggregated over layers as sum of means / sum of maxes; the mean is fixed by the window, so
-without migrations min cost = max balancedness.
+aggregated over layers as sum of means / sum of maxes; with equal GPU speeds the mean is fixed
+by the window, so without migrations min cost = max balancedness (with unequal speeds the mean
+time depends on where tokens go, and a cheaper plan can be less balanced).
 The bound is the combinatorial lower bound on the hindsight-optimal placement for the next
 window (no plan made without seeing it can do better; migrations count >= 0, so it bounds the cost
 with migrations too), or the hindsight placement MILP's bound (migration term included) on small

@@ -36,7 +36,8 @@ and leaves, so each ``keep_i`` appears in two rows instead of ``b_i - a_i``::
 It is a min-cost flow: nodes are requests, the chain ``t -> t+1`` carries the cached tokens
 (capacity ``C``, cost 0) and interval ``i`` has a bypass arc ``a_i -> b_i`` (capacity ``s_i``,
 cost ``c_i / s_i`` per token) with supply ``s_i`` at ``a_i`` and demand ``s_i`` at ``b_i``
-(:func:`build_networkx`). All three LPs give the same optimal value: a lower bound on the miss
+(:func:`build_networkx`). All three LPs give the same optimal value (for a whole-token capacity C;
+see :func:`build_networkx` otherwise): a lower bound on the miss
 cost of every caching policy, online or offline, including ones that bypass the cache; with
 integer ``keep`` both Pyomo forms and the matrix form give the optimum.
 
@@ -52,11 +53,13 @@ In the flow form ``occupancy_balance[t]`` (an equality) is the bookkeeping dual 
 carried through gap t: wherever that occupancy is positive, ``balance[t] - balance[t+1] =
 cache_capacity[t]`` (stationarity in ``occupancy[t]``; checked on a generated instance), so it
 adds no information to the capacity prices. Both families are
-degenerate where the optimum is not unique (the flow form's Pyomo and CVXPY duals can differ
-there; their per-interval sums, and the objective, agree). The interval form (Pyomo) has no row
-for a gap no interval that fits spans; :func:`servopt.solvers.exact.solve` prices such a gap 0,
-so both forms label ``cache_capacity`` by every gap (the family is absent when no interval fits
-at all).
+degenerate where the optimum is not unique (the flow form's Pyomo, CVXPY and matrix duals can
+differ there; the objective agrees, and so do the per-interval sums ``s_i * sum_{t in i}
+price_t`` of the intervals kept fractionally, which complementary slackness pins at ``c_i``;
+elsewhere only the keep / evict reading agrees: a sum above ``c_i`` for an evicted interval, below
+it for a kept one). The interval form (Pyomo) has no row for a gap no interval that fits spans;
+:func:`servopt.solvers.exact.solve` prices such a gap 0, so both forms label ``cache_capacity`` by
+every gap (all zeros when no interval fits at all).
 
 Large instances: :func:`flow_matrix` returns the flow form as scipy.sparse data (4 nonzeros per
 request) for a direct HiGHS solve; tests check it agrees with the Pyomo, CVXPY and networkx forms.
@@ -410,7 +413,9 @@ def build_networkx(instance: Instance, *, scale: float = 1e6) -> tuple[Any, floa
     """The min-cost flow graph: ``(graph, constant, weight_scale)``.
 
     Arc weights are integers ``round(scale * c_i / s_i)`` (networkx's network simplex needs
-    integers); sizes and capacity must be whole tokens. The optimal miss cost is
+    integers); sizes must be whole tokens, and a fractional capacity is rounded down (whole-token
+    objects never fill the fraction, so every cache schedule stays feasible and the value is
+    still a lower bound, tighter than the LP forms' there). The optimal miss cost is
     ``flow_cost / weight_scale + constant``; ``constant`` holds first misses and the cost of
     intervals whose object does not fit in the cache.
     """

@@ -20,7 +20,8 @@ unit speed).
           gpu_load[l,g]:  sum_e f[l,e,g] <= s_g z[l]            (the all-to-all barrier)
 
 ``u[l,e,g] = min(w[l,e], s_g z_ub)`` with ``z_ub`` an upper bound on the optimal makespan (the
-option ``makespan_ub``, e.g. a heuristic plan's value; ``max_e w[l,e] / s_min`` when not given). Both the
+option ``makespan_ub``, e.g. a heuristic plan's value; when not given ``max_e w[l,e] / s_min``,
+which is not such a bound but leaves ``u = w``: no strengthening). Both the
 strengthened link and the replica-count form of ``placed`` (a replica serves at most
 ``s_g z_ub`` tokens) are valid for every plan at least as good as ``z_ub``, so they keep an
 optimum and cut the LP relaxation. Further valid inequalities: ``lower[l]``:

@@ -119,12 +119,15 @@ def outcome_row(method: str, outcome: Outcome, bound: Bound, sense: str) -> dict
 
 
 def method_label(method: Any) -> str:
-    """A gap-table label: the name itself, else the policy's ``name`` attribute, else its class
-    or function name."""
+    """A gap-table label: the name itself, else the policy's ``name`` attribute when the object
+    or its own class sets it, else its class or function name (a subclass of ``Policy`` that sets
+    no name is labelled by its class, not by the base's generic ``policy``)."""
     if isinstance(method, str):
         return method
     name = getattr(method, "name", None)
-    if isinstance(name, str) and name:
+    own = ("name" in method.__dict__ if isinstance(method, type) else
+           "name" in getattr(method, "__dict__", {}) or "name" in type(method).__dict__)
+    if isinstance(name, str) and name and own:
         return name
     return getattr(method, "__name__", None) or type(method).__name__
 

@@ -32,9 +32,10 @@ FORESIGHT = ("hindsight",)  # plans with the true output lengths
 DEFAULT_METHODS = ("fcfs", "spf", "mcsf", "bid_price", "bid_price_stationary")
 
 
-def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
+def simulate(instance: Instance, policy: rules.Policy | str, *, trace: bool = False,
              max_rounds: int | None = None) -> dict[str, Any]:
-    """Run ``policy`` (already prepared) on ``instance``; per-request results and metrics.
+    """Run ``policy`` (a prepared policy object, or a ``POLICIES`` name: made and prepared here)
+    on ``instance``; per-request results and metrics.
 
     Returns a dict with ``latency``, ``ttft``, ``finish`` (rounds, per request), ``memory`` (KV
     tokens held in each round), ``preemptions``, ``refused`` and, with ``trace=True``,
@@ -45,6 +46,9 @@ def simulate(instance: Instance, policy: rules.Policy, *, trace: bool = False,
     first, most recently preempted first, those of one round by admission; then arrivals by
     arrival round and id) are kept as arrays and updated only when a request joins or leaves.
     """
+    if not isinstance(policy, rules.Policy):
+        policy = rules.make_policy(policy)  # a name or a class (anything else is refused)
+        policy.prepare(instance)
     n = instance.n
     a, s, o = instance.arrival, instance.prompt_tokens, instance.output_tokens
     M = instance.kv_memory

@@ -875,3 +875,15 @@ def test_a_subclass_score_or_footprint_price_orders_the_queue():
             return -10.0 * c
 
     assert Flat(np.zeros(0), tail=0.0).admit(state).tolist() == [0, 2, 1]
+
+
+def test_simulate_takes_a_policies_name_as_evaluate_does():
+    # the simulator's latency total of a name equals evaluate's cost (total end-to-end latency)
+    # and the prepared object's; anything else is refused in the user's terms
+    inst = inst_mod.generate(20, seed=0)
+    prepared = rules.MCSF()
+    prepared.prepare(inst)
+    by_name = bench.simulate(inst, "mcsf")["latency"].sum()
+    assert by_name == bench.simulate(inst, prepared)["latency"].sum() == bench.evaluate(inst, "mcsf").cost
+    with pytest.raises(InvalidInstanceError, match="must be a POLICIES name"):
+        bench.simulate(inst, 3)

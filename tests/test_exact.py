@@ -262,3 +262,141 @@ def test_cvxpy_form_that_is_another_model_is_not_labelled_a_relaxation():
     dispatch = exact.solve(inst, backend="cvxpy")
     assert dispatch.relaxed is False
     assert dispatch.objective == pytest.approx(exact.solve(inst, placement=prev).objective, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mutation round 2: the status, bound and label a solve reports (each test says the hole it closes)
+# ---------------------------------------------------------------------------------------------
+def _covering_mip(cost: list[float], need: float, *, sense: str = "min", offset: float = 0.0):
+    """min (or max) cost @ x + offset  s.t.  x0 + x1 >= need (<= need for max), x whole in
+    0..10, with its own LP relaxation as ``bound_lp``."""
+    from servopt.core.matrix import Family, MatrixModel
+
+    def make(integer):
+        return MatrixModel(
+            objective=np.asarray(cost, dtype=float), matrix=np.array([[1.0, 1.0]]),
+            row_lower=[need if sense == "min" else -np.inf],
+            row_upper=[np.inf if sense == "min" else need],
+            col_lower=[0.0, 0.0], col_upper=[10.0, 10.0],
+            rows={"cover": Family([0], pd.RangeIndex(1))}, columns={"x": Family([0, 1], pd.RangeIndex(2))},
+            sense=sense, offset=offset, integer=integer)
+
+    mm = make(np.array([True, True]))
+    mm.bound_lp = lambda: make(None)
+    return mm
+
+
+@pytest.mark.parametrize(("cost", "need", "sense", "offset", "value", "kind", "optimum"), [
+    # min x0 + x1, x0 + x1 >= 1.5: LP 1.5, every schedule a whole number -> 2 (= the IP optimum)
+    ([1.0, 1.0], 1.5, "min", 0.0, 2.0, "lp_relaxation, rounded up to a whole number", 2.0),
+    # max x0 + x1, x0 + x1 <= 1.5: LP 1.5, rounded down to 1 (= the IP optimum)
+    ([1.0, 1.0], 1.5, "max", 0.0, 1.0, "lp_relaxation, rounded down to a whole number", 1.0),
+    # costs 0.4: LP 0.6, IP 0.8 (two units). Rounding up to 1 would exceed the optimum
+    ([0.4, 0.4], 1.5, "min", 0.0, 0.6, "lp_relaxation", 0.8),
+    # whole costs but an offset 0.25: x0 + x1 >= 0.85 gives LP 1.1, IP 1.25; 2 would be above it
+    ([1.0, 1.0], 0.85, "min", 0.25, 1.1, "lp_relaxation", 1.25),
+])
+def test_the_lp_fallback_bound_is_rounded_only_when_every_value_is_whole(
+        cost, need, sense, offset, value, kind, optimum):
+    # closes: ceil/floor swapped by sense, the 'up'/'down' label, rounding with a fractional cost
+    # or offset, and extra['bound_lp'] missing (all by hand above; optimum by enumerating x)
+    mm = _covering_mip(cost, need, sense=sense, offset=offset)
+    bound, extra = exact._bound_from_lp(mm, math.nan, None)
+    assert bound == pytest.approx(value, abs=1e-9)
+    assert extra["bound_kind"] == kind and extra["bound_lp"] == pytest.approx(value, abs=1e-9)
+    assert (bound <= optimum + 1e-9) if sense == "min" else (bound >= optimum - 1e-9)
+    best = [cost[0] * a + cost[1] * b + offset for a in range(11) for b in range(11)
+            if (a + b >= need if sense == "min" else a + b <= need)]
+    assert optimum == pytest.approx(min(best) if sense == "min" else max(best))
+
+
+@pytest.mark.parametrize(("sense", "dual", "kept"), [
+    ("min", 1.0, False),  # LP 2 (rounded) is the better lower bound than 1
+    ("min", 2.0, True),  # not better: the MIP's own bound stays, with its own label
+    ("max", 1.5, False),  # LP 1 (rounded down) is the better upper bound than 1.5
+    ("max", 1.0, True),
+])
+def test_the_lp_fallback_bound_replaces_the_dual_bound_only_when_better(sense, dual, kept):
+    # closes: the 'better' comparison reversed for min / max
+    bound, extra = exact._bound_from_lp(_covering_mip([1.0, 1.0], 1.5, sense=sense), dual, None)
+    if kept:
+        assert bound == dual and extra["bound_kind"] == "mip_dual_bound"
+    else:
+        assert bound == (2.0 if sense == "min" else 1.0) and extra["bound_kind"].startswith("lp_relaxation")
+
+
+def test_an_lp_stopped_by_its_iteration_limit_reports_no_bound():
+    # closes: an LP stopped early reporting its iterate as a proved bound (and the status of an
+    # iteration limit, 'time_limit'). Wyndor with no simplex iteration allowed: x = 0 is the
+    # iterate (profit 0), far from the optimum 36; nothing is proved
+    from servopt.core.matrix import Family, MatrixModel
+
+    mm = MatrixModel(objective=np.array([3.0, 5.0]), matrix=np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 2.0]]),
+                     row_lower=[-np.inf] * 3, row_upper=[4.0, 12.0, 18.0], col_lower=[0.0, 0.0],
+                     col_upper=[np.inf, np.inf], rows={"capacity": Family([0, 1, 2], pd.RangeIndex(3))},
+                     columns={"x": Family([0, 1], pd.RangeIndex(2))}, sense="max",
+                     options={"simplex_iteration_limit": 0, "presolve": "off"})
+    sol = exact.solve_matrix(mm)
+    assert sol.status == "time_limit"
+    assert math.isnan(sol.bound) and math.isnan(sol.gap)
+
+
+@pytest.mark.parametrize("sense", ["min", "max"])
+def test_an_unbounded_cvxpy_lp_says_so_with_the_infinite_value_of_its_sense(sense):
+    # closes: -inf / +inf swapped by sense, and a gap of 0 for a problem with no optimum.
+    # min -x (or max x) over x >= 1: the objective improves without end
+    import cvxpy as cp
+
+    x = cp.Variable(1, nonneg=True)
+    floor = x >= 1
+    objective = cp.Minimize(-x[0]) if sense == "min" else cp.Maximize(x[0])
+    model = CvxpyModel(cp.Problem(objective, [floor]), sense, {"floor": (floor, pd.RangeIndex(1))},
+                       {"x": (x, pd.RangeIndex(1))})
+    sol = exact.solve_cvxpy(model)
+    assert sol.status == "unbounded"
+    assert sol.objective == (-math.inf if sense == "min" else math.inf)
+    assert math.isnan(sol.gap)
+
+
+def test_the_relaxed_flag_says_whether_an_integer_model_was_relaxed():
+    # closes: relax=True not marked relaxed on the Pyomo path, and a LINEAR model's CVXPY solve
+    # (the same model, not a relaxation) marked relaxed
+    from servopt.instances import caching as ci
+    from servopt.instances import capacity as cpi
+    from servopt.instances import expert_placement as ie
+
+    toy = ToyInstance(**WYNDOR)
+    assert exact.solve(toy, relax=True).relaxed and not exact.solve(toy).relaxed
+    placement = ie.generate(preset="tiny", seed=0)  # a MIP on the Pyomo path
+    assert exact.solve(placement, relax=True, backend="pyomo").relaxed
+    fleet = cpi.generate(requests=50, seed=0)  # LINEAR: CVXPY solves the model itself
+    assert not exact.solve(fleet, backend="cvxpy").relaxed
+    cache = ci.generate(requests=40, objects=8, seed=0)  # an IP (binary keep): CVXPY has its LP
+    assert exact.solve(cache, backend="cvxpy").relaxed and not exact.solve(cache).relaxed
+    assert exact.solve(cache, backend="cvxpy", relax=True).relaxed
+
+
+def test_the_pyomo_path_hands_mip_gap_and_time_limit_to_highs(monkeypatch):
+    # closes: mip_gap (or the time limit) not reaching HiGHS on the Pyomo path
+    seen = []
+    real = exact._highs
+
+    class Spy:
+        def __init__(self):
+            self.inner = real()
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def solve(self, model, **kw):
+            seen.append(kw)
+            return self.inner.solve(model, **kw)
+
+    monkeypatch.setattr(exact, "_highs", Spy)
+    m = pyo.ConcreteModel()
+    m.y = pyo.Var(domain=pyo.NonNegativeIntegers, bounds=(0, 10))
+    m.cap = pyo.Constraint(expr=2 * m.y <= 9)
+    m.obj = pyo.Objective(expr=m.y, sense=pyo.maximize)
+    sol = exact.solve_model(m, mip_gap=0.25, time_limit=7.0, prices=False)
+    assert sol.objective == pytest.approx(4.0)  # by hand: y <= 4.5, whole
+    assert seen[0]["solver_options"]["mip_rel_gap"] == 0.25 and seen[0]["time_limit"] == 7.0

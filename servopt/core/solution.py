@@ -145,14 +145,16 @@ class Solution:
         """Write the solution as files: ``solution.json`` (status, objective, bound, gap, time,
         sense, backend, form, decision; NaN as null), one ``prices/<family>.csv`` and one
         ``decisions/<name>.csv`` per entry, with the index levels as leading columns (read back
-        with ``pd.read_csv(path, index_col=list(range(levels)))``; a table such as a
-        request x worker share is written long, one row per cell). CSV files left in those two
-        folders by an earlier save are removed first. Returns the directory."""
+        with ``pd.read_csv(path, index_col=list(range(levels)))``, or all of it with
+        :meth:`load`; a table such as a request x worker share is written long, one row per
+        cell). CSV files left in those two folders by an earlier save are removed first. Returns
+        the directory."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         head = {"decision": self.decision, "status": self.status, "objective": self.objective,
                 "bound": self.bound, "gap": self.gap, "wall_s": self.wall_s, "sense": self.sense,
                 "relaxed": self.relaxed, "backend": self.backend, "form": self.info.get("form"),
+                "instance": self.info.get("instance"),
                 "prices": sorted(self.prices), "decisions": sorted(self.decisions)}
         head = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                 for k, v in head.items()}
@@ -170,6 +172,75 @@ class Solution:
                              index_label=[n if n is not None else f"level_{k}"
                                           for k, n in enumerate(table.index.names)])
         return out
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Solution:
+        """Read back a solution written by :meth:`save` (e.g. LP prices solved offline, to build
+        a bid-price rule elsewhere). Prices and decisions come back as Series indexed by the
+        saved index levels (a table saved long stays long); index labels are read as CSV
+        values (numbers or text). Raises ``InvalidInstanceError`` for a folder that is not a
+        saved solution or a file that does not match its ``solution.json``."""
+        from servopt.core.errors import InvalidInstanceError
+
+        folder = Path(directory)
+        head_path = folder / "solution.json"
+        if not head_path.is_file():
+            raise InvalidInstanceError(f"{folder} has no solution.json: not a folder written by "
+                                       "Solution.save")
+        try:
+            head = json.loads(head_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidInstanceError(f"{head_path} is not valid JSON ({exc})") from None
+        if not isinstance(head, dict) or not isinstance(head.get("status"), str):
+            raise InvalidInstanceError(f"{head_path} is not a saved solution (no status)")
+
+        def number(key: str) -> float:
+            value = head.get(key)
+            if value is None:
+                return math.nan
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidInstanceError(f"{head_path}: {key} must be a number or null, got {value!r}")
+            return float(value)
+
+        def tables(kind: str) -> dict[str, pd.Series]:
+            names = head.get(kind, [])
+            if not isinstance(names, list):
+                raise InvalidInstanceError(f"{head_path}: {kind} must be a list of names")
+            out = {}
+            for name in names:
+                if not isinstance(name, str) or not name.replace("_", "").isalnum():
+                    raise InvalidInstanceError(f"{head_path}: {kind} name {name!r} is not a "
+                                               "plain name (letters, digits, _)")
+                path = folder / kind / f"{name}.csv"
+                if not path.is_file():
+                    raise InvalidInstanceError(f"{path} is missing (solution.json lists it)")
+                try:
+                    frame = pd.read_csv(path)
+                except (ValueError, pd.errors.ParserError) as exc:
+                    raise InvalidInstanceError(f"{path} is not a readable CSV ({exc})") from None
+                if frame.shape[1] < 2 or frame.columns[-1] != name:
+                    raise InvalidInstanceError(f"{path}: expected index columns, then a column "
+                                               f"{name!r}")
+                levels = list(frame.columns[:-1])
+                series = frame.set_index(levels if len(levels) > 1 else levels[0])[name]
+                # a level saved without a name (a scalar row's index None) reads back unnamed
+                series.index = series.index.set_names(
+                    [None if str(n).startswith("level_") else n for n in series.index.names])
+                if len(levels) == 1 and series.index.name is None and series.index.isna().all():
+                    series.index = pd.Index([None] * len(series), dtype=object)
+                out[name] = series
+            return out
+
+        sense = head.get("sense", "min")
+        if sense not in ("min", "max"):
+            raise InvalidInstanceError(f"{head_path}: sense must be min or max, got {sense!r}")
+        info = {key: head[key] for key in ("form", "instance") if head.get(key) is not None}
+        info["loaded_from"] = str(folder)
+        return cls(status=head["status"], objective=number("objective"), bound=number("bound"),
+                   gap=number("gap"), wall_s=number("wall_s"), decisions=tables("decisions"),
+                   prices=tables("prices"), sense=sense, relaxed=bool(head.get("relaxed", False)),
+                   backend=str(head.get("backend", "highs")), decision=str(head.get("decision", "")),
+                   info=info)
 
     def __repr__(self) -> str:
         families = ", ".join(f"{k}[{len(v)}]" for k, v in self.prices.items())

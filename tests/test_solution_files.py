@@ -1,0 +1,85 @@
+"""Solution.save / Solution.load: prices solved in one process build the same rule in another."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import servopt
+from servopt.benchmarks import batch_scheduling as bench_bs
+from servopt.benchmarks import caching as bench_ca
+from servopt.core import InvalidInstanceError, Solution
+from servopt.instances import batch_scheduling as bi
+from servopt.instances import caching as ci
+from servopt.instances import capacity as cpi
+from servopt.instances import decode_routing as dri
+from servopt.solvers import batch_scheduling as rules_bs
+from servopt.solvers import caching as rules_ca
+from servopt.solvers import capacity as rules_cp
+
+
+@pytest.mark.parametrize("make", [lambda: bi.generate(12, seed=0),
+                                  lambda: dri.generate_steps(requests=8, workers=2, seed=0),
+                                  lambda: cpi.generate(requests=60, seed=0),
+                                  lambda: ci.generate(requests=200, seed=0)])
+def test_a_saved_solution_reads_back_with_its_labels(make, tmp_path):
+    sol = servopt.solve(make(), relax=True)
+    back = Solution.load(sol.save(tmp_path))
+    for key in ("status", "objective", "bound", "sense", "relaxed", "backend", "decision"):
+        assert getattr(back, key) == getattr(sol, key), key
+    assert back.info["instance"] == sol.info["instance"]
+    assert sorted(back.prices) == sorted(sol.prices)
+    for name, price in sol.prices.items():  # every label, index level name and value
+        assert list(back.prices[name].index) == list(price.index), name
+        assert back.prices[name].index.names == price.index.names, name
+        np.testing.assert_allclose(back.prices[name].to_numpy(float), price.to_numpy(float))
+    for name, value in sol.decisions.items():
+        long = value.stack(future_stack=True) if isinstance(value, pd.DataFrame) else value
+        assert list(back.decisions[name].index) == list(long.index), name
+        np.testing.assert_allclose(back.decisions[name].to_numpy(float), long.to_numpy(float))
+
+
+def test_rules_built_from_loaded_prices_decide_as_from_the_solve(tmp_path):
+    batch = bi.generate(20, seed=1)
+    lp = servopt.solve(batch, relax=True)
+    loaded = Solution.load(lp.save(tmp_path / "batch"))
+    assert bench_bs.evaluate(batch, rules_bs.BidPrice.from_solution(loaded)).cost == \
+        bench_bs.evaluate(batch, rules_bs.BidPrice.from_solution(lp)).cost
+    cache = ci.generate(requests=400, seed=1)
+    lp = servopt.solve(cache, relax=True)
+    loaded = Solution.load(lp.save(tmp_path / "cache"))
+    assert rules_ca.BidPrice.from_solution(loaded).price == rules_ca.BidPrice.from_solution(lp).price
+    assert bench_ca.evaluate(cache, rules_ca.BidPrice.from_solution(loaded, warmup=0.0)).cost == \
+        pytest.approx(bench_ca.evaluate(cache, rules_ca.BidPrice.from_solution(lp, warmup=0.0)).cost)
+    fleet = cpi.generate(requests=60, seed=0)
+    lp = servopt.solve(fleet)
+    loaded = Solution.load(lp.save(tmp_path / "fleet"))
+    assert rules_cp.plan_from_solution(fleet, loaded) == rules_cp.plan_from_solution(fleet, lp)
+    # the instance fingerprint travels with the files: another fleet's instance is refused
+    with pytest.raises(InvalidInstanceError):
+        rules_cp.plan_from_solution(cpi.generate(requests=60, seed=5, kv_tokens=30_000), loaded)
+
+
+def test_a_folder_that_is_not_a_saved_solution_is_refused(tmp_path):
+    with pytest.raises(InvalidInstanceError, match=r"no solution\.json"):
+        Solution.load(tmp_path)
+    (tmp_path / "solution.json").write_text("{not json")
+    with pytest.raises(InvalidInstanceError, match="not valid JSON"):
+        Solution.load(tmp_path)
+    folder = servopt.solve(bi.generate(6, seed=0), relax=True).save(tmp_path / "ok")
+    head = json.loads((folder / "solution.json").read_text())
+    for change, message in (({"prices": ["../../solution"]}, "not a plain name"),
+                            ({"prices": ["kv_memory", "absent"]}, "absent.csv is missing"),
+                            ({"objective": "12"}, "objective must be a number"),
+                            ({"sense": "up"}, "sense must be min or max"),
+                            ({"status": None}, "no status")):
+        (folder / "solution.json").write_text(json.dumps({**head, **change}))
+        with pytest.raises(InvalidInstanceError, match=message):
+            Solution.load(folder)
+    (folder / "solution.json").write_text(json.dumps(head))
+    (folder / "prices" / "kv_memory.csv").write_text("round,price\n0,1.0\n")
+    with pytest.raises(InvalidInstanceError, match="then a column 'kv_memory'"):
+        Solution.load(folder)

@@ -160,10 +160,10 @@ class Instance(BaseInstance):
     def summary(self) -> str:
         seen = np.unique(self.object_id)
         distinct = float(self.size[seen].sum())
-        share = self.capacity / distinct if distinct else float("nan")
+        share = f"{self.capacity / distinct:.1%} of distinct bytes" if distinct else "no request"
         label = f"{self.name}: " if self.name else ""
         return (f"caching {label}{self.requests} requests, {len(seen)} objects, capacity "
-                f"{self.capacity:.0f} tokens ({share:.1%} of distinct bytes)")
+                f"{self.capacity:.0f} tokens ({share})")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -648,6 +648,8 @@ class BidPrice:
                 f"BidPrice.from_solution needs an expert_placement solution with gpu_load prices "
                 f"(servopt.solve(instance, placement=phy2log) or relax=True); got a {kind} solution "
                 f"with prices {sorted(prices) if isinstance(prices, dict) else 'none'}")
+        num_layers = whole_number("num_layers", num_layers)
+        num_gpus = whole_number("num_gpus", num_gpus)
         price = np.full((num_layers, num_gpus), np.nan)
         for key, value in prices["gpu_load"].items():
             if not (isinstance(key, tuple) and len(key) == 2):

@@ -881,3 +881,9 @@ def test_solve_gives_the_integer_optimum_and_relax_the_interval_lp_by_hand():
     # a rule is built from the LP's prices only: the IP's are all zero
     with pytest.raises(InvalidInstanceError, match="relax=True"):
         cs.BidPrice.from_solution(exact.solve(inst))
+
+
+def test_the_summary_of_an_instance_without_requests_says_so():
+    empty = ci.Instance(time=np.zeros(0), object_id=np.zeros(0, dtype=np.int64), size=np.ones(2),
+                        miss_cost=np.ones(2), capacity=1.0)
+    assert empty.summary() == "caching 0 requests, 0 objects, capacity 1 tokens (no request)"

@@ -427,6 +427,9 @@ def test_bid_price_from_solution_uses_the_dual_prices():
     hot_sol = exact.solve(hot, placement=np.array([[0, 1, 2, 3]]))
     hot_rule = sv.BidPrice.from_solution(hot_sol, 1, 2)
     np.testing.assert_allclose(hot_rule.gpu_price, [[1.0, 0.0]], atol=1e-7)
+    for layers, gpus in (("1", 2), (1, 2.0), (0, 2)):  # before: a bare numpy TypeError for "1"
+        with pytest.raises(InvalidInstanceError, match="must be a whole number"):
+            sv.BidPrice.from_solution(hot_sol, layers, gpus)
 
 
 # -- instances ------------------------------------------------------------------------------------------

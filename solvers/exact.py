@@ -136,10 +136,23 @@ def solve(
     # CVXPY solve is the relaxation, and the solution says so
     solution.relaxed = relax or (backend == "cvxpy" and not getattr(module, "LINEAR", False)
                                  and cvxpy_relaxes)
+    solution.decisions = {name: _without_negative_zero(value)
+                          for name, value in solution.decisions.items()}
     solution.wall_s = time.perf_counter() - start
     fingerprint = getattr(module, "fingerprint", None)  # rules built from it can check what they get
     solution.info["instance"] = fingerprint(instance) if fingerprint else instance.content_hash()
     return solution
+
+
+def _without_negative_zero(value: Any) -> Any:
+    """Float decisions with -0.0 (a solver's rounding of a variable at 0) written 0.0."""
+    if isinstance(value, pd.DataFrame):
+        dtypes = list(value.dtypes)
+    elif isinstance(value, pd.Series):
+        dtypes = [value.dtype]
+    else:
+        return value
+    return value + 0.0 if all(pd.api.types.is_float_dtype(d) for d in dtypes) else value
 
 
 def _matrix_form(module: Any, instance: Instance, relax: bool, options: dict[str, Any]

@@ -208,3 +208,17 @@ def test_solve_picks_the_matrix_form_and_pyomo_on_request():
     assert fast.objective == pytest.approx(slow.objective, rel=1e-9)
     # an option only the Pyomo model has falls back to it
     assert exact.solve(inst, form="interval").info["form"] == "pyomo"
+
+
+@pytest.mark.parametrize("relax", [False, True])
+def test_decisions_never_show_a_negative_zero(relax):
+    # HiGHS returns -0.0 for some variables at 0 (expert placement's y and f, decode routing's x
+    # on these instances): a user reading or printing decisions saw "-0.0"
+    from servopt.instances import decode_routing as dri
+    from servopt.instances import expert_placement as ie
+
+    for inst in (ie.generate(preset="tiny", seed=0), dri.generate_steps(requests=8, workers=2, seed=0)):
+        for backend in ("highs", "pyomo"):
+            for name, value in exact.solve(inst, relax=relax, backend=backend).decisions.items():
+                values = np.asarray(value, dtype=float).ravel()
+                assert not np.any((values == 0) & np.signbit(values)), (inst.decision, backend, name)

@@ -523,11 +523,17 @@ def test_the_code_fingerprint_covers_the_solve_layer_and_the_decisions_modules()
     assert "servopt/core/solution.py" in files and "servopt/core/instance.py" in files
 
 
-def test_cases_come_sorted_by_decision_then_name():
-    # closes: the registry's order (the report's order) depending on file discovery
+def test_cases_come_sorted_by_decision_then_name(monkeypatch):
+    # closes: the registry's order (the report's order) depending on file discovery or on the
+    # order cases were registered in: one registered last, of the first decision, comes first
     from servopt.benchmarks import registry
 
+    late = Case(name="aa_registered_last", decision="batch_scheduling", suites=("mutation_round_2",))
+    registry.discover()
+    monkeypatch.setitem(registry._CASES, late.name, late)
+    assert registry.cases(suite="mutation_round_2") == [late]
     found = registry.cases()
+    assert found[0] is late
     assert [(c.decision, c.name) for c in found] == sorted((c.decision, c.name) for c in found)
     assert len({c.decision for c in found}) >= 5
     quick = registry.cases(suite="quick")

@@ -171,15 +171,18 @@ class State:
         """``compute(self, ids)``, kept (read-only) for the round when ``ids`` is the waiting
         queue: a bid-price rule's ``admit`` and its ``score`` both ask for it. The kept values
         are returned only while the queue holds the same ids in the same order (a policy may
-        sort it in place): one comparison instead of several gathers."""
+        sort it in place) and the state's arrays and memory are the same objects (a policy may
+        replace ``predicted``): one comparison instead of several gathers."""
         if ids is not self.waiting:
             return compute(self, ids)
+        inputs = (self.prompt, self.generated, self.predicted, self.kv_memory)
         kept = self._queue_memo.get(compute)
-        if kept is not None and len(kept[0]) == len(ids) and (kept[0] == ids).all():
-            return kept[1]
+        if kept is not None and len(kept[0]) == len(ids) and (kept[0] == ids).all() \
+                and all(x is y for x, y in zip(kept[1], inputs, strict=True)):
+            return kept[2]
         values = compute(self, ids)
         values.flags.writeable = False
-        self._queue_memo[compute] = (ids.copy(), values)
+        self._queue_memo[compute] = (ids.copy(), inputs, values)
         return values
 
     def slots(self) -> int:

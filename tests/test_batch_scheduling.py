@@ -322,6 +322,13 @@ def test_state_values_of_the_waiting_queue_follow_an_in_place_sort():
     np.testing.assert_array_equal(state.current(state.waiting), [11, 24, 31])
     np.testing.assert_array_equal(state.remaining(state.waiting), [5, 7, 70])
     np.testing.assert_array_equal(state.current(np.array([1])), [24])  # any other ids
+    # a policy may also replace an array of the state (e.g. predictions it trusts more)
+    state.predicted = np.array([2, 4, 6])  # remaining: 2, 4 - 3 = 1, 6
+    np.testing.assert_array_equal(state.remaining(state.waiting), [2, 1, 6])
+    state.kv_memory = 35  # request 2: min(6, 35 - 30) = 5
+    np.testing.assert_array_equal(state.remaining(state.waiting), [2, 1, 5])
+    state.prompt = np.array([10, 38, 30])  # request 1 now holds 38 + 3 + 1
+    np.testing.assert_array_equal(state.current(state.waiting), [11, 42, 31])
 
 
 def test_stationary_price_is_the_mean_over_the_busy_rounds():

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import json
+import numbers
 import time
 from pathlib import Path
 from typing import Any
@@ -64,8 +65,8 @@ class SimResult:
 def _as_priority(priority: Any, o: int, t: int) -> float:
     """A ``touch()`` answer other than a float as a number (a string would sort as text, an
     array would fail deep in the heap)."""
-    if isinstance(priority, (bool, np.bool_)) or not isinstance(priority, (int, float, np.number)) \
-            or isinstance(priority, complex | np.complexfloating):
+    if isinstance(priority, bool | np.bool_) or not isinstance(priority, numbers.Real | np.number) \
+            or isinstance(priority, np.complexfloating):
         raise InvalidInstanceError(
             f"the policy's touch() must return a number or None, got {type(priority).__name__} "
             f"{priority!r:.40} for object {o} at request {t}")

@@ -20,8 +20,9 @@ With ``keep_i`` in {0, 1} (``relax=False``, the default of :func:`build` and
 ``servopt.solve``) this is the offline optimum itself: a set of kept intervals that fits in every
 gap is a cache schedule (admit the object at ``a_i``, evict it after ``b_i`` unless the next
 interval is kept; objects may bypass the cache), and every schedule keeps such a set. With
-``relax=True`` it is the interval LP, a lower bound on that optimum (the two differ when sizes
-differ; with unit sizes the LP is integral and equals Belady). The IP is NP-hard in general:
+``relax=True`` it is the interval LP, a lower bound on that optimum (the two can differ when
+sizes differ; with unit sizes and a whole-token capacity the LP is integral, and with equal costs
+too it equals Belady). The IP is NP-hard in general:
 use it on small instances; the LP and :class:`~servopt.solvers.caching.LPSchedule` (its rounded
 schedule) bracket the optimum at any size.
 

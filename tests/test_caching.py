@@ -4,6 +4,7 @@ simulator counts hits as worked by hand, and bad input gets a clear error."""
 from __future__ import annotations
 
 import dataclasses
+import fractions
 import itertools
 
 import numpy as np
@@ -845,10 +846,15 @@ def test_numpy_and_integer_priorities_are_numbers():
         def touch(self, t, o, hit):
             return np.float32(super().touch(t, o, hit))
 
+    class FractionLRU(cs.LRU):  # any real number (numbers.Real) is a priority
+        def touch(self, t, o, hit):
+            return fractions.Fraction(super().touch(t, o, hit))
+
     inst = ci.generate(requests=300, objects=40, seed=1, cache_share=0.05)
     lru = bench.simulate(inst, "lru").miss_cost
     assert bench.simulate(inst, IntLRU()).miss_cost == pytest.approx(lru)
     assert bench.simulate(inst, NumpyLRU()).miss_cost == pytest.approx(lru)
+    assert bench.simulate(inst, FractionLRU()).miss_cost == pytest.approx(lru)
 
 
 def test_balance_duals_differ_by_the_capacity_price_where_the_cache_holds_something():

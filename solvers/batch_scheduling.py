@@ -1012,7 +1012,13 @@ class BidPrice(Policy):
             raise InvalidInstanceError(
                 "BidPrice.from_solution needs the LP relaxation's prices: solve with relax=True "
                 "(a MIP's prices are the duals with the integers fixed, here all zero)")
-        return cls(prices["kv_memory"].to_numpy(), **kw)  # one price per round
+        price = prices["kv_memory"]
+        rounds = np.asarray(price.index)
+        if not (np.issubdtype(rounds.dtype, np.integer)
+                and np.array_equal(np.sort(rounds), np.arange(len(rounds)))):
+            raise InvalidInstanceError("BidPrice.from_solution needs one kv_memory price for each "
+                                       "round 0, 1, ..., T-1 (labelled by round)")
+        return cls(price.sort_index().to_numpy(dtype=float), **kw)  # one price per round, in order
 
     def prepare(self, instance: Instance) -> None:
         if self.given:

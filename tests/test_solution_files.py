@@ -75,11 +75,39 @@ def test_a_folder_that_is_not_a_saved_solution_is_refused(tmp_path):
                             ({"prices": ["kv_memory", "absent"]}, "absent.csv is missing"),
                             ({"objective": "12"}, "objective must be a number"),
                             ({"sense": "up"}, "sense must be min or max"),
-                            ({"status": None}, "no status")):
+                            ({"status": None}, "status must be one of"),
+                            ({"status": "banana"}, "status must be one of"),
+                            ({"relaxed": "false"}, "relaxed must be true or false")):
         (folder / "solution.json").write_text(json.dumps({**head, **change}))
         with pytest.raises(InvalidInstanceError, match=message):
             Solution.load(folder)
     (folder / "solution.json").write_text(json.dumps(head))
-    (folder / "prices" / "kv_memory.csv").write_text("round,price\n0,1.0\n")
-    with pytest.raises(InvalidInstanceError, match="then a column 'kv_memory'"):
-        Solution.load(folder)
+    prices = folder / "prices" / "kv_memory.csv"
+    saved = prices.read_text().splitlines()
+    for lines, message in ((["round,price", "0,1.0"], "then a column 'kv_memory'"),
+                           (saved[:-1], "rows; solution.json says"),  # a row removed
+                           ([*saved[:1], "0,abc", *saved[2:]], "must be float values"),
+                           ([*saved[:1], "x,0.5", *saved[2:]], "must be int values")):
+        prices.write_text("\n".join(lines) + "\n")
+        with pytest.raises(InvalidInstanceError, match=message):
+            Solution.load(folder)
+    # rows in another order (re-sorted in a spreadsheet) keep their labels: the same rule
+    prices.write_text("\n".join(saved[:1] + saved[1:][::-1]) + "\n")
+    inst = bi.generate(6, seed=0)
+    assert np.array_equal(rules_bs.BidPrice.from_solution(Solution.load(folder)).prices,
+                          rules_bs.BidPrice.from_solution(servopt.solve(inst, relax=True)).prices)
+
+
+def test_text_labels_and_bool_values_survive_the_round_trip(tmp_path):
+    # labels that CSV readers turn into numbers or NaN ("000", "NA", "None", "") stay text
+    labels = pd.Index(["000", "NA", "None", "null", "7"], name="request_class")
+    sol = Solution(status="optimal", objective=1.0, bound=1.0, gap=0.0, wall_s=0.0,
+                   prices={"mix": pd.Series([0.5, -1.0, 2.0, 0.0, 3.0], index=labels)},
+                   decisions={"kept": pd.Series([True, False, True, True, False], index=labels),
+                              "x": pd.Series([1.5, np.nan, 0.0, 2.0, 1.0], index=labels)},
+                   decision="capacity")
+    back = Solution.load(sol.save(tmp_path))
+    assert list(back.prices["mix"].index) == ["000", "NA", "None", "null", "7"]
+    assert back.prices["mix"].tolist() == [0.5, -1.0, 2.0, 0.0, 3.0]
+    assert back.decisions["kept"].tolist() == [True, False, True, True, False]
+    np.testing.assert_array_equal(back.decisions["x"].to_numpy(), [1.5, np.nan, 0.0, 2.0, 1.0])

@@ -143,12 +143,12 @@ class Solution:
 
     def save(self, directory: str | Path) -> Path:
         """Write the solution as files: ``solution.json`` (status, objective, bound, gap, time,
-        sense, backend, form, decision; NaN as null), one ``prices/<family>.csv`` and one
-        ``decisions/<name>.csv`` per entry, with the index levels as leading columns (read back
-        with ``pd.read_csv(path, index_col=list(range(levels)))``, or all of it with
-        :meth:`load`; a table such as a request x worker share is written long, one row per
-        cell). CSV files left in those two folders by an earlier save are removed first. Returns
-        the directory."""
+        sense, backend, form, decision, instance fingerprint; NaN as null; and per table the
+        dtypes of its index levels and values and its row count), one ``prices/<family>.csv`` and
+        one ``decisions/<name>.csv`` per entry, with the index levels as leading columns (read
+        back with :meth:`load`, or ``pd.read_csv(path, index_col=list(range(levels)))``; a table
+        such as a request x worker share is written long, one row per cell). CSV files left in
+        those two folders by an earlier save are removed first. Returns the directory."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         head = {"decision": self.decision, "status": self.status, "objective": self.objective,
@@ -158,12 +158,13 @@ class Solution:
                 "prices": sorted(self.prices), "decisions": sorted(self.decisions)}
         head = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
                 for k, v in head.items()}
-        (out / "solution.json").write_text(json.dumps(head, indent=1) + "\n")
+        tables: dict[str, dict[str, Any]] = {}
         for folder, frames in (("prices", self.prices), ("decisions", self.decisions)):
             for stale in (out / folder).glob("*.csv"):
                 stale.unlink()
             if frames:
                 (out / folder).mkdir(exist_ok=True)
+            tables[folder] = {}
             for name, frame in frames.items():
                 if isinstance(frame, pd.DataFrame):  # long form keeps the column level's name
                     frame = frame.stack(future_stack=True)
@@ -171,15 +172,21 @@ class Solution:
                 table.to_csv(out / folder / f"{name}.csv", index=True,
                              index_label=[n if n is not None else f"level_{k}"
                                           for k, n in enumerate(table.index.names)])
+                levels = [table.index.get_level_values(k) for k in range(table.index.nlevels)]
+                tables[folder][name] = {
+                    "rows": len(table), "values": _dtype_kind(frame.dtype),
+                    "levels": [_dtype_kind(level.dtype, level) for level in levels]}
+        head["tables"] = tables
+        (out / "solution.json").write_text(json.dumps(head, indent=1) + "\n")
         return out
 
     @classmethod
     def load(cls, directory: str | Path) -> Solution:
         """Read back a solution written by :meth:`save` (e.g. LP prices solved offline, to build
-        a bid-price rule elsewhere). Prices and decisions come back as Series indexed by the
-        saved index levels (a table saved long stays long); index labels are read as CSV
-        values (numbers or text). Raises ``InvalidInstanceError`` for a folder that is not a
-        saved solution or a file that does not match its ``solution.json``."""
+        a bid-price rule elsewhere). Prices and decisions come back as Series indexed like the
+        saved ones (same labels and label types; a table saved long stays long). Raises
+        ``InvalidInstanceError`` for a folder that is not a saved solution or a file that does
+        not match its ``solution.json`` (a missing, added or non-numeric row, a changed label)."""
         from servopt.core.errors import InvalidInstanceError
 
         folder = Path(directory)
@@ -191,8 +198,9 @@ class Solution:
             head = json.loads(head_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidInstanceError(f"{head_path} is not valid JSON ({exc})") from None
-        if not isinstance(head, dict) or not isinstance(head.get("status"), str):
-            raise InvalidInstanceError(f"{head_path} is not a saved solution (no status)")
+        if not isinstance(head, dict) or head.get("status") not in STATUSES:
+            raise InvalidInstanceError(f"{head_path} is not a saved solution (status must be one "
+                                       f"of {', '.join(STATUSES)})")
 
         def number(key: str) -> float:
             value = head.get(key)
@@ -201,6 +209,10 @@ class Solution:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidInstanceError(f"{head_path}: {key} must be a number or null, got {value!r}")
             return float(value)
+
+        meta = head.get("tables", {})
+        if not isinstance(meta, dict):
+            raise InvalidInstanceError(f"{head_path}: tables must be an object")
 
         def tables(kind: str) -> dict[str, pd.Series]:
             names = head.get(kind, [])
@@ -211,37 +223,89 @@ class Solution:
                 if not isinstance(name, str) or not name.replace("_", "").isalnum():
                     raise InvalidInstanceError(f"{head_path}: {kind} name {name!r} is not a "
                                                "plain name (letters, digits, _)")
-                path = folder / kind / f"{name}.csv"
-                if not path.is_file():
-                    raise InvalidInstanceError(f"{path} is missing (solution.json lists it)")
-                try:
-                    frame = pd.read_csv(path)
-                except (ValueError, pd.errors.ParserError) as exc:
-                    raise InvalidInstanceError(f"{path} is not a readable CSV ({exc})") from None
-                if frame.shape[1] < 2 or frame.columns[-1] != name:
-                    raise InvalidInstanceError(f"{path}: expected index columns, then a column "
-                                               f"{name!r}")
-                levels = list(frame.columns[:-1])
-                series = frame.set_index(levels if len(levels) > 1 else levels[0])[name]
-                # a level saved without a name (a scalar row's index None) reads back unnamed
-                series.index = series.index.set_names(
-                    [None if str(n).startswith("level_") else n for n in series.index.names])
-                if len(levels) == 1 and series.index.name is None and series.index.isna().all():
-                    series.index = pd.Index([None] * len(series), dtype=object)
-                out[name] = series
+                out[name] = _read_table(folder / kind / f"{name}.csv", name,
+                                        (meta.get(kind) or {}).get(name))
             return out
 
         sense = head.get("sense", "min")
         if sense not in ("min", "max"):
             raise InvalidInstanceError(f"{head_path}: sense must be min or max, got {sense!r}")
+        relaxed = head.get("relaxed", False)
+        if not isinstance(relaxed, bool):
+            raise InvalidInstanceError(f"{head_path}: relaxed must be true or false, got {relaxed!r}")
         info = {key: head[key] for key in ("form", "instance") if head.get(key) is not None}
         info["loaded_from"] = str(folder)
         return cls(status=head["status"], objective=number("objective"), bound=number("bound"),
                    gap=number("gap"), wall_s=number("wall_s"), decisions=tables("decisions"),
-                   prices=tables("prices"), sense=sense, relaxed=bool(head.get("relaxed", False)),
+                   prices=tables("prices"), sense=sense, relaxed=relaxed,
                    backend=str(head.get("backend", "highs")), decision=str(head.get("decision", "")),
                    info=info)
 
     def __repr__(self) -> str:
         families = ", ".join(f"{k}[{len(v)}]" for k, v in self.prices.items())
         return f"<Solution {self.summary()} prices: {families or 'none'}>"
+
+
+STATUSES = ("optimal", "time_limit", "interrupted", "infeasible", "unbounded", "error")
+
+
+def _dtype_kind(dtype: Any, values: Any = None) -> str:
+    """How a column is written and read back: int, float, bool or text (None for an unnamed
+    scalar row's label)."""
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    if values is not None and all(v is None for v in values):
+        return "none"
+    return "text"
+
+
+def _read_table(path: Path, name: str, meta: Any) -> pd.Series:
+    """One saved price or decision table, its columns typed as :meth:`Solution.save` recorded."""
+    from servopt.core.errors import InvalidInstanceError
+
+    if not path.is_file():
+        raise InvalidInstanceError(f"{path} is missing (solution.json lists it)")
+    try:  # every cell as text first: a label "000" or "NA" stays what it was
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InvalidInstanceError(f"{path} is not a readable CSV ({exc})") from None
+    if frame.shape[1] < 2 or frame.columns[-1] != name:
+        raise InvalidInstanceError(f"{path}: expected index columns, then a column {name!r}")
+    levels = list(frame.columns[:-1])
+    if meta is None:  # saved before the types were recorded: numbers where every label parses
+        meta = {"rows": len(frame), "values": "float", "levels": [
+            "int" if frame[c].str.fullmatch(r"-?\d+").all() else "text" for c in levels]}
+    if not isinstance(meta, dict) or len(meta.get("levels", ())) != len(levels):
+        raise InvalidInstanceError(f"{path}: its columns do not match solution.json")
+    if meta.get("rows") != len(frame):
+        raise InvalidInstanceError(f"{path} has {len(frame)} rows; solution.json says "
+                                   f"{meta.get('rows')}: the file was changed")
+
+    def typed(column: pd.Series, kind: str, what: str) -> pd.Series:
+        try:
+            if kind == "int":
+                return column.astype("int64")
+            if kind == "float":
+                text = column.to_numpy(dtype=object)
+                return pd.Series(np.where(text == "", "nan", text).astype(float))  # NaN saved as ""
+            if kind == "bool":
+                if not column.isin(["True", "False"]).all():
+                    raise ValueError("not True/False")
+                return column == "True"
+        except (ValueError, TypeError):
+            raise InvalidInstanceError(f"{path}: {what} must be {kind} values") from None
+        if kind == "none":
+            return pd.Series([None] * len(column), dtype=object)
+        return column
+
+    values = typed(frame[name], meta.get("values", "float"), f"column {name!r}")
+    index_columns = [typed(frame[c], kind, f"index column {c!r}")
+                     for c, kind in zip(levels, meta["levels"], strict=True)]
+    names = [None if str(c).startswith("level_") else c for c in levels]
+    index = (pd.MultiIndex.from_arrays(index_columns, names=names) if len(levels) > 1
+             else pd.Index(index_columns[0], name=names[0]))
+    return pd.Series(values.to_numpy(), index=index, name=name)

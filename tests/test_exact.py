@@ -374,6 +374,12 @@ def test_the_relaxed_flag_says_whether_an_integer_model_was_relaxed():
     cache = ci.generate(requests=40, objects=8, seed=0)  # an IP (binary keep): CVXPY has its LP
     assert exact.solve(cache, backend="cvxpy").relaxed and not exact.solve(cache).relaxed
     assert exact.solve(cache, backend="cvxpy", relax=True).relaxed
+    # a model module that does not say LINEAR (batch scheduling's: binary starts) is an integer
+    # model: its CVXPY solve is the relaxation
+    from servopt.instances import batch_scheduling as bi
+
+    assert not hasattr(exact.model_module("batch_scheduling"), "LINEAR")
+    assert exact.solve(bi.generate(n=6, seed=1), backend="cvxpy").relaxed
 
 
 def test_the_pyomo_path_hands_mip_gap_and_time_limit_to_highs(monkeypatch):
@@ -400,3 +406,65 @@ def test_the_pyomo_path_hands_mip_gap_and_time_limit_to_highs(monkeypatch):
     sol = exact.solve_model(m, mip_gap=0.25, time_limit=7.0, prices=False)
     assert sol.objective == pytest.approx(4.0)  # by hand: y <= 4.5, whole
     assert seen[0]["solver_options"]["mip_rel_gap"] == 0.25 and seen[0]["time_limit"] == 7.0
+
+
+def test_a_ctrl_c_after_highs_finished_keeps_the_optimal_status(monkeypatch):
+    # closes: a solve that HiGHS finished to optimality reported 'interrupted' because a Ctrl-C
+    # arrived as it ended (the answer is complete: nothing was cut short). Wyndor: optimum 36.
+    from servopt.core.matrix import Family, MatrixModel
+
+    def finished_then_interrupted(highs, poll=True):
+        highs.run()
+        return True
+
+    monkeypatch.setattr(exact, "_run_interruptible", finished_then_interrupted)
+    mm = MatrixModel(objective=np.array([3.0, 5.0]), matrix=np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 2.0]]),
+                     row_lower=[-np.inf] * 3, row_upper=[4.0, 12.0, 18.0], col_lower=[0.0, 0.0],
+                     col_upper=[np.inf, np.inf], rows={"capacity": Family([0, 1, 2], pd.RangeIndex(3))},
+                     columns={"x": Family([0, 1], pd.RangeIndex(2))}, sense="max")
+    sol = exact.solve_matrix(mm)
+    assert sol.status == "optimal" and sol.objective == pytest.approx(36.0)
+    stopped = MatrixModel(**{**mm.__dict__, "options": {"simplex_iteration_limit": 0, "presolve": "off"}})
+    assert exact.solve_matrix(stopped).status == "interrupted"  # cut short: the Ctrl-C is what stopped it
+
+
+@pytest.mark.parametrize(("nodes", "bound", "kind"), [
+    (0, 2.0, "lp_relaxation, rounded up to a whole number"),  # stopped at the root: LP 1.5 -> 2
+    (7, 1.0, "mip_dual_bound"),  # branching had started: HiGHS's own bound stands
+])
+def test_a_mip_stopped_at_its_root_with_a_weak_bound_gets_the_lp_fallback(monkeypatch, nodes, bound, kind):
+    # closes: the fallback bound LP tried only when HiGHS has no bound at all, not when it stopped
+    # at the root node with a weak one. HiGHS's report is replaced so that it stops by its time
+    # limit having explored `nodes` nodes with a dual bound of 1.0; the covering MIP
+    # min x0 + x1, x0 + x1 >= 1.5 (whole x) has the LP bound 1.5, rounded up to 2 (= its optimum)
+    import highspy
+
+    real = exact.new_highs
+    made = []
+
+    class StoppedAtTheRoot:
+        def __init__(self, inner):
+            object.__setattr__(self, "inner", inner)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __setattr__(self, name, value):
+            setattr(self.inner, name, value)
+
+        def getModelStatus(self):
+            return highspy.HighsModelStatus.kTimeLimit
+
+        def getInfo(self):
+            info = self.inner.getInfo()
+            info.mip_node_count, info.mip_dual_bound = nodes, 1.0
+            return info
+
+    def first_one_stopped():
+        made.append(real())
+        return StoppedAtTheRoot(made[-1]) if len(made) == 1 else made[-1]
+
+    monkeypatch.setattr(exact, "new_highs", first_one_stopped)
+    sol = exact.solve_matrix(_covering_mip([1.0, 1.0], 1.5), time_limit=5.0, prices=False)
+    assert sol.status == "time_limit" and sol.objective == pytest.approx(2.0)
+    assert sol.bound == pytest.approx(bound) and sol.info["bound_kind"] == kind

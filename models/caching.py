@@ -22,9 +22,10 @@ gap is a cache schedule (admit the object at ``a_i``, evict it after ``b_i`` unl
 interval is kept; objects may bypass the cache), and every schedule keeps such a set. With
 ``relax=True`` it is the interval LP, a lower bound on that optimum (the two can differ when
 sizes differ; with unit sizes and a whole-token capacity the LP is integral, and with equal costs
-too it equals Belady). The IP is NP-hard in general:
-use it on small instances; the LP and :class:`~servopt.solvers.caching.LPSchedule` (its rounded
-schedule) bracket the optimum at any size.
+too it equals Belady). The IP is NP-hard in general: use it on small instances (it is refused
+above ``MAX_BINARIES`` intervals: HiGHS's root-node work on larger ones does not check the time
+limit); the LP and :class:`~servopt.solvers.caching.LPSchedule` (its rounded schedule) bracket
+the optimum at any size.
 
 Flow form (``form="flow"``, the default; Berger, Beckmann and Harchol-Balter's FOO): the tokens
 held over gap ``t`` are a variable ``occupancy[t]`` and each gap's row only records what enters
@@ -104,6 +105,20 @@ from servopt.instances.caching import Instance
 FORMS = ("flow", "interval")
 LINEAR = False  # keep is binary unless relaxed; the CVXPY forms are the LP
 MAX_INTERVAL_NONZEROS = 5_000_000
+MAX_BINARIES = 50_000  # binary keep variables of the IP; beyond it HiGHS can run far past a limit
+
+
+def _check_ip_size(iv: Intervals, relax: bool, max_binaries: int) -> None:
+    """Refuse an IP too large for HiGHS to stop on time: on 80k requests a 5 s limit returned
+    after 24 s, on 320k it ran for minutes past it, growing to 6 GB (its root-node work does not
+    check the clock)."""
+    binaries = int(iv.fits.sum())
+    if not relax and binaries > max_binaries:
+        raise InvalidInstanceError(
+            f"the caching IP would have {binaries:,} binary keep variables (limit max_binaries="
+            f"{max_binaries:,}): HiGHS may run far past a time limit on it. Solve relax=True for "
+            "the interval LP bound, and use the lp_schedule method for an integral schedule; or "
+            "pass max_binaries to try anyway")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,12 +164,15 @@ def _gap_index(n: int) -> pd.Index:
     return pd.RangeIndex(max(n - 1, 0), name="gap")
 
 
-def build(instance: Instance, *, relax: bool = False, form: str = "flow") -> pyo.ConcreteModel:
+def build(instance: Instance, *, relax: bool = False, form: str = "flow",
+          max_binaries: int = MAX_BINARIES) -> pyo.ConcreteModel:
     """The offline caching model in Pyomo (``form="flow"`` or ``"interval"``): binary ``keep``
-    (the offline optimum), or the interval LP with ``relax=True`` (its lower bound)."""
+    (the offline optimum; refused above ``max_binaries`` intervals that fit), or the interval LP
+    with ``relax=True`` (its lower bound, any size)."""
     if form not in FORMS:
         raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
     iv = intervals(instance)
+    _check_ip_size(iv, relax, max_binaries)
     n, m = instance.requests, len(iv.start)
     gaps = range(max(n - 1, 0))
     model = pyo.ConcreteModel(name=f"caching_{form}")
@@ -368,8 +386,8 @@ def flow_matrix(instance: Instance, iv: Intervals | None = None, *,
 FLOW_SIMPLEX = {"solver": "simplex", "simplex_strategy": 1, "simplex_dual_edge_weight_strategy": 1}
 
 
-def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "flow"
-                       ) -> MatrixModel | None:
+def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "flow",
+                       max_binaries: int = MAX_BINARIES) -> MatrixModel | None:
     """The flow form on the reduced network as a :class:`~servopt.core.matrix.MatrixModel`
     (what ``servopt.solve`` hands to HiGHS); None for ``form="interval"`` (Pyomo only). ``keep``
     is integer unless ``relax`` (dropping rows that cannot bind keeps every integer ``keep``
@@ -384,8 +402,10 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "
         raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
     if form != "flow":
         return None
-    fm = flow_matrix(instance, reduce=True)
-    iv, n = fm.intervals, instance.requests
+    iv = intervals(instance)
+    _check_ip_size(iv, relax, max_binaries)  # before the network is built
+    fm = flow_matrix(instance, iv, reduce=True)
+    n = instance.requests
     m, gaps = len(iv.start), max(n - 1, 0)
     rows = fm.balance.shape[0]
     capacity_column = np.full(gaps, -1, dtype=np.int64)

@@ -893,3 +893,13 @@ def test_the_summary_of_an_instance_without_requests_says_so():
     empty = ci.Instance(time=np.zeros(0), object_id=np.zeros(0, dtype=np.int64), size=np.ones(2),
                         miss_cost=np.ones(2), capacity=1.0)
     assert empty.summary() == "caching 0 requests, 0 objects, capacity 1 tokens (no request)"
+
+
+def test_an_ip_too_large_to_stop_on_time_is_refused_with_the_lp_as_the_way_out():
+    # 5 intervals fit (requests 0 1 0 1 0 1 2 2: objects 0 and 1 twice each, object 2 once)
+    inst = unit_instance([0, 1, 0, 1, 0, 1, 2, 2], 1.0)
+    for kw in ({}, {"backend": "pyomo"}, {"form": "interval"}):
+        with pytest.raises(InvalidInstanceError, match=r"5 binary keep variables .*relax=True"):
+            exact.solve(inst, max_binaries=4, **kw)
+        assert exact.solve(inst, max_binaries=5, **kw).status == "optimal"
+        assert exact.solve(inst, relax=True, max_binaries=4, **kw).status == "optimal"

@@ -413,13 +413,17 @@ def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4
     gives the optimum (``optimal``, when its dual bound meets the incumbent) or its dual bound
     (``mip_bound``: at the time limit, or when HiGHS stops within ``mip_gap``);
     ``step_block > 1`` solves the smaller blocked relaxation (a valid ``lower_bound``).
-    Otherwise :func:`busy_lower_bound` (``lower_bound``; the fleet's unavoidable busy time).
+    Otherwise, or when that model is too large (``models.decode_routing.MAX_ENTRIES``),
+    :func:`busy_lower_bound` (``lower_bound``; the fleet's unavoidable busy time).
     """
     start = time.perf_counter()
     simple = busy_lower_bound(instance)
     if not model.hindsight_exact(instance):
         return Bound(simple, "lower_bound", wall_s=time.perf_counter() - start)
-    mat = model.hindsight_matrices(instance, step_block=step_block)
+    try:
+        mat = model.hindsight_matrices(instance, step_block=step_block)
+    except InvalidInstanceError:  # more nonzeros than model.MAX_ENTRIES: the busy-time bound
+        return Bound(simple, "lower_bound", wall_s=time.perf_counter() - start)
     res = routing.solve_matrix(mat, time_limit=time_limit, mip_gap=mip_gap)
     wall = time.perf_counter() - start
     value = float(res["bound"])  # HiGHS's dual bound: at mip_gap > 0 "optimal" may stop below the optimum

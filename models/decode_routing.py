@@ -180,14 +180,35 @@ def step_floor(instance: Instance, step_block: int = 1, act: Activity | None = N
     return np.where(has_pair, np.maximum(floor, pair), floor)
 
 
+MAX_ENTRIES = 30_000_000  # hindsight model nonzeros (about 2 GB to build and load)
+
+
+def _check_size(instance: Instance, act: Activity, bind: dict[str, bool],
+                max_entries: int | None) -> None:
+    """Refuse a hindsight model too large to build in memory: one entry per (request, active
+    step, worker) in each family (3200 requests x 64 workers: 45M entries, 3 GB). None: the
+    module's ``MAX_ENTRIES``."""
+    max_entries = MAX_ENTRIES if max_entries is None else max_entries
+    families = 1 + int(bind["slots"]) + int(bind["kv_memory"])
+    entries = len(act.request) * instance.workers * families
+    if entries > max_entries:
+        raise InvalidInstanceError(
+            f"the hindsight model would have {entries:,} nonzeros ({len(act.request):,} request-"
+            f"steps x {instance.workers} workers x {families} row families; limit max_entries="
+            f"{max_entries:,}): use fewer requests or workers, or pass max_entries to try anyway "
+            "(its presolve alone can outlast a time limit)")
+
+
 def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
-          symmetry: bool = True) -> pyo.ConcreteModel:
-    """The hindsight assignment IP (see the module docstring); ``relax`` gives its LP."""
+          symmetry: bool = True, max_entries: int | None = None) -> pyo.ConcreteModel:
+    """The hindsight assignment IP (see the module docstring); ``relax`` gives its LP. Refused
+    above ``max_entries`` nonzeros (default ``MAX_ENTRIES``)."""
     act = activity(instance)
     G, n_req = instance.workers, instance.n_requests
     block = _blocks(len(act.steps), step_block, symmetry)
     n_blocks = int(block.max()) + 1
     bind = binding(instance, act) if step_block == 1 else {"slots": False, "kv_memory": False}
+    _check_size(instance, act, bind, max_entries)
     # terms of each (block) row: request -> coefficient, built with numpy then grouped
     rb = block[act.step]
     key = rb * n_req + act.request
@@ -255,13 +276,14 @@ class MatrixLP:
 
 
 def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: int = 1,
-                       symmetry: bool = True) -> MatrixLP:
+                       symmetry: bool = True, max_entries: int | None = None) -> MatrixLP:
     """The hindsight model of :func:`build` as sparse matrices (same variables and rows)."""
     act = activity(instance)
     G, n_req = instance.workers, instance.n_requests
     block = _blocks(len(act.steps), step_block, symmetry)
     n_blocks = int(block.max()) + 1
     bind = binding(instance, act) if step_block == 1 else {"slots": False, "kv_memory": False}
+    _check_size(instance, act, bind, max_entries)
     nx = n_req * G
     rows, cols, vals, lo, hi = [], [], [], [], []
     n_rows = 0
@@ -320,11 +342,12 @@ def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: i
 
 
 def build_matrix_model(instance: Instance, *, relax: bool = False, step_block: int = 1,
-                       symmetry: bool = True) -> MatrixModel:
+                       symmetry: bool = True, max_entries: int | None = None) -> MatrixModel:
     """The hindsight model of :func:`build` as a :class:`~servopt.core.matrix.MatrixModel` (what
     ``servopt.solve`` hands to HiGHS): the rows of :func:`hindsight_matrices` plus the
     ``step_floor`` rows, labelled like the Pyomo model's."""
-    mat = hindsight_matrices(instance, relax=relax, step_block=step_block, symmetry=symmetry)
+    mat = hindsight_matrices(instance, relax=relax, step_block=step_block, symmetry=symmetry,
+                             max_entries=max_entries)
     G, n_req = instance.workers, instance.n_requests
     steps = mat.steps
     n_k, nx = len(steps), n_req * G

@@ -1105,3 +1105,21 @@ def test_bound_at_a_loose_mip_gap_never_exceeds_the_optimum(seed):
     if b.kind == "optimal":
         assert b.value == pytest.approx(optimum, rel=1e-9)
     assert bench.bound(inst, mip_gap=0.0).value == pytest.approx(optimum, rel=1e-9)
+
+
+def test_a_hindsight_model_too_large_to_build_is_refused_and_bound_falls_back(monkeypatch):
+    # 3200 requests x 64 workers were 45M nonzeros and 3 GB before HiGHS even started; the limit
+    # counts one entry per (request, active step, worker) and row family, before building
+    from servopt.benchmarks import decode_routing as bench_dr
+
+    inst = inst_mod.generate_steps(requests=6, workers=2, seed=0)
+    act = model.activity(inst)
+    entries = len(act.request) * 2 * (1 + sum(model.binding(inst, act).values()))
+    assert exact.solve(inst, max_entries=entries).status == "optimal"
+    for kw in ({}, {"backend": "pyomo"}):
+        with pytest.raises(InvalidInstanceError, match=f"{entries:,} nonzeros"):
+            exact.solve(inst, max_entries=entries - 1, **kw)
+    monkeypatch.setattr(model, "MAX_ENTRIES", entries - 1)
+    fallback = bench_dr.bound(inst)
+    assert fallback.kind == "lower_bound"
+    assert fallback.value == pytest.approx(bench_dr.busy_lower_bound(inst))

@@ -73,7 +73,9 @@ def solve(
         with status ``time_limit`` (not an error). None (default): no limit; integer models of
         the default generated instances can run for minutes (the command line defaults to 60 s).
         Not counted: building the model, the prices, and a matrix model's fallback bound LP (up to
-        max(1 s, half the limit) more, when HiGHS stops before its root LP).
+        max(1 s, half the limit) more, when HiGHS stops before its root LP). HiGHS itself checks
+        the clock between phases: on a large model its presolve alone can outlast the limit (a
+        decode-routing hindsight model of 12,800 requests: 30 s of presolve on a 5 s limit).
     mip_gap : relative MIP gap at which HiGHS stops.
     backend : ``highs`` (HiGHS on the model's matrix form where it has one,
         ``build_matrix_model``, otherwise on its Pyomo model), ``pyomo`` (always the Pyomo model)

@@ -212,3 +212,29 @@ def test_the_footprint_price_online_and_past_the_price_vector_by_hand():
     assert rule.footprint_price(1, np.array([3]), np.array([3]))[0] == pytest.approx(21.0)
     # from round 5 (all past the vector): 2 x (3 + 4) = 14
     assert rule.footprint_price(5, np.array([3]), np.array([2]))[0] == pytest.approx(14.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the model's horizon
+# ---------------------------------------------------------------------------------------------
+def test_the_no_idle_horizon_counts_from_the_last_arrival():
+    # closes: the horizon A_max + sum o_i without its A_max. Requests of 1 round arriving at rounds
+    # 0 and 10: any schedule ends at round 11 or later (request 1 cannot start before 10), so a
+    # bound of sum o_i = 2 rounds would cut every schedule; A_max + sum o_i = 12 holds them
+    inst = make(10, [1, 1], [1, 1], arrivals=[0, 10])
+    assert model.no_idle_horizon(inst) == 12
+    best = model.schedule_latency(inst, np.array([0, 10]))  # each runs on arrival: 1 + 1
+    assert best == 2.0 and int(np.max(np.array([0, 10]) + inst.output_tokens)) <= model.no_idle_horizon(inst)
+
+
+def test_the_pyomo_ip_defaults_to_the_safe_horizon_too():
+    # closes: the Pyomo form of the IP built on the greedy makespan (5 rounds) by default, where it
+    # parks a request in the late column and reports 10, below every real schedule. The instance
+    # and its optimum 11 (brute force over the safe horizon) are those of
+    # test_batch_scheduling.py::test_ip_default_horizon_gives_the_true_optimum_not_a_late_column
+    from servopt.solvers import exact
+
+    inst = make(7, [3, 5, 2, 3], [3, 1, 1, 1], arrivals=np.array([0, 1, 1, 3]))
+    sol = exact.solve(inst, backend="pyomo")
+    assert sol.info["form"] == "pyomo"
+    assert sol.objective == pytest.approx(11.0) and sol.decisions["late"].max() < 1e-9

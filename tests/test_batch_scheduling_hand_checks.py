@@ -238,3 +238,17 @@ def test_the_pyomo_ip_defaults_to_the_safe_horizon_too():
     sol = exact.solve(inst, backend="pyomo")
     assert sol.info["form"] == "pyomo"
     assert sol.objective == pytest.approx(11.0) and sol.decisions["late"].max() < 1e-9
+
+
+def test_the_bid_price_rules_default_patience_is_twice_the_predicted_output():
+    # closes: another default patience. The module docstring's rule: skip a request that fails the
+    # check unless it has waited more than 2 x its predicted output. M = 10; running: one request
+    # holding 5 tokens, 3 rounds left (5, 6, 7). A (prompt 4, 2 rounds predicted) would hold 5, 6:
+    # 12 next round -> fails; B (prompt 0, 3 rounds) holds 1, 2, 3: 6, 8, 10 -> fits. A arrived at
+    # round 1; at round 4 it has waited 3 <= 2 x 2: skipped, B admitted. (With patience 1, 3 > 2.)
+    s = state(kv=10, used=5, waiting=[1, 2], running=[0], prompt=[2, 4, 0], generated=[2, 0, 0],
+              predicted=[5, 2, 3], arrival=[0, 1, 2], t=4)
+    for rule in (rules.BidPrice(np.zeros(1), tail=0.0), rules.BidPriceStationary(price=0.0)):
+        assert rule.patience == 2.0
+        assert rule.admit(s).tolist() == [2]
+    assert rules.BidPrice(np.zeros(1), tail=0.0, patience=1.0).admit(s).tolist() == []

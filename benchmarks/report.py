@@ -47,7 +47,7 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
             if math.isnan(value):
                 return ""
             if math.isinf(value):
-                return "inf"
+                return "inf" if value > 0 else "-inf"
             return format(float(value), floatfmt)
         return str(value).replace("|", "\\|")
 

@@ -133,7 +133,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if solution.status == "error":  # (a Ctrl-C inside HiGHS is "interrupted": exact notes it)
         print("servopt: error: the solver stopped without a solution (a solver failure)",
               file=sys.stderr)
-        return 2
+        return 1  # the job ran but failed (the module docstring's table)
     if solution.status == "interrupted":
         print("servopt: interrupted; the incumbent and bound above are what the solver had",
               file=sys.stderr)

@@ -264,8 +264,9 @@ def solve_model(
         info={"lp": _is_lp(model)},
     )
     if prices and has_solution:
-        if solution.info["lp"]:
-            solution.prices = _pyomo_prices(model, result.solution_loader.get_duals(), sense)
+        if solution.info["lp"]:  # only an optimal LP's duals are prices (not a stopped iterate's)
+            if status == "optimal":
+                solution.prices = _pyomo_prices(model, result.solution_loader.get_duals(), sense)
         else:
             fixed = _fixed_integer_prices_in_place(solver, model, sense)
             solution.prices = fixed if fixed is not None else _fixed_integer_prices(model, sense)
@@ -549,8 +550,8 @@ def solve_matrix(
                 solution.prices = _fixed_matrix_prices(mm, values)
             elif empty:
                 solution.prices = _matrix_prices(mm, np.zeros(mm.shape[0]), np.zeros(0))
-            elif solution_values.dual_valid:
-                solution.prices = _matrix_prices(mm, np.asarray(solution_values.row_dual),
+            elif status == "optimal" and solution_values.dual_valid:  # a stopped LP's duals
+                solution.prices = _matrix_prices(mm, np.asarray(solution_values.row_dual),  # are no prices
                                                  np.asarray(solution_values.col_dual))
     solution.wall_s = time.perf_counter() - start
     return solution

@@ -339,6 +339,9 @@ def test_an_lp_stopped_by_its_iteration_limit_reports_no_bound():
     sol = exact.solve_matrix(mm)
     assert sol.status == "time_limit"
     assert math.isnan(sol.bound) and math.isnan(sol.gap)
+    # and the stopped iterate's duals (0, 0, 0) are not passed off as prices (at the optimum
+    # they are 0, 1.5, 1)
+    assert sol.prices == {}
 
 
 @pytest.mark.parametrize("sense", ["min", "max"])

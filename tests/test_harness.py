@@ -619,3 +619,11 @@ def test_library_calls_a_solve_optimal_only_when_its_gap_is_closed(monkeypatch):
         sol = Solution(status="optimal", objective=100.0, bound=100.0 - 100 * gap, gap=gap, wall_s=0.0)
         monkeypatch.setattr(exact, "solve", lambda *a, _s=sol, **k: _s)
         assert lib_bench.solve_entry(ToyInstance(**WYNDOR), {})[2] == kind
+
+
+def test_markdown_table_keeps_the_sign_of_an_infinite_value():
+    # an unbounded minimising LP's bound is -inf: printed "inf" it read as the opposite
+    from servopt.benchmarks.report import markdown_table
+
+    text = markdown_table(pd.DataFrame({"gap": [-np.inf, np.inf, np.nan, 0.5]}))
+    assert text.splitlines()[2:] == ["| -inf |", "| inf |", "|  |", "| 0.5 |"]

@@ -453,7 +453,7 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     if has_primal:
         z = np.asarray(solution.col_value)
         result.decisions = model.start_decisions(cols, z, n)
-    if not integer and solution.dual_valid:
+    if not integer and status == "optimal" and solution.dual_valid:  # a stopped LP has no prices
         dual = np.asarray(solution.row_dual)
         price = normalise_dual(dual[n:n + T], sense="min", row="le", convention="pyomo")
         result.prices["kv_memory"] = clean_prices(
@@ -912,6 +912,15 @@ def _warm_start(h: Any, values: np.ndarray) -> None:
     h.setSolution(start)
 
 
+def _lp_prices(solution: Solution, time_limit: float | None) -> np.ndarray:
+    """The memory prices of a solved LP, refused when it stopped before the optimum."""
+    if "kv_memory" not in solution.prices:
+        raise InvalidInstanceError(
+            f"the bid-price LP stopped before its optimum (status {solution.status}, time_limit "
+            f"{time_limit}): its duals are not prices; raise time_limit or pass None")
+    return solution.prices["kv_memory"].to_numpy()
+
+
 def planning_instance(instance: Instance) -> Instance:
     """The instance a policy may plan on: predicted outputs taken as the truth.
 
@@ -1003,6 +1012,10 @@ class BidPrice(Policy):
         """
         decision = getattr(solution, "decision", "")
         prices = getattr(solution, "prices", None)
+        if decision == "batch_scheduling" and getattr(solution, "status", "optimal") != "optimal":
+            raise InvalidInstanceError(
+                f"the batch_scheduling LP was not solved to optimality (status {solution.status}): "
+                "its duals are not prices")
         if decision not in ("", "batch_scheduling") or not isinstance(prices, dict) \
                 or "kv_memory" not in prices or prices["kv_memory"].index.names != ["round"]:
             raise InvalidInstanceError(
@@ -1032,8 +1045,7 @@ class BidPrice(Policy):
             self.tail = (0.0 if lp_too_large(planning_instance(sample), *small)
                          else BidPriceStationary.learn(sample, self.time_limit))
         elif instance.offline:
-            sol = solve_lp(plan, time_limit=self.time_limit)
-            self.prices = sol.prices["kv_memory"].to_numpy()
+            self.prices = _lp_prices(solve_lp(plan, time_limit=self.time_limit), self.time_limit)
         else:  # online: nothing to plan on yet; the history window's average price
             self.prices = np.zeros(0)
             self.tail = BidPriceStationary.learn(history_window(instance, self.history),
@@ -1117,8 +1129,7 @@ class BidPriceStationary(BidPrice):
         plan = planning_instance(history)
         if model.horizon_rounds(plan) > LONG_ROUNDS:
             plan = model.compress_idle(plan)
-        sol = solve_lp(plan, time_limit=time_limit)
-        mu = sol.prices["kv_memory"].to_numpy()
+        mu = _lp_prices(solve_lp(plan, time_limit=time_limit), time_limit)
         busy = np.flatnonzero(mu > 0)
         return float(mu[: busy[-1] + 1].mean()) if len(busy) else 0.0
 

@@ -894,3 +894,19 @@ def test_simulate_takes_a_policies_name_as_evaluate_does():
     assert by_name == bench.simulate(inst, prepared)["latency"].sum() == bench.evaluate(inst, "mcsf").cost
     with pytest.raises(InvalidInstanceError, match="must be a POLICIES name"):
         bench.simulate(inst, 3)
+
+
+def test_an_lp_stopped_before_its_optimum_gives_no_prices_to_the_rules():
+    # a 0.05 s limit stops the n = 150 LP at an iterate whose duals were all 0.25 (optimal:
+    # 0.728, 0.700, ...): the rules scheduled on them silently (12787 against 12591)
+    inst = inst_mod.generate(n=150, seed=0)
+    stopped = rules.solve_lp(inst, time_limit=0.05)
+    if stopped.status == "optimal":  # a fast machine finished anyway: nothing to check
+        pytest.skip("the LP finished within 0.05 s here")
+    assert stopped.prices == {}
+    with pytest.raises(InvalidInstanceError, match="stopped before its optimum"):
+        rules.BidPriceStationary.learn(inst, time_limit=0.05)
+    with pytest.raises(InvalidInstanceError, match="stopped before its optimum"):
+        bench.evaluate(inst, rules.BidPrice(time_limit=0.05))
+    with pytest.raises(InvalidInstanceError, match="not solved to optimality"):
+        rules.BidPrice.from_solution(stopped)

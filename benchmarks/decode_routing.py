@@ -422,7 +422,7 @@ def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4
         return Bound(simple, "lower_bound", wall_s=time.perf_counter() - start)
     try:
         mat = model.hindsight_matrices(instance, step_block=step_block)
-    except InvalidInstanceError:  # more nonzeros than model.MAX_ENTRIES: the busy-time bound
+    except model.ModelTooLarge:  # more nonzeros than model.MAX_ENTRIES: the busy-time bound
         return Bound(simple, "lower_bound", wall_s=time.perf_counter() - start)
     res = routing.solve_matrix(mat, time_limit=time_limit, mip_gap=mip_gap)
     wall = time.perf_counter() - start

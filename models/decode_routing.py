@@ -183,20 +183,27 @@ def step_floor(instance: Instance, step_block: int = 1, act: Activity | None = N
 MAX_ENTRIES = 30_000_000  # hindsight model nonzeros (about 2 GB to build and load)
 
 
-def _check_size(instance: Instance, act: Activity, bind: dict[str, bool],
+class ModelTooLarge(InvalidInstanceError):
+    """The hindsight model would exceed ``max_entries`` nonzeros."""
+
+
+def _check_size(instance: Instance, act: Activity, bind: dict[str, bool], block: np.ndarray,
                 max_entries: int | None) -> None:
-    """Refuse a hindsight model too large to build in memory: one entry per (request, active
-    step, worker) in each family (3200 requests x 64 workers: 45M entries, 3 GB). None: the
-    module's ``MAX_ENTRIES``."""
+    """Refuse a hindsight model too large to build in memory: one entry per (row block, request,
+    worker) in each family (3200 requests x 64 workers, one step per block: 45M entries, 3 GB).
+    None: the module's ``MAX_ENTRIES``."""
     max_entries = MAX_ENTRIES if max_entries is None else max_entries
     families = 1 + int(bind["slots"]) + int(bind["kv_memory"])
-    entries = len(act.request) * instance.workers * families
+    rb = block[act.step]
+    pairs = len(act.request) if len(rb) == 0 or rb.max() + 1 == len(act.steps) else len(
+        np.unique(rb.astype(np.int64) * instance.n_requests + act.request))
+    entries = pairs * instance.workers * families
     if entries > max_entries:
-        raise InvalidInstanceError(
-            f"the hindsight model would have {entries:,} nonzeros ({len(act.request):,} request-"
-            f"steps x {instance.workers} workers x {families} row families; limit max_entries="
-            f"{max_entries:,}): use fewer requests or workers, or pass max_entries to try anyway "
-            "(its presolve alone can outlast a time limit)")
+        raise ModelTooLarge(
+            f"the hindsight model would have {entries:,} nonzeros ({pairs:,} request-step "
+            f"blocks x {instance.workers} workers x {families} row families; limit max_entries="
+            f"{max_entries:,}): use fewer requests or workers, a larger step_block, or from Python "
+            "pass max_entries to try anyway (its presolve alone can outlast a time limit)")
 
 
 def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
@@ -208,7 +215,7 @@ def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
     block = _blocks(len(act.steps), step_block, symmetry)
     n_blocks = int(block.max()) + 1
     bind = binding(instance, act) if step_block == 1 else {"slots": False, "kv_memory": False}
-    _check_size(instance, act, bind, max_entries)
+    _check_size(instance, act, bind, block, max_entries)
     # terms of each (block) row: request -> coefficient, built with numpy then grouped
     rb = block[act.step]
     key = rb * n_req + act.request
@@ -283,7 +290,7 @@ def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: i
     block = _blocks(len(act.steps), step_block, symmetry)
     n_blocks = int(block.max()) + 1
     bind = binding(instance, act) if step_block == 1 else {"slots": False, "kv_memory": False}
-    _check_size(instance, act, bind, max_entries)
+    _check_size(instance, act, bind, block, max_entries)
     nx = n_req * G
     rows, cols, vals, lo, hi = [], [], [], [], []
     n_rows = 0

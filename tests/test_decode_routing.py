@@ -1123,3 +1123,16 @@ def test_a_hindsight_model_too_large_to_build_is_refused_and_bound_falls_back(mo
     fallback = bench_dr.bound(inst)
     assert fallback.kind == "lower_bound"
     assert fallback.value == pytest.approx(bench_dr.busy_lower_bound(inst))
+
+
+@pytest.mark.parametrize("step_block", [1, 4, 16])
+def test_the_size_limit_counts_no_more_than_the_models_real_nonzeros(step_block):
+    # a blocked model is far smaller than the unblocked one; counting it by request-steps
+    # refused it 13x too early, and a bad step_block must still raise, not fall back
+    from servopt.benchmarks import decode_routing as bench_dr
+
+    inst = inst_mod.generate_steps(requests=40, workers=3, seed=1)
+    real = model.hindsight_matrices(inst, relax=True, step_block=step_block).A.nnz
+    model.hindsight_matrices(inst, relax=True, step_block=step_block, max_entries=real)
+    with pytest.raises(InvalidInstanceError, match="step_block"):
+        bench_dr.bound(inst, step_block=0)

@@ -117,8 +117,8 @@ def _check_ip_size(iv: Intervals, relax: bool, max_binaries: int) -> None:
         raise InvalidInstanceError(
             f"the caching IP would have {binaries:,} binary keep variables (limit max_binaries="
             f"{max_binaries:,}): HiGHS may run far past a time limit on it. Solve relax=True for "
-            "the interval LP bound, and use the lp_schedule method for an integral schedule; or "
-            "pass max_binaries to try anyway")
+            "the interval LP bound (servopt solve --relax), and use the lp_schedule method for "
+            "an integral schedule; or, from Python, pass max_binaries to try anyway")
 
 
 @dataclasses.dataclass(frozen=True)

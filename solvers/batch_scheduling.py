@@ -130,7 +130,9 @@ class State:
     policy's own copies; the per-request arrays are read-only (``generated`` and
     ``admitted_at`` are views of the simulator's, current in the round they are given: copy
     them to keep a round's values). ``current(waiting)`` and ``remaining(waiting)`` are computed
-    once per round and come back read-only (copy them to change them).
+    once per round and come back read-only (copy them to change them); a policy that replaces
+    ``predicted`` (or ``prompt``) gets fresh values, but one that then edits its own array in
+    place must replace it again.
     """
 
     t: int

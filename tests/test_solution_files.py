@@ -98,6 +98,20 @@ def test_a_folder_that_is_not_a_saved_solution_is_refused(tmp_path):
                           rules_bs.BidPrice.from_solution(servopt.solve(inst, relax=True)).prices)
 
 
+def test_prices_saved_in_another_row_order_build_the_same_rule(tmp_path):
+    # n = 8, seed 1: the memory prices differ from round to round (0, ..., 0.111, 0.025), so
+    # reading the rows by position after a re-sort would give another price vector
+    inst = bi.generate(8, seed=1)
+    lp = servopt.solve(inst, relax=True)
+    assert lp.prices["kv_memory"].nunique() > 1
+    folder = lp.save(tmp_path)
+    prices = folder / "prices" / "kv_memory.csv"
+    lines = prices.read_text().splitlines()
+    prices.write_text("\n".join([lines[0], *lines[1:][::-1]]) + "\n")
+    assert np.array_equal(rules_bs.BidPrice.from_solution(Solution.load(folder)).prices,
+                          lp.prices["kv_memory"].to_numpy())
+
+
 def test_text_labels_and_bool_values_survive_the_round_trip(tmp_path):
     # labels that CSV readers turn into numbers or NaN ("000", "NA", "None", "") stay text
     labels = pd.Index(["000", "NA", "None", "null", "7"], name="request_class")
@@ -111,3 +125,32 @@ def test_text_labels_and_bool_values_survive_the_round_trip(tmp_path):
     assert back.prices["mix"].tolist() == [0.5, -1.0, 2.0, 0.0, 3.0]
     assert back.decisions["kept"].tolist() == [True, False, True, True, False]
     np.testing.assert_array_equal(back.decisions["x"].to_numpy(), [1.5, np.nan, 0.0, 2.0, 1.0])
+
+
+def test_missing_values_and_unnamed_levels_keep_their_types(tmp_path):
+    # a bool or int column with a missing value was read back as text ("False" is truthy) or
+    # refused; a single unnamed index came back named "level_0"
+    unnamed = pd.Index([0, 1, 2])
+    sol = Solution(status="optimal", objective=1.0, bound=1.0, gap=0.0, wall_s=0.0, decisions={
+        "flag": pd.Series([True, np.nan, False], index=unnamed, dtype=object),
+        "count": pd.Series(pd.array([1, None, 3], dtype="Int64"), index=unnamed),
+        "held": pd.Series(pd.array([True, None, False], dtype="boolean"), index=unnamed)})
+    back = Solution.load(sol.save(tmp_path))
+    assert back.decisions["flag"].tolist()[0] is True and back.decisions["flag"].tolist()[2] is False
+    assert pd.isna(back.decisions["flag"].iloc[1])
+    assert back.decisions["count"].iloc[0] == 1 and pd.isna(back.decisions["count"].iloc[1])
+    assert back.decisions["held"].iloc[2] == False and pd.isna(back.decisions["held"].iloc[1])  # noqa: E712
+    assert back.decisions["count"].index.name is None and list(back.decisions["count"].index) == [0, 1, 2]
+
+
+def test_what_a_csv_cannot_keep_apart_is_refused_on_saving_and_loading(tmp_path):
+    mixed = Solution(status="optimal", objective=1.0, bound=1.0, gap=0.0, wall_s=0.0,
+                     prices={"p": pd.Series([1.0, 2.0], index=pd.Index([0, "a"], dtype=object))})
+    with pytest.raises(InvalidInstanceError, match="mixes value types"):
+        mixed.save(tmp_path / "mixed")
+    folder = servopt.solve(bi.generate(6, seed=0), relax=True).save(tmp_path / "ok")
+    prices = folder / "prices" / "kv_memory.csv"
+    lines = prices.read_text().splitlines()
+    prices.write_text("\n".join([lines[0], "99999999999999999999,0.0", *lines[2:]]) + "\n")
+    with pytest.raises(InvalidInstanceError, match="must be int values"):  # was an OverflowError
+        Solution.load(folder)

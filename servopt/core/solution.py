@@ -173,9 +173,11 @@ class Solution:
                              index_label=[n if n is not None else f"level_{k}"
                                           for k, n in enumerate(table.index.names)])
                 levels = [table.index.get_level_values(k) for k in range(table.index.nlevels)]
+                where = f"{folder}/{name}"
                 tables[folder][name] = {
-                    "rows": len(table), "values": _dtype_kind(frame.dtype),
-                    "levels": [_dtype_kind(level.dtype, level) for level in levels]}
+                    "rows": len(table), "values": _dtype_kind(frame, f"{where} values"),
+                    "levels": [_dtype_kind(level, f"{where} index level {k}")
+                               for k, level in enumerate(levels)]}
         head["tables"] = tables
         (out / "solution.json").write_text(json.dumps(head, indent=1) + "\n")
         return out
@@ -184,9 +186,10 @@ class Solution:
     def load(cls, directory: str | Path) -> Solution:
         """Read back a solution written by :meth:`save` (e.g. LP prices solved offline, to build
         a bid-price rule elsewhere). Prices and decisions come back as Series indexed like the
-        saved ones (same labels and label types; a table saved long stays long). Raises
-        ``InvalidInstanceError`` for a folder that is not a saved solution or a file that does
-        not match its ``solution.json`` (a missing, added or non-numeric row, a changed label)."""
+        saved ones (same labels and label types; a table saved long stays long; an empty text
+        label reads back as ""). Raises ``InvalidInstanceError`` for a folder that is not a saved
+        solution or a file that does not match its ``solution.json`` (a missing or added row, a
+        value or label of another type); a renamed label is not detected."""
         from servopt.core.errors import InvalidInstanceError
 
         folder = Path(directory)
@@ -249,18 +252,29 @@ class Solution:
 STATUSES = ("optimal", "time_limit", "interrupted", "infeasible", "unbounded", "error")
 
 
-def _dtype_kind(dtype: Any, values: Any = None) -> str:
-    """How a column is written and read back: int, float, bool or text (None for an unnamed
-    scalar row's label)."""
+def _dtype_kind(values: Any, what: str) -> str:
+    """How a column is written and read back: int, float, bool, text, or none (an unnamed scalar
+    row's label); a column mixing kinds is refused, since CSV would not keep them apart."""
+    from servopt.core.errors import InvalidInstanceError
+
+    dtype = values.dtype
     if pd.api.types.is_bool_dtype(dtype):
         return "bool"
     if pd.api.types.is_integer_dtype(dtype):
         return "int"
     if pd.api.types.is_float_dtype(dtype):
         return "float"
-    if values is not None and all(v is None for v in values):
+    present = [v for v in values if not (v is None or (isinstance(v, float) and math.isnan(v)))]
+    if not present:
         return "none"
-    return "text"
+    for kind, types in (("bool", (bool, np.bool_)), ("text", (str,)),
+                        ("int", (int, np.integer)), ("float", (int, float, np.integer, np.floating))):
+        if all(isinstance(v, types) for v in present) and (
+                kind == "bool" or not any(isinstance(v, bool | np.bool_) for v in present)):
+            return kind
+    raise InvalidInstanceError(f"Solution.save: {what} mixes value types "
+                               f"({', '.join(sorted({type(v).__name__ for v in present}))}), "
+                               "which a CSV file cannot keep apart")
 
 
 def _read_table(path: Path, name: str, meta: Any) -> pd.Series:
@@ -285,22 +299,29 @@ def _read_table(path: Path, name: str, meta: Any) -> pd.Series:
         raise InvalidInstanceError(f"{path} has {len(frame)} rows; solution.json says "
                                    f"{meta.get('rows')}: the file was changed")
 
-    def typed(column: pd.Series, kind: str, what: str) -> pd.Series:
+    def typed(column: pd.Series, kind: str, what: str) -> Any:
+        text = column.to_numpy(dtype=object)
+        missing = text == ""  # NaN and NA are written as empty cells
         try:
             if kind == "int":
-                return column.astype("int64")
+                if missing.any():
+                    return pd.array([None if m else int(v) for v, m in zip(text, missing, strict=True)],
+                                    dtype="Int64")
+                return text.astype(np.int64)
             if kind == "float":
-                text = column.to_numpy(dtype=object)
-                return pd.Series(np.where(text == "", "nan", text).astype(float))  # NaN saved as ""
+                return np.where(missing, "nan", text).astype(float)
             if kind == "bool":
-                if not column.isin(["True", "False"]).all():
+                if not np.isin(text[~missing], ["True", "False"]).all():
                     raise ValueError("not True/False")
-                return column == "True"
-        except (ValueError, TypeError):
+                if missing.any():
+                    return pd.array([None if m else v == "True" for v, m in zip(text, missing, strict=True)],
+                                    dtype="boolean")
+                return text == "True"
+        except (ValueError, TypeError, OverflowError):
             raise InvalidInstanceError(f"{path}: {what} must be {kind} values") from None
         if kind == "none":
-            return pd.Series([None] * len(column), dtype=object)
-        return column
+            return np.array([None] * len(text), dtype=object)
+        return text  # text: an empty cell reads back as ""
 
     values = typed(frame[name], meta.get("values", "float"), f"column {name!r}")
     index_columns = [typed(frame[c], kind, f"index column {c!r}")
@@ -308,4 +329,4 @@ def _read_table(path: Path, name: str, meta: Any) -> pd.Series:
     names = [None if str(c).startswith("level_") else c for c in levels]
     index = (pd.MultiIndex.from_arrays(index_columns, names=names) if len(levels) > 1
              else pd.Index(index_columns[0], name=names[0]))
-    return pd.Series(values.to_numpy(), index=index, name=name)
+    return pd.Series(values, index=index, name=name)

@@ -119,6 +119,8 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
         from servopt.solvers import exact
 
         sol = exact.solve(instance, relax=True, backend=method, time_limit=time_limit)
+        if sol.status != "optimal":  # as the highs_matrix path: a stopped LP is neither bound nor prices
+            raise InvalidInstanceError(f"HiGHS stopped on the caching LP ({method}): {sol.status}")
         iv = model.intervals(instance)
         keep = sol.decisions["keep"].to_numpy()[:len(iv.start)]
         price = sol.prices["cache_capacity"].to_numpy()[:max(instance.requests - 1, 0)]

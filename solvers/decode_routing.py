@@ -558,7 +558,8 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
 
     Returns ``status`` (optimal / time_limit / infeasible / error), ``objective``, ``bound``,
     ``x`` (column values) and ``price`` (row prices in servopt's sign convention: >= 0 for the
-    ``<=`` rows, d objective / d rhs for equalities), the latter for LPs only.
+    ``<=`` rows, d objective / d rhs for equalities), the latter for LPs solved to optimality
+    (a stopped LP has neither a bound nor prices).
     """
     import highspy
 
@@ -584,9 +585,9 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
     has = len(x) == n_cols and (status == S.kOptimal or info.primal_solution_status == 2)
     name = {S.kOptimal: "optimal", S.kTimeLimit: "time_limit"}.get(status, "error")
     obj = float(info.objective_function_value) + mat.offset if has else np.nan
-    bound = (float(info.mip_dual_bound) + mat.offset) if is_mip else obj
+    bound = (float(info.mip_dual_bound) + mat.offset) if is_mip else obj if name == "optimal" else np.nan
     out = {"status": name, "objective": obj, "bound": bound, "x": x if has else None}
-    if not is_mip and has:
+    if not is_mip and has and name == "optimal":  # a stopped LP's duals are no prices
         dual = np.asarray(sol.row_dual, dtype=float)
         eq = mat.row_lo == mat.row_hi
         # HiGHS's row_dual is d(objective)/d(row bound), Pyomo's convention

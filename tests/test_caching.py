@@ -903,3 +903,12 @@ def test_an_ip_too_large_to_stop_on_time_is_refused_with_the_lp_as_the_way_out()
             exact.solve(inst, max_binaries=4, **kw)
         assert exact.solve(inst, max_binaries=5, **kw).status == "optimal"
         assert exact.solve(inst, relax=True, max_binaries=4, **kw).status == "optimal"
+
+
+def test_a_caching_lp_stopped_by_its_time_limit_is_refused_on_every_path():
+    # the pyomo path failed with KeyError 'keep' (a stopped LP has no decisions), the default
+    # path said "HiGHS stopped on the caching LP": every path now says that
+    inst = ci.generate(requests=2000, seed=0)
+    for method in ("highs_matrix", "pyomo"):
+        with pytest.raises(InvalidInstanceError, match="HiGHS stopped on the caching LP"):
+            cs.solve_lp(inst, method=method, time_limit=1e-6)

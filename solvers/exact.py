@@ -550,8 +550,8 @@ def solve_matrix(
                 solution.prices = _fixed_matrix_prices(mm, values)
             elif empty:
                 solution.prices = _matrix_prices(mm, np.zeros(mm.shape[0]), np.zeros(0))
-            elif status == "optimal" and solution_values.dual_valid:  # a stopped LP's duals
-                solution.prices = _matrix_prices(mm, np.asarray(solution_values.row_dual),  # are no prices
+            elif status == "optimal" and solution_values.dual_valid:  # not a stopped LP's duals
+                solution.prices = _matrix_prices(mm, np.asarray(solution_values.row_dual),
                                                  np.asarray(solution_values.col_dual))
     solution.wall_s = time.perf_counter() - start
     return solution

@@ -20,6 +20,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from servopt.core.errors import InvalidInstanceError
+
 Sense = Literal["min", "max"]
 Row = Literal["le", "ge", "eq"]
 Convention = Literal["pyomo", "cvxpy"]
@@ -190,8 +192,6 @@ class Solution:
         label reads back as ""). Raises ``InvalidInstanceError`` for a folder that is not a saved
         solution or a file that does not match its ``solution.json`` (a missing or added row, a
         value or label of another type); a renamed label is not detected."""
-        from servopt.core.errors import InvalidInstanceError
-
         folder = Path(directory)
         head_path = folder / "solution.json"
         if not head_path.is_file():
@@ -249,14 +249,9 @@ class Solution:
         return f"<Solution {self.summary()} prices: {families or 'none'}>"
 
 
-STATUSES = ("optimal", "time_limit", "interrupted", "infeasible", "unbounded", "error")
-
-
 def _dtype_kind(values: Any, what: str) -> str:
     """How a column is written and read back: int, float, bool, text, or none (an unnamed scalar
     row's label); a column mixing kinds is refused, since CSV would not keep them apart."""
-    from servopt.core.errors import InvalidInstanceError
-
     dtype = values.dtype
     if pd.api.types.is_bool_dtype(dtype):
         return "bool"
@@ -279,8 +274,6 @@ def _dtype_kind(values: Any, what: str) -> str:
 
 def _read_table(path: Path, name: str, meta: Any) -> pd.Series:
     """One saved price or decision table, its columns typed as :meth:`Solution.save` recorded."""
-    from servopt.core.errors import InvalidInstanceError
-
     if not path.is_file():
         raise InvalidInstanceError(f"{path} is missing (solution.json lists it)")
     try:  # every cell as text first: a label "000" or "NA" stays what it was

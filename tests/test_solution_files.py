@@ -87,7 +87,10 @@ def test_a_folder_that_is_not_a_saved_solution_is_refused(tmp_path):
     for lines, message in ((["round,price", "0,1.0"], "then a column 'kv_memory'"),
                            (saved[:-1], "rows; solution.json says"),  # a row removed
                            ([*saved[:1], "0,abc", *saved[2:]], "must be float values"),
-                           ([*saved[:1], "x,0.5", *saved[2:]], "must be int values")):
+                           ([*saved[:1], "x,0.5", *saved[2:]], "must be int values"),
+                           # round 0 relabelled 999: same count and types, another label
+                           ([*saved[:1], "999," + saved[1].split(",")[1], *saved[2:]],
+                            "a label was changed")):
         prices.write_text("\n".join(lines) + "\n")
         with pytest.raises(InvalidInstanceError, match=message):
             Solution.load(folder)

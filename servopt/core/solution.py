@@ -12,6 +12,7 @@ problem). Solver-specific conventions are turned into this one by :func:`normali
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -146,11 +147,12 @@ class Solution:
     def save(self, directory: str | Path) -> Path:
         """Write the solution as files: ``solution.json`` (status, objective, bound, gap, time,
         sense, backend, form, decision, instance fingerprint; NaN as null; and per table the
-        dtypes of its index levels and values and its row count), one ``prices/<family>.csv`` and
-        one ``decisions/<name>.csv`` per entry, with the index levels as leading columns (read
-        back with :meth:`load`, or ``pd.read_csv(path, index_col=list(range(levels)))``; a table
-        such as a request x worker share is written long, one row per cell). CSV files left in
-        those two folders by an earlier save are removed first. Returns the directory."""
+        dtypes of its index levels and values, its row count and a digest of its labels), one
+        ``prices/<family>.csv`` and one ``decisions/<name>.csv`` per entry, with the index levels
+        as leading columns (read back with :meth:`load`, or ``pd.read_csv(path,
+        index_col=list(range(levels)))``; a table such as a request x worker share is written
+        long, one row per cell). CSV files left in those two folders by an earlier save are
+        removed first. Returns the directory."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         head = {"decision": self.decision, "status": self.status, "objective": self.objective,
@@ -179,7 +181,8 @@ class Solution:
                 tables[folder][name] = {
                     "rows": len(table), "values": _dtype_kind(frame, f"{where} values"),
                     "levels": [_dtype_kind(level, f"{where} index level {k}")
-                               for k, level in enumerate(levels)]}
+                               for k, level in enumerate(levels)],
+                    "labels_sha256": _labels_digest(_read_text(out / folder / f"{name}.csv"))}
         head["tables"] = tables
         (out / "solution.json").write_text(json.dumps(head, indent=1) + "\n")
         return out
@@ -190,8 +193,9 @@ class Solution:
         a bid-price rule elsewhere). Prices and decisions come back as Series indexed like the
         saved ones (same labels and label types; a table saved long stays long; an empty text
         label reads back as ""). Raises ``InvalidInstanceError`` for a folder that is not a saved
-        solution or a file that does not match its ``solution.json`` (a missing or added row, a
-        value or label of another type); a renamed label is not detected."""
+        solution or a file that does not match its ``solution.json`` (a missing, added or
+        relabelled row, a value or label of another type). Values may be edited, and rows
+        re-sorted: rows are matched by label."""
         folder = Path(directory)
         head_path = folder / "solution.json"
         if not head_path.is_file():
@@ -272,14 +276,29 @@ def _dtype_kind(values: Any, what: str) -> str:
                                "which a CSV file cannot keep apart")
 
 
+def _read_text(path: Path) -> pd.DataFrame:
+    """A saved table with every cell as text (a label "000" or "NA" stays what it was)."""
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InvalidInstanceError(f"{path} is not a readable CSV ({exc})") from None
+
+
+def _labels_digest(frame: pd.DataFrame) -> str:
+    """SHA-256 of a saved table's row labels (every column but the last, as text), in sorted
+    order: unchanged when rows are re-sorted, changed when a label is."""
+    columns = [frame[c] for c in frame.columns[:-1]]
+    if not columns:
+        return ""
+    rows = columns[0].str.cat(columns[1:], sep="\x1f") if len(columns) > 1 else columns[0]
+    return hashlib.sha256("\n".join(sorted(rows.tolist())).encode()).hexdigest()
+
+
 def _read_table(path: Path, name: str, meta: Any) -> pd.Series:
     """One saved price or decision table, its columns typed as :meth:`Solution.save` recorded."""
     if not path.is_file():
         raise InvalidInstanceError(f"{path} is missing (solution.json lists it)")
-    try:  # every cell as text first: a label "000" or "NA" stays what it was
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise InvalidInstanceError(f"{path} is not a readable CSV ({exc})") from None
+    frame = _read_text(path)
     if frame.shape[1] < 2 or frame.columns[-1] != name:
         raise InvalidInstanceError(f"{path}: expected index columns, then a column {name!r}")
     levels = list(frame.columns[:-1])
@@ -319,6 +338,10 @@ def _read_table(path: Path, name: str, meta: Any) -> pd.Series:
     values = typed(frame[name], meta.get("values", "float"), f"column {name!r}")
     index_columns = [typed(frame[c], kind, f"index column {c!r}")
                      for c, kind in zip(levels, meta["levels"], strict=True)]
+    if "labels_sha256" in meta and meta["labels_sha256"] != _labels_digest(frame):
+        raise InvalidInstanceError(f"{path}: its row labels ({', '.join(map(str, levels))}) are not "
+                                   "the ones saved (solution.json records their digest): a label "
+                                   "was changed")
     names = [None if str(c).startswith("level_") else c for c in levels]
     index = (pd.MultiIndex.from_arrays(index_columns, names=names) if len(levels) > 1
              else pd.Index(index_columns[0], name=names[0]))

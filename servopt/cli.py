@@ -383,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("library", help="the named instance library: list, show NAME, verify")
-    p.add_argument("action", choices=["list", "show", "verify"])
+    p.add_argument("action", nargs="?", default="list", choices=["list", "show", "verify"],
+                   help="list (default), show NAME, or verify [NAME ...]")
     p.add_argument("names", nargs="*", help="instance names (show: one; verify: default all "
                    "small and medium)")
     p.add_argument("--all", action="store_true", help="verify: include the large instances")

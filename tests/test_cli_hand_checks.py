@@ -156,3 +156,14 @@ def test_library_verify_exits_1_when_an_instance_fails(monkeypatch, capsys):
     assert "1 of 2 library instances verified" in capsys.readouterr().out
     monkeypatch.setattr(lib_bench, "verify", lambda names=None, sizes=(): table.iloc[:1])
     assert cli.main(["library", "verify"]) == 0
+
+
+def test_library_without_an_action_lists_the_library(capsys):
+    # `servopt library` alone was an argparse error; it lists, as `servopt library list` does
+    from servopt.instances import library
+
+    assert cli.main(["library"]) == 0
+    shown = capsys.readouterr().out
+    assert cli.main(["library", "list"]) == 0
+    assert shown == capsys.readouterr().out
+    assert all(name in shown for name in library.names())

@@ -11,7 +11,12 @@ decisions and the prices. A model module may define three optional hooks:
   ``backend="pyomo"`` or an option only ``build`` takes is given;
 - ``decisions(model, instance) -> dict`` to label the primal values like the instance
   (otherwise every variable comes back as a Series over its index);
-- ``explain_infeasible(instance) -> str`` for the domain message of an infeasible instance.
+- ``explain_infeasible(instance) -> str`` for the domain message of an infeasible instance;
+- ``start_from_relaxation(instance, relaxation) -> dict``: build options (e.g. ``start``) that
+  warm-start the integer model from its solved LP relaxation (e.g. a rounded schedule). ``solve``
+  then solves the relaxation first (its time counts against ``time_limit``) and hands the
+  options to ``build`` / ``build_matrix_model``, so a time-limited MIP never ends worse than
+  that start (``info["warm_start"]`` says whether it was given).
 
 A Pyomo model that sets ``model.warm_start = True`` has given every variable the value of a
 feasible point: a MIP starts from it (the matrix form's ``start``). A matrix form's ``bound_lp``
@@ -105,6 +110,15 @@ def solve(
             f"unknown option(s) {', '.join(unknown)} for the {instance.decision} model "
             f"({backend}); it accepts: {', '.join(accepted) or 'none'}")
     start = time.perf_counter()
+    warm = getattr(module, "start_from_relaxation", None)
+    warm_info = None
+    if warm is not None and not relax and backend != "cvxpy" and "start" not in options:
+        lp = solve(instance, relax=True, time_limit=time_limit, prices=False, **options)
+        warm_info = "rounded LP relaxation" if lp.status == "optimal" else f"none (LP {lp.status})"
+        if lp.status == "optimal":
+            options = {**options, **warm(instance, lp)}
+        if time_limit is not None:  # the LP's time is part of the limit (at least 10% is left)
+            time_limit = max(time_limit - (time.perf_counter() - start), 0.1 * time_limit)
     try:
         if backend == "cvxpy":
             if not hasattr(module, "build_cvxpy"):
@@ -141,6 +155,8 @@ def solve(
     solution.decisions = {name: _without_negative_zero(value)
                           for name, value in solution.decisions.items()}
     solution.wall_s = time.perf_counter() - start
+    if warm_info is not None:
+        solution.info["warm_start"] = warm_info
     fingerprint = getattr(module, "fingerprint", None)  # rules built from it can check what they get
     solution.info["instance"] = fingerprint(instance) if fingerprint else instance.content_hash()
     return solution

@@ -24,8 +24,11 @@ interval is kept; objects may bypass the cache), and every schedule keeps such a
 sizes differ; with unit sizes and a whole-token capacity the LP is integral, and with equal costs
 too it equals Belady). The IP is NP-hard in general: use it on small instances (it is refused
 above ``MAX_BINARIES`` intervals: HiGHS's root-node work on larger ones does not check the time
-limit); the LP and :class:`~servopt.solvers.caching.LPSchedule` (its rounded schedule) bracket
-the optimum at any size.
+limit); the LP and :class:`~servopt.solvers.caching.LPSchedule` (its rounded schedule,
+:func:`round_schedule`) bracket the optimum at any size. ``servopt.solve`` starts the IP from
+that rounded schedule (:func:`start_from_relaxation`: the LP is solved first, inside the time
+limit), so a time-limited IP never ends worse than ``lp_schedule``
+(``benchmarks/results/caching_warm_start.md``).
 
 Flow form (``form="flow"``, the default; Berger, Beckmann and Harchol-Balter's FOO): the tokens
 held over gap ``t`` are a variable ``occupancy[t]`` and each gap's row only records what enters
@@ -165,14 +168,17 @@ def _gap_index(n: int) -> pd.Index:
 
 
 def build(instance: Instance, *, relax: bool = False, form: str = "flow",
-          max_binaries: int = MAX_BINARIES) -> pyo.ConcreteModel:
+          max_binaries: int = MAX_BINARIES, start: np.ndarray | None = None) -> pyo.ConcreteModel:
     """The offline caching model in Pyomo (``form="flow"`` or ``"interval"``): binary ``keep``
     (the offline optimum; refused above ``max_binaries`` intervals that fit), or the interval LP
-    with ``relax=True`` (its lower bound, any size)."""
+    with ``relax=True`` (its lower bound, any size). ``start``: a feasible 0/1 ``keep`` per
+    interval (:func:`round_schedule`), the IP's warm start (``servopt.solve`` passes the rounded
+    LP, :func:`start_from_relaxation`)."""
     if form not in FORMS:
         raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
     iv = intervals(instance)
     _check_ip_size(iv, relax, max_binaries)
+    start_keep = None if start is None or relax else _start_keep(instance, iv, start)
     n, m = instance.requests, len(iv.start)
     gaps = range(max(n - 1, 0))
     model = pyo.ConcreteModel(name=f"caching_{form}")
@@ -217,7 +223,80 @@ def build(instance: Instance, *, relax: bool = False, form: str = "flow",
     model.miss_cost = pyo.Objective(expr=total, sense=pyo.minimize)
     model.index_names = {"cache_capacity": ["gap"], "occupancy_balance": ["gap"],
                          "occupancy": ["gap"], "keep": ["interval"]}
+    if start_keep is not None:  # every variable gets the start's value (exact's warm start)
+        for i, value in enumerate(start_keep.tolist()):
+            model.keep[i].value = value
+        if form == "flow":
+            for t, value in enumerate(_occupancy(instance, iv, start_keep)[:n - 1].tolist()):
+                model.occupancy[t].value = value
+        if m == 0:
+            model.nothing_to_keep.value = 0.0
+        model.warm_start = True
     return model
+
+
+def _start_keep(instance: Instance, iv: Intervals, start: Any) -> np.ndarray:
+    """A warm start as 0/1 floats, checked: one entry per interval, 0 or 1, 0 where it does
+    not fit, and the kept intervals within the capacity at every gap."""
+    keep = np.asarray(start, dtype=float).ravel()
+    if len(keep) != len(iv.start) or not np.all((keep == 0) | (keep == 1)):
+        raise InvalidInstanceError(f"start must be a 0/1 keep per interval ({len(iv.start)} "
+                                   f"values), got {len(keep)} values")
+    if np.any(keep[~iv.fits] > 0):
+        raise InvalidInstanceError("start keeps an interval whose object is larger than the cache")
+    if _occupancy(instance, iv, keep).max(initial=0.0) > instance.capacity * (1 + 1e-12) + 1e-9:
+        raise InvalidInstanceError("start keeps more than the cache capacity at some gap")
+    return keep
+
+
+def _occupancy(instance: Instance, iv: Intervals, keep: np.ndarray) -> np.ndarray:
+    """Tokens of the kept intervals alive at each request (index t: the gap after request t)."""
+    delta = np.zeros(instance.requests + 1)
+    np.add.at(delta, iv.start, iv.size * keep)
+    np.add.at(delta, iv.end, -iv.size * keep)
+    return np.cumsum(delta)
+
+
+def round_schedule(instance: Instance, keep: np.ndarray, iv: Intervals | None = None,
+                   tol: float = 1e-6, scan_budget: float = 3e8) -> np.ndarray:
+    """An integral schedule from an LP ``keep`` (per interval): ``{0, 1}``, feasible for the
+    capacity (an achievable upper bound on the optimum).
+
+    Keep every interval the LP keeps fully, then add fractional intervals in decreasing
+    ``keep`` (ties: higher cost per token) while every gap they span has room. The greedy stops
+    once it has scanned ``scan_budget`` gap entries (the schedule stays feasible, only less
+    tight), which bounds its time when the LP has very many long fractional intervals.
+    """
+    iv = iv or intervals(instance)
+    keep = np.asarray(keep, dtype=float)
+    gaps = max(instance.requests - 1, 0)
+    kept = (keep >= 1 - tol) & iv.fits
+    delta = np.zeros(gaps + 1)
+    np.add.at(delta, iv.start[kept], iv.size[kept])
+    np.add.at(delta, iv.end[kept], -iv.size[kept])
+    occupancy = np.cumsum(delta)[:gaps]
+    fractional = np.flatnonzero((keep > tol) & ~kept & iv.fits)
+    order = fractional[np.lexsort((-iv.cost[fractional] / iv.size[fractional],
+                                   -keep[fractional]))]
+    capacity = instance.capacity + 1e-9
+    scanned = 0.0
+    for i in order.tolist():
+        a, b, s = int(iv.start[i]), int(iv.end[i]), float(iv.size[i])
+        scanned += b - a
+        if scanned > scan_budget:
+            break
+        if occupancy[a:b].max() + s <= capacity:
+            occupancy[a:b] += s
+            kept[i] = True
+    return kept
+
+
+def start_from_relaxation(instance: Instance, relaxation: Any) -> dict[str, Any]:
+    """The IP's warm start (``servopt.solve``'s hook): the LP's ``keep`` rounded by
+    :func:`round_schedule`, the schedule of the ``lp_schedule`` method, so a time-limited IP
+    never ends worse than it."""
+    keep = relaxation.decisions["keep"].to_numpy(dtype=float)
+    return {"start": round_schedule(instance, keep).astype(float)}
 
 
 def _check_interval_size(iv: Intervals) -> None:
@@ -387,7 +466,8 @@ FLOW_SIMPLEX = {"solver": "simplex", "simplex_strategy": 1, "simplex_dual_edge_w
 
 
 def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "flow",
-                       max_binaries: int = MAX_BINARIES) -> MatrixModel | None:
+                       max_binaries: int = MAX_BINARIES,
+                       start: np.ndarray | None = None) -> MatrixModel | None:
     """The flow form on the reduced network as a :class:`~servopt.core.matrix.MatrixModel`
     (what ``servopt.solve`` hands to HiGHS); None for ``form="interval"`` (Pyomo only). ``keep``
     is integer unless ``relax`` (dropping rows that cannot bind keeps every integer ``keep``
@@ -396,7 +476,8 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "
     Prices: ``cache_capacity`` for every gap (the reduced cost of ``occupancy``'s upper bound C;
     0 on dropped gaps). The bookkeeping ``occupancy_balance`` duals are left out (see "Prices";
     ``backend="pyomo"`` gives them). Decisions as :func:`decisions`: ``keep`` per interval and
-    ``occupancy`` per gap (the tokens of the kept intervals alive there).
+    ``occupancy`` per gap (the tokens of the kept intervals alive there). ``start``: the IP's
+    warm start, a feasible 0/1 ``keep`` per interval, as for :func:`build`.
     """
     if form not in FORMS:
         raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
@@ -411,21 +492,23 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "
     capacity_column = np.full(gaps, -1, dtype=np.int64)
     capacity_column[fm.gaps] = m + np.arange(rows)
     gap_index = _gap_index(n)
+    start_vector = None
+    if start is not None and not relax:
+        keep = _start_keep(instance, iv, start)
+        start_vector = np.concatenate([keep, _occupancy(instance, iv, keep)[fm.gaps]])
 
     def decode(values: np.ndarray) -> dict[str, pd.Series]:
         keep = np.clip(values[:m], 0.0, 1.0)
-        delta = np.zeros(n + 1)
-        np.add.at(delta, iv.start, iv.size * keep)
-        np.add.at(delta, iv.end, -iv.size * keep)
         return {"keep": pd.Series(keep, index=pd.Index(iv.start, name="start_request"), name="keep"),
-                "occupancy": pd.Series(np.cumsum(delta)[:gaps], index=gap_index, name="occupancy")}
+                "occupancy": pd.Series(_occupancy(instance, iv, keep)[:gaps], index=gap_index,
+                                       name="occupancy")}
 
     return MatrixModel(
         objective=fm.objective, matrix=fm.balance, row_lower=np.zeros(rows),
         row_upper=np.zeros(rows), col_lower=fm.lower, col_upper=fm.upper, rows={},
         columns={"keep": Family(np.arange(m), pd.Index(iv.start, name="start_request"))},
         offset=fm.constant, bound_rows={"cache_capacity": Family(capacity_column, gap_index)},
-        integer=None if relax else np.arange(len(fm.objective)) < m,
+        integer=None if relax else np.arange(len(fm.objective)) < m, start=start_vector,
         decisions=decode, options=dict(FLOW_SIMPLEX) if relax else {},
         info={"reduced_rows": rows, "gaps": gaps})
 

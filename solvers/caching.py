@@ -198,34 +198,9 @@ def _solve_highs_matrix(instance: Instance, time_limit: float | None,
 
 def round_schedule(instance: Instance, result: LPResult, tol: float = 1e-6,
                    scan_budget: float = 3e8) -> np.ndarray:
-    """An integral schedule from the LP: ``keep[i] in {0, 1}``, feasible for the capacity.
-
-    Keep every interval the LP keeps fully, then add fractional intervals in decreasing
-    ``keep`` (ties: higher cost per token) while every gap they span has room. The greedy stops
-    once it has scanned ``scan_budget`` gap entries (the schedule stays feasible, only less
-    tight), which bounds its time when the LP has very many long fractional intervals.
-    """
-    iv = result.intervals
-    gaps = max(instance.requests - 1, 0)
-    keep = (result.keep >= 1 - tol) & iv.fits
-    delta = np.zeros(gaps + 1)
-    np.add.at(delta, iv.start[keep], iv.size[keep])
-    np.add.at(delta, iv.end[keep], -iv.size[keep])
-    occupancy = np.cumsum(delta)[:gaps]
-    fractional = np.flatnonzero((result.keep > tol) & ~keep & iv.fits)
-    order = fractional[np.lexsort((-iv.cost[fractional] / iv.size[fractional],
-                                   -result.keep[fractional]))]
-    capacity = instance.capacity + 1e-9
-    scanned = 0.0
-    for i in order.tolist():
-        a, b, s = int(iv.start[i]), int(iv.end[i]), float(iv.size[i])
-        scanned += b - a
-        if scanned > scan_budget:
-            break
-        if occupancy[a:b].max() + s <= capacity:
-            occupancy[a:b] += s
-            keep[i] = True
-    return keep
+    """An integral schedule from the LP: ``keep[i] in {0, 1}``, feasible for the capacity
+    (:func:`servopt.models.caching.round_schedule`, which also warm-starts the caching IP)."""
+    return model.round_schedule(instance, result.keep, result.intervals, tol, scan_budget)
 
 
 def schedule_cost(instance: Instance, result: LPResult, keep: np.ndarray) -> float:

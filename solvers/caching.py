@@ -525,6 +525,10 @@ class Cache:
 
 
 EXPERTS = (0.0, 50.0)  # ageing of the shipped rule, in cache-fulls: pure recency and slow ageing
+# most requests in the bid-price rule's warm-up and in each sliding window: above the largest
+# window of the issue's benchmark (0.2 x 121,877 Mooncake blocks = 24,375), so no committed case
+# reaches it; on longer traces the rule re-solves a bounded LP every WINDOW_CAP requests
+WINDOW_CAP = 30_000
 
 
 class BidPrice(BasePolicy):
@@ -561,6 +565,12 @@ class BidPrice(BasePolicy):
         (0 = no admission control) by replaying the warm-up. With ``refresh`` = W (requests, or
         a share of them if < 1), the LP is re-solved every W requests on the last W requests: a
         sliding-window, time-varying price.
+    window_cap : at most this many requests (``WINDOW_CAP`` by default; None: no cap) in the
+        warm-up and in a window: the price is first learned at request ``min(warmup x n,
+        window_cap)`` and refreshed every ``min(W, window_cap)`` requests, so on a long trace the
+        rule re-solves a bounded LP at a fixed interval and its time per request stays constant
+        (uncapped, the windows grow with n and so does each LP: time superlinear in n,
+        ``benchmarks/results/caching_window_cap.md``).
     """
 
     name = "bid_price"
@@ -568,7 +578,8 @@ class BidPrice(BasePolicy):
     def __init__(self, *, price: float = 0.0, price_scale: float = 1.0, tau_objects: float = 50.0,
                  warmup: float = 0.0, refresh: int | float | None = None, tune: bool = True,
                  priced: bool = True, scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0),
-                 experts: tuple[float, ...] | None = None, horizon: float = 3.0) -> None:
+                 experts: tuple[float, ...] | None = None, horizon: float = 3.0,
+                 window_cap: int | None = WINDOW_CAP) -> None:
         if not tau_objects > 0:  # also refuses NaN
             raise InvalidInstanceError(f"tau_objects must be > 0, got {tau_objects}")
         if experts is not None and (not experts or not all(e >= 0 for e in experts)
@@ -579,6 +590,10 @@ class BidPrice(BasePolicy):
             raise InvalidInstanceError(f"horizon must be > 0 cache-fulls, got {horizon}")
         for name, value in (("price", price), ("price_scale", price_scale)):
             number(name, value, lambda v: 0 <= v < math.inf, "a finite number >= 0")
+        if window_cap is not None:
+            number("window_cap", window_cap, lambda v: v >= 1 and v == int(v),
+                   "a whole number of requests >= 1, or None (no cap)")
+        self.window_cap = None if window_cap is None else int(window_cap)
         self.price, self.price_scale, self.tau_objects = float(price), price_scale, tau_objects
         self.warmup, self.refresh, self.tune, self.scales = warmup, refresh, tune, scales
         self.priced = priced
@@ -623,8 +638,13 @@ class BidPrice(BasePolicy):
             reference = float(np.log(positive).mean()) if len(positive) else 0.0
             self.log_relative = (np.log(density) - reference).tolist()
         self.warm_end = int(self.warmup * n) if self.warmup > 0 else -1
-        if self.refresh is not None and 0 < self.refresh < 1:
-            self.refresh = max(int(self.refresh * n), 100)
+        window = self.refresh
+        if window is not None and 0 < window < 1:
+            window = max(int(window * n), 100)
+        self.window = int(window) if window else 0  # requests per refresh (0: never refreshed)
+        if self.window_cap is not None:
+            self.warm_end = min(self.warm_end, self.window_cap)
+            self.window = min(self.window, self.window_cap)
         self.next_refresh = -1
         self.prices = [(0, self.price * self.price_scale)]
         self._set_experts(self.experts or (self.tau_objects,))
@@ -700,7 +720,7 @@ class BidPrice(BasePolicy):
     # -- learning the price from the past ---------------------------------------------------
     def _learn(self, t: int) -> None:
         first = t == self.warm_end
-        lo = 0 if first or not self.refresh else max(0, t - int(self.refresh))
+        lo = 0 if first or not self.window else max(0, t - self.window)
         window = request_window(self.instance, lo, t)
         if self.priced:
             lp = solve_lp(window)
@@ -711,8 +731,8 @@ class BidPrice(BasePolicy):
                 self._tune(window)
         self._set_threshold()
         self.prices.append((t, self.price * self.price_scale))
-        if self.refresh:
-            self.next_refresh = t + int(self.refresh)
+        if self.window:
+            self.next_refresh = t + self.window
 
     def _tune(self, window: Instance) -> None:
         """Choose ``price_scale`` by replaying the past window (ties: the smaller scale)."""

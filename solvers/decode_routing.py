@@ -218,6 +218,18 @@ def _prior_risk(length: int, prior_mean: float, prior_weight: float) -> np.ndarr
     return table[:length]
 
 
+_LOG_AGE = np.zeros(0)
+
+
+def _log_age(length: int) -> np.ndarray:
+    """ln(t + 1/2), t = 0..length-1 (a cached table, grown by doubling; elementwise, so the same
+    numbers as ``np.log`` of any array of those t + 1/2)."""
+    global _LOG_AGE
+    if len(_LOG_AGE) < length:
+        _LOG_AGE = np.log(np.arange(max(length, 2 * len(_LOG_AGE), 4096), dtype=float) + 0.5)
+    return _LOG_AGE
+
+
 def survival_from_counts(deaths: np.ndarray, cens: np.ndarray, prior_mean: float = 128.0,
                          prior_weight: float = 20.0) -> np.ndarray:
     """:func:`survival` from histograms: ``deaths[t]`` finished requests with output t,
@@ -263,11 +275,14 @@ class _Forecaster:
         self.H = int(horizon)
         self.prior_mean = prior_mean
         self._logphi: np.ndarray | None = None
+        self._pred: np.ndarray | None = None
         self.version = 0
         self.prediction_prior = prediction_prior
         self.sigma = prediction_prior
         self._deaths = np.zeros(0, dtype=np.int64)  # finished requests per output length
         self._n_dead = 0  # finished requests counted in _deaths
+        self._longest = 0  # their longest output
+        self._tail_pow: np.ndarray = np.zeros(0)  # (1 - 1 / prior_mean)^k, k = 1, 2, ... (see _extended)
         self._log_ratio = np.zeros(0)  # log(true / predicted output) of finished requests
         self.set_survival(np.ones(self.H + 2))
 
@@ -281,12 +296,14 @@ class _Forecaster:
 
     def refresh(self, view: FleetView) -> None:
         completed = view.completed_outputs()
-        length = int(max(completed.max(initial=0), view.run_generated.max(initial=0))) + self.H + 2
-        # the death histogram grows by the requests finished since the last refresh (finished
-        # requests only accumulate), instead of a bincount over all of them
+        # the death histogram (and the longest output) grow by the requests finished since the
+        # last refresh (finished requests only accumulate), instead of a pass over all of them
         if len(completed) < self._n_dead:  # a new run on the same forecaster
-            self._deaths, self._n_dead = np.zeros(0, dtype=np.int64), 0
+            self._deaths, self._n_dead, self._longest = np.zeros(0, dtype=np.int64), 0, 0
         fresh = completed[self._n_dead:]
+        if len(fresh):
+            self._longest = max(self._longest, int(fresh.max()))
+        length = max(self._longest, int(view.run_generated.max(initial=0))) + self.H + 2
         if len(self._deaths) < length:
             self._deaths = np.concatenate([self._deaths, np.zeros(2 * length - len(self._deaths),
                                                                   dtype=np.int64)])
@@ -337,9 +354,14 @@ class _Forecaster:
         """
         width = self.H if width is None else width
         if self._new is None or len(self._new[0]) < width:
-            h = np.arange(max(width, self.H))
-            surv = self._S(h)
-            self._new = (h.astype(float), surv, surv / np.maximum(self._S(np.zeros(1)), 1e-12))
+            n = max(width, self.H)
+            if n <= len(self.S):  # inside the table: S(h) is a slice (the numbers of _S)
+                surv = self.S[:n]
+                self._new = (np.arange(n, dtype=float), surv, surv / max(float(self.S[0]), 1e-12))
+            else:
+                h = np.arange(n)
+                surv = self._S(h)
+                self._new = (h.astype(float), surv, surv / np.maximum(self._S(np.zeros(1)), 1e-12))
         h, surv, ratio = self._new
         return h[:width], surv[:width], ratio[:width]
 
@@ -393,8 +415,10 @@ class _Forecaster:
         ``width`` steps."""
         if self._ext is None or self._windows.shape[1] < width:
             last = len(self.S) - 1
-            k = np.arange(1, max(width, self.H) + self.H + 2)
-            tail = self.S[last] * (1 - 1 / max(self.prior_mean, 1.0)) ** k
+            n_tail = max(width, self.H) + self.H + 1
+            if len(self._tail_pow) < n_tail:  # the same for every survival table: computed once
+                self._tail_pow = (1 - 1 / max(self.prior_mean, 1.0)) ** np.arange(1, n_tail + 1)
+            tail = self.S[last] * self._tail_pow[:n_tail]
             self._ext = np.concatenate([self.S, tail])
             step = self._ext.strides[0]  # windows[j] = S(j .. j + width - 1), a read-only view
             self._windows = np.ndarray((len(self._ext) - width + 1, width), dtype=self._ext.dtype,
@@ -423,35 +447,66 @@ class _Forecaster:
         out *= ratio
         return out
 
+    def _prediction_cache(self, view: FleetView) -> None:
+        """Allocate the per-request cache of log Phi (and ln max(p, 1) of every prediction, the
+        elementwise numbers of :meth:`profile`'s) for this stream."""
+        n_req = len(view.prompt)
+        if self._logphi is None or self._logphi.shape[0] != n_req or self._pred is not view.predicted:
+            self._logphi = np.zeros((n_req, self.H + self._SPAN))
+            self._start = np.zeros(n_req, dtype=np.int64)
+            self._epoch = np.full(n_req, -1, dtype=np.int64)
+            self._pred = view.predicted
+            self._log_p = np.log(np.maximum(view.predicted.astype(float), 1.0))
+
+    def new_predicted(self, view: FleetView, ids: np.ndarray) -> np.ndarray:
+        """(n, H) forecast profiles of new requests ``ids`` with predictions: the numbers of
+        :meth:`new_profiles` (log Phi evaluated once per age, at ages 0..H + ``_SPAN`` - 1, where
+        :meth:`profile` evaluates age 0 twice). Their log Phi is kept for :meth:`_predicted_running`,
+        which uses it when they start running at age 0 before the next refresh."""
+        self._prediction_cache(view)
+        width = self.H + self._SPAN
+        logphi = np.subtract.outer(self._log_p[ids], _log_age(width)[:width])  # ln p - ln(t + 1/2)
+        logphi /= self.sigma
+        logphi = special.log_ndtr(logphi)
+        self._logphi[ids] = logphi
+        self._start[ids] = 0
+        self._epoch[ids] = self.version
+        prof = logphi[:, :self.H] - logphi[:, :1]
+        np.exp(prof, out=prof)
+        prof *= view.prompt[ids].astype(float)[:, None] + np.arange(self.H)[None, :]  # s + h
+        return prof
+
     def _predicted_running(self, view: FleetView) -> np.ndarray:
         """(H, n) profiles of the running requests with predictions (horizon-major); equal to
         :meth:`profile` transposed.
 
         log Phi((ln p - ln(t + 1/2)) / sigma) of request r at age t is kept from the step it was
-        first needed until the next refresh (sigma fixed in between) for ages up to
-        ``_SPAN`` steps beyond, so each step only gathers and exponentiates.
+        first needed (or routed: :meth:`new_predicted`) until the next refresh (sigma fixed in
+        between) for ages up to ``_SPAN`` steps beyond, so each step only gathers and
+        exponentiates; ln p and ln(t + 1/2) are tables (the same numbers).
         """
         ids = view.run_ids
-        n_req = len(view.prompt)
-        width = self.H + self._SPAN
-        if self._logphi is None or self._logphi.shape[0] != n_req:
-            self._logphi = np.zeros((n_req, width))
-            self._start = np.zeros(n_req, dtype=np.int64)
-            self._epoch = np.full(n_req, -1, dtype=np.int64)
+        H = self.H
+        width = H + self._SPAN
+        self._prediction_cache(view)
         age = view.run_generated.astype(np.int64)
-        stale = (self._epoch[ids] != self.version) | (age - self._start[ids] + self.H > width)
+        start = self._start[ids]
+        stale = (self._epoch[ids] != self.version) | (age - start + H > width)
         if stale.any():
             r, a = ids[stale], age[stale]
-            log_p = np.log(np.maximum(view.predicted[r].astype(float), 1.0))[:, None]
-            t = a.astype(float)[:, None] + np.arange(width)[None, :]
-            self._logphi[r] = special.log_ndtr((log_p - np.log(t + 0.5)) / self.sigma)
+            ages = a[:, None] + np.arange(width)[None, :]
+            logphi = _log_age(int(ages[:, -1].max()) + 1)[ages]  # ln(t + 1/2)
+            np.subtract(self._log_p[r][:, None], logphi, out=logphi)
+            logphi /= self.sigma
+            self._logphi[r] = special.log_ndtr(logphi)
             self._start[r] = a
             self._epoch[r] = self.version
-        flat = ids * width + (age - self._start[ids])  # flat index of each request's age now
-        later = self._logphi.ravel().take(np.arange(self.H)[:, None] + flat[None, :])
+            start = self._start[ids]
+        flat = ids * width + (age - start)  # flat index of each request's age now
+        later = self._logphi.ravel().take(np.arange(H)[:, None] + flat[None, :])
         prof = later - later[:1]
         np.exp(prof, out=prof)
-        prof *= np.arange(self.H, dtype=float)[:, None] + (view.prompt[ids] + age).astype(float)[None, :]
+        prof *= np.arange(H, dtype=float)[:, None] + (view.prompt[ids] + age).astype(float)[None, :]
         return prof
 
     def base_load(self, view: FleetView) -> np.ndarray:
@@ -820,8 +875,9 @@ class BidPrice(Router):
         self.weights = self.gamma ** np.arange(self.horizon)
 
     def on_step(self, view: FleetView) -> None:
-        self.arrivals[view.step % self.window] = 0
-        if view.step - self.last_refresh >= self.refresh_every:
+        step = view.step
+        self.arrivals[step % self.window] = 0
+        if self.gate and step - self.last_refresh >= self.refresh_every:  # (only the gated use a plan)
             self.plan = None
 
     def route(self, view: FleetView, ids: np.ndarray) -> None:
@@ -868,9 +924,11 @@ class BidPrice(Router):
             self._discount(view)
             self.last_refresh = view.step
         prompt = view.prompt[ids]
-        pred = None if view.predicted is None else view.predicted[ids].astype(float)
         self._step_load(view)
-        profiles = self.fc.new_profiles(prompt.astype(float), pred)
+        if view.predicted is None:
+            profiles = self.fc.new_profiles(prompt.astype(float), None)
+        else:
+            profiles = self.fc.new_predicted(view, ids)
         load, top = self.load, self.top
         weights = self.weights
         c1 = self.instance.ms_per_kv_token
@@ -926,24 +984,38 @@ class BidPrice(Router):
         kv = view.kv_running + view.kv_queued  # kept up to date below (assign queues the prompt)
         # rebuild when the book's error now exceeds the tolerance (or it runs out of steps)
         d = view.step - book.t0
-        if d + self.horizon > book.W:
-            error = None
-        else:
+        if d + self.horizon <= book.W:
             error = kv - book.F[:, d]  # :meth:`_LoadBook.error`
-        if error is None or float(_sum(np.abs(error))) > self.tolerance * float(_sum(kv)):
-            # survival and discount every ``refresh`` steps at most (a rebuild may come sooner)
-            if view.step - self.last_refresh >= self.refresh_every:
-                self.fc.refresh(view)
-                self._discount(view)
-                self.last_refresh = view.step
-            book.rebuild(view, self.fc)
-            d = 0
-            error = kv - book.F[:, 0]
-            if self._tables_version != self.fc.version:  # a new survival table
-                # new requests' profile tables over the book's width (the numbers of new_profiles)
-                self._new_u, _, self._new_ratio = self.fc.new_tables(book.W)
-                self._tables_version = self.fc.version
-        return kv, d, error
+            if not self._over_tolerance(error, kv):
+                return kv, d, error
+        # survival and discount every ``refresh`` steps at most (a rebuild may come sooner)
+        if view.step - self.last_refresh >= self.refresh_every:
+            self.fc.refresh(view)
+            self._discount(view)
+            self.last_refresh = view.step
+        book.rebuild(view, self.fc)
+        if self._tables_version != self.fc.version:  # a new survival table
+            # new requests' profile tables over the book's width (the numbers of new_profiles)
+            self._new_u, _, self._new_ratio = self.fc.new_tables(book.W)
+            self._tables_version = self.fc.version
+        return kv, 0, kv - book.F[:, 0]
+
+    def _over_tolerance(self, error: np.ndarray, kv: np.ndarray) -> bool:
+        """``sum_g |e_g| > tolerance x sum_g K_g`` with numpy's sums, decided on Python's.
+
+        The KV sum is of integers (exact either way). numpy's pairwise sum of |e_g| and Python's
+        sequential one are each within n eps sum |e_g| of the exact sum (n = workers), far inside a
+        margin of 1e-9 of it, so numpy's sum is computed only when Python's falls inside that margin
+        of the limit (the same answer, without two numpy reductions per step).
+        """
+        limit = self.tolerance * float(sum(kv.tolist()))
+        total = sum(map(abs, error.tolist()))
+        margin = 1e-9 * total
+        if total - margin > limit:
+            return True
+        if total + margin <= limit:
+            return False
+        return float(_sum(np.abs(error))) > limit
 
     def _route_book(self, view: FleetView, ids: np.ndarray) -> None:
         """One step's arrivals on the :class:`_LoadBook`'s forecast (the default rule).
@@ -962,14 +1034,15 @@ class BidPrice(Router):
           others' can only have grown;
         - the load rows of this step's forecast are updated lazily, in placement order, only
           before an exact check (the same additions in the same order);
-        - the book receives the step's routed profiles in one fancy-indexed update when they went to
-          distinct workers (the same single addition per row).
         """
         book = self.book
         kv, d, error = self._book_upkeep(view)
-        prompt = view.prompt[ids]
         load = book.load(view, error)
         top = _max(load, axis=0)
+        if len(ids) == 1 and view.predicted is None:  # the most common step: one arrival
+            self._route_one(view, int(ids[0]), kv, d, load, top)
+            return
+        prompt = view.prompt[ids]
         if view.predicted is None:  # (s + u) S(u) / S(0), u = d .. W-1: new_profiles' arithmetic
             wide = np.add.outer(prompt, self._new_u[:book.W - d])
             wide *= self._new_ratio[:book.W - d]
@@ -1005,11 +1078,10 @@ class BidPrice(Router):
                 kv[g] += prompt_list[k]
                 F[g, d:] += wide[k]
         else:
-            peak = profiles.max(axis=1)  # m_i = max_h w_ih
+            peak = profiles.max(axis=1).tolist()  # m_i = max_h w_ih
             # headroom under the coming barriers, and the screen's margin (see the docstring)
             head = (top - load).min(axis=1).tolist()
-            eps = 1e-9 * (float(_max(np.abs(load.ravel()))) + float(_sum(peak))) + 1e-300
-            peak = peak.tolist()
+            eps = 1e-9 * (float(_max(np.abs(load), axis=None)) + sum(peak)) + 1e-300
             pending: list[tuple[int, int]] = []  # (worker, request) rows not yet added to ``load``
             for k in order:
                 g = int(kv.argmin())
@@ -1032,14 +1104,28 @@ class BidPrice(Router):
                         head[g] = -np.inf
                 chosen[k] = g
                 kv[g] += prompt_list[k]
-            rows = [chosen[k] for k in order]
-            if len(set(rows)) == n:  # one request per worker: one fancy-indexed update
-                F[rows, d:] += wide[order]
-            else:
-                for g, k in zip(rows, order, strict=True):  # the book's rows, in placement order
-                    F[g, d:] += wide[k]
+            if n < 12:  # the book's rows, in placement order: a row slice each (cheaper for a few)
+                for k in order:
+                    F[chosen[k], d:] += wide[k]
+            else:  # one unbuffered update (the same additions, in the same order, row by row)
+                np.add.at(F[:, d:], [chosen[k] for k in order], wide[order])
         for i, g in zip(ids.tolist(), chosen, strict=True):
             view.assign(i, g)
+
+    def _route_one(self, view: FleetView, i: int, kv: np.ndarray, d: int, load: np.ndarray,
+                   top: np.ndarray) -> None:
+        """:meth:`_route_book` for a step with one arrival ``i`` (the same decision and arithmetic:
+        least-KV's worker unless it would raise a coming barrier, then the cheapest)."""
+        book = self.book
+        wide = self._new_u[:book.W - d] + float(view.prompt[i])  # (s + u) S(u) / S(0), as np.add.outer
+        wide *= self._new_ratio[:book.W - d]
+        w = wide[:self.horizon]
+        g = int(kv.argmin())
+        if np.count_nonzero(load[g] + w > top):  # it would raise a coming barrier on g
+            g = self._cheapest(load, top, w, kv, g, self._rise, self._score, self.weights,
+                               self.instance.ms_per_kv_token)
+        book.F[g, d:] += wide
+        view.assign(i, g)
 
     def _route_fixed(self, view: FleetView, ids: np.ndarray) -> None:
         """:meth:`from_solution`'s rule: fixed LP prices, arrival order, no solver."""

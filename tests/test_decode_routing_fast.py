@@ -17,6 +17,8 @@ bit-identical to the exact forecast.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 
@@ -342,3 +344,99 @@ def test_fast_book_paths_are_exercised():
     screened = np.array(sizes) >= routing.BidPrice.SCREEN_FROM
     assert counts["cheapest"] > 50
     assert screened.sum() > 20 and (~screened).sum() > 20
+
+
+RANDOM_STREAMS = [
+    # small random streams, with and without predictions: (workload, workers, load, arrivals, error, seed)
+    ("code", 6, 0.95, "bursty", None, 1),  # bursts of 12 or more arrivals in a step
+    ("conversation", 4, 0.9, "bursty", None, 2),  # many steps with one arrival
+    ("conversation", 3, 0.85, "poisson", None, 3),
+    ("code", 5, 0.9, "bursty", 0.5, 4),
+    ("conversation", 4, 0.9, "bursty", 0.0, 5),
+    ("conversation", 2, 0.95, "poisson", 1.0, 6),
+]
+
+
+@pytest.mark.parametrize("workload,workers,load,arrivals,error,seed", RANDOM_STREAMS)
+def test_router_on_random_streams_routes_as_the_straightforward_rule(workload, workers, load, arrivals,
+                                                                     error, seed):
+    """Every request to the same worker at the same step as :class:`StraightRouter` (the rule without
+    any of the fast paths), on the load book and on the exact forecast; the streams exercise steps
+    with one arrival and with two, the bursty ones with 3-11 and the first with 12 or more."""
+    inst = inst_mod.generate(workload=workload, requests=400, workers=workers, load=load,
+                             arrivals=arrivals, slots=16, kv_capacity=60_000, prediction_error=error,
+                             seed=seed)
+    sizes = []
+
+    class Counted(routing.BidPrice):
+        def route(self, view, ids):
+            sizes.append(len(ids))
+            super().route(view, ids)
+
+    fast = bench.simulate(inst, Counted())
+    straight = bench.simulate(inst, StraightRouter())
+    np.testing.assert_array_equal(fast["worker"], straight["worker"])
+    np.testing.assert_array_equal(fast["steps"]["step_ms"], straight["steps"]["step_ms"])
+    if error is None:  # the exact forecast (the default one on streams with predictions)
+        np.testing.assert_array_equal(bench.simulate(inst, routing.BidPrice(forecast="exact"))["worker"],
+                                      bench.simulate(inst, StraightRouter(forecast="exact"))["worker"])
+    sizes = np.array(sizes)
+    assert (sizes == 1).sum() > 5 and (sizes == 2).sum() > 5
+    if arrivals == "bursty":
+        assert ((sizes >= 3) & (sizes < 12)).sum() > 5
+    if seed == 1:
+        assert (sizes >= 12).sum() > 0
+
+
+def test_tolerance_test_decides_as_numpys_sums():
+    """The book's rebuild test on Python sums gives numpy's answer, also with the limit exactly on
+    numpy's sum and on error vectors whose Python and numpy sums differ in the last bits."""
+    router = routing.BidPrice()
+    rng = np.random.default_rng(0)
+    on_limit = differ = 0
+    for _ in range(300):
+        G = int(rng.integers(1, 80))
+        kv = rng.integers(0, 300_000, G)
+        error = rng.normal(0.0, 1.0, G) * 10.0 ** rng.integers(-3, 12, G)  # mixed magnitudes
+        numpy_sum = float(np.add.reduce(np.abs(error)))
+        kv_sum = float(np.add.reduce(kv))
+        differ += sum(abs(e) for e in error.tolist()) != numpy_sum
+        exact = numpy_sum / kv_sum if kv_sum else 0.05
+        for tolerance in (exact, np.nextafter(exact, 0.0), np.nextafter(exact, 1.0), exact * (1 + 1e-10),
+                          exact * (1 - 1e-10), 0.05):
+            router.tolerance = float(tolerance)
+            limit = router.tolerance * kv_sum
+            on_limit += numpy_sum == limit
+            assert router._over_tolerance(error, kv) == (numpy_sum > limit)
+    assert on_limit > 50 and differ > 50
+
+
+def test_prediction_profiles_equal_the_formula():
+    """:meth:`_Forecaster.new_predicted` gives :meth:`new_profiles`' numbers, and the log Phi it keeps
+    gives :meth:`_predicted_running` the numbers of :meth:`profile` when the requests start running
+    (bit for bit), as does a fresh evaluation after a refresh changes sigma."""
+    rng = np.random.default_rng(1)
+    n, H = 30, 8
+    prompt = rng.integers(1, 3000, n)
+    predicted = np.maximum(rng.lognormal(4.0, 1.5, n), 0.5)
+    fc = routing._Forecaster(H, 100.0)
+    fc.set_survival(routing.survival(rng.integers(1, 300, 80), rng.integers(0, 100, 20), 320, 100.0))
+    fc.sigma = 0.37
+    view = types.SimpleNamespace(prompt=prompt, predicted=predicted, workers=3)
+    ids = np.array([3, 7, 8, 20, 29])
+    got = fc.new_predicted(view, ids)
+    expected = fc.new_profiles(prompt[ids].astype(float), predicted[ids].astype(float))
+    assert np.array_equal(got, expected)
+
+    def running(age):
+        view.run_ids, view.run_generated = ids, np.full(len(ids), age)
+        return fc._predicted_running(view)
+
+    for age in range(4):  # seeded at routing: the cache from new_predicted is used
+        formula = fc.profile(prompt[ids].astype(float), np.full(len(ids), float(age)),
+                             predicted[ids].astype(float)).T
+        assert np.array_equal(running(age), formula)
+    fc.version += 1  # a refresh: the cache is stale
+    fc.sigma = 0.8
+    formula = fc.profile(prompt[ids].astype(float), np.full(len(ids), 3.0), predicted[ids].astype(float)).T
+    assert np.array_equal(running(3), formula)

@@ -241,6 +241,178 @@ def admit_with_watermark(state: State, queue: np.ndarray, watermark: float) -> n
     return queue[:limit]
 
 
+class KeptOrder:
+    """The waiting queue in ascending order of a per-request key, ties in queue order, kept from
+    one round to the next: exactly ``w[np.argsort(key(state, w), kind="stable")]`` for the
+    waiting queue ``w``, without sorting the whole queue every round.
+
+    Between two rounds the simulator's queue changes at its ends only: the requests the policy
+    admitted leave, preempted ones return at the front, arrivals join at the back; a waiting
+    request's key inputs (prompt, tokens generated, prediction) do not change. :meth:`order`
+    checks all of that against the state, exactly, and then deletes the admitted ids from the
+    kept order and inserts the newcomers by binary search (a newcomer at the front goes before
+    the requests of equal key, one at the back after them: queue order). The work per round is a
+    few passes over the queue (comparisons, no sort). When anything else changed it sorts the
+    queue afresh, as every round did before: a new simulation, another ``predicted`` or
+    ``prompt`` array (or a writable one, which could be edited in place), another memory, a
+    request of the queue that has run since, a queue not of that form. When only ``params`` (the
+    key's other inputs: a price that moves with the round or the backlog) changed, every key is
+    recomputed and sorted from the previous order (nearly sorted: numpy's stable sort, a
+    timsort, is then about linear); equal keys must come out in queue order (they do when their
+    inputs are equal, as they were equal before too), else the queue is sorted afresh.
+
+    A policy calls :meth:`order` once per ``admit`` and then :meth:`took` with the ids it
+    returns and their places in the order.
+    """
+
+    def __init__(self) -> None:
+        self.queue: np.ndarray | None = None  # the waiting queue at the last call (own copy)
+        self.ids = np.zeros(0, dtype=np.int64)  # that queue in key order
+        self.key: np.ndarray = np.zeros(0)  # their keys, ascending
+        self.inputs: tuple = ()
+        self.params: Any = None
+        self.t = 0
+        self.taken = np.zeros(0, dtype=np.int64)  # the ids returned then ...
+        self.taken_at = np.zeros(0, dtype=np.int64)  # ... and their places in ``ids``
+        self.generated_at = np.zeros(0, dtype=np.int64)  # per request: generated when keyed
+        self.flag = np.zeros(0, dtype=bool)  # scratch, all False between calls
+        self.position = np.zeros(0, dtype=np.int64)  # scratch: places in the queue
+        self.kv_memory = -1
+        self.rebuilds = 0  # calls that sorted the whole queue afresh (for tests and benchmarks)
+        self.rekeys = 0  # calls that recomputed every key and sorted from the previous order
+
+    def order(self, state: State, key: Any, params: Any = None) -> np.ndarray:
+        """The waiting queue sorted by ``key(state, ids)`` (stable). ``params``: what the keys
+        depend on besides the state's per-request arrays (compared with ``==``, arrays by
+        identity). The returned array belongs to this object: do not write into it."""
+        w = state.waiting
+        inputs = (state.prompt, state.predicted, state.generated)
+        if not self._follow(state, w, key, inputs, params):
+            self._rebuild(state, w, key)
+        self.queue = w.copy()
+        self.inputs, self.params, self.t = inputs, params, state.t
+        self.kv_memory = state.kv_memory
+        self.taken = self.taken_at = np.zeros(0, dtype=np.int64)
+        return self.ids
+
+    def took(self, chosen: np.ndarray, places: np.ndarray) -> None:
+        """The ids the policy returns this round and their places in the order it was given."""
+        self.taken, self.taken_at = np.asarray(chosen, dtype=np.int64), np.asarray(places,
+                                                                                 dtype=np.int64)
+
+    def _rebuild(self, state: State, w: np.ndarray, key: Any) -> None:
+        self.rebuilds += 1
+        k = np.asarray(key(state, w))
+        by_key = np.argsort(k, kind="stable")
+        self.ids, self.key = w[by_key], k[by_key]
+        n = len(state.prompt)
+        if len(self.flag) != n:
+            self.flag = np.zeros(n, dtype=bool)
+            self.generated_at = np.zeros(n, dtype=np.int64)
+            self.position = np.zeros(n, dtype=np.int64)
+        self.generated_at[w] = state.generated[w]
+
+    def _follow(self, state: State, w: np.ndarray, key: Any, inputs: tuple, params: Any) -> bool:
+        """Update the kept order to the queue ``w``; False if it cannot be (then sort afresh)."""
+        if self.queue is None or state.t <= self.t or state.kv_memory != self.kv_memory \
+                or any(x is not y for x, y in zip(inputs, self.inputs, strict=True)) \
+                or state.prompt.flags.writeable or state.predicted.flags.writeable \
+                or len(self.flag) != len(state.prompt):
+            return False
+        ids, keys, queue = self.ids, self.key, self.queue
+        # what left: the ids this policy returned last time that were admitted since
+        if len(self.taken):
+            gone = state.admitted_at[self.taken] >= self.t
+            if gone.any():
+                left, places = self.taken[gone], self.taken_at[gone]
+                if np.array_equal(places, np.arange(len(places))):
+                    ids, keys = ids[len(places):], keys[len(places):]  # a prefix (most rules)
+                else:
+                    ids, keys = np.delete(ids, places), np.delete(keys, places)
+                self.flag[left] = True
+                stay = ~self.flag[queue]
+                self.flag[left] = False
+                queue = queue[stay]
+        # the queue now: newcomers in front, the others in the same order, newcomers at the back
+        size, total = len(queue), len(w)
+        if not size or total < size or len(ids) != size:
+            return False
+        hits = np.flatnonzero(w[: total - size + 1] == queue[0])
+        if not hits.size:
+            return False
+        first = int(hits[0])
+        kept = w[first: first + size]
+        if not np.array_equal(kept, queue):
+            return False
+        # no request of the queue has run since (its key's inputs are the same)
+        if not np.array_equal(state.generated[kept], self.generated_at[kept]):
+            return False
+        front, back = w[:first], w[first + size:]
+        new = np.concatenate([front, back])
+        if new.size:
+            self.generated_at[new] = state.generated[new]
+        if _same_params(params, self.params):
+            if new.size:  # insert the newcomers (sorted among themselves) by binary search
+                k = np.asarray(key(state, new))
+                by_key = np.argsort(k, kind="stable")
+                new, k = new[by_key], k[by_key]
+                at = np.where(by_key < len(front), np.searchsorted(keys, k, "left"),
+                              np.searchsorted(keys, k, "right"))
+                ids, keys = np.insert(ids, at, new), np.insert(keys, at, k)
+            self.ids, self.key = ids, keys
+            return True
+        # new keys for all: sort from the old order (nearly sorted), then ties in queue order
+        self.rekeys += 1
+        arranged = np.concatenate([ids, new])
+        k = np.asarray(key(state, arranged))
+        by_key = np.argsort(k, kind="stable")
+        ids, keys = arranged[by_key], k[by_key]
+        tie = keys[1:] == keys[:-1]
+        if tie.any():  # equal keys must stay in queue order (so they do when their inputs are equal)
+            self.position[w] = np.arange(total)
+            position = self.position[ids]
+            if (tie & (position[1:] <= position[:-1])).any():
+                return False  # a tie out of queue order (or a request twice in the queue)
+        self.ids, self.key = ids, keys
+        return True
+
+
+def _same_params(a: Any, b: Any) -> bool:
+    """Key parameters equal: tuples item by item, arrays by identity, the rest by ``==``."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same_params(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return a is b
+    return type(a) is type(b) and a == b
+
+
+def _kept_order(policy: Policy) -> KeptOrder:
+    """The policy's :class:`KeptOrder` (made on first use)."""
+    kept = policy.__dict__.get("_kept_order")
+    if kept is None:
+        kept = policy.__dict__["_kept_order"] = KeptOrder()
+    return kept
+
+
+def _remaining(state: State, ids: np.ndarray) -> np.ndarray:
+    """Shortest-first key: predicted remaining rounds."""
+    return state.remaining(ids)
+
+
+def _head_lookahead(state: State, order: np.ndarray) -> np.ndarray:
+    """``_lookahead(state, order, ..., skip=False)`` reading only the head of ``order``: a head
+    of 16 requests, doubled while every request in it is admitted (stop-at-first-failure admits
+    a prefix, so a longer head gives the same answer once one fails)."""
+    slots = state.slots()
+    size = min(len(order), 16)
+    while True:
+        head = order[:size]
+        chosen = _lookahead(state, head, state.current(head), state.remaining(head), False)
+        if len(chosen) < size or size == len(order) or len(chosen) >= slots:
+            return chosen
+        size = min(2 * size, len(order))
+
+
 def admit_with_lookahead(state: State, queue: np.ndarray, *, skip: bool = False) -> np.ndarray:
     """Admit in queue order while memory stays within M at every predicted completion round.
 
@@ -257,6 +429,13 @@ def _lookahead(state: State, queue: np.ndarray, c_new: np.ndarray, r_new: np.nda
     """:func:`admit_with_lookahead` given the queue's KV tokens ``c_new`` and predicted
     remaining rounds ``r_new``. ``skip`` may also be a function of the first request that
     fails (its id): True to skip it and try the next ones, False to stop there."""
+    places = _lookahead_places(state, queue, c_new, r_new, skip)
+    return np.asarray(queue)[places].astype(np.int64, copy=False)
+
+
+def _lookahead_places(state: State, queue: np.ndarray, c_new: np.ndarray, r_new: np.ndarray,
+                      skip: bool | Any) -> np.ndarray:
+    """:func:`_lookahead`'s answer as places in ``queue``."""
     chosen: list[int] = []
     slots = state.slots()
     if not len(queue) or not slots:
@@ -281,7 +460,7 @@ def _lookahead(state: State, queue: np.ndarray, c_new: np.ndarray, r_new: np.nda
                 break
             skipping = True
             continue
-        chosen.append(int(queue[k]))
+        chosen.append(k)
         c_run.append(int(c_new[k]))
         r_run.append(int(r_new[k]))
         free_now -= int(c_new[k])
@@ -336,12 +515,11 @@ class ShortestPredictedFirst(Policy):
         self.watermark = watermark
 
     def admit(self, state: State) -> np.ndarray:
-        w = state.waiting
-        if len(state.running) and len(w) and int(state.current(w).min()) > (
-                state.kv_memory - state.used - int(self.watermark * state.kv_memory)):
-            return w[:0]  # no request passes the watermark: the head fails whatever the order
-        order = w[np.argsort(state.remaining(w), kind="stable")]
-        return admit_with_watermark(state, order, self.watermark)
+        kept = _kept_order(self)
+        order = kept.order(state, _remaining)  # the queue by predicted remaining rounds, stable
+        chosen = admit_with_watermark(state, order, self.watermark).copy()  # a prefix
+        kept.took(chosen, np.arange(len(chosen)))
+        return chosen
 
 
 class MCSF(Policy):
@@ -350,13 +528,11 @@ class MCSF(Policy):
     name = "mcsf"
 
     def admit(self, state: State) -> np.ndarray:
-        w = state.waiting
-        c = state.current(w)
-        if _none_fits(state, c):
-            return np.zeros(0, dtype=np.int64)
-        r = state.remaining(w)
-        by_r = np.argsort(r, kind="stable")
-        return _lookahead(state, w[by_r], c[by_r], r[by_r], False)
+        kept = _kept_order(self)
+        order = kept.order(state, _remaining)  # the queue by predicted remaining rounds, stable
+        chosen = _head_lookahead(state, order)  # a prefix
+        kept.took(chosen, np.arange(len(chosen)))
+        return chosen
 
 
 def _none_fits(state: State, c: np.ndarray) -> bool:
@@ -1088,15 +1264,18 @@ class BidPrice(Policy):
         r = state.remaining(ids)
         return r + self.footprint_price(state.t, state.current(ids), r)
 
+    def order_params(self, state: State) -> Any:
+        """What the built-in score depends on besides each request's tokens and remaining rounds
+        (the prices, and the round while it is inside the price vector), for :class:`KeptOrder`;
+        None for a subclass with its own ``score`` or ``footprint_price`` (its queue is sorted
+        afresh every round)."""
+        cls = type(self)
+        if cls.score is not BidPrice.score or cls.footprint_price is not BidPrice.footprint_price:
+            return None
+        T = len(self.prices)
+        return (self._p0, self._p1, self.tail, T, state.t if state.t < T else -1)
+
     def admit(self, state: State) -> np.ndarray:
-        w = state.waiting
-        c = state.current(w)
-        if _none_fits(state, c):
-            return np.zeros(0, dtype=np.int64)
-        r = state.remaining(w)
-        scores = self.score(state, w)
-        by_score = np.argsort(scores, kind="stable")
-        order = w[by_score]
         skip = self.skip if self.skip is not None else _per_instance(
             self, "_any_arrival", (state.arrival,), lambda: bool(np.any(state.arrival > 0)))
 
@@ -1105,7 +1284,26 @@ class BidPrice(Policy):
             # times its predicted output (then it blocks the queue, as in MC-SF: no starvation)
             return not state.t - state.arrival[first] > self.patience * state.predicted[first]
 
-        return _lookahead(state, order, c[by_score], r[by_score], patient if skip else False)
+        params = self.order_params(state)
+        if params is None:  # a score of the subclass's own: sort the queue every round
+            w = state.waiting
+            c = state.current(w)
+            if _none_fits(state, c):
+                return np.zeros(0, dtype=np.int64)
+            by_score = np.argsort(self.score(state, w), kind="stable")
+            return _lookahead(state, w[by_score], c[by_score], state.remaining(w)[by_score],
+                              patient if skip else False)
+        kept = _kept_order(self)
+        order = kept.order(state, self.score, params)  # the queue by score, stable
+        chosen = _head_lookahead(state, order)  # stop at the first failure: a prefix
+        places = np.arange(len(chosen))
+        if skip and len(chosen) < min(len(order), state.slots()) and patient(int(order[len(chosen)])):
+            # the first that fails is skipped: the rest of the queue is read
+            places = _lookahead_places(state, order, state.current(order), state.remaining(order),
+                                       patient)
+            chosen = order[places]
+        kept.took(chosen, places)
+        return chosen
 
 
 class BidPriceStationary(BidPrice):
@@ -1139,10 +1337,9 @@ class BidPriceStationary(BidPrice):
         if not self.given:
             self.price = self.learn(history_window(instance, self.history), self.time_limit)
 
-    def score(self, state: State, ids: np.ndarray) -> np.ndarray:
-        """Predicted remaining rounds plus the stationary price (scaled down by the backlog
-        guard) times the memory-time footprint."""
-        c, r = state.current(ids), state.remaining(ids)
+    def price_now(self, state: State) -> float:
+        """The stationary price, scaled down by the backlog guard (latency rounds per KV
+        token-round)."""
         price = self.price
         mean_need = _per_instance(self, "_mean_need", (state.prompt, state.predicted),
                                   lambda: float(np.mean(state.prompt + state.predicted)))
@@ -1150,7 +1347,23 @@ class BidPriceStationary(BidPrice):
         backlog = len(state.waiting) / max(fit, 1.0)
         if self.backlog_factor is not None and backlog > self.backlog_factor:
             price = price * self.backlog_factor / backlog
+        return price
+
+    def score(self, state: State, ids: np.ndarray) -> np.ndarray:
+        """Predicted remaining rounds plus the stationary price (scaled down by the backlog
+        guard) times the memory-time footprint."""
+        c, r = state.current(ids), state.remaining(ids)
+        price = self.price_now(state)
         return r + price * (c * r + r * (r - 1) / 2)
+
+    def order_params(self, state: State) -> Any:
+        """The price of this round (the score's only input besides each request's tokens and
+        remaining rounds); None for a subclass with its own ``score`` or ``price_now``."""
+        cls = type(self)
+        if cls.score is not BidPriceStationary.score \
+                or cls.price_now is not BidPriceStationary.price_now:
+            return None
+        return ("stationary", float(self.price_now(state)))
 
 
 # ---------------------------------------------------------------------------------------------

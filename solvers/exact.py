@@ -113,6 +113,7 @@ def solve(
     warm = getattr(module, "start_from_relaxation", None)
     warm_info = None
     if warm is not None and not relax and backend != "cvxpy" and "start" not in options:
+        _matrix_form(module, instance, relax, options)  # a model too large is refused before its LP
         lp = solve(instance, relax=True, time_limit=time_limit, prices=False, **options)
         warm_info = "rounded LP relaxation" if lp.status == "optimal" else f"none (LP {lp.status})"
         if lp.status == "optimal":

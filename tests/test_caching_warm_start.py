@@ -38,13 +38,13 @@ def test_the_start_is_a_feasible_point_of_the_matrix_ip_costing_the_lp_schedule(
 
 
 def test_solve_starts_from_the_rounded_lp_and_cannot_end_worse():
-    # cache_mm_5k: without the start HiGHS ended at 174,274 after 10 s and 146,422 after 60 s,
-    # above the rounded LP's 141,869 (benchmarks/results/caching_warm_start.md). With 1 s it has
-    # no time to improve on the start: the incumbent is the start itself (so HiGHS accepted it)
+    # cache_mm_5k: without the start HiGHS ends at 290k after 1 s and 174k after 10 s, above the
+    # rounded LP's 141,869 (benchmarks/results/caching_warm_start.md); with it, HiGHS reads the
+    # start within 0.4 s and ends at it unless it finds better. 5 s: margin for a loaded machine
     inst = library.load("cache_mm_5k")
     _, cost = rounded(inst)
     for backend in ("highs", "pyomo"):
-        sol = exact.solve(inst, time_limit=1.0, backend=backend)
+        sol = exact.solve(inst, time_limit=5.0, backend=backend)
         assert sol.info["warm_start"] == "rounded LP relaxation"
         assert sol.objective <= cost * (1 + 1e-9), backend
         assert sol.bound <= sol.objective
@@ -97,3 +97,17 @@ def test_a_start_is_checked_before_it_reaches_highs():
     assert sol.objective == pytest.approx(8.23) and "warm_start" not in sol.info
     assert exact.solve(inst).info["warm_start"] == "rounded LP relaxation"
     assert "warm_start" not in exact.solve(inst, relax=True).info
+
+
+def test_an_ip_too_large_is_refused_before_its_lp_is_solved(monkeypatch):
+    # the warm start solves the LP first: a refused IP must not pay for it (a 320k-request LP
+    # takes minutes); no HiGHS solve may run before the refusal
+    def no_solve(*args, **kw):
+        raise AssertionError("an LP was solved before the size refusal")
+
+    monkeypatch.setattr(exact, "solve_matrix", no_solve)
+    monkeypatch.setattr(exact, "solve_model", no_solve)
+    inst = ci.generate(requests=300, objects=40, seed=0)
+    for kw in ({}, {"backend": "pyomo"}):
+        with pytest.raises(InvalidInstanceError, match="binary keep variables"):
+            exact.solve(inst, max_binaries=10, **kw)

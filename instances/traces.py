@@ -9,19 +9,27 @@ of the original trace, measured from its first request.
 Formats
 -------
 - Azure LLM inference 2023 CSV: ``TIMESTAMP,ContextTokens,GeneratedTokens`` (``TIMESTAMP``
-  date-times as published, or plain numbers read as seconds).
+  date-times as published, read in one format inferred from the first row, with UTC offsets
+  honoured: ISO 8601 is safest, an ambiguous ``12/11/2023`` reads month first; or plain numbers
+  read as seconds).
 Token counts must be whole numbers of at most ``MAX_TOKENS``; text files may start with a UTF-8
 byte-order mark.
 - Mooncake JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``, ``hash_ids``.
-- BurstGPT CSV: ``Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type``.
+- BurstGPT CSV: ``Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type``
+  (``Timestamp`` in seconds; windows are measured before ``model`` / failed rows are dropped).
+Numeric timestamps above ``MAX_SECONDS`` (later than the year 5000 as seconds) are refused: they
+are milliseconds or finer. Errors name the 1-based data row (CSV, header excluded) or file line
+(JSONL).
 - Expert-load JSON: ``{"load_history": [{"logical_expert_load": [[...] per layer]} per step]}``.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +41,7 @@ from servopt.core import InvalidInstanceError, checks
 REQUEST_COLUMNS = ["arrival_s", "prompt_tokens", "output_tokens"]
 MAX_TOKENS = 10**12  # beyond any context window; larger counts are data errors (and overflow int64)
 INT64 = (-(2**63), 2**63 - 1)
+MAX_SECONDS = 1e11  # a numeric timestamp beyond this is not seconds (year 5138 as a Unix time)
 
 
 def _trace_folders() -> list[Path]:
@@ -55,6 +64,23 @@ def shared_trace(name: str) -> Path | None:
     return None
 
 
+_FILE_DIGESTS: dict[tuple[str, int, int], bytes] = {}  # (path, size, mtime_ns) -> sha256
+
+
+def _file_digest(path: Path) -> bytes:
+    """sha256 of a file's content, read in 1 MiB chunks and remembered while the file's size
+    and modification time stay the same (a benchmark run asks once per case)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        _FILE_DIGESTS[key] = digest.digest()
+    return _FILE_DIGESTS[key]
+
+
 def traces_fingerprint() -> str:
     """sha256 over the name and content of every trace :func:`shared_trace` would return (what a
     benchmark cache keys on, so results computed on other data are never reused)."""
@@ -66,7 +92,7 @@ def traces_fingerprint() -> str:
         for path in sorted(folder.iterdir()):
             if path.is_file() and path.name not in seen:  # the first folder holding a name wins
                 seen.add(path.name)
-                digest.update(path.name.encode() + b"\0" + path.read_bytes())
+                digest.update(path.name.encode() + b"\0" + _file_digest(path))
     return digest.hexdigest()[:16]
 
 
@@ -110,37 +136,73 @@ def _check_window(rate_scale: float, start_s: float | None, end_s: float | None)
             checks.number(name, value, np.isfinite, "a number of seconds or None")
 
 
+def _numbers(values: Any) -> pd.Series:
+    """``pd.to_numeric(values, errors="coerce")``, also for integers too large for a float
+    (pandas raises OverflowError there; they become inf and are refused as too large)."""
+    try:
+        return pd.to_numeric(values, errors="coerce")
+    except OverflowError:
+        def one(v: Any) -> float:
+            try:
+                return float(v)
+            except OverflowError:
+                return np.inf
+            except (TypeError, ValueError):
+                return np.nan
+        return pd.Series([one(v) for v in values], index=values.index, dtype=float)
+
+
+def _seconds(values: Any, path: Path, column: str, where: str) -> pd.Series:
+    """Numeric timestamps in seconds; values beyond ``MAX_SECONDS`` are refused as another unit."""
+    seconds = _numbers(values)
+    finite = seconds[np.isfinite(seconds.to_numpy(dtype=float))]
+    if len(finite) and finite.abs().max() > MAX_SECONDS:
+        top = finite.abs().idxmax()
+        raise InvalidInstanceError(
+            f"{path}: {where} {top}: {column} {values.loc[top]} is not seconds (as seconds it is "
+            f"later than the year 5000): this format takes seconds; divide milliseconds by 1000")
+    return seconds
+
+
 def _finish(frame: pd.DataFrame, path: Path, rate_scale: float, start_s: float | None,
-            end_s: float | None) -> pd.DataFrame:
+            end_s: float | None, *, where: str = "data row", origin: float | None = None
+            ) -> pd.DataFrame:
+    """Check the token counts, sort by arrival, cut the window and scale the rate. ``frame``'s
+    index holds each request's 1-based ``where`` (data row or file line) for messages;
+    ``origin``: the time the window is measured from (default: the first request)."""
     _check_window(rate_scale, start_s, end_s)
     for col in ("prompt_tokens", "output_tokens"):
         column = frame[col]
         if column.dtype == bool or (column.dtype == object and column.map(
                 lambda v: isinstance(v, bool)).any()):
             raise InvalidInstanceError(f"{path}: {col} holds true/false, not token counts")
-        values = pd.to_numeric(column, errors="coerce")
+        values = _numbers(column)
         if values.isna().any():
             row = frame.index[int(values.isna().to_numpy().argmax())]
-            raise InvalidInstanceError(f"{path}: row {row}: {col} is not a number")
+            raise InvalidInstanceError(f"{path}: {where} {row}: {col} is not a number")
         if (values < 0).any():
             pos = int((values < 0).to_numpy().argmax())
             raise InvalidInstanceError(
-                f"{path}: row {frame.index[pos]}: {col} is negative ({values.iloc[pos]})")
+                f"{path}: {where} {frame.index[pos]}: {col} is negative ({values.iloc[pos]})")
         whole = values.to_numpy(dtype=float)
         if np.any(whole > MAX_TOKENS):
             pos = int(np.argmax(whole > MAX_TOKENS))
-            raise InvalidInstanceError(f"{path}: row {frame.index[pos]}: {col} is {values.iloc[pos]:g}, "
-                                       f"more than {MAX_TOKENS:.0e} tokens")
+            raise InvalidInstanceError(f"{path}: {where} {frame.index[pos]}: {col} is "
+                                       f"{values.iloc[pos]:g}, more than {MAX_TOKENS:.0e} tokens")
         if np.any(whole != np.round(whole)):
             pos = int(np.argmax(whole != np.round(whole)))
-            raise InvalidInstanceError(f"{path}: row {frame.index[pos]}: {col} is not a whole "
+            raise InvalidInstanceError(f"{path}: {where} {frame.index[pos]}: {col} is not a whole "
                                        f"number of tokens ({values.iloc[pos]})")
         frame[col] = values.astype(np.int64)
     t = frame["arrival_s"].to_numpy(dtype=float)
     if not np.all(np.isfinite(t)):
-        raise InvalidInstanceError(f"{path}: some arrival times are missing or not numbers")
+        pos = int(np.argmax(~np.isfinite(t)))
+        raise InvalidInstanceError(f"{path}: {where} {frame.index[pos]}: the arrival time is "
+                                   "missing or not a number")
     frame = frame.iloc[np.argsort(t, kind="stable")].reset_index(drop=True)
-    frame["arrival_s"] = frame["arrival_s"] - frame["arrival_s"].iloc[0] if len(frame) else 0.0
+    if len(frame):
+        frame["arrival_s"] = frame["arrival_s"] - (frame["arrival_s"].iloc[0] if origin is None
+                                                   else origin)
     if start_s is not None:
         frame = frame[frame["arrival_s"] >= start_s]
     if end_s is not None:
@@ -161,22 +223,43 @@ def read_azure(path: str | Path, *, rate_scale: float = 1.0, start_s: float | No
     _check_window(rate_scale, start_s, end_s)
     raw = _read_csv(path)
     _require(raw, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"], path, "Azure LLM inference")
+    raw.index = raw.index + 1  # 1-based data rows in messages
     if pd.api.types.is_numeric_dtype(raw["TIMESTAMP"]) and raw["TIMESTAMP"].dtype != bool:
-        seconds = raw["TIMESTAMP"].astype(float)  # numbers: seconds (e.g. epoch or relative)
+        # numbers: seconds (e.g. epoch or relative)
+        seconds = _seconds(raw["TIMESTAMP"], path, "TIMESTAMP", "data row")
         seconds = seconds - seconds.min()
     else:
-        try:
-            stamps = pd.to_datetime(raw["TIMESTAMP"], errors="coerce", format="mixed")
-        except (ValueError, TypeError) as exc:  # e.g. mixed time zones
-            raise InvalidInstanceError(f"{path}: TIMESTAMP: {exc}") from None
-        if stamps.isna().any():
-            row = int(stamps.isna().to_numpy().argmax())
-            raise InvalidInstanceError(f"{path}: row {row}: TIMESTAMP {raw['TIMESTAMP'].iloc[row]!r} "
-                                       "is not a date-time")
-        seconds = (stamps - stamps.min()).dt.total_seconds()
+        seconds = _date_times(raw["TIMESTAMP"], path)
     frame = pd.DataFrame({"arrival_s": seconds, "prompt_tokens": raw["ContextTokens"],
                           "output_tokens": raw["GeneratedTokens"]})
     return _finish(frame, path, rate_scale, start_s, end_s)
+
+
+def _date_times(column: pd.Series, path: Path) -> pd.Series:
+    """Seconds since the earliest of ``column``'s date-times, all read in the one format pandas
+    infers from the first row (per-row guessing would read 12/11 and 13/11 in two orders); UTC
+    offsets are honoured (a log crossing a daylight-saving change), but a mix of stamps with
+    and without one is refused."""
+    text = column.astype(str).str.strip()
+    offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
+    if offset.any() and not offset.all():
+        row = int((offset != offset.iloc[0]).to_numpy().argmax())
+        raise InvalidInstanceError(
+            f"{path}: data row {column.index[row]}: TIMESTAMP {text.iloc[row]!r} "
+            f"{'has no' if offset.iloc[0] else 'has a'} UTC offset while data row {column.index[0]}'s "
+            f"{'has one' if offset.iloc[0] else 'does not'}: give all times in one zone")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stamps = pd.to_datetime(text, errors="coerce", utc=True)
+    if any("infer format" in str(w.message) for w in caught):
+        raise InvalidInstanceError(f"{path}: TIMESTAMP {text.iloc[0]!r}: a date-time format that "
+                                   "cannot be recognised; use ISO 8601 (2023-11-16 18:17:03.98)")
+    if stamps.isna().any():
+        row = int(stamps.isna().to_numpy().argmax())
+        raise InvalidInstanceError(
+            f"{path}: data row {column.index[row]}: TIMESTAMP {text.iloc[row]!r} is not a date-time "
+            f"in the format of data row {column.index[0]} ({text.iloc[0]!r})")
+    return (stamps - stamps.min()).dt.total_seconds()
 
 
 def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float | None = None,
@@ -184,35 +267,55 @@ def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
     """Read a Mooncake JSONL trace (``timestamp`` ms, lengths, ``hash_ids`` of 512-token blocks)."""
     path = _open_checked(path)
     _check_window(rate_scale, start_s, end_s)
-    records = []
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except (json.JSONDecodeError, RecursionError) as exc:
-                raise InvalidInstanceError(f"{path}: line {number} is not JSON ({exc})") from None
-            if not isinstance(rec, dict):
-                raise InvalidInstanceError(f"{path}: line {number} is not a JSON object")
-            missing = [k for k in ("timestamp", "input_length", "output_length") if k not in rec]
-            if missing:
-                raise InvalidInstanceError(f"{path}: line {number}: missing {missing}")
-            ids = rec.get("hash_ids", [])
-            if not isinstance(ids, list) or not all(
-                    isinstance(i, int) and not isinstance(i, bool) and INT64[0] <= i <= INT64[1]
-                    for i in ids):
-                raise InvalidInstanceError(f"{path}: line {number}: hash_ids must be a list of "
-                                           f"64-bit integers")
-            if isinstance(rec["timestamp"], bool):
-                raise InvalidInstanceError(f"{path}: line {number}: timestamp must be a number (ms)")
-            records.append((rec["timestamp"], rec["input_length"], rec["output_length"], ids))
+    records, lines = [], []
+    with_ids = without_ids = 0  # lines with and without hash_ids: a mix is refused
+    with open(path, "rb") as head:
+        compressed = head.read(2) == b"\x1f\x8b"
+    number = 0
+    try:
+        with gzip.open(path, "rb") if compressed else open(path, "rb") as handle:
+            for number, raw_line in enumerate(handle, start=1):  # decoded line by line: errors
+                line = raw_line.decode("utf-8-sig" if number == 1 else "utf-8")  # name the line
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except (json.JSONDecodeError, RecursionError) as exc:
+                    raise InvalidInstanceError(f"{path}: line {number} is not JSON ({exc})") from None
+                if not isinstance(rec, dict):
+                    raise InvalidInstanceError(f"{path}: line {number} is not a JSON object")
+                missing = [k for k in ("timestamp", "input_length", "output_length") if k not in rec]
+                if missing:
+                    raise InvalidInstanceError(f"{path}: line {number}: missing {missing}")
+                ids = rec.get("hash_ids", [])
+                if not isinstance(ids, list) or not all(
+                        isinstance(i, int) and not isinstance(i, bool) and INT64[0] <= i <= INT64[1]
+                        for i in ids):
+                    raise InvalidInstanceError(f"{path}: line {number}: hash_ids must be a list of "
+                                               f"64-bit integers")
+                if "hash_ids" in rec:
+                    with_ids += 1
+                else:
+                    without_ids += 1
+                if with_ids and without_ids:
+                    raise InvalidInstanceError(
+                        f"{path}: line {number} {'has no' if without_ids == 1 else 'has'} hash_ids "
+                        f"while the lines before it {'have' if without_ids == 1 else 'do not'}: "
+                        "every line needs its prefix blocks, or none")
+                if isinstance(rec["timestamp"], bool):
+                    raise InvalidInstanceError(f"{path}: line {number}: timestamp must be a number (ms)")
+                records.append((rec["timestamp"], rec["input_length"], rec["output_length"], ids))
+                lines.append(number)
+    except UnicodeDecodeError:
+        raise InvalidInstanceError(f"{path}: line {number} is not UTF-8 text") from None
+    except (OSError, EOFError) as exc:  # a damaged gzip file
+        raise InvalidInstanceError(f"{path}: cannot be read ({exc})") from None
     if not records:
         raise InvalidInstanceError(f"{path}: the trace has no request")
     frame = pd.DataFrame(records, columns=["arrival_s", "prompt_tokens", "output_tokens",
-                                           "block_ids"])
-    frame["arrival_s"] = pd.to_numeric(frame["arrival_s"], errors="coerce") / 1000.0
-    return _finish(frame, path, rate_scale, start_s, end_s)
+                                           "block_ids"], index=lines)
+    frame["arrival_s"] = _numbers(frame["arrival_s"]) / 1000.0
+    return _finish(frame, path, rate_scale, start_s, end_s, where="line")
 
 
 def read_burstgpt(path: str | Path, *, rate_scale: float = 1.0, start_s: float | None = None,
@@ -224,18 +327,26 @@ def read_burstgpt(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
     raw = _read_csv(path, skipinitialspace=True)
     raw.columns = [c.strip() for c in raw.columns]
     _require(raw, ["Timestamp", "Request tokens", "Response tokens"], path, "BurstGPT")
+    if raw.empty:
+        raise InvalidInstanceError(f"{path}: no request in the trace (a header only?)")
+    raw.index = raw.index + 1  # 1-based data rows in messages
+    stamps = _seconds(raw["Timestamp"], path, "Timestamp", "data row")
+    origin = float(np.nanmin(stamps.to_numpy(dtype=float))) if stamps.notna().any() else None
     if model is not None:
         if "Model" not in raw.columns:
             raise InvalidInstanceError(f"{path}: no 'Model' column to filter on")
         raw = raw[raw["Model"].astype(str).str.strip() == model]
     if drop_failed:
         raw = raw[pd.to_numeric(raw["Response tokens"], errors="coerce") != 0]
-    frame = pd.DataFrame({"arrival_s": pd.to_numeric(raw["Timestamp"], errors="coerce"),
+    frame = pd.DataFrame({"arrival_s": stamps.loc[raw.index],
                           "prompt_tokens": raw["Request tokens"],
                           "output_tokens": raw["Response tokens"]})
     if frame.empty:
-        raise InvalidInstanceError(f"{path}: no request left (model={model!r})")
-    return _finish(frame, path, rate_scale, start_s, end_s)
+        kept = [f"model {model!r}"] if model is not None else []
+        kept += ["a reply (Response tokens > 0)"] if drop_failed else []
+        raise InvalidInstanceError(f"{path}: no request with {' and '.join(kept)}")
+    # windows are seconds from the trace's first request, whichever rows are kept
+    return _finish(frame, path, rate_scale, start_s, end_s, origin=origin)
 
 
 def read_expert_load(path: str | Path, *, window: int = 1) -> np.ndarray:

@@ -127,8 +127,10 @@ def test_mooncake_sample(tmp_path):
     ('{"timestamp": 0, "input_length": 5}', "missing"),
     ('{"timestamp": 0, "input_length": 5, "output_length": 2, "hash_ids": "abc"}',
      "hash_ids must be a list"),
-    ('{"timestamp": 0, "input_length": -5, "output_length": 2}', "negative"),
-    ('{"timestamp": "soon", "input_length": 5, "output_length": 2}', "arrival times"),
+    ('{"timestamp": 0, "input_length": -5, "output_length": 2, "hash_ids": [9]}', "line 5: .*negative"),
+    ('{"timestamp": "soon", "input_length": 5, "output_length": 2, "hash_ids": [9]}',
+     "line 5: the arrival time"),
+    ('{"timestamp": 0, "input_length": 5, "output_length": 2}', "line 5 has no hash_ids"),
 ])
 def test_mooncake_bad_lines(tmp_path, line, message):
     with pytest.raises(InvalidInstanceError, match=message):
@@ -153,7 +155,7 @@ def test_burstgpt_sample_drops_failed_and_filters_model(tmp_path):
     assert len(kept) == 4 and kept["output_tokens"].tolist()[1] == 0
     gpt4 = traces.read_burstgpt(path, model="GPT-4")
     assert gpt4["prompt_tokens"].tolist() == [31]
-    with pytest.raises(InvalidInstanceError, match="no request left"):
+    with pytest.raises(InvalidInstanceError, match="no request with model 'Llama'"):
         traces.read_burstgpt(path, model="Llama")
     window = traces.read_burstgpt(path, rate_scale=10.0, end_s=50)
     assert window["arrival_s"].tolist() == pytest.approx([0.0, 4.1])
@@ -162,7 +164,7 @@ def test_burstgpt_sample_drops_failed_and_filters_model(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("Timestamp, Model, Request tokens\n1, x, 4\n", "missing column"),
     (BURST.replace("472", "-472"), "negative"),
-    (BURST.replace("\n5,", "\nfive,"), "arrival times"),
+    (BURST.replace("\n5,", "\nfive,"), "data row 1: the arrival time"),
 ])
 def test_burstgpt_bad_input(tmp_path, text, message):
     with pytest.raises(InvalidInstanceError, match=message):
@@ -221,9 +223,9 @@ def test_fractional_tokens_are_refused_not_truncated(tmp_path):
 
 
 def test_burstgpt_error_names_the_file_row_after_dropped_rows(tmp_path):
-    """Row numbers count data rows of the file, even after failed requests are dropped."""
+    """Row numbers count data rows of the file (1-based), even after failed requests are dropped."""
     text = BURST.replace("100, GPT-4, 31", "100, GPT-4, -31")
-    with pytest.raises(InvalidInstanceError, match="row 3: prompt_tokens is negative"):
+    with pytest.raises(InvalidInstanceError, match="data row 4: prompt_tokens is negative"):
         traces.read_burstgpt(write(tmp_path, "b.csv", text))
 
 
@@ -270,7 +272,20 @@ def test_azure_numeric_timestamps_are_seconds(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03,1e30,1\n", "more than"),
     ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03+00:00,5,1\n"
-     "2023-11-16 18:17:04+05:00,5,1\n", "TIMESTAMP"),
+     "2023-11-16 18:17:04,5,1\n", "data row 2: TIMESTAMP .* has no UTC offset"),
+    # one format for the column: 12/11 read month first, then 13/11 cannot be (per-row guessing
+    # had read it day first: the rows were re-sorted over 29 days)
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n12/11/2023 23:59:58,5,1\n12/11/2023 23:59:59,5,1\n"
+     "13/11/2023 00:00:00,5,1\n", "data row 3: TIMESTAMP '13/11/2023 00:00:00' is not a date-time"),
+    # a time without a date among date-times (it had been read as today's date)
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03,5,1\n18:17:04,5,1\n",
+     "data row 2: TIMESTAMP '18:17:04'"),
+    # milliseconds are not seconds (the rate came out 1000x too low)
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n1700158623000,5,1\n1700158623500,5,1\n",
+     "is not seconds"),
+    # more digits than a float holds: refused, not an OverflowError traceback
+    ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03," + "1" + "0" * 400 + ",1\n",
+     "data row 1: prompt_tokens is inf, more than"),
     ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03,true,1\n", "true/false"),
 ])
 def test_azure_values_that_would_be_misread(tmp_path, text, message):
@@ -298,9 +313,48 @@ def test_byte_order_marks_are_read(tmp_path):
     ('{"timestamp": 0, "input_length": 5, "output_length": 2, "hash_ids": [18446744073709551616]}',
      "64-bit"),
     ('{"timestamp": 0, "input_length": 5, "output_length": 2, "hash_ids": [true]}', "64-bit"),
-    ('{"timestamp": 0, "input_length": true, "output_length": 2}', "true/false"),
-    ('{"timestamp": true, "input_length": 5, "output_length": 2}', "timestamp"),
+    ('{"timestamp": 0, "input_length": true, "output_length": 2, "hash_ids": [9]}', "true/false"),
+    ('{"timestamp": true, "input_length": 5, "output_length": 2, "hash_ids": [9]}', "timestamp"),
 ])
 def test_mooncake_values_that_would_be_misread(tmp_path, line, message):
     with pytest.raises(InvalidInstanceError, match=message):
         traces.read_mooncake(write(tmp_path, "bad.jsonl", MOONCAKE + line + "\n"))
+
+
+def test_azure_utc_offsets_are_honoured(tmp_path):
+    # a local-time log crossing the end of daylight saving: two instants 2 s apart
+    text = ("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-05T01:59:59-04:00,5,1\n"
+            "2023-11-05T01:00:01-05:00,7,1\n")
+    assert traces.read_azure(write(tmp_path, "a.csv", text))["arrival_s"].tolist() == [0.0, 2.0]
+
+
+def test_burstgpt_window_is_measured_from_the_first_request_of_the_trace(tmp_path):
+    # the failed request at t = 0 is dropped, but the window [100, 200) still starts 100 s after it
+    text = ("Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type\n"
+            "0, ChatGPT, 100, 0, 100, Conversation log\n150, ChatGPT, 200, 20, 220, Conversation log\n"
+            "250, ChatGPT, 300, 30, 330, Conversation log\n")
+    path = write(tmp_path, "b.csv", text)
+    assert traces.read_burstgpt(path, start_s=100, end_s=200)["prompt_tokens"].tolist() == [200]
+    # the same window for one model: GPT-4's rows are read on the trace's clock, not their own
+    gpt4 = write(tmp_path, "g.csv", text.replace("150, ChatGPT", "150, GPT-4"))
+    assert traces.read_burstgpt(gpt4, model="GPT-4", start_s=100, end_s=200)["prompt_tokens"].tolist() \
+        == [200]
+    with pytest.raises(InvalidInstanceError, match="is not seconds"):
+        traces.read_burstgpt(write(tmp_path, "ms.csv", text.replace("\n150,", "\n150000000000000,")))
+
+
+def test_mooncake_gzip_and_bad_bytes(tmp_path):
+    import gzip
+
+    packed = tmp_path / "m.jsonl.gz"
+    packed.write_bytes(gzip.compress(MOONCAKE.encode()))
+    plain = traces.read_mooncake(write(tmp_path, "m.jsonl", MOONCAKE))
+    pd.testing.assert_frame_equal(traces.read_mooncake(packed), plain)
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes(MOONCAKE.encode() + b'{"timestamp": 9, "input_length": 5, "output_length": 1, '
+                    b'"hash_ids": [1], "user": "Jos\xe9"}\n')
+    with pytest.raises(InvalidInstanceError, match="line 5 is not UTF-8"):
+        traces.read_mooncake(bad)
+    huge = '{"timestamp": 0, "input_length": 1' + "0" * 400 + ', "output_length": 1, "hash_ids": [1]}'
+    with pytest.raises(InvalidInstanceError, match="line 5: prompt_tokens is inf, more than"):
+        traces.read_mooncake(write(tmp_path, "h.jsonl", MOONCAKE + huge + "\n"))

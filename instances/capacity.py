@@ -219,9 +219,10 @@ class Instance(BaseInstance):
         worst = int(np.argmax(peak))
         if peak[worst] > self.kv_tokens:
             raise InfeasibleError(
-                f"request {worst} needs {peak[worst]} KV tokens (prompt {s[worst]} + output "
-                f"{o[worst]} - 1) but a worker holds only kv_tokens = {self.kv_tokens}: it can never "
-                "finish; raise kv_tokens or drop requests longer than the KV capacity"
+                f"request {worst} (0-based, in arrival order) needs {peak[worst]} KV tokens (prompt "
+                f"{s[worst]} + output {o[worst]} - 1) but a worker holds only kv_tokens = "
+                f"{self.kv_tokens}: it can never finish; raise kv_tokens (--kv-tokens) or drop "
+                "requests longer than the KV capacity (drop_too_long, --drop-too-long)"
             )
         if not isinstance(self.workload, str):
             raise InvalidInstanceError("workload must be a text label")
@@ -355,11 +356,12 @@ def from_trace(
     """A capacity instance whose length samples come from a trace file.
 
     ``format``: ``azure``, ``mooncake`` or ``burstgpt``. ``arrival_rate`` defaults to the trace's
-    own mean rate (requests / span). Requests with no output are dropped (they hold no decode
-    slot). ``drop_too_long`` drops requests longer than the KV capacity instead of rejecting the
-    instance: the fleet then serves only the kept requests, so the default rate is theirs (the
-    trace's rate times the kept share; a given ``arrival_rate`` is taken as the kept requests'),
-    and the workload label says how many were dropped.
+    own mean rate (requests / span). Requests with no output or no prompt tokens are dropped
+    (the first hold no decode slot; the second are malformed: every request has at least one
+    prompt token). ``drop_too_long`` drops requests longer than the KV capacity instead of
+    rejecting the instance. The fleet then serves only the kept requests, so the default rate
+    is theirs (the trace's rate times the kept share; a given ``arrival_rate`` is taken as the
+    kept requests'), and the workload label says how many of each kind were dropped.
     """
     from servopt.instances import traces
 
@@ -381,26 +383,31 @@ def from_trace(
     frame = readers[format](path)
     if max_requests is not None:
         frame = frame.iloc[: whole_number("max_requests", max_requests)]
-    frame = frame[(frame["output_tokens"] >= 1) & (frame["prompt_tokens"] >= 1)]
+    total = len(frame)
+    span = float(frame["arrival_s"].max() - frame["arrival_s"].min())
+    usable = (frame["output_tokens"] >= 1) & (frame["prompt_tokens"] >= 1)
+    label = Path(path).stem
+    if not usable.all():
+        label += f" ({int((~usable).sum())} of {total} requests without a prompt or an output dropped)"
+    frame = frame[usable]
     if frame.empty:
         raise InvalidInstanceError(f"{path}: no request with a prompt and an output")
     s = frame["prompt_tokens"].to_numpy(np.int64)
     o = frame["output_tokens"].to_numpy(np.int64)
-    label = Path(path).stem
     if drop_too_long:
         keep = s + o - 1 <= kv_tokens
         if not keep.any():
             raise InvalidInstanceError(
                 f"{path}: none of its {s.size} requests fits in kv_tokens = {kv_tokens} (prompt + output "
-                f"- 1 tokens; the shortest needs {int((s + o - 1).min())}); raise kv_tokens")
+                f"- 1 tokens; the shortest needs {int((s + o - 1).min())}); raise kv_tokens (--kv-tokens)")
         if not keep.all():
-            label += f" ({int((~keep).sum())} of {s.size} requests longer than kv_tokens dropped)"
+            label += f" ({int((~keep).sum())} of {total} requests longer than kv_tokens dropped)"
         s, o = s[keep], o[keep]
     if arrival_rate is None:
-        span = float(frame["arrival_s"].max() - frame["arrival_s"].min())
         if span <= 0:
-            raise InvalidInstanceError(f"{path}: cannot infer a rate from one instant; pass arrival_rate")
-        arrival_rate = (len(frame) - 1) / span * (s.size / len(frame))  # the kept requests' rate
+            raise InvalidInstanceError(f"{path}: cannot infer a rate from one instant; pass "
+                                       "arrival_rate (--rate)")
+        arrival_rate = (total - 1) / span * (s.size / total)  # the kept requests' rate
     return Instance(
         prompt_tokens=s,
         output_tokens=o,

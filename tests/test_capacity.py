@@ -413,7 +413,7 @@ def test_bad_instances_get_clear_errors(changes, message):
 def test_a_request_larger_than_a_worker_is_infeasible():
     # peak 110 KV tokens > 105: it can never finish on any fleet (InfeasibleError, as in the
     # other decisions), not a malformed field
-    with pytest.raises(InfeasibleError, match="request 0 needs 110 KV tokens"):
+    with pytest.raises(InfeasibleError, match=r"request 0 \(0-based, in arrival order\) needs 110 KV tokens"):
         hand_instance(kv_tokens=105)
 
 

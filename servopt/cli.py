@@ -13,6 +13,7 @@ import math
 import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
         raise ValueError(f"--backend cvxpy solves LPs only, and the {instance.decision} model is an "
                          "integer program: add --relax for its LP relaxation, or use the default "
                          "--backend highs for the exact model")
+    if args.out is not None:
+        writable_folder(args.out)  # before the solve, not after it
     print(instance.summary(), flush=True)  # before the build, which can take a while
     solution = exact.solve(instance, relax=args.relax, time_limit=time_limit,
                            backend=args.backend, mip_gap=args.mip_gap)
@@ -164,6 +167,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def writable_folder(path: str) -> Path:
+    """``--out``: the folder, created if missing and checked writable before any work is done."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {path}: a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--out {path}: not a writable folder ({exc.strerror or exc})") from None
+    return out
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from servopt.benchmarks import registry, report, runner
 
@@ -178,7 +195,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         known = registry.suites()
         raise ValueError(f"bench: no benchmark case is registered for suite {args.suite!r}"
                          + (f" (suites with cases: {', '.join(known)})" if known else ""))
-    out = Path(args.out)
+    out = writable_folder(args.out)  # before the runs: a bad --out must not lose hours of work
     cache = None if args.no_cache else out / "cache"
     frame = runner.run(selected, jobs=args.jobs, scheduler=args.scheduler, cache_dir=cache,
                        progress=not args.quiet)
@@ -256,6 +273,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     from servopt.models import capacity as model
     from servopt.solvers import capacity as rules
 
+    if args.trace == "":
+        raise ValueError("--trace: an empty path (an unset shell variable?)")
     if args.trace:  # options of the other source would be silently ignored
         ignored = [flag for flag, given in (("--requests", args.requests is not None),
                                             ("--seed", args.seed is not None and not args.simulate))

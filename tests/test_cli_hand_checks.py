@@ -167,3 +167,31 @@ def test_library_without_an_action_lists_the_library(capsys):
     assert cli.main(["library", "list"]) == 0
     assert shown == capsys.readouterr().out
     assert all(name in shown for name in library.names())
+
+
+def test_a_bad_out_folder_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    # closes: --out checked only after the whole run (hours lost with --no-cache)
+    from servopt.benchmarks import runner
+
+    monkeypatch.setattr(runner, "run", lambda *a, **k: pytest.fail("ran before checking --out"))
+    taken = tmp_path / "taken.csv"
+    taken.write_text("x\n")
+    assert cli.main(["bench", "--case", "capacity_quick", "--out", str(taken)]) == 2
+    assert f"--out {taken}: a file, not a folder" in capsys.readouterr().err
+    assert cli.main(["solve", "bs_offline_10", "--out", str(taken)]) == 2
+    err = capsys.readouterr()
+    assert "a file, not a folder" in err.err and "status" not in err.out  # nothing solved
+
+
+def test_capacity_trace_counts_dropped_requests_and_refuses_an_empty_path(tmp_path, capsys):
+    # 3 requests over 2 s; the one without a prompt is dropped and said so; the rate is the
+    # kept requests' share of the trace's rate: (3 - 1) / 2 s x 2/3 = 0.667 req/s
+    trace = tmp_path / "log.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03,100,10\n"
+                     "2023-11-16 18:17:04,0,5\n2023-11-16 18:17:05,200,20\n")
+    assert cli.main(["capacity", "--trace", str(trace), "--kv-tokens", "100000"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 3 requests without a prompt or an output dropped" in out
+    assert "rate 0.6667 req/s" in out
+    assert cli.main(["capacity", "--trace", "", "--kv-tokens", "100000"]) == 2
+    assert "--trace: an empty path" in capsys.readouterr().err

@@ -7,12 +7,13 @@ tokens when requests are preempted; the table gives the preemptions). Timings ar
 a shared machine and noisy; the last table repeats least-KV and bid_price (and bid_price with
 its earlier exact forecast, ``bid_price_exact``) with the router's own CPU time
 (``time.thread_time`` around its calls, best of ``--repeats`` runs), which other jobs on the
-machine disturb much less. With ``--before REV`` (default: the commit before the bid-price
-router's speed work) that table also times the router as committed at REV (loaded from ``git show
+machine disturb much less. With ``--before REV`` (default: the commit before the last speed work
+on the bid-price router) that table also times the router as committed at REV (loaded from ``git show
 REV:solvers/decode_routing.py`` into this process), interleaved with the current code in every
 repeat, so before and after come from the same run; both route every request to the same worker
 (``tests/test_decode_routing_fast.py``). The last table splits bid_price's CPU: least-KV's choices
-alone, then with the load book's upkeep added (what the book costs before any price is computed).
+alone, then with the forecast's upkeep added (the load book; on streams with predictions the exact
+forecast), what the forecast costs before any price is computed.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ METHODS = ("round_robin", "jsq", "least_kv", "p2c_kv", "least_outstanding", "lea
            "bid_price_lp", "bid_price_argmin")
 
 
-BEFORE = "201620a"  # solvers/decode_routing.py before the bid-price router's speed work
+BEFORE = "32cf0ba"  # solvers/decode_routing.py before the last session's speed work on the router
 
 
 def load_before(rev: str) -> types.ModuleType:
@@ -86,15 +87,58 @@ class _LeastKVWithBook(routing.BidPrice):
             view.assign(i, g)
 
 
-STAGES = {"least-KV choices only": lambda: _LeastKVWithBook(False),
-          "+ book upkeep": lambda: _LeastKVWithBook(True),
-          "bid_price (+ forecast and prices)": lambda: routing.BidPrice()}
+class _LeastKVWithForecast(routing.BidPrice):
+    """Streams with predictions: least-KV's choices, plus the exact forecast's upkeep at every step
+    with arrivals (survival and sigma refreshes, the (G, H) forecast of every running request:
+    ``BidPrice._step_load``, the new requests' profiles), without the prices. Not a router to use."""
+
+    def route(self, view, ids) -> None:
+        self.arrivals[view.step % self.window] += len(ids)
+        if len(ids) == 0:
+            return
+        if view.step - self.last_refresh >= self.refresh_every:
+            self.fc.refresh(view)
+            self._discount(view)
+            self.last_refresh = view.step
+        self._step_load(view)
+        self.fc.new_predicted(view, ids)
+        kv = view.kv_running + view.kv_queued
+        for i in ids.tolist():
+            g = int(kv.argmin())
+            kv[g] += int(view.prompt[i])
+            view.assign(i, g)
+
+
+STAGES = {"least-KV choices only": lambda predicted: _LeastKVWithBook(False),
+          "+ forecast upkeep": lambda predicted: (_LeastKVWithForecast() if predicted
+                                                  else _LeastKVWithBook(True)),
+          "bid_price (+ prices)": lambda predicted: routing.BidPrice()}
 
 
 def stage_us(inst, stage: str) -> tuple[float, int]:
-    """CPU per request (us) of one of the ``STAGES`` and its load-book rebuilds."""
-    router = STAGES[stage]()
-    return cpu_us(inst, router), router.book.rebuilds
+    """CPU per request (us) of one of the ``STAGES`` and its forecast rebuilds (load-book rebuilds;
+    with predictions: survival refreshes, each re-evaluating log Phi for every running request)."""
+    router = STAGES[stage](inst.predicted is not None)
+    us = cpu_us(inst, router)
+    return us, router.book.rebuilds if router.book is not None else router.fc.version
+
+
+def log_phi_per_request(inst) -> float:
+    """log Phi evaluations (``scipy.special.log_ndtr`` elements) per request of bid_price's exact
+    forecast on a stream with predictions."""
+    count = [0]
+    real = routing.special
+
+    def log_ndtr(x):
+        count[0] += np.size(x)
+        return real.log_ndtr(x)
+
+    routing.special = types.SimpleNamespace(log_ndtr=log_ndtr)
+    try:
+        bench.simulate(inst, routing.BidPrice())
+    finally:
+        routing.special = real
+    return count[0] / inst.n_requests
 
 
 def cpu_us(inst, method: str | routing.Router, before: types.ModuleType | None = None) -> float:
@@ -142,7 +186,7 @@ def main() -> None:
              f"{args.repeats} runs", "",
              "| workload | workers | requests | steps | request-steps | preemptions | sim s "
              "| request-steps / s |", "|---|---|---|---|---|---|---|---|"]
-    routers, cpu, stages = [], [], []
+    routers, cpu, stages, log_phi = [], [], [], []
     for cell in CELLS:
         inst = bench.make_cell(seed=0, **cell)
         best = np.inf
@@ -187,16 +231,19 @@ def main() -> None:
                     return now
                 return f"{best[m + '@before'] / scale:.{digits}f}{unit} -> {now}"
 
-            if cell.get("prediction_error") is None:
-                spent = {}
-                for _ in range(args.repeats):
-                    for stage in STAGES:
-                        us, rebuilds = stage_us(inst, stage)
-                        if us < spent.get(stage, (np.inf, 0))[0]:
-                            spent[stage] = (us, rebuilds)
-                stages.append(f"| {label} | {cell['workers']} | {lkv:.1f} | " + " | ".join(
-                    f"{us:.1f} ({us / lkv:.1f}x; {rebuilds} rebuilds)" for us, rebuilds in spent.values())
-                    + " |")
+            spent = {}
+            for _ in range(args.repeats):
+                for stage in STAGES:
+                    us, rebuilds = stage_us(inst, stage)
+                    if us < spent.get(stage, (np.inf, 0))[0]:
+                        spent[stage] = (us, rebuilds)
+            kind = "refreshes" if inst.predicted is not None else "rebuilds"
+            stages.append(f"| {label} | {cell['workers']} | {lkv:.1f} | " + " | ".join(
+                f"{us:.1f} ({us / lkv:.1f}x; {rebuilds} {kind})" for us, rebuilds in spent.values())
+                + " |")
+            if inst.predicted is not None:
+                log_phi.append(f"{label}, {cell['workers']} workers: {log_phi_per_request(inst):.0f} log Phi "
+                               "evaluations per request")
             cpu.append(f"| {label} | {cell['workers']} | {lkv:.1f} | {pair('bid_price')} | "
                        f"{pair('bid_price_exact')} | {pair('bid_price', lkv, 'x', 2)} | "
                        f"{pair('bid_price_exact', lkv, 'x', 2)} |")
@@ -216,10 +263,12 @@ def main() -> None:
               "| bid_price_exact / least_kv |",
               "|---|---|---|---|---|---|---|", *cpu, "",
               f"## Where bid_price's CPU goes (us per request, thread time, best of {args.repeats} runs; x = "
-              "/ least_kv; the first two route by least-KV, the second also keeps the load book as "
-              "bid_price does)", "",
+              "/ least_kv; the first two route by least-KV, the second also keeps bid_price's forecast: "
+              "the load book (its rebuilds counted), or on streams with predictions the exact forecast of "
+              "every running request at each step with arrivals (its survival and sigma refreshes counted: "
+              "each re-evaluates log Phi of every running request over H + 4 ages))", "",
               "| workload | workers | least_kv | " + " | ".join(STAGES) + " |",
-              "|---|---|---|" + "---|" * len(STAGES), *stages, "",
+              "|---|---|---|" + "---|" * len(STAGES), *stages, "", *[f"- {line}" for line in log_phi], "",
               f"Load average (1 min) at the start: {load_start:.1f}, at the end: {os.getloadavg()[0]:.1f} "
               f"({os.cpu_count()} cores, shared)."]
     path = Path(args.out) / "decode_routing_speed.md"

@@ -1034,6 +1034,11 @@ class BidPrice(Router):
           others' can only have grown;
         - the load rows of this step's forecast are updated lazily, in placement order, only
           before an exact check (the same additions in the same order);
+        - a step with one arrival (the most common on 8 workers) skips the ordering and the screen
+          (:meth:`_route_one`);
+        - the book's rows receive the step's profiles in placement order, a row slice each, or one
+          unbuffered ``np.add.at`` from 12 arrivals on (the same single addition per row, in order);
+        - the rebuild test on Python sums (:meth:`_over_tolerance`: numpy's answer).
         """
         book = self.book
         kv, d, error = self._book_upkeep(view)

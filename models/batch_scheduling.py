@@ -570,31 +570,42 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, horizon: Any 
     schedules), so a time limit always returns an incumbent at least that good; with the
     default (exact) horizon and no window, its ``bound_lp`` is the LP relaxation on the shorter
     makespan horizon (a lower bound on the hindsight optimum), which ``servopt.solve`` reports
-    when HiGHS stops before its own root LP. The LP is solved by interior point with crossover
-    (faster than the simplex at n = 100, ``batch_scheduling_lp.md``).
+    when HiGHS stops before its own root LP; it is cut out of the IP's matrix
+    (:func:`shorter_horizon_lp`), not built again. The LP is solved by interior point with
+    crossover (faster than the simplex at n = 100, ``batch_scheduling_lp.md``).
     """
     if horizon is None and not relax:
         horizon = "safe"
     data = build_matrix(instance, horizon=horizon, window=window, relax=relax)
-    cols, n, T = data.cols, instance.n, data.cols.rounds
-    nx = len(cols.request)
-    parts = [data.a_eq, data.a_mem] + ([data.a_cap] if data.a_cap is not None else [])
+    cols = data.cols
+    matrix = sp.vstack([data.a_eq, data.a_mem] + ([data.a_cap] if data.a_cap is not None else []),
+                       format="csc")
+    del data  # its row blocks are in ``matrix``
+    start = None if relax else start_vector(cols, warm_start_schedule(instance))
+    mm = _labelled(instance, cols, np.concatenate([cols.cost, cols.late_cost]), matrix,
+                   relax=relax, start=start)
+    if not relax and window is None and horizon == "safe":  # the IP is the hindsight optimum: the
+        # shorter-horizon LP bounds it (seconds at n = 100, where its own root LP is slower)
+        kept = mm.matrix  # not ``mm``: the model would then hold itself in a cycle
+        mm.bound_lp = lambda: shorter_horizon_lp(instance, kept, cols)
+    return mm
+
+
+def _labelled(instance: Instance, cols: Columns, cost: np.ndarray, matrix: sp.csc_matrix, *,
+              relax: bool, start: np.ndarray | None = None) -> MatrixModel:
+    """The MatrixModel of columns ``cols`` (then the late columns) and rows start_once,
+    kv_memory[0..T-1] (and batch_size[0..T-1] with a cap) of ``matrix``."""
+    n, T, nx = instance.n, cols.rounds, len(cols.request)
     rows = {"start_once": Family(np.arange(n), pd.RangeIndex(n, name="request")),
             "kv_memory": Family(n + np.arange(T), pd.RangeIndex(T, name="round"))}
     lower = [np.ones(n), np.full(T, -np.inf)]
     upper = [np.ones(n), np.full(T, float(instance.kv_memory))]
-    if data.a_cap is not None:
+    if instance.max_batch is not None:
         rows["batch_size"] = Family(n + T + np.arange(T), pd.RangeIndex(T, name="round"))
         lower.append(np.full(T, -np.inf))
         upper.append(np.full(T, float(instance.max_batch)))
-    start = bound_lp = None
-    if not relax:
-        start = start_vector(cols, warm_start_schedule(instance))
-        if window is None and horizon == "safe":  # the IP is the hindsight optimum: the
-            # shorter-horizon LP bounds it (seconds at n = 100, where its own root LP is slower)
-            bound_lp = lambda: build_matrix_model(instance, relax=True)  # noqa: E731
     return MatrixModel(
-        objective=data.cost, matrix=sp.vstack(parts, format="csc"),
+        objective=cost, matrix=matrix,
         row_lower=np.concatenate(lower), row_upper=np.concatenate(upper),
         col_lower=np.zeros(nx + n), col_upper=np.full(nx + n, np.inf if relax else 1.0),
         rows=rows,
@@ -606,8 +617,27 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, horizon: Any 
         # the IP without presolve: it removes nothing here, HiGHS does not poll for Ctrl-C
         # while it runs (28 s on bs_offline_100), and the search from the warm start improves
         # sooner (bs_offline_100, 10 s: 6277 against 6587)
-        options={"solver": "ipm"} if relax else {"presolve": "off"}, info={"rounds": T},
-        bound_lp=bound_lp)
+        options={"solver": "ipm"} if relax else {"presolve": "off"}, info={"rounds": T})
+
+
+def shorter_horizon_lp(instance: Instance, matrix: sp.csc_matrix, cols: Columns) -> MatrixModel:
+    """``build_matrix_model(instance, relax=True)`` (the LP on the makespan horizon T' <= T) cut
+    out of the ``matrix`` of the model over columns ``cols`` (a longer horizon T, no window): its columns
+    are those of ``cols`` that end by T' (start + o_i <= T'), then the late columns, costed for
+    T'; its rows start_once, the first T' memory (and batch) rows, which the other columns
+    never touch. No Python loop and no second pass over the memory entries."""
+    rounds = horizon_rounds(instance, None)
+    n, T, nx = instance.n, cols.rounds, len(cols.request)
+    keep = np.flatnonzero(cols.start + instance.output_tokens[cols.request] <= rounds)
+    last = _last_starts(instance, rounds, None)
+    short = Columns(rounds, cols.request[keep], cols.start[keep], cols.cost[keep],
+                    np.maximum(last, instance.arrival - 1), late_costs(instance, rounds, last))
+    row_parts = [np.arange(n), n + np.arange(rounds)]
+    if instance.max_batch is not None:
+        row_parts.append(n + T + np.arange(rounds))
+    cut = sp.csc_matrix(matrix[:, np.concatenate([keep, nx + np.arange(n)])][np.concatenate(row_parts)])
+    cut.sort_indices()
+    return _labelled(instance, short, np.concatenate([short.cost, short.late_cost]), cut, relax=True)
 
 
 def start_vector(cols: Columns, start: np.ndarray) -> np.ndarray:

@@ -844,14 +844,20 @@ def pyo_value(expr):
 def test_a_mip_stopped_before_its_root_reports_the_rounded_lp_bound():
     inst = inst_mod.generate(30, seed=3)
     lp = exact.solve(inst, relax=True).objective
-    sol = exact.solve(inst, time_limit=1e-4)  # HiGHS stops before its root LP
+    # HiGHS stops before its root LP while the call has time left for the bound LP (a time_limit
+    # of 1e-4 s is now the whole call's budget: the bound LP would be skipped)
+    ip = model.build_matrix_model(inst)
+    ip.options["time_limit"] = 1e-4
+    sol = exact.solve_matrix(ip, decision="batch_scheduling")
     assert sol.status == "time_limit"
     assert sol.info["bound_kind"] == "lp_relaxation, rounded up to a whole number"
     assert sol.bound == math.ceil(lp - 1e-6) and sol.bound <= sol.objective
     # a proved bound: below the optimum found by brute force on a tiny instance
     tiny = make(12, [3, 1, 4, 2], [3, 2, 4, 1])
     optimum = brute_force(tiny, model.horizon_rounds(tiny, "safe"))
-    stopped = exact.solve(tiny, time_limit=1e-4)
+    tiny_ip = model.build_matrix_model(tiny)
+    tiny_ip.options["time_limit"] = 1e-4
+    stopped = exact.solve_matrix(tiny_ip, decision="batch_scheduling")
     assert stopped.bound <= optimum
     # with a window the IP is a relaxation of its own: no makespan LP is offered as its bound
     assert model.build_matrix_model(inst, window=5).bound_lp is None

@@ -1,0 +1,320 @@
+"""``time_limit`` as a budget for the whole ``solve`` call, and the batch solve path's single
+build and load: the slices HiGHS gets, the steps skipped (and reported) when the budget is
+spent, ``time_limit=None`` unchanged (the reused HiGHS object prices like a fresh load), and the
+batch bound LP cut out of the IP equal to the one built from scratch."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import servopt
+from servopt.benchmarks.exact_time_limit import market_split
+from servopt.core.matrix import Family, MatrixModel
+from servopt.instances import batch_scheduling as bs
+from servopt.models import batch_scheduling as bm
+from servopt.solvers import exact
+
+
+def _split(n: int = 40, seed: int = 3) -> MatrixModel:
+    """Market split (Cornuejols-Dawande): min sum |slack|, a_i x = floor(sum a_i / 2), x binary;
+    out of reach of branch and bound at n = 40 (every limit expires). x = 0 is the warm start."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 100, size=(5, n)).astype(float)
+    rhs = np.floor(a.sum(axis=1) / 2)
+    return MatrixModel(objective=np.r_[np.zeros(n), np.ones(10)],
+                       matrix=np.hstack([a, np.eye(5), -np.eye(5)]), row_lower=rhs, row_upper=rhs,
+                       col_lower=np.zeros(n + 10),
+                       col_upper=np.r_[np.ones(n), np.full(10, np.inf)],
+                       rows={"split": Family(np.arange(5), pd.RangeIndex(5))},
+                       columns={"x": Family(np.arange(n), pd.RangeIndex(n))},
+                       integer=np.r_[np.ones(n, dtype=bool), np.zeros(10, dtype=bool)],
+                       start=np.r_[np.zeros(n), rhs, np.zeros(5)])
+
+
+def _covering(need: float = 1.5) -> MatrixModel:
+    """min x0 + x1 s.t. x0 + x1 >= need, x whole in 0..10, its LP relaxation as ``bound_lp``:
+    by hand, optimum 2, LP bound 1.5 (rounded up to 2); with x fixed at an optimum the row has
+    slack 0.5, so its price is 0."""
+    def make(integer):
+        return MatrixModel(objective=np.ones(2), matrix=np.array([[1.0, 1.0]]), row_lower=[need],
+                           row_upper=[np.inf], col_lower=[0.0, 0.0], col_upper=[10.0, 10.0],
+                           rows={"cover": Family([0], pd.RangeIndex(1))},
+                           columns={"x": Family([0, 1], pd.RangeIndex(2))}, integer=integer)
+
+    mm = make(np.array([True, True]))
+    mm.bound_lp = lambda: make(None)
+    return mm
+
+
+class _Recorder:
+    """Every ``new_highs()`` object, with the time limits set on it (in order)."""
+
+    def __init__(self, monkeypatch, stop_at_root: bool = False, spend: bool = False):
+        import highspy
+
+        self.limits: list[list[float]] = []
+        self.runs: list[int] = []
+        real = exact.new_highs
+        recorder = self
+
+        class Recorded:
+            def __init__(self, inner, k):
+                object.__setattr__(self, "inner", inner)
+                object.__setattr__(self, "k", k)
+
+            def __getattr__(self, name):
+                return getattr(self.inner, name)
+
+            def __setattr__(self, name, value):
+                setattr(self.inner, name, value)
+
+            def setOptionValue(self, name, value):
+                if name == "time_limit":
+                    recorder.limits[self.k].append(value)
+                return self.inner.setOptionValue(name, value)
+
+            def run(self):
+                recorder.runs[self.k] += 1
+                if spend and self.k == 0 and recorder.runs[0] == 1:  # the MIP spends its slice
+                    time.sleep(recorder.limits[0][-1])
+                return self.inner.run()
+
+            def getModelStatus(self):
+                status = self.inner.getModelStatus()
+                if stop_at_root and self.k == 0 and recorder.runs[0] == 1:
+                    return highspy.HighsModelStatus.kTimeLimit  # the MIP (not its price LP) stopped
+                return status
+
+            def getInfo(self):
+                info = self.inner.getInfo()
+                if stop_at_root and self.k == 0:
+                    info.mip_node_count, info.mip_dual_bound = 0, 1.0
+                return info
+
+        def made():
+            recorder.limits.append([])
+            recorder.runs.append(0)
+            return Recorded(real(), len(recorder.limits) - 1)
+
+        def run_here(highs, poll=True):
+            highs.run()
+            return False
+
+        monkeypatch.setattr(exact, "new_highs", made)
+        monkeypatch.setattr(exact, "_run_interruptible", run_here)
+
+
+# ---------------------------------------------------------------------------------------------
+# the slices of the budget
+# ---------------------------------------------------------------------------------------------
+def test_slices_of_a_budget_by_hand():
+    budget = exact.TimeBudget(10.0)
+    budget.start -= 3.0  # 3 s spent (the build)
+    assert budget.left() == pytest.approx(7.0, abs=0.05)
+    assert budget.for_solve() == pytest.approx(7.0, abs=0.05)
+    assert budget.for_solve(0.5) == pytest.approx(2.0, abs=0.05)  # 5 s kept for the steps
+    assert budget.for_step(keep=0.1) == pytest.approx(6.0, abs=0.05)
+    budget.start -= 6.5  # 9.5 s spent: the solve still gets its least slice, max(1, 10 / 10)
+    assert budget.for_solve(0.5) == 1.0 and budget.for_step() == pytest.approx(0.5, abs=0.05)
+    budget.start -= 1.0  # overspent: a step gets nothing (skipped)
+    assert budget.for_step() == 0.0
+    long = exact.TimeBudget(60.0)
+    long.start -= 60.0
+    assert long.for_solve() == 6.0  # a tenth of a long limit
+    short = exact.TimeBudget(0.2)
+    short.start -= 1.0
+    assert short.for_solve() == 0.2  # never more than the limit itself
+    assert exact.TimeBudget(None).for_solve(0.5) is None and exact.TimeBudget(None).for_step() is None
+
+
+def test_a_mip_keeps_its_shares_for_the_bound_lp_and_the_prices(monkeypatch):
+    # a MIP stopped at its root (HiGHS's report replaced) with a 2 s budget: HiGHS's solve gets
+    # 2 s less 40% (bound LP) and 10% (prices) of it = 1 s, and spends it; the bound LP what is
+    # left less the prices' 0.2 s; the price LP the rest, on the MIP's own HiGHS object (2
+    # objects, not 3)
+    rec = _Recorder(monkeypatch, stop_at_root=True, spend=True)
+    sol = exact.solve_matrix(_covering(), time_limit=2.0)
+    main, bound_lp = rec.limits
+    assert len(rec.limits) == 2
+    assert main[0] == 1.0
+    assert 0.3 < bound_lp[0] <= 2.0 - 1.0 - 0.2
+    assert bound_lp[0] < main[1] <= 2.0 - 1.0  # the price LP (on the MIP's object): what is left
+    assert sol.status == "time_limit" and sol.bound == 2.0  # LP 1.5 rounded up (by hand)
+    assert sol.info["bound_kind"] == "lp_relaxation, rounded up to a whole number"
+    assert list(sol.prices["cover"]) == [0.0] and "prices_skipped" not in sol.info  # solved, slack
+
+
+def test_a_spent_budget_skips_the_bound_lp_and_the_prices_and_says_so(monkeypatch):
+    # the MIP spends its whole slice (1 s of a 1 s budget): nothing is left, so neither the
+    # bound LP nor the price LP runs (1 HiGHS object, 1 limit), and the solution says so: no
+    # prices at all (not zeros), HiGHS's own bound kept
+    rec = _Recorder(monkeypatch, stop_at_root=True, spend=True)
+    sol = exact.solve_matrix(_covering(), time_limit=1.0)
+    assert rec.limits == [[1.0]]
+    assert sol.status == "time_limit" and sol.objective == 2.0
+    assert sol.prices == {} and sol.info["prices_skipped"] == "time_limit"
+    assert sol.info["bound_lp_status"] == "skipped: time_limit"
+    assert sol.bound == 1.0 and sol.info["bound_kind"] == "mip_dual_bound"
+
+
+def test_a_real_mip_out_of_reach_skips_its_prices_on_both_paths():
+    # market split never finishes: with prices asked for, the 1 s budget goes to HiGHS (its least
+    # slice) and nothing is left for the price LP, on the matrix and the Pyomo paths
+    for sol in (exact.solve_matrix(_split(), time_limit=1.0),
+                exact.solve_model(market_split(), time_limit=1.0)):
+        assert sol.status == "time_limit" and math.isfinite(sol.objective)
+        assert sol.prices == {} and sol.info["prices_skipped"] == "time_limit"
+
+
+def test_a_build_that_ate_the_budget_still_gets_the_least_solve(monkeypatch):
+    # the budget is spent before HiGHS starts (a slow build): HiGHS still gets its least slice,
+    # 1 s, and returns the warm start x = 0 (cost = sum of the right-hand sides)
+    rec = _Recorder(monkeypatch)
+    mm = _split()
+    budget = exact.TimeBudget(5.0)
+    budget.start -= 6.0
+    sol = exact._solve_matrix(mm, relax=False, budget=budget, mip_gap=1e-4, prices=True, decision="")
+    assert rec.limits[0] == [1.0]
+    assert sol.status == "time_limit" and sol.objective <= mm.start[40:45].sum()
+    assert sol.info["prices_skipped"] == "time_limit"
+
+
+def test_a_stopped_lp_reports_its_prices_as_skipped():
+    # an LP stopped by its time limit has no prices (its iterate's duals are not prices), and says
+    # why: the batch LP at n = 60 takes far longer than 1 ms
+    sol = servopt.solve(bs.generate(n=60, seed=0), relax=True, time_limit=0.001)
+    assert sol.status == "time_limit" and sol.prices == {}
+    assert sol.info["prices_skipped"] == "time_limit"
+
+
+# ---------------------------------------------------------------------------------------------
+# time_limit=None: nothing changes
+# ---------------------------------------------------------------------------------------------
+def _fresh_fixed_prices(mm: MatrixModel, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The price LP as the solver built it before: a fresh HighsLp (``highs_lp``, not the array
+    load) with the integer columns fixed at ``values``, default options."""
+    fixed = np.round(values)
+    h = exact.new_highs()
+    h.passModel(exact.highs_lp(mm.objective, mm.matrix, mm.row_lower, mm.row_upper,
+                               np.where(mm.integer, fixed, mm.col_lower),
+                               np.where(mm.integer, fixed, mm.col_upper), offset=mm.offset, sense=mm.sense))
+    h.run()
+    sol = h.getSolution()
+    return np.asarray(sol.row_dual), np.asarray(sol.col_dual)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: bm.build_matrix_model(bs.generate(n=12, seed=0)),
+    lambda: bm.build_matrix_model(bs.generate(n=12, seed=4, max_batch=3)),
+    lambda: _covering(),
+    lambda: _split(n=12),
+])
+def test_without_a_limit_no_highs_gets_one_and_the_reused_object_prices_like_a_fresh_load(monkeypatch, make):
+    mm = make()
+    rec = _Recorder(monkeypatch)
+    seen = []
+    real = exact._fixed_matrix_prices
+    monkeypatch.setattr(exact, "_fixed_matrix_prices", lambda mm, values, highs, limit: (
+        seen.append((values, limit)) or real(mm, values, highs, limit)))
+    sol = exact.solve_matrix(mm, mip_gap=0.0)
+    assert sol.status == "optimal" and rec.limits == [[]]  # one HiGHS object, no limit set
+    assert len(seen) == 1 and seen[0][1] is None
+    row_dual, col_dual = _fresh_fixed_prices(mm, seen[0][0])
+    expected = exact._matrix_prices(mm, row_dual, col_dual, fixed=mm.integer.astype(float))
+    assert sol.prices.keys() == expected.keys() and "prices_skipped" not in sol.info
+    for name in expected:  # the same LP solved the same way: the same duals, bit for bit
+        pd.testing.assert_series_equal(sol.prices[name], expected[name], check_exact=True)
+
+
+@pytest.mark.parametrize("integer", [False, True])
+@pytest.mark.parametrize("sense", ["min", "max"])
+def test_the_array_load_is_the_model_highs_lp_describes(integer, sense):
+    rng = np.random.default_rng(7)
+    n, m = 30, 12
+    matrix = (rng.random((m, n)) < 0.3) * rng.integers(1, 9, size=(m, n)).astype(float)
+    mm = MatrixModel(objective=rng.normal(size=n), matrix=matrix, row_lower=np.full(m, -np.inf),
+                     row_upper=rng.uniform(5, 9, m), col_lower=np.zeros(n), col_upper=np.full(n, 4.0),
+                     rows={"r": Family(np.arange(m), pd.RangeIndex(m))},
+                     columns={"x": Family(np.arange(n), pd.RangeIndex(n))}, sense=sense, offset=3.5,
+                     integer=rng.random(n) < 0.5)
+    ours = exact._load_matrix(mm, integer=integer).getLp()
+    ref = exact.new_highs()
+    ref.passModel(exact.highs_lp(mm.objective, mm.matrix, mm.row_lower, mm.row_upper, mm.col_lower,
+                                 mm.col_upper, integer=mm.integer if integer else None,
+                                 offset=mm.offset, sense=mm.sense))
+    theirs = ref.getLp()
+    for field in ("num_col_", "num_row_", "sense_", "offset_"):
+        assert getattr(ours, field) == getattr(theirs, field), field
+    for field in ("col_cost_", "col_lower_", "col_upper_", "row_lower_", "row_upper_"):
+        np.testing.assert_array_equal(getattr(ours, field), getattr(theirs, field), err_msg=field)
+    for field in ("start_", "index_", "value_"):
+        np.testing.assert_array_equal(getattr(ours.a_matrix_, field), getattr(theirs.a_matrix_, field))
+    assert list(ours.integrality_) == list(theirs.integrality_)  # an LP: none at all
+    assert (len(ours.integrality_) == n) == integer
+
+
+# ---------------------------------------------------------------------------------------------
+# the batch IP's bound LP: cut out of the IP, equal to the LP built from scratch
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kw", [
+    {"n": 10, "seed": 0},
+    {"n": 40, "seed": 1},
+    {"n": 30, "seed": 2, "max_batch": 4},
+    {"n": 30, "seed": 3, "arrivals": "poisson", "load": 1.5},
+    {"n": 30, "seed": 4, "lengths": "azure"},
+])
+def test_the_batch_bound_lp_cut_from_the_ip_is_the_lp_built_from_scratch(kw):
+    inst = bs.generate(**kw)
+    ip = bm.build_matrix_model(inst)
+    cut = ip.bound_lp()
+    built = bm.build_matrix_model(inst, relax=True)  # the independent build on the shorter horizon
+    assert cut.info == built.info and cut.options == built.options and cut.sense == built.sense
+    for name in ("objective", "row_lower", "row_upper", "col_lower", "col_upper"):
+        np.testing.assert_array_equal(getattr(cut, name), getattr(built, name), err_msg=name)
+    assert cut.integer is None and built.integer is None and cut.start is None
+    for name in ("indptr", "indices", "data"):
+        np.testing.assert_array_equal(getattr(cut.matrix, name), getattr(built.matrix, name))
+    for families in ("rows", "columns"):
+        ours, theirs = getattr(cut, families), getattr(built, families)
+        assert ours.keys() == theirs.keys()
+        for name in ours:
+            np.testing.assert_array_equal(ours[name].positions, theirs[name].positions)
+            assert ours[name].index.equals(theirs[name].index)
+            assert ours[name].index.names == theirs[name].index.names
+    z = np.random.default_rng(0).random(cut.shape[1])
+    for name, series in cut.decisions(z).items():
+        pd.testing.assert_series_equal(series, built.decisions(z)[name])
+    assert ip.shape[1] >= cut.shape[1]
+
+
+def test_the_batch_ip_and_its_bound_lp_are_built_once(monkeypatch):
+    # the time-indexed columns and memory rows (``usage``) are built once for the IP and its
+    # bound LP (before: twice, the bound LP rebuilt from scratch)
+    calls = []
+    real = bm.usage
+    monkeypatch.setattr(bm, "usage", lambda *a: calls.append(1) or real(*a))
+    mm = bm.build_matrix_model(bs.generate(n=20, seed=0))
+    mm.bound_lp()
+    assert len(calls) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# a model that would run far past the limit
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_the_batch_ip_at_n_400_returns_near_its_budget():
+    # n = 400 (the library's bs_offline_100 recipe scaled): 31 s and 2.5 GB on a 5 s limit before
+    # (build twice, three loads, unlimited price LP); now the build counts, and the call ends
+    # within a generous 10 s of the limit with the warm start and what it could do
+    inst = bs.generate(n=400, seed=0)
+    start = time.perf_counter()
+    sol = servopt.solve(inst, time_limit=5.0)
+    wall = time.perf_counter() - start
+    assert wall < 5.0 + 10.0
+    assert sol.status == "time_limit" and math.isfinite(sol.objective)
+    assert sol.prices != {} or sol.info["prices_skipped"] == "time_limit"

@@ -17,6 +17,16 @@ the simulator's (the rest), and whether both runs gave the same latency, ttft, f
 trace, preemptions and refused counts. The machine is shared (2 cores, other jobs running):
 wall times are noisy; before and after run alternately on the same instance, ``--repeat``
 times each, and the fastest run of each is kept.
+
+``--cases offline:1600,offline:6400,poisson:2000`` runs other instances instead of ``--sizes``:
+``offline`` = all requests at round 0 (``generate(n, lengths="azure", seed=s)``), ``poisson`` =
+as above. With ``--cases`` the table also gives CPU seconds of this process (``time.process_time``,
+less sensitive than wall time to the other jobs on the machine). The kept-order measurement
+(shortest-first and bid-price rules no longer sorting the whole queue every round)::
+
+    python benchmarks/batch_scheduling_speed.py --out benchmarks/results \
+        --name batch_scheduling_speed_kept_order --before 32cf0ba \
+        --cases offline:1600,offline:6400,offline:25600,poisson:2000,poisson:20000
 """
 
 from __future__ import annotations
@@ -61,11 +71,12 @@ def load_before(revision: str) -> tuple[types.ModuleType, types.ModuleType]:
 
 
 def run_one(simulate, instance, policy) -> dict:
-    """One run of a fresh copy of the prepared policy, timed."""
+    """One run of a fresh copy of the prepared policy, timed (wall and CPU seconds)."""
     run = copy.deepcopy(policy)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = simulate(instance, run)
     out["total_s"] = time.perf_counter() - t0
+    out["cpu_s"] = time.process_time() - c0
     return out
 
 
@@ -73,12 +84,14 @@ def faster(best: dict | None, out: dict) -> dict:
     return out if best is None or out["total_s"] < best["total_s"] else best
 
 
-def measure(sizes, seeds, methods, revision: str, repeat: int = 1) -> pd.DataFrame:
+def measure(sizes, seeds, methods, revision: str, repeat: int = 1,
+            cases: list[tuple[str, int]] | None = None) -> pd.DataFrame:
+    """``cases`` (arrivals, n) pairs; default ``("poisson", n)`` for each of ``sizes``."""
     old_bench, old_rules = load_before(revision)
     rows = []
-    for n in sizes:
+    for arrivals, n in cases or [("poisson", n) for n in sizes]:
         for seed in seeds:
-            instance = instances.generate(n, lengths="azure", arrivals="poisson", load=1.0, seed=seed)
+            instance = instances.generate(n, lengths="azure", arrivals=arrivals, load=1.0, seed=seed)
             for method in methods:
                 policy = rules.make_policy(method)
                 t0 = time.perf_counter()
@@ -92,14 +105,17 @@ def measure(sizes, seeds, methods, revision: str, repeat: int = 1) -> pd.DataFra
                     after = faster(after, run_one(bench.simulate, instance, policy))
                 same = all(np.array_equal(before[k], after[k]) for k in SAME) and all(
                     before[k] == after[k] for k in ("preemptions", "refused", "rounds"))
-                row = {"n": n, "seed": seed, "method": method, "repeat": repeat,
+                row = {"arrivals": arrivals, "n": n, "seed": seed, "method": method,
+                       "repeat": repeat,
                        "rounds": after["rounds"],
                        "prepare_s": prepare_s,
                        "before_total_s": before["total_s"], "before_policy_s": before["decide_s"],
                        "before_simulator_s": before["total_s"] - before["decide_s"],
                        "after_total_s": after["total_s"], "after_policy_s": after["decide_s"],
                        "after_simulator_s": after["total_s"] - after["decide_s"],
-                       "speedup": before["total_s"] / after["total_s"], "identical": same,
+                       "speedup": before["total_s"] / after["total_s"],
+                       "before_cpu_s": before["cpu_s"], "after_cpu_s": after["cpu_s"],
+                       "cost": float(after["latency"].sum()), "identical": same,
                        "load_avg": os.getloadavg()[0]}
                 rows.append(row)
                 print({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()},
@@ -164,6 +180,44 @@ def report(rows: pd.DataFrame, out: Path, revision: str, command: str,
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
+def report_cases(rows: pd.DataFrame, out: Path, revision: str, command: str, name: str) -> None:
+    """The table of a ``--cases`` run: wall and CPU seconds before and after, per case."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(out / f"{name}.csv", index=False)
+    mean = rows.groupby(["arrivals", "n", "method"], sort=False).mean(numeric_only=True).reset_index()
+    lines = [
+        "# batch_scheduling: the rules' wall time before and after keeping the queue's order",
+        "",
+        f"Command: `{command}` (before = revision `{revision}`, after = this commit's code, run "
+        "back to back in one process on the same prepared policy and instance). Instances "
+        "`generate(n, lengths='azure', arrivals=a, load=1.0, seed=s)`: `offline` = all requests "
+        "at round 0, `poisson` = Poisson arrivals at memory load 1.0; seeds "
+        f"{', '.join(map(str, sorted(rows.seed.unique())))}; the fastest of "
+        f"{int(rows.repeat.iloc[0])} run(s) of each code. Seconds of one `simulate` (the "
+        "policy's `prepare`, e.g. the bid-price LP, is not included); `wall` on a shared 2-core "
+        "machine with other jobs running (load average "
+        f"{rows.load_avg.min():.1f}-{rows.load_avg.max():.1f} during the run): noisy; `cpu` = "
+        "CPU seconds of this process over the same run, less sensitive to the other jobs. "
+        "`policy` = wall time inside the policy's admit/preempt calls. `identical`: both runs "
+        "gave the same latency, ttft, finish, memory trace, preemptions, refused counts and "
+        "rounds; `total latency` is the evaluator's cost (rounds).",
+        "",
+        "| arrivals | n | method | rounds | total latency | before wall | after wall | speedup "
+        "(wall) | before cpu | after cpu | speedup (cpu) | before policy | after policy | "
+        "identical |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for _, r in mean.iterrows():
+        same = bool(rows[(rows.arrivals == r.arrivals) & (rows.n == r.n)
+                         & (rows.method == r.method)].identical.all())
+        lines.append(f"| {r.arrivals} | {int(r.n)} | {r.method} | {r.rounds:.0f} | {r.cost:.6g} | "
+                     f"{r.before_total_s:.2f} | {r.after_total_s:.2f} | {r.speedup:.1f}x | "
+                     f"{r.before_cpu_s:.2f} | {r.after_cpu_s:.2f} | "
+                     f"{r.before_cpu_s / r.after_cpu_s:.1f}x | {r.before_policy_s:.2f} | "
+                     f"{r.after_policy_s:.2f} | {'yes' if same else 'NO'} |")
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
@@ -173,12 +227,20 @@ def main() -> None:
     parser.add_argument("--before", default=BEFORE, help="git revision of the code before")
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell; the fastest is kept")
     parser.add_argument("--name", default="batch_scheduling_speed", help="file name of the tables")
+    parser.add_argument("--cases", default=None,
+                        help="arrivals:n pairs (offline or poisson), e.g. offline:6400,poisson:2000")
     args = parser.parse_args()
     sizes = [int(v) for v in args.sizes.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
     methods = args.methods.split(",")
-    rows = measure(sizes, seeds, methods, args.before, args.repeat)
-    report(rows, args.out, args.before, "python " + " ".join(sys.argv), args.name)
+    command = "python " + " ".join(sys.argv)
+    if args.cases:
+        cases = [(kind, int(n)) for kind, n in (item.split(":") for item in args.cases.split(","))]
+        rows = measure(sizes, seeds, methods, args.before, args.repeat, cases)
+        report_cases(rows, args.out, args.before, command, args.name)
+    else:
+        rows = measure(sizes, seeds, methods, args.before, args.repeat)
+        report(rows, args.out, args.before, command, args.name)
 
 
 if __name__ == "__main__":

@@ -112,6 +112,9 @@ from servopt.solvers.exact import highs_lp, new_highs
 VLLM_WATERMARK = 0.01
 EXHAUSTIVE_ORDERS = 6  # search_order tries every admission order up to this many requests
 LONG_ROUNDS = 50_000  # a learning window spanning more rounds has its idle stretches cut short
+KEEP_ORDER_FROM = 512  # waiting queues this long or longer are kept in order (KeptOrder), shorter
+# ones sorted afresh each round (cheaper below about this length on this machine: the kept order
+# costs a few passes over the queue plus a fixed ~50 us per round, a sort ~n log n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,20 +269,28 @@ class KeptOrder:
     """
 
     def __init__(self) -> None:
-        self.queue: np.ndarray | None = None  # the waiting queue at the last call (own copy)
+        self.queue: np.ndarray | None = None  # the waiting queue at the last call (own copy) ...
+        self.generated: np.ndarray = np.zeros(0, dtype=np.int64)  # ... its tokens generated then
         self.ids = np.zeros(0, dtype=np.int64)  # that queue in key order
         self.key: np.ndarray = np.zeros(0)  # their keys, ascending
         self.inputs: tuple = ()
         self.params: Any = None
         self.t = 0
+        self.kv_memory = -1
         self.taken = np.zeros(0, dtype=np.int64)  # the ids returned then ...
         self.taken_at = np.zeros(0, dtype=np.int64)  # ... and their places in ``ids``
-        self.generated_at = np.zeros(0, dtype=np.int64)  # per request: generated when keyed
+        # buffers reused from round to round (a fresh array of the queue's size each round
+        # costs more than the comparisons themselves): the queue, tokens generated (two, swapped)
+        self._queue_buffer = np.zeros(0, dtype=np.int64)
+        self._generated_buffers = [np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)]
         self.flag = np.zeros(0, dtype=bool)  # scratch, all False between calls
         self.position = np.zeros(0, dtype=np.int64)  # scratch: places in the queue
-        self.kv_memory = -1
         self.rebuilds = 0  # calls that sorted the whole queue afresh (for tests and benchmarks)
         self.rekeys = 0  # calls that recomputed every key and sorted from the previous order
+
+    def forget(self) -> None:
+        """Keep nothing: the next :meth:`order` sorts the queue afresh."""
+        self.queue = None
 
     def order(self, state: State, key: Any, params: Any = None) -> np.ndarray:
         """The waiting queue sorted by ``key(state, ids)`` (stable). ``params``: what the keys
@@ -287,9 +298,19 @@ class KeptOrder:
         identity). The returned array belongs to this object: do not write into it."""
         w = state.waiting
         inputs = (state.prompt, state.predicted, state.generated)
-        if not self._follow(state, w, key, inputs, params):
+        total = len(w)
+        spare = self._generated_buffers[1]
+        if len(spare) < total or len(self.flag) != len(state.prompt) \
+                or spare.dtype != state.generated.dtype:
+            self._reserve(total, len(state.prompt), state.generated.dtype)
+            spare = self._generated_buffers[1]
+        generated = np.take(state.generated, w, out=spare[:total], mode="wrap")
+        if not self._follow(state, w, generated, key, inputs, params):
             self._rebuild(state, w, key)
-        self.queue = w.copy()
+        self._generated_buffers.reverse()  # this round's tokens generated are kept
+        self.generated = generated
+        self.queue = self._queue_buffer[:total]
+        self.queue[:] = w
         self.inputs, self.params, self.t = inputs, params, state.t
         self.kv_memory = state.kv_memory
         self.taken = self.taken_at = np.zeros(0, dtype=np.int64)
@@ -300,57 +321,80 @@ class KeptOrder:
         self.taken, self.taken_at = np.asarray(chosen, dtype=np.int64), np.asarray(places,
                                                                                  dtype=np.int64)
 
+    def _reserve(self, total: int, n: int, dtype: Any) -> None:
+        """Buffers for a queue of ``total`` requests out of ``n``."""
+        if len(self.flag) != n:
+            self.flag = np.zeros(n, dtype=bool)
+            self.position = np.zeros(n, dtype=np.int64)
+            self.queue = None  # another instance: nothing kept applies
+        if len(self._queue_buffer) < total or self._generated_buffers[0].dtype != dtype:
+            size = max(total, n)
+            if self.queue is not None:  # keep what the last round left in the old buffers
+                self.queue, self.generated = self.queue.copy(), self.generated.copy()
+            self._queue_buffer = np.zeros(size, dtype=np.int64)
+            self._generated_buffers = [np.zeros(size, dtype=dtype), np.zeros(size, dtype=dtype)]
+
     def _rebuild(self, state: State, w: np.ndarray, key: Any) -> None:
         self.rebuilds += 1
         k = np.asarray(key(state, w))
         by_key = np.argsort(k, kind="stable")
         self.ids, self.key = w[by_key], k[by_key]
-        n = len(state.prompt)
-        if len(self.flag) != n:
-            self.flag = np.zeros(n, dtype=bool)
-            self.generated_at = np.zeros(n, dtype=np.int64)
-            self.position = np.zeros(n, dtype=np.int64)
-        self.generated_at[w] = state.generated[w]
 
-    def _follow(self, state: State, w: np.ndarray, key: Any, inputs: tuple, params: Any) -> bool:
-        """Update the kept order to the queue ``w``; False if it cannot be (then sort afresh)."""
+    def _follow(self, state: State, w: np.ndarray, generated: np.ndarray, key: Any, inputs: tuple,
+                params: Any) -> bool:
+        """Update the kept order to the queue ``w`` (``generated``: its requests' tokens
+        generated); False if it cannot be (then it is sorted afresh)."""
         if self.queue is None or state.t <= self.t or state.kv_memory != self.kv_memory \
                 or any(x is not y for x, y in zip(inputs, self.inputs, strict=True)) \
-                or state.prompt.flags.writeable or state.predicted.flags.writeable \
-                or len(self.flag) != len(state.prompt):
+                or state.prompt.flags.writeable or state.predicted.flags.writeable:
             return False
         ids, keys, queue = self.ids, self.key, self.queue
         # what left: the ids this policy returned last time that were admitted since
-        if len(self.taken):
-            gone = state.admitted_at[self.taken] >= self.t
-            if gone.any():
-                left, places = self.taken[gone], self.taken_at[gone]
-                if np.array_equal(places, np.arange(len(places))):
-                    ids, keys = ids[len(places):], keys[len(places):]  # a prefix (most rules)
-                else:
-                    ids, keys = np.delete(ids, places), np.delete(keys, places)
-                self.flag[left] = True
-                stay = ~self.flag[queue]
-                self.flag[left] = False
-                queue = queue[stay]
+        left_at = np.zeros(0, dtype=np.int64)  # their places in the last queue, ascending
+        gone = state.admitted_at[self.taken] >= self.t if len(self.taken) else None
+        if gone is not None and gone.any():
+            left, places = self.taken[gone], self.taken_at[gone]
+            if np.array_equal(places, np.arange(len(places))):
+                ids, keys = ids[len(places):], keys[len(places):]  # a prefix (most rules)
+            else:
+                ids, keys = np.delete(ids, places), np.delete(keys, places)
+            self.flag[left] = True
+            left_at = np.flatnonzero(self.flag[queue])
+            self.flag[left] = False
+            if len(left_at) != len(left):
+                return False  # a request twice in the queue
+        elif len(w) == len(queue) == len(ids) and _same_params(params, self.params) \
+                and (w == queue).all() and (generated == self.generated).all():
+            return True  # the same queue as last time (a round that admitted nothing)
         # the queue now: newcomers in front, the others in the same order, newcomers at the back
-        size, total = len(queue), len(w)
+        size, total = len(queue) - len(left_at), len(w)
         if not size or total < size or len(ids) != size:
             return False
-        hits = np.flatnonzero(w[: total - size + 1] == queue[0])
+        stays = np.flatnonzero(left_at != np.arange(len(left_at)))
+        head = int(stays[0]) if len(stays) else len(left_at)  # the first that stayed
+        hits = np.flatnonzero(w[: total - size + 1] == queue[head])
         if not hits.size:
             return False
         first = int(hits[0])
-        kept = w[first: first + size]
-        if not np.array_equal(kept, queue):
-            return False
-        # no request of the queue has run since (its key's inputs are the same)
-        if not np.array_equal(state.generated[kept], self.generated_at[kept]):
-            return False
+        # the same requests in the same order, none of which has run since (same key inputs)
+        if len(left_at) <= 32:  # compare piece by piece between the places that left
+            at, start = first, 0
+            for stop in (*left_at.tolist(), len(queue)):
+                if stop > start:
+                    end = at + stop - start
+                    if not (np.array_equal(w[at:end], queue[start:stop])
+                            and np.array_equal(generated[at:end], self.generated[start:stop])):
+                        return False
+                    at = end
+                start = stop + 1
+        else:
+            stay = np.ones(len(queue), dtype=bool)
+            stay[left_at] = False
+            if not (np.array_equal(w[first: first + size], queue[stay])
+                    and np.array_equal(generated[first: first + size], self.generated[stay])):
+                return False
         front, back = w[:first], w[first + size:]
         new = np.concatenate([front, back])
-        if new.size:
-            self.generated_at[new] = state.generated[new]
         if _same_params(params, self.params):
             if new.size:  # insert the newcomers (sorted among themselves) by binary search
                 k = np.asarray(key(state, new))
@@ -404,6 +448,8 @@ def _head_lookahead(state: State, order: np.ndarray) -> np.ndarray:
     of 16 requests, doubled while every request in it is admitted (stop-at-first-failure admits
     a prefix, so a longer head gives the same answer once one fails)."""
     slots = state.slots()
+    if not len(order) or not slots or int(state.current(order[:1])[0]) > state.kv_memory - state.used:
+        return np.zeros(0, dtype=np.int64)  # the first does not fit in this round's free memory
     size = min(len(order), 16)
     while True:
         head = order[:size]
@@ -516,6 +562,14 @@ class ShortestPredictedFirst(Policy):
 
     def admit(self, state: State) -> np.ndarray:
         kept = _kept_order(self)
+        w = state.waiting
+        if len(w) < KEEP_ORDER_FROM:  # a short queue: sorted afresh
+            kept.forget()
+            if len(state.running) and len(w) and int(state.current(w).min()) > (
+                    state.kv_memory - state.used - int(self.watermark * state.kv_memory)):
+                return w[:0]  # no request passes the watermark: the head fails whatever the order
+            order = w[np.argsort(state.remaining(w), kind="stable")]
+            return admit_with_watermark(state, order, self.watermark)
         order = kept.order(state, _remaining)  # the queue by predicted remaining rounds, stable
         chosen = admit_with_watermark(state, order, self.watermark).copy()  # a prefix
         kept.took(chosen, np.arange(len(chosen)))
@@ -529,6 +583,15 @@ class MCSF(Policy):
 
     def admit(self, state: State) -> np.ndarray:
         kept = _kept_order(self)
+        w = state.waiting
+        if len(w) < KEEP_ORDER_FROM:  # a short queue: sorted afresh
+            kept.forget()
+            c = state.current(w)
+            if _none_fits(state, c):
+                return np.zeros(0, dtype=np.int64)
+            r = state.remaining(w)
+            by_r = np.argsort(r, kind="stable")
+            return _lookahead(state, w[by_r], c[by_r], r[by_r], False)
         order = kept.order(state, _remaining)  # the queue by predicted remaining rounds, stable
         chosen = _head_lookahead(state, order)  # a prefix
         kept.took(chosen, np.arange(len(chosen)))
@@ -1285,8 +1348,10 @@ class BidPrice(Policy):
             return not state.t - state.arrival[first] > self.patience * state.predicted[first]
 
         params = self.order_params(state)
-        if params is None:  # a score of the subclass's own: sort the queue every round
-            w = state.waiting
+        w = state.waiting
+        if params is None or len(w) < KEEP_ORDER_FROM:
+            # a short queue, or a score of the subclass's own: sort the queue every round
+            _kept_order(self).forget()
             c = state.current(w)
             if _none_fits(state, c):
                 return np.zeros(0, dtype=np.int64)

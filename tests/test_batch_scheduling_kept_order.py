@@ -24,6 +24,13 @@ from servopt.instances.batch_scheduling import Instance
 from servopt.solvers import batch_scheduling as rules
 
 
+@pytest.fixture(autouse=True)
+def keep_every_queue(monkeypatch, request):
+    """The rules keep queues of KEEP_ORDER_FROM (512) requests or more in order and sort shorter
+    ones afresh; here every queue is kept (the small instances below would never reach 512)."""
+    monkeypatch.setattr(rules, "KEEP_ORDER_FROM", 0)
+
+
 # ---------------------------------------------------------------------------------------------
 # the references: sort the whole queue every round
 # ---------------------------------------------------------------------------------------------
@@ -86,7 +93,7 @@ def run(instance: Instance, policy: Any) -> tuple[dict, list]:
     return bench.simulate(instance, policy, trace=True), log
 
 
-def assert_same_run(instance: Instance, policy: rules.Policy, reference: rules.Policy) -> dict:
+def assert_same_run(instance: Instance, policy: rules.Policy, reference: rules.Policy) -> tuple[dict, list]:
     new, new_log = run(instance, policy)
     old, old_log = run(instance, reference)
     assert new_log == old_log
@@ -94,7 +101,7 @@ def assert_same_run(instance: Instance, policy: rules.Policy, reference: rules.P
         np.testing.assert_array_equal(new[key], old[key], err_msg=key)
     for key in ("preemptions", "refused", "rounds"):
         assert new[key] == old[key], key
-    return new
+    return new, new_log
 
 
 def pair(cls: type, *args: Any, **kw: Any) -> tuple[rules.Policy, rules.Policy]:
@@ -208,7 +215,7 @@ def test_a_swap_changes_the_decisions_and_forces_a_new_sort():
         return out
 
     new.admit = counted
-    out = assert_same_run(instance, new, ref)
+    out = assert_same_run(instance, new, ref)[0]
     plain = bench.simulate(instance, rules.MCSF())
     assert not np.array_equal(out["latency"], plain["latency"])
     assert counts[5] == counts[4] + 1 and counts[4] == counts[3] and counts[6] == counts[5]
@@ -239,9 +246,28 @@ def test_predictions_edited_in_place_are_noticed():
     changed = 0
     for seed in range(6):
         instance = random_instance(seed)
-        out = assert_same_run(instance, InPlace(), InPlaceReference())
+        out = assert_same_run(instance, InPlace(), InPlaceReference())[0]
         changed += not np.array_equal(out["latency"], bench.simulate(instance, rules.MCSF())["latency"])
     assert changed >= 3
+
+
+@pytest.mark.parametrize("arrivals", ["offline", "poisson"])
+def test_same_decisions_across_the_threshold(arrivals, monkeypatch):
+    # queues above and below the threshold in one run (online: short, kept, short again)
+    # (the threshold is 512; 40 here, so that a small instance crosses it both ways)
+    monkeypatch.setattr(rules, "KEEP_ORDER_FROM", 40)
+    instance = inst_mod.generate(150, lengths="azure", arrivals=arrivals, load=6.0, noise=0.5,
+                                 seed=5)
+    for policy, reference in (pair(rules.ShortestPredictedFirst), pair(rules.MCSF),
+                              pair(rules.BidPrice, np.zeros(0), tail=0.01),
+                              pair(rules.BidPriceStationary, 0.01)):
+        queue = [len(q) for _, _, q, _, _ in assert_same_run(instance, policy, reference)[1]]
+        assert policy._kept_order.rebuilds >= 1 and max(queue) >= 40 and min(queue) < 40
+
+
+def test_the_default_threshold(monkeypatch):
+    monkeypatch.undo()  # the module's own value, not this file's
+    assert rules.KEEP_ORDER_FROM == 512
 
 
 def test_a_policy_object_reused_on_another_instance_sorts_afresh():
@@ -257,8 +283,8 @@ def test_a_policy_object_reused_on_another_instance_sorts_afresh():
 # ---------------------------------------------------------------------------------------------
 def test_kept_order_equals_a_stable_sort_under_random_queue_changes():
     rng = np.random.default_rng(0)
-    for trial in range(60):
-        n = int(rng.integers(5, 60))
+    for trial in range(90):
+        n = int(rng.integers(5, 60 if trial % 3 else 300))
         prompt = frozen(rng.integers(1, 6, n))
         predicted = frozen(rng.integers(1, 4, n))  # few values: many ties
         generated = np.zeros(n, dtype=np.int64)
@@ -285,11 +311,12 @@ def test_kept_order_equals_a_stable_sort_under_random_queue_changes():
             want = state.waiting[np.argsort(key(state, state.waiting), kind="stable")]
             np.testing.assert_array_equal(got, want, err_msg=f"trial {trial} round {t}")
             # the policy takes a few from the head; some are admitted, one may be refused
-            take = int(rng.integers(0, min(3, len(queue)) + 1))
+            many = trial % 3 == 0 and t % 4 == 0  # then more than 32 leave at once
+            take = min(40, len(queue)) if many else int(rng.integers(0, min(3, len(queue)) + 1))
             chosen = got[:take].copy()
             kept.took(chosen, np.arange(take))
             for i in chosen.tolist():
-                if rng.random() < 0.8:
+                if rng.random() < (0.9 if many else 0.8):
                     queue.remove(i)
                     admitted_at[i] = t
                     generated[i] += 1

@@ -42,7 +42,8 @@ it on independent requests), ``lp_schedule`` (the rounded LP: an achievable offl
 exponential ageing; no price), ``bid_price_static`` (the same order, admission only while
 c x reuse rate / s exceeds a price learned once from the LP prices on a warm-up prefix) and
 ``bid_price`` (the price refreshed by the LP on a sliding window of the past: a time-varying price;
-its ``price_scale`` is chosen on the warm-up, 0 = no admission control), ``bid_price_window``
+its ``price_scale`` is chosen on the warm-up, 0 = no admission control; warm-up and windows are
+0.2 n requests, at most ``WINDOW_CAP``), ``bid_price_window``
 (the same sliding-window price applied at face value, scale 1: what the price does when it acts).
 
 Not in ``POLICIES``: ``PhaseStatic`` (the best fixed set of each popularity phase of the

@@ -9,9 +9,9 @@ of the original trace, measured from its first request.
 Formats
 -------
 - Azure LLM inference 2023 CSV: ``TIMESTAMP,ContextTokens,GeneratedTokens`` (``TIMESTAMP``
-  date-times as published, read in one format inferred from the first row, with UTC offsets
-  honoured: ISO 8601 is safest, an ambiguous ``12/11/2023`` reads month first; or plain numbers
-  read as seconds).
+  date-times as published: ISO 8601, or one format inferred from the first row, in which an
+  ambiguous ``12/11/2023`` reads month first; UTC offsets honoured; or plain numbers read as
+  seconds).
 Token counts must be whole numbers of at most ``MAX_TOKENS``; text files may start with a UTF-8
 byte-order mark.
 - Mooncake JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``, ``hash_ids``.
@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -236,11 +237,16 @@ def read_azure(path: str | Path, *, rate_scale: float = 1.0, start_s: float | No
 
 
 def _date_times(column: pd.Series, path: Path) -> pd.Series:
-    """Seconds since the earliest of ``column``'s date-times, all read in the one format pandas
-    infers from the first row (per-row guessing would read 12/11 and 13/11 in two orders); UTC
-    offsets are honoured (a log crossing a daylight-saving change), but a mix of stamps with
+    """Seconds since the earliest of ``column``'s date-times: ISO 8601 where the first row is
+    (rows may differ in fractional seconds), else all read in the one format pandas infers from
+    the first row (per-row guessing would read 12/11 and 13/11 in two orders); UTC offsets are
+    honoured (a log crossing a daylight-saving change), but a mix of stamps with
     and without one is refused."""
     text = column.astype(str).str.strip()
+    empty = column.isna().to_numpy() | (text == "").to_numpy()
+    if empty.any():
+        raise InvalidInstanceError(f"{path}: data row {column.index[int(empty.argmax())]}: TIMESTAMP "
+                                   "is empty")
     offset = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True)
     if offset.any() and not offset.all():
         row = int((offset != offset.iloc[0]).to_numpy().argmax())
@@ -248,9 +254,12 @@ def _date_times(column: pd.Series, path: Path) -> pd.Series:
             f"{path}: data row {column.index[row]}: TIMESTAMP {text.iloc[row]!r} "
             f"{'has no' if offset.iloc[0] else 'has a'} UTC offset while data row {column.index[0]}'s "
             f"{'has one' if offset.iloc[0] else 'does not'}: give all times in one zone")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        stamps = pd.to_datetime(text, errors="coerce", utc=True)
+    stamps = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+    caught: list = []
+    if len(stamps) and pd.isna(stamps.iloc[0]):  # not ISO 8601 (which allows any fraction or offset per row)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            stamps = pd.to_datetime(text, errors="coerce", utc=True)
     if any("infer format" in str(w.message) for w in caught):
         raise InvalidInstanceError(f"{path}: TIMESTAMP {text.iloc[0]!r}: a date-time format that "
                                    "cannot be recognised; use ISO 8601 (2023-11-16 18:17:03.98)")
@@ -273,14 +282,16 @@ def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
         compressed = head.read(2) == b"\x1f\x8b"
     number = 0
     try:
-        with gzip.open(path, "rb") if compressed else open(path, "rb") as handle:
-            for number, raw_line in enumerate(handle, start=1):  # decoded line by line: errors
-                line = raw_line.decode("utf-8-sig" if number == 1 else "utf-8")  # name the line
+        # undecodable bytes kept as surrogates, so the line that holds them can be named
+        options = {"encoding": "utf-8-sig", "errors": "surrogateescape"}
+        with gzip.open(path, "rt", **options) if compressed else open(path, **options) as handle:
+            for number, line in enumerate(handle, start=1):  # \n, \r\n or \r line ends
+                line.encode("utf-8")  # UnicodeEncodeError on a byte that was not UTF-8
                 if not line.strip():
                     continue
                 try:
                     rec = json.loads(line)
-                except (json.JSONDecodeError, RecursionError) as exc:
+                except (ValueError, RecursionError) as exc:  # also an integer of > 4300 digits
                     raise InvalidInstanceError(f"{path}: line {number} is not JSON ({exc})") from None
                 if not isinstance(rec, dict):
                     raise InvalidInstanceError(f"{path}: line {number} is not a JSON object")
@@ -298,17 +309,18 @@ def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
                 else:
                     without_ids += 1
                 if with_ids and without_ids:
+                    has = "hash_ids" in rec
                     raise InvalidInstanceError(
-                        f"{path}: line {number} {'has no' if without_ids == 1 else 'has'} hash_ids "
-                        f"while the lines before it {'have' if without_ids == 1 else 'do not'}: "
-                        "every line needs its prefix blocks, or none")
+                        f"{path}: line {number} {'has' if has else 'has no'} hash_ids while the lines "
+                        f"before it {'do not' if has else 'have'}: every line needs its prefix "
+                        "blocks, or none")
                 if isinstance(rec["timestamp"], bool):
                     raise InvalidInstanceError(f"{path}: line {number}: timestamp must be a number (ms)")
                 records.append((rec["timestamp"], rec["input_length"], rec["output_length"], ids))
                 lines.append(number)
-    except UnicodeDecodeError:
+    except UnicodeError:
         raise InvalidInstanceError(f"{path}: line {number} is not UTF-8 text") from None
-    except (OSError, EOFError) as exc:  # a damaged gzip file
+    except (OSError, EOFError, zlib.error) as exc:  # a damaged gzip file
         raise InvalidInstanceError(f"{path}: cannot be read ({exc})") from None
     if not records:
         raise InvalidInstanceError(f"{path}: the trace has no request")
@@ -337,7 +349,7 @@ def read_burstgpt(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
             raise InvalidInstanceError(f"{path}: no 'Model' column to filter on")
         raw = raw[raw["Model"].astype(str).str.strip() == model]
     if drop_failed:
-        raw = raw[pd.to_numeric(raw["Response tokens"], errors="coerce") != 0]
+        raw = raw[_numbers(raw["Response tokens"]) != 0]
     frame = pd.DataFrame({"arrival_s": stamps.loc[raw.index],
                           "prompt_tokens": raw["Request tokens"],
                           "output_tokens": raw["Response tokens"]})

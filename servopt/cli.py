@@ -99,7 +99,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
                          "integer program: add --relax for its LP relaxation, or use the default "
                          "--backend highs for the exact model")
     if args.out is not None:
-        writable_folder(args.out)  # before the solve, not after it
+        args.out = writable_folder(args.out)  # before the solve, not after it
     print(instance.summary(), flush=True)  # before the build, which can take a while
     solution = exact.solve(instance, relax=args.relax, time_limit=time_limit,
                            backend=args.backend, mip_gap=args.mip_gap)
@@ -169,6 +169,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def writable_folder(path: str) -> Path:
     """``--out``: the folder, created if missing and checked writable before any work is done."""
+    if not str(path).strip():
+        raise ValueError("--out: an empty path (an unset shell variable?)")
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {path}: a file, not a folder")
@@ -372,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "else on its Pyomo model; pyomo: always the Pyomo model; cvxpy: the LP")
     p.add_argument("--prices", type=int, default=5, metavar="N",
                    help="show the N largest prices of each constraint family (default 5)")
-    p.add_argument("--out", type=Path, metavar="DIR",
+    p.add_argument("--out", metavar="DIR",
                    help="also write the solution there: solution.json, prices/<family>.csv, "
                         "decisions/<name>.csv")
     p.set_defaults(func=cmd_solve)

@@ -181,6 +181,8 @@ def test_a_bad_out_folder_is_refused_before_any_work(tmp_path, monkeypatch, caps
     assert cli.main(["solve", "bs_offline_10", "--out", str(taken)]) == 2
     err = capsys.readouterr()
     assert "a file, not a folder" in err.err and "status" not in err.out  # nothing solved
+    assert cli.main(["solve", "bs_offline_10", "--out", ""]) == 2  # not the current folder
+    assert "--out: an empty path" in capsys.readouterr().err
 
 
 def test_capacity_trace_counts_dropped_requests_and_refuses_an_empty_path(tmp_path, capsys):

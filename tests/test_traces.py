@@ -358,3 +358,46 @@ def test_mooncake_gzip_and_bad_bytes(tmp_path):
     huge = '{"timestamp": 0, "input_length": 1' + "0" * 400 + ', "output_length": 1, "hash_ids": [1]}'
     with pytest.raises(InvalidInstanceError, match="line 5: prompt_tokens is inf, more than"):
         traces.read_mooncake(write(tmp_path, "h.jsonl", MOONCAKE + huge + "\n"))
+
+
+@pytest.mark.parametrize("stamps, seconds", [
+    # ISO 8601 rows differ in their fraction: str(datetime) drops a zero microsecond
+    (["2024-05-10 00:00:00.009930+00:00", "2024-05-10 00:00:01+00:00",
+      "2024-05-10 00:00:01.500000+00:00"], [0.0, 0.99007, 1.49007]),
+    (["2023-11-16 18:17:03", "2023-11-16 18:17:04.0319600"], [0.0, 1.03196]),
+    (["2023-11-16T18:17:03Z", "2023-11-16T18:17:04.25Z"], [0.0, 1.25]),
+    (["2023-11-16 00:00:00", "2023-11-17"], [0.0, 86400.0]),
+])
+def test_azure_iso_rows_may_differ_in_their_fraction(tmp_path, stamps, seconds):
+    text = "TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(f"{s},5,1\n" for s in stamps)
+    assert traces.read_azure(write(tmp_path, "a.csv", text))["arrival_s"].tolist() == pytest.approx(seconds)
+
+
+def test_more_damaged_files_get_one_line_errors(tmp_path):
+    import gzip
+
+    with pytest.raises(InvalidInstanceError, match="data row 1: TIMESTAMP is empty"):
+        traces.read_azure(write(tmp_path, "a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n,5,1\n"
+                                "2023-11-16 18:17:03,5,1\n"))
+    packed = gzip.compress(MOONCAKE.encode())[:10] + b"\xff" * 30  # a damaged deflate stream
+    (tmp_path / "bad.jsonl.gz").write_bytes(packed)
+    with pytest.raises(InvalidInstanceError, match="cannot be read"):
+        traces.read_mooncake(tmp_path / "bad.jsonl.gz")
+    with pytest.raises(InvalidInstanceError, match="line 2 has hash_ids while the lines before it do not"):
+        traces.read_mooncake(write(tmp_path, "m.jsonl", '{"timestamp": 0, "input_length": 5, '
+                                   '"output_length": 1}\n{"timestamp": 1, "input_length": 5, '
+                                   '"output_length": 1, "hash_ids": [1]}\n'))
+    digits = '{"timestamp": 0, "input_length": 1' + "0" * 5000 + ', "output_length": 1}\n'
+    with pytest.raises(InvalidInstanceError, match="line 1 is not JSON"):
+        traces.read_mooncake(write(tmp_path, "d.jsonl", digits))
+    burst = BURST.replace("472, 18,", "472, 1" + "0" * 400 + ",")
+    with pytest.raises(InvalidInstanceError, match="data row 1: output_tokens is inf, more than"):
+        traces.read_burstgpt(write(tmp_path, "b.csv", burst))
+
+
+def test_mooncake_reads_any_line_end(tmp_path):
+    plain = traces.read_mooncake(write(tmp_path, "m.jsonl", MOONCAKE))
+    for end in ("\r\n", "\r"):
+        path = tmp_path / "ends.jsonl"
+        path.write_bytes(MOONCAKE.replace("\n", end).encode())
+        pd.testing.assert_frame_equal(traces.read_mooncake(path), plain)

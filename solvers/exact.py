@@ -573,6 +573,8 @@ def solve_matrix(
     (status ``interrupted``). Raises :class:`InfeasibleError` when HiGHS proves infeasibility.
     ``time_limit`` is a budget for the whole call, as in :func:`solve` (without the build).
     """
+    if time_limit is not None and time_limit <= 0:
+        raise InvalidInstanceError(f"time_limit must be positive seconds, got {time_limit}")
     return _solve_matrix(mm, relax=relax, budget=TimeBudget(time_limit), mip_gap=mip_gap,
                          prices=prices, decision=decision)
 

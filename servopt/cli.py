@@ -230,6 +230,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_library(args: argparse.Namespace) -> int:
     from servopt.instances import library
 
+    if args.all and args.action != "verify":
+        raise ValueError(f"--all applies to library verify, not library {args.action}")
     if args.action == "list":
         if args.names:
             raise ValueError(f"library list takes no names (got {' '.join(args.names)}); "

@@ -167,6 +167,8 @@ def test_library_without_an_action_lists_the_library(capsys):
     assert cli.main(["library", "list"]) == 0
     assert shown == capsys.readouterr().out
     assert all(name in shown for name in library.names())
+    assert cli.main(["library", "list", "--all"]) == 2  # --all was silently ignored
+    assert "--all applies to library verify" in capsys.readouterr().err
 
 
 def test_a_bad_out_folder_is_refused_before_any_work(tmp_path, monkeypatch, capsys):

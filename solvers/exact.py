@@ -59,6 +59,13 @@ PRICE_LP_SHARE = 0.1  # of a MIP's time limit, kept from its solve for its price
 BOUND_LP_SHARE = 0.4  # of a MIP's time limit, kept from its solve for its fallback bound LP
 
 
+# HiGHS options for a time-limited MIP that starts from a feasible point (unless the model sets
+# them): no feasibility jump, a heuristic that looks for a first incumbent (the start is one; it
+# does not start from it) and does not check the clock: on the batch IP at n = 100 it held HiGHS
+# 4.5 s on a 3 s limit (5.4 s in all, 3.9 s without it)
+WARM_TIME_LIMITED = {"mip_heuristic_run_feasibility_jump": False}
+
+
 class TimeBudget:
     """A call's ``time_limit`` (seconds) as a budget counted from the call's entry: every step
     of the call (build, HiGHS, the fallback bound LP, the price LP) spends from it. ``limit``
@@ -282,6 +289,9 @@ def _solve_model(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget, m
     kwargs: dict[str, Any] = {"solver_options": options}
     if budget.limit is not None:  # a MIP keeps a share of the limit for its price LP
         kwargs["time_limit"] = budget.for_solve(PRICE_LP_SHARE if prices and not _is_lp(model) else 0.0)
+        if not relax and getattr(model, "warm_start", False):
+            options = {**WARM_TIME_LIMITED, **options}
+            kwargs["solver_options"] = options
     with _noting_interrupts() as interrupted:
         solver = _highs()
         if not relax and getattr(model, "warm_start", False):
@@ -595,6 +605,8 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
     limit = budget.for_solve(price_share + bound_share)
     if limit is not None:
         options["time_limit"] = limit
+        if integer and mm.start is not None:
+            options = {**WARM_TIME_LIMITED, **options}
     for name, value in options.items():
         highs.setOptionValue(name, value)
     if integer and mm.start is not None:

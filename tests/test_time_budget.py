@@ -59,6 +59,7 @@ class _Recorder:
 
         self.limits: list[list[float]] = []
         self.runs: list[int] = []
+        self.options: list[dict] = []
         real = exact.new_highs
         recorder = self
 
@@ -74,6 +75,7 @@ class _Recorder:
                 setattr(self.inner, name, value)
 
             def setOptionValue(self, name, value):
+                recorder.options[self.k][name] = value
                 if name == "time_limit":
                     recorder.limits[self.k].append(value)
                 return self.inner.setOptionValue(name, value)
@@ -97,6 +99,7 @@ class _Recorder:
                 return info
 
         def made():
+            recorder.options.append({})
             recorder.limits.append([])
             recorder.runs.append(0)
             return Recorded(real(), len(recorder.limits) - 1)
@@ -182,6 +185,21 @@ def test_a_build_that_ate_the_budget_still_gets_the_least_solve(monkeypatch):
     assert rec.limits[0] == [1.0]
     assert sol.status == "time_limit" and sol.objective <= mm.start[40:45].sum()
     assert sol.info["prices_skipped"] == "time_limit"
+
+
+def test_a_time_limited_warm_started_mip_runs_without_feasibility_jump(monkeypatch):
+    # feasibility jump looks for a first incumbent (the start is one) and does not check the
+    # clock: off for a time-limited MIP with a start, unless the model says otherwise; untouched
+    # without a limit (time_limit=None unchanged) or without a start
+    flag = "mip_heuristic_run_feasibility_jump"
+    rec = _Recorder(monkeypatch)
+    exact.solve_matrix(_split(n=12), time_limit=5.0)
+    exact.solve_matrix(_split(n=12))
+    exact.solve_matrix(_covering(), time_limit=5.0)  # no start
+    mm = _split(n=12)
+    mm.options[flag] = True
+    exact.solve_matrix(mm, time_limit=5.0)
+    assert [options.get(flag) for options in rec.options] == [False, None, None, True]
 
 
 def test_a_stopped_lp_reports_its_prices_as_skipped():

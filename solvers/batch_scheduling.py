@@ -23,6 +23,11 @@ Rules are
 vectorised numpy; nothing calls a solver once the prices are known. A round's work is
 proportional to the waiting queue and the running set, never to n (figures of the whole
 instance, such as "does any request arrive after round 0", are computed once per instance).
+The shortest-first and bid-price rules do not sort a long waiting queue (``KEEP_ORDER_FROM``,
+512 requests, or more) every round: :class:`KeptOrder` keeps it in order from round to round
+(admitted requests deleted, preempted and arrived ones inserted by binary search, all checked
+against the state), with exactly the order a stable sort gives (ties in queue order);
+shorter queues are sorted afresh.
 
 Methods (``POLICIES``)
 ----------------------

@@ -874,7 +874,7 @@ def _fixed_matrix_prices(mm: MatrixModel, values: np.ndarray, highs: Any,
     """Prices of a MIP: duals of the LP with the integer columns fixed at the incumbent, and why
     there are none (None when there are). Solved on ``highs``, the object that holds the MIP
     (no second load of the model): its solver state cleared, the integer columns made
-    continuous and fixed, its options reset (as a fresh object's), ``time_limit`` seconds."""
+    continuous and fixed, its options reset (as a fresh object's), ``time_limit`` seconds more."""
     import highspy
 
     fixed = np.round(values)
@@ -882,8 +882,8 @@ def _fixed_matrix_prices(mm: MatrixModel, values: np.ndarray, highs: Any,
     highs.clearSolver()
     highs.resetOptions()
     highs.setOptionValue("output_flag", False)
-    if time_limit is not None:
-        highs.setOptionValue("time_limit", float(time_limit))
+    if time_limit is not None:  # HiGHS's clock counts on from the MIP's run (clearSolver keeps it)
+        highs.setOptionValue("time_limit", highs.getRunTime() + float(time_limit))
     highs.changeColsIntegrality(len(columns), columns, np.zeros(len(columns), dtype=np.uint8))
     highs.changeColsBounds(len(columns), columns, fixed[columns], fixed[columns])
     highs.run()

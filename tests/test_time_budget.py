@@ -187,6 +187,15 @@ def test_a_build_that_ate_the_budget_still_gets_the_least_solve(monkeypatch):
     assert sol.info["prices_skipped"] == "time_limit"
 
 
+def test_the_price_lp_on_the_mips_object_gets_its_own_seconds():
+    # market split spends its 2.7 s (3 s less the price LP's 10%); the fixed-integer LP then runs
+    # on the same HiGHS object, whose clock counts on from the MIP: its limit is that clock plus
+    # what is left, so it solves (a limit of 0.3 s on a clock at 2.7 s stopped it at once)
+    sol = exact.solve_matrix(_split(), time_limit=3.0)
+    assert sol.status == "time_limit" and "prices_skipped" not in sol.info
+    assert list(sol.prices) == ["split"] and len(sol.prices["split"]) == 5
+
+
 def test_a_time_limited_warm_started_mip_runs_without_feasibility_jump(monkeypatch):
     # feasibility jump looks for a first incumbent (the start is one) and does not check the
     # clock: off for a time-limited MIP with a start, unless the model says otherwise; untouched

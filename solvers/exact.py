@@ -128,10 +128,12 @@ def solve(
         that much); a MIP's solve keeps 10% of the limit for its price LP and 40% for its bound
         LP (when the model has one), which run on what is left and are skipped when nothing is:
         ``info["prices_skipped"] = "time_limit"`` (no prices: an empty ``prices``, never
-        zeros), ``info["bound_lp_status"]``. Not covered: the imports on a first call, the
-        conversion of the results, and HiGHS overrunning its own limit: it checks the clock
-        between phases, so on a large model its presolve alone can outlast the limit (a
-        decode-routing hindsight model of 12,800 requests: 30 s of presolve on a 5 s limit).
+        zeros), ``info["bound_lp_status"]``. A time-limited MIP with a start runs without
+        HiGHS's feasibility jump (``WARM_TIME_LIMITED``). Not covered: the imports on a first
+        call, the conversion of the results, and HiGHS overrunning its own limit: it checks the
+        clock between phases, so on a large model its presolve or MIP setup alone can outlast
+        the limit (a decode-routing hindsight model of 12,800 requests: 30 s of presolve on a
+        5 s limit; the batch IP at n = 400, 20M nonzeros: 6-10 s of setup on a 1 s slice).
     mip_gap : relative MIP gap at which HiGHS stops.
     backend : ``highs`` (HiGHS on the model's matrix form where it has one,
         ``build_matrix_model``, otherwise on its Pyomo model), ``pyomo`` (always the Pyomo model)

@@ -334,14 +334,16 @@ def test_the_batch_ip_and_its_bound_lp_are_built_once(monkeypatch):
 # a model that would run far past the limit
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_the_batch_ip_at_n_400_returns_near_its_budget():
-    # n = 400 (the library's bs_offline_100 recipe scaled): 31 s and 2.5 GB on a 5 s limit before
-    # (build twice, three loads, unlimited price LP); now the build counts, and the call ends
-    # within a generous 10 s of the limit with the warm start and what it could do
-    inst = bs.generate(n=400, seed=0)
+def test_the_batch_ip_at_n_200_returns_near_its_budget():
+    # n = 200 (the library's bs_offline_100 recipe scaled): 46 s and 1.7 GB on a 5 s limit before
+    # (built twice, loaded three times, the price LP unlimited, benchmarks/results/
+    # exact_time_limit.md); now the build counts and the call ends within a generous 10 s of the
+    # limit (8 s measured) with at least the warm start; no prices rather than zeros
+    inst = bs.generate(n=200, seed=0)
     start = time.perf_counter()
     sol = servopt.solve(inst, time_limit=5.0)
     wall = time.perf_counter() - start
     assert wall < 5.0 + 10.0
-    assert sol.status == "time_limit" and math.isfinite(sol.objective)
+    assert sol.status == "time_limit"
+    assert sol.objective <= bm.schedule_latency(inst, bm.warm_start_schedule(inst))
     assert sol.prices != {} or sol.info["prices_skipped"] == "time_limit"

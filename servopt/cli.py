@@ -118,8 +118,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
         found = [name for name, value in (("an incumbent", solution.objective),
                                           ("a proved bound", solution.bound)) if not math.isnan(value)]
         what = " and ".join(found) if found else "neither an incumbent nor a bound"
-        print(f"          solver time limit of {time_limit:g} s reached with {what} (model building, "
-              "prices and a fallback bound LP are not counted; --time-limit S for longer, 0 for none)")
+        print(f"          time limit of {time_limit:g} s reached with {what} (the limit covers the "
+              "build, the solve, a fallback bound LP and the prices; --time-limit S for longer, 0 "
+              "for none)")
+    if solution.info.get("prices_skipped"):
+        print("prices    none: the time limit left no time for the price LP (--time-limit S for "
+              "longer)")
     if args.out is not None:
         print(f"written   {solution.save(args.out)}/ (solution.json, prices/, decisions/)")
     top = solution.top_prices(args.prices, per_family=True)
@@ -368,8 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(`servopt library list`)")
     p.add_argument("--relax", action="store_true", help="solve the LP relaxation")
     p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
-                   help="seconds for the solver (default 60; 0 for none); on expiry the incumbent "
-                        "and the proved bound are shown")
+                   help="seconds for the whole solve: build, solver, bound and prices (default "
+                        "60; 0 for none); on expiry the incumbent and the proved bound are shown")
     p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap (default 1e-4)")
     p.add_argument("--backend", choices=["highs", "pyomo", "cvxpy"], default="highs",
                    help="highs (default): HiGHS on the model's matrix form where it has one, "

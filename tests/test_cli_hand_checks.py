@@ -199,3 +199,17 @@ def test_capacity_trace_counts_dropped_requests_and_refuses_an_empty_path(tmp_pa
     assert "rate 0.6667 req/s" in out
     assert cli.main(["capacity", "--trace", "", "--kv-tokens", "100000"]) == 2
     assert "--trace: an empty path" in capsys.readouterr().err
+
+
+def test_solve_says_when_the_time_limit_left_no_time_for_prices(wyndor, monkeypatch, capsys):
+    # a MIP whose budget ran out before its price LP has no prices: the CLI says why
+    from servopt.solvers import exact
+
+    for skipped in (True, False):
+        sol = Solution(status="time_limit", objective=30.0, bound=40.0, gap=math.nan, wall_s=5.0,
+                       info={"prices_skipped": "time_limit"} if skipped else {})
+        monkeypatch.setattr(exact, "solve", lambda *a, s=sol, **k: s)
+        assert cli.main(["solve", wyndor, "--time-limit", "5"]) == 0
+        out = capsys.readouterr().out
+        assert "time limit of 5 s reached with an incumbent and a proved bound" in out
+        assert ("no time for the price LP" in out) == skipped

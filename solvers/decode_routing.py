@@ -491,7 +491,9 @@ class _Forecaster:
         self._prediction_cache(view)
         age = view.run_generated.astype(np.int64)
         start = self._start[ids]
-        stale = (self._epoch[ids] != self.version) | (age - start + H > width)
+        # stale: sigma changed, the kept ages run out, or the request restarted younger than
+        # they begin (recompute preemption: it would read the slot before its own)
+        stale = (self._epoch[ids] != self.version) | (age - start + H > width) | (age < start)
         if stale.any():
             r, a = ids[stale], age[stale]
             ages = a[:, None] + np.arange(width)[None, :]

@@ -440,3 +440,24 @@ def test_prediction_profiles_equal_the_formula():
     fc.sigma = 0.8
     formula = fc.profile(prompt[ids].astype(float), np.full(len(ids), 3.0), predicted[ids].astype(float)).T
     assert np.array_equal(running(3), formula)
+
+
+def test_prediction_profiles_after_a_preemption_equal_the_formula():
+    """A preempted request restarts at age 0 (recompute preemption) below the age its kept log Phi
+    starts at: it must be evaluated afresh, not read from the slot before its own (another
+    request's numbers)."""
+    rng = np.random.default_rng(2)
+    n, H = 12, 8
+    prompt = rng.integers(1, 3000, n)
+    predicted = np.maximum(rng.lognormal(4.0, 1.5, n), 0.5)
+    fc = routing._Forecaster(H, 100.0)
+    fc.set_survival(routing.survival(rng.integers(1, 300, 80), rng.integers(0, 100, 20), 320, 100.0))
+    fc.sigma = 0.37
+    view = types.SimpleNamespace(prompt=prompt, predicted=predicted, workers=3)
+    ids = np.array([2, 5, 9])
+    fc.new_predicted(view, ids)  # routed: their log Phi kept from age 0
+    for age in (0, 3, 6, 9, 0, 1):  # ages 6 and 9 move the kept window; then all are preempted
+        view.run_ids, view.run_generated = ids, np.full(len(ids), age)
+        formula = fc.profile(prompt[ids].astype(float), np.full(len(ids), float(age)),
+                             predicted[ids].astype(float)).T
+        assert np.array_equal(fc._predicted_running(view), formula), age

@@ -411,18 +411,23 @@ def test_tolerance_test_decides_as_numpys_sums():
     assert on_limit > 50 and differ > 50
 
 
-def test_prediction_profiles_equal_the_formula():
-    """:meth:`_Forecaster.new_predicted` gives :meth:`new_profiles`' numbers, and the log Phi it keeps
-    gives :meth:`_predicted_running` the numbers of :meth:`profile` when the requests start running
-    (bit for bit), as does a fresh evaluation after a refresh changes sigma."""
-    rng = np.random.default_rng(1)
-    n, H = 30, 8
+def _predicting_forecaster(seed: int, n: int, H: int = 8):
+    """A forecaster over ``n`` random requests with predicted lengths (sigma 0.37), and its view."""
+    rng = np.random.default_rng(seed)
     prompt = rng.integers(1, 3000, n)
     predicted = np.maximum(rng.lognormal(4.0, 1.5, n), 0.5)
     fc = routing._Forecaster(H, 100.0)
     fc.set_survival(routing.survival(rng.integers(1, 300, 80), rng.integers(0, 100, 20), 320, 100.0))
     fc.sigma = 0.37
-    view = types.SimpleNamespace(prompt=prompt, predicted=predicted, workers=3)
+    return fc, types.SimpleNamespace(prompt=prompt, predicted=predicted, workers=3)
+
+
+def test_prediction_profiles_equal_the_formula():
+    """:meth:`_Forecaster.new_predicted` gives :meth:`new_profiles`' numbers, and the log Phi it keeps
+    gives :meth:`_predicted_running` the numbers of :meth:`profile` when the requests start running
+    (bit for bit), as does a fresh evaluation after a refresh changes sigma."""
+    fc, view = _predicting_forecaster(seed=1, n=30)
+    prompt, predicted = view.prompt, view.predicted
     ids = np.array([3, 7, 8, 20, 29])
     got = fc.new_predicted(view, ids)
     expected = fc.new_profiles(prompt[ids].astype(float), predicted[ids].astype(float))
@@ -446,14 +451,8 @@ def test_prediction_profiles_after_a_preemption_equal_the_formula():
     """A preempted request restarts at age 0 (recompute preemption) below the age its kept log Phi
     starts at: it must be evaluated afresh, not read from the slot before its own (another
     request's numbers)."""
-    rng = np.random.default_rng(2)
-    n, H = 12, 8
-    prompt = rng.integers(1, 3000, n)
-    predicted = np.maximum(rng.lognormal(4.0, 1.5, n), 0.5)
-    fc = routing._Forecaster(H, 100.0)
-    fc.set_survival(routing.survival(rng.integers(1, 300, 80), rng.integers(0, 100, 20), 320, 100.0))
-    fc.sigma = 0.37
-    view = types.SimpleNamespace(prompt=prompt, predicted=predicted, workers=3)
+    fc, view = _predicting_forecaster(seed=2, n=12)
+    prompt, predicted = view.prompt, view.predicted
     ids = np.array([2, 5, 9])
     fc.new_predicted(view, ids)  # routed: their log Phi kept from age 0
     for age in (0, 3, 6, 9, 0, 1):  # ages 6 and 9 move the kept window; then all are preempted

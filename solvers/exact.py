@@ -148,6 +148,7 @@ def solve(
     if backend not in BACKENDS:
         raise InvalidInstanceError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     _check_options(relax=relax, time_limit=time_limit, mip_gap=mip_gap, prices=prices)
+    time_limit = seconds(time_limit)  # inf: no limit
     budget = TimeBudget(time_limit)
     module = model_module(instance.decision)
     cvxpy_relaxes = getattr(module, "CVXPY_RELAXES", True)  # False: build_cvxpy is another model
@@ -238,10 +239,18 @@ def _check_options(*, relax: Any, time_limit: Any, mip_gap: Any, prices: Any) ->
     for name, value in (("relax", relax), ("prices", prices)):
         if not isinstance(value, bool | np.bool_):
             raise InvalidInstanceError(f"{name} must be True or False, got {value!r}")
-    if time_limit is not None:
-        number("time_limit", time_limit, lambda v: v > 0,
-               "positive (a number of seconds) or None (no limit)")
+    seconds(time_limit)
     number("mip_gap", mip_gap, lambda v: 0 <= v < 1, "a relative gap in [0, 1)")
+
+
+def seconds(time_limit: Any) -> float | None:
+    """A time limit in the user's terms: positive seconds, or None (no limit); infinity means
+    no limit too (a budget of inf would leave nan seconds for the later steps)."""
+    if time_limit is None:
+        return None
+    number("time_limit", time_limit, lambda v: v > 0,  # also refuses NaN and text
+           "positive (a number of seconds) or None (no limit)")
+    return None if time_limit == math.inf else float(time_limit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,9 +278,7 @@ def solve_model(
     :func:`solve` (without the build). Raises :class:`InfeasibleError` when HiGHS proves the
     model infeasible.
     """
-    if time_limit is not None and time_limit <= 0:
-        raise InvalidInstanceError(f"time_limit must be positive seconds, got {time_limit}")
-    return _solve_model(model, relax=relax, budget=TimeBudget(time_limit), mip_gap=mip_gap,
+    return _solve_model(model, relax=relax, budget=TimeBudget(seconds(time_limit)), mip_gap=mip_gap,
                         prices=prices, decision=decision, solver_options=solver_options)
 
 
@@ -585,9 +592,7 @@ def solve_matrix(
     (status ``interrupted``). Raises :class:`InfeasibleError` when HiGHS proves infeasibility.
     ``time_limit`` is a budget for the whole call, as in :func:`solve` (without the build).
     """
-    if time_limit is not None and time_limit <= 0:
-        raise InvalidInstanceError(f"time_limit must be positive seconds, got {time_limit}")
-    return _solve_matrix(mm, relax=relax, budget=TimeBudget(time_limit), mip_gap=mip_gap,
+    return _solve_matrix(mm, relax=relax, budget=TimeBudget(seconds(time_limit)), mip_gap=mip_gap,
                          prices=prices, decision=decision)
 
 

@@ -10,10 +10,12 @@ import time
 
 import numpy as np
 import pandas as pd
+import pyomo.environ as pyo
 import pytest
 
 import servopt
 from servopt.benchmarks.exact_time_limit import market_split
+from servopt.core.errors import InvalidInstanceError
 from servopt.core.matrix import Family, MatrixModel
 from servopt.instances import batch_scheduling as bs
 from servopt.models import batch_scheduling as bm
@@ -347,3 +349,22 @@ def test_the_batch_ip_at_n_200_returns_near_its_budget():
     assert sol.status == "time_limit"
     assert sol.objective <= bm.schedule_latency(inst, bm.warm_start_schedule(inst))
     assert sol.prices != {} or sol.info["prices_skipped"] == "time_limit"
+
+
+def test_an_infinite_limit_is_no_limit_and_nan_is_refused_everywhere():
+    # a review found time_limit=inf left nan seconds for the later steps (a MIP's prices skipped
+    # as if the limit had been hit; caching's warm-start LP refused a nan it was handed) and
+    # solve_matrix / solve_model ran with no limit on nan (nan <= 0 is False)
+    from servopt.instances import library
+
+    for name in ("ep_tiny", "cache_mm_300"):
+        inst = library.load(name)
+        unlimited, infinite = servopt.solve(inst), servopt.solve(inst, time_limit=math.inf)
+        assert infinite.status == "optimal" and infinite.objective == unlimited.objective
+        assert "prices_skipped" not in infinite.info
+        assert sorted(infinite.prices) == sorted(unlimited.prices)
+    for bad in (math.nan, "5", -1.0, 0.0):
+        with pytest.raises(InvalidInstanceError, match="time_limit"):
+            exact.solve_matrix(_split(), time_limit=bad)
+        with pytest.raises(InvalidInstanceError, match="time_limit"):
+            exact.solve_model(pyo.ConcreteModel(), time_limit=bad)

@@ -414,6 +414,12 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
             raise InvalidInstanceError(
                 f"trace frame: row {row}: {column} is {frame[column].iloc[row]!r}; it must be a "
                 f"finite number >= 0{'' if column == 'arrival_s' else ' of whole tokens'}")
+    arrival = frame["arrival_s"].to_numpy(dtype=float)
+    if np.any(np.diff(arrival) < 0):  # shifted to its first row, it read as a negative arrival
+        row = int(np.argmax(np.diff(arrival) < 0)) + 1
+        raise InvalidInstanceError(
+            f"trace frame: arrival_s must be sorted: row {row} arrives at {arrival[row]:g} s, before "
+            f"row {row - 1} at {arrival[row - 1]:g} s (sort the frame by arrival_s)")
     if max_requests is not None:
         frame = frame.iloc[: int(max_requests)]
     rate_scale = number("rate_scale", rate_scale, lambda v: 0 < v < math.inf, "a number > 0")

@@ -986,6 +986,8 @@ def test_bound_keeps_the_better_of_a_time_limited_mip_and_the_busy_bound(monkeyp
     ({"output_tokens": [10, 3, -5]}, "row 2: output_tokens"),
     ({"prompt_tokens": [10.7, 20, 30]}, "row 0: prompt_tokens"),
     ({"arrival_s": [0.0, float("inf"), 2.0]}, "row 1: arrival_s"),
+    # unsorted: it had said "arrival_s is negative (-0.5)", a value the frame does not hold
+    ({"arrival_s": [1.0, 0.5, 2.0]}, r"row 1 arrives at 0.5 s, before row 0 at 1 s"),
 ])
 def test_from_trace_refuses_a_frame_it_would_repair_silently(change, message):
     frame = pd.DataFrame({"arrival_s": [0.0, 1.0, 2.0], "prompt_tokens": [10, 20, 30],

@@ -271,10 +271,7 @@ def round_schedule(instance: Instance, keep: np.ndarray, iv: Intervals | None = 
     keep = np.asarray(keep, dtype=float)
     gaps = max(instance.requests - 1, 0)
     kept = (keep >= 1 - tol) & iv.fits
-    delta = np.zeros(gaps + 1)
-    np.add.at(delta, iv.start[kept], iv.size[kept])
-    np.add.at(delta, iv.end[kept], -iv.size[kept])
-    occupancy = np.cumsum(delta)[:gaps]
+    occupancy = _occupancy(instance, iv, kept.astype(float))[:gaps]
     fractional = np.flatnonzero((keep > tol) & ~kept & iv.fits)
     order = fractional[np.lexsort((-iv.cost[fractional] / iv.size[fractional],
                                    -keep[fractional]))]

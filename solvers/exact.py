@@ -733,8 +733,7 @@ def _bound_from_lp(mm: MatrixModel, bound: float, time_limit: float | None
     return bound, extra
 
 
-def _load_matrix(mm: MatrixModel, *, integer: bool, col_lower: np.ndarray | None = None,
-                 col_upper: np.ndarray | None = None) -> Any:
+def _load_matrix(mm: MatrixModel, *, integer: bool) -> Any:
     """A silent ``highspy.Highs`` holding ``mm`` (its integrality only with ``integer``), passed
     as arrays: the model :func:`highs_lp` describes, without its per-element copies into a
     ``HighsLp`` (3.6 s of 4.3 s for 20M nonzeros, batch scheduling at n = 400)."""
@@ -750,8 +749,7 @@ def _load_matrix(mm: MatrixModel, *, integer: bool, col_lower: np.ndarray | None
     status = highs.passModel(
         cols, rows, a.nnz, int(highspy.MatrixFormat.kColwise), int(sense), float(mm.offset),
         np.asarray(mm.objective, dtype=float),
-        np.asarray(mm.col_lower if col_lower is None else col_lower, dtype=float),
-        np.asarray(mm.col_upper if col_upper is None else col_upper, dtype=float),
+        np.asarray(mm.col_lower, dtype=float), np.asarray(mm.col_upper, dtype=float),
         np.asarray(mm.row_lower, dtype=float), np.asarray(mm.row_upper, dtype=float),
         a.indptr.astype(np.int32, copy=False), a.indices.astype(np.int32, copy=False),
         a.data.astype(float, copy=False), kinds)

@@ -47,10 +47,16 @@ MAX_SECONDS = 1e11  # a numeric timestamp beyond this is not seconds (year 5138 
 
 def _trace_folders() -> list[Path]:
     """Where public traces are looked for, in order: ``$SERVOPT_TRACES``, then ``shared/traces``
-    beside the package's parents and the working directory's parent."""
+    beside the package's parents and the working directory's parent. A ``$SERVOPT_TRACES`` that
+    names no folder is refused (the user meant their folder, not whatever the fallback holds)."""
     candidates = []
     if os.environ.get("SERVOPT_TRACES"):
-        candidates.append(Path(os.environ["SERVOPT_TRACES"]))
+        chosen = Path(os.environ["SERVOPT_TRACES"])
+        if not chosen.is_dir():
+            what = "a file, not a folder" if chosen.exists() else "no such folder"
+            raise InvalidInstanceError(f"SERVOPT_TRACES={chosen}: {what} (set it to the folder "
+                                       "holding the traces, or unset it)")
+        candidates.append(chosen)
     here = Path(__file__).resolve()
     candidates += [p / "shared" / "traces" for p in here.parents[:4]]
     candidates.append(Path.cwd().parent / "shared" / "traces")
@@ -58,7 +64,8 @@ def _trace_folders() -> list[Path]:
 
 
 def shared_trace(name: str) -> Path | None:
-    """Path of a public trace in ``$SERVOPT_TRACES`` or ``../shared/traces`` (None if absent)."""
+    """Path of a public trace in ``$SERVOPT_TRACES`` or ``../shared/traces`` (None if absent;
+    a ``$SERVOPT_TRACES`` that names no folder raises :class:`InvalidInstanceError`)."""
     for folder in _trace_folders():
         if (folder / name).is_file():
             return folder / name

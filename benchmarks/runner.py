@@ -37,6 +37,7 @@ from servopt.core.solution import relative_gap
 from servopt.instances import traces
 
 BOUND = "__bound__"
+TRACE_READS = "trace_reads"  # a cached row's record of the traces its run found or read
 ID_COLUMNS = ["case", "decision", "params", "seed", "instance"]
 
 
@@ -61,12 +62,13 @@ def _source_files(case: Case) -> list[str]:
 
 
 def code_fingerprint(case: Case) -> str:
-    """sha256 over the source files a case depends on (its decision's modules and the core) and
-    the public traces its instances may read (another trace at the same path is other data)."""
+    """sha256 over the source files a case depends on (its decision's modules and the core).
+    The traces a run reads are keyed per unit: each cached row records them (``TRACE_READS``)
+    and is reused only while they are unchanged, so a case that reads no trace keeps its rows
+    whatever happens to the trace folders."""
     digest = hashlib.sha256()
     for path in _source_files(case):
         digest.update(Path(path).read_bytes())
-    digest.update(traces.traces_fingerprint().encode())
     return digest.hexdigest()[:16]
 
 
@@ -95,16 +97,19 @@ def run_unit(case: Case, params: dict[str, Any], seed: int, method: str) -> dict
         "method": method,
     }
     try:
-        instance = case.instance(seed, params)
-        row["instance"] = instance.summary()
-        if method == BOUND:
-            bound = compute_bound(instance, **case.bound_kw)
-            row.update(cost=math.nan, bound=bound.value, bound_kind=bound.kind,
-                       wall_s=bound.wall_s, status=bound.status)
-        else:
-            outcome = evaluate(instance, method, **case.evaluate_kw)
-            row.update(cost=float(outcome.cost), wall_s=float(outcome.wall_s), status=outcome.status)
-            row.update({f"m:{k}": v for k, v in outcome.metrics.items()})
+        with traces.recording_reads() as reads:
+            row[TRACE_READS] = reads
+            instance = case.instance(seed, params)
+            row["instance"] = instance.summary()
+            if method == BOUND:
+                bound = compute_bound(instance, **case.bound_kw)
+                row.update(cost=math.nan, bound=bound.value, bound_kind=bound.kind,
+                           wall_s=bound.wall_s, status=bound.status)
+            else:
+                outcome = evaluate(instance, method, **case.evaluate_kw)
+                row.update(cost=float(outcome.cost), wall_s=float(outcome.wall_s),
+                           status=outcome.status)
+                row.update({f"m:{k}": v for k, v in outcome.metrics.items()})
     except Exception as exc:  # a failing method is a row with its error, not a crashed run
         row.update(cost=math.nan, wall_s=math.nan, status=f"error: {type(exc).__name__}: {exc}")
         if method == BOUND:
@@ -128,13 +133,18 @@ def _read_cache(cache_dir: Path | None, key: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        row = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+    reads = row.get(TRACE_READS) if isinstance(row, dict) else None
+    if not isinstance(reads, dict) or not traces.reads_unchanged(reads):
+        return None  # computed on other trace data (or cached before reads were recorded)
+    return row
 
 
 def plan_units(cases: Iterable[Case]) -> list[tuple[str, Case, dict[str, Any], int, str]]:
     """Every (key, case, params, seed, method) of the given cases, the bound first per task."""
+    traces.trace_folders()  # a $SERVOPT_TRACES naming no folder stops here, before any run
     units = []
     for case in cases:
         fingerprint = code_fingerprint(case)
@@ -279,5 +289,5 @@ def assemble(rows: list[dict[str, Any]]) -> pd.DataFrame:
     out["status"] = [flag_below_bound(g, s) for g, s in zip(out["gap"], out["status"], strict=True)]
     out.columns = [c[2:] if c.startswith("m:") else c for c in out.columns]
     lead = [c for c in ID_COLUMNS + TABLE_COLUMNS if c in out.columns]
-    rest = [c for c in out.columns if c not in lead and c != "traceback"]
+    rest = [c for c in out.columns if c not in lead and c not in ("traceback", TRACE_READS)]
     return out[lead + rest].reset_index(drop=True)

@@ -31,6 +31,9 @@ import json
 import os
 import warnings
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +48,7 @@ INT64 = (-(2**63), 2**63 - 1)
 MAX_SECONDS = 1e11  # a numeric timestamp beyond this is not seconds (year 5138 as a Unix time)
 
 
-def _trace_folders() -> list[Path]:
+def trace_folders() -> list[Path]:
     """Where public traces are looked for, in order: ``$SERVOPT_TRACES``, then ``shared/traces``
     beside the package's parents and the working directory's parent. A ``$SERVOPT_TRACES`` that
     names no folder is refused (the user meant their folder, not whatever the fallback holds)."""
@@ -66,10 +69,9 @@ def _trace_folders() -> list[Path]:
 def shared_trace(name: str) -> Path | None:
     """Path of a public trace in ``$SERVOPT_TRACES`` or ``../shared/traces`` (None if absent;
     a ``$SERVOPT_TRACES`` that names no folder raises :class:`InvalidInstanceError`)."""
-    for folder in _trace_folders():
-        if (folder / name).is_file():
-            return folder / name
-    return None
+    found = next((folder / name for folder in trace_folders() if (folder / name).is_file()), None)
+    _note_read(f"shared:{name}", found)
+    return found
 
 
 _FILE_DIGESTS: dict[tuple[str, int, int], bytes] = {}  # (path, size, mtime_ns) -> sha256
@@ -89,19 +91,43 @@ def _file_digest(path: Path) -> bytes:
     return _FILE_DIGESTS[key]
 
 
-def traces_fingerprint() -> str:
-    """sha256 over the name and content of every trace :func:`shared_trace` would return (what a
-    benchmark cache keys on, so results computed on other data are never reused)."""
-    digest = hashlib.sha256()
-    seen: set[str] = set()
-    for folder in _trace_folders():
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir()):
-            if path.is_file() and path.name not in seen:  # the first folder holding a name wins
-                seen.add(path.name)
-                digest.update(path.name.encode() + b"\0" + _file_digest(path))
-    return digest.hexdigest()[:16]
+_READS: ContextVar[dict[str, str] | None] = ContextVar("servopt_trace_reads", default=None)
+ABSENT = "absent"  # what a read of a file that is not there records
+
+
+def _note_read(what: str, path: Path | None) -> None:
+    reads = _READS.get()
+    if reads is not None:
+        reads[what] = _file_digest(path).hex()[:32] if path is not None else ABSENT
+
+
+@contextmanager
+def recording_reads() -> Iterator[dict[str, str]]:
+    """Record every trace this module finds or reads inside the block, as ``{what: digest}``:
+    ``"shared:NAME"`` for a :func:`shared_trace` lookup (``"absent"`` if not found) and
+    ``"file:PATH"`` for a file a reader opened (what a benchmark cache keys a run on)."""
+    reads: dict[str, str] = {}
+    token = _READS.set(reads)
+    try:
+        yield reads
+    finally:
+        _READS.reset(token)
+
+
+def reads_unchanged(reads: dict[str, str]) -> bool:
+    """Whether every lookup and file in ``reads`` (from :func:`recording_reads`) would give
+    the same content now: the same shared trace found for each name, each file unchanged."""
+    for what, digest in reads.items():
+        kind, _, name = what.partition(":")
+        if kind == "shared":
+            path = shared_trace(name)
+        elif kind == "file":
+            path = Path(name) if Path(name).is_file() else None
+        else:
+            return False
+        if (ABSENT if path is None else _file_digest(path).hex()[:32]) != digest:
+            return False
+    return True
 
 
 def _open_checked(path: str | Path) -> Path:
@@ -110,6 +136,7 @@ def _open_checked(path: str | Path) -> Path:
         raise InvalidInstanceError(f"{path}: a folder, not a trace file")
     if not path.is_file():
         raise InvalidInstanceError(f"{path}: no such trace file")
+    _note_read(f"file:{path.resolve()}", path)
     return path
 
 

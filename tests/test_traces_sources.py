@@ -1,4 +1,5 @@
-"""Where traces come from: ``$SERVOPT_TRACES``."""
+"""Where traces come from: ``$SERVOPT_TRACES``, and the benchmark cache keyed on the traces a
+run actually reads (and only those)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import json
 import pytest
 
 from servopt import cli
-from servopt.benchmarks import Case, registry
+from servopt.benchmarks import Case, registry, run
+from servopt.benchmarks import runner as runner_mod
 from servopt.core import InvalidInstanceError
 from servopt.instances import traces
 
@@ -95,3 +97,76 @@ def test_servopt_bench_names_the_missing_folder_in_one_line_and_exits_2(tmp_path
     assert err.splitlines() == [f"servopt: error: SERVOPT_TRACES={missing}: no such folder (set it to "
                                 "the folder holding the traces, or unset it)"]
     assert not (tmp_path / "out" / "cache").exists()  # stopped before any run
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark cache keys a run on the traces it reads, and only those
+# ---------------------------------------------------------------------------------------------
+def _cached(cache, case):
+    return [runner_mod._read_cache(cache, unit[0]) for unit in runner_mod.plan_units([case])]
+
+
+def test_a_case_that_reads_no_trace_keeps_its_cache_when_the_trace_folder_changes(
+        tmp_path, folders, monkeypatch, computed_units):
+    # its rows were recomputed whenever any file in any trace folder changed or appeared
+    one, two = folders
+    cache = tmp_path / "cache"
+    first = run([GENERATED], cache_dir=cache, progress=False)
+    assert len(computed_units) == 2  # the bound and greedy
+    keys = [u[0] for u in runner_mod.plan_units([GENERATED])]
+    (one / "new_trace.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0,5,3\n")
+    (one / "toy_trace.jsonl").write_text(_lines((1, 1)))
+    monkeypatch.setenv("SERVOPT_TRACES", str(two))
+    assert [u[0] for u in runner_mod.plan_units([GENERATED])] == keys
+    assert all(row is not None and row[runner_mod.TRACE_READS] == {} for row in _cached(cache, GENERATED))
+    computed_units.clear()
+    again = run([GENERATED], cache_dir=cache, progress=False)
+    assert computed_units == []
+    assert again["cost"].tolist() == first["cost"].tolist()
+    assert runner_mod.TRACE_READS not in again.columns
+
+
+def test_a_case_that_reads_a_trace_is_recomputed_when_that_trace_changes(
+        tmp_path, folders, monkeypatch, computed_units):
+    one, two = folders
+    cache = tmp_path / "cache"
+    first = run([FROM_TRACE], cache_dir=cache, progress=False)
+    assert first["instance"].str.contains("3 products").all(), first["instance"].tolist()
+    reads = _cached(cache, FROM_TRACE)[0][runner_mod.TRACE_READS]
+    assert sorted(reads) == ["file:" + str((one / "toy_trace.jsonl").resolve()), "shared:toy_trace.jsonl"]
+    # another file in the folder is not read by the case: its rows stay
+    (one / "other.csv").write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0,5,3\n")
+    computed_units.clear()
+    run([FROM_TRACE], cache_dir=cache, progress=False)
+    assert computed_units == []
+    # its own trace changes: recomputed, on the new data
+    (one / "toy_trace.jsonl").write_text(_lines((100, 5), (200, 6), (300, 7), (400, 8), (500, 9)))
+    assert _cached(cache, FROM_TRACE) == [None, None]
+    changed = run([FROM_TRACE], cache_dir=cache, progress=False)
+    assert len(computed_units) == 2
+    assert changed["instance"].str.contains("5 products").all()
+    # the same name found in another folder is other data too
+    computed_units.clear()
+    monkeypatch.setenv("SERVOPT_TRACES", str(two))
+    other = run([FROM_TRACE], cache_dir=cache, progress=False)
+    assert len(computed_units) == 2 and other["instance"].str.contains("4 products").all()
+    # and a trace that disappeared is not served from the cache (the run fails and says so)
+    (two / "toy_trace.jsonl").unlink()
+    monkeypatch.setenv("SERVOPT_TRACES", str(one))
+    (one / "toy_trace.jsonl").unlink()
+    computed_units.clear()
+    gone = run([FROM_TRACE], cache_dir=cache, progress=False)
+    assert len(computed_units) == 2 and gone["status"].str.contains("toy_trace.jsonl not found").all()
+
+
+def test_a_cached_row_without_its_trace_record_is_recomputed(tmp_path, folders, computed_units):
+    # rows cached before the runner recorded reads say nothing of their data: not reused
+    cache = tmp_path / "cache"
+    run([GENERATED], cache_dir=cache, progress=False)
+    for path in cache.glob("*.json"):
+        row = json.loads(path.read_text())
+        del row[runner_mod.TRACE_READS]
+        path.write_text(json.dumps(row))
+    computed_units.clear()
+    run([GENERATED], cache_dir=cache, progress=False)
+    assert len(computed_units) == 2

@@ -14,7 +14,9 @@ Formats
   seconds).
 Token counts must be whole numbers of at most ``MAX_TOKENS``; text files may start with a UTF-8
 byte-order mark.
-- Mooncake JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``, ``hash_ids``.
+- Mooncake JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``, ``hash_ids`` (one id
+  per 512-token block of the prompt: a line needs ``len(hash_ids) == ceil(input_length / 512)``,
+  as on every line of the published traces; ids hashed over another block size are refused).
 - BurstGPT CSV: ``Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type``
   (``Timestamp`` in seconds; windows are measured before ``model`` / failed rows are dropped).
 Numeric timestamps above ``MAX_SECONDS`` (later than the year 5000 as seconds) are refused: they
@@ -31,7 +33,7 @@ import json
 import os
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -46,6 +48,7 @@ REQUEST_COLUMNS = ["arrival_s", "prompt_tokens", "output_tokens"]
 MAX_TOKENS = 10**12  # beyond any context window; larger counts are data errors (and overflow int64)
 INT64 = (-(2**63), 2**63 - 1)
 MAX_SECONDS = 1e11  # a numeric timestamp beyond this is not seconds (year 5138 as a Unix time)
+BLOCK_TOKENS = 512  # tokens per Mooncake hash id (prefix block)
 
 
 def trace_folders() -> list[Path]:
@@ -200,11 +203,12 @@ def _seconds(values: Any, path: Path, column: str, where: str) -> pd.Series:
 
 
 def _finish(frame: pd.DataFrame, path: Path, rate_scale: float, start_s: float | None,
-            end_s: float | None, *, where: str = "data row", origin: float | None = None
-            ) -> pd.DataFrame:
+            end_s: float | None, *, where: str = "data row", origin: float | None = None,
+            check: Callable[[pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """Check the token counts, sort by arrival, cut the window and scale the rate. ``frame``'s
     index holds each request's 1-based ``where`` (data row or file line) for messages;
-    ``origin``: the time the window is measured from (default: the first request)."""
+    ``origin``: the time the window is measured from (default: the first request); ``check``:
+    the format's own test of the checked rows (int64 token counts), before any is sorted or cut."""
     _check_window(rate_scale, start_s, end_s)
     for col in ("prompt_tokens", "output_tokens"):
         column = frame[col]
@@ -234,6 +238,8 @@ def _finish(frame: pd.DataFrame, path: Path, rate_scale: float, start_s: float |
         pos = int(np.argmax(~np.isfinite(t)))
         raise InvalidInstanceError(f"{path}: {where} {frame.index[pos]}: the arrival time is "
                                    "missing or not a number")
+    if check is not None:
+        check(frame)
     frame = frame.iloc[np.argsort(t, kind="stable")].reset_index(drop=True)
     if len(frame):
         frame["arrival_s"] = frame["arrival_s"] - (frame["arrival_s"].iloc[0] if origin is None
@@ -361,7 +367,25 @@ def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
     frame = pd.DataFrame(records, columns=["arrival_s", "prompt_tokens", "output_tokens",
                                            "block_ids"], index=lines)
     frame["arrival_s"] = _numbers(frame["arrival_s"]) / 1000.0
-    return _finish(frame, path, rate_scale, start_s, end_s, where="line")
+    check = (lambda rows: _check_blocks(rows, path)) if with_ids else None
+    return _finish(frame, path, rate_scale, start_s, end_s, where="line", check=check)
+
+
+def _check_blocks(frame: pd.DataFrame, path: Path) -> None:
+    """Each line's hash ids must be its prompt's 512-token blocks: ``ceil(input_length / 512)``
+    of them (caching reads the ids, the other decisions the length: they must describe one
+    prompt)."""
+    counts = np.fromiter(map(len, frame["block_ids"]), dtype=np.int64, count=len(frame))
+    tokens = frame["prompt_tokens"].to_numpy()
+    blocks = -(-tokens // BLOCK_TOKENS)
+    wrong = counts != blocks
+    if wrong.any():
+        pos = int(wrong.argmax())
+        raise InvalidInstanceError(
+            f"{path}: line {frame.index[pos]}: {counts[pos]} hash_ids for input_length "
+            f"{tokens[pos]}, which is {blocks[pos]} blocks of {BLOCK_TOKENS} tokens "
+            f"(ceil({tokens[pos]} / {BLOCK_TOKENS})): every hash id is one {BLOCK_TOKENS}-token "
+            "block of the prompt (ids over another block size?)")
 
 
 def read_burstgpt(path: str | Path, *, rate_scale: float = 1.0, start_s: float | None = None,

@@ -590,7 +590,13 @@ class BidPrice:
       ``d_e`` the mean absolute change of its load between the recent windows, so experts whose
       load moves bid more) and ``price_e`` comes from ``gpu_price`` (the dispatch prices of the
       deployed previous placement, e.g. :meth:`from_solution`; ``a = price_weight``). Without
-      prices every expert is priced alike (``1 / G``).
+      prices every expert is priced alike (``1 / G``), and that is what ``POLICIES["bid_price"]``
+      runs: measured, LP prices do not help this rule. With the deployed placement's dispatch
+      prices it was 9.6% worse than without at ``a = 0.5`` (8 of 10 seeds) and no better at any
+      ``a`` from 0.05 to 1; the placement LP's prices are uniform and change nothing
+      (``benchmarks/results/expert_placement_prices.md``). The dispatch LP puts the price on the
+      straggler's GPUs, so their experts' bids grow up to G-fold: replicas chase last window's
+      hot spot, which moves.
     - on which GPU it goes: replicated experts, heaviest first, take consecutive GPUs of a
       ring (:func:`pack_ring`), so the replicas link every GPU into one component: every GPU
       then shares one price, which is what lets the next window's dispatch move tokens away
@@ -640,7 +646,8 @@ class BidPrice:
     @classmethod
     def from_solution(cls, solution: Any, num_layers: int, num_gpus: int, **kw: Any) -> BidPrice:
         """From an expert-placement :class:`~servopt.core.Solution` (its ``gpu_load`` prices: the
-        dispatch LP's, or the placement MILP relaxation's), covering every layer and GPU."""
+        dispatch LP's, or the placement MILP relaxation's), covering every layer and GPU. Measured
+        to make the placement worse, not better (see the class docstring): for experiments."""
         prices = getattr(solution, "prices", None)
         if not isinstance(prices, dict) or "gpu_load" not in prices:
             kind = getattr(solution, "decision", None) or type(solution).__name__

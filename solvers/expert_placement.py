@@ -644,10 +644,13 @@ class BidPrice:
             self.gpu_price = check_gpu_price(self.gpu_price, *shape)
 
     @classmethod
-    def from_solution(cls, solution: Any, num_layers: int, num_gpus: int, **kw: Any) -> BidPrice:
+    def from_solution(cls, solution: Any, num_layers: int | None = None, num_gpus: int | None = None,
+                      **kw: Any) -> BidPrice:
         """From an expert-placement :class:`~servopt.core.Solution` (its ``gpu_load`` prices: the
-        dispatch LP's, or the placement MILP relaxation's), covering every layer and GPU. Measured
-        to make the placement worse, not better (see the class docstring): for experiments."""
+        dispatch LP's, or the placement MILP relaxation's), covering every layer and GPU.
+        ``num_layers`` / ``num_gpus`` default to those the labels cover; give the instance's to
+        catch a solution of another shape. Measured to make the placement worse, not better (see
+        the class docstring): for experiments."""
         prices = getattr(solution, "prices", None)
         if not isinstance(prices, dict) or "gpu_load" not in prices:
             kind = getattr(solution, "decision", None) or type(solution).__name__
@@ -655,20 +658,27 @@ class BidPrice:
                 f"BidPrice.from_solution needs an expert_placement solution with gpu_load prices "
                 f"(servopt.solve(instance, placement=phy2log) or relax=True); got a {kind} solution "
                 f"with prices {sorted(prices) if isinstance(prices, dict) else 'none'}")
-        num_layers = whole_number("num_layers", num_layers)
-        num_gpus = whole_number("num_gpus", num_gpus)
-        price = np.full((num_layers, num_gpus), np.nan)
-        for key, value in prices["gpu_load"].items():
-            if not (isinstance(key, tuple) and len(key) == 2):
-                raise InvalidInstanceError("gpu_load prices must be indexed by (layer, gpu)")
-            layer, gpu = int(key[0]), int(key[1])
+        series = prices["gpu_load"]
+        keys = list(series.index)
+        if not all(isinstance(key, tuple) and len(key) == 2 for key in keys):
+            raise InvalidInstanceError("gpu_load prices must be indexed by (layer, gpu)")
+        labels = np.array([(int(layer), int(gpu)) for layer, gpu in keys], dtype=int).reshape(-1, 2)
+        seen = labels.max(axis=0) + 1 if len(labels) else np.zeros(2, dtype=int)
+        num_layers = int(seen[0]) if num_layers is None else whole_number("num_layers", num_layers)
+        num_gpus = int(seen[1]) if num_gpus is None else whole_number("num_gpus", num_gpus)
+        price = np.zeros((num_layers, num_gpus))
+        priced = np.zeros((num_layers, num_gpus), dtype=bool)
+        for (layer, gpu), value in zip(labels.tolist(), series.to_numpy(dtype=float).tolist(), strict=True):
             if not (0 <= layer < num_layers and 0 <= gpu < num_gpus):
                 raise InvalidInstanceError(
                     f"the solution prices layer {layer}, GPU {gpu}, outside the {num_layers} layers x "
                     f"{num_gpus} GPUs given: pass the instance's num_layers and num_gpus")
-            price[layer, gpu] = float(value)
-        if np.isnan(price).any():
-            layer, gpu = np.argwhere(np.isnan(price))[0]
+            if not np.isfinite(value):
+                raise InvalidInstanceError(
+                    f"the gpu_load price of layer {layer}, GPU {gpu} is {value}: prices must be finite")
+            price[layer, gpu], priced[layer, gpu] = value, True
+        if not priced.all():
+            layer, gpu = np.argwhere(~priced)[0]
             raise InvalidInstanceError(
                 f"the solution has no gpu_load price for layer {layer}, GPU {gpu}: it must price all "
                 f"{num_layers} layers x {num_gpus} GPUs")

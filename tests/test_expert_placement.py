@@ -4,6 +4,7 @@ and clear errors for bad instances."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -430,6 +431,22 @@ def test_bid_price_from_solution_uses_the_dual_prices():
     for layers, gpus in (("1", 2), (1, 2.0), (0, 2)):  # before: a bare numpy TypeError for "1"
         with pytest.raises(InvalidInstanceError, match="must be a whole number"):
             sv.BidPrice.from_solution(hot_sol, layers, gpus)
+    # the shape defaults to what the labels cover (1 layer x 2 GPUs here)
+    np.testing.assert_allclose(sv.BidPrice.from_solution(hot_sol).gpu_price, [[1.0, 0.0]], atol=1e-7)
+
+
+def test_bid_price_from_solution_names_a_nan_or_missing_price():
+    hot = Instance(loads=np.array([[[10.0, 1.0, 1.0, 1.0]], [[2.0, 2.0, 3.0, 1.0]]]),
+                   num_nodes=1, gpus_per_node=2, slots_per_gpu=2)
+    sol = exact.solve(hot, placement=np.array([[0, 1, 2, 3]]))
+    edited = dict(sol.prices)
+    edited["gpu_load"] = sol.prices["gpu_load"].copy()
+    edited["gpu_load"].iloc[1] = np.nan  # before: "no gpu_load price for layer 0, GPU 1"
+    with pytest.raises(InvalidInstanceError, match="layer 0, GPU 1 is nan: prices must be finite"):
+        sv.BidPrice.from_solution(dataclasses.replace(sol, prices=edited))
+    edited["gpu_load"] = sol.prices["gpu_load"].iloc[:1]
+    with pytest.raises(InvalidInstanceError, match="no gpu_load price for layer 0, GPU 1"):
+        sv.BidPrice.from_solution(dataclasses.replace(sol, prices=edited), 1, 2)
 
 
 # -- instances ------------------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ decisions and the prices. A model module may define three optional hooks:
 
 A Pyomo model that sets ``model.warm_start = True`` has given every variable the value of a
 feasible point: a MIP starts from it (the matrix form's ``start``). A matrix form's ``bound_lp``
-is solved when a time-limited MIP stops before its root LP (``solution.info["bound_kind"]``
-says where the bound comes from).
+is solved before the MIP when the call has a time limit (and after it when a limit among the
+model's options stopped it before its root LP); ``solution.info["bound_kind"]`` says where the
+bound comes from.
 
 Prices follow the one convention of :mod:`servopt.core.solution`: for a MIP they are the duals of
 the LP obtained by fixing the integer variables at the incumbent (``prices=True``).
@@ -56,7 +57,7 @@ BACKENDS = ("highs", "pyomo", "cvxpy")
 MIN_SOLVE_S = 1.0  # the main solve's least time: min(limit, max(MIN_SOLVE_S, MIN_SOLVE_SHARE x limit))
 MIN_SOLVE_SHARE = 0.1
 PRICE_LP_SHARE = 0.1  # of a MIP's time limit, kept from its solve for its price LP
-BOUND_LP_SHARE = 0.4  # of a MIP's time limit, kept from its solve for its fallback bound LP
+FEASIBILITY_TOL = 1e-6  # a start checked without HiGHS: HiGHS's primal and integrality tolerances
 
 
 # HiGHS options for a time-limited MIP that starts from a feasible point (unless the model sets
@@ -79,15 +80,18 @@ class TimeBudget:
         """Seconds left (negative once overspent)."""
         return None if self.limit is None else self.limit - (time.perf_counter() - self.start)
 
+    def least(self) -> float | None:
+        """The main solve's least slice: min(limit, max(1 s, a tenth of the limit))."""
+        return None if self.limit is None else min(self.limit, max(MIN_SOLVE_S,
+                                                                   MIN_SOLVE_SHARE * self.limit))
+
     def for_solve(self, reserve: float = 0.0) -> float | None:
         """HiGHS's time limit for the main solve: what is left less ``reserve`` x the limit (kept
-        for the steps after it), but at least min(limit, max(1 s, a tenth of the limit)), so that a
-        budget the build has eaten still gets a solve that can return its warm start or first
-        incumbent."""
+        for the steps after it), but at least :meth:`least`, so that a budget the build has
+        eaten still gets a solve that can return its warm start or first incumbent."""
         if self.limit is None:
             return None
-        least = min(self.limit, max(MIN_SOLVE_S, MIN_SOLVE_SHARE * self.limit))
-        return max(self.left() - reserve * self.limit, least)
+        return max(self.left() - reserve * self.limit, self.least())
 
     def for_step(self, keep: float = 0.0) -> float | None:
         """HiGHS's time limit for a step after the main solve (the bound LP, the price LP): what is
@@ -120,20 +124,24 @@ def solve(
         and proved bound come back with status ``time_limit`` (not an error). None (default): no
         limit; integer models of the default generated instances can run for minutes (the
         command line defaults to 60 s). The budget covers, in order: a warm-start LP
-        (``start_from_relaxation``), building the model and handing it to HiGHS, HiGHS's solve,
-        then for a MIP that stopped before (or at) its root a matrix model's fallback bound LP,
-        and the prices of a MIP (the LP with the integers fixed). HiGHS's solve gets what the
-        build left, at least min(limit, max(1 s, limit / 10)) (a build that ate the budget still
-        gets a solve that returns the warm start or a first incumbent: the call then overruns by
-        that much); a MIP's solve keeps 10% of the limit for its price LP and 40% for its bound
-        LP (when the model has one), which run on what is left and are skipped when nothing is:
-        ``info["prices_skipped"] = "time_limit"`` (no prices: an empty ``prices``, never
-        zeros), ``info["bound_lp_status"]``. A time-limited MIP with a start runs without
-        HiGHS's feasibility jump (``WARM_TIME_LIMITED``). Not covered: the imports on a first
-        call, the conversion of the results, and HiGHS overrunning its own limit: it checks the
-        clock between phases, so on a large model its presolve or MIP setup alone can outlast
-        the limit (a decode-routing hindsight model of 12,800 requests: 30 s of presolve on a
-        5 s limit; the batch IP at n = 400, 20M nonzeros: 6-10 s of setup on a 1 s slice).
+        (``start_from_relaxation``), building the model, a matrix model's bound LP (a MIP's
+        ``bound_lp``: on what is left less the MIP's least slice and its price share; the
+        better of its value and HiGHS's dual bound is reported, ``info["bound_kind"]``),
+        handing the model to HiGHS and HiGHS's solve, then the prices of a MIP (the LP with the
+        integers fixed). HiGHS's solve gets what is left less 10% of the limit for a MIP's
+        price LP, at least min(limit, max(1 s, limit / 10)) (a build that ate the budget still
+        gets a solve that returns a first incumbent: the call then overruns by that much),
+        except that a MIP whose start is feasible is not handed to HiGHS at all when nothing is
+        left: the start comes back as it is (``info["highs_skipped"] = "time_limit"``, no
+        bound). A step with nothing left is skipped and says so: ``info["prices_skipped"] =
+        "time_limit"`` (no prices: an empty ``prices``, never zeros),
+        ``info["bound_lp_status"]``. A time-limited MIP with a start runs without HiGHS's
+        feasibility jump (``WARM_TIME_LIMITED``). Not covered: the imports on a first call, the
+        model's build itself (it does not check the clock), the conversion of the results, and
+        HiGHS overrunning its own limit: it checks the clock between phases, so on a large
+        model its presolve or MIP setup alone can outlast the limit (a decode-routing hindsight
+        model of 12,800 requests: 30 s of presolve on a 5 s limit; the batch IP at n = 400, 20M
+        nonzeros: 6-10 s of setup on a 1 s slice when the build leaves some of the budget).
     mip_gap : relative MIP gap at which HiGHS stops.
     backend : ``highs`` (HiGHS on the model's matrix form where it has one,
         ``build_matrix_model``, otherwise on its Pyomo model), ``pyomo`` (always the Pyomo model)
@@ -603,13 +611,38 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
 
     start = time.perf_counter()
     integer = mm.is_mip and not relax
+    # a MIP keeps a share of the limit for its price LP, after its solve
+    price_share = PRICE_LP_SHARE if integer and prices else 0.0
+    timed = integer and budget.limit is not None
+    if timed and mm.start is not None and budget.left() <= 0.0 and _start_is_feasible(mm):
+        # the build ate the budget (it does not check the clock): HiGHS's MIP set-up, which does
+        # not either, would overrun it again (6-10 s at n = 400 batch scheduling) to return this
+        # start
+        return _start_only(mm, "time_limit", mm.start, prices=prices, decision=decision,
+                           wall_s=time.perf_counter() - start)
+    extra: dict[str, Any] = {}
+    lp_bound = math.nan
+    if timed and mm.bound_lp is not None:
+        # the model's bound LP first, on what is left less the MIP's least slice and the prices':
+        # a short limit then returns its bound (where HiGHS would stop before its own root LP, as
+        # the batch IP at n = 100 on 5 s), a long one keeps for the MIP whatever the LP left
+        step = budget.for_step(keep=price_share) - budget.least()
+        if step <= 0.0:
+            extra["bound_lp_status"] = "skipped: time_limit"
+        else:
+            lp_bound, extra = _bound_lp_value(mm, step)
+            if extra.get("bound_lp_status") == "interrupted":  # Ctrl-C: stop with the start
+                kept = mm.start if mm.start is not None and _start_is_feasible(mm) else None
+                solution = _start_only(mm, "interrupted", kept, prices=prices, decision=decision,
+                                       wall_s=time.perf_counter() - start)
+                solution.info.update(extra)
+                if not math.isnan(lp_bound):
+                    solution.bound, solution.info["bound_kind"] = _better_bound(mm, math.nan, lp_bound)
+                    solution.gap = relative_gap(solution.objective, solution.bound, mm.sense)
+                return solution
     highs = _load_matrix(mm, integer=integer)
     options: dict[str, Any] = {"mip_rel_gap": float(mip_gap), **mm.options}
-    # a MIP keeps shares of the limit for the LPs after its solve (a step may use what an
-    # earlier one left): the fallback bound LP (when the model has one), then the price LP
-    price_share = PRICE_LP_SHARE if integer and prices else 0.0
-    bound_share = BOUND_LP_SHARE if integer and mm.bound_lp is not None else 0.0
-    limit = budget.for_solve(price_share + bound_share)
+    limit = budget.for_solve(price_share)
     if limit is not None:
         options["time_limit"] = limit
         if integer and mm.start is not None:
@@ -643,21 +676,19 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
         if np.any(mm.row_lower > 0) or np.any(mm.row_upper < 0):
             raise InfeasibleError(f"the {decision or 'model'} model is infeasible")
         status, has_solution, value = "optimal", True, float(mm.offset)
-    extra: dict[str, Any] = {}
     if integer:
         bound = float(info.mip_dual_bound)
         bound = bound if math.isfinite(bound) else math.nan
         if status == "optimal" and math.isnan(bound):
             bound = value
         extra["bound_kind"] = "mip_dual_bound"
-        if (status == "time_limit" and mm.bound_lp is not None
+        if "bound_lp_s" in extra:  # solved first (a time limit): the better of the two bounds
+            bound, extra["bound_kind"] = _better_bound(mm, bound, lp_bound)
+        elif (status == "time_limit" and mm.bound_lp is not None and not timed
                 and (math.isnan(bound) or int(info.mip_node_count) == 0)):
-            # stopped before (or at) the root: the model's cheap relaxation may bound it better
-            step = budget.for_step(keep=price_share)
-            if step == 0.0:
-                extra["bound_lp_status"] = "skipped: time_limit"
-            else:
-                bound, extra = _bound_from_lp(mm, bound, step)
+            # no budget (a limit among the model's options) and stopped before (or at) the root:
+            # the model's cheap relaxation may bound it better
+            bound, extra = _bound_from_lp(mm, bound, budget.for_step(keep=price_share))
     else:
         bound = value if status == "optimal" else math.nan
     solution = Solution(status=status, objective=value, bound=bound,
@@ -668,10 +699,7 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
                               **extra})
     if has_solution:
         values = np.asarray(solution_values.col_value, dtype=float)
-        solution.decisions = (mm.decisions(values) if mm.decisions is not None
-                              else {name: pd.Series(_at(values, fam.positions, math.nan),
-                                                    index=fam.index, name=name)
-                                    for name, fam in mm.columns.items()})
+        solution.decisions = _column_values(mm, values)
         if prices:
             skipped = None
             if integer:
@@ -699,9 +727,18 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
 def _bound_from_lp(mm: MatrixModel, bound: float, time_limit: float | None
                    ) -> tuple[float, dict[str, Any]]:
     """The better of a MIP's dual ``bound`` and the optimum of its ``bound_lp`` (HiGHS given
-    ``time_limit`` s, None: no limit), and how it was obtained. When every column is integer
-    with an integral cost the MIP's objective is a whole number, so the LP value is rounded to
-    the next one (less a 1e-7 relative tolerance for solver noise)."""
+    ``time_limit`` s, None: no limit), and how it was obtained (:func:`_bound_lp_value`,
+    :func:`_better_bound`)."""
+    value, extra = _bound_lp_value(mm, time_limit)
+    bound, extra["bound_kind"] = _better_bound(mm, bound, value)
+    return bound, extra
+
+
+def _bound_lp_value(mm: MatrixModel, time_limit: float | None) -> tuple[float, dict[str, Any]]:
+    """The optimum of a MIP's ``bound_lp`` (HiGHS given ``time_limit`` s, None: no limit; nan
+    when not solved) and how it went (``bound_lp_s``, ``bound_lp`` or ``bound_lp_status``). When
+    every column is integer with an integral cost the MIP's objective is a whole number, so the
+    LP value is rounded to the next one (less a 1e-7 relative tolerance for solver noise)."""
     import highspy
 
     start = time.perf_counter()
@@ -711,26 +748,82 @@ def _bound_from_lp(mm: MatrixModel, bound: float, time_limit: float | None
         highs.setOptionValue(name, value)
     if time_limit is not None:
         highs.setOptionValue("time_limit", float(time_limit))
-    highs.run()
-    extra: dict[str, Any] = {"bound_kind": "mip_dual_bound",
-                             "bound_lp_s": time.perf_counter() - start}
+    interrupted = _run_interruptible(highs, poll=lp.matrix.nnz >= INTERRUPT_NONZEROS)
+    extra: dict[str, Any] = {"bound_lp_s": time.perf_counter() - start}
+    if interrupted:  # Ctrl-C (its value is still a bound if it finished)
+        extra["bound_lp_status"] = "interrupted"
     if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        extra["bound_lp_status"] = "not solved in time"
-        return bound, extra
+        extra.setdefault("bound_lp_status", "not solved in time")
+        return math.nan, extra
     value = float(highs.getInfo().objective_function_value)
-    integral = (mm.integer is not None and bool(np.all(mm.integer))
-                and bool(np.all(mm.objective == np.round(mm.objective)))
-                and float(mm.offset).is_integer())
-    if integral:
+    if _integral_objective(mm):
         tol = max(1e-6, 1e-7 * abs(value))
         value = float(math.ceil(value - tol) if mm.sense == "min" else math.floor(value + tol))
     extra["bound_lp"] = value
-    better = math.isnan(bound) or (value > bound if mm.sense == "min" else value < bound)
-    if better:
-        rounded = f", rounded {'up' if mm.sense == 'min' else 'down'} to a whole number"
-        extra["bound_kind"] = "lp_relaxation" + (rounded if integral else "")
-        return value, extra
-    return bound, extra
+    return value, extra
+
+
+def _integral_objective(mm: MatrixModel) -> bool:
+    """Every column integer with a whole cost and a whole offset: every value is a whole number."""
+    return (mm.integer is not None and bool(np.all(mm.integer))
+            and bool(np.all(mm.objective == np.round(mm.objective)))
+            and float(mm.offset).is_integer())
+
+
+def _better_bound(mm: MatrixModel, bound: float, lp: float) -> tuple[float, str]:
+    """The better of a MIP's dual ``bound`` and its bound LP's value ``lp`` (nan: none), and its
+    ``bound_kind``."""
+    if math.isnan(lp) or not (math.isnan(bound) or (lp > bound if mm.sense == "min" else lp < bound)):
+        return bound, "mip_dual_bound"
+    rounded = f", rounded {'up' if mm.sense == 'min' else 'down'} to a whole number"
+    return lp, "lp_relaxation" + (rounded if _integral_objective(mm) else "")
+
+
+def _start_is_feasible(mm: MatrixModel) -> bool:
+    """``mm.start`` within the column bounds, whole on the integer columns and within the row
+    bounds, to HiGHS's tolerances (what HiGHS checks of a MIP start before it uses it)."""
+    x = np.asarray(mm.start, dtype=float)
+    if x.shape != (mm.shape[1],) or not np.all(np.isfinite(x)):
+        return False
+    tol = FEASIBILITY_TOL
+    if np.any(x < mm.col_lower - tol) or np.any(x > mm.col_upper + tol):
+        return False
+    whole = x[mm.integer] if mm.integer is not None else x[:0]
+    if np.any(np.abs(whole - np.round(whole)) > tol):
+        return False
+    activity = mm.matrix @ x
+    return not (np.any(activity < mm.row_lower - tol) or np.any(activity > mm.row_upper + tol))
+
+
+def _start_only(mm: MatrixModel, status: str, start: np.ndarray | None, *, prices: bool,
+                decision: str, wall_s: float) -> Solution:
+    """A MIP stopped before HiGHS ran (``status`` ``time_limit``: the budget was spent;
+    ``interrupted``: Ctrl-C during its bound LP), its feasible ``start`` (None: none) as the
+    incumbent: no bound, no prices, and ``info["highs_skipped"]`` says why."""
+    values = None if start is None else np.asarray(start, dtype=float)
+    value = math.nan if values is None else float(mm.objective @ values + mm.offset)
+    info: dict[str, Any] = {"lp": False, "form": "matrix", "rows": mm.shape[0], "columns": mm.shape[1],
+                            "nonzeros": int(mm.matrix.nnz), **mm.info, "bound_kind": "none",
+                            "highs_skipped": status}
+    if mm.bound_lp is not None:
+        info["bound_lp_status"] = f"skipped: {status}"
+    if prices:
+        info["prices_skipped"] = status
+    solution = Solution(status=status, objective=value, bound=math.nan, gap=math.nan,
+                        wall_s=wall_s, sense=mm.sense, relaxed=False, backend="highs",
+                        decision=decision, info=info)
+    if values is not None:
+        solution.decisions = _column_values(mm, values)
+    return solution
+
+
+def _column_values(mm: MatrixModel, values: np.ndarray) -> dict[str, pd.Series]:
+    """The decisions of column values ``values``: the model's ``decisions``, else each column
+    family as a labelled Series."""
+    if mm.decisions is not None:
+        return mm.decisions(values)
+    return {name: pd.Series(_at(values, fam.positions, math.nan), index=fam.index, name=name)
+            for name, fam in mm.columns.items()}
 
 
 def _load_matrix(mm: MatrixModel, *, integer: bool) -> Any:

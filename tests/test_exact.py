@@ -471,6 +471,11 @@ def test_a_mip_stopped_at_its_root_with_a_weak_bound_gets_the_lp_fallback(monkey
         return StoppedAtTheRoot(made[-1]) if len(made) == 1 else made[-1]
 
     monkeypatch.setattr(exact, "new_highs", first_one_stopped)
-    sol = exact.solve_matrix(_covering_mip([1.0, 1.0], 1.5), time_limit=5.0, prices=False)
+    # the limit among the model's options, not the call's: a call's budget solves the bound LP
+    # first (tests/test_time_budget.py); without one, the LP is the fallback after the MIP
+    mm = _covering_mip([1.0, 1.0], 1.5)
+    mm.options["time_limit"] = 5.0
+    sol = exact.solve_matrix(mm, prices=False)
     assert sol.status == "time_limit" and sol.objective == pytest.approx(2.0)
     assert sol.bound == pytest.approx(bound) and sol.info["bound_kind"] == kind
+    assert len(made) == (1 if nodes else 2)  # the LP solved only when the MIP stopped at its root

@@ -54,14 +54,17 @@ def _covering(need: float = 1.5) -> MatrixModel:
 
 
 class _Recorder:
-    """Every ``new_highs()`` object, with the time limits set on it (in order)."""
+    """Every ``new_highs()`` object, with the time limits set on it (in order) and whether it
+    held a MIP when it first ran (``mips``). ``stop_at_root``/``spend`` act on object ``mip``'s
+    first run (the MIP's: object 1 when a bound LP ran before it)."""
 
-    def __init__(self, monkeypatch, stop_at_root: bool = False, spend: bool = False):
+    def __init__(self, monkeypatch, stop_at_root: bool = False, spend: bool = False, mip: int = 0):
         import highspy
 
         self.limits: list[list[float]] = []
         self.runs: list[int] = []
         self.options: list[dict] = []
+        self.mips: list[bool] = []
         real = exact.new_highs
         recorder = self
 
@@ -84,19 +87,22 @@ class _Recorder:
 
             def run(self):
                 recorder.runs[self.k] += 1
-                if spend and self.k == 0 and recorder.runs[0] == 1:  # the MIP spends its slice
-                    time.sleep(recorder.limits[0][-1])
+                if recorder.runs[self.k] == 1:
+                    kinds = self.inner.getLp().integrality_
+                    recorder.mips[self.k] = any(k == highspy.HighsVarType.kInteger for k in kinds)
+                if spend and self.k == mip and recorder.runs[mip] == 1:  # the MIP spends its slice
+                    time.sleep(recorder.limits[mip][-1])
                 return self.inner.run()
 
             def getModelStatus(self):
                 status = self.inner.getModelStatus()
-                if stop_at_root and self.k == 0 and recorder.runs[0] == 1:
+                if stop_at_root and self.k == mip and recorder.runs[mip] == 1:
                     return highspy.HighsModelStatus.kTimeLimit  # the MIP (not its price LP) stopped
                 return status
 
             def getInfo(self):
                 info = self.inner.getInfo()
-                if stop_at_root and self.k == 0:
+                if stop_at_root and self.k == mip:
                     info.mip_node_count, info.mip_dual_bound = 0, 1.0
                 return info
 
@@ -104,6 +110,7 @@ class _Recorder:
             recorder.options.append({})
             recorder.limits.append([])
             recorder.runs.append(0)
+            recorder.mips.append(False)
             return Recorded(real(), len(recorder.limits) - 1)
 
         def run_here(highs, poll=True):
@@ -137,21 +144,74 @@ def test_slices_of_a_budget_by_hand():
     assert exact.TimeBudget(None).for_solve(0.5) is None and exact.TimeBudget(None).for_step() is None
 
 
-def test_a_mip_keeps_its_shares_for_the_bound_lp_and_the_prices(monkeypatch):
-    # a MIP stopped at its root (HiGHS's report replaced) with a 2 s budget: HiGHS's solve gets
-    # 2 s less 40% (bound LP) and 10% (prices) of it = 1 s, and spends it; the bound LP what is
-    # left less the prices' 0.2 s; the price LP the rest, on the MIP's own HiGHS object (2
-    # objects, not 3)
-    rec = _Recorder(monkeypatch, stop_at_root=True, spend=True)
+def test_a_timed_mip_solves_its_bound_lp_first_and_the_mip_gets_what_it_left(monkeypatch):
+    # a 2 s budget: the bound LP runs first (an LP, object 0) on what is left less the MIP's
+    # least slice (1 s) and the prices' 10% (0.2 s), i.e. at most 0.8 s; it takes milliseconds,
+    # so the MIP (object 1, stopped at its root with a dual bound of 1, HiGHS's report replaced)
+    # gets the rest less the prices' 0.2 s (up to 1.8 s: the LP's unused time too), and spends
+    # it; the price LP the rest, on the MIP's own HiGHS object (2 objects, not 3). Before, the
+    # MIP ran first on the limit less 40% + 10% and the bound LP after it: a limit too short for
+    # the MIP's root (the batch IP at n = 100 on 5 s) left the bound LP too little: bound 0
+    rec = _Recorder(monkeypatch, stop_at_root=True, spend=True, mip=1)
     sol = exact.solve_matrix(_covering(), time_limit=2.0)
-    main, bound_lp = rec.limits
-    assert len(rec.limits) == 2
-    assert main[0] == 1.0
+    bound_lp, main = rec.limits
+    assert rec.mips == [False, True]  # the LP, then the MIP
     assert 0.3 < bound_lp[0] <= 2.0 - 1.0 - 0.2
-    assert bound_lp[0] < main[1] <= 2.0 - 1.0  # the price LP (on the MIP's object): what is left
+    assert bound_lp[0] < main[0] <= 2.0 - 0.2 and main[0] > 1.0  # more than its least slice
+    assert len(main) == 2 and 0.0 < main[1] < 0.2 + 0.5  # the price LP: HiGHS's clock + the rest
     assert sol.status == "time_limit" and sol.bound == 2.0  # LP 1.5 rounded up (by hand)
     assert sol.info["bound_kind"] == "lp_relaxation, rounded up to a whole number"
+    assert sol.info["bound_lp"] == 2.0 and "bound_lp_status" not in sol.info
     assert list(sol.prices["cover"]) == [0.0] and "prices_skipped" not in sol.info  # solved, slack
+
+
+@pytest.mark.parametrize(("sense", "dual", "bound", "kind"), [
+    ("min", 1.0, 2.0, "lp_relaxation, rounded up to a whole number"),  # LP 1.5 -> 2 beats 1
+    ("min", 2.0, 2.0, "mip_dual_bound"),  # not better: HiGHS's bound stands, with its label
+    ("max", 1.5, 1.0, "lp_relaxation, rounded down to a whole number"),  # LP 1.5 -> 1 beats 1.5
+    ("max", 1.0, 1.0, "mip_dual_bound"),
+])
+def test_a_bound_lp_solved_first_is_reported_only_when_better(monkeypatch, sense, dual, bound, kind):
+    # the MIP (object 1) stops with HiGHS's dual bound `dual` after branching (7 nodes); the LP
+    # solved first is 1.5 (the covering row x0 + x1 >= 1.5, or <= 1.5 for max), rounded to 2 (min)
+    # or 1 (max): the better of the two is the bound, whichever came first
+    import highspy
+
+    real = exact.new_highs
+    made = []
+
+    class Stopped:
+        def __init__(self, inner):
+            object.__setattr__(self, "inner", inner)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __setattr__(self, name, value):
+            setattr(self.inner, name, value)
+
+        def getModelStatus(self):
+            return highspy.HighsModelStatus.kTimeLimit
+
+        def getInfo(self):
+            info = self.inner.getInfo()
+            info.mip_node_count, info.mip_dual_bound = 7, dual
+            return info
+
+    def second_one_stopped():
+        made.append(real())
+        return Stopped(made[-1]) if len(made) == 2 else made[-1]
+
+    monkeypatch.setattr(exact, "new_highs", second_one_stopped)
+    mm = _covering()
+    if sense == "max":
+        flipped = dict(row_lower=[-np.inf], row_upper=[1.5], sense="max")
+        lp = MatrixModel(**{**mm.bound_lp().__dict__, **flipped})
+        mm = MatrixModel(**{**mm.__dict__, **flipped})
+        mm.bound_lp = lambda: lp
+    sol = exact.solve_matrix(mm, time_limit=5.0, prices=False)
+    assert len(made) == 2 and sol.status == "time_limit"
+    assert sol.bound == bound and sol.info["bound_kind"] == kind
 
 
 def test_a_spent_budget_skips_the_bound_lp_and_the_prices_and_says_so(monkeypatch):
@@ -176,17 +236,73 @@ def test_a_real_mip_out_of_reach_skips_its_prices_on_both_paths():
         assert sol.prices == {} and sol.info["prices_skipped"] == "time_limit"
 
 
-def test_a_build_that_ate_the_budget_still_gets_the_least_solve(monkeypatch):
-    # the budget is spent before HiGHS starts (a slow build): HiGHS still gets its least slice,
-    # 1 s, and returns the warm start x = 0 (cost = sum of the right-hand sides)
+def _spent(limit: float = 5.0, spent: float = 6.0) -> exact.TimeBudget:
+    """A budget of ``limit`` s of which ``spent`` s went before the solve (a slow build)."""
+    budget = exact.TimeBudget(limit)
+    budget.start -= spent
+    return budget
+
+
+def test_a_build_that_ate_the_budget_returns_a_feasible_start_without_highs(monkeypatch):
+    # the budget is spent before HiGHS starts (a slow build; the batch IP at n = 400 on 5 s):
+    # HiGHS is not run at all (its MIP set-up does not check the clock: 6-10 s there) and the
+    # start comes back: x = 0, the slacks at the right-hand sides, cost = their sum (by hand)
     rec = _Recorder(monkeypatch)
     mm = _split()
-    budget = exact.TimeBudget(5.0)
-    budget.start -= 6.0
-    sol = exact._solve_matrix(mm, relax=False, budget=budget, mip_gap=1e-4, prices=True, decision="")
-    assert rec.limits[0] == [1.0]
-    assert sol.status == "time_limit" and sol.objective <= mm.start[40:45].sum()
-    assert sol.info["prices_skipped"] == "time_limit"
+    rhs = np.floor(np.random.default_rng(3).integers(0, 100, size=(5, 40)).sum(axis=1) / 2)
+    sol = exact._solve_matrix(mm, relax=False, budget=_spent(), mip_gap=1e-4, prices=True,
+                              decision="")
+    assert rec.limits == []  # no HiGHS object made
+    assert sol.status == "time_limit" and sol.objective == rhs.sum() and math.isnan(sol.bound)
+    assert sol.info["highs_skipped"] == "time_limit" and sol.info["bound_kind"] == "none"
+    assert sol.prices == {} and sol.info["prices_skipped"] == "time_limit"
+    np.testing.assert_array_equal(sol.decisions["x"].to_numpy(), np.zeros(40))
+    # the batch IP: its decisions are the warm start's schedule, labelled as a solve's
+    inst = bs.generate(n=12, seed=0)
+    batch = exact._solve_matrix(bm.build_matrix_model(inst), relax=False, budget=_spent(),
+                                mip_gap=1e-4, prices=True, decision="batch_scheduling")
+    np.testing.assert_array_equal(batch.decisions["start"].to_numpy(), bm.warm_start_schedule(inst))
+    assert batch.objective == bm.schedule_latency(inst, bm.warm_start_schedule(inst))
+    assert batch.info["bound_lp_status"] == "skipped: time_limit" and rec.limits == []
+
+
+@pytest.mark.parametrize("broken", ["none", "row", "whole", "bound", "nan"])
+def test_a_build_that_ate_the_budget_still_gets_the_least_solve_without_a_feasible_start(
+        monkeypatch, broken):
+    # no start, or one that breaks a row, an integrality, a column bound or is not a number: it
+    # cannot be returned as it is, so HiGHS still gets its least slice, 1 s, and finds an
+    # incumbent of its own
+    rec = _Recorder(monkeypatch)
+    mm = _split()
+    start = mm.start.copy()
+    if broken == "row":
+        start[40] += 1.0  # a slack off its row
+    elif broken in ("whole", "bound"):  # x0 at 0.5 or 2, the rows kept by the slacks
+        x0 = 0.5 if broken == "whole" else 2.0
+        start[0] = x0
+        start[40:45] -= x0 * mm.matrix[:, 0].toarray().ravel()
+    elif broken == "nan":
+        start[3] = np.nan
+    mm.start = None if broken == "none" else start
+    assert broken == "none" or not exact._start_is_feasible(mm)
+    sol = exact._solve_matrix(mm, relax=False, budget=_spent(), mip_gap=1e-4, prices=True,
+                              decision="")
+    assert rec.limits[0] == [1.0] and rec.mips == [True]
+    assert sol.status == "time_limit" and math.isfinite(sol.objective)
+    assert "highs_skipped" not in sol.info and sol.info["prices_skipped"] == "time_limit"
+
+
+def test_the_start_check_on_the_batch_ip():
+    # the batch IP's warm start (feasible by construction) passes; a request started twice
+    # (one more x column at 1) breaks its start_once row; a start of the wrong length fails
+    inst = bs.generate(n=15, seed=1)
+    mm = bm.build_matrix_model(inst)
+    assert exact._start_is_feasible(mm)
+    twice = mm.start.copy()
+    twice[np.flatnonzero(mm.start[: mm.columns["x"].positions.size] == 0)[0]] = 1.0
+    assert not exact._start_is_feasible(MatrixModel(**{**mm.__dict__, "start": twice}))
+    mm.start = mm.start[:-1]  # set after the model checked its arrays
+    assert not exact._start_is_feasible(mm)
 
 
 def test_the_price_lp_on_the_mips_object_gets_its_own_seconds():
@@ -210,7 +326,8 @@ def test_a_time_limited_warm_started_mip_runs_without_feasibility_jump(monkeypat
     mm = _split(n=12)
     mm.options[flag] = True
     exact.solve_matrix(mm, time_limit=5.0)
-    assert [options.get(flag) for options in rec.options] == [False, None, None, True]
+    mips = [options.get(flag) for options, mip in zip(rec.options, rec.mips, strict=True) if mip]
+    assert mips == [False, None, None, True]  # (the covering MIP's bound LP ran before it)
 
 
 def test_a_stopped_lp_reports_its_prices_as_skipped():
@@ -258,6 +375,56 @@ def test_without_a_limit_no_highs_gets_one_and_the_reused_object_prices_like_a_f
     assert sol.prices.keys() == expected.keys() and "prices_skipped" not in sol.info
     for name in expected:  # the same LP solved the same way: the same duals, bit for bit
         pd.testing.assert_series_equal(sol.prices[name], expected[name], check_exact=True)
+
+
+@pytest.mark.parametrize("kw", [{"n": 12, "seed": 0}, {"n": 10, "seed": 4, "max_batch": 3}])
+def test_without_a_limit_the_batch_ip_is_one_highs_run_as_before(monkeypatch, kw):
+    # time_limit=None: no bound LP first, no start returned without HiGHS (either would raise
+    # here); the call is one HiGHS run of the IP from its start with the model's options, so
+    # its incumbent and bound are those of that run done by hand with highspy (the solve
+    # before the budget changed), bit for bit
+    import highspy
+
+    def never(*args, **kwargs):
+        raise AssertionError("not without a limit")
+
+    monkeypatch.setattr(exact, "_bound_lp_value", never)
+    monkeypatch.setattr(exact, "_start_only", never)
+    inst = bs.generate(**kw)
+    mm = bm.build_matrix_model(inst)
+    sol = exact.solve_matrix(mm, decision="batch_scheduling")
+    h = exact.new_highs()
+    h.passModel(exact.highs_lp(mm.objective, mm.matrix, mm.row_lower, mm.row_upper, mm.col_lower,
+                               mm.col_upper, integer=mm.integer, offset=mm.offset, sense=mm.sense))
+    for name, value in {"mip_rel_gap": 1e-4, **mm.options}.items():
+        h.setOptionValue(name, value)
+    start = highspy.HighsSolution()
+    start.col_value, start.value_valid = mm.start, True
+    h.setSolution(start)
+    h.run()
+    assert sol.status == "optimal" and sol.objective == h.getInfo().objective_function_value
+    assert sol.bound == h.getInfo().mip_dual_bound and sol.info["bound_kind"] == "mip_dual_bound"
+    np.testing.assert_array_equal(sol.decisions["start"].to_numpy(),
+                                  mm.decisions(np.asarray(h.getSolution().col_value))["start"].to_numpy())
+    assert not {"bound_lp_s", "bound_lp_status", "highs_skipped", "prices_skipped"} & set(sol.info)
+
+
+def test_ctrl_c_during_the_bound_lp_returns_the_start_as_interrupted(monkeypatch):
+    # a Ctrl-C while the bound LP (run first under a limit) solves: the MIP is not started, the
+    # feasible start comes back with status interrupted (the command line then exits 130)
+    runs = []
+
+    def interrupted(highs, poll=True):
+        runs.append(highs)
+        return True  # cancelled before it ran
+
+    monkeypatch.setattr(exact, "_run_interruptible", interrupted)
+    inst = bs.generate(n=12, seed=0)
+    sol = exact.solve_matrix(bm.build_matrix_model(inst), time_limit=30.0, decision="batch_scheduling")
+    assert len(runs) == 1 and sol.status == "interrupted"
+    assert sol.objective == bm.schedule_latency(inst, bm.warm_start_schedule(inst))
+    assert math.isnan(sol.bound) and sol.info["bound_lp_status"] == "interrupted"
+    assert sol.info["highs_skipped"] == "interrupted" and sol.prices == {}
 
 
 @pytest.mark.parametrize("integer", [False, True])

@@ -17,7 +17,8 @@ bounds (``x_j <= u_j``): their price is the column's reduced cost, normalised li
 ``columns[name]`` labels variables the same way; ``decisions`` (optional) turns the column values
 into the Pyomo path's decisions. ``start`` is a feasible point (the warm start of a MIP).
 ``bound_lp`` (optional) builds an LP whose optimum is a proved bound on the MIP's optimum (e.g. a
-cheaper relaxation of it): solved when a time-limited MIP stops before finishing its root LP.
+cheaper relaxation of it): solved before the MIP when the call has a time limit (after it when a
+limit among ``options`` stopped it before its root LP); the better bound is reported.
 """
 
 from __future__ import annotations

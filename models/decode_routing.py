@@ -40,7 +40,9 @@ is lowered (>= 0); at every step they sum to 1 over g and the floor (the u_k col
 cost). Where the floor binds (u_k = f_k: 693 of 1224 steps of the LP of
 ``generate_steps(requests=40, workers=3, seed=2)``) the step's price sits mostly on the floor and
 the ``step_load`` prices there are degenerate (backends may split it differently), and so are
-``assign[i]``, the marginal ms of total step time that request i costs.
+``assign[i]``, the marginal ms of total step time that request i costs. ``slots[g,k]`` and
+``kv_memory[g,k]`` (present only where they can bind) are the ms of total step time saved per
+extra batch slot / extra KV token on worker g at step k (>= 0).
 
 2. Epoch model (``build_epoch(epoch)``; what an online router solves at a decision epoch)
 ----------------------------------------------------------------------------------------

@@ -49,6 +49,11 @@ g is responsible for. ``demand[l,e]`` (lambda_le): the increase of the makespan 
 routed to expert e; lambda_le = min over GPUs hosting e of pi_lg, so an expert whose tokens only
 reach bottleneck GPUs is the one worth replicating, and placing one more replica of e on GPU g is
 worth (lambda_le - pi_lg) per token it takes (the reduced cost of the column ``f[l,e,g]``).
+The MILP's relaxation (``relax=True``) also prices its placement rows: ``link[l,e,g]`` (>= 0),
+the makespan saved per extra token that a replica of e on g could serve (u[l,e,g] one higher);
+``slots[l,g]`` (>= 0), the makespan saved per extra slot on GPU g; ``placed[l,e]`` (>= 0), the
+makespan saved per replica of e fewer required (a valid-inequality row: usually 0). With the
+integer variables fixed (a MIP's prices) these describe the incumbent's dispatch only.
 These readings hold for the dispatch LP and the MILP's relaxation as built by default; with
 ``makespan_lb`` the ``lower[l]`` row can take the whole price (every ``gpu_load`` price 0), and the
 ``order`` rows make the dual of an interchangeable GPU depend on its position in the chain.

@@ -119,12 +119,17 @@ class Fleet:
         return self._done_ids[: self._n_done]
 
 
-def simulate(instance: Instance, router: routing.Router, *, seed: int = 0,
+def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
              warmup: float = 0.2) -> dict[str, Any]:
     """Run the decode-step simulation; return metrics, per-request times and per-step series.
 
+    router : a router object, or a ``POLICIES`` name or factory (a fresh router is made, as
+        :func:`evaluate` does; an unknown name is refused with the list of names).
     warmup : share of the requests whose arrival period is left out of the steady-state metrics.
     """
+    if not isinstance(instance, Instance):
+        raise InvalidInstanceError(f"simulate needs a decode_routing Instance, got {type(instance).__name__}")
+    router = routing.make_router(router)
     if not 0.0 <= warmup < 1.0:
         raise InvalidInstanceError(f"warmup must be a share of the requests in [0, 1), got {warmup}")
     n, G = instance.n_requests, instance.workers

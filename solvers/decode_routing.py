@@ -5,7 +5,13 @@ Policy protocol
 A router subclasses :class:`Router` (which supplies ``reset``, ``on_step`` and ``route``; a simple
 rule writes only ``choose(view, i) -> worker``) and has
 
-- ``reset(instance, seed)``: called once before a simulation (clears its state);
+- ``reset(instance, seed)``: called once before a simulation (clears its state). Of the
+  instance, the ``POLICIES`` routers read only ``workers``, ``ms_per_kv_token`` [ms of step
+  time per KV token on the most loaded worker] and whether ``predicted`` is None (whether the
+  stream carries predicted output lengths; the values are read from ``view``), never the
+  request frame, so a live system can start one without a stream:
+  ``router.reset(types.SimpleNamespace(workers=8, ms_per_kv_token=c1, predicted=None))``
+  (``predicted=True`` when requests come with predictions); all else arrives through ``view``;
 - ``on_step(view)``: called at the start of every decode step (may refresh prices);
 - ``route(view, ids)``: route the requests ``ids`` that arrived by this step, in arrival order,
   by calling ``view.assign(i, worker)`` exactly once for each (assignment is sticky: the
@@ -57,6 +63,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 from scipy import special
 
 from servopt.core import InvalidInstanceError
@@ -660,6 +667,77 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
 _sum, _max = np.add.reduce, np.maximum.reduce  # ndarray.sum / .max without their Python wrappers
 
 
+PRICE_UNITS = {"worker_load": "ms per KV token on a worker at a horizon step",
+               "slots": "ms per free batch slot", "kv_memory": "ms per free KV token"}
+
+
+def _labels(series: Any, family: str, levels: int) -> np.ndarray:
+    """The whole-number labels of a price family as a (rows, levels) int array (refused otherwise)."""
+    what = "(worker, step)" if levels == 2 else "worker"
+    if not isinstance(series, pd.Series) or series.index.nlevels != levels:
+        raise InvalidInstanceError(f"the solution's {family} prices must be a Series labelled by "
+                                   f"{what}, as build_epoch labels them; got {type(series).__name__}")
+    index = series.index
+    rows = [index.get_level_values(k) for k in range(levels)]
+    if not all(pd.api.types.is_integer_dtype(r) for r in rows):
+        raise InvalidInstanceError(f"the solution's {family} prices must be labelled by {what} "
+                                   f"(whole numbers); got labels such as "
+                                   f"{index[0] if len(index) else 'none'!r}")
+    if index.has_duplicates:
+        raise InvalidInstanceError(f"the solution's {family} prices label {what} "
+                                   f"{index[index.duplicated()][0]!r} twice")
+    return np.column_stack([np.asarray(r, dtype=np.int64) for r in rows])
+
+
+def _checked_values(series: pd.Series, family: str, labels: np.ndarray) -> np.ndarray:
+    """The prices as floats, refused unless finite and >= 0, naming the first offending label."""
+    try:
+        values = series.to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        raise InvalidInstanceError(f"the solution's {family} prices must be numbers") from None
+    bad = ~np.isfinite(values) | (values < 0)
+    if bad.any():
+        k = int(np.argmax(bad))
+        where = ("worker {}, step {}" if labels.shape[1] == 2 else "worker {}").format(*labels[k])
+        raise InvalidInstanceError(
+            f"the solution's {family} price for {where} is {float(values[k])!r}: bid prices must be finite "
+            f"and >= 0 ({PRICE_UNITS[family]}); re-solve the epoch LP or correct the saved value")
+    return values
+
+
+def _epoch_prices(prices: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """rho (G, H), sigma (G,), kappa (G,) of an epoch LP's prices, read by label (not row order).
+
+    ``worker_load`` must price every (worker, step) of 0..G-1 x 0..H-1 once; ``slots`` and
+    ``kv_memory`` every worker 0..G-1 once; every price finite and >= 0.
+    """
+    load = prices["worker_load"]
+    gh = _labels(load, "worker_load", 2)
+    if len(gh) == 0:
+        raise InvalidInstanceError("the solution's worker_load prices are empty")
+    G, H = int(gh[:, 0].max()) + 1, int(gh[:, 1].max()) + 1
+    if gh.min() < 0 or len(gh) != G * H:
+        raise InvalidInstanceError(
+            f"the solution's worker_load prices do not form one epoch: {len(gh)} (worker, step) "
+            f"labels, where workers 0..{G - 1} x steps 0..{H - 1} need {G * H} (labels from "
+            f"{tuple(gh.min(axis=0))} to {tuple(gh.max(axis=0))})")
+    rho = np.empty((G, H))
+    rho[gh[:, 0], gh[:, 1]] = _checked_values(load, "worker_load", gh)
+    per_worker = []
+    for family in ("slots", "kv_memory"):
+        series = prices[family]
+        g = _labels(series, family, 1)
+        if not np.array_equal(np.sort(g[:, 0]), np.arange(G)):
+            raise InvalidInstanceError(
+                f"the solution's {family} prices are for workers {sorted(g[:, 0].tolist())}; "
+                f"worker_load prices workers 0..{G - 1}: one {family} price per worker is needed")
+        vec = np.empty(G)
+        vec[g[:, 0]] = _checked_values(series, family, g)
+        per_worker.append(vec)
+    return rho, per_worker[0], per_worker[1]
+
+
+
 class BidPrice(Router):
     """Bid-price router: route each request where its priced barrier cost over the next H steps is least.
 
@@ -798,6 +876,10 @@ class BidPrice(Router):
     def from_solution(cls, solution: Any, **kw: Any) -> BidPrice:
         """The textbook bid-price rule with the fixed prices of a solved epoch LP relaxation.
 
+        Stale prices: the prices belong to the fleet state of the epoch they were solved for and
+        are never refreshed, so over a stream they go stale; to route a stream use ``bid_price``
+        (the default) or ``bid_price_argmin`` (which re-solves the LP every 2 steps).
+
         ``solution`` comes from ``solve_model(build_epoch(epoch, relax=True), relax=True,
         decision="decode_routing")`` (or ``solve_cvxpy(build_epoch_cvxpy(epoch))``): its
         ``worker_load`` prices rho_gh [ms per KV token on worker g at horizon step h], ``slots``
@@ -805,6 +887,12 @@ class BidPrice(Router):
         sends each request to ``argmin_g sum_h rho_gh w_ih + sigma_g + kappa_g (s_i + 1)`` on its
         own forecast profile w_ih, ties to the fewest KV tokens (lowest index), and never solves.
         ``kw`` go to the constructor (``horizon`` is the prices' H).
+
+        Prices are read by label, not by row order (a saved solution's rows may be re-sorted):
+        ``worker_load`` must price each (worker, step) of 0..G-1 x 0..H-1 once and ``slots`` and
+        ``kv_memory`` each worker 0..G-1 once. A price that is nan, infinite or negative is
+        refused (``InvalidInstanceError`` naming the family and label): it would send every
+        request to one worker.
         """
         decision = getattr(solution, "decision", None)
         prices = getattr(solution, "prices", None)
@@ -822,18 +910,8 @@ class BidPrice(Router):
                 "BidPrice.from_solution needs the epoch LP's worker_load, slots and kv_memory prices; "
                 f"this solution has {sorted(prices)} (the hindsight model's step_load prices price "
                 "whole steps of a known trace, not a routing epoch)")
-        load = prices["worker_load"]
-        worker = np.asarray(load.index.get_level_values(0), dtype=np.int64)
-        step = np.asarray(load.index.get_level_values(1), dtype=np.int64)
-        G, H = int(worker.max()) + 1, int(step.max()) + 1
-        rho = np.zeros((G, H))
-        rho[worker, step] = load.to_numpy(dtype=float)
-        sigma = prices["slots"].to_numpy(dtype=float)
-        kappa = prices["kv_memory"].to_numpy(dtype=float)
-        if len(sigma) != G or len(kappa) != G or len(load) != G * H:
-            raise InvalidInstanceError(f"the solution's prices do not form one epoch: worker_load has "
-                                       f"{len(load)} entries for {G} workers x {H} steps, slots "
-                                       f"{len(sigma)}, kv_memory {len(kappa)}")
+        rho, sigma, kappa = _epoch_prices(prices)
+        H = rho.shape[1]
         router = cls(**{"horizon": H, **kw})
         if router.horizon != H:
             raise InvalidInstanceError(f"the prices cover {H} horizon steps; horizon={router.horizon} "

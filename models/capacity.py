@@ -72,7 +72,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from servopt.core import InfeasibleError
+from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.instances.capacity import Instance
 
@@ -465,6 +465,40 @@ def fingerprint(instance: Instance) -> str:
     return instance.with_(arrival_rate=1.0, headroom=0.0, workload="").content_hash()
 
 
+CAPACITY_ROWS = {  # the LP's capacity rows and their prices' units (see the module docstring)
+    "busy_time": "req/s per unit of worker time",
+    "kv_memory": "req/s per KV token-iteration per second",
+    "token_budget": "req/s per token per second of budget",
+    "batch_slots": "req/s per slot-iteration per second",
+}
+LP_DECISIONS = {"theta": "req/s", "r": "iterations per second"}
+
+
+def _one_value(solution: Any, kind: str, name: str) -> float:
+    """The single value of a capacity LP solution's price (``kind="prices"``) or decision, refused
+    (``InvalidInstanceError`` naming it) when missing, not one row, nan, infinite or negative."""
+    table = getattr(solution, kind, None)
+    if not isinstance(table, dict) or name not in table:
+        raise InvalidInstanceError(f"the capacity solution has no {name} {kind[:-1]}: solve the fluid "
+                                   f"LP (servopt.solve(instance)) and pass its solution")
+    series = table[name]
+    if len(series) != 1:
+        raise InvalidInstanceError(f"the capacity solution's {name} {kind[:-1]} must be one value, "
+                                   f"got {len(series)}")
+    try:
+        value = float(series.iloc[0])
+    except (TypeError, ValueError):
+        raise InvalidInstanceError(f"the capacity solution's {name} {kind[:-1]} must be a number, "
+                                   f"got {series.iloc[0]!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        unit = CAPACITY_ROWS.get(name) or LP_DECISIONS[name]
+        what = "a capacity row's price" if kind == "prices" else "the LP's value of it"
+        raise InvalidInstanceError(f"the capacity solution's {name} {kind[:-1]} is {value!r}: {what} "
+                                   f"must be finite and >= 0 ({unit}); re-solve the LP or correct "
+                                   f"the saved value")
+    return value
+
+
 def marginal_values(solution: Any, instance: Instance, *, corrected: bool = True,
                     recompute_fraction: float | None = None) -> pd.Series:
     """What one more unit of each worker resource is worth, from the LP prices.
@@ -477,19 +511,20 @@ def marginal_values(solution: Any, instance: Instance, *, corrected: bool = True
     :func:`usable_kv_per_overhead`), and the elasticities ``*_elasticity`` (% sustainable rate
     per % of the resource; ``step_overhead_ms_elasticity`` is % rate lost per % of d0, positive
     like ``step_overhead_ms``).
+
+    The four capacity rows' prices and the decisions theta and r must each be one finite value
+    >= 0: anything else (e.g. a nan edited into a saved solution) raises ``InvalidInstanceError``
+    naming it, since a nan elasticity would name a wrong binding resource.
     """
-
-    def price(name: str) -> float:
-        return float(solution.prices[name].iloc[0])
-
-    theta = float(solution.decisions["theta"].iloc[0])
-    r = float(solution.decisions["r"].iloc[0])
+    price = {name: _one_value(solution, "prices", name) for name in CAPACITY_ROWS}
+    theta = _one_value(solution, "decisions", "theta")
+    r = _one_value(solution, "decisions", "r")
     values = {
-        "kv_token": price("kv_memory") * r * usable_kv_slope(
+        "kv_token": price["kv_memory"] * r * usable_kv_slope(
             instance, corrected=corrected, recompute_fraction=recompute_fraction),
-        "token_budget": price("token_budget") * r,
-        "batch_slot": price("batch_slots") * r,
-        "step_overhead_ms": (price("busy_time") - price("kv_memory") * usable_kv_per_overhead(
+        "token_budget": price["token_budget"] * r,
+        "batch_slot": price["batch_slots"] * r,
+        "step_overhead_ms": (price["busy_time"] - price["kv_memory"] * usable_kv_per_overhead(
             instance, corrected=corrected, recompute_fraction=recompute_fraction)) * r * 1e-3,
     }
     scale = {

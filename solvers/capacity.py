@@ -151,7 +151,9 @@ def fluid_lp(instance: Instance, observe: Observe | None = None) -> Plan:
 def plan_from_solution(instance: Instance, solution: Any) -> Plan:
     """The fleet plan from a solved capacity LP (``servopt.solve(instance)``): the per-worker
     maximum stable rate is its optimum, N = ceil(lambda / ((1 - delta) mu)), and the binding
-    resource and its price come from its duals (the resource with the largest elasticity)."""
+    resource and its price come from its duals (the resource with the largest elasticity). A
+    price or decision that is nan, infinite or negative (a capacity row's price is >= 0) is refused
+    with ``InvalidInstanceError`` naming it (:func:`servopt.models.capacity.marginal_values`)."""
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(
             f"plan_from_solution(instance, solution) needs a capacity Instance first, got "
@@ -168,11 +170,15 @@ def plan_from_solution(instance: Instance, solution: Any) -> Plan:
         raise InvalidInstanceError("this solution was solved for another worker or workload (the LP "
                                    "reads the lengths and the worker's profile; the rate and headroom "
                                    "may differ): solve this instance")
-    values = model.marginal_values(solution, instance)
+    values = model.marginal_values(solution, instance)  # refuses nan / negative prices
+    rate = solution.objective
+    if not (isinstance(rate, int | float) and math.isfinite(rate) and rate > 0):
+        raise InvalidInstanceError(f"the capacity solution's objective (the per-worker maximum stable "
+                                   f"rate, req/s) is {rate!r}: it must be a finite number > 0")
     rows = {"memory": "kv_token", "compute": "token_budget", "slots": "batch_slot"}
     binding = max(rows, key=lambda k: values[f"{rows[k]}_elasticity"])
     return _from_rate(
-        instance, solution.objective, binding, float(values[rows[binding]]), marginal_values=values.to_dict()
+        instance, float(rate), binding, float(values[rows[binding]]), marginal_values=values.to_dict()
     )
 
 

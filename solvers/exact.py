@@ -735,10 +735,11 @@ def _bound_from_lp(mm: MatrixModel, bound: float, time_limit: float | None
 
 
 def _bound_lp_value(mm: MatrixModel, time_limit: float | None) -> tuple[float, dict[str, Any]]:
-    """The optimum of a MIP's ``bound_lp`` (HiGHS given ``time_limit`` s, None: no limit; nan
-    when not solved) and how it went (``bound_lp_s``, ``bound_lp`` or ``bound_lp_status``). When
-    every column is integer with an integral cost the MIP's objective is a whole number, so the
-    LP value is rounded to the next one (less a 1e-7 relative tolerance for solver noise)."""
+    """The optimum of a MIP's ``bound_lp`` within ``time_limit`` s (its build and load included;
+    None: no limit; nan when not solved) and how it went (``bound_lp_s``, ``bound_lp`` or
+    ``bound_lp_status``). When every column is integer with an integral cost the MIP's objective
+    is a whole number, so the LP value is rounded to the next one (less a 1e-7 relative
+    tolerance for solver noise)."""
     import highspy
 
     start = time.perf_counter()
@@ -746,8 +747,12 @@ def _bound_lp_value(mm: MatrixModel, time_limit: float | None) -> tuple[float, d
     highs = _load_matrix(lp, integer=False)
     for name, value in lp.options.items():
         highs.setOptionValue(name, value)
-    if time_limit is not None:
-        highs.setOptionValue("time_limit", float(time_limit))
+    if time_limit is not None:  # HiGHS gets what the LP's build and load left of its seconds
+        left = float(time_limit) - (time.perf_counter() - start)
+        if left <= 0.0:
+            return math.nan, {"bound_lp_s": time.perf_counter() - start,
+                              "bound_lp_status": "not solved in time"}
+        highs.setOptionValue("time_limit", left)
     interrupted = _run_interruptible(highs, poll=lp.matrix.nnz >= INTERRUPT_NONZEROS)
     extra: dict[str, Any] = {"bound_lp_s": time.perf_counter() - start}
     if interrupted:  # Ctrl-C (its value is still a bound if it finished)

@@ -165,6 +165,21 @@ def test_a_timed_mip_solves_its_bound_lp_first_and_the_mip_gets_what_it_left(mon
     assert list(sol.prices["cover"]) == [0.0] and "prices_skipped" not in sol.info  # solved, slack
 
 
+def test_the_bound_lp_build_counts_against_its_seconds(monkeypatch):
+    # the bound LP's build (the batch IP cuts it out of a 20M-nonzero matrix at n = 400) does
+    # not check the clock: HiGHS gets what the build left of the LP's seconds, and nothing
+    # runs when the build took them all
+    rec = _Recorder(monkeypatch)
+    mm = _covering()
+    built = mm.bound_lp
+    mm.bound_lp = lambda: time.sleep(0.3) or built()
+    value, extra = exact._bound_lp_value(mm, 1.0)
+    assert value == 2.0 and rec.limits[0][0] <= 1.0 - 0.3
+    value, extra = exact._bound_lp_value(mm, 0.2)
+    assert math.isnan(value) and extra["bound_lp_status"] == "not solved in time"
+    assert rec.runs == [1, 0]  # the second LP was loaded, never run
+
+
 @pytest.mark.parametrize(("sense", "dual", "bound", "kind"), [
     ("min", 1.0, 2.0, "lp_relaxation, rounded up to a whole number"),  # LP 1.5 -> 2 beats 1
     ("min", 2.0, 2.0, "mip_dual_bound"),  # not better: HiGHS's bound stands, with its label

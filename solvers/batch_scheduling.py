@@ -7,7 +7,8 @@ least ``admit``) and has
 
 - ``prepare(instance)``: everything it may compute before round 0 (an LP for the prices, a
   hindsight plan); the evaluator times it as decision time. Online policies only look at what
-  they are allowed to (prompt sizes, predicted outputs, and arrivals as they happen).
+  they are allowed to (prompt sizes, predicted outputs, and arrivals as they happen): the
+  requests present at round 0 and a named history window (:func:`history_window`).
 - ``admit(state) -> array of request ids``: the waiting requests to admit in this round, in
   order. The simulator admits them in that order and refuses (and counts) any that would not fit
   in this round's memory or batch cap.
@@ -21,8 +22,14 @@ read-only; ``generated`` and ``admitted_at`` are live views of the simulator's a
 change as the rounds go: copy one, ``np.array(state.generated)``, to keep a round's values).
 Rules are
 vectorised numpy; nothing calls a solver once the prices are known. A round's work is
-proportional to the waiting queue and the running set, never to n (figures of the whole
-instance, such as "does any request arrive after round 0", are computed once per instance).
+proportional to the waiting queue and the running set, never to n.
+
+No rule reads a request that has not arrived: each ``admit`` and ``preempt`` decides the same
+whether the per-request arrays hold the whole stream (the simulator passes the instance's) or
+only the requests arrived by round t (a live scheduler; tests drive every rule both ways). The
+two figures a rule keeps per instance to stay O(waiting) per round, the first arrival round
+after 0 and running sums of prompt + predicted output in arrival order, are read only up to
+round t (:func:`arrived_after_round_0`, :func:`arrived_mean_need`).
 The shortest-first and bid-price rules do not sort a long waiting queue (``KEEP_ORDER_FROM``,
 512 requests, or more) every round: :class:`KeptOrder` keeps it in order from round to round
 (admitted requests deleted, preempted and arrived ones inserted by binary search, all checked
@@ -56,12 +63,20 @@ Methods (``POLICIES``)
   ``r_i + sum_k mu[t+k] (c_i + k)``; requests are admitted in score order with MC-SF's
   lookahead check. All at once, the prices come from the LP relaxation solved on the
   predicted instance (rounds past the plan use its average price) and admission stops at the
-  first request that fails the check, as MC-SF does. With arrivals there is no plan at round
-  0, so every round gets the average price learned on the history window (the first
-  ``history`` requests, see below), and admission *skips* a request that fails the check and
+  first request that fails the check, as MC-SF does. Once requests arrive over time there is
+  no plan, so every round gets the average price learned on the history window (the first
+  ``history`` requests of the stream itself, an in-sample window: their prompts and predicted
+  outputs before they arrive, see :func:`history_window`; a live deployment passes an earlier
+  stream as ``history``), and admission *skips* a request that fails the check and
   tries the next ones, unless that request has already waited more than ``patience`` (2)
-  times its predicted output; then it blocks the queue as in MC-SF, so no request starves
-  (``skip=None`` picks skipping from the instance: iff some request arrives after round 0).
+  times its predicted output; then it blocks the queue as in MC-SF, so no request starves.
+  Which of the two applies is read from what has arrived, since a live scheduler cannot know
+  whether more requests will come: until a request arrives after round 0 the rule is the
+  all-at-once rule on the requests present at round 0 (their LP's prices, stop at the first
+  failure); from the round a request arrives after round 0 on, the online rule (history price,
+  skipping). All at once nothing ever arrives later, so that rule holds throughout; on a
+  stream only the rounds before its first arrival after round 0 are all-at-once rounds
+  (``skip=True`` / ``False`` fixes the admission mode instead).
   Why, measured on tuning seeds 10-29 (not the reported 0-4), n = 200, paired vs MC-SF (tuning
   runs, not committed tables; the reported figures are in ``benchmarks/results``):
   stopping at the first failure left memory idle behind a large request while arrivals
@@ -73,12 +88,14 @@ Methods (``POLICIES``)
 - ``bid_price_stationary``: one price mu learned on a history window (the LP of the first
   ``history`` requests, predicted lengths, or a given history instance; the average of mu over
   the rounds up to the last positive price) and applied in every round; same admission as
-  ``bid_price`` (skip online, stop all at once), plus a backlog guard: when the backlog is more
-  than ``backlog_factor`` (4) times what fits in memory, the price is scaled down by
-  backlog_factor / backlog, toward shortest predicted first (``backlog_factor=None`` turns it
-  off). With skipping admission the guard helps a little in overload (tuning runs, seeds 12-16,
-  n = 2000, load 1.3: -32.4% vs -31.0% vs MC-SF without it) and is inactive at n = 200; with
-  stop-at-first admission it had hurt there (-29.5% vs -34.1%), hence the earlier finding.
+  ``bid_price`` (skip once a request has arrived after round 0, stop until then), plus a
+  backlog guard: when the backlog is more than ``backlog_factor`` (4) times what fits in
+  memory (M over the mean prompt + predicted output of the requests arrived so far), the
+  price is scaled down by backlog_factor / backlog, toward shortest predicted first
+  (``backlog_factor=None`` turns it off). With skipping admission the guard helps a little in
+  overload (tuning runs, seeds 12-16, n = 2000, load 1.3: -32.4% vs -31.0% vs MC-SF without
+  it) and is inactive at n = 200; with stop-at-first admission it had hurt there (-29.5% vs
+  -34.1%), hence the earlier finding.
 - ``hindsight``: the best schedule found with lengths known (predicted lengths as the truth):
   the best of the MC-SF plan, the IP's warm start (the best of a few exact-lookahead orderings)
   and the bid-price plan, improved for three quarters of
@@ -87,7 +104,8 @@ Methods (``POLICIES``)
   then for one quarter by large-neighbourhood search (:func:`improve_schedule`: free the
   requests starting in a window of rounds and re-solve their starts exactly with a small IP,
   the others fixed).
-  With exact predictions it is an upper bound on the hindsight optimum, not an online method.
+  With exact predictions it is an upper bound on the hindsight optimum, not an online method:
+  it plans on every request, future arrivals included (the one rule that does).
 
 The MC-SF lookahead and vLLM admission read requests in this module's terms: a request that
 was preempted returns with its emitted tokens (c = prompt + generated + 1 in its first round
@@ -196,8 +214,12 @@ class State:
         return values
 
     def slots(self) -> int:
-        cap = self.max_batch if self.max_batch is not None else len(self.prompt)
-        return max(0, cap - len(self.running))
+        """Requests that may still be admitted this round: the batch cap less the running set,
+        or, with no cap, the whole waiting queue (not the stream's size, which a live scheduler
+        does not know)."""
+        if self.max_batch is None:
+            return len(self.waiting)
+        return max(0, self.max_batch - len(self.running))
 
 
 class Policy:
@@ -1211,23 +1233,118 @@ def _sample(instance: Instance, size: int) -> Instance:
 
 
 def history_window(instance: Instance, history: int | Instance) -> Instance:
-    """The window a stationary price is learned on: a given instance, or the first requests."""
+    """The window a stationary price is learned on: a given instance, or the first requests.
+
+    With a number, the window is the first ``history`` requests of the instance itself (by
+    arrival): on a stream these are requests the rule has not seen at round 0, so the price is
+    learned in-sample (their prompts and predicted outputs, never their true lengths). A live
+    deployment passes an earlier stream's requests as an :class:`Instance` instead.
+    """
     if isinstance(history, Instance):
         return history
     first = np.argsort(instance.arrival, kind="stable")[: min(int(history), instance.n)]
     return instance.subset(first)
 
 
+def _stationary_price(mu: np.ndarray) -> float:
+    """One price from an LP's memory prices by round: their mean over the rounds up to the last
+    positive one (the plan's busy rounds; its idle end would dilute it), 0 if none is positive."""
+    busy = np.flatnonzero(mu > 0)
+    return float(mu[: busy[-1] + 1].mean()) if len(busy) else 0.0
+
+
+def _solution_prices(solution: Solution, who: str) -> np.ndarray:
+    """The ``kv_memory`` prices of a solved batch_scheduling LP relaxation, one per round 0..T-1
+    in round order; refused (naming ``who``) for anything else."""
+    decision = getattr(solution, "decision", "")
+    prices = getattr(solution, "prices", None)
+    if decision == "batch_scheduling" and getattr(solution, "status", "optimal") != "optimal":
+        raise InvalidInstanceError(
+            f"the batch_scheduling LP was not solved to optimality (status {solution.status}): "
+            "its duals are not prices")
+    if decision not in ("", "batch_scheduling") or not isinstance(prices, dict) \
+            or "kv_memory" not in prices or prices["kv_memory"].index.names != ["round"]:
+        raise InvalidInstanceError(
+            f"{who}.from_solution needs a solved batch_scheduling LP (its kv_memory prices by "
+            f"round); got a {decision or type(solution).__name__} solution")
+    if not solution.relaxed:
+        raise InvalidInstanceError(
+            f"{who}.from_solution needs the LP relaxation's prices: solve with relax=True "
+            "(a MIP's prices are the duals with the integers fixed, here all zero)")
+    price = prices["kv_memory"]
+    rounds = np.asarray(price.index)
+    if not (np.issubdtype(rounds.dtype, np.integer)
+            and np.array_equal(np.sort(rounds), np.arange(len(rounds)))):
+        raise InvalidInstanceError(f"{who}.from_solution needs one kv_memory price for each "
+                                   "round 0, 1, ..., T-1 (labelled by round)")
+    return price.sort_index().to_numpy(dtype=float)  # one price per round, in order
+
+
+def arrived_after_round_0(policy: Policy, state: State) -> bool:
+    """Has some request arrived after round 0 by round ``state.t`` (0 < arrival <= t)?
+
+    What the bid-price rules' mode is decided on: a fact about arrived requests only. The first
+    arrival round after 0 is kept per instance (``_per_instance``) and compared with t, so the
+    answer is the same whether the state's arrays hold the whole stream (the simulator) or only
+    the requests arrived so far (a live scheduler).
+    """
+    first = _per_instance(policy, "_first_late", (state.arrival,),
+                          lambda: _first_after_round_0(state.arrival))
+    return first <= state.t
+
+
+def _first_after_round_0(arrival: np.ndarray) -> float:
+    late = arrival[arrival > 0]
+    return float(late.min()) if late.size else math.inf
+
+
+def arrived_mean_need(policy: Policy, state: State) -> float:
+    """Mean of prompt + predicted output (KV tokens) over the requests arrived by round
+    ``state.t`` (arrival <= t), nan if none has.
+
+    The running sums in arrival order are kept per instance and read up to the requests arrived
+    by t, so the value is the same with the whole stream's arrays or the arrived requests' only.
+    """
+    arrival, total = _per_instance(policy, "_need_by_arrival",
+                                   (state.arrival, state.prompt, state.predicted),
+                                   lambda: _need_by_arrival(state))
+    k = int(np.searchsorted(arrival, state.t, side="right"))
+    return float(total[k - 1]) / k if k else math.nan
+
+
+def _need_by_arrival(state: State) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(state.arrival, kind="stable")
+    need = np.asarray(state.prompt + state.predicted, dtype=np.int64)[order]
+    return state.arrival[order], np.cumsum(need)
+
+
 class BidPrice(Policy):
     """Score = predicted remaining rounds + price of the memory-time footprint; MC-SF check.
 
-    prices : mu[t], latency rounds per KV token-round for each round (from the LP relaxation).
-    tail : price used past the end of ``prices``.
+    prices : mu[t], latency rounds per KV token-round for each round (from the LP relaxation),
+        indexed by absolute round: ``prices[t]`` is the price of round t of the run. Given
+        prices are used in every round.
+    tail : price used past the end of ``prices`` (default: their mean over the rounds up to the
+        last positive one).
+    skip : None (default) decides the admission mode from what has arrived: stop at the first
+        request that fails the check (as MC-SF) until a request arrives after round 0, then skip
+        it and try the next ones (with the ``patience`` guard). True / False fix it.
+    history : the window the online price is learned on (:func:`history_window`).
     max_columns : above this many start columns (or 100x as many memory-row entries) the offline
         LP (its size grows as n^2, its time faster) is not solved: the rule prices with one
         stationary price learned on a sample of ``sample`` requests (fewer if its LP has more
         than 10 x ``max_columns`` entries) with the memory scaled to keep the same load
         (``tail``; 0 if even 8 are too many: then it orders by predicted output alone).
+
+    Learned prices (``prices=None``) follow what has arrived too. A live scheduler cannot know
+    whether more requests will come, so while every request it has seen arrived at round 0 the
+    rule is the all-at-once rule on them: prices from the LP relaxation of the requests present
+    at round 0 (predicted lengths), stop at the first failure. From the first round in which a
+    request has arrived after round 0 on, the plan no longer holds and it is the online rule:
+    the history window's price in every round, skipping with patience. On an all-at-once
+    instance this is the whole LP in every round, as before; on a stream only the rounds before
+    the first later arrival use the round-0 plan. (``prepare`` learns the history price only when
+    the instance has a later arrival: a solve no decision would read otherwise.)
     """
 
     name = "bid_price"
@@ -1246,68 +1363,80 @@ class BidPrice(Policy):
         self.history = history
         self.skip = skip
         self.time_limit = time_limit
+        self._modes: tuple | None = None  # (all-at-once, online) prices, each (mu, tail, p0, p1)
         if self.prices is not None:
-            self._index()
+            given = self._priced(self.prices, self.tail)
+            self._modes = (given, given)
+            self._use(given)
 
     @classmethod
     def from_solution(cls, solution: Solution, **kw: Any) -> BidPrice:
         """The rule from a solved LP relaxation (its ``kv_memory`` prices by round).
 
+        Solve the LP of ``planning_instance(instance)`` (predicted lengths taken as the truth:
+        ``servopt.solve(planning_instance(instance), relax=True)``), not of the instance itself:
+        its true output lengths are what the rule must not know, and prices from them schedule
+        with information no online rule has. The price vector is indexed by absolute round
+        (``prices[t]`` prices round t of the run, from round 0): a rule refreshed online from an
+        LP solved at round t0 on the requests then present must shift that LP's prices by t0
+        (``np.concatenate([np.zeros(t0), mu])``) or they price the wrong rounds.
+
         A MIP solution is refused: with every start variable binary, fixing them leaves no
         memory row a dual, so its prices are all zero and the rule would be plain shortest-first.
         """
-        decision = getattr(solution, "decision", "")
-        prices = getattr(solution, "prices", None)
-        if decision == "batch_scheduling" and getattr(solution, "status", "optimal") != "optimal":
-            raise InvalidInstanceError(
-                f"the batch_scheduling LP was not solved to optimality (status {solution.status}): "
-                "its duals are not prices")
-        if decision not in ("", "batch_scheduling") or not isinstance(prices, dict) \
-                or "kv_memory" not in prices or prices["kv_memory"].index.names != ["round"]:
-            raise InvalidInstanceError(
-                "BidPrice.from_solution needs a solved batch_scheduling LP (its kv_memory prices "
-                f"by round); got a {decision or type(solution).__name__} solution")
-        if not solution.relaxed:
-            raise InvalidInstanceError(
-                "BidPrice.from_solution needs the LP relaxation's prices: solve with relax=True "
-                "(a MIP's prices are the duals with the integers fixed, here all zero)")
-        price = prices["kv_memory"]
-        rounds = np.asarray(price.index)
-        if not (np.issubdtype(rounds.dtype, np.integer)
-                and np.array_equal(np.sort(rounds), np.arange(len(rounds)))):
-            raise InvalidInstanceError("BidPrice.from_solution needs one kv_memory price for each "
-                                       "round 0, 1, ..., T-1 (labelled by round)")
-        return cls(price.sort_index().to_numpy(dtype=float), **kw)  # one price per round, in order
+        return cls(_solution_prices(solution, cls.__name__), **kw)
 
     def prepare(self, instance: Instance) -> None:
         if self.given:
             return
-        self.tail = self.given_tail  # a policy object reused on another instance relearns
-        plan = planning_instance(instance)
-        if instance.offline and lp_too_large(plan, self.max_columns, 100 * self.max_columns):
-            self.prices = np.zeros(0)
-            small = (self.max_columns, 10 * self.max_columns)  # the sample's LP: seconds
-            sample = load_sample(instance, self.sample, small)
-            self.tail = (0.0 if lp_too_large(planning_instance(sample), *small)
-                         else BidPriceStationary.learn(sample, self.time_limit))
-        elif instance.offline:
-            self.prices = _lp_prices(solve_lp(plan, time_limit=self.time_limit), self.time_limit)
-        else:  # online: nothing to plan on yet; the history window's average price
-            self.prices = np.zeros(0)
-            self.tail = BidPriceStationary.learn(history_window(instance, self.history),
-                                                 self.time_limit)
-        self._index()
+        present = instance if instance.offline else instance.subset(
+            np.flatnonzero(instance.arrival == 0))  # the requests known at round 0
+        at_once = self._plan_prices(present)
+        online = at_once
+        if not instance.offline:  # online: the history window's average price in every round
+            online = self._priced(np.zeros(0), BidPriceStationary.learn(
+                history_window(instance, self.history), self.time_limit))
+        self._modes = (at_once, online)
+        self._use(at_once)
 
-    def _index(self) -> None:
-        mu = self.prices
-        busy = np.flatnonzero(mu > 0)
-        if self.tail is None:
-            self.tail = float(mu[: busy[-1] + 1].mean()) if len(busy) else 0.0
-        self._p0 = np.concatenate([[0.0], np.cumsum(mu)])
-        self._p1 = np.concatenate([[0.0], np.cumsum(mu * np.arange(len(mu)))])
+    def _plan_prices(self, present: Instance) -> tuple:
+        """All-at-once prices for the requests ``present`` at round 0: the LP relaxation of their
+        planning instance, or, when that LP is too large, one price learned on a load sample."""
+        if not present.n:
+            return self._priced(np.zeros(0), 0.0)
+        plan = planning_instance(present)
+        if lp_too_large(plan, self.max_columns, 100 * self.max_columns):
+            small = (self.max_columns, 10 * self.max_columns)  # the sample's LP: seconds
+            sample = load_sample(present, self.sample, small)
+            tail = (0.0 if lp_too_large(planning_instance(sample), *small)
+                    else BidPriceStationary.learn(sample, self.time_limit))
+            return self._priced(np.zeros(0), tail)
+        mu = _lp_prices(solve_lp(plan, time_limit=self.time_limit), self.time_limit)
+        return self._priced(mu, None if self.given_tail is None else float(self.given_tail))
+
+    @staticmethod
+    def _priced(mu: np.ndarray, tail: float | None) -> tuple:
+        """(prices, tail, and their running sums for :meth:`footprint_price`)."""
+        if tail is None:
+            tail = _stationary_price(mu)
+        p0 = np.concatenate([[0.0], np.cumsum(mu)])
+        p1 = np.concatenate([[0.0], np.cumsum(mu * np.arange(len(mu)))])
+        return mu, float(tail), p0, p1
+
+    def _use(self, mode: tuple) -> None:
+        self.prices, self.tail, self._p0, self._p1 = mode
+
+    def _select(self, online: bool) -> None:
+        """Price with the online prices once a request has arrived after round 0, else with the
+        all-at-once ones (the same two for given prices)."""
+        if self._modes is not None:
+            mode = self._modes[1 if online else 0]
+            if mode[2] is not self._p0:
+                self._use(mode)
 
     def footprint_price(self, t: int, c: np.ndarray, r: np.ndarray) -> np.ndarray:
-        """sum_{k<r} mu[t+k] (c + k): price of holding c, c+1, ... tokens for r rounds from t."""
+        """sum_{k<r} mu[t+k] (c + k): price of holding c, c+1, ... tokens for r rounds from t,
+        with the prices in use (those of the last ``admit`` or ``score`` call's round)."""
         T = len(self.prices)
         if T == 0 and t >= 0:  # online: every round at the tail price (the terms below, with
             return self.tail * (c * r + r * (r - 1) / 2)  # mu empty: inside 0, first c, k0 0)
@@ -1329,6 +1458,7 @@ class BidPrice(Policy):
         remaining rounds plus the price of the memory-time footprint. A subclass that orders
         the queue otherwise overrides this; ``admit`` calls it on the waiting queue in every
         round where some waiting request fits in the free memory."""
+        self._select(arrived_after_round_0(self, state))
         r = state.remaining(ids)
         return r + self.footprint_price(state.t, state.current(ids), r)
 
@@ -1344,8 +1474,9 @@ class BidPrice(Policy):
         return (self._p0, self._p1, self.tail, T, state.t if state.t < T else -1)
 
     def admit(self, state: State) -> np.ndarray:
-        skip = self.skip if self.skip is not None else _per_instance(
-            self, "_any_arrival", (state.arrival,), lambda: bool(np.any(state.arrival > 0)))
+        online = arrived_after_round_0(self, state)
+        skip = self.skip if self.skip is not None else online
+        self._select(online)
 
         def patient(first: int) -> bool:
             # skip the request that fails the check, unless it has waited more than `patience`
@@ -1377,7 +1508,13 @@ class BidPrice(Policy):
 
 
 class BidPriceStationary(BidPrice):
-    """One price learned on a history window, applied online (see the module docstring)."""
+    """One price learned on a history window, applied online (see the module docstring).
+
+    The admission mode follows what has arrived, as :class:`BidPrice`'s (``skip=None``: stop at
+    the first failure until a request arrives after round 0, then skip with patience); the
+    backlog guard's "requests that fit at once" is the memory over the mean prompt + predicted
+    output of the requests arrived so far.
+    """
 
     name = "bid_price_stationary"
 
@@ -1392,6 +1529,14 @@ class BidPriceStationary(BidPrice):
         self.skip = skip
         self.time_limit = time_limit
 
+    @classmethod
+    def from_solution(cls, solution: Solution, **kw: Any) -> BidPriceStationary:
+        """The rule with the stationary price of a solved LP relaxation, as :meth:`learn` makes
+        it: the mean of its ``kv_memory`` prices over the rounds up to the last positive one.
+        Solve the LP of ``planning_instance(history)`` (predicted lengths), as for
+        :meth:`BidPrice.from_solution`; a MIP or an unsolved LP is refused the same way."""
+        return cls(_stationary_price(_solution_prices(solution, cls.__name__)), **kw)
+
     @staticmethod
     def learn(history: Instance, time_limit: float | None = None) -> float:
         """Average memory price (rounds per token-round) of the LP on a history window (its idle
@@ -1399,23 +1544,28 @@ class BidPriceStationary(BidPrice):
         plan = planning_instance(history)
         if model.horizon_rounds(plan) > LONG_ROUNDS:
             plan = model.compress_idle(plan)
-        mu = _lp_prices(solve_lp(plan, time_limit=time_limit), time_limit)
-        busy = np.flatnonzero(mu > 0)
-        return float(mu[: busy[-1] + 1].mean()) if len(busy) else 0.0
+        return _stationary_price(_lp_prices(solve_lp(plan, time_limit=time_limit), time_limit))
 
     def prepare(self, instance: Instance) -> None:
         if not self.given:
             self.price = self.learn(history_window(instance, self.history), self.time_limit)
 
+    def _select(self, online: bool) -> None:
+        """One price in every round: nothing to select."""
+
     def price_now(self, state: State) -> float:
         """The stationary price, scaled down by the backlog guard (latency rounds per KV
-        token-round)."""
+        token-round). The guard counts the requests that fit at once with the mean prompt +
+        predicted output of the requests arrived by this round (:func:`arrived_mean_need`)."""
         price = self.price
-        mean_need = _per_instance(self, "_mean_need", (state.prompt, state.predicted),
-                                  lambda: float(np.mean(state.prompt + state.predicted)))
+        if self.backlog_factor is None:
+            return price
+        mean_need = arrived_mean_need(self, state)
+        if not mean_need > 0:  # nothing has arrived (or only empty requests): no backlog
+            return price
         fit = state.kv_memory / mean_need  # requests that fit at once
         backlog = len(state.waiting) / max(fit, 1.0)
-        if self.backlog_factor is not None and backlog > self.backlog_factor:
+        if backlog > self.backlog_factor:
             price = price * self.backlog_factor / backlog
         return price
 

@@ -53,7 +53,8 @@ class ResortMCSF(rules.MCSF):
 class ResortBidPrice(rules.BidPrice):
     def admit(self, state):
         order = resorted(state, self.score(state, state.waiting))
-        skip = self.skip if self.skip is not None else bool(np.any(state.arrival > 0))
+        skip = self.skip if self.skip is not None else bool(
+            np.any((state.arrival > 0) & (state.arrival <= state.t)))
 
         def patient(first):
             return not state.t - state.arrival[first] > self.patience * state.predicted[first]

@@ -251,6 +251,11 @@ class ReferenceMCSF(rules.MCSF):
         return reference_admit_with_lookahead(state, order)
 
 
+def arrived_after_0(state: Any) -> bool:
+    """Has a request arrived after round 0 by this round (the bid-price rules' mode)?"""
+    return bool(np.any((state.arrival > 0) & (state.arrival <= state.t)))
+
+
 class ReferenceBidPrice(rules.BidPrice):
     def footprint_price(self, t: int, c: np.ndarray, r: np.ndarray) -> np.ndarray:
         """sum_{k<r} mu[t+k] (c + k): price of holding c, c+1, ... tokens for r rounds from t."""
@@ -269,13 +274,14 @@ class ReferenceBidPrice(rules.BidPrice):
         return inside + outside
 
     def score(self, state: Any, ids: np.ndarray) -> np.ndarray:
+        self._select(arrived_after_0(state))  # the online prices once a later request arrived
         r = state.remaining(ids)
         return r + self.footprint_price(state.t, state.current(ids), r)
 
     def admit(self, state: Any) -> np.ndarray:
         w = state.waiting
         order = w[np.argsort(self.score(state, w), kind="stable")]
-        skip = self.skip if self.skip is not None else bool(np.any(state.arrival > 0))
+        skip = self.skip if self.skip is not None else arrived_after_0(state)
         chosen = reference_admit_with_lookahead(state, order)
         if not skip or len(chosen) == len(order) or len(chosen) >= state.slots():
             return chosen
@@ -294,7 +300,8 @@ class ReferenceBidPriceStationary(rules.BidPriceStationary):
         r = state.remaining(ids)
         c = state.current(ids)
         price = self.price
-        fit = state.kv_memory / float(np.mean(state.prompt + state.predicted))  # fit at once
+        arrived = state.arrival <= state.t  # the mean over the requests arrived by now
+        fit = state.kv_memory / float(np.mean((state.prompt + state.predicted)[arrived]))
         backlog = len(state.waiting) / max(fit, 1.0)
         if self.backlog_factor is not None and backlog > self.backlog_factor:
             price = price * self.backlog_factor / backlog

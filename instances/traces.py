@@ -27,6 +27,7 @@ are milliseconds or finer. Errors name the 1-based data row (CSV, header exclude
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import json
@@ -36,6 +37,8 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from itertools import chain, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -316,10 +319,100 @@ def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
     """Read a Mooncake JSONL trace (``timestamp`` ms, lengths, ``hash_ids`` of 512-token blocks)."""
     path = _open_checked(path)
     _check_window(rate_scale, start_s, end_s)
-    records, lines = [], []
-    with_ids = without_ids = 0  # lines with and without hash_ids: a mix is refused
     with open(path, "rb") as head:
         compressed = head.read(2) == b"\x1f\x8b"
+    # a million lines hold two million lists and dicts: the cycle collector's passes over them
+    # (there are no cycles to find) took more time than the parsing
+    with _collector_paused():
+        parsed = _mooncake_at_once(path, compressed)
+        if parsed is None:  # some line is not as expected: this reader names the first one
+            parsed = _mooncake_by_line(path, compressed)
+        records, lines, with_ids = parsed
+        frame = pd.DataFrame(records, columns=["arrival_s", "prompt_tokens", "output_tokens",
+                                               "block_ids"], index=lines)
+    frame["arrival_s"] = _numbers(frame["arrival_s"]) / 1000.0
+    check = (lambda rows: _check_blocks(rows, path)) if with_ids else None
+    return _finish(frame, path, rate_scale, start_s, end_s, where="line", check=check)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off inside the block, then as it was."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+_MISSING = object()
+_FIELDS = ("timestamp", "input_length", "output_length")
+
+
+def _mooncake_at_once(path: Path, compressed: bool) -> tuple[list, list[int], bool] | None:
+    """The records, their file lines and whether they have hash_ids, with each line only parsed
+    and the other checks made over many lines at once; None if anything is not as expected
+    (then :func:`_mooncake_by_line` names the first offending line). Lines are parsed by the
+    scanner ``json.loads`` uses, so the values are the same."""
+    scan = json.JSONDecoder().scan_once
+    columns: tuple[list, ...] = ([], [], [], [])  # _FIELDS, then hash_ids (or _MISSING)
+    lines: list[int] = []
+    chunk: list = []
+
+    def take() -> bool:  # move a chunk's values to the columns (its dicts are then dropped)
+        if set(map(type, chunk)) != {dict}:
+            return False
+        try:
+            for field, column in zip(_FIELDS, columns[:3], strict=True):
+                column.extend(map(itemgetter(field), chunk))
+        except KeyError:
+            return False
+        columns[3].extend(map(dict.get, chunk, repeat("hash_ids"), repeat(_MISSING)))
+        chunk.clear()
+        return True
+
+    try:
+        options = {"encoding": "utf-8-sig"}  # strict: a byte that is not UTF-8 raises
+        with gzip.open(path, "rt", **options) if compressed else open(path, **options) as handle:
+            for number, line in enumerate(handle, start=1):  # \n, \r\n or \r line ends
+                try:
+                    rec, end = scan(line, 0)
+                except StopIteration:  # no value at the start: a blank line, or leading space
+                    if line.strip():
+                        return None
+                    continue
+                if end < len(line) and line[end:].strip(" \t\n\r"):  # what json.loads skips
+                    return None
+                chunk.append(rec)
+                lines.append(number)
+                if len(chunk) == 4096 and not take():
+                    return None
+    except (ValueError, RecursionError, OSError, EOFError, zlib.error):  # (UnicodeError: a ValueError)
+        return None
+    if not lines or (chunk and not take()):
+        return None
+    stamps, inputs, outputs, ids = columns
+    absent = ids.count(_MISSING)
+    if absent == len(ids):
+        ids = [[] for _ in ids]
+    elif absent or set(map(type, ids)) != {list}:
+        return None
+    elif any(ids) and (set(map(type, chain.from_iterable(ids))) != {int}
+                       or min(chain.from_iterable(ids)) < INT64[0]
+                       or max(chain.from_iterable(ids)) > INT64[1]):
+        return None
+    if bool in set(map(type, stamps)):
+        return None
+    return list(zip(stamps, inputs, outputs, ids, strict=True)), lines, absent == 0
+
+
+def _mooncake_by_line(path: Path, compressed: bool) -> tuple[list, list[int], bool]:
+    """The records, their file lines and whether they have hash_ids, checked line by line: the
+    first line that is not a Mooncake request raises, named by its 1-based number."""
+    records, lines = [], []
+    with_ids = without_ids = 0  # lines with and without hash_ids: a mix is refused
     number = 0
     try:
         # undecodable bytes kept as surrogates, so the line that holds them can be named
@@ -364,11 +457,7 @@ def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
         raise InvalidInstanceError(f"{path}: cannot be read ({exc})") from None
     if not records:
         raise InvalidInstanceError(f"{path}: the trace has no request")
-    frame = pd.DataFrame(records, columns=["arrival_s", "prompt_tokens", "output_tokens",
-                                           "block_ids"], index=lines)
-    frame["arrival_s"] = _numbers(frame["arrival_s"]) / 1000.0
-    check = (lambda rows: _check_blocks(rows, path)) if with_ids else None
-    return _finish(frame, path, rate_scale, start_s, end_s, where="line", check=check)
+    return records, lines, with_ids > 0
 
 
 def _check_blocks(frame: pd.DataFrame, path: Path) -> None:

@@ -103,8 +103,7 @@ class ReuseDistance(cs.BidPrice):
         return max(exposure, 1.0) / max(self.reuses, 1)
 
     def touch(self, t: int, o: int, hit: bool) -> float | None:
-        if t == self.warm_end or t == self.next_refresh:
-            self._learn(t)
+        self._observe(t, o)  # the price: learned from the rule's log of the requests it saw
         last = self.last[o]
         if last < 0:
             self.waiting += 1

@@ -7,9 +7,10 @@ A policy is an object with
 - ``start(instance)``: called once before the first request (offline policies may read the whole
   request sequence here; online ones read only ``size``, ``miss_cost`` and ``kind``, which are an
   object's metadata known at request time);
-- ``touch(t, o, hit) -> float | None``: called after request ``t`` for object ``o`` is served.
-  It returns the object's eviction priority (the cache evicts the lowest priority first; the
-  object just requested may itself be evicted, which is a bypass) or ``None`` to not keep it;
+- ``touch(t, o, hit) -> float | None``: called after request ``t`` for object ``o`` is served,
+  with ``t`` = 0, 1, 2, ... It returns the object's eviction priority (the cache evicts the lowest
+  priority first; the object just requested may itself be evicted, which is a bypass) or ``None``
+  to not keep it;
 - optionally ``evicted(o, priority)``: told when the cache evicts ``o`` (GreedyDual's ageing);
 - optionally ``bypass = False`` (demand fetch, as LRU, FIFO, LFU, GreedyDual and LEC are
   published): on a miss the cache first evicts the lowest-priority cached objects until the
@@ -28,6 +29,13 @@ not shared with the evaluator, which keeps its own (tests check the two against 
 Rules run in O(1) or O(log n) Python per request (a cache is sequential); the prices are
 computed once (or once per window) by HiGHS.
 
+Outside the simulator (a live cache), ``start`` gets an instance with the catalogue and no
+requests. The bid-price rules then learn only from the requests ``touch`` shows them (give their
+warm-up and windows in requests: a share of n is refused at the first request), refuse an object
+id outside the catalogue, and take a price from outside with :meth:`BidPrice.set_price` or
+:meth:`BidPrice.update_from_solution` without losing their ageing state. ``belady``,
+``belady_size``, ``static`` and ``lp_schedule`` read the future and cannot run live.
+
 Methods (``POLICIES``)
 ----------------------
 The first six always bring the requested object in (demand fetch, as published); the others
@@ -43,7 +51,8 @@ exponential ageing; no price), ``bid_price_static`` (the same order, admission o
 c x reuse rate / s exceeds a price learned once from the LP prices on a warm-up prefix) and
 ``bid_price`` (the price refreshed by the LP on a sliding window of the past: a time-varying price;
 its ``price_scale`` is chosen on the warm-up, 0 = no admission control; warm-up and windows are
-0.2 n requests, at most ``WINDOW_CAP``), ``bid_price_window``
+0.2 n requests, at most ``WINDOW_CAP``; ``BidPrice(warmup=N, refresh=W)`` gives them in requests
+for a live cache), ``bid_price_window``
 (the same sliding-window price applied at face value, scale 1: what the price does when it acts).
 
 Not in ``POLICIES``: ``PhaseStatic`` (the best fixed set of each popularity phase of the
@@ -530,6 +539,7 @@ EXPERTS = (0.0, 50.0)  # ageing of the shipped rule, in cache-fulls: pure recenc
 # window of the issue's benchmark (0.2 x 121,877 Mooncake blocks = 24,375), so no committed case
 # reaches it; on longer traces the rule re-solves a bounded LP every WINDOW_CAP requests
 WINDOW_CAP = 30_000
+NEVER = 2**62  # a request number no stream reaches: the price is not learned again
 
 
 class BidPrice(BasePolicy):
@@ -559,25 +569,37 @@ class BidPrice(BasePolicy):
     Admission (where the price acts): after a request the object is kept only if
     ``c_o / s_o x rate_o >= price_scale x price``, the rate aged at the slowest expert's ``tau``.
 
-    price : miss cost per token-step. With ``warmup`` > 0 it is learned online: at request
-        ``warmup x n`` the LP is solved on the requests seen so far and the price is the mean of
+    Live use (outside the simulator): ``start`` needs only the catalogue (an instance with no
+    requests: sizes, miss costs, capacity); then call ``touch(t, o, hit)`` once per request with
+    ``t`` = 0, 1, 2, ... The price is learned from the rule's own log of the requests it has been
+    shown, never from the instance's request arrays, so give ``warmup`` and ``refresh`` in
+    requests (a share needs the instance's request count: on a catalogue the first ``touch``
+    refuses it). A live-driven rule makes the evaluator's decisions on the same stream
+    (``tests/test_caching_live.py``).
+
+    price : miss cost per token-step. With ``warmup`` > 0 it is learned online: after the
+        warm-up (``warmup`` requests if a whole number >= 1, or that share of the instance's
+        requests if < 1) the LP is solved on the requests seen so far and the price is the mean of
         its ``cache_capacity`` prices over that window (per-gap prices are degenerate; their mean
         is the average price of a token-step); ``price_scale`` is then chosen from ``scales``
-        (0 = no admission control) by replaying the warm-up. With ``refresh`` = W (requests, or
-        a share of them if < 1), the LP is re-solved every W requests on the last W requests: a
-        sliding-window, time-varying price.
+        (0 = no admission control) by replaying the warm-up. With ``refresh`` = W (the same:
+        requests, or a share of them if < 1), the LP is re-solved every W requests on the last W
+        requests: a sliding-window, time-varying price (without a warm-up the first solve is at
+        request W, and the scale is not tuned). :meth:`set_price` and
+        :meth:`update_from_solution` set the price from outside, keeping the ageing state.
     window_cap : at most this many requests (``WINDOW_CAP`` by default; None: no cap) in the
-        warm-up and in a window: the price is first learned at request ``min(warmup x n,
-        window_cap)`` and refreshed every ``min(W, window_cap)`` requests, so on a long trace the
-        rule re-solves a bounded LP at a fixed interval and its time per request stays constant
+        warm-up and in a window: a share's warm-up ends at request ``min(warmup x n,
+        window_cap)`` and it is refreshed every ``min(W, window_cap)`` requests, so on a long trace
+        the rule re-solves a bounded LP at a fixed interval and its time per request stays constant
         (uncapped, the windows grow with n and so does each LP: time superlinear in n,
-        ``benchmarks/results/caching_window_cap.md``).
+        ``benchmarks/results/caching_window_cap.md``). A warm-up or refresh given in requests
+        above the cap is refused (raise the cap, or pass None).
     """
 
     name = "bid_price"
 
     def __init__(self, *, price: float = 0.0, price_scale: float = 1.0, tau_objects: float = 50.0,
-                 warmup: float = 0.0, refresh: int | float | None = None, tune: bool = True,
+                 warmup: int | float = 0.0, refresh: int | float | None = None, tune: bool = True,
                  priced: bool = True, scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0),
                  experts: tuple[float, ...] | None = None, horizon: float = 3.0,
                  window_cap: int | None = WINDOW_CAP) -> None:
@@ -595,6 +617,16 @@ class BidPrice(BasePolicy):
             number("window_cap", window_cap, lambda v: v >= 1 and v == int(v),
                    "a whole number of requests >= 1, or None (no cap)")
         self.window_cap = None if window_cap is None else int(window_cap)
+        for name, value in (("warmup", warmup), ("refresh", refresh)):
+            if value is None and name == "refresh":
+                continue
+            number(name, value, lambda v: v == 0 or 0 < v < 1 or (1 <= v < math.inf and v == int(v)),
+                   "0 (none), a share of the instance's requests in (0, 1), or a whole number of "
+                   "requests >= 1")
+            if value >= 1 and self.window_cap is not None and value > self.window_cap:
+                raise InvalidInstanceError(
+                    f"{name}={value:g} requests is above window_cap={self.window_cap}: raise "
+                    f"window_cap, or pass window_cap=None")
         self.price, self.price_scale, self.tau_objects = float(price), price_scale, tau_objects
         self.warmup, self.refresh, self.tune, self.scales = warmup, refresh, tune, scales
         self.priced = priced
@@ -606,9 +638,28 @@ class BidPrice(BasePolicy):
     def from_solution(cls, solution: Any, **kw: Any) -> BidPrice:
         """The rule with a fixed price from a solved caching LP (``exact.solve(past, relax=True)``
         on past requests): the mean of its ``cache_capacity`` prices, miss cost per token-step
-        (the price :meth:`_learn` takes from a warm-up window). ``price_scale`` defaults to 1
-        (the price at face value); other keywords as for the class, e.g. ``experts=EXPERTS``.
+        (the price :meth:`_learn` takes from a warm-up window). Negative or non-finite prices are
+        refused (the LP's are finite and >= 0). Other keywords as for the class, e.g.
+        ``experts=EXPERTS``; to refresh the price later without losing the ageing state, use
+        :meth:`update_from_solution` on the running rule, not a new rule.
+
+        ``price_scale`` defaults to 1, the price at face value, and at face value the price hurt
+        in the committed results: ``bid_price_window`` (scale 1 on each sliding window) costs up
+        to 33 points of LRU's gap closed against the rule without a price, while the warm-up
+        replay of ``bid_price`` chose scale 0 (price off) in 20 of 21 settings and helped only
+        where it kept the price (Mooncake, position cost, 1% cache: +12 points)
+        (``benchmarks/results/README.md``, ``caching_price_scale.md``). So choose the scale on
+        past requests before deploying: replay them under each candidate, e.g.
+        ``min((BidPrice(price=p, price_scale=s, tune=False, priced=False,
+        experts=EXPERTS).replay(past), s) for s in (0, 0.5, 1, 2, 4))``, and keep the cheapest
+        (ties: the smaller), which is what ``bid_price`` does on its warm-up; or let the rule do
+        it (``BidPrice(warmup=N, refresh=W, experts=EXPERTS)``, N and W in requests).
         """
+        return cls(price=cls._solution_price(solution), **kw)
+
+    @staticmethod
+    def _solution_price(solution: Any) -> float:
+        """The mean ``cache_capacity`` price of a solved caching LP, checked."""
         decision = getattr(solution, "decision", "")
         prices = getattr(solution, "prices", None)
         if decision not in ("", "caching") or not isinstance(prices, dict) \
@@ -625,12 +676,40 @@ class BidPrice(BasePolicy):
                 f"the caching LP was not solved to optimality (status {solution.status}): its "
                 f"prices are not the LP's duals")
         price = prices["cache_capacity"].to_numpy(dtype=float)
-        return cls(price=float(price.mean()) if len(price) else 0.0, **kw)
+        bad = ~np.isfinite(price) | (price < 0)
+        if bad.any():
+            k = int(np.argmax(bad))
+            raise InvalidInstanceError(
+                f"cache_capacity price of gap {prices['cache_capacity'].index[k]} is {float(price[k])!r}: "
+                f"the caching LP's prices are finite and >= 0 (miss cost per token-step); "
+                f"{int(bad.sum())} of {len(price)} are not")
+        return float(price.mean()) if len(price) else 0.0
+
+    def set_price(self, price: float, *, scale: float | None = None) -> None:
+        """Set the price (miss cost per token-step; and ``price_scale`` if given) from outside,
+        from the next request on, keeping the ageing weights, the shadow caches and the expert
+        scores (a new rule would start them over). A rule with ``warmup`` or ``refresh`` still
+        replaces it when its own window is due."""
+        price = number("price", price, lambda v: 0 <= v < math.inf,
+                       "a finite number >= 0 (miss cost per token-step)")
+        if scale is not None:
+            self.price_scale = number("price_scale", scale, lambda v: 0 <= v < math.inf,
+                                      "a finite number >= 0")
+        self.price = price
+        self._set_threshold()
+        self.prices.append((getattr(self, "t", -1) + 1, self.price * self.price_scale))
+
+    def update_from_solution(self, solution: Any, *, scale: float | None = None) -> None:
+        """:meth:`set_price` with the mean ``cache_capacity`` price of a solved caching LP (checked
+        as in :meth:`from_solution`), e.g. one solved on the requests of the last window."""
+        self.set_price(self._solution_price(solution), scale=scale)
 
     # -- set-up -------------------------------------------------------------------------------
     def start(self, instance: Instance) -> None:
         super().start(instance)
-        self.instance = instance
+        # the catalogue only: the rule learns from the requests touch() shows it, not from these
+        self.catalogue = request_window(instance, 0, 0)
+        self.objects = instance.objects
         n = instance.requests
         density = instance.miss_cost / instance.size
         positive = density[density > 0]
@@ -638,7 +717,12 @@ class BidPrice(BasePolicy):
             self.log_density = np.log(density).tolist()
             reference = float(np.log(positive).mean()) if len(positive) else 0.0
             self.log_relative = (np.log(density) - reference).tolist()
-        self.warm_end = int(self.warmup * n) if self.warmup > 0 else -1
+        # a share of no requests: refused at the first request (an empty instance has none)
+        self.unsized = next((f"{name}={value:g}" for name, value in (("warmup", self.warmup),
+                                                                     ("refresh", self.refresh))
+                             if value is not None and 0 < value < 1 and n == 0), "")
+        warmup = self.warmup
+        self.warm_end = (int(warmup * n) if warmup < 1 else int(warmup)) if warmup > 0 else -1
         window = self.refresh
         if window is not None and 0 < window < 1:
             window = max(int(window * n), 100)
@@ -646,15 +730,24 @@ class BidPrice(BasePolicy):
         if self.window_cap is not None:
             self.warm_end = min(self.warm_end, self.window_cap)
             self.window = min(self.window, self.window_cap)
-        self.next_refresh = -1
+        # the request at which the price is next learned (the warm-up's end, else the first window)
+        self.next_learn = self.warm_end if self.warm_end >= 0 else self.window or NEVER
+        if self.unsized:
+            self.next_learn = 0
+        self.learned = False
+        # the requests since the last solve (object ids; request log_start, log_start + 1, ...)
+        self.log: list[int] = []
+        self.log_start = 0
+        self.logging = self.priced and self.next_learn < NEVER
+        self.t = -1  # the last request touched
         self.prices = [(0, self.price * self.price_scale)]
         self._set_experts(self.experts or (self.tau_objects,))
         self._set_threshold()
 
     def _set_experts(self, experts: tuple[float, ...]) -> None:
         """Ageing times in steps, a log weight list per expert, shadow caches when several."""
-        objects = self.instance.objects
-        fulls = self.instance.capacity / float(self.instance.size.mean()) if objects else 1.0
+        objects = self.catalogue.objects
+        fulls = self.catalogue.capacity / float(self.catalogue.size.mean()) if objects else 1.0
         self.expert_tau = [max(e * fulls, 1.0) if e > 0 else 0.0 for e in experts]
         self.slow = int(np.argmax(self.expert_tau))  # the admission rate's ageing
         self.tau_objects = experts[self.slow]
@@ -668,7 +761,7 @@ class BidPrice(BasePolicy):
         self.rerank = False
         self.switches = [(0, experts[self.slow])]
         several = len(experts) > 1
-        self.shadows = [Cache(self.size, self.instance.capacity) for _ in experts] if several \
+        self.shadows = [Cache(self.size, self.catalogue.capacity) for _ in experts] if several \
             else []
         self.score = [0.0] * len(experts)
         self.decay = math.exp(-1.0 / max(self.horizon * fulls, 1.0))
@@ -679,8 +772,14 @@ class BidPrice(BasePolicy):
 
     # -- per request --------------------------------------------------------------------------
     def touch(self, t: int, o: int, hit: bool) -> float | None:
-        if t == self.warm_end or t == self.next_refresh:
+        # _observe, inlined (once per request)
+        if not 0 <= o < self.objects:
+            self._refuse(t, o)
+        if t >= self.next_learn:
             self._learn(t)
+        if self.logging:
+            self.log.append(o)
+        self.t = t
         self.last[o] = t
         priorities = []
         for k, tau in enumerate(self.expert_tau):
@@ -712,6 +811,22 @@ class BidPrice(BasePolicy):
             return None
         return priorities[self.best]
 
+    def _observe(self, t: int, o: int) -> None:
+        """The price's share of ``touch`` (a subclass that overrides ``touch`` calls it first):
+        refuse an object outside the catalogue, learn the price when due, log the request."""
+        if not 0 <= o < self.objects:
+            self._refuse(t, o)
+        if t >= self.next_learn:
+            self._learn(t)
+        if self.logging:
+            self.log.append(o)
+        self.t = t
+
+    def _refuse(self, t: int, o: Any) -> None:
+        raise InvalidInstanceError(
+            f"{self.name}: request {t} asks for object {o!r}, outside the catalogue of "
+            f"{self.objects} objects (ids 0..{self.objects - 1}) given to start()")
+
     def priority(self, o: int) -> float:
         """The current expert's priority of ``o`` (as at its last request)."""
         tau = self.expert_tau[self.best]
@@ -720,10 +835,17 @@ class BidPrice(BasePolicy):
 
     # -- learning the price from the past ---------------------------------------------------
     def _learn(self, t: int) -> None:
-        first = t == self.warm_end
-        lo = 0 if first or not self.window else max(0, t - self.window)
-        window = request_window(self.instance, lo, t)
+        if self.unsized:
+            name = self.unsized.split("=")[0]
+            raise InvalidInstanceError(
+                f"{self.name}: {self.unsized} is a share of the instance's requests, but the "
+                f"instance given to start() has none (a live cache started on its catalogue): "
+                f"give {name} in requests, a whole number >= 1 (e.g. {name}=5000)")
+        first = not self.learned and self.warm_end >= 0
+        self.learned = True
         if self.priced:
+            lo = 0 if first or not self.window else max(0, t - self.window)
+            window = self._past(lo, t)
             lp = solve_lp(window)
             # the per-gap prices are degenerate (HiGHS may put a whole interval's price on one
             # gap); their mean over the window is the average price of a token-step
@@ -732,8 +854,27 @@ class BidPrice(BasePolicy):
                 self._tune(window)
         self._set_threshold()
         self.prices.append((t, self.price * self.price_scale))
-        if self.window:
-            self.next_refresh = t + self.window
+        if self.window:  # the next window is requests t..t + W - 1: the log so far is done with
+            self.next_learn = t + self.window
+        else:
+            self.next_learn, self.logging = NEVER, False
+        self.log, self.log_start = [], t
+
+    def _past(self, lo: int, t: int) -> Instance:
+        """Requests ``lo..t-1`` from the rule's log, as an instance over the catalogue (request
+        numbers stand for the times, which the LP does not read)."""
+        log, start = self.log, self.log_start
+        if len(log) != t - start or lo < start:
+            raise InvalidInstanceError(
+                f"{self.name} learns its price from the requests shown to touch(), numbered 0, 1, "
+                f"2, ... in order (a subclass that overrides touch() calls _observe()): at request "
+                f"{t} it has seen {len(log)} requests since request {start}, not {t - start}")
+        catalogue = self.catalogue
+        return Instance(time=np.arange(lo, t, dtype=float),
+                        object_id=np.array(log[lo - start:], dtype=np.int64),
+                        size=catalogue.size, miss_cost=catalogue.miss_cost,
+                        capacity=catalogue.capacity, kind=catalogue.kind,
+                        kind_names=catalogue.kind_names, name=catalogue.name)
 
     def _tune(self, window: Instance) -> None:
         """Choose ``price_scale`` by replaying the past window (ties: the smaller scale)."""

@@ -31,7 +31,7 @@ computed once (or once per window) by HiGHS.
 
 Outside the simulator (a live cache), ``start`` gets an instance with the catalogue and no
 requests. The bid-price rules then learn only from the requests ``touch`` shows them (give their
-warm-up and windows in requests: a share of n is refused at the first request), refuse an object
+warm-up and windows in requests: a share of n is refused at request n), refuse an object
 id outside the catalogue, and take a price from outside with :meth:`BidPrice.set_price` or
 :meth:`BidPrice.update_from_solution` without losing their ageing state. ``belady``,
 ``belady_size``, ``static`` and ``lp_schedule`` read the future and cannot run live.
@@ -573,9 +573,9 @@ class BidPrice(BasePolicy):
     requests: sizes, miss costs, capacity); then call ``touch(t, o, hit)`` once per request with
     ``t`` = 0, 1, 2, ... The price is learned from the rule's own log of the requests it has been
     shown, never from the instance's request arrays, so give ``warmup`` and ``refresh`` in
-    requests (a share needs the instance's request count: on a catalogue the first ``touch``
-    refuses it). A live-driven rule makes the evaluator's decisions on the same stream
-    (``tests/test_caching_live.py``).
+    requests (a share sizes them for the ``n`` requests of the instance given to ``start``: a
+    longer stream is refused at request ``n``, on a catalogue at the first). A live-driven rule
+    makes the evaluator's decisions on the same stream (``tests/test_caching_live.py``).
 
     price : miss cost per token-step. With ``warmup`` > 0 it is learned online: after the
         warm-up (``warmup`` requests if a whole number >= 1, or that share of the instance's
@@ -717,10 +717,12 @@ class BidPrice(BasePolicy):
             self.log_density = np.log(density).tolist()
             reference = float(np.log(positive).mean()) if len(positive) else 0.0
             self.log_relative = (np.log(density) - reference).tolist()
-        # a share of no requests: refused at the first request (an empty instance has none)
-        self.unsized = next((f"{name}={value:g}" for name, value in (("warmup", self.warmup),
-                                                                     ("refresh", self.refresh))
-                             if value is not None and 0 < value < 1 and n == 0), "")
+        # a share sizes the warm-up and windows for this instance's n requests only: a stream
+        # longer than n (a live cache started on its catalogue: n = 0) is refused at request n
+        self.shares = [(name, value) for name, value in (("warmup", self.warmup),
+                                                        ("refresh", self.refresh))
+                       if value is not None and 0 < value < 1]
+        self.share_limit = n if self.shares else NEVER
         warmup = self.warmup
         self.warm_end = (int(warmup * n) if warmup < 1 else int(warmup)) if warmup > 0 else -1
         window = self.refresh
@@ -731,9 +733,8 @@ class BidPrice(BasePolicy):
             self.warm_end = min(self.warm_end, self.window_cap)
             self.window = min(self.window, self.window_cap)
         # the request at which the price is next learned (the warm-up's end, else the first window)
-        self.next_learn = self.warm_end if self.warm_end >= 0 else self.window or NEVER
-        if self.unsized:
-            self.next_learn = 0
+        self.next_learn = min(self.warm_end if self.warm_end >= 0 else self.window or NEVER,
+                              self.share_limit)
         self.learned = False
         # the requests since the last solve (object ids; request log_start, log_start + 1, ...)
         self.log: list[int] = []
@@ -835,12 +836,8 @@ class BidPrice(BasePolicy):
 
     # -- learning the price from the past ---------------------------------------------------
     def _learn(self, t: int) -> None:
-        if self.unsized:
-            name = self.unsized.split("=")[0]
-            raise InvalidInstanceError(
-                f"{self.name}: {self.unsized} is a share of the instance's requests, but the "
-                f"instance given to start() has none (a live cache started on its catalogue): "
-                f"give {name} in requests, a whole number >= 1 (e.g. {name}=5000)")
+        if t >= self.share_limit:
+            self._refuse_share(t)
         first = not self.learned and self.warm_end >= 0
         self.learned = True
         if self.priced:
@@ -855,10 +852,23 @@ class BidPrice(BasePolicy):
         self._set_threshold()
         self.prices.append((t, self.price * self.price_scale))
         if self.window:  # the next window is requests t..t + W - 1: the log so far is done with
-            self.next_learn = t + self.window
+            self.next_learn = min(t + self.window, self.share_limit)
         else:
-            self.next_learn, self.logging = NEVER, False
+            self.next_learn, self.logging = self.share_limit, False
         self.log, self.log_start = [], t
+
+    def _refuse_share(self, t: int) -> None:
+        n = self.share_limit
+        name = self.shares[0][0]
+        given = " and ".join(f"{k}={v:g}" for k, v in self.shares)
+        size = ("the instance given to start() has no requests (a live cache started on its "
+                "catalogue)" if n == 0 else
+                f"it sizes the warm-up and windows for the {n:,} requests of the instance given "
+                f"to start(), and touch() has been given request {t}")
+        example = 5000 if n == 0 else (self.warm_end if name == "warmup" else self.window)
+        raise InvalidInstanceError(
+            f"{self.name}: {given} is a share of the instance's requests, but {size}: for a live "
+            f"stream give {name} in requests, a whole number >= 1 (e.g. {name}={example})")
 
     def _past(self, lo: int, t: int) -> Instance:
         """Requests ``lo..t-1`` from the rule's log, as an instance over the catalogue (request

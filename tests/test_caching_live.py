@@ -155,6 +155,21 @@ def test_a_share_on_a_catalogue_is_refused_in_requests_terms(inst, kw, field):
     assert live.touch(0, first, False) is not None
 
 
+def test_a_share_sized_on_a_shorter_instance_is_refused_at_its_end(inst):
+    """Started on a one-request stand-in for the catalogue, a share would size a warm-up of 0
+    requests and windows of 100: fed the real stream, the rule refuses it at request 1."""
+    stand_in = ci.Instance(time=np.zeros(1), object_id=np.zeros(1, dtype=np.int64),
+                           size=inst.size, miss_cost=inst.miss_cost, capacity=inst.capacity)
+    policy = cs.make_policy("bid_price")
+    with pytest.raises(InvalidInstanceError,
+                       match=r"warmup=0.2 and refresh=0.2 is a share .* for the 1 requests of the "
+                             r"instance given to start\(\), and touch\(\) has been given request 1: "
+                             r"for a live stream give warmup in requests"):
+        serve_live(policy, stand_in, inst.object_id.tolist())
+    # sized on the instance itself, the evaluator never reaches request n
+    assert bench.simulate(inst, "bid_price").requests == N
+
+
 @pytest.mark.parametrize(("kw", "message"), [
     ({"warmup": 1.5}, "warmup must be 0 .none., a share"),
     ({"warmup": -0.2}, "warmup must be"),

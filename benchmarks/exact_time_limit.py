@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -78,6 +79,7 @@ fin = lambda v: v if math.isfinite(v) else None
 print(json.dumps({"wall_s": wall, "status": sol.status, "incumbent": fin(sol.objective),
                   "bound": fin(sol.bound), "bound_kind": sol.info.get("bound_kind", ""),
                   "bound_lp": sol.info.get("bound_lp_status", ""),
+                  "highs_skipped": sol.info.get("highs_skipped", ""),
                   "prices": sum(len(p) for p in sol.prices.values()),
                   "prices_skipped": sol.info.get("prices_skipped", ""),
                   "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
@@ -114,12 +116,16 @@ def measure_calls(before: str | None) -> pd.DataFrame:
                     r = run_case(make, limit, root)
                     prices = (f"skipped ({r['prices_skipped']})" if r["prices_skipped"]
                               else "yes" if r["prices"] else "none")
+                    skipped = r.get("highs_skipped")
                     rows.append({"case": case, "code": code, "limit_s": limit, "wall_s": r["wall_s"],
-                                 "wall/limit": r["wall_s"] / limit, "status": r["status"],
+                                 "wall/limit": r["wall_s"] / limit,
+                                 "status": r["status"] + (f" (HiGHS skipped: {skipped})" if skipped
+                                                          else ""),
                                  "incumbent": r["incumbent"], "bound": r["bound"],
                                  "bound_kind": r["bound_kind"] + (f" (bound LP {r['bound_lp']})"
                                                                   if r["bound_lp"] else ""),
-                                 "prices": prices, "peak_rss_gb": r["peak_rss_gb"]})
+                                 "prices": prices, "peak_rss_gb": r["peak_rss_gb"],
+                                 "load": os.getloadavg()[0]})
                     print(rows[-1], flush=True)
     return pd.DataFrame(rows)
 
@@ -160,12 +166,16 @@ def main(before: str | None = None) -> None:
         f"Regenerate with `{command}` (one run; a 2-core machine shared with other jobs: "
         "timings are noisy).\n\n"
         "## `servopt.solve(instance, time_limit=L)`: the whole call against L\n\n"
-        "`wall_s`: the call, from entry to return (model build, HiGHS, fallback bound LP, price "
-        "LP), in a fresh process; `peak_rss_gb`: that process's peak memory. `prices`: `yes`, "
+        "`wall_s`: the call, from entry to return (model build, HiGHS, bound LP, price LP), in a "
+        "fresh process; `peak_rss_gb`: that process's peak memory; `load`: the 1-minute load "
+        "average after the run (2 cores: above 2, the call got less than a core and its wall "
+        "time is inflated, HiGHS's slices went further). `prices`: `yes`, "
         "or why none came back (`skipped (time_limit)`: the budget was spent before the price "
         "LP ran or finished). `bound_kind` says where the bound comes from and what became of "
-        "the fallback bound LP (a matrix model's `bound_lp`, tried when HiGHS stops before its "
-        "root LP).\n\n" + markdown_table(calls) + "\n\n"
+        "the bound LP (a matrix model's `bound_lp`: solved before the MIP under a limit since "
+        "9fed683; until then tried after it, when HiGHS had stopped before its root LP). "
+        "`HiGHS skipped`: the build spent the whole budget and the model's feasible start came "
+        "back without HiGHS (since 9fed683).\n\n" + markdown_table(calls) + "\n\n"
         "## A MIP out of reach (Pyomo path)\n\n"
         "Market split MIP (5 rows, 40 binaries, seed 3) through `solve_model`: wall time of the "
         "call (translation to HiGHS + solve + result loading) against the limit.\n\n"

@@ -220,6 +220,8 @@ def make_instance(*, seed: int = 0, workload: str = "multimodal", **params: Any)
 
         path = shared_trace("mooncake_synthetic.jsonl")
         if path is None:
-            raise InvalidInstanceError("mooncake_synthetic.jsonl is not in ../shared/traces")
+            raise InvalidInstanceError("mooncake_synthetic.jsonl not found in $SERVOPT_TRACES or "
+                                       "../shared/traces: set SERVOPT_TRACES to the folder "
+                                       "holding it")
         return instances.from_trace(path, **params)
     raise InvalidInstanceError(f"unknown workload {workload!r}: 'multimodal' or 'mooncake'")

@@ -828,7 +828,9 @@ def make_cell(
     if workload == "azure_code":
         path = shared_trace("azure2023_code.csv")
         if path is None:
-            raise InvalidInstanceError("azure2023_code.csv not found (set SERVOPT_TRACES)")
+            raise InvalidInstanceError("azure2023_code.csv not found in $SERVOPT_TRACES or "
+                                       "../shared/traces: set SERVOPT_TRACES to the folder "
+                                       "holding it")
         inst = instances.from_trace(path, arrival_rate=1.0, **worker)
     else:
         inst = instances.generate(workload=workload, requests=samples, seed=seed, arrival_rate=1.0, **worker)

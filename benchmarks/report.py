@@ -14,8 +14,11 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
     """Per case and method: runs, mean cost, mean / max gap, mean time, bound kind, statuses.
 
     ``status`` is ``ok`` when every run was, else the count of each other status (for example
-    ``2 unstable`` for a capacity plan that under-provisions, or an error).
+    ``2 unstable`` for a capacity plan that under-provisions, or an error). Runs skipped for want
+    of a public trace are left out (:func:`skipped_notes` says which).
     """
+    if not frame.empty:
+        frame = frame[~_skipped(frame["status"])]
     if frame.empty:
         return pd.DataFrame(columns=["case", "method", "runs", "cost", "gap_mean", "gap_max",
                                      "wall_s", "bound_kind", "status"])
@@ -37,6 +40,39 @@ def _status_counts(statuses: pd.Series) -> str:
     counts = statuses.astype(str).str.split(":").str[0].value_counts()
     bad = counts.drop(labels=["ok", "optimal"], errors="ignore")
     return "ok" if bad.empty else ", ".join(f"{n} {s}" for s, n in bad.items())
+
+
+def _skipped(statuses: pd.Series) -> pd.Series:
+    return statuses.astype(str).str.startswith("skipped:")
+
+
+def skipped_notes(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """Per case, one note per skip reason (a public trace that was not found): the reason as the
+    runner wrote it, and which runs, bounds and cells it took out."""
+    notes: dict[str, list[str]] = {}
+    if frame.empty or "params" not in frame.columns:  # (a hand-made frame: nothing skipped)
+        return notes
+    runs = frame[_skipped(frame["status"])]
+    bounds = frame[_skipped(frame.get("bound_status", pd.Series("", index=frame.index)))]
+    bounds = bounds.drop_duplicates(["case", "params", "seed"])
+    if runs.empty and bounds.empty:
+        return notes
+    for case in dict.fromkeys(frame["case"]):
+        reasons: dict[str, tuple[int, int, list[str]]] = {}
+        for source, column, index in ((runs, "status", 0), (bounds, "bound_status", 1)):
+            mine = source[source["case"] == case]
+            for reason, rows in mine.groupby(column, sort=False):
+                counts = list(reasons.get(str(reason), (0, 0, [])))
+                counts[index] += len(rows)
+                counts[2] = list(dict.fromkeys([*counts[2], *map(str, rows["params"])]))
+                reasons[str(reason)] = (counts[0], counts[1], counts[2])
+        for reason, (n_runs, n_bounds, cells) in reasons.items():
+            what = [f"{n} {w}{'s' if n != 1 else ''}" for n, w in ((n_runs, "run"),
+                                                                     (n_bounds, "bound")) if n]
+            where = "the cell " if len(cells) == 1 else "the cells "
+            notes.setdefault(str(case), []).append(
+                f"{reason} ({' and '.join(what)} of {where}{'; '.join(cells)})")
+    return notes
 
 
 def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
@@ -81,20 +117,27 @@ def cost_line(decision: str) -> str:
 
 
 def format_gap_table(frame: pd.DataFrame) -> str:
-    """The per-decision text shown by ``servopt bench``."""
-    summary = summarise(frame)
-    if summary.empty:
+    """The per-decision text shown by ``servopt bench``: per case its table and a note for each
+    trace it could not find (a case whose every run was skipped has only the note)."""
+    if frame.empty:
         return "(no rows)"
+    summary = summarise(frame)
+    notes = skipped_notes(frame)
     parts = []
-    for (decision, case), block in summary.groupby(["decision", "case"], sort=False):
-        table = block[["method", "runs", "cost", "gap_mean", "gap_max", "wall_s", "bound_kind",
-                       "status"]]
-        unit = cost_line(str(decision))
-        text = f"## {decision}: {case}\n\n" + (f"{unit}\n\n" if unit else "") + markdown_table(table)
-        marked = [m for m in table["method"] if m in foresight_methods(str(decision))]
-        if marked:
-            text += ("\n\nOffline references that use the future (not rules one can deploy): "
-                     + ", ".join(marked) + ".")
+    for decision, case in frame[["decision", "case"]].drop_duplicates().itertuples(index=False):
+        block = summary[summary["case"] == case]
+        text = f"## {decision}: {case}"
+        if not block.empty:
+            table = block[["method", "runs", "cost", "gap_mean", "gap_max", "wall_s",
+                           "bound_kind", "status"]]
+            unit = cost_line(str(decision))
+            text += "\n\n" + (f"{unit}\n\n" if unit else "") + markdown_table(table)
+            marked = [m for m in table["method"] if m in foresight_methods(str(decision))]
+            if marked:
+                text += ("\n\nOffline references that use the future (not rules one can deploy): "
+                         + ", ".join(marked) + ".")
+        for note in notes.get(str(case), []):
+            text += f"\n\n{note}"
         parts.append(text)
     return "\n\n".join(parts)
 

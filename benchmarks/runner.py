@@ -32,6 +32,7 @@ from servopt.benchmarks.harness import (
     flag_below_bound,
 )
 from servopt.benchmarks.registry import Case, params_label
+from servopt.core import InvalidInstanceError
 from servopt.core.registry import LAYERS, layer_module
 from servopt.core.solution import relative_gap
 from servopt.instances import traces
@@ -39,6 +40,29 @@ from servopt.instances import traces
 BOUND = "__bound__"
 TRACE_READS = "trace_reads"  # a cached row's record of the traces its run found or read
 ID_COLUMNS = ["case", "decision", "params", "seed", "instance"]
+SKIPPED = "skipped"  # the status of a unit that needs a public trace that is not there
+
+
+def skip_status(trace: str) -> str:
+    """The status (and report note) of a unit skipped for want of the public trace ``trace``."""
+    return f"{SKIPPED}: needs {trace}; set SERVOPT_TRACES to the folder holding it"
+
+
+def missing_trace(exc: BaseException, reads: dict[str, str]) -> str | None:
+    """The public trace whose absence made a unit fail, else None.
+
+    A unit is skipped, not failed, only when it raised :class:`InvalidInstanceError` naming a
+    trace that its own :func:`traces.shared_trace` lookup found absent (``reads`` from
+    :func:`traces.recording_reads`). A trace that is there but bad, or any other error (also
+    in a unit that looked a trace up and did without it), stays an error."""
+    if not isinstance(exc, InvalidInstanceError):
+        return None
+    text = str(exc)
+    for what, digest in reads.items():
+        kind, _, name = what.partition(":")
+        if kind == "shared" and digest == traces.ABSENT and name and name in text:
+            return name
+    return None
 
 
 def _source_files(case: Case) -> list[str]:
@@ -111,10 +135,15 @@ def run_unit(case: Case, params: dict[str, Any], seed: int, method: str) -> dict
                            status=outcome.status)
                 row.update({f"m:{k}": v for k, v in outcome.metrics.items()})
     except Exception as exc:  # a failing method is a row with its error, not a crashed run
-        row.update(cost=math.nan, wall_s=math.nan, status=f"error: {type(exc).__name__}: {exc}")
+        needed = missing_trace(exc, row.get(TRACE_READS, {}))
+        if needed is not None:  # a public trace that is not there: skipped, with what to set
+            row.update(cost=math.nan, wall_s=math.nan, status=skip_status(needed))
+        else:
+            row.update(cost=math.nan, wall_s=math.nan,
+                       status=f"error: {type(exc).__name__}: {exc}")
+            row["traceback"] = traceback.format_exc(limit=5)
         if method == BOUND:
-            row.update(bound=math.nan, bound_kind="error")
-        row["traceback"] = traceback.format_exc(limit=5)
+            row.update(bound=math.nan, bound_kind=SKIPPED if needed is not None else "error")
     return row
 
 
@@ -169,6 +198,10 @@ def run(
     scheduler : a Dask scheduler address, or ``"local"`` to start a local Dask cluster with
         ``jobs`` workers; ``None`` uses a process pool.
     cache_dir : where finished units are cached (``None``: no cache).
+
+    A unit that needs a public trace that is not found is a row with status
+    ``skipped: needs FILE; ...`` (see :func:`missing_trace`), not an error. ``frame.attrs``
+    holds ``runs`` (units planned) and ``runs_cached`` (of them, read from the cache).
     """
     from tqdm.auto import tqdm
 
@@ -187,7 +220,7 @@ def run(
 
     def done(key: str, row: dict[str, Any]) -> None:
         results[key] = row
-        if cache is not None and not row["status"].startswith("error"):
+        if cache is not None and not row["status"].startswith(("error", SKIPPED)):
             _write_cache(cache, key, row)
         bar.update(1)
 
@@ -203,7 +236,9 @@ def run(
             _run_pool(todo, jobs, done)
     finally:
         bar.close()
-    return assemble([results[u[0]] for u in units if u[0] in results])
+    frame = assemble([results[u[0]] for u in units if u[0] in results])
+    frame.attrs.update(runs=len(units), runs_cached=len(units) - len(todo))
+    return frame
 
 
 def _ignore_sigint() -> None:

@@ -150,13 +150,14 @@ def test_a_case_that_reads_a_trace_is_recomputed_when_that_trace_changes(
     monkeypatch.setenv("SERVOPT_TRACES", str(two))
     other = run([FROM_TRACE], cache_dir=cache, progress=False)
     assert len(computed_units) == 2 and other["instance"].str.contains("4 products").all()
-    # and a trace that disappeared is not served from the cache (the run fails and says so)
+    # and a trace that disappeared is not served from the cache (the run is skipped, naming it)
     (two / "toy_trace.jsonl").unlink()
     monkeypatch.setenv("SERVOPT_TRACES", str(one))
     (one / "toy_trace.jsonl").unlink()
     computed_units.clear()
     gone = run([FROM_TRACE], cache_dir=cache, progress=False)
-    assert len(computed_units) == 2 and gone["status"].str.contains("toy_trace.jsonl not found").all()
+    assert len(computed_units) == 2
+    assert gone["status"].str.startswith("skipped: needs toy_trace.jsonl;").all()
 
 
 def test_a_cached_row_without_its_trace_record_is_recomputed(tmp_path, folders, computed_units):

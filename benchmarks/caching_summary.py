@@ -2,7 +2,10 @@
 
 Run after the full case (``servopt bench --case caching_full --out benchmarks/results --name
 caching_full --no-plots --jobs 2``): ``python benchmarks/caching_summary.py``. Reads
-``benchmarks/results/caching_full.csv``, writes ``caching_summary.md`` and ``.csv`` next to it.
+``benchmarks/results/caching_full.csv``, the foresight references ``caching_references_*.csv``
+and the LP bound's solve times ``caching_lp_time.csv`` (``python benchmarks/caching_lp_time.py``,
+each solve run alone; its bounds must equal the full run's), all committed, and writes
+``caching_summary.md`` and ``.csv`` next to them.
 
 ``closed`` = (LRU cost - method cost) / (LRU cost - LP bound): the share of LRU's gap to the
 offline bound a method closes. ``static`` is the best fixed set for the true popularity.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,7 @@ import pandas as pd
 
 from servopt.benchmarks.caching import closed_gap, setting_label
 from servopt.benchmarks.report import markdown_table
+from servopt.core.errors import InvalidInstanceError
 
 SHOWN = ("lru", "gdsf", "cost_freq_size", "bid_price_static", "bid_price", "bid_price_window",
          "static", "belady_size", "lp_schedule")
@@ -132,33 +137,50 @@ def reference_notes(mm: pd.DataFrame, binding: pd.DataFrame) -> tuple[list[str],
     return multimodal, mooncake
 
 
-def bound_times(cache: Path) -> dict[str, float]:
-    """Wall seconds of the LP bound per params (newest cached run), from the runner's cache."""
-    times: dict[str, tuple[float, float]] = {}
-    for path in cache.glob("*.json"):
-        try:
-            row = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if row.get("case") == "caching_full" and row.get("method") == "__bound__":
-            mtime = path.stat().st_mtime
-            if row["params"] not in times or times[row["params"]][0] < mtime:
-                times[row["params"]] = (mtime, float(row["wall_s"]))
-    return {k: v[1] for k, v in times.items()}
+BOUND_RTOL = 1e-6  # relative difference allowed between the full run's bound and the timed LP's
 
 
-def main() -> None:
+def lp_times(path: Path, frame: pd.DataFrame) -> list[float]:
+    """Wall seconds of the LP bound per setting of ``frame`` (in its order), from ``path``
+    (``caching_lp_time.csv``: each solve run alone). A setting the file lacks, or whose bound there
+    differs from the full run's (the LP changed since it was timed), is an
+    :class:`InvalidInstanceError` naming the file and the setting."""
+    if not path.is_file():
+        raise InvalidInstanceError(f"{path}: no such file; run python benchmarks/caching_lp_time.py "
+                                   "(it times the LP bound of every caching_full setting)")
+    lp = pd.read_csv(path)
+    by_setting: dict[tuple[str, float], tuple[float, float]] = {}
+    for r in lp.to_dict("records"):
+        params = {"workload": r["workload"], "skew": r["skew"]}
+        if isinstance(r.get("cost"), str):
+            params["cost"] = r["cost"]
+        key = (setting_label(params), float(r["cache_share"]))
+        by_setting[key] = (float(r["wall_s"]), float(r["bound"]))
+    seconds = []
+    for params, group in frame.groupby("params", sort=False):
+        key = (setting_label(json.loads(params)), float(json.loads(params)["cache_share"]))
+        if key not in by_setting:
+            raise InvalidInstanceError(f"{path}: no row for {key[0]}, cache_share {key[1]:g}; rerun "
+                                       "python benchmarks/caching_lp_time.py")
+        wall, bound = by_setting[key]
+        full = float(group["bound"].dropna().iloc[0])
+        if abs(bound - full) > BOUND_RTOL * abs(full):
+            raise InvalidInstanceError(f"{path}: bound {bound:.8g} for {key[0]}, cache_share {key[1]:g} "
+                                       f"differs from caching_full.csv's {full:.8g}: the times are of "
+                                       "another LP; rerun python benchmarks/caching_lp_time.py")
+        seconds.append(wall)
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--results", default="benchmarks/results")
-    parser.add_argument("--cache", default=None, help="runner cache with the bound rows")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     folder = Path(args.results)
     frame = pd.read_csv(folder / "caching_full.csv")
     frame = frame[frame["case"] == "caching_full"]
     summary = add_references(summarise(frame), folder)
-    lp_seconds = bound_times(Path(args.cache) if args.cache else folder / "cache")
-    summary["lp_s"] = [lp_seconds.get(p, float("nan")) for p in frame.drop_duplicates(
-        "params")["params"]]
+    summary["lp_s"] = lp_times(folder / "caching_lp_time.csv", frame)
     summary.to_csv(folder / "caching_summary.csv", index=False)
     shown = summary.rename(columns=lambda c: c.replace("closed:", ""))
     wall = frame.groupby("method")["wall_s"].median().rename("median wall_s").reset_index()
@@ -196,21 +218,20 @@ def main() -> None:
         markdown_table(wall, floatfmt=".3g"),
         "",
     ]
-    lp = summary["lp_s"].dropna()
-    if len(lp):
-        text += ["LP bound (reduced flow network, HiGHS dual simplex with Devex pricing) wall time, "
-                 f"column `lp_s`: median "
-                 f"{lp.median():.0f} s, max {lp.max():.0f} s over {len(lp)} instances; "
-                 f"{int((lp < 60).sum())}/{len(lp)} under a minute (wall-clock inside the full "
-                 "run, two jobs at a time on the shared 2-core machine, so each solve shared a "
-                 "core; `caching_lp_time.md` has each solve run alone). Read from the runner's "
-                 "cache of that run (`benchmarks/results/cache`, not committed): without it the "
-                 "column is empty.",
-                 ""]
+    lp = summary["lp_s"]
+    text += ["LP bound (reduced flow network, HiGHS dual simplex with Devex pricing) wall time, "
+             f"column `lp_s`: median {lp.median():.1f} s, max {lp.max():.1f} s over {len(lp)} "
+             f"instances; {int((lp < 60).sum())}/{len(lp)} under a minute. Read from "
+             "`caching_lp_time.csv` (`python benchmarks/caching_lp_time.py`: each solve run alone, "
+             "its bounds equal to this run's), not timed inside the full run.",
+             ""]
     (folder / "caching_summary.md").write_text("\n".join(text))
     print("\n".join(text))
 
 
 if __name__ == "__main__":
     np.seterr(all="ignore")
-    main()
+    try:
+        main()
+    except InvalidInstanceError as exc:
+        sys.exit(f"error: {exc}")

@@ -4,12 +4,14 @@ reading, caching_summary's LP times and capacity_drift_variance's rate unit."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from servopt.benchmarks import capacity_holdout, capacity_report
+from servopt.benchmarks import caching_summary, capacity_holdout, capacity_report
 from servopt.core.errors import InvalidInstanceError
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -72,3 +74,37 @@ def test_holdout_reading_follows_the_numbers() -> None:
     assert "do not fall steadily" in text
     assert "**pessimistic by 2-5%**" in text
     assert "headroom" not in text  # 5% off is inside the 10% headroom
+
+
+# --- caching_summary ---------------------------------------------------------------------------
+
+def _results_copy(tmp_path: Path) -> Path:
+    for name in ("caching_full.csv", "caching_lp_time.csv", "caching_references_mooncake.csv",
+                 "caching_references_multimodal.csv"):
+        shutil.copy(RESULTS / name, tmp_path / name)
+    return tmp_path
+
+
+def test_caching_summary_lp_times_from_the_committed_file(tmp_path: Path) -> None:
+    folder = _results_copy(tmp_path)
+    caching_summary.main(["--results", str(folder)])  # no runner cache there: the old code left lp_s empty
+    summary = pd.read_csv(folder / "caching_summary.csv")
+    # caching_lp_time.csv's rows, read by hand: multimodal skew 0.6 cache 0.01, mooncake position 0.2
+    assert summary["lp_s"].iloc[0] == pytest.approx(10.65035491999879)
+    assert summary["lp_s"].iloc[-1] == pytest.approx(5.8602191009995295)
+    # caching_lp_time.md (the timing script's own summary): median 10.9 s, max 14.5 s, 21 of 21
+    assert "median 10.9 s, max 14.5 s over 21 instances; 21/21 under a minute" in (
+        folder / "caching_summary.md").read_text()
+
+
+def test_caching_summary_refuses_times_of_another_lp(tmp_path: Path) -> None:
+    folder = _results_copy(tmp_path)
+    lp = pd.read_csv(folder / "caching_lp_time.csv")
+    lp.loc[3, "bound"] *= 1.01
+    lp.to_csv(folder / "caching_lp_time.csv", index=False)
+    differs = re.escape("multimodal skew=0.9, cache_share 0.01 differs")
+    with pytest.raises(InvalidInstanceError, match=differs):
+        caching_summary.main(["--results", str(folder)])
+    (folder / "caching_lp_time.csv").unlink()
+    with pytest.raises(InvalidInstanceError, match=re.escape("caching_lp_time.csv: no such file")):
+        caching_summary.main(["--results", str(folder)])

@@ -122,18 +122,38 @@ def recording_reads() -> Iterator[dict[str, str]]:
 
 def reads_unchanged(reads: dict[str, str]) -> bool:
     """Whether every lookup and file in ``reads`` (from :func:`recording_reads`) would give
-    the same content now: the same shared trace found for each name, each file unchanged."""
+    the same content now: the same shared trace found for each name, each file unchanged
+    (see :func:`changed_read`)."""
+    return changed_read(reads) is None
+
+
+def changed_read(reads: dict[str, str]) -> tuple[str, str, str] | None:
+    """The first entry of ``reads`` (from :func:`recording_reads`, possibly made on another
+    machine) whose content differs here, as ``(what, recorded digest, digest here)`` (a digest
+    is ``"absent"`` for no file), else None.
+
+    ``"shared:NAME"`` is compared with this machine's :func:`shared_trace` lookup of NAME. A
+    ``"file:PATH"`` is compared by name and digest, not by where it was: it is covered by a
+    ``"shared:"`` entry of its file name with the same digest (a shared trace found in another
+    folder, as on a cluster worker that mounts the traces elsewhere); otherwise PATH here, or
+    where PATH is not a file here, the shared trace of its name."""
+    shared = {name: digest for what, digest in reads.items()
+              for kind, _, name in [what.partition(":")] if kind == "shared"}
     for what, digest in reads.items():
         kind, _, name = what.partition(":")
         if kind == "shared":
             path = shared_trace(name)
         elif kind == "file":
-            path = Path(name) if Path(name).is_file() else None
+            base = Path(name).name
+            if shared.get(base) == digest:
+                continue  # the same content as the shared lookup of its name, checked there
+            path = Path(name) if Path(name).is_file() else shared_trace(base)
         else:
-            return False
-        if (ABSENT if path is None else _file_digest(path).hex()[:32]) != digest:
-            return False
-    return True
+            return what, digest, ABSENT
+        here = ABSENT if path is None else _file_digest(path).hex()[:32]
+        if here != digest:
+            return what, digest, here
+    return None
 
 
 def _open_checked(path: str | Path) -> Path:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import platform
+import subprocess
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -142,9 +146,74 @@ def format_gap_table(frame: pd.DataFrame) -> str:
     return "\n\n".join(parts)
 
 
+LIBRARIES = ("numpy", "pandas", "pyomo", "highspy", "cvxpy")
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages and the CPU count (``unknown`` where the system
+    does not say)."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except (AttributeError, OSError):
+        return f"unknown ({os.cpu_count()} CPUs)"
+    return f"{one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min) on {os.cpu_count()} CPUs"
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def git_state(folder: str | Path | None = None) -> str:
+    """``<commit> (clean)`` or ``<commit> (dirty: M modified, U untracked)`` for the git checkout
+    holding the servopt package (or ``folder``), else ``not a git checkout`` (an installed copy)."""
+    if folder is None:
+        import servopt
+
+        folder = Path(servopt.__file__).resolve().parent
+    folder = Path(folder)
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
+                              timeout=30, check=False)
+
+    try:  # the package's own file must be tracked: a copy in site-packages inside some other
+        # checkout (a virtual environment in a project folder) is not this project's commit
+        if git("ls-files", "--error-unmatch", "__init__.py").returncode != 0:
+            return "not a git checkout"
+        commit = git("rev-parse", "HEAD").stdout.strip()
+        changes = git("status", "--porcelain").stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (git not available)"
+    untracked = sum(line.startswith("??") for line in changes)
+    modified = len(changes) - untracked
+    state = "clean" if not changes else f"dirty: {modified} modified, {untracked} untracked"
+    return f"{commit or 'unknown'} ({state})"
+
+
+def environment() -> dict[str, str]:
+    """What benchmark figures depend on besides the code: servopt's version and git commit,
+    Python and the numerical libraries' versions (``not installed`` if absent)."""
+    import servopt
+
+    state = git_state()
+    where = state if state.startswith(("not ", "unknown")) else f"git {state}"
+    return {
+        "servopt": f"{getattr(servopt, '__version__', _version('servopt'))}, {where}",
+        "Python": f"{platform.python_version()} ({platform.python_implementation()}, "
+                  f"{platform.system()} {platform.machine()})",
+        **{name: _version(name) for name in LIBRARIES},
+    }
+
+
 def write_reports(frame: pd.DataFrame, out_dir: str | Path, name: str,
-                  command: str | None = None) -> list[Path]:
-    """Write ``<name>.csv`` (every row) and ``<name>.md`` (summary per case); return the paths."""
+                  command: str | None = None,
+                  provenance: dict[str, str] | None = None) -> list[Path]:
+    """Write ``<name>.csv`` (every row) and ``<name>.md`` (summary per case); return the paths.
+    ``provenance`` (for example :func:`environment` plus the load averages of the run) is listed
+    under the md header, one ``- key: value`` line each."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / f"{name}.csv", out / f"{name}.md"
@@ -152,6 +221,9 @@ def write_reports(frame: pd.DataFrame, out_dir: str | Path, name: str,
     lines = [f"# servopt benchmark: {name}", ""]
     if command:
         lines += [f"Regenerate with `{command}`.", ""]
+    if provenance:
+        lines += ["Run on:", ""] + [f"- {key}: {value}" for key, value in provenance.items()]
+        lines += [""]
     lines += ["`cost` is the mean over a case's runs, whose instances can differ in scale; "
               "`gap_mean` / `gap_max` (each run against its own bound) are the figures to compare.",
               ""]

@@ -203,11 +203,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          + (f" (suites with cases: {', '.join(known)})" if known else ""))
     out = writable_folder(args.out)  # before the runs: a bad --out must not lose hours of work
     cache = None if args.no_cache else out / "cache"
+    load_start = report.load_average()
     frame = runner.run(selected, jobs=args.jobs, scheduler=args.scheduler, cache_dir=cache,
                        progress=not args.quiet)
+    # what the figures depend on besides the code (HiGHS's version, the machine's load)
+    provenance = {**report.environment(), "load average at start": load_start,
+                  "load average at end": report.load_average(),
+                  "jobs": str(args.jobs) + (f" (Dask scheduler {args.scheduler})"
+                                            if args.scheduler else "")}
+    if frame.attrs.get("runs_cached"):
+        provenance["from the cache"] = (f"{frame.attrs['runs_cached']} of {frame.attrs['runs']} "
+                                        "runs (computed by an earlier run, perhaps under other "
+                                        "versions or load)")
     name = args.name or (args.suite if not args.case else "-".join(args.case))
     command = "servopt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    paths = report.write_reports(frame, out, name, command=command)
+    paths = report.write_reports(frame, out, name, command=command, provenance=provenance)
     if not args.no_plots:
         from servopt.benchmarks import plots
 

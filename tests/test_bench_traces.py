@@ -1,10 +1,14 @@
 """``servopt bench`` without the public traces (a fresh install): the cells built on a trace are
 skipped with one note saying what to set, the rest run and the exit status is 0; a trace that is
-there but bad stays an error."""
+there but bad stays an error. And the md report records what the figures depend on."""
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import subprocess
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -156,3 +160,60 @@ def test_only_a_failure_naming_the_absent_trace_is_a_skip(tmp_path, no_traces):
 def _looks_up_nothing(*, seed: int = 0, **params):
     raise InvalidInstanceError("x.csv not found")  # names a trace it never looked up
 
+
+def _git(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(folder), "-c", "user.name=t", "-c", "user.email=t@t",
+                           *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_git_state_of_a_checkout_by_hand(tmp_path):
+    try:
+        _git(tmp_path, "init", "-q")
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("git is not available")
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("x = 1\n")
+    assert report_mod.git_state(package) == "not a git checkout"  # not tracked yet
+    _git(tmp_path, "add", "pkg/__init__.py")
+    _git(tmp_path, "commit", "-q", "-m", "one")
+    commit = _git(tmp_path, "rev-parse", "HEAD")
+    assert report_mod.git_state(package) == f"{commit} (clean)"
+    (package / "__init__.py").write_text("x = 2\n")
+    (tmp_path / "notes.txt").write_text("scratch\n")
+    assert report_mod.git_state(package) == f"{commit} (dirty: 1 modified, 1 untracked)"
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-copy"
+    elsewhere.mkdir()
+    (elsewhere / "__init__.py").write_text("x = 1\n")
+    assert report_mod.git_state(elsewhere) == "not a git checkout"
+
+
+def test_report_header_says_what_the_figures_depend_on(tmp_path, monkeypatch, capsys):
+    from servopt.benchmarks import registry
+
+    case = Case(name="toy_case", decision="toy_production", grid=({"products": 3},),
+                make_instance=make_instance, methods=("greedy",))
+    monkeypatch.setattr(registry, "cases", lambda suite=None, names=None: [case])
+    loads = iter([(1.5, 2.25, 3.0), (4.0, 5.0, 6.5)])  # at start, at end
+    monkeypatch.setattr(os, "getloadavg", lambda: next(loads))
+    assert _bench(tmp_path, "--case", "toy_case") == 0
+    md = (tmp_path / "toy_case.md").read_text()
+    header = md.split("`cost` is the mean")[0]
+    for package in ("numpy", "pandas", "pyomo", "highspy", "cvxpy"):
+        assert f"- {package}: {metadata.version(package)}\n" in header
+    assert re.search(r"- Python: 3\.\d+\.\d+ ", header)
+    assert re.search(r"- servopt: \S+, (git [0-9a-f]{40} \((clean|dirty: \d+ modified, \d+ "
+                     r"untracked)\)|not a git checkout)\n", header)
+    cpus = os.cpu_count()
+    assert f"- load average at start: 1.50 / 2.25 / 3.00 (1 / 5 / 15 min) on {cpus} CPUs" in header
+    assert f"- load average at end: 4.00 / 5.00 / 6.50 (1 / 5 / 15 min) on {cpus} CPUs" in header
+    assert "from the cache" not in header  # --no-cache
+    capsys.readouterr()
+    # a second run with the cache: the header says its figures were computed earlier
+    loads = iter([(0.0, 0.0, 0.0)] * 4)
+    cli.main(["bench", "--case", "toy_case", "--out", str(tmp_path), "--no-plots", "--quiet",
+              "--jobs", "1"])
+    cli.main(["bench", "--case", "toy_case", "--out", str(tmp_path), "--no-plots", "--quiet",
+              "--jobs", "1"])
+    md = (tmp_path / "toy_case.md").read_text()
+    assert "- from the cache: 2 of 2 runs" in md

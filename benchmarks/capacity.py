@@ -32,8 +32,8 @@ Estimator (:func:`check_rate`, :func:`find_knee`):
   where X(t) = A(t) - lambda t is the arrival count's deviation from its known mean (a control
   variate, E X(t) = 0). In overload N follows X one for one and the fit removes the arrival
   noise: measured (``benchmarks/capacity_drift_variance.py``, 24 seeds, two workloads) the
-  between-seed sd is 0.36-0.81x the plain slope's at 1.01-1.25x the saturated rate, but 2.3-3.3x
-  at 0.95x (0.97-1.45x at 0.99x), where completions absorb X and fitting its coefficient costs
+  between-seed sd is 0.38-0.70x the plain slope's at 1.01-1.25x the saturated rate, but 2.0-2.9x
+  at 0.95x (0.67-1.13x at 0.99x), where completions absorb X and fitting its coefficient costs
   variance (more seeds before a stable rate is decided). Both estimates agree on average
   (paired difference within about one standard error; ``capacity_drift_variance_check.md``).
   ``raw_slope_ratio`` keeps the plain slope of N;

@@ -6,8 +6,10 @@ Usage::
         [--multipliers 0.95,0.99,1.01,1.05,1.25] [--name capacity_drift_variance]
 
 For two workloads (code with 16k KV tokens, conversation with 60k; generator seed 4, 600 length
-samples) and rates from 0.95x to 1.25x the saturated throughput, run the stability test's single
-replication (:func:`servopt.benchmarks.capacity._one_run`, 3000 arrivals, 25% warm-up) on
+samples) and rates from 0.95x to 1.25x the saturated throughput (measured on
+``SATURATION_REQUESTS`` = 8000 queued requests, seed 0, fixed here so that a change of the
+capacity module's default horizon does not move the rates silently), run the stability test's
+single replication (:func:`servopt.benchmarks.capacity._one_run`, 3000 arrivals, 25% warm-up) on
 ``--seeds`` seeds and report the between-seed standard deviation of the drift / lambda with the
 control variate (the estimate the knee search uses) and of the plain slope of requests in system,
 and their paired difference (both are computed from the same runs).
@@ -31,17 +33,20 @@ from servopt.instances import capacity as instances
 
 CELLS = (("code", 16_000), ("conversation", 60_000))
 MULTIPLIERS = (0.95, 0.99, 1.01, 1.05, 1.25)
+SATURATION_REQUESTS = 8000  # requests queued at time 0 for the saturated throughput (rates' unit)
+RUN_REQUESTS = 3000  # arrivals per replication
+WARMUP = 0.25  # share of each run's horizon left out of the slopes
 
 
 def measure(seeds: int, first_seed: int = 0, multipliers: tuple[float, ...] = MULTIPLIERS) -> pd.DataFrame:
     rows = []
     for workload, kv_tokens in CELLS:
         instance = instances.generate(workload=workload, requests=600, kv_tokens=kv_tokens, seed=4)
-        saturated = bench.saturated_throughput(instance)
+        saturated = bench.saturated_throughput(instance, n_requests=SATURATION_REQUESTS)
         for multiplier in multipliers:
             rate = multiplier * saturated
             seed_range = range(first_seed, first_seed + seeds)
-            runs = [bench._one_run(instance, rate, 3000, seed, 0.25) for seed in seed_range]
+            runs = [bench._one_run(instance, rate, RUN_REQUESTS, seed, WARMUP) for seed in seed_range]
             drift = np.array([run["drift"] for run in runs])
             raw = np.array([run["raw"] for run in runs])
             rows.append({"workload": workload, "kv_tokens": kv_tokens, "rate_over_saturated": multiplier,
@@ -70,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     command = (f"python benchmarks/capacity_drift_variance.py --out {args.out} --seeds {args.seeds} "
                f"--first-seed {args.first_seed} --multipliers {args.multipliers} --name {args.name}")
     text = ("# capacity: variance of the drift estimate with and without the control variate\n\n"
-            f"Regenerate with `{command}` ({time.perf_counter() - start:.0f} s). drift = the knee search's "
-            "estimate (fit of N(t) on 1, t and the arrival noise X(t)); raw = plain slope of N(t); "
+            f"Regenerate with `{command}` ({time.perf_counter() - start:.0f} s). Rates are multiples of the "
+            f"saturated throughput measured on {SATURATION_REQUESTS} queued requests; each replication has "
+            f"{RUN_REQUESTS} arrivals, the first {WARMUP:.0%} of its horizon left out. "
+            "drift = the knee search's estimate (fit of N(t) on 1, t and the arrival noise X(t)); "
+            "raw = plain slope of N(t); "
             "both / lambda; sd between seeds; sd_ratio = drift_sd / raw_sd "
             "(below 1: the control variate helps); "
             "paired_diff = mean over seeds of drift - raw (same runs), with its standard error. "

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from servopt.benchmarks import caching_summary, capacity_holdout, capacity_report
+from servopt.benchmarks import caching_summary, capacity_drift_variance, capacity_holdout, capacity_report
 from servopt.core.errors import InvalidInstanceError
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -108,3 +108,28 @@ def test_caching_summary_refuses_times_of_another_lp(tmp_path: Path) -> None:
     (folder / "caching_lp_time.csv").unlink()
     with pytest.raises(InvalidInstanceError, match=re.escape("caching_lp_time.csv: no such file")):
         caching_summary.main(["--results", str(folder)])
+
+
+# --- capacity_drift_variance -------------------------------------------------------------------
+
+def test_drift_variance_rates_do_not_follow_the_module_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rates' unit is measured on a fixed 8000 queued requests (a406ef5 moved the module's
+    default from 3000 to 8000 and silently changed every committed row)."""
+    seen: list[int] = []
+
+    def saturated(instance: object, *, n_requests: int = 3000, seed: int = 0, seeds: int = 1) -> float:
+        seen.append(n_requests)
+        return 10.0
+
+    runs: list[tuple[float, int]] = []
+
+    def one_run(instance: object, rate: float, n_requests: int, seed: int, warmup: float) -> dict:
+        runs.append((rate, n_requests))
+        return {"drift": float(seed), "raw": seed / 2}
+
+    monkeypatch.setattr(capacity_drift_variance.bench, "saturated_throughput", saturated)
+    monkeypatch.setattr(capacity_drift_variance.bench, "_one_run", one_run)
+    frame = capacity_drift_variance.measure(2, 0, (1.05,))
+    assert seen == [8000, 8000]
+    assert runs == [(10.5, 3000)] * 4
+    assert frame["paired_diff"].tolist() == [0.25, 0.25]  # seeds 0, 1: drift - raw = 0, 0.5

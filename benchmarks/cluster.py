@@ -21,8 +21,10 @@ Units that finished before a failure were handed to the runner, which cached the
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
 import importlib
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -93,6 +95,20 @@ def _run_everywhere(client: Any, timeout: float, function: Callable, *args: Any)
         pool.shutdown(wait=False)
 
 
+def _worker_labels(client: Any) -> dict[str, str]:
+    """``{address: "address (name N)"}`` of the connected workers (the name given to
+    ``dask worker --name``, which the address alone does not show)."""
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    except TypeError:  # (a Dask that lists every worker without being asked)
+        info = client.scheduler_info()
+    labels = {}
+    for address, worker in info.get("workers", {}).items():
+        name = str(worker.get("name", ""))
+        labels[address] = f"{address} (name {name})" if name and name != address else address
+    return labels
+
+
 def check_workers(client: Any, cases: Iterable[Any], *,
                   timeout: float = PROBE_TIMEOUT_S) -> dict[str, str]:
     """Before any unit is submitted: every worker now connected imports servopt and computes
@@ -108,18 +124,20 @@ def check_workers(client: Any, cases: Iterable[Any], *,
     fix = ("install the client's servopt on every worker (or run without --scheduler); "
            "nothing was submitted")
     answers = _run_everywhere(client, timeout, importlib.import_module, __name__)
+    labels = _worker_labels(client)
     for worker, answer in sorted(answers.items()):
         if isinstance(answer, BaseException):
-            raise RuntimeError(f"Dask worker {worker} cannot import {__name__} "
-                               f"({type(answer).__name__}: {answer}); {fix}")
+            raise RuntimeError(f"Dask worker {labels.get(worker, worker)} cannot import "
+                               f"{__name__} ({type(answer).__name__}: {answer}); {fix}")
     answers = _run_everywhere(client, timeout, fingerprints, cases)
     for worker, answer in sorted(answers.items()):
+        label = labels.get(worker, worker)
         if isinstance(answer, BaseException):
-            raise RuntimeError(f"Dask worker {worker} cannot compute the cases' code fingerprint "
+            raise RuntimeError(f"Dask worker {label} cannot compute the cases' code fingerprint "
                                f"({type(answer).__name__}: {answer}); {fix}")
         different = _first_difference(mine, answer)
         if different is not None:
-            raise RuntimeError(f"Dask worker {worker} {different}; {fix}")
+            raise RuntimeError(f"Dask worker {label} {different}; {fix}")
     return mine
 
 
@@ -130,9 +148,13 @@ def on_worker(function: Callable[..., dict[str, Any]], case: Any, *args: Any) ->
 
     row = function(case, *args)
     try:
-        row[WORKER] = get_worker().address
+        worker = get_worker()
     except ValueError:  # not on a worker (a test calling it directly)
         row[WORKER] = "(no worker)"
+    else:
+        name = str(worker.name)
+        row[WORKER] = worker.address + (f" (name {name})" if name and name != worker.address
+                                        else "")
     row[WORKER_CODE] = fingerprints([case])[case.name]
     return row
 
@@ -146,7 +168,7 @@ def checked_row(row: dict[str, Any], fingerprint: str | None = None) -> dict[str
     worker = row.pop(WORKER, None)
     code = row.pop(WORKER_CODE, None)
     where = f"Dask worker {worker}" if worker else "a Dask worker"
-    unit = f"case {row.get('case')}, method {row.get('method')}, seed {row.get('seed')}"
+    unit = _unit_words(row.get("case"), row.get("method"), row.get("seed"))
     if fingerprint is not None and code is not None and code != fingerprint:
         raise RuntimeError(f"{where} ran {unit} with other servopt code than this machine's "
                            f"(code fingerprint {code} against {fingerprint}): install the "
@@ -174,8 +196,13 @@ def _unit_named(key: Any, units: dict[str, tuple]) -> str:
     _, case, params, seed, method = unit
     from servopt.benchmarks.registry import params_label
 
-    return (f"case {case.name}, method {method}, seed {seed}"
-            + (f", params {params_label(params)}" if params else ""))
+    return _unit_words(case.name, method, seed) + (f", params {params_label(params)}"
+                                                   if params else "")
+
+
+def _unit_words(case: Any, method: Any, seed: Any) -> str:
+    what = "the bound" if method == "__bound__" else f"method {method}"  # (runner.BOUND)
+    return f"case {case}, {what}, seed {seed}"
 
 
 def one_line(exc: BaseException, units: Iterable[tuple], scheduler: str) -> RuntimeError | None:
@@ -200,11 +227,26 @@ def one_line(exc: BaseException, units: Iterable[tuple], scheduler: str) -> Runt
     return None
 
 
+class _NoConnectionTracebacks(logging.Filter):
+    """Drops the Dask client's logged tracebacks of a failed connection (its attempts to
+    reconnect to a lost scheduler): the run then stops with one line saying so."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from distributed.comm import CommClosedError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, asyncio.CancelledError | CommClosedError | OSError)
+
+
 @contextmanager
 def dask_errors(units: Iterable[tuple], scheduler: str) -> Iterator[None]:
     """Inside the block, what :func:`one_line` recognises is raised as its one-line
-    ``RuntimeError`` (the Dask traceback is dropped); anything else passes unchanged."""
+    ``RuntimeError`` (the Dask traceback is dropped), and the Dask client logs no traceback of
+    a lost connection; anything else passes unchanged."""
     units = list(units)
+    quiet = _NoConnectionTracebacks()
+    client_log = logging.getLogger("distributed.client")
+    client_log.addFilter(quiet)
     try:
         yield
     except Exception as exc:
@@ -212,3 +254,5 @@ def dask_errors(units: Iterable[tuple], scheduler: str) -> Iterator[None]:
         if clean is None:
             raise
         raise clean from None
+    finally:
+        client_log.removeFilter(quiet)

@@ -106,6 +106,9 @@ def test_a_row_computed_by_other_code_is_refused(client_traces):
     with pytest.raises(RuntimeError, match=r"tcp://10.0.0.7:40000 ran case capacity_quick, "
                                            r"method fluid, seed 3 with other servopt code"):
         checks.checked_row(row, "1" * 16)
+    bound = {**row, "method": "__bound__", checks.WORKER_CODE: "0" * 16}
+    with pytest.raises(RuntimeError, match=r"ran case capacity_quick, the bound, seed 3 with"):
+        checks.checked_row(bound, "1" * 16)
 
 
 # --- item 6: a mistyped --scheduler names it ----------------------------------------------------
@@ -156,7 +159,8 @@ def test_workers_with_the_clients_code_pass_and_one_with_other_code_is_named(mon
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
-        (worker,) = client.scheduler_info()["workers"]
+        ((worker, info),) = client.scheduler_info()["workers"].items()
+        worker = f"{worker} (name {info['name']})"  # as dask worker --name shows it
         codes = checks.check_workers(client, [CASE, CASE], timeout=30)
         assert codes == {"toy_cluster": runner_mod.code_fingerprint(CASE)}
         # the unit wrapper stamps what the worker ran with
@@ -193,7 +197,8 @@ def test_a_worker_without_servopt_is_named_instead_of_hanging(tmp_path):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                   dashboard_address=None, preload=[str(preload)]) as cluster, \
             distributed.Client(cluster) as client:
-        (worker,) = client.scheduler_info()["workers"]
+        ((worker, info),) = client.scheduler_info()["workers"].items()
+        worker = f"{worker} (name {info['name']})"
         with pytest.raises(RuntimeError) as err:
             checks.check_workers(client, [CASE], timeout=60)
     text = str(err.value)

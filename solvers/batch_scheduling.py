@@ -1389,8 +1389,8 @@ class BidPrice(Policy):
     def prepare(self, instance: Instance) -> None:
         if self.given:
             return
-        present = instance if instance.offline else instance.subset(
-            np.flatnonzero(instance.arrival == 0))  # the requests known at round 0
+        first = np.flatnonzero(instance.arrival == 0)  # the requests known at round 0
+        present = instance if instance.offline else instance.subset(first) if first.size else None
         at_once = self._plan_prices(present)
         online = at_once
         if not instance.offline:  # online: the history window's average price in every round
@@ -1399,10 +1399,11 @@ class BidPrice(Policy):
         self._modes = (at_once, online)
         self._use(at_once)
 
-    def _plan_prices(self, present: Instance) -> tuple:
-        """All-at-once prices for the requests ``present`` at round 0: the LP relaxation of their
-        planning instance, or, when that LP is too large, one price learned on a load sample."""
-        if not present.n:
+    def _plan_prices(self, present: Instance | None) -> tuple:
+        """All-at-once prices for the requests ``present`` at round 0 (None: no request is): the
+        LP relaxation of their planning instance, or, when that LP is too large, one price learned
+        on a load sample."""
+        if present is None:
             return self._priced(np.zeros(0), 0.0)
         plan = planning_instance(present)
         if lp_too_large(plan, self.max_columns, 100 * self.max_columns):

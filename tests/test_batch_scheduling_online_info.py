@@ -125,6 +125,12 @@ def burst(n: int, first: int, seed: int, load: float = 1.2) -> Instance:
     return dataclasses.replace(base, arrival=arrival)
 
 
+def late_start(n: int, seed: int) -> Instance:
+    """A Poisson stream whose first request arrives at round 3 (nothing to plan at round 0)."""
+    base = inst_mod.generate(n, arrivals="poisson", load=1.3, noise=0.5, seed=seed)
+    return dataclasses.replace(base, arrival=base.arrival + 3)
+
+
 def drift(n: int, seed: int) -> Instance:
     """An overloaded Poisson stream (load 2) whose second half has 4x the prompts (a workload
     shift: the mean need of the arrived requests is not the whole stream's until the end)."""
@@ -143,6 +149,7 @@ STREAMS = {
                                          noise=0.5, seed=1),
     "poisson_drift": lambda: drift(150, seed=0),  # overloaded, prompts x 4 from the middle on
     "burst": lambda: burst(150, 40, seed=2),  # 40 at round 0, then a Poisson stream
+    "late_start": lambda: late_start(60, seed=6),  # no request at round 0
 }
 ONLINE = ("fcfs", "spf", "mcsf", "bid_price", "bid_price_stationary")
 

@@ -120,6 +120,7 @@ import dataclasses
 import itertools
 import math
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -1333,8 +1334,16 @@ class BidPrice(Policy):
     max_columns : above this many start columns (or 100x as many memory-row entries) the offline
         LP (its size grows as n^2, its time faster) is not solved: the rule prices with one
         stationary price learned on a sample of ``sample`` requests (fewer if its LP has more
-        than 10 x ``max_columns`` entries) with the memory scaled to keep the same load
-        (``tail``; 0 if even 8 are too many: then it orders by predicted output alone).
+        than ``sample_max_columns`` start columns or 10x as many entries) with the memory scaled
+        to keep the same load (``tail``; 0 if even 8 are too many: then it orders by predicted
+        output alone, and says so with a ``RuntimeWarning`` and ``price_from == "zero"``).
+    sample_max_columns : the sample LP's limit (default ``max_columns``). To force the sample
+        price on an instance whose whole LP is small, pass ``max_columns=1`` and this limit
+        (``max_columns=1`` alone also limits the sample's LP to 1 column: price 0).
+    price_from : after ``prepare``, where the all-at-once price came from: ``"given"``,
+        ``"lp"`` (the whole LP), ``"sample"`` (a load sample of ``sample_size`` requests),
+        ``"zero"`` (even the smallest sample's LP was too large: price 0) or ``"none"`` (no
+        request at round 0).
 
     Learned prices (``prices=None``) follow what has arrived too. A live scheduler cannot know
     whether more requests will come, so while every request it has seen arrived at round 0 the
@@ -1352,9 +1361,14 @@ class BidPrice(Policy):
     def __init__(self, prices: np.ndarray | None = None, *, tail: float | None = None,
                  skip: bool | None = None, time_limit: float | None = None,
                  history: int | Instance = 60, patience: float = 2.0,
-                 max_columns: int = 200_000, sample: int = 120) -> None:
+                 max_columns: int = 200_000, sample: int = 120,
+                 sample_max_columns: int | None = None) -> None:
         self.max_columns = whole_number("max_columns", max_columns)
         self.sample = whole_number("sample", sample)
+        self.sample_max_columns = (self.max_columns if sample_max_columns is None else
+                                   whole_number("sample_max_columns", sample_max_columns))
+        self.price_from = "given" if prices is not None else ""
+        self.sample_size = 0
         self.prices = None if prices is None else _check_price(prices, "prices", vector=True)
         self.given = prices is not None  # else learned afresh for every instance in prepare()
         self.patience = _check_patience(patience)
@@ -1403,15 +1417,29 @@ class BidPrice(Policy):
         """All-at-once prices for the requests ``present`` at round 0 (None: no request is): the
         LP relaxation of their planning instance, or, when that LP is too large, one price learned
         on a load sample."""
+        self.sample_size = 0
         if present is None:
+            self.price_from = "none"
             return self._priced(np.zeros(0), 0.0)
         plan = planning_instance(present)
         if lp_too_large(plan, self.max_columns, 100 * self.max_columns):
-            small = (self.max_columns, 10 * self.max_columns)  # the sample's LP: seconds
+            small = (self.sample_max_columns, 10 * self.sample_max_columns)  # its LP: seconds
             sample = load_sample(present, self.sample, small)
-            tail = (0.0 if lp_too_large(planning_instance(sample), *small)
-                    else BidPriceStationary.learn(sample, self.time_limit))
-            return self._priced(np.zeros(0), tail)
+            self.sample_size = sample.n
+            if lp_too_large(planning_instance(sample), *small):
+                self.price_from = "zero"
+                _, columns, entries = model.model_size(planning_instance(sample))
+                warnings.warn(
+                    f"BidPrice: the whole LP is too large (max_columns={self.max_columns:,}) and "
+                    f"so is the LP of a load sample of {sample.n} requests ({columns:,} start columns, "
+                    f"{entries:,} memory-row entries; limits {small[0]:,} and {small[1]:,} from "
+                    f"sample_max_columns={self.sample_max_columns:,}): the price is 0 and the rule "
+                    "orders by predicted output alone; raise sample_max_columns to price it",
+                    RuntimeWarning, stacklevel=3)
+                return self._priced(np.zeros(0), 0.0)
+            self.price_from = "sample"
+            return self._priced(np.zeros(0), BidPriceStationary.learn(sample, self.time_limit))
+        self.price_from = "lp"
         mu = _lp_prices(solve_lp(plan, time_limit=self.time_limit), self.time_limit)
         return self._priced(mu, None if self.given_tail is None else float(self.given_tail))
 

@@ -78,8 +78,13 @@ def run(cases: list[tuple[int, int]]) -> pd.DataFrame:
             print(rows[-1], flush=True)
     frame = pd.DataFrame(rows)
     mcsf = frame[frame["method"] == "mcsf"].set_index(["n", "seed"])["total_latency"]
+    full = frame[frame["method"] == "bid_price"].set_index(["n", "seed"])["total_latency"]
     frame["vs_mcsf"] = [c / mcsf[(n, s)] - 1 for n, s, c in
                         zip(frame["n"], frame["seed"], frame["total_latency"], strict=True)]
+    frame["vs_bid_price"] = [c / full[(n, s)] - 1 if m.startswith("bid_price") else float("nan")
+                             for n, s, m, c in zip(frame["n"], frame["seed"], frame["method"],
+                                                   frame["total_latency"], strict=True)]
+    frame["total_latency"] = frame["total_latency"].round().astype("int64")  # whole rounds
     return frame
 
 
@@ -101,8 +106,9 @@ def main(argv: list[str] | None = None) -> None:
             "to the shipped limit). price_from: where the rule's price came from (lp: the whole "
             "LP; sample: one stationary price learned on a load sample of sample_size requests); "
             "tail_price: that stationary price (latency rounds per KV token-round; blank for the "
-            "whole-LP rows, which price each round). wall_s: the whole evaluation on a "
-            "shared 2-core machine (noisy).", "",
+            "whole-LP rows, which price each round). total_latency in rounds; vs_mcsf and "
+            "vs_bid_price: relative to MC-SF and to the shipped rule on the same instance. "
+            "wall_s: the whole evaluation on a shared 2-core machine (noisy).", "",
             *(f"- {key}: {value}" for key, value in setting.items()), "",
             markdown_table(frame), ""]
     Path(args.out).write_text("\n".join(text))

@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from servopt.benchmarks import cluster as dask_checks
 from servopt.benchmarks.harness import (
     TABLE_COLUMNS,
     benchmark_module,
@@ -272,6 +273,7 @@ def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:
         raise RuntimeError("--scheduler needs dask.distributed: pip install 'servopt[dask]'") from None
+    dask_checks.check_address(scheduler)  # a mistyped address names --scheduler
     cluster = None
     if scheduler == "local":
         import signal
@@ -287,18 +289,25 @@ def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
         client = Client(cluster)
     else:
         client = Client(scheduler, timeout=30)
-    try:
-        futures = {client.submit(run_unit, c, p, s, m, key=f"servopt-{k}", pure=False): k
-                   for k, c, p, s, m in todo}
-        for future in as_completed(futures):
-            done(futures[future], future.result())
-    finally:  # (shutting down cancels what still runs: dask's warnings about it are noise)
-        import logging
+    # a lost scheduler or a KilledWorker is one line (also while the client closes)
+    with dask_checks.dask_errors(todo, scheduler):
+        try:
+            # every worker has servopt and the client's code, or nothing is submitted
+            codes = dask_checks.check_workers(client, [u[1] for u in todo])
+            futures = {client.submit(dask_checks.on_worker, run_unit, c, p, s, m,
+                                     key=f"{dask_checks.KEY_PREFIX}{k}", pure=False): (k, c)
+                       for k, c, p, s, m in todo}
+            for future in as_completed(futures):
+                key, case = futures[future]
+                # a row computed by other code or on other traces than the client's stops the run
+                done(key, dask_checks.checked_row(future.result(), codes[case.name]))
+        finally:  # (shutting down cancels what still runs: dask's warnings about it are noise)
+            import logging
 
-        logging.getLogger("distributed").setLevel(logging.ERROR)
-        client.close()
-        if cluster is not None:
-            cluster.close()
+            logging.getLogger("distributed").setLevel(logging.ERROR)
+            client.close()
+            if cluster is not None:
+                cluster.close()
 
 
 def assemble(rows: list[dict[str, Any]]) -> pd.DataFrame:

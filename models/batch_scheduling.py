@@ -569,8 +569,11 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, horizon: Any 
     The IP starts from :func:`warm_start_schedule` (the best of a few exact-lookahead
     schedules), so a time limit always returns an incumbent at least that good; with the
     default (exact) horizon and no window, its ``bound_lp`` is the LP relaxation on the shorter
-    makespan horizon (a lower bound on the hindsight optimum), which ``servopt.solve`` reports
-    when HiGHS stops before its own root LP; it is cut out of the IP's matrix
+    makespan horizon (a lower bound on the hindsight optimum): with a time limit ``servopt.solve``
+    solves it first, under its share of the limit, and reports the better of its value (rounded
+    up to a whole round) and HiGHS's dual bound (``info["bound_kind"]``: ``lp_relaxation`` or
+    ``mip_bound``); without one it is solved only when a limit among the model's options stopped
+    HiGHS before its root LP. It is cut out of the IP's matrix
     (:func:`shorter_horizon_lp`), not built again. The LP is solved by interior point with
     crossover (faster than the simplex at n = 100, ``batch_scheduling_lp.md``).
     """

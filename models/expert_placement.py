@@ -280,6 +280,9 @@ def build(
         m.order = pyo.Constraint(pyo.Set(initialize=pairs, dimen=2), rule=lambda m, l, g: sum(
             m.f[l, e, g] for e in m.E) >= sum(m.f[l, e, g + 1] for e in m.E))
     m.obj = pyo.Objective(expr=objective, sense=pyo.minimize)
+    # valid inequalities: the MIP's prices (the LP with the placement fixed) are read without
+    # them, as the dispatch LP of the incumbent gives them, not soaked up by a cut
+    m.valid_inequalities = ("lower", "order") if hasattr(m, "order") else ("lower",)
     m.index_names = {"y": ["layer", "expert", "gpu"], "f": ["layer", "expert", "gpu"],
                      "z": ["layer"], "demand": ["layer", "expert"],
                      "link": ["layer", "expert", "gpu"], "slots": ["layer", "gpu"],

@@ -109,8 +109,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
     print(f"problem   {kind} [{f'highs, {form} form' if form else solution.backend}]")
     print(f"status    {solution.status}")
     print(f"objective {solution.objective:.8g}")
-    source = solution.info.get("bound_kind", "mip_dual_bound")  # where a MIP's bound comes from
-    print(f"bound     {solution.bound:.8g}" + ("" if source == "mip_dual_bound" else f"  ({source})"))
+    source = solution.info.get("bound_kind", "mip_bound")  # where a MIP's bound comes from
+    print(f"bound     {solution.bound:.8g}" + ("" if source in ("mip_bound", "optimal") else f"  ({source})"))
+    if solution.info.get("highs_skipped"):
+        print(f"          HiGHS did not run ({solution.info['highs_skipped']}: the build used the "
+              "budget): the incumbent is the model's start, with no bound and no prices")
     gap = solution.gap
     print(f"gap       {gap:.4%}" if math.isfinite(gap) else "gap       n/a")
     print(f"time      {solution.wall_s:.2f} s")
@@ -121,9 +124,15 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print(f"          time limit of {time_limit:g} s reached with {what} (the limit covers the "
               "build, the solve, a fallback bound LP and the prices; --time-limit S for longer, 0 "
               "for none)")
-    if solution.info.get("prices_skipped"):
+    skipped = solution.info.get("prices_skipped")
+    if skipped == "time_limit":
         print("prices    none: the time limit left no time for the price LP (--time-limit S for "
               "longer)")
+    elif skipped == exact.INTEGER_PRICES_SKIPPED:
+        print("prices    none: integer model, its prices are all zero by construction (add --relax "
+              "for the LP's prices)")
+    elif skipped:
+        print(f"prices    none: {skipped}")
     if args.out is not None:
         print(f"written   {solution.save(args.out)}/ (solution.json, prices/, decisions/)")
     top = solution.top_prices(args.prices, per_family=True)

@@ -1263,6 +1263,10 @@ def _solution_prices(solution: Solution, who: str) -> np.ndarray:
         raise InvalidInstanceError(
             f"the batch_scheduling LP was not solved to optimality (status {solution.status}): "
             "its duals are not prices")
+    if decision == "batch_scheduling" and getattr(solution, "relaxed", True) is False:
+        raise InvalidInstanceError(
+            f"{who}.from_solution needs the LP relaxation's prices: solve with relax=True "
+            "(a MIP's prices are the duals with the integers fixed, here all zero)")
     if decision not in ("", "batch_scheduling") or not isinstance(prices, dict) \
             or "kv_memory" not in prices or prices["kv_memory"].index.names != ["round"]:
         raise InvalidInstanceError(

@@ -662,6 +662,10 @@ class BidPrice(BasePolicy):
         """The mean ``cache_capacity`` price of a solved caching LP, checked."""
         decision = getattr(solution, "decision", "")
         prices = getattr(solution, "prices", None)
+        if decision == "caching" and getattr(solution, "relaxed", True) is False:
+            raise InvalidInstanceError(
+                "BidPrice.from_solution needs the LP's prices: solve with relax=True (with every "
+                "keep fixed at its integer value, the caching IP's prices are all zero)")
         if decision not in ("", "caching") or not isinstance(prices, dict) \
                 or "cache_capacity" not in prices:
             raise InvalidInstanceError(

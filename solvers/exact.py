@@ -24,8 +24,15 @@ is solved before the MIP when the call has a time limit (and after it when a lim
 model's options stopped it before its root LP); ``solution.info["bound_kind"]`` says where the
 bound comes from.
 
+``bound_kind`` uses the vocabulary of ``benchmarks.harness.BOUND_KINDS`` (``mip_bound``,
+``lp_relaxation``, ``optimal``, ``none``).
+
 Prices follow the one convention of :mod:`servopt.core.solution`: for a MIP they are the duals of
-the LP obtained by fixing the integer variables at the incumbent (``prices=True``).
+the LP obtained by fixing the integer variables at the incumbent (``prices=True``), without the
+rows a Pyomo model lists in ``model.valid_inequalities`` (cuts such as symmetry breaking, which
+would soak up the prices). :func:`_nothing_to_price` tells when that LP has nothing left to move
+(its duals zero by construction; not yet acted on: pending). A solver
+failure raises :class:`SolverFailedError` with the solver's cause, never ``InfeasibleError``.
 """
 
 from __future__ import annotations
@@ -375,6 +382,7 @@ def _solve_model(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget, m
                     solution.info["prices_skipped"] = skipped
     elif prices:
         solution.info["prices_skipped"] = "time_limit" if status == "time_limit" else "no solution"
+    solution.info["bound_kind"] = _bound_kind(solution)
     solution.wall_s = time.perf_counter() - start
     return solution
 
@@ -422,6 +430,64 @@ def _noting_interrupts() -> Iterator[list]:
         signal.signal(signal.SIGINT, previous)
 
 
+INTEGER_PRICES_SKIPPED = ("integer model: its prices are all zero by construction; solve with "
+                          "relax=True for the LP's prices")
+
+
+class SolverFailedError(RuntimeError):
+    """The solver failed (not installed, crashed, refused the model): nothing is proved about
+    the instance; the message keeps the solver's own cause."""
+
+
+def _bound_kind(solution: Solution) -> str:
+    """Where ``solution.bound`` comes from, in the vocabulary of ``benchmarks.harness.BOUND_KINDS``:
+    ``none`` (no bound), ``mip_bound`` (a MIP's dual bound), ``lp_relaxation`` (the optimum of
+    an integer model's relaxation, ``relax=True``), ``optimal`` (an LP's proved optimum)."""
+    if math.isnan(solution.bound):
+        return "none"
+    if not solution.info.get("lp", False):
+        return "mip_bound"
+    return "lp_relaxation" if solution.relaxed else "optimal"
+
+
+def _has_free_continuous(model: pyo.ConcreteModel) -> bool:
+    """Whether a MIP has a continuous variable that is not fixed: without one, the LP with the
+    integers fixed has nothing left to move and its duals are zero by construction."""
+    return any(v.is_continuous() and not v.fixed
+               for v in model.component_data_objects(pyo.Var, active=True))
+
+
+def _nothing_to_price(mm: MatrixModel) -> bool:
+    """Whether the LP of ``mm`` with its integer columns fixed has no free column, so that its
+    duals are zero by construction: every column integer, or every continuous column fixed by
+    its own bounds or determined by the equality rows once the integers are fixed (a square
+    submatrix of those rows on the continuous columns, found by a maximum matching, is
+    nonsingular: the continuous values are then the unique solution of a linear system)."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import maximum_bipartite_matching
+    from scipy.sparse.linalg import splu
+
+    if mm.integer is None:
+        return False
+    free = ~np.asarray(mm.integer, dtype=bool) & (np.asarray(mm.col_lower) != np.asarray(mm.col_upper))
+    if not free.any():
+        return True
+    equal = np.flatnonzero(np.asarray(mm.row_lower) == np.asarray(mm.row_upper))
+    if equal.size < free.sum():
+        return False
+    a = sp.csr_matrix(mm.matrix)[equal][:, np.flatnonzero(free)].tocsr()
+    a.eliminate_zeros()
+    match = maximum_bipartite_matching(a.tocsc(), perm_type="row")  # a row for each column
+    if np.any(match < 0):
+        return False  # structurally rank deficient: some continuous column can move
+    square = a[match].tocsc()
+    try:
+        splu(square)
+    except RuntimeError:  # exactly singular
+        return False
+    return True
+
+
 def _is_lp(model: pyo.ConcreteModel) -> bool:
     return all(
         v.is_continuous() or v.fixed for v in model.component_data_objects(pyo.Var, active=True)
@@ -446,6 +512,11 @@ def _fixed_integer_prices_in_place(solver: Any, model: pyo.ConcreteModel, sense:
     if x.size != n:
         return None
     lp = highs.getLp()  # a copy: the LP is solved afresh, as the clone would be
+    cuts = _cut_rows(model, rows)
+    if cuts:  # valid inequalities leave the price LP (free rows: their duals are 0)
+        row_lower, row_upper = np.asarray(lp.row_lower_, dtype=float), np.asarray(lp.row_upper_, dtype=float)
+        row_lower[cuts], row_upper[cuts] = -np.inf, np.inf
+        lp.row_lower_, lp.row_upper_ = row_lower, row_upper
     continuous = highspy.HighsVarType.kContinuous
     integer = np.asarray([i for i, kind in enumerate(lp.integrality_) if kind != continuous], dtype=np.int64)
     if integer.size:
@@ -463,7 +534,22 @@ def _fixed_integer_prices_in_place(solver: Any, model: pyo.ConcreteModel, sense:
         return {}, ("time_limit" if status == highspy.HighsModelStatus.kTimeLimit
                     else f"the fixed-integer LP ended {fixed.modelStatusToString(status)!r}")
     dual = fixed.getSolution().row_dual
-    return _pyomo_prices(model, {con: dual[row] for con, row in rows.items()}, sense), None
+    skip = _cut_names(model)
+    return _pyomo_prices(model, {con: dual[row] for con, row in rows.items()
+                                 if con.parent_component().local_name not in skip}, sense,
+                         skip=skip), None
+
+
+def _cut_names(model: pyo.ConcreteModel) -> set[str]:
+    """The constraint families ``model.valid_inequalities`` names: cuts (symmetry breaking, a
+    combinatorial bound) that change no integer solution's LP but would soak up its prices."""
+    return set(getattr(model, "valid_inequalities", ()) or ())
+
+
+def _cut_rows(model: pyo.ConcreteModel, rows: dict[Any, int]) -> list[int]:
+    """The solver rows of the constraints in ``model``'s valid-inequality families."""
+    names = _cut_names(model)
+    return [row for con, row in rows.items() if con.parent_component().local_name in names]
 
 
 def _fixed_integer_prices(model: pyo.ConcreteModel, sense: str, time_limit: float | None = None
@@ -476,6 +562,8 @@ def _fixed_integer_prices(model: pyo.ConcreteModel, sense: str, time_limit: floa
     for var in lp.component_data_objects(pyo.Var, active=True):
         if not var.is_continuous() and not var.fixed and var.value is not None:
             var.fix(round(var.value))
+    for name in _cut_names(lp):  # valid inequalities leave the price LP
+        getattr(lp, name).deactivate()
     pyo.TransformationFactory("core.relax_integer_vars").apply_to(lp)
     kwargs: dict[str, Any] = {} if time_limit is None else {"time_limit": float(time_limit)}
     result = _highs().solve(
@@ -492,10 +580,14 @@ def _fixed_integer_prices(model: pyo.ConcreteModel, sense: str, time_limit: floa
     return _pyomo_prices(lp, result.solution_loader.get_duals(), sense), None
 
 
-def _pyomo_prices(model: pyo.ConcreteModel, duals: Any, sense: str) -> dict[str, pd.Series]:
+def _pyomo_prices(model: pyo.ConcreteModel, duals: Any, sense: str, skip: set[str] = frozenset()
+                  ) -> dict[str, pd.Series]:
+    """Prices of every active constraint family of ``model`` but those named in ``skip``."""
     names = getattr(model, "index_names", {}) or {}
     prices: dict[str, pd.Series] = {}
     for component in model.component_objects(pyo.Constraint, active=True, descend_into=True):
+        if component.local_name in skip:
+            continue
         keys, values, inequality = [], [], True
         for key, con in component.items():
             if not con.active or con not in duals:
@@ -681,7 +773,7 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
         bound = bound if math.isfinite(bound) else math.nan
         if status == "optimal" and math.isnan(bound):
             bound = value
-        extra["bound_kind"] = "mip_dual_bound"
+        extra["bound_kind"] = "mip_bound"
         if "bound_lp_s" in extra:  # solved first (a time limit): the better of the two bounds
             bound, extra["bound_kind"] = _better_bound(mm, bound, lp_bound)
         elif (status == "time_limit" and mm.bound_lp is not None and not timed
@@ -720,6 +812,7 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
                 solution.info["prices_skipped"] = skipped
     elif prices:
         solution.info["prices_skipped"] = "time_limit" if model_status == ms.kTimeLimit else "no solution"
+    solution.info.setdefault("bound_kind", _bound_kind(solution))
     solution.wall_s = time.perf_counter() - start
     return solution
 
@@ -764,6 +857,8 @@ def _bound_lp_value(mm: MatrixModel, time_limit: float | None) -> tuple[float, d
     if _integral_objective(mm):
         tol = max(1e-6, 1e-7 * abs(value))
         value = float(math.ceil(value - tol) if mm.sense == "min" else math.floor(value + tol))
+    if _integral_objective(mm):
+        extra["bound_lp_rounded"] = "up" if mm.sense == "min" else "down"  # to a whole number
     extra["bound_lp"] = value
     return value, extra
 
@@ -779,9 +874,8 @@ def _better_bound(mm: MatrixModel, bound: float, lp: float) -> tuple[float, str]
     """The better of a MIP's dual ``bound`` and its bound LP's value ``lp`` (nan: none), and its
     ``bound_kind``."""
     if math.isnan(lp) or not (math.isnan(bound) or (lp > bound if mm.sense == "min" else lp < bound)):
-        return bound, "mip_dual_bound"
-    rounded = f", rounded {'up' if mm.sense == 'min' else 'down'} to a whole number"
-    return lp, "lp_relaxation" + (rounded if _integral_objective(mm) else "")
+        return bound, "mip_bound"
+    return lp, "lp_relaxation"
 
 
 def _start_is_feasible(mm: MatrixModel) -> bool:
@@ -1023,8 +1117,9 @@ def solve_cvxpy(
     try:
         with _c_stdout_silenced():  # CVXPY's HiGHS interface prints the banner even when not verbose
             cvx.problem.solve(solver="HIGHS", verbose=False, **opts)
-    except cp.error.SolverError as exc:
-        raise InfeasibleError(f"the {decision or 'model'} LP could not be solved: {exc}") from None
+    except cp.error.SolverError as exc:  # the solver failed (not installed, crashed): not a proof
+        raise SolverFailedError(f"the solver failed on the {decision or 'model'} LP (CVXPY, HiGHS), "
+                                f"which says nothing about its feasibility: {exc}") from exc
     status = cvx.problem.status
     if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
         raise InfeasibleError(f"the {decision or 'model'} model is infeasible")
@@ -1055,5 +1150,6 @@ def solve_cvxpy(
         for name, (var, index) in cvx.variables.items():
             values = np.asarray(var.value, dtype=float).ravel()
             solution.decisions[name] = pd.Series(values, index=index, name=name)
+    solution.info["bound_kind"] = _bound_kind(solution)
     solution.wall_s = time.perf_counter() - start
     return solution

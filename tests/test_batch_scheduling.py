@@ -850,7 +850,7 @@ def test_a_mip_stopped_before_its_root_reports_the_rounded_lp_bound():
     ip.options["time_limit"] = 1e-4
     sol = exact.solve_matrix(ip, decision="batch_scheduling")
     assert sol.status == "time_limit"
-    assert sol.info["bound_kind"] == "lp_relaxation, rounded up to a whole number"
+    assert sol.info["bound_kind"] == "lp_relaxation" and sol.info["bound_lp_rounded"] == "up"
     assert sol.bound == math.ceil(lp - 1e-6) and sol.bound <= sol.objective
     # a proved bound: below the optimum found by brute force on a tiny instance
     tiny = make(12, [3, 1, 4, 2], [3, 2, 4, 1])

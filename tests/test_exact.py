@@ -289,13 +289,13 @@ def _covering_mip(cost: list[float], need: float, *, sense: str = "min", offset:
 
 @pytest.mark.parametrize(("cost", "need", "sense", "offset", "value", "kind", "optimum"), [
     # min x0 + x1, x0 + x1 >= 1.5: LP 1.5, every schedule a whole number -> 2 (= the IP optimum)
-    ([1.0, 1.0], 1.5, "min", 0.0, 2.0, "lp_relaxation, rounded up to a whole number", 2.0),
+    ([1.0, 1.0], 1.5, "min", 0.0, 2.0, "up", 2.0),
     # max x0 + x1, x0 + x1 <= 1.5: LP 1.5, rounded down to 1 (= the IP optimum)
-    ([1.0, 1.0], 1.5, "max", 0.0, 1.0, "lp_relaxation, rounded down to a whole number", 1.0),
+    ([1.0, 1.0], 1.5, "max", 0.0, 1.0, "down", 1.0),
     # costs 0.4: LP 0.6, IP 0.8 (two units). Rounding up to 1 would exceed the optimum
-    ([0.4, 0.4], 1.5, "min", 0.0, 0.6, "lp_relaxation", 0.8),
+    ([0.4, 0.4], 1.5, "min", 0.0, 0.6, None, 0.8),
     # whole costs but an offset 0.25: x0 + x1 >= 0.85 gives LP 1.1, IP 1.25; 2 would be above it
-    ([1.0, 1.0], 0.85, "min", 0.25, 1.1, "lp_relaxation", 1.25),
+    ([1.0, 1.0], 0.85, "min", 0.25, 1.1, None, 1.25),
 ])
 def test_the_lp_fallback_bound_is_rounded_only_when_every_value_is_whole(
         cost, need, sense, offset, value, kind, optimum):
@@ -304,7 +304,8 @@ def test_the_lp_fallback_bound_is_rounded_only_when_every_value_is_whole(
     mm = _covering_mip(cost, need, sense=sense, offset=offset)
     bound, extra = exact._bound_from_lp(mm, math.nan, None)
     assert bound == pytest.approx(value, abs=1e-9)
-    assert extra["bound_kind"] == kind and extra["bound_lp"] == pytest.approx(value, abs=1e-9)
+    assert extra["bound_kind"] == "lp_relaxation" and extra.get("bound_lp_rounded") == kind
+    assert extra["bound_lp"] == pytest.approx(value, abs=1e-9)
     assert (bound <= optimum + 1e-9) if sense == "min" else (bound >= optimum - 1e-9)
     best = [cost[0] * a + cost[1] * b + offset for a in range(11) for b in range(11)
             if (a + b >= need if sense == "min" else a + b <= need)]
@@ -321,9 +322,9 @@ def test_the_lp_fallback_bound_replaces_the_dual_bound_only_when_better(sense, d
     # closes: the 'better' comparison reversed for min / max
     bound, extra = exact._bound_from_lp(_covering_mip([1.0, 1.0], 1.5, sense=sense), dual, None)
     if kept:
-        assert bound == dual and extra["bound_kind"] == "mip_dual_bound"
+        assert bound == dual and extra["bound_kind"] == "mip_bound"
     else:
-        assert bound == (2.0 if sense == "min" else 1.0) and extra["bound_kind"].startswith("lp_relaxation")
+        assert bound == (2.0 if sense == "min" else 1.0) and extra["bound_kind"] == "lp_relaxation"
 
 
 def test_an_lp_stopped_by_its_iteration_limit_reports_no_bound():
@@ -435,8 +436,8 @@ def test_a_ctrl_c_after_highs_finished_keeps_the_optimal_status(monkeypatch):
 
 
 @pytest.mark.parametrize(("nodes", "bound", "kind"), [
-    (0, 2.0, "lp_relaxation, rounded up to a whole number"),  # stopped at the root: LP 1.5 -> 2
-    (7, 1.0, "mip_dual_bound"),  # branching had started: HiGHS's own bound stands
+    (0, 2.0, "lp_relaxation"),  # stopped at the root: LP 1.5 -> 2
+    (7, 1.0, "mip_bound"),  # branching had started: HiGHS's own bound stands
 ])
 def test_a_mip_stopped_at_its_root_with_a_weak_bound_gets_the_lp_fallback(monkeypatch, nodes, bound, kind):
     # closes: the fallback bound LP tried only when HiGHS has no bound at all, not when it stopped

@@ -160,7 +160,7 @@ def test_a_timed_mip_solves_its_bound_lp_first_and_the_mip_gets_what_it_left(mon
     assert bound_lp[0] < main[0] <= 2.0 - 0.2 and main[0] > 1.0  # more than its least slice
     assert len(main) == 2 and 0.0 < main[1] < 0.2 + 0.5  # the price LP: HiGHS's clock + the rest
     assert sol.status == "time_limit" and sol.bound == 2.0  # LP 1.5 rounded up (by hand)
-    assert sol.info["bound_kind"] == "lp_relaxation, rounded up to a whole number"
+    assert sol.info["bound_kind"] == "lp_relaxation"
     assert sol.info["bound_lp"] == 2.0 and "bound_lp_status" not in sol.info
     assert list(sol.prices["cover"]) == [0.0] and "prices_skipped" not in sol.info  # solved, slack
 
@@ -181,10 +181,10 @@ def test_the_bound_lp_build_counts_against_its_seconds(monkeypatch):
 
 
 @pytest.mark.parametrize(("sense", "dual", "bound", "kind"), [
-    ("min", 1.0, 2.0, "lp_relaxation, rounded up to a whole number"),  # LP 1.5 -> 2 beats 1
-    ("min", 2.0, 2.0, "mip_dual_bound"),  # not better: HiGHS's bound stands, with its label
-    ("max", 1.5, 1.0, "lp_relaxation, rounded down to a whole number"),  # LP 1.5 -> 1 beats 1.5
-    ("max", 1.0, 1.0, "mip_dual_bound"),
+    ("min", 1.0, 2.0, "lp_relaxation"),  # LP 1.5 -> 2 beats 1
+    ("min", 2.0, 2.0, "mip_bound"),  # not better: HiGHS's bound stands, with its label
+    ("max", 1.5, 1.0, "lp_relaxation"),  # LP 1.5 -> 1 beats 1.5
+    ("max", 1.0, 1.0, "mip_bound"),
 ])
 def test_a_bound_lp_solved_first_is_reported_only_when_better(monkeypatch, sense, dual, bound, kind):
     # the MIP (object 1) stops with HiGHS's dual bound `dual` after branching (7 nodes); the LP
@@ -239,7 +239,7 @@ def test_a_spent_budget_skips_the_bound_lp_and_the_prices_and_says_so(monkeypatc
     assert sol.status == "time_limit" and sol.objective == 2.0
     assert sol.prices == {} and sol.info["prices_skipped"] == "time_limit"
     assert sol.info["bound_lp_status"] == "skipped: time_limit"
-    assert sol.bound == 1.0 and sol.info["bound_kind"] == "mip_dual_bound"
+    assert sol.bound == 1.0 and sol.info["bound_kind"] == "mip_bound"
 
 
 def test_a_real_mip_out_of_reach_skips_its_prices_on_both_paths():
@@ -418,7 +418,7 @@ def test_without_a_limit_the_batch_ip_is_one_highs_run_as_before(monkeypatch, kw
     h.setSolution(start)
     h.run()
     assert sol.status == "optimal" and sol.objective == h.getInfo().objective_function_value
-    assert sol.bound == h.getInfo().mip_dual_bound and sol.info["bound_kind"] == "mip_dual_bound"
+    assert sol.bound == h.getInfo().mip_dual_bound and sol.info["bound_kind"] == "mip_bound"
     np.testing.assert_array_equal(sol.decisions["start"].to_numpy(),
                                   mm.decisions(np.asarray(h.getSolution().col_value))["start"].to_numpy())
     assert not {"bound_lp_s", "bound_lp_status", "highs_skipped", "prices_skipped"} & set(sol.info)

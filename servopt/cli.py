@@ -129,8 +129,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print("prices    none: the time limit left no time for the price LP (--time-limit S for "
               "longer)")
     elif skipped == exact.INTEGER_PRICES_SKIPPED:
-        print("prices    none: integer model, its prices are all zero by construction (add --relax "
-              "for the LP's prices)")
+        print("prices    none: integer model, with its integer variables fixed nothing is left to "
+              "move, so its prices would be zero by construction (add --relax for the LP's prices)")
     elif skipped:
         print(f"prices    none: {skipped}")
     if args.out is not None:
@@ -138,7 +138,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     top = solution.top_prices(args.prices, per_family=True)
     if not top.empty:
         print(f"largest prices, up to {args.prices} per constraint family (capacity rows: objective "
-              "improvement per unit of extra capacity; equality rows: d objective / d right-hand side):")
+              "improvement per unit of extra capacity; equality rows: d objective / d right-hand side)"
+              + ("" if solution.info.get("lp", True) else
+                 ", with the integer decisions fixed at the incumbent (--relax for the LP "
+                 "relaxation's prices)") + ":")
         for row in top.itertuples(index=False):
             scalar = row.index is None or (isinstance(row.index, float) and math.isnan(row.index))
             print(f"  {row.family}{'' if scalar else f'[{row.index}]'} = {row.price:.6g}")

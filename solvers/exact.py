@@ -371,7 +371,9 @@ def _solve_model(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget, m
                     else f"the LP ended {status!r} without valid duals")
         else:
             step = budget.for_step()
-            if step == 0.0:
+            if not _has_free_continuous(model):
+                solution.info["prices_skipped"] = INTEGER_PRICES_SKIPPED
+            elif step == 0.0:
                 solution.info["prices_skipped"] = "time_limit"
             else:
                 fixed = _fixed_integer_prices_in_place(solver, model, sense, step)
@@ -430,8 +432,9 @@ def _noting_interrupts() -> Iterator[list]:
         signal.signal(signal.SIGINT, previous)
 
 
-INTEGER_PRICES_SKIPPED = ("integer model: its prices are all zero by construction; solve with "
-                          "relax=True for the LP's prices")
+INTEGER_PRICES_SKIPPED = ("integer model: with its integer variables fixed nothing is left to move, "
+                          "so its prices would be zero by construction; solve with relax=True for "
+                          "the LP's prices")
 
 
 class SolverFailedError(RuntimeError):
@@ -458,34 +461,14 @@ def _has_free_continuous(model: pyo.ConcreteModel) -> bool:
 
 
 def _nothing_to_price(mm: MatrixModel) -> bool:
-    """Whether the LP of ``mm`` with its integer columns fixed has no free column, so that its
-    duals are zero by construction: every column integer, or every continuous column fixed by
-    its own bounds or determined by the equality rows once the integers are fixed (a square
-    submatrix of those rows on the continuous columns, found by a maximum matching, is
-    nonsingular: the continuous values are then the unique solution of a linear system)."""
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import maximum_bipartite_matching
-    from scipy.sparse.linalg import splu
-
+    """Whether the LP of ``mm`` with its integer columns fixed has no free column (every column
+    integer or fixed by its own bounds), so that its duals are zero by construction. A continuous
+    column that equality rows determine once the integers are fixed does not count: those rows'
+    duals are then its cost moved through the rows, a true sensitivity."""
     if mm.integer is None:
         return False
     free = ~np.asarray(mm.integer, dtype=bool) & (np.asarray(mm.col_lower) != np.asarray(mm.col_upper))
-    if not free.any():
-        return True
-    equal = np.flatnonzero(np.asarray(mm.row_lower) == np.asarray(mm.row_upper))
-    if equal.size < free.sum():
-        return False
-    a = sp.csr_matrix(mm.matrix)[equal][:, np.flatnonzero(free)].tocsr()
-    a.eliminate_zeros()
-    match = maximum_bipartite_matching(a.tocsc(), perm_type="row")  # a row for each column
-    if np.any(match < 0):
-        return False  # structurally rank deficient: some continuous column can move
-    square = a[match].tocsc()
-    try:
-        splu(square)
-    except RuntimeError:  # exactly singular
-        return False
-    return True
+    return not free.any()
 
 
 def _is_lp(model: pyo.ConcreteModel) -> bool:
@@ -796,7 +779,9 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
             skipped = None
             if integer:
                 step = budget.for_step()
-                if step == 0.0:
+                if _nothing_to_price(mm):
+                    skipped = INTEGER_PRICES_SKIPPED
+                elif step == 0.0:
                     skipped = "time_limit"
                 else:
                     solution.prices, skipped = _fixed_matrix_prices(mm, values, highs, step)

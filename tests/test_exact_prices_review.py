@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,16 +32,17 @@ def _mm(matrix, row_lower, row_upper, integer, col_lower=None, col_upper=None) -
     ([[1, 1]], [1], [np.inf], [True, True], None, True),
     # x1 continuous, fixed by its bounds (0 <= x1 <= 0)
     ([[1, 1]], [1], [np.inf], [True, False], [10.0, 0.0], True),
-    # x1 = 3 - x0 by an equality row: determined once x0 is fixed
-    ([[1, 1]], [3], [3], [True, False], None, True),
+    # x1 = 3 - x0 by an equality row: determined once x0 is fixed, but the row's price is
+    # x1's cost (1 per unit of right-hand side), not zero
+    ([[1, 1]], [3], [3], [True, False], None, False),
     # x1 >= 1 - x0, an inequality: x1 can still move
     ([[1, 1]], [1], [np.inf], [True, False], None, False),
     # two continuous columns in one equality row: one degree of freedom left
     ([[1, 1, 1]], [3], [3], [True, False, False], None, False),
     # two equality rows on x1, x2 but singular (the same row twice): not determined
     ([[1, 1, 1], [2, 2, 2]], [3, 6], [3, 6], [True, False, False], None, False),
-    # two independent equality rows: x1 - x2 = 0, x1 + x2 = 3 - x0: determined
-    ([[0, 1, -1], [1, 1, 1]], [0, 3], [0, 3], [True, False, False], None, True),
+    # two independent equality rows: x1 - x2 = 0, x1 + x2 = 3 - x0: determined, priced
+    ([[0, 1, -1], [1, 1, 1]], [0, 3], [0, 3], [True, False, False], None, False),
 ])
 def test_nothing_to_price_when_no_continuous_column_can_move(matrix, lower, upper, integer,
                                                              col_upper, expected):
@@ -126,3 +129,29 @@ def test_cli_says_when_highs_did_not_run(monkeypatch, capsys):
     monkeypatch.setattr(exact, "solve", skipped)
     assert cli.main(["solve", "cache_mm_300", "--time-limit", "1"]) == 0
     assert "HiGHS did not run" in capsys.readouterr().out
+
+
+def test_a_pure_binary_model_reports_no_prices_and_says_why():
+    inst = library.load("bs_offline_10")  # the batch IP: every column a binary start
+    mip = servopt.solve(inst)
+    assert mip.prices == {} and mip.info["prices_skipped"] == exact.INTEGER_PRICES_SKIPPED
+    # the optimum does move with the memory (so zeros would say something false): the LP's
+    # memory prices are positive, and the IP loses when memory shrinks
+    lp = servopt.solve(inst, relax=True)
+    assert lp.prices["kv_memory"].max() > 0 and "prices_skipped" not in lp.info
+    smaller = servopt.solve(dataclasses.replace(inst, kv_memory=inst.kv_memory - 20), prices=False)
+    assert smaller.objective > mip.objective
+
+
+def test_cli_says_why_there_are_no_prices_and_labels_fixed_integer_ones(capsys):
+    assert cli.main(["solve", "bs_offline_10", "--prices", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "zero by construction" in out and "--relax" in out
+    assert "extra capacity" not in out  # no table of zeros
+    # the caching IP keeps bookkeeping continuous columns: its prices are shown, labelled as the
+    # fixed-integer LP's
+    assert cli.main(["solve", "cache_mm_300", "--prices", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "with the integer decisions fixed at the incumbent" in out
+    assert cli.main(["solve", "cache_mm_300", "--relax", "--prices", "3"]) == 0
+    assert "integer decisions fixed" not in capsys.readouterr().out

@@ -38,6 +38,16 @@ def _split(n: int = 40, seed: int = 3) -> MatrixModel:
                        start=np.r_[np.zeros(n), rhs, np.zeros(5)])
 
 
+@pytest.fixture(autouse=True)
+def _price_every_mip(monkeypatch):
+    """These tests account for the price LP's time and HiGHS objects; their models are all
+    integer, whose prices ``solve`` now skips as zero by construction (tested in
+    test_exact_prices_review.py). Here the price LP runs as it does for a MIP with a free
+    continuous column."""
+    monkeypatch.setattr(exact, "_nothing_to_price", lambda mm: False)
+    monkeypatch.setattr(exact, "_has_free_continuous", lambda model: True)
+
+
 def _covering(need: float = 1.5) -> MatrixModel:
     """min x0 + x1 s.t. x0 + x1 >= need, x whole in 0..10, its LP relaxation as ``bound_lp``:
     by hand, optimum 2, LP bound 1.5 (rounded up to 2); with x fixed at an optimum the row has

@@ -221,8 +221,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     # what the figures depend on besides the code (HiGHS's version, the machine's load)
     provenance = {**report.environment(), "load average at start": load_start,
                   "load average at end": report.load_average(),
-                  "jobs": str(args.jobs) + (f" (Dask scheduler {args.scheduler})"
-                                            if args.scheduler else "")}
+                  "jobs": (f"the workers of the Dask scheduler {args.scheduler}"
+                           if args.scheduler not in (None, "local")
+                           else str(args.jobs) + (" (a local Dask cluster)" if args.scheduler else ""))}
     if frame.attrs.get("runs_cached"):
         provenance["from the cache"] = (f"{frame.attrs['runs_cached']} of {frame.attrs['runs']} "
                                         "runs (computed by an earlier run, perhaps under other "
@@ -421,7 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run registered benchmark cases and print the gap table")
     p.add_argument("--suite", default=None, help="suite to run (default: quick)")
     p.add_argument("--case", action="append", help="run only this case (repeatable)")
-    p.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="worker processes (default 2; with --scheduler ADDRESS the cluster's own "
+                        "workers run the cases and --jobs is not used)")
     p.add_argument("--scheduler", default=None,
                    help="Dask scheduler address, or 'local' to start a local Dask cluster")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")

@@ -111,9 +111,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
     print(f"objective {solution.objective:.8g}")
     source = solution.info.get("bound_kind", "mip_bound")  # where a MIP's bound comes from
     print(f"bound     {solution.bound:.8g}" + ("" if source in ("mip_bound", "optimal") else f"  ({source})"))
-    if solution.info.get("highs_skipped"):
-        print(f"          HiGHS did not run ({solution.info['highs_skipped']}: the build used the "
-              "budget): the incumbent is the model's start, with no bound and no prices")
+    skipped_highs = solution.info.get("highs_skipped")
+    if skipped_highs:
+        why = ("interrupted during the bound LP" if skipped_highs == "interrupted"
+               else f"{skipped_highs}: the build used the budget")
+        print(f"          HiGHS did not run ({why}): the incumbent is the model's start, with no "
+              "bound and no prices")
     gap = solution.gap
     print(f"gap       {gap:.4%}" if math.isfinite(gap) else "gap       n/a")
     print(f"time      {solution.wall_s:.2f} s")
@@ -122,8 +125,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
                                           ("a proved bound", solution.bound)) if not math.isnan(value)]
         what = " and ".join(found) if found else "neither an incumbent nor a bound"
         print(f"          time limit of {time_limit:g} s reached with {what} (the limit covers the "
-              "build, the solve, a fallback bound LP and the prices; --time-limit S for longer, 0 "
-              "for none)")
+              "build, a MIP's bound LP (solved first), the solve and the prices; --time-limit S "
+              "for longer, 0 for none)")
     skipped = solution.info.get("prices_skipped")
     if skipped == "time_limit":
         print("prices    none: the time limit left no time for the price LP (--time-limit S for "

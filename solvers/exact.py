@@ -30,8 +30,9 @@ bound comes from.
 Prices follow the one convention of :mod:`servopt.core.solution`: for a MIP they are the duals of
 the LP obtained by fixing the integer variables at the incumbent (``prices=True``), without the
 rows a Pyomo model lists in ``model.valid_inequalities`` (cuts such as symmetry breaking, which
-would soak up the prices). :func:`_nothing_to_price` tells when that LP has nothing left to move
-(its duals zero by construction; not yet acted on: pending). A solver
+would soak up the prices). A MIP whose LP would have nothing left to move (:func:`_nothing_to_price`,
+:func:`_has_free_continuous`: its duals zero by construction) reports no prices, says why in
+``info["prices_skipped"]``, and keeps no share of its time limit for them. A solver
 failure raises :class:`SolverFailedError` with the solver's cause, never ``InfeasibleError``.
 """
 
@@ -312,7 +313,8 @@ def _solve_model(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget, m
     options.update(solver_options or {})
     kwargs: dict[str, Any] = {"solver_options": options}
     if budget.limit is not None:  # a MIP keeps a share of the limit for its price LP
-        kwargs["time_limit"] = budget.for_solve(PRICE_LP_SHARE if prices and not _is_lp(model) else 0.0)
+        priced = prices and not _is_lp(model) and _has_free_continuous(model)
+        kwargs["time_limit"] = budget.for_solve(PRICE_LP_SHARE if priced else 0.0)
         if not relax and getattr(model, "warm_start", False):
             options = {**WARM_TIME_LIMITED, **options}
             kwargs["solver_options"] = options
@@ -456,7 +458,7 @@ def _bound_kind(solution: Solution) -> str:
 def _has_free_continuous(model: pyo.ConcreteModel) -> bool:
     """Whether a MIP has a continuous variable that is not fixed: without one, the LP with the
     integers fixed has nothing left to move and its duals are zero by construction."""
-    return any(v.is_continuous() and not v.fixed
+    return any(v.is_continuous() and not v.fixed and not (v.lb is not None and v.lb == v.ub)
                for v in model.component_data_objects(pyo.Var, active=True))
 
 
@@ -686,8 +688,9 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
 
     start = time.perf_counter()
     integer = mm.is_mip and not relax
-    # a MIP keeps a share of the limit for its price LP, after its solve
-    price_share = PRICE_LP_SHARE if integer and prices else 0.0
+    # a MIP keeps a share of the limit for its price LP, after its solve (none when that LP
+    # would have nothing to move: its prices are skipped)
+    price_share = PRICE_LP_SHARE if integer and prices and not _nothing_to_price(mm) else 0.0
     timed = integer and budget.limit is not None
     if timed and mm.start is not None and budget.left() <= 0.0 and _start_is_feasible(mm):
         # the build ate the budget (it does not check the clock): HiGHS's MIP set-up, which does

@@ -155,3 +155,47 @@ def test_cli_says_why_there_are_no_prices_and_labels_fixed_integer_ones(capsys):
     assert "with the integer decisions fixed at the incumbent" in out
     assert cli.main(["solve", "cache_mm_300", "--relax", "--prices", "3"]) == 0
     assert "integer decisions fixed" not in capsys.readouterr().out
+
+
+def test_a_mip_whose_prices_are_skipped_keeps_no_time_for_them(monkeypatch):
+    # the all-binary batch IP: its prices are skipped, so HiGHS gets the same seconds with
+    # prices on as off (it used to get 10% less with prices on, kept for a price LP never run)
+    from servopt.instances import batch_scheduling
+
+    limits: list[list[float]] = []
+    real = exact._run_interruptible
+
+    def spy(highs, *args, **kwargs):
+        limits[-1].append(highs.getOptionValue("time_limit"))
+        return real(highs, *args, **kwargs)
+
+    monkeypatch.setattr(exact, "_run_interruptible", spy)
+    monkeypatch.setattr(exact.time, "perf_counter", lambda: 0.0)  # a clock that stands still
+    inst = batch_scheduling.generate(20, seed=1)
+    for prices in (True, False):
+        limits.append([])
+        sol = servopt.solve(inst, time_limit=6.0, prices=prices)
+        assert "kv_memory" not in sol.prices
+    assert limits[0] == limits[1] and len(limits[0]) == 2  # the bound LP, then the MIP
+
+
+def test_a_continuous_variable_fixed_by_its_bounds_is_not_free_on_the_pyomo_path():
+    import pyomo.environ as pyo
+
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(domain=pyo.Binary)
+    m.y = pyo.Var(bounds=(0, 0))
+    assert not exact._has_free_continuous(m)  # as the matrix path's _nothing_to_price
+    m.y.setub(1)
+    assert exact._has_free_continuous(m)
+
+
+def test_cli_names_ctrl_c_during_the_bound_lp(monkeypatch, capsys):
+    import math
+
+    monkeypatch.setattr(exact, "_bound_lp_value",
+                        lambda mm, limit: (math.nan, {"bound_lp_s": 0.1, "bound_lp_status": "interrupted"}))
+    cli.main(["solve", "bs_offline_10", "--time-limit", "20"])
+    out = capsys.readouterr().out
+    assert "HiGHS did not run (interrupted during the bound LP)" in out
+    assert "the build used the budget" not in out

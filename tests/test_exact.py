@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 import pytest
+from highs_stub import stop_the_nth_highs
 
 from servopt.benchmarks.exact_time_limit import market_split
 from servopt.core import InfeasibleError, InvalidInstanceError
@@ -444,34 +445,7 @@ def test_a_mip_stopped_at_its_root_with_a_weak_bound_gets_the_lp_fallback(monkey
     # at the root node with a weak one. HiGHS's report is replaced so that it stops by its time
     # limit having explored `nodes` nodes with a dual bound of 1.0; the covering MIP
     # min x0 + x1, x0 + x1 >= 1.5 (whole x) has the LP bound 1.5, rounded up to 2 (= its optimum)
-    import highspy
-
-    real = exact.new_highs
-    made = []
-
-    class StoppedAtTheRoot:
-        def __init__(self, inner):
-            object.__setattr__(self, "inner", inner)
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def __setattr__(self, name, value):
-            setattr(self.inner, name, value)
-
-        def getModelStatus(self):
-            return highspy.HighsModelStatus.kTimeLimit
-
-        def getInfo(self):
-            info = self.inner.getInfo()
-            info.mip_node_count, info.mip_dual_bound = nodes, 1.0
-            return info
-
-    def first_one_stopped():
-        made.append(real())
-        return StoppedAtTheRoot(made[-1]) if len(made) == 1 else made[-1]
-
-    monkeypatch.setattr(exact, "new_highs", first_one_stopped)
+    made = stop_the_nth_highs(monkeypatch, 1, nodes=nodes, dual=1.0)
     # the limit among the model's options, not the call's: a call's budget solves the bound LP
     # first (tests/test_time_budget.py); without one, the LP is the fallback after the MIP
     mm = _covering_mip([1.0, 1.0], 1.5)

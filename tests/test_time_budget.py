@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 import pytest
+from highs_stub import stop_the_nth_highs
 
 import servopt
 from servopt.benchmarks.exact_time_limit import market_split
@@ -200,34 +201,7 @@ def test_a_bound_lp_solved_first_is_reported_only_when_better(monkeypatch, sense
     # the MIP (object 1) stops with HiGHS's dual bound `dual` after branching (7 nodes); the LP
     # solved first is 1.5 (the covering row x0 + x1 >= 1.5, or <= 1.5 for max), rounded to 2 (min)
     # or 1 (max): the better of the two is the bound, whichever came first
-    import highspy
-
-    real = exact.new_highs
-    made = []
-
-    class Stopped:
-        def __init__(self, inner):
-            object.__setattr__(self, "inner", inner)
-
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-
-        def __setattr__(self, name, value):
-            setattr(self.inner, name, value)
-
-        def getModelStatus(self):
-            return highspy.HighsModelStatus.kTimeLimit
-
-        def getInfo(self):
-            info = self.inner.getInfo()
-            info.mip_node_count, info.mip_dual_bound = 7, dual
-            return info
-
-    def second_one_stopped():
-        made.append(real())
-        return Stopped(made[-1]) if len(made) == 2 else made[-1]
-
-    monkeypatch.setattr(exact, "new_highs", second_one_stopped)
+    made = stop_the_nth_highs(monkeypatch, 2, nodes=7, dual=dual)
     mm = _covering()
     if sense == "max":
         flipped = dict(row_lower=[-np.inf], row_upper=[1.5], sense="max")

@@ -1263,7 +1263,7 @@ def _solution_prices(solution: Solution, who: str) -> np.ndarray:
         raise InvalidInstanceError(
             f"the batch_scheduling LP was not solved to optimality (status {solution.status}): "
             "its duals are not prices")
-    if decision == "batch_scheduling" and getattr(solution, "relaxed", True) is False:
+    if decision in ("", "batch_scheduling") and getattr(solution, "relaxed", True) is False:
         raise InvalidInstanceError(
             f"{who}.from_solution needs the LP relaxation's prices: solve with relax=True "
             "(a MIP's prices are the duals with the integers fixed, here all zero)")
@@ -1272,10 +1272,6 @@ def _solution_prices(solution: Solution, who: str) -> np.ndarray:
         raise InvalidInstanceError(
             f"{who}.from_solution needs a solved batch_scheduling LP (its kv_memory prices by "
             f"round); got a {decision or type(solution).__name__} solution")
-    if not solution.relaxed:
-        raise InvalidInstanceError(
-            f"{who}.from_solution needs the LP relaxation's prices: solve with relax=True "
-            "(a MIP's prices are the duals with the integers fixed, here all zero)")
     price = prices["kv_memory"]
     rounds = np.asarray(price.index)
     if not (np.issubdtype(rounds.dtype, np.integer)

@@ -777,7 +777,7 @@ class BidPrice(BasePolicy):
 
     # -- per request --------------------------------------------------------------------------
     def touch(self, t: int, o: int, hit: bool) -> float | None:
-        # _observe, inlined (once per request)
+        # _observe, inlined: the call cost 3-7% of touch (benchmarks/caching_touch_time.py)
         if not 0 <= o < self.objects:
             self._refuse(t, o)
         if t >= self.next_learn:

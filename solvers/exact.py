@@ -842,11 +842,10 @@ def _bound_lp_value(mm: MatrixModel, time_limit: float | None) -> tuple[float, d
         extra.setdefault("bound_lp_status", "not solved in time")
         return math.nan, extra
     value = float(highs.getInfo().objective_function_value)
-    if _integral_objective(mm):
+    if _integral_objective(mm):  # rounded to a whole number, up for min, down for max
         tol = max(1e-6, 1e-7 * abs(value))
         value = float(math.ceil(value - tol) if mm.sense == "min" else math.floor(value + tol))
-    if _integral_objective(mm):
-        extra["bound_lp_rounded"] = "up" if mm.sense == "min" else "down"  # to a whole number
+        extra["bound_lp_rounded"] = "up" if mm.sense == "min" else "down"
     extra["bound_lp"] = value
     return value, extra
 

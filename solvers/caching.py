@@ -662,7 +662,7 @@ class BidPrice(BasePolicy):
         """The mean ``cache_capacity`` price of a solved caching LP, checked."""
         decision = getattr(solution, "decision", "")
         prices = getattr(solution, "prices", None)
-        if decision == "caching" and getattr(solution, "relaxed", True) is False:
+        if decision in ("", "caching") and getattr(solution, "relaxed", True) is False:
             raise InvalidInstanceError(
                 "BidPrice.from_solution needs the LP's prices: solve with relax=True (with every "
                 "keep fixed at its integer value, the caching IP's prices are all zero)")
@@ -671,10 +671,6 @@ class BidPrice(BasePolicy):
             raise InvalidInstanceError(
                 f"BidPrice.from_solution needs a solved caching LP (its cache_capacity prices); "
                 f"got a {decision or type(solution).__name__} solution")
-        if getattr(solution, "relaxed", True) is False:
-            raise InvalidInstanceError(
-                "BidPrice.from_solution needs the LP's prices: solve with relax=True (with every "
-                "keep fixed at its integer value, the caching IP's prices are all zero)")
         if getattr(solution, "status", "optimal") != "optimal":
             raise InvalidInstanceError(
                 f"the caching LP was not solved to optimality (status {solution.status}): its "

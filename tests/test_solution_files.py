@@ -157,3 +157,27 @@ def test_what_a_csv_cannot_keep_apart_is_refused_on_saving_and_loading(tmp_path)
     prices.write_text("\n".join([lines[0], "99999999999999999999,0.0", *lines[2:]]) + "\n")
     with pytest.raises(InvalidInstanceError, match="must be int values"):  # was an OverflowError
         Solution.load(folder)
+
+
+@pytest.mark.parametrize("cell", ["nan", "inf", "-inf", ""])
+def test_a_price_that_is_not_a_finite_number_is_refused_on_loading(tmp_path, cell):
+    # a solver's duals are always finite: a NaN, infinite or empty price was edited in, and the
+    # old code loaded it (every bid-price rule then compared against NaN); the error names the
+    # file, the family and the row's label
+    labels = pd.MultiIndex.from_arrays([[0, 0, 1], [0, 1, 0]], names=["worker", "step"])
+    sol = Solution(status="optimal", objective=1.0, bound=1.0, gap=0.0, wall_s=0.0,
+                   prices={"worker_load": pd.Series([0.5, 0.0, 2.0], index=labels)},
+                   decision="decode_routing", relaxed=True)
+    folder = sol.save(tmp_path)
+    path = folder / "prices" / "worker_load.csv"
+    lines = path.read_text().splitlines()  # header, then rows (0,0), (0,1), (1,0)
+    lines[2] = "0,1," + cell
+    path.write_text("\n".join(lines) + "\n")
+    expected = {"": "nan"}.get(cell, cell)
+    with pytest.raises(InvalidInstanceError,
+                       match=rf"worker_load.csv: the worker_load price for worker 0, step 1 is {expected} "
+                             r"\(1 of 3 rows not finite\)"):
+        Solution.load(folder)
+    lines[2] = "0,1,-0.0"  # a finite value still loads (sign rules are the decision's to check)
+    path.write_text("\n".join(lines) + "\n")
+    assert Solution.load(folder).prices["worker_load"].loc[(0, 1)] == 0.0

@@ -194,8 +194,8 @@ class Solution:
         saved ones (same labels and label types; a table saved long stays long; an empty text
         label reads back as ""). Raises ``InvalidInstanceError`` for a folder that is not a saved
         solution or a file that does not match its ``solution.json`` (a missing, added or
-        relabelled row, a value or label of another type). Values may be edited, and rows
-        re-sorted: rows are matched by label."""
+        relabelled row, a value or label of another type, a price that is empty, NaN or
+        infinite). Values may be edited, and rows re-sorted: rows are matched by label."""
         folder = Path(directory)
         head_path = folder / "solution.json"
         if not head_path.is_file():
@@ -232,6 +232,8 @@ class Solution:
                                                "plain name (letters, digits, _)")
                 out[name] = _read_table(folder / kind / f"{name}.csv", name,
                                         (meta.get(kind) or {}).get(name))
+                if kind == "prices":
+                    _check_finite(out[name], folder / kind / f"{name}.csv")
             return out
 
         sense = head.get("sense", "min")
@@ -251,6 +253,26 @@ class Solution:
     def __repr__(self) -> str:
         families = ", ".join(f"{k}[{len(v)}]" for k, v in self.prices.items())
         return f"<Solution {self.summary()} prices: {families or 'none'}>"
+
+
+def _check_finite(price: pd.Series, path: Path) -> None:
+    """A loaded price table holds finite numbers only: a solver's duals always are, so an empty,
+    NaN or infinite cell was edited in, and a rule built on it would route or admit by garbage."""
+    try:
+        values = price.to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        raise InvalidInstanceError(f"{path}: prices must be numbers") from None
+    bad = ~np.isfinite(values)
+    if bad.any():
+        k = int(np.argmax(bad))
+        label = price.index[k] if isinstance(price.index, pd.MultiIndex) else (price.index[k],)
+        where = ", ".join(f"{name} {value}" if name else str(value)
+                          for name, value in zip(price.index.names, label, strict=True)
+                          if value is not None)
+        where = f" for {where}" if where else ""
+        raise InvalidInstanceError(f"{path}: the {price.name} price{where} is {values[k]} "
+                                   f"({int(bad.sum())} of {len(values)} rows not finite): a price "
+                                   "must be a finite number; re-solve or correct the file")
 
 
 def _dtype_kind(values: Any, what: str) -> str:

@@ -31,6 +31,9 @@ from typing import Any
 
 from servopt.instances import traces
 
+BOUND = "__bound__"  # the method name of a case's bound row (the runner's, defined here below it)
+TRACE_READS = "trace_reads"  # a cached row's record of the traces its run found or read
+
 PROBE_TIMEOUT_S = 60.0  # seconds for every worker to answer the pre-run check
 WORKER = "dask_worker"  # a row's stamp: the address of the worker that computed it
 WORKER_CODE = "dask_worker_code"  # a row's stamp: that worker's code fingerprint of the case
@@ -173,7 +176,7 @@ def checked_row(row: dict[str, Any], fingerprint: str | None = None) -> dict[str
         raise RuntimeError(f"{where} ran {unit} with other servopt code than this machine's "
                            f"(code fingerprint {code} against {fingerprint}): install the "
                            "client's servopt on every worker; the row was not kept")
-    reads = row.get("trace_reads")
+    reads = row.get(TRACE_READS)
     changed = traces.changed_read(reads) if isinstance(reads, dict) else None
     if changed is not None:
         what, theirs, here = changed
@@ -201,7 +204,7 @@ def _unit_named(key: Any, units: dict[str, tuple]) -> str:
 
 
 def _unit_words(case: Any, method: Any, seed: Any) -> str:
-    what = "the bound" if method == "__bound__" else f"method {method}"  # (runner.BOUND)
+    what = "the bound" if method == BOUND else f"method {method}"
     return f"case {case}, {what}, seed {seed}"
 
 

@@ -38,8 +38,8 @@ from servopt.core.registry import LAYERS, layer_module
 from servopt.core.solution import relative_gap
 from servopt.instances import traces
 
-BOUND = "__bound__"
-TRACE_READS = "trace_reads"  # a cached row's record of the traces its run found or read
+BOUND = dask_checks.BOUND  # the method name of a case's bound row
+TRACE_READS = dask_checks.TRACE_READS  # a cached row's record of the traces its run found or read
 ID_COLUMNS = ["case", "decision", "params", "seed", "instance"]
 SKIPPED = "skipped"  # the status of a unit that needs a public trace that is not there
 

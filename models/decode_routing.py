@@ -56,7 +56,7 @@ n_i = s_i + 1 KV tokens to start. gamma^h discounts later steps.
           worker_load[g,h]: b_gh + sum_i w_ih x_ig <= u_h    (predicted barrier epigraph) [tokens]
           slots[g]:         sum_i x_ig <= S_g                (free batch slots)
           kv_memory[g]:     sum_i n_i x_ig <= F_g            (free KV tokens)
-          x_ig in {0, 1} (in [0, d_i] for the relaxation), u_h >= 0.
+          x_ig in {0, 1, ..., d_i} (in [0, d_i] for the relaxation), u_h >= 0.
 
 Prices (LP relaxation, the bid prices): ``worker_load[g,h]`` = rho_gh, ms of discounted step time per
 KV token added to worker g at step h (>= 0, summing to gamma^h c1 over g); ``slots[g]`` = ms per
@@ -534,10 +534,10 @@ def build_epoch(epoch: Epoch, *, relax: bool = False) -> pyo.ConcreteModel:
     m.I = pyo.RangeSet(0, n - 1)
     m.G = pyo.RangeSet(0, G - 1)
     m.H = pyo.RangeSet(0, H - 1)
-    if relax:
-        m.x = pyo.Var(m.I, m.G, bounds=lambda m, i, g: (0.0, float(epoch.demand[i])))
-    else:
-        m.x = pyo.Var(m.I, m.G, domain=pyo.Binary)
+    if not relax:
+        _whole_demand(epoch)
+    m.x = pyo.Var(m.I, m.G, domain=pyo.NonNegativeReals if relax else pyo.NonNegativeIntegers,
+                  bounds=lambda m, i, g: (0.0, float(epoch.demand[i])))
     m.u = pyo.Var(m.H, domain=pyo.NonNegativeReals)
     w = epoch.weights
     m.assign = pyo.Constraint(m.I, rule=lambda m, i: sum(m.x[i, g] for g in m.G)
@@ -555,8 +555,18 @@ def build_epoch(epoch: Epoch, *, relax: bool = False) -> pyo.ConcreteModel:
     return m
 
 
+def _whole_demand(epoch: Epoch) -> None:
+    """The epoch IP routes whole requests: every class's demand d_i must be a whole number."""
+    if not np.array_equal(epoch.demand, np.round(epoch.demand)):
+        k = int(np.argmax(epoch.demand != np.round(epoch.demand)))
+        raise InvalidInstanceError(f"the epoch IP routes whole requests: class {k} has demand "
+                                   f"{float(epoch.demand[k])}; use relax=True for fractional demand")
+
+
 def epoch_matrices(epoch: Epoch, *, relax: bool = True) -> MatrixLP:
     """The epoch model as sparse matrices; variables x (I*G, request-major) then u (H)."""
+    if not relax:
+        _whole_demand(epoch)
     G, H = epoch.base_load.shape
     n = epoch.profile.shape[0]
     nx = n * G
@@ -580,7 +590,7 @@ def epoch_matrices(epoch: Epoch, *, relax: bool = True) -> MatrixLP:
     row_lo = np.concatenate([epoch.demand, np.full(G * H + 2 * G, -np.inf)])
     row_hi = np.concatenate([epoch.demand, -epoch.base_load.ravel(), epoch.free_slots,
                              epoch.free_kv])
-    col_hi = np.concatenate([epoch.demand[ig_i] if relax else np.ones(nx), np.full(H, np.inf)])
+    col_hi = np.concatenate([epoch.demand[ig_i], np.full(H, np.inf)])
     return MatrixLP(np.concatenate([np.zeros(nx), epoch.weights]), A, row_lo, row_hi,
                     np.zeros(nx + H), col_hi,
                     np.concatenate([np.full(nx, not relax), np.zeros(H, dtype=bool)]), 0.0,

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 import servopt
-from servopt.core import InfeasibleError
+from servopt.core import InfeasibleError, InvalidInstanceError
 
 SEEDS = range(30)
 
@@ -1031,3 +1031,51 @@ def test_decode_routing_epoch_ip_matches_brute_force(seed):
     lp = exact.solve_model(dmodel.build_epoch(epoch, relax=True), relax=True,
                            decision="decode_routing")
     assert lp.objective <= best + 1e-7
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_decode_routing_epoch_ip_with_class_demand_matches_brute_force(seed):
+    """A request class with demand d_i > 1 may put several of its requests on one worker: the IP
+    (x_ig in 0..d_i) against enumerating every worker for every one of the class's requests. The
+    old IP had x binary, so it was too high (or "infeasible" with d_i > workers)."""
+    from servopt.models import decode_routing as dmodel
+    from servopt.solvers import exact
+
+    rng = np.random.default_rng(7000 + seed)
+    G, n, H = int(rng.integers(2, 4)), int(rng.integers(1, 3)), int(rng.integers(1, 4))
+    demand = rng.integers(1, 4, size=n)
+    demand[0] = max(demand[0], G + (seed % 2))  # some class needs >= G (or > G) of its requests
+    base = rng.integers(0, 30, size=(G, H)).astype(float)
+    profile = rng.integers(1, 10, size=(n, H)).astype(float)
+    need = rng.integers(1, 5, size=n).astype(float)
+    slots = rng.integers(1, 5, size=G).astype(float)
+    kv = rng.integers(4, 20, size=G).astype(float)
+    epoch = dmodel.Epoch(base, profile, demand.astype(float), need, slots, kv, 1.0, 0.8)
+    unit = np.repeat(np.arange(n), demand)  # every request of every class, one by one
+    best = math.inf
+    for a in itertools.product(range(G), repeat=len(unit)):
+        a = np.array(a)
+        if any((a == g).sum() > slots[g] or need[unit[a == g]].sum() > kv[g] for g in range(G)):
+            continue
+        load = base.copy()
+        np.add.at(load, a, profile[unit])
+        best = min(best, float((0.8 ** np.arange(H) * load.max(axis=0)).sum()))
+    if best == math.inf:
+        with pytest.raises(InfeasibleError):
+            exact.solve_model(dmodel.build_epoch(epoch), decision="decode_routing")
+        return
+    ip = exact.solve_model(dmodel.build_epoch(epoch), mip_gap=1e-9, decision="decode_routing")
+    assert ip.objective == pytest.approx(best, abs=1e-7)
+    lp = exact.solve_model(dmodel.build_epoch(epoch, relax=True), relax=True, decision="decode_routing")
+    assert lp.objective <= best + 1e-7
+
+
+def test_decode_routing_epoch_ip_refuses_fractional_demand():
+    from servopt.models import decode_routing as dmodel
+
+    epoch = dmodel.Epoch(np.zeros((2, 1)), np.ones((1, 1)), [1.5], [1.0], [2, 2], [9, 9], 1.0)
+    with pytest.raises(InvalidInstanceError, match=r"class 0 has demand 1\.5"):
+        dmodel.build_epoch(epoch)
+    with pytest.raises(InvalidInstanceError, match=r"class 0 has demand 1\.5"):
+        dmodel.epoch_matrices(epoch, relax=False)
+    assert dmodel.build_epoch(epoch, relax=True) is not None  # the LP takes fractional demand

@@ -42,7 +42,8 @@ It is a min-cost flow: nodes are requests, the chain ``t -> t+1`` carries the ca
 (capacity ``C``, cost 0) and interval ``i`` has a bypass arc ``a_i -> b_i`` (capacity ``s_i``,
 cost ``c_i / s_i`` per token) with supply ``s_i`` at ``a_i`` and demand ``s_i`` at ``b_i``
 (:func:`build_networkx`). All three LPs give the same optimal value (for a whole-token capacity C;
-see :func:`build_networkx` otherwise): a lower bound on the miss
+see :func:`build_networkx` otherwise; the networkx flow rounds its weights down, so its value may
+sit below by at most 1e-6 of the cheapest cost per token): a lower bound on the miss
 cost of every caching policy, online or offline, including ones that bypass the cache; with
 integer ``keep`` both Pyomo forms and the matrix form give the optimum.
 
@@ -93,6 +94,7 @@ rows are 0 (their constraints are redundant), those of kept rows are the LP's.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -510,11 +512,15 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "
         info={"reduced_rows": rows, "gaps": gaps})
 
 
-def build_networkx(instance: Instance, *, scale: float = 1e6) -> tuple[Any, float, float]:
+def build_networkx(instance: Instance, *, scale: float | None = None) -> tuple[Any, float, float]:
     """The min-cost flow graph: ``(graph, constant, weight_scale)``.
 
-    Arc weights are integers ``round(scale * c_i / s_i)`` (networkx's network simplex needs
-    integers); sizes must be whole tokens, and a fractional capacity is rounded down (whole-token
+    Arc weights are integers ``floor(scale * c_i / s_i)`` (networkx's network simplex needs
+    integers); rounding down keeps ``flow_cost / weight_scale + constant`` a lower bound on the
+    LP's value, below it by at most ``1 / scale`` per token-interval kept. ``scale`` defaults to
+    ``1e6`` over the smallest positive cost per token (at least 1e6), so that error is at most
+    1e-6 of the cheapest kept interval's cost, in whatever unit the costs are given.
+    Sizes must be whole tokens, and a fractional capacity is rounded down (whole-token
     objects never fill the fraction, so every cache schedule stays feasible and the value is
     still a lower bound, tighter than the LP forms' there). The optimal miss cost is
     ``flow_cost / weight_scale + constant``; ``constant`` holds first misses and the cost of
@@ -532,10 +538,17 @@ def build_networkx(instance: Instance, *, scale: float = 1e6) -> tuple[Any, floa
     for t in range(n - 1):
         graph.add_edge(t, t + 1, capacity=capacity, weight=0)
     constant = iv.first_miss_cost + float(iv.cost[~iv.fits].sum())
+    if scale is None:
+        density = iv.cost[iv.fits] / iv.size[iv.fits]
+        positive = density[density > 0]
+        scale = max(1e6, 1e6 / float(positive.min())) if positive.size else 1e6
+    elif not (isinstance(scale, int | float) and 0 < scale < math.inf):
+        raise InvalidInstanceError(f"scale must be a finite number > 0 (weight units per cost unit "
+                                   f"per token), got {scale!r}")
     for a, b, s, c in zip(iv.start[iv.fits].tolist(), iv.end[iv.fits].tolist(),
                           iv.size[iv.fits].tolist(), iv.cost[iv.fits].tolist(), strict=True):
         s = int(s)
-        graph.add_edge(a, b, capacity=s, weight=round(scale * c / s))
+        graph.add_edge(a, b, capacity=s, weight=math.floor(scale * c / s))
         graph.nodes[a]["demand"] -= s
         graph.nodes[b]["demand"] += s
     return graph, constant, scale

@@ -51,8 +51,22 @@ def test_lp_formulations_agree(seed):
     }
     reference = values["pyomo_interval"]
     for name, value in values.items():
-        # networkx rounds arc costs to 1e-6 per token: allow that
+        # networkx rounds arc costs down to 1e-6 of the cheapest cost per token: allow that
         assert value == pytest.approx(reference, rel=1e-6), name
+    assert values["networkx"] <= reference * (1 + 1e-12)  # rounded down: still a lower bound
+
+
+@pytest.mark.parametrize("unit", [1.5e-5, 1.2e-5, 1e-6, 1e3])
+def test_networkx_flow_is_a_bound_in_any_cost_unit(unit):
+    # the audit's case: the same costs in another unit (x 1.5e-5, e.g. ms -> dollars). The old
+    # fixed weight scale 1e6 with rounding to nearest gave 0.16152 against the LP's 0.15481, above
+    # Belady's achievable 0.15759: a "lower bound" above a real schedule. Reference: the HiGHS LP.
+    inst = ci.generate(requests=300, objects=60, cache_share=0.06, seed=3)
+    scaled = dataclasses.replace(inst, miss_cost=inst.miss_cost * unit)
+    lp = cs.solve_lp(scaled).value
+    flow = cs.solve_lp(scaled, method="networkx").value
+    assert lp * (1 - 1e-6) <= flow <= lp * (1 + 1e-12)
+    assert flow <= bench.evaluate(scaled, "belady").cost
 
 
 @pytest.mark.parametrize(("sequence", "capacity", "by_hand"), [

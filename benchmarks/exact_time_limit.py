@@ -15,6 +15,11 @@ Two tables:
    instances, in the same session.
 2. A Cornuejols-Dawande market split MIP through the Pyomo path (``solve_model``): tiny, out of
    reach of branch and bound, so every limit expires.
+3. The rates behind ``servopt.models.batch_scheduling.time_estimate`` (``BUILD_S_PER_NONZERO``,
+   ``SETUP_S_PER_NONZERO``): per batch IP of table 1, the seconds of ``build_matrix_model`` and
+   of HiGHS's run on it from the warm start (presolve off, as ``solve`` runs it) on a 0.01 s
+   limit (its set-up) and on a 2 s limit (set-up and root: HiGHS reads its clock again only
+   after them), each per nonzero, in a fresh process.
 """
 
 from __future__ import annotations
@@ -80,10 +85,60 @@ print(json.dumps({"wall_s": wall, "status": sol.status, "incumbent": fin(sol.obj
                   "bound": fin(sol.bound), "bound_kind": sol.info.get("bound_kind", ""),
                   "bound_lp": sol.info.get("bound_lp_status", ""),
                   "highs_skipped": sol.info.get("highs_skipped", ""),
+                  "build_skipped": sol.info.get("build_skipped", ""),
                   "prices": sum(len(p) for p in sol.prices.values()),
                   "prices_skipped": sol.info.get("prices_skipped", ""),
                   "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
 """
+
+
+# the rates of time_estimate, in a fresh interpreter: N (batch requests)
+RATES = r"""
+import json, sys, time
+import highspy
+from servopt.instances import batch_scheduling as instances
+from servopt.models import batch_scheduling as model
+from servopt.solvers import exact
+inst = instances.generate(n=int(sys.argv[1]), seed=0)
+start = time.perf_counter()
+mm = model.build_matrix_model(inst)
+out = {"nonzeros": int(mm.matrix.nnz), "build_s": time.perf_counter() - start,
+       "estimate": model.time_estimate(inst)}
+for name, limit in (("setup_s", 0.01), ("setup_root_s", 2.0)):
+    highs = exact._load_matrix(mm, integer=True)
+    for key, value in {"mip_rel_gap": 1e-4, **mm.options, **exact.WARM_TIME_LIMITED,
+                       "time_limit": limit}.items():
+        highs.setOptionValue(key, value)
+    warm = highspy.HighsSolution()
+    warm.col_value, warm.value_valid = mm.start, True
+    highs.setSolution(warm)
+    start = time.perf_counter()
+    highs.run()
+    out[name] = time.perf_counter() - start
+print(json.dumps(out))
+"""
+
+
+def measure_rates(sizes: tuple[int, ...] = (100, 200, 400)) -> pd.DataFrame:
+    """Table 3: build and HiGHS set-up seconds per nonzero of the batch IP (fresh processes)."""
+    rows = []
+    for n in sizes:
+        out = subprocess.run([sys.executable, "-c", RATES, str(n)], capture_output=True, text=True,
+                             check=False, cwd=tempfile.gettempdir())
+        if out.returncode != 0:
+            raise RuntimeError(f"rates at n = {n} failed:\n{out.stderr[-2000:]}")
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        nnz = r["nonzeros"]
+        rows.append({"n": n, "nonzeros": nnz, "build_s": r["build_s"],
+                     "build_us_per_nnz": 1e6 * r["build_s"] / nnz,
+                     "highs_0.01s_limit_s": r["setup_s"],
+                     "setup_us_per_nnz": 1e6 * r["setup_s"] / nnz,
+                     "highs_2s_limit_s": r["setup_root_s"],
+                     "setup_root_us_per_nnz": 1e6 * r["setup_root_s"] / nnz,
+                     "estimate_build_s": r["estimate"]["build_s"],
+                     "estimate_setup_s": r["estimate"]["setup_s"], "load": os.getloadavg()[0]})
+        print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
 
 
 def run_case(make: str, limit: float, root: Path | None) -> dict:
@@ -117,10 +172,11 @@ def measure_calls(before: str | None) -> pd.DataFrame:
                     prices = (f"skipped ({r['prices_skipped']})" if r["prices_skipped"]
                               else "yes" if r["prices"] else "none")
                     skipped = r.get("highs_skipped")
+                    status = r["status"] + (f" (HiGHS skipped: {skipped})" if skipped else "")
+                    if r.get("build_skipped"):  # the text after "time_limit: " says why
+                        status += " (build skipped: " + r["build_skipped"].split(": ", 1)[-1] + ")"
                     rows.append({"case": case, "code": code, "limit_s": limit, "wall_s": r["wall_s"],
-                                 "wall/limit": r["wall_s"] / limit,
-                                 "status": r["status"] + (f" (HiGHS skipped: {skipped})" if skipped
-                                                          else ""),
+                                 "wall/limit": r["wall_s"] / limit, "status": status,
                                  "incumbent": r["incumbent"], "bound": r["bound"],
                                  "bound_kind": r["bound_kind"] + (f" (bound LP {r['bound_lp']})"
                                                                   if r["bound_lp"] else ""),
@@ -160,6 +216,7 @@ def main(before: str | None = None) -> None:
     calls = measure_calls(before)
     calls.to_csv(RESULTS / "exact_time_limit.csv", index=False)
     split = measure()
+    rates = measure_rates()
     command = "python -m servopt.benchmarks.exact_time_limit" + (f" --before {before}" if before else "")
     text = (
         "# Time limits in `servopt.solvers.exact`\n\n"
@@ -174,12 +231,24 @@ def main(before: str | None = None) -> None:
         "LP ran or finished). `bound_kind` says where the bound comes from and what became of "
         "the bound LP (a matrix model's `bound_lp`: solved before the MIP under a limit since "
         "9fed683; until then tried after it, when HiGHS had stopped before its root LP). "
-        "`HiGHS skipped`: the build spent the whole budget and the model's feasible start came "
-        "back without HiGHS (since 9fed683).\n\n" + markdown_table(calls) + "\n\n"
+        "`HiGHS skipped`: the build spent the whole budget (since 9fed683), or left less than "
+        "the model's estimate of HiGHS's set-up and root (table 3), and the model's feasible "
+        "start came back without HiGHS. `build skipped`: the model's estimate said its build "
+        "and HiGHS's set-up would not fit in the limit, or its build passed the limit: the "
+        "start came back without the matrix. `lower_bound`: the batch IP's area bound "
+        "(`cheap_bound`), when no better bound was found.\n\n" + markdown_table(calls) + "\n\n"
         "## A MIP out of reach (Pyomo path)\n\n"
         "Market split MIP (5 rows, 40 binaries, seed 3) through `solve_model`: wall time of the "
         "call (translation to HiGHS + solve + result loading) against the limit.\n\n"
-        + markdown_table(split) + "\n")
+        + markdown_table(split) + "\n\n"
+        "## Build and set-up rates of the batch IP\n\n"
+        "What `servopt.models.batch_scheduling.time_estimate` scales by the model's nonzeros "
+        "(`BUILD_S_PER_NONZERO`, `SETUP_S_PER_NONZERO`): `build_s` of `build_matrix_model` (the "
+        "warm start included); HiGHS's run on it from the warm start (presolve off) on a 0.01 s "
+        "limit (its set-up: it reads its clock only after it) and on a 2 s limit (set-up and "
+        "root: a limit that ends inside the root is read only after it); `estimate_*`: the "
+        "model's estimates at its rates. One fresh process per row, the same session as table "
+        "1.\n\n" + markdown_table(rates) + "\n")
     (RESULTS / "exact_time_limit.md").write_text(text)
     print(text, file=sys.stdout)
 

@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -86,6 +87,16 @@ from servopt.instances.batch_scheduling import Instance
 
 _MAX_COLUMNS = 30_000_000
 _MAX_NONZEROS = 60_000_000  # ~52 bytes per entry through build_matrix, before HiGHS's own copy
+
+# Seconds per nonzero of the IP's matrix (generate(n, seed=0), n = 100-400, 1.4M-20M nonzeros;
+# ``benchmarks/results/exact_time_limit.md``, "build and set-up rates"): build_matrix_model
+# (the warm start included; 0.34-0.39 us per nonzero at load 4-5, 0.11 at load 1), and HiGHS's
+# MIP set-up and root on it (presolve off, from the warm start), during which it does not read
+# its clock: on a 0.01 s limit HiGHS stops after its set-up (0.25-0.42 us), on a 2 s limit after
+# set-up and root (2.1-2.5 us at n = 100 and 200: 13 s at n = 200). :func:`time_estimate`
+# scales them by the model's size; a busier machine takes longer, a quiet one less
+BUILD_S_PER_NONZERO = 2.5e-7
+SETUP_S_PER_NONZERO = 1.5e-6
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,6 +339,29 @@ def model_size(instance: Instance, horizon: Any = None, window: int | None = Non
     return T, int(np.sum(count)), int(np.sum(count * instance.output_tokens))
 
 
+def time_estimate(instance: Instance, *, relax: bool = False, horizon: Any = None,
+                  window: int | None = None) -> dict[str, float]:
+    """What :func:`build_matrix_model` with these options would cost, counted without building
+    it (the greedy schedule of the horizon only): ``nonzeros`` of its matrix, ``build_s`` the
+    seconds of the build and ``setup_s`` those of HiGHS's MIP set-up on it, at the measured
+    rates (``BUILD_S_PER_NONZERO``, ``SETUP_S_PER_NONZERO``; a busy machine takes longer).
+    ``servopt.solve`` under a time limit builds the IP only when both fit in what is left."""
+    if horizon is None and not relax:
+        horizon = "safe"
+    _, starts, entries = model_size(instance, horizon, window)
+    nonzeros = starts + instance.n + entries * (1 if instance.max_batch is None else 2)
+    return {"nonzeros": float(nonzeros), "build_s": BUILD_S_PER_NONZERO * nonzeros,
+            "setup_s": SETUP_S_PER_NONZERO * nonzeros}
+
+
+def _on_time(deadline: float | None, done: str) -> None:
+    """Raise TimeoutError when the build's ``deadline`` (a ``time.perf_counter()`` value) has
+    passed, naming the stage just ``done``."""
+    if deadline is not None and time.perf_counter() >= deadline:
+        raise TimeoutError(f"the batch-scheduling model's build passed its deadline "
+                           f"({done}); the matrix was not finished")
+
+
 def columns(instance: Instance, horizon: Any = None, window: int | None = None) -> Columns:
     """Every allowed (request, start round) pair and the cost of each late column."""
     T = horizon_rounds(instance, horizon)
@@ -544,25 +578,32 @@ class MatrixLP:
 
 
 def build_matrix(instance: Instance, *, horizon: Any = None, window: int | None = None,
-                 relax: bool = True) -> MatrixLP:
-    """The same model as :func:`build` as sparse matrices (no Python loop over terms)."""
+                 relax: bool = True, deadline: float | None = None) -> MatrixLP:
+    """The same model as :func:`build` as sparse matrices (no Python loop over terms).
+
+    ``deadline``: a ``time.perf_counter()`` value; the build raises TimeoutError at the first
+    check between its stages (columns, memory entries, each row block) after it."""
     cols = columns(instance, horizon, window)
+    _on_time(deadline, f"{len(cols.request):,} start columns")
     row, col, tokens = usage(instance, cols)
+    _on_time(deadline, f"{len(row):,} memory-row entries")
     nx, n, T = len(cols.request), instance.n, cols.rounds
     eq_rows = np.concatenate([cols.request, np.arange(n)])
     eq_cols = np.arange(nx + n)
     a_eq = sp.csr_matrix((np.ones(nx + n), (eq_rows, eq_cols)), shape=(n, nx + n))
     a_mem = sp.csr_matrix((tokens, (row, col)), shape=(T, nx + n))
+    _on_time(deadline, "the memory rows")
     a_cap = None
     if instance.max_batch is not None:
         a_cap = sp.csr_matrix((np.ones(len(row)), (row, col)), shape=(T, nx + n))
+        _on_time(deadline, "the batch rows")
     cost = np.concatenate([cols.cost, cols.late_cost])
     return MatrixLP(cols, cost, a_eq, a_mem, a_cap, instance.kv_memory, instance.max_batch,
                     relax)
 
 
 def build_matrix_model(instance: Instance, *, relax: bool = False, horizon: Any = None,
-                       window: int | None = None) -> MatrixModel:
+                       window: int | None = None, deadline: float | None = None) -> MatrixModel:
     """The model of :func:`build` as a :class:`~servopt.core.matrix.MatrixModel` (what
     ``servopt.solve`` hands to HiGHS): same rows, columns, labels, defaults and prices.
 
@@ -576,14 +617,20 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, horizon: Any 
     HiGHS before its root LP. It is cut out of the IP's matrix
     (:func:`shorter_horizon_lp`), not built again. The LP is solved by interior point with
     crossover (faster than the simplex at n = 100, ``batch_scheduling_lp.md``).
+
+    ``deadline`` (a ``time.perf_counter()`` value; ``servopt.solve`` passes its time limit's
+    end): the build checks it between its stages and raises TimeoutError once it has passed
+    (:func:`build_matrix`; the last check is before the warm start, which
+    :func:`start_answer` computes without the matrix).
     """
     if horizon is None and not relax:
         horizon = "safe"
-    data = build_matrix(instance, horizon=horizon, window=window, relax=relax)
+    data = build_matrix(instance, horizon=horizon, window=window, relax=relax, deadline=deadline)
     cols = data.cols
     matrix = sp.vstack([data.a_eq, data.a_mem] + ([data.a_cap] if data.a_cap is not None else []),
                        format="csc")
     del data  # its row blocks are in ``matrix``
+    _on_time(deadline, "the matrix")
     start = None if relax else start_vector(cols, warm_start_schedule(instance))
     mm = _labelled(instance, cols, np.concatenate([cols.cost, cols.late_cost]), matrix,
                    relax=relax, start=start)
@@ -592,6 +639,34 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, horizon: Any 
         kept = mm.matrix  # not ``mm``: the model would then hold itself in a cycle
         mm.bound_lp = lambda: shorter_horizon_lp(instance, kept, cols)
     return mm
+
+
+def start_answer(instance: Instance, *, horizon: Any = None, window: int | None = None
+                 ) -> dict[str, Any]:
+    """The IP's warm start as :func:`build_matrix_model` with these options would hand it to
+    HiGHS, without the matrix (what ``servopt.solve`` returns when the build would not fit in
+    its time limit): ``decisions`` labelled as a solve's, ``objective`` the model's cost of
+    the start (rounds; its total latency when no request takes a late column, as with the
+    default horizon), ``sense``. A model too large to build is refused as the build would."""
+    if horizon is None:
+        horizon = "safe"
+    cols = columns(instance, horizon, window)
+    entries = memory_entries(instance, cols)
+    if entries > _MAX_NONZEROS:
+        usage(instance, cols)  # raises the build's error
+    z = start_vector(cols, warm_start_schedule(instance))
+    objective = float(np.concatenate([cols.cost, cols.late_cost]) @ z)
+    return {"decisions": start_decisions(cols, z, instance.n), "objective": objective,
+            "sense": "min"}
+
+
+def cheap_bound(instance: Instance, *, horizon: Any = None, window: int | None = None) -> float:
+    """A lower bound on the IP's optimum (rounds) without a solver: :func:`area_bound`, which
+    bounds every schedule, so the IP with its default (exact) horizon and no window; nan for
+    other options (their IP is a relaxation, which the area bound need not bound)."""
+    if window is not None or horizon not in (None, "safe"):
+        return math.nan
+    return area_bound(instance)
 
 
 def _labelled(instance: Instance, cols: Columns, cost: np.ndarray, matrix: sp.csc_matrix, *,

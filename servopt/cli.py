@@ -112,11 +112,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
     source = solution.info.get("bound_kind", "mip_bound")  # where a MIP's bound comes from
     print(f"bound     {solution.bound:.8g}" + ("" if source in ("mip_bound", "optimal") else f"  ({source})"))
     skipped_highs = solution.info.get("highs_skipped")
-    if skipped_highs:
+    if skipped_highs or solution.info.get("build_skipped"):
         why = ("interrupted during the bound LP" if skipped_highs == "interrupted"
-               else f"{skipped_highs}: the build used the budget")
-        print(f"          HiGHS did not run ({why}): the incumbent is the model's start, with no "
-              "bound and no prices")
+               else f"{skipped_highs}: the build and bound LP left less than its set-up" if skipped_highs
+               else "time_limit: the model would not be built in time")
+        print(f"          HiGHS did not run ({why}): the incumbent is the model's start, with "
+              + ("no bound" if math.isnan(solution.bound) else "the bound above") + " and no prices")
     gap = solution.gap
     print(f"gap       {gap:.4%}" if math.isfinite(gap) else "gap       n/a")
     print(f"time      {solution.wall_s:.2f} s")

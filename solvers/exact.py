@@ -17,6 +17,19 @@ decisions and the prices. A model module may define three optional hooks:
   then solves the relaxation first (its time counts against ``time_limit``) and hands the
   options to ``build`` / ``build_matrix_model``, so a time-limited MIP never ends worse than
   that start (``info["warm_start"]`` says whether it was given).
+- ``time_estimate(instance, *, relax, **options) -> dict`` and ``start_answer(instance,
+  **options) -> dict`` (both or neither): the matrix form's ``nonzeros``, estimated ``build_s``
+  and ``setup_s`` (HiGHS's MIP set-up and root, during which it does not read its clock),
+  counted without building it, and the IP's feasible start (``decisions``, ``objective``,
+  ``sense``) without the matrix. Under a time limit ``solve`` then builds the IP only when
+  build and set-up fit in what is left, passes the limit's end to
+  ``build_matrix_model(..., deadline=)`` (which raises TimeoutError between its stages once it
+  has passed), and otherwise returns the start, status ``time_limit``,
+  ``info["build_skipped"]`` saying why; HiGHS is not started with less than ``setup_s`` left
+  after the bound LP (``info["highs_skipped"]``);
+- ``cheap_bound(instance, **options) -> float``: a valid lower bound of a minimisation in closed
+  form (nan: none for these options), reported (``bound_kind`` ``lower_bound``) when a stopped
+  solve has no better one.
 
 A Pyomo model that sets ``model.warm_start = True`` has given every variable the value of a
 feasible point: a MIP starts from it (the matrix form's ``start``). A matrix form's ``bound_lp``
@@ -140,16 +153,23 @@ def solve(
         price LP, at least min(limit, max(1 s, limit / 10)) (a build that ate the budget still
         gets a solve that returns a first incumbent: the call then overruns by that much),
         except that a MIP whose start is feasible is not handed to HiGHS at all when nothing is
-        left: the start comes back as it is (``info["highs_skipped"] = "time_limit"``, no
-        bound). A step with nothing left is skipped and says so: ``info["prices_skipped"] =
-        "time_limit"`` (no prices: an empty ``prices``, never zeros),
-        ``info["bound_lp_status"]``. A time-limited MIP with a start runs without HiGHS's
-        feasibility jump (``WARM_TIME_LIMITED``). Not covered: the imports on a first call, the
-        model's build itself (it does not check the clock), the conversion of the results, and
-        HiGHS overrunning its own limit: it checks the clock between phases, so on a large
-        model its presolve or MIP setup alone can outlast the limit (a decode-routing hindsight
-        model of 12,800 requests: 30 s of presolve on a 5 s limit; the batch IP at n = 400, 20M
-        nonzeros: 6-10 s of setup on a 1 s slice when the build leaves some of the budget).
+        left, or after the bound LP less than the model's estimate of HiGHS's MIP set-up and
+        root (``time_estimate``): the start comes back as it is (``info["highs_skipped"] =
+        "time_limit"``, with the bound LP's value if it was solved). A model with
+        ``time_estimate`` and ``start_answer`` (the batch IP) is not built when its estimated
+        build and set-up exceed what is left, and its build stops at the limit: the start comes
+        back without the matrix
+        (``info["build_skipped"]``). A stopped MIP whose model has a ``cheap_bound`` better
+        than the bound found reports it (``bound_kind`` ``lower_bound``). A step with nothing
+        left is skipped and says so: ``info["prices_skipped"] = "time_limit"`` (no prices: an
+        empty ``prices``, never zeros), ``info["bound_lp_status"]``. A time-limited MIP with a
+        start runs without HiGHS's feasibility jump (``WARM_TIME_LIMITED``). Not covered: the
+        imports on a first call, the build of a model without ``time_estimate`` (it does not
+        check the clock) and the last stage of one with it (the batch IP: its warm start, 1 s
+        at n = 400), the conversion of the results, and HiGHS overrunning its own limit: it
+        checks the clock between phases, so on a large model its presolve or MIP set-up alone
+        can outlast the limit (a decode-routing hindsight model of 12,800 requests: 30 s of
+        presolve on a 5 s limit) when no estimate keeps it from starting.
     mip_gap : relative MIP gap at which HiGHS stops.
     backend : ``highs`` (HiGHS on the model's matrix form where it has one,
         ``build_matrix_model``, otherwise on its Pyomo model), ``pyomo`` (always the Pyomo model)
@@ -195,9 +215,9 @@ def solve(
                 raise InvalidInstanceError(f"{instance.decision} has no CVXPY formulation")
             cvx = module.build_cvxpy(instance, **options)
             solution = solve_cvxpy(cvx, time_limit=budget.for_solve(), decision=instance.decision)
-        elif backend == "highs" and (matrix := _matrix_form(module, instance, relax, options)):
-            solution = _solve_matrix(matrix, relax=relax, budget=budget, mip_gap=mip_gap,
-                                     prices=prices, decision=instance.decision)
+        elif backend == "highs" and _has_matrix_form(module, options):
+            solution = _solve_matrix_form(module, instance, relax=relax, budget=budget,
+                                          mip_gap=mip_gap, prices=prices, options=options)
         else:
             model = module.build(instance, relax=relax, **options)
             solution = _solve_model(model, relax=relax, budget=budget, mip_gap=mip_gap,
@@ -216,6 +236,8 @@ def solve(
     # CVXPY solve is the relaxation, and the solution says so
     solution.relaxed = relax or (backend == "cvxpy" and not getattr(module, "LINEAR", False)
                                  and cvxpy_relaxes)
+    if not solution.relaxed and solution.status in ("time_limit", "interrupted"):
+        _with_cheap_bound(module, instance, solution, options)
     solution.decisions = {name: _without_negative_zero(value)
                           for name, value in solution.decisions.items()}
     solution.wall_s = time.perf_counter() - start
@@ -235,6 +257,81 @@ def _without_negative_zero(value: Any) -> Any:
     else:
         return value
     return value + 0.0 if all(pd.api.types.is_float_dtype(d) for d in dtypes) else value
+
+
+def _has_matrix_form(module: Any, options: dict[str, Any]) -> bool:
+    """Whether the model has a matrix form (``build_matrix_model``) taking these options."""
+    builder = getattr(module, "build_matrix_model", None)
+    if builder is None:
+        return False
+    params = inspect.signature(builder).parameters
+    return set(options) <= {name for name, p in params.items() if p.kind == p.KEYWORD_ONLY}
+
+
+def _solve_matrix_form(module: Any, instance: Instance, *, relax: bool, budget: TimeBudget,
+                       mip_gap: float, prices: bool, options: dict[str, Any]) -> Solution:
+    """Build the model's matrix form and solve it, spending from ``budget``. A time-limited
+    MIP of a model with ``time_estimate`` and ``start_answer`` (module docstring) is not built
+    when its estimated build and HiGHS set-up exceed what is left, and its build is stopped at
+    the limit (``build_matrix_model``'s ``deadline``): either way the model's feasible start
+    comes back without the matrix (:func:`_without_model`)."""
+    timed = not relax and budget.limit is not None
+    estimate, answer = getattr(module, "time_estimate", None), getattr(module, "start_answer", None)
+    costs = estimate(instance, relax=relax, **options) if timed and estimate and answer else {}
+    if costs and budget.left() < costs["build_s"] + costs["setup_s"]:
+        why = (f"time_limit: the model ({costs['nonzeros']:,.0f} nonzeros) would take about "
+               f"{costs['build_s']:.1f} s to build and {costs['setup_s']:.1f} s of HiGHS set-up; "
+               f"{max(budget.left(), 0.0):.1f} s were left")
+        return _without_model(answer, instance, options, why=why, prices=prices, budget=budget)
+    build = dict(options)
+    if costs and "deadline" in inspect.signature(module.build_matrix_model).parameters:
+        build["deadline"] = budget.start + budget.limit
+    try:
+        mm = module.build_matrix_model(instance, relax=relax, **build)
+    except TimeoutError as exc:
+        if "deadline" not in build or time.perf_counter() < build["deadline"]:
+            raise  # not the deadline's
+        return _without_model(answer, instance, options, why=f"time_limit: {exc}", prices=prices,
+                              budget=budget)
+    return _solve_matrix(mm, relax=relax, budget=budget, mip_gap=mip_gap, prices=prices,
+                         decision=instance.decision, setup_s=costs.get("setup_s", 0.0))
+
+
+def _without_model(answer: Any, instance: Instance, options: dict[str, Any], *, why: str,
+                   prices: bool, budget: TimeBudget) -> Solution:
+    """A time-limited MIP whose matrix was not built (or not finished): the model's feasible
+    start (``answer``: its ``start_answer``) as the incumbent, status ``time_limit``, no bound
+    here (``solve`` adds the model's ``cheap_bound``), no prices, ``info["build_skipped"]``
+    saying why."""
+    start = time.perf_counter()
+    given = answer(instance, **options)
+    info: dict[str, Any] = {"lp": False, "form": "matrix", "bound_kind": "none",
+                            "build_skipped": why}
+    if prices:
+        info["prices_skipped"] = "time_limit"
+    solution = Solution(status="time_limit", objective=float(given["objective"]), bound=math.nan,
+                        gap=math.nan, wall_s=time.perf_counter() - start, sense=given["sense"],
+                        relaxed=False, backend="highs", decision=instance.decision, info=info)
+    solution.decisions = dict(given["decisions"])
+    return solution
+
+
+def _with_cheap_bound(module: Any, instance: Instance, solution: Solution,
+                      options: dict[str, Any]) -> None:
+    """A stopped MIP's bound improved in place by the model's ``cheap_bound`` (a valid bound in
+    closed form, nan: none) when that is better; ``bound_kind`` then ``lower_bound`` (a
+    minimisation's: no model gives a max one)."""
+    cheap = getattr(module, "cheap_bound", None)
+    if cheap is None or solution.sense != "min":  # (the harness's vocabulary: ``lower_bound``)
+        return
+    params = inspect.signature(cheap).parameters
+    value = float(cheap(instance, **{k: v for k, v in options.items() if k in params}))
+    bound = solution.bound
+    if math.isnan(value) or not (math.isnan(bound) or value > bound):
+        return
+    solution.bound = value
+    solution.gap = relative_gap(solution.objective, value, solution.sense)
+    solution.info["bound_kind"] = "lower_bound"
 
 
 def _matrix_form(module: Any, instance: Instance, relax: bool, options: dict[str, Any]
@@ -682,8 +779,12 @@ def solve_matrix(
 
 
 def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: float,
-                  prices: bool, decision: str) -> Solution:
-    """:func:`solve_matrix` spending from ``budget`` (started by the caller)."""
+                  prices: bool, decision: str, setup_s: float = 0.0) -> Solution:
+    """:func:`solve_matrix` spending from ``budget`` (started by the caller). ``setup_s``: the
+    seconds HiGHS's MIP set-up and root are expected to take before it reads its clock again
+    (the model's ``time_estimate``; 0: unknown): a MIP with a feasible start is not handed to
+    HiGHS with less than that left after the bound LP (HiGHS could only return the start,
+    late)."""
     import highspy
 
     start = time.perf_counter()
@@ -693,9 +794,9 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
     price_share = PRICE_LP_SHARE if integer and prices and not _nothing_to_price(mm) else 0.0
     timed = integer and budget.limit is not None
     if timed and mm.start is not None and budget.left() <= 0.0 and _start_is_feasible(mm):
-        # the build ate the budget (it does not check the clock): HiGHS's MIP set-up, which does
-        # not either, would overrun it again (6-10 s at n = 400 batch scheduling) to return this
-        # start
+        # the build ate the budget (a model without ``time_estimate`` does not check the clock):
+        # HiGHS's MIP set-up, which does not either, would overrun it again (6-10 s at n = 400
+        # batch scheduling) to return this start
         return _start_only(mm, "time_limit", mm.start, prices=prices, decision=decision,
                            wall_s=time.perf_counter() - start)
     extra: dict[str, Any] = {}
@@ -704,20 +805,23 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
         # the model's bound LP first, on what is left less the MIP's least slice and the prices':
         # a short limit then returns its bound (where HiGHS would stop before its own root LP, as
         # the batch IP at n = 100 on 5 s), a long one keeps for the MIP whatever the LP left
-        step = budget.for_step(keep=price_share) - budget.least()
+        keep, reserve = price_share, budget.least()
+        if setup_s > 0.0 and budget.for_step(keep=keep) - reserve <= setup_s:
+            keep, reserve = 0.0, 0.0  # HiGHS will not run after it (nor its prices): it takes all
+        step = budget.for_step(keep=keep) - reserve
         if step <= 0.0:
             extra["bound_lp_status"] = "skipped: time_limit"
         else:
             lp_bound, extra = _bound_lp_value(mm, step)
             if extra.get("bound_lp_status") == "interrupted":  # Ctrl-C: stop with the start
                 kept = mm.start if mm.start is not None and _start_is_feasible(mm) else None
-                solution = _start_only(mm, "interrupted", kept, prices=prices, decision=decision,
-                                       wall_s=time.perf_counter() - start)
-                solution.info.update(extra)
-                if not math.isnan(lp_bound):
-                    solution.bound, solution.info["bound_kind"] = _better_bound(mm, math.nan, lp_bound)
-                    solution.gap = relative_gap(solution.objective, solution.bound, mm.sense)
-                return solution
+                return _start_after_bound_lp(mm, "interrupted", kept, lp_bound, extra,
+                                             prices=prices, decision=decision, since=start)
+    if timed and setup_s > 0.0 and mm.start is not None and budget.left() <= setup_s \
+            and _start_is_feasible(mm):  # HiGHS would not get past its set-up and root in time:
+        # the start, with the bound LP's value when it was solved
+        return _start_after_bound_lp(mm, "time_limit", mm.start, lp_bound, extra,
+                                     prices=prices, decision=decision, since=start)
     highs = _load_matrix(mm, integer=integer)
     options: dict[str, Any] = {"mip_rel_gap": float(mip_gap), **mm.options}
     limit = budget.for_solve(price_share)
@@ -900,6 +1004,22 @@ def _start_only(mm: MatrixModel, status: str, start: np.ndarray | None, *, price
                         decision=decision, info=info)
     if values is not None:
         solution.decisions = _column_values(mm, values)
+    return solution
+
+
+def _start_after_bound_lp(mm: MatrixModel, status: str, start: np.ndarray | None, lp_bound: float,
+                          extra: dict[str, Any], *, prices: bool, decision: str, since: float
+                          ) -> Solution:
+    """:func:`_start_only` after the bound LP ran (``extra``: how it went): its value, when it
+    was solved, is the bound."""
+    solution = _start_only(mm, status, start, prices=prices, decision=decision,
+                           wall_s=time.perf_counter() - since)
+    if "bound_lp_s" in extra:  # it ran: not skipped
+        solution.info.pop("bound_lp_status", None)
+    solution.info.update(extra)
+    if not math.isnan(lp_bound):
+        solution.bound, solution.info["bound_kind"] = _better_bound(mm, math.nan, lp_bound)
+        solution.gap = relative_gap(solution.objective, solution.bound, mm.sense)
     return solution
 
 

@@ -454,3 +454,25 @@ def test_a_mip_stopped_at_its_root_with_a_weak_bound_gets_the_lp_fallback(monkey
     assert sol.status == "time_limit" and sol.objective == pytest.approx(2.0)
     assert sol.bound == pytest.approx(bound) and sol.info["bound_kind"] == kind
     assert len(made) == (1 if nodes else 2)  # the LP solved only when the MIP stopped at its root
+
+
+@pytest.mark.parametrize(("info", "bound", "said"), [
+    ({"highs_skipped": "time_limit"}, float("nan"), "with no bound"),
+    ({"highs_skipped": "time_limit"}, 4.0, "with the bound above"),  # the bound LP's, or area
+    ({"build_skipped": "time_limit: the model ..."}, 4.0, "the model would not be built in time"),
+])
+def test_the_cli_says_which_bound_a_start_without_highs_has(monkeypatch, capsys, info, bound, said):
+    # a start returned without HiGHS can carry the bound LP's value or the model's cheap bound:
+    # the command line printed "with no bound" under a bound line before
+    from servopt import cli
+    from servopt.core import Solution
+
+    def stopped(*args, **kwargs):
+        return Solution(status="time_limit", objective=5.0, bound=bound, gap=float("nan"),
+                        wall_s=1.0, sense="min", decision="caching",
+                        info={**info, "bound_kind": "lower_bound", "prices_skipped": "time_limit"})
+
+    monkeypatch.setattr(exact, "solve", stopped)
+    assert cli.main(["solve", "cache_mm_300", "--time-limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "HiGHS did not run" in out and said in out

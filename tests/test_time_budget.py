@@ -5,6 +5,7 @@ batch bound LP cut out of the IP equal to the one built from scratch."""
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -15,11 +16,13 @@ import pytest
 from highs_stub import stop_the_nth_highs
 
 import servopt
+from servopt.benchmarks import batch_scheduling as bench
 from servopt.benchmarks.exact_time_limit import market_split
 from servopt.core.errors import InvalidInstanceError
 from servopt.core.matrix import Family, MatrixModel
 from servopt.instances import batch_scheduling as bs
 from servopt.models import batch_scheduling as bm
+from servopt.solvers import batch_scheduling as rules
 from servopt.solvers import exact
 
 
@@ -534,3 +537,148 @@ def test_an_infinite_limit_is_no_limit_and_nan_is_refused_everywhere():
             exact.solve_matrix(_split(), time_limit=bad)
         with pytest.raises(InvalidInstanceError, match="time_limit"):
             exact.solve_model(pyo.ConcreteModel(), time_limit=bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# the batch IP's build under a limit: not started when it would not fit, stopped at the limit
+# ---------------------------------------------------------------------------------------------
+class _Clock:
+    """``time.perf_counter`` running ``ahead`` seconds ahead of the real one (a stubbed clock)."""
+
+    def __init__(self) -> None:
+        self.ahead = 0.0
+
+    def perf_counter(self) -> float:
+        return time.perf_counter() + self.ahead
+
+
+class _Replay(rules.Policy):
+    """Admit each request at its planned round: the simulator scores a schedule."""
+
+    name = "replay"
+
+    def __init__(self, start: np.ndarray) -> None:
+        self.start = start
+
+    def admit(self, state: rules.State) -> np.ndarray:
+        return state.waiting[self.start[state.waiting] <= state.t]
+
+
+@pytest.fixture(scope="module")
+def _small_batch():
+    """generate(n=12, seed=0) and its hindsight optimum (solved without a limit)."""
+    inst = bs.generate(n=12, seed=0)
+    optimum = servopt.solve(inst)
+    assert optimum.status == "optimal"
+    return inst, optimum.objective
+
+
+def _is_the_start_as_stopped(inst, optimum: float, sol) -> None:
+    """A stopped answer that is the model's feasible start: the simulator's cost of its
+    schedule, nothing claimed optimal, a bound no higher than the optimum, no prices."""
+    start = sol.decisions["start"].to_numpy()
+    assert sol.status == "time_limit"
+    assert sol.objective == bench.evaluate(inst, _Replay(start)).cost  # the evaluator's cost
+    assert sol.objective >= optimum and sol.bound <= optimum
+    assert sol.prices == {} and sol.info["prices_skipped"] == "time_limit"
+
+
+def test_a_batch_ip_whose_build_would_not_fit_is_not_built(monkeypatch, _small_batch):
+    # the batch IP at n = 400 on 5 s: 9.3 s (18.5 s at load 12) before, the build and HiGHS's
+    # set-up alone outlasting the limit. Now the model's size, counted without building it, and
+    # the measured rates say the build would not fit (here: a second per nonzero, never within
+    # 60 s): the start comes back without a matrix, labelled as a solve's (the same decisions
+    # as the matrix path's start-only answer), with the area bound (below the optimum)
+    inst, optimum = _small_batch
+    monkeypatch.setattr(bm, "BUILD_S_PER_NONZERO", 1.0)
+    real_build = bm.build_matrix_model
+    built = []
+
+    @functools.wraps(real_build)  # (its signature: solve reads its options from it)
+    def recorded(*a, **k):
+        built.append(1)
+        return real_build(*a, **k)
+
+    monkeypatch.setattr(bm, "build_matrix_model", recorded)
+    sol = servopt.solve(inst, time_limit=60.0)
+    assert built == [] and sol.info["build_skipped"].startswith("time_limit: the model (")
+    _is_the_start_as_stopped(inst, optimum, sol)
+    assert sol.info["bound_kind"] == "lower_bound" and 0 < sol.bound < sol.objective
+    assert sol.gap > 0  # (nothing claimed optimal)
+    assert "highs_skipped" not in sol.info
+    matrix = exact._solve_matrix(real_build(inst), relax=False, budget=_spent(), mip_gap=1e-4,
+                                 prices=True, decision="batch_scheduling")
+    assert matrix.objective == sol.objective
+    for name, series in matrix.decisions.items():
+        pd.testing.assert_series_equal(sol.decisions[name], series)
+    # with a window the IP is a relaxation, which the area bound need not bound: no bound
+    windowed = servopt.solve(inst, time_limit=60.0, window=3)
+    assert windowed.status == "time_limit" and "build_skipped" in windowed.info
+    assert math.isnan(windowed.bound) and windowed.info["bound_kind"] == "none"
+
+
+def test_a_batch_ip_build_past_the_limit_stops_between_its_stages(monkeypatch, _small_batch):
+    inst, optimum = _small_batch
+    with pytest.raises(TimeoutError, match="start columns"):  # the first check, after them
+        bm.build_matrix_model(inst, deadline=time.perf_counter() - 1.0)
+    # through solve: the estimate fits, so the build starts; the clock passes the 60 s limit while
+    # the memory rows are built (a busier machine than the rates'): the build stops at its next
+    # check, nothing reaches HiGHS, and the start comes back
+    clock = _Clock()
+    monkeypatch.setattr(bm, "time", clock)
+    monkeypatch.setattr(exact, "time", clock)
+    real_usage = bm.usage
+    monkeypatch.setattr(bm, "usage", lambda *a: (real_usage(*a), setattr(clock, "ahead", 61.0))[0])
+    loaded = []
+    monkeypatch.setattr(exact, "_load_matrix", lambda *a, **k: loaded.append(1))
+    sol = servopt.solve(inst, time_limit=60.0)
+    assert loaded == [] and "memory-row entries" in sol.info["build_skipped"]
+    _is_the_start_as_stopped(inst, optimum, sol)
+    assert sol.info["bound_kind"] == "lower_bound"
+    # a TimeoutError of the build's own before the deadline is not taken for the limit
+    monkeypatch.setattr(bm, "usage", lambda *a: (_ for _ in ()).throw(TimeoutError("a disk")))
+    clock.ahead = 0.0
+    with pytest.raises(TimeoutError, match="a disk"):
+        servopt.solve(inst, time_limit=60.0)
+
+
+def test_the_batch_ip_is_not_handed_to_highs_with_less_than_its_setup_left(monkeypatch, _small_batch):
+    # HiGHS's MIP set-up and root do not read the clock (n = 200: 9-13 s on a 1.5-3 s limit):
+    # with less than their estimate left, HiGHS would only return the start, late. Here the
+    # estimate is 40 s of a 60 s limit and the build takes 30 s (a stubbed clock): the bound LP
+    # gets all that is left (no least slice kept for a MIP that will not run), and the start
+    # comes back with its bound, HiGHS never given the MIP
+    inst, optimum = _small_batch
+    rec = _Recorder(monkeypatch)
+    nonzeros = bm.time_estimate(inst)["nonzeros"]
+    monkeypatch.setattr(bm, "SETUP_S_PER_NONZERO", 40.0 / nonzeros)
+    clock = _Clock()
+    monkeypatch.setattr(bm, "time", clock)
+    monkeypatch.setattr(exact, "time", clock)
+    real_usage = bm.usage
+    monkeypatch.setattr(bm, "usage", lambda *a: (real_usage(*a), setattr(clock, "ahead", 30.0))[0])
+    sol = servopt.solve(inst, time_limit=60.0)
+    assert rec.mips == [False] and 29.0 < rec.limits[0][0] <= 30.0  # the LP only, on all 30 s
+    # (not less the MIP's least slice, 6 s, nor its prices' share, 6 s: neither will run)
+    assert sol.info["highs_skipped"] == "time_limit" and "build_skipped" not in sol.info
+    assert "bound_lp" in sol.info and sol.info["bound_kind"] == "lp_relaxation"
+    _is_the_start_as_stopped(inst, optimum, sol)
+
+
+def test_a_bound_lp_that_leaves_less_than_the_setup_gives_the_start_its_bound(monkeypatch, _small_batch):
+    # the bound LP (60 - 6 s for it) is solved, then the clock is 50 s on: less than the 10 s
+    # set-up is left, so HiGHS is not started; the LP's value (the makespan-horizon LP solved
+    # on its own, rounded up) is the start's bound
+    inst, optimum = _small_batch
+    clock = _Clock()
+    monkeypatch.setattr(exact, "time", clock)
+    real_lp = exact._bound_lp_value
+    monkeypatch.setattr(exact, "_bound_lp_value",
+                        lambda *a: (real_lp(*a), setattr(clock, "ahead", 50.0))[0])
+    budget = exact.TimeBudget(60.0)
+    sol = exact._solve_matrix(bm.build_matrix_model(inst), relax=False, budget=budget, mip_gap=1e-4,
+                              prices=True, decision="batch_scheduling", setup_s=10.0)
+    lp = servopt.solve(inst, relax=True)
+    assert sol.info["highs_skipped"] == "time_limit" and "bound_lp_status" not in sol.info
+    assert sol.bound == math.ceil(lp.objective - 1e-6) and sol.info["bound_kind"] == "lp_relaxation"
+    _is_the_start_as_stopped(inst, optimum, sol)

@@ -12,26 +12,33 @@ Formats
   date-times as published: ISO 8601, or one format inferred from the first row, in which an
   ambiguous ``12/11/2023`` reads month first; UTC offsets honoured; or plain numbers read as
   seconds).
-Token counts must be whole numbers of at most ``MAX_TOKENS``; text files may start with a UTF-8
-byte-order mark.
 - Mooncake JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``, ``hash_ids`` (one id
   per 512-token block of the prompt: a line needs ``len(hash_ids) == ceil(input_length / 512)``,
   as on every line of the published traces; ids hashed over another block size are refused).
 - BurstGPT CSV: ``Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type``
   (``Timestamp`` in seconds; windows are measured before ``model`` / failed rows are dropped).
-Numeric timestamps above ``MAX_SECONDS`` (later than the year 5000 as seconds) are refused: they
-are milliseconds or finer. Errors name the 1-based data row (CSV, header excluded) or file line
-(JSONL).
-- Expert-load JSON: ``{"load_history": [{"logical_expert_load": [[...] per layer]} per step]}``.
+- Expert-load JSON: ``{"load_history": [{"logical_expert_load": [[...] per layer]} per step]}``
+  (loads are numbers >= 0; ``true`` / ``false`` are refused).
+
+Every file may be gzip-compressed (told by its content, whatever its name) and may start with a
+UTF-8 byte-order mark. CSV files are read by their header's columns, in any order and beside
+other columns: a column the reader uses may appear only once, and a data row may not hold more
+values than the header has names (empty fields beyond them, as a trailing comma leaves, are
+ignored). Token counts must be whole numbers of at most ``MAX_TOKENS``. Numeric timestamps above
+``MAX_SECONDS`` (later than the year 5000 as seconds) are refused: they are milliseconds or
+finer. Requests are returned sorted by arrival time (ties keep file order), whatever the file's
+order. Errors name the 1-based data row (CSV, header excluded) or file line (JSONL).
 """
 
 from __future__ import annotations
 
+import csv
 import gc
 import gzip
 import hashlib
 import json
 import os
+import re
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
@@ -46,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.core import InvalidInstanceError, checks
+from servopt.core.instance import read_text_file
 
 REQUEST_COLUMNS = ["arrival_s", "prompt_tokens", "output_tokens"]
 MAX_TOKENS = 10**12  # beyond any context window; larger counts are data errors (and overflow int64)
@@ -166,18 +174,103 @@ def _open_checked(path: str | Path) -> Path:
     return path
 
 
-def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
-    """A CSV trace (a UTF-8 byte-order mark is allowed); a file that is not CSV says so."""
+GZIP_MAGIC = b"\x1f\x8b"  # a gzip file's first two bytes: such a file is read decompressed
+
+
+def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as head:
-        first = head.read(1024).lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
-    if first in (b"{", b"["):  # pandas would read a JSON object as one header of thousands of columns
-        hint = " (JSON lines: Mooncake format?)" if path.suffix == ".jsonl" else ""
-        raise InvalidInstanceError(f"{path}: a JSON file{hint}, not a CSV trace")
+        return head.read(2) == GZIP_MAGIC
+
+
+def _read_csv(path: Path, used: list[str], *, strip_names: bool = False,
+              **options: Any) -> pd.DataFrame:
+    """A CSV trace, plain or gzip (told by its content, not its name), with or without a UTF-8
+    byte-order mark, read by its header's columns: empty fields beyond them (a trailing comma)
+    are dropped, while a data row with more values than the header has names is refused (pandas
+    would shift every column one place, taking the first as an index); so is a ``used`` column
+    named twice in the header (``strip_names``: names compared without the spaces around them).
+    A file that is not CSV says so."""
+    compressed = _is_gzip(path)
     try:
-        return pd.read_csv(path, encoding="utf-8-sig", **options)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        hint = " (a JSON-lines file: Mooncake format?)" if path.suffix == ".jsonl" else ""
-        raise InvalidInstanceError(f"{path}: not a CSV file{hint} ({exc})") from None
+        with gzip.open(path, "rb") if compressed else open(path, "rb") as head:
+            first = head.read(1024).lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InvalidInstanceError(f"{path}: cannot be read ({exc})") from None
+    if first in (b"{", b"["):  # pandas would read a JSON object as one header of thousands of columns
+        hint = " (JSON lines: Mooncake format?)" if ".jsonl" in path.suffixes else ""
+        raise InvalidInstanceError(f"{path}: a JSON file{hint}, not a CSV trace")
+    read = {"encoding": "utf-8-sig", "compression": "gzip" if compressed else "infer", **options}
+    try:
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False,
+                             index_col=False, **read)
+        names = [str(v).strip() if strip_names else str(v) for v in header.iloc[0]]
+        for column in used:
+            places = [k + 1 for k, name in enumerate(names) if name == column]
+            if len(places) > 1:
+                raise InvalidInstanceError(
+                    f"{path}: column {column!r} appears {len(places)} times in the header (columns "
+                    f"{', '.join(map(str, places))}): ambiguous; rename or remove all but one")
+        try:
+            with warnings.catch_warnings():
+                # pandas warns (and drops the values) when a data row is wider than the header
+                warnings.filterwarnings("error", category=pd.errors.ParserWarning)
+                return pd.read_csv(path, index_col=False, **read)
+        except (pd.errors.ParserWarning, pd.errors.ParserError) as exc:
+            if isinstance(exc, pd.errors.ParserError) and not _WIDER.search(str(exc)):
+                raise
+        # some data row has more fields than the header names: refused if any holds a value
+        wider = _first_wider_row(path, compressed, len(names), options)
+        if wider is not None:
+            row, fields, value = wider
+            raise InvalidInstanceError(
+                f"{path}: data row {row}: data rows have {fields} fields, the header {len(names)} "
+                f"(the extra field holds {value!r}): name every column in the header, or remove "
+                "the extra values")
+        with warnings.catch_warnings():  # the extra fields are all empty: nothing is lost
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            return pd.read_csv(path, index_col=False, usecols=range(len(names)), **read)
+    except pd.errors.ParserError as exc:
+        found = _WIDER.search(str(exc))
+        if found:
+            raise InvalidInstanceError(
+                f"{path}: line {found[2]} has {found[3]} fields where the lines before it have "
+                f"{found[1]}") from None
+        raise InvalidInstanceError(f"{path}: not a CSV file{_jsonl_hint(path)} ({exc})") from None
+    except (UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise InvalidInstanceError(f"{path}: not a CSV file{_jsonl_hint(path)} ({exc})") from None
+    except (OSError, EOFError, zlib.error) as exc:  # a damaged compressed file
+        raise InvalidInstanceError(f"{path}: cannot be read ({exc})") from None
+
+
+_WIDER = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")  # pandas' ParserError
+
+
+def _jsonl_hint(path: Path) -> str:
+    return " (a JSON-lines file: Mooncake format?)" if ".jsonl" in path.suffixes else ""
+
+
+def _first_wider_row(path: Path, compressed: bool, width: int,
+                     options: dict[str, Any]) -> tuple[int, int, str] | None:
+    """The first data row (1-based, blank lines skipped as pandas does) holding a non-empty value
+    beyond the header's ``width`` fields, as ``(row, its fields, the first such value)``; None if
+    every field beyond the header is empty. Read with the csv module: only a file pandas warned
+    about is scanned."""
+    dialect = {"skipinitialspace": bool(options.get("skipinitialspace", False))}
+    try:
+        with (gzip.open(path, "rt", encoding="utf-8-sig", errors="replace", newline="")
+              if compressed else open(path, encoding="utf-8-sig", errors="replace",
+                                      newline="")) as handle:
+            rows = (r for r in csv.reader(handle, **dialect) if r)
+            next(rows, None)  # the header
+            for number, fields in enumerate(rows, start=1):
+                extra = [v for v in fields[width:] if v.strip()]
+                if extra:
+                    return number, len(fields), extra[0]
+    except (csv.Error, OSError, EOFError, zlib.error):
+        raise InvalidInstanceError(
+            f"{path}: data rows have more fields than the header ({width}): name every column in "
+            "the header, or remove the extra values") from None
+    return None
 
 
 def _require(frame: pd.DataFrame, columns: list[str], path: Path, fmt: str) -> None:
@@ -280,12 +373,45 @@ def _finish(frame: pd.DataFrame, path: Path, rate_scale: float, start_s: float |
     return frame
 
 
+def from_frame(frame: Any, *, rate_scale: float = 1.0, start_s: float | None = None,
+               end_s: float | None = None, label: str = "trace frame") -> pd.DataFrame:
+    """A request frame made by the caller (``arrival_s`` in seconds, sorted; ``prompt_tokens``,
+    ``output_tokens``; other columns are dropped), checked as the readers check a file and returned
+    as they return one: a copy re-zeroed at its first request, windowed and rate-scaled. Errors
+    name ``label`` and the 0-based row; an unsorted frame is refused (sort it by ``arrival_s``)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise InvalidInstanceError(f"{label}: expected a pandas DataFrame of requests or a trace "
+                                   f"path, got {type(frame).__name__}")
+    twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+    if twice:
+        raise InvalidInstanceError(f"{label}: column(s) {twice} appear more than once: ambiguous")
+    missing = [c for c in REQUEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise InvalidInstanceError(f"{label}: missing column(s) {missing}; a request frame has "
+                                   f"{REQUEST_COLUMNS}")
+    arrival = frame["arrival_s"]
+    if arrival.dtype == bool or (arrival.dtype == object and arrival.map(
+            lambda v: isinstance(v, bool)).any()):
+        raise InvalidInstanceError(f"{label}: arrival_s holds true/false, not seconds")
+    out = pd.DataFrame({"arrival_s": _numbers(arrival).to_numpy(dtype=float),
+                        "prompt_tokens": frame["prompt_tokens"].to_numpy(),
+                        "output_tokens": frame["output_tokens"].to_numpy()})
+    t = out["arrival_s"].to_numpy()
+    late = np.isfinite(t[:-1]) & np.isfinite(t[1:]) & (np.diff(t) < 0)
+    if late.any():
+        row = int(late.argmax()) + 1
+        raise InvalidInstanceError(
+            f"{label}: arrival_s must be sorted: row {row} arrives at {t[row]:g} s, before row "
+            f"{row - 1} at {t[row - 1]:g} s (sort the frame by arrival_s)")
+    return _finish(out, Path(label), rate_scale, start_s, end_s, where="row")
+
+
 def read_azure(path: str | Path, *, rate_scale: float = 1.0, start_s: float | None = None,
                end_s: float | None = None) -> pd.DataFrame:
     """Read an Azure LLM inference 2023 CSV (``TIMESTAMP,ContextTokens,GeneratedTokens``)."""
     path = _open_checked(path)
     _check_window(rate_scale, start_s, end_s)
-    raw = _read_csv(path)
+    raw = _read_csv(path, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"])
     _require(raw, ["TIMESTAMP", "ContextTokens", "GeneratedTokens"], path, "Azure LLM inference")
     raw.index = raw.index + 1  # 1-based data rows in messages
     if pd.api.types.is_numeric_dtype(raw["TIMESTAMP"]) and raw["TIMESTAMP"].dtype != bool:
@@ -339,8 +465,7 @@ def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
     """Read a Mooncake JSONL trace (``timestamp`` ms, lengths, ``hash_ids`` of 512-token blocks)."""
     path = _open_checked(path)
     _check_window(rate_scale, start_s, end_s)
-    with open(path, "rb") as head:
-        compressed = head.read(2) == b"\x1f\x8b"
+    compressed = _is_gzip(path)
     # a million lines hold two million lists and dicts: the cycle collector's passes over them
     # (there are no cycles to find) took more time than the parsing
     with _collector_paused():
@@ -503,7 +628,8 @@ def read_burstgpt(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
     """Read a BurstGPT CSV; ``model`` keeps one model's rows, ``drop_failed`` drops 0-token replies."""
     path = _open_checked(path)
     _check_window(rate_scale, start_s, end_s)
-    raw = _read_csv(path, skipinitialspace=True)
+    raw = _read_csv(path, ["Timestamp", "Model", "Request tokens", "Response tokens"],
+                    strip_names=True, skipinitialspace=True)
     raw.columns = [c.strip() for c in raw.columns]
     _require(raw, ["Timestamp", "Request tokens", "Response tokens"], path, "BurstGPT")
     if raw.empty:
@@ -532,14 +658,15 @@ def read_expert_load(path: str | Path, *, window: int = 1) -> np.ndarray:
     """Read an expert-load JSON and sum every ``window`` steps: array (windows, layers, experts).
 
     A trailing partial window is dropped, unless the file has fewer steps than one window (then
-    all steps form one window).
+    all steps form one window). The file may be gzip-compressed and start with a UTF-8
+    byte-order mark, as may an instance JSON (:func:`servopt.load`) and every trace.
     """
     path = _open_checked(path)
     if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
         raise InvalidInstanceError(f"window must be a positive number of steps, got {window}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        data = json.loads(read_text_file(path))
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise InvalidInstanceError(f"{path}: not valid JSON ({exc})") from None
     history = data.get("load_history") if isinstance(data, dict) else None
     if not isinstance(history, list) or not history:
@@ -557,9 +684,11 @@ def read_expert_load(path: str | Path, *, window: int = 1) -> np.ndarray:
         if arr.size == 0:
             raise InvalidInstanceError(f"{path}: step {number}: 'logical_expert_load' has no layer "
                                        f"or no expert (shape {arr.shape})")
-        if arr.dtype.kind not in "iuf":  # true/false or text would be cast to token counts
+        if arr.dtype.kind not in "iuf" or bool in set(map(type, chain.from_iterable(load))):
+            # true/false (among numbers they read as 1 and 0) or text are not token counts
+            kind = "true/false" if arr.dtype.kind in "biuf" else f"{arr.dtype}"
             raise InvalidInstanceError(f"{path}: step {number}: 'logical_expert_load' must hold "
-                                       f"token counts (numbers), got {arr.dtype} values")
+                                       f"token counts (numbers), got {kind} values")
         steps.append(arr.astype(float))
     shapes = {s.shape for s in steps}
     if len(shapes) != 1:

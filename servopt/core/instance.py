@@ -13,16 +13,18 @@ else is ever reconstructed from a file, so loading data never runs code.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import json
 import math
+import zlib
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
 
-from servopt.core.errors import InvalidInstanceError
+from servopt.core.errors import InfeasibleError, InvalidInstanceError
 
 DECISIONS: tuple[str, ...] = (
     "expert_placement",
@@ -154,8 +156,11 @@ class Instance:
                 raise InvalidInstanceError(f"{source}: field {name!r}: expected a number, got {value!r}")
         try:
             return cls(**kwargs)
-        except TypeError as exc:  # a value of the wrong kind reached the constructor
+        except (TypeError, InvalidInstanceError) as exc:  # TypeError: a value of the wrong kind
+            # reached the constructor; the rules validate() checks do not know the file: name it
             raise InvalidInstanceError(f"{source}: {exc}") from None
+        except InfeasibleError as exc:  # well formed, but no decision is feasible
+            raise InfeasibleError(f"{source}: {exc}") from None
 
     @classmethod
     def _upgrade(cls, version: int, fields: dict[str, Any]) -> dict[str, Any]:
@@ -191,11 +196,29 @@ def parse_json(text: str, source: str) -> Any:
         raise InvalidInstanceError(f"{source}: the JSON is nested too deeply") from None
 
 
+def read_text_file(path: Path) -> str:
+    """A data file's text: UTF-8, with or without a byte-order mark, plain or gzip-compressed
+    (told by the content's first bytes, as the trace readers do, not by the name)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInstanceError(f"{path}: cannot read: not UTF-8 text ({exc})") from None
+    except (OSError, EOFError, zlib.error) as exc:  # also a damaged gzip file
+        raise InvalidInstanceError(f"{path}: cannot read ({exc})") from None
+
+
 def read_json_text(path_or_text: str | Path) -> tuple[str, str]:
-    """Return (text, source label) for a path or for JSON text itself."""
+    """Return (text, source label) for a path or for JSON text itself. A file may be gzip-compressed
+    and may start with a UTF-8 byte-order mark (see :func:`read_text_file`); so may the text."""
     if not isinstance(path_or_text, str | Path):
         raise InvalidInstanceError(
             f"expected a file path or JSON text, got {type(path_or_text).__name__}")
+    if isinstance(path_or_text, str):
+        path_or_text = path_or_text.removeprefix("\ufeff")
     if isinstance(path_or_text, Path) or not str(path_or_text).lstrip().startswith(("{", "[")):
         if not str(path_or_text).strip():
             raise InvalidInstanceError("empty input: expected a file path or JSON text")
@@ -209,10 +232,7 @@ def read_json_text(path_or_text: str | Path) -> tuple[str, str]:
                 f"path ({exc.__class__.__name__})") from None
         if not exists:
             raise InvalidInstanceError(f"{path}: no such file")
-        try:
-            return path.read_text(), str(path)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInstanceError(f"{path}: cannot read ({exc})") from None
+        return read_text_file(path), str(path)
     return str(path_or_text), "JSON text"
 
 

@@ -202,7 +202,7 @@ class Solution:
             raise InvalidInstanceError(f"{folder} has no solution.json: not a folder written by "
                                        "Solution.save")
         try:
-            head = json.loads(head_path.read_text())
+            head = json.loads(head_path.read_text(encoding="utf-8-sig"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidInstanceError(f"{head_path} is not valid JSON ({exc})") from None
         if not isinstance(head, dict) or head.get("status") not in STATUSES:

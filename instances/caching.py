@@ -276,7 +276,8 @@ def from_trace(
     """Prefix KV blocks of a Mooncake JSONL trace as a caching instance.
 
     Each ``hash_ids`` entry of a prompt is one request for a 512-token block, in prompt order.
-    cache_share : capacity as a share of the trace's distinct blocks (x 512 tokens).
+    cache_share : capacity as a share of the trace's distinct blocks (x 512 tokens), rounded to
+        whole blocks; a share > 0 that rounds to no block is refused (too small for the trace).
     cost : ``"unit"`` (one unit per missed block) or ``"position"`` (a missed block at
         position ``j`` of its prompt costs ``1 + j / 16``: attention over a longer prefix makes
         later blocks dearer to recompute).
@@ -306,7 +307,15 @@ def from_trace(
     miss = np.ones(len(unique)) if cost == "unit" else 1.0 + first_position / 16.0
     size = np.full(len(unique), float(BLOCK_TOKENS))
     bucket = np.minimum(np.floor(np.log2(first_position + 1)).astype(np.int64), 7)
+    cached = float(np.round(cache_share * len(unique)))  # whole blocks
+    if cached == 0 and cache_share > 0:  # every policy would miss every block: nothing to compare
+        raise InvalidInstanceError(
+            f"{path}: cache_share {cache_share:g} of this trace's {len(unique)} distinct blocks is "
+            f"{cache_share * len(unique):.2g} blocks, which rounds to an empty cache: the share is "
+            f"too small for this trace; use cache_share >= 1/{len(unique)} = "
+            f"{1 / len(unique):.3g} (one {BLOCK_TOKENS}-token block) or a longer trace "
+            "(cache_share=0 asks for the empty cache)")
     return Instance(time=times, object_id=ids.astype(np.int64), size=size, miss_cost=miss,
-                    capacity=float(np.round(cache_share * len(unique)) * BLOCK_TOKENS),
+                    capacity=cached * BLOCK_TOKENS,
                     kind=bucket, kind_names=[f"position<{2 ** (k + 1) - 1}" for k in range(8)],
                     name=f"mooncake blocks cost={cost}")

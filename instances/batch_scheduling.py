@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core import Instance as BaseInstance
@@ -283,7 +284,7 @@ def generate(
 
 
 def from_trace(
-    path: str | Path,
+    path: str | Path | pd.DataFrame,
     *,
     n: int = 200,
     start: int = 0,
@@ -297,12 +298,14 @@ def from_trace(
     max_batch: int | None = None,
     seed: int = 0,
 ) -> Instance:
-    """Requests ``start .. start + n - 1`` of an Azure 2023 CSV trace.
+    """Requests ``start .. start + n - 1`` of an Azure 2023 CSV trace, or of a request frame of
+    :mod:`servopt.instances.traces` (``arrival_s`` seconds, sorted; ``prompt_tokens``,
+    ``output_tokens``), as :func:`servopt.instances.decode_routing.from_trace` also takes.
 
-    Arrival seconds become rounds of ``round_s`` seconds; prompts are multiplied by
-    ``prompt_scale`` and outputs capped at ``max_output`` as in :func:`generate`.
+    Arrival seconds (divided by ``rate_scale``) become rounds of ``round_s`` seconds; prompts are
+    multiplied by ``prompt_scale`` and outputs capped at ``max_output`` as in :func:`generate`.
     """
-    from servopt.instances.traces import read_azure
+    from servopt.instances.traces import from_frame, read_azure
 
     _check_scales(prompt_scale, concurrency, max_output)
     seed = whole_number("seed", seed, low=0)
@@ -311,7 +314,10 @@ def from_trace(
     start = whole_number("start", start, low=0)
     if kv_memory is not None:
         kv_memory = whole_number("kv_memory", kv_memory)
-    frame = read_azure(path, rate_scale=rate_scale)
+    if isinstance(path, str | Path):
+        frame, label = read_azure(path, rate_scale=rate_scale), f"trace:{Path(path).name}"
+    else:  # a request frame (anything else is refused by from_frame, naming its type)
+        frame, label = from_frame(path, rate_scale=rate_scale), "trace frame"
     if start + n > len(frame):
         raise InvalidInstanceError(
             f"the trace has {len(frame)} requests: cannot take n={n} from start={start}")
@@ -327,4 +333,4 @@ def from_trace(
     rng = np.random.default_rng(seed)
     return Instance(kv_memory=int(kv_memory), arrival=arrival, prompt_tokens=prompt,
                     output_tokens=output, predicted_output=predict(output, noise, rng, max_output),
-                    max_batch=max_batch, name=f"trace:{Path(path).name}")
+                    max_batch=max_batch, name=label)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -88,10 +89,13 @@ def main() -> None:
         table = measure(args.repeats)
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(csv, index=False)
-    rerun = (f" The IP rows were rerun with `--ip-only --repeats {args.repeats}` when `time_limit` "
-             "became a budget for the whole call (build, HiGHS, bound LP, prices), not HiGHS's "
-             "solve alone; the LP rows are from the last full run (their `load` is that run's at "
-             "its end)." if args.ip_only else "")
+    commit = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse",
+                             "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    rerun = (f" The IP rows were rerun with `--ip-only --repeats {args.repeats}` (code of {commit}; "
+             "`time_limit` is the budget of the whole call: build, bound LP, HiGHS, prices; a "
+             "batch IP whose estimated build and HiGHS set-up do not fit is not built, or not "
+             "handed to HiGHS, and comes back as its start); the LP rows are from the last full "
+             "run (their `load` is that run's at its end)." if args.ip_only else "")
     text = ("# Matrix form against Pyomo in `servopt.solve`\n\n"
             f"Regenerate with `python -m servopt.benchmarks.exact_matrix --repeats {args.repeats}`."
             " Wall seconds (build + solve + labelled results), best of the repeats, the two "

@@ -31,6 +31,7 @@ import argparse
 import dataclasses
 import math
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -125,6 +126,9 @@ def main() -> None:
         bracket(Path(args.out))
         return
     limits = [float(x) for x in args.limits.split(",")]
+    first_load = os.getloadavg()[0]
+    commit = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "rev-parse",
+                             "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     rows = []
     for name, inst in cases().items():
         heuristics = {m: bench.evaluate(inst, m).cost for m in ("mcsf", "spf", "bid_price")}
@@ -150,8 +154,9 @@ def main() -> None:
             "LP, HiGHS, prices), for which `limit_s` is the budget of the whole call (the build "
             "is outside it); `mcsf`, `spf`, "
             "`bid_price`: the evaluator's total latency of the cheap rules (exact predictions). "
-            f"Shared 2-core machine (load {load:.1f} at the end): timings and time-limited "
-            "incumbents are noisy.", "", markdown_table(table), ""]
+            f"Code of {commit}; shared 2-core machine (load {first_load:.1f} at the start, "
+            f"{load:.1f} at the end): timings and time-limited incumbents are noisy.", "",
+            markdown_table(table), ""]
     out.write_text("\n".join(text))
     print("\n".join(text))
 

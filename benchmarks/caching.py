@@ -5,6 +5,9 @@
 count: after each request it stores the object with the priority the policy returns (or drops
 it on ``None``), then evicts the lowest priorities (a heap with lazy deletion) until the contents
 fit. An object larger than the cache is never stored and every request for it is a miss.
+When the policy sets its ``rerank`` flag (in ``start`` or in any ``touch``) the cached objects
+are re-ranked by its ``priority(o)``; every answer of ``touch`` and ``priority`` is checked (a
+number, not NaN), and a flag set by a policy without ``priority`` is refused.
 
 Metrics: ``miss_cost`` (the cost), ``hit_ratio`` (hits / requests), ``byte_hit_ratio`` (tokens
 served from cache / tokens requested), ``requests_per_s`` (simulator throughput with the policy).
@@ -62,15 +65,34 @@ class SimResult:
         return self.hit_tokens / self.requested_tokens if self.requested_tokens else 0.0
 
 
-def _as_priority(priority: Any, o: int, t: int) -> float:
-    """A ``touch()`` answer other than a float as a number (a string would sort as text, an
-    array would fail deep in the heap)."""
+def _as_priority(priority: Any, o: int, t: int, rule: str = "touch()") -> float:
+    """A ``touch()`` (or ``priority()``) answer other than a float as a number (a string would
+    sort as text, an array would fail deep in the heap)."""
     if isinstance(priority, bool | np.bool_) or not isinstance(priority, numbers.Real | np.number) \
             or isinstance(priority, np.complexfloating):
+        allowed, where = ("a number or None", f"for object {o} at request {t}") \
+            if rule == "touch()" else ("a number", f"for cached object {o} at the re-rank after "
+                                                   f"request {t}")
         raise InvalidInstanceError(
-            f"the policy's touch() must return a number or None, got {type(priority).__name__} "
-            f"{priority!r:.40} for object {o} at request {t}")
+            f"the policy's {rule} must return {allowed}, got {type(priority).__name__} "
+            f"{priority!r:.40} {where}")
     return float(priority)
+
+
+def _reranked(cached: dict[int, int], priority: Any, t: int) -> list[tuple[float, int, int]]:
+    """A fresh heap of the cached objects ranked by the policy's ``priority(o)``, each answer
+    checked as ``touch()``'s are (a NaN would break the heap's order, a string would not sort)."""
+    heap = []
+    for v, q in cached.items():
+        p = priority(v)
+        if type(p) is not float and type(p) is not int:
+            p = _as_priority(p, v, t, "priority()")
+        if p != p:
+            raise InvalidInstanceError(f"the policy's priority() returned NaN for cached object "
+                                       f"{v} at the re-rank after request {t}")
+        heap.append((p, q, v))
+    heapq.heapify(heap)
+    return heap
 
 
 def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimResult:
@@ -87,8 +109,12 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
     touch = policy.touch
     evicted = getattr(policy, "evicted", None)
     demand = not getattr(policy, "bypass", True)  # demand fetch: the requested object always enters
-    # fresh priority of a cached object, when the policy sets its ``rerank`` flag
-    rerank = getattr(policy, "priority", None) if hasattr(policy, "rerank") else None
+    # fresh priority of a cached object, when the policy sets its ``rerank`` flag (read at every
+    # request, also when the flag first appears in touch; only for a policy with a priority()
+    # method, so the rules without one pay nothing)
+    rerank = getattr(policy, "priority", None)
+    if not callable(rerank):
+        rerank = None
     heappush, heappop = heapq.heappush, heapq.heappop
     cached: dict[int, int] = {}  # object -> sequence number of its live heap entry
     heap: list[tuple[float, int, int]] = []
@@ -133,10 +159,9 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
         if priority is not None and priority != priority:  # NaN would break the heap's order
             raise InvalidInstanceError(f"the policy's touch() returned NaN as the priority of "
                                        f"object {o} at request {t}")
-        if rerank is not None and policy.rerank:  # the policy changed its order: re-rank
+        if rerank is not None and getattr(policy, "rerank", False):  # its order changed
             policy.rerank = False
-            heap = [(rerank(v), q, v) for v, q in cached.items()]
-            heapq.heapify(heap)
+            heap = _reranked(cached, rerank, t)
         if priority is None or s > capacity:
             if hit:
                 del cached[o]
@@ -157,6 +182,12 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
         if record:
             occupancy[t] = used
     wall = time.perf_counter() - start
+    flag = getattr(policy, "rerank", False)
+    if rerank is None and flag and not callable(flag):  # a re-rank asked for, never done
+        raise InvalidInstanceError(
+            f"the policy {getattr(policy, 'name', type(policy).__name__)!r} set its rerank flag "
+            "but has no priority(o) method to re-rank the cached objects by: define "
+            "priority(o) -> float, or leave rerank unset")
     requested = float(instance.size[instance.object_id].sum())
     return SimResult(miss_cost=miss_cost, hits=hits, requests=len(ids), hit_tokens=hit_tokens,
                      requested_tokens=requested, wall_s=wall, max_occupancy=peak, hit=hit_flags,

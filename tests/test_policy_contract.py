@@ -1,0 +1,139 @@
+"""The evaluators against policies that break (or use every corner of) their decision's contract.
+
+Caching: the re-rank hook (a ``rerank`` flag first set in ``touch``, ``priority()`` answers
+checked as ``touch()``'s are, a flag without ``priority``). Batch scheduling: ``admit`` may
+return only waiting requests, each once (a waiting request that does not fit is a counted
+refusal, not an error), and a policy that never admits is refused. Expert placement: a plan
+given as nested lists.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from servopt.benchmarks import caching as cb
+from servopt.core import InvalidInstanceError
+from servopt.instances import caching as ci
+
+
+# ---------------------------------------------------------------------------------------------
+# Caching: the re-rank hook
+# ---------------------------------------------------------------------------------------------
+def unit_instance(sequence: list[int], capacity: float) -> ci.Instance:
+    objects = max(sequence) + 1
+    return ci.Instance(time=np.arange(len(sequence), dtype=float), object_id=np.array(sequence),
+                       size=np.ones(objects), miss_cost=np.ones(objects), capacity=capacity)
+
+
+class RankFrom:
+    """LRU until request ``switch``, then a fixed rank per object; at the switch ``touch`` sets
+    the ``rerank`` flag. ``declare`` also sets it (False) in ``__init__``: the simulator used to
+    honour the flag only then."""
+
+    def __init__(self, switch: int, rank: list, *, declare: bool) -> None:
+        self.switch, self.rank, self.ranked = switch, rank, False
+        if declare:
+            self.rerank = False
+
+    def start(self, instance: ci.Instance) -> None:
+        self.last = [0] * instance.objects
+
+    def touch(self, t: int, o: int, hit: bool) -> float:
+        self.last[o] = t
+        if t == self.switch:
+            self.ranked = self.rerank = True
+        return self.priority(o)
+
+    def priority(self, o: int):
+        return self.rank[o] if self.ranked else float(self.last[o])
+
+
+# Unit sizes, room for 2, requests a b c a b; bypass allowed (touch first, then the cache evicts
+# the lowest priority, the requested object included). Ranks from request 2: a 5, b 0, c 3.
+# Re-ranked at request 2: a=5, b=0, c enters with 3 -> b (0) goes; a hits at request 3; b misses.
+# Not re-ranked: a and b keep their LRU priorities 0 and 1, c (3) evicts a, which misses.
+SEQUENCE, RANK = [0, 1, 2, 0, 1], [5.0, 0.0, 3.0]
+HITS_RERANKED, HITS_NOT = [False, False, False, True, False], [False] * 5
+
+
+@pytest.mark.parametrize("declare", [True, False])
+def test_a_rerank_flag_first_set_in_touch_is_honoured(declare):
+    """The docstring's protocol: ``touch`` sets ``rerank``. Before the fix a policy that had no
+    ``rerank`` attribute at ``start`` was never re-ranked (declare=False scored as LRU)."""
+    inst = unit_instance(SEQUENCE, 2.0)
+    result = cb.simulate(inst, RankFrom(2, RANK, declare=declare), record=True)
+    assert result.hit.tolist() == HITS_RERANKED
+    never = cb.simulate(inst, RankFrom(99, RANK, declare=declare), record=True)
+    assert never.hit.tolist() == HITS_NOT
+
+
+class MRU:
+    """Most recently used out, by re-ranking at every request (the audit's reproduction)."""
+
+    name, bypass = "mru", False
+
+    def __init__(self, declare: bool) -> None:
+        if declare:
+            self.rerank = False
+
+    def start(self, instance: ci.Instance) -> None:
+        self.last: dict[int, int] = {}
+
+    def touch(self, t: int, o: int, hit: bool) -> float:
+        self.last[o] = t
+        self.rerank = True
+        return float(t)
+
+    def priority(self, o: int) -> float:
+        return -float(self.last[o])
+
+
+def test_declaring_the_flag_or_not_gives_the_same_cost():
+    inst = ci.generate(requests=500, seed=0)
+    lru = cb.evaluate(inst, "lru").cost
+    declared = cb.evaluate(inst, MRU(True)).cost
+    assert cb.evaluate(inst, MRU(False)).cost == declared
+    assert declared != lru  # the re-rank acts (the undeclared policy used to score as LRU)
+
+
+@pytest.mark.parametrize(("answer", "match"), [
+    (float("nan"), "priority\\(\\) returned NaN for cached object 0 at the re-rank after "
+                   "request 2"),
+    ("x", "priority\\(\\) must return a number, got str 'x' for cached object 0"),
+    (None, "priority\\(\\) must return a number, got NoneType"),
+    (True, "priority\\(\\) must return a number, got bool"),
+    (np.array([1.0]), "priority\\(\\) must return a number, got ndarray"),
+])
+def test_priority_answers_are_checked_as_touch_answers_are(answer, match):
+    """A NaN used to be accepted (a cost reported from a broken heap), a string a raw
+    TypeError from the heap."""
+    rank = [answer, 0.0, 3.0]  # object 0 is cached at the re-rank of request 2
+    with pytest.raises(InvalidInstanceError, match=match):
+        cb.simulate(unit_instance(SEQUENCE, 2.0), RankFrom(2, rank, declare=True))
+
+
+def test_priority_numbers_of_other_types_are_accepted():
+    rank = [np.float32(5.0), np.int64(0), 3]
+    result = cb.simulate(unit_instance(SEQUENCE, 2.0), RankFrom(2, rank, declare=False),
+                         record=True)
+    assert result.hit.tolist() == HITS_RERANKED
+
+
+def test_a_rerank_flag_without_priority_is_refused():
+    """The flag asks for a re-rank the simulator cannot do: it used to be ignored silently."""
+
+    class NoPriority:
+        name = "no_priority"
+
+        def start(self, instance):
+            pass
+
+        def touch(self, t, o, hit):
+            if t == 2:
+                self.rerank = True  # nothing clears it: the simulator has no priority() to call
+            return float(t)
+
+    with pytest.raises(InvalidInstanceError, match="'no_priority' set its rerank flag but has no "
+                                                   "priority"):
+        cb.simulate(unit_instance(SEQUENCE, 2.0), NoPriority())

@@ -77,9 +77,12 @@ def simulate(instance: Instance, policy: rules.Policy | str, *, trace: bool = Fa
     left = np.zeros(0, dtype=np.int64)  # tokens each running request has still to emit
     waiting = np.zeros(0, dtype=np.int64)  # FCFS queue order
     while done < n:
-        if t >= max_rounds:
-            raise RuntimeError(f"the policy did not finish {n - done} requests within "
-                               f"{max_rounds} rounds (it stalls)")
+        if t >= max_rounds:  # a protocol break, as routing's: a policy must admit eventually
+            raise InvalidInstanceError(
+                f"the policy {getattr(policy, 'name', type(policy).__name__)!r} did not finish "
+                f"{n - done} of {n} requests within {max_rounds} rounds: it stalls ({waiting.size} "
+                f"waiting, {running.size} running at round {t}); admit() must return waiting "
+                "requests that fit")
         if next_arrival < n and arrived[next_arrival] <= t:
             last = int(np.searchsorted(arrived, t, side="right"))
             new = by_arrival[next_arrival:last]
@@ -94,14 +97,10 @@ def simulate(instance: Instance, policy: rules.Policy | str, *, trace: bool = Fa
         if used > M:
             state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted)
             t0 = time.perf_counter()
-            victims = _request_ids(_ask(policy.preempt, "preempt", state, used - M), n, "preempt")
+            victims = _request_ids(_ask(policy.preempt, "preempt", state, used - M), n,
+                                   "preempt", t)
             decide_s += time.perf_counter() - t0
-            if len(np.unique(victims)) < len(victims):
-                raise InvalidInstanceError(f"the policy's preempt() returned a request twice: "
-                                           f"{victims.tolist()[:10]}")
-            if not np.all(status[victims] == 2):
-                raise InvalidInstanceError("the policy's preempt() returned a request that is not "
-                                           "running")
+            _check_ids(victims, status, 2, "preempt", t, a)
             status[victims] = 1
             preemptions += len(victims)
             used -= int(np.sum(s[victims] + generated[victims] + 1))
@@ -117,13 +116,14 @@ def simulate(instance: Instance, policy: rules.Policy | str, *, trace: bool = Fa
         if waiting.size and len(running) < cap:
             state = _state(instance, t, used, waiting, running, seen_generated, seen_admitted)
             t0 = time.perf_counter()
-            chosen = _request_ids(_ask(policy.admit, "admit", state), n, "admit")
+            chosen = _request_ids(_ask(policy.admit, "admit", state), n, "admit", t)
             decide_s += time.perf_counter() - t0
+            _check_ids(chosen, status, 1, "admit", t, a)
             count = len(running)
             admitted, tokens = [], []
             for i in chosen.tolist():
                 tokens_i = int(s[i] + generated[i] + 1)
-                if status[i] != 1 or used + tokens_i > M or count >= cap:
+                if used + tokens_i > M or count >= cap:  # memory or batch cap: a refusal
                     refused += 1
                     continue
                 status[i] = 2
@@ -228,16 +228,43 @@ def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
                    wall_s=prepare_s + result["decide_s"], status="ok")
 
 
-def _request_ids(value: Any, n: int, method: str) -> np.ndarray:
+def _request_ids(value: Any, n: int, method: str, t: int | None = None) -> np.ndarray:
     """A policy's answer as request ids: whole numbers in 0..n-1 (a -1 or 2.7 would otherwise
-    index some other request)."""
+    index some other request). ``t``: the round, named in the message."""
     ids = np.asarray(value)
     if ids.size == 0:
         return np.zeros(0, dtype=np.int64)
     if ids.ndim != 1 or ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= n:
-        raise InvalidInstanceError(f"the policy's {method}() must return request ids (whole "
-                                   f"numbers in 0..{n - 1}), got {value!r}"[:300])
+        when = "" if t is None else f" at round {t}"
+        raise InvalidInstanceError(f"the policy's {method}(){when} must return request ids "
+                                   f"(whole numbers in 0..{n - 1}), got {value!r}"[:300])
     return ids.astype(np.int64)
+
+
+_STATUS = ("has not arrived yet", "is waiting", "is already running", "has already finished")
+
+
+def _check_ids(ids: np.ndarray, status: np.ndarray, wanted: int, method: str, t: int,
+               arrival: np.ndarray) -> None:
+    """Refuse an answer that breaks the protocol, naming the round and the request: ``admit``
+    returns waiting requests, ``preempt`` running ones, each at most once. (A waiting request
+    that does not fit in memory or the batch cap is the simulator's refusal, counted as
+    ``refused``, not an error.)"""
+    wrong = status[ids] != wanted
+    if wrong.any():
+        i = int(ids[np.argmax(wrong)])
+        why = _STATUS[status[i]] + (f" (it arrives at round {arrival[i]})" if status[i] == 0
+                                    else "")
+        allowed = "waiting requests (state.waiting)" if wanted == 1 else \
+            "running requests (state.running)"
+        raise InvalidInstanceError(f"the policy's {method}() at round {t} returned request {i}, "
+                                   f"which {why}: it may only return {allowed}")
+    if len(ids) > 1:
+        unique, counts = np.unique(ids, return_counts=True)
+        if counts.max() > 1:
+            k = int(np.argmax(counts))
+            raise InvalidInstanceError(f"the policy's {method}() at round {t} returned a request "
+                                       f"twice: request {int(unique[k])}, {int(counts[k])} times")
 
 
 def whole_rounds(value: float) -> float:

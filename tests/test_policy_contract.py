@@ -12,9 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from servopt.benchmarks import batch_scheduling as bb
 from servopt.benchmarks import caching as cb
 from servopt.core import InvalidInstanceError
+from servopt.instances import batch_scheduling as bi
 from servopt.instances import caching as ci
+from servopt.solvers import batch_scheduling as bs
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,3 +140,80 @@ def test_a_rerank_flag_without_priority_is_refused():
     with pytest.raises(InvalidInstanceError, match="'no_priority' set its rerank flag but has no "
                                                    "priority"):
         cb.simulate(unit_instance(SEQUENCE, 2.0), NoPriority())
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch scheduling: admit returns waiting requests, each once
+# ---------------------------------------------------------------------------------------------
+class Admit(bs.Policy):
+    """``admit`` = ``rule(state)``; ``preempt`` = ``victims(state)`` when given."""
+
+    def __init__(self, rule, victims=None, name="test") -> None:
+        self.rule, self.victims, self.name = rule, victims, name
+
+    def admit(self, state):
+        return self.rule(state)
+
+    def preempt(self, state, excess):
+        return self.victims(state) if self.victims else super().preempt(state, excess)
+
+
+def batch(arrival, prompt, output, memory=100) -> bi.Instance:
+    return bi.Instance(kv_memory=memory, arrival=np.array(arrival), prompt_tokens=np.array(prompt),
+                       output_tokens=np.array(output))
+
+
+def test_a_waiting_request_that_does_not_fit_is_a_counted_refusal():
+    """Memory 10, two requests at round 0 of prompt 5 and one output token: each needs 5 + 0 + 1
+    = 6 tokens. Admitting both at round 0: request 0 runs (6), request 1 (6 + 6 > 10) is refused;
+    request 0 finishes at round 0 (latency 1), request 1 runs at round 1 (latency 2): cost 3,
+    one refusal, status ok."""
+    out = bb.evaluate(batch([0, 0], [5, 5], [1, 1], memory=10), Admit(lambda s: s.waiting))
+    assert (out.cost, out.metrics["refused"], out.status) == (3.0, 1.0, "ok")
+
+
+@pytest.mark.parametrize(("rule", "match"), [
+    # request 0 twice at round 0 (it used to be admitted once and the copy counted as refused)
+    (lambda s: np.array([0, 0]) if s.t == 0 else s.waiting,
+     "admit\\(\\) at round 0 returned a request twice: request 0, 2 times"),
+    # request 0 runs from round 0 (5 tokens to emit); asking for it again at round 1
+    (lambda s: np.array([0]) if s.t == 0 else np.array([0, 1]),
+     "admit\\(\\) at round 1 returned request 0, which is already running"),
+    # request 2 arrives at round 5
+    (lambda s: np.array([0, 2]),
+     "admit\\(\\) at round 0 returned request 2, which has not arrived yet \\(it arrives at "
+     "round 5\\)"),
+    (lambda s: np.array([3]), "admit\\(\\) at round 0 must return request ids \\(whole numbers "
+                              "in 0..2\\)"),
+])
+def test_admit_answers_that_break_the_protocol_are_refused(rule, match):
+    inst = batch([0, 0, 5], [2, 2, 2], [5, 5, 5])
+    with pytest.raises(InvalidInstanceError, match=match):
+        bb.evaluate(inst, Admit(rule))
+
+
+def test_admitting_a_finished_request_is_refused():
+    """Request 0 (one output token) finishes at round 0; asking for it at round 1."""
+    inst = batch([0, 0], [2, 2], [1, 5])
+    rule = Admit(lambda s: np.array([0]) if s.t == 0 else np.concatenate([[0], s.waiting]))
+    with pytest.raises(InvalidInstanceError, match="at round 1 returned request 0, which has "
+                                                   "already finished"):
+        bb.evaluate(inst, rule)
+
+
+def test_preempt_errors_name_the_round():
+    """Memory 8, two requests of prompt 2 admitted at round 0: 3 + 3 tokens, 4 + 4 at round 1,
+    5 + 5 > 8 at round 2, the first preemption."""
+    inst = batch([0, 0], [2, 2], [5, 5], memory=8)
+    twice = Admit(lambda s: s.waiting, victims=lambda s: np.array([1, 1]))
+    with pytest.raises(InvalidInstanceError, match="preempt\\(\\) at round 2 returned a request "
+                                                   "twice: request 1, 2 times"):
+        bb.evaluate(inst, twice)
+
+
+def test_a_policy_that_never_admits_is_refused():
+    """It used to end in a bare RuntimeError after max_rounds."""
+    never = Admit(lambda s: np.zeros(0, dtype=np.int64), name="never")
+    with pytest.raises(InvalidInstanceError, match="policy 'never' did not finish 2 of 2 "
+                                                   "requests within 112 rounds: it stalls"):
+        bb.evaluate(batch([0, 0], [2, 2], [1, 2]), never)  # 100 + 4 x (1 + 2) rounds

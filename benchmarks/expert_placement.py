@@ -166,8 +166,9 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
                                    f"{type(plan).__name__}")
     plan_wall = plan.wall_s if not math.isnan(plan.wall_s) else wall
     chosen = dispatch or plan.dispatch
+    placement = check_placement(instance, plan.phy2log)  # checked: the int array scored below
     nxt = gpu_times(instance, plan, instance.next_loads, chosen)
-    moved = migrations(instance, plan.phy2log)
+    moved = migrations(instance, placement)
     moving = instance.migration_cost * moved
     cost = float(nxt.max(axis=1).sum()) + moving
     metrics: dict[str, float] = {"balancedness": balancedness(nxt),
@@ -188,7 +189,7 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
                                                                        instance.next_loads,
                                                                        other)))
         metrics["plan_ms"] = 1000.0 * plan_wall
-        metrics["colocated"] = float(_colocated(instance, plan.phy2log))
+        metrics["colocated"] = float(_colocated(instance, placement))
     return Outcome(cost=cost, metrics=metrics, wall_s=plan_wall, status="ok")
 
 

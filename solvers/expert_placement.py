@@ -92,6 +92,12 @@ class Plan:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        try:  # a nested list as well (the evaluator reads .shape): an array, not a copy
+            self.phy2log = np.asarray(self.phy2log)
+        except ValueError as exc:  # ragged rows
+            raise InvalidInstanceError(
+                f"phy2log must be a layers x physical slots array of expert ids (-1 empty); got "
+                f"a {type(self.phy2log).__name__} whose rows differ in length") from exc
         if self.dispatch not in DISPATCHES:
             raise InvalidInstanceError(f"dispatch must be one of {DISPATCHES}, got {self.dispatch!r}")
         if self.dispatch == "price" and self.gpu_price is None:

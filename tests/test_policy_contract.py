@@ -14,10 +14,13 @@ import pytest
 
 from servopt.benchmarks import batch_scheduling as bb
 from servopt.benchmarks import caching as cb
+from servopt.benchmarks import expert_placement as eb
 from servopt.core import InvalidInstanceError
 from servopt.instances import batch_scheduling as bi
 from servopt.instances import caching as ci
+from servopt.instances import expert_placement as ei
 from servopt.solvers import batch_scheduling as bs
+from servopt.solvers import expert_placement as es
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,3 +220,37 @@ def test_a_policy_that_never_admits_is_refused():
     with pytest.raises(InvalidInstanceError, match="policy 'never' did not finish 2 of 2 "
                                                    "requests within 112 rounds: it stalls"):
         bb.evaluate(batch([0, 0], [2, 2], [1, 2]), never)  # 100 + 4 x (1 + 2) rounds
+
+
+# ---------------------------------------------------------------------------------------------
+# Expert placement: a plan as nested lists
+# ---------------------------------------------------------------------------------------------
+def placement_case() -> tuple[ei.Instance, np.ndarray]:
+    inst = ei.generate(windows=3, layers=2, experts=8, nodes=1, gpus_per_node=4, slots_per_gpu=3,
+                       seed=0)
+    phy2log = np.full((2, 12), -1, dtype=np.int64)
+    phy2log[:, :8] = np.arange(8)
+    return inst, phy2log
+
+
+def test_a_plan_given_as_nested_lists_scores_as_its_array():
+    """It used to crash with AttributeError in the colocation metric."""
+    inst, phy2log = placement_case()
+    as_array = eb.evaluate(inst, lambda instance: es.Plan(phy2log))
+    as_list = eb.evaluate(inst, lambda instance: es.Plan(phy2log.tolist()))
+    timed = ("plan_ms",)
+    assert as_list.cost == as_array.cost
+    assert {k: v for k, v in as_list.metrics.items() if k not in timed} == \
+        {k: v for k, v in as_array.metrics.items() if k not in timed}
+
+    def replaced(instance):  # a list put in after construction: the evaluator checks it too
+        plan = es.Plan(phy2log)
+        plan.phy2log = phy2log.tolist()
+        return plan
+
+    assert eb.evaluate(inst, replaced).cost == as_array.cost
+
+
+def test_a_ragged_plan_is_refused():
+    with pytest.raises(InvalidInstanceError, match="rows differ in length"):
+        es.Plan([[0, 1, 2], [0, 1]])

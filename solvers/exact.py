@@ -215,10 +215,12 @@ def solve(
                 raise InvalidInstanceError(f"{instance.decision} has no CVXPY formulation")
             cvx = module.build_cvxpy(instance, **options)
             solution = solve_cvxpy(cvx, time_limit=budget.for_solve(), decision=instance.decision)
-        elif backend == "highs" and _has_matrix_form(module, options):
-            solution = _solve_matrix_form(module, instance, relax=relax, budget=budget,
-                                          mip_gap=mip_gap, prices=prices, options=options)
-        else:
+        elif backend == "highs" and _has_matrix_form(module, options) and (
+                solution := _solve_matrix_form(module, instance, relax=relax, budget=budget,
+                                               mip_gap=mip_gap, prices=prices, options=options)
+        ) is not None:
+            pass
+        else:  # no matrix form (for these options or this instance: its builder gave None)
             model = module.build(instance, relax=relax, **options)
             solution = _solve_model(model, relax=relax, budget=budget, mip_gap=mip_gap,
                                     prices=prices, decision=instance.decision)
@@ -269,12 +271,13 @@ def _has_matrix_form(module: Any, options: dict[str, Any]) -> bool:
 
 
 def _solve_matrix_form(module: Any, instance: Instance, *, relax: bool, budget: TimeBudget,
-                       mip_gap: float, prices: bool, options: dict[str, Any]) -> Solution:
+                       mip_gap: float, prices: bool, options: dict[str, Any]) -> Solution | None:
     """Build the model's matrix form and solve it, spending from ``budget``. A time-limited
     MIP of a model with ``time_estimate`` and ``start_answer`` (module docstring) is not built
     when its estimated build and HiGHS set-up exceed what is left, and its build is stopped at
     the limit (``build_matrix_model``'s ``deadline``): either way the model's feasible start
-    comes back without the matrix (:func:`_without_model`)."""
+    comes back without the matrix (:func:`_without_model`). None when the builder has no matrix
+    form for this instance."""
     timed = not relax and budget.limit is not None
     estimate, answer = getattr(module, "time_estimate", None), getattr(module, "start_answer", None)
     costs = estimate(instance, relax=relax, **options) if timed and estimate and answer else {}
@@ -293,6 +296,8 @@ def _solve_matrix_form(module: Any, instance: Instance, *, relax: bool, budget: 
             raise  # not the deadline's
         return _without_model(answer, instance, options, why=f"time_limit: {exc}", prices=prices,
                               budget=budget)
+    if mm is None:  # no matrix form for this instance: the caller solves the Pyomo model
+        return None
     return _solve_matrix(mm, relax=relax, budget=budget, mip_gap=mip_gap, prices=prices,
                          decision=instance.decision, setup_s=costs.get("setup_s", 0.0))
 

@@ -11,7 +11,9 @@ least ``admit``) and has
   requests present at round 0 and a named history window (:func:`history_window`).
 - ``admit(state) -> array of request ids``: the waiting requests to admit in this round, in
   order. The simulator admits them in that order and refuses (and counts) any that would not fit
-  in this round's memory or batch cap.
+  in this round's memory or batch cap; an id that is not waiting (running, finished, not yet
+  arrived, out of range) or is given twice is an error (``InvalidInstanceError`` naming the round
+  and the request).
 - ``preempt(state, excess) -> array of request ids``: running requests to evict when the
   running set needs ``excess`` more KV tokens than the memory holds. The default is vLLM's rule:
   the most recently admitted first, recomputed later (their KV is dropped; on readmission they

@@ -20,7 +20,9 @@ A policy is an object with
   (admission control: the bid-price rule, the static set, Belady with bypass, the LP schedule);
 - optionally ``priority(o) -> float`` and a flag ``rerank``: when ``touch`` sets ``rerank``, the
   simulator clears it and re-ranks every cached object by ``priority(o)`` (a policy whose order
-  changes between requests, e.g. the bid-price rule switching its ageing).
+  changes between requests, e.g. the bid-price rule switching its ageing). Its answers are
+  checked as ``touch``'s are (a number, not NaN); a ``rerank`` flag set by a policy without
+  ``priority`` is refused.
 
 The simulator in :mod:`servopt.benchmarks.caching` owns the cache contents, the byte count and
 the hit/miss accounting; a policy only ranks and admits. The one exception is the bid-price

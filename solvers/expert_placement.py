@@ -200,17 +200,20 @@ def eplb(weight: Any, num_replicas: int, num_groups: int, num_nodes: int,
 
     weight : (layers, experts) loads. Hierarchical (groups packed onto nodes, replication within
     nodes, packing onto GPUs) when ``num_groups % num_nodes == 0``, global otherwise (one group,
-    one node). ``log2phy[l, e, k]`` is the physical slot of the k-th replica of e (-1 padding).
+    one node; as the original, the global policy then needs no other divisibility).
+    ``log2phy[l, e, k]`` is the physical slot of the k-th replica of e (-1 padding).
     """
     w = np.asarray(weight, dtype=np.float32)
     if w.ndim != 2:
         raise InvalidInstanceError("weight must be a layers x experts array")
     layers, experts = w.shape
-    if num_replicas % num_gpus or num_gpus % num_nodes or experts % num_groups:
+    hierarchical = num_groups % num_nodes == 0
+    if num_replicas % num_gpus or (hierarchical and (num_gpus % num_nodes or experts % num_groups)):
         raise InvalidInstanceError(
-            "EPLB needs num_replicas divisible by num_gpus, num_gpus by num_nodes and the "
-            "experts by num_groups")
-    if num_groups % num_nodes == 0:
+            "EPLB needs num_replicas divisible by num_gpus and, for its hierarchical policy "
+            "(num_groups divisible by num_nodes), num_gpus by num_nodes and the experts by "
+            "num_groups")
+    if hierarchical:
         phy2log, rank, count = _eplb_hierarchical(w, num_replicas, num_groups, num_nodes,
                                                   num_gpus)
     else:

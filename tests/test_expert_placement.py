@@ -49,6 +49,20 @@ def test_eplb_global_policy_when_groups_do_not_divide_nodes():
     assert sorted(phy2log[0].tolist()) == [0, 0, 0, 1, 2, 3, 4, 5]
 
 
+@pytest.mark.parametrize(("groups", "nodes"), [(5, 2), (4, 3)])
+def test_eplb_global_fallback_needs_no_group_divisibility(groups, nodes):
+    # the original falls back to its global policy (one group, one node) whenever groups % nodes
+    # != 0, without asking the experts to split into groups or the GPUs into nodes; the old code
+    # refused these (12 experts in 5 groups; 8 GPUs on 3 nodes). Reference: the global policy
+    # itself, called with one group and one node
+    w = np.array(README_WEIGHT)
+    phy2log, _, logcnt = sv.eplb(w, 16, groups, nodes, 8)
+    ref = sv.eplb(w, 16, 1, 1, 8)
+    assert phy2log.tolist() == ref[0].tolist() and logcnt.tolist() == ref[2].tolist()
+    with pytest.raises(InvalidInstanceError, match="num_replicas divisible by num_gpus"):
+        sv.eplb(w, 15, groups, nodes, 8)
+
+
 def test_balanced_packing_by_hand():
     # weights 5, 4, 3, 3 into 2 packs of 2: 5 -> pack 0, 4 -> pack 1, 3 (index 2) -> pack 1
     # (lighter), 3 (index 3) -> pack 0 (the only pack with room). Equal weights in index order is

@@ -29,7 +29,10 @@ step, every step is measured. Over the measured steps:
 balance could save), ``throughput_tok_s`` (tokens generated / time of those steps),
 ``queue_mean`` (requests waiting in worker queues, mean over steps), ``step_ms_mean``; over the
 requests that arrive inside the window: ``tpot_mean_ms`` / ``tpot_p99_ms`` (time per output token
-after the first), ``e2e_mean_s`` / ``e2e_p99_s`` (finish - arrival). Over the whole run:
+after the first, over requests with more than one; NaN when there is none), ``e2e_mean_s`` /
+``e2e_p99_s`` (finish - arrival; in step-clock mode from the step that routed the request).
+With the step clock, a fractional arrival is routed at the next whole step, and the window runs
+from ``ceil`` of its first arrival to ``ceil`` of the last. Over the whole run:
 ``idle_fraction_run`` (sum_k sum_g (max W - W_g) / sum_k G max W over every step),
 ``completed``, ``preemptions``, ``router_us`` (router time per request, microseconds),
 ``steps``, ``window_steps``. ``cost`` is the total step time of the whole run in ms (sum over
@@ -152,7 +155,6 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
     steps_slots, steps_kv, steps_mean, steps_tokens, steps_k = [], [], [], [], []
     t, k, nxt, done = 0.0, 0, 0, 0
     preemptions = 0
-    tokens = 0
     last_arrival = float(arrival[-1])
     admitted_total = 0
     while done < n:
@@ -258,7 +260,6 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
         steps_kv.append(int((fleet.kv_running + fleet.running).max()))
         t += step_ms / 1000.0
         k += 1
-        tokens += n_run
         fresh = fleet.run_generated == 0
         if fresh.any():
             ids = fleet.run_ids[fresh]
@@ -309,10 +310,9 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
     lost = (top_w - np.asarray(steps_mean)) / np.where(steps_ms_a > 0, steps_ms_a, 1.0)
     tok_w = np.asarray(steps_tokens, dtype=float)[win]
     measured_s = steps_ms_a[win].sum() / 1000.0
-    if steady:
-        throughput = tok_w.sum() / max(measured_s, 1e-12)
-    else:  # no distinct window (all arrive at once): tokens / makespan
-        throughput = tokens / max(t - float(np.nanmin(arrive_t)), 1e-12)
+    # tokens / time of the measured steps (every step when there is no distinct window): time
+    # the fleet sat idle between arrivals is not decode time
+    throughput = tok_w.sum() / max(measured_s, 1e-12)
     outs = output[req_in]
     tpot = ((finish_t - first_t)[req_in][outs > 1] / (outs[outs > 1] - 1) * 1000.0)
     e2e = (finish_t - arrive_t)[req_in]
@@ -320,8 +320,8 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
         "throughput_tok_s": float(throughput),
         "idle_fraction": float(frac[win].mean()),
         "imbalance": float(lost[win].mean()),
-        "tpot_mean_ms": float(tpot.mean()) if len(tpot) else 0.0,
-        "tpot_p99_ms": float(np.percentile(tpot, 99)) if len(tpot) else 0.0,
+        "tpot_mean_ms": float(tpot.mean()) if len(tpot) else math.nan,
+        "tpot_p99_ms": float(np.percentile(tpot, 99)) if len(tpot) else math.nan,
         "e2e_mean_s": float(np.mean(e2e)),
         "e2e_p99_s": float(np.percentile(e2e, 99)),
         "queue_mean": float(queue[win].mean()),

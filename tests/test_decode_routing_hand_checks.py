@@ -5,6 +5,8 @@ Each test names the mutant it kills; the expected numbers are hand-traced decode
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import pytest
 from test_decode_routing import Fixed, stream
@@ -60,3 +62,27 @@ def test_throughput_when_all_arrive_at_once_counts_from_the_arrival():
     assert res["steps"]["step_ms"] == pytest.approx([8.0, 8.0])
     assert res["finish_t"] == pytest.approx([5.008, 5.016])
     assert res["metrics"]["throughput_tok_s"] == pytest.approx(2 / 0.016)
+
+
+def test_throughput_without_a_window_leaves_out_idle_time_between_arrivals():
+    # the audit's case: arrivals 0, 1, 1, 1, 1 s (the window's first arrival, request floor(0.2 x 5)
+    # = 1, is the last: no distinct window, every step measured). One worker, 4 slots, 10 ms per
+    # step, no KV cost; every request has 1 prompt token and 2 output tokens. r0 runs steps 0-1
+    # (0-20 ms), the fleet sits idle until 1 s, r1-r4 run two steps together: 10 tokens in 4 steps
+    # of 10 ms = 250 tokens/s. The old branch divided by the makespan since the first arrival:
+    # 10 / 1.02 s = 9.8 tokens/s, counting 0.98 s of idle fleet as decode time.
+    frame = pd.DataFrame({"arrival_s": [0.0, 1.0, 1.0, 1.0, 1.0], "prompt_tokens": [1] * 5,
+                          "output_tokens": [2] * 5})
+    inst = inst_mod.Instance(workers=1, slots=4, kv_capacity=1000, step_ms=10.0, ms_per_kv_token=0.0,
+                             requests=frame)
+    res = bench.simulate(inst, Fixed([0] * 5))
+    assert res["steps"]["step_ms"] == pytest.approx([10.0] * 4)
+    assert res["metrics"]["throughput_tok_s"] == pytest.approx(250.0)
+
+
+def test_time_per_output_token_is_nan_when_no_request_has_a_second_token():
+    # two requests of one output token each: no token after the first, so no TPOT (was 0.0 ms)
+    inst = stream([(0, 5, 1), (0, 5, 1)])
+    metrics = bench.simulate(inst, Fixed([0, 1]))["metrics"]
+    assert math.isnan(metrics["tpot_mean_ms"]) and math.isnan(metrics["tpot_p99_ms"])
+    assert metrics["completed"] == 2

@@ -201,8 +201,11 @@ def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
     """Simulate ``method`` (a ``POLICIES`` name or a policy) and score it.
 
     cost : total end-to-end latency (rounds). wall_s : the policy's own time (prepare + every
-    decision). metrics : mean latency, mean time to first token (rounds), throughput (output
-    tokens per round), preemptions, refused admissions, peak KV memory (tokens), makespan.
+    decision). metrics : mean latency, mean time to first token (rounds; a request's first token
+    comes at the end of its first round running: t + 1 - arrival), throughput (output tokens per
+    round, over the rounds from the first arrival to the last finish: finish.max() + 1 -
+    arrival.min()), preemptions, refused admissions, peak KV memory (tokens), makespan (the
+    round after the last finish, counted from round 0: finish.max() + 1).
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(

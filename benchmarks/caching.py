@@ -4,7 +4,9 @@
 :mod:`servopt.solvers.caching`). The simulator alone keeps the cache contents and the token
 count: after each request it stores the object with the priority the policy returns (or drops
 it on ``None``), then evicts the lowest priorities (a heap with lazy deletion) until the contents
-fit. An object larger than the cache is never stored and every request for it is a miss.
+fit; among equal priorities the entry pushed first goes first (the heap orders by priority, then
+by push order), and this tie-break decides costs on small instances. An object larger than the
+cache is never stored and every request for it is a miss.
 When the policy sets its ``rerank`` flag (in ``start`` or in any ``touch``) the cached objects
 are re-ranked by its ``priority(o)``; every answer of ``touch`` and ``priority`` is checked (a
 number, not NaN), and a flag set by a policy without ``priority`` is refused.

@@ -148,7 +148,9 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
     the previous placement had none of that expert). Metrics: ``balancedness`` (next window),
     ``makespan`` (the first term), ``migrations``, ``migration_cost`` (the second term), and with
     ``detail``: ``balancedness_same`` (on the planned window), ``balancedness_even`` /
-    ``balancedness_lp`` (next window, placement served by even split / the LP),
+    ``balancedness_lp`` (next window, placement served by even split / the LP; with unequal
+    GPU speeds the LP can have several optimal dispatches of the same makespan and different
+    balancedness, and this reports the one HiGHS returns),
     ``gap_same`` (planned-window cost under the plan's dispatch, with the same migration cost, vs
     the planned window's bound), ``plan_ms`` (planning time for all layers) and ``colocated``
     (extra replicas of an expert sharing a GPU, which only EPLB produces).

@@ -295,14 +295,7 @@ def test_drift_in_overload_is_rate_minus_saturated_throughput():
     assert near.slope_ratio == pytest.approx(1 - 1 / 1.05, abs=0.02) and not near.stable
 
 
-def test_simulated_bound_is_the_fleet_for_the_stable_end_of_the_knee(monkeypatch):
-    # knee bracket [9.5, 9.6] req/s per worker (stable at 9.5, not at 9.6): 19.1 req/s needs
-    # ceil(19.1 / 9.5) = 3 workers (19.1 / 9.6 = 1.99 would wrongly allow 2)
-    inst = hand_instance(arrival_rate=19.1)
-    knee = bench.Knee(rate=math.sqrt(9.5 * 9.6), lo=9.5, hi=9.6, saturated=9.4, simulations=1)
-    monkeypatch.setattr(bench, "find_knee", lambda *args, **kw: knee)
-    result = bench.bound(inst)
-    assert (result.value, result.kind) == (3.0, "simulated")
+# the simulated bound (the least fleet the evaluator's test calls stable): tests/test_capacity_bound.py
 
 
 def test_knee_with_replications_sits_at_the_saturated_throughput_plus_eps():

@@ -7,7 +7,8 @@ second, for the whole fleet). A worker runs continuous batching with
 - ``kv_tokens`` M: KV-cache capacity in tokens;
 - ``token_budget`` b: at most b tokens processed per iteration (vLLM ``max_num_batched_tokens``);
 - ``batch_cap`` B: at most B requests in the running batch (vLLM ``max_num_seqs``);
-- ``prefill_chunk`` C: at most C prompt tokens of one request per iteration (chunked prefill);
+- ``prefill_chunk`` C: at most C prompt tokens of one request per iteration (chunked prefill;
+  never more than b either, so the chunk in effect is ``chunk_tokens`` = min(C, b));
 - iteration time ``step_overhead_s + per_token_s * tokens`` seconds (d0 + d1 * tokens);
 - ``headroom`` delta: the fraction of a worker's maximum stable rate kept free by the plan.
 

@@ -6,7 +6,8 @@ Request classes k with mix p_k (fraction of requests, sum 1); per request of pro
 
 - w(s, o) = s + o - 1 tokens processed: the prompt in chunks, then one token per decode iteration
   (the last prefill chunk emits the first output token);
-- P(s) = ceil(s / C) prefill iterations at chunk size C;
+- P(s) = ceil(s / C) prefill iterations, where C is the chunk actually used, min(prefill_chunk,
+  token_budget) (``Instance.chunk_tokens``: a chunk never exceeds the iteration's token budget);
 - n(s, o) = P(s) + o - 1 iterations in the running batch (one batch slot each);
 - g(s, o) = P(s) s + sum_{j=1}^{o-1} (s + j) = (P + o - 1) s + o (o - 1) / 2 KV token-iterations:
   the prompt's KV is reserved from admission (vLLM allocates a prompt's blocks when it admits it)
@@ -84,7 +85,8 @@ LINEAR = True  # no integer variables: the CVXPY form solves the same model
 # per-request quantities
 # ---------------------------------------------------------------------------------------------
 def prefill_iterations(prompt: Any, chunk: int) -> np.ndarray:
-    """P(s) = ceil(s / C): iterations to prefill a prompt of s tokens in chunks of C."""
+    """P(s) = ceil(s / C): iterations to prefill a prompt of s tokens in chunks of C (callers pass
+    ``Instance.chunk_tokens`` = min(prefill_chunk, token_budget))."""
     s = np.asarray(prompt, dtype=np.int64)
     return -(-s // int(chunk))
 

@@ -34,6 +34,12 @@ Each u_k also has the lower bound ``step_floor[k]``: u_k >= f_k (:func:`step_flo
 any assignment, it tightens the LP; ``hindsight_matrices`` imposes it as a variable bound,
 ``build_matrix_model`` as the labelled row, like the Pyomo model).
 
+The solvers see the step_load / step_floor rows, u and the objective in units of
+:func:`work_unit` ms (c1: KV tokens), not in ms: HiGHS's tolerances are absolute, so rows in a
+tiny number of ms let an "optimal" answer sit below what its assignment costs. The models carry
+``objective_scale`` and ``row_scale``; ``servopt.solve`` reports objective, bound, u and prices
+in ms (:func:`hindsight_matrices` stays in ms unless given ``unit``).
+
 Prices (LP relaxation): ``step_load[g,k]`` is the ms of total step time saved per ms of load
 removed from worker g at step k (>= 0); ``step_floor[k]`` the ms saved per ms the floor of step k
 is lowered (>= 0); at every step they sum to 1 over g and the floor (the u_k column's reduced
@@ -182,6 +188,24 @@ def step_floor(instance: Instance, step_block: int = 1, act: Activity | None = N
     return np.where(has_pair, np.maximum(floor, pair), floor)
 
 
+def work_unit(instance: Instance) -> float:
+    """The ms of one unit of the rows the solver sees: c1 (``ms_per_kv_token``; the rows are then
+    in KV tokens), else p (``prefill_ms_per_token``), else 1 ms.
+
+    :func:`build`, :func:`build_matrix_model` and :func:`build_cvxpy` write the step_load and
+    step_floor rows and u in this unit and the objective in it too (offset c0 x steps / unit),
+    and report objective, bound, u and prices in ms (``objective_scale``, ``row_scale``).
+    Written in ms, the rows shrink with the time unit while HiGHS's feasibility tolerance (1e-6)
+    and MIP gap floor (1e-6) are absolute: with c0 and c1 in units 1e-5 of a ms,
+    dr_hindsight_8x2 came back "optimal", gap 0, 1467.28 where its assignment costs 1467.76
+    (the proved optimum); at 1e-9 "optimal" at 1430.0 for 1495.28. In tokens the model is
+    the same whatever the time unit."""
+    for unit in (instance.ms_per_kv_token, instance.prefill_ms_per_token):
+        if unit > 0:
+            return float(unit)
+    return 1.0
+
+
 MAX_ENTRIES = 30_000_000  # hindsight model nonzeros (about 2 GB to build and load)
 
 
@@ -222,7 +246,8 @@ def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
     rb = block[act.step]
     key = rb * n_req + act.request
     uniq, inv = np.unique(key, return_inverse=True)
-    coef = np.bincount(inv, weights=act.work)
+    unit = work_unit(instance)  # rows, u and the objective in this many ms (tokens for c1 > 0)
+    coef = np.bincount(inv, weights=act.work / unit)
     terms: list[list[tuple[int, float]]] = [[] for _ in range(n_blocks)]
     for k, c in zip(uniq.tolist(), coef.tolist(), strict=True):
         terms[k // n_req].append((k % n_req, c))
@@ -236,7 +261,7 @@ def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
     m.K = pyo.Set(initialize=labels.tolist(), ordered=True)
     domain = pyo.UnitInterval if relax else pyo.Binary
     m.x = pyo.Var(m.I, m.G, domain=domain)
-    floor = step_floor(instance, step_block, act)
+    floor = step_floor(instance, step_block, act) / unit
     m.u = pyo.Var(m.K, domain=pyo.NonNegativeReals)
     m.step_floor = pyo.Constraint(m.K, rule=lambda m, k: m.u[k] >= float(floor[pos[k]]))
     if symmetry:
@@ -257,8 +282,10 @@ def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
         if bind["kv_memory"]:
             m.kv_memory = pyo.Constraint(m.G, m.K, rule=lambda m, g, k: sum(
                 n * m.x[i, g] for i, n in members[pos[k]]) <= instance.kv_capacity)
-    m.total_step_ms = pyo.Objective(expr=instance.step_ms * len(act.steps) + sum(
-        m.u[k] for k in m.K), sense=pyo.minimize)
+    m.total_step_ms = pyo.Objective(expr=instance.step_ms * len(act.steps) / unit + sum(
+        m.u[k] for k in m.K), sense=pyo.minimize)  # in units of ``unit`` ms (work_unit)
+    m.objective_scale = unit  # servopt.solve reports objective, bound and prices in ms
+    m.row_scale = {"step_load": unit, "step_floor": unit}
     names = {"assign": ["request"], "step_load": ["worker", "step"], "step_floor": ["step"],
              "slots": ["worker", "step"],
              "kv_memory": ["worker", "step"], "x": ["request", "worker"], "u": ["step"]}
@@ -285,8 +312,11 @@ class MatrixLP:
 
 
 def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: int = 1,
-                       symmetry: bool = True, max_entries: int | None = None) -> MatrixLP:
-    """The hindsight model of :func:`build` as sparse matrices (same variables and rows)."""
+                       symmetry: bool = True, max_entries: int | None = None,
+                       unit: float = 1.0) -> MatrixLP:
+    """The hindsight model of :func:`build` as sparse matrices (same variables and rows): in ms
+    by default; ``unit`` (ms, e.g. :func:`work_unit`) writes the step_load rows, the u floor
+    and the objective in that many ms instead."""
     act = activity(instance)
     G, n_req = instance.workers, instance.n_requests
     block = _blocks(len(act.steps), step_block, symmetry)
@@ -328,7 +358,7 @@ def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: i
         row_slices[name] = slice(n_rows, n_rows + G * n_k)
         n_rows += G * n_k
 
-    family("step_load", block[act.step], act.request, act.work, n_blocks, 0.0, True)
+    family("step_load", block[act.step], act.request, act.work / unit, n_blocks, 0.0, True)
     if bind["slots"]:
         family("slots", act.step, act.request, np.ones(len(act.step)), len(act.steps),
                float(instance.slots), False)
@@ -343,9 +373,9 @@ def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: i
             col_hi[i * G + i + 1:(i + 1) * G] = 0.0
     c = np.concatenate([np.zeros(nx), np.ones(n_blocks)])
     integer = np.concatenate([np.full(nx, not relax), np.zeros(n_blocks, dtype=bool)])
-    col_lo = np.concatenate([np.zeros(nx), step_floor(instance, step_block, act)])
+    col_lo = np.concatenate([np.zeros(nx), step_floor(instance, step_block, act) / unit])
     return MatrixLP(c, A, np.concatenate(lo), np.concatenate(hi), col_lo, col_hi,
-                    integer, instance.step_ms * len(act.steps), row_slices,
+                    integer, instance.step_ms * len(act.steps) / unit, row_slices,
                     {"x": slice(0, nx), "u": slice(nx, nx + n_blocks)},
                     block_steps(act.steps, step_block))
 
@@ -355,8 +385,9 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, step_block: i
     """The hindsight model of :func:`build` as a :class:`~servopt.core.matrix.MatrixModel` (what
     ``servopt.solve`` hands to HiGHS): the rows of :func:`hindsight_matrices` plus the
     ``step_floor`` rows, labelled like the Pyomo model's."""
+    unit = work_unit(instance)  # rows, u and objective in this many ms; reported in ms
     mat = hindsight_matrices(instance, relax=relax, step_block=step_block, symmetry=symmetry,
-                             max_entries=max_entries)
+                             max_entries=max_entries, unit=unit)
     G, n_req = instance.workers, instance.n_requests
     steps = mat.steps
     n_k, nx = len(steps), n_req * G
@@ -379,7 +410,8 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, step_block: i
         x = z[:nx].reshape(n_req, G)
         worker = pd.Series(np.argmax(x, axis=1), index=pd.RangeIndex(n_req, name="request"),
                            name="worker")
-        return {"worker": worker, "u": pd.Series(z[nx:], index=pd.Index(steps, name="step"), name="u"),
+        return {"worker": worker,
+                "u": pd.Series(z[nx:] * unit, index=pd.Index(steps, name="step"), name="u"),
                 "x": pd.DataFrame(x, index=worker.index, columns=pd.RangeIndex(G, name="worker"))}
 
     col_lo = mat.col_lo.copy()
@@ -391,7 +423,8 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, step_block: i
         columns={"x": Family(np.arange(nx), pd.MultiIndex.from_product(
                      [range(n_req), range(G)], names=["request", "worker"])),
                  "u": Family(nx + np.arange(n_k), pd.Index(steps, name="step"))},
-        offset=mat.offset, integer=None if relax else mat.integer, decisions=decode)
+        offset=mat.offset, integer=None if relax else mat.integer, decisions=decode,
+        objective_scale=unit, row_scale={"step_load": unit, "step_floor": unit})
 
 
 def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = True) -> CvxpyModel:
@@ -400,7 +433,9 @@ def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = Tru
     so both backends give the same bound)."""
     import cvxpy as cp
 
-    mat = hindsight_matrices(instance, relax=True, step_block=step_block, symmetry=symmetry)
+    unit = work_unit(instance)  # rows, u and objective in this many ms; reported in ms
+    mat = hindsight_matrices(instance, relax=True, step_block=step_block, symmetry=symmetry,
+                             unit=unit)
     G, n_req = instance.workers, instance.n_requests
     nx = n_req * G
     x = cp.Variable(nx)
@@ -424,8 +459,11 @@ def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = Tru
     constraints += [x >= 0, x <= mat.col_hi[:nx], floor]
     problem = cp.Problem(cp.Minimize(cp.sum(u) + mat.offset), constraints)
     xi = pd.MultiIndex.from_product([range(n_req), range(G)], names=["request", "worker"])
-    return CvxpyModel(problem, "min", cons,
-                      {"x": (x, xi), "u": (u, pd.Index(mat.steps, name="step"))})
+    model = CvxpyModel(problem, "min", cons,
+                       {"x": (x, xi), "u": (unit * u, pd.Index(mat.steps, name="step"))})
+    model.objective_scale = unit  # servopt.solve reports objective, bound and prices in ms
+    model.row_scale = {"step_load": unit, "step_floor": unit}
+    return model
 
 
 def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Series]:
@@ -434,7 +472,8 @@ def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Seri
     x = np.array([[pyo.value(model.x[i, g]) or 0.0 for g in range(G)] for i in range(n_req)])
     worker = pd.Series(np.argmax(x, axis=1), index=pd.RangeIndex(n_req, name="request"),
                        name="worker")
-    u = pd.Series([pyo.value(model.u[k]) for k in model.K], name="u",
+    unit = getattr(model, "objective_scale", 1.0)  # u is in that many ms (work_unit)
+    u = pd.Series([pyo.value(model.u[k]) * unit for k in model.K], name="u",
                   index=pd.Index(list(model.K), name="step"))
     share = pd.DataFrame(x, index=worker.index, columns=pd.RangeIndex(G, name="worker"))
     return {"worker": worker, "u": u, "x": share}

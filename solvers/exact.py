@@ -223,7 +223,7 @@ def solve(
         else:  # no matrix form (for these options or this instance: its builder gave None)
             model = module.build(instance, relax=relax, **options)
             solution = _solve_model(model, relax=relax, budget=budget, mip_gap=mip_gap,
-                                    prices=prices, decision=instance.decision)
+                                    prices=prices, decision=instance.decision)  # in its units
             if solution.status in ("optimal", "time_limit", "interrupted") \
                     and not math.isnan(solution.objective):
                 extract = getattr(module, "decisions", None)
@@ -247,6 +247,22 @@ def solve(
         solution.info["warm_start"] = warm_info
     fingerprint = getattr(module, "fingerprint", None)  # rules built from it can check what they get
     solution.info["instance"] = fingerprint(instance) if fingerprint else instance.content_hash()
+    return solution
+
+
+def _in_reported_units(solution: Solution, form: Any) -> Solution:
+    """``solution`` of a model written in other units than it reports (``form``'s
+    ``objective_scale`` and ``row_scale``: a MatrixModel's fields, or attributes of a Pyomo or
+    CVXPY model; :mod:`servopt.core.matrix`) in the reported ones: objective and bound x the
+    scale, the price of row family F x scale / row_scale[F]. Unchanged when there is none."""
+    scale = float(getattr(form, "objective_scale", 1.0) or 1.0)
+    rows = getattr(form, "row_scale", None) or {}
+    if scale == 1.0 and not rows:
+        return solution
+    solution.objective *= scale
+    solution.bound *= scale
+    solution.prices = {name: price * (scale / float(rows.get(name, 1.0)))
+                       for name, price in solution.prices.items()}
     return solution
 
 
@@ -509,7 +525,7 @@ def _solve_model_as_is(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBud
         solution.info["prices_skipped"] = "time_limit" if status == "time_limit" else "no solution"
     solution.info["bound_kind"] = _bound_kind(solution)
     solution.wall_s = time.perf_counter() - start
-    return solution
+    return _in_reported_units(solution, model)
 
 
 def _the_model(decision: str, what: str = "model") -> str:
@@ -826,8 +842,9 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
         # the build ate the budget (a model without ``time_estimate`` does not check the clock):
         # HiGHS's MIP set-up, which does not either, would overrun it again (6-10 s at n = 400
         # batch scheduling) to return this start
-        return _start_only(mm, "time_limit", mm.start, prices=prices, decision=decision,
-                           wall_s=time.perf_counter() - start)
+        return _in_reported_units(_start_only(mm, "time_limit", mm.start, prices=prices,
+                                              decision=decision, wall_s=time.perf_counter() - start),
+                                  mm)
     extra: dict[str, Any] = {}
     lp_bound = math.nan
     if timed and mm.bound_lp is not None:
@@ -844,13 +861,15 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
             lp_bound, extra = _bound_lp_value(mm, step)
             if extra.get("bound_lp_status") == "interrupted":  # Ctrl-C: stop with the start
                 kept = mm.start if mm.start is not None and _start_is_feasible(mm) else None
-                return _start_after_bound_lp(mm, "interrupted", kept, lp_bound, extra,
-                                             prices=prices, decision=decision, since=start)
+                return _in_reported_units(_start_after_bound_lp(
+                    mm, "interrupted", kept, lp_bound, extra, prices=prices, decision=decision,
+                    since=start), mm)
     if timed and setup_s > 0.0 and mm.start is not None and budget.left() <= setup_s \
             and _start_is_feasible(mm):  # HiGHS would not get past its set-up and root in time:
         # the start, with the bound LP's value when it was solved
-        return _start_after_bound_lp(mm, "time_limit", mm.start, lp_bound, extra,
-                                     prices=prices, decision=decision, since=start)
+        return _in_reported_units(_start_after_bound_lp(
+            mm, "time_limit", mm.start, lp_bound, extra, prices=prices, decision=decision,
+            since=start), mm)
     highs = _load_matrix(mm, integer=integer)
     options: dict[str, Any] = {"mip_rel_gap": float(mip_gap), **mm.options}
     limit = budget.for_solve(price_share)
@@ -935,7 +954,7 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
         solution.info["prices_skipped"] = "time_limit" if model_status == ms.kTimeLimit else "no solution"
     solution.info.setdefault("bound_kind", _bound_kind(solution))
     solution.wall_s = time.perf_counter() - start
-    return solution
+    return _in_reported_units(solution, mm)
 
 
 def _bound_from_lp(mm: MatrixModel, bound: float, time_limit: float | None
@@ -1288,4 +1307,4 @@ def solve_cvxpy(
             solution.decisions[name] = pd.Series(values, index=index, name=name)
     solution.info["bound_kind"] = _bound_kind(solution)
     solution.wall_s = time.perf_counter() - start
-    return solution
+    return _in_reported_units(solution, cvx)

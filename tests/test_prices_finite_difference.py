@@ -95,12 +95,15 @@ def check_family(model: pyo.ConcreteModel, prices: pd.Series, family: str, *, de
     nondegenerate rows. Returns {key: (forward, backward)} for further checks."""
     component = getattr(model, family)
     base = _value(model.clone())
+    # a row written in other units than its price (decode routing's step_load in KV tokens,
+    # priced per ms: ``row_scale``) moves the objective per row unit, not per priced unit
+    per_unit = float((getattr(model, "row_scale", None) or {}).get(family, 1.0))
     out = {}
     for key, con in component.items():
         if keys is not None and key not in keys:
             continue
         price = float(prices.loc[key])
-        fwd, bwd = one_sided(model, con, delta, base)
+        fwd, bwd = (d / per_unit for d in one_sided(model, con, delta, base))
         out[key] = (fwd, bwd)
         lo, hi = min(fwd, bwd), max(fwd, bwd)
         assert math.isfinite(lo) or math.isfinite(hi), f"{family}[{key}]: both sides infeasible"

@@ -4,6 +4,8 @@ hindsight IP with small time units, batch scheduling with every arrival shifted 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyomo.environ as pyo
 import pytest
@@ -12,6 +14,8 @@ from servopt.core import InfeasibleError
 from servopt.instances import caching as caching_instances
 from servopt.models import caching as caching_model
 from servopt.solvers import exact
+
+LIBRARY = Path(__file__).resolve().parents[1] / "instances" / "library"
 
 
 def _knapsack() -> pyo.ConcreteModel:
@@ -61,3 +65,66 @@ def test_infeasible_message_without_a_decision_names_the_model_once():
         exact.solve_model(m)
     with pytest.raises(InfeasibleError, match=r"^the caching model is infeasible"):
         exact.solve_model(m, decision="caching")
+
+
+# ---------------------------------------------------------------------------------------------
+# decode routing: the hindsight IP in small time units
+# ---------------------------------------------------------------------------------------------
+DR_8X2_OPTIMUM = 1467.7597  # dr_hindsight_8x2's proved optimum (ms), in the library's units
+
+
+def _dr_scaled(factor: float):
+    import dataclasses
+
+    from servopt.instances import load
+
+    inst = load(str(LIBRARY / "decode_routing" / "dr_hindsight_8x2.json"))
+    return dataclasses.replace(inst, step_ms=inst.step_ms * factor,
+                               ms_per_kv_token=inst.ms_per_kv_token * factor,
+                               prefill_ms_per_token=inst.prefill_ms_per_token * factor)
+
+
+def _dr_cost(inst, worker: np.ndarray) -> float:
+    """What an assignment costs, by hand: sum over active steps of c0 + the largest load."""
+    from servopt.models import decode_routing as dm
+
+    act = dm.activity(inst)
+    load = np.zeros((inst.workers, len(act.steps)))
+    np.add.at(load, (worker[act.request], act.step), act.work)
+    return float(inst.step_ms * len(act.steps) + load.max(axis=0).sum())
+
+
+@pytest.mark.parametrize("factor", [1.0, 1e-5, 1e-9])
+@pytest.mark.parametrize("backend", ["highs", "pyomo"])
+def test_decode_hindsight_ip_is_honest_in_any_time_unit(factor, backend):
+    import servopt
+
+    inst = _dr_scaled(factor)
+    sol = servopt.solve(inst, backend=backend)
+    cost = _dr_cost(inst, sol.decisions["worker"].to_numpy())
+    optimum = DR_8X2_OPTIMUM * factor
+    # the reported objective is what its assignment costs (never less: 1467.28 at 1e-5 was),
+    # within the requested gap of the proved optimum, and the bound is below the optimum
+    assert sol.status == "optimal"
+    assert sol.objective >= cost * (1 - 1e-9)
+    assert cost == pytest.approx(optimum, rel=1.01e-4)
+    assert sol.bound <= optimum * (1 + 1e-7)
+    assert sol.gap <= 1e-4 + 1e-12
+    u = sol.decisions["u"].to_numpy()  # in ms, like the objective
+    assert inst.step_ms * len(u) + u.sum() == pytest.approx(sol.objective, rel=1e-9)
+
+
+def test_decode_hindsight_lp_prices_keep_their_units_at_any_time_unit():
+    import servopt
+
+    base = servopt.solve(_dr_scaled(1.0), relax=True)
+    small = servopt.solve(_dr_scaled(1e-5), relax=True)
+    assert small.objective == pytest.approx(base.objective * 1e-5, rel=1e-7)
+    # step_load and step_floor: ms per ms, the same numbers; assign: ms per request, x 1e-5
+    per_step = (small.prices["step_load"].groupby(level="step").sum()
+                + small.prices["step_floor"])
+    np.testing.assert_allclose(per_step.to_numpy(), 1.0, atol=1e-7)
+    assert small.prices["assign"].sum() == pytest.approx(base.prices["assign"].sum() * 1e-5,
+                                                         rel=1e-6)
+    cvx = servopt.solve(_dr_scaled(1e-5), backend="cvxpy")
+    assert cvx.objective == pytest.approx(small.objective, rel=1e-6)

@@ -19,6 +19,11 @@ into the Pyomo path's decisions. ``start`` is a feasible point (the warm start o
 ``bound_lp`` (optional) builds an LP whose optimum is a proved bound on the MIP's optimum (e.g. a
 cheaper relaxation of it): solved before the MIP when the call has a time limit (after it when a
 limit among ``options`` stopped it before its root LP); the better bound is reported.
+``objective_scale`` and ``row_scale`` state a model written in other units than it reports (for
+HiGHS's absolute tolerances, e.g. rows in tokens rather than in a tiny number of ms): the
+reported objective and bound are ``objective_scale`` x the model's, and the price of row family
+F is ``objective_scale / row_scale[F]`` x its dual (``row_scale[F]``: reported units per row
+unit, 1 when absent); ``decisions`` reports the columns in their documented units.
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ class MatrixModel:
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     bound_lp: Callable[[], MatrixModel] | None = None
+    objective_scale: float = 1.0
+    row_scale: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.matrix = sp.csc_matrix(self.matrix)

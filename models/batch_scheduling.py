@@ -2,7 +2,12 @@ r"""Time-indexed hindsight model of admission into a continuous batch under a KV
 
 Data (see :mod:`servopt.instances.batch_scheduling`): requests i with arrival round a_i, prompt
 s_i and output o_i tokens; KV memory M tokens; optional batch cap B; horizon of T rounds
-t = 0..T-1. Request i admitted at round p holds s_i + (t - p + 1) tokens in rounds
+t = 0..T-1, counted from the first arrival: the builders (:func:`build`, :func:`build_cvxpy`,
+:func:`build_matrix_model`, :func:`start_answer`, :func:`time_estimate`) model the instance with
+every arrival moved min_i a_i rounds earlier (:func:`from_first_arrival`; total latency does
+not change) and label rounds, starts and prices as the instance's. The lower-level helpers
+(:func:`columns`, :func:`build_matrix`, :func:`horizon_rounds`, ...) count from round 0 of the
+instance they are given. Request i admitted at round p holds s_i + (t - p + 1) tokens in rounds
 t = p..p+o_i-1 and has end-to-end latency p + o_i - a_i rounds.
 
 Formulation (Jaillet et al., arXiv 2502.07115, hindsight IP; symbols as in the code)::
@@ -267,17 +272,37 @@ def no_idle_horizon(instance: Instance) -> int:
     return int(np.max(instance.arrival)) + int(np.sum(instance.output_tokens))
 
 
+def first_round(instance: Instance) -> int:
+    """The first arrival round min_i a_i (0 for no request): where the builders' clock starts."""
+    return int(np.min(instance.arrival)) if instance.n else 0
+
+
+def from_first_arrival(instance: Instance) -> tuple[Instance, int]:
+    """The instance with every arrival moved ``first_round`` rounds earlier (the first at round
+    0), and that shift. Total latency sum_i (p_i + o_i - a_i) does not change when every arrival
+    and start moves by the same number of rounds, so a model of the moved instance has the same
+    costs, and its rounds + the shift are those of the given one. The builders solve it so that
+    a clock that does not start at 0 (a stream stamped 1.7e9 rounds in) costs nothing: the
+    model's rounds ran from round 0 (1.7e9 memory rows: a MemoryError; +1e7: 2.4 GB)."""
+    origin = first_round(instance)
+    if origin == 0:
+        return instance, 0
+    return dataclasses.replace(instance, arrival=instance.arrival - origin), origin
+
+
 def compress_idle(instance: Instance) -> Instance:
     """The instance with every idle stretch cut short: where the requests that arrived before a
     gap can all finish (their arrival max + sum of outputs, :func:`no_idle_horizon`'s argument)
     before the next arrival, later arrivals move earlier to that round. An optimal schedule of
     the earlier requests ends by then, so the parts never meet: the optimum is unchanged (and
-    the LP of the compressed instance is still a lower bound on it), with far fewer rounds."""
+    the LP of the compressed instance is still a lower bound on it), with far fewer rounds.
+    The stretch before the first arrival is cut too (the first arrival moves to round 0)."""
     a, o = instance.arrival, instance.output_tokens
     order = np.argsort(a, kind="stable")
     sa, so = a[order].astype(np.int64), o[order].astype(np.int64)
     shifted = sa.copy()
-    shift, latest, work = 0, 0, 0  # the current part's last arrival and total output so far
+    # the current part's last arrival and total output so far; the first part starts at 0
+    shift, latest, work = (int(sa[0]) if len(sa) else 0), 0, 0
     for k in range(len(sa)):  # one pass; the Python loop is over requests, not rounds
         arrival = int(sa[k]) - shift
         if k and arrival > latest + work:  # the part before can finish by latest + work
@@ -348,6 +373,7 @@ def time_estimate(instance: Instance, *, relax: bool = False, horizon: Any = Non
     ``servopt.solve`` under a time limit builds the IP only when both fit in what is left."""
     if horizon is None and not relax:
         horizon = "safe"
+    instance, _ = from_first_arrival(instance)
     _, starts, entries = model_size(instance, horizon, window)
     nonzeros = starts + instance.n + entries * (1 if instance.max_batch is None else 2)
     return {"nonzeros": float(nonzeros), "build_s": BUILD_S_PER_NONZERO * nonzeros,
@@ -424,12 +450,15 @@ def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
           window: int | None = None) -> pyo.ConcreteModel:
     """The time-indexed hindsight IP (or its LP with ``relax=True``) as a Pyomo model.
 
-    The IP's default horizon is ``"safe"`` (exact); the LP's the greedy makespan (smaller)."""
+    The IP's default horizon is ``"safe"`` (exact); the LP's the greedy makespan (smaller).
+    Rounds are counted from the first arrival (:func:`from_first_arrival`: ``horizon`` is a
+    number of rounds from it) and labelled as the instance's (``x[i, p]``, ``kv_memory[t]``)."""
     if horizon is None and not relax:
         horizon = "safe"
+    instance, origin = from_first_arrival(instance)
     cols = columns(instance, horizon, window)
     row, col, tokens = usage(instance, cols)
-    keys = list(zip(cols.request.tolist(), cols.start.tolist(), strict=True))
+    keys = list(zip(cols.request.tolist(), (cols.start + origin).tolist(), strict=True))
     domain = pyo.NonNegativeReals if relax else pyo.Binary
     m = pyo.ConcreteModel(name="batch_scheduling")
     m.x = pyo.Var(keys, domain=domain)  # x <= 1 is implied by start_once
@@ -460,7 +489,8 @@ def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
                                 linear_vars=[x_of_column[c] for c in cs.tolist()])
         return held <= instance.kv_memory
 
-    m.kv_memory = pyo.Constraint(range(cols.rounds), rule=memory_rule)
+    rounds = range(origin, origin + cols.rounds)  # labels; terms[t - origin] their entries
+    m.kv_memory = pyo.Constraint(rounds, rule=lambda m, t: memory_rule(m, t - origin))
     if instance.max_batch is not None:
         def batch_rule(m: pyo.ConcreteModel, t: int) -> Any:
             cs = terms[t][0]
@@ -468,10 +498,11 @@ def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
                 return pyo.Constraint.Skip
             return pyo.quicksum(m.x[keys[c]] for c in cs.tolist()) <= instance.max_batch
 
-        m.batch_size = pyo.Constraint(range(cols.rounds), rule=batch_rule)
+        m.batch_size = pyo.Constraint(rounds, rule=lambda m, t: batch_rule(m, t - origin))
     m.index_names = {"x": ["request", "round"], "late": ["request"], "start_once": ["request"],
                      "kv_memory": ["round"], "batch_size": ["round"]}
-    m.columns = cols
+    m.columns = cols  # rounds counted from the first arrival, ``m.origin``
+    m.origin = origin
     if not relax:  # the IP starts from warm_start_schedule (servopt.solve passes it to HiGHS)
         z = start_vector(cols, warm_start_schedule(instance))
         for k, key in enumerate(keys):
@@ -509,9 +540,11 @@ def explain_infeasible(instance: Instance) -> str:
 # ---------------------------------------------------------------------------------------------
 def build_cvxpy(instance: Instance, *, horizon: Any = None,
                 window: int | None = None) -> CvxpyModel:
-    """The LP relaxation in CVXPY over a request x round start matrix X."""
+    """The LP relaxation in CVXPY over a request x round start matrix X (rounds counted from
+    the first arrival and labelled as the instance's, as in :func:`build`)."""
     import cvxpy as cp
 
+    instance, origin = from_first_arrival(instance)
     T = horizon_rounds(instance, horizon)
     n = instance.n
     a, s, o = instance.arrival, instance.prompt_tokens, instance.output_tokens
@@ -539,15 +572,16 @@ def build_cvxpy(instance: Instance, *, horizon: Any = None,
                                  if j > 1 else alive)
     once = cp.sum(start, axis=1) + late == 1
     mem = memory <= instance.kv_memory
+    labels = pd.RangeIndex(origin, origin + T, name="round")
     constraints = {"start_once": (once, pd.RangeIndex(n, name="request")),
-                   "kv_memory": (mem, pd.RangeIndex(T, name="round"))}
+                   "kv_memory": (mem, labels)}
     cons = [once, mem]
     if instance.max_batch is not None:
         cap = running <= instance.max_batch
-        constraints["batch_size"] = (cap, pd.RangeIndex(T, name="round"))
+        constraints["batch_size"] = (cap, labels)
         cons.append(cap)
     objective = cp.Minimize(cp.sum(cp.multiply(cost, start)) + late_cost @ late)
-    variables = {"x": (start, pd.MultiIndex.from_product([range(n), range(T)],
+    variables = {"x": (start, pd.MultiIndex.from_product([range(n), labels],
                                                           names=["request", "round"])),
                  "late": (late, pd.RangeIndex(n, name="request"))}
     return CvxpyModel(cp.Problem(objective, cons), "min", constraints, variables)
@@ -625,6 +659,7 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, horizon: Any 
     """
     if horizon is None and not relax:
         horizon = "safe"
+    instance, origin = from_first_arrival(instance)  # rounds from the first arrival, relabelled
     data = build_matrix(instance, horizon=horizon, window=window, relax=relax, deadline=deadline)
     cols = data.cols
     matrix = sp.vstack([data.a_eq, data.a_mem] + ([data.a_cap] if data.a_cap is not None else []),
@@ -633,11 +668,11 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, horizon: Any 
     _on_time(deadline, "the matrix")
     start = None if relax else start_vector(cols, warm_start_schedule(instance))
     mm = _labelled(instance, cols, np.concatenate([cols.cost, cols.late_cost]), matrix,
-                   relax=relax, start=start)
+                   relax=relax, start=start, origin=origin)
     if not relax and window is None and horizon == "safe":  # the IP is the hindsight optimum: the
         # shorter-horizon LP bounds it (seconds at n = 100, where its own root LP is slower)
         kept = mm.matrix  # not ``mm``: the model would then hold itself in a cycle
-        mm.bound_lp = lambda: shorter_horizon_lp(instance, kept, cols)
+        mm.bound_lp = lambda: shorter_horizon_lp(instance, kept, cols, origin)
     return mm
 
 
@@ -650,13 +685,14 @@ def start_answer(instance: Instance, *, horizon: Any = None, window: int | None 
     default horizon), ``sense``. A model too large to build is refused as the build would."""
     if horizon is None:
         horizon = "safe"
+    instance, origin = from_first_arrival(instance)
     cols = columns(instance, horizon, window)
     entries = memory_entries(instance, cols)
     if entries > _MAX_NONZEROS:
         usage(instance, cols)  # raises the build's error
     z = start_vector(cols, warm_start_schedule(instance))
     objective = float(np.concatenate([cols.cost, cols.late_cost]) @ z)
-    return {"decisions": start_decisions(cols, z, instance.n), "objective": objective,
+    return {"decisions": start_decisions(cols, z, instance.n, origin), "objective": objective,
             "sense": "min"}
 
 
@@ -666,20 +702,22 @@ def cheap_bound(instance: Instance, *, horizon: Any = None, window: int | None =
     other options (their IP is a relaxation, which the area bound need not bound)."""
     if window is not None or horizon not in (None, "safe"):
         return math.nan
-    return area_bound(instance)
+    return area_bound(from_first_arrival(instance)[0])
 
 
 def _labelled(instance: Instance, cols: Columns, cost: np.ndarray, matrix: sp.csc_matrix, *,
-              relax: bool, start: np.ndarray | None = None) -> MatrixModel:
+              relax: bool, start: np.ndarray | None = None, origin: int = 0) -> MatrixModel:
     """The MatrixModel of columns ``cols`` (then the late columns) and rows start_once,
-    kv_memory[0..T-1] (and batch_size[0..T-1] with a cap) of ``matrix``."""
+    kv_memory[0..T-1] (and batch_size[0..T-1] with a cap) of ``matrix``, rounds labelled
+    ``origin`` + t."""
     n, T, nx = instance.n, cols.rounds, len(cols.request)
+    labels = pd.RangeIndex(origin, origin + T, name="round")
     rows = {"start_once": Family(np.arange(n), pd.RangeIndex(n, name="request")),
-            "kv_memory": Family(n + np.arange(T), pd.RangeIndex(T, name="round"))}
+            "kv_memory": Family(n + np.arange(T), labels)}
     lower = [np.ones(n), np.full(T, -np.inf)]
     upper = [np.ones(n), np.full(T, float(instance.kv_memory))]
     if instance.max_batch is not None:
-        rows["batch_size"] = Family(n + T + np.arange(T), pd.RangeIndex(T, name="round"))
+        rows["batch_size"] = Family(n + T + np.arange(T), labels)
         lower.append(np.full(T, -np.inf))
         upper.append(np.full(T, float(instance.max_batch)))
     return MatrixModel(
@@ -688,17 +726,18 @@ def _labelled(instance: Instance, cols: Columns, cost: np.ndarray, matrix: sp.cs
         col_lower=np.zeros(nx + n), col_upper=np.full(nx + n, np.inf if relax else 1.0),
         rows=rows,
         columns={"x": Family(np.arange(nx), pd.MultiIndex.from_arrays(
-                     [cols.request, cols.start], names=["request", "round"])),
+                     [cols.request, cols.start + origin], names=["request", "round"])),
                  "late": Family(nx + np.arange(n), pd.RangeIndex(n, name="request"))},
         integer=None if relax else np.ones(nx + n, dtype=bool), start=start,
-        decisions=lambda z: start_decisions(cols, z, n),
+        decisions=lambda z: start_decisions(cols, z, n, origin),
         # the IP without presolve: it removes nothing here, HiGHS does not poll for Ctrl-C
         # while it runs (28 s on bs_offline_100), and the search from the warm start improves
         # sooner (bs_offline_100, 10 s: 6277 against 6587)
         options={"solver": "ipm"} if relax else {"presolve": "off"}, info={"rounds": T})
 
 
-def shorter_horizon_lp(instance: Instance, matrix: sp.csc_matrix, cols: Columns) -> MatrixModel:
+def shorter_horizon_lp(instance: Instance, matrix: sp.csc_matrix, cols: Columns, origin: int = 0
+                       ) -> MatrixModel:
     """``build_matrix_model(instance, relax=True)`` (the LP on the makespan horizon T' <= T) cut
     out of the ``matrix`` of the model over columns ``cols`` (a longer horizon T, no window): its columns
     are those of ``cols`` that end by T' (start + o_i <= T'), then the late columns, costed for
@@ -715,7 +754,8 @@ def shorter_horizon_lp(instance: Instance, matrix: sp.csc_matrix, cols: Columns)
         row_parts.append(n + T + np.arange(rounds))
     cut = sp.csc_matrix(matrix[:, np.concatenate([keep, nx + np.arange(n)])][np.concatenate(row_parts)])
     cut.sort_indices()
-    return _labelled(instance, short, np.concatenate([short.cost, short.late_cost]), cut, relax=True)
+    return _labelled(instance, short, np.concatenate([short.cost, short.late_cost]), cut, relax=True,
+                     origin=origin)
 
 
 def start_vector(cols: Columns, start: np.ndarray) -> np.ndarray:
@@ -735,9 +775,10 @@ def start_vector(cols: Columns, start: np.ndarray) -> np.ndarray:
     return z
 
 
-def start_decisions(cols: Columns, z: np.ndarray, n: int) -> dict[str, pd.Series]:
+def start_decisions(cols: Columns, z: np.ndarray, n: int, origin: int = 0) -> dict[str, pd.Series]:
     """``start`` (the largest-weight start round of each request, -1 when late outweighs it),
-    the nonzero ``x`` by (request, round) and ``late``, from column values ``z``."""
+    the nonzero ``x`` by (request, round) and ``late``, from column values ``z``; rounds
+    ``origin`` + the columns' (those of a model counted from the first arrival)."""
     nx = len(cols.request)
     x, late = z[:nx], z[nx:]
     weight = np.zeros(n)
@@ -745,10 +786,11 @@ def start_decisions(cols: Columns, z: np.ndarray, n: int) -> dict[str, pd.Series
     order = np.argsort(x, kind="stable")  # the largest weight per request is written last
     weight[cols.request[order]] = x[order]
     start[cols.request[order]] = cols.start[order]
+    start[start >= 0] += origin
     start[late >= weight] = -1
     keep = x > 1e-9
     xs = pd.Series(x[keep], index=pd.MultiIndex.from_arrays(
-        [cols.request[keep], cols.start[keep]], names=["request", "round"]), name="x")
+        [cols.request[keep], cols.start[keep] + origin], names=["request", "round"]), name="x")
     return {"start": pd.Series(start, index=pd.RangeIndex(n, name="request"), name="start"),
             "x": xs, "late": pd.Series(late, index=pd.RangeIndex(n, name="request"), name="late")}
 
@@ -758,8 +800,9 @@ def area_bound(instance: Instance) -> float:
 
     The k-th request to finish has latency at least the k-th smallest output and at least the
     k smallest memory-time footprints divided by M (the memory area available by then); with
-    arrivals it falls back to sum_i o_i.
+    arrivals it falls back to sum_i o_i. Arrivals all at one round count as all at round 0.
     """
+    instance, _ = from_first_arrival(instance)
     o = np.sort(instance.output_tokens).astype(float)
     if not instance.offline:
         return float(o.sum())

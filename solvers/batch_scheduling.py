@@ -1280,10 +1280,12 @@ def _solution_prices(solution: Solution, who: str) -> np.ndarray:
             f"round); got a {decision or type(solution).__name__} solution")
     price = prices["kv_memory"]
     rounds = np.asarray(price.index)
+    first = rounds.min() if len(rounds) else 0
     if not (np.issubdtype(rounds.dtype, np.integer)
-            and np.array_equal(np.sort(rounds), np.arange(len(rounds)))):
+            and np.array_equal(np.sort(rounds), first + np.arange(len(rounds)))):
         raise InvalidInstanceError(f"{who}.from_solution needs one kv_memory price for each "
-                                   "round 0, 1, ..., T-1 (labelled by round)")
+                                   "round t0, t0 + 1, ..., t0 + T-1 (labelled by round; t0 the "
+                                   "first arrival)")
     return price.sort_index().to_numpy(dtype=float)  # one price per round, in order
 
 
@@ -1301,7 +1303,9 @@ def arrived_after_round_0(policy: Policy, state: State) -> bool:
 
 
 def _first_after_round_0(arrival: np.ndarray) -> float:
-    late = arrival[arrival > 0]
+    """The first arrival round after the first one (round 0 of a stream that starts there; a
+    clock that starts later is read from its first arrival), inf when there is none."""
+    late = arrival[arrival > arrival.min()] if arrival.size else arrival
     return float(late.min()) if late.size else math.inf
 
 
@@ -1329,8 +1333,11 @@ class BidPrice(Policy):
     """Score = predicted remaining rounds + price of the memory-time footprint; MC-SF check.
 
     prices : mu[t], latency rounds per KV token-round for each round (from the LP relaxation),
-        indexed by absolute round: ``prices[t]`` is the price of round t of the run. Given
+        indexed by round: ``prices[k]`` is the price of round ``origin`` + k of the run. Given
         prices are used in every round.
+    origin : the round of ``prices[0]`` (default 0; :meth:`from_solution` takes the LP's first
+        labelled round, learned prices the instance's first arrival, so that a clock which does
+        not start at 0 prices the same rounds).
     tail : price used past the end of ``prices`` (default: their mean over the rounds up to the
         last positive one).
     skip : None (default) decides the admission mode from what has arrived: stop at the first
@@ -1368,7 +1375,7 @@ class BidPrice(Policy):
                  skip: bool | None = None, time_limit: float | None = None,
                  history: int | Instance = 60, patience: float = 2.0,
                  max_columns: int = 200_000, sample: int = 120,
-                 sample_max_columns: int | None = None) -> None:
+                 sample_max_columns: int | None = None, origin: int = 0) -> None:
         self.max_columns = whole_number("max_columns", max_columns)
         self.sample = whole_number("sample", sample)
         self.sample_max_columns = (self.max_columns if sample_max_columns is None else
@@ -1383,6 +1390,7 @@ class BidPrice(Policy):
         self.history = history
         self.skip = skip
         self.time_limit = time_limit
+        self.origin = whole_number("origin", origin, low=0)  # the round prices[0] prices
         self._modes: tuple | None = None  # (all-at-once, online) prices, each (mu, tail, p0, p1)
         if self.prices is not None:
             given = self._priced(self.prices, self.tail)
@@ -1396,19 +1404,25 @@ class BidPrice(Policy):
         Solve the LP of ``planning_instance(instance)`` (predicted lengths taken as the truth:
         ``servopt.solve(planning_instance(instance), relax=True)``), not of the instance itself:
         its true output lengths are what the rule must not know, and prices from them schedule
-        with information no online rule has. The price vector is indexed by absolute round
-        (``prices[t]`` prices round t of the run, from round 0): a rule refreshed online from an
-        LP solved at round t0 on the requests then present must shift that LP's prices by t0
-        (``np.concatenate([np.zeros(t0), mu])``) or they price the wrong rounds.
+        with information no online rule has. The prices keep the LP's round labels (the model
+        counts rounds from the first arrival and labels them as the instance's): ``origin`` is
+        its first labelled round, so an LP of requests stamped with the run's rounds prices the
+        run's rounds; one whose requests were re-stamped from 0 at round t0 needs
+        ``origin=t0``.
 
         A MIP solution is refused: with every start variable binary, fixing them leaves no
         memory row a dual, so its prices are all zero and the rule would be plain shortest-first.
         """
-        return cls(_solution_prices(solution, cls.__name__), **kw)
+        prices = _solution_prices(solution, cls.__name__)
+        rounds = solution.prices["kv_memory"].index  # from the first arrival, as the model's
+        return cls(prices, **{"origin": int(rounds.min()) if len(rounds) else 0, **kw})
 
     def prepare(self, instance: Instance) -> None:
         if self.given:
             return
+        # rounds from the first arrival (its "round 0"): prices[k] prices round origin + k, so a
+        # clock that does not start at 0 neither sizes the LP nor shifts the prices
+        instance, self.origin = model.from_first_arrival(instance)
         first = np.flatnonzero(instance.arrival == 0)  # the requests known at round 0
         present = instance if instance.offline else instance.subset(first) if first.size else None
         at_once = self._plan_prices(present)
@@ -1473,6 +1487,7 @@ class BidPrice(Policy):
         """sum_{k<r} mu[t+k] (c + k): price of holding c, c+1, ... tokens for r rounds from t,
         with the prices in use (those of the last ``admit`` or ``score`` call's round)."""
         T = len(self.prices)
+        t = max(int(t) - self.origin, 0)  # rounds of the price vector (none waits before origin)
         if T == 0 and t >= 0:  # online: every round at the tail price (the terms below, with
             return self.tail * (c * r + r * (r - 1) / 2)  # mu empty: inside 0, first c, k0 0)
         lo = min(t, T)
@@ -1506,7 +1521,8 @@ class BidPrice(Policy):
         if cls.score is not BidPrice.score or cls.footprint_price is not BidPrice.footprint_price:
             return None
         T = len(self.prices)
-        return (self._p0, self._p1, self.tail, T, state.t if state.t < T else -1)
+        t = state.t - self.origin
+        return (self._p0, self._p1, self.tail, T, t if t < T else -1)
 
     def admit(self, state: State) -> np.ndarray:
         online = arrived_after_round_0(self, state)
@@ -1576,7 +1592,8 @@ class BidPriceStationary(BidPrice):
     def learn(history: Instance, time_limit: float | None = None) -> float:
         """Average memory price (rounds per token-round) of the LP on a history window (its idle
         stretches cut short when it spans more than ``LONG_ROUNDS`` rounds)."""
-        plan = planning_instance(history)
+        plan, _ = model.from_first_arrival(planning_instance(history))  # a price per round: the
+        # same from whichever round the clock starts
         if model.horizon_rounds(plan) > LONG_ROUNDS:
             plan = model.compress_idle(plan)
         return _stationary_price(_lp_prices(solve_lp(plan, time_limit=time_limit), time_limit))
@@ -1925,7 +1942,9 @@ class Hindsight(Policy):
         self.seed = seed
 
     def prepare(self, instance: Instance) -> None:
-        plan = planning_instance(instance)
+        # planned from the first arrival (a clock stamped 1.7e9 rounds in would size the
+        # search's arrays by it), then put back on the instance's rounds
+        plan, origin = model.from_first_arrival(planning_instance(instance))
         candidates = [model.warm_start_schedule(plan), plan_schedule(plan, MCSF()),
                       plan_schedule(plan, BidPrice(time_limit=self.time_limit))]
         costs = [model.schedule_latency(plan, c) for c in candidates]
@@ -1936,7 +1955,7 @@ class Hindsight(Policy):
             lns_time = self.time_limit / 4
         else:
             ordered, lns_time = self.initial, self.time_limit
-        self.planned = improve_schedule(plan, ordered, time_limit=lns_time, seed=self.seed)
+        self.planned = improve_schedule(plan, ordered, time_limit=lns_time, seed=self.seed) + origin
 
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting

@@ -385,12 +385,14 @@ def test_batch_bid_price_rule_reads_the_prices_by_round():
     model = bm.build(inst, relax=True)
     derivs = check_family(model, sol.prices["kv_memory"], "kv_memory", delta=1e-3, tol=1e-6)
     assert nondegenerate_positive(derivs, 1e-6) == [4]
-    # every modelled round is priced (0 where the model has no row), labelled by round
+    # every modelled round is priced (0 where the model has no row), labelled by round; the
+    # model's rounds run from the first arrival (3)
     assert sol.prices["kv_memory"].index.name == "round"
-    assert sol.prices["kv_memory"].index.tolist() == list(range(model.columns.rounds))
+    assert sol.prices["kv_memory"].index.tolist() == list(range(3, 3 + model.columns.rounds))
     rule = bs.BidPrice.from_solution(sol)
+    assert rule.origin == 3
     # the rule's price for round 4 is round 4's finite difference, and no other round is priced
-    assert rule.prices[4] == pytest.approx(derivs[4][0], abs=1e-6) and derivs[4][0] > 0
+    assert rule.prices[4 - 3] == pytest.approx(derivs[4][0], abs=1e-6) and derivs[4][0] > 0
     assert np.count_nonzero(rule.prices > 1e-9) == 1
     # and it prices a footprint like the rule built on the matrix path (prices 0..T-1)
     other = bs.BidPrice.from_solution(bs.solve_lp(inst))

@@ -128,3 +128,59 @@ def test_decode_hindsight_lp_prices_keep_their_units_at_any_time_unit():
                                                          rel=1e-6)
     cvx = servopt.solve(_dr_scaled(1e-5), backend="cvxpy")
     assert cvx.objective == pytest.approx(small.objective, rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# batch scheduling: every arrival shifted by a constant
+# ---------------------------------------------------------------------------------------------
+SHIFTS = [10**7, 1_700_000_000]
+
+
+def _bs(offset: int = 0):
+    import dataclasses
+
+    from servopt.instances import load
+
+    inst = load(str(LIBRARY / "batch_scheduling" / "bs_offline_10.json"))
+    return dataclasses.replace(inst, arrival=inst.arrival + offset)
+
+
+@pytest.mark.parametrize("offset", SHIFTS)
+def test_batch_solves_are_shift_invariant_and_small(offset):
+    import tracemalloc
+
+    import servopt
+    from servopt.models import batch_scheduling as bm
+
+    base, shifted = _bs(), _bs(offset)
+    tracemalloc.start()
+    try:
+        for kw in ({}, {"relax": True}, {"backend": "pyomo"}, {"backend": "cvxpy"}):
+            want = servopt.solve(base, **kw)
+            got = servopt.solve(shifted, **kw)
+            assert got.objective == pytest.approx(want.objective, rel=1e-9), kw
+            if not got.relaxed:  # a schedule on the instance's own rounds
+                start = got.decisions["start"].to_numpy()
+                assert bm.is_feasible(base, start - offset)
+                assert bm.schedule_latency(shifted, start) == pytest.approx(got.objective)
+            if "kv_memory" in got.prices:  # priced rounds labelled as the instance's
+                assert got.prices["kv_memory"].index[0] == offset
+                np.testing.assert_allclose(got.prices["kv_memory"].to_numpy(),
+                                           want.prices["kv_memory"].to_numpy(), atol=1e-7)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200e6  # 2.4 GB at +1e7 and a MemoryError at +1.7e9 before
+
+
+@pytest.mark.parametrize("offset", SHIFTS)
+def test_batch_rules_and_bound_are_shift_invariant(offset):
+    from servopt.benchmarks import batch_scheduling as bb
+    from servopt.solvers import batch_scheduling as bs
+
+    base, shifted = _bs(), _bs(offset)
+    for method in ("fcfs", "bid_price", "bid_price_stationary"):
+        assert bb.evaluate(shifted, method).cost == bb.evaluate(base, method).cost, method
+    hindsight = bb.evaluate(shifted, bs.Hindsight(time_limit=1.0)).cost
+    assert hindsight == bb.evaluate(base, bs.Hindsight(time_limit=1.0)).cost
+    assert bb.bound(shifted).value == bb.bound(base).value

@@ -665,6 +665,15 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
     ``x`` (column values) and ``price`` (row prices in servopt's sign convention: >= 0 for the
     ``<=`` rows, d objective / d rhs for equalities), the latter for LPs solved to optimality
     (a stopped LP has neither a bound nor prices).
+
+    HiGHS solves ``c / s`` with s = max |c_j| (when finite and > 0), and objective, bound and
+    prices are multiplied back by s: the answer is in the units of ``c``, the decisions are not in
+    any. HiGHS's tolerances are absolute (dual feasibility 1e-7, MIP absolute gap 1e-6), and the
+    epoch model's coefficients gamma^h c1 are 1e-4 .. 3.5e-6 ms per token at the default c1:
+    with the times of ``generate(requests=300, workers=4, seed=0)`` given in 2^-10 ms,
+    ``epoch_ip``'s total step time was 16597.07 ms against 15359.81 in ms (another assignment
+    for 222 of 300 requests). Divided by its largest coefficient the objective is gamma^h c1 / c1,
+    whatever the time unit (bit for bit when the unit changes by a power of two).
     """
     import highspy
 
@@ -675,9 +684,19 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
     h.setOptionValue("presolve", "choose" if mat.integer.any() else "off")
     h.setOptionValue("solver", "ipm" if central else "choose")
     h.setOptionValue("run_crossover", "off" if central else "on")
+    # a MIP solve leaves HiGHS's primal_feasibility_tolerance at the MIP's 1e-6: without this,
+    # an LP's answer depended on whether a MIP (epoch_ip, the hindsight bound) ran before it
+    h.setOptionValue("primal_feasibility_tolerance", 1e-7)
+    h.setOptionValue("dual_feasibility_tolerance", 1e-7)
+    # the central point without crossover: at IPX's default 1e-8, 12 of 897 epoch LPs (audit
+    # stream, quick cell, a hindsight stream) stopped 'unknown' 7e-6 outside a bound
+    h.setOptionValue("ipm_optimality_tolerance", 1e-10 if central else 1e-8)
     n_cols = mat.A.shape[1]
     is_mip = bool(mat.integer.any())
-    h.passModel(highs_lp(mat.c, mat.A, mat.row_lo, mat.row_hi, mat.col_lo, mat.col_hi,
+    scale = float(np.abs(mat.c).max()) if mat.c.size else 0.0  # the objective's unit (see above)
+    if not 0.0 < scale < np.inf:
+        scale = 1.0
+    h.passModel(highs_lp(mat.c / scale, mat.A, mat.row_lo, mat.row_hi, mat.col_lo, mat.col_hi,
                          integer=mat.integer))
     h.run()
     status = h.getModelStatus()
@@ -689,11 +708,12 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
     x = np.asarray(sol.col_value, dtype=float)
     has = len(x) == n_cols and (status == S.kOptimal or info.primal_solution_status == 2)
     name = {S.kOptimal: "optimal", S.kTimeLimit: "time_limit"}.get(status, "error")
-    obj = float(info.objective_function_value) + mat.offset if has else np.nan
-    bound = (float(info.mip_dual_bound) + mat.offset) if is_mip else obj if name == "optimal" else np.nan
+    obj = scale * float(info.objective_function_value) + mat.offset if has else np.nan
+    bound = (scale * float(info.mip_dual_bound) + mat.offset) if is_mip \
+        else obj if name == "optimal" else np.nan
     out = {"status": name, "objective": obj, "bound": bound, "x": x if has else None}
     if not is_mip and has and name == "optimal":  # a stopped LP's duals are no prices
-        dual = np.asarray(sol.row_dual, dtype=float)
+        dual = scale * np.asarray(sol.row_dual, dtype=float)  # in the units of ``c``
         eq = mat.row_lo == mat.row_hi
         # HiGHS's row_dual is d(objective)/d(row bound), Pyomo's convention
         le = normalise_dual(dual, sense="min", row="le", convention="pyomo")
@@ -1340,7 +1360,11 @@ class BidPrice(Router):
             score = self.rho @ w + self.sigma + self.kappa * (view.prompt[i] + 1)
             score = np.where(open_, score, np.inf)
             best = score.min()
-            open_ = score <= best + 1e-9 * max(1.0, abs(best))
+            # ties within 1e-9 of max(|best|, 1e4 c1): 1 ms at the default c1 = 1e-4, and in
+            # the instance's time unit, as the prices are (solve_matrix), so that the choice
+            # does not depend on that unit
+            floor = 1e4 * self.instance.ms_per_kv_token or 1.0
+            open_ = score <= best + 1e-9 * max(floor, abs(best))
         kv = np.where(open_, view.kv_running + view.kv_queued, np.iinfo(np.int64).max)
         g = int(np.argmin(kv))
         self.routed[g] += (view.prompt[i] + 1) / self.unit

@@ -425,18 +425,20 @@ def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4
     simple = busy_lower_bound(instance)
     if not model.hindsight_exact(instance):
         return Bound(simple, "lower_bound", wall_s=time.perf_counter() - start)
+    unit = model.work_unit(instance)  # rows in KV tokens: HiGHS's tolerances are absolute
     try:
-        mat = model.hindsight_matrices(instance, step_block=step_block)
+        mat = model.hindsight_matrices(instance, step_block=step_block, unit=unit)
     except model.ModelTooLarge:  # more nonzeros than model.MAX_ENTRIES: the busy-time bound
         return Bound(simple, "lower_bound", wall_s=time.perf_counter() - start)
     res = routing.solve_matrix(mat, time_limit=time_limit, mip_gap=mip_gap)
     wall = time.perf_counter() - start
-    value = float(res["bound"])  # HiGHS's dual bound: at mip_gap > 0 "optimal" may stop below the optimum
+    # HiGHS's dual bound, in ms: at mip_gap > 0 "optimal" may stop below the optimum
+    value, objective = float(res["bound"]) * unit, float(res["objective"]) * unit
     if not math.isfinite(value) or value < simple:
         return Bound(simple, "lower_bound", wall_s=wall)
-    proved = res["status"] == "optimal" and value >= float(res["objective"]) - 1e-9 * max(1.0, abs(value))
+    proved = res["status"] == "optimal" and value >= objective - 1e-9 * max(1.0, abs(value))
     if proved and step_block == 1:
-        return Bound(float(res["objective"]), "optimal", wall_s=wall)
+        return Bound(objective, "optimal", wall_s=wall)
     kind = "mip_bound" if step_block == 1 else "lower_bound"
     return Bound(value, kind, wall_s=wall, status=res["status"])
 

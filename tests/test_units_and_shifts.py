@@ -114,6 +114,18 @@ def test_decode_hindsight_ip_is_honest_in_any_time_unit(factor, backend):
     assert inst.step_ms * len(u) + u.sum() == pytest.approx(sol.objective, rel=1e-9)
 
 
+@pytest.mark.parametrize("factor", [1e-5, 1e-9, 1e5])
+def test_decode_evaluator_bound_is_the_proved_optimum_in_any_time_unit(factor):
+    # the gap table's bound (benchmarks.decode_routing.bound, its own HiGHS matrix solve) built
+    # the rows in ms: at 1e-5 it reported "optimal" 1467.26, below the proved optimum 1467.76
+    from servopt.benchmarks import decode_routing as bench
+
+    bound = bench.bound(_dr_scaled(factor))
+    assert bound.kind == "optimal"
+    assert bound.value == pytest.approx(DR_8X2_OPTIMUM * factor, rel=1e-4)
+    assert bound.value <= DR_8X2_OPTIMUM * factor * (1 + 1e-9)
+
+
 def test_decode_hindsight_lp_prices_keep_their_units_at_any_time_unit():
     import servopt
 

@@ -436,7 +436,9 @@ def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4
     value, objective = float(res["bound"]) * unit, float(res["objective"]) * unit
     if not math.isfinite(value) or value < simple:
         return Bound(simple, "lower_bound", wall_s=wall)
-    proved = res["status"] == "optimal" and value >= objective - 1e-9 * max(1.0, abs(value))
+    # proved: HiGHS closed the gap to its absolute MIP gap (1e-6 in the solver's unit), not just
+    # to mip_gap
+    proved = res["status"] == "optimal" and value >= objective - max(1e-6 * unit, 1e-9 * abs(value))
     if proved and step_block == 1:
         return Bound(objective, "optimal", wall_s=wall)
     kind = "mip_bound" if step_block == 1 else "lower_bound"

@@ -974,8 +974,9 @@ def test_bound_keeps_the_better_of_a_time_limited_mip_and_the_busy_bound(monkeyp
     report the busy bound (mip_bound is an offset from it here, nan = no bound at all)."""
     inst = inst_mod.generate_steps(requests=8, workers=2, seed=4)
     busy = bench.busy_lower_bound(inst)
+    unit = model.work_unit(inst)  # bound() builds the matrices in work units and reads them back in ms
     monkeypatch.setattr(routing, "solve_matrix", lambda mat, **kw: {
-        "status": "time_limit", "objective": math.nan, "bound": busy + mip_bound})
+        "status": "time_limit", "objective": math.nan, "bound": (busy + mip_bound) / unit})
     got = bench.bound(inst)
     assert got.kind == kind
     assert got.value == pytest.approx(busy + 1.0 if kind == "mip_bound" else busy)

@@ -680,7 +680,10 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     """Solve the time-indexed model (LP, or IP with ``integer=True``) built as sparse matrices.
 
     Same model as ``servopt.solve(instance, relax=True)`` (tests check they agree), built
-    without Python loops so that n = 200 fits. Prices follow the servopt convention;
+    without Python loops so that n = 200 fits. Its rounds run from round 0 of the instance's
+    clock (one memory row per round): for a stream whose clock starts later, solve
+    ``model.from_first_arrival(instance)[0]`` (same costs) and add the shift to its rounds.
+    Prices follow the servopt convention;
     ``decisions["start"]`` holds the (largest-weight) start round of each request, -1 if late.
     ``start`` (start rounds of a feasible schedule; default for the IP:
     :func:`~servopt.models.batch_scheduling.warm_start_schedule`) warm-starts the IP. ``lp_solver`` is
@@ -1290,7 +1293,8 @@ def _solution_prices(solution: Solution, who: str) -> np.ndarray:
 
 
 def arrived_after_round_0(policy: Policy, state: State) -> bool:
-    """Has some request arrived after round 0 by round ``state.t`` (0 < arrival <= t)?
+    """Has some request arrived after the first arrival round by round ``state.t`` (first
+    arrival < arrival <= t; the first arrival is round 0 of a stream that starts there)?
 
     What the bid-price rules' mode is decided on: a fact about arrived requests only. The first
     arrival round after 0 is kept per instance (``_per_instance``) and compared with t, so the
@@ -1948,14 +1952,15 @@ class Hindsight(Policy):
         candidates = [model.warm_start_schedule(plan), plan_schedule(plan, MCSF()),
                       plan_schedule(plan, BidPrice(time_limit=self.time_limit))]
         costs = [model.schedule_latency(plan, c) for c in candidates]
-        self.initial = candidates[int(np.argmin(costs))]
+        initial = candidates[int(np.argmin(costs))]
         if plan.max_batch is None:  # the order search does not model a batch cap
-            ordered = search_order(plan, self.initial, time_limit=self.time_limit * 3 / 4,
+            ordered = search_order(plan, initial, time_limit=self.time_limit * 3 / 4,
                                    seed=self.seed)
             lns_time = self.time_limit / 4
         else:
-            ordered, lns_time = self.initial, self.time_limit
+            ordered, lns_time = initial, self.time_limit
         self.planned = improve_schedule(plan, ordered, time_limit=lns_time, seed=self.seed) + origin
+        self.initial = initial + origin  # on the instance's rounds, as ``planned``
 
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting

@@ -188,6 +188,7 @@ def test_batch_solves_are_shift_invariant_and_small(offset):
 @pytest.mark.parametrize("offset", SHIFTS)
 def test_batch_rules_and_bound_are_shift_invariant(offset):
     from servopt.benchmarks import batch_scheduling as bb
+    from servopt.models import batch_scheduling as bm
     from servopt.solvers import batch_scheduling as bs
 
     base, shifted = _bs(), _bs(offset)
@@ -196,3 +197,12 @@ def test_batch_rules_and_bound_are_shift_invariant(offset):
     hindsight = bb.evaluate(shifted, bs.Hindsight(time_limit=1.0)).cost
     assert hindsight == bb.evaluate(base, bs.Hindsight(time_limit=1.0)).cost
     assert bb.bound(shifted).value == bb.bound(base).value
+    # every bound method, not only auto (the review: method="ip" allocated a row per absolute
+    # round, a MemoryError at +1.7e9; cover's value moved with the shift)
+    for method in ("lp", "ip", "cover"):
+        assert bb.bound(shifted, method=method, time_limit=10).value == \
+            bb.bound(base, method=method, time_limit=10).value, method
+    # the search's first schedule is on the instance's rounds, like its plan
+    search = bs.Hindsight(time_limit=1.0)
+    search.prepare(shifted)
+    assert bm.is_feasible(shifted, search.initial) and bm.is_feasible(shifted, search.planned)

@@ -519,7 +519,9 @@ def build_networkx(instance: Instance, *, scale: float | None = None) -> tuple[A
     integers); rounding down keeps ``flow_cost / weight_scale + constant`` a lower bound on the
     LP's value, below it by at most ``1 / scale`` per token-interval kept. ``scale`` defaults to
     ``1e6`` over the smallest positive cost per token (at least 1e6), so that error is at most
-    1e-6 of the cheapest kept interval's cost, in whatever unit the costs are given.
+    1e-6 of the cheapest kept interval's cost, in whatever unit the costs are given (capped so no
+    weight exceeds 2^62: with costs per token spanning more than ~1e13 the cheapest ones round
+    to less precision, the value still a lower bound).
     Sizes must be whole tokens, and a fractional capacity is rounded down (whole-token
     objects never fill the fraction, so every cache schedule stays feasible and the value is
     still a lower bound, tighter than the LP forms' there). The optimal miss cost is
@@ -542,6 +544,8 @@ def build_networkx(instance: Instance, *, scale: float | None = None) -> tuple[A
         density = iv.cost[iv.fits] / iv.size[iv.fits]
         positive = density[density > 0]
         scale = max(1e6, 1e6 / float(positive.min())) if positive.size else 1e6
+        if positive.size:  # weights stay below 2^62 (cost per token spanning > 1e300 overflowed)
+            scale = min(scale, 2.0**62 / float(positive.max()))
     elif not (isinstance(scale, int | float) and 0 < scale < math.inf):
         raise InvalidInstanceError(f"scale must be a finite number > 0 (weight units per cost unit "
                                    f"per token), got {scale!r}")

@@ -69,6 +69,15 @@ def test_networkx_flow_is_a_bound_in_any_cost_unit(unit):
     assert flow <= bench.evaluate(scaled, "belady").cost
 
 
+def test_networkx_flow_with_costs_spanning_300_orders_of_magnitude():
+    # the review's case: the data-derived weight scale (1e6 / the cheapest cost per token) times
+    # 1e10 overflowed to inf (a bare OverflowError); capped, the value is the LP's within 1e-6
+    inst = ci.Instance(time=np.arange(8.0), object_id=np.array([0, 1, 2, 0, 1, 2, 0, 2]),
+                       size=np.array([1, 1, 3]), miss_cost=np.array([1e-300, 2.58, 1e10]), capacity=3)
+    lp = cs.solve_lp(inst).value
+    assert lp * (1 - 1e-6) <= cs.solve_lp(inst, method="networkx").value <= lp * (1 + 1e-12)
+
+
 @pytest.mark.parametrize(("sequence", "capacity", "by_hand"), [
     ([], 1.0, 0.0),  # no request
     ([0], 1.0, 1.0),  # one request: one first miss, no interval

@@ -23,6 +23,13 @@ the step number k; steps where nothing runs have no row):
           u_k >= f_k, the makespan floor of step k (``step_floor``: max(sum_i w_ik / G,
           max_i w_ik, sum of the G-th and (G+1)-th largest w_ik)), valid for any assignment.
 
+Units of the built model: the solver sees the step_load and step_floor rows, u_k and the
+objective divided by ``work_unit(instance)`` (c1, so the rows are in KV tokens; else p; else 1
+ms), so HiGHS's absolute tolerances do not depend on the time unit. ``servopt.solve`` and
+``solve_model`` report objective, bound, u and prices in ms (``objective_scale``,
+``row_scale``); a row of one's own on ``m.u`` or ``m.total_step_ms`` of a built Pyomo model is
+in those work units (divide ms by ``work_unit(instance)``).
+
 When neither slots nor KV can bind for any assignment (``hindsight_exact``), the simulator of
 :mod:`servopt.benchmarks.decode_routing` realises exactly this cost for any sticky assignment, so
 the optimum is the best any router can do and the IP's dual bound is a valid lower bound.

@@ -358,13 +358,9 @@ def _with_cheap_bound(module: Any, instance: Instance, solution: Solution,
 def _matrix_form(module: Any, instance: Instance, relax: bool, options: dict[str, Any]
                  ) -> MatrixModel | None:
     """The model's matrix form (``build_matrix_model``) when it has one for these options."""
-    builder = getattr(module, "build_matrix_model", None)
-    if builder is None:
+    if not _has_matrix_form(module, options):
         return None
-    params = inspect.signature(builder).parameters
-    if not set(options) <= {name for name, p in params.items() if p.kind == p.KEYWORD_ONLY}:
-        return None
-    return builder(instance, relax=relax, **options)
+    return module.build_matrix_model(instance, relax=relax, **options)
 
 
 def _check_options(*, relax: Any, time_limit: Any, mip_gap: Any, prices: Any) -> None:

@@ -241,17 +241,10 @@ def survival_from_counts(deaths: np.ndarray, cens: np.ndarray, prior_mean: float
                          prior_weight: float = 20.0) -> np.ndarray:
     """:func:`survival` from histograms: ``deaths[t]`` finished requests with output t,
     ``cens[t]`` running requests of age t (both of the same length)."""
-    # at risk at t: outputs > t-1 ... requests with output >= t or age >= t
-    at_risk = (deaths + cens)[::-1].cumsum()[::-1].astype(float)
-    return _survival_at_risk(deaths, at_risk, prior_mean, prior_weight)
-
-
-def _survival_at_risk(deaths: np.ndarray, at_risk: np.ndarray, prior_mean: float,
-                      prior_weight: float) -> np.ndarray:
-    """:func:`survival_from_counts` given the requests at risk at each t (floats of whole
-    numbers); elementwise up to a cumulative product, so S(0..m-1) needs only the first m."""
     length = len(deaths)
     hazard0 = 1.0 / max(prior_mean, 1.0)
+    # at risk at t: outputs > t-1 ... requests with output >= t or age >= t
+    at_risk = (deaths + cens)[::-1].cumsum()[::-1].astype(float)
     prior_risk = _prior_risk(length, prior_mean, prior_weight)
     hazard = np.zeros(length)
     # event "output == t" for t >= 1 (an output is at least one token)
@@ -298,8 +291,6 @@ class _Forecaster:
         self._longest = 0  # their longest output
         self._tail_pow: np.ndarray = np.zeros(0)  # (1 - 1 / prior_mean)^k, k = 1, 2, ... (see _extended)
         self._log_ratio = np.zeros(0)  # log(true / predicted output) of finished requests
-        # S(t) only for t < prefix (None: every age a request reached; see _refresh_prefix)
-        self.prefix: int | None = None
         self.set_survival(np.ones(self.H + 2))
 
     def set_survival(self, S: np.ndarray) -> None:
@@ -312,9 +303,6 @@ class _Forecaster:
 
     def refresh(self, view: FleetView) -> None:
         completed = view.completed_outputs()
-        if self.prefix is not None and view.predicted is not None:
-            self._refresh_prefix(view, completed)
-            return
         # the death histogram (and the longest output) grow by the requests finished since the
         # last refresh (finished requests only accumulate), instead of a pass over all of them
         if len(completed) < self._n_dead:  # a new run on the same forecaster
@@ -332,10 +320,6 @@ class _Forecaster:
         cens = np.bincount(view.run_generated.astype(np.int64), minlength=length)
         self.set_survival(survival_from_counts(self._deaths[:length], cens, self.prior_mean))
         self.version += 1
-        self._refresh_sigma(view, completed)
-
-    def _refresh_sigma(self, view: FleetView, completed: np.ndarray) -> None:
-        """The prediction spread sigma from the finished requests (streams with predictions)."""
         if view.predicted is not None:
             # log(true / predicted) of the finished requests, extended by those finished since
             # the last refresh (the same numbers as recomputing all of them)
@@ -346,31 +330,6 @@ class _Forecaster:
             self._log_ratio = np.concatenate([self._log_ratio,
                                               np.log(completed[done:] / view.predicted[ids])])
             self.sigma = prediction_spread(self._log_ratio, prior=self.prediction_prior)
-
-    def _refresh_prefix(self, view: FleetView, completed: np.ndarray) -> None:
-        """:meth:`refresh` with S(t) only for t < ``prefix`` (the same numbers as the first
-        ``prefix`` of the full table: the requests at risk at t are all counted minus those that
-        finished or stopped aging before t, in integers, and the rest is elementwise up to a
-        cumulative product). The prediction forecast reads S only for new and queued requests
-        over the horizon (t < H)."""
-        m = self.prefix
-        if len(completed) < self._n_dead or len(self._deaths) != m:  # a new run (or mode)
-            self._deaths, self._n_dead, self._longest = np.zeros(m, dtype=np.int64), 0, 0
-        fresh = completed[self._n_dead:]
-        if len(fresh):
-            short = fresh[fresh < m]
-            if len(short):
-                np.add.at(self._deaths, short.astype(np.int64), 1)
-            self._n_dead = len(completed)
-        age = view.run_generated
-        cens = np.bincount(age[age < m].astype(np.int64), minlength=m)
-        seen = (self._deaths + cens).cumsum()  # finished or stopped aging at t or before
-        at_risk = np.empty(m, dtype=np.int64)
-        at_risk[0] = self._n_dead + len(age)
-        at_risk[1:] = at_risk[0] - seen[:-1]
-        self.set_survival(_survival_at_risk(self._deaths, at_risk.astype(float), self.prior_mean, 20.0))
-        self.version += 1
-        self._refresh_sigma(view, completed)
 
     def _S(self, t: np.ndarray) -> np.ndarray:
         t = np.asarray(t).astype(np.int64)
@@ -436,7 +395,7 @@ class _Forecaster:
         """(n, width) forecast KV profiles of requests ``ids`` of age ``age`` over the next
         ``width`` steps: the formulas (and floating-point arithmetic) of :meth:`profile` and
         :meth:`base_load`, over a horizon of any width."""
-        age = age.astype(np.int64, copy=False)
+        age = age.astype(np.int64)
         kv = (view.prompt[ids] + age).astype(float)[:, None] + np.arange(width, dtype=float)[None, :]
         if view.predicted is not None:
             log_p = np.log(np.maximum(view.predicted[ids].astype(float), 1.0))[:, None]
@@ -852,11 +811,9 @@ class BidPrice(Router):
     at its current age, Phi(. age .), so every step with arrivals touches every running request
     (O(running x H)), and every survival refresh re-estimates sigma, so log Phi is re-evaluated
     for running x (H + 4) ages; only a forecast that skips one of the two (the book) is cheaper.
-    (The survival refresh keeps S(t) only over the horizon there, all the forecast reads of it:
-    the same numbers, about 1% fewer router instructions.) Measured (``decode_routing_speed.md``,
-    conversation, 8 workers, noise 0.5): that upkeep is 86 of bid_price's 99 us per request,
-    with 914 log Phi evaluations per request, which is why this stream costs several times the
-    streams without predictions.
+    Measured (``decode_routing_speed.md``, conversation, 8 workers, noise 0.5): that upkeep is 86 of
+    bid_price's 99 us per request, with 914 log Phi evaluations per request, which is why this
+    stream costs several times the streams without predictions.
 
     ``prediction_prior`` is the spread sigma of log(true / predicted output) assumed until finished
     requests show the real one (:func:`prediction_spread`).
@@ -989,8 +946,6 @@ class BidPrice(Router):
                                        f"the instance has {instance.workers}")
         super().reset(instance, seed)
         self.fc = _Forecaster(self.horizon, self.prior_mean, self.prediction_prior)
-        if instance.predicted is not None:  # S is read only over the horizon (new, queued requests)
-            self.fc.prefix = self.horizon + 2
         self.last_refresh = -10**9
         self.arrivals = [0] * self.window  # requests routed per step (a ring of ``window`` steps)
         self.prompt_sum, self.prompt_n = 0.0, 0
@@ -1050,7 +1005,7 @@ class BidPrice(Router):
         """The forecast L_gh and its barrier M_h, recomputed once per step (no solver)."""
         if self.load_step != view.step:
             self.load = self.fc.base_load(view)
-            self.top = _max(self.load, axis=0)
+            self.top = self.load.max(axis=0)
             self.load_step = view.step
 
     def _route_marginal(self, view: FleetView, ids: np.ndarray) -> None:

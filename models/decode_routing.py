@@ -23,13 +23,6 @@ the step number k; steps where nothing runs have no row):
           u_k >= f_k, the makespan floor of step k (``step_floor``: max(sum_i w_ik / G,
           max_i w_ik, sum of the G-th and (G+1)-th largest w_ik)), valid for any assignment.
 
-Units of the built model: the solver sees the step_load and step_floor rows, u_k and the
-objective divided by ``work_unit(instance)`` (c1, so the rows are in KV tokens; else p; else 1
-ms), so HiGHS's absolute tolerances do not depend on the time unit. ``servopt.solve`` and
-``solve_model`` report objective, bound, u and prices in ms (``objective_scale``,
-``row_scale``); a row of one's own on ``m.u`` or ``m.total_step_ms`` of a built Pyomo model is
-in those work units (divide ms by ``work_unit(instance)``).
-
 When neither slots nor KV can bind for any assignment (``hindsight_exact``), the simulator of
 :mod:`servopt.benchmarks.decode_routing` realises exactly this cost for any sticky assignment, so
 the optimum is the best any router can do and the IP's dual bound is a valid lower bound.
@@ -44,8 +37,10 @@ any assignment, it tightens the LP; ``hindsight_matrices`` imposes it as a varia
 The solvers see the step_load / step_floor rows, u and the objective in units of
 :func:`work_unit` ms (c1: KV tokens), not in ms: HiGHS's tolerances are absolute, so rows in a
 tiny number of ms let an "optimal" answer sit below what its assignment costs. The models carry
-``objective_scale`` and ``row_scale``; ``servopt.solve`` reports objective, bound, u and prices
-in ms (:func:`hindsight_matrices` stays in ms unless given ``unit``).
+``objective_scale`` and ``row_scale``; ``servopt.solve`` and ``solve_model`` report objective,
+bound, u and prices in ms (:func:`hindsight_matrices` stays in ms unless given ``unit``). A row
+of one's own on ``m.u`` or ``m.total_step_ms`` of a built Pyomo model is in those work units
+(divide ms by ``work_unit(instance)``).
 
 Prices (LP relaxation): ``step_load[g,k]`` is the ms of total step time saved per ms of load
 removed from worker g at step k (>= 0); ``step_floor[k]`` the ms saved per ms the floor of step k

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.core import InvalidInstanceError, checks
-from servopt.core.instance import read_text_file
+from servopt.core.instance import GZIP_MAGIC, read_text_file
 
 REQUEST_COLUMNS = ["arrival_s", "prompt_tokens", "output_tokens"]
 MAX_TOKENS = 10**12  # beyond any context window; larger counts are data errors (and overflow int64)
@@ -174,9 +174,6 @@ def _open_checked(path: str | Path) -> Path:
     return path
 
 
-GZIP_MAGIC = b"\x1f\x8b"  # a gzip file's first two bytes: such a file is read decompressed
-
-
 def _is_gzip(path: Path) -> bool:
     with open(path, "rb") as head:
         return head.read(2) == GZIP_MAGIC
@@ -197,8 +194,7 @@ def _read_csv(path: Path, used: list[str], *, strip_names: bool = False,
     except (OSError, EOFError, zlib.error) as exc:
         raise InvalidInstanceError(f"{path}: cannot be read ({exc})") from None
     if first in (b"{", b"["):  # pandas would read a JSON object as one header of thousands of columns
-        hint = " (JSON lines: Mooncake format?)" if ".jsonl" in path.suffixes else ""
-        raise InvalidInstanceError(f"{path}: a JSON file{hint}, not a CSV trace")
+        raise InvalidInstanceError(f"{path}: a JSON file{_jsonl_hint(path)}, not a CSV trace")
     read = {"encoding": "utf-8-sig", "compression": "gzip" if compressed else "infer", **options}
     try:
         header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False,

@@ -196,13 +196,16 @@ def parse_json(text: str, source: str) -> Any:
         raise InvalidInstanceError(f"{source}: the JSON is nested too deeply") from None
 
 
+GZIP_MAGIC = b"\x1f\x8b"  # a gzip file's first two bytes: such a file is read decompressed
+
+
 def read_text_file(path: Path) -> str:
     """A data file's text: UTF-8, with or without a byte-order mark, plain or gzip-compressed
     (told by the content's first bytes, as the trace readers do, not by the name)."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
-        if data[:2] == b"\x1f\x8b":
+        if data[:2] == GZIP_MAGIC:
             data = gzip.decompress(data)
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -273,13 +273,14 @@ def simulate(
                     continue
                 head_at = float(arr[next_arrival])
         # the clock advances step by step, as iteration by iteration, so both see the same
-        # rounded start times (an arrival exactly at a start is admitted there or not alike)
-        last_start, end = clock, clock + step
-        for k in range(1, jump):
-            if end >= head_at:  # the head has arrived by this start: simulate it one by one
-                jump = k
-                break
-            last_start, end = end, end + step
+        # rounded start times (an arrival exactly at a start is admitted there or not alike):
+        # clocks[k] = the clock after k steps, added one at a time (cumsum is sequential)
+        clocks = np.full(jump + 1, step)
+        clocks[0] = clock
+        clocks = np.cumsum(clocks)
+        if head_at < math.inf:  # the head has arrived by a start: simulate it one by one
+            jump = min(jump, 1 + int(np.searchsorted(clocks[1:jump], head_at, side="left")))
+        last_start, end = float(clocks[jump - 1]), float(clocks[jump])
         kv_log.append(jump * used + dec_n * jump * (jump + 1) // 2)
         processed[r_id] += jump
         gen[r_id] += jump

@@ -147,6 +147,21 @@ def hindsight_exact(instance: Instance) -> bool:
     return not any(binding(instance).values())
 
 
+def solution_note(instance: Instance, **options: object) -> str | None:
+    """What the hindsight model's value is not, for this instance (``servopt.solve`` puts it in
+    ``solution.info["note"]``), or None when it is the best any router can do (or, blocked, a
+    lower bound on it). Where slots or KV can bind the model keeps every request running from
+    its arrival, while the simulator queues it: the value is then neither an achievable cost nor
+    a bound, whatever the ``options`` (``step_block`` included)."""
+    bind = binding(instance)
+    if not any(bind.values()):
+        return None
+    which = " and ".join(name.replace("kv_memory", "KV") for name, on in bind.items() if on)
+    return (f"{which} can bind on this stream: the model runs every request from its arrival, "
+            f"the simulator queues it, so this value is neither a router's cost nor a bound on "
+            f"one (servopt.benchmarks.decode_routing.bound gives a valid bound)")
+
+
 def _blocks(n_steps: int, step_block: int, symmetry: bool = True) -> np.ndarray:
     """Block of each active step; also checks the builders' options in the user's terms."""
     if not isinstance(step_block, int | np.integer) or step_block < 1:

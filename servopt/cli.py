@@ -111,6 +111,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     print(f"objective {solution.objective:.8g}")
     source = solution.info.get("bound_kind", "mip_bound")  # where a MIP's bound comes from
     print(f"bound     {solution.bound:.8g}" + ("" if source in ("mip_bound", "optimal") else f"  ({source})"))
+    if solution.info.get("note"):
+        print(f"note      {solution.info['note']}")
     skipped_highs = solution.info.get("highs_skipped")
     if skipped_highs or solution.info.get("build_skipped"):
         why = ("interrupted during the bound LP" if skipped_highs == "interrupted"

@@ -176,7 +176,9 @@ def solve(
         or ``cvxpy`` (the model's ``build_cvxpy`` LP: for an integer model, its relaxation,
         labelled ``relaxed``). ``solution.info["form"]`` says which model was solved, and
         ``solution.info["instance"]`` fingerprints the instance (the model module's
-        ``fingerprint(instance)`` of the fields the model reads, else ``content_hash()``).
+        ``fingerprint(instance)`` of the fields the model reads, else ``content_hash()``), and
+        ``solution.info["note"]`` (the module's ``solution_note``) says when the model's value
+        is not what the decision's evaluator measures (decode routing where slots or KV bind).
     options : passed to the model's ``build``.
     """
     if not isinstance(instance, Instance):
@@ -245,6 +247,9 @@ def solve(
     solution.wall_s = time.perf_counter() - start
     if warm_info is not None:
         solution.info["warm_start"] = warm_info
+    note = getattr(module, "solution_note", None)  # what the model's value means for the evaluator
+    if note is not None and (text := note(instance, **options)):
+        solution.info["note"] = text
     fingerprint = getattr(module, "fingerprint", None)  # rules built from it can check what they get
     solution.info["instance"] = fingerprint(instance) if fingerprint else instance.content_hash()
     return solution

@@ -836,7 +836,7 @@ class BidPrice(Router):
     gated router solved (None before its first solve): ``solve_model(build_epoch(router.epoch,
     relax=True), relax=True, decision="decode_routing")`` gives that LP's labelled prices.
     The default is ungated: on the reported grid (``decode_routing_targets.md``) the gated
-    ``bid_price_lp`` has 1.01-1.15x least-KV's barrier idle on the synthetic cells, where
+    ``bid_price_lp`` has 1.01-1.12x least-KV's barrier idle on the synthetic cells, where
     ``bid_price`` has 0.16-0.92x.
 
     ``BidPrice.from_solution(solution)`` builds the textbook rule from a solved epoch LP

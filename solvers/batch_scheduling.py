@@ -109,7 +109,8 @@ Methods (``POLICIES``)
   order placed request by request at its earliest feasible round, :func:`serial_schedule`),
   then for one quarter by large-neighbourhood search (:func:`improve_schedule`: free the
   requests starting in a window of rounds and re-solve their starts exactly with a small IP,
-  the others fixed).
+  the others fixed). It plans with idle stretches cut short (``compress_idle``) and puts the
+  plan back on the instance's rounds part by part (:func:`close_idle`).
   With exact predictions it is an upper bound on the hindsight optimum, not an online method:
   it plans on every request, future arrivals included (the one rule that does).
 
@@ -1927,6 +1928,75 @@ def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float
     return best
 
 
+def idle_cut(instance: Instance) -> tuple[Instance, np.ndarray]:
+    """:func:`servopt.models.batch_scheduling.compress_idle` of ``instance`` (its idle stretches
+    cut short, the first arrival at round 0) and each request's shift in rounds (instance
+    arrival - compressed arrival, the same for every request of one part; a schedule of the
+    compressed instance + shift is on the instance's rounds, see :func:`close_idle`)."""
+    short = model.compress_idle(instance)
+    if short is instance:
+        return short, np.zeros(instance.n, dtype=np.int64)
+    return short, (instance.arrival - short.arrival).astype(np.int64)
+
+
+def idle_parts(instance: Instance) -> np.ndarray:
+    """Each request's part (0, 1, ... in arrival order): a new part starts at a request arriving
+    no earlier than the requests before it can all finish one after another (their last arrival
+    + the sum of their outputs, in rounds), as in :func:`servopt.models.batch_scheduling.compress_idle`
+    but with a part starting exactly then too, so that the parts of a compressed instance (whose
+    next part arrives exactly then) are found again."""
+    a, o = instance.arrival, instance.output_tokens
+    order = np.argsort(a, kind="stable")
+    label = np.zeros(instance.n, dtype=np.int64)
+    part, latest, work = 0, 0, 0
+    for k, i in enumerate(order):  # one pass over the requests, as compress_idle
+        if k and a[i] >= latest + work:
+            part, work = part + 1, 0
+        label[i] = part
+        latest, work = max(latest, int(a[i])), work + int(o[i])
+    return label
+
+
+def close_idle(instance: Instance, start: np.ndarray) -> np.ndarray:
+    """A schedule (start rounds) whose parts of ``instance`` do not meet, at no higher latency.
+
+    Parts are those of :func:`idle_parts`: a part's requests arrive by round A (its last
+    arrival) and could all run one after another by A + the sum of their outputs, no later than
+    the next part's first arrival. Each part's requests are taken alone
+    (memory and batch use only fall) and every round from A on in which none of them runs is
+    cut out (those starting later move that many rounds earlier: the requests running in each
+    remaining round and their rounds into their runs are unchanged, and none moves before A,
+    so before its arrival). A part then ends by A + its output sum, so the parts are disjoint
+    in time and the schedule is feasible if each part's was; shifted by :func:`idle_cut`'s
+    shifts, it is feasible on the uncompressed instance with the same total latency (rounds).
+    Vectorised over requests; nothing is sized by rounds.
+    """
+    start = np.asarray(start, dtype=np.int64)
+    if instance.n == 0:
+        return start.copy()
+    part = idle_parts(instance)
+    last = np.zeros(int(part.max()) + 1, dtype=np.int64)
+    np.maximum.at(last, part, instance.arrival.astype(np.int64))
+    order = np.lexsort((start, part))  # by part, then start round
+    g, p = part[order], start[order]
+    end = p + instance.output_tokens[order].astype(np.int64)
+    floor = last[g]  # the part's last arrival: rounds from it on may be cut
+    # the latest end among the part's earlier starts: a running maximum within each part, on
+    # ranks of the ends (keys part * (n + 1) + rank stay small whatever the rounds)
+    values, rank = np.unique(end, return_inverse=True)
+    running = np.maximum.accumulate(g * (instance.n + 1) + rank) - g * (instance.n + 1)
+    before = np.full(len(p), -1, dtype=np.int64)  # -1: no earlier start in the part
+    same = g[1:] == g[:-1]
+    before[1:][same] = values[running[:-1][same]]
+    idle = np.maximum(0, p - np.maximum(before, floor))  # idle rounds in [floor, p) before k
+    total = np.cumsum(idle)
+    first = np.r_[0, np.flatnonzero(~same) + 1]  # each part's first index
+    within = total - (total - idle)[first][g]  # cut rounds before start k, within its part
+    closed = np.empty_like(start)
+    closed[order] = p - within
+    return closed
+
+
 class Hindsight(Policy):
     """The best schedule found with lengths known in advance (predicted lengths as the truth).
 
@@ -1936,7 +2006,10 @@ class Hindsight(Policy):
     quarters of ``time_limit`` seconds) and :func:`improve_schedule` (one quarter) and replayed (each
     request admitted at its planned round, with the
     lookahead check). With exact predictions it is the best schedule found (an upper bound on
-    the hindsight optimum), not an online method.
+    the hindsight optimum), not an online method. The search runs on the instance with its idle
+    stretches cut short (:func:`idle_cut`), so a gap of 1e9 rounds between arrivals sizes
+    nothing; its schedule goes back on the instance's rounds part by part (:func:`close_idle`),
+    feasible there with the same total latency.
     """
 
     name = "hindsight"
@@ -1946,9 +2019,10 @@ class Hindsight(Policy):
         self.seed = seed
 
     def prepare(self, instance: Instance) -> None:
-        # planned from the first arrival (a clock stamped 1.7e9 rounds in would size the
-        # search's arrays by it), then put back on the instance's rounds
-        plan, origin = model.from_first_arrival(planning_instance(instance))
+        # planned on the instance with its idle stretches cut short (a clock stamped 1.7e9
+        # rounds in, or a gap of 1e9 rounds between arrivals, would size the search's n x rounds
+        # arrays by it), then put back on the instance's rounds part by part (close_idle)
+        plan, shift = idle_cut(planning_instance(instance))
         candidates = [model.warm_start_schedule(plan), plan_schedule(plan, MCSF()),
                       plan_schedule(plan, BidPrice(time_limit=self.time_limit))]
         costs = [model.schedule_latency(plan, c) for c in candidates]
@@ -1959,8 +2033,9 @@ class Hindsight(Policy):
             lns_time = self.time_limit / 4
         else:
             ordered, lns_time = initial, self.time_limit
-        self.planned = improve_schedule(plan, ordered, time_limit=lns_time, seed=self.seed) + origin
-        self.initial = initial + origin  # on the instance's rounds, as ``planned``
+        best = improve_schedule(plan, ordered, time_limit=lns_time, seed=self.seed)
+        self.planned = close_idle(plan, best) + shift
+        self.initial = close_idle(plan, initial) + shift  # on the instance's rounds, as ``planned``
 
     def admit(self, state: State) -> np.ndarray:
         w = state.waiting

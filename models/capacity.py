@@ -44,8 +44,11 @@ Variables: x_k >= 0 requests/s of class k, r >= 0 iterations per second, theta s
     batch_slots:     sum_k n_k x_k <= B r                         (slot-iterations per second)
 
 (M' = the usable memory of the corrected bound, or M with ``corrected=False``.) For a fixed mix
-its optimum is exactly min(mu_c, mu_m, mu_s). Prices (servopt convention: >= 0, improvement of
-theta per unit of relaxation):
+its optimum is exactly min(mu_c, mu_m, mu_s). The solver sees it in units taken from that
+closed-form bound (:func:`lp_units`: rates in mu, time in the iteration time there, each capacity
+row divided by its capacity), so every term is near 1 at the optimum whatever the scale of the
+times or the token counts; ``servopt.solve`` reports theta, x, r and the prices below per second.
+Prices (servopt convention: >= 0, improvement of theta per unit of relaxation):
 
 - ``busy_time``: requests/s per unit of worker time (= theta, the LP is homogeneous);
 - ``kv_memory``: requests/s per extra KV token-iteration per second; times r it is what one
@@ -65,6 +68,7 @@ for d0, % rate lost per % of d0, with the same sign as its value).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from typing import Any
@@ -108,17 +112,22 @@ def kv_footprint(prompt: Any, output: Any, chunk: int, *, reserve: str = "admiss
     ``reserve="chunks"``: only processed chunks are held (sum_{k<=P} min(k C, s)).
     Decode iteration j = 1..o-1 holds s + j tokens in both.
     """
+    # in float64: products of lengths up to the instance's 1e12 pass int64's 9.2e18 (P s with
+    # s = 1e11, C = 512 is 2e19) and would wrap silently; below 2**53 (every realistic case) each
+    # term is a whole number held exactly, as in integer arithmetic ((o - 1) o and (p - 1) p are
+    # even, so their halves are exact)
     s = np.asarray(prompt, dtype=np.int64)
-    o = np.asarray(output, dtype=np.int64)
-    p = prefill_iterations(s, chunk)
-    decode = (o - 1) * s + o * (o - 1) // 2
+    o = np.asarray(output, dtype=np.int64).astype(np.float64)
+    p = prefill_iterations(s, chunk).astype(np.float64)
+    s = s.astype(np.float64)
+    decode = (o - 1) * s + o * (o - 1) / 2
     if reserve == "admission":
         prefill = p * s
     elif reserve == "chunks":
-        prefill = int(chunk) * (p - 1) * p // 2 + s
+        prefill = float(chunk) * ((p - 1) * p / 2) + s
     else:
         raise ValueError(f"reserve must be 'admission' or 'chunks', got {reserve!r}")
-    return (prefill + decode).astype(np.float64)
+    return prefill + decode
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,6 +263,7 @@ def bounds(instance: Instance, *, corrected: bool = True, recompute_fraction: fl
         # bounds all equal 1 / (d1 E[w]) and only this comparison tells (ties: KV does not bind)
         kv_first = kv_left / m["kv_footprint"] < (1 - 1e-9) * min(
             instance.batch_cap / m["slot_iterations"], b / m["work"])
+        extra = 1.0
         if kv_first:
             for _ in range(50):  # fixed point: the recomputation depends on the operating point
                 corr = memory_corrections(instance, recompute_fraction, rate=memory)
@@ -263,9 +273,14 @@ def bounds(instance: Instance, *, corrected: bool = True, recompute_fraction: fl
                 memory = new
                 if done:
                     break
-        # the KV capacity that, in the uncorrected formula, sustains the corrected rate
-        denom = 1.0 - memory * d1 * m["work"]
-        usable = memory * d0 * m["kv_footprint"] / denom if d0 > 0 and denom > 0 else kv_left
+        # the KV capacity M' that, in the uncorrected formula, sustains the corrected rate:
+        # M' / (d0 E[g] + M' d1 E[w]) = kv_left / (d0 E[g] + kv_left d1 E[w] extra) gives
+        # M' = kv_left d0 E[g] / (d0 E[g] + kv_left d1 E[w] (extra - 1)), kv_left itself without
+        # recomputation (not memory d0 E[g] / (1 - memory d1 E[w]): when M is large that
+        # denominator cancels, and M' near 1e12 was off by 2e4 tokens, dM'/dd0 by 2e9 tokens/s)
+        held = d0 * m["kv_footprint"]
+        usable = (kv_left * held / (held + kv_left * d1 * m["work"] * (extra - 1.0))
+                  if d0 > 0 and extra > 1.0 else kv_left)
     values = {"compute": compute, "slots": slots, "memory": memory}
     rate = min(values.values())
     # ties (all three at d0 = 0 when KV does not saturate first) name compute, then slots
@@ -324,12 +339,58 @@ def request_classes(instance: Instance, *, prompt_bins: int = 4, output_bins: in
     return out.astype(float)
 
 
+@dataclasses.dataclass(frozen=True)
+class LpUnits:
+    """The units the fluid LP is written in (:func:`lp_units`).
+
+    time_s : u, seconds per time unit (iterations per second r is written r u);
+    rate : mu, requests/s per unit of x and theta (x and theta are written x / mu).
+    """
+
+    time_s: float
+    rate: float
+
+    def row_scale(self, instance: Instance, memory: float) -> dict[str, float]:
+        """Reported units per model unit of each row family: mix in mu req/s, kv_memory in
+        M' / u token-iterations/s, token_budget in b / u tokens/s, batch_slots in B / u
+        slot-iterations/s (busy_time is seconds per second in both)."""
+        u = self.time_s
+        return {"mix": self.rate, "kv_memory": memory / u, "token_budget": instance.token_budget / u,
+                "batch_slots": instance.batch_cap / u}
+
+
+def lp_units(instance: Instance, closed_form: Bounds) -> LpUnits:
+    """Units that put every term of the fluid LP near 1 at its optimum, from the closed-form
+    bound it reproduces: rates in mu = the bound's max_stable_rate, time in u = the iteration time
+    t(mu) at that operating point (the full-budget iteration d0 + d1 b when t(mu) is not > 0, as at
+    d0 = 0). The rows then read
+
+        busy_time:    (d0 / u) r' + sum_k (d1 w_k mu) x'_k <= 1
+        kv_memory:    sum_k (g_k mu u / M') x'_k <= r'        (and likewise b and B)
+
+    with x' = x / mu, theta' = theta / mu (about 1) and r' = r u (about 1 iteration per u): each
+    coefficient is the share of a second, of the memory, of the budget or of the slots one term
+    takes at the optimum. HiGHS drops matrix entries below 1e-9, refuses them above 1e15 and its
+    tolerances are absolute: in seconds and tokens a step time of 1e-10 s dropped the busy-time
+    row (the LP came back "unbounded") and prompts of 1e11 tokens made KV coefficients of 1e21. In
+    these units a dropped entry moves the optimum by about 1e-9 of itself, and the model is the
+    same at any scale of the times (all times x c: u x c, mu / c).
+    """
+    d0, d1 = instance.step_overhead_s, instance.per_token_s
+    rate = closed_form.max_stable_rate
+    unit = self_consistent_iteration(instance, rate, closed_form.means["work"])
+    if not (math.isfinite(unit) and unit > 0):
+        unit = d0 + d1 * instance.token_budget
+    return LpUnits(time_s=float(unit), rate=float(rate))
+
+
 def _lp_data(
     instance: Instance, corrected: bool, classes: pd.DataFrame | None, recompute_fraction: float | None
-) -> tuple[pd.DataFrame, float]:
+) -> tuple[pd.DataFrame, float, LpUnits]:
+    """The classes, the usable memory M' (tokens) and the LP's units (:func:`lp_units`)."""
     classes = request_classes(instance) if classes is None else classes
     if not corrected:
-        return classes, float(instance.kv_tokens)
+        return classes, float(instance.kv_tokens), lp_units(instance, bounds(instance, corrected=False))
     corrected_bounds = bounds(instance, recompute_fraction=recompute_fraction)
     if instance.step_overhead_s == 0 and corrected_bounds.binding == "memory":
         # with no step overhead r is free and no M' can bind: carry the recomputation the
@@ -337,7 +398,21 @@ def _lp_data(
         extra = 1.0 + memory_corrections(instance, recompute_fraction,
                                          rate=corrected_bounds.memory)["recompute_fraction"]
         classes = classes.assign(work=classes["work"] * extra)
-    return classes, corrected_bounds.usable_kv_tokens
+    return classes, corrected_bounds.usable_kv_tokens, lp_units(instance, corrected_bounds)
+
+
+def _coefficients(instance: Instance, classes: pd.DataFrame, memory: float,
+                  units: LpUnits) -> dict[str, Any]:
+    """The LP's coefficients in its units (:func:`lp_units`), one array per class each."""
+    u, mu = units.time_s, units.rate
+    return {
+        "share": classes["share"].to_numpy(float),
+        "busy_r": instance.step_overhead_s / u,
+        "busy_x": instance.per_token_s * mu * classes["work"].to_numpy(float),
+        "kv_memory": classes["kv_footprint"].to_numpy(float) * (mu * u / memory),
+        "token_budget": classes["work"].to_numpy(float) * (mu * u / instance.token_budget),
+        "batch_slots": classes["slot_iterations"].to_numpy(float) * (mu * u / instance.batch_cap),
+    }
 
 
 def build(
@@ -348,28 +423,33 @@ def build(
     classes: pd.DataFrame | None = None,
     recompute_fraction: float | None = None,
 ) -> pyo.ConcreteModel:
-    """The fluid LP (Pyomo); ``relax`` is accepted for the common interface (it is an LP)."""
-    classes, memory = _lp_data(instance, corrected, classes, recompute_fraction)
+    """The fluid LP (Pyomo); ``relax`` is accepted for the common interface (it is an LP).
+
+    Written in the units of :func:`lp_units` (x and theta in mu req/s, r in iterations per u
+    seconds, each capacity row divided by its capacity); ``objective_scale`` and ``row_scale``
+    make ``servopt.solve`` report theta, the bound and every price per second as documented, and
+    :func:`decisions` reports x, r and theta per second. ``units`` holds the units.
+    """
+    classes, memory, units = _lp_data(instance, corrected, classes, recompute_fraction)
     keys = list(classes.index)
-    p = classes["share"].to_dict()
-    w = classes["work"].to_dict()
-    g = classes["kv_footprint"].to_dict()
-    n = classes["slot_iterations"].to_dict()
-    d0, d1 = instance.step_overhead_s, instance.per_token_s
+    c = {name: (dict(zip(keys, v, strict=True)) if isinstance(v, np.ndarray) else v)
+         for name, v in _coefficients(instance, classes, memory, units).items()}
 
     m = pyo.ConcreteModel(name="capacity_fluid_lp")
     m.K = pyo.Set(initialize=keys, ordered=True)
     m.x = pyo.Var(m.K, domain=pyo.NonNegativeReals)
     m.r = pyo.Var(domain=pyo.NonNegativeReals)
     m.theta = pyo.Var(domain=pyo.NonNegativeReals)
-    m.mix = pyo.Constraint(m.K, rule=lambda m, k: m.x[k] == p[k] * m.theta)
-    m.busy_time = pyo.Constraint(expr=d0 * m.r + d1 * sum(w[k] * m.x[k] for k in m.K) <= 1.0)
-    m.kv_memory = pyo.Constraint(expr=sum(g[k] * m.x[k] for k in m.K) - memory * m.r <= 0)
-    m.token_budget = pyo.Constraint(expr=sum(w[k] * m.x[k] for k in m.K) - instance.token_budget * m.r <= 0)
-    m.batch_slots = pyo.Constraint(expr=sum(n[k] * m.x[k] for k in m.K) - instance.batch_cap * m.r <= 0)
-    m.rate = pyo.Objective(expr=m.theta, sense=pyo.maximize)
+    m.mix = pyo.Constraint(m.K, rule=lambda m, k: m.x[k] == c["share"][k] * m.theta)
+    m.busy_time = pyo.Constraint(expr=c["busy_r"] * m.r + sum(c["busy_x"][k] * m.x[k] for k in m.K) <= 1.0)
+    for name in ("kv_memory", "token_budget", "batch_slots"):
+        m.add_component(name, pyo.Constraint(expr=sum(c[name][k] * m.x[k] for k in m.K) - m.r <= 0))
+    m.rate = pyo.Objective(expr=m.theta, sense=pyo.maximize)  # in units of mu req/s
     m.index_names = {"mix": ["request_class"], "x": ["request_class"]}
     m.usable_kv_tokens = memory
+    m.units = units
+    m.objective_scale = units.rate  # servopt.solve reports theta and the prices per second
+    m.row_scale = units.row_scale(instance, memory)
     return m
 
 
@@ -380,50 +460,51 @@ def build_cvxpy(
     classes: pd.DataFrame | None = None,
     recompute_fraction: float | None = None,
 ) -> CvxpyModel:
-    """The same fluid LP in CVXPY (independent formulation, for cross-checks)."""
+    """The same fluid LP in CVXPY (independent formulation, for cross-checks), in the units of
+    :func:`build`; its variables are reported per second."""
     import cvxpy as cp
 
-    classes, memory = _lp_data(instance, corrected, classes, recompute_fraction)
-    p = classes["share"].to_numpy()
-    w = classes["work"].to_numpy()
-    g = classes["kv_footprint"].to_numpy()
-    n = classes["slot_iterations"].to_numpy()
-    x = cp.Variable(len(p), nonneg=True)
+    classes, memory, units = _lp_data(instance, corrected, classes, recompute_fraction)
+    c = _coefficients(instance, classes, memory, units)
+    x = cp.Variable(len(classes), nonneg=True)
     r = cp.Variable(nonneg=True)
     theta = cp.Variable(nonneg=True)
-    d0, d1 = instance.step_overhead_s, instance.per_token_s
     rows = {
-        "mix": x == p * theta,
-        "busy_time": cp.reshape(d0 * r + d1 * (w @ x), (1,), order="C") <= 1.0,
-        "kv_memory": cp.reshape(g @ x - memory * r, (1,), order="C") <= 0,
-        "token_budget": cp.reshape(w @ x - instance.token_budget * r, (1,), order="C") <= 0,
-        "batch_slots": cp.reshape(n @ x - instance.batch_cap * r, (1,), order="C") <= 0,
+        "mix": x == c["share"] * theta,
+        "busy_time": cp.reshape(c["busy_r"] * r + c["busy_x"] @ x, (1,), order="C") <= 1.0,
+        **{name: cp.reshape(c[name] @ x - r, (1,), order="C") <= 0
+           for name in ("kv_memory", "token_budget", "batch_slots")},
     }
     single = pd.Index([None])
     index = {
         name: (pd.Index(classes.index, name="request_class") if name == "mix" else single) for name in rows
     }
     problem = cp.Problem(cp.Maximize(theta), list(rows.values()))
-    return CvxpyModel(
+    model = CvxpyModel(
         problem,
         "max",
         {k: (v, index[k]) for k, v in rows.items()},
         {
-            "x": (x, pd.Index(classes.index, name="request_class")),
-            "r": (cp.reshape(r, (1,), order="C"), single),
-            "theta": (cp.reshape(theta, (1,), order="C"), single),
+            "x": (x * units.rate, pd.Index(classes.index, name="request_class")),
+            "r": (cp.reshape(r / units.time_s, (1,), order="C"), single),
+            "theta": (cp.reshape(theta * units.rate, (1,), order="C"), single),
         },
     )
+    model.objective_scale = units.rate  # theta, the bound and the prices per second
+    model.row_scale = units.row_scale(instance, memory)
+    return model
 
 
 def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, Any]:
-    """Primal values: class rates x (req/s), iterations per second r, sustainable rate theta."""
-    x = pd.Series({k: pyo.value(model.x[k]) for k in model.K}, name="x", dtype=float)
+    """Primal values: class rates x (req/s), iterations per second r, sustainable rate theta
+    (the model's values, written in its ``units``, per second)."""
+    units = getattr(model, "units", LpUnits(time_s=1.0, rate=1.0))
+    x = pd.Series({k: pyo.value(model.x[k]) * units.rate for k in model.K}, name="x", dtype=float)
     x.index.name = "request_class"
     return {
         "x": x,
-        "r": pd.Series([pyo.value(model.r)], name="r"),
-        "theta": pd.Series([pyo.value(model.theta)], name="theta"),
+        "r": pd.Series([pyo.value(model.r) / units.time_s], name="r"),
+        "theta": pd.Series([pyo.value(model.theta) * units.rate], name="theta"),
     }
 
 
@@ -454,8 +535,13 @@ def usable_kv_per_overhead(instance: Instance, *, corrected: bool = True,
 
 def _usable_kv_change(instance: Instance, field: str, step: float,
                       recompute_fraction: float | None) -> float:
-    """Forward difference of the corrected bound's usable KV M' in one worker field, per unit."""
-    moved = instance.with_(**{field: getattr(instance, field) + step})
+    """Forward difference of the corrected bound's usable KV M' in one worker field, per unit.
+
+    The moved point is only evaluated by :func:`bounds`, never rebuilt through the constructor:
+    a valid instance at the edge of a field's range (kv_tokens or step_overhead_s near the 1e12
+    magnitude limit) moved 0.1% forward lies past that range, and the closed forms hold there."""
+    moved = copy.copy(instance)  # a shallow copy: the arrays are shared, read-only
+    object.__setattr__(moved, field, getattr(instance, field) + step)
     up = bounds(moved, recompute_fraction=recompute_fraction).usable_kv_tokens
     here = bounds(instance, recompute_fraction=recompute_fraction).usable_kv_tokens
     return (up - here) / step

@@ -67,6 +67,21 @@ it for a kept one). The interval form (Pyomo) has no row for a gap no interval t
 :func:`servopt.solvers.exact.solve` prices such a gap 0, so both forms label ``cache_capacity`` by
 every gap (all zeros when no interval fits at all).
 
+Units
+-----
+HiGHS's tolerances are absolute (feasibility 1e-7, 1e-6 in a MIP; dual 1e-7; MIP gap 1e-6), so a model
+written in raw tokens and cost units changes its answer with the unit: with sizes and capacity
+in units of 1e-7 (or 1e9) tokens the IP came back "optimal" below (or above) the optimum (a
+boundary audit; tests/test_caching_units.py). Every solver-facing form (:func:`build`,
+:func:`build_cvxpy`, :func:`flow_matrix`, :func:`build_matrix_model`) is therefore written in
+units taken from the data (:func:`units`): sizes, capacity and occupancy in ``size_unit`` tokens
+(about the smallest object that fits), the objective in ``cost_unit`` (about the cheapest positive
+miss cost of an interval). Both are powers of two, so the scaled data are the given data exactly
+(a model on data in tokens is the same model, bit for bit, as on the same data in units of 2^k
+tokens). ``servopt.solve`` reports objective, bound, decisions and prices in the instance's own
+units (``objective_scale`` = ``cost_unit``, ``row_scale`` = ``size_unit``: a price is miss cost per
+token and gap). Tests to decide whether an object fits are relative (``FIT_RTOL``), never absolute.
+
 Large instances: :func:`flow_matrix` returns the flow form as scipy.sparse data (4 nonzeros per
 request) for a direct HiGHS solve; tests check it agrees with the Pyomo, CVXPY and networkx forms.
 :func:`build_matrix_model` labels its reduced network for ``servopt.solve``'s default path.
@@ -111,6 +126,12 @@ FORMS = ("flow", "interval")
 LINEAR = False  # keep is binary unless relaxed; the CVXPY forms are the LP
 MAX_INTERVAL_NONZEROS = 5_000_000
 MAX_BINARIES = 50_000  # binary keep variables of the IP; beyond it HiGHS can run far past a limit
+# relative slack of every "fits in the cache" test (float noise of summed sizes); the evaluator's
+# simulator allows C (1 + 1e-12) + 1e-9 tokens, never less than this
+FIT_RTOL = 1e-12
+# the units keep the data's spread below this ratio (an outlier far smaller than the rest does not
+# push the capacity or the dearest cost to a huge number of units)
+UNIT_SPREAD = 1e6
 
 
 def _check_ip_size(iv: Intervals, relax: bool, max_binaries: int) -> None:
@@ -162,7 +183,36 @@ def intervals(instance: Instance) -> Intervals:
     return Intervals(start=start, end=end, object=obj, size=instance.size[obj],
                      cost=instance.miss_cost[obj], next_request=next_request,
                      first_miss_cost=float(instance.miss_cost[ids[first]].sum()),
-                     fits=instance.size[obj] <= instance.capacity + 1e-9)
+                     fits=instance.size[obj] <= room(instance.capacity))
+
+
+def room(capacity: float) -> float:
+    """The most tokens the cache may hold: ``capacity`` with a relative slack ``FIT_RTOL`` for
+    float noise (relative, so the same whatever the unit of size)."""
+    return float(capacity) * (1.0 + FIT_RTOL)
+
+
+def _power_of_two(value: float) -> float:
+    """The power of two at or below ``value`` (> 0): dividing by it changes no digit."""
+    return math.ldexp(1.0, math.frexp(value)[1] - 1)
+
+
+def units(instance: Instance, iv: Intervals | None = None) -> tuple[float, float]:
+    """``(size_unit, cost_unit)``: the tokens and the miss cost of one unit of the solver-facing
+    forms (see "Units"). ``size_unit`` is the power of two at or below the smallest size of an
+    interval that fits (at least ``capacity / UNIT_SPREAD``), ``cost_unit`` the one at or below the
+    smallest positive cost of such an interval (at least the largest / ``UNIT_SPREAD``); 1.0 when
+    there is none. Both scale with the data: sizes x k give ``size_unit`` x k (to the power of two),
+    so the model, and HiGHS's tolerances on it, are the same in any unit."""
+    iv = iv or intervals(instance)
+    size = iv.size[iv.fits]
+    cost = iv.cost[iv.fits]
+    cost = cost[cost > 0]
+    size_unit = (_power_of_two(max(float(size.min()), instance.capacity / UNIT_SPREAD))
+                 if size.size else 1.0)
+    cost_unit = (_power_of_two(max(float(cost.min()), float(cost.max()) / UNIT_SPREAD))
+                 if cost.size else 1.0)
+    return size_unit, cost_unit
 
 
 def _gap_index(n: int) -> pd.Index:
@@ -189,9 +239,10 @@ def build(instance: Instance, *, relax: bool = False, form: str = "flow",
     upper = {i: (1.0 if iv.fits[i] else 0.0) for i in range(m)}
     model.keep = pyo.Var(model.I, domain=pyo.Reals if relax else pyo.Binary,
                          bounds=lambda _, i: (0.0, upper[i]))
-    size, cost, start, end = (iv.size.tolist(), iv.cost.tolist(), iv.start.tolist(),
-                              iv.end.tolist())
-    capacity = instance.capacity
+    size_unit, cost_unit = units(instance, iv)  # rows in size_unit tokens, objective in cost_unit
+    size, cost, start, end = ((iv.size / size_unit).tolist(), (iv.cost / cost_unit).tolist(),
+                              iv.start.tolist(), iv.end.tolist())
+    capacity = instance.capacity / size_unit
     if form == "flow":
         starts_at = {a: i for i, a in enumerate(start)}
         ends_at = {b: i for i, b in enumerate(end)}
@@ -218,18 +269,22 @@ def build(instance: Instance, *, relax: bool = False, form: str = "flow",
         model.cache_capacity = pyo.Constraint(
             model.T, rule=lambda mdl, t: (sum(size[i] * mdl.keep[i] for i in alive[t]) <= capacity
                                           if alive[t] else pyo.Constraint.Skip))
-    total = sum(cost[i] * (1 - model.keep[i]) for i in range(m)) + iv.first_miss_cost
+    total = sum(cost[i] * (1 - model.keep[i]) for i in range(m)) + iv.first_miss_cost / cost_unit
     if m == 0:  # no request is ever repeated: keep the LP well-formed for the solver
         model.nothing_to_keep = pyo.Var(bounds=(0.0, 0.0))
         total = total + model.nothing_to_keep
     model.miss_cost = pyo.Objective(expr=total, sense=pyo.minimize)
     model.index_names = {"cache_capacity": ["gap"], "occupancy_balance": ["gap"],
                          "occupancy": ["gap"], "keep": ["interval"]}
+    model.size_unit, model.cost_unit = size_unit, cost_unit  # decisions() reports tokens
+    model.objective_scale = cost_unit  # servopt.solve reports objective, bound and prices in the
+    model.row_scale = {"cache_capacity": size_unit, "occupancy_balance": size_unit}  # user's units
     if start_keep is not None:  # every variable gets the start's value (exact's warm start)
         for i, value in enumerate(start_keep.tolist()):
             model.keep[i].value = value
         if form == "flow":
-            for t, value in enumerate(_occupancy(instance, iv, start_keep)[:n - 1].tolist()):
+            occupancy = _occupancy(instance, iv, start_keep)[:n - 1] / size_unit
+            for t, value in enumerate(occupancy.tolist()):
                 model.occupancy[t].value = value
         if m == 0:
             model.nothing_to_keep.value = 0.0
@@ -246,7 +301,7 @@ def _start_keep(instance: Instance, iv: Intervals, start: Any) -> np.ndarray:
                                    f"values), got {len(keep)} values")
     if np.any(keep[~iv.fits] > 0):
         raise InvalidInstanceError("start keeps an interval whose object is larger than the cache")
-    if _occupancy(instance, iv, keep).max(initial=0.0) > instance.capacity * (1 + 1e-12) + 1e-9:
+    if _occupancy(instance, iv, keep).max(initial=0.0) > room(instance.capacity):
         raise InvalidInstanceError("start keeps more than the cache capacity at some gap")
     return keep
 
@@ -256,7 +311,7 @@ def _occupancy(instance: Instance, iv: Intervals, keep: np.ndarray) -> np.ndarra
     delta = np.zeros(instance.requests + 1)
     np.add.at(delta, iv.start, iv.size * keep)
     np.add.at(delta, iv.end, -iv.size * keep)
-    return np.cumsum(delta)
+    return np.maximum(np.cumsum(delta), 0.0)  # not -4e-16 where +s and -s cancel (Pyomo warns)
 
 
 def round_schedule(instance: Instance, keep: np.ndarray, iv: Intervals | None = None,
@@ -277,7 +332,7 @@ def round_schedule(instance: Instance, keep: np.ndarray, iv: Intervals | None = 
     fractional = np.flatnonzero((keep > tol) & ~kept & iv.fits)
     order = fractional[np.lexsort((-iv.cost[fractional] / iv.size[fractional],
                                    -keep[fractional]))]
-    capacity = instance.capacity + 1e-9
+    capacity = room(instance.capacity)
     scanned = 0.0
     for i in order.tolist():
         a, b, s = int(iv.start[i]), int(iv.end[i]), float(iv.size[i])
@@ -311,8 +366,9 @@ def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Seri
     iv = intervals(instance)
     keep = np.array([model.keep[i].value or 0.0 for i in range(len(iv.start))])
     out = {"keep": pd.Series(keep, index=pd.Index(iv.start, name="start_request"), name="keep")}
-    if hasattr(model, "occupancy"):
+    if hasattr(model, "occupancy"):  # in size_unit tokens in the model
         occ = np.array([model.occupancy[t].value or 0.0 for t in model.T])
+        occ = occ * getattr(model, "size_unit", 1.0)
         out["occupancy"] = pd.Series(occ, index=_gap_index(instance.requests), name="occupancy")
     return out
 
@@ -325,15 +381,17 @@ def explain_infeasible(instance: Instance) -> str:
 # ---------------------------------------------------------------------------------------------
 # CVXPY
 # ---------------------------------------------------------------------------------------------
-def interval_matrix(instance: Instance, iv: Intervals | None = None) -> sp.csr_matrix:
-    """(gaps x intervals) incidence of the per-gap form, entry ``s_i`` where ``i`` is alive."""
+def interval_matrix(instance: Instance, iv: Intervals | None = None, *,
+                    size_unit: float = 1.0) -> sp.csr_matrix:
+    """(gaps x intervals) incidence of the per-gap form, entry ``s_i / size_unit`` where ``i``
+    is alive."""
     iv = iv or intervals(instance)
     _check_interval_size(iv)
     lengths = np.where(iv.fits, iv.end - iv.start, 0)
     cols = np.repeat(np.arange(len(iv.start)), lengths)
     rows = np.repeat(iv.start, lengths) + (np.arange(lengths.sum()) -
                                            np.repeat(np.cumsum(lengths) - lengths, lengths))
-    vals = np.repeat(iv.size, lengths)
+    vals = np.repeat(iv.size / size_unit, lengths)
     return sp.csr_matrix((vals, (rows, cols)),
                          shape=(max(instance.requests - 1, 0), len(iv.start)))
 
@@ -350,7 +408,8 @@ def build_cvxpy(instance: Instance, *, form: str = "flow") -> CvxpyModel:
     gap_index = _gap_index(n) if n > 1 else pd.RangeIndex(1, name="gap")
     keep = cp.Variable(max(m, 1), name="keep")
     upper = np.where(iv.fits, 1.0, 0.0) if m else np.zeros(1)
-    cost = iv.cost if m else np.zeros(1)
+    size_unit, cost_unit = units(instance, iv)  # rows in size_unit tokens, objective in cost_unit
+    cost = iv.cost / cost_unit if m else np.zeros(1)
     constraints: dict[str, tuple[Any, pd.Index]] = {}
     bounds = [keep >= 0, keep <= upper]
     if form == "flow":
@@ -359,21 +418,29 @@ def build_cvxpy(instance: Instance, *, form: str = "flow") -> CvxpyModel:
         a_keep = fm.balance[:, :m] if m else sp.csr_matrix((gaps, 1))
         a_occ = fm.balance[:, m:] if n > 1 else sp.csr_matrix((1, gaps))
         balance = a_keep @ keep + a_occ @ occupancy == 0
-        capacity = occupancy <= instance.capacity
+        capacity = occupancy <= instance.capacity / size_unit
         constraints["occupancy_balance"] = (balance, gap_index)
         rows = [balance, capacity]
     else:
-        a = interval_matrix(instance, iv) if n > 1 else sp.csr_matrix((1, max(m, 1)))
+        a = (interval_matrix(instance, iv, size_unit=size_unit) if n > 1
+             else sp.csr_matrix((1, max(m, 1))))
         if a.shape[1] == 0:
             a = sp.csr_matrix((a.shape[0], 1))
-        capacity = a @ keep <= instance.capacity
+        capacity = a @ keep <= instance.capacity / size_unit
         rows = [capacity]
     constraints["cache_capacity"] = (capacity, gap_index)
-    objective = cp.Minimize(cost @ (1 - keep) + iv.first_miss_cost)
+    if n <= 1:  # no gap: empty families, as on the matrix path (not a phantom gap 0)
+        empty = {name: keep[0:0] <= 0.0 for name in constraints}
+        rows += list(empty.values())
+        constraints = {name: (con, _gap_index(n)) for name, con in empty.items()}
+    objective = cp.Minimize(cost @ (1 - keep) + iv.first_miss_cost / cost_unit)
     problem = cp.Problem(objective, rows + bounds)
-    return CvxpyModel(problem, "min", constraints,
-                      {"keep": (keep, pd.Index(iv.start[:max(m, 1)] if m else [0],
-                                               name="start_request"))})
+    # keep per interval (none when no object is requested twice, as on the matrix path)
+    model = CvxpyModel(problem, "min", constraints,
+                       {"keep": (keep[:m], pd.Index(iv.start, name="start_request"))})
+    model.objective_scale = cost_unit  # servopt.solve reports objective, bound and prices in the
+    model.row_scale = {"cache_capacity": size_unit, "occupancy_balance": size_unit}  # user's units
+    return model
 
 
 # ---------------------------------------------------------------------------------------------
@@ -386,6 +453,9 @@ class FlowMatrix:
     minimise ``objective @ v + constant`` s.t. ``balance @ v == 0``, ``lower <= v <= upper``;
     ``upper`` of ``occupancy`` is ``C`` (its reduced cost gives the ``cache_capacity`` price).
     ``gaps``: the gap of each row / occupancy variable (all gaps ``0..n-2`` unless reduced).
+    Written in :func:`units`: ``objective`` and ``constant`` in ``cost_unit``, ``balance``,
+    occupancy and ``C`` in ``size_unit`` tokens (miss cost = ``cost_unit`` x the value; a price
+    per token = ``cost_unit / size_unit`` x the dual).
     """
 
     objective: np.ndarray
@@ -395,6 +465,8 @@ class FlowMatrix:
     upper: np.ndarray
     intervals: Intervals
     gaps: np.ndarray
+    size_unit: float = 1.0
+    cost_unit: float = 1.0
 
 
 def binding_gaps(instance: Instance, iv: Intervals | None = None) -> np.ndarray:
@@ -418,7 +490,7 @@ def binding_gaps(instance: Instance, iv: Intervals | None = None) -> np.ndarray:
     np.add.at(delta, iv.start[fit], iv.size[fit])
     np.add.at(delta, iv.end[fit], -iv.size[fit])
     total = np.cumsum(delta)[:gaps]  # tokens alive if every fitting interval were kept
-    return g[total[g] > instance.capacity * (1 + 1e-12) + 1e-9]
+    return g[total[g] > room(instance.capacity)]
 
 
 def flow_matrix(instance: Instance, iv: Intervals | None = None, *,
@@ -430,6 +502,8 @@ def flow_matrix(instance: Instance, iv: Intervals | None = None, *,
     """
     iv = iv or intervals(instance)
     n, m = instance.requests, len(iv.start)
+    size_unit, cost_unit = units(instance, iv)
+    size = iv.size / size_unit
     gap_of_row = binding_gaps(instance, iv) if reduce else np.arange(max(n - 1, 0))
     rows_n = len(gap_of_row)
     # row k: occupancy[k] - occupancy[k-1] - s keep_(starts in group k) + s keep_(ends in it) = 0,
@@ -444,20 +518,23 @@ def flow_matrix(instance: Instance, iv: Intervals | None = None, *,
     s_ok = (start_row < rows_n) & fit
     rows += [start_row[s_ok]]
     cols += [np.flatnonzero(s_ok)]
-    vals += [-iv.size[s_ok]]
+    vals += [-size[s_ok]]
     e_ok = (end_row < rows_n) & fit
     rows += [end_row[e_ok]]
     cols += [np.flatnonzero(e_ok)]
-    vals += [iv.size[e_ok]]
+    vals += [size[e_ok]]
     balance = sp.csc_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                             shape=(rows_n, m + rows_n))
     balance.sum_duplicates()
     balance.eliminate_zeros()  # an interval inside one group cancels: it spans no kept row
-    objective = np.concatenate([-iv.cost, np.zeros(rows_n)])
+    objective = np.concatenate([-iv.cost / cost_unit, np.zeros(rows_n)])
     lower = np.zeros(m + rows_n)
-    upper = np.concatenate([np.where(iv.fits, 1.0, 0.0), np.full(rows_n, instance.capacity)])
-    return FlowMatrix(objective=objective, constant=float(iv.cost.sum() + iv.first_miss_cost),
-                      balance=balance, lower=lower, upper=upper, intervals=iv, gaps=gap_of_row)
+    upper = np.concatenate([np.where(iv.fits, 1.0, 0.0),
+                            np.full(rows_n, instance.capacity / size_unit)])
+    constant = float(iv.cost.sum() + iv.first_miss_cost) / cost_unit
+    return FlowMatrix(objective=objective, constant=constant, balance=balance, lower=lower,
+                      upper=upper, intervals=iv, gaps=gap_of_row, size_unit=size_unit,
+                      cost_unit=cost_unit)
 
 
 # Devex dual simplex: less CPU than HiGHS's default pricing on these networks (caching_lp_time.md)
@@ -494,7 +571,7 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "
     start_vector = None
     if start is not None and not relax:
         keep = _start_keep(instance, iv, start)
-        start_vector = np.concatenate([keep, _occupancy(instance, iv, keep)[fm.gaps]])
+        start_vector = np.concatenate([keep, _occupancy(instance, iv, keep)[fm.gaps] / fm.size_unit])
 
     def decode(values: np.ndarray) -> dict[str, pd.Series]:
         keep = np.clip(values[:m], 0.0, 1.0)
@@ -509,7 +586,8 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "
         offset=fm.constant, bound_rows={"cache_capacity": Family(capacity_column, gap_index)},
         integer=None if relax else np.arange(len(fm.objective)) < m, start=start_vector,
         decisions=decode, options=dict(FLOW_SIMPLEX) if relax else {},
-        info={"reduced_rows": rows, "gaps": gaps})
+        info={"reduced_rows": rows, "gaps": gaps}, objective_scale=fm.cost_unit,
+        row_scale={"cache_capacity": fm.size_unit})  # reported in the instance's units
 
 
 def build_networkx(instance: Instance, *, scale: float | None = None) -> tuple[Any, float, float]:
@@ -536,7 +614,7 @@ def build_networkx(instance: Instance, *, scale: float | None = None) -> tuple[A
     n = instance.requests
     graph = nx.MultiDiGraph()
     graph.add_nodes_from(range(n), demand=0)
-    capacity = int(np.floor(instance.capacity + 1e-9))
+    capacity = int(np.floor(room(instance.capacity)))
     for t in range(n - 1):
         graph.add_edge(t, t + 1, capacity=capacity, weight=0)
     constant = iv.first_miss_cost + float(iv.cost[~iv.fits].sum())

@@ -135,7 +135,9 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
             raise InvalidInstanceError(f"HiGHS stopped on the caching LP ({method}): {sol.status}")
         iv = model.intervals(instance)
         keep = sol.decisions["keep"].to_numpy()[:len(iv.start)]
-        price = sol.prices["cache_capacity"].to_numpy()[:max(instance.requests - 1, 0)]
+        gaps = max(instance.requests - 1, 0)
+        # no request, or one: no gap, no row (Pyomo then has no price family at all): no price
+        price = (sol.prices["cache_capacity"].to_numpy()[:gaps] if gaps else np.zeros(0))
         result = LPResult(sol.objective, keep, price, iv, 0.0, method)
     elif method == "networkx":
         import networkx as nx
@@ -165,8 +167,8 @@ def _solve_highs_matrix(instance: Instance, time_limit: float | None,
     gaps = max(instance.requests - 1, 0)
     if rows == 0:  # no capacity row can bind: keep every interval that fits
         keep = np.where(iv.fits, 1.0, 0.0)
-        return LPResult(float(fm.constant - iv.cost[iv.fits].sum()), keep, np.zeros(gaps), iv,
-                        0.0, "highs_matrix")
+        return LPResult(float(iv.cost.sum() + iv.first_miss_cost - iv.cost[iv.fits].sum()), keep,
+                        np.zeros(gaps), iv, 0.0, "highs_matrix")
     lp = highs_lp(fm.objective, fm.balance, np.zeros(rows), np.zeros(rows), fm.lower, fm.upper)
     highs = new_highs()
     if algorithm not in ("auto", "dual_simplex", "dual_steepest_edge", "ipm"):
@@ -199,10 +201,12 @@ def _solve_highs_matrix(instance: Instance, time_limit: float | None,
         raise InvalidInstanceError("HiGHS stopped on the caching LP: "
                                    f"{highs.modelStatusToString(status)}")
     sol = highs.getSolution()
-    value = float(highs.getInfo().objective_function_value) + fm.constant
+    # the LP is in the model's units (models.caching.units): cost_unit per unit of the objective,
+    # size_unit tokens per unit of occupancy
+    value = (float(highs.getInfo().objective_function_value) + fm.constant) * fm.cost_unit
     values = np.asarray(sol.col_value)
     # the reduced cost of occupancy[t] is d(objective)/d(its upper bound C), like a <= row's dual
-    dual = np.asarray(sol.col_dual)[m:]
+    dual = np.asarray(sol.col_dual)[m:] * (fm.cost_unit / fm.size_unit)  # miss cost per token
     price = np.zeros(gaps)  # dropped rows are redundant: price 0
     price[fm.gaps] = np.maximum(normalise_dual(dual, sense="min", row="le", convention="pyomo"), 0.0)
     return LPResult(value, np.clip(values[:m], 0.0, 1.0), price, iv, 0.0, "highs_matrix")

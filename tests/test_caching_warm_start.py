@@ -33,7 +33,8 @@ def test_the_start_is_a_feasible_point_of_the_matrix_ip_costing_the_lp_schedule(
     np.testing.assert_allclose(mm.matrix @ x, 0.0, atol=1e-9)  # every balance row holds
     assert np.all(x >= mm.col_lower - 1e-12) and np.all(x <= mm.col_upper + 1e-9)  # capacity too
     assert np.all(x[mm.integer] == np.round(x[mm.integer]))
-    assert mm.objective @ x + mm.offset == pytest.approx(cost, rel=1e-12)
+    # the model is in cost units (models.caching.units): objective_scale turns it into miss cost
+    assert (mm.objective @ x + mm.offset) * mm.objective_scale == pytest.approx(cost, rel=1e-12)
     assert mc.build_matrix_model(inst, start=keep, relax=True).start is None  # an LP has none
 
 
@@ -71,7 +72,9 @@ def test_the_pyomo_model_carries_the_start_in_every_variable():
             iv = mc.intervals(inst)
             held = [sum(iv.size[i] for i in np.flatnonzero(keep) if iv.start[i] <= t < iv.end[i])
                     for t in range(inst.requests - 1)]
-            assert [model.occupancy[t].value for t in model.T] == pytest.approx(held)
+            # the model holds them in size_unit tokens (models.caching.units)
+            assert [model.occupancy[t].value * model.size_unit for t in model.T] == \
+                pytest.approx(held)
     assert not hasattr(mc.build(inst, start=keep, relax=True), "warm_start")
 
 

@@ -107,7 +107,7 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
     policy.start(instance)
     size = instance.size.tolist()
     cost = instance.miss_cost.tolist()
-    capacity = instance.capacity * (1 + 1e-12) + 1e-9
+    capacity = instance.capacity * (1 + 1e-12)  # relative: the same in any unit of size
     touch = policy.touch
     evicted = getattr(policy, "evicted", None)
     demand = not getattr(policy, "bypass", True)  # demand fetch: the requested object always enters
@@ -203,7 +203,7 @@ def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
     simulation, so its time is not separated from the cache's bookkeeping (``requests_per_s``).
     """
     result = simulate(instance, method, **kw)
-    status = "ok" if result.max_occupancy <= instance.capacity * (1 + 1e-9) + 1e-6 else \
+    status = "ok" if result.max_occupancy <= instance.capacity * (1 + 1e-9) else \
         "over capacity"
     return Outcome(cost=result.miss_cost, wall_s=result.wall_s, status=status,
                    metrics={"hit_ratio": result.hit_ratio,

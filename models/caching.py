@@ -126,8 +126,8 @@ FORMS = ("flow", "interval")
 LINEAR = False  # keep is binary unless relaxed; the CVXPY forms are the LP
 MAX_INTERVAL_NONZEROS = 5_000_000
 MAX_BINARIES = 50_000  # binary keep variables of the IP; beyond it HiGHS can run far past a limit
-# relative slack of every "fits in the cache" test (float noise of summed sizes); the evaluator's
-# simulator allows C (1 + 1e-12) + 1e-9 tokens, never less than this
+# relative slack of every "fits in the cache" test (float noise of summed sizes), as the
+# evaluator's simulator: C (1 + 1e-12) tokens
 FIT_RTOL = 1e-12
 # the units keep the data's spread below this ratio (an outlier far smaller than the rest does not
 # push the capacity or the dearest cost to a huge number of units)

@@ -220,3 +220,19 @@ def test_no_capacity_row_every_lp_method_gives_no_price(requests):
     for backend in ("highs", "cvxpy"):  # an empty family labelled by gap, not a phantom gap 0
         prices = servopt.solve(inst, relax=True, backend=backend).prices["cache_capacity"]
         assert len(prices) == 0 and prices.index.name == "gap", backend
+
+
+@pytest.mark.parametrize("size", [1.0, 1e-9, 1e-15])
+def test_the_evaluator_and_the_rules_cache_hold_one_object_in_a_cache_of_one(size):
+    # requests 0 1 0 1, room for one object: Belady misses 3 times (by hand, as at unit size).
+    # An absolute 1e-9-token slack let both objects of 1e-9 tokens in: 2.0, "ok", below the LP
+    # bound 3
+    inst = ci.Instance(time=np.arange(4.0), object_id=[0, 1, 0, 1], size=[size, size],
+                       miss_cost=[1.0, 1.0], capacity=size)
+    out = bench.evaluate(inst, "belady")
+    assert (out.cost, out.status) == (3.0, "ok")
+    assert bench.bound(inst).value == pytest.approx(3.0)
+    cache = cs.Cache([size, size], size)  # the bid-price rule's own cache: the lower priority goes
+    cache.put(0, 2.0, hit=False)
+    cache.put(1, 1.0, hit=False)
+    assert list(cache.cached) == [0] and cache.used == size

@@ -142,6 +142,7 @@ from servopt.solvers.exact import highs_lp, new_highs
 
 VLLM_WATERMARK = 0.01
 EXHAUSTIVE_ORDERS = 6  # search_order tries every admission order up to this many requests
+SERIAL_MAX_ENTRIES = 250_000_000  # serial_schedule's n x rounds snapshots (2 GB of floats)
 LONG_ROUNDS = 50_000  # a learning window spanning more rounds has its idle stretches cut short
 KEEP_ORDER_FROM = 512  # waiting queues this long or longer are kept in order (KeptOrder), shorter
 # ones sorted afresh each round (cheaper below about this length on this machine: the kept order
@@ -1787,6 +1788,12 @@ def serial_schedule(instance: Instance, order: np.ndarray, rounds: int | None = 
     if rounds is None:
         rounds = int(a.max() + o.sum() + 1)
     if free is None:
+        if instance.n * rounds > SERIAL_MAX_ENTRIES:
+            raise InvalidInstanceError(
+                f"serial_schedule would keep {instance.n:,} snapshots of a {rounds:,}-round memory "
+                f"profile ({instance.n * rounds * 8 / 1e9:,.1f} GB; limit {SERIAL_MAX_ENTRIES:,} "
+                "entries): rounds run to the last arrival + the sum of outputs; cut idle "
+                "stretches first (idle_cut) or call search_order, which does")
         free = np.empty((instance.n, rounds))
         free[0] = M
         start = np.full(instance.n, -1, dtype=np.int64)
@@ -1827,8 +1834,20 @@ def search_order(instance: Instance, start: np.ndarray, *, time_limit: float = 3
     exp(-increase / temp), temp falling linearly from ``temperature`` rounds to 0 over
     ``time_limit`` s. Orders whose schedule would end after twice the starting makespan are
     skipped. Returns the start rounds of the best order found
-    (never worse than the decoded starting order).
+    (never worse than the decoded starting order), on the instance's rounds.
+
+    The search runs on the instance with its idle stretches cut short (:func:`idle_cut`; a
+    gap of 1e9 rounds would size the n x rounds snapshots by it) and its schedule is put back
+    part by part (:func:`close_idle`).
     """
+    short, shift = idle_cut(instance)
+    found = _search_order(short, np.asarray(start, dtype=np.int64) - shift,
+                          time_limit=time_limit, seed=seed, temperature=temperature)
+    return close_idle(short, found) + shift
+
+
+def _search_order(instance: Instance, start: np.ndarray, *, time_limit: float, seed: int,
+                  temperature: float) -> np.ndarray:
     rng = np.random.default_rng(seed)
     n, o = instance.n, instance.output_tokens
     order = np.lexsort((np.arange(n), o, start))
@@ -1894,13 +1913,21 @@ def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float
     windows after it, and re-solves their starts exactly with :func:`reoptimise` (HiGHS,
     ``sub_time`` s); improvements are kept. The window is ``width`` rounds, by default a random
     2-4 times the mean rounds between starts (tried on n = 20 and 50, not tuned further).
-    Returns start rounds.
+    Returns start rounds. The search runs on the instance with its idle stretches cut short
+    (:func:`idle_cut`, the start's parts moved with them by :func:`close_idle`) and its schedule
+    is put back part by part (:func:`close_idle`), so windows never fall in a long gap.
     """
-    if not model.is_feasible(instance, start):
+    if not _feasible(instance, start):
         raise InvalidInstanceError(
             "improve_schedule needs a feasible schedule to start from: one start round per "
             "request, none before its arrival, KV memory within kv_memory (and the batch cap) "
             "in every round")
+    short, shift = idle_cut(instance)
+    if short is not instance:
+        found = improve_schedule(short, close_idle(instance, start) - shift,
+                                 time_limit=time_limit, max_free=max_free, sub_time=sub_time,
+                                 seed=seed, width=width, reach=reach)
+        return found + shift  # found is already closed part by part
     rng = np.random.default_rng(seed)
     o = instance.output_tokens
     best = np.asarray(start, dtype=np.int64).copy()
@@ -1925,7 +1952,23 @@ def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float
                           time_limit=min(sub_time, left))
         improved = model.schedule_latency(instance, best) < before
         stale = 0 if improved else stale + (len(free) == instance.n)
-    return best
+    return close_idle(instance, best)
+
+
+def _feasible(instance: Instance, start: np.ndarray) -> bool:
+    """``model.is_feasible`` on the rounds where something runs only (nothing sized by the last
+    round, so a schedule stamped 1e9 rounds in or across a long gap costs O(sum of outputs))."""
+    start = np.asarray(start, dtype=np.int64)
+    if start.shape != (instance.n,) or np.any(start < instance.arrival):
+        return False
+    if instance.n == 0:
+        return True
+    col, j = model.run_rounds(instance.output_tokens)
+    _, where = np.unique(start[col] + j - 1, return_inverse=True)
+    memory = np.bincount(where, weights=(instance.prompt_tokens[col] + j).astype(float))
+    if memory.max() > instance.kv_memory:
+        return False
+    return instance.max_batch is None or int(np.bincount(where).max()) <= instance.max_batch
 
 
 def idle_cut(instance: Instance) -> tuple[Instance, np.ndarray]:

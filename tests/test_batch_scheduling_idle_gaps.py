@@ -6,11 +6,14 @@ part by part (close_idle), so a gap of 1e9 rounds between arrivals costs neither
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import tracemalloc
 
 import numpy as np
 import pytest
 
 from servopt.benchmarks import batch_scheduling as bench
+from servopt.core import InvalidInstanceError
 from servopt.instances import batch_scheduling as inst_mod
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
@@ -134,7 +137,7 @@ def test_a_long_gap_costs_the_two_halves_evaluated_apart(seed, gap):
     policy = rules.Hindsight(time_limit=0.5)
     out = bench.evaluate(whole, policy)
     apart = [bench.evaluate(h, rules.Hindsight(time_limit=0.5)).cost for h in (first, second)]
-    assert out.cost == sum(apart)
+    assert out.cost == sum(apart) == brute_force(first) + brute_force(second)
     # the plan is on the instance's rounds, each half's part of it feasible on its own, the
     # first half done before the second starts, and it is what the simulator ran
     k = first.n
@@ -160,3 +163,69 @@ def test_hindsight_replays_its_plan_across_gaps_on_the_instance_rounds():
     assert model.is_feasible(dataclasses.replace(whole, arrival=whole.arrival - 10**9), planned)
     assert out.cost == model.schedule_latency(whole, policy.planned)
     assert out.cost <= bench.evaluate(whole, "mcsf").cost
+
+
+def brute_force(inst: Instance) -> float:
+    """The least total latency over every combination of start rounds (each request within the
+    last arrival + the sum of outputs, after which no optimal schedule runs)."""
+    a, s, o = inst.arrival, inst.prompt_tokens, inst.output_tokens
+    horizon = int(a.max() + o.sum())
+    best = np.inf
+    for starts in itertools.product(*[range(int(a[i]), horizon - int(o[i]) + 1)
+                                      for i in range(inst.n)]):
+        memory = np.zeros(horizon)
+        for i, p in enumerate(starts):
+            memory[p:p + o[i]] += s[i] + np.arange(1, o[i] + 1)
+        if memory.max() <= inst.kv_memory:
+            best = min(best, sum(p + o[i] - a[i] for i, p in enumerate(starts)))
+    return float(best)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_order_search_and_lns_across_a_gap_of_1e9_rounds(seed):
+    # called directly (not through Hindsight): both cut the gap themselves; the order search
+    # tries every order of these <= 6 requests, so it reaches the optimum, by brute force on
+    # each half (the halves never meet)
+    first, second = halves(seed)
+    whole = joined(first, second, 10**9)
+    k = first.n
+    offset = int(whole.arrival[k] - second.arrival[0])
+    start = rules.plan_schedule(whole, rules.MCSF())
+
+    def check(plan: np.ndarray) -> None:
+        assert np.max(plan[:k] + first.output_tokens) <= np.min(plan[k:])
+        assert model.is_feasible(first, plan[:k]) and model.is_feasible(second, plan[k:] - offset)
+
+    check(start)
+    tracemalloc.start()  # nothing sized by the 1e9 rounds (before: 8 GB to check the start)
+    try:
+        found = rules.search_order(whole, start, time_limit=0.5)
+        better = rules.improve_schedule(whole, start, time_limit=0.3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50e6
+    check(found)
+    assert model.schedule_latency(whole, found) == brute_force(first) + brute_force(second)
+    check(better)
+    assert model.schedule_latency(whole, better) <= model.schedule_latency(whole, start)
+    with pytest.raises(InvalidInstanceError, match="idle_cut"):  # not a MemoryError
+        rules.serial_schedule(whole, np.arange(whole.n))
+
+
+def test_sparse_feasibility_check_agrees_with_the_memory_profile():
+    # improve_schedule checks its start on the busy rounds only; model.is_feasible builds the
+    # whole profile: the same answer on random schedules, feasible or not, with and without a
+    # batch cap
+    rng = np.random.default_rng(7)
+    answers = []
+    for _ in range(200):
+        n = int(rng.integers(1, 6))
+        inst = Instance(kv_memory=int(rng.integers(8, 16)), arrival=rng.integers(0, 5, n),
+                        prompt_tokens=rng.integers(0, 5, n), output_tokens=rng.integers(1, 5, n),
+                        max_batch=None if rng.random() < 0.5 else int(rng.integers(1, 4)))
+        start = inst.arrival + rng.integers(-1, 6, n)
+        expected = model.is_feasible(inst, start)
+        assert rules._feasible(inst, start) == expected
+        answers.append(expected)
+    assert 20 <= sum(answers) <= 180  # both answers occur

@@ -181,3 +181,31 @@ def test_a_price_that_is_not_a_finite_number_is_refused_on_loading(tmp_path, cel
     lines[2] = "0,1,-0.0"  # a finite value still loads (sign rules are the decision's to check)
     path.write_text("\n".join(lines) + "\n")
     assert Solution.load(folder).prices["worker_load"].loc[(0, 1)] == 0.0
+
+
+def test_infinite_numbers_and_float32_round_trip(tmp_path):
+    """A gap against a bound of 0 is infinite (relative_gap's documented value), not unknown;
+    float32 prices come back as the same float32 numbers; an integer beyond int64 is refused on
+    saving, not on loading."""
+    import numpy as np
+    import pandas as pd
+
+    from servopt.core.errors import InvalidInstanceError
+    from servopt.core.solution import Solution, relative_gap
+
+    price = pd.Series(np.array([0.1, 1 / 3], dtype=np.float32), index=pd.Index([0, 1], name="i"))
+    saved = Solution(status="time_limit", objective=5.0, bound=0.0, gap=relative_gap(5.0, 0.0),
+                     wall_s=1.0, prices={"p": price})
+    assert saved.gap == float("inf")  # 5 against a bound of 0
+    back = Solution.load(saved.save(tmp_path / "a"))
+    assert back.gap == float("inf") and back.bound == 0.0
+    assert back.prices["p"].dtype == np.float32
+    assert back.prices["p"].to_numpy().tobytes() == price.to_numpy().tobytes()
+    below = Solution(status="optimal", objective=-float("inf"), bound=float("nan"), gap=float("nan"),
+                     wall_s=0.0)
+    again = Solution.load(below.save(tmp_path / "b"))
+    assert again.objective == -float("inf") and np.isnan(again.bound)
+    huge = Solution(status="optimal", objective=1.0, bound=1.0, gap=0.0, wall_s=0.0,
+                    decisions={"x": pd.Series([2**70, 1], dtype=object)})
+    with pytest.raises(InvalidInstanceError, match="beyond 64 bits"):
+        huge.save(tmp_path / "c")

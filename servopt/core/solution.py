@@ -146,7 +146,8 @@ class Solution:
 
     def save(self, directory: str | Path) -> Path:
         """Write the solution as files: ``solution.json`` (status, objective, bound, gap, time,
-        sense, backend, form, decision, instance fingerprint; NaN as null; and per table the
+        sense, backend, form, decision, instance fingerprint; NaN as null, an infinite value
+        (a gap against a bound of 0) as "Infinity" / "-Infinity"; and per table the
         dtypes of its index levels and values, its row count and a digest of its labels), one
         ``prices/<family>.csv`` and one ``decisions/<name>.csv`` per entry, with the index levels
         as leading columns (read back with :meth:`load`, or ``pd.read_csv(path,
@@ -160,8 +161,8 @@ class Solution:
                 "relaxed": self.relaxed, "backend": self.backend, "form": self.info.get("form"),
                 "instance": self.info.get("instance"),
                 "prices": sorted(self.prices), "decisions": sorted(self.decisions)}
-        head = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in head.items()}
+        head = {k: (None if math.isnan(v) else _INFINITE[v > 0]) if isinstance(v, float)
+                and not math.isfinite(v) else v for k, v in head.items()}
         tables: dict[str, dict[str, Any]] = {}
         for folder, frames in (("prices", self.prices), ("decisions", self.decisions)):
             for stale in (out / folder).glob("*.csv"):
@@ -213,8 +214,11 @@ class Solution:
             value = head.get(key)
             if value is None:
                 return math.nan
+            if isinstance(value, str) and value in _INFINITE.values():
+                return math.inf if value == _INFINITE[True] else -math.inf
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidInstanceError(f"{head_path}: {key} must be a number or null, got {value!r}")
+                raise InvalidInstanceError(f"{head_path}: {key} must be a number, null, "
+                                           f'"Infinity" or "-Infinity", got {value!r}')
             return float(value)
 
         meta = head.get("tables", {})
@@ -255,6 +259,10 @@ class Solution:
         return f"<Solution {self.summary()} prices: {families or 'none'}>"
 
 
+_INFINITE = {True: "Infinity", False: "-Infinity"}  # solution.json's infinite numbers
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+
+
 def _check_finite(price: pd.Series, path: Path) -> None:
     """A loaded price table holds finite numbers only: a solver's duals always are, so an empty,
     NaN or infinite cell was edited in, and a rule built on it would route or admit by garbage."""
@@ -283,6 +291,8 @@ def _dtype_kind(values: Any, what: str) -> str:
         return "bool"
     if pd.api.types.is_integer_dtype(dtype):
         return "int"
+    if dtype == np.float32:  # written at float32's shortest repr: read back as float32
+        return "float32"
     if pd.api.types.is_float_dtype(dtype):
         return "float"
     present = [v for v in values if not (v is None or (isinstance(v, float) and math.isnan(v)))]
@@ -292,6 +302,9 @@ def _dtype_kind(values: Any, what: str) -> str:
                         ("int", (int, np.integer)), ("float", (int, float, np.integer, np.floating))):
         if all(isinstance(v, types) for v in present) and (
                 kind == "bool" or not any(isinstance(v, bool | np.bool_) for v in present)):
+            if kind == "int" and any(not _INT64_MIN <= v <= _INT64_MAX for v in present):
+                raise InvalidInstanceError(f"Solution.save: {what} holds an integer beyond 64 "
+                                           "bits, which Solution.load could not read back")
             return kind
     raise InvalidInstanceError(f"Solution.save: {what} mixes value types "
                                f"({', '.join(sorted({type(v).__name__ for v in present}))}), "
@@ -342,8 +355,9 @@ def _read_table(path: Path, name: str, meta: Any) -> pd.Series:
                     return pd.array([None if m else int(v) for v, m in zip(text, missing, strict=True)],
                                     dtype="Int64")
                 return text.astype(np.int64)
-            if kind == "float":
-                return np.where(missing, "nan", text).astype(float)
+            if kind in ("float", "float32"):
+                values = np.where(missing, "nan", text).astype(float)
+                return values.astype(np.float32) if kind == "float32" else values
             if kind == "bool":
                 if not np.isin(text[~missing], ["True", "False"]).all():
                     raise ValueError("not True/False")

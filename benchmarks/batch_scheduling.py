@@ -305,7 +305,10 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     closed form is reported: the larger of the two is returned. Total latency is a whole number of
     rounds, so the LP or MIP bound is rounded up to the next integer. ``window="auto"`` limits each
     request's modelled starts, with arrivals, to twice the longest wait of a greedy schedule (the
-    late columns keep the bound valid whatever the window).
+    late columns keep the bound valid whatever the window). With more than ``max_columns``
+    rounds (a long idle stretch) every method but ``area`` bounds the instance with its idle
+    stretches cut short (:func:`servopt.models.batch_scheduling.compress_idle`: same optimum),
+    unless a ``horizon`` in rounds is given.
     """
     t0 = time.perf_counter()
     # total latency does not change when every arrival moves by the same rounds: bound the
@@ -334,6 +337,16 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
             found.status = f"idle stretches cut short ({rounds:,} rounds); {found.status}"
             return found
         method = "lp"
+    elif horizon is None or horizon == "safe":  # a chosen method on a long idle stretch
+        rounds = model.horizon_rounds(instance, horizon)
+        short = model.compress_idle(instance) if rounds > max_columns else instance
+        if short is not instance:  # one memory row per round: 1e9 idle rounds were 7.5 GB
+            found = bound(short, method=method, time_limit=time_limit, max_columns=max_columns,
+                          horizon=horizon, window=window, group_size=group_size, bucket=bucket,
+                          penalty=penalty)
+            found.wall_s = time.perf_counter() - t0
+            found.status = f"idle stretches cut short ({rounds:,} rounds); {found.status}"
+            return found
     if method == "cover":
         cut = rules.cover_bound(instance, horizon=horizon, window=window,
                                 time_limit=600.0 if time_limit is None else time_limit)

@@ -115,6 +115,74 @@ def test_large_fleets_take_rates_above_knee_hi_as_unstable_untested(monkeypatch)
     assert fake.rates == [31.2 / 4]
 
 
+class ThresholdCheck:
+    """A stability test monotone in the rate (stable at rate <= threshold) that counts its calls
+    and refuses to be called more than ``limit`` times (a scan one worker at a time would take
+    millions: the test fails instead of hanging)."""
+
+    def __init__(self, threshold: float, limit: int = 200) -> None:
+        self.threshold, self.limit, self.rates = threshold, limit, []
+
+    def __call__(self, instance, rate, **kw) -> bench.RateCheck:
+        self.rates.append(rate)
+        assert len(self.rates) <= self.limit, "more stability tests than O(log N) allows"
+        return bench.RateCheck(rate=rate, stable=rate <= self.threshold, slope_ratio=0.0,
+                               mean_in_system=0.0, preemptions_per_request=0.0,
+                               recompute_fraction=0.0, compute_utilisation=0.0, kv_utilisation=0.0)
+
+
+def test_large_fleets_are_found_in_a_logarithmic_number_of_tests(monkeypatch):
+    # 1e9 req/s, a worker stable up to 7 req/s, knee bracket [6.9, 7.7]: the search starts at
+    # ceil(1e9 / 7.7) = 129,870,130 workers and the least stable fleet is ceil(1e9 / 7) =
+    # 142,857,143 (by hand): 12,987,013 fleets one at a time, about 2 log2 of that galloping
+    inst = instances.generate(requests=200, arrival_rate=1e9, seed=1)
+    knee = bench.Knee(rate=math.sqrt(6.9 * 7.7), lo=6.9, hi=7.7, saturated=6.8, simulations=1)
+    fake = ThresholdCheck(7.0)
+    monkeypatch.setattr(bench, "check_rate", fake)
+    monkeypatch.setattr(bench, "find_knee", lambda *args, **kw: knee)
+    assert inst.arrival_rate / model.bounds(inst).max_stable_rate > bench.SCAN_ALL
+    assert bench.bound(inst).value == 142_857_143
+    start = 129_870_130
+    assert fake.rates[:2] == [1e9 / start, 1e9 / (start + 1)]  # the scan's first two tests
+    assert len(fake.rates) <= 2 * math.ceil(math.log2(142_857_143 - start)) + 2
+
+
+def test_galloping_search_agrees_with_a_scan_whenever_the_test_is_monotone():
+    # the reference: a scan one fleet size at a time, on every threshold and start up to 70
+    for start in range(1, 12):
+        for least in range(start, 70):
+            calls = []
+
+            def stable(n: int, least: int = least, calls: list = calls) -> bool:
+                calls.append(n)
+                return n >= least
+            scan = next(n for n in range(start, 10**6) if n >= least)
+            assert bench.least_stable(stable, start) == scan
+            assert len(calls) <= 2 * math.ceil(math.log2(least - start + 1)) + 1
+
+
+def test_a_high_rate_bound_on_the_simulator_takes_few_stability_tests(monkeypatch):
+    # three request lengths, 1e7 req/s (~190,000 workers): the scan from ceil(lambda / knee_hi)
+    # took 566 tests (37 s); the search takes a few dozen. Its answer is checked with the
+    # evaluator's own test: stable, and one worker fewer unstable
+    inst = instances.Instance(prompt_tokens=[100, 200, 300], output_tokens=[10, 20, 30],
+                              arrival_rate=1e7, kv_tokens=10_000)
+    kw = dict(n_requests=600, seeds=2)
+    calls = []
+    real = bench.check_rate
+
+    def counted(*args, **options):
+        calls.append(args[1])
+        return real(*args, **options)
+    monkeypatch.setattr(bench, "check_rate", counted)
+    value = int(bench.bound(inst, **kw).value)
+    assert len(calls) <= 40
+    knee = bench.find_knee(inst, **kw)
+    assert value >= math.ceil(inst.arrival_rate / knee.hi - 1e-9)
+    assert real(inst, inst.arrival_rate / value, **kw).stable
+    assert not real(inst, inst.arrival_rate / (value - 1), **kw).stable
+
+
 def test_skip_and_step_by_step_agree_at_exact_ties():
     # an arrival exactly at an iteration's start (0.06 + 4 x 0.011 = 0.104 s): a stretch whose
     # clock jumped by 4 steps at once saw 0.104 and admitted request 1 there (both done at

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import batch_scheduling as instances
 from servopt.models import batch_scheduling as model
 from servopt.solvers import batch_scheduling as rules
@@ -81,10 +81,11 @@ def report(frame: pd.DataFrame, command: str) -> None:
             f"The best alpha-point schedule is {ratio.min() - 1:+.1%} to {ratio.max() - 1:+.1%} "
             f"against the committed best schedule (below 0 would mean a better schedule).", "",
             markdown_table(frame, floatfmt=".4g"), ""]
-    OUT.with_suffix(".md").write_text("\n".join(text))
+    write_md(OUT.with_suffix(".md"), "\n".join(text))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="50,100")
     parser.add_argument("--seeds", default="0,1,2,3,4")

@@ -44,7 +44,7 @@ from pathlib import Path
 import pandas as pd
 
 from servopt.benchmarks import batch_scheduling as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import batch_scheduling as instances
 from servopt.models import batch_scheduling as model
 from servopt.solvers import batch_scheduling as rules
@@ -255,9 +255,10 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, exact
                  markdown_table(exact), ""]
     text += ["## Bracket per size (means over seeds)", "", markdown_table(summary), "",
              "## Per instance", "", markdown_table(frame), ""]
-    out.write_text("\n".join(text) + "\n")
+    write_md(out, "\n".join(text) + "\n")
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

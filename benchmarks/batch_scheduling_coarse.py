@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.benchmarks import batch_scheduling as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import batch_scheduling as instances
 from servopt.solvers import batch_scheduling as rules
 
@@ -112,6 +112,7 @@ def main() -> None:
     parser.add_argument("--part", default="")
     parser.add_argument("--combine", action="store_true")
     args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before the work, not after it
     out = Path(args.out)
     if args.combine:
         parts = sorted(out.parent.glob(out.stem + ".part-*.csv"))
@@ -192,9 +193,10 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, parts
             "## Lower bounds against the fine LP (means over seeds)", "", markdown_table(lift), "",
             "## The relaxations' own LPs against the fine LP", "", markdown_table(relax), "",
             "## Per instance", "", markdown_table(frame), ""]
-    out.write_text("\n".join(text) + "\n")
+    write_md(out, "\n".join(text) + "\n")
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.benchmarks import batch_scheduling as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import batch_scheduling as instances
 from servopt.models import batch_scheduling as model
 from servopt.solvers import batch_scheduling as rules
@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--lns-sub", type=float, default=5.0)
     parser.add_argument("--out", default="benchmarks/results/batch_scheduling_diagnosis.md")
     args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before the work, not after it
     out = Path(args.out)
 
     def seeds_of(sizes: str, seeds: str) -> list[tuple[int, int]]:
@@ -167,9 +168,10 @@ def write_report(args: argparse.Namespace, out: Path) -> None:
         path = out.with_name(f"{out.stem}_{section}.csv")
         if path.exists():
             text += [f"## {title}", "", markdown_table(pd.read_csv(path)), ""]
-    out.write_text("\n".join(text) + "\n")
+    write_md(out, "\n".join(text) + "\n")
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

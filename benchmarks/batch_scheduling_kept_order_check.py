@@ -27,6 +27,7 @@ import pandas as pd
 
 from servopt.benchmarks import batch_scheduling as bench
 from servopt.benchmarks.registry import discover
+from servopt.benchmarks.report import require_checkout, write_md
 from servopt.solvers import batch_scheduling as rules
 
 METHODS = ("spf", "mcsf", "bid_price", "bid_price_stationary")
@@ -67,6 +68,7 @@ def main() -> None:
                         help="case:table pairs (table = benchmarks/results/<table>.csv)")
     parser.add_argument("--out", default="benchmarks/results/batch_scheduling_kept_order_check.md")
     args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before the work, not after it
     rows = []
     for item in args.cases.split(","):
         case_name, table = item.split(":")
@@ -84,9 +86,10 @@ def main() -> None:
              "| case | method | units | identical |", "|---|---|---:|---:|"]
     lines += [f"| {r.case} | {r.method} | {r.units} | {r.identical} |" for r in summary.itertuples()]
     lines += ["", f"All identical: {'yes' if frame['identical'].all() else 'NO'}.", ""]
-    Path(args.out).write_text("\n".join(lines))
+    write_md(Path(args.out), "\n".join(lines))
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -24,7 +24,7 @@ import pandas as pd
 
 from servopt.benchmarks import batch_scheduling as bench
 from servopt.benchmarks import report
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import batch_scheduling as instances
 from servopt.models import batch_scheduling as model
 from servopt.solvers import batch_scheduling as rules
@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", default="200:1,200:2,400:0", help="n:seed pairs")
     parser.add_argument("--out", default="benchmarks/results/batch_scheduling_large_offline.md")
     args = parser.parse_args(argv)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before the work, not after it
     cases = parse_cases(args.cases)
     load_start = report.load_average()
     frame = run(cases)
@@ -111,10 +112,11 @@ def main(argv: list[str] | None = None) -> None:
             "wall_s: the whole evaluation on a shared 2-core machine (noisy).", "",
             *(f"- {key}: {value}" for key, value in setting.items()), "",
             markdown_table(frame), ""]
-    Path(args.out).write_text("\n".join(text))
+    write_md(Path(args.out), "\n".join(text))
     frame.to_csv(Path(args.out).with_suffix(".csv"), index=False)
     print("wrote", args.out)
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from servopt.benchmarks import batch_scheduling as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import batch_scheduling as instances
 from servopt.models import batch_scheduling as model
 from servopt.solvers import batch_scheduling as rules
@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--ip-time", type=float, default=60.0)
     parser.add_argument("--out", default="benchmarks/results/batch_scheduling_lp.md")
     args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before the work, not after it
     rows = []
     for n in [int(x) for x in args.lp.split(",") if x]:
         for seed in range(args.seeds):
@@ -73,9 +74,10 @@ def main() -> None:
             "Azure-calibrated lengths, all requests at round 0; wall-clock seconds on a shared "
             "2-core machine (other jobs running: noisy).", "",
             markdown_table(frame)]
-    out.write_text("\n".join(text) + "\n")
+    write_md(out, "\n".join(text) + "\n")
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from servopt.benchmarks.report import require_checkout, write_md
+
 
 def paired(frame: pd.DataFrame, reference: str = "mcsf") -> pd.DataFrame:
     """One row per (params, method): ratios to the bound and paired differences to MC-SF."""
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("csv", nargs="+")
     parser.add_argument("--out", default="benchmarks/results/batch_scheduling_paired.md")
     args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before the work, not after it
     frame = pd.concat([pd.read_csv(p) for p in args.csv], ignore_index=True)
     table = paired(frame)
     text = ["# batch_scheduling: paired seeds against MC-SF", "",
@@ -71,9 +74,10 @@ def main() -> None:
             "is better); cost/bound = total latency / the bound (lp_relaxation or, where the "
             "model is too large, lower_bound = sum of output lengths); cost/best = total "
             "latency / the best method's on the same instance.", "", markdown(table)]
-    Path(args.out).write_text("\n".join(text) + "\n")
+    write_md(Path(args.out), "\n".join(text) + "\n")
     print("\n".join(text))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -31,6 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from servopt.benchmarks import batch_scheduling as bench
+from servopt.benchmarks.report import require_checkout, write_md
 from servopt.instances import batch_scheduling as instances
 from servopt.solvers import batch_scheduling as rules
 
@@ -71,7 +72,7 @@ def report(csvs: list[Path]) -> None:
         lines.append(f"| {r.n} | {r.seed} | {r.time:g} | {r.load_avg:.1f} | {r.cost:g} | "
                      f"{r.committed_best:g} | {r.cost_over_best:.4f} | {r.lower:g} | "
                      f"{r.bracket_before:.2%} | {r.bracket_after:.2%} |")
-    out.write_text("\n".join(lines) + "\n")
+    write_md(out, "\n".join(lines) + "\n")
     print(f"wrote {out}")
 
 
@@ -92,4 +93,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

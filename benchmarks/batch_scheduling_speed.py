@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.benchmarks import batch_scheduling as bench
+from servopt.benchmarks.report import require_checkout, write_md
 from servopt.instances import batch_scheduling as instances
 from servopt.solvers import batch_scheduling as rules
 
@@ -177,7 +178,7 @@ def report(rows: pd.DataFrame, out: Path, revision: str, command: str,
                          f"{m.after_total_s[hi] / m.after_total_s[lo]:.1f} | "
                          f"{per['before', lo]:.0f} | {per['before', hi]:.0f} | "
                          f"{per['after', lo]:.0f} | {per['after', hi]:.0f} |")
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    write_md(out / f"{name}.md", "\n".join(lines) + "\n")
 
 
 def report_cases(rows: pd.DataFrame, out: Path, revision: str, command: str, name: str) -> None:
@@ -215,7 +216,7 @@ def report_cases(rows: pd.DataFrame, out: Path, revision: str, command: str, nam
                      f"{r.before_cpu_s:.2f} | {r.after_cpu_s:.2f} | "
                      f"{r.before_cpu_s / r.after_cpu_s:.1f}x | {r.before_policy_s:.2f} | "
                      f"{r.after_policy_s:.2f} | {'yes' if same else 'NO'} |")
-    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
+    write_md(out / f"{name}.md", "\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -230,6 +231,7 @@ def main() -> None:
     parser.add_argument("--cases", default=None,
                         help="arrivals:n pairs (offline or poisson), e.g. offline:6400,poisson:2000")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     sizes = [int(v) for v in args.sizes.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
     methods = args.methods.split(",")
@@ -244,4 +246,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -38,7 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from servopt.benchmarks import batch_scheduling as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import batch_scheduling as instances
 from servopt.instances import library
 from servopt.models import batch_scheduling as model
@@ -111,7 +111,7 @@ def bracket(out: Path) -> None:
             "`lower` = that table's best schedule found and lower bound, `bid_price/best` and "
             "`mcsf/best` = its ratios for the rules. Seconds on a shared machine (noisy).", "",
             markdown_table(frame), ""]
-    out.with_name(out.stem + "_bracket.md").write_text("\n".join(text))
+    write_md(out.with_name(out.stem + "_bracket.md"), "\n".join(text))
     print("\n".join(text))
 
 
@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--bracket", action="store_true",
                         help="only the warm start against the bound bracket's best schedules")
     args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before the work, not after it
     if args.bracket:
         bracket(Path(args.out))
         return
@@ -157,9 +158,10 @@ def main() -> None:
             f"Code of {commit}; shared 2-core machine (load {first_load:.1f} at the start, "
             f"{load:.1f} at the end): timings and time-limited incumbents are noisy.", "",
             markdown_table(table), ""]
-    out.write_text("\n".join(text))
+    write_md(out, "\n".join(text))
     print("\n".join(text))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -13,6 +13,7 @@ import importlib
 from typing import Any
 
 from servopt.benchmarks import library as lib_bench
+from servopt.benchmarks.report import require_checkout
 from servopt.instances import library
 
 # (name, size, decision, generator, generator params, solve options, how obtained)
@@ -80,4 +81,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from servopt.benchmarks import caching as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances.caching import Instance
 from servopt.solvers import caching as cs
 
@@ -107,10 +107,11 @@ def report(tune: pd.DataFrame, rep: pd.DataFrame) -> None:
             markdown_table(tune, floatfmt="+.4f"), "",
             "## Whole trace (share of LRU's gap to the bound closed)", "",
             markdown_table(rep, floatfmt=".3f"), ""]
-    (RESULTS / "caching_admission.md").write_text("\n".join(text))
+    write_md(RESULTS / "caching_admission.md", "\n".join(text))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--report", action="store_true",
                         help="only rewrite the markdown from the committed CSVs")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from servopt.benchmarks.caching import make_instance
 from servopt.benchmarks.cases.caching_full import CASE
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.solvers import caching as cs
 
 
@@ -26,6 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     rows = []
     load_before = os.getloadavg()[0]
     for params in CASE.grid:
@@ -47,9 +48,10 @@ def main() -> None:
             f"Wall time: median {wall.median():.1f} s, max {wall.max():.1f} s; "
             f"{int((wall < 60).sum())} of {len(wall)} under a minute.", "",
             markdown_table(frame, floatfmt=".4g"), ""]
-    (out / "caching_lp_time.md").write_text("\n".join(text))
+    write_md(out / "caching_lp_time.md", "\n".join(text))
     print("\n".join(text))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from servopt.benchmarks import caching as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.solvers import caching as cs
 
 RESULTS = Path("benchmarks/results")
@@ -55,9 +55,10 @@ def main() -> None:
             "to the bound closed with and without the price.", "",
             f"The warm-up replay switched the price off in {off} of {len(frame)} settings.", "",
             markdown_table(frame, floatfmt=".3g"), ""]
-    (RESULTS / "caching_price_scale.md").write_text("\n".join(text))
+    write_md(RESULTS / "caching_price_scale.md", "\n".join(text))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     argparse.ArgumentParser(description=__doc__).parse_args()
     main()

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.benchmarks import caching as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import caching as instances
 from servopt.instances.traces import read_mooncake, shared_trace
 from servopt.models import caching as model
@@ -180,9 +180,10 @@ def main() -> None:
             "\n\n".join(doc[1:4]), "", "## Multimodal (seed 0)", "",
             markdown_table(mm, floatfmt=".3g"), "", "## Mooncake blocks", "",
             markdown_table(mc, floatfmt=".3g"), ""]
-    (RESULTS / "caching_references.md").write_text("\n".join(text))
+    write_md(RESULTS / "caching_references.md", "\n".join(text))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     argparse.ArgumentParser(description=__doc__).parse_args()
     main()

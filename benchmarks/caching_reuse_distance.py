@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.benchmarks import caching as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances.caching import Instance
 from servopt.models import caching as model
 from servopt.solvers import caching as cs
@@ -543,10 +543,11 @@ def report(tuning: pd.DataFrame, held: pd.DataFrame, whole: pd.DataFrame, span: 
              (locality.__doc__ or "").replace("\n    ", " ").strip(), "",
              f"Correlation of log consecutive reuse distances: {correlation:.3f}.", "",
              markdown_table(table, floatfmt=".3f"), ""]
-    (RESULTS / "caching_reuse_distance.md").write_text("\n".join(text))
+    write_md(RESULTS / "caching_reuse_distance.md", "\n".join(text))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--report", action="store_true",
                         help="only rewrite the markdown from the committed CSVs")

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.benchmarks import caching as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.core import InvalidInstanceError
 from servopt.instances import caching as ci
 from servopt.instances.traces import shared_trace
@@ -91,7 +91,7 @@ def algorithms(out: Path, time_limit: float = 120.0) -> None:
             "figure. `rows`: capacity rows of the LP (the reduced network keeps only the rows "
             "that can bind; 0 rows = even keeping everything fits, no solve).", "",
             markdown_table(frame, floatfmt=".4g"), ""]
-    (out / "caching_lp_algorithms.md").write_text("\n".join(text))
+    write_md(out / "caching_lp_algorithms.md", "\n".join(text))
 
 
 def tile(inst: ci.Instance, copies: int) -> ci.Instance:
@@ -175,7 +175,7 @@ def window_cap(out: Path) -> None:
             "cost over the uncapped one's, minus 1 (what the cap costs; 0 where the cap is not "
             "reached).", "",
             markdown_table(frame, floatfmt=".4g"), ""]
-    (out / "caching_window_cap.md").write_text("\n".join(text))
+    write_md(out / "caching_window_cap.md", "\n".join(text))
     print("\n".join(text))
 
 
@@ -188,6 +188,7 @@ def main() -> None:
                         help="only the bid-price rules with and without the LP window cap "
                              "(caching_window_cap.md)")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     if args.algorithms:
         algorithms(Path(args.out))
         return
@@ -248,10 +249,11 @@ def main() -> None:
         markdown_table(lp, floatfmt=".4g"),
         "",
     ]
-    (out / "caching_speed.md").write_text("\n".join(text))
+    write_md(out / "caching_speed.md", "\n".join(text))
     print("\n".join(text))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     np.seterr(all="ignore")
     main()

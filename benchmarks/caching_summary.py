@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.benchmarks.caching import closed_gap, setting_label
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.core.errors import InvalidInstanceError
 
 SHOWN = ("lru", "gdsf", "cost_freq_size", "bid_price_static", "bid_price", "bid_price_window",
@@ -225,11 +225,12 @@ def main(argv: list[str] | None = None) -> None:
              "`caching_lp_time.csv` (`python benchmarks/caching_lp_time.py`: each solve run alone, "
              "its bounds equal to this run's), not timed inside the full run.",
              ""]
-    (folder / "caching_summary.md").write_text("\n".join(text))
+    write_md(folder / "caching_summary.md", "\n".join(text))
     print("\n".join(text))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     np.seterr(all="ignore")
     try:
         main()

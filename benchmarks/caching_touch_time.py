@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from servopt.benchmarks.report import require_checkout
 from servopt.instances import caching as ci
 from servopt.solvers import caching as current
 
@@ -94,4 +95,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

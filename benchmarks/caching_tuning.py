@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from servopt.benchmarks import caching as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.solvers import caching as cs
 
 HORIZONS = (3.0, 10.0, 30.0)
@@ -69,9 +69,10 @@ def main() -> None:
         columns=["workload", "cache", "gdsf", "static"]).max()
     text += ["", "Worst excess over LRU on the Mooncake half: "
              + ", ".join(f"{k} {v:+.4f}" for k, v in worst.items())]
-    (folder / "caching_tuning.md").write_text("\n".join(text) + "\n")
+    write_md(folder / "caching_tuning.md", "\n".join(text) + "\n")
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     argparse.ArgumentParser(description=__doc__).parse_args()
     main()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from servopt.benchmarks import caching as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.core import InvalidInstanceError
 from servopt.instances import library
 from servopt.models import caching as mc
@@ -50,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     rows = []
     for name in INSTANCES:
         inst = library.load(name)
@@ -91,9 +92,10 @@ def main() -> None:
     for _, row in refused.iterrows():
         text += [f"{row['instance']}: refused, {row['note']}... (above `max_binaries`; the LP "
                  "and `lp_schedule` bracket its optimum)", ""]
-    (out / "caching_warm_start.md").write_text("\n".join(text))
+    write_md(out / "caching_warm_start.md", "\n".join(text))
     print("\n".join(text))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

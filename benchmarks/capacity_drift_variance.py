@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.benchmarks import capacity as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import capacity as instances
 
 CELLS = (("code", 16_000), ("conversation", 60_000))
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--multipliers", default=",".join(map(str, MULTIPLIERS)))
     parser.add_argument("--name", default="capacity_drift_variance")
     args = parser.parse_args(argv)
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     multipliers = tuple(float(m) for m in args.multipliers.split(","))
     start = time.perf_counter()
     frame = measure(args.seeds, args.first_seed, multipliers)
@@ -85,10 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             "paired_diff = mean over seeds of drift - raw (same runs), with its standard error. "
             "Cells share each seed's arrival path, so their paired differences move together.\n\n"
             + markdown_table(frame) + "\n")
-    (out / f"{args.name}.md").write_text(text)
+    write_md(out / f"{args.name}.md", text)
     print(text)
     return 0
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     sys.exit(main())

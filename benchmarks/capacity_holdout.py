@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.benchmarks import capacity as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import capacity as instances
 from servopt.models import capacity as model
 
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--seeds", type=int, default=2)
     args = parser.parse_args(argv)
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     start = time.perf_counter()
     rows = []
     for workload, kv in CELLS:
@@ -141,10 +142,11 @@ def main(argv: list[str] | None = None) -> int:
             "(b = 4096, B = 256, C = 512, t = 12 ms + 0.06 ms/token). Rates in requests/s per worker; "
             "error = predicted / saturated - 1 (the knee lies ~1% above the saturated throughput).\n\n"
             + markdown_table(frame) + "\n\n" + reading(frame))
-    (out / "capacity_holdout.md").write_text(text)
+    write_md(out / "capacity_holdout.md", text)
     print(text)
     return 0
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     sys.exit(main())

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from servopt.benchmarks import capacity as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 
 SIMULATED = ["knee", "knee_lo", "knee_hi", "drift_lo", "drift_hi", "knee_se", "seeds", "undecided",
              "saturated", "recompute_fraction", "preemptions_per_request", "simulations", "sim_s"]
@@ -102,7 +102,7 @@ def write_report(frame: pd.DataFrame, out: Path, provenance: str) -> str:
         "kv_over_size_bias >= 4). preemptions_per_request and recompute_fraction are simulated at "
         "the stable end of the bracket, predicted_* are the model's estimates.\n\n"
         + markdown_table(frame[cols]) + "\n")
-    (out / "capacity_knee.md").write_text(text)
+    write_md(out / "capacity_knee.md", text)
     return text
 
 
@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", default="",
                         help="with --from-csv: the command and note of the run that wrote the CSV")
     args = parser.parse_args(argv)
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     out = Path(args.out)
     if args.from_csv:
         frame = pd.read_csv(args.from_csv)
@@ -147,4 +148,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     sys.exit(main())

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from servopt.benchmarks.report import require_checkout
 from servopt.core.errors import InvalidInstanceError
 
 COLUMNS = ("params", "method", "cost", "bound", "status")
@@ -76,4 +77,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     sys.exit(main())

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.benchmarks import decode_routing as bench
+from servopt.benchmarks.report import require_checkout, write_md
 from servopt.instances.traces import shared_trace
 from servopt.solvers import decode_routing as routing
 
@@ -133,6 +134,7 @@ def main() -> None:
                         help="simulate the exact forecast on the reported cells")
     parser.add_argument("--current", default="benchmarks/results/decode_routing_full.csv")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     out = Path(args.out)
     if args.predictions:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -180,10 +182,11 @@ def main() -> None:
         name = "decode_routing_forecast_tuning"
     rows.to_csv(out / f"{name}.csv", index=False)
     path = out / f"{name}.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_md(path, "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {path}")
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from servopt.benchmarks import decode_routing as bench
+from servopt.benchmarks.report import require_checkout, write_md
 from servopt.solvers import decode_routing as routing
 
 CELLS = [
@@ -210,6 +211,7 @@ def main() -> None:
     parser.add_argument("--before", default=BEFORE, help="git revision of the router to compare with "
                         "('' to skip)")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     before = load_before(args.before) if args.before else None
     load_start = os.getloadavg()[0]
     lines = ["# decode_routing: simulator and router speed", "",
@@ -311,10 +313,11 @@ def main() -> None:
               f"Load average (1 min) at the start: {load_start:.1f}, at the end: {os.getloadavg()[0]:.1f} "
               f"({os.cpu_count()} cores, shared)."]
     path = Path(args.out) / "decode_routing_speed.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_md(path, "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {path}")
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -62,6 +62,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.benchmarks import decode_routing as bench
+from servopt.benchmarks.report import require_checkout, write_md
 from servopt.instances import decode_routing as gen
 
 GIB = 2**30
@@ -237,6 +238,7 @@ def main() -> None:
                         help="per-simulation results, so an interrupted run resumes")
     parser.add_argument("--from-csv", action="store_true", help="only rewrite the markdown")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     csv = Path(args.out) / "decode_routing_step_model.csv"
     if args.from_csv:
         frame = pd.read_csv(csv)
@@ -288,9 +290,10 @@ def main() -> None:
                               for _, r in hits.iterrows()) or "no cell"
             lines.append(f"- {name}, {router}: {len(hits)} of {len(part)} cells: {cells}")
     path = Path(args.out) / "decode_routing_step_model.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_md(path, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

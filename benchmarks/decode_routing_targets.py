@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from servopt.benchmarks.decode_routing import FLEET, busy_lower_bound, make_cell, simple_lower_bound
+from servopt.benchmarks.report import require_checkout, write_md
 
 RULES = ("bid_price", "bid_price_lp", "least_kv_sorted", "least_kv")
 METRICS = ["idle_fraction", "imbalance", "throughput_tok_s", "e2e_mean_s", "e2e_p99_s",
@@ -80,6 +81,7 @@ def main() -> None:
                         default="benchmarks/results/decode_routing_hindsight_pred.csv")
     parser.add_argument("--out", default="benchmarks/results/decode_routing_targets.md")
     args = parser.parse_args()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)  # before the work, not after it
     raw = load_rows(args.csv)
     if Path(args.hindsight_pred_csv).exists():
         raw = pd.concat([raw, load_rows(args.hindsight_pred_csv)], ignore_index=True)
@@ -297,9 +299,10 @@ def main() -> None:
         for method, r in table.sort_values("gap_mean").iterrows():
             lines.append(f"| {method} | {r.runs} | {r.gap_mean:.4f} | {r.gap_max:.4f} | "
                          f"{r.gap_load_mean:.4f} | {r.gap_load_max:.4f} | {r.idle:.4f} |")
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    write_md(Path(args.out), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.benchmarks import decode_routing as bench
+from servopt.benchmarks.report import require_checkout, write_md
 from servopt.instances import decode_routing as gen
 from servopt.instances.traces import shared_trace
 from servopt.solvers import decode_routing as routing
@@ -147,6 +148,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     if shared_trace(TRACE) is None:
         raise SystemExit(f"the shared trace {TRACE} is needed (set SERVOPT_TRACES)")
     diag = ("arrival, forecast exact", "arrival, gamma 0.05", "arrival, gamma 0.5",
@@ -249,10 +251,11 @@ def main() -> None:
               f"{geo(vs_sorted.idle):.3f} ({vs_sorted.idle.min():.3f}-{vs_sorted.idle.max():.3f}), "
               f"throughput {geo(vs_sorted.throughput):.4f}, e2e {geo(vs_sorted.e2e):.4f}.", ""]
     path = out / "decode_routing_trace_diagnosis.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_md(path, "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {path}")
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import library
 from servopt.solvers import exact
 
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--ip-only", action="store_true",
                         help="rerun only the time-limited IP rows, keeping the csv's LP rows")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     csv = args.out / "exact_matrix.csv"
     if args.ip_only:
         table = measure(args.repeats, tuple(c for c in CASES if c[2] is not None))
@@ -104,9 +105,10 @@ def main() -> None:
             "model's feasible schedule where it gives one (batch scheduling: the matrix form's "
             "`start`, the Pyomo model's variable values, handed to HiGHS by `solve_model`)."
             + rerun + "\n\n" + markdown_table(table) + "\n")
-    (args.out / "exact_matrix.md").write_text(text)
+    write_md(args.out / "exact_matrix.md", text)
     print(text)
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import pyomo.environ as pyo
 
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.solvers import exact
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -249,11 +249,12 @@ def main(before: str | None = None) -> None:
         "root: a limit that ends inside the root is read only after it); `estimate_*`: the "
         "model's estimates at its rates. One fresh process per row, the same session as table "
         "1.\n\n" + markdown_table(rates) + "\n")
-    (RESULTS / "exact_time_limit.md").write_text(text)
+    write_md(RESULTS / "exact_time_limit.md", text)
     print(text, file=sys.stdout)
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", help="also run every case on the code of this commit")
     main(parser.parse_args().before)

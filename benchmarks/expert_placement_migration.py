@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from servopt.benchmarks import expert_placement as bench
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import expert_placement as instances
 from servopt.solvers import expert_placement as solvers
 
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     rows = []
     for beta in BETAS:
         for seed in range(args.first_seed, args.first_seed + args.seeds):
@@ -71,9 +72,10 @@ def main() -> None:
             "at large beta every gap is loose). `keep_previous_lp`: the deployed placement, LP dispatch.\n\n"
             "Command: `python benchmarks/expert_placement_migration.py --seeds "
             f"{args.seeds} --first-seed {args.first_seed}`\n\n" + markdown_table(summary) + "\n")
-    (out / "expert_placement_migration.md").write_text(text)
+    write_md(out / "expert_placement_migration.md", text)
     print(text)
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

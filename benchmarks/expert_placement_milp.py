@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import expert_placement as instances
 from servopt.models import expert_placement as models
 from servopt.solvers import exact
@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--skew", type=float, default=1.0)
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     inst = instances.generate("deepseek_v3", windows=2, skew=args.skew, seed=0)
     one = instances.Instance(loads=inst.loads[:, :1], num_nodes=4, gpus_per_node=8,
                              slots_per_gpu=9, num_groups=8)
@@ -56,9 +57,10 @@ def main() -> None:
             "construction; shared machine).\n\n" + markdown_table(table) + "\n")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "expert_placement_milp.md").write_text(text)
+    write_md(out / "expert_placement_milp.md", text)
     print(text)
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -24,7 +24,7 @@ import pandas as pd
 import servopt
 from servopt.benchmarks import expert_placement as bench
 from servopt.benchmarks.expert_placement_migration import deployed
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.solvers import expert_placement as solvers
 
 WEIGHTS = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         inst = deployed(seed, 0.0)
@@ -70,9 +71,10 @@ def main() -> None:
             "1 (mean over seeds); `worse_seeds` / `better_seeds`: seeds where the priced rule is "
             "worse / better than the price-free one; `vs_eplb`: the same against DeepSeek EPLB.\n\n"
             + markdown_table(summary) + "\n")
-    (out / "expert_placement_prices.md").write_text(text)
+    write_md(out / "expert_placement_prices.md", text)
     print(text)
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

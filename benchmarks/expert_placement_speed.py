@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 from servopt.instances import expert_placement as instances
 from servopt.solvers import expert_placement as solvers
 
@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # before the work, not after it
     rows = []
     for skew in (0.5, 1.0, 1.5):
         inst = instances.generate("deepseek_v3", windows=5, skew=skew, seed=0)
@@ -51,9 +52,10 @@ def main() -> None:
             "Command: `python benchmarks/expert_placement_speed.py --reps "
             f"{args.reps}`. Shared 2-core machine: timings are noisy; runs are interleaved.\n\n"
             + markdown_table(table) + "\n")
-    (out / "expert_placement_speed.md").write_text(text)
+    write_md(out / "expert_placement_speed.md", text)
     print(text)
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from servopt.benchmarks.report import markdown_table
+from servopt.benchmarks.report import markdown_table, require_checkout, write_md
 
 
 def main() -> None:
@@ -59,9 +59,10 @@ def main() -> None:
             "machine, one process per run; see expert_placement_speed.md for interleaved "
             "timings).\n\nCommand: `python benchmarks/expert_placement_summary.py`\n\n"
             + markdown_table(head) + "\n\n" + markdown_table(table) + "\n")
-    (folder / "expert_placement_summary.md").write_text(text)
+    write_md(folder / "expert_placement_summary.md", text)
     print(text)
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -6,7 +6,8 @@ import math
 import os
 import platform
 import subprocess
-from importlib import metadata
+import sys
+from importlib import metadata, util
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +192,45 @@ def git_state(folder: str | Path | None = None) -> str:
     modified = len(changes) - untracked
     state = "clean" if not changes else f"dirty: {modified} modified, {untracked} untracked"
     return f"{commit or 'unknown'} ({state})"
+
+
+def checkout_line() -> str:
+    """``servopt <commit> (clean|dirty: ...) at <folder>``: the code a results file was made with,
+    as :func:`git_state` of the servopt that was imported and the folder it was imported from."""
+    import servopt
+
+    package = Path(servopt.__file__).resolve().parent
+    state = git_state(package)
+    where = package if state.startswith(("not ", "unknown")) else package.parent
+    return f"servopt {state} at {where}"
+
+
+def require_checkout(script: str | Path) -> None:
+    """Refuse (exit with one line) when the benchmark script ``script`` is not the file that the
+    imported servopt would run as ``servopt.benchmarks.<name>``: ``python other/benchmarks/X.py``
+    puts other/benchmarks/ first on ``sys.path``, not other/, so ``import servopt`` finds the
+    installed (editable) copy and the script would report that copy's figures under its own name."""
+    import servopt
+
+    script = Path(script).resolve()
+    spec = util.find_spec(f"servopt.benchmarks.{script.stem}")
+    found = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+    if found != script:
+        root = script.parent.parent
+        sys.exit(f"{script.name}: imported servopt from {Path(servopt.__file__).resolve().parent}, "
+                 f"not from this checkout {root}; run it as PYTHONPATH={root} python "
+                 f"{script} (or pip install -e {root})")
+
+
+def write_md(path: str | Path, text: str) -> Path:
+    """Write a results md at ``path`` (its folder created if missing) with
+    :func:`checkout_line` as the line after its title (its first line)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    title, _, rest = text.partition("\n")
+    rest = rest.lstrip("\n")
+    path.write_text(f"{title}\n\n{checkout_line()}\n" + (f"\n{rest}" if rest else ""))
+    return path
 
 
 def environment() -> dict[str, str]:

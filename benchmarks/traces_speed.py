@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from servopt.benchmarks.report import require_checkout
+
 RUN = r"""
 import hashlib, importlib.util, resource, sys, time
 from itertools import chain
@@ -91,4 +93,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import math
+import numbers
 import os
 import sys
 import tempfile
@@ -42,6 +43,7 @@ BOUND = dask_checks.BOUND  # the method name of a case's bound row
 TRACE_READS = dask_checks.TRACE_READS  # a cached row's record of the traces its run found or read
 ID_COLUMNS = ["case", "decision", "params", "seed", "instance"]
 SKIPPED = "skipped"  # the status of a unit that needs a public trace that is not there
+MAX_JOBS = 256  # more worker processes than this is a typo, not a machine
 
 
 def skip_status(trace: str) -> str:
@@ -195,9 +197,10 @@ def run(
 ) -> pd.DataFrame:
     """Run cases and return one tidy frame (one row per case x params x seed x method).
 
-    jobs : worker processes (1 runs in this process).
+    jobs : worker processes, 1 to ``MAX_JOBS`` (1 runs in this process); never more are started
+        than there are units to compute (``frame.attrs["jobs"]`` says how many were).
     scheduler : a Dask scheduler address, or ``"local"`` to start a local Dask cluster with
-        ``jobs`` workers; ``None`` uses a process pool.
+        ``jobs`` workers (capped the same way); ``None`` uses a process pool.
     cache_dir : where finished units are cached (``None``: no cache).
 
     A unit that needs a public trace that is not found is a row with status
@@ -206,6 +209,9 @@ def run(
     """
     from tqdm.auto import tqdm
 
+    if isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or not 1 <= jobs <= MAX_JOBS:
+        raise ValueError(f"jobs must be a whole number of worker processes from 1 to {MAX_JOBS}, "
+                         f"got {jobs!r}")
     cache = Path(cache_dir) if cache_dir is not None else None
     units = plan_units(cases)
     results: dict[str, dict[str, Any]] = {}
@@ -216,6 +222,7 @@ def run(
             results[unit[0]] = cached
         else:
             todo.append(unit)
+    jobs = max(1, min(int(jobs), len(todo)))  # a worker per unit at most: idle ones cost start-up
     bar = tqdm(total=len(units), initial=len(units) - len(todo), disable=not progress,
                desc="servopt bench", unit="run")
 
@@ -238,7 +245,7 @@ def run(
     finally:
         bar.close()
     frame = assemble([results[u[0]] for u in units if u[0] in results])
-    frame.attrs.update(runs=len(units), runs_cached=len(units) - len(todo))
+    frame.attrs.update(runs=len(units), runs_cached=len(units) - len(todo), jobs=jobs)
     return frame
 
 

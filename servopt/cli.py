@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -20,6 +21,10 @@ from typing import Any
 from servopt.core.instance import DECISIONS
 
 DEFAULT_OUT = "servopt-results"
+MAX_SIM_REQUESTS = 1_000_000  # capacity --sim-requests: ~0.8 GB and minutes per simulated rate
+MAX_SIM_SEEDS = 100  # capacity --sim-seeds: replications per simulated rate
+DEFAULT_GPU = "a100-80gb"
+DEFAULT_PROFILE = "llama3-8b@a100"
 
 
 def _parse_value(text: str) -> Any:
@@ -40,7 +45,8 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def _check_params(generate: Any, params: dict[str, Any], decision: str) -> None:
-    """Refuse an unknown generator parameter (listing the known ones) and text for a number."""
+    """Refuse an unknown generator parameter (listing the known ones), text for a number and a
+    list or object where the parameter takes a single value."""
     import inspect
 
     signature = inspect.signature(generate)
@@ -54,11 +60,17 @@ def _check_params(generate: Any, params: dict[str, Any], decision: str) -> None:
         if parameter is None and not takes_any:
             raise ValueError(f"generate {decision}: unknown parameter {name!r} "
                              f"(parameters: {', '.join(known)})")
-        if parameter is None or not isinstance(value, str):
+        if parameter is None:
             continue
         annotation = str(parameter.annotation)
-        if ("int" in annotation or "float" in annotation) and "str" not in annotation:
+        numeric = ("int" in annotation or "float" in annotation) and "str" not in annotation
+        if isinstance(value, str) and numeric:
             raise ValueError(f"generate {decision}: {name} must be a number, got {value!r}")
+        collection = ("tuple", "list", "dict", "Sequence", "Mapping", "ndarray", "Any")
+        if (isinstance(value, list | dict) and parameter.annotation is not parameter.empty
+                and not any(word in annotation for word in collection)):
+            kind = "a number" if numeric else "a name" if "str" in annotation else "a single value"
+            raise ValueError(f"generate {decision}: {name} must be {kind}, got {json.dumps(value)}")
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
@@ -84,7 +96,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
                       "model is large: building and solving it can take minutes); add --relax for "
                       "the recorded solve", file=sys.stderr)
         else:
-            instance = load(args.file)  # the usual 'no such file' message
+            import difflib
+
+            close = difflib.get_close_matches(args.file, list(manifest), n=3)
+            raise ValueError(f"{args.file}: neither a file nor the name of a library instance ("
+                             + (f"did you mean {', '.join(close)}? " if close else "")
+                             + "`servopt library list` lists them)")
     else:
         instance = load(args.file)
     module = exact.model_module(instance.decision)
@@ -140,7 +157,14 @@ def cmd_solve(args: argparse.Namespace) -> int:
     elif skipped:
         print(f"prices    none: {skipped}")
     if args.out is not None:
-        print(f"written   {solution.save(args.out)}/ (solution.json, prices/, decisions/)")
+        folder = solution.save(args.out)
+        parts = (("prices", solution.prices), ("decisions", solution.decisions))
+        written = ["solution.json"] + [
+            f"{part}/{next(iter(tables))}.csv" if len(tables) == 1
+            else f"{part}/{{{','.join(sorted(tables))}}}.csv" for part, tables in parts if tables]
+        missing = [f"{part}/" for part, tables in parts if not tables]
+        print(f"written   {folder}/: {', '.join(written)}"
+              + (f" (no {' or '.join(missing)}: the solution has none)" if missing else ""))
     top = solution.top_prices(args.prices, per_family=True)
     if not top.empty:
         print(f"largest prices, up to {args.prices} per constraint family (capacity rows: objective "
@@ -166,7 +190,33 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def writable_file(path: str, option: str) -> Path:
+    """An output file option (``-o``): a path whose folder exists and is writable, checked before
+    any work is done (an existing file is replaced)."""
+    if not str(path).strip():
+        raise ValueError(f"{option}: an empty path (an unset shell variable?)")
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"{option} {path}: a folder, not a file")
+    folder = out.parent
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{option} {path}: {folder} is a file, not a folder")
+    if not folder.exists():
+        raise ValueError(f"{option} {path}: no such folder {folder} (create it first)")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{option} {path}: folder {folder} is not writable "
+                         f"({exc.strerror or exc})") from None
+    return out
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    import warnings
+
+    import numpy as np
+
     from servopt.core.registry import layer_module
 
     module = layer_module(args.decision, "instances")
@@ -180,11 +230,28 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     params = _parse_params(args.params)
     _check_params(generate, params, args.decision)
+    output = writable_file(args.output, "-o")
+    given = ", ".join(item.strip() for item in args.params)
     try:
-        instance = generate(seed=args.seed, **params)
-    except TypeError as exc:
-        raise ValueError(f"generate {args.decision}: {exc}") from None
-    instance.to_json(args.output)
+        # numpy's overflow warnings (a huge spread, a huge time) point into site-packages: the
+        # value is judged by the instance's checks below, which name the parameters given
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            instance = generate(seed=args.seed, **params)
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        message = str(exc)
+        if given and not any(re.match(rf"{re.escape(name)}\b", message) or f"{name} must" in message
+                             or repr(name) in message for name in params):
+            # about an internal field (a column the parameters produced): name what was given
+            message = f"with {given}: {message}"
+        raise ValueError(f"generate {args.decision}: {message}") from None
+    except MemoryError:
+        raise ValueError(f"generate {args.decision}: out of memory"
+                         + (f" with {given} (a smaller instance?)" if given else "")) from None
+    try:
+        instance.to_json(output)
+    except OSError as exc:
+        raise ValueError(f"-o {args.output}: cannot write it ({exc.strerror or exc})") from None
     print(f"wrote {args.output}: {instance.summary()}")
     return 0
 
@@ -205,11 +272,29 @@ def writable_folder(path: str) -> Path:
     return out
 
 
+def report_name(name: str) -> str:
+    """``bench --name``: a plain file name (the reports are ``NAME.md``, ``NAME.csv`` and
+    ``NAME-*.png`` inside --out), checked before the runs."""
+    if not name.strip():
+        raise ValueError("--name: an empty name (an unset shell variable?)")
+    if name in (".", "..") or Path(name).name != name or "/" in name or "\\" in name:
+        raise ValueError(f"--name {name}: a plain file name is needed, without a folder part (the "
+                         "reports go into --out)")
+    if "\0" in name or name != name.strip():
+        raise ValueError(f"--name {name!r}: a file name without a NUL or surrounding spaces is needed")
+    if len(name.encode()) > 200:
+        raise ValueError(f"--name: {len(name.encode())} bytes is too long for a file name (at most 200)")
+    return name
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from servopt.benchmarks import registry, report, runner
 
-    if args.jobs < 1:
-        raise ValueError(f"--jobs must be >= 1 worker process, got {args.jobs}")
+    if not 1 <= args.jobs <= runner.MAX_JOBS:
+        raise ValueError(f"--jobs must be >= 1 worker process (at most {runner.MAX_JOBS}), got "
+                         f"{args.jobs}")
+    if args.name is not None:
+        report_name(args.name)
     if args.case and args.suite:
         raise ValueError("give --suite or --case, not both (--case runs the named cases whatever "
                          "their suite)")
@@ -229,7 +314,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   "load average at end": report.load_average(),
                   "jobs": (f"the workers of the Dask scheduler {args.scheduler}"
                            if args.scheduler not in (None, "local")
-                           else str(args.jobs) + (" (a local Dask cluster)" if args.scheduler else ""))}
+                           else str(frame.attrs.get("jobs", args.jobs))
+                           + (" (a local Dask cluster)" if args.scheduler else ""))}
     if frame.attrs.get("runs_cached"):
         provenance["from the cache"] = (f"{frame.attrs['runs_cached']} of {frame.attrs['runs']} "
                                         "runs (computed by an earlier run, perhaps under other "
@@ -324,15 +410,35 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                                     ("--drop-too-long", args.drop_too_long)) if given]
         raise ValueError(f"{' and '.join(flags)} appl{'ies' if len(flags) == 1 else 'y'} to --trace, "
                          "not to a --workload preset")
+    if args.kv_tokens is not None:  # the options that derive the KV size would be ignored
+        ignored = [flag for flag, value in (("--gpu", args.gpu), ("--gpus", args.gpus),
+                                            ("--memory-utilisation", args.memory_utilisation))
+                   if value is not None]
+        if ignored:
+            raise ValueError(f"{' and '.join(ignored)}: with --kv-tokens the KV size is given, not "
+                             "derived from the GPU (--profile sets the timings)")
+    sim_options = [flag for flag, value in (("--sim-requests", args.sim_requests),
+                                            ("--sim-seeds", args.sim_seeds)) if value is not None]
+    if sim_options and not args.simulate:
+        raise ValueError(f"{' and '.join(sim_options)} appl{'ies' if len(sim_options) == 1 else 'y'} "
+                         "to --simulate, which is not given")
     args.format = args.format or "azure"
     args.requests = 4000 if args.requests is None else args.requests
     args.seed = 0 if args.seed is None else args.seed
+    args.sim_requests = 8000 if args.sim_requests is None else args.sim_requests
+    args.sim_seeds = 2 if args.sim_seeds is None else args.sim_seeds
     if args.simulate:  # check the simulation's options before printing the report
         from servopt.benchmarks import capacity as bench
 
         bench.check_requests(args.sim_requests)
+        if args.sim_requests > MAX_SIM_REQUESTS:  # 1e9 ran out of memory, 1e12 never ended
+            raise ValueError(f"--sim-requests: at most {MAX_SIM_REQUESTS:,} arrivals per run (each "
+                             f"simulated rate holds them in memory), got {args.sim_requests:,}")
         if args.sim_seeds < 1:
             raise ValueError(f"--sim-seeds: seeds must be >= 1, got {args.sim_seeds}")
+        if args.sim_seeds > MAX_SIM_SEEDS:
+            raise ValueError(f"--sim-seeds: at most {MAX_SIM_SEEDS} replications per simulated rate, "
+                             f"got {args.sim_seeds:,}")
     worker = {"token_budget": args.token_budget, "batch_cap": args.batch_cap,
               "prefill_chunk": args.prefill_chunk}
     for option, value in (("--step-ms", args.step_ms), ("--per-token-ms", args.per_token_ms)):
@@ -344,9 +450,26 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         worker["per_token_s"] = args.per_token_ms / 1e3
     worker = {k: v for k, v in worker.items() if v is not None}
     kv = args.kv_tokens
+    gpu = None if kv is not None else args.gpu or DEFAULT_GPU  # None: no GPU behind the KV size
     if kv is None:
-        kv = instances.preset_kv_tokens(args.model, args.gpu, gpus=args.gpus,
-                                        memory_utilisation=args.memory_utilisation)
+        kv = instances.preset_kv_tokens(
+            args.model, gpu, gpus=1 if args.gpus is None else args.gpus,
+            memory_utilisation=0.9 if args.memory_utilisation is None else args.memory_utilisation)
+    notes = []
+    timed = {"step_overhead_s", "per_token_s"} <= set(worker)  # both timings given: no preset's
+    if args.profile is None:  # the preset for this model on this GPU, where there is one
+        match = f"{args.model}@{gpu.split('-')[0]}" if gpu else None
+        args.profile = match if match in instances.PROFILE_PRESETS else DEFAULT_PROFILE
+        if args.profile != DEFAULT_PROFILE:
+            notes.append(f"note: worker profile {args.profile} (the preset for --model {args.model} "
+                         f"on --gpu {gpu}; --profile to choose another)")
+    profile_model, _, profile_gpu = args.profile.partition("@")
+    if gpu and profile_gpu and gpu.split("-")[0] != profile_gpu and not timed:
+        match = f"{args.model}@{gpu.split('-')[0]}"
+        other = (f"--profile {match} is the preset for it" if match in instances.PROFILE_PRESETS
+                 else f"no preset for {args.model} on it")
+        notes.append(f"note: the timing profile {args.profile} is {profile_gpu}'s, not {gpu}'s "
+                     f"({other}); give --step-ms and --per-token-ms for this GPU")
     if args.trace:
         inst = instances.from_trace(args.trace, format=args.format, arrival_rate=args.rate,
                                     kv_tokens=kv, headroom=args.headroom, profile=args.profile,
@@ -360,10 +483,11 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     bounds = model.bounds(inst)
     plan = rules.plan(inst)
     prices = plan.detail["prices"]
-    profile_model = args.profile.split("@")[0]
-    if profile_model != args.model and not {"step_overhead_s", "per_token_s"} <= set(worker):
-        print(f"note: the timing profile {args.profile} is {profile_model}'s, not {args.model}'s; "
-              "give --step-ms and --per-token-ms for this model", file=sys.stderr)
+    if profile_model != args.model and not timed:
+        notes.append(f"note: the timing profile {args.profile} is {profile_model}'s, not "
+                     f"{args.model}'s; give --step-ms and --per-token-ms for this model")
+    for note in notes:
+        print(note, file=sys.stderr)
     print(inst.summary())
     print("per-worker maximum stable rate (requests/s):")
     print(f"  compute bound          {bounds.compute:10.4g}")
@@ -389,11 +513,18 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from servopt import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="servopt",
         description="Optimization models, bounds and bid-price rules for LLM serving decisions.",
     )
+    parser.add_argument("--version", action="version", version=f"servopt {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("solve", help="solve an instance file exactly (or its LP relaxation)")
@@ -429,8 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", default=None, help="suite to run (default: quick)")
     p.add_argument("--case", action="append", help="run only this case (repeatable)")
     p.add_argument("--jobs", type=int, default=2,
-                   help="worker processes (default 2; with --scheduler ADDRESS the cluster's own "
-                        "workers run the cases and --jobs is not used)")
+                   help="worker processes (default 2, at most 256, never more than the runs to "
+                        "compute; with --scheduler ADDRESS the cluster's own workers run the cases "
+                        "and --jobs is not used)")
     p.add_argument("--scheduler", default=None,
                    help="Dask scheduler address, or 'local' to start a local Dask cluster")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
@@ -458,12 +590,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=None,
                    help="target requests/s for the fleet (default with --trace: the trace's rate)")
     p.add_argument("--kv-tokens", type=int, default=None, metavar="M",
-                   help="KV-cache tokens per worker (default: from --model and --gpu)")
+                   help="KV-cache tokens per worker (default: from --model, --gpu, --gpus and "
+                        "--memory-utilisation)")
     p.add_argument("--model", default="llama3-8b", help="model preset for the KV size (illustrative)")
-    p.add_argument("--gpu", default="a100-80gb", help="GPU preset for the KV size (illustrative)")
-    p.add_argument("--gpus", type=int, default=1, help="GPUs per worker")
-    p.add_argument("--memory-utilisation", type=float, default=0.9)
-    p.add_argument("--profile", default="llama3-8b@a100", help="worker timing preset")
+    p.add_argument("--gpu", default=None,
+                   help=f"GPU preset for the KV size (illustrative; default {DEFAULT_GPU})")
+    p.add_argument("--gpus", type=int, default=None, help="GPUs per worker (default 1)")
+    p.add_argument("--memory-utilisation", type=float, default=None,
+                   help="share of GPU memory for weights and KV (default 0.9)")
+    p.add_argument("--profile", default=None,
+                   help="worker timing preset (default: the preset for --model on --gpu where there "
+                        f"is one, else {DEFAULT_PROFILE}; the notes say which)")
     p.add_argument("--token-budget", type=int, default=None)
     p.add_argument("--batch-cap", type=int, default=None)
     p.add_argument("--prefill-chunk", type=int, default=None)
@@ -476,8 +613,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None,
                    help="seed of a preset's samples and of --simulate (default 0)")
     p.add_argument("--simulate", action="store_true", help="also find the simulated knee (slow)")
-    p.add_argument("--sim-requests", type=int, default=8000, help="arrivals per simulation")
-    p.add_argument("--sim-seeds", type=int, default=2, help="replications per simulated rate")
+    p.add_argument("--sim-requests", type=int, default=None,
+                   help=f"with --simulate: arrivals per simulation (default 8000, at most "
+                        f"{MAX_SIM_REQUESTS:,})")
+    p.add_argument("--sim-seeds", type=int, default=None,
+                   help=f"with --simulate: replications per simulated rate (default 2, at most "
+                        f"{MAX_SIM_SEEDS})")
     p.set_defaults(func=cmd_capacity)
     return parser
 
@@ -503,7 +644,12 @@ def main(argv: list[str] | None = None) -> int:
         note = "; finished runs are cached and the next run resumes" if args.func is cmd_bench else ""
         print(f"servopt: interrupted{note}", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, OSError, RuntimeError, ImportError) as exc:
+    except MemoryError as exc:  # numpy's names the array it could not allocate; Python's is empty
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        print(f"servopt: error: out of memory{': ' + detail if detail else ''} (a smaller instance, "
+              "or fewer or shorter runs?)", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, OSError, RuntimeError, ImportError, ArithmeticError) as exc:
         message = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
         first, *rest = message.strip().splitlines() or [""]
         print(f"servopt: error: {first}{' ...' if rest else ''}", file=sys.stderr)  # one line

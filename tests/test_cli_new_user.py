@@ -173,12 +173,14 @@ def test_runner_starts_no_more_workers_than_units(monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # 4 and 9. the sdist carries what its tests and README need; the wheel lists every package
 # ---------------------------------------------------------------------------------------------
-def test_manifest_carries_the_results_the_tests_read_and_the_ci_script():
-    # closes: the sdist had no benchmarks/results (tests/test_results_scripts.py reads three
+def test_manifest_carries_the_results_the_tests_read_and_the_ci_script(monkeypatch):
+    # closes: the sdist had no benchmarks/results (tests/test_results_scripts.py reads five
     # committed CSV files there), no .ci/run and no results README (the README links it).
-    # setuptools' own MANIFEST.in reader decides, over the files of the checkout
+    # setuptools' own MANIFEST.in reader decides, over the files of the checkout (it globs
+    # from the current folder)
     from setuptools.command.egg_info import FileList
 
+    monkeypatch.chdir(ROOT)
     files = FileList()
     files.allfiles = [p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*")
                       if p.is_file() and ".git" not in p.parts]

@@ -36,7 +36,7 @@ import numpy as np
 from servopt.benchmarks.harness import Bound, Outcome
 from servopt.core import InvalidInstanceError
 from servopt.instances.expert_placement import Instance
-from servopt.models.expert_placement import check_placement, makespan_lower_bound
+from servopt.models.expert_placement import MAX_SPEED_RATIO, check_placement, makespan_lower_bound
 from servopt.solvers.expert_placement import POLICIES, Plan, price_dispatch
 
 SENSE = "min"
@@ -61,29 +61,43 @@ def _times_from_flows(flows: np.ndarray, instance: Instance) -> np.ndarray:
 
 
 def _lp_times(phy2log: np.ndarray, w: np.ndarray, instance: Instance) -> np.ndarray:
-    """Per-layer min-max dispatch by SciPy linprog; returns GPU times (layers, GPUs)."""
+    """Per-layer min-max dispatch by SciPy linprog; returns GPU times (layers, GPUs).
+
+    Each layer's LP is written in units of 1/1024 of its largest expert load, with speeds
+    relative to the fastest GPU and every GPU's row in time (tokens / relative speed <=
+    makespan): HiGHS's tolerances are absolute, so in tokens loads of 1e-7 were served short and
+    a GPU of relative speed 1e-9 had its speed dropped (the LP "infeasible"). Speed ratios above
+    ``MAX_SPEED_RATIO`` are refused."""
     import scipy.sparse as sp
     from scipy.optimize import linprog
 
     L, R = phy2log.shape
     E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
     speed = instance.speed
+    fastest, slowest = float(speed.max()), float(speed.min())
+    if not fastest / slowest <= MAX_SPEED_RATIO:
+        raise InvalidInstanceError(
+            f"gpu_speed: the fastest GPU is {fastest / slowest:.3g} times as fast as the slowest; "
+            f"the dispatch LP is solved for speed ratios up to {MAX_SPEED_RATIO:.0e}")
+    slowness = fastest / speed  # a GPU's time per token, in units of the fastest GPU's
     times = np.zeros((L, G))
     for layer in range(L):  # one small LP per layer: independent, so the layers never mix
         slots = np.nonzero(phy2log[layer] >= 0)[0]
         n = slots.size
         experts, gpus = phy2log[layer, slots], slots // S
+        peak = float(w[layer].max())
+        unit = peak / 1024 if peak > 0 else 1.0  # tokens per load unit: the largest load is 1024
         a_eq = sp.coo_matrix((np.ones(n), (experts, np.arange(n))), shape=(E, n + 1))
-        a_ub = sp.hstack([sp.coo_matrix((np.ones(n), (gpus, np.arange(n))), shape=(G, n)),
-                          sp.csr_matrix(-speed.reshape(-1, 1))])
+        a_ub = sp.hstack([sp.coo_matrix((slowness[gpus], (gpus, np.arange(n))), shape=(G, n)),
+                          sp.csr_matrix(-np.ones((G, 1)))])
         cost = np.zeros(n + 1)
         cost[-1] = 1.0
-        res = linprog(cost, A_ub=a_ub, b_ub=np.zeros(G), A_eq=a_eq, b_eq=w[layer],
+        res = linprog(cost, A_ub=a_ub, b_ub=np.zeros(G), A_eq=a_eq, b_eq=w[layer] / unit,
                       bounds=(0, None), method="highs")
         if res.status != 0:
             raise InvalidInstanceError(f"layer {layer}: dispatch LP failed ({res.message})")
         flows = np.zeros(R)
-        flows[slots] = np.maximum(res.x[:n], 0.0)
+        flows[slots] = np.maximum(res.x[:n], 0.0) * unit
         times[layer] = flows.reshape(G, S).sum(axis=1) / speed
     return times
 
@@ -110,16 +124,20 @@ def gpu_times(instance: Instance, plan: Plan, w: np.ndarray, dispatch: str | Non
 
 
 def _check_flows(flows: np.ndarray, phy2log: np.ndarray, w: np.ndarray) -> None:
-    if np.any(flows < -1e-9):
-        raise InvalidInstanceError("dispatch sent a negative number of tokens")
-    if np.any(np.abs(flows[phy2log < 0]) > 1e-9):
-        raise InvalidInstanceError("dispatch sent tokens to an empty slot")
+    """Flows non-negative, only on occupied slots and serving every expert's tokens, each to
+    1e-9 (negative, stray) or 1e-7 (served) of the layer's largest load: relative, so the
+    checks mean the same at any load scale."""
     L, E = w.shape
+    scale = w.max(axis=1, keepdims=True)  # tokens: the layer's largest expert load
+    if np.any(flows < -1e-9 * scale):
+        raise InvalidInstanceError("dispatch sent a negative number of tokens")
+    if np.any(np.abs(np.where(phy2log < 0, flows, 0.0)) > 1e-9 * scale):
+        raise InvalidInstanceError("dispatch sent tokens to an empty slot")
     served = np.zeros((L, E))
     rows = np.repeat(np.arange(L), phy2log.shape[1])
     ok = phy2log.ravel() >= 0
     np.add.at(served, (rows[ok], phy2log.ravel()[ok]), flows.ravel()[ok])
-    if not np.allclose(served, w, rtol=1e-7, atol=1e-6):
+    if np.any(np.abs(served - w) > 1e-7 * np.abs(w) + 1e-9 * scale):
         raise InvalidInstanceError("dispatch did not serve every expert's tokens exactly")
 
 
@@ -258,9 +276,12 @@ def bound(instance: Instance, *, window: str = "next", milp_time_limit: float | 
         all_optimal = True
         for layer in range(instance.num_layers):
             model = build(instance, window=index, layers=[layer], makespan_lb=per_layer[layer])
+            # integrality to 1e-9: at HiGHS's default 1e-6 a replica at y = 1e-6 serves tokens
+            # almost free, and the value came out up to ~1e-6 relative low, moving with the scale
             sol = exact.solve_model(model, time_limit=milp_time_limit, mip_gap=1e-6,
-                                    prices=False, decision=instance.decision)
-            proved = sol.bound >= sol.objective - 1e-9 * max(1.0, abs(sol.objective))
+                                    prices=False, decision=instance.decision,
+                                    solver_options={"mip_feasibility_tolerance": 1e-9})
+            proved = sol.bound >= sol.objective - 1e-9 * abs(sol.objective)  # relative: any scale
             all_optimal &= sol.status == "optimal" and proved
             if not math.isnan(sol.bound):
                 per_layer[layer] = max(per_layer[layer], sol.bound)

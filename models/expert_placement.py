@@ -40,6 +40,26 @@ For a fixed placement (``phy2log[l, p]``: the expert in physical slot p, on GPU 
 problem: ``min sum_l z[l]`` s.t. ``demand[l,e]`` and ``gpu_load[l,g]`` as above with flows only
 on placed (e, g) pairs.
 
+Units the solver sees
+---------------------
+HiGHS's tolerances are absolute (feasibility 1e-7, MIP gap 1e-6, matrix entries at or below
+1e-9 dropped), so the models hand it loads in units of :func:`load_unit` tokens (the largest
+expert load of the modelled layers is 1024 units) and speeds relative to the fastest GPU: ``f``
+and the token rows (``demand``, ``link``, ``gpu_load``, ``order``) in load units, ``z`` and the
+time rows (``lower``, ``gpu_time``) in load units per fastest-GPU speed. Written in tokens,
+loads of 1e-7 gave "optimal" makespan 0 where 2e-7 is a proved bound. With unequal GPU speeds a
+GPU's ``gpu_load`` row reads ``sum_e f[l,e,g] <= capacity[l,g]`` and ``gpu_time[l,g]``:
+``capacity[l,g] / s_g <= z[l]`` (time units), so no row carries a slow GPU's tiny speed
+(``s_g / s_max`` of 1e-9 is dropped by HiGHS). The models carry ``objective_scale`` and
+``row_scale``: ``servopt.solve`` and ``solve_model`` report objective, bound and prices in tokens
+(per token, per slot, ...), :func:`decisions` reports ``f``, ``capacity`` (tokens) and ``z`` as
+documented. A row of one's own on a built model's ``f`` or ``z`` is in those units
+(``model.load_unit``, ``model.objective_scale``). The placement MILP's numbers are also rounded
+to 36 significant bits, in the direction that keeps it a relaxation (:func:`rounded`), so that
+HiGHS gets the same bits, and returns the same placement, whatever the units (its value moves by
+< 2e-11 relative). Speed ratios (fastest / slowest) above :data:`MAX_SPEED_RATIO` and migration
+costs above :data:`MAX_MIGRATION_RATIO` load units are refused (``InvalidInstanceError``).
+
 Prices (servopt sign convention: improvement per unit of extra capacity)
 ------------------------------------------------------------------------
 ``gpu_load[l,g]`` (pi_lg >= 0, sum_g s_g pi_lg = 1 per layer): the reduction of layer l's
@@ -52,7 +72,9 @@ worth (lambda_le - pi_lg) per token it takes (the reduced cost of the column ``f
 The MILP's relaxation (``relax=True``) also prices its placement rows: ``link[l,e,g]`` (>= 0),
 the makespan saved per extra token that a replica of e on g could serve (u[l,e,g] one higher);
 ``slots[l,g]`` (>= 0), the makespan saved per extra slot on GPU g; ``placed[l,e]`` (>= 0), the
-makespan saved per replica of e fewer required (a valid-inequality row: usually 0). With the
+makespan saved per replica of e fewer required (a valid-inequality row: usually 0);
+``gpu_time[l,g]`` (>= 0, only with unequal speeds): the makespan saved per unit of extra time on
+GPU g, ``s_g pi_lg`` (summing to 1 per layer). With the
 integer variables fixed (a MIP's prices) these describe the incumbent's dispatch only.
 These readings hold for the dispatch LP and the MILP's relaxation as built by default; with
 ``makespan_lb`` the ``lower[l]`` row can take the whole price (every ``gpu_load`` price 0), and the
@@ -180,6 +202,67 @@ def replicas_needed(w: np.ndarray, z: np.ndarray, s_max: float = 1.0) -> np.ndar
     return np.maximum(1.0, np.ceil(w / (z * s_max) - 1e-9)).sum(axis=1)
 
 
+MAX_SPEED_RATIO = 1e12  # fastest / slowest GPU speed that the solver's rows are written for
+MAX_MIGRATION_RATIO = 1e12  # migration cost per replica, in load units, that the MILP is written for
+LINK_FLOOR = 1e-6  # load units: a link bound s_g z_ub below this is replaced by the load (valid)
+
+
+LOAD_UNITS = 1024.0  # the largest expert load in load units: HiGHS's absolute tolerances (1e-6 for a
+# MIP's rows) are then ~1e-9 of it, as they were in tokens on windows of ~1e3 tokens per expert (at
+# 1.0 a MILP's makespan sat 1e-6 of the largest load below its GPU's tokens); a power of two, so
+# the division is exact
+
+
+def load_unit(w: np.ndarray) -> float:
+    """Tokens per load unit of the rows HiGHS sees: the largest expert load in ``w`` / 1024
+    (:data:`LOAD_UNITS`; 1 when every load is 0). Loads scaled by c give the same rows, hence the
+    same answers times c."""
+    peak = float(np.max(w, initial=0.0))
+    return peak / LOAD_UNITS if peak > 0 else 1.0
+
+
+def rounded(x: Any, direction: str) -> np.ndarray:
+    """``x`` rounded ``"down"`` or ``"up"`` to 36 significant bits (a relative change below 2^-36,
+    1.5e-11). The placement MILP's data are rounded so, so that an instance in other units gives
+    HiGHS the same bits: a division by the unit leaves last-bit round-off that differs with the
+    unit, and HiGHS's path, hence which of equally good placements the MILP returns, follows the
+    last bits (a 1e-9 scaling of a tiny instance changed the exact method's cost by 0.2%). The
+    directions keep the MILP a relaxation: loads, the migration cost and the makespan lower bound
+    down, speeds and the makespan upper bound up, so its value and bound stay lower bounds."""
+    mantissa, exponent = np.frexp(np.asarray(x, dtype=float))
+    step = np.floor if direction == "down" else np.ceil
+    return np.ldexp(step(mantissa * 2.0**36) / 2.0**36, exponent)
+
+
+def solver_units(w: np.ndarray, speed: np.ndarray) -> tuple[float, float]:
+    """``(load unit in tokens, fastest speed)`` of the rows HiGHS sees for loads ``w`` (tokens)
+    on GPUs of ``speed``: f in load units, z in load units per fastest speed (module docstring).
+
+    Refuses (``InvalidInstanceError``, naming the field) speeds whose fastest / slowest ratio is
+    above :data:`MAX_SPEED_RATIO` (a slow GPU's row then needs coefficients beyond what HiGHS
+    solves to the reported precision) and loads whose GPU times overflow a double.
+    """
+    speed = np.asarray(speed, dtype=float)
+    s_max, s_min = float(speed.max()), float(speed.min())
+    ratio = s_max / s_min
+    if not ratio <= MAX_SPEED_RATIO:
+        fast, slow = int(np.argmax(speed)), int(np.argmin(speed))
+        raise InvalidInstanceError(
+            f"gpu_speed: GPU {fast} (speed {s_max:g}) is {ratio:.3g} times as fast as GPU {slow} "
+            f"(speed {s_min:g}); the dispatch and placement models are solved for speed ratios up to "
+            f"{MAX_SPEED_RATIO:.0e} (a slower GPU's share of the tokens is below double precision "
+            f"of the makespan)")
+    unit = load_unit(w)
+    w = np.asarray(w, dtype=float)
+    with np.errstate(over="ignore"):
+        longest = float(w.sum(axis=-1).max(initial=0.0)) / s_min
+    if not math.isfinite(longest):
+        raise InvalidInstanceError(
+            f"loads / gpu_speed: a layer's {float(w.sum(axis=-1).max()):g} tokens on a GPU of speed "
+            f"{s_min:g} take longer than a double holds (GPU time = tokens / speed)")
+    return unit, s_max
+
+
 # -- Pyomo ------------------------------------------------------------------------------------
 def build(
     instance: Instance,
@@ -221,21 +304,37 @@ def build(
             f"{binaries} binaries (limit max_binaries={max_binaries}): pass layers=[...] to solve "
             f"a few layers, or use servopt.solvers.expert_placement.exact_placement")
     speed = instance.speed
-    w = w_all[layer_ids]
-    ub = _per_layer(makespan_ub, len(layer_ids), w.max(axis=1) / speed.min())
-    lb = _per_layer(makespan_lb, len(layer_ids), np.zeros(len(layer_ids)))
+    w_tokens = w_all[layer_ids]
+    unit, s_max = solver_units(w_tokens, speed)
+    time_unit = unit / s_max  # z in this many tokens per unit speed
+    # loads in load units, speeds relative to the fastest, bounds in time units (36 bits: rounded)
+    w, s = rounded(w_tokens / unit, "down"), rounded(speed / s_max, "up")
+    ub = rounded(_per_layer(makespan_ub, len(layer_ids), w_tokens.max(axis=1) / speed.min())
+                 / time_unit, "up")
+    lb = rounded(_per_layer(makespan_lb, len(layer_ids), np.zeros(len(layer_ids))) / time_unit, "down")
     beta = instance.migration_cost if beta is None else number(
         "beta", beta, lambda v: 0 <= v < math.inf, ">= 0 tokens per moved replica (a number)")
+    beta_units = float(rounded(beta / time_unit, "down"))
+    prev = instance.previous_placement
+    if prev is not None and beta_units > MAX_MIGRATION_RATIO:
+        raise InvalidInstanceError(
+            f"migration_cost: {beta:g} tokens per moved replica is {beta_units:.3g} times the "
+            f"makespan unit of these loads ({time_unit:g} tokens per unit speed: the largest expert "
+            f"load / 1024 / the fastest speed); the placement MILP is solved for ratios up to "
+            f"{MAX_MIGRATION_RATIO:.0e} (beyond, the makespans are lost in the round-off of the "
+            f"migration term)")
     m = pyo.ConcreteModel(name="expert_placement")
     m.L, m.E, m.G = pyo.Set(initialize=layer_ids), pyo.RangeSet(0, E - 1), pyo.RangeSet(0, G - 1)
     pos = {l: i for i, l in enumerate(layer_ids)}
     m.y = pyo.Var(m.L, m.E, m.G, domain=pyo.UnitInterval if relax else pyo.Binary)
     m.f = pyo.Var(m.L, m.E, m.G, domain=pyo.NonNegativeReals)
     m.z = pyo.Var(m.L, domain=pyo.NonNegativeReals)
-    s_max = float(speed.max())
 
     def cap(l: int, e: int, g: int) -> float:
-        return float(min(w[pos[l], e], speed[g] * ub[pos[l]]))
+        # a replica serves at most s_g z_ub; where that is below LINK_FLOOR of a load unit the
+        # weaker (valid) w is kept, so that no row carries a coefficient HiGHS would drop
+        most = s[g] * ub[pos[l]]
+        return float(w[pos[l], e] if most < LINK_FLOOR else min(w[pos[l], e], most))
 
     m.demand = pyo.Constraint(m.L, m.E, rule=lambda m, l, e: sum(m.f[l, e, g] for g in m.G)
                               == float(w[pos[l], e]))
@@ -246,19 +345,17 @@ def build(
     def need(l: int, e: int) -> int:
         if ub[pos[l]] <= 0:
             return 1
-        return max(1, min(G, math.ceil(w[pos[l], e] / (ub[pos[l]] * s_max) - 1e-9)))
+        return max(1, min(G, math.ceil(w[pos[l], e] / ub[pos[l]] - 1e-9)))
 
     m.placed = pyo.Constraint(m.L, m.E, rule=lambda m, l, e: sum(m.y[l, e, g] for g in m.G)
                               >= need(l, e))
-    m.gpu_load = pyo.Constraint(m.L, m.G, rule=lambda m, l, g: sum(m.f[l, e, g] for e in m.E)
-                                <= float(speed[g]) * m.z[l])
+    _gpu_rows(m, s, lambda m, l, g: sum(m.f[l, e, g] for e in m.E))
     m.lower = pyo.Constraint(m.L, rule=lambda m, l: m.z[l] >= float(lb[pos[l]]))
     objective = sum(m.z[l] for l in m.L)
-    prev = instance.previous_placement
     if prev is not None and beta > 0:
         before = placement_matrix(prev, E, G, S)
-        objective = objective + beta * sum(m.y[l, e, g] for l in m.L for e in m.E for g in m.G
-                                           if not before[l, e, g])
+        objective = objective + float(beta_units) * sum(
+            m.y[l, e, g] for l in m.L for e in m.E for g in m.G if not before[l, e, g])
     if group_locality:
         if instance.num_groups % instance.num_nodes:
             raise InvalidInstanceError(
@@ -288,9 +385,33 @@ def build(
                      "link": ["layer", "expert", "gpu"], "slots": ["layer", "gpu"],
                      "placed": ["layer", "expert"], "gpu_load": ["layer", "gpu"],
                      "lower": ["layer"], "order": ["layer", "gpu"],
+                     "capacity": ["layer", "gpu"], "gpu_time": ["layer", "gpu"],
                      "x": ["layer", "group", "node"], "group_node": ["layer", "group"],
                      "local": ["layer", "expert", "gpu"]}
+    _in_units(m, unit, time_unit)
     return m
+
+
+def _gpu_rows(m: pyo.ConcreteModel, s: np.ndarray, tokens: Any) -> None:
+    """``gpu_load[l,g]``: the GPU's tokens ``tokens(m, l, g)`` <= s_g z[l] (equal speeds), or
+    <= capacity[l,g] with ``gpu_time[l,g]``: capacity[l,g] / s_g <= z[l] (unequal speeds: the
+    speed stays out of the token row; module docstring). ``s``: speeds relative to the fastest."""
+    if np.all(s == 1.0):
+        m.gpu_load = pyo.Constraint(m.L, m.G, rule=lambda m, l, g: tokens(m, l, g) <= m.z[l])
+        return
+    m.capacity = pyo.Var(m.L, m.G, domain=pyo.NonNegativeReals)
+    m.gpu_load = pyo.Constraint(m.L, m.G, rule=lambda m, l, g: tokens(m, l, g) <= m.capacity[l, g])
+    m.gpu_time = pyo.Constraint(m.L, m.G, rule=lambda m, l, g: float(1.0 / s[g]) * m.capacity[l, g]
+                                <= m.z[l])
+
+
+def _in_units(m: pyo.ConcreteModel, unit: float, time_unit: float) -> None:
+    """Record the units of a built model (module docstring): reported = scale x the model's."""
+    m.load_unit = unit
+    m.objective_scale = time_unit
+    m.row_scale = {"demand": unit, "link": unit, "gpu_load": unit, "order": unit,
+                   "lower": time_unit, "gpu_time": time_unit}
+    m.value_scale = {"f": unit, "capacity": unit, "z": time_unit}
 
 
 def _per_layer(value: Any, n: int, default: np.ndarray) -> np.ndarray:
@@ -310,6 +431,8 @@ def _build_dispatch(instance: Instance, placement: np.ndarray, w_all: np.ndarray
                     layer_ids: list[int]) -> pyo.ConcreteModel:
     E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
     speed = instance.speed
+    unit, s_max = solver_units(w_all[layer_ids], speed)
+    w, s = w_all / unit, speed / s_max  # load units, speeds relative to the fastest
     hosted = placement_matrix(placement, E, G, S)
     pairs = [(l, e, g) for l in layer_ids for e, g in zip(*np.nonzero(hosted[l]), strict=True)]
     m = pyo.ConcreteModel(name="expert_dispatch")
@@ -323,22 +446,26 @@ def _build_dispatch(instance: Instance, placement: np.ndarray, w_all: np.ndarray
         by_expert.setdefault(key[:2], []).append(key)
         by_gpu.setdefault((key[0], key[2]), []).append(key)
     m.demand = pyo.Constraint(m.L, m.E, rule=lambda m, l, e: sum(
-        m.f[k] for k in by_expert[l, e]) == float(w_all[l, e]))
-    m.gpu_load = pyo.Constraint(m.L, m.G, rule=lambda m, l, g: sum(
-        m.f[k] for k in by_gpu.get((l, g), [])) <= float(speed[g]) * m.z[l])
+        m.f[k] for k in by_expert[l, e]) == float(w[l, e]))
+    _gpu_rows(m, s, lambda m, l, g: sum(m.f[k] for k in by_gpu.get((l, g), [])))
     m.obj = pyo.Objective(expr=sum(m.z[l] for l in m.L), sense=pyo.minimize)
     m.index_names = {"f": ["layer", "expert", "gpu"], "z": ["layer"],
-                     "demand": ["layer", "expert"], "gpu_load": ["layer", "gpu"]}
+                     "demand": ["layer", "expert"], "gpu_load": ["layer", "gpu"],
+                     "capacity": ["layer", "gpu"], "gpu_time": ["layer", "gpu"]}
+    _in_units(m, unit, unit / s_max)
     return m
 
 
 def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Series]:
-    """Primal values: ``z`` per layer, ``f`` per (layer, expert, gpu), ``y`` when placing."""
+    """Primal values: ``z`` per layer (tokens per unit speed), ``f`` per (layer, expert, gpu) and
+    ``capacity`` per (layer, gpu) (tokens), ``y`` (and ``x``) when placing."""
     out: dict[str, pd.Series] = {}
     names = model.index_names
+    scale = getattr(model, "value_scale", {})  # the model's f, capacity and z are in solver units
     for var in model.component_objects(pyo.Var, active=True):
         keys = list(var.keys())
         values = np.array([var[k].value if var[k].value is not None else np.nan for k in keys])
+        values = values * float(scale.get(var.local_name, 1.0))
         index = (pd.MultiIndex.from_tuples(keys, names=names[var.local_name])
                  if keys and isinstance(keys[0], tuple)
                  else pd.Index(keys, name=names[var.local_name][0]))
@@ -354,15 +481,27 @@ def explain_infeasible(instance: Instance) -> str:
 # -- matrix path and CVXPY for the dispatch LP ---------------------------------------------------
 def dispatch_matrices(placement: np.ndarray, w: np.ndarray, slots_per_gpu: int,
                       speed: np.ndarray) -> dict[str, Any]:
-    """Sparse matrices of the dispatch LP over all layers (variables: one flow per occupied slot,
-    then one makespan per layer).
+    """Sparse matrices of the dispatch LP over all layers, in solver units (variables: one flow
+    per occupied slot, then one makespan per layer).
 
-    Returns ``c``, ``A_eq``/``b_eq`` (rows: layer-major experts, ``demand``), ``A_ub``/``b_ub``
-    (rows: layer-major GPUs, ``gpu_load``), and ``slot_layer``/``slot_index`` of each flow.
+    Layer l's flows and demand rows are in ``load_unit[l]`` tokens (:func:`load_unit` of the
+    layer); its makespan is in ``load_unit[l] / speed_unit`` (``speed_unit``: the
+    fastest speed), and GPU g's row is its time, ``sum of its flows / s'_g - z <= 0`` with
+    ``s'_g = speed[g] / speed_unit``: no entry below 1, and loads of any scale give the same
+    matrices (module docstring). In tokens: a flow is x * load_unit[layer], a makespan
+    z * load_unit[layer] / speed_unit, and GPU g's row dual (servopt's sign; summing to 1 per
+    layer) / speed[g] is its price per token of capacity. Returns ``c``, ``A_eq``/``b_eq`` (rows:
+    layer-major experts, ``demand``), ``A_ub``/``b_ub`` (rows: layer-major GPUs, ``gpu_load``),
+    ``slot_layer``/``slot_index`` of each flow, ``load_unit`` and ``speed_unit``. Refuses speeds
+    beyond :data:`MAX_SPEED_RATIO` (:func:`solver_units`).
     """
     L, R = placement.shape
     E = w.shape[1]
     G = R // slots_per_gpu
+    speed = np.asarray(speed, dtype=float)
+    _, s_max = solver_units(w, speed)
+    peak = w.max(axis=1)
+    unit = np.where(peak > 0, peak / LOAD_UNITS, 1.0)  # per layer: load_unit of that layer
     occupied = placement >= 0
     slot_layer, slot_index = np.nonzero(occupied)
     n_flow = slot_layer.size
@@ -373,16 +512,18 @@ def dispatch_matrices(placement: np.ndarray, w: np.ndarray, slots_per_gpu: int,
                          shape=(L * E, n_flow + L))
     rows_ub = np.concatenate([slot_layer * G + gpu, np.arange(L * G)])
     cols_ub = np.concatenate([cols, n_flow + np.repeat(np.arange(L), G)])
-    vals_ub = np.concatenate([np.ones(n_flow), -np.tile(speed, L)])
+    vals_ub = np.concatenate([s_max / speed[gpu], -np.ones(L * G)])
     A_ub = sp.csr_matrix((vals_ub, (rows_ub, cols_ub)), shape=(L * G, n_flow + L))
     c = np.concatenate([np.zeros(n_flow), np.ones(L)])
-    return {"c": c, "A_eq": A_eq, "b_eq": w.reshape(-1).astype(float), "A_ub": A_ub,
-            "b_ub": np.zeros(L * G), "slot_layer": slot_layer, "slot_index": slot_index}
+    return {"c": c, "A_eq": A_eq, "b_eq": (w / unit[:, None]).reshape(-1),
+            "A_ub": A_ub, "b_ub": np.zeros(L * G), "slot_layer": slot_layer,
+            "slot_index": slot_index, "load_unit": unit, "speed_unit": s_max}
 
 
 def build_cvxpy(instance: Instance, *, placement: Any = None,
                 window: int | None = None) -> CvxpyModel:
-    """The dispatch LP in CVXPY (placement: phy2log; default the instance's previous placement)."""
+    """The dispatch LP in CVXPY (placement: phy2log; default the instance's previous placement),
+    in solver units like :func:`build` (``objective_scale``, ``row_scale``: reported in tokens)."""
     import cvxpy as cp
 
     if placement is None:
@@ -391,9 +532,11 @@ def build_cvxpy(instance: Instance, *, placement: Any = None,
         raise InvalidInstanceError(
             "the dispatch LP needs a placement: pass placement=phy2log (layers x slots)")
     placement = check_placement(instance, placement)
-    w = window_loads(instance, window)
+    w_tokens = window_loads(instance, window)
     L, E, G = instance.num_layers, instance.num_experts, instance.num_gpus
     S, speed = instance.slots_per_gpu, instance.speed
+    unit, s_max = solver_units(w_tokens, speed)
+    w, s = w_tokens / unit, speed / s_max
     hosted = placement_matrix(placement, E, G, S)
     l_idx, e_idx, g_idx = np.nonzero(hosted)
     n = l_idx.size
@@ -401,16 +544,28 @@ def build_cvxpy(instance: Instance, *, placement: Any = None,
     z = cp.Variable(L, nonneg=True)
     to_expert = sp.csr_matrix((np.ones(n), (l_idx * E + e_idx, np.arange(n))), shape=(L * E, n))
     to_gpu = sp.csr_matrix((np.ones(n), (l_idx * G + g_idx, np.arange(n))), shape=(L * G, n))
-    spread = sp.kron(sp.eye(L), speed.reshape(-1, 1), format="csr")
+    each = sp.kron(sp.eye(L), np.ones((G, 1)), format="csr")  # z[l] on each of its GPUs' rows
     demand = to_expert @ f == w.reshape(-1)
-    gpu_load = to_gpu @ f <= spread @ z
-    problem = cp.Problem(cp.Minimize(cp.sum(z)), [demand, gpu_load])
     idx_le = pd.MultiIndex.from_product([range(L), range(E)], names=["layer", "expert"])
     idx_lg = pd.MultiIndex.from_product([range(L), range(G)], names=["layer", "gpu"])
     idx_f = pd.MultiIndex.from_arrays([l_idx, e_idx, g_idx], names=["layer", "expert", "gpu"])
-    return CvxpyModel(problem, "min", {"demand": (demand, idx_le), "gpu_load": (gpu_load, idx_lg)},
-                      {"f": (f, idx_f), "z": (z, pd.RangeIndex(L, name="layer"))})
+    constraints = {"demand": (demand, idx_le)}
+    variables = {"f": (unit * f, idx_f), "z": ((unit / s_max) * z, pd.RangeIndex(L, name="layer"))}
+    if np.all(s == 1.0):
+        constraints["gpu_load"] = (to_gpu @ f <= each @ z, idx_lg)
+    else:  # the speed stays out of the token row (module docstring)
+        capacity = cp.Variable(L * G, nonneg=True)
+        constraints["gpu_load"] = (to_gpu @ f <= capacity, idx_lg)
+        constraints["gpu_time"] = (sp.diags(np.tile(1.0 / s, L)) @ capacity <= each @ z, idx_lg)
+        variables["capacity"] = (unit * capacity, idx_lg)
+    problem = cp.Problem(cp.Minimize(cp.sum(z)), [con for con, _ in constraints.values()])
+    model = CvxpyModel(problem, "min", constraints, variables)
+    model.load_unit = unit
+    model.objective_scale = unit / s_max  # servopt.solve reports objective, bound and prices in tokens
+    model.row_scale = {"demand": unit, "gpu_load": unit, "gpu_time": unit / s_max}
+    return model
 
 
-__all__ = ["build", "build_cvxpy", "check_placement", "decisions", "dispatch_matrices",
-           "explain_infeasible", "makespan_lower_bound", "placement_matrix", "window_loads"]
+__all__ = ["LINK_FLOOR", "LOAD_UNITS", "MAX_MIGRATION_RATIO", "MAX_SPEED_RATIO", "build", "build_cvxpy",
+           "check_placement", "decisions", "dispatch_matrices", "explain_infeasible", "load_unit",
+           "makespan_lower_bound", "placement_matrix", "rounded", "solver_units", "window_loads"]

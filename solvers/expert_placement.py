@@ -243,7 +243,10 @@ def lp_dispatch(phy2log: np.ndarray, w: np.ndarray, slots_per_gpu: int,
     """LPLB-style min-max dispatch LP for all layers at once (HiGHS, matrix path).
 
     Returns (flows (layers, slots), makespan per layer, GPU prices (layers, GPUs)); prices are
-    the ``gpu_load`` duals in servopt's convention (>= 0, sum_g s_g pi_g = 1 per layer).
+    the ``gpu_load`` duals in servopt's convention (>= 0, sum_g s_g pi_g = 1 per layer). HiGHS
+    sees each layer in units of its largest load and GPU rows in time
+    (:func:`~servopt.models.expert_placement.dispatch_matrices`), so loads scaled by c give flows
+    and makespans times c and the same prices; speeds beyond ``MAX_SPEED_RATIO`` are refused.
     """
     import highspy
 
@@ -275,11 +278,14 @@ def lp_dispatch(phy2log: np.ndarray, w: np.ndarray, slots_per_gpu: int,
         raise InvalidInstanceError(f"dispatch LP not solved: {h.modelStatusToString(h.getModelStatus())}")
     sol = h.getSolution()
     x = np.asarray(sol.col_value)
+    unit = mats["load_unit"]  # per layer, tokens
     flows = np.zeros((L, R))
-    flows[mats["slot_layer"], mats["slot_index"]] = np.maximum(x[: mats["slot_layer"].size], 0)
-    makespan = x[-L:]
+    flows[mats["slot_layer"], mats["slot_index"]] = (np.maximum(x[: mats["slot_layer"].size], 0)
+                                                     * unit[mats["slot_layer"]])
+    makespan = x[-L:] * unit / mats["speed_unit"]
     dual = np.asarray(sol.row_dual)[L * w.shape[1]:].reshape(L, G)
-    price = np.maximum(normalise_dual(dual, sense="min", row="le", convention="pyomo"), 0.0)
+    # a GPU's row is its time: its dual per unit time, / speed per token of capacity
+    price = np.maximum(normalise_dual(dual, sense="min", row="le", convention="pyomo"), 0.0) / speed
     return flows, makespan, price
 
 
@@ -304,7 +310,7 @@ def _water_fill(level: np.ndarray, cap: np.ndarray, amount: np.ndarray) -> np.nd
         h = (amount[:, None] + cum_mass) / cum_cap
     # the level with the first j columns wet is valid iff it does not reach column j + 1
     nxt = np.concatenate([lv[:, 1:], np.full((lv.shape[0], 1), np.inf)], axis=1)
-    valid = finite & (h <= nxt + 1e-12)
+    valid = finite & (h <= nxt + 1e-12 * np.abs(h))  # relative: the same at any load scale
     j = np.argmax(valid, axis=1)
     height = h[np.arange(lv.shape[0]), j]
     flow_sorted = np.where(finite, np.maximum(height[:, None] - lv0, 0.0) * cp, 0.0)
@@ -319,9 +325,10 @@ def price_dispatch(phy2log: np.ndarray, w: np.ndarray, gpu_price: np.ndarray,
     """The bid-price dispatch rule: flows (layers, slots) without a solver.
 
     A single-replica expert's tokens go to its GPU. A replicated expert's tokens go to its
-    replicas on the GPUs with the lowest price (within ``tol``); among tied GPUs they are
-    water-filled (raising the lowest GPU times first). Experts are taken heaviest first, and
-    ``passes`` Gauss-Seidel sweeps re-fill each expert against the others' current flows.
+    replicas on the GPUs with the lowest price (within ``tol`` x the layer's highest price); among
+    tied GPUs they are water-filled (raising the lowest GPU times first). Experts are taken
+    heaviest first, and ``passes`` Gauss-Seidel sweeps re-fill each expert against the others'
+    current flows.
     """
     L, R = phy2log.shape
     E = w.shape[1]
@@ -353,7 +360,7 @@ def price_dispatch(phy2log: np.ndarray, w: np.ndarray, gpu_price: np.ndarray,
     li, pi = np.nonzero(occupied)
     slots_of[li, phy2log[li, pi], slot_rank[li, pi]] = pi
     r = np.arange(L)
-    price_min_tol = tol * np.maximum(1.0, np.abs(gpu_price).max(axis=1, keepdims=True))
+    price_min_tol = tol * np.abs(gpu_price).max(axis=1, keepdims=True)  # relative: any speed scale
     for sweep in range(passes):
         for k in range(n_multi):
             e = order[:, k]
@@ -491,10 +498,9 @@ def pack_ring(weight: np.ndarray, count: np.ndarray, num_gpus: int, slots_per_gp
     if int(count.sum(axis=1).max()) > G * S:
         raise InvalidInstanceError(f"{int(count.sum(axis=1).max())} replicas do not fit in "
                                    f"{G} GPUs x {S} slots")
-    # replicated experts, heaviest first; each run of count replicas starts where the last ended
-    # replicated experts first, heaviest first, then the singles, heaviest first
-    lift = np.where(count > 1, weight.max(axis=1, keepdims=True) + 1.0, 0.0)
-    order = np.argsort(-(weight + lift), axis=1, kind="stable")
+    # replicated experts first, heaviest first, then the singles, heaviest first (index order on
+    # ties); each run of count replicas starts where the last ended
+    order = np.lexsort((-weight, count <= 1), axis=1)  # stable
     n_multi = int((count > 1).sum(axis=1).max())
     c_sorted = np.take_along_axis(count, order[:, :n_multi], 1)
     multi = c_sorted > 1
@@ -852,11 +858,13 @@ def exact_placement(instance: Instance, *, target_gap: float = 0.01, milp_time_l
 
     Layers are independent. Per layer: (1) the combinatorial bound (total / speed and replica
     counts); (2) replica counts and placements (:func:`balanced_plan`, :func:`pack_ring` and
-    EPLB's plan), each served with the dispatch LP, the best kept per layer; (3) layers whose
-    best plan is not within ``target_gap`` of the bound go to the placement MILP (strengthened
-    with that plan's value and the bound) when it
-    has at most ``milp_max_binaries`` binaries. Returns the best plan, LP-dispatched, with
-    ``info['bound']`` (per-layer proved bound) and ``info['makespan']``.
+    EPLB's plan), each served with the dispatch LP, the best kept per layer (a later candidate
+    replaces an earlier one only when better by more than 1e-12 relative: plans that tie are not
+    picked by LP round-off, which differs with the load scale); (3) layers whose best plan is not
+    within ``target_gap`` of the bound go to the placement MILP (strengthened with that plan's
+    value and the bound) when it has at most ``milp_max_binaries`` binaries; its plan, scored by
+    the dispatch LP like the candidates, replaces the best when better. Returns the best plan,
+    LP-dispatched, with ``info['bound']`` (per-layer proved bound) and ``info['makespan']``.
 
     With a previous placement and ``migration_cost`` beta > 0 every layer minimises the model's
     objective, makespan + beta x migrations: the candidates are relabelled onto the previous GPUs
@@ -893,10 +901,10 @@ def exact_placement(instance: Instance, *, target_gap: float = 0.01, milp_time_l
         if best is None:
             best, best_z = phy2log.copy(), z.copy()
         else:
-            better = z < best_z
+            better = z < best_z * (1 - 1e-12)  # relative: LP round-off never replaces a tie
             best[better], best_z[better] = phy2log[better], z[better]
     status = "certified"
-    open_layers = np.nonzero(best_z > bound * (1 + target_gap) + 1e-9)[0]
+    open_layers = np.nonzero(best_z > bound * (1 + target_gap) + 1e-12 * best_z)[0]
     if open_layers.size and instance.num_experts * G <= milp_max_binaries:
         from servopt.solvers import exact
 
@@ -909,9 +917,18 @@ def exact_placement(instance: Instance, *, target_gap: float = 0.01, milp_time_l
                                     prices=False, decision=instance.decision)
             if not math.isnan(sol.bound):
                 bound[layer] = max(bound[layer], sol.bound)
-            if not math.isnan(sol.objective) and sol.objective < best_z[layer] - 1e-9:
-                best[layer] = _phy2log_from_model(model, layer, instance)
-                best_z[layer] = sol.objective
+            if math.isnan(sol.objective):
+                continue
+            # the MILP's plan, scored like the candidates (its own value can sit up to HiGHS's MIP
+            # feasibility tolerance below what the plan achieves: a makespan 1e-6 below its GPU)
+            row = _phy2log_from_model(model, layer, instance)[None]
+            if not covers_all_experts(row, E):
+                continue
+            z = lp_dispatch(row, w[[layer]], S, speed)[1][0]
+            if moving:
+                z += beta * layer_migrations(row, prev[[layer]], E, G, S)[0]
+            if z < best_z[layer] * (1 - 1e-12):
+                best[layer], best_z[layer] = row[0], z
     elif open_layers.size:
         status = "uncertified"
     _, z, price = lp_dispatch(best, w, S, speed)

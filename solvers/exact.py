@@ -731,9 +731,8 @@ def _pyomo_prices(model: pyo.ConcreteModel, duals: Any, sense: str, skip: set[st
                 row = "le" if (dual < 0) == (sense == "min") else "ge"
             keys.append(key)
             values.append(normalise_dual(dual, sense=sense, row=row, convention="pyomo"))
-        if not keys and not (component.is_indexed() and len(component) == 0
-                             and len(component.index_set()) > 0):
-            continue
+        if not keys and not (component.is_indexed() and len(component) == 0):
+            continue  # an indexed family with no row (all skipped, or none to index) stays
         if component.is_indexed() and len(component) < len(component.index_set()):
             # a row the model skipped (Constraint.Skip: it could never bind) still gets its
             # price, 0, so prices are labelled like the data (every round, every gap)

@@ -84,6 +84,9 @@ def test_tiny_sizes_give_the_optimum_not_an_over_full_cache():
                                                           pytest.approx(3.0)), backend
     for backend in LP_BACKENDS:
         assert servopt.solve(inst, relax=True, backend=backend).objective == pytest.approx(3.0)
+    # the per-gap interval form (Pyomo; CVXPY's LP) too
+    assert servopt.solve(inst, backend="pyomo", form="interval").objective == pytest.approx(3.0)
+    assert servopt.solve(inst, backend="cvxpy", form="interval").objective == pytest.approx(3.0)
 
 
 def test_huge_sizes_give_the_optimum():
@@ -217,7 +220,7 @@ def test_no_capacity_row_every_lp_method_gives_no_price(requests):
     for method in cs.LP_METHODS:
         assert bench.bound(inst, method=method).value == float(requests), method
         assert cs.solve_lp(inst, method=method).price.shape == (0,), method
-    for backend in ("highs", "cvxpy"):  # an empty family labelled by gap, not a phantom gap 0
+    for backend in LP_BACKENDS:  # an empty family labelled by gap (not a phantom gap 0, nor none)
         prices = servopt.solve(inst, relax=True, backend=backend).prices["cache_capacity"]
         assert len(prices) == 0 and prices.index.name == "gap", backend
 

@@ -35,7 +35,6 @@ from servopt.benchmarks.harness import (
 )
 from servopt.benchmarks.registry import Case, params_label
 from servopt.core import InvalidInstanceError
-from servopt.core.registry import LAYERS, layer_module
 from servopt.core.solution import relative_gap
 from servopt.instances import traces
 
@@ -68,34 +67,36 @@ def missing_trace(exc: BaseException, reads: dict[str, str]) -> str | None:
     return None
 
 
-def _source_files(case: Case) -> list[str]:
-    files = []
-    for layer in LAYERS:
-        try:
-            module = layer_module(case.decision, layer)
-        except (ValueError, ImportError):
-            continue
-        if getattr(module, "__file__", None):
-            files.append(module.__file__)
-    for name in ("servopt.core.instance", "servopt.core.solution", "servopt.solvers.exact",
-                 "servopt.benchmarks.harness"):
-        spec = importlib.util.find_spec(name)
-        if spec and spec.origin:
-            files.append(spec.origin)
+PACKAGES = ("servopt", "servopt.instances", "servopt.models", "servopt.solvers",
+            "servopt.benchmarks")  # the folders of servopt's source (cases and core inside)
+
+
+def _source_files(case: Case) -> list[tuple[str, Path]]:
+    """(label, path) of every Python source file of servopt, and of the module that defines the
+    case's ``make_instance`` when it lives outside servopt (a case of one's own)."""
+    files: dict[str, Path] = {}
+    for package in PACKAGES:
+        root = Path(importlib.import_module(package).__file__).parent  # its __init__'s folder
+        for path in root.rglob("*.py"):  # (servopt's __path__ may hold the checkout's root too)
+            files[f"{package}/{path.relative_to(root).as_posix()}"] = path
     make = case.make_instance
-    if make is not None and getattr(sys.modules.get(make.__module__), "__file__", None):
-        files.append(sys.modules[make.__module__].__file__)
-    return sorted(set(files))
+    own = getattr(sys.modules.get(getattr(make, "__module__", None) or ""), "__file__", None)
+    if own and not any(Path(own).resolve() == path.resolve() for path in files.values()):
+        files[f"case/{Path(own).name}"] = Path(own)
+    return sorted(files.items())
 
 
 def code_fingerprint(case: Case) -> str:
-    """sha256 over the source files a case depends on (its decision's modules and the core).
-    The traces a run reads are keyed per unit: each cached row records them (``TRACE_READS``)
-    and is reused only while they are unchanged, so a case that reads no trace keeps its rows
-    whatever happens to the trace folders."""
+    """sha256 over every source file of servopt (names and contents) and the module of the
+    case's ``make_instance``: a cached row is reused only by the same code. (A fix anywhere, in
+    a checker, the matrix form or a trace parser, recomputes every case; hashing only the
+    decision's modules served rows of the old code after such a fix.) The data files a run
+    reads (traces, instance JSON) are keyed per unit: each cached row records them
+    (``TRACE_READS``, :func:`servopt.core.reads.recording_reads`) and is reused only while they
+    are unchanged."""
     digest = hashlib.sha256()
-    for path in _source_files(case):
-        digest.update(Path(path).read_bytes())
+    for label, path in _source_files(case):
+        digest.update(label.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
 

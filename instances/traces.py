@@ -35,7 +35,6 @@ from __future__ import annotations
 import csv
 import gc
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -43,7 +42,6 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from itertools import chain, repeat
 from operator import itemgetter
 from pathlib import Path
@@ -54,6 +52,10 @@ import pandas as pd
 
 from servopt.core import InvalidInstanceError, checks
 from servopt.core.instance import GZIP_MAGIC, read_text_file
+from servopt.core.reads import ABSENT
+from servopt.core.reads import file_digest as _file_digest
+from servopt.core.reads import note_read as _note_read
+from servopt.core.reads import recording_reads as recording_reads  # the runner's entry point
 
 REQUEST_COLUMNS = ["arrival_s", "prompt_tokens", "output_tokens"]
 MAX_TOKENS = 10**12  # beyond any context window; larger counts are data errors (and overflow int64)
@@ -86,46 +88,6 @@ def shared_trace(name: str) -> Path | None:
     found = next((folder / name for folder in trace_folders() if (folder / name).is_file()), None)
     _note_read(f"shared:{name}", found)
     return found
-
-
-_FILE_DIGESTS: dict[tuple[str, int, int], bytes] = {}  # (path, size, mtime_ns) -> sha256
-
-
-def _file_digest(path: Path) -> bytes:
-    """sha256 of a file's content, read in 1 MiB chunks and remembered while the file's size
-    and modification time stay the same (a benchmark run asks once per case)."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _FILE_DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        _FILE_DIGESTS[key] = digest.digest()
-    return _FILE_DIGESTS[key]
-
-
-_READS: ContextVar[dict[str, str] | None] = ContextVar("servopt_trace_reads", default=None)
-ABSENT = "absent"  # what a read of a file that is not there records
-
-
-def _note_read(what: str, path: Path | None) -> None:
-    reads = _READS.get()
-    if reads is not None:
-        reads[what] = _file_digest(path).hex()[:32] if path is not None else ABSENT
-
-
-@contextmanager
-def recording_reads() -> Iterator[dict[str, str]]:
-    """Record every trace this module finds or reads inside the block, as ``{what: digest}``:
-    ``"shared:NAME"`` for a :func:`shared_trace` lookup (``"absent"`` if not found) and
-    ``"file:PATH"`` for a file a reader opened (what a benchmark cache keys a run on)."""
-    reads: dict[str, str] = {}
-    token = _READS.set(reads)
-    try:
-        yield reads
-    finally:
-        _READS.reset(token)
 
 
 def reads_unchanged(reads: dict[str, str]) -> bool:

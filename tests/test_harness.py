@@ -517,11 +517,14 @@ def test_the_cache_key_changes_with_everything_that_determines_a_run():
 def test_the_code_fingerprint_covers_the_solve_layer_and_the_decisions_modules():
     # closes: the exact solver (or a decision's own modules) left out of what invalidates the cache
     files = [os.path.relpath(f, os.path.dirname(os.path.dirname(runner_mod.__file__)))
-             for f in runner_mod._source_files(Case(name="b", decision="batch_scheduling"))]
+             for _, f in runner_mod._source_files(Case(name="b", decision="batch_scheduling"))]
     for layer in ("instances", "models", "solvers", "benchmarks"):
         assert f"{layer}/batch_scheduling.py" in files
     assert "solvers/exact.py" in files and "benchmarks/harness.py" in files
     assert "servopt/core/solution.py" in files and "servopt/core/instance.py" in files
+    # and what every decision stands on: the checks, the matrix form, the trace parsers
+    assert {"servopt/core/checks.py", "servopt/core/matrix.py", "instances/traces.py"} <= set(files)
+    assert not any(f.startswith("tests/") for f in files)
 
 
 def test_cases_come_sorted_by_decision_then_name(monkeypatch):

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.core.errors import InfeasibleError, InvalidInstanceError
+from servopt.core.reads import note_read
 
 DECISIONS: tuple[str, ...] = (
     "expert_placement",
@@ -201,8 +202,11 @@ GZIP_MAGIC = b"\x1f\x8b"  # a gzip file's first two bytes: such a file is read d
 
 def read_text_file(path: Path) -> str:
     """A data file's text: UTF-8, with or without a byte-order mark, plain or gzip-compressed
-    (told by the content's first bytes, as the trace readers do, not by the name)."""
+    (told by the content's first bytes, as the trace readers do, not by the name). Noted in an
+    open :func:`servopt.core.reads.recording_reads` block (a benchmark cache keys on it)."""
     try:
+        if Path(path).is_file():
+            note_read(f"file:{Path(path).resolve()}", Path(path))
         with open(path, "rb") as handle:
             data = handle.read()
         if data[:2] == GZIP_MAGIC:

@@ -109,6 +109,8 @@ COST = "workers provisioned"
 DEFAULT_METHODS = ("plan", "fluid_lp", "first_order", "compute_only", "utilisation", "queue_depth")
 N_REQUESTS = 8000
 MIN_REQUESTS = 500  # fewer arrivals per run: the drift test sees too short a horizon to judge
+MAX_REQUESTS = 16_000_000  # arrivals per run held in memory (~13 GB; find_knee may double a run 4x)
+MAX_RUN_SEEDS = 1000  # replications per simulated rate
 SEEDS = 2
 MAX_SEEDS = None
 EPS = 0.01
@@ -351,16 +353,25 @@ def check_requests(n_requests: int) -> None:
         raise InvalidInstanceError(
             f"a simulated rate needs at least {MIN_REQUESTS} arrivals per run (the first "
             f"{WARMUP:.0%} are warm-up), got n_requests = {n_requests}")
+    if n_requests > MAX_REQUESTS:  # 1e9 was a MemoryError, 1e12 never ended
+        raise InvalidInstanceError(
+            f"n_requests must be at most {MAX_REQUESTS:,} arrivals per run (each simulated rate "
+            f"holds them in memory), got {n_requests:,}")
 
 
 def _seed_list(seeds: int | Any, seed: int = 0) -> list[int]:
     if isinstance(seeds, str | bytes | bool):
         raise InvalidInstanceError(f"seeds must be a number of seeds or a list of seeds, got {seeds!r}")
     if isinstance(seeds, int | np.integer):
-        if seeds < 1:
-            raise InvalidInstanceError(f"seeds must be >= 1, got {seeds}")
+        if not 1 <= seeds <= MAX_RUN_SEEDS:
+            raise InvalidInstanceError(f"seeds must be between 1 and {MAX_RUN_SEEDS} "
+                                       f"replications, got {seeds}")
         return [seed + i for i in range(int(seeds))]
-    return [int(x) for x in seeds]
+    listed = [int(x) for x in seeds]
+    if not 1 <= len(listed) <= MAX_RUN_SEEDS:
+        raise InvalidInstanceError(f"seeds must list between 1 and {MAX_RUN_SEEDS} seeds, got "
+                                   f"{len(listed)}")
+    return listed
 
 
 def saturated_throughput(
@@ -618,8 +629,10 @@ def check_run_options(*, n_requests: Any, seed: Any, seeds: Any, max_seeds: Any,
     check_requests(n_requests)
     whole_number("seed", seed, low=0)
     whole_number("seeds", seeds)
+    _seed_list(seeds)  # at most MAX_RUN_SEEDS
     if max_seeds is not None:
         whole_number("max_seeds", max_seeds)
+        _seed_list(max_seeds)
     number("eps", eps, lambda v: 0 <= v < 1, "in [0, 1) (the drift per request/s a stable run may show)")
     number("warmup", warmup, lambda v: 0 <= v < 1, "in [0, 1) (the share of a run dropped as warm-up)")
     if window is not None:
@@ -781,21 +794,26 @@ def bound(
     return Bound(float(workers), "simulated", wall_s=time.perf_counter() - start)
 
 
-def least_stable(stable: Callable[[int], bool], start: int) -> int:
-    """The least fleet size N >= ``start`` with ``stable(N)``, taking the test as monotone in N
-    (more workers, a lower rate per worker: the assumption of :func:`bound`'s large fleets).
+SCAN_FIRST = 32  # fleet sizes past the start tested one at a time before galloping
 
-    Galloping then bisection: N = start, start + 1, start + 2, start + 4, ... until one is stable,
-    then bisection between it and the last unstable one, so about 2 log2(N - start) tests where a
-    scan one worker at a time took N - start. Under the assumption the answer is the scan's (the
-    first two tests are the scan's first two); without it, a stable N whose N - 1 is unstable.
+
+def least_stable(stable: Callable[[int], bool], start: int) -> int:
+    """The least fleet size N >= ``start`` with ``stable(N)``: the first ``SCAN_FIRST`` sizes
+    one at a time (exactly the scan's answer when it lies there, whatever the test does), then,
+    taking the test as monotone in N (more workers, a lower rate per worker: the assumption of
+    :func:`bound`'s large fleets), galloping (steps 1, 2, 4, ... past the last size scanned)
+    until one is stable and bisection between it and the last unstable one: about
+    2 log2(N - start) more tests where a scan one worker at a time took N - start. Without the
+    assumption the answer past the scanned sizes is a stable N whose N - 1 is unstable, not
+    necessarily the least (1e6 req/s on three request lengths: 19,153 where the scan found 19,098).
     """
-    if stable(start):
-        return start
-    unstable, step = start, 1
-    while not stable(start + step):
-        unstable, step = start + step, 2 * step
-    found = start + step
+    for size in range(start, start + SCAN_FIRST):
+        if stable(size):
+            return size
+    unstable, step = start + SCAN_FIRST - 1, 1
+    while not stable(unstable + step):
+        unstable, step = unstable + step, 2 * step
+    found = unstable + step
     while found - unstable > 1:
         middle = (unstable + found) // 2
         if stable(middle):
@@ -891,7 +909,8 @@ def make_cell(
     """One benchmark cell: a workload's lengths, a regime's worker, a target rate.
 
     ``azure_code`` takes the lengths of ``azure2023_code.csv`` (found by
-    :func:`servopt.instances.traces.shared_trace`); other workloads come from
+    :func:`servopt.instances.traces.shared_trace`; ``seed`` changes nothing there: the
+    simulations' seeds are the harness's); other workloads come from
     :func:`servopt.instances.capacity.generate` with ``samples`` draws. The target rate is
     ``rate_multiple`` times the planning rule's per-worker maximum stable rate (about ten workers).
     """
@@ -903,8 +922,9 @@ def make_cell(
             f"unknown cell {workload}/{regime}; known: "
             + ", ".join(f"{w}/{r}" for w in REGIMES for r in REGIMES[w])
         )
+    whole_number("seed", seed, low=0)
     worker = dict(REGIMES[workload][regime])
-    if workload == "azure_code":
+    if workload == "azure_code":  # the trace's lengths: the seed draws nothing here
         path = shared_trace("azure2023_code.csv")
         if path is None:
             raise InvalidInstanceError("azure2023_code.csv not found in $SERVOPT_TRACES or "

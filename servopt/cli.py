@@ -430,10 +430,10 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     if args.simulate:  # check the simulation's options before printing the report
         from servopt.benchmarks import capacity as bench
 
-        bench.check_requests(args.sim_requests)
         if args.sim_requests > MAX_SIM_REQUESTS:  # 1e9 ran out of memory, 1e12 never ended
             raise ValueError(f"--sim-requests: at most {MAX_SIM_REQUESTS:,} arrivals per run (each "
                              f"simulated rate holds them in memory), got {args.sim_requests:,}")
+        bench.check_requests(args.sim_requests)
         if args.sim_seeds < 1:
             raise ValueError(f"--sim-seeds: seeds must be >= 1, got {args.sim_seeds}")
         if args.sim_seeds > MAX_SIM_SEEDS:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from servopt.benchmarks import capacity as bench
+from servopt.core.errors import InvalidInstanceError
 from servopt.instances import capacity as instances
 from servopt.models import capacity as model
 from servopt.solvers import capacity as rules
@@ -143,14 +144,15 @@ def test_large_fleets_are_found_in_a_logarithmic_number_of_tests(monkeypatch):
     assert inst.arrival_rate / model.bounds(inst).max_stable_rate > bench.SCAN_ALL
     assert bench.bound(inst).value == 142_857_143
     start = 129_870_130
-    assert fake.rates[:2] == [1e9 / start, 1e9 / (start + 1)]  # the scan's first two tests
-    assert len(fake.rates) <= 2 * math.ceil(math.log2(142_857_143 - start)) + 2
+    # the scan's first SCAN_FIRST tests, then about 2 log2 of the rest
+    assert fake.rates[:bench.SCAN_FIRST] == [1e9 / (start + k) for k in range(bench.SCAN_FIRST)]
+    assert len(fake.rates) <= bench.SCAN_FIRST + 2 * math.ceil(math.log2(142_857_143 - start)) + 2
 
 
 def test_galloping_search_agrees_with_a_scan_whenever_the_test_is_monotone():
-    # the reference: a scan one fleet size at a time, on every threshold and start up to 70
+    # the reference: a scan one fleet size at a time, on every threshold up to 120 and start
     for start in range(1, 12):
-        for least in range(start, 70):
+        for least in range(start, 120):
             calls = []
 
             def stable(n: int, least: int = least, calls: list = calls) -> bool:
@@ -158,7 +160,19 @@ def test_galloping_search_agrees_with_a_scan_whenever_the_test_is_monotone():
                 return n >= least
             scan = next(n for n in range(start, 10**6) if n >= least)
             assert bench.least_stable(stable, start) == scan
-            assert len(calls) <= 2 * math.ceil(math.log2(least - start + 1)) + 1
+            if least - start < bench.SCAN_FIRST:  # the scan itself
+                assert calls == list(range(start, least + 1))
+            else:
+                assert len(calls) <= bench.SCAN_FIRST + 2 * math.ceil(math.log2(least - start + 1)) + 1
+
+
+def test_the_first_sizes_are_scanned_whatever_the_test():
+    # a test that is not monotone (stable at 5 and from 9 on): the scan's answer, 5, not a
+    # boundary the bisection might land on
+    assert bench.least_stable(lambda n: n == 5 or n >= 9, 1) == 5
+    far = bench.SCAN_FIRST + 40  # past the scanned sizes the boundary found is a stable N, N - 1 not
+    found = bench.least_stable(lambda n: n == far or n >= far + 30, 1)
+    assert found in (far, far + 30)
 
 
 def test_a_high_rate_bound_on_the_simulator_takes_few_stability_tests(monkeypatch):
@@ -176,7 +190,7 @@ def test_a_high_rate_bound_on_the_simulator_takes_few_stability_tests(monkeypatc
         return real(*args, **options)
     monkeypatch.setattr(bench, "check_rate", counted)
     value = int(bench.bound(inst, **kw).value)
-    assert len(calls) <= 40
+    assert len(calls) <= bench.SCAN_FIRST + 40
     knee = bench.find_knee(inst, **kw)
     assert value >= math.ceil(inst.arrival_rate / knee.hi - 1e-9)
     assert real(inst, inst.arrival_rate / value, **kw).stable
@@ -216,3 +230,14 @@ def test_skip_and_step_by_step_agree_bit_for_bit_on_random_ties():
             b = bench.simulate(inst, s, o, arr, skip=False, until=until)
             np.testing.assert_array_equal(a.done_times, b.done_times)
             assert a.preemptions == b.preemptions
+
+
+def test_run_options_beyond_memory_are_refused_by_name():
+    # 1e9 arrivals per run was a MemoryError traceback, 1e12 seeds never ended
+    inst = instances.generate(requests=200, seed=1)
+    with pytest.raises(InvalidInstanceError, match="at most 16,000,000 arrivals"):
+        bench.saturated_throughput(inst, n_requests=10**9)
+    with pytest.raises(InvalidInstanceError, match="between 1 and 1000"):
+        bench.saturated_throughput(inst, n_requests=600, seeds=10**12)
+    with pytest.raises(InvalidInstanceError, match="seed must be a whole number"):
+        bench.make_cell(workload="conversation", regime="compute", seed="3")

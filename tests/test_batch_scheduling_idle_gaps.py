@@ -6,11 +6,11 @@ part by part (close_idle), so a gap of 1e9 rounds between arrivals costs neither
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import tracemalloc
 
 import numpy as np
 import pytest
+from test_batch_scheduling import brute_force as brute_force_within
 
 from servopt.benchmarks import batch_scheduling as bench
 from servopt.core import InvalidInstanceError
@@ -168,17 +168,7 @@ def test_hindsight_replays_its_plan_across_gaps_on_the_instance_rounds():
 def brute_force(inst: Instance) -> float:
     """The least total latency over every combination of start rounds (each request within the
     last arrival + the sum of outputs, after which no optimal schedule runs)."""
-    a, s, o = inst.arrival, inst.prompt_tokens, inst.output_tokens
-    horizon = int(a.max() + o.sum())
-    best = np.inf
-    for starts in itertools.product(*[range(int(a[i]), horizon - int(o[i]) + 1)
-                                      for i in range(inst.n)]):
-        memory = np.zeros(horizon)
-        for i, p in enumerate(starts):
-            memory[p:p + o[i]] += s[i] + np.arange(1, o[i] + 1)
-        if memory.max() <= inst.kv_memory:
-            best = min(best, sum(p + o[i] - a[i] for i, p in enumerate(starts)))
-    return float(best)
+    return brute_force_within(inst, int(inst.arrival.max() + inst.output_tokens.sum()))
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -18,9 +18,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from servopt.core.errors import InvalidInstanceError
 from servopt.core.instance import DECISIONS
 
 DEFAULT_OUT = "servopt-results"
+CAPACITY_OPTIONS = {  # the capacity instance's fields, by the option that sets each
+    "arrival_rate": "--rate", "kv_tokens": "--kv-tokens", "token_budget": "--token-budget",
+    "batch_cap": "--batch-cap", "prefill_chunk": "--prefill-chunk",
+    "step_overhead_s": "--step-ms (/ 1000)", "per_token_s": "--per-token-ms (/ 1000)",
+    "headroom": "--headroom", "requests": "--requests"}
 MAX_SIM_REQUESTS = 1_000_000  # capacity --sim-requests: ~0.8 GB and minutes per simulated rate
 MAX_SIM_SEEDS = 100  # capacity --sim-seeds: replications per simulated rate
 DEFAULT_GPU = "a100-80gb"
@@ -470,16 +476,22 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                  else f"no preset for {args.model} on it")
         notes.append(f"note: the timing profile {args.profile} is {profile_gpu}'s, not {gpu}'s "
                      f"({other}); give --step-ms and --per-token-ms for this GPU")
-    if args.trace:
-        inst = instances.from_trace(args.trace, format=args.format, arrival_rate=args.rate,
-                                    kv_tokens=kv, headroom=args.headroom, profile=args.profile,
-                                    drop_too_long=args.drop_too_long, **worker)
-    else:
-        if args.rate is None:
-            raise ValueError("--rate is required with --workload (requests/s for the fleet)")
-        inst = instances.generate(workload=args.workload, requests=args.requests,
-                                  arrival_rate=args.rate, kv_tokens=kv, profile=args.profile,
-                                  headroom=args.headroom, seed=args.seed, **worker)
+    if not args.trace and args.rate is None:
+        raise ValueError("--rate is required with --workload (requests/s for the fleet)")
+    try:
+        if args.trace:
+            inst = instances.from_trace(args.trace, format=args.format, arrival_rate=args.rate,
+                                        kv_tokens=kv, headroom=args.headroom, profile=args.profile,
+                                        drop_too_long=args.drop_too_long, **worker)
+        else:
+            inst = instances.generate(workload=args.workload, requests=args.requests,
+                                      arrival_rate=args.rate, kv_tokens=kv, profile=args.profile,
+                                      headroom=args.headroom, seed=args.seed, **worker)
+    except InvalidInstanceError as exc:  # name the option the user typed, not the field
+        text = str(exc)
+        field = next((name for name in CAPACITY_OPTIONS
+                      if text.startswith(f"{name} ") or f"'{name}'" in text), None)
+        raise InvalidInstanceError(f"{CAPACITY_OPTIONS[field]}: {text}" if field else text) from None
     bounds = model.bounds(inst)
     plan = rules.plan(inst)
     prices = plan.detail["prices"]
@@ -501,7 +513,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     print(f"  token of budget        {prices['token_budget']:10.4g}")
     print(f"  batch slot             {prices['batch_slot']:10.4g}")
     print(f"  -1 ms step overhead    {prices['step_overhead_ms']:10.4g}")
-    print(f"workers for {inst.arrival_rate:.4g} req/s with {inst.headroom:.0%} headroom: "
+    print(f"workers for {inst.arrival_rate:.4g} req/s with {100 * inst.headroom:.6g}% headroom: "
           f"{plan.workers}")
     if args.simulate:
         from servopt.benchmarks import capacity as bench

@@ -351,3 +351,20 @@ def test_solve_an_unknown_name_says_neither_file_nor_library(capsys):
     assert cli.main(["solve", "bs_ofline_15"]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "neither a file nor the name of a library instance" in line and "bs_offline_15" in line
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--rate", "-1"], "--rate: arrival_rate"),
+    (["--rate", "5", "--kv-tokens", "-5"], "--kv-tokens: kv_tokens"),
+    (["--rate", "5", "--token-budget", "0"], "--token-budget: token_budget"),
+])
+def test_capacity_errors_name_the_option(argv, says, capsys):
+    assert cli.main(["capacity", "--workload", "conversation", *argv]) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1
+
+
+def test_capacity_headroom_is_printed_as_given(capsys):
+    assert cli.main(["capacity", "--workload", "conversation", "--rate", "5", "--headroom",
+                     "0.99999"]) == 0
+    assert "99.999% headroom" in capsys.readouterr().out  # was rounded to "100%"

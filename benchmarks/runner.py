@@ -71,14 +71,22 @@ PACKAGES = ("servopt", "servopt.instances", "servopt.models", "servopt.solvers",
             "servopt.benchmarks")  # the folders of servopt's source (cases and core inside)
 
 
+def _results_script(path: Path) -> bool:
+    """A script that writes a committed results table (``benchmarks/<name>.py`` with a
+    ``__main__`` block): it computes no row of a registered case, so it is not hashed."""
+    return path.parent.name == "benchmarks" and '__name__ == "__main__"' in path.read_text()
+
+
 def _source_files(case: Case) -> list[tuple[str, Path]]:
-    """(label, path) of every Python source file of servopt, and of the module that defines the
-    case's ``make_instance`` when it lives outside servopt (a case of one's own)."""
+    """(label, path) of every Python source file of servopt but the results scripts, and of the
+    module that defines the case's ``make_instance`` when it lives outside servopt (a case of
+    one's own)."""
     files: dict[str, Path] = {}
     for package in PACKAGES:
         root = Path(importlib.import_module(package).__file__).parent  # its __init__'s folder
         for path in root.rglob("*.py"):  # (servopt's __path__ may hold the checkout's root too)
-            files[f"{package}/{path.relative_to(root).as_posix()}"] = path
+            if not (package == "servopt.benchmarks" and _results_script(path)):
+                files[f"{package}/{path.relative_to(root).as_posix()}"] = path
     make = case.make_instance
     own = getattr(sys.modules.get(getattr(make, "__module__", None) or ""), "__file__", None)
     if own and not any(Path(own).resolve() == path.resolve() for path in files.values()):
@@ -87,8 +95,9 @@ def _source_files(case: Case) -> list[tuple[str, Path]]:
 
 
 def code_fingerprint(case: Case) -> str:
-    """sha256 over every source file of servopt (names and contents) and the module of the
-    case's ``make_instance``: a cached row is reused only by the same code. (A fix anywhere, in
+    """sha256 over every source file of servopt but the results scripts (names and contents)
+    and the module of the case's ``make_instance``: a cached row is reused only by the same
+    code. (A fix anywhere, in
     a checker, the matrix form or a trace parser, recomputes every case; hashing only the
     decision's modules served rows of the old code after such a fix.) The data files a run
     reads (traces, instance JSON) are keyed per unit: each cached row records them

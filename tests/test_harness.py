@@ -525,6 +525,9 @@ def test_the_code_fingerprint_covers_the_solve_layer_and_the_decisions_modules()
     # and what every decision stands on: the checks, the matrix form, the trace parsers
     assert {"servopt/core/checks.py", "servopt/core/matrix.py", "instances/traces.py"} <= set(files)
     assert not any(f.startswith("tests/") for f in files)
+    # the scripts that write results tables compute no case's rows: editing one keeps the cache
+    assert "benchmarks/capacity_knee.py" not in files and "benchmarks/report.py" in files
+    assert "benchmarks/cases/batch_scheduling_quick.py" in files
 
 
 def test_cases_come_sorted_by_decision_then_name(monkeypatch):

@@ -142,7 +142,7 @@ from servopt.solvers.exact import highs_lp, new_highs
 
 VLLM_WATERMARK = 0.01
 EXHAUSTIVE_ORDERS = 6  # search_order tries every admission order up to this many requests
-SERIAL_MAX_ENTRIES = 250_000_000  # serial_schedule's n x rounds snapshots (2 GB of floats)
+SERIAL_MAX_ENTRIES = 1_000_000_000  # serial_schedule's n x rounds snapshots (8 GB of floats)
 LONG_ROUNDS = 50_000  # a learning window spanning more rounds has its idle stretches cut short
 KEEP_ORDER_FROM = 512  # waiting queues this long or longer are kept in order (KeptOrder), shorter
 # ones sorted afresh each round (cheaper below about this length on this machine: the kept order
@@ -1792,8 +1792,8 @@ def serial_schedule(instance: Instance, order: np.ndarray, rounds: int | None = 
             raise InvalidInstanceError(
                 f"serial_schedule would keep {instance.n:,} snapshots of a {rounds:,}-round memory "
                 f"profile ({instance.n * rounds * 8 / 1e9:,.1f} GB; limit {SERIAL_MAX_ENTRIES:,} "
-                "entries): rounds run to the last arrival + the sum of outputs; cut idle "
-                "stretches first (idle_cut) or call search_order, which does")
+                "entries), too large for the order search: cut idle stretches first (idle_cut, "
+                "as search_order does), or use fewer requests or an online policy such as mcsf")
         free = np.empty((instance.n, rounds))
         free[0] = M
         start = np.full(instance.n, -1, dtype=np.int64)
@@ -1854,7 +1854,9 @@ def _search_order(instance: Instance, start: np.ndarray, *, time_limit: float, s
     rounds = int(2 * np.max(start + o) + o.max() + 1)  # orders that need more are skipped
     try:
         current, free = serial_schedule(instance, order, rounds)
-    except ValueError:
+    except InvalidInstanceError:  # too large to search: said as it is, not retried longer
+        raise
+    except ValueError:  # the order needs more rounds than the first guess
         rounds = int(instance.arrival.max() + o.sum() + 1)
         current, free = serial_schedule(instance, order, rounds)
     cost = model.schedule_latency(instance, current)

@@ -66,12 +66,14 @@ random numbers the drift estimate is a smooth function of the rate (generate(500
 rates from 0.98 knee_lo to 1.05 knee_hi: stable up to 1.006 knee_lo, unstable from 1.008 knee_lo,
 knee_hi = 1.0074 knee_lo), but a rate whose test is undecided gets more seeds (``max_seeds``)
 than its neighbours and may be judged differently; a plan judged stable below such a bound shows
-status ``below_bound`` in gap tables. Where the test is not monotone the bisection returns a
-stable N whose N - 1 is unstable, not always the first such N: with short horizons near the knee
-verdicts flip between neighbours (prompts 100/200/300 and outputs 10/20/30 tokens, M = 10,000,
-at 1e6 req/s, 600 arrivals, 2 seeds: the scan stops at 19,098 workers, the search at 19,153, both
-stable; 19,105 to 19,107 unstable). The registered cells size their fleets at about 10 workers,
-under ``SCAN_ALL``, and never take this path.
+status ``below_bound`` in gap tables. The first ``SCAN_FIRST`` sizes past the start are tested
+one at a time, so an answer among them is the scan's; past them, where the test is not monotone,
+the bisection returns a stable N whose N - 1 is unstable, not always the first such N (the bound's
+``status`` says so): with short horizons near the knee verdicts flip between neighbours (prompts
+100/200/300 and outputs 10/20/30 tokens, M = 10,000, 600 arrivals, 2 seeds: at 1e7 req/s the
+search gives 191,604 workers where a scan finds 190,980, 0.3% fewer; at 3e6 req/s 57,481 against
+57,294). The registered cells size their fleets at about 10 workers, under ``SCAN_ALL``, and
+never take this path.
 (ceil(lambda / knee_lo), the bound before, was too high: rates in (knee_lo, knee_hi] are often
 stable, e.g. 5 workers at 5 x sqrt(knee_lo knee_hi) on generate(500, seed=0), bound 6.)
 
@@ -115,6 +117,7 @@ SEEDS = 2
 MAX_SEEDS = None
 EPS = 0.01
 SCAN_ALL = 12  # bound(): fleets the model sizes at most this large are checked from one worker up
+SCAN_FIRST = 32  # fleet sizes past the start tested one at a time before galloping
 KNEE_FLOOR = 0.9  # a knee below this share of the saturated throughput: the horizon is too short
 HORIZON_DOUBLINGS = 4
 WARMUP = 0.25
@@ -771,8 +774,10 @@ def bound(
     fleet was tested and called unstable, so no plan the evaluator calls stable costs less.
     Larger fleets start at ceil(lambda / knee_hi) (:func:`find_knee`; fewer workers load one
     above the knee's unstable end, taken as unstable untested: see the module docstring) and
-    take the test as monotone from there: a galloping search then a bisection over N
-    (:func:`least_stable`), O(log N) tests.
+    take the test as monotone from there: ``SCAN_FIRST`` sizes one at a time, then a galloping
+    search and a bisection over N (:func:`least_stable`), O(log N) tests; an answer past the
+    scanned sizes says so in ``status`` (a stable fleet one worker above an unstable one, the
+    least only if the test is monotone).
     """
     start = time.perf_counter()
     check_run_options(n_requests=n_requests, seed=seed, seeds=seeds, max_seeds=max_seeds, eps=eps,
@@ -790,11 +795,13 @@ def bound(
     else:
         knee = find_knee(instance, n_requests=n_requests, seed=seed, seeds=seeds, max_seeds=max_seeds,
                          eps=eps, warmup=warmup)
-        workers = least_stable(stable, max(1, math.ceil(rate / knee.hi - 1e-9)))
+        first = max(1, math.ceil(rate / knee.hi - 1e-9))
+        workers = least_stable(stable, first)
+        if workers >= first + SCAN_FIRST:
+            return Bound(float(workers), "simulated", wall_s=time.perf_counter() - start,
+                         status=f"searched past {first + SCAN_FIRST - 1:,} workers: stable, one "
+                                "fewer unstable (the least if the test is monotone in the rate)")
     return Bound(float(workers), "simulated", wall_s=time.perf_counter() - start)
-
-
-SCAN_FIRST = 32  # fleet sizes past the start tested one at a time before galloping
 
 
 def least_stable(stable: Callable[[int], bool], start: int) -> int:
@@ -805,7 +812,7 @@ def least_stable(stable: Callable[[int], bool], start: int) -> int:
     until one is stable and bisection between it and the last unstable one: about
     2 log2(N - start) more tests where a scan one worker at a time took N - start. Without the
     assumption the answer past the scanned sizes is a stable N whose N - 1 is unstable, not
-    necessarily the least (1e6 req/s on three request lengths: 19,153 where the scan found 19,098).
+    necessarily the least (1e7 req/s on three request lengths: 191,604 where a scan finds 190,980).
     """
     for size in range(start, start + SCAN_FIRST):
         if stable(size):

@@ -142,7 +142,8 @@ def test_large_fleets_are_found_in_a_logarithmic_number_of_tests(monkeypatch):
     monkeypatch.setattr(bench, "check_rate", fake)
     monkeypatch.setattr(bench, "find_knee", lambda *args, **kw: knee)
     assert inst.arrival_rate / model.bounds(inst).max_stable_rate > bench.SCAN_ALL
-    assert bench.bound(inst).value == 142_857_143
+    found = bench.bound(inst)
+    assert found.value == 142_857_143 and "searched past 129,870,161 workers" in found.status
     start = 129_870_130
     # the scan's first SCAN_FIRST tests, then about 2 log2 of the rest
     assert fake.rates[:bench.SCAN_FIRST] == [1e9 / (start + k) for k in range(bench.SCAN_FIRST)]

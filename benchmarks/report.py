@@ -195,14 +195,16 @@ def git_state(folder: str | Path | None = None) -> str:
 
 
 def checkout_line() -> str:
-    """``servopt <commit> (clean|dirty: ...) at <folder>``: the code a results file was made with,
-    as :func:`git_state` of the servopt that was imported and the folder it was imported from."""
+    """``servopt <commit> (clean|dirty: ...)``: the code a results file was made with, as
+    :func:`git_state` of the servopt that was imported (the commit names it; a scratch clone's
+    folder would mean nothing to a reader), or ``servopt <state> at <folder>`` when that servopt
+    is not a git checkout."""
     import servopt
 
     package = Path(servopt.__file__).resolve().parent
     state = git_state(package)
-    where = package if state.startswith(("not ", "unknown")) else package.parent
-    return f"servopt {state} at {where}"
+    return f"servopt {state} at {package}" if state.startswith(("not ", "unknown")) else \
+        f"servopt {state}"
 
 
 def require_checkout(script: str | Path) -> None:

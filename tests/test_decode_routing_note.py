@@ -40,3 +40,9 @@ def test_cli_prints_the_note(tmp_path, capsys):
     SLOTS_BIND.to_json(path)
     assert cli.main(["solve", str(path)]) in (0, None)
     assert "note      slots can bind" in capsys.readouterr().out
+
+
+def test_the_note_survives_save_and_load(tmp_path):
+    solution = servopt.solve(SLOTS_BIND)
+    back = servopt.Solution.load(solution.save(tmp_path / "sol"))
+    assert back.info["note"] == solution.info["note"]

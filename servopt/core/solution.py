@@ -146,7 +146,7 @@ class Solution:
 
     def save(self, directory: str | Path) -> Path:
         """Write the solution as files: ``solution.json`` (status, objective, bound, gap, time,
-        sense, backend, form, decision, instance fingerprint; NaN as null, an infinite value
+        sense, backend, form, decision, instance fingerprint, the model's note; NaN as null, an infinite value
         (a gap against a bound of 0) as "Infinity" / "-Infinity"; and per table the
         dtypes of its index levels and values, its row count and a digest of its labels), one
         ``prices/<family>.csv`` and one ``decisions/<name>.csv`` per entry, with the index levels
@@ -159,7 +159,7 @@ class Solution:
         head = {"decision": self.decision, "status": self.status, "objective": self.objective,
                 "bound": self.bound, "gap": self.gap, "wall_s": self.wall_s, "sense": self.sense,
                 "relaxed": self.relaxed, "backend": self.backend, "form": self.info.get("form"),
-                "instance": self.info.get("instance"),
+                "instance": self.info.get("instance"), "note": self.info.get("note"),
                 "prices": sorted(self.prices), "decisions": sorted(self.decisions)}
         head = {k: (None if math.isnan(v) else _INFINITE[v > 0]) if isinstance(v, float)
                 and not math.isfinite(v) else v for k, v in head.items()}
@@ -246,7 +246,7 @@ class Solution:
         relaxed = head.get("relaxed", False)
         if not isinstance(relaxed, bool):
             raise InvalidInstanceError(f"{head_path}: relaxed must be true or false, got {relaxed!r}")
-        info = {key: head[key] for key in ("form", "instance") if head.get(key) is not None}
+        info = {key: head[key] for key in ("form", "instance", "note") if head.get(key) is not None}
         info["loaded_from"] = str(folder)
         return cls(status=head["status"], objective=number("objective"), bound=number("bound"),
                    gap=number("gap"), wall_s=number("wall_s"), decisions=tables("decisions"),

@@ -455,7 +455,7 @@ def test_cli_capacity_bad_input(capsys):
     captured = capsys.readouterr()
     assert code == 2
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("servopt: error: kv_tokens")
+    assert len(lines) == 1 and lines[0].startswith("servopt: error: --kv-tokens: kv_tokens")
     assert main(["capacity", "--workload", "code", "--kv-tokens", "9000"]) == 2
     assert "--rate is required" in capsys.readouterr().err
     # a KV capacity that holds 2 of 4000 conversation requests: refused, not sized on the 2

@@ -1919,7 +1919,7 @@ def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float
     (:func:`idle_cut`, the start's parts moved with them by :func:`close_idle`) and its schedule
     is put back part by part (:func:`close_idle`), so windows never fall in a long gap.
     """
-    if not _feasible(instance, start):
+    if not model.is_feasible(instance, start):
         raise InvalidInstanceError(
             "improve_schedule needs a feasible schedule to start from: one start round per "
             "request, none before its arrival, KV memory within kv_memory (and the batch cap) "
@@ -1955,22 +1955,6 @@ def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float
         improved = model.schedule_latency(instance, best) < before
         stale = 0 if improved else stale + (len(free) == instance.n)
     return close_idle(instance, best)
-
-
-def _feasible(instance: Instance, start: np.ndarray) -> bool:
-    """``model.is_feasible`` on the rounds where something runs only (nothing sized by the last
-    round, so a schedule stamped 1e9 rounds in or across a long gap costs O(sum of outputs))."""
-    start = np.asarray(start, dtype=np.int64)
-    if start.shape != (instance.n,) or np.any(start < instance.arrival):
-        return False
-    if instance.n == 0:
-        return True
-    col, j = model.run_rounds(instance.output_tokens)
-    _, where = np.unique(start[col] + j - 1, return_inverse=True)
-    memory = np.bincount(where, weights=(instance.prompt_tokens[col] + j).astype(float))
-    if memory.max() > instance.kv_memory:
-        return False
-    return instance.max_batch is None or int(np.bincount(where).max()) <= instance.max_batch
 
 
 def idle_cut(instance: Instance) -> tuple[Instance, np.ndarray]:

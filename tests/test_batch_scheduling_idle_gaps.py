@@ -204,9 +204,9 @@ def test_order_search_and_lns_across_a_gap_of_1e9_rounds(seed):
 
 
 def test_sparse_feasibility_check_agrees_with_the_memory_profile():
-    # improve_schedule checks its start on the busy rounds only; model.is_feasible builds the
-    # whole profile: the same answer on random schedules, feasible or not, with and without a
-    # batch cap
+    # model.is_feasible checks the busy rounds only; the reference builds the whole memory and
+    # batch profiles round by round: the same answer on random schedules, feasible or not, with
+    # and without a batch cap
     rng = np.random.default_rng(7)
     answers = []
     for _ in range(200):
@@ -215,7 +215,10 @@ def test_sparse_feasibility_check_agrees_with_the_memory_profile():
                         prompt_tokens=rng.integers(0, 5, n), output_tokens=rng.integers(1, 5, n),
                         max_batch=None if rng.random() < 0.5 else int(rng.integers(1, 4)))
         start = inst.arrival + rng.integers(-1, 6, n)
-        expected = model.is_feasible(inst, start)
-        assert rules._feasible(inst, start) == expected
+        expected = bool(np.all(start >= inst.arrival)) and (
+            model.memory_profile(inst, np.maximum(start, 0)).max() <= inst.kv_memory) and (
+            inst.max_batch is None
+            or model.batch_profile(inst, np.maximum(start, 0)).max() <= inst.max_batch)
+        assert model.is_feasible(inst, start) == expected
         answers.append(expected)
     assert 20 <= sum(answers) <= 180  # both answers occur

@@ -97,9 +97,9 @@ def _source_files(case: Case) -> list[tuple[str, Path]]:
 def code_fingerprint(case: Case) -> str:
     """sha256 over every source file of servopt but the results scripts (names and contents)
     and the module of the case's ``make_instance``: a cached row is reused only by the same
-    code. (A fix anywhere, in
-    a checker, the matrix form or a trace parser, recomputes every case; hashing only the
-    decision's modules served rows of the old code after such a fix.) The data files a run
+    code. (A fix anywhere, in a checker, the matrix form or a trace parser, recomputes every
+    case; hashing only the decision's modules served rows of the old code after such a fix.)
+    The data files a run
     reads (traces, instance JSON) are keyed per unit: each cached row records them
     (``TRACE_READS``, :func:`servopt.core.reads.recording_reads`) and is reused only while they
     are unchanged."""

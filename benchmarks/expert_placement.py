@@ -36,7 +36,7 @@ import numpy as np
 from servopt.benchmarks.harness import Bound, Outcome
 from servopt.core import InvalidInstanceError
 from servopt.instances.expert_placement import Instance
-from servopt.models.expert_placement import MAX_SPEED_RATIO, check_placement, makespan_lower_bound
+from servopt.models.expert_placement import check_placement, makespan_lower_bound, solver_units
 from servopt.solvers.expert_placement import POLICIES, Plan, price_dispatch
 
 SENSE = "min"
@@ -63,30 +63,24 @@ def _times_from_flows(flows: np.ndarray, instance: Instance) -> np.ndarray:
 def _lp_times(phy2log: np.ndarray, w: np.ndarray, instance: Instance) -> np.ndarray:
     """Per-layer min-max dispatch by SciPy linprog; returns GPU times (layers, GPUs).
 
-    Each layer's LP is written in units of 1/1024 of its largest expert load, with speeds
-    relative to the fastest GPU and every GPU's row in time (tokens / relative speed <=
-    makespan): HiGHS's tolerances are absolute, so in tokens loads of 1e-7 were served short and
-    a GPU of relative speed 1e-9 had its speed dropped (the LP "infeasible"). Speed ratios above
-    ``MAX_SPEED_RATIO`` are refused."""
+    Each layer's LP is written in the models' solver units (``solver_units``: 1/1024 of its
+    largest expert load, speeds relative to the fastest GPU) with every GPU's row in time
+    (tokens / relative speed <= makespan): HiGHS's tolerances are absolute, so in tokens loads
+    of 1e-7 were served short and a GPU of relative speed 1e-9 had its speed dropped (the LP
+    "infeasible"). Speed ratios beyond what the models are solved for are refused, as there."""
     import scipy.sparse as sp
     from scipy.optimize import linprog
 
     L, R = phy2log.shape
     E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
     speed = instance.speed
-    fastest, slowest = float(speed.max()), float(speed.min())
-    if not fastest / slowest <= MAX_SPEED_RATIO:
-        raise InvalidInstanceError(
-            f"gpu_speed: the fastest GPU is {fastest / slowest:.3g} times as fast as the slowest; "
-            f"the dispatch LP is solved for speed ratios up to {MAX_SPEED_RATIO:.0e}")
-    slowness = fastest / speed  # a GPU's time per token, in units of the fastest GPU's
     times = np.zeros((L, G))
     for layer in range(L):  # one small LP per layer: independent, so the layers never mix
+        unit, fastest = solver_units(w[layer], speed)  # tokens per load unit; refuses bad speeds
+        slowness = fastest / speed  # a GPU's time per token, in units of the fastest GPU's
         slots = np.nonzero(phy2log[layer] >= 0)[0]
         n = slots.size
         experts, gpus = phy2log[layer, slots], slots // S
-        peak = float(w[layer].max())
-        unit = peak / 1024 if peak > 0 else 1.0  # tokens per load unit: the largest load is 1024
         a_eq = sp.coo_matrix((np.ones(n), (experts, np.arange(n))), shape=(E, n + 1))
         a_ub = sp.hstack([sp.coo_matrix((slowness[gpus], (gpus, np.arange(n))), shape=(G, n)),
                           sp.csr_matrix(-np.ones((G, 1)))])

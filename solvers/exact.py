@@ -59,6 +59,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -240,6 +241,8 @@ def solve(
     # CVXPY solve is the relaxation, and the solution says so
     solution.relaxed = relax or (backend == "cvxpy" and not getattr(module, "LINEAR", False)
                                  and cvxpy_relaxes)
+    if backend == "cvxpy":  # solve_cvxpy cannot know whether its LP relaxes an integer model
+        solution.info["bound_kind"] = _bound_kind(solution)
     if not solution.relaxed and solution.status in ("time_limit", "interrupted"):
         _with_cheap_bound(module, instance, solution, options)
     solution.decisions = {name: _without_negative_zero(value)
@@ -1270,9 +1273,12 @@ def solve_cvxpy(
     if time_limit is not None:
         opts["time_limit"] = float(time_limit)
     try:
-        with _c_stdout_silenced():  # CVXPY's HiGHS interface prints the banner even when not verbose
+        with _c_stdout_silenced(), warnings.catch_warnings():  # CVXPY's HiGHS interface prints
+            # the banner even when not verbose, and warns "may be inaccurate" at a time limit
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
             cvx.problem.solve(solver="HIGHS", verbose=False, **opts)
-    except cp.error.SolverError as exc:  # the solver failed (not installed, crashed): not a proof
+    except (cp.error.SolverError, ValueError) as exc:  # the solver failed (not installed, crashed,
+        # or ended in a status CVXPY cannot unpack: "Cannot unpack invalid solution"): not a proof
         raise SolverFailedError(f"the solver failed on {_the_model(decision, 'LP')} (CVXPY, HiGHS), "
                                 f"which says nothing about its feasibility: {exc}") from exc
     status = cvx.problem.status
@@ -1282,6 +1288,8 @@ def solve_cvxpy(
         value, mapped = (-math.inf if cvx.sense == "min" else math.inf), "unbounded"
     elif status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE):
         value, mapped = float(cvx.problem.value), "optimal"
+    elif status == cp.USER_LIMIT:  # HiGHS stopped at time_limit: CVXPY keeps no iterate or bound
+        value, mapped = math.nan, "time_limit"
     else:
         value, mapped = math.nan, "error"
     solution = Solution(
@@ -1294,7 +1302,10 @@ def solve_cvxpy(
         relaxed=True,
         backend="cvxpy",
         decision=decision,
+        info={"lp": True, "form": "cvxpy"},
     )
+    if mapped == "time_limit":
+        solution.info["prices_skipped"] = "time_limit"
     if mapped == "optimal":
         for name, (con, index) in cvx.constraints.items():
             dual = np.asarray(con.dual_value, dtype=float).ravel()

@@ -476,3 +476,52 @@ def test_the_cli_says_which_bound_a_start_without_highs_has(monkeypatch, capsys,
     assert cli.main(["solve", "cache_mm_300", "--time-limit", "1"]) == 0
     out = capsys.readouterr().out
     assert "HiGHS did not run" in out and said in out
+
+
+# ---------------------------------------------------------------------------------------------
+# The CVXPY path reports its status and bound like the HiGHS one
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["cache_mm_300", "dr_hindsight_8x2", "cap_code"])
+def test_cvxpy_relaxation_says_where_its_bound_comes_from_like_highs(name):
+    # closes: every CVXPY solve labelled its bound "mip_bound" (it never said it was an LP)
+    from servopt.instances.library import load
+
+    inst = load(name)
+    via_cvxpy = exact.solve(inst, relax=True, backend="cvxpy")
+    via_highs = exact.solve(inst, relax=True)
+    assert via_highs.info["bound_kind"] == "lp_relaxation"
+    assert via_cvxpy.info["bound_kind"] == via_highs.info["bound_kind"]
+    assert via_cvxpy.objective == pytest.approx(via_highs.objective, rel=1e-6)
+
+
+def test_a_cvxpy_lp_stopped_by_its_time_limit_says_time_limit_without_a_warning():
+    # closes: HiGHS stopped at the limit came back as status "error" with CVXPY's UserWarning
+    # "Solution may be inaccurate"
+    import warnings
+
+    from servopt.instances.library import load
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sol = exact.solve(load("cache_mm_300"), relax=True, backend="cvxpy", time_limit=1e-9)
+    assert sol.status == "time_limit"
+    assert math.isnan(sol.objective) and math.isnan(sol.bound)
+    assert sol.prices == {} and sol.info["prices_skipped"] == "time_limit"
+    assert sol.info["bound_kind"] == "none"
+
+
+def test_a_status_cvxpy_cannot_unpack_is_a_solver_failure_not_a_traceback(monkeypatch):
+    # closes: HiGHS ending in a status CVXPY cannot unpack raised a bare ValueError
+    import cvxpy as cp
+
+    x = cp.Variable(1, nonneg=True)
+    floor = x >= 1
+    model = CvxpyModel(cp.Problem(cp.Minimize(x[0]), [floor]), "min",
+                       {"floor": (floor, pd.RangeIndex(1))}, {"x": (x, pd.RangeIndex(1))})
+
+    def unpack_fails(*args, **kwargs):
+        raise ValueError("Cannot unpack invalid solution")
+
+    monkeypatch.setattr(model.problem, "solve", unpack_fails)
+    with pytest.raises(exact.SolverFailedError, match="says nothing about its feasibility"):
+        exact.solve_cvxpy(model, decision="caching")

@@ -642,9 +642,9 @@ def main(argv: list[str] | None = None) -> int:
         args.params += extra  # name=value items after an option (argparse does not intermix them)
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    if not getattr(args, "func", None):  # a usage error (as argparse's): a script that lost its
+        parser.print_help(sys.stderr)  # command must not pass as a successful run
+        return 2
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit

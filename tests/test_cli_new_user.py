@@ -346,6 +346,14 @@ def test_version_and_python_dash_m():
     assert done.returncode == 2 and "neither a file nor the name of a library instance" in done.stderr
 
 
+def test_no_command_is_a_usage_error_with_the_help_on_stderr(capsys):
+    # closes: `servopt` alone printed the help and exited 0, so a script that lost its command
+    # passed as a successful run
+    assert cli.main([]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "usage: servopt" in err and "COMMAND" in err
+
+
 def test_solve_an_unknown_name_says_neither_file_nor_library(capsys):
     # closes: `servopt solve bs_ofline_15` said only "no such file"
     assert cli.main(["solve", "bs_ofline_15"]) == 2

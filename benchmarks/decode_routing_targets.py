@@ -142,6 +142,28 @@ def main() -> None:
     lines.append("")
 
     # why latency / throughput targets are out of reach
+    c0 = FLEET["step_ms"]
+    floor_rows, fixed_shares, queued_ratios = [], [], []
+    for cell in cells:
+        m = means.loc[cell]
+        if "jsq" not in m.index or "bid_price" not in m.index:
+            continue
+        jsq = m.loc["jsq"]
+        rho = 1 - c0 / jsq.step_ms_mean - jsq.imbalance
+        floor = c0 / (1 - rho) / jsq.step_ms_mean
+        lkv_e2e = m.loc["least_kv"].e2e_mean_s / jsq.e2e_mean_s
+        bid_e2e = m.loc["bid_price"].e2e_mean_s / jsq.e2e_mean_s
+        fixed_shares.append(c0 / jsq.step_ms_mean)
+        if cell[2] >= 0.95:
+            queued_ratios += [lkv_e2e, bid_e2e]
+        floor_rows.append(
+            f"| {cell[0]} | {cell[1]} | {cell[2]:g} | {jsq.step_ms_mean:.2f} | "
+            f"{jsq.imbalance:.3f} | {rho:.3f} | {floor:.3f} | {lkv_e2e:.3f} | {bid_e2e:.3f} | "
+            f"{jsq.queue_mean:.2f} |")
+    shares = (f"{min(fixed_shares):.0%}-{max(fixed_shares):.0%} of JSQ's step"
+              if fixed_shares else "a large part of every step")
+    queued = (f"; the measured ratios there stay at {min(queued_ratios):.2f} or above"
+              if queued_ratios else "")
     lines += ["## Why e2e <= 0.75x JSQ and throughput >= 1.03x JSQ are out of reach here", "",
               "Below capacity, queues are near empty and a request's latency is about its "
               "output length times the mean step time T = c0 + max_g W_g. By Little's law the "
@@ -150,29 +172,16 @@ def main() -> None:
               "mean W) therefore has T* = c0 / (1 - rho), and no router's step time, hence "
               "latency without queueing, can fall below T* / T_JSQ of JSQ's. rho is read from "
               "JSQ's run: rho = 1 - c0 / T_JSQ - imbalance_JSQ (imbalance = mean over steps of "
-              "(max W - mean W) / T). With c0 = 10 ms and 1e-4 ms per KV token the fixed part is "
-              "half or more of every step, so the floor (column below) is far above 0.75. (Where "
-              "JSQ queues, as at 95% load, its e2e also includes waiting, which a rule can "
-              "remove; the measured ratios still stay above 0.9.) How both targets depend on "
+              f"(max W - mean W) / T). With c0 = {c0:g} ms and {FLEET['ms_per_kv_token']:g} ms "
+              f"per KV token the fixed part is {shares}, so the floor (column below) is far "
+              "above 0.75. (Where JSQ queues, as at 95% load, its e2e also includes waiting, "
+              f"which a rule can remove{queued}.) How both targets depend on "
               "the step model, with c0 and c1 from public model and GPU figures (Llama-2 7B/13B "
               "without GQA, Llama-3 8B/70B with GQA, A100/H100): "
               "`decode_routing_step_model.md`.", "",
               "| workload | workers | load | JSQ step ms | JSQ imbalance | rho | floor T*/T_JSQ "
               "| LKV e2e/JSQ | bid_price e2e/JSQ | JSQ queue |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    c0 = FLEET["step_ms"]
-    for cell in cells:
-        m = means.loc[cell]
-        if "jsq" not in m.index or "bid_price" not in m.index:
-            continue
-        jsq = m.loc["jsq"]
-        rho = 1 - c0 / jsq.step_ms_mean - jsq.imbalance
-        floor = c0 / (1 - rho) / jsq.step_ms_mean
-        lines.append(
-            f"| {cell[0]} | {cell[1]} | {cell[2]:g} | {jsq.step_ms_mean:.2f} | "
-            f"{jsq.imbalance:.3f} | {rho:.3f} | {floor:.3f} | "
-            f"{m.loc['least_kv'].e2e_mean_s / jsq.e2e_mean_s:.3f} | "
-            f"{m.loc['bid_price'].e2e_mean_s / jsq.e2e_mean_s:.3f} | {jsq.queue_mean:.2f} |")
+              "|---|---|---|---|---|---|---|---|---|---|", *floor_rows]
     sat = raw[raw["case"] == "decode_routing_saturation"]
     if len(sat):
         sm = sat.groupby(["cell", "method"])[METRICS].mean()

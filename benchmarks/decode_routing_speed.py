@@ -11,7 +11,7 @@ machine disturb much less. With ``--before REV`` (default: the commit before the
 on the bid-price router) that table also times the router as committed at REV (loaded from ``git show
 REV:solvers/decode_routing.py`` into this process), interleaved with the current code in every
 repeat, so before and after come from the same run; both route every request to the same worker
-(``tests/test_decode_routing_fast.py``, ``tests/test_decode_routing_router_speed.py``). The timer's
+(``tests/test_decode_routing_fast.py``). The timer's
 own reads are counted in every router's figure; the ``clock`` column gives what they cost per
 request (:func:`timer_us`), and the last column of that table the ratio with it taken out of
 both. The last table splits bid_price's CPU: least-KV's choices alone, then with the forecast's

@@ -1,4 +1,4 @@
-"""Benchmark cases: one file in ``servopt/benchmarks/cases/`` registers one case.
+"""Benchmark cases: one file in ``benchmarks/cases/`` (``servopt.benchmarks.cases``) registers one case.
 
 A case file defines ``CASE = Case(...)``: the decision, how to make its instances (a function of
 ``seed`` and parameters; the decision's ``generate`` by default), the parameter grid and seeds,

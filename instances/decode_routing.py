@@ -303,7 +303,7 @@ def generate(*, workload: str = "conversation", requests: int = 600, workers: in
     load : arrival rate / :func:`fleet_capacity` (0.7, 0.85, 0.95 in the benchmark).
     arrivals : ``poisson``, or ``bursty`` (gamma inter-arrival times with squared coefficient
         of variation ``burstiness``).
-    prediction_error : when given, add ``predicted_tokens`` = true output x exp(N(0, error)).
+    prediction_error : when given, add ``predicted_tokens`` = true output x exp(N(0, error^2)).
     """
     requests = whole_number("requests", requests, high=MAX_REQUESTS)
     workers, slots = whole_number("workers", workers), whole_number("slots", slots)

@@ -37,8 +37,9 @@ is solved before the MIP when the call has a time limit (and after it when a lim
 model's options stopped it before its root LP); ``solution.info["bound_kind"]`` says where the
 bound comes from.
 
-``bound_kind`` uses the vocabulary of ``benchmarks.harness.BOUND_KINDS`` (``mip_bound``,
-``lp_relaxation``, ``optimal``, ``none``).
+``bound_kind`` uses the vocabulary of ``benchmarks.harness.BOUND_KINDS``: ``solve`` returns
+``mip_bound``, ``lp_relaxation``, ``optimal``, ``lower_bound`` (a model's ``cheap_bound``) or
+``none``.
 
 Prices follow the one convention of :mod:`servopt.core.solution`: for a MIP they are the duals of
 the LP obtained by fixing the integer variables at the incumbent (``prices=True``), without the

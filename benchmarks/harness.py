@@ -25,12 +25,11 @@ import pandas as pd
 
 from servopt.core import Instance, InvalidInstanceError
 from servopt.core.registry import layer_module
-from servopt.core.solution import relative_gap
+from servopt.core.solution import BOUND_KINDS, relative_gap
 
 # optimal: a proved optimum; mip_bound: a MIP's dual bound; lp_relaxation: an LP relaxation's
 # value; lower_bound: another proved bound (combinatorial, hindsight); simulated: the best value
 # found by simulation (e.g. the fewest stable workers), an empirical reference, not a proof.
-BOUND_KINDS = ("optimal", "mip_bound", "lp_relaxation", "lower_bound", "simulated", "none")
 TABLE_COLUMNS = ["method", "cost", "bound", "bound_kind", "gap", "wall_s", "status"]
 
 

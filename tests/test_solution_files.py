@@ -209,3 +209,38 @@ def test_infinite_numbers_and_float32_round_trip(tmp_path):
                     decisions={"x": pd.Series([2**70, 1], dtype=object)})
     with pytest.raises(InvalidInstanceError, match="beyond 64 bits"):
         huge.save(tmp_path / "c")
+
+
+def test_a_loaded_epoch_lp_builds_the_same_router_as_the_solve(tmp_path):
+    # closes: save dropped info["lp"], so a solve_model(build_epoch(relax=True)) LP (relaxed
+    # False: the model itself is the LP) was refused by BidPrice.from_solution after loading
+    from servopt.models import decode_routing as dm
+    from servopt.solvers import decode_routing as rules_dr
+    from servopt.solvers import exact
+
+    workers, horizon = 4, 6
+    base = np.linspace(60_000, 67_000, workers)[:, None] * (0.98 ** np.arange(horizon))[None, :]
+    profile = ((1100 + np.arange(horizon)) * 0.99 ** np.arange(horizon))[None, :]
+    epoch = dm.Epoch(base_load=base, profile=profile, demand=[9], kv_need=[1101],
+                     free_slots=np.full(workers, 20.0), free_kv=np.full(workers, 60_000.0),
+                     ms_per_kv_token=1e-4, discount=0.8)
+    solved = exact.solve_model(dm.build_epoch(epoch, relax=True))
+    assert solved.info["lp"] is True and solved.relaxed is False
+    loaded = Solution.load(solved.save(tmp_path / "epoch"))
+    assert loaded.info["lp"] is True and loaded.info["bound_kind"] == solved.info["bound_kind"]
+    direct, again = (rules_dr.BidPrice.from_solution(s) for s in (solved, loaded))
+    for name in ("worker_load", "slots", "kv_memory"):
+        pd.testing.assert_series_equal(loaded.prices[name].sort_index(), solved.prices[name].sort_index(),
+                                       check_exact=False, rtol=1e-12, check_names=False)
+    for mine, theirs in zip(direct.fixed, again.fixed, strict=True):  # the rule's fixed prices
+        np.testing.assert_allclose(theirs, mine, rtol=1e-12)
+
+
+@pytest.mark.parametrize("field, value", [("lp", "yes"), ("bound_kind", "guess")])
+def test_a_saved_lp_flag_or_bound_kind_of_the_wrong_kind_is_refused(tmp_path, field, value):
+    folder = servopt.solve(ci.generate(requests=40, objects=8, seed=0), relax=True).save(tmp_path / "s")
+    head = json.loads((folder / "solution.json").read_text())
+    head[field] = value
+    (folder / "solution.json").write_text(json.dumps(head))
+    with pytest.raises(InvalidInstanceError, match=field):
+        Solution.load(folder)

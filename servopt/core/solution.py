@@ -28,6 +28,8 @@ Row = Literal["le", "ge", "eq"]
 Convention = Literal["pyomo", "cvxpy"]
 
 STATUSES = ("optimal", "time_limit", "interrupted", "unbounded", "error")  # infeasible raises InfeasibleError
+# where a bound comes from (``info["bound_kind"]``, and the gap tables' column)
+BOUND_KINDS = ("optimal", "mip_bound", "lp_relaxation", "lower_bound", "simulated", "none")
 
 
 def normalise_dual(dual: Any, *, sense: Sense, row: Row, convention: Convention) -> Any:
@@ -160,6 +162,7 @@ class Solution:
                 "bound": self.bound, "gap": self.gap, "wall_s": self.wall_s, "sense": self.sense,
                 "relaxed": self.relaxed, "backend": self.backend, "form": self.info.get("form"),
                 "instance": self.info.get("instance"), "note": self.info.get("note"),
+                "lp": self.info.get("lp"), "bound_kind": self.info.get("bound_kind"),
                 "prices": sorted(self.prices), "decisions": sorted(self.decisions)}
         head = {k: (None if math.isnan(v) else _INFINITE[v > 0]) if isinstance(v, float)
                 and not math.isfinite(v) else v for k, v in head.items()}
@@ -247,6 +250,15 @@ class Solution:
         if not isinstance(relaxed, bool):
             raise InvalidInstanceError(f"{head_path}: relaxed must be true or false, got {relaxed!r}")
         info = {key: head[key] for key in ("form", "instance", "note") if head.get(key) is not None}
+        if head.get("lp") is not None:  # whether the model solved was an LP: its duals are prices
+            if not isinstance(head["lp"], bool):
+                raise InvalidInstanceError(f"{head_path}: lp must be true or false, got {head['lp']!r}")
+            info["lp"] = head["lp"]
+        if head.get("bound_kind") is not None:
+            if head["bound_kind"] not in BOUND_KINDS:
+                raise InvalidInstanceError(f"{head_path}: bound_kind must be one of "
+                                           f"{', '.join(BOUND_KINDS)}, got {head['bound_kind']!r}")
+            info["bound_kind"] = head["bound_kind"]
         info["loaded_from"] = str(folder)
         return cls(status=head["status"], objective=number("objective"), bound=number("bound"),
                    gap=number("gap"), wall_s=number("wall_s"), decisions=tables("decisions"),

@@ -1303,7 +1303,7 @@ def solve_cvxpy(
         relaxed=True,
         backend="cvxpy",
         decision=decision,
-        info={"lp": True, "form": "cvxpy"},
+        info={"lp": True},
     )
     if mapped == "time_limit":
         solution.info["prices_skipped"] = "time_limit"

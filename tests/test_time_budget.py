@@ -682,3 +682,39 @@ def test_a_bound_lp_that_leaves_less_than_the_setup_gives_the_start_its_bound(mo
     assert sol.info["highs_skipped"] == "time_limit" and "bound_lp_status" not in sol.info
     assert sol.bound == math.ceil(lp.objective - 1e-6) and sol.info["bound_kind"] == "lp_relaxation"
     _is_the_start_as_stopped(inst, optimum, sol)
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_loading_a_pyomo_model_into_highs_counts_against_the_limit(monkeypatch, warm):
+    # closes: HiGHS's limit was set before Pyomo loaded the model into it, so loading (93 s for a
+    # 200-request batch IP) came on top of the limit. Loading made slow by 1.5 s here: HiGHS must
+    # then get at most what is left of the 5 s
+    model = pyo.ConcreteModel()
+    model.x = pyo.Var([0, 1], domain=pyo.NonNegativeIntegers, bounds=(0, 10))
+    model.cap = pyo.Constraint(expr=3 * model.x[0] + 2 * model.x[1] <= 18)
+    model.obj = pyo.Objective(expr=3 * model.x[0] + 5 * model.x[1], sense=pyo.maximize)
+    if warm:
+        model.x[0].value, model.x[1].value = 0, 0
+        model.warm_start = True
+    limits: list[float] = []
+    make = exact._highs
+
+    def slow_loading_highs():
+        solver = make()
+        load, solve = solver.set_instance, solver.solve
+
+        def set_instance(m):
+            load(m)
+            time.sleep(1.5)
+
+        def recording_solve(m, **kw):
+            limits.append(kw.get("time_limit"))
+            return solve(m, **kw)
+
+        solver.set_instance, solver.solve = set_instance, recording_solve
+        return solver
+
+    monkeypatch.setattr(exact, "_highs", slow_loading_highs)
+    sol = exact.solve_model(model, time_limit=5.0, prices=False)
+    assert sol.status == "optimal" and sol.objective == pytest.approx(45.0)
+    assert limits and limits[0] <= 5.0 - 1.5

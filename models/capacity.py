@@ -31,6 +31,12 @@ gap left is the residual of a length-biased prompt) and, when KV is the first re
 (only then do preemptions happen), inflates E[w] by the expected recomputation after preemption
 at the operating point (a fixed point; see :func:`memory_corrections`). The maximum stable rate is the
 minimum of the three (with the corrected memory bound); the binding resource is its argmin.
+The recomputation term switches on where KV overtakes the slots as the first resource to
+saturate, so more batch slots can lower the rate there: on conversation lengths at 110 req/s,
+batch_cap 340 -> 360 moves the bound from 12.69 (slots bind) to 11.97 req/s per worker (memory,
+-5.7%) and the plan from 10 to 11 workers. The simulator agrees in direction (admitting more
+lets KV run out, and preemption costs recomputation: its knee moves 12.79 -> 12.47, -2.5%) but
+not in size; its least stable fleet stays at 9.
 
 Fluid LP (rates; the ``build`` and ``build_cvxpy`` formulations)
 -------------------------------------------------------------------

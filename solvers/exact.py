@@ -167,9 +167,9 @@ def solve(
         empty ``prices``, never zeros), ``info["bound_lp_status"]``. A time-limited MIP with a
         start runs without HiGHS's feasibility jump (``WARM_TIME_LIMITED``). Not covered: the
         imports on a first call, the build of a model without ``time_estimate`` (it does not
-        check the clock: on the Pyomo path, e.g. ``backend="pyomo"`` or a caching or
-        decode-routing model without a matrix form, a large model's build can alone outlast the
-        limit) and the last stage of one with it (the batch IP: its warm start, 1 s at n =
+        check the clock: on the Pyomo path, ``backend="pyomo"`` or a form without a matrix
+        model such as caching's ``form="interval"``, a large model's build can alone outlast
+        the limit) and the last stage of one with it (the batch IP: its warm start, 1 s at n =
         400), CVXPY's compilation of its problem (``backend="cvxpy"``: 5-15 s for a 400-request
         batch LP), the conversion of the results, and HiGHS overrunning its own limit: it
         checks the clock between phases, so on a large model its presolve or MIP set-up alone

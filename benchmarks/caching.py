@@ -9,7 +9,10 @@ by push order), and this tie-break decides costs on small instances. An object l
 cache is never stored and every request for it is a miss.
 When the policy sets its ``rerank`` flag (in ``start`` or in any ``touch``) the cached objects
 are re-ranked by its ``priority(o)``; every answer of ``touch`` and ``priority`` is checked (a
-number, not NaN), and a flag set by a policy without ``priority`` is refused.
+number, not NaN), and a flag set by a policy without ``priority`` is refused. A policy object
+without ``start`` or ``touch`` is refused before the replay, and one whose method writes into the
+instance's (read-only) arrays gets an ``InvalidInstanceError`` naming the method, the request and
+the line that wrote (the replay runs inside one ``try``: nothing is added per request).
 
 Metrics: ``miss_cost`` (the cost), ``hit_ratio`` (hits / requests), ``byte_hit_ratio`` (tokens
 served from cache / tokens requested), ``requests_per_s`` (simulator throughput with the policy).
@@ -24,7 +27,10 @@ import dataclasses
 import heapq
 import json
 import numbers
+import os
+import re
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -97,12 +103,81 @@ def _reranked(cached: dict[int, int], priority: Any, t: int) -> list[tuple[float
     return heap
 
 
+PROTOCOL = ("a caching policy needs start(instance) and touch(t, o, hit) -> float | None; "
+            "optionally evicted(o, priority), bypass = False, and priority(o) -> float with a "
+            "rerank flag (the protocol in servopt.solvers.caching)")
+
+
+def _check_protocol(policy: Any) -> None:
+    """Refuse an object without the protocol's methods before the replay, not deep inside it."""
+    missing = [f"{m}()" for m in ("start", "touch") if not callable(getattr(policy, m, None))]
+    evicted = getattr(policy, "evicted", None)
+    if evicted is not None and not callable(evicted):
+        missing.append("evicted() (set, but not a method)")
+    if missing:
+        name = getattr(policy, "name", type(policy).__name__)
+        raise InvalidInstanceError(f"the policy {name!r} lacks {', '.join(missing)}: {PROTOCOL}")
+
+
+def _read_only_write(exc: ValueError, policy: Any, instance: Instance) -> InvalidInstanceError:
+    """The error for a policy that wrote into one of the instance's (read-only) arrays: which
+    method, at which request, the line of the policy's code, and what to do instead."""
+    frames = list(traceback.walk_tb(exc.__traceback__))
+    method, t = "a method", -1
+    for i, (frame, _) in enumerate(frames):
+        if frame.f_code is _replay.__code__:
+            t = frame.f_locals.get("t", -1)
+        if frame.f_code.co_filename == __file__ and i + 1 < len(frames):
+            callee = frames[i + 1][0].f_code  # the policy's method the simulator called
+            method = next((f"{m}()" for m in ("start", "touch", "evicted", "priority")
+                           if _code(getattr(policy, m, None)) is callee), f"{callee.co_name}()")
+    when = f" at request {t}" if t >= 0 and method != "start()" else ""
+    arrays = [f.name for f in dataclasses.fields(instance)
+              if isinstance(getattr(instance, f.name), np.ndarray)]
+    line, named = _policy_line(exc, arrays)
+    example = named[0] if len(named) == 1 else "size"
+    return InvalidInstanceError(
+        f"the policy's {method} wrote into a read-only array of the instance{when}{line}: the "
+        f"instance's arrays ({', '.join(arrays)}) are the simulator's and read-only; copy one "
+        f"first (np.array(instance.{example})) to change it")
+
+
+def _code(method: Any) -> Any:
+    """The code object of a (bound) Python method, None for anything else."""
+    return getattr(getattr(method, "__func__", method), "__code__", None)
+
+
+def _policy_line(exc: BaseException, names: list[str]) -> tuple[str, list[str]]:
+    """`` (file, line N: code)`` of the deepest frame of ``exc`` outside numpy (the policy's
+    write), and which of ``names`` that line mentions."""
+    numpy_dir = os.path.dirname(np.__file__)
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if not frame.filename.startswith(numpy_dir):
+            code = (frame.line or "").strip()
+            named = [n for n in names if re.search(rf"\b{n}\b", code)]
+            return f" ({frame.filename}, line {frame.lineno}{': ' + code if code else ''})", named
+    return "", []
+
+
 def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimResult:
     """Replay ``instance`` through ``policy``; return the realised miss cost and hit counts."""
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(f"simulate() needs a caching instance, got "
                                    f"{type(instance).__name__}")
+    if not isinstance(policy, str | type) and not callable(policy):
+        _check_protocol(policy)  # an object must be a policy itself (a callable is a factory)
     policy = methods.make_policy(policy)
+    _check_protocol(policy)
+    try:  # around the whole replay: no cost per request
+        return _replay(instance, policy, record)
+    except ValueError as exc:
+        if isinstance(exc, InvalidInstanceError) or "read-only" not in str(exc):
+            raise
+        raise _read_only_write(exc, policy, instance) from exc
+
+
+def _replay(instance: Instance, policy: Any, record: bool) -> SimResult:
+    """:func:`simulate`'s replay of a checked policy."""
     start = time.perf_counter()
     policy.start(instance)
     size = instance.size.tolist()

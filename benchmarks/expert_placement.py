@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 import time
+import traceback
 from typing import Any
 
 import numpy as np
@@ -151,6 +154,29 @@ def resolve(method: Any) -> Any:
     return method
 
 
+ARRAYS = ("loads", "history", "planned_loads", "next_loads", "previous_placement", "gpu_speed")
+
+
+def _read_only_write(exc: ValueError, method: Any) -> InvalidInstanceError:
+    """The error for a method that wrote into one of the instance's (read-only) arrays: its
+    name, the line of its code that wrote (the deepest frame outside numpy), and what to do."""
+    name = method if isinstance(method, str) else getattr(method, "__name__", type(method).__name__)
+    where, named = "", []
+    numpy_dir = os.path.dirname(np.__file__)
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if not frame.filename.startswith(numpy_dir):
+            code = (frame.line or "").strip()
+            named = [a for a in ARRAYS if re.search(rf"\b{a}\b", code)]
+            where = f" ({frame.filename}, line {frame.lineno}{': ' + code if code else ''})"
+            break
+    example = named[0] if len(named) == 1 else "history"
+    return InvalidInstanceError(
+        f"the placement method {name!r} wrote into a read-only array of the instance{where}: the "
+        "instance's arrays (loads and its views history, planned_loads, next_loads; "
+        "previous_placement; gpu_speed) are the evaluator's and read-only; copy one first "
+        f"(np.array(instance.{example})) to change it")
+
+
 def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
              detail: bool = True) -> Outcome:
     """Plan with ``method`` on the history and score it on the next window.
@@ -166,6 +192,16 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
     ``gap_same`` (planned-window cost under the plan's dispatch, with the same migration cost, vs
     the planned window's bound), ``plan_ms`` (planning time for all layers) and ``colocated``
     (extra replicas of an expert sharing a GPU, which only EPLB produces).
+
+    Migrations count (expert, GPU) pairs as numbered in ``previous_placement``. ``eplb``,
+    ``eplb_lp``, ``eplb_price`` and ``no_replication`` ignore the previous placement (as EPLB
+    does), so their migrations and cost depend on how the deployed GPUs are labelled (tiny
+    preset, deployed = EPLB's plan, migration cost 5: eplb 481.83 with 0 migrations, 541.83 with
+    12 once the deployed GPUs are renumbered); ``bid_price``, ``bid_price_lp`` and ``exact`` align
+    their plan to it when ``migration_cost`` > 0 and score the same under any numbering of
+    equal-speed GPUs, up to ties between plans (see
+    :mod:`servopt.solvers.expert_placement`). A method that writes into the instance's
+    (read-only) arrays gets an ``InvalidInstanceError`` naming it and the line that wrote.
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError("evaluate needs a servopt expert_placement Instance, got "
@@ -173,7 +209,12 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
     policy = resolve(method)
     planning = planning_view(instance)
     start = time.perf_counter()
-    plan = policy(planning)
+    try:
+        plan = policy(planning)
+    except ValueError as exc:
+        if isinstance(exc, InvalidInstanceError) or "read-only" not in str(exc):
+            raise
+        raise _read_only_write(exc, method) from exc
     wall = time.perf_counter() - start
     if not isinstance(plan, Plan):
         raise InvalidInstanceError("a method must return a servopt expert_placement Plan, got "

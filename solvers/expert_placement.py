@@ -27,6 +27,21 @@ Methods (``POLICIES``)
   counts, then placement, then the dispatch LP) certified against the combinatorial bound, with
   the placement MILP on layers that are not certified (small instances).
 
+The previous placement. ``eplb``, ``eplb_lp``, ``eplb_price`` and ``no_replication`` ignore
+``previous_placement`` and ``migration_cost`` (as EPLB does: it plans from the loads alone and
+numbers the GPUs its own way), so their migrations, and their cost when ``migration_cost`` > 0,
+depend on how the deployed placement's GPUs are labelled: on the tiny preset (seed 0) deployed
+with EPLB's own plan at migration cost 5, ``eplb`` costs 481.83 with 0 migrations, and with the
+same deployment's GPUs renumbered (0 1 2 -> 2 0 1) 541.83 with 12, for the same plan.
+``bid_price``, ``bid_price_lp`` and ``exact`` align to the previous placement when
+``migration_cost`` > 0 (their plan relabelled onto the deployed GPUs among GPUs of equal speed,
+:func:`align_to_previous`, with keeping replicas in place among the candidates), so renumbering
+the deployed GPUs leaves their cost as it was (up to tie-breaks: two plans that tie on the
+planned window can score differently on the next); with ``migration_cost`` = 0 they ignore it
+too (migrations are reported but cost nothing). ``tests/test_policy_errors.py`` pins this. A
+method may not write into the instance: its arrays are read-only, and the evaluator names the
+method and the line that tried.
+
 The rules and baselines are vectorised numpy over layers; once prices are known no solver runs.
 """
 

@@ -819,8 +819,10 @@ class BidPrice(Router):
     requests show the real one (:func:`prediction_spread`).
 
     ``discount="auto"`` (default) sets gamma = exp(-lambda), lambda the measured arrivals per
-    worker per step: a forecast of step h matters only as long as no later arrival can correct
-    it (gamma ~ 0.8 on conversation lengths, ~ 0.2 on code). A fixed gamma in (0, 1] is accepted.
+    worker per step (over the last ``window`` steps, counted from the first step the router saw,
+    so it does not depend on where the stream's clock starts): a forecast of step h matters only
+    as long as no later arrival can correct it (gamma ~ 0.8 on conversation lengths, ~ 0.2 on
+    code). A fixed gamma in (0, 1] is accepted.
 
     ``gate=True`` adds the LP plan of the issue's first design: at a refresh the router solves
     the epoch LP relaxation (:func:`servopt.models.decode_routing.build_epoch`, HiGHS matrix
@@ -948,6 +950,7 @@ class BidPrice(Router):
         self.fc = _Forecaster(self.horizon, self.prior_mean, self.prediction_prior)
         self.last_refresh = -10**9
         self.arrivals = [0] * self.window  # requests routed per step (a ring of ``window`` steps)
+        self.first_step = self.last_step = None  # the first and latest steps this router saw
         self.prompt_sum, self.prompt_n = 0.0, 0
         self.plan = None
         self.epoch = None
@@ -972,18 +975,38 @@ class BidPrice(Router):
         """
         if self.discount != "auto":
             return
-        seen = min(view.step + 1, self.window)
-        per_worker = sum(self.arrivals) / seen / view.workers
+        per_worker = self._arrival_rate(view) / view.workers
         self.gamma = min(max(float(np.exp(-per_worker)), 0.05), 0.95)
         self.weights = self.gamma ** np.arange(self.horizon)
 
-    def on_step(self, view: FleetView) -> None:
+    def _tick(self, view: FleetView) -> None:
+        """Move the arrivals ring to ``view.step``: empty the slots of every step since the last one
+        seen (the step clock jumps over idle steps, whose slots would otherwise keep the counts
+        of steps ``window`` or more ago)."""
         step = view.step
-        self.arrivals[step % self.window] = 0
-        if self.gate and step - self.last_refresh >= self.refresh_every:  # (only the gated use a plan)
+        if self.first_step is None:
+            self.first_step = self.last_step = step
+            return
+        gone = min(step - self.last_step, self.window)
+        for s in range(step - gone + 1, step + 1):
+            self.arrivals[s % self.window] = 0
+        self.last_step = max(self.last_step, step)
+
+    def _arrival_rate(self, view: FleetView) -> float:
+        """Requests routed per step over the last ``window`` steps, counted from the first step
+        this router saw (not from step 0: a stream whose first arrival comes at step 1000 has not
+        shown 1000 empty steps, and the rate must not depend on where its clock starts)."""
+        self._tick(view)  # (a no-op at a step already seen; a subclass's route may not tick)
+        seen = min(view.step - self.first_step + 1, self.window)
+        return sum(self.arrivals) / seen
+
+    def on_step(self, view: FleetView) -> None:
+        self._tick(view)
+        if self.gate and view.step - self.last_refresh >= self.refresh_every:  # (only the gated use a plan)
             self.plan = None
 
     def route(self, view: FleetView, ids: np.ndarray) -> None:
+        self._tick(view)
         self.arrivals[view.step % self.window] += len(ids)
         if self.fixed is not None:
             self._route_fixed(view, ids)
@@ -1261,8 +1284,7 @@ class BidPrice(Router):
         self.fc.refresh(view)
         self._discount(view)
         base = self.fc.base_load(view)
-        seen = min(view.step + 1, self.window)
-        rate = max(sum(self.arrivals) / seen, 1.0 / self.refresh_every)
+        rate = max(self._arrival_rate(view), 1.0 / self.refresh_every)
         m = max(1.0, self.slack * rate * self.refresh_every)
         mean_prompt = self.prompt_sum / max(self.prompt_n, 1)
         profile = self.fc.profile(np.array([mean_prompt]), np.zeros(1), None)

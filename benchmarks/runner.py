@@ -259,11 +259,55 @@ def run(
     return frame
 
 
-def _ignore_sigint() -> None:
-    """Workers leave Ctrl-C to the parent, which stops them and keeps what finished."""
+PARENT_POLL_S = 1.0  # how often a worker checks for its parent where the kernel cannot tell it
+
+
+def _init_worker(parent: int) -> None:
+    """Set up a pool worker: Ctrl-C is left to the parent (which stops the workers and keeps what
+    finished), SIGTERM ends it (not the handler a forked worker inherits from the CLI), and it
+    dies with its parent ``parent`` (a pid) instead of computing on, orphaned, after a kill -9."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> str:
+    """Make this process end when the process ``parent`` does; returns how (``"pdeathsig"`` or
+    ``"poll"``).
+
+    Linux: the kernel sends SIGKILL the moment the parent dies (``prctl(PR_SET_PDEATHSIG)``), even
+    in the middle of a solver's C code; a worker has nothing to clean up (the parent writes the
+    cache), so SIGKILL, which no library's handler can catch, is the right signal. Elsewhere, or
+    if prctl is unavailable: a daemon thread checks ``os.getppid()`` every ``PARENT_POLL_S`` s and
+    exits the process (``os._exit``) once the parent is gone (the worker is re-parented). Either
+    way, a parent that died before this ran is caught by the same check, at once."""
+    how = "poll"
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            pr_set_pdeathsig = 1  # <linux/prctl.h>
+            if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) == 0:
+                how = "pdeathsig"
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the kernel (or the thread) watched it
+        os._exit(1)
+    if how == "poll":
+        import threading
+        import time
+
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(PARENT_POLL_S)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="servopt-parent-watch", daemon=True).start()
+    return how
 
 
 def _run_pool(todo: list, jobs: int, done: Any) -> None:
@@ -271,7 +315,7 @@ def _run_pool(todo: list, jobs: int, done: Any) -> None:
 
     context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
     pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
-                                  initializer=_ignore_sigint)
+                                  initializer=_init_worker, initargs=(os.getpid(),))
     futures = {pool.submit(run_unit, c, p, s, m): k for k, c, p, s, m in todo}
     try:
         for future in cf.as_completed(futures):

@@ -2,19 +2,23 @@
 
 Errors print one line ``servopt: error: ...``; never a traceback. Exit status: 0 done, 1 the job
 ran but failed (a benchmark run raised, a solve found neither a solution nor a bound), 2 bad
-input or options, 130 interrupted (Ctrl-C).
+input or options, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, which stops a run as Ctrl-C
+does: a benchmark's finished runs stay cached).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import re
 import shlex
+import signal
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -635,6 +639,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process Ctrl-C stopped
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so that what stops a run on
+    Ctrl-C (the benchmark pool's workers stopped, finished runs kept; a HiGHS solve cancelled with
+    its incumbent) also stops it on ``kill`` or a scheduler's termination."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[list[int]]:
+    """Within the block, SIGTERM raises :class:`Terminated` once; the list yielded is non-empty
+    after a SIGTERM (later ones, while the run stops, are only noted). Only in the main thread,
+    and only where SIGTERM has its default action (an embedding program's handler, or an
+    inherited ignore, is left alone)."""
+    import threading
+
+    terminated: list[int] = []
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield terminated
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        if len(terminated) == 1:
+            raise Terminated
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -645,17 +685,25 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):  # a usage error (as argparse's): a script that lost its
         parser.print_help(sys.stderr)  # command must not pass as a successful run
         return 2
+    with sigterm_as_interrupt() as terminated:
+        return _run_command(args, terminated)
+
+
+def _run_command(args: argparse.Namespace, terminated: list[int]) -> int:
+    """Run the parsed command; errors become one line and an exit status (the module docstring)."""
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
-        return code
+        # (a solve stopped by SIGTERM returns as interrupted: it keeps SIGTERM's status)
+        return EXIT_TERMINATED if terminated and code == EXIT_INTERRUPTED else code
     except BrokenPipeError:  # the reader went away (``servopt solve f.json | head``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (:func:`sigterm_as_interrupt`)
         note = "; finished runs are cached and the next run resumes" if args.func is cmd_bench else ""
-        print(f"servopt: interrupted{note}", file=sys.stderr)
-        return 130
+        what = "terminated (SIGTERM)" if terminated else "interrupted"
+        print(f"servopt: {what}{note}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except MemoryError as exc:  # numpy's names the array it could not allocate; Python's is empty
         detail = (str(exc).strip().splitlines() or [""])[0]
         print(f"servopt: error: out of memory{': ' + detail if detail else ''} (a smaller instance, "

@@ -122,6 +122,41 @@ class Fleet:
         return self._done_ids[: self._n_done]
 
 
+def _ask(router: routing.Router, method: str, *args: Any) -> None:
+    """Call ``router.<method>(*args)``; a write into a read-only array gets a message saying so.
+
+    The view's arrays (and the instance's) are read-only while a router runs, so an in-place
+    edit fails with numpy's bare ``ValueError``; the message names the router's method that wrote
+    (``choose`` when the base ``route`` called it, or whichever of its own methods did).
+    """
+    try:
+        getattr(router, method)(*args)
+    except ValueError as exc:
+        if "read-only" not in str(exc):
+            raise
+        where = method
+        tb = exc.__traceback__
+        while tb is not None:  # the innermost frame of the router's own methods
+            if tb.tb_frame.f_locals.get("self") is router:
+                where = tb.tb_frame.f_code.co_name
+            tb = tb.tb_next
+        if where != method:
+            where = f"{where}() (called from its {method}())"
+        else:
+            where = f"{where}()"
+        label = type(router).__name__
+        name = getattr(router, "name", None)
+        if isinstance(name, str) and name not in ("router", label):
+            label += f" ({name!r})"
+        raise InvalidInstanceError(
+            f"router {label}: its {where} wrote into a read-only array of the "
+            f"{'instance' if method == 'reset' else 'view or instance'} ({exc}): the simulator's "
+            "arrays (view.prompt, running, queued, kv_running, kv_queued, worker_of, run_ids, "
+            "run_worker, run_generated, predicted) are read-only while a router runs; copy one "
+            "first (np.array(view.kv_running)) to change it, and route with view.assign(i, g)"
+        ) from exc
+
+
 def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
              warmup: float = 0.2) -> dict[str, Any]:
     """Run the decode-step simulation; return metrics, per-request times and per-step series.
@@ -143,7 +178,7 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
     fleet = Fleet(instance)
     # the router gets its own copy of the instance: its request frame is a DataFrame, which a
     # router could rebind columns of; the simulator and later evaluations keep the original
-    router.reset(dataclasses.replace(instance), seed)
+    _ask(router, "reset", dataclasses.replace(instance), seed)
     route_s = 0.0
 
     arrive_t = np.full(n, np.nan)
@@ -168,7 +203,7 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
         start = time.perf_counter()
         fleet.lock(True)
         try:
-            router.on_step(fleet)
+            _ask(router, "on_step", fleet)
         finally:
             fleet.lock(False)
         hi = int(np.searchsorted(arrival, now + 1e-9, side="right"))
@@ -178,7 +213,7 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
             fleet._routable = (nxt, hi)
             fleet.lock(True)
             try:
-                router.route(fleet, ids)
+                _ask(router, "route", fleet, ids)
             finally:
                 fleet.lock(False)
             fleet._routable = (hi, hi)

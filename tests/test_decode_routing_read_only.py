@@ -1,0 +1,91 @@
+"""Decode routing: a router that writes into the simulator's read-only arrays (its view's, or the
+instance's) gets an InvalidInstanceError naming its method and what to do, not numpy's bare
+ValueError (as batch scheduling's policies do)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import servopt
+from servopt.benchmarks import decode_routing as bench
+from servopt.core import InvalidInstanceError
+from servopt.instances import decode_routing as gen
+from servopt.solvers import decode_routing as routing
+
+
+class _WritesPrompt(routing.Router):
+    name = "writes_prompt"
+
+    def choose(self, view, request):
+        view.prompt[0] = 3
+        return 0
+
+
+class _WritesOnStep(routing.Router):
+    def on_step(self, view):
+        view.kv_running += 1
+
+
+class _WritesInHelper(routing.Router):
+    def route(self, view, ids):
+        self._order(view)
+        for i in ids:
+            view.assign(int(i), 0)
+
+    def _order(self, view):
+        view.running.sort()
+
+
+class _WritesInReset(routing.Router):
+    def reset(self, instance, seed=0):
+        super().reset(instance, seed)
+        instance.output[:] = 1  # the hidden true lengths: read-only in the instance
+
+    def choose(self, view, request):
+        return 0
+
+
+@pytest.mark.parametrize("router, where", [
+    (_WritesInReset(), r"router _WritesInReset: its reset\(\) wrote into a read-only array of "
+                       r"the instance"),
+    (_WritesPrompt(), r"router _WritesPrompt \('writes_prompt'\): its choose\(\) \(called from its "
+                      r"route\(\)\) wrote into a read-only array"),
+    (_WritesOnStep(), r"router _WritesOnStep: its on_step\(\) wrote into a read-only array"),
+    (_WritesInHelper(), r"its _order\(\) \(called from its route\(\)\) wrote"),
+])
+def test_a_router_writing_into_a_read_only_array_is_told_which_method_and_what_to_do(router, where):
+    instance = gen.generate_steps(workload="code", requests=10, workers=3, seed=1)
+    with pytest.raises(InvalidInstanceError, match=where) as info:
+        bench.evaluate(instance, router)
+    assert "copy one first" in str(info.value)
+    assert "read-only" in str(info.value.__cause__)  # numpy's error stays attached
+
+
+def test_the_read_only_message_comes_through_gap_table():
+    instance = gen.generate_steps(workload="code", requests=10, workers=3, seed=1)
+    with pytest.raises(InvalidInstanceError, match=r"its choose\(\) \(called from its route\(\)\)"):
+        servopt.gap_table(instance, [_WritesPrompt()])
+
+
+def test_a_router_s_own_value_error_is_not_rewritten():
+    class Refuses(routing.Router):
+        def choose(self, view, request):
+            raise ValueError("no worker fits")
+
+    instance = gen.generate_steps(workload="code", requests=10, workers=3, seed=1)
+    with pytest.raises(ValueError, match="no worker fits") as info:
+        bench.evaluate(instance, Refuses())
+    assert type(info.value) is ValueError
+
+
+def test_a_router_that_copies_first_runs_and_matches_least_kv():
+    # the message's advice works: a local copy may be edited, and the routes are least-KV's
+    class CopiesFirst(routing.Router):
+        def choose(self, view, request):
+            load = np.array(view.kv_running)
+            load += view.kv_queued
+            return int(np.argmin(load))
+
+    instance = gen.generate_steps(workload="code", requests=30, workers=3, seed=1)
+    assert bench.evaluate(instance, CopiesFirst()).cost == bench.evaluate(instance, "least_kv").cost

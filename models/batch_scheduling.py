@@ -133,6 +133,56 @@ def fits(c_run: np.ndarray, r_run: np.ndarray, c_new: Any, r_new: Any, memory: i
     return bool(ok[0]) if one else ok
 
 
+def first_fit_delay(c_run: np.ndarray, r_run: np.ndarray, c_new: np.ndarray, r_new: np.ndarray,
+                    memory: int, within: int) -> int:
+    """The fewest rounds d in 1..``within`` - 1 after which one of the candidates fits
+    (:func:`fits` with the running set d rounds on: ``c_run + d``, ``r_run - d``), or ``within``
+    when none does. The running set must not change in between (``within`` <= min(r_run)).
+
+    Per candidate, from d = 1: where :func:`fits` fails, each failed check names the least d at
+    which it can hold again, and d jumps to the largest of them (a lower bound on the first fit,
+    so no fit is passed over). The check at a running request j's last round (offset r_j - 1)
+    sees the running set's memory H_j there, which does not depend on d, plus the candidate's
+    c + r_j - 1 - d when it still runs then: it fails until d = H_j + c + r_j - 1 - M. The check
+    at the candidate's own last round sees the requests still running then, each holding one
+    more token per round of delay: it fails until one of them has ended before it
+    (d = r_i - r + 1). Cost O(candidates x running) per jump, a few jumps in practice.
+    """
+    c_run = np.asarray(c_run, dtype=np.int64)
+    r_run = np.asarray(r_run, dtype=np.int64)
+    c_new = np.asarray(c_new, dtype=np.int64)
+    r_new = np.asarray(r_new, dtype=np.int64)
+    if within <= 1 or not len(c_new):
+        return int(within)
+    # H_j: the running set's memory at j's last round (offset r_j - 1 from now)
+    held = ((r_run[None, :] >= r_run[:, None]) * (c_run[None, :] + r_run[:, None] - 1)).sum(axis=1)
+    d = np.ones(len(c_new), dtype=np.int64)
+    never = np.iinfo(np.int64).max
+    found = int(within)  # the earliest fit seen so far
+    while True:
+        idx = np.flatnonzero(d < found)
+        if not idx.size:
+            return found
+        c, r, dd = c_new[idx, None], r_new[idx, None], d[idx, None]
+        # fits() d rounds on, one row per candidate: the check at each running request's last
+        # round (offset r_j - 1 - d from then) ...
+        own = (r > r_run[None, :] - dd - 1) * (c + r_run[None, :] - dd - 1)
+        failing = own + held[None, :] > memory
+        # ... and at the candidate's own last round, with the requests still running then
+        still = r_run[None, :] >= r + dd
+        at_last = (still * (c_run[None, :] + dd + r - 1)).sum(axis=1) + c[:, 0] + r[:, 0] - 1
+        late = at_last > memory
+        ok = ~late & ~failing.any(axis=1)
+        if ok.any():  # a fit; the other candidates may still fit earlier than it
+            found = int(d[idx[ok]].min())
+            d[idx[ok]] = found
+        # the least d at which each failed check can hold again; d jumps to the largest
+        threshold = held[None, :] + c + r_run[None, :] - 1 - memory
+        nxt = np.maximum(dd[:, 0] + 1, np.where(failing, threshold, 0).max(axis=1, initial=0))
+        ends = np.where(still, r_run[None, :] - r + 1, never).min(axis=1, initial=never)
+        d[idx[~ok]] = np.where(late, np.maximum(nxt, ends), nxt)[~ok]
+
+
 def lookahead_schedule(instance: Instance, priority: np.ndarray, *, skip: bool = False
                        ) -> np.ndarray:
     """Start rounds of a feasible schedule: exact-lookahead admission in ``priority`` order.
@@ -142,6 +192,13 @@ def lookahead_schedule(instance: Instance, priority: np.ndarray, *, skip: bool =
     cap holds. ``skip=False`` stops at the first request that does not fit; ``skip=True`` passes
     over it and admits the next ones that fit (a request that fails cannot fit later in the same
     round: every admission only adds memory).
+
+    Rounds in which nothing can happen are jumped over: after a round, the next one looked at is
+    the first with an arrival, a completion or an admission (:func:`first_fit_delay`: the first
+    round the head of the queue, or with ``skip`` any waiting request, fits while the running
+    set stays as it is). The schedule is the one of stepping every round; the cost is
+    O(events x waiting x running), not proportional to the outputs (a 1e6-token output is 1e6
+    rounds).
     """
     a, s, o = instance.arrival, instance.prompt_tokens, instance.output_tokens
     M, cap = instance.kv_memory, instance.max_batch or instance.n
@@ -166,13 +223,26 @@ def lookahead_schedule(instance: Instance, priority: np.ndarray, *, skip: bool =
                 start[i] = t
                 c_run, r_run = np.append(c_run, s[i] + 1), np.append(r_run, o[i])
                 waiting = waiting[k + 1:]
+            waiting = order[(start[order] < 0) & (a[order] <= t)]  # all of them, next round
         else:
-            for i in waiting:
+            for k, i in enumerate(waiting):
                 if len(c_run) >= cap or not fits(c_run, r_run, s[i] + 1, o[i], M):
+                    waiting = waiting[k:k + 1]  # the head: nothing behind it starts before it
                     break
                 start[i] = t
                 c_run, r_run = np.append(c_run, s[i] + 1), np.append(r_run, o[i])
-        t += 1
+            else:
+                waiting = waiting[:0]
+        # the next round where something can change: an arrival, a completion, an admission
+        later = a[(start < 0) & (a > t)]
+        step = int(later.min()) - t if later.size else None
+        if len(r_run):
+            step = int(r_run.min()) if step is None else min(step, int(r_run.min()))
+        if step is None:  # nothing runs and nothing is to come: the waiting start next round
+            step = 1
+        if waiting.size and len(c_run) < cap and step > 1:
+            step = first_fit_delay(c_run, r_run, s[waiting] + 1, o[waiting], M, step)
+        t += step
     return start
 
 

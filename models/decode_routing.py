@@ -131,9 +131,51 @@ def activity(instance: Instance) -> Activity:
     return Activity(req, pos, work.astype(float), kv + 1, steps, start)
 
 
+def _start_steps(instance: Instance) -> np.ndarray:
+    """a_i: the step each request starts (its arrival, rounded up), as :func:`activity` has it."""
+    if instance.arrival_unit != "step":
+        activity(instance)  # raises the message for arrivals in seconds
+    return np.ceil(instance.arrival - 1e-9).astype(np.int64)
+
+
+def peak_activity(instance: Instance) -> dict[str, int]:
+    """The most requests active at one step and the most KV tokens they need (sum of
+    l_ik + 1 over the requests active at step k), over all steps, with the first step of each,
+    counted from the n intervals [a_i, a_i + o_i - 1] without listing the (request, step) pairs
+    (:func:`activity` has sum_i o_i of them: 4e8 for 400 requests of 1e6 tokens). The count
+    only rises at a start, so its maximum is at some a_i; each active request needs one more
+    token per step and none starts or ends between, so the KV need's maximum is at some last
+    step a_i + o_i - 1. O(n log n)."""
+    a = _start_steps(instance)
+    e = a + instance.output - 1  # last active step
+    s = instance.prompt
+    sa, se = np.sort(a), np.sort(e)
+
+    def active_at(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Requests active at steps k, and the sum of s_i - a_i + 1 over them."""
+        base = s - a + 1
+        by_a = np.r_[0, np.cumsum(base[np.argsort(a, kind="stable")])]
+        by_e = np.r_[0, np.cumsum(base[np.argsort(e, kind="stable")])]
+        started = np.searchsorted(sa, k, side="right")  # a_i <= k
+        ended = np.searchsorted(se, k, side="left")  # e_i < k
+        return started - ended, by_a[started] - by_e[ended]
+
+    count, _ = active_at(sa)
+    ends = np.unique(e)
+    on, base = active_at(ends)
+    need = base + ends * on
+    kc, kn = int(np.argmax(count)), int(np.argmax(need))
+    return {"count": int(count[kc]), "count_step": int(sa[kc]), "need": int(need[kn]),
+            "need_step": int(ends[kn])}
+
+
 def binding(instance: Instance, act: Activity | None = None) -> dict[str, bool]:
-    """Whether slots / KV could bind for some assignment (all active requests on one worker)."""
-    act = act or activity(instance)
+    """Whether slots / KV could bind for some assignment (all active requests on one worker).
+    Without ``act`` counted in closed form (:func:`peak_activity`), not from the activity."""
+    if act is None:
+        peak = peak_activity(instance)
+        return {"slots": peak["count"] > instance.slots,
+                "kv_memory": peak["need"] > instance.kv_capacity}
     count = np.bincount(act.step, minlength=len(act.steps))
     need = np.bincount(act.step, weights=act.kv_need, minlength=len(act.steps))
     return {"slots": bool(count.max() > instance.slots),
@@ -162,12 +204,17 @@ def solution_note(instance: Instance, **options: object) -> str | None:
             f"one (servopt.benchmarks.decode_routing.bound gives a valid bound)")
 
 
-def _blocks(n_steps: int, step_block: int, symmetry: bool = True) -> np.ndarray:
-    """Block of each active step; also checks the builders' options in the user's terms."""
+def _check_options(step_block: Any, symmetry: Any = True) -> None:
+    """The builders' options, checked in the user's terms."""
     if not isinstance(step_block, int | np.integer) or step_block < 1:
         raise InvalidInstanceError(f"step_block must be a positive integer, got {step_block!r}")
     if not isinstance(symmetry, bool | np.bool_):
         raise InvalidInstanceError(f"symmetry must be True or False, got {symmetry!r}")
+
+
+def _blocks(n_steps: int, step_block: int, symmetry: bool = True) -> np.ndarray:
+    """Block of each active step; also checks the builders' options in the user's terms."""
+    _check_options(step_block, symmetry)
     return np.arange(n_steps) // int(step_block)
 
 
@@ -230,35 +277,78 @@ class ModelTooLarge(InvalidInstanceError):
     """The hindsight model would exceed ``max_entries`` nonzeros."""
 
 
-def _check_size(instance: Instance, act: Activity, bind: dict[str, bool], block: np.ndarray,
-                max_entries: int | None) -> None:
-    """Refuse a hindsight model too large to build in memory: one entry per (row block, request,
-    worker) in each family (3200 requests x 64 workers, one step per block: 45M entries, 3 GB).
-    None: the module's ``MAX_ENTRIES``."""
+def model_size(instance: Instance, step_block: int = 1) -> dict[str, int]:
+    """The hindsight model's size, counted from the requests' intervals without building
+    :func:`activity`: ``rows`` of the activity (sum_i o_i (request, step) pairs), ``pairs``
+    (distinct (row block, request) pairs: one entry per worker in each row family), ``families``
+    (step_load, plus slots and KV where they can bind, only with ``step_block`` 1) and
+    ``entries`` = pairs x workers x families, the nonzeros :func:`build` would write.
+
+    Blocks are runs of ``step_block`` consecutive *active* steps; request i is active on the
+    consecutive steps a_i..a_i + o_i - 1, positions q_i..q_i + o_i - 1 among the active steps
+    (q_i: active steps before a_i, from the union of the intervals), so it meets
+    floor((q_i + o_i - 1) / b) - floor(q_i / b) + 1 blocks."""
+    _check_options(step_block)
+    b = int(step_block)
+    a, out = _start_steps(instance), instance.output
+    rows = int(out.sum())
+    if b == 1:
+        pairs = rows
+        peak = peak_activity(instance)
+        families = 1 + int(peak["count"] > instance.slots) + int(peak["need"] > instance.kv_capacity)
+    else:
+        order = np.argsort(a, kind="stable")
+        sa, send = a[order], (a + out)[order]  # intervals [a, a + o) by start
+        reach = np.maximum.accumulate(send)  # the furthest end so far
+        new_run = np.r_[True, sa[1:] >= reach[:-1]]  # starts a run of the union
+        run = np.cumsum(new_run) - 1
+        run_start = sa[new_run]
+        run_end = np.maximum.reduceat(send, np.flatnonzero(new_run))
+        before = np.r_[0, np.cumsum(run_end - run_start)[:-1]]  # active steps before each run
+        q = np.empty_like(a)
+        q[order] = before[run] + (sa - run_start[run])
+        pairs = int(np.sum((q + out - 1) // b - q // b + 1))
+        families = 1
+    return {"rows": rows, "pairs": pairs, "families": families,
+            "entries": pairs * instance.workers * families}
+
+
+def check_size(instance: Instance, step_block: int = 1, max_entries: int | None = None) -> None:
+    """Refuse a hindsight model too large to build in memory, before anything is allocated
+    (:func:`model_size`, from the n requests): one entry per (row block, request, worker) in
+    each family (3200 requests x 64 workers, one step per block: 45M entries, 3 GB), and, with
+    ``step_block`` > 1, the activity table the build starts from (one row per request and
+    active step, some 60 bytes each: 400 requests of 1e6 tokens are 4e8 rows; refused above
+    the larger of ``max_entries`` and ``MAX_ENTRIES``). None: the module's ``MAX_ENTRIES``."""
     max_entries = MAX_ENTRIES if max_entries is None else max_entries
-    families = 1 + int(bind["slots"]) + int(bind["kv_memory"])
-    rb = block[act.step]
-    pairs = len(act.request) if len(rb) == 0 or rb.max() + 1 == len(act.steps) else len(
-        np.unique(rb.astype(np.int64) * instance.n_requests + act.request))
-    entries = pairs * instance.workers * families
+    size = model_size(instance, step_block)
+    entries, pairs, families = size["entries"], size["pairs"], size["families"]
     if entries > max_entries:
         raise ModelTooLarge(
             f"the hindsight model would have {entries:,} nonzeros ({pairs:,} request-step "
             f"blocks x {instance.workers} workers x {families} row families; limit max_entries="
             f"{max_entries:,}): use fewer requests or workers, a larger step_block, or from Python "
             "pass max_entries to try anyway (its presolve alone can outlast a time limit)")
+    rows_limit = max(MAX_ENTRIES, max_entries)  # a larger max_entries lifts it too
+    if size["rows"] > rows_limit:  # only with step_block > 1: else rows = pairs <= entries
+        raise ModelTooLarge(
+            f"the hindsight model is built from {size['rows']:,} (request, active step) pairs "
+            f"(the sum of output_tokens; limit {rows_limit:,}), however few nonzeros "
+            f"step_block={step_block} leaves: use fewer or shorter requests, or from Python "
+            "pass a larger max_entries to try anyway")
 
 
 def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
           symmetry: bool = True, max_entries: int | None = None) -> pyo.ConcreteModel:
     """The hindsight assignment IP (see the module docstring); ``relax`` gives its LP. Refused
     above ``max_entries`` nonzeros (default ``MAX_ENTRIES``)."""
+    _check_options(step_block, symmetry)
+    check_size(instance, step_block, max_entries)  # before activity() allocates sum_i o_i rows
     act = activity(instance)
     G, n_req = instance.workers, instance.n_requests
     block = _blocks(len(act.steps), step_block, symmetry)
     n_blocks = int(block.max()) + 1
     bind = binding(instance, act) if step_block == 1 else {"slots": False, "kv_memory": False}
-    _check_size(instance, act, bind, block, max_entries)
     # terms of each (block) row: request -> coefficient, built with numpy then grouped
     rb = block[act.step]
     key = rb * n_req + act.request
@@ -334,12 +424,13 @@ def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: i
     """The hindsight model of :func:`build` as sparse matrices (same variables and rows): in ms
     by default; ``unit`` (ms, e.g. :func:`work_unit`) writes the step_load rows, the u floor
     and the objective in that many ms instead."""
+    _check_options(step_block, symmetry)
+    check_size(instance, step_block, max_entries)  # before activity() allocates sum_i o_i rows
     act = activity(instance)
     G, n_req = instance.workers, instance.n_requests
     block = _blocks(len(act.steps), step_block, symmetry)
     n_blocks = int(block.max()) + 1
     bind = binding(instance, act) if step_block == 1 else {"slots": False, "kv_memory": False}
-    _check_size(instance, act, bind, block, max_entries)
     nx = n_req * G
     rows, cols, vals, lo, hi = [], [], [], [], []
     n_rows = 0
@@ -497,22 +588,21 @@ def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Seri
 
 
 def explain_infeasible(instance: Instance) -> str:
-    act = activity(instance)
-    count = np.bincount(act.step, minlength=len(act.steps))
-    need = np.bincount(act.step, weights=act.kv_need, minlength=len(act.steps))
-    k = int(np.argmax(count))
-    kk = int(np.argmax(need))
+    """Domain reason of infeasibility: the step with the most active requests and the one with
+    the most KV need (:func:`peak_activity`, without listing the (request, step) pairs)."""
+    peak = peak_activity(instance)
+    count, need = peak["count"], peak["need"]
     G = instance.workers
     short = []
-    if count[k] > G * instance.slots:
-        short.append(f"at step {act.steps[k]} {count[k]} requests are active for {G} x "
+    if count > G * instance.slots:
+        short.append(f"at step {peak['count_step']} {count} requests are active for {G} x "
                      f"{instance.slots} slots")
-    if need[kk] > G * instance.kv_capacity:
-        short.append(f"at step {act.steps[kk]} they need {need[kk]:.0f} KV tokens for {G} x "
+    if need > G * instance.kv_capacity:
+        short.append(f"at step {peak['need_step']} they need {need} KV tokens for {G} x "
                      f"{instance.kv_capacity}")
     if not short:  # the totals fit: the requests of some step cannot be split over the workers
-        short.append(f"the totals fit (at most {count[k]} requests for {G} x {instance.slots} "
-                     f"slots, {need[kk]:.0f} KV tokens for {G} x {instance.kv_capacity}), but the "
+        short.append(f"the totals fit (at most {count} requests for {G} x {instance.slots} "
+                     f"slots, {need} KV tokens for {G} x {instance.kv_capacity}), but the "
                      f"requests active together cannot be split over the workers")
     return "no sticky assignment starts every request on arrival: " + "; ".join(short)
 

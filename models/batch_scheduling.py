@@ -433,10 +433,20 @@ def _last_starts(instance: Instance, rounds: int, window: int | None) -> np.ndar
 
 def model_size(instance: Instance, horizon: Any = None, window: int | None = None
                ) -> tuple[int, int, int]:
-    """(rounds T, start columns, fine memory-row entries) of the model, counted, not built."""
+    """(rounds T, start columns, fine memory-row entries) of the model, counted, not built.
+    Exact where int64 holds them; above 2**62 (1e6-token outputs over a horizon of 1e9 rounds
+    and more, which int64 wrapped to a negative count) the float sum, a size far past any cap."""
     T = horizon_rounds(instance, horizon)
     count = np.maximum(0, _last_starts(instance, T, window) - instance.arrival + 1)
-    return T, int(np.sum(count)), int(np.sum(count * instance.output_tokens))
+    o = instance.output_tokens
+
+    def total(values: np.ndarray, approx: float) -> int:
+        return int(np.sum(values)) if approx < 2.0**62 else int(approx)
+
+    starts = total(count, float(np.sum(count.astype(float))))
+    with np.errstate(over="ignore"):  # the int64 products are used only where they hold
+        entries = total(count * o, float(np.sum(count.astype(float) * o)))
+    return T, starts, entries
 
 
 def time_estimate(instance: Instance, *, relax: bool = False, horizon: Any = None,

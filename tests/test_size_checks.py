@@ -166,3 +166,23 @@ def test_options_are_still_checked_first():
                                 ms_per_kv_token=1e-4, requests=frame, arrival_unit="s")
     with pytest.raises(InvalidInstanceError, match="arrival_unit='step'"):
         model.hindsight_matrices(seconds)
+
+
+def test_batch_model_size_does_not_wrap_around_int64():
+    # 1000 requests of 1e6 tokens over a horizon of 1e13 rounds: each has 1e13 - 1e6 + 1 start
+    # columns of 1e6 memory entries, 1e19 entries apiece, past int64 (9.2e18): the count
+    # wrapped to 1.86e18; it must be the product (float past 2**62) and stay a refusal
+    from servopt.instances.batch_scheduling import Instance as Batch
+    from servopt.models import batch_scheduling as batch
+
+    inst = Batch(kv_memory=2_000_000, arrival=np.zeros(1000, int), prompt_tokens=np.ones(1000, int),
+                 output_tokens=np.full(1000, 10**6))
+    rounds, starts, entries = batch.model_size(inst, horizon=10**13)
+    assert rounds == 10**13
+    assert starts == 1000 * (10**13 - 10**6 + 1)  # exact: int64 holds it
+    assert entries == pytest.approx(1000 * (10**13 - 10**6 + 1) * 10**6, rel=1e-12)
+    assert batch.time_estimate(inst, horizon=10**13)["nonzeros"] > 1e21
+    # a small one stays exact: 3 requests, horizon 10, outputs 2, 3, 4: 9 + 8 + 7 columns
+    small = Batch(kv_memory=100, arrival=np.zeros(3, int), prompt_tokens=np.ones(3, int),
+                  output_tokens=np.array([2, 3, 4]))
+    assert batch.model_size(small, horizon=10) == (10, 24, 9 * 2 + 8 * 3 + 7 * 4)

@@ -473,8 +473,11 @@ def _on_time(deadline: float | None, done: str) -> None:
                            f"({done}); the matrix was not finished")
 
 
-def columns(instance: Instance, horizon: Any = None, window: int | None = None) -> Columns:
-    """Every allowed (request, start round) pair and the cost of each late column."""
+def columns(instance: Instance, horizon: Any = None, window: int | None = None, *,
+            with_memory_rows: bool = False) -> Columns:
+    """Every allowed (request, start round) pair and the cost of each late column.
+    ``with_memory_rows``: the caller goes on to the fine memory rows (:func:`usage`), so their
+    size is refused here, before the columns are allocated (up to 30M of them, ~1 GB)."""
     T = horizon_rounds(instance, horizon)
     a, o = instance.arrival, instance.output_tokens
     last = _last_starts(instance, T, window)
@@ -483,6 +486,8 @@ def columns(instance: Instance, horizon: Any = None, window: int | None = None) 
         raise InvalidInstanceError(
             f"the time-indexed model would have {count.sum():,} start columns (more than "
             f"{_MAX_COLUMNS:,}): pass a smaller horizon or a window, or use the area bound")
+    if with_memory_rows:  # count x o <= 30M x 1e6: no int64 overflow
+        _check_entries(int(np.sum(count * o)))
     request = np.repeat(np.arange(instance.n), count)
     offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     start = a[request] + offset
@@ -514,14 +519,18 @@ def memory_entries(instance: Instance, cols: Columns) -> int:
     return int(np.sum(instance.output_tokens[cols.request]))
 
 
-def usage(instance: Instance, cols: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """COO triplets (round, column, KV tokens) of the memory rows."""
-    entries = memory_entries(instance, cols)
+def _check_entries(entries: int) -> None:
+    """Refuse fine memory rows of more than ``_MAX_NONZEROS`` entries."""
     if entries > _MAX_NONZEROS:
         raise InvalidInstanceError(
             f"the time-indexed model's memory rows would have {entries:,} entries (more than "
             f"{_MAX_NONZEROS:,}, about 3 GB): pass a smaller horizon or a window, or use the "
             "area or coarse bound")
+
+
+def usage(instance: Instance, cols: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """COO triplets (round, column, KV tokens) of the memory rows."""
+    _check_entries(memory_entries(instance, cols))
     col, j = run_rounds(instance.output_tokens[cols.request])
     row = cols.start[col] + j - 1
     tokens = instance.prompt_tokens[cols.request][col] + j
@@ -541,7 +550,7 @@ def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
     if horizon is None and not relax:
         horizon = "safe"
     instance, origin = from_first_arrival(instance)
-    cols = columns(instance, horizon, window)
+    cols = columns(instance, horizon, window, with_memory_rows=True)
     row, col, tokens = usage(instance, cols)
     keys = list(zip(cols.request.tolist(), (cols.start + origin).tolist(), strict=True))
     domain = pyo.NonNegativeReals if relax else pyo.Binary
@@ -702,7 +711,7 @@ def build_matrix(instance: Instance, *, horizon: Any = None, window: int | None 
 
     ``deadline``: a ``time.perf_counter()`` value; the build raises TimeoutError at the first
     check between its stages (columns, memory entries, each row block) after it."""
-    cols = columns(instance, horizon, window)
+    cols = columns(instance, horizon, window, with_memory_rows=True)
     _on_time(deadline, f"{len(cols.request):,} start columns")
     row, col, tokens = usage(instance, cols)
     _on_time(deadline, f"{len(row):,} memory-row entries")
@@ -771,10 +780,7 @@ def start_answer(instance: Instance, *, horizon: Any = None, window: int | None 
     if horizon is None:
         horizon = "safe"
     instance, origin = from_first_arrival(instance)
-    cols = columns(instance, horizon, window)
-    entries = memory_entries(instance, cols)
-    if entries > _MAX_NONZEROS:
-        usage(instance, cols)  # raises the build's error
+    cols = columns(instance, horizon, window, with_memory_rows=True)  # refused as the build is
     z = start_vector(cols, warm_start_schedule(instance))
     objective = float(np.concatenate([cols.cost, cols.late_cost]) @ z)
     return {"decisions": start_decisions(cols, z, instance.n, origin), "objective": objective,

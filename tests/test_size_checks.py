@@ -186,3 +186,25 @@ def test_batch_model_size_does_not_wrap_around_int64():
     small = Batch(kv_memory=100, arrival=np.zeros(3, int), prompt_tokens=np.ones(3, int),
                   output_tokens=np.array([2, 3, 4]))
     assert batch.model_size(small, horizon=10) == (10, 24, 9 * 2 + 8 * 3 + 7 * 4)
+
+
+def test_batch_memory_rows_are_refused_before_the_columns_are_allocated():
+    # 30 requests of 3000 tokens: 2.6M start columns (under their 30M cap) of 3000 memory
+    # entries each, 7.8e9 (over 60M): the refusal came after the columns' arrays (about 100 MB)
+    # were built; it is now counted from the requests
+    from servopt.instances.batch_scheduling import generate
+    from servopt.models import batch_scheduling as batch
+
+    inst = generate(30, output_range=(3000, 3000), max_output=3000)
+    _, starts, entries = batch.model_size(inst, "safe")
+    assert starts < 30_000_000 < 60_000_000 < entries
+    for call in (lambda: batch.start_answer(inst), lambda: batch.build_matrix_model(inst),
+                 lambda: batch.build(inst), lambda: exact.solve(inst, time_limit=10)):
+        tracemalloc.start()
+        try:
+            with pytest.raises(InvalidInstanceError, match=f"{entries:,} entries"):
+                call()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 20e6  # bytes; 2.6M columns are 21 MB per array

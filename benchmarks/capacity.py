@@ -111,7 +111,14 @@ COST = "workers provisioned"
 DEFAULT_METHODS = ("plan", "fluid_lp", "first_order", "compute_only", "utilisation", "queue_depth")
 N_REQUESTS = 8000
 MIN_REQUESTS = 500  # fewer arrivals per run: the drift test sees too short a horizon to judge
-MAX_REQUESTS = 16_000_000  # arrivals per run held in memory (~13 GB; find_knee may double a run 4x)
+# Arrivals per simulated run: the CLI's --sim-requests cap (1e6) doubled HORIZON_DOUBLINGS = 4
+# times, as find_knee may do (a run doubled past this cap is refused, mid-search). Memory and time
+# grow linearly: one run, _simulate_run(generate(requests=2000, seed=0), 0.95 x the model's
+# max_stable_rate, n, 0, 0.25), took 47 s and +294 MB peak RSS for n = 1e6, 249 s and +1.19 GB
+# for n = 4e6 (load 1.5-3; the audit saw 180 s for 1e6 at load 5-8), so a run at the cap holds
+# ~4.7 GB and takes 13-48 min per simulated rate, and a find_knee at the cap (5 or more rates,
+# each a run per seed) takes hours. (The old comment's "~13 GB" was ~3x the memory, and no time.)
+MAX_REQUESTS = 16_000_000
 MAX_RUN_SEEDS = 1000  # replications per simulated rate
 SEEDS = 2
 MAX_SEEDS = None

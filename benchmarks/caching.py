@@ -27,8 +27,6 @@ import dataclasses
 import heapq
 import json
 import numbers
-import os
-import re
 import time
 import traceback
 from pathlib import Path
@@ -36,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome
+from servopt.benchmarks.harness import Bound, Outcome, written_at
 from servopt.core import InvalidInstanceError
 from servopt.instances.caching import Instance
 from servopt.solvers import caching as methods
@@ -134,7 +132,7 @@ def _read_only_write(exc: ValueError, policy: Any, instance: Instance) -> Invali
     when = f" at request {t}" if t >= 0 and method != "start()" else ""
     arrays = [f.name for f in dataclasses.fields(instance)
               if isinstance(getattr(instance, f.name), np.ndarray)]
-    line, named = _policy_line(exc, arrays)
+    line, named = written_at(exc, arrays)
     example = named[0] if len(named) == 1 else "size"
     return InvalidInstanceError(
         f"the policy's {method} wrote into a read-only array of the instance{when}{line}: the "
@@ -145,18 +143,6 @@ def _read_only_write(exc: ValueError, policy: Any, instance: Instance) -> Invali
 def _code(method: Any) -> Any:
     """The code object of a (bound) Python method, None for anything else."""
     return getattr(getattr(method, "__func__", method), "__code__", None)
-
-
-def _policy_line(exc: BaseException, names: list[str]) -> tuple[str, list[str]]:
-    """`` (file, line N: code)`` of the deepest frame of ``exc`` outside numpy (the policy's
-    write), and which of ``names`` that line mentions."""
-    numpy_dir = os.path.dirname(np.__file__)
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if not frame.filename.startswith(numpy_dir):
-            code = (frame.line or "").strip()
-            named = [n for n in names if re.search(rf"\b{n}\b", code)]
-            return f" ({frame.filename}, line {frame.lineno}{': ' + code if code else ''})", named
-    return "", []
 
 
 def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimResult:

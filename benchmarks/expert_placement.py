@@ -28,15 +28,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import re
 import time
-import traceback
 from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome
+from servopt.benchmarks.harness import Bound, Outcome, written_at
 from servopt.core import InvalidInstanceError
 from servopt.instances.expert_placement import Instance
 from servopt.models.expert_placement import check_placement, makespan_lower_bound, solver_units
@@ -161,14 +158,7 @@ def _read_only_write(exc: ValueError, method: Any) -> InvalidInstanceError:
     """The error for a method that wrote into one of the instance's (read-only) arrays: its
     name, the line of its code that wrote (the deepest frame outside numpy), and what to do."""
     name = method if isinstance(method, str) else getattr(method, "__name__", type(method).__name__)
-    where, named = "", []
-    numpy_dir = os.path.dirname(np.__file__)
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if not frame.filename.startswith(numpy_dir):
-            code = (frame.line or "").strip()
-            named = [a for a in ARRAYS if re.search(rf"\b{a}\b", code)]
-            where = f" ({frame.filename}, line {frame.lineno}{': ' + code if code else ''})"
-            break
+    where, named = written_at(exc, ARRAYS)
     example = named[0] if len(named) == 1 else "history"
     return InvalidInstanceError(
         f"the placement method {name!r} wrote into a read-only array of the instance{where}: the "

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 import time
+import traceback
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from servopt.core import Instance, InvalidInstanceError
@@ -31,6 +35,19 @@ from servopt.core.solution import BOUND_KINDS, relative_gap
 # value; lower_bound: another proved bound (combinatorial, hindsight); simulated: the best value
 # found by simulation (e.g. the fewest stable workers), an empirical reference, not a proof.
 TABLE_COLUMNS = ["method", "cost", "bound", "bound_kind", "gap", "wall_s", "status"]
+
+
+def written_at(exc: BaseException, names: tuple[str, ...] | list[str]) -> tuple[str, list[str]]:
+    """Where a policy wrote into a read-only array (numpy's "assignment destination is
+    read-only"): `` (file, line N: code)`` of the deepest frame of ``exc`` outside numpy, and
+    which of ``names`` (the arrays the evaluator lends) that line mentions."""
+    numpy_dir = os.path.dirname(np.__file__)
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if not frame.filename.startswith(numpy_dir):
+            code = (frame.line or "").strip()
+            named = [n for n in names if re.search(rf"\b{n}\b", code)]
+            return f" ({frame.filename}, line {frame.lineno}{': ' + code if code else ''})", named
+    return "", []
 
 
 @dataclasses.dataclass

@@ -112,7 +112,7 @@ DEFAULT_METHODS = ("plan", "fluid_lp", "first_order", "compute_only", "utilisati
 N_REQUESTS = 8000
 MIN_REQUESTS = 500  # fewer arrivals per run: the drift test sees too short a horizon to judge
 # Arrivals per simulated run: the CLI's --sim-requests cap (1e6) doubled HORIZON_DOUBLINGS = 4
-# times, as find_knee may do (a run doubled past this cap is refused, mid-search). Memory and time
+# times, as find_knee may do (its doublings stop at this cap). Memory and time
 # grow linearly: one run, _simulate_run(generate(requests=2000, seed=0), 0.95 x the model's
 # max_stable_rate, n, 0, 0.25), took 47 s and +294 MB peak RSS for n = 1e6, 249 s and +1.19 GB
 # for n = 4e6 (load 1.5-3; the audit saw 180 s for 1e6 at load 5-8), so a run at the cap holds
@@ -574,14 +574,15 @@ def find_knee(
     S / (1 - eps)), and widens by 3% steps until it holds a stable and an unstable rate. A knee
     below ``KNEE_FLOOR`` x S says the horizon is too short for the drift test (a stable worker's
     queue is still settling): the search is repeated with twice ``n_requests``, at most
-    ``HORIZON_DOUBLINGS`` times.
+    ``HORIZON_DOUBLINGS`` times and never past ``MAX_REQUESTS`` arrivals (at the cap the knee
+    found is returned as it is).
     """
     for _ in range(HORIZON_DOUBLINGS):
         knee = _find_knee(instance, n_requests=n_requests, seed=seed, seeds=seeds, max_seeds=max_seeds,
                           eps=eps, warmup=warmup, resolution=resolution)
-        if knee.rate >= KNEE_FLOOR * knee.saturated:
-            return knee
-        n_requests *= 2
+        if knee.rate >= KNEE_FLOOR * knee.saturated or n_requests >= MAX_REQUESTS:
+            return knee  # (a doubling past the cap was refused mid-search, possibly hours in)
+        n_requests = min(2 * n_requests, MAX_REQUESTS)
     return _find_knee(instance, n_requests=n_requests, seed=seed, seeds=seeds, max_seeds=max_seeds,
                       eps=eps, warmup=warmup, resolution=resolution)
 

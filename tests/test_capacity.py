@@ -319,6 +319,23 @@ def test_too_short_a_horizon_is_doubled_until_the_knee_is_near_the_saturated_thr
     assert bench.KNEE_FLOOR * knee.saturated <= knee.rate <= 1.05 * knee.saturated
 
 
+def test_horizon_doublings_stop_at_the_arrivals_cap_instead_of_failing_mid_search(monkeypatch):
+    # closes: find_knee doubled n_requests past MAX_REQUESTS and the run was refused mid-search
+    # (at the cap, possibly hours into it). A search whose every knee is too low stops at the cap
+    seen: list[int] = []
+
+    def too_low_knee(instance, *, n_requests, **kw):
+        seen.append(n_requests)
+        return bench.Knee(rate=0.5, lo=0.49, hi=0.51, saturated=1.0, simulations=1,
+                          n_requests=n_requests)
+
+    monkeypatch.setattr(bench, "MAX_REQUESTS", 5000)
+    monkeypatch.setattr(bench, "_find_knee", too_low_knee)
+    knee = bench.find_knee(instances.generate(requests=50), n_requests=1500)
+    assert seen == [1500, 3000, 5000]  # 1500 doubled, then the cap, then no further run
+    assert knee.n_requests == 5000
+
+
 def test_planning_rules_and_reactive_baselines_with_a_fake_fleet():
     inst = instances.generate(workload="code", requests=800, kv_tokens=20_000, arrival_rate=50)
     plan = rules.plan(inst)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ import pandas as pd
 
 from servopt.benchmarks import capacity as bench
 from servopt.benchmarks.report import markdown_table, require_checkout, write_md
+from servopt.benchmarks.runner import die_with_parent
 
 SIMULATED = ["knee", "knee_lo", "knee_hi", "drift_lo", "drift_hi", "knee_se", "seeds", "undecided",
              "saturated", "recompute_fraction", "preemptions_per_request", "simulations", "sim_s"]
@@ -135,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         cells = [tuple(c.split("/")) for c in args.cells]
     start = time.perf_counter()
     n = len(cells)
-    with cf.ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    with cf.ProcessPoolExecutor(max_workers=args.jobs, initializer=die_with_parent,
+                                initargs=(os.getpid(),)) as pool:
         rows = list(pool.map(run_cell, *zip(*cells, strict=True), [args.requests] * n, [args.seed] * n,
                              [args.seeds] * n, [args.max_seeds] * n))
     command = "python -m servopt.benchmarks.capacity_knee " + " ".join(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -35,6 +36,7 @@ import pandas as pd
 
 from servopt.benchmarks import decode_routing as bench
 from servopt.benchmarks.report import require_checkout, write_md
+from servopt.benchmarks.runner import die_with_parent
 from servopt.instances.traces import shared_trace
 from servopt.solvers import decode_routing as routing
 
@@ -142,7 +144,8 @@ def main() -> None:
                 for s in seeds for w in ("conversation", "code") for load in (0.85, 0.95)
                 for e in (0.0, 0.5, 1.0)]
         jobs = [(c, v, None) for c in grid for v in ("exact", "book")]
-        with ProcessPoolExecutor(args.jobs) as pool:
+        with ProcessPoolExecutor(args.jobs, initializer=die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             rows = pd.DataFrame(list(pool.map(run, jobs)))
         lines = paired_table(rows, ["book"], "decode_routing: load book vs exact forecast on streams "
                              "with predicted output lengths (paired, seeds not reported)",
@@ -154,7 +157,8 @@ def main() -> None:
         name = "decode_routing_forecast_predictions"
     elif args.reported:
         jobs = [(c, "exact", None) for c in cells([0, 1, 2])]
-        with ProcessPoolExecutor(args.jobs) as pool:
+        with ProcessPoolExecutor(args.jobs, initializer=die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             exact = pd.DataFrame(list(pool.map(run, jobs)))
         rows = pd.concat([exact.drop(columns=["rebuilds", "steps"]),
                           from_results(args.current, "book")])
@@ -173,7 +177,8 @@ def main() -> None:
         seeds = [int(s) for s in args.seeds.split(",")]
         variants = [("exact", None)] + [(f"book {float(t):g}", float(t)) for t in args.tolerances.split(",")]
         jobs = [(c, v, t) for c in cells(seeds) for v, t in variants]
-        with ProcessPoolExecutor(args.jobs) as pool:
+        with ProcessPoolExecutor(args.jobs, initializer=die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             rows = pd.DataFrame(list(pool.map(run, jobs)))
         lines = paired_table(rows, [v for v, _ in variants[1:]], "decode_routing: load-book forecast "
                              "vs exact forecast, tuning seeds (paired)",

@@ -53,6 +53,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from functools import partial
 from multiprocessing import Pool
@@ -63,6 +64,7 @@ import pandas as pd
 
 from servopt.benchmarks import decode_routing as bench
 from servopt.benchmarks.report import require_checkout, write_md
+from servopt.benchmarks.runner import die_with_parent
 from servopt.instances import decode_routing as gen
 
 GIB = 2**30
@@ -247,7 +249,7 @@ def main() -> None:
         cache.mkdir(parents=True, exist_ok=True)
         grid = jobs(args.seeds)
         start = time.perf_counter()
-        with Pool(args.jobs) as pool:
+        with Pool(args.jobs, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             rows = [r for part in pool.imap(partial(cached_run, cache=cache), grid) for r in part]
         print(f"{len(grid)} instances in {time.perf_counter() - start:.0f} s")
         frame = pd.DataFrame(rows).sort_values(["table", "setting", "workload", "workers", "load",

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -35,6 +36,7 @@ import pandas as pd
 
 from servopt.benchmarks import decode_routing as bench
 from servopt.benchmarks.report import require_checkout, write_md
+from servopt.benchmarks.runner import die_with_parent
 from servopt.instances import decode_routing as gen
 from servopt.instances.traces import shared_trace
 from servopt.solvers import decode_routing as routing
@@ -159,7 +161,8 @@ def main() -> None:
     jobs += [("replay", {**REPORTED, "load": load}, m)
              for load in (0.84, 0.845, 0.855, 0.86) for m in METHODS]
     jobs += [(g, c, m) for g, c in heldout_cells() for m in METHODS]
-    with ProcessPoolExecutor(args.jobs) as pool:
+    with ProcessPoolExecutor(args.jobs, initializer=die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
         rows = pd.DataFrame(list(pool.map(run, jobs)))
     out = Path(args.out)
     rows.to_csv(out / "decode_routing_trace_diagnosis.csv", index=False)

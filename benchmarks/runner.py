@@ -270,10 +270,10 @@ def _init_worker(parent: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    _die_with_parent(parent)
+    die_with_parent(parent)
 
 
-def _die_with_parent(parent: int) -> str:
+def die_with_parent(parent: int) -> str:
     """Make this process end when the process ``parent`` does; returns how (``"pdeathsig"`` or
     ``"poll"``).
 

@@ -138,7 +138,7 @@ WATCHED = textwrap.dedent(
     def child(parent):
         if {poll!r}:
             sys.platform = "other"  # (this child only) as on a system without prctl
-        print("CHILD", os.getpid(), runner._die_with_parent(parent), flush=True)
+        print("CHILD", os.getpid(), runner.die_with_parent(parent), flush=True)
         time.sleep(60)
 
     p = multiprocessing.get_context("fork").Process(target=child, args=(os.getpid(),))

@@ -6,8 +6,7 @@ Small preset (4 layers x 32 experts, 2 nodes x 4 GPUs x 5 slots), log-sd 1.0 wit
 the evaluator: next-window makespan (sum over layers) + beta x migrations (replicas placed on a GPU
 that held none of their expert). The bound is the next window's combinatorial bound (valid at every
 beta, migrations >= 0, but it ignores them, so it is loose at large beta). Reported seeds 0..4; the
-migration-aware bid-price rule was developed looking at seeds 5..9 (``--first-seed 5``). ``exact``
-gets 60 s per layer's MILP (``EXACT_MILP_S``) so that its rows do not depend on the machine's load.
+migration-aware bid-price rule was developed looking at seeds 5..9 (``--first-seed 5``).
 
 Run: ``python benchmarks/expert_placement_migration.py [--seeds 5] [--first-seed 0]
 [--out benchmarks/results]``.
@@ -27,8 +26,6 @@ from servopt.instances import expert_placement as instances
 from servopt.solvers import expert_placement as solvers
 
 BETAS = (0.0, 1.0, 10.0, 100.0)
-EXACT_MILP_S = 60.0  # per layer: the harness's 5 s stops the MILP under load, and a stopped MILP
-# returns another plan of the same planned-window objective, with another next-window cost
 
 
 def deployed(seed: int, beta: float) -> instances.Instance:
@@ -51,9 +48,7 @@ def main() -> None:
             inst = deployed(seed, beta)
             lower = bench.bound(inst).value
             for method in bench.DEFAULT_METHODS:
-                policy = method if method != "exact" else (
-                    lambda i: solvers.exact_placement(i, milp_time_limit=EXACT_MILP_S))
-                out = bench.evaluate(inst, policy, detail=False)
+                out = bench.evaluate(inst, method, detail=False)
                 rows.append({"beta": beta, "seed": seed, "method": method, "cost": out.cost,
                              "makespan": out.metrics["makespan"], "migrations": out.metrics["migrations"],
                              "bound": lower, "gap": out.cost / lower - 1})
@@ -74,9 +69,7 @@ def main() -> None:
             f"one; seeds {args.first_seed}..{args.first_seed + args.seeds - 1}; cost = next-window makespan "
             "(sum over 4 layers, tokens) + "
             "beta x migrations; gap vs the next window's combinatorial bound (it ignores migrations, so "
-            "at large beta every gap is loose). `keep_previous_lp`: the deployed placement, LP dispatch. "
-            f"`exact`: its per-layer MILP gets {EXACT_MILP_S:g} s (the harness gives 5 s, which a loaded "
-            "machine can stop before the proof, and the plan then found has another next-window cost).\n\n"
+            "at large beta every gap is loose). `keep_previous_lp`: the deployed placement, LP dispatch.\n\n"
             "Command: `python benchmarks/expert_placement_migration.py --seeds "
             f"{args.seeds} --first-seed {args.first_seed}`\n\n" + markdown_table(summary) + "\n")
     write_md(out / "expert_placement_migration.md", text)

@@ -2,8 +2,9 @@
 
 Errors print one line ``servopt: error: ...``; never a traceback. Exit status: 0 done, 1 the job
 ran but failed (a benchmark run raised, a solve found neither a solution nor a bound), 2 bad
-input or options, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM, which stops a run as Ctrl-C
-does: a benchmark's finished runs stay cached).
+input or options, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM: a benchmark stops as on
+Ctrl-C, its finished runs cached; a second SIGTERM, or one to any other command, ends the process
+at once, as by default).
 """
 
 from __future__ import annotations
@@ -646,17 +647,19 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so that what stops a run on
-    Ctrl-C (the benchmark pool's workers stopped, finished runs kept; a HiGHS solve cancelled with
-    its incumbent) also stops it on ``kill`` or a scheduler's termination."""
+    """SIGTERM during ``servopt bench``, raised where Ctrl-C's KeyboardInterrupt would be, so that
+    what stops a benchmark on Ctrl-C (the pool's workers stopped, finished runs kept) also stops
+    it on ``kill`` or a scheduler's termination. Other commands keep SIGTERM's default (a solve
+    cancelled through Pyomo would wait for HiGHS's next interrupt check, minutes on a large
+    model, and lose its bound)."""
 
 
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[list[int]]:
-    """Within the block, SIGTERM raises :class:`Terminated` once; the list yielded is non-empty
-    after a SIGTERM (later ones, while the run stops, are only noted). Only in the main thread,
-    and only where SIGTERM has its default action (an embedding program's handler, or an
-    inherited ignore, is left alone)."""
+    """Within the block, the first SIGTERM raises :class:`Terminated` and puts SIGTERM's default
+    back, so a second one ends the process at once; the list yielded is non-empty after a
+    SIGTERM. Only in the main thread, and only where SIGTERM has its default action (an
+    embedding program's handler, or an inherited ignore, is left alone)."""
     import threading
 
     terminated: list[int] = []
@@ -667,8 +670,8 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
 
     def on_sigterm(signum: int, frame: Any) -> None:
         terminated.append(signum)
-        if len(terminated) == 1:
-            raise Terminated
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM is not to be waited out
+        raise Terminated
 
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
@@ -687,7 +690,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):  # a usage error (as argparse's): a script that lost its
         parser.print_help(sys.stderr)  # command must not pass as a successful run
         return 2
-    with sigterm_as_interrupt() as terminated:
+    handled = sigterm_as_interrupt() if args.func is cmd_bench else contextlib.nullcontext([])
+    with handled as terminated:
         return _run_command(args, terminated)
 
 
@@ -696,7 +700,7 @@ def _run_command(args: argparse.Namespace, terminated: list[int]) -> int:
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
-        # (a solve stopped by SIGTERM returns as interrupted: it keeps SIGTERM's status)
+        # (a command that catches the interrupt itself and returns 130 keeps SIGTERM's status)
         return EXIT_TERMINATED if terminated and code == EXIT_INTERRUPTED else code
     except BrokenPipeError:  # the reader went away (``servopt solve f.json | head``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

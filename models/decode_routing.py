@@ -169,17 +169,12 @@ def peak_activity(instance: Instance) -> dict[str, int]:
             "need_step": int(ends[kn])}
 
 
-def binding(instance: Instance, act: Activity | None = None) -> dict[str, bool]:
-    """Whether slots / KV could bind for some assignment (all active requests on one worker).
-    Without ``act`` counted in closed form (:func:`peak_activity`), not from the activity."""
-    if act is None:
-        peak = peak_activity(instance)
-        return {"slots": peak["count"] > instance.slots,
-                "kv_memory": peak["need"] > instance.kv_capacity}
-    count = np.bincount(act.step, minlength=len(act.steps))
-    need = np.bincount(act.step, weights=act.kv_need, minlength=len(act.steps))
-    return {"slots": bool(count.max() > instance.slots),
-            "kv_memory": bool(need.max() > instance.kv_capacity)}
+def binding(instance: Instance) -> dict[str, bool]:
+    """Whether slots / KV could bind for some assignment (all active requests on one worker),
+    from the peaks of :func:`peak_activity` (without listing the (request, step) pairs)."""
+    peak = peak_activity(instance)
+    return {"slots": peak["count"] > instance.slots,
+            "kv_memory": peak["need"] > instance.kv_capacity}
 
 
 def hindsight_exact(instance: Instance) -> bool:
@@ -348,7 +343,7 @@ def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
     G, n_req = instance.workers, instance.n_requests
     block = _blocks(len(act.steps), step_block, symmetry)
     n_blocks = int(block.max()) + 1
-    bind = binding(instance, act) if step_block == 1 else {"slots": False, "kv_memory": False}
+    bind = binding(instance) if step_block == 1 else {"slots": False, "kv_memory": False}
     # terms of each (block) row: request -> coefficient, built with numpy then grouped
     rb = block[act.step]
     key = rb * n_req + act.request
@@ -430,7 +425,7 @@ def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: i
     G, n_req = instance.workers, instance.n_requests
     block = _blocks(len(act.steps), step_block, symmetry)
     n_blocks = int(block.max()) + 1
-    bind = binding(instance, act) if step_block == 1 else {"slots": False, "kv_memory": False}
+    bind = binding(instance) if step_block == 1 else {"slots": False, "kv_memory": False}
     nx = n_req * G
     rows, cols, vals, lo, hi = [], [], [], [], []
     n_rows = 0

@@ -1117,7 +1117,7 @@ def test_a_hindsight_model_too_large_to_build_is_refused_and_bound_falls_back(mo
 
     inst = inst_mod.generate_steps(requests=6, workers=2, seed=0)
     act = model.activity(inst)
-    entries = len(act.request) * 2 * (1 + sum(model.binding(inst, act).values()))
+    entries = len(act.request) * 2 * (1 + sum(model.binding(inst).values()))
     assert exact.solve(inst, max_entries=entries).status == "optimal"
     for kw in ({}, {"backend": "pyomo"}):
         with pytest.raises(InvalidInstanceError, match=f"{entries:,} nonzeros"):

@@ -608,19 +608,14 @@ def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
 
 
 def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Series]:
-    """Start round of each request (-1 when it is late) and the fractional starts."""
-    x = pd.Series({k: model.x[k].value or 0.0 for k in model.x}, dtype=float)
-    x.index = pd.MultiIndex.from_tuples(x.index, names=["request", "round"])
-    late = pd.Series([model.late[i].value or 0.0 for i in range(instance.n)],
-                     index=pd.RangeIndex(instance.n, name="request"), name="late")
-    start = pd.Series(-1, index=pd.RangeIndex(instance.n, name="request"), name="start")
-    if len(x):
-        best = x.groupby(level="request").idxmax()
-        weight = x.groupby(level="request").max()
-        for i, key in best.items():
-            if weight[i] > late[i]:
-                start[i] = key[1]
-    return {"start": start, "x": x[x > 1e-9].rename("x"), "late": late}
+    """Start round of each request (-1 when it is late) and the fractional starts
+    (:func:`labelled_decisions`)."""
+    keys = list(model.x)
+    request = np.array([k[0] for k in keys], dtype=np.int64)
+    rounds = np.array([k[1] for k in keys], dtype=np.int64)
+    x = np.array([model.x[k].value or 0.0 for k in keys], dtype=float)
+    late = np.array([model.late[i].value or 0.0 for i in range(instance.n)], dtype=float)
+    return labelled_decisions(request, rounds, x, late)
 
 
 def explain_infeasible(instance: Instance) -> str:
@@ -678,7 +673,14 @@ def build_cvxpy(instance: Instance, *, horizon: Any = None,
     variables = {"x": (start, pd.MultiIndex.from_product([range(n), labels],
                                                           names=["request", "round"])),
                  "late": (late, pd.RangeIndex(n, name="request"))}
-    return CvxpyModel(cp.Problem(objective, cons), "min", constraints, variables)
+    def labelled(values: dict[str, pd.Series]) -> dict[str, pd.Series]:
+        x = values["x"]
+        return labelled_decisions(x.index.get_level_values("request").to_numpy(np.int64),
+                                  x.index.get_level_values("round").to_numpy(np.int64),
+                                  x.to_numpy(float), values["late"].to_numpy(float))
+
+    return CvxpyModel(cp.Problem(objective, cons), "min", constraints, variables,
+                      decisions=labelled)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -867,21 +869,28 @@ def start_vector(cols: Columns, start: np.ndarray) -> np.ndarray:
 
 
 def start_decisions(cols: Columns, z: np.ndarray, n: int, origin: int = 0) -> dict[str, pd.Series]:
-    """``start`` (the largest-weight start round of each request, -1 when late outweighs it),
-    the nonzero ``x`` by (request, round) and ``late``, from column values ``z``; rounds
-    ``origin`` + the columns' (those of a model counted from the first arrival)."""
+    """:func:`labelled_decisions` from column values ``z`` (the x columns, then the late ones);
+    rounds ``origin`` + the columns' (those of a model counted from the first arrival)."""
     nx = len(cols.request)
-    x, late = z[:nx], z[nx:]
+    return labelled_decisions(cols.request, cols.start + origin, z[:nx], z[nx:nx + n])
+
+
+def labelled_decisions(request: np.ndarray, rounds: np.ndarray, x: np.ndarray,
+                       late: np.ndarray) -> dict[str, pd.Series]:
+    """The decisions every backend reports, from the start values ``x`` of the (``request``,
+    ``rounds``) pairs and each request's ``late`` value: ``start`` (the round of each request's
+    largest start value, the earliest of equal ones; -1 when ``late`` is at least that value),
+    the nonzero ``x`` by (request, round) and ``late``."""
+    n = len(late)
     weight = np.zeros(n)
     start = np.full(n, -1, dtype=np.int64)
-    order = np.argsort(x, kind="stable")  # the largest weight per request is written last
-    weight[cols.request[order]] = x[order]
-    start[cols.request[order]] = cols.start[order]
-    start[start >= 0] += origin
+    order = np.lexsort((-rounds, x))  # ascending x, then later rounds first: the largest value
+    weight[request[order]] = x[order]  # per request is written last, the earliest of equal ones
+    start[request[order]] = rounds[order]
     start[late >= weight] = -1
     keep = x > 1e-9
     xs = pd.Series(x[keep], index=pd.MultiIndex.from_arrays(
-        [cols.request[keep], cols.start[keep] + origin], names=["request", "round"]), name="x")
+        [request[keep], rounds[keep]], names=["request", "round"]), name="x")
     return {"start": pd.Series(start, index=pd.RangeIndex(n, name="request"), name="start"),
             "x": xs, "late": pd.Series(late, index=pd.RangeIndex(n, name="request"), name="late")}
 

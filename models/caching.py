@@ -436,8 +436,10 @@ def build_cvxpy(instance: Instance, *, form: str = "flow") -> CvxpyModel:
     objective = cp.Minimize(cost @ (1 - keep) + iv.first_miss_cost / cost_unit)
     problem = cp.Problem(objective, rows + bounds)
     # keep per interval (none when no object is requested twice, as on the matrix path)
-    model = CvxpyModel(problem, "min", constraints,
-                       {"keep": (keep[:m], pd.Index(iv.start, name="start_request"))})
+    variables = {"keep": (keep[:m], pd.Index(iv.start, name="start_request"))}
+    if form == "flow" and n > 1:  # as the Pyomo flow form reports it, in tokens
+        variables["occupancy"] = (occupancy * size_unit, gap_index)
+    model = CvxpyModel(problem, "min", constraints, variables)
     model.objective_scale = cost_unit  # servopt.solve reports objective, bound and prices in the
     model.row_scale = {"cache_capacity": size_unit, "occupancy_balance": size_unit}  # user's units
     return model

@@ -492,8 +492,9 @@ def build_cvxpy(
         {k: (v, index[k]) for k, v in rows.items()},
         {
             "x": (x * units.rate, pd.Index(classes.index, name="request_class")),
-            "r": (cp.reshape(r / units.time_s, (1,), order="C"), single),
-            "theta": (cp.reshape(theta * units.rate, (1,), order="C"), single),
+            # scalars labelled 0, as the Pyomo path's one-entry series
+            "r": (cp.reshape(r / units.time_s, (1,), order="C"), pd.RangeIndex(1)),
+            "theta": (cp.reshape(theta * units.rate, (1,), order="C"), pd.RangeIndex(1)),
         },
     )
     model.objective_scale = units.rate  # theta, the bound and the prices per second

@@ -510,12 +510,8 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, step_block: i
             [range(G), labels], names=["worker", "step"]))
 
     def decode(z: np.ndarray) -> dict[str, pd.Series]:
-        x = z[:nx].reshape(n_req, G)
-        worker = pd.Series(np.argmax(x, axis=1), index=pd.RangeIndex(n_req, name="request"),
-                           name="worker")
-        return {"worker": worker,
-                "u": pd.Series(z[nx:] * unit, index=pd.Index(steps, name="step"), name="u"),
-                "x": pd.DataFrame(x, index=worker.index, columns=pd.RangeIndex(G, name="worker"))}
+        return _labelled_decisions(z[:nx].reshape(n_req, G), pd.Series(
+            z[nx:] * unit, index=pd.Index(steps, name="step"), name="u"))
 
     col_lo = mat.col_lo.copy()
     col_lo[nx:] = 0.0
@@ -563,23 +559,33 @@ def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = Tru
     problem = cp.Problem(cp.Minimize(cp.sum(u) + mat.offset), constraints)
     xi = pd.MultiIndex.from_product([range(n_req), range(G)], names=["request", "worker"])
     model = CvxpyModel(problem, "min", cons,
-                       {"x": (x, xi), "u": (unit * u, pd.Index(mat.steps, name="step"))})
+                       {"x": (x, xi), "u": (unit * u, pd.Index(mat.steps, name="step"))},
+                       decisions=lambda values: _labelled_decisions(
+                           values["x"].to_numpy(float).reshape(n_req, G), values["u"]))
     model.objective_scale = unit  # servopt.solve reports objective, bound and prices in ms
     model.row_scale = {"step_load": unit, "step_floor": unit}
     return model
 
 
 def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Series]:
-    """The worker of each request (argmax of x) and the per-step epigraph u."""
+    """The worker of each request (argmax of x) and the per-step epigraph u
+    (:func:`_labelled_decisions`)."""
     n_req, G = instance.n_requests, instance.workers
     x = np.array([[pyo.value(model.x[i, g]) or 0.0 for g in range(G)] for i in range(n_req)])
-    worker = pd.Series(np.argmax(x, axis=1), index=pd.RangeIndex(n_req, name="request"),
-                       name="worker")
     unit = getattr(model, "objective_scale", 1.0)  # u is in that many ms (work_unit)
     u = pd.Series([pyo.value(model.u[k]) * unit for k in model.K], name="u",
                   index=pd.Index(list(model.K), name="step"))
-    share = pd.DataFrame(x, index=worker.index, columns=pd.RangeIndex(G, name="worker"))
-    return {"worker": worker, "u": u, "x": share}
+    return _labelled_decisions(x, u)
+
+
+def _labelled_decisions(x: np.ndarray, u: pd.Series) -> dict[str, Any]:
+    """What every backend reports from the (requests x workers) shares ``x`` and the step
+    epigraph ``u`` (ms): ``worker`` (each request's largest share, the lowest worker of equal
+    ones), ``u`` and ``x`` as a (request x worker) frame."""
+    worker = pd.Series(np.argmax(x, axis=1), index=pd.RangeIndex(len(x), name="request"),
+                       name="worker")
+    share = pd.DataFrame(x, index=worker.index, columns=pd.RangeIndex(x.shape[1], name="worker"))
+    return {"worker": worker, "u": u.rename("u"), "x": share}
 
 
 def explain_infeasible(instance: Instance) -> str:

@@ -1324,6 +1324,8 @@ def solve_cvxpy(
         for name, (var, index) in cvx.variables.items():
             values = np.asarray(var.value, dtype=float).ravel()
             solution.decisions[name] = pd.Series(values, index=index, name=name)
+        if cvx.decisions is not None:
+            solution.decisions = cvx.decisions(solution.decisions)
     solution.info["bound_kind"] = _bound_kind(solution)
     solution.wall_s = time.perf_counter() - start
     return _in_reported_units(solution, cvx)

@@ -116,10 +116,9 @@ def test_step_prices_and_the_floor_price_sum_to_one_at_every_step(backend):
     load = sol.prices["step_load"].groupby(level="step").sum().to_numpy()
     floor_price = sol.prices["step_floor"].to_numpy()
     np.testing.assert_allclose(load + floor_price, 1.0, atol=1e-6)
-    if backend != "cvxpy":  # the matrix and Pyomo paths return u among the decisions
-        above = sol.decisions["u"].to_numpy() > model.step_floor(inst) + 1e-6
-        assert above.any() and (~above).any()
-        np.testing.assert_allclose(floor_price[above], 0.0, atol=1e-6)
+    above = sol.decisions["u"].to_numpy() > model.step_floor(inst) + 1e-6
+    assert above.any() and (~above).any()
+    np.testing.assert_allclose(floor_price[above], 0.0, atol=1e-6)
 
 
 def test_the_gated_router_keeps_its_last_epoch_for_labelled_prices():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -19,6 +20,8 @@ class CvxpyModel:
 
     ``constraints[name] = (constraint, index)``: one (vector) constraint per family, whose
     entries in C order match ``index``. ``variables[name] = (variable or expression, index)``.
+    ``decisions`` (optional) turns the variables' labelled values into the decisions the Pyomo
+    path reports, so a solution has the same fields whatever the backend.
     Price signs are normalised from CVXPY's convention by :mod:`servopt.solvers.exact`.
     """
 
@@ -26,3 +29,4 @@ class CvxpyModel:
     sense: Sense
     constraints: dict[str, tuple[Any, pd.Index]]
     variables: dict[str, tuple[Any, pd.Index]]
+    decisions: Callable[[dict[str, pd.Series]], dict[str, Any]] | None = None

@@ -183,8 +183,8 @@ def first_fit_delay(c_run: np.ndarray, r_run: np.ndarray, c_new: np.ndarray, r_n
         d[idx[~ok]] = np.where(late, np.maximum(nxt, ends), nxt)[~ok]
 
 
-def lookahead_schedule(instance: Instance, priority: np.ndarray, *, skip: bool = False
-                       ) -> np.ndarray:
+def lookahead_schedule(instance: Instance, priority: np.ndarray, *, skip: bool = False,
+                       deadline: float | None = None) -> np.ndarray:
     """Start rounds of a feasible schedule: exact-lookahead admission in ``priority`` order.
 
     At each round the waiting requests (by ``priority``, then arrival, then index) are admitted
@@ -199,6 +199,9 @@ def lookahead_schedule(instance: Instance, priority: np.ndarray, *, skip: bool =
     set stays as it is). The schedule is the one of stepping every round; the cost is
     O(events x waiting x running), not proportional to the outputs (a 1e6-token output is 1e6
     rounds).
+
+    ``deadline`` (a ``time.perf_counter()`` value): checked at every event; TimeoutError once
+    it has passed (no schedule: a part of one is not feasible).
     """
     a, s, o = instance.arrival, instance.prompt_tokens, instance.output_tokens
     M, cap = instance.kv_memory, instance.max_batch or instance.n
@@ -206,6 +209,9 @@ def lookahead_schedule(instance: Instance, priority: np.ndarray, *, skip: bool =
     order = np.lexsort((np.arange(instance.n), a, priority))
     t = 0
     while np.any(start < 0):
+        if deadline is not None and time.perf_counter() >= deadline:
+            raise TimeoutError(f"a lookahead schedule passed its deadline at round {t} "
+                               f"({int(np.sum(start >= 0))} of {instance.n} requests started)")
         running = (start >= 0) & (start + o - 1 >= t)
         waiting = order[(start[order] < 0) & (a[order] <= t)]
         if not waiting.size and not running.any():
@@ -274,16 +280,38 @@ def warm_start_schedule(instance: Instance) -> np.ndarray:
     8 was 0.2% above this one on average (2.8% at worst) and shortest-first alone 18% (29%); the
     best schedule came from a skipping variant on at least 35 of the 40 instances.
     """
+    return best_warm_start(instance)[0]
+
+
+def warm_start_candidates() -> list[tuple[bool, float]]:
+    """(skip, mu) of :func:`warm_start_schedule`'s schedules, in the order they are tried: the
+    first, (False, 0.0), is :func:`greedy_schedule`."""
+    return [(skip, mu) for skip in (False, True) for mu in WARM_PRICES]
+
+
+def best_warm_start(instance: Instance, *, deadline: float | None = None,
+                    greedy: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """:func:`warm_start_schedule` under a ``deadline`` (a ``time.perf_counter()`` value), and
+    how many of its :func:`warm_start_candidates` were computed. The first (shortest-first
+    admission, O(events x waiting x running)) always is; a later one that the deadline stops
+    (:func:`lookahead_schedule` checks it at every event) is dropped with those after it, so the
+    answer is the best of the first k, the same schedule as :func:`warm_start_schedule` when k
+    is all of them. No deadline: all of them. ``greedy``: the first, when already computed."""
     footprint = instance.footprint().astype(float)
     o = instance.output_tokens.astype(float)
-    best, best_cost = None, math.inf
-    for skip in (False, True):
-        for mu in WARM_PRICES:
-            start = lookahead_schedule(instance, o + mu / instance.kv_memory * footprint, skip=skip)
-            cost = schedule_latency(instance, start)
-            if cost < best_cost:
-                best, best_cost = start, cost
-    return best
+    best, best_cost, done = None, math.inf, 0
+    for k, (skip, mu) in enumerate(warm_start_candidates()):
+        try:
+            start = greedy if k == 0 and greedy is not None else lookahead_schedule(
+                instance, o + mu / instance.kv_memory * footprint, skip=skip,
+                deadline=None if k == 0 else deadline)
+        except TimeoutError:
+            break
+        done += 1
+        cost = schedule_latency(instance, start)
+        if cost < best_cost:
+            best, best_cost = start, cost
+    return best, done
 
 
 def run_rounds(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -393,10 +421,12 @@ def compress_idle(instance: Instance) -> Instance:
     return dataclasses.replace(instance, arrival=new)
 
 
-def horizon_rounds(instance: Instance, horizon: Any = None) -> int:
-    """Number of modelled rounds T (see the module docstring for ``None`` and ``"safe"``)."""
+def horizon_rounds(instance: Instance, horizon: Any = None, *, greedy: np.ndarray | None = None
+                   ) -> int:
+    """Number of modelled rounds T (see the module docstring for ``None`` and ``"safe"``);
+    ``greedy``: :func:`greedy_schedule`'s, when already computed."""
     if horizon is None or horizon == "safe":
-        start = greedy_schedule(instance)
+        start = greedy_schedule(instance) if greedy is None else greedy
         makespan = int(np.max(start + instance.output_tokens))
         if horizon is None:
             return makespan
@@ -481,13 +511,7 @@ def columns(instance: Instance, horizon: Any = None, window: int | None = None, 
     T = horizon_rounds(instance, horizon)
     a, o = instance.arrival, instance.output_tokens
     last = _last_starts(instance, T, window)
-    count = np.maximum(0, last - a + 1)
-    if count.sum() > _MAX_COLUMNS:
-        raise InvalidInstanceError(
-            f"the time-indexed model would have {count.sum():,} start columns (more than "
-            f"{_MAX_COLUMNS:,}): pass a smaller horizon or a window, or use the area bound")
-    if with_memory_rows:  # count x o <= 30M x 1e6: no int64 overflow
-        _check_entries(int(np.sum(count * o)))
+    count = _column_counts(instance, last, with_memory_rows=with_memory_rows)
     request = np.repeat(np.arange(instance.n), count)
     offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     start = a[request] + offset
@@ -496,18 +520,33 @@ def columns(instance: Instance, horizon: Any = None, window: int | None = None, 
     return Columns(T, request, start, cost, np.maximum(last, a - 1), late_cost)
 
 
-def late_costs(instance: Instance, rounds: int, last: np.ndarray) -> np.ndarray:
+def _column_counts(instance: Instance, last: np.ndarray, *, with_memory_rows: bool) -> np.ndarray:
+    """Each request's start columns (a_i..``last_i``), refused above ``_MAX_COLUMNS`` in all
+    (and, ``with_memory_rows``, their memory-row entries above ``_MAX_NONZEROS``)."""
+    count = np.maximum(0, last - instance.arrival + 1)
+    if count.sum() > _MAX_COLUMNS:
+        raise InvalidInstanceError(
+            f"the time-indexed model would have {count.sum():,} start columns (more than "
+            f"{_MAX_COLUMNS:,}): pass a smaller horizon or a window, or use the area bound")
+    if with_memory_rows:  # count x o <= 30M x 1e6: no int64 overflow
+        _check_entries(int(np.sum(count * instance.output_tokens)))
+    return count
+
+
+def late_costs(instance: Instance, rounds: int, last: np.ndarray, *,
+               greedy: np.ndarray | None = None) -> np.ndarray:
     """Cost of each request's late column (a start after ``last``).
 
     In general the earliest late start's latency (``last + 1 + o - a``): the late column is then
     a relaxation. When T >= :func:`no_idle_horizon` no optimal schedule starts a request after
     T - o_i, so a late column that is not cut by a window is costed at UB + 1 - sum_{k != i} o_k
     instead (UB: the greedy schedule's latency): any solution using it costs more than UB, so the
-    IP never picks it, and the LP stays below the optimum, which the model still contains."""
+    IP never picks it, and the LP stays below the optimum, which the model still contains.
+    ``greedy``: the greedy schedule, when already computed."""
     a, o = instance.arrival, instance.output_tokens
     cost = (np.maximum(last, a - 1) + 1 + o - a).astype(float)
     if rounds >= no_idle_horizon(instance):
-        ub = schedule_latency(instance, greedy_schedule(instance))
+        ub = schedule_latency(instance, greedy_schedule(instance) if greedy is None else greedy)
         floor = ub + 1.0 - (float(np.sum(o)) - o)
         uncut = last == rounds - o
         cost = np.where(uncut, np.maximum(cost, floor), cost)
@@ -772,21 +811,43 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, horizon: Any 
     return mm
 
 
-def start_answer(instance: Instance, *, horizon: Any = None, window: int | None = None
-                 ) -> dict[str, Any]:
+def start_answer(instance: Instance, *, horizon: Any = None, window: int | None = None,
+                 deadline: float | None = None) -> dict[str, Any]:
     """The IP's warm start as :func:`build_matrix_model` with these options would hand it to
     HiGHS, without the matrix (what ``servopt.solve`` returns when the build would not fit in
     its time limit): ``decisions`` labelled as a solve's, ``objective`` the model's cost of
     the start (rounds; its total latency when no request takes a late column, as with the
-    default horizon), ``sense``. A model too large to build is refused as the build would."""
+    default horizon), ``sense``, and ``info["start_schedule"]`` saying which schedule it is.
+    A model too large to build is refused as the build would.
+
+    Nothing is sized by the columns: a request started at p within its modelled starts
+    (a_i..last_i) takes column (i, p) at cost p + o_i - a_i, any other its late column
+    (:func:`late_costs`), so cost and labels come per request (:func:`labelled_decisions`).
+    ``deadline`` (a ``time.perf_counter()`` value; ``servopt.solve`` passes its time limit's
+    end): the warm start stops there (:func:`best_warm_start`), keeping the best schedule
+    computed by then, at least shortest-first admission (:func:`greedy_schedule`)."""
     if horizon is None:
         horizon = "safe"
     instance, origin = from_first_arrival(instance)
-    cols = columns(instance, horizon, window, with_memory_rows=True)  # refused as the build is
-    z = start_vector(cols, warm_start_schedule(instance))
-    objective = float(np.concatenate([cols.cost, cols.late_cost]) @ z)
-    return {"decisions": start_decisions(cols, z, instance.n, origin), "objective": objective,
-            "sense": "min"}
+    greedy = greedy_schedule(instance)  # the horizon's, the late costs' and the first start
+    rounds = horizon_rounds(instance, horizon, greedy=greedy)
+    last = _last_starts(instance, rounds, window)
+    _column_counts(instance, last, with_memory_rows=True)  # refused as the build is
+    late_cost = late_costs(instance, rounds, last, greedy=greedy)
+    start, done = best_warm_start(instance, deadline=deadline, greedy=greedy)
+    inside = start <= last  # (every start is at or after its arrival)
+    a, o = instance.arrival, instance.output_tokens
+    cost = np.where(inside, (start + o - a).astype(float), late_cost)
+    total = len(warm_start_candidates())
+    which = (f"warm_start_schedule (the best of its {total} lookahead schedules)" if done == total
+             else f"the best of the first {done} of warm_start_schedule's {total} lookahead "
+                  f"schedules (the time limit stopped the next; the first is shortest-first "
+                  f"admission, greedy_schedule)")
+    request = np.flatnonzero(inside)  # x[i, start_i] = 1, late[i] = 1 for the others
+    decisions = labelled_decisions(request, start[request] + origin, np.ones(len(request)),
+                                   np.where(inside, 0.0, 1.0))
+    return {"decisions": decisions, "objective": float(cost.sum()), "sense": "min",
+            "info": {"start_schedule": which}}
 
 
 def cheap_bound(instance: Instance, *, horizon: Any = None, window: int | None = None) -> float:

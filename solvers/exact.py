@@ -21,7 +21,9 @@ decisions and the prices. A model module may define three optional hooks:
   **options) -> dict`` (both or neither): the matrix form's ``nonzeros``, estimated ``build_s``
   and ``setup_s`` (HiGHS's MIP set-up and root, during which it does not read its clock),
   counted without building it, and the IP's feasible start (``decisions``, ``objective``,
-  ``sense``) without the matrix. Under a time limit ``solve`` then builds the IP only when
+  ``sense``, optionally ``info`` for the solution's) without the matrix, by the limit's end when
+  it takes a ``deadline`` (a ``time.perf_counter()`` value). Under a time limit ``solve`` then
+  builds the IP only when
   build and set-up fit in what is left, passes the limit's end to
   ``build_matrix_model(..., deadline=)`` (which raises TimeoutError between its stages once it
   has passed), and otherwise returns the start, status ``time_limit``,
@@ -160,11 +162,12 @@ def solve(
         "time_limit"``, with the bound LP's value if it was solved). A model with
         ``time_estimate`` and ``start_answer`` (the batch IP) is not built when its estimated
         build and set-up exceed what is left, and its build stops at the limit: the start comes
-        back without the matrix
-        (``info["build_skipped"]``). A stopped MIP whose model has a ``cheap_bound`` better
-        than the bound found reports it (``bound_kind`` ``lower_bound``). A step with nothing
-        left is skipped and says so: ``info["prices_skipped"] = "time_limit"`` (no prices: an
-        empty ``prices``, never zeros), ``info["bound_lp_status"]``. A time-limited MIP with a
+        back without the matrix (``info["build_skipped"]``), computed by the limit's end (the
+        batch IP's: the best warm-start schedule found by then, ``info["start_schedule"]``). A
+        stopped MIP whose model has a ``cheap_bound`` better than the bound found reports it
+        (``bound_kind`` ``lower_bound``). A step with nothing left is skipped and says so:
+        ``info["prices_skipped"] = "time_limit"`` (no prices: an empty ``prices``, never
+        zeros), ``info["bound_lp_status"]``. A time-limited MIP with a
         start runs without HiGHS's feasibility jump (``WARM_TIME_LIMITED``). Not covered: the
         imports on a first call, the build of a model without ``time_estimate`` (it does not
         check the clock: on the Pyomo path, ``backend="pyomo"`` or a form without a matrix
@@ -333,13 +336,17 @@ def _solve_matrix_form(module: Any, instance: Instance, *, relax: bool, budget: 
 def _without_model(answer: Any, instance: Instance, options: dict[str, Any], *, why: str,
                    prices: bool, budget: TimeBudget) -> Solution:
     """A time-limited MIP whose matrix was not built (or not finished): the model's feasible
-    start (``answer``: its ``start_answer``) as the incumbent, status ``time_limit``, no bound
-    here (``solve`` adds the model's ``cheap_bound``), no prices, ``info["build_skipped"]``
-    saying why."""
+    start (``answer``: its ``start_answer``, given the limit's end as its ``deadline`` when it
+    takes one) as the incumbent, status ``time_limit``, no bound here (``solve`` adds the
+    model's ``cheap_bound``), no prices, ``info["build_skipped"]`` saying why (and what the
+    answer's ``info`` says, e.g. which start it is)."""
     start = time.perf_counter()
-    given = answer(instance, **options)
+    timed = {}
+    if budget.limit is not None and "deadline" in inspect.signature(answer).parameters:
+        timed["deadline"] = budget.start + budget.limit
+    given = answer(instance, **options, **timed)
     info: dict[str, Any] = {"lp": False, "form": "matrix", "bound_kind": "none",
-                            "build_skipped": why}
+                            "build_skipped": why, **given.get("info", {})}
     if prices:
         info["prices_skipped"] = "time_limit"
     solution = Solution(status="time_limit", objective=float(given["objective"]), bound=math.nan,

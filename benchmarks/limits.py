@@ -1,0 +1,418 @@
+"""Peak memory and time at the project's size caps: one input just under each cap, one just over.
+
+Each input runs in its own subprocess, so its peak RSS (``os.wait4``'s ``ru_maxrss``, the child
+and any process it waited for) is that input's alone. Under the cap the figure is what the cap's
+code comment promises; over it the input must be refused with ``InvalidInstanceError`` before
+anything large is allocated (peak RSS near the ``baseline`` row, an interpreter that only
+imports the same modules, and a call time well under a second).
+
+Usage::
+
+    nice -n 10 python -m servopt.benchmarks.limits --out benchmarks/results
+    python -m servopt.benchmarks.limits --only caching_requests --out /tmp/limits
+
+writes ``limits.csv`` (one row per input) and ``limits.md`` (the command, the machine and its
+load average at start and end, then the table). Where the input at the cap itself would take
+more than a few minutes, the row is at a stated fraction of it (its ``size`` column says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# -- the inputs (run in the child) ---------------------------------------------------------------
+# Each function builds one input and returns {"size": the capped quantity, "phases": {step: s}}.
+# The parameters below were found by bisection on the size counts (model_size, intervals), which
+# the child reports again, so a drift in a generator shows as a size on the wrong side of its cap.
+
+
+def _timed(phases: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
+    t = time.perf_counter()
+    try:
+        return fn()
+    finally:  # a refusal's time too
+        phases[name] = round(time.perf_counter() - t, 3)
+
+
+def caching_requests(requests: int, objects: int = 5_000_000, policy: str | None = "belady", *,
+                     phases: dict[str, float]) -> dict:
+    from servopt.benchmarks import harness
+    from servopt.instances import caching
+
+    inst = _timed(phases, "generate", lambda: caching.generate(requests=requests, objects=objects))
+    if policy:
+        _timed(phases, policy, lambda: harness.evaluate(inst, policy))
+    return {"size": requests, "phases": phases}
+
+
+def caching_phases(phases_: int, objects: int = 5_000_000, *, phases: dict[str, float]) -> dict:
+    from servopt.instances import caching
+
+    _timed(phases, "generate", lambda: caching.generate(requests=1000, objects=objects, phases=phases_))
+    return {"size": phases_ * objects, "phases": phases}
+
+
+def ep_loads(windows: int, method: str | None = "eplb", *, phases: dict[str, float]) -> dict:
+    from servopt.benchmarks import expert_placement as bench
+    from servopt.instances import expert_placement
+
+    inst = _timed(phases, "generate", lambda: expert_placement.generate("deepseek_v3", windows=windows))
+    if method:
+        _timed(phases, method, lambda: bench.evaluate(inst, method))
+    return {"size": int(inst.loads.size), "phases": phases}
+
+
+def ep_loads_read(path: str, method: str | None = "eplb", *, phases: dict[str, float]) -> dict:
+    from servopt.benchmarks import expert_placement as bench
+    from servopt.instances import load
+
+    inst = _timed(phases, "load", lambda: load(path))
+    if method:
+        _timed(phases, method, lambda: bench.evaluate(inst, method))
+    return {"size": int(inst.loads.size), "phases": phases}
+
+
+def ep_slots(nodes: int, *, phases: dict[str, float]) -> dict:
+    from servopt.instances import expert_placement
+
+    _timed(phases, "generate", lambda: expert_placement.generate(
+        "tiny", windows=1, nodes=nodes, gpus_per_node=100, slots_per_gpu=10))
+    return {"size": nodes * 100 * 10, "phases": phases}
+
+
+def decode_requests(requests: int, *, phases: dict[str, float]) -> dict:
+    from servopt.instances import decode_routing
+
+    _timed(phases, "generate", lambda: decode_routing.generate(requests=requests))
+    return {"size": requests, "phases": phases}
+
+
+def capacity_requests(requests: int, *, phases: dict[str, float]) -> dict:
+    from servopt.instances import capacity
+
+    _timed(phases, "generate", lambda: capacity.generate(requests=requests))
+    return {"size": requests, "phases": phases}
+
+
+def capacity_run(n_requests: int, *, phases: dict[str, float]) -> dict:
+    """One simulated rate as the comment at benchmarks/capacity.py MAX_REQUESTS measures it:
+    0.95 x the model's max stable rate, warm-up 0.25, one seed."""
+    from servopt.benchmarks import capacity as bench
+    from servopt.instances import capacity
+    from servopt.models import capacity as model
+
+    inst = capacity.generate(requests=2000, seed=0)
+    rate = 0.95 * model.bounds(inst).max_stable_rate
+    _timed(phases, "check_rate", lambda: bench.check_rate(inst, rate, n_requests=n_requests))
+    return {"size": n_requests, "phases": phases}
+
+
+def batch_columns(horizon: int, *, phases: dict[str, float]) -> dict:
+    from servopt.instances import batch_scheduling
+    from servopt.models import batch_scheduling as bm
+
+    inst = batch_scheduling.generate(1000, output_range=(2, 2))
+    _timed(phases, "columns", lambda: bm.columns(inst, horizon))
+    return {"size": bm.model_size(inst, horizon)[1], "phases": phases}
+
+
+def batch_nonzeros(horizon: int, whole: bool = True, *, phases: dict[str, float]) -> dict:
+    """``whole``: build_matrix_model (the IP with its warm start) and HiGHS's copy, as
+    ``servopt.solve`` does; else build_matrix alone (the LP's matrices)."""
+    from servopt.instances import batch_scheduling
+    from servopt.models import batch_scheduling as bm
+    from servopt.solvers import exact
+
+    inst = batch_scheduling.generate(1000, output_range=(3, 3))
+    if whole:
+        mm = _timed(phases, "build_matrix_model", lambda: bm.build_matrix_model(inst, horizon=horizon))
+        _timed(phases, "load_highs", lambda: exact._load_matrix(mm, integer=True))
+    else:
+        _timed(phases, "build_matrix", lambda: bm.build_matrix(inst, horizon=horizon))
+    return {"size": bm.model_size(inst, horizon)[2], "phases": phases}
+
+
+def decode_entries(requests: int, workers: int = 32, *, phases: dict[str, float]) -> dict:
+    from servopt.instances import decode_routing
+    from servopt.models import decode_routing as dm
+    from servopt.solvers import exact
+
+    inst = decode_routing.generate_steps(requests=requests, workers=workers)
+    mm = _timed(phases, "build_matrix_model", lambda: dm.build_matrix_model(inst))
+    _timed(phases, "load_highs", lambda: exact._load_matrix(mm, integer=True))
+    return {"size": dm.model_size(inst)["entries"], "phases": phases}
+
+
+def _cache_instance(requests: int, objects: int = 2000) -> Any:
+    from servopt.instances import caching
+
+    return caching.generate(requests=requests, objects=objects)
+
+
+def cache_interval(requests: int, *, phases: dict[str, float]) -> dict:
+    from servopt.models import caching as cm
+
+    inst = _cache_instance(requests)
+    iv = cm.intervals(inst)
+    size = int((iv.end - iv.start)[iv.fits].sum())
+    _timed(phases, "interval_matrix", lambda: cm.interval_matrix(inst, iv))
+    return {"size": size, "phases": phases}
+
+
+def cache_binaries(requests: int, time_limit: float = 10.0, max_binaries: int | None = None, *,
+                   phases: dict[str, float]) -> dict:
+    """The caching IP with a time limit; ``max_binaries`` lifts the cap (from Python, as the
+    error message offers) to see what the cap prevents."""
+    import servopt
+    from servopt.models import caching as cm
+
+    inst = _cache_instance(requests, objects=400)  # generate()'s default, as the audit's
+    size = int(cm.intervals(inst).fits.sum())
+    lifted = {} if max_binaries is None else {"max_binaries": max_binaries}
+    _timed(phases, "build_matrix_model", lambda: cm.build_matrix_model(inst, **lifted))
+    solution = _timed(phases, f"solve(time_limit={time_limit:g})",
+                      lambda: servopt.solve(inst, time_limit=time_limit, **lifted))
+    return {"size": size, "phases": phases, "status": str(solution.status)}
+
+
+def baseline(*, phases: dict[str, float]) -> dict:
+    """The interpreter with every module the other rows import: what a refusal should cost."""
+    import servopt  # noqa: F401
+    from servopt.benchmarks import capacity, expert_placement, harness  # noqa: F401
+    from servopt.instances import batch_scheduling, caching, decode_routing, load  # noqa: F401
+    from servopt.models import batch_scheduling, caching, decode_routing  # noqa: F401,F811
+    from servopt.solvers import exact  # noqa: F401
+
+    return {"size": 0, "phases": {}}
+
+
+def _ep_file(windows: int) -> list[str]:
+    """The CLI writing a generated expert-placement file (the row's RSS is the CLI's)."""
+    return ["servopt", "generate", "expert_placement", "preset=deepseek_v3", f"windows={windows}",
+            "-o", str(Path(tempfile.gettempdir()) / f"servopt_limits_ep_{windows}.json")]
+
+
+# -- the table of caps ----------------------------------------------------------------------------
+# (row name, cap as written in the code, cap value, function, args under, args over, note).
+# ``args over`` None: no over-cap row (the cap is checked by another row).
+CASES: list[tuple[str, str, int, str, tuple, tuple | None, str]] = [
+    ("baseline", "-", 0, "baseline", (), None, "interpreter + imports"),
+    ("caching_requests", "instances/caching.py MAX_REQUESTS", 10_000_000, "caching_requests",
+     (10_000_000,), (10_000_001,), "generate (5e6 objects) + belady"),
+    ("caching_requests_lru", "instances/caching.py MAX_REQUESTS", 10_000_000, "caching_requests",
+     (10_000_000, 5_000_000, "lru"), None, "generate (5e6 objects) + lru"),
+    ("caching_objects", "instances/caching.py MAX_OBJECTS", 5_000_000, "caching_requests",
+     (1000, 5_000_000, None), (1000, 5_000_001, None), "generate, 1000 requests"),
+    ("caching_phase_cells", "instances/caching.py MAX_PHASE_CELLS", 50_000_000, "caching_phases",
+     (10,), (11,), "generate, 5e6 objects x phases"),
+    ("ep_loads", "instances/expert_placement.py MAX_LOADS", 20_000_000, "ep_loads",
+     (1346,), (1347,), "deepseek_v3 generate + eplb (14,848 loads a window)"),
+    ("ep_loads_cli", "instances/expert_placement.py MAX_LOADS", 20_000_000, "cli:_ep_file",
+     (1346,), (1347,), "servopt generate expert_placement ... -o FILE"),
+    ("ep_loads_read", "instances/expert_placement.py MAX_LOADS", 20_000_000, "ep_loads_read",
+     ("@ep_file:1346",), None, "instances.load(FILE) + eplb"),
+    ("ep_slots", "instances/expert_placement.py MAX_SLOTS", 1_000_000, "ep_slots",
+     (1000,), (1001,), "tiny preset, nodes x 100 GPUs x 10 slots"),
+    ("decode_requests", "instances/decode_routing.py MAX_REQUESTS", 10_000_000, "decode_requests",
+     (10_000_000,), (10_000_001,), "generate"),
+    ("capacity_requests", "instances/capacity.py MAX_REQUESTS", 10_000_000, "capacity_requests",
+     (10_000_000,), (10_000_001,), "generate"),
+    ("capacity_run", "benchmarks/capacity.py MAX_REQUESTS", 16_000_000, "capacity_run",
+     (1_000_000,), (16_000_001,), "check_rate, one seed; under: 1/16 of the cap (a run at the cap "
+     "is 13-48 min)"),
+    ("batch_columns", "models/batch_scheduling.py _MAX_COLUMNS", 30_000_000, "batch_columns",
+     (30_001,), (30_002,), "columns(), n=1000 offline, o=2"),
+    ("batch_nonzeros", "models/batch_scheduling.py _MAX_NONZEROS", 60_000_000, "batch_nonzeros",
+     (20_002,), (20_003,), "build_matrix_model + HiGHS passModel, n=1000 offline, o=3"),
+    ("batch_nonzeros_lp", "models/batch_scheduling.py _MAX_NONZEROS", 60_000_000, "batch_nonzeros",
+     (20_002, False), None, "build_matrix alone (the LP's matrices), n=1000 offline, o=3"),
+    ("decode_entries", "models/decode_routing.py MAX_ENTRIES", 30_000_000, "decode_entries",
+     (4363,), (4364,), "generate_steps(workers=32), build_matrix_model + HiGHS passModel"),
+    ("cache_interval_nonzeros", "models/caching.py MAX_INTERVAL_NONZEROS", 5_000_000,
+     "cache_interval", (8848,), (8849,), "interval_matrix, 2000 objects"),
+    ("cache_binaries", "models/caching.py MAX_BINARIES", 50_000, "cache_binaries",
+     (50_400, 5.0), (50_401, 5.0), "build_matrix_model (IP) + servopt.solve(time_limit=5), "
+     "400 objects (generate's default)"),
+    ("cache_binaries_lifted", "models/caching.py MAX_BINARIES", 50_000, "cache_binaries",
+     (80_000, 5.0, 200_000), None, "as cache_binaries with max_binaries lifted, at the 80k "
+     "requests the commit adding the cap quotes (24 s on a 5 s limit); killed after 300 s"),
+]
+ROW_TIMEOUT = {"cache_binaries_lifted": 300.0}  # seconds: rows whose run may not end by itself
+
+
+def _child(function: str, args: list[Any]) -> None:
+    """Run one input and print one JSON line: its result, or the refusal."""
+    from servopt.core.errors import InvalidInstanceError
+
+    fn = globals()[function]
+    rss0 = _self_rss_mb()
+    t = time.perf_counter()
+    phases: dict[str, float] = {}
+    try:
+        out = fn(*args, phases=phases)
+        out["outcome"] = "ran"
+    except InvalidInstanceError as exc:
+        out = {"outcome": f"refused: {type(exc).__name__}", "message": str(exc)[:300], "phases": phases}
+    out["call_s"] = round(time.perf_counter() - t, 3)
+    out["imports_rss_mb"] = round(rss0)
+    print(json.dumps(out), flush=True)
+
+
+def _self_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _run(cmd: list[str], timeout: float) -> dict[str, Any]:
+    """Run ``cmd``; its wall time, peak RSS (MB, wait4) and last stdout line as JSON."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, start_new_session=True)
+        status, usage, timed_out = 0, None, False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - t > timeout:
+                os.killpg(proc.pid, signal.SIGKILL)
+                _, status, usage = os.wait4(proc.pid, 0)
+                timed_out = True
+                break
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        lines = out.read().strip().splitlines()
+        tail = err.read().strip().splitlines()[-1:] or [""]
+    row: dict[str, Any] = {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
+    if timed_out:
+        row["outcome"] = f"timeout after {timeout:g} s"
+        return row
+    if cmd[0] == "servopt":  # the CLI prints no JSON: its exit status and last error line
+        row["outcome"] = "ran" if proc.returncode == 0 else f"exit {proc.returncode}: {tail[0][:300]}"
+        return row
+    try:
+        row.update(json.loads(lines[-1]))
+    except (IndexError, ValueError):
+        row["outcome"] = f"exit {proc.returncode}: {tail[0][:300]}"
+    return row
+
+
+def _command(function: str, args: tuple) -> list[str]:
+    if function.startswith("cli:"):
+        return globals()[function[4:]](*args)
+    listed = []
+    for a in args:
+        if isinstance(a, str) and a.startswith("@ep_file:"):  # a file the CLI writes (not timed)
+            cli = _ep_file(int(a.split(":")[1]))
+            if not Path(cli[-1]).exists():
+                subprocess.run(cli, check=True, capture_output=True)
+            a = cli[-1]
+        listed.append(a)
+    args = tuple(listed)
+    return [sys.executable, "-m", "servopt.benchmarks.limits", "--child", function, json.dumps(list(args))]
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", action="append", help="run only this row (repeatable)")
+    parser.add_argument("--out", default=None, help="directory for limits.csv and limits.md")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per input (killed after)")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    opts = parser.parse_args(argv)
+    if opts.child:
+        _child(opts.child[0], json.loads(opts.child[1]))
+        return
+    names = [c[0] for c in CASES]
+    for name in opts.only or []:
+        if name not in names:
+            parser.error(f"unknown row {name!r}; choose from {names}")
+    command = "python -m servopt.benchmarks.limits " + shlex.join(sys.argv[1:] if argv is None else argv)
+    machine = f"{platform.node()}, {os.cpu_count()} cores, {platform.python_version()}, {platform.platform()}"
+    try:
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        machine += f", {mem:.0f} GiB RAM"
+    except (ValueError, OSError):
+        pass
+    machine += f"; this run at niceness {os.nice(0)}"
+    load_start = _load()
+    rows = []
+    for name, cap_name, cap, function, under, over, note in CASES:
+        if opts.only and name not in opts.only:
+            continue
+        for side, args in (("under", under), ("over", over)):
+            if args is None:
+                continue
+            row = {"row": name, "side": side, "cap": cap_name, "cap_value": cap, "note": note,
+                   "args": json.dumps(list(args))}
+            row.update(_run(_command(function, args), min(opts.timeout, ROW_TIMEOUT.get(name, opts.timeout))))
+            row["load_after"] = _load()
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    for path in Path(tempfile.gettempdir()).glob("servopt_limits_ep_*.json"):
+        path.unlink()
+    load_end = _load()
+    if opts.out:
+        _write(Path(opts.out), rows, command, machine, load_start, load_end)
+
+
+FIELDS = ["row", "side", "cap", "cap_value", "size", "outcome", "wall_s", "call_s", "peak_rss_mb",
+          "imports_rss_mb", "phases", "load_after", "note", "args", "message"]
+
+
+def _write(out: Path, rows: list[dict], command: str, machine: str, load_start: str, load_end: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "limits.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({**r, "phases": json.dumps(r.get("phases", {}))})
+    lines = [f"Command: `{command}` (one run, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
+             f"Machine: {machine} (shared with other jobs)",
+             f"Load average (1, 5, 15 min): {load_start} at start, {load_end} at end",
+             "",
+             "Peak RSS: the child process's (os.wait4 ru_maxrss), interpreter and imports included "
+             "(compare the over rows with `baseline`); wall: the child's; call: the row's function "
+             "(its imports and small set-up included); phases: each step alone (in an over row, the "
+             "refused call). `size` is the capped quantity of the input (over rows: the arguments).",
+             "",
+             "| row | side | cap | size | outcome | wall s | call s | peak RSS MB | phases (s) | load after |"
+             "",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        size = r.get("size")
+        size = "args " + r["args"] if size is None else f"{size:,}"
+        lines.append(
+            f"| {r['row']} | {r['side']} | {r['cap']} = {r['cap_value']:,} | "
+            f"{size} | {r.get('outcome', '')} | {r['wall_s']} | "
+            f"{r.get('call_s', '')} | {r['peak_rss_mb']:,} | "
+            f"{', '.join(f'{k} {v}' for k, v in r.get('phases', {}).items())} | {r['load_after']} |")
+    lines += ["", "Refusals (the over rows' messages):", ""]
+    lines += [f"- {r['row']}: {r['message']}" for r in rows if r.get("message")]
+    lines += ["", "Notes per row:", ""]
+    lines += [f"- {name}: {note}" for name, _, _, _, _, _, note in CASES
+              if any(r["row"] == name for r in rows)]
+    (out / "limits.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome
+from servopt.benchmarks.harness import Bound, Outcome, written_at
 from servopt.core import InvalidInstanceError
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
@@ -184,17 +184,23 @@ def _state(instance: Instance, t: int, used: int, waiting: np.ndarray, running: 
                        predicted=instance.predicted_output, arrival=instance.arrival)
 
 
+STATE_ARRAYS = ("generated", "admitted_at", "prompt", "predicted", "arrival")  # read-only
+
+
 def _ask(rule: Any, method: str, *args: Any) -> Any:
-    """Call a policy's rule; a write into the read-only state gets a message saying so."""
+    """Call a policy's rule; a write into the read-only state gets a message saying so, with
+    the file and line of the write (:func:`~servopt.benchmarks.harness.written_at`)."""
     try:
         return rule(*args)
     except ValueError as exc:
         if "read-only" not in str(exc):
             raise
+        line, named = written_at(exc, STATE_ARRAYS)
+        example = named[0] if len(named) == 1 else "generated"
         raise InvalidInstanceError(
-            f"the policy's {method}() wrote into an array of the state ({exc}): the state's "
-            "per-request arrays are the simulator's and read-only; copy one first "
-            "(np.array(state.generated)) to change it") from exc
+            f"the policy's {method}() wrote into an array of the state{line} ({exc}): the "
+            "state's per-request arrays are the simulator's and read-only; copy one first "
+            f"(np.array(state.{example})) to change it") from exc
 
 
 def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome
+from servopt.benchmarks.harness import Bound, Outcome, written_at
 from servopt.core import InvalidInstanceError
 from servopt.instances.decode_routing import Instance
 from servopt.models import decode_routing as model
@@ -127,7 +127,8 @@ def _ask(router: routing.Router, method: str, *args: Any) -> None:
 
     The view's arrays (and the instance's) are read-only while a router runs, so an in-place
     edit fails with numpy's bare ``ValueError``; the message names the router's method that wrote
-    (``choose`` when the base ``route`` called it, or whichever of its own methods did).
+    (``choose`` when the base ``route`` called it, or whichever of its own methods did) and the
+    file and line of the write (:func:`~servopt.benchmarks.harness.written_at`).
     """
     try:
         getattr(router, method)(*args)
@@ -148,12 +149,14 @@ def _ask(router: routing.Router, method: str, *args: Any) -> None:
         name = getattr(router, "name", None)
         if isinstance(name, str) and name not in ("router", label):
             label += f" ({name!r})"
+        line, _ = written_at(exc, ())
         raise InvalidInstanceError(
             f"router {label}: its {where} wrote into a read-only array of the "
-            f"{'instance' if method == 'reset' else 'view or instance'} ({exc}): the simulator's "
-            "arrays (view.prompt, running, queued, kv_running, kv_queued, worker_of, run_ids, "
-            "run_worker, run_generated, predicted) are read-only while a router runs; copy one "
-            "first (np.array(view.kv_running)) to change it, and route with view.assign(i, g)"
+            f"{'instance' if method == 'reset' else 'view or instance'}{line} ({exc}): the "
+            "simulator's arrays (view.prompt, running, queued, kv_running, kv_queued, worker_of, "
+            "run_ids, run_worker, run_generated, predicted) are read-only while a router runs; "
+            "copy one first (np.array(view.kv_running)) to change it, and route with "
+            "view.assign(i, g)"
         ) from exc
 
 

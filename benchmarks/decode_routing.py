@@ -460,6 +460,7 @@ def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4
     :func:`busy_lower_bound` (``lower_bound``; the fleet's unavoidable busy time).
     """
     start = time.perf_counter()
+    routing.check_options(time_limit, mip_gap)  # refused whichever bound answers
     simple = busy_lower_bound(instance)
     if not model.hindsight_exact(instance):
         return Bound(simple, "lower_bound", wall_s=time.perf_counter() - start)

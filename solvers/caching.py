@@ -77,7 +77,7 @@ from servopt.core.checks import number
 from servopt.core.solution import normalise_dual
 from servopt.instances.caching import Instance
 from servopt.models import caching as model
-from servopt.solvers.exact import highs_lp, new_highs
+from servopt.solvers.exact import highs_lp, new_highs, seconds
 
 LP_METHODS = ("highs_matrix", "pyomo", "cvxpy", "networkx")
 
@@ -123,7 +123,10 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
         21-39% fewer rows on the multimodal instances and 55-71% on Mooncake blocks
         (``caching_lp_algorithms.md``), and none when even keeping everything
         fits; prices of the dropped rows are 0.
+    time_limit : seconds; None or infinity: no limit; <= 0, NaN or text are refused
+        (:class:`InvalidInstanceError`), as :func:`servopt.solvers.exact.solve` refuses them.
     """
+    time_limit = seconds(time_limit)  # HiGHS would refuse -1 silently and run without a limit
     start = time.perf_counter()
     if method == "highs_matrix":
         result = _solve_highs_matrix(instance, time_limit, algorithm, reduce)

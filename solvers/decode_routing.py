@@ -67,10 +67,11 @@ import pandas as pd
 from scipy import special
 
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import number
 from servopt.core.solution import normalise_dual
 from servopt.instances.decode_routing import Instance
 from servopt.models.decode_routing import Epoch, MatrixLP, epoch_matrices
-from servopt.solvers.exact import highs_lp, new_highs
+from servopt.solvers.exact import highs_lp, new_highs, seconds
 
 
 class FleetView(Protocol):
@@ -616,9 +617,21 @@ def _highs() -> Any:
     return _HIGHS
 
 
+def check_options(time_limit: Any, mip_gap: Any) -> tuple[float | None, float]:
+    """``(time_limit, mip_gap)`` checked as :func:`servopt.solvers.exact.solve` checks them:
+    time_limit positive seconds, None or infinity (no limit); mip_gap a relative gap in [0, 1).
+    Anything else (<= 0, NaN, text) is an :class:`InvalidInstanceError` naming the option."""
+    limit = seconds(time_limit)
+    gap = number("mip_gap", mip_gap, lambda v: 0 <= v < 1, "a relative gap in [0, 1)")
+    return limit, gap
+
+
 def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
                  mip_gap: float = 1e-4, central: bool = False) -> dict[str, Any]:
     """Solve a :class:`MatrixLP` with highspy.
+
+    time_limit : seconds (None or infinity: no limit); mip_gap : HiGHS's relative MIP gap, in
+    [0, 1). Anything else is refused (:func:`check_options`).
 
     Returns ``status`` (optimal / time_limit / infeasible / error), ``objective``, ``bound``,
     ``x`` (column values) and ``price`` (row prices in servopt's sign convention: >= 0 for the
@@ -636,20 +649,28 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
     """
     import highspy
 
+    limit, gap = check_options(time_limit, mip_gap)
     h = _highs()
     h.clearModel()
-    h.setOptionValue("time_limit", float(time_limit) if time_limit else highspy.kHighsInf)
-    h.setOptionValue("mip_rel_gap", float(mip_gap))
-    h.setOptionValue("presolve", "choose" if mat.integer.any() else "off")
-    h.setOptionValue("solver", "ipm" if central else "choose")
-    h.setOptionValue("run_crossover", "off" if central else "on")
-    # a MIP solve leaves HiGHS's primal_feasibility_tolerance at the MIP's 1e-6: without this,
-    # an LP's answer depended on whether a MIP (epoch_ip, the hindsight bound) ran before it
-    h.setOptionValue("primal_feasibility_tolerance", 1e-7)
-    h.setOptionValue("dual_feasibility_tolerance", 1e-7)
-    # the central point without crossover: at IPX's default 1e-8, 12 of 897 epoch LPs (audit
-    # stream, quick cell, a hindsight stream) stopped 'unknown' 7e-6 outside a bound
-    h.setOptionValue("ipm_optimality_tolerance", 1e-10 if central else 1e-8)
+    # the HiGHS object is shared by every call: each call sets every option it relies on, and a
+    # refused setting is an error (HiGHS would otherwise keep the previous call's value)
+    options = {
+        "time_limit": highspy.kHighsInf if limit is None else limit,
+        "mip_rel_gap": gap,
+        "presolve": "choose" if mat.integer.any() else "off",
+        "solver": "ipm" if central else "choose",
+        "run_crossover": "off" if central else "on",
+        # a MIP solve leaves HiGHS's primal_feasibility_tolerance at the MIP's 1e-6: without
+        # this, an LP's answer depended on whether a MIP (epoch_ip, the hindsight bound) ran first
+        "primal_feasibility_tolerance": 1e-7,
+        "dual_feasibility_tolerance": 1e-7,
+        # the central point without crossover: at IPX's default 1e-8, 12 of 897 epoch LPs (audit
+        # stream, quick cell, a hindsight stream) stopped 'unknown' 7e-6 outside a bound
+        "ipm_optimality_tolerance": 1e-10 if central else 1e-8,
+    }
+    for key, value in options.items():
+        if h.setOptionValue(key, value) != highspy.HighsStatus.kOk:
+            raise InvalidInstanceError(f"HiGHS refused option {key}={value!r}")
     n_cols = mat.A.shape[1]
     is_mip = bool(mat.integer.any())
     scale = float(np.abs(mat.c).max()) if mat.c.size else 0.0  # the objective's unit (see above)
@@ -1365,8 +1386,9 @@ class EpochIP(Router):
     name = "epoch_ip"
 
     def __init__(self, horizon: int = 16, discount: float = 0.8, prior_mean: float = 128.0,
-                 time_limit: float = 2.0) -> None:
+                 time_limit: float | None = 2.0) -> None:
         self.horizon, self.discount, self.prior_mean = int(horizon), discount, prior_mean
+        check_options(time_limit, 0.0)  # refused here, not at the first step's solve
         self.time_limit = time_limit
 
     def reset(self, instance: Instance, seed: int = 0) -> None:

@@ -134,7 +134,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.core import InvalidInstanceError, Solution
-from servopt.core.checks import whole_number
+from servopt.core.checks import number, whole_number
 from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
@@ -1822,6 +1822,19 @@ def serial_schedule(instance: Instance, order: np.ndarray, rounds: int | None = 
     return start, free
 
 
+def search_seconds(time_limit: Any, who: str) -> float:
+    """A local search's ``time_limit``: finite seconds > 0. The searches stop only at their
+    deadline, so None or infinity (no limit) would never return and NaN never ends the loop:
+    each is refused by name (:class:`InvalidInstanceError`)."""
+    if time_limit is None or (isinstance(time_limit, int | float | np.number)
+                              and not isinstance(time_limit, bool) and math.isinf(time_limit)):
+        raise InvalidInstanceError(
+            f"{who}: time_limit must be a finite number of seconds > 0 (the search stops only at "
+            f"its time limit, so there is no 'no limit'), got {time_limit!r}")
+    return number("time_limit", time_limit, lambda v: v > 0,
+                  f"a finite number of seconds > 0 for {who}")
+
+
 def search_order(instance: Instance, start: np.ndarray, *, time_limit: float = 30.0,
                  seed: int = 0, temperature: float = 0.5) -> np.ndarray:
     """Local search over the admission order, each order decoded by :func:`serial_schedule`.
@@ -1840,6 +1853,7 @@ def search_order(instance: Instance, start: np.ndarray, *, time_limit: float = 3
     gap of 1e9 rounds would size the n x rounds snapshots by it) and its schedule is put back
     part by part (:func:`close_idle`).
     """
+    time_limit = search_seconds(time_limit, "search_order")
     short, shift = idle_cut(instance)
     found = _search_order(short, np.asarray(start, dtype=np.int64) - shift,
                           time_limit=time_limit, seed=seed, temperature=temperature)
@@ -1919,6 +1933,7 @@ def improve_schedule(instance: Instance, start: np.ndarray, *, time_limit: float
     (:func:`idle_cut`, the start's parts moved with them by :func:`close_idle`) and its schedule
     is put back part by part (:func:`close_idle`), so windows never fall in a long gap.
     """
+    time_limit = search_seconds(time_limit, "improve_schedule")
     if not model.is_feasible(instance, start):
         raise InvalidInstanceError(
             "improve_schedule needs a feasible schedule to start from: one start round per "
@@ -2039,12 +2054,15 @@ class Hindsight(Policy):
     stretches cut short (:func:`idle_cut`), so a gap of 1e9 rounds between arrivals sizes
     nothing; its schedule goes back on the instance's rounds part by part (:func:`close_idle`),
     feasible there with the same total latency.
+
+    time_limit : the search's budget, finite seconds > 0 (it has no other stop: None, infinity,
+        NaN or <= 0 are refused when the policy is made).
     """
 
     name = "hindsight"
 
     def __init__(self, time_limit: float = 30.0, seed: int = 0) -> None:
-        self.time_limit = time_limit
+        self.time_limit = search_seconds(time_limit, "Hindsight")
         self.seed = seed
 
     def prepare(self, instance: Instance) -> None:

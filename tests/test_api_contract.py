@@ -65,3 +65,27 @@ def test_caching_bound_refuses_bad_time_limit(bad: object) -> None:
     # no limit: the same LP value as the default
     assert bc.bound(inst, time_limit=math.inf).value == pytest.approx(bc.bound(inst).value)
 
+
+# --- batch scheduling: the hindsight search stops only at its time limit -----------------------
+@pytest.mark.parametrize("bad", [None, math.inf, math.nan, 0, -1.0, "3", True])
+def test_hindsight_refuses_a_limit_it_cannot_stop_at(bad: object) -> None:
+    """None used to fail deep in prepare (None * 3 / 4) and NaN or infinity looped forever."""
+    from servopt.solvers import batch_scheduling as bs
+
+    with pytest.raises(InvalidInstanceError, match="time_limit"):
+        bs.Hindsight(time_limit=bad)
+
+
+@pytest.mark.parametrize("bad", [None, math.inf, math.nan, 0])
+def test_searches_refuse_a_limit_they_cannot_stop_at(bad: object) -> None:
+    from servopt.instances import batch_scheduling as ib
+    from servopt.models import batch_scheduling as mb
+    from servopt.solvers import batch_scheduling as bs
+
+    inst = ib.generate(12, seed=0)
+    start = mb.warm_start_schedule(inst)
+    with pytest.raises(InvalidInstanceError, match="time_limit"):
+        bs.search_order(inst, start, time_limit=bad)
+    with pytest.raises(InvalidInstanceError, match="time_limit"):
+        bs.improve_schedule(inst, start, time_limit=bad)
+

@@ -89,3 +89,29 @@ def test_searches_refuse_a_limit_they_cannot_stop_at(bad: object) -> None:
     with pytest.raises(InvalidInstanceError, match="time_limit"):
         bs.improve_schedule(inst, start, time_limit=bad)
 
+
+# --- low-level helpers: an unknown sense or row is an error, not "max" / "le" -----------------
+def test_relative_gap_refuses_unknown_sense() -> None:
+    from servopt.core.solution import relative_gap
+
+    # by hand: min, value 110 over bound 100 -> 0.1; max, value 90 under bound 100 -> 0.1
+    assert relative_gap(110.0, 100.0, "min") == pytest.approx(0.1)
+    assert relative_gap(90.0, 100.0, "max") == pytest.approx(0.1)
+    for bad in ("minimize", "MIN", "maximise", None):
+        with pytest.raises(ValueError, match="sense"):
+            relative_gap(110.0, 100.0, bad)  # type: ignore[arg-type]
+
+
+def test_normalise_dual_refuses_unknown_sense_or_row() -> None:
+    from servopt.core.solution import normalise_dual
+
+    # by hand: a min problem's <= row, Pyomo dual d(obj)/d(ub) = -2 -> price 2 (relaxing saves 2)
+    assert normalise_dual(-2.0, sense="min", row="le", convention="pyomo") == 2.0
+    for bad in ("leq", "<=", "LE", None):
+        with pytest.raises(ValueError, match="row"):
+            normalise_dual(-2.0, sense="min", row=bad, convention="pyomo")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sense"):
+        normalise_dual(-2.0, sense="minimize", row="le", convention="pyomo")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="convention"):
+        normalise_dual(-2.0, sense="min", row="le", convention="gurobi")  # type: ignore[arg-type]
+

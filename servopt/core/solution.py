@@ -32,6 +32,12 @@ STATUSES = ("optimal", "time_limit", "interrupted", "unbounded", "error")  # inf
 BOUND_KINDS = ("optimal", "mip_bound", "lp_relaxation", "lower_bound", "simulated", "none")
 
 
+def _check_sense(sense: Any) -> None:
+    # as MatrixModel: "minimize" or "MIN" was read as "max" and flipped every sign
+    if sense not in ("min", "max"):
+        raise ValueError(f"sense must be 'min' or 'max', got {sense!r}")
+
+
 def normalise_dual(dual: Any, *, sense: Sense, row: Row, convention: Convention) -> Any:
     """Turn a solver's dual into a servopt price (see the module docstring).
 
@@ -39,8 +45,12 @@ def normalise_dual(dual: Any, *, sense: Sense, row: Row, convention: Convention)
     ``body >= lb`` / ``body == rhs`` (Pyomo with HiGHS). ``convention="cvxpy"``: CVXPY's
     Lagrange multiplier, >= 0 for inequalities in both senses, and for an equality
     ``lhs == rhs`` minus d(objective)/d(rhs) when minimising, plus it when maximising.
-    Works elementwise on floats, arrays and Series.
+    Works elementwise on floats, arrays and Series. A sense, row or convention other than the
+    ones named here is a ValueError.
     """
+    _check_sense(sense)
+    if row not in ("le", "ge", "eq"):
+        raise ValueError(f"row must be 'le', 'ge' or 'eq', got {row!r}")
     if convention == "pyomo":
         if row == "eq":
             return dual
@@ -69,8 +79,9 @@ def relative_gap(value: float, bound: float, sense: Sense = "min") -> float:
     """(value - bound) / |bound| for a min problem, (bound - value) / |bound| for a max problem.
 
     0 when they are equal, ``inf`` when the bound is 0 and they differ, ``nan`` when either is
-    unknown.
+    unknown. ``sense`` other than ``min`` or ``max`` is a ValueError.
     """
+    _check_sense(sense)
     if value is None or bound is None or math.isnan(value) or math.isnan(bound):
         return math.nan
     diff = value - bound if sense == "min" else bound - value

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome, written_at
+from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, written_at
 from servopt.core import InvalidInstanceError
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
@@ -203,6 +203,7 @@ def _ask(rule: Any, method: str, *args: Any) -> Any:
             f"(np.array(state.{example})) to change it") from exc
 
 
+@checked_keywords(simulate)
 def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
     """Simulate ``method`` (a ``POLICIES`` name or a policy) and score it.
 
@@ -287,6 +288,7 @@ def whole_rounds(value: float) -> float:
     return float(math.ceil(value - max(1e-6, 1e-7 * abs(value))))
 
 
+@checked_keywords()
 def bound(instance: Instance, *, method: str = "auto", time_limit: float | None = 600.0,
           max_columns: int = 400_000, horizon: Any = None, window: Any = "auto",
           group_size: int = 8, bucket: int = 2, penalty: float = 0.0) -> Bound:

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome, written_at
+from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, written_at
 from servopt.core import InvalidInstanceError
 from servopt.instances.caching import Instance
 from servopt.solvers import caching as methods
@@ -257,6 +257,7 @@ def _replay(instance: Instance, policy: Any, record: bool) -> SimResult:
                      occupancy=occupancy, contents=sorted(cached) if record else None)
 
 
+@checked_keywords(simulate)
 def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
     """Simulate one method (a ``POLICIES`` name, a factory or a policy object).
 
@@ -272,6 +273,7 @@ def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
                             "requests_per_s": result.requests / max(result.wall_s, 1e-9)})
 
 
+@checked_keywords(methods.solve_lp)
 def bound(instance: Instance, *, method: str = "highs_matrix", **kw: Any) -> Bound:
     """The offline LP value: a lower bound on every policy's miss cost."""
     lp = methods.solve_lp(instance, method=method, **kw)

@@ -99,7 +99,7 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome
+from servopt.benchmarks.harness import Bound, Outcome, checked_keywords
 from servopt.core import InvalidInstanceError
 from servopt.core.checks import number, whole_number
 from servopt.instances.capacity import Instance
@@ -705,6 +705,7 @@ def fleet_observer(
     return observe
 
 
+@checked_keywords()
 def evaluate(
     instance: Instance,
     method: Any,
@@ -765,6 +766,7 @@ def evaluate(
     )
 
 
+@checked_keywords()
 def bound(
     instance: Instance,
     *,

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome, written_at
+from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, written_at
 from servopt.core import InvalidInstanceError
 from servopt.instances.decode_routing import Instance
 from servopt.models import decode_routing as model
@@ -386,6 +386,7 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
     }
 
 
+@checked_keywords()
 def evaluate(instance: Instance, method: str | routing.Router, *, seed: int = 0,
              warmup: float = 0.2, **kw: Any) -> Outcome:
     """Simulate ``method`` (a POLICIES name or a router) on ``instance``.
@@ -448,6 +449,7 @@ def busy_lower_bound(instance: Instance) -> float:
     return max(simple, _union_length(start, start + c0 * o + work))
 
 
+@checked_keywords()
 def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4,
           step_block: int = 1) -> Bound:
     """Best provable bound on the total step time (ms).

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome, written_at
+from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, written_at
 from servopt.core import InvalidInstanceError
 from servopt.instances.expert_placement import Instance
 from servopt.models.expert_placement import check_placement, makespan_lower_bound, solver_units
@@ -167,6 +167,7 @@ def _read_only_write(exc: ValueError, method: Any) -> InvalidInstanceError:
         f"(np.array(instance.{example})) to change it")
 
 
+@checked_keywords()
 def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
              detail: bool = True) -> Outcome:
     """Plan with ``method`` on the history and score it on the next window.
@@ -276,6 +277,7 @@ def _colocated(instance: Instance, phy2log: np.ndarray) -> int:
     return extra
 
 
+@checked_keywords()
 def bound(instance: Instance, *, window: str = "next", milp_time_limit: float | None = None,
           milp_max_binaries: int = 2000) -> Bound:
     """Lower bound on the cost: sum over layers of the window's min makespan bound (migrations

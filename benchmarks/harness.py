@@ -16,13 +16,16 @@ Each decision's benchmark module ``servopt.benchmarks.<d>`` provides
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
+import inspect
 import math
 import os
 import re
 import time
 import traceback
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -78,6 +81,59 @@ class Bound:
     def __post_init__(self) -> None:
         if self.kind not in BOUND_KINDS:
             raise ValueError(f"bound kind {self.kind!r} is not one of {BOUND_KINDS}")
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def accepted_keywords(func: Callable[..., Any], *forwards: Callable[..., Any]) -> list[str]:
+    """The options a call of ``func`` takes: its own parameters with a default and the
+    keyword-only ones of each function its ``**kw`` is passed on to (the required ones, such as
+    the instance and the method, are not options)."""
+    names = [p.name for p in inspect.signature(func).parameters.values()
+             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is not p.empty]
+    for forward in forwards:
+        names += [p.name for p in inspect.signature(forward).parameters.values()
+                  if p.kind is p.KEYWORD_ONLY and p.name not in names]
+    return names
+
+
+def unknown_keywords(public: str, given: Iterable[str], accepted: list[str]) -> None:
+    """Refuse keywords ``public`` (the public function's dotted name) does not take: an
+    :class:`InvalidInstanceError` naming it, each unknown keyword (with a close accepted one if
+    there is one) and every keyword it accepts; nothing when all are known."""
+    unknown = [k for k in given if k not in accepted]
+    if not unknown:
+        return
+    parts = []
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), accepted, n=1)
+        parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    takes = ", ".join(accepted) if accepted else "no keyword options"
+    noun = "argument" if len(parts) == 1 else "arguments"  # Python's words, with the public name
+    raise InvalidInstanceError(f"{public}() got an unexpected keyword {noun} {', '.join(parts)}; "
+                               f"it accepts: {takes}")
+
+
+def checked_keywords(*forwards: Callable[..., Any]) -> Callable[[F], F]:
+    """Decorate a decision's public ``evaluate`` or ``bound``: a keyword it does not take (nor the
+    functions in ``forwards`` its ``**kw`` goes to) is refused by :func:`unknown_keywords` before
+    the call, instead of a TypeError naming an internal function (``simulate()``, ``bound()``).
+    ``help()`` and ``inspect.signature`` still show the function's own signature."""
+    def decorate(func: F) -> F:
+        public = f"{func.__module__}.{func.__qualname__}"
+        accepted = accepted_keywords(func, *forwards)
+        required = [p.name for p in inspect.signature(func).parameters.values()
+                    if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty]
+
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            unknown_keywords(public, (k for k in kwargs if k not in required), accepted)
+            return func(*args, **kwargs)
+
+        wrapper.accepted_keywords = accepted  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+    return decorate
 
 
 def benchmark_module(decision: str) -> Any:

@@ -59,7 +59,12 @@ class Outcome:
 
     cost : the realised cost, computed by the evaluator (units: the decision's cost unit).
     metrics : the decision's own metrics (name -> number).
-    wall_s : seconds the method spent deciding (not the simulation).
+    wall_s : wall-clock seconds of the method, as each evaluator can separate them:
+        expert_placement the planning call (or the plan's own ``wall_s``); decode_routing the
+        router's decisions; batch_scheduling the policy's ``prepare`` and every decision;
+        capacity the planning call less its calls of the simulated worker; caching the whole
+        replay (the rule decides inside it, so the cache's bookkeeping and the method's
+        preparation, such as an LP, are included: ``requests_per_s`` is its rate).
     status : ``ok`` or a short reason the method did not produce a full decision.
     """
 

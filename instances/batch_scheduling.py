@@ -37,7 +37,21 @@ AZURE_OUTPUT = {"median": 13.0, "mean": 28.0, "low": 6, "high": 1899}
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class Instance(BaseInstance):
-    """One worker's requests and KV memory (tokens, rounds); see the module docstring."""
+    """One worker's requests and KV memory (tokens, rounds); see the module docstring.
+
+    Fields (per-request arrays have one whole number per request, request ``i`` at index ``i``):
+
+    kv_memory : the worker's KV-cache capacity (KV tokens).
+    arrival : round in which each request arrives (rounds; one round = one forward pass).
+    prompt_tokens : prompt length s_i (tokens).
+    output_tokens : true output length o_i (tokens; one generated per round), hidden from online
+        policies.
+    predicted_output : the output length online policies see (tokens, >= 1). None when
+        constructing means exact predictions: it is then a copy of ``output_tokens``, so after
+        construction it is always an array.
+    max_batch : cap on the requests running at once (requests), or None (KV memory only).
+    name : a free label (e.g. the trace it came from).
+    """
 
     decision = "batch_scheduling"
     schema_version = 1

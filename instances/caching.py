@@ -296,8 +296,9 @@ def from_trace(
     cost : ``"unit"`` (one unit per missed block) or ``"position"`` (a missed block at
         position ``j`` of its prompt costs ``1 + j / 16``: attention over a longer prefix makes
         later blocks dearer to recompute).
-    max_requests : keep only the first prompts whose blocks total at most this many (a run
-        needs ~250 bytes a block request at its peak, as :func:`generate`'s instances do).
+    max_requests : keep only the first whole prompts whose blocks total at most this many
+        block requests (a prompt is never cut; fewer than the first prompt's blocks is refused;
+        a run needs ~250 bytes a block request at its peak, as :func:`generate`'s instances do).
     """
     from servopt.instances.traces import read_mooncake
 
@@ -311,7 +312,12 @@ def from_trace(
     lengths = frame["block_ids"].map(len).to_numpy()
     if max_requests is not None:
         keep = int(np.searchsorted(np.cumsum(lengths), max_requests, side="right"))
-        frame, lengths = frame.iloc[:max(keep, 1)], lengths[:max(keep, 1)]
+        if keep == 0 and len(lengths):  # it kept the whole first prompt: 79 blocks for 1
+            raise InvalidInstanceError(
+                f"{path}: max_requests={max_requests} keeps no whole prompt: the first prompt has "
+                f"{int(lengths[0])} blocks (max_requests counts block requests; pass at least "
+                f"{int(lengths[0])})")
+        frame, lengths = frame.iloc[:keep], lengths[:keep]
     blocks = np.fromiter((b for ids in frame["block_ids"] for b in ids), dtype=np.int64,
                          count=int(lengths.sum()))
     if blocks.size == 0:

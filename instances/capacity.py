@@ -23,6 +23,7 @@ Helpers derive the KV capacity from a model's shape and a GPU's memory
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,10 @@ def preset_kv_tokens(model: str, gpu: str, *, gpus: int = 1, memory_utilisation:
     )
 
 
-def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> Any:
+def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False,
+              unit: str | None = "tokens") -> Any:
+    """``value`` as a finite number > 0 (>= 0 with ``allow_zero``), a whole number (of ``unit``,
+    named in the message) with ``integer``."""
     if isinstance(value, str | bytes | bool | np.bool_):  # "5" or True is not silently a number
         raise InvalidInstanceError(f"{name} must be a number, got {value!r}")
     try:
@@ -135,7 +139,8 @@ def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool 
         raise InvalidInstanceError(f"{name} must be a finite number {rule}, got {value!r}")
     if integer:
         if number != int(number):
-            raise InvalidInstanceError(f"{name} must be a whole number of tokens, got {value!r}")
+            what = f"a whole number of {unit}" if unit else "a whole number"
+            raise InvalidInstanceError(f"{name} must be {what}, got {value!r}")
         return int(number)
     return number
 
@@ -199,7 +204,8 @@ class Instance(BaseInstance):
             "kv_tokens", _positive("kv_tokens (KV-cache capacity of a worker)", self.kv_tokens, integer=True)
         )
         self._set("token_budget", _positive("token_budget", self.token_budget, integer=True))
-        self._set("batch_cap", _positive("batch_cap", self.batch_cap, integer=True))
+        self._set("batch_cap", _positive("batch_cap", self.batch_cap, integer=True,
+                                                unit="requests running at once"))
         self._set("prefill_chunk", _positive("prefill_chunk", self.prefill_chunk, integer=True))
         self._set("step_overhead_s", _positive("step_overhead_s", self.step_overhead_s, allow_zero=True))
         self._set("per_token_s", _positive("per_token_s", self.per_token_s, allow_zero=True))
@@ -316,12 +322,18 @@ def generate(
     fields = dict(PROFILE_PRESETS[profile])
     unknown = set(worker) - set(fields)
     if unknown:
-        raise InvalidInstanceError(f"unknown worker field(s) {sorted(unknown)}; known: {sorted(fields)}")
+        # generate's own kv_tokens is the KV capacity other decisions call kv_capacity/kv_memory
+        hint = [f"{k!r} -> {close[0]!r}" for k in sorted(unknown)
+                if (close := (["kv_tokens"] if k in ("kv_capacity", "kv_memory") else
+                              difflib.get_close_matches(k, [*fields, "kv_tokens"], n=1)))]
+        raise InvalidInstanceError(f"unknown worker field(s) {sorted(unknown)}; known: {sorted(fields)}"
+                                   f" and generate's kv_tokens (KV-cache capacity of a worker, tokens)"
+                                   + (f"; did you mean {', '.join(hint)}?" if hint else ""))
     fields.update(worker)
     if kv_tokens is None:
         kv_tokens = preset_kv_tokens(model, gpu)
     kv = _positive("kv_tokens (KV-cache capacity of a worker)", kv_tokens, integer=True)
-    requests = _positive("requests", requests, integer=True)
+    requests = _positive("requests", requests, integer=True, unit=None)
     if requests > MAX_REQUESTS:
         raise InvalidInstanceError(f"requests must be at most {MAX_REQUESTS:,}, got {requests:,}")
     rng = np.random.default_rng(whole_number("seed", seed, low=0))

@@ -46,7 +46,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class Instance(BaseInstance):
-    """Expert loads (windows x layers x experts, tokens) and the expert-parallel cluster."""
+    """Expert loads (windows x layers x experts, tokens) and the expert-parallel cluster.
+
+    Fields (the module docstring gives the planning convention):
+
+    loads : ``loads[t, l, e]``, tokens routed to logical expert ``e`` of MoE layer ``l`` in
+        window ``t`` (tokens, >= 0; a 2-D array is one window).
+    num_nodes : nodes in the cluster (count).
+    gpus_per_node : GPUs per node (count).
+    slots_per_gpu : physical expert slots per GPU (count); slot ``p`` is on GPU
+        ``p // slots_per_gpu``, and GPUs x slots must hold every logical expert.
+    num_groups : expert groups for group-limited routing (count, dividing the experts).
+    previous_placement : optional layers x physical slots of logical expert ids (``-1``: an
+        empty slot), the placement in force before this plan.
+    migration_cost : tokens charged per replica moved from ``previous_placement`` (tokens, >= 0).
+    gpu_speed : optional relative speed per GPU (dimensionless, > 0; a GPU's time is its tokens
+        divided by its speed); None: all 1.
+    """
 
     decision = "expert_placement"
     schema_version = 1

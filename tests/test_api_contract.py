@@ -179,3 +179,49 @@ def test_known_keywords_still_pass_and_signatures_show() -> None:
     assert bb.evaluate(_small("batch_scheduling"), "fcfs", max_rounds=10_000).status == "ok"
     assert "dispatch" in inspect.signature(be.evaluate).parameters  # help() shows the real one
 
+
+# --- documented behaviour that was not the behaviour ------------------------------------------
+def _mooncake(tmp_path, prompts: list[list[int]]):
+    import json
+
+    path = tmp_path / "tiny.jsonl"
+    path.write_text("".join(json.dumps({"timestamp": 1000 * k, "input_length": 512 * len(ids),
+                                        "output_length": 1, "hash_ids": ids}) + "\n"
+                            for k, ids in enumerate(prompts)))
+    return path
+
+
+def test_caching_from_trace_max_requests_is_at_most(tmp_path) -> None:
+    """Prompts of 3, 2 and 4 blocks: max_requests=5 keeps 3 + 2 = 5 block requests, 8 keeps 5
+    (the third prompt would make 9), 2 keeps no whole prompt (it kept the first one: 3 > 2)."""
+    path = _mooncake(tmp_path, [[0, 1, 2], [0, 3], [0, 1, 4, 5]])
+    assert ic.from_trace(path, max_requests=5, cache_share=0.5).requests == 5
+    assert ic.from_trace(path, max_requests=8, cache_share=0.5).requests == 5
+    assert ic.from_trace(path, max_requests=9, cache_share=0.5).requests == 9
+    with pytest.raises(InvalidInstanceError, match=r"max_requests=2 keeps no whole prompt.*3 blocks"):
+        ic.from_trace(path, max_requests=2, cache_share=0.5)
+
+
+def test_capacity_whole_number_messages_name_the_unit() -> None:
+    from servopt.instances import capacity as cap
+
+    with pytest.raises(InvalidInstanceError, match=r"^batch_cap must be a whole number of requests"):
+        cap.generate(batch_cap=2.5)
+    with pytest.raises(InvalidInstanceError, match=r"^requests must be a whole number, got 100.9"):
+        cap.generate(requests=100.9)
+    with pytest.raises(InvalidInstanceError, match=r"^token_budget must be a whole number of tokens"):
+        cap.generate(token_budget=10.5)
+    with pytest.raises(InvalidInstanceError, match=r"did you mean 'kv_capacity' -> 'kv_tokens'"):
+        cap.generate(kv_capacity=1000)
+
+
+@pytest.mark.parametrize("decision", ["expert_placement", "batch_scheduling"])
+def test_instance_docstring_lists_every_field(decision: str) -> None:
+    """The README promises help(...Instance) lists the fields: each is named with a unit."""
+    import dataclasses
+    import importlib
+
+    cls = importlib.import_module(f"servopt.instances.{decision}").Instance
+    doc = cls.__doc__ or ""
+    for field in dataclasses.fields(cls):
+        assert f"\n    {field.name} :" in doc, field.name

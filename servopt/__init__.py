@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from pathlib import Path as _Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from servopt.core import (
     DECISIONS,
@@ -18,6 +18,9 @@ from servopt.core import (
     InvalidInstanceError,
     Solution,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __version__ = "0.1.0"
 
@@ -28,28 +31,88 @@ if not (_Path(__file__).parent / "instances").is_dir() and (_root / "instances")
     __path__.append(str(_root))
 
 
-def solve(instance: Instance, **kwargs: Any) -> Solution:
-    """Solve ``instance`` exactly (or relaxed) with HiGHS; see :func:`servopt.solvers.exact.solve`."""
+def solve(
+    instance: Instance,
+    *,
+    relax: bool = False,
+    time_limit: float | None = None,
+    mip_gap: float = 1e-4,
+    backend: str = "highs",
+    prices: bool = True,
+    **options: Any,
+) -> Solution:
+    """Solve ``instance`` exactly (or its LP relaxation) with HiGHS.
+
+    relax : solve the LP relaxation instead of the integer model.
+    time_limit : seconds for the whole call (None or infinity: no limit); on expiry the
+        incumbent and the proved bound come back with status ``time_limit``, not an error.
+    mip_gap : relative MIP gap in [0, 1) at which HiGHS stops (``solution.gap`` says what is left).
+    backend : ``highs`` (the model's matrix form where it has one, else its Pyomo model),
+        ``pyomo`` or ``cvxpy`` (an LP; for an integer model, its relaxation).
+    prices : compute constraint prices (``solution.prices``; for a MIP, the LP with the integers
+        fixed).
+    options : passed to the decision model's ``build`` (e.g. caching's ``form``).
+
+    Returns a :class:`Solution` (objective and bound in the model's units; ``status`` one of
+    ``optimal``, ``time_limit``, ``interrupted`` (Ctrl-C, incumbent kept), ``unbounded``,
+    ``error``). Raises :class:`InvalidInstanceError` for something that is not an instance or a
+    bad option (text, a negative time limit, a gap outside [0, 1), an unknown backend or build
+    option), and :class:`InfeasibleError` when the model has no feasible solution (with the
+    decision's explanation where it has one). The details, including what the time limit covers:
+    :func:`servopt.solvers.exact.solve`.
+    """
     from servopt.solvers import exact
 
-    return exact.solve(instance, **kwargs)
+    return exact.solve(instance, relax=relax, time_limit=time_limit, mip_gap=mip_gap,
+                       backend=backend, prices=prices, **options)
 
 
-def gap_table(instance: Instance, methods: Any = None, **kwargs: Any) -> Any:
-    """Every method's realised cost against the best bound; see :func:`servopt.benchmarks.gap_table`."""
+def gap_table(instance: Instance, methods: Any = None, *, bound_kw: dict[str, Any] | None = None,
+              **evaluate_kw: Any) -> pd.DataFrame:
+    """Every method's realised cost against the best bound, one row per method; see
+    :func:`servopt.benchmarks.gap_table`. ``evaluate_kw`` go to the decision's ``evaluate``,
+    ``bound_kw`` to its ``bound``; a keyword either does not take is an InvalidInstanceError
+    that lists the ones it does."""
     from servopt.benchmarks import gap_table as _gap_table
 
-    return _gap_table(instance, methods, **kwargs)
+    return _gap_table(instance, methods, bound_kw=bound_kw, **evaluate_kw)
 
 
-def load(path: Any) -> Instance:
-    """Load an instance file of any decision: JSON ``{"decision": ..., "schema_version": ...,
-    "fields": {...}}`` with the fields of that decision's ``Instance`` (arrays as lists or
-    ``{"ndarray": [...], "dtype": ...}``, tables as ``{"frame": {column: [...]}}``; the format is
-    in :mod:`servopt.core.instance`). Validated on loading; raises ``InvalidInstanceError``."""
+def load(path: str | _Path) -> Instance:
+    """Load an instance file of any decision, or a library instance by name.
+
+    A file is JSON ``{"decision": ..., "schema_version": ..., "fields": {...}}`` with the fields
+    of that decision's ``Instance`` (arrays as lists or ``{"ndarray": [...], "dtype": ...}``,
+    tables as ``{"frame": {column: [...]}}``; the format is in :mod:`servopt.core.instance`);
+    JSON text itself is accepted too. A name that is no file but names an instance of the
+    library (``servopt library list``, e.g. ``bs_offline_15``) loads that instance, checked
+    against its recorded sha256, as ``servopt solve NAME`` does. Returns the decision's own
+    ``Instance`` subclass, validated; raises ``InvalidInstanceError``.
+    """
     from servopt.instances import load as _load
 
+    if isinstance(path, str) and not path.lstrip().startswith(("{", "[")) \
+            and not path.endswith((".json", ".gz")) and not _is_file(path):
+        from servopt.instances import library
+
+        manifest = library.read_manifest()
+        if path in manifest:
+            return library.load(path)
+        import difflib
+
+        close = difflib.get_close_matches(path, list(manifest), n=3)
+        if close:
+            raise InvalidInstanceError(f"{path}: neither a file nor the name of a library instance "
+                                       f"(did you mean {', '.join(close)}? `servopt library list` "
+                                       "lists them)")
     return _load(path)
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return _Path(path).exists()
+    except (OSError, ValueError):  # a name too long for the file system: not a file
+        return False
 
 
 __all__ = [

@@ -225,3 +225,38 @@ def test_instance_docstring_lists_every_field(decision: str) -> None:
     doc = cls.__doc__ or ""
     for field in dataclasses.fields(cls):
         assert f"\n    {field.name} :" in doc, field.name
+
+
+# --- the top-level API: what help() shows and what load() accepts ---------------------------
+def test_solve_and_gap_table_signatures_show_their_keywords() -> None:
+    import inspect
+
+    import servopt
+
+    params = inspect.signature(servopt.solve).parameters
+    for name in ("relax", "time_limit", "mip_gap", "backend", "prices", "options"):
+        assert name in params, name
+    doc = servopt.solve.__doc__ or ""
+    assert "InvalidInstanceError" in doc and "InfeasibleError" in doc and "seconds" in doc
+    assert inspect.signature(servopt.gap_table).return_annotation in ("pd.DataFrame", "DataFrame")
+    # the keywords reach exact.solve: a refused one is refused there
+    with pytest.raises(InvalidInstanceError, match="time_limit"):
+        servopt.solve(ic.generate(requests=20, objects=5), relax=True, time_limit=-1)
+
+
+def test_load_takes_a_library_name_like_the_cli(tmp_path, monkeypatch) -> None:
+    import servopt
+    from servopt.instances import library
+
+    item = library.read_manifest()["bs_offline_15"]
+    by_name = servopt.load("bs_offline_15")
+    assert by_name.decision == item.decision
+    assert by_name.content_hash() == servopt.load(item.path).content_hash()  # the recorded file
+    with pytest.raises(InvalidInstanceError, match="did you mean bs_offline_15"):
+        servopt.load("bs_offline_1x")
+    with pytest.raises(InvalidInstanceError, match="no such file"):
+        servopt.load("no_such_thing_at_all")
+    # a file of that name in the working directory wins, as in the CLI
+    monkeypatch.chdir(tmp_path)
+    servopt.load(library.read_manifest()["ep_tiny"].path).to_json(tmp_path / "bs_offline_15")
+    assert servopt.load("bs_offline_15").decision == "expert_placement"

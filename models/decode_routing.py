@@ -567,9 +567,9 @@ def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = Tru
     return model
 
 
-def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Series]:
-    """The worker of each request (argmax of x) and the per-step epigraph u
-    (:func:`_labelled_decisions`)."""
+def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Series | pd.DataFrame]:
+    """The worker of each request (argmax of x, a Series), the per-step epigraph u (ms, a
+    Series) and the shares x (a request x worker DataFrame): :func:`_labelled_decisions`."""
     n_req, G = instance.n_requests, instance.workers
     x = np.array([[pyo.value(model.x[i, g]) or 0.0 for g in range(G)] for i in range(n_req)])
     unit = getattr(model, "objective_scale", 1.0)  # u is in that many ms (work_unit)
@@ -578,7 +578,7 @@ def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Seri
     return _labelled_decisions(x, u)
 
 
-def _labelled_decisions(x: np.ndarray, u: pd.Series) -> dict[str, Any]:
+def _labelled_decisions(x: np.ndarray, u: pd.Series) -> dict[str, pd.Series | pd.DataFrame]:
     """What every backend reports from the (requests x workers) shares ``x`` and the step
     epigraph ``u`` (ms): ``worker`` (each request's largest share, the lowest worker of equal
     ones), ``u`` and ``x`` as a (request x worker) frame."""

@@ -260,3 +260,20 @@ def test_load_takes_a_library_name_like_the_cli(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     servopt.load(library.read_manifest()["ep_tiny"].path).to_json(tmp_path / "bs_offline_15")
     assert servopt.load("bs_offline_15").decision == "expert_placement"
+
+
+def test_decode_routing_decisions_are_what_the_annotation_says() -> None:
+    """decisions() was annotated dict[str, Series] but returns x as a request x worker frame."""
+    import typing
+
+    import pandas as pd
+
+    import servopt
+    from servopt.models import decode_routing as mdr
+
+    hint = typing.get_type_hints(mdr.decisions, {"pd": pd, **vars(mdr)})["return"]
+    allowed = typing.get_args(typing.get_args(hint)[1])
+    sol = servopt.solve(servopt.load("dr_hindsight_8x2"), backend="pyomo", prices=False)
+    assert {k: type(v) for k, v in sol.decisions.items()} == {
+        "worker": pd.Series, "u": pd.Series, "x": pd.DataFrame}
+    assert all(isinstance(v, allowed) for v in sol.decisions.values())

@@ -160,15 +160,94 @@ def run_unit(case: Case, params: dict[str, Any], seed: int, method: str) -> dict
     return row
 
 
+CHECKSUM = "entry_sha256"  # a cached row's digest of its own content (see :func:`_digest`)
+ROW_TEXT = ("case", "decision", "params", "method", "instance", "status")  # str fields of a row
+METHOD_FIELDS = {*ROW_TEXT, "seed", TRACE_READS, "cost", "wall_s"}  # (and "m:<metric>" numbers)
+BOUND_FIELDS = {*METHOD_FIELDS, "bound", "bound_kind"}
+
+
+def _digest(row: dict[str, Any]) -> str:
+    """sha256 of a row's JSON (sorted keys, :data:`CHECKSUM` left out): it catches an entry
+    changed by accident (a hand edit, a bad copy, a truncated disk), not a deliberate one, which
+    can recompute it: the cache folder must be trusted (see :func:`run`)."""
+    body = {k: v for k, v in row.items() if k != CHECKSUM}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=float).encode()).hexdigest()
+
+
 def _write_cache(cache_dir: Path, key: str, row: dict[str, Any]) -> None:
     cache_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(row, default=float, sort_keys=True)
+    row = json.loads(text)  # (the digest is of what a reader will parse: numpy numbers as floats)
+    row[CHECKSUM] = _digest(row)
     fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
-        json.dump(row, handle, default=float)
+        json.dump(row, handle, sort_keys=True)
     os.replace(tmp, cache_dir / f"{key}.json")
 
 
-def _read_cache(cache_dir: Path | None, key: str) -> dict[str, Any] | None:
+def _real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def cache_row_problem(row: Any, unit: tuple[Case, dict[str, Any], int, str] | None = None,
+                      *, digest: bool = True) -> str | None:
+    """Why ``row`` (a parsed cache entry) is not a row :func:`run_unit` wrote for ``unit``
+    (``(case, params, seed, method)``; None: not compared), else None.
+
+    It must have exactly the writer's fields with their types (text, a whole seed, costs,
+    bounds, wall times and metrics as numbers: a method's cost not NaN, a bound row's cost NaN,
+    no negative or infinite wall time), no error or skipped status (those are never cached),
+    the identity of its unit, and (``digest``) the digest of its content (:func:`_digest`)."""
+    if not isinstance(row, dict):
+        return f"not a JSON object but {type(row).__name__}"
+    method = row.get("method")
+    fields = BOUND_FIELDS if method == BOUND else METHOD_FIELDS
+    missing = sorted(fields - row.keys())
+    if missing:
+        return f"missing {', '.join(missing)}"
+    extra = sorted(k for k in row.keys() - fields - {CHECKSUM}
+                   if not (isinstance(k, str) and k.startswith("m:")))
+    if extra:
+        return f"unknown field {extra[0]!r}"
+    for name in (*ROW_TEXT, *(("bound_kind",) if method == BOUND else ())):
+        if not isinstance(row[name], str):
+            return f"{name} is {row[name]!r}, not text"
+    if isinstance(row["seed"], bool) or not isinstance(row["seed"], int):
+        return f"seed is {row['seed']!r}, not a whole number"
+    reads = row[TRACE_READS]
+    if not isinstance(reads, dict) or not all(isinstance(v, str) for v in reads.values()):
+        return f"{TRACE_READS} is not an object of text"
+    numbers_ = {"cost": row["cost"], "wall_s": row["wall_s"],
+                **({"bound": row["bound"]} if method == BOUND else {}),
+                **{k: v for k, v in row.items() if k.startswith("m:")}}
+    for name, value in numbers_.items():
+        if not _real(value):
+            return f"{name} is {value!r}, not a number"
+    if method == BOUND and not math.isnan(row["cost"]):
+        return f"a bound row's cost is {row['cost']!r}, not NaN"
+    if method != BOUND and math.isnan(row["cost"]):
+        return "cost is NaN"
+    if row["wall_s"] < 0 or math.isinf(row["wall_s"]):
+        return f"wall_s is {row['wall_s']!r}"
+    if row["status"].startswith(("error", SKIPPED)) or not row["status"]:
+        return f"status {row['status']!r} is never cached"
+    if unit is not None:
+        case, params, seed, method_ = unit
+        want = {"case": case.name, "decision": case.decision, "params": params_label(params),
+                "seed": seed, "method": method_}
+        for name, value in want.items():
+            if row[name] != value:
+                return f"{name} is {row[name]!r}, not this run's {value!r}"
+    if digest and row.get(CHECKSUM) != _digest(row):
+        return f"its {CHECKSUM} does not match its content (edited or damaged)"
+    return None
+
+
+def _read_cache(cache_dir: Path | None, key: str,
+                unit: tuple[Case, dict[str, Any], int, str] | None = None) -> dict[str, Any] | None:
+    """The cached row of ``key``, or None to compute it: no entry, an entry on other trace data,
+    or one that is not a row written for ``unit`` (:func:`cache_row_problem`; one warning line
+    naming the file on stderr, and the recomputed row replaces it)."""
     if cache_dir is None:
         return None
     path = cache_dir / f"{key}.json"
@@ -176,11 +255,17 @@ def _read_cache(cache_dir: Path | None, key: str) -> dict[str, Any] | None:
         return None
     try:
         row = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        problem: str | None = f"unreadable: {type(exc).__name__}"
+    else:
+        problem = cache_row_problem(row, unit)
+    if problem is not None:
+        print(f"servopt bench: ignoring cache entry {str(path)!r} ({problem}); recomputing it",
+              file=sys.stderr, flush=True)
         return None
-    reads = row.get(TRACE_READS) if isinstance(row, dict) else None
-    if not isinstance(reads, dict) or not traces.reads_unchanged(reads):
-        return None  # computed on other trace data (or cached before reads were recorded)
+    if not traces.reads_unchanged(row[TRACE_READS]):
+        return None  # computed on other trace data
+    del row[CHECKSUM]  # (the cache's, not a column of the results)
     return row
 
 
@@ -211,7 +296,10 @@ def run(
         than there are units to compute (``frame.attrs["jobs"]`` says how many were).
     scheduler : a Dask scheduler address, or ``"local"`` to start a local Dask cluster with
         ``jobs`` workers (capped the same way); ``None`` uses a process pool.
-    cache_dir : where finished units are cached (``None``: no cache).
+    cache_dir : where finished units are cached (``None``: no cache). The folder must be
+        trusted: an entry that is not a row written for its unit (wrong fields or types, another
+        case, params, seed or method, a digest that does not match: :func:`cache_row_problem`)
+        is recomputed with a warning, but one edited on purpose, digest recomputed, is used.
 
     A unit that needs a public trace that is not found is a row with status
     ``skipped: needs FILE; ...`` (see :func:`missing_trace`), not an error. ``frame.attrs``
@@ -227,7 +315,7 @@ def run(
     results: dict[str, dict[str, Any]] = {}
     todo = []
     for unit in units:
-        cached = _read_cache(cache, unit[0])
+        cached = _read_cache(cache, unit[0], unit[1:])
         if cached is not None:
             results[unit[0]] = cached
         else:
@@ -238,7 +326,9 @@ def run(
 
     def done(key: str, row: dict[str, Any]) -> None:
         results[key] = row
-        if cache is not None and not row["status"].startswith(("error", SKIPPED)):
+        # a row a reader would refuse (errors, skips, a NaN cost) is not written, not warned of
+        if cache is not None and cache_row_problem(json.loads(json.dumps(row, default=float)),
+                                                   digest=False) is None:
             _write_cache(cache, key, row)
         bar.update(1)
 

@@ -586,7 +586,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Dask scheduler address, or 'local' to start a local Dask cluster")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
     p.add_argument("--name", default=None, help="report file name (default: the suite)")
-    p.add_argument("--no-cache", action="store_true", help="recompute everything")
+    p.add_argument("--no-cache", action="store_true",
+                   help="recompute everything (else finished runs are reused from OUT/cache, "
+                        "which must be trusted: an entry damaged by accident is recomputed with a "
+                        "warning, one edited on purpose is not detected)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.core import InvalidInstanceError, checks
-from servopt.core.instance import GZIP_MAGIC, read_text_file
+from servopt.core.instance import GZIP_MAGIC, DuplicateKeyError, read_text_file, unique_keys
 from servopt.core.reads import ABSENT
 from servopt.core.reads import file_digest as _file_digest
 from servopt.core.reads import note_read as _note_read
@@ -264,12 +264,17 @@ def _numbers(values: Any) -> pd.Series:
         return pd.Series([one(v) for v in values], index=values.index, dtype=float)
 
 
-def _seconds(values: Any, path: Path, column: str, where: str) -> pd.Series:
-    """Numeric timestamps in seconds; values beyond ``MAX_SECONDS`` are refused as another unit."""
-    seconds = _numbers(values)
+def _seconds(values: Any, path: Path, column: str, where: str, *, unit: str = "s") -> pd.Series:
+    """Numeric timestamps in seconds (``unit`` ``"s"``, or ``"ms"``: converted); values beyond
+    ``MAX_SECONDS`` are refused as another unit."""
+    seconds = _numbers(values) / (1000.0 if unit == "ms" else 1.0)
     finite = seconds[np.isfinite(seconds.to_numpy(dtype=float))]
     if len(finite) and finite.abs().max() > MAX_SECONDS:
         top = finite.abs().idxmax()
+        if unit == "ms":
+            raise InvalidInstanceError(
+                f"{path}: {where} {top}: {column} {values.loc[top]} is not milliseconds (as "
+                "milliseconds it is later than the year 5000): this format takes milliseconds")
         raise InvalidInstanceError(
             f"{path}: {where} {top}: {column} {values.loc[top]} is not seconds (as seconds it is "
             f"later than the year 5000): this format takes seconds; divide milliseconds by 1000")
@@ -433,7 +438,7 @@ def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
         records, lines, with_ids = parsed
         frame = pd.DataFrame(records, columns=["arrival_s", "prompt_tokens", "output_tokens",
                                                "block_ids"], index=lines)
-    frame["arrival_s"] = _numbers(frame["arrival_s"]) / 1000.0
+    frame["arrival_s"] = _seconds(frame["arrival_s"], path, "timestamp", "line", unit="ms")
     check = (lambda rows: _check_blocks(rows, path)) if with_ids else None
     return _finish(frame, path, rate_scale, start_s, end_s, where="line", check=check)
 
@@ -506,8 +511,8 @@ def _mooncake_at_once(path: Path, compressed: bool) -> tuple[list, list[int], bo
                        or min(chain.from_iterable(ids)) < INT64[0]
                        or max(chain.from_iterable(ids)) > INT64[1]):
         return None
-    if bool in set(map(type, stamps)):
-        return None
+    if not all(set(map(type, column)) <= {int, float, type(None)} for column in columns[:3]):
+        return None  # true/false or text ("100"): the line-by-line reader names the line
     return list(zip(stamps, inputs, outputs, ids, strict=True)), lines, absent == 0
 
 
@@ -550,8 +555,14 @@ def _mooncake_by_line(path: Path, compressed: bool) -> tuple[list, list[int], bo
                         f"{path}: line {number} {'has' if has else 'has no'} hash_ids while the lines "
                         f"before it {'do not' if has else 'have'}: every line needs its prefix "
                         "blocks, or none")
-                if isinstance(rec["timestamp"], bool):
-                    raise InvalidInstanceError(f"{path}: line {number}: timestamp must be a number (ms)")
+                for field, what in zip(_FIELDS, ("the arrival time (timestamp) must be a number "
+                                                  "(ms)", "input_length must be a number of "
+                                                  "tokens", "output_length must be a number of "
+                                                  "tokens"), strict=True):
+                    value = rec[field]  # text ("100") is refused as an instance file refuses it
+                    if isinstance(value, bool | str) or not isinstance(value, int | float | None):
+                        got = "true/false" if isinstance(value, bool) else repr(value)
+                        raise InvalidInstanceError(f"{path}: line {number}: {what}, got {got}")
                 records.append((rec["timestamp"], rec["input_length"], rec["output_length"], ids))
                 lines.append(number)
     except UnicodeError:
@@ -623,9 +634,11 @@ def read_expert_load(path: str | Path, *, window: int = 1) -> np.ndarray:
     if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
         raise InvalidInstanceError(f"window must be a positive number of steps, got {window}")
     try:
-        data = json.loads(read_text_file(path))
+        data = json.loads(read_text_file(path), object_pairs_hook=unique_keys)
     except (json.JSONDecodeError, RecursionError) as exc:
         raise InvalidInstanceError(f"{path}: not valid JSON ({exc})") from None
+    except DuplicateKeyError as exc:  # ("kv": 1, "kv": 2 kept the last silently)
+        raise InvalidInstanceError(f"{path}: {exc} (which value is meant?)") from None
     history = data.get("load_history") if isinstance(data, dict) else None
     if not isinstance(history, list) or not history:
         raise InvalidInstanceError(f"{path}: expected a non-empty 'load_history' list")

@@ -144,9 +144,15 @@ class Instance:
                 f"{source}: unknown field(s) {unknown} for a {cls.decision} instance; "
                 f"known fields are {sorted(known)}"
             )
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        for name, value in raw.items():  # (no instance field holds true/false: each is a number,
+            # text, or an array, list or frame of numbers, where numpy would read true as 1)
+            if ("bool" not in str(fields[name].type) and not isinstance(value, bool)
+                    and _holds_true_false(value)):
+                raise InvalidInstanceError(
+                    f"{source}: field {name!r}: expected numbers, found true/false")
         kwargs = {name: _decode(value, f"{source}: field {name!r}") for name, value in raw.items()}
         kwargs = cls._upgrade(version, kwargs)
-        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
         required = [name for name, f in fields.items() if f.default is dataclasses.MISSING
                     and f.default_factory is dataclasses.MISSING]
         missing = [name for name in required if name not in kwargs]
@@ -187,10 +193,31 @@ class Instance:
         return f"<{type(self).__module__}.{type(self).__name__}: {self.summary()}>"
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice (``json.loads`` would keep the last silently)."""
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads`` that refuses a key given twice in one object
+    (raises :class:`DuplicateKeyError`): ``{"kv_memory": 180, "kv_memory": 1000}`` is a mistake
+    in the file, not a value of 1000."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKeyError(f"the key {key!r} appears twice in one JSON object")
+            seen.add(key)
+    return out
+
+
 def parse_json(text: str, source: str) -> Any:
-    """``json.loads`` with every failure (bad syntax, too deep nesting) as InvalidInstanceError."""
+    """``json.loads`` with every failure (bad syntax, too deep nesting, a key given twice in one
+    object) as InvalidInstanceError."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=unique_keys)
+    except DuplicateKeyError as exc:
+        raise InvalidInstanceError(f"{source}: {exc} (which value is meant?)") from None
     except json.JSONDecodeError as exc:
         raise InvalidInstanceError(f"{source}: not valid JSON ({exc})") from None
     except RecursionError:
@@ -326,11 +353,15 @@ def _decode_array(data: Any, dtype: str, where: str) -> np.ndarray:
         if kind == "f" and np.any(found != np.floor(found)):
             raise InvalidInstanceError(f"{where}: expected whole numbers for a {dtype} array")
         info = np.iinfo(target)
-        if found.min() < info.min or found.max() > info.max:
+        # exact: the range ends are powers of two (float(2**63 - 1) rounds up to 2**63, which a
+        # float comparison with info.max let through, and the cast wrapped it to -2**63)
+        low, high = int(found.min()), int(found.max())
+        if low < info.min or high > info.max:
             raise InvalidInstanceError(f"{where}: a value outside the {dtype} range [{info.min}, {info.max}]")
     if target.kind == "f" and np.abs(found).max() > np.finfo(target).max:
         raise InvalidInstanceError(f"{where}: a value beyond the {dtype} range")
-    return found.astype(target)
+    decoded = found.astype(target)
+    return decoded + decoded.dtype.type(0) if target.kind == "f" else decoded  # -0.0 -> 0.0
 
 
 def _decode(value: Any, where: str) -> Any:
@@ -352,4 +383,25 @@ def _decode(value: Any, where: str) -> Any:
         return {k: _decode(v, where) for k, v in value.items()}
     if isinstance(value, list):
         return [_decode(v, where) for v in value]
+    if isinstance(value, float) and value == 0.0:
+        return 0.0  # -0.0 (a "capacity -0 tokens" summary) is 0
     return value
+
+
+def _holds_true_false(value: Any) -> bool:
+    """Whether a parsed JSON value holds ``true`` or ``false`` anywhere (in a list, an array's
+    ``ndarray``, a frame's column): numpy and pandas read them as 1 and 0 among numbers."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is True or item is False:
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            for v in item:
+                if v is True or v is False:
+                    return True
+                if isinstance(v, list | dict):
+                    stack.append(v)
+    return False

@@ -814,10 +814,11 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, horizon: Any 
 def start_answer(instance: Instance, *, horizon: Any = None, window: int | None = None,
                  deadline: float | None = None) -> dict[str, Any]:
     """The IP's warm start as :func:`build_matrix_model` with these options would hand it to
-    HiGHS, without the matrix (what ``servopt.solve`` returns when the build would not fit in
-    its time limit): ``decisions`` labelled as a solve's, ``objective`` the model's cost of
-    the start (rounds; its total latency when no request takes a late column, as with the
-    default horizon), ``sense``, and ``info["start_schedule"]`` saying which schedule it is.
+    HiGHS (by a ``deadline``: the best of its schedules computed by then), without the matrix
+    (what ``servopt.solve`` returns when the build would not fit in its time limit):
+    ``decisions`` labelled as a solve's, ``objective`` the model's cost of the start (rounds;
+    its total latency when no request takes a late column, as with the default horizon),
+    ``sense``, and ``info["start_schedule"]`` saying which schedule it is.
     A model too large to build is refused as the build would.
 
     Nothing is sized by the columns: a request started at p within its modelled starts

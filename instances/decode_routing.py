@@ -43,6 +43,11 @@ from servopt.instances import traces
 REQUIRED = ("arrival_s", "prompt_tokens", "output_tokens")
 MAX_OUTPUT = 1_000_000  # output tokens per request: beyond any model's output limit
 ARRIVAL_UNITS = ("s", "step")
+# Decode workers of an instance. The simulator keeps a queue (760 bytes empty) and counters per
+# worker, so 1e11 workers in a small file was a MemoryError from the Python API; 100,000 is 76 MB
+# of empty queues and far beyond any data-parallel decode fleet (hundreds of workers). Slots
+# need no cap: nothing is allocated per slot (more slots than requests is simply no limit).
+MAX_WORKERS = 100_000
 # pandas' inferred kinds of a column of numbers (anything else, e.g. boolean or string, is refused)
 NUMERIC_KINDS = ("integer", "floating", "mixed-integer-float", "decimal", "empty")
 
@@ -90,6 +95,10 @@ class Instance(_Base):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise InvalidInstanceError(f"{field} must be a positive integer, got {value!r}")
             self._set(field, int(value))
+        if self.workers > MAX_WORKERS:
+            raise InvalidInstanceError(
+                f"workers is {self.workers:,}: at most {MAX_WORKERS:,} decode workers (the "
+                "simulator keeps a queue per worker)")
         for field in ("step_ms", "ms_per_kv_token", "prefill_ms_per_token"):
             value = number(field, getattr(self, field), lambda v: 0 <= v < math.inf,
                            "a finite number >= 0 ms")

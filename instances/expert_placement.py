@@ -96,6 +96,11 @@ class Instance(BaseInstance):
                 raise InvalidInstanceError(f"{name} must be a positive integer, got {value!r}")
             self._set(name, int(value))
         experts, gpus, slots = self.num_experts, self.num_gpus, self.num_slots
+        if slots > MAX_SLOTS:  # (every evaluator holds layers x slots arrays: 1e11 slots in a
+            # 2-number file raised MemoryError deep in a solver)
+            raise InvalidInstanceError(
+                f"{self.num_nodes} nodes x {self.gpus_per_node} GPUs x {self.slots_per_gpu} slots "
+                f"= {slots:,} expert slots: at most {MAX_SLOTS:,}")
         if slots < experts:
             raise InvalidInstanceError(
                 f"slots per GPU ({self.slots_per_gpu}) x GPUs ({gpus}) = {slots} < {experts} "
@@ -202,7 +207,7 @@ def _numeric_array(name: str, value: Any, rule: str, *, as_float: bool = True) -
 # (The old cap, 1e8 "0.8 GB of floats", meant ~6.3 GB to generate; ~8 GB to read back, by the
 # same rate.)
 MAX_LOADS = 20_000_000
-MAX_SLOTS = 1_000_000  # physical expert slots of a generated cluster
+MAX_SLOTS = 1_000_000  # physical expert slots of an instance (generated, loaded or constructed)
 
 
 def generate(

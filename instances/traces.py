@@ -51,7 +51,13 @@ import numpy as np
 import pandas as pd
 
 from servopt.core import InvalidInstanceError, checks
-from servopt.core.instance import GZIP_MAGIC, DuplicateKeyError, read_text_file, unique_keys
+from servopt.core.instance import (
+    GZIP_MAGIC,
+    DuplicateKeyError,
+    read_text_file,
+    regular_file,
+    unique_keys,
+)
 from servopt.core.reads import ABSENT
 from servopt.core.reads import file_digest as _file_digest
 from servopt.core.reads import note_read as _note_read
@@ -130,8 +136,9 @@ def _open_checked(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise InvalidInstanceError(f"{path}: a folder, not a trace file")
-    if not path.is_file():
+    if not path.exists():
         raise InvalidInstanceError(f"{path}: no such trace file")
+    regular_file(path, "trace file")  # (a device reads forever, a FIFO blocks: before opening)
     _note_read(f"file:{path.resolve()}", path)
     return path
 

@@ -15,8 +15,11 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import io
 import json
 import math
+import os
+import stat
 import zlib
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -227,17 +230,49 @@ def parse_json(text: str, source: str) -> Any:
 GZIP_MAGIC = b"\x1f\x8b"  # a gzip file's first two bytes: such a file is read decompressed
 
 
+# The most bytes of text a data file may hold (after decompression), so that a small gzip file
+# cannot expand to gigabytes in memory (a 3 MB "bomb" of 3.2 GB). The largest legitimate
+# instances are those generated at the generators' caps; measured by generating 100,000 requests
+# and scaling (``servopt generate caching requests=100000 objects=100000``: 5.8 MB, so ~0.58 GB
+# at caching's MAX_REQUESTS = 10 million; decode routing ~0.27 GB, expert placement ~0.11 GB at
+# MAX_LOADS). The library's largest file is 2.2 MB (cache_mm_100k.json). 1 GiB leaves room above
+# them all.
+MAX_TEXT_BYTES = 1 << 30
+
+
+def regular_file(path: Path, what: str = "file") -> os.stat_result:
+    """``os.stat`` of ``path``, refusing anything but a regular file (a device such as /dev/zero
+    reads forever, a FIFO blocks until someone writes) before it is opened."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise InvalidInstanceError(f"{path}: cannot read ({exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "a device, pipe or socket"
+        raise InvalidInstanceError(f"{path}: cannot read: {kind}, not a regular {what}")
+    return info
+
+
 def read_text_file(path: Path) -> str:
     """A data file's text: UTF-8, with or without a byte-order mark, plain or gzip-compressed
-    (told by the content's first bytes, as the trace readers do, not by the name). Noted in an
-    open :func:`servopt.core.reads.recording_reads` block (a benchmark cache keys on it)."""
+    (told by the content's first bytes, as the trace readers do, not by the name), a regular
+    file of at most :data:`MAX_TEXT_BYTES` of text. Noted in an open
+    :func:`servopt.core.reads.recording_reads` block (a benchmark cache keys on it)."""
+    path = Path(path)
+    regular_file(path)
+    too_big = (f"{path}: more than {MAX_TEXT_BYTES:,} bytes of text: larger than any instance "
+               "servopt generates (a damaged or hostile file?)")
     try:
-        if Path(path).is_file():
-            note_read(f"file:{Path(path).resolve()}", Path(path))
+        note_read(f"file:{path.resolve()}", path)
         with open(path, "rb") as handle:
-            data = handle.read()
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # (replaced since the stat)
+                raise InvalidInstanceError(f"{path}: not a regular file")
+            data = handle.read(MAX_TEXT_BYTES + 1)
         if data[:2] == GZIP_MAGIC:
-            data = gzip.decompress(data)
+            with gzip.GzipFile(fileobj=io.BytesIO(data)) as unpacked:
+                data = unpacked.read(MAX_TEXT_BYTES + 1)  # (stops there: a bomb is not expanded)
+        if len(data) > MAX_TEXT_BYTES:
+            raise InvalidInstanceError(too_big)
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InvalidInstanceError(f"{path}: cannot read: not UTF-8 text ({exc})") from None

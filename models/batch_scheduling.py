@@ -91,7 +91,9 @@ from servopt.core.matrix import Family, MatrixModel
 from servopt.instances.batch_scheduling import Instance
 
 _MAX_COLUMNS = 30_000_000
-_MAX_NONZEROS = 60_000_000  # ~52 bytes per entry through build_matrix, before HiGHS's own copy
+# fine memory-row entries: at the cap build_matrix peaks at 3.7 GB (~58 bytes an entry) and
+# build_matrix_model with HiGHS's copy at 4.2 GB (benchmarks/results/limits.md)
+_MAX_NONZEROS = 60_000_000
 
 # Seconds per nonzero of the IP's matrix (generate(n, seed=0), n = 100-400, 1.4M-20M nonzeros;
 # ``benchmarks/results/exact_time_limit.md``, "build and set-up rates"): build_matrix_model
@@ -563,8 +565,8 @@ def _check_entries(entries: int) -> None:
     if entries > _MAX_NONZEROS:
         raise InvalidInstanceError(
             f"the time-indexed model's memory rows would have {entries:,} entries (more than "
-            f"{_MAX_NONZEROS:,}, about 3 GB): pass a smaller horizon or a window, or use the "
-            "area or coarse bound")
+            f"{_MAX_NONZEROS:,}, about 4 GB with the solver's copy): pass a smaller horizon or a "
+            "window, or use the area or coarse bound")
 
 
 def usage(instance: Instance, cols: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -259,7 +259,9 @@ class Instance(BaseInstance):
 
 
 MAX_DROPPED = 0.01  # share of a preset's requests that may be too long for the KV capacity
-MAX_REQUESTS = 10_000_000  # a generated sample larger than this would not fit in memory
+# a generated sample: 0.6 GB and about 2 s at the cap (benchmarks/results/limits.md); a larger one
+# is more likely a typo than a workload
+MAX_REQUESTS = 10_000_000
 
 
 def workload_lengths(

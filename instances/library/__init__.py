@@ -13,10 +13,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from servopt.core import Instance, InvalidInstanceError
+from servopt.core.instance import DuplicateKeyError, unique_keys
 
 LIBRARY_DIR = Path(__file__).resolve().parent
 SIZES = ("small", "medium", "large")
@@ -54,11 +56,62 @@ def read_manifest(path: Path | None = None) -> dict[str, Entry]:
     if not path.is_file():
         return {}
     try:
-        raw = json.loads(path.read_text())
-        entries = [Entry(**item) for item in raw["instances"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raw = json.loads(path.read_text(), object_pairs_hook=unique_keys)
+        items = raw["instances"]
+        if not isinstance(items, list):
+            raise TypeError(f"'instances' must be a list, got {type(items).__name__}")
+        entries = [_entry(item, number) for number, item in enumerate(items)]
+    except (json.JSONDecodeError, KeyError, TypeError, DuplicateKeyError) as exc:
         raise InvalidInstanceError(f"{path}: the library manifest is malformed ({exc})") from None
-    return {e.name: e for e in entries}
+    named = {e.name: e for e in entries}
+    if len(named) != len(entries):
+        twice = sorted({e.name for e in entries if sum(f.name == e.name for f in entries) > 1})
+        raise InvalidInstanceError(f"{path}: the library manifest is malformed (instance name(s) "
+                                   f"{twice} listed twice)")
+    return named
+
+
+_TEXT = ("name", "decision", "file", "sha256", "bound_kind", "obtained", "summary")
+_NUMBER_OR_NULL = ("objective", "bound", "wall_s")
+
+
+def _entry(item: Any, number: int) -> Entry:
+    """One manifest entry with the types :class:`Entry` states (TypeError naming the entry and
+    field otherwise: a text objective failed deep in ``library verify``, a size outside
+    :data:`SIZES` as 'tuple.index(x): x not in tuple', a ``true`` bound was listed as 1)."""
+    if not isinstance(item, dict):
+        raise TypeError(f"entry {number} is not an object")
+    label = f"entry {number}" + (f" ({item['name']!r})" if isinstance(item.get("name"), str) else "")
+    fields = {f.name for f in dataclasses.fields(Entry)}
+    required = {f.name for f in dataclasses.fields(Entry) if f.default is dataclasses.MISSING}
+    unknown, missing = sorted(set(item) - fields), sorted(required - set(item))
+    if unknown or missing:
+        raise TypeError(f"{label}: " + "; ".join(
+            ([f"unknown field(s) {unknown}"] if unknown else [])
+            + ([f"missing field(s) {missing}"] if missing else [])))
+
+    def bad(field: str, rule: str) -> TypeError:
+        return TypeError(f"{label}: field {field!r} must be {rule}, got {item[field]!r}")
+
+    for field in _TEXT:
+        if field in item and not isinstance(item[field], str):
+            raise bad(field, "text")
+    for field in _NUMBER_OR_NULL:
+        value = item.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not math.isfinite(value)):
+            raise bad(field, "a finite number or null")
+    if item["size"] not in SIZES:
+        raise bad("size", f"one of {', '.join(SIZES)}")
+    solve = item["solve"]
+    if not isinstance(solve, dict):
+        raise bad("solve", "an object of solve options")
+    if len(item["sha256"]) != 64 or not all(c in "0123456789abcdef" for c in item["sha256"]):
+        raise bad("sha256", "64 lowercase hexadecimal digits")
+    file = Path(item["file"])
+    if file.is_absolute() or ".." in file.parts or not item["file"]:
+        raise bad("file", "a path inside the library folder")
+    return Entry(**item)
 
 
 def write_manifest(entries: list[Entry], path: Path | None = None) -> None:

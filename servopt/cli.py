@@ -720,8 +720,9 @@ def _run_command(args: argparse.Namespace, terminated: list[int]) -> int:
         return 2
     except (ValueError, KeyError, OSError, RuntimeError, ImportError, ArithmeticError) as exc:
         message = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
-        first, *rest = message.strip().splitlines() or [""]
-        print(f"servopt: error: {first}{' ...' if rest else ''}", file=sys.stderr)  # one line
+        # one line, all of it: a file name with a newline hid the reason after it
+        line = message.strip().replace("\r", "\\r").replace("\n", "\\n")
+        print(f"servopt: error: {line}", file=sys.stderr)
         return 2
 
 

@@ -336,6 +336,16 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def require_checkout(script: str) -> None:
+    """:func:`servopt.benchmarks.report.require_checkout`, in the parent only: a child
+    (``--child``) must not import the report module, whose imports would count in its peak RSS."""
+    if "--child" in sys.argv:
+        return
+    from servopt.benchmarks.report import require_checkout as check
+
+    check(script)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", action="append", help="run only this row (repeatable)")
@@ -419,4 +429,5 @@ def _write(out: Path, rows: list[dict], command: str, machine: str, load_start: 
 
 
 if __name__ == "__main__":
+    require_checkout(__file__)
     main()

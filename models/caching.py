@@ -443,7 +443,14 @@ def build_cvxpy(instance: Instance, *, form: str = "flow") -> CvxpyModel:
     variables = {"keep": (keep[:m], pd.Index(iv.start, name="start_request"))}
     if form == "flow" and n > 1:  # as the Pyomo flow form reports it, in tokens
         variables["occupancy"] = (occupancy * size_unit, gap_index)
-    model = CvxpyModel(problem, "min", constraints, variables)
+
+    def labelled(values: dict[str, pd.Series]) -> dict[str, pd.Series]:
+        if form == "flow" and n <= 1:  # no gap: an empty occupancy, as on the other paths
+            values["occupancy"] = pd.Series([], index=_gap_index(n), name="occupancy",
+                                            dtype=float)
+        return values
+
+    model = CvxpyModel(problem, "min", constraints, variables, decisions=labelled)
     model.objective_scale = cost_unit  # servopt.solve reports objective, bound and prices in the
     model.row_scale = {"cache_capacity": size_unit, "occupancy_balance": size_unit}  # user's units
     return model

@@ -91,6 +91,8 @@ def load(path: str | _Path) -> Instance:
     """
     from servopt.instances import load as _load
 
+    if isinstance(path, _Path):  # a Path names a file or a library instance, never JSON text
+        path = str(path) if not _is_file(str(path)) and str(path) == path.name else path
     if isinstance(path, str) and not path.lstrip().startswith(("{", "[")) \
             and not path.endswith((".json", ".gz")) and not _is_file(path):
         from servopt.instances import library

@@ -4,6 +4,7 @@ kept the previous call's setting), and no option leaks from one call into the ne
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -256,6 +257,10 @@ def test_load_takes_a_library_name_like_the_cli(tmp_path, monkeypatch) -> None:
         servopt.load("bs_offline_1x")
     with pytest.raises(InvalidInstanceError, match="no such file"):
         servopt.load("no_such_thing_at_all")
+    # a Path that is a bare name does the same (it said "no such file"); one with a folder does not
+    assert servopt.load(Path("bs_offline_15")).content_hash() == by_name.content_hash()
+    with pytest.raises(InvalidInstanceError, match="no such file"):
+        servopt.load(tmp_path / "bs_offline_15")
     # a file of that name in the working directory wins, as in the CLI
     monkeypatch.chdir(tmp_path)
     servopt.load(library.read_manifest()["ep_tiny"].path).to_json(tmp_path / "bs_offline_15")

@@ -81,3 +81,14 @@ def test_start_is_the_earliest_of_equal_largest_values() -> None:
         d = batch_model.labelled_decisions(request[order], rounds[order], x[order], late)
         assert d["start"].tolist() == [3, -1, 4, -1]
         assert len(d["x"]) == 6 and d["late"].tolist() == late.tolist()
+
+
+def test_a_one_request_cache_has_an_empty_occupancy_on_every_backend() -> None:
+    """No gap: the HiGHS and Pyomo flow forms report an empty occupancy; CVXPY left it out."""
+    from servopt.instances import caching
+
+    instance = caching.generate(requests=1, objects=2, seed=0)
+    for backend in BACKENDS:
+        d = servopt.solve(instance, relax=True, backend=backend).decisions
+        assert sorted(d) == ["keep", "occupancy"], backend
+        assert len(d["occupancy"]) == 0 and d["occupancy"].index.name == "gap", backend

@@ -54,6 +54,7 @@ from servopt.core import InvalidInstanceError, checks
 from servopt.core.instance import (
     GZIP_MAGIC,
     DuplicateKeyError,
+    check_text_size,
     read_text_file,
     regular_file,
     unique_keys,
@@ -139,6 +140,7 @@ def _open_checked(path: str | Path) -> Path:
     if not path.exists():
         raise InvalidInstanceError(f"{path}: no such trace file")
     regular_file(path, "trace file")  # (a device reads forever, a FIFO blocks: before opening)
+    check_text_size(path, "trace file")  # the readers stream it: a gzip bomb stops at the cap
     _note_read(f"file:{path.resolve()}", path)
     return path
 

@@ -64,6 +64,30 @@ def test_a_gzip_file_expanding_past_the_cap_is_refused(tmp_path, monkeypatch):
     assert servopt.load(path).n == servopt.load(plain).n == 10
 
 
+@pytest.mark.parametrize("kind", ["mooncake", "azure"])
+def test_a_trace_past_the_cap_is_refused_before_it_is_parsed(tmp_path, monkeypatch, kind):
+    """The streaming trace readers had no cap (R4): a 258 KB gzip Mooncake file of 76 MB of text
+    was read whole (429 MB peak)."""
+    if kind == "mooncake":
+        line = json.dumps({"timestamp": 0, "input_length": 512, "output_length": 10,
+                           "hash_ids": [0]}) + "\n"
+        text, read = (line * 50).encode(), traces.read_mooncake
+    else:
+        text = ("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                + "2023-11-16 18:15:46.6805900,374,44\n" * 50).encode()
+        read = traces.read_azure
+    packed, plain = tmp_path / f"{kind}.gz", tmp_path / f"{kind}.txt"
+    packed.write_bytes(gzip.compress(text))
+    plain.write_bytes(text)
+    monkeypatch.setattr(instance_mod, "MAX_TEXT_BYTES", len(text) - 1)
+    with pytest.raises(InvalidInstanceError, match=r"more than .* bytes of text once decompressed"):
+        read(packed)
+    with pytest.raises(InvalidInstanceError, match=r"\.txt: more than .* bytes of text: cut"):
+        read(plain)
+    monkeypatch.setattr(instance_mod, "MAX_TEXT_BYTES", len(text))  # exactly at the cap: read
+    assert len(read(packed)) == len(read(plain)) == 50
+
+
 @pytest.fixture
 def alarm():
     """Fail (not hang) a test that blocks for more than 10 s."""

@@ -253,6 +253,30 @@ def regular_file(path: Path, what: str = "file") -> os.stat_result:
     return info
 
 
+def check_text_size(path: Path, what: str = "file") -> None:
+    """Refuse a file (plain, or gzip told by its first bytes) holding more than
+    :data:`MAX_TEXT_BYTES` of text, for readers that stream it (the trace readers): a gzip file is
+    decompressed in 1 MiB pieces and counted, never held, so a bomb stops at the cap."""
+    try:
+        info = regular_file(path, what)
+        with open(path, "rb") as handle:
+            compressed = handle.read(2) == GZIP_MAGIC
+            if not compressed:
+                size = info.st_size
+            else:
+                handle.seek(0)
+                size = 0
+                with gzip.GzipFile(fileobj=handle) as unpacked:
+                    while size <= MAX_TEXT_BYTES and (piece := unpacked.read(1 << 20)):
+                        size += len(piece)
+    except (OSError, EOFError, zlib.error) as exc:  # also a damaged gzip file (worded as the
+        raise InvalidInstanceError(f"{path}: cannot be read ({exc})") from None  # trace readers)
+    if size > MAX_TEXT_BYTES:
+        raise InvalidInstanceError(
+            f"{path}: more than {MAX_TEXT_BYTES:,} bytes of text{' once decompressed' if compressed else ''}"
+            f": cut the {what} to the time window you need first")
+
+
 def read_text_file(path: Path) -> str:
     """A data file's text: UTF-8, with or without a byte-order mark, plain or gzip-compressed
     (told by the content's first bytes, as the trace readers do, not by the name), a regular
@@ -434,9 +458,9 @@ def _holds_true_false(value: Any) -> bool:
         if isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):
-            for v in item:
-                if v is True or v is False:
-                    return True
-                if isinstance(v, list | dict):
-                    stack.append(v)
+            kinds = set(map(type, item))  # one C-level pass (a loop in Python was 0.33 s for
+            if bool in kinds:  # three 1e6-entry columns)
+                return True
+            if list in kinds or dict in kinds:
+                stack.extend(v for v in item if isinstance(v, list | dict))
     return False

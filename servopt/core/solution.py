@@ -165,10 +165,20 @@ class Solution:
         ``prices/<family>.csv`` and one ``decisions/<name>.csv`` per entry, with the index levels
         as leading columns (read back with :meth:`load`, or ``pd.read_csv(path,
         index_col=list(range(levels)))``; a table such as a request x worker share is written
-        long, one row per cell). CSV files left in those two folders by an earlier save are
-        removed first. Returns the directory."""
+        long, one row per cell). The tables an earlier save listed in ``solution.json`` are
+        removed first (and only those: other files in the folders are left alone). A ``prices``
+        or ``decisions`` folder that is a symbolic link, or not a folder, is refused
+        (``InvalidInstanceError``), so nothing outside ``directory`` is written or removed.
+        Returns the directory."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
+        for folder in ("prices", "decisions"):
+            sub = out / folder
+            if sub.is_symlink() or (sub.exists() and not sub.is_dir()):
+                raise InvalidInstanceError(
+                    f"Solution.save: {sub} is {'a symbolic link' if sub.is_symlink() else 'not a folder'}"
+                    "; save writes and removes its tables there: remove it or choose another folder")
+        stale = _saved_tables(out)
         head = {"decision": self.decision, "status": self.status, "objective": self.objective,
                 "bound": self.bound, "gap": self.gap, "wall_s": self.wall_s, "sense": self.sense,
                 "relaxed": self.relaxed, "backend": self.backend, "form": self.info.get("form"),
@@ -179,8 +189,8 @@ class Solution:
                 and not math.isfinite(v) else v for k, v in head.items()}
         tables: dict[str, dict[str, Any]] = {}
         for folder, frames in (("prices", self.prices), ("decisions", self.decisions)):
-            for stale in (out / folder).glob("*.csv"):
-                stale.unlink()
+            for name in stale[folder]:
+                (out / folder / f"{name}.csv").unlink(missing_ok=True)
             if frames:
                 (out / folder).mkdir(exist_ok=True)
             tables[folder] = {}
@@ -216,8 +226,20 @@ class Solution:
         if not head_path.is_file():
             raise InvalidInstanceError(f"{folder} has no solution.json: not a folder written by "
                                        "Solution.save")
+        def finite(text: str) -> float:  # a JSON number; 1e400 would otherwise read as inf
+            value = float(text)
+            if not math.isfinite(value):
+                raise InvalidInstanceError(f"{head_path}: the number {text} is beyond a float's "
+                                           'range (an infinite value is written "Infinity")')
+            return value
+
+        def constant(text: str) -> float:  # NaN, Infinity: not JSON; save writes null/"Infinity"
+            raise InvalidInstanceError(f"{head_path}: {text} is not a JSON value (save writes "
+                                       'an unknown number as null, an infinite one as "Infinity")')
+
         try:
-            head = json.loads(head_path.read_text(encoding="utf-8-sig"))
+            head = json.loads(head_path.read_text(encoding="utf-8-sig"), parse_float=finite,
+                              parse_constant=constant)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidInstanceError(f"{head_path} is not valid JSON ({exc})") from None
         if not isinstance(head, dict) or head.get("status") not in STATUSES:
@@ -233,11 +255,21 @@ class Solution:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InvalidInstanceError(f"{head_path}: {key} must be a number, null, "
                                            f'"Infinity" or "-Infinity", got {value!r}')
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # a whole number beyond a float's range
+                raise InvalidInstanceError(f"{head_path}: {key} {value} is beyond a float's "
+                                           "range") from None
 
         meta = head.get("tables", {})
         if not isinstance(meta, dict):
             raise InvalidInstanceError(f"{head_path}: tables must be an object")
+        for kind in ("prices", "decisions"):
+            if not isinstance(meta.get(kind, {}), dict):
+                raise InvalidInstanceError(f"{head_path}: tables.{kind} must be an object (table "
+                                           f"name -> its rows and kinds), got {meta[kind]!r}")
+            for name, entry in meta.get(kind, {}).items():
+                _check_table_meta(entry, f"{head_path}: tables.{kind}.{name}")
 
         def tables(kind: str) -> dict[str, pd.Series]:
             names = head.get(kind, [])
@@ -245,7 +277,7 @@ class Solution:
                 raise InvalidInstanceError(f"{head_path}: {kind} must be a list of names")
             out = {}
             for name in names:
-                if not isinstance(name, str) or not name.replace("_", "").isalnum():
+                if not _plain_name(name):
                     raise InvalidInstanceError(f"{head_path}: {kind} name {name!r} is not a "
                                                "plain name (letters, digits, _)")
                 out[name] = _read_table(folder / kind / f"{name}.csv", name,
@@ -260,6 +292,12 @@ class Solution:
         relaxed = head.get("relaxed", False)
         if not isinstance(relaxed, bool):
             raise InvalidInstanceError(f"{head_path}: relaxed must be true or false, got {relaxed!r}")
+        objective, bound, gap = number("objective"), number("bound"), number("gap")
+        expected = relative_gap(objective, bound, sense)
+        if not math.isnan(gap) and not math.isclose(gap, expected, rel_tol=1e-6, abs_tol=1e-9):
+            raise InvalidInstanceError(
+                f"{head_path}: gap {gap!r} does not match objective {objective!r} and bound "
+                f"{bound!r} ({sense}: relative_gap gives {expected!r}); the file was edited")
         info = {key: head[key] for key in ("form", "instance", "note") if head.get(key) is not None}
         if head.get("lp") is not None:  # whether the model solved was an LP: its duals are prices
             if not isinstance(head["lp"], bool):
@@ -271,8 +309,8 @@ class Solution:
                                            f"{', '.join(BOUND_KINDS)}, got {head['bound_kind']!r}")
             info["bound_kind"] = head["bound_kind"]
         info["loaded_from"] = str(folder)
-        return cls(status=head["status"], objective=number("objective"), bound=number("bound"),
-                   gap=number("gap"), wall_s=number("wall_s"), decisions=tables("decisions"),
+        return cls(status=head["status"], objective=objective, bound=bound,
+                   gap=gap, wall_s=number("wall_s"), decisions=tables("decisions"),
                    prices=tables("prices"), sense=sense, relaxed=relaxed,
                    backend=str(head.get("backend", "highs")), decision=str(head.get("decision", "")),
                    info=info)
@@ -283,6 +321,48 @@ class Solution:
 
 
 _INFINITE = {True: "Infinity", False: "-Infinity"}  # solution.json's infinite numbers
+_KINDS = ("int", "float", "float32", "bool", "text", "none")  # a saved column's kinds
+
+
+def _plain_name(name: Any) -> bool:
+    """A table name as save writes it: letters, digits and _ (no path separator, no dot)."""
+    return isinstance(name, str) and name.replace("_", "").isalnum()
+
+
+def _check_table_meta(entry: Any, where: str) -> None:
+    """solution.json's record of one table: its row count and the kinds of its values and index
+    levels (each one of :data:`_KINDS`)."""
+    if not isinstance(entry, dict):
+        raise InvalidInstanceError(f"{where} must be an object (rows, values, levels), got {entry!r}")
+    rows = entry.get("rows")
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise InvalidInstanceError(f"{where}.rows must be a whole number >= 0, got {rows!r}")
+    values, levels = entry.get("values", "float"), entry.get("levels")
+    if not isinstance(levels, list) or not levels:
+        raise InvalidInstanceError(f"{where}.levels must be a list of kinds, got {levels!r}")
+    for field, kind in [("values", values)] + [(f"levels[{k}]", v) for k, v in enumerate(levels)]:
+        if not isinstance(kind, str) or kind not in _KINDS:
+            raise InvalidInstanceError(f"{where}.{field} must be one of {', '.join(_KINDS)}, "
+                                       f"got {kind!r}")
+    digest = entry.get("labels_sha256")
+    if digest is not None and not isinstance(digest, str):
+        raise InvalidInstanceError(f"{where}.labels_sha256 must be text, got {digest!r}")
+
+
+def _saved_tables(out: Path) -> dict[str, list[str]]:
+    """The prices and decisions tables an earlier save in ``out`` listed in its solution.json
+    (plain names only; none when there is no readable solution.json)."""
+    found: dict[str, list[str]] = {"prices": [], "decisions": []}
+    try:
+        head = json.loads((out / "solution.json").read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return found
+    if isinstance(head, dict):
+        for kind in found:
+            names = head.get(kind)
+            if isinstance(names, list):
+                found[kind] = [n for n in names if _plain_name(n)]
+    return found
 _INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 

@@ -58,6 +58,7 @@ are documented on their classes.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -607,14 +608,19 @@ class _LoadBook:
 # ---------------------------------------------------------------------------------------------
 # HiGHS matrix path
 # ---------------------------------------------------------------------------------------------
-_HIGHS: Any = None
+# one HiGHS object per thread, reused by every solve_matrix call in that thread: a single
+# process-wide object shared by two threads evaluating bid_price_lp on different instances gave
+# wrong costs with status ok, a KeyError 'price', and (bid_price_argmin) a segfault. Per thread,
+# not per call: a call in one thread sees the same object, with the same history, as before
+_LOCAL = threading.local()
 
 
 def _highs() -> Any:
-    global _HIGHS
-    if _HIGHS is None:
-        _HIGHS = new_highs()
-    return _HIGHS
+    """This thread's HiGHS object (made on first use)."""
+    h = getattr(_LOCAL, "highs", None)
+    if h is None:
+        h = _LOCAL.highs = new_highs()
+    return h
 
 
 def check_options(time_limit: Any, mip_gap: Any) -> tuple[float | None, float]:
@@ -652,8 +658,9 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
     limit, gap = check_options(time_limit, mip_gap)
     h = _highs()
     h.clearModel()
-    # the HiGHS object is shared by every call: each call sets every option it relies on, and a
-    # refused setting is an error (HiGHS would otherwise keep the previous call's value)
+    # the HiGHS object is shared by every call in this thread: each call sets every option it
+    # relies on, and a refused setting is an error (HiGHS would otherwise keep the previous
+    # call's value)
     options = {
         "time_limit": highspy.kHighsInf if limit is None else limit,
         "mip_rel_gap": gap,

@@ -115,7 +115,7 @@ def test_an_lp_solve_does_not_depend_on_a_mip_solved_before_it(
     bench.simulate(audit_stream, "bid_price_lp")
     monkeypatch.undo()
     assert len(mats) > 50
-    monkeypatch.setattr(routing, "_HIGHS", None)  # a fresh HiGHS object
+    monkeypatch.setattr(routing._LOCAL, "highs", None)  # a fresh HiGHS object (this thread's)
     fresh = [solve(mat, **kw) for mat, kw in mats]
     assert all(r["status"] == "optimal" for r in fresh)
     tolerances = ("primal_feasibility_tolerance", "dual_feasibility_tolerance",

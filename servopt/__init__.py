@@ -60,6 +60,12 @@ def solve(
     option), and :class:`InfeasibleError` when the model has no feasible solution (with the
     decision's explanation where it has one). The details, including what the time limit covers:
     :func:`servopt.solvers.exact.solve`.
+
+    Threads: calls from several threads give the serial answers on the ``highs`` matrix path
+    (a HiGHS object per call) and on the Pyomo path (``backend="pyomo"``, or a model without a
+    matrix form), whose solves take turns (Pyomo redirects the process's stdout while HiGHS
+    runs), so they gain nothing from threads; ``cvxpy`` has not been checked. Ctrl-C is caught
+    only in the main thread. A time limit counts the wait for another thread's Pyomo solve.
     """
     from servopt.solvers import exact
 

@@ -188,6 +188,14 @@ def solve(
         ``solution.info["note"]`` (the module's ``solution_note``) says when the model's value
         is not what the decision's evaluator measures (decode routing where slots or KV bind).
     options : passed to the model's ``build``.
+
+    Threads: the matrix path makes a HiGHS object per call and may run in several threads at
+    once (the answers are the serial ones; a time-limited solve's incumbent depends on the CPU
+    it gets, threads or not). The Pyomo path's solve (``_solve_model``: loading, HiGHS, the
+    price LP) holds :data:`PROCESS_OUTPUT_LOCK`, since Pyomo captures HiGHS's output by
+    redirecting file descriptors 1 and 2 of the whole process: Pyomo solves from several threads
+    give the serial answers one at a time (their builds still run side by side), and their time
+    limit counts the wait. ``backend="cvxpy"`` from threads has not been checked.
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(f"solve() needs a servopt instance, got {type(instance).__name__}")
@@ -431,10 +439,28 @@ def solve_model(
                         prices=prices, decision=decision, solver_options=solver_options)
 
 
+# Pyomo's HiGHS interface captures the solver's output by redirecting the process's file
+# descriptors 1 and 2 (pyomo.common.tee), as new_highs's banner silencing does: two threads doing
+# it at once broke each other (RuntimeError 'Captured output ... does not match sys.stdout',
+# DeveloperError 'Deadlock closing capture_output', OSError Bad file descriptor, stdout left
+# swallowed). Whatever redirects them holds this lock; the Pyomo path's solves run one at a time
+PROCESS_OUTPUT_LOCK = threading.RLock()
+
+
 def _solve_model(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget, mip_gap: float,
                  prices: bool, decision: str, solver_options: dict[str, Any] | None = None
                  ) -> Solution:
-    """:func:`solve_model` spending from ``budget`` (started by the caller)."""
+    """:func:`solve_model` spending from ``budget`` (started by the caller; a call waiting for
+    another thread's Pyomo solve spends from it while it waits)."""
+    with PROCESS_OUTPUT_LOCK:
+        return _solve_model_locked(model, relax=relax, budget=budget, mip_gap=mip_gap,
+                                   prices=prices, decision=decision, solver_options=solver_options)
+
+
+def _solve_model_locked(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget,
+                        mip_gap: float, prices: bool, decision: str,
+                        solver_options: dict[str, Any] | None = None) -> Solution:
+    """:func:`_solve_model` holding :data:`PROCESS_OUTPUT_LOCK`."""
     if not relax:
         return _solve_model_as_is(model, relax=False, budget=budget, mip_gap=mip_gap,
                                   prices=prices, decision=decision, solver_options=solver_options)
@@ -795,16 +821,18 @@ def _pyomo_values(model: pyo.ConcreteModel) -> dict[str, pd.Series]:
 @contextlib.contextmanager
 def _c_stdout_silenced() -> Iterator[None]:
     """Send the C-level stdout to /dev/null (HiGHS prints its banner there when an instance is
-    constructed, which would otherwise interleave with tables and progress bars)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+    constructed, which would otherwise interleave with tables and progress bars). Holds
+    :data:`PROCESS_OUTPUT_LOCK`: another thread's redirect in between would be restored wrongly."""
+    with PROCESS_OUTPUT_LOCK:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 1)
+                yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def new_highs() -> Any:

@@ -211,10 +211,15 @@ def test_cli_solve_writes_the_solution_as_files(tmp_path, capsys):
     share = pd.read_csv(out / "decisions" / "x.csv", index_col=[0, 1])["x"]  # request x worker
     assert list(share.index.names) == ["request", "worker"]
     assert share.unstack().to_numpy() == pytest.approx(sol.decisions["x"].to_numpy())
-    # a second save into the same folder leaves no file of the first behind
+    # a second save into the same folder leaves no table of the first behind (one that
+    # solution.json listed), and keeps a file save did not write
+    head = json.loads((out / "solution.json").read_text())
+    (out / "solution.json").write_text(json.dumps({**head, "prices": [*head["prices"], "old_family"]}))
     (out / "prices" / "old_family.csv").write_text("gap,old_family\n0,1.0\n")
+    (out / "prices" / "mine.csv").write_text("k,v\n0,1.0\n")
     sol.save(out)
     assert not (out / "prices" / "old_family.csv").exists()
+    assert (out / "prices" / "mine.csv").exists()
     sol.bound = float("nan")
     assert json.loads((sol.save(tmp_path / "nan") / "solution.json").read_text())["bound"] is None
 

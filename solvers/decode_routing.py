@@ -234,9 +234,11 @@ def _log_age(length: int) -> np.ndarray:
     """ln(t + 1/2), t = 0..length-1 (a cached table, grown by doubling; elementwise, so the same
     numbers as ``np.log`` of any array of those t + 1/2)."""
     global _LOG_AGE
-    if len(_LOG_AGE) < length:
-        _LOG_AGE = np.log(np.arange(max(length, 2 * len(_LOG_AGE), 4096), dtype=float) + 0.5)
-    return _LOG_AGE
+    table = _LOG_AGE  # read once: another thread may replace the global meanwhile
+    if len(table) < length:
+        table = np.log(np.arange(max(length, 2 * len(table), 4096), dtype=float) + 0.5)
+        _LOG_AGE = table
+    return table
 
 
 def survival_from_counts(deaths: np.ndarray, cens: np.ndarray, prior_mean: float = 128.0,

@@ -19,25 +19,13 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from shared import Replay
 
 import servopt
 from servopt.benchmarks import batch_scheduling as bench
 from servopt.instances import batch_scheduling as bs
 from servopt.models import batch_scheduling as bm
-from servopt.solvers import batch_scheduling as rules
 from servopt.solvers import exact
-
-
-class _Replay(rules.Policy):
-    """Admit each request at its planned round: the simulator scores a schedule."""
-
-    name = "replay"
-
-    def __init__(self, start: np.ndarray) -> None:
-        self.start = start
-
-    def admit(self, state: rules.State) -> np.ndarray:
-        return state.waiting[self.start[state.waiting] <= state.t]
 
 
 class _Clock:
@@ -85,7 +73,7 @@ def test_the_fallback_objective_is_the_evaluators_total_latency(inst, options):
     answer = bm.start_answer(inst, **options)
     start = answer["decisions"]["start"].to_numpy()
     assert (start >= 0).all() and answer["decisions"]["late"].sum() == 0
-    assert answer["objective"] == bench.evaluate(inst, _Replay(start)).cost
+    assert answer["objective"] == bench.evaluate(inst, Replay(start)).cost
 
 
 def test_late_starts_cost_their_late_column():
@@ -152,7 +140,7 @@ def test_the_warm_start_keeps_the_best_schedule_found_by_its_deadline(monkeypatc
     footprint, o = inst.footprint().astype(float), inst.output_tokens.astype(float)
     three = [real(inst, o + mu / inst.kv_memory * footprint, skip=skip)
              for skip, mu in bm.warm_start_candidates()[:3]]
-    costs = [bench.evaluate(inst, _Replay(s)).cost for s in three]
+    costs = [bench.evaluate(inst, Replay(s)).cost for s in three]
     np.testing.assert_array_equal(start, three[int(np.argmin(costs))])
     # a deadline already passed: shortest-first admission, computed all the same
     start, done = bm.best_warm_start(inst, deadline=clock.perf_counter() - 1.0)
@@ -190,10 +178,10 @@ def test_solve_returns_the_start_found_by_its_time_limit(monkeypatch):
     assert len(schedules) == 3 and spent < 60.0 + 25.0 + 1.0
     assert "the best of the first 2 of warm_start_schedule's 18" in sol.info["start_schedule"]
     warm = schedules[-2:]
-    cost = min(bench.evaluate(inst, _Replay(s)).cost for s in warm)
+    cost = min(bench.evaluate(inst, Replay(s)).cost for s in warm)
     assert sol.objective == cost
     start = sol.decisions["start"].to_numpy()
-    assert bench.evaluate(inst, _Replay(start)).cost == cost
+    assert bench.evaluate(inst, Replay(start)).cost == cost
 
 
 def test_an_untimed_fallback_is_the_full_warm_start():
@@ -203,6 +191,6 @@ def test_an_untimed_fallback_is_the_full_warm_start():
     answer = bm.start_answer(inst)
     start = answer["decisions"]["start"].to_numpy()
     np.testing.assert_array_equal(start, bm.warm_start_schedule(inst))
-    assert answer["objective"] == bench.evaluate(inst, _Replay(start)).cost
-    assert answer["objective"] < bench.evaluate(inst, _Replay(bm.greedy_schedule(inst))).cost
+    assert answer["objective"] == bench.evaluate(inst, Replay(start)).cost
+    assert answer["objective"] < bench.evaluate(inst, Replay(bm.greedy_schedule(inst))).cost
     assert "18 lookahead schedules" in answer["info"]["start_schedule"]

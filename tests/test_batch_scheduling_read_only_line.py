@@ -6,11 +6,11 @@ method. The expected line is found by its marker comment, not written down."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from shared import marked_line
 
 from servopt.benchmarks import batch_scheduling as bench
 from servopt.core import InvalidInstanceError
@@ -19,13 +19,7 @@ from servopt.solvers import batch_scheduling as rules
 
 
 def _line(tag: str) -> tuple[int, str]:
-    """The number and code of the line of this file that ends with the marker comment
-    ``# writes: <tag>`` (the code as the message quotes it: the whole line, stripped)."""
-    lines = Path(__file__).read_text().splitlines()
-    found = [(k + 1, text.strip()) for k, text in enumerate(lines)
-             if text.rstrip().endswith(f"# writes: {tag}")]
-    assert len(found) == 1, found
-    return found[0]
+    return marked_line(__file__, tag)
 
 
 class WritesGenerated(rules.FCFS):

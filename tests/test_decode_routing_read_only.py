@@ -5,10 +5,10 @@ what to do, not numpy's bare ValueError (as batch scheduling's policies do)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
+from shared import marked_line
 
 import servopt
 from servopt.benchmarks import decode_routing as bench
@@ -95,13 +95,7 @@ def test_a_router_that_copies_first_runs_and_matches_least_kv():
 
 
 def _line(tag: str) -> tuple[int, str]:
-    """The number and code of the line of this file that ends with the marker comment
-    ``# writes: <tag>`` (the code as the message quotes it: the whole line, stripped)."""
-    lines = Path(__file__).read_text().splitlines()
-    found = [(k + 1, text.strip()) for k, text in enumerate(lines)
-             if text.rstrip().endswith(f"# writes: {tag}")]
-    assert len(found) == 1, found
-    return found[0]
+    return marked_line(__file__, tag)
 
 
 class _WritesKvRunning(routing.Router):

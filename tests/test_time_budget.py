@@ -14,6 +14,7 @@ import pandas as pd
 import pyomo.environ as pyo
 import pytest
 from highs_stub import stop_the_nth_highs
+from shared import Replay
 
 import servopt
 from servopt.benchmarks import batch_scheduling as bench
@@ -22,7 +23,6 @@ from servopt.core.errors import InvalidInstanceError
 from servopt.core.matrix import Family, MatrixModel
 from servopt.instances import batch_scheduling as bs
 from servopt.models import batch_scheduling as bm
-from servopt.solvers import batch_scheduling as rules
 from servopt.solvers import exact
 
 
@@ -552,18 +552,6 @@ class _Clock:
         return time.perf_counter() + self.ahead
 
 
-class _Replay(rules.Policy):
-    """Admit each request at its planned round: the simulator scores a schedule."""
-
-    name = "replay"
-
-    def __init__(self, start: np.ndarray) -> None:
-        self.start = start
-
-    def admit(self, state: rules.State) -> np.ndarray:
-        return state.waiting[self.start[state.waiting] <= state.t]
-
-
 @pytest.fixture(scope="module")
 def _small_batch():
     """generate(n=12, seed=0) and its hindsight optimum (solved without a limit)."""
@@ -578,7 +566,7 @@ def _is_the_start_as_stopped(inst, optimum: float, sol) -> None:
     schedule, nothing claimed optimal, a bound no higher than the optimum, no prices."""
     start = sol.decisions["start"].to_numpy()
     assert sol.status == "time_limit"
-    assert sol.objective == bench.evaluate(inst, _Replay(start)).cost  # the evaluator's cost
+    assert sol.objective == bench.evaluate(inst, Replay(start)).cost  # the evaluator's cost
     assert sol.objective >= optimum and sol.bound <= optimum
     assert sol.prices == {} and sol.info["prices_skipped"] == "time_limit"
 

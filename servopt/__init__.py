@@ -65,7 +65,8 @@ def solve(
     (a HiGHS object per call) and on the Pyomo path (``backend="pyomo"``, or a model without a
     matrix form), whose solves take turns (Pyomo redirects the process's stdout while HiGHS
     runs), so they gain nothing from threads; ``cvxpy`` has not been checked. Ctrl-C is caught
-    only in the main thread. A time limit counts the wait for another thread's Pyomo solve.
+    only in the main thread. A Pyomo solve's time limit counts its wait for another thread's:
+    when it passes while waiting, the status is ``time_limit`` with no incumbent.
     """
     from servopt.solvers import exact
 

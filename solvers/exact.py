@@ -191,11 +191,13 @@ def solve(
 
     Threads: the matrix path makes a HiGHS object per call and may run in several threads at
     once (the answers are the serial ones; a time-limited solve's incumbent depends on the CPU
-    it gets, threads or not). The Pyomo path's solve (``_solve_model``: loading, HiGHS, the
-    price LP) holds :data:`PROCESS_OUTPUT_LOCK`, since Pyomo captures HiGHS's output by
-    redirecting file descriptors 1 and 2 of the whole process: Pyomo solves from several threads
-    give the serial answers one at a time (their builds still run side by side), and their time
-    limit counts the wait. ``backend="cvxpy"`` from threads has not been checked.
+    it gets, threads or not; only the process's very first HiGHS object waits for the lock
+    below). The Pyomo path's solve (``_solve_model``: loading, HiGHS, the price LP) holds
+    :data:`PROCESS_OUTPUT_LOCK`, since Pyomo captures HiGHS's output by redirecting file
+    descriptors 1 and 2 of the whole process: Pyomo solves from several threads give the serial
+    answers one at a time (their builds still run side by side); their time limit counts the
+    wait, and one whose limit passes while it waits returns ``time_limit`` without an incumbent.
+    ``backend="cvxpy"`` (which holds the lock while it solves) has not been checked in threads.
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(f"solve() needs a servopt instance, got {type(instance).__name__}")
@@ -451,10 +453,22 @@ def _solve_model(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget, m
                  prices: bool, decision: str, solver_options: dict[str, Any] | None = None
                  ) -> Solution:
     """:func:`solve_model` spending from ``budget`` (started by the caller; a call waiting for
-    another thread's Pyomo solve spends from it while it waits)."""
-    with PROCESS_OUTPUT_LOCK:
+    another thread's Pyomo solve spends from it while it waits, and stops waiting at the limit:
+    status ``time_limit`` without an incumbent, ``info["waited"]`` saying why)."""
+    left = budget.left()
+    if not PROCESS_OUTPUT_LOCK.acquire(timeout=-1 if left is None else max(left, 0.0)):
+        objective = next(model.component_data_objects(pyo.Objective, active=True))
+        return Solution(status="time_limit", objective=math.nan, bound=math.nan, gap=math.nan,
+                        wall_s=0.0, sense="min" if objective.sense == pyo.minimize else "max",
+                        relaxed=relax, backend="highs", decision=decision,
+                        info={"lp": _is_lp(model), "bound_kind": "none",
+                              "waited": "the time limit passed while another thread's Pyomo "
+                                        "solve held the process's output (one runs at a time)"})
+    try:
         return _solve_model_locked(model, relax=relax, budget=budget, mip_gap=mip_gap,
                                    prices=prices, decision=decision, solver_options=solver_options)
+    finally:
+        PROCESS_OUTPUT_LOCK.release()
 
 
 def _solve_model_locked(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget,
@@ -835,12 +849,22 @@ def _c_stdout_silenced() -> Iterator[None]:
             os.close(saved)
 
 
+_BANNER_SHOWN = False  # HiGHS prints its banner once per process, at the first Highs()
+
+
 def new_highs() -> Any:
-    """A silent ``highspy.Highs`` for the matrix paths."""
+    """A silent ``highspy.Highs`` for the matrix paths. Only the process's first one needs its
+    banner silenced (it holds :data:`PROCESS_OUTPUT_LOCK` while it does); later ones take no
+    lock, so a matrix solve never waits for another thread's Pyomo solve."""
+    global _BANNER_SHOWN
     import highspy
 
-    with _c_stdout_silenced():
+    if _BANNER_SHOWN:
         highs = highspy.Highs()
+    else:
+        with _c_stdout_silenced():
+            highs = highspy.Highs()
+        _BANNER_SHOWN = True
     highs.setOptionValue("output_flag", False)
     return highs
 

@@ -459,8 +459,9 @@ def _memo(instance: Instance, key: tuple, compute: Callable[[], Any]) -> Any:
     if key in results:
         return results[key]
     value = compute()
-    if sum(map(len, _MEMO.values())) >= _MEMO_ENTRIES:
-        for kept in _MEMO.values():
+    held = list(_MEMO.copy().values())  # a copy: another thread (or a weak reference's callback,
+    if sum(map(len, held)) >= _MEMO_ENTRIES:  # run by the collector anywhere) may change _MEMO
+        for kept in held:
             kept.clear()
     results[key] = value
     return value

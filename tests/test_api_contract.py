@@ -98,6 +98,8 @@ def test_relative_gap_refuses_unknown_sense() -> None:
     # by hand: min, value 110 over bound 100 -> 0.1; max, value 90 under bound 100 -> 0.1
     assert relative_gap(110.0, 100.0, "min") == pytest.approx(0.1)
     assert relative_gap(90.0, 100.0, "max") == pytest.approx(0.1)
+    # an infinite bound is infinitely far from a finite value (the tolerance called it 0)
+    assert relative_gap(4.0, -math.inf) == relative_gap(4.0, math.inf, "max") == math.inf
     for bad in ("minimize", "MIN", "maximise", None):
         with pytest.raises(ValueError, match="sense"):
             relative_gap(110.0, 100.0, bad)  # type: ignore[arg-type]

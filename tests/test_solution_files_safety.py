@@ -134,7 +134,10 @@ def test_load_refuses_a_gap_that_does_not_match(tmp_path, objective, bound, gap)
 
 @pytest.mark.parametrize("objective, bound, gap, expected", [
     (100, 50, 1.0, 1.0), (100, 50, None, None), (10, 0, "Infinity", float("inf")),
-    (None, 8, None, None)])
+    (None, 8, None, None),
+    # an infinite bound under a finite objective: an infinite gap (relative_gap called it 0, so
+    # a time-limited MIP with bound -inf saved and then failed to load: review R5)
+    (4.0, "-Infinity", "Infinity", float("inf"))])
 def test_load_accepts_a_consistent_or_unknown_gap(tmp_path, objective, bound, gap, expected):
     _solution().save(tmp_path)
     path = tmp_path / "solution.json"

@@ -78,12 +78,14 @@ def clean_prices(price: pd.Series, *, inequality: bool, tol: float = 1e-7) -> pd
 def relative_gap(value: float, bound: float, sense: Sense = "min") -> float:
     """(value - bound) / |bound| for a min problem, (bound - value) / |bound| for a max problem.
 
-    0 when they are equal, ``inf`` when the bound is 0 and they differ, ``nan`` when either is
-    unknown. ``sense`` other than ``min`` or ``max`` is a ValueError.
+    0 when they are equal, ``inf`` when the bound is 0 or infinite and they differ, ``nan`` when
+    either is unknown. ``sense`` other than ``min`` or ``max`` is a ValueError.
     """
     _check_sense(sense)
     if value is None or bound is None or math.isnan(value) or math.isnan(bound):
         return math.nan
+    if math.isinf(bound) and not math.isinf(value):  # (the tolerance below would call it 0)
+        return math.inf
     diff = value - bound if sense == "min" else bound - value
     if abs(diff) <= 1e-9 * max(1.0, abs(bound)):
         return 0.0

@@ -161,3 +161,24 @@ def test_load_refuses_numbers_json_does_not_have(tmp_path, text, what):
         head[key] = "PLACEHOLDER"
         return json.dumps(head).replace(f'"{key}": "PLACEHOLDER"', text)
     assert what in _edited(tmp_path, edit)
+
+
+def test_save_replaces_symbolic_links_to_files_instead_of_writing_through_them(tmp_path):
+    """A link in place of solution.json or a table pointed outside the folder, and save wrote the
+    target (review R5: both victims were overwritten)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.json").write_text("precious")
+    (outside / "victim.csv").write_text("precious")
+    out = tmp_path / "out"
+    (out / "prices").mkdir(parents=True)
+    solution = _solution()
+    name = sorted(solution.prices)[0]
+    (out / "solution.json").symlink_to(outside / "victim.json")
+    (out / "prices" / f"{name}.csv").symlink_to(outside / "victim.csv")
+    solution.save(out)
+    assert (outside / "victim.json").read_text() == "precious"
+    assert (outside / "victim.csv").read_text() == "precious"
+    assert not (out / "solution.json").is_symlink() and not (out / "prices" / f"{name}.csv").is_symlink()
+    assert Solution.load(out).objective == solution.objective
+    assert sorted(p.name for p in out.rglob(".*.tmp")) == []  # no temporary file left

@@ -15,6 +15,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -73,6 +76,20 @@ def clean_prices(price: pd.Series, *, inequality: bool, tol: float = 1e-7) -> pd
         values[(values < 0) & (values > -tol * scale)] = 0.0
         price = pd.Series(values, index=price.index, name=price.name)
     return price
+
+
+def _replace_file(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write`` a file beside ``path``, then move it onto ``path``: a symbolic link there is
+    replaced, not followed, and a reader never sees half a file."""
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # (the umask's mode,
+    # as a plain write would give; mkstemp's would be 0600)
+    try:
+        write(Path(temporary))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def relative_gap(value: float, bound: float, sense: Sense = "min") -> float:
@@ -170,8 +187,9 @@ class Solution:
         long, one row per cell). The tables an earlier save listed in ``solution.json`` are
         removed first (and only those: other files in the folders are left alone). A ``prices``
         or ``decisions`` folder that is a symbolic link, or not a folder, is refused
-        (``InvalidInstanceError``), so nothing outside ``directory`` is written or removed.
-        Returns the directory."""
+        (``InvalidInstanceError``), and each file is written beside its place and then moved
+        there (a symbolic link in its place is replaced, not followed), so nothing outside
+        ``directory`` is written or removed. Returns the directory."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         for folder in ("prices", "decisions"):
@@ -200,9 +218,9 @@ class Solution:
                 if isinstance(frame, pd.DataFrame):  # long form keeps the column level's name
                     frame = frame.stack(future_stack=True)
                 table = frame.to_frame(name=name)
-                table.to_csv(out / folder / f"{name}.csv", index=True,
-                             index_label=[n if n is not None else f"level_{k}"
-                                          for k, n in enumerate(table.index.names)])
+                _replace_file(out / folder / f"{name}.csv", lambda path, table=table: table.to_csv(
+                    path, index=True, index_label=[n if n is not None else f"level_{k}"
+                                                   for k, n in enumerate(table.index.names)]))
                 levels = [table.index.get_level_values(k) for k in range(table.index.nlevels)]
                 where = f"{folder}/{name}"
                 tables[folder][name] = {
@@ -211,7 +229,8 @@ class Solution:
                                for k, level in enumerate(levels)],
                     "labels_sha256": _labels_digest(_read_text(out / folder / f"{name}.csv"))}
         head["tables"] = tables
-        (out / "solution.json").write_text(json.dumps(head, indent=1) + "\n")
+        text = json.dumps(head, indent=1) + "\n"
+        _replace_file(out / "solution.json", lambda path: path.write_text(text))
         return out
 
     @classmethod

@@ -17,7 +17,6 @@ import math
 import numbers
 import os
 import sys
-import tempfile
 import traceback
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,7 +34,7 @@ from servopt.benchmarks.harness import (
 )
 from servopt.benchmarks.registry import Case, params_label
 from servopt.core import InvalidInstanceError
-from servopt.core.solution import relative_gap
+from servopt.core.solution import relative_gap, replace_file
 from servopt.instances import traces
 
 BOUND = dask_checks.BOUND  # the method name of a case's bound row
@@ -175,14 +174,15 @@ def _digest(row: dict[str, Any]) -> str:
 
 
 def _write_cache(cache_dir: Path, key: str, row: dict[str, Any]) -> None:
+    """Cache ``row`` with its digest, unless a reader would refuse it (errors, skips, a NaN
+    cost: :func:`cache_row_problem`), which is then not written, and not warned of."""
+    row = json.loads(json.dumps(row, default=float))  # what a reader will parse (numpy numbers
+    if cache_row_problem(row, digest=False) is not None:  # as floats): the digest is of that
+        return
     cache_dir.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(row, default=float, sort_keys=True)
-    row = json.loads(text)  # (the digest is of what a reader will parse: numpy numbers as floats)
     row[CHECKSUM] = _digest(row)
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(row, handle, sort_keys=True)
-    os.replace(tmp, cache_dir / f"{key}.json")
+    text = json.dumps(row, sort_keys=True)
+    replace_file(cache_dir / f"{key}.json", lambda path: path.write_text(text))
 
 
 def _real(value: Any) -> bool:
@@ -326,9 +326,7 @@ def run(
 
     def done(key: str, row: dict[str, Any]) -> None:
         results[key] = row
-        # a row a reader would refuse (errors, skips, a NaN cost) is not written, not warned of
-        if cache is not None and cache_row_problem(json.loads(json.dumps(row, default=float)),
-                                                   digest=False) is None:
+        if cache is not None:
             _write_cache(cache, key, row)
         bar.update(1)
 

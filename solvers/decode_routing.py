@@ -68,11 +68,10 @@ import pandas as pd
 from scipy import special
 
 from servopt.core import InvalidInstanceError
-from servopt.core.checks import number
 from servopt.core.solution import normalise_dual
 from servopt.instances.decode_routing import Instance
 from servopt.models.decode_routing import Epoch, MatrixLP, epoch_matrices
-from servopt.solvers.exact import highs_lp, new_highs, seconds
+from servopt.solvers.exact import gap_option, highs_lp, new_highs, seconds
 
 
 class FleetView(Protocol):
@@ -629,9 +628,7 @@ def check_options(time_limit: Any, mip_gap: Any) -> tuple[float | None, float]:
     """``(time_limit, mip_gap)`` checked as :func:`servopt.solvers.exact.solve` checks them:
     time_limit positive seconds, None or infinity (no limit); mip_gap a relative gap in [0, 1).
     Anything else (<= 0, NaN, text) is an :class:`InvalidInstanceError` naming the option."""
-    limit = seconds(time_limit)
-    gap = number("mip_gap", mip_gap, lambda v: 0 <= v < 1, "a relative gap in [0, 1)")
-    return limit, gap
+    return seconds(time_limit), gap_option(mip_gap)
 
 
 def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,

@@ -399,7 +399,12 @@ def _check_options(*, relax: Any, time_limit: Any, mip_gap: Any, prices: Any) ->
         if not isinstance(value, bool | np.bool_):
             raise InvalidInstanceError(f"{name} must be True or False, got {value!r}")
     seconds(time_limit)
-    number("mip_gap", mip_gap, lambda v: 0 <= v < 1, "a relative gap in [0, 1)")
+    gap_option(mip_gap)
+
+
+def gap_option(mip_gap: Any) -> float:
+    """A MIP gap in the user's terms: a relative gap in [0, 1)."""
+    return number("mip_gap", mip_gap, lambda v: 0 <= v < 1, "a relative gap in [0, 1)")
 
 
 def seconds(time_limit: Any) -> float | None:

@@ -78,7 +78,7 @@ def clean_prices(price: pd.Series, *, inequality: bool, tol: float = 1e-7) -> pd
     return price
 
 
-def _replace_file(path: Path, write: Callable[[Path], Any]) -> None:
+def replace_file(path: Path, write: Callable[[Path], Any]) -> None:
     """``write`` a file beside ``path``, then move it onto ``path``: a symbolic link there is
     replaced, not followed, and a reader never sees half a file."""
     temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
@@ -218,7 +218,7 @@ class Solution:
                 if isinstance(frame, pd.DataFrame):  # long form keeps the column level's name
                     frame = frame.stack(future_stack=True)
                 table = frame.to_frame(name=name)
-                _replace_file(out / folder / f"{name}.csv", lambda path, table=table: table.to_csv(
+                replace_file(out / folder / f"{name}.csv", lambda path, table=table: table.to_csv(
                     path, index=True, index_label=[n if n is not None else f"level_{k}"
                                                    for k, n in enumerate(table.index.names)]))
                 levels = [table.index.get_level_values(k) for k in range(table.index.nlevels)]
@@ -230,7 +230,7 @@ class Solution:
                     "labels_sha256": _labels_digest(_read_text(out / folder / f"{name}.csv"))}
         head["tables"] = tables
         text = json.dumps(head, indent=1) + "\n"
-        _replace_file(out / "solution.json", lambda path: path.write_text(text))
+        replace_file(out / "solution.json", lambda path: path.write_text(text))
         return out
 
     @classmethod

@@ -36,10 +36,12 @@ def test_a_saved_solution_reads_back_with_its_labels(make, tmp_path):
         assert list(back.prices[name].index) == list(price.index), name
         assert back.prices[name].index.names == price.index.names, name
         np.testing.assert_allclose(back.prices[name].to_numpy(float), price.to_numpy(float))
-    for name, value in sol.decisions.items():
-        long = value.stack(future_stack=True) if isinstance(value, pd.DataFrame) else value
-        assert list(back.decisions[name].index) == list(long.index), name
-        np.testing.assert_allclose(back.decisions[name].to_numpy(float), long.to_numpy(float))
+    for name, value in sol.decisions.items():  # a DataFrame comes back as one (its columns too)
+        assert type(back.decisions[name]) is type(value), name
+        assert list(back.decisions[name].index) == list(value.index), name
+        if isinstance(value, pd.DataFrame):
+            assert list(back.decisions[name].columns) == list(value.columns), name
+        np.testing.assert_allclose(back.decisions[name].to_numpy(float), value.to_numpy(float))
 
 
 def test_rules_built_from_loaded_prices_decide_as_from_the_solve(tmp_path):

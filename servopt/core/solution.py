@@ -11,8 +11,10 @@ problem). Solver-specific conventions are turned into this one by :func:`normali
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -183,13 +185,16 @@ class Solution:
         dtypes of its index levels and values, its row count and a digest of its labels), one
         ``prices/<family>.csv`` and one ``decisions/<name>.csv`` per entry, with the index levels
         as leading columns (read back with :meth:`load`, or ``pd.read_csv(path,
-        index_col=list(range(levels)))``; a table such as a request x worker share is written
-        long, one row per cell). The tables an earlier save listed in ``solution.json`` are
-        removed first (and only those: other files in the folders are left alone). A ``prices``
-        or ``decisions`` folder that is a symbolic link, or not a folder, is refused
-        (``InvalidInstanceError``), and each file is written beside its place and then moved
-        there (a symbolic link in its place is replaced, not followed), so nothing outside
-        ``directory`` is written or removed. Returns the directory."""
+        index_col=list(range(levels)))``; a DataFrame such as decode routing's request x worker
+        share is written long, one row per cell, its column levels after the row levels, and
+        ``solution.json`` records its column labels in order, their level names and kinds and
+        each column's value kind, so that :meth:`load` rebuilds it; a DataFrame with a repeated
+        row or column label is refused, since its long form could not be put back). The tables an
+        earlier save listed in ``solution.json`` are removed first (and only those: other files
+        in the folders are left alone). A ``prices`` or ``decisions`` folder that is a symbolic
+        link, or not a folder, is refused (``InvalidInstanceError``), and each file is written
+        beside its place and then moved there (a symbolic link in its place is replaced, not
+        followed), so nothing outside ``directory`` is written or removed. Returns the directory."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         for folder in ("prices", "decisions"):
@@ -215,19 +220,31 @@ class Solution:
                 (out / folder).mkdir(exist_ok=True)
             tables[folder] = {}
             for name, frame in frames.items():
-                if isinstance(frame, pd.DataFrame):  # long form keeps the column level's name
-                    frame = frame.stack(future_stack=True)
+                where = f"{folder}/{name}"
+                columns = None
+                if isinstance(frame, pd.DataFrame):  # written long; its columns go in the json
+                    columns = _columns_meta(frame, where)
+                    kinds = set(columns["values"])
+                    try:
+                        frame = (frame if len(kinds) == 1 else frame.astype(object)).stack(
+                            list(range(frame.columns.nlevels)), future_stack=True)
+                    except ValueError as exc:  # (pandas: a NaN column label)
+                        raise InvalidInstanceError(f"Solution.save: {where}'s columns cannot be "
+                                                   f"written one row per cell ({exc})") from None
                 table = frame.to_frame(name=name)
                 replace_file(out / folder / f"{name}.csv", lambda path, table=table: table.to_csv(
                     path, index=True, index_label=[n if n is not None else f"level_{k}"
                                                    for k, n in enumerate(table.index.names)]))
                 levels = [table.index.get_level_values(k) for k in range(table.index.nlevels)]
-                where = f"{folder}/{name}"
                 tables[folder][name] = {
-                    "rows": len(table), "values": _dtype_kind(frame, f"{where} values"),
+                    "rows": len(table),
+                    "values": _dtype_kind(frame, f"{where} values") if columns is None
+                    else (columns["values"][0] if len(kinds) == 1 else "text"),  # (read per column)
                     "levels": [_dtype_kind(level, f"{where} index level {k}")
                                for k, level in enumerate(levels)],
                     "labels_sha256": _labels_digest(_read_text(out / folder / f"{name}.csv"))}
+                if columns is not None:
+                    tables[folder][name]["columns"] = columns
         head["tables"] = tables
         text = json.dumps(head, indent=1) + "\n"
         replace_file(out / "solution.json", lambda path: path.write_text(text))
@@ -236,12 +253,14 @@ class Solution:
     @classmethod
     def load(cls, directory: str | Path) -> Solution:
         """Read back a solution written by :meth:`save` (e.g. LP prices solved offline, to build
-        a bid-price rule elsewhere). Prices and decisions come back as Series indexed like the
-        saved ones (same labels and label types; a table saved long stays long; an empty text
-        label reads back as ""). Raises ``InvalidInstanceError`` for a folder that is not a saved
+        a bid-price rule elsewhere). Prices and decisions come back as they were saved: a Series
+        or a DataFrame (its columns in their order, each column of its kind, its rows in the
+        order they first appear in the file), with the same labels and label types (an empty
+        text label reads back as ""). Raises ``InvalidInstanceError`` for a folder that is not a saved
         solution or a file that does not match its ``solution.json`` (a missing, added or
         relabelled row, a value or label of another type, a price that is empty, NaN or
-        infinite). Values may be edited, and rows re-sorted: rows are matched by label."""
+        infinite, a DataFrame's cell that is missing or listed twice). Values may be edited, and
+        rows re-sorted: rows are matched by label."""
         folder = Path(directory)
         head_path = folder / "solution.json"
         if not head_path.is_file():
@@ -304,7 +323,10 @@ class Solution:
                 out[name] = _read_table(folder / kind / f"{name}.csv", name,
                                         (meta.get(kind) or {}).get(name))
                 if kind == "prices":
-                    _check_finite(out[name], folder / kind / f"{name}.csv")
+                    table = out[name]
+                    _check_finite(table.stack(list(range(table.columns.nlevels)), future_stack=True)
+                                  .rename(name) if isinstance(table, pd.DataFrame) else table,
+                                  folder / kind / f"{name}.csv")
             return out
 
         sense = head.get("sense", "min")
@@ -368,6 +390,72 @@ def _check_table_meta(entry: Any, where: str) -> None:
     digest = entry.get("labels_sha256")
     if digest is not None and not isinstance(digest, str):
         raise InvalidInstanceError(f"{where}.labels_sha256 must be text, got {digest!r}")
+    if "columns" in entry:
+        _check_columns_meta(entry["columns"], len(levels), f"{where}.columns")
+
+
+def _check_columns_meta(columns: Any, index_levels: int, where: str) -> None:
+    """solution.json's record of a DataFrame's columns (see :func:`_columns_meta`)."""
+    if not isinstance(columns, dict):
+        raise InvalidInstanceError(f"{where} must be an object (names, levels, labels, values), "
+                                   f"got {columns!r}")
+    names, levels = columns.get("names"), columns.get("levels")
+    labels, values = columns.get("labels"), columns.get("values")
+    if not isinstance(levels, list) or not levels or any(k not in _KINDS for k in levels):
+        raise InvalidInstanceError(f"{where}.levels must be a list of kinds ({', '.join(_KINDS)})"
+                                   f", got {levels!r}")
+    if len(levels) >= index_levels:
+        raise InvalidInstanceError(f"{where}: {len(levels)} column level(s) leave no row level "
+                                   f"among the table's {index_levels} label columns")
+    if not isinstance(names, list) or len(names) != len(levels) or \
+            any(n is not None and not isinstance(n, str) for n in names):
+        raise InvalidInstanceError(f"{where}.names must be a list of {len(levels)} texts or "
+                                   f"nulls, got {names!r}")
+    if not isinstance(labels, list) or any(
+            not isinstance(label, list) or len(label) != len(levels)
+            or not all(isinstance(part, str) for part in label) for label in labels):
+        raise InvalidInstanceError(f"{where}.labels must be a list of column labels, each a list "
+                                   f"of {len(levels)} texts, got {labels!r}")
+    if not isinstance(values, list) or len(values) != len(labels) or \
+            any(k not in _KINDS for k in values):
+        raise InvalidInstanceError(f"{where}.values must be a list of {len(labels)} kinds "
+                                   f"({', '.join(_KINDS)}), one per column, got {values!r}")
+
+
+def _shown(label: Any) -> str:
+    """A row or column label as a message shows it: ``1``, ``'gpu0'``, ``3, 'z'``."""
+    parts = label if isinstance(label, tuple) else (label,)
+    return ", ".join(repr(p) if isinstance(p, str) else str(p.item() if isinstance(p, np.generic) else p)
+                     for p in parts)
+
+
+def _columns_meta(frame: pd.DataFrame, where: str) -> dict[str, Any]:
+    """What :meth:`Solution.load` needs to rebuild a DataFrame from its long form: the column
+    levels' names and kinds, the column labels in order (as the CSV writes them) and each
+    column's value kind. A repeated row or column label is refused, and a frame without columns
+    (its long form would have no rows, so its row labels would be lost)."""
+    if frame.shape[1] == 0 and frame.shape[0] > 0:
+        raise InvalidInstanceError(f"Solution.save: {where} is a DataFrame with {frame.shape[0]} "
+                                   "rows and no columns; it is written one row per cell, which "
+                                   "would lose its rows: save it as a Series")
+    for axis, labels in (("row", frame.index), ("column", frame.columns)):
+        if not labels.is_unique:
+            repeated = labels[labels.duplicated()].tolist()[0]
+            raise InvalidInstanceError(
+                f"Solution.save: {where} repeats the {axis} label {_shown(repeated)}; a DataFrame is "
+                "written one row per cell, which could not be put back together")
+    columns = frame.columns
+    names = [None if n is None else str(n) for n in columns.names]
+    kinds = [_dtype_kind(columns.get_level_values(k), f"{where} column level {k}")
+             for k in range(columns.nlevels)]
+    buffer = io.StringIO()
+    columns.to_frame(index=False).to_csv(buffer, index=False, quoting=csv.QUOTE_ALL)  # ("": a line)
+    buffer.seek(0)
+    text = pd.read_csv(buffer, dtype=str, keep_default_na=False) if len(columns) else None
+    labels = [] if text is None else [list(row) for row in text.itertuples(index=False)]
+    values = [_dtype_kind(frame.iloc[:, k], f"{where} column {columns[k]!r}")
+              for k in range(len(columns))]
+    return {"names": names, "levels": kinds, "labels": labels, "values": values}
 
 
 def _saved_tables(out: Path) -> dict[str, list[str]]:
@@ -453,8 +541,9 @@ def _labels_digest(frame: pd.DataFrame) -> str:
     return hashlib.sha256("\n".join(sorted(rows.tolist())).encode()).hexdigest()
 
 
-def _read_table(path: Path, name: str, meta: Any) -> pd.Series:
-    """One saved price or decision table, its columns typed as :meth:`Solution.save` recorded."""
+def _read_table(path: Path, name: str, meta: Any) -> pd.Series | pd.DataFrame:
+    """One saved price or decision table, its columns typed as :meth:`Solution.save` recorded
+    (a DataFrame when ``meta`` records its columns)."""
     if not path.is_file():
         raise InvalidInstanceError(f"{path} is missing (solution.json lists it)")
     frame = _read_text(path)
@@ -495,7 +584,6 @@ def _read_table(path: Path, name: str, meta: Any) -> pd.Series:
             return np.array([None] * len(text), dtype=object)
         return text  # text: an empty cell reads back as ""
 
-    values = typed(frame[name], meta.get("values", "float"), f"column {name!r}")
     index_columns = [typed(frame[c], kind, f"index column {c!r}")
                      for c, kind in zip(levels, meta["levels"], strict=True)]
     if "labels_sha256" in meta and meta["labels_sha256"] != _labels_digest(frame):
@@ -503,6 +591,43 @@ def _read_table(path: Path, name: str, meta: Any) -> pd.Series:
                                    "the ones saved (solution.json records their digest): a label "
                                    "was changed")
     names = [None if str(c).startswith("level_") else c for c in levels]
-    index = (pd.MultiIndex.from_arrays(index_columns, names=names) if len(levels) > 1
-             else pd.Index(index_columns[0], name=names[0]))
-    return pd.Series(values, index=index, name=name)
+
+    def labelled(arrays: list[Any], names: list[Any]) -> pd.Index:
+        return (pd.MultiIndex.from_arrays(arrays, names=names) if len(arrays) > 1
+                else pd.Index(arrays[0], name=names[0]))
+
+    if "columns" not in meta:
+        values = typed(frame[name], meta.get("values", "float"), f"column {name!r}")
+        return pd.Series(values, index=labelled(index_columns, names), name=name)
+    # a DataFrame written long: the last len(columns.levels) label columns are its column labels
+    spec = meta["columns"]
+    split = len(index_columns) - len(spec["levels"])
+    columns = labelled([typed(pd.Series([label[k] for label in spec["labels"]], dtype=object),
+                              kind, f"solution.json's column level {k}")
+                        for k, kind in enumerate(spec["levels"])], spec["names"])
+    if not columns.is_unique:
+        raise InvalidInstanceError(f"{path}: solution.json lists a column label twice")
+    row_keys = labelled(index_columns[:split], names[:split])
+    rows = row_keys.unique()
+    at_row = rows.get_indexer(row_keys)
+    column_keys = labelled(index_columns[split:], names[split:])
+    at_column = columns.get_indexer(column_keys)
+    if (at_column < 0).any():
+        k = int(np.argmax(at_column < 0))
+        raise InvalidInstanceError(f"{path}: line {k + 2} has the column label "
+                                   f"{_shown(column_keys[k])}, which solution.json does not list "
+                                   f"(its columns: {', '.join(_shown(c) for c in columns)})")
+    cells = at_row * len(columns) + at_column
+    count = np.bincount(cells, minlength=len(rows) * len(columns))
+    if (count != 1).any():
+        k = int(np.argmax(count != 1))
+        raise InvalidInstanceError(
+            f"{path}: the cell of row {_shown(rows[k // len(columns)])} and column "
+            f"{_shown(columns[k % len(columns)])} is {'missing' if count[k] == 0 else 'listed twice'}")
+    grid = np.empty((len(rows), len(columns)), dtype=object)
+    grid[at_row, at_column] = frame[name].to_numpy(dtype=object)
+    out = pd.DataFrame({k: typed(pd.Series(grid[:, k], dtype=object), kind,
+                                 f"column {name!r} for {columns[k]!r}")
+                        for k, kind in enumerate(spec["values"])}, index=rows)
+    out.columns = columns
+    return out

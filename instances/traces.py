@@ -15,6 +15,7 @@ Formats
 - Mooncake JSONL: ``timestamp`` (ms), ``input_length``, ``output_length``, ``hash_ids`` (one id
   per 512-token block of the prompt: a line needs ``len(hash_ids) == ceil(input_length / 512)``,
   as on every line of the published traces; ids hashed over another block size are refused).
+  A key given twice in one line's object is refused (which value is meant?), as in instance files.
 - BurstGPT CSV: ``Timestamp, Model, Request tokens, Response tokens, Total tokens, Log Type``
   (``Timestamp`` in seconds; windows are measured before ``model`` / failed rows are dropped).
 - Expert-load JSON: ``{"load_history": [{"logical_expert_load": [[...] per layer]} per step]}``
@@ -472,8 +473,11 @@ def _mooncake_at_once(path: Path, compressed: bool) -> tuple[list, list[int], bo
     """The records, their file lines and whether they have hash_ids, with each line only parsed
     and the other checks made over many lines at once; None if anything is not as expected
     (then :func:`_mooncake_by_line` names the first offending line). Lines are parsed by the
-    scanner ``json.loads`` uses, so the values are the same."""
+    scanner ``json.loads`` uses, so the values are the same. A line whose count of ``:`` differs
+    from its object's count of keys (a key given twice, or a nested object, or ``:`` in text) is
+    parsed again, refusing a key given twice (no line of the shared Mooncake trace is)."""
     scan = json.JSONDecoder().scan_once
+    strict = json.JSONDecoder(object_pairs_hook=unique_keys).scan_once
     columns: tuple[list, ...] = ([], [], [], [])  # _FIELDS, then hash_ids (or _MISSING)
     lines: list[int] = []
     chunk: list = []
@@ -502,6 +506,9 @@ def _mooncake_at_once(path: Path, compressed: bool) -> tuple[list, list[int], bo
                     continue
                 if end < len(line) and line[end:].strip(" \t\n\r"):  # what json.loads skips
                     return None
+                # every key is followed by a ':', so as many ':' as keys means no key twice
+                if line.count(":") != (len(rec) if type(rec) is dict else 0):
+                    strict(line, 0)  # DuplicateKeyError (a ValueError) for a key given twice
                 chunk.append(rec)
                 lines.append(number)
                 if len(chunk) == 4096 and not take():
@@ -540,7 +547,10 @@ def _mooncake_by_line(path: Path, compressed: bool) -> tuple[list, list[int], bo
                 if not line.strip():
                     continue
                 try:
-                    rec = json.loads(line)
+                    rec = json.loads(line, object_pairs_hook=unique_keys)
+                except DuplicateKeyError as exc:  # json.loads alone keeps the last value silently
+                    raise InvalidInstanceError(f"{path}: line {number}: {exc} (which value is "
+                                               "meant?)") from None
                 except (ValueError, RecursionError) as exc:  # also an integer of > 4300 digits
                     raise InvalidInstanceError(f"{path}: line {number} is not JSON ({exc})") from None
                 if not isinstance(rec, dict):

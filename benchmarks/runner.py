@@ -16,6 +16,7 @@ import json
 import math
 import numbers
 import os
+import stat
 import sys
 import traceback
 from collections.abc import Iterable
@@ -159,6 +160,14 @@ def run_unit(case: Case, params: dict[str, Any], seed: int, method: str) -> dict
     return row
 
 
+# The most bytes a cache entry file may hold, checked (os.stat) before it is opened: a larger
+# file is a bad entry (recomputed), never read into memory. Measured entries are 508-1,045 bytes
+# (`servopt bench`, quick suite: 99 entries) and up to 1,185 with trace reads (`servopt bench
+# --case decode_routing_trace`); a row's variable parts (params and instance text, ~20 metrics,
+# a trace_reads path of at most PATH_MAX = 4,096 bytes per file read) stay far below 1 MiB,
+# which is ~900x the largest measured and still read and parsed in milliseconds.
+MAX_ENTRY_BYTES = 2**20
+
 CHECKSUM = "entry_sha256"  # a cached row's digest of its own content (see :func:`_digest`)
 ROW_TEXT = ("case", "decision", "params", "method", "instance", "status")  # str fields of a row
 METHOD_FIELDS = {*ROW_TEXT, "seed", TRACE_READS, "cost", "wall_s"}  # (and "m:<metric>" numbers)
@@ -243,21 +252,38 @@ def cache_row_problem(row: Any, unit: tuple[Case, dict[str, Any], int, str] | No
     return None
 
 
+def _too_large(size: int) -> str:
+    return f"{size} bytes, more than any entry holds (at most {MAX_ENTRY_BYTES})"
+
+
 def _read_cache(cache_dir: Path | None, key: str,
                 unit: tuple[Case, dict[str, Any], int, str] | None = None) -> dict[str, Any] | None:
     """The cached row of ``key``, or None to compute it: no entry, an entry on other trace data,
-    or one that is not a row written for ``unit`` (:func:`cache_row_problem`; one warning line
-    naming the file on stderr, and the recomputed row replaces it)."""
+    or a bad one (one warning line naming the file on stderr, and the recomputed row replaces
+    it): not a regular file, above :data:`MAX_ENTRY_BYTES` (told by its stat, never read), or not
+    a row written for ``unit`` (:func:`cache_row_problem`)."""
     if cache_dir is None:
         return None
     path = cache_dir / f"{key}.json"
     if not path.exists():
         return None
+    problem: str | None = None
     try:
-        row = json.loads(path.read_text())
+        info = path.stat()  # checked before opening: a FIFO blocks, a huge file fills memory
+        if not stat.S_ISREG(info.st_mode):
+            problem = "not a regular file"
+        elif info.st_size > MAX_ENTRY_BYTES:
+            problem = _too_large(info.st_size)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_ENTRY_BYTES + 1)  # (grown since the stat: still capped)
+            if len(data) > MAX_ENTRY_BYTES:
+                problem = _too_large(len(data))
+            else:
+                row = json.loads(data.decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        problem: str | None = f"unreadable: {type(exc).__name__}"
-    else:
+        problem = f"unreadable: {type(exc).__name__}"
+    if problem is None:
         problem = cache_row_problem(row, unit)
     if problem is not None:
         print(f"servopt bench: ignoring cache entry {str(path)!r} ({problem}); recomputing it",

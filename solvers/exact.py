@@ -197,7 +197,8 @@ def solve(
     descriptors 1 and 2 of the whole process: Pyomo solves from several threads give the serial
     answers one at a time (their builds still run side by side); their time limit counts the
     wait, and one whose limit passes while it waits returns ``time_limit`` without an incumbent.
-    ``backend="cvxpy"`` (which holds the lock while it solves) has not been checked in threads.
+    ``backend="cvxpy"`` holds the same lock while it solves (:func:`solve_cvxpy`): its solves in
+    threads give the serial answers, and its wait counts against the time limit likewise.
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(f"solve() needs a servopt instance, got {type(instance).__name__}")
@@ -1337,14 +1338,28 @@ def _at(values: np.ndarray, positions: np.ndarray, missing: float) -> np.ndarray
 def solve_cvxpy(
     cvx: CvxpyModel, *, time_limit: float | None = None, decision: str = ""
 ) -> Solution:
-    """Solve a labelled CVXPY LP with HiGHS; prices normalised like the Pyomo path."""
+    """Solve a labelled CVXPY LP with HiGHS; prices normalised like the Pyomo path.
+
+    The solve holds :data:`PROCESS_OUTPUT_LOCK` (CVXPY's HiGHS interface prints HiGHS's banner,
+    silenced by redirecting the process's stdout), so CVXPY and Pyomo solves in several threads
+    run one at a time and give the serial answers (``tests/test_threads_cvxpy.py``); the wait
+    counts against ``time_limit`` (seconds), and a call whose limit passes while it waits returns
+    ``time_limit`` without a solution (``info["waited"]``), as a Pyomo solve does."""
     import cvxpy as cp
 
     start = time.perf_counter()
+    if not PROCESS_OUTPUT_LOCK.acquire(timeout=-1 if time_limit is None else max(time_limit, 0.0)):
+        return Solution(status="time_limit", objective=math.nan, bound=math.nan, gap=math.nan,
+                        wall_s=time.perf_counter() - start, sense=cvx.sense, relaxed=True,
+                        backend="cvxpy", decision=decision,
+                        info={"lp": True, "bound_kind": "none", "prices_skipped": "time_limit",
+                              "waited": "the time limit passed while another thread's solve held "
+                                        "the process's output (CVXPY and Pyomo solves run one at "
+                                        "a time)"})
     opts: dict[str, Any] = {}
-    if time_limit is not None:
-        opts["time_limit"] = float(time_limit)
     try:
+        if time_limit is not None:  # what the wait left
+            opts["time_limit"] = max(float(time_limit) - (time.perf_counter() - start), 0.0)
         with _c_stdout_silenced(), warnings.catch_warnings():  # CVXPY's HiGHS interface prints
             # the banner even when not verbose, and warns "may be inaccurate" at a time limit
             warnings.filterwarnings("ignore", message="Solution may be inaccurate")
@@ -1353,6 +1368,8 @@ def solve_cvxpy(
         # or ended in a status CVXPY cannot unpack: "Cannot unpack invalid solution"): not a proof
         raise SolverFailedError(f"the solver failed on {_the_model(decision, 'LP')} (CVXPY, HiGHS), "
                                 f"which says nothing about its feasibility: {exc}") from exc
+    finally:
+        PROCESS_OUTPUT_LOCK.release()
     status = cvx.problem.status
     if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
         raise InfeasibleError(f"{_the_model(decision)} is infeasible")

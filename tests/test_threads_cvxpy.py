@@ -4,10 +4,12 @@
 other threads' builds) and solves it holding ``exact.PROCESS_OUTPUT_LOCK`` (for the redirect that
 silences HiGHS's banner); the duals are read from the thread's own problem after the lock is
 released. The expected values are the same calls run serially in this process; the threads start
-together (a barrier), so their builds and solves overlap. A race is likely to show, not certain:
-with one problem object shared between the threads (each solve taking the last one built), the
-threaded runs gave wrong objectives in most trials (see the report of task C3); as the code is,
-20 trials of 9 threads gave the serial answers bit for bit.
+together (a barrier), so their builds and solves overlap. A race is likely to show, not certain.
+How it was checked that this can fail: with one problem object per decision shared by the
+threads (``exact.solve_cvxpy`` monkeypatched to solve, once it holds the lock, the decision's
+problem built last), ``check_threads_match_serial`` failed in its first trial in 3 runs of 3,
+while the serial runs stayed right; as the code is, 20 trials of 9 threads gave the serial
+answers bit for bit, with the lock and also with it removed (it is there for the redirect).
 """
 
 from __future__ import annotations

@@ -1097,11 +1097,14 @@ def test_hindsight_infeasibility_names_only_the_resource_that_is_short():
     assert "KV tokens for 1 x 20" in kv_short and "slots" not in kv_short
 
 
-@pytest.mark.parametrize("seed", [2, 3])
-def test_bound_at_a_loose_mip_gap_never_exceeds_the_optimum(seed):
+@pytest.mark.parametrize("workers", [2, 3])
+def test_bound_at_a_loose_mip_gap_never_exceeds_the_optimum(workers):
     # HiGHS stops "optimal" within mip_gap with its incumbent above the optimum: the bound must be
-    # the dual bound (mip_bound), labelled optimal only when proved; the optimum from mip_gap=0
-    inst = inst_mod.generate_steps(requests=14, workers=3, seed=seed)
+    # the dual bound (mip_bound), labelled optimal only when proved; the optimum from mip_gap=0.
+    # On both streams HiGHS's incumbent at mip_gap=0.01 is above the optimum (by 0.08 and 0.06 ms),
+    # so the incumbent reported as the bound fails here (14 requests on 3 workers, seeds 2 and 3,
+    # showed it too, in 110 s instead of 10 s)
+    inst = inst_mod.generate_steps(requests=6, workers=workers, seed=0)
     optimum = exact.solve(inst, mip_gap=0.0).objective
     b = bench.bound(inst, mip_gap=0.01)
     assert b.value <= optimum + 1e-6

@@ -14,6 +14,9 @@ Usage::
 writes ``limits.csv`` (one row per input) and ``limits.md`` (the command, the machine and its
 load average at start and end, then the table). Where the input at the cap itself would take
 more than a few minutes, the row is at a stated fraction of it (its ``size`` column says which).
+Input files (a trace or instance file of a given size, a sparse or gzip file over a cap) are made
+in the temporary folder by this process before the row's child starts, untimed, and deleted at
+the end of the run.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -188,11 +192,40 @@ def cache_binaries(requests: int, time_limit: float = 10.0, max_binaries: int | 
     return {"size": size, "phases": phases, "status": str(solution.status)}
 
 
+def decode_workers(workers: int, requests: int = 200_000, method: str | None = "jsq", *,
+                   phases: dict[str, float]) -> dict:
+    from servopt.benchmarks import decode_routing as bench
+    from servopt.instances import decode_routing
+
+    inst = _timed(phases, "generate", lambda: decode_routing.generate(requests=requests,
+                                                                      workers=workers))
+    if method:
+        _timed(phases, method, lambda: bench.evaluate(inst, method))
+    return {"size": inst.workers, "phases": phases}
+
+
+def text_trace(path: str, *, phases: dict[str, float]) -> dict:
+    """A Mooncake JSONL trace read by ``read_mooncake`` (which checks the text's size first)."""
+    from servopt.instances import traces
+
+    _timed(phases, "read_mooncake", lambda: traces.read_mooncake(path))
+    return {"size": Path(path).stat().st_size, "phases": phases}
+
+
+def text_load(path: str, *, phases: dict[str, float]) -> dict:
+    """An instance JSON file read by ``instances.load`` (``read_text_file``, then the schema)."""
+    from servopt.instances import load
+
+    _timed(phases, "load", lambda: load(path))
+    return {"size": Path(path).stat().st_size, "phases": phases}
+
+
 def baseline(*, phases: dict[str, float]) -> dict:
     """The interpreter with every module the other rows import: what a refusal should cost."""
     import servopt  # noqa: F401
     from servopt.benchmarks import capacity, expert_placement, harness  # noqa: F401
-    from servopt.instances import batch_scheduling, caching, decode_routing, load  # noqa: F401
+    from servopt.benchmarks import decode_routing as routing_bench  # noqa: F401
+    from servopt.instances import batch_scheduling, caching, decode_routing, load, traces  # noqa: F401
     from servopt.models import batch_scheduling, caching, decode_routing  # noqa: F401,F811
     from servopt.solvers import exact  # noqa: F401
 
@@ -202,13 +235,117 @@ def baseline(*, phases: dict[str, float]) -> dict:
 def _ep_file(windows: int) -> list[str]:
     """The CLI writing a generated expert-placement file (the row's RSS is the CLI's)."""
     return ["servopt", "generate", "expert_placement", "preset=deepseek_v3", f"windows={windows}",
-            "-o", str(Path(tempfile.gettempdir()) / f"servopt_limits_ep_{windows}.json")]
+            "-o", str(_scratch(f"ep_{windows}.json"))]
+
+
+# -- input files, made by the parent before a row's child starts (not timed) -------------------
+# An argument "@KIND:N" names the file FILES[KIND](N) makes (kept for the run, then deleted).
+
+
+def _scratch(name: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"servopt_limits_{name}"
+
+
+def _mooncake_file(limit: int) -> Path:
+    """The shared Mooncake trace repeated (each copy's timestamps after the previous copy's) to
+    as many whole lines as fit in ``limit`` bytes."""
+    from servopt.instances.traces import shared_trace
+
+    path = _scratch(f"mooncake_{limit}.jsonl")
+    if path.exists():
+        return path
+    source = shared_trace("mooncake_synthetic.jsonl")
+    if source is None:
+        raise SystemExit("mooncake_synthetic.jsonl is needed (../shared/traces or SERVOPT_TRACES)")
+    records = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    tails = [json.dumps({k: v for k, v in r.items() if k != "timestamp"})[1:] for r in records]
+    span = max(r["timestamp"] for r in records) + 1000  # ms between copies
+    size, partial = 0, path.with_suffix(".partial")
+    with open(partial, "w") as out:
+        for copy in count():
+            for record, tail in zip(records, tails, strict=True):
+                line = f'{{"timestamp": {record["timestamp"] + copy * span}, {tail}\n'
+                if size + len(line) > limit:
+                    break
+                out.write(line)
+                size += len(line)
+            else:
+                continue
+            break
+    partial.replace(path)
+    return path
+
+
+def _sparse_file(size: int) -> Path:
+    """``size`` zero bytes, as a sparse file (no disk used)."""
+    path = _scratch(f"sparse_{size}.json")
+    with open(path, "wb") as out:
+        out.truncate(size)
+    return path
+
+
+def _gzip_bomb(size: int) -> Path:
+    """A gzip file of ``size`` bytes of newlines once decompressed (about 1/1000 of it on disk)."""
+    import gzip
+
+    path = _scratch(f"gzip_{size}.jsonl")
+    if not path.exists():
+        with gzip.open(path, "wb", compresslevel=9) as out:
+            piece = b"\n" * 2**20
+            for _ in range(size // len(piece)):
+                out.write(piece)
+            out.write(b"\n" * (size % len(piece)))
+    return path
+
+
+def _caching_file(requests: int) -> Path:
+    """The CLI's caching instance file of ``requests`` requests (100,000 objects), as the comment
+    at ``MAX_TEXT_BYTES`` measures the largest instance files."""
+    path = _scratch(f"caching_{requests}.json")
+    if not path.exists():
+        subprocess.run(["servopt", "generate", "caching", f"requests={requests}", "objects=100000",
+                        "-o", str(path)], check=True, capture_output=True)
+    return path
+
+
+def _ep_made(windows: int) -> Path:
+    cli = _ep_file(windows)
+    if not Path(cli[-1]).exists():
+        subprocess.run(cli, check=True, capture_output=True)
+    return Path(cli[-1])
+
+
+def _caching_padded(size: int) -> Path:
+    """:func:`_caching_file` at the generators' cap (10 million requests), then spaces (JSON white
+    space) to ``size`` bytes."""
+    path = _scratch(f"caching_padded_{size}.json")
+    if not path.exists():
+        source = _caching_file(10_000_000)
+        partial = path.with_suffix(".partial")
+        with open(source, "rb") as src, open(partial, "wb") as out:
+            while piece := src.read(2**24):
+                out.write(piece)
+            left = size - out.tell()
+            if left < 0:
+                raise SystemExit(f"{source} is larger than {size} bytes")
+            while left:
+                out.write(b" " * min(left, 2**24))
+                left -= min(left, 2**24)
+        partial.replace(path)
+    return path
+
+
+FILES: dict[str, Callable[[int], Path]] = {
+    "ep_file": _ep_made, "mooncake": _mooncake_file, "sparse": _sparse_file,
+    "gzip": _gzip_bomb, "caching": _caching_file, "caching_padded": _caching_padded,
+}
 
 
 # -- the table of caps ----------------------------------------------------------------------------
 # (row name, cap as written in the code, cap value, function, args under, args over, note).
-# ``args over`` None: no over-cap row (the cap is checked by another row).
-CASES: list[tuple[str, str, int, str, tuple, tuple | None, str]] = [
+# ``args under`` / ``args over`` None: no such row (the cap is checked by another row).
+_TEXT = "servopt/core/instance.py MAX_TEXT_BYTES"
+CASES: list[tuple[str, str, int, str, tuple | None, tuple | None, str]] = [
     ("baseline", "-", 0, "baseline", (), None, "interpreter + imports"),
     ("caching_requests", "instances/caching.py MAX_REQUESTS", 10_000_000, "caching_requests",
      (10_000_000,), (10_000_001,), "generate (5e6 objects) + belady"),
@@ -228,6 +365,8 @@ CASES: list[tuple[str, str, int, str, tuple, tuple | None, str]] = [
      (1000,), (1001,), "tiny preset, nodes x 100 GPUs x 10 slots"),
     ("decode_requests", "instances/decode_routing.py MAX_REQUESTS", 10_000_000, "decode_requests",
      (10_000_000,), (10_000_001,), "generate"),
+    ("decode_workers", "instances/decode_routing.py MAX_WORKERS", 100_000, "decode_workers",
+     (100_000,), (100_001,), "generate (200,000 requests) + jsq"),
     ("capacity_requests", "instances/capacity.py MAX_REQUESTS", 10_000_000, "capacity_requests",
      (10_000_000,), (10_000_001,), "generate"),
     ("capacity_run", "benchmarks/capacity.py MAX_REQUESTS", 16_000_000, "capacity_run",
@@ -252,6 +391,21 @@ CASES: list[tuple[str, str, int, str, tuple, tuple | None, str]] = [
     ("cache_binaries_320k", "models/caching.py MAX_BINARIES", 50_000, "cache_binaries",
      (320_000, 5.0, 1_000_000), None, "as cache_binaries_lifted at the commit's 320k requests "
      "(minutes and 6 GB then); killed after 300 s"),
+    ("text_bytes_trace", _TEXT, 2**30, "text_trace", (f"@mooncake:{2**30}",),
+     (f"@sparse:{2**30 + 1}",), "read_mooncake; under: the shared Mooncake trace repeated to the "
+     "whole lines that fit in 1 GiB; over: a sparse file of 1 GiB + 1 byte"),
+    ("text_bytes_trace_quarter", _TEXT, 2**30, "text_trace", (f"@mooncake:{2**28}",), None,
+     "read_mooncake, as text_bytes_trace at a quarter of the cap (the cost per MB)"),
+    ("text_bytes_trace_gzip", _TEXT, 2**30, "text_trace", None, (f"@gzip:{2**30 + 1}",),
+     "read_mooncake of a gzip file of 1 GiB + 1 byte of newlines once decompressed (1 MB on disk)"),
+    ("text_bytes_load", _TEXT, 2**30, "text_load", (f"@caching_padded:{2**30}",),
+     (f"@sparse:{2**30 + 1}",), "instances.load; under: caching_largest's file followed by "
+     "spaces to 1 GiB (no generated instance comes nearer); over: a sparse file of 1 GiB + 1 byte"),
+    ("text_bytes_load_largest", _TEXT, 2**30, "text_load", ("@caching:10000000",), None,
+     "instances.load of the largest instance a generator writes (servopt generate caching "
+     "requests=10000000 objects=100000, the generators' cap)"),
+    ("text_bytes_load_gzip", _TEXT, 2**30, "text_load", None, (f"@gzip:{2**30 + 1}",),
+     "instances.load of a gzip file of 1 GiB + 1 byte of newlines once decompressed"),
 ]
 # seconds: rows whose run may not end by itself
 ROW_TIMEOUT = {"cache_binaries_lifted": 300.0, "cache_binaries_320k": 300.0}
@@ -322,11 +476,9 @@ def _command(function: str, args: tuple) -> list[str]:
         return globals()[function[4:]](*args)
     listed = []
     for a in args:
-        if isinstance(a, str) and a.startswith("@ep_file:"):  # a file the CLI writes (not timed)
-            cli = _ep_file(int(a.split(":")[1]))
-            if not Path(cli[-1]).exists():
-                subprocess.run(cli, check=True, capture_output=True)
-            a = cli[-1]
+        if isinstance(a, str) and a.startswith("@"):  # a file made here (not timed)
+            kind, _, n = a[1:].partition(":")
+            a = str(FILES[kind](int(n)))
         listed.append(a)
     args = tuple(listed)
     return [sys.executable, "-m", "servopt.benchmarks.limits", "--child", function, json.dumps(list(args))]
@@ -382,7 +534,7 @@ def main(argv: list[str] | None = None) -> None:
             row["load_after"] = _load()
             rows.append(row)
             print(json.dumps(row), flush=True)
-    for path in Path(tempfile.gettempdir()).glob("servopt_limits_ep_*.json"):
+    for path in Path(tempfile.gettempdir()).glob("servopt_limits_*"):
         path.unlink()
     load_end = _load()
     if opts.out:

@@ -86,8 +86,8 @@ def main() -> None:
             "`exact.solve_model(build(instance))`). `wall_s` includes building the model. "
             "`rounded_lp`: the `lp_schedule` method's miss cost replayed by the evaluator; "
             "`incumbent_over_rounded` < 0: the IP improved on it, 0: it ended at the start "
-            "(HiGHS accepted it). `library_bound`: the manifest's bound (the LP value; for "
-            "`cache_mm_300` the proved IP optimum); `bound`: the IP's proved bound.", "",
+            "(HiGHS accepted it). `library_bound`: the manifest's bound when the table was made "
+            "(`servopt library show NAME` gives its kind); `bound`: the IP's proved bound.", "",
             markdown_table(shown, floatfmt=".6g"), ""]
     for _, row in refused.iterrows():
         text += [f"{row['instance']}: refused, {row['note']}... (above `max_binaries`; the LP "

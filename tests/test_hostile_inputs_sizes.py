@@ -64,6 +64,40 @@ def test_a_gzip_file_expanding_past_the_cap_is_refused(tmp_path, monkeypatch):
     assert servopt.load(path).n == servopt.load(plain).n == 10
 
 
+def test_a_plain_file_past_the_cap_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """The plain file's size is known from its stat: limits.md measured instances.load holding
+    the first 1 GiB of an over-cap file before refusing it."""
+    text = json.dumps(_data("bs_offline_10")).encode()
+    plain = tmp_path / "plain.json"
+    plain.write_bytes(text)
+    monkeypatch.setattr(instance_mod, "MAX_TEXT_BYTES", len(text) - 1)
+    real_open, largest = open, []
+
+    class Counted:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def read(self, size=-1):
+            data = self.handle.read(size)
+            largest.append(len(data))
+            return data
+
+    monkeypatch.setattr(instance_mod, "open", lambda *a, **k: Counted(real_open(*a, **k)),
+                        raising=False)
+    with pytest.raises(InvalidInstanceError, match=r"plain\.json: more than"):
+        servopt.load(plain)
+    assert max(largest, default=0) <= 2  # its first two bytes (gzip or not), never the text
+
+
 @pytest.mark.parametrize("kind", ["mooncake", "azure"])
 def test_a_trace_past_the_cap_is_refused_before_it_is_parsed(tmp_path, monkeypatch, kind):
     """The streaming trace readers had no cap (R4): a 258 KB gzip Mooncake file of 76 MB of text

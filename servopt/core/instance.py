@@ -289,8 +289,12 @@ def read_text_file(path: Path) -> str:
     try:
         note_read(f"file:{path.resolve()}", path)
         with open(path, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):  # (replaced since the stat)
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):  # (replaced since the stat)
                 raise InvalidInstanceError(f"{path}: not a regular file")
+            if info.st_size > MAX_TEXT_BYTES and handle.read(2) != GZIP_MAGIC:
+                raise InvalidInstanceError(too_big)  # (plain text: refused before it is read)
+            handle.seek(0)
             data = handle.read(MAX_TEXT_BYTES + 1)
         if data[:2] == GZIP_MAGIC:
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as unpacked:

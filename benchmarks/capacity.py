@@ -119,8 +119,8 @@ MIN_REQUESTS = 500  # fewer arrivals per run: the drift test sees too short a ho
 # for n = 4e6 (load 1.5-3; the audit saw 180 s for 1e6 at load 5-8), so a run at the cap holds
 # ~4.7 GB and takes 13-48 min per simulated rate, and a find_knee at the cap (5 or more rates,
 # each a run per seed) takes hours. (The old comment's "~13 GB" was ~3x the memory, and no time.)
-# benchmarks/results/limits.md measured +321-336 MB and 50-66 s at n = 1e6 (two runs, load 1-4),
-# ~5.4 GB at the cap if linear.
+# benchmarks/results/limits.md measured +321-336 MB and 50-66 s at n = 1e6 (two runs, load 1-4;
+# the third, at load 5: 99 s, 399 MB peak), ~5.4 GB at the cap if linear.
 MAX_REQUESTS = 16_000_000
 MAX_RUN_SEEDS = 1000  # replications per simulated rate
 SEEDS = 2

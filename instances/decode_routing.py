@@ -285,7 +285,8 @@ def predicted_lengths(output: np.ndarray, error: float, rng: np.random.Generator
     return np.maximum(1, np.round(noisy)).astype(np.int64)
 
 
-# a generated stream: 1.1 GB and 2-3 s to generate at the cap (benchmarks/results/limits.md);
+# a generated stream: 1.1 GB and 2-5 s to generate at the cap (benchmarks/results/limits.md, three
+# runs at load 1-5);
 # a larger one is more likely a typo than a workload
 MAX_REQUESTS = 10_000_000
 MAX_LOAD = 100.0  # offered load as a multiple of the fleet's capacity

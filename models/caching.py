@@ -126,9 +126,9 @@ FORMS = ("flow", "interval")
 LINEAR = False  # keep is binary unless relaxed; the CVXPY forms are the LP
 MAX_INTERVAL_NONZEROS = 5_000_000
 # binary keep variables of the IP. Chosen when HiGHS's root node ran far past a 5 s limit (24 s
-# at 80k binaries, 0a32c4e); with highspy 1.16 benchmarks/results/limits.md measures 1.3-2x the
-# limit on both sides of the cap (two runs: 5.8-6.3 s at 50k, 9.6-10.8 s at 80k, 8.3-8.4 s and
-# 1.5 GB at 320k). Kept:
+# at 80k binaries, 0a32c4e); with highspy 1.16 benchmarks/results/limits.md measures 1.3-2.5x the
+# limit on both sides of the cap (three runs, the last at load 5: 5.8-10.6 s at 50k, 6.5-10.8 s
+# at 80k, 8.3-12.5 s and 1.4-1.5 GB at 320k). Kept:
 # above it the rounded LP schedule is the practical answer, and max_binaries lifts it
 MAX_BINARIES = 50_000
 # relative slack of every "fits in the cache" test (float noise of summed sizes), as the

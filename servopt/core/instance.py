@@ -232,11 +232,11 @@ GZIP_MAGIC = b"\x1f\x8b"  # a gzip file's first two bytes: such a file is read d
 
 # The most bytes of text a data file may hold (after decompression), so that a small gzip file
 # cannot expand to gigabytes in memory (a 3 MB "bomb" of 3.2 GB). The largest legitimate
-# instances are those generated at the generators' caps; measured by generating 100,000 requests
-# and scaling (``servopt generate caching requests=100000 objects=100000``: 5.8 MB, so ~0.58 GB
-# at caching's MAX_REQUESTS = 10 million; decode routing ~0.27 GB, expert placement ~0.11 GB at
-# MAX_LOADS). The library's largest file is 2.2 MB (cache_mm_100k.json). 1 GiB leaves room above
-# them all.
+# instances are those generated at the generators' caps: caching's at MAX_REQUESTS = 10 million
+# is 244 MB (benchmarks/results/limits.md, text_bytes_load_largest; scaling a 100,000-request
+# file had said ~0.58 GB, but its 100,000 objects do not grow with the requests); by that
+# scaling decode routing ~0.27 GB, expert placement ~0.11 GB at MAX_LOADS. The library's largest
+# file is 2.2 MB (cache_mm_100k.json). 1 GiB leaves room above them all.
 MAX_TEXT_BYTES = 1 << 30
 
 

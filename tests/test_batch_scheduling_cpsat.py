@@ -49,8 +49,9 @@ def test_staircase_and_its_rectangles_by_hand():
     assert cpsat.steps(cpsat.staircase(3, 5)) == [(0, 4), (1, 1), (2, 1), (3, 1), (4, 1)]
     assert cpsat.steps(cpsat.staircase(3, 5, 2, "down")) == [(0, 4), (2, 2), (4, 2)]
     assert cpsat.steps(np.array([7])) == [(0, 7)]
-    assert cpsat.variant("exact") == ("exact", 1, False)
-    assert cpsat.variant("down4:lb") == ("down", 4, True)
+    assert cpsat.variant("exact") == ("exact", 1, "")
+    assert cpsat.variant("down4:lb") == ("down", 4, "lb")
+    assert cpsat.variant("up2:lbc") == ("up", 2, "lbc")
     for bad in ("down0", "up", "exact:ub", "side2"):
         with pytest.raises(ValueError):
             cpsat.variant(bad)
@@ -128,6 +129,17 @@ def test_replay_flags_an_overflowing_schedule():
     played = cpsat.replay(inst, np.array([0, 0]))
     assert not played["as_planned"]
     assert cpsat.replay(inst, np.array([0, 2])) == {"cost": 6.0, "as_planned": True, "peak": 6}
+
+
+def test_a_proved_lower_bound_keeps_the_optimum():
+    # objective >= a proved lower bound (``:lbc``) cannot cut off the optimum: with the
+    # brute-force optimum itself as the bound CP-SAT still finds an optimal schedule
+    for seed in (1, 3, 4):
+        inst = tiny(seed)
+        optimum = brute_force(inst, model.horizon_rounds(inst, "safe"))
+        res = cpsat.solve(inst, time_limit=10, workers=1, lower=optimum)
+        assert res["status"] == "OPTIMAL" and res["objective"] == optimum
+        assert model.is_feasible(inst, res["start"])
 
 
 def test_hint_is_accepted_and_upper_caps_the_starts():

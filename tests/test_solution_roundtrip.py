@@ -8,6 +8,7 @@ over (request, worker): a saved solution did not load in its own shape.
 from __future__ import annotations
 
 import json
+import tracemalloc
 
 import numpy as np
 import pandas as pd
@@ -182,3 +183,28 @@ def test_a_frame_without_columns_or_with_a_nan_column_is_refused(tmp_path):
                             decisions={"x": frame})
         with pytest.raises(InvalidInstanceError, match=message):
             solution.save(tmp_path)
+
+
+def test_a_hostile_frame_header_is_refused_in_memory_of_the_file_size(tmp_path):
+    """Review R6: a 0.7 MB folder listing 20,000 row and 20,000 column labels, one cell each, made
+    load count 4e8 cells (3 GB) before naming the first missing one."""
+    solution = servopt.solve(library.load("dr_hindsight_8x2"))
+    solution.save(tmp_path)
+    head_path, path = tmp_path / "solution.json", tmp_path / "decisions" / "x.csv"
+    head = json.loads(head_path.read_text())
+    n = 20_000
+    table = head["tables"]["decisions"]["x"]
+    table.pop("labels_sha256", None)
+    table["rows"] = n
+    table["columns"]["labels"] = [[str(k)] for k in range(n)]
+    table["columns"]["values"] = ["float"] * n
+    head_path.write_text(json.dumps(head))
+    path.write_text("request,worker,x\n" + "".join(f"{i},{i},1.0\n" for i in range(n)))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInstanceError, match="the cell of row 0 and column 1 is missing"):
+            Solution.load(tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200e6, f"{peak / 1e6:.0f} MB"

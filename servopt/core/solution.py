@@ -617,13 +617,20 @@ def _read_table(path: Path, name: str, meta: Any) -> pd.Series | pd.DataFrame:
         raise InvalidInstanceError(f"{path}: line {k + 2} has the column label "
                                    f"{_shown(column_keys[k])}, which solution.json does not list "
                                    f"(its columns: {', '.join(_shown(c) for c in columns)})")
-    cells = at_row * len(columns) + at_column
-    count = np.bincount(cells, minlength=len(rows) * len(columns))
-    if (count != 1).any():
-        k = int(np.argmax(count != 1))
+    # every cell exactly once, found in memory of the file's size (rows x columns can be huge)
+    cells = at_row.astype(np.int64) * len(columns) + at_column
+    twice = pd.Index(cells).duplicated()
+    missing = len(cells) < len(rows) * len(columns)
+    if twice.any() or missing:
+        if twice.any():
+            k = int(cells[np.argmax(twice)])
+        else:
+            listed = np.sort(cells)
+            gaps = np.flatnonzero(listed != np.arange(len(listed)))
+            k = int(gaps[0]) if len(gaps) else len(listed)
         raise InvalidInstanceError(
             f"{path}: the cell of row {_shown(rows[k // len(columns)])} and column "
-            f"{_shown(columns[k % len(columns)])} is {'missing' if count[k] == 0 else 'listed twice'}")
+            f"{_shown(columns[k % len(columns)])} is {'listed twice' if twice.any() else 'missing'}")
     grid = np.empty((len(rows), len(columns)), dtype=object)
     grid[at_row, at_column] = frame[name].to_numpy(dtype=object)
     out = pd.DataFrame({k: typed(pd.Series(grid[:, k], dtype=object), kind,

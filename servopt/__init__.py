@@ -62,11 +62,11 @@ def solve(
     :func:`servopt.solvers.exact.solve`.
 
     Threads: calls from several threads give the serial answers on the ``highs`` matrix path
-    (a HiGHS object per call) and on the Pyomo path (``backend="pyomo"``, or a model without a
-    matrix form), whose solves take turns (Pyomo redirects the process's stdout while HiGHS
-    runs), so they gain nothing from threads; ``cvxpy`` has not been checked. Ctrl-C is caught
-    only in the main thread. A Pyomo solve's time limit counts its wait for another thread's:
-    when it passes while waiting, the status is ``time_limit`` with no incumbent.
+    (a HiGHS object per call), and on the Pyomo and CVXPY paths (``backend="pyomo"`` or
+    ``"cvxpy"``, or a model without a matrix form), whose solves take turns (they redirect the
+    process's stdout while HiGHS runs), so they gain nothing from threads. Ctrl-C is caught
+    only in the main thread. A Pyomo or CVXPY solve's time limit counts its wait for another
+    thread's: when it passes while waiting, the status is ``time_limit`` with no incumbent.
     """
     from servopt.solvers import exact
 

@@ -455,6 +455,12 @@ def solve_model(
 PROCESS_OUTPUT_LOCK = threading.RLock()
 
 
+def _lock_wait(limit: float | None) -> float:
+    """The ``acquire`` timeout for a wait of at most ``limit`` seconds: -1 (no limit) for None or
+    anything ``acquire`` cannot take (infinity, above ``threading.TIMEOUT_MAX``, ~292 years)."""
+    return -1 if limit is None or limit >= threading.TIMEOUT_MAX else max(limit, 0.0)
+
+
 def _solve_model(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget, mip_gap: float,
                  prices: bool, decision: str, solver_options: dict[str, Any] | None = None
                  ) -> Solution:
@@ -462,7 +468,7 @@ def _solve_model(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget, m
     another thread's Pyomo solve spends from it while it waits, and stops waiting at the limit:
     status ``time_limit`` without an incumbent, ``info["waited"]`` saying why)."""
     left = budget.left()
-    if not PROCESS_OUTPUT_LOCK.acquire(timeout=-1 if left is None else max(left, 0.0)):
+    if not PROCESS_OUTPUT_LOCK.acquire(timeout=_lock_wait(left)):
         objective = next(model.component_data_objects(pyo.Objective, active=True))
         return Solution(status="time_limit", objective=math.nan, bound=math.nan, gap=math.nan,
                         wall_s=0.0, sense="min" if objective.sense == pyo.minimize else "max",
@@ -860,17 +866,21 @@ _BANNER_SHOWN = False  # HiGHS prints its banner once per process, at the first 
 
 def new_highs() -> Any:
     """A silent ``highspy.Highs`` for the matrix paths. Only the process's first one needs its
-    banner silenced (it holds :data:`PROCESS_OUTPUT_LOCK` while it does); later ones take no
-    lock, so a matrix solve never waits for another thread's Pyomo solve."""
+    banner silenced, and only if :data:`PROCESS_OUTPUT_LOCK` is free at once; later ones take no
+    lock, so a matrix solve never waits for another thread's Pyomo or CVXPY solve (that solve has
+    the output redirected: a banner printed meanwhile goes to its capture)."""
     global _BANNER_SHOWN
     import highspy
 
-    if _BANNER_SHOWN:
+    if _BANNER_SHOWN or not PROCESS_OUTPUT_LOCK.acquire(blocking=False):
         highs = highspy.Highs()
     else:
-        with _c_stdout_silenced():
-            highs = highspy.Highs()
-        _BANNER_SHOWN = True
+        try:
+            with _c_stdout_silenced():
+                highs = highspy.Highs()
+        finally:
+            PROCESS_OUTPUT_LOCK.release()
+    _BANNER_SHOWN = True
     highs.setOptionValue("output_flag", False)
     return highs
 
@@ -1348,7 +1358,7 @@ def solve_cvxpy(
     import cvxpy as cp
 
     start = time.perf_counter()
-    if not PROCESS_OUTPUT_LOCK.acquire(timeout=-1 if time_limit is None else max(time_limit, 0.0)):
+    if not PROCESS_OUTPUT_LOCK.acquire(timeout=_lock_wait(time_limit)):
         return Solution(status="time_limit", objective=math.nan, bound=math.nan, gap=math.nan,
                         wall_s=time.perf_counter() - start, sense=cvx.sense, relaxed=True,
                         backend="cvxpy", decision=decision,

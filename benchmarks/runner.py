@@ -184,13 +184,16 @@ def _digest(row: dict[str, Any]) -> str:
 
 def _write_cache(cache_dir: Path, key: str, row: dict[str, Any]) -> None:
     """Cache ``row`` with its digest, unless a reader would refuse it (errors, skips, a NaN
-    cost: :func:`cache_row_problem`), which is then not written, and not warned of."""
+    cost: :func:`cache_row_problem`; above :data:`MAX_ENTRY_BYTES`), which is then not written,
+    and not warned of."""
     row = json.loads(json.dumps(row, default=float))  # what a reader will parse (numpy numbers
     if cache_row_problem(row, digest=False) is not None:  # as floats): the digest is of that
         return
-    cache_dir.mkdir(parents=True, exist_ok=True)
     row[CHECKSUM] = _digest(row)
     text = json.dumps(row, sort_keys=True)
+    if len(text.encode()) > MAX_ENTRY_BYTES:  # (parameters of megabytes: recomputed each run)
+        return
+    cache_dir.mkdir(parents=True, exist_ok=True)
     replace_file(cache_dir / f"{key}.json", lambda path: path.write_text(text))
 
 

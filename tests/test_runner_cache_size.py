@@ -132,3 +132,20 @@ def test_an_entry_that_is_not_a_regular_file_is_not_opened(tmp_path, capsys, com
 def test_the_entries_the_runner_writes_are_far_below_the_cap(tmp_path, method):
     run([_case()], jobs=1, cache_dir=tmp_path, progress=False)
     assert _entry(tmp_path, method).stat().st_size * 100 < runner_mod.MAX_ENTRY_BYTES
+
+
+def test_an_entry_too_large_to_be_read_back_is_not_written(tmp_path, monkeypatch, capsys):
+    """Review R6: a unit whose parameters held a 1.1 MB string was cached, then refused with a
+    warning and rewritten on every later run; now it is recomputed silently and never cached."""
+    monkeypatch.setattr(runner_mod, "MAX_ENTRY_BYTES", 4096)
+
+    def make(products, tag, seed):
+        return make_instance(products=products, seed=seed)
+
+    case = Case(name="big_params", decision="toy_production", seeds=(0,), make_instance=make,
+                grid=({"products": 3, "tag": "x" * 5000},), methods=("greedy",))
+    first = run([case], jobs=1, cache_dir=tmp_path, progress=False)
+    second = run([case], jobs=1, cache_dir=tmp_path, progress=False)
+    assert list(first["cost"]) == list(second["cost"])
+    assert not any(tmp_path.rglob("*.json"))  # nothing cached for it
+    assert "ignoring cache entry" not in capsys.readouterr().err

@@ -259,7 +259,7 @@ class Instance(BaseInstance):
 
 
 MAX_DROPPED = 0.01  # share of a preset's requests that may be too long for the KV capacity
-# a generated sample: 0.6 GB and 1-3.5 s at the cap (benchmarks/results/limits.md, three runs at
+# a generated sample: 0.6 GB and 0.6-3.5 s at the cap (benchmarks/results/limits.md, three runs at
 # load 1-5); a larger one
 # is more likely a typo than a workload
 MAX_REQUESTS = 10_000_000

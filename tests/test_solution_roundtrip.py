@@ -208,3 +208,20 @@ def test_a_hostile_frame_header_is_refused_in_memory_of_the_file_size(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 200e6, f"{peak / 1e6:.0f} MB"
+
+
+def test_values_of_a_table_saved_without_values_are_refused(tmp_path):
+    """Review R6: solution.json edited to say a table holds no values (kind "none") made load
+    drop its numbers silently."""
+    servopt.solve(library.load("bs_offline_10")).save(tmp_path)
+    head_path = tmp_path / "solution.json"
+    head = json.loads(head_path.read_text())
+    head["tables"]["decisions"]["start"]["values"] = "none"
+    head_path.write_text(json.dumps(head))
+    with pytest.raises(InvalidInstanceError, match=r"start\.csv: column 'start' must be empty"):
+        Solution.load(tmp_path)
+    empty = pd.Series([None, None], index=pd.Index([0, 1], name="request"), name="note")
+    saved = Solution(status="optimal", objective=1.0, bound=1.0, gap=0.0, wall_s=0.0,
+                     decisions={"note": empty})
+    saved.save(tmp_path / "empty")
+    pd.testing.assert_series_equal(Solution.load(tmp_path / "empty").decisions["note"], empty)

@@ -580,7 +580,10 @@ def _read_table(path: Path, name: str, meta: Any) -> pd.Series | pd.DataFrame:
                 return text == "True"
         except (ValueError, TypeError, OverflowError):
             raise InvalidInstanceError(f"{path}: {what} must be {kind} values") from None
-        if kind == "none":
+        if kind == "none":  # saved with no value at all: a value here was written by hand
+            if not missing.all():
+                raise InvalidInstanceError(f"{path}: {what} must be empty (solution.json: no "
+                                           f"values), but holds {text[~missing][0]!r}")
             return np.array([None] * len(text), dtype=object)
         return text  # text: an empty cell reads back as ""
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from servopt.solvers import batch_scheduling as rules
+from servopt.solvers import exact
 
 
 def marked_line(path: str | Path, tag: str) -> tuple[int, str]:
@@ -29,3 +34,45 @@ class Replay(rules.Policy):
 
     def admit(self, state: rules.State) -> np.ndarray:
         return state.waiting[self.start[state.waiting] <= state.t]
+
+
+def in_threads(work: list[Any], run: Any) -> list[Any]:
+    """``run(item)`` for every item, each in its own thread, started together; an exception comes
+    back as its text in place of the result (in a thread it would otherwise only be printed)."""
+    out: list[Any] = [None] * len(work)
+    gate = threading.Barrier(len(work))
+
+    def target(k: int) -> None:
+        gate.wait()
+        try:
+            out[k] = run(work[k])
+        except Exception as exc:  # compared as a value by the tests
+            out[k] = f"{type(exc).__name__}: {exc}"
+
+    threads = [threading.Thread(target=target, args=(k,)) for k in range(len(work))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return out
+
+
+@contextlib.contextmanager
+def output_lock_held_elsewhere(seconds: float) -> Iterator[None]:
+    """Another thread's Pyomo or CVXPY solve, simulated by a thread holding the lock such a solve
+    holds, for at most ``seconds`` (released when the block ends)."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with exact.PROCESS_OUTPUT_LOCK:
+            taken.set()
+            done.wait(seconds)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    taken.wait(10)
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join()

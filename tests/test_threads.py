@@ -7,35 +7,14 @@ the process-wide HiGHS object the routers had before, both cases failed in 10 of
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
 import pytest
+from shared import in_threads
 
 from servopt.benchmarks import decode_routing as bench
 from servopt.instances import decode_routing as drg
-
-
-def _in_threads(work: list[Any], run: Any) -> list[Any]:
-    """``run(item)`` for every item, each in its own thread started together; exceptions are
-    returned in place of results (a failure in a thread would otherwise only be printed)."""
-    out: list[Any] = [None] * len(work)
-    gate = threading.Barrier(len(work))
-
-    def target(k: int) -> None:
-        gate.wait()
-        try:
-            out[k] = run(work[k])
-        except Exception as exc:  # compared as a value below
-            out[k] = f"{type(exc).__name__}: {exc}"
-
-    threads = [threading.Thread(target=target, args=(k,)) for k in range(len(work))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return out
 
 
 @pytest.mark.parametrize("method", ["bid_price_lp", "bid_price_argmin"])
@@ -51,4 +30,4 @@ def test_lp_routers_in_threads_route_as_in_series(method: str) -> None:
     serial = [route(inst) for inst in streams]
     assert serial[0] != serial[1]  # two different answers, so a swap would show
     for _ in range(4):
-        assert _in_threads(streams, route) == serial
+        assert in_threads(streams, route) == serial

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from shared import in_threads, output_lock_held_elsewhere
 
 import servopt
 from servopt.instances import batch_scheduling as bi
@@ -52,27 +53,6 @@ def _answer(job: tuple[Any, dict[str, Any]], backend: str = "cvxpy") -> tuple[An
     return solution.status, solution.objective, tables
 
 
-def _in_threads(work: list[Any], run: Any) -> list[Any]:
-    """``run(item)`` for every item, each in its own thread, started together; an exception comes
-    back as its text in place of the result (in a thread it would otherwise only be printed)."""
-    out: list[Any] = [None] * len(work)
-    gate = threading.Barrier(len(work))
-
-    def target(k: int) -> None:
-        gate.wait()
-        try:
-            out[k] = run(work[k])
-        except Exception as exc:  # compared as a value below
-            out[k] = f"{type(exc).__name__}: {exc}"
-
-    threads = [threading.Thread(target=target, args=(k,)) for k in range(len(work))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return out
-
-
 def check_threads_match_serial(trials: int) -> None:
     jobs = _jobs()
     serial = [_answer(job) for job in jobs]
@@ -80,7 +60,7 @@ def check_threads_match_serial(trials: int) -> None:
     objectives = [answer[1] for answer in serial]
     assert len(set(objectives)) == len(objectives)  # all different, so a swap would show
     for trial in range(trials):
-        got = _in_threads(jobs, _answer)
+        got = in_threads(jobs, _answer)
         wrong = [k for k in range(len(jobs)) if got[k] != serial[k]]
         assert not wrong, (f"trial {trial}: job(s) {wrong} differ from the serial run: "
                            f"{[got[k] if isinstance(got[k], str) else got[k][1] for k in wrong]} "
@@ -96,32 +76,21 @@ def test_cvxpy_solves_in_threads_give_the_serial_answers_20_trials() -> None:
     check_threads_match_serial(trials=20)
 
 
-def test_cvxpy_beside_pyomo_and_highs_solves_in_threads() -> None:
+def test_cvxpy_beside_pyomo_and_highs_solvesin_threads() -> None:
     """A CVXPY solve next to the same LPs on the Pyomo path (which takes the same lock) and on the
     matrix path (which takes none): each gives its serial answer."""
     jobs = _jobs()[1:4]
     work = [(job, backend) for job in jobs for backend in ("cvxpy", "pyomo", "highs")]
     serial = [_answer(job, backend) for job, backend in work]
     for _ in range(2):
-        assert _in_threads(work, lambda item: _answer(*item)) == serial
+        assert in_threads(work, lambda item: _answer(*item)) == serial
 
 
 @pytest.fixture
 def lock_held_elsewhere():
     """Another thread's Pyomo (or CVXPY) solve, simulated by holding the lock it holds for 10 s."""
-    taken, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with exact.PROCESS_OUTPUT_LOCK:
-            taken.set()
-            done.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    taken.wait(10)
-    yield
-    done.set()
-    holder.join()
+    with output_lock_held_elsewhere(10):
+        yield
 
 
 @pytest.mark.parametrize("name", ["cap_conversation", "bs_offline_10"])

@@ -10,6 +10,7 @@ import math
 import threading
 
 import pytest
+from shared import output_lock_held_elsewhere
 
 import servopt
 from servopt.instances import library
@@ -19,19 +20,8 @@ from servopt.solvers import exact
 @pytest.fixture
 def lock_held_elsewhere():
     exact.new_highs()  # the process's first HiGHS object (its banner) is made outside the test
-    taken, done = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with exact.PROCESS_OUTPUT_LOCK:
-            taken.set()
-            done.wait(30)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    taken.wait(10)
-    yield
-    done.set()
-    holder.join()
+    with output_lock_held_elsewhere(30):
+        yield
 
 
 def test_a_matrix_solve_does_not_wait_for_a_pyomo_solve(lock_held_elsewhere) -> None:

@@ -178,7 +178,11 @@ def test_a_frame_without_columns_or_with_a_nan_column_is_refused(tmp_path):
     for frame, message in ((pd.DataFrame(index=pd.Index([1, 2], name="request")),
                             "2 rows and no columns"),
                            (pd.DataFrame([[1.0, 2.0]], columns=[0.5, np.nan]),
-                            "columns cannot be written one row per cell")):
+                            "has a column label that is None or NaN"),
+                           (pd.DataFrame([[1.0, 2.0]], columns=pd.Index(["a", None])),
+                            "has a column label that is None or NaN"),  # (was "duplicate values")
+                           (pd.DataFrame([[1.0]], index=pd.Index([3], name="x"), columns=["c"]),
+                            r"index level names \(x, level_1\) must differ .* name 'x'")):
         solution = Solution(status="optimal", objective=1.0, bound=1.0, gap=0.0, wall_s=0.0,
                             decisions={"x": frame})
         with pytest.raises(InvalidInstanceError, match=message):
@@ -225,3 +229,17 @@ def test_values_of_a_table_saved_without_values_are_refused(tmp_path):
                      decisions={"note": empty})
     saved.save(tmp_path / "empty")
     pd.testing.assert_series_equal(Solution.load(tmp_path / "empty").decisions["note"], empty)
+
+
+def test_an_index_level_named_like_its_table_is_refused_at_save(tmp_path):
+    """Review R6: a Series whose index level has the table's own name saved, then failed to load
+    ("expected index columns, then a column 'x'"): refused when saved, naming both."""
+    series = pd.Series([1.0, 2.0], index=pd.Index([0, 1], name="x"), name="x")
+    solution = Solution(status="optimal", objective=1.0, bound=1.0, gap=0.0, wall_s=0.0,
+                        decisions={"x": series})
+    with pytest.raises(InvalidInstanceError, match=r"index level names \(x\) must differ"):
+        solution.save(tmp_path)
+    twice = pd.Series([1.0], index=pd.MultiIndex.from_tuples([(0, 1)], names=["a", "a"]), name="y")
+    with pytest.raises(InvalidInstanceError, match=r"index level names \(a, a\) must differ"):
+        Solution(status="optimal", objective=1.0, bound=1.0, gap=0.0, wall_s=0.0,
+                 decisions={"y": twice}).save(tmp_path)

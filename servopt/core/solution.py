@@ -232,6 +232,12 @@ class Solution:
                         raise InvalidInstanceError(f"Solution.save: {where}'s columns cannot be "
                                                    f"written one row per cell ({exc})") from None
                 table = frame.to_frame(name=name)
+                header = [n if n is not None else f"level_{k}" for k, n in enumerate(table.index.names)]
+                if len({str(n) for n in header} | {name}) != len(header) + 1:
+                    raise InvalidInstanceError(
+                        f"Solution.save: {where}'s index level names ({', '.join(map(str, header))}) "
+                        f"must differ from each other and from the table's name {name!r}: they "
+                        "are the CSV's column names")
                 replace_file(out / folder / f"{name}.csv", lambda path, table=table: table.to_csv(
                     path, index=True, index_label=[n if n is not None else f"level_{k}"
                                                    for k, n in enumerate(table.index.names)]))
@@ -445,6 +451,10 @@ def _columns_meta(frame: pd.DataFrame, where: str) -> dict[str, Any]:
                 f"Solution.save: {where} repeats the {axis} label {_shown(repeated)}; a DataFrame is "
                 "written one row per cell, which could not be put back together")
     columns = frame.columns
+    if any(pd.isna(columns.get_level_values(k)).any() for k in range(columns.nlevels)):
+        raise InvalidInstanceError(f"Solution.save: {where} has a column label that is None or "
+                                   "NaN; a DataFrame is written one row per cell, labelled by "
+                                   "its column: name every column")
     names = [None if n is None else str(n) for n in columns.names]
     kinds = [_dtype_kind(columns.get_level_values(k), f"{where} column level {k}")
              for k in range(columns.nlevels)]

@@ -189,7 +189,10 @@ class Solution:
         share is written long, one row per cell, its column levels after the row levels, and
         ``solution.json`` records its column labels in order, their level names and kinds and
         each column's value kind, so that :meth:`load` rebuilds it; a DataFrame with a repeated
-        row or column label is refused, since its long form could not be put back). The tables an
+        row or column label is refused, since its long form could not be put back, as are index
+        level names that repeat each other or the table's name and None column labels). Level
+        names come back as text, and in a text column None comes back as "" (both are an empty
+        cell). The tables an
         earlier save listed in ``solution.json`` are removed first (and only those: other files
         in the folders are left alone). A ``prices`` or ``decisions`` folder that is a symbolic
         link, or not a folder, is refused (``InvalidInstanceError``), and each file is written

@@ -192,12 +192,12 @@ class Solution:
         row or column label is refused, since its long form could not be put back, as are index
         level names that repeat each other or the table's name and None column labels). Level
         names come back as text, and in a text column None comes back as "" (both are an empty
-        cell). The tables an
-        earlier save listed in ``solution.json`` are removed first (and only those: other files
-        in the folders are left alone). A ``prices`` or ``decisions`` folder that is a symbolic
-        link, or not a folder, is refused (``InvalidInstanceError``), and each file is written
-        beside its place and then moved there (a symbolic link in its place is replaced, not
-        followed), so nothing outside ``directory`` is written or removed. Returns the directory."""
+        cell). The tables an earlier save listed in ``solution.json`` are removed first (and only
+        those: other files in the folders are left alone). A ``prices`` or ``decisions`` folder
+        that is a symbolic link, or not a folder, is refused (``InvalidInstanceError``), and each
+        file is written beside its place and then moved there (a symbolic link in its place is
+        replaced, not followed), so nothing outside ``directory`` is written or removed. Returns
+        the directory."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         for folder in ("prices", "decisions"):
@@ -231,7 +231,7 @@ class Solution:
                     try:
                         frame = (frame if len(kinds) == 1 else frame.astype(object)).stack(
                             list(range(frame.columns.nlevels)), future_stack=True)
-                    except ValueError as exc:  # (pandas: a NaN column label)
+                    except ValueError as exc:  # (pandas refuses a label it cannot stack)
                         raise InvalidInstanceError(f"Solution.save: {where}'s columns cannot be "
                                                    f"written one row per cell ({exc})") from None
                 table = frame.to_frame(name=name)
@@ -241,9 +241,8 @@ class Solution:
                         f"Solution.save: {where}'s index level names ({', '.join(map(str, header))}) "
                         f"must differ from each other and from the table's name {name!r}: they "
                         "are the CSV's column names")
-                replace_file(out / folder / f"{name}.csv", lambda path, table=table: table.to_csv(
-                    path, index=True, index_label=[n if n is not None else f"level_{k}"
-                                                   for k, n in enumerate(table.index.names)]))
+                replace_file(out / folder / f"{name}.csv", lambda path, table=table, header=header:
+                             table.to_csv(path, index=True, index_label=header))
                 levels = [table.index.get_level_values(k) for k in range(table.index.nlevels)]
                 tables[folder][name] = {
                     "rows": len(table),
@@ -636,8 +635,8 @@ def _read_table(path: Path, name: str, meta: Any) -> pd.Series | pd.DataFrame:
     # every cell exactly once, found in memory of the file's size (rows x columns can be huge)
     cells = at_row.astype(np.int64) * len(columns) + at_column
     twice = pd.Index(cells).duplicated()
-    missing = len(cells) < len(rows) * len(columns)
-    if twice.any() or missing:
+    short = len(cells) < len(rows) * len(columns)
+    if twice.any() or short:
         if twice.any():
             k = int(cells[np.argmax(twice)])
         else:

@@ -187,24 +187,10 @@ def solve(inst: Instance, *, rounding: str = "exact", chunk: int = 1, time_limit
 # ---------------------------------------------------------------------------------------------
 # The evaluator's replay
 # ---------------------------------------------------------------------------------------------
-class Replay(rules.Policy):
-    """Admits each request in its planned round (earliest planned first)."""
-
-    name = "replay"
-
-    def __init__(self, start: np.ndarray) -> None:
-        self.start = np.asarray(start, dtype=np.int64)
-
-    def admit(self, state: rules.State) -> np.ndarray:
-        w = state.waiting
-        due = w[self.start[w] <= state.t]
-        return due[np.argsort(self.start[due], kind="stable")]
-
-
 def replay(inst: Instance, start: np.ndarray) -> dict[str, Any]:
     """The evaluator's total latency of a schedule and whether it ran as planned: no preemption,
     no refused admission, every request admitted in its round."""
-    out = bench.simulate(inst, Replay(start))
+    out = bench.simulate(inst, rules.Planned(start))
     admitted = out["ttft"] - 1 + inst.arrival
     ok = out["preemptions"] == 0 and out["refused"] == 0 and np.array_equal(admitted, start)
     return {"cost": float(out["latency"].sum()), "as_planned": bool(ok),

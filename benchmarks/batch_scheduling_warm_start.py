@@ -68,23 +68,10 @@ def solve(inst: instances.Instance, limit: float, variant: str) -> dict:
     schedule = sol.decisions["start"].to_numpy()
     real = bool(model.is_feasible(inst, schedule))
     return {"start": start_cost, "build_s": build_s, "incumbent": sol.objective,
-            "evaluated": bench.evaluate(inst, _Replay(schedule)).cost if real else math.nan,
+            "evaluated": bench.evaluate(inst, rules.Planned(schedule)).cost if real else math.nan,
             "bound": sol.bound, "bound_kind": sol.info.get("bound_kind", ""),
             "bound_lp_s": sol.info.get("bound_lp_s", math.nan),
             "status": sol.status, "solve_s": sol.wall_s}
-
-
-class _Replay(rules.Policy):
-    """Admit each request at its planned round (the evaluator scores the IP's schedule)."""
-
-    name = "ip_schedule"
-
-    def __init__(self, start: object) -> None:
-        self.start = start
-
-    def admit(self, state: rules.State) -> object:
-        w = state.waiting
-        return w[self.start[w] <= state.t]
 
 
 def bracket(out: Path) -> None:

@@ -253,6 +253,21 @@ class Policy:
         return f"<{type(self).__name__} {self.name}>"
 
 
+class Planned(Policy):
+    """Admit each request at its planned round ``start[i]`` (one that could not be admitted then
+    waits, ahead of later plans): the evaluator scores a schedule made elsewhere (an IP's, a
+    search's). Not a method: a schedule planned with hindsight."""
+
+    name = "planned"
+
+    def __init__(self, start: np.ndarray) -> None:
+        self.start = np.asarray(start, dtype=np.int64)
+
+    def admit(self, state: State) -> np.ndarray:
+        due = state.waiting[self.start[state.waiting] <= state.t]
+        return due[np.argsort(self.start[due], kind="stable")]
+
+
 def admit_with_watermark(state: State, queue: np.ndarray, watermark: float) -> np.ndarray:
     """Admit a queue prefix while free - need >= watermark tokens (vLLM's ``can_allocate``).
 

@@ -263,6 +263,11 @@ class Planned(Policy):
     def __init__(self, start: np.ndarray) -> None:
         self.start = np.asarray(start, dtype=np.int64)
 
+    def prepare(self, instance: Instance) -> None:
+        if self.start.shape != (instance.n,):
+            raise InvalidInstanceError(f"Planned: the schedule has {self.start.size} start rounds "
+                                       f"for {instance.n} requests (one each)")
+
     def admit(self, state: State) -> np.ndarray:
         due = state.waiting[self.start[state.waiting] <= state.t]
         return due[np.argsort(self.start[due], kind="stable")]

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from servopt.benchmarks import batch_scheduling as bench
-from servopt.instances.batch_scheduling import Instance
+from servopt.core import InvalidInstanceError
+from servopt.instances.batch_scheduling import Instance, generate
 from servopt.models import batch_scheduling as model
 from servopt.solvers import batch_scheduling as rules
 
@@ -252,3 +253,15 @@ def test_the_bid_price_rules_default_patience_is_twice_the_predicted_output():
         assert rule.patience == 2.0
         assert rule.admit(s).tolist() == [2]
     assert rules.BidPrice(np.zeros(1), tail=0.0, patience=1.0).admit(s).tolist() == []
+
+
+def test_a_planned_schedule_is_replayed_and_a_wrong_length_refused():
+    """Planned admits each request at its planned round: two requests of 2 + 3 tokens that
+    cannot run together in 6 tokens of memory, planned one after the other, end at rounds 3 and
+    6 (hand count: the first runs rounds 0-2, the second 3-5)."""
+    inst = Instance(kv_memory=6, arrival=np.array([0, 0]), prompt_tokens=np.array([2, 2]),
+                    output_tokens=np.array([3, 3]))
+    out = bench.simulate(inst, rules.Planned(np.array([0, 3])))
+    assert out["ttft"].tolist() == [1, 4] and out["latency"].tolist() == [3, 6]
+    with pytest.raises(InvalidInstanceError, match="2 start rounds for 3 requests"):
+        bench.evaluate(generate(3, seed=0), rules.Planned(np.array([0, 1])))

@@ -461,6 +461,19 @@ def _lock_wait(limit: float | None) -> float:
     return -1 if limit is None or limit >= threading.TIMEOUT_MAX else max(limit, 0.0)
 
 
+def _waited(*, sense: str, relaxed: bool, backend: str, decision: str, wall_s: float,
+            info: dict[str, Any]) -> Solution:
+    """The answer of a solve whose time limit passed while it waited for
+    :data:`PROCESS_OUTPUT_LOCK`: status ``time_limit``, no incumbent, no bound."""
+    return Solution(status="time_limit", objective=math.nan, bound=math.nan, gap=math.nan,
+                    wall_s=wall_s, sense=sense, relaxed=relaxed, backend=backend,
+                    decision=decision,
+                    info={**info, "bound_kind": "none",
+                          "waited": "the time limit passed while another thread's solve held "
+                                    "the process's output (CVXPY and Pyomo solves run one at a "
+                                    "time)"})
+
+
 def _solve_model(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget, mip_gap: float,
                  prices: bool, decision: str, solver_options: dict[str, Any] | None = None
                  ) -> Solution:
@@ -470,12 +483,9 @@ def _solve_model(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget, m
     left = budget.left()
     if not PROCESS_OUTPUT_LOCK.acquire(timeout=_lock_wait(left)):
         objective = next(model.component_data_objects(pyo.Objective, active=True))
-        return Solution(status="time_limit", objective=math.nan, bound=math.nan, gap=math.nan,
-                        wall_s=0.0, sense="min" if objective.sense == pyo.minimize else "max",
-                        relaxed=relax, backend="highs", decision=decision,
-                        info={"lp": _is_lp(model), "bound_kind": "none",
-                              "waited": "the time limit passed while another thread's Pyomo "
-                                        "solve held the process's output (one runs at a time)"})
+        return _waited(sense="min" if objective.sense == pyo.minimize else "max", relaxed=relax,
+                       backend="highs", decision=decision, wall_s=0.0,
+                       info={"lp": _is_lp(model)})
     try:
         return _solve_model_locked(model, relax=relax, budget=budget, mip_gap=mip_gap,
                                    prices=prices, decision=decision, solver_options=solver_options)
@@ -1359,13 +1369,9 @@ def solve_cvxpy(
 
     start = time.perf_counter()
     if not PROCESS_OUTPUT_LOCK.acquire(timeout=_lock_wait(time_limit)):
-        return Solution(status="time_limit", objective=math.nan, bound=math.nan, gap=math.nan,
-                        wall_s=time.perf_counter() - start, sense=cvx.sense, relaxed=True,
-                        backend="cvxpy", decision=decision,
-                        info={"lp": True, "bound_kind": "none", "prices_skipped": "time_limit",
-                              "waited": "the time limit passed while another thread's solve held "
-                                        "the process's output (CVXPY and Pyomo solves run one at "
-                                        "a time)"})
+        return _waited(sense=cvx.sense, relaxed=True, backend="cvxpy", decision=decision,
+                       wall_s=time.perf_counter() - start,
+                       info={"lp": True, "prices_skipped": "time_limit"})
     opts: dict[str, Any] = {}
     try:
         if time_limit is not None:  # what the wait left

@@ -401,6 +401,12 @@ def interval_matrix(instance: Instance, iv: Intervals | None = None, *,
                          shape=(max(instance.requests - 1, 0), len(iv.start)))
 
 
+class _NoRows:
+    """An empty constraint family on the CVXPY path: no row, so no dual (an empty price series)."""
+
+    dual_value = np.zeros(0)
+
+
 def build_cvxpy(instance: Instance, *, form: str = "flow") -> CvxpyModel:
     """The same LP in CVXPY (``form="flow"`` or ``"interval"``), built from sparse matrices."""
     import cvxpy as cp
@@ -434,10 +440,9 @@ def build_cvxpy(instance: Instance, *, form: str = "flow") -> CvxpyModel:
         capacity = a @ keep <= instance.capacity / size_unit
         rows = [capacity]
     constraints["cache_capacity"] = (capacity, gap_index)
-    if n <= 1:  # no gap: empty families, as on the matrix path (not a phantom gap 0)
-        empty = {name: keep[0:0] <= 0.0 for name in constraints}
-        rows += list(empty.values())
-        constraints = {name: (con, _gap_index(n)) for name, con in empty.items()}
+    if n <= 1:  # no gap: empty families, as on the matrix path (not a phantom gap 0); not as
+        # zero-size CVXPY rows, which CVXPY refuses before 1.9 ("Invalid dimensions (0,)")
+        constraints = {name: (_NoRows(), _gap_index(n)) for name in constraints}
     objective = cp.Minimize(cost @ (1 - keep) + iv.first_miss_cost / cost_unit)
     problem = cp.Problem(objective, rows + bounds)
     # keep per interval (none when no object is requested twice, as on the matrix path)

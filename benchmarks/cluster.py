@@ -211,7 +211,6 @@ def _unit_words(case: Any, method: Any, seed: Any) -> str:
 def one_line(exc: BaseException, units: Iterable[tuple], scheduler: str) -> RuntimeError | None:
     """The one-line ``RuntimeError`` for what Dask raised during a run, else None (not Dask's).
     ``units``: the runner's ``(key, case, params, seed, method)`` that were submitted."""
-    from distributed.client import FutureCancelledError
     from distributed.comm import CommClosedError
     from distributed.scheduler import KilledWorker
 
@@ -224,7 +223,9 @@ def one_line(exc: BaseException, units: Iterable[tuple], scheduler: str) -> Runt
                             + (f" {attempts} times" if attempts else "")
                             + f" (out of memory? see the worker logs, or run it without "
                             f"--scheduler); {kept}")
-    if isinstance(exc, FutureCancelledError | CommClosedError | cf.CancelledError):
+    # a cancelled future: distributed's FutureCancelledError (2024.7 on, which names its reason)
+    # subclasses concurrent.futures' CancelledError, which is what earlier releases raise
+    if isinstance(exc, CommClosedError | cf.CancelledError):
         reason = getattr(exc, "reason", None) or type(exc).__name__
         return RuntimeError(f"lost {where} mid-run ({reason}); {kept}")
     return None

@@ -261,17 +261,24 @@ def _check_window(rate_scale: float, start_s: float | None, end_s: float | None)
 def _numbers(values: Any) -> pd.Series:
     """``pd.to_numeric(values, errors="coerce")``, also for integers too large for a float
     (pandas raises OverflowError there; they become inf and are refused as too large)."""
+    def one(v: Any) -> float:
+        try:
+            return float(v)
+        except OverflowError:
+            return np.inf
+        except (TypeError, ValueError):
+            return np.nan
+
     try:
-        return pd.to_numeric(values, errors="coerce")
+        numbers = pd.to_numeric(values, errors="coerce")
     except OverflowError:
-        def one(v: Any) -> float:
-            try:
-                return float(v)
-            except OverflowError:
-                return np.inf
-            except (TypeError, ValueError):
-                return np.nan
         return pd.Series([one(v) for v in values], index=values.index, dtype=float)
+    missed = numbers.isna() & values.notna()
+    if missed.any():  # pandas < 3 reads such digits as text, and coerces them to NaN: inf too
+        again = np.array([one(v) for v in values[missed]], dtype=float)
+        numbers = numbers.astype(float)
+        numbers[missed] = np.where(np.isinf(again), again, np.nan)
+    return numbers
 
 
 def _seconds(values: Any, path: Path, column: str, where: str, *, unit: str = "s") -> pd.Series:
@@ -446,8 +453,12 @@ def read_mooncake(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
         if parsed is None:  # some line is not as expected: this reader names the first one
             parsed = _mooncake_by_line(path, compressed)
         records, lines, with_ids = parsed
-        frame = pd.DataFrame(records, columns=["arrival_s", "prompt_tokens", "output_tokens",
-                                               "block_ids"], index=lines)
+        columns = ["arrival_s", "prompt_tokens", "output_tokens", "block_ids"]
+        try:
+            frame = pd.DataFrame(records, columns=columns, index=lines)
+        except OverflowError:  # pandas < 3, on an integer too large for a float (pandas 3 keeps
+            # its column as objects): all as objects, and that value is refused as too large below
+            frame = pd.DataFrame(records, columns=columns, index=lines, dtype=object)
     frame["arrival_s"] = _seconds(frame["arrival_s"], path, "timestamp", "line", unit="ms")
     check = (lambda rows: _check_blocks(rows, path)) if with_ids else None
     return _finish(frame, path, rate_scale, start_s, end_s, where="line", check=check)

@@ -324,20 +324,29 @@ def round_schedule(instance: Instance, keep: np.ndarray, iv: Intervals | None = 
     """An integral schedule from an LP ``keep`` (per interval): ``{0, 1}``, feasible for the
     capacity (an achievable upper bound on the optimum).
 
-    Keep every interval the LP keeps fully, then add fractional intervals in decreasing
-    ``keep`` (ties: higher cost per token) while every gap they span has room. The greedy stops
-    once it has scanned ``scan_budget`` gap entries (the schedule stays feasible, only less
-    tight), which bounds its time when the LP has very many long fractional intervals.
+    Keep every interval the LP keeps fully (``keep >= 1 - tol``), then add fractional intervals
+    in decreasing ``keep`` (ties: higher cost per token) while every gap they span has room.
+    Rounding ``1 - tol`` up to 1 can overfill a gap (sizes 1.2 + 2.8 at ``keep`` 1 and
+    0.99999964 in a cache of 4 - 1e-6 tokens): the near-1 intervals alive at any overfilled gap
+    then join the greedy (first, as their ``keep`` is highest), so the schedule fits by
+    construction. The greedy stops once it has scanned ``scan_budget`` gap entries (the schedule
+    stays feasible, only less tight), which bounds its time when the LP has very many long
+    fractional intervals.
     """
     iv = iv or intervals(instance)
     keep = np.asarray(keep, dtype=float)
     gaps = max(instance.requests - 1, 0)
+    capacity = room(instance.capacity)
     kept = (keep >= 1 - tol) & iv.fits
     occupancy = _occupancy(instance, iv, kept.astype(float))[:gaps]
+    over = occupancy > capacity
+    if over.any():  # drop every near-1 interval alive at an overfilled gap (a_i <= t < b_i)
+        over_before = np.concatenate([[0], np.cumsum(over)])  # overfilled gaps before request t
+        kept &= over_before[iv.end] == over_before[iv.start]
+        occupancy = _occupancy(instance, iv, kept.astype(float))[:gaps]
     fractional = np.flatnonzero((keep > tol) & ~kept & iv.fits)
     order = fractional[np.lexsort((-iv.cost[fractional] / iv.size[fractional],
                                    -keep[fractional]))]
-    capacity = room(instance.capacity)
     scanned = 0.0
     for i in order.tolist():
         a, b, s = int(iv.start[i]), int(iv.end[i]), float(iv.size[i])

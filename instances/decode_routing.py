@@ -386,15 +386,17 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
                kv_capacity: int = 131072, step_ms: float = 10.0, ms_per_kv_token: float = 1e-4,
                prefill_ms_per_token: float = 0.0, load: float | None = None,
                rate_scale: float = 1.0, max_requests: int | None = None,
-               clip_to_kv: bool = True, name: str = "") -> Instance:
+               clip_to_kv: bool = False, name: str = "") -> Instance:
     """An instance from a request frame of :mod:`servopt.instances.traces` (or an Azure CSV path).
 
     load : when given, arrivals are rescaled so the offered rate is ``load`` times the fleet's
         balanced capacity (:func:`fleet_capacity`) on the trace's own lengths; otherwise
         ``rate_scale`` multiplies the trace's rate.
     max_requests : keep only the first requests.
-    clip_to_kv : shorten prompts so prompt + output fits a worker's KV (else such a request is
-        an error).
+    clip_to_kv : shorten each request whose prompt + output does not fit a worker's KV (its
+        output to at most half the KV, its prompt to the rest; the instance's name counts them).
+        False (default): such a request is an :class:`~servopt.core.InfeasibleError` that counts
+        them and names the first, as :func:`servopt.instances.capacity.from_trace` refuses them.
     A request with 0 output tokens (a failed request in the Azure traces) is kept with 1.
     """
     if isinstance(frame, str | Path):
@@ -440,10 +442,22 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
     out = frame[list(REQUIRED)].copy().reset_index(drop=True)
     out["arrival_s"] = out["arrival_s"] - float(out["arrival_s"].iloc[0]) if len(out) else 0.0
     out["output_tokens"] = np.maximum(out["output_tokens"].to_numpy(dtype=np.int64), 1)
-    if clip_to_kv:
-        out["output_tokens"] = np.minimum(out["output_tokens"].to_numpy(), kv_capacity // 2)
-        room = kv_capacity - out["output_tokens"].to_numpy()
-        out["prompt_tokens"] = np.minimum(out["prompt_tokens"].to_numpy(dtype=np.int64), room)
+    prompt = out["prompt_tokens"].to_numpy(dtype=np.int64)
+    output = out["output_tokens"].to_numpy(dtype=np.int64)
+    too_long = prompt + output > kv_capacity
+    clipped = int(too_long.sum())
+    if clipped and not clip_to_kv:
+        row = int(np.argmax(too_long))
+        raise InfeasibleError(
+            f"trace: {clipped:,} of {len(out):,} requests need more KV tokens than a worker holds "
+            f"(kv_capacity={kv_capacity:,}); the first, row {row}, needs {prompt[row] + output[row]:,} "
+            f"(prompt {prompt[row]:,} + output {output[row]:,}). Pass clip_to_kv=True to shorten "
+            f"them, or a larger kv_capacity")
+    if clipped:  # only the requests that do not fit: output to at most half the KV, prompt the rest
+        output = np.where(too_long, np.minimum(output, np.maximum(kv_capacity - prompt,
+                                                                  kv_capacity // 2)), output)
+        out["output_tokens"] = output
+        out["prompt_tokens"] = np.minimum(prompt, kv_capacity - output)
     if load is not None:
         cap = fleet_capacity(out["prompt_tokens"].to_numpy(), out["output_tokens"].to_numpy(),
                              workers=workers, slots=slots, kv_capacity=kv_capacity,
@@ -458,7 +472,8 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
     block_ids = None
     if "block_ids" in frame.columns:
         block_ids = [list(map(int, b)) for b in frame["block_ids"].iloc[: len(out)]]
+    note = f" ({clipped:,} request{'s' * (clipped != 1)} clipped to the KV)" if clipped else ""
     return Instance(workers=int(workers), slots=int(slots), kv_capacity=int(kv_capacity),
                     step_ms=float(step_ms), ms_per_kv_token=float(ms_per_kv_token),
                     prefill_ms_per_token=float(prefill_ms_per_token), requests=out,
-                    block_ids=block_ids, name=name or "trace")
+                    block_ids=block_ids, name=(name or "trace") + note)

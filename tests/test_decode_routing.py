@@ -693,17 +693,20 @@ def test_gap_table_runs():
 def test_from_trace_frame_with_load_and_blocks():
     frame = pd.DataFrame({"arrival_s": [5.0, 6.0, 8.0], "prompt_tokens": [100, 5000, 30],
                           "output_tokens": [10, 0, 4], "block_ids": [[1], [1, 2], []]})
-    inst = inst_mod.from_trace(frame, workers=2, slots=4, kv_capacity=1000, rate_scale=2.0)
+    inst = inst_mod.from_trace(frame, workers=2, slots=4, kv_capacity=1000, rate_scale=2.0,
+                               clip_to_kv=True)
     assert inst.arrival.tolist() == [0.0, 0.5, 1.5]
     assert inst.output.tolist() == [10, 1, 4]  # a 0-token reply still occupies one step
     assert inst.prompt.tolist() == [100, 999, 30]  # clipped to fit the worker's KV
     assert inst.block_ids == [[1], [1, 2], []]
     # max_requests keeps the first requests; outputs are capped at half the KV, prompts fill the rest
     long = frame.assign(output_tokens=[10, 800, 4])
-    cut = inst_mod.from_trace(long, workers=2, slots=4, kv_capacity=1000, max_requests=2)
+    cut = inst_mod.from_trace(long, workers=2, slots=4, kv_capacity=1000, max_requests=2,
+                              clip_to_kv=True)
     assert cut.n_requests == 2 and cut.block_ids == [[1], [1, 2]]
     assert cut.output.tolist() == [10, 500] and cut.prompt.tolist() == [100, 500]
-    loaded = inst_mod.from_trace(frame, workers=2, slots=4, kv_capacity=1000, load=0.5)
+    loaded = inst_mod.from_trace(frame, workers=2, slots=4, kv_capacity=1000, load=0.5,
+                                 clip_to_kv=True)
     cap = inst_mod.fleet_capacity(loaded.prompt, loaded.output, workers=2, slots=4,
                                   kv_capacity=1000, step_ms=10.0, ms_per_kv_token=1e-4)
     assert (len(frame) - 1) / loaded.arrival[-1] == pytest.approx(0.5 * cap)
@@ -1151,3 +1154,18 @@ def test_the_size_limit_counts_no_more_than_the_models_real_nonzeros(step_block)
     model.hindsight_matrices(inst, relax=True, step_block=step_block, max_entries=real)
     with pytest.raises(InvalidInstanceError, match="step_block"):
         bench_dr.bound(inst, step_block=0)
+
+
+def test_from_trace_refuses_requests_larger_than_the_kv_unless_told_to_clip():
+    # kv 1000: request 1 needs 5000 + 10 (too long), request 2 needs 10 + 800 (fits, but its
+    # output is above half the KV: the clipping rule used to cut it to 500 too)
+    frame = pd.DataFrame({"arrival_s": [0.0, 1.0, 2.0], "prompt_tokens": [100, 5000, 10],
+                          "output_tokens": [10, 10, 800]})
+    with pytest.raises(InfeasibleError, match=r"1 of 3 requests .* row 1, needs 5,010 .*clip_to_kv=True"):
+        inst_mod.from_trace(frame, workers=2, kv_capacity=1000)
+    clipped = inst_mod.from_trace(frame, workers=2, kv_capacity=1000, clip_to_kv=True)
+    assert clipped.prompt.tolist() == [100, 990, 10]  # only the request that does not fit
+    assert clipped.output.tolist() == [10, 10, 800]
+    assert clipped.name == "trace (1 request clipped to the KV)"
+    fits = inst_mod.from_trace(frame.iloc[[0, 2]], workers=2, kv_capacity=1000)
+    assert fits.name == "trace" and fits.output.tolist() == [10, 800]

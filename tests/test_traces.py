@@ -401,3 +401,15 @@ def test_mooncake_reads_any_line_end(tmp_path):
         path = tmp_path / "ends.jsonl"
         path.write_bytes(MOONCAKE.replace("\n", end).encode())
         pd.testing.assert_frame_equal(traces.read_mooncake(path), plain)
+
+
+def test_a_request_frame_where_a_file_is_read_is_refused_by_name():
+    # capacity's and caching's from_trace read the file themselves (a TypeError from Path())
+    from servopt.instances import caching, capacity
+    frame = pd.DataFrame({"arrival_s": [0.0], "prompt_tokens": [10], "output_tokens": [5]})
+    with pytest.raises(InvalidInstanceError, match=r"trace file path .* got DataFrame"):
+        capacity.from_trace(frame, kv_tokens=200_000)
+    with pytest.raises(InvalidInstanceError, match=r"trace file path .* got DataFrame"):
+        caching.from_trace(frame)
+    with pytest.raises(InvalidInstanceError, match="got int"):
+        traces.read_azure(3)

@@ -272,8 +272,9 @@ def workload_lengths(
 
     - ``conversation``: chat turns with history; prompt lognormal (median ~700, mean ~1000),
       output lognormal (median ~180, mean ~250), weakly correlated;
-    - ``code``: code completion like the Azure 2023 code trace; long prompts (mean ~2000),
-      short outputs (median ~13, mean ~28);
+    - ``code``: code completion shaped like the Azure 2023 code trace; long prompts (median
+      ~1340, mean ~2060), short outputs (median ~13, mean ~21: a lighter tail than the trace's
+      mean of 28; decode routing's generator matches the published means);
     - ``long_output``: short prompts (mean ~300) and long generations (mean ~800).
 
     Lengths are capped at ``max_tokens`` (prompt + output) when given.

@@ -25,8 +25,7 @@ import numpy as np
 from servopt.core import Instance as BaseInstance
 from servopt.core import InvalidInstanceError
 from servopt.core.checks import number, whole_number
-
-BLOCK_TOKENS = 512
+from servopt.instances.traces import BLOCK_TOKENS
 
 # kind: (median size in embedding tokens, size spread (lognormal sigma), encoder ms fixed,
 #        encoder ms per token, share of objects)

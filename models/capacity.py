@@ -87,7 +87,6 @@ from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.instances.capacity import Instance
 
-RESOURCES = ("compute", "memory", "slots")
 LINEAR = True  # no integer variables: the CVXPY form solves the same model
 
 

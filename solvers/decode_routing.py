@@ -1466,10 +1466,3 @@ def make_router(method: str | Router | Callable[[], Router]) -> Router:
             f"servopt.solvers.decode_routing.Router and write choose(view, i) (or route); got "
             f"{type(method).__name__}")
     return method
-
-
-def timed_route(router: Router, view: FleetView, ids: np.ndarray) -> float:
-    """Route ``ids`` and return the seconds spent."""
-    start = time.perf_counter()
-    router.route(view, ids)
-    return time.perf_counter() - start

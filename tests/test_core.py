@@ -283,3 +283,21 @@ def test_solution_summary_top_prices_and_save(tmp_path):
     assert sorted(p.name for p in (tmp_path / "prices").iterdir()) == ["memory.csv"]
     back = pd.read_csv(tmp_path / "prices" / "memory.csv", index_col=0)
     assert back["memory"].tolist() == [1.0]
+
+
+def test_register_and_unregister_a_decision():
+    import types
+
+    from servopt.core import registry
+    solvers = types.SimpleNamespace(POLICIES={})
+    registry.register_decision("toy_plugin_test", solvers=solvers)
+    try:
+        assert registry.known_decisions()[:5] == registry.DECISIONS
+        assert "toy_plugin_test" in registry.known_decisions()
+        assert registry.layer_module("toy_plugin_test", "solvers") is solvers
+    finally:
+        registry.unregister_decision("toy_plugin_test")
+    assert "toy_plugin_test" not in registry.known_decisions()
+    registry.unregister_decision("toy_plugin_test")  # forgetting twice is no error
+    with pytest.raises(ValueError, match="unknown layer"):
+        registry.register_decision("toy_plugin_test", bogus=solvers)

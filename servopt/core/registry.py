@@ -27,10 +27,12 @@ def register_decision(decision: str, **modules: Any) -> None:
 
 
 def unregister_decision(decision: str) -> None:
+    """Forget what :func:`register_decision` registered for ``decision`` (nothing if none)."""
     _REGISTERED.pop(decision, None)
 
 
 def known_decisions() -> tuple[str, ...]:
+    """The five built-in decisions, then the registered ones."""
     return DECISIONS + tuple(d for d in _REGISTERED if d not in DECISIONS)
 
 

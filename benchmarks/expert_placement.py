@@ -142,6 +142,7 @@ def balancedness(times: np.ndarray) -> float:
 
 
 def resolve(method: Any) -> Any:
+    """The placement method a ``POLICIES`` name or a callable ``instance -> Plan`` stands for."""
     if isinstance(method, str):
         if method not in POLICIES:
             raise InvalidInstanceError(f"unknown method {method!r}; known: {sorted(POLICIES)}")

@@ -142,6 +142,8 @@ def checked_keywords(*forwards: Callable[..., Any]) -> Callable[[F], F]:
 
 
 def benchmark_module(decision: str) -> Any:
+    """The evaluator module of ``decision`` (``servopt.benchmarks.<decision>``, or a registered
+    plug-in's)."""
     return layer_module(decision, "benchmarks")
 
 
@@ -159,6 +161,8 @@ def evaluate(instance: Instance, method: Any, **kwargs: Any) -> Outcome:
 
 
 def compute_bound(instance: Instance, **kwargs: Any) -> Bound:
+    """The decision's best provable bound on ``instance`` (its evaluator's ``bound`` with
+    ``kwargs``), with the wall seconds it took when the evaluator did not time itself."""
     start = time.perf_counter()
     bound = benchmark_module(instance.decision).bound(instance, **kwargs)
     if math.isnan(bound.wall_s):

@@ -105,6 +105,9 @@ class Instance:
 
     # -- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
+        """The instance as the JSON object :meth:`to_json` writes: ``decision``,
+        ``schema_version`` and ``fields`` (arrays as ``{"ndarray": [...], "dtype": ...}``, tables
+        as ``{"frame": {column: [...]}}``)."""
         fields = {f.name: _encode(getattr(self, f.name)) for f in dataclasses.fields(self)}
         return {
             "decision": self.decision,
@@ -121,6 +124,9 @@ class Instance:
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "data") -> Self:
+        """The instance a :meth:`to_dict` object describes, validated; an older
+        ``schema_version`` is upgraded. ``source`` names the data in error messages (e.g. the
+        file). Anything else is an :class:`InvalidInstanceError`."""
         if not isinstance(data, dict):
             raise InvalidInstanceError(f"{source}: expected a JSON object with 'decision' and 'fields'")
         decision = data.get("decision")

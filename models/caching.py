@@ -49,11 +49,13 @@ integer ``keep`` both Pyomo forms and the matrix form give the optimum.
 
 Prices
 ------
-``cache_capacity[t]`` (``price_t >= 0``): miss cost saved (ms of encoder time, or block-recompute
-units) per extra token of cache over gap ``t``, i.e. per token-request-step. Keeping interval ``i``
-pays for itself iff ``c_i > s_i * sum_{t in i} price_t``: an object is worth its place while its
-miss cost per token exceeds the summed price of the gaps until its next request, the bid-price
-rule of :mod:`servopt.solvers.caching`.
+``cache_capacity[t]`` (``price_t >= 0``, the LP's: ``relax=True``): miss cost saved (ms of encoder
+time, or block-recompute units) per extra token of cache over gap ``t``, i.e. per
+token-request-step. The IP has none (with ``keep`` fixed the occupancy follows and costs
+nothing, so the duals would be zero by construction): ``info["prices_skipped"]`` says so.
+Keeping interval ``i`` pays for itself iff ``c_i > s_i * sum_{t in i} price_t``: an object is
+worth its place while its miss cost per token exceeds the summed price of the gaps until its next
+request, the bid-price rule of :mod:`servopt.solvers.caching`.
 
 In the flow form ``occupancy_balance[t]`` (an equality) is the bookkeeping dual of the occupancy
 carried through gap t: wherever that occupancy is positive, ``balance[t] - balance[t+1] =

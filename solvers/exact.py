@@ -679,21 +679,34 @@ def _bound_kind(solution: Solution) -> str:
 
 
 def _has_free_continuous(model: pyo.ConcreteModel) -> bool:
-    """Whether a MIP has a continuous variable that is not fixed: without one, the LP with the
-    integers fixed has nothing left to move and its duals are zero by construction."""
-    return any(v.is_continuous() and not v.fixed and not (v.lb is not None and v.lb == v.ub)
-               for v in model.component_data_objects(pyo.Var, active=True))
+    """Whether a MIP has a continuous variable that is not fixed and is in the objective: without
+    one, the LP with the integers fixed has an objective that nothing left to move changes, so
+    its duals are zero by construction (the caching IP's flow form: its occupancy is free but
+    costs nothing)."""
+    from pyomo.common.collections import ComponentSet
+    from pyomo.core.expr import identify_variables
+
+    free = [v for v in model.component_data_objects(pyo.Var, active=True)
+            if v.is_continuous() and not v.fixed and not (v.lb is not None and v.lb == v.ub)]
+    if not free:
+        return False
+    costed = ComponentSet()
+    for objective in model.component_data_objects(pyo.Objective, active=True):
+        costed.update(identify_variables(objective.expr, include_fixed=False))
+    return any(v in costed for v in free)
 
 
 def _nothing_to_price(mm: MatrixModel) -> bool:
-    """Whether the LP of ``mm`` with its integer columns fixed has no free column (every column
-    integer or fixed by its own bounds), so that its duals are zero by construction. A continuous
-    column that equality rows determine once the integers are fixed does not count: those rows'
-    duals are then its cost moved through the rows, a true sensitivity."""
+    """Whether the LP of ``mm`` with its integer columns fixed has no free column with a cost
+    (every column integer, fixed by its own bounds, or of objective 0), so that its objective is
+    constant and its duals are zero by construction (the caching IP: its occupancy columns are
+    free but cost nothing). A continuous column with a cost that equality rows determine once
+    the integers are fixed does count: those rows' duals are then its cost moved through the
+    rows, a true sensitivity."""
     if mm.integer is None:
         return False
     free = ~np.asarray(mm.integer, dtype=bool) & (np.asarray(mm.col_lower) != np.asarray(mm.col_upper))
-    return not free.any()
+    return not (free & (np.asarray(mm.objective) != 0)).any()
 
 
 def _is_lp(model: pyo.ConcreteModel) -> bool:

@@ -148,13 +148,14 @@ def test_cli_says_why_there_are_no_prices_and_labels_fixed_integer_ones(capsys):
     out = capsys.readouterr().out
     assert "zero by construction" in out and "--relax" in out
     assert "extra capacity" not in out  # no table of zeros
-    # the caching IP keeps bookkeeping continuous columns: its prices are shown, labelled as the
-    # fixed-integer LP's
+    # the caching IP's continuous occupancy follows from keep and costs nothing: no prices either
+    # (audit R7: 299 zeros were printed); its LP's are shown, not labelled as fixed-integer ones
     assert cli.main(["solve", "cache_mm_300", "--prices", "3"]) == 0
     out = capsys.readouterr().out
-    assert "with the integer decisions fixed at the incumbent" in out
+    assert "zero by construction" in out and "extra capacity" not in out
     assert cli.main(["solve", "cache_mm_300", "--relax", "--prices", "3"]) == 0
-    assert "integer decisions fixed" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "extra capacity" in out and "integer decisions fixed" not in out
 
 
 def test_a_mip_whose_prices_are_skipped_keeps_no_time_for_them(monkeypatch):
@@ -187,9 +188,13 @@ def test_a_continuous_variable_fixed_by_its_bounds_is_not_free_on_the_pyomo_path
     m = pyo.ConcreteModel()
     m.x = pyo.Var(domain=pyo.Binary)
     m.y = pyo.Var(bounds=(0, 0))
+    m.cost = pyo.Objective(expr=m.x + 2 * m.y)
     assert not exact._has_free_continuous(m)  # as the matrix path's _nothing_to_price
     m.y.setub(1)
     assert exact._has_free_continuous(m)
+    # free but out of the objective (the caching IP's occupancy): its duals would be zero
+    m.cost.set_value(m.x)
+    assert not exact._has_free_continuous(m)
 
 
 def test_cli_names_ctrl_c_during_the_bound_lp(monkeypatch, capsys):

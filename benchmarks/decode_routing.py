@@ -17,6 +17,13 @@ Each decode step (in this order):
 
 When no request is running or queued the clock jumps to the next arrival (no step is run).
 
+The clock in seconds counts from the first arrival (a float sum of step times, as precise at
+any epoch; times are reported in the instance's frame), and an arrival less than ``ARRIVAL_TOL``
+x c0 (x c1 when c0 = 0) after it counts as arrived, a share of a step, so a run is the same in
+any time unit (with the step clock: ``STEP_ARRIVAL_TOL`` of a step). Routers' own tie tolerances
+are theirs (the bid-price routers' has a floor of 1e-9 ms, so in units of 2^-20 ms they can
+choose differently).
+
 Metrics are measured in steady state, over the steps that start inside the measurement window
 ``[arrival of request floor(warmup * n), last arrival]`` (``warmup`` = 0.2 by default): the
 warm-up from an empty fleet and the drain after the last arrival, when the fleet is not at the
@@ -57,6 +64,10 @@ from servopt.solvers import decode_routing as routing
 
 SENSE = "min"
 COST = "total decode step time of the run (ms)"
+# an arrival within this share of c0 (of c1 when c0 = 0) after the clock in seconds, or of a step
+# with the step clock, is routed at it: float noise of the summed step times
+ARRIVAL_TOL = 1e-7
+STEP_ARRIVAL_TOL = 1e-9
 DEFAULT_METHODS = ("round_robin", "random", "jsq", "least_kv", "p2c_kv", "least_outstanding",
                    "least_kv_sorted", "bid_price", "bid_price_lp", "bid_price_argmin")
 FULL_METHODS = tuple(m for m in DEFAULT_METHODS if m != "bid_price_argmin")
@@ -178,6 +189,16 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
     c0, c1, p = instance.step_ms, instance.ms_per_kv_token, instance.prefill_ms_per_token
     arrival, prompt, output = instance.arrival, instance.prompt, instance.output
     step_clock = instance.arrival_unit == "step"
+    # in seconds the clock runs from the first arrival, so the summed step times keep the
+    # precision of a run's length at any epoch (from 1e11 s, jsq's cost moved 0.6%); times are
+    # reported in the instance's frame. The generators and trace readers start at 0: no shift
+    origin = 0.0 if step_clock else float(arrival[0])
+    if origin != 0.0:
+        arrival = arrival - origin
+    # an arrival this close after the clock has arrived (float noise of the summed step times):
+    # a share of a step, so the same in any time unit (1e-9 s at c0 = 10 ms, as it was)
+    tol = (ARRIVAL_TOL * (c0 if c0 > 0 else c1) / 1000.0 if not step_clock
+           else STEP_ARRIVAL_TOL)
     fleet = Fleet(instance)
     # the router gets its own copy of the instance: its request frame is a DataFrame, which a
     # router could rebind columns of; the simulator and later evaluations keep the original
@@ -198,18 +219,18 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
     while done < n:
         if len(fleet.run_ids) == 0 and fleet.queued.sum() == 0:
             if step_clock:
-                k = max(k, math.ceil(arrival[nxt] - 1e-9))
+                k = max(k, math.ceil(arrival[nxt] - tol))
             else:
                 t = max(t, float(arrival[nxt]))
         now = float(k) if step_clock else t
-        fleet.step, fleet.now = k, now
+        fleet.step, fleet.now = k, (now + origin if origin != 0.0 else now)
         start = time.perf_counter()
         fleet.lock(True)
         try:
             _ask(router, "on_step", fleet)
         finally:
             fleet.lock(False)
-        hi = int(np.searchsorted(arrival, now + 1e-9, side="right"))
+        hi = int(np.searchsorted(arrival, now + tol, side="right"))
         if hi > nxt:
             ids = np.arange(nxt, hi)
             arrive_t[ids] = t if step_clock else arrival[ids]
@@ -334,10 +355,11 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
     w0 = int(warmup * n)
     if step_clock:
         t_step = np.asarray(steps_k, dtype=float)
-        lo_t, hi_t = math.ceil(arrival[w0] - 1e-9), math.ceil(arrival[-1] - 1e-9)
+        lo_t, hi_t = math.ceil(arrival[w0] - tol), math.ceil(arrival[-1] - tol)
     else:
         t_step, lo_t, hi_t = steps_t_a, float(arrival[w0]), last_arrival
-    win = (t_step >= lo_t - 1e-12) & (t_step <= hi_t + 1e-12)
+    edge = tol / 1000  # (1e-12 s at c0 = 10 ms)
+    win = (t_step >= lo_t - edge) & (t_step <= hi_t + edge)
     steady = bool(hi_t > lo_t and win.any())
     if not steady:
         win = np.ones(len(steps_ms_a), dtype=bool)
@@ -371,6 +393,9 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
         "steps": len(steps_ms),
         "window_steps": int(win.sum()),
     }
+    if origin != 0.0:  # back in the instance's frame
+        arrive_t, first_t, finish_t, steps_t_a = (x + origin for x in (arrive_t, first_t,
+                                                                        finish_t, steps_t_a))
     return {
         "cost": float(steps_ms_a.sum()),
         "metrics": metrics,

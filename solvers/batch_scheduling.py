@@ -140,7 +140,7 @@ from servopt.core.checks import number, whole_number
 from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
-from servopt.solvers.exact import highs_lp, new_highs
+from servopt.solvers.exact import checked_incumbent, highs_lp, integrality_tolerance, new_highs
 
 VLLM_WATERMARK = 0.01
 EXHAUSTIVE_ORDERS = 6  # search_order tries every admission order up to this many requests
@@ -683,8 +683,11 @@ def _highs_problem(instance: Instance, lp_data: model.MatrixLP, *, integer: bool
     h = new_highs()
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
-    if integer:
+    if integer:  # integrality tight enough that no memory row gains a token (a binary at
+        # 1 - 1e-6 lent ~2.4 KV tokens per 2.4M-token prompt: an "optimal" schedule over the limit)
         h.setOptionValue("mip_rel_gap", float(mip_gap))
+        h.setOptionValue("mip_feasibility_tolerance",
+                         integrality_tolerance(a, np.ones(a.shape[1], dtype=bool)))
     else:
         h.setOptionValue("solver", lp_solver)
     cols = a.shape[1]
@@ -714,6 +717,11 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     HiGHS's LP method (``ipm`` with crossover: faster than ``simplex`` at n = 100 in our runs).
     ``cuts`` (from :func:`cover_bound`, same horizon and window) are added as rows; they are
     valid for every schedule, so the IP's bound stays valid and gets stronger.
+    The IP runs at :func:`servopt.solvers.exact.integrality_tolerance` (HiGHS's 1e-6 unless
+    binaries that far from 0 or 1 could move a memory row by half a token) and its incumbent is
+    rounded, checked against the model's rows and valued from that point; one that
+    breaks a row is not reported (status ``error`` where HiGHS said optimal, the bound kept,
+    ``info["incumbent_rejected"]`` naming the row), as in :mod:`servopt.solvers.exact`.
     """
     import highspy
 
@@ -743,6 +751,14 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     solution = h.getSolution()
     has_primal = solution.value_valid
     value = float(info.objective_function_value) if has_primal else math.nan
+    z = np.asarray(solution.col_value, dtype=float) if has_primal else None
+    rejected = None
+    if integer and has_primal:  # the incumbent rounded, checked against the model's rows (not
+        # the cuts, valid for every schedule) and its latency recomputed from it
+        z, value, rejected = _checked_ip_point(instance, lp_data, z)
+        if rejected is not None:
+            has_primal, value = False, math.nan
+            status = "error" if status == "optimal" else status
     if integer:
         bound = float(info.mip_dual_bound)
         if not math.isfinite(bound):
@@ -753,7 +769,6 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
                       gap=relative_gap(value, bound), wall_s=0.0, relaxed=not integer,
                       backend="highs-matrix", decision=instance.decision)
     if has_primal:
-        z = np.asarray(solution.col_value)
         result.decisions = model.start_decisions(cols, z, n)
     if not integer and status == "optimal" and solution.dual_valid:  # a stopped LP has no prices
         dual = np.asarray(solution.row_dual)
@@ -770,8 +785,41 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
                 pd.Series(price, index=pd.RangeIndex(T, name="round"), name="batch_size"),
                 inequality=True)
     result.info = {"rounds": T, "columns": int(h.getNumCol()), "nonzeros": int(h.getNumNz())}
+    if rejected is not None:
+        result.info["incumbent_rejected"] = rejected
     result.wall_s = time.perf_counter() - t0
     return result
+
+
+def _checked_ip_point(instance: Instance, lp_data: model.MatrixLP, z: np.ndarray
+                      ) -> tuple[np.ndarray, float, str | None]:
+    """The IP's incumbent ``z`` rounded to whole numbers, its total latency (rounds) recomputed
+    from that point, and why it is rejected (None: it is a schedule of the model): the rows
+    start_once, kv_memory and batch_size it breaks (:func:`servopt.solvers.exact.checked_incumbent`;
+    exact, the data being whole numbers)."""
+    import scipy.sparse as sp
+
+    parts = [lp_data.a_eq, lp_data.a_mem] + ([lp_data.a_cap] if lp_data.a_cap is not None else [])
+    n, T = instance.n, lp_data.cols.rounds
+    lower = np.concatenate([np.ones(n)] + [np.full(T, -np.inf)] * (len(parts) - 1))
+    upper = np.concatenate([np.ones(n), np.full(T, float(instance.kv_memory))]
+                           + ([np.full(T, float(instance.max_batch))] if lp_data.a_cap is not None
+                              else []))
+    cols = len(lp_data.cost)
+    point, value, rows, bad_cols, activity = checked_incumbent(
+        lp_data.cost, sp.vstack(parts, format="csr"), lower, upper, np.zeros(cols), np.ones(cols),
+        np.ones(cols, dtype=bool), z)
+    if not rows.size and not bad_cols.size:
+        return point, value, None
+    family = ("start_once", "kv_memory", "batch_size")
+    named = [f"{family[0]}[{r}]" if r < n else f"{family[1 + (r - n) // T]}[{(r - n) % T}]"
+             for r in rows[:1].tolist()]
+    what = (f"{rows.size} row(s), e.g. {named[0]}: {activity[rows[0]]:.10g} outside "
+            f"[{lower[rows[0]]:.10g}, {upper[rows[0]]:.10g}]" if rows.size
+            else f"{bad_cols.size} column bound(s)")
+    return point, math.nan, (f"HiGHS's incumbent, rounded to whole numbers, breaks {what} "
+                             "(HiGHS accepts a binary within its integrality tolerance of 0 or 1): "
+                             "no incumbent is reported; the bound stands")
 
 
 @dataclasses.dataclass

@@ -43,6 +43,19 @@ bound comes from.
 ``mip_bound``, ``lp_relaxation``, ``optimal``, ``lower_bound`` (a model's ``cheap_bound``) or
 ``none``.
 
+Integer answers are whole-number points of the model. Every integer solve (the matrix and Pyomo
+paths, ``solve_model``) runs at HiGHS's ``mip_feasibility_tolerance`` from
+:func:`integrality_tolerance` (HiGHS's 1e-6 unless integer variables that far from whole numbers
+could move a row by half a unit, then less, down to 1e-9; a model's ``options`` or a caller's
+``solver_options`` may set another), and its incumbent is rounded to whole numbers on the
+integer variables, checked against every row (:func:`checked_incumbent`: exact for
+rows of whole numbers below 1e9) and valued from that point, so ``objective`` is the objective of
+the returned decisions. When the rounding breaks a row of a model with free continuous variables,
+those are re-solved with the integers fixed (``info["incumbent_repaired"]`` says so); a point
+still broken is not reported: no objective, decisions or prices, the bound kept, status
+``error`` where HiGHS said optimal (``time_limit`` / ``interrupted`` stay, without an
+incumbent), and ``info["incumbent_rejected"]`` names the first broken row and its values.
+
 Prices follow the one convention of :mod:`servopt.core.solution`: for a MIP they are the duals of
 the LP obtained by fixing the integer variables at the incumbent (``prices=True``), without the
 rows a Pyomo model lists in ``model.valid_inequalities`` (cuts such as symmetry breaking, which
@@ -83,6 +96,19 @@ MIN_SOLVE_S = 1.0  # the main solve's least time: min(limit, max(MIN_SOLVE_S, MI
 MIN_SOLVE_SHARE = 0.1
 PRICE_LP_SHARE = 0.1  # of a MIP's time limit, kept from its solve for its price LP
 FEASIBILITY_TOL = 1e-6  # a start checked without HiGHS: HiGHS's primal and integrality tolerances
+# HiGHS's integrality (and MIP row) tolerance, 1e-6 by default: a binary at 1 - 1e-6 times a row
+# coefficient of 2.4e6 (a batch request's KV tokens) lent 2.4 tokens, and a batch IP was "optimal"
+# at 12.0000025 with a schedule over its KV limit (true optimum 16). An integer solve runs at
+# :func:`integrality_tolerance`: HiGHS's 1e-6 unless integer variables that far from whole numbers
+# could move a row by ROW_ROOM (half a unit: a whole-number row then cannot gain one), then less,
+# down to MIP_FEASIBILITY_TOL; the incumbent is also checked, rounded (:func:`checked_incumbent`)
+MIP_FEASIBILITY_TOL = 1e-9
+MIP_FEASIBILITY_MAX = 1e-6
+ROW_ROOM = 0.5
+# a rounded incumbent's row may miss its side by ROW_CHECK_ABS + ROW_CHECK_REL x the row's size
+# (the largest of its sides and sum_j |a_ij x_j|): exact for whole-number rows below 1e9
+ROW_CHECK_ABS = 1e-6
+ROW_CHECK_REL = 1e-9
 
 
 # HiGHS options for a time-limited MIP that starts from a feasible point (unless the model sets
@@ -537,6 +563,8 @@ def _solve_model_as_is(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBud
             solver.set_instance(model)  # large model) counts against the budget; the solve
             # below only checks the loaded model for changes (0.09 s against 3.6 s to load
             # bs_offline_100's IP)
+        if not relax and "mip_feasibility_tolerance" not in options:  # as on the matrix path
+            options["mip_feasibility_tolerance"] = _pyomo_integrality_tolerance(solver)
         if budget.limit is not None:  # a MIP keeps a share of the limit for its price LP
             priced = prices and not _is_lp(model) and _has_free_continuous(model)
             kwargs["time_limit"] = budget.for_solve(PRICE_LP_SHARE if priced else 0.0)
@@ -560,8 +588,20 @@ def _solve_model_as_is(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBud
     else:
         status = "error"
     value = math.nan
+    checked: dict[str, str] = {}
     if has_solution:
         result.solution_loader.load_vars()
+        if not relax and not _is_lp(model):  # rounded and checked, as on the matrix path
+            rejected, repaired = _checked_pyomo_incumbent(
+                solver, model, budget.for_step(),
+                float(options.get("mip_feasibility_tolerance", MIP_FEASIBILITY_MAX)))
+            if repaired is not None:
+                checked["incumbent_repaired"] = repaired
+            if rejected is not None:
+                checked["incumbent_rejected"] = rejected
+                has_solution = False
+                status = "error" if status == "optimal" else status
+    if has_solution:
         value = float(pyo.value(objective))
     bound = result.objective_bound
     bound = float(bound) if bound is not None and math.isfinite(bound) else math.nan
@@ -579,7 +619,7 @@ def _solve_model_as_is(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBud
         relaxed=relax,
         backend="highs",
         decision=decision,
-        info={"lp": _is_lp(model)},
+        info={"lp": _is_lp(model), **checked},
     )
     if prices and has_solution:
         if solution.info["lp"]:  # only an optimal LP's duals are prices (not a stopped iterate's)
@@ -607,6 +647,109 @@ def _solve_model_as_is(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBud
     solution.info["bound_kind"] = _bound_kind(solution)
     solution.wall_s = time.perf_counter() - start
     return _in_reported_units(solution, model)
+
+
+def _pyomo_lp(solver: Any) -> tuple[Any, Any] | None:
+    """The model Pyomo's HiGHS interface loaded (a ``highspy.HighsLp`` copy) and its matrix as
+    scipy.sparse, or None without that interface's internals (another Pyomo)."""
+    import highspy
+    import scipy.sparse as sp
+
+    highs = getattr(solver, "_solver_model", None)
+    if highs is None:
+        return None
+    lp = highs.getLp()
+    shape = (lp.num_row_, lp.num_col_)
+    parts = (np.asarray(lp.a_matrix_.value_, dtype=float), np.asarray(lp.a_matrix_.index_),
+             np.asarray(lp.a_matrix_.start_))
+    matrix = (sp.csr_matrix(parts, shape=shape) if lp.a_matrix_.format_ == highspy.MatrixFormat.kRowwise
+              else sp.csc_matrix(parts, shape=shape))
+    return lp, matrix
+
+
+def _pyomo_integer(lp: Any) -> np.ndarray:
+    """The integer columns of a ``highspy.HighsLp`` as a bool mask."""
+    import highspy
+
+    integer = np.zeros(lp.num_col_, dtype=bool)
+    kinds = list(lp.integrality_)
+    if kinds:
+        integer[:] = [kind != highspy.HighsVarType.kContinuous for kind in kinds]
+    return integer
+
+
+def _pyomo_integrality_tolerance(solver: Any) -> float:
+    """:func:`integrality_tolerance` of the model loaded in Pyomo's HiGHS interface
+    (``MIP_FEASIBILITY_TOL`` when its internals are not there to read it)."""
+    loaded = _pyomo_lp(solver)
+    if loaded is None:
+        return MIP_FEASIBILITY_TOL
+    lp, matrix = loaded
+    return integrality_tolerance(matrix, _pyomo_integer(lp))
+
+
+def _checked_pyomo_incumbent(solver: Any, model: pyo.ConcreteModel, time_limit: float | None,
+                             tolerance: float) -> tuple[str | None, str | None]:
+    """The loaded incumbent of a Pyomo MIP rounded, checked and repaired in place
+    (:func:`_checked_arrays` on the model HiGHS holds): its integer variables set to whole
+    numbers (and its continuous ones re-solved when the rounding broke a row). Returns why it was
+    rejected and how it was repaired (None: not). Without Pyomo's HiGHS internals (another
+    Pyomo), the integer variables are rounded and the constraints evaluated, without repair.
+    ``tolerance``: the solve's integrality tolerance."""
+    import highspy
+
+    var_map = getattr(solver, "_pyomo_var_to_solver_var_map", None)
+    con_map = getattr(solver, "_solver_con_to_pyomo_con_map", None) or {}
+    loaded = _pyomo_lp(solver)
+    if loaded is None or var_map is None or getattr(solver, "_model", None) is not model:
+        return _checked_pyomo_expressions(model, tolerance), None
+    lp, matrix = loaded
+    integer = _pyomo_integer(lp)
+    x = np.zeros(lp.num_col_)
+    columns = {}
+    for var_id, column in var_map.items():
+        var = solver._vars[var_id][0]
+        columns[column] = var
+        x[column] = 0.0 if var.value is None else float(var.value)
+
+    def names(row: int) -> str:
+        con = con_map.get(row)
+        return con.name if con is not None else f"row {row}"
+
+    sense = "max" if lp.sense_ == highspy.ObjSense.kMaximize else "min"
+    point, _, rejected, repaired = _checked_arrays(
+        np.asarray(lp.col_cost_, dtype=float), matrix, np.asarray(lp.row_lower_, dtype=float),
+        np.asarray(lp.row_upper_, dtype=float), np.asarray(lp.col_lower_, dtype=float),
+        np.asarray(lp.col_upper_, dtype=float), integer, x, offset=float(lp.offset_),
+        sense=sense, time_limit=time_limit, names=names, tolerance=tolerance)
+    if point is not None:
+        for column, var in columns.items():
+            if integer[column] or repaired is not None:
+                var.set_value(float(point[column]), skip_validation=True)
+    return rejected, repaired
+
+
+def _checked_pyomo_expressions(model: pyo.ConcreteModel, tolerance: float) -> str | None:
+    """:func:`_checked_pyomo_incumbent` without HiGHS's copy: the integer variables rounded in
+    place, every active constraint evaluated (its body against its sides, with the tolerance of
+    :func:`row_violations`). Returns why the point was rejected (None: it was not)."""
+    for var in model.component_data_objects(pyo.Var, active=True):
+        if not var.is_continuous() and not var.fixed and var.value is not None:
+            var.set_value(float(round(var.value)), skip_validation=True)
+    broken, first = 0, ""
+    for con in model.component_data_objects(pyo.Constraint, active=True):
+        body = float(pyo.value(con.body))
+        lower = -math.inf if con.lower is None else float(pyo.value(con.lower))
+        upper = math.inf if con.upper is None else float(pyo.value(con.upper))
+        size = max(abs(body), *(abs(v) for v in (lower, upper) if math.isfinite(v)))
+        tol = ROW_CHECK_ABS + ROW_CHECK_REL * size
+        if body < lower - tol or body > upper + tol:
+            broken += 1
+            first = first or (f"{con.name}: {body:.10g} "
+                              + (f"> {upper:.10g}" if body > upper else f"< {lower:.10g}"))
+    if not broken:
+        return None
+    return _rejected_text(f"{broken} row{'s' if broken > 1 else ''} (e.g. {first})", tolerance)
 
 
 def _the_model(decision: str, what: str = "model") -> str:
@@ -981,6 +1124,8 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
             since=start), mm)
     highs = _load_matrix(mm, integer=integer)
     options: dict[str, Any] = {"mip_rel_gap": float(mip_gap), **mm.options}
+    if integer and "mip_feasibility_tolerance" not in options:
+        options["mip_feasibility_tolerance"] = integrality_tolerance(mm.matrix, mm.integer)
     limit = budget.for_solve(price_share)
     if limit is not None:
         options["time_limit"] = limit
@@ -1015,6 +1160,18 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
         if np.any(mm.row_lower > 0) or np.any(mm.row_upper < 0):
             raise InfeasibleError(f"{_the_model(decision)} is infeasible")
         status, has_solution, value = "optimal", True, float(mm.offset)
+    values = np.asarray(solution_values.col_value, dtype=float) if has_solution else None
+    if integer and has_solution and not empty:  # rounded, checked against the rows, its value
+        # recomputed (HiGHS's integrality tolerance lends room in a row: module docstring)
+        values, value, rejected, repaired = _checked_matrix_incumbent(
+            mm, values, budget.for_step(keep=price_share),
+            float(options.get("mip_feasibility_tolerance", MIP_FEASIBILITY_MAX)))
+        if repaired is not None:
+            extra["incumbent_repaired"] = repaired
+        if rejected is not None:
+            extra["incumbent_rejected"] = rejected
+            has_solution = False
+            status = "error" if status == "optimal" else status
     if integer:
         bound = float(info.mip_dual_bound)
         bound = bound if math.isfinite(bound) else math.nan
@@ -1037,7 +1194,6 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
                               "columns": mm.shape[1], "nonzeros": int(mm.matrix.nnz), **mm.info,
                               **extra})
     if has_solution:
-        values = np.asarray(solution_values.col_value, dtype=float)
         solution.decisions = _column_values(mm, values)
         if prices:
             skipped = None
@@ -1140,6 +1296,188 @@ def _start_is_feasible(mm: MatrixModel) -> bool:
         return False
     activity = mm.matrix @ x
     return not (np.any(activity < mm.row_lower - tol) or np.any(activity > mm.row_upper + tol))
+
+
+def integrality_tolerance(matrix: Any, integer: np.ndarray | None) -> float:
+    """HiGHS's ``mip_feasibility_tolerance`` for a MIP (``integer``: its bool mask): the largest
+    tolerance t <= ``MIP_FEASIBILITY_MAX`` (HiGHS's default) at which integer variables t away from
+    whole numbers move no row by more than ``ROW_ROOM`` (t x the largest sum_j |a_ij| over a row's
+    integer columns), but at least ``MIP_FEASIBILITY_TOL``. So a whole-number row cannot gain a
+    unit (the audit's 2.4M-token rows: about 2e-8), and models of modest coefficients keep
+    HiGHS's default (the library's MIPs: row sums up to 14,059; at 1e-9, dr_hindsight_20x3 took
+    1.4-2.7x as long)."""
+    import scipy.sparse as sp
+
+    if integer is None or not np.any(integer):
+        return MIP_FEASIBILITY_MAX
+    a = sp.csc_matrix(matrix)
+    if not a.nnz:
+        return MIP_FEASIBILITY_MAX
+    weights = np.abs(a.data)
+    if not np.all(integer):
+        weights = weights * np.repeat(np.asarray(integer, dtype=bool), np.diff(a.indptr))
+    largest = float(np.bincount(a.indices, weights=weights, minlength=a.shape[0]).max())
+    if largest <= 0.0:
+        return MIP_FEASIBILITY_MAX
+    return float(min(MIP_FEASIBILITY_MAX, max(MIP_FEASIBILITY_TOL, ROW_ROOM / largest)))
+
+
+def row_violations(matrix: Any, row_lower: np.ndarray, row_upper: np.ndarray, x: np.ndarray,
+                   *, integer: np.ndarray | None = None, tolerance: float = 0.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of ``matrix @ x`` outside [``row_lower``, ``row_upper``] by more than
+    ``ROW_CHECK_ABS`` + the larger of ``ROW_CHECK_REL`` x the row's size (the largest of its
+    finite sides and sum_j |a_ij x_j|) and the room the solve's integrality ``tolerance`` gave it
+    (``tolerance`` x sum_j |a_ij| over its ``integer`` columns, at most ``ROW_ROOM``), and the
+    activity ``matrix @ x``. A row of whole numbers on integer columns (whole-number sides) is
+    held to ``ROW_CHECK_ABS`` alone: a rounded point's activity is then a whole number, exact in
+    floating point below 2**53, so any miss is at least 1 at any size (prompts of 3e9 tokens)."""
+    import scipy.sparse as sp
+
+    x = np.asarray(x, dtype=float)
+    activity = np.asarray(matrix @ x, dtype=float).ravel()
+    lower, upper = np.asarray(row_lower, dtype=float), np.asarray(row_upper, dtype=float)
+    near = np.flatnonzero((activity < lower - ROW_CHECK_ABS) | (activity > upper + ROW_CHECK_ABS))
+    if not near.size:  # the usual case: no row is looked at twice
+        return near, activity
+    part = abs(sp.csr_matrix(matrix)[near])
+    size = part @ np.abs(x)
+    sides = np.maximum(np.where(np.isfinite(lower[near]), np.abs(lower[near]), 0.0),
+                       np.where(np.isfinite(upper[near]), np.abs(upper[near]), 0.0))
+    room = np.zeros(len(near))
+    if integer is not None and tolerance > 0.0:
+        room = np.minimum(ROW_ROOM, tolerance * (part @ np.asarray(integer, dtype=float)))
+    tol = ROW_CHECK_ABS + np.maximum(ROW_CHECK_REL * np.maximum(size, sides), room)
+    if integer is not None:  # whole-number rows: exact
+        whole = np.asarray(integer, dtype=bool)
+        part = part.tocsr()
+        bad_entry = (part.data != np.round(part.data)) | ~whole[part.indices]
+        row_of = np.repeat(np.arange(len(near)), np.diff(part.indptr))
+        exact_row = np.bincount(row_of, weights=bad_entry, minlength=len(near)) == 0
+        for side in (lower[near], upper[near]):
+            exact_row &= ~np.isfinite(side) | (side == np.round(side))
+        tol = np.where(exact_row, ROW_CHECK_ABS, tol)
+    bad = (activity[near] < lower[near] - tol) | (activity[near] > upper[near] + tol)
+    return near[bad], activity
+
+
+def checked_incumbent(objective: np.ndarray, matrix: Any, row_lower: np.ndarray,
+                      row_upper: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,
+                      integer: np.ndarray, x: np.ndarray, *, offset: float = 0.0,
+                      tolerance: float = 0.0
+                      ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, np.ndarray]:
+    """A MIP's incumbent ``x`` as servopt reports it: its integer columns (bool mask
+    ``integer``) rounded to whole numbers (HiGHS accepts a value within its integrality
+    tolerance: 1 - 1e-6 times a coefficient of 2.4e6 lent 2.4 KV tokens), its objective
+    recomputed from that point (``objective @ x + offset``), the rows it breaks
+    (:func:`row_violations`; ``tolerance``: the solve's integrality tolerance), the columns
+    outside their bounds (by more than ``ROW_CHECK_ABS``) and the activity. The point is
+    feasible when both are empty."""
+    x = np.asarray(x, dtype=float).copy()
+    whole = np.asarray(integer, dtype=bool)
+    x[whole] = np.round(x[whole])
+    rows, activity = row_violations(matrix, row_lower, row_upper, x, integer=whole,
+                                    tolerance=tolerance)
+    cols = np.flatnonzero((x < np.asarray(col_lower, dtype=float) - ROW_CHECK_ABS)
+                          | (x > np.asarray(col_upper, dtype=float) + ROW_CHECK_ABS))
+    value = float(np.asarray(objective, dtype=float) @ x + offset)
+    return x, value, rows, cols, activity
+
+
+def _broken_text(names: Any, rows: np.ndarray, cols: np.ndarray, activity: np.ndarray,
+                 row_lower: np.ndarray, row_upper: np.ndarray, x: np.ndarray) -> str:
+    """What a rounded incumbent breaks, in words: how many rows (and columns), the first named
+    by ``names(row)`` with its activity and the side it misses (the model's units)."""
+    parts = []
+    if rows.size:
+        r = int(rows[0])
+        side, sign = ((row_upper[r], ">") if activity[r] > row_upper[r] else (row_lower[r], "<"))
+        parts.append(f"{rows.size} row{'s' if rows.size > 1 else ''} (e.g. {names(r)}: "
+                     f"{activity[r]:.10g} {sign} {side:.10g})")
+    if cols.size:
+        parts.append(f"{cols.size} column bound{'s' if cols.size > 1 else ''} (e.g. column "
+                     f"{int(cols[0])} at {x[int(cols[0])]:.10g})")
+    return " and ".join(parts)
+
+
+def _rejected_text(broke: str, tolerance: float) -> str:
+    """``info["incumbent_rejected"]``: why a MIP's incumbent is not reported."""
+    return (f"HiGHS's incumbent, its integer variables rounded to whole numbers, breaks {broke}: "
+            f"HiGHS accepts a variable within its integrality tolerance ({tolerance:g}) of a "
+            f"whole number, which a large coefficient turns into room in a row; no incumbent is "
+            f"reported (status 'error' where HiGHS said optimal), the bound stands")
+
+
+def _fixed_integer_point(objective: np.ndarray, matrix: Any, row_lower: np.ndarray,
+                         row_upper: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,
+                         integer: np.ndarray, x: np.ndarray, *, offset: float, sense: str,
+                         time_limit: float | None) -> np.ndarray | None:
+    """The continuous columns re-solved (an LP, HiGHS given ``time_limit`` s) with the integer
+    columns fixed at ``x`` (whole numbers): the best point with those integers, or None when
+    there is none (or it was not found in time)."""
+    import highspy
+
+    whole = np.asarray(integer, dtype=bool)
+    lower, upper = np.array(col_lower, dtype=float), np.array(col_upper, dtype=float)
+    lower[whole] = upper[whole] = x[whole]
+    highs = new_highs()
+    highs.passModel(highs_lp(objective, matrix, row_lower, row_upper, lower, upper,
+                             offset=offset, sense=sense))
+    if time_limit is not None:
+        highs.setOptionValue("time_limit", max(float(time_limit), 0.1))
+    highs.run()
+    if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    point = np.asarray(highs.getSolution().col_value, dtype=float).copy()
+    point[whole] = x[whole]
+    return point
+
+
+def _checked_arrays(objective: np.ndarray, matrix: Any, row_lower: np.ndarray,
+                    row_upper: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,
+                    integer: np.ndarray, x: np.ndarray, *, offset: float, sense: str,
+                    time_limit: float | None, names: Any, tolerance: float
+                    ) -> tuple[np.ndarray | None, float, str | None, str | None]:
+    """:func:`checked_incumbent`, and when the rounded point breaks a row of a model with free
+    continuous columns, those re-solved with the integers fixed (:func:`_fixed_integer_point`;
+    e.g. an expert's tokens served by a replica at y = 1e-9 move elsewhere). Returns the point,
+    its objective, why it was rejected (None: it was not) and how it was repaired (None: it
+    needed no repair). ``tolerance``: the solve's integrality tolerance."""
+    args = (objective, matrix, row_lower, row_upper, col_lower, col_upper, integer)
+    point, value, rows, cols, activity = checked_incumbent(*args, x, offset=offset,
+                                                           tolerance=tolerance)
+    if not rows.size and not cols.size:
+        return point, value, None, None
+    broke = _broken_text(names, rows, cols, activity, np.asarray(row_lower, dtype=float),
+                         np.asarray(row_upper, dtype=float), point)
+    free = ~np.asarray(integer, dtype=bool) & (np.asarray(col_lower) != np.asarray(col_upper))
+    if not cols.size and free.any():
+        fixed = _fixed_integer_point(*args, point, offset=offset, sense=sense,
+                                     time_limit=time_limit)
+        if fixed is not None:
+            again, value, rows, cols, _ = checked_incumbent(*args, fixed, offset=offset,
+                                                            tolerance=tolerance)
+            if not rows.size and not cols.size:
+                return again, value, None, (f"rounded, the integer variables broke {broke}; the "
+                                            f"continuous variables were re-solved with them fixed")
+    return None, math.nan, _rejected_text(broke, tolerance), None
+
+
+def _checked_matrix_incumbent(mm: MatrixModel, values: np.ndarray, time_limit: float | None,
+                              tolerance: float
+                              ) -> tuple[np.ndarray | None, float, str | None, str | None]:
+    """:func:`_checked_arrays` of a matrix model's incumbent (objective in the model's units),
+    rows named by their family and label."""
+    def names(row: int) -> str:
+        for name, fam in mm.rows.items():
+            hit = np.flatnonzero(fam.positions == row)
+            if hit.size:
+                return f"{name}[{fam.index[int(hit[0])]}]"
+        return f"row {row}"
+
+    return _checked_arrays(mm.objective, mm.matrix, mm.row_lower, mm.row_upper, mm.col_lower,
+                           mm.col_upper, mm.integer, values, offset=mm.offset, sense=mm.sense,
+                           time_limit=time_limit, names=names, tolerance=tolerance)
 
 
 def _start_only(mm: MatrixModel, status: str, start: np.ndarray | None, *, prices: bool,

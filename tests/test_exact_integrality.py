@@ -116,3 +116,30 @@ def test_integrality_tolerance_keeps_every_row_within_half_a_unit():
     assert exact.integrality_tolerance(sp.csc_matrix(np.array([[3.0, 4.0]])), np.array([True, True])) == 1e-6
     assert exact.integrality_tolerance(sp.csc_matrix(np.array([[3e12]])), np.array([True])) == 1e-9
     assert exact.integrality_tolerance(a, None) == 1e-6  # an LP
+
+
+def test_whole_number_rows_are_exact_at_any_size():
+    # prompts of 3e9 tokens: 1e-9 of the row's size would let 6 tokens through; a row of whole
+    # numbers on integer columns misses by at least 1, and 2 is caught (by hand: 6e9 > 6e9 - 2)
+    a = sp.csc_matrix(np.array([[3e9, 3e9]]))
+    rows, _ = exact.row_violations(a, np.array([-np.inf]), np.array([6e9 - 2]), np.array([1.0, 1.0]),
+                                   integer=np.array([True, True]), tolerance=1e-9)
+    assert rows.tolist() == [0]
+    # the same row on a continuous column gets the relative tolerance (a solver's rounding)
+    rows, _ = exact.row_violations(a, np.array([-np.inf]), np.array([6e9 - 2]), np.array([1.0, 1.0]),
+                                   integer=np.array([True, False]), tolerance=1e-9)
+    assert rows.tolist() == []
+
+
+def test_the_pyomo_check_without_highs_internals_rounds_and_evaluates():
+    import pyomo.environ as pyo
+
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var([0, 1], domain=pyo.Binary)
+    m.cap = pyo.Constraint(expr=2385082 * m.x[0] + 2278662 * m.x[1] <= 4663743)
+    m.x[0].value, m.x[1].value = 1 - 1e-6, 1.0  # within HiGHS's 1e-6 of whole: 4663741.6 <= cap
+    why = exact._checked_pyomo_expressions(m, 1e-6)
+    assert m.x[0].value == 1.0  # rounded in place
+    assert "cap: 4663744 > 4663743" in why
+    m.x[0].value = 1e-7
+    assert exact._checked_pyomo_expressions(m, 1e-6) is None and m.x[0].value == 0.0

@@ -5,7 +5,9 @@ s_i and output o_i tokens; KV memory M tokens; optional batch cap B; horizon of 
 t = 0..T-1, counted from the first arrival: the builders (:func:`build`, :func:`build_cvxpy`,
 :func:`build_matrix_model`, :func:`start_answer`, :func:`time_estimate`) model the instance with
 every arrival moved min_i a_i rounds earlier (:func:`from_first_arrival`; total latency does
-not change) and label rounds, starts and prices as the instance's. The lower-level helpers
+not change), with idle stretches cut short when the stream could span more than ``IDLE_ROUNDS``
+rounds (:func:`model_clock`: same optimum; the cut rounds have no memory row), and label rounds,
+starts and prices as the instance's. The lower-level helpers
 (:func:`columns`, :func:`build_matrix`, :func:`horizon_rounds`, ...) count from round 0 of the
 instance they are given. Request i admitted at round p holds s_i + (t - p + 1) tokens in rounds
 t = p..p+o_i-1 and has end-to-end latency p + o_i - a_i rounds.
@@ -91,6 +93,12 @@ from servopt.core.matrix import Family, MatrixModel
 from servopt.instances.batch_scheduling import Instance
 
 _MAX_COLUMNS = 30_000_000
+# memory rows (one per modelled round): above this the model is refused, whatever its columns
+# (arrivals [0, 1e7, 1e7] of 3-round requests made 1e7 rows and 1e7 start columns: the OOM killer)
+_MAX_ROUNDS = 10_000_000
+# a model whose rounds from the first arrival could exceed this (max arrival + sum of outputs,
+# :func:`no_idle_horizon`) is built with its idle stretches cut short (:func:`model_clock`)
+IDLE_ROUNDS = 1_000_000
 # fine memory-row entries: at the cap build_matrix peaks at 3.7 GB (~58 bytes an entry) and
 # build_matrix_model with HiGHS's copy at 4.2 GB (benchmarks/results/limits.md)
 _MAX_NONZEROS = 60_000_000
@@ -423,6 +431,65 @@ def compress_idle(instance: Instance) -> Instance:
     return dataclasses.replace(instance, arrival=new)
 
 
+@dataclasses.dataclass
+class Clock:
+    """How a model's rounds map to its instance's (:func:`model_clock`): request i's round p in
+    the model is round p + ``shift[i]`` of the instance; a model round t of the part that begins
+    at model round ``starts[k]`` is instance round t + ``shifts[k]``. ``ends[i]``: the model
+    round by which request i's run must end (the next part's first arrival), None: no such cap
+    (one part: every shift is the first arrival's)."""
+
+    shift: np.ndarray
+    starts: np.ndarray
+    shifts: np.ndarray
+    ends: np.ndarray | None = None
+
+    def rounds(self, t: np.ndarray) -> np.ndarray:
+        """The instance's rounds of model rounds ``t``."""
+        t = np.asarray(t, dtype=np.int64)
+        return t + self.shifts[np.searchsorted(self.starts, t, side="right") - 1]
+
+    def labels(self, rounds: int) -> pd.Index:
+        """The ``round`` labels of model rounds 0..``rounds`` - 1 (a RangeIndex for one part)."""
+        if len(self.shifts) == 1:
+            first = int(self.shifts[0])
+            return pd.RangeIndex(first, first + rounds, name="round")
+        return pd.Index(self.rounds(np.arange(rounds)), name="round")
+
+
+def model_clock(instance: Instance, horizon: Any = None, window: int | None = None
+                ) -> tuple[Instance, Clock]:
+    """The instance the builders model and how its rounds map back (:class:`Clock`).
+
+    Always the instance from its first arrival (:func:`from_first_arrival`). With the default
+    horizon (None or ``"safe"``), no window, and more than ``IDLE_ROUNDS`` rounds possible
+    (:func:`no_idle_horizon`), also with its idle stretches cut short (:func:`compress_idle`:
+    each part of the stream after a stretch moves earlier by its own shift) and every request's
+    run capped to end by the next part's first arrival (``Clock.ends``). Every optimal schedule
+    ends each part by then (:func:`no_idle_horizon`'s argument), so the capped model has the
+    same optimum, and every schedule of it, moved back part by part, is a schedule of the
+    instance with the same latency: decisions and prices are labelled by the instance's rounds
+    (the rounds of a cut stretch have no memory row: nothing can run there in the model)."""
+    short, origin = from_first_arrival(instance)
+    n = short.n
+    flat = Clock(np.full(n, origin, dtype=np.int64), np.zeros(1, dtype=np.int64),
+                 np.array([origin], dtype=np.int64))
+    if (not n or window is not None or not (horizon is None or horizon == "safe")
+            or no_idle_horizon(short) <= IDLE_ROUNDS):
+        return short, flat
+    cut = compress_idle(short)
+    if cut is short:
+        return short, flat
+    shift = np.asarray(instance.arrival, dtype=np.int64) - cut.arrival
+    shifts = np.unique(shift)  # one per part, rising with the parts
+    part = np.searchsorted(shifts, shift)
+    starts = np.full(len(shifts), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(starts, part, cut.arrival.astype(np.int64))
+    never = np.iinfo(np.int64).max // 4  # the last part: no cap
+    ends = np.append(starts[1:], never)[part]
+    return cut, Clock(shift, starts, shifts, ends)
+
+
 def horizon_rounds(instance: Instance, horizon: Any = None, *, greedy: np.ndarray | None = None
                    ) -> int:
     """Number of modelled rounds T (see the module docstring for ``None`` and ``"safe"``);
@@ -454,22 +521,27 @@ class Columns:
     late_cost: np.ndarray
 
 
-def _last_starts(instance: Instance, rounds: int, window: int | None) -> np.ndarray:
-    """last_i = min(T - o_i, a_i + window): each request's latest modelled start."""
+def _last_starts(instance: Instance, rounds: int, window: int | None,
+                 ends: np.ndarray | None = None) -> np.ndarray:
+    """last_i = min(T - o_i, a_i + window, ends_i - o_i): each request's latest modelled start
+    (``ends``: :attr:`Clock.ends`, the round each run must end by; None: none)."""
     a, o = instance.arrival, instance.output_tokens
     last = rounds - o
     if window is not None:
         last = np.minimum(last, a + whole_number("window (rounds)", window, low=0))
+    if ends is not None:
+        last = np.minimum(last, ends - o)
     return last
 
 
-def model_size(instance: Instance, horizon: Any = None, window: int | None = None
-               ) -> tuple[int, int, int]:
+def model_size(instance: Instance, horizon: Any = None, window: int | None = None,
+               ends: np.ndarray | None = None) -> tuple[int, int, int]:
     """(rounds T, start columns, fine memory-row entries) of the model, counted, not built.
     Exact where int64 holds them; above 2**62 (1e6-token outputs over a horizon of 1e9 rounds
-    and more, which int64 wrapped to a negative count) the float sum, a size far past any cap."""
+    and more, which int64 wrapped to a negative count) the float sum, a size far past any cap.
+    ``ends``: :attr:`Clock.ends`."""
     T = horizon_rounds(instance, horizon)
-    count = np.maximum(0, _last_starts(instance, T, window) - instance.arrival + 1)
+    count = np.maximum(0, _last_starts(instance, T, window, ends) - instance.arrival + 1)
     o = instance.output_tokens
 
     def total(values: np.ndarray, approx: float) -> int:
@@ -490,8 +562,8 @@ def time_estimate(instance: Instance, *, relax: bool = False, horizon: Any = Non
     ``servopt.solve`` under a time limit builds the IP only when both fit in what is left."""
     if horizon is None and not relax:
         horizon = "safe"
-    instance, _ = from_first_arrival(instance)
-    _, starts, entries = model_size(instance, horizon, window)
+    instance, clock = model_clock(instance, horizon, window)
+    _, starts, entries = model_size(instance, horizon, window, clock.ends)
     nonzeros = starts + instance.n + entries * (1 if instance.max_batch is None else 2)
     return {"nonzeros": float(nonzeros), "build_s": BUILD_S_PER_NONZERO * nonzeros,
             "setup_s": SETUP_S_PER_NONZERO * nonzeros}
@@ -506,25 +578,33 @@ def _on_time(deadline: float | None, done: str) -> None:
 
 
 def columns(instance: Instance, horizon: Any = None, window: int | None = None, *,
-            with_memory_rows: bool = False) -> Columns:
+            with_memory_rows: bool = False, ends: np.ndarray | None = None) -> Columns:
     """Every allowed (request, start round) pair and the cost of each late column.
     ``with_memory_rows``: the caller goes on to the fine memory rows (:func:`usage`), so their
-    size is refused here, before the columns are allocated (up to 30M of them, ~1 GB)."""
+    size (and their number, the rounds) is refused here, before the columns are allocated (up
+    to 30M of them, ~1 GB). ``ends``: :attr:`Clock.ends` (each run ends by then)."""
     T = horizon_rounds(instance, horizon)
     a, o = instance.arrival, instance.output_tokens
-    last = _last_starts(instance, T, window)
-    count = _column_counts(instance, last, with_memory_rows=with_memory_rows)
+    last = _last_starts(instance, T, window, ends)
+    count = _column_counts(instance, last, with_memory_rows=with_memory_rows, rounds=T)
     request = np.repeat(np.arange(instance.n), count)
     offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     start = a[request] + offset
     cost = (start + o[request] - a[request]).astype(float)
-    late_cost = late_costs(instance, T, last)
+    late_cost = late_costs(instance, T, last, ends=ends)
     return Columns(T, request, start, cost, np.maximum(last, a - 1), late_cost)
 
 
-def _column_counts(instance: Instance, last: np.ndarray, *, with_memory_rows: bool) -> np.ndarray:
+def _column_counts(instance: Instance, last: np.ndarray, *, with_memory_rows: bool,
+                   rounds: int | None = None) -> np.ndarray:
     """Each request's start columns (a_i..``last_i``), refused above ``_MAX_COLUMNS`` in all
-    (and, ``with_memory_rows``, their memory-row entries above ``_MAX_NONZEROS``)."""
+    (and, ``with_memory_rows``, their memory-row entries above ``_MAX_NONZEROS`` and the
+    ``rounds`` of memory rows above ``_MAX_ROUNDS``)."""
+    if with_memory_rows and rounds is not None and rounds > _MAX_ROUNDS:
+        raise InvalidInstanceError(
+            f"the time-indexed model would have {rounds:,} rounds, one memory row each (more than "
+            f"{_MAX_ROUNDS:,}): pass a smaller horizon, or use the area bound (a long idle "
+            f"stretch is cut short only with the default horizon and no window)")
     count = np.maximum(0, last - instance.arrival + 1)
     if count.sum() > _MAX_COLUMNS:
         raise InvalidInstanceError(
@@ -536,7 +616,7 @@ def _column_counts(instance: Instance, last: np.ndarray, *, with_memory_rows: bo
 
 
 def late_costs(instance: Instance, rounds: int, last: np.ndarray, *,
-               greedy: np.ndarray | None = None) -> np.ndarray:
+               greedy: np.ndarray | None = None, ends: np.ndarray | None = None) -> np.ndarray:
     """Cost of each request's late column (a start after ``last``).
 
     In general the earliest late start's latency (``last + 1 + o - a``): the late column is then
@@ -544,13 +624,14 @@ def late_costs(instance: Instance, rounds: int, last: np.ndarray, *,
     T - o_i, so a late column that is not cut by a window is costed at UB + 1 - sum_{k != i} o_k
     instead (UB: the greedy schedule's latency): any solution using it costs more than UB, so the
     IP never picks it, and the LP stays below the optimum, which the model still contains.
-    ``greedy``: the greedy schedule, when already computed."""
+    So is one cut only by its part's end (``ends``, :attr:`Clock.ends`: every optimal schedule
+    ends the part by then). ``greedy``: the greedy schedule, when already computed."""
     a, o = instance.arrival, instance.output_tokens
     cost = (np.maximum(last, a - 1) + 1 + o - a).astype(float)
     if rounds >= no_idle_horizon(instance):
         ub = schedule_latency(instance, greedy_schedule(instance) if greedy is None else greedy)
         floor = ub + 1.0 - (float(np.sum(o)) - o)
-        uncut = last == rounds - o
+        uncut = last == (rounds - o if ends is None else np.minimum(rounds, ends) - o)
         cost = np.where(uncut, np.maximum(cost, floor), cost)
     return cost
 
@@ -587,13 +668,15 @@ def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
 
     The IP's default horizon is ``"safe"`` (exact); the LP's the greedy makespan (smaller).
     Rounds are counted from the first arrival (:func:`from_first_arrival`: ``horizon`` is a
-    number of rounds from it) and labelled as the instance's (``x[i, p]``, ``kv_memory[t]``)."""
+    number of rounds from it; a long idle stretch is cut short, :func:`model_clock`) and
+    labelled as the instance's (``x[i, p]``, ``kv_memory[t]``)."""
     if horizon is None and not relax:
         horizon = "safe"
-    instance, origin = from_first_arrival(instance)
-    cols = columns(instance, horizon, window, with_memory_rows=True)
+    instance, clock = model_clock(instance, horizon, window)
+    cols = columns(instance, horizon, window, with_memory_rows=True, ends=clock.ends)
     row, col, tokens = usage(instance, cols)
-    keys = list(zip(cols.request.tolist(), (cols.start + origin).tolist(), strict=True))
+    keys = list(zip(cols.request.tolist(), (cols.start + clock.shift[cols.request]).tolist(),
+                    strict=True))
     domain = pyo.NonNegativeReals if relax else pyo.Binary
     m = pyo.ConcreteModel(name="batch_scheduling")
     m.x = pyo.Var(keys, domain=domain)  # x <= 1 is implied by start_once
@@ -624,8 +707,10 @@ def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
                                 linear_vars=[x_of_column[c] for c in cs.tolist()])
         return held <= instance.kv_memory
 
-    rounds = range(origin, origin + cols.rounds)  # labels; terms[t - origin] their entries
-    m.kv_memory = pyo.Constraint(rounds, rule=lambda m, t: memory_rule(m, t - origin))
+    labels = clock.labels(cols.rounds)
+    rounds = list(labels)  # the instance's rounds; terms[at[t]] their entries
+    at = {t: k for k, t in enumerate(rounds)}
+    m.kv_memory = pyo.Constraint(rounds, rule=lambda m, t: memory_rule(m, at[t]))
     if instance.max_batch is not None:
         def batch_rule(m: pyo.ConcreteModel, t: int) -> Any:
             cs = terms[t][0]
@@ -633,11 +718,12 @@ def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
                 return pyo.Constraint.Skip
             return pyo.quicksum(m.x[keys[c]] for c in cs.tolist()) <= instance.max_batch
 
-        m.batch_size = pyo.Constraint(rounds, rule=lambda m, t: batch_rule(m, t - origin))
+        m.batch_size = pyo.Constraint(rounds, rule=lambda m, t: batch_rule(m, at[t]))
     m.index_names = {"x": ["request", "round"], "late": ["request"], "start_once": ["request"],
                      "kv_memory": ["round"], "batch_size": ["round"]}
-    m.columns = cols  # rounds counted from the first arrival, ``m.origin``
-    m.origin = origin
+    m.columns = cols  # rounds of the modelled instance: ``m.clock`` maps them back
+    m.clock = clock
+    m.origin = int(clock.shifts[0])  # the first arrival
     if not relax:  # the IP starts from warm_start_schedule (servopt.solve passes it to HiGHS)
         z = start_vector(cols, warm_start_schedule(instance))
         for k, key in enumerate(keys):
@@ -674,18 +760,18 @@ def build_cvxpy(instance: Instance, *, horizon: Any = None,
     the first arrival and labelled as the instance's, as in :func:`build`)."""
     import cvxpy as cp
 
-    instance, origin = from_first_arrival(instance)
+    instance, clock = model_clock(instance, horizon, window)
     T = horizon_rounds(instance, horizon)
     n = instance.n
     a, s, o = instance.arrival, instance.prompt_tokens, instance.output_tokens
-    last = _last_starts(instance, T, window)
+    last = _last_starts(instance, T, window, clock.ends)
     rounds = np.arange(T)
     allowed = (rounds[None, :] >= a[:, None]) & (rounds[None, :] <= last[:, None])
     X = cp.Variable((n, T), nonneg=True)
     late = cp.Variable(n, nonneg=True)
     start = cp.multiply(allowed.astype(float), X)
     cost = np.where(allowed, rounds[None, :] + (o - a)[:, None], 0.0)
-    late_cost = late_costs(instance, T, last)
+    late_cost = late_costs(instance, T, last, ends=clock.ends)
     memory = 0
     running = 0
     for j in range(1, min(int(o.max()), T) + 1):  # a j-th round later than T is never modelled
@@ -702,7 +788,7 @@ def build_cvxpy(instance: Instance, *, horizon: Any = None,
                                  if j > 1 else alive)
     once = cp.sum(start, axis=1) + late == 1
     mem = memory <= instance.kv_memory
-    labels = pd.RangeIndex(origin, origin + T, name="round")
+    labels = clock.labels(T)
     constraints = {"start_once": (once, pd.RangeIndex(n, name="request")),
                    "kv_memory": (mem, labels)}
     cons = [once, mem]
@@ -711,8 +797,9 @@ def build_cvxpy(instance: Instance, *, horizon: Any = None,
         constraints["batch_size"] = (cap, labels)
         cons.append(cap)
     objective = cp.Minimize(cp.sum(cp.multiply(cost, start)) + late_cost @ late)
-    variables = {"x": (start, pd.MultiIndex.from_product([range(n), labels],
-                                                          names=["request", "round"])),
+    variables = {"x": (start, pd.MultiIndex.from_arrays(  # request i's round t: t + shift_i
+                     [np.repeat(np.arange(n), T), (np.arange(T)[None, :] + clock.shift[:, None]).ravel()],
+                     names=["request", "round"])),
                  "late": (late, pd.RangeIndex(n, name="request"))}
     def labelled(values: dict[str, pd.Series]) -> dict[str, pd.Series]:
         x = values["x"]
@@ -749,12 +836,15 @@ class MatrixLP:
 
 
 def build_matrix(instance: Instance, *, horizon: Any = None, window: int | None = None,
-                 relax: bool = True, deadline: float | None = None) -> MatrixLP:
-    """The same model as :func:`build` as sparse matrices (no Python loop over terms).
+                 relax: bool = True, deadline: float | None = None,
+                 ends: np.ndarray | None = None) -> MatrixLP:
+    """The same model as :func:`build` as sparse matrices (no Python loop over terms), rounds
+    from round 0 of ``instance``.
 
     ``deadline``: a ``time.perf_counter()`` value; the build raises TimeoutError at the first
-    check between its stages (columns, memory entries, each row block) after it."""
-    cols = columns(instance, horizon, window, with_memory_rows=True)
+    check between its stages (columns, memory entries, each row block) after it. ``ends``:
+    :attr:`Clock.ends` (each run ends by then)."""
+    cols = columns(instance, horizon, window, with_memory_rows=True, ends=ends)
     _on_time(deadline, f"{len(cols.request):,} start columns")
     row, col, tokens = usage(instance, cols)
     _on_time(deadline, f"{len(row):,} memory-row entries")
@@ -796,8 +886,9 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, horizon: Any 
     """
     if horizon is None and not relax:
         horizon = "safe"
-    instance, origin = from_first_arrival(instance)  # rounds from the first arrival, relabelled
-    data = build_matrix(instance, horizon=horizon, window=window, relax=relax, deadline=deadline)
+    instance, clock = model_clock(instance, horizon, window)  # relabelled as the instance's
+    data = build_matrix(instance, horizon=horizon, window=window, relax=relax, deadline=deadline,
+                        ends=clock.ends)
     cols = data.cols
     matrix = sp.vstack([data.a_eq, data.a_mem] + ([data.a_cap] if data.a_cap is not None else []),
                        format="csc")
@@ -805,11 +896,11 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, horizon: Any 
     _on_time(deadline, "the matrix")
     start = None if relax else start_vector(cols, warm_start_schedule(instance))
     mm = _labelled(instance, cols, np.concatenate([cols.cost, cols.late_cost]), matrix,
-                   relax=relax, start=start, origin=origin)
+                   relax=relax, start=start, clock=clock)
     if not relax and window is None and horizon == "safe":  # the IP is the hindsight optimum: the
         # shorter-horizon LP bounds it (seconds at n = 100, where its own root LP is slower)
         kept = mm.matrix  # not ``mm``: the model would then hold itself in a cycle
-        mm.bound_lp = lambda: shorter_horizon_lp(instance, kept, cols, origin)
+        mm.bound_lp = lambda: shorter_horizon_lp(instance, kept, cols, clock)
     return mm
 
 
@@ -831,12 +922,12 @@ def start_answer(instance: Instance, *, horizon: Any = None, window: int | None 
     computed by then, at least shortest-first admission (:func:`greedy_schedule`)."""
     if horizon is None:
         horizon = "safe"
-    instance, origin = from_first_arrival(instance)
+    instance, clock = model_clock(instance, horizon, window)
     greedy = greedy_schedule(instance)  # the horizon's, the late costs' and the first start
     rounds = horizon_rounds(instance, horizon, greedy=greedy)
-    last = _last_starts(instance, rounds, window)
-    _column_counts(instance, last, with_memory_rows=True)  # refused as the build is
-    late_cost = late_costs(instance, rounds, last, greedy=greedy)
+    last = _last_starts(instance, rounds, window, clock.ends)
+    _column_counts(instance, last, with_memory_rows=True, rounds=rounds)  # refused as the build is
+    late_cost = late_costs(instance, rounds, last, greedy=greedy, ends=clock.ends)
     start, done = best_warm_start(instance, deadline=deadline, greedy=greedy)
     inside = start <= last  # (every start is at or after its arrival)
     a, o = instance.arrival, instance.output_tokens
@@ -847,7 +938,7 @@ def start_answer(instance: Instance, *, horizon: Any = None, window: int | None 
                   f"schedules (the time limit stopped the next; the first is shortest-first "
                   f"admission, greedy_schedule)")
     request = np.flatnonzero(inside)  # x[i, start_i] = 1, late[i] = 1 for the others
-    decisions = labelled_decisions(request, start[request] + origin, np.ones(len(request)),
+    decisions = labelled_decisions(request, start[request] + clock.shift[request], np.ones(len(request)),
                                    np.where(inside, 0.0, 1.0))
     return {"decisions": decisions, "objective": float(cost.sum()), "sense": "min",
             "info": {"start_schedule": which}}
@@ -863,12 +954,12 @@ def cheap_bound(instance: Instance, *, horizon: Any = None, window: int | None =
 
 
 def _labelled(instance: Instance, cols: Columns, cost: np.ndarray, matrix: sp.csc_matrix, *,
-              relax: bool, start: np.ndarray | None = None, origin: int = 0) -> MatrixModel:
+              relax: bool, start: np.ndarray | None = None, clock: Clock) -> MatrixModel:
     """The MatrixModel of columns ``cols`` (then the late columns) and rows start_once,
-    kv_memory[0..T-1] (and batch_size[0..T-1] with a cap) of ``matrix``, rounds labelled
-    ``origin`` + t."""
+    kv_memory[0..T-1] (and batch_size[0..T-1] with a cap) of ``matrix``, rounds labelled as the
+    instance's (``clock``)."""
     n, T, nx = instance.n, cols.rounds, len(cols.request)
-    labels = pd.RangeIndex(origin, origin + T, name="round")
+    labels = clock.labels(T)
     rows = {"start_once": Family(np.arange(n), pd.RangeIndex(n, name="request")),
             "kv_memory": Family(n + np.arange(T), labels)}
     lower = [np.ones(n), np.full(T, -np.inf)]
@@ -883,17 +974,18 @@ def _labelled(instance: Instance, cols: Columns, cost: np.ndarray, matrix: sp.cs
         col_lower=np.zeros(nx + n), col_upper=np.full(nx + n, np.inf if relax else 1.0),
         rows=rows,
         columns={"x": Family(np.arange(nx), pd.MultiIndex.from_arrays(
-                     [cols.request, cols.start + origin], names=["request", "round"])),
+                     [cols.request, cols.start + clock.shift[cols.request]],
+                     names=["request", "round"])),
                  "late": Family(nx + np.arange(n), pd.RangeIndex(n, name="request"))},
         integer=None if relax else np.ones(nx + n, dtype=bool), start=start,
-        decisions=lambda z: start_decisions(cols, z, n, origin),
+        decisions=lambda z: start_decisions(cols, z, n, clock.shift),
         # the IP without presolve: it removes nothing here, HiGHS does not poll for Ctrl-C
         # while it runs (28 s on bs_offline_100), and the search from the warm start improves
         # sooner (bs_offline_100, 10 s: 6277 against 6587)
         options={"solver": "ipm"} if relax else {"presolve": "off"}, info={"rounds": T})
 
 
-def shorter_horizon_lp(instance: Instance, matrix: sp.csc_matrix, cols: Columns, origin: int = 0
+def shorter_horizon_lp(instance: Instance, matrix: sp.csc_matrix, cols: Columns, clock: Clock
                        ) -> MatrixModel:
     """``build_matrix_model(instance, relax=True)`` (the LP on the makespan horizon T' <= T) cut
     out of the ``matrix`` of the model over columns ``cols`` (a longer horizon T, no window): its columns
@@ -903,16 +995,17 @@ def shorter_horizon_lp(instance: Instance, matrix: sp.csc_matrix, cols: Columns,
     rounds = horizon_rounds(instance, None)
     n, T, nx = instance.n, cols.rounds, len(cols.request)
     keep = np.flatnonzero(cols.start + instance.output_tokens[cols.request] <= rounds)
-    last = _last_starts(instance, rounds, None)
+    last = _last_starts(instance, rounds, None, clock.ends)
     short = Columns(rounds, cols.request[keep], cols.start[keep], cols.cost[keep],
-                    np.maximum(last, instance.arrival - 1), late_costs(instance, rounds, last))
+                    np.maximum(last, instance.arrival - 1),
+                    late_costs(instance, rounds, last, ends=clock.ends))
     row_parts = [np.arange(n), n + np.arange(rounds)]
     if instance.max_batch is not None:
         row_parts.append(n + T + np.arange(rounds))
     cut = sp.csc_matrix(matrix[:, np.concatenate([keep, nx + np.arange(n)])][np.concatenate(row_parts)])
     cut.sort_indices()
     return _labelled(instance, short, np.concatenate([short.cost, short.late_cost]), cut, relax=True,
-                     origin=origin)
+                     clock=clock)
 
 
 def start_vector(cols: Columns, start: np.ndarray) -> np.ndarray:
@@ -932,11 +1025,14 @@ def start_vector(cols: Columns, start: np.ndarray) -> np.ndarray:
     return z
 
 
-def start_decisions(cols: Columns, z: np.ndarray, n: int, origin: int = 0) -> dict[str, pd.Series]:
+def start_decisions(cols: Columns, z: np.ndarray, n: int, origin: int | np.ndarray = 0
+                    ) -> dict[str, pd.Series]:
     """:func:`labelled_decisions` from column values ``z`` (the x columns, then the late ones);
-    rounds ``origin`` + the columns' (those of a model counted from the first arrival)."""
+    rounds ``origin`` + the columns' (those of a model counted from the first arrival; an array:
+    request i's shift, :attr:`Clock.shift`)."""
     nx = len(cols.request)
-    return labelled_decisions(cols.request, cols.start + origin, z[:nx], z[nx:nx + n])
+    shift = origin[cols.request] if isinstance(origin, np.ndarray) else origin
+    return labelled_decisions(cols.request, cols.start + shift, z[:nx], z[nx:nx + n])
 
 
 def labelled_decisions(request: np.ndarray, rounds: np.ndarray, x: np.ndarray,

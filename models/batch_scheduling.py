@@ -459,22 +459,26 @@ class Clock:
 
 def model_clock(instance: Instance, horizon: Any = None, window: int | None = None
                 ) -> tuple[Instance, Clock]:
-    """The instance the builders model and how its rounds map back (:class:`Clock`).
+    """The instance the builders model and how its rounds map back (:class:`Clock`);
+    ``window`` does not change it (the builders apply it to the instance returned).
 
     Always the instance from its first arrival (:func:`from_first_arrival`). With the default
-    horizon (None or ``"safe"``), no window, and more than ``IDLE_ROUNDS`` rounds possible
-    (:func:`no_idle_horizon`), also with its idle stretches cut short (:func:`compress_idle`:
-    each part of the stream after a stretch moves earlier by its own shift) and every request's
-    run capped to end by the next part's first arrival (``Clock.ends``). Every optimal schedule
-    ends each part by then (:func:`no_idle_horizon`'s argument), so the capped model has the
-    same optimum, and every schedule of it, moved back part by part, is a schedule of the
-    instance with the same latency: decisions and prices are labelled by the instance's rounds
-    (the rounds of a cut stretch have no memory row: nothing can run there in the model)."""
+    horizon (None or ``"safe"``; a number of rounds counts from the first arrival, uncut) and
+    more than ``IDLE_ROUNDS`` rounds possible (:func:`no_idle_horizon`), also with its idle
+    stretches cut short (:func:`compress_idle`: each part of the stream after a stretch moves
+    earlier by its own shift) and every request's run capped to end by the next part's first
+    arrival (``Clock.ends``). Every optimal schedule ends each part by then
+    (:func:`no_idle_horizon`'s argument), so the capped model has the same optimum (with a
+    ``window``, its late columns still make it a relaxation: an optimal schedule's starts
+    within the window keep their columns), and every schedule of it, moved back part by part,
+    is a schedule of the instance with the same latency: decisions and prices are labelled by
+    the instance's rounds (the rounds of a cut stretch have no memory row: nothing can run
+    there in the model)."""
     short, origin = from_first_arrival(instance)
     n = short.n
     flat = Clock(np.full(n, origin, dtype=np.int64), np.zeros(1, dtype=np.int64),
                  np.array([origin], dtype=np.int64))
-    if (not n or window is not None or not (horizon is None or horizon == "safe")
+    if (not n or not (horizon is None or horizon == "safe")
             or no_idle_horizon(short) <= IDLE_ROUNDS):
         return short, flat
     cut = compress_idle(short)
@@ -604,7 +608,7 @@ def _column_counts(instance: Instance, last: np.ndarray, *, with_memory_rows: bo
         raise InvalidInstanceError(
             f"the time-indexed model would have {rounds:,} rounds, one memory row each (more than "
             f"{_MAX_ROUNDS:,}): pass a smaller horizon, or use the area bound (a long idle "
-            f"stretch is cut short only with the default horizon and no window)")
+            f"stretch is cut short only with the default horizon)")
     count = np.maximum(0, last - instance.arrival + 1)
     if count.sum() > _MAX_COLUMNS:
         raise InvalidInstanceError(

@@ -28,7 +28,7 @@ def test_the_model_of_the_audit_instance_is_small():
     assert short.arrival.tolist() == [0, 3, 3] and clock.shift.tolist() == [0, 10**7 - 3, 10**7 - 3]
 
 
-@pytest.mark.parametrize("kw", [{}, {"time_limit": 5.0}, {"backend": "pyomo"}])
+@pytest.mark.parametrize("kw", [{}, {"time_limit": 5.0}, {"backend": "pyomo"}, {"window": 5}])
 def test_solve_across_1e7_idle_rounds(kw):
     # each request runs at its arrival (10 + 3 tokens, three at once: 39 <= 100): 3 x 3 = 9
     sol = servopt.solve(GAP, **kw)
@@ -87,6 +87,9 @@ def test_cut_model_matches_brute_force_part_by_part(monkeypatch, seed):
         assert model.is_feasible(inst, start) and model.schedule_latency(inst, start) == truth
     lp = servopt.solve(inst, relax=True)
     assert lp.objective <= truth + 1e-9
+    # a window keeps the IP a lower bound (late columns), exact once it reaches every start
+    assert servopt.solve(inst, window=0, mip_gap=0.0).objective <= truth
+    assert servopt.solve(inst, window=20, mip_gap=0.0).objective == truth
     labels = lp.prices["kv_memory"].index.to_numpy()
     assert np.all(np.diff(labels) > 0) and labels[0] == inst.arrival.min()
 

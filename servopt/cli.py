@@ -136,7 +136,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     kind = ("LP relaxation (a bound)" if solution.relaxed else "LP" if solution.info.get("lp", linear)
             else "MIP (prices: duals of the LP with the integers fixed at the incumbent)")
     form = solution.info.get("form")
-    print(f"problem   {kind} [{f'highs, {form} form' if form else solution.backend}]")
+    where = solution.backend if not form or solution.backend == "cvxpy" else f"highs, {form} form"
+    print(f"problem   {kind} [{where}]")
     print(f"status    {solution.status}")
     print(f"objective {solution.objective:.8g}")
     source = solution.info.get("bound_kind", "mip_bound")  # where a MIP's bound comes from

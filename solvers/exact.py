@@ -208,7 +208,11 @@ def solve(
     backend : ``highs`` (HiGHS on the model's matrix form where it has one,
         ``build_matrix_model``, otherwise on its Pyomo model), ``pyomo`` (always the Pyomo model)
         or ``cvxpy`` (the model's ``build_cvxpy`` LP: for an integer model, its relaxation,
-        labelled ``relaxed``). ``solution.info["form"]`` says which model was solved, and
+        labelled ``relaxed``; except where the module's ``CVXPY_RELAXES`` is False, whose CVXPY
+        form is another model, ``CVXPY_FORM``: expert placement's is the dispatch LP of a given
+        placement, the previous one by default, not the placement problem; ``relax=True`` is
+        refused there, as the CLI refuses ``--backend cvxpy``). ``solution.info["form"]`` says
+        which model was solved (``matrix``, ``pyomo``, ``cvxpy`` or ``cvxpy: <CVXPY_FORM>``), and
         ``solution.info["instance"]`` fingerprints the instance (the model module's
         ``fingerprint(instance)`` of the fields the model reads, else ``content_hash()``), and
         ``solution.info["note"]`` (the module's ``solution_note``) says when the model's value
@@ -287,6 +291,8 @@ def solve(
                                  and cvxpy_relaxes)
     if backend == "cvxpy":  # solve_cvxpy cannot know whether its LP relaxes an integer model
         solution.info["bound_kind"] = _bound_kind(solution)
+        solution.info["form"] = "cvxpy" if cvxpy_relaxes else \
+            f"cvxpy: {getattr(module, 'CVXPY_FORM', 'another model than the decision model')}"
     if not solution.relaxed and solution.status in ("time_limit", "interrupted"):
         _with_cheap_bound(module, instance, solution, options)
     solution.decisions = {name: _without_negative_zero(value)

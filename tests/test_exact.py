@@ -263,6 +263,7 @@ def test_cvxpy_form_that_is_another_model_is_not_labelled_a_relaxation():
         exact.solve(inst, relax=True, backend="cvxpy")
     dispatch = exact.solve(inst, backend="cvxpy")
     assert dispatch.relaxed is False
+    assert dispatch.info["form"].startswith("cvxpy: the dispatch LP of a given placement")
     assert dispatch.objective == pytest.approx(exact.solve(inst, placement=prev).objective, rel=1e-6)
 
 

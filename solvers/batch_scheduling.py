@@ -140,7 +140,13 @@ from servopt.core.checks import number, whole_number
 from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
-from servopt.solvers.exact import checked_incumbent, highs_lp, integrality_tolerance, new_highs
+from servopt.solvers.exact import (
+    checked_incumbent,
+    highs_lp,
+    integrality_tolerance,
+    new_highs,
+    seconds,
+)
 
 VLLM_WATERMARK = 0.01
 EXHAUSTIVE_ORDERS = 6  # search_order tries every admission order up to this many requests
@@ -725,6 +731,7 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     """
     import highspy
 
+    time_limit = seconds(time_limit)  # HiGHS ignores a value it refuses (-1: no limit at all)
     t0 = time.perf_counter()
     lp_data = model.build_matrix(instance, horizon=horizon, window=window)
     h = _highs_problem(instance, lp_data, integer=integer, time_limit=time_limit,
@@ -840,6 +847,11 @@ class CoverBound:
     wall_s: float
 
 
+def _finite_seconds(name: str, value: Any, who: str) -> float:
+    """A loop's time budget: finite seconds > 0 (None, NaN, text or infinity refused by name)."""
+    return number(name, value, lambda v: 0 < v < math.inf, f"a finite number of seconds > 0 for {who}")
+
+
 def cover_bound(instance: Instance, *, rounds: int = 100, time_limit: float = 300.0,
                 horizon: Any = None, window: int | None = None,
                 min_gain: float = 1e-5) -> CoverBound:
@@ -853,6 +865,7 @@ def cover_bound(instance: Instance, *, rounds: int = 100, time_limit: float = 30
     """
     import highspy
 
+    time_limit = _finite_seconds("time_limit", time_limit, "cover_bound")
     t0 = time.perf_counter()
     lp_data = model.build_matrix(instance, horizon=horizon, window=window)
     h = _highs_problem(instance, lp_data)
@@ -952,6 +965,9 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
     import highspy
     import scipy.sparse as sp
 
+    time_limit = _finite_seconds("time_limit", time_limit, "group_bound")
+    price_time = _finite_seconds("price_time", price_time, "group_bound")
+    final_time = _finite_seconds("final_time", final_time, "group_bound")
     t0 = time.perf_counter()
     if instance.max_batch is not None:
         raise InvalidInstanceError("group_bound does not model a batch cap: it needs an instance "
@@ -1465,7 +1481,7 @@ class BidPrice(Policy):
         self.given_tail = tail
         self.history = history
         self.skip = skip
-        self.time_limit = time_limit
+        self.time_limit = seconds(time_limit)  # refused now, not at the first LP
         self.origin = whole_number("origin", origin, low=0)  # the round prices[0] prices
         self._modes: tuple | None = None  # (all-at-once, online) prices, each (mu, tail, p0, p1)
         if self.prices is not None:
@@ -1654,7 +1670,7 @@ class BidPriceStationary(BidPrice):
         self.history = history
         self.backlog_factor = backlog_factor
         self.skip = skip
-        self.time_limit = time_limit
+        self.time_limit = seconds(time_limit)  # refused now, not at the first LP
 
     @classmethod
     def from_solution(cls, solution: Solution, **kw: Any) -> BidPriceStationary:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import json
+import math
 import numbers
 import time
 import traceback
@@ -275,8 +276,14 @@ def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
 
 @checked_keywords(methods.solve_lp)
 def bound(instance: Instance, *, method: str = "highs_matrix", **kw: Any) -> Bound:
-    """The offline LP value: a lower bound on every policy's miss cost."""
-    lp = methods.solve_lp(instance, method=method, **kw)
+    """The offline LP value: a lower bound on every policy's miss cost. An LP stopped by its
+    ``time_limit`` proves nothing: no bound (NaN, kind ``none``, status ``time_limit``)."""
+    start = time.perf_counter()
+    try:
+        lp = methods.solve_lp(instance, method=method, **kw)
+    except TimeoutError:
+        return Bound(value=math.nan, kind="none", wall_s=time.perf_counter() - start,
+                     status="time_limit")
     return Bound(value=lp.value, kind="lp_relaxation", wall_s=lp.wall_s)
 
 

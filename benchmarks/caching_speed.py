@@ -18,7 +18,6 @@ import pandas as pd
 
 from servopt.benchmarks import caching as bench
 from servopt.benchmarks.report import markdown_table, require_checkout, write_md
-from servopt.core import InvalidInstanceError
 from servopt.instances import caching as ci
 from servopt.instances.traces import shared_trace
 from servopt.models import caching as mc
@@ -74,7 +73,7 @@ def algorithms(out: Path, time_limit: float = 120.0) -> None:
             try:
                 lp = cs.solve_lp(inst, algorithm=algorithm, reduce=reduce, time_limit=time_limit)
                 value, status = lp.value, "optimal"
-            except InvalidInstanceError as exc:  # HiGHS stopped (time limit): a measured outcome
+            except TimeoutError as exc:  # HiGHS stopped (time limit): a measured outcome
                 value, status = float("nan"), f"stopped ({exc})"[:60]
             rows.append({"instance": name, "variant": label,
                          "rows": rows_kept if reduce else rows_full,

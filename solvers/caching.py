@@ -125,6 +125,8 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
         fits; prices of the dropped rows are 0.
     time_limit : seconds; None or infinity: no limit; <= 0, NaN or text are refused
         (:class:`InvalidInstanceError`), as :func:`servopt.solvers.exact.solve` refuses them.
+        An LP stopped by it raises ``TimeoutError`` (no bound, no prices; the instance is
+        fine); a solver failure raises :class:`servopt.solvers.exact.SolverFailedError`.
     """
     time_limit = seconds(time_limit)  # HiGHS would refuse -1 silently and run without a limit
     start = time.perf_counter()
@@ -134,8 +136,10 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
         from servopt.solvers import exact
 
         sol = exact.solve(instance, relax=True, backend=method, time_limit=time_limit)
-        if sol.status != "optimal":  # as the highs_matrix path: a stopped LP is neither bound nor prices
-            raise InvalidInstanceError(f"HiGHS stopped on the caching LP ({method}): {sol.status}")
+        if sol.status in ("time_limit", "interrupted"):  # as the highs_matrix path: a stopped LP
+            raise TimeoutError(_stopped(f"{sol.status} ({method})", time_limit))  # is no bound
+        if sol.status != "optimal":
+            raise exact.SolverFailedError(f"HiGHS stopped on the caching LP ({method}): {sol.status}")
         iv = model.intervals(instance)
         keep = sol.decisions["keep"].to_numpy()[:len(iv.start)]
         gaps = max(instance.requests - 1, 0)
@@ -157,6 +161,13 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
 
 
 AUTO_SIMPLEX_S = 40.0
+
+
+def _stopped(why: str, time_limit: float | None) -> str:
+    """The message of a caching LP stopped before optimality (not a fault of the instance)."""
+    return (f"HiGHS stopped on the caching LP before it was solved ({why}; time_limit="
+            f"{time_limit} s): no bound or prices; allow more time (servopt.solve returns such a "
+            f"solve with status 'time_limit' instead)")
 
 
 def _solve_highs_matrix(instance: Instance, time_limit: float | None,
@@ -200,9 +211,14 @@ def _solve_highs_matrix(instance: Instance, time_limit: float | None,
         highs.setOptionValue("time_limit", left if math.isfinite(left) else math.inf)
         highs.run()
         status = highs.getModelStatus()
+    if status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kIterationLimit,
+                  highspy.HighsModelStatus.kInterrupt):
+        raise TimeoutError(_stopped(highs.modelStatusToString(status), time_limit))
     if status != highspy.HighsModelStatus.kOptimal:
-        raise InvalidInstanceError("HiGHS stopped on the caching LP: "
-                                   f"{highs.modelStatusToString(status)}")
+        from servopt.solvers.exact import SolverFailedError
+
+        raise SolverFailedError("HiGHS stopped on the caching LP: "
+                                f"{highs.modelStatusToString(status)}")
     sol = highs.getSolution()
     # the LP is in the model's units (models.caching.units): cost_unit per unit of the objective,
     # size_unit tokens per unit of occupancy

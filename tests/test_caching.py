@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import fractions
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -930,8 +931,11 @@ def test_an_ip_too_large_to_stop_on_time_is_refused_with_the_lp_as_the_way_out()
 
 def test_a_caching_lp_stopped_by_its_time_limit_is_refused_on_every_path():
     # the pyomo path failed with KeyError 'keep' (a stopped LP has no decisions), the default
-    # path said "HiGHS stopped on the caching LP": every path now says that
+    # path said "HiGHS stopped on the caching LP": every path now says that, as a TimeoutError
+    # (an InvalidInstanceError before, for a valid instance); the bound is then no bound
     inst = ci.generate(requests=2000, seed=0)
     for method in ("highs_matrix", "pyomo"):
-        with pytest.raises(InvalidInstanceError, match="HiGHS stopped on the caching LP"):
+        with pytest.raises(TimeoutError, match=r"HiGHS stopped on the caching LP .*time_limit=1e-06"):
             cs.solve_lp(inst, method=method, time_limit=1e-6)
+    stopped = bench.bound(inst, time_limit=1e-6)
+    assert math.isnan(stopped.value) and (stopped.kind, stopped.status) == ("none", "time_limit")

@@ -193,9 +193,13 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print(f"servopt: error: nothing found within the time limit of {time_limit:g} s",
               file=sys.stderr)
         return 1
+    rejected = solution.info.get("incumbent_rejected")
+    if rejected:  # also under time_limit / interrupted, where the incumbent is dropped the same way
+        print(f"          {rejected}")
     if solution.status == "error":  # (a Ctrl-C inside HiGHS is "interrupted": exact notes it)
-        print("servopt: error: the solver stopped without a solution (a solver failure)",
-              file=sys.stderr)
+        print("servopt: error: the solver stopped without a solution "
+              + ("(its incumbent broke a row once rounded; see above)" if rejected
+                 else "(a solver failure)"), file=sys.stderr)
         return 1  # the job ran but failed (the module docstring's table)
     if solution.status == "interrupted":
         print("servopt: interrupted; the incumbent and bound above are what the solver had",

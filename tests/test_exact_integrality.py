@@ -143,3 +143,15 @@ def test_the_pyomo_check_without_highs_internals_rounds_and_evaluates():
     assert "cap: 4663744 > 4663743" in why
     m.x[0].value = 1e-7
     assert exact._checked_pyomo_expressions(m, 1e-6) is None and m.x[0].value == 0.0
+
+
+def test_the_cli_says_why_a_rejected_incumbent_is_not_reported(monkeypatch, tmp_path, capsys):
+    from servopt import cli
+
+    monkeypatch.setattr(exact, "integrality_tolerance", lambda matrix, integer: 1e-6)
+    path = tmp_path / "big.json"
+    BIG.to_json(path)
+    assert cli.main(["solve", str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert "status    error" in out and "kv_memory[2]: 4663750 > 4663748" in out
+    assert "its incumbent broke a row once rounded" in err and "solver failure" not in err

@@ -127,7 +127,9 @@ class Solution:
     Attributes
     ----------
     status : one of ``optimal`` (solved to the requested ``mip_gap``: ``gap`` says what is left),
-        ``time_limit``, ``interrupted`` (Ctrl-C; the incumbent is kept), ``unbounded``, ``error``.
+        ``time_limit``, ``interrupted`` (Ctrl-C; the incumbent is kept), ``unbounded``, ``error``
+        (no solution; also a MIP whose incumbent, rounded to whole numbers, breaks a row:
+        ``info["incumbent_rejected"]`` says which, the bound is kept).
     objective : value of the incumbent (nan if none was found), in the model's units.
     bound : the proved bound (equals ``objective`` for an LP solved to optimality; for a MIP
         solved to ``mip_gap`` > 0 it may differ by up to that gap).

@@ -39,7 +39,7 @@ is solved before the MIP when the call has a time limit (and after it when a lim
 model's options stopped it before its root LP); ``solution.info["bound_kind"]`` says where the
 bound comes from.
 
-``bound_kind`` uses the vocabulary of ``benchmarks.harness.BOUND_KINDS``: ``solve`` returns
+``bound_kind`` uses the vocabulary of ``servopt.core.solution.BOUND_KINDS``: ``solve`` returns
 ``mip_bound``, ``lp_relaxation``, ``optimal``, ``lower_bound`` (a model's ``cheap_bound``) or
 ``none``.
 
@@ -817,7 +817,7 @@ class SolverFailedError(RuntimeError):
 
 
 def _bound_kind(solution: Solution) -> str:
-    """Where ``solution.bound`` comes from, in the vocabulary of ``benchmarks.harness.BOUND_KINDS``:
+    """Where ``solution.bound`` comes from, in the vocabulary of ``servopt.core.solution.BOUND_KINDS``:
     ``none`` (no bound), ``mip_bound`` (a MIP's dual bound), ``lp_relaxation`` (the optimum of
     an integer model's relaxation, ``relax=True``), ``optimal`` (an LP's proved optimum)."""
     if math.isnan(solution.bound):

@@ -135,9 +135,9 @@ def changed_read(reads: dict[str, str]) -> tuple[str, str, str] | None:
 
 
 def _open_checked(path: str | Path) -> Path:
-    if not isinstance(path, str | Path):  # e.g. a request frame given where a file is read
+    if not isinstance(path, str | os.PathLike):  # e.g. a request frame given where a file is read
         raise InvalidInstanceError(
-            f"a trace file path (str or pathlib.Path) is needed here, got {type(path).__name__}; "
+            f"a trace file path (str or os.PathLike) is needed here, got {type(path).__name__}; "
             f"only decode routing's and batch scheduling's from_trace also take a request frame")
     path = Path(path)
     if path.is_dir():

@@ -848,8 +848,9 @@ class CoverBound:
 
 
 def _finite_seconds(name: str, value: Any, who: str) -> float:
-    """A loop's time budget: finite seconds > 0 (None, NaN, text or infinity refused by name)."""
-    return number(name, value, lambda v: 0 < v < math.inf, f"a finite number of seconds > 0 for {who}")
+    """A loop's time budget: seconds > 0, infinity for no limit (None, NaN or text refused by
+    name: the loops count down from it)."""
+    return number(name, value, lambda v: v > 0, f"a number of seconds > 0 (inf: no limit) for {who}")
 
 
 def cover_bound(instance: Instance, *, rounds: int = 100, time_limit: float = 300.0,

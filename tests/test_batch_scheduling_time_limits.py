@@ -18,7 +18,7 @@ from servopt.solvers import batch_scheduling as sb
     lambda i: sb.cover_bound(i, time_limit="x"),
     lambda i: sb.cover_bound(i, time_limit=None),
     lambda i: sb.cover_bound(i, time_limit=float("nan")),
-    lambda i: sb.group_bound(i, time_limit=float("inf")),
+    lambda i: sb.group_bound(i, time_limit=None),
     lambda i: sb.group_bound(i, price_time=-2.0),
 ])
 def test_bound_loops_refuse_a_time_limit_that_is_not_seconds(call):
@@ -33,3 +33,8 @@ def test_rules_refuse_a_time_limit_that_is_not_seconds_when_built(rule):
     with pytest.raises(InvalidInstanceError, match="time_limit"):
         rule(time_limit=-1)
     assert rule(time_limit=None).time_limit is None and rule(time_limit=5).time_limit == 5.0
+
+
+def test_cover_bound_takes_infinity_as_no_limit():
+    found = sb.cover_bound(bs.generate(8, seed=0), time_limit=float("inf"), rounds=2)
+    assert found.bound > 0

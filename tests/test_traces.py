@@ -413,3 +413,12 @@ def test_a_request_frame_where_a_file_is_read_is_refused_by_name():
         caching.from_trace(frame)
     with pytest.raises(InvalidInstanceError, match="got int"):
         traces.read_azure(3)
+
+
+def test_any_os_pathlike_is_a_trace_path(tmp_path):
+    import os
+
+    path = tmp_path / "a.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0,10,5\n1,20,6\n")
+    entry = next(e for e in os.scandir(tmp_path) if e.name == "a.csv")  # an os.DirEntry
+    assert traces.read_azure(entry)["prompt_tokens"].tolist() == [10, 20]

@@ -141,6 +141,7 @@ from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
 from servopt.solvers.exact import (
+    MIP_FEASIBILITY_MAX,
     checked_incumbent,
     highs_lp,
     integrality_tolerance,
@@ -673,9 +674,10 @@ def _none_fits(state: State, c: np.ndarray) -> bool:
 # ---------------------------------------------------------------------------------------------
 def _highs_problem(instance: Instance, lp_data: model.MatrixLP, *, integer: bool = False,
                    time_limit: float | None = None, mip_gap: float = 1e-4,
-                   lp_solver: str = "ipm", cuts: list | None = None) -> Any:
+                   lp_solver: str = "ipm", cuts: list | None = None, tight: bool = False) -> Any:
     """A ``highspy.Highs`` loaded with the matrix model: rows start_once, kv_memory,
-    [batch_size], then the ``cuts`` (columns, right-hand side: sum of x over columns <= rhs)."""
+    [batch_size], then the ``cuts`` (columns, right-hand side: sum of x over columns <= rhs).
+    ``tight``: an IP at :func:`servopt.solvers.exact.integrality_tolerance`, not HiGHS's own."""
     import scipy.sparse as sp
 
     parts = [lp_data.a_eq, lp_data.a_mem] + ([lp_data.a_cap] if lp_data.a_cap is not None else [])
@@ -689,11 +691,12 @@ def _highs_problem(instance: Instance, lp_data: model.MatrixLP, *, integer: bool
     h = new_highs()
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
-    if integer:  # integrality tight enough that no memory row gains a token (a binary at
-        # 1 - 1e-6 lent ~2.4 KV tokens per 2.4M-token prompt: an "optimal" schedule over the limit)
+    if integer:
         h.setOptionValue("mip_rel_gap", float(mip_gap))
-        h.setOptionValue("mip_feasibility_tolerance",
-                         integrality_tolerance(a, np.ones(a.shape[1], dtype=bool)))
+        if tight:  # integrality tight enough that no memory row gains a token (a binary at
+            # 1 - 1e-6 lent ~2.4 KV tokens per 2.4M-token prompt: a schedule over the limit)
+            h.setOptionValue("mip_feasibility_tolerance",
+                             integrality_tolerance(a, np.ones(a.shape[1], dtype=bool)))
     else:
         h.setOptionValue("solver", lp_solver)
     cols = a.shape[1]
@@ -734,44 +737,75 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     time_limit = seconds(time_limit)  # HiGHS ignores a value it refuses (-1: no limit at all)
     t0 = time.perf_counter()
     lp_data = model.build_matrix(instance, horizon=horizon, window=window)
-    h = _highs_problem(instance, lp_data, integer=integer, time_limit=time_limit,
-                       mip_gap=mip_gap, lp_solver=lp_solver, cuts=cuts)
     n, T = instance.n, lp_data.cols.rounds
     cols = lp_data.cols
     if integer:
         start = model.warm_start_schedule(instance) if start is None else start
-        _warm_start(h, model.start_vector(cols, start))
-    h.run()
-    status_model = h.getModelStatus()
-    info = h.getInfo()
-    ms = highspy.HighsModelStatus
-    if status_model == ms.kOptimal:
-        status = "optimal"
-    elif status_model in (ms.kTimeLimit, ms.kIterationLimit):
-        status = "time_limit"
-    elif status_model == ms.kInfeasible:
+
+    def once(tight: bool, limit: float | None) -> tuple:
+        h = _highs_problem(instance, lp_data, integer=integer, time_limit=limit,
+                           mip_gap=mip_gap, lp_solver=lp_solver, cuts=cuts, tight=tight)
+        if integer:
+            _warm_start(h, model.start_vector(cols, start))
+        h.run()
+        status_model = h.getModelStatus()
+        info = h.getInfo()
+        ms = highspy.HighsModelStatus
+        if status_model == ms.kOptimal:
+            status = "optimal"
+        elif status_model in (ms.kTimeLimit, ms.kIterationLimit):
+            status = "time_limit"
+        elif status_model == ms.kInfeasible:
+            from servopt.core import InfeasibleError
+
+            raise InfeasibleError(model.explain_infeasible(instance))
+        else:
+            status = "error"
+        solution = h.getSolution()
+        has_primal = solution.value_valid
+        value = float(info.objective_function_value) if has_primal else math.nan
+        z = np.asarray(solution.col_value, dtype=float) if has_primal else None
+        rejected = None
+        if integer and has_primal:  # the incumbent rounded, checked against the model's rows
+            # (not the cuts, valid for every schedule) and its latency recomputed from it
+            z, value, rejected = _checked_ip_point(instance, lp_data, z)
+            if rejected is not None:
+                has_primal, value = False, math.nan
+                status = "error" if status == "optimal" else status
+        if integer:
+            bound = float(info.mip_dual_bound)
+            if not math.isfinite(bound):
+                bound = math.nan
+        else:
+            bound = value if status == "optimal" else math.nan
+        return h, solution, status, has_primal, value, z, rejected, bound
+
+    import scipy.sparse as sp
+
+    # HiGHS's own integrality tolerance first; at exact.integrality_tolerance only when its
+    # incumbent broke a row once rounded (as servopt.solvers.exact does: the tight tolerance,
+    # which HiGHS applies to every row, is never the only solve)
+    h, solution, status, has_primal, value, z, rejected, bound = once(False, time_limit)
+    retried = None
+    left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+    if integer and rejected is not None and (left is None or left > 0) and integrality_tolerance(
+            sp.vstack([lp_data.a_eq, lp_data.a_mem], format="csc"),
+            np.ones(len(cols.request), dtype=bool)) < MIP_FEASIBILITY_MAX:
         from servopt.core import InfeasibleError
 
-        raise InfeasibleError(model.explain_infeasible(instance))
-    else:
-        status = "error"
-    solution = h.getSolution()
-    has_primal = solution.value_valid
-    value = float(info.objective_function_value) if has_primal else math.nan
-    z = np.asarray(solution.col_value, dtype=float) if has_primal else None
-    rejected = None
-    if integer and has_primal:  # the incumbent rounded, checked against the model's rows (not
-        # the cuts, valid for every schedule) and its latency recomputed from it
-        z, value, rejected = _checked_ip_point(instance, lp_data, z)
-        if rejected is not None:
-            has_primal, value = False, math.nan
-            status = "error" if status == "optimal" else status
-    if integer:
-        bound = float(info.mip_dual_bound)
-        if not math.isfinite(bound):
-            bound = math.nan
-    else:
-        bound = value if status == "optimal" else math.nan
+        try:
+            second = once(True, left)
+        except InfeasibleError as exc:  # not a proof at that tolerance: the first answer stands
+            retried = f"failed ({exc})"[:200]
+        else:
+            if second[6] is None and second[3]:
+                first_bound = bound
+                h, solution, status, has_primal, value, z, rejected, bound = second
+                if not math.isnan(first_bound):
+                    bound = first_bound if math.isnan(bound) else max(bound, first_bound)
+                retried = "after the default tolerance's incumbent was rejected"
+            else:
+                retried = f"no checked incumbent ({second[2]})"
     result = Solution(status=status, objective=value, bound=bound,
                       gap=relative_gap(value, bound), wall_s=0.0, relaxed=not integer,
                       backend="highs-matrix", decision=instance.decision)
@@ -794,6 +828,8 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     result.info = {"rounds": T, "columns": int(h.getNumCol()), "nonzeros": int(h.getNumNz())}
     if rejected is not None:
         result.info["incumbent_rejected"] = rejected
+    if retried is not None:
+        result.info["tight_retry"] = retried
     result.wall_s = time.perf_counter() - t0
     return result
 

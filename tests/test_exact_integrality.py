@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from test_batch_scheduling import brute_force
@@ -155,3 +156,39 @@ def test_the_cli_says_why_a_rejected_incumbent_is_not_reported(monkeypatch, tmp_
     out, err = capsys.readouterr()
     assert "status    error" in out and "kv_memory[2]: 4663750 > 4663748" in out
     assert "its incumbent broke a row once rounded" in err and "solver failure" not in err
+
+
+def test_a_feasible_mip_with_huge_row_values_is_not_called_infeasible():
+    # review R10's random model 184: rows of 1e8-1e9 (an equality among them), general integers.
+    # At a tight mip_feasibility_tolerance, which HiGHS applies to every row, HiGHS called it
+    # infeasible; at its own 1e-6 it finds a point the rounded check accepts. The tight
+    # tolerance is now only a retry after a rejected incumbent, so this solves as before.
+    from servopt.core.matrix import Family, MatrixModel
+
+    a = np.array([[0.0, -9e8, -1.8e9, 0.0, 0.0, 3e8],
+                  [-6e8, -1.8e9, -1.2e9, -337007645.05825317, 0.0, 0.0],
+                  [0.0, -2.7e9, -2.1e9, -471810703.0815545, 1.5e9, 1.2e9],
+                  [-1.2e9, 0.0, -6e8, 134803058.02330127, 0.0, -2.7e9],
+                  [6e8, 9e8, -2.7e9, -471810703.0815545, -3e8, 0.0]])
+    lower = [-np.inf, -3350795204.763694, -7691113289.878032, 4940318079.883367, 4908886710.330829]
+    upper = [-599999996.0209994, -3350795204.763694, np.inf, np.inf, 4908886716.330829]
+    col_lower = [-1.0, 0.0, -2.0, -1.526719231340088, -2.0, -4.0]
+    col_upper = [6.0, 3.0, 2.0, 10.32098055810445, 0.0, 3.0]
+    integer = np.array([True, True, True, False, True, True])
+    cost = [-0.2819429920218396, 12.720577802440516, -6.500791476273125, -14.663226394430428,
+            9.729265123128094, -5.6935205525369845]
+    known = np.array([1.0, 2.0, -1.0, 1.040911711967417, -1.0, -2.0])  # a feasible point
+    _, known_value, broken, cols, _ = exact.checked_incumbent(
+        cost, sp.csc_matrix(a), lower, upper, col_lower, col_upper, integer, known, offset=-97.42969280480222)
+    assert broken.size == 0 and cols.size == 0
+    mm = MatrixModel(objective=np.array(cost), matrix=sp.csc_matrix(a), row_lower=np.array(lower),
+                     row_upper=np.array(upper), col_lower=np.array(col_lower),
+                     col_upper=np.array(col_upper), integer=integer, offset=-97.42969280480222,
+                     sense="min", rows={"r": Family(np.arange(5), pd.RangeIndex(5))},
+                     columns={"x": Family(np.arange(6), pd.RangeIndex(6))})
+    sol = exact.solve_matrix(mm, prices=False, mip_gap=1e-9)  # raised InfeasibleError
+    assert sol.status == "optimal" and sol.objective <= known_value + 1e-9
+    point = np.asarray(sol.decisions["x"], dtype=float)
+    _, value, broken, cols, _ = exact.checked_incumbent(
+        cost, sp.csc_matrix(a), lower, upper, col_lower, col_upper, integer, point, offset=-97.42969280480222)
+    assert broken.size == 0 and cols.size == 0 and value == pytest.approx(sol.objective)

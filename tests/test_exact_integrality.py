@@ -192,3 +192,17 @@ def test_a_feasible_mip_with_huge_row_values_is_not_called_infeasible():
     _, value, broken, cols, _ = exact.checked_incumbent(
         cost, sp.csc_matrix(a), lower, upper, col_lower, col_upper, integer, point, offset=-97.42969280480222)
     assert broken.size == 0 and cols.size == 0 and value == pytest.approx(sol.objective)
+
+
+def test_a_mip_optimum_of_zero_has_gap_zero_not_float_noise():
+    # min 0.1 x1 + 0.2 x2 - 0.3, x1 + x2 >= 2, binaries: the optimum is 0 exactly, but the
+    # rounded point's value is 5.55e-17 and HiGHS's bound 2.78e-17: the gap was 1.0 (review R10)
+    from servopt.core.matrix import Family, MatrixModel
+
+    mm = MatrixModel(objective=np.array([0.1, 0.2]), matrix=sp.csc_matrix([[1.0, 1.0]]),
+                     row_lower=np.array([2.0]), row_upper=np.array([np.inf]),
+                     col_lower=np.zeros(2), col_upper=np.ones(2), integer=np.ones(2, dtype=bool),
+                     offset=-0.3, sense="min", rows={"r": Family(np.arange(1), pd.RangeIndex(1))},
+                     columns={"x": Family(np.arange(2), pd.RangeIndex(2))})
+    sol = exact.solve_matrix(mm, prices=False)
+    assert sol.status == "optimal" and (sol.objective, sol.bound, sol.gap) == (0.0, 0.0, 0.0)

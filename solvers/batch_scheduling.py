@@ -1388,9 +1388,15 @@ def _stationary_price(mu: np.ndarray) -> float:
     return float(mu[: busy[-1] + 1].mean()) if len(busy) else 0.0
 
 
-def _solution_prices(solution: Solution, who: str) -> np.ndarray:
+MAX_FILLED_ROUNDS = 10_000_000  # rounds of prices BidPrice.from_solution fills in (80 MB)
+
+
+def _solution_prices(solution: Solution, who: str, *, fill: bool = True) -> np.ndarray:
     """The ``kv_memory`` prices of a solved batch_scheduling LP relaxation, one per round 0..T-1
-    in round order; refused (naming ``who``) for anything else."""
+    in round order; refused (naming ``who``) for anything else. Rounds the LP has no memory row
+    for (a stream's long idle stretches, cut short: ``models.batch_scheduling.model_clock``)
+    are slack, price 0: filled in with ``fill`` (up to ``MAX_FILLED_ROUNDS`` rounds in all),
+    left out without it."""
     decision = getattr(solution, "decision", "")
     prices = getattr(solution, "prices", None)
     if decision == "batch_scheduling" and getattr(solution, "status", "optimal") != "optimal":
@@ -1406,15 +1412,26 @@ def _solution_prices(solution: Solution, who: str) -> np.ndarray:
         raise InvalidInstanceError(
             f"{who}.from_solution needs a solved batch_scheduling LP (its kv_memory prices by "
             f"round); got a {decision or type(solution).__name__} solution")
-    price = prices["kv_memory"]
+    price = prices["kv_memory"].sort_index()
     rounds = np.asarray(price.index)
     first = rounds.min() if len(rounds) else 0
-    if not (np.issubdtype(rounds.dtype, np.integer)
-            and np.array_equal(np.sort(rounds), first + np.arange(len(rounds)))):
+    if not (np.issubdtype(rounds.dtype, np.integer) and np.all(np.diff(rounds) > 0)):
         raise InvalidInstanceError(f"{who}.from_solution needs one kv_memory price for each "
                                    "round t0, t0 + 1, ..., t0 + T-1 (labelled by round; t0 the "
                                    "first arrival)")
-    return price.sort_index().to_numpy(dtype=float)  # one price per round, in order
+    values = price.to_numpy(dtype=float)  # one price per round, in order
+    span = int(rounds[-1] - first + 1) if len(rounds) else 0
+    if span == len(rounds) or not fill:
+        return values
+    if span > MAX_FILLED_ROUNDS:
+        raise InvalidInstanceError(
+            f"{who}.from_solution: the LP's rounds span {span:,} rounds with long idle stretches "
+            f"cut short ({span - len(rounds):,} rounds without a memory row); a price per round "
+            f"over them is more than {MAX_FILLED_ROUNDS:,}: use BidPriceStationary.from_solution, "
+            f"or solve the busy part of the stream alone")
+    filled = np.zeros(span)  # the cut rounds are idle: memory slack, price 0
+    filled[rounds - first] = values
+    return filled
 
 
 def arrived_after_round_0(policy: Policy, state: State) -> bool:
@@ -1715,7 +1732,7 @@ class BidPriceStationary(BidPrice):
         it: the mean of its ``kv_memory`` prices over the rounds up to the last positive one.
         Solve the LP of ``planning_instance(history)`` (predicted lengths), as for
         :meth:`BidPrice.from_solution`; a MIP or an unsolved LP is refused the same way."""
-        return cls(_stationary_price(_solution_prices(solution, cls.__name__)), **kw)
+        return cls(_stationary_price(_solution_prices(solution, cls.__name__, fill=False)), **kw)
 
     @staticmethod
     def learn(history: Instance, time_limit: float | None = None) -> float:

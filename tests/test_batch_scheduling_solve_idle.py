@@ -122,3 +122,26 @@ def test_the_rows_are_counted_before_building(monkeypatch):
     with pytest.raises(InvalidInstanceError, match="20,000,000 rounds"):
         servopt.solve(inst, horizon=2 * 10**7, window=0)
     assert math.isfinite(servopt.solve(inst).objective)
+
+
+def test_bid_price_rules_from_the_lp_of_a_stream_with_a_cut_idle_stretch():
+    # review R10: from_solution refused the prices of an LP whose idle stretch was cut (its
+    # rounds jump from 5 to 2,000,000). The cut rounds are idle (price 0); the prices of the
+    # two busy parts equal those of the same stream with a short gap (no cut), shifted.
+    from servopt.solvers.batch_scheduling import BidPrice, BidPriceStationary
+
+    def stream(gap):
+        return Instance(kv_memory=12, arrival=np.array([0, 1, gap, gap]),
+                        prompt_tokens=np.array([5, 4, 6, 3]), output_tokens=np.array([3, 2, 3, 2]))
+
+    cut = servopt.solve(stream(2_000_000), relax=True).prices["kv_memory"]
+    near = servopt.solve(stream(10), relax=True).prices["kv_memory"]
+    assert cut.index[-1] == 2_000_003 and len(cut) < 20  # cut short
+    rule = BidPrice.from_solution(servopt.solve(stream(2_000_000), relax=True))
+    assert len(rule.prices) == 2_000_004 and rule.origin == 0
+    assert np.allclose(rule.prices[:6], near.loc[0:5]) and not rule.prices[6:2_000_000].any()
+    assert np.allclose(rule.prices[2_000_000:], near.loc[10:13])
+    stationary = BidPriceStationary.from_solution(servopt.solve(stream(2_000_000), relax=True))
+    busy = np.concatenate([near.loc[0:5].to_numpy(), near.loc[10:13].to_numpy()])
+    last = np.flatnonzero(busy > 0)[-1]
+    assert stationary.price == pytest.approx(busy[: last + 1].mean())  # over the busy rounds

@@ -620,12 +620,7 @@ def _solve_model_once(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudg
             rejected, repaired = _checked_pyomo_incumbent(
                 solver, model, budget.for_step(),
                 float(options.get("mip_feasibility_tolerance", MIP_FEASIBILITY_MAX)))
-            if repaired is not None:
-                checked["incumbent_repaired"] = repaired
-            if rejected is not None:
-                checked["incumbent_rejected"] = rejected
-                has_solution = False
-                status = "error" if status == "optimal" else status
+            has_solution, status = _recorded_check(checked, repaired, rejected, status)
     if has_solution:
         value = float(pyo.value(objective))
     bound = result.objective_bound
@@ -1114,6 +1109,18 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
                         < MIP_FEASIBILITY_MAX, budget)
 
 
+def _recorded_check(into: dict[str, Any], repaired: str | None, rejected: str | None,
+                    status: str) -> tuple[bool, str]:
+    """Record in ``into`` (a solution's info) how a rounded incumbent fared; (whether it is
+    reported, the status: ``error`` for a rejected one where HiGHS said optimal)."""
+    if repaired is not None:
+        into["incumbent_repaired"] = repaired
+    if rejected is None:
+        return True, status
+    into["incumbent_rejected"] = rejected
+    return False, "error" if status == "optimal" else status
+
+
 def _retry_tight(once: Any, can_tighten: bool, budget: TimeBudget) -> Solution:
     """``once(False)``; if its rounded incumbent was rejected and a tighter tolerance exists,
     ``once(True)`` on what is left of the budget, kept when it returns a checked incumbent (with
@@ -1236,12 +1243,7 @@ def _solve_matrix_once(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_
         values, value, rejected, repaired = _checked_matrix_incumbent(
             mm, values, budget.for_step(keep=price_share),
             float(options.get("mip_feasibility_tolerance", MIP_FEASIBILITY_MAX)))
-        if repaired is not None:
-            extra["incumbent_repaired"] = repaired
-        if rejected is not None:
-            extra["incumbent_rejected"] = rejected
-            has_solution = False
-            status = "error" if status == "optimal" else status
+        has_solution, status = _recorded_check(extra, repaired, rejected, status)
     if integer:
         bound = float(info.mip_dual_bound)
         bound = bound if math.isfinite(bound) else math.nan

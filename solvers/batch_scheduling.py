@@ -135,17 +135,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from servopt.core import InvalidInstanceError, Solution
+from servopt.core import InfeasibleError, InvalidInstanceError, Solution
 from servopt.core.checks import number, whole_number
 from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
 from servopt.solvers.exact import (
     MIP_FEASIBILITY_MAX,
+    TimeBudget,
     checked_incumbent,
     highs_lp,
     integrality_tolerance,
     new_highs,
+    recorded_check,
+    retry_tight,
     seconds,
 )
 
@@ -672,22 +675,28 @@ def _none_fits(state: State, c: np.ndarray) -> bool:
 # ---------------------------------------------------------------------------------------------
 # LP / IP solves (matrix path with highspy) and the bid-price rules
 # ---------------------------------------------------------------------------------------------
+def _model_rows(instance: Instance, lp_data: model.MatrixLP
+                ) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The model's rows as (matrix (CSC), lower, upper): start_once (= 1), kv_memory (<= M),
+    [batch_size (<= B)]."""
+    import scipy.sparse as sp
+
+    parts = [lp_data.a_eq, lp_data.a_mem] + ([lp_data.a_cap] if lp_data.a_cap is not None else [])
+    n, T = instance.n, lp_data.cols.rounds
+    lower = np.concatenate([np.ones(n)] + [np.full(T, -np.inf)] * (len(parts) - 1))
+    upper = np.concatenate([np.ones(n), np.full(T, float(instance.kv_memory))]
+                           + ([np.full(T, float(instance.max_batch))]
+                              if lp_data.a_cap is not None else []))
+    return sp.vstack(parts, format="csc"), lower, upper
+
+
 def _highs_problem(instance: Instance, lp_data: model.MatrixLP, *, integer: bool = False,
                    time_limit: float | None = None, mip_gap: float = 1e-4,
                    lp_solver: str = "ipm", cuts: list | None = None, tight: bool = False) -> Any:
     """A ``highspy.Highs`` loaded with the matrix model: rows start_once, kv_memory,
     [batch_size], then the ``cuts`` (columns, right-hand side: sum of x over columns <= rhs).
     ``tight``: an IP at :func:`servopt.solvers.exact.integrality_tolerance`, not HiGHS's own."""
-    import scipy.sparse as sp
-
-    parts = [lp_data.a_eq, lp_data.a_mem] + ([lp_data.a_cap] if lp_data.a_cap is not None else [])
-    a = sp.vstack(parts, format="csc")
-    n, T = instance.n, lp_data.cols.rounds
-    lower = np.concatenate([np.ones(n), np.full(T, -np.inf)]
-                           + ([np.full(T, -np.inf)] if lp_data.a_cap is not None else []))
-    upper = np.concatenate([np.ones(n), np.full(T, float(instance.kv_memory))]
-                           + ([np.full(T, float(instance.max_batch))]
-                              if lp_data.a_cap is not None else []))
+    a, lower, upper = _model_rows(instance, lp_data)
     h = new_highs()
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
@@ -726,11 +735,12 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     HiGHS's LP method (``ipm`` with crossover: faster than ``simplex`` at n = 100 in our runs).
     ``cuts`` (from :func:`cover_bound`, same horizon and window) are added as rows; they are
     valid for every schedule, so the IP's bound stays valid and gets stronger.
-    The IP runs at :func:`servopt.solvers.exact.integrality_tolerance` (HiGHS's 1e-6 unless
-    binaries that far from 0 or 1 could move a memory row by half a token) and its incumbent is
-    rounded, checked against the model's rows and valued from that point; one that
-    breaks a row is not reported (status ``error`` where HiGHS said optimal, the bound kept,
-    ``info["incumbent_rejected"]`` naming the row), as in :mod:`servopt.solvers.exact`.
+    The IP's incumbent is rounded, checked against the model's rows and valued from that
+    point; one that breaks a row is solved again at
+    :func:`servopt.solvers.exact.integrality_tolerance` and otherwise not reported (status
+    ``error`` where HiGHS said optimal, the bound kept, ``info["incumbent_rejected"]`` naming
+    the row), as in :mod:`servopt.solvers.exact` (:func:`~servopt.solvers.exact.retry_tight`).
+    ``time_limit`` counts from after the model's build (each solve gets what is left).
     """
     import highspy
 
@@ -741,9 +751,10 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     cols = lp_data.cols
     if integer:
         start = model.warm_start_schedule(instance) if start is None else start
+    budget = TimeBudget(time_limit)
 
-    def once(tight: bool, limit: float | None) -> tuple:
-        h = _highs_problem(instance, lp_data, integer=integer, time_limit=limit,
+    def once(tight: bool) -> Solution:
+        h = _highs_problem(instance, lp_data, integer=integer, time_limit=budget.left(),
                            mip_gap=mip_gap, lp_solver=lp_solver, cuts=cuts, tight=tight)
         if integer:
             _warm_start(h, model.start_vector(cols, start))
@@ -756,8 +767,6 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
         elif status_model in (ms.kTimeLimit, ms.kIterationLimit):
             status = "time_limit"
         elif status_model == ms.kInfeasible:
-            from servopt.core import InfeasibleError
-
             raise InfeasibleError(model.explain_infeasible(instance))
         else:
             status = "error"
@@ -765,71 +774,46 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
         has_primal = solution.value_valid
         value = float(info.objective_function_value) if has_primal else math.nan
         z = np.asarray(solution.col_value, dtype=float) if has_primal else None
-        rejected = None
+        checked: dict[str, Any] = {}
         if integer and has_primal:  # the incumbent rounded, checked against the model's rows
             # (not the cuts, valid for every schedule) and its latency recomputed from it
             z, value, rejected = _checked_ip_point(instance, lp_data, z)
-            if rejected is not None:
-                has_primal, value = False, math.nan
-                status = "error" if status == "optimal" else status
+            has_primal, status = recorded_check(checked, None, rejected, status)
+            value = value if has_primal else math.nan
         if integer:
             bound = float(info.mip_dual_bound)
-            if not math.isfinite(bound):
-                bound = math.nan
+            bound = bound if math.isfinite(bound) else math.nan
         else:
             bound = value if status == "optimal" else math.nan
-        return h, solution, status, has_primal, value, z, rejected, bound
-
-    import scipy.sparse as sp
-
-    # HiGHS's own integrality tolerance first; at exact.integrality_tolerance only when its
-    # incumbent broke a row once rounded (as servopt.solvers.exact does: the tight tolerance,
-    # which HiGHS applies to every row, is never the only solve)
-    h, solution, status, has_primal, value, z, rejected, bound = once(False, time_limit)
-    retried = None
-    left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
-    if integer and rejected is not None and (left is None or left > 0) and integrality_tolerance(
-            sp.vstack([lp_data.a_eq, lp_data.a_mem], format="csc"),
-            np.ones(len(cols.request), dtype=bool)) < MIP_FEASIBILITY_MAX:
-        from servopt.core import InfeasibleError
-
-        try:
-            second = once(True, left)
-        except InfeasibleError as exc:  # not a proof at that tolerance: the first answer stands
-            retried = f"failed ({exc})"[:200]
-        else:
-            if second[6] is None and second[3]:
-                first_bound = bound
-                h, solution, status, has_primal, value, z, rejected, bound = second
-                if not math.isnan(first_bound):
-                    bound = first_bound if math.isnan(bound) else max(bound, first_bound)
-                retried = "after the default tolerance's incumbent was rejected"
-            else:
-                retried = f"no checked incumbent ({second[2]})"
-    result = Solution(status=status, objective=value, bound=bound,
-                      gap=relative_gap(value, bound), wall_s=0.0, relaxed=not integer,
-                      backend="highs-matrix", decision=instance.decision)
-    if has_primal:
-        result.decisions = model.start_decisions(cols, z, n)
-    if not integer and status == "optimal" and solution.dual_valid:  # a stopped LP has no prices
-        dual = np.asarray(solution.row_dual)
-        price = normalise_dual(dual[n:n + T], sense="min", row="le", convention="pyomo")
-        result.prices["kv_memory"] = clean_prices(
-            pd.Series(price, index=pd.RangeIndex(T, name="round"), name="kv_memory"),
-            inequality=True)
-        result.prices["start_once"] = pd.Series(
-            normalise_dual(dual[:n], sense="min", row="eq", convention="pyomo"),
-            index=pd.RangeIndex(n, name="request"), name="start_once")
-        if lp_data.a_cap is not None:
-            price = normalise_dual(dual[n + T:n + 2 * T], sense="min", row="le", convention="pyomo")
-            result.prices["batch_size"] = clean_prices(
-                pd.Series(price, index=pd.RangeIndex(T, name="round"), name="batch_size"),
+        result = Solution(status=status, objective=value, bound=bound,
+                          gap=relative_gap(value, bound), wall_s=0.0, relaxed=not integer,
+                          backend="highs-matrix", decision=instance.decision)
+        if has_primal:
+            result.decisions = model.start_decisions(cols, z, n)
+        if not integer and status == "optimal" and solution.dual_valid:  # a stopped LP: no prices
+            dual = np.asarray(solution.row_dual)
+            price = normalise_dual(dual[n:n + T], sense="min", row="le", convention="pyomo")
+            result.prices["kv_memory"] = clean_prices(
+                pd.Series(price, index=pd.RangeIndex(T, name="round"), name="kv_memory"),
                 inequality=True)
-    result.info = {"rounds": T, "columns": int(h.getNumCol()), "nonzeros": int(h.getNumNz())}
-    if rejected is not None:
-        result.info["incumbent_rejected"] = rejected
-    if retried is not None:
-        result.info["tight_retry"] = retried
+            result.prices["start_once"] = pd.Series(
+                normalise_dual(dual[:n], sense="min", row="eq", convention="pyomo"),
+                index=pd.RangeIndex(n, name="request"), name="start_once")
+            if lp_data.a_cap is not None:
+                price = normalise_dual(dual[n + T:n + 2 * T], sense="min", row="le",
+                                       convention="pyomo")
+                result.prices["batch_size"] = clean_prices(
+                    pd.Series(price, index=pd.RangeIndex(T, name="round"), name="batch_size"),
+                    inequality=True)
+        result.info = {"rounds": T, "columns": int(h.getNumCol()), "nonzeros": int(h.getNumNz()),
+                       **checked}
+        return result
+
+    # HiGHS's own integrality tolerance first, the tight one only as a retry after a rejected
+    # incumbent, as in servopt.solvers.exact (retry_tight)
+    tighter = integer and integrality_tolerance(_model_rows(instance, lp_data)[0], np.ones(
+        len(cols.request), dtype=bool)) < MIP_FEASIBILITY_MAX
+    result = retry_tight(once, tighter, budget)
     result.wall_s = time.perf_counter() - t0
     return result
 
@@ -840,18 +824,11 @@ def _checked_ip_point(instance: Instance, lp_data: model.MatrixLP, z: np.ndarray
     from that point, and why it is rejected (None: it is a schedule of the model): the rows
     start_once, kv_memory and batch_size it breaks (:func:`servopt.solvers.exact.checked_incumbent`;
     exact, the data being whole numbers)."""
-    import scipy.sparse as sp
-
-    parts = [lp_data.a_eq, lp_data.a_mem] + ([lp_data.a_cap] if lp_data.a_cap is not None else [])
+    a, lower, upper = _model_rows(instance, lp_data)
     n, T = instance.n, lp_data.cols.rounds
-    lower = np.concatenate([np.ones(n)] + [np.full(T, -np.inf)] * (len(parts) - 1))
-    upper = np.concatenate([np.ones(n), np.full(T, float(instance.kv_memory))]
-                           + ([np.full(T, float(instance.max_batch))] if lp_data.a_cap is not None
-                              else []))
     cols = len(lp_data.cost)
     point, value, rows, bad_cols, activity = checked_incumbent(
-        lp_data.cost, sp.vstack(parts, format="csr"), lower, upper, np.zeros(cols), np.ones(cols),
-        np.ones(cols, dtype=bool), z)
+        lp_data.cost, a, lower, upper, np.zeros(cols), np.ones(cols), np.ones(cols, dtype=bool), z)
     if not rows.size and not bad_cols.size:
         return point, value, None
     family = ("start_once", "kv_memory", "batch_size")

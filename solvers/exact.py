@@ -102,10 +102,11 @@ PRICE_LP_SHARE = 0.1  # of a MIP's time limit, kept from its solve for its price
 FEASIBILITY_TOL = 1e-6  # a start checked without HiGHS: HiGHS's primal and integrality tolerances
 # HiGHS's integrality (and MIP row) tolerance, 1e-6 by default: a binary at 1 - 1e-6 times a row
 # coefficient of 2.4e6 (a batch request's KV tokens) lent 2.4 tokens, and a batch IP was "optimal"
-# at 12.0000025 with a schedule over its KV limit (true optimum 16). An integer solve runs at
-# :func:`integrality_tolerance`: HiGHS's 1e-6 unless integer variables that far from whole numbers
-# could move a row by ROW_ROOM (half a unit: a whole-number row then cannot gain one), then less,
-# down to MIP_FEASIBILITY_TOL; the incumbent is also checked, rounded (:func:`checked_incumbent`)
+# at 12.0000025 with a schedule over its KV limit (true optimum 16). Every incumbent is rounded
+# and checked (:func:`checked_incumbent`); one that breaks a row is solved again at
+# :func:`integrality_tolerance` (:func:`retry_tight`): below 1e-6 where integer variables that far
+# from whole numbers could move a row by ROW_ROOM (half a unit: a whole-number row then cannot
+# gain one), down to MIP_FEASIBILITY_TOL
 MIP_FEASIBILITY_TOL = 1e-9
 MIP_FEASIBILITY_MAX = 1e-6
 ROW_ROOM = 0.5
@@ -113,6 +114,7 @@ ROW_ROOM = 0.5
 # (the largest of its sides and sum_j |a_ij x_j|): exact for whole-number rows below 1e9
 ROW_CHECK_ABS = 1e-6
 ROW_CHECK_REL = 1e-9
+NOISE_REL = 1e-12  # a MIP objective within this share of its summed |terms| of 0 is 0
 
 
 # HiGHS options for a time-limited MIP that starts from a feasible point (unless the model sets
@@ -554,13 +556,13 @@ def _solve_model_as_is(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBud
                        mip_gap: float, prices: bool, decision: str,
                        solver_options: dict[str, Any] | None = None) -> Solution:
     """:func:`_solve_model_once`, for a MIP retried at :func:`integrality_tolerance` when its
-    rounded incumbent broke a row (:func:`_retry_tight`)."""
+    rounded incumbent broke a row (:func:`retry_tight`)."""
     def once(tight: bool) -> Solution:
         return _solve_model_once(model, relax=relax, budget=budget, mip_gap=mip_gap, prices=prices,
                                  decision=decision, solver_options=solver_options, tight=tight)
 
     given = "mip_feasibility_tolerance" in (solver_options or {})
-    return _retry_tight(once, not relax and not _is_lp(model) and not given, budget)
+    return retry_tight(once, not relax and not _is_lp(model) and not given, budget)
 
 
 def _solve_model_once(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget,
@@ -620,7 +622,7 @@ def _solve_model_once(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudg
             rejected, repaired = _checked_pyomo_incumbent(
                 solver, model, budget.for_step(),
                 float(options.get("mip_feasibility_tolerance", MIP_FEASIBILITY_MAX)))
-            has_solution, status = _recorded_check(checked, repaired, rejected, status)
+            has_solution, status = recorded_check(checked, repaired, rejected, status)
     if has_solution:
         value = float(pyo.value(objective))
     bound = result.objective_bound
@@ -1105,11 +1107,11 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
                                   decision=decision, setup_s=setup_s, tight=tight)
 
     integer = mm.is_mip and not relax and "mip_feasibility_tolerance" not in mm.options
-    return _retry_tight(once, integer and integrality_tolerance(mm.matrix, mm.integer)
+    return retry_tight(once, integer and integrality_tolerance(mm.matrix, mm.integer)
                         < MIP_FEASIBILITY_MAX, budget)
 
 
-def _recorded_check(into: dict[str, Any], repaired: str | None, rejected: str | None,
+def recorded_check(into: dict[str, Any], repaired: str | None, rejected: str | None,
                     status: str) -> tuple[bool, str]:
     """Record in ``into`` (a solution's info) how a rounded incumbent fared; (whether it is
     reported, the status: ``error`` for a rejected one where HiGHS said optimal)."""
@@ -1121,7 +1123,7 @@ def _recorded_check(into: dict[str, Any], repaired: str | None, rejected: str | 
     return False, "error" if status == "optimal" else status
 
 
-def _retry_tight(once: Any, can_tighten: bool, budget: TimeBudget) -> Solution:
+def retry_tight(once: Any, can_tighten: bool, budget: TimeBudget) -> Solution:
     """``once(False)``; if its rounded incumbent was rejected and a tighter tolerance exists,
     ``once(True)`` on what is left of the budget, kept when it returns a checked incumbent (with
     the better of the two proved bounds). The tight solve is never the only one: at row values
@@ -1243,7 +1245,7 @@ def _solve_matrix_once(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_
         values, value, rejected, repaired = _checked_matrix_incumbent(
             mm, values, budget.for_step(keep=price_share),
             float(options.get("mip_feasibility_tolerance", MIP_FEASIBILITY_MAX)))
-        has_solution, status = _recorded_check(extra, repaired, rejected, status)
+        has_solution, status = recorded_check(extra, repaired, rejected, status)
     if integer:
         bound = float(info.mip_dual_bound)
         bound = bound if math.isfinite(bound) else math.nan
@@ -1374,9 +1376,6 @@ def _start_is_feasible(mm: MatrixModel) -> bool:
         return False
     activity = mm.matrix @ x
     return not (np.any(activity < mm.row_lower - tol) or np.any(activity > mm.row_upper + tol))
-
-
-NOISE_REL = 1e-12  # a MIP objective within this share of its summed |terms| of 0 is 0
 
 
 def integrality_tolerance(matrix: Any, integer: np.ndarray | None) -> float:

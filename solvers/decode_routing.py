@@ -58,6 +58,7 @@ are documented on their classes.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -67,11 +68,22 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from servopt.core import InvalidInstanceError
-from servopt.core.solution import normalise_dual
+from servopt.core import InfeasibleError, InvalidInstanceError, Solution
+from servopt.core.solution import normalise_dual, relative_gap
 from servopt.instances.decode_routing import Instance
 from servopt.models.decode_routing import Epoch, MatrixLP, epoch_matrices
-from servopt.solvers.exact import gap_option, highs_lp, new_highs, seconds
+from servopt.solvers.exact import (
+    MIP_FEASIBILITY_MAX,
+    TimeBudget,
+    _checked_arrays,
+    gap_option,
+    highs_lp,
+    integrality_tolerance,
+    new_highs,
+    recorded_check,
+    retry_tight,
+    seconds,
+)
 
 
 class FleetView(Protocol):
@@ -635,13 +647,29 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
                  mip_gap: float = 1e-4, central: bool = False) -> dict[str, Any]:
     """Solve a :class:`MatrixLP` with highspy.
 
-    time_limit : seconds (None or infinity: no limit); mip_gap : HiGHS's relative MIP gap, in
-    [0, 1). Anything else is refused (:func:`check_options`).
+    time_limit : seconds for the whole call (None or infinity: no limit); mip_gap : HiGHS's
+    relative MIP gap, in [0, 1). Anything else is refused (:func:`check_options`).
 
     Returns ``status`` (optimal / time_limit / infeasible / error), ``objective``, ``bound``,
     ``x`` (column values) and ``price`` (row prices in servopt's sign convention: >= 0 for the
     ``<=`` rows, d objective / d rhs for equalities), the latter for LPs solved to optimality
-    (a stopped LP has neither a bound nor prices).
+    (a stopped LP has neither a bound nor prices), and ``info`` (how an integer answer was
+    checked, below).
+
+    An integer answer is checked as :mod:`servopt.solvers.exact` checks every MIP's: HiGHS runs
+    at its own integrality tolerance (1e-6), its incumbent's integer columns are rounded to whole
+    numbers, the rows are checked at that point
+    (:func:`~servopt.solvers.exact.checked_incumbent`: exact for whole-number rows such as
+    ``assign``, ``slots`` and ``kv_memory``) and ``objective`` is ``c x + offset`` there, so it is
+    the value of the returned ``x``. A broken row is repaired by re-solving the continuous
+    columns (``u``) with the integers fixed (``info["incumbent_repaired"]``), else the model is
+    solved once more at :func:`~servopt.solvers.exact.integrality_tolerance` on what is left of
+    ``time_limit`` (:func:`~servopt.solvers.exact.retry_tight`, ``info["tight_retry"]``), else
+    no incumbent is reported: ``x`` None, ``objective`` NaN, status ``error`` where HiGHS said
+    optimal, the bound kept, ``info["incumbent_rejected"]`` naming the row. (HiGHS accepts a
+    binary within 1e-6 of 0 or 1: requests of 2.4M KV tokens at x = 1 - 4e-7 and 4e-7 put one
+    token more on a worker than its free KV; the epoch IP called that "optimal", 0.7% below
+    the true optimum: ``tests/test_decode_routing_integer_check.py``.)
 
     HiGHS solves ``c / s`` with s = max |c_j| (when finite and > 0), and objective, bound and
     prices are multiplied back by s: the answer is in the units of ``c``, the decisions are not in
@@ -652,9 +680,56 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
     for 222 of 300 requests). Divided by its largest coefficient the objective is gamma^h c1 / c1,
     whatever the time unit (bit for bit when the unit changes by a power of two).
     """
+    limit, gap = check_options(time_limit, mip_gap)
+    if not mat.integer.any():
+        return _solve_once(mat, limit, gap, central, MIP_FEASIBILITY_MAX)
+    budget = TimeBudget(limit)
+    answers: dict[int, dict[str, Any]] = {}  # each solve's dict, by its Solution's id
+
+    def once(tight: bool) -> Solution:
+        tolerance = integrality_tolerance(mat.A, mat.integer) if tight else MIP_FEASIBILITY_MAX
+        left = budget.left()
+        out = _solve_once(mat, None if left is None else max(left, 0.0), gap, central, tolerance)
+        if out["status"] == "infeasible":  # retry_tight keeps the first answer over this one
+            raise InfeasibleError("the routing IP is infeasible")
+        if out["x"] is not None:  # rounded, checked against the rows, its value recomputed
+            point, value, rejected, repaired = _checked_arrays(
+                mat.c, mat.A, mat.row_lo, mat.row_hi, mat.col_lo, mat.col_hi, mat.integer,
+                out["x"], offset=mat.offset, sense="min", time_limit=budget.left(),
+                names=lambda row: _row_name(mat, row), tolerance=tolerance)
+            reported, out["status"] = recorded_check(out["info"], repaired, rejected,
+                                                     out["status"])
+            out["x"], out["objective"] = (point, value) if reported else (None, math.nan)
+        solution = Solution(status=out["status"], objective=out["objective"], bound=out["bound"],
+                            gap=relative_gap(out["objective"], out["bound"]), wall_s=0.0,
+                            info=out["info"])
+        answers[id(solution)] = out
+        return solution
+
+    try:
+        chosen = retry_tight(once, integrality_tolerance(mat.A, mat.integer) < MIP_FEASIBILITY_MAX,
+                             budget)
+    except InfeasibleError:
+        return {"status": "infeasible", "objective": np.nan, "bound": np.nan, "info": {}}
+    out = answers[id(chosen)]
+    out["status"], out["bound"], out["info"] = chosen.status, chosen.bound, chosen.info
+    return out
+
+
+def _row_name(mat: MatrixLP, row: int) -> str:
+    """Row ``row`` of ``mat`` as its family and position in it (``kv_memory[1]``: worker 1's)."""
+    for name, rows in mat.rows.items():
+        if rows.start <= row < rows.stop:
+            return f"{name}[{row - rows.start}]"
+    return f"row {row}"
+
+
+def _solve_once(mat: MatrixLP, limit: float | None, gap: float, central: bool,
+                tolerance: float) -> dict[str, Any]:
+    """One HiGHS run of ``mat`` on this thread's HiGHS object (:func:`solve_matrix`'s keys; an
+    integer ``x`` as HiGHS gives it), at integrality tolerance ``tolerance``."""
     import highspy
 
-    limit, gap = check_options(time_limit, mip_gap)
     h = _highs()
     h.clearModel()
     # the HiGHS object is shared by every call in this thread: each call sets every option it
@@ -663,6 +738,7 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
     options = {
         "time_limit": highspy.kHighsInf if limit is None else limit,
         "mip_rel_gap": gap,
+        "mip_feasibility_tolerance": tolerance,
         "presolve": "choose" if mat.integer.any() else "off",
         "solver": "ipm" if central else "choose",
         "run_crossover": "off" if central else "on",
@@ -689,15 +765,15 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
     S = highspy.HighsModelStatus
     info = h.getInfo()
     if status in (S.kInfeasible, S.kUnboundedOrInfeasible):
-        return {"status": "infeasible", "objective": np.nan, "bound": np.nan}
+        return {"status": "infeasible", "objective": np.nan, "bound": np.nan, "info": {}}
     sol = h.getSolution()
-    x = np.asarray(sol.col_value, dtype=float)
+    x = np.array(sol.col_value, dtype=float)
     has = len(x) == n_cols and (status == S.kOptimal or info.primal_solution_status == 2)
     name = {S.kOptimal: "optimal", S.kTimeLimit: "time_limit"}.get(status, "error")
     obj = scale * float(info.objective_function_value) + mat.offset if has else np.nan
     bound = (scale * float(info.mip_dual_bound) + mat.offset) if is_mip \
         else obj if name == "optimal" else np.nan
-    out = {"status": name, "objective": obj, "bound": bound, "x": x if has else None}
+    out = {"status": name, "objective": obj, "bound": bound, "x": x if has else None, "info": {}}
     if not is_mip and has and name == "optimal":  # a stopped LP's duals are no prices
         dual = scale * np.asarray(sol.row_dual, dtype=float)  # in the units of ``c``
         eq = mat.row_lo == mat.row_hi

@@ -35,6 +35,7 @@ import numpy as np
 
 from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, written_at
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import number
 from servopt.instances.expert_placement import Instance
 from servopt.models.expert_placement import check_placement, makespan_lower_bound, solver_units
 from servopt.solvers.expert_placement import POLICIES, Plan, price_dispatch
@@ -279,24 +280,29 @@ def _colocated(instance: Instance, phy2log: np.ndarray) -> int:
 
 
 @checked_keywords()
-def bound(instance: Instance, *, window: str = "next", milp_time_limit: float | None = None,
-          milp_max_binaries: int = 2000) -> Bound:
+def bound(instance: Instance, *, window: str = "next", time_limit: float | None = None,
+          milp_time_limit: float | None = None, milp_max_binaries: int = 2000) -> Bound:
     """Lower bound on the cost: sum over layers of the window's min makespan bound (migrations
     cost >= 0, so this bounds the cost with migrations as well).
 
-    ``window``: ``next`` (the scored window, default) or ``planned``. With ``milp_time_limit``
+    ``window``: ``next`` (the scored window, default) or ``planned``. With ``time_limit``
+    (seconds for each layer's placement MILP; infinity: no limit; None, the default: no MILP)
     and at most ``milp_max_binaries`` binaries per layer, each layer's placement MILP (with the
     instance's migration cost) is solved too and its dual bound is used where larger (kind
-    ``mip_bound``, ``optimal`` if all layers are proved optimal).
+    ``mip_bound``, ``optimal`` if all layers are proved optimal). ``time_limit`` is the name
+    every decision's bound takes (``gap_table(..., bound_kw={"time_limit": 60})``);
+    ``milp_time_limit`` is its older name, still taken (0 there: no MILP, as it was); giving
+    both is refused.
     """
     start = time.perf_counter()
     if window not in ("next", "planned"):
         raise InvalidInstanceError("window must be 'next' or 'planned'")
+    run_milp, limit = _milp_limit(time_limit, milp_time_limit)
     w = instance.next_loads if window == "next" else instance.planned_loads
     per_layer = makespan_lower_bound(w, instance.num_gpus, instance.slots_per_gpu,
                                      instance.speed)
     kind = "lower_bound"
-    if milp_time_limit and instance.num_experts * instance.num_gpus <= milp_max_binaries:
+    if run_milp and instance.num_experts * instance.num_gpus <= milp_max_binaries:
         from servopt.models.expert_placement import build
         from servopt.solvers import exact
 
@@ -306,7 +312,7 @@ def bound(instance: Instance, *, window: str = "next", milp_time_limit: float | 
             model = build(instance, window=index, layers=[layer], makespan_lb=per_layer[layer])
             # integrality to 1e-9: at HiGHS's default 1e-6 a replica at y = 1e-6 serves tokens
             # almost free, and the value came out up to ~1e-6 relative low, moving with the scale
-            sol = exact.solve_model(model, time_limit=milp_time_limit, mip_gap=1e-6,
+            sol = exact.solve_model(model, time_limit=limit, mip_gap=1e-6,
                                     prices=False, decision=instance.decision,
                                     solver_options={"mip_feasibility_tolerance": 1e-9})
             proved = sol.bound >= sol.objective - 1e-9 * abs(sol.objective)  # relative: any scale
@@ -315,6 +321,24 @@ def bound(instance: Instance, *, window: str = "next", milp_time_limit: float | 
                 per_layer[layer] = max(per_layer[layer], sol.bound)
         kind = "optimal" if all_optimal else "mip_bound"
     return Bound(float(per_layer.sum()), kind, wall_s=time.perf_counter() - start)
+
+
+def _milp_limit(time_limit: Any, milp_time_limit: Any) -> tuple[bool, float | None]:
+    """Whether :func:`bound` solves the placement MILPs, and each one's limit in seconds (None:
+    no limit), from ``time_limit`` or its older name ``milp_time_limit`` (one of them at most)."""
+    if time_limit is not None and milp_time_limit is not None:
+        raise InvalidInstanceError(
+            f"servopt.benchmarks.expert_placement.bound() takes time_limit or its older name "
+            f"milp_time_limit, not both (got "
+            f"time_limit={time_limit!r}, milp_time_limit={milp_time_limit!r})")
+    name, value = (("time_limit", time_limit) if milp_time_limit is None
+                   else ("milp_time_limit", milp_time_limit))
+    if value is None or (name == "milp_time_limit" and isinstance(value, int | float | np.number)
+                         and value == 0):  # the older name's 0 (or False): no MILP, as it was
+        return False, None
+    seconds = number(name, value, lambda v: v > 0,  # also refuses NaN and text
+                     "positive seconds for each layer's MILP, infinity (no limit) or None (no MILP)")
+    return True, None if seconds == math.inf else seconds
 
 
 __all__ = ["DEFAULT_METHODS", "SENSE", "balancedness", "bound", "evaluate", "gpu_times", "migrations"]

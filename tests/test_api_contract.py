@@ -159,11 +159,11 @@ def test_gap_table_bound_keyword_names_the_bound_and_a_close_option() -> None:
     import servopt
 
     with pytest.raises(InvalidInstanceError) as err:
-        servopt.gap_table(_small("expert_placement"), ["eplb"], bound_kw={"time_limit": 5})
+        servopt.gap_table(_small("expert_placement"), ["eplb"], bound_kw={"milp_time_limt": 5})
     assert str(err.value) == (
         "servopt.benchmarks.expert_placement.bound() got an unexpected keyword argument "
-        "'time_limit' (did you mean "
-        "'milp_time_limit'?); it accepts: window, milp_time_limit, milp_max_binaries")
+        "'milp_time_limt' (did you mean 'milp_time_limit'?); it accepts: window, time_limit, "
+        "milp_time_limit, milp_max_binaries")
     with pytest.raises(InvalidInstanceError,
                        match=r"capacity\.bound\(\) got an unexpected keyword argument 'time_limit'"):
         servopt.gap_table(_small("capacity"), ["plan"], bound_kw={"time_limit": 5})

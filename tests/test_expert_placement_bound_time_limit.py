@@ -1,0 +1,82 @@
+"""Expert placement's bound takes ``time_limit`` (seconds for each layer's placement MILP; None:
+no MILP), the name every decision's bound takes, so ``gap_table(..., bound_kw={"time_limit": t})``
+works for it as for the others; ``milp_time_limit`` stays as its older name (both: refused)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import servopt
+from servopt.benchmarks import expert_placement as bench
+from servopt.core import InvalidInstanceError
+from servopt.instances import expert_placement as gen
+from servopt.instances.expert_placement import Instance
+
+
+def _hand() -> Instance:
+    """Planned window 3, 3, 3, 3, next window 10, 1, 1, 1 on 2 GPUs x 2 slots: 4 experts fill the
+    4 slots (no replica), so the best next-window makespan is 10 + 1 = 11, while the combinatorial
+    bound is 10 (expert 0's 10 tokens on one GPU)."""
+    return Instance(loads=np.array([[[3.0, 3.0, 3.0, 3.0]], [[10.0, 1.0, 1.0, 1.0]]]),
+                    num_nodes=1, gpus_per_node=2, slots_per_gpu=2)
+
+
+def test_gap_table_takes_time_limit_for_the_milp_bound_by_hand():
+    inst = _hand()
+    table = servopt.gap_table(inst, ["eplb"], bound_kw={"time_limit": 5})
+    assert table["bound"].iloc[0] == pytest.approx(11.0)
+    assert table["bound_kind"].iloc[0] == "optimal"
+    assert table["cost"].iloc[0] >= 11.0 - 1e-9
+    # without a time limit there is no MILP: the combinatorial bound
+    plain = servopt.gap_table(inst, ["eplb"])
+    assert (plain["bound"].iloc[0], plain["bound_kind"].iloc[0]) == (pytest.approx(10.0),
+                                                                     "lower_bound")
+    old = servopt.gap_table(inst, ["eplb"], bound_kw={"milp_time_limit": 5})
+    assert old["bound"].iloc[0] == table["bound"].iloc[0]
+    assert old["bound_kind"].iloc[0] == "optimal"
+
+
+@pytest.mark.parametrize("window", ["next", "planned"])
+def test_time_limit_and_milp_time_limit_give_the_same_bound(window: str):
+    inst = gen.generate(windows=2, layers=2, experts=8, nodes=1, gpus_per_node=4,
+                        slots_per_gpu=3, seed=0)
+    new = bench.bound(inst, window=window, time_limit=10)
+    old = bench.bound(inst, window=window, milp_time_limit=10)
+    none = bench.bound(inst, window=window)
+    assert (new.value, new.kind) == (old.value, old.kind)
+    assert new.kind in ("optimal", "mip_bound") and none.kind == "lower_bound"
+    assert new.value >= none.value - 1e-9
+    # infinity: the MILP without a limit (this one is solved to optimality either way)
+    unlimited = bench.bound(inst, window=window, time_limit=math.inf)
+    assert unlimited.kind == new.kind and unlimited.value == pytest.approx(new.value, rel=1e-9)
+
+
+def test_both_names_are_refused():
+    with pytest.raises(InvalidInstanceError, match=r"time_limit or its older name milp_time_limit, "
+                                                   r"not both \(got time_limit=5, milp_time_limit=5\)"):
+        bench.bound(_hand(), time_limit=5, milp_time_limit=5)
+    with pytest.raises(InvalidInstanceError, match="not both"):
+        servopt.gap_table(_hand(), ["eplb"], bound_kw={"time_limit": 5, "milp_time_limit": 5})
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, math.nan, "5", True])
+def test_a_time_limit_that_is_not_seconds_is_refused_by_name(bad):
+    # refused before any MILP, whatever the model's size (it was passed on to HiGHS's solve only
+    # when the MILP ran)
+    with pytest.raises(InvalidInstanceError, match=r"^time_limit must be positive seconds"):
+        bench.bound(_hand(), time_limit=bad)
+    with pytest.raises(InvalidInstanceError, match=r"^time_limit must be positive seconds"):
+        bench.bound(_hand(), time_limit=bad, milp_max_binaries=1)
+
+
+def test_the_older_name_keeps_its_meanings():
+    # milp_time_limit 0 meant no MILP (it was tested for truth); a bad value is refused by its name
+    assert bench.bound(_hand(), milp_time_limit=0).kind == "lower_bound"
+    assert bench.bound(_hand(), milp_time_limit=None).value == pytest.approx(10.0)
+    with pytest.raises(InvalidInstanceError, match=r"^milp_time_limit must be positive seconds"):
+        bench.bound(_hand(), milp_time_limit=-1)
+    assert "time_limit" in bench.bound.accepted_keywords
+    assert "milp_time_limit" in bench.bound.accepted_keywords

@@ -93,6 +93,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import math
+import numbers
 import time
 import weakref
 from collections.abc import Callable
@@ -100,7 +101,7 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome, checked_keywords
+from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, method_label
 from servopt.core import InvalidInstanceError
 from servopt.core.checks import number, whole_number
 from servopt.instances.capacity import Instance
@@ -765,18 +766,26 @@ def evaluate(
     start = time.perf_counter()
     plan = policy(instance, timed_observe)
     wall = time.perf_counter() - start - spent["s"]
+    label = method_label(method)
     if not isinstance(plan, policies.Plan):
-        raise InvalidInstanceError(
-            f"a capacity method must return a servopt capacity Plan (workers, ...), got {plan!r}")
+        raise InvalidInstanceError(f"capacity method {label!r} must return a servopt capacity Plan "
+                                   f"(workers, ...), got {plan!r}")
     if isinstance(plan.workers, bool) or not isinstance(plan.workers, int | np.integer) or plan.workers < 1:
-        raise InvalidInstanceError(f"the plan's workers must be a whole number >= 1, got {plan.workers!r}")
+        raise InvalidInstanceError(f"capacity method {label!r}: the plan's workers must be a whole "
+                                   f"number >= 1, got {plan.workers!r}")
+    predicted = plan.max_stable_rate  # a metric of the row: a number (req/s), NaN for none
+    if (isinstance(predicted, bool) or not isinstance(predicted, numbers.Real)
+            or math.isinf(predicted) or predicted < 0):
+        raise InvalidInstanceError(
+            f"capacity method {label!r}: the plan's max_stable_rate must be a number of req/s >= 0 "
+            f"(NaN: the method has none), got {predicted!r}")
     per_worker = instance.arrival_rate / plan.workers
     check = check_rate(instance, per_worker, n_requests=n_requests, seed=seed, seeds=seeds,
                        max_seeds=max_seeds, eps=eps, warmup=warmup)
     metrics = {
         "stable": float(check.stable),
         "per_worker_rate": per_worker,
-        "predicted_rate": plan.max_stable_rate,
+        "predicted_rate": float(predicted),
         "slope_ratio": check.slope_ratio,
         "slope_se": check.se,
         "compute_utilisation": check.compute_utilisation,

@@ -103,20 +103,22 @@ def relative_gap(value: float, bound: float, sense: Sense = "min") -> float:
 
     0 when they are equal to ``GAP_RTOL`` of the larger magnitude (solver noise; relative, so the
     same in any unit: 3e-12 against a bound of 2.7e-12 is a gap of 0.11, as 3 against 2.7),
-    ``inf`` when the bound is 0 or infinite and they differ, ``nan`` when either is unknown.
+    ``inf`` when the bound is 0 or infinite and the value is worse than it, ``-inf`` when it is
+    better (a cost below a bound of 0 is below it, whatever its size), ``nan`` when either is
+    unknown. A gap's sign is always the sign of ``value - bound`` (``bound - value`` for max).
     ``sense`` other than ``min`` or ``max`` is a ValueError.
     """
     _check_sense(sense)
     if value is None or bound is None or math.isnan(value) or math.isnan(bound):
         return math.nan
-    if math.isinf(bound) and not math.isinf(value):  # (the tolerance below would call it 0)
-        return math.inf
     diff = value - bound if sense == "min" else bound - value
+    if math.isinf(bound) and not math.isinf(value):  # (the tolerance below would call it 0)
+        return math.copysign(math.inf, diff)
     # (0 against 0: exactly equal; an infinite value is never within tolerance of a finite bound)
     if math.isfinite(diff) and abs(diff) <= GAP_RTOL * max(abs(value), abs(bound)):
         return 0.0
     if bound == 0:
-        return math.inf
+        return math.copysign(math.inf, diff)
     return diff / abs(bound)
 
 

@@ -22,8 +22,10 @@ import inspect
 import math
 import os
 import re
+import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -155,6 +157,18 @@ def method_names(decision: str) -> list[str]:
     return list(layer_module(decision, "solvers").POLICIES)
 
 
+def known_methods(decision: str) -> tuple[str, ...] | None:
+    """The method names ``decision``'s evaluator takes: its ``POLICIES`` then any other of its
+    ``DEFAULT_METHODS``; None when it declares neither (a plug-in that resolves names itself)."""
+    names: list[str] = []
+    try:
+        names += list(getattr(layer_module(decision, "solvers"), "POLICIES", {}) or {})
+    except InvalidInstanceError:  # (a registered decision without a solvers layer)
+        pass
+    names += [m for m in getattr(benchmark_module(decision), "DEFAULT_METHODS", ()) if m not in names]
+    return tuple(names) if names else None
+
+
 def evaluate(instance: Instance, method: Any, **kwargs: Any) -> Outcome:
     """Evaluate one method on an instance with the decision's evaluator."""
     return benchmark_module(instance.decision).evaluate(instance, method, **kwargs)
@@ -175,8 +189,10 @@ BELOW_BOUND = "below_bound"
 
 def flag_below_bound(gap: float, status: str) -> str:
     """``status``, or :data:`BELOW_BOUND` when an ``ok`` run's cost beats the provable bound
-    (gap < 0): the method did something outside the bound's model (e.g. batch scheduling's
-    preemption, which the non-preemptive hindsight model excludes) or something is wrong."""
+    (gap < 0, ``-inf`` included: a cost below a bound of 0): the method did something outside the
+    bound's model (e.g. batch scheduling's preemption, which the non-preemptive hindsight model
+    excludes) or something is wrong. The tolerance is :func:`relative_gap`'s: a cost within
+    ``GAP_RTOL`` of its bound has gap 0 and is not flagged."""
     return BELOW_BOUND if status == "ok" and gap < 0 else status
 
 
@@ -213,6 +229,84 @@ def method_label(method: Any) -> str:
     return getattr(method, "__name__", None) or type(method).__name__
 
 
+def _labelled(decision: str, methods: Any) -> list[tuple[str, Any]]:
+    """``(label, method)`` per method of a :func:`gap_table` call, every label unique and a
+    built-in's name only on a row of that built-in; refused (by name) are: a name listed twice,
+    an unknown name, one object listed twice, and a dict label that names another built-in."""
+    known = known_methods(decision)
+    builtin = set(known or ())
+
+    def check_name(name: str, where: str) -> None:
+        if known is not None and name not in builtin:
+            close = difflib.get_close_matches(name, known, n=1)
+            raise InvalidInstanceError(
+                f"gap_table(): {where}{name!r} is not a {decision} method"
+                + (f" (did you mean {close[0]!r}?)" if close else "") + f"; known: {', '.join(known)}")
+
+    if isinstance(methods, dict):
+        labelled = []
+        for key, method in methods.items():
+            label = str(key)
+            if any(label == other for other, _ in labelled):
+                raise InvalidInstanceError(f"gap_table(): two methods are labelled {label!r}")
+            if isinstance(method, str):
+                check_name(method, f"label {label!r}: ")
+            if label in builtin and method != label:
+                what = repr(method) if isinstance(method, str) else f"a {type(method).__name__} object"
+                raise InvalidInstanceError(
+                    f"gap_table(): the label {label!r} is the name of a built-in {decision} "
+                    f"method but maps to {what}; give it another label (a built-in's name labels "
+                    "only that built-in's row)")
+            labelled.append((label, method))
+    else:
+        chosen = list(methods) if methods is not None else method_names(decision)
+        names = [m for m in chosen if isinstance(m, str)]
+        for name in names:
+            check_name(name, "")
+            if names.count(name) > 1:
+                raise InvalidInstanceError(f"gap_table(): method {name!r} is listed twice")
+        # a name keeps its label; an object's label is its name or class, with #2, #3, ... when
+        # that is taken by an earlier row or is a built-in's name (which labels only the built-in)
+        used = set(names)
+        labelled = []
+        for method in chosen:
+            label = method
+            if not isinstance(method, str):
+                base = label = method_label(method)
+                count = 1
+                while label in used or label in builtin:
+                    count += 1
+                    label = f"{base}#{count}"
+                used.add(label)
+            labelled.append((label, method))
+    objects: dict[int, str] = {}
+    for label, method in labelled:
+        if not isinstance(method, str):
+            if id(method) in objects:
+                raise InvalidInstanceError(
+                    f"gap_table(): the same object is listed twice (rows {objects[id(method)]!r} "
+                    f"and {label!r}): its second run would start from the state the first left "
+                    "in it; pass two separate objects (or the class, or a POLICIES name)")
+            objects[id(method)] = label
+    return labelled
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of a warning from :func:`gap_table` that points at the first caller
+    outside servopt (``servopt.gap_table`` is a wrapper around it)."""
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("servopt"):
+        level, frame = level + 1, frame.f_back
+    return level
+
+
+def _keyword_error(exc: BaseException, options: set[str]) -> bool:
+    """Whether ``exc`` is an evaluator refusing one of ``options`` (not a method's own error)."""
+    text = str(exc)
+    return (isinstance(exc, TypeError | InvalidInstanceError)
+            and "unexpected keyword argument" in text and any(f"'{k}'" in text for k in options))
+
+
 def gap_table(
     instance: Instance,
     methods: Iterable[Any] | dict[str, Any] | None = None,
@@ -225,8 +319,18 @@ def gap_table(
 
     ``methods`` defaults to the decision's default methods; it may mix POLICIES names and policy
     objects (your own heuristic next to the built-in ones), or be a dict ``{label: method}`` to
-    name the rows. Unnamed objects are labelled by their ``name`` attribute or class (repeats get
-    ``#2``, ``#3``). ``evaluate_kw`` go to every ``evaluate`` call and ``bound_kw`` to the bound.
+    name the rows. A name is its row's label, and may be listed once. An object is labelled by its
+    ``name`` attribute or class, with ``#2``, ``#3`` when an earlier row has that label or it is
+    the name of one of the decision's built-in methods (an object labels no row ``fcfs``: only
+    the built-in does). In a dict, a label that is a built-in's name must map to that name. The
+    same object may not appear twice (its second run would start from its first run's state);
+    pass two objects.
+
+    A method that fails gives a row with ``status`` ``error: <exception>`` (cost and gap NaN), as
+    ``servopt bench`` does, and a ``RuntimeWarning`` naming its label and the error; its
+    traceback (text) is in ``table.attrs["tracebacks"][label]``. A keyword
+    neither the bound nor the evaluator takes, and a failing bound, still raise.
+    ``evaluate_kw`` go to every ``evaluate`` call and ``bound_kw`` to the bound.
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(f"gap_table() needs a servopt instance, got {type(instance).__name__}")
@@ -234,31 +338,38 @@ def gap_table(
     sense = getattr(bench, "SENSE", "min")
     if isinstance(methods, str):  # one method name (iterating the string would give letters)
         methods = [methods]
-    if isinstance(methods, dict):
-        labelled = [(str(label), m) for label, m in methods.items()]
-    else:
-        chosen = list(methods) if methods is not None else method_names(instance.decision)
-        # a POLICIES name keeps its label; objects whose name repeats one get #2, #3, ...
-        seen = {m: 1 for m in chosen if isinstance(m, str)}
-        labelled = []
-        for m in chosen:
-            label = method_label(m)
-            if not isinstance(m, str):
-                seen[label] = seen.get(label, 0) + 1
-                label = label if seen[label] == 1 else f"{label}#{seen[label]}"
-            labelled.append((label, m))
+    labelled = _labelled(instance.decision, methods)
     if not labelled:
         raise InvalidInstanceError("gap_table() needs at least one method (None: the decision's defaults)")
     options = set(evaluate_kw) | set(bound_kw or {})
     try:
         bound = compute_bound(instance, **(bound_kw or {}))
-        rows = [outcome_row(label, evaluate(instance, m, **evaluate_kw), bound, sense)
-                for label, m in labelled]
-    except TypeError as exc:  # an option neither the bound nor the evaluator takes
-        text = str(exc)  # (a TypeError from inside a policy keeps its traceback)
-        if "unexpected keyword argument" not in text or not any(f"'{k}'" in text for k in options):
+    except TypeError as exc:  # an option the bound does not take
+        if not _keyword_error(exc, options):
             raise
         raise InvalidInstanceError(f"gap_table() for {instance.decision}: {exc}") from None
+    rows: list[dict[str, Any]] = []
+    tracebacks: dict[str, str] = {}
+    for label, method in labelled:
+        try:
+            outcome = evaluate(instance, method, **evaluate_kw)
+        except Exception as exc:  # the method's failure is its row, as in the runner
+            if _keyword_error(exc, options):  # (an option the evaluator does not take)
+                if isinstance(exc, TypeError):
+                    raise InvalidInstanceError(f"gap_table() for {instance.decision}: {exc}") from None
+                raise
+            tracebacks[label] = traceback.format_exc()
+            warnings.warn(
+                f"gap_table(): method {label!r} failed: {type(exc).__name__}: {exc} (its row's "
+                f"status is error; its traceback is in table.attrs['tracebacks'][{label!r}])",
+                RuntimeWarning, stacklevel=_caller_level())
+            rows.append({"method": label, "cost": math.nan, "bound": float(bound.value),
+                         "bound_kind": bound.kind, "gap": math.nan, "wall_s": math.nan,
+                         "status": f"error: {type(exc).__name__}: {exc}"})
+            continue
+        rows.append(outcome_row(label, outcome, bound, sense))
     frame = pd.DataFrame(rows)
     extra = [c for c in frame.columns if c not in TABLE_COLUMNS]
-    return frame[TABLE_COLUMNS + extra]
+    frame = frame[TABLE_COLUMNS + extra]
+    frame.attrs["tracebacks"] = tracebacks
+    return frame

@@ -299,9 +299,17 @@ def _read_cache(cache_dir: Path | None, key: str,
 
 
 def plan_units(cases: Iterable[Case]) -> list[tuple[str, Case, dict[str, Any], int, str]]:
-    """Every (key, case, params, seed, method) of the given cases, the bound first per task."""
+    """Every (key, case, params, seed, method) of the given cases, the bound first per task.
+
+    Two cases of one name are refused (an :class:`InvalidInstanceError`): their rows would share
+    (case, params, seed, method) and be joined twice; a :class:`Case` itself holds no repeats."""
     traces.trace_folders()  # a $SERVOPT_TRACES naming no folder stops here, before any run
     units = []
+    cases = list(cases)
+    names = [case.name for case in cases]
+    for name in names:
+        if names.count(name) > 1:
+            raise InvalidInstanceError(f"benchmark case {name!r} is given twice in one run")
     for case in cases:
         fingerprint = code_fingerprint(case)
         for params, seed in case.tasks():
@@ -489,10 +497,21 @@ def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
 
 
 def assemble(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Join method rows with their task's bound and compute gaps; metrics become plain columns."""
+    """Join method rows with their task's bound and compute gaps; metrics become plain columns.
+
+    Each (case, params, seed) has one bound row and each (case, params, seed, method) one row:
+    a repeat is refused (an :class:`InvalidInstanceError` naming it), never joined twice."""
     if not rows:
         return pd.DataFrame(columns=ID_COLUMNS + TABLE_COLUMNS)
     frame = pd.DataFrame(rows)
+    unit = ["case", "params", "seed", "method"]
+    counts = frame.groupby(unit, sort=False, dropna=False).size()
+    if (counts > 1).any():
+        (case, params, seed, method), times = next((k, n) for k, n in counts.items() if n > 1)
+        what = "bound" if method == BOUND else f"method {method!r}"
+        raise InvalidInstanceError(
+            f"case {case!r}, params {params}, seed {seed}: {times} rows of the {what}, not one "
+            "(a case with repeated seeds, methods or parameter sets, or two cases of one name?)")
     for column in ("bound", "bound_kind"):  # (rows cached before bound errors carried them)
         if column not in frame.columns:
             frame[column] = math.nan
@@ -502,7 +521,7 @@ def assemble(rows: list[dict[str, Any]]) -> pd.DataFrame:
     keep = [*task, "bound", "bound_kind", "status"]
     bound_cols = (bounds[keep] if not bounds.empty else pd.DataFrame(columns=keep)).rename(
         columns={"status": "bound_status"})  # (a bound that raised says so here)
-    out = methods.merge(bound_cols, on=task, how="left")
+    out = methods.merge(bound_cols, on=task, how="left", validate="many_to_one")
     senses = {d: getattr(benchmark_module(d), "SENSE", "min") for d in out["decision"].unique()}
     out["gap"] = [
         relative_gap(c, b, senses[d]) if isinstance(b, float | int) else math.nan

@@ -143,11 +143,17 @@ def test_corrupt_cache_file_is_recomputed(tmp_path, computed_units):
                                   check_like=True)
 
 
-def test_failing_method_is_a_row_not_a_crash(tmp_path):
+def _broken(instance):
+    raise RuntimeError("broken_method gave up")
+
+
+def test_failing_method_is_a_row_not_a_crash(tmp_path, monkeypatch):
+    # (an unknown name is refused when the Case is built: tests/test_harness_registry_inputs.py)
+    monkeypatch.setitem(toy_decision.POLICIES, "broken_method", _broken)
     case = Case(name="toy_bad", decision="toy_production", make_instance=make_instance,
-                methods=("greedy", "no_such_method"))
+                methods=("greedy", "broken_method"))
     frame = run([case], jobs=1, cache_dir=tmp_path, progress=False)
-    bad = frame.set_index("method").loc["no_such_method"]
+    bad = frame.set_index("method").loc["broken_method"]
     assert bad["status"].startswith("error") and math.isnan(bad["cost"])
     # errors are not cached: a fixed method would be retried next time
     assert len(list(tmp_path.glob("*.json"))) == 2
@@ -334,7 +340,9 @@ def test_gap_table_labels_your_own_policies():
 
     inst = bi.generate(12, seed=0)
     table = gap_table(inst, ["fcfs", LargestFirst(), bs.BidPrice(), bs.BidPrice(patience=0.5)])
-    assert table["method"].tolist() == ["fcfs", "largest_first", "bid_price", "bid_price#2"]
+    # an object named like a built-in is numbered even with no row of the built-in: a row labelled
+    # bid_price is always the rule named bid_price (tests/test_harness_registry_inputs.py)
+    assert table["method"].tolist() == ["fcfs", "largest_first", "bid_price#2", "bid_price#3"]
     # a built-in name keeps its label; the object named like it is numbered
     mixed = gap_table(inst, [bs.FCFS(watermark=0.0), "fcfs"])
     assert mixed["method"].tolist() == ["fcfs#2", "fcfs"]
@@ -351,8 +359,12 @@ def test_gap_table_keeps_the_traceback_of_a_policy_bug():
         def admit(self, state):
             return np.sort(state.waiting, reversed=True)  # a bug inside the policy
 
-    with pytest.raises(TypeError, match="reversed"):
-        gap_table(bi.generate(12, seed=0), [Buggy()])
+    # the bug is the method's error row (as in servopt bench), a warning naming it, and the
+    # traceback down to the policy's line in table.attrs["tracebacks"]
+    with pytest.warns(RuntimeWarning, match="method 'Buggy' failed: TypeError: .*reversed"):
+        table = gap_table(bi.generate(12, seed=0), [Buggy()])
+    assert table.loc[0, "status"].startswith("error: TypeError") and math.isnan(table.loc[0, "cost"])
+    assert "reversed=True" in table.attrs["tracebacks"]["Buggy"]
 
 
 def test_reports_mark_the_methods_that_use_the_future():
@@ -405,13 +417,14 @@ def test_bench_with_failed_runs_writes_its_table_and_exits_1(tmp_path, monkeypat
     from servopt.benchmarks import registry
     from servopt.benchmarks.harness import benchmark_module
 
+    monkeypatch.setitem(toy_decision.POLICIES, "broken_method", _broken)
     bad = Case(name="toy_bad", decision="toy_production", make_instance=make_instance,
-               methods=("greedy", "no_such_method"))
+               methods=("greedy", "broken_method"))
     monkeypatch.setattr(registry, "cases", lambda suite=None, names=None: [bad])
     code = cli.main(["bench", "--case", "toy_bad", "--out", str(tmp_path), "--no-plots", "--quiet",
                      "--no-cache"])
     err = capsys.readouterr().err
-    assert code == 1 and "servopt: error: toy_bad: 1 run(s) failed" in err and "no_such_method" in err
+    assert code == 1 and "servopt: error: toy_bad: 1 run(s) failed" in err and "broken_method" in err
     assert (tmp_path / "toy_bad.md").exists()
     # every bound failing too: still a table (bound nan), not a crash on missing columns
     toy = benchmark_module("toy_production")
@@ -431,7 +444,7 @@ def test_bench_with_failed_runs_writes_its_table_and_exits_1(tmp_path, monkeypat
     err = capsys.readouterr().err
     assert code == 1 and "toy_good: 1 bound(s) failed" in err and "the bound failed" in err
     summary = report_mod.summarise(frame).set_index("method")
-    assert summary.loc["greedy", "runs"] == 1 and summary.loc["no_such_method", "runs"] == 0
+    assert summary.loc["greedy", "runs"] == 1 and summary.loc["broken_method", "runs"] == 0
 
 
 def test_cli_solve_that_finds_nothing_exits_1_and_library_verify_stops_on_a_stopped_solver(

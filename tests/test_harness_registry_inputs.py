@@ -1,4 +1,4 @@
-"""The runner's gap flag and capacity's plan check do not trust what they are given (audit R11).
+"""The case registry, the runner's join and gap_table do not trust what they are given (audit R11).
 
 Each test names the hole it closes; every one failed on the code before the fix.
 """
@@ -6,14 +6,65 @@ Each test names the hole it closes; every one failed on the code before the fix.
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 
 import numpy as np
 import pytest
 
+import servopt
+from servopt import cli
+from servopt.benchmarks import registry
 from servopt.benchmarks import runner as runner_mod
-from servopt.benchmarks.harness import Bound, Outcome, flag_below_bound, outcome_row
+from servopt.benchmarks.harness import Bound, Outcome, flag_below_bound, gap_table, outcome_row
+from servopt.benchmarks.registry import Case
 from servopt.core import InvalidInstanceError
 from servopt.core.solution import relative_gap
+from servopt.instances import batch_scheduling as bi
+from servopt.solvers import batch_scheduling as bs
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. a Case refuses repeats and malformed fields when it is built
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("field, kw, says", [
+    # before: seeds (0, 0, 1) planned seed 0 twice, and the runner's join counted its rows twice
+    ("seeds", {"seeds": (0, 0, 1)}, "repeats seed 0"),
+    ("methods", {"methods": ("fcfs", "fcfs", "mcsf")}, "repeats 'fcfs'"),
+    ("grid", {"grid": ({"n": 20}, {"n": 20})}, "repeats the parameter set"),
+    ("grid", {"grid": ({"n": 20, "load": 1.0}, {"load": 1.0, "n": 20})}, "repeats"),  # key order
+    # before: 0.5 ran as seed 0 (int(0.5)), True as seed 1
+    ("seeds", {"seeds": (0.5,)}, "whole numbers, got 0.5"),
+    ("seeds", {"seeds": (True,)}, "whole numbers, got True"),
+    # before: a raw ValueError at plan time, a TypeError
+    ("grid", {"grid": {"n": 20}}, "must be a tuple of parameter sets"),
+    ("grid", {"grid": ("n",)}, "must hold parameter sets"),
+    ("seeds", {"seeds": 3}, "must be a tuple of whole-number seeds"),
+    # before: accepted, then an error row per unit (or a row per '__bound__' taken as a bound)
+    ("methods", {"methods": ("fcfs_typo",)}, "'fcfs_typo' is not a batch_scheduling method"),
+    ("methods", {"methods": ("__bound__",)}, "the runner's name of the bound row"),
+    ("methods", {"methods": ()}, "is empty"),
+    ("seeds", {"seeds": ()}, "is empty"),
+    ("suites", {"suites": "quick"}, "must be a tuple of suite names"),
+    ("evaluate_kw", {"evaluate_kw": [("a", 1)]}, "must be a dict"),
+])
+def test_a_case_refuses_repeats_and_bad_fields_by_name(field, kw, says):
+    with pytest.raises(InvalidInstanceError, match=f"case 'mine': {field} .*{says}"):
+        Case(name="mine", decision="batch_scheduling", **kw)
+
+
+def test_a_case_refuses_an_unknown_decision_by_name():
+    with pytest.raises(InvalidInstanceError, match="case 'mine': unknown decision 'cachin'"):
+        Case(name="mine", decision="cachin")
+
+
+def test_a_good_case_builds_with_numpy_seeds_and_lists():
+    case = Case(name="mine", decision="batch_scheduling", grid=[{"n": 20}, {"n": 30}],
+                seeds=[np.int64(1), 2], methods=["fcfs", "mcsf"])
+    assert case.seeds == (1, 2) and all(type(s) is int for s in case.seeds)
+    assert case.tasks() == [({"n": 20}, 1), ({"n": 20}, 2), ({"n": 30}, 1), ({"n": 30}, 2)]
+    units = runner_mod.plan_units([case])
+    assert len(units) == 4 * 3 and len({u[0] for u in units}) == 12  # bound + 2 methods per task
 
 
 def _rows(methods_per_task):
@@ -24,6 +75,180 @@ def _rows(methods_per_task):
              "bound_kind": "lp_relaxation", "status": "ok"}]
     rows += [{**base, "method": m, "cost": c, "status": "ok"} for m, c in methods_per_task]
     return rows
+
+
+def test_assemble_refuses_duplicate_rows_instead_of_multiplying_them():
+    # before: two bound rows of a task joined every method row twice (fcfs runs=10 for 5 tasks)
+    one = runner_mod.assemble(_rows([("fcfs", 110.0)]))
+    assert len(one) == 1 and one.loc[0, "gap"] == pytest.approx(0.1)  # (110 - 100) / 100
+    with pytest.raises(InvalidInstanceError, match=r"case 'c', params \{\}, seed 0: 2 rows of the "
+                                                   "bound, not one"):
+        runner_mod.assemble(_rows([("fcfs", 110.0)]) * 2)
+    with pytest.raises(InvalidInstanceError, match="2 rows of the method 'fcfs'"):
+        runner_mod.assemble(_rows([("fcfs", 110.0), ("fcfs", 120.0)]))
+
+
+def test_one_run_refuses_two_cases_of_one_name():
+    case = Case(name="mine", decision="batch_scheduling", methods=("fcfs",))
+    with pytest.raises(InvalidInstanceError, match="'mine' is given twice"):
+        runner_mod.plan_units([case, case])
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. a second case of a registered name from another module is refused
+# ---------------------------------------------------------------------------------------------
+def test_register_refuses_a_case_named_like_one_from_another_module():
+    registry.discover()
+    builtin = registry._CASES["batch_scheduling_quick"]
+    mine = Case(name="batch_scheduling_quick", decision="batch_scheduling", methods=("fcfs",))
+    # before: the user's case silently replaced the committed one
+    with pytest.raises(InvalidInstanceError, match="'batch_scheduling_quick' is defined twice: in "
+                       r"servopt\.benchmarks\.cases\.batch_scheduling_quick and in my_cases\.zz"):
+        registry.register(mine, "my_cases.zz")
+    assert registry._CASES["batch_scheduling_quick"] is builtin
+    # the same module again (a reload) replaces it
+    registry.register(builtin, "servopt.benchmarks.cases.batch_scheduling_quick")
+    assert registry.discover()["batch_scheduling_quick"] is builtin
+
+
+def test_bench_stops_on_a_case_file_that_takes_a_builtin_name(tmp_path, monkeypatch, capsys):
+    # /tmp/r11's zz_user.py: a file of one's own with the name of the committed quick case
+    folder = tmp_path / "cases"
+    folder.mkdir()
+    (folder / "zz_user_case.py").write_text(
+        "from servopt.benchmarks.registry import Case\n"
+        "CASE = Case(name='batch_scheduling_quick', decision='batch_scheduling', "
+        "grid=({'n': 20},), seeds=(0, 1), methods=('fcfs',), suites=('mine',))\n")
+    import servopt.benchmarks.cases as package
+
+    registry.discover()
+    builtin = registry._CASES["batch_scheduling_quick"]
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(folder)])
+    monkeypatch.delitem(sys.modules, "servopt.benchmarks.cases.zz_user_case", raising=False)
+    code = cli.main(["bench", "--case", "batch_scheduling_quick", "--out", str(tmp_path / "out"),
+                     "--no-cache", "--quiet", "--no-plots"])
+    sys.modules.pop("servopt.benchmarks.cases.zz_user_case", None)
+    err = capsys.readouterr().err
+    assert code == 2 and "defined twice" in err and "zz_user_case" in err
+    assert registry._CASES["batch_scheduling_quick"] is builtin
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. a failing method is its row, named; 4. labels are unique and unambiguous
+# ---------------------------------------------------------------------------------------------
+class Crash(bs.FCFS):
+    name = "crash"
+
+    def admit(self, state):
+        if state.t > 5:
+            raise KeyError("boom")
+        return super().admit(state)
+
+
+class BadAnswer(bs.FCFS):
+    name = "bad_answer"
+
+    def admit(self, state):
+        return np.array([-1])
+
+
+class Fake(bs.FCFS):
+    name = "fcfs"  # named like the built-in
+
+
+@pytest.fixture(scope="module")
+def inst():
+    return bi.generate(30, seed=0)
+
+
+def test_one_failing_method_does_not_lose_the_table(inst):
+    # before: KeyError('boom') from gap_table, the fcfs and mcsf rows lost, the method not named
+    with pytest.warns(RuntimeWarning, match=r"method 'crash' failed: KeyError: 'boom'"):
+        table = gap_table(inst, ["fcfs", "mcsf", Crash()])
+    rows = table.set_index("method")
+    assert list(rows.index) == ["fcfs", "mcsf", "crash"]
+    for name in ("fcfs", "mcsf"):  # the same numbers as the evaluator gives each alone
+        assert rows.loc[name, "cost"] == servopt.benchmarks.evaluate(inst, name).cost
+        assert rows.loc[name, "status"] == "ok"
+    assert rows.loc["crash", "status"] == "error: KeyError: 'boom'"
+    assert math.isnan(rows.loc["crash", "cost"]) and math.isnan(rows.loc["crash", "gap"])
+    assert 'raise KeyError("boom")' in table.attrs["tracebacks"]["crash"]
+
+
+def test_a_bad_policy_answer_is_shown_with_the_method_label(inst):
+    with pytest.warns(RuntimeWarning, match=r"method 'bad_answer' failed: InvalidInstanceError: "
+                      r"the policy's admit\(\) at round 0 must return request ids"):
+        table = gap_table(inst, ["fcfs", BadAnswer()])
+    assert table.loc[1, "status"].startswith("error: InvalidInstanceError: the policy's admit()")
+
+
+def test_an_unknown_evaluator_keyword_still_raises(inst):
+    with pytest.raises(InvalidInstanceError, match="unexpected keyword argument 'bogus'"):
+        gap_table(inst, ["fcfs", Crash()], bogus=1)
+
+
+def test_an_object_never_takes_a_builtin_label(inst):
+    # before: Fake() alone was labelled fcfs, as the built-in is
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert gap_table(inst, [Fake()])["method"].tolist() == ["fcfs#2"]
+        assert gap_table(inst, [Fake(), "fcfs", Fake()])["method"].tolist() == [
+            "fcfs#2", "fcfs", "fcfs#3"]
+
+    class Numbered(bs.FCFS):
+        name = "fcfs#2"  # an object whose own name is the label another one would be given
+
+    labels = gap_table(inst, [Fake(), Numbered()])["method"].tolist()
+    assert labels == ["fcfs#2", "fcfs#2#2"] and len(set(labels)) == 2
+
+
+@pytest.mark.parametrize("methods, says", [
+    (["fcfs", "fcfs"], "method 'fcfs' is listed twice"),  # before: two rows labelled fcfs
+    (["fcfs", "fcfs_typo"], r"'fcfs_typo' is not a batch_scheduling method \(did you mean 'fcfs'"),
+    # before: an fcfs row labelled mcsf, and a user object's row labelled fcfs
+    ({"mcsf": "fcfs"}, "the label 'mcsf' is the name of a built-in batch_scheduling method but maps "
+                       "to 'fcfs'"),
+    ({"fcfs": Fake()}, "the label 'fcfs' .* maps to a Fake object"),
+    ({1: "fcfs", "1": "mcsf"}, "two methods are labelled '1'"),
+])
+def test_ambiguous_method_lists_are_refused_before_running(inst, methods, says):
+    with pytest.raises(InvalidInstanceError, match=says):
+        gap_table(inst, methods)
+
+
+def test_a_dict_label_of_a_builtin_may_name_that_builtin(inst):
+    table = gap_table(inst, {"fcfs": "fcfs", "mine": Fake()})
+    assert table["method"].tolist() == ["fcfs", "mine"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. one object twice: its second run would start from the first's state
+# ---------------------------------------------------------------------------------------------
+class Warm(bs.FCFS):
+    name = "warm"
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def admit(self, state):  # admits nothing for its first 40 calls, counted across runs
+        self.calls += 1
+        return super().admit(state) if self.calls > 40 else state.waiting[:0]
+
+
+def test_the_same_object_twice_is_refused_by_label(inst):
+    p = Warm()
+    assert bs.make_policy(p) is p  # the documented behaviour: an object is used as it is
+    # before: rows warm 1861 and warm#2 661, the second run starting from the first one's count
+    with pytest.raises(InvalidInstanceError, match=r"same object is listed twice \(rows 'warm' and "
+                                                   r"'warm#2'\)"):
+        gap_table(inst, [p, p])
+    with pytest.raises(InvalidInstanceError, match=r"rows 'a' and 'b'"):
+        gap_table(inst, {"a": p, "b": p})
+    assert p.calls == 0  # refused before running
+    two = gap_table(inst, [Warm(), Warm()])  # two objects: each from a fresh count
+    assert two["method"].tolist() == ["warm", "warm#2"] and two.loc[0, "cost"] == two.loc[1, "cost"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2219,7 +2219,10 @@ POLICIES: dict[str, Any] = {
 
 
 def make_policy(method: Any) -> Policy:
-    """A fresh policy object from a ``POLICIES`` name, a policy class or a policy object."""
+    """The policy to run for ``method``: a new object for a ``POLICIES`` name or a policy class;
+    a policy object is returned as it is, not copied, so whatever state it keeps from an earlier
+    run (counters, caches, anything ``prepare`` does not reset) carries over into the next
+    (``gap_table`` refuses one object listed twice; pass two objects, or the class)."""
     if isinstance(method, str):
         if method not in POLICIES:
             raise InvalidInstanceError(

@@ -43,7 +43,7 @@ class _WritesInHelper(routing.Router):
 class _WritesInReset(routing.Router):
     def reset(self, instance, seed=0):
         super().reset(instance, seed)
-        instance.output[:] = 1  # the hidden true lengths: read-only in the instance
+        instance.prompt[:] = 1  # read-only in the instance
 
     def choose(self, view, request):
         return 0
@@ -109,10 +109,10 @@ class _WritesKvRunning(routing.Router):
         return 0
 
 
-class _WritesOutputInReset(routing.Router):
+class _WritesPromptInReset(routing.Router):
     def reset(self, instance, seed=0):
         super().reset(instance, seed)
-        instance.output[:] = 1  # writes: reset
+        instance.prompt[:] = 1  # writes: reset
 
     def choose(self, view, request):
         return 0
@@ -121,7 +121,7 @@ class _WritesOutputInReset(routing.Router):
 @pytest.mark.parametrize(("router", "tag", "head"), [
     (_WritesKvRunning(), "view", "router _WritesKvRunning: its choose() (called from its route()) "
                                  "wrote into a read-only array of the view or instance"),
-    (_WritesOutputInReset(), "reset", "router _WritesOutputInReset: its reset() wrote into a "
+    (_WritesPromptInReset(), "reset", "router _WritesPromptInReset: its reset() wrote into a "
                                       "read-only array of the instance"),
 ])
 def test_the_message_names_the_file_and_line_of_the_write(router, tag, head):

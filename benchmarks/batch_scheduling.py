@@ -28,7 +28,7 @@ from servopt.solvers import batch_scheduling as rules
 
 SENSE = "min"
 COST = "total end-to-end latency (rounds)"
-FORESIGHT = ("hindsight",)  # plans with the true output lengths
+FORESIGHT = ("hindsight",)  # plans on the predicted lengths taken as true: foresight when exact
 DEFAULT_METHODS = ("fcfs", "spf", "mcsf", "bid_price", "bid_price_stationary")
 
 

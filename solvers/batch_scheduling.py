@@ -6,9 +6,10 @@ A policy subclasses :class:`Policy` (which supplies ``prepare`` and vLLM's ``pre
 least ``admit``) and has
 
 - ``prepare(instance)``: everything it may compute before round 0 (an LP for the prices, a
-  hindsight plan); the evaluator times it as decision time. Online policies only look at what
-  they are allowed to (prompt sizes, predicted outputs, and arrivals as they happen): the
-  requests present at round 0 and a named history window (:func:`history_window`).
+  hindsight plan); the evaluator times it as decision time. It is given the whole instance,
+  true output lengths included, and nothing polices what it reads: the built-in online policies
+  read only what they are allowed to (prompt sizes, predicted outputs, and arrivals as they
+  happen): the requests present at round 0 and a named history window (:func:`history_window`).
 - ``admit(state) -> array of request ids``: the waiting requests to admit in this round, in
   order. The simulator admits them in that order and refuses (and counts) any that would not fit
   in this round's memory or batch cap; an id that is not waiting (running, finished, not yet
@@ -1336,9 +1337,12 @@ def load_sample(instance: Instance, size: int, limits: tuple[int, int] | None = 
 
 
 def _sample(instance: Instance, size: int) -> Instance:
+    """``size`` requests evenly by predicted output, on their planning lengths (capped predictions
+    stand in for the true outputs, which a policy never reads), in memory scaled by size / n but
+    never below a sampled request's planned peak."""
     order = np.argsort(instance.predicted_output, kind="stable")
     chosen = np.sort(order[np.linspace(0, instance.n - 1, size).round().astype(int)])
-    sample = instance.subset(chosen)
+    sample = planning_instance(instance).subset(chosen)
     peak = int(np.max(sample.prompt_tokens + sample.output_tokens))
     memory = max(round(instance.kv_memory * size / instance.n), peak)
     return dataclasses.replace(sample, kv_memory=memory)

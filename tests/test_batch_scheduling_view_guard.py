@@ -52,8 +52,6 @@ def test_an_online_policy_never_reads_the_true_output_lengths(name, arrivals, no
     assert np.array_equal(_run_prepared_on(ONLINE[name](), other, instance), latency)
 
 
-@pytest.mark.xfail(strict=True, reason="solvers.batch_scheduling._sample sizes the load sample's "
-                   "memory by prompt + true output (review R11 / E6): to be fixed there")
 def test_the_bid_price_load_sample_does_not_read_the_true_output_lengths():
     # the whole LP over max_columns: the price is learned on a load sample of 40 requests
     instance = gen.generate(200, seed=0)

@@ -34,7 +34,7 @@ def solve_entry(instance: Instance, solve_kw: dict[str, Any]) -> tuple[float, fl
                            "verification stopped, nothing was judged")
     if solve_kw.get("relax"):
         return math.nan, solution.objective, "lp_relaxation", wall
-    kind = "optimal" if solution.status == "optimal" and solution.gap <= 1e-6 else "mip_bound"
+    kind = "optimal" if solution.status == "optimal" and abs(solution.gap) <= 1e-6 else "mip_bound"
     return solution.objective, solution.bound, kind, wall
 
 

@@ -123,3 +123,17 @@ def test_verify_check_by_hand():
                         objective=12.0, bound=14.0, bound_kind="mip_bound", solve={}, obtained="")
     assert lib_bench.check(big, 13.0, 13.5, 1e-5)[0]
     assert not lib_bench.check(big, 14.5, 15.0, 1e-5)[0]
+
+
+def test_an_objective_below_its_bound_is_not_called_optimal(monkeypatch):
+    # a solver answer whose objective is below its own bound (gap -inf against a bound of 0) is a
+    # contradiction, not an optimum: the library records it as a MIP interval, which check() judges
+    from servopt.core.solution import Solution, relative_gap
+    answer = Solution(status="optimal", objective=-5.0, bound=0.0, gap=relative_gap(-5.0, 0.0),
+                      wall_s=0.0)
+    monkeypatch.setattr(lib_bench.exact, "solve", lambda instance, **kw: answer)
+    assert answer.gap == float("-inf")
+    assert lib_bench.solve_entry(None, {})[2] == "mip_bound"
+    exact_answer = Solution(status="optimal", objective=5.0, bound=5.0, gap=0.0, wall_s=0.0)
+    monkeypatch.setattr(lib_bench.exact, "solve", lambda instance, **kw: exact_answer)
+    assert lib_bench.solve_entry(None, {})[2] == "optimal"

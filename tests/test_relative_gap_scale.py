@@ -63,3 +63,15 @@ def test_a_solution_saved_with_the_old_zero_gap_still_loads(tmp_path):
     edited = dataclasses.replace(old, gap=0.5)
     with pytest.raises(servopt.core.InvalidInstanceError, match="the file was edited"):
         Solution.load(edited.save(tmp_path / "edited"))
+
+
+def test_a_solution_saved_with_the_old_sign_below_a_zero_bound_still_loads(tmp_path):
+    # before 2ff6719 a value below a bound of 0 had gap +inf; it is -inf now (the sign of value -
+    # bound). A file saved then loads; +inf where the value is above the bound is still its gap
+    old = Solution(status="optimal", objective=-5.0, bound=0.0, gap=math.inf, wall_s=0.0)
+    assert Solution.load(old.save(tmp_path / "old")).gap == math.inf
+    above = dataclasses.replace(old, objective=5.0)
+    assert Solution.load(above.save(tmp_path / "above")).gap == math.inf
+    edited = dataclasses.replace(above, gap=-math.inf)
+    with pytest.raises(servopt.core.InvalidInstanceError, match="the file was edited"):
+        Solution.load(edited.save(tmp_path / "edited"))

@@ -356,8 +356,10 @@ class Solution:
             raise InvalidInstanceError(f"{head_path}: relaxed must be true or false, got {relaxed!r}")
         objective, bound, gap = number("objective"), number("bound"), number("gap")
         expected = relative_gap(objective, bound, sense)
-        # (a gap of 0 within 1e-9 absolute: the rule files were saved with before GAP_RTOL)
-        legacy = gap == 0 and abs(objective - bound) <= 1e-9 * max(1.0, abs(bound))
+        # (a gap of 0 within 1e-9 absolute: the rule files were saved with before GAP_RTOL; +inf
+        # for a value below a bound of 0: the sign files were saved with before 2ff6719)
+        legacy = ((gap == 0 and abs(objective - bound) <= 1e-9 * max(1.0, abs(bound)))
+                  or (gap == math.inf and expected == -math.inf))
         if (not math.isnan(gap) and not legacy
                 and not math.isclose(gap, expected, rel_tol=1e-6, abs_tol=1e-9)):
             raise InvalidInstanceError(

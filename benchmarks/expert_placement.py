@@ -212,7 +212,7 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
     if not isinstance(plan, Plan):
         raise InvalidInstanceError("a method must return a servopt expert_placement Plan, got "
                                    f"{type(plan).__name__}")
-    plan_wall = plan.wall_s if not math.isnan(plan.wall_s) else wall
+    plan_wall = wall  # measured here: a plan's own wall_s is its note, never the score
     chosen = dispatch or plan.dispatch
     placement = check_placement(instance, plan.phy2log)  # checked: the int array scored below
     nxt = gpu_times(instance, plan, instance.next_loads, chosen)

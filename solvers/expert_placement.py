@@ -8,7 +8,9 @@ scored window's loads set to zero) and returns a :class:`Plan`: ``phy2log[l, p]`
 (the logical expert in physical slot ``p`` of layer ``l``, on GPU ``p // slots_per_gpu``; -1 for
 an empty slot), the dispatch semantics the plan is served with (``"even"``: every replica gets
 an equal share, as EPLB assumes; ``"lp"``: LPLB's min-max dispatch LP per window; ``"price"``:
-the bid-price dispatch rule with the plan's ``gpu_price``), and the wall time of planning.
+the bid-price dispatch rule with the plan's ``gpu_price``), and optionally its own note of the
+wall time of planning (``wall_s``, seconds: the evaluator measures the call itself and reports
+that).
 The dispatches (:func:`even_dispatch`, :func:`lp_dispatch`, :func:`price_dispatch`, and
 :func:`dispatch_flows` for a plan) return flows (layers, slots): the window's tokens served by
 each physical slot.
@@ -117,6 +119,9 @@ class Plan:
             raise InvalidInstanceError(f"dispatch must be one of {DISPATCHES}, got {self.dispatch!r}")
         if self.dispatch == "price" and self.gpu_price is None:
             raise InvalidInstanceError("price dispatch needs gpu_price (layers x GPUs)")
+        if not (isinstance(self.wall_s, float) and math.isnan(self.wall_s)):
+            self.wall_s = number("wall_s", self.wall_s, lambda v: 0 <= v < math.inf,
+                                 "seconds >= 0 (or NaN: not noted)")
 
 
 # =============================================================================================

@@ -5,28 +5,33 @@ Policy protocol
 A router subclasses :class:`Router` (which supplies ``reset``, ``on_step`` and ``route``; a simple
 rule writes only ``choose(view, i) -> worker``) and has
 
-- ``reset(instance, seed)``: called once before a simulation (clears its state). Of the
-  instance, the ``POLICIES`` routers read only ``workers``, ``ms_per_kv_token`` [ms of step
-  time per KV token on the most loaded worker] and whether ``predicted`` is None (whether the
-  stream carries predicted output lengths; the values are read from ``view``), never the
-  request frame, so a live system can start one without a stream:
-  ``router.reset(types.SimpleNamespace(workers=8, ms_per_kv_token=c1, predicted=None))``
+- ``reset(instance, seed)``: called once before a simulation (clears its state). The simulator
+  passes a ``RouterInstance`` (:mod:`servopt.benchmarks.decode_routing`): the fleet's constants
+  and the read-only ``arrival``, ``prompt``, ``predicted`` and ``block_ids``; reading ``output``,
+  ``output_tokens`` or ``requests`` is refused. Of the instance, the ``POLICIES`` routers read
+  only ``workers``, ``ms_per_kv_token`` [ms of step time per KV token on the most loaded worker]
+  and whether ``predicted`` is None (whether the stream carries predicted output lengths; the
+  values are read from ``view``), never the request frame, so a live system can start one without
+  a stream: ``router.reset(types.SimpleNamespace(workers=8, ms_per_kv_token=c1, predicted=None))``
   (``predicted=True`` when requests come with predictions); all else arrives through ``view``;
 - ``on_step(view)``: called at the start of every decode step (may refresh prices);
 - ``route(view, ids)``: route the requests ``ids`` that arrived by this step, in arrival order,
-  by calling ``view.assign(i, worker)`` exactly once for each (assignment is sticky: the
-  simulator refuses a second assignment).
+  by calling ``view.assign(i, worker)`` exactly once for each, with whole-number ids and workers
+  (assignment is sticky: the simulator refuses a second assignment).
 
-``view`` is the simulator's fleet state, read-only except for ``assign`` (its arrays are locked
-while a router runs: editing one in place raises): ``workers``,
-``slots``, ``kv_capacity``, ``step`` (decode step number), ``now`` (s), per-worker arrays
-``running``, ``queued`` (requests), ``kv_running`` (KV tokens of running requests) and
-``kv_queued`` (prompt tokens of queued requests), the visible request data ``prompt`` and
-``predicted`` (None when the stream has no predictions), the running set ``run_ids``,
-``run_worker``, ``run_generated``, and ``completed_outputs()`` / ``completed_ids()`` (output
-lengths and ids of finished requests, observable once they finish). True output lengths of
-unfinished requests are never shown. ``Router.route`` calls ``choose(view, i)`` per request, so a
-simple rule only writes ``choose``; counts in ``view`` include the requests routed earlier in the same step.
+``view`` is a view of the simulator's fleet state (``RouterView``), read-only except for
+``assign``: none of its attributes can be set, added or deleted (a router keeps its own state on
+itself), its arrays are locked while a router runs (editing one in place raises), and it holds no
+queues: ``workers``, ``slots``, ``kv_capacity``, ``step`` (decode step number), ``now`` (s),
+per-worker arrays ``running``, ``queued`` (requests), ``kv_running`` (KV tokens of running
+requests) and ``kv_queued`` (prompt tokens of queued requests), the visible request data
+``prompt`` and ``predicted`` (None when the stream has no predictions), ``worker_of`` (each
+request's worker, -1 before it is routed), the running set ``run_ids``, ``run_worker``,
+``run_generated``, and ``completed_outputs()`` / ``completed_ids()`` (output lengths and ids of
+finished requests, observable once they finish). True output lengths of unfinished requests are
+never shown (neither ``view`` nor the instance ``reset`` gets holds them). ``Router.route`` calls
+``choose(view, i)`` per request, so a simple rule only writes ``choose``; counts in ``view``
+include the requests routed earlier in the same step.
 
 Baselines (faithful to the deployed code they are named after)
 --------------------------------------------------------------
@@ -101,6 +106,7 @@ class FleetView(Protocol):
     run_ids: np.ndarray
     run_worker: np.ndarray
     run_generated: np.ndarray
+    worker_of: np.ndarray
 
     def assign(self, request: int, worker: int) -> None: ...
 

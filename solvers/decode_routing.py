@@ -80,12 +80,12 @@ from servopt.models.decode_routing import Epoch, MatrixLP, epoch_matrices
 from servopt.solvers.exact import (
     MIP_FEASIBILITY_MAX,
     TimeBudget,
-    _checked_arrays,
     gap_option,
     highs_lp,
     integrality_tolerance,
     new_highs,
     recorded_check,
+    repaired_incumbent,
     retry_tight,
     seconds,
 )
@@ -699,7 +699,7 @@ def solve_matrix(mat: MatrixLP, *, time_limit: float | None = None,
         if out["status"] == "infeasible":  # retry_tight keeps the first answer over this one
             raise InfeasibleError("the routing IP is infeasible")
         if out["x"] is not None:  # rounded, checked against the rows, its value recomputed
-            point, value, rejected, repaired = _checked_arrays(
+            point, value, rejected, repaired = repaired_incumbent(
                 mat.c, mat.A, mat.row_lo, mat.row_hi, mat.col_lo, mat.col_hi, mat.integer,
                 out["x"], offset=mat.offset, sense="min", time_limit=budget.left(),
                 names=lambda row: _row_name(mat, row), tolerance=tolerance)

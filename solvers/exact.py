@@ -713,7 +713,7 @@ def _pyomo_integrality_tolerance(solver: Any) -> float:
 def _checked_pyomo_incumbent(solver: Any, model: pyo.ConcreteModel, time_limit: float | None,
                              tolerance: float) -> tuple[str | None, str | None]:
     """The loaded incumbent of a Pyomo MIP rounded, checked and repaired in place
-    (:func:`_checked_arrays` on the model HiGHS holds): its integer variables set to whole
+    (:func:`repaired_incumbent` on the model HiGHS holds): its integer variables set to whole
     numbers (and its continuous ones re-solved when the rounding broke a row). Returns why it was
     rejected and how it was repaired (None: not). Without Pyomo's HiGHS internals (another
     Pyomo), the integer variables are rounded and the constraints evaluated, without repair.
@@ -739,7 +739,7 @@ def _checked_pyomo_incumbent(solver: Any, model: pyo.ConcreteModel, time_limit: 
         return con.name if con is not None else f"row {row}"
 
     sense = "max" if lp.sense_ == highspy.ObjSense.kMaximize else "min"
-    point, _, rejected, repaired = _checked_arrays(
+    point, _, rejected, repaired = repaired_incumbent(
         np.asarray(lp.col_cost_, dtype=float), matrix, np.asarray(lp.row_lower_, dtype=float),
         np.asarray(lp.row_upper_, dtype=float), np.asarray(lp.col_lower_, dtype=float),
         np.asarray(lp.col_upper_, dtype=float), integer, x, offset=float(lp.offset_),
@@ -1513,7 +1513,7 @@ def _fixed_integer_point(objective: np.ndarray, matrix: Any, row_lower: np.ndarr
     return point
 
 
-def _checked_arrays(objective: np.ndarray, matrix: Any, row_lower: np.ndarray,
+def repaired_incumbent(objective: np.ndarray, matrix: Any, row_lower: np.ndarray,
                     row_upper: np.ndarray, col_lower: np.ndarray, col_upper: np.ndarray,
                     integer: np.ndarray, x: np.ndarray, *, offset: float, sense: str,
                     time_limit: float | None, names: Any, tolerance: float
@@ -1546,7 +1546,7 @@ def _checked_arrays(objective: np.ndarray, matrix: Any, row_lower: np.ndarray,
 def _checked_matrix_incumbent(mm: MatrixModel, values: np.ndarray, time_limit: float | None,
                               tolerance: float
                               ) -> tuple[np.ndarray | None, float, str | None, str | None]:
-    """:func:`_checked_arrays` of a matrix model's incumbent (objective in the model's units),
+    """:func:`repaired_incumbent` of a matrix model's incumbent (objective in the model's units),
     rows named by their family and label."""
     def names(row: int) -> str:
         for name, fam in mm.rows.items():
@@ -1555,7 +1555,7 @@ def _checked_matrix_incumbent(mm: MatrixModel, values: np.ndarray, time_limit: f
                 return f"{name}[{fam.index[int(hit[0])]}]"
         return f"row {row}"
 
-    return _checked_arrays(mm.objective, mm.matrix, mm.row_lower, mm.row_upper, mm.col_lower,
+    return repaired_incumbent(mm.objective, mm.matrix, mm.row_lower, mm.row_upper, mm.col_lower,
                            mm.col_upper, mm.integer, values, offset=mm.offset, sense=mm.sense,
                            time_limit=time_limit, names=names, tolerance=tolerance)
 

@@ -83,14 +83,14 @@ def test_the_rounded_point_is_repaired_through_its_continuous_columns():
     a = sp.csc_matrix(np.array([[1.0, -1e6]]))
     args = (np.array([1.0, 0.0]), a, np.array([0.0]), np.array([np.inf]), np.array([0.0, 0.0]),
             np.array([np.inf, 1.0]), np.array([False, True]))
-    point, value, rejected, repaired = exact._checked_arrays(
+    point, value, rejected, repaired = exact.repaired_incumbent(
         *args, np.array([999999.0, 1 - 1e-6]), offset=0.0, sense="min", time_limit=None,
         names=lambda row: f"r[{row}]", tolerance=1e-9)
     assert rejected is None and "r[0]" in repaired
     assert point.tolist() == [1e6, 1.0] and value == 1e6
     # with y fixed too (no free continuous column) the same point is rejected
     fixed = (*args[:4], np.array([999999.0, 0.0]), np.array([999999.0, 1.0]), args[6])
-    point, value, rejected, repaired = exact._checked_arrays(
+    point, value, rejected, repaired = exact.repaired_incumbent(
         *fixed, np.array([999999.0, 1 - 1e-6]), offset=0.0, sense="min", time_limit=None,
         names=lambda row: f"r[{row}]", tolerance=1e-9)
     assert point is None and math.isnan(value) and repaired is None

@@ -285,19 +285,21 @@ def bound(instance: Instance, *, window: str = "next", time_limit: float | None 
     """Lower bound on the cost: sum over layers of the window's min makespan bound (migrations
     cost >= 0, so this bounds the cost with migrations as well).
 
-    ``window``: ``next`` (the scored window, default) or ``planned``. With ``time_limit``
-    (seconds for each layer's placement MILP; infinity: no limit; None, the default: no MILP)
-    and at most ``milp_max_binaries`` binaries per layer, each layer's placement MILP (with the
+    ``window``: ``next`` (the scored window, default) or ``planned``. With a MILP limit and at
+    most ``milp_max_binaries`` binaries per layer, each layer's placement MILP (with the
     instance's migration cost) is solved too and its dual bound is used where larger (kind
-    ``mip_bound``, ``optimal`` if all layers are proved optimal). ``time_limit`` is the name
-    every decision's bound takes (``gap_table(..., bound_kw={"time_limit": 60})``);
-    ``milp_time_limit`` is its older name, still taken (0 there: no MILP, as it was); giving
-    both is refused.
+    ``mip_bound``, ``optimal`` if all layers are proved optimal). The limit is either
+    ``time_limit``, seconds for the whole call as every decision's bound takes it
+    (``gap_table(..., bound_kw={"time_limit": 60})``; the layers' MILPs share it, each taking
+    what is left divided by the layers left, and a layer reached with nothing left keeps its
+    makespan bound), or ``milp_time_limit``, the older option: seconds for each layer's MILP
+    (0: no MILP). Infinity: no limit; None for both (the default): no MILP; both given is
+    refused.
     """
     start = time.perf_counter()
     if window not in ("next", "planned"):
         raise InvalidInstanceError("window must be 'next' or 'planned'")
-    run_milp, limit = _milp_limit(time_limit, milp_time_limit)
+    run_milp, limit, per_call = _milp_limit(time_limit, milp_time_limit)
     w = instance.next_loads if window == "next" else instance.planned_loads
     per_layer = makespan_lower_bound(w, instance.num_gpus, instance.slots_per_gpu,
                                      instance.speed)
@@ -309,10 +311,17 @@ def bound(instance: Instance, *, window: str = "next", time_limit: float | None 
         index = instance.num_windows - 1 if window == "next" else max(0, instance.num_windows - 2)
         all_optimal = True
         for layer in range(instance.num_layers):
+            layer_limit = limit
+            if per_call and limit is not None:
+                left = limit - (time.perf_counter() - start)
+                if left <= 0:  # the budget is spent: this layer keeps its makespan bound
+                    all_optimal = False
+                    continue
+                layer_limit = left / (instance.num_layers - layer)
             model = build(instance, window=index, layers=[layer], makespan_lb=per_layer[layer])
             # integrality to 1e-9: at HiGHS's default 1e-6 a replica at y = 1e-6 serves tokens
             # almost free, and the value came out up to ~1e-6 relative low, moving with the scale
-            sol = exact.solve_model(model, time_limit=limit, mip_gap=1e-6,
+            sol = exact.solve_model(model, time_limit=layer_limit, mip_gap=1e-6,
                                     prices=False, decision=instance.decision,
                                     solver_options={"mip_feasibility_tolerance": 1e-9})
             proved = sol.bound >= sol.objective - 1e-9 * abs(sol.objective)  # relative: any scale
@@ -323,22 +332,24 @@ def bound(instance: Instance, *, window: str = "next", time_limit: float | None 
     return Bound(float(per_layer.sum()), kind, wall_s=time.perf_counter() - start)
 
 
-def _milp_limit(time_limit: Any, milp_time_limit: Any) -> tuple[bool, float | None]:
-    """Whether :func:`bound` solves the placement MILPs, and each one's limit in seconds (None:
-    no limit), from ``time_limit`` or its older name ``milp_time_limit`` (one of them at most)."""
+def _milp_limit(time_limit: Any, milp_time_limit: Any) -> tuple[bool, float | None, bool]:
+    """Whether :func:`bound` solves the placement MILPs, the limit in seconds (None: no limit)
+    and whether it is the whole call's (``time_limit``) or each layer's (``milp_time_limit``);
+    one of the two at most."""
     if time_limit is not None and milp_time_limit is not None:
         raise InvalidInstanceError(
-            f"servopt.benchmarks.expert_placement.bound() takes time_limit or its older name "
-            f"milp_time_limit, not both (got "
+            f"servopt.benchmarks.expert_placement.bound() takes time_limit (the whole call) or "
+            f"the older milp_time_limit (each layer), not both (got "
             f"time_limit={time_limit!r}, milp_time_limit={milp_time_limit!r})")
     name, value = (("time_limit", time_limit) if milp_time_limit is None
                    else ("milp_time_limit", milp_time_limit))
     if value is None or (name == "milp_time_limit" and isinstance(value, int | float | np.number)
                          and value == 0):  # the older name's 0 (or False): no MILP, as it was
-        return False, None
+        return False, None, False
+    what = "the whole bound" if name == "time_limit" else "each layer's MILP"
     seconds = number(name, value, lambda v: v > 0,  # also refuses NaN and text
-                     "positive seconds for each layer's MILP, infinity (no limit) or None (no MILP)")
-    return True, None if seconds == math.inf else seconds
+                     f"positive seconds for {what}, infinity (no limit) or None (no MILP)")
+    return True, None if seconds == math.inf else seconds, name == "time_limit"
 
 
 __all__ = ["DEFAULT_METHODS", "SENSE", "balancedness", "bound", "evaluate", "gpu_times", "migrations"]

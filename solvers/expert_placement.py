@@ -119,7 +119,7 @@ class Plan:
             raise InvalidInstanceError(f"dispatch must be one of {DISPATCHES}, got {self.dispatch!r}")
         if self.dispatch == "price" and self.gpu_price is None:
             raise InvalidInstanceError("price dispatch needs gpu_price (layers x GPUs)")
-        if not (isinstance(self.wall_s, float) and math.isnan(self.wall_s)):
+        if not (isinstance(self.wall_s, float | np.floating) and math.isnan(self.wall_s)):
             self.wall_s = number("wall_s", self.wall_s, lambda v: 0 <= v < math.inf,
                                  "seconds >= 0 (or NaN: not noted)")
 
@@ -895,7 +895,7 @@ def exact_placement(instance: Instance, *, target_gap: float = 0.01, milp_time_l
     """
     _check_instance(instance)
     number("target_gap", target_gap, lambda v: 0 <= v < math.inf, ">= 0 (a relative gap)")
-    number("milp_time_limit", milp_time_limit, lambda v: 0 < v < math.inf, "> 0 seconds")
+    number("milp_time_limit", milp_time_limit, lambda v: 0 < v < math.inf, "finite seconds > 0")
     whole_number("milp_max_binaries", milp_max_binaries, low=0)
     start = time.perf_counter()
     w = instance.planned_loads

@@ -595,3 +595,4 @@ def test_the_evaluator_measures_planning_time_itself():
         with pytest.raises(InvalidInstanceError, match="wall_s"):
             Plan(placement, wall_s=bad)
     assert Plan(placement, wall_s=2).wall_s == 2.0
+    assert math.isnan(Plan(placement, wall_s=np.float32("nan")).wall_s)  # NaN of any float type

@@ -1,6 +1,7 @@
-"""Expert placement's bound takes ``time_limit`` (seconds for each layer's placement MILP; None:
-no MILP), the name every decision's bound takes, so ``gap_table(..., bound_kw={"time_limit": t})``
-works for it as for the others; ``milp_time_limit`` stays as its older name (both: refused)."""
+"""Expert placement's bound takes ``time_limit`` (seconds for the whole bound, its layers' MILPs
+sharing them; None: no MILP), the name and meaning every decision's bound has, so
+``gap_table(..., bound_kw={"time_limit": t})`` works for it as for the others;
+``milp_time_limit`` stays as the older option, seconds for each layer (both: refused)."""
 
 from __future__ import annotations
 
@@ -55,8 +56,9 @@ def test_time_limit_and_milp_time_limit_give_the_same_bound(window: str):
 
 
 def test_both_names_are_refused():
-    with pytest.raises(InvalidInstanceError, match=r"time_limit or its older name milp_time_limit, "
-                                                   r"not both \(got time_limit=5, milp_time_limit=5\)"):
+    with pytest.raises(InvalidInstanceError, match=r"time_limit \(the whole call\) or the older "
+                                                   r"milp_time_limit \(each layer\), not both "
+                                                   r"\(got time_limit=5, milp_time_limit=5\)"):
         bench.bound(_hand(), time_limit=5, milp_time_limit=5)
     with pytest.raises(InvalidInstanceError, match="not both"):
         servopt.gap_table(_hand(), ["eplb"], bound_kw={"time_limit": 5, "milp_time_limit": 5})
@@ -80,3 +82,40 @@ def test_the_older_name_keeps_its_meanings():
         bench.bound(_hand(), milp_time_limit=-1)
     assert "time_limit" in bench.bound.accepted_keywords
     assert "milp_time_limit" in bench.bound.accepted_keywords
+
+
+def test_time_limit_is_shared_by_the_layers_and_milp_time_limit_is_each_layers(monkeypatch):
+    # review R13: time_limit=1 on 8 layers took 5.6 s, each layer's MILP getting the whole second.
+    # Now the first layer gets at most a share (limit / layers) and none more than what is left;
+    # the older milp_time_limit still gives every layer its full limit
+    from servopt.solvers import exact
+    inst = gen.generate(windows=2, layers=4, experts=8, nodes=1, gpus_per_node=4,
+                        slots_per_gpu=3, seed=0)
+    given = []
+    real = exact.solve_model
+
+    def spy(model, **kw):
+        given.append(kw["time_limit"])
+        return real(model, **kw)
+
+    monkeypatch.setattr(exact, "solve_model", spy)
+    shared = bench.bound(inst, time_limit=8.0)
+    assert len(given) == 4 and given[0] <= 8.0 / 4 and max(given) <= 8.0
+    assert shared.kind in ("optimal", "mip_bound")
+    given.clear()
+    each = bench.bound(inst, milp_time_limit=8.0)
+    assert given == [8.0] * 4 and (each.value, each.kind) == (shared.value, shared.kind)
+
+
+def test_a_spent_budget_keeps_the_makespan_bound_for_the_layers_left(monkeypatch):
+    # a budget spent before a layer is reached: that layer keeps its makespan bound (valid), the
+    # kind is mip_bound (not every layer proved), and no MILP runs with a limit <= 0
+    import itertools
+    import time as clock
+    inst = gen.generate(windows=2, layers=3, experts=8, nodes=1, gpus_per_node=4,
+                        slots_per_gpu=3, seed=0)
+    now = itertools.count(0.0, 100.0)  # every read of the clock: 100 s later
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: next(now))
+    out = bench.bound(inst, time_limit=50.0)
+    monkeypatch.setattr(bench.time, "perf_counter", clock.perf_counter)
+    assert (out.value, out.kind) == (pytest.approx(bench.bound(inst).value), "mip_bound")

@@ -203,8 +203,11 @@ class Solution:
         row or column label is refused, since its long form could not be put back, as are index
         level names that repeat each other or the table's name and None column labels). Level
         names come back as text, and in a text column None comes back as "" (both are an empty
-        cell). The tables an earlier save listed in ``solution.json`` are removed first (and only
-        those: other files in the folders are left alone). A ``prices`` or ``decisions`` folder
+        cell). Every table is checked before anything is written; then the earlier
+        ``solution.json`` and the tables it listed are removed (and only those: other files in the
+        folders are left alone), and the new ``solution.json`` is written last, so a save refused
+        or interrupted half-way leaves a folder :meth:`load` refuses, never a mix of two
+        solutions. A ``prices`` or ``decisions`` folder
         that is a symbolic link, or not a folder, is refused (``InvalidInstanceError``), and each
         file is written beside its place and then moved there (a symbolic link in its place is
         replaced, not followed), so nothing outside ``directory`` is written or removed. Returns
@@ -226,13 +229,11 @@ class Solution:
                 "prices": sorted(self.prices), "decisions": sorted(self.decisions)}
         head = {k: (None if math.isnan(v) else _INFINITE[v > 0]) if isinstance(v, float)
                 and not math.isfinite(v) else v for k, v in head.items()}
-        tables: dict[str, dict[str, Any]] = {}
+        # every table is checked and put in its written form before anything in ``out`` changes,
+        # and the old solution.json goes first: a save refused or interrupted half-way leaves a
+        # folder load refuses, never the old header over a mix of old and new tables
+        ready: list[tuple[str, str, pd.DataFrame, list[Any], pd.Series, dict | None]] = []
         for folder, frames in (("prices", self.prices), ("decisions", self.decisions)):
-            for name in stale[folder]:
-                (out / folder / f"{name}.csv").unlink(missing_ok=True)
-            if frames:
-                (out / folder).mkdir(exist_ok=True)
-            tables[folder] = {}
             for name, frame in frames.items():
                 where = f"{folder}/{name}"
                 columns = None
@@ -252,18 +253,30 @@ class Solution:
                         f"Solution.save: {where}'s index level names ({', '.join(map(str, header))}) "
                         f"must differ from each other and from the table's name {name!r}: they "
                         "are the CSV's column names")
-                replace_file(out / folder / f"{name}.csv", lambda path, table=table, header=header:
-                             table.to_csv(path, index=True, index_label=header))
-                levels = [table.index.get_level_values(k) for k in range(table.index.nlevels)]
-                tables[folder][name] = {
-                    "rows": len(table),
-                    "values": _dtype_kind(frame, f"{where} values") if columns is None
-                    else (columns["values"][0] if len(kinds) == 1 else "text"),  # (read per column)
-                    "levels": [_dtype_kind(level, f"{where} index level {k}")
-                               for k, level in enumerate(levels)],
-                    "labels_sha256": _labels_digest(_read_text(out / folder / f"{name}.csv"))}
-                if columns is not None:
-                    tables[folder][name]["columns"] = columns
+                ready.append((folder, name, table, header, frame, columns))
+        (out / "solution.json").unlink(missing_ok=True)
+        tables: dict[str, dict[str, Any]] = {}
+        for folder, frames in (("prices", self.prices), ("decisions", self.decisions)):
+            for name in stale[folder]:
+                (out / folder / f"{name}.csv").unlink(missing_ok=True)
+            if frames:
+                (out / folder).mkdir(exist_ok=True)
+            tables[folder] = {}
+        for folder, name, table, header, frame, columns in ready:
+            where = f"{folder}/{name}"
+            replace_file(out / folder / f"{name}.csv", lambda path, table=table, header=header:
+                         table.to_csv(path, index=True, index_label=header))
+            levels = [table.index.get_level_values(k) for k in range(table.index.nlevels)]
+            kinds = set(columns["values"]) if columns is not None else set()
+            tables[folder][name] = {
+                "rows": len(table),
+                "values": _dtype_kind(frame, f"{where} values") if columns is None
+                else (columns["values"][0] if len(kinds) == 1 else "text"),  # (read per column)
+                "levels": [_dtype_kind(level, f"{where} index level {k}")
+                           for k, level in enumerate(levels)],
+                "labels_sha256": _labels_digest(_read_text(out / folder / f"{name}.csv"))}
+            if columns is not None:
+                tables[folder][name]["columns"] = columns
         head["tables"] = tables
         text = json.dumps(head, indent=1) + "\n"
         replace_file(out / "solution.json", lambda path: path.write_text(text))
@@ -284,7 +297,8 @@ class Solution:
         head_path = folder / "solution.json"
         if not head_path.is_file():
             raise InvalidInstanceError(f"{folder} has no solution.json: not a folder written by "
-                                       "Solution.save")
+                                       "Solution.save, or a save that was refused or interrupted "
+                                       "before it finished (save again)")
         def finite(text: str) -> float:  # a JSON number; 1e400 would otherwise read as inf
             value = float(text)
             if not math.isfinite(value):

@@ -159,8 +159,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
                                           ("a proved bound", solution.bound)) if not math.isnan(value)]
         what = " and ".join(found) if found else "neither an incumbent nor a bound"
         print(f"          time limit of {time_limit:g} s reached with {what} (the limit covers the "
-              "build, a MIP's bound LP (solved first), the solve and the prices; --time-limit S "
-              "for longer, 0 for none)")
+              "build where the model checks the clock, a MIP's bound LP (solved first), the "
+              "solve and the prices; --time-limit S for longer, 0 for none)")
     skipped = solution.info.get("prices_skipped")
     if skipped == "time_limit":
         print("prices    none: the time limit left no time for the price LP (--time-limit S for "
@@ -557,7 +557,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--relax", action="store_true", help="solve the LP relaxation")
     p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
                    help="seconds for the whole solve: build, solver, bound and prices (default "
-                        "60; 0 for none); on expiry the incumbent and the proved bound are shown")
+                        "60; 0 for none); on expiry the incumbent and the proved bound are shown. "
+                        "Not stopped by it: a large model's build on the Pyomo or CVXPY path and "
+                        "HiGHS's presolve, which can outlast the limit on models of millions of "
+                        "nonzeros (help(servopt.solve) lists what is covered)")
     p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap (default 1e-4)")
     p.add_argument("--backend", choices=["highs", "pyomo", "cvxpy"], default="highs",
                    help="highs (default): HiGHS on the model's matrix form where it has one, "

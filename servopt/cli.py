@@ -558,9 +558,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
                    help="seconds for the whole solve: build, solver, bound and prices (default "
                         "60; 0 for none); on expiry the incumbent and the proved bound are shown. "
-                        "Not stopped by it: a large model's build on the Pyomo or CVXPY path and "
-                        "HiGHS's presolve, which can outlast the limit on models of millions of "
-                        "nonzeros (help(servopt.solve) lists what is covered)")
+                        "Not stopped by it: a large model's build where it does not check the "
+                        "clock (LP relaxations, the Pyomo and CVXPY paths) and HiGHS's presolve, "
+                        "which can outlast the limit on models of millions of nonzeros "
+                        "(help(servopt.solve) lists what is covered)")
     p.add_argument("--mip-gap", type=float, default=1e-4, help="relative MIP gap (default 1e-4)")
     p.add_argument("--backend", choices=["highs", "pyomo", "cvxpy"], default="highs",
                    help="highs (default): HiGHS on the model's matrix form where it has one, "

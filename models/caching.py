@@ -25,7 +25,8 @@ sizes differ; with unit sizes and a whole-token capacity the LP is integral, and
 too it equals Belady). The IP is NP-hard in general: use it on small instances (it is refused
 above ``MAX_BINARIES`` intervals: HiGHS's root-node work on larger ones does not check the time
 limit); the LP and :class:`~servopt.solvers.caching.LPSchedule` (its rounded schedule,
-:func:`round_schedule`) bracket the optimum at any size. ``servopt.solve`` starts the IP from
+:func:`round_schedule`) bracket the optimum up to ``MAX_LP_REQUESTS`` requests (beyond it
+``servopt.solve`` refuses the LP too: ~2.4 KB a request). ``servopt.solve`` starts the IP from
 that rounded schedule (:func:`start_from_relaxation`: the LP is solved first, inside the time
 limit), so a time-limited IP never ends worse than ``lp_schedule``
 (``benchmarks/results/caching_warm_start.md``).
@@ -133,12 +134,32 @@ MAX_INTERVAL_NONZEROS = 5_000_000
 # at 80k, 8.3-12.5 s and 1.4-1.5 GB at 320k). Kept:
 # above it the rounded LP schedule is the practical answer, and max_binaries lifts it
 MAX_BINARIES = 50_000
+# requests of an instance whose LP (or IP, which solves the LP first) servopt.solve builds: the
+# matrix path holds ~2.4 KB a request at its peak (audit R12, servopt solve --relax on generate's
+# 400-object workload: 250k requests 0.70 GB, 500k 1.30 GB, 1M 2.23-2.45 GB, and at 1M no
+# optimum after 926 s). Refused before anything is built; the policies (lru, belady, ...) take up
+# to the instances' 10M requests. At the cap: benchmarks/results/limits.md, cache_lp_requests
+MAX_LP_REQUESTS = 500_000
 # relative slack of every "fits in the cache" test (float noise of summed sizes), as the
 # evaluator's simulator: C (1 + 1e-12) tokens
 FIT_RTOL = 1e-12
 # the units keep the data's spread below this ratio (an outlier far smaller than the rest does not
 # push the capacity or the dearest cost to a huge number of units)
 UNIT_SPREAD = 1e6
+
+
+def _check_lp_size(instance: Instance, relax: bool) -> None:
+    """Refuse, before the intervals are extracted, an instance of more than ``MAX_LP_REQUESTS``
+    requests: the LP's memory grows ~2.4 KB a request and HiGHS's time faster."""
+    n = instance.requests
+    if n > MAX_LP_REQUESTS:
+        model = "LP relaxation" if relax else "IP (which solves its LP relaxation first)"
+        raise InvalidInstanceError(
+            f"the caching {model} would cover {n:,} requests (more than {MAX_LP_REQUESTS:,}: "
+            f"it holds ~2.4 KB a request, 1.3 GB at 500,000, and HiGHS had no optimum after "
+            f"3 minutes at 250,000, nor after 15 at 1,000,000): solve a shorter stretch of the "
+            f"trace, or evaluate the caching policies (lru, gdsf, belady, ...), which take up to "
+            f"10,000,000 requests")
 
 
 def _check_ip_size(iv: Intervals, relax: bool, max_binaries: int) -> None:
@@ -230,11 +251,12 @@ def build(instance: Instance, *, relax: bool = False, form: str = "flow",
           max_binaries: int = MAX_BINARIES, start: np.ndarray | None = None) -> pyo.ConcreteModel:
     """The offline caching model in Pyomo (``form="flow"`` or ``"interval"``): binary ``keep``
     (the offline optimum; refused above ``max_binaries`` intervals that fit), or the interval LP
-    with ``relax=True`` (its lower bound, any size). ``start``: a feasible 0/1 ``keep`` per
-    interval (:func:`round_schedule`), the IP's warm start (``servopt.solve`` passes the rounded
-    LP, :func:`start_from_relaxation`)."""
+    with ``relax=True`` (its lower bound); either refused above ``MAX_LP_REQUESTS`` requests.
+    ``start``: a feasible 0/1 ``keep`` per interval (:func:`round_schedule`), the IP's warm
+    start (``servopt.solve`` passes the rounded LP, :func:`start_from_relaxation`)."""
     if form not in FORMS:
         raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
+    _check_lp_size(instance, relax)
     iv = intervals(instance)
     _check_ip_size(iv, relax, max_binaries)
     start_keep = None if start is None or relax else _start_keep(instance, iv, start)
@@ -424,6 +446,7 @@ def build_cvxpy(instance: Instance, *, form: str = "flow") -> CvxpyModel:
 
     if form not in FORMS:
         raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
+    _check_lp_size(instance, relax=True)
     iv = intervals(instance)
     n, m = instance.requests, len(iv.start)
     gaps = max(n - 1, 1)
@@ -589,6 +612,7 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "
         raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
     if form != "flow":
         return None
+    _check_lp_size(instance, relax)
     iv = intervals(instance)
     _check_ip_size(iv, relax, max_binaries)  # before the network is built
     fm = flow_matrix(instance, iv, reduce=True)

@@ -28,6 +28,12 @@ from servopt.core.instance import MAX_MAGNITUDE
 
 MAX_OUTPUT = 1_000_000  # output tokens per request: beyond any model's output limit
 MAX_PROMPT = 10_000_000  # prompt tokens per request: beyond any model's context
+# requests per instance, as the other decisions' generators cap them; refused by the generators,
+# by a file's loader before its arrays are decoded, and by the constructor before its int64
+# copies. ``servopt generate batch_scheduling n=50000000`` wrote 494 MB at a 4.16 GB peak (audit
+# R12); at the cap generate and write, and load, are in benchmarks/results/limits.md
+# (batch_requests, batch_requests_load)
+MAX_REQUESTS = 10_000_000
 
 #: Log-normal fit of the Azure LLM inference trace 2023 (code): context tokens median 1469,
 #: mean 2048, max 7437; generated tokens median 13, mean 28, min 6 (README of the shared traces).
@@ -64,6 +70,18 @@ class Instance(BaseInstance):
     max_batch: int | None = None
     name: str = ""
 
+    @classmethod
+    def from_dict(cls, data: Any, *, source: str = "data") -> Instance:
+        """As :meth:`servopt.core.Instance.from_dict`, refusing more than ``MAX_REQUESTS``
+        arrivals before any field is decoded into arrays."""
+        fields = data.get("fields") if isinstance(data, dict) else None
+        arrival = fields.get("arrival") if isinstance(fields, dict) else None
+        if isinstance(arrival, dict):  # {"ndarray": [...], "dtype": ...}
+            arrival = arrival.get("ndarray")
+        if isinstance(arrival, list):
+            _check_requests(len(arrival), f"{source}: field 'arrival' has")
+        return super().from_dict(data, source=source)
+
     def validate(self) -> None:
         if isinstance(self.kv_memory, bool) or not isinstance(self.kv_memory, int | np.integer):
             raise InvalidInstanceError(
@@ -71,6 +89,10 @@ class Instance(BaseInstance):
         if self.kv_memory < 1:
             raise InvalidInstanceError(f"kv_memory must be >= 1 token, got {self.kv_memory}")
         self._set("kv_memory", int(self.kv_memory))
+        try:  # before the int64 copies below
+            _check_requests(len(self.arrival), "arrival has")
+        except TypeError:
+            pass  # not a list: refused below by name
         arrays = {}
         for name in ("arrival", "prompt_tokens", "output_tokens", "predicted_output"):
             value = getattr(self, name)
@@ -178,6 +200,15 @@ class Instance(BaseInstance):
 # ---------------------------------------------------------------------------------------------
 # Generators
 # ---------------------------------------------------------------------------------------------
+def _check_requests(n: int, what: str) -> None:
+    """Refuse more than ``MAX_REQUESTS`` requests; ``what`` starts the message ("n is")."""
+    if n > MAX_REQUESTS:
+        raise InvalidInstanceError(
+            f"{what} {n:,} requests: at most {MAX_REQUESTS:,} per batch-scheduling instance "
+            f"(as the other decisions; at the cap generating and writing a file take ~0.9 GB, reading it "
+            f"back ~1.2 GB): split the stream into windows of requests")
+
+
 def _lognormal(rng: np.random.Generator, spec: dict, size: int) -> np.ndarray:
     mu = np.log(spec["median"])
     sigma = np.sqrt(2.0 * np.log(spec["mean"] / spec["median"]))
@@ -255,6 +286,7 @@ def generate(
     """
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         raise InvalidInstanceError(f"n must be a positive number of requests, got {n!r}")
+    _check_requests(int(n), "n is")
     _check_scales(prompt_scale, concurrency, max_output)
     seed = whole_number("seed", seed, low=0)
     noise = number("noise", noise, lambda v: 0 <= v < float("inf"), "a finite number >= 0")
@@ -325,6 +357,7 @@ def from_trace(
     seed = whole_number("seed", seed, low=0)
     noise = number("noise", noise, lambda v: 0 <= v < float("inf"), "a finite number >= 0")
     n = whole_number("n", n)
+    _check_requests(n, "n is")
     start = whole_number("start", start, low=0)
     if kv_memory is not None:
         kv_memory = whole_number("kv_memory", kv_memory)

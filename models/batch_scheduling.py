@@ -63,9 +63,11 @@ them; the LP point often does not (it starts a large request fractionally in mem
 by others), so adding them in a cut loop raises the lower bound (the solvers'
 ``cover_bound``).
 
-Three builders share these symbols: :func:`build` (Pyomo, any size; ``servopt.solve(...,
-backend="pyomo")``), :func:`build_cvxpy` (the LP, written independently as a convolution of the
-start matrix) and :func:`build_matrix` (scipy.sparse arrays, no Python loop over terms), which
+Three builders share these symbols: :func:`build` (Pyomo, ``servopt.solve(...,
+backend="pyomo")``: up to ``_MAX_PYOMO_ENTRIES`` = 5M memory-row entries, as it holds ~450 bytes
+an entry, a twelfth of the default matrix path's 60M: use that path to go larger),
+:func:`build_cvxpy` (the LP, written independently as a convolution of the start matrix) and
+:func:`build_matrix` (scipy.sparse arrays, no Python loop over terms), which
 :func:`build_matrix_model` labels for ``servopt.solve``'s default path. The IP (both paths)
 starts from :func:`warm_start_schedule`, the best of a few exact-lookahead schedules.
 :func:`build_coarse_matrix` builds a relaxation of the same problem over *buckets* of start
@@ -102,6 +104,13 @@ IDLE_ROUNDS = 1_000_000
 # fine memory-row entries: at the cap build_matrix peaks at 3.7 GB (~58 bytes an entry) and
 # build_matrix_model with HiGHS's copy at 4.2 GB (benchmarks/results/limits.md)
 _MAX_NONZEROS = 60_000_000
+# fine memory-row entries of the Pyomo model (:func:`build`, ``backend="pyomo"``): it holds
+# Python objects per term, ~410-460 bytes an entry with HiGHS's copy, peak RSS less a 157 MB
+# baseline (servopt.solve(generate(110), backend="pyomo", time_limit=2), 1.63M entries: 822 MB
+# in benchmarks/results/limits.md's batch_pyomo_entries, 897 MB from the CLI; the audit R12:
+# 18.1M entries, 7.98 GB, 131 s), so its cap is a twelfth of the matrix path's: 2.2-2.4 GB at
+# the cap, extrapolated linearly from those (not run at the cap)
+_MAX_PYOMO_ENTRIES = 5_000_000
 
 # Seconds per nonzero of the IP's matrix (generate(n, seed=0), n = 100-400, 1.4M-20M nonzeros;
 # ``benchmarks/results/exact_time_limit.md``, "build and set-up rates"): build_matrix_model
@@ -545,7 +554,13 @@ def model_size(instance: Instance, horizon: Any = None, window: int | None = Non
     and more, which int64 wrapped to a negative count) the float sum, a size far past any cap.
     ``ends``: :attr:`Clock.ends`."""
     T = horizon_rounds(instance, horizon)
-    count = np.maximum(0, _last_starts(instance, T, window, ends) - instance.arrival + 1)
+    return (T, *_counted(instance, T, window, ends))
+
+
+def _counted(instance: Instance, rounds: int, window: int | None,
+             ends: np.ndarray | None) -> tuple[int, int]:
+    """(start columns, fine memory-row entries) of the model over ``rounds`` rounds."""
+    count = np.maximum(0, _last_starts(instance, rounds, window, ends) - instance.arrival + 1)
     o = instance.output_tokens
 
     def total(values: np.ndarray, approx: float) -> int:
@@ -554,7 +569,70 @@ def model_size(instance: Instance, horizon: Any = None, window: int | None = Non
     starts = total(count, float(np.sum(count.astype(float))))
     with np.errstate(over="ignore"):  # the int64 products are used only where they hold
         entries = total(count * o, float(np.sum(count.astype(float) * o)))
-    return T, starts, entries
+    return starts, entries
+
+
+def horizon_lower_bound(instance: Instance) -> int:
+    """Rounds (from round 0 of ``instance``) that the makespan of every schedule reaches, in
+    O(n) and without a schedule: the largest a_i + o_i; the KV token-rounds of all requests
+    (sum_i :meth:`~Instance.footprint`) over the memory M, as no round holds more than M; with a
+    batch cap B, the output rounds sum_i o_i over B. The default horizons (None: the greedy
+    schedule's makespan; ``"safe"``: at least that) are never shorter."""
+    if not instance.n:
+        return 0
+    o = instance.output_tokens.astype(float)
+    work = float(np.sum(instance.prompt_tokens.astype(float) * o + o * (o + 1) / 2))
+    # whole rounds: the ceiling, taken a hair low (float sums: no overflow, some rounding)
+    bound = max(int(np.max(instance.arrival + instance.output_tokens)),
+                math.ceil(work / instance.kv_memory * (1 - 1e-9)))
+    if instance.max_batch is not None:
+        bound = max(bound, math.ceil(float(np.sum(o)) / instance.max_batch * (1 - 1e-9)))
+    return bound
+
+
+def size_lower_bound(instance: Instance, horizon: Any = None, window: int | None = None,
+                     ends: np.ndarray | None = None) -> tuple[int, int, int]:
+    """What :func:`model_size` is at least, in O(n): (rounds, start columns, fine memory-row
+    entries) counted on :func:`horizon_lower_bound`'s rounds for the default horizons (so no
+    greedy schedule, O(events x waiting x running): 146 s at 100,000 requests), on the given
+    number of rounds otherwise (then exact). Each request's start columns only grow with the
+    horizon, so each count is at most the model's."""
+    if horizon is None or horizon == "safe":
+        rounds = horizon_lower_bound(instance)
+    else:
+        rounds = horizon_rounds(instance, horizon)
+    return (rounds, *_counted(instance, rounds, window, ends))
+
+
+def _refuse_certainly_large(instance: Instance, horizon: Any, window: int | None,
+                            ends: np.ndarray | None, *, with_memory_rows: bool,
+                            pyomo: bool = False) -> None:
+    """Refuse, before the greedy schedule that sets the default horizon, a model that
+    :func:`size_lower_bound` already puts over a cap (:func:`_column_counts`'s, with the same
+    messages): an instance of 100,000 requests was refused only after 146 s of that schedule."""
+    rounds, starts, entries = size_lower_bound(instance, horizon, window, ends)
+    _refuse_size(rounds, starts, entries if with_memory_rows else None, pyomo=pyomo,
+                 at_least=horizon is None or horizon == "safe")
+
+
+def _refuse_size(rounds: int, starts: int, entries: int | None, *, pyomo: bool = False,
+                 at_least: bool = False) -> None:
+    """The model's size refusals: ``rounds`` memory rows above ``_MAX_ROUNDS`` and ``entries``
+    above the entries cap (``_MAX_NONZEROS``, or ``_MAX_PYOMO_ENTRIES`` for the Pyomo model,
+    ``pyomo``; both only when ``entries`` is given: the caller builds memory rows),
+    ``starts`` start columns above ``_MAX_COLUMNS``. ``at_least``: the counts are lower bounds."""
+    least = "at least " if at_least else ""
+    if entries is not None and rounds > _MAX_ROUNDS:  # (checked first: the rows come first)
+        raise InvalidInstanceError(
+            f"the time-indexed model would have {least}{rounds:,} rounds, one memory row each "
+            f"(more than {_MAX_ROUNDS:,}): pass a smaller horizon, or use the area bound (a long "
+            f"idle stretch is cut short only with the default horizon)")
+    if starts > _MAX_COLUMNS:
+        raise InvalidInstanceError(
+            f"the time-indexed model would have {least}{starts:,} start columns (more than "
+            f"{_MAX_COLUMNS:,}): pass a smaller horizon or a window, or use the area bound")
+    if entries is not None:
+        _check_entries(entries, pyomo=pyomo, at_least=at_least)
 
 
 def time_estimate(instance: Instance, *, relax: bool = False, horizon: Any = None,
@@ -567,6 +645,7 @@ def time_estimate(instance: Instance, *, relax: bool = False, horizon: Any = Non
     if horizon is None and not relax:
         horizon = "safe"
     instance, clock = model_clock(instance, horizon, window)
+    _refuse_certainly_large(instance, horizon, window, clock.ends, with_memory_rows=True)
     _, starts, entries = model_size(instance, horizon, window, clock.ends)
     nonzeros = starts + instance.n + entries * (1 if instance.max_batch is None else 2)
     return {"nonzeros": float(nonzeros), "build_s": BUILD_S_PER_NONZERO * nonzeros,
@@ -582,15 +661,22 @@ def _on_time(deadline: float | None, done: str) -> None:
 
 
 def columns(instance: Instance, horizon: Any = None, window: int | None = None, *,
-            with_memory_rows: bool = False, ends: np.ndarray | None = None) -> Columns:
+            with_memory_rows: bool = False, ends: np.ndarray | None = None,
+            pyomo: bool = False) -> Columns:
     """Every allowed (request, start round) pair and the cost of each late column.
     ``with_memory_rows``: the caller goes on to the fine memory rows (:func:`usage`), so their
-    size (and their number, the rounds) is refused here, before the columns are allocated (up
-    to 30M of them, ~1 GB). ``ends``: :attr:`Clock.ends` (each run ends by then)."""
+    size (above ``_MAX_NONZEROS``, or with ``pyomo`` the Pyomo model's ``_MAX_PYOMO_ENTRIES``)
+    and their number (the rounds) are refused here, before the
+    columns are allocated (up to 30M of them, ~1 GB). A model that :func:`size_lower_bound`
+    already puts over a cap is refused before the default horizon's greedy schedule.
+    ``ends``: :attr:`Clock.ends` (each run ends by then)."""
+    _refuse_certainly_large(instance, horizon, window, ends, with_memory_rows=with_memory_rows,
+                            pyomo=pyomo)
     T = horizon_rounds(instance, horizon)
     a, o = instance.arrival, instance.output_tokens
     last = _last_starts(instance, T, window, ends)
-    count = _column_counts(instance, last, with_memory_rows=with_memory_rows, rounds=T)
+    count = _column_counts(instance, last, with_memory_rows=with_memory_rows, rounds=T,
+                           pyomo=pyomo)
     request = np.repeat(np.arange(instance.n), count)
     offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
     start = a[request] + offset
@@ -600,22 +686,19 @@ def columns(instance: Instance, horizon: Any = None, window: int | None = None, 
 
 
 def _column_counts(instance: Instance, last: np.ndarray, *, with_memory_rows: bool,
-                   rounds: int | None = None) -> np.ndarray:
+                   rounds: int | None = None, pyomo: bool = False) -> np.ndarray:
     """Each request's start columns (a_i..``last_i``), refused above ``_MAX_COLUMNS`` in all
-    (and, ``with_memory_rows``, their memory-row entries above ``_MAX_NONZEROS`` and the
+    (and, ``with_memory_rows``, their memory-row entries above the cap, ``pyomo``: the Pyomo model's, and the
     ``rounds`` of memory rows above ``_MAX_ROUNDS``)."""
-    if with_memory_rows and rounds is not None and rounds > _MAX_ROUNDS:
-        raise InvalidInstanceError(
-            f"the time-indexed model would have {rounds:,} rounds, one memory row each (more than "
-            f"{_MAX_ROUNDS:,}): pass a smaller horizon, or use the area bound (a long idle "
-            f"stretch is cut short only with the default horizon)")
     count = np.maximum(0, last - instance.arrival + 1)
-    if count.sum() > _MAX_COLUMNS:
-        raise InvalidInstanceError(
-            f"the time-indexed model would have {count.sum():,} start columns (more than "
-            f"{_MAX_COLUMNS:,}): pass a smaller horizon or a window, or use the area bound")
-    if with_memory_rows:  # count x o <= 30M x 1e6: no int64 overflow
-        _check_entries(int(np.sum(count * instance.output_tokens)))
+    entries = None
+    if with_memory_rows:  # count x o <= 30M x 1e6 where it matters: the float sum above 2**62
+        with np.errstate(over="ignore"):
+            exact = int(np.sum(count * instance.output_tokens))
+        approx = float(np.sum(count.astype(float) * instance.output_tokens))
+        entries = exact if approx < 2.0**62 else int(approx)
+    _refuse_size(0 if rounds is None else rounds, int(count.sum()), entries,
+                 pyomo=pyomo)
     return count
 
 
@@ -645,18 +728,32 @@ def memory_entries(instance: Instance, cols: Columns) -> int:
     return int(np.sum(instance.output_tokens[cols.request]))
 
 
-def _check_entries(entries: int) -> None:
-    """Refuse fine memory rows of more than ``_MAX_NONZEROS`` entries."""
-    if entries > _MAX_NONZEROS:
+def _check_entries(entries: int, *, pyomo: bool = False,
+                   at_least: bool = False) -> None:
+    """Refuse fine memory rows of more than ``_MAX_NONZEROS`` entries (the matrix path's), or
+    with ``pyomo`` more than ``_MAX_PYOMO_ENTRIES`` (the Pyomo model's)."""
+    cap = _MAX_PYOMO_ENTRIES if pyomo else _MAX_NONZEROS
+    if entries <= cap:
+        return
+    least = "at least " if at_least else ""
+    if pyomo:
         raise InvalidInstanceError(
-            f"the time-indexed model's memory rows would have {entries:,} entries (more than "
-            f"{_MAX_NONZEROS:,}, about 4 GB with the solver's copy): pass a smaller horizon or a "
-            "window, or use the area or coarse bound")
+            f"the Pyomo model's memory rows would have {least}{entries:,} entries (more than "
+            f"{_MAX_PYOMO_ENTRIES:,}: Pyomo keeps Python objects per entry, ~410-460 bytes "
+            f"each with the solver's copy): use the default backend (servopt solve without --backend "
+            f"pyomo; backend='highs' from Python), whose matrix form takes up to "
+            f"{_MAX_NONZEROS:,} entries, or pass a smaller horizon or a window")
+    raise InvalidInstanceError(
+        f"the time-indexed model's memory rows would have {least}{entries:,} entries (more than "
+        f"{cap:,}, about 4 GB with the solver's copy): pass a smaller horizon or a "
+        "window, or use the area or coarse bound")
 
 
-def usage(instance: Instance, cols: Columns) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """COO triplets (round, column, KV tokens) of the memory rows."""
-    _check_entries(memory_entries(instance, cols))
+def usage(instance: Instance, cols: Columns, *, pyomo: bool = False
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """COO triplets (round, column, KV tokens) of the memory rows (refused above
+    the entries cap, ``pyomo``: the Pyomo model's)."""
+    _check_entries(memory_entries(instance, cols), pyomo=pyomo)
     col, j = run_rounds(instance.output_tokens[cols.request])
     row = cols.start[col] + j - 1
     tokens = instance.prompt_tokens[cols.request][col] + j
@@ -668,7 +765,9 @@ def usage(instance: Instance, cols: Columns) -> tuple[np.ndarray, np.ndarray, np
 # ---------------------------------------------------------------------------------------------
 def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
           window: int | None = None) -> pyo.ConcreteModel:
-    """The time-indexed hindsight IP (or its LP with ``relax=True``) as a Pyomo model.
+    """The time-indexed hindsight IP (or its LP with ``relax=True``) as a Pyomo model, refused
+    above ``_MAX_PYOMO_ENTRIES`` memory-row entries (~450 bytes each: use the default backend,
+    :func:`build_matrix_model`, to go larger).
 
     The IP's default horizon is ``"safe"`` (exact); the LP's the greedy makespan (smaller).
     Rounds are counted from the first arrival (:func:`from_first_arrival`: ``horizon`` is a
@@ -677,8 +776,9 @@ def build(instance: Instance, *, relax: bool = False, horizon: Any = None,
     if horizon is None and not relax:
         horizon = "safe"
     instance, clock = model_clock(instance, horizon, window)
-    cols = columns(instance, horizon, window, with_memory_rows=True, ends=clock.ends)
-    row, col, tokens = usage(instance, cols)
+    cols = columns(instance, horizon, window, with_memory_rows=True, ends=clock.ends,
+                   pyomo=True)
+    row, col, tokens = usage(instance, cols, pyomo=True)
     keys = list(zip(cols.request.tolist(), (cols.start + clock.shift[cols.request]).tolist(),
                     strict=True))
     domain = pyo.NonNegativeReals if relax else pyo.Binary
@@ -765,6 +865,8 @@ def build_cvxpy(instance: Instance, *, horizon: Any = None,
     import cvxpy as cp
 
     instance, clock = model_clock(instance, horizon, window)
+    # refused as the matrix form is (its columns are a part of this dense n x T matrix)
+    _refuse_certainly_large(instance, horizon, window, clock.ends, with_memory_rows=True)
     T = horizon_rounds(instance, horizon)
     n = instance.n
     a, s, o = instance.arrival, instance.prompt_tokens, instance.output_tokens
@@ -927,6 +1029,7 @@ def start_answer(instance: Instance, *, horizon: Any = None, window: int | None 
     if horizon is None:
         horizon = "safe"
     instance, clock = model_clock(instance, horizon, window)
+    _refuse_certainly_large(instance, horizon, window, clock.ends, with_memory_rows=True)
     greedy = greedy_schedule(instance)  # the horizon's, the late costs' and the first start
     rounds = horizon_rounds(instance, horizon, greedy=greedy)
     last = _last_starts(instance, rounds, window, clock.ends)

@@ -1222,7 +1222,7 @@ def coarse_bound(instance: Instance, *, bucket: int = 2, averaged: bool = True, 
     if averaged and penalty > 0:
         raise InvalidInstanceError("coarse_bound: pass averaged=False with a penalty (a priced model is "
                                    "a bound on its own)")
-    if not (isinstance(time_limit, int | float) and time_limit > 0):
+    if isinstance(time_limit, bool) or not (isinstance(time_limit, int | float) and time_limit > 0):
         raise InvalidInstanceError(f"time_limit must be a number of seconds > 0, got {time_limit!r}")
     t0 = time.perf_counter()
     price = None

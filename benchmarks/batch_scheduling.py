@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 import time
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, written_at
+from servopt.benchmarks.harness import Bound, OptionError, Outcome, checked_keywords, written_at
 from servopt.core import InvalidInstanceError
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
@@ -46,6 +47,7 @@ def simulate(instance: Instance, policy: rules.Policy | str, *, trace: bool = Fa
     first, most recently preempted first, those of one round by admission; then arrivals by
     arrival round and id) are kept as arrays and updated only when a request joins or leaves.
     """
+    check_options(trace=trace, max_rounds=max_rounds)
     if not isinstance(policy, rules.Policy):
         policy = rules.make_policy(policy)  # a name or a class (anything else is refused)
         policy.prepare(instance)
@@ -166,6 +168,18 @@ def simulate(instance: Instance, policy: rules.Policy | str, *, trace: bool = Fa
     return out
 
 
+def check_options(*, trace: Any = False, max_rounds: Any = None) -> None:
+    """Refuse a :func:`simulate` option that is not what it says (an :class:`OptionError` naming
+    it, before any policy runs): ``trace`` True or False, ``max_rounds`` None (the default
+    horizon) or a whole number of rounds >= 1 (-3 made every policy "stall" at round 0)."""
+    if not isinstance(trace, bool | np.bool_):
+        raise OptionError(f"batch_scheduling: trace must be True or False, got {trace!r}")
+    if max_rounds is not None and (isinstance(max_rounds, bool | np.bool_)
+                                   or not isinstance(max_rounds, Integral) or max_rounds < 1):
+        raise OptionError(f"batch_scheduling: max_rounds must be a whole number of rounds >= 1 "
+                          f"(or None: the default horizon), got {max_rounds!r}")
+
+
 def _read_only_view(array: np.ndarray) -> np.ndarray:
     """A view a policy can read but not write (the simulator keeps writing the array)."""
     view = array.view()
@@ -203,7 +217,7 @@ def _ask(rule: Any, method: str, *args: Any) -> Any:
             f"(np.array(state.{example})) to change it") from exc
 
 
-@checked_keywords(simulate)
+@checked_keywords(simulate, check=check_options)
 def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
     """Simulate ``method`` (a ``POLICIES`` name or a policy) and score it.
 

@@ -10,6 +10,11 @@ Each decision's benchmark module ``servopt.benchmarks.<d>`` provides
   (capacity: an empirical reference from simulation, not a proof);
 - optionally ``SENSE`` (``"min"`` by default) and ``DEFAULT_METHODS``.
 
+``evaluate`` and ``bound`` are decorated with :func:`checked_keywords`, which refuses an unknown
+keyword and, given ``check=``, a bad option value, both as :class:`OptionError` before any method
+runs; ``evaluate.check_options(**kw)`` runs the same checks without running anything (what
+:func:`gap_table` does once before its loop).
+
 ``gap = (cost - bound) / |bound|`` for a min decision, ``(bound - cost) / |bound|`` for a max one.
 """
 
@@ -20,11 +25,14 @@ import difflib
 import functools
 import inspect
 import math
+import numbers
 import os
 import re
 import sys
 import time
 import traceback
+import types
+import typing
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
@@ -105,9 +113,14 @@ def accepted_keywords(func: Callable[..., Any], *forwards: Callable[..., Any]) -
     return names
 
 
+class OptionError(InvalidInstanceError):
+    """An option of an evaluator or a bound that it does not take or whose value it refuses (the
+    caller's error, not a method's): :func:`gap_table` raises it instead of making error rows."""
+
+
 def unknown_keywords(public: str, given: Iterable[str], accepted: list[str]) -> None:
     """Refuse keywords ``public`` (the public function's dotted name) does not take: an
-    :class:`InvalidInstanceError` naming it, each unknown keyword (with a close accepted one if
+    :class:`OptionError` naming it, each unknown keyword (with a close accepted one if
     there is one) and every keyword it accepts; nothing when all are known."""
     unknown = [k for k in given if k not in accepted]
     if not unknown:
@@ -118,14 +131,72 @@ def unknown_keywords(public: str, given: Iterable[str], accepted: list[str]) -> 
         parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     takes = ", ".join(accepted) if accepted else "no keyword options"
     noun = "argument" if len(parts) == 1 else "arguments"  # Python's words, with the public name
-    raise InvalidInstanceError(f"{public}() got an unexpected keyword {noun} {', '.join(parts)}; "
+    raise OptionError(f"{public}() got an unexpected keyword {noun} {', '.join(parts)}; "
                                f"it accepts: {takes}")
 
 
-def checked_keywords(*forwards: Callable[..., Any]) -> Callable[[F], F]:
+_KINDS = {bool: "True or False", int: "a whole number", float: "a number", str: "text"}
+
+
+def option_kinds(func: Callable[..., Any], *forwards: Callable[..., Any]) -> dict[str, tuple[
+        frozenset[type], bool]]:
+    """The options of ``func`` (and of ``forwards``, as :func:`accepted_keywords`) whose annotation
+    is ``bool``, ``int``, ``float``, ``str`` or a union of them (with None or not): name ->
+    (the kinds, whether None is in the annotation). An option annotated otherwise (``Any``, a
+    class) is not listed, nor any of a function whose annotations do not resolve."""
+    kinds: dict[str, tuple[frozenset[type], bool]] = {}
+    for f in (func, *forwards):
+        try:
+            hints = typing.get_type_hints(inspect.unwrap(f))
+        except Exception:  # (a name only imported for type checkers: no kinds from this one)
+            continue
+        for p in inspect.signature(f).parameters.values():
+            if (p.name in kinds or p.name not in hints or p.default is p.empty
+                    or p.kind not in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)):
+                continue
+            hint = hints[p.name]
+            args = typing.get_args(hint) if isinstance(hint, types.UnionType) or \
+                typing.get_origin(hint) is typing.Union else (hint,)
+            simple = frozenset(a for a in args if a is not type(None))
+            if simple and simple <= set(_KINDS):
+                kinds[p.name] = (simple, type(None) in args)
+    return kinds
+
+
+def of_kind(value: Any, kinds: frozenset[type], none: bool) -> bool:
+    """Whether ``value`` is of an option's annotated kinds: a bool option takes True or False, an
+    int option a whole number (not True/False), a float option a number, a str option text;
+    None when the annotation has it."""
+    if value is None:
+        return none
+    is_bool = isinstance(value, bool | np.bool_)
+    return ((bool in kinds and is_bool) or (str in kinds and isinstance(value, str))
+            or (int in kinds and not is_bool and isinstance(value, numbers.Integral))
+            or (float in kinds and not is_bool and isinstance(value, numbers.Real)))
+
+
+def kind_error(public: str, name: str, value: Any, kinds: frozenset[type], none: bool,
+               why: BaseException | None = None) -> OptionError:
+    """The :class:`OptionError` for ``public``'s option ``name`` given ``value`` (not of
+    ``kinds``), with the error the call ended in, if any."""
+    want = " or ".join(_KINDS[k] for k in (bool, int, float, str) if k in kinds)
+    return OptionError(f"{public}(): option {name} must be {want}{' (or None)' if none else ''}, "
+                       f"got {value!r}" + (f" ({type(why).__name__}: {why})" if why else ""))
+
+
+def checked_keywords(*forwards: Callable[..., Any],
+                     check: Callable[..., None] | None = None) -> Callable[[F], F]:
     """Decorate a decision's public ``evaluate`` or ``bound``: a keyword it does not take (nor the
     functions in ``forwards`` its ``**kw`` goes to) is refused by :func:`unknown_keywords` before
-    the call, instead of a TypeError naming an internal function (``simulate()``, ``bound()``).
+    the call, instead of a TypeError naming an internal function (``simulate()``, ``bound()``);
+    a flag (an option annotated ``bool``) that is not True or False is refused (the evaluator
+    would take "no" as true); then ``check(**options)``, when given, refuses a bad option value (it raises
+    :class:`OptionError` naming the option), also before the call: before any method runs.
+    The decorated function's ``check_options(**options)`` runs these checks alone. An option
+    of another annotated kind (int, float, str: :func:`option_kinds`) is left to the evaluator,
+    whose message is the more precise; but a call that ends in a bare TypeError or ValueError
+    while such an option is not of its kind (decode_routing's ``seed="x"``: numpy's
+    "SeedSequence expects int") is re-raised as an :class:`OptionError` naming the option.
     ``help()`` and ``inspect.signature`` still show the function's own signature."""
     def decorate(func: F) -> F:
         public = f"{func.__module__}.{func.__qualname__}"
@@ -133,12 +204,32 @@ def checked_keywords(*forwards: Callable[..., Any]) -> Callable[[F], F]:
         required = [p.name for p in inspect.signature(func).parameters.values()
                     if p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty]
 
+        kinds = option_kinds(func, *forwards)
+
+        def check_options(**options: Any) -> None:
+            unknown_keywords(public, options, accepted)
+            for key, value in options.items():  # a flag is never judged by the evaluator: here
+                if key in kinds and kinds[key][0] == {bool} and not of_kind(value, *kinds[key]):
+                    raise kind_error(public, key, value, *kinds[key])
+            if check is not None:
+                check(**options)
+
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            unknown_keywords(public, (k for k in kwargs if k not in required), accepted)
-            return func(*args, **kwargs)
+            options = {k: v for k, v in kwargs.items() if k not in required}
+            check_options(**options)
+            try:
+                return func(*args, **kwargs)
+            except (TypeError, ValueError) as exc:  # not an evaluator's own refusal: an option?
+                if isinstance(exc, InvalidInstanceError):
+                    raise
+                for key, value in options.items():
+                    if key in kinds and not of_kind(value, *kinds[key]):
+                        raise kind_error(public, key, value, *kinds[key], exc) from exc
+                raise
 
         wrapper.accepted_keywords = accepted  # type: ignore[attr-defined]
+        wrapper.check_options = check_options  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
     return decorate
 
@@ -229,10 +320,27 @@ def method_label(method: Any) -> str:
     return getattr(method, "__name__", None) or type(method).__name__
 
 
+def _policies(decision: str) -> dict[str, Any]:
+    """The decision's ``POLICIES`` (empty when it has no solvers layer or none)."""
+    try:
+        return dict(getattr(layer_module(decision, "solvers"), "POLICIES", {}) or {})
+    except InvalidInstanceError:
+        return {}
+
+
+def _stateless(method: Any) -> bool:
+    """Whether listing ``method`` twice runs it twice from scratch: a class (each run makes its
+    own object) or a plain function; a policy object, a bound method or a ``partial`` can carry
+    state from one run into the next."""
+    return isinstance(method, type) or inspect.isfunction(method) or inspect.isbuiltin(method)
+
+
 def _labelled(decision: str, methods: Any) -> list[tuple[str, Any]]:
     """``(label, method)`` per method of a :func:`gap_table` call, every label unique and a
     built-in's name only on a row of that built-in; refused (by name) are: a name listed twice,
-    an unknown name, one object listed twice, and a dict label that names another built-in."""
+    an unknown name, one policy object listed twice (a class or a plain function may be: each
+    run starts afresh), and a dict label that names another built-in (a label may name the
+    built-in's own class or function, ``{"fcfs": POLICIES["fcfs"]}``)."""
     known = known_methods(decision)
     builtin = set(known or ())
 
@@ -251,7 +359,7 @@ def _labelled(decision: str, methods: Any) -> list[tuple[str, Any]]:
                 raise InvalidInstanceError(f"gap_table(): two methods are labelled {label!r}")
             if isinstance(method, str):
                 check_name(method, f"label {label!r}: ")
-            if label in builtin and method != label:
+            if label in builtin and method != label and method is not _policies(decision).get(label):
                 what = repr(method) if isinstance(method, str) else f"a {type(method).__name__} object"
                 raise InvalidInstanceError(
                     f"gap_table(): the label {label!r} is the name of a built-in {decision} "
@@ -281,7 +389,7 @@ def _labelled(decision: str, methods: Any) -> list[tuple[str, Any]]:
             labelled.append((label, method))
     objects: dict[int, str] = {}
     for label, method in labelled:
-        if not isinstance(method, str):
+        if not isinstance(method, str) and not _stateless(method):
             if id(method) in objects:
                 raise InvalidInstanceError(
                     f"gap_table(): the same object is listed twice (rows {objects[id(method)]!r} "
@@ -322,15 +430,25 @@ def gap_table(
     name the rows. A name is its row's label, and may be listed once. An object is labelled by its
     ``name`` attribute or class, with ``#2``, ``#3`` when an earlier row has that label or it is
     the name of one of the decision's built-in methods (an object labels no row ``fcfs``: only
-    the built-in does). In a dict, a label that is a built-in's name must map to that name. The
-    same object may not appear twice (its second run would start from its first run's state);
-    pass two objects.
+    the built-in does). In a dict, a label that is a built-in's name must map to that name (or
+    to that built-in's own ``POLICIES`` entry). The same policy object may not appear twice (its
+    second run would start from its first run's state); pass two objects. A class or a plain
+    function may appear twice (every run starts afresh), its rows labelled as above
+    (``fcfs#2``, ``fcfs#3`` for ``POLICIES["fcfs"]`` twice).
 
     A method that fails gives a row with ``status`` ``error: <exception>`` (cost and gap NaN), as
     ``servopt bench`` does, and a ``RuntimeWarning`` naming its label and the error; its
-    traceback (text) is in ``table.attrs["tracebacks"][label]``. A keyword
-    neither the bound nor the evaluator takes, and a failing bound, still raise.
-    ``evaluate_kw`` go to every ``evaluate`` call and ``bound_kw`` to the bound.
+    traceback (text) is in ``table.attrs["tracebacks"][label]``.
+
+    What is the caller's, not a method's, raises instead of making rows: the instance (checked
+    when it is built, and its type here), the methods list (above), and the options. Before the
+    bound and before any method runs, ``evaluate_kw`` go through the evaluator's
+    ``evaluate.check_options`` and ``bound_kw`` through ``bound.check_options`` (see
+    :func:`checked_keywords`): an unknown keyword or a value the evaluator refuses (e.g. batch
+    scheduling's ``max_rounds=-3``) is an :class:`OptionError` naming the option. An
+    :class:`OptionError` a method's evaluation raises (an evaluator that checks an option only
+    as it runs) is re-raised too, as is a failing bound. ``evaluate_kw`` go to every
+    ``evaluate`` call and ``bound_kw`` to the bound.
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(f"gap_table() needs a servopt instance, got {type(instance).__name__}")
@@ -342,6 +460,12 @@ def gap_table(
     if not labelled:
         raise InvalidInstanceError("gap_table() needs at least one method (None: the decision's defaults)")
     options = set(evaluate_kw) | set(bound_kw or {})
+    # the caller's options are checked once, before the bound and any method runs: a value the
+    # evaluator or the bound refuses is the caller's error for every row, not a method's
+    for public, given in ((bench.evaluate, evaluate_kw), (bench.bound, bound_kw or {})):
+        check = getattr(public, "check_options", None)
+        if check is not None:
+            check(**given)
     try:
         bound = compute_bound(instance, **(bound_kw or {}))
     except TypeError as exc:  # an option the bound does not take
@@ -353,6 +477,8 @@ def gap_table(
     for label, method in labelled:
         try:
             outcome = evaluate(instance, method, **evaluate_kw)
+        except OptionError:  # (an evaluator that checks an option only when it runs)
+            raise
         except Exception as exc:  # the method's failure is its row, as in the runner
             if _keyword_error(exc, options):  # (an option the evaluator does not take)
                 if isinstance(exc, TypeError):

@@ -11,11 +11,14 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 import numbers
 import pkgutil
 import sys
 from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from servopt.benchmarks.cluster import BOUND
 from servopt.core import Instance, InvalidInstanceError
@@ -32,7 +35,8 @@ class Case:
         module is refused by :func:`register`.
     decision : the decision it benchmarks (a built-in or a registered one).
     grid : parameter sets (dicts) passed to ``make_instance`` (one task per set and seed), no
-        set twice.
+        set twice; values are numbers, text, True/False, None or lists of them (numpy scalars are
+        stored as the Python numbers they hold: see :func:`grid_value`).
     seeds : the seeds of each parameter set: whole numbers, none twice.
     make_instance : ``make_instance(seed=..., **params) -> Instance``; default
         ``servopt.instances.<decision>.generate``.
@@ -95,6 +99,8 @@ class Case:
         for params in grid:
             if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
                 refuse("grid", f"must hold parameter sets (dicts of keyword: value), got {params!r}")
+        grid = tuple({key: grid_value(value, lambda text, key=key: refuse("grid", f"{key!r}: {text}"))
+                      for key, value in params.items()} for params in grid)
         twice = repeated([params_label(p) for p in grid])
         if twice is not None:
             refuse("grid", f"repeats the parameter set {twice} (each task would run twice)")
@@ -154,6 +160,30 @@ class Case:
     def tasks(self) -> list[tuple[dict[str, Any], int]]:
         """Every (parameter set, seed), each once (the grid and seeds hold no repeats)."""
         return [(dict(params), seed) for params in self.grid for seed in self.seeds]
+
+
+def grid_value(value: Any, refuse: Callable[[str], None]) -> Any:
+    """A grid parameter's value as a plain JSON value: None, True/False, a whole number, a finite
+    number, text, or a list or tuple of them; a numpy scalar becomes the Python number it holds
+    (np.int64(20) is 20, so its params label is 20, not the text "20"). Anything else (an array,
+    a dict, an object, NaN or an infinity) is refused by ``refuse(text)``: the runner labels,
+    caches and compares parameter sets by their JSON text, which only these keep exact."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return type(value)(grid_value(v, refuse) for v in value) if type(value) in (list, tuple) \
+            else tuple(grid_value(v, refuse) for v in value)
+    refuse(f"must be a number, text, True/False, None or a list of them (a parameter set is "
+           f"labelled and cached by its JSON text), got {value!r} ({type(value).__name__})")
+    return value
 
 
 def params_label(params: dict[str, Any]) -> str:

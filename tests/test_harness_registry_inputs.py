@@ -311,3 +311,223 @@ def test_capacity_takes_a_rate_or_none(cap_inst):
     assert given.metrics["predicted_rate"] == 12.5 and type(given.metrics["predicted_rate"]) is float
     none = bench.evaluate(cap_inst, lambda i, o: Plan(100), n_requests=1000)  # NaN: "none"
     assert math.isnan(none.metrics["predicted_rate"])
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. (audit R13) a bad option value is the caller's error, refused by name before any policy runs
+# ---------------------------------------------------------------------------------------------
+class Counted(bs.FCFS):
+    """FCFS that counts its prepare and admit calls (to see that nothing ran)."""
+
+    name = "counted"
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def prepare(self, instance):
+        self.calls += 1
+        return super().prepare(instance)
+
+    def admit(self, state):
+        self.calls += 1
+        return super().admit(state)
+
+
+@pytest.mark.parametrize("kw, says", [
+    # before: max_rounds=-3 or 0 ran the policy and blamed it: "did not finish ... it stalls"
+    ({"max_rounds": -3}, "max_rounds must be a whole number of rounds >= 1.*got -3"),
+    ({"max_rounds": 0}, "max_rounds must be a whole number.*got 0"),
+    ({"max_rounds": 2.5}, "max_rounds must be a whole number.*got 2.5"),  # before: ran to 3 rounds
+    ({"max_rounds": True}, "max_rounds must be a whole number.*got True"),
+    ({"max_rounds": "500"}, "max_rounds must be a whole number.*got '500'"),  # before: TypeError
+    ({"trace": "nope"}, "trace must be True or False, got 'nope'"),  # before: accepted, status ok
+])
+def test_batch_evaluate_and_simulate_refuse_a_bad_option_before_the_policy_runs(inst, kw, says):
+    from servopt.benchmarks import batch_scheduling as bench
+    from servopt.benchmarks.harness import OptionError
+
+    for run in (bench.evaluate, bench.simulate):
+        policy = Counted()
+        with pytest.raises(OptionError, match=says):
+            run(inst, policy, **kw)
+        assert policy.calls == 0
+
+
+def test_batch_simulate_takes_a_whole_number_of_rounds(inst):
+    from servopt.benchmarks import batch_scheduling as bench
+
+    full = bench.evaluate(inst, "fcfs")
+    rounds = int(full.metrics["makespan"])  # fcfs finishes in exactly this many rounds
+    assert bench.evaluate(inst, "fcfs", max_rounds=np.int64(rounds), trace=np.True_).cost == full.cost
+    with pytest.raises(InvalidInstanceError, match=f"did not finish .* within {rounds - 1} rounds"):
+        bench.evaluate(inst, "fcfs", max_rounds=rounds - 1)  # a real stall-limit, still the policy's
+
+
+@pytest.mark.parametrize("kw, says", [
+    ({"max_rounds": -3}, "max_rounds must be a whole number"),
+    ({"trace": "nope"}, "trace must be True or False"),
+    ({"bogus": 1}, "unexpected keyword argument 'bogus'"),
+])
+def test_gap_table_raises_for_a_bad_option_instead_of_error_rows(inst, kw, says, monkeypatch):
+    from servopt.benchmarks import batch_scheduling as bench
+    from servopt.benchmarks.harness import OptionError
+
+    bounds = []
+    real = bench.bound
+    monkeypatch.setattr(bench, "bound", lambda *a, **k: bounds.append(1) or real(*a, **k))
+    policy = Counted()
+    # before: a RuntimeWarning and an error row blaming each method ("did not finish ... stalls")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(OptionError, match=says):
+            gap_table(inst, ["fcfs", "mcsf", policy], **kw)
+    assert policy.calls == 0 and bounds == []  # checked once, before the bound and every method
+
+
+def test_gap_table_raises_an_option_error_an_evaluator_finds_as_it_runs(inst, monkeypatch):
+    from servopt.benchmarks import batch_scheduling as bench
+    from servopt.benchmarks.harness import OptionError
+
+    def evaluate(instance, method, **kw):  # an evaluator without check_options (a plug-in's)
+        raise OptionError("mine: horizon must be >= 1, got -3")
+
+    monkeypatch.setattr(bench, "evaluate", evaluate)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(OptionError, match="horizon must be >= 1"):
+            gap_table(inst, ["fcfs", "mcsf"], bound_kw={"method": "area"})
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. (audit R13) a class or a plain function may be listed twice: each run starts afresh
+# ---------------------------------------------------------------------------------------------
+def test_a_class_listed_twice_runs_twice(inst):
+    fcfs = servopt.benchmarks.evaluate(inst, "fcfs").cost
+    # before: "the same object is listed twice ... pass ... the class", though it was the class
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = gap_table(inst, [bs.POLICIES["fcfs"]] * 2)
+        assert table["method"].tolist() == ["fcfs#2", "fcfs#3"]
+        assert table["cost"].tolist() == [fcfs, fcfs]
+        two = gap_table(inst, {"a": Warm, "b": Warm})  # Warm's count starts at 0 in each object
+        assert two["cost"].tolist() == [gap_table(inst, [Warm()])["cost"][0]] * 2
+        # a built-in's label may name its own POLICIES entry (before: "maps to a type object")
+        own = gap_table(inst, {"fcfs": bs.POLICIES["fcfs"]})
+        assert own["method"].tolist() == ["fcfs"] and own["cost"][0] == fcfs
+    with pytest.raises(InvalidInstanceError, match=r"the label 'fcfs' .* maps to a type object"):
+        gap_table(inst, {"fcfs": bs.POLICIES["mcsf"]})
+
+
+def test_a_plain_function_listed_twice_runs_twice(cap_inst):
+    from servopt.solvers import capacity as cs
+
+    plan = cs.POLICIES["plan"]
+    alone = gap_table(cap_inst, {"a": plan}, n_requests=1000)
+    # before: "the same object is listed twice (rows 'a' and 'b')"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = gap_table(cap_inst, {"a": plan, "b": plan}, n_requests=1000)
+    assert table["method"].tolist() == ["a", "b"]
+    assert table["cost"].tolist() == [alone["cost"][0]] * 2
+    with pytest.raises(InvalidInstanceError, match="same object is listed twice"):
+        bound_method = Warm().admit  # a bound method carries its object's state: still refused
+        gap_table(cap_inst, {"a": bound_method, "b": bound_method})
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. (audit R13) grid values are plain JSON values: numpy scalars are the numbers they hold
+# ---------------------------------------------------------------------------------------------
+def test_a_numpy_scalar_in_the_grid_is_the_number_it_holds():
+    # before: accepted, and the same instance ran twice with params {"n": 20} and {"n": "20"}
+    with pytest.raises(InvalidInstanceError, match=r"case 'mine': grid repeats the parameter set "
+                                                   r'\{"n": 20\}'):
+        Case(name="mine", decision="batch_scheduling", grid=({"n": 20}, {"n": np.int64(20)}))
+    case = Case(name="mine", decision="batch_scheduling", methods=("fcfs",),
+                grid=({"n": np.int64(20), "noise": np.float64(0.5), "flag": np.True_,
+                       "sizes": (np.int32(1), [np.float32(0.25), None, "x"])},))
+    params = case.grid[0]
+    assert params == {"n": 20, "noise": 0.5, "flag": True, "sizes": (1, [0.25, None, "x"])}
+    assert [type(params[k]) for k in ("n", "noise", "flag")] == [int, float, bool]
+    assert type(params["sizes"][0]) is int and type(params["sizes"][1][0]) is float
+    assert registry.params_label(params) == \
+        '{"flag": true, "n": 20, "noise": 0.5, "sizes": [1, [0.25, null, "x"]]}'
+    run_case = Case(name="mine", decision="batch_scheduling", methods=("fcfs",),
+                    grid=({"n": np.int64(20)},))
+    frame = runner_mod.run([run_case], jobs=1, cache_dir=None, progress=False)
+    assert set(frame["params"]) == {'{"n": 20}'}  # before: {"n": "20"}
+
+
+@pytest.mark.parametrize("value, shown", [
+    (np.arange(3), "ndarray"), ({"a": 1}, "dict"), (object(), "object"), (math.nan, "float"),
+    (math.inf, "float"), ([1, {2}], "set"), (b"20", "bytes"),
+])
+def test_a_grid_value_that_is_not_a_json_value_is_refused_by_case_and_key(value, shown):
+    # before: accepted, labelled by str(value) (two different arrays could share a label)
+    with pytest.raises(InvalidInstanceError, match=rf"case 'mine': grid 'sizes': must be a number, "
+                                                   rf"text, .*\({shown}\)"):
+        Case(name="mine", decision="batch_scheduling", grid=({"n": 20, "sizes": value},))
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. (audit R13) the other evaluators: a flag that is not True/False, an option of the wrong kind
+# ---------------------------------------------------------------------------------------------
+def test_a_flag_that_is_not_true_or_false_is_refused_before_anything_runs():
+    from servopt.benchmarks import caching as cache_bench
+    from servopt.benchmarks import expert_placement as ep_bench
+    from servopt.benchmarks.harness import OptionError
+    from servopt.instances import caching as ci
+    from servopt.instances import expert_placement as ei
+
+    calls = []
+
+    def plan(*args, **kw):  # a method that records being run
+        calls.append(1)
+        raise AssertionError("ran")
+
+    # before: both accepted "no" as true and ran the method
+    with pytest.raises(OptionError, match=r"expert_placement\.evaluate\(\): option detail must be "
+                                          r"True or False, got 'no'"):
+        ep_bench.evaluate(ei.generate(seed=0), plan, detail="no")
+    with pytest.raises(OptionError, match=r"caching\.evaluate\(\): option record must be True or "
+                                          r"False, got 1"):
+        cache_bench.evaluate(ci.generate(seed=0), plan, record=1)
+    assert calls == []
+
+
+@pytest.fixture(scope="module")
+def decode_inst():
+    from servopt.instances import decode_routing as di
+
+    return di.generate(requests=60, workers=3, seed=0)
+
+
+@pytest.mark.parametrize("kw, says", [
+    ({"seed": "x"}, r"option seed must be a whole number, got 'x' \(TypeError: "),
+    ({"seed": 1.5}, r"option seed must be a whole number, got 1\.5"),
+    ({"warmup": "x"}, r"option warmup must be a number, got 'x'"),
+])
+def test_an_option_of_the_wrong_kind_is_named_not_a_numpy_error(decode_inst, kw, says):
+    from servopt.benchmarks import decode_routing as bench
+    from servopt.benchmarks.harness import OptionError
+
+    # before: TypeError "SeedSequence expects int ..." / "'<=' not supported ...", no option named
+    with pytest.raises(OptionError, match=says):
+        bench.evaluate(decode_inst, "least_kv", **kw)
+    with warnings.catch_warnings():  # and gap_table raises it, not an error row per method
+        warnings.simplefilter("error")
+        with pytest.raises(OptionError, match=says):
+            gap_table(decode_inst, ["least_kv", "round_robin"], bound_kw={"time_limit": 5.0}, **kw)
+
+
+class TypeCrash(bs.FCFS):
+    name = "type_crash"
+
+    def admit(self, state):
+        raise TypeError("my own bug")
+
+
+def test_a_methods_own_type_error_with_good_options_stays_its_row(inst):
+    with pytest.warns(RuntimeWarning, match="method 'type_crash' failed: TypeError: my own bug"):
+        table = gap_table(inst, ["fcfs", TypeCrash()], max_rounds=np.int64(10_000), trace=False)
+    assert table["status"].tolist() == ["ok", "error: TypeError: my own bug"]

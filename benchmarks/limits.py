@@ -89,6 +89,18 @@ def ep_loads_read(path: str, method: str | None = "eplb", *, phases: dict[str, f
     return {"size": int(inst.loads.size), "phases": phases}
 
 
+def ep_slots_eval(nodes: int, method: str = "eplb", *, phases: dict[str, float]) -> dict:
+    """What a plan costs at many slots: deepseek_v3, 2 windows, ``nodes`` x 8 GPUs x 9 slots,
+    generate and evaluate (the evaluator's dispatch LPs, one a layer, grow with the GPUs)."""
+    from servopt.benchmarks import expert_placement as bench
+    from servopt.instances import expert_placement
+
+    inst = _timed(phases, "generate", lambda: expert_placement.generate(
+        "deepseek_v3", windows=2, nodes=nodes, gpus_per_node=8, slots_per_gpu=9))
+    _timed(phases, method, lambda: bench.evaluate(inst, method))
+    return {"size": int(inst.num_slots), "phases": phases}
+
+
 def ep_slots(nodes: int, *, phases: dict[str, float]) -> dict:
     from servopt.instances import expert_placement
 
@@ -131,6 +143,41 @@ def batch_columns(horizon: int, *, phases: dict[str, float]) -> dict:
     inst = batch_scheduling.generate(1000, output_range=(2, 2))
     _timed(phases, "columns", lambda: bm.columns(inst, horizon))
     return {"size": bm.model_size(inst, horizon)[1], "phases": phases}
+
+
+def batch_requests(requests: int, *, phases: dict[str, float]) -> dict:
+    from servopt.instances import batch_scheduling
+
+    _timed(phases, "generate", lambda: batch_scheduling.generate(requests))
+    return {"size": requests, "phases": phases}
+
+
+def batch_solve(requests: int, time_limit: float | None = None, relax: bool = False,
+                backend: str = "highs", *, phases: dict[str, float]) -> dict:
+    """``servopt.solve`` of ``generate(requests)`` (uniform lengths, all at round 0); ``size``:
+    the fine memory-row entries of the model it builds (the IP's "safe" horizon, the LP's
+    makespan one; counted after the solve, not timed)."""
+    import servopt
+    from servopt.instances import batch_scheduling
+    from servopt.models import batch_scheduling as bm
+
+    inst = batch_scheduling.generate(requests)
+    solution = _timed(phases, f"solve({backend}{', relax' if relax else ''}, time_limit={time_limit})",
+                      lambda: servopt.solve(inst, relax=relax, time_limit=time_limit, backend=backend))
+    short, clock = bm.model_clock(inst, None if relax else "safe")
+    size = bm.model_size(short, None if relax else "safe", None, clock.ends)[2]
+    return {"size": size, "phases": phases, "status": str(solution.status)}
+
+
+def cache_lp(requests: int, time_limit: float | None = None, *, phases: dict[str, float]) -> dict:
+    """``servopt.solve(relax=True)`` (the flow LP on HiGHS) of a generated workload (400 objects,
+    generate's default, as the audit's)."""
+    import servopt
+
+    inst = _cache_instance(requests, objects=400)
+    solution = _timed(phases, f"solve(relax, time_limit={time_limit})",
+                      lambda: servopt.solve(inst, relax=True, time_limit=time_limit))
+    return {"size": requests, "phases": phases, "status": str(solution.status)}
 
 
 def batch_nonzeros(horizon: int, whole: bool = True, *, phases: dict[str, float]) -> dict:
@@ -308,6 +355,19 @@ def _caching_file(requests: int) -> Path:
     return path
 
 
+def _batch_file(requests: int) -> list[str]:
+    """The CLI writing a generated batch-scheduling file (the row's RSS is the CLI's)."""
+    return ["servopt", "generate", "batch_scheduling", f"n={requests}",
+            "-o", str(_scratch(f"batch_{requests}.json"))]
+
+
+def _batch_made(requests: int) -> Path:
+    cli = _batch_file(requests)
+    if not Path(cli[-1]).exists():
+        subprocess.run(cli, check=True, capture_output=True)
+    return Path(cli[-1])
+
+
 def _ep_made(windows: int) -> Path:
     cli = _ep_file(windows)
     if not Path(cli[-1]).exists():
@@ -338,6 +398,7 @@ def _caching_padded(size: int) -> Path:
 FILES: dict[str, Callable[[int], Path]] = {
     "ep_file": _ep_made, "mooncake": _mooncake_file, "sparse": _sparse_file,
     "gzip": _gzip_bomb, "caching": _caching_file, "caching_padded": _caching_padded,
+    "batch_file": _batch_made,
 }
 
 
@@ -348,7 +409,9 @@ _TEXT = "servopt/core/instance.py MAX_TEXT_BYTES"
 CASES: list[tuple[str, str, int, str, tuple | None, tuple | None, str]] = [
     ("baseline", "-", 0, "baseline", (), None, "interpreter + imports"),
     ("caching_requests", "instances/caching.py MAX_REQUESTS", 10_000_000, "caching_requests",
-     (10_000_000,), (10_000_001,), "generate (5e6 objects) + belady"),
+     (10_000_000,), (10_000_001,), "generate (5e6 objects) + belady: the policies' path (the "
+     "refusal's ~250 bytes a request and 2.5 GB are theirs; the LP is capped far lower, "
+     "cache_lp_requests)"),
     ("caching_requests_lru", "instances/caching.py MAX_REQUESTS", 10_000_000, "caching_requests",
      (10_000_000, 5_000_000, "lru"), None, "generate (5e6 objects) + lru"),
     ("caching_objects", "instances/caching.py MAX_OBJECTS", 5_000_000, "caching_requests",
@@ -362,7 +425,13 @@ CASES: list[tuple[str, str, int, str, tuple | None, tuple | None, str]] = [
     ("ep_loads_read", "instances/expert_placement.py MAX_LOADS", 20_000_000, "ep_loads_read",
      ("@ep_file:1346",), None, "instances.load(FILE) + eplb"),
     ("ep_slots", "instances/expert_placement.py MAX_SLOTS", 1_000_000, "ep_slots",
-     (1000,), (1001,), "tiny preset, nodes x 100 GPUs x 10 slots"),
+     (1000,), (1001,), "generate only (tiny preset, nodes x 100 GPUs x 10 slots, one window): "
+     "what the cap costs to hold, not to plan or evaluate (ep_slots_eval)"),
+    ("ep_slots_eval", "instances/expert_placement.py MAX_SLOTS", 1_000_000, "ep_slots_eval",
+     (125,), None, "deepseek_v3, 2 windows, 125 nodes x 8 GPUs x 9 slots (9,000 slots, 0.9% of "
+     "the cap): generate + evaluate(eplb), mostly the evaluator's dispatch LPs (scipy linprog, "
+     "one a layer); more GPUs cost more (the audit: 73 s here), so plan from this row, not "
+     "ep_slots"),
     ("decode_requests", "instances/decode_routing.py MAX_REQUESTS", 10_000_000, "decode_requests",
      (10_000_000,), (10_000_001,), "generate"),
     ("decode_workers", "instances/decode_routing.py MAX_WORKERS", 100_000, "decode_workers",
@@ -372,8 +441,26 @@ CASES: list[tuple[str, str, int, str, tuple | None, tuple | None, str]] = [
     ("capacity_run", "benchmarks/capacity.py MAX_REQUESTS", 16_000_000, "capacity_run",
      (1_000_000,), (16_000_001,), "check_rate, one seed; under: 1/16 of the cap (a run at the cap "
      "is 13-48 min)"),
+    ("batch_requests", "instances/batch_scheduling.py MAX_REQUESTS", 10_000_000, "batch_requests",
+     (10_000_000,), (10_000_001,), "generate (uniform lengths, all at round 0)"),
+    ("batch_requests_cli", "instances/batch_scheduling.py MAX_REQUESTS", 10_000_000,
+     "cli:_batch_file", (10_000_000,), (10_000_001,), "servopt generate batch_scheduling n=N -o FILE"),
+    ("batch_requests_load", "instances/batch_scheduling.py MAX_REQUESTS", 10_000_000, "text_load",
+     ("@batch_file:10000000",), None, "instances.load of the 10M-request file"),
     ("batch_columns", "models/batch_scheduling.py _MAX_COLUMNS", 30_000_000, "batch_columns",
      (30_001,), (30_002,), "columns(), n=1000 offline, o=2"),
+    ("batch_columns_early", "models/batch_scheduling.py _MAX_COLUMNS", 30_000_000, "batch_solve",
+     None, (100_000, None, True), "servopt.solve(generate(100000), relax=True): refused on "
+     "size_lower_bound before the greedy horizon (the audit: 146 s to refuse before)"),
+    ("batch_columns_early_ip", "models/batch_scheduling.py _MAX_COLUMNS", 30_000_000,
+     "batch_solve", None, (1_000_000, 2.0), "servopt.solve(generate(1000000), time_limit=2): as "
+     "batch_columns_early, the IP's path (time_estimate)"),
+    ("batch_pyomo_entries", "models/batch_scheduling.py _MAX_PYOMO_ENTRIES", 5_000_000,
+     "batch_solve", (110, 2.0, False, "pyomo"), (400, 2.0, False, "pyomo"),
+     "servopt.solve(generate(n), backend='pyomo', time_limit=2), the IP; under: n=110, a third "
+     "of the cap (peak RSS less the baseline's, per entry, times the cap: the cap's estimate); "
+     "over: n=400 (18.1M entries: the audit's 7.98 GB and 131 s), refused after the greedy "
+     "horizon"),
     ("batch_nonzeros", "models/batch_scheduling.py _MAX_NONZEROS", 60_000_000, "batch_nonzeros",
      (20_002,), (20_003,), "build_matrix_model + HiGHS passModel, n=1000 offline, o=3"),
     ("batch_nonzeros_lp", "models/batch_scheduling.py _MAX_NONZEROS", 60_000_000, "batch_nonzeros",
@@ -382,6 +469,10 @@ CASES: list[tuple[str, str, int, str, tuple | None, tuple | None, str]] = [
      (4363,), (4364,), "generate_steps(workers=32), build_matrix_model + HiGHS passModel"),
     ("cache_interval_nonzeros", "models/caching.py MAX_INTERVAL_NONZEROS", 5_000_000,
      "cache_interval", (8848,), (8849,), "interval_matrix, 2000 objects"),
+    ("cache_lp_requests", "models/caching.py MAX_LP_REQUESTS", 500_000, "cache_lp",
+     (250_000, 60.0), (500_001,), "servopt.solve(relax=True, time_limit=60), 400 objects "
+     "(generate's default); under: half the cap (no optimum in 200 s with no limit, one run at "
+     "load ~2: the peak is the row's point)"),
     ("cache_binaries", "models/caching.py MAX_BINARIES", 50_000, "cache_binaries",
      (50_400, 5.0), (50_401, 5.0), "build_matrix_model (IP) + servopt.solve(time_limit=5), "
      "400 objects (generate's default)"),
@@ -503,6 +594,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", action="append", help="run only this row (repeatable)")
     parser.add_argument("--out", default=None, help="directory for limits.csv and limits.md")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per input (killed after)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other rows of OUT/limits.csv (and its run's header) and "
+                             "replace only the rows run now")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.child:
@@ -538,14 +632,50 @@ def main(argv: list[str] | None = None) -> None:
         path.unlink()
     load_end = _load()
     if opts.out:
-        _write(Path(opts.out), rows, command, machine, load_start, load_end)
+        earlier: list[str] = []
+        if opts.merge:
+            rows, earlier = _merged(Path(opts.out), rows)
+        _write(Path(opts.out), rows, command, machine, load_start, load_end, earlier)
 
 
 FIELDS = ["row", "side", "cap", "cap_value", "size", "outcome", "wall_s", "call_s", "peak_rss_mb",
           "imports_rss_mb", "phases", "load_after", "note", "args", "message"]
 
 
-def _write(out: Path, rows: list[dict], command: str, machine: str, load_start: str, load_end: str) -> None:
+def _merged(out: Path, rows: list[dict]) -> tuple[list[dict], list[str]]:
+    """``rows`` (this run's) with the rows of ``out/limits.csv`` whose row names this run did
+    not run, in ``CASES`` order, and the header lines of the run(s) those came from (from
+    ``out/limits.md``), each marked as an earlier run's."""
+    new = {r["row"] for r in rows}
+    kept = []
+    if (out / "limits.csv").exists():
+        with open(out / "limits.csv", newline="") as f:
+            for r in csv.DictReader(f):
+                if r["row"] in new:
+                    continue
+                r["cap_value"] = int(r["cap_value"])
+                r["peak_rss_mb"] = int(r["peak_rss_mb"])
+                r["phases"] = json.loads(r["phases"] or "{}")
+                if r["size"] != "":
+                    r["size"] = int(r["size"])
+                else:
+                    del r["size"]
+                kept.append({k: v for k, v in r.items() if v != "" or k in ("call_s",)})
+    earlier = []
+    if kept and (out / "limits.md").exists():
+        for line in (out / "limits.md").read_text().splitlines():
+            if not line.strip():
+                break  # the header ends at the first blank line
+            earlier.append(line if line.startswith("Earlier run") else f"Earlier run (the rows "
+                           f"not run above): {line}")
+    order = {c[0]: k for k, c in enumerate(CASES)}
+    merged = sorted(kept + rows, key=lambda r: (order.get(r["row"], len(order)),
+                                                 r["side"] != "under"))
+    return merged, earlier
+
+
+def _write(out: Path, rows: list[dict], command: str, machine: str, load_start: str, load_end: str,
+           earlier: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "limits.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, FIELDS, extrasaction="ignore")
@@ -555,6 +685,7 @@ def _write(out: Path, rows: list[dict], command: str, machine: str, load_start: 
     lines = [f"Command: `{command}` (one run, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})",
              f"Machine: {machine} (shared with other jobs)",
              f"Load average (1, 5, 15 min): {load_start} at start, {load_end} at end",
+             *(earlier or []),
              "",
              "Peak RSS: the child process's (os.wait4 ru_maxrss), interpreter and imports included "
              "(compare the over rows with `baseline`); wall: the child's; call: the row's function "

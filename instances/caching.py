@@ -232,8 +232,9 @@ def _check_multimodal(requests: int, objects: int, skew: float, cache_share: flo
                       phases: int, rate: float) -> None:
     if (n := whole_number("requests", requests)) > MAX_REQUESTS:
         raise InvalidInstanceError(
-            f"requests must be at most {MAX_REQUESTS:,}, got {n:,} (a run needs ~250 bytes a "
-            "request at its peak: 2.5 GB and about a minute per policy at the cap)")
+            f"requests must be at most {MAX_REQUESTS:,}, got {n:,} (a policy's run needs ~250 "
+            "bytes a request at its peak: 2.5 GB and about a minute per policy at the cap; the "
+            "LP bound takes at most 500,000)")
     whole_number("objects", objects, high=MAX_OBJECTS)
     whole_number("phases", phases)
     if phases * objects > MAX_PHASE_CELLS:

@@ -148,7 +148,7 @@ FIT_RTOL = 1e-12
 UNIT_SPREAD = 1e6
 
 
-def _check_lp_size(instance: Instance, relax: bool) -> None:
+def check_lp_size(instance: Instance, relax: bool) -> None:
     """Refuse, before the intervals are extracted, an instance of more than ``MAX_LP_REQUESTS``
     requests: the LP's memory grows ~2.4 KB a request and HiGHS's time faster."""
     n = instance.requests
@@ -256,7 +256,7 @@ def build(instance: Instance, *, relax: bool = False, form: str = "flow",
     start (``servopt.solve`` passes the rounded LP, :func:`start_from_relaxation`)."""
     if form not in FORMS:
         raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
-    _check_lp_size(instance, relax)
+    check_lp_size(instance, relax)
     iv = intervals(instance)
     _check_ip_size(iv, relax, max_binaries)
     start_keep = None if start is None or relax else _start_keep(instance, iv, start)
@@ -446,7 +446,7 @@ def build_cvxpy(instance: Instance, *, form: str = "flow") -> CvxpyModel:
 
     if form not in FORMS:
         raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
-    _check_lp_size(instance, relax=True)
+    check_lp_size(instance, relax=True)
     iv = intervals(instance)
     n, m = instance.requests, len(iv.start)
     gaps = max(n - 1, 1)
@@ -612,7 +612,7 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, form: str = "
         raise InvalidInstanceError(f"form must be one of {FORMS}, got {form!r}")
     if form != "flow":
         return None
-    _check_lp_size(instance, relax)
+    check_lp_size(instance, relax)
     iv = intervals(instance)
     _check_ip_size(iv, relax, max_binaries)  # before the network is built
     fm = flow_matrix(instance, iv, reduce=True)

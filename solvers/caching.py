@@ -123,12 +123,15 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
         21-39% fewer rows on the multimodal instances and 55-71% on Mooncake blocks
         (``caching_lp_algorithms.md``), and none when even keeping everything
         fits; prices of the dropped rows are 0.
+    Above ``servopt.models.caching.MAX_LP_REQUESTS`` requests it is refused before anything is
+    built (:class:`InvalidInstanceError`).
     time_limit : seconds; None or infinity: no limit; <= 0, NaN or text are refused
         (:class:`InvalidInstanceError`), as :func:`servopt.solvers.exact.solve` refuses them.
         An LP stopped by it raises ``TimeoutError`` (no bound, no prices; the instance is
         fine); a solver failure raises :class:`servopt.solvers.exact.SolverFailedError`.
     """
     time_limit = seconds(time_limit)  # HiGHS would refuse -1 silently and run without a limit
+    model.check_lp_size(instance, relax=True)  # every method: the same LP, the same memory
     start = time.perf_counter()
     if method == "highs_matrix":
         result = _solve_highs_matrix(instance, time_limit, algorithm, reduce)

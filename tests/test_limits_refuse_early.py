@@ -144,6 +144,21 @@ def test_caching_lp_refused_before_intervals(monkeypatch):
             servopt.solve(inst, **kw)
 
 
+def test_caching_solve_lp_and_the_bound_refuse_over_the_cap_before_intervals(monkeypatch):
+    # the gap table's bound (solvers.caching.solve_lp) had no cap: 1M requests took 2.4 GB
+    from servopt.benchmarks import caching as cb
+    from servopt.solvers import caching as cs
+    inst = ci.generate(requests=101, objects=20, seed=0)
+    monkeypatch.setattr(cm, "MAX_LP_REQUESTS", 100)
+    monkeypatch.setattr(cm, "intervals", _never("intervals"))
+    monkeypatch.setattr(cm, "flow_matrix", _never("flow_matrix"))
+    for method in ("highs_matrix", "pyomo", "cvxpy", "networkx"):
+        with pytest.raises(InvalidInstanceError, match=r"would cover 101 requests \(more than 100"):
+            cs.solve_lp(inst, method=method)
+    with pytest.raises(InvalidInstanceError, match=r"would cover 101 requests"):
+        cb.bound(inst)
+
+
 def test_caching_lp_under_cap_solves(monkeypatch):
     inst = ci.generate(requests=100, objects=20, seed=0)
     monkeypatch.setattr(cm, "MAX_LP_REQUESTS", 100)

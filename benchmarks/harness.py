@@ -415,6 +415,21 @@ def _keyword_error(exc: BaseException, options: set[str]) -> bool:
             and "unexpected keyword argument" in text and any(f"'{k}'" in text for k in options))
 
 
+def _option_named(exc: BaseException, options: dict[str, Any]) -> str | None:
+    """The option of ``options`` an evaluator's ValueError or TypeError (InvalidInstanceError
+    included) is about, or None: its message names the option (as a word) and shows the value
+    given (its repr or text), as an evaluator's own range check does ("eps must be in [0, 1),
+    got -1"; "unknown dispatch 'bogus'"). For evaluators without ``check_options``."""
+    if not isinstance(exc, TypeError | ValueError):
+        return None
+    text = str(exc)
+    for key, value in options.items():
+        shown = {repr(value), str(value)} - {""}
+        if re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", text) and any(v in text for v in shown):
+            return key
+    return None
+
+
 def gap_table(
     instance: Instance,
     methods: Iterable[Any] | dict[str, Any] | None = None,
@@ -447,8 +462,12 @@ def gap_table(
     :func:`checked_keywords`): an unknown keyword or a value the evaluator refuses (e.g. batch
     scheduling's ``max_rounds=-3``) is an :class:`OptionError` naming the option. An
     :class:`OptionError` a method's evaluation raises (an evaluator that checks an option only
-    as it runs) is re-raised too, as is a failing bound. ``evaluate_kw`` go to every
-    ``evaluate`` call and ``bound_kw`` to the bound.
+    as it runs) is re-raised too, as is a failing bound; so is a ValueError or TypeError whose
+    message names one of ``evaluate_kw`` and shows its value (an evaluator without
+    ``check_options`` refusing it as it runs: capacity's "eps must be in [0, 1), got -1"), as
+    an :class:`OptionError`, at the first method that meets it. A method's own error that
+    happened to name an option and its value would raise too: loud, never a silent row.
+    ``evaluate_kw`` go to every ``evaluate`` call and ``bound_kw`` to the bound.
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(f"gap_table() needs a servopt instance, got {type(instance).__name__}")
@@ -484,6 +503,10 @@ def gap_table(
                 if isinstance(exc, TypeError):
                     raise InvalidInstanceError(f"gap_table() for {instance.decision}: {exc}") from None
                 raise
+            key = _option_named(exc, evaluate_kw)
+            if key is not None:  # the caller's option, refused as the evaluator ran: every row's
+                raise OptionError(f"gap_table() for {instance.decision}: option {key}="
+                                  f"{evaluate_kw[key]!r} refused: {exc}") from exc
             tracebacks[label] = traceback.format_exc()
             warnings.warn(
                 f"gap_table(): method {label!r} failed: {type(exc).__name__}: {exc} (its row's "

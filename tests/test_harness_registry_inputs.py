@@ -531,3 +531,21 @@ def test_a_methods_own_type_error_with_good_options_stays_its_row(inst):
     with pytest.warns(RuntimeWarning, match="method 'type_crash' failed: TypeError: my own bug"):
         table = gap_table(inst, ["fcfs", TypeCrash()], max_rounds=np.int64(10_000), trace=False)
     assert table["status"].tolist() == ["ok", "error: TypeError: my own bug"]
+
+
+@pytest.mark.parametrize("decision, kw, says", [
+    ("expert_placement", {"dispatch": "bogus"}, r"option dispatch='bogus' refused: unknown dispatch"),
+    ("capacity", {"eps": -1}, r"option eps=-1 refused: eps must be in \[0, 1\)"),
+])
+def test_gap_table_raises_an_option_an_evaluator_refuses_as_it_runs(decision, kw, says, cap_inst):
+    # evaluators without check_options refuse these inside evaluate; before: an error row and a
+    # RuntimeWarning per method, each saying the same thing about the caller's option
+    from servopt.instances import expert_placement as ei
+    from servopt.solvers import capacity as cs
+
+    inst, methods = ((ei.generate(seed=0), ["eplb", "no_replication"]) if decision == "expert_placement"
+                     else (cap_inst, {"a": cs.POLICIES["plan"], "b": cs.POLICIES["fluid_lp"]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidInstanceError, match=f"gap_table\\(\\) for {decision}: {says}"):
+            gap_table(inst, methods, **kw)

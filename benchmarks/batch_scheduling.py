@@ -23,6 +23,7 @@ import numpy as np
 
 from servopt.benchmarks.harness import Bound, OptionError, Outcome, checked_keywords, written_at
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import whole_number
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
 from servopt.solvers import batch_scheduling as rules
@@ -333,6 +334,7 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     unless a ``horizon`` in rounds is given.
     """
     t0 = time.perf_counter()
+    max_columns = whole_number("max_columns", max_columns)  # -5 fell back to the closed form
     # total latency does not change when every arrival moves by the same rounds: bound the
     # stream from its first arrival (a clock stamped 1.7e9 rounds in made one row per round)
     instance, _ = model.from_first_arrival(instance)

@@ -549,3 +549,13 @@ def test_gap_table_raises_an_option_an_evaluator_refuses_as_it_runs(decision, kw
         warnings.simplefilter("error")
         with pytest.raises(InvalidInstanceError, match=f"gap_table\\(\\) for {decision}: {says}"):
             gap_table(inst, methods, **kw)
+
+
+@pytest.mark.parametrize("bad", [-5, 0, 2.5, True, "400000"])
+def test_batch_bound_refuses_a_max_columns_that_is_not_a_count(bad):
+    # E8: bound(max_columns=-5) fell back to the closed form with status "model too large
+    # (184 columns...)", as if the model were large
+    from servopt.benchmarks import batch_scheduling as bb
+    from servopt.instances import batch_scheduling as bi
+    with pytest.raises(InvalidInstanceError, match="max_columns must be a whole number >= 1"):
+        bb.bound(bi.generate(10, seed=0), max_columns=bad)

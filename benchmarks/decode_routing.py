@@ -76,7 +76,9 @@ FULL_METHODS = tuple(m for m in DEFAULT_METHODS if m != "bid_price_argmin")
 
 class Fleet:
     """The simulator's fleet state. Routers are shown it through :class:`RouterView`, never this
-    object (``servopt.solvers.decode_routing`` documents what the view holds)."""
+    object (``servopt.solvers.decode_routing`` documents what the view holds): the view hands out
+    read-only copies (:func:`_snapshot`), and the arrays it shows live (``worker_of``, the finished
+    requests' record) are the router's own copies, which the simulator writes and never reads."""
 
     def __init__(self, instance: Instance) -> None:
         n, G = instance.n_requests, instance.workers
@@ -93,22 +95,27 @@ class Fleet:
         self.run_ids = np.zeros(0, dtype=np.int64)
         self.run_worker = np.zeros(0, dtype=np.int64)
         self.run_generated = np.zeros(0, dtype=np.int64)
-        self._done_outputs = np.zeros(n, dtype=np.int64)
-        self._done_ids = np.zeros(n, dtype=np.int64)
         self._n_done = 0
         self._routable = (0, 0)
-        # writable aliases for assign(): the arrays themselves are read-only while a router runs
-        self._worker_of, self._queued, self._kv_queued = (
-            self.worker_of.view(), self.queued.view(), self.kv_queued.view())
+        # this router call's read-only copies of the arrays above, made when first read
+        # (:func:`router_view`); cleared by :meth:`new_call` and, for what it changes, by assign
+        self.shown: dict[str, np.ndarray] = {}
+        # shown live, written here, never read here: the router's copy of worker_of and the
+        # record of finished requests. The owners are read-only (so are the views handed out, and
+        # numpy refuses to make those writeable); the simulator writes through its aliases. A
+        # router that unlocks an owner by hand changes only what it is shown.
+        self.worker_of_shown = np.full(n, -1, dtype=np.int64)
+        self.done_outputs = np.zeros(n, dtype=np.int64)
+        self.done_ids = np.zeros(n, dtype=np.int64)
+        self._worker_of_w, self._done_outputs_w, self._done_ids_w = (
+            self.worker_of_shown.view(), self.done_outputs.view(), self.done_ids.view())
+        for owner in (self.worker_of_shown, self.done_outputs, self.done_ids):
+            owner.flags.writeable = False
 
-    SHOWN = ("worker_of", "running", "queued", "kv_running", "kv_queued", "run_ids", "run_worker",
-             "run_generated")
-
-    def lock(self, locked: bool) -> None:
-        """Make the arrays a router sees read-only while it runs (``view`` is read-only except for
-        ``assign``), so a router that edits one in place fails instead of changing the fleet."""
-        for name in self.SHOWN:
-            getattr(self, name).flags.writeable = not locked
+    def new_call(self) -> None:
+        """Before each router call: the copies shown in the last one are the router's to keep
+        (they stay as they were); the next reads copy the fleet as it is now."""
+        self.shown.clear()
 
     def assign(self, request: int, worker: int) -> None:
         """Route ``request`` to ``worker`` (once; it stays there)."""
@@ -128,16 +135,28 @@ class Fleet:
                                             and 0 <= worker < self.workers):
             raise InvalidInstanceError(f"router chose worker {worker!r}; workers are "
                                        f"0..{self.workers - 1} (whole numbers)")
-        self._worker_of[request] = worker
+        self.worker_of[request] = worker
+        self._worker_of_w[request] = worker
         self.queues[worker].append(request)
-        self._queued[worker] += 1
-        self._kv_queued[worker] += self.prompt[request]
+        self.queued[worker] += 1
+        self.kv_queued[worker] += self.prompt[request]
+        shown = self.shown
+        if shown:  # the counts a router reads next include this request
+            shown.pop("queued", None)
+            shown.pop("kv_queued", None)
+
+    def finished(self, outputs: np.ndarray, ids: np.ndarray) -> None:
+        """Record requests ``ids`` (output lengths ``outputs``) as finished, in this order."""
+        m = len(ids)
+        self._done_outputs_w[self._n_done:self._n_done + m] = outputs
+        self._done_ids_w[self._n_done:self._n_done + m] = ids
+        self._n_done += m
 
     def completed_outputs(self) -> np.ndarray:
-        return self._done_outputs[: self._n_done]
+        return self.done_outputs[: self._n_done]
 
     def completed_ids(self) -> np.ndarray:
-        return self._done_ids[: self._n_done]
+        return self.done_ids[: self._n_done]
 
 
 class _Refused(InvalidInstanceError):
@@ -151,11 +170,16 @@ class _Refused(InvalidInstanceError):
 
 class RouterView:
     """The fleet as a router sees it (``servopt.solvers.decode_routing.FleetView``), made for each
-    simulation by :func:`router_view`: read-only properties over the simulator's arrays (locked
-    while a router runs) and ``assign``. Its attributes cannot be set, added or deleted (a rebound
-    ``view.kv_running`` was the simulator's own: the run went on with the router's array), and it
-    holds the simulator's state under no attribute (not the per-worker queues, nor the writable
-    arrays ``assign`` writes through)."""
+    simulation by :func:`router_view`: read-only properties and ``assign``. Its attributes cannot
+    be set, added or deleted (a rebound ``view.kv_running`` was the simulator's own: the run went
+    on with the router's array), and it holds the simulator's state under no attribute (not the
+    per-worker queues, nor the arrays the simulator works on). Its arrays are copies made for the
+    router (:func:`_snapshot`; ``worker_of`` and ``completed_*()`` are read-only views of records
+    the simulator writes and never reads), so no write into one, even after resetting numpy's
+    write flag (review R13: ``a = view.kv_running; a.flags.writeable = True; a //= 2`` changed the
+    fleet), can change the run. Python cannot stop a router that digs on purpose (through the
+    closures of this class's properties, ``sys._getframe`` or raw memory addresses): the view
+    guards against mistakes and shortcuts, not against code written to reach the simulator."""
 
     __slots__ = ()
 
@@ -165,6 +189,26 @@ class RouterView:
     def __delattr__(self, name: str) -> None:
         raise _Refused(f"deleted view.{name}")
 
+    def __copy__(self) -> RouterView:  # nothing of it can change: a copy is the view itself
+        return self
+
+    def __deepcopy__(self, memo: dict) -> FrozenView:
+        return self.frozen()
+
+    def __reduce__(self) -> tuple:  # its class is made per simulation: pickled as a FrozenView
+        return self.frozen().__reduce__()
+
+    def frozen(self) -> FrozenView:
+        """What the view shows now, as a :class:`FrozenView` (a record; it routes nothing)."""
+        return FrozenView({name: getattr(self, name) for name in FrozenView.FIELDS},
+                          self.completed_outputs(), self.completed_ids())
+
+
+def _snapshot(array: np.ndarray) -> np.ndarray:
+    """A read-only copy of a 1-D array whose memory is an immutable ``bytes`` object: numpy
+    refuses to make it (or its base) writeable, and it shares nothing with ``array``."""
+    return np.frombuffer(array.tobytes(), dtype=array.dtype)
+
 
 def _read_only(array: np.ndarray) -> np.ndarray:
     view = array.view()
@@ -173,28 +217,37 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 
 def router_view(fleet: Fleet) -> RouterView:
-    """The view of ``fleet`` handed to a router: reads go to the fleet's current arrays (the
-    simulator replaces ``run_ids``, ``run_worker`` and ``run_generated`` as requests join and
-    leave), the fleet itself is reached only by the view's own methods."""
+    """The view of ``fleet`` handed to a router: reads give copies of the fleet's current arrays
+    (the simulator replaces ``run_ids``, ``run_worker`` and ``run_generated`` as requests join
+    and leave), made once per router call (``queued`` and ``kv_queued`` again after each
+    ``assign``); the fleet itself is reached only by the view's own methods."""
+    shown = fleet.shown
+
+    def snapshot(name: str, doc: str) -> property:
+        def get(self: RouterView) -> np.ndarray:
+            try:
+                return shown[name]
+            except KeyError:
+                array = shown[name] = _snapshot(getattr(fleet, name))
+                return array
+        return property(get, doc=doc)
 
     class View(RouterView):
         __slots__ = ()
         workers, slots, kv_capacity = fleet.workers, fleet.slots, fleet.kv_capacity
-        prompt = _read_only(fleet.prompt)
-        predicted = None if fleet.predicted is None else _read_only(fleet.predicted)
+        prompt = _snapshot(fleet.prompt)
+        predicted = None if fleet.predicted is None else _snapshot(fleet.predicted)
+        # live: assign writes it (the router's copy; the simulator routes by its own)
+        worker_of = _read_only(fleet.worker_of_shown)
         step = property(lambda self: fleet.step, doc="decode step number")
         now = property(lambda self: fleet.now, doc="clock (s, or the step with the step clock)")
-        running = property(lambda self: fleet.running, doc="running requests per worker")
-        queued = property(lambda self: fleet.queued, doc="queued requests per worker")
-        kv_running = property(lambda self: fleet.kv_running,
-                              doc="KV tokens of the running requests per worker")
-        kv_queued = property(lambda self: fleet.kv_queued,
-                             doc="prompt tokens of the queued requests per worker")
-        worker_of = property(lambda self: fleet.worker_of, doc="worker of each request (-1: not routed)")
-        run_ids = property(lambda self: fleet.run_ids, doc="running requests (admission order)")
-        run_worker = property(lambda self: fleet.run_worker, doc="worker of each running request")
-        run_generated = property(lambda self: fleet.run_generated,
-                                 doc="tokens generated by each running request")
+        running = snapshot("running", "running requests per worker")
+        queued = snapshot("queued", "queued requests per worker")
+        kv_running = snapshot("kv_running", "KV tokens of the running requests per worker")
+        kv_queued = snapshot("kv_queued", "prompt tokens of the queued requests per worker")
+        run_ids = snapshot("run_ids", "running requests (admission order)")
+        run_worker = snapshot("run_worker", "worker of each running request")
+        run_generated = snapshot("run_generated", "tokens generated by each running request")
 
         def assign(self, request: int, worker: int) -> None:
             """Route ``request`` to ``worker`` (once; it stays there)."""
@@ -202,14 +255,59 @@ def router_view(fleet: Fleet) -> RouterView:
 
         def completed_outputs(self) -> np.ndarray:
             """Output lengths of the finished requests (finish order)."""
-            return _read_only(fleet.completed_outputs())
+            return fleet.completed_outputs()
 
         def completed_ids(self) -> np.ndarray:
             """Ids of the finished requests (finish order)."""
-            return _read_only(fleet.completed_ids())
+            return fleet.completed_ids()
 
     View.__name__ = View.__qualname__ = "RouterView"
     return View()
+
+
+class FrozenView:
+    """A record of what a :class:`RouterView` showed at one step (what pickling or deep-copying a
+    view gives: the live view's class is made per simulation). Read-only like the view; its
+    ``assign`` refuses (it routes nothing)."""
+
+    FIELDS = ("workers", "slots", "kv_capacity", "step", "now", "running", "queued", "kv_running",
+              "kv_queued", "prompt", "predicted", "worker_of", "run_ids", "run_worker",
+              "run_generated")
+    __slots__ = (*FIELDS, "_outputs", "_ids")
+
+    def __init__(self, fields: dict[str, Any], outputs: np.ndarray, ids: np.ndarray) -> None:
+        put = super().__setattr__
+        for name in self.FIELDS:
+            value = fields[name]
+            put(name, _snapshot(value) if isinstance(value, np.ndarray) else value)
+        put("_outputs", _snapshot(outputs))  # (the view's completed_*(): methods, kept here)
+        put("_ids", _snapshot(ids))
+
+    def assign(self, request: int, worker: int) -> None:
+        raise InvalidInstanceError(f"a FrozenView (a record of step {self.step}) routes nothing: "
+                                   "route with the view the simulator passes")
+
+    def completed_outputs(self) -> np.ndarray:
+        return self._outputs
+
+    def completed_ids(self) -> np.ndarray:
+        return self._ids
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise _Refused(f"set view.{name}")
+
+    def __delattr__(self, name: str) -> None:
+        raise _Refused(f"deleted view.{name}")
+
+    def __reduce__(self) -> tuple:
+        return (_restore_frozen_view, ({name: getattr(self, name) for name in self.FIELDS},
+                                       self._outputs, self._ids))
+
+
+def _restore_frozen_view(fields: dict[str, Any], outputs: np.ndarray,
+                         ids: np.ndarray) -> FrozenView:
+    """A pickled :class:`FrozenView` back."""
+    return FrozenView(fields, outputs, ids)
 
 
 VIEW_SHOWN = ("workers", "slots", "kv_capacity", "step", "now", "running", "queued", "kv_running",
@@ -235,9 +333,11 @@ class RouterInstance:
         for name in self.SCALARS:
             put(name, getattr(instance, name))
         predicted = instance.predicted
-        put("arrival", _read_only(instance.arrival))
-        put("prompt", _read_only(instance.prompt))
-        put("predicted", None if predicted is None else _read_only(predicted))
+        # copies (:func:`_snapshot`): the instance's arrays are read-only views of its frame, whose
+        # block numpy lets any holder of the view's .base make writeable again
+        put("arrival", _snapshot(instance.arrival))
+        put("prompt", _snapshot(instance.prompt))
+        put("predicted", None if predicted is None else _snapshot(predicted))
         ids = instance.block_ids
         put("block_ids", None if ids is None else tuple(tuple(b) for b in ids))
 
@@ -268,7 +368,7 @@ def _restore_router_instance(fields: dict[str, Any]) -> RouterInstance:
     new = object.__new__(RouterInstance)
     for name, value in fields.items():
         if isinstance(value, np.ndarray):
-            value = _read_only(value)
+            value = _snapshot(value)
         object.__setattr__(new, name, value)
     return new
 
@@ -306,8 +406,8 @@ def _ask(router: routing.Router, method: str, *args: Any, step: int | None = Non
     """Call ``router.<method>(*args)``; a write into a read-only array, or an attribute of the view
     or instance set, deleted or (the true output lengths) read, gets a message saying so.
 
-    The view's arrays (and the instance's) are read-only while a router runs, so an in-place
-    edit fails with numpy's bare ``ValueError``; the message names the router's method that wrote
+    The view's arrays (and the instance's) are read-only copies, so an in-place edit fails with
+    numpy's bare ``ValueError``; the message names the router's method that wrote
     (``choose`` when the base ``route`` called it, or whichever of its own methods did) and the
     file and line of the write (:func:`~servopt.benchmarks.harness.written_at`). ``step``: the
     decode step, named in the message (None for ``reset``).
@@ -342,11 +442,13 @@ def _ask(router: routing.Router, method: str, *args: Any, step: int | None = Non
             + (" (the per-worker queues are the simulator's; route with view.assign(i, g))"
                if kind == "view" else "")) from None
     except ValueError as exc:
-        if "read-only" not in str(exc):
+        unlocked = "WRITEABLE flag to True" in str(exc)  # numpy refused to make one writeable
+        if "read-only" not in str(exc) and not unlocked:
             raise
         line, _ = written_at(exc, ())
+        did = "made writeable a read-only" if unlocked else "wrote into a read-only"
         raise InvalidInstanceError(
-            f"router {_label(router)}: its {_where(router, method, exc)} wrote into a read-only "
+            f"router {_label(router)}: its {_where(router, method, exc)} {did} "
             f"array of the "
             f"{'instance' if method == 'reset' else 'view or instance'}{line} ({exc}): the "
             "simulator's arrays (view.prompt, running, queued, kv_running, kv_queued, worker_of, "
@@ -410,21 +512,15 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
         now = float(k) if step_clock else t
         fleet.step, fleet.now = k, (now + origin if origin != 0.0 else now)
         start = time.perf_counter()
-        fleet.lock(True)
-        try:
-            _ask(router, "on_step", view, step=k)
-        finally:
-            fleet.lock(False)
+        fleet.new_call()
+        _ask(router, "on_step", view, step=k)
         hi = int(np.searchsorted(arrival, now + tol, side="right"))
         if hi > nxt:
             ids = np.arange(nxt, hi)
             arrive_t[ids] = t if step_clock else arrival[ids]
             fleet._routable = (nxt, hi)
-            fleet.lock(True)
-            try:
-                _ask(router, "route", view, ids, step=k)
-            finally:
-                fleet.lock(False)
+            fleet.new_call()
+            _ask(router, "route", view, ids, step=k)
             fleet._routable = (hi, hi)
             missing = ids[fleet.worker_of[ids] < 0]
             if len(missing):
@@ -521,11 +617,8 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
             fleet.kv_running -= np.bincount(
                 wk, weights=run_prompt[fin] + fleet.run_generated[fin], minlength=G
             ).astype(np.int64)
-            m = len(ids)
-            fleet._done_outputs[fleet._n_done:fleet._n_done + m] = run_out[fin]
-            fleet._done_ids[fleet._n_done:fleet._n_done + m] = ids
-            fleet._n_done += m
-            done += m
+            fleet.finished(run_out[fin], ids)
+            done += len(ids)
             keep = ~fin
             fleet.run_ids, fleet.run_worker = fleet.run_ids[keep], fleet.run_worker[keep]
             fleet.run_generated, run_out = fleet.run_generated[keep], run_out[keep]
@@ -670,6 +763,9 @@ def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4
     ``step_block > 1`` solves the smaller blocked relaxation (a valid ``lower_bound``).
     Otherwise, or when that model is too large (``models.decode_routing.MAX_ENTRIES``),
     :func:`busy_lower_bound` (``lower_bound``; the fleet's unavoidable busy time).
+    When ``solve_matrix`` rejects HiGHS's integer answer (its rounded routing breaks a row), the
+    dual bound is still a proof: it is reported (``mip_bound``) with a status that says so
+    (``incumbent rejected (row): ...``; an error only when that bound is not finite).
     """
     start = time.perf_counter()
     routing.check_options(time_limit, mip_gap)  # refused whichever bound answers
@@ -685,15 +781,28 @@ def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4
     wall = time.perf_counter() - start
     # HiGHS's dual bound, in ms: at mip_gap > 0 "optimal" may stop below the optimum
     value, objective = float(res["bound"]) * unit, float(res["objective"]) * unit
+    # solve_matrix rejects an incumbent whose rounded routing breaks a row (status "error" where
+    # HiGHS said optimal): the routing is not reported, the dual bound is still a proof
+    rejected = (res.get("info") or {}).get("incumbent_rejected")
+    note = None
+    if rejected is not None:
+        said = "" if res["status"] == "error" else f"{res['status']}; "
+        note = f"{said}incumbent rejected ({rejected}): the value is HiGHS's dual bound"
+        if not math.isfinite(value):
+            return Bound(simple, "lower_bound", wall_s=wall, status=(
+                f"error: the hindsight IP's incumbent was rejected ({rejected}) and HiGHS gave no "
+                f"finite dual bound ({value}); the value is the busy-time bound"))
     if not math.isfinite(value) or value < simple:
-        return Bound(simple, "lower_bound", wall_s=wall)
+        return Bound(simple, "lower_bound", wall_s=wall, status=note or "ok")
     # proved: HiGHS closed the gap to its absolute MIP gap (1e-6 in the solver's unit), not just
     # to mip_gap
     proved = res["status"] == "optimal" and value >= objective - max(1e-6 * unit, 1e-9 * abs(value))
     if proved and step_block == 1:
         return Bound(objective, "optimal", wall_s=wall)
     kind = "mip_bound" if step_block == 1 else "lower_bound"
-    return Bound(value, kind, wall_s=wall, status=res["status"])
+    if note is None and res["status"] == "error":  # (HiGHS's own failure: said, with a reason)
+        note = "error: HiGHS ended the hindsight IP with status error"
+    return Bound(value, kind, wall_s=wall, status=note or res["status"])
 
 
 # ---------------------------------------------------------------------------------------------

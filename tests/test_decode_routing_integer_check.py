@@ -164,3 +164,51 @@ def test_hindsight_answer_is_the_rounded_point_and_its_simulated_cost():
 
     assert res["objective"] * unit == pytest.approx(bench.simulate(inst, Fixed())["cost"],
                                                     rel=1e-9)
+
+
+def _hindsight_cell():
+    inst = bench.make_cell(kind="hindsight", workload="conversation", workers=2, requests=6, seed=0)
+    assert model.hindsight_exact(inst)
+    return inst
+
+
+def _rejecting(monkeypatch, bound: float | None = None):
+    """solve_matrix as it answers when it rejects HiGHS's incumbent (status error where HiGHS said
+    optimal, no x, objective NaN, info naming the row, the dual bound kept or ``bound``)."""
+    real = routing.solve_matrix
+
+    def rejected(mat, **kw):
+        out = real(mat, **kw)
+        assert out["status"] == "optimal"
+        out.update(status="error", x=None, objective=math.nan)
+        if bound is not None:
+            out["bound"] = bound
+        out["info"]["incumbent_rejected"] = "kv_memory[0]: 7015628 > 7015627"
+        return out
+
+    monkeypatch.setattr(routing, "solve_matrix", rejected)
+
+
+def test_a_rejected_hindsight_incumbent_keeps_its_dual_bound(monkeypatch):
+    # review R13 (bst.py): the bound row said status "error" (servopt bench exited 1 with no reason
+    # and recomputed it every run) though HiGHS's dual bound is a proof. The value expected is the
+    # optimum the same IP proves when its answer is kept
+    inst = _hindsight_cell()
+    proved = bench.bound(inst, time_limit=60.0, mip_gap=0.0)
+    assert proved.kind == "optimal" and proved.value > bench.busy_lower_bound(inst)
+    _rejecting(monkeypatch)
+    found = bench.bound(inst, time_limit=60.0, mip_gap=0.0)
+    assert found.kind == "mip_bound"
+    assert found.value == pytest.approx(proved.value, rel=1e-6)
+    assert not found.status.startswith("error")  # what servopt bench counts as a failed bound
+    assert found.status.startswith("incumbent rejected (kv_memory[0]: 7015628 > 7015627)")
+
+
+def test_a_rejected_incumbent_without_a_finite_dual_bound_is_an_error_saying_why(monkeypatch):
+    inst = _hindsight_cell()
+    _rejecting(monkeypatch, bound=-math.inf)
+    found = bench.bound(inst, time_limit=60.0, mip_gap=0.0)
+    assert found.status.startswith("error: the hindsight IP's incumbent was rejected "
+                                   "(kv_memory[0]: 7015628 > 7015627) and HiGHS gave no finite "
+                                   "dual bound")
+    assert (found.value, found.kind) == (bench.busy_lower_bound(inst), "lower_bound")

@@ -303,3 +303,174 @@ def test_a_router_that_ran_can_still_be_copied_and_pickled():
         assert np.array_equal(getattr(back, name), getattr(held, name)), name
     assert not back.prompt.flags.writeable and not back.predicted.flags.writeable
     assert bench.simulate(inst, pickle.loads(pickle.dumps(router)))["cost"] == first
+
+
+# --- review R13: the write flag numpy lets a holder set back -------------------------------------
+_SHOWN_ARRAYS = ("running", "queued", "kv_running", "kv_queued", "prompt", "predicted", "worker_of",
+                 "run_ids", "run_worker", "run_generated")
+
+
+def _shown(view):
+    arrays = {name: getattr(view, name) for name in _SHOWN_ARRAYS}
+    arrays["completed_outputs()"] = view.completed_outputs()
+    arrays["completed_ids()"] = view.completed_ids()
+    return arrays
+
+
+def _tamper(array) -> int:
+    """Every write numpy lets the holder of ``array`` make: set the write flag of the array, then
+    of each array below it (``.base``), and halve what it holds; the number of arrays written."""
+    written = 0
+    while isinstance(array, np.ndarray):
+        try:
+            array.flags.writeable = True
+        except ValueError:  # numpy refuses while a base is read-only: try the base
+            pass
+        else:
+            if array.size:
+                array[...] = array // 2 if array.dtype.kind in "iu" else array / 2
+                written += 1
+        array = array.base
+    return written
+
+
+class _Tampers(routing.LeastKV):
+    """Least-KV that writes into everything it was shown: the instance's arrays in reset, at step
+    3 that step's arrays, at step 6 those it kept from step 1."""
+
+    name = "tampers"
+
+    def reset(self, instance, seed=0):
+        super().reset(instance, seed)
+        self.kept, self.written = None, 0
+        for name in ("arrival", "prompt", "predicted"):
+            self.written += _tamper(getattr(instance, name))
+
+    def on_step(self, view):
+        if view.step == 1:
+            self.kept = _shown(view)
+        if view.step in (3, 6):
+            for array in (_shown(view) if view.step == 3 else self.kept).values():
+                self.written += _tamper(array)
+
+
+def test_a_router_that_resets_the_write_flag_is_refused_by_name():
+    # review R13 (byp2.py): the view's arrays were the fleet's own, locked by their write flag,
+    # which the holder can set back: `a = view.kv_running; a.flags.writeable = True; a //= 2` at
+    # step 3 reported 13834.32 while the same routes replayed cost 13877.99, status ok
+    class Resets(routing.LeastKV):
+        name = "reset_kv"
+
+        def on_step(self, view):
+            if view.step == 3:
+                a = view.kv_running
+                a.flags.writeable = True
+                a //= 2
+
+    with pytest.raises(InvalidInstanceError) as info:
+        bench.evaluate(gen.generate(requests=200, workers=4, seed=0), Resets())
+    message = str(info.value)
+    assert message.startswith("router Resets ('reset_kv'): its on_step() made writeable a read-only "
+                              "array of the view or instance (")
+    assert "a.flags.writeable = True" in message
+
+
+def test_whatever_a_router_writes_into_what_it_was_shown_the_run_is_least_kv_s():
+    # the arrays a router is shown are copies (or records the simulator never reads): unlocking
+    # them or their bases, now or later, and writing changes nothing of the run, nor the
+    # instance. Old code: the view's arrays were the fleet's (their write flag can be set back),
+    # the instance's were views of its frame: the run and the caller's instance changed
+    inst = gen.generate(requests=200, workers=4, seed=0, prediction_error=0.5)
+    before = {name: getattr(inst, name).copy() for name in ("arrival", "prompt", "output",
+                                                           "predicted")}
+    router = _Tampers()
+    out = bench.simulate(inst, router)
+    plain = bench.simulate(inst, "least_kv")
+    assert router.written > 0  # (what it could write is its own: worker_of's and completed_*()'s)
+    assert out["cost"] == plain["cost"]
+    assert np.array_equal(out["worker"], plain["worker"])
+    timed = ("router_us",)  # (the router's own time: its writes take some)
+    assert {k: v for k, v in out["metrics"].items() if k not in timed} == {
+        k: v for k, v in plain["metrics"].items() if k not in timed}
+    for name, values in before.items():
+        assert np.array_equal(getattr(inst, name), values), name
+    assert bench.simulate(inst, _Replay(out["worker"]))["cost"] == out["cost"]
+
+
+def test_the_shown_arrays_and_their_bases_cannot_be_made_writeable():
+    # numpy refuses to set the write flag of each (and of each base that is an array, except the
+    # records of worker_of and the finished requests, which the simulator writes and never reads)
+    refused = {}
+
+    class Probe(routing.RoundRobin):
+        def on_step(self, view):
+            if view.step != 5:
+                return
+            for name, array in _shown(view).items():
+                chain, base = [], array
+                while isinstance(base, np.ndarray):
+                    try:
+                        base.flags.writeable = True
+                        chain.append("writeable")
+                    except ValueError:
+                        chain.append("refused")
+                    base = base.base
+                refused[name] = (chain, type(base).__name__)
+
+    bench.simulate(gen.generate(requests=120, workers=4, seed=0, prediction_error=0.5), Probe())
+    for name in ("running", "queued", "kv_running", "kv_queued", "prompt", "predicted", "run_ids",
+                 "run_worker", "run_generated"):
+        assert refused[name] == (["refused"], "bytes"), name  # memory no one can write
+    for name in ("worker_of", "completed_outputs()", "completed_ids()"):
+        assert refused[name][0][0] == "refused", name
+
+
+def test_a_kept_copy_stays_as_it_was_and_assign_shows_in_the_next_read():
+    # a router reads copies made for each call; within route() the counts include what it routed
+    seen = []
+
+    class Keeps(routing.Router):
+        def route(self, view, ids):
+            for i in ids:
+                first = view.kv_queued
+                view.assign(int(i), 0)
+                seen.append((first.copy(), view.kv_queued.copy(), int(view.prompt[i]),
+                             int(view.worker_of[i])))
+
+    bench.simulate(_stream(), Keeps())
+    for first, after, prompt, worker in seen:
+        assert after[0] == first[0] + prompt and np.array_equal(after[1:], first[1:])
+        assert worker == 0
+
+
+class _Snap(routing.LeastKV):
+    """Keeps copy.copy(view) (review R13's pk.py) and what the view showed at step 10."""
+
+    name = "snap"
+
+    def on_step(self, view):
+        if view.step == 10:
+            self.at10 = copy.copy(view)
+            self.values = {name: np.array(a) for name, a in _shown(view).items()}
+
+
+def test_a_router_that_kept_its_view_can_be_pickled_and_deep_copied():
+    # review R13 (pk.py): the view's class is made per simulation, so pickle refused a router
+    # holding copy.copy(view); pickled or deep-copied, a view is a FrozenView: what it shows then
+    inst = gen.generate(requests=120, workers=4, seed=0, prediction_error=0.5)
+    router = _Snap()
+    bench.simulate(inst, router)
+    assert copy.copy(router.at10) is router.at10
+    for back in (pickle.loads(pickle.dumps(router)).at10, copy.deepcopy(router).at10):
+        assert type(back) is bench.FrozenView
+        assert back.step > 10  # copy.copy kept the live view: pickled at the run's end
+        record = _shown(back)
+        assert set(record) == set(router.values)
+        for name in ("prompt", "predicted"):
+            assert np.array_equal(record[name], router.values[name])
+        assert len(record["completed_ids()"]) == inst.n_requests  # (the view at the end)
+        assert np.array_equal(np.sort(record["completed_ids()"]), np.arange(inst.n_requests))
+        with pytest.raises(InvalidInstanceError, match="routes nothing"):
+            back.assign(0, 0)
+        with pytest.raises(InvalidInstanceError):
+            back.kv_running = None

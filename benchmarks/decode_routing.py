@@ -59,6 +59,7 @@ import numpy as np
 
 from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, written_at
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import whole_number
 from servopt.instances.decode_routing import Instance
 from servopt.models import decode_routing as model
 from servopt.solvers import decode_routing as routing
@@ -471,6 +472,7 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
     router = routing.make_router(router)
     if not 0.0 <= warmup < 1.0:
         raise InvalidInstanceError(f"warmup must be a share of the requests in [0, 1), got {warmup}")
+    seed = whole_number("seed", seed, low=0)  # -1: numpy's bare "expected non-negative integer"
     n, G = instance.n_requests, instance.workers
     B, K = instance.slots, instance.kv_capacity
     c0, c1, p = instance.step_ms, instance.ms_per_kv_token, instance.prefill_ms_per_token

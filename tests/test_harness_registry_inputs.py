@@ -559,3 +559,16 @@ def test_batch_bound_refuses_a_max_columns_that_is_not_a_count(bad):
     from servopt.instances import batch_scheduling as bi
     with pytest.raises(InvalidInstanceError, match="max_columns must be a whole number >= 1"):
         bb.bound(bi.generate(10, seed=0), max_columns=bad)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True])
+def test_decode_evaluate_refuses_a_seed_that_is_not_a_whole_number_before_the_router_runs(bad):
+    # E8: seed=-1 ended in numpy's bare "expected non-negative integer" after the router's reset
+    # ran, and gap_table made an error row per method
+    from servopt.benchmarks import decode_routing as db
+    from servopt.instances import decode_routing as di
+    instance = di.generate(requests=40, workers=2, seed=0)
+    with pytest.raises(InvalidInstanceError, match="seed must be a whole number >= 0"):
+        db.evaluate(instance, "jsq", seed=bad)
+    with pytest.raises(InvalidInstanceError, match="seed"):
+        servopt.gap_table(instance, ["jsq", "least_kv"], evaluate_kw={"seed": bad})

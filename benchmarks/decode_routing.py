@@ -57,9 +57,8 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, written_at
+from servopt.benchmarks.harness import Bound, OptionError, Outcome, checked_keywords, written_at
 from servopt.core import InvalidInstanceError
-from servopt.core.checks import whole_number
 from servopt.instances.decode_routing import Instance
 from servopt.models import decode_routing as model
 from servopt.solvers import decode_routing as routing
@@ -472,7 +471,9 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
     router = routing.make_router(router)
     if not 0.0 <= warmup < 1.0:
         raise InvalidInstanceError(f"warmup must be a share of the requests in [0, 1), got {warmup}")
-    seed = whole_number("seed", seed, low=0)  # -1: numpy's bare "expected non-negative integer"
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        # (-1: numpy's bare "expected non-negative integer", after the router's reset ran)
+        raise OptionError(f"option seed must be a whole number >= 0, got {seed!r}")
     n, G = instance.n_requests, instance.workers
     B, K = instance.slots, instance.kv_capacity
     c0, c1, p = instance.step_ms, instance.ms_per_kv_token, instance.prefill_ms_per_token

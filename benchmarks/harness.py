@@ -248,14 +248,19 @@ def method_names(decision: str) -> list[str]:
     return list(layer_module(decision, "solvers").POLICIES)
 
 
+def _policies(decision: str) -> dict[str, Any]:
+    """The decision's ``POLICIES`` (empty when it has no solvers layer, as a registered decision
+    may not, or none)."""
+    try:
+        return dict(getattr(layer_module(decision, "solvers"), "POLICIES", {}) or {})
+    except InvalidInstanceError:
+        return {}
+
+
 def known_methods(decision: str) -> tuple[str, ...] | None:
     """The method names ``decision``'s evaluator takes: its ``POLICIES`` then any other of its
     ``DEFAULT_METHODS``; None when it declares neither (a plug-in that resolves names itself)."""
-    names: list[str] = []
-    try:
-        names += list(getattr(layer_module(decision, "solvers"), "POLICIES", {}) or {})
-    except InvalidInstanceError:  # (a registered decision without a solvers layer)
-        pass
+    names = list(_policies(decision))
     names += [m for m in getattr(benchmark_module(decision), "DEFAULT_METHODS", ()) if m not in names]
     return tuple(names) if names else None
 
@@ -318,14 +323,6 @@ def method_label(method: Any) -> str:
     if isinstance(name, str) and name and own:
         return name
     return getattr(method, "__name__", None) or type(method).__name__
-
-
-def _policies(decision: str) -> dict[str, Any]:
-    """The decision's ``POLICIES`` (empty when it has no solvers layer or none)."""
-    try:
-        return dict(getattr(layer_module(decision, "solvers"), "POLICIES", {}) or {})
-    except InvalidInstanceError:
-        return {}
 
 
 def _stateless(method: Any) -> bool:

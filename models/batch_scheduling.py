@@ -561,15 +561,17 @@ def _counted(instance: Instance, rounds: int, window: int | None,
              ends: np.ndarray | None) -> tuple[int, int]:
     """(start columns, fine memory-row entries) of the model over ``rounds`` rounds."""
     count = np.maximum(0, _last_starts(instance, rounds, window, ends) - instance.arrival + 1)
-    o = instance.output_tokens
+    return _sum_past_int64(count, 1), _sum_past_int64(count, instance.output_tokens)
 
-    def total(values: np.ndarray, approx: float) -> int:
-        return int(np.sum(values)) if approx < 2.0**62 else int(approx)
 
-    starts = total(count, float(np.sum(count.astype(float))))
-    with np.errstate(over="ignore"):  # the int64 products are used only where they hold
-        entries = total(count * o, float(np.sum(count.astype(float) * o)))
-    return starts, entries
+def _sum_past_int64(count: np.ndarray, weight: Any) -> int:
+    """sum(count x weight): exact where int64 holds it; above 2**62 (where int64 would wrap to a
+    negative count) the float sum, a size far past any cap."""
+    approx = float(np.sum(count.astype(float) * weight))
+    if approx >= 2.0**62:
+        return int(approx)
+    with np.errstate(over="ignore"):  # (it holds here)
+        return int(np.sum(count * weight))
 
 
 def horizon_lower_bound(instance: Instance) -> int:
@@ -688,16 +690,11 @@ def columns(instance: Instance, horizon: Any = None, window: int | None = None, 
 def _column_counts(instance: Instance, last: np.ndarray, *, with_memory_rows: bool,
                    rounds: int | None = None, pyomo: bool = False) -> np.ndarray:
     """Each request's start columns (a_i..``last_i``), refused above ``_MAX_COLUMNS`` in all
-    (and, ``with_memory_rows``, their memory-row entries above the cap, ``pyomo``: the Pyomo model's, and the
-    ``rounds`` of memory rows above ``_MAX_ROUNDS``)."""
+    (and, ``with_memory_rows``, their memory-row entries above the cap, with ``pyomo`` the Pyomo
+    model's, and the ``rounds`` of memory rows above ``_MAX_ROUNDS``)."""
     count = np.maximum(0, last - instance.arrival + 1)
-    entries = None
-    if with_memory_rows:  # count x o <= 30M x 1e6 where it matters: the float sum above 2**62
-        with np.errstate(over="ignore"):
-            exact = int(np.sum(count * instance.output_tokens))
-        approx = float(np.sum(count.astype(float) * instance.output_tokens))
-        entries = exact if approx < 2.0**62 else int(approx)
-    _refuse_size(0 if rounds is None else rounds, int(count.sum()), entries,
+    entries = _sum_past_int64(count, instance.output_tokens) if with_memory_rows else None
+    _refuse_size(0 if rounds is None else rounds, _sum_past_int64(count, 1), entries,
                  pyomo=pyomo)
     return count
 

@@ -304,6 +304,19 @@ def whole_rounds(value: float) -> float:
 
 
 @checked_keywords()
+def _too_large_floor(instance: Instance, horizon: Any, window: Any, max_columns: int) -> str | None:
+    """``bound(method="auto")``'s "model too large" status when the model's size is certainly over
+    its limits (:func:`~servopt.models.batch_scheduling.size_lower_bound`, O(n): on the horizon's
+    lower bound, and with ``window="auto"`` on arrivals the least window it can be, 64 rounds), so
+    before the greedy plans that set the window and the horizon (16 s at 20,000 requests); None
+    when it may fit (then the exact count decides)."""
+    least = (None if instance.offline else 64) if window == "auto" else window
+    _, columns, entries = model.size_lower_bound(instance, horizon, least)
+    if columns > max_columns or entries > 100 * max_columns:
+        return f"model too large (at least {columns:,} columns, {entries:,} memory-row entries)"
+    return None
+
+
 def bound(instance: Instance, *, method: str = "auto", time_limit: float | None = 600.0,
           max_columns: int = 400_000, horizon: Any = None, window: Any = "auto",
           group_size: int = 8, bucket: int = 2, penalty: float = 0.0) -> Bound:
@@ -324,7 +337,8 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     ``time_limit``: proved optimum or MIP dual bound; horizon ``"safe"`` by default, and "optimal"
     only when no request is left in a late column, e.g. outside ``window``), ``area`` (closed form,
     see :func:`servopt.models.batch_scheduling.area_bound`), or ``auto``: the LP when the model has
-    at most ``max_columns`` start columns and rounds, else the closed form. The LP is never worse than the
+    at most ``max_columns`` start columns and rounds, else the closed form (at once, without a
+    greedy plan, when an O(n) floor of the model's size is already over). The LP is never worse than the
     closed form is reported: the larger of the two is returned. Total latency is a whole number of
     rounds, so the LP or MIP bound is rounded up to the next integer. ``window="auto"`` limits each
     request's modelled starts, with arrivals, to twice the longest wait of a greedy schedule (the
@@ -339,6 +353,10 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     # stream from its first arrival (a clock stamped 1.7e9 rounds in made one row per round)
     instance, _ = model.from_first_arrival(instance)
     simple = model.area_bound(instance)
+    if method == "auto":  # a model certainly too large is the area bound before any greedy plan
+        floor = _too_large_floor(instance, horizon, window, max_columns)
+        if floor is not None:
+            return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0, status=floor)
     if window == "auto":  # with arrivals: starts up to twice the longest wait of a greedy plan
         wait = model.greedy_schedule(instance) - instance.arrival
         window = None if instance.offline else int(max(64, 2 * wait.max()))

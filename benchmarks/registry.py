@@ -37,7 +37,7 @@ class Case:
     grid : parameter sets (dicts) passed to ``make_instance`` (one task per set and seed), no
         set twice; values are numbers, text, True/False, None or lists of them (numpy scalars are
         stored as the Python numbers they hold: see :func:`grid_value`).
-    seeds : the seeds of each parameter set: whole numbers, none twice.
+    seeds : the seeds of each parameter set: whole numbers >= 0, none twice.
     make_instance : ``make_instance(seed=..., **params) -> Instance``; default
         ``servopt.instances.<decision>.generate``.
     methods : names from the decision's ``POLICIES`` (or its evaluator's ``DEFAULT_METHODS``),
@@ -108,6 +108,8 @@ class Case:
         for seed in seeds:
             if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
                 refuse("seeds", f"must be whole numbers, got {seed!r}")
+            if seed < 0:  # every generator refuses it, task by task, at run time
+                refuse("seeds", f"must be whole numbers >= 0, got {seed!r}")
         seeds = tuple(int(s) for s in seeds)
         twice = repeated(list(seeds))
         if twice is not None:

@@ -169,14 +169,17 @@ def batch_solve(requests: int, time_limit: float | None = None, relax: bool = Fa
     return {"size": size, "phases": phases, "status": str(solution.status)}
 
 
-def cache_lp(requests: int, time_limit: float | None = None, *, phases: dict[str, float]) -> dict:
-    """``servopt.solve(relax=True)`` (the flow LP on HiGHS) of a generated workload (400 objects,
-    generate's default, as the audit's)."""
+def cache_lp(requests: int, time_limit: float | None = None, backend: str = "highs", *,
+             phases: dict[str, float]) -> dict:
+    """``servopt.solve(relax=True, backend=backend)`` (the flow LP on HiGHS: as sparse data, or
+    built in Pyomo / CVXPY) of a generated workload (400 objects, generate's default, as the
+    audit's)."""
     import servopt
 
     inst = _cache_instance(requests, objects=400)
-    solution = _timed(phases, f"solve(relax, time_limit={time_limit})",
-                      lambda: servopt.solve(inst, relax=True, time_limit=time_limit))
+    shown = "" if backend == "highs" else f"{backend}, "
+    solution = _timed(phases, f"solve({shown}relax, time_limit={time_limit})",
+                      lambda: servopt.solve(inst, relax=True, time_limit=time_limit, backend=backend))
     return {"size": requests, "phases": phases, "status": str(solution.status)}
 
 
@@ -473,6 +476,11 @@ CASES: list[tuple[str, str, int, str, tuple | None, tuple | None, str]] = [
      (250_000, 60.0), (500_001,), "servopt.solve(relax=True, time_limit=60), 400 objects "
      "(generate's default); under: half the cap (no optimum in 200 s with no limit, one run at "
      "load ~2: the peak is the row's point)"),
+    ("cache_lp_pyomo", "models/caching.py MAX_LP_REQUESTS", 500_000, "cache_lp",
+     (100_000, None, "pyomo"), None, "as cache_lp_requests through Pyomo (the same cap: its "
+     "model is heavier; scale the peak over baseline linearly for the cap), no time limit"),
+    ("cache_lp_cvxpy", "models/caching.py MAX_LP_REQUESTS", 500_000, "cache_lp",
+     (100_000, None, "cvxpy"), None, "as cache_lp_pyomo through CVXPY"),
     ("cache_binaries", "models/caching.py MAX_BINARIES", 50_000, "cache_binaries",
      (50_400, 5.0), (50_401, 5.0), "build_matrix_model (IP) + servopt.solve(time_limit=5), "
      "400 objects (generate's default)"),

@@ -18,7 +18,8 @@ Worker: KV capacity M tokens, token budget b per iteration, batch cap B, iterati
 d0 + d1 x tokens seconds. A busy worker at rate lambda processes lambda E[w] tokens per second,
 so its self-consistent iteration time is t(lambda) = d0 / (1 - d1 lambda E[w]).
 
-Bounds (requests per second; each is an upper bound on the throughput of the worker):
+Bounds (requests per second; as stated, each is an upper bound on the throughput of the worker,
+up to the noise of a finite simulation; the *corrected* memory bound below is not):
 
 - compute  mu_c = b / (E[w] (d0 + d1 b))          (every iteration full: Li, Dai and Peng)
 - memory   mu_m = M / (d0 E[g] + M d1 E[w])       (Little's law on KV: lambda t(lambda) E[g] <= M)
@@ -29,14 +30,23 @@ mu_m and mu_s are lambda t(lambda) E[a] <= A solved for lambda with the self-con
 the free memory stranded at the head of the line (FCFS waits until the next prompt fits; the
 gap left is the residual of a length-biased prompt) and, when KV is the first resource to saturate
 (only then do preemptions happen), inflates E[w] by the expected recomputation after preemption
-at the operating point (a fixed point; see :func:`memory_corrections`). The maximum stable rate is the
-minimum of the three (with the corrected memory bound); the binding resource is its argmin.
+at the operating point (a fixed point; see :func:`memory_corrections`). The corrected bound is an
+*estimate* of where FCFS admission saturates, not a bound: where little memory is stranded the
+simulator sustains more (batch_cap 1 and M = s, four 158-token prompts with one output token:
+2.11 req/s corrected, 3.16 uncorrected, 3.16 simulated; ``bounds(..., corrected=False)`` is the
+bound). The maximum stable rate is the minimum of the three (with the corrected memory bound,
+so an estimate too; ``corrected=False``: an upper bound); the binding resource is its argmin.
+The evaluator's bound on the fleet (``servopt.benchmarks.capacity.bound``) does not rest on it:
+it is the least fleet the simulator's own stability test accepts.
 The recomputation term switches on where KV overtakes the slots as the first resource to
 saturate, so more batch slots can lower the rate there: on conversation lengths at 110 req/s,
 batch_cap 340 -> 360 moves the bound from 12.69 (slots bind) to 11.97 req/s per worker (memory,
 -5.7%) and the plan from 10 to 11 workers. The simulator agrees in direction (admitting more
 lets KV run out, and preemption costs recomputation: its knee moves 12.79 -> 12.47, -2.5%) but
-not in size; its least stable fleet stays at 9.
+not in size; its least stable fleet stays at 9. A larger token budget can do the same (it lets
+compute stop binding before memory: prompts [77]x4 + [38]x4, outputs [14]x4 + [43]x4, M 9000,
+B 256, d0 12 ms, d1 1 ms: budget 256 -> 512 moves the corrected rate 11.24 -> 9.61 req/s while
+the uncorrected one rises 11.24 -> 11.43).
 
 Fluid LP (rates; the ``build`` and ``build_cvxpy`` formulations)
 -------------------------------------------------------------------

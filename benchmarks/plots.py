@@ -1,17 +1,173 @@
-"""PNG plots of a benchmark frame: gap by method per decision, and cost against time."""
+"""PNG plots of a benchmark frame: gap by method per case, and gap against time per case.
+
+Both show what the table shows: a method whose runs have no bound draws no bar or point but says
+``no bound``; an infinite gap (a bound of 0) is drawn clipped at the panel's edge and says ``inf``;
+gaps are in percent of the bound.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from servopt.benchmarks.report import summarise
+from servopt.benchmarks.report import NO_BOUND, summarise, write_atomic
+
+# how far past the largest finite gap an infinite one is drawn (and where a case with only
+# infinite gaps draws them, in percent)
+INF_REACH = 1.25
+INF_ALONE = 100.0
+GRID_COLUMNS = 3  # panels per row of the trade-off figure
+
+
+def gap_bars(block: pd.DataFrame) -> pd.DataFrame:
+    """What the gap plot draws for one case's rows of :func:`summarise`: per method its
+    ``label``, ``gap_pct`` (the mean gap in percent; NaN: no gap), ``width`` (the bar drawn, in
+    percent: NaN for no bar, an infinite gap clipped to the panel), ``note`` (``no bound``,
+    ``no run``, ``no gap``, ``inf``, ``-inf`` or empty) and ``flagged`` (a status other than ok)."""
+    gaps = block["gap_mean"].to_numpy(dtype=float) * 100
+    finite = np.abs(gaps[np.isfinite(gaps)])
+    reach = INF_REACH * finite.max() if finite.size and finite.max() > 0 else INF_ALONE
+    notes, widths = [], []
+    for gap, runs, status in zip(gaps, block["runs"], block["status"], strict=True):
+        if math.isnan(gap):
+            notes.append("no run" if runs == 0 else NO_BOUND if NO_BOUND in str(status)
+                         else "no gap")
+            widths.append(math.nan)
+        elif math.isinf(gap):
+            notes.append("inf" if gap > 0 else "-inf")
+            widths.append(math.copysign(reach, gap))
+        else:
+            notes.append("")
+            widths.append(gap)
+    flagged = (block["status"] != "ok").to_numpy()
+    labels = [f"{m}: {st}" if bad else str(m)
+              for m, st, bad in zip(block["method"], block["status"], flagged, strict=True)]
+    return pd.DataFrame({"method": block["method"].to_numpy(), "label": labels, "gap_pct": gaps,
+                         "width": widths, "note": notes, "flagged": flagged})
+
+
+def gap_figure(summary: pd.DataFrame) -> Any:
+    """One panel per case: a horizontal bar per method, its mean gap to the bound in percent
+    (:func:`gap_bars`: no bar but ``no bound`` for a method without one, an infinite gap clipped
+    and marked ``inf``). Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    cases = list(dict.fromkeys(summary["case"]))
+    fig, axes = plt.subplots(len(cases), 1, figsize=(9, 2.2 + 0.38 * len(summary)),
+                             squeeze=False)
+    for ax, case in zip(axes[:, 0], cases, strict=True):
+        block = summary[summary["case"] == case]
+        bars = gap_bars(block)
+        y = np.arange(len(bars))
+        drawn = bars["width"].notna().to_numpy()
+        colours = np.where(bars["flagged"], "tab:red", "tab:blue")
+        patches = ax.barh(y[drawn], bars["width"][drawn], color=colours[drawn])
+        for patch, note in zip(patches, bars["note"][drawn], strict=True):
+            if note in ("inf", "-inf"):  # (clipped: hatched, and its note says inf)
+                patch.set_hatch("//")
+        ax.set_yticks(y, bars["label"], fontsize=8)
+        ax.axvline(0, color="black", linewidth=0.6)
+        right = np.nanmax(np.abs(bars["width"])) if drawn.any() else 1.0
+        for row, yy in zip(bars.itertuples(index=False), y, strict=True):
+            # each bar's value (a gap of 0 is a bar of no length: "0 %" says it is one) or its
+            # note, at the bar's end or at 0 where no bar is drawn
+            x = row.width if not math.isnan(row.width) else 0.0
+            ax.annotate(row.note or f"{row.gap_pct:.3g} %", (x, yy),
+                        xytext=(3 if x >= 0 else -3, 0), textcoords="offset points",
+                        ha="left" if x >= 0 else "right", va="center", fontsize=8,
+                        fontstyle="italic" if row.note else "normal")
+        left = min(0.0, float(np.nanmin(bars["width"]))) if drawn.any() else 0.0
+        ax.set_xlim(left * 1.4, right * 1.15)  # (room for the values written past the bars)
+        ax.set_title(f"{block['decision'].iloc[0]}: {case} (red: not every run ok or with a "
+                     "bound)", fontsize=9)
+        ax.set_xlabel("mean gap to bound (% of the bound)")
+        ax.invert_yaxis()
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff_points(block: pd.DataFrame) -> pd.DataFrame:
+    """What the trade-off plot draws for one case's rows of :func:`summarise`: per method ``x``
+    (mean wall-clock seconds per run, at least 1e-6 for the log axis), ``y`` (mean gap in
+    percent; NaN: no point, an infinite gap clipped to the panel) and ``legend`` (the method, with
+    ``no bound``, ``gap in k of n runs``, ``inf`` or a status other than ok where that
+    applies)."""
+    bars = gap_bars(block)
+    legends = []
+    for row, runs, gap_runs, status in zip(bars.itertuples(index=False), block["runs"],
+                                           block["gap_runs"], block["status"], strict=True):
+        text = str(row.method)
+        if row.note in ("inf", "-inf"):
+            text += f" (gap {row.note}, drawn clipped)"
+        elif row.note:
+            text += f" ({row.note}: not drawn)"
+        if 0 < gap_runs < runs:
+            text += f" (gap in {gap_runs} of {runs} runs)"
+        bad = [part for part in str(status).split("; ") if not part.startswith(NO_BOUND)]
+        if row.flagged and bad and bad != ["ok"]:  # (unstable, below_bound, errors)
+            text += f" ({'; '.join(bad)})"
+        legends.append(text)
+    return pd.DataFrame({"method": bars["method"], "x": block["wall_s"].clip(lower=1e-6).to_numpy(),
+                         "y": bars["width"].to_numpy(), "legend": legends,
+                         "note": bars["note"].to_numpy()})
+
+
+def tradeoff_figure(summary: pd.DataFrame) -> Any:
+    """Per case a panel (a grid of :data:`GRID_COLUMNS` per row): each method's mean gap to the
+    bound (%) against its mean wall-clock seconds per run (log axis), the methods named in a
+    legend (:func:`tradeoff_points`). Gaps, not costs: a case's instances differ in scale, so a
+    mean cost would mix them. Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    cases = list(dict.fromkeys(summary["case"]))
+    ncols = min(GRID_COLUMNS, len(cases))
+    nrows = math.ceil(len(cases) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.4 * nrows), squeeze=False)
+    methods = list(dict.fromkeys(summary["method"]))
+    markers = "osD^vP*Xh<>p"
+    for ax, case in zip(axes.flat, cases, strict=False):
+        block = summary[summary["case"] == case]
+        for row in tradeoff_points(block).itertuples(index=False):
+            k = methods.index(row.method)
+            style = {"color": f"C{k % 10}", "marker": markers[k % len(markers)], "linestyle": ""}
+            if math.isnan(row.y):  # (a legend entry, no point)
+                ax.plot([], [], label=row.legend, **style)
+                continue
+            ax.plot([row.x], [row.y], label=row.legend, markersize=7,
+                    markerfacecolor="none" if row.note else style["color"], **style)
+            if row.note:
+                ax.annotate(row.note, (row.x, row.y), xytext=(4, 4), textcoords="offset points",
+                            fontsize=7, fontstyle="italic")
+        if not np.isfinite(tradeoff_points(block)["y"].to_numpy(dtype=float)).any():
+            ax.text(0.5, 0.5, "no method has a gap to a bound:\nnothing to draw", ha="center",
+                    va="center", transform=ax.transAxes, fontsize=9, fontstyle="italic")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.set_xscale("log")  # (ticks at 1, 2, 5 per decade, written plainly: 0.02, 0.5)
+            x = tradeoff_points(block)["x"].to_numpy(dtype=float)
+            wide = np.log10(x.max() / x.min()) > 2  # (over two decades: 1, 10, 100 only)
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("wall time per run (s)")
+        ax.set_ylabel("mean gap to bound (% of the bound)")
+        ax.set_title(f"{block['decision'].iloc[0]}: {case}", fontsize=9)
+        ax.legend(fontsize=7, loc="best", frameon=False)
+    for ax in axes.flat[len(cases):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
 
 
 def write_plots(frame: pd.DataFrame, out_dir: str | Path, name: str) -> list[Path]:
-    """Write ``<name>-gap.png`` and ``<name>-cost-time.png``; return their paths."""
+    """Write ``<name>-gap.png`` (:func:`gap_figure`) and ``<name>-cost-time.png`` (the gap
+    against time: :func:`tradeoff_figure`), each whole or not at all; return their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,39 +177,14 @@ def write_plots(frame: pd.DataFrame, out_dir: str | Path, name: str) -> list[Pat
     if summary.empty:
         return []
     out = Path(out_dir)
-    cases = list(dict.fromkeys(summary["case"]))
     paths = []
-
-    fig, axes = plt.subplots(len(cases), 1, figsize=(8, 2.2 + 0.35 * len(summary)), squeeze=False)
-    for ax, case in zip(axes[:, 0], cases, strict=True):
-        block = summary[summary["case"] == case]
-        gaps = block["gap_mean"].to_numpy(dtype=float) * 100
-        flagged = (block["status"] != "ok").to_numpy()  # unstable, below_bound, errors
-        labels = [f"{m} ({st})" if bad else m
-                  for m, st, bad in zip(block["method"], block["status"], flagged, strict=True)]
-        ax.barh(labels, np.nan_to_num(gaps), color=np.where(flagged, "tab:red", "tab:blue"))
-        ax.set_title(f"{block['decision'].iloc[0]}: {case} (red: not every run ok)", fontsize=9)
-        ax.set_xlabel("mean gap to bound (%)")
-        ax.invert_yaxis()
-    fig.tight_layout()
-    path = out / f"{name}-gap.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
-
-    fig, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 3.6), squeeze=False)
-    for ax, case in zip(axes[0], cases, strict=True):
-        block = summary[summary["case"] == case]
-        ax.scatter(block["wall_s"].clip(lower=1e-6), block["cost"])
-        for row in block.itertuples(index=False):
-            ax.annotate(row.method, (max(row.wall_s, 1e-6), row.cost), fontsize=7)
-        ax.set_xscale("log")
-        ax.set_xlabel("decision time (s)")
-        ax.set_ylabel("mean cost")
-        ax.set_title(case, fontsize=9)
-    fig.tight_layout()
-    path = out / f"{name}-cost-time.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    paths.append(path)
+    for suffix, draw in (("gap", gap_figure), ("cost-time", tradeoff_figure)):
+        fig = draw(summary)
+        try:
+            path = write_atomic(out / f"{name}-{suffix}.png",
+                                lambda temporary, fig=fig: fig.savefig(temporary, dpi=110,
+                                                                       format="png"))
+        finally:
+            plt.close(fig)
+        paths.append(path)
     return paths

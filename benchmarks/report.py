@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 import os
 import platform
+import secrets
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata, util
 from pathlib import Path
 from typing import Any
@@ -14,31 +16,95 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+SUMMARY_COLUMNS = ["case", "method", "decision", "runs", "gap_runs", "cost", "gap_mean",
+                   "gap_max", "wall_s", "bound_kind", "status"]
+
+NO_BOUND = "no bound"
+
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per case and method: runs, mean cost, mean / max gap, mean time, bound kind, statuses.
+    """Per case and method: runs, runs with a gap, mean cost, mean / max gap, mean time, bound
+    kind, statuses.
 
-    ``status`` is ``ok`` when every run was, else the count of each other status (for example
-    ``2 unstable`` for a capacity plan that under-provisions, or an error). Runs skipped for want
-    of a public trace are left out (:func:`skipped_notes` says which).
+    ``runs`` counts the runs that produced a cost; ``gap_runs`` those of them that have a gap (a
+    bound to compare with; ``inf``, a positive cost against a bound of 0, counts). ``gap_mean`` /
+    ``gap_max`` are over the ``gap_runs`` runs only, as fractions of the bound (0.05: 5 % worse
+    than the bound). ``status`` is ``ok`` when every run was ok and had a bound; else the count of
+    each other status (for example ``2 unstable`` for a capacity plan that under-provisions, or an
+    error) and, for runs that ran without a bound, ``no bound in 1 of 2 runs (time_limit)`` with
+    why (:func:`bound_reasons`). Runs skipped for want of a public trace are left out
+    (:func:`skipped_notes` says which).
     """
     if not frame.empty:
         frame = frame[~_skipped(frame["status"])]
     if frame.empty:
-        return pd.DataFrame(columns=["case", "method", "runs", "cost", "gap_mean", "gap_max",
-                                     "wall_s", "bound_kind", "status"])
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    frame = frame.assign(_gap_run=_ran(frame) & frame["gap"].notna(),
+                         _no_bound=missing_bound(frame), _why=bound_reasons(frame))
     grouped = frame.groupby(["case", "method"], sort=False)
     out = grouped.agg(
         decision=("decision", "first"),
         runs=("cost", "count"),  # runs that produced a cost (errors are counted in status)
+        gap_runs=("_gap_run", "sum"),
         cost=("cost", "mean"),
-        gap_mean=("gap", "mean"),
+        gap_mean=("gap", "mean"),  # (over the gap_runs runs: the mean skips NaN)
         gap_max=("gap", "max"),
         wall_s=("wall_s", "mean"),
         bound_kind=("bound_kind", lambda s: "/".join(sorted({str(v) for v in s}))),
         status=("status", _status_counts),
-    )
-    return out.reset_index()
+    ).reset_index()
+    out["gap_runs"] = out["gap_runs"].astype(int)
+    statuses = []
+    for status, (_, rows) in zip(out["status"], grouped, strict=True):
+        missing = rows[rows["_no_bound"]]
+        if missing.empty:
+            statuses.append(status)
+            continue
+        ran = int(_ran(rows).sum())
+        note = (f"{NO_BOUND} in {len(missing)} of {ran} run{'s' if ran != 1 else ''} "
+                f"({', '.join(dict.fromkeys(missing['_why']))})")
+        statuses.append(note if status == "ok" else f"{status}; {note}")
+    out["status"] = statuses
+    return out[SUMMARY_COLUMNS]
+
+
+def _ran(frame: pd.DataFrame) -> pd.Series:
+    """Rows whose method produced a cost (an error row has none)."""
+    return frame["cost"].notna()
+
+
+def missing_bound(frame: pd.DataFrame) -> pd.Series:
+    """Rows whose method ran but that have no gap for want of a bound: the bound is NaN (a
+    hand-made frame without a ``bound`` column: the gap is NaN). A NaN gap against a bound that is
+    there (a run on another instance than its bound's) is not counted: its status says why."""
+    no_gap = _ran(frame) & frame["gap"].isna()
+    if "bound" in frame.columns:
+        no_gap &= pd.to_numeric(frame["bound"], errors="coerce").isna()
+    return no_gap
+
+
+def bound_reasons(frame: pd.DataFrame) -> pd.Series:
+    """Per row, in a few words, why a bound would be missing: its status (``time_limit``,
+    ``bound raised ValueError``, ``bound skipped``), else its kind (``bound kind none``), else
+    ``no bound``."""
+    blank = pd.Series("", index=frame.index)
+    status = frame["bound_status"] if "bound_status" in frame.columns else blank
+    kind = frame["bound_kind"] if "bound_kind" in frame.columns else blank
+
+    def reason(bound_status: Any, bound_kind: Any) -> str:
+        text = "" if pd.isna(bound_status) else str(bound_status)
+        if text.startswith("error"):
+            parts = text.split(":")
+            return f"bound raised {parts[1].strip()}" if len(parts) > 2 else "bound raised"
+        if text.startswith("skipped"):
+            return "bound skipped"
+        if text and text not in ("ok", "optimal"):
+            return text
+        kind_text = "" if pd.isna(bound_kind) else str(bound_kind)
+        return f"bound kind {kind_text}" if kind_text not in ("", "error") else NO_BOUND
+
+    return pd.Series([reason(s, k) for s, k in zip(status, kind, strict=True)],
+                     index=frame.index, dtype=object)
 
 
 def _status_counts(statuses: pd.Series) -> str:
@@ -80,22 +146,66 @@ def skipped_notes(frame: pd.DataFrame) -> dict[str, list[str]]:
     return notes
 
 
-def markdown_table(frame: pd.DataFrame, floatfmt: str = ".4g") -> str:
-    """A GitHub markdown table (no extra dependency)."""
+def markdown_table(frame: pd.DataFrame, floatfmt: str | dict[str, str] = ".4g") -> str:
+    """A GitHub markdown table (no extra dependency). ``floatfmt`` is one format for every float
+    or a dict ``{column: format}`` (columns not in it: ``.4g``). NaN is a blank cell."""
 
-    def cell(value: Any) -> str:
+    def fmt(column: Any) -> str:
+        return floatfmt.get(column, ".4g") if isinstance(floatfmt, dict) else floatfmt
+
+    def cell(value: Any, form: str) -> str:
         if isinstance(value, float | np.floating):
             if math.isnan(value):
                 return ""
             if math.isinf(value):
                 return "inf" if value > 0 else "-inf"
-            return format(float(value), floatfmt)
+            return format(float(value), form)
         return str(value).replace("|", "\\|")
 
+    forms = [fmt(c) for c in frame.columns]
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    body = ["| " + " | ".join(cell(v, f) for v, f in zip(row, forms, strict=True)) + " |"
+            for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *body])
+
+
+# the gap table's figures: costs with 6 significant digits (methods 0.1 % apart are told apart:
+# 19500 and 19530 are 1.95e+04 and 1.953e+04 at 4), gaps and times with 4
+TABLE_FORMATS = {"cost": ".6g", "gap_mean": ".4g", "gap_max": ".4g", "wall_s": ".4g"}
+
+UNITS_LINE = ("Units: `gap_mean` / `gap_max` are fractions of the bound, (cost - bound) / "
+              "|bound| (0.05 is 5 %; `inf`: a bound of 0), over the `gap_runs` runs that have a "
+              "bound; `wall_s` is the method's mean wall-clock seconds per run.")
+
+
+def missing_bound_notes(frame: pd.DataFrame) -> dict[str, str]:
+    """Per case with runs that ran without a bound: one line naming how many of its instances
+    (cells and seeds) have none and why, and what the table's gaps leave out."""
+    if frame.empty:
+        return {}
+    frame = frame[~_skipped(frame["status"])]
+    frame = frame.assign(_no_bound=missing_bound(frame), _why=bound_reasons(frame))
+    task = [c for c in ("params", "seed") if c in frame.columns]
+    notes = {}
+    for case, rows in frame.groupby("case", sort=False):
+        missing = rows[rows["_no_bound"]]
+        if missing.empty:
+            continue
+        if task:
+            total = len(rows[_ran(rows)].drop_duplicates(task))
+            gone = missing.drop_duplicates(task)
+            where = "; ".join(
+                f"{r['_why']}: " + " ".join(f"{c} {r[c]}" for c in task)
+                for _, r in gone.iterrows())
+            what = f"{len(gone)} of {total} instance{'s' if total != 1 else ''}"
+        else:
+            where = ", ".join(dict.fromkeys(missing["_why"]))
+            what = f"{len(missing)} of {int(_ran(rows).sum())} runs"
+        notes[str(case)] = (f"No bound for {what} ({where}): their runs have no gap and "
+                            "`gap_mean` / `gap_max` leave them out (`gap_runs` counts the runs "
+                            "with a gap).")
+    return notes
 
 
 def _benchmark_attribute(decision: str, name: str, default: Any) -> Any:
@@ -128,15 +238,22 @@ def format_gap_table(frame: pd.DataFrame) -> str:
         return "(no rows)"
     summary = summarise(frame)
     notes = skipped_notes(frame)
+    bounds = missing_bound_notes(frame)
     parts = []
     for decision, case in frame[["decision", "case"]].drop_duplicates().itertuples(index=False):
         block = summary[summary["case"] == case]
         text = f"## {decision}: {case}"
         if not block.empty:
-            table = block[["method", "runs", "cost", "gap_mean", "gap_max", "wall_s",
-                           "bound_kind", "status"]]
+            table = block[["method", "runs", "cost", "gap_runs", "gap_mean", "gap_max",
+                           "wall_s", "bound_kind", "status"]]
+            table = table.astype({"gap_mean": object, "gap_max": object})
+            table.loc[table["gap_runs"] == 0, ["gap_mean", "gap_max"]] = NO_BOUND  # (not blank)
             unit = cost_line(str(decision))
-            text += "\n\n" + (f"{unit}\n\n" if unit else "") + markdown_table(table)
+            text += "\n\n" + (f"{unit}\n\n" if unit else "") + markdown_table(
+                table, TABLE_FORMATS)
+            text += "\n\n" + UNITS_LINE
+            if str(case) in bounds:
+                text += "\n\n" + bounds[str(case)]
             marked = [m for m in table["method"] if m in foresight_methods(str(decision))]
             if marked:
                 text += ("\n\nOffline references that use the future (not rules one can deploy): "
@@ -224,6 +341,29 @@ def require_checkout(script: str | Path) -> None:
                  f"{script} (or pip install -e {root})")
 
 
+def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(temporary)`` to write a file next to ``path`` (same folder, so same file
+    system), then move it onto ``path`` with :func:`os.replace`: a run interrupted while writing
+    (killed, a full disk) leaves the old file or none, never half of the new one, and removes its
+    temporary file where it can."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    with open(temporary, "x"):  # (new and ours alone; its mode follows the umask, as a report's)
+        pass
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` at ``path`` through :func:`write_atomic`."""
+    return write_atomic(path, lambda temporary: temporary.write_text(text))
+
+
 def write_md(path: str | Path, text: str) -> Path:
     """Write a results md at ``path`` (its folder created if missing) with
     :func:`checkout_line` as the line after its title (its first line)."""
@@ -231,8 +371,7 @@ def write_md(path: str | Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     title, _, rest = text.partition("\n")
     rest = rest.lstrip("\n")
-    path.write_text(f"{title}\n\n{checkout_line()}\n" + (f"\n{rest}" if rest else ""))
-    return path
+    return write_text_atomic(path, f"{title}\n\n{checkout_line()}\n" + (f"\n{rest}" if rest else ""))
 
 
 def environment() -> dict[str, str]:
@@ -253,13 +392,14 @@ def environment() -> dict[str, str]:
 def write_reports(frame: pd.DataFrame, out_dir: str | Path, name: str,
                   command: str | None = None,
                   provenance: dict[str, str] | None = None) -> list[Path]:
-    """Write ``<name>.csv`` (every row) and ``<name>.md`` (summary per case); return the paths.
+    """Write ``<name>.csv`` (every row) and ``<name>.md`` (summary per case), each whole or not at
+    all (:func:`write_atomic`); return the paths.
     ``provenance`` (for example :func:`environment` plus the load averages of the run) is listed
     under the md header, one ``- key: value`` line each."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / f"{name}.csv", out / f"{name}.md"
-    frame.to_csv(csv_path, index=False)
+    write_atomic(csv_path, lambda temporary: frame.to_csv(temporary, index=False))
     lines = [f"# servopt benchmark: {name}", ""]
     if command:
         lines += [f"Regenerate with `{command}`.", ""]
@@ -267,8 +407,10 @@ def write_reports(frame: pd.DataFrame, out_dir: str | Path, name: str,
         lines += ["Run on:", ""] + [f"- {key}: {value}" for key, value in provenance.items()]
         lines += [""]
     lines += ["`cost` is the mean over a case's runs, whose instances can differ in scale; "
-              "`gap_mean` / `gap_max` (each run against its own bound) are the figures to compare.",
-              ""]
+              "`gap_mean` / `gap_max` (each run against its own bound) are the figures to compare, "
+              "over the `gap_runs` runs that have a bound (a run without one is named in "
+              "`status`). Gaps are fractions of the bound (0.05 is 5 %), here and in the CSV's "
+              "`gap` column; `wall_s` is seconds.", ""]
     lines += [format_gap_table(frame), ""]
-    md_path.write_text("\n".join(lines))
+    write_text_atomic(md_path, "\n".join(lines))
     return [csv_path, md_path]

@@ -65,7 +65,7 @@ def check_address(scheduler: str) -> None:
             raise ValueError(f"--scheduler {scheduler!r}: no host; {hint}")
 
 
-def fingerprints(cases: Iterable[Any]) -> dict[str, str]:
+def fingerprints(cases: Iterable[Any]) -> dict[str, str | None]:
     """``{case name: code fingerprint}`` of the given cases on this machine (run on the
     client, and on each worker by :func:`check_workers`)."""
     from servopt.benchmarks.runner import code_fingerprint
@@ -112,11 +112,14 @@ def _worker_labels(client: Any) -> dict[str, str]:
     return labels
 
 
-def check_workers(client: Any, cases: Iterable[Any], *,
-                  timeout: float = PROBE_TIMEOUT_S) -> dict[str, str]:
-    """Before any unit is submitted: every worker now connected imports servopt and computes
-    the client's code fingerprint for every case, else ``RuntimeError`` naming the first
-    worker that does not (and what it has instead). ``timeout``: seconds for all to answer.
+def check_workers(client: Any, cases: Iterable[Any], *, plugins: Iterable[str] = (),
+                  timeout: float = PROBE_TIMEOUT_S) -> dict[str, str | None]:
+    """Before any unit is submitted: every worker now connected imports servopt, loads the
+    client's plug-in modules (``plugins``: ``servopt bench --plugin``, see
+    :func:`servopt.benchmarks.registry.load_plugin`; a worker must have their decisions and
+    cases registered too) and computes the client's code fingerprint for every case (which
+    covers the plug-ins' source), else ``RuntimeError`` naming the first worker that does not
+    (and what it has instead). ``timeout``: seconds for all to answer.
     Returns the client's ``{case name: fingerprint}`` (for :func:`checked_row`).
 
     The first question is asked with :func:`importlib.import_module` (a stdlib callable), so a
@@ -124,14 +127,25 @@ def check_workers(client: Any, cases: Iterable[Any], *,
     servopt function (which left the client waiting forever)."""
     cases = list({case.name: case for case in cases}.values())
     mine = fingerprints(cases)
-    fix = ("install the client's servopt on every worker (or run without --scheduler); "
-           "nothing was submitted")
+    fix = ("install the client's servopt on every worker, with the same files of the cases' "
+           "own code and plug-ins (or run without --scheduler); nothing was submitted")
     answers = _run_everywhere(client, timeout, importlib.import_module, __name__)
     labels = _worker_labels(client)
     for worker, answer in sorted(answers.items()):
         if isinstance(answer, BaseException):
             raise RuntimeError(f"Dask worker {labels.get(worker, worker)} cannot import "
                                f"{__name__} ({type(answer).__name__}: {answer}); {fix}")
+    plugins = list(plugins)
+    if plugins:
+        from servopt.benchmarks.registry import load_plugins
+
+        answers = _run_everywhere(client, timeout, load_plugins, plugins)
+        for worker, answer in sorted(answers.items()):
+            if isinstance(answer, BaseException):
+                raise RuntimeError(
+                    f"Dask worker {labels.get(worker, worker)} cannot load the plug-in modules "
+                    f"{', '.join(plugins)} ({type(answer).__name__}: {answer}); give every "
+                    "worker the same files on its PYTHONPATH; nothing was submitted")
     answers = _run_everywhere(client, timeout, fingerprints, cases)
     for worker, answer in sorted(answers.items()):
         label = labels.get(worker, worker)

@@ -13,9 +13,12 @@ import importlib
 import json
 import math
 import numbers
+import os
 import pkgutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -147,10 +150,29 @@ class Case:
         for field, value in (("grid", grid), ("seeds", seeds), ("suites", tuple(self.suites)),
                              ("methods", methods)):
             object.__setattr__(self, field, value)
+        # the file whose code built the case (not a field: the cache hashes its source)
+        object.__setattr__(self, "_origin_file", _building_file())
+
+    @property
+    def origin_file(self) -> str | None:
+        """The source file of the code that built this case (a script, a case module), if it
+        has one (not a REPL's or ``python -c``'s)."""
+        return getattr(self, "_origin_file", None)
 
     def instance(self, seed: int, params: dict[str, Any]) -> Instance:
+        """``make_instance(seed=seed, **params)``, refused (:class:`InvalidInstanceError`) unless
+        it is a servopt :class:`Instance` of this case's decision: another decision's instance
+        would be scored by that decision's evaluator against this case's name."""
         make = self.make_instance or layer_module(self.decision, "instances").generate
-        return make(seed=seed, **params)
+        instance = make(seed=seed, **params)
+        where = f"case {self.name} ({self.decision}): make_instance"
+        if not isinstance(instance, Instance):
+            raise InvalidInstanceError(f"{where} returned a {type(instance).__name__}, not a "
+                                       "servopt Instance")
+        if instance.decision != self.decision:
+            raise InvalidInstanceError(f"{where} returned a {instance.decision} instance, not a "
+                                       f"{self.decision} one")
+        return instance
 
     def method_list(self) -> list[str]:
         if self.methods is not None:
@@ -162,6 +184,18 @@ class Case:
     def tasks(self) -> list[tuple[dict[str, Any], int]]:
         """Every (parameter set, seed), each once (the grid and seeds hold no repeats)."""
         return [(dict(params), seed) for params in self.grid for seed in self.seeds]
+
+
+def _building_file() -> str | None:
+    """The source file of the code that is building a :class:`Case` (the first frame outside
+    this module and ``dataclasses``, whose ``replace`` builds one too), if it has one."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") not in (__name__, "dataclasses"):
+            file = frame.f_globals.get("__file__")
+            return str(file) if isinstance(file, str) and Path(file).is_file() else None
+        frame = frame.f_back
+    return None
 
 
 def grid_value(value: Any, refuse: Callable[[str], None]) -> Any:
@@ -216,6 +250,65 @@ def register(case: Case, module: str | None = None) -> Case:
     return case
 
 
+_PLUGINS: dict[str, str] = {}  # a --plugin (a file's absolute path) -> the module it imported
+
+
+def load_plugin(spec: str) -> ModuleType:
+    """Import a plug-in module named on the command line (``servopt bench --plugin``): a module
+    name importable from the working folder or ``PYTHONPATH`` (``mycases``, ``pkg.cases``), or
+    the path of a ``.py`` file, whose folder is put first on ``sys.path`` so that it is imported
+    by its plain name (as a Dask worker must import it to unpickle its functions). It registers
+    its cases (``register(Case(...))`` or a ``CASE``) and decisions (``register_decision``) as it
+    is imported. Only modules the user names are imported: never one named in a data file.
+    An unimportable one is an :class:`ImportError` naming it."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ImportError(f"--plugin {spec!r}: give a module name or the path of a .py file")
+    name = spec
+    if spec.endswith(".py") or "/" in spec or os.sep in spec:
+        path = Path(spec).expanduser().resolve()
+        if path.suffix != ".py" or not path.is_file():
+            raise ImportError(f"--plugin {spec}: no such .py file")
+        if not path.stem.isidentifier():
+            raise ImportError(f"--plugin {spec}: {path.name!r} is not importable as a module "
+                              "name (rename it to letters, digits and _)")
+        name = path.stem
+        spec = str(path)  # (absolute: a Dask worker loads the same file)
+        folder = str(path.parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        loaded = sys.modules.get(name)
+        where = getattr(loaded, "__file__", None)
+        if loaded is not None and (where is None or Path(where).resolve() != path):
+            raise ImportError(f"--plugin {spec}: a module named {name!r} is already imported "
+                              f"from {where or 'elsewhere'}; rename the file")
+    elif "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # (the servopt script's path does not hold the folder)
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name and not name.startswith(f"{exc.name}."):
+            raise
+        raise ImportError(f"--plugin {spec}: no module named {name!r} in the working folder or "
+                          "on PYTHONPATH (or give the path of its .py file)") from None
+    case = getattr(module, "CASE", None)
+    if isinstance(case, Case):
+        register(case, module.__name__)
+    _PLUGINS[spec] = module.__name__
+    return module
+
+
+def load_plugins(specs: list[str]) -> list[str]:
+    """:func:`load_plugin` each of ``specs`` (run on each Dask worker before any unit); returns
+    the modules' names."""
+    return [load_plugin(spec).__name__ for spec in specs]
+
+
+def plugins() -> dict[str, str]:
+    """``{--plugin: module name}`` of the plug-ins loaded in this process (a file's path made
+    absolute), in the order loaded: what a Dask worker must load too."""
+    return dict(_PLUGINS)
+
+
 def discover() -> dict[str, Case]:
     """Import every module of ``servopt.benchmarks.cases`` and register its ``CASE`` (two
     modules defining a case of one name: refused by :func:`register`)."""
@@ -236,7 +329,10 @@ def cases(suite: str | None = None, names: list[str] | None = None) -> list[Case
     if names:
         unknown = sorted(set(names) - set(found))
         if unknown:
-            raise KeyError(f"no benchmark case named {unknown}; known: {sorted(found)}")
+            raise KeyError(f"no benchmark case named {unknown}; known: {sorted(found)}. A case "
+                           "of one's own is a module that registers it (register(Case(...))): "
+                           "load it with --plugin MODULE (a module name on PYTHONPATH or a .py "
+                           "path; see the README, 'Adding a decision, case or method')")
         selected = [c for c in selected if c.name in names]
     return sorted(selected, key=lambda c: (c.decision, c.name))
 

@@ -10,6 +10,7 @@ rows are assembled, from the cached costs and bounds.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import hashlib
 import importlib.util
 import json
@@ -77,40 +78,272 @@ def _results_script(path: Path) -> bool:
     return path.parent.name == "benchmarks" and '__name__ == "__main__"' in path.read_text()
 
 
-def _source_files(case: Case) -> list[tuple[str, Path]]:
-    """(label, path) of every Python source file of servopt but the results scripts, and of the
-    module that defines the case's ``make_instance`` when it lives outside servopt (a case of
-    one's own)."""
+def _servopt_files() -> dict[str, Path]:
+    """``{label: path}`` of every Python source file of servopt but the results scripts."""
     files: dict[str, Path] = {}
     for package in PACKAGES:
         root = Path(importlib.import_module(package).__file__).parent  # its __init__'s folder
         for path in root.rglob("*.py"):  # (servopt's __path__ may hold the checkout's root too)
             if not (package == "servopt.benchmarks" and _results_script(path)):
                 files[f"{package}/{path.relative_to(root).as_posix()}"] = path
-    make = case.make_instance
-    own = getattr(sys.modules.get(getattr(make, "__module__", None) or ""), "__file__", None)
-    if own and not any(Path(own).resolve() == path.resolve() for path in files.values()):
-        files[f"case/{Path(own).name}"] = Path(own)
-    return sorted(files.items())
+    return files
 
 
-def code_fingerprint(case: Case) -> str:
-    """sha256 over every source file of servopt but the results scripts (names and contents)
-    and the module of the case's ``make_instance``: a cached row is reused only by the same
-    code. (A fix anywhere, in a checker, the matrix form or a trace parser, recomputes every
-    case; hashing only the decision's modules served rows of the old code after such a fix.)
-    The data files a run
-    reads (traces, instance JSON) are keyed per unit: each cached row records them
-    (``TRACE_READS``, :func:`servopt.core.reads.recording_reads`) and is reused only while they
-    are unchanged."""
+@functools.lru_cache(maxsize=1)
+def _outside_folders() -> tuple[Path, ...]:
+    """The folders whose modules are not followed: the standard library and site-packages
+    (their versions are the environment's, reported in the provenance, not the case's code)."""
+    import site
+    import sysconfig
+
+    names = ("stdlib", "platstdlib", "purelib", "platlib")
+    folders = {sysconfig.get_paths().get(n) for n in names} | set(site.getsitepackages())
+    folders.add(site.getusersitepackages())
+    return tuple(Path(p).resolve() for p in sorted(f for f in folders if f))
+
+
+class Unhashable(Exception):
+    """A case's code that has neither a source file nor a code object to hash."""
+
+
+def _source_files(case: Case) -> list[tuple[str, Path]]:
+    """(label, path) of every source file a case's rows depend on (:func:`_case_code`)."""
+    return _case_code(case)[0]
+
+
+@functools.lru_cache(maxsize=512)
+def _imports_of(path: Path, mtime_ns: int, size: int) -> tuple[tuple[str, int], ...]:
+    """``(module, level)`` of every import statement in the file (anywhere in it, function
+    bodies too; ``from m import x`` gives ``m`` and ``m.x``, as ``x`` may be a module)."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError, OSError):
+        return ()
+    found: list[tuple[str, int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, 0) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            found.append((base, node.level))
+            found += [(f"{base}.{alias.name}" if base else alias.name, node.level)
+                      for alias in node.names if alias.name != "*"]
+    return tuple(found)
+
+
+def _resolve(name: str, level: int, importer: Path) -> list[Path]:
+    """The source files an import of ``name`` (``level`` dots, from the file ``importer``)
+    runs: the module's and its parent packages' ``.py`` files, found on ``sys.path`` (or,
+    relative, beside ``importer``) by path alone, without importing anything."""
+    parts = [part for part in name.split(".") if part]
+    if level:
+        roots = [importer.parent.parents[level - 2] if level > 1 else importer.parent]
+    else:
+        roots = [Path(entry or os.getcwd()) for entry in sys.path]
+    for root in roots:
+        files = []
+        folder = root
+        for i, part in enumerate(parts):
+            package, module = folder / part / "__init__.py", folder / f"{part}.py"
+            if package.is_file():
+                files.append(package)
+                folder = folder / part
+            elif module.is_file() and i == len(parts) - 1:
+                files.append(module)
+            else:
+                break
+        else:
+            if files or not parts:
+                return files
+        if files and level == 0:
+            return files  # (found the package, not the name inside it: a name, not a module)
+    return []
+
+
+def _code_digest(function: Any, seen: set[int] | None = None) -> str:
+    """sha256 of a function's code object (``marshal``), defaults, and of the functions and
+    plain values of its module it names: what can be hashed of a function typed into an
+    interactive session (``python -c``, a REPL), which has no source file. Raises
+    :class:`Unhashable` if it has no code object."""
+    import marshal
+
+    code = getattr(function, "__code__", None)
+    if code is None:
+        raise Unhashable(f"{getattr(function, '__qualname__', function)!r} has no source file "
+                         "and no Python code object")
+    seen = set() if seen is None else seen
+    seen.add(id(function))
+    digest = hashlib.sha256(marshal.dumps(code))
+    digest.update(repr((function.__defaults__, function.__kwdefaults__)).encode())
+    globals_ = getattr(function, "__globals__", {})
+
+    def names(code: Any) -> Iterable[str]:
+        yield from code.co_names
+        for const in code.co_consts:
+            if hasattr(const, "co_names"):
+                yield from names(const)
+
+    for name in sorted(set(names(code))):
+        value = globals_.get(name)
+        if callable(value) and getattr(value, "__module__", None) == function.__module__ \
+                and hasattr(value, "__code__") and id(value) not in seen:
+            digest.update(f"{name}:{_code_digest(value, seen)}".encode())
+        elif isinstance(value, str | int | float | bool | tuple):
+            digest.update(f"{name}={value!r}".encode())
+    return digest.hexdigest()
+
+
+def _case_code(case: Case) -> tuple[list[tuple[str, Path]], list[str]]:
+    """What a case's rows depend on besides its fields: ``(files, names)``.
+
+    ``files``: (label, path) of every Python source file of servopt but the results scripts,
+    and of the user's code the case runs: the file that built the :class:`Case`, the module
+    of ``make_instance``, the modules of everything registered for its decision
+    (:func:`servopt.core.registry.registered_layers`: a module's file, or for a namespace the
+    file of each function, class or policy it holds), and, followed transitively, every file
+    those import (an ``import``/``from ... import`` statement anywhere in them, function bodies
+    too, found on ``sys.path`` by path: see :func:`_resolve`) outside the standard library,
+    site-packages and servopt. ``names``: the qualified names of ``make_instance`` and of each
+    registered layer's attributes, and the plain values (``SENSE``, ``LINEAR``) they hold, so
+    that swapping one function for another of the same file changes the key; a function typed
+    into an interactive session (no file) is named with the hash of its code
+    (:func:`_code_digest`). Raises :class:`Unhashable` for what has neither (a C callable
+    defined nowhere on disk): such a case is not cached.
+
+    Not covered: a module imported by ``importlib.import_module(name)`` or ``__import__`` with
+    a computed name, a data file a user's function reads, and packages in site-packages (their
+    versions are in the report's provenance): bump the case's ``version`` or use
+    ``--no-cache`` after changing those."""
+    from types import ModuleType
+
+    from servopt.core.registry import registered_layers
+
+    files = _servopt_files()
+    ours = {path.resolve() for path in files.values()}
+    outside = _outside_folders()
+    user: set[Path] = set()
+    names: list[str] = []
+    todo: list[Path] = []
+
+    def add_file(file: Any) -> bool:
+        """Hash the file ``file`` (if it is one outside the environment); False if no file."""
+        if not file or not isinstance(file, str):
+            return False
+        path = Path(file).resolve()
+        if not path.is_file():
+            return False
+        if path not in ours and path not in user and not any(
+                path.is_relative_to(f) for f in outside):
+            user.add(path)
+            todo.append(path)
+        return True
+
+    def add_object(label: str, value: Any) -> None:
+        target = getattr(value, "func", value)  # (a functools.partial: its function)
+        if isinstance(value, ModuleType):
+            names.append(f"{label}=module {value.__name__}")
+            if not add_file(getattr(value, "__file__", None)) \
+                    and value.__name__ not in sys.builtin_module_names:
+                raise Unhashable(f"{label}: the module {value.__name__!r} has no source file")
+        elif callable(target) and hasattr(target, "__module__"):
+            name = f"{label}={target.__module__}.{getattr(target, '__qualname__', '?')}"
+            if target is not value:
+                name += f"{value.args!r}{value.keywords!r}"
+            module = sys.modules.get(target.__module__ or "")
+            code = getattr(target, "__code__", None)
+            if not add_file(getattr(module, "__file__", None)) and not add_file(
+                    getattr(code, "co_filename", None)):
+                if target.__module__ not in sys.builtin_module_names:  # (a builtin is fixed)
+                    name += f" code {_code_digest(target)[:16]}"
+            names.append(name)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                add_object(f"{label}[{key!r}]", item)
+        elif isinstance(value, str | int | float | bool | type(None) | tuple):
+            names.append(f"{label}={value!r}")
+        else:
+            names.append(f"{label}: {type(value).__module__}.{type(value).__qualname__}")
+
+    add_file(case.origin_file)  # (a Case built in a REPL has none: the rest is checked below)
+    if case.make_instance is not None:
+        add_object("make_instance", case.make_instance)
+    for layer, value in sorted(registered_layers(case.decision).items()):
+        if isinstance(value, ModuleType):
+            add_object(layer, value)
+            continue
+        for attr, item in sorted(vars(value).items()):
+            if attr == "__file__":  # a namespace naming its file
+                add_file(item)
+            elif not attr.startswith("__"):
+                add_object(f"{layer}.{attr}", item)
+    while todo:  # the user's files that these import, transitively
+        path = todo.pop()
+        info = path.stat()
+        for name, level in _imports_of(path, info.st_mtime_ns, info.st_size):
+            for found in _resolve(name, level, path):
+                add_file(str(found))
+    # labelled by file name, ordered by content too: the same files elsewhere give the same key
+    labelled = sorted((f"user/{path.name}", hashlib.sha256(path.read_bytes()).hexdigest(), path)
+                      for path in user)
+    return sorted(files.items()) + [(label, path) for label, _, path in labelled], names
+
+
+def code_fingerprint(case: Case) -> str | None:
+    """sha256 over every file of :func:`_case_code` (names and contents) and the qualified
+    names it lists: a cached row is reused only by the same code. (A fix anywhere in servopt,
+    in a checker, the matrix form or a trace parser, recomputes every case; hashing only the
+    decision's modules served rows of the old code after such a fix, and hashing only
+    servopt's files served a registered override's rows to a plain run.) None when some of the
+    case's code has no source file (:class:`Unhashable`): its units are then not cached.
+    The data files a run reads (traces, instance JSON) are keyed per unit: each cached row
+    records them (``TRACE_READS``, :func:`servopt.core.reads.recording_reads`) and is reused
+    only while they are unchanged."""
+    try:
+        files, names = _source_files(case), _case_code(case)[1]
+    except Unhashable:
+        return None
     digest = hashlib.sha256()
-    for label, path in _source_files(case):
+    for label, path in files:
         digest.update(label.encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in names:
+        digest.update(name.encode() + b"\0")
     return digest.hexdigest()[:16]
 
 
-def unit_key(case: Case, params: dict[str, Any], seed: int, method: str, fingerprint: str) -> str:
+def uncacheable_reason(case: Case) -> str | None:
+    """Why ``case`` is not cached (some of its code has no source file), else None."""
+    try:
+        _case_code(case)
+    except Unhashable as exc:
+        return str(exc)
+    return None
+
+
+def own_sources(cases: Iterable[Case]) -> dict[str, str]:
+    """``{file: sha256 (12 hex)}`` of the source files outside servopt that the cases' rows
+    depend on (:func:`_case_code`): the state of one's own code, for a report's provenance
+    (a git commit names only servopt's)."""
+    found: dict[str, str] = {}
+    for case in cases:
+        try:
+            files, _ = _case_code(case)
+        except Unhashable:
+            continue
+        for label, path in files:
+            if label.startswith("user/") and str(path) not in found:
+                found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return found
+
+
+CACHE_FORMAT = 2  # in every key: 2 added the instance's content hash to each row
+
+
+def unit_key(case: Case, params: dict[str, Any], seed: int, method: str,
+             fingerprint: str | None) -> str:
     spec = {
+        "format": CACHE_FORMAT,
         "case": case.name,
         "version": case.version,
         "decision": case.decision,
@@ -122,6 +355,25 @@ def unit_key(case: Case, params: dict[str, Any], seed: int, method: str, fingerp
         "code": fingerprint,
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+
+
+INSTANCE_HASH = "instance_hash"  # a row's Instance.content_hash() of the instance it ran on
+TRACEBACK = "traceback"  # an error row's traceback (innermost TRACEBACK_FRAMES frames)
+ERROR_AT = "error_at"  # an error row's "file:line" (see :func:`error_at`)
+TRACEBACK_FRAMES = 8
+
+
+def error_at(exc: BaseException) -> str:
+    """``file:line`` where ``exc`` was raised: the innermost frame outside the standard library
+    and site-packages (the user's or servopt's line that called numpy, not numpy's), else the
+    innermost frame; ``""`` without a traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    outside = _outside_folders()
+    for frame in reversed(frames):
+        path = Path(frame.filename).resolve()
+        if not any(path.is_relative_to(folder) for folder in outside):
+            return f"{frame.filename}:{frame.lineno}"
+    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
 
 
 def run_unit(case: Case, params: dict[str, Any], seed: int, method: str) -> dict[str, Any]:
@@ -138,6 +390,7 @@ def run_unit(case: Case, params: dict[str, Any], seed: int, method: str) -> dict
             row[TRACE_READS] = reads
             instance = case.instance(seed, params)
             row["instance"] = instance.summary()
+            row[INSTANCE_HASH] = instance.content_hash()  # (assemble compares it with the bound's)
             if method == BOUND:
                 bound = compute_bound(instance, **case.bound_kw)
                 row.update(cost=math.nan, bound=bound.value, bound_kind=bound.kind,
@@ -154,7 +407,9 @@ def run_unit(case: Case, params: dict[str, Any], seed: int, method: str) -> dict
         else:
             row.update(cost=math.nan, wall_s=math.nan,
                        status=f"error: {type(exc).__name__}: {exc}")
-            row["traceback"] = traceback.format_exc(limit=5)
+            # the innermost frames: the failing line of the user's code, not servopt's callers
+            row[TRACEBACK] = traceback.format_exc(limit=-TRACEBACK_FRAMES)
+            row[ERROR_AT] = error_at(exc)
         if method == BOUND:
             row.update(bound=math.nan, bound_kind=SKIPPED if needed is not None else "error")
     return row
@@ -169,7 +424,8 @@ def run_unit(case: Case, params: dict[str, Any], seed: int, method: str) -> dict
 MAX_ENTRY_BYTES = 2**20
 
 CHECKSUM = "entry_sha256"  # a cached row's digest of its own content (see :func:`_digest`)
-ROW_TEXT = ("case", "decision", "params", "method", "instance", "status")  # str fields of a row
+ROW_TEXT = ("case", "decision", "params", "method", "instance", "instance_hash",
+            "status")  # str fields of a row
 METHOD_FIELDS = {*ROW_TEXT, "seed", TRACE_READS, "cost", "wall_s"}  # (and "m:<metric>" numbers)
 BOUND_FIELDS = {*METHOD_FIELDS, "bound", "bound_kind"}
 
@@ -348,11 +604,20 @@ def run(
         raise ValueError(f"jobs must be a whole number of worker processes from 1 to {MAX_JOBS}, "
                          f"got {jobs!r}")
     cache = Path(cache_dir) if cache_dir is not None else None
+    cases = list(cases)
     units = plan_units(cases)
+    uncached: set[str] = set()  # cases with code that has no source file: never cached
+    if cache is not None:
+        for case in cases:
+            reason = uncacheable_reason(case)
+            if reason is not None:
+                uncached.add(case.name)
+                print(f"servopt bench: case {case.name} is not cached: {reason}, so a cached row "
+                      "could not be told from one of other code", file=sys.stderr, flush=True)
     results: dict[str, dict[str, Any]] = {}
     todo = []
     for unit in units:
-        cached = _read_cache(cache, unit[0], unit[1:])
+        cached = None if unit[1].name in uncached else _read_cache(cache, unit[0], unit[1:])
         if cached is not None:
             results[unit[0]] = cached
         else:
@@ -361,9 +626,11 @@ def run(
     bar = tqdm(total=len(units), initial=len(units) - len(todo), disable=not progress,
                desc="servopt bench", unit="run")
 
+    names = {unit[0]: unit[1].name for unit in units}
+
     def done(key: str, row: dict[str, Any]) -> None:
         results[key] = row
-        if cache is not None:
+        if cache is not None and names[key] not in uncached:
             _write_cache(cache, key, row)
         bar.update(1)
 
@@ -479,7 +746,10 @@ def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
     with dask_checks.dask_errors(todo, scheduler):
         try:
             # every worker has servopt and the client's code, or nothing is submitted
-            codes = dask_checks.check_workers(client, [u[1] for u in todo])
+            from servopt.benchmarks.registry import plugins
+
+            codes = dask_checks.check_workers(client, [u[1] for u in todo],
+                                              plugins=list(plugins()))
             futures = {client.submit(dask_checks.on_worker, run_unit, c, p, s, m,
                                      key=f"{dask_checks.KEY_PREFIX}{k}", pure=False): (k, c)
                        for k, c, p, s, m in todo}
@@ -522,13 +792,67 @@ def assemble(rows: list[dict[str, Any]]) -> pd.DataFrame:
     bound_cols = (bounds[keep] if not bounds.empty else pd.DataFrame(columns=keep)).rename(
         columns={"status": "bound_status"})  # (a bound that raised says so here)
     out = methods.merge(bound_cols, on=task, how="left", validate="many_to_one")
+    out["status"] = _instance_mismatches(out, bounds)
     senses = {d: getattr(benchmark_module(d), "SENSE", "min") for d in out["decision"].unique()}
     out["gap"] = [
         relative_gap(c, b, senses[d]) if isinstance(b, float | int) else math.nan
         for c, b, d in zip(out["cost"], out["bound"], out["decision"], strict=True)
     ]
+    mismatch = out["status"].astype(str).str.startswith(MISMATCH)
+    out.loc[mismatch, "gap"] = math.nan  # (a gap against another instance's bound means nothing)
     out["status"] = [flag_below_bound(g, s) for g, s in zip(out["gap"], out["status"], strict=True)]
     out.columns = [c[2:] if c.startswith("m:") else c for c in out.columns]
     lead = [c for c in ID_COLUMNS + TABLE_COLUMNS if c in out.columns]
-    rest = [c for c in out.columns if c not in lead and c not in ("traceback", TRACE_READS)]
-    return out[lead + rest].reset_index(drop=True)
+    hidden = (TRACEBACK, ERROR_AT, TRACE_READS, INSTANCE_HASH)
+    rest = [c for c in out.columns if c not in lead and c not in hidden]
+    result = out[lead + rest].reset_index(drop=True)
+    result.attrs["tracebacks"] = _tracebacks(frame)
+    return result
+
+
+MISMATCH = "error: instance differs"  # the status of a row run on another instance than its bound
+
+
+def _instance_mismatches(out: pd.DataFrame, bounds: pd.DataFrame) -> list[str]:
+    """Each method row's status, or an error if its instance (content hash) is not the one its
+    task's bound ran on (or, without a bound's, the task's first method row's): the case's
+    ``make_instance`` gave different instances for one seed and parameters, so the row's cost,
+    gap and ranking compare different problems."""
+    if INSTANCE_HASH not in out.columns:
+        return list(out["status"])
+    reference: dict[tuple, str] = {}
+    if INSTANCE_HASH in bounds.columns:
+        for case, params, seed, digest in bounds[["case", "params", "seed", INSTANCE_HASH]].itertuples(
+                index=False):
+            if isinstance(digest, str):
+                reference[(case, params, seed)] = digest
+    statuses = []
+    for case, params, seed, digest, status in out[["case", "params", "seed", INSTANCE_HASH,
+                                                   "status"]].itertuples(index=False):
+        task = (case, params, seed)
+        if not isinstance(digest, str):
+            statuses.append(status)
+            continue
+        against = "the bound's"
+        if task not in reference:
+            reference[task] = digest
+            against = "the first method's"
+        if digest != reference[task]:
+            statuses.append(f"{MISMATCH} from {against} (content hash {digest[:12]} against "
+                            f"{reference[task][:12]}): make_instance gave another instance for "
+                            f"seed {seed}, params {params}; it must be deterministic in its "
+                            "arguments (seed its random generator from seed)")
+        else:
+            statuses.append(status)
+    return statuses
+
+
+def _tracebacks(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The error rows' tracebacks (``case``, ``params``, ``seed``, ``method``, ``error_at``,
+    ``traceback``), the bound's too: ``frame.attrs["tracebacks"]`` of :func:`assemble`."""
+    if TRACEBACK not in frame.columns:
+        return []
+    rows = frame[frame[TRACEBACK].apply(lambda t: isinstance(t, str))]
+    columns = ["case", "params", "seed", "method", ERROR_AT, TRACEBACK]
+    return [dict(zip(columns, values, strict=True))
+            for values in rows.reindex(columns=columns).itertuples(index=False)]

@@ -317,6 +317,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError("give --suite or --case, not both (--case runs the named cases whatever "
                          "their suite)")
     args.suite = args.suite or "quick"
+    loaded = [load_plugin(spec) for spec in args.plugin or []]  # before discovery: their cases
     selected = registry.cases(suite=None if args.case else args.suite, names=args.case or None)
     if not selected:
         known = registry.suites()
@@ -325,11 +326,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = writable_folder(args.out)  # before the runs: a bad --out must not lose hours of work
     cache = None if args.no_cache else out / "cache"
     load_start = report.load_average()
+    own = runner.own_sources(selected)  # (before the runs: the code they ran)
     frame = runner.run(selected, jobs=args.jobs, scheduler=args.scheduler, cache_dir=cache,
                        progress=not args.quiet)
     # what the figures depend on besides the code (HiGHS's version, the machine's load)
     provenance = {**report.environment(), "load average at start": load_start,
                   "load average at end": report.load_average(),
+                  **({"plug-ins": "; ".join(loaded)} if loaded else {}),
+                  **({"code outside servopt (hashed into the cache keys)": "; ".join(
+                      f"{path} sha256 {digest}" for path, digest in own.items())} if own else {}),
                   "jobs": (f"the workers of the Dask scheduler {args.scheduler}"
                            if args.scheduler not in (None, "local")
                            else str(frame.attrs.get("jobs", args.jobs))
@@ -339,8 +344,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                                         "runs (computed by an earlier run, perhaps under other "
                                         "versions or load)")
     name = args.name or (args.suite if not args.case else "-".join(args.case))
-    command = "servopt " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    argv = getattr(args, "argv", None)
+    command = "servopt " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     paths = report.write_reports(frame, out, name, command=command, provenance=provenance)
+    tracebacks = frame.attrs.get("tracebacks") or []
+    if tracebacks:  # every failed run's traceback (the table and the lines below say only where)
+        paths.append(write_tracebacks(tracebacks, out / f"{name}-tracebacks.txt"))
     if not args.no_plots:
         from servopt.benchmarks import plots
 
@@ -358,10 +367,67 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for case, rows in failed.groupby("case", sort=False):
             first = rows.iloc[0]
             where = f"{first['method']}, " if column == "status" else ""
+            at = _error_at(tracebacks, first, bound=column == "bound_status")
             print(f"servopt: error: {case}: {len(rows)} {what} failed; first ({where}seed "
-                  f"{first['seed']}): {first[column].removeprefix('error: ')}", file=sys.stderr)
+                  f"{first['seed']}): {first[column].removeprefix('error: ')}"
+                  + (f" (at {at})" if at else ""), file=sys.stderr)
             code = 1
+    if tracebacks:
+        print(f"servopt: the failed runs' tracebacks are in {out / f'{name}-tracebacks.txt'}",
+              file=sys.stderr)
     return code
+
+
+def load_plugin(spec: str) -> str:
+    """``bench --plugin``: import the module (a name or a .py path) before the cases are
+    discovered; returns its state for the report's provenance (``name (file, sha256 ...)``).
+    What the module raises while it is imported is one line naming it and where."""
+    import hashlib
+
+    from servopt.benchmarks import registry
+
+    try:
+        module = registry.load_plugin(spec)
+    except ImportError:
+        raise
+    except Exception as exc:  # its own code failed: say where, not a deep traceback
+        import traceback
+
+        frames = traceback.extract_tb(exc.__traceback__)
+        at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+        raise ValueError(f"--plugin {spec}: importing it raised {type(exc).__name__}: {exc}"
+                         f"{at}") from None
+    file = getattr(module, "__file__", None)
+    if not file or not Path(file).is_file():
+        return f"{module.__name__} (no source file)"
+    digest = hashlib.sha256(Path(file).read_bytes()).hexdigest()[:12]
+    return f"{module.__name__} ({file}, sha256 {digest})"
+
+
+def _error_at(tracebacks: list[dict[str, Any]], row: Any, *, bound: bool) -> str:
+    """The ``file:line`` of the failed run ``row`` (its bound's, ``bound``) from the frame's
+    ``attrs["tracebacks"]``, else ``""``."""
+    from servopt.benchmarks.runner import BOUND
+
+    method = BOUND if bound else row["method"]
+    for entry in tracebacks:
+        if (entry["case"], entry["params"], entry["seed"], entry["method"]) == (
+                row["case"], row["params"], row["seed"], method):
+            return str(entry.get("error_at") or "")
+    return ""
+
+
+def write_tracebacks(tracebacks: list[dict[str, Any]], path: Path) -> Path:
+    """Write every failed run's traceback (innermost frames) to ``path``; returns it."""
+    from servopt.benchmarks.runner import BOUND
+
+    parts = []
+    for entry in tracebacks:
+        what = "the bound" if entry["method"] == BOUND else f"method {entry['method']}"
+        parts.append(f"== case {entry['case']}, {what}, seed {entry['seed']}, params "
+                     f"{entry['params']} (at {entry.get('error_at') or '?'})\n{entry['traceback']}")
+    path.write_text("\n".join(parts))
+    return path
 
 
 def cmd_library(args: argparse.Namespace) -> int:
@@ -594,11 +660,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None,
                    help="Dask scheduler address, or 'local' to start a local Dask cluster")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default ./{DEFAULT_OUT})")
+    p.add_argument("--plugin", action="append", metavar="MODULE",
+                   help="import this module first (a name importable from the working folder or "
+                        "PYTHONPATH, or a .py path; repeatable): it registers cases "
+                        "(register(Case(...))) and decisions (register_decision); on Dask each "
+                        "worker imports it too. The cache keys rows by its source, and by the "
+                        "modules it imports at module level outside site-packages")
     p.add_argument("--name", default=None, help="report file name (default: the suite)")
     p.add_argument("--no-cache", action="store_true",
                    help="recompute everything (else finished runs are reused from OUT/cache, "
                         "which must be trusted: an entry damaged by accident is recomputed with a "
-                        "warning, one edited on purpose is not detected)")
+                        "warning, one edited on purpose is not detected). A row is keyed by "
+                        "servopt's source and the case's own modules (and those they import at "
+                        "module level); use --no-cache after changing code imported inside a "
+                        "function, a data file your code reads, or a site-packages library")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
@@ -702,6 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):  # a usage error (as argparse's): a script that lost its
         parser.print_help(sys.stderr)  # command must not pass as a successful run
         return 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # (bench's "Regenerate with")
     handled = sigterm_as_interrupt() if args.func is cmd_bench else contextlib.nullcontext([])
     with handled as terminated:
         return _run_command(args, terminated)

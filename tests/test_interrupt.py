@@ -12,34 +12,52 @@ from pathlib import Path
 
 import pytest
 
-from servopt.benchmarks import Case, run
+from servopt.benchmarks import run
 
 import toy_decision
+
+# The slow policy and the case live in a module file that both the killed run and the resumed
+# one import: the cache keys rows by the source of the code a case runs (a policy swapped for
+# another is other code, recomputed), so the resumed run must run the same code, only faster.
+SLOW_MODULE = textwrap.dedent(
+    """
+    import os, time
+    import toy_decision
+    from servopt.benchmarks import Case
+
+    def slow(instance):
+        time.sleep(float(os.environ.get("SERVOPT_TEST_DELAY_S", "0.4")))
+        return toy_decision.greedy(instance)
+
+    toy_decision.POLICIES["slow"] = slow
+
+    def case():
+        return Case(name="toy_slow", decision="toy_production", seeds=tuple(range(12)),
+                    make_instance=toy_decision.make_instance, methods=("slow",))
+    """
+)
 
 SCRIPT = textwrap.dedent(
     """
     import signal  # Ctrl-C as in a terminal even if this test runs in a background job (which
     signal.signal(signal.SIGINT, signal.default_int_handler)  # inherits SIGINT ignored)
-    import sys, time
-    sys.path.insert(0, {tests!r})
-    import toy_decision
-    from servopt.benchmarks import Case, run
+    import sys
+    sys.path[:0] = [{tests!r}, {code!r}]
+    import toy_slow_policy
+    from servopt.benchmarks import run
 
-    def slow(instance):
-        time.sleep(0.4)
-        return toy_decision.greedy(instance)
-
-    toy_decision.POLICIES["slow"] = slow
-    case = Case(name="toy_slow", decision="toy_production", seeds=tuple(range(12)),
-                make_instance=toy_decision.make_instance, methods=("slow",))
-    frame = run([case], jobs={jobs}, cache_dir={cache!r}, progress=False)
+    frame = run([toy_slow_policy.case()], jobs={jobs}, cache_dir={cache!r}, progress=False)
     print("ROWS", len(frame))
     """
 )
 
 
 def _script(tmp_path: Path, jobs: int) -> str:
-    return SCRIPT.format(tests=str(Path(__file__).parent), jobs=jobs, cache=str(tmp_path))
+    code = tmp_path / "code"
+    code.mkdir(exist_ok=True)
+    (code / "toy_slow_policy.py").write_text(SLOW_MODULE)
+    return SCRIPT.format(tests=str(Path(__file__).parent), code=str(code), jobs=jobs,
+                         cache=str(tmp_path))
 
 
 @pytest.mark.parametrize(("jobs", "sig"), [(1, signal.SIGKILL), (2, signal.SIGINT)])
@@ -55,11 +73,15 @@ def test_killed_run_resumes_from_cache(tmp_path, monkeypatch, computed_units, jo
     assert 6 <= finished < 24, "the run should have been stopped part-way"
     assert not list(tmp_path.glob("*.tmp")) or sig == signal.SIGKILL
 
-    # resume in this process, counting what is computed again
-    monkeypatch.setitem(toy_decision.POLICIES, "slow", toy_decision.greedy)
-    case = Case(name="toy_slow", decision="toy_production", seeds=tuple(range(12)),
-                make_instance=toy_decision.make_instance, methods=("slow",))
-    frame = run([case], jobs=1, cache_dir=tmp_path, progress=False)
+    # resume in this process, the same code without the delay, counting what is computed again
+    import importlib
+
+    monkeypatch.setenv("SERVOPT_TEST_DELAY_S", "0")
+    monkeypatch.syspath_prepend(str(tmp_path / "code"))
+    monkeypatch.delitem(sys.modules, "toy_slow_policy", raising=False)
+    monkeypatch.setitem(toy_decision.POLICIES, "slow", toy_decision.greedy)  # (restored after)
+    slow_policy = importlib.import_module("toy_slow_policy")
+    frame = run([slow_policy.case()], jobs=1, cache_dir=tmp_path, progress=False)
     assert len(frame) == 12
     assert len(computed_units) == 24 - finished
 

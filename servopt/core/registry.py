@@ -18,12 +18,32 @@ LAYERS = ("instances", "models", "solvers", "benchmarks")
 _REGISTERED: dict[str, dict[str, Any]] = {}
 
 
-def register_decision(decision: str, **modules: Any) -> None:
-    """Register modules (or namespaces) for a decision, e.g. ``models=my_models``."""
+def register_decision(decision: str, *, replace: bool = False, **modules: Any) -> None:
+    """Register modules (or namespaces) for a decision, e.g. ``models=my_models``.
+
+    A layer of one of the five built-in decisions is replaced only with ``replace=True``: an
+    override changes the numbers of every built-in case and of ``servopt solve`` in this process,
+    so it must be meant, not a plug-in's name clash. (The benchmark cache keys a row by the
+    source of every registered layer, so an override's rows are never served to a plain run,
+    nor a plain run's to an override: see ``servopt.benchmarks.runner.code_fingerprint``.)
+    Registering a non-built-in decision again (a plug-in module reloaded) replaces its layers."""
     bad = set(modules) - set(LAYERS)
     if bad:
         raise ValueError(f"unknown layer(s) {sorted(bad)}; layers are {LAYERS}")
+    if not isinstance(decision, str) or not decision:
+        raise ValueError(f"a decision's name must be non-empty text, got {decision!r}")
+    if decision in DECISIONS and modules and not replace:
+        raise ValueError(
+            f"register_decision: {decision!r} is a built-in decision; replacing its "
+            f"{', '.join(sorted(modules))} layer(s) changes every {decision} result in this "
+            "process: pass replace=True if that is meant, or register under a new name")
     _REGISTERED.setdefault(decision, {}).update(modules)
+
+
+def registered_layers(decision: str) -> dict[str, Any]:
+    """``{layer: module or namespace}`` registered for ``decision`` (empty for a built-in one
+    left as it is): what the benchmark cache must hash besides servopt's own files."""
+    return dict(_REGISTERED.get(decision, {}))
 
 
 def unregister_decision(decision: str) -> None:

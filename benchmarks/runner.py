@@ -595,8 +595,13 @@ def run(
         is recomputed with a warning, but one edited on purpose, digest recomputed, is used.
 
     A unit that needs a public trace that is not found is a row with status
-    ``skipped: needs FILE; ...`` (see :func:`missing_trace`), not an error. ``frame.attrs``
-    holds ``runs`` (units planned) and ``runs_cached`` (of them, read from the cache).
+    ``skipped: needs FILE; ...`` (see :func:`missing_trace`), not an error. A method row whose
+    instance is not the one its bound ran on (a non-deterministic ``make_instance``) has an
+    ``error: instance differs ...`` status (see :func:`assemble`). ``frame.attrs`` holds
+    ``runs`` (units planned), ``runs_cached`` (of them, read from the cache) and
+    ``tracebacks`` (each failed unit's ``error_at`` file:line and innermost frames). A case
+    whose code cannot be hashed (:func:`uncacheable_reason`) is run but not cached, said once
+    on stderr.
     """
     from tqdm.auto import tqdm
 

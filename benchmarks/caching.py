@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, written_at
+from servopt.benchmarks.harness import Bound, OptionError, Outcome, checked_keywords, refusing, written_at
 from servopt.core import InvalidInstanceError
 from servopt.instances.caching import Instance
 from servopt.solvers import caching as methods
+from servopt.solvers.exact import seconds
 
 SENSE = "min"
 COST = "total miss cost (the instance's miss-cost unit, e.g. encoder ms)"
@@ -258,7 +259,36 @@ def _replay(instance: Instance, policy: Any, record: bool) -> SimResult:
                      occupancy=occupancy, contents=sorted(cached) if record else None)
 
 
-@checked_keywords(simulate)
+def check_options(*, record: Any = False) -> None:
+    """The ``check`` of :func:`evaluate` (the replay's one option, ``record``, True or False; a
+    flag is also refused by :func:`~servopt.benchmarks.harness.checked_keywords`)."""
+    if not isinstance(record, bool | np.bool_):
+        raise OptionError(f"record must be True or False, got {record!r}", option="record")
+
+
+LP_ALGORITHMS = ("auto", "dual_simplex", "dual_steepest_edge", "ipm")
+
+
+def check_bound_options(*, method: Any = "highs_matrix", time_limit: Any = None,
+                        algorithm: Any = "dual_simplex", reduce: Any = True) -> None:
+    """The ``check`` of :func:`bound`, before the LP is built: ``method`` one of
+    ``methods.LP_METHODS``, ``time_limit`` positive seconds, infinity or None (as
+    :func:`servopt.solvers.exact.seconds` reads it), ``algorithm`` one of :data:`LP_ALGORITHMS`
+    whatever the method (the other methods ignored an unknown one; ``highs_matrix`` refused it
+    only after building the flow matrix), ``reduce`` True or False."""
+    if not (isinstance(method, str) and method in methods.LP_METHODS):
+        raise OptionError(f"unknown LP method {method!r}; choose one of {methods.LP_METHODS}",
+                          option="method")
+    with refusing("time_limit"):
+        seconds(time_limit)
+    if not (isinstance(algorithm, str) and algorithm in LP_ALGORITHMS):
+        raise OptionError(f"algorithm must be 'auto', 'dual_simplex', 'dual_steepest_edge' or "
+                          f"'ipm', got {algorithm!r}", option="algorithm")
+    if not isinstance(reduce, bool | np.bool_):
+        raise OptionError(f"reduce must be True or False, got {reduce!r}", option="reduce")
+
+
+@checked_keywords(simulate, check=check_options)
 def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
     """Simulate one method (a ``POLICIES`` name, a factory or a policy object).
 
@@ -274,7 +304,7 @@ def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
                             "requests_per_s": result.requests / max(result.wall_s, 1e-9)})
 
 
-@checked_keywords(methods.solve_lp)
+@checked_keywords(methods.solve_lp, check=check_bound_options)
 def bound(instance: Instance, *, method: str = "highs_matrix", **kw: Any) -> Bound:
     """The offline LP value: a lower bound on every policy's miss cost. An LP stopped by its
     ``time_limit`` proves nothing: no bound (NaN, kind ``none``, status ``time_limit``)."""

@@ -101,7 +101,7 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, method_label
+from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, method_label, refusing
 from servopt.core import InvalidInstanceError
 from servopt.core.checks import number, whole_number
 from servopt.instances.capacity import Instance
@@ -660,18 +660,42 @@ def _find_knee(
 
 def check_run_options(*, n_requests: Any, seed: Any, seeds: Any, max_seeds: Any, eps: Any, warmup: Any,
                       window: Any = None) -> None:
-    """Refuse simulation options of the wrong type or range, naming the option."""
-    check_requests(n_requests)
-    whole_number("seed", seed, low=0)
-    whole_number("seeds", seeds)
-    _seed_list(seeds)  # at most MAX_RUN_SEEDS
+    """Refuse simulation options of the wrong type or range: an
+    :class:`~servopt.benchmarks.harness.OptionError` (an ``InvalidInstanceError``) naming the
+    option. ``window`` None: not checked (the calls that take no window)."""
+    with refusing("n_requests"):
+        check_requests(n_requests)
+    with refusing("seed"):
+        whole_number("seed", seed, low=0)
+    with refusing("seeds"):
+        whole_number("seeds", seeds)
+        _seed_list(seeds)  # at most MAX_RUN_SEEDS
     if max_seeds is not None:
-        whole_number("max_seeds", max_seeds)
-        _seed_list(max_seeds)
-    number("eps", eps, lambda v: 0 <= v < 1, "in [0, 1) (the drift per request/s a stable run may show)")
-    number("warmup", warmup, lambda v: 0 <= v < 1, "in [0, 1) (the share of a run dropped as warm-up)")
+        with refusing("max_seeds"):  # (_seed_list's message would say "seeds")
+            whole_number("max_seeds", max_seeds, high=MAX_RUN_SEEDS)
+    with refusing("eps"):
+        number("eps", eps, lambda v: 0 <= v < 1,
+               "in [0, 1) (the drift per request/s a stable run may show)")
+    with refusing("warmup"):
+        number("warmup", warmup, lambda v: 0 <= v < 1,
+               "in [0, 1) (the share of a run dropped as warm-up)")
     if window is not None:
-        whole_number("window", window)
+        with refusing("window"):  # 1e12 allocated its arrivals for minutes (a MemoryError)
+            whole_number("window", window, high=MAX_REQUESTS)
+
+
+def check_options(*, n_requests: Any = N_REQUESTS, seed: Any = 0, seeds: Any = SEEDS,
+                  max_seeds: Any = MAX_SEEDS, eps: Any = EPS, warmup: Any = WARMUP,
+                  window: Any = 600) -> None:
+    """The ``check`` of :func:`evaluate` and :func:`bound` (which takes no ``window``): every
+    option as :func:`check_run_options` checks it, before the method or any simulation runs;
+    ``window`` a whole number of arrivals in [1, ``MAX_REQUESTS``] (None was a TypeError from
+    inside the observer's sampling)."""
+    if window is None:  # (None here is a value given, refused by name; not "unchecked")
+        with refusing("window"):
+            whole_number("window", window)
+    check_run_options(n_requests=n_requests, seed=seed, seeds=seeds, max_seeds=max_seeds, eps=eps,
+                      warmup=warmup, window=window)
 
 
 def resolve(method: Any) -> Callable[..., policies.Plan]:
@@ -729,7 +753,7 @@ def fleet_observer(
     return observe
 
 
-@checked_keywords()
+@checked_keywords(check=check_options)
 def evaluate(
     instance: Instance,
     method: Any,
@@ -798,7 +822,7 @@ def evaluate(
     )
 
 
-@checked_keywords()
+@checked_keywords(check=check_options)
 def bound(
     instance: Instance,
     *,

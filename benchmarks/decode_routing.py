@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, OptionError, Outcome, checked_keywords, written_at
+from servopt.benchmarks.harness import Bound, OptionError, Outcome, checked_keywords, refusing, written_at
 from servopt.core import InvalidInstanceError
 from servopt.instances.decode_routing import Instance
 from servopt.models import decode_routing as model
@@ -692,7 +692,22 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
     }
 
 
-@checked_keywords()
+def check_options(*, seed: Any = 0, warmup: Any = 0.2) -> None:
+    """The ``check`` of :func:`evaluate`, before the router is made or reset: ``seed`` a whole
+    number >= 0, ``warmup`` a share of the requests in [0, 1) (not True or False: False ran as
+    0; text or None were a TypeError once the router was made)."""
+    if isinstance(seed, bool | np.bool_) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise OptionError(f"option seed must be a whole number >= 0, got {seed!r}", option="seed")
+    if isinstance(warmup, bool | np.bool_) or not isinstance(warmup, int | float | np.number) \
+            or isinstance(warmup, np.complexfloating):
+        raise OptionError(f"option warmup must be a number, got {warmup!r} (a share of the "
+                          "requests in [0, 1))", option="warmup")
+    if not 0.0 <= warmup < 1.0:  # (NaN fails it too)
+        raise OptionError(f"warmup must be a share of the requests in [0, 1), got {warmup!r}",
+                          option="warmup")
+
+
+@checked_keywords(check=check_options)
 def evaluate(instance: Instance, method: str | routing.Router, *, seed: int = 0,
              warmup: float = 0.2, **kw: Any) -> Outcome:
     """Simulate ``method`` (a POLICIES name or a router) on ``instance``.
@@ -755,7 +770,23 @@ def busy_lower_bound(instance: Instance) -> float:
     return max(simple, _union_length(start, start + c0 * o + work))
 
 
-@checked_keywords()
+def check_bound_options(*, time_limit: Any = 60.0, mip_gap: Any = 1e-4,
+                        step_block: Any = 1) -> None:
+    """The ``check`` of :func:`bound`, whichever bound answers: ``time_limit`` and ``mip_gap``
+    as :func:`servopt.solvers.decode_routing.check_options` reads them, ``step_block`` a whole
+    number >= 1 (not True, which ran as 1; on an instance without the hindsight IP a bad one
+    was ignored)."""
+    with refusing("time_limit"):
+        routing.check_options(time_limit, 0.0)
+    with refusing("mip_gap"):
+        routing.check_options(None, mip_gap)
+    if isinstance(step_block, bool | np.bool_) or not isinstance(step_block, int | np.integer) \
+            or step_block < 1:
+        raise OptionError(f"step_block must be a whole number of steps >= 1, got {step_block!r}",
+                          option="step_block")
+
+
+@checked_keywords(check=check_bound_options)
 def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4,
           step_block: int = 1) -> Bound:
     """Best provable bound on the total step time (ms).

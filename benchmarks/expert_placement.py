@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, written_at
+from servopt.benchmarks.harness import Bound, OptionError, Outcome, checked_keywords, refusing, written_at
 from servopt.core import InvalidInstanceError
-from servopt.core.checks import number
+from servopt.core.checks import number, whole_number
 from servopt.instances.expert_placement import Instance
 from servopt.models.expert_placement import check_placement, makespan_lower_bound, solver_units
 from servopt.solvers.expert_placement import POLICIES, Plan, price_dispatch
@@ -169,7 +169,20 @@ def _read_only_write(exc: ValueError, method: Any) -> InvalidInstanceError:
         f"(np.array(instance.{example})) to change it")
 
 
-@checked_keywords()
+DISPATCHES = ("even", "lp", "price")
+
+
+def check_options(*, dispatch: Any = None, detail: Any = True) -> None:
+    """The ``check`` of :func:`evaluate`: ``dispatch`` None (the plan's own) or one of
+    :data:`DISPATCHES`, refused before the method plans (an unknown name was refused only after
+    it, and ``""``, 0 or False silently meant the plan's own); ``detail`` (True or False) is
+    checked by :func:`~servopt.benchmarks.harness.checked_keywords`."""
+    if dispatch is not None and not (isinstance(dispatch, str) and dispatch in DISPATCHES):
+        raise OptionError(f"unknown dispatch {dispatch!r}; use even, lp or price (or None: the "
+                          "plan's own)", option="dispatch")
+
+
+@checked_keywords(check=check_options)
 def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
              detail: bool = True) -> Outcome:
     """Plan with ``method`` on the history and score it on the next window.
@@ -279,7 +292,25 @@ def _colocated(instance: Instance, phy2log: np.ndarray) -> int:
     return extra
 
 
-@checked_keywords()
+def check_bound_options(*, window: Any = "next", time_limit: Any = None,
+                        milp_time_limit: Any = None, milp_max_binaries: Any = 2000) -> None:
+    """The ``check`` of :func:`bound`, before anything is solved: ``window`` 'next' or
+    'planned'; ``time_limit`` / ``milp_time_limit`` as :func:`_milp_limit` reads them (one at
+    most; positive seconds, infinity or None; the older name's 0 means no MILP, and False is
+    refused as any other flag given for a number); ``milp_max_binaries`` a whole number >= 0
+    (-1, 2.5, NaN or True skipped the MILP silently, as if the layers were too large)."""
+    if not (isinstance(window, str) and window in ("next", "planned")):
+        raise OptionError(f"window must be 'next' or 'planned', got {window!r}", option="window")
+    if isinstance(milp_time_limit, bool | np.bool_):  # (False was taken for 0; True is refused)
+        raise OptionError(f"milp_time_limit must be positive seconds for each layer's MILP, 0 or "
+                          f"None (no MILP), got {milp_time_limit!r}", option="milp_time_limit")
+    with refusing("milp_time_limit" if time_limit is None else "time_limit"):
+        _milp_limit(time_limit, milp_time_limit)
+    with refusing("milp_max_binaries"):
+        whole_number("milp_max_binaries", milp_max_binaries, low=0)
+
+
+@checked_keywords(check=check_bound_options)
 def bound(instance: Instance, *, window: str = "next", time_limit: float | None = None,
           milp_time_limit: float | None = None, milp_max_binaries: int = 2000) -> Bound:
     """Lower bound on the cost: sum over layers of the window's min makespan bound (migrations
@@ -297,8 +328,6 @@ def bound(instance: Instance, *, window: str = "next", time_limit: float | None 
     refused.
     """
     start = time.perf_counter()
-    if window not in ("next", "planned"):
-        raise InvalidInstanceError("window must be 'next' or 'planned'")
     run_milp, limit, per_call = _milp_limit(time_limit, milp_time_limit)
     w = instance.next_loads if window == "next" else instance.planned_loads
     per_layer = makespan_lower_bound(w, instance.num_gpus, instance.slots_per_gpu,
@@ -344,7 +373,8 @@ def _milp_limit(time_limit: Any, milp_time_limit: Any) -> tuple[bool, float | No
     name, value = (("time_limit", time_limit) if milp_time_limit is None
                    else ("milp_time_limit", milp_time_limit))
     if value is None or (name == "milp_time_limit" and isinstance(value, int | float | np.number)
-                         and value == 0):  # the older name's 0 (or False): no MILP, as it was
+                         and value == 0):  # the older name's 0: no MILP, as it was (False is
+        # refused by check_bound_options, before this)
         return False, None, False
     what = "the whole bound" if name == "time_limit" else "each layer's MILP"
     seconds = number(name, value, lambda v: v > 0,  # also refuses NaN and text

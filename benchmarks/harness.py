@@ -20,6 +20,7 @@ runs; ``evaluate.check_options(**kw)`` runs the same checks without running anyt
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import functools
@@ -34,7 +35,7 @@ import traceback
 import types
 import typing
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
@@ -115,7 +116,27 @@ def accepted_keywords(func: Callable[..., Any], *forwards: Callable[..., Any]) -
 
 class OptionError(InvalidInstanceError):
     """An option of an evaluator or a bound that it does not take or whose value it refuses (the
-    caller's error, not a method's): :func:`gap_table` raises it instead of making error rows."""
+    caller's error, not a method's): :func:`gap_table` raises it instead of making error rows.
+    ``option``: the option refused, when one is named (:func:`gap_table` then says its value)."""
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+@contextlib.contextmanager
+def refusing(option: str) -> Iterator[None]:
+    """Inside, an :class:`InvalidInstanceError` (a shared check refusing the value of ``option``:
+    ``whole_number``, ``number``, ``seconds``) is re-raised as an :class:`OptionError` naming it,
+    with the same message: for a decision's ``check=`` function (:func:`checked_keywords`)."""
+    try:
+        yield
+    except OptionError as exc:
+        if exc.option is None:
+            exc.option = option
+        raise
+    except InvalidInstanceError as exc:
+        raise OptionError(str(exc), option=option) from None
 
 
 def unknown_keywords(public: str, given: Iterable[str], accepted: list[str]) -> None:
@@ -181,7 +202,8 @@ def kind_error(public: str, name: str, value: Any, kinds: frozenset[type], none:
     ``kinds``), with the error the call ended in, if any."""
     want = " or ".join(_KINDS[k] for k in (bool, int, float, str) if k in kinds)
     return OptionError(f"{public}(): option {name} must be {want}{' (or None)' if none else ''}, "
-                       f"got {value!r}" + (f" ({type(why).__name__}: {why})" if why else ""))
+                       f"got {value!r}" + (f" ({type(why).__name__}: {why})" if why else ""),
+                       option=name)
 
 
 def checked_keywords(*forwards: Callable[..., Any],
@@ -192,7 +214,9 @@ def checked_keywords(*forwards: Callable[..., Any],
     a flag (an option annotated ``bool``) that is not True or False is refused (the evaluator
     would take "no" as true); then ``check(**options)``, when given, refuses a bad option value (it raises
     :class:`OptionError` naming the option), also before the call: before any method runs.
-    The decorated function's ``check_options(**options)`` runs these checks alone. An option
+    The decorated function's ``check_options(**options)`` runs these checks alone, and its
+    ``checks_values`` says whether it was given a ``check`` (:func:`gap_table` trusts such an
+    evaluator to refuse every bad option value before it runs). An option
     of another annotated kind (int, float, str: :func:`option_kinds`) is left to the evaluator,
     whose message is the more precise; but a call that ends in a bare TypeError or ValueError
     while such an option is not of its kind (decode_routing's ``seed="x"``: numpy's
@@ -230,6 +254,7 @@ def checked_keywords(*forwards: Callable[..., Any],
 
         wrapper.accepted_keywords = accepted  # type: ignore[attr-defined]
         wrapper.check_options = check_options  # type: ignore[attr-defined]
+        wrapper.checks_values = check is not None  # type: ignore[attr-defined]
         return wrapper  # type: ignore[return-value]
     return decorate
 
@@ -416,7 +441,10 @@ def _option_named(exc: BaseException, options: dict[str, Any]) -> str | None:
     """The option of ``options`` an evaluator's ValueError or TypeError (InvalidInstanceError
     included) is about, or None: its message names the option (as a word) and shows the value
     given (its repr or text), as an evaluator's own range check does ("eps must be in [0, 1),
-    got -1"; "unknown dispatch 'bogus'"). For evaluators without ``check_options``."""
+    got -1"; "unknown dispatch 'bogus'"). Only for a plug-in evaluator without a value check
+    (its ``evaluate`` not decorated by :func:`checked_keywords` with ``check=``): the match can
+    misfire on a method's own error that happens to name an option and its value, and misses a
+    refusal worded otherwise, so an evaluator with a check is never second-guessed by it."""
     if not isinstance(exc, TypeError | ValueError):
         return None
     text = str(exc)
@@ -457,14 +485,18 @@ def gap_table(
     bound and before any method runs, ``evaluate_kw`` go through the evaluator's
     ``evaluate.check_options`` and ``bound_kw`` through ``bound.check_options`` (see
     :func:`checked_keywords`): an unknown keyword or a value the evaluator refuses (e.g. batch
-    scheduling's ``max_rounds=-3``) is an :class:`OptionError` naming the option. An
-    :class:`OptionError` a method's evaluation raises (an evaluator that checks an option only
-    as it runs) is re-raised too, as is a failing bound; so is a ValueError or TypeError whose
-    message names one of ``evaluate_kw`` and shows its value (an evaluator without
-    ``check_options`` refusing it as it runs: capacity's "eps must be in [0, 1), got -1"), as
-    an :class:`OptionError`, at the first method that meets it. A method's own error that
-    happened to name an option and its value would raise too: loud, never a silent row.
-    ``evaluate_kw`` go to every ``evaluate`` call and ``bound_kw`` to the bound.
+    scheduling's ``max_rounds=-3``, capacity's ``eps=-1``) is an :class:`OptionError` naming the
+    option (``gap_table() for capacity: option eps=-1 refused: ...`` when the check names it).
+    Every built-in evaluator and bound has such a check. An :class:`OptionError` a method's
+    evaluation raises (an evaluator that checks an option only as it runs) is re-raised too, as
+    is a failing bound. Only for a plug-in evaluator without a value check (no ``check=``: its
+    ``evaluate.checks_values`` false or absent), a ValueError or TypeError whose message names
+    one of ``evaluate_kw`` and shows its value (:func:`_option_named`: "horizon must be >= 1,
+    got -3") is taken for the evaluator refusing it as it runs and raised as an
+    :class:`OptionError` at the first method that meets it; such a guess would also raise for a
+    method's own error that happened to name an option and its value. With a check, a method's
+    error is always its row. ``evaluate_kw`` go to every ``evaluate`` call and ``bound_kw`` to
+    the bound.
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(f"gap_table() needs a servopt instance, got {type(instance).__name__}")
@@ -480,8 +512,18 @@ def gap_table(
     # evaluator or the bound refuses is the caller's error for every row, not a method's
     for public, given in ((bench.evaluate, evaluate_kw), (bench.bound, bound_kw or {})):
         check = getattr(public, "check_options", None)
-        if check is not None:
+        if check is None:
+            continue
+        try:
             check(**given)
+        except OptionError as exc:
+            if exc.option not in given:  # (batch's check, an unknown keyword: said as it is)
+                raise
+            raise OptionError(f"gap_table() for {instance.decision}: option {exc.option}="
+                              f"{given[exc.option]!r} refused: {exc}", option=exc.option) from None
+    # an evaluator with a value check has refused every bad option above: a method's error
+    # that happens to name an option and its value is the method's (its row), never guessed at
+    guess = not getattr(bench.evaluate, "checks_values", False)
     try:
         bound = compute_bound(instance, **(bound_kw or {}))
     except TypeError as exc:  # an option the bound does not take
@@ -500,7 +542,7 @@ def gap_table(
                 if isinstance(exc, TypeError):
                     raise InvalidInstanceError(f"gap_table() for {instance.decision}: {exc}") from None
                 raise
-            key = _option_named(exc, evaluate_kw)
+            key = _option_named(exc, evaluate_kw) if guess else None
             if key is not None:  # the caller's option, refused as the evaluator ran: every row's
                 raise OptionError(f"gap_table() for {instance.decision}: option {key}="
                                   f"{evaluate_kw[key]!r} refused: {exc}") from exc

@@ -152,6 +152,7 @@ def simulate(instance: Instance, policy: Any, *, record: bool = False) -> SimRes
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(f"simulate() needs a caching instance, got "
                                    f"{type(instance).__name__}")
+    check_options(record=record)  # ("no" was taken as true)
     if not isinstance(policy, str | type) and not callable(policy):
         _check_protocol(policy)  # an object must be a policy itself (a callable is a factory)
     policy = methods.make_policy(policy)

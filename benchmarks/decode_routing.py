@@ -468,12 +468,10 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(f"simulate needs a decode_routing Instance, got {type(instance).__name__}")
+    # (seed -1: numpy's bare "expected non-negative integer", after the router's reset ran;
+    # warmup False ran as 0): refused before the router is made, as evaluate refuses them
+    check_options(seed=seed, warmup=warmup)
     router = routing.make_router(router)
-    if not 0.0 <= warmup < 1.0:
-        raise InvalidInstanceError(f"warmup must be a share of the requests in [0, 1), got {warmup}")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        # (-1: numpy's bare "expected non-negative integer", after the router's reset ran)
-        raise OptionError(f"option seed must be a whole number >= 0, got {seed!r}")
     n, G = instance.n_requests, instance.workers
     B, K = instance.slots, instance.kv_capacity
     c0, c1, p = instance.step_ms, instance.ms_per_kv_token, instance.prefill_ms_per_token

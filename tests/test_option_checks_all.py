@@ -293,3 +293,19 @@ def test_a_plug_in_evaluator_without_a_check_keeps_the_message_match(made, monke
     monkeypatch.setattr(bench, "evaluate", evaluate)
     with pytest.raises(OptionError, match=r"option horizon=-3 refused: horizon must be >= 1"):
         gap_table(instance, ["jsq"], horizon=-3)
+
+
+@pytest.mark.parametrize("decision, kw, option", [
+    ("decode_routing", {"warmup": False}, "warmup"),  # before: ran as warmup 0
+    ("decode_routing", {"warmup": True}, "warmup"),
+    ("decode_routing", {"warmup": "x"}, "warmup"),  # before: a bare TypeError
+    ("decode_routing", {"seed": -1}, "seed"),
+    ("caching", {"record": "no"}, "record"),  # before: taken as true, the replay recorded
+    ("caching", {"record": 1}, "record"),
+])
+def test_simulate_checks_its_options_as_evaluate_does(decision, kw, option, made):
+    instance, method = made[decision]
+    CALLS.clear()
+    with pytest.raises(OptionError, match=re.escape(option)) as caught:
+        _bench(decision).simulate(instance, method, **kw)
+    assert CALLS == [] and caught.value.option == option

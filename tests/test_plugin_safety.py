@@ -452,6 +452,9 @@ def test_the_readme_plugin_example_runs(tmp_path, monkeypatch, capsys):
     path = tmp_path / "my_cases.py"
     path.write_text(example)
     monkeypatch.delitem(sys.modules, "my_cases", raising=False)
+    # (test_core runs every README block in one namespace, which registers toy_mine too)
+    monkeypatch.delitem(registry._CASES, "toy_mine", raising=False)
+    monkeypatch.delitem(registry._ORIGINS, "toy_mine", raising=False)
     out = tmp_path / "out"
     assert main(["bench", "--plugin", str(path), "--case", "toy_mine", "--out", str(out),
                  "--no-plots", "--quiet", "--jobs", "1", "--name", "mine"]) == 0

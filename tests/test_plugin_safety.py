@@ -208,6 +208,28 @@ def test_a_function_typed_into_a_session_is_keyed_by_its_code(monkeypatch):
     assert keys[0] == keys[2]  # the same code again: the same key
 
 
+def test_code_with_nothing_to_hash_is_run_but_never_cached(tmp_path, monkeypatch, capsys):
+    """A callable object of a class typed into a session: no file, no code object to hash."""
+    name = f"e11session_{_tag()}"
+    monkeypatch.setitem(sys.modules, name, None)
+    module = _session_module(name, """
+    import toy_decision
+    class Maker:
+        def __call__(self, *, seed):
+            return toy_decision.generate(seed=seed)
+    """)
+    case = Case(name="e11_unhashable", decision="toy_production", make_instance=module.Maker(),
+                methods=("greedy",))
+    assert runner.code_fingerprint(case) is None
+    cache = tmp_path / "cache"
+    for _ in range(2):
+        frame = runner.run([case], cache_dir=cache, progress=False)
+        assert frame.attrs["runs_cached"] == 0 and list(frame["status"]) == ["ok"]
+        err = capsys.readouterr().err
+        assert err.count("servopt bench: case e11_unhashable is not cached:") == 1
+    assert not list(cache.glob("*.json"))
+
+
 # -- 2. make_instance must return an Instance of the case's decision ---------------------------
 
 def _wrong_decision(*, seed):

@@ -46,7 +46,8 @@ from servopt.core.registry import layer_module
 from servopt.core.solution import BOUND_KINDS, relative_gap
 
 # optimal: a proved optimum; mip_bound: a MIP's dual bound; lp_relaxation: an LP relaxation's
-# value; lower_bound: another proved bound (combinatorial, hindsight); simulated: the best value
+# value; lower_bound: another proved bound (combinatorial, hindsight; above the optimum for a
+# max-sense decision); simulated: the best value
 # found by simulation (e.g. the fewest stable workers), an empirical reference, not a proof.
 TABLE_COLUMNS = ["method", "cost", "bound", "bound_kind", "gap", "wall_s", "status"]
 
@@ -291,30 +292,52 @@ def known_methods(decision: str) -> tuple[str, ...] | None:
 
 
 def evaluate(instance: Instance, method: Any, **kwargs: Any) -> Outcome:
-    """Evaluate one method on an instance with the decision's evaluator."""
-    return benchmark_module(instance.decision).evaluate(instance, method, **kwargs)
+    """Evaluate one method on an instance with the decision's evaluator. An evaluator (a
+    plug-in's) that returns anything but an :class:`Outcome` is a TypeError naming it."""
+    outcome = benchmark_module(instance.decision).evaluate(instance, method, **kwargs)
+    if not isinstance(outcome, Outcome):
+        raise TypeError(f"the {instance.decision} evaluator returned {type(outcome).__name__}, "
+                        "not a servopt.benchmarks.harness.Outcome")
+    if outcome.status == "ok" and not _is_number(outcome.cost):
+        raise ValueError(f"the {instance.decision} evaluator reported cost {outcome.cost!r} "
+                         "with status ok (a cost it did not measure needs a status saying why)")
+    return outcome
+
+
+def _is_number(value: Any) -> bool:
+    """A real number, not NaN (infinity is one: e.g. a cost no finite fleet reaches)."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and not math.isnan(float(value)))
 
 
 def compute_bound(instance: Instance, **kwargs: Any) -> Bound:
     """The decision's best provable bound on ``instance`` (its evaluator's ``bound`` with
-    ``kwargs``), with the wall seconds it took when the evaluator did not time itself."""
+    ``kwargs``), with the wall seconds it took when the evaluator did not time itself. A
+    ``bound`` (a plug-in's) that returns anything but a :class:`Bound` is a TypeError naming it."""
     start = time.perf_counter()
     bound = benchmark_module(instance.decision).bound(instance, **kwargs)
+    if not isinstance(bound, Bound):
+        raise TypeError(f"the {instance.decision} bound returned {type(bound).__name__}, "
+                        "not a servopt.benchmarks.harness.Bound")
     if math.isnan(bound.wall_s):
         bound.wall_s = time.perf_counter() - start
     return bound
 
 
 BELOW_BOUND = "below_bound"
+ABOVE_BOUND = "above_bound"  # (the same for a max-sense decision: a value above its upper bound)
 
 
-def flag_below_bound(gap: float, status: str) -> str:
-    """``status``, or :data:`BELOW_BOUND` when an ``ok`` run's cost beats the provable bound
-    (gap < 0, ``-inf`` included: a cost below a bound of 0): the method did something outside the
-    bound's model (e.g. batch scheduling's preemption, which the non-preemptive hindsight model
-    excludes) or something is wrong. The tolerance is :func:`relative_gap`'s: a cost within
-    ``GAP_RTOL`` of its bound has gap 0 and is not flagged."""
-    return BELOW_BOUND if status == "ok" and gap < 0 else status
+def flag_below_bound(gap: float, status: str, sense: str = "min") -> str:
+    """``status``, or :data:`BELOW_BOUND` (:data:`ABOVE_BOUND` for a ``max`` decision) when an
+    ``ok`` run's cost beats the provable bound (gap < 0, ``-inf`` included: a cost below a bound
+    of 0): the method did something outside the bound's model (e.g. batch scheduling's
+    preemption, which the non-preemptive hindsight model excludes) or something is wrong. The
+    tolerance is :func:`relative_gap`'s: a cost within ``GAP_RTOL`` of its bound has gap 0 and is
+    not flagged."""
+    if status == "ok" and gap < 0:
+        return ABOVE_BOUND if sense == "max" else BELOW_BOUND
+    return status
 
 
 def outcome_row(method: str, outcome: Outcome, bound: Bound, sense: str) -> dict[str, Any]:
@@ -327,7 +350,7 @@ def outcome_row(method: str, outcome: Outcome, bound: Bound, sense: str) -> dict
         "bound_kind": bound.kind,
         "gap": gap,
         "wall_s": float(outcome.wall_s),
-        "status": flag_below_bound(gap, outcome.status),
+        "status": flag_below_bound(gap, outcome.status, sense),
     }
     for key, value in outcome.metrics.items():
         if key in row:
@@ -463,7 +486,8 @@ def gap_table(
     **evaluate_kw: Any,
 ) -> pd.DataFrame:
     """One row per method: ``method, cost, bound, bound_kind, gap, wall_s, status`` + metrics
-    (``status`` is ``below_bound`` for a run whose cost beats the bound: see :func:`flag_below_bound`).
+    (``status`` is ``below_bound``, ``above_bound`` for a max decision, for a run whose cost beats
+    the bound: see :func:`flag_below_bound`).
 
     ``methods`` defaults to the decision's default methods; it may mix POLICIES names and policy
     objects (your own heuristic next to the built-in ones), or be a dict ``{label: method}`` to
@@ -555,6 +579,7 @@ def gap_table(
                          "bound_kind": bound.kind, "gap": math.nan, "wall_s": math.nan,
                          "status": f"error: {type(exc).__name__}: {exc}"})
             continue
+        # (a metric named like a column raises: the evaluator's defect, every row's)
         rows.append(outcome_row(label, outcome, bound, sense))
     frame = pd.DataFrame(rows)
     extra = [c for c in frame.columns if c not in TABLE_COLUMNS]

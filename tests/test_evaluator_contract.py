@@ -1,0 +1,63 @@
+"""gap_table holds a plug-in evaluator to the contract (R16): what it returns must be an Outcome
+(a row that says so otherwise, not an AttributeError out of gap_table), a bound a Bound, an ok
+cost a number; a max-sense
+decision's run above its upper bound is flagged above_bound."""
+import math
+import types
+
+import pytest
+
+from servopt.benchmarks import caching as caching_bench
+from servopt.benchmarks.harness import Bound, Outcome, gap_table
+from servopt.core.registry import register_decision, unregister_decision
+from servopt.instances import caching
+
+INSTANCE = caching.generate(requests=200, objects=40, seed=0)
+
+
+def _with(evaluate=None, bound=None, sense="min"):
+    register_decision("caching", replace=True, benchmarks=types.SimpleNamespace(
+        evaluate=evaluate or caching_bench.evaluate, bound=bound or caching_bench.bound,
+        SENSE=sense))
+
+
+@pytest.fixture(autouse=True)
+def _restore():
+    yield
+    unregister_decision("caching")
+
+
+def test_an_evaluator_returning_a_number_gives_an_error_row_naming_it():
+    _with(evaluate=lambda instance, method, **kw: 5.0)
+    with pytest.warns(RuntimeWarning):
+        table = gap_table(INSTANCE, ["lru"])
+    assert table.loc[0, "status"].startswith("error: TypeError: the caching evaluator returned float")
+    assert math.isnan(table.loc[0, "cost"])
+
+
+def test_a_bound_returning_a_number_is_a_type_error_naming_it():
+    _with(bound=lambda instance, **kw: 3.0)
+    with pytest.raises(TypeError, match="the caching bound returned float, not a"):
+        gap_table(INSTANCE, ["lru"])
+
+
+@pytest.mark.parametrize("cost", [math.nan, "12", None])
+def test_an_ok_outcome_without_a_numeric_cost_is_an_error_row(cost):
+    _with(evaluate=lambda instance, method, **kw: Outcome(cost=cost, wall_s=0.0))
+    with pytest.warns(RuntimeWarning):
+        table = gap_table(INSTANCE, ["lru"])
+    assert "with status ok" in table.loc[0, "status"]
+
+
+def test_an_outcome_not_ok_may_carry_no_cost():
+    _with(evaluate=lambda instance, method, **kw: Outcome(cost=math.nan, wall_s=0.0, status="unstable"))
+    table = gap_table(INSTANCE, ["lru"])
+    assert table.loc[0, "status"] == "unstable"
+
+
+def test_a_max_decision_above_its_upper_bound_is_flagged_above_bound():
+    _with(evaluate=lambda instance, method, **kw: Outcome(cost=12.0, wall_s=0.0),
+          bound=lambda instance, **kw: Bound(10.0, "lower_bound"), sense="max")
+    table = gap_table(INSTANCE, ["lru"])
+    assert table.loc[0, "gap"] == pytest.approx(-0.2)  # (10 - 12) / 10
+    assert table.loc[0, "status"] == "above_bound"

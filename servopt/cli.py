@@ -202,10 +202,24 @@ def cmd_solve(args: argparse.Namespace) -> int:
                  else "(a solver failure)"), file=sys.stderr)
         return 1  # the job ran but failed (the module docstring's table)
     if solution.status == "interrupted":
-        print("servopt: interrupted; the incumbent and bound above are what the solver had",
-              file=sys.stderr)
+        print("servopt: interrupted; " + interrupted_note(solution), file=sys.stderr)
         return 130
     return 0
+
+
+def interrupted_note(solution: Any) -> str:
+    """What an interrupted solve kept, for its last line: the incumbent and bound shown, or why
+    there is no incumbent (HiGHS through Pyomo loses it on Ctrl-C; the matrix form keeps it)."""
+    have_bound = not math.isnan(solution.bound)
+    if not math.isnan(solution.objective):
+        return ("the incumbent and bound above are what the solver had" if have_bound
+                else "the incumbent above is what the solver had (no bound was proved)")
+    bound = "; the bound above is what it had proved" if have_bound else " and no bound"
+    if solution.info.get("form") == "pyomo":
+        return ("no incumbent: HiGHS solved through the Pyomo model, which keeps none on "
+                "Ctrl-C (the matrix form, the default --backend highs where the model has one, "
+                f"keeps it){bound}")
+    return f"no incumbent was found before the interrupt{bound}"
 
 
 def writable_file(path: str, option: str) -> Path:
@@ -317,6 +331,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError("give --suite or --case, not both (--case runs the named cases whatever "
                          "their suite)")
     args.suite = args.suite or "quick"
+    if args.case:  # a name given twice is one case (and one part of the report's name)
+        args.case = list(dict.fromkeys(args.case))
     loaded = [load_plugin(spec) for spec in args.plugin or []]  # before discovery: their cases
     selected = registry.cases(suite=None if args.case else args.suite, names=args.case or None)
     if not selected:
@@ -348,8 +364,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     command = "servopt " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     paths = report.write_reports(frame, out, name, command=command, provenance=provenance)
     tracebacks = frame.attrs.get("tracebacks") or []
+    traceback_file = out / f"{name}-tracebacks.txt"
     if tracebacks:  # every failed run's traceback (the table and the lines below say only where)
-        paths.append(write_tracebacks(tracebacks, out / f"{name}-tracebacks.txt"))
+        paths.append(write_tracebacks(tracebacks, traceback_file))
+    else:  # an earlier run's, about runs that have now succeeded: it would describe no row here
+        with contextlib.suppress(FileNotFoundError):
+            traceback_file.unlink()
     if not args.no_plots:
         from servopt.benchmarks import plots
 
@@ -373,8 +393,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   + (f" (at {at})" if at else ""), file=sys.stderr)
             code = 1
     if tracebacks:
-        print(f"servopt: the failed runs' tracebacks are in {out / f'{name}-tracebacks.txt'}",
-              file=sys.stderr)
+        print(f"servopt: the failed runs' tracebacks are in {traceback_file}", file=sys.stderr)
     return code
 
 
@@ -665,15 +684,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "PYTHONPATH, or a .py path; repeatable): it registers cases "
                         "(register(Case(...))) and decisions (register_decision); on Dask each "
                         "worker imports it too. The cache keys rows by its source, and by the "
-                        "modules it imports at module level outside site-packages")
+                        "modules it imports outside site-packages")
     p.add_argument("--name", default=None, help="report file name (default: the suite)")
     p.add_argument("--no-cache", action="store_true",
-                   help="recompute everything (else finished runs are reused from OUT/cache, "
-                        "which must be trusted: an entry damaged by accident is recomputed with a "
-                        "warning, one edited on purpose is not detected). A row is keyed by "
-                        "servopt's source and the case's own modules (and those they import at "
-                        "module level); use --no-cache after changing code imported inside a "
-                        "function, a data file your code reads, or a site-packages library")
+                   help="recompute everything (else finished runs are reused from OUT/cache; "
+                        "failed and skipped runs, and a bound stopped by its time limit without "
+                        "a value, are computed again by the next run). The cache must be "
+                        "trusted: an entry damaged by accident is recomputed with a warning, one "
+                        "edited on purpose is not detected. A row is keyed by servopt's source "
+                        "and the case's own modules (and those they import, found on sys.path); "
+                        "use --no-cache after changing a module imported by a computed name "
+                        "(importlib.import_module), a data file your code reads, or a "
+                        "site-packages library")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)

@@ -10,6 +10,7 @@ rows are assembled, from the cached costs and bounds.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -440,10 +441,14 @@ def _digest(row: dict[str, Any]) -> str:
 
 def _write_cache(cache_dir: Path, key: str, row: dict[str, Any]) -> None:
     """Cache ``row`` with its digest, unless a reader would refuse it (errors, skips, a NaN
-    cost: :func:`cache_row_problem`; above :data:`MAX_ENTRY_BYTES`), which is then not written,
-    and not warned of."""
+    cost, a bound without a finite value: :func:`cache_row_problem`; above
+    :data:`MAX_ENTRY_BYTES`), which is then not written, and not warned of; an entry of
+    ``key`` already there (written by an older servopt that cached it) is then removed, so it
+    is not read, warned of and recomputed on every run."""
     row = json.loads(json.dumps(row, default=float))  # what a reader will parse (numpy numbers
     if cache_row_problem(row, digest=False) is not None:  # as floats): the digest is of that
+        with contextlib.suppress(OSError):
+            (cache_dir / f"{key}.json").unlink()
         return
     row[CHECKSUM] = _digest(row)
     text = json.dumps(row, sort_keys=True)
@@ -463,8 +468,9 @@ def cache_row_problem(row: Any, unit: tuple[Case, dict[str, Any], int, str] | No
     (``(case, params, seed, method)``; None: not compared), else None.
 
     It must have exactly the writer's fields with their types (text, a whole seed, costs,
-    bounds, wall times and metrics as numbers: a method's cost not NaN, a bound row's cost NaN,
-    no negative or infinite wall time), no error or skipped status (those are never cached),
+    bounds, wall times and metrics as numbers: a method's cost not NaN, a bound row's cost NaN
+    and its bound finite, no negative or infinite wall time), no error or skipped status (those
+    are never cached; nor is a bound without a finite value, which a rerun may find in time),
     the identity of its unit, and (``digest``) the digest of its content (:func:`_digest`)."""
     if not isinstance(row, dict):
         return f"not a JSON object but {type(row).__name__}"
@@ -493,6 +499,12 @@ def cache_row_problem(row: Any, unit: tuple[Case, dict[str, Any], int, str] | No
             return f"{name} is {value!r}, not a number"
     if method == BOUND and not math.isnan(row["cost"]):
         return f"a bound row's cost is {row['cost']!r}, not NaN"
+    if method == BOUND and not math.isfinite(row["bound"]):
+        # a bound stopped by its time limit (NaN, status time_limit) depends on the machine's
+        # load: a rerun, perhaps on a quieter machine, computes it again instead of keeping the
+        # missing bound for good. A finite bound stays cached whatever its status (a MIP's dual
+        # bound at its time limit is still proved); one always missing is recomputed each run.
+        return f"a bound row without a finite value ({row['bound']!r}) is never cached"
     if method != BOUND and math.isnan(row["cost"]):
         return "cost is NaN"
     if row["wall_s"] < 0 or math.isinf(row["wall_s"]):
@@ -608,6 +620,8 @@ def run(
     if isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or not 1 <= jobs <= MAX_JOBS:
         raise ValueError(f"jobs must be a whole number of worker processes from 1 to {MAX_JOBS}, "
                          f"got {jobs!r}")
+    if scheduler is not None:  # checked whatever the cache holds: a run all read from the cache
+        check_scheduler(scheduler)  # must not accept an address the next run would refuse
     cache = Path(cache_dir) if cache_dir is not None else None
     cases = list(cases)
     units = plan_units(cases)
@@ -726,12 +740,21 @@ def _run_pool(todo: list, jobs: int, done: Any) -> None:
     pool.shutdown(wait=True)
 
 
-def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
+def check_scheduler(scheduler: str) -> None:
+    """Refuse a ``scheduler`` that cannot be used: dask.distributed missing (RuntimeError), or
+    neither ``"local"`` nor a Dask address (ValueError naming ``--scheduler``). The address is
+    checked as written, not connected to."""
     try:
-        from dask.distributed import Client, LocalCluster, as_completed
+        import dask.distributed  # noqa: F401
     except ImportError:
         raise RuntimeError("--scheduler needs dask.distributed: pip install 'servopt[dask]'") from None
     dask_checks.check_address(scheduler)  # a mistyped address names --scheduler
+
+
+def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
+    check_scheduler(scheduler)
+    from dask.distributed import Client, LocalCluster, as_completed
+
     cluster = None
     if scheduler == "local":
         import signal
@@ -762,6 +785,10 @@ def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
                 key, case = futures[future]
                 # a row computed by other code or on other traces than the client's stops the run
                 done(key, dask_checks.checked_row(future.result(), codes[case.name]))
+        except KeyboardInterrupt:  # (Ctrl-C, or SIGTERM as the CLI raises it)
+            if cluster is not None:  # our own workers write to our terminal
+                quiet_workers(client)
+            raise
         finally:  # (shutting down cancels what still runs: dask's warnings about it are noise)
             import logging
 
@@ -769,6 +796,38 @@ def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
             client.close()
             if cluster is not None:
                 cluster.close()
+
+
+QUIET_WAIT_S = 2.0  # the longest an interrupted run waits for its local workers to go quiet
+
+
+def _quiet_distributed_logs() -> None:
+    """(Run on each worker.) Log only the ``distributed`` errors from now on."""
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+
+
+def quiet_workers(client: Any, wait_s: float = QUIET_WAIT_S) -> bool:
+    """Have the workers of ``client`` log only errors, before an interrupted run shuts them
+    down: closing cancels the units in flight, and each worker warned of it on stderr
+    (``distributed.worker.state_machine - WARNING - Async instruction ... ended with
+    CancelledError``) above the one line that says the run was interrupted. Waits at most
+    ``wait_s`` s (a worker busy in a solver's C code may not answer; the shutdown goes on
+    regardless); returns whether every worker answered."""
+    import threading
+
+    answered: list[bool] = []
+
+    def call() -> None:
+        with contextlib.suppress(Exception):
+            client.run(_quiet_distributed_logs)
+            answered.append(True)
+
+    thread = threading.Thread(target=call, name="servopt-quiet-workers", daemon=True)
+    thread.start()
+    thread.join(wait_s)
+    return bool(answered)
 
 
 def assemble(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -784,6 +784,18 @@ def check_bound_options(*, time_limit: Any = 60.0, mip_gap: Any = 1e-4,
                           option="step_block")
 
 
+def _no_hindsight(instance: Instance) -> str:
+    """Why the hindsight model does not bound ``instance`` (:func:`bound` then returns the
+    busy-time bound)."""
+    if instance.arrival_unit != "step":
+        return ("arrivals in seconds: the step each request arrives at depends on the routing, "
+                "which the hindsight model (in decode steps) takes as given")
+    which = " and ".join(name.replace("kv_memory", "KV") for name, on in
+                         model.binding(instance).items() if on)
+    return (f"{which} can bind, and the hindsight model leaves queueing out "
+            "(the gap to it can be large even for an optimal router)")
+
+
 @checked_keywords(check=check_bound_options)
 def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4,
           step_block: int = 1) -> Bound:
@@ -802,13 +814,16 @@ def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4
     start = time.perf_counter()
     routing.check_options(time_limit, mip_gap)  # refused whichever bound answers
     simple = busy_lower_bound(instance)
-    if not model.hindsight_exact(instance):
-        return Bound(simple, "lower_bound", wall_s=time.perf_counter() - start)
+    if not model.hindsight_exact(instance):  # valid, but often far below the optimum: say why
+        return Bound(simple, "lower_bound", wall_s=time.perf_counter() - start,
+                     status=f"busy-time bound: {_no_hindsight(instance)}")
     unit = model.work_unit(instance)  # rows in KV tokens: HiGHS's tolerances are absolute
     try:
         mat = model.hindsight_matrices(instance, step_block=step_block, unit=unit)
     except model.ModelTooLarge:  # more nonzeros than model.MAX_ENTRIES: the busy-time bound
-        return Bound(simple, "lower_bound", wall_s=time.perf_counter() - start)
+        return Bound(simple, "lower_bound", wall_s=time.perf_counter() - start,
+                     status="busy-time bound: the hindsight model is too large "
+                            f"(more than {model.MAX_ENTRIES:,} nonzeros; try step_block)")
     res = routing.solve_matrix(mat, time_limit=time_limit, mip_gap=mip_gap)
     wall = time.perf_counter() - start
     # HiGHS's dual bound, in ms: at mip_gap > 0 "optimal" may stop below the optimum

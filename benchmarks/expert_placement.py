@@ -332,13 +332,13 @@ def bound(instance: Instance, *, window: str = "next", time_limit: float | None 
     w = instance.next_loads if window == "next" else instance.planned_loads
     per_layer = makespan_lower_bound(w, instance.num_gpus, instance.slots_per_gpu,
                                      instance.speed)
-    kind = "lower_bound"
+    kind, status = "lower_bound", "ok"
     if run_milp and instance.num_experts * instance.num_gpus <= milp_max_binaries:
-        from servopt.models.expert_placement import build
+        from servopt.models.expert_placement import MigrationRatioError, build
         from servopt.solvers import exact
 
         index = instance.num_windows - 1 if window == "next" else max(0, instance.num_windows - 2)
-        all_optimal = True
+        all_optimal, solved, beyond = True, 0, []
         for layer in range(instance.num_layers):
             layer_limit = limit
             if per_call and limit is not None:
@@ -347,7 +347,12 @@ def bound(instance: Instance, *, window: str = "next", time_limit: float | None 
                     all_optimal = False
                     continue
                 layer_limit = left / (instance.num_layers - layer)
-            model = build(instance, window=index, layers=[layer], makespan_lb=per_layer[layer])
+            try:
+                model = build(instance, window=index, layers=[layer], makespan_lb=per_layer[layer])
+            except MigrationRatioError:  # no MILP for this layer: its makespan bound stays valid
+                all_optimal = False
+                beyond.append(layer)
+                continue
             # integrality to 1e-9: at HiGHS's default 1e-6 a replica at y = 1e-6 serves tokens
             # almost free, and the value came out up to ~1e-6 relative low, moving with the scale
             sol = exact.solve_model(model, time_limit=layer_limit, mip_gap=1e-6,
@@ -355,10 +360,14 @@ def bound(instance: Instance, *, window: str = "next", time_limit: float | None 
                                     solver_options={"mip_feasibility_tolerance": 1e-9})
             proved = sol.bound >= sol.objective - 1e-9 * abs(sol.objective)  # relative: any scale
             all_optimal &= sol.status == "optimal" and proved
+            solved += 1
             if not math.isnan(sol.bound):
                 per_layer[layer] = max(per_layer[layer], sol.bound)
-        kind = "optimal" if all_optimal else "mip_bound"
-    return Bound(float(per_layer.sum()), kind, wall_s=time.perf_counter() - start)
+        kind = "optimal" if all_optimal else "mip_bound" if solved else "lower_bound"
+        if beyond:
+            status = (f"makespan bound kept for {len(beyond)} of {instance.num_layers} layer(s): "
+                      "migration cost beyond the MILP's range (MAX_MIGRATION_RATIO)")
+    return Bound(float(per_layer.sum()), kind, wall_s=time.perf_counter() - start, status=status)
 
 
 def _milp_limit(time_limit: Any, milp_time_limit: Any) -> tuple[bool, float | None, bool]:

@@ -204,6 +204,11 @@ def replicas_needed(w: np.ndarray, z: np.ndarray, s_max: float = 1.0) -> np.ndar
 
 MAX_SPEED_RATIO = 1e12  # fastest / slowest GPU speed that the solver's rows are written for
 MAX_MIGRATION_RATIO = 1e12  # migration cost per replica, in load units, that the MILP is written for
+
+
+class MigrationRatioError(InvalidInstanceError):
+    """The migration cost is beyond :data:`MAX_MIGRATION_RATIO` makespan units of a layer's loads:
+    the MILP is not built (a bound without it, the makespan bound, stays valid)."""
 LINK_FLOOR = 1e-6  # load units: a link bound s_g z_ub below this is replaced by the load (valid)
 
 
@@ -317,7 +322,7 @@ def build(
     beta_units = float(rounded(beta / time_unit, "down"))
     prev = instance.previous_placement
     if prev is not None and beta_units > MAX_MIGRATION_RATIO:
-        raise InvalidInstanceError(
+        raise MigrationRatioError(
             f"migration_cost: {beta:g} tokens per moved replica is {beta_units:.3g} times the "
             f"makespan unit of these loads ({time_unit:g} tokens per unit speed: the largest expert "
             f"load / 1024 / the fastest speed); the placement MILP is solved for ratios up to "
@@ -566,6 +571,7 @@ def build_cvxpy(instance: Instance, *, placement: Any = None,
     return model
 
 
-__all__ = ["LINK_FLOOR", "LOAD_UNITS", "MAX_MIGRATION_RATIO", "MAX_SPEED_RATIO", "build", "build_cvxpy",
+__all__ = ["LINK_FLOOR", "LOAD_UNITS", "MAX_MIGRATION_RATIO", "MAX_SPEED_RATIO", "MigrationRatioError",
+           "build", "build_cvxpy",
            "check_placement", "decisions", "dispatch_matrices", "explain_infeasible", "load_unit",
            "makespan_lower_bound", "placement_matrix", "rounded", "solver_units", "window_loads"]

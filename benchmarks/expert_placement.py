@@ -325,7 +325,9 @@ def bound(instance: Instance, *, window: str = "next", time_limit: float | None 
     what is left divided by the layers left, and a layer reached with nothing left keeps its
     makespan bound), or ``milp_time_limit``, the older option: seconds for each layer's MILP
     (0: no MILP). Infinity: no limit; None for both (the default): no MILP; both given is
-    refused.
+    refused. A layer whose MILP is not solved (the budget spent before it, or a migration cost
+    beyond the MILP's range: ``status`` says so) keeps its makespan bound; with no layer's MILP
+    solved the kind is ``lower_bound``.
     """
     start = time.perf_counter()
     run_milp, limit, per_call = _milp_limit(time_limit, milp_time_limit)

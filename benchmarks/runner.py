@@ -864,7 +864,8 @@ def assemble(rows: list[dict[str, Any]]) -> pd.DataFrame:
     ]
     mismatch = out["status"].astype(str).str.startswith(MISMATCH)
     out.loc[mismatch, "gap"] = math.nan  # (a gap against another instance's bound means nothing)
-    out["status"] = [flag_below_bound(g, s) for g, s in zip(out["gap"], out["status"], strict=True)]
+    out["status"] = [flag_below_bound(g, s, senses[d])
+                     for g, s, d in zip(out["gap"], out["status"], out["decision"], strict=True)]
     out.columns = [c[2:] if c.startswith("m:") else c for c in out.columns]
     lead = [c for c in ID_COLUMNS + TABLE_COLUMNS if c in out.columns]
     hidden = (TRACEBACK, ERROR_AT, TRACE_READS, INSTANCE_HASH)

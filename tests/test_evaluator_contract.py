@@ -61,3 +61,15 @@ def test_a_max_decision_above_its_upper_bound_is_flagged_above_bound():
     table = gap_table(INSTANCE, ["lru"])
     assert table.loc[0, "gap"] == pytest.approx(-0.2)  # (10 - 12) / 10
     assert table.loc[0, "status"] == "above_bound"
+
+
+def test_the_runner_flags_a_max_decision_above_its_upper_bound_too(tmp_path):
+    from servopt.benchmarks import runner
+    from servopt.benchmarks.registry import Case
+
+    _with(evaluate=lambda instance, method, **kw: Outcome(cost=12.0, wall_s=0.0),
+          bound=lambda instance, **kw: Bound(10.0, "lower_bound"), sense="max")
+    case = Case(name="contract_max", decision="caching", grid=({"requests": 200, "objects": 40},),
+                methods=("lru",))
+    frame = runner.run([case], cache_dir=tmp_path / "cache", progress=False)
+    assert frame.loc[0, "status"] == "above_bound"

@@ -516,6 +516,14 @@ def horizon_rounds(instance: Instance, horizon: Any = None, *, greedy: np.ndarra
         slack = ub - float(instance.output_tokens.sum())
         by_cost = int(np.max(instance.arrival + instance.output_tokens) + slack)
         return int(max(makespan, min(by_cost, no_idle_horizon(instance))))
+    return check_horizon(horizon)
+
+
+def check_horizon(horizon: Any) -> Any:
+    """``horizon`` as the models take it: None, ``"safe"`` or a whole number of rounds >= 1
+    (returned as an int); anything else is refused by name."""
+    if horizon is None or (isinstance(horizon, str) and horizon == "safe"):
+        return horizon
     if isinstance(horizon, bool) or not isinstance(horizon, int | np.integer) or horizon < 1:
         raise InvalidInstanceError(f"horizon must be None, 'safe' or a positive number of rounds, "
                                    f"got {horizon!r}")

@@ -951,6 +951,22 @@ def tail_group(instance: Instance, size: int, lp: Solution) -> np.ndarray:
     return np.sort(np.lexsort((-np.arange(instance.n), mean_end))[::-1][:size])
 
 
+def check_group_size(group_size: Any) -> None:
+    """:func:`group_bound`'s ``group_size``: a whole number of requests >= 1."""
+    if isinstance(group_size, bool) or not isinstance(group_size, int | np.integer) or group_size < 1:
+        raise InvalidInstanceError(f"group_size must be a whole number of requests >= 1, got {group_size!r}")
+
+
+def check_bucket(bucket: Any, penalty: Any) -> None:
+    """:func:`coarse_bound`'s ``bucket`` (a whole number of rounds >= 1) and ``penalty`` (the
+    share of the LP's memory prices charged, in [0, 1])."""
+    if isinstance(bucket, bool) or not isinstance(bucket, int | np.integer) or bucket < 1:
+        raise InvalidInstanceError(f"bucket must be a whole number of rounds >= 1, got {bucket!r}")
+    if isinstance(penalty, bool) or not (isinstance(penalty, int | float) and 0 <= penalty <= 1):
+        raise InvalidInstanceError(f"penalty is the share of the LP's memory prices charged: a number "
+                                   f"in [0, 1], got {penalty!r}")
+
+
 def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_size: int = 8,
                 time_limit: float = 120.0, price_time: float = 2.0, final_time: float = 30.0,
                 horizon: Any = None, window: int | None = None) -> GroupBound:
@@ -987,9 +1003,8 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
     if instance.max_batch is not None:
         raise InvalidInstanceError("group_bound does not model a batch cap: it needs an instance "
                                    "with max_batch None")
-    if group is None and (isinstance(group_size, bool) or not isinstance(group_size, int | np.integer)
-                          or group_size < 1):
-        raise InvalidInstanceError(f"group_size must be a whole number of requests >= 1, got {group_size!r}")
+    if group is None:
+        check_group_size(group_size)
     inf = highspy.kHighsInf
     lp = solve_lp(instance, horizon=horizon, window=window)
     if group is None:
@@ -1214,11 +1229,7 @@ def coarse_bound(instance: Instance, *, bucket: int = 2, averaged: bool = True, 
     """
     import highspy
 
-    if isinstance(bucket, bool) or not isinstance(bucket, int | np.integer) or bucket < 1:
-        raise InvalidInstanceError(f"bucket must be a whole number of rounds >= 1, got {bucket!r}")
-    if isinstance(penalty, bool) or not (isinstance(penalty, int | float) and 0 <= penalty <= 1):
-        raise InvalidInstanceError(f"penalty is the share of the LP's memory prices charged: a number "
-                                   f"in [0, 1], got {penalty!r}")
+    check_bucket(bucket, penalty)
     if averaged and penalty > 0:
         raise InvalidInstanceError("coarse_bound: pass averaged=False with a penalty (a priced model is "
                                    "a bound on its own)")

@@ -163,6 +163,45 @@ def _resolve(name: str, level: int, importer: Path) -> list[Path]:
     return []
 
 
+def _loaded_modules() -> dict[Path, str]:
+    """``{resolved file: module name}`` of the modules imported so far that have a file."""
+    found: dict[Path, str] = {}
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str):
+            with contextlib.suppress(OSError, ValueError):
+                found.setdefault(Path(file).resolve(), name)
+    return found
+
+
+def _imported_files(name: str, level: int, importer: Path, loaded: dict[Path, str]) -> list[Path]:
+    """The files Python actually ran for an import of ``name`` (``level`` dots) in the file
+    ``importer``, when it is already imported: the module's and each parent package's
+    ``__file__`` from ``sys.modules`` (a namespace package's folder has none; an editable
+    install's finder or a symlink puts the file where a search of ``sys.path`` would not look).
+    Empty when it is not imported yet (an import inside a function not yet run): then
+    :func:`_resolve` searches by path."""
+    if level:
+        package = loaded.get(importer.resolve())
+        if package is None:
+            return []
+        module = sys.modules.get(package)
+        base = getattr(module, "__package__", None) or package.rpartition(".")[0]
+        for _ in range(level - 1):
+            base = base.rpartition(".")[0]
+        name = f"{base}.{name}" if name else base
+    files = []
+    parts = name.split(".")
+    for i in range(1, len(parts) + 1):
+        module = sys.modules.get(".".join(parts[:i]))
+        if module is None:
+            break
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and Path(file).is_file():
+            files.append(Path(file))
+    return files
+
+
 def _code_digest(function: Any, seen: set[int] | None = None) -> str:
     """sha256 of a function's code object (``marshal``), defaults, and of the functions and
     plain values of its module it names: what can be hashed of a function typed into an
@@ -213,10 +252,15 @@ def _case_code(case: Case) -> tuple[list[tuple[str, Path]], list[str]]:
     (:func:`_code_digest`). Raises :class:`Unhashable` for what has neither (a C callable
     defined nowhere on disk): such a case is not cached.
 
+    The files named by the case (its origin, ``make_instance``'s and the registered layers'
+    modules) are hashed wherever they are installed, with their packages' ``__init__.py``; an
+    import already done is followed to the file Python loaded (:func:`_imported_files`).
+
     Not covered: a module imported by ``importlib.import_module(name)`` or ``__import__`` with
-    a computed name, a data file a user's function reads, and packages in site-packages (their
-    versions are in the report's provenance): bump the case's ``version`` or use
-    ``--no-cache`` after changing those."""
+    a computed name, a data file a user's function reads, packages in site-packages (their
+    versions are in the report's provenance), and, for a function with no file (a REPL, a
+    notebook cell), its closure cells, mutable globals and helpers of other modules: bump the
+    case's ``version`` or use ``--no-cache`` after changing those."""
     from types import ModuleType
 
     from servopt.core.registry import registered_layers
@@ -228,24 +272,30 @@ def _case_code(case: Case) -> tuple[list[tuple[str, Path]], list[str]]:
     names: list[str] = []
     todo: list[Path] = []
 
-    def add_file(file: Any) -> bool:
-        """Hash the file ``file`` (if it is one outside the environment); False if no file."""
+    def add_file(file: Any, named: bool = False) -> bool:
+        """Hash the file ``file`` (if it is one outside the environment, or ``named``: one the
+        user named, as a case's or a registered layer's module, wherever it is installed) and
+        the ``__init__.py`` of each package it sits in; False if no file."""
         if not file or not isinstance(file, str):
             return False
         path = Path(file).resolve()
         if not path.is_file():
             return False
-        if path not in ours and path not in user and not any(
-                path.is_relative_to(f) for f in outside):
+        if path not in ours and path not in user and (named or not any(
+                path.is_relative_to(f) for f in outside)):
             user.add(path)
             todo.append(path)
+            folder = Path(file).absolute().parent  # (the importing side: a symlink's own folder)
+            while (folder / "__init__.py").is_file():  # its packages run their __init__ first
+                add_file(str(folder / "__init__.py"), named)
+                folder = folder.parent
         return True
 
     def add_object(label: str, value: Any) -> None:
-        target = getattr(value, "func", value)  # (a functools.partial: its function)
+        target = value.func if isinstance(value, functools.partial) else value
         if isinstance(value, ModuleType):
             names.append(f"{label}=module {value.__name__}")
-            if not add_file(getattr(value, "__file__", None)) \
+            if not add_file(getattr(value, "__file__", None), named=True) \
                     and value.__name__ not in sys.builtin_module_names:
                 raise Unhashable(f"{label}: the module {value.__name__!r} has no source file")
         elif callable(target) and hasattr(target, "__module__"):
@@ -254,8 +304,8 @@ def _case_code(case: Case) -> tuple[list[tuple[str, Path]], list[str]]:
                 name += f"{value.args!r}{value.keywords!r}"
             module = sys.modules.get(target.__module__ or "")
             code = getattr(target, "__code__", None)
-            if not add_file(getattr(module, "__file__", None)) and not add_file(
-                    getattr(code, "co_filename", None)):
+            if not add_file(getattr(module, "__file__", None), named=True) and not add_file(
+                    getattr(code, "co_filename", None), named=True):
                 if target.__module__ not in sys.builtin_module_names:  # (a builtin is fixed)
                     name += f" code {_code_digest(target)[:16]}"
             names.append(name)
@@ -267,7 +317,7 @@ def _case_code(case: Case) -> tuple[list[tuple[str, Path]], list[str]]:
         else:
             names.append(f"{label}: {type(value).__module__}.{type(value).__qualname__}")
 
-    add_file(case.origin_file)  # (a Case built in a REPL has none: the rest is checked below)
+    add_file(case.origin_file, named=True)  # (a Case built in a REPL has none: see below)
     if case.make_instance is not None:
         add_object("make_instance", case.make_instance)
     for layer, value in sorted(registered_layers(case.decision).items()):
@@ -279,11 +329,12 @@ def _case_code(case: Case) -> tuple[list[tuple[str, Path]], list[str]]:
                 add_file(item)
             elif not attr.startswith("__"):
                 add_object(f"{layer}.{attr}", item)
+    loaded = _loaded_modules()
     while todo:  # the user's files that these import, transitively
         path = todo.pop()
         info = path.stat()
         for name, level in _imports_of(path, info.st_mtime_ns, info.st_size):
-            for found in _resolve(name, level, path):
+            for found in _imported_files(name, level, path, loaded) or _resolve(name, level, path):
                 add_file(str(found))
     # labelled by file name, ordered by content too: the same files elsewhere give the same key
     labelled = sorted((f"user/{path.name}", hashlib.sha256(path.read_bytes()).hexdigest(), path)

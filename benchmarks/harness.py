@@ -298,16 +298,22 @@ def evaluate(instance: Instance, method: Any, **kwargs: Any) -> Outcome:
     if not isinstance(outcome, Outcome):
         raise TypeError(f"the {instance.decision} evaluator returned {type(outcome).__name__}, "
                         "not a servopt.benchmarks.harness.Outcome")
-    if outcome.status == "ok" and not _is_number(outcome.cost):
-        raise ValueError(f"the {instance.decision} evaluator reported cost {outcome.cost!r} "
-                         "with status ok (a cost it did not measure needs a status saying why)")
+    said = f"the {instance.decision} evaluator reported"
+    if not isinstance(outcome.status, str):
+        raise TypeError(f"{said} status {outcome.status!r}: a status is text ('ok' or why not)")
+    for field in ("cost", "wall_s"):
+        value = getattr(outcome, field)
+        if not _is_real(value):
+            raise TypeError(f"{said} {field} {value!r}: a number (NaN where it has none)")
+    if outcome.status in ("ok", "optimal") and math.isnan(float(outcome.cost)):
+        raise ValueError(f"{said} cost nan with status {outcome.status} (a cost it did not "
+                         "measure needs a status saying why)")
     return outcome
 
 
-def _is_number(value: Any) -> bool:
-    """A real number, not NaN (infinity is one: e.g. a cost no finite fleet reaches)."""
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and not math.isnan(float(value)))
+def _is_real(value: Any) -> bool:
+    """A real number (NaN and infinity included: infinity is a cost no finite fleet reaches)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def compute_bound(instance: Instance, **kwargs: Any) -> Bound:

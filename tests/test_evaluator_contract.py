@@ -41,12 +41,24 @@ def test_a_bound_returning_a_number_is_a_type_error_naming_it():
         gap_table(INSTANCE, ["lru"])
 
 
-@pytest.mark.parametrize("cost", [math.nan, "12", None])
-def test_an_ok_outcome_without_a_numeric_cost_is_an_error_row(cost):
-    _with(evaluate=lambda instance, method, **kw: Outcome(cost=cost, wall_s=0.0))
+@pytest.mark.parametrize("status", ["ok", "optimal"])
+def test_an_ok_outcome_without_a_cost_is_an_error_row(status):
+    _with(evaluate=lambda instance, method, **kw: Outcome(cost=math.nan, wall_s=0.0, status=status))
     with pytest.warns(RuntimeWarning):
         table = gap_table(INSTANCE, ["lru"])
-    assert "with status ok" in table.loc[0, "status"]
+    assert f"cost nan with status {status}" in table.loc[0, "status"]
+
+
+@pytest.mark.parametrize("fields", [{"cost": "12"}, {"cost": None, "status": "timeout"},
+                                    {"cost": True}, {"wall_s": None}, {"status": None}])
+def test_an_outcome_whose_fields_are_not_numbers_and_text_is_an_error_row(fields):
+    # R18: cost None with status timeout, text costs and wall_s None were bare TypeErrors out
+    # of gap_table (its float() calls), losing every row
+    given = {"cost": 1.0, "wall_s": 0.0, "status": "ok", **fields}
+    _with(evaluate=lambda instance, method, **kw: Outcome(**given))
+    with pytest.warns(RuntimeWarning):
+        table = gap_table(INSTANCE, ["lru", "fifo"])
+    assert table["status"].str.startswith("error: TypeError: the caching evaluator reported").all()
 
 
 def test_an_outcome_not_ok_may_carry_no_cost():

@@ -20,6 +20,7 @@ SUMMARY_COLUMNS = ["case", "method", "decision", "runs", "gap_runs", "cost", "ga
                    "gap_max", "wall_s", "bound_kind", "status"]
 
 NO_BOUND = "no bound"
+NO_RUN = "no run"  # (a method none of whose runs produced a cost: its status says why)
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:
@@ -208,6 +209,31 @@ def missing_bound_notes(frame: pd.DataFrame) -> dict[str, str]:
     return notes
 
 
+def bound_status_notes(frame: pd.DataFrame) -> dict[str, str]:
+    """Per case whose bounds carry a note (a bound that has a value but says something about it:
+    decode routing's "busy-time bound: KV can bind ...", expert placement's "makespan bound
+    kept ..."): one line with each note and on how many of the case's instances, so that a
+    reader of the md knows which gaps are measured against a weaker bound (the CSV has them in
+    ``bound_status``)."""
+    if frame.empty or "bound_status" not in frame.columns or "bound" not in frame.columns:
+        return {}
+    task = [c for c in ("params", "seed") if c in frame.columns]
+    frame = frame[pd.to_numeric(frame["bound"], errors="coerce").notna()]
+    notes = {}
+    for case, rows in frame.groupby("case", sort=False):
+        tasks = rows.drop_duplicates(task) if task else rows
+        text = tasks["bound_status"].astype(str)
+        noted = tasks[~text.isin(["ok", "optimal", "nan", "None", ""]) & ~_skipped(text)
+                      & ~text.str.startswith("error")]
+        if noted.empty:
+            continue
+        counts = noted["bound_status"].astype(str).value_counts(sort=False)
+        notes[str(case)] = "Bound notes (the CSV's `bound_status`): " + "; ".join(
+            f"{why} ({n} of {len(tasks)} instance{'s' if len(tasks) != 1 else ''})"
+            for why, n in counts.items()) + "."
+    return notes
+
+
 def _benchmark_attribute(decision: str, name: str, default: Any) -> Any:
     from servopt.benchmarks.harness import benchmark_module
     from servopt.core import InvalidInstanceError
@@ -239,6 +265,7 @@ def format_gap_table(frame: pd.DataFrame) -> str:
     summary = summarise(frame)
     notes = skipped_notes(frame)
     bounds = missing_bound_notes(frame)
+    said = bound_status_notes(frame)
     parts = []
     for decision, case in frame[["decision", "case"]].drop_duplicates().itertuples(index=False):
         block = summary[summary["case"] == case]
@@ -247,13 +274,17 @@ def format_gap_table(frame: pd.DataFrame) -> str:
             table = block[["method", "runs", "cost", "gap_runs", "gap_mean", "gap_max",
                            "wall_s", "bound_kind", "status"]]
             table = table.astype({"gap_mean": object, "gap_max": object})
-            table.loc[table["gap_runs"] == 0, ["gap_mean", "gap_max"]] = NO_BOUND  # (not blank)
+            # (not blank): no run produced a cost, or runs did but had no bound
+            table.loc[table["gap_runs"] == 0, ["gap_mean", "gap_max"]] = NO_BOUND
+            table.loc[table["runs"] == 0, ["gap_mean", "gap_max"]] = NO_RUN
             unit = cost_line(str(decision))
             text += "\n\n" + (f"{unit}\n\n" if unit else "") + markdown_table(
                 table, TABLE_FORMATS)
             text += "\n\n" + UNITS_LINE
             if str(case) in bounds:
                 text += "\n\n" + bounds[str(case)]
+            if str(case) in said:
+                text += "\n\n" + said[str(case)]
             marked = [m for m in table["method"] if m in foresight_methods(str(decision))]
             if marked:
                 text += ("\n\nOffline references that use the future (not rules one can deploy): "

@@ -400,27 +400,122 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def load_plugin(spec: str) -> str:
     """``bench --plugin``: import the module (a name or a .py path) before the cases are
     discovered; returns its state for the report's provenance (``name (file, sha256 ...)``).
-    What the module raises while it is imported is one line naming it and where."""
+    What the module raises while it is imported (``sys.exit`` included) is one line naming the
+    plug-in, its line and, when deeper, the user's line: see :func:`_plugin_failure`."""
     import hashlib
 
     from servopt.benchmarks import registry
 
     try:
         module = registry.load_plugin(spec)
-    except ImportError:
-        raise
+    except SystemExit as exc:  # an exit status of its own would pass for servopt's
+        code = "" if exc.code is None else repr(exc.code)
+        file, line, _ = _plugin_where(spec, exc)
+        raise ValueError(f"plug-in {spec}{f' ({file})' if file else ''} exited "
+                         f"(sys.exit({code})) while being imported"
+                         + (f", at line {line}" if line else "")) from None
     except Exception as exc:  # its own code failed: say where, not a deep traceback
-        import traceback
-
-        frames = traceback.extract_tb(exc.__traceback__)
-        at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-        raise ValueError(f"--plugin {spec}: importing it raised {type(exc).__name__}: {exc}"
-                         f"{at}") from None
+        message = _plugin_failure(spec, exc)
+        if message is None:  # the --plugin refused before anything of it ran: already one line
+            raise
+        raise ValueError(message) from None
     file = getattr(module, "__file__", None)
     if not file or not Path(file).is_file():
         return f"{module.__name__} (no source file)"
     digest = hashlib.sha256(Path(file).read_bytes()).hexdigest()[:12]
     return f"{module.__name__} ({file}, sha256 {digest})"
+
+
+def _plugin_frames(exc: BaseException) -> list[Any]:
+    """The traceback frames of ``exc`` below the import that ``registry.load_plugin`` started
+    and outside importlib's own machinery (outermost first): the plug-in's frames and what it
+    called. Empty when the exception came from ``load_plugin`` itself (a refused --plugin)."""
+    import traceback
+
+    from servopt.benchmarks import registry
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    here = Path(registry.__file__).resolve()
+    starts = [i for i, f in enumerate(frames)
+              if f.name == "load_plugin" and _resolved(f.filename) == here]
+    below = frames[starts[0] + 1:] if starts else frames
+    machinery = Path(_importlib_dir()).resolve()
+    return [f for f in below if not f.filename.startswith("<frozen ")
+            and not _under(_resolved(f.filename), (machinery,))]
+
+
+def _importlib_dir() -> str:
+    """The folder of the standard library's importlib (its frames are not the user's)."""
+    import importlib
+
+    return str(Path(importlib.__file__).parent)
+
+
+def _resolved(filename: str) -> Path | None:
+    """``filename`` of a frame made absolute, or None for ``<string>`` and the like."""
+    if filename.startswith("<"):
+        return None
+    with contextlib.suppress(OSError, RuntimeError):
+        return Path(filename).resolve()
+    return None
+
+
+def _under(path: Path | None, folders: Any) -> bool:
+    return path is not None and any(path.is_relative_to(folder) for folder in folders)
+
+
+def _plugin_where(spec: str, exc: BaseException) -> tuple[str, int | None, str]:
+    """Where a plug-in failed: ``(file, line, at)``: its file when it was named as a module
+    (else ``""``: the user gave the path), the line of the innermost frame in its own file (None if
+    none ran: a syntax error), and ``file:line`` of the innermost frame of the user's code
+    (outside servopt, the standard library and site-packages) when that is another place (a
+    helper module the plug-in imports), else ``""``."""
+    import sysconfig
+
+    frames = _plugin_frames(exc)
+    is_path = spec.endswith(".py") or "/" in spec or os.sep in spec
+    own = _resolved(frames[0].filename) if frames else None
+    syntax = isinstance(exc, SyntaxError) and bool(exc.filename)
+    if own is None and syntax:  # the plug-in itself did not compile: no frame of it ran
+        own = _resolved(str(exc.filename))
+    if own is None and is_path:
+        own = _resolved(spec)
+    if syntax and own is not None and _resolved(str(exc.filename)) == own:
+        line = exc.lineno
+    else:
+        line = next((f.lineno for f in reversed(frames) if _resolved(f.filename) == own), None)
+    file = "" if is_path or own is None else str(own)
+    # servopt's own code (its packages are mapped from several folders), the standard library
+    # and installed packages are not the user's
+    ours = {Path(folder).resolve() for name, mod in list(sys.modules.items())
+            if name == "servopt" or name.startswith("servopt.")
+            for folder in (getattr(mod, "__path__", None) or [])}
+    ours |= {Path(sysconfig.get_paths()[key]).resolve()
+             for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    at = ""
+    if syntax and _resolved(str(exc.filename)) != own:
+        at = f"{exc.filename}:{exc.lineno}"
+    else:
+        user = [f for f in frames if not _under(_resolved(f.filename), ours)]
+        if user and (_resolved(user[-1].filename), user[-1].lineno) != (own, line):
+            at = f"{user[-1].filename}:{user[-1].lineno}"
+    return file, line, at
+
+
+def _plugin_failure(spec: str, exc: Exception) -> str | None:
+    """One line for an exception raised while the plug-in ``spec`` was imported:
+    ``plug-in FILE (line N): Type: message`` (and ``(at helper.py:M)`` when the error is
+    deeper, in a module of the user's that the plug-in imported); None when ``load_plugin``
+    refused the --plugin itself (its own message already names it)."""
+    if not _plugin_frames(exc) and not isinstance(exc, SyntaxError):
+        return None
+    file, line, at = _plugin_where(spec, exc)
+    where = ", ".join(([file] if file else []) + ([f"line {line}"] if line else []))
+    text = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+    if isinstance(exc, ModuleNotFoundError):
+        text += f" (is it installed for {sys.executable}, or on PYTHONPATH?)"
+    return (f"plug-in {spec}" + (f" ({where})" if where else "")
+            + f": {type(exc).__name__}: {text}" + (f" (at {at})" if at else ""))
 
 
 def _error_at(tracebacks: list[dict[str, Any]], row: Any, *, bound: bool) -> str:

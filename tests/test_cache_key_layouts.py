@@ -26,7 +26,8 @@ def _write(path: Path, text: str) -> None:
 def _import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str):
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.invalidate_caches()
-    for loaded in [m for m in sys.modules if m == name.split(".")[0] or m.startswith(name.split(".")[0] + ".")]:
+    top = name.split(".")[0]
+    for loaded in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
         monkeypatch.delitem(sys.modules, loaded)
     return importlib.import_module(name)
 

@@ -39,3 +39,23 @@ def test_bound_notes_reach_the_md():
 def test_no_bound_notes_line_when_every_bound_is_plain():
     frame = pd.DataFrame([_row("lru", 12.0, seed=0), _row("lru", 11.0, seed=1, bound_status="optimal")])
     assert "Bound notes" not in report.format_gap_table(frame)
+
+
+def test_every_report_file_is_moved_into_place_whole(tmp_path, monkeypatch):
+    # R18: the size-limit test stops at the first file (the CSV), so the md's and the plots'
+    # writes were never shown to go through a temporary file and os.replace
+    from servopt.benchmarks import plots
+
+    moved = []
+    real = report.os.replace
+
+    def replace(source, target):
+        moved.append(str(target).rsplit("/", 1)[-1])
+        return real(source, target)
+
+    monkeypatch.setattr(report.os, "replace", replace)
+    frame = pd.DataFrame([_row("lru", 12.0), _row("fifo", 13.0)])
+    report.write_reports(frame, tmp_path, "r")
+    plots.write_plots(frame, tmp_path, "r")
+    assert sorted(moved) == ["r-cost-time.png", "r-gap.png", "r.csv", "r.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(moved)  # no temporary left

@@ -374,6 +374,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from servopt.benchmarks import plots
 
         paths += plots.write_plots(frame, out, name)
+    else:  # an earlier run's plots would sit beside this report as if they were its own
+        for stale in (out / f"{name}-gap.png", out / f"{name}-cost-time.png"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
     print(report.format_gap_table(frame))
     print()
     print("wrote " + ", ".join(str(p) for p in paths))

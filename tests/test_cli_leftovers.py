@@ -275,3 +275,17 @@ def test_ctrl_c_on_a_local_dask_cluster_prints_no_worker_warnings(tmp_path):
     assert not [line for line in lines if "distributed." in line or "CancelledError" in line], err
     # (after it, Python's resource tracker may warn of a semaphore of the killed worker that it
     # cleaned up: multiprocessing's, not a distributed logger; left alone)
+
+
+def test_a_rerun_without_plots_removes_the_earlier_plots(tmp_path, monkeypatch):
+    # E13: a --no-plots rerun into the same --out/--name left the earlier run's PNGs beside the
+    # new report, as if they were its own
+    path, name = _plugin(tmp_path, monkeypatch)
+    out = tmp_path / "o3"
+    argv = ["bench", "--plugin", str(path), "--out", str(out), "--quiet", "--jobs", "1",
+            "--case", name, "--name", "rep"]
+    assert main(argv) == 0
+    plots = [out / "rep-gap.png", out / "rep-cost-time.png"]
+    assert all(p.exists() for p in plots)
+    assert main([*argv, "--no-plots"]) == 0
+    assert not any(p.exists() for p in plots) and (out / "rep.md").exists()

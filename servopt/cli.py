@@ -795,7 +795,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "use --no-cache after changing a module imported by a computed name "
                         "(importlib.import_module), a data file your code reads, or a "
                         "site-packages library")
-    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-plots", action="store_true",
+                   help="skip the PNG plots (an earlier run's plots of this --out and --name are removed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
 

@@ -340,13 +340,14 @@ def bound(instance: Instance, *, window: str = "next", time_limit: float | None 
         from servopt.solvers import exact
 
         index = instance.num_windows - 1 if window == "next" else max(0, instance.num_windows - 2)
-        all_optimal, solved, beyond = True, 0, []
+        all_optimal, solved, beyond, unsolved = True, 0, [], []
         for layer in range(instance.num_layers):
             layer_limit = limit
             if per_call and limit is not None:
                 left = limit - (time.perf_counter() - start)
                 if left <= 0:  # the budget is spent: this layer keeps its makespan bound
                     all_optimal = False
+                    unsolved.append(layer)
                     continue
                 layer_limit = left / (instance.num_layers - layer)
             try:
@@ -366,9 +367,13 @@ def bound(instance: Instance, *, window: str = "next", time_limit: float | None 
             if not math.isnan(sol.bound):
                 per_layer[layer] = max(per_layer[layer], sol.bound)
         kind = "optimal" if all_optimal else "mip_bound" if solved else "lower_bound"
-        if beyond:
-            status = (f"makespan bound kept for {len(beyond)} of {instance.num_layers} layer(s): "
-                      "migration cost beyond the MILP's range (MAX_MIGRATION_RATIO)")
+        kept = [f"{len(beyond)} of {instance.num_layers} layer(s): migration cost beyond the "
+                "MILP's range (MAX_MIGRATION_RATIO)"] if beyond else []
+        if unsolved:
+            kept.append(f"{len(unsolved)} of {instance.num_layers} layer(s): the time budget "
+                        "was spent before them")
+        if kept:
+            status = "makespan bound kept for " + "; ".join(kept)
     return Bound(float(per_layer.sum()), kind, wall_s=time.perf_counter() - start, status=status)
 
 

@@ -305,6 +305,8 @@ def evaluate(instance: Instance, method: Any, **kwargs: Any) -> Outcome:
         value = getattr(outcome, field)
         if not _is_real(value):
             raise TypeError(f"{said} {field} {value!r}: a number (NaN where it has none)")
+    if not isinstance(outcome.metrics, dict):
+        raise TypeError(f"{said} metrics {outcome.metrics!r}: a dict of name: number")
     if outcome.status in ("ok", "optimal") and math.isnan(float(outcome.cost)):
         raise ValueError(f"{said} cost nan with status {outcome.status} (a cost it did not "
                          "measure needs a status saying why)")
@@ -325,6 +327,10 @@ def compute_bound(instance: Instance, **kwargs: Any) -> Bound:
     if not isinstance(bound, Bound):
         raise TypeError(f"the {instance.decision} bound returned {type(bound).__name__}, "
                         "not a servopt.benchmarks.harness.Bound")
+    for field in ("value", "wall_s"):
+        if not _is_real(getattr(bound, field)):
+            raise TypeError(f"the {instance.decision} bound returned {field} "
+                            f"{getattr(bound, field)!r}: a number (NaN where it has none)")
     if math.isnan(bound.wall_s):
         bound.wall_s = time.perf_counter() - start
     return bound
@@ -336,12 +342,12 @@ ABOVE_BOUND = "above_bound"  # (the same for a max-sense decision: a value above
 
 def flag_below_bound(gap: float, status: str, sense: str = "min") -> str:
     """``status``, or :data:`BELOW_BOUND` (:data:`ABOVE_BOUND` for a ``max`` decision) when an
-    ``ok`` run's cost beats the provable bound (gap < 0, ``-inf`` included: a cost below a bound
-    of 0): the method did something outside the bound's model (e.g. batch scheduling's
+    ``ok`` (or ``optimal``) run's cost beats the provable bound (gap < 0, ``-inf`` included: a
+    cost below a bound of 0): the method did something outside the bound's model (e.g. batch scheduling's
     preemption, which the non-preemptive hindsight model excludes) or something is wrong. The
     tolerance is :func:`relative_gap`'s: a cost within ``GAP_RTOL`` of its bound has gap 0 and is
     not flagged."""
-    if status == "ok" and gap < 0:
+    if status in ("ok", "optimal") and gap < 0:
         return ABOVE_BOUND if sense == "max" else BELOW_BOUND
     return status
 

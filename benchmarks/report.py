@@ -227,8 +227,13 @@ def bound_status_notes(frame: pd.DataFrame) -> dict[str, str]:
                       & ~text.str.startswith("error")]
         if noted.empty:
             continue
-        counts = noted["bound_status"].astype(str).value_counts(sort=False)
-        notes[str(case)] = "Bound notes (the CSV's `bound_status`): " + "; ".join(
+        # notes that differ only in their figures are one note ("model too large (… columns,
+        # … memory-row entries)"): the CSV has each instance's own
+        shapes = noted["bound_status"].astype(str).str.replace(r"\d[\d,.]*", "…", regex=True)
+        shapes = shapes.replace({"time_limit": "time_limit (the solver's bound when its time "
+                                               "limit stopped it)"})
+        counts = shapes.value_counts(sort=False)
+        notes[str(case)] = "Bound notes (the CSV's `bound_status` has each instance's): " + "; ".join(
             f"{why} ({n} of {len(tasks)} instance{'s' if len(tasks) != 1 else ''})"
             for why, n in counts.items()) + "."
     return notes

@@ -18,6 +18,8 @@ import json
 import math
 import numbers
 import os
+import pickle
+import re
 import stat
 import sys
 import traceback
@@ -76,7 +78,8 @@ PACKAGES = ("servopt", "servopt.instances", "servopt.models", "servopt.solvers",
 def _results_script(path: Path) -> bool:
     """A script that writes a committed results table (``benchmarks/<name>.py`` with a
     ``__main__`` block): it computes no row of a registered case, so it is not hashed."""
-    return path.parent.name == "benchmarks" and '__name__ == "__main__"' in path.read_text()
+    return path.parent.name == "benchmarks" and re.search(
+        r"""^if __name__ == ["']__main__["']:""", path.read_text(), re.MULTILINE) is not None
 
 
 def _servopt_files() -> dict[str, Path]:
@@ -140,6 +143,8 @@ def _resolve(name: str, level: int, importer: Path) -> list[Path]:
     relative, beside ``importer``) by path alone, without importing anything."""
     parts = [part for part in name.split(".") if part]
     if level:
+        if level - 2 >= len(importer.parent.parents):  # past the top level: Python refuses it
+            return []
         roots = [importer.parent.parents[level - 2] if level > 1 else importer.parent]
     else:
         roots = [Path(entry or os.getcwd()) for entry in sys.path]
@@ -167,7 +172,10 @@ def _loaded_modules() -> dict[Path, str]:
     """``{resolved file: module name}`` of the modules imported so far that have a file."""
     found: dict[Path, str] = {}
     for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
+        try:  # (the module's own dict: getattr would load a lazily imported module)
+            file = object.__getattribute__(module, "__dict__").get("__file__")
+        except Exception:  # (not a module object, or no __dict__)
+            continue
         if isinstance(file, str):
             with contextlib.suppress(OSError, ValueError):
                 found.setdefault(Path(file).resolve(), name)
@@ -300,8 +308,13 @@ def _case_code(case: Case) -> tuple[list[tuple[str, Path]], list[str]]:
                 raise Unhashable(f"{label}: the module {value.__name__!r} has no source file")
         elif callable(target) and hasattr(target, "__module__"):
             name = f"{label}={target.__module__}.{getattr(target, '__qualname__', '?')}"
-            if target is not value:
-                name += f"{value.args!r}{value.keywords!r}"
+            if target is not value:  # its arguments by content (a repr shortens large arrays)
+                try:
+                    given = pickle.dumps((value.args, value.keywords), protocol=4)
+                except Exception as exc:
+                    raise Unhashable(f"{label}: the arguments of {name!r} cannot be hashed "
+                                     f"({type(exc).__name__})") from None
+                name += f" args {hashlib.sha256(given).hexdigest()[:16]}"
             module = sys.modules.get(target.__module__ or "")
             code = getattr(target, "__code__", None)
             if not add_file(getattr(module, "__file__", None), named=True) and not add_file(
@@ -329,10 +342,11 @@ def _case_code(case: Case) -> tuple[list[tuple[str, Path]], list[str]]:
                 add_file(item)
             elif not attr.startswith("__"):
                 add_object(f"{layer}.{attr}", item)
-    loaded = _loaded_modules()
+    loaded: dict[Path, str] | None = None  # (read only when there are user files to follow)
     while todo:  # the user's files that these import, transitively
         path = todo.pop()
         info = path.stat()
+        loaded = _loaded_modules() if loaded is None else loaded
         for name, level in _imports_of(path, info.st_mtime_ns, info.st_size):
             for found in _imported_files(name, level, path, loaded) or _resolve(name, level, path):
                 add_file(str(found))

@@ -46,7 +46,7 @@ CASES_TEXT = """
 """
 
 
-def _edited_key_differs(tmp_path, monkeypatch, module_name, helper: Path, before: str, after: str):
+def _edited_key_differs(tmp_path, monkeypatch, module_name, helper: Path, after: str):
     module = _import(tmp_path, monkeypatch, module_name)
     first = runner.code_fingerprint(_case(module))
     _write(helper, after)  # (another size: no stale bytecode)
@@ -59,7 +59,7 @@ def test_a_helper_in_a_namespace_package_is_keyed(tmp_path, monkeypatch):
     _write(helper, "FACTOR = 4\n")
     _write(tmp_path / f"cases_{tag}.py", CASES_TEXT.format(
         imports=f"from ns_{tag} import scale", expr="scale.FACTOR"))
-    _edited_key_differs(tmp_path, monkeypatch, f"cases_{tag}", helper, "", "FACTOR = 7  # edited\n")
+    _edited_key_differs(tmp_path, monkeypatch, f"cases_{tag}", helper, "FACTOR = 7  # edited\n")
 
 
 def test_a_packages_own_init_is_keyed(tmp_path, monkeypatch):
@@ -68,7 +68,7 @@ def test_a_packages_own_init_is_keyed(tmp_path, monkeypatch):
     _write(init, "PRODUCTS = 4\n")
     _write(tmp_path / f"cfg_{tag}" / "cases.py", CASES_TEXT.format(
         imports="from . import PRODUCTS", expr="PRODUCTS"))
-    _edited_key_differs(tmp_path, monkeypatch, f"cfg_{tag}.cases", init, "", "PRODUCTS = 9  # edited\n")
+    _edited_key_differs(tmp_path, monkeypatch, f"cfg_{tag}.cases", init, "PRODUCTS = 9  # edited\n")
 
 
 def test_a_symlinked_module_with_relative_imports_is_keyed(tmp_path, monkeypatch):
@@ -80,7 +80,7 @@ def test_a_symlinked_module_with_relative_imports_is_keyed(tmp_path, monkeypatch
     _write(tmp_path / "shared_code" / "cases_impl.py", CASES_TEXT.format(
         imports="from . import helper", expr="helper.N"))
     (package / "cases.py").symlink_to(tmp_path / "shared_code" / "cases_impl.py")
-    _edited_key_differs(tmp_path, monkeypatch, f"pkg_{tag}.cases", helper, "", "N = 9  # edited\n")
+    _edited_key_differs(tmp_path, monkeypatch, f"pkg_{tag}.cases", helper, "N = 9  # edited\n")
 
 
 def test_a_plugin_installed_among_third_party_packages_is_keyed(tmp_path, monkeypatch):
@@ -88,7 +88,7 @@ def test_a_plugin_installed_among_third_party_packages_is_keyed(tmp_path, monkey
     plugin = tmp_path / f"sp_cases_{tag}.py"
     _write(plugin, CASES_TEXT.format(imports="N = 4", expr="N"))
     monkeypatch.setattr(runner, "_outside_folders", lambda: (tmp_path.resolve(),))
-    _edited_key_differs(tmp_path, monkeypatch, f"sp_cases_{tag}", plugin, "",
+    _edited_key_differs(tmp_path, monkeypatch, f"sp_cases_{tag}", plugin,
                         CASES_TEXT.format(imports="N = 9  # edited", expr="N"))
 
 
@@ -113,3 +113,74 @@ def test_a_policy_object_with_a_func_attribute_is_not_taken_for_a_partial(tmp_pa
     case = Case(name=f"wrap_{tag}", decision="toy_production", make_instance=module.WRAPPED,
                 methods=("greedy",))
     assert runner.code_fingerprint(case) is not None  # (was AttributeError: no attribute 'args')
+
+
+def test_a_partial_is_keyed_by_its_arguments_content_not_their_repr(tmp_path, monkeypatch):
+    # R19: numpy shortens the repr of an array past 1,000 elements: two arrays that differ at
+    # index 1000 had the same key, and the second run was served the first one's rows
+    import functools
+
+    import numpy as np
+
+    tag = uuid.uuid4().hex[:6]
+    _write(tmp_path / f"part_{tag}.py", """
+        import toy_decision
+
+        def make(*, seed, weights):
+            return toy_decision.generate(products=4 + int(weights.sum()) % 3, seed=seed)
+    """)
+    module = _import(tmp_path, monkeypatch, f"part_{tag}")
+    first = np.arange(2000.0)
+    second = first.copy()
+    second[1000] += 1.0
+    keys = [runner.code_fingerprint(Case(name=f"part_{tag}", decision="toy_production",
+                                         make_instance=functools.partial(module.make, weights=w),
+                                         methods=("greedy",)))
+            for w in (first, second, first.copy())]
+    assert keys[0] != keys[1] and keys[0] == keys[2]
+
+
+def test_the_runner_itself_is_in_the_key():
+    # R19: _results_script took runner.py, whose own source names '__name__ == "__main__"',
+    # for a results script, and left it out of every key
+    from servopt.benchmarks import registry
+
+    case = registry.cases(suite="quick")[0]
+    files = [str(path) for _, path in runner._source_files(case)]
+    assert any(path.endswith("benchmarks/runner.py") for path in files)
+    assert any(path.endswith("benchmarks/harness.py") for path in files)
+
+
+def test_a_lazily_imported_module_is_not_loaded_by_the_key(tmp_path, monkeypatch):
+    # R19: reading __file__ of every module in sys.modules loaded a LazyLoader module, and its
+    # missing dependency stopped servopt bench before anything ran
+    import importlib.util
+
+    tag = uuid.uuid4().hex[:6]
+    _write(tmp_path / f"optional_{tag}.py", f"import not_installed_dep_{tag}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = importlib.util.find_spec(f"optional_{tag}")
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    lazy = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, f"optional_{tag}", lazy)
+    loader.exec_module(lazy)
+    _write(tmp_path / f"cases_{tag}.py", CASES_TEXT.format(imports="", expr="4"))
+    module = _import(tmp_path, monkeypatch, f"cases_{tag}")
+    assert runner.code_fingerprint(_case(module)) is not None
+
+
+def test_a_relative_import_past_the_top_level_is_not_a_traceback(tmp_path, monkeypatch):
+    # R19: `from ........ import helper` in a function never run (legal Python) made _resolve
+    # index past the file's parents: IndexError out of servopt bench
+    tag = uuid.uuid4().hex[:6]
+    _write(tmp_path / f"deep_{tag}.py", """
+        import toy_decision
+
+        def make(*, seed):
+            if seed < 0:
+                from ........ import helper  # noqa: F401
+            return toy_decision.generate(seed=seed)
+    """)
+    module = _import(tmp_path, monkeypatch, f"deep_{tag}")
+    assert runner.code_fingerprint(_case(module)) is not None

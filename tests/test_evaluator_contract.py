@@ -85,3 +85,27 @@ def test_the_runner_flags_a_max_decision_above_its_upper_bound_too(tmp_path):
                 methods=("lru",))
     frame = runner.run([case], cache_dir=tmp_path / "cache", progress=False)
     assert frame.loc[0, "status"] == "above_bound"
+
+
+def test_metrics_that_are_not_a_dict_are_an_error_row():
+    # R19: Outcome(metrics=None) was a bare AttributeError out of gap_table
+    _with(evaluate=lambda instance, method, **kw: Outcome(cost=1.0, metrics=None, wall_s=0.0))
+    with pytest.warns(RuntimeWarning):
+        table = gap_table(INSTANCE, ["lru"])
+    assert table.loc[0, "status"].startswith("error: TypeError: the caching evaluator reported metrics")
+
+
+@pytest.mark.parametrize("fields", [{"value": None}, {"value": "12"}, {"wall_s": None}])
+def test_a_bound_whose_value_or_time_is_not_a_number_is_a_type_error_naming_it(fields):
+    # R19: Bound(None) and Bound(wall_s=None) were bare TypeErrors, Bound("12") was taken as 12
+    given = {"value": 10.0, "kind": "lower_bound", "wall_s": 0.0, **fields}
+    _with(bound=lambda instance, **kw: Bound(**given))
+    with pytest.raises(TypeError, match="the caching bound returned"):
+        gap_table(INSTANCE, ["lru"])
+
+
+def test_an_optimal_run_that_beats_the_bound_is_flagged():
+    # R19: an 'optimal' cost is measured as an 'ok' one is: below the bound it is flagged
+    _with(evaluate=lambda instance, method, **kw: Outcome(cost=8.0, wall_s=0.0, status="optimal"),
+          bound=lambda instance, **kw: Bound(10.0, "lower_bound"))
+    assert gap_table(INSTANCE, ["lru"]).loc[0, "status"] == "below_bound"

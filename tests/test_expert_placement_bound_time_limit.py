@@ -120,3 +120,4 @@ def test_a_spent_budget_keeps_the_makespan_bound_for_the_layers_left(monkeypatch
     out = bench.bound(inst, time_limit=50.0)
     monkeypatch.setattr(bench.time, "perf_counter", clock.perf_counter)
     assert (out.value, out.kind) == (pytest.approx(bench.bound(inst).value), "lower_bound")
+    assert out.status == "makespan bound kept for 3 of 3 layer(s): the time budget was spent before them"

@@ -33,7 +33,19 @@ def test_bound_notes_reach_the_md():
     frame = pd.DataFrame([_row("lru", 12.0, seed=0, bound_status=note),
                           _row("lru", 11.0, seed=1)])
     text = report.format_gap_table(frame)
-    assert f"Bound notes (the CSV's `bound_status`): {note} (1 of 2 instances)." in text
+    assert (f"Bound notes (the CSV's `bound_status` has each instance's): {note} "
+            "(1 of 2 instances).") in text
+
+
+def test_bound_notes_that_differ_only_in_figures_are_one_note():
+    # R19: batch_scheduling_full's 15 "model too large (N columns, ...)" notes made one
+    # 1,374-character line
+    frame = pd.DataFrame([_row("lru", 12.0, seed=s, bound_status=f"model too large ({c:,} columns)")
+                          for s, c in enumerate((1_800_000, 12_200_000, 3_000_000))]
+                         + [_row("lru", 11.0, seed=3)])
+    text = report.format_gap_table(frame)
+    assert "model too large (… columns) (3 of 4 instances)." in text
+    assert "1,800,000" not in text
 
 
 def test_no_bound_notes_line_when_every_bound_is_plain():

@@ -87,7 +87,8 @@ def test_a_plugin_installed_among_third_party_packages_is_keyed(tmp_path, monkey
     tag = uuid.uuid4().hex[:6]
     plugin = tmp_path / f"sp_cases_{tag}.py"
     _write(plugin, CASES_TEXT.format(imports="N = 4", expr="N"))
-    monkeypatch.setattr(runner, "_outside_folders", lambda: (tmp_path.resolve(),))
+    outside = runner._outside_folders()  # (the real ones too: else the walk crawls the stdlib)
+    monkeypatch.setattr(runner, "_outside_folders", lambda: (*outside, tmp_path.resolve()))
     _edited_key_differs(tmp_path, monkeypatch, f"sp_cases_{tag}", plugin,
                         CASES_TEXT.format(imports="N = 9  # edited", expr="N"))
 

@@ -172,14 +172,20 @@ def _loaded_modules() -> dict[Path, str]:
     """``{resolved file: module name}`` of the modules imported so far that have a file."""
     found: dict[Path, str] = {}
     for name, module in list(sys.modules.items()):
-        try:  # (the module's own dict: getattr would load a lazily imported module)
-            file = object.__getattribute__(module, "__dict__").get("__file__")
-        except Exception:  # (not a module object, or no __dict__)
-            continue
+        file = _module_file(module)
         if isinstance(file, str):
             with contextlib.suppress(OSError, ValueError):
                 found.setdefault(_resolved(file), name)
     return found
+
+
+def _module_file(module: Any) -> Any:
+    """A module's ``__file__`` read from its own dict (getattr would load a lazily imported
+    module: a LazyLoader's missing dependency stopped ``servopt bench``); None if it has none."""
+    try:
+        return object.__getattribute__(module, "__dict__").get("__file__")
+    except Exception:  # (not a module object, or no __dict__)
+        return None
 
 
 @functools.cache
@@ -201,7 +207,10 @@ def _imported_files(name: str, level: int, importer: Path, loaded: dict[Path, st
         if package is None:
             return []
         module = sys.modules.get(package)
-        base = getattr(module, "__package__", None) or package.rpartition(".")[0]
+        own: Any = {}
+        with contextlib.suppress(Exception):  # (the module's own dict, as _module_file reads it)
+            own = object.__getattribute__(module, "__dict__")
+        base = own.get("__package__") or package.rpartition(".")[0]
         for _ in range(level - 1):
             base = base.rpartition(".")[0]
         name = f"{base}.{name}" if name else base
@@ -211,7 +220,7 @@ def _imported_files(name: str, level: int, importer: Path, loaded: dict[Path, st
         module = sys.modules.get(".".join(parts[:i]))
         if module is None:
             break
-        file = getattr(module, "__file__", None)
+        file = _module_file(module)
         if isinstance(file, str) and Path(file).is_file():
             files.append(Path(file))
     return files

@@ -267,14 +267,11 @@ def check_options(*, record: Any = False) -> None:
         raise OptionError(f"record must be True or False, got {record!r}", option="record")
 
 
-LP_ALGORITHMS = ("auto", "dual_simplex", "dual_steepest_edge", "ipm")
-
-
 def check_bound_options(*, method: Any = "highs_matrix", time_limit: Any = None,
                         algorithm: Any = "dual_simplex", reduce: Any = True) -> None:
     """The ``check`` of :func:`bound`, before the LP is built: ``method`` one of
     ``methods.LP_METHODS``, ``time_limit`` positive seconds, infinity or None (as
-    :func:`servopt.solvers.exact.seconds` reads it), ``algorithm`` one of :data:`LP_ALGORITHMS`
+    :func:`servopt.solvers.exact.seconds` reads it), ``algorithm`` one of ``methods.LP_ALGORITHMS``
     whatever the method (the other methods ignored an unknown one; ``highs_matrix`` refused it
     only after building the flow matrix), ``reduce`` True or False."""
     if not (isinstance(method, str) and method in methods.LP_METHODS):
@@ -282,9 +279,8 @@ def check_bound_options(*, method: Any = "highs_matrix", time_limit: Any = None,
                           option="method")
     with refusing("time_limit"):
         seconds(time_limit)
-    if not (isinstance(algorithm, str) and algorithm in LP_ALGORITHMS):
-        raise OptionError(f"algorithm must be 'auto', 'dual_simplex', 'dual_steepest_edge' or "
-                          f"'ipm', got {algorithm!r}", option="algorithm")
+    with refusing("algorithm"):
+        methods.check_algorithm(algorithm)
     if not isinstance(reduce, bool | np.bool_):
         raise OptionError(f"reduce must be True or False, got {reduce!r}", option="reduce")
 

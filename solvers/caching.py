@@ -80,6 +80,14 @@ from servopt.models import caching as model
 from servopt.solvers.exact import highs_lp, new_highs, seconds
 
 LP_METHODS = ("highs_matrix", "pyomo", "cvxpy", "networkx")
+LP_ALGORITHMS = ("auto", "dual_simplex", "dual_steepest_edge", "ipm")  # (highs_matrix's)
+
+
+def check_algorithm(algorithm: Any) -> None:
+    """Refuse an ``algorithm`` that is not one of :data:`LP_ALGORITHMS`."""
+    if not (isinstance(algorithm, str) and algorithm in LP_ALGORITHMS):
+        raise InvalidInstanceError(f"algorithm must be 'auto', 'dual_simplex', "
+                                   f"'dual_steepest_edge' or 'ipm', got {algorithm!r}")
 
 
 class Policy(Protocol):
@@ -132,6 +140,8 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
     """
     time_limit = seconds(time_limit)  # HiGHS would refuse -1 silently and run without a limit
     model.check_lp_size(instance, relax=True)  # every method: the same LP, the same memory
+    if method == "highs_matrix":
+        check_algorithm(algorithm)  # (before the flow matrix is built)
     start = time.perf_counter()
     if method == "highs_matrix":
         result = _solve_highs_matrix(instance, time_limit, algorithm, reduce)
@@ -188,9 +198,6 @@ def _solve_highs_matrix(instance: Instance, time_limit: float | None,
                         np.zeros(gaps), iv, 0.0, "highs_matrix")
     lp = highs_lp(fm.objective, fm.balance, np.zeros(rows), np.zeros(rows), fm.lower, fm.upper)
     highs = new_highs()
-    if algorithm not in ("auto", "dual_simplex", "dual_steepest_edge", "ipm"):
-        raise InvalidInstanceError(f"algorithm must be 'auto', 'dual_simplex', "
-                                   f"'dual_steepest_edge' or 'ipm', got {algorithm!r}")
     highs.passModel(lp)
     start = time.perf_counter()
     limit = math.inf if time_limit is None else float(time_limit)

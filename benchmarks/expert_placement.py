@@ -38,7 +38,7 @@ from servopt.core import InvalidInstanceError
 from servopt.core.checks import number, whole_number
 from servopt.instances.expert_placement import Instance
 from servopt.models.expert_placement import check_placement, makespan_lower_bound, solver_units
-from servopt.solvers.expert_placement import POLICIES, Plan, price_dispatch
+from servopt.solvers.expert_placement import DISPATCHES, POLICIES, Plan, price_dispatch
 
 SENSE = "min"
 COST = "sum over layers of the next window's max GPU load (tokens) + migration_cost x migrations"
@@ -167,9 +167,6 @@ def _read_only_write(exc: ValueError, method: Any) -> InvalidInstanceError:
         "instance's arrays (loads and its views history, planned_loads, next_loads; "
         "previous_placement; gpu_speed) are the evaluator's and read-only; copy one first "
         f"(np.array(instance.{example})) to change it")
-
-
-DISPATCHES = ("even", "lp", "price")
 
 
 def check_options(*, dispatch: Any = None, detail: Any = True) -> None:

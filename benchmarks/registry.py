@@ -9,7 +9,9 @@ benchmark).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
+import inspect
 import json
 import math
 import numbers
@@ -140,10 +142,30 @@ class Case:
                 if known is not None and method not in known:
                     refuse("methods", f"{method!r} is not a {self.decision} method; known: "
                            f"{', '.join(known)}")
+        make = self.make_instance
+        if make is not None and not callable(make):
+            refuse("make_instance", f"must be a function make_instance(seed=..., **params), got "
+                   f"{make!r}")
+        if make is None:
+            try:
+                make = layer_module(self.decision, "instances").generate
+            except (InvalidInstanceError, AttributeError):  # a plug-in without generators
+                make = None
+        if make is not None:
+            _check_grid_keys(grid, make, refuse)
         for field in ("evaluate_kw", "bound_kw"):
             value = getattr(self, field)
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
                 refuse(field, f"must be a dict of keyword: value, got {value!r}")
+            # an option the evaluator does not take, or a value its check refuses, names the
+            # case here rather than failing every task at run time
+            check = getattr(getattr(layer_module(self.decision, "benchmarks"),
+                                    field.removesuffix("_kw"), None), "check_options", None)
+            if check is not None:
+                try:
+                    check(**value)
+                except InvalidInstanceError as exc:
+                    refuse(field, f"is refused: {exc}")
         if isinstance(self.suites, str) or not isinstance(self.suites, list | tuple) or not all(
                 isinstance(s, str) for s in self.suites):
             refuse("suites", f"must be a tuple of suite names, got {self.suites!r}")
@@ -184,6 +206,30 @@ class Case:
     def tasks(self) -> list[tuple[dict[str, Any], int]]:
         """Every (parameter set, seed), each once (the grid and seeds hold no repeats)."""
         return [(dict(params), seed) for params in self.grid for seed in self.seeds]
+
+
+def _check_grid_keys(grid: tuple[dict[str, Any], ...], make: Callable[..., Any],
+                     refuse: Callable[[str, str], None]) -> None:
+    """Refuse a grid key ``make`` (the case's ``make_instance``) does not take, with the close
+    name if there is one, and the key ``seed`` (the case's ``seeds`` give it); nothing when
+    ``make`` takes ``**params`` or has no signature Python can read."""
+    try:
+        parameters = inspect.signature(make).parameters.values()
+    except (TypeError, ValueError):
+        return
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters)
+    accepted = [p.name for p in parameters
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "seed"]
+    for params in grid:
+        for key in params:
+            if key == "seed":
+                refuse("grid", "may not set 'seed': the case's seeds give each task its seed")
+            if not takes_any and key not in accepted:
+                close = difflib.get_close_matches(key, accepted, n=1)
+                name = getattr(make, "__qualname__", None) or type(make).__name__
+                refuse("grid", f"key {key!r} is not a parameter of make_instance ({name})"
+                       + (f"; did you mean {close[0]!r}?" if close else "")
+                       + f"; it takes: {', '.join(accepted) or 'no parameters besides seed'}")
 
 
 def _building_file() -> str | None:

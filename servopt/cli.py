@@ -500,7 +500,9 @@ def _plugin_where(spec: str, exc: BaseException) -> tuple[str, int | None, str]:
     if syntax and _resolved(str(exc.filename)) != own:
         at = f"{exc.filename}:{exc.lineno}"
     else:
-        user = [f for f in frames if not _under(_resolved(f.filename), ours)]
+        # (``<string>``: code Python generated, such as a dataclass's ``__init__``)
+        user = [f for f in frames if not f.filename.startswith("<")
+                and not _under(_resolved(f.filename), ours)]
         if user and (_resolved(user[-1].filename), user[-1].lineno) != (own, line):
             at = f"{user[-1].filename}:{user[-1].lineno}"
     return file, line, at

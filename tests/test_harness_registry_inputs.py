@@ -47,10 +47,34 @@ from servopt.solvers import batch_scheduling as bs
     ("seeds", {"seeds": ()}, "is empty"),
     ("suites", {"suites": "quick"}, "must be a tuple of suite names"),
     ("evaluate_kw", {"evaluate_kw": [("a", 1)]}, "must be a dict"),
+    # before: accepted, then every task failed at run time (a TypeError from generate(), an
+    # OptionError per run) after the rest of the suite had run
+    ("grid", {"grid": ({"nn": 20},)}, "key 'nn' is not a parameter of make_instance "
+     r"\(generate\); did you mean 'n'\?"),
+    ("grid", {"grid": ({"n": 20, "seed": 3},)}, "may not set 'seed'"),
+    ("evaluate_kw", {"evaluate_kw": {"max_round": 5}}, r"did you mean 'max_rounds'\?"),
+    ("evaluate_kw", {"evaluate_kw": {"max_rounds": -3}}, "max_rounds"),
+    ("bound_kw", {"bound_kw": {"methd": "lp"}}, r"did you mean 'method'\?"),
+    ("bound_kw", {"bound_kw": {"method": "bogus"}}, "bogus"),
+    ("make_instance", {"make_instance": 3}, "must be a function"),
 ])
 def test_a_case_refuses_repeats_and_bad_fields_by_name(field, kw, says):
     with pytest.raises(InvalidInstanceError, match=f"case 'mine': {field} .*{says}"):
         Case(name="mine", decision="batch_scheduling", **kw)
+
+
+def test_grid_keys_are_checked_against_the_case_s_own_make_instance():
+    def make(seed: int, n: int = 5, **more):  # takes any keyword: nothing to check
+        return bi.generate(n, seed=seed)
+
+    def fixed(seed: int, n: int = 5):
+        return bi.generate(n, seed=seed)
+
+    Case(name="mine", decision="batch_scheduling", grid=({"anything": 1},), make_instance=make)
+    Case(name="mine", decision="batch_scheduling", grid=({"n": 4},), make_instance=fixed)
+    with pytest.raises(InvalidInstanceError, match="key 'm' is not a parameter of make_instance "
+                       r"\(.*fixed\); it takes: n$"):
+        Case(name="mine", decision="batch_scheduling", grid=({"m": 4},), make_instance=fixed)
 
 
 def test_a_case_refuses_an_unknown_decision_by_name():
@@ -443,7 +467,10 @@ def test_a_numpy_scalar_in_the_grid_is_the_number_it_holds():
     with pytest.raises(InvalidInstanceError, match=r"case 'mine': grid repeats the parameter set "
                                                    r'\{"n": 20\}'):
         Case(name="mine", decision="batch_scheduling", grid=({"n": 20}, {"n": np.int64(20)}))
-    case = Case(name="mine", decision="batch_scheduling", methods=("fcfs",),
+    def make(seed: int, **params):  # takes the made-up keys "flag" and "sizes"
+        return bi.generate(20, seed=seed)
+
+    case = Case(name="mine", decision="batch_scheduling", methods=("fcfs",), make_instance=make,
                 grid=({"n": np.int64(20), "noise": np.float64(0.5), "flag": np.True_,
                        "sizes": (np.int32(1), [np.float32(0.25), None, "x"])},))
     params = case.grid[0]

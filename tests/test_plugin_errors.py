@@ -119,3 +119,15 @@ def test_a_refused_plugin_option_keeps_its_own_message(tmp_path, capsys):
     missing = tmp_path / "e14_nowhere.py"
     assert _bench(str(missing), tmp_path / "out") == 2
     assert f"servopt: error: --plugin {missing}: no such .py file" in capsys.readouterr().err
+
+
+def test_a_case_refused_when_built_is_at_the_plugins_line_not_at_generated_code(tmp_path, capsys):
+    # before: "... got -1 (at <string>:14)", the dataclass __init__ Python generates
+    path = _write(tmp_path, "e14case", """
+        from servopt.benchmarks.registry import Case, register
+        register(Case(name="e14neg", decision="caching", seeds=(-1,), suites=("e14",)))
+    """)
+    assert _bench(str(path), tmp_path / "out") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"servopt: error: plug-in {path} (line 2): InvalidInstanceError: case 'e14neg': "
+                   "seeds must be whole numbers >= 0, got -1")

@@ -425,6 +425,35 @@ def environment() -> dict[str, str]:
     }
 
 
+def md_text(frame: pd.DataFrame, name: str, command: str | None = None,
+            provenance: dict[str, str] | list[str] | None = None,
+            notes: list[str] | None = None, extra: str = "") -> str:
+    """The md report of the runner's rows ``frame``: title, ``Regenerate with`` ``command``,
+    ``notes`` (paragraphs), the ``Run on:`` lines (``provenance``: ``key: value`` pairs, or lines
+    as they are), the units paragraph, :func:`format_gap_table`, then ``extra`` (md sections)."""
+    lines = [f"# servopt benchmark: {name}", ""]
+    if command:
+        lines += [f"Regenerate with `{command}`.", ""]
+    for note in notes or []:
+        lines += [note, ""]
+    if provenance:
+        items = provenance.items() if isinstance(provenance, dict) else None
+        lines += ["Run on:", ""] + ([f"- {key}: {value}" for key, value in items] if items
+                                    else list(provenance))
+        lines += [""]
+    lines += [_COST_LINE + "over the `gap_runs` runs that have a bound (a run without one is "
+              "named in `status`). Gaps are fractions of the bound (0.05 is 5 %), here and in the "
+              "CSV's `gap` column; `wall_s` is seconds.", ""]
+    lines += [format_gap_table(frame), ""]
+    if extra:
+        lines += [extra.strip("\n"), ""]
+    return "\n".join(lines)
+
+
+_COST_LINE = ("`cost` is the mean over a case's runs, whose instances can differ in scale; "
+              "`gap_mean` / `gap_max` (each run against its own bound) are the figures to compare, ")
+
+
 def write_reports(frame: pd.DataFrame, out_dir: str | Path, name: str,
                   command: str | None = None,
                   provenance: dict[str, str] | None = None) -> list[Path]:
@@ -436,17 +465,69 @@ def write_reports(frame: pd.DataFrame, out_dir: str | Path, name: str,
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / f"{name}.csv", out / f"{name}.md"
     write_atomic(csv_path, lambda temporary: frame.to_csv(temporary, index=False))
-    lines = [f"# servopt benchmark: {name}", ""]
-    if command:
-        lines += [f"Regenerate with `{command}`.", ""]
-    if provenance:
-        lines += ["Run on:", ""] + [f"- {key}: {value}" for key, value in provenance.items()]
-        lines += [""]
-    lines += ["`cost` is the mean over a case's runs, whose instances can differ in scale; "
-              "`gap_mean` / `gap_max` (each run against its own bound) are the figures to compare, "
-              "over the `gap_runs` runs that have a bound (a run without one is named in "
-              "`status`). Gaps are fractions of the bound (0.05 is 5 %), here and in the CSV's "
-              "`gap` column; `wall_s` is seconds.", ""]
-    lines += [format_gap_table(frame), ""]
-    write_text_atomic(md_path, "\n".join(lines))
+    write_text_atomic(md_path, md_text(frame, name, command, provenance))
     return [csv_path, md_path]
+
+
+# the columns of every row the runner writes (a plug-in's metrics add more)
+ROW_COLUMNS = ("case", "decision", "params", "seed", "method", "cost", "bound", "bound_kind",
+               "gap", "wall_s", "status")
+
+
+def render_md(csv_path: str | Path) -> Path:
+    """Write ``NAME.md`` beside ``NAME.csv`` (rows ``servopt bench`` wrote) again in this
+    version's layout, from the CSV's rows alone: nothing is computed. Of the earlier md, the
+    ``Regenerate with`` command, the ``Run on:`` lines (they describe the run that computed the
+    rows), paragraphs written into its header by hand and sections other than the gap tables
+    (``## decision: case``) are kept; a paragraph says when and by which servopt it was rendered.
+    A file that is not such a CSV is refused (``ValueError``) naming what it lacks."""
+    path = Path(csv_path)
+    if path.suffix != ".csv":
+        raise ValueError(f"{path}: not a .csv file (servopt bench writes NAME.csv and NAME.md)")
+    try:
+        frame = pd.read_csv(path, dtype={"params": str, "status": str, "bound_kind": str})
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a CSV servopt bench wrote ({exc})") from None
+    missing = [c for c in ROW_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: not rows servopt bench wrote (no column {', '.join(missing)})")
+    for column in ("cost", "bound", "gap", "wall_s"):
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise ValueError(f"{path}: column {column} holds text, not numbers")
+    md_path = path.with_suffix(".md")
+    command, notes, provenance, extra = None, [], [], ""
+    if md_path.is_file():
+        head, *sections = md_path.read_text().split("\n## ")
+        tables = {f"{d}: {c}" for d, c in frame[["decision", "case"]].drop_duplicates().itertuples(
+            index=False)}
+        extra = "\n".join("## " + x.rstrip("\n") + "\n" for x in sections
+                          if x.partition("\n")[0].strip() not in tables)
+        for paragraph in head.split("\n\n")[1:]:
+            paragraph = paragraph.strip("\n")
+            if paragraph.startswith("Run on:"):
+                provenance = _block(paragraph.splitlines()[1:])
+            elif (paragraph.startswith("Regenerate with `") and paragraph.endswith("`.")
+                  and paragraph.count("`") == 2):
+                command = paragraph[len("Regenerate with `"):-2]
+            elif paragraph.startswith("- ") and not provenance and "Run on:" in head:
+                provenance = _block(paragraph.splitlines())
+            elif paragraph and not paragraph.startswith(("`cost` is the mean", "Rendered from `")):
+                notes.append(paragraph)
+    run = "the run under \"Run on\"" if provenance else \
+        "an earlier run (the CSV's git history says which)"
+    notes.append(f"Rendered from `{path.name}` by `servopt report` with {checkout_line()}: the "
+                 f"rows are those {run} computed; nothing was recomputed.")
+    return write_text_atomic(md_path, md_text(frame, path.stem, command, provenance, notes, extra))
+
+
+def _block(lines: list[str]) -> list[str]:
+    """The ``- ...`` lines at the start of ``lines`` (after blank ones)."""
+    block = []
+    for line in lines:
+        if line.startswith("- "):
+            block.append(line)
+        elif block or line.strip():
+            break
+    return block

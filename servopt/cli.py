@@ -550,6 +550,15 @@ def write_tracebacks(tracebacks: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """``servopt report NAME.csv ...``: each md rendered again from its CSV (nothing computed)."""
+    from servopt.benchmarks.report import render_md
+
+    for csv in args.csv:
+        print(f"wrote {render_md(csv)}")
+    return 0
+
+
 def cmd_library(args: argparse.Namespace) -> int:
     from servopt.instances import library
 
@@ -801,6 +810,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the PNG plots (an earlier run's plots of this --out and --name are removed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="write NAME.md again beside NAME.csv (rows servopt bench "
+                       "wrote) in this version's layout, recomputing nothing")
+    p.add_argument("csv", nargs="+", help="NAME.csv files servopt bench wrote")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("library", help="the named instance library: list, show NAME, verify")
     p.add_argument("action", nargs="?", default="list", choices=["list", "show", "verify"],

@@ -1,0 +1,80 @@
+"""``servopt report NAME.csv``: the md written again from the CSV's rows, in this version's layout,
+keeping what the earlier md said about its run (command, provenance, hand-written notes)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from servopt.benchmarks.report import render_md
+from servopt.cli import main
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+def _without_render_note(text: str) -> str:
+    return "\n\n".join(p for p in text.split("\n\n") if not p.startswith("Rendered from `"))
+
+
+def test_the_committed_quick_md_is_what_its_csv_renders_to(tmp_path):
+    # the runner wrote quick.md from its rows in memory; rendering the CSV must give the same
+    # tables (and a report layout change must come with a regenerated quick.md)
+    for suffix in (".csv", ".md"):
+        shutil.copy(RESULTS / f"quick{suffix}", tmp_path / f"quick{suffix}")
+    before = (tmp_path / "quick.md").read_text()
+    render_md(tmp_path / "quick.csv")
+    after = (tmp_path / "quick.md").read_text()
+    assert after != before and "Rendered from `quick.csv` by `servopt report`" in after
+    assert _without_render_note(after) == before
+
+
+def _old_md(folder: Path) -> Path:
+    """An md in an earlier layout, with a hand-written paragraph and section."""
+    rows = pd.read_csv(RESULTS / "quick.csv")
+    rows = rows[rows["decision"] == "caching"]
+    rows.to_csv(folder / "mine.csv", index=False)
+    case = rows["case"].iloc[0]
+    (folder / "mine.md").write_text(
+        "# servopt benchmark: mine\n\nRegenerate with `servopt bench --name mine`.\n\n"
+        "This table was rerun after a fix.\n\n`cost` is the mean over a case's runs.\n\n"
+        f"## caching: {case}\n\n| method | runs |\n|---|---|\n| lru | 1 |\n\n"
+        "## How to read this table\n\n- lru is the baseline.\n")
+    return folder / "mine.csv"
+
+
+def test_rendering_keeps_the_command_hand_notes_and_sections_and_replaces_the_tables(tmp_path):
+    csv = _old_md(tmp_path)
+    render_md(csv)
+    text = (tmp_path / "mine.md").read_text()
+    assert text.startswith("# servopt benchmark: mine\n\nRegenerate with `servopt bench --name "
+                           "mine`.\n\nThis table was rerun after a fix.\n\nRendered from `mine.csv`")
+    assert "an earlier run (the CSV's git history says which)" in text
+    assert "| lru | 1 |" not in text and "| method | runs | cost | gap_runs |" in text
+    assert text.rstrip().endswith("## How to read this table\n\n- lru is the baseline.")
+    render_md(csv)  # again: the same md, one render note
+    assert (tmp_path / "mine.md").read_text() == text
+
+
+@pytest.mark.parametrize("setup, says", [
+    (lambda d: d / "rows.txt", "not a .csv file"),
+    (lambda d: d / "absent.csv", "no such file"),
+    (lambda d: (d / "x.csv").write_text("a,b\n1,2\n") and d / "x.csv",
+     r"not rows servopt bench wrote \(no column case, decision"),
+    (lambda d: pd.read_csv(RESULTS / "quick.csv").assign(cost="many").to_csv(d / "t.csv")
+     or d / "t.csv", "column cost holds text"),
+])
+def test_a_file_that_is_not_a_bench_csv_is_refused_by_name(tmp_path, setup, says):
+    path = setup(tmp_path)
+    with pytest.raises(ValueError, match=says):
+        render_md(path)
+
+
+def test_the_cli_renders_each_file_and_refuses_a_bad_one_in_one_line(tmp_path, capsys):
+    csv = _old_md(tmp_path)
+    assert main(["report", str(csv)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'mine.md'}"
+    assert main(["report", str(tmp_path / "absent.csv")]) == 2
+    assert capsys.readouterr().err.strip() == f"servopt: error: {tmp_path / 'absent.csv'}: no such file"

@@ -474,12 +474,14 @@ ROW_COLUMNS = ("case", "decision", "params", "seed", "method", "cost", "bound", 
                "gap", "wall_s", "status")
 
 
-def render_md(csv_path: str | Path) -> Path:
+def render_md(csv_path: str | Path, code: str | None = None) -> Path:
     """Write ``NAME.md`` beside ``NAME.csv`` (rows ``servopt bench`` wrote) again in this
     version's layout, from the CSV's rows alone: nothing is computed. Of the earlier md, the
     ``Regenerate with`` command, the ``Run on:`` lines (they describe the run that computed the
     rows), paragraphs written into its header by hand and sections other than the gap tables
     (``## decision: case``) are kept; a paragraph says when and by which servopt it was rendered.
+    ``code`` names the servopt that renders (default :func:`checkout_line`, which counts md files
+    rendered earlier in the same batch as changes: give it once for a batch).
     A file that is not such a CSV is refused (``ValueError``) naming what it lacks."""
     path = Path(csv_path)
     if path.suffix != ".csv":
@@ -517,7 +519,7 @@ def render_md(csv_path: str | Path) -> Path:
                 notes.append(paragraph)
     run = "the run under \"Run on\"" if provenance else \
         "an earlier run (the CSV's git history says which)"
-    notes.append(f"Rendered from `{path.name}` by `servopt report` with {checkout_line()}: the "
+    notes.append(f"Rendered from `{path.name}` by `servopt report` with {code or checkout_line()}: the "
                  f"rows are those {run} computed; nothing was recomputed.")
     return write_text_atomic(md_path, md_text(frame, path.stem, command, provenance, notes, extra))
 

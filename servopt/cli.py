@@ -552,10 +552,11 @@ def write_tracebacks(tracebacks: list[dict[str, Any]], path: Path) -> Path:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``servopt report NAME.csv ...``: each md rendered again from its CSV (nothing computed)."""
-    from servopt.benchmarks.report import render_md
+    from servopt.benchmarks.report import checkout_line, render_md
 
+    code = checkout_line()  # before the first md is written: it would count as a change
     for csv in args.csv:
-        print(f"wrote {render_md(csv)}")
+        print(f"wrote {render_md(csv, code)}")
     return 0
 
 

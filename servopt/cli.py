@@ -474,7 +474,7 @@ def _plugin_where(spec: str, exc: BaseException) -> tuple[str, int | None, str]:
     none ran: a syntax error), and ``file:line`` of the innermost frame of the user's code
     (outside servopt, the standard library and site-packages) when that is another place (a
     helper module the plug-in imports), else ``""``."""
-    import sysconfig
+    from servopt.benchmarks.runner import _outside_folders
 
     frames = _plugin_frames(exc)
     is_path = spec.endswith(".py") or "/" in spec or os.sep in spec
@@ -490,12 +490,11 @@ def _plugin_where(spec: str, exc: BaseException) -> tuple[str, int | None, str]:
         line = next((f.lineno for f in reversed(frames) if _resolved(f.filename) == own), None)
     file = "" if is_path or own is None else str(own)
     # servopt's own code (its packages are mapped from several folders), the standard library
-    # and installed packages are not the user's
+    # and installed packages (the folders the cache key does not follow) are not the user's
     ours = {Path(folder).resolve() for name, mod in list(sys.modules.items())
             if name == "servopt" or name.startswith("servopt.")
             for folder in (getattr(mod, "__path__", None) or [])}
-    ours |= {Path(sysconfig.get_paths()[key]).resolve()
-             for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    ours |= set(_outside_folders())
     at = ""
     if syntax and _resolved(str(exc.filename)) != own:
         at = f"{exc.filename}:{exc.lineno}"

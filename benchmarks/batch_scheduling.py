@@ -223,11 +223,25 @@ def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
     """Simulate ``method`` (a ``POLICIES`` name or a policy) and score it.
 
     cost : total end-to-end latency (rounds). wall_s : the policy's own time (prepare + every
-    decision). metrics : mean latency, mean time to first token (rounds; a request's first token
-    comes at the end of its first round running: t + 1 - arrival), throughput (output tokens per
-    round, over the rounds from the first arrival to the last finish: finish.max() + 1 -
-    arrival.min()), preemptions, refused admissions, peak KV memory (tokens), makespan (the
-    round after the last finish, counted from round 0: finish.max() + 1).
+    decision). ``trace=True`` changes nothing in the Outcome (its per-round arrays are not
+    metrics): ``simulate(instance, method, trace=True)`` returns them (``method`` a name, or a
+    policy object after its ``prepare(instance)``): ``batch`` (running requests per round) and
+    ``memory`` (KV tokens per round), ``latency``, ``ttft`` and ``finish`` per request.
+
+    Metrics (``Outcome.metrics``; name, unit, meaning):
+
+    - ``mean_latency`` (rounds): mean end-to-end latency, finish + 1 - arrival.
+    - ``mean_ttft`` (rounds): mean time to first token; a request's first token comes at the end
+      of its first round running: t + 1 - arrival.
+    - ``throughput`` (output tokens per round): over the rounds from the first arrival to the
+      last finish, finish.max() + 1 - arrival.min().
+    - ``preemptions`` (evictions): running requests evicted by the policy's ``preempt`` rule.
+    - ``refused`` (admissions): requests ``admit`` returned that did not fit (memory, batch cap).
+    - ``peak_memory`` (KV tokens): the most KV held in a round.
+    - ``makespan_rounds`` (rounds): the round after the last finish, counted from round 0:
+      finish.max() + 1.
+    - ``makespan`` (rounds): deprecated duplicate of ``makespan_rounds`` (expert placement's
+      ``makespan`` is in tokens per unit speed; committed CSVs still carry this name).
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(
@@ -247,7 +261,8 @@ def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
         "preemptions": float(result["preemptions"]),
         "refused": float(result["refused"]),
         "peak_memory": float(result["memory"].max()),
-        "makespan": float(result["finish"].max() + 1),
+        "makespan_rounds": float(result["finish"].max() + 1),
+        "makespan": float(result["finish"].max() + 1),  # deprecated name of makespan_rounds
     }
     return Outcome(cost=float(latency.sum()), metrics=metrics,
                    wall_s=prepare_s + result["decide_s"], status="ok")

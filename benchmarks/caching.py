@@ -14,8 +14,10 @@ without ``start`` or ``touch`` is refused before the replay, and one whose metho
 instance's (read-only) arrays gets an ``InvalidInstanceError`` naming the method, the request and
 the line that wrote (the replay runs inside one ``try``: nothing is added per request).
 
-Metrics: ``miss_cost`` (the cost), ``hit_ratio`` (hits / requests), ``byte_hit_ratio`` (tokens
-served from cache / tokens requested), ``requests_per_s`` (simulator throughput with the policy).
+The cost is the total miss cost (the sum of the instance's ``miss_cost`` over the misses; not a
+metric). Metrics (each with its unit in :func:`evaluate`): ``hit_ratio`` (hits / requests),
+``token_hit_ratio`` (tokens served from cache / tokens requested; ``byte_hit_ratio`` is the same
+figure under the usual name), ``requests_per_s`` (replay speed with the policy).
 The bound is the offline LP (:mod:`servopt.models.caching`), a lower bound on the miss cost of
 every policy; the ``lp_schedule`` method is its rounded integral schedule, an achievable upper
 bound, so a table brackets the optimum.
@@ -69,8 +71,15 @@ class SimResult:
         return self.hits / self.requests if self.requests else 0.0
 
     @property
-    def byte_hit_ratio(self) -> float:
+    def token_hit_ratio(self) -> float:
+        """Tokens served from the cache / tokens requested (sizes are in tokens)."""
         return self.hit_tokens / self.requested_tokens if self.requested_tokens else 0.0
+
+    @property
+    def byte_hit_ratio(self) -> float:
+        """The same figure as :attr:`token_hit_ratio`, under the usual name of caches whose
+        sizes are bytes (sizes here are tokens)."""
+        return self.token_hit_ratio
 
 
 def _as_priority(priority: Any, o: int, t: int, rule: str = "touch()") -> float:
@@ -289,14 +298,27 @@ def check_bound_options(*, method: Any = "highs_matrix", time_limit: Any = None,
 def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
     """Simulate one method (a ``POLICIES`` name, a factory or a policy object).
 
-    ``wall_s`` is the whole replay: a cache rule decides at every request, inside the
-    simulation, so its time is not separated from the cache's bookkeeping (``requests_per_s``).
+    cost : total miss cost (the instance's miss-cost unit). ``wall_s`` is the whole replay: a
+    cache rule decides at every request, inside the simulation, so its time is not separated
+    from the cache's bookkeeping (``requests_per_s``). ``record=True`` changes nothing in the
+    Outcome (its arrays are not metrics): ``simulate(instance, method, record=True)`` returns
+    them in its :class:`SimResult` (``hit`` per request, ``occupancy`` in tokens after each
+    request, ``contents``: the objects cached at the end).
+
+    Metrics (``Outcome.metrics``; name, unit, meaning):
+
+    - ``hit_ratio`` (fraction): requests served from the cache / requests.
+    - ``token_hit_ratio`` (fraction): tokens served from the cache / tokens requested.
+    - ``byte_hit_ratio`` (fraction): the same figure as ``token_hit_ratio``, under the usual name
+      of caches sized in bytes (sizes here are tokens).
+    - ``requests_per_s`` (requests per wall-clock second): replay speed with the policy.
     """
     result = simulate(instance, method, **kw)
     status = "ok" if result.max_occupancy <= instance.capacity * (1 + 1e-9) else \
         "over capacity"
     return Outcome(cost=result.miss_cost, wall_s=result.wall_s, status=status,
                    metrics={"hit_ratio": result.hit_ratio,
+                            "token_hit_ratio": result.token_hit_ratio,
                             "byte_hit_ratio": result.byte_hit_ratio,
                             "requests_per_s": result.requests / max(result.wall_s, 1e-9)})
 

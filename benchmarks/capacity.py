@@ -768,7 +768,25 @@ def evaluate(
 ) -> Outcome:
     """Run a planning method and check its plan on the simulated worker (see module docstring).
 
-    ``method``: a ``POLICIES`` name or a callable ``policy(instance, observe) -> Plan``.
+    ``method``: a ``POLICIES`` name or a callable ``policy(instance, observe) -> Plan``. cost :
+    the plan's workers; status ``unstable`` when the evaluator's drift test calls one worker at
+    lambda / workers unstable.
+
+    Metrics (``Outcome.metrics``; name, unit, meaning; all but ``observations`` and
+    ``predicted_rate`` from :func:`check_rate` at the per-worker rate, means over its seeds):
+
+    - ``stable`` (1 or 0): whether the drift test calls the worker stable (slope_ratio <= eps).
+    - ``per_worker_rate`` (req/s): the instance's arrival rate / the plan's workers.
+    - ``predicted_rate`` (req/s): the plan's own ``max_stable_rate`` per worker (NaN: none).
+    - ``slope_ratio`` (fraction of the rate): drift of requests in system / the rate.
+    - ``slope_se`` (fraction of the rate): standard error of ``slope_ratio`` between seeds (NaN
+      with one seed).
+    - ``compute_utilisation`` (fraction): token throughput / the worker's peak (b per full
+      iteration).
+    - ``kv_utilisation`` (fraction): mean KV tokens held / the worker's KV memory M.
+    - ``preemptions_per_request`` (preemptions per arrival): preemptions / requests simulated.
+    - ``observations`` (calls): how many times the method called ``observe`` (the simulated
+      fleet).
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError(

@@ -712,6 +712,25 @@ def evaluate(instance: Instance, method: str | routing.Router, *, seed: int = 0,
 
     ``cost`` is the total step time (ms); ``wall_s`` the router's decision time (s);
     ``warmup`` the share of requests left out of the steady-state metrics (see module doc).
+
+    Metrics (``Outcome.metrics``; name, unit, meaning; "window" over the measured steps or the
+    requests arriving in the steady-state window, "run" over the whole run):
+
+    - ``throughput_tok_s`` (tokens/s): window, tokens generated / time of those steps.
+    - ``idle_fraction`` (fraction): window, mean over steps of sum_g (max W - W_g) / (G max W).
+    - ``imbalance`` (fraction of step time): window, mean of (max W - mean W) / (c0 + max W).
+    - ``tpot_mean_ms`` (ms): window, mean time per output token after the first (NaN: none).
+    - ``tpot_p99_ms`` (ms): window, its 99th percentile.
+    - ``e2e_mean_s`` (s): window, mean finish - arrival (step clock: from the routing step).
+    - ``e2e_p99_s`` (s): window, its 99th percentile.
+    - ``queue_mean`` (requests): window, requests waiting in worker queues, mean over steps.
+    - ``step_ms_mean`` (ms): window, mean step time c0 + max W.
+    - ``idle_fraction_run`` (fraction): run, sum of idle / sum of G max W over every step.
+    - ``completed`` (requests): run, requests finished.
+    - ``preemptions`` (evictions): run, recompute preemptions.
+    - ``router_us`` (microseconds per request): run, router decision time / requests.
+    - ``steps`` (steps): run, decode steps run.
+    - ``window_steps`` (steps): steps measured in the window.
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError("evaluate needs a decode_routing Instance")

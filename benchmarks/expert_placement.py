@@ -10,14 +10,15 @@ own code:
 - ``price``: the flows the plan's price-dispatch rule produces; they are checked here (non-
   negative, only on occupied slots, every expert's tokens served) before they are scored.
 
-Cost = sum over layers of the max GPU time on the next window (tokens; the barrier of each
-layer's all-to-all) + ``migration_cost`` x migrations, the objective of the placement model
-(:mod:`servopt.models.expert_placement`): a migration is a replica placed on a GPU where the
-instance's ``previous_placement`` had no replica of that expert, counted here by this module's own
-code (0 without a previous placement). Balancedness = mean / max GPU time, per layer and
-aggregated over layers as sum of means / sum of maxes; with equal GPU speeds the mean is fixed
-by the window, so without migrations min cost = max balancedness (with unequal speeds the mean
-time depends on where tokens go, and a cheaper plan can be less balanced).
+Cost = sum over layers of the max GPU time on the next window (tokens per unit speed: tokens
+with equal speeds 1; the barrier of each layer's all-to-all) + ``migration_cost`` x migrations,
+the objective of the placement model (:mod:`servopt.models.expert_placement`): a migration is a
+replica placed on a GPU where the instance's ``previous_placement`` had no replica of that
+expert, counted here by this module's own code (0 without a previous placement).
+Balancedness = mean / max GPU time, per layer and aggregated over layers as sum of means / sum of
+maxes; with equal GPU speeds the mean is fixed by the window, so without migrations min cost =
+max balancedness (with unequal speeds the mean time depends on where tokens go, and a cheaper plan
+can be less balanced).
 The bound is the combinatorial lower bound on the hindsight-optimal placement for the next
 window (no plan made without seeing it can do better; migrations count >= 0, so it bounds the cost
 with migrations too), or the hindsight placement MILP's bound (migration term included) on small
@@ -41,7 +42,8 @@ from servopt.models.expert_placement import check_placement, makespan_lower_boun
 from servopt.solvers.expert_placement import DISPATCHES, POLICIES, Plan, price_dispatch
 
 SENSE = "min"
-COST = "sum over layers of the next window's max GPU load (tokens) + migration_cost x migrations"
+COST = ("sum over layers of the next window's max GPU time (tokens per unit speed) + "
+        "migration_cost x migrations")
 DEFAULT_METHODS = ("no_replication", "eplb", "eplb_lp", "eplb_price", "bid_price",
                    "bid_price_lp", "exact")
 
@@ -99,7 +101,9 @@ def _lp_times(phy2log: np.ndarray, w: np.ndarray, instance: Instance) -> np.ndar
 
 def gpu_times(instance: Instance, plan: Plan, w: np.ndarray, dispatch: str | None = None
               ) -> np.ndarray:
-    """Realised GPU times (layers, GPUs) of ``plan`` on loads ``w`` (layers x experts)."""
+    """Realised GPU times (layers, GPUs) of ``plan`` on loads ``w`` (layers x experts, tokens):
+    each GPU's tokens / its speed, in tokens per unit speed (tokens when every speed is 1), under
+    ``dispatch`` (default: the plan's own)."""
     phy2log = check_placement(instance, plan.phy2log)
     dispatch = dispatch or plan.dispatch
     if dispatch == "even":
@@ -186,15 +190,9 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
 
     cost: sum over layers of the next window's max GPU time (tokens per unit speed) under the
     plan's dispatch (or ``dispatch``) + ``migration_cost`` x ``migrations`` (replicas placed where
-    the previous placement had none of that expert). Metrics: ``balancedness`` (next window),
-    ``makespan`` (the first term), ``migrations``, ``migration_cost`` (the second term), and with
-    ``detail``: ``balancedness_same`` (on the planned window), ``balancedness_even`` /
-    ``balancedness_lp`` (next window, placement served by even split / the LP; with unequal
-    GPU speeds the LP can have several optimal dispatches of the same makespan and different
-    balancedness, and this reports the one HiGHS returns),
-    ``gap_same`` (planned-window cost under the plan's dispatch, with the same migration cost, vs
-    the planned window's bound), ``plan_ms`` (planning time for all layers) and ``colocated``
-    (extra replicas of an expert sharing a GPU, which only EPLB produces).
+    the previous placement had none of that expert). With unequal GPU speeds the LP can have
+    several optimal dispatches of the same makespan and different balancedness; the
+    ``balancedness_lp`` reported is the one HiGHS returns.
 
     Migrations count (expert, GPU) pairs as numbered in ``previous_placement``. ``eplb``,
     ``eplb_lp``, ``eplb_price`` and ``no_replication`` ignore the previous placement (as EPLB
@@ -205,6 +203,26 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
     equal-speed GPUs, up to ties between plans (see
     :mod:`servopt.solvers.expert_placement`). A method that writes into the instance's
     (read-only) arrays gets an ``InvalidInstanceError`` naming it and the line that wrote.
+
+    Metrics (``Outcome.metrics``; name, unit, meaning; "detail" marks those only with ``detail``):
+
+    - ``balancedness`` (ratio in (0, 1]): next window, sum over layers of mean / sum of max GPU time.
+    - ``max_load`` (tokens per unit speed): next window's max GPU time, mean over layers.
+    - ``mean_load`` (tokens per unit speed): next window's mean GPU time, mean over layers.
+    - ``makespan_tokens`` (tokens per unit speed): the cost's first term, sum over layers of the
+      next window's max GPU time.
+    - ``makespan`` (tokens per unit speed): deprecated duplicate of ``makespan_tokens`` (batch
+      scheduling's ``makespan`` is in rounds; committed CSVs and scripts still read this name).
+    - ``migrations`` (replicas): replicas on a GPU that held no replica of their expert before.
+    - ``migration_cost`` (tokens per unit speed): the cost's second term, beta x migrations.
+    - ``balancedness_same`` (ratio, detail): balancedness on the planned window.
+    - ``gap_same`` (fraction, detail): planned-window cost (plan's dispatch, same migration
+      cost) / the planned window's makespan bound - 1.
+    - ``balancedness_even`` (ratio, detail): next window, the placement served by even split.
+    - ``balancedness_lp`` (ratio, detail): next window, the placement served by the dispatch LP.
+    - ``plan_ms`` (ms, detail): the method's planning time for all layers.
+    - ``colocated`` (replicas, detail): extra replicas of an expert sharing a GPU (only EPLB
+      makes them).
     """
     if not isinstance(instance, Instance):
         raise InvalidInstanceError("evaluate needs a servopt expert_placement Instance, got "
@@ -231,7 +249,8 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
     metrics: dict[str, float] = {"balancedness": balancedness(nxt),
                                  "max_load": float(nxt.max(axis=1).mean()),
                                  "mean_load": float(nxt.mean(axis=1).mean()),
-                                 "makespan": float(nxt.max(axis=1).sum()),
+                                 "makespan_tokens": float(nxt.max(axis=1).sum()),
+                                 "makespan": float(nxt.max(axis=1).sum()),  # deprecated name
                                  "migrations": float(moved), "migration_cost": moving}
     if detail:
         same = gpu_times(instance, plan, instance.planned_loads, chosen)
@@ -317,8 +336,9 @@ def bound(instance: Instance, *, window: str = "next", time_limit: float | None 
     most ``milp_max_binaries`` binaries per layer, each layer's placement MILP (with the
     instance's migration cost) is solved too and its dual bound is used where larger (kind
     ``mip_bound``, ``optimal`` if all layers are proved optimal). The limit is either
-    ``time_limit``, seconds for the whole call as every decision's bound takes it
-    (``gap_table(..., bound_kw={"time_limit": 60})``; the layers' MILPs share it, each taking
+    ``time_limit``, seconds for the whole call, the name the decode routing, batch scheduling
+    and caching bounds take (capacity's simulated bound has no time limit), so
+    ``gap_table(..., bound_kw={"time_limit": 60})`` reads the same (the layers' MILPs share it, each taking
     what is left divided by the layers left, and a layer reached with nothing left keeps its
     makespan bound), or ``milp_time_limit``, the older option: seconds for each layer's MILP
     (0: no MILP). Infinity: no limit; None for both (the default): no MILP; both given is

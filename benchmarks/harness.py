@@ -78,6 +78,15 @@ class Outcome:
         replay (the rule decides inside it, so the cache's bookkeeping and the method's
         preparation, such as an LP, are included: ``requests_per_s`` is its rate).
     status : ``ok`` or a short reason the method did not produce a full decision.
+
+    Speed and throughput metrics differ by decision, and two kinds must not be compared: the
+    method's own speed and the served system's throughput. Method speed: expert_placement
+    ``plan_ms`` (ms of planning for all layers, the same measure as ``wall_s`` x 1000),
+    decode_routing ``router_us`` (microseconds of router time per request), caching
+    ``requests_per_s`` (requests replayed per wall-clock second, cache bookkeeping included).
+    System throughput: batch_scheduling ``throughput`` (output tokens per simulated round),
+    decode_routing ``throughput_tok_s`` (output tokens per simulated second of decode steps).
+    Each decision's ``evaluate`` docstring lists every metric with its unit.
     """
 
     cost: float

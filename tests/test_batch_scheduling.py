@@ -61,7 +61,7 @@ def test_fcfs_hand_schedule():
     assert result.cost == 9.0
     assert result.metrics == pytest.approx({
         "mean_latency": 3.0, "mean_ttft": 5 / 3, "throughput": 7 / 4, "preemptions": 0.0,
-        "refused": 0.0, "peak_memory": 10.0, "makespan": 4.0})
+        "refused": 0.0, "peak_memory": 10.0, "makespan_rounds": 4.0, "makespan": 4.0})
 
 
 def test_spf_hand_schedule():

@@ -253,6 +253,9 @@ class Policy:
         """Work done before round 0 (timed as decision time)."""
 
     def admit(self, state: State) -> np.ndarray:
+        """Request ids to admit this round, from ``state.waiting``, in the order to try them:
+        the simulator admits each that fits the free KV tokens and the batch cap, and counts
+        the others as refused."""
         raise NotImplementedError
 
     def preempt(self, state: State, excess: int) -> np.ndarray:

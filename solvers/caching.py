@@ -91,9 +91,15 @@ def check_algorithm(algorithm: Any) -> None:
 
 
 class Policy(Protocol):
-    def start(self, instance: Instance) -> None: ...
+    """The caching policy protocol (the module docstring has it in full)."""
 
-    def touch(self, t: int, o: int, hit: bool) -> float | None: ...
+    def start(self, instance: Instance) -> None:
+        """Called once before the first request with the instance (arrays read-only; an online
+        rule reads only ``size`` (tokens), ``miss_cost`` and ``kind``)."""
+
+    def touch(self, t: int, o: int, hit: bool) -> float | None:
+        """Called after request ``t`` for object ``o`` is served (``hit``: it was cached): ``o``'s
+        eviction priority (the cache evicts the lowest first), or None to not keep it."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -109,7 +109,9 @@ class FleetView(Protocol):
     run_generated: np.ndarray
     worker_of: np.ndarray
 
-    def assign(self, request: int, worker: int) -> None: ...
+    def assign(self, request: int, worker: int) -> None:
+        """Route ``request`` (a whole-number id among those passed to ``route``) to ``worker``
+        (0 .. workers - 1), exactly once: the assignment is sticky."""
 
     def completed_outputs(self) -> np.ndarray: ...
 
@@ -122,6 +124,8 @@ class Router:
     name = "router"
 
     def reset(self, instance: Instance, seed: int = 0) -> None:
+        """Called once before a simulation: keep ``instance`` (the fleet's constants and the
+        visible request data) and start a random generator from ``seed``."""
         self.rng = np.random.default_rng(seed)
         self.instance = instance
 
@@ -129,10 +133,13 @@ class Router:
         """Called at the start of each decode step."""
 
     def route(self, view: FleetView, ids: np.ndarray) -> None:
+        """Route the requests ``ids`` that arrived by this step, in arrival order: here
+        ``view.assign(i, self.choose(view, i))`` for each."""
         for i in ids:
             view.assign(int(i), self.choose(view, int(i)))
 
     def choose(self, view: FleetView, request: int) -> int:
+        """The worker (0 .. workers - 1) for ``request``; a simple rule writes only this."""
         raise NotImplementedError
 
 
@@ -1532,7 +1539,8 @@ POLICIES: dict[str, Callable[[], Router]] = {
 
 
 def make_router(method: str | Router | Callable[[], Router]) -> Router:
-    """A fresh router from a POLICIES name or value (a class or factory), or the router object."""
+    """A fresh router from a POLICIES name or value (a class or factory), or the router object.
+    Also named :func:`make_policy`, as in the batch scheduling and caching solvers."""
     if isinstance(method, str):
         if method not in POLICIES:
             raise InvalidInstanceError(f"unknown decode routing method {method!r}; "
@@ -1549,3 +1557,6 @@ def make_router(method: str | Router | Callable[[], Router]) -> Router:
             f"servopt.solvers.decode_routing.Router and write choose(view, i) (or route); got "
             f"{type(method).__name__}")
     return method
+
+
+make_policy = make_router  # (batch scheduling's and caching's solvers name theirs make_policy)

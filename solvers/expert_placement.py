@@ -80,7 +80,10 @@ def _check_instance(instance: Any) -> None:
 
 
 def check_gpu_price(gpu_price: Any, num_layers: int, num_gpus: int, what: str = "gpu_price") -> np.ndarray:
-    """GPU prices as a (layers, GPUs) float array; refused unless finite and >= 0 of that shape."""
+    """GPU prices as a (layers, GPUs) float array; refused unless finite and >= 0 of that shape.
+    Units: makespan (tokens per unit speed) per token on that GPU, i.e. 1 / speed: the dispatch
+    LP's GPU-row dual / the GPU's speed (:func:`lp_dispatch`: sum_g speed_g x price_g = 1 per
+    layer); only their order within a layer matters to :func:`price_dispatch`."""
     try:
         price = np.asarray(gpu_price)
     except (TypeError, ValueError):
@@ -872,8 +875,22 @@ def balanced_plan(w: np.ndarray, num_gpus: int, slots_per_gpu: int,
     return pack_replicas(w / count, count, num_gpus, slots_per_gpu, speed)
 
 
-def exact_placement(instance: Instance, *, target_gap: float = 0.01, milp_time_limit: float = 5.0,
-                    milp_max_binaries: int = 2000) -> Plan:
+def _target_gap(target_gap: Any, mip_gap: Any) -> float:
+    """:func:`exact_placement`'s relative gap from ``target_gap`` or its other name ``mip_gap``
+    (both given is refused; neither: 0.01), checked >= 0 under the name given."""
+    if target_gap is not None and mip_gap is not None:
+        raise InvalidInstanceError(
+            f"exact_placement() takes target_gap or its other name mip_gap, not both (got "
+            f"target_gap={target_gap!r}, mip_gap={mip_gap!r})")
+    name, value = ("mip_gap", mip_gap) if mip_gap is not None else ("target_gap", target_gap)
+    if value is None:
+        return 0.01
+    return number(name, value, lambda v: 0 <= v < math.inf, ">= 0 (a relative gap)")
+
+
+def exact_placement(instance: Instance, *, target_gap: float | None = None,
+                    milp_time_limit: float = 5.0, milp_max_binaries: int = 2000,
+                    mip_gap: float | None = None) -> Plan:
     """Plan on the planned window with a certificate.
 
     Layers are independent. Per layer: (1) the combinatorial bound (total / speed and replica
@@ -881,7 +898,8 @@ def exact_placement(instance: Instance, *, target_gap: float = 0.01, milp_time_l
     EPLB's plan), each served with the dispatch LP, the best kept per layer (a later candidate
     replaces an earlier one only when better by more than 1e-12 relative: plans that tie are not
     picked by LP round-off, which differs with the load scale); (3) layers whose best plan is not
-    within ``target_gap`` of the bound go to the placement MILP (strengthened with that plan's
+    within ``target_gap`` (a relative gap >= 0; default 0.01) of the bound go to the placement
+    MILP (strengthened with that plan's
     value and the bound) when it has at most ``milp_max_binaries`` binaries; its plan, scored by
     the dispatch LP like the candidates, replaces the best when better. Returns the best plan,
     LP-dispatched, with ``info['bound']`` (per-layer proved bound) and ``info['makespan']``.
@@ -892,9 +910,12 @@ def exact_placement(instance: Instance, *, target_gap: float = 0.01, milp_time_l
     that objective, and the MILP (which carries the migration term) gets that objective as its
     makespan upper bound (valid: migrations >= 0). ``info['migrations']`` per layer and
     ``info['objective']`` (makespan + beta x migrations) report it.
+
+    ``mip_gap`` is ``target_gap`` under the name the other decisions' solvers give their relative
+    gap (one of the two at most; each layer's MILP itself is solved to 1e-6 either way).
     """
     _check_instance(instance)
-    number("target_gap", target_gap, lambda v: 0 <= v < math.inf, ">= 0 (a relative gap)")
+    target_gap = _target_gap(target_gap, mip_gap)
     number("milp_time_limit", milp_time_limit, lambda v: 0 < v < math.inf, "finite seconds > 0")
     whole_number("milp_max_binaries", milp_max_binaries, low=0)
     start = time.perf_counter()

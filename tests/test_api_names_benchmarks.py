@@ -17,12 +17,16 @@ from servopt.benchmarks import batch_scheduling as bb
 from servopt.benchmarks import caching as bc
 from servopt.benchmarks import expert_placement as be
 from servopt.benchmarks.harness import Outcome
+from servopt.core import InvalidInstanceError
 from servopt.instances import batch_scheduling as ib
 from servopt.instances import caching as ic
 from servopt.instances import capacity as icap
 from servopt.instances import decode_routing as idr
 from servopt.instances.expert_placement import Instance as ExpertInstance
+from servopt.solvers import batch_scheduling as sb
 from servopt.solvers import caching as sc
+from servopt.solvers import decode_routing as sd
+from servopt.solvers import expert_placement as se
 
 SECTION = "Metrics (``Outcome.metrics``"
 BULLET = re.compile(r"^- ``(\w+)`` \((.+?)\):", re.M)
@@ -124,6 +128,54 @@ def test_caching_token_hit_ratio_by_hand() -> None:
     metrics = bc.evaluate(_caching(), "lru").metrics
     assert metrics["token_hit_ratio"] == pytest.approx(2 / 34)
     assert metrics["byte_hit_ratio"] == metrics["token_hit_ratio"]
+
+
+# --- names (item 18) ------------------------------------------------------------------------------
+def test_decode_routing_has_make_policy_like_the_other_solvers() -> None:
+    assert sd.make_policy is sd.make_router
+    assert isinstance(sd.make_policy("jsq"), sd.JoinShortestQueue)
+    for module in (sb, sc):
+        assert callable(module.make_policy)
+
+
+def _gap_instance() -> ExpertInstance:
+    # loads 5, 3, 3, 1, 1 on 3 GPUs x 2 slots (one extra replica). Bound 13 / 3. Best by hand:
+    # expert 0 split over two GPUs that also hold 3 and 1 (3 + a = 1 + 5 - a: 4.5 each), the third
+    # GPU 3 + 1 = 4 -> 4.5; splitting a 3 instead leaves the 5 with at least 5. Gap 4.5 / (13 / 3)
+    # - 1 = 3.8 %: above 1 %, below 5 %
+    return ExpertInstance(loads=np.array([[[5.0, 3.0, 3.0, 1.0, 1.0]]]), num_nodes=1,
+                          gpus_per_node=3, slots_per_gpu=2)
+
+
+def test_exact_placement_takes_mip_gap_as_its_target_gap() -> None:
+    inst = _gap_instance()
+    default = se.exact_placement(inst, milp_max_binaries=0)  # no MILP: the candidates only
+    assert default.info["bound"][0] == pytest.approx(13 / 3)
+    assert default.info["makespan"][0] == pytest.approx(4.5)
+    assert default.info["status"] == "uncertified"  # 3.8 % > the default 1 %
+    loose = se.exact_placement(inst, mip_gap=0.05, milp_max_binaries=0)
+    assert loose.info["status"] == "certified"
+    assert se.exact_placement(inst, target_gap=0.05, milp_max_binaries=0).info["status"] == "certified"
+    assert se.exact_placement(inst, mip_gap=0.02, milp_max_binaries=0).info["status"] == "uncertified"
+    np.testing.assert_array_equal(loose.phy2log, default.phy2log)
+
+
+def test_exact_placement_refuses_both_gap_names_and_names_the_one_given() -> None:
+    inst = _gap_instance()
+    with pytest.raises(InvalidInstanceError, match="not both"):
+        se.exact_placement(inst, target_gap=0.01, mip_gap=0.01)
+    with pytest.raises(InvalidInstanceError, match=r"^mip_gap must be >= 0"):
+        se.exact_placement(inst, mip_gap=-1.0)
+    with pytest.raises(InvalidInstanceError, match=r"^target_gap must be >= 0"):
+        se.exact_placement(inst, target_gap="a")
+
+
+# --- docstrings (items 6, 7, 16, 19, 21) ---------------------------------------------------------
+def test_the_solver_docstrings_the_audit_found_missing_exist() -> None:
+    for thing in (sd.Router.route, sd.Router.choose, sd.Router.reset, sd.FleetView.assign,
+                  sb.Policy.admit, sc.Policy.start, sc.Policy.touch):
+        assert (thing.__doc__ or "").strip(), thing.__qualname__
+    assert "per token" in " ".join((se.check_gpu_price.__doc__ or "").split())  # its unit
 
 
 def test_trace_and_record_say_they_change_no_outcome() -> None:

@@ -412,6 +412,8 @@ def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Seri
 
 
 def explain_infeasible(instance: Instance) -> str:
+    """Domain reason for ``InfeasibleError``: the caching model always has a solution, so an
+    infeasible status is the solver's failure."""
     return ("the caching model is always feasible (keep nothing); an infeasible status means a "
             "solver failure")
 

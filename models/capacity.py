@@ -254,7 +254,10 @@ def self_consistent_iteration(instance: Instance, rate: float, mean_work: float)
 
 
 def rate_bound(capacity: float, footprint: float, instance: Instance, mean_work: float) -> float:
-    """lambda solving lambda t(lambda) footprint = capacity: capacity / (d0 footprint + capacity d1 E[w])."""
+    """The rate (req/s) at which a resource of size ``capacity`` is full: lambda solving
+    lambda t(lambda) footprint = capacity, i.e. capacity / (d0 footprint + capacity d1 E[w])
+    (d0 s per iteration, d1 s per token, ``mean_work`` E[w] tokens per request; ``footprint``
+    in resource units x iterations per request)."""
     d0, d1 = instance.step_overhead_s, instance.per_token_s
     return capacity / (d0 * footprint + capacity * d1 * mean_work)
 
@@ -643,6 +646,8 @@ def marginal_values(solution: Any, instance: Instance, *, corrected: bool = True
 
 
 def explain_infeasible(instance: Instance) -> str:
+    """Domain reason the capacity LP has no solution (for ``InfeasibleError``): the worker's
+    resources."""
     return (
         "the capacity LP is infeasible: check that the worker has positive KV memory, token "
         "budget and batch cap"

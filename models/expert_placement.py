@@ -102,7 +102,8 @@ CVXPY_FORM = "the dispatch LP of a given placement (placement=..., default the p
 
 # -- shared helpers ---------------------------------------------------------------------------
 def window_loads(instance: Instance, window: int | None = None) -> np.ndarray:
-    """Loads (layers x experts) of ``window`` (default: the planned window)."""
+    """Loads (layers x experts, tokens routed to each expert) of ``window`` (default: the
+    planned window)."""
     if window is None:
         return instance.planned_loads
     if isinstance(window, bool) or not isinstance(window, int | np.integer):
@@ -479,6 +480,8 @@ def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Seri
 
 
 def explain_infeasible(instance: Instance) -> str:
+    """Domain reason an expert placement model has no solution (for ``InfeasibleError``): slots
+    against experts, or group locality."""
     return (f"no placement fits: {instance.num_experts} experts need a slot each and "
             f"{instance.num_slots} slots exist (or group locality cannot be met)")
 

@@ -79,7 +79,18 @@ def gap_table(instance: Instance, methods: Any = None, *, bound_kw: dict[str, An
     """Every method's realised cost against the best bound, one row per method; see
     :func:`servopt.benchmarks.gap_table`. ``evaluate_kw`` go to the decision's ``evaluate``,
     ``bound_kw`` to its ``bound``; a keyword either does not take is an InvalidInstanceError
-    that lists the ones it does."""
+    that lists the ones it does.
+
+    The bound's ``time_limit`` (seconds, ``bound_kw={"time_limit": t}``) defaults, by decision:
+
+    - expert_placement: None, no placement MILP (the combinatorial makespan bound only); with
+      a limit each layer's MILP (up to ``milp_max_binaries``) is solved, sharing it.
+    - decode_routing: 60 s for the hindsight IP (where it applies; else a closed-form bound).
+    - batch_scheduling: 600 s for whichever bound ``method`` solves (the default ``auto``: the
+      LP relaxation, or the closed-form area bound, which takes no solver time).
+    - capacity: none; its bound is a simulation (kind ``simulated``) and takes no time limit.
+    - caching: None, the offline LP runs to its end (a limit reached gives no bound, NaN).
+    """
     from servopt.benchmarks import gap_table as _gap_table
 
     return _gap_table(instance, methods, bound_kw=bound_kw, **evaluate_kw)

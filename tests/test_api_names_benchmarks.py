@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import servopt
 from servopt.benchmarks import batch_scheduling as bb
 from servopt.benchmarks import caching as bc
 from servopt.benchmarks import expert_placement as be
@@ -178,6 +179,17 @@ def test_the_solver_docstrings_the_audit_found_missing_exist() -> None:
     assert "per token" in " ".join((se.check_gpu_price.__doc__ or "").split())  # its unit
 
 
+def test_the_model_docstrings_the_audit_found_missing_exist() -> None:
+    from servopt.models import caching as mc
+    from servopt.models import capacity as mcap
+    from servopt.models import expert_placement as mep
+
+    for thing in (mep.explain_infeasible, mcap.explain_infeasible, mc.explain_infeasible):
+        assert (thing.__doc__ or "").strip(), thing.__module__
+    for func, unit in {mcap.rate_bound: "req/s", mep.window_loads: "tokens"}.items():
+        assert unit in " ".join((func.__doc__ or "").split()), func.__name__
+
+
 def test_trace_and_record_say_they_change_no_outcome() -> None:
     for module, flag in ((bb, "trace"), (bc, "record")):
         doc = " ".join(inspect.getdoc(module.evaluate).split())
@@ -204,6 +216,21 @@ def _bound_time_limit(decision: str) -> tuple[bool, Any]:
     if "time_limit" in params:
         return True, params["time_limit"].default
     return True, inspect.signature(sc.solve_lp).parameters["time_limit"].default  # caching's **kw
+
+
+def test_gap_table_states_each_bound_time_limit_default() -> None:
+    doc = inspect.getdoc(servopt.gap_table) or ""
+    for decision in servopt.DECISIONS:
+        line = re.search(rf"^- {decision}: (.*)$", doc, re.M)
+        assert line, decision
+        takes, default = _bound_time_limit(decision)
+        said = line[1]
+        if not takes:
+            assert said.startswith("none;"), decision
+        elif default is None:
+            assert said.startswith("None,"), decision
+        else:
+            assert said.startswith(f"{default:g} s "), decision
 
 
 def test_expert_bound_says_which_bounds_take_time_limit() -> None:

@@ -94,6 +94,7 @@ from servopt.core.cvxmodel import CvxpyModel
 from servopt.core.matrix import Family, MatrixModel
 from servopt.instances.batch_scheduling import Instance
 
+OBJECTIVE_UNIT = "rounds"  # total end-to-end latency
 _MAX_COLUMNS = 30_000_000
 # memory rows (one per modelled round): above this the model is refused, whatever its columns
 # (arrivals [0, 1e7, 1e7] of 3-round requests made 1e7 rows and 1e7 start columns: the OOM killer)

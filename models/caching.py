@@ -125,6 +125,7 @@ from servopt.core.cvxmodel import CvxpyModel
 from servopt.core.matrix import Family, MatrixModel
 from servopt.instances.caching import Instance
 
+OBJECTIVE_UNIT = "the instance's miss-cost unit"  # total miss cost (e.g. encoder ms)
 FORMS = ("flow", "interval")
 LINEAR = False  # keep is binary unless relaxed; the CVXPY forms are the LP
 MAX_INTERVAL_NONZEROS = 5_000_000

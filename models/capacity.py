@@ -97,6 +97,7 @@ from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.instances.capacity import Instance
 
+OBJECTIVE_UNIT = "req/s"  # theta, one worker's sustainable request rate
 LINEAR = True  # no integer variables: the CVXPY form solves the same model
 
 

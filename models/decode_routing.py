@@ -94,6 +94,8 @@ from servopt.core.cvxmodel import CvxpyModel
 from servopt.core.matrix import Family, MatrixModel
 from servopt.instances.decode_routing import Instance
 
+OBJECTIVE_UNIT = "ms"  # total decode step time, sum_k (c0 + u_k)
+
 
 # ---------------------------------------------------------------------------------------------
 # Hindsight model

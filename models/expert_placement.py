@@ -96,6 +96,7 @@ from servopt.core.checks import number
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.instances.expert_placement import Instance
 
+OBJECTIVE_UNIT = "tokens per unit speed"  # sum_l z[l] + beta x moves: the slowest GPU's tokens / speed
 CVXPY_RELAXES = False  # build_cvxpy is the dispatch LP of a placement, not the MILP's relaxation
 CVXPY_FORM = "the dispatch LP of a given placement (placement=..., default the previous one)"
 
@@ -574,7 +575,7 @@ def build_cvxpy(instance: Instance, *, placement: Any = None,
     return model
 
 
-__all__ = ["LINK_FLOOR", "LOAD_UNITS", "MAX_MIGRATION_RATIO", "MAX_SPEED_RATIO", "MigrationRatioError",
-           "build", "build_cvxpy",
+__all__ = ["LINK_FLOOR", "LOAD_UNITS", "MAX_MIGRATION_RATIO", "MAX_SPEED_RATIO", "OBJECTIVE_UNIT",
+           "MigrationRatioError", "build", "build_cvxpy",
            "check_placement", "decisions", "dispatch_matrices", "explain_infeasible", "load_unit",
            "makespan_lower_bound", "placement_matrix", "rounded", "solver_units", "window_loads"]

@@ -240,3 +240,32 @@ def test_expert_bound_says_which_bounds_take_time_limit() -> None:
     assert _bound_time_limit("capacity")[0] is False
     for decision in ("decode_routing", "batch_scheduling", "caching"):
         assert _bound_time_limit(decision)[0], decision
+
+
+# --- the objective's unit (item 17) --------------------------------------------------------------
+def test_each_model_objective_unit_is_the_evaluator_cost_unit_where_they_are_one_quantity() -> None:
+    # the placement, routing, scheduling and caching models minimise the evaluator's cost;
+    # capacity's LP maximises one worker's rate (req/s) while its evaluator counts workers
+    for decision in ("expert_placement", "decode_routing", "batch_scheduling", "caching"):
+        unit = importlib.import_module(f"servopt.models.{decision}").OBJECTIVE_UNIT
+        cost = importlib.import_module(f"servopt.benchmarks.{decision}").COST
+        assert unit and unit.removeprefix("the instance's ") in cost, decision
+    assert importlib.import_module("servopt.models.capacity").OBJECTIVE_UNIT == "req/s"
+
+
+def test_solution_summary_shows_the_objective_unit() -> None:
+    from servopt.core import Solution
+
+    # 2 GPUs of speed 2, planned window 6, 2, 2 on 4 slots: 10 tokens / (2 x 2) = 2.5 per layer
+    inst = ExpertInstance(loads=np.array([[[6.0, 2.0, 2.0]], [[1.0, 1.0, 10.0]]]), num_nodes=1,
+                          gpus_per_node=2, slots_per_gpu=2, gpu_speed=np.array([2.0, 2.0]))
+    solution = servopt.solve(inst)
+    assert solution.objective == pytest.approx(2.5, rel=1e-6)
+    assert "bound=2.5 (tokens per unit speed) gap=" in solution.summary()
+    for decision in servopt.DECISIONS:
+        unit = importlib.import_module(f"servopt.models.{decision}").OBJECTIVE_UNIT
+        one = Solution(status="optimal", objective=1.0, bound=1.0, gap=0.0, wall_s=0.0,
+                       decision=decision)
+        assert f"bound=1 ({unit}) gap=" in one.summary()
+    plain = Solution(status="optimal", objective=1.0, bound=1.0, gap=0.0, wall_s=0.0, decision="toy")
+    assert "bound=1 gap=" in plain.summary()  # a decision without models: no unit, no error

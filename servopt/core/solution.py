@@ -122,6 +122,22 @@ def relative_gap(value: float, bound: float, sense: Sense = "min") -> float:
     return diff / abs(bound)
 
 
+def objective_unit(decision: str) -> str:
+    """The unit of ``decision``'s model objective and bound (its models module's
+    ``OBJECTIVE_UNIT``, e.g. ``"rounds"``); ``""`` when it declares none or the decision has no
+    models module (a plug-in's, a solution not tied to a decision)."""
+    if not decision:
+        return ""
+    from servopt.core.registry import layer_module
+
+    try:
+        module = layer_module(decision, "models")
+    except (InvalidInstanceError, ImportError):  # (a plug-in's models that fail to import: the
+        return ""  # solve said so; a summary line does not)
+    unit = getattr(module, "OBJECTIVE_UNIT", "")
+    return unit if isinstance(unit, str) else ""
+
+
 @dataclasses.dataclass
 class Solution:
     """Outcome of a solve.
@@ -182,11 +198,14 @@ class Solution:
         return frame.loc[order].head(n).reset_index(drop=True)
 
     def summary(self) -> str:
+        """One line: decision, kind, backend, status, objective and bound (with the model's
+        objective unit, :func:`objective_unit`, when the decision has one), gap and seconds."""
         kind = "LP relaxation" if self.relaxed else "model"
+        unit = objective_unit(self.decision)
         return (
             f"{self.decision or 'solve'} {kind} [{self.backend}]: status={self.status} "
-            f"objective={self.objective:.6g} bound={self.bound:.6g} gap={self.gap:.3%} "
-            f"time={self.wall_s:.2f}s"
+            f"objective={self.objective:.6g} bound={self.bound:.6g}{f' ({unit})' if unit else ''} "
+            f"gap={self.gap:.3%} time={self.wall_s:.2f}s"
         )
 
     def save(self, directory: str | Path) -> Path:

@@ -23,7 +23,7 @@ import pandas as pd
 
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core import Instance as BaseInstance
-from servopt.core.checks import number, whole_number
+from servopt.core.checks import either, number, whole_number
 from servopt.core.instance import MAX_MAGNITUDE
 
 MAX_OUTPUT = 1_000_000  # output tokens per request: beyond any model's output limit
@@ -258,8 +258,9 @@ def _check_scales(prompt_scale: Any, concurrency: Any, max_output: Any) -> None:
 
 
 def generate(
-    n: int = 30,
+    n: int | None = None,
     *,
+    requests: int | None = None,
     arrivals: str = "offline",
     load: float = 1.0,
     lengths: str = "uniform",
@@ -273,8 +274,9 @@ def generate(
     max_batch: int | None = None,
     seed: int = 0,
 ) -> Instance:
-    """A random instance.
+    """A random instance of ``n`` requests (default 30).
 
+    requests : the same as ``n``, under the other decisions' name (give one of them, not both).
     arrivals : ``offline`` (all at round 0) or ``poisson`` (rate set by ``load``).
     load : offered memory load for Poisson arrivals: expected KV token-rounds arriving per round
         divided by ``kv_memory`` (1.0 = memory is exactly saturated on average).
@@ -284,9 +286,11 @@ def generate(
     kv_memory : tokens; default ``concurrency`` x the mean peak need, at least the largest need.
     noise : sigma of the multiplicative log-normal error of the predicted output lengths.
     """
+    n = either("n", n, "requests", requests, 30)
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
-        raise InvalidInstanceError(f"n must be a positive number of requests, got {n!r}")
-    _check_requests(int(n), "n is")
+        what = "n" if requests is None else "requests"
+        raise InvalidInstanceError(f"{what} must be a positive number of requests, got {n!r}")
+    _check_requests(int(n), f"{'n' if requests is None else 'requests'} is")
     _check_scales(prompt_scale, concurrency, max_output)
     seed = whole_number("seed", seed, low=0)
     noise = number("noise", noise, lambda v: 0 <= v < float("inf"), "a finite number >= 0")
@@ -332,7 +336,8 @@ def generate(
 def from_trace(
     path: str | Path | pd.DataFrame,
     *,
-    n: int = 200,
+    n: int | None = None,
+    max_requests: int | None = None,
     start: int = 0,
     round_s: float = 0.05,
     rate_scale: float = 1.0,
@@ -350,14 +355,17 @@ def from_trace(
 
     Arrival seconds (divided by ``rate_scale``) become rounds of ``round_s`` seconds; prompts are
     multiplied by ``prompt_scale`` and outputs capped at ``max_output`` as in :func:`generate`.
+    ``n`` (default 200) may also be given as ``max_requests``, the other decisions' name in
+    their ``from_trace`` (one of them, not both).
     """
     from servopt.instances.traces import from_frame, read_azure
 
     _check_scales(prompt_scale, concurrency, max_output)
     seed = whole_number("seed", seed, low=0)
     noise = number("noise", noise, lambda v: 0 <= v < float("inf"), "a finite number >= 0")
-    n = whole_number("n", n)
-    _check_requests(n, "n is")
+    name = "n" if max_requests is None else "max_requests"
+    n = whole_number(name, either("n", n, "max_requests", max_requests, 200))
+    _check_requests(n, f"{name} is")
     start = whole_number("start", start, low=0)
     if kv_memory is not None:
         kv_memory = whole_number("kv_memory", kv_memory)
@@ -367,7 +375,7 @@ def from_trace(
         frame, label = from_frame(path, rate_scale=rate_scale), "trace frame"
     if start + n > len(frame):
         raise InvalidInstanceError(
-            f"the trace has {len(frame)} requests: cannot take n={n} from start={start}")
+            f"the trace has {len(frame)} requests: cannot take {name}={n} from start={start}")
     round_s = number("round_s", round_s, lambda v: 0 < v < float("inf"), "a number of seconds > 0")
     part = frame.iloc[start:start + n]
     seconds = part["arrival_s"].to_numpy() - part["arrival_s"].iloc[0]

@@ -159,7 +159,8 @@ class Instance(BaseInstance):
     def summary(self) -> str:
         seen = np.unique(self.object_id)
         distinct = float(self.size[seen].sum())
-        share = f"{self.capacity / distinct:.1%} of distinct bytes" if distinct else "no request"
+        share = (f"{self.capacity / distinct:.1%} of the requested objects' tokens" if distinct
+                 else "no request")
         label = f"{self.name}: " if self.name else ""
         return (f"caching {label}{self.requests} requests, {len(seen)} objects, capacity "
                 f"{self.capacity:.0f} tokens ({share})")
@@ -183,9 +184,11 @@ def generate(
 
     requests : number of requests; objects : catalogue size.
     skew : Zipf exponent of popularity (p ~ rank^-skew).
-    cache_share : capacity as a share of the catalogue's total size.
+    cache_share : capacity as a share of the catalogue's total size (tokens).
     drift : share of objects whose popularity rank is redrawn at each of ``phases - 1`` phase
-        boundaries (0 = stationary).
+        boundaries: 0 = stationary, 1 = every rank redrawn. This is the opposite of expert
+        placement's ``drift`` (:func:`servopt.instances.expert_placement.generate`), the
+        correlation between successive windows, where 0 means independent windows.
     rate : request rate (requests/s) of the Poisson arrivals.
 
     Memory and time: the instance holds 16 bytes a request and 32 an object, but a run needs
@@ -242,8 +245,9 @@ def _check_multimodal(requests: int, objects: int, skew: float, cache_share: flo
             f"phases x objects = {phases * objects:,}: at most {MAX_PHASE_CELLS:,} (the generator keeps "
             "each phase's popularity of every object)")
     number("skew", skew, lambda v: 0 <= v <= 10, "in [0, 10] (the Zipf exponent)")
-    number("drift", drift, lambda v: 0 <= v <= 1, "in [0, 1]")
-    number("cache_share", cache_share, lambda v: 0 <= v <= 1, "in [0, 1] (a share of the catalogue's bytes)")
+    number("drift", drift, lambda v: 0 <= v <= 1,
+           "in [0, 1] (the share of objects redrawn at each phase: 0 stationary)")
+    number("cache_share", cache_share, lambda v: 0 <= v <= 1, "in [0, 1] (a share of the catalogue's tokens)")
     number("rate", rate, lambda v: 0 < v <= 1e9, "in (0, 1e9] requests/s")
 
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core import Instance as BaseInstance
-from servopt.core.checks import number, whole_number
+from servopt.core.checks import SYNONYMS, number, synonym_hint, whole_number
 
 # Illustrative model shapes (public configs): layers, KV heads, head dim, weight bytes (bf16).
 MODEL_PRESETS: dict[str, dict[str, float]] = {
@@ -157,7 +157,8 @@ class Instance(BaseInstance):
     prefill_chunk : C, prompt tokens of one request per iteration at most.
     step_overhead_s, per_token_s : iteration time d0 + d1 * tokens (seconds, seconds per token).
     headroom : delta, the share of a worker's maximum stable rate the plan keeps free (0..1).
-    workload : a label (the preset's name, or the trace's).
+    workload : a label (the preset's name, or the trace's); also read as ``name``, as on the
+        other decisions' instances.
     """
 
     decision = "capacity"
@@ -239,6 +240,12 @@ class Instance(BaseInstance):
         return int(self.prompt_tokens.size)
 
     @property
+    def name(self) -> str:
+        """The workload label, under the name the other decisions' instances give their label
+        (read-only: set ``workload``)."""
+        return self.workload if isinstance(self.workload, str) else ""
+
+    @property
     def chunk_tokens(self) -> int:
         """Prompt tokens of one request per iteration, min(C, b): a chunk never exceeds the
         iteration's token budget (as in vLLM, and the simulator)."""
@@ -271,7 +278,11 @@ def workload_lengths(
     """Draw (prompt, output) token lengths of a parametric workload preset.
 
     - ``conversation``: chat turns with history; prompt lognormal (median ~700, mean ~1000),
-      output lognormal (median ~180, mean ~250), weakly correlated;
+      output lognormal (median ~180, mean ~250), weakly correlated. A generic chat shape, not a
+      fit of the Azure 2023 conversation trace: decode routing's ``conversation`` is that fit
+      (prompt median 1020, mean 1155; output median 129, mean 211; uncorrelated), so the two
+      decisions' "conversation" requests differ (shorter prompts and longer outputs here);
+      ``decode_routing.sample_lengths("conversation", n, rng)`` draws the Azure-calibrated ones;
     - ``code``: code completion shaped like the Azure 2023 code trace; long prompts (median
       ~1340, mean ~2060), short outputs (median ~13, mean ~21: a lighter tail than the trace's
       mean of 28; decode routing's generator matches the published means);
@@ -301,6 +312,72 @@ def workload_lengths(
     return s, o
 
 
+# the worker fields in ms that generate and from_trace also take (decode routing's unit), and
+# the field in seconds each sets
+MS_FIELDS = {"step_ms": "step_overhead_s", "per_token_ms": "per_token_s"}
+# A fixed overhead of a second or more per iteration (step_overhead_s) is refused as a unit slip
+# (ms written as s): each running request would decode at most one token a second, while serving
+# iterations take milliseconds (the presets: 8 and 12 ms). A constructed Instance keeps any value.
+MAX_STEP_OVERHEAD_S = 1.0
+GENERATE_OPTIONS = ("workload", "requests", "arrival_rate", "kv_tokens", "profile", "model", "gpu",
+                    "headroom", "seed")
+TRACE_OPTIONS = ("format", "arrival_rate", "kv_tokens", "max_requests", "headroom",
+                 "drop_too_long", "profile")
+
+
+def _worker_fields(profile: str, worker: dict[str, Any], where: str,
+                   options: tuple[str, ...]) -> dict[str, Any]:
+    """The profile preset's worker fields with ``worker``'s overrides (``step_ms`` and
+    ``per_token_ms`` in ms, converted to seconds); an unknown name is refused, saying what
+    capacity calls it where another decision's name was given (``where``: the function)."""
+    if profile not in PROFILE_PRESETS:
+        raise InvalidInstanceError(f"unknown profile preset {profile!r}; known: {sorted(PROFILE_PRESETS)}")
+    fields = dict(PROFILE_PRESETS[profile])
+    unknown = set(worker) - set(fields) - set(MS_FIELDS)
+    if unknown:
+        accepted = [*fields, *MS_FIELDS, *options]
+        close = {k: ([ours] if (ours := _synonym(k, accepted)) else
+                     difflib.get_close_matches(k, accepted, n=1)) for k in sorted(unknown)}
+        hint = [f"{k!r} -> {c[0]!r}" for k, c in close.items() if c]
+        why = [w for k in sorted(unknown) if (w := synonym_hint(k, "capacity", accepted))]
+        what = (f"worker field(s) {sorted(unknown)}" if where == "generate"
+                else f"option(s) {sorted(unknown)} for {where}")
+        raise InvalidInstanceError(
+            f"unknown {what}; worker fields: {sorted(fields)} (step_ms and "
+            f"per_token_ms give the times in ms); {where}'s other options: {', '.join(options)} "
+            "(kv_tokens: KV-cache capacity of a worker, tokens)"
+            + (f"; did you mean {', '.join(hint)}?" if hint else "")
+            + (f" {'; '.join(why)}" if why else ""))
+    worker = dict(worker)
+    given_s = worker.get("step_overhead_s")
+    for ms, seconds in MS_FIELDS.items():
+        if ms not in worker:
+            continue
+        if seconds in worker:
+            raise InvalidInstanceError(
+                f"give {seconds} (seconds) or {ms} (milliseconds), not both: two spellings of one "
+                f"worker field (got {seconds}={worker[seconds]!r} and {ms}={worker[ms]!r})")
+        worker[seconds] = number(ms, worker.pop(ms), lambda v: 0 <= v < math.inf,
+                                 "a finite number of ms >= 0") / 1e3
+    if (isinstance(given_s, int | float | np.number) and not isinstance(given_s, bool)
+            and given_s >= MAX_STEP_OVERHEAD_S):
+        raise InvalidInstanceError(
+            f"step_overhead_s is in seconds: {given_s:g} s of fixed time per iteration would let "
+            f"each running request decode at most {1 / given_s:.2g} tokens/s, while serving "
+            f"iterations take milliseconds (the presets: 8 and 12 ms); for {given_s:g} ms pass "
+            f"step_ms={given_s:g} (or step_overhead_s={given_s / 1e3:g})")
+    fields.update(worker)
+    return fields
+
+
+def _synonym(name: str, accepted: list[str]) -> str | None:
+    """Capacity's name of a quantity another decision calls ``name`` (``SYNONYMS``), if taken."""
+    for _, names in SYNONYMS:
+        if name in names.values() and names.get("capacity") in accepted:
+            return names["capacity"]
+    return None
+
+
 def generate(
     *,
     workload: str = "conversation",
@@ -316,24 +393,19 @@ def generate(
 ) -> Instance:
     """A capacity instance from a workload preset and a worker profile preset.
 
+    ``requests`` length samples are drawn (default 2000; ``servopt capacity --workload`` draws
+    the same number, so for the same seed it sizes this instance). ``workload`` presets are
+    described in :func:`workload_lengths` (their ``conversation`` is not decode routing's).
     ``kv_tokens`` defaults to the (illustrative) model x GPU preset; ``worker`` overrides any
-    profile field (``token_budget``, ``batch_cap``, ``prefill_chunk``, ``step_overhead_s``,
-    ``per_token_s``). Requests longer than the KV capacity are dropped from the sample; more than
-    ``MAX_DROPPED`` (1%) dropped is an error, since the sample would no longer be the workload.
+    profile field (``token_budget``, ``batch_cap``, ``prefill_chunk``, ``step_overhead_s`` in
+    seconds, ``per_token_s`` in seconds per token), the two times also in milliseconds as
+    ``step_ms`` and ``per_token_ms`` (decode routing's unit; one spelling of each, not both). A
+    ``step_overhead_s`` of 1 s or more is refused as milliseconds written as seconds
+    (``MAX_STEP_OVERHEAD_S``). Requests longer than the KV capacity are dropped from the sample;
+    more than ``MAX_DROPPED`` (1%) dropped is an error, since the sample would no longer be the
+    workload.
     """
-    if profile not in PROFILE_PRESETS:
-        raise InvalidInstanceError(f"unknown profile preset {profile!r}; known: {sorted(PROFILE_PRESETS)}")
-    fields = dict(PROFILE_PRESETS[profile])
-    unknown = set(worker) - set(fields)
-    if unknown:
-        # generate's own kv_tokens is the KV capacity other decisions call kv_capacity/kv_memory
-        hint = [f"{k!r} -> {close[0]!r}" for k in sorted(unknown)
-                if (close := (["kv_tokens"] if k in ("kv_capacity", "kv_memory") else
-                              difflib.get_close_matches(k, [*fields, "kv_tokens"], n=1)))]
-        raise InvalidInstanceError(f"unknown worker field(s) {sorted(unknown)}; known: {sorted(fields)}"
-                                   f" and generate's kv_tokens (KV-cache capacity of a worker, tokens)"
-                                   + (f"; did you mean {', '.join(hint)}?" if hint else ""))
-    fields.update(worker)
+    fields = _worker_fields(profile, worker, "generate", GENERATE_OPTIONS)
     if kv_tokens is None:
         kv_tokens = preset_kv_tokens(model, gpu)
     kv = _positive("kv_tokens (KV-cache capacity of a worker)", kv_tokens, integer=True)
@@ -379,21 +451,15 @@ def from_trace(
     rejecting the instance. The fleet then serves only the kept requests, so the default rate
     is theirs (the trace's rate times the kept share; a given ``arrival_rate`` is taken as the
     kept requests'), and the workload label says how many of each kind were dropped.
+    ``worker`` overrides profile fields as in :func:`generate` (``step_ms``, ``per_token_ms`` in
+    milliseconds too).
     """
     from servopt.instances import traces
 
     readers = {"azure": traces.read_azure, "mooncake": traces.read_mooncake, "burstgpt": traces.read_burstgpt}
     if format not in readers:
         raise InvalidInstanceError(f"unknown trace format {format!r}; known: {sorted(readers)}")
-    if profile not in PROFILE_PRESETS:
-        raise InvalidInstanceError(f"unknown profile preset {profile!r}; known: {sorted(PROFILE_PRESETS)}")
-    fields = dict(PROFILE_PRESETS[profile])
-    unknown = set(worker) - set(fields)
-    if unknown:
-        raise InvalidInstanceError(
-            f"unknown option(s) {sorted(unknown)} for from_trace; worker fields: {sorted(fields)}; other "
-            "options: format, arrival_rate, kv_tokens, max_requests, headroom, drop_too_long, profile")
-    fields.update(worker)
+    fields = _worker_fields(profile, worker, "from_trace", TRACE_OPTIONS)
     kv_tokens = _positive("kv_tokens (KV-cache capacity of a worker)", kv_tokens, integer=True)
     if arrival_rate is not None:
         arrival_rate = _positive("arrival_rate (requests/s)", arrival_rate)

@@ -311,7 +311,10 @@ def generate(*, workload: str = "conversation", requests: int = 600, workers: in
              burstiness: float = 4.0, seed: int = 0) -> Instance:
     """An Azure-calibrated request stream at ``load`` times the fleet's balanced capacity.
 
-    workload : ``conversation`` or ``code`` (Azure LLM inference 2023 length statistics).
+    workload : ``conversation`` or ``code`` (Azure LLM inference 2023 length statistics). Not
+        capacity's presets of the same names: its ``conversation`` is a generic chat shape with
+        shorter prompts and longer outputs (prompt median ~700, output median ~180, against 1020
+        and 129 here); see :func:`servopt.instances.capacity.workload_lengths`.
     load : arrival rate / :func:`fleet_capacity` (0.7, 0.85, 0.95 in the benchmark).
     arrivals : ``poisson``, or ``bursty`` (gamma inter-arrival times with squared coefficient
         of variation ``burstiness``).
@@ -386,7 +389,8 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
                kv_capacity: int = 131072, step_ms: float = 10.0, ms_per_kv_token: float = 1e-4,
                prefill_ms_per_token: float = 0.0, load: float | None = None,
                rate_scale: float = 1.0, max_requests: int | None = None,
-               clip_to_kv: bool = False, name: str = "") -> Instance:
+               clip_to_kv: bool = False, prediction_error: float | None = None, seed: int = 0,
+               name: str = "") -> Instance:
     """An instance from a request frame of :mod:`servopt.instances.traces` (or an Azure CSV path).
 
     load : when given, arrivals are rescaled so the offered rate is ``load`` times the fleet's
@@ -397,6 +401,8 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
         output to at most half the KV, its prompt to the rest; the instance's name counts them).
         False (default): such a request is an :class:`~servopt.core.InfeasibleError` that counts
         them and names the first, as :func:`servopt.instances.capacity.from_trace` refuses them.
+    prediction_error : when given, add ``predicted_tokens`` = true output x exp(N(0, error^2))
+        (after any clipping), drawn with ``seed``, as :func:`generate` does.
     A request with 0 output tokens (a failed request in the Azure traces) is kept with 1.
     """
     if isinstance(frame, str | Path):
@@ -412,6 +418,9 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
                                                             prefill_ms_per_token)
     if max_requests is not None:
         whole_number("max_requests", max_requests)
+    seed = whole_number("seed", seed, low=0)
+    if prediction_error is not None:  # refused by name before any work on the frame
+        predicted_lengths(np.ones(0, dtype=np.int64), prediction_error, np.random.default_rng(0))
     if frame.columns.duplicated().any():
         twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
         raise InvalidInstanceError(f"trace frame: column(s) {twice} appear more than once")
@@ -469,6 +478,9 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
             raise InvalidInstanceError("trace: all requests arrive at once; cannot rescale to a load")
         rate_scale = load * cap / rate
     out["arrival_s"] = out["arrival_s"] / rate_scale
+    if prediction_error is not None:
+        out["predicted_tokens"] = predicted_lengths(out["output_tokens"].to_numpy(dtype=np.int64),
+                                                    prediction_error, np.random.default_rng(seed))
     block_ids = None
     if "block_ids" in frame.columns:
         block_ids = [list(map(int, b)) for b in frame["block_ids"].iloc[: len(out)]]

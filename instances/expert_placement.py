@@ -19,6 +19,7 @@ relative GPU speeds (``gpu_speed[g]``; a GPU's time is its tokens divided by its
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import numpy as np
 
 from servopt.core import Instance as BaseInstance
 from servopt.core import InvalidInstanceError
-from servopt.core.checks import number, whole_number
+from servopt.core.checks import either, number, synonym_hint, whole_number
 
 DEFAULT_SIZES: dict[str, Any] = dict(layers=2, experts=8, groups=1, nodes=1, gpus_per_node=4, slots_per_gpu=3,
                                      tokens_per_window=4096.0)
@@ -232,7 +233,11 @@ def generate(
     sqrt(1 - persistent) * skew * a_te`` where ``b_e ~ N(0, 1)`` is fixed (some experts stay
     popular) and ``a_te`` is a stationary AR(1) with coefficient ``drift`` between windows (the
     popularity drifts), so ``skew`` is the log-sd of popularity (heavy-tailed, log-normal) in
-    every window. The window's ``tokens_per_window`` routed tokens (token-expert pairs) are
+    every window. ``drift`` is therefore the correlation of the popularity between successive
+    windows: 0 draws every window afresh (independent windows), near 1 is slow drift (the next
+    window looks like the last). This is the opposite of caching's ``drift``
+    (:func:`servopt.instances.caching.generate`), the share of objects redrawn at each phase,
+    where 0 means no change. The window's ``tokens_per_window`` routed tokens (token-expert pairs) are
     Poisson-sampled from the popularity. The default ``persistent=0`` (pure AR(1) drift) matches
     the issue's calibration (EPLB next-window balancedness about 0.85 / 0.68 / 0.51 under even
     split at log-sd 0.5 / 1.0 / 1.5). ``preset`` ("deepseek_v3", "small", "tiny") sets the
@@ -265,7 +270,10 @@ def generate(
             f"expert slots: at most {MAX_SLOTS:,}")
     number("tokens_per_window", tokens_per_window, lambda v: 0 < v <= 1e12, "in (0, 1e12]")
     number("skew", skew, lambda v: 0 <= v <= 10, "in [0, 10] (the log-sd of expert popularity)")
-    number("drift", drift, lambda v: 0 <= v < 1, "in [0, 1)")
+    number("drift", drift, lambda v: 0 <= v < 1,
+           "in [0, 1) (the correlation of the popularity between successive windows: 0 "
+           "independent windows, near 1 slow drift; caching's drift is the reverse, a share "
+           "redrawn)")
     number("persistent", persistent, lambda v: 0 <= v <= 1, "in [0, 1]")
     rng = np.random.default_rng(whole_number("seed", seed, low=0))
     base = rng.standard_normal((layers, experts))
@@ -296,24 +304,36 @@ def from_trace(
     path: str | Path,
     *,
     window: int = 1,
-    num_nodes: int = 1,
+    num_nodes: int | None = None,
     gpus_per_node: int = 8,
     slots_per_gpu: int | None = None,
-    num_groups: int = 1,
+    num_groups: int | None = None,
     **kwargs: Any,
 ) -> Instance:
     """An instance from a public expert-load JSON (``load_history`` of per-step layer loads).
 
     Every ``window`` steps are summed into one window. ``slots_per_gpu`` defaults to the fewest
-    slots that hold every expert once plus one redundant slot per GPU.
+    slots that hold every expert once plus one redundant slot per GPU. ``num_nodes`` (default 1)
+    and ``num_groups`` (default 1) may also be given as :func:`generate` names them, ``nodes``
+    and ``groups`` (one spelling of each, not both). Also accepted: ``previous_placement``,
+    ``migration_cost`` and ``gpu_speed`` (the :class:`Instance` fields).
     """
     from servopt.instances.traces import read_expert_load
 
+    num_nodes = either("num_nodes", num_nodes, "nodes", kwargs.pop("nodes", None), 1)
+    num_groups = either("num_groups", num_groups, "groups", kwargs.pop("groups", None), 1)
     unknown = set(kwargs) - set(TRACE_OPTIONS)
     if unknown:
+        accepted = ["window", "num_nodes", "nodes", "gpus_per_node", "slots_per_gpu", "num_groups",
+                    "groups", *TRACE_OPTIONS]
+        close = [f"{k!r} -> {c[0]!r}" for k in sorted(unknown)
+                 if (c := difflib.get_close_matches(k, accepted, n=1))]
+        why = [w for k in sorted(unknown) if (w := synonym_hint(k, "expert_placement", accepted))]
         raise InvalidInstanceError(f"unknown option(s) {sorted(unknown)} for from_trace; besides window, "
-                                   f"num_nodes, gpus_per_node, slots_per_gpu and num_groups it accepts "
-                                   f"{list(TRACE_OPTIONS)}")
+                                   f"num_nodes (or nodes), gpus_per_node, slots_per_gpu and num_groups "
+                                   f"(or groups) it accepts {list(TRACE_OPTIONS)}"
+                                   + (f"; did you mean {', '.join(close)}?" if close else "")
+                                   + (f" {'; '.join(why)}" if why else ""))
     num_nodes = whole_number("num_nodes", num_nodes)
     gpus_per_node = whole_number("gpus_per_node", gpus_per_node)
     loads = read_expert_load(path, window=window)

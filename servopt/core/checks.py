@@ -25,3 +25,48 @@ def number(name: str, value: Any, ok: Callable[[float], bool], rule: str) -> flo
     if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not ok(value):
         raise InvalidInstanceError(f"{name} must be {rule}, got {value!r}")
     return float(value)
+
+
+def either(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
+    """The value of a parameter that has two names (``name`` and its ``alias``): the one given,
+    ``default`` when neither is (None means not given); refused when both are."""
+    if value is not None and alias_value is not None:
+        raise InvalidInstanceError(
+            f"give {name} or {alias}, not both: they are two names of one parameter (got "
+            f"{name}={value!r} and {alias}={alias_value!r})")
+    if value is not None:
+        return value
+    return alias_value if alias_value is not None else default
+
+
+#: One quantity under each decision's name for it (R22). These are not aliases: a decision
+#: refuses another decision's name, and the unknown-parameter messages use this table to say
+#: what the decision calls it (:func:`synonym_hint`). The README's "Your own instance" lists it.
+SYNONYMS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("KV-cache capacity of one worker, in tokens",
+     {"decode_routing": "kv_capacity", "batch_scheduling": "kv_memory", "capacity": "kv_tokens"}),
+    ("requests running at once on one worker (batch slots)",
+     {"decode_routing": "slots", "batch_scheduling": "max_batch", "capacity": "batch_cap"}),
+    ("request arrival rate, in requests/s",
+     {"capacity": "arrival_rate", "caching": "rate"}),
+    ("spread (sigma) of the log-normal error of the predicted output lengths, 0 = exact",
+     {"decode_routing": "prediction_error", "batch_scheduling": "noise"}),
+    ("fixed time of one step or iteration: step_ms in ms, step_overhead_s in seconds",
+     {"decode_routing": "step_ms", "capacity": "step_overhead_s"}),
+)
+
+
+def synonym_hint(name: str, decision: str, accepted: Any = None) -> str:
+    """What ``decision`` calls the quantity another decision names ``name`` (from
+    :data:`SYNONYMS`): ``"this decision calls it 'X' (...)"``, or ``""`` when the table has no
+    other name for it here (or, with ``accepted``, a collection of the names the function
+    takes, when the function does not take that name)."""
+    for what, names in SYNONYMS:
+        ours = names.get(decision)
+        if ours is None or ours == name or name not in names.values():
+            continue
+        if accepted is not None and ours not in accepted:
+            continue
+        theirs = " and ".join(d for d, n in names.items() if n == name)
+        return f"this decision calls it {ours!r} ({what}; {name!r} is {theirs}'s name)"
+    return ""

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from servopt.core.checks import synonym_hint
 from servopt.core.errors import InvalidInstanceError
 from servopt.core.instance import DECISIONS
 
@@ -31,6 +32,7 @@ CAPACITY_OPTIONS = {  # the capacity instance's fields, by the option that sets 
     "arrival_rate": "--rate", "kv_tokens": "--kv-tokens", "token_budget": "--token-budget",
     "batch_cap": "--batch-cap", "prefill_chunk": "--prefill-chunk",
     "step_overhead_s": "--step-ms (/ 1000)", "per_token_s": "--per-token-ms (/ 1000)",
+    "step_ms": "--step-ms", "per_token_ms": "--per-token-ms",
     "headroom": "--headroom", "requests": "--requests"}
 # capacity --sim-requests: about 0.4 GB and a minute per simulated rate (1e6 arrivals: 0.39 GB
 # peak, 47 s, measured by an audit)
@@ -71,8 +73,9 @@ def _check_params(generate: Any, params: dict[str, Any], decision: str) -> None:
         if name == "seed":
             raise ValueError(f"generate {decision}: give the seed as --seed {value}, not seed={value}")
         if parameter is None and not takes_any:
+            hint = synonym_hint(name, decision, known)
             raise ValueError(f"generate {decision}: unknown parameter {name!r} "
-                             f"(parameters: {', '.join(known)})")
+                             f"(parameters: {', '.join(known)})" + (f"; {hint}" if hint else ""))
         if parameter is None:
             continue
         annotation = str(parameter.annotation)
@@ -84,6 +87,37 @@ def _check_params(generate: Any, params: dict[str, Any], decision: str) -> None:
                 and not any(word in annotation for word in collection)):
             kind = "a number" if numeric else "a name" if "str" in annotation else "a single value"
             raise ValueError(f"generate {decision}: {name} must be {kind}, got {json.dumps(value)}")
+
+
+def _trace_params(from_trace: Any, params: dict[str, Any], decision: str,
+                  seed: int) -> tuple[dict[str, Any], dict[str, int]]:
+    """``generate DECISION --generator trace path=FILE ...``: the parameters for the decision's
+    ``from_trace`` (``path`` under the name of its first argument) and its seed (none when it
+    draws nothing at random: a --seed other than 0 is then refused)."""
+    import inspect
+
+    parameters = inspect.signature(from_trace).parameters
+    first = next(iter(parameters))
+    if "path" not in params:
+        raise ValueError(f"generate {decision} --generator trace: give the trace file as "
+                         f"path=FILE (servopt.instances.{decision}.from_trace's {first})")
+    value = params.pop("path")
+    if not isinstance(value, str):  # path=2023 reads as a number: it names a file
+        value = json.dumps(value)
+    if first in params and first != "path":
+        raise ValueError(f"generate {decision} --generator trace: give the trace file once, as path=")
+    params = {first: value, **params}
+    missing = [name for name, p in parameters.items() if p.default is p.empty
+               and p.kind is p.KEYWORD_ONLY and name not in params]
+    if missing:
+        raise ValueError(f"generate {decision} --generator trace: from_trace needs "
+                         f"{', '.join(f'{name}=VALUE' for name in missing)}")
+    if "seed" in parameters:
+        return params, {"seed": seed}
+    if seed:
+        raise ValueError(f"generate {decision} --generator trace: --seed {seed} would not be used "
+                         f"(servopt.instances.{decision}.from_trace draws nothing at random)")
+    return params, {}
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
@@ -252,15 +286,22 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from servopt.core.registry import layer_module
 
     module = layer_module(args.decision, "instances")
-    name = "generate" if args.generator in (None, "default") else f"generate_{args.generator}"
+    trace = args.generator == "trace"
+    name = ("from_trace" if trace else "generate" if args.generator in (None, "default")
+            else f"generate_{args.generator}")
     generate = getattr(module, name, None)
     if not callable(generate):
         others = sorted(n.removeprefix("generate_") for n in dir(module) if n.startswith("generate_"))
+        if callable(getattr(module, "from_trace", None)):
+            others.append("trace")
         raise ValueError(f"generate {args.decision}: no generator {args.generator!r} "
                          f"(generators: default{''.join(', ' + n for n in others)})")
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
     params = _parse_params(args.params)
+    seed = {"seed": args.seed}
+    if trace:  # the trace file is from_trace's first argument, whatever its name there
+        params, seed = _trace_params(generate, params, args.decision, args.seed)
     _check_params(generate, params, args.decision)
     output = writable_file(args.output, "-o")
     given = ", ".join(item.strip() for item in args.params)
@@ -269,7 +310,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         # value is judged by the instance's checks below, which name the parameters given
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
-            instance = generate(seed=args.seed, **params)
+            instance = generate(**seed, **params)
     except (ValueError, TypeError, ArithmeticError) as exc:
         message = str(exc)
         if given and not any(re.match(rf"{re.escape(name)}\b", message) or f"{name} must" in message
@@ -636,7 +677,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         raise ValueError(f"{' and '.join(sim_options)} appl{'ies' if len(sim_options) == 1 else 'y'} "
                          "to --simulate, which is not given")
     args.format = args.format or "azure"
-    args.requests = 4000 if args.requests is None else args.requests
+    if args.requests is None:  # generate's own default: the same sample as `servopt generate`
+        args.requests = _default(instances.generate, "requests")
     args.seed = 0 if args.seed is None else args.seed
     args.sim_requests = 8000 if args.sim_requests is None else args.sim_requests
     args.sim_seeds = 2 if args.sim_seeds is None else args.sim_seeds
@@ -657,11 +699,8 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     for option, value in (("--step-ms", args.step_ms), ("--per-token-ms", args.per_token_ms)):
         if value is not None and not 0 <= value < math.inf:
             raise ValueError(f"{option} must be a finite number of ms >= 0, got {value:g}")
-    if args.step_ms is not None:
-        worker["step_overhead_s"] = args.step_ms / 1e3
-    if args.per_token_ms is not None:
-        worker["per_token_s"] = args.per_token_ms / 1e3
-    worker = {k: v for k, v in worker.items() if v is not None}
+    worker["step_ms"], worker["per_token_ms"] = args.step_ms, args.per_token_ms  # (ms: converted
+    worker = {k: v for k, v in worker.items() if v is not None}  # by the instance's generator)
     kv = args.kv_tokens
     gpu = None if kv is not None else args.gpu or DEFAULT_GPU  # None: no GPU behind the KV size
     if kv is None:
@@ -669,7 +708,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
             args.model, gpu, gpus=1 if args.gpus is None else args.gpus,
             memory_utilisation=0.9 if args.memory_utilisation is None else args.memory_utilisation)
     notes = []
-    timed = {"step_overhead_s", "per_token_s"} <= set(worker)  # both timings given: no preset's
+    timed = {"step_ms", "per_token_ms"} <= set(worker)  # both timings given: no preset's
     if args.profile is None:  # the preset for this model on this GPU, where there is one
         match = f"{args.model}@{gpu.split('-')[0]}" if gpu else None
         args.profile = match if match in instances.PROFILE_PRESETS else DEFAULT_PROFILE
@@ -732,6 +771,19 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default(function: Any, name: str) -> Any:
+    """The default value of ``function``'s parameter ``name`` (one source for the CLI's)."""
+    import inspect
+
+    return inspect.signature(function).parameters[name].default
+
+
+def _capacity_generate() -> Any:
+    from servopt.instances import capacity
+
+    return capacity.generate
+
+
 def _version() -> str:
     from servopt import __version__
 
@@ -775,7 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--generator", default=None,
                    help="another generator of the decision's instances module (generate_NAME), "
-                        "e.g. decode_routing's 'steps' (arrivals in decode steps, for the hindsight model)")
+                        "e.g. decode_routing's 'steps' (arrivals in decode steps, for the hindsight "
+                        "model), or 'trace': the decision's from_trace, reading path=FILE (its other "
+                        "options as name=value)")
     p.add_argument("-o", "--output", required=True, help="output JSON file")
     p.set_defaults(func=cmd_generate)
 
@@ -840,8 +894,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", default=None,
                    help=f"GPU preset for the KV size (illustrative; default {DEFAULT_GPU})")
     p.add_argument("--gpus", type=int, default=None, help="GPUs per worker (default 1)")
-    p.add_argument("--memory-utilisation", type=float, default=None,
-                   help="share of GPU memory for weights and KV (default 0.9)")
+    p.add_argument("--memory-utilisation", "--memory-utilization", type=float, default=None,
+                   help="share of GPU memory for weights and KV (default 0.9; vLLM's "
+                        "--gpu-memory-utilization)")
     p.add_argument("--profile", default=None,
                    help="worker timing preset (default: the preset for --model on --gpu where there "
                         f"is one, else {DEFAULT_PROFILE}; the notes say which)")
@@ -851,7 +906,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-ms", type=float, default=None, help="d0: ms per iteration")
     p.add_argument("--per-token-ms", type=float, default=None, help="d1: ms per token")
     p.add_argument("--headroom", type=float, default=0.1, help="fraction kept free (default 0.1)")
-    p.add_argument("--requests", type=int, default=None, help="length samples of a preset (default 4000)")
+    p.add_argument("--requests", type=int, default=None,
+                   help=f"length samples of a preset (default "
+                        f"{_default(_capacity_generate(), 'requests')}, as "
+                        "servopt.instances.capacity.generate draws)")
     p.add_argument("--drop-too-long", action="store_true",
                    help="drop trace requests longer than the KV capacity instead of failing")
     p.add_argument("--seed", type=int, default=None,

@@ -314,7 +314,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, ArithmeticError) as exc:
         message = str(exc)
         if given and not any(re.match(rf"{re.escape(name)}\b", message) or f"{name} must" in message
-                             or repr(name) in message for name in params):
+                             or repr(name) in message or f"{name}={params[name]!r}" in message
+                             for name in params):
             # about an internal field (a column the parameters produced): name what was given
             message = f"with {given}: {message}"
         raise ValueError(f"generate {args.decision}: {message}") from None

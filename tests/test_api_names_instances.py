@@ -171,6 +171,11 @@ def test_cli_generate_batch_with_requests(tmp_path, capsys):
     out = tmp_path / "b.json"
     assert cli.main(["generate", "batch_scheduling", "requests=10", "-o", str(out)]) == 0
     assert load(out).n == 10
+    capsys.readouterr()
+    assert cli.main(["generate", "batch_scheduling", "n=3", "requests=4", "-o", str(out)]) == 2
+    # the message names both parameters itself: no "with n=3, requests=4:" before it
+    assert _error(capsys) == ("servopt: error: generate batch_scheduling: give n or requests, not "
+                              "both: they are two names of one parameter (got n=3 and requests=4)")
 
 
 # -- 11: the same quantity under each decision's name --------------------------------------------

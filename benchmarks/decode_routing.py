@@ -7,12 +7,13 @@ Each decode step (in this order):
    each joins its worker's FIFO queue and never moves (sticky);
 2. a worker whose running requests would need more than K KV tokens this step
    (``sum (s + j + 1) > K``, j = tokens generated so far) preempts its most recently admitted
-   request back to the head of its queue, losing its progress (vLLM's recompute preemption);
+   request back to the head of its queue; it keeps the j tokens it generated, whose KV is
+   recomputed with its prompt when it is admitted again (vLLM's recompute preemption);
 3. each worker admits from the head of its queue (FCFS, head-of-line blocking) while it has a
-   free slot and ``sum (s + j + 1) + s_i + 1 <= K``;
+   free slot and ``sum (s + j + 1) + s_i + j_i + 1 <= K`` (j_i > 0 for a preempted request);
 4. every running request generates one token. Worker g's work is ``W_g = c1 L_g + p P_g`` ms,
-   with L_g = sum (s + j) its resident KV tokens and P_g the prompt tokens it admitted this
-   step; the step takes ``c0 + max_g W_g`` ms (the barrier); worker g idles ``max W - W_g``;
+   with L_g = sum (s + j) its resident KV tokens and P_g the tokens it prefilled this step
+   (s_i + j_i of each request it admitted); the step takes ``c0 + max_g W_g`` ms (the barrier); worker g idles ``max W - W_g``;
 5. requests with j = output_tokens finish at the end of the step.
 
 When no request is running or queued the clock jumps to the next arrival (no step is run).
@@ -502,6 +503,7 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
     steps_slots, steps_kv, steps_mean, steps_tokens, steps_k = [], [], [], [], []
     t, k, nxt, done = 0.0, 0, 0, 0
     preemptions = 0
+    kept = np.zeros(n, dtype=np.int64)  # tokens a preempted request generated before (recomputed)
     last_arrival = float(arrival[-1])
     admitted_total = 0
     while done < n:
@@ -542,6 +544,7 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
                     i = int(fleet.run_ids[q])
                     keep[q] = False
                     fleet.kv_running[g] -= prompt[i] + fleet.run_generated[q]
+                    kept[i] = fleet.run_generated[q]
                     fleet.running[g] -= 1
                     fleet.queues[g].appendleft(i)
                     fleet.queued[g] += 1
@@ -558,13 +561,13 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
             queue = fleet.queues[g]
             while queue and fleet.running[g] < B:
                 i = queue[0]
-                if fleet.kv_running[g] + fleet.running[g] + prompt[i] + 1 > K:
+                if fleet.kv_running[g] + fleet.running[g] + prompt[i] + kept[i] + 1 > K:
                     break
                 queue.popleft()
                 fleet.queued[g] -= 1
                 fleet.kv_queued[g] -= prompt[i]
                 fleet.running[g] += 1
-                fleet.kv_running[g] += prompt[i]
+                fleet.kv_running[g] += prompt[i] + kept[i]
                 admit.append(i)
                 admit_w.append(int(g))
         prefill = np.zeros(G)
@@ -573,11 +576,11 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
             aw = np.asarray(admit_w, dtype=np.int64)
             fleet.run_ids = np.concatenate([fleet.run_ids, a])
             fleet.run_worker = np.concatenate([fleet.run_worker, aw])
-            fleet.run_generated = np.concatenate([fleet.run_generated, np.zeros(len(a), np.int64)])
+            fleet.run_generated = np.concatenate([fleet.run_generated, kept[a]])
             run_out = np.concatenate([run_out, output[a]])
             run_prompt = np.concatenate([run_prompt, prompt[a]])
             if p > 0:
-                prefill = p * np.bincount(aw, weights=prompt[a], minlength=G)
+                prefill = p * np.bincount(aw, weights=prompt[a] + kept[a], minlength=G)
             admitted_total += len(a)
         n_run = len(fleet.run_ids)
         if n_run == 0:

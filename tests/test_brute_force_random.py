@@ -748,8 +748,9 @@ def test_capacity_corrected_fluid_lp_equals_the_corrected_bounds_without_step_ov
 def _decode_queue_sim(inst, worker, detail: bool = False):
     """Total step time of a sticky assignment with FIFO queues, written from the simulator's
     documented step (route arrivals; preempt the newest request of a worker whose running set
-    needs more than K this step, losing its progress; admit the queue head while a slot is free
-    and the KV fits; one token each; W_g = c1 L_g + p P_g; the clock jumps when idle)."""
+    needs more than K this step, keeping its generated tokens; admit the queue head while a slot
+    is free and its prompt and kept tokens fit; one token each; W_g = c1 L_g + p P_g, P_g the
+    prompt and kept tokens prefilled; the clock jumps when idle)."""
     from collections import deque
 
     a = inst.requests["arrival_s"].to_numpy()
@@ -774,17 +775,16 @@ def _decode_queue_sim(inst, worker, detail: bool = False):
         for g in range(G):
             while running[g] and sum(s[i] + gen[i] + 1 for i in running[g]) > K:
                 i = running[g].pop()
-                gen[i] = 0
                 preempted += 1
                 queues[g].appendleft(i)
             prefill = 0.0
             while queues[g] and len(running[g]) < B:
                 i = queues[g][0]
-                if sum(s[j] + gen[j] + 1 for j in running[g]) + s[i] + 1 > K:
+                if sum(s[j] + gen[j] + 1 for j in running[g]) + s[i] + gen[i] + 1 > K:
                     break
                 queues[g].popleft()
                 running[g].append(i)
-                prefill += p * s[i]
+                prefill += p * (s[i] + gen[i])
             work.append(c1 * sum(s[i] + gen[i] for i in running[g]) + prefill)
         if not any(running):
             continue

@@ -277,34 +277,35 @@ def test_simulator_kv_admission_and_preemption():
     """K = 30: r0 (s=20, o=5) runs; r1 (s=8, o=2) is admitted (20+1 + 8+1 = 30 <= 30).
 
     step 0: need 21 + 9 = 30. After it r0 holds 21, r1 9: next need 22 + 10 = 32 > 30, so r1
-    (newest) is preempted back to the queue and r0 continues alone until it ends (4 more steps);
-    then r1 restarts from scratch (prefill again) and runs 2 steps.
+    (newest) is preempted back to the queue with its 1 token and r0 continues alone until it
+    ends (4 more steps); then r1 is admitted again (its prompt and token prefilled again) and
+    generates its second token in 1 step.
     """
     inst = stream([(0, 20, 5), (0, 8, 2)], workers=1, slots=4, kv_capacity=30,
                   ms_per_kv_token=0.0, step_ms=1.0)
     res = bench.simulate(inst, Fixed([0, 0]))
     assert res["metrics"]["preemptions"] == 1
-    assert res["metrics"]["steps"] == 1 + 4 + 2
+    assert res["metrics"]["steps"] == 1 + 4 + 1
     assert res["steps"]["max_kv"].max() <= 30
-    assert res["finish_t"] * 1000 == pytest.approx([5.0, 7.0])
+    assert res["finish_t"] * 1000 == pytest.approx([5.0, 6.0])
     # TPOT counts from the first token ever produced (r1's at 1.0 ms, before it was preempted):
-    # r0 (5.0 - 1.0) / 4 = 1.0, r1 (7.0 - 1.0) / 1 = 6.0
-    assert res["metrics"]["tpot_mean_ms"] == pytest.approx((1.0 + 6.0) / 2)
+    # r0 (5.0 - 1.0) / 4 = 1.0, r1 (6.0 - 1.0) / 1 = 5.0
+    assert res["metrics"]["tpot_mean_ms"] == pytest.approx((1.0 + 5.0) / 2)
 
 
 def test_preempted_request_returns_to_the_head_of_its_queue():
     """As above, plus r2 (s=2, o=1) queued at step 1. r1 is preempted at step 1 back to the
-    queue's head, ahead of r2; r1 (8 + 1 tokens over 22 + 1) does not fit, and FCFS head-of-line
-    blocking keeps r2 (which would fit) waiting behind it until r0 ends at 5.0 ms; then both run:
-    r2 ends after step 5 (6.0 ms), r1 after step 6 (7.0 ms). Routing is sticky: r1 waits on
-    worker 0 although worker 1 stays empty.
+    queue's head, ahead of r2; r1 (8 + 1 kept + 1 tokens over 22 + 1) does not fit, and FCFS
+    head-of-line blocking keeps r2 (which would fit) waiting behind it until r0 ends at 5.0 ms;
+    then both run and end after step 5 (6.0 ms): r1 had 1 of its 2 tokens. Routing is sticky: r1
+    waits on worker 0 although worker 1 stays empty.
     """
     inst = stream([(0, 20, 5), (0, 8, 2), (1, 2, 1)], workers=2, slots=4, kv_capacity=30,
                   ms_per_kv_token=0.0, step_ms=1.0)
     res = bench.simulate(inst, Fixed([0, 0, 0]))
     assert res["metrics"]["preemptions"] == 1
-    assert res["finish_t"] * 1000 == pytest.approx([5.0, 7.0, 6.0])
-    assert res["steps"]["queue"].tolist() == [0, 2, 2, 2, 2, 0, 0]
+    assert res["finish_t"] * 1000 == pytest.approx([5.0, 6.0, 6.0])
+    assert res["steps"]["queue"].tolist() == [0, 2, 2, 2, 2, 0]
 
 
 def test_second_clock_prefill_and_throughput():

@@ -20,15 +20,54 @@ def test_preemption_stops_as_soon_as_the_step_fits_exactly():
     # K = 30, one worker: r0 (s=20, o=2), r1 (s=6, o=2), r2 (s=1, o=2) are admitted at step 0
     # (21 + 7 + 2 = 30 <= 30). Step 1 needs 22 + 8 + 3 = 33 > 30: the newest, r2, is preempted, and
     # the rest needs exactly 30 = K, so preemption stops there (1 preemption); r0 and r1 finish after
-    # step 1 (2.0 ms), r2 restarts at step 2 and finishes after step 3 (4.0 ms). Preempting r1 as well
-    # would make it finish at 4.0 ms too. (The simpler mutant of the outer test, '> K' -> '>= K',
-    # is equivalent: this stop test alone decides.)
+    # step 1 (2.0 ms), r2 is admitted again at step 2 with the token it generated (its KV recomputed)
+    # and finishes after step 2 (3.0 ms). Preempting r1 as well would make it finish at 3.0 ms too.
+    # (The simpler mutant of the outer test, '> K' -> '>= K', is equivalent: this stop test alone
+    # decides.)
     inst = stream([(0, 20, 2), (0, 6, 2), (0, 1, 2)], workers=1, slots=4, kv_capacity=30,
                   ms_per_kv_token=0.0, step_ms=1.0)
     res = bench.simulate(inst, Fixed([0, 0, 0]))
     assert res["metrics"]["preemptions"] == 1
-    assert res["steps"]["max_kv"].tolist() == [30, 30, 2, 3]  # r2 alone: 1 + 0 + 1, then 1 + 1 + 1
-    assert res["finish_t"] * 1000 == pytest.approx([2.0, 2.0, 4.0])
+    assert res["steps"]["max_kv"].tolist() == [30, 30, 3]  # r2 alone: 1 + 1 (kept) + 1
+    assert res["finish_t"] * 1000 == pytest.approx([2.0, 2.0, 3.0])
+
+
+def test_a_preempted_request_keeps_its_tokens_as_batch_scheduling_s_simulator_does():
+    # R20: preemption threw the generated tokens away, re-admitted the request from zero (in the
+    # same step, three steps running) and counted the regenerated tokens as throughput.
+    # One worker, 2 slots, K = 12, step clock (1 ms per step); r0 (s=4, o=6), r1 (s=3, o=4) at 0.
+    # Steps 1-2 run both (KV 5 + 4, then 6 + 5 = 11); step 3 needs 7 + 6 = 13 > 12: r1 (newest) is
+    # preempted with j = 2 and waits (re-admission needs 7 + 1 + 3 + 2 + 1 = 14 > 12) until r0
+    # finishes after step 6; r1 runs steps 7-8 from j = 2: latencies 6 and 8 steps, 1 preemption,
+    # 6 + 4 = 10 tokens generated. batch_scheduling's round simulator (FCFS, no watermark: the same
+    # rules, written separately) gives the same latencies.
+    from servopt.benchmarks import batch_scheduling as batch_bench
+    from servopt.instances import batch_scheduling as batch_inst
+    from servopt.solvers.batch_scheduling import FCFS
+
+    frame = pd.DataFrame({"arrival_s": [0, 0], "prompt_tokens": [4, 3], "output_tokens": [6, 4]})
+    inst = inst_mod.Instance(workers=1, slots=2, kv_capacity=12, step_ms=1.0, ms_per_kv_token=0.0,
+                             arrival_unit="step", requests=frame)
+    res = bench.simulate(inst, Fixed([0, 0]), warmup=0.0)
+    assert (res["finish_t"] - res["arrive_t"]) * 1000 == pytest.approx([6, 8])  # s -> steps
+    assert res["metrics"]["preemptions"] == 1
+    assert res["steps"]["tokens"].sum() == 10
+    batch = batch_inst.Instance(kv_memory=12, arrival=[0, 0], prompt_tokens=[4, 3],
+                                output_tokens=[6, 4], max_batch=2)
+    policy = FCFS(watermark=0.0)
+    policy.prepare(batch)
+    assert batch_bench.simulate(batch, policy)["latency"].tolist() == [6, 8]
+
+
+def test_a_preempted_request_s_kept_tokens_are_prefilled_again_on_admission():
+    # As above with a prefill cost p = 0.5 ms per token: the admission steps prefill r0 and r1
+    # (4 + 3 tokens, both on the one worker: 1 + 3.5 ms) and, at step 7, r1's prompt and its 2
+    # kept tokens (1 + 2.5 ms); every other step takes 1 ms.
+    frame = pd.DataFrame({"arrival_s": [0, 0], "prompt_tokens": [4, 3], "output_tokens": [6, 4]})
+    inst = inst_mod.Instance(workers=1, slots=2, kv_capacity=12, step_ms=1.0, ms_per_kv_token=0.0,
+                             prefill_ms_per_token=0.5, arrival_unit="step", requests=frame)
+    res = bench.simulate(inst, Fixed([0, 0]), warmup=0.0)
+    assert res["steps"]["step_ms"].tolist() == [4.5, 1, 1, 1, 1, 1, 3.5, 1]
 
 
 def test_end_to_end_latency_counts_from_the_arrival_not_from_the_next_step():

@@ -13,7 +13,8 @@ Each decode step (in this order):
    free slot and ``sum (s + j + 1) + s_i + j_i + 1 <= K`` (j_i > 0 for a preempted request);
 4. every running request generates one token. Worker g's work is ``W_g = c1 L_g + p P_g`` ms,
    with L_g = sum (s + j) its resident KV tokens and P_g the tokens it prefilled this step
-   (s_i + j_i of each request it admitted); the step takes ``c0 + max_g W_g`` ms (the barrier); worker g idles ``max W - W_g``;
+   (s_i + j_i of each request it admitted); the step takes ``c0 + max_g W_g`` ms (the barrier);
+   worker g idles ``max W - W_g``;
 5. requests with j = output_tokens finish at the end of the step.
 
 When no request is running or queued the clock jumps to the next arrival (no step is run).

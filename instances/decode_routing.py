@@ -253,23 +253,50 @@ def sample_lengths(workload: str, n: int, rng: np.random.Generator) -> tuple[np.
     return out[0], out[1]
 
 
+PREFILL_SAMPLES = 20_000  # sampled steps of one worker, for fleet_capacity's prefill term
+
+
 def fleet_capacity(prompt: np.ndarray, output: np.ndarray, *, workers: int, slots: int,
                    kv_capacity: int, step_ms: float, ms_per_kv_token: float,
                    prefill_ms_per_token: float = 0.0) -> float:
-    """Requests per second a perfectly balanced fleet sustains on this length mix (fluid model).
+    """Requests per second the fleet sustains on this length mix (fluid model).
 
     A request held in a slot for o steps contributes on average
     ``kbar = E[o s + o(o-1)/2] / E[o]`` KV tokens per step it is resident. With n requests per
-    worker a balanced step takes ``c0 + c1 n kbar + p n E[s] / E[o]`` ms and each worker
-    finishes ``n / (E[o] step)`` requests per ms. n is capped by the slots and by the KV
-    (``n kbar <= K``).
+    worker (capped by the slots and by the KV: ``n kbar <= K``) the G workers finish, and admit,
+    ``a = G n / E[o]`` requests per step. The decode work is balanced: ``c1 n kbar`` ms on every
+    worker. A prompt is prefilled whole, on its worker, in its admission step, and the step waits
+    for the slowest worker, so the prefill term is ``p P`` with P the expected largest
+    per-worker sum of admitted prompt tokens: each worker admits Poisson(a / G) requests per step
+    with prompts drawn from the mix (P from the distribution of one worker's sum, estimated on
+    :data:`PREFILL_SAMPLES` sampled steps with a fixed seed, so the result is deterministic;
+    with hundreds of admissions per worker and step, the normal law of the sum; with one worker
+    P = a E[s], the balanced mean). A step takes ``c0 + c1 n kbar + p P`` ms
+    and the fleet finishes ``G n / (E[o] step)`` requests per ms.
     """
     s = prompt.astype(float)
     o = output.astype(float)
     mean_o = o.mean()
     kbar = float(np.mean(o * s + o * (o - 1) / 2) / mean_o)
     n = min(float(slots), kv_capacity / kbar)
-    step = step_ms + ms_per_kv_token * n * kbar + prefill_ms_per_token * n * s.mean() / mean_o
+    per_worker = n / mean_o  # admissions per worker per step
+    if prefill_ms_per_token == 0 or workers == 1:
+        largest = per_worker * s.mean()
+    else:
+        rng = np.random.default_rng(0)
+        if per_worker * PREFILL_SAMPLES <= 4e6:
+            counts = rng.poisson(per_worker, PREFILL_SAMPLES)
+            drawn = s[rng.integers(0, len(s), int(counts.sum()))]
+            sums = np.bincount(np.repeat(np.arange(PREFILL_SAMPLES), counts), weights=drawn,
+                               minlength=PREFILL_SAMPLES)
+        else:  # hundreds of admissions per worker and step: their sum is normal (its moments)
+            sums = np.maximum(0.0, rng.normal(per_worker * s.mean(),
+                                              math.sqrt(per_worker * np.mean(s * s)),
+                                              PREFILL_SAMPLES))
+        sums = np.sort(sums)
+        share = np.arange(PREFILL_SAMPLES + 1) / PREFILL_SAMPLES
+        largest = float(np.sum(sums * np.diff(share ** workers)))  # E[max of G iid sums]
+    step = step_ms + ms_per_kv_token * n * kbar + prefill_ms_per_token * largest
     return workers * n / (mean_o * step) * 1000.0
 
 
@@ -309,7 +336,9 @@ def generate(*, workload: str = "conversation", requests: int = 600, workers: in
              kv_capacity: int = 131072, step_ms: float = 10.0, ms_per_kv_token: float = 1e-4,
              prefill_ms_per_token: float = 0.0, prediction_error: float | None = None,
              burstiness: float = 4.0, seed: int = 0) -> Instance:
-    """An Azure-calibrated request stream at ``load`` times the fleet's balanced capacity.
+    """An Azure-calibrated request stream at ``load`` times the fleet's capacity
+    (:func:`fleet_capacity`: balanced decode, and the barrier's largest prefill when
+    ``prefill_ms_per_token`` > 0).
 
     workload : ``conversation`` or ``code`` (Azure LLM inference 2023 length statistics). Not
         capacity's presets of the same names: its ``conversation`` is a generic chat shape with
@@ -394,7 +423,7 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
     """An instance from a request frame of :mod:`servopt.instances.traces` (or an Azure CSV path).
 
     load : when given, arrivals are rescaled so the offered rate is ``load`` times the fleet's
-        balanced capacity (:func:`fleet_capacity`) on the trace's own lengths; otherwise
+        capacity (:func:`fleet_capacity`) on the trace's own lengths; otherwise
         ``rate_scale`` multiplies the trace's rate.
     max_requests : keep only the first requests.
     clip_to_kv : shorten each request whose prompt + output does not fit a worker's KV (its

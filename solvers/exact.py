@@ -16,7 +16,8 @@ decisions and the prices. A model module may define three optional hooks:
   warm-start the integer model from its solved LP relaxation (e.g. a rounded schedule). ``solve``
   then solves the relaxation first (its time counts against ``time_limit``) and hands the
   options to ``build`` / ``build_matrix_model``, so a time-limited MIP never ends worse than
-  that start (``info["warm_start"]`` says whether it was given).
+  that start (``info["warm_start"]`` says whether it was given). A Ctrl-C during that LP
+  stops the call at once: status ``interrupted``, no incumbent (the MIP was not started).
 - ``time_estimate(instance, *, relax, **options) -> dict`` and ``start_answer(instance,
   **options) -> dict`` (both or neither): the matrix form's ``nonzeros``, estimated ``build_s``
   and ``setup_s`` (HiGHS's MIP set-up and root, during which it does not read its clock),
@@ -268,7 +269,10 @@ def solve(
         if lp.status == "optimal":
             options = {**options, **warm(instance, lp)}
     try:
-        if backend == "cvxpy":
+        if warm_info == "none (LP interrupted)":  # Ctrl-C during the warm-start LP: stop now (a
+            # stopped LP is no bound and the MIP was not started), as Ctrl-C anywhere else does
+            solution = _interrupted_before_mip(instance.decision, lp.sense, prices=prices)
+        elif backend == "cvxpy":
             if not hasattr(module, "build_cvxpy"):
                 raise InvalidInstanceError(f"{instance.decision} has no CVXPY formulation")
             cvx = module.build_cvxpy(instance, **options)
@@ -313,6 +317,17 @@ def solve(
     fingerprint = getattr(module, "fingerprint", None)  # rules built from it can check what they get
     solution.info["instance"] = fingerprint(instance) if fingerprint else instance.content_hash()
     return solution
+
+
+def _interrupted_before_mip(decision: str, sense: str, *, prices: bool) -> Solution:
+    """The answer of a MIP solve interrupted (Ctrl-C) during its warm-start LP: status
+    ``interrupted``, no incumbent and no bound (``solve`` adds the model's ``cheap_bound``)."""
+    info: dict[str, Any] = {"lp": False, "bound_kind": "none"}
+    if prices:
+        info["prices_skipped"] = "interrupted"
+    return Solution(status="interrupted", objective=math.nan, bound=math.nan, gap=math.nan,
+                    wall_s=0.0, sense=sense, relaxed=False,
+                    backend="highs", decision=decision, info=info)
 
 
 def _in_reported_units(solution: Solution, form: Any) -> Solution:
@@ -1266,6 +1281,8 @@ def _solve_matrix_once(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_
             noise = NOISE_REL * float(np.abs(mm.objective) @ np.abs(values) + abs(mm.offset))
             value = 0.0 if abs(value) <= noise else value
             bound = 0.0 if abs(bound) <= noise else bound
+        if math.isnan(bound):  # stopped before HiGHS (or the bound LP) proved any bound
+            extra["bound_kind"] = "none"
     else:
         bound = value if status == "optimal" else math.nan
     solution = Solution(status=status, objective=value, bound=bound,

@@ -21,10 +21,15 @@ def whole_number(name: str, value: Any, *, low: int = 1, high: int | None = None
 
 def number(name: str, value: Any, ok: Callable[[float], bool], rule: str) -> float:
     """``value`` as a float, refused unless it is a real number (not a bool) with ``ok(value)``;
-    ``rule`` says the range in the user's terms (NaN fails every comparison, so it is refused)."""
+    ``rule`` says the range in the user's terms (NaN fails every comparison, so it is refused;
+    so is an integer too large for a float)."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.number) or not ok(value):
         raise InvalidInstanceError(f"{name} must be {rule}, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a Python int past a float's range (10**400)
+        raise InvalidInstanceError(f"{name} must be {rule}, got an integer of {len(str(abs(value)))} "
+                                   "digits, beyond a float's range (about 1.8e308)") from None
 
 
 def either(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:

@@ -27,6 +27,7 @@ import numpy as np
 
 from servopt.benchmarks.cluster import BOUND
 from servopt.core import Instance, InvalidInstanceError
+from servopt.core.checks import synonym_hint
 from servopt.core.registry import layer_module
 
 _CASES: dict[str, Case] = {}
@@ -152,7 +153,7 @@ class Case:
             except (InvalidInstanceError, AttributeError):  # a plug-in without generators
                 make = None
         if make is not None:
-            _check_grid_keys(grid, make, refuse)
+            _check_grid_keys(grid, make, refuse, self.decision)
         for field in ("evaluate_kw", "bound_kw"):
             value = getattr(self, field)
             if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
@@ -209,10 +210,11 @@ class Case:
 
 
 def _check_grid_keys(grid: tuple[dict[str, Any], ...], make: Callable[..., Any],
-                     refuse: Callable[[str, str], None]) -> None:
+                     refuse: Callable[[str, str], None], decision: str) -> None:
     """Refuse a grid key ``make`` (the case's ``make_instance``) does not take, with the close
-    name if there is one, and the key ``seed`` (the case's ``seeds`` give it); nothing when
-    ``make`` takes ``**params`` or has no signature Python can read."""
+    name if there is one, or what ``decision`` calls the quantity another decision names so
+    (:func:`servopt.core.checks.synonym_hint`), and the key ``seed`` (the case's ``seeds`` give
+    it); nothing when ``make`` takes ``**params`` or has no signature Python can read."""
     try:
         parameters = inspect.signature(make).parameters.values()
     except (TypeError, ValueError):
@@ -226,9 +228,11 @@ def _check_grid_keys(grid: tuple[dict[str, Any], ...], make: Callable[..., Any],
                 refuse("grid", "may not set 'seed': the case's seeds give each task its seed")
             if not takes_any and key not in accepted:
                 close = difflib.get_close_matches(key, accepted, n=1)
+                synonym = synonym_hint(key, decision, accepted)
                 name = getattr(make, "__qualname__", None) or type(make).__name__
                 refuse("grid", f"key {key!r} is not a parameter of make_instance ({name})"
-                       + (f"; did you mean {close[0]!r}?" if close else "")
+                       + (f"; {synonym}" if synonym else
+                          f"; did you mean {close[0]!r}?" if close else "")
                        + f"; it takes: {', '.join(accepted) or 'no parameters besides seed'}")
 
 

@@ -52,6 +52,7 @@ from servopt.solvers import batch_scheduling as bs
     ("grid", {"grid": ({"nn": 20},)}, "key 'nn' is not a parameter of make_instance "
      r"\(generate\); did you mean 'n'\?"),
     ("grid", {"grid": ({"n": 20, "seed": 3},)}, "may not set 'seed'"),
+    ("grid", {"grid": ({"kv_capacity": 500},)}, "this decision calls it 'kv_memory'"),
     ("evaluate_kw", {"evaluate_kw": {"max_round": 5}}, r"did you mean 'max_rounds'\?"),
     ("evaluate_kw", {"evaluate_kw": {"max_rounds": -3}}, "max_rounds"),
     ("bound_kw", {"bound_kw": {"methd": "lp"}}, r"did you mean 'method'\?"),

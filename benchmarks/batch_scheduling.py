@@ -392,6 +392,15 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     rounds (a long idle stretch) every method but ``area`` bounds the instance with its idle
     stretches cut short (:func:`servopt.models.batch_scheduling.compress_idle`: same optimum),
     unless a ``horizon`` in rounds is given.
+
+    time_limit : seconds (default 600); None or infinity: no limit, for every method (``cover``
+    and ``group`` then run until their loops end, which can take long on a large instance).
+    ``cover`` and ``group`` count it from their entry and give each LP and IP what is left
+    (``group``'s last pricing included); ``coarse`` shares it among its IPs; ``lp`` and
+    ``ip`` give it to HiGHS after the model is built. Not timed: the greedy plan of
+    ``window="auto"`` and the model builds; for ``ip`` also its warm-start schedule and the
+    IP's build (at n = 200 these took 3-4 s before HiGHS started: a 3 s limit returned after
+    9 s). Ctrl-C stops HiGHS at once and raises ``KeyboardInterrupt`` (no bound is returned).
     """
     t0 = time.perf_counter()
     max_columns = whole_number("max_columns", max_columns)  # -5 fell back to the closed form
@@ -435,9 +444,12 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
             found.wall_s = time.perf_counter() - t0
             found.status = f"idle stretches cut short ({rounds:,} rounds); {found.status}"
             return found
+    loop_limit = math.inf if time_limit is None else time_limit  # the loops' "no limit"
     if method == "cover":
-        cut = rules.cover_bound(instance, horizon=horizon, window=window,
-                                time_limit=600.0 if time_limit is None else time_limit)
+        cut = rules.cover_bound(instance, horizon=horizon, window=window, time_limit=loop_limit)
+        if math.isnan(cut.bound):
+            return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
+                         status=f"cover not solved ({cut.status})")
         value = whole_rounds(cut.bound)
         if simple > value:
             return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0)
@@ -445,7 +457,10 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
                      status=f"{cut.rounds} cut rounds, {len(cut.cuts)} cuts ({cut.status})")
     if method == "group":
         group = rules.group_bound(instance, group_size=group_size, horizon=horizon, window=window,
-                                  time_limit=600.0 if time_limit is None else time_limit)
+                                  time_limit=loop_limit)
+        if math.isnan(group.bound):
+            return Bound(simple, "lower_bound", wall_s=time.perf_counter() - t0,
+                         status=f"group not solved ({group.status})")
         value = max(simple, whole_rounds(group.bound))
         return Bound(value, "lower_bound", wall_s=time.perf_counter() - t0,
                      status=f"group of {len(group.group)}: {group.iterations} iterations, "
@@ -453,7 +468,7 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     if method == "coarse":
         coarse = rules.coarse_bound(instance, bucket=bucket, averaged=not penalty, penalty=penalty,
                                     horizon=horizon, window=window, report_lp=False,
-                                    time_limit=600.0 if time_limit is None else time_limit)
+                                    time_limit=loop_limit)
         value = whole_rounds(coarse.bound) if math.isfinite(coarse.bound) else -math.inf
         kind = "coarse bucket {}{}".format(bucket, f", penalty {penalty:g}" if penalty else ", averaged")
         return Bound(max(simple, value), "lower_bound", wall_s=time.perf_counter() - t0,
@@ -464,6 +479,8 @@ def bound(instance: Instance, *, method: str = "auto", time_limit: float | None 
     warm = model.warm_start_schedule(instance) if integer else None
     sol = rules.solve_lp(instance, horizon=horizon, window=window, time_limit=time_limit,
                          integer=integer, start=warm)
+    if sol.status == "interrupted":  # Ctrl-C: stop, as everywhere (no bound to cache)
+        raise KeyboardInterrupt(f"the {method} bound was interrupted")
     value = sol.bound
     if not math.isnan(value):
         value = whole_rounds(value)

@@ -142,9 +142,12 @@ from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
 from servopt.solvers.exact import (
+    INTERRUPT_NONZEROS,
     MIP_FEASIBILITY_MAX,
     TimeBudget,
+    _run_interruptible,
     checked_incumbent,
+    give_seconds,
     highs_lp,
     integrality_tolerance,
     new_highs,
@@ -745,6 +748,7 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     ``error`` where HiGHS said optimal, the bound kept, ``info["incumbent_rejected"]`` naming
     the row), as in :mod:`servopt.solvers.exact` (:func:`~servopt.solvers.exact.retry_tight`).
     ``time_limit`` counts from after the model's build (each solve gets what is left).
+    Ctrl-C cancels HiGHS (status ``interrupted``, an IP's incumbent kept).
     """
     import highspy
 
@@ -762,7 +766,7 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
                            mip_gap=mip_gap, lp_solver=lp_solver, cuts=cuts, tight=tight)
         if integer:
             _warm_start(h, model.start_vector(cols, start))
-        h.run()
+        interrupted = _run_interruptible(h, poll=integer or h.getNumNz() >= INTERRUPT_NONZEROS)
         status_model = h.getModelStatus()
         info = h.getInfo()
         ms = highspy.HighsModelStatus
@@ -774,6 +778,8 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
             raise InfeasibleError(model.explain_infeasible(instance))
         else:
             status = "error"
+        if interrupted and status != "optimal":  # Ctrl-C: HiGHS cancelled, the incumbent kept
+            status = "interrupted"
         solution = h.getSolution()
         has_primal = solution.value_valid
         value = float(info.objective_function_value) if has_primal else math.nan
@@ -877,18 +883,31 @@ def cover_bound(instance: Instance, *, rounds: int = 100, time_limit: float = 30
     (:func:`servopt.models.batch_scheduling.cover_cuts`), re-solve (dual simplex, warm), repeat.
 
     Stops after ``rounds`` rounds, when no cut is violated, when the last three rounds gained
-    less than ``min_gain`` (relative) in total, or at ``time_limit`` s (a round that does not
-    finish in time is dropped). Each value in ``history`` is the optimum of an LP whose every
-    row is valid for all schedules, hence a lower bound.
+    less than ``min_gain`` (relative) in total, or at ``time_limit`` s (infinity: no limit),
+    counted from the call's entry: the model's build, the first LP and every re-solve spend
+    from it (each LP gets what is left; a round that does not finish in time is dropped). The
+    build does not check the clock (the time-indexed model of 200 requests: about a second).
+    A first LP that does not finish in time gives no bound: ``bound`` and ``lp`` nan, status
+    ``time_limit: the LP relaxation did not finish``. Each value in ``history`` is the optimum
+    of an LP whose every row is valid for all schedules, hence a lower bound. Ctrl-C stops
+    HiGHS at once and raises ``KeyboardInterrupt``.
     """
     import highspy
 
     time_limit = _finite_seconds("time_limit", time_limit, "cover_bound")
     t0 = time.perf_counter()
+
+    def left() -> float:
+        return time_limit - (time.perf_counter() - t0)
+
     lp_data = model.build_matrix(instance, horizon=horizon, window=window)
     h = _highs_problem(instance, lp_data)
-    h.run()
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+    optimal = highspy.HighsModelStatus.kOptimal
+    if not _run_for(h, left()):
+        return CoverBound(bound=math.nan, lp=math.nan, cuts=[], rounds=0, history=[],
+                          status="time_limit: the LP relaxation did not finish",
+                          wall_s=time.perf_counter() - t0)
+    if h.getModelStatus() != optimal:
         raise RuntimeError(f"the LP relaxation did not solve: {h.getModelStatus()}")
     value = float(h.getInfo().objective_function_value)
     rows = model.cover_rows(instance, lp_data.cols)
@@ -896,8 +915,7 @@ def cover_bound(instance: Instance, *, rounds: int = 100, time_limit: float = 30
     h.setOptionValue("solver", "simplex")
     history, cuts, status = [value], [], "rounds"
     for _ in range(rounds):
-        left = time_limit - (time.perf_counter() - t0)
-        if left <= 0:
+        if left() <= 0:
             status = "time_limit"
             break
         x = np.asarray(h.getSolution().col_value)[:nx]
@@ -907,11 +925,11 @@ def cover_bound(instance: Instance, *, rounds: int = 100, time_limit: float = 30
             break
         for columns_, rhs in new:
             h.addRow(-np.inf, rhs, len(columns_), columns_.astype(np.int32), np.ones(len(columns_)))
-        h.setOptionValue("time_limit", float(max(left, 1.0)))
-        h.run()
-        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        if not _run_for(h, left()):
             status = "time_limit"
             break
+        if h.getModelStatus() != optimal:
+            raise RuntimeError(f"the cut LP did not solve: {h.getModelStatus()}")
         cuts += new
         value = max(value, float(h.getInfo().objective_function_value))
         history.append(value)
@@ -920,6 +938,22 @@ def cover_bound(instance: Instance, *, rounds: int = 100, time_limit: float = 30
             break
     return CoverBound(bound=value, lp=history[0], cuts=cuts, rounds=len(history) - 1,
                       history=history, status=status, wall_s=time.perf_counter() - t0)
+
+
+def _run_for(h: Any, left: float) -> bool:
+    """Run HiGHS (``h``) for at most ``left`` more seconds (infinity: no limit; HiGHS's clock
+    counts on across the runs of one object: :func:`servopt.solvers.exact.give_seconds`),
+    Ctrl-C cancelling it at once (``KeyboardInterrupt`` then raised). False when it was
+    stopped by the time limit (or ``left`` was already spent)."""
+    import highspy
+
+    if left <= 0:
+        return False
+    give_seconds(h, left)
+    if _run_interruptible(h):
+        raise KeyboardInterrupt("the bound's LP was interrupted")
+    stopped = (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kIterationLimit)
+    return h.getModelStatus() not in stopped
 
 
 @dataclasses.dataclass
@@ -993,8 +1027,18 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
     the master's duals, HiGHS, ``price_time`` s, doubled each time it neither finds a column
     nor proves that none exists): after each pricing,
     ``master + min(0, pricing lower bound - convexity dual)`` is a valid bound (Lagrangian),
-    whatever the time limits; the loop stops when no column has negative reduced cost or at
-    ``time_limit``, then one last pricing of ``final_time`` s certifies the bound.
+    whatever the time limits; the loop stops when no column has negative reduced cost or when
+    only the last pricing's share of ``time_limit`` is left, then one last pricing certifies
+    the bound.
+
+    ``time_limit`` (s; infinity: no limit) counts from the call's entry and covers every LP and
+    IP: the first LP (the plain relaxation, which picks G), each master LP and pricing IP, and
+    the last pricing, which gets ``min(final_time, what is left)`` (the loop keeps
+    ``min(final_time, time_limit / 4)`` for it). Not timed: the two model builds and the
+    greedy pricing heuristic (each a fraction of a second at n = 200). A first LP that does
+    not finish in time gives no bound (``bound`` nan, status ``time_limit: the LP relaxation
+    did not finish``); a master LP stopped by the limit ends the loop with the bound of the
+    last master solved. Ctrl-C cancels HiGHS at once and raises ``KeyboardInterrupt``.
     """
     import highspy
     import scipy.sparse as sp
@@ -1008,8 +1052,24 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
                                    "with max_batch None")
     if group is None:
         check_group_size(group_size)
+    reserve = min(final_time, time_limit / 4)  # kept from the loop for the last pricing
+
+    def left() -> float:
+        return time_limit - (time.perf_counter() - t0)
+
+    def loop_left() -> float:
+        return left() - reserve
+
     inf = highspy.kHighsInf
-    lp = solve_lp(instance, horizon=horizon, window=window)
+    lp = solve_lp(instance, horizon=horizon, window=window, time_limit=left())
+    if lp.status == "interrupted":
+        raise KeyboardInterrupt("the group bound's LP was interrupted")
+    if lp.status != "optimal":
+        return GroupBound(bound=math.nan, master=math.nan, lp=math.nan,
+                          group=np.asarray([] if group is None else group, dtype=np.int64),
+                          iterations=0, history=[],
+                          status=f"time_limit: the LP relaxation did not finish ({lp.status})",
+                          wall_s=time.perf_counter() - t0)
     if group is None:
         group = tail_group(instance, min(group_size, instance.n), lp)
     group = np.unique(np.asarray(group, dtype=np.int64))
@@ -1122,7 +1182,7 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
         idx = np.flatnonzero(keep)
         part = sub[:, idx]
         p = new_highs()
-        p.setOptionValue("time_limit", float(max(limit, 0.1)))
+        p.setOptionValue("time_limit", float(max(min(limit, left()), 0.1)))
         p.setOptionValue("mip_rel_gap", 1e-6)
         prob = highspy.HighsLp()
         prob.num_col_, prob.num_row_ = part.shape[1], part.shape[0]
@@ -1137,7 +1197,8 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
         p.passModel(prob)
         if warm is not None and np.all(keep[warm]):
             _warm_start(p, keep[keep] & warm[keep])
-        p.run()
+        if _run_interruptible(p):
+            raise KeyboardInterrupt("the group bound's pricing was interrupted")
         info = p.getInfo()
         sol = p.getSolution()
         # HiGHS can leave out the cost of columns its presolve fixes, so the value is
@@ -1156,18 +1217,19 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
     best, status, value, cost, sigma = -math.inf, "time_limit", math.nan, base_cost, 0.0
     tol = 1e-6 * max(1.0, abs(lp.objective))
     while True:
-        h.run()
+        if not _run_for(h, loop_left()):  # stopped: the last master solved stands (value, duals)
+            status = "time_limit"
+            break
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             raise RuntimeError(f"the group master LP did not solve: {h.getModelStatus()}")
         value = float(h.getInfo().objective_function_value)
         dual = np.asarray(h.getSolution().row_dual)
         sigma, mu = float(dual[n]), np.maximum(-dual[n + 1:], 0.0)
         cost = base_cost + np.concatenate([use.T @ mu, np.zeros(g)])
-        left = time_limit - (time.perf_counter() - t0)
         found, pick = greedy(cost)
         low = -math.inf
-        if found - sigma > -tol and left > 0:  # the heuristic found nothing: exact pricing
-            found2, low, pick2 = price(cost, min(price_time, left), found, pick)
+        if found - sigma > -tol and loop_left() > 0:  # the heuristic found nothing: exact pricing
+            found2, low, pick2 = price(cost, min(price_time, loop_left()), found, pick)
             if found2 < found:
                 found, pick = found2, pick2
             if math.isfinite(low):
@@ -1175,18 +1237,19 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
         history.append((value, best))
         if found - sigma > -tol:
             status = "converged" if low - sigma > -tol else "stalled"
-            if status == "converged" or time_limit - (time.perf_counter() - t0) <= 0:
+            if status == "converged" or loop_left() <= 0:
                 break
             price_time *= 2  # not proved: price again, longer, while time is left
             continue
-        if left <= 0:
+        if loop_left() <= 0:
+            status = "time_limit"
             break
         add_column(pick)
     if status == "converged":
         best = max(best, value)
-    elif final_time > 0:
+    elif math.isfinite(value) and min(final_time, left()) > 0:  # the last master solved
         found, _ = greedy(cost)
-        _, low, _ = price(cost, final_time, found, None)
+        _, low, _ = price(cost, min(final_time, left()), found, None)
         if math.isfinite(low):
             best = max(best, value + min(0.0, low - sigma))
     return GroupBound(bound=max(best, lp.objective), master=value, lp=lp.objective, group=group,

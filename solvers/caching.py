@@ -77,7 +77,7 @@ from servopt.core.checks import number
 from servopt.core.solution import normalise_dual
 from servopt.instances.caching import Instance
 from servopt.models import caching as model
-from servopt.solvers.exact import highs_lp, new_highs, seconds
+from servopt.solvers.exact import give_seconds, highs_lp, new_highs, seconds
 
 LP_METHODS = ("highs_matrix", "pyomo", "cvxpy", "networkx")
 LP_ALGORITHMS = ("auto", "dual_simplex", "dual_steepest_edge", "ipm")  # (highs_matrix's)
@@ -224,7 +224,7 @@ def _solve_highs_matrix(instance: Instance, time_limit: float | None,
         highs.clearSolver()
         highs.setOptionValue("solver", "ipm")
         highs.setOptionValue("run_crossover", "on")  # a vertex: prices like the simplex's
-        highs.setOptionValue("time_limit", left if math.isfinite(left) else math.inf)
+        give_seconds(highs, left)  # HiGHS's clock counts the simplex's run: ``left`` more
         highs.run()
         status = highs.getModelStatus()
     if status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kIterationLimit,

@@ -1766,6 +1766,18 @@ def _matrix_prices(mm: MatrixModel, row_dual: np.ndarray, col_dual: np.ndarray,
     return out
 
 
+def give_seconds(highs: Any, left: float | None) -> None:
+    """Let the next ``run()`` of ``highs`` (a ``highspy.Highs``) go on for ``left`` more
+    seconds (None or infinity: no limit). HiGHS's run clock counts on across the runs of one
+    object, ``clearSolver`` or not (HiGHS 1.16: an object that had run 19 s, given a limit of
+    9.5 s, stopped at once), and its ``time_limit`` is compared with that total: the limit set
+    is the run time so far plus ``left``."""
+    if left is None or not math.isfinite(left):
+        highs.setOptionValue("time_limit", math.inf)
+    else:
+        highs.setOptionValue("time_limit", highs.getRunTime() + max(float(left), 0.0))
+
+
 def _fixed_matrix_prices(mm: MatrixModel, values: np.ndarray, highs: Any,
                          time_limit: float | None = None) -> tuple[dict[str, pd.Series], str | None]:
     """Prices of a MIP: duals of the LP with the integer columns fixed at the incumbent, and why
@@ -1780,7 +1792,7 @@ def _fixed_matrix_prices(mm: MatrixModel, values: np.ndarray, highs: Any,
     highs.resetOptions()
     highs.setOptionValue("output_flag", False)
     if time_limit is not None:  # HiGHS's clock counts on from the MIP's run (clearSolver keeps it)
-        highs.setOptionValue("time_limit", highs.getRunTime() + float(time_limit))
+        give_seconds(highs, time_limit)
     highs.changeColsIntegrality(len(columns), columns, np.zeros(len(columns), dtype=np.uint8))
     highs.changeColsBounds(len(columns), columns, fixed[columns], fixed[columns])
     highs.run()

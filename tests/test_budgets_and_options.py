@@ -6,6 +6,7 @@ value never called optimal, and constructor and build options refused by name.""
 from __future__ import annotations
 
 import math
+import types
 
 import highspy
 import numpy as np
@@ -82,3 +83,174 @@ def test_a_time_limit_beyond_a_float_is_refused_by_name():
     # R24 #11: float(10**400) raised OverflowError from servopt/core/checks.py
     with pytest.raises(InvalidInstanceError, match=r"time_limit.*beyond a float"):
         servopt.solve(bs.generate(5, seed=0), time_limit=10 ** 400)
+
+
+# ---------------------------------------------------------------------------------------------
+# HiGHS's run clock counts on across the runs of one object
+# ---------------------------------------------------------------------------------------------
+AGE = 1.0e5  # seconds a HiGHS object's clock is made to show (far above every limit below)
+
+
+class Aged:
+    """A HiGHS object whose first run takes ``age`` s more on its run clock than it did (with
+    ``stop_first`` that run reports a time-limit stop, as a simplex stopped after that long
+    would), and whose ``time_limit`` is compared with the clock's total over all its runs, as
+    HiGHS 1.16 does (checked in the E18 report: an object that had run 19 s, given 9.5 s,
+    stopped at once). A limit already passed stops a run before it starts. ``runs`` records
+    the seconds each run had left (its limit less the clock; inf: none)."""
+
+    def __init__(self, inner, age: float, stop_first: bool = False) -> None:
+        state = {"inner": inner, "extra": 0.0, "age": age, "stop_first": stop_first,
+                 "limit": math.inf, "status": None, "runs": []}
+        object.__setattr__(self, "_s", state)
+
+    def __getattr__(self, name):
+        return getattr(self._s["inner"], name)
+
+    def __setattr__(self, name, value):
+        setattr(self._s["inner"], name, value)
+
+    def getRunTime(self):
+        return self._s["inner"].getRunTime() + self._s["extra"]
+
+    def setOptionValue(self, name, value):
+        s = self._s
+        if name == "time_limit":
+            s["limit"] = float(value)
+            value = max(float(value) - s["extra"], 1e-3)
+        return s["inner"].setOptionValue(name, value)
+
+    def run(self):
+        s = self._s
+        s["runs"].append(s["limit"] - self.getRunTime())
+        if s["limit"] <= self.getRunTime():
+            s["status"] = highspy.HighsModelStatus.kTimeLimit
+            return highspy.HighsStatus.kWarning
+        s["status"] = None
+        out = s["inner"].run()
+        if len(s["runs"]) == 1:
+            s["extra"] += s["age"]
+            if s["stop_first"]:
+                s["status"] = highspy.HighsModelStatus.kTimeLimit
+        return out
+
+    def getModelStatus(self):
+        s = self._s
+        return s["inner"].getModelStatus() if s["status"] is None else s["status"]
+
+
+def _aged(monkeypatch, module, **kw) -> list:
+    """``module.new_highs`` making :class:`Aged` objects; returns them as they are made."""
+    real, made = module.new_highs, []
+
+    def make():
+        made.append(Aged(real(), **kw))
+        return made[-1]
+
+    monkeypatch.setattr(module, "new_highs", make)
+    return made
+
+
+def test_cover_bound_gives_every_lp_what_is_left_on_highs_cumulative_clock(monkeypatch):
+    # R24 #3 and #4: the first LP ran without a limit, and each round got max(left, 1) s as
+    # HiGHS's time_limit, which HiGHS compares with its run time over all the object's runs:
+    # the loop stopped at about half its budget, 'time_limit'
+    from servopt.solvers import batch_scheduling as sb
+
+    inst = bs.generate(12, seed=0)
+    plain = sb.cover_bound(inst, time_limit=1000.0)
+    assert plain.rounds >= 3 and plain.status != "time_limit"  # the unaged run, for reference
+    made = _aged(monkeypatch, sb, age=AGE)
+    aged = sb.cover_bound(inst, time_limit=1000.0)
+    assert len(made) == 1
+    runs = made[0]._s["runs"]
+    assert len(runs) == aged.rounds + 1 and all(0 < left <= 1000.0 for left in runs)
+    assert aged.status == plain.status and aged.history == pytest.approx(plain.history, rel=1e-9)
+
+
+def test_cover_bound_with_its_budget_spent_before_the_first_lp_has_no_bound(monkeypatch):
+    from servopt.solvers import batch_scheduling as sb
+
+    inst = bs.generate(8, seed=0)
+    clock = iter([0.0, 50.0])  # entry, then after the build: 50 s of a 10 s budget gone
+    monkeypatch.setattr(sb, "time", types.SimpleNamespace(perf_counter=lambda: next(clock, 50.0)))
+    made = _aged(monkeypatch, sb, age=0.0)
+    found = sb.cover_bound(inst, time_limit=10.0)
+    assert math.isnan(found.bound) and found.status.startswith("time_limit")
+    assert made[0]._s["runs"] == []  # HiGHS not started
+
+
+def test_group_bound_gives_every_lp_and_ip_what_is_left_of_its_budget(monkeypatch):
+    # R24 #1: the first LP and the master LP ran without a limit, the last pricing got
+    # final_time = 30 s past the budget
+    from servopt.solvers import batch_scheduling as sb
+
+    inst = bs.generate(12, seed=0)
+    plain = sb.group_bound(inst, time_limit=500.0, final_time=30.0)
+    made = _aged(monkeypatch, sb, age=AGE)
+    aged = sb.group_bound(inst, time_limit=500.0, final_time=30.0)
+    runs = [left for h in made for left in h._s["runs"]]
+    assert len(runs) >= 3 and all(0 < left <= 500.0 for left in runs)
+    assert aged.status == plain.status == "converged"
+    assert aged.bound == pytest.approx(plain.bound, rel=1e-9)
+
+
+def test_group_bound_last_pricing_counts_against_the_budget(monkeypatch):
+    from servopt.solvers import batch_scheduling as sb
+
+    made = _aged(monkeypatch, sb, age=0.0)
+    # a master that never converges within the loop: one pricing round, then the limit
+    found = sb.group_bound(bs.generate(12, seed=0), time_limit=2.0, final_time=30.0,
+                           price_time=0.5)
+    runs = [left for h in made for left in h._s["runs"]]
+    assert runs and all(left <= 2.0 for left in runs), (found.status, runs)
+
+
+def test_the_group_master_is_interruptible(monkeypatch):
+    from servopt.solvers import batch_scheduling as sb
+
+    calls = []
+
+    def interrupt_the_master(highs, poll=True):
+        calls.append(highs)
+        if len(calls) == 2:  # the first LP, then the master
+            return True
+        highs.run()
+        return False
+
+    monkeypatch.setattr(sb, "_run_interruptible", interrupt_the_master)
+    with pytest.raises(KeyboardInterrupt):
+        sb.group_bound(bs.generate(12, seed=0), time_limit=100.0)
+
+
+def test_caching_auto_gives_interior_point_what_the_simplex_left(monkeypatch):
+    # R24 #5: after the simplex's 40 s the interior point got time_limit = left, below HiGHS's
+    # run time so far: it stopped at once and the LP raised TimeoutError half-way through its
+    # budget
+    from servopt.solvers import caching as sc
+
+    inst = ci.generate(requests=300, seed=0)
+    exact_value = sc.solve_lp(inst, method="networkx").value  # another solver, no HiGHS
+    made = _aged(monkeypatch, sc, age=AGE, stop_first=True)
+    found = sc.solve_lp(inst, algorithm="auto", time_limit=1000.0)
+    assert len(made[0]._s["runs"]) == 2, "the interior point must run after the stopped simplex"
+    assert 0 < made[0]._s["runs"][1] <= 1000.0
+    assert found.value == pytest.approx(exact_value, rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["cover", "group", "coarse"])
+def test_bound_takes_none_as_no_limit_for_every_method(monkeypatch, method):
+    # R24 #9: cover, group and coarse silently ran for 600 s where lp and ip took None as none
+    from servopt.benchmarks import batch_scheduling as bench
+    from servopt.solvers import batch_scheduling as sb
+
+    given = []
+    real = getattr(sb, f"{method}_bound")
+
+    def spy(*args, **kw):
+        given.append(kw["time_limit"])
+        return real(*args, **{**kw, "time_limit": 60.0})
+
+    monkeypatch.setattr(sb, f"{method}_bound", spy)
+    found = bench.bound(bs.generate(8, seed=0), method=method, time_limit=None)
+    assert given == [math.inf] and found.value > 0

@@ -1057,6 +1057,26 @@ def start_answer(instance: Instance, *, horizon: Any = None, window: int | None 
             "info": {"start_schedule": which}}
 
 
+def relaxation_note(instance: Instance, solution: Any, **options: Any) -> str | None:
+    """Why an integer solution of this model is not a schedule (``servopt.solve`` then sets its
+    ``bound_kind`` to ``lower_bound`` and puts this in ``info["note"]``), or None
+    when it is one. A request in its late column (outside a ``window``, or past a short
+    ``horizon``) is costed at its earliest late start with no memory: the value is then a lower
+    bound on the best schedule, reached by none (R21: ``generate(10)`` with ``horizon=10``
+    came back "optimal" at 146 with every request late; its optimum is 170)."""
+    late = solution.decisions.get("late") if solution.decisions else None
+    if late is None:
+        return None
+    count = int(np.sum(np.asarray(late, dtype=float) > 0.5))
+    if count == 0:
+        return None
+    given = ", ".join(f"{k}={options[k]!r}" for k in ("horizon", "window") if options.get(k) is not None)
+    return (f"{count} of {instance.n} requests are in their late column (started after the "
+            f"modelled rounds{f' ({given})' if given else ''}, costed at the earliest late start "
+            "with no memory): the value is a lower bound on the best schedule, not a schedule's "
+            "latency; solve without horizon/window for the hindsight optimum")
+
+
 def cheap_bound(instance: Instance, *, horizon: Any = None, window: int | None = None) -> float:
     """A lower bound on the IP's optimum (rounds) without a solver: :func:`area_bound`, which
     bounds every schedule, so the IP with its default (exact) horizon and no window; nan for

@@ -1068,7 +1068,8 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
         return GroupBound(bound=math.nan, master=math.nan, lp=math.nan,
                           group=np.asarray([] if group is None else group, dtype=np.int64),
                           iterations=0, history=[],
-                          status=f"time_limit: the LP relaxation did not finish ({lp.status})",
+                          status="time_limit: the LP relaxation did not finish"
+                                 + ("" if lp.status == "time_limit" else f" ({lp.status})"),
                           wall_s=time.perf_counter() - t0)
     if group is None:
         group = tail_group(instance, min(group_size, instance.n), lp)

@@ -30,6 +30,11 @@ decisions and the prices. A model module may define three optional hooks:
   has passed), and otherwise returns the start, status ``time_limit``,
   ``info["build_skipped"]`` saying why; HiGHS is not started with less than ``setup_s`` left
   after the bound LP (``info["highs_skipped"]``);
+- ``relaxation_note(instance, solution, **options) -> str | None``: why an integer solution is
+  not a decision of the problem (batch scheduling's late columns, with a ``window`` or a short
+  ``horizon``): its value is then a lower bound, not an optimum; ``solve`` sets its
+  ``bound_kind`` to ``lower_bound`` and adds the reason to ``info["note"]`` (the status still
+  says how the model's solve ended: ``optimal`` is the model's optimum, not the decision's).
 - ``cheap_bound(instance, **options) -> float``: a valid lower bound of a minimisation in closed
   form (nan: none for these options), reported (``bound_kind`` ``lower_bound``) when a stopped
   solve has no better one.
@@ -224,7 +229,10 @@ def solve(
         ``solution.info["instance"]`` fingerprints the instance (the model module's
         ``fingerprint(instance)`` of the fields the model reads, else ``content_hash()``), and
         ``solution.info["note"]`` (the module's ``solution_note``) says when the model's value
-        is not what the decision's evaluator measures (decode routing where slots or KV bind).
+        is not what the decision's evaluator measures (decode routing where slots or KV bind),
+        or why an integer answer is a relaxation's (batch scheduling with a request in its late
+        column: ``bound_kind`` ``lower_bound``, the value a lower bound reached by no schedule;
+        the status still says how the model's solve ended).
     options : passed to the model's ``build``.
 
     Threads: the matrix path makes a HiGHS object per call and may run in several threads at
@@ -314,6 +322,11 @@ def solve(
     note = getattr(module, "solution_note", None)  # what the model's value means for the evaluator
     if note is not None and (text := note(instance, **options)):
         solution.info["note"] = text
+    relaxation = getattr(module, "relaxation_note", None)  # an integer answer that is no decision
+    if relaxation is not None and not solution.relaxed and not math.isnan(solution.objective) \
+            and (text := relaxation(instance, solution, **options)):
+        solution.info["bound_kind"] = "lower_bound"
+        solution.info["note"] = "; ".join(filter(None, (solution.info.get("note"), text)))
     fingerprint = getattr(module, "fingerprint", None)  # rules built from it can check what they get
     solution.info["instance"] = fingerprint(instance) if fingerprint else instance.content_hash()
     return solution

@@ -254,3 +254,30 @@ def test_bound_takes_none_as_no_limit_for_every_method(monkeypatch, method):
     monkeypatch.setattr(sb, f"{method}_bound", spy)
     found = bench.bound(bs.generate(8, seed=0), method=method, time_limit=None)
     assert given == [math.inf] and found.value > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# a batch IP answer with a request in its late column is a lower bound, not a schedule
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("option", [{"horizon": 10}, {"window": 0}])
+def test_a_batch_ip_answer_using_late_columns_says_it_is_a_lower_bound(option):
+    # R21 #1: horizon=10 came back "optimal" 146 (every request late), window=0 "optimal" 148,
+    # with bound_kind mip_bound and no note; generate(10)'s optimum is 170
+    from servopt.models import batch_scheduling as bm
+
+    inst = bs.generate(10, seed=0)
+    sol = servopt.solve(inst, **option)
+    late = int(sol.decisions["late"].sum())
+    assert late >= 1
+    assert sol.info["bound_kind"] == "lower_bound"
+    assert f"{late} of 10 requests are in their late column" in sol.info["note"]
+    assert "lower bound" in sol.info["note"]
+    # a lower bound indeed: below a real schedule's latency (the greedy one, by the model's
+    # arithmetic, no solver)
+    assert sol.objective < bm.schedule_latency(inst, bm.greedy_schedule(inst))
+
+
+def test_a_batch_ip_answer_without_late_columns_has_no_such_note():
+    sol = servopt.solve(bs.generate(10, seed=0))
+    assert sol.decisions["late"].sum() == 0 and sol.info["bound_kind"] == "mip_bound"
+    assert "late column" not in sol.info.get("note", "")

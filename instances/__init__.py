@@ -5,11 +5,26 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from servopt.core import Instance, InvalidInstanceError
 from servopt.core.instance import parse_json, read_json_text
 from servopt.core.registry import known_decisions, layer_module
+
+
+class IgnoredParameterWarning(UserWarning):
+    """A generator parameter was given that has no effect with the other parameters given (e.g.
+    batch scheduling's ``load`` with ``arrivals="offline"``). A warning in Python, so a sweep
+    that passes one set of parameters to every mode keeps running; ``servopt generate`` refuses
+    it as an error."""
+
+
+def warn_ignored(where: str, name: str, value: object, needs: str) -> None:
+    """Warn that ``where``'s parameter ``name`` (given as ``value``) has no effect unless
+    ``needs`` (the user's terms, e.g. ``"arrivals='poisson'"``)."""
+    warnings.warn(f"{name}={value!r} has no effect unless {needs}: {where} ignores it",
+                  IgnoredParameterWarning, stacklevel=3)
 
 
 def load(path_or_text: str | Path) -> Instance:
@@ -30,4 +45,4 @@ def load(path_or_text: str | Path) -> Instance:
         raise InvalidInstanceError(f"{source}: the JSON is nested too deeply") from None
 
 
-__all__ = ["load"]
+__all__ = ["IgnoredParameterWarning", "load", "warn_ignored"]

@@ -9,12 +9,15 @@ after that, and finishes at the end of round ``p + o_i - 1``; in its ``j``-th ro
 worker is ``kv_memory`` tokens; ``max_batch`` optionally caps the number of running requests.
 
 A request whose peak need ``s_i + o_i`` exceeds ``kv_memory`` can never run: constructing such
-an instance raises :class:`~servopt.core.InfeasibleError` naming the request.
+an instance raises :class:`~servopt.core.InfeasibleError` naming the request. Decode routing has
+the same rule (``s + o <= kv_capacity``); capacity's model counts one token less (``s + o - 1 <=
+kv_tokens``), so a request of ``kv_tokens + 1`` tokens fits a capacity worker but not here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +28,12 @@ from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core import Instance as BaseInstance
 from servopt.core.checks import either, number, whole_number
 from servopt.core.instance import MAX_MAGNITUDE
+from servopt.instances import warn_ignored
 
 MAX_OUTPUT = 1_000_000  # output tokens per request: beyond any model's output limit
+# sigma of the log-normal prediction error: e^10 = 22,026 times the truth at one sigma, past any
+# useful predictor (1e12 overflowed exp in predict and was accepted)
+MAX_NOISE = 10.0
 MAX_PROMPT = 10_000_000  # prompt tokens per request: beyond any model's context
 # requests per instance, as the other decisions' generators cap them; refused by the generators,
 # by a file's loader before its arrays are decoded, and by the constructor before its int64
@@ -222,13 +229,20 @@ def predict(output_tokens: np.ndarray, noise: float, rng: np.random.Generator,
     ``noise`` 0 gives exact predictions; ``max_tokens`` is the generation cap every request
     carries (a predictor never predicts past it).
     """
-    if noise < 0 or not np.isfinite(noise):
-        raise InvalidInstanceError(f"noise must be a finite number >= 0, got {noise}")
+    noise = _noise(noise)
     factor = np.exp(rng.normal(0.0, noise, len(output_tokens))) if noise > 0 else 1.0
     pred = np.maximum(1, np.rint(output_tokens * factor))
     if max_tokens is not None:
         pred = np.minimum(pred, max_tokens)
     return pred.astype(np.int64)
+
+
+def _noise(noise: Any) -> float:
+    """The prediction error's sigma, refused by name unless in [0, ``MAX_NOISE``]."""
+    return number("noise", noise, lambda v: 0 <= v <= MAX_NOISE,
+                  f"in [0, {MAX_NOISE:g}] (the sigma of the log-normal prediction error; "
+                  f"{MAX_NOISE:g} is already a factor e^{MAX_NOISE:g} = {math.exp(MAX_NOISE):,.0f} at "
+                  "one sigma)")
 
 
 def _rounds(values: np.ndarray, why: str) -> np.ndarray:
@@ -262,14 +276,14 @@ def generate(
     *,
     requests: int | None = None,
     arrivals: str = "offline",
-    load: float = 1.0,
+    load: float | None = None,
     lengths: str = "uniform",
-    prompt_range: tuple[int, int] = (1, 40),
-    output_range: tuple[int, int] = (1, 20),
-    prompt_scale: float = 1 / 32,
-    max_output: int = 64,
+    prompt_range: tuple[int, int] | None = None,
+    output_range: tuple[int, int] | None = None,
+    prompt_scale: float | None = None,
+    max_output: int | None = None,
     kv_memory: int | None = None,
-    concurrency: float = 6.0,
+    concurrency: float | None = None,
     noise: float = 0.0,
     max_batch: int | None = None,
     seed: int = 0,
@@ -278,22 +292,49 @@ def generate(
 
     requests : the same as ``n``, under the other decisions' name (give one of them, not both).
     arrivals : ``offline`` (all at round 0) or ``poisson`` (rate set by ``load``).
-    load : offered memory load for Poisson arrivals: expected KV token-rounds arriving per round
-        divided by ``kv_memory`` (1.0 = memory is exactly saturated on average).
-    lengths : ``uniform`` (integers in ``prompt_range`` and ``output_range``, inclusive) or
-        ``azure`` (log-normal fits of the Azure 2023 code trace; prompts multiplied by
-        ``prompt_scale`` so memory binds at small n, outputs capped at ``max_output`` rounds).
-    kv_memory : tokens; default ``concurrency`` x the mean peak need, at least the largest need.
-    noise : sigma of the multiplicative log-normal error of the predicted output lengths.
+    load : offered memory load for Poisson arrivals (default 1.0): expected KV token-rounds
+        arriving per round divided by ``kv_memory`` (1.0 = memory is exactly saturated on average).
+    lengths : ``uniform`` (integers in ``prompt_range`` and ``output_range``, inclusive; default
+        (1, 40) and (1, 20)) or ``azure`` (log-normal fits of the Azure 2023 code trace; prompts
+        multiplied by ``prompt_scale``, default 1/32, so memory binds at small n, outputs capped
+        at ``max_output`` rounds, default 64).
+    kv_memory : tokens; default ``concurrency`` (default 6.0) x the mean peak need, at least the
+        largest need.
+    noise : sigma of the multiplicative log-normal error of the predicted output lengths (at
+        most ``MAX_NOISE``).
+
+    A parameter given that has no effect with the others (``load`` without
+    ``arrivals="poisson"``; ``prompt_scale`` and ``max_output`` without ``lengths="azure"``;
+    ``prompt_range`` and ``output_range`` with it; ``concurrency`` with ``kv_memory``) is
+    ignored with an :class:`~servopt.instances.IgnoredParameterWarning` naming what it needs
+    (``servopt generate`` refuses it).
     """
     n = either("n", n, "requests", requests, 30)
     if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
         what = "n" if requests is None else "requests"
         raise InvalidInstanceError(f"{what} must be a positive number of requests, got {n!r}")
     _check_requests(int(n), f"{'n' if requests is None else 'requests'} is")
+    given = {"load": load, "prompt_range": prompt_range, "output_range": output_range,
+             "prompt_scale": prompt_scale, "max_output": max_output, "concurrency": concurrency}
+    needs = {"load": ("arrivals='poisson'", arrivals == "poisson"),
+             "prompt_scale": ("lengths='azure'", lengths == "azure"),
+             "max_output": ("lengths='azure'", lengths == "azure"),
+             "prompt_range": ("lengths='uniform'", lengths == "uniform"),
+             "output_range": ("lengths='uniform'", lengths == "uniform"),
+             "concurrency": ("kv_memory is None (it sizes the default kv_memory)", kv_memory is None)}
+    for name, value in given.items():
+        if value is not None and not needs[name][1] and lengths in ("uniform", "azure") and (
+                arrivals in ("offline", "poisson")):
+            warn_ignored("batch_scheduling.generate", name, value, needs[name][0])
+    load = 1.0 if load is None else load
+    prompt_range = (1, 40) if prompt_range is None else prompt_range
+    output_range = (1, 20) if output_range is None else output_range
+    prompt_scale = 1 / 32 if prompt_scale is None else prompt_scale
+    max_output = 64 if max_output is None else max_output
+    concurrency = 6.0 if concurrency is None else concurrency
     _check_scales(prompt_scale, concurrency, max_output)
     seed = whole_number("seed", seed, low=0)
-    noise = number("noise", noise, lambda v: 0 <= v < float("inf"), "a finite number >= 0")
+    noise = _noise(noise)
     load = number("load", load, lambda v: 0 < v < float("inf"), "a finite number > 0")
     if kv_memory is not None:
         kv_memory = whole_number("kv_memory", kv_memory)
@@ -362,7 +403,7 @@ def from_trace(
 
     _check_scales(prompt_scale, concurrency, max_output)
     seed = whole_number("seed", seed, low=0)
-    noise = number("noise", noise, lambda v: 0 <= v < float("inf"), "a finite number >= 0")
+    noise = _noise(noise)
     name = "n" if max_requests is None else "max_requests"
     n = whole_number(name, either("n", n, "max_requests", max_requests, 200))
     _check_requests(n, f"{name} is")

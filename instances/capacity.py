@@ -12,8 +12,12 @@ second, for the whole fleet). A worker runs continuous batching with
 - iteration time ``step_overhead_s + per_token_s * tokens`` seconds (d0 + d1 * tokens);
 - ``headroom`` delta: the fraction of a worker's maximum stable rate kept free by the plan.
 
-A request whose peak KV need (``s + o - 1``) exceeds ``kv_tokens`` can never finish on any fleet:
-constructing such an instance raises :class:`~servopt.core.InfeasibleError` naming it.
+A request whose peak KV need (``s + o - 1``: the last output token's KV is never stored) exceeds
+``kv_tokens`` can never finish on any fleet: constructing such an instance raises
+:class:`~servopt.core.InfeasibleError` naming it. Decode routing and batch scheduling count one
+token more (``s + o`` must fit their ``kv_capacity`` / ``kv_memory``: their simulators reserve
+the KV of the token being generated), so a request of ``kv_tokens + 1`` tokens fits here but
+not there.
 
 Helpers derive the KV capacity from a model's shape and a GPU's memory
 (:func:`kv_tokens_from_model`). The model, GPU and timing presets are illustrative round numbers
@@ -108,9 +112,9 @@ def kv_tokens_from_model(
 
 def preset_kv_tokens(model: str, gpu: str, *, gpus: int = 1, memory_utilisation: float = 0.9) -> int:
     """KV tokens for an (illustrative) model preset on a GPU preset."""
-    if model not in MODEL_PRESETS:
+    if not isinstance(model, str) or model not in MODEL_PRESETS:
         raise InvalidInstanceError(f"unknown model preset {model!r}; known: {sorted(MODEL_PRESETS)}")
-    if gpu not in GPU_PRESETS:
+    if not isinstance(gpu, str) or gpu not in GPU_PRESETS:
         raise InvalidInstanceError(f"unknown GPU preset {gpu!r}; known: {sorted(GPU_PRESETS)}")
     shape = MODEL_PRESETS[model]
     return kv_tokens_from_model(
@@ -288,7 +292,8 @@ def workload_lengths(
       mean of 28; decode routing's generator matches the published means);
     - ``long_output``: short prompts (mean ~300) and long generations (mean ~800).
 
-    Lengths are capped at ``max_tokens`` (prompt + output) when given.
+    With ``max_tokens``, requests that do not fit a worker of that many KV tokens by capacity's
+    rule (``s + o - 1 <= max_tokens``, the module docstring) are dropped.
     """
     if workload == "conversation":
         z = rng.standard_normal((requests, 2))
@@ -330,7 +335,7 @@ def _worker_fields(profile: str, worker: dict[str, Any], where: str,
     """The profile preset's worker fields with ``worker``'s overrides (``step_ms`` and
     ``per_token_ms`` in ms, converted to seconds); an unknown name is refused, saying what
     capacity calls it where another decision's name was given (``where``: the function)."""
-    if profile not in PROFILE_PRESETS:
+    if not isinstance(profile, str) or profile not in PROFILE_PRESETS:
         raise InvalidInstanceError(f"unknown profile preset {profile!r}; known: {sorted(PROFILE_PRESETS)}")
     fields = dict(PROFILE_PRESETS[profile])
     unknown = set(worker) - set(fields) - set(MS_FIELDS)
@@ -405,6 +410,8 @@ def generate(
     more than ``MAX_DROPPED`` (1%) dropped is an error, since the sample would no longer be the
     workload.
     """
+    if not isinstance(workload, str) or workload not in WORKLOAD_PRESETS:  # before the presets
+        raise InvalidInstanceError(f"unknown workload preset {workload!r}; known: {WORKLOAD_PRESETS}")
     fields = _worker_fields(profile, worker, "generate", GENERATE_OPTIONS)
     if kv_tokens is None:
         kv_tokens = preset_kv_tokens(model, gpu)
@@ -416,7 +423,7 @@ def generate(
     s, o = workload_lengths(workload, requests, rng, max_tokens=kv)
     if s.size < (1 - MAX_DROPPED) * requests:
         raise InvalidInstanceError(
-            f"only {s.size} of {requests} {workload} requests fit in kv_tokens = {kv} (prompt + output): "
+            f"only {s.size} of {requests} {workload} requests fit in kv_tokens = {kv} (prompt + output - 1): "
             f"a worker this small cannot serve the workload, and sizing it on the {s.size} that fit "
             "would be wrong; raise kv_tokens")
     return Instance(
@@ -457,8 +464,10 @@ def from_trace(
     from servopt.instances import traces
 
     readers = {"azure": traces.read_azure, "mooncake": traces.read_mooncake, "burstgpt": traces.read_burstgpt}
-    if format not in readers:
+    if not isinstance(format, str) or format not in readers:
         raise InvalidInstanceError(f"unknown trace format {format!r}; known: {sorted(readers)}")
+    if not isinstance(drop_too_long, bool | np.bool_):  # "no", 1 or NaN are not answers
+        raise InvalidInstanceError(f"drop_too_long must be True or False, got {drop_too_long!r}")
     fields = _worker_fields(profile, worker, "from_trace", TRACE_OPTIONS)
     kv_tokens = _positive("kv_tokens (KV-cache capacity of a worker)", kv_tokens, integer=True)
     if arrival_rate is not None:

@@ -4,13 +4,17 @@ A fleet of ``workers`` identical decode workers, each with ``slots`` batch slots
 ``kv_capacity`` KV tokens. Every decode step ends at a barrier: it lasts
 ``step_ms + ms_per_kv_token * max_g L_g`` milliseconds (plus ``prefill_ms_per_token`` times the
 prompt tokens a worker admits in that step), where ``L_g`` is the KV tokens resident on worker
-``g``. A request is routed once to one worker and stays there; it holds ``prompt + j`` KV tokens
-while it generates its ``j``-th output token (j = 0, 1, ...) and leaves after ``output_tokens``
-steps. Online methods see ``prompt_tokens`` and, when given, ``predicted_tokens``; the true
-``output_tokens`` are hidden from them.
+``g``. A request is routed once to one worker and stays there; while it generates its ``j``-th
+output token (j = 0, 1, ...) it holds ``prompt + j`` KV tokens (``L_g`` counts these) and needs
+room for ``prompt + j + 1`` (the new token's KV), and it leaves after ``output_tokens`` steps, so
+its peak need is ``prompt + output`` KV tokens. Online methods see ``prompt_tokens`` and, when
+given, ``predicted_tokens``; the true ``output_tokens`` are hidden from them.
 
-A request that needs more KV (prompt + output) than one worker holds can never finish:
-constructing such an instance raises :class:`~servopt.core.InfeasibleError` naming it.
+A request whose ``prompt + output`` exceeds ``kv_capacity`` can never finish: constructing such
+an instance raises :class:`~servopt.core.InfeasibleError` naming it. Batch scheduling has the
+same rule (``s + o <= kv_memory``); capacity's model counts one token less (``s + o - 1 <=
+kv_tokens``: the last token's KV is never stored), so a request of exactly ``kv_capacity + 1``
+tokens fits a capacity worker of that size but not a decode-routing one.
 
 ``requests`` is a frame numbered 0..n-1 in arrival order (its values are read-only in the
 instance; edit a ``requests.copy()`` and build a new instance) with columns ``arrival_s``
@@ -225,6 +229,13 @@ def _check_requests(frame: Any, kv_capacity: int) -> pd.DataFrame:
     return out
 
 
+def _flag(name: str, value: Any) -> bool:
+    """A true/false option, refused by name unless a bool ("no", 1 or NaN are not answers)."""
+    if not isinstance(value, bool | np.bool_):
+        raise InvalidInstanceError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 # ---------------------------------------------------------------------------------------------
 # Length distributions and capacity
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +253,7 @@ def lognormal_sigma(median: float, mean: float, cap: float) -> float:
 
 def sample_lengths(workload: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Prompt and output token counts of ``n`` requests of an Azure-calibrated workload."""
-    if workload not in WORKLOADS:
+    if not isinstance(workload, str) or workload not in WORKLOADS:
         raise InvalidInstanceError(f"workload must be one of {sorted(WORKLOADS)}, got {workload!r}")
     out = []
     for part in ("prompt", "output"):
@@ -304,10 +315,15 @@ def fleet_capacity(prompt: np.ndarray, output: np.ndarray, *, workers: int, slot
 # Generators
 # ---------------------------------------------------------------------------------------------
 def predicted_lengths(output: np.ndarray, error: float, rng: np.random.Generator) -> np.ndarray:
-    """``predicted_tokens`` = true output x exp(N(0, error^2)), rounded, at least 1 token."""
-    if not (isinstance(error, int | float | np.floating) and math.isfinite(error) and error >= 0):
-        raise InvalidInstanceError(f"prediction_error must be a finite spread >= 0 (0 = exact "
-                                   f"predictions), got {error!r}")
+    """``predicted_tokens`` = true output x exp(N(0, error^2)), rounded, at least 1 token
+    (``error`` at most ``MAX_PREDICTION_ERROR``)."""
+    if isinstance(error, bool | np.bool_) or not (
+            isinstance(error, int | float | np.integer | np.floating) and math.isfinite(error)
+            and 0 <= error <= MAX_PREDICTION_ERROR):
+        raise InvalidInstanceError(
+            f"prediction_error must be a finite spread in [0, {MAX_PREDICTION_ERROR:g}] (0 = exact "
+            f"predictions; {MAX_PREDICTION_ERROR:g} is a factor e^{MAX_PREDICTION_ERROR:g} = "
+            f"{math.exp(MAX_PREDICTION_ERROR):,.0f} at one sigma), got {error!r}")
     noisy = output * np.exp(rng.normal(0.0, error, len(output)))
     return np.maximum(1, np.round(noisy)).astype(np.int64)
 
@@ -317,6 +333,12 @@ def predicted_lengths(output: np.ndarray, error: float, rng: np.random.Generator
 # a larger one is more likely a typo than a workload
 MAX_REQUESTS = 10_000_000
 MAX_LOAD = 100.0  # offered load as a multiple of the fleet's capacity
+# sigma of the log-normal prediction error (as batch scheduling's MAX_NOISE): e^10 = 22,026 times
+# the truth at one sigma; larger spreads overflowed exp into negative predicted lengths
+MAX_PREDICTION_ERROR = 10.0
+# share of a generated stream whose prompt may be shortened to fit a small kv_capacity (as
+# capacity.generate's MAX_DROPPED): more, and the stream is no longer the workload
+MAX_CLIPPED = 0.01
 
 
 def _times(step_ms: Any, ms_per_kv_token: Any, prefill_ms_per_token: Any) -> tuple[float, float, float]:
@@ -324,6 +346,12 @@ def _times(step_ms: Any, ms_per_kv_token: Any, prefill_ms_per_token: Any) -> tup
     return tuple(number(name, value, lambda v: 0 <= v < math.inf, "a finite number >= 0 ms")
                  for name, value in (("step_ms", step_ms), ("ms_per_kv_token", ms_per_kv_token),
                                      ("prefill_ms_per_token", prefill_ms_per_token)))
+
+
+def _some_time(step_ms: float, ms_per_kv_token: float) -> None:
+    """Refuse step times that are both 0 (checked before fleet_capacity divides by the step)."""
+    if step_ms + ms_per_kv_token <= 0:
+        raise InvalidInstanceError("step_ms and ms_per_kv_token are both 0: steps take no time")
 
 
 def _load(value: Any) -> float:
@@ -335,7 +363,7 @@ def generate(*, workload: str = "conversation", requests: int = 600, workers: in
              load: float = 0.85, arrivals: str = "poisson", slots: int = 64,
              kv_capacity: int = 131072, step_ms: float = 10.0, ms_per_kv_token: float = 1e-4,
              prefill_ms_per_token: float = 0.0, prediction_error: float | None = None,
-             burstiness: float = 4.0, seed: int = 0) -> Instance:
+             burstiness: float | None = None, seed: int = 0) -> Instance:
     """An Azure-calibrated request stream at ``load`` times the fleet's capacity
     (:func:`fleet_capacity`: balanced decode, and the barrier's largest prefill when
     ``prefill_ms_per_token`` > 0).
@@ -346,21 +374,43 @@ def generate(*, workload: str = "conversation", requests: int = 600, workers: in
         and 129 here); see :func:`servopt.instances.capacity.workload_lengths`.
     load : arrival rate / :func:`fleet_capacity` (0.7, 0.85, 0.95 in the benchmark).
     arrivals : ``poisson``, or ``bursty`` (gamma inter-arrival times with squared coefficient
-        of variation ``burstiness``).
+        of variation ``burstiness``, default 4.0; with ``poisson`` a given ``burstiness`` has no
+        effect and is ignored with an :class:`~servopt.instances.IgnoredParameterWarning`,
+        refused by ``servopt generate``).
     prediction_error : when given, add ``predicted_tokens`` = true output x exp(N(0, error^2)).
+    kv_capacity : a request whose prompt + output exceeds it has its prompt shortened to fit,
+        and the name counts them; more than ``MAX_CLIPPED`` (1%) of the requests is refused
+        (the stream would no longer be the workload).
     """
     requests = whole_number("requests", requests, high=MAX_REQUESTS)
     workers, slots = whole_number("workers", workers), whole_number("slots", slots)
     kv_capacity = whole_number("kv_capacity", kv_capacity)
     step_ms, ms_per_kv_token, prefill_ms_per_token = _times(step_ms, ms_per_kv_token,
                                                             prefill_ms_per_token)
+    _some_time(step_ms, ms_per_kv_token)
     load = _load(load)
     if arrivals not in ("poisson", "bursty"):
         raise InvalidInstanceError(f"arrivals must be 'poisson' or 'bursty', got {arrivals!r}")
-    burstiness = number("burstiness", burstiness, lambda v: 0 < v < math.inf,
+    if burstiness is not None and arrivals != "bursty":
+        from servopt.instances import warn_ignored
+
+        warn_ignored("decode_routing.generate", "burstiness", burstiness, "arrivals='bursty'")
+    burstiness = number("burstiness", 4.0 if burstiness is None else burstiness,
+                        lambda v: 0 < v < math.inf,
                         "a finite number > 0 (squared coefficient of variation of the gaps)")
+    if prediction_error is not None:  # refused by name before the draw
+        predicted_lengths(np.ones(0, dtype=np.int64), prediction_error, np.random.default_rng(0))
     rng = np.random.default_rng(whole_number("seed", seed, low=0))
     prompt, output = sample_lengths(workload, int(requests), rng)
+    too_long = prompt + output > kv_capacity
+    clipped = int(too_long.sum())
+    if clipped > MAX_CLIPPED * requests:
+        need = prompt + output
+        raise InvalidInstanceError(
+            f"kv_capacity={kv_capacity:,}: {clipped:,} of the {requests:,} {workload} requests "
+            f"({clipped / requests:.0%}) need more KV tokens (prompt + output) than a worker holds "
+            f"(the longest {int(need.max()):,}); shortening their prompts would change the workload "
+            f"(at most {MAX_CLIPPED:.0%} are shortened): raise kv_capacity")
     prompt = np.minimum(prompt, np.maximum(kv_capacity - output, 0))
     rate = load * fleet_capacity(prompt, output, workers=workers, slots=slots,
                                  kv_capacity=kv_capacity, step_ms=step_ms,
@@ -378,7 +428,9 @@ def generate(*, workload: str = "conversation", requests: int = 600, workers: in
     return Instance(workers=int(workers), slots=int(slots), kv_capacity=int(kv_capacity),
                     step_ms=float(step_ms), ms_per_kv_token=float(ms_per_kv_token),
                     prefill_ms_per_token=float(prefill_ms_per_token), requests=frame,
-                    name=f"{workload} {arrivals} load={load:g}")
+                    name=f"{workload} {arrivals} load={load:g}"
+                    + (f" ({clipped:,} prompt{'s' * (clipped != 1)} shortened to the KV)"
+                       if clipped else ""))
 
 
 def generate_steps(*, workload: str = "conversation", requests: int = 200, workers: int = 4,
@@ -426,14 +478,21 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
         capacity (:func:`fleet_capacity`) on the trace's own lengths; otherwise
         ``rate_scale`` multiplies the trace's rate.
     max_requests : keep only the first requests.
-    clip_to_kv : shorten each request whose prompt + output does not fit a worker's KV (its
+    clip_to_kv : shorten each request whose prompt + output exceeds ``kv_capacity`` (its
         output to at most half the KV, its prompt to the rest; the instance's name counts them).
         False (default): such a request is an :class:`~servopt.core.InfeasibleError` that counts
-        them and names the first, as :func:`servopt.instances.capacity.from_trace` refuses them.
+        them and names the first. The rule is ``prompt + output <= kv_capacity`` (the module
+        docstring); :func:`servopt.instances.capacity.from_trace` refuses (or, with
+        ``drop_too_long``, drops) by its own model's rule, ``prompt + output - 1 <= kv_tokens``,
+        so a request one token longer than the KV is kept there and refused here.
+    name : a label (text); the name counts any clipped requests.
     prediction_error : when given, add ``predicted_tokens`` = true output x exp(N(0, error^2))
         (after any clipping), drawn with ``seed``, as :func:`generate` does.
     A request with 0 output tokens (a failed request in the Azure traces) is kept with 1.
     """
+    if not isinstance(name, str):
+        raise InvalidInstanceError(f"name must be a text label, got {name!r}")
+    clip_to_kv = _flag("clip_to_kv", clip_to_kv)
     if isinstance(frame, str | Path):
         frame = traces.read_azure(frame)
     if not isinstance(frame, pd.DataFrame):
@@ -445,6 +504,7 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
         whole_number(field, value)
     step_ms, ms_per_kv_token, prefill_ms_per_token = _times(step_ms, ms_per_kv_token,
                                                             prefill_ms_per_token)
+    _some_time(step_ms, ms_per_kv_token)
     if max_requests is not None:
         whole_number("max_requests", max_requests)
     seed = whole_number("seed", seed, low=0)

@@ -246,7 +246,7 @@ def generate(
     DeepSeek-V3 layers). Without a preset the sizes default to ``DEFAULT_SIZES``. The load-model
     arguments (windows, skew, drift, persistent) apply in every case.
     """
-    if preset is not None and preset not in PRESETS:
+    if preset is not None and (not isinstance(preset, str) or preset not in PRESETS):
         raise InvalidInstanceError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     given = dict(layers=layers, experts=experts, groups=groups, nodes=nodes, gpus_per_node=gpus_per_node,
                  slots_per_gpu=slots_per_gpu, tokens_per_window=tokens_per_window)

@@ -626,11 +626,19 @@ def _check_blocks(frame: pd.DataFrame, path: Path) -> None:
 
 
 def read_burstgpt(path: str | Path, *, rate_scale: float = 1.0, start_s: float | None = None,
-                  end_s: float | None = None, model: str | None = None,
+                  end_s: float | None = None, model: str | list[str] | None = None,
                   drop_failed: bool = True) -> pd.DataFrame:
-    """Read a BurstGPT CSV; ``model`` keeps one model's rows, ``drop_failed`` drops 0-token replies."""
+    """Read a BurstGPT CSV; ``model`` keeps one model's rows (a name such as ``"ChatGPT"``, or a
+    list of names: their rows), ``drop_failed`` (True or False) drops 0-token replies."""
     path = _open_checked(path)
     _check_window(rate_scale, start_s, end_s)
+    if not isinstance(drop_failed, bool | np.bool_):  # "no", 1 or NaN are not answers
+        raise InvalidInstanceError(f"drop_failed must be True or False, got {drop_failed!r}")
+    models = [model] if isinstance(model, str) else model
+    if model is not None and (not isinstance(models, list | tuple) or not models
+                              or not all(isinstance(m, str) for m in models)):
+        raise InvalidInstanceError(
+            f"model must be a model name (e.g. 'ChatGPT') or a non-empty list of names, got {model!r}")
     raw = _read_csv(path, ["Timestamp", "Model", "Request tokens", "Response tokens"],
                     strip_names=True, skipinitialspace=True)
     raw.columns = [c.strip() for c in raw.columns]
@@ -643,14 +651,15 @@ def read_burstgpt(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
     if model is not None:
         if "Model" not in raw.columns:
             raise InvalidInstanceError(f"{path}: no 'Model' column to filter on")
-        raw = raw[raw["Model"].astype(str).str.strip() == model]
+        raw = raw[raw["Model"].astype(str).str.strip().isin(models)]
     if drop_failed:
         raw = raw[_numbers(raw["Response tokens"]) != 0]
     frame = pd.DataFrame({"arrival_s": stamps.loc[raw.index],
                           "prompt_tokens": raw["Request tokens"],
                           "output_tokens": raw["Response tokens"]})
     if frame.empty:
-        kept = [f"model {model!r}"] if model is not None else []
+        kept = ([f"model {model!r}" if isinstance(model, str) else f"a model in {list(models)}"]
+                if model is not None else [])
         kept += ["a reply (Response tokens > 0)"] if drop_failed else []
         raise InvalidInstanceError(f"{path}: no request with {' and '.join(kept)}")
     # windows are seconds from the trace's first request, whichever rows are kept

@@ -310,7 +310,8 @@ def test_generate_names_the_parameter_behind_an_overflow(tmp_path, capsys):
     assert code == 2
     assert [str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)] == []
     line = _one_error_line(capsys.readouterr().err)
-    assert "with prediction_error=1e9, requests=50: " in line and "predicted_tokens" in line
+    # (E20: the spread is capped at 10, so it is refused by name before any draw)
+    assert "prediction_error must be a finite spread in [0, 10]" in line and "predicted_tokens" not in line
     # a message that names the parameter itself is left as it is
     assert cli.main(["generate", "capacity", "prediction_error=1", "-o", str(tmp_path / "x.json")]) == 2
     line = _one_error_line(capsys.readouterr().err)

@@ -127,7 +127,7 @@ def _order(entry: Entry) -> tuple[str, int, str]:
 
 def entry(name: str) -> Entry:
     entries = read_manifest()
-    if name not in entries:
+    if not isinstance(name, str) or name not in entries:
         raise InvalidInstanceError(
             f"no library instance named {name!r}; `servopt library list` shows them")
     return entries[name]

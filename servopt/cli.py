@@ -33,7 +33,9 @@ CAPACITY_OPTIONS = {  # the capacity instance's fields, by the option that sets 
     "batch_cap": "--batch-cap", "prefill_chunk": "--prefill-chunk",
     "step_overhead_s": "--step-ms (/ 1000)", "per_token_s": "--per-token-ms (/ 1000)",
     "step_ms": "--step-ms", "per_token_ms": "--per-token-ms",
-    "headroom": "--headroom", "requests": "--requests"}
+    "headroom": "--headroom", "requests": "--requests",
+    "memory_utilisation": "--memory-utilisation", "gpus": "--gpus", "model preset": "--model",
+    "GPU preset": "--gpu", "profile preset": "--profile"}
 # capacity --sim-requests: about 0.4 GB and a minute per simulated rate (1e6 arrivals: 0.39 GB
 # peak, 47 s, measured by an audit)
 MAX_SIM_REQUESTS = 1_000_000
@@ -42,9 +44,24 @@ DEFAULT_GPU = "a100-80gb"
 DEFAULT_PROFILE = "llama3-8b@a100"
 
 
+def _json_number(text: str) -> int | float:
+    """A JSON number with a fraction or an exponent: a whole number written in e-notation
+    (``requests=1e4``, ``1.5e3``) is that int (JSON reads it as the float 10000.0, which a count
+    refuses), exactly (``1e30`` is 10**30, not the float's 1000000000000000019884624838656);
+    anything else is a float."""
+    if "e" in text.lower():
+        from decimal import Decimal, InvalidOperation
+
+        with contextlib.suppress(InvalidOperation, ValueError, OverflowError):
+            exact = Decimal(text)
+            if exact.is_finite() and exact == exact.to_integral_value() and exact.adjusted() < 400:
+                return int(exact)
+    return float(text)
+
+
 def _parse_value(text: str) -> Any:
     try:
-        return json.loads(text)
+        return json.loads(text, parse_float=_json_number)
     except json.JSONDecodeError:
         return text
 
@@ -80,6 +97,9 @@ def _check_params(generate: Any, params: dict[str, Any], decision: str) -> None:
             continue
         annotation = str(parameter.annotation)
         numeric = ("int" in annotation or "float" in annotation) and "str" not in annotation
+        if isinstance(value, str) and "tuple" in annotation and numeric:  # (low, high) ranges
+            raise ValueError(f"generate {decision}: {name} must be a pair of numbers written as "
+                             f"[low,high] (e.g. {name}=[1,40]), got {value!r}")
         if isinstance(value, str) and numeric:
             raise ValueError(f"generate {decision}: {name} must be a number, got {value!r}")
         collection = ("tuple", "list", "dict", "Sequence", "Mapping", "ndarray", "Any")
@@ -153,6 +173,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
         instance = load(args.file)
     module = exact.model_module(instance.decision)
     linear = getattr(module, "LINEAR", False)
+    if instance.decision == "decode_routing" and getattr(instance, "arrival_unit", "step") != "step":
+        module.activity(instance)  # refuses a seconds clock (no model of it), before any --backend advice
     if args.backend == "cvxpy" and not getattr(module, "CVXPY_RELAXES", True):
         raise ValueError(f"--backend cvxpy: the CVXPY form of {instance.decision} is "
                          f"{getattr(module, 'CVXPY_FORM', 'another model')}, which needs more than the "
@@ -173,7 +195,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     where = solution.backend if not form or solution.backend == "cvxpy" else f"highs, {form} form"
     print(f"problem   {kind} [{where}]")
     print(f"status    {solution.status}")
-    print(f"objective {solution.objective:.8g}")
+    from servopt.core.solution import objective_unit
+
+    unit = objective_unit(solution.decision)
+    print(f"objective {solution.objective:.8g}" + (f"  ({unit})" if unit else ""))
     source = solution.info.get("bound_kind", "mip_bound")  # where a MIP's bound comes from
     print(f"bound     {solution.bound:.8g}" + ("" if source in ("mip_bound", "optimal") else f"  ({source})"))
     if solution.info.get("note"):
@@ -284,6 +309,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from servopt.core.registry import layer_module
+    from servopt.instances import IgnoredParameterWarning
 
     module = layer_module(args.decision, "instances")
     trace = args.generator == "trace"
@@ -310,8 +336,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         # value is judged by the instance's checks below, which name the parameters given
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", RuntimeWarning)
+            # a parameter given that has no effect (load=0.3 with offline arrivals): refused,
+            # where the Python API warns (a sweep passing one set of parameters keeps running)
+            warnings.simplefilter("error", IgnoredParameterWarning)
             instance = generate(**seed, **params)
-    except (ValueError, TypeError, ArithmeticError) as exc:
+    except (ValueError, TypeError, ArithmeticError, IgnoredParameterWarning) as exc:
         message = str(exc)
         if given and not any(re.match(rf"{re.escape(name)}\b", message) or f"{name} must" in message
                              or repr(name) in message or f"{name}={params[name]!r}" in message
@@ -689,7 +718,12 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         if args.sim_requests > MAX_SIM_REQUESTS:  # 1e9 ran out of memory, 1e12 never ended
             raise ValueError(f"--sim-requests: at most {MAX_SIM_REQUESTS:,} arrivals per run (each "
                              f"simulated rate holds them in memory), got {args.sim_requests:,}")
-        bench.check_requests(args.sim_requests)
+        try:
+            bench.check_requests(args.sim_requests)
+        except InvalidInstanceError as exc:  # its parameter is n_requests: name the option
+            text = re.sub(r"\bn_requests\b", "--sim-requests", str(exc).replace("n_requests = ", ""))
+            raise InvalidInstanceError(text if text.startswith("--sim-requests")
+                                       else f"--sim-requests: {text}") from None
         if args.sim_seeds < 1:
             raise ValueError(f"--sim-seeds: seeds must be >= 1, got {args.sim_seeds}")
         if args.sim_seeds > MAX_SIM_SEEDS:
@@ -700,14 +734,19 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     for option, value in (("--step-ms", args.step_ms), ("--per-token-ms", args.per_token_ms)):
         if value is not None and not 0 <= value < math.inf:
             raise ValueError(f"{option} must be a finite number of ms >= 0, got {value:g}")
+    if args.step_ms == 0 and args.per_token_ms == 0:  # (the instance's message names its fields)
+        raise ValueError("--step-ms and --per-token-ms cannot both be 0: an iteration must take time")
     worker["step_ms"], worker["per_token_ms"] = args.step_ms, args.per_token_ms  # (ms: converted
     worker = {k: v for k, v in worker.items() if v is not None}  # by the instance's generator)
     kv = args.kv_tokens
     gpu = None if kv is not None else args.gpu or DEFAULT_GPU  # None: no GPU behind the KV size
     if kv is None:
-        kv = instances.preset_kv_tokens(
-            args.model, gpu, gpus=1 if args.gpus is None else args.gpus,
-            memory_utilisation=0.9 if args.memory_utilisation is None else args.memory_utilisation)
+        try:
+            kv = instances.preset_kv_tokens(
+                args.model, gpu, gpus=1 if args.gpus is None else args.gpus,
+                memory_utilisation=0.9 if args.memory_utilisation is None else args.memory_utilisation)
+        except InvalidInstanceError as exc:
+            raise InvalidInstanceError(_capacity_flagged(str(exc))) from None
     notes = []
     timed = {"step_ms", "per_token_ms"} <= set(worker)  # both timings given: no preset's
     if args.profile is None:  # the preset for this model on this GPU, where there is one
@@ -735,10 +774,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
                                       arrival_rate=args.rate, kv_tokens=kv, profile=args.profile,
                                       headroom=args.headroom, seed=args.seed, **worker)
     except InvalidInstanceError as exc:  # name the option the user typed, not the field
-        text = str(exc)
-        field = next((name for name in CAPACITY_OPTIONS
-                      if text.startswith(f"{name} ") or f"'{name}'" in text), None)
-        raise InvalidInstanceError(f"{CAPACITY_OPTIONS[field]}: {text}" if field else text) from None
+        raise InvalidInstanceError(_capacity_flagged(str(exc))) from None
     bounds = model.bounds(inst)
     plan = rules.plan(inst)
     prices = plan.detail["prices"]
@@ -772,6 +808,20 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _capacity_flagged(text: str) -> str:
+    """A capacity generator's message, led by the ``servopt capacity`` option that sets the field
+    it is about (``--kv-tokens: only 0 of 2000 code requests fit in kv_tokens = 5 ...``): the
+    field it starts with or quotes, else the first field name (one with an underscore) in it."""
+    field = next((name for name in CAPACITY_OPTIONS
+                  if text.startswith(f"{name} ") or f"'{name}'" in text
+                  or text.startswith(f"unknown {name} ")), None)
+    if field is None:
+        found = [(match.start(), name) for name in CAPACITY_OPTIONS if "_" in name
+                 and (match := re.search(rf"(?<![\w-]){re.escape(name)}\b", text))]
+        field = min(found)[1] if found else None
+    return f"{CAPACITY_OPTIONS[field]}: {text}" if field else text
+
+
 def _default(function: Any, name: str) -> Any:
     """The default value of ``function``'s parameter ``name`` (one source for the CLI's)."""
     import inspect
@@ -791,8 +841,22 @@ def _version() -> str:
     return __version__
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are one line, ``servopt: error: ...`` (naming the
+    command, and where to find its usage) with exit status 2, as every other error of the
+    command line; ``--help`` prints the usage as before. Its subcommands' parsers are of this
+    class too (argparse makes them of the parent's class)."""
+
+    def error(self, message: str) -> Any:
+        command = self.prog.removeprefix("servopt").strip()
+        where = f"{command}: " if command else ""
+        help_hint = f"servopt {command} --help" if command else "servopt --help"
+        line = f"{where}{message} ({help_hint} for the usage)".replace("\n", " ")
+        self.exit(2, f"servopt: error: {line}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="servopt",
         description="Optimization models, bounds and bid-price rules for LLM serving decisions.",
     )
@@ -970,7 +1034,10 @@ def main(argv: list[str] | None = None) -> int:
     if extra and getattr(args, "func", None) is cmd_generate and not any(x.startswith("-") for x in extra):
         args.params += extra  # name=value items after an option (argparse does not intermix them)
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        command = getattr(args, "command", None)
+        where = f"{command}: " if command else ""
+        parser.exit(2, f"servopt: error: {where}unrecognized arguments: {' '.join(extra)} "
+                       f"(servopt {command + ' ' if command else ''}--help for the usage)\n")
     if not getattr(args, "func", None):  # a usage error (as argparse's): a script that lost its
         parser.print_help(sys.stderr)  # command must not pass as a successful run
         return 2

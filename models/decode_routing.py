@@ -189,9 +189,9 @@ def hindsight_exact(instance: Instance) -> bool:
 def solution_note(instance: Instance, **options: object) -> str | None:
     """What the hindsight model's value is not, for this instance (``servopt.solve`` puts it in
     ``solution.info["note"]``), or None when it is the best any router can do (or, blocked, a
-    lower bound on it). Where slots or KV can bind the model keeps every request running from
-    its arrival, while the simulator queues it: the value is then neither an achievable cost nor
-    a bound, whatever the ``options`` (``step_block`` included)."""
+    lower bound on it: :func:`relaxation_note`). Where slots or KV can bind the model keeps every
+    request running from its arrival, while the simulator queues it: the value is then neither an
+    achievable cost nor a bound, whatever the ``options`` (``step_block`` included)."""
     bind = binding(instance)
     if not any(bind.values()):
         return None
@@ -201,9 +201,26 @@ def solution_note(instance: Instance, **options: object) -> str | None:
             f"one (servopt.benchmarks.decode_routing.bound gives a valid bound)")
 
 
+def relaxation_note(instance: Instance, solution: Any, **options: Any) -> str | None:
+    """Why an integer solution of the hindsight model is not an optimal routing (``servopt.solve``
+    then sets its ``bound_kind`` to ``lower_bound`` and adds this to ``info["note"]``), or None.
+    With ``step_block`` > 1 (and neither slots nor KV binding: else :func:`solution_note` says
+    the value bounds nothing) the model is the blocked relaxation: its "optimal" value is a lower
+    bound on the best any router can do, and its ``worker`` routing can cost more (R21: 4270.50
+    "optimal" at step_block=10**6 against the 4293.39 optimum of ``generate_steps(requests=10)``)."""
+    step_block = options.get("step_block", 1)
+    if not isinstance(step_block, int | np.integer) or step_block <= 1 or any(
+            binding(instance).values()):
+        return None
+    return (f"step_block={int(step_block)} solves the blocked relaxation of the hindsight model: "
+            f"this value is a lower bound on the best any router can do (the optimum with "
+            f"step_block=1 is at least this), not an optimum; the routing it returns can cost more")
+
+
 def _check_options(step_block: Any, symmetry: Any = True) -> None:
     """The builders' options, checked in the user's terms."""
-    if not isinstance(step_block, int | np.integer) or step_block < 1:
+    if isinstance(step_block, bool | np.bool_) or not isinstance(step_block, int | np.integer) \
+            or step_block < 1:
         raise InvalidInstanceError(f"step_block must be a positive integer, got {step_block!r}")
     if not isinstance(symmetry, bool | np.bool_):
         raise InvalidInstanceError(f"symmetry must be True or False, got {symmetry!r}")
@@ -317,7 +334,12 @@ def check_size(instance: Instance, step_block: int = 1, max_entries: int | None 
     ``step_block`` > 1, the activity table the build starts from (one row per request and
     active step, some 60 bytes each: 400 requests of 1e6 tokens are 4e8 rows; refused above
     the larger of ``max_entries`` and ``MAX_ENTRIES``). None: the module's ``MAX_ENTRIES``."""
-    max_entries = MAX_ENTRIES if max_entries is None else max_entries
+    if max_entries is not None and (isinstance(max_entries, bool | np.bool_) or not isinstance(
+            max_entries, int | np.integer) or max_entries < 1):
+        raise InvalidInstanceError(
+            f"max_entries must be a whole number of nonzeros >= 1 (or None: {MAX_ENTRIES:,}), "
+            f"got {max_entries!r}")
+    max_entries = MAX_ENTRIES if max_entries is None else int(max_entries)
     size = model_size(instance, step_block)
     entries, pairs, families = size["entries"], size["pairs"], size["families"]
     if entries > max_entries:

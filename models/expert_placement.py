@@ -92,7 +92,7 @@ import pyomo.environ as pyo
 import scipy.sparse as sp
 
 from servopt.core import InvalidInstanceError
-from servopt.core.checks import number
+from servopt.core.checks import number, whole_number
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.instances.expert_placement import Instance
 
@@ -289,18 +289,20 @@ def build(
 
     window : which window's loads (default the planned window); layers : a subset of layers.
     makespan_ub / makespan_lb : per-layer bounds (scalar or array over ``layers``) for the valid
-    inequalities; beta : migration cost (tokens per new replica; default the instance's).
+    inequalities: a ``makespan_lb`` above what a simple plan reaches is refused
+    (:func:`feasible_makespan`; with ``group_locality`` the layer's tokens on its slowest GPU), and
+    ``servopt.solve`` notes one above the proved bound (:func:`solution_note`); a ``makespan_ub``
+    below the optimum leaves no plan (``InfeasibleError``, :func:`explain_infeasible` names it).
+    beta : migration cost (tokens per new replica; default the instance's). symmetry and
+    group_locality : True or False.
     max_binaries : refuse to build a larger MILP (a deepseek_v3 instance has 475,136 binaries
     over its 58 layers): solve a few ``layers`` at a time, or use the decomposition
     ``servopt.solvers.expert_placement.exact_placement``, which certifies plans at that size.
     """
+    _check_flags(symmetry=symmetry, group_locality=group_locality)
+    max_binaries = whole_number("max_binaries", max_binaries, low=0)
     w_all = window_loads(instance, window)
-    layer_ids = list(range(instance.num_layers)) if layers is None else list(layers)
-    if not layer_ids or any(isinstance(x, bool) or not isinstance(x, int | np.integer)
-                            or not 0 <= x < instance.num_layers for x in layer_ids):
-        raise InvalidInstanceError(f"layers must be a non-empty list of layer indices in 0.."
-                                   f"{instance.num_layers - 1}, got {layers!r}")
-    layer_ids = [int(x) for x in layer_ids]
+    layer_ids = _layer_ids(instance, layers)
     if placement is not None:
         return _build_dispatch(instance, check_placement(instance, placement), w_all, layer_ids)
     E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
@@ -318,7 +320,10 @@ def build(
     w, s = rounded(w_tokens / unit, "down"), rounded(speed / s_max, "up")
     ub = rounded(_per_layer(makespan_ub, len(layer_ids), w_tokens.max(axis=1) / speed.min())
                  / time_unit, "up")
-    lb = rounded(_per_layer(makespan_lb, len(layer_ids), np.zeros(len(layer_ids))) / time_unit, "down")
+    lb_tokens = _per_layer(makespan_lb, len(layer_ids), np.zeros(len(layer_ids)))
+    if makespan_lb is not None:
+        _check_lower_bound(instance, w_tokens, lb_tokens, layer_ids, group_locality)
+    lb = rounded(lb_tokens / time_unit, "down")
     beta = instance.migration_cost if beta is None else number(
         "beta", beta, lambda v: 0 <= v < math.inf, ">= 0 tokens per moved replica (a number)")
     beta_units = float(rounded(beta / time_unit, "down"))
@@ -434,6 +439,86 @@ def _per_layer(value: Any, n: int, default: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _check_flags(**flags: Any) -> None:
+    """Boolean options, refused by name unless True or False ("no" and "abc" were taken as True)."""
+    for name, value in flags.items():
+        if not isinstance(value, bool | np.bool_):
+            raise InvalidInstanceError(f"{name} must be True or False, got {value!r}")
+
+
+def _layer_ids(instance: Instance, layers: Any) -> list[int]:
+    """``layers`` (None: every layer) as a list of layer indices, refused by name otherwise
+    (``layers=0`` was a TypeError: a list of one layer is ``layers=[0]``)."""
+    if layers is None:
+        return list(range(instance.num_layers))
+    rule = (f"layers must be a non-empty list of layer indices in 0..{instance.num_layers - 1} "
+            f"(one layer: layers=[0]), got {layers!r}")
+    if not isinstance(layers, list | tuple | range | np.ndarray) or np.ndim(layers) != 1:
+        raise InvalidInstanceError(rule)
+    ids = list(layers)
+    if not ids or any(isinstance(x, bool | np.bool_) or not isinstance(x, int | np.integer)
+                      or not 0 <= x < instance.num_layers for x in ids):
+        raise InvalidInstanceError(rule)
+    return [int(x) for x in ids]
+
+
+def feasible_makespan(instance: Instance, w: np.ndarray) -> np.ndarray:
+    """Each layer's makespan (tokens per unit speed) under a cheap plan the placement MILP
+    allows (without group locality): replica counts by bids, replicas packed heaviest first to
+    the least-time GPU (at most one replica of an expert per GPU; ``balanced_plan``), tokens split
+    evenly among an expert's replicas. An upper bound on every layer's least makespan, so a valid
+    ``makespan_lb`` never exceeds it; NaN for a layer where the packing leaves an expert out."""
+    from servopt.solvers.expert_placement import balanced_plan, even_dispatch, gpu_times
+
+    G, S, speed = instance.num_gpus, instance.slots_per_gpu, instance.speed
+    phy2log = balanced_plan(w, G, S, speed)
+    times = gpu_times(even_dispatch(phy2log, w), S, speed).max(axis=1)
+    hosted = placement_matrix(phy2log, instance.num_experts, G, S).any(axis=2).all(axis=1)
+    return np.where(hosted, times, np.nan)
+
+
+def _check_lower_bound(instance: Instance, w: np.ndarray, lb: np.ndarray,
+                       layer_ids: list[int], group_locality: bool = False) -> None:
+    """Refuse a ``makespan_lb`` above a makespan some placement reaches (:func:`feasible_makespan`;
+    with ``group_locality``, whose plans it does not respect, the layer's tokens on its slowest
+    GPU, a makespan no placement exceeds): the row ``z[l] >= lb[l]`` would then cut off every
+    optimum, and the MILP's "optimal" value would be the cut's (R21: makespan_lb=1e9 on the tiny
+    preset came back optimal 2e9 - 0.01)."""
+    reach = (w.sum(axis=1) / float(instance.speed.min()) if group_locality
+             else feasible_makespan(instance, w))
+    over = np.nonzero(lb > reach * (1 + 1e-9))[0]  # (NaN compares False: nothing refused)
+    if over.size:
+        i = int(over[0])
+        raise InvalidInstanceError(
+            f"makespan_lb={lb[i]:.10g} for layer {layer_ids[i]} is above the makespan "
+            f"{reach[i]:.10g} (tokens per unit speed) that "
+            + ("no placement of that layer exceeds (all its tokens on its slowest GPU)"
+               if group_locality else "a simple placement of that layer already reaches")
+            + ": a lower bound must not exceed the optimum (leave makespan_lb out, or pass the "
+            "proved one, makespan_lower_bound(loads, gpus, slots_per_gpu, speed))")
+
+
+def solution_note(instance: Instance, **options: Any) -> str | None:
+    """What ``servopt.solve``'s value rests on (``solution.info["note"]``): with a
+    ``makespan_lb`` above the combinatorial bound (:func:`makespan_lower_bound`) on some layer the
+    "optimal" value is optimal only if that user cut is a valid lower bound (one above a simple
+    plan's makespan is refused by :func:`build`, one below it cannot be checked cheaply); None
+    otherwise."""
+    if options.get("makespan_lb") is None or options.get("placement") is not None:
+        return None
+    layer_ids = _layer_ids(instance, options.get("layers"))
+    w = window_loads(instance, options.get("window"))[layer_ids]
+    lb = _per_layer(options["makespan_lb"], len(layer_ids), np.zeros(len(layer_ids)))
+    proved = makespan_lower_bound(w, instance.num_gpus, instance.slots_per_gpu, instance.speed)
+    above = [layer_ids[i] for i in np.nonzero(lb > proved * (1 + 1e-9))[0]]
+    if not above:
+        return None
+    return (f"makespan_lb is above the proved makespan bound on layer(s) "
+            f"{', '.join(map(str, above[:8]))}{' ...' if len(above) > 8 else ''}: the value is "
+            f"optimal only if your makespan_lb is a valid lower bound (a cut above a layer's least "
+            f"makespan makes it wrong)")
+
+
 def _build_dispatch(instance: Instance, placement: np.ndarray, w_all: np.ndarray,
                     layer_ids: list[int]) -> pyo.ConcreteModel:
     E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
@@ -480,9 +565,42 @@ def decisions(model: pyo.ConcreteModel, instance: Instance) -> dict[str, pd.Seri
     return out
 
 
-def explain_infeasible(instance: Instance) -> str:
-    """Domain reason an expert placement model has no solution (for ``InfeasibleError``): slots
-    against experts, or group locality."""
+def explain_infeasible(instance: Instance, **options: Any) -> str:
+    """Domain reason an expert placement model has no solution (for ``InfeasibleError``), in
+    terms of the ``options`` it was built with: a ``makespan_ub`` (the MILP keeps only plans at
+    least that good: below a layer's least makespan none is left), ``group_locality``, else slots
+    against experts."""
+    reasons = []
+    ub = options.get("makespan_ub")
+    if ub is not None and options.get("placement") is None:
+        try:
+            layer_ids = _layer_ids(instance, options.get("layers"))
+            w = window_loads(instance, options.get("window"))[layer_ids]
+            ub_tokens = _per_layer(ub, len(layer_ids), np.zeros(len(layer_ids)))
+        except InvalidInstanceError:
+            layer_ids = []
+        proved = (makespan_lower_bound(w, instance.num_gpus, instance.slots_per_gpu, instance.speed)
+                  if layer_ids else np.zeros(0))
+        below = np.nonzero(ub_tokens < proved * (1 - 1e-9))[0] if layer_ids else np.zeros(0, int)
+        if below.size:
+            i = int(below[0])
+            reasons.append(
+                f"makespan_ub={ub_tokens[i]:.10g} is below layer {layer_ids[i]}'s least possible "
+                f"makespan (the proved bound {proved[i]:.10g} tokens per unit speed): the model "
+                f"with makespan_ub keeps only placements at least that good, and none is; raise "
+                f"makespan_ub or leave it out")
+        else:
+            reasons.append(
+                f"makespan_ub={ub!r} leaves no placement: the model with makespan_ub keeps only "
+                f"placements at least that good (each replica serves at most the GPU's speed x "
+                f"makespan_ub tokens); raise makespan_ub or leave it out")
+    if options.get("group_locality") is True:
+        reasons.append(
+            f"group_locality=True puts each of the {instance.num_groups} expert groups on one of "
+            f"the {instance.num_nodes} nodes ({instance.gpus_per_node} GPUs x "
+            f"{instance.slots_per_gpu} slots each), which cannot be met")
+    if reasons:
+        return "no placement fits: " + "; ".join(reasons)
     return (f"no placement fits: {instance.num_experts} experts need a slot each and "
             f"{instance.num_slots} slots exist (or group locality cannot be met)")
 
@@ -577,5 +695,6 @@ def build_cvxpy(instance: Instance, *, placement: Any = None,
 
 __all__ = ["LINK_FLOOR", "LOAD_UNITS", "MAX_MIGRATION_RATIO", "MAX_SPEED_RATIO", "OBJECTIVE_UNIT",
            "MigrationRatioError", "build", "build_cvxpy",
-           "check_placement", "decisions", "dispatch_matrices", "explain_infeasible", "load_unit",
-           "makespan_lower_bound", "placement_matrix", "rounded", "solver_units", "window_loads"]
+           "check_placement", "decisions", "dispatch_matrices", "explain_infeasible",
+           "feasible_makespan", "load_unit", "makespan_lower_bound", "placement_matrix", "rounded",
+           "solution_note", "solver_units", "window_loads"]

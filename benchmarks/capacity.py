@@ -721,7 +721,11 @@ def fleet_observer(
 
     Returns ``observe(workers) -> {compute_utilisation, kv_utilisation, mean_waiting,
     final_waiting, throughput}`` from a simulation of one worker at lambda / N for ``window``
-    arrivals (per worker; the workers are identical and statistically alike).
+    arrivals (per worker; the workers are identical and statistically alike), over the
+    simulation's steps that end by the last arrival. ``mean_waiting`` and ``final_waiting``
+    count every request arrived and not yet admitted, also those arriving while an iteration
+    runs (:func:`_backlog`); when no step ends by the last arrival (heavy overload) the window
+    is [0, last arrival] with the first step's backlog.
     """
     s, o, unit = sample_requests(instance, window, seed)
 
@@ -741,16 +745,53 @@ def fleet_observer(
         )
         dt = np.diff(np.concatenate([[0.0], res.times[span]]))
         done = np.count_nonzero(res.done_times <= elapsed)
+        mean_waiting, final_waiting = _backlog(instance, res, arrivals, span, elapsed, dt)
         return {
             "compute_utilisation": float(res.tokens[span].sum()) / elapsed / peak,
             "kv_utilisation": float((res.kv_used[span] / res.iterations[span] * dt).sum() / elapsed)
             / instance.kv_tokens,
-            "mean_waiting": float((res.waiting[span] * dt).sum() / elapsed),
-            "final_waiting": float(res.waiting[span][-1]) if span.any() else 0.0,
+            "mean_waiting": mean_waiting,
+            "final_waiting": final_waiting,
             "throughput": done / elapsed,
         }
 
     return observe
+
+
+def _backlog(instance: Instance, res: SimResult, arrivals: np.ndarray, span: np.ndarray,
+             elapsed: float, dt: np.ndarray) -> tuple[float, float]:
+    """``(mean_waiting, final_waiting)`` of :func:`fleet_observer`'s window [0, ``elapsed``]:
+    the log's ``waiting`` counts the requests arrived by an entry's last iteration start, so
+    the requests arriving while an iteration runs (admitted at the next start at the earliest)
+    are added: sum over arrivals a in (r, e] of (e - a) for each entry ending at e whose last
+    iteration started at r = e - (d0 + d1 x tokens / iterations). When no entry ends within the
+    window (one long first iteration at heavy overload) the window is [0, last arrival] with the
+    first entry's backlog (arrivals minus admissions) counted to its end. Without this, one
+    worker at 1e4 req/s (``capacity.generate(requests=300, arrival_rate=1e4)``, window 600)
+    showed an empty queue: its first iteration ran 0.043 s while 400 requests arrived, and
+    ``queue_depth`` stopped at 1 worker (R21)."""
+    d0, d1 = instance.step_overhead_s, instance.per_token_s
+    arrivals = np.asarray(arrivals, dtype=float)
+    total = np.r_[0.0, np.cumsum(arrivals)]
+
+    def after(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Arrivals in (lo, hi] and the sum of hi - a over them."""
+        i = np.searchsorted(arrivals, lo, side="right")
+        j = np.searchsorted(arrivals, np.maximum(hi, lo), side="right")
+        return j - i, (j - i) * np.maximum(hi, lo) - (total[j] - total[i])
+
+    last_start = res.times - (d0 + d1 * res.tokens / np.maximum(res.iterations, 1))
+    if span.any():
+        count, area = after(last_start[span], res.times[span])
+        mean = float(((res.waiting[span] * dt).sum() + area.sum()) / elapsed)
+        return mean, float(res.waiting[span][-1] + count[-1])
+    if not len(res.times):
+        return 0.0, 0.0
+    end = float(arrivals[-1])  # the window: [0, last arrival], inside the first entry
+    start = res.times[0] - (d0 * res.iterations[0] + d1 * res.tokens[0])
+    count, area = after(np.array([last_start[0]]), np.array([end]))
+    queued = float(res.waiting[0]) * max(end - float(start), 0.0)
+    return float((queued + area[0]) / end), float(res.waiting[0] + count[0])
 
 
 @checked_keywords(check=check_options)
@@ -862,6 +903,13 @@ def bound(
     search and a bisection over N (:func:`least_stable`), O(log N) tests; an answer past the
     scanned sizes says so in ``status`` (a stable fleet one worker above an unstable one, the
     least only if the test is monotone).
+
+    Time: every test is a :func:`check_rate` (its seeds' simulations at lambda / N), and a rate
+    that needs a large fleet takes the ``SCAN_FIRST`` tests past the start plus O(log N) more,
+    each near the knee, where the simulations are longest; so the bound's time grows with the
+    fleet size, not only with ``n_requests``: at ``arrival_rate`` 1e4 or more on a default
+    worker (hundreds of workers and more) it takes minutes where ``plan`` takes seconds (R21
+    #14; the rate is not capped).
     """
     start = time.perf_counter()
     check_run_options(n_requests=n_requests, seed=seed, seeds=seeds, max_seeds=max_seeds, eps=eps,

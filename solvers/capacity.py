@@ -7,10 +7,11 @@ the evaluator and returns what a fleet of that many workers would show over a me
 at the instance's target rate: one worker at lambda / N, simulated from empty (no warm-up) for
 the evaluator's ``window`` arrivals. Per worker: ``compute_utilisation`` (token throughput / peak
 token throughput, 0-1), ``kv_utilisation`` (mean KV tokens held / ``kv_tokens``),
-``mean_waiting`` (time-average requests waiting), ``final_waiting`` (requests waiting at the
-window's end) and ``throughput`` (requests completed per second since the window's start: the
-ramp-up from empty keeps it below lambda / N even on a stable fleet). The planning rules never
-call it; the reactive baselines can only act on it, as an autoscaler acts on metrics.
+``mean_waiting`` (time-average requests waiting, counting those that arrive during an
+iteration), ``final_waiting`` (requests waiting at the window's end) and ``throughput``
+(requests completed per second since the window's start: the ramp-up from empty keeps it below
+lambda / N even on a stable fleet). The planning rules never call it; the reactive baselines
+can only act on it, as an autoscaler acts on metrics.
 A :class:`Plan` says how many workers, the per-worker maximum stable rate the method believes in
 (nan for reactive methods), the binding resource and its marginal value.
 
@@ -42,7 +43,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from servopt.core import InfeasibleError, InvalidInstanceError
+from servopt.core import InvalidInstanceError
+from servopt.core.checks import number, whole_number
 from servopt.instances.capacity import Instance
 from servopt.models import capacity as model
 
@@ -163,8 +165,11 @@ def plan_from_solution(instance: Instance, solution: Any) -> Plan:
     if getattr(solution, "decision", "capacity") not in ("", "capacity") or not isinstance(prices, dict):
         raise InvalidInstanceError(f"plan_from_solution needs a solved capacity LP, got a "
                                    f"{getattr(solution, 'decision', '') or type(solution).__name__} solution")
-    if solution.status != "optimal":
-        raise InfeasibleError(f"the capacity LP did not solve ({solution.status})")
+    if solution.status != "optimal":  # a stopped solve says nothing about the instance (R21)
+        raise InvalidInstanceError(
+            f"plan_from_solution needs the capacity LP solved to optimality; this solution's "
+            f"status is {solution.status!r} (its value is not the maximum stable rate): solve it "
+            f"again without a time limit, or with a longer one")
     solved_for = getattr(solution, "info", {}).get("instance")
     if solved_for is not None and solved_for != model.fingerprint(instance):
         raise InvalidInstanceError("this solution was solved for another worker or workload (the LP "
@@ -189,6 +194,14 @@ def _need_observe(observe: Any, name: str) -> None:
             f"servopt.benchmarks.capacity.evaluate(instance, {name!r}), which supplies one")
 
 
+def _loop_options(tolerance: Any, rounds: Any) -> tuple[float, int]:
+    """The reactive autoscalers' ``tolerance`` (a share >= 0) and ``rounds`` (observations, a
+    whole number >= 1; 0 or -1 returned the first guess unobserved), refused by name."""
+    tolerance = number("tolerance", tolerance, lambda v: 0.0 <= v < math.inf,
+                       "a finite share >= 0 (HPA's default 0.1)")
+    return tolerance, whole_number("rounds", rounds, low=1, high=10_000)
+
+
 def _scale_up_limit(workers: int) -> int:
     """HPA's default scale-up policy: at most double, or add 4 pods, whichever is more."""
     return max(2 * workers, workers + 4)
@@ -197,8 +210,13 @@ def _scale_up_limit(workers: int) -> int:
 def utilisation(
     instance: Instance, observe: Observe, *, target: float = 0.8, tolerance: float = 0.1, rounds: int = 20
 ) -> Plan:
-    """Kubernetes HPA on compute utilisation: desired = ceil(N x util / target)."""
+    """Kubernetes HPA on compute utilisation: desired = ceil(N x util / target). ``target`` in
+    (0, 1], ``tolerance`` >= 0, ``rounds`` (observations) a whole number >= 1: others are refused
+    by name before any observation."""
     _need_observe(observe, "utilisation")
+    target = number("utilisation target", target, lambda v: 0.0 < v <= 1.0,
+                    "a share of the worker's peak token throughput in (0, 1]")
+    tolerance, rounds = _loop_options(tolerance, rounds)
     start = model.bounds(instance, corrected=False).compute
     workers = 2 * model.workers_needed(instance.arrival_rate, start, 0.0)
     seen, history = set(), []
@@ -220,8 +238,14 @@ def utilisation(
 def queue_depth(
     instance: Instance, observe: Observe, *, target: float = 5.0, tolerance: float = 0.1, rounds: int = 30
 ) -> Plan:
-    """Scale out on waiting requests per worker (HPA formula, at most doubling, no scale-in)."""
+    """Scale out on waiting requests per worker (HPA formula, at most doubling, no scale-in).
+    ``target`` (waiting requests per worker) > 0, ``tolerance`` >= 0, ``rounds`` a whole number
+    >= 1: others are refused by name before any observation (target=0 was a ZeroDivisionError,
+    -1 ran 30 simulations)."""
     _need_observe(observe, "queue_depth")
+    target = number("queue_depth target", target, lambda v: 0.0 < v < math.inf,
+                    "a finite number of waiting requests per worker > 0")
+    tolerance, rounds = _loop_options(tolerance, rounds)
     workers, history = 1, []
     for _ in range(rounds):
         waiting = observe(workers)["mean_waiting"]

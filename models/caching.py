@@ -121,6 +121,7 @@ import pyomo.environ as pyo
 import scipy.sparse as sp
 
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import whole_number
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.core.matrix import Family, MatrixModel
 from servopt.instances.caching import Instance
@@ -166,7 +167,10 @@ def check_lp_size(instance: Instance, relax: bool) -> None:
 def _check_ip_size(iv: Intervals, relax: bool, max_binaries: int) -> None:
     """Refuse an IP too large for HiGHS to stop on time: on 80k requests a 5 s limit returned
     after 24 s, on 320k it ran for minutes past it, growing to 6 GB (its root-node work does not
-    check the clock)."""
+    check the clock). ``max_binaries`` is refused by name unless a whole number >= 0 (None or
+    NaN was a TypeError, or silently no limit)."""
+    max_binaries = whole_number("max_binaries (binary keep variables the IP may have)",
+                                max_binaries, low=0)
     binaries = int(iv.fits.sum())
     if not relax and binaries > max_binaries:
         raise InvalidInstanceError(
@@ -325,7 +329,11 @@ def build(instance: Instance, *, relax: bool = False, form: str = "flow",
 def _start_keep(instance: Instance, iv: Intervals, start: Any) -> np.ndarray:
     """A warm start as 0/1 floats, checked: one entry per interval, 0 or 1, 0 where it does
     not fit, and the kept intervals within the capacity at every gap."""
-    keep = np.asarray(start, dtype=float).ravel()
+    try:
+        keep = np.asarray(start, dtype=float).ravel()
+    except (TypeError, ValueError):  # start="lp": could not convert string to float
+        raise InvalidInstanceError(f"start must be a 0/1 keep per interval ({len(iv.start)} "
+                                   f"values), got {start!r:.60}") from None
     if len(keep) != len(iv.start) or not np.all((keep == 0) | (keep == 1)):
         raise InvalidInstanceError(f"start must be a 0/1 keep per interval ({len(iv.start)} "
                                    f"values), got {len(keep)} values")

@@ -403,10 +403,43 @@ def lp_units(instance: Instance, closed_form: Bounds) -> LpUnits:
     return LpUnits(time_s=float(unit), rate=float(rate))
 
 
+CLASS_COLUMNS = ("share", "work", "slot_iterations", "kv_footprint")  # what the LP reads
+
+
+def _check_lp_options(corrected: Any, classes: Any, recompute_fraction: Any) -> None:
+    """The fluid LP's build options in the user's terms, refused by name (``classes=2`` was an
+    AttributeError deep in the build, ``corrected="abc"`` taken as True)."""
+    if not isinstance(corrected, bool | np.bool_):
+        raise InvalidInstanceError(f"corrected must be True or False, got {corrected!r}")
+    if classes is not None:
+        if not isinstance(classes, pd.DataFrame):
+            raise InvalidInstanceError(
+                f"classes must be None (the instance's request_classes) or a DataFrame with "
+                f"columns {', '.join(CLASS_COLUMNS)}, one row per class, got {type(classes).__name__}")
+        missing = [c for c in CLASS_COLUMNS if c not in classes.columns]
+        if missing or classes.empty:
+            raise InvalidInstanceError(
+                f"classes must have columns {', '.join(CLASS_COLUMNS)} and at least one row "
+                f"(see request_classes); missing: {', '.join(missing) or 'none'}, rows: {len(classes)}")
+        values = classes[list(CLASS_COLUMNS)].to_numpy()
+        if not np.issubdtype(values.dtype, np.number) or not np.all(np.isfinite(values)) \
+                or np.any(values < 0) or not np.isclose(classes["share"].sum(), 1.0):
+            raise InvalidInstanceError("classes: share, work, slot_iterations and kv_footprint "
+                                       "must be finite numbers >= 0, the shares summing to 1")
+    if recompute_fraction is not None and (
+            isinstance(recompute_fraction, bool)
+            or not isinstance(recompute_fraction, int | float | np.number)
+            or not 0 <= recompute_fraction < math.inf):
+        raise InvalidInstanceError(f"recompute_fraction must be None (estimated) or a finite "
+                                   f"number >= 0 (extra work per unit of work), got "
+                                   f"{recompute_fraction!r}")
+
+
 def _lp_data(
     instance: Instance, corrected: bool, classes: pd.DataFrame | None, recompute_fraction: float | None
 ) -> tuple[pd.DataFrame, float, LpUnits]:
     """The classes, the usable memory M' (tokens) and the LP's units (:func:`lp_units`)."""
+    _check_lp_options(corrected, classes, recompute_fraction)
     classes = request_classes(instance) if classes is None else classes
     if not corrected:
         return classes, float(instance.kv_tokens), lp_units(instance, bounds(instance, corrected=False))

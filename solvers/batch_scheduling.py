@@ -615,13 +615,36 @@ def _fits_one(c_run: list[int], r_run: list[int], c_new: int, r_new: int, memory
 # ---------------------------------------------------------------------------------------------
 # Baselines
 # ---------------------------------------------------------------------------------------------
+def check_watermark(watermark: Any) -> float:
+    """vLLM's watermark: the share of KV memory kept free at admission, a number in [0, 1)."""
+    return number("watermark", watermark, lambda v: 0 <= v < 1,
+                  "the share of KV memory kept free at admission, a number in [0, 1)")
+
+
+def check_history(history: Any) -> int | Instance:
+    """A stationary price's learning window: an :class:`Instance`, or the number of the
+    instance's first requests: a whole number >= 1, as a window of none has no LP to learn
+    from)."""
+    if isinstance(history, Instance):
+        return history
+    return whole_number("history (requests of the learning window, or an Instance)", history)
+
+
+def check_skip(skip: Any) -> bool | None:
+    """The admission mode: None (read from the arrivals), True (skip) or False (stop)."""
+    if skip is not None and not isinstance(skip, bool | np.bool_):  # "no" or -1 was True
+        raise InvalidInstanceError(f"skip must be None (read from the arrivals), True or False, "
+                                   f"got {skip!r}")
+    return None if skip is None else bool(skip)
+
+
 class FCFS(Policy):
     """vLLM: FCFS queue, watermark admission, head-of-line blocking, LIFO recompute preemption."""
 
     name = "fcfs"
 
     def __init__(self, watermark: float = VLLM_WATERMARK) -> None:
-        self.watermark = watermark
+        self.watermark = check_watermark(watermark)
 
     def admit(self, state: State) -> np.ndarray:
         return admit_with_watermark(state, state.waiting, self.watermark)
@@ -633,7 +656,7 @@ class ShortestPredictedFirst(Policy):
     name = "spf"
 
     def __init__(self, watermark: float = VLLM_WATERMARK) -> None:
-        self.watermark = watermark
+        self.watermark = check_watermark(watermark)
 
     def admit(self, state: State) -> np.ndarray:
         kept = _kept_order(self)
@@ -1597,8 +1620,8 @@ class BidPrice(Policy):
         self.patience = _check_patience(patience)
         self.tail = None if tail is None else float(_check_price(tail, "tail"))
         self.given_tail = tail
-        self.history = history
-        self.skip = skip
+        self.history = check_history(history)
+        self.skip = check_skip(skip)
         self.time_limit = seconds(time_limit)  # refused now, not at the first LP
         self.origin = whole_number("origin", origin, low=0)  # the round prices[0] prices
         self._modes: tuple | None = None  # (all-at-once, online) prices, each (mu, tail, p0, p1)
@@ -1785,9 +1808,12 @@ class BidPriceStationary(BidPrice):
         self.price = None if price is None else float(_check_price(price, "price"))
         self.given = price is not None  # else learned afresh for every instance in prepare()
         self.patience = _check_patience(patience)
-        self.history = history
+        self.history = check_history(history)
+        if backlog_factor is not None:
+            number("backlog_factor", backlog_factor, lambda v: 0 < v < math.inf,
+                   "a finite number > 0, or None (no backlog guard)")
         self.backlog_factor = backlog_factor
-        self.skip = skip
+        self.skip = check_skip(skip)
         self.time_limit = seconds(time_limit)  # refused now, not at the first LP
 
     @classmethod
@@ -2267,7 +2293,7 @@ class Hindsight(Policy):
 
     def __init__(self, time_limit: float = 30.0, seed: int = 0) -> None:
         self.time_limit = search_seconds(time_limit, "Hindsight")
-        self.seed = seed
+        self.seed = whole_number("seed", seed, low=0)
 
     def prepare(self, instance: Instance) -> None:
         # planned on the instance with its idle stretches cut short (a clock stamped 1.7e9

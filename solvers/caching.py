@@ -585,6 +585,18 @@ WINDOW_CAP = 30_000
 NEVER = 2**62  # a request number no stream reaches: the price is not learned again
 
 
+def _numbers(name: str, values: Any, ok: Any, rule: str) -> bool:
+    """``values`` checked as a sequence (tuple, list or 1-d array) of numbers each passing
+    ``ok`` (:func:`servopt.core.checks.number`), refused by ``name`` otherwise; whether it has
+    any."""
+    if isinstance(values, str | bytes) or not isinstance(values, tuple | list | np.ndarray) \
+            or np.ndim(values) != 1:
+        raise InvalidInstanceError(f"{name} must be a sequence of {rule}, got {values!r}")
+    for value in values:
+        number(name, value, ok, f"a sequence of {rule}")
+    return len(values) > 0
+
+
 class BidPrice(BasePolicy):
     """Keep o while c_o x reuse_rate_o / s_o exceeds the price of a token-request-step.
 
@@ -652,18 +664,23 @@ class BidPrice(BasePolicy):
                  priced: bool = True, scales: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0),
                  experts: tuple[float, ...] | None = None, horizon: float = 3.0,
                  window_cap: int | None = WINDOW_CAP, greedy_dual: bool = False) -> None:
-        if not tau_objects > 0:  # also refuses NaN
-            raise InvalidInstanceError(f"tau_objects must be > 0, got {tau_objects}")
-        if experts is not None and (not experts or not all(e >= 0 for e in experts)
+        number("tau_objects", tau_objects, lambda v: v > 0, "a number of objects > 0")
+        if experts is not None and (not _numbers("experts", experts, lambda v: 0 <= v < math.inf,
+                                                 "ageing times >= 0 (cache-fulls)")
                                     or not max(experts) > 0):
             raise InvalidInstanceError(f"experts must be ageing times >= 0 (cache-fulls) with "
                                        f"one > 0, got {experts}")
-        if not horizon > 0:
-            raise InvalidInstanceError(f"horizon must be > 0 cache-fulls, got {horizon}")
+        number("horizon", horizon, lambda v: 0 < v < math.inf, "a finite number of cache-fulls > 0")
         for name, value in (("price", price), ("price_scale", price_scale)):
             number(name, value, lambda v: 0 <= v < math.inf, "a finite number >= 0")
+        _numbers("scales", scales, lambda v: 0 <= v < math.inf, "finite price scales >= 0")
+        if not len(scales):
+            raise InvalidInstanceError("scales must list at least one price scale, got none")
+        for name, value in (("tune", tune), ("priced", priced), ("greedy_dual", greedy_dual)):
+            if not isinstance(value, bool | np.bool_):  # "no" or -1 was taken as True
+                raise InvalidInstanceError(f"{name} must be True or False, got {value!r}")
         if window_cap is not None:
-            number("window_cap", window_cap, lambda v: v >= 1 and v == int(v),
+            number("window_cap", window_cap, lambda v: 1 <= v < math.inf and v == int(v),
                    "a whole number of requests >= 1, or None (no cap)")
         self.window_cap = None if window_cap is None else int(window_cap)
         for name, value in (("warmup", warmup), ("refresh", refresh)):

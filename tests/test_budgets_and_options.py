@@ -281,3 +281,82 @@ def test_a_batch_ip_answer_without_late_columns_has_no_such_note():
     sol = servopt.solve(bs.generate(10, seed=0))
     assert sol.decisions["late"].sum() == 0 and sol.info["bound_kind"] == "mip_bound"
     assert "late column" not in sol.info.get("note", "")
+
+
+# ---------------------------------------------------------------------------------------------
+# policy constructor options and build options refused by name (R21 #4, #5, #8)
+# ---------------------------------------------------------------------------------------------
+def _batch_policies():
+    from servopt.solvers import batch_scheduling as sb
+    return sb
+
+
+def _caching_policies():
+    from servopt.solvers import caching as sc
+    return sc
+
+
+@pytest.mark.parametrize(("make", "option"), [
+    (lambda sb: sb.FCFS(watermark=math.nan), "watermark"),  # ValueError at the first admission
+    (lambda sb: sb.FCFS(watermark=1.5), "watermark"),  # accepted
+    (lambda sb: sb.FCFS(watermark=-1), "watermark"),
+    (lambda sb: sb.ShortestPredictedFirst(watermark="0.1"), "watermark"),
+    (lambda sb: sb.BidPrice(history=math.nan), "history"),  # ValueError in prepare
+    (lambda sb: sb.BidPriceStationary(history=-1), "history"),  # accepted
+    (lambda sb: sb.BidPriceStationary(history=0), "history"),  # an empty window, refused late
+    (lambda sb: sb.BidPrice(skip="no"), "skip"),  # taken as True
+    (lambda sb: sb.BidPriceStationary(skip=-1), "skip"),
+    (lambda sb: sb.BidPriceStationary(backlog_factor="4"), "backlog_factor"),
+    (lambda sb: sb.Hindsight(seed=-1), "seed"),  # numpy error in prepare
+    (lambda sb: sb.Hindsight(seed=1.5), "seed"),
+])
+def test_batch_policy_options_are_refused_by_name(make, option):
+    with pytest.raises(InvalidInstanceError, match=option):
+        make(_batch_policies())
+
+
+@pytest.mark.parametrize(("kw", "option"), [
+    ({"tau_objects": None}, "tau_objects"),  # TypeError
+    ({"experts": 2}, "experts"),  # TypeError
+    ({"experts": ("a",)}, "experts"),
+    ({"window_cap": math.inf}, "window_cap"),  # OverflowError
+    ({"horizon": None}, "horizon"),
+    ({"scales": ()}, "scales"),
+    ({"tune": "no"}, "tune"),  # taken as True
+    ({"priced": -1}, "priced"),
+    ({"greedy_dual": math.nan}, "greedy_dual"),
+])
+def test_caching_bid_price_options_are_refused_by_name(kw, option):
+    with pytest.raises(InvalidInstanceError, match=option):
+        _caching_policies().BidPrice(**kw)
+
+
+def test_the_policies_still_take_their_documented_options():
+    sb, sc = _batch_policies(), _caching_policies()
+    assert sb.FCFS(watermark=0.0).watermark == 0.0 and sb.FCFS().watermark == sb.VLLM_WATERMARK
+    assert sb.BidPriceStationary(history=30, skip=True).history == 30
+    assert sb.BidPrice(skip=None).skip is None and sb.Hindsight(seed=3).seed == 3
+    rule = sc.BidPrice(experts=[10.0, 50.0], tune=False, priced=np.bool_(True), window_cap=None)
+    assert rule.experts == (10.0, 50.0) and rule.window_cap is None
+
+
+@pytest.mark.parametrize(("kw", "option"), [
+    ({"start": "lp"}, "start"),  # ValueError could not convert string to float
+    ({"max_binaries": None}, "max_binaries"),  # TypeError
+    ({"max_binaries": math.nan}, "max_binaries"),  # silently no limit
+])
+def test_caching_build_options_are_refused_by_name(kw, option):
+    with pytest.raises(InvalidInstanceError, match=option):
+        servopt.solve(ci.generate(requests=50, seed=0), **kw)
+
+
+@pytest.mark.parametrize(("kw", "option"), [
+    ({"classes": 2}, "classes"),  # AttributeError in the build
+    ({"corrected": "abc"}, "corrected"),  # taken as True
+    ({"recompute_fraction": -1.0}, "recompute_fraction"),
+])
+def test_capacity_build_options_are_refused_by_name(kw, option):
+    from servopt.instances import capacity as cap
+
+    with pytest.raises(InvalidInstanceError, match=option):
+        servopt.solve(cap.generate(requests=200, seed=0), **kw)

@@ -137,3 +137,12 @@ def test_an_objective_below_its_bound_is_not_called_optimal(monkeypatch):
     exact_answer = Solution(status="optimal", objective=5.0, bound=5.0, gap=0.0, wall_s=0.0)
     monkeypatch.setattr(lib_bench.exact, "solve", lambda instance, **kw: exact_answer)
     assert lib_bench.solve_entry(None, {})[2] == "optimal"
+
+
+def test_every_manifest_summary_is_what_its_instance_says_now():
+    # R25: a summary wording change (caching's "of distinct bytes" -> "of the requested objects'
+    # tokens") left the manifest describing the instances in the old words
+    stale = [(name, library.entry(name).summary, library.load(name).summary())
+             for name in library.names(sizes=("small", "medium", "large"))
+             if library.entry(name).summary != library.load(name).summary()]
+    assert not stale

@@ -474,15 +474,9 @@ ROW_COLUMNS = ("case", "decision", "params", "seed", "method", "cost", "bound", 
                "gap", "wall_s", "status")
 
 
-def render_md(csv_path: str | Path, code: str | None = None) -> Path:
-    """Write ``NAME.md`` beside ``NAME.csv`` (rows ``servopt bench`` wrote) again in this
-    version's layout, from the CSV's rows alone: nothing is computed. Of the earlier md, the
-    ``Regenerate with`` command, the ``Run on:`` lines (they describe the run that computed the
-    rows), paragraphs written into its header by hand and sections other than the gap tables
-    (``## decision: case``) are kept; a paragraph says when and by which servopt it was rendered.
-    ``code`` names the servopt that renders (default :func:`checkout_line`, which counts md files
-    rendered earlier in the same batch as changes: give it once for a batch).
-    A file that is not such a CSV is refused (``ValueError``) naming what it lacks."""
+def read_rows(csv_path: str | Path) -> pd.DataFrame:
+    """The rows of ``NAME.csv`` as ``servopt bench`` wrote them; a file that is not such a CSV is
+    refused (``ValueError``) naming what it lacks."""
     path = Path(csv_path)
     if path.suffix != ".csv":
         raise ValueError(f"{path}: not a .csv file (servopt bench writes NAME.csv and NAME.md)")
@@ -498,6 +492,20 @@ def render_md(csv_path: str | Path, code: str | None = None) -> Path:
     for column in ("cost", "bound", "gap", "wall_s"):
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise ValueError(f"{path}: column {column} holds text, not numbers")
+    return frame
+
+
+def render_md(csv_path: str | Path, code: str | None = None) -> Path:
+    """Write ``NAME.md`` beside ``NAME.csv`` (rows ``servopt bench`` wrote) again in this
+    version's layout, from the CSV's rows alone: nothing is computed. Of the earlier md, the
+    ``Regenerate with`` command, the ``Run on:`` lines (they describe the run that computed the
+    rows), paragraphs written into its header by hand and sections other than the gap tables
+    (``## decision: case``) are kept; a paragraph says when and by which servopt it was rendered.
+    ``code`` names the servopt that renders (default :func:`checkout_line`, which counts md files
+    rendered earlier in the same batch as changes: give it once for a batch).
+    A file that is not such a CSV is refused (``ValueError``) naming what it lacks."""
+    path = Path(csv_path)
+    frame = read_rows(path)
     md_path = path.with_suffix(".md")
     command, notes, provenance, extra = None, [], [], ""
     if md_path.is_file():

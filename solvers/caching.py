@@ -151,6 +151,8 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
     start = time.perf_counter()
     if method == "highs_matrix":
         result = _solve_highs_matrix(instance, time_limit, algorithm, reduce)
+        _LAST_LP.clear()  # the last optimum, for lp_schedule on the same instance (LPSchedule)
+        _LAST_LP[(instance.content_hash(), algorithm, reduce)] = result
     elif method in ("pyomo", "cvxpy"):
         from servopt.solvers import exact
 
@@ -180,6 +182,10 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
 
 
 AUTO_SIMPLEX_S = 40.0
+# the last LP ``solve_lp`` solved to optimality on the highs_matrix path, keyed by (instance
+# content hash, algorithm, reduce): one entry, read only by :class:`LPSchedule`, so that
+# ``gap_table``'s bound (solved first) and the lp_schedule method share one LP solve
+_LAST_LP: dict[tuple, LPResult] = {}
 
 
 def _stopped(why: str, time_limit: float | None) -> str:
@@ -499,16 +505,32 @@ class PhaseStatic(BasePolicy):
 
 
 class LPSchedule(BasePolicy):
-    """The rounded offline LP schedule: keep the object after request t iff the schedule does."""
+    """The rounded offline LP schedule: keep the object after request t iff the schedule does.
+
+    lp : a solved LP of the instance (:func:`solve_lp`); None (default): solved in ``start``
+    (HiGHS's dual simplex), or the one :func:`solve_lp` last solved to optimality on the same
+    instance with those defaults, e.g. ``gap_table``'s bound (solved just before), reused.
+    time_limit : seconds for that solve; None (default): no limit, since the schedule needs the
+    LP's optimum (an LP of 100,000 requests took 52 s here). A solve stopped by the limit raises
+    ``TimeoutError`` (no schedule); ``gap_table``'s ``bound_kw`` does not reach this rule: pass
+    ``LPSchedule(time_limit=...)`` as the method to limit it.
+    """
 
     name = "lp_schedule"
 
-    def __init__(self, lp: LPResult | None = None) -> None:
+    def __init__(self, lp: LPResult | None = None, *, time_limit: float | None = None) -> None:
+        if lp is not None and not isinstance(lp, LPResult):
+            raise InvalidInstanceError(f"lp must be a solved caching LP (solve_lp's LPResult) or "
+                                       f"None, got {type(lp).__name__}")
         self.lp = lp
+        self.time_limit = seconds(time_limit)  # refused now, not at the first instance
 
     def start(self, instance: Instance) -> None:
         super().start(instance)
-        lp = self.lp or solve_lp(instance)
+        if self.lp is None:
+            model.check_lp_size(instance, relax=True)  # (refused before the hash of 10M requests)
+        lp = self.lp or _LAST_LP.get((instance.content_hash(), "dual_simplex", True)) \
+            or solve_lp(instance, time_limit=self.time_limit)
         if not np.array_equal(lp.intervals.next_request, model.intervals(instance).next_request):
             raise InvalidInstanceError("lp_schedule: the LP was solved for another request "
                                        "sequence; solve it on this instance (or pass no LP)")

@@ -360,3 +360,42 @@ def test_capacity_build_options_are_refused_by_name(kw, option):
 
     with pytest.raises(InvalidInstanceError, match=option):
         servopt.solve(cap.generate(requests=200, seed=0), **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# caching's lp_schedule: a time limit of its own, and the bound's LP reused
+# ---------------------------------------------------------------------------------------------
+def test_lp_schedule_takes_a_time_limit_for_its_lp(monkeypatch):
+    # R24 #10: the offline LP was solved without a limit whatever the caller wanted
+    from servopt.benchmarks import caching as cb
+    from servopt.solvers import caching as sc
+
+    monkeypatch.setattr(sc, "_LAST_LP", {})
+    given = []
+    real = sc.solve_lp
+
+    def spy(instance, **kw):
+        given.append(kw.get("time_limit"))
+        return real(instance, **kw)
+
+    monkeypatch.setattr(sc, "solve_lp", spy)
+    cb.evaluate(ci.generate(requests=200, seed=0), sc.LPSchedule(time_limit=7.5))
+    assert given == [7.5]
+    with pytest.raises(InvalidInstanceError, match="time_limit"):
+        sc.LPSchedule(time_limit=-1)
+
+
+def test_lp_schedule_reuses_the_lp_the_bound_just_solved(monkeypatch):
+    from servopt.benchmarks import caching as cb
+    from servopt.solvers import caching as sc
+
+    inst = ci.generate(requests=400, seed=1)
+    monkeypatch.setattr(sc, "_LAST_LP", {})
+    fresh = cb.evaluate(inst, sc.LPSchedule()).cost  # solves its own LP
+    solves = []
+    real = sc._solve_highs_matrix
+    monkeypatch.setattr(sc, "_solve_highs_matrix", lambda *a: solves.append(a) or real(*a))
+    monkeypatch.setattr(sc, "_LAST_LP", {})
+    bound = cb.bound(inst)
+    reused = cb.evaluate(inst, sc.LPSchedule()).cost
+    assert len(solves) == 1 and reused == fresh and bound.value <= reused

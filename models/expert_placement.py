@@ -463,18 +463,23 @@ def _layer_ids(instance: Instance, layers: Any) -> list[int]:
 
 
 def feasible_makespan(instance: Instance, w: np.ndarray) -> np.ndarray:
-    """Each layer's makespan (tokens per unit speed) under a cheap plan the placement MILP
-    allows (without group locality): replica counts by bids, replicas packed heaviest first to
-    the least-time GPU (at most one replica of an expert per GPU; ``balanced_plan``), tokens split
-    evenly among an expert's replicas. An upper bound on every layer's least makespan, so a valid
-    ``makespan_lb`` never exceeds it; NaN for a layer where the packing leaves an expert out."""
-    from servopt.solvers.expert_placement import balanced_plan, even_dispatch, gpu_times
-
+    """Each layer's makespan (tokens per unit speed) under a cheap plan the placement MILP allows
+    (without group locality): one replica per expert, heaviest first, each to the GPU with a free
+    slot where it would finish first (LPT; ``E <= G S`` slots, so one is always free). An upper
+    bound on every layer's least makespan, so a valid ``makespan_lb`` never exceeds it (loose
+    where replicating a hot expert pays: :func:`solution_note` covers the rest)."""
+    w = np.atleast_2d(np.asarray(w, dtype=float))
     G, S, speed = instance.num_gpus, instance.slots_per_gpu, instance.speed
-    phy2log = balanced_plan(w, G, S, speed)
-    times = gpu_times(even_dispatch(phy2log, w), S, speed).max(axis=1)
-    hosted = placement_matrix(phy2log, instance.num_experts, G, S).any(axis=2).all(axis=1)
-    return np.where(hosted, times, np.nan)
+    L, E = w.shape
+    order = np.argsort(-w, axis=1, kind="stable")
+    load, used, rows = np.zeros((L, G)), np.zeros((L, G), dtype=np.int64), np.arange(L)
+    for k in range(E):
+        size = w[rows, order[:, k]]
+        finish = np.where(used >= S, np.inf, (load + size[:, None]) / speed)
+        gpu = np.argmin(finish, axis=1)
+        load[rows, gpu] += size
+        used[rows, gpu] += 1
+    return (load / speed).max(axis=1)
 
 
 def _check_lower_bound(instance: Instance, w: np.ndarray, lb: np.ndarray,

@@ -60,6 +60,7 @@ def test_makespan_lb_between_the_proved_bound_and_a_plan_is_labelled():
     layer_z = plain.decisions["z"].to_numpy()
     reach = ep_model.feasible_makespan(ep, w)
     assert layer_z[0] < 215 < reach.min()
+    assert np.all(reach >= layer_z - 1e-6)  # the cheap plan is a plan: never below the optimum
     wrong = servopt.solve(ep, makespan_lb=215)
     assert wrong.objective > plain.objective + 1.0
     assert "only if your makespan_lb is a valid lower bound" in wrong.info["note"]

@@ -1071,10 +1071,12 @@ def relaxation_note(instance: Instance, solution: Any, **options: Any) -> str | 
     if count == 0:
         return None
     given = ", ".join(f"{k}={options[k]!r}" for k in ("horizon", "window") if options.get(k) is not None)
+    what = ("the value is a lower bound on the best schedule, not a schedule's latency"
+            if solution.status == "optimal" else
+            "the incumbent's value is not a schedule's latency (nor a bound: the bound is one)")
     return (f"{count} of {instance.n} requests are in their late column (started after the "
             f"modelled rounds{f' ({given})' if given else ''}, costed at the earliest late start "
-            "with no memory): the value is a lower bound on the best schedule, not a schedule's "
-            "latency; solve without horizon/window for the hindsight optimum")
+            f"with no memory): {what}; solve without horizon/window for the hindsight optimum")
 
 
 def cheap_bound(instance: Instance, *, horizon: Any = None, window: int | None = None) -> float:

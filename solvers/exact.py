@@ -325,7 +325,8 @@ def solve(
     relaxation = getattr(module, "relaxation_note", None)  # an integer answer that is no decision
     if relaxation is not None and not solution.relaxed and not math.isnan(solution.objective) \
             and (text := relaxation(instance, solution, **options)):
-        solution.info["bound_kind"] = "lower_bound"
+        if not math.isnan(solution.bound):  # (a stopped solve may have none: kind stays none)
+            solution.info["bound_kind"] = "lower_bound"
         solution.info["note"] = "; ".join(filter(None, (solution.info.get("note"), text)))
     fingerprint = getattr(module, "fingerprint", None)  # rules built from it can check what they get
     solution.info["instance"] = fingerprint(instance) if fingerprint else instance.content_hash()
@@ -1327,7 +1328,9 @@ def _solve_matrix_once(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_
             if skipped is not None:
                 solution.info["prices_skipped"] = skipped
     elif prices:
-        solution.info["prices_skipped"] = "time_limit" if model_status == ms.kTimeLimit else "no solution"
+        solution.info["prices_skipped"] = (  # a MIP with nothing to price never had a price LP
+            INTEGER_PRICES_SKIPPED if integer and _nothing_to_price(mm)
+            else "time_limit" if model_status == ms.kTimeLimit else "no solution")
     solution.info.setdefault("bound_kind", _bound_kind(solution))
     solution.wall_s = time.perf_counter() - start
     return _in_reported_units(solution, mm)
@@ -1604,7 +1607,7 @@ def _start_only(mm: MatrixModel, status: str, start: np.ndarray | None, *, price
     if mm.bound_lp is not None:
         info["bound_lp_status"] = f"skipped: {status}"
     if prices:
-        info["prices_skipped"] = status
+        info["prices_skipped"] = INTEGER_PRICES_SKIPPED if _nothing_to_price(mm) else status
     solution = Solution(status=status, objective=value, bound=math.nan, gap=math.nan,
                         wall_s=wall_s, sense=mm.sense, relaxed=False, backend="highs",
                         decision=decision, info=info)

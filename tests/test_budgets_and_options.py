@@ -77,6 +77,8 @@ def test_a_mip_stopped_without_incumbent_or_bound_reports_bound_kind_none(monkey
     sol = exact.solve_matrix(mm, decision="toy")
     assert sol.status == "time_limit" and math.isnan(sol.objective) and math.isnan(sol.bound)
     assert sol.info["bound_kind"] == "none"
+    # every column integer: no price LP ever, so not "the time limit left no time for it"
+    assert sol.info["prices_skipped"] == exact.INTEGER_PRICES_SKIPPED
 
 
 def test_a_time_limit_beyond_a_float_is_refused_by_name():

@@ -1314,6 +1314,9 @@ def coarse_bound(instance: Instance, *, bucket: int = 2, averaged: bool = True, 
     theta x the fine LP's memory prices (the Lagrangian form; theta = 1 is never below the fine
     LP). Every dual bound is valid at any time limit, so the result is always a lower bound;
     a model whose root LP does not finish in time contributes nothing (bound -inf).
+    ``time_limit`` (s, infinity: no limit) covers, with ``penalty``, the fine LP first, then
+    the IPs (each its share of what is left); the model builds are not timed. Ctrl-C cancels
+    HiGHS at once and raises ``KeyboardInterrupt``.
     ``report_lp`` also solves each model's LP relaxation for ``CoarseBound.lp`` (a reporting
     figure, up to a quarter of the time; the bound does not use it): off, ``lp`` is nan.
     """
@@ -1327,8 +1330,16 @@ def coarse_bound(instance: Instance, *, bucket: int = 2, averaged: bool = True, 
         raise InvalidInstanceError(f"time_limit must be a number of seconds > 0, got {time_limit!r}")
     t0 = time.perf_counter()
     price = None
-    if penalty > 0:
-        lp = solve_lp(instance, horizon=horizon, window=window)
+    if penalty > 0:  # the fine LP's prices, within the budget
+        lp = solve_lp(instance, horizon=horizon, window=window,
+                      time_limit=None if math.isinf(time_limit) else time_limit)
+        if lp.status == "interrupted":
+            raise KeyboardInterrupt("the coarse bound's LP was interrupted")
+        if "kv_memory" not in lp.prices:  # stopped before its optimum: no prices, no bound
+            return CoarseBound(bound=-math.inf, lp=math.nan, bucket=int(bucket), averaged=False,
+                               penalty=float(penalty), values=[], bounds=[],
+                               statuses=[f"fine LP {lp.status}"], columns=[],
+                               wall_s=time.perf_counter() - t0)
         price = penalty * lp.prices["kv_memory"].to_numpy()
     offsets = range(int(bucket)) if averaged else [offset]
     values, bounds, statuses, ncols, lps = [], [], [], [], []
@@ -1338,7 +1349,8 @@ def coarse_bound(instance: Instance, *, bucket: int = 2, averaged: bool = True, 
         left = (time_limit - (time.perf_counter() - t0)) / (len(offsets) - k)
         if report_lp:
             relaxed = _highs_problem(instance, data, time_limit=max(left, 0.1) / 4)
-            relaxed.run()
+            if _run_interruptible(relaxed):
+                raise KeyboardInterrupt("the coarse bound's LP was interrupted")
             ok = relaxed.getModelStatus() == highspy.HighsModelStatus.kOptimal
             lps.append(float(relaxed.getInfo().objective_function_value) - data.constant if ok
                        else math.nan)
@@ -1346,7 +1358,8 @@ def coarse_bound(instance: Instance, *, bucket: int = 2, averaged: bool = True, 
             lps.append(math.nan)
         left = (time_limit - (time.perf_counter() - t0)) / (len(offsets) - k)
         h = _highs_problem(instance, data, integer=True, time_limit=max(left, 0.1), mip_gap=mip_gap)
-        h.run()
+        if _run_interruptible(h):
+            raise KeyboardInterrupt("the coarse bound's IP was interrupted")
         info = h.getInfo()
         low = float(info.mip_dual_bound)
         bounds.append(low - data.constant if math.isfinite(low) else -math.inf)

@@ -401,3 +401,15 @@ def test_lp_schedule_reuses_the_lp_the_bound_just_solved(monkeypatch):
     bound = cb.bound(inst)
     reused = cb.evaluate(inst, sc.LPSchedule()).cost
     assert len(solves) == 1 and reused == fresh and bound.value <= reused
+
+
+def test_the_coarse_bounds_fine_lp_spends_from_its_budget(monkeypatch):
+    # its penalty LP (the fine LP's prices) ran without a limit whatever time_limit said
+    from servopt.solvers import batch_scheduling as sb
+
+    given = []
+    real = sb.solve_lp
+    monkeypatch.setattr(sb, "solve_lp", lambda *a, **k: given.append(k.get("time_limit"))
+                        or real(*a, **k))
+    found = sb.coarse_bound(bs.generate(8, seed=0), averaged=False, penalty=0.5, time_limit=50.0)
+    assert given == [50.0] and found.bound > 0

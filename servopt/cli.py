@@ -622,8 +622,10 @@ def write_tracebacks(tracebacks: list[dict[str, Any]], path: Path) -> Path:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``servopt report NAME.csv ...``: each md rendered again from its CSV (nothing computed)."""
-    from servopt.benchmarks.report import checkout_line, render_md
+    from servopt.benchmarks.report import checkout_line, read_rows, render_md
 
+    for csv in args.csv:  # every file checked before any md is written
+        read_rows(csv)
     code = checkout_line()  # before the first md is written: it would count as a change
     for csv in args.csv:
         print(f"wrote {render_md(csv, code)}")

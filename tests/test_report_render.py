@@ -78,3 +78,11 @@ def test_the_cli_renders_each_file_and_refuses_a_bad_one_in_one_line(tmp_path, c
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'mine.md'}"
     assert main(["report", str(tmp_path / "absent.csv")]) == 2
     assert capsys.readouterr().err.strip() == f"servopt: error: {tmp_path / 'absent.csv'}: no such file"
+
+
+def test_the_cli_checks_every_file_before_writing_any_md(tmp_path, capsys):
+    # R25: `servopt report good.csv missing.csv` rewrote good's md, then stopped on the second
+    csv = _old_md(tmp_path)
+    before = (tmp_path / "mine.md").read_text()
+    assert main(["report", str(csv), str(tmp_path / "absent.csv")]) == 2
+    assert (tmp_path / "mine.md").read_text() == before

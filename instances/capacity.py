@@ -341,8 +341,10 @@ def _worker_fields(profile: str, worker: dict[str, Any], where: str,
     unknown = set(worker) - set(fields) - set(MS_FIELDS)
     if unknown:
         accepted = [*fields, *MS_FIELDS, *options]
+        # a name in ms (step_overhead_ms) is pointed at the ms spellings, not the seconds fields
         close = {k: ([ours] if (ours := _synonym(k, accepted)) else
-                     difflib.get_close_matches(k, accepted, n=1)) for k in sorted(unknown)}
+                     ("ms" in k.split("_") and difflib.get_close_matches(k, list(MS_FIELDS), n=1))
+                     or difflib.get_close_matches(k, accepted, n=1)) for k in sorted(unknown)}
         hint = [f"{k!r} -> {c[0]!r}" for k, c in close.items() if c]
         why = [w for k in sorted(unknown) if (w := synonym_hint(k, "capacity", accepted))]
         what = (f"worker field(s) {sorted(unknown)}" if where == "generate"
@@ -355,7 +357,11 @@ def _worker_fields(profile: str, worker: dict[str, Any], where: str,
             + (f" {'; '.join(why)}" if why else ""))
     worker = dict(worker)
     given_s = worker.get("step_overhead_s")
+    if isinstance(given_s, np.ndarray) and given_s.ndim == 0:
+        given_s = given_s.item()
     for ms, seconds in MS_FIELDS.items():
+        if ms in worker and worker[ms] is None:  # None: not given (as the other two-name options)
+            del worker[ms]
         if ms not in worker:
             continue
         if seconds in worker:
@@ -365,7 +371,7 @@ def _worker_fields(profile: str, worker: dict[str, Any], where: str,
         worker[seconds] = number(ms, worker.pop(ms), lambda v: 0 <= v < math.inf,
                                  "a finite number of ms >= 0") / 1e3
     if (isinstance(given_s, int | float | np.number) and not isinstance(given_s, bool)
-            and given_s >= MAX_STEP_OVERHEAD_S):
+            and _finite(given_s) and given_s >= MAX_STEP_OVERHEAD_S):  # (else the check below)
         raise InvalidInstanceError(
             f"step_overhead_s is in seconds: {given_s:g} s of fixed time per iteration would let "
             f"each running request decode at most {1 / given_s:.2g} tokens/s, while serving "
@@ -373,6 +379,14 @@ def _worker_fields(profile: str, worker: dict[str, Any], where: str,
             f"step_ms={given_s:g} (or step_overhead_s={given_s / 1e3:g})")
     fields.update(worker)
     return fields
+
+
+def _finite(value: Any) -> bool:
+    """Whether a number is finite as a float (an int too large for one is not)."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _synonym(name: str, accepted: list[str]) -> str | None:

@@ -280,8 +280,9 @@ def fleet_capacity(prompt: np.ndarray, output: np.ndarray, *, workers: int, slot
     for the slowest worker, so the prefill term is ``p P`` with P the expected largest
     per-worker sum of admitted prompt tokens: each worker admits Poisson(a / G) requests per step
     with prompts drawn from the mix (P from the distribution of one worker's sum, estimated on
-    :data:`PREFILL_SAMPLES` sampled steps with a fixed seed, so the result is deterministic;
-    with hundreds of admissions per worker and step, the normal law of the sum; with one worker
+    :data:`PREFILL_SAMPLES` sampled steps, fewer when a step admits hundreds, with a fixed seed,
+    so the result is deterministic; with thousands of admissions per worker and step, the
+    normal law of the sum; with one worker
     P = a E[s], the balanced mean). A step takes ``c0 + c1 n kbar + p P`` ms
     and the fleet finishes ``G n / (E[o] step)`` requests per ms.
     """
@@ -295,17 +296,18 @@ def fleet_capacity(prompt: np.ndarray, output: np.ndarray, *, workers: int, slot
         largest = per_worker * s.mean()
     else:
         rng = np.random.default_rng(0)
-        if per_worker * PREFILL_SAMPLES <= 4e6:
-            counts = rng.poisson(per_worker, PREFILL_SAMPLES)
+        # at most about 4e6 prompts drawn: fewer sampled steps as admissions per step grow
+        samples = int(min(PREFILL_SAMPLES, max(1000, 4e6 / per_worker)))
+        if per_worker <= 4000:
+            counts = rng.poisson(per_worker, samples)
             drawn = s[rng.integers(0, len(s), int(counts.sum()))]
-            sums = np.bincount(np.repeat(np.arange(PREFILL_SAMPLES), counts), weights=drawn,
-                               minlength=PREFILL_SAMPLES)
-        else:  # hundreds of admissions per worker and step: their sum is normal (its moments)
+            sums = np.bincount(np.repeat(np.arange(samples), counts), weights=drawn,
+                               minlength=samples)
+        else:  # thousands of admissions per worker and step: their sum is normal (its moments)
             sums = np.maximum(0.0, rng.normal(per_worker * s.mean(),
-                                              math.sqrt(per_worker * np.mean(s * s)),
-                                              PREFILL_SAMPLES))
+                                              math.sqrt(per_worker * np.mean(s * s)), samples))
         sums = np.sort(sums)
-        share = np.arange(PREFILL_SAMPLES + 1) / PREFILL_SAMPLES
+        share = np.arange(samples + 1) / samples
         largest = float(np.sum(sums * np.diff(share ** workers)))  # E[max of G iid sums]
     step = step_ms + ms_per_kv_token * n * kbar + prefill_ms_per_token * largest
     return workers * n / (mean_o * step) * 1000.0

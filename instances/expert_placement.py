@@ -233,9 +233,10 @@ def generate(
     sqrt(1 - persistent) * skew * a_te`` where ``b_e ~ N(0, 1)`` is fixed (some experts stay
     popular) and ``a_te`` is a stationary AR(1) with coefficient ``drift`` between windows (the
     popularity drifts), so ``skew`` is the log-sd of popularity (heavy-tailed, log-normal) in
-    every window. ``drift`` is therefore the correlation of the popularity between successive
-    windows: 0 draws every window afresh (independent windows), near 1 is slow drift (the next
-    window looks like the last). This is the opposite of caching's ``drift``
+    every window. The correlation of the log-popularity between successive windows is therefore
+    ``persistent + (1 - persistent) * drift``; with the default ``persistent=0`` it is ``drift``:
+    0 draws every window afresh (independent windows), near 1 is slow drift (the next window
+    looks like the last). This is the opposite of caching's ``drift``
     (:func:`servopt.instances.caching.generate`), the share of objects redrawn at each phase,
     where 0 means no change. The window's ``tokens_per_window`` routed tokens (token-expert pairs) are
     Poisson-sampled from the popularity. The default ``persistent=0`` (pure AR(1) drift) matches
@@ -271,9 +272,9 @@ def generate(
     number("tokens_per_window", tokens_per_window, lambda v: 0 < v <= 1e12, "in (0, 1e12]")
     number("skew", skew, lambda v: 0 <= v <= 10, "in [0, 10] (the log-sd of expert popularity)")
     number("drift", drift, lambda v: 0 <= v < 1,
-           "in [0, 1) (the correlation of the popularity between successive windows: 0 "
-           "independent windows, near 1 slow drift; caching's drift is the reverse, a share "
-           "redrawn)")
+           "in [0, 1) (the AR(1) coefficient of the drifting part of the popularity: with "
+           "persistent=0 the correlation between successive windows, 0 independent windows, "
+           "near 1 slow drift; caching's drift is the reverse, a share redrawn)")
     number("persistent", persistent, lambda v: 0 <= v <= 1, "in [0, 1]")
     rng = np.random.default_rng(whole_number("seed", seed, low=0))
     base = rng.standard_normal((layers, experts))

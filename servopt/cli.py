@@ -109,6 +109,10 @@ def _check_params(generate: Any, params: dict[str, Any], decision: str) -> None:
             raise ValueError(f"generate {decision}: {name} must be {kind}, got {json.dumps(value)}")
 
 
+# the option whose value makes a from_trace draw at random (its seed is used only then)
+_TRACE_RANDOM = {"decode_routing": "prediction_error", "batch_scheduling": "noise"}
+
+
 def _trace_params(from_trace: Any, params: dict[str, Any], decision: str,
                   seed: int) -> tuple[dict[str, Any], dict[str, int]]:
     """``generate DECISION --generator trace path=FILE ...``: the parameters for the decision's
@@ -132,6 +136,13 @@ def _trace_params(from_trace: Any, params: dict[str, Any], decision: str,
     if missing:
         raise ValueError(f"generate {decision} --generator trace: from_trace needs "
                          f"{', '.join(f'{name}=VALUE' for name in missing)}")
+    random = _TRACE_RANDOM.get(decision)  # the one option that makes from_trace draw
+    if "seed" in parameters and (random is None or params.get(random) not in (None, 0)):
+        return params, {"seed": seed}
+    if "seed" in parameters and seed:
+        raise ValueError(f"generate {decision} --generator trace: --seed {seed} would not be used "
+                         f"(servopt.instances.{decision}.from_trace draws at random only for "
+                         f"{random}=...)")
     if "seed" in parameters:
         return params, {"seed": seed}
     if seed:

@@ -42,8 +42,9 @@ def _azure_csv(path, rows: int = 60) -> str:
 
 # -- 1: drift means opposite things in expert placement and caching --------------------------------
 def test_drift_range_message_and_docstrings_say_which_drift():
-    with pytest.raises(InvalidInstanceError, match=r"drift must be in \[0, 1\) \(the correlation "
-                       r"of the popularity between successive windows: 0 independent windows"):
+    with pytest.raises(InvalidInstanceError, match=r"drift must be in \[0, 1\) \(the AR\(1\) "
+                       r"coefficient of the drifting part of the popularity: with persistent=0 the "
+                       r"correlation between successive windows, 0 independent windows"):
         ep.generate("tiny", drift=1.0)
     with pytest.raises(InvalidInstanceError, match=r"drift must be in \[0, 1\] \(the share of "
                        r"objects redrawn at each phase: 0 stationary\)"):

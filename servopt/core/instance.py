@@ -374,7 +374,9 @@ def _check_magnitude(value: Any, name: str) -> None:
             value = np.asarray(value)
         except (ValueError, TypeError, OverflowError):
             return  # ragged or mixed: validate refuses it by name
-    if isinstance(value, int | float | np.integer | np.floating):
+    if isinstance(value, int) and not isinstance(value, np.integer):  # any size, exactly
+        big = abs(value) > MAX_MAGNITUDE
+    elif isinstance(value, int | float | np.integer | np.floating):
         big = math.isfinite(value) and abs(value) > MAX_MAGNITUDE
     elif isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size:
         finite = value[np.isfinite(value)]

@@ -11,7 +11,7 @@ decisions and the prices. A model module may define three optional hooks:
   ``backend="pyomo"`` or an option only ``build`` takes is given;
 - ``decisions(model, instance) -> dict`` to label the primal values like the instance
   (otherwise every variable comes back as a Series over its index);
-- ``explain_infeasible(instance) -> str`` for the domain message of an infeasible instance;
+- ``explain_infeasible(instance[, **options]) -> str`` for the domain message of an infeasible instance (given the build options when it takes ``**options``);
 - ``start_from_relaxation(instance, relaxation) -> dict``: build options (e.g. ``start``) that
   warm-start the integer model from its solved LP relaxation (e.g. a rounded schedule). ``solve``
   then solves the relaxation first (its time counts against ``time_limit``) and hands the
@@ -302,7 +302,11 @@ def solve(
             solution.info["form"] = "pyomo"
     except InfeasibleError as exc:
         explain = getattr(module, "explain_infeasible", None)
-        message = explain(instance) if explain else None
+        # (a module's explain_infeasible that takes **options can name the option at fault)
+        takes = explain is not None and any(
+            p.kind is p.VAR_KEYWORD for p in inspect.signature(explain).parameters.values())
+        message = (explain(instance, **options) if takes else explain(instance)) if explain \
+            else None
         raise InfeasibleError(message or str(exc)) from None
     # the CVXPY formulations are LPs: for an integer model (no ``LINEAR = True`` in its module) the
     # CVXPY solve is the relaxation, and the solution says so

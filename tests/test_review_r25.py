@@ -72,3 +72,12 @@ def test_fleet_capacity_has_no_jump_where_its_sampling_changes():
     assert np.abs(steps).max() < 0.002 * caps[0]
 
 
+
+
+def test_servopt_solve_names_the_option_that_made_an_expert_model_infeasible():
+    # R21 #3: "no placement fits: 6 experts need a slot each and 9 slots exist" blamed the slots
+    import servopt
+    from servopt.core import InfeasibleError
+
+    with pytest.raises(InfeasibleError, match="makespan_ub=2.5 is below layer 0's least"):
+        servopt.solve(ep.generate("tiny"), makespan_ub=2.5)

@@ -11,7 +11,8 @@ decisions and the prices. A model module may define three optional hooks:
   ``backend="pyomo"`` or an option only ``build`` takes is given;
 - ``decisions(model, instance) -> dict`` to label the primal values like the instance
   (otherwise every variable comes back as a Series over its index);
-- ``explain_infeasible(instance[, **options]) -> str`` for the domain message of an infeasible instance (given the build options when it takes ``**options``);
+- ``explain_infeasible(instance[, **options]) -> str`` for the domain message of an infeasible
+  instance (given the build options when it takes ``**options``);
 - ``start_from_relaxation(instance, relaxation) -> dict``: build options (e.g. ``start``) that
   warm-start the integer model from its solved LP relaxation (e.g. a rounded schedule). ``solve``
   then solves the relaxation first (its time counts against ``time_limit``) and hands the

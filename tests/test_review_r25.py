@@ -79,5 +79,5 @@ def test_servopt_solve_names_the_option_that_made_an_expert_model_infeasible():
     import servopt
     from servopt.core import InfeasibleError
 
-    with pytest.raises(InfeasibleError, match="makespan_ub=2.5 is below layer 0's least"):
+    with pytest.raises(InfeasibleError, match=r"makespan_ub=2\.5 is below layer 0's least"):
         servopt.solve(ep.generate("tiny"), makespan_ub=2.5)

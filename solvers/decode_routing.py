@@ -550,8 +550,8 @@ class _Forecaster:
         self._prediction_cache(view)
         age = view.run_generated.astype(np.int64)
         start = self._start[ids]
-        # stale: sigma changed, the kept ages run out, or the request restarted younger than
-        # they begin (recompute preemption: it would read the slot before its own)
+        # stale: sigma changed, the kept ages run out, or the request is younger than they begin
+        # (a guard: the simulator's preemption keeps a request's tokens, so its age never falls)
         stale = (self._epoch[ids] != self.version) | (age - start + H > width) | (age < start)
         if stale.any():
             r, a = ids[stale], age[stale]

@@ -485,7 +485,7 @@ def test_cli_capacity_bad_input(capsys):
     assert len(lines) == 1 and lines[0].startswith("servopt: error: --kv-tokens: kv_tokens")
     assert main(["capacity", "--workload", "code", "--kv-tokens", "9000"]) == 2
     assert "--rate is required" in capsys.readouterr().err
-    # a KV capacity that holds 2 of 4000 conversation requests: refused, not sized on the 2
+    # a KV capacity that holds almost none of 2000 conversation requests: refused, not sized on them
     assert main(["capacity", "--workload", "conversation", "--rate", "20", "--kv-tokens", "100"]) == 2
     assert "fit in kv_tokens = 100" in capsys.readouterr().err
     # options of the other source are refused, not silently ignored

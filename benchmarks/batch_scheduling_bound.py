@@ -14,7 +14,8 @@ seed=s)``, seeds 0..seeds-1, the seeds of the full case). For each instance:
   ``--cut-time`` s); the IP (HiGHS, ``--ip-time`` s, only for n <= ``--ip-max``) carries the
   same cuts and is warm-started with the best schedule found; with ``--group-time`` > 0, the
   LP in which the ``--group-size`` requests the LP finishes last are scheduled integrally
-  (``group_bound``: column generation for ``--group-time`` s plus a last 30 s pricing);
+  (``group_bound``: column generation and its last pricing within ``--group-time`` s; the committed
+  results were made when the last 30 s of pricing came on top of it);
   with ``--coarse-time`` > 0, the coarse-time IP (``coarse_bound``: start rounds in buckets of
   2, averaged over both grid offsets, ``--coarse-time`` s in all; its own table is
   ``batch_scheduling_coarse.md``);

@@ -36,7 +36,7 @@ import numpy as np
 
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core import Instance as BaseInstance
-from servopt.core.checks import SYNONYMS, number, synonym_hint, whole_number
+from servopt.core.checks import number, synonym, synonym_hint, whole_number
 
 # Illustrative model shapes (public configs): layers, KV heads, head dim, weight bytes (bf16).
 MODEL_PRESETS: dict[str, dict[str, float]] = {
@@ -342,7 +342,7 @@ def _worker_fields(profile: str, worker: dict[str, Any], where: str,
     if unknown:
         accepted = [*fields, *MS_FIELDS, *options]
         # a name in ms (step_overhead_ms) is pointed at the ms spellings, not the seconds fields
-        close = {k: ([ours] if (ours := _synonym(k, accepted)) else
+        close = {k: ([found[0]] if (found := synonym(k, "capacity", accepted)) else
                      ("ms" in k.split("_") and difflib.get_close_matches(k, list(MS_FIELDS), n=1))
                      or difflib.get_close_matches(k, accepted, n=1)) for k in sorted(unknown)}
         hint = [f"{k!r} -> {c[0]!r}" for k, c in close.items() if c]
@@ -387,14 +387,6 @@ def _finite(value: Any) -> bool:
         return math.isfinite(float(value))
     except OverflowError:
         return False
-
-
-def _synonym(name: str, accepted: list[str]) -> str | None:
-    """Capacity's name of a quantity another decision calls ``name`` (``SYNONYMS``), if taken."""
-    for _, names in SYNONYMS:
-        if name in names.values() and names.get("capacity") in accepted:
-            return names["capacity"]
-    return None
 
 
 def generate(

@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 
 from servopt.core import InvalidInstanceError
-from servopt.core.checks import number, whole_number
+from servopt.core.checks import either, number, whole_number
 from servopt.core.solution import normalise_dual
 from servopt.instances.expert_placement import Instance
 from servopt.models.expert_placement import (
@@ -878,13 +878,10 @@ def balanced_plan(w: np.ndarray, num_gpus: int, slots_per_gpu: int,
 def _target_gap(target_gap: Any, mip_gap: Any) -> float:
     """:func:`exact_placement`'s relative gap from ``target_gap`` or its other name ``mip_gap``
     (both given is refused; neither: 0.01), checked >= 0 under the name given."""
-    if target_gap is not None and mip_gap is not None:
-        raise InvalidInstanceError(
-            f"exact_placement() takes target_gap or its other name mip_gap, not both (got "
-            f"target_gap={target_gap!r}, mip_gap={mip_gap!r})")
-    name, value = ("mip_gap", mip_gap) if mip_gap is not None else ("target_gap", target_gap)
+    value = either("target_gap", target_gap, "mip_gap", mip_gap, None)
     if value is None:
         return 0.01
+    name = "mip_gap" if mip_gap is not None else "target_gap"
     return number(name, value, lambda v: 0 <= v < math.inf, ">= 0 (a relative gap)")
 
 

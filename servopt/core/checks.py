@@ -61,10 +61,10 @@ SYNONYMS: tuple[tuple[str, dict[str, str]], ...] = (
 )
 
 
-def synonym_hint(name: str, decision: str, accepted: Any = None) -> str:
-    """What ``decision`` calls the quantity another decision names ``name`` (from
-    :data:`SYNONYMS`): ``"this decision calls it 'X' (...)"``, or ``""`` when the table has no
-    other name for it here (or, with ``accepted``, a collection of the names the function
+def synonym(name: str, decision: str, accepted: Any = None) -> tuple[str, str, str] | None:
+    """``(ours, what, theirs)``: ``decision``'s name ``ours`` of the quantity ``what`` that
+    ``theirs`` (other decisions) name ``name`` (from :data:`SYNONYMS`); None when the table has
+    no other name for it here (or, with ``accepted``, a collection of the names the function
     takes, when the function does not take that name)."""
     for what, names in SYNONYMS:
         ours = names.get(decision)
@@ -72,6 +72,15 @@ def synonym_hint(name: str, decision: str, accepted: Any = None) -> str:
             continue
         if accepted is not None and ours not in accepted:
             continue
-        theirs = " and ".join(d for d, n in names.items() if n == name)
-        return f"this decision calls it {ours!r} ({what}; {name!r} is {theirs}'s name)"
-    return ""
+        return ours, what, " and ".join(d for d, n in names.items() if n == name)
+    return None
+
+
+def synonym_hint(name: str, decision: str, accepted: Any = None) -> str:
+    """What ``decision`` calls the quantity another decision names ``name`` (:func:`synonym`):
+    ``"this decision calls it 'X' (...)"``, or ``""`` when it has no other name here."""
+    found = synonym(name, decision, accepted)
+    if found is None:
+        return ""
+    ours, what, theirs = found
+    return f"this decision calls it {ours!r} ({what}; {name!r} is {theirs}'s name)"

@@ -92,7 +92,8 @@ def measure(sizes, seeds, methods, revision: str, repeat: int = 1,
     rows = []
     for arrivals, n in cases or [("poisson", n) for n in sizes]:
         for seed in seeds:
-            instance = instances.generate(n, lengths="azure", arrivals=arrivals, load=1.0, seed=seed)
+            instance = instances.generate(n, lengths="azure", arrivals=arrivals, seed=seed,
+                                          load=1.0 if arrivals == "poisson" else None)
             for method in methods:
                 policy = rules.make_policy(method)
                 t0 = time.perf_counter()

@@ -138,8 +138,8 @@ def test_arrivals_and_batch_cap():
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(2, 25), online=st.booleans())
 def test_lookahead_rules_never_preempt_with_exact_predictions(seed, n, online):
-    inst = inst_mod.generate(n, arrivals="poisson" if online else "offline", load=1.2,
-                             seed=seed)
+    inst = inst_mod.generate(n, arrivals="poisson" if online else "offline",
+                             load=1.2 if online else None, seed=seed)
     for policy in (rules.MCSF(), rules.BidPriceStationary(price=0.05)):
         out = bench.simulate(inst, policy)
         assert out["preemptions"] == 0
@@ -232,7 +232,8 @@ def dual_objective(inst: Instance, sol) -> float:
 @pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("arrivals", ["offline", "poisson"])
 def test_lp_formulations_agree(seed, arrivals):
-    inst = inst_mod.generate(14, arrivals=arrivals, load=1.2, seed=seed)
+    inst = inst_mod.generate(14, arrivals=arrivals, load=1.2 if arrivals == "poisson" else None,
+                             seed=seed)
     pyomo = exact.solve(inst, relax=True, backend="pyomo")
     cvx = exact.solve(inst, backend="cvxpy")
     matrix = rules.solve_lp(inst)
@@ -458,7 +459,8 @@ def test_bad_arguments():
     for kw, message in (({"concurrency": 0}, "concurrency must be in"),
                         ({"concurrency": -2}, "concurrency must be in"),
                         ({"lengths": "azure", "prompt_scale": 1e300}, "prompt_scale must be in"),
-                        ({"max_output": 2.5}, "max_output must be a whole number")):
+                        ({"lengths": "azure", "max_output": 2.5},
+                         "max_output must be a whole number")):
         with pytest.raises(InvalidInstanceError, match=message):
             inst_mod.generate(5, **kw)
     # a MIP's prices (integers fixed: all zero) would make the rule plain shortest-first

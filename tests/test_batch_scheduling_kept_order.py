@@ -113,9 +113,11 @@ def random_instance(seed: int) -> Instance:
     """Small, tight memory, all at once or online; every third with predictions drawn from two
     values (many equal keys), some with a batch cap or noisy predictions."""
     rng = np.random.default_rng(seed)
+    arrivals = ("offline", "poisson")[(seed // 2) % 2]
+    load = float(rng.choice([0.8, 1.2, 2.0]))  # (drawn either way: the same stream of draws)
     inst = inst_mod.generate(
         int(rng.integers(10, 80)), lengths=("azure", "uniform")[seed % 2],
-        arrivals=("offline", "poisson")[(seed // 2) % 2], load=float(rng.choice([0.8, 1.2, 2.0])),
+        arrivals=arrivals, load=load if arrivals == "poisson" else None,
         concurrency=float(rng.choice([1.5, 2.0, 4.0])), noise=float(rng.choice([0.0, 0.5])),
         max_batch=(None, None, 3)[seed % 3], seed=seed)
     if seed % 3 == 0:
@@ -257,8 +259,8 @@ def test_same_decisions_across_the_threshold(arrivals, monkeypatch):
     # queues above and below the threshold in one run (online: short, kept, short again)
     # (the threshold is 512; 40 here, so that a small instance crosses it both ways)
     monkeypatch.setattr(rules, "KEEP_ORDER_FROM", 40)
-    instance = inst_mod.generate(150, lengths="azure", arrivals=arrivals, load=6.0, noise=0.5,
-                                 seed=5)
+    instance = inst_mod.generate(150, lengths="azure", arrivals=arrivals, noise=0.5, seed=5,
+                                 load=6.0 if arrivals == "poisson" else None)
     for policy, reference in (pair(rules.ShortestPredictedFirst), pair(rules.MCSF),
                               pair(rules.BidPrice, np.zeros(0), tail=0.01),
                               pair(rules.BidPriceStationary, 0.01)):

@@ -422,9 +422,11 @@ def random_instance(seed: int) -> Instance:
     one in five with memory for 25 average requests (a batch of more than 16: the lookahead's
     numpy path)."""
     rng = np.random.default_rng(1000 + seed)
+    arrivals = ("offline", "poisson")[(seed // 2) % 2]
+    load = float(rng.choice([0.8, 1.0, 1.5]))  # (drawn either way: the same stream of draws)
     return inst_mod.generate(
         int(rng.integers(8, 60)), lengths=("azure", "uniform")[seed % 2],
-        arrivals=("offline", "poisson")[(seed // 2) % 2], load=float(rng.choice([0.8, 1.0, 1.5])),
+        arrivals=arrivals, load=load if arrivals == "poisson" else None,
         concurrency=25.0 if seed % 5 == 4 else float(rng.choice([1.5, 2.0, 3.0])),
         noise=float(rng.choice([0.0, 0.5, 1.0])),
         max_batch=(None, 2, 4)[seed % 3], seed=seed)
@@ -517,7 +519,8 @@ def test_same_decisions_with_learned_prices_on_medium_instances(arrivals):
     # with the LP: on the whole instance all at once, on the history window online)
     n = 40 if arrivals == "offline" else 400
     for noise, max_batch in ((0.0, None), (0.5, None), (0.5, 6)):
-        instance = inst_mod.generate(n, lengths="azure", arrivals=arrivals, load=1.0, noise=noise,
+        instance = inst_mod.generate(n, lengths="azure", arrivals=arrivals, noise=noise,
+                                     load=1.0 if arrivals == "poisson" else None,
                                      max_batch=max_batch, seed=7)
         for name in REFERENCE:
             policy = rules.make_policy(name)

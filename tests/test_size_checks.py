@@ -199,7 +199,7 @@ def test_batch_memory_rows_are_refused_before_the_columns_are_allocated():
     from servopt.instances.batch_scheduling import generate
     from servopt.models import batch_scheduling as batch
 
-    inst = generate(30, output_range=(3000, 3000), max_output=3000)
+    inst = generate(30, output_range=(3000, 3000))
     _, starts, entries = batch.model_size(inst, "safe")
     assert starts < 30_000_000 < 60_000_000 < entries
     for call in (lambda: batch.start_answer(inst), lambda: batch.build_matrix_model(inst),

@@ -56,7 +56,10 @@ def _json_number(text: str) -> int | float:
             exact = Decimal(text)
             if exact.is_finite() and exact == exact.to_integral_value() and exact.adjusted() < 400:
                 return int(exact)
-    return float(text)
+    number = float(text)
+    if math.isinf(number):  # (JSON has no infinity: only a literal beyond a float's range)
+        raise ValueError(f"{text} is beyond any number servopt takes (a float reaches 1.8e308)")
+    return number
 
 
 def _parse_value(text: str) -> Any:
@@ -72,7 +75,10 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ValueError(f"parameter {item!r} must look like name=value")
         key, value = item.split("=", 1)
-        params[key.strip().replace("-", "_")] = _parse_value(value)
+        try:
+            params[key.strip().replace("-", "_")] = _parse_value(value)
+        except ValueError as exc:
+            raise ValueError(f"{key.strip()}={value}: {exc}") from None
     return params
 
 

@@ -1084,15 +1084,19 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
         return left() - reserve
 
     inf = highspy.kHighsInf
-    lp = solve_lp(instance, horizon=horizon, window=window, time_limit=left())
-    if lp.status == "interrupted":
+    # (a budget already spent, microseconds after the call began, is a stopped LP, not a
+    # user's bad time limit)
+    lp = solve_lp(instance, horizon=horizon, window=window, time_limit=left()) if left() > 0 \
+        else None
+    lp_status = "time_limit" if lp is None else lp.status
+    if lp_status == "interrupted":
         raise KeyboardInterrupt("the group bound's LP was interrupted")
-    if lp.status != "optimal":
+    if lp_status != "optimal":
         return GroupBound(bound=math.nan, master=math.nan, lp=math.nan,
                           group=np.asarray([] if group is None else group, dtype=np.int64),
                           iterations=0, history=[],
                           status="time_limit: the LP relaxation did not finish"
-                                 + ("" if lp.status == "time_limit" else f" ({lp.status})"),
+                                 + ("" if lp_status == "time_limit" else f" ({lp_status})"),
                           wall_s=time.perf_counter() - t0)
     if group is None:
         group = tail_group(instance, min(group_size, instance.n), lp)

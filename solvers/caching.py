@@ -63,6 +63,7 @@ multimodal generator, from its true per-phase popularity: a foresight reference 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import heapq
 import math
@@ -151,8 +152,9 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
     start = time.perf_counter()
     if method == "highs_matrix":
         result = _solve_highs_matrix(instance, time_limit, algorithm, reduce)
-        _LAST_LP.clear()  # the last optimum, for lp_schedule on the same instance (LPSchedule)
-        _LAST_LP[(instance.content_hash(), algorithm, reduce)] = result
+        _LAST_LP.clear()  # the last optimum, for lp_schedule on the same instance (LPSchedule):
+        # a copy, so that a caller who edits the result it was given cannot change it
+        _LAST_LP[(instance.content_hash(), algorithm, reduce)] = copy.deepcopy(result)
     elif method in ("pyomo", "cvxpy"):
         from servopt.solvers import exact
 

@@ -81,3 +81,36 @@ def test_servopt_solve_names_the_option_that_made_an_expert_model_infeasible():
 
     with pytest.raises(InfeasibleError, match=r"makespan_ub=2\.5 is below layer 0's least"):
         servopt.solve(ep.generate("tiny"), makespan_ub=2.5)
+
+
+# R26, a review of the engineers' later fixes
+
+
+def test_lp_schedule_does_not_take_an_lp_result_its_caller_edited():
+    # before: solve_lp kept the very result it returned, and LPSchedule reused it: a caller who
+    # rounded its own result changed lp_schedule's cost (34362.6 -> 34566.7)
+    from servopt.benchmarks import caching as cb
+    from servopt.instances import caching as gen
+    from servopt.solvers import caching as cs
+
+    inst = gen.generate(requests=2000, seed=3)
+    fresh = cb.evaluate(inst, cs.LPSchedule()).cost
+    lp = cs.solve_lp(inst)
+    lp.keep[:] = 0
+    assert cb.evaluate(inst, cs.LPSchedule()).cost == fresh
+
+
+def test_a_group_bound_whose_budget_is_spent_at_once_is_a_stopped_lp_not_a_bad_limit():
+    # before: InvalidInstanceError "time_limit must be positive ..., got -4.4e-06"
+    from servopt.benchmarks import batch_scheduling as bb
+    from servopt.instances import batch_scheduling as gen
+
+    bound = bb.bound(gen.generate(n=30, seed=0), method="group", time_limit=1e-9)
+    assert bound.kind == "lower_bound" and "LP relaxation did not finish" in bound.status
+
+
+def test_a_cli_number_beyond_a_float_is_refused_by_name(tmp_path, capsys):
+    # before: "requests must be a positive number of requests, got inf"
+    assert main(["generate", "batch_scheduling", "requests=1e400", "-o",
+                 str(tmp_path / "x.json")]) == 2
+    assert "requests=1e400: 1e400 is beyond any number" in capsys.readouterr().err

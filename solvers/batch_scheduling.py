@@ -728,8 +728,8 @@ def _highs_problem(instance: Instance, lp_data: model.MatrixLP, *, integer: bool
     ``tight``: an IP at :func:`servopt.solvers.exact.integrality_tolerance`, not HiGHS's own."""
     a, lower, upper = _model_rows(instance, lp_data)
     h = new_highs()
-    if time_limit is not None:
-        h.setOptionValue("time_limit", float(time_limit))
+    if time_limit is not None:  # (spent: 0, stop at once; HiGHS ignores a negative limit)
+        h.setOptionValue("time_limit", max(float(time_limit), 0.0))
     if integer:
         h.setOptionValue("mip_rel_gap", float(mip_gap))
         if tight:  # integrality tight enough that no memory row gains a token (a binary at
@@ -1984,7 +1984,7 @@ def reoptimise(instance: Instance, start: np.ndarray, free: np.ndarray, lo: int,
         upper.append(instance.max_batch - busy)
     mat = sp.vstack(parts, format="csc")
     h = new_highs()
-    h.setOptionValue("time_limit", float(time_limit))
+    h.setOptionValue("time_limit", max(float(time_limit), 0.0))  # (HiGHS ignores one below 0)
     h.setOptionValue("mip_rel_gap", 1e-6)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = mat.shape[1], mat.shape[0]

@@ -947,8 +947,8 @@ def _fixed_integer_prices_in_place(solver: Any, model: pyo.ConcreteModel, sense:
     lp.integrality_ = []
     fixed = new_highs()
     fixed.passModel(lp)
-    if time_limit is not None:
-        fixed.setOptionValue("time_limit", float(time_limit))
+    if time_limit is not None:  # (HiGHS ignores a negative limit: spent is 0, stop at once)
+        fixed.setOptionValue("time_limit", max(float(time_limit), 0.0))
     fixed.run()
     status = fixed.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:

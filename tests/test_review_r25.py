@@ -114,3 +114,17 @@ def test_a_cli_number_beyond_a_float_is_refused_by_name(tmp_path, capsys):
     assert main(["generate", "batch_scheduling", "requests=1e400", "-o",
                  str(tmp_path / "x.json")]) == 2
     assert "requests=1e400: 1e400 is beyond any number" in capsys.readouterr().err
+
+
+def test_a_spent_budget_stops_highs_at_once_instead_of_lifting_its_limit():
+    # R26: HiGHS refuses a negative time_limit and keeps its own (none): a batch IP bound called
+    # with time_limit=1e-9 reached HiGHS with a spent (negative) budget and ran for minutes
+    from servopt.instances import batch_scheduling as gen
+    from servopt.models import batch_scheduling as bmodel
+    from servopt.solvers import batch_scheduling as rules
+
+    inst = gen.generate(10, seed=0)
+    lp_data = bmodel.build_matrix(inst)
+    highs = rules._highs_problem(inst, lp_data, integer=True, time_limit=-0.5)
+    value = highs.getOptionValue("time_limit")  # (status, value) in some highspy versions
+    assert (value[1] if isinstance(value, tuple) else value) == 0.0

@@ -36,7 +36,7 @@ import numpy as np
 
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core import Instance as BaseInstance
-from servopt.core.checks import number, synonym, synonym_hint, whole_number
+from servopt.core.checks import flag, number, synonym, synonym_hint, whole_number
 
 # Illustrative model shapes (public configs): layers, KV heads, head dim, weight bytes (bf16).
 MODEL_PRESETS: dict[str, dict[str, float]] = {
@@ -472,8 +472,7 @@ def from_trace(
     readers = {"azure": traces.read_azure, "mooncake": traces.read_mooncake, "burstgpt": traces.read_burstgpt}
     if not isinstance(format, str) or format not in readers:
         raise InvalidInstanceError(f"unknown trace format {format!r}; known: {sorted(readers)}")
-    if not isinstance(drop_too_long, bool | np.bool_):  # "no", 1 or NaN are not answers
-        raise InvalidInstanceError(f"drop_too_long must be True or False, got {drop_too_long!r}")
+    flag("drop_too_long", drop_too_long)
     fields = _worker_fields(profile, worker, "from_trace", TRACE_OPTIONS)
     kv_tokens = _positive("kv_tokens (KV-cache capacity of a worker)", kv_tokens, integer=True)
     if arrival_rate is not None:

@@ -41,7 +41,7 @@ from scipy import optimize, stats
 
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core import Instance as _Base
-from servopt.core.checks import number, whole_number
+from servopt.core.checks import flag, number, whole_number
 from servopt.instances import traces
 
 REQUIRED = ("arrival_s", "prompt_tokens", "output_tokens")
@@ -227,13 +227,6 @@ def _check_requests(frame: Any, kv_capacity: int) -> pd.DataFrame:
             f"{out['prompt_tokens'].iloc[row]} + output {out['output_tokens'].iloc[row]}) but a "
             f"worker holds only kv_capacity={kv_capacity}: it could never finish")
     return out
-
-
-def _flag(name: str, value: Any) -> bool:
-    """A true/false option, refused by name unless a bool ("no", 1 or NaN are not answers)."""
-    if not isinstance(value, bool | np.bool_):
-        raise InvalidInstanceError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -494,7 +487,7 @@ def from_trace(frame: pd.DataFrame | str | Path, *, workers: int = 8, slots: int
     """
     if not isinstance(name, str):
         raise InvalidInstanceError(f"name must be a text label, got {name!r}")
-    clip_to_kv = _flag("clip_to_kv", clip_to_kv)
+    clip_to_kv = flag("clip_to_kv", clip_to_kv)
     if isinstance(frame, str | Path):
         frame = traces.read_azure(frame)
     if not isinstance(frame, pd.DataFrame):

@@ -632,8 +632,7 @@ def read_burstgpt(path: str | Path, *, rate_scale: float = 1.0, start_s: float |
     list of names: their rows), ``drop_failed`` (True or False) drops 0-token replies."""
     path = _open_checked(path)
     _check_window(rate_scale, start_s, end_s)
-    if not isinstance(drop_failed, bool | np.bool_):  # "no", 1 or NaN are not answers
-        raise InvalidInstanceError(f"drop_failed must be True or False, got {drop_failed!r}")
+    checks.flag("drop_failed", drop_failed)
     models = [model] if isinstance(model, str) else model
     if model is not None and (not isinstance(models, list | tuple) or not models
                               or not all(isinstance(m, str) for m in models)):

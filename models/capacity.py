@@ -94,6 +94,7 @@ import pandas as pd
 import pyomo.environ as pyo
 
 from servopt.core import InfeasibleError, InvalidInstanceError
+from servopt.core.checks import flag
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.instances.capacity import Instance
 
@@ -409,8 +410,7 @@ CLASS_COLUMNS = ("share", "work", "slot_iterations", "kv_footprint")  # what the
 def _check_lp_options(corrected: Any, classes: Any, recompute_fraction: Any) -> None:
     """The fluid LP's build options in the user's terms, refused by name (``classes=2`` was an
     AttributeError deep in the build, ``corrected="abc"`` taken as True)."""
-    if not isinstance(corrected, bool | np.bool_):
-        raise InvalidInstanceError(f"corrected must be True or False, got {corrected!r}")
+    flag("corrected", corrected)
     if classes is not None:
         if not isinstance(classes, pd.DataFrame):
             raise InvalidInstanceError(

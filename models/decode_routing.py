@@ -89,7 +89,7 @@ import pyomo.environ as pyo
 import scipy.sparse as sp
 
 from servopt.core import InvalidInstanceError
-from servopt.core.checks import number
+from servopt.core.checks import flag, number
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.core.matrix import Family, MatrixModel
 from servopt.instances.decode_routing import Instance
@@ -222,8 +222,7 @@ def _check_options(step_block: Any, symmetry: Any = True) -> None:
     if isinstance(step_block, bool | np.bool_) or not isinstance(step_block, int | np.integer) \
             or step_block < 1:
         raise InvalidInstanceError(f"step_block must be a positive integer, got {step_block!r}")
-    if not isinstance(symmetry, bool | np.bool_):
-        raise InvalidInstanceError(f"symmetry must be True or False, got {symmetry!r}")
+    flag("symmetry", symmetry)
 
 
 def _blocks(n_steps: int, step_block: int, symmetry: bool = True) -> np.ndarray:

@@ -92,7 +92,7 @@ import pyomo.environ as pyo
 import scipy.sparse as sp
 
 from servopt.core import InvalidInstanceError
-from servopt.core.checks import number, whole_number
+from servopt.core.checks import flag, number, whole_number
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.instances.expert_placement import Instance
 
@@ -299,7 +299,8 @@ def build(
     over its 58 layers): solve a few ``layers`` at a time, or use the decomposition
     ``servopt.solvers.expert_placement.exact_placement``, which certifies plans at that size.
     """
-    _check_flags(symmetry=symmetry, group_locality=group_locality)
+    flag("symmetry", symmetry)  # ("no" and "abc" were taken as True)
+    flag("group_locality", group_locality)
     max_binaries = whole_number("max_binaries", max_binaries, low=0)
     w_all = window_loads(instance, window)
     layer_ids = _layer_ids(instance, layers)
@@ -437,13 +438,6 @@ def _per_layer(value: Any, n: int, default: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise InvalidInstanceError("makespan bounds must be finite numbers of tokens")
     return arr
-
-
-def _check_flags(**flags: Any) -> None:
-    """Boolean options, refused by name unless True or False ("no" and "abc" were taken as True)."""
-    for name, value in flags.items():
-        if not isinstance(value, bool | np.bool_):
-            raise InvalidInstanceError(f"{name} must be True or False, got {value!r}")
 
 
 def _layer_ids(instance: Instance, layers: Any) -> list[int]:

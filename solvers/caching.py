@@ -74,7 +74,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from servopt.core import InvalidInstanceError
-from servopt.core.checks import number
+from servopt.core.checks import flag, number
 from servopt.core.solution import normalise_dual
 from servopt.instances.caching import Instance
 from servopt.models import caching as model
@@ -701,8 +701,7 @@ class BidPrice(BasePolicy):
         if not len(scales):
             raise InvalidInstanceError("scales must list at least one price scale, got none")
         for name, value in (("tune", tune), ("priced", priced), ("greedy_dual", greedy_dual)):
-            if not isinstance(value, bool | np.bool_):  # "no" or -1 was taken as True
-                raise InvalidInstanceError(f"{name} must be True or False, got {value!r}")
+            flag(name, value)  # ("no" or -1 was taken as True)
         if window_cap is not None:
             number("window_cap", window_cap, lambda v: 1 <= v < math.inf and v == int(v),
                    "a whole number of requests >= 1, or None (no cap)")

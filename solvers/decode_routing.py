@@ -75,7 +75,7 @@ import pandas as pd
 from scipy import special
 
 from servopt.core import InfeasibleError, InvalidInstanceError, Solution
-from servopt.core.checks import number
+from servopt.core.checks import flag, number, whole_number
 from servopt.core.solution import normalise_dual, relative_gap
 from servopt.instances.decode_routing import Instance
 from servopt.models.decode_routing import Epoch, MatrixLP, epoch_matrices
@@ -127,12 +127,9 @@ def _whole(name: str, value: Any, high: int | None = None) -> int:
     """A router's option counted in steps: a whole number in 1..high, refused by name otherwise
     (R21: window=0 was a ZeroDivisionError, horizon=10**7 a MemoryError after 101 s, NaN "cannot
     convert float NaN to integer")."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) \
-            or value < 1 or (high is not None and value > high):
-        upper = f" and at most {high:,}" if high is not None else ""
-        raise InvalidInstanceError(f"{name} must be a whole number of steps >= 1{upper}, got "
-                                   f"{value!r}")
-    return int(value)
+    if isinstance(value, np.bool_):  # (whole_number refuses Python's bools)
+        raise InvalidInstanceError(f"{name} must be a whole number of steps >= 1, got {value!r}")
+    return whole_number(f"{name} (steps)", value, low=1, high=high)
 
 
 class Router:
@@ -1015,10 +1012,7 @@ class BidPrice(Router):
                                 "a share of the fleet's KV tokens >= 0")
         if pick not in ("kv", "price", "marginal"):
             raise InvalidInstanceError(f"pick must be 'kv', 'price' or 'marginal', got {pick!r}")
-        for flag, value in (("central", central), ("gate", gate)):
-            if not isinstance(value, bool | np.bool_):
-                raise InvalidInstanceError(f"{flag} must be True or False, got {value!r}")
-        self.pick, self.central, self.gate = pick, bool(central), bool(gate)
+        self.pick, self.central, self.gate = pick, flag("central", central), flag("gate", gate)
         if pick != "marginal" and not self.gate:
             raise InvalidInstanceError(f"pick={pick!r} chooses among the LP plan's workers: it "
                                        "needs gate=True")

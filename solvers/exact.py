@@ -95,7 +95,7 @@ import pandas as pd
 import pyomo.environ as pyo
 
 from servopt.core import InfeasibleError, Instance, InvalidInstanceError, Solution
-from servopt.core.checks import number
+from servopt.core.checks import flag, number
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.core.matrix import MatrixModel
 from servopt.core.registry import layer_module
@@ -470,8 +470,7 @@ def _check_options(*, relax: Any, time_limit: Any, mip_gap: Any, prices: Any) ->
     """Solver options in the user's terms (a string or negative number would otherwise reach
     HiGHS, or ``relax="no"`` would solve the relaxation)."""
     for name, value in (("relax", relax), ("prices", prices)):
-        if not isinstance(value, bool | np.bool_):
-            raise InvalidInstanceError(f"{name} must be True or False, got {value!r}")
+        flag(name, value)
     seconds(time_limit)
     gap_option(mip_gap)
 

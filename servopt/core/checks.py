@@ -19,6 +19,14 @@ def whole_number(name: str, value: Any, *, low: int = 1, high: int | None = None
     return int(value)
 
 
+def flag(name: str, value: Any) -> bool:
+    """A true/false option as a bool, refused by name unless True or False (numpy's too): "no",
+    1 or NaN are not answers, and Python would take them as true."""
+    if not isinstance(value, bool | np.bool_):
+        raise InvalidInstanceError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def number(name: str, value: Any, ok: Callable[[float], bool], rule: str) -> float:
     """``value`` as a float, refused unless it is a real number (not a bool) with ``ok(value)``;
     ``rule`` says the range in the user's terms (NaN fails every comparison, so it is refused;

@@ -23,7 +23,7 @@ import numpy as np
 
 from servopt.benchmarks.harness import Bound, OptionError, Outcome, checked_keywords, refusing, written_at
 from servopt.core import InvalidInstanceError
-from servopt.core.checks import whole_number
+from servopt.core.checks import flag, whole_number
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
 from servopt.solvers import batch_scheduling as rules
@@ -173,8 +173,8 @@ def check_options(*, trace: Any = False, max_rounds: Any = None) -> None:
     """Refuse a :func:`simulate` option that is not what it says (an :class:`OptionError` naming
     it, before any policy runs): ``trace`` True or False, ``max_rounds`` None (the default
     horizon) or a whole number of rounds >= 1 (-3 made every policy "stall" at round 0)."""
-    if not isinstance(trace, bool | np.bool_):
-        raise OptionError(f"batch_scheduling: trace must be True or False, got {trace!r}")
+    with refusing("trace"):
+        flag("trace", trace)
     if max_rounds is not None and (isinstance(max_rounds, bool | np.bool_)
                                    or not isinstance(max_rounds, Integral) or max_rounds < 1):
         raise OptionError(f"batch_scheduling: max_rounds must be a whole number of rounds >= 1 "

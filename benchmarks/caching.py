@@ -39,6 +39,7 @@ import numpy as np
 
 from servopt.benchmarks.harness import Bound, OptionError, Outcome, checked_keywords, refusing, written_at
 from servopt.core import InvalidInstanceError
+from servopt.core.checks import flag
 from servopt.instances.caching import Instance
 from servopt.solvers import caching as methods
 from servopt.solvers.exact import seconds
@@ -272,8 +273,8 @@ def _replay(instance: Instance, policy: Any, record: bool) -> SimResult:
 def check_options(*, record: Any = False) -> None:
     """The ``check`` of :func:`evaluate` (the replay's one option, ``record``, True or False; a
     flag is also refused by :func:`~servopt.benchmarks.harness.checked_keywords`)."""
-    if not isinstance(record, bool | np.bool_):
-        raise OptionError(f"record must be True or False, got {record!r}", option="record")
+    with refusing("record"):
+        flag("record", record)
 
 
 def check_bound_options(*, method: Any = "highs_matrix", time_limit: Any = None,
@@ -290,8 +291,8 @@ def check_bound_options(*, method: Any = "highs_matrix", time_limit: Any = None,
         seconds(time_limit)
     with refusing("algorithm"):
         methods.check_algorithm(algorithm)
-    if not isinstance(reduce, bool | np.bool_):
-        raise OptionError(f"reduce must be True or False, got {reduce!r}", option="reduce")
+    with refusing("reduce"):
+        flag("reduce", reduce)
 
 
 @checked_keywords(simulate, check=check_options)

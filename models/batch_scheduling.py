@@ -1201,7 +1201,13 @@ def area_bound(instance: Instance) -> float:
     o = np.sort(instance.output_tokens).astype(float)
     if not instance.offline:
         return float(o.sum())
-    area = np.cumsum(np.sort(instance.footprint())) / instance.kv_memory
+    footprint = np.sort(instance.footprint())
+    if float(footprint.astype(float).sum()) < 2.0**62:  # the int64 running sum is exact
+        area = np.cumsum(footprint) / instance.kv_memory
+    else:  # it would wrap past 2^63 (9.2e18 token-rounds): sum Python ints, divide exactly
+        cum = np.cumsum(footprint.astype(object))
+        memory = int(instance.kv_memory)
+        area = np.array([c / memory for c in cum], dtype=float)
     return float(np.maximum(o, np.ceil(area - 1e-9)).sum()) if math.isfinite(area[-1]) else 0.0
 
 

@@ -104,6 +104,7 @@ import numpy as np
 from servopt.benchmarks.harness import Bound, Outcome, checked_keywords, method_label, refusing
 from servopt.core import InvalidInstanceError
 from servopt.core.checks import number, whole_number
+from servopt.core.registry import layer_module
 from servopt.instances.capacity import Instance
 from servopt.models import capacity as model
 from servopt.solvers import capacity as policies
@@ -700,13 +701,14 @@ def check_options(*, n_requests: Any = N_REQUESTS, seed: Any = 0, seeds: Any = S
 
 def resolve(method: Any) -> Callable[..., policies.Plan]:
     """A POLICIES name or a callable ``policy(instance, observe) -> Plan``, refused otherwise."""
+    known = layer_module("capacity", "solvers").POLICIES  # a replaced layer's (register_decision)
     if isinstance(method, str):
-        if method not in policies.POLICIES:
-            raise InvalidInstanceError(f"unknown method {method!r}; known: {sorted(policies.POLICIES)}")
-        return policies.POLICIES[method]
+        if method not in known:
+            raise InvalidInstanceError(f"unknown method {method!r}; known: {sorted(known)}")
+        return known[method]
     if not callable(method):
         raise InvalidInstanceError(
-            f"method must be one of {sorted(policies.POLICIES)} or a callable policy(instance, observe) -> "
+            f"method must be one of {sorted(known)} or a callable policy(instance, observe) -> "
             f"Plan, got {method!r}")
     return method
 

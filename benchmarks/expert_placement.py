@@ -37,9 +37,10 @@ import numpy as np
 from servopt.benchmarks.harness import Bound, OptionError, Outcome, checked_keywords, refusing, written_at
 from servopt.core import InvalidInstanceError
 from servopt.core.checks import number, whole_number
+from servopt.core.registry import layer_module
 from servopt.instances.expert_placement import Instance
 from servopt.models.expert_placement import check_placement, makespan_lower_bound, solver_units
-from servopt.solvers.expert_placement import DISPATCHES, POLICIES, Plan, price_dispatch
+from servopt.solvers.expert_placement import DISPATCHES, Plan, price_dispatch
 
 SENSE = "min"
 COST = ("sum over layers of the next window's max GPU time (tokens per unit speed) + "
@@ -149,9 +150,10 @@ def balancedness(times: np.ndarray) -> float:
 def resolve(method: Any) -> Any:
     """The placement method a ``POLICIES`` name or a callable ``instance -> Plan`` stands for."""
     if isinstance(method, str):
-        if method not in POLICIES:
-            raise InvalidInstanceError(f"unknown method {method!r}; known: {sorted(POLICIES)}")
-        return POLICIES[method]
+        policies = layer_module("expert_placement", "solvers").POLICIES  # a replaced layer's
+        if method not in policies:
+            raise InvalidInstanceError(f"unknown method {method!r}; known: {sorted(policies)}")
+        return policies[method]
     if not callable(method):
         raise InvalidInstanceError("method must be a POLICIES name or a callable instance -> Plan")
     return method

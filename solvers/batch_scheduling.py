@@ -138,6 +138,7 @@ import pandas as pd
 
 from servopt.core import InfeasibleError, InvalidInstanceError, Solution
 from servopt.core.checks import number, whole_number
+from servopt.core.registry import layer_module
 from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 from servopt.instances.batch_scheduling import Instance
 from servopt.models import batch_scheduling as model
@@ -2354,10 +2355,11 @@ def make_policy(method: Any) -> Policy:
     run (counters, caches, anything ``prepare`` does not reset) carries over into the next
     (``gap_table`` refuses one object listed twice; pass two objects, or the class)."""
     if isinstance(method, str):
-        if method not in POLICIES:
+        policies = layer_module("batch_scheduling", "solvers").POLICIES  # a replaced layer's
+        if method not in policies:
             raise InvalidInstanceError(
-                f"unknown batch_scheduling method {method!r}; known: {', '.join(POLICIES)}")
-        return POLICIES[method]()
+                f"unknown batch_scheduling method {method!r}; known: {', '.join(policies)}")
+        return policies[method]()
     if isinstance(method, type) and issubclass(method, Policy):
         return method()
     if isinstance(method, Policy):

@@ -75,6 +75,7 @@ import numpy as np
 
 from servopt.core import InvalidInstanceError
 from servopt.core.checks import flag, number
+from servopt.core.registry import layer_module
 from servopt.core.solution import normalise_dual
 from servopt.instances.caching import Instance
 from servopt.models import caching as model
@@ -1068,10 +1069,11 @@ POLICIES: dict[str, Any] = {
 def make_policy(method: Any) -> Any:
     """A fresh policy object from a POLICIES name, a factory or a policy object."""
     if isinstance(method, str):
-        if method not in POLICIES:
+        policies = layer_module("caching", "solvers").POLICIES  # a replaced layer's (plug-in)
+        if method not in policies:
             raise InvalidInstanceError(f"unknown caching method {method!r}; known: "
-                                       f"{', '.join(POLICIES)}")
-        return POLICIES[method]()
+                                       f"{', '.join(policies)}")
+        return policies[method]()
     if isinstance(method, type):  # a POLICIES class: a fresh object
         return method()
     if hasattr(method, "touch"):

@@ -76,6 +76,7 @@ from scipy import special
 
 from servopt.core import InfeasibleError, InvalidInstanceError, Solution
 from servopt.core.checks import flag, number, whole_number
+from servopt.core.registry import layer_module
 from servopt.core.solution import normalise_dual, relative_gap
 from servopt.instances.decode_routing import Instance
 from servopt.models.decode_routing import Epoch, MatrixLP, epoch_matrices
@@ -1586,10 +1587,11 @@ def make_router(method: str | Router | Callable[[], Router]) -> Router:
     """A fresh router from a POLICIES name or value (a class or factory), or the router object.
     Also named :func:`make_policy`, as in the batch scheduling and caching solvers."""
     if isinstance(method, str):
-        if method not in POLICIES:
+        policies = layer_module("decode_routing", "solvers").POLICIES  # a replaced layer's
+        if method not in policies:
             raise InvalidInstanceError(f"unknown decode routing method {method!r}; "
-                                       f"choose one of {sorted(POLICIES)}")
-        return POLICIES[method]()
+                                       f"choose one of {sorted(policies)}")
+        return policies[method]()
     if isinstance(method, type) or (callable(method) and not hasattr(method, "route")):
         try:
             method = method()

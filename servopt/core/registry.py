@@ -22,21 +22,51 @@ def register_decision(decision: str, *, replace: bool = False, **modules: Any) -
     """Register modules (or namespaces) for a decision, e.g. ``models=my_models``.
 
     A layer of one of the five built-in decisions is replaced only with ``replace=True``: an
-    override changes the numbers of every built-in case and of ``servopt solve`` in this process,
-    so it must be meant, not a plug-in's name clash. (The benchmark cache keys a row by the
-    source of every registered layer, so an override's rows are never served to a plain run,
-    nor a plain run's to an override: see ``servopt.benchmarks.runner.code_fingerprint``.)
+    override changes the numbers of the decision's built-in cases and gap tables in this process
+    (what each layer reaches: below), so it must be meant, not a plug-in's name clash. (The
+    benchmark cache keys a row by the source of every registered layer, so an override's rows
+    are never served to a plain run, nor a plain run's to an override: see
+    ``servopt.benchmarks.runner.code_fingerprint``.)
+    What an override of a built-in decision reaches:
+
+    - ``benchmarks``: its ``evaluate`` and ``bound`` score every case, ``gap_table`` row and bench
+      run of the decision.
+    - ``solvers``: its ``POLICIES`` (required, a dict) is where every method name of the
+      decision is looked up: a case's and ``gap_table``'s name checks, and the built-in
+      evaluator's run (``make_policy`` and the like), so ``POLICIES["lru"] = Mine`` makes the
+      ``lru`` row Mine's and a name it adds runs. Only ``POLICIES``: the built-in bound and the
+      built-in rules keep calling the built-in solvers' other functions (e.g. caching's LP).
+    - ``instances``: its ``generate`` makes the instances of a case without ``make_instance``,
+      its ``Instance.from_dict`` reads the decision's files (``servopt.instances.load``); the
+      built-in evaluators still refuse an instance that is not their ``Instance`` or a subclass.
+    - ``models`` is refused: the built-in solvers and evaluators build their LPs and bounds from
+      the built-in model module directly, so a replaced one would change ``servopt.solve`` and
+      nothing else. Register the model under a new decision name instead.
+
     Registering a non-built-in decision again (a plug-in module reloaded) replaces its layers."""
     bad = set(modules) - set(LAYERS)
     if bad:
         raise ValueError(f"unknown layer(s) {sorted(bad)}; layers are {LAYERS}")
     if not isinstance(decision, str) or not decision:
         raise ValueError(f"a decision's name must be non-empty text, got {decision!r}")
+    if decision in DECISIONS and "models" in modules:
+        raise ValueError(
+            f"register_decision: the models layer of the built-in decision {decision!r} cannot be "
+            f"replaced: its solvers and evaluator use servopt.models.{decision} directly, so only "
+            "servopt.solve would use yours; register your model under a new decision name (the "
+            "instances, solvers' POLICIES and benchmarks layers of a built-in decision can be "
+            "replaced, with replace=True)")
     if decision in DECISIONS and modules and not replace:
         raise ValueError(
             f"register_decision: {decision!r} is a built-in decision; replacing its "
             f"{', '.join(sorted(modules))} layer(s) changes every {decision} result in this "
             "process: pass replace=True if that is meant, or register under a new name")
+    if decision in DECISIONS and "solvers" in modules and not isinstance(
+            getattr(modules["solvers"], "POLICIES", None), dict):
+        raise ValueError(
+            f"register_decision: a solvers override of {decision!r} needs POLICIES, a dict "
+            "{method name: policy}: the decision's method names are looked up there (copy "
+            f"servopt.solvers.{decision}.POLICIES and change or add entries)")
     _REGISTERED.setdefault(decision, {}).update(modules)
 
 

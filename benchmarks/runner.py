@@ -419,7 +419,8 @@ def own_sources(cases: Iterable[Case]) -> dict[str, str]:
     return found
 
 
-CACHE_FORMAT = 2  # in every key: 2 added the instance's content hash to each row
+CACHE_FORMAT = 3  # in every key: 2 added the instance's content hash to each row, 3 keeps
+# the evaluator's metric order in an entry (2's entries hold them sorted: never read again)
 
 
 def unit_key(case: Case, params: dict[str, Any], seed: int, method: str,
@@ -532,7 +533,10 @@ def _write_cache(cache_dir: Path, key: str, row: dict[str, Any]) -> None:
             (cache_dir / f"{key}.json").unlink()
         return
     row[CHECKSUM] = _digest(row)
-    text = json.dumps(row, sort_keys=True)
+    # in the row's own order, not sorted: a reader gets the metrics in the evaluator's order,
+    # as a computed row has them, so a rerun from the cache gives the same CSV columns
+    # (:func:`assemble` orders them by first appearance); sorted keys put them alphabetically
+    text = json.dumps(row)
     if len(text.encode()) > MAX_ENTRY_BYTES:  # (parameters of megabytes: recomputed each run)
         return
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -913,6 +917,10 @@ def quiet_workers(client: Any, wait_s: float = QUIET_WAIT_S) -> bool:
 
 def assemble(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Join method rows with their task's bound and compute gaps; metrics become plain columns.
+
+    The metric columns come in order of first appearance over the rows (in plan order), each
+    row's metrics in its evaluator's order: a cached row keeps that order (:func:`_write_cache`),
+    so a run from the cache, or partly from it, has the columns of a fresh one.
 
     Each (case, params, seed) has one bound row and each (case, params, seed, method) one row:
     a repeat is refused (an :class:`InvalidInstanceError` naming it), never joined twice."""

@@ -7,7 +7,9 @@ scalars, strings, lists or dicts of those, or ``None``.
 
 The JSON file is ``{"decision": ..., "schema_version": ..., "fields": {...}}``. Arrays are written
 as ``{"ndarray": nested list, "dtype": ...}`` and frames as ``{"frame": {column: list}}``; nothing
-else is ever reconstructed from a file, so loading data never runs code.
+else is ever reconstructed from a file, so loading data never runs code. Any other key (at the
+top, or beside "ndarray"/"dtype" or "frame") is refused by name, not ignored: a field written
+beside "fields" would otherwise load as its default.
 """
 
 from __future__ import annotations
@@ -143,6 +145,11 @@ class Instance:
                 f"{source}: schema_version {version} is newer than this servopt understands "
                 f"({cls.schema_version}) for {cls.decision}; upgrade servopt"
             )
+        stray = sorted(set(data) - _FILE_KEYS, key=str)
+        if stray:  # e.g. a field written beside "fields" instead of inside it: not ignored
+            raise InvalidInstanceError(
+                f"{source}: unknown top-level key(s) {stray}; an instance file holds only "
+                f"{sorted(_FILE_KEYS)}, and every field goes inside 'fields'")
         raw = data.get("fields")
         if not isinstance(raw, dict):
             raise InvalidInstanceError(f"{source}: 'fields' must be a JSON object")
@@ -435,14 +442,29 @@ def _decode_array(data: Any, dtype: str, where: str) -> np.ndarray:
     return decoded + decoded.dtype.type(0) if target.kind == "f" else decoded  # -0.0 -> 0.0
 
 
+_FILE_KEYS = frozenset({"decision", "schema_version", "fields"})  # what to_dict writes
+_ARRAY_KEYS = frozenset({"ndarray", "dtype"})
+_FRAME_KEYS = frozenset({"frame"})
+
+
+def _refuse_stray(value: dict[str, Any], allowed: frozenset[str], what: str, where: str) -> None:
+    """Refuse keys beside an array's or a table's own (a typo'd "dtpye" would read as float64)."""
+    stray = sorted(set(value) - allowed, key=str)
+    if stray:
+        raise InvalidInstanceError(
+            f"{where}: unknown key(s) {stray} in {what}; it holds only {sorted(allowed)}")
+
+
 def _decode(value: Any, where: str) -> Any:
     if isinstance(value, dict):
         if "ndarray" in value:
+            _refuse_stray(value, _ARRAY_KEYS, "an array", where)
             dtype = value.get("dtype", "float64")
             if not isinstance(dtype, str) or dtype not in _ALLOWED_DTYPES:
                 raise InvalidInstanceError(f"{where}: unsupported array dtype {dtype!r}")
             return _decode_array(value["ndarray"], dtype, where)
         if "frame" in value:
+            _refuse_stray(value, _FRAME_KEYS, "a table", where)
             cols = value["frame"]
             if not isinstance(cols, dict):
                 raise InvalidInstanceError(f"{where}: 'frame' must map column names to arrays")

@@ -337,6 +337,13 @@ class Solution:
         if not isinstance(head, dict) or head.get("status") not in STATUSES:
             raise InvalidInstanceError(f"{head_path} is not a saved solution (status must be one "
                                        f"of {', '.join(STATUSES)})")
+        stray = sorted(set(head) - _HEAD_KEYS, key=str)
+        if stray:  # a typo'd "objectve" would otherwise read as no objective at all
+            raise InvalidInstanceError(f"{head_path}: unknown key(s) {stray}; save writes only "
+                                       f"{sorted(_HEAD_KEYS)}")
+        if "objective" not in head:  # save always writes it (null when there is none)
+            raise InvalidInstanceError(f"{head_path}: objective is missing (save writes it, null "
+                                       "when the solve found none)")
 
         def number(key: str) -> float:
             value = head.get(key)
@@ -421,6 +428,9 @@ class Solution:
 
 
 _INFINITE = {True: "Infinity", False: "-Infinity"}  # solution.json's infinite numbers
+_HEAD_KEYS = frozenset({"decision", "status", "objective", "bound", "gap", "wall_s", "sense",
+                        "relaxed", "backend", "form", "instance", "note", "lp", "bound_kind",
+                        "prices", "decisions", "tables"})  # what save writes in solution.json
 _KINDS = ("int", "float", "float32", "bool", "text", "none")  # a saved column's kinds
 
 

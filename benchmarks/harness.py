@@ -401,12 +401,61 @@ def _stateless(method: Any) -> bool:
     return isinstance(method, type) or inspect.isfunction(method) or inspect.isbuiltin(method)
 
 
+# values that are data, never a method of any decision: a list entry of these ran as an error
+# row (a RuntimeWarning and ``error: ... lacks start()``), though it is the caller's mistake
+_DATA = (type(None), bool, numbers.Number, bytes, bytearray, str, list, tuple, set, frozenset,
+         dict, np.ndarray, np.generic, pd.Series, pd.DataFrame)
+
+
+def _resolver(decision: str) -> Callable[[Any], Any] | None:
+    """The decision's own check of a method: its solvers' ``make_policy`` (batch scheduling,
+    caching, decode routing) or its evaluator module's ``resolve`` (capacity, expert
+    placement), else None (a plug-in without one)."""
+    with contextlib.suppress(InvalidInstanceError):
+        found = getattr(layer_module(decision, "solvers"), "make_policy", None)
+        if callable(found):
+            return found
+    found = getattr(benchmark_module(decision), "resolve", None)
+    return found if callable(found) else None
+
+
+def _check_method(decision: str, where: str, method: Any) -> None:
+    """Refuse, before anything runs, an entry of a methods list (``where``: ``methods[i]`` or
+    ``label 'x'``) that is no method: data (None, a number, a list, a dict, ...), or an object
+    (neither a class nor callable) the decision's own check refuses (:func:`_resolver`; it is
+    given the object itself, so nothing is made or called). A name is checked by
+    :func:`_labelled`; a class or a callable (a factory, a plan function) is left to the
+    evaluator, which makes or calls it as it runs (what it raises then is the method's row)."""
+    said = f"{method!r}"
+    said = said if len(said) <= 60 else said[:57] + "..."
+    if isinstance(method, _DATA) and not isinstance(method, str):
+        raise InvalidInstanceError(
+            f"gap_table(): {where} is {said} ({type(method).__name__}), not a {decision} method: "
+            "give a method name, a policy class or function, or a policy object"
+            + (" (a dict {label: method} is the whole methods argument, naming the rows)"
+               if isinstance(method, dict) else ""))
+    if isinstance(method, str | type) or callable(method):
+        return
+    check = _resolver(decision)
+    if check is None:
+        return
+    try:
+        check(method)
+    except InvalidInstanceError as exc:
+        raise InvalidInstanceError(f"gap_table(): {where}, a {type(method).__name__} object, is "
+                                   f"not a {decision} method: {exc}") from None
+    except Exception:  # (a plug-in's check that fails otherwise: left to the run, as before)
+        return
+
+
 def _labelled(decision: str, methods: Any) -> list[tuple[str, Any]]:
     """``(label, method)`` per method of a :func:`gap_table` call, every label unique and a
     built-in's name only on a row of that built-in; refused (by name) are: a name listed twice,
     an unknown name, one policy object listed twice (a class or a plain function may be: each
-    run starts afresh), and a dict label that names another built-in (a label may name the
-    built-in's own class or function, ``{"fcfs": POLICIES["fcfs"]}``)."""
+    run starts afresh), a dict label that names another built-in (a label may name the
+    built-in's own class or function, ``{"fcfs": POLICIES["fcfs"]}``), an entry that is no
+    method (:func:`_check_method`, naming its position or label), and ``methods`` that is
+    neither a list of methods nor a dict."""
     known = known_methods(decision)
     builtin = set(known or ())
 
@@ -425,6 +474,8 @@ def _labelled(decision: str, methods: Any) -> list[tuple[str, Any]]:
                 raise InvalidInstanceError(f"gap_table(): two methods are labelled {label!r}")
             if isinstance(method, str):
                 check_name(method, f"label {label!r}: ")
+            else:
+                _check_method(decision, f"label {label!r}", method)
             if label in builtin and method != label and method is not _policies(decision).get(label):
                 what = repr(method) if isinstance(method, str) else f"a {type(method).__name__} object"
                 raise InvalidInstanceError(
@@ -433,7 +484,18 @@ def _labelled(decision: str, methods: Any) -> list[tuple[str, Any]]:
                     "only that built-in's row)")
             labelled.append((label, method))
     else:
-        chosen = list(methods) if methods is not None else method_names(decision)
+        try:
+            chosen = list(methods) if methods is not None else None
+        except TypeError:  # (not iterable: a policy alone, a number)
+            raise InvalidInstanceError(
+                f"gap_table(): methods is a {type(methods).__name__}, not a list of methods "
+                "(names, policy classes, functions or objects) or a dict {label: method}; "
+                "a single policy goes in a list: [policy]") from None
+        if chosen is None:
+            chosen = method_names(decision)
+        for i, method in enumerate(chosen):
+            if not isinstance(method, str):
+                _check_method(decision, f"methods[{i}]", method)
         names = [m for m in chosen if isinstance(m, str)]
         for name in names:
             check_name(name, "")
@@ -519,7 +581,13 @@ def gap_table(
     to that built-in's own ``POLICIES`` entry). The same policy object may not appear twice (its
     second run would start from its first run's state); pass two objects. A class or a plain
     function may appear twice (every run starts afresh), its rows labelled as above
-    (``fcfs#2``, ``fcfs#3`` for ``POLICIES["fcfs"]`` twice).
+    (``fcfs#2``, ``fcfs#3`` for ``POLICIES["fcfs"]`` twice). Each entry is checked before
+    anything runs: a name, a class or a callable (a factory or a plan function, which the
+    evaluator makes or calls as it runs), or an object the decision's own check takes (its
+    solvers' ``make_policy`` or its evaluator module's ``resolve``, given the object alone);
+    anything else (None, a number, a list, a dict inside the list, an object without the
+    decision's protocol) is an :class:`InvalidInstanceError` naming its position
+    (``methods[1]``) or label (:func:`_check_method`).
 
     A method that fails gives a row with ``status`` ``error: <exception>`` (cost and gap NaN), as
     ``servopt bench`` does, and a ``RuntimeWarning`` naming its label and the error; its

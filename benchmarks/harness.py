@@ -442,7 +442,7 @@ def _check_method(decision: str, where: str, method: Any) -> None:
     try:
         check(method)
     except InvalidInstanceError as exc:
-        raise InvalidInstanceError(f"gap_table(): {where}, a {type(method).__name__} object, is "
+        raise InvalidInstanceError(f"gap_table(): {where} ({type(method).__name__} object) is "
                                    f"not a {decision} method: {exc}") from None
     except Exception:  # (a plug-in's check that fails otherwise: left to the run, as before)
         return

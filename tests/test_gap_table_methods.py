@@ -101,7 +101,7 @@ def test_an_object_the_decision_refuses_is_refused_by_position(decision, says):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(InvalidInstanceError,
-                           match=rf"gap_table\(\): methods\[1\], a NotAPolicy object, is not a "
+                           match=rf"gap_table\(\): methods\[1\] \(NotAPolicy object\) is not a "
                                  rf"{decision} method: .*{says}"):
             gap_table(small(decision), [first, NotAPolicy()])
 

@@ -20,9 +20,13 @@ Methods (``POLICIES``)
 - ``eplb`` / ``eplb_lp`` / ``eplb_price``: :func:`eplb` (DeepSeek's ``rebalance_experts``,
   re-implemented in numpy with the tie-breaks torch guarantees, and a stable sort where it does
   not) on the planned window, served with even split,
-  the LP, or price dispatch.
-- ``no_replication``: one slot per expert, LPT packing (heaviest expert to the least-loaded GPU
-  with a free slot).
+  the LP, or price dispatch. EPLB assumes equal GPUs and so does this re-implementation: the
+  plan ignores ``gpu_speed`` (loads packed onto GPUs in index order), so with unequal speeds
+  which GPU gets which experts, and the cost, depend on how the GPUs are numbered; only the LP
+  and price dispatches serve the plan at the GPUs' speeds (``exact`` leaves EPLB's plan out of
+  its candidates when speeds are given).
+- ``no_replication``: one slot per expert, LPT packing (heaviest expert to the GPU with a free
+  slot on which it would finish first: the least-loaded one when speeds are equal).
 - ``bid_price`` (and ``bid_price_lp``): the :class:`BidPrice` placement (bids for replicas,
   ring placement), served with the price dispatch rule :func:`price_dispatch` (or the LP).
 - ``exact``: :func:`exact_placement`, the decomposition (layers independent; per layer replica
@@ -43,6 +47,13 @@ planned window can score differently on the next); with ``migration_cost`` = 0 t
 too (migrations are reported but cost nothing). ``tests/test_policy_errors.py`` pins this. A
 method may not write into the instance: its arrays are read-only, and the evaluator names the
 method and the line that tried.
+
+GPU speeds. Every rule but EPLB's places by earliest finish (:func:`earliest_finish`) and walks
+GPUs in an order set by their speeds (:func:`ring_order`, the fastest first when keeping
+replicas), their numbers breaking ties among equal speeds only, so renumbering GPUs of unequal
+speed (speeds and deployed placement with them) renumbers the plan and leaves its cost as it was
+(``tests/test_expert_placement_speeds.py``); with equal speeds the choices are exactly the
+least-time-now choices these rules made before speeds counted.
 
 The rules and baselines are vectorised numpy over layers; once prices are known no solver runs.
 """
@@ -223,7 +234,8 @@ def eplb(weight: Any, num_replicas: int, num_groups: int, num_nodes: int,
 
     weight : (layers, experts) loads. Hierarchical (groups packed onto nodes, replication within
     nodes, packing onto GPUs) when ``num_groups % num_nodes == 0``, global otherwise (one group,
-    one node; as the original, the global policy then needs no other divisibility).
+    one node; as the original, the global policy then needs no other divisibility). GPUs are
+    taken to be equal, as in the original: there is no speed argument.
     ``log2phy[l, e, k]`` is the physical slot of the k-th replica of e (-1 padding).
     """
     w = np.asarray(weight, dtype=np.float32)
@@ -468,14 +480,69 @@ def counts_by_bids(bid_weight: np.ndarray, num_slots: int, max_count: int) -> np
     return count
 
 
+def ring_order(speed: np.ndarray) -> np.ndarray:
+    """The order of the GPUs along :func:`pack_ring`'s ring: the fastest, the slowest, the next
+    fastest, the next slowest, ... (each time the lowest index among equal speeds not yet taken),
+    so consecutive GPUs, which the replicated experts link, pair fast with slow ones, and
+    numbering GPUs of different speeds another way only renumbers the plan. Equal speeds:
+    0, 1, ..., G - 1, the ring as it was before speeds counted.
+
+    Why fast with slow: on the small preset (8 GPUs, seeds 0..11, five speed profiles)
+    ``bid_price``'s cost / bound, averaged per profile, was 1.076-1.139 with this ring,
+    1.101-1.275 with the ring fastest first and 1.094-1.236 slowest first (never lower than
+    this ring's), and 1.087-1.174 for the rules before speeds counted (ring in index order,
+    least time now) averaged over four random numberings; ``bid_price_lp`` ranked them the
+    same."""
+    speed = np.asarray(speed, dtype=float)
+    ends = (np.argsort(-speed, kind="stable"), np.argsort(speed, kind="stable"))
+    taken = np.zeros(speed.size, dtype=bool)
+    order, at = [], [0, 0]
+    for k in range(speed.size):
+        end = ends[k % 2]
+        while taken[end[at[k % 2]]]:
+            at[k % 2] += 1
+        g = end[at[k % 2]]
+        taken[g] = True
+        order.append(g)
+    return np.array(order, dtype=np.int64)
+
+
+def earliest_finish(load: np.ndarray, piece: np.ndarray, speed: np.ndarray,
+                    blocked: np.ndarray) -> np.ndarray:
+    """Per layer, the GPU on which a piece of ``piece`` tokens (layers,) would finish first, given
+    the tokens ``load`` (layers, GPUs) already there: least ``(load + piece) / speed``, then the
+    faster GPU, then the one with less time now (``load / speed``), then the lowest index;
+    ``blocked`` GPUs are skipped (0 when every GPU is). Picking the least time now instead sends
+    the first piece to GPU 0 whatever its speed (every time is 0), so the plan would depend on how
+    GPUs of different speeds are numbered.
+
+    With equal speeds the earliest finish is the least time now (lowest index on ties): the piece
+    adds the same time on every GPU, which keeps the order of the times (rounding may merge two,
+    never swap them; the third key would separate them again). So with equal speeds the least
+    time now is what runs, computed as it always was: the same choices, bit for bit."""
+    if speed.size and (speed == speed[0]).all():
+        return np.argmin(np.where(blocked, np.inf, load / speed), axis=1)
+    now = load / speed
+    finish = (load + piece[:, None]) / speed
+    finish[blocked] = np.inf
+    chosen = finish.argmin(axis=1)
+    first = finish <= finish[np.arange(finish.shape[0]), chosen][:, None]
+    if np.count_nonzero(first) == finish.shape[0]:  # one earliest GPU per layer: no tie to break
+        return chosen
+    first &= ~blocked
+    fastest = first & (speed >= np.where(first, speed, -np.inf).max(axis=1, keepdims=True))
+    return np.argmin(np.where(fastest, now, np.inf), axis=1)
+
+
 def pack_replicas(piece: np.ndarray, count: np.ndarray, num_gpus: int, slots_per_gpu: int,
                   speed: np.ndarray | None = None) -> np.ndarray:
     """Place ``count[l, e]`` replicas of each expert (each weighing ``piece[l, e]``) on GPUs:
-    heaviest replica first, to the GPU with the least time (tokens / speed) that has a free slot
-    and no replica of that expert. Returns phy2log (layers, G * S), -1 for empty slots."""
+    heaviest replica first, to the GPU with a free slot and no replica of that expert on which it
+    would finish first (:func:`earliest_finish`: with equal speeds, the least-loaded one). Returns
+    phy2log (layers, G * S), -1 for empty slots."""
     L, E = piece.shape
     G, S = num_gpus, slots_per_gpu
-    speed = np.ones(G) if speed is None else speed
+    speed = np.ones(G) if speed is None else np.asarray(speed, dtype=float)
     width = int(count.max())
     # replicas as (expert, weight) rows sorted by weight desc (expert id asc on ties)
     rep_e = np.broadcast_to(np.arange(E)[None, :, None], (L, E, width))
@@ -498,7 +565,7 @@ def pack_replicas(piece: np.ndarray, count: np.ndarray, num_gpus: int, slots_per
         e = experts[:, k]
         ok = live[:, k]
         blocked = (used >= S) | hosts[r, e]
-        chosen = np.argmin(np.where(blocked, np.inf, load / speed), axis=1)
+        chosen = earliest_finish(load, np.where(ok, weights[:, k], 0.0), speed, blocked)
         chosen = np.where(ok, chosen, 0)
         slot = chosen * S + used[r, chosen]
         phy2log[r[ok], slot[ok]] = e[ok]
@@ -513,11 +580,15 @@ def pack_ring(weight: np.ndarray, count: np.ndarray, num_gpus: int, slots_per_gp
     """Ring placement: replicated experts (count > 1), heaviest first, take consecutive GPUs
     along a ring, each starting on the last GPU of the previous one, so the replicas chain every
     GPU into one component through which a dispatch can move tokens (with ``sum(count - 1) >=
-    G`` extra replicas the chain closes the ring). Single experts then go heaviest first, in
-    rounds, to the least-time GPUs with a free slot. Returns phy2log (layers, G * S)."""
+    G`` extra replicas the chain closes the ring). The ring alternates fast and slow GPUs
+    (:func:`ring_order`; index order when speeds are equal), so a replicated expert links GPUs of
+    unlike speed and renumbering GPUs only renumbers the plan. Single experts then
+    go heaviest first, in rounds (one per GPU with a free slot), each to the GPU of the round on
+    which it would finish first (:func:`earliest_finish`: with equal speeds, the i-th heaviest of
+    the round to the i-th least-loaded GPU). Returns phy2log (layers, G * S)."""
     L, E = weight.shape
     G, S = num_gpus, slots_per_gpu
-    speed = np.ones(G) if speed is None else speed
+    speed = np.ones(G) if speed is None else np.asarray(speed, dtype=float)
     if int(count.sum(axis=1).max()) > G * S:
         raise InvalidInstanceError(f"{int(count.sum(axis=1).max())} replicas do not fit in "
                                    f"{G} GPUs x {S} slots")
@@ -533,7 +604,8 @@ def pack_ring(weight: np.ndarray, count: np.ndarray, num_gpus: int, slots_per_gp
     expert = np.repeat(order[:, :n_multi].ravel(), runs.ravel())
     first = np.repeat(start.ravel(), runs.ravel())
     offset = np.arange(layer.size) - np.repeat(np.cumsum(runs.ravel()) - runs.ravel(), runs.ravel())
-    gpu = (first + offset) % G
+    ring = ring_order(speed)
+    gpu = ring[(first + offset) % G]
     # slot of each replica: its rank among the replicas on the same (layer, GPU)
     cell = layer * G + gpu
     by_cell = np.argsort(cell, kind="stable")
@@ -555,40 +627,58 @@ def pack_ring(weight: np.ndarray, count: np.ndarray, num_gpus: int, slots_per_gp
     np.add.at(load, (layer[keep], gpu[keep]), piece[layer[keep], expert[keep]])
     for bad in np.nonzero(~fits)[0]:  # the chain wrapped onto full GPUs: deal column-wise
         _deal_round_robin(bad, order[bad, :n_multi][multi[bad]], count[bad], piece[bad], phy2log, used,
-                          load, G, S)
-    # single experts, heaviest first, in rounds over the GPUs with a free slot
+                          load, G, S, ring)
+    # single experts, heaviest first, in rounds over the GPUs with a free slot: the round's j-th
+    # heaviest goes to the GPU of the round (not yet given one) on which it would finish first
     ptr = E - (count == 1).sum(axis=1)  # singles follow the replicated experts in ``order``
     cols = np.arange(G)[None, :]
-    r = np.arange(L)[:, None]
+    r = np.arange(L)
     w_sorted = np.take_along_axis(weight, order, 1)
     out = np.concatenate([phy2log, np.full((L, 1), -1, dtype=np.int64)], axis=1)  # + a bin
     inv_speed = 1.0 / speed
+    equal = bool(np.all(speed == speed[0]))
     while np.any(ptr < E):
         free = used < S
-        gpus = np.argsort(np.where(free, load * inv_speed, np.inf), axis=1, kind="stable")
         idx = ptr[:, None] + cols
         take = (cols < free.sum(axis=1, keepdims=True)) & (idx < E)
         if not take.any():
             raise InvalidInstanceError("no free slot left for a single expert")
         idx = np.minimum(idx, E - 1)
-        out[r, np.where(take, gpus * S + used[r, gpus], G * S)] = order[r, idx]
-        used[r, gpus] += take
-        load[r, gpus] += np.where(take, w_sorted[r, idx], 0.0)
+        if equal:  # earliest finish is least time now: the i-th heaviest to the i-th least loaded
+            gpus = np.argsort(np.where(free, load * inv_speed, np.inf), axis=1, kind="stable")
+            rc = r[:, None]
+            out[rc, np.where(take, gpus * S + used[rc, gpus], G * S)] = order[rc, idx]
+            used[rc, gpus] += take
+            load[rc, gpus] += np.where(take, w_sorted[rc, idx], 0.0)
+            ptr += take.sum(axis=1)
+            continue
+        blocked = ~free  # and, once given a single, each GPU of the round
+        w_round = np.where(take, w_sorted[r[:, None], idx], 0.0)  # 0 where a layer takes none
+        e_round = order[r[:, None], idx]
+        for j in range(int(take.sum(axis=1).max())):
+            ok = take[:, j]
+            g = earliest_finish(load, w_round[:, j], speed, blocked)
+            out[r, np.where(ok, g * S + used[r, g], G * S)] = e_round[:, j]
+            blocked[r, g] |= ok
+            used[r, g] += ok
+            load[r, g] += w_round[:, j]
         ptr += take.sum(axis=1)
     return out[:, : G * S]
 
 
 def _deal_round_robin(layer: int, experts: np.ndarray, count: np.ndarray, piece: np.ndarray,
                       phy2log: np.ndarray, used: np.ndarray, load: np.ndarray, G: int,
-                      S: int) -> None:
-    """Replicas listed expert by expert go to GPU i mod G, slot i // G (always distinct GPUs
-    for an expert with at most G replicas): the fallback when a ring would overfill a GPU."""
+                      S: int, ring: np.ndarray | None = None) -> None:
+    """Replicas listed expert by expert go to GPU ``ring[i mod G]`` (GPUs in ring order, default
+    index order), slot i // G (always distinct GPUs for an expert with at most G replicas): the
+    fallback when a ring would overfill a GPU."""
+    ring = np.arange(G) if ring is None else ring
     used[layer] = 0
     load[layer] = 0.0
     i = 0
     for e in experts:
         for _ in range(int(count[e])):
-            g = i % G
+            g = ring[i % G]
             phy2log[layer, g * S + used[layer, g]] = e
             used[layer, g] += 1
             load[layer, g] += piece[e]
@@ -597,7 +687,8 @@ def _deal_round_robin(layer: int, experts: np.ndarray, count: np.ndarray, piece:
 
 def no_replication_placement(w: np.ndarray, num_gpus: int, slots_per_gpu: int,
                              speed: np.ndarray | None = None) -> np.ndarray:
-    """One replica per expert, LPT: heaviest expert to the least-loaded GPU with a free slot."""
+    """One replica per expert, LPT: heaviest expert to the GPU with a free slot on which it would
+    finish first (the least-loaded one when speeds are equal)."""
     return pack_replicas(w, np.ones(w.shape, dtype=np.int64), num_gpus, slots_per_gpu, speed)
 
 
@@ -638,8 +729,9 @@ class BidPrice:
     - on which GPU it goes: replicated experts, heaviest first, take consecutive GPUs of a
       ring (:func:`pack_ring`), so the replicas link every GPU into one component: every GPU
       then shares one price, which is what lets the next window's dispatch move tokens away
-      from whichever GPU turns out hot. Single experts then go heaviest first to the
-      lowest-priced GPU with a free slot (the price rises with planned time, so: least time).
+      from whichever GPU turns out hot; the ring alternates fast and slow GPUs
+      (:func:`ring_order`). Single experts then go heaviest first, in rounds, to the GPU with a
+      free slot on which they would finish first.
 
     Dispatch: :func:`price_dispatch` with the plan's prices: uniform over the GPUs whose
     planned time is within ``tight`` of the planned makespan (default 1.0: the whole ring
@@ -802,14 +894,18 @@ def layer_migrations(phy2log: np.ndarray, previous: np.ndarray, num_experts: int
 def sticky_placement(w: np.ndarray, count: np.ndarray, previous: np.ndarray, num_gpus: int,
                      slots_per_gpu: int, speed: np.ndarray | None = None) -> np.ndarray:
     """The fewest moves for the replica counts ``count``: every expert keeps up to ``count`` of the
-    GPUs it had in ``previous`` (lowest GPU index first); its missing replicas (each weighing
-    ``w / count``) go heaviest first to the least-time GPU with a free slot that does not host it
-    yet (one that cannot be placed is dropped). Returns phy2log (layers, G * S), -1 for empty slots."""
+    GPUs it had in ``previous`` (the fastest first, lowest GPU index among equal speeds, so that
+    renumbering the GPUs only renumbers the plan); its missing replicas (each weighing
+    ``w / count``) go heaviest first to the GPU with a free slot that does not host it yet on
+    which it would finish first (:func:`earliest_finish`; one that cannot be placed is dropped).
+    Returns phy2log (layers, G * S), -1 for empty slots."""
     L, E = w.shape
     G, S = num_gpus, slots_per_gpu
     speed = np.ones(G) if speed is None else np.asarray(speed, dtype=float)
     before = placement_matrix(previous, E, G, S)
-    hosts = before & (np.cumsum(before, axis=2) <= count[:, :, None])
+    fast = np.argsort(-speed, kind="stable")
+    hosts = np.empty_like(before)
+    hosts[:, :, fast] = before[:, :, fast] & (np.cumsum(before[:, :, fast], axis=2) <= count[:, :, None])
     piece = w / np.maximum(count, 1)
     load = np.einsum("leg,le->lg", hosts.astype(float), piece)
     used = hosts.sum(axis=1)
@@ -827,7 +923,7 @@ def sticky_placement(w: np.ndarray, count: np.ndarray, previous: np.ndarray, num
             e = experts[:, k]
             blocked = (used >= S) | hosts[r, e]
             ok = live[:, k] & ~blocked.all(axis=1)
-            chosen = np.argmin(np.where(blocked, np.inf, load / speed), axis=1)
+            chosen = earliest_finish(load, np.where(ok, piece[r, e], 0.0), speed, blocked)
             hosts[r[ok], e[ok], chosen[ok]] = True
             load[r[ok], chosen[ok]] += piece[r[ok], e[ok]]
             used[r[ok], chosen[ok]] += 1
@@ -869,7 +965,7 @@ def align_to_previous(phy2log: np.ndarray, previous: np.ndarray, num_gpus: int, 
 def balanced_plan(w: np.ndarray, num_gpus: int, slots_per_gpu: int,
                   speed: np.ndarray | None = None) -> np.ndarray:
     """A plan for known loads: replica counts by the largest load per replica (the counts the
-    bound needs first), pieces packed heaviest first to the least-time GPU."""
+    bound needs first), pieces packed heaviest first to the GPU where each finishes first."""
     R = num_gpus * slots_per_gpu
     count = counts_by_bids(w, R, min(num_gpus, R - w.shape[1] + 1))
     return pack_replicas(w / count, count, num_gpus, slots_per_gpu, speed)
@@ -1050,6 +1146,6 @@ def dispatch_flows(plan: Plan, instance: Instance, w: np.ndarray) -> np.ndarray:
 
 
 __all__ = ["POLICIES", "BidPrice", "Plan", "align_to_previous", "balanced_packing", "balanced_plan",
-           "check_gpu_price", "dispatch_flows", "eplb", "even_dispatch", "exact_placement",
+           "check_gpu_price", "dispatch_flows", "earliest_finish", "eplb", "even_dispatch", "exact_placement",
            "layer_migrations", "lp_dispatch", "no_replication_placement", "pack_replicas", "placement_matrix",
-           "price_dispatch", "replicate_experts", "sticky_placement"]
+           "price_dispatch", "replicate_experts", "ring_order", "sticky_placement"]

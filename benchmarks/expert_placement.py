@@ -203,8 +203,11 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
     12 once the deployed GPUs are renumbered); ``bid_price``, ``bid_price_lp`` and ``exact`` align
     their plan to it when ``migration_cost`` > 0 and score the same under any numbering of
     equal-speed GPUs, up to ties between plans (see
-    :mod:`servopt.solvers.expert_placement`). A method that writes into the instance's
-    (read-only) arrays gets an ``InvalidInstanceError`` naming it and the line that wrote.
+    :mod:`servopt.solvers.expert_placement`); ``bid_price``, ``bid_price_lp`` and
+    ``no_replication`` also under any numbering of GPUs of different speeds (renumbered with
+    their speeds), while ``eplb``, like DeepSeek's, ignores ``gpu_speed`` and then depends on it.
+    A method that writes into the instance's (read-only) arrays gets an
+    ``InvalidInstanceError`` naming it and the line that wrote.
 
     Metrics (``Outcome.metrics``; name, unit, meaning; "detail" marks those only with ``detail``):
 

@@ -298,14 +298,9 @@ def simulate(
                     continue
                 head_at = float(arr[next_arrival])
         # the clock advances step by step, as iteration by iteration, so both see the same
-        # rounded start times (an arrival exactly at a start is admitted there or not alike):
-        # clocks[k] = the clock after k steps, added one at a time (cumsum is sequential)
-        clocks = np.full(jump + 1, step)
-        clocks[0] = clock
-        clocks = np.cumsum(clocks)
-        if head_at < math.inf:  # the head has arrived by a start: simulate it one by one
-            jump = min(jump, 1 + int(np.searchsorted(clocks[1:jump], head_at, side="left")))
-        last_start, end = float(clocks[jump - 1]), float(clocks[jump])
+        # rounded start times (an arrival exactly at a start is admitted there or not alike);
+        # the stretch stops at the first start the head has arrived by (simulated one by one)
+        jump, last_start, end = quiet_clock(clock, step, jump, head_at)
         kv_log.append(jump * used + dec_n * jump * (jump + 1) // 2)
         processed[r_id] += jump
         gen[r_id] += jump
@@ -319,6 +314,13 @@ def simulate(
         waiting.append(arrived - next_arrival + len(front))
         tok_log.append(jump * dec_n)
         iters.append(jump)
+    else:
+        if completed < n_req and clock < stop:  # cut short: not a backlog, say so
+            raise InvalidInstanceError(
+                f"the simulation stopped after max_iterations = {max_iterations:,} iterations "
+                f"with {n_req - completed:,} of {n_req:,} requests unfinished (at {clock:.6g} s); "
+                "a run cut short would read as a growing backlog, i.e. an unstable rate: "
+                "simulate fewer arrivals per run (n_requests)")
     finished = ~np.isnan(done_times)
     work = int((s_all + o_all - 1)[finished].sum())
     return SimResult(
@@ -333,6 +335,47 @@ def simulate(
         int(processed[finished].sum()) - work,
         work,
     )
+
+
+def quiet_clock(clock: float, step: float, jump: int, head_at: float = math.inf) -> tuple[int, float, float]:
+    """The clock over a quiet stretch of up to ``jump`` iterations of ``step`` seconds, added one
+    at a time in floats (``c_k = c_{k-1} + step``, rounded each time, as :func:`simulate` does
+    iteration by iteration), in O(1) memory and O(binades crossed) time, not O(jump).
+
+    Returns ``(j, c_{j-1}, c_j)``: j is ``jump``, or the first k >= 1 with c_k >= ``head_at`` if
+    that comes sooner. Exact, not an approximation: within one binade
+    [2^e, 2^(e+1)) the floats are multiples of one ulp u, and c + step rounds to c plus step
+    rounded to a multiple of u, the same increment every time (with a tie at u/2 ties-to-even
+    can alternate once, then it settles); so once two successive increments inside a binade
+    are equal, every further one is, until a sum could leave the binade. Those runs are added
+    as one product (exact: the result is a float of the binade); steps near a binade's end, and
+    the first two in each, are added one by one.
+    """
+    k, x, prev = 0, float(clock), float(clock)
+    d_last, seg_last = math.nan, None  # the last single increment and the binade it stayed in
+    steady = False  # the last two single increments were equal and inside one binade
+    while k < jump and (x < head_at or k == 0):
+        if steady:
+            d = d_last
+            n = jump - k
+            if d > 0:
+                top = math.ldexp(1.0, math.frexp(x)[1])  # the binade's end
+                n = min(n, int((top - x) / d) - 2)  # each sum stays below top (margin 2 steps)
+                if head_at < math.inf:
+                    n = min(n, int((head_at - x) / d) - 2)  # stop before the head's start
+            if n >= 1:
+                prev = x + (n - 1) * d
+                x = x + n * d
+                k += n
+                continue
+        nx = x + step
+        d = nx - x
+        e0 = math.frexp(x)[1]
+        seg = e0 if x > 0 and math.frexp(nx)[1] == e0 else None
+        steady = seg is not None and seg == seg_last and d == d_last
+        d_last, seg_last = d, seg
+        prev, x, k = x, nx, k + 1
+    return k, prev, x
 
 
 # ---------------------------------------------------------------------------------------------

@@ -94,7 +94,11 @@ Methods (``POLICIES``)
   schedule (n = 100: -5% vs -11% vs MC-SF), so the offline rule stops.
 - ``bid_price_stationary``: one price mu learned on a history window (the LP of the first
   ``history`` requests, predicted lengths, or a given history instance; the average of mu over
-  the rounds up to the last positive price) and applied in every round; same admission as
+  the rounds up to the last positive price) and applied in every round (a window whose LP is
+  over the limits of ``bid_price``'s load-sample LP, 200,000 start columns or 2M memory-row
+  entries, is priced on a load sample of it, as the offline rule's large LPs are, and an LP
+  stopped at ``time_limit`` gives price 0 with a warning: :func:`history_price`; both rules'
+  online prices come from it); same admission as
   ``bid_price`` (skip once a request has arrived after round 0, stop until then), plus a
   backlog guard: when the backlog is more than ``backlog_factor`` (4) times what fits in
   memory (M over the mean prompt + predicted output of the requests arrived so far), the
@@ -161,6 +165,7 @@ VLLM_WATERMARK = 0.01
 EXHAUSTIVE_ORDERS = 6  # search_order tries every admission order up to this many requests
 SERIAL_MAX_ENTRIES = 1_000_000_000  # serial_schedule's n x rounds snapshots (8 GB of floats)
 LONG_ROUNDS = 50_000  # a learning window spanning more rounds has its idle stretches cut short
+MAX_LP_COLUMNS = 200_000  # the bid-price rules' LP size limit (start columns; x 100 or x 10 entries)
 KEEP_ORDER_FROM = 512  # waiting queues this long or longer are kept in order (KeptOrder), shorter
 # ones sorted afresh each round (cheaper below about this length on this machine: the kept order
 # costs a few passes over the queue plus a fixed ~50 us per round, a sort ~n log n)
@@ -1493,6 +1498,70 @@ def _stationary_price(mu: np.ndarray) -> float:
     return float(mu[: busy[-1] + 1].mean()) if len(busy) else 0.0
 
 
+def learning_plan(history: Instance) -> Instance:
+    """The instance whose LP :meth:`BidPriceStationary.learn` solves for a history window: its
+    planning instance from its first arrival (a price per round is the same from whichever round
+    the clock starts), idle stretches cut short when it spans more than ``LONG_ROUNDS`` rounds."""
+    plan, _ = model.from_first_arrival(planning_instance(history))
+    if model.horizon_rounds(plan) > LONG_ROUNDS:
+        plan = model.compress_idle(plan)
+    return plan
+
+
+def _learned_or_zero(plan: Instance, time_limit: float | None, who: str, what: str
+                     ) -> float | None:
+    """The stationary price of the LP of ``plan`` (a :func:`learning_plan`), or None, with a
+    ``RuntimeWarning`` naming ``what`` was solved, when the LP stopped before its optimum."""
+    solution = solve_lp(plan, time_limit=time_limit)
+    if "kv_memory" in solution.prices:
+        return _stationary_price(solution.prices["kv_memory"].to_numpy())
+    warnings.warn(
+        f"{who}: {what} stopped before its optimum (status {solution.status}, time_limit "
+        f"{time_limit} s): its duals are not prices, so the price is 0 and the rule orders by "
+        "predicted output alone; raise time_limit or pass None to price it",
+        RuntimeWarning, stacklevel=4)
+    return None
+
+
+def history_price(history: Instance, *, time_limit: float | None = None, sample: int = 120,
+                  max_columns: int = MAX_LP_COLUMNS, who: str = "BidPriceStationary"
+                  ) -> tuple[float, str, int]:
+    """The online bid-price rules' stationary price of a history window, with the size guard
+    of :class:`BidPrice`'s load-sample LP: (price, source, sample size).
+
+    - ``"lp"``: the window's own LP (:meth:`BidPriceStationary.learn`) when it has at most
+      ``max_columns`` start columns and 10 x ``max_columns`` memory-row entries, counted before
+      anything is built (a window of 40 requests with predictions of a few hundred tokens had
+      110k columns and 15.6M entries: minutes in HiGHS);
+    - ``"sample"``: otherwise the LP of :func:`load_sample` (``sample`` requests evenly by
+      predicted output, memory scaled to the same load, halved down to 8 until within the
+      limits);
+    - ``"zero"``, with a ``RuntimeWarning``: even 8 requests' LP is over the limits, or the LP
+      stopped at ``time_limit`` (s of HiGHS, the build not counted): price 0, the rule orders
+      by predicted output alone.
+    """
+    limits = (max_columns, 10 * max_columns)
+    window, _ = model.from_first_arrival(planning_instance(history))
+    plan = learning_plan(window)  # what learn(history) solves
+    if not lp_too_large(plan, *limits):
+        price = _learned_or_zero(plan, time_limit, who,
+                                 f"the LP of the history window of {window.n} requests")
+        return (0.0, "zero", 0) if price is None else (price, "lp", 0)
+    small = load_sample(window, sample, limits)
+    if lp_too_large(planning_instance(small), *limits):
+        _, columns, entries = model.model_size(planning_instance(small))
+        warnings.warn(
+            f"{who}: the history window's LP is too large and so is the LP of a load sample of "
+            f"{small.n} requests ({columns:,} start columns, {entries:,} memory-row entries; "
+            f"limits {limits[0]:,} and {limits[1]:,} from sample_max_columns={max_columns:,}): "
+            "the price is 0 and the rule orders by predicted output alone; raise "
+            "sample_max_columns to price it", RuntimeWarning, stacklevel=3)
+        return 0.0, "zero", small.n
+    price = _learned_or_zero(learning_plan(small), time_limit, who,
+                             f"the LP of a load sample of {small.n} requests of the history window")
+    return (0.0, "zero", small.n) if price is None else (price, "sample", small.n)
+
+
 MAX_FILLED_ROUNDS = 10_000_000  # rounds of prices BidPrice.from_solution fills in (80 MB)
 
 
@@ -1603,11 +1672,17 @@ class BidPrice(Policy):
         output alone, and says so with a ``RuntimeWarning`` and ``price_from == "zero"``).
     sample_max_columns : the sample LP's limit (default ``max_columns``). To force the sample
         price on an instance whose whole LP is small, pass ``max_columns=1`` and this limit
-        (``max_columns=1`` alone also limits the sample's LP to 1 column: price 0).
+        (``max_columns=1`` alone also limits the sample's LP to 1 column: price 0). The history
+        window's LP (online) has the same limit: above it, its price is learned on a load sample
+        of the window (:func:`history_price`; ``history_from`` / ``history_size`` say where the
+        online price came from, as ``price_from`` / ``sample_size`` for the all-at-once one).
+        A sample's or the history's LP stopped at ``time_limit`` gives price 0 with a
+        ``RuntimeWarning`` (``"zero"``); the whole offline LP stopped there is refused (its
+        per-round duals are not prices).
     price_from : after ``prepare``, where the all-at-once price came from: ``"given"``,
         ``"lp"`` (the whole LP), ``"sample"`` (a load sample of ``sample_size`` requests),
-        ``"zero"`` (even the smallest sample's LP was too large: price 0) or ``"none"`` (no
-        request at round 0).
+        ``"zero"`` (even the smallest sample's LP was too large, or the sample's LP stopped at
+        ``time_limit``: price 0) or ``"none"`` (no request at round 0).
 
     Learned prices (``prices=None``) follow what has arrived too. A live scheduler cannot know
     whether more requests will come, so while every request it has seen arrived at round 0 the
@@ -1625,7 +1700,7 @@ class BidPrice(Policy):
     def __init__(self, prices: np.ndarray | None = None, *, tail: float | None = None,
                  skip: bool | None = None, time_limit: float | None = None,
                  history: int | Instance = 60, patience: float = 2.0,
-                 max_columns: int = 200_000, sample: int = 120,
+                 max_columns: int = MAX_LP_COLUMNS, sample: int = 120,
                  sample_max_columns: int | None = None, origin: int = 0) -> None:
         self.max_columns = whole_number("max_columns", max_columns)
         self.sample = whole_number("sample", sample)
@@ -1633,6 +1708,7 @@ class BidPrice(Policy):
                                    whole_number("sample_max_columns", sample_max_columns))
         self.price_from = "given" if prices is not None else ""
         self.sample_size = 0
+        self.history_from, self.history_size = ("given", 0) if prices is not None else ("", 0)
         self.prices = None if prices is None else _check_price(prices, "prices", vector=True)
         self.given = prices is not None  # else learned afresh for every instance in prepare()
         self.patience = _check_patience(patience)
@@ -1678,9 +1754,12 @@ class BidPrice(Policy):
         present = instance if instance.offline else instance.subset(first) if first.size else None
         at_once = self._plan_prices(present)
         online = at_once
+        self.history_from, self.history_size = "none", 0
         if not instance.offline:  # online: the history window's average price in every round
-            online = self._priced(np.zeros(0), BidPriceStationary.learn(
-                history_window(instance, self.history), self.time_limit))
+            price, self.history_from, self.history_size = history_price(
+                history_window(instance, self.history), time_limit=self.time_limit,
+                sample=self.sample, max_columns=self.sample_max_columns, who=type(self).__name__)
+            online = self._priced(np.zeros(0), price)
         self._modes = (at_once, online)
         self._use(at_once)
 
@@ -1709,7 +1788,11 @@ class BidPrice(Policy):
                     RuntimeWarning, stacklevel=3)
                 return self._priced(np.zeros(0), 0.0)
             self.price_from = "sample"
-            return self._priced(np.zeros(0), BidPriceStationary.learn(sample, self.time_limit))
+            price = _learned_or_zero(learning_plan(sample), self.time_limit, type(self).__name__,
+                                     f"the LP of a load sample of {sample.n} requests")
+            if price is None:
+                self.price_from = "zero"
+            return self._priced(np.zeros(0), price or 0.0)
         self.price_from = "lp"
         mu = _lp_prices(solve_lp(plan, time_limit=self.time_limit), self.time_limit)
         return self._priced(mu, None if self.given_tail is None else float(self.given_tail))
@@ -1816,15 +1899,28 @@ class BidPriceStationary(BidPrice):
     the first failure until a request arrives after round 0, then skip with patience); the
     backlog guard's "requests that fit at once" is the memory over the mean prompt + predicted
     output of the requests arrived so far.
+
+    The price is learned by :func:`history_price`: the history window's LP when it has at most
+    ``sample_max_columns`` start columns and 10x as many memory-row entries (the limits of
+    :class:`BidPrice`'s load-sample LP), else the LP of a load sample of the window (``sample``
+    requests or fewer, as :class:`BidPrice`'s offline fallback); price 0, with a
+    ``RuntimeWarning``, when even 8 requests' LP is too large or the LP stops at
+    ``time_limit`` (s of HiGHS; default None, no limit). ``price_from`` says which (``"given"``,
+    ``"lp"``, ``"sample"``, ``"zero"``) and ``sample_size`` the sample's requests (0: none).
     """
 
     name = "bid_price_stationary"
 
     def __init__(self, price: float | None = None, *, history: int | Instance = 60,
                  backlog_factor: float | None = 4.0, skip: bool | None = None,
-                 time_limit: float | None = None, patience: float = 2.0) -> None:
+                 time_limit: float | None = None, patience: float = 2.0, sample: int = 120,
+                 sample_max_columns: int = MAX_LP_COLUMNS) -> None:
         self.price = None if price is None else float(_check_price(price, "price"))
         self.given = price is not None  # else learned afresh for every instance in prepare()
+        self.price_from = "given" if self.given else ""
+        self.sample_size = 0
+        self.sample = whole_number("sample", sample)
+        self.sample_max_columns = whole_number("sample_max_columns", sample_max_columns)
         self.patience = _check_patience(patience)
         self.history = check_history(history)
         if backlog_factor is not None:
@@ -1845,16 +1941,19 @@ class BidPriceStationary(BidPrice):
     @staticmethod
     def learn(history: Instance, time_limit: float | None = None) -> float:
         """Average memory price (rounds per token-round) of the LP on a history window (its idle
-        stretches cut short when it spans more than ``LONG_ROUNDS`` rounds)."""
-        plan, _ = model.from_first_arrival(planning_instance(history))  # a price per round: the
-        # same from whichever round the clock starts
-        if model.horizon_rounds(plan) > LONG_ROUNDS:
-            plan = model.compress_idle(plan)
+        stretches cut short when it spans more than ``LONG_ROUNDS`` rounds), whatever its size;
+        refused when the LP stops at ``time_limit``. The rules' ``prepare`` goes through
+        :func:`history_price` instead (size guard, fallbacks)."""
+        plan = learning_plan(history)
         return _stationary_price(_lp_prices(solve_lp(plan, time_limit=time_limit), time_limit))
 
     def prepare(self, instance: Instance) -> None:
-        if not self.given:
-            self.price = self.learn(history_window(instance, self.history), self.time_limit)
+        if self.given:
+            self.price_from, self.sample_size = "given", 0
+            return
+        self.price, self.price_from, self.sample_size = history_price(
+            history_window(instance, self.history), time_limit=self.time_limit,
+            sample=self.sample, max_columns=self.sample_max_columns, who=type(self).__name__)
 
     def _select(self, online: bool) -> None:
         """One price in every round: nothing to select."""

@@ -1664,9 +1664,11 @@ class BidPrice(Policy):
         request that fails the check (as MC-SF) until a request arrives after round 0, then skip
         it and try the next ones (with the ``patience`` guard). True / False fix it.
     history : the window the online price is learned on (:func:`history_window`).
-    max_columns : above this many start columns (or 100x as many memory-row entries) the offline
-        LP (its size grows as n^2, its time faster) is not solved: the rule prices with one
-        stationary price learned on a sample of ``sample`` requests (fewer if its LP has more
+    max_columns : above this many start columns (or 25x as many memory-row entries: 5M by
+        default; the committed n = 200 LPs have at most 4.2M, 40 requests predicted to run a few
+        hundred rounds 16M, minutes) the offline LP (its size grows as n^2, its time faster) is
+        not solved: the rule prices with one stationary price learned on a sample of
+        ``sample`` requests (fewer if its LP has more
         than ``sample_max_columns`` start columns or 10x as many entries) with the memory scaled
         to keep the same load (``tail``; 0 if even 8 are too many: then it orders by predicted
         output alone, and says so with a ``RuntimeWarning`` and ``price_from == "zero"``).
@@ -1772,7 +1774,7 @@ class BidPrice(Policy):
             self.price_from = "none"
             return self._priced(np.zeros(0), 0.0)
         plan = planning_instance(present)
-        if lp_too_large(plan, self.max_columns, 100 * self.max_columns):
+        if lp_too_large(plan, self.max_columns, 25 * self.max_columns):
             small = (self.sample_max_columns, 10 * self.sample_max_columns)  # its LP: seconds
             sample = load_sample(present, self.sample, small)
             self.sample_size = sample.n

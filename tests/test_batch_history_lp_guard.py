@@ -3,8 +3,10 @@ back instead of raising (audit R27, finding 2).
 
 A stream of 40 requests with predictions of a few hundred tokens gave a history LP of 110k start
 columns and 15.6M memory-row entries: ``bid_price_stationary`` spent 445 s in ``prepare`` and
-``bid_price`` more than 165 s (the same LP), while the offline path prices an LP that large on a
-load sample; with ``time_limit=5`` the rule raised after 58 s instead of falling back.
+``bid_price`` more than 165 s (the same LP); with ``time_limit=5`` the rule raised after 58 s
+instead of falling back. (The offline path's entries limit was 100x ``max_columns`` then, so it
+solved the same requests' whole LP at round 0 for 250 s; it is 25x now:
+tests/test_batch_offline_lp_guard.py.)
 
 The references here are the documented fallback rules run directly: the load sample built by
 hand from its description (requests evenly by predicted output, memory scaled by size / n,

@@ -202,10 +202,13 @@ def evaluate(instance: Instance, method: Any, *, dispatch: str | None = None,
     preset, deployed = EPLB's plan, migration cost 5: eplb 481.83 with 0 migrations, 541.83 with
     12 once the deployed GPUs are renumbered); ``bid_price``, ``bid_price_lp`` and ``exact`` align
     their plan to it when ``migration_cost`` > 0 and score the same under any numbering of
-    equal-speed GPUs, up to ties between plans (see
-    :mod:`servopt.solvers.expert_placement`); ``bid_price``, ``bid_price_lp`` and
-    ``no_replication`` also under any numbering of GPUs of different speeds (renumbered with
-    their speeds), while ``eplb``, like DeepSeek's, ignores ``gpu_speed`` and then depends on it.
+    equal-speed GPUs, up to ties between plans (see :mod:`servopt.solvers.expert_placement`;
+    the greedy's index tie-breaks are not small: with a previous placement they moved
+    ``bid_price``'s cost by up to 7.1% over four renumberings of the small preset, migration
+    cost 5); ``bid_price``, ``bid_price_lp`` and ``no_replication`` also under any numbering
+    of GPUs whose speeds all differ (renumbered with their speeds; GPUs that share a speed tie as
+    above: 2.3% with two speed tiers), while ``eplb``, like DeepSeek's, ignores ``gpu_speed``
+    and then depends on it.
     A method that writes into the instance's (read-only) arrays gets an
     ``InvalidInstanceError`` naming it and the line that wrote.
 

@@ -94,6 +94,7 @@ import collections
 import dataclasses
 import math
 import numbers
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -487,34 +488,63 @@ class RateCheck:
 _MEMO: dict[int, dict[tuple, Any]] = {}
 _WATCH: dict[int, weakref.ref] = {}
 _MEMO_ENTRIES = 512  # results kept in all (cleared when reached)
+# one lock for _MEMO and _WATCH; a weak reference's callback (run by the collector anywhere, also
+# inside a locked region of the same thread) never waits for it: when it is held, the callback
+# leaves its drop in _DROPS, which the next holder applies
+_LOCK = threading.Lock()
+_DROPS: collections.deque[tuple[int, weakref.ref]] = collections.deque()
 
 
-def _forget(ident: int, ref: weakref.ref) -> None:
-    """The instance with id ``ident`` was collected: drop its results."""
+def _drop(ident: int, ref: weakref.ref) -> None:
+    """Drop the results of the collected instance with id ``ident`` (with the lock held)."""
     if _WATCH.get(ident) is ref:
         del _WATCH[ident]
         _MEMO.pop(ident, None)
+
+
+def _drain() -> None:
+    """Apply the drops the callbacks left while the lock was held (with the lock held)."""
+    while _DROPS:
+        _drop(*_DROPS.popleft())
+
+
+def _forget(ident: int, ref: weakref.ref) -> None:
+    """The instance with id ``ident`` was collected: drop its results now, or, if the lock is
+    held (another thread, or this one in the middle of the memo), leave it for the holder."""
+    if _LOCK.acquire(blocking=False):
+        try:
+            _drain()
+            _drop(ident, ref)
+        finally:
+            _LOCK.release()
+    else:
+        _DROPS.append((ident, ref))
 
 
 def _memo(instance: Instance, key: tuple, compute: Callable[[], Any]) -> Any:
     """Simulations are deterministic in (instance, arguments): the methods of one gap table often
     check the same per-worker rate or observe the same fleet, so the result is kept while the
     instance object lives (keyed by its id; a weak reference drops the results when it goes, so
-    a later object with the same id never sees them)."""
+    a later object with the same id never sees them). Thread-safe: the table is read and changed
+    under one lock (iterating it while another thread inserted, or a collector's callback removed,
+    an entry raised 'dictionary changed size during iteration'), ``compute`` runs outside it."""
     ident = id(instance)
-    ref = _WATCH.get(ident)
-    if ref is None or ref() is not instance:
-        _MEMO.pop(ident, None)
-        _WATCH[ident] = weakref.ref(instance, lambda r, ident=ident: _forget(ident, r))
-    results = _MEMO.setdefault(ident, {})
-    if key in results:
-        return results[key]
+    with _LOCK:
+        _drain()
+        ref = _WATCH.get(ident)
+        if ref is None or ref() is not instance:
+            _MEMO.pop(ident, None)
+            _WATCH[ident] = weakref.ref(instance, lambda r, ident=ident: _forget(ident, r))
+        results = _MEMO.setdefault(ident, {})
+        if key in results:
+            return results[key]
     value = compute()
-    held = list(_MEMO.copy().values())  # a copy: another thread (or a weak reference's callback,
-    if sum(map(len, held)) >= _MEMO_ENTRIES:  # run by the collector anywhere) may change _MEMO
-        for kept in held:
-            kept.clear()
-    results[key] = value
+    with _LOCK:
+        _drain()
+        if sum(map(len, _MEMO.values())) >= _MEMO_ENTRIES:
+            for kept in _MEMO.values():
+                kept.clear()
+        results[key] = value
     return value
 
 

@@ -1523,6 +1523,29 @@ def _learned_or_zero(plan: Instance, time_limit: float | None, who: str, what: s
     return None
 
 
+def sample_price(instance: Instance, size: int, max_columns: int, time_limit: float | None,
+                 who: str, too_large: str, of: str) -> tuple[float | None, int]:
+    """The stationary price learned on a :func:`load_sample` of ``size`` requests of
+    ``instance`` whose LP is within ``max_columns`` start columns and 10 x ``max_columns``
+    memory-row entries: (price, sample size), price None with a ``RuntimeWarning`` when even 8
+    requests' LP is over the limits or the LP stopped at ``time_limit``. ``too_large`` says why
+    no larger LP was solved, ``of`` what the sample's requests are (both in the warnings)."""
+    limits = (max_columns, 10 * max_columns)
+    small = load_sample(instance, size, limits)
+    if lp_too_large(planning_instance(small), *limits):
+        _, columns, entries = model.model_size(planning_instance(small))
+        warnings.warn(
+            f"{who}: {too_large} and so is the LP of a load sample of {small.n} requests "
+            f"({columns:,} start columns, {entries:,} memory-row entries; limits {limits[0]:,} and "
+            f"{limits[1]:,} from sample_max_columns={max_columns:,}): the price is 0 and the rule "
+            "orders by predicted output alone; raise sample_max_columns to price it",
+            RuntimeWarning, stacklevel=4)
+        return None, small.n
+    price = _learned_or_zero(learning_plan(small), time_limit, who,
+                             f"the LP of a load sample of {small.n} {of}")
+    return price, small.n
+
+
 def history_price(history: Instance, *, time_limit: float | None = None, sample: int = 120,
                   max_columns: int = MAX_LP_COLUMNS, who: str = "BidPriceStationary"
                   ) -> tuple[float, str, int]:
@@ -1547,19 +1570,10 @@ def history_price(history: Instance, *, time_limit: float | None = None, sample:
         price = _learned_or_zero(plan, time_limit, who,
                                  f"the LP of the history window of {window.n} requests")
         return (0.0, "zero", 0) if price is None else (price, "lp", 0)
-    small = load_sample(window, sample, limits)
-    if lp_too_large(planning_instance(small), *limits):
-        _, columns, entries = model.model_size(planning_instance(small))
-        warnings.warn(
-            f"{who}: the history window's LP is too large and so is the LP of a load sample of "
-            f"{small.n} requests ({columns:,} start columns, {entries:,} memory-row entries; "
-            f"limits {limits[0]:,} and {limits[1]:,} from sample_max_columns={max_columns:,}): "
-            "the price is 0 and the rule orders by predicted output alone; raise "
-            "sample_max_columns to price it", RuntimeWarning, stacklevel=3)
-        return 0.0, "zero", small.n
-    price = _learned_or_zero(learning_plan(small), time_limit, who,
-                             f"the LP of a load sample of {small.n} requests of the history window")
-    return (0.0, "zero", small.n) if price is None else (price, "sample", small.n)
+    price, size = sample_price(window, sample, max_columns, time_limit, who,
+                               "the history window's LP is too large",
+                               "requests of the history window")
+    return (0.0, "zero", size) if price is None else (price, "sample", size)
 
 
 MAX_FILLED_ROUNDS = 10_000_000  # rounds of prices BidPrice.from_solution fills in (80 MB)
@@ -1775,25 +1789,11 @@ class BidPrice(Policy):
             return self._priced(np.zeros(0), 0.0)
         plan = planning_instance(present)
         if lp_too_large(plan, self.max_columns, 25 * self.max_columns):
-            small = (self.sample_max_columns, 10 * self.sample_max_columns)  # its LP: seconds
-            sample = load_sample(present, self.sample, small)
-            self.sample_size = sample.n
-            if lp_too_large(planning_instance(sample), *small):
-                self.price_from = "zero"
-                _, columns, entries = model.model_size(planning_instance(sample))
-                warnings.warn(
-                    f"BidPrice: the whole LP is too large (max_columns={self.max_columns:,}) and "
-                    f"so is the LP of a load sample of {sample.n} requests ({columns:,} start columns, "
-                    f"{entries:,} memory-row entries; limits {small[0]:,} and {small[1]:,} from "
-                    f"sample_max_columns={self.sample_max_columns:,}): the price is 0 and the rule "
-                    "orders by predicted output alone; raise sample_max_columns to price it",
-                    RuntimeWarning, stacklevel=3)
-                return self._priced(np.zeros(0), 0.0)
-            self.price_from = "sample"
-            price = _learned_or_zero(learning_plan(sample), self.time_limit, type(self).__name__,
-                                     f"the LP of a load sample of {sample.n} requests")
-            if price is None:
-                self.price_from = "zero"
+            price, self.sample_size = sample_price(
+                present, self.sample, self.sample_max_columns, self.time_limit,
+                type(self).__name__,
+                f"the whole LP is too large (max_columns={self.max_columns:,})", "requests")
+            self.price_from = "zero" if price is None else "sample"
             return self._priced(np.zeros(0), price or 0.0)
         self.price_from = "lp"
         mu = _lp_prices(solve_lp(plan, time_limit=self.time_limit), self.time_limit)

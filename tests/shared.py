@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,19 @@ def marked_line(path: str | Path, tag: str) -> tuple[int, str]:
              if text.rstrip().endswith(f"# writes: {tag}")]
     assert len(found) == 1, found
     return found[0]
+
+
+def small_instance(decision: str, *, cache_requests: int = 50) -> Any:
+    """A built-in decision's instance small enough to run every method on in a second."""
+    gen = importlib.import_module(f"servopt.instances.{decision}")
+    return {
+        "expert_placement": lambda: gen.generate(windows=2, layers=1, experts=8, nodes=1,
+                                                 gpus_per_node=4, slots_per_gpu=3, seed=0),
+        "batch_scheduling": lambda: gen.generate(8, seed=0),
+        "caching": lambda: gen.generate(requests=cache_requests, objects=10, seed=0),
+        "capacity": lambda: gen.generate(requests=200, seed=0),
+        "decode_routing": lambda: gen.generate_steps(requests=6, workers=2),
+    }[decision]()
 
 
 Replay = rules.Planned  # (tests/ name for it)

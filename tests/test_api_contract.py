@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from shared import small_instance
 
 from servopt.benchmarks import caching as bc
 from servopt.benchmarks import decode_routing as bd
@@ -120,18 +121,7 @@ def test_normalise_dual_refuses_unknown_sense_or_row() -> None:
 
 
 # --- unknown keywords: named by the public function, with what it accepts --------------------
-def _small(decision: str) -> object:
-    import importlib
-
-    gen = importlib.import_module(f"servopt.instances.{decision}")
-    return {
-        "expert_placement": lambda: gen.generate(windows=2, layers=1, experts=8, nodes=1,
-                                                 gpus_per_node=4, slots_per_gpu=3, seed=0),
-        "batch_scheduling": lambda: gen.generate(8, seed=0),
-        "caching": lambda: gen.generate(requests=50, objects=10, seed=0),
-        "capacity": lambda: gen.generate(requests=200, seed=0),
-        "decode_routing": lambda: gen.generate_steps(requests=6, workers=2),
-    }[decision]()
+_small = small_instance
 
 
 @pytest.mark.parametrize("decision, method, accepted", [

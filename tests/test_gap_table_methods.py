@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+from shared import small_instance
 
 import servopt
 from servopt.benchmarks import gap_table
@@ -21,15 +22,7 @@ import toy_decision
 
 
 def small(decision: str):
-    gen = importlib.import_module(f"servopt.instances.{decision}")
-    return {
-        "expert_placement": lambda: gen.generate(windows=2, layers=1, experts=8, nodes=1,
-                                                 gpus_per_node=4, slots_per_gpu=3, seed=0),
-        "batch_scheduling": lambda: gen.generate(8, seed=0),
-        "caching": lambda: gen.generate(requests=60, objects=10, seed=0),
-        "capacity": lambda: gen.generate(requests=200, seed=0),
-        "decode_routing": lambda: gen.generate_steps(requests=6, workers=2),
-    }[decision]()
+    return small_instance(decision, cache_requests=60)
 
 
 def policies(decision: str) -> dict:

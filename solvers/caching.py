@@ -1076,7 +1076,12 @@ def make_policy(method: Any) -> Any:
         return policies[method]()
     if isinstance(method, type):  # a POLICIES class: a fresh object
         return method()
-    if hasattr(method, "touch"):
+    if hasattr(method, "touch") or hasattr(method, "start"):
+        missing = [m for m in ("start", "touch") if not callable(getattr(method, m, None))]
+        if missing:
+            raise InvalidInstanceError(
+                f"not a caching policy: {method!r} has no {' or '.join(missing)} method (a policy "
+                "needs start(instance) and touch(t, o, hit))")
         return method
     if callable(method):
         return method()

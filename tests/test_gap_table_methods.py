@@ -131,3 +131,25 @@ def test_a_plugin_decision_without_a_resolver():
     greedy = toy_decision.POLICIES["greedy"]
     table = gap_table(inst, ["greedy", greedy, lambda instance: greedy(instance)])
     assert (table["status"] == "ok").all() and table["cost"].nunique() == 1
+
+
+class TouchOnly:
+    """Half a caching policy: ``touch`` without ``start``."""
+
+    def touch(self, t, o, hit):
+        return 1.0
+
+
+class StartOnly:
+    """Half a caching policy: ``start`` without ``touch``."""
+
+    def start(self, instance):
+        pass
+
+
+@pytest.mark.parametrize("half, missing", [(TouchOnly, "start"), (StartOnly, "touch")])
+def test_a_caching_object_missing_start_or_touch_is_refused_before_any_run(half, missing):
+    Counted.starts = 0
+    with pytest.raises(InvalidInstanceError, match=f"has no {missing} method"):
+        gap_table(small("caching"), [Counted(), half()])
+    assert Counted.starts == 0

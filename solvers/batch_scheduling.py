@@ -46,11 +46,16 @@ Methods (``POLICIES``)
   vLLM's V0 block manager, the free-memory watermark the issue describes; the V1 KV cache
   manager defaults to 0: ``FCFS(watermark=0.0)``), stopping at the first request that does not
   fit (head-of-line blocking); preemption of the most recently admitted request by recomputation (vLLM's
-  ``running_queue.pop()`` victim, to the front of the queue as in V0 and V1). Two simplifications:
+  ``running_queue.pop()`` victim, to the front of the queue as in V0 and V1). Three simplifications:
   memory is counted in tokens, not in vLLM's 16-token blocks (the watermark is ``int(0.01 M)``
-  tokens; vLLM's, in whole blocks, is 0 below 1,600 tokens), and the simulator asks for
+  tokens; vLLM's, in whole blocks, is 0 below 1,600 tokens); the simulator asks for
   admissions in a round where it preempted, which vLLM V1 skips (no effect on ``fcfs``: the
-  victim, back at the queue's head, never fits in the memory it freed; ``spf`` may admit then).
+  victim, back at the queue's head, never fits in the memory it freed; ``spf`` may admit then);
+  and a round both prefills the admitted requests and decodes the running ones, as V1's chunked
+  scheduler does (every policy here is judged on that round model), whereas V0's default
+  scheduler, whose watermark this takes, runs no decode in a step that prefills (R32: two
+  requests, A at round 0 with 5 output tokens, B at round 2 with 1: latencies 5 and 1 here, 6 and
+  1 under V0).
 - ``spf``: the same admission test and preemption, queue ordered by shortest predicted output.
 - ``mcsf``: Memory-Constrained Shortest First (Jaillet et al., arXiv 2502.07115): waiting
   requests by predicted output ascending; admit while, with predicted lengths, memory stays

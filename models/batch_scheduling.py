@@ -1061,9 +1061,11 @@ def relaxation_note(instance: Instance, solution: Any, **options: Any) -> str | 
     """Why an integer solution of this model is not a schedule (``servopt.solve`` then sets its
     ``bound_kind`` to ``lower_bound`` and puts this in ``info["note"]``), or None
     when it is one. A request in its late column (outside a ``window``, or past a short
-    ``horizon``) is costed at its earliest late start with no memory: the value is then a lower
-    bound on the best schedule, reached by none (R21: ``generate(10)`` with ``horizon=10``
-    came back "optimal" at 146 with every request late; its optimum is 170)."""
+    ``horizon``) is costed at its earliest late start with no memory: the proved ``bound`` is then
+    a lower bound on the best schedule, and so is the value at ``mip_gap=0``, reached by no
+    schedule (R21: ``generate(10)`` with ``horizon=10`` came back "optimal" at 146 with every
+    request late; its optimum is 170); at a positive ``mip_gap`` the value can exceed the best
+    schedule's (R34: ``generate(12, seed=10)``, ``window=8, mip_gap=0.05``: 141, optimum 140)."""
     late = solution.decisions.get("late") if solution.decisions else None
     if late is None:
         return None
@@ -1071,8 +1073,9 @@ def relaxation_note(instance: Instance, solution: Any, **options: Any) -> str | 
     if count == 0:
         return None
     given = ", ".join(f"{k}={options[k]!r}" for k in ("horizon", "window") if options.get(k) is not None)
-    what = ("the value is a lower bound on the best schedule, not a schedule's latency"
-            if solution.status == "optimal" else
+    what = ("the bound is a lower bound on the best schedule (so is the value when solved with "
+            "mip_gap=0; at a positive mip_gap it can exceed the best schedule's), and the value is "
+            "not a schedule's latency" if solution.status == "optimal" else
             "the incumbent's value is not a schedule's latency (nor a bound: the bound is one)")
     return (f"{count} of {instance.n} requests are in their late column (started after the "
             f"modelled rounds{f' ({given})' if given else ''}, costed at the earliest late start "

@@ -33,9 +33,11 @@ decisions and the prices. A model module may define three optional hooks:
   after the bound LP (``info["highs_skipped"]``);
 - ``relaxation_note(instance, solution, **options) -> str | None``: why an integer solution is
   not a decision of the problem (batch scheduling's late columns, with a ``window`` or a short
-  ``horizon``): its value is then a lower bound, not an optimum; ``solve`` sets its
-  ``bound_kind`` to ``lower_bound`` and adds the reason to ``info["note"]`` (the status still
-  says how the model's solve ended: ``optimal`` is the model's optimum, not the decision's).
+  ``horizon``): its proved bound is then a lower bound on the decision's optimum (its value too
+  only when solved with ``mip_gap=0``: within a positive gap the value can exceed it), not an
+  optimum; ``solve`` sets its ``bound_kind`` to ``lower_bound`` and adds the reason to
+  ``info["note"]`` (the status still says how the model's solve ended: ``optimal`` is the
+  model's optimum within ``mip_gap``, not the decision's).
 - ``cheap_bound(instance, **options) -> float``: a valid lower bound of a minimisation in closed
   form (nan: none for these options), reported (``bound_kind`` ``lower_bound``) when a stopped
   solve has no better one.

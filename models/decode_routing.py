@@ -67,7 +67,9 @@ n_i = s_i + 1 KV tokens to start. gamma^h discounts later steps.
           x_ig in {0, 1, ..., d_i} (in [0, d_i] for the relaxation), u_h >= 0.
 
 Prices (LP relaxation, the bid prices): ``worker_load[g,h]`` = rho_gh, ms of discounted step time per
-KV token added to worker g at step h (>= 0, summing to gamma^h c1 over g); ``slots[g]`` = ms per
+KV token added to worker g at step h (>= 0, summing to gamma^h c1 over g where u_h > 0; at a step
+whose loads are all 0, u_h rests on its bound and the sum can be less, and the split among equal
+workers is the solver's choice, degenerate); ``slots[g]`` = ms per
 extra free slot on g; ``kv_memory[g]`` = ms per extra free KV token on g; ``assign[i]`` = the ms
 one more request of class i costs. The bid-price rule sends request i to
 ``argmin_g sum_h rho_gh w_ih + sigma_g + kappa_g n_i``.

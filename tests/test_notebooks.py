@@ -9,7 +9,9 @@ displays; images are not compared) must equal a fresh run's, except in cells tag
   ``$SERVOPT_TRACES``); compared only where every trace they name is found, since without the
   folder they print that it is absent.
 
-After a change that moves a figure, store the fresh outputs with
+The re-execution is marked ``slow`` (two minutes for the six notebooks, a sixth of the default
+run): ``python -m pytest -m slow`` runs it, and so does CI after the default run. After a change
+that moves a figure or edits a docstring a notebook prints, store the fresh outputs with
 ``nice -n 10 python tests/test_notebooks.py [NAME ...]`` (all notebooks without a name), read
 the diff, and fix any prose the new figures contradict.
 """
@@ -79,6 +81,7 @@ def _first_difference(a: str, b: str) -> str:
     return f"stored ...{a[max(0, k - 60):k + 60]!r}... fresh ...{b[max(0, k - 60):k + 60]!r}..."
 
 
+@pytest.mark.slow  # two minutes for the six (a kernel each); CI runs it (.ci/run's second step)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_outputs_are_current(path):
     pytest.importorskip("nbformat")

@@ -669,7 +669,8 @@ class BidPrice(BasePolicy):
         its ``cache_capacity`` prices over that window (per-gap prices are degenerate; their mean
         is the average price of a token-step); ``price_scale`` is then chosen from ``scales``
         (0 = no admission control) by replaying the warm-up. With ``refresh`` = W (the same:
-        requests, or a share of them if < 1), the LP is re-solved every W requests on the last W
+        requests, or a share of them if < 1, raised to at least 100 requests: ``max(int(W x n),
+        100)``), the LP is re-solved every W requests on the last W
         requests: a sliding-window, time-varying price (without a warm-up the first solve is at
         request W, and the scale is not tuned). :meth:`set_price` and
         :meth:`update_from_solution` set the price from outside, keeping the ageing state.

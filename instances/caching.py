@@ -343,5 +343,8 @@ def from_trace(
             "(cache_share=0 asks for the empty cache)")
     return Instance(time=times, object_id=ids.astype(np.int64), size=size, miss_cost=miss,
                     capacity=cached * BLOCK_TOKENS,
-                    kind=bucket, kind_names=[f"position<{2 ** (k + 1) - 1}" for k in range(8)],
+                    # kind k: blocks first seen at positions 2^k - 1 .. 2^(k+1) - 2; the last kind
+                    # holds every position from 127 up (prompts reach 374 blocks in the trace)
+                    kind=bucket,
+                    kind_names=[f"position<{2 ** (k + 1) - 1}" for k in range(7)] + ["position>=127"],
                     name=f"mooncake blocks cost={cost}")

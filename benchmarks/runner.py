@@ -848,8 +848,11 @@ def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
         # finished, without a traceback from every worker
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
+            # no dashboard address: the scheduler's HTTP server would still try port 8787 and,
+            # when another cluster holds it, print a UserWarning before servopt's own lines;
+            # a free port on the loopback interface, never all interfaces
             cluster = LocalCluster(n_workers=max(1, jobs), threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+                                   dashboard_address="127.0.0.1:0")
         finally:
             signal.signal(signal.SIGINT, previous)
         client = Client(cluster)

@@ -161,7 +161,7 @@ def test_a_killed_worker_names_the_case_method_and_seed():
 
 def test_workers_with_the_clients_code_pass_and_one_with_other_code_is_named(monkeypatch):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address="127.0.0.1:0") as cluster, \
             distributed.Client(cluster) as client:
         ((worker, info),) = client.scheduler_info()["workers"].items()
         worker = f"{worker} (name {info['name']})"  # as dask worker --name shows it
@@ -199,7 +199,7 @@ def test_a_worker_without_servopt_is_named_instead_of_hanging(tmp_path):
     preload = tmp_path / "no_servopt.py"
     preload.write_text("import sys\nsys.modules['servopt'] = None  # as if not installed\n")
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, preload=[str(preload)]) as cluster, \
+                                  dashboard_address="127.0.0.1:0", preload=[str(preload)]) as cluster, \
             distributed.Client(cluster) as client:
         ((worker, info),) = client.scheduler_info()["workers"].items()
         worker = f"{worker} (name {info['name']})"

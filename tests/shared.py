@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +35,26 @@ def small_instance(decision: str, *, cache_requests: int = 50) -> Any:
         "capacity": lambda: gen.generate(requests=200, seed=0),
         "decode_routing": lambda: gen.generate_steps(requests=6, workers=2),
     }[decision]()
+
+
+def toy_cache_case(name: str) -> Any:
+    """A registered-case shape for results-cache tests: the toy decision, 3 products, one seed."""
+    from servopt.benchmarks import Case
+
+    import toy_decision
+
+    return Case(name=name, decision="toy_production", grid=({"products": 3},), seeds=(0,),
+                make_instance=toy_decision.make_instance, methods=("greedy", "exact"))
+
+
+def cache_entry(cache: Path, method: str) -> tuple[Path, dict]:
+    """The results-cache file of ``method``'s row in the folder ``cache`` (the first by name), and
+    the row."""
+    for path in sorted(cache.glob("*.json")):
+        row = json.loads(path.read_text())
+        if row["method"] == method:
+            return path, row
+    raise AssertionError(method)
 
 
 Replay = rules.Planned  # (tests/ name for it)

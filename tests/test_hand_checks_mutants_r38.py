@@ -17,6 +17,7 @@ import types
 
 import pandas as pd
 import pytest
+from shared import cache_entry, toy_cache_case
 
 from servopt.benchmarks import Case, limits, runner
 from servopt.benchmarks import caching as caching_bench
@@ -25,7 +26,6 @@ from servopt.core.registry import layer_module, register_decision, unregister_de
 from servopt.instances import caching
 
 import toy_decision  # noqa: F401  (registers the toy decision)
-from toy_decision import make_instance
 
 REQUESTS = 300  # a caching instance solved in well under a second
 
@@ -143,16 +143,10 @@ def test_an_edit_to_a_package_init_alone_is_a_new_key_and_a_rerun(tmp_path, monk
 
 
 def _toy_case():
-    return Case(name="e29_toy_cache", decision="toy_production", grid=({"products": 3},),
-                seeds=(0,), make_instance=make_instance, methods=("greedy", "exact"))
+    return toy_cache_case("e29_toy_cache")
 
 
-def _entry(cache, method):
-    for path in sorted(cache.glob("*.json")):
-        row = json.loads(path.read_text())
-        if row["method"] == method:
-            return path, row
-    raise AssertionError(method)
+_entry = cache_entry
 
 
 def _rewrite(path, row, **fields):

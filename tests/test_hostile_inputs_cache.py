@@ -10,25 +10,19 @@ import math
 
 import pandas as pd
 import pytest
+from shared import cache_entry, toy_cache_case
 
-from servopt.benchmarks import Case, run
+from servopt.benchmarks import run
 from servopt.benchmarks import runner as runner_mod
 
 import toy_decision  # noqa: F401  (registers the toy decision)
-from toy_decision import make_instance
 
 
 def _case():
-    return Case(name="toy_cache_case", decision="toy_production", grid=({"products": 3},),
-                seeds=(0,), make_instance=make_instance, methods=("greedy", "exact"))
+    return toy_cache_case("toy_cache_case")
 
 
-def _entry(cache, method):
-    for path in sorted(cache.glob("*.json")):
-        row = json.loads(path.read_text())
-        if row["method"] == method:
-            return path, row
-    raise AssertionError(method)
+_entry = cache_entry
 
 
 def _edit_cost(row, path, cache):

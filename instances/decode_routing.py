@@ -435,7 +435,10 @@ def generate_steps(*, workload: str = "conversation", requests: int = 200, worke
     """A small stream with arrivals counted in decode steps, for the hindsight bound.
 
     ``per_step`` is the Poisson arrival rate in requests per step (default: enough for about
-    eight requests per worker in flight). Slots and KV default to values that never bind
+    eight requests per worker in flight). Arrivals are whole steps: each request arrives at the
+    step its arrival time falls in (rounded down: a time of 3.7 steps is step 3), counted from
+    the first request's step, so the first request arrives at step 0 and several requests can
+    arrive at one step. Slots and KV default to values that never bind
     (every request starts the step it arrives), so the hindsight IP is exact for it.
     """
     requests = whole_number("requests", requests, high=MAX_REQUESTS)

@@ -43,7 +43,10 @@ def register_decision(decision: str, *, replace: bool = False, **modules: Any) -
       the built-in model module directly, so a replaced one would change ``servopt.solve`` and
       nothing else. Register the model under a new decision name instead.
 
-    Registering a non-built-in decision again (a plug-in module reloaded) replaces its layers."""
+    Registering a decision again (a plug-in module reloaded, or a second override) replaces the
+    layers given and keeps the others: ``instances=a`` then ``benchmarks=b`` registers both, and
+    ``instances=c`` after that replaces ``a`` and keeps ``b``. :func:`unregister_decision`
+    forgets them all."""
     bad = set(modules) - set(LAYERS)
     if bad:
         raise ValueError(f"unknown layer(s) {sorted(bad)}; layers are {LAYERS}")

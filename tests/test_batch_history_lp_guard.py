@@ -81,6 +81,7 @@ def over(inst: Instance, limits: tuple[int, int]) -> bool:
     return columns > limits[0] or entries > limits[1]
 
 
+@pytest.mark.slow  # three full evaluations of the audit stream and a sample LP (~13 s)
 def test_the_audit_stream_is_priced_on_a_load_sample_in_seconds():
     inst = audit_stream()
     # by hand: the whole window (40 requests) and half of it are over the shipped limits (the

@@ -513,6 +513,8 @@ def test_a_users_own_bid_price_score_is_used_as_before():
             np.testing.assert_array_equal(new[key], old[key], err_msg=key)
 
 
+@pytest.mark.slow  # 30 rules x instance runs with learned prices (~15 s); the 30 random
+# instances above check the same decisions in the default run
 @pytest.mark.parametrize("arrivals", ["offline", "poisson"])
 def test_same_decisions_with_learned_prices_on_medium_instances(arrivals):
     # the shipped methods with their default parameters (the bid-price rules learn their prices
@@ -528,6 +530,7 @@ def test_same_decisions_with_learned_prices_on_medium_instances(arrivals):
             assert_identical(instance, policy)
 
 
+@pytest.mark.slow  # 1500 requests, five rules, each against its reference (~9 s)
 def test_same_decisions_on_a_larger_online_instance():
     instance = inst_mod.generate(1500, lengths="azure", arrivals="poisson", load=1.0, noise=0.5,
                                  seed=3)

@@ -38,6 +38,7 @@ def test_the_start_is_a_feasible_point_of_the_matrix_ip_costing_the_lp_schedule(
     assert mc.build_matrix_model(inst, start=keep, relax=True).start is None  # an LP has none
 
 
+@pytest.mark.slow  # two 5 s time-limited IP solves of cache_mm_5k (~12 s)
 def test_solve_starts_from_the_rounded_lp_and_cannot_end_worse():
     # cache_mm_5k: without the start HiGHS ends at 290k after 1 s and 174k after 10 s, above the
     # rounded LP's 141,869 (benchmarks/results/caching_warm_start.md); with it, HiGHS reads the

@@ -298,6 +298,7 @@ def test_drift_in_overload_is_rate_minus_saturated_throughput():
 # the simulated bound (the least fleet the evaluator's test calls stable): tests/test_capacity_bound.py
 
 
+@pytest.mark.slow  # a knee search with 3 replications of 6000 arrivals (~16 s)
 def test_knee_with_replications_sits_at_the_saturated_throughput_plus_eps():
     inst = instances.generate(workload="code", requests=600, kv_tokens=16_000, seed=4)
     knee = bench.find_knee(inst, n_requests=6000, seeds=3)
@@ -307,6 +308,7 @@ def test_knee_with_replications_sits_at_the_saturated_throughput_plus_eps():
     assert 0.97 < knee.rate * (1 - bench.EPS) / knee.saturated < 1.02
 
 
+@pytest.mark.slow  # two knee searches, the second at 6000+ arrivals (~16 s)
 def test_too_short_a_horizon_is_doubled_until_the_knee_is_near_the_saturated_throughput(
         monkeypatch):
     # the default instance with 3000 arrivals per run: the drift test called 0.75x the saturated

@@ -33,7 +33,8 @@ def audit_stream() -> gen.Instance:
     return gen.generate(requests=300, workers=4, seed=0)
 
 
-@pytest.mark.parametrize("method", ["epoch_ip", "bid_price_lp", "bid_price_argmin"])
+@pytest.mark.parametrize("method", [pytest.param("epoch_ip", marks=pytest.mark.slow),  # ~11 s
+                                    "bid_price_lp", "bid_price_argmin"])
 def test_epoch_routers_decide_the_same_in_any_time_unit(audit_stream: gen.Instance,
                                                        method: str) -> None:
     base = bench.simulate(audit_stream, method)

@@ -195,7 +195,10 @@ class Instance(BaseInstance):
             output_tokens=self.output_tokens[index], predicted_output=self.predicted_output[index])
 
     def summary(self) -> str:
-        mode = "all at round 0" if self.offline else f"arrivals over {self.arrival.max() + 1} rounds"
+        first = int(self.arrival.min()) if self.n else 0
+        span = int(self.arrival.max()) - first + 1 if self.n else 0
+        mode = (f"all at round {first}" if span == 1 else f"arrivals over {span} rounds"
+                + (f" from round {first}" if first else ""))
         noise = np.mean(np.abs(self.predicted_output - self.output_tokens) / self.output_tokens)
         cap = f", batch cap {self.max_batch}" if self.max_batch else ""
         return (f"batch scheduling{(' ' + self.name) if self.name else ''}: {self.n} requests "

@@ -149,10 +149,12 @@ class Instance(_Base):
 
     def summary(self) -> str:
         r = self.requests
-        span = float(r["arrival_s"].iloc[-1]) if len(r) else 0.0
+        first = float(r["arrival_s"].iloc[0]) if len(r) else 0.0
+        span = float(r["arrival_s"].iloc[-1]) - first if len(r) else 0.0  # (sorted by arrival)
         unit = "s" if self.arrival_unit == "s" else " steps"
+        start = f" from {first:.6g}{unit}" if first else ""
         label = f"{self.name}: " if self.name else ""
-        return (f"{label}decode routing: {len(r)} requests over {span:.4g}{unit}, {self.workers} "
+        return (f"{label}decode routing: {len(r)} requests over {span:.4g}{unit}{start}, {self.workers} "
                 f"workers x {self.slots} slots x {self.kv_capacity} KV tokens, prompt mean "
                 f"{r['prompt_tokens'].mean():.0f}, output mean {r['output_tokens'].mean():.0f}")
 

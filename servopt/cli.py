@@ -662,12 +662,16 @@ def cmd_library(args: argparse.Namespace) -> int:
         if not entries:
             print("the instance library is empty")
             return 0
-        print(f"{'name':34} {'decision':17} {'size':6} {'objective':>14} {'bound':>14}  kind")
+        from servopt.core.solution import objective_unit
+
+        print(f"{'name':34} {'decision':17} {'size':6} {'objective':>14} {'bound':>14}  "
+              f"{'kind':13} unit")
         for name in library.names():
             e = entries[name]
             obj = "" if e.objective is None else f"{e.objective:.8g}"
             bound = "" if e.bound is None else f"{e.bound:.8g}"
-            print(f"{e.name:34} {e.decision:17} {e.size:6} {obj:>14} {bound:>14}  {e.bound_kind}")
+            print(f"{e.name:34} {e.decision:17} {e.size:6} {obj:>14} {bound:>14}  "
+                  f"{e.bound_kind:13} {objective_unit(e.decision)}".rstrip())
         return 0
     if args.action == "show":
         if len(args.names) != 1:
@@ -675,10 +679,14 @@ def cmd_library(args: argparse.Namespace) -> int:
         e = library.entry(args.names[0])
         instance = library.load(e.name)
         print(f"{e.name}: {instance.summary()}")
+        from servopt.core.solution import objective_unit
+
+        unit = objective_unit(e.decision)
         for key in ("decision", "size", "file", "objective", "bound", "bound_kind", "solve",
                     "obtained", "wall_s", "sha256"):
             value = e.path.resolve() if key == "file" else getattr(e, key)
-            print(f"  {key:10} {value}")
+            note = f"  ({unit})" if unit and key in ("objective", "bound") and value is not None else ""
+            print(f"  {key:10} {value}{note}")
         return 0
     from servopt.benchmarks import library as lib_bench
 
@@ -984,9 +992,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default=None,
                    help="worker timing preset (default: the preset for --model on --gpu where there "
                         f"is one, else {DEFAULT_PROFILE}; the notes say which)")
-    p.add_argument("--token-budget", type=int, default=None)
-    p.add_argument("--batch-cap", type=int, default=None)
-    p.add_argument("--prefill-chunk", type=int, default=None)
+    p.add_argument("--token-budget", type=int, default=None,
+                   help="b: tokens processed per iteration (default: the profile's)")
+    p.add_argument("--batch-cap", type=int, default=None,
+                   help="B: requests in the running batch at most (default: the profile's)")
+    p.add_argument("--prefill-chunk", type=int, default=None,
+                   help="C: prompt tokens of one request per iteration (default: the profile's)")
     p.add_argument("--step-ms", type=float, default=None, help="d0: ms per iteration")
     p.add_argument("--per-token-ms", type=float, default=None, help="d1: ms per token")
     p.add_argument("--headroom", type=float, default=0.1, help="fraction kept free (default 0.1)")

@@ -19,20 +19,20 @@ rule writes only ``choose(view, i) -> worker``) and has
   by calling ``view.assign(i, worker)`` exactly once for each, with whole-number ids and workers
   (assignment is sticky: the simulator refuses a second assignment).
 
-``view`` is a view of the simulator's fleet state (``RouterView``), read-only except for
-``assign``: none of its attributes can be set, added or deleted (a router keeps its own state on
-itself), its arrays are read-only copies made for each call (editing one raises; one kept from an
-earlier call stays as it was), except ``worker_of``, which stays up to date as requests are
-routed, and it holds no queues: ``workers``, ``slots``, ``kv_capacity``, ``step`` (decode step
-number), ``now`` (s), per-worker arrays ``running``, ``queued`` (requests), ``kv_running`` (KV
-tokens of running requests) and ``kv_queued`` (prompt tokens of queued requests), the visible
-request data ``prompt`` and ``predicted`` (None when the stream has no predictions), ``worker_of``
-(each request's worker, -1 before it is routed), the running set ``run_ids``, ``run_worker``,
-``run_generated``, and ``completed_outputs()`` / ``completed_ids()`` (output lengths and ids of
-finished requests, observable once they finish). True output lengths of unfinished requests are
-never shown (neither ``view`` nor the instance ``reset`` gets holds them). ``Router.route`` calls
-``choose(view, i)`` per request, so a simple rule only writes ``choose``; counts in ``view``
-include the requests routed earlier in the same step.
+``view`` is a view of the simulator's fleet state (``RouterView``), read-only except for ``assign``:
+none of its attributes can be set, added or deleted (a router keeps its own state on itself), its
+arrays are read-only copies made for each call (editing one raises; one kept from an earlier call
+stays as it was), except ``worker_of``, which stays up to date as requests are routed, and it holds
+no queues: ``workers``, ``slots``, ``kv_capacity``, ``step`` (decode step number), ``now`` (s; on a
+step-clock stream, ``arrival_unit == "step"``, the step number), per-worker arrays ``running``,
+``queued`` (requests), ``kv_running`` (KV tokens of running requests) and ``kv_queued`` (prompt
+tokens of queued requests), the visible request data ``prompt`` and ``predicted`` (None when the
+stream has no predictions), ``worker_of`` (each request's worker, -1 before it is routed), the
+running set ``run_ids``, ``run_worker``, ``run_generated``, and ``completed_outputs()`` /
+``completed_ids()`` (output lengths and ids of finished requests, observable once they finish). True
+output lengths of unfinished requests are never shown (neither ``view`` nor the instance ``reset``
+gets holds them). ``Router.route`` calls ``choose(view, i)`` per request, so a simple rule only
+writes ``choose``; counts in ``view`` include the requests routed earlier in the same step.
 
 Baselines (faithful to the deployed code they are named after)
 --------------------------------------------------------------

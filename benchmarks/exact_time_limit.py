@@ -88,7 +88,7 @@ print(json.dumps({"wall_s": wall, "status": sol.status, "incumbent": fin(sol.obj
                   "build_skipped": sol.info.get("build_skipped", ""),
                   "prices": sum(len(p) for p in sol.prices.values()),
                   "prices_skipped": sol.info.get("prices_skipped", ""),
-                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}))
+                  "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9}))
 """
 
 

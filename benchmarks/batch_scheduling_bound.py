@@ -255,7 +255,11 @@ def write_report(args: argparse.Namespace, out: Path, frame: pd.DataFrame, exact
                                           if args.group_time > 0 else ""), "",
                  markdown_table(exact), ""]
     text += ["## Bracket per size (means over seeds)", "", markdown_table(summary), "",
-             "## Per instance", "", markdown_table(frame), ""]
+             "## Per instance", "",
+             "`ip_bound` is the IP's dual bound with the cuts when HiGHS stopped; 0 means HiGHS "
+             "did not finish its root node in the time (a trivial bound, not a computed one); "
+             "blank: no IP was run (n above `--ip-max`).", "",
+             markdown_table(frame), ""]
     write_md(out, "\n".join(text) + "\n")
     print(f"wrote {out}")
 

@@ -474,7 +474,7 @@ class RateCheck:
     preemptions_per_request: float
     recompute_fraction: float
     compute_utilisation: float  # token throughput / peak (b per full iteration)
-    kv_utilisation: float  # mean KV held / M, per iteration
+    kv_utilisation: float  # time-average KV held / M over the run, idle time as 0 (_kv_utilisation)
     se: float = math.nan
     raw_slope_ratio: float = math.nan
     seeds: int = 1
@@ -581,9 +581,24 @@ def _simulate_run(
         "preemptions_per_request": res.preemptions / n_requests,
         "recompute_fraction": res.recomputed_tokens / max(res.work_tokens, 1),
         "compute_utilisation": float(res.tokens[span].sum()) / elapsed / peak,
-        "kv_utilisation": (float(res.kv_used[span].sum() / res.iterations[span].sum()) / instance.kv_tokens
-                           if span.any() else 0.0),
+        "kv_utilisation": _kv_utilisation(instance, res, span, elapsed),
     }
+
+
+def _kv_utilisation(instance: Instance, res: SimResult, span: np.ndarray, elapsed: float) -> float:
+    """Time-average KV tokens held over [0, ``elapsed``] / M, idle time counted as 0 KV: the log
+    entries ``span`` (those ending by ``elapsed``), each weighted by its busy time d0 x iterations
+    + d1 x tokens, the time base of ``compute_utilisation`` (tokens / elapsed / peak). Exact for
+    the simulator's log: an entry is one iteration, or a quiet stretch whose iterations all last
+    d0 + d1 x (tokens / iterations), so its KV token-iterations x that length is its KV-seconds.
+    Before, the rate check took a mean per iteration (idle time left out) and the fleet observer
+    gave each idle gap the KV of the entry after it: one worker busy 0.3% of the time showed 0.10
+    on both, where the time average is 0.0003 (R40 F1). 0.0 when no entry ends by ``elapsed``."""
+    if not span.any() or elapsed <= 0:
+        return 0.0
+    kv, iters = res.kv_used[span], res.iterations[span]
+    length = instance.step_overhead_s + instance.per_token_s * res.tokens[span] / iters
+    return float((kv * length).sum() / elapsed) / instance.kv_tokens
 
 
 def check_rate(
@@ -829,8 +844,7 @@ def fleet_observer(
         mean_waiting, final_waiting = _backlog(instance, res, arrivals, span, elapsed, dt)
         return {
             "compute_utilisation": float(res.tokens[span].sum()) / elapsed / peak,
-            "kv_utilisation": float((res.kv_used[span] / res.iterations[span] * dt).sum() / elapsed)
-            / instance.kv_tokens,
+            "kv_utilisation": _kv_utilisation(instance, res, span, elapsed),
             "mean_waiting": mean_waiting,
             "final_waiting": final_waiting,
             "throughput": done / elapsed,
@@ -905,7 +919,8 @@ def evaluate(
       with one seed).
     - ``compute_utilisation`` (fraction): token throughput / the worker's peak (b per full
       iteration).
-    - ``kv_utilisation`` (fraction): mean KV tokens held / the worker's KV memory M.
+    - ``kv_utilisation`` (fraction): time-average KV tokens held / the worker's KV memory M, over
+      the run with idle time counted as 0 (the time base of ``compute_utilisation``).
     - ``preemptions_per_request`` (preemptions per arrival): preemptions / requests simulated.
     - ``observations`` (calls): how many times the method called ``observe`` (the simulated
       fleet).

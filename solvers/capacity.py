@@ -6,7 +6,7 @@ A method is a callable ``policy(instance, observe) -> Plan``. ``observe(workers)
 the evaluator and returns what a fleet of that many workers would show over a measurement window
 at the instance's target rate: one worker at lambda / N, simulated from empty (no warm-up) for
 the evaluator's ``window`` arrivals. Per worker: ``compute_utilisation`` (token throughput / peak
-token throughput, 0-1), ``kv_utilisation`` (mean KV tokens held / ``kv_tokens``),
+token throughput, 0-1), ``kv_utilisation`` (time-average KV tokens held / ``kv_tokens``, idle 0),
 ``mean_waiting`` (time-average requests waiting, counting those that arrive during an
 iteration), ``final_waiting`` (requests waiting at the window's end) and ``throughput``
 (requests completed per second since the window's start: the ramp-up from empty keeps it below

@@ -495,8 +495,10 @@ def read_rows(csv_path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def render_md(csv_path: str | Path, code: str | None = None) -> Path:
-    """Write ``NAME.md`` beside ``NAME.csv`` (rows ``servopt bench`` wrote) again in this
+def render_md(csv_path: str | Path, code: str | None = None, out_dir: str | Path | None = None
+              ) -> Path:
+    """Write ``NAME.md`` beside ``NAME.csv`` (or into ``out_dir``, leaving the md beside the CSV
+    as it is: the notes kept are still read from it) (rows ``servopt bench`` wrote) again in this
     version's layout, from the CSV's rows alone: nothing is computed. Of the earlier md, the
     ``Regenerate with`` command, the ``Run on:`` lines (they describe the run that computed the
     rows), paragraphs written into its header by hand and sections other than the gap tables
@@ -507,6 +509,7 @@ def render_md(csv_path: str | Path, code: str | None = None) -> Path:
     path = Path(csv_path)
     frame = read_rows(path)
     md_path = path.with_suffix(".md")
+    target = md_path if out_dir is None else Path(out_dir) / md_path.name
     command, notes, provenance, extra = None, [], [], ""
     if md_path.is_file():
         head, *sections = md_path.read_text().split("\n## ")
@@ -529,7 +532,7 @@ def render_md(csv_path: str | Path, code: str | None = None) -> Path:
         "an earlier run (the CSV's git history says which)"
     notes.append(f"Rendered from `{path.name}` by `servopt report` with {code or checkout_line()}: the "
                  f"rows are those {run} computed; nothing was recomputed.")
-    return write_text_atomic(md_path, md_text(frame, path.stem, command, provenance, notes, extra))
+    return write_text_atomic(target, md_text(frame, path.stem, command, provenance, notes, extra))
 
 
 def _block(lines: list[str]) -> list[str]:

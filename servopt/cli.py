@@ -643,9 +643,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     for csv in args.csv:  # every file checked before any md is written
         read_rows(csv)
+    out = None
+    if args.out is not None:
+        names = [Path(csv).with_suffix(".md").name for csv in args.csv]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"--out {args.out}: two CSVs would write the same {twice[0]}; "
+                             "render them into different folders")
+        out = writable_folder(args.out)
     code = checkout_line()  # before the first md is written: it would count as a change
     for csv in args.csv:
-        print(f"wrote {render_md(csv, code)}")
+        print(f"wrote {render_md(csv, code, out)}")
     return 0
 
 
@@ -960,6 +968,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write NAME.md again beside NAME.csv (rows servopt bench "
                        "wrote) in this version's layout, recomputing nothing")
     p.add_argument("csv", nargs="+", help="NAME.csv files servopt bench wrote")
+    p.add_argument("--out", default=None,
+                   help="folder to write NAME.md into (default: beside NAME.csv, replacing it)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("library", help="the named instance library: list, show NAME, verify")

@@ -86,3 +86,27 @@ def test_the_cli_checks_every_file_before_writing_any_md(tmp_path, capsys):
     before = (tmp_path / "mine.md").read_text()
     assert main(["report", str(csv), str(tmp_path / "absent.csv")]) == 2
     assert (tmp_path / "mine.md").read_text() == before
+
+
+def test_report_out_writes_elsewhere_and_leaves_the_md_beside_the_csv_as_it_was(tmp_path, capsys):
+    # R42: the README's `servopt report benchmarks/results/caching_full.csv` rewrote a tracked
+    # file (every later bench then called the checkout dirty). With --out the md beside the CSV
+    # is read for its notes and left byte for byte; the md written is the one an in-place render
+    # of a copy writes
+    here, copy, out = tmp_path / "here", tmp_path / "copy", tmp_path / "out"
+    here.mkdir(), copy.mkdir()
+    csv = _old_md(here)
+    before = (here / "mine.md").read_bytes()
+    assert main(["report", str(csv), "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out / 'mine.md'}"
+    assert (here / "mine.md").read_bytes() == before
+    render_md(_old_md(copy))
+    assert (out / "mine.md").read_text() == (copy / "mine.md").read_text()
+
+
+def test_report_out_refuses_two_csvs_of_one_name_before_writing(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    assert main(["report", str(_old_md(a)), str(_old_md(b)), "--out", str(tmp_path / "o")]) == 2
+    assert "two CSVs would write the same mine.md" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

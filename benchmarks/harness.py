@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.core import Instance, InvalidInstanceError
+from servopt.core.checks import closest_names
 from servopt.core.registry import layer_module
 from servopt.core.solution import BOUND_KINDS, relative_gap
 
@@ -158,7 +159,7 @@ def unknown_keywords(public: str, given: Iterable[str], accepted: list[str]) -> 
         return
     parts = []
     for key in unknown:
-        close = difflib.get_close_matches(str(key), accepted, n=1)
+        close = closest_names(str(key), accepted)
         parts.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     takes = ", ".join(accepted) if accepted else "no keyword options"
     noun = "argument" if len(parts) == 1 else "arguments"  # Python's words, with the public name

@@ -9,7 +9,6 @@ benchmark).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib
 import inspect
 import json
@@ -27,7 +26,7 @@ import numpy as np
 
 from servopt.benchmarks.cluster import BOUND
 from servopt.core import Instance, InvalidInstanceError
-from servopt.core.checks import synonym_hint
+from servopt.core.checks import closest_names, synonym_hint
 from servopt.core.registry import layer_module
 
 _CASES: dict[str, Case] = {}
@@ -227,7 +226,7 @@ def _check_grid_keys(grid: tuple[dict[str, Any], ...], make: Callable[..., Any],
             if key == "seed":
                 refuse("grid", "may not set 'seed': the case's seeds give each task its seed")
             if not takes_any and key not in accepted:
-                close = difflib.get_close_matches(key, accepted, n=1)
+                close = closest_names(key, accepted)
                 synonym = synonym_hint(key, decision, accepted)
                 name = getattr(make, "__qualname__", None) or type(make).__name__
                 refuse("grid", f"key {key!r} is not a parameter of make_instance ({name})"

@@ -36,7 +36,7 @@ import numpy as np
 
 from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core import Instance as BaseInstance
-from servopt.core.checks import flag, number, synonym, synonym_hint, whole_number
+from servopt.core.checks import closest_names, flag, number, synonym, synonym_hint, whole_number
 
 # Illustrative model shapes (public configs): layers, KV heads, head dim, weight bytes (bf16).
 MODEL_PRESETS: dict[str, dict[str, float]] = {
@@ -344,7 +344,7 @@ def _worker_fields(profile: str, worker: dict[str, Any], where: str,
         # a name in ms (step_overhead_ms) is pointed at the ms spellings, not the seconds fields
         close = {k: ([found[0]] if (found := synonym(k, "capacity", accepted)) else
                      ("ms" in k.split("_") and difflib.get_close_matches(k, list(MS_FIELDS), n=1))
-                     or difflib.get_close_matches(k, accepted, n=1)) for k in sorted(unknown)}
+                     or closest_names(k, accepted)) for k in sorted(unknown)}
         hint = [f"{k!r} -> {c[0]!r}" for k, c in close.items() if c]
         why = [w for k in sorted(unknown) if (w := synonym_hint(k, "capacity", accepted))]
         what = (f"worker field(s) {sorted(unknown)}" if where == "generate"

@@ -19,7 +19,6 @@ relative GPU speeds (``gpu_speed[g]``; a GPU's time is its tokens divided by its
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import numpy as np
 
 from servopt.core import Instance as BaseInstance
 from servopt.core import InvalidInstanceError
-from servopt.core.checks import either, number, synonym_hint, whole_number
+from servopt.core.checks import closest_names, either, number, synonym_hint, whole_number
 
 DEFAULT_SIZES: dict[str, Any] = dict(layers=2, experts=8, groups=1, nodes=1, gpus_per_node=4, slots_per_gpu=3,
                                      tokens_per_window=4096.0)
@@ -328,7 +327,7 @@ def from_trace(
         accepted = ["window", "num_nodes", "nodes", "gpus_per_node", "slots_per_gpu", "num_groups",
                     "groups", *TRACE_OPTIONS]
         close = [f"{k!r} -> {c[0]!r}" for k in sorted(unknown)
-                 if (c := difflib.get_close_matches(k, accepted, n=1))]
+                 if (c := closest_names(k, accepted))]
         why = [w for k in sorted(unknown) if (w := synonym_hint(k, "expert_placement", accepted))]
         raise InvalidInstanceError(f"unknown option(s) {sorted(unknown)} for from_trace; besides window, "
                                    f"num_nodes (or nodes), gpus_per_node, slots_per_gpu and num_groups "

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -92,3 +93,14 @@ def synonym_hint(name: str, decision: str, accepted: Any = None) -> str:
         return ""
     ours, what, theirs = found
     return f"this decision calls it {ours!r} ({what}; {name!r} is {theirs}'s name)"
+
+
+def closest_names(name: str, accepted: Iterable[str], n: int = 1) -> list[str]:
+    """The accepted names a misspelled ``name`` most likely means: first those that begin with
+    ``name`` as whole words (``gpus`` -> ``gpus_per_node``; ``difflib`` alone offered
+    ``gpu_speed``), then ``difflib``'s closest matches; at most ``n``."""
+    accepted = [str(a) for a in accepted]
+    words = str(name).split("_")
+    prefixed = [a for a in accepted if a != name and a.split("_")[:len(words)] == words]
+    close = difflib.get_close_matches(str(name), accepted, n=n)
+    return list(dict.fromkeys(prefixed + close))[:n]

@@ -79,7 +79,8 @@ def test_fleet_observer_time_averages_what_it_reports(monkeypatch):
     # entries end at 1, 3, 4 s with 2, 0, 4 requests waiting, 10, 20, 10 tokens, KV token-iterations
     # 100, 400, 50 over 1, 2, 1 iterations, one request done at 2.5 s.
     # mean_waiting = (2 x 1 + 0 x 2 + 4 x 1) / 4 = 1.5 (the plain mean would be 2);
-    # kv_utilisation = (100 / 1 x 1 + 400 / 2 x 2 + 50 / 1 x 1) / 4 / 1000 = 0.1375;
+    # kv_utilisation: iterations of 0.01 + 0.001 x 10 = 0.02 s each (20 tokens over 2 in the second),
+    # (100 + 400 + 50) x 0.02 = 11 KV token-seconds over 4 s / 1000 = 0.00275 (a time average, idle 0);
     # compute_utilisation = 40 tokens / 4 s / (200 / (0.01 + 0.001 x 200)) tokens/s = 0.0105;
     # throughput = 1 / 4 s; final_waiting = 4.
     log = bench.SimResult(times=np.array([1.0, 3.0, 4.0]), in_system=np.array([3, 1, 5]),
@@ -91,7 +92,7 @@ def test_fleet_observer_time_averages_what_it_reports(monkeypatch):
     seen = bench.fleet_observer(hand_instance(arrival_rate=1.0), window=50)(1)
     assert seen["mean_waiting"] == pytest.approx(1.5)
     assert seen["final_waiting"] == 4
-    assert seen["kv_utilisation"] == pytest.approx(0.1375)
+    assert seen["kv_utilisation"] == pytest.approx(0.00275)
     assert seen["compute_utilisation"] == pytest.approx(40 / 4 / (200 / 0.21))
     assert seen["throughput"] == pytest.approx(0.25)
 
@@ -119,12 +120,12 @@ def test_a_prompt_that_exactly_fills_the_free_kv_is_admitted():
     np.testing.assert_allclose(res.done_times, [0.042, 0.02])
 
 
-def test_check_rate_kv_utilisation_is_per_iteration(monkeypatch):
-    # kills: the rate check's mean KV held divided by the number of log entries instead of the
-    # iterations they cover (a quiet stretch is one entry of many iterations). The hand-made log of
-    # test_fleet_observer_time_averages_what_it_reports: KV token-iterations 100 + 400 + 50 over
-    # 1 + 2 + 1 iterations: mean KV 550 / 4 = 137.5 tokens of 1000 -> 0.1375 (550 / 3 entries:
-    # 0.1833); compute utilisation 40 tokens / 4 s / (200 / 0.21) tokens/s.
+def test_check_rate_kv_utilisation_is_a_time_average(monkeypatch):
+    # kills: the rate check's KV held averaged over log entries, or over iterations (idle time left
+    # out: 550 / 4 iterations / 1000 = 0.1375), instead of over time. The hand-made log of
+    # test_fleet_observer_time_averages_what_it_reports: KV token-iterations 100 + 400 + 50, each
+    # iteration 0.02 s: 11 KV token-seconds over 4 s / 1000 = 0.00275; compute utilisation
+    # 40 tokens / 4 s / (200 / 0.21) tokens/s.
     log = bench.SimResult(times=np.array([1.0, 3.0, 4.0]), in_system=np.array([3, 1, 5]),
                           waiting=np.array([2, 0, 4]), tokens=np.array([10, 20, 10]),
                           kv_used=np.array([100, 400, 50]), iterations=np.array([1, 2, 1]),
@@ -132,7 +133,7 @@ def test_check_rate_kv_utilisation_is_per_iteration(monkeypatch):
                           recomputed_tokens=0, work_tokens=0)
     monkeypatch.setattr(bench, "simulate", lambda *args, **kw: log)
     check = bench.check_rate(hand_instance(arrival_rate=1.0), 1.0, n_requests=500)
-    assert check.kv_utilisation == pytest.approx(0.1375)
+    assert check.kv_utilisation == pytest.approx(0.00275)
     assert check.compute_utilisation == pytest.approx(40 / 4 / (200 / 0.21))
 
 

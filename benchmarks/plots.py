@@ -142,13 +142,13 @@ def tradeoff_points(block: pd.DataFrame) -> pd.DataFrame:
     """What the trade-off plot draws for one case's rows of :func:`summarise`: per method ``x``
     (mean wall-clock seconds per run, at least 1e-6 for the log axis), ``y`` (mean gap in
     percent; NaN: no point, an infinite gap clipped to the panel) and ``legend`` (the method, with
-    ``no bound``, ``gap in k of n runs``, ``inf`` or a status other than ok where that
+    ``(foresight)``, ``no bound``, ``gap in k of n runs``, ``inf`` or a status other than ok where that
     applies), and :func:`gap_bars`' ``note``, ``flagged`` and ``foresight``."""
     bars = gap_bars(block)
     legends = []
     for row, runs, gap_runs, status in zip(bars.itertuples(index=False), block["runs"],
                                            block["gap_runs"], block["status"], strict=True):
-        text = str(row.method)
+        text = str(row.method) + (" (foresight)" if row.foresight else "")
         if row.note in ("inf", "-inf"):
             text += f" (gap {row.note}, drawn clipped)"
         elif row.note:

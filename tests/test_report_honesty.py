@@ -221,9 +221,9 @@ def test_tradeoff_plot_shows_gaps_not_costs_of_mixed_scale(saved_figures, tmp_pa
     points = {line.get_label(): (line.get_xdata()[0], line.get_ydata()[0])
               for line in ax.get_lines() if len(line.get_xdata())}
     assert points["lru"] == pytest.approx((0.02, (606 / 5000 + 6300 / 100000) / 2 * 100))
-    assert points["belady"] == pytest.approx((0.3, 1.5))
+    assert points["belady (foresight)"] == pytest.approx((0.3, 1.5))  # belady: an offline reference
     assert ax.get_xlabel() == "wall time per run (s)" and "%" in ax.get_ylabel()
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["lru", "belady"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["lru", "belady (foresight)"]
 
 
 def test_tradeoff_plot_names_missing_bounds_and_inf_and_wraps_to_a_grid(saved_figures, tmp_path):

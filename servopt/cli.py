@@ -407,6 +407,18 @@ def report_name(name: str) -> str:
     return name
 
 
+def list_cases(cases: list[Any]) -> int:
+    """``servopt bench --list``: each registered case, its decision, suites and runs (parameter
+    sets x seeds x (methods + the bound)), computing nothing."""
+    print(f"{'case':34} {'decision':17} {'suites':18} {'runs':>5}  description")
+    for case in cases:
+        runs = len(case.tasks()) * (len(case.method_list()) + 1)
+        print(f"{case.name:34} {case.decision:17} {','.join(case.suites):18} {runs:5d}  "
+              f"{case.description}".rstrip())
+    print("run a suite with servopt bench --suite NAME (default quick), cases with --case NAME")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from servopt.benchmarks import registry, report, runner
 
@@ -418,10 +430,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.case and args.suite:
         raise ValueError("give --suite or --case, not both (--case runs the named cases whatever "
                          "their suite)")
+    if args.list and (args.case or args.suite):
+        raise ValueError("--list lists every registered case; it takes no --suite or --case")
     args.suite = args.suite or "quick"
     if args.case:  # a name given twice is one case (and one part of the report's name)
         args.case = list(dict.fromkeys(args.case))
     loaded = [load_plugin(spec) for spec in args.plugin or []]  # before discovery: their cases
+    if args.list:
+        return list_cases(registry.cases())
     selected = registry.cases(suite=None if args.case else args.suite, names=args.case or None)
     if not selected:
         known = registry.suites()
@@ -963,6 +979,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true",
                    help="skip the PNG plots (an earlier run's plots of this --out and --name are removed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--list", action="store_true",
+                   help="list the registered cases (with --plugin's), their suites and runs; run none")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("report", help="write NAME.md again beside NAME.csv (rows servopt bench "

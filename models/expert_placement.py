@@ -74,8 +74,12 @@ the makespan saved per extra token that a replica of e on g could serve (u[l,e,g
 ``slots[l,g]`` (>= 0), the makespan saved per extra slot on GPU g; ``placed[l,e]`` (>= 0), the
 makespan saved per replica of e fewer required (a valid-inequality row: usually 0);
 ``gpu_time[l,g]`` (>= 0, only with unequal speeds): the makespan saved per unit of extra time on
-GPU g, ``s_g pi_lg`` (summing to 1 per layer). With the
-integer variables fixed (a MIP's prices) these describe the incumbent's dispatch only.
+GPU g, ``s_g pi_lg`` (summing to 1 per layer). A MIP's prices (the LP with the integer variables
+fixed at the incumbent) are the dispatch LP's of the incumbent placement: the link rows of placed
+replicas leave that LP (:func:`placed_links`; their price is 0: such a replica may take any share
+of its expert), the link row of an absent replica prices it (>= lambda_le - pi_lg), and the rows
+over ``y`` (and ``x``) only, ``slots``, ``placed``, ``group_node``, ``local``, have no price there
+(NaN: nothing in them can move; ``relax=True`` prices them).
 These readings hold for the dispatch LP and the MILP's relaxation as built by default; with
 ``makespan_lb`` the ``lower[l]`` row can take the whole price (every ``gpu_load`` price 0), and the
 ``order`` rows make the dual of an interchangeable GPU depend on its position in the chain.
@@ -393,6 +397,7 @@ def build(
     # valid inequalities: the MIP's prices (the LP with the placement fixed) are read without
     # them, as the dispatch LP of the incumbent gives them, not soaked up by a cut
     m.valid_inequalities = ("lower", "order") if hasattr(m, "order") else ("lower",)
+    m.valid_at_incumbent = placed_links
     m.index_names = {"y": ["layer", "expert", "gpu"], "f": ["layer", "expert", "gpu"],
                      "z": ["layer"], "demand": ["layer", "expert"],
                      "link": ["layer", "expert", "gpu"], "slots": ["layer", "gpu"],
@@ -403,6 +408,18 @@ def build(
                      "local": ["layer", "expert", "gpu"]}
     _in_units(m, unit, time_unit)
     return m
+
+
+def placed_links(m: pyo.ConcreteModel) -> list[Any]:
+    """The ``link[l,e,g]`` rows whose replica is placed (y[l,e,g] at 1 in the model's current
+    values, a MIP's incumbent): with y fixed at 1 the row reads ``f <= u``, implied by the demand
+    row when u = w and a cut (valid for plans at least as good as ``makespan_ub``) when u < w, so
+    the MIP's price LP leaves it out (``servopt.solvers.exact``: ``valid_at_incumbent``) and is
+    the dispatch LP of the incumbent placement. Left in, a replica serving all of its expert's
+    tokens has its link and demand rows both binding, and HiGHS put every demand price at the
+    bottleneck's (demand 1 for an expert on an idle GPU, where one more token costs nothing)."""
+    return [m.link[key] for key in m.link
+            if m.y[key].value is not None and round(m.y[key].value) == 1]
 
 
 def _gpu_rows(m: pyo.ConcreteModel, s: np.ndarray, tokens: Any) -> None:
@@ -695,5 +712,6 @@ def build_cvxpy(instance: Instance, *, placement: Any = None,
 __all__ = ["LINK_FLOOR", "LOAD_UNITS", "MAX_MIGRATION_RATIO", "MAX_SPEED_RATIO", "OBJECTIVE_UNIT",
            "MigrationRatioError", "build", "build_cvxpy",
            "check_placement", "decisions", "dispatch_matrices", "explain_infeasible",
-           "feasible_makespan", "load_unit", "makespan_lower_bound", "placement_matrix", "rounded",
+           "feasible_makespan", "load_unit", "makespan_lower_bound", "placed_links",
+           "placement_matrix", "rounded",
            "solution_note", "solver_units", "window_loads"]

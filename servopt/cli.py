@@ -265,6 +265,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
         for row in top.itertuples(index=False):
             scalar = row.index is None or (isinstance(row.index, float) and math.isnan(row.index))
             print(f"  {row.family}{'' if scalar else f'[{row.index}]'} = {row.price:.6g}")
+    no_price = [f"{family} ({int(series.isna().sum())} of {len(series)} rows)"  # NaN: no price
+                for family, series in solution.prices.items() if series.isna().any()]
+    if no_price:  # (a MIP's rows over integer variables only: solution.info["prices_note"])
+        print(f"no price  {', '.join(no_price)}: rows over integer variables only (with the integers "
+              "fixed at the incumbent nothing in them can move, so the LP prices nothing there; "
+              "add --relax for the LP's prices)")
     if solution.status == "time_limit" and math.isnan(solution.objective) and math.isnan(solution.bound):
         print(f"servopt: error: nothing found within the time limit of {time_limit:g} s",
               file=sys.stderr)

@@ -72,8 +72,15 @@ objective, decisions or prices, the bound kept, status ``error`` where HiGHS sai
 Prices follow the one convention of :mod:`servopt.core.solution`: for a MIP they are the duals of
 the LP obtained by fixing the integer variables at the incumbent (``prices=True``), without the
 rows a Pyomo model lists in ``model.valid_inequalities`` (cuts such as symmetry breaking, which
-would soak up the prices). A MIP whose LP would have nothing left to move (:func:`_nothing_to_price`,
-:func:`_has_free_continuous`: its duals zero by construction) reports no prices, says why in
+would soak up the prices) and the rows its ``model.valid_at_incumbent(model)`` returns (rows that
+are cuts once the integers have their incumbent values: expert placement's link rows of placed
+replicas; priced 0). A row none of whose columns is left free in that LP (all integer, or fixed:
+decode routing's ``assign[i]``, a user's pin on integer variables) has no price there: nothing in
+it can move, so its dual is arbitrary (HiGHS reported 0 whatever the row cost); it is priced NaN,
+on every path, and ``info["prices_note"]`` names its families (:data:`NO_PRICE_NOTE`; solve with
+``relax=True`` for the LP's price of such a row). A MIP whose LP would have nothing left to
+move (:func:`_nothing_to_price`, :func:`_has_free_continuous`: its duals zero by construction)
+reports no prices, says why in
 ``info["prices_skipped"]``, and keeps no share of its time limit for them. A solver
 failure raises :class:`SolverFailedError` with the solver's cause, never ``InfeasibleError``.
 """
@@ -700,6 +707,8 @@ def _solve_model_once(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudg
                 solution.prices, skipped = fixed
                 if skipped is not None:
                     solution.info["prices_skipped"] = skipped
+                elif note := _no_price_note(solution.prices):
+                    solution.info["prices_note"] = note
     elif prices:
         solution.info["prices_skipped"] = "time_limit" if status == "time_limit" else "no solution"
     solution.info["bound_kind"] = _bound_kind(solution)
@@ -710,13 +719,17 @@ def _solve_model_once(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudg
 def _pyomo_lp(solver: Any) -> tuple[Any, Any] | None:
     """The model Pyomo's HiGHS interface loaded (a ``highspy.HighsLp`` copy) and its matrix as
     scipy.sparse, or None without that interface's internals (another Pyomo)."""
-    import highspy
-    import scipy.sparse as sp
-
     highs = getattr(solver, "_solver_model", None)
     if highs is None:
         return None
-    lp = highs.getLp()
+    return _lp_matrix(highs.getLp())
+
+
+def _lp_matrix(lp: Any) -> tuple[Any, Any]:
+    """A ``highspy.HighsLp`` and its matrix as scipy.sparse."""
+    import highspy
+    import scipy.sparse as sp
+
     shape = (lp.num_row_, lp.num_col_)
     parts = (np.asarray(lp.a_matrix_.value_, dtype=float), np.asarray(lp.a_matrix_.index_),
              np.asarray(lp.a_matrix_.start_))
@@ -935,6 +948,8 @@ def _fixed_integer_prices_in_place(solver: Any, model: pyo.ConcreteModel, sense:
         return None
     lp = highs.getLp()  # a copy: the LP is solved afresh, as the clone would be
     cuts = _cut_rows(model, rows)
+    at_incumbent = [rows[con] for con in _incumbent_cuts(model) if con in rows]
+    cuts = cuts + at_incumbent
     if cuts:  # valid inequalities leave the price LP (free rows: their duals are 0)
         row_lower, row_upper = np.asarray(lp.row_lower_, dtype=float), np.asarray(lp.row_upper_, dtype=float)
         row_lower[cuts], row_upper[cuts] = -np.inf, np.inf
@@ -946,6 +961,9 @@ def _fixed_integer_prices_in_place(solver: Any, model: pyo.ConcreteModel, sense:
         lower[integer] = upper[integer] = np.round(x[integer])
         lp.col_lower_, lp.col_upper_ = lower, upper
     lp.integrality_ = []
+    _, matrix = _lp_matrix(lp)
+    frozen = _rows_without_free_column(matrix, np.asarray(lp.col_lower_, dtype=float)
+                                       != np.asarray(lp.col_upper_, dtype=float))
     fixed = new_highs()
     fixed.passModel(lp)
     if time_limit is not None:  # (HiGHS ignores a negative limit: spent is 0, stop at once)
@@ -955,11 +973,49 @@ def _fixed_integer_prices_in_place(solver: Any, model: pyo.ConcreteModel, sense:
     if status != highspy.HighsModelStatus.kOptimal:
         return {}, ("time_limit" if status == highspy.HighsModelStatus.kTimeLimit
                     else f"the fixed-integer LP ended {fixed.modelStatusToString(status)!r}")
-    dual = fixed.getSolution().row_dual
+    dual = np.asarray(fixed.getSolution().row_dual, dtype=float)
+    dual[at_incumbent] = 0.0  # (free rows: 0 already; said for clarity)
+    dual[frozen] = np.nan  # no free column: no price (module docstring)
     skip = _cut_names(model)
     return _pyomo_prices(model, {con: dual[row] for con, row in rows.items()
                                  if con.parent_component().local_name not in skip}, sense,
                          skip=skip), None
+
+
+def _incumbent_cuts(model: pyo.ConcreteModel) -> list[Any]:
+    """The rows ``model.valid_at_incumbent(model)`` names (none without that hook): rows that
+    are valid inequalities once the integer variables hold the incumbent's values (expert
+    placement's ``link[l,e,g]`` where y[l,e,g] = 1: ``f <= u`` is implied by the demand row when
+    u = w, a cut when u < w), so they leave the price LP (priced 0), as ``valid_inequalities``
+    do; left in, such a row binds with the demand row and HiGHS may put the price on either."""
+    hook = getattr(model, "valid_at_incumbent", None)
+    return [] if hook is None else list(hook(model))
+
+
+def _rows_without_free_column(matrix: Any, free: np.ndarray) -> np.ndarray:
+    """Rows of ``matrix`` (scipy.sparse) with no nonzero in a ``free`` column: in the price LP of
+    a MIP (integers fixed) nothing in them can move, so they get no price (NaN)."""
+    import scipy.sparse as sp
+
+    a = sp.csr_matrix(matrix)
+    nonzero = sp.csr_matrix((a.data != 0, a.indices, a.indptr), shape=a.shape, dtype=float)
+    return nonzero @ np.asarray(free, dtype=float) == 0
+
+
+NO_PRICE_NOTE = ("no price (NaN) for rows over integer variables only: with the integers fixed "
+                 "at the incumbent nothing in them can move, so a dual there would be arbitrary "
+                 "(0 whatever the row costs); solve with relax=True for the LP's prices")
+
+
+def _no_price_note(prices: dict[str, pd.Series]) -> str | None:
+    """``info["prices_note"]`` of a MIP's prices: which families have rows priced NaN
+    (:data:`NO_PRICE_NOTE`), None when none has."""
+    counts = {name: int(np.isnan(series.to_numpy(dtype=float)).sum())
+              for name, series in prices.items() if len(series)}
+    listed = [f"{name} ({n} of {len(prices[name])})" for name, n in counts.items() if n]
+    if not listed:
+        return None
+    return f"{NO_PRICE_NOTE}: {', '.join(listed)}"
 
 
 def _cut_names(model: pyo.ConcreteModel) -> set[str]:
@@ -979,6 +1035,7 @@ def _fixed_integer_prices(model: pyo.ConcreteModel, sense: str, time_limit: floa
     """Prices of a MIP: duals of the LP with the integer variables fixed at the incumbent (HiGHS
     given ``time_limit`` s), and why there are none (None when there are)."""
     from pyomo.contrib.solver.common.results import TerminationCondition
+    from pyomo.core.expr import identify_variables
 
     lp = model.clone()
     for var in lp.component_data_objects(pyo.Var, active=True):
@@ -986,6 +1043,16 @@ def _fixed_integer_prices(model: pyo.ConcreteModel, sense: str, time_limit: floa
             var.fix(round(var.value))
     for name in _cut_names(lp):  # valid inequalities leave the price LP
         getattr(lp, name).deactivate()
+    given: dict[Any, float] = {}  # rows priced without the LP: cuts at the incumbent 0, rows
+    for con in _incumbent_cuts(lp):  # with no free column NaN (module docstring)
+        if con.active:
+            con.deactivate()
+            given[con] = 0.0
+    for con in lp.component_data_objects(pyo.Constraint, active=True):
+        if not any(v.is_continuous() and not (v.lb is not None and v.lb == v.ub)
+                   for v in identify_variables(con.body, include_fixed=False)):
+            con.deactivate()
+            given[con] = math.nan
     pyo.TransformationFactory("core.relax_integer_vars").apply_to(lp)
     kwargs: dict[str, Any] = {} if time_limit is None else {"time_limit": float(time_limit)}
     result = _highs().solve(
@@ -999,7 +1066,9 @@ def _fixed_integer_prices(model: pyo.ConcreteModel, sense: str, time_limit: floa
     if term != TerminationCondition.convergenceCriteriaSatisfied:
         return {}, ("time_limit" if term == TerminationCondition.maxTimeLimit
                     else f"the fixed-integer LP ended {term.name!r}")
-    return _pyomo_prices(lp, result.solution_loader.get_duals(), sense), None
+    duals = dict(result.solution_loader.get_duals())
+    duals.update(given)
+    return _pyomo_prices(lp, duals, sense), None
 
 
 def _pyomo_prices(model: pyo.ConcreteModel, duals: Any, sense: str, skip: set[str] = frozenset()
@@ -1007,12 +1076,14 @@ def _pyomo_prices(model: pyo.ConcreteModel, duals: Any, sense: str, skip: set[st
     """Prices of every active constraint family of ``model`` but those named in ``skip``."""
     names = getattr(model, "index_names", {}) or {}
     prices: dict[str, pd.Series] = {}
-    for component in model.component_objects(pyo.Constraint, active=True, descend_into=True):
+    for component in model.component_objects(pyo.Constraint, descend_into=True):
         if component.local_name in skip:
             continue
+        if not component.active and not any(con in duals for con in component.values()):
+            continue  # (a scalar row left out of the price LP is inactive, but priced)
         keys, values, inequality = [], [], True
         for key, con in component.items():
-            if not con.active or con not in duals:
+            if con not in duals:  # (a row left out of a price LP is in ``duals`` when priced)
                 continue
             dual = float(duals[con])
             if con.equality:
@@ -1323,6 +1394,8 @@ def _solve_matrix_once(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_
                     skipped = "time_limit"
                 else:
                     solution.prices, skipped = _fixed_matrix_prices(mm, values, highs, step)
+                    if skipped is None and (note := _no_price_note(solution.prices)):
+                        solution.info["prices_note"] = note
             elif empty:
                 solution.prices = _matrix_prices(mm, np.zeros(mm.shape[0]), np.zeros(0))
             elif status == "optimal" and solution_values.dual_valid:  # not a stopped LP's duals
@@ -1763,8 +1836,13 @@ def _sigint_blocked() -> Iterator[None]:
 def _matrix_prices(mm: MatrixModel, row_dual: np.ndarray, col_dual: np.ndarray,
                    fixed: np.ndarray | None = None) -> dict[str, pd.Series]:
     """Prices of the row and bound-row families; ``fixed`` marks the integer columns fixed at the
-    incumbent (their bound rows are priced 0, as on the Pyomo path, where they leave the LP)."""
+    incumbent: their bound rows, and the rows with no other column left free, are priced NaN (no
+    price: nothing in them can move, as on the Pyomo path; module docstring)."""
     out: dict[str, pd.Series] = {}
+    frozen = None
+    if fixed is not None:
+        free = (np.asarray(fixed) == 0) & (np.asarray(mm.col_lower) != np.asarray(mm.col_upper))
+        frozen = _rows_without_free_column(mm.matrix, free)
     for name, fam in mm.rows.items():
         rows = fam.positions
         present = rows >= 0
@@ -1776,15 +1854,18 @@ def _matrix_prices(mm: MatrixModel, row_dual: np.ndarray, col_dual: np.ndarray,
         price = np.where(less, normalise_dual(dual, sense=mm.sense, row="le", convention="pyomo"),
                          normalise_dual(dual, sense=mm.sense, row="ge", convention="pyomo"))
         price = np.where(equality, dual, np.where(present, price, 0.0))
+        if frozen is not None:  # no free column in the price LP: no price (module docstring)
+            price = np.where(present & _at(frozen.astype(float), rows, 0.0).astype(bool),
+                             np.nan, price)
         out[name] = clean_prices(pd.Series(price, index=fam.index, name=name),
                                  inequality=not equality.any())
     for name, fam in mm.bound_rows.items():
         reduced = _at(col_dual, fam.positions, 0.0)
-        if fixed is not None:  # a fixed integer column's reduced cost prices the fixing
-            reduced[_at(fixed, fam.positions, 0.0) > 0] = 0.0
-        dual = normalise_dual(reduced, sense=mm.sense, row="le", convention="pyomo")
-        out[name] = clean_prices(pd.Series(np.maximum(dual, 0.0), index=fam.index, name=name),
-                                 inequality=True)
+        dual = np.maximum(normalise_dual(reduced, sense=mm.sense, row="le", convention="pyomo"),
+                          0.0)
+        if fixed is not None:  # a fixed integer column's bound: nothing left to move, no price
+            dual[_at(fixed, fam.positions, 0.0) > 0] = np.nan
+        out[name] = clean_prices(pd.Series(dual, index=fam.index, name=name), inequality=True)
     return out
 
 

@@ -154,7 +154,10 @@ class Solution:
     gap : relative gap between objective and bound (see :func:`relative_gap`).
     wall_s : wall-clock seconds of build plus solve.
     decisions : primal decisions as pandas objects indexed like the instance.
-    prices : constraint family name -> price Series, in the convention of this module.
+    prices : constraint family name -> price Series, in the convention of this module; NaN
+        where a row has no price (a MIP's row over integer variables only: with the integers
+        fixed at the incumbent nothing in it can move; ``info["prices_note"]`` names the families,
+        and ``relax=True`` gives the LP's prices).
     sense : ``min`` or ``max``.
     relaxed : True when this is an LP relaxation.
     backend : ``highs``, ``pyomo`` (HiGHS through the Pyomo model) or ``cvxpy``;
@@ -181,9 +184,11 @@ class Solution:
     def top_prices(self, n: int = 5, *, per_family: bool = False) -> pd.DataFrame:
         """The ``n`` largest prices by magnitude (family, index, price), over all constraint
         families or, with ``per_family``, the ``n`` largest of each family in turn (so a family of
-        large equality duals cannot hide the capacity rows)."""
+        large equality duals cannot hide the capacity rows). Rows with no price (NaN: a MIP's rows
+        over integer variables only, ``info["prices_note"]``) are left out."""
         parts = []
         for family, series in self.prices.items():
+            series = series[~np.isnan(series.to_numpy(dtype=float))]
             if len(series) == 0:
                 continue
             top = series.iloc[np.argsort(-np.abs(series.to_numpy(dtype=float)), kind="stable")[:n]]
@@ -245,6 +250,7 @@ class Solution:
                 "relaxed": self.relaxed, "backend": self.backend, "form": self.info.get("form"),
                 "instance": self.info.get("instance"), "note": self.info.get("note"),
                 "lp": self.info.get("lp"), "bound_kind": self.info.get("bound_kind"),
+                "prices_note": self.info.get("prices_note"),
                 "prices": sorted(self.prices), "decisions": sorted(self.decisions)}
         head = {k: (None if math.isnan(v) else _INFINITE[v > 0]) if isinstance(v, float)
                 and not math.isfinite(v) else v for k, v in head.items()}
@@ -296,6 +302,8 @@ class Solution:
                 "labels_sha256": _labels_digest(_read_text(out / folder / f"{name}.csv"))}
             if columns is not None:
                 tables[folder][name]["columns"] = columns
+            if folder == "prices" and (missing := _no_price_rows(frame)):
+                tables[folder][name]["no_price"] = missing  # (load allows exactly these NaN)
         head["tables"] = tables
         text = json.dumps(head, indent=1) + "\n"
         replace_file(out / "solution.json", lambda path: path.write_text(text))
@@ -310,7 +318,8 @@ class Solution:
         text label reads back as ""). Raises ``InvalidInstanceError`` for a folder that is not a saved
         solution or a file that does not match its ``solution.json`` (a missing, added or
         relabelled row, a value or label of another type, a price that is empty, NaN or
-        infinite, a DataFrame's cell that is missing or listed twice). Values may be edited, and
+        infinite beyond the rows saved with no price (NaN, counted in ``solution.json``), a
+        DataFrame's cell that is missing or listed twice). Values may be edited, and
         rows re-sorted: rows are matched by label."""
         folder = Path(directory)
         head_path = folder / "solution.json"
@@ -385,7 +394,8 @@ class Solution:
                     table = out[name]
                     _check_finite(table.stack(list(range(table.columns.nlevels)), future_stack=True)
                                   .rename(name) if isinstance(table, pd.DataFrame) else table,
-                                  folder / kind / f"{name}.csv")
+                                  folder / kind / f"{name}.csv",
+                                  no_price=((meta.get(kind) or {}).get(name) or {}).get("no_price", 0))
             return out
 
         sense = head.get("sense", "min")
@@ -405,7 +415,8 @@ class Solution:
             raise InvalidInstanceError(
                 f"{head_path}: gap {gap!r} does not match objective {objective!r} and bound "
                 f"{bound!r} ({sense}: relative_gap gives {expected!r}); the file was edited")
-        info = {key: head[key] for key in ("form", "instance", "note") if head.get(key) is not None}
+        info = {key: head[key] for key in ("form", "instance", "note", "prices_note")
+                if head.get(key) is not None}
         if head.get("lp") is not None:  # whether the model solved was an LP: its duals are prices
             if not isinstance(head["lp"], bool):
                 raise InvalidInstanceError(f"{head_path}: lp must be true or false, got {head['lp']!r}")
@@ -430,6 +441,7 @@ class Solution:
 _INFINITE = {True: "Infinity", False: "-Infinity"}  # solution.json's infinite numbers
 _HEAD_KEYS = frozenset({"decision", "status", "objective", "bound", "gap", "wall_s", "sense",
                         "relaxed", "backend", "form", "instance", "note", "lp", "bound_kind",
+                        "prices_note",
                         "prices", "decisions", "tables"})  # what save writes in solution.json
 _KINDS = ("int", "float", "float32", "bool", "text", "none")  # a saved column's kinds
 
@@ -454,6 +466,10 @@ def _check_table_meta(entry: Any, where: str) -> None:
         if not isinstance(kind, str) or kind not in _KINDS:
             raise InvalidInstanceError(f"{where}.{field} must be one of {', '.join(_KINDS)}, "
                                        f"got {kind!r}")
+    no_price = entry.get("no_price", 0)
+    if isinstance(no_price, bool) or not isinstance(no_price, int) or not 0 <= no_price <= rows:
+        raise InvalidInstanceError(f"{where}.no_price must be a whole number of rows from 0 to "
+                                   f"{rows}, got {no_price!r}")
     digest = entry.get("labels_sha256")
     if digest is not None and not isinstance(digest, str):
         raise InvalidInstanceError(f"{where}.labels_sha256 must be text, got {digest!r}")
@@ -546,14 +562,27 @@ def _saved_tables(out: Path) -> dict[str, list[str]]:
 _INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
-def _check_finite(price: pd.Series, path: Path) -> None:
-    """A loaded price table holds finite numbers only: a solver's duals always are, so an empty,
-    NaN or infinite cell was edited in, and a rule built on it would route or admit by garbage."""
+def _no_price_rows(price: Any) -> int:
+    """How many cells of a price table are NaN (rows with no price: :class:`Solution`)."""
+    try:
+        values = np.asarray(price, dtype=float)
+    except (TypeError, ValueError):
+        return 0
+    return int(np.isnan(values).sum())
+
+
+def _check_finite(price: pd.Series, path: Path, no_price: int = 0) -> None:
+    """A loaded price table holds finite numbers only, but for the ``no_price`` rows saved as NaN
+    (a MIP's rows with no price: :class:`Solution`): a solver's duals are finite, so another
+    empty, NaN or infinite cell was edited in, and a rule built on it would route or admit by
+    garbage."""
     try:
         values = price.to_numpy(dtype=float)
     except (TypeError, ValueError):
         raise InvalidInstanceError(f"{path}: prices must be numbers") from None
     bad = ~np.isfinite(values)
+    if no_price and int(np.isnan(values).sum()) == no_price:
+        bad &= ~np.isnan(values)  # the rows saved with no price
     if bad.any():
         k = int(np.argmax(bad))
         label = price.index[k] if isinstance(price.index, pd.MultiIndex) else (price.index[k],)

@@ -78,24 +78,6 @@ def test_the_reproducers_poisson_toy_in_closed_form():
     assert out.metrics["kv_utilisation"] == pytest.approx(599 * K / (arr[-2] + T) / M, rel=1e-9)
 
 
-def test_a_hand_made_log_is_weighted_by_busy_time(monkeypatch):
-    # A log (d0 = 0.01 s, d1 = 0.001 s/token) whose entries end at 1, 3, 4 s: 10, 20, 10 tokens over
-    # 1, 2, 1 iterations, so iterations of 0.01 + 0.001 x 10 = 0.02 s each; KV token-iterations
-    # 100, 400, 50. KV-seconds: 100 x 0.02 + 400 x 0.02 + 50 x 0.02 = 11 over the 4 s window:
-    # 11 / 4 / 1000 = 0.00275, on both paths (before: 0.1375 on both, idle time given KV).
-    log = bench.SimResult(times=np.array([1.0, 3.0, 4.0]), in_system=np.array([3, 1, 5]),
-                          waiting=np.array([2, 0, 4]), tokens=np.array([10, 20, 10]),
-                          kv_used=np.array([100, 400, 50]), iterations=np.array([1, 2, 1]),
-                          done_times=np.array([2.5] + [np.nan] * 499), preemptions=0,
-                          recomputed_tokens=0, work_tokens=0)
-    monkeypatch.setattr(bench, "simulate", lambda *args, **kw: log)
-    inst = instances.Instance(prompt_tokens=[100], output_tokens=[11], arrival_rate=1.0, kv_tokens=1000,
-                              token_budget=200, batch_cap=4, prefill_chunk=50, step_overhead_s=0.01,
-                              per_token_s=0.001)
-    assert bench.fleet_observer(inst, window=50)(1)["kv_utilisation"] == pytest.approx(0.00275)
-    assert bench.check_rate(inst, 1.0, n_requests=500).kv_utilisation == pytest.approx(0.00275)
-
-
 def preset() -> instances.Instance:
     return instances.generate(workload="code", requests=300, seed=0, arrival_rate=20.0)
 

@@ -386,6 +386,8 @@ def bound(instance: Instance, *, window: str = "next", time_limit: float | None 
             sol = exact.solve_model(model, time_limit=layer_limit, mip_gap=1e-6,
                                     prices=False, decision=instance.decision,
                                     solver_options={"mip_feasibility_tolerance": 1e-9})
+            if sol.status == "interrupted":  # Ctrl-C: stop, as everywhere (no bound to cache)
+                raise KeyboardInterrupt(f"the bound's MILP of layer {layer} was interrupted")
             proved = sol.bound >= sol.objective - 1e-9 * abs(sol.objective)  # relative: any scale
             all_optimal &= sol.status == "optimal" and proved
             solved += 1

@@ -23,7 +23,7 @@ import re
 import stat
 import sys
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -744,8 +744,15 @@ def run(
         elif scheduler is not None:
             _run_dask(todo, scheduler, jobs, done)
         elif jobs <= 1:
-            for key, case, params, seed, method in todo:
-                done(key, run_unit(case, params, seed, method))
+            with noting_signals() as seen:
+                for key, case, params, seed, method in todo:
+                    row = run_unit(case, params, seed, method)
+                    if seen:  # a solver absorbed the Ctrl-C / SIGTERM (an ``interrupted``
+                        # solve: HiGHS cancelled, a price of 0, an early incumbent): this row is
+                        # not the unit's, so it is neither kept nor cached, and the run stops
+                        raise KeyboardInterrupt("interrupted during "
+                                                + unit_label(case, params, seed, method))
+                    done(key, row)
         else:
             _run_pool(todo, jobs, done)
     finally:
@@ -753,6 +760,49 @@ def run(
     frame = assemble([results[u[0]] for u in units if u[0] in results])
     frame.attrs.update(runs=len(units), runs_cached=len(units) - len(todo), jobs=jobs)
     return frame
+
+
+def unit_label(case: Case, params: dict[str, Any], seed: int, method: str) -> str:
+    """A unit in the user's terms, as the Dask path's one-line errors name it."""
+    what = "the bound" if method == BOUND else f"method {method}"
+    return f"case {case.name}, {what}, seed {seed}, params {params_label(params)}"
+
+
+@contextlib.contextmanager
+def noting_signals() -> Iterator[list[int]]:
+    """Within the block, SIGINT and SIGTERM are noted (the list yielded gets their numbers) and
+    then handled as before: the handler in place (Python's KeyboardInterrupt, the CLI's
+    :class:`~servopt.cli.Terminated`) is called. Units run in this process need it: a solver
+    that catches the KeyboardInterrupt to cancel HiGHS (status ``interrupted``) would otherwise
+    hide the signal from the run, which went on and cached the unit's row (a bid price learned
+    as 0). Only in the main thread and for handlers that are Python functions (an ignored or
+    default signal is left alone); the handler is put back unless it was changed meanwhile (the
+    CLI's first SIGTERM puts SIGTERM's default back, and that stays)."""
+    import signal
+    import threading
+
+    seen: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    installed: dict[int, tuple[Any, Any]] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if not callable(handler):
+            continue
+
+        def note(number: int, frame: Any, handler: Any = handler) -> None:
+            seen.append(number)
+            handler(number, frame)
+
+        signal.signal(signum, note)
+        installed[signum] = (handler, note)
+    try:
+        yield seen
+    finally:
+        for signum, (handler, note) in installed.items():
+            if signal.getsignal(signum) is note:
+                signal.signal(signum, handler)
 
 
 PARENT_POLL_S = 1.0  # how often a worker checks for its parent where the kernel cannot tell it

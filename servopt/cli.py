@@ -1116,8 +1116,13 @@ def _run_command(args: argparse.Namespace, terminated: list[int]) -> int:
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # inside the try: a closed pipe shows here, not at interpreter exit
-        # (a command that catches the interrupt itself and returns 130 keeps SIGTERM's status)
-        return EXIT_TERMINATED if terminated and code == EXIT_INTERRUPTED else code
+        if terminated:  # a SIGTERM ends the command as one, whatever it returned: a command that
+            # caught the interrupt itself returned 130, and one whose solver absorbed it (HiGHS
+            # cancelled) must not pass for a finished run with status 0
+            if code != EXIT_INTERRUPTED:
+                print("servopt: terminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
+        return code
     except BrokenPipeError:  # the reader went away (``servopt solve f.json | head``): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

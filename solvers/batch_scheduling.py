@@ -1423,7 +1423,10 @@ def _warm_start(h: Any, values: np.ndarray) -> None:
 
 
 def _lp_prices(solution: Solution, time_limit: float | None) -> np.ndarray:
-    """The memory prices of a solved LP, refused when it stopped before the optimum."""
+    """The memory prices of a solved LP, refused when it stopped before the optimum (a
+    KeyboardInterrupt again when Ctrl-C stopped it: an interrupt, not a bad instance)."""
+    if solution.status == "interrupted":
+        raise KeyboardInterrupt("the bid-price LP was interrupted")
     if "kv_memory" not in solution.prices:
         raise InvalidInstanceError(
             f"the bid-price LP stopped before its optimum (status {solution.status}, time_limit "
@@ -1518,6 +1521,8 @@ def _learned_or_zero(plan: Instance, time_limit: float | None, who: str, what: s
     """The stationary price of the LP of ``plan`` (a :func:`learning_plan`), or None, with a
     ``RuntimeWarning`` naming ``what`` was solved, when the LP stopped before its optimum."""
     solution = solve_lp(plan, time_limit=time_limit)
+    if solution.status == "interrupted":  # Ctrl-C: stop, as everywhere (a price of 0 is no
+        raise KeyboardInterrupt(f"{who}: {what} was interrupted")  # rule's: R39 F1)
     if "kv_memory" in solution.prices:
         return _stationary_price(solution.prices["kv_memory"].to_numpy())
     warnings.warn(

@@ -160,7 +160,9 @@ def solve_lp(instance: Instance, *, method: str = "highs_matrix",
         from servopt.solvers import exact
 
         sol = exact.solve(instance, relax=True, backend=method, time_limit=time_limit)
-        if sol.status in ("time_limit", "interrupted"):  # as the highs_matrix path: a stopped LP
+        if sol.status == "interrupted":  # Ctrl-C: stop, not a slow LP's TimeoutError
+            raise KeyboardInterrupt(f"the caching LP ({method}) was interrupted")
+        if sol.status == "time_limit":  # as the highs_matrix path: a stopped LP
             raise TimeoutError(_stopped(f"{sol.status} ({method})", time_limit))  # is no bound
         if sol.status != "optimal":
             raise exact.SolverFailedError(f"HiGHS stopped on the caching LP ({method}): {sol.status}")

@@ -147,7 +147,10 @@ def fluid_lp(instance: Instance, observe: Observe | None = None) -> Plan:
     """N from the fluid LP's optimum (HiGHS); binding resource and price from its duals."""
     from servopt.solvers import exact
 
-    return plan_from_solution(instance, exact.solve(instance))
+    solution = exact.solve(instance)
+    if solution.status == "interrupted":  # Ctrl-C: stop, not "solve it without a time limit"
+        raise KeyboardInterrupt("the capacity LP was interrupted")
+    return plan_from_solution(instance, solution)
 
 
 def plan_from_solution(instance: Instance, solution: Any) -> Plan:

@@ -1049,6 +1049,8 @@ def exact_placement(instance: Instance, *, target_gap: float | None = None,
                           makespan_lb=bound[layer])
             sol = exact.solve_model(model, time_limit=milp_time_limit, mip_gap=1e-6,
                                     prices=False, decision=instance.decision)
+            if sol.status == "interrupted":  # Ctrl-C: stop, not a plan from a cut-short MILP
+                raise KeyboardInterrupt(f"the placement MILP of layer {layer} was interrupted")
             if not math.isnan(sol.bound):
                 bound[layer] = max(bound[layer], sol.bound)
             if math.isnan(sol.objective):

@@ -1,0 +1,172 @@
+"""``servopt bench`` when things go wrong mid-run (R39): a Ctrl-C or SIGTERM that a solver
+absorbs, a pool worker killed, a cache that cannot be written, a scheduler address that is not
+a Dask scheduler."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from servopt import cli
+from servopt.benchmarks import Case, run
+from servopt.benchmarks import runner as runner_mod
+from servopt.benchmarks.harness import evaluate
+
+import toy_decision
+
+
+@pytest.fixture
+def sigint_raises(monkeypatch):
+    """Ctrl-C raises KeyboardInterrupt here even when pytest runs in a background job (which
+    inherits SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def absorbs_sigint(instance):
+    """A policy whose solver catches Ctrl-C (as servopt's HiGHS wrapper does: it cancels the
+    solve and reports ``interrupted``) and goes on with what it has."""
+    try:
+        signal.raise_signal(signal.SIGINT)
+    except KeyboardInterrupt:
+        pass
+    return toy_decision.nothing(instance)
+
+
+def absorbs_sigterm(instance):
+    """The same with SIGTERM, which ``servopt bench`` raises as a KeyboardInterrupt."""
+    try:
+        signal.raise_signal(signal.SIGTERM)
+    except KeyboardInterrupt:
+        pass
+    return toy_decision.nothing(instance)
+
+
+def _toy_case(monkeypatch, method: str, policy) -> Case:
+    monkeypatch.setitem(toy_decision.POLICIES, method, policy)
+    return Case(name=f"toy_{method}", decision="toy_production", seeds=(0,),
+                make_instance=toy_decision.make_instance, methods=("greedy", method))
+
+
+def _cached(cache: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(cache.glob("*.json"))]
+
+
+# -- F1: an interrupt a solver absorbed stops the run, and its unit is not cached -----------
+
+def test_a_ctrl_c_absorbed_by_an_in_process_unit_stops_the_run_uncached(
+        tmp_path, monkeypatch, sigint_raises):
+    case = _toy_case(monkeypatch, "absorbs_sigint", absorbs_sigint)
+    with pytest.raises(KeyboardInterrupt, match="absorbs_sigint"):
+        run([case], jobs=1, cache_dir=tmp_path, progress=False)
+    methods = sorted(row["method"] for row in _cached(tmp_path))
+    assert methods == sorted([runner_mod.BOUND, "greedy"])  # what finished before it is kept
+
+
+def test_a_sigterm_absorbed_by_a_unit_ends_the_command_with_143(tmp_path, monkeypatch, capsys):
+    case = _toy_case(monkeypatch, "absorbs_sigterm", absorbs_sigterm)
+
+    def bench(args):
+        run([case], jobs=1, cache_dir=tmp_path, progress=False)
+        return 0
+
+    with cli.sigterm_as_interrupt() as terminated:
+        code = cli._run_command(argparse.Namespace(func=bench), terminated)
+    assert code == cli.EXIT_TERMINATED
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert "absorbs_sigterm" not in {row["method"] for row in _cached(tmp_path)}
+
+
+def test_a_sigterm_the_command_swallowed_still_exits_143(capsys):
+    def swallows(args):
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    with cli.sigterm_as_interrupt() as terminated:
+        code = cli._run_command(argparse.Namespace(func=swallows), terminated)
+    assert code == cli.EXIT_TERMINATED
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+
+
+BPS_GRID = ({"n": 40, "arrivals": "poisson", "load": 1.0, "lengths": "azure",
+             "max_output": 1000},)
+
+
+def test_an_interrupted_price_lp_is_not_cached_and_the_rerun_is_the_evaluators_cost(
+        tmp_path, monkeypatch):
+    """R39 F1's shape: bid_price_stationary's price LP interrupted (status ``interrupted``, as
+    ``_run_interruptible`` reports a Ctrl-C) priced the rule at 0, and the bench cached that
+    cost as ok. Now the run stops, nothing of that unit is cached, and the clean rerun's cost
+    is the evaluator's."""
+    from servopt.solvers import batch_scheduling as rules
+
+    case = Case(name="e34_bps", decision="batch_scheduling", grid=BPS_GRID, seeds=(0,),
+                methods=("bid_price_stationary",))
+    real = rules.solve_lp
+
+    def interrupted_when_learning(instance, **kw):
+        solution = real(instance, **kw)
+        if sys._getframe(1).f_code.co_name != "_learned_or_zero":  # (the bound's LP: solved)
+            return solution
+        return dataclasses.replace(solution, status="interrupted", prices={})
+
+    monkeypatch.setattr(rules, "solve_lp", interrupted_when_learning)
+    with pytest.raises(KeyboardInterrupt):
+        run([case], jobs=1, cache_dir=tmp_path, progress=False)
+    assert [row["method"] for row in _cached(tmp_path)] == [runner_mod.BOUND]
+
+    monkeypatch.setattr(rules, "solve_lp", real)
+    frame = run([case], jobs=1, cache_dir=tmp_path, progress=False)
+    row = frame[frame["method"] == "bid_price_stationary"].iloc[0]
+    expected = evaluate(case.instance(0, BPS_GRID[0]), "bid_price_stationary").cost
+    assert row["status"] == "ok" and row["cost"] == expected
+
+
+
+def _interrupted_after(real):
+    """``real`` (a servopt.solvers.exact solve), its answer relabelled as a Ctrl-C's."""
+    def solve(*args, **kw):
+        return dataclasses.replace(real(*args, **kw), status="interrupted")
+    return solve
+
+
+def test_an_interrupted_caching_lp_is_an_interrupt_not_a_timeout(monkeypatch):
+    from servopt.instances import caching as instances
+    from servopt.solvers import caching, exact
+
+    monkeypatch.setattr(exact, "solve", _interrupted_after(exact.solve))
+    with pytest.raises(KeyboardInterrupt):  # (was TimeoutError: an error row, the bench went on)
+        caching.solve_lp(instances.generate(seed=0), method="pyomo")
+
+
+def test_an_interrupted_capacity_lp_is_an_interrupt(monkeypatch):
+    from servopt.instances import capacity as instances
+    from servopt.solvers import capacity, exact
+
+    monkeypatch.setattr(exact, "solve", _interrupted_after(exact.solve))
+    with pytest.raises(KeyboardInterrupt):  # (was "solve it again without a time limit")
+        capacity.fluid_lp(instances.generate(seed=0))
+
+
+def test_an_interrupted_placement_milp_is_an_interrupt_in_the_rule_and_the_bound(monkeypatch):
+    from servopt.benchmarks import expert_placement as bench
+    from servopt.instances import expert_placement as instances
+    from servopt.solvers import exact
+    from servopt.solvers import expert_placement as placement
+
+    instance = instances.generate(seed=0, slots_per_gpu=2)  # (both solve a layer's MILP)
+    monkeypatch.setattr(exact, "solve_model", _interrupted_after(exact.solve_model))
+    with pytest.raises(KeyboardInterrupt):  # (was a plan from the cut-short MILP, status ok)
+        placement.exact_placement(instance, target_gap=0.0)
+    with pytest.raises(KeyboardInterrupt):  # (was a weaker bound, cached as ok)
+        bench.bound(instance, time_limit=30)

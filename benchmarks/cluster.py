@@ -222,6 +222,14 @@ def _unit_words(case: Any, method: Any, seed: Any) -> str:
     return f"case {case}, {what}, seed {seed}"
 
 
+class UnitKilledError(RuntimeError):
+    """A unit's process was killed (a signal: the OOM killer, a segfault in a solver, kill -9):
+    one line naming the unit. The run failed, it was not misused: ``exit_status`` 1 (the
+    command line's status for a run that failed), not the 2 of bad input or options."""
+
+    exit_status = 1
+
+
 def one_line(exc: BaseException, units: Iterable[tuple], scheduler: str) -> RuntimeError | None:
     """The one-line ``RuntimeError`` for what Dask raised during a run, else None (not Dask's).
     ``units``: the runner's ``(key, case, params, seed, method)`` that were submitted."""
@@ -233,7 +241,7 @@ def one_line(exc: BaseException, units: Iterable[tuple], scheduler: str) -> Runt
     if isinstance(exc, KilledWorker):
         named = _unit_named(exc.args[0] if exc.args else "?", {u[0]: u for u in units})
         attempts = exc.args[2] + 1 if len(exc.args) > 2 and isinstance(exc.args[2], int) else None
-        return RuntimeError(f"{named} killed the Dask worker that ran it"
+        return UnitKilledError(f"{named} killed the Dask worker that ran it"
                             + (f" {attempts} times" if attempts else "")
                             + f" (out of memory? see the worker logs, or run it without "
                             f"--scheduler); {kept}")

@@ -764,8 +764,8 @@ def run(
 
 def unit_label(case: Case, params: dict[str, Any], seed: int, method: str) -> str:
     """A unit in the user's terms, as the Dask path's one-line errors name it."""
-    what = "the bound" if method == BOUND else f"method {method}"
-    return f"case {case.name}, {what}, seed {seed}, params {params_label(params)}"
+    return dask_checks._unit_words(case.name, method, seed) + (
+        f", params {params_label(params)}" if params else "")
 
 
 @contextlib.contextmanager
@@ -856,22 +856,80 @@ def die_with_parent(parent: int) -> str:
     return how
 
 
+UnitKilledError = dask_checks.UnitKilledError  # a unit's worker was killed: exit status 1
+KEPT = "the runs that finished are cached (unless --no-cache) and the next run resumes"
+
+
+def _pool_unit(folder: str, key: str, case: Case, params: dict[str, Any], seed: int,
+               method: str) -> dict[str, Any]:
+    """(In a pool worker.) :func:`run_unit`, with the unit's key in ``folder/<pid>`` while it
+    runs, so the parent can name the unit of a worker that was killed."""
+    mark = Path(folder) / str(os.getpid())
+    mark.write_text(key)
+    row = run_unit(case, params, seed, method)
+    mark.unlink()
+    return row
+
+
+def _killed(folder: Path, processes: list, units: dict[str, tuple]) -> UnitKilledError:
+    """The error for a pool broken by a worker's death: the unit that worker ran, found by its
+    mark in ``folder`` (its exit a signal other than the SIGTERM with which the pool stops the
+    others), else every unit then running."""
+    import signal
+
+    def named(key: str) -> str:
+        _, case, params, seed, method = units[key]
+        return unit_label(case, params, seed, method)
+
+    running: dict[int, str] = {}
+    for mark in folder.iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            running[int(mark.name)] = mark.read_text()
+    dead = [(p.pid, -p.exitcode) for p in processes
+            if p.exitcode is not None and p.exitcode < 0 and p.exitcode != -signal.SIGTERM]
+    for pid, number in dead:
+        if running.get(pid) in units:
+            try:
+                how = f"signal {number}: {signal.Signals(number).name}"
+            except ValueError:
+                how = f"signal {number}"
+            return UnitKilledError(
+                f"{named(running[pid])} killed the worker process that ran it ({how}: out of "
+                f"memory, a crash in a solver or a kill?); {KEPT}")
+    which = "; ".join(named(key) for key in running.values() if key in units)
+    return UnitKilledError(
+        "a worker process died (killed, out of memory or crashed) while running "
+        + (which or "a unit") + f"; {KEPT}")
+
+
 def _run_pool(todo: list, jobs: int, done: Any) -> None:
     import multiprocessing
+    import tempfile
 
     context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
     pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
                                   initializer=_init_worker, initargs=(os.getpid(),))
-    futures = {pool.submit(run_unit, c, p, s, m): k for k, c, p, s, m in todo}
-    try:
-        for future in cf.as_completed(futures):
-            done(futures[future], future.result())
-    except BaseException:
-        # interrupted: stop the units in flight now rather than waiting for them
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
+    with tempfile.TemporaryDirectory(prefix="servopt-pool-") as folder:
+        futures = {pool.submit(_pool_unit, folder, k, c, p, s, m): k for k, c, p, s, m in todo}
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        kept: set[Any] = set()
+        try:
+            for future in cf.as_completed(futures):
+                done(futures[future], future.result())
+                kept.add(future)
+        except cf.process.BrokenProcessPool:  # a worker was killed: name its unit, keep the
+            pool.shutdown(wait=True)  # rows that finished (the pool has stopped the others)
+            for future, key in futures.items():
+                if future not in kept and future.done() and not future.cancelled() \
+                        and future.exception() is None:
+                    done(key, future.result())
+            raise _killed(Path(folder), processes, {u[0]: u for u in todo}) from None
+        except BaseException:
+            # interrupted: stop the units in flight now rather than waiting for them
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     pool.shutdown(wait=True)
 
 

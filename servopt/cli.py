@@ -1141,7 +1141,8 @@ def _run_command(args: argparse.Namespace, terminated: list[int]) -> int:
         # one line, all of it: a file name with a newline hid the reason after it
         line = message.strip().replace("\r", "\\r").replace("\n", "\\n")
         print(f"servopt: error: {line}", file=sys.stderr)
-        return 2
+        # (a run that failed rather than bad input, e.g. a unit that killed its worker, says so)
+        return int(getattr(exc, "exit_status", 2))
 
 
 if __name__ == "__main__":

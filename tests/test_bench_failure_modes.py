@@ -170,3 +170,34 @@ def test_an_interrupted_placement_milp_is_an_interrupt_in_the_rule_and_the_bound
         placement.exact_placement(instance, target_gap=0.0)
     with pytest.raises(KeyboardInterrupt):  # (was a weaker bound, cached as ok)
         bench.bound(instance, time_limit=30)
+
+
+# -- F3: a pool worker killed mid-unit names the unit, exits 1, keeps what finished ---------
+
+def dies(instance):
+    """A unit whose process is killed (the OOM killer, a segfault in a solver's C code)."""
+    import os
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_killed_pool_worker_names_its_unit_and_keeps_the_finished_rows(tmp_path, monkeypatch):
+    monkeypatch.setitem(toy_decision.POLICIES, "dies", dies)
+    case = Case(name="toy_dies", decision="toy_production", seeds=(0, 1, 2),
+                make_instance=toy_decision.make_instance, methods=("greedy",))
+    dying = Case(name="toy_dies_2", decision="toy_production", seeds=(3,),
+                 make_instance=toy_decision.make_instance, methods=("dies",))
+    with pytest.raises(runner_mod.UnitKilledError) as caught:
+        run([case, dying], jobs=2, cache_dir=tmp_path, progress=False)
+    text = str(caught.value)
+    assert "case toy_dies_2, method dies, seed 3" in text and "SIGKILL" in text, text
+    assert "\n" not in text
+    cached = _cached(tmp_path)
+    assert all(row["case"] == "toy_dies" or row["method"] == runner_mod.BOUND for row in cached)
+    assert not list(Path(tmp_path).glob("*.tmp"))
+
+    def fails(args):
+        raise caught.value
+
+    code = cli._run_command(argparse.Namespace(func=fails), [])
+    assert code == 1  # the run failed (not 2: bad input or options)

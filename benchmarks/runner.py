@@ -22,6 +22,7 @@ import pickle
 import re
 import stat
 import sys
+import tempfile
 import traceback
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -543,6 +544,29 @@ def _write_cache(cache_dir: Path, key: str, row: dict[str, Any]) -> None:
     replace_file(cache_dir / f"{key}.json", lambda path: path.write_text(text))
 
 
+def _errno_words(exc: OSError) -> str:
+    """``ENOSPC: No space left on device`` for an OSError with an errno, else its text."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0)
+    return f"{name}: {exc.strerror}" if name and exc.strerror else str(exc)
+
+
+def _check_cache_folder(cache: Path) -> None:
+    """Refuse (``ValueError``) a cache folder that is a file or cannot be created or written,
+    before any run, as the command line checks ``--out``."""
+    if cache.exists() and not cache.is_dir():
+        raise ValueError(f"the cache folder {cache} is a file, not a folder (move it away, or "
+                         "run with --no-cache)")
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=cache):
+            pass
+    except OSError as exc:
+        raise ValueError(f"the cache folder {cache} is not a writable folder "
+                         f"({_errno_words(exc)}; or run with --no-cache)") from None
+
+
 def _real(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -731,11 +755,21 @@ def run(
                desc="servopt bench", unit="run")
 
     names = {unit[0]: unit[1].name for unit in units}
+    if cache is not None and todo:  # before the runs: a bad cache folder must not lose them
+        _check_cache_folder(cache)
+    caching = [cache is not None]
 
     def done(key: str, row: dict[str, Any]) -> None:
         results[key] = row
-        if cache is not None and names[key] not in uncached:
-            _write_cache(cache, key, row)
+        if caching[0] and names[key] not in uncached:
+            try:
+                _write_cache(cache, key, row)
+            except OSError as exc:  # (a disk filling up): the cache only saves time, the run
+                caching[0] = False  # goes on and writes its tables; said once
+                bar.clear()
+                print(f"servopt bench: cannot write the cache in {cache} ("
+                      f"{_errno_words(exc)}); continuing without it: the runs from here on are "
+                      "not cached", file=sys.stderr, flush=True)
         bar.update(1)
 
     try:
@@ -904,7 +938,6 @@ def _killed(folder: Path, processes: list, units: dict[str, tuple]) -> UnitKille
 
 def _run_pool(todo: list, jobs: int, done: Any) -> None:
     import multiprocessing
-    import tempfile
 
     context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
     pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context,

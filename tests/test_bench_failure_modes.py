@@ -201,3 +201,39 @@ def test_a_killed_pool_worker_names_its_unit_and_keeps_the_finished_rows(tmp_pat
 
     code = cli._run_command(argparse.Namespace(func=fails), [])
     assert code == 1  # the run failed (not 2: bad input or options)
+
+
+# -- F4: the cache folder is checked up front, and a cache write that fails is not fatal ----
+
+def test_a_cache_folder_that_is_a_file_is_refused_before_any_run(tmp_path, monkeypatch,
+                                                                computed_units):
+    cache = tmp_path / "cache"
+    cache.write_text("")
+    case = Case(name="toy_cache", decision="toy_production", seeds=(0,),
+                make_instance=toy_decision.make_instance, methods=("greedy",))
+    with pytest.raises(ValueError, match=r"cache folder .* is a file"):
+        run([case], jobs=1, cache_dir=cache, progress=False)
+    assert computed_units == []
+
+
+def test_a_full_disk_warns_once_and_the_run_finishes_uncached(tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+
+    real = runner_mod.replace_file
+    writes: list[Path] = []
+
+    def fills_up(path, write):  # the first entry fits, then the disk is full
+        if writes:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        writes.append(path)
+        return real(path, write)
+
+    monkeypatch.setattr(runner_mod, "replace_file", fills_up)
+    case = Case(name="toy_full", decision="toy_production", seeds=(0, 1, 2),
+                make_instance=toy_decision.make_instance, methods=("greedy", "nothing"))
+    frame = run([case], jobs=1, cache_dir=tmp_path, progress=False)
+    assert len(frame) == 6 and set(frame["status"]) == {"ok"}
+    err = capsys.readouterr().err
+    assert err.count("cannot write the cache") == 1 and "ENOSPC" in err, err
+    assert len(list(tmp_path.glob("*.json"))) == 1

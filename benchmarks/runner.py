@@ -977,6 +977,61 @@ def check_scheduler(scheduler: str) -> None:
     dask_checks.check_address(scheduler)  # a mistyped address names --scheduler
 
 
+CONNECT_S = 30.0  # seconds to reach a Dask scheduler, its handshake included
+
+
+def connect(scheduler: str, wait_s: float | None = None) -> Any:
+    """A ``dask.distributed.Client`` of the scheduler at ``scheduler``, within ``wait_s`` s
+    (default :data:`CONNECT_S`), else one line (``RuntimeError``) saying what was reached.
+
+    Dask's own ``timeout`` covers the TCP connection only: a server that accepts it and never
+    answers Dask's handshake (an HTTP server, the dashboard's port 8787 given for the
+    scheduler's 8786) made the client wait for ever, so the client is made in a thread waited
+    on with a deadline. A server that answers something else made Dask read a frame length
+    from its bytes and fail to allocate exabytes (a MemoryError the command line took for a
+    large instance): that is also said as what it is."""
+    import threading
+
+    from dask.distributed import Client
+
+    wait_s = CONNECT_S if wait_s is None else float(wait_s)
+    got: dict[str, Any] = {}
+    gave_up = threading.Event()
+
+    def make() -> None:
+        try:
+            client = Client(scheduler, timeout=wait_s)
+        except BaseException as exc:  # (raised again in the caller's thread)
+            got["error"] = exc
+            return
+        if gave_up.is_set():  # too late: the caller has reported it
+            with contextlib.suppress(Exception):
+                client.close()
+            return
+        got["client"] = client
+
+    thread = threading.Thread(target=make, name="servopt-dask-connect", daemon=True)
+    thread.start()
+    thread.join(wait_s + min(wait_s, 5.0))  # (Dask's own timeout, on an address nobody
+    # listens at, first)
+    if thread.is_alive():
+        gave_up.set()
+        raise RuntimeError(
+            f"--scheduler {scheduler}: something accepted the connection but no Dask scheduler "
+            f"answered within {wait_s:g} s (the dashboard's port, 8787 by default, instead of "
+            "the scheduler's, 8786? an HTTP or other server?); check the address and that "
+            "`dask scheduler` runs there")
+    error = got.get("error")
+    if isinstance(error, MemoryError):  # a frame length read from a stranger's bytes
+        raise RuntimeError(
+            f"--scheduler {scheduler}: the server there answered, but not as a Dask scheduler "
+            "(the dashboard's port, 8787 by default, instead of the scheduler's, 8786? an HTTP "
+            "or other server?); check the address") from None
+    if error is not None:
+        raise error
+    return got["client"]
+
+
 def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
     check_scheduler(scheduler)
     from dask.distributed import Client, LocalCluster, as_completed
@@ -998,7 +1053,7 @@ def _run_dask(todo: list, scheduler: str, jobs: int, done: Any) -> None:
             signal.signal(signal.SIGINT, previous)
         client = Client(cluster)
     else:
-        client = Client(scheduler, timeout=30)
+        client = connect(scheduler)
     # a lost scheduler or a KilledWorker is one line (also while the client closes)
     with dask_checks.dask_errors(todo, scheduler):
         try:

@@ -5,6 +5,7 @@ a Dask scheduler."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import signal
@@ -237,3 +238,48 @@ def test_a_full_disk_warns_once_and_the_run_finishes_uncached(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert err.count("cannot write the cache") == 1 and "ENOSPC" in err, err
     assert len(list(tmp_path.glob("*.json"))) == 1
+
+
+# -- F2: an address that accepts TCP but is not a Dask scheduler is one line, not a hang -----
+
+@pytest.fixture
+def not_dask():
+    """Two local servers that are not Dask schedulers: one accepts and never answers (the
+    kernel completes the TCP handshake of a listening socket), one answers HTTP 400."""
+    import socket
+    import threading
+
+    silent, http = socket.socket(), socket.socket()
+    for server in (silent, http):
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = http.accept()
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                             b"Connection: close\r\n\r\n")
+                conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    yield {name: f"tcp://127.0.0.1:{server.getsockname()[1]}"
+           for name, server in (("silent", silent), ("http", http))}
+    silent.close()
+    http.close()
+
+
+def test_a_server_that_accepts_but_never_answers_dask_is_one_line_not_a_hang(not_dask):
+    import time
+
+    pytest.importorskip("dask.distributed")
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="no Dask scheduler answered within 1 s"):
+        runner_mod.connect(not_dask["silent"], wait_s=1)
+    assert time.monotonic() - start < 10
+
+
+def test_a_server_that_answers_http_is_not_called_out_of_memory(not_dask):
+    pytest.importorskip("dask.distributed")
+    with pytest.raises(RuntimeError, match="answered, but not as a Dask scheduler"):
+        runner_mod.connect(not_dask["http"], wait_s=5)

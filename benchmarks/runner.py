@@ -908,7 +908,7 @@ def _pool_unit(folder: str, key: str, case: Case, params: dict[str, Any], seed: 
 def _killed(folder: Path, processes: list, units: dict[str, tuple]) -> UnitKilledError:
     """The error for a pool broken by a worker's death: the unit that worker ran, found by its
     mark in ``folder`` (its exit a signal other than the SIGTERM with which the pool stops the
-    others), else every unit then running."""
+    others, or a status other than 0), else every unit then running."""
     import signal
 
     def named(key: str) -> str:
@@ -919,14 +919,17 @@ def _killed(folder: Path, processes: list, units: dict[str, tuple]) -> UnitKille
     for mark in folder.iterdir():
         with contextlib.suppress(OSError, ValueError):
             running[int(mark.name)] = mark.read_text()
-    dead = [(p.pid, -p.exitcode) for p in processes
-            if p.exitcode is not None and p.exitcode < 0 and p.exitcode != -signal.SIGTERM]
-    for pid, number in dead:
+    dead = [(p.pid, p.exitcode) for p in processes
+            if p.exitcode not in (None, 0, -signal.SIGTERM)]
+    for pid, code in dead:
         if running.get(pid) in units:
+            if code > 0:  # (os._exit in the unit's code or a library)
+                return UnitKilledError(f"{named(running[pid])} ended the worker process that ran "
+                                       f"it (exit status {code}); {KEPT}")
             try:
-                how = f"signal {number}: {signal.Signals(number).name}"
+                how = f"signal {-code}: {signal.Signals(-code).name}"
             except ValueError:
-                how = f"signal {number}"
+                how = f"signal {-code}"
             return UnitKilledError(
                 f"{named(running[pid])} killed the worker process that ran it ({how}: out of "
                 f"memory, a crash in a solver or a kill?); {KEPT}")

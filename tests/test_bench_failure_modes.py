@@ -283,3 +283,20 @@ def test_a_server_that_answers_http_is_not_called_out_of_memory(not_dask):
     pytest.importorskip("dask.distributed")
     with pytest.raises(RuntimeError, match="answered, but not as a Dask scheduler"):
         runner_mod.connect(not_dask["http"], wait_s=5)
+
+
+def exits(instance):
+    """A unit whose code (or a library it calls) ends its process with os._exit."""
+    import os
+
+    os._exit(3)
+
+
+def test_a_pool_worker_that_exits_names_its_unit_and_the_status(monkeypatch):
+    monkeypatch.setitem(toy_decision.POLICIES, "exits", exits)
+    case = Case(name="toy_exits", decision="toy_production", seeds=(0,),
+                make_instance=toy_decision.make_instance, methods=("exits",))
+    with pytest.raises(runner_mod.UnitKilledError,
+                       match=r"case toy_exits, method exits, seed 0 ended the worker process "
+                             r"that ran it \(exit status 3\)"):
+        run([case], jobs=2, progress=False)

@@ -99,7 +99,9 @@ def test_a_sigterm_the_command_swallowed_still_exits_143(capsys):
     assert "terminated (SIGTERM)" in capsys.readouterr().err
 
 
-BPS_GRID = ({"n": 40, "arrivals": "poisson", "load": 1.0, "lengths": "azure",
+# (60 requests: the evaluator's cost is 2429 with the learned price and 2422 with price 0, the
+# row the old code cached as ok; at 40 both are 1645 and the test could not tell)
+BPS_GRID = ({"n": 60, "arrivals": "poisson", "load": 1.0, "lengths": "azure",
              "max_output": 1000},)
 
 

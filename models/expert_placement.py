@@ -79,7 +79,7 @@ fixed at the incumbent) are the dispatch LP's of the incumbent placement: the li
 replicas leave that LP (:func:`placed_links`; their price is 0: such a replica may take any share
 of its expert), the link row of an absent replica prices it (>= lambda_le - pi_lg), and the rows
 over ``y`` (and ``x``) only, ``slots``, ``placed``, ``group_node``, ``local``, have no price there
-(NaN: nothing in them can move; ``relax=True`` prices them).
+where they bind (NaN: nothing in them can move; ``relax=True`` prices them; with slack, 0).
 These readings hold for the dispatch LP and the MILP's relaxation as built by default; with
 ``makespan_lb`` the ``lower[l]`` row can take the whole price (every ``gpu_load`` price 0), and the
 ``order`` rows make the dual of an interchangeable GPU depend on its position in the chain.

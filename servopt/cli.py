@@ -267,10 +267,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
             print(f"  {row.family}{'' if scalar else f'[{row.index}]'} = {row.price:.6g}")
     no_price = [f"{family} ({int(series.isna().sum())} of {len(series)} rows)"  # NaN: no price
                 for family, series in solution.prices.items() if series.isna().any()]
-    if no_price:  # (a MIP's rows over integer variables only: solution.info["prices_note"])
-        print(f"no price  {', '.join(no_price)}: rows over integer variables only (with the integers "
-              "fixed at the incumbent nothing in them can move, so the LP prices nothing there; "
-              "add --relax for the LP's prices)")
+    if no_price and args.prices > 0:  # (a MIP's binding rows over integer variables only:
+        # solution.info["prices_note"]; --prices 0 asks for no prices, so none of this either)
+        print(f"no price  {', '.join(no_price)}: binding rows over integer variables only (with "
+              "the integers fixed at the incumbent nothing in them can move, so the LP prices "
+              "nothing there; add --relax for the LP's prices)")
     if solution.status == "time_limit" and math.isnan(solution.objective) and math.isnan(solution.bound):
         print(f"servopt: error: nothing found within the time limit of {time_limit:g} s",
               file=sys.stderr)

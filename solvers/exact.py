@@ -75,10 +75,12 @@ rows a Pyomo model lists in ``model.valid_inequalities`` (cuts such as symmetry 
 would soak up the prices) and the rows its ``model.valid_at_incumbent(model)`` returns (rows that
 are cuts once the integers have their incumbent values: expert placement's link rows of placed
 replicas; priced 0). A row none of whose columns is left free in that LP (all integer, or fixed:
-decode routing's ``assign[i]``, a user's pin on integer variables) has no price there: nothing in
-it can move, so its dual is arbitrary (HiGHS reported 0 whatever the row cost); it is priced NaN,
-on every path, and ``info["prices_note"]`` names its families (:data:`NO_PRICE_NOTE`; solve with
-``relax=True`` for the LP's price of such a row). A MIP whose LP would have nothing left to
+decode routing's ``assign[i]``, a user's pin on integer variables) and that binds at the incumbent
+has no price there: nothing in it can move, so its dual is arbitrary (HiGHS reported 0 whatever
+the row cost); it is priced NaN, on every path, and ``info["prices_note"]`` names its families
+(:data:`NO_PRICE_NOTE`; solve with ``relax=True`` for the LP's price of such a row). Such a row
+with slack keeps its price 0 (a small change of its bound changes nothing, either way), and so
+does the bound row of an integer column below its bound. A MIP whose LP would have nothing left to
 move (:func:`_nothing_to_price`, :func:`_has_free_continuous`: its duals zero by construction)
 reports no prices, says why in
 ``info["prices_skipped"]``, and keeps no share of its time limit for them. A solver
@@ -962,8 +964,11 @@ def _fixed_integer_prices_in_place(solver: Any, model: pyo.ConcreteModel, sense:
         lp.col_lower_, lp.col_upper_ = lower, upper
     lp.integrality_ = []
     _, matrix = _lp_matrix(lp)
-    frozen = _rows_without_free_column(matrix, np.asarray(lp.col_lower_, dtype=float)
-                                       != np.asarray(lp.col_upper_, dtype=float))
+    lower, upper = np.asarray(lp.col_lower_, dtype=float), np.asarray(lp.col_upper_, dtype=float)
+    frozen = _rows_without_free_column(matrix, lower != upper)  # and binding at the incumbent:
+    frozen &= _binding_rows(matrix, np.where(lower == upper, lower, x),  # (fixed columns only
+                            np.asarray(lp.row_lower_, dtype=float),  # count in those rows)
+                            np.asarray(lp.row_upper_, dtype=float))
     fixed = new_highs()
     fixed.passModel(lp)
     if time_limit is not None:  # (HiGHS ignores a negative limit: spent is 0, stop at once)
@@ -992,6 +997,23 @@ def _incumbent_cuts(model: pyo.ConcreteModel) -> list[Any]:
     return [] if hook is None else list(hook(model))
 
 
+def _binding_rows(matrix: Any, x: np.ndarray, row_lower: np.ndarray, row_upper: np.ndarray,
+                  tol: float = 1e-7) -> np.ndarray:
+    """Rows of ``matrix`` whose activity at ``x`` sits on a bound (within ``tol``, relative to
+    the bound's size). A row with no free column and slack keeps its price 0: a small change of
+    its bound changes nothing, in either direction; only a binding one has no price."""
+    import scipy.sparse as sp
+
+    activity = sp.csr_matrix(matrix) @ np.asarray(x, dtype=float)
+    def on(bound: np.ndarray) -> np.ndarray:  # (an infinite bound is never reached)
+        bound = np.asarray(bound, dtype=float)
+        with np.errstate(invalid="ignore"):
+            near = np.abs(activity - bound) <= tol * np.maximum(1.0, np.abs(bound))
+        return np.isfinite(bound) & near
+
+    return on(row_lower) | on(row_upper)
+
+
 def _rows_without_free_column(matrix: Any, free: np.ndarray) -> np.ndarray:
     """Rows of ``matrix`` (scipy.sparse) with no nonzero in a ``free`` column: in the price LP of
     a MIP (integers fixed) nothing in them can move, so they get no price (NaN)."""
@@ -1002,9 +1024,9 @@ def _rows_without_free_column(matrix: Any, free: np.ndarray) -> np.ndarray:
     return nonzero @ np.asarray(free, dtype=float) == 0
 
 
-NO_PRICE_NOTE = ("no price (NaN) for rows over integer variables only: with the integers fixed "
-                 "at the incumbent nothing in them can move, so a dual there would be arbitrary "
-                 "(0 whatever the row costs); solve with relax=True for the LP's prices")
+NO_PRICE_NOTE = ("no price (NaN) for binding rows over integer variables only: with the integers "
+                 "fixed at the incumbent nothing in them can move, so a dual there would be "
+                 "arbitrary (0 whatever the row costs); solve with relax=True for the LP's prices")
 
 
 def _no_price_note(prices: dict[str, pd.Series]) -> str | None:
@@ -1030,6 +1052,17 @@ def _cut_rows(model: pyo.ConcreteModel, rows: dict[Any, int]) -> list[int]:
     return [row for con, row in rows.items() if con.parent_component().local_name in names]
 
 
+def _con_binding(con: Any, tol: float = 1e-7) -> bool:
+    """Whether the Pyomo row ``con`` sits on one of its bounds at the variables' current values
+    (as :func:`_binding_rows`)."""
+    value = pyo.value(con.body, exception=False)
+    if value is None:
+        return True  # (no value: no price rather than a guess)
+    return any(bound is not None and math.isfinite(bound)
+               and abs(value - bound) <= tol * max(1.0, abs(bound))
+               for bound in (pyo.value(con.lower), pyo.value(con.upper)))
+
+
 def _fixed_integer_prices(model: pyo.ConcreteModel, sense: str, time_limit: float | None = None
                           ) -> tuple[dict[str, pd.Series], str | None]:
     """Prices of a MIP: duals of the LP with the integer variables fixed at the incumbent (HiGHS
@@ -1051,8 +1084,8 @@ def _fixed_integer_prices(model: pyo.ConcreteModel, sense: str, time_limit: floa
     for con in lp.component_data_objects(pyo.Constraint, active=True):
         if not any(v.is_continuous() and not (v.lb is not None and v.lb == v.ub)
                    for v in identify_variables(con.body, include_fixed=False)):
-            con.deactivate()
-            given[con] = math.nan
+            con.deactivate()  # (its value is that of fixed variables: binding or slack for good)
+            given[con] = math.nan if _con_binding(con) else 0.0
     pyo.TransformationFactory("core.relax_integer_vars").apply_to(lp)
     kwargs: dict[str, Any] = {} if time_limit is None else {"time_limit": float(time_limit)}
     result = _highs().solve(
@@ -1834,15 +1867,25 @@ def _sigint_blocked() -> Iterator[None]:
 
 
 def _matrix_prices(mm: MatrixModel, row_dual: np.ndarray, col_dual: np.ndarray,
-                   fixed: np.ndarray | None = None) -> dict[str, pd.Series]:
+                   fixed: np.ndarray | None = None, x: np.ndarray | None = None
+                   ) -> dict[str, pd.Series]:
     """Prices of the row and bound-row families; ``fixed`` marks the integer columns fixed at the
-    incumbent: their bound rows, and the rows with no other column left free, are priced NaN (no
-    price: nothing in them can move, as on the Pyomo path; module docstring)."""
+    incumbent ``x``: their bound rows where they sit on the bound, and the rows with no other
+    column left free that bind at ``x``, are priced NaN (no price: nothing in them can move, as
+    on the Pyomo path; module docstring); such rows with slack keep their 0."""
     out: dict[str, pd.Series] = {}
-    frozen = None
+    frozen = on_bound = None
     if fixed is not None:
         free = (np.asarray(fixed) == 0) & (np.asarray(mm.col_lower) != np.asarray(mm.col_upper))
         frozen = _rows_without_free_column(mm.matrix, free)
+        upper = np.asarray(mm.col_upper, dtype=float)
+        on_bound = np.ones(len(upper), dtype=bool)
+        if x is not None:
+            frozen &= _binding_rows(mm.matrix, x, np.asarray(mm.row_lower, dtype=float),
+                                    np.asarray(mm.row_upper, dtype=float))
+            with np.errstate(invalid="ignore"):
+                on_bound = np.isfinite(upper) & (np.abs(np.asarray(x, dtype=float) - upper)
+                                                 <= 1e-7 * np.maximum(1.0, np.abs(upper)))
     for name, fam in mm.rows.items():
         rows = fam.positions
         present = rows >= 0
@@ -1863,8 +1906,10 @@ def _matrix_prices(mm: MatrixModel, row_dual: np.ndarray, col_dual: np.ndarray,
         reduced = _at(col_dual, fam.positions, 0.0)
         dual = np.maximum(normalise_dual(reduced, sense=mm.sense, row="le", convention="pyomo"),
                           0.0)
-        if fixed is not None:  # a fixed integer column's bound: nothing left to move, no price
-            dual[_at(fixed, fam.positions, 0.0) > 0] = np.nan
+        if fixed is not None:  # a fixed integer column: its reduced cost prices the fixing, not
+            held = _at(fixed, fam.positions, 0.0) > 0  # the bound; on its bound nothing can
+            dual[held] = 0.0  # move (no price), below it the bound is slack (0)
+            dual[held & _at(on_bound.astype(float), fam.positions, 0.0).astype(bool)] = np.nan
         out[name] = clean_prices(pd.Series(dual, index=fam.index, name=name), inequality=True)
     return out
 
@@ -1905,7 +1950,7 @@ def _fixed_matrix_prices(mm: MatrixModel, values: np.ndarray, highs: Any,
             f"the fixed-integer LP ended {highs.modelStatusToString(status)!r}"
     sol = highs.getSolution()
     return _matrix_prices(mm, np.asarray(sol.row_dual), np.asarray(sol.col_dual),
-                          fixed=mm.integer.astype(float)), None
+                          fixed=mm.integer.astype(float), x=np.asarray(sol.col_value)), None
 
 
 def _at(values: np.ndarray, positions: np.ndarray, missing: float) -> np.ndarray:

@@ -168,24 +168,26 @@ def test_mip_objective_and_row_prices_match_the_pyomo_path_on_random_models():
     assert compared >= 25
 
 
-def test_a_bound_row_on_an_integer_column_has_no_price():
+def test_a_bound_row_on_an_integer_column_prices_slack_zero_and_binding_nan():
     # max 3y + x + 10 s.t. x + y <= 4.5, 0 <= x <= 1, y integer in 0..10 (bound row y_cap):
-    # y = 4, x = 0.5. Raising y's bound 10 -> 11 changes nothing (the matrix path once said 2,
-    # the fixed column's reduced cost). With y fixed in the price LP nothing in y_cap can move, so
-    # it has no price (NaN, info["prices_note"]; R42 F2): 0 was right here by chance only, as
-    # y <= 3 shows (worth 2.5 per unit: 20 -> 22.5, still "0" before)
+    # y = 4, x = 0.5. Raising or lowering y's bound 10 a little changes nothing, so its price is
+    # 0 (the matrix path once said 2, the fixed column's reduced cost). With y <= 3 the bound
+    # binds (y = 3, worth 2.5 per unit: 20 -> 22.5); with y fixed in the price LP nothing in
+    # y_cap can move, so a dual there says nothing (HiGHS gave 0): no price, NaN, named in
+    # info["prices_note"] (R42 F2)
     base = dict(objective=[3.0, 1.0], matrix=[[1.0, 1.0]], row_lower=[-INF], row_upper=[4.5],
                 col_lower=[0.0, 0.0], rows={"cap": Family([0], pd.RangeIndex(1))},
                 columns={"v": Family([0, 1], pd.RangeIndex(2))}, sense="max", offset=10.0,
                 integer=[True, False], bound_rows={"y_cap": Family([0], pd.RangeIndex(1))})
     sol = exact.solve_matrix(MatrixModel(col_upper=[10.0, 1.0], **base), mip_gap=0.0)
     looser = exact.solve_matrix(MatrixModel(col_upper=[11.0, 1.0], **base), mip_gap=0.0)
+    tighter = exact.solve_matrix(MatrixModel(col_upper=[9.5, 1.0], **base), mip_gap=0.0)
     assert sol.objective == pytest.approx(22.5)
-    assert looser.objective - sol.objective == pytest.approx(0.0)  # the bound is worth nothing
-    assert np.isnan(sol.prices["y_cap"].iloc[0]) and "y_cap (1 of 1)" in sol.info["prices_note"]
+    assert looser.objective == tighter.objective == pytest.approx(sol.objective)  # worth nothing
+    assert sol.prices["y_cap"].iloc[0] == 0.0 and "prices_note" not in sol.info
     tight = exact.solve_matrix(MatrixModel(col_upper=[3.0, 1.0], **base), mip_gap=0.0)
     assert sol.objective - tight.objective == pytest.approx(2.5)  # this bound costs 2.5
-    assert np.isnan(tight.prices["y_cap"].iloc[0])
+    assert np.isnan(tight.prices["y_cap"].iloc[0]) and "y_cap (1 of 1)" in tight.info["prices_note"]
     assert tight.prices["cap"].iloc[0] == pytest.approx(0.0)  # x + y <= 4.5 slack (x = 1)
 
 

@@ -231,3 +231,34 @@ def test_cli_lists_no_price_rows(capsys):
     out = capsys.readouterr().out
     assert "= nan" not in out
     assert "no price  assign (8 of 8 rows)" in out and "--relax" in out
+
+
+def test_a_slack_row_over_integers_keeps_its_zero_price():
+    # a row over x only with slack at the incumbent ("at most 7 of the 8 requests on worker 0",
+    # which the unpinned optimum meets with room): a small change of its bound changes nothing
+    # either way, so its price is 0, a number, on the in-place and clone paths; only a binding
+    # such row has no price (the pin above)
+    def build():
+        m = dr_model.build(library.load("dr_hindsight_8x2"), symmetry=False)
+        m.cap = pyo.Constraint(expr=sum(m.x[i, 0] for i in range(8)) <= 7)
+        return m
+
+    free = exact.solve_model(dr_model.build(library.load("dr_hindsight_8x2"), symmetry=False),
+                             decision="decode_routing")
+    m = build()
+    sol = exact.solve_model(m, decision="decode_routing")
+    on_0 = sum(round(pyo.value(m.x[i, 0])) for i in range(8))
+    assert on_0 < 7 and sol.objective == pytest.approx(free.objective)  # slack, costs nothing
+    assert sol.prices["cap"].tolist() == [0.0]
+    assert "cap" not in sol.info["prices_note"] and "assign (8 of 8)" in sol.info["prices_note"]
+    prices, skipped = exact._fixed_integer_prices(m, "min")
+    assert skipped is None and prices["cap"].tolist() == [0.0] and prices["assign"].isna().all()
+
+
+def test_cli_prices_0_prints_no_price_line_either(capsys):
+    # R43: --prices 0 asks for no prices, and still got the "no price" paragraph
+    from servopt.cli import main
+
+    assert main(["solve", "dr_hindsight_8x2", "--prices", "0"]) in (0, None)
+    out = capsys.readouterr().out
+    assert "no price" not in out and "largest prices" not in out

@@ -343,9 +343,11 @@ def test_a_stopped_lp_reports_its_prices_as_skipped():
 # ---------------------------------------------------------------------------------------------
 # time_limit=None: nothing changes
 # ---------------------------------------------------------------------------------------------
-def _fresh_fixed_prices(mm: MatrixModel, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _fresh_fixed_prices(mm: MatrixModel, values: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The price LP as the solver built it before: a fresh HighsLp (``highs_lp``, not the array
-    load) with the integer columns fixed at ``values``, default options."""
+    load) with the integer columns fixed at ``values``, default options: its row and column
+    duals and its solution."""
     fixed = np.round(values)
     h = exact.new_highs()
     h.passModel(exact.highs_lp(mm.objective, mm.matrix, mm.row_lower, mm.row_upper,
@@ -353,7 +355,7 @@ def _fresh_fixed_prices(mm: MatrixModel, values: np.ndarray) -> tuple[np.ndarray
                                np.where(mm.integer, fixed, mm.col_upper), offset=mm.offset, sense=mm.sense))
     h.run()
     sol = h.getSolution()
-    return np.asarray(sol.row_dual), np.asarray(sol.col_dual)
+    return np.asarray(sol.row_dual), np.asarray(sol.col_dual), np.asarray(sol.col_value)
 
 
 @pytest.mark.parametrize("make", [
@@ -372,8 +374,8 @@ def test_without_a_limit_no_highs_gets_one_and_the_reused_object_prices_like_a_f
     sol = exact.solve_matrix(mm, mip_gap=0.0)
     assert sol.status == "optimal" and rec.limits == [[]]  # one HiGHS object, no limit set
     assert len(seen) == 1 and seen[0][1] is None
-    row_dual, col_dual = _fresh_fixed_prices(mm, seen[0][0])
-    expected = exact._matrix_prices(mm, row_dual, col_dual, fixed=mm.integer.astype(float))
+    row_dual, col_dual, x = _fresh_fixed_prices(mm, seen[0][0])
+    expected = exact._matrix_prices(mm, row_dual, col_dual, fixed=mm.integer.astype(float), x=x)
     assert sol.prices.keys() == expected.keys() and "prices_skipped" not in sol.info
     for name in expected:  # the same LP solved the same way: the same duals, bit for bit
         pd.testing.assert_series_equal(sol.prices[name], expected[name], check_exact=True)

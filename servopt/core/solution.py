@@ -155,8 +155,8 @@ class Solution:
     wall_s : wall-clock seconds of build plus solve.
     decisions : primal decisions as pandas objects indexed like the instance.
     prices : constraint family name -> price Series, in the convention of this module; NaN
-        where a row has no price (a MIP's row over integer variables only: with the integers
-        fixed at the incumbent nothing in it can move; ``info["prices_note"]`` names the families,
+        where a row has no price (a MIP's binding row over integer variables only: with the
+        integers fixed at the incumbent nothing in it can move; ``info["prices_note"]`` names the families,
         and ``relax=True`` gives the LP's prices).
     sense : ``min`` or ``max``.
     relaxed : True when this is an LP relaxation.

@@ -38,6 +38,17 @@ def test_the_start_is_a_feasible_point_of_the_matrix_ip_costing_the_lp_schedule(
     assert mc.build_matrix_model(inst, start=keep, relax=True).start is None  # an LP has none
 
 
+@pytest.mark.parametrize("backend", ["highs", "pyomo"])
+def test_solve_reads_the_rounded_lp_start_on_a_small_instance(backend):
+    # the default run's check of the slow one below (R43): the start reaches HiGHS on both paths
+    # and the IP ends at or below the evaluator's cost of the lp_schedule method
+    inst = library.load("cache_mm_300")
+    _, cost = rounded(inst)
+    sol = exact.solve(inst, backend=backend)
+    assert sol.info["warm_start"] == "rounded LP relaxation"
+    assert sol.objective <= cost * (1 + 1e-9) and sol.bound <= sol.objective * (1 + 1e-9)
+
+
 @pytest.mark.slow  # two 5 s time-limited IP solves of cache_mm_5k (~12 s)
 def test_solve_starts_from_the_rounded_lp_and_cannot_end_worse():
     # cache_mm_5k: without the start HiGHS ends at 290k after 1 s and 174k after 10 s, above the

@@ -184,8 +184,8 @@ class Solution:
     def top_prices(self, n: int = 5, *, per_family: bool = False) -> pd.DataFrame:
         """The ``n`` largest prices by magnitude (family, index, price), over all constraint
         families or, with ``per_family``, the ``n`` largest of each family in turn (so a family of
-        large equality duals cannot hide the capacity rows). Rows with no price (NaN: a MIP's rows
-        over integer variables only, ``info["prices_note"]``) are left out."""
+        large equality duals cannot hide the capacity rows). Rows with no price (NaN: a MIP's binding
+        rows over integer variables only, ``info["prices_note"]``) are left out."""
         parts = []
         for family, series in self.prices.items():
             series = series[~np.isnan(series.to_numpy(dtype=float))]

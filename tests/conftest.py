@@ -19,3 +19,20 @@ def computed_units(monkeypatch):
 
     monkeypatch.setattr(runner_mod, "run_unit", counting)
     return calls
+
+
+@pytest.fixture
+def saved_figures(monkeypatch):
+    """The matplotlib figures saved during the test (``write_plots``: [gap figure, trade-off
+    figure]), kept for reading back through their artists; they are written too."""
+    from matplotlib.figure import Figure
+
+    figures = []
+    original = Figure.savefig
+
+    def keep(self, *args, **kwargs):
+        figures.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return figures

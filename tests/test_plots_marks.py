@@ -53,22 +53,6 @@ def _table_foresight(part: str) -> set[str]:
     return set(lines[0][len(FORESIGHT_LINE):].rstrip(".").split(", ")) if lines else set()
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """The figures write_plots saves: [gap figure, trade-off figure]."""
-    from matplotlib.figure import Figure
-
-    kept = []
-    original = Figure.savefig
-
-    def keep(self, *args, **kwargs):
-        kept.append(self)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", keep)
-    return kept
-
-
 def _bars(ax):
     """{method: (tick label, bar)} of a gap panel, the method being the tick label up to its
     first space or colon."""
@@ -101,7 +85,7 @@ def _zero_lines(ax):
 
 
 # -- F1: foresight methods, as the table names them ---------------------------------------------
-def test_foresight_methods_are_named_hatched_and_open_as_the_table_says(tmp_path, figures):
+def test_foresight_methods_are_named_hatched_and_open_as_the_table_says(tmp_path, saved_figures):
     # caching: belady and lp_schedule see the future (the md's foresight line names them); lru
     # and bid_price are online rules. The foresight ones have the shortest bars here, as in
     # the committed quick run.
@@ -112,7 +96,7 @@ def test_foresight_methods_are_named_hatched_and_open_as_the_table_says(tmp_path
     ahead = _table_foresight(part)
     assert ahead == {"belady", "lp_schedule"}  # (the table's word, read independently)
     plots_mod.write_plots(frame, tmp_path, "f")
-    gap_ax, trade_ax = figures[0].axes[0], figures[1].axes[0]
+    gap_ax, trade_ax = saved_figures[0].axes[0], saved_figures[1].axes[0]
     bars = _bars(gap_ax)
     assert set(bars) == set(table["method"])
     for method, (label, patch) in bars.items():
@@ -129,14 +113,14 @@ def test_foresight_methods_are_named_hatched_and_open_as_the_table_says(tmp_path
     assert "foresight" in trade_ax.get_title()
 
 
-def test_no_foresight_note_where_the_table_has_none(tmp_path, figures):
+def test_no_foresight_note_where_the_table_has_none(tmp_path, saved_figures):
     # expert placement has no foresight methods: no "(foresight)", no hatch, no note
     rows = [_row("eplb", 12.0, 10.0, decision="expert_placement", kind="lower_bound"),
             _row("exact", 10.4, 10.0, decision="expert_placement", kind="lower_bound")]
     frame = pd.DataFrame(rows)
     assert _table_foresight(_md_tables(frame)["c"][1]) == set()
     plots_mod.write_plots(frame, tmp_path, "n")
-    gap_ax, trade_ax = figures[0].axes[0], figures[1].axes[0]
+    gap_ax, trade_ax = saved_figures[0].axes[0], saved_figures[1].axes[0]
     assert all(label == m and not patch.get_hatch() for m, (label, patch) in _bars(gap_ax).items())
     assert "foresight" not in gap_ax.get_title() + trade_ax.get_title()
     assert all(line.get_markerfacecolor() != "none" for line in _points(trade_ax).values())
@@ -162,11 +146,11 @@ def _flag_frame():
     return pd.DataFrame(rows)
 
 
-def test_flagged_methods_are_ringed_red_and_the_bound_is_a_line(tmp_path, figures):
+def test_flagged_methods_are_ringed_red_and_the_bound_is_a_line(tmp_path, saved_figures):
     frame = _flag_frame()
     tables = _md_tables(frame)
     plots_mod.write_plots(frame, tmp_path, "r")
-    gap_fig, trade_fig = figures
+    gap_fig, trade_fig = saved_figures
     for k, case in enumerate(["cap", "bs"]):
         table = tables[case][0]
         flagged = set(table.loc[table["status"] != "ok", "method"])
@@ -193,19 +177,19 @@ def test_flagged_methods_are_ringed_red_and_the_bound_is_a_line(tmp_path, figure
         assert not any(same_color(line.get_color(), "tab:red") for line in points.values())
 
 
-def test_the_bound_line_puts_zero_on_a_panel_of_close_positive_gaps(tmp_path, figures):
+def test_the_bound_line_puts_zero_on_a_panel_of_close_positive_gaps(tmp_path, saved_figures):
     # decode routing's quick panel: gaps of 4.6-5.1 % filled the whole axis; 0 is now on it
     rows = [_row(m, cost, 100.0, decision="decode_routing", kind="lower_bound", wall_s=w)
             for m, cost, w in (("jsq", 104.6, 0.01), ("least_kv", 105.1, 0.02))]
     plots_mod.write_plots(pd.DataFrame(rows), tmp_path, "d")
-    ax = figures[1].axes[0]
+    ax = saved_figures[1].axes[0]
     assert len(_zero_lines(ax)) == 1
     low, high = ax.get_ylim()
     assert low <= 0 and high >= 5.1
 
 
 # -- F3: the bound's kind in each panel's title ---------------------------------------------------
-def test_each_panel_title_names_the_bound_kind_the_table_gives(tmp_path, figures):
+def test_each_panel_title_names_the_bound_kind_the_table_gives(tmp_path, saved_figures):
     rows = [_row("lru", 12.0, 10.0, case="one", kind="lp_relaxation"),
             _row("lru", 12.0, 10.0, decision="capacity", case="sim", kind="simulated"),
             # decode routing's quick case: a busy-time lower bound on one instance, a
@@ -219,7 +203,7 @@ def test_each_panel_title_names_the_bound_kind_the_table_gives(tmp_path, figures
     assert kinds == {"one": {"lp_relaxation"}, "sim": {"simulated"},
                      "mix": {"lower_bound", "mip_bound"}}
     plots_mod.write_plots(frame, tmp_path, "k")
-    for fig in figures:
+    for fig in saved_figures:
         titles = {re.match(r"\w+: (\w+)", ax.get_title()).group(1): ax.get_title()
                   for ax in fig.axes if ax.get_visible()}
         assert set(titles) == set(kinds)

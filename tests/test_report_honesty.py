@@ -154,22 +154,6 @@ def test_markdown_table_formats_per_column():
 
 
 # -- 2, 3. the plots, read back from the figures ----------------------------------------------------
-@pytest.fixture
-def saved_figures(monkeypatch):
-    """The figures write_plots saves, kept for reading back (they are written too)."""
-    from matplotlib.figure import Figure
-
-    figures = []
-    original = Figure.savefig
-
-    def keep(self, *args, **kwargs):
-        figures.append(self)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", keep)
-    return figures
-
-
 def _bars(ax):
     """{y tick label: bar width} of a horizontal bar panel."""
     labels = {round(t.get_position()[1]): t.get_text() for t in ax.get_yticklabels()}

@@ -32,13 +32,19 @@ FORESIGHT_HATCH = "xx"  # a foresight method's bar (an infinite gap's clipped ba
 NOT_A_KIND = ("", "none", "nan", "None", "error")
 
 
+def bound_kinds(block: pd.DataFrame) -> list[str]:
+    """The kinds of bound a case's rows of :func:`summarise` are measured against (their
+    ``bound_kind`` column, split at "/"), sorted, without the entries that are no bound."""
+    return sorted({kind for text in block["bound_kind"].astype(str) for kind in text.split("/")}
+                  - set(NOT_A_KIND))
+
+
 def bound_title(block: pd.DataFrame) -> str:
     """The bound a case's gaps are measured against, in a few words for its panel's title, from
     the ``bound_kind`` column of its rows of :func:`summarise`: ``bound: lp_relaxation``,
     ``bound: lower_bound + mip_bound (mixed)`` when its instances have bounds of different kinds,
     capacity's ``simulated`` said to be an empirical reference, ``no bound`` when none has one."""
-    kinds = sorted({kind for text in block["bound_kind"].astype(str) for kind in text.split("/")}
-                   - set(NOT_A_KIND))
+    kinds = bound_kinds(block)
     if not kinds:
         return "no bound"
     if kinds == ["simulated"]:
@@ -133,7 +139,7 @@ def gap_figure(summary: pd.DataFrame) -> Any:
 def gap_axis_label(block: pd.DataFrame) -> str:
     """The gap axis: to the bound, or to the simulated minimum when that is the case's only
     reference (capacity: not a bound)."""
-    if bound_title(block).startswith("vs the simulated"):
+    if bound_kinds(block) == ["simulated"]:
         return "mean gap to the simulated minimum (%)"
     return "mean gap to bound (% of the bound)"
 

@@ -1947,8 +1947,11 @@ class BidPriceStationary(BidPrice):
         """The rule with the stationary price of a solved LP relaxation, as :meth:`learn` makes
         it: the mean of its ``kv_memory`` prices over the rounds up to the last positive one.
         Solve the LP of ``planning_instance(history)`` (predicted lengths), as for
-        :meth:`BidPrice.from_solution`; a MIP or an unsolved LP is refused the same way."""
-        return cls(_stationary_price(_solution_prices(solution, cls.__name__, fill=False)), **kw)
+        :meth:`BidPrice.from_solution`; a MIP or an unsolved LP, or a negative or non-finite
+        price in any round (an edited file: R44 F1), is refused the same way."""
+        prices = _check_price(_solution_prices(solution, cls.__name__, fill=False), "prices",
+                              vector=True)
+        return cls(_stationary_price(prices), **kw)
 
     @staticmethod
     def learn(history: Instance, time_limit: float | None = None) -> float:

@@ -40,7 +40,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame[~_skipped(frame["status"])]
     if frame.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
-    frame = frame.assign(_gap_run=_ran(frame) & frame["gap"].notna(),
+    gap_run = _ran(frame) & frame["gap"].notna()
+    frame = frame.assign(_gap_run=gap_run, _run_gap=frame["gap"].where(gap_run),
                          _no_bound=missing_bound(frame), _why=bound_reasons(frame))
     grouped = frame.groupby(["case", "method"], sort=False)
     out = grouped.agg(
@@ -48,8 +49,8 @@ def summarise(frame: pd.DataFrame) -> pd.DataFrame:
         runs=("cost", "count"),  # runs that produced a cost (errors are counted in status)
         gap_runs=("_gap_run", "sum"),
         cost=("cost", "mean"),
-        gap_mean=("gap", "mean"),  # (over the gap_runs runs: the mean skips NaN)
-        gap_max=("gap", "max"),
+        gap_mean=("_run_gap", "mean"),  # over the gap_runs runs only: a gap on a row without
+        gap_max=("_run_gap", "max"),  # a cost is no run's (R44 F2; the mean skips NaN)
         wall_s=("wall_s", "mean"),
         bound_kind=("bound_kind", lambda s: "/".join(sorted({str(v) for v in s}))),
         status=("status", _status_counts),
@@ -492,7 +493,44 @@ def read_rows(csv_path: str | Path) -> pd.DataFrame:
     for column in ("cost", "bound", "gap", "wall_s"):
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise ValueError(f"{path}: column {column} holds text, not numbers")
+    _check_gaps(frame, path)
     return frame
+
+
+def _check_gaps(frame: pd.DataFrame, path: Path) -> None:
+    """Refuse a row whose ``gap`` is not the gap of its ``cost`` and ``bound``
+    (:func:`servopt.core.solution.relative_gap` in its decision's ``SENSE``, as the runner
+    computes it), to a relative 1e-6: an edited or corrupted row would otherwise move
+    ``gap_mean`` with nothing to show. A gap may be empty where both are there (a run on
+    another instance than its bound's has none); a gap without a cost or a bound is refused.
+    For a decision this servopt does not know (a plug-in not loaded) either sense is taken.
+
+    Refused, not recomputed: ``servopt report`` renders what the run wrote and computes nothing,
+    and a CSV whose gaps disagree with its own costs would go on saying another number than
+    its md; the user should know the file changed and decide which column to trust."""
+    from servopt.core.solution import relative_gap
+
+    senses: dict[Any, tuple[str, ...]] = {}
+    for i, (decision, cost, bound, gap) in enumerate(
+            frame[["decision", "cost", "bound", "gap"]].itertuples(index=False)):
+        if pd.isna(gap):
+            continue
+        if decision not in senses:
+            sense = _benchmark_attribute(str(decision), "SENSE", None)
+            senses[decision] = (sense,) if sense in ("min", "max") else ("min", "max")
+        expected = [relative_gap(float(cost), float(bound), sense) for sense in senses[decision]]
+        if any(gap == e or math.isclose(gap, e, rel_tol=1e-6, abs_tol=1e-12) for e in expected):
+            continue
+        row = frame.iloc[i]
+        what = (f"its {'cost' if pd.isna(cost) else 'bound'} is empty: no run has a gap without "
+                "both" if math.isnan(expected[0]) else
+                f"it is not the gap of its cost {cost!r} and bound {bound!r} "
+                f"({' or '.join(senses[decision])}: relative_gap gives "
+                f"{' or '.join(repr(e) for e in expected)})")
+        raise ValueError(f"{path}: data row {i + 1} (case {row['case']}, method {row['method']}, "
+                         f"params {row['params']}, seed {row['seed']}): gap {gap!r}, but {what}; "
+                         "the file was edited or is not as servopt bench wrote it (run the "
+                         "bench again, or restore the row)")
 
 
 def render_md(csv_path: str | Path, code: str | None = None, out_dir: str | Path | None = None

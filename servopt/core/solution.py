@@ -235,7 +235,17 @@ class Solution:
         that is a symbolic link, or not a folder, is refused (``InvalidInstanceError``), and each
         file is written beside its place and then moved there (a symbolic link in its place is
         replaced, not followed), so nothing outside ``directory`` is written or removed. Returns
-        the directory."""
+        the directory. A table name other than letters, digits and _ (``../x``, ``my-pin``: the
+        name of a row a user added to a model) is refused before anything is written: it names
+        the table's file, and :meth:`load` reads only such names."""
+        for folder, frames in (("prices", self.prices), ("decisions", self.decisions)):
+            for name in frames:
+                if not _plain_name(name):
+                    raise InvalidInstanceError(
+                        f"Solution.save: {folder} name {name!r} is not a plain name (letters, "
+                        f"digits, _): it names the file {folder}/<name>.csv, and load reads "
+                        "only such names; rename the table (for a row you added to a model, "
+                        "its component)")
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         for folder in ("prices", "decisions"):

@@ -983,7 +983,7 @@ def _fixed_integer_prices_in_place(solver: Any, model: pyo.ConcreteModel, sense:
     dual[frozen] = np.nan  # no free column: no price (module docstring)
     skip = _cut_names(model)
     return _pyomo_prices(model, {con: dual[row] for con, row in rows.items()
-                                 if con.parent_component().local_name not in skip}, sense,
+                                 if con.parent_component().name not in skip}, sense,
                          skip=skip), None
 
 
@@ -1049,7 +1049,7 @@ def _cut_names(model: pyo.ConcreteModel) -> set[str]:
 def _cut_rows(model: pyo.ConcreteModel, rows: dict[Any, int]) -> list[int]:
     """The solver rows of the constraints in ``model``'s valid-inequality families."""
     names = _cut_names(model)
-    return [row for con, row in rows.items() if con.parent_component().local_name in names]
+    return [row for con, row in rows.items() if con.parent_component().name in names]
 
 
 def _con_binding(con: Any, tol: float = 1e-7) -> bool:
@@ -1110,7 +1110,7 @@ def _pyomo_prices(model: pyo.ConcreteModel, duals: Any, sense: str, skip: set[st
     names = getattr(model, "index_names", {}) or {}
     prices: dict[str, pd.Series] = {}
     for component in model.component_objects(pyo.Constraint, descend_into=True):
-        if component.local_name in skip:
+        if component.name in skip:
             continue
         if not component.active and not any(con in duals for con in component.values()):
             continue  # (a scalar row left out of the price LP is inactive, but priced)
@@ -1136,7 +1136,8 @@ def _pyomo_prices(model: pyo.ConcreteModel, duals: Any, sense: str, skip: set[st
             # price, 0, so prices are labelled like the data (every round, every gap)
             order = list(component.index_set())
             keys, values = _fill_skipped(order, keys, values)
-        name = component.local_name
+        name = component.name  # (a Block's row is blk.pin: its local name pin would replace a
+        # top-level pin's prices, R44 F4; a top-level family's name is its local name)
         index = _make_index(keys, names.get(name))
         series = pd.Series(np.asarray(values, dtype=float), index=index, name=name)
         prices[name] = clean_prices(series, inequality=inequality)
@@ -1164,11 +1165,12 @@ def _pyomo_values(model: pyo.ConcreteModel) -> dict[str, pd.Series]:
     for var in model.component_objects(pyo.Var, active=True):
         keys = list(var.keys())
         values = [var[k].value for k in keys]
+        name = var.name  # (unique: blk.x, not x, for a Block's variable, as for prices)
         if keys == [None]:
-            out[var.local_name] = pd.Series(values, name=var.local_name, dtype=float)
+            out[name] = pd.Series(values, name=name, dtype=float)
         else:
-            index = _make_index(keys, names.get(var.local_name))
-            out[var.local_name] = pd.Series(values, index=index, name=var.local_name, dtype=float)
+            index = _make_index(keys, names.get(name))
+            out[name] = pd.Series(values, index=index, name=name, dtype=float)
     return out
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.core.errors import InvalidInstanceError
+from servopt.core.instance import DuplicateKeyError, unique_keys
 
 Sense = Literal["min", "max"]
 Row = Literal["le", "ge", "eq"]
@@ -348,11 +349,15 @@ class Solution:
             raise InvalidInstanceError(f"{head_path}: {text} is not a JSON value (save writes "
                                        'an unknown number as null, an infinite one as "Infinity")')
 
-        try:
+        try:  # (the instance reader's guards: a key given twice, nesting too deep; R44 F5)
             head = json.loads(head_path.read_text(encoding="utf-8-sig"), parse_float=finite,
-                              parse_constant=constant)
+                              parse_constant=constant, object_pairs_hook=unique_keys)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidInstanceError(f"{head_path} is not valid JSON ({exc})") from None
+        except DuplicateKeyError as exc:
+            raise InvalidInstanceError(f"{head_path}: {exc} (which value is meant?)") from None
+        except RecursionError:
+            raise InvalidInstanceError(f"{head_path}: the JSON is nested too deeply") from None
         if not isinstance(head, dict) or head.get("status") not in STATUSES:
             raise InvalidInstanceError(f"{head_path} is not a saved solution (status must be one "
                                        f"of {', '.join(STATUSES)})")

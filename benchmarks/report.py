@@ -549,8 +549,20 @@ def render_md(csv_path: str | Path, code: str | None = None, out_dir: str | Path
     md_path = path.with_suffix(".md")
     target = md_path if out_dir is None else Path(out_dir) / md_path.name
     command, notes, provenance, extra = None, [], [], ""
+    if target.is_dir():  # (os.replace would fail naming its temporary file: R44 F6)
+        raise ValueError(f"{target}: a folder where servopt report writes the md: move it, or "
+                         "render into another folder with --out")
     if md_path.is_file():
-        head, *sections = md_path.read_text().split("\n## ")
+        try:
+            head, *sections = md_path.read_text().split("\n## ")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{md_path}: the md beside the CSV is not {exc.encoding} text "
+                             f"({exc.reason} at byte {exc.start}); report keeps its notes: fix "
+                             "or remove it") from None
+        except OSError as exc:
+            raise ValueError(f"{md_path}: the md beside the CSV cannot be read "
+                             f"({exc.strerror or exc}); report keeps its notes: fix or remove "
+                             "it") from None
         tables = {f"{d}: {c}" for d, c in frame[["decision", "case"]].drop_duplicates().itertuples(
             index=False)}
         extra = "\n".join("## " + x.rstrip("\n") + "\n" for x in sections

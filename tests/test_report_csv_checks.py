@@ -118,3 +118,28 @@ def test_gap_mean_and_max_are_over_the_runs_gap_runs_counts():
 def test_the_committed_quick_csv_still_renders(tmp_path):
     render_md(_quick(tmp_path))
     assert "Rendered from `quick.csv`" in (tmp_path / "quick.md").read_text()
+
+
+def test_an_md_beside_the_csv_that_is_not_text_is_named(tmp_path, capsys):
+    path = _quick(tmp_path)
+    (tmp_path / "quick.md").write_bytes(b"# t\n\n\xff\xfe\n")
+    with pytest.raises(ValueError, match=r"quick\.md: the md beside the CSV is not utf-8 text "
+                                         r"\(invalid start byte at byte 5\)"):
+        render_md(path)
+    assert main(["report", str(path)]) == 2
+    assert f"{tmp_path / 'quick.md'}: the md beside the CSV" in capsys.readouterr().err
+    assert (tmp_path / "quick.md").read_bytes() == b"# t\n\n\xff\xfe\n"
+
+
+def test_a_folder_in_place_of_the_md_is_named_and_left_alone(tmp_path):
+    path = _quick(tmp_path)
+    (tmp_path / "quick.md").unlink()
+    (tmp_path / "quick.md").mkdir()
+    with pytest.raises(ValueError, match=r"quick\.md: a folder where servopt report writes the md"):
+        render_md(path)
+    assert (tmp_path / "quick.md").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == \
+        ["quick.csv", "quick.md"]  # (no temporary file left)
+    out = tmp_path / "out"
+    out.mkdir()
+    render_md(path, out_dir=out)  # elsewhere: the folder is not an md to keep notes from
+    assert "Rendered from `quick.csv`" in (out / "quick.md").read_text()

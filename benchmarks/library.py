@@ -44,9 +44,25 @@ def _close(a: float | None, b: float | None, rtol: float) -> bool:
     return abs(a - b) <= rtol * max(1.0, abs(a), abs(b))
 
 
+def _needed(bound_kind: str) -> tuple[str, ...]:
+    """The recorded values :func:`check` compares for an entry of this kind."""
+    return {"optimal": ("objective",), "lp_relaxation": ("bound",)}.get(
+        bound_kind, ("objective", "bound"))
+
+
 def check(item: library.Entry, objective: float, bound: float, rtol: float) -> tuple[bool, str]:
     """Does a re-solve agree with the manifest? Optima and LP values must match; a MIP's
-    (bound, incumbent) interval must be consistent with the recorded one."""
+    (bound, incumbent) interval must be consistent with the recorded one.
+
+    A recorded value the comparison needs that is null fails the check (nothing to compare
+    with). A re-solve that found no incumbent (or no bound) leaves its interval open on that
+    side: it can still contradict the recorded interval through the end it did find.
+    """
+    missing = [field for field in _needed(item.bound_kind) if getattr(item, field) is None]
+    if missing:
+        return False, (f"library instance {item.name!r}: the manifest records no "
+                       f"{' and no '.join(missing)} for this {item.bound_kind} entry, so there is "
+                       "nothing to check the re-solve against (rebuild the entry)")
     obj = None if math.isnan(objective) else objective
     if item.bound_kind in ("optimal", "lp_relaxation"):
         recorded = item.objective if item.bound_kind == "optimal" else item.bound
@@ -54,13 +70,28 @@ def check(item: library.Entry, objective: float, bound: float, rtol: float) -> t
         if _close(found, recorded, rtol):
             return True, f"{item.bound_kind} value {found:.8g} matches the manifest"
         return False, f"re-solved {item.bound_kind} value {found} differs from recorded {recorded}"
-    sense_min = item.bound is None or item.objective is None or item.bound <= item.objective
-    lo_new, hi_new = (bound, objective) if sense_min else (objective, bound)
-    lo_old, hi_old = (item.bound, item.objective) if sense_min else (item.objective, item.bound)
+    assert item.bound is not None and item.objective is not None  # (_needed: both)
+    if math.isnan(objective) and math.isnan(bound):
+        return False, (f"library instance {item.name!r}: the re-solve found neither an "
+                       f"objective nor a bound (recorded bound {item.bound:.8g}, objective "
+                       f"{item.objective:.8g})")
+    sense_min = item.bound <= item.objective
+    if sense_min:
+        lo_new = -math.inf if math.isnan(bound) else bound
+        hi_new = math.inf if math.isnan(objective) else objective
+        lo_old, hi_old = item.bound, item.objective
+    else:
+        lo_new = -math.inf if math.isnan(objective) else objective
+        hi_new = math.inf if math.isnan(bound) else bound
+        lo_old, hi_old = item.objective, item.bound
     slack = rtol * max(1.0, abs(hi_old))
+    note = (" (the re-solve found no incumbent)" if math.isnan(objective)
+            else " (the re-solve found no bound)" if math.isnan(bound) else "")
     if lo_new <= hi_old + slack and lo_old <= hi_new + slack:
-        return True, f"interval [{lo_new:.8g}, {hi_new:.8g}] consistent with [{lo_old:.8g}, {hi_old:.8g}]"
-    return False, f"interval [{lo_new:.8g}, {hi_new:.8g}] contradicts recorded [{lo_old:.8g}, {hi_old:.8g}]"
+        return True, (f"interval [{lo_new:.8g}, {hi_new:.8g}]{note} consistent with "
+                      f"[{lo_old:.8g}, {hi_old:.8g}]")
+    return False, (f"interval [{lo_new:.8g}, {hi_new:.8g}]{note} contradicts recorded "
+                   f"[{lo_old:.8g}, {hi_old:.8g}]")
 
 
 def add(name: str, size: str, make: Callable[[], Instance], solve_kw: dict[str, Any],
@@ -70,15 +101,22 @@ def add(name: str, size: str, make: Callable[[], Instance], solve_kw: dict[str, 
         raise ValueError(f"size must be one of {library.SIZES}")
     directory = directory or library.LIBRARY_DIR
     instance = make()
+    objective, bound, kind, wall = solve_entry(instance, solve_kw)
+    values = {"objective": None if math.isnan(objective) else objective,
+              "bound": None if math.isnan(bound) else bound}
+    missing = [field for field in _needed(kind) if values[field] is None]
+    if missing:  # (checked before the file is written: a refused solve changes nothing)
+        raise RuntimeError(
+            f"library instance {name!r}: the solve with {dict(solve_kw)} found no "
+            f"{' and no '.join(missing)} (a {kind} entry records {' and '.join(_needed(kind))}), "
+            "so there is nothing to record (give the solve more time: a larger time_limit)")
     rel = Path(instance.decision) / f"{name}.json"
     (directory / rel).parent.mkdir(parents=True, exist_ok=True)
     instance.to_json(directory / rel)
-    objective, bound, kind, wall = solve_entry(instance, solve_kw)
     return library.Entry(
         name=name, decision=instance.decision, size=size, file=str(rel),
-        sha256=library.sha256_file(directory / rel),
-        objective=None if math.isnan(objective) else objective,
-        bound=None if math.isnan(bound) else bound, bound_kind=kind, solve=dict(solve_kw),
+        sha256=library.sha256_file(directory / rel), objective=values["objective"],
+        bound=values["bound"], bound_kind=kind, solve=dict(solve_kw),
         obtained=obtained, wall_s=round(wall, 3), summary=instance.summary())
 
 

@@ -329,6 +329,20 @@ class RouterInstance:
     SCALARS = ("arrival_unit", "kv_capacity", "ms_per_kv_token", "n_requests", "name",
                "prefill_ms_per_token", "slots", "step_ms", "workers")
     HIDDEN = ("output", "output_tokens", "requests")
+    # (the slots' types: what :class:`servopt.solvers.decode_routing.InstanceView` promises)
+    arrival: np.ndarray
+    arrival_unit: str
+    block_ids: tuple[tuple[int, ...], ...] | None
+    kv_capacity: int
+    ms_per_kv_token: float
+    n_requests: int
+    name: str
+    predicted: np.ndarray | None
+    prefill_ms_per_token: float
+    prompt: np.ndarray
+    slots: int
+    step_ms: float
+    workers: int
 
     def __init__(self, instance: Instance) -> None:
         put = super().__setattr__

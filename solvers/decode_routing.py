@@ -6,14 +6,18 @@ A router subclasses :class:`Router` (which supplies ``reset``, ``on_step`` and `
 rule writes only ``choose(view, i) -> worker``) and has
 
 - ``reset(instance, seed)``: called once before a simulation (clears its state). The simulator
-  passes a ``RouterInstance`` (:mod:`servopt.benchmarks.decode_routing`): the fleet's constants
-  and the read-only ``arrival``, ``prompt``, ``predicted`` and ``block_ids``; reading ``output``,
-  ``output_tokens`` or ``requests`` is refused. Of the instance, the ``POLICIES`` routers read
-  only ``workers``, ``ms_per_kv_token`` [ms of step time per KV token on the most loaded worker]
-  and whether ``predicted`` is None (whether the stream carries predicted output lengths; the
-  values are read from ``view``), never the request frame, so a live system can start one without
-  a stream: ``router.reset(types.SimpleNamespace(workers=8, ms_per_kv_token=c1, predicted=None))``
-  (``predicted=True`` when requests come with predictions); all else arrives through ``view``;
+  passes a ``RouterInstance`` (:mod:`servopt.benchmarks.decode_routing`; typed by the
+  :class:`InstanceView` protocol): the fleet's constants and the read-only ``arrival``,
+  ``prompt``, ``predicted`` and ``block_ids``; reading ``output``, ``output_tokens`` or
+  ``requests`` is refused, and the instance's methods (``summary`` ...) are not there. Of the
+  instance, the ``POLICIES`` routers read only ``workers``, ``ms_per_kv_token`` [ms of step time
+  per KV token on the most loaded worker] and whether ``predicted`` is None (whether the stream
+  carries predicted output lengths; the values are read from ``view``), never the request frame,
+  so a live system can start one without a stream:
+  ``router.reset(types.SimpleNamespace(workers=8, ms_per_kv_token=c1, predicted=None))``
+  (``predicted=True`` when requests come with predictions; this namespace holds only what those
+  routers read, not all of :class:`InstanceView`: a router of your own that reads more needs
+  more); all else arrives through ``view``;
 - ``on_step(view)``: called at the start of every decode step (may refresh prices);
 - ``route(view, ids)``: route the requests ``ids`` that arrived by this step, in arrival order,
   by calling ``view.assign(i, worker)`` exactly once for each, with whole-number ids and workers
@@ -67,7 +71,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -78,7 +82,6 @@ from servopt.core import InfeasibleError, InvalidInstanceError, Solution
 from servopt.core.checks import flag, number, whole_number
 from servopt.core.registry import layer_module
 from servopt.core.solution import normalise_dual, relative_gap
-from servopt.instances.decode_routing import Instance
 from servopt.models.decode_routing import Epoch, MatrixLP, epoch_matrices
 from servopt.solvers.exact import (
     MIP_FEASIBILITY_MAX,
@@ -120,6 +123,41 @@ class FleetView(Protocol):
     def completed_ids(self) -> np.ndarray: ...
 
 
+class InstanceView(Protocol):
+    """What a router's ``reset`` is shown of the instance: the fleet's constants and the visible
+    request data, read-only (the simulator passes a
+    :class:`~servopt.benchmarks.decode_routing.RouterInstance`; not the true output lengths:
+    ``output``, ``output_tokens`` and ``requests`` are refused, and the methods of
+    :class:`servopt.instances.decode_routing.Instance`, ``summary`` and the rest, are not there)."""
+
+    @property
+    def workers(self) -> int: ...
+    @property
+    def slots(self) -> int: ...
+    @property
+    def kv_capacity(self) -> int: ...
+    @property
+    def step_ms(self) -> float: ...
+    @property
+    def ms_per_kv_token(self) -> float: ...
+    @property
+    def prefill_ms_per_token(self) -> float: ...
+    @property
+    def n_requests(self) -> int: ...
+    @property
+    def arrival(self) -> np.ndarray: ...
+    @property
+    def arrival_unit(self) -> str: ...
+    @property
+    def prompt(self) -> np.ndarray: ...
+    @property
+    def predicted(self) -> np.ndarray | None: ...
+    @property
+    def block_ids(self) -> Sequence[Sequence[int]] | None: ...
+    @property
+    def name(self) -> str: ...
+
+
 MAX_STEPS = 10_000  # horizon and span (steps): forecasts hold workers x (horizon + span) numbers
 MAX_WINDOW = 1_000_000  # BidPrice's arrival-rate window (steps): a ring of that many counts
 
@@ -138,7 +176,7 @@ class Router:
 
     name = "router"
 
-    def reset(self, instance: Instance, seed: int = 0) -> None:
+    def reset(self, instance: InstanceView, seed: int = 0) -> None:
         """Called once before a simulation: keep ``instance`` (the fleet's constants and the
         visible request data) and start a random generator from ``seed``."""
         self.rng = np.random.default_rng(seed)
@@ -167,7 +205,7 @@ class Router:
 class RoundRobin(Router):
     name = "round_robin"
 
-    def reset(self, instance: Instance, seed: int = 0) -> None:
+    def reset(self, instance: InstanceView, seed: int = 0) -> None:
         super().reset(instance, seed)
         self.counter = 0
 
@@ -1082,7 +1120,7 @@ class BidPrice(Router):
         router.name = "bid_price_fixed"
         return router
 
-    def reset(self, instance: Instance, seed: int = 0) -> None:
+    def reset(self, instance: InstanceView, seed: int = 0) -> None:
         if self.fixed is not None and len(self.fixed[1]) != instance.workers:
             raise InvalidInstanceError(f"the router's prices are for {len(self.fixed[1])} workers; "
                                        f"the instance has {instance.workers}")
@@ -1523,7 +1561,7 @@ class EpochIP(Router):
         check_options(time_limit, 0.0)  # refused here, not at the first step's solve
         self.time_limit = time_limit
 
-    def reset(self, instance: Instance, seed: int = 0) -> None:
+    def reset(self, instance: InstanceView, seed: int = 0) -> None:
         super().reset(instance, seed)
         self.fc = _Forecaster(self.horizon, self.prior_mean)
         self.fallbacks = self.solves = self.time_limited = 0

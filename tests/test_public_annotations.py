@@ -1,0 +1,31 @@
+"""Public annotations say what the code passes and returns (R46 F2-F5): a type checker or a
+runtime checker reading them is not misled."""
+
+from __future__ import annotations
+
+import typing
+
+from servopt.benchmarks.decode_routing import RouterInstance
+from servopt.instances import decode_routing as idr
+from servopt.solvers import decode_routing as routing
+
+
+def test_router_reset_is_typed_by_what_the_simulator_passes():
+    # the protocol lists exactly what a RouterInstance holds (its slots), nothing it refuses
+    members = {name for name, value in vars(routing.InstanceView).items()
+               if isinstance(value, property)}
+    assert members == set(RouterInstance.__slots__)
+    assert not members & set(RouterInstance.HIDDEN)
+    assert "summary" not in members
+    for router in [routing.Router(), *(make() for make in routing.POLICIES.values())]:
+        hints = typing.get_type_hints(type(router).reset)
+        assert hints["instance"] is routing.InstanceView, type(router).__name__
+    # what the simulator builds has every member, of the promised kind
+    shown = RouterInstance(idr.generate(seed=0, requests=20))
+    for name in members:
+        want = typing.get_type_hints(getattr(routing.InstanceView, name).fget)["return"]
+        kinds = tuple(typing.get_origin(k) or k for k in typing.get_args(want)) or (want,)
+        kinds = tuple(object if k is typing.Any else k for k in kinds)
+        if float in kinds:
+            kinds += (int,)
+        assert isinstance(getattr(shown, name), kinds), (name, want)

@@ -872,7 +872,7 @@ def _no_hindsight(instance: Instance) -> str:
 
 
 @checked_keywords(check=check_bound_options)
-def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4,
+def bound(instance: Instance, *, time_limit: float | None = 60.0, mip_gap: float = 1e-4,
           step_block: int = 1) -> Bound:
     """Best provable bound on the total step time (ms).
 
@@ -891,7 +891,7 @@ def bound(instance: Instance, *, time_limit: float = 60.0, mip_gap: float = 1e-4
     IP's). ``time_limit`` covers HiGHS's solve only, and HiGHS checks its clock between phases:
     building the matrices is not counted, and on a large model presolve alone can outlast the
     limit (the hindsight cell of 6,000 requests and 4 workers: 26.8 s of wall time on a 5 s
-    limit, R24).
+    limit, R24). ``time_limit=None``: no limit.
     """
     start = time.perf_counter()
     routing.check_options(time_limit, mip_gap)  # refused whichever bound answers

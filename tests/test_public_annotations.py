@@ -29,3 +29,15 @@ def test_router_reset_is_typed_by_what_the_simulator_passes():
         if float in kinds:
             kinds += (int,)
         assert isinstance(getattr(shown, name), kinds), (name, want)
+
+
+def test_decode_bound_time_limit_is_annotated_optional():
+    # time_limit=None is "no limit" (check_options takes it; test_api_contract runs it), as in
+    # the other decisions' bound(); the harness reads the annotation to judge an option's kind
+    from servopt.benchmarks import batch_scheduling, harness
+    from servopt.benchmarks import decode_routing as bd
+
+    hint = typing.get_type_hints(typing.cast(typing.Any, bd.bound).__wrapped__)["time_limit"]
+    assert type(None) in typing.get_args(hint)
+    assert harness.option_kinds(bd.bound)["time_limit"] == \
+        harness.option_kinds(batch_scheduling.bound)["time_limit"] == (frozenset({float}), True)

@@ -490,6 +490,8 @@ def read_rows(csv_path: str | Path) -> pd.DataFrame:
     missing = [c for c in ROW_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not rows servopt bench wrote (no column {', '.join(missing)})")
+    if frame.empty:  # (a header alone: every column reads as text, which would say less)
+        raise ValueError(f"{path}: a header and no rows: servopt bench writes a row per run")
     for column in ("cost", "bound", "gap", "wall_s"):
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise ValueError(f"{path}: column {column} holds text, not numbers")

@@ -143,3 +143,10 @@ def test_a_folder_in_place_of_the_md_is_named_and_left_alone(tmp_path):
     out.mkdir()
     render_md(path, out_dir=out)  # elsewhere: the folder is not an md to keep notes from
     assert "Rendered from `quick.csv`" in (out / "quick.md").read_text()
+
+
+def test_a_header_without_rows_is_named_as_such(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("case,decision,params,seed,method,cost,bound,bound_kind,gap,wall_s,status\n")
+    with pytest.raises(ValueError, match="a header and no rows"):
+        read_rows(path)

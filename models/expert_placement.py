@@ -239,10 +239,11 @@ def rounded(x: Any, direction: str) -> np.ndarray:
     unit, and HiGHS's path, hence which of equally good placements the MILP returns, follows the
     last bits (a 1e-9 scaling of a tiny instance changed the exact method's cost by 0.2%). The
     directions keep the MILP a relaxation: loads, the migration cost and the makespan lower bound
-    down, speeds and the makespan upper bound up, so its value and bound stay lower bounds."""
+    down, speeds and the makespan upper bound up, so its value and bound stay lower bounds.
+    Always an array, of ``x``'s shape (0-d for a number: ``float()`` takes it)."""
     mantissa, exponent = np.frexp(np.asarray(x, dtype=float))
     step = np.floor if direction == "down" else np.ceil
-    return np.ldexp(step(mantissa * 2.0**36) / 2.0**36, exponent)
+    return np.asarray(np.ldexp(step(mantissa * 2.0**36) / 2.0**36, exponent))
 
 
 def solver_units(w: np.ndarray, speed: np.ndarray) -> tuple[float, float]:
@@ -398,6 +399,9 @@ def build(
     # them, as the dispatch LP of the incumbent gives them, not soaked up by a cut
     m.valid_inequalities = ("lower", "order") if hasattr(m, "order") else ("lower",)
     m.valid_at_incumbent = placed_links
+    if not relax:  # a feasible start: servopt.solve hands it to HiGHS (exact: ``warm_start``)
+        _set_start(m, instance, w_tokens, layer_ids, w, s, ub, lb, beta_units, hasattr(m, "order"),
+                   group_locality)
     m.index_names = {"y": ["layer", "expert", "gpu"], "f": ["layer", "expert", "gpu"],
                      "z": ["layer"], "demand": ["layer", "expert"],
                      "link": ["layer", "expert", "gpu"], "slots": ["layer", "gpu"],
@@ -408,6 +412,128 @@ def build(
                      "local": ["layer", "expert", "gpu"]}
     _in_units(m, unit, time_unit)
     return m
+
+
+def start_candidates(instance: Instance, w: np.ndarray, layer_ids: list[int]) -> list[np.ndarray]:
+    """The fast plans (phy2log over ``layer_ids``, for loads ``w`` of those layers) that the
+    placement MILP starts from, those of :func:`~servopt.solvers.expert_placement.exact_placement`
+    before its MILP: the balanced plan, the ring plan, EPLB's (equal speeds only) and one replica
+    per expert (LPT); relabelled onto the previous GPUs, and the previous placement itself, with
+    a migration cost."""
+    from servopt.solvers import expert_placement as plans  # (it imports this module)
+
+    G, S, speed = instance.num_gpus, instance.slots_per_gpu, instance.speed
+    R, E = instance.num_slots, instance.num_experts
+    count = plans.counts_by_bids(w, R, min(G, R - E + 1))
+    out = [plans.balanced_plan(w, G, S, speed), plans.pack_ring(w, count, G, S, speed),
+           plans.no_replication_placement(w, G, S, speed)]
+    if instance.gpu_speed is None:
+        out.append(plans.eplb(w, R, instance.num_groups, instance.num_nodes, G)[0])
+    prev = instance.previous_placement
+    if prev is not None and instance.migration_cost > 0:
+        before = prev[layer_ids]
+        out = [plans.align_to_previous(c, before, G, S, speed) for c in out] + [before.copy()]
+    return out
+
+
+def _set_start(m: pyo.ConcreteModel, instance: Instance, w_tokens: np.ndarray,
+               layer_ids: list[int], w: np.ndarray, s: np.ndarray, ub: np.ndarray, lb: np.ndarray,
+               beta_units: float, ordered: bool, group_locality: bool) -> None:
+    """Give every variable of the placement MILP ``m`` the value of a feasible point, the best
+    per layer of :func:`start_candidates` (each served by the dispatch LP) that meets every row of
+    the model as built (``makespan_ub``'s link caps and replica counts, group locality, the
+    symmetry order, after relabelling GPUs of equal speed), and set ``m.warm_start``. Nothing is
+    set when some layer has no such plan (e.g. a ``makespan_ub`` below every candidate's value).
+    ``w``, ``s``, ``ub``, ``lb``, ``beta_units``: the model's data, in its units."""
+    from servopt.solvers import expert_placement as plans
+
+    E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
+    L = len(layer_ids)
+    prev = instance.previous_placement
+    before = (placement_matrix(prev[layer_ids], E, G, S) if prev is not None and beta_units > 0
+              else np.zeros((L, E, G), dtype=bool))
+    most = s[None, :] * ub[:, None]  # (L, G): what a replica may serve under makespan_ub
+    cap = np.where((most < LINK_FLOOR)[:, None, :], w[:, :, None],
+                   np.minimum(w[:, :, None], most[:, None, :]))
+    need = np.where(ub[:, None] <= 0, 1, np.maximum(1, np.minimum(
+        G, np.ceil(w / np.where(ub > 0, ub, 1.0)[:, None] - 1e-9)))).astype(np.int64)
+    size = E // instance.num_groups
+    best_value = np.full(L, np.inf)
+    best_y, best_f = np.zeros((L, E, G), dtype=bool), np.zeros((L, E, G))
+    for phy2log in start_candidates(instance, w_tokens, layer_ids):
+        hosted = placement_matrix(phy2log, E, G, S)
+        flows, _, _ = plans.lp_dispatch(phy2log, w_tokens, S, instance.speed)
+        f = np.zeros((L, E, G))
+        ok = phy2log >= 0
+        layer = np.repeat(np.arange(L), phy2log.shape[1])[ok.ravel()]
+        gpu = np.tile(np.arange(phy2log.shape[1]) // S, L)[ok.ravel()]
+        np.add.at(f, (layer, phy2log[ok], gpu), flows[ok])
+        total = f.sum(axis=2)  # tokens: in the model's (rounded) load units, each expert's sum w
+        f = np.where(total[:, :, None] > 0, f * (w / np.where(total > 0, total, 1.0))[:, :, None],
+                     0.0)
+        f = np.where(hosted, f, 0.0)
+        valid = hosted.any(axis=2).all(axis=1) & (hosted.sum(axis=2) >= need).all(axis=1)
+        valid &= (f <= cap * (1 + 1e-12) + 1e-12).all(axis=(1, 2))
+        valid &= np.isclose(f.sum(axis=2), w, rtol=1e-12, atol=1e-12).all(axis=1)
+        if group_locality:  # every group's replicas on one node
+            nodes = hosted.reshape(L, instance.num_groups, size, instance.num_nodes, -1)
+            valid &= (nodes.any(axis=(2, 4)).sum(axis=2) <= 1).all(axis=1)
+        z = np.maximum((f.sum(axis=1) * (1.0 / s)[None, :]).max(axis=1), lb)
+        value = z + beta_units * (hosted & ~before).sum(axis=(1, 2))
+        better = valid & (value < best_value)
+        best_value[better] = value[better]
+        best_y[better], best_f[better] = hosted[better], f[better]
+    if not np.all(np.isfinite(best_value)):
+        return
+    if ordered:  # the ``order`` rows: loads non-increasing along each chain of interchangeable GPUs
+        speed = instance.speed
+        equal = bool(np.all(speed == speed[0]))
+        start = 0
+        for g in range(1, G + 1):
+            linked = g < G and (equal or (g % instance.gpus_per_node and speed[g] == speed[g - 1]))
+            if linked:
+                continue
+            chain = np.arange(start, g)
+            for i in range(L):
+                order = chain[np.argsort(-best_f[i][:, chain].sum(axis=0), kind="stable")]
+                best_y[i][:, chain], best_f[i][:, chain] = best_y[i][:, order], best_f[i][:, order]
+            start = g
+    pos = {l: i for i, l in enumerate(layer_ids)}
+    load = best_f.sum(axis=1)
+    z = np.maximum((load * (1.0 / s)[None, :]).max(axis=1), lb)
+    for (l, e, g), var in m.y.items():
+        var.value = float(best_y[pos[l], e, g])
+    for (l, e, g), var in m.f.items():
+        var.value = float(best_f[pos[l], e, g])
+    for l, var in m.z.items():
+        var.value = float(z[pos[l]])
+    if hasattr(m, "capacity"):
+        for (l, g), var in m.capacity.items():
+            var.value = float(load[pos[l], g])
+    if hasattr(m, "x"):
+        per_group = best_y.reshape(L, instance.num_groups, size, instance.num_nodes, -1)
+        on = per_group.any(axis=(2, 4))  # (L, groups, nodes)
+        for (l, k, n), var in m.x.items():
+            var.value = float(on[pos[l], k, n])
+    m.warm_start = True
+
+
+def cheap_bound(instance: Instance, *, window: int | None = None, layers: list[int] | None = None,
+                **_: Any) -> float:
+    """A lower bound of the placement MILP's (and the dispatch LP's) objective, in its reported
+    units (tokens per unit speed), reported by ``servopt.solve`` when a stopped solve has no
+    better one: the combinatorial bound (:func:`makespan_lower_bound`) summed over the modelled
+    layers, on the model's own rounded loads and speeds (:func:`rounded`: those the MILP sees,
+    never above the instance's, so the bound holds for the model as built), a relative 1e-12
+    below. Valid with every option: the migration term is >= 0, and ``makespan_ub``/``_lb``,
+    group locality and the symmetry rows only remove plans (or keep an optimum)."""
+    layer_ids = _layer_ids(instance, layers)
+    w_tokens = window_loads(instance, window)[layer_ids]
+    unit, s_max = solver_units(w_tokens, instance.speed)
+    w = rounded(w_tokens / unit, "down")
+    s = rounded(instance.speed / s_max, "up")
+    bound = makespan_lower_bound(w, instance.num_gpus, instance.slots_per_gpu, s)
+    return float(bound.sum() * (unit / s_max) * (1 - 1e-12))
 
 
 def placed_links(m: pyo.ConcreteModel) -> list[Any]:
@@ -710,8 +836,8 @@ def build_cvxpy(instance: Instance, *, placement: Any = None,
 
 
 __all__ = ["LINK_FLOOR", "LOAD_UNITS", "MAX_MIGRATION_RATIO", "MAX_SPEED_RATIO", "OBJECTIVE_UNIT",
-           "MigrationRatioError", "build", "build_cvxpy",
+           "MigrationRatioError", "build", "build_cvxpy", "cheap_bound",
            "check_placement", "decisions", "dispatch_matrices", "explain_infeasible",
            "feasible_makespan", "load_unit", "makespan_lower_bound", "placed_links",
            "placement_matrix", "rounded",
-           "solution_note", "solver_units", "window_loads"]
+           "solution_note", "solver_units", "start_candidates", "window_loads"]

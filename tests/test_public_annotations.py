@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import typing
 
+import numpy as np
+
 from servopt.benchmarks.decode_routing import RouterInstance
 from servopt.instances import decode_routing as idr
 from servopt.solvers import decode_routing as routing
@@ -41,3 +43,17 @@ def test_decode_bound_time_limit_is_annotated_optional():
     assert type(None) in typing.get_args(hint)
     assert harness.option_kinds(bd.bound)["time_limit"] == \
         harness.option_kinds(batch_scheduling.bound)["time_limit"] == (frozenset({float}), True)
+
+
+def test_expert_placement_rounded_returns_the_array_it_promises():
+    from servopt.models.expert_placement import rounded
+
+    # 36 significant bits (frexp's mantissa in [0.5, 1) times 2^36, whole): at 1.0 = 0.5 * 2^1 a
+    # step is 2^-36 * 2 = 2^-35, so 1 + 2^-40 rounds down to 1 and up to 1 + 2^-35 (by hand)
+    x = 1.0 + 2.0**-40
+    down, up = rounded(x, "down"), rounded(x, "up")
+    assert isinstance(down, np.ndarray) and down.shape == () and float(down) == 1.0
+    assert isinstance(up, np.ndarray) and float(up) == 1.0 + 2.0**-35
+    down[()] = 2.0  # an array: writable like the rounded arrays it returns for arrays
+    rows = rounded(np.array([[x, 3.0]]), "up")
+    assert rows.shape == (1, 2) and rows.tolist() == [[1.0 + 2.0**-35, 3.0]]

@@ -548,23 +548,10 @@ def render_md(csv_path: str | Path, code: str | None = None, out_dir: str | Path
     A file that is not such a CSV is refused (``ValueError``) naming what it lacks."""
     path = Path(csv_path)
     frame = read_rows(path)
-    md_path = path.with_suffix(".md")
-    target = md_path if out_dir is None else Path(out_dir) / md_path.name
+    target, text = _md_files(path, out_dir)
     command, notes, provenance, extra = None, [], [], ""
-    if target.is_dir():  # (os.replace would fail naming its temporary file: R44 F6)
-        raise ValueError(f"{target}: a folder where servopt report writes the md: move it, or "
-                         "render into another folder with --out")
-    if md_path.is_file():
-        try:
-            head, *sections = md_path.read_text().split("\n## ")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{md_path}: the md beside the CSV is not {exc.encoding} text "
-                             f"({exc.reason} at byte {exc.start}); report keeps its notes: fix "
-                             "or remove it") from None
-        except OSError as exc:
-            raise ValueError(f"{md_path}: the md beside the CSV cannot be read "
-                             f"({exc.strerror or exc}); report keeps its notes: fix or remove "
-                             "it") from None
+    if text is not None:
+        head, *sections = text.split("\n## ")
         tables = {f"{d}: {c}" for d, c in frame[["decision", "case"]].drop_duplicates().itertuples(
             index=False)}
         extra = "\n".join("## " + x.rstrip("\n") + "\n" for x in sections
@@ -585,6 +572,36 @@ def render_md(csv_path: str | Path, code: str | None = None, out_dir: str | Path
     notes.append(f"Rendered from `{path.name}` by `servopt report` with {code or checkout_line()}: the "
                  f"rows are those {run} computed; nothing was recomputed.")
     return write_text_atomic(target, md_text(frame, path.stem, command, provenance, notes, extra))
+
+
+def check_renderable(csv_path: str | Path, out_dir: str | Path | None = None) -> None:
+    """Refuse (``ValueError``) what :func:`render_md` would refuse for ``csv_path``, writing
+    nothing: its rows, the md beside it and the md's target. ``servopt report`` checks every file
+    so before it writes the first md."""
+    read_rows(csv_path)
+    _md_files(Path(csv_path), out_dir)
+
+
+def _md_files(path: Path, out_dir: str | Path | None) -> tuple[Path, str | None]:
+    """Where :func:`render_md` writes ``path``'s md, and the text of the md beside ``path`` (None:
+    there is none); a folder in the target's place or an md that cannot be read is refused."""
+    md_path = path.with_suffix(".md")
+    target = md_path if out_dir is None else Path(out_dir) / md_path.name
+    if target.is_dir():  # (os.replace would fail naming its temporary file: R44 F6)
+        raise ValueError(f"{target}: a folder where servopt report writes the md: move it, or "
+                         "render into another folder with --out")
+    if not md_path.is_file():
+        return target, None
+    try:
+        return target, md_path.read_text()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{md_path}: the md beside the CSV is not {exc.encoding} text "
+                         f"({exc.reason} at byte {exc.start}); report keeps its notes: fix "
+                         "or remove it") from None
+    except OSError as exc:
+        raise ValueError(f"{md_path}: the md beside the CSV cannot be read "
+                         f"({exc.strerror or exc}); report keeps its notes: fix or remove "
+                         "it") from None
 
 
 def _block(lines: list[str]) -> list[str]:

@@ -662,9 +662,9 @@ def write_tracebacks(tracebacks: list[dict[str, Any]], path: Path) -> Path:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """``servopt report NAME.csv ...``: each md rendered again from its CSV (nothing computed)."""
-    from servopt.benchmarks.report import checkout_line, read_rows, render_md
+    from servopt.benchmarks.report import check_renderable, checkout_line, read_rows, render_md
 
-    for csv in args.csv:  # every file checked before any md is written
+    for csv in args.csv:  # every CSV checked before any folder is made or md written
         read_rows(csv)
     out = None
     if args.out is not None:
@@ -674,6 +674,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             raise ValueError(f"--out {args.out}: two CSVs would write the same {twice[0]}; "
                              "render them into different folders")
         out = writable_folder(args.out)
+    for csv in args.csv:  # and every md read and target checked (an unreadable second md would
+        check_renderable(csv, out)  # otherwise be found after the first md was written)
     code = checkout_line()  # before the first md is written: it would count as a change
     for csv in args.csv:
         print(f"wrote {render_md(csv, code, out)}")

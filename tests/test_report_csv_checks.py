@@ -150,3 +150,15 @@ def test_a_header_without_rows_is_named_as_such(tmp_path):
     path.write_text("case,decision,params,seed,method,cost,bound,bound_kind,gap,wall_s,status\n")
     with pytest.raises(ValueError, match="a header and no rows"):
         read_rows(path)
+
+
+def test_report_writes_no_md_when_a_later_csvs_md_cannot_be_read(tmp_path, capsys):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    a, b = _quick(first), _quick(second)
+    before = (first / "quick.md").read_bytes()
+    (second / "quick.md").write_bytes(b"# t\n\n\xff\n")
+    assert main(["report", str(a), str(b)]) == 2
+    assert f"{second / 'quick.md'}: the md beside the CSV" in capsys.readouterr().err
+    assert (first / "quick.md").read_bytes() == before  # the first md was not rewritten

@@ -57,3 +57,20 @@ def test_expert_placement_rounded_returns_the_array_it_promises():
     down[()] = 2.0  # an array: writable like the rounded arrays it returns for arrays
     rows = rounded(np.array([[x, 3.0]]), "up")
     assert rows.shape == (1, 2) and rows.tolist() == [[1.0 + 2.0**-35, 3.0]]
+
+
+def test_matrix_model_decisions_annotation_covers_decode_routings_dataframe():
+    import pandas as pd
+
+    from servopt.core.matrix import MatrixModel
+    from servopt.models import decode_routing as mdr
+
+    hint = typing.get_type_hints(MatrixModel)["decisions"]
+    call = next(a for a in typing.get_args(hint) if a is not type(None))
+    returned = typing.get_args(typing.get_args(call)[1])[1]  # dict[str, <this>]
+    kinds = typing.get_args(returned) or (returned,)
+    mm = mdr.build_matrix_model(idr.generate_steps(requests=8, workers=2, seed=0))
+    decided = mm.decisions(np.zeros(len(mm.objective)))
+    assert isinstance(decided["x"], pd.DataFrame)  # request x worker shares
+    for name, value in decided.items():
+        assert isinstance(value, kinds), (name, type(value).__name__, returned)

@@ -15,7 +15,8 @@ of label ``index[k]``, or -1 for a row the model leaves out because it can never
 is 0, like a skipped Pyomo row). ``bound_rows`` are families the model states as column upper
 bounds (``x_j <= u_j``): their price is the column's reduced cost, normalised like a ``<=`` row.
 ``columns[name]`` labels variables the same way; ``decisions`` (optional) turns the column values
-into the Pyomo path's decisions. ``start`` is a feasible point (the warm start of a MIP).
+into the Pyomo path's decisions (a Series, or a DataFrame such as decode routing's request x
+worker shares, per name). ``start`` is a feasible point (the warm start of a MIP).
 ``bound_lp`` (optional) builds an LP whose optimum is a proved bound on the MIP's optimum (e.g. a
 cheaper relaxation of it): solved before the MIP when the call has a time limit (after it when a
 limit among ``options`` stopped it before its root LP); the better bound is reported.
@@ -70,7 +71,7 @@ class MatrixModel:
     integer: np.ndarray | None = None
     bound_rows: dict[str, Family] = dataclasses.field(default_factory=dict)
     start: np.ndarray | None = None
-    decisions: Callable[[np.ndarray], dict[str, pd.Series]] | None = None
+    decisions: Callable[[np.ndarray], dict[str, pd.Series | pd.DataFrame]] | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     bound_lp: Callable[[], MatrixModel] | None = None

@@ -1746,7 +1746,7 @@ def _start_after_bound_lp(mm: MatrixModel, status: str, start: np.ndarray | None
     return solution
 
 
-def _column_values(mm: MatrixModel, values: np.ndarray) -> dict[str, pd.Series]:
+def _column_values(mm: MatrixModel, values: np.ndarray) -> dict[str, pd.Series | pd.DataFrame]:
     """The decisions of column values ``values``: the model's ``decisions``, else each column
     family as a labelled Series."""
     if mm.decisions is not None:

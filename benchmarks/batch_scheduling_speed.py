@@ -38,7 +38,9 @@ import subprocess
 import sys
 import time
 import types
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,8 +73,10 @@ def load_before(revision: str) -> tuple[types.ModuleType, types.ModuleType]:
     return old_bench, old_rules
 
 
-def run_one(simulate, instance, policy) -> dict:
-    """One run of a fresh copy of the prepared policy, timed (wall and CPU seconds)."""
+def run_one(simulate: Callable[[instances.Instance, Any], dict[str, Any]],
+            instance: instances.Instance, policy: Any) -> dict[str, Any]:
+    """One run of a fresh copy of the prepared policy (of today's rules or the ``--before``
+    revision's, hence ``Any``), timed (wall and CPU seconds)."""
     run = copy.deepcopy(policy)
     t0, c0 = time.perf_counter(), time.process_time()
     out = simulate(instance, run)
@@ -81,12 +85,12 @@ def run_one(simulate, instance, policy) -> dict:
     return out
 
 
-def faster(best: dict | None, out: dict) -> dict:
+def faster(best: dict[str, Any] | None, out: dict[str, Any]) -> dict[str, Any]:
     return out if best is None or out["total_s"] < best["total_s"] else best
 
 
-def measure(sizes, seeds, methods, revision: str, repeat: int = 1,
-            cases: list[tuple[str, int]] | None = None) -> pd.DataFrame:
+def measure(sizes: Sequence[int], seeds: Sequence[int], methods: Sequence[str], revision: str,
+            repeat: int = 1, cases: list[tuple[str, int]] | None = None) -> pd.DataFrame:
     """``cases`` (arrivals, n) pairs; default ``("poisson", n)`` for each of ``sizes``."""
     old_bench, old_rules = load_before(revision)
     rows = []

@@ -33,6 +33,7 @@ import numpy as np
 
 from servopt.benchmarks import decode_routing as bench
 from servopt.benchmarks.report import require_checkout, write_md
+from servopt.instances.decode_routing import Instance
 from servopt.solvers import decode_routing as routing
 
 CELLS = [
@@ -119,7 +120,7 @@ STAGES = {"least-KV choices only": lambda predicted: _LeastKVWithBook(False),
           "bid_price (+ prices)": lambda predicted: routing.BidPrice()}
 
 
-def stage_us(inst, stage: str) -> tuple[float, int]:
+def stage_us(inst: Instance, stage: str) -> tuple[float, int]:
     """CPU per request (us) of one of the ``STAGES`` and its forecast rebuilds (load-book rebuilds;
     with predictions: survival refreshes, each re-evaluating log Phi for every running request)."""
     router = STAGES[stage](inst.predicted is not None)
@@ -127,7 +128,7 @@ def stage_us(inst, stage: str) -> tuple[float, int]:
     return us, router.book.rebuilds if router.book is not None else router.fc.version
 
 
-def log_phi_per_request(inst) -> float:
+def log_phi_per_request(inst: Instance) -> float:
     """log Phi evaluations (``scipy.special.log_ndtr`` elements) per request of bid_price's exact
     forecast on a stream with predictions."""
     count = [0]
@@ -145,7 +146,7 @@ def log_phi_per_request(inst) -> float:
     return count[0] / inst.n_requests
 
 
-def timer_us(inst, repeats: int = 5) -> float:
+def timer_us(inst: Instance, repeats: int = 5) -> float:
     """What :func:`cpu_us`'s own clock reads cost per request (us): the calls of ``on_step`` and
     ``route`` in a run (the same for every router: one per step, one per step with arrivals) times
     the thread time of one timed call of a function that does nothing (best of ``repeats``)."""
@@ -176,7 +177,8 @@ def timer_us(inst, repeats: int = 5) -> float:
     return best * calls[0] / inst.n_requests * 1e6
 
 
-def cpu_us(inst, method: str | routing.Router, before: types.ModuleType | None = None) -> float:
+def cpu_us(inst: Instance, method: str | routing.Router,
+           before: types.ModuleType | None = None) -> float:
     """Router CPU time per request (us): thread time inside ``on_step`` and ``route``.
 
     ``bid_price_exact`` is the bid-price rule with ``forecast="exact"`` (every running request's

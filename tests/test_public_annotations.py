@@ -74,3 +74,18 @@ def test_matrix_model_decisions_annotation_covers_decode_routings_dataframe():
     assert isinstance(decided["x"], pd.DataFrame)  # request x worker shares
     for name, value in decided.items():
         assert isinstance(value, kinds), (name, type(value).__name__, returned)
+
+
+def test_results_scripts_public_functions_are_annotated():
+    import inspect
+
+    from servopt.benchmarks import batch_scheduling_speed, decode_routing_speed
+
+    for module, names in ((batch_scheduling_speed, ("run_one", "faster", "measure")),
+                          (decode_routing_speed, ("stage_us", "log_phi_per_request", "timer_us",
+                                                  "cpu_us"))):
+        for name in names:
+            func = getattr(module, name)
+            hints = typing.get_type_hints(func)  # (the names resolve)
+            wanted = set(inspect.signature(func).parameters) | {"return"}
+            assert wanted <= set(hints), (module.__name__, name, wanted - set(hints))

@@ -55,6 +55,7 @@ import math
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -735,9 +736,10 @@ def check_options(*, seed: Any = 0, warmup: Any = 0.2) -> None:
 
 
 @checked_keywords(check=check_options)
-def evaluate(instance: Instance, method: str | routing.Router, *, seed: int = 0,
-             warmup: float = 0.2, **kw: Any) -> Outcome:
-    """Simulate ``method`` (a POLICIES name or a router) on ``instance``.
+def evaluate(instance: Instance, method: str | routing.Router | Callable[[], routing.Router], *,
+             seed: int = 0, warmup: float = 0.2, **kw: Any) -> Outcome:
+    """Simulate ``method`` (a POLICIES name, a router, or a router class or factory:
+    :func:`servopt.solvers.decode_routing.make_router`) on ``instance``.
 
     ``cost`` is the total step time (ms); ``wall_s`` the router's decision time (s);
     ``warmup`` the share of requests left out of the steady-state metrics (see module doc).

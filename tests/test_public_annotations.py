@@ -89,3 +89,19 @@ def test_results_scripts_public_functions_are_annotated():
             hints = typing.get_type_hints(func)  # (the names resolve)
             wanted = set(inspect.signature(func).parameters) | {"return"}
             assert wanted <= set(hints), (module.__name__, name, wanted - set(hints))
+
+
+def test_decode_evaluate_method_annotation_takes_a_router_class():
+    # gap_table and users pass a router class or factory (make_router builds it): the annotation
+    # says so, as make_router's does
+    import collections.abc
+
+    from servopt.benchmarks import decode_routing as bd
+
+    hint = typing.get_type_hints(typing.cast(typing.Any, bd.evaluate).__wrapped__)["method"]
+    assert any(typing.get_origin(a) is collections.abc.Callable for a in typing.get_args(hint))
+    assert typing.get_args(hint) == typing.get_args(
+        typing.get_type_hints(routing.make_router)["method"])
+    outcome = bd.evaluate(idr.generate_steps(requests=12, workers=2, seed=0),
+                          routing.JoinShortestQueue)
+    assert outcome.metrics["completed"] == 12

@@ -1750,7 +1750,7 @@ def _column_values(mm: MatrixModel, values: np.ndarray) -> dict[str, pd.Series |
     """The decisions of column values ``values``: the model's ``decisions``, else each column
     family as a labelled Series."""
     if mm.decisions is not None:
-        return mm.decisions(values)
+        return dict(mm.decisions(values))  # (a Mapping: a decoder may say dict[str, Series])
     return {name: pd.Series(_at(values, fam.positions, math.nan), index=fam.index, name=name)
             for name, fam in mm.columns.items()}
 

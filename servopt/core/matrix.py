@@ -30,7 +30,7 @@ unit, 1 when absent); ``decisions`` reports the columns in their documented unit
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -71,7 +71,7 @@ class MatrixModel:
     integer: np.ndarray | None = None
     bound_rows: dict[str, Family] = dataclasses.field(default_factory=dict)
     start: np.ndarray | None = None
-    decisions: Callable[[np.ndarray], dict[str, pd.Series | pd.DataFrame]] | None = None
+    decisions: Callable[[np.ndarray], Mapping[str, pd.Series | pd.DataFrame]] | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     bound_lp: Callable[[], MatrixModel] | None = None

@@ -34,6 +34,16 @@ locality pin GPUs; the symmetry rows make one-sided price readings lopsided, see
 ``beta`` = the instance's ``migration_cost``; present only with a previous placement and beta > 0)
 counts replicas placed where the previous placement had none of that expert.
 
+Warm start and bound of a stopped solve: the built MILP gives every variable the value of the best
+per layer of the module's fast plans (:func:`start_candidates`, dispatched by the LP) that meets its
+rows for the options given (``model.warm_start``; none when some layer has no such plan), so a
+time-limited ``servopt.solve`` ends with a plan at least that good; :func:`cheap_bound` (the
+combinatorial bound summed over the layers) is its bound when HiGHS proved none better (R45 F1:
+objective nan and bound nan or 0 on three deepseek_v3 layers in 10 s, where the fast plans are
+optimal). The Pyomo build and its hand-over to HiGHS do not read the clock (12 deepseek_v3 layers:
+~13 s of build and ~38 s of loading at load 5-6 on a 10 s limit); at that size
+``servopt.solvers.expert_placement.exact_placement`` certifies the plan in well under a second.
+
 Dispatch LP (``build(instance, placement=phy2log)``, ``build_cvxpy``)
 ---------------------------------------------------------------------
 For a fixed placement (``phy2log[l, p]``: the expert in physical slot p, on GPU p // S), LPLB's
@@ -418,8 +428,8 @@ def start_candidates(instance: Instance, w: np.ndarray, layer_ids: list[int]) ->
     """The fast plans (phy2log over ``layer_ids``, for loads ``w`` of those layers) that the
     placement MILP starts from, those of :func:`~servopt.solvers.expert_placement.exact_placement`
     before its MILP: the balanced plan, the ring plan, EPLB's (equal speeds only) and one replica
-    per expert (LPT); relabelled onto the previous GPUs, and the previous placement itself, with
-    a migration cost."""
+    per expert (LPT); relabelled onto the previous GPUs, and the previous placement itself (on
+    the layers where it hosts every expert), with a migration cost."""
     from servopt.solvers import expert_placement as plans  # (it imports this module)
 
     G, S, speed = instance.num_gpus, instance.slots_per_gpu, instance.speed
@@ -432,7 +442,9 @@ def start_candidates(instance: Instance, w: np.ndarray, layer_ids: list[int]) ->
     prev = instance.previous_placement
     if prev is not None and instance.migration_cost > 0:
         before = prev[layer_ids]
-        out = [plans.align_to_previous(c, before, G, S, speed) for c in out] + [before.copy()]
+        out = [plans.align_to_previous(c, before, G, S, speed) for c in out]
+        kept = placement_matrix(before, E, G, S).any(axis=2).all(axis=1)  # layers it serves
+        out.append(np.where(kept[:, None], before, out[0]))  # (else the balanced plan's layer)
     return out
 
 
@@ -443,7 +455,9 @@ def _set_start(m: pyo.ConcreteModel, instance: Instance, w_tokens: np.ndarray,
     per layer of :func:`start_candidates` (each served by the dispatch LP) that meets every row of
     the model as built (``makespan_ub``'s link caps and replica counts, group locality, the
     symmetry order, after relabelling GPUs of equal speed), and set ``m.warm_start``. Nothing is
-    set when some layer has no such plan (e.g. a ``makespan_ub`` below every candidate's value).
+    set when some layer has no such plan (a ``makespan_ub`` whose replica counts or per-replica
+    caps no candidate meets; a plan above ``makespan_ub`` can meet them: they cap each replica's
+    tokens, not a GPU's, and such a start is then feasible for the model as built).
     ``w``, ``s``, ``ub``, ``lb``, ``beta_units``: the model's data, in its units."""
     from servopt.solvers import expert_placement as plans
 

@@ -36,7 +36,8 @@ counts replicas placed where the previous placement had none of that expert.
 
 Warm start and bound of a stopped solve: the built MILP gives every variable the value of the best
 per layer of the module's fast plans (:func:`start_candidates`, dispatched by the LP) that meets its
-rows for the options given (``model.warm_start``; none when some layer has no such plan), so a
+rows for the options given (``model.warm_start``; none when some layer has no such plan, or by
+default with a ``makespan_ub``, see :func:`build`'s ``start``), so a
 time-limited ``servopt.solve`` ends with a plan at least that good; :func:`cheap_bound` (the
 combinatorial bound summed over the layers) is its bound when HiGHS proved none better (R45 F1:
 objective nan and bound nan or 0 on three deepseek_v3 layers in 10 s, where the fast plans are
@@ -299,6 +300,7 @@ def build(
     group_locality: bool = False,
     symmetry: bool = True,
     max_binaries: int = 100_000,
+    start: bool | None = None,
 ) -> pyo.ConcreteModel:
     """The placement MILP, or the dispatch LP when ``placement`` (phy2log) is given.
 
@@ -313,9 +315,15 @@ def build(
     max_binaries : refuse to build a larger MILP (a deepseek_v3 instance has 475,136 binaries
     over its 58 layers): solve a few ``layers`` at a time, or use the decomposition
     ``servopt.solvers.expert_placement.exact_placement``, which certifies plans at that size.
+    start : give the MILP a feasible start (``model.warm_start``, module docstring) when one of
+    the fast plans meets its rows: True, False, or None (default: a start unless ``makespan_ub``
+    is given, the value of a plan the caller already holds, as ``exact_placement``'s per-layer
+    MILPs do; there a start would only change which of equally good plans HiGHS returns).
     """
     flag("symmetry", symmetry)  # ("no" and "abc" were taken as True)
     flag("group_locality", group_locality)
+    if start is not None:
+        flag("start", start)
     max_binaries = whole_number("max_binaries", max_binaries, low=0)
     w_all = window_loads(instance, window)
     layer_ids = _layer_ids(instance, layers)
@@ -409,7 +417,8 @@ def build(
     # them, as the dispatch LP of the incumbent gives them, not soaked up by a cut
     m.valid_inequalities = ("lower", "order") if hasattr(m, "order") else ("lower",)
     m.valid_at_incumbent = placed_links
-    if not relax:  # a feasible start: servopt.solve hands it to HiGHS (exact: ``warm_start``)
+    if not relax and (start if start is not None else makespan_ub is None):  # a feasible start:
+        # servopt.solve hands it to HiGHS (exact: ``warm_start``)
         _set_start(m, instance, w_tokens, layer_ids, w, s, ub, lb, beta_units, hasattr(m, "order"),
                    group_locality)
     m.index_names = {"y": ["layer", "expert", "gpu"], "f": ["layer", "expert", "gpu"],

@@ -118,8 +118,8 @@ CASES = {
     "no_symmetry": (_small, {"symmetry": False}),
     "layers": (_small, {"layers": [2, 0]}),
     "makespan_lb": (_small, {"makespan_lb": "bound"}),
-    "makespan_ub": (_small, {"makespan_ub": "lpt"}),
-    "speeds_ub": (_speeds, {"makespan_ub": "lpt"}),
+    "makespan_ub": (_small, {"makespan_ub": "lpt", "start": True}),
+    "speeds_ub": (_speeds, {"makespan_ub": "lpt", "start": True}),
 }
 
 
@@ -181,11 +181,25 @@ def test_no_warm_start_where_no_fast_plan_meets_makespan_ub():
     inst = _small()
     bound = M.makespan_lower_bound(inst.planned_loads, inst.num_gpus, inst.slots_per_gpu)
     # the ring plan reaches the bound on this instance: a start at makespan_ub=bound
-    assert M.build(inst, makespan_ub=bound).warm_start is True
+    assert M.build(inst, makespan_ub=bound, start=True).warm_start is True
     # at half the least makespan the replica counts (``placed``) and each replica's cap (``link``,
     # the GPU's speed x makespan_ub tokens) rule out every fast plan (the model has no plan at all)
-    model = M.build(inst, makespan_ub=bound / 2)
+    model = M.build(inst, makespan_ub=bound / 2, start=True)
     assert not getattr(model, "warm_start", False)
+
+
+def test_start_option():
+    """By default a caller's makespan_ub (the value of a plan it holds: exact_placement's
+    per-layer MILPs) means no start of the model's own, so those MILPs return what they did;
+    start=True/False overrides, anything else is refused by name."""
+    inst = _small()
+    ub = M.feasible_makespan(inst, inst.planned_loads)
+    assert not getattr(M.build(inst, makespan_ub=ub), "warm_start", False)
+    assert M.build(inst, makespan_ub=ub, start=True).warm_start is True
+    assert not getattr(M.build(inst, start=False), "warm_start", False)
+    assert not getattr(M.build(inst, relax=True), "warm_start", False)
+    with pytest.raises(servopt.InvalidInstanceError, match="start must be True or False"):
+        M.build(inst, start="yes")
 
 
 # -- cheap_bound <= the optimum, by brute force over every placement of tiny instances ------------

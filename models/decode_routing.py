@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -290,6 +291,17 @@ def work_unit(instance: Instance) -> float:
 
 
 MAX_ENTRIES = 30_000_000  # hindsight model nonzeros (about 2 GB to build and load)
+# The Python-object backends hold far more per entry than the matrix path (~70 bytes an entry
+# with HiGHS's copy, benchmarks/results/limits.md decode_entries), so each has a cap of its own
+# (R45 F3, generate_steps(requests=N, workers=32), servopt.solve(..., time_limit=10)): the Pyomo
+# model (``backend="pyomo"``, :func:`build`) ~124 bytes and ~5.5 s an entry-million to build,
+# ~230 bytes and ~11 s with HiGHS's copy, none of it time-limited (1,000 requests, 6.83M
+# entries: 1.83 GB, 77 s); its cap of 5M is about 1.4 GB and 55 s. CVXPY's LP (``backend=
+# "cvxpy"``, :func:`build_cvxpy`) ~170 bytes an entry (6.83M: 1.42 GB, 19 s); its cap of 8M is
+# about 1.6 GB. Both extrapolated linearly from those runs, not run at the caps.
+MAX_PYOMO_ENTRIES = 5_000_000
+MAX_CVXPY_ENTRIES = 8_000_000
+_BACKEND_CAPS = {"highs": MAX_ENTRIES, "pyomo": MAX_PYOMO_ENTRIES, "cvxpy": MAX_CVXPY_ENTRIES}
 
 
 class ModelTooLarge(InvalidInstanceError):
@@ -332,21 +344,35 @@ def model_size(instance: Instance, step_block: int = 1) -> dict[str, int]:
             "entries": pairs * instance.workers * families}
 
 
-def check_size(instance: Instance, step_block: int = 1, max_entries: int | None = None) -> None:
+def check_size(instance: Instance, step_block: int = 1, max_entries: int | None = None, *,
+               backend: str = "highs") -> None:
     """Refuse a hindsight model too large to build in memory, before anything is allocated
     (:func:`model_size`, from the n requests): one entry per (row block, request, worker) in
     each family (3200 requests x 64 workers, one step per block: 45M entries, 3 GB), and, with
     ``step_block`` > 1, the activity table the build starts from (one row per request and
     active step, some 60 bytes each: 400 requests of 1e6 tokens are 4e8 rows; refused above
-    the larger of ``max_entries`` and ``MAX_ENTRIES``). None: the module's ``MAX_ENTRIES``."""
+    the larger of ``max_entries`` and ``MAX_ENTRIES``). None: the cap of the ``backend`` that
+    builds it (``highs``, the matrix path: ``MAX_ENTRIES``; ``pyomo``: ``MAX_PYOMO_ENTRIES``;
+    ``cvxpy``: ``MAX_CVXPY_ENTRIES``), whose refusal points to the default backend."""
     if max_entries is not None and (isinstance(max_entries, bool | np.bool_) or not isinstance(
             max_entries, int | np.integer) or max_entries < 1):
         raise InvalidInstanceError(
-            f"max_entries must be a whole number of nonzeros >= 1 (or None: {MAX_ENTRIES:,}), "
-            f"got {max_entries!r}")
-    max_entries = MAX_ENTRIES if max_entries is None else int(max_entries)
+            f"max_entries must be a whole number of nonzeros >= 1 (or None: "
+            f"{_BACKEND_CAPS[backend]:,}), got {max_entries!r}")
+    cap = _BACKEND_CAPS[backend]
     size = model_size(instance, step_block)
     entries, pairs, families = size["entries"], size["pairs"], size["families"]
+    if max_entries is None and backend != "highs" and entries > cap:
+        name = {"pyomo": "Pyomo", "cvxpy": "CVXPY"}[backend]
+        raise ModelTooLarge(
+            f"the hindsight model would have {entries:,} nonzeros ({pairs:,} request-step "
+            f"blocks x {instance.workers} workers x {families} row families), more than "
+            f"{cap:,} for the {name} backend, which keeps Python objects per entry (about "
+            f"{'230' if backend == 'pyomo' else '170'} bytes each): use the default backend "
+            f"(servopt solve without --backend {backend}; backend='highs' from Python), whose "
+            f"matrix form takes up to {MAX_ENTRIES:,} nonzeros, or a larger step_block; from "
+            f"Python, pass max_entries to try anyway")
+    max_entries = MAX_ENTRIES if max_entries is None else int(max_entries)
     if entries > max_entries:
         raise ModelTooLarge(
             f"the hindsight model would have {entries:,} nonzeros ({pairs:,} request-step "
@@ -365,9 +391,11 @@ def check_size(instance: Instance, step_block: int = 1, max_entries: int | None 
 def build(instance: Instance, *, relax: bool = False, step_block: int = 1,
           symmetry: bool = True, max_entries: int | None = None) -> pyo.ConcreteModel:
     """The hindsight assignment IP (see the module docstring); ``relax`` gives its LP. Refused
-    above ``max_entries`` nonzeros (default ``MAX_ENTRIES``)."""
+    above ``max_entries`` nonzeros (default ``MAX_PYOMO_ENTRIES``: the Pyomo model holds Python
+    objects per entry; the default backend's :func:`build_matrix_model` takes ``MAX_ENTRIES``)."""
     _check_options(step_block, symmetry)
-    check_size(instance, step_block, max_entries)  # before activity() allocates sum_i o_i rows
+    # before activity() allocates sum_i o_i rows
+    check_size(instance, step_block, max_entries, backend="pyomo")
     act = activity(instance)
     G, n_req = instance.workers, instance.n_requests
     block = _blocks(len(act.steps), step_block, symmetry)
@@ -513,13 +541,23 @@ def hindsight_matrices(instance: Instance, *, relax: bool = False, step_block: i
 
 
 def build_matrix_model(instance: Instance, *, relax: bool = False, step_block: int = 1,
-                       symmetry: bool = True, max_entries: int | None = None) -> MatrixModel:
+                       symmetry: bool = True, max_entries: int | None = None,
+                       deadline: float | None = None) -> MatrixModel:
     """The hindsight model of :func:`build` as a :class:`~servopt.core.matrix.MatrixModel` (what
     ``servopt.solve`` hands to HiGHS): the rows of :func:`hindsight_matrices` plus the
-    ``step_floor`` rows, labelled like the Pyomo model's."""
+    ``step_floor`` rows, labelled like the Pyomo model's. The IP's ``start`` is the best fast
+    router's routing that is feasible for it (:func:`start_routing`; none when no candidate
+    is: slots or KV binding), so a time-limited solve never ends worse than that routing.
+    ``deadline`` (a ``time.perf_counter()`` value; ``servopt.solve`` passes its time limit's
+    end): TimeoutError between the stages once it has passed (the start stops after its first
+    router then)."""
+    start_point = None if relax else start_routing(instance, step_block=step_block,
+                                                   symmetry=symmetry, deadline=deadline)
+    _on_time(deadline, "the start routing")
     unit = work_unit(instance)  # rows, u and objective in this many ms; reported in ms
     mat = hindsight_matrices(instance, relax=relax, step_block=step_block, symmetry=symmetry,
                              max_entries=max_entries, unit=unit)
+    _on_time(deadline, "the matrices")
     G, n_req = instance.workers, instance.n_requests
     steps = mat.steps
     n_k, nx = len(steps), n_req * G
@@ -552,17 +590,227 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, step_block: i
                      [range(n_req), range(G)], names=["request", "worker"])),
                  "u": Family(nx + np.arange(n_k), pd.Index(steps, name="step"))},
         offset=mat.offset, integer=None if relax else mat.integer, decisions=decode,
-        objective_scale=unit, row_scale={"step_load": unit, "step_floor": unit})
+        objective_scale=unit, row_scale={"step_load": unit, "step_floor": unit},
+        start=None if start_point is None else start_point.vector(G),
+        info={} if start_point is None else {"start_routing": start_point.which})
 
 
-def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = True) -> CvxpyModel:
+def _on_time(deadline: float | None, done: str) -> None:
+    """TimeoutError when the build's ``deadline`` (a ``time.perf_counter()`` value) has passed,
+    naming the stage just ``done``."""
+    if deadline is not None and time.perf_counter() >= deadline:
+        raise TimeoutError(f"the decode-routing hindsight model's build passed its deadline "
+                           f"({done}); the matrix was not finished")
+
+
+# ---------------------------------------------------------------------------------------------
+# A feasible start, a closed-form bound and the time estimate (servopt.solve's hooks)
+# ---------------------------------------------------------------------------------------------
+# The fast routers whose routings are tried as the IP's start, in this order (least-KV first:
+# the best of them on generate_steps; one simulation each, 0.1-0.3 s at 1,000 requests and 32
+# workers). With a deadline only the first is certain to run.
+START_ROUTERS = ("least_kv", "least_kv_sorted", "jsq", "round_robin")
+
+
+@dataclasses.dataclass
+class StartRouting:
+    """A routing feasible for the hindsight model with these options: ``worker`` of each request
+    (relabelled by first use, so x_ig = 0 for g > i holds), ``u`` of each (block of) step(s) in
+    the solver's unit (:func:`work_unit`), ``objective`` the model's value of it [ms], ``steps``
+    the labels of u, ``unit`` and ``which`` (the router and what else was tried)."""
+
+    worker: np.ndarray
+    u: np.ndarray
+    objective: float
+    steps: np.ndarray
+    unit: float
+    which: str
+
+    def vector(self, workers: int) -> np.ndarray:
+        """The point (x request-major, then u) of :func:`build_matrix_model`'s columns."""
+        x = np.zeros((len(self.worker), workers))
+        x[np.arange(len(self.worker)), self.worker] = 1.0
+        return np.concatenate([x.ravel(), self.u])
+
+    def decisions(self, workers: int) -> dict[str, pd.Series | pd.DataFrame]:
+        """Labelled as a solve's (:func:`_labelled_decisions`), u in ms."""
+        x = np.zeros((len(self.worker), workers))
+        x[np.arange(len(self.worker)), self.worker] = 1.0
+        return _labelled_decisions(x, pd.Series(self.u * self.unit,
+                                                index=pd.Index(self.steps, name="step")))
+
+
+def _by_first_use(worker: np.ndarray) -> np.ndarray:
+    """The same routing with the workers renamed in order of first use (identical workers: the
+    cost is the same), so request i's worker is at most i (the model's symmetry fixing)."""
+    _, first = np.unique(worker, return_index=True)
+    used = worker[np.sort(first)]  # workers in order of first use
+    rename = np.empty(int(worker.max()) + 1, dtype=np.int64)
+    rename[used] = np.arange(len(used))
+    return rename[worker]
+
+
+def routing_value(instance: Instance, worker: Any, *, step_block: int = 1,
+                  act: Activity | None = None) -> tuple[float, np.ndarray, bool]:
+    """The hindsight model's value [ms] of the sticky routing ``worker`` (one worker per
+    request), its u per (block of) step(s) in :func:`work_unit` (the least feasible u: the
+    largest worker load, at least the step floor), and whether it meets the slots and KV rows
+    the model has (only with ``step_block`` 1, where they can bind). Where
+    :func:`hindsight_exact` holds, with ``step_block`` 1, the value is the simulator's cost of
+    the routing (``servopt.benchmarks.decode_routing``)."""
+    act = act or activity(instance)
+    worker = np.asarray(worker, dtype=np.int64)
+    G, unit = instance.workers, work_unit(instance)
+    block = _blocks(len(act.steps), step_block)
+    n_b = int(block.max()) + 1
+    on = worker[act.request]
+    load = np.bincount(on * n_b + block[act.step], weights=act.work / unit,
+                       minlength=G * n_b).reshape(G, n_b)
+    u = np.maximum(load.max(axis=0), step_floor(instance, step_block, act) / unit)
+    feasible = True
+    if step_block == 1:
+        bind = binding(instance)
+        n_k = len(act.steps)
+        if bind["slots"]:
+            count = np.bincount(on * n_k + act.step, minlength=G * n_k)
+            feasible &= bool(count.max() <= instance.slots)
+        if bind["kv_memory"]:
+            need = np.bincount(on * n_k + act.step, weights=act.kv_need, minlength=G * n_k)
+            feasible &= bool(need.max() <= instance.kv_capacity)
+    offset = instance.step_ms * len(act.steps) / unit  # as the model's objective, then in ms
+    return float((offset + u.sum()) * unit), u, feasible
+
+
+def start_routing(instance: Instance, *, step_block: int = 1, symmetry: bool = True,
+                  deadline: float | None = None) -> StartRouting | None:
+    """The best of the ``START_ROUTERS`` routings (each simulated by the evaluator,
+    ``servopt.benchmarks.decode_routing.simulate``) that is feasible for the hindsight model with
+    these options, valued by the model (:func:`routing_value`), or None when none is (slots or
+    KV rows broken: the model runs every request from its arrival, the simulator queues). By a
+    ``deadline`` (``time.perf_counter()``) it stops after the router running then."""
+    from servopt.benchmarks import decode_routing as bench  # (it imports this module)
+
+    _check_options(step_block, symmetry)
+    act = activity(instance)
+    best: StartRouting | None = None
+    tried = []
+    for name in START_ROUTERS:
+        if deadline is not None and tried and time.perf_counter() >= deadline:
+            break
+        worker = _by_first_use(bench.simulate(instance, name)["worker"])
+        value, u, feasible = routing_value(instance, worker, step_block=step_block, act=act)
+        tried.append(f"{name} {value:.6g}" if feasible else f"{name} infeasible")
+        if feasible and (best is None or value < best.objective):
+            best = StartRouting(worker, u, value, block_steps(act.steps, step_block),
+                                work_unit(instance), name)
+    if best is not None:
+        skipped = len(START_ROUTERS) - len(tried)
+        best.which = (f"{best.which} (the best feasible of {', '.join(tried)}"
+                      + (f"; {skipped} more not tried by the time limit" if skipped else "")
+                      + ")")
+    return best
+
+
+def start_answer(instance: Instance, *, step_block: int = 1, symmetry: bool = True,
+                 max_entries: int | None = None, deadline: float | None = None) -> dict[str, Any]:
+    """The IP's start as :func:`build_matrix_model` with these options would give HiGHS, without
+    the matrix (what ``servopt.solve`` returns when the build would not fit in its time limit):
+    ``decisions`` labelled as a solve's, ``objective`` the model's value of the routing [ms],
+    ``sense`` and ``info["start_routing"]`` (which router). A model too large to build is
+    refused as the build would; an instance where no fast router's routing is feasible for the
+    model (slots or KV binding) is refused (:func:`time_estimate` gives no estimate there, so
+    ``servopt.solve`` builds the model instead)."""
+    check_size(instance, step_block, max_entries)
+    best = start_routing(instance, step_block=step_block, symmetry=symmetry, deadline=deadline)
+    if best is None:
+        raise InvalidInstanceError(
+            "no fast router's routing meets the hindsight model's slots and KV rows on this "
+            "stream (the model runs every request from its arrival): solve the model instead")
+    return {"decisions": best.decisions(instance.workers), "objective": best.objective,
+            "sense": "min", "info": {"start_routing": best.which}}
+
+
+def _active_steps(instance: Instance) -> int:
+    """The number of active steps (|union of [a_i, a_i + o_i)|), without :func:`activity`."""
+    a, out = _start_steps(instance), instance.output
+    order = np.argsort(a, kind="stable")
+    start, end = a[order], (a + out)[order]
+    reach = np.maximum.accumulate(end)
+    before = np.r_[np.iinfo(np.int64).min, reach[:-1]]
+    return int(np.sum(np.maximum(0, end - np.maximum(start, before))))
+
+
+def cheap_bound(instance: Instance, *, step_block: int = 1, symmetry: bool = True) -> float:
+    """A lower bound on the hindsight model's optimum [ms], in closed form from the requests
+    (``servopt.benchmarks.decode_routing.busy_lower_bound``'s, which also bounds every router):
+    every active step costs c0 (the model's offset) and the u of a (block of) step(s) is at
+    least the mean worker's work in it, so sum_k u_k >= the total work / G, with any
+    ``step_block`` (sum over blocks) and either ``symmetry`` (fixing x only raises the optimum).
+    The busy bound's other term (c0 x ceil(sum o / (G B)) + work / G) is kept only where every
+    step of the model holds at most G B requests: slots cannot bind, or the slots rows are in
+    the model (``step_block`` 1); with ``step_block`` > 1 and binding slots it is left out."""
+    _check_options(step_block, symmetry)
+    s, o = instance.prompt.astype(float), instance.output.astype(float)
+    c0, c1, p = instance.step_ms, instance.ms_per_kv_token, instance.prefill_ms_per_token
+    work = float(np.sum(c1 * (o * s + o * (o - 1) / 2) + p * s))
+    value = c0 * _active_steps(instance) + work / instance.workers
+    if step_block == 1 or not binding(instance)["slots"]:
+        steps = max(float(o.max()), math.ceil(o.sum() / (instance.workers * instance.slots)))
+        value = max(value, c0 * steps + work / instance.workers)
+    return float(value)
+
+
+# Seconds of the hindsight IP's build and of HiGHS's set-up on it, calibrated on this shared
+# 2-core machine at load 4-5 (engineer E39, R45 F2; generate_steps(requests=n, workers=G)):
+# build_matrix_model without its start 0.2-0.5 us a nonzero (n, G = 100-1,000, 4-32: 0.35M-6.9M
+# nonzeros), its start's four simulations ~6 us a (request, step) pair (0.23 s at n = 200,
+# 0.47 s at n = 400, G = 32); HiGHS's presolve (on, its default here), through most of which it
+# does not read its clock: 3.35 s at n = 200 (1.29M nonzeros, 2.6 us each), 17.7 s at n = 400
+# (2.74M, 6.5 us), 49 s at n = 1,000 (6.9M, 7.1 us; R45: 49 s on a 10 s limit, no incumbent).
+# The estimate takes the high rates, so a limit that cannot cover presolve returns the start at
+# once rather than overrunning it without an answer; a quiet machine is faster.
+BUILD_S_PER_NONZERO = 6e-7
+START_S_PER_PAIR = 6e-6
+SETUP_S_PER_NONZERO = 7.5e-6
+
+
+def time_estimate(instance: Instance, *, relax: bool = False, step_block: int = 1,
+                  symmetry: bool = True, max_entries: int | None = None) -> dict[str, float]:
+    """What :func:`build_matrix_model` with these options would cost, counted without building
+    it (:func:`model_size`): ``nonzeros`` of its matrix, ``build_s`` the seconds of its build
+    (with the start's simulations) and ``setup_s`` those of HiGHS's presolve and set-up on it,
+    at the measured rates (``BUILD_S_PER_NONZERO``, ``START_S_PER_PAIR``,
+    ``SETUP_S_PER_NONZERO``; a busy machine takes longer). ``servopt.solve`` under a time limit
+    builds the IP only when both fit in what is left, and otherwise returns
+    :func:`start_answer`. Empty (no estimate: the model is built whatever the limit, as before)
+    where slots or KV can bind, where no fast routing need be feasible for the model."""
+    _check_options(step_block, symmetry)
+    check_size(instance, step_block, max_entries)  # refused as the build would
+    if not hindsight_exact(instance):
+        return {}
+    size = model_size(instance, step_block)
+    n_x = instance.n_requests * instance.workers
+    blocks = -(-_active_steps(instance) // int(step_block))
+    # the x terms of every family, assign's, then u's in step_load (G a block) and step_floor
+    nonzeros = float(size["entries"] + n_x + (instance.workers + 1) * blocks)
+    return {"nonzeros": nonzeros,
+            "build_s": BUILD_S_PER_NONZERO * nonzeros + START_S_PER_PAIR * size["rows"],
+            "setup_s": SETUP_S_PER_NONZERO * nonzeros}
+
+
+def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = True,
+                max_entries: int | None = None) -> CvxpyModel:
     """The LP relaxation of the hindsight model in CVXPY, with the same symmetry fixing as
     :func:`build` by default (x_ig = 0 for g > i: valid for the IP, and it lifts the LP a little,
-    so both backends give the same bound)."""
+    so both backends give the same bound). Refused above ``max_entries`` nonzeros (default
+    ``MAX_CVXPY_ENTRIES``: CVXPY holds Python objects per entry)."""
     import cvxpy as cp
 
+    _check_options(step_block, symmetry)
+    check_size(instance, step_block, max_entries, backend="cvxpy")
     unit = work_unit(instance)  # rows, u and objective in this many ms; reported in ms
     mat = hindsight_matrices(instance, relax=True, step_block=step_block, symmetry=symmetry,
+                             max_entries=MAX_ENTRIES if max_entries is None else max_entries,
                              unit=unit)
     G, n_req = instance.workers, instance.n_requests
     nx = n_req * G

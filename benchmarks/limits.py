@@ -210,6 +210,21 @@ def decode_entries(requests: int, workers: int = 32, *, phases: dict[str, float]
     return {"size": dm.model_size(inst)["entries"], "phases": phases}
 
 
+def decode_solve(requests: int, time_limit: float | None = None, backend: str = "highs",
+                 workers: int = 32, *, phases: dict[str, float]) -> dict:
+    """``servopt.solve`` of ``generate_steps(requests, workers)`` (the hindsight IP; its LP with
+    ``backend="cvxpy"``) through ``backend``; ``size``: the model's nonzeros (model_size)."""
+    import servopt
+    from servopt.instances import decode_routing
+    from servopt.models import decode_routing as dm
+
+    inst = decode_routing.generate_steps(requests=requests, workers=workers)
+    solution = _timed(phases, f"solve({backend}, time_limit={time_limit})",
+                      lambda: servopt.solve(inst, time_limit=time_limit, backend=backend))
+    return {"size": dm.model_size(inst)["entries"], "phases": phases,
+            "status": str(solution.status)}
+
+
 def _cache_instance(requests: int, objects: int = 2000) -> Any:
     from servopt.instances import caching
 
@@ -470,6 +485,16 @@ CASES: list[tuple[str, str, int, str, tuple | None, tuple | None, str]] = [
      (20_002, False), None, "build_matrix alone (the LP's matrices), n=1000 offline, o=3"),
     ("decode_entries", "models/decode_routing.py MAX_ENTRIES", 30_000_000, "decode_entries",
      (4363,), (4364,), "generate_steps(workers=32), build_matrix_model + HiGHS passModel"),
+    ("decode_pyomo_entries", "models/decode_routing.py MAX_PYOMO_ENTRIES", 5_000_000,
+     "decode_solve", (258, 2.0, "pyomo"), (749, 2.0, "pyomo"),
+     "servopt.solve(generate_steps(n, workers=32), backend='pyomo', time_limit=2), the IP; "
+     "under: n=258, a third of the cap (peak RSS less the baseline's, per entry, times the cap: "
+     "the cap's estimate); over: n=749, refused before the build (R45 F3: 1.83 GB and 77 s at "
+     "n=1000 before the cap)"),
+    ("decode_cvxpy_entries", "models/decode_routing.py MAX_CVXPY_ENTRIES", 8_000_000,
+     "decode_solve", (400, 2.0, "cvxpy"), (1159, 2.0, "cvxpy"),
+     "as decode_pyomo_entries through CVXPY (the hindsight LP); under: n=400, a third of the "
+     "cap; over: n=1159, refused before the build"),
     ("cache_interval_nonzeros", "models/caching.py MAX_INTERVAL_NONZEROS", 5_000_000,
      "cache_interval", (8848,), (8849,), "interval_matrix, 2000 objects"),
     ("cache_lp_requests", "models/caching.py MAX_LP_REQUESTS", 500_000, "cache_lp",

@@ -296,9 +296,11 @@ MAX_ENTRIES = 30_000_000  # hindsight model nonzeros (about 2 GB to build and lo
 # (R45 F3, generate_steps(requests=N, workers=32), servopt.solve(..., time_limit=10)): the Pyomo
 # model (``backend="pyomo"``, :func:`build`) ~124 bytes and ~5.5 s an entry-million to build,
 # ~230 bytes and ~11 s with HiGHS's copy, none of it time-limited (1,000 requests, 6.83M
-# entries: 1.83 GB, 77 s); its cap of 5M is about 1.4 GB and 55 s. CVXPY's LP (``backend=
+# entries: 1.83 GB, 77 s); its cap of 5M is about 1.5 GB and 60 s. CVXPY's LP (``backend=
 # "cvxpy"``, :func:`build_cvxpy`) ~170 bytes an entry (6.83M: 1.42 GB, 19 s); its cap of 8M is
-# about 1.6 GB. Both extrapolated linearly from those runs, not run at the caps.
+# about 1.7 GB. Both extrapolated linearly, not run at the caps; limits.py's rows at a third of
+# each (load 3.5-4): Pyomo 1.66M entries 604 MB peak (445 MB over the 159 MB baseline, 269
+# bytes an entry), 24 s; CVXPY 2.68M entries 661 MB (187 bytes an entry), 8.8 s.
 MAX_PYOMO_ENTRIES = 5_000_000
 MAX_CVXPY_ENTRIES = 8_000_000
 _BACKEND_CAPS = {"highs": MAX_ENTRIES, "pyomo": MAX_PYOMO_ENTRIES, "cvxpy": MAX_CVXPY_ENTRIES}

@@ -2,7 +2,8 @@
 
 A name is a file name (``prices/<name>.csv``): ``../../escaped`` wrote outside the folder, and
 ``my-pin`` (a legal Pyomo name, for a row a user adds as the README shows) saved a solution that
-``load`` then refused. Truth: ``load``'s rule (letters, digits, _) and the files on disk."""
+``load`` then refused. Truth: ``load``'s rule (letters, digits, _, parts joined by single dots
+as in a Block's ``blk.pin``) and the files on disk."""
 
 from __future__ import annotations
 
@@ -26,12 +27,13 @@ def _files(root):
 
 
 @pytest.mark.parametrize(("kind", "name"), [("prices", "../../escaped"), ("prices", "my-pin"),
-                                            ("decisions", "../x"), ("prices", "blk.pin"),
-                                            ("decisions", "")])
+                                            ("decisions", "../x"), ("prices", "b[1].pin"),
+                                            ("prices", "blk..pin"), ("prices", ".pin"),
+                                            ("decisions", "x."), ("decisions", "")])
 def test_a_name_load_would_refuse_is_refused_and_nothing_is_written(tmp_path, kind, name):
     names = {kind: ("cap" if kind == "prices" else "x", name)}
     with pytest.raises(InvalidInstanceError, match=rf"Solution.save: {kind} name .* is not a plain "
-                                                   r"name \(letters, digits, _\)"):
+                                                   r"name \(letters, digits, _, "):
         _solution(**names).save(tmp_path / "a" / "b")
     assert _files(tmp_path) == []  # not even the folder
 
@@ -49,3 +51,26 @@ def test_plain_names_still_round_trip(tmp_path):
     _solution(prices=("cap", "step_load_2"), decisions=("x", "Y9")).save(tmp_path)
     loaded = Solution.load(tmp_path)
     assert sorted(loaded.prices) == ["cap", "step_load_2"] and sorted(loaded.decisions) == ["Y9", "x"]
+
+
+def test_a_block_row_of_a_solved_model_saves_and_loads(tmp_path):
+    # exact names a Block's row blk.pin (f8069df): a solve of such a model saves (R48 F1), as
+    # blk.pin.csv inside prices/, and reads back with its hand-worked price (y >= 3 costs 2)
+    import pyomo.environ as pyo
+
+    from servopt.solvers.exact import _pyomo_values, solve_model
+
+    m = pyo.ConcreteModel()
+    m.x = pyo.Var(within=pyo.NonNegativeReals)
+    m.blk = pyo.Block()
+    m.blk.x = pyo.Var(within=pyo.NonNegativeReals)
+    m.pin = pyo.Constraint(expr=m.x >= 1)
+    m.blk.pin = pyo.Constraint(expr=m.blk.x >= 3)
+    m.obj = pyo.Objective(expr=m.x + 2 * m.blk.x, sense=pyo.minimize)
+    solution = solve_model(m, relax=True)
+    solution.decisions = _pyomo_values(m)  # (as solve does for a plug-in without ``decisions``)
+    solution.save(tmp_path)
+    assert (tmp_path / "prices" / "blk.pin.csv").is_file()
+    loaded = Solution.load(tmp_path)
+    assert sorted(loaded.prices) == ["blk.pin", "pin"] and sorted(loaded.decisions) == ["blk.x", "x"]
+    assert loaded.prices["blk.pin"].tolist() == pytest.approx([2.0])

@@ -244,9 +244,10 @@ class Solution:
                 if not _plain_name(name):
                     raise InvalidInstanceError(
                         f"Solution.save: {folder} name {name!r} is not a plain name (letters, "
-                        f"digits, _): it names the file {folder}/<name>.csv, and load reads "
-                        "only such names; rename the table (for a row you added to a model, "
-                        "its component)")
+                        f"digits, _, with dots between parts as in a Block's blk.pin): it names "
+                        f"the file {folder}/<name>.csv, and load reads only such names; rename "
+                        "the table (for a row you added to a model, its component, or the "
+                        "indexed Block holding it: b[1].pin has no plain name)")
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         for folder in ("prices", "decisions"):
@@ -402,7 +403,8 @@ class Solution:
             for name in names:
                 if not _plain_name(name):
                     raise InvalidInstanceError(f"{head_path}: {kind} name {name!r} is not a "
-                                               "plain name (letters, digits, _)")
+                                               "plain name (letters, digits, _, dots between "
+                                               "parts)")
                 out[name] = _read_table(folder / kind / f"{name}.csv", name,
                                         (meta.get(kind) or {}).get(name))
                 if kind == "prices":
@@ -462,8 +464,11 @@ _KINDS = ("int", "float", "float32", "bool", "text", "none")  # a saved column's
 
 
 def _plain_name(name: Any) -> bool:
-    """A table name as save writes it: letters, digits and _ (no path separator, no dot)."""
-    return isinstance(name, str) and name.replace("_", "").isalnum()
+    """A table name as save writes it: letters, digits and _, in parts joined by single dots (a
+    Pyomo Block's row is ``blk.pin``, solvers/exact.py); no path separator, no empty part, so
+    no ``.`` or ``..``."""
+    return isinstance(name, str) and all(part.replace("_", "").isalnum()
+                                         for part in name.split("."))
 
 
 def _check_table_meta(entry: Any, where: str) -> None:

@@ -844,13 +844,30 @@ PARENT_POLL_S = 1.0  # how often a worker checks for its parent where the kernel
 
 def _init_worker(parent: int) -> None:
     """Set up a pool worker: Ctrl-C is left to the parent (which stops the workers and keeps what
-    finished), SIGTERM ends it (not the handler a forked worker inherits from the CLI), and it
-    dies with its parent ``parent`` (a pid) instead of computing on, orphaned, after a kill -9."""
+    finished), SIGTERM ends it (not the handler a forked worker inherits from the CLI), it dies
+    with its parent ``parent`` (a pid) instead of computing on, orphaned, after a kill -9, and it
+    has its own Pyomo output lock (:func:`_own_pyomo_output_lock`)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _own_pyomo_output_lock()
     die_with_parent(parent)
+
+
+def _own_pyomo_output_lock() -> None:
+    """Give this forked process its own ``pyomo.common.dependencies.capture_output_lock``.
+
+    Once ``multiprocessing`` is imported, Pyomo makes that lock a ``multiprocessing.Lock``, which a
+    forked worker shares with its parent. A worker killed (or terminated with the pool) while
+    inside Pyomo's ``capture_output`` left it held for good, and every later Pyomo solve in the
+    parent waited 200 s and raised "Deadlock starting capture_output" (E35: a test run hung). The
+    lock guards this process's own file descriptors, so a process-local lock is enough."""
+    dependencies = sys.modules.get("pyomo.common.dependencies")
+    if dependencies is not None:  # (not imported yet: the worker makes its own when it imports)
+        import threading
+
+        dependencies.capture_output_lock = threading.Lock()
 
 
 def die_with_parent(parent: int) -> str:

@@ -84,6 +84,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import weakref
 from typing import Any
 
 import numpy as np
@@ -551,15 +552,23 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, step_block: i
     router's routing that is feasible for it (:func:`start_routing`; none when no candidate
     is: slots or KV binding), so a time-limited solve never ends worse than that routing.
     ``deadline`` (a ``time.perf_counter()`` value; ``servopt.solve`` passes its time limit's
-    end): TimeoutError between the stages once it has passed (the start stops after its first
-    router then)."""
-    start_point = None if relax else start_routing(instance, step_block=step_block,
-                                                   symmetry=symmetry, deadline=deadline)
-    _on_time(deadline, "the start routing")
-    unit = work_unit(instance)  # rows, u and objective in this many ms; reported in ms
-    mat = hindsight_matrices(instance, relax=relax, step_block=step_block, symmetry=symmetry,
-                             max_entries=max_entries, unit=unit)
-    _on_time(deadline, "the matrices")
+    end): TimeoutError between the stages once it has passed (the start stops after the
+    router running then), leaving the routings it simulated for :func:`start_answer` on this
+    instance, which ``servopt.solve`` returns next: it does not simulate them again."""
+    simulated: dict[str, np.ndarray] = {}
+    try:
+        start_point = None if relax else start_routing(
+            instance, step_block=step_block, symmetry=symmetry, deadline=deadline,
+            simulated=simulated)
+        _on_time(deadline, "the start routing")
+        unit = work_unit(instance)  # rows, u and objective in this many ms; reported in ms
+        mat = hindsight_matrices(instance, relax=relax, step_block=step_block,
+                                 symmetry=symmetry, max_entries=max_entries, unit=unit)
+        _on_time(deadline, "the matrices")
+    except TimeoutError:
+        if simulated:
+            _leave_for_start_answer(instance, simulated)
+        raise
     G, n_req = instance.workers, instance.n_requests
     steps = mat.steps
     n_k, nx = len(steps), n_req * G
@@ -684,22 +693,28 @@ def routing_value(instance: Instance, worker: Any, *, step_block: int = 1,
 
 
 def start_routing(instance: Instance, *, step_block: int = 1, symmetry: bool = True,
-                  deadline: float | None = None) -> StartRouting | None:
+                  deadline: float | None = None,
+                  simulated: dict[str, np.ndarray] | None = None) -> StartRouting | None:
     """The best of the ``START_ROUTERS`` routings (each simulated by the evaluator,
     ``servopt.benchmarks.decode_routing.simulate``) that is feasible for the hindsight model with
     these options, valued by the model (:func:`routing_value`), or None when none is (slots or
     KV rows broken: the model runs every request from its arrival, the simulator queues). By a
-    ``deadline`` (``time.perf_counter()``) it stops after the router running then."""
+    ``deadline`` (``time.perf_counter()``) it stops after the router running then (it always
+    has one). ``simulated`` (router name: its routing of this instance, relabelled by first
+    use): routings already simulated, taken as they are; those it simulates are added."""
     from servopt.benchmarks import decode_routing as bench  # (it imports this module)
 
     _check_options(step_block, symmetry)
+    simulated = {} if simulated is None else simulated
     act = activity(instance)
     best: StartRouting | None = None
     tried = []
     for name in START_ROUTERS:
-        if deadline is not None and tried and time.perf_counter() >= deadline:
-            break
-        worker = _by_first_use(bench.simulate(instance, name)["worker"])
+        if name not in simulated:
+            if deadline is not None and tried and time.perf_counter() >= deadline:
+                break
+            simulated[name] = _by_first_use(bench.simulate(instance, name)["worker"])
+        worker = simulated[name]
         value, u, feasible = routing_value(instance, worker, step_block=step_block, act=act)
         tried.append(f"{name} {value:.6g}" if feasible else f"{name} infeasible")
         if feasible and (best is None or value < best.objective):
@@ -718,18 +733,50 @@ def start_answer(instance: Instance, *, step_block: int = 1, symmetry: bool = Tr
     """The IP's start as :func:`build_matrix_model` with these options would give HiGHS, without
     the matrix (what ``servopt.solve`` returns when the build would not fit in its time limit):
     ``decisions`` labelled as a solve's, ``objective`` the model's value of the routing [ms],
-    ``sense`` and ``info["start_routing"]`` (which router). A model too large to build is
+    ``sense`` and ``info["start_routing"]`` (which router, and which were tried). The routings a
+    :func:`build_matrix_model` of this instance simulated before its ``deadline`` stopped it
+    are taken as they are (not simulated again), and routers it did not reach are simulated
+    only while the ``deadline`` has not passed. A model too large to build is
     refused as the build would; an instance where no fast router's routing is feasible for the
     model (slots or KV binding) is refused (:func:`time_estimate` gives no estimate there, so
     ``servopt.solve`` builds the model instead)."""
     check_size(instance, step_block, max_entries)
-    best = start_routing(instance, step_block=step_block, symmetry=symmetry, deadline=deadline)
+    best = start_routing(instance, step_block=step_block, symmetry=symmetry, deadline=deadline,
+                         simulated=_left_by_build(instance))
     if best is None:
         raise InvalidInstanceError(
             "no fast router's routing meets the hindsight model's slots and KV rows on this "
             "stream (the model runs every request from its arrival): solve the model instead")
     return {"decisions": best.decisions(instance.workers), "objective": best.objective,
             "sense": "min", "info": {"start_routing": best.which}}
+
+
+# The routings a build stopped by its deadline had simulated, kept for the start_answer that
+# servopt.solve calls next on the same instance (R48 F2: it simulated them all again, and its
+# note said those routers were not tried): one slot, (a weak reference to the instance, router
+# name: routing). The routings depend on the instance alone (not on step_block or symmetry:
+# routing_value values them per option). start_answer takes (and clears) the slot; it is
+# dropped with its instance. Another build stopped meanwhile (another thread) replaces it:
+# start_answer then simulates again, as before.
+_LEFT: tuple[weakref.ref, dict[str, np.ndarray]] | None = None
+
+
+def _leave_for_start_answer(instance: Instance, simulated: dict[str, np.ndarray]) -> None:
+    global _LEFT
+
+    def drop(ref: weakref.ref) -> None:
+        global _LEFT
+        if _LEFT is not None and _LEFT[0] is ref:
+            _LEFT = None
+
+    _LEFT = (weakref.ref(instance, drop), dict(simulated))
+
+
+def _left_by_build(instance: Instance) -> dict[str, np.ndarray]:
+    """The routings a stopped build left for this very ``instance`` (empty: none), cleared."""
+    global _LEFT
+    left, _LEFT = _LEFT, None
+    return dict(left[1]) if left is not None and left[0]() is instance else {}
 
 
 def _active_steps(instance: Instance) -> int:
@@ -765,14 +812,22 @@ def cheap_bound(instance: Instance, *, step_block: int = 1, symmetry: bool = Tru
 # Seconds of the hindsight IP's build and of HiGHS's set-up on it, calibrated on this shared
 # 2-core machine at load 4-5 (engineer E39, R45 F2; generate_steps(requests=n, workers=G)):
 # build_matrix_model without its start 0.2-0.5 us a nonzero (n, G = 100-1,000, 4-32: 0.35M-6.9M
-# nonzeros), its start's four simulations ~6 us a (request, step) pair (0.23 s at n = 200,
-# 0.47 s at n = 400, G = 32); HiGHS's presolve (on, its default here), through most of which it
+# nonzeros); HiGHS's presolve (on, its default here), through most of which it
 # does not read its clock: 3.35 s at n = 200 (1.29M nonzeros, 2.6 us each), 17.7 s at n = 400
 # (2.74M, 6.5 us), 49 s at n = 1,000 (6.9M, 7.1 us; R45: 49 s on a 10 s limit, no incumbent).
 # The estimate takes the high rates, so a limit that cannot cover presolve returns the start at
 # once rather than overrunning it without an answer; a quiet machine is faster.
+# The start's four simulations (START_ROUTERS) step the fleet once per active step in Python, so
+# they cost per step more than per (request, step) pair: measured here at load 2.6 (engineer
+# E40, R48 F2; `uptime` 2.58, 2.64, 3.42), all four together, 230-410 us a step and 3.5-39 us a
+# pair: G = 1, n = 2,000 (52,238 steps, 425k pairs) 16.7 s; G = 2, n = 1,000 (14,500, 213k)
+# 3.3 s; G = 8, n = 400 (2,233, 84k) 0.64 s; G = 32, n = 200, 400, 1,000 (1,115-1,790 steps,
+# 39k-213k pairs) 0.33, 0.41, 0.74 s. A rate a pair alone (6 us, from G = 32) said 2.6 s at
+# G = 1, n = 2,000, and R48 measured 9.6 s there (a 7.5 s limit ran 10.6 s). 300 us a step and
+# 1.5 us a pair cover every run above within 40% (the high side at small G).
 BUILD_S_PER_NONZERO = 6e-7
-START_S_PER_PAIR = 6e-6
+START_S_PER_STEP = 3e-4
+START_S_PER_PAIR = 1.5e-6
 SETUP_S_PER_NONZERO = 7.5e-6
 
 
@@ -780,24 +835,29 @@ def time_estimate(instance: Instance, *, relax: bool = False, step_block: int = 
                   symmetry: bool = True, max_entries: int | None = None) -> dict[str, float]:
     """What :func:`build_matrix_model` with these options would cost, counted without building
     it (:func:`model_size`): ``nonzeros`` of its matrix, ``build_s`` the seconds of its build
-    (with the start's simulations) and ``setup_s`` those of HiGHS's presolve and set-up on it,
-    at the measured rates (``BUILD_S_PER_NONZERO``, ``START_S_PER_PAIR``,
-    ``SETUP_S_PER_NONZERO``; a busy machine takes longer). ``servopt.solve`` under a time limit
-    builds the IP only when both fit in what is left, and otherwise returns
-    :func:`start_answer`. Empty (no estimate: the model is built whatever the limit, as before)
-    where slots or KV can bind, where no fast routing need be feasible for the model."""
+    (with the start's simulations, ``start_s`` of them: per active step and per (request,
+    step) pair, whatever the ``step_block``) and ``setup_s`` those of HiGHS's presolve and
+    set-up on it, at the measured rates (``BUILD_S_PER_NONZERO``, ``START_S_PER_STEP``,
+    ``START_S_PER_PAIR``, ``SETUP_S_PER_NONZERO``; a busy machine takes longer).
+    ``servopt.solve`` under a time limit builds the IP only when both fit in what is left, and
+    otherwise returns :func:`start_answer` (``relax``: the LP, no start, no simulation).
+    Empty (no estimate: the model is built whatever the limit, as before) where slots or KV
+    can bind, where no fast routing need be feasible for the model."""
     _check_options(step_block, symmetry)
     check_size(instance, step_block, max_entries)  # refused as the build would
     if not hindsight_exact(instance):
         return {}
     size = model_size(instance, step_block)
     n_x = instance.n_requests * instance.workers
-    blocks = -(-_active_steps(instance) // int(step_block))
+    steps = _active_steps(instance)
+    blocks = -(-steps // int(step_block))
     # the x terms of every family, assign's, then u's in step_load (G a block) and step_floor
     nonzeros = float(size["entries"] + n_x + (instance.workers + 1) * blocks)
-    return {"nonzeros": nonzeros,
-            "build_s": BUILD_S_PER_NONZERO * nonzeros + START_S_PER_PAIR * size["rows"],
-            "setup_s": SETUP_S_PER_NONZERO * nonzeros}
+    # the simulator steps every active step and carries each request through its o_i of them
+    start_s = 0.0 if relax else (START_S_PER_STEP * steps
+                                 + START_S_PER_PAIR * float(instance.output.sum()))
+    return {"nonzeros": nonzeros, "build_s": BUILD_S_PER_NONZERO * nonzeros + start_s,
+            "start_s": start_s, "setup_s": SETUP_S_PER_NONZERO * nonzeros}
 
 
 def build_cvxpy(instance: Instance, *, step_block: int = 1, symmetry: bool = True,

@@ -173,6 +173,107 @@ def test_the_estimate_counts_presolve_and_lets_a_small_model_be_solved():
     assert model.time_estimate(big)["setup_s"] > 40.0
 
 
+def counted_simulate(monkeypatch, slow=None):
+    """Log each router the evaluator simulates (the start's routers call bench.simulate);
+    ``slow`` (call number: seconds) sleeps after that call."""
+    calls = []
+    real = bench.simulate
+
+    def simulate(instance, router, *args, **kw):
+        out = real(instance, router, *args, **kw)
+        calls.append(router)
+        time.sleep((slow or {}).get(len(calls), 0.0))
+        return out
+
+    monkeypatch.setattr(bench, "simulate", simulate)
+    return calls
+
+
+def tried_in(note):
+    """The routers a ``start_routing`` note names as tried ("<router> <value>")."""
+    return [name for name in model.START_ROUTERS if f" {name} " in f" {note.split('(', 1)[1]}"]
+
+
+def test_a_build_stopped_by_its_deadline_hands_its_routings_over_without_simulating_again(
+        monkeypatch):
+    # R48 F2: the build simulated least_kv, least_kv_sorted, jsq and passed its deadline; the
+    # answer then simulated least_kv again and said 3 routers were "not tried by the time limit"
+    inst = inst_mod.generate_steps(requests=40, workers=3, seed=2)
+    assert model.hindsight_exact(inst)
+    # the estimate lets the build start; the second simulation ends past the 0.5 s limit
+    monkeypatch.setattr(model, "time_estimate", lambda *a, **k: {
+        "nonzeros": 1.0, "build_s": 0.0, "setup_s": 0.0})
+    calls = counted_simulate(monkeypatch, slow={2: 0.6})
+    sol = servopt.solve(inst, time_limit=0.5)
+    assert sol.status == "time_limit" and "build passed its deadline" in sol.info["build_skipped"]
+    assert len(calls) == len(set(calls)) >= 2  # no router simulated twice
+    assert calls == list(model.START_ROUTERS[:len(calls)])
+    note = sol.info["start_routing"]
+    assert tried_in(note) == calls  # the note names exactly the routers simulated
+    left = len(model.START_ROUTERS) - len(calls)
+    assert (f"{left} more not tried by the time limit" in note) == (left > 0)
+    # the answer is the best of them, as the (unpatched) evaluator costs them
+    monkeypatch.undo()
+    costs = [bench.evaluate(inst, name).cost for name in calls]
+    assert sol.objective == pytest.approx(min(costs), rel=1e-9)
+    assert bench.evaluate(inst, Fixed(sol.decisions["worker"].to_numpy())).cost == \
+        pytest.approx(sol.objective, rel=1e-9)
+
+
+def test_start_answer_takes_a_stopped_builds_routings_once_and_only_for_its_instance(
+        monkeypatch):
+    inst = inst_mod.generate_steps(requests=40, workers=3, seed=2)
+    other = inst_mod.generate_steps(requests=40, workers=3, seed=2)  # equal, not the same object
+    costs = {name: bench.evaluate(inst, name).cost for name in model.START_ROUTERS}
+    calls = counted_simulate(monkeypatch)
+    with pytest.raises(TimeoutError):
+        model.build_matrix_model(inst, deadline=time.perf_counter())  # stops after least_kv
+    assert calls == ["least_kv"]
+    # no deadline: the three routers the build did not reach are simulated, least_kv is not
+    given = model.start_answer(inst)
+    assert calls == list(model.START_ROUTERS)
+    assert tried_in(given["info"]["start_routing"]) == list(model.START_ROUTERS)
+    assert "not tried" not in given["info"]["start_routing"]
+    assert given["objective"] == pytest.approx(min(costs.values()), rel=1e-9)
+    # taken once: a second call simulates all four again; another instance never takes them
+    del calls[:]
+    model.start_answer(inst)
+    assert calls == list(model.START_ROUTERS)
+    del calls[:]
+    with pytest.raises(TimeoutError):
+        model.build_matrix_model(inst, deadline=time.perf_counter())
+    model.start_answer(other, deadline=time.perf_counter())
+    assert calls == ["least_kv", "least_kv"]  # the build's, then other's own first router
+    # with the deadline passed, start_answer runs its first router only (as before)
+    del calls[:]
+    note = model.start_answer(inst, deadline=time.perf_counter())["info"]["start_routing"]
+    assert calls == ["least_kv"] and "3 more not tried by the time limit" in note
+
+
+def test_the_start_estimate_counts_the_simulators_steps_at_one_worker():
+    # R48 F2: the four simulations at n = 2,000 on 1 worker (52,238 active steps, 425k request-
+    # step pairs) took 9.6 s (R48) and 16.7 s (E40, load 2.6), ~20-40 us a pair; the old rate
+    # (6 us a pair, from 32 workers) said 2.6 s, so a 7.5 s limit ran 10.6 s. The simulator
+    # steps the fleet once per active step: counted here by hand from the arrivals and outputs.
+    inst = inst_mod.generate_steps(requests=2000, workers=1)
+    costs = model.time_estimate(inst)
+    start_s = costs["build_s"] - model.BUILD_S_PER_NONZERO * costs["nonzeros"]
+    assert 8.0 < start_s < 40.0
+    a = np.ceil(inst.arrival - 1e-9).astype(np.int64)  # step clock: arrival step, then o steps
+    steps = len(set(itertools.chain.from_iterable(
+        range(s, s + o) for s, o in zip(a.tolist(), inst.output.tolist(), strict=True))))
+    assert steps > 50_000
+    assert start_s == pytest.approx(model.START_S_PER_STEP * steps
+                                    + model.START_S_PER_PAIR * inst.output.sum(), rel=1e-9)
+    # at 32 workers the same formula stays at the measured scale (0.41 s at n = 400)
+    big = inst_mod.generate_steps(requests=400, workers=32)
+    costs = model.time_estimate(big)
+    assert 0.2 < costs["build_s"] - model.BUILD_S_PER_NONZERO * costs["nonzeros"] < 1.5
+    # an LP relaxation's build simulates nothing
+    lp = model.time_estimate(inst, relax=True)
+    assert lp["build_s"] == pytest.approx(model.BUILD_S_PER_NONZERO * lp["nonzeros"])
+
+
 @pytest.mark.parametrize("backend, cap_name", [("pyomo", "MAX_PYOMO_ENTRIES"),
                                                ("cvxpy", "MAX_CVXPY_ENTRIES")])
 def test_the_python_object_backends_refuse_above_their_own_cap_pointing_to_the_default(

@@ -699,9 +699,10 @@ def start_routing(instance: Instance, *, step_block: int = 1, symmetry: bool = T
     ``servopt.benchmarks.decode_routing.simulate``) that is feasible for the hindsight model with
     these options, valued by the model (:func:`routing_value`), or None when none is (slots or
     KV rows broken: the model runs every request from its arrival, the simulator queues). By a
-    ``deadline`` (``time.perf_counter()``) it stops after the router running then (it always
-    has one). ``simulated`` (router name: its routing of this instance, relabelled by first
-    use): routings already simulated, taken as they are; those it simulates are added."""
+    ``deadline`` (``time.perf_counter()``) it starts no router that would end past it (one
+    taking as long as the last it simulated; it always has one). ``simulated`` (router name:
+    its routing of this instance, relabelled by first use): routings already simulated, taken
+    as they are; those it simulates are added."""
     from servopt.benchmarks import decode_routing as bench  # (it imports this module)
 
     _check_options(step_block, symmetry)
@@ -709,11 +710,14 @@ def start_routing(instance: Instance, *, step_block: int = 1, symmetry: bool = T
     act = activity(instance)
     best: StartRouting | None = None
     tried = []
+    last_s = 0.0  # the last simulation's seconds here: the next one takes about as long
     for name in START_ROUTERS:
         if name not in simulated:
-            if deadline is not None and tried and time.perf_counter() >= deadline:
+            if deadline is not None and tried and time.perf_counter() + last_s >= deadline:
                 break
+            began = time.perf_counter()
             simulated[name] = _by_first_use(bench.simulate(instance, name)["worker"])
+            last_s = time.perf_counter() - began
         worker = simulated[name]
         value, u, feasible = routing_value(instance, worker, step_block=step_block, act=act)
         tried.append(f"{name} {value:.6g}" if feasible else f"{name} infeasible")
@@ -824,7 +828,10 @@ def cheap_bound(instance: Instance, *, step_block: int = 1, symmetry: bool = Tru
 # 3.3 s; G = 8, n = 400 (2,233, 84k) 0.64 s; G = 32, n = 200, 400, 1,000 (1,115-1,790 steps,
 # 39k-213k pairs) 0.33, 0.41, 0.74 s. A rate a pair alone (6 us, from G = 32) said 2.6 s at
 # G = 1, n = 2,000, and R48 measured 9.6 s there (a 7.5 s limit ran 10.6 s). 300 us a step and
-# 1.5 us a pair cover every run above within 40% (the high side at small G).
+# 1.5 us a pair cover every run above within 40% (the high side at small G). A second run (load
+# 3.1): G = 1, n = 1,000 (28,046 steps) 4.6 s; G = 2, n = 2,000 (26,619) 5.4 s; G = 4, n =
+# 1,000 (7,722) 1.5 s; G = 32, n = 1,000 0.57 s: 165-200 us a step at small G, so the
+# estimate is up to 2x high there on a quieter machine.
 BUILD_S_PER_NONZERO = 6e-7
 START_S_PER_STEP = 3e-4
 START_S_PER_PAIR = 1.5e-6

@@ -250,6 +250,18 @@ def test_start_answer_takes_a_stopped_builds_routings_once_and_only_for_its_inst
     assert calls == ["least_kv"] and "3 more not tried by the time limit" in note
 
 
+def test_the_start_does_not_begin_a_router_that_would_end_past_the_deadline(monkeypatch):
+    # R48 F2's skip path after the fix above: 2.3 s a router at n = 2,000 on 1 worker, and a
+    # router begun just before the limit's end ran 1.9 s past it (9.4 s on 7.5 s)
+    inst = inst_mod.generate_steps(requests=40, workers=3, seed=2)
+    calls = counted_simulate(monkeypatch, slow={1: 0.4})  # least_kv "takes" 0.4 s
+    note = model.start_answer(inst, deadline=time.perf_counter() + 0.6)["info"]["start_routing"]
+    assert calls == ["least_kv"] and "3 more not tried by the time limit" in note
+    del calls[:]  # with time for them, all four run
+    note = model.start_answer(inst, deadline=time.perf_counter() + 60.0)["info"]["start_routing"]
+    assert calls == list(model.START_ROUTERS) and "not tried" not in note
+
+
 def test_the_start_estimate_counts_the_simulators_steps_at_one_worker():
     # R48 F2: the four simulations at n = 2,000 on 1 worker (52,238 active steps, 425k request-
     # step pairs) took 9.6 s (R48) and 16.7 s (E40, load 2.6), ~20-40 us a pair; the old rate

@@ -555,6 +555,9 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, step_block: i
     end): TimeoutError between the stages once it has passed (the start stops after the
     router running then), leaving the routings it simulated for :func:`start_answer` on this
     instance, which ``servopt.solve`` returns next: it does not simulate them again."""
+    _check_options(step_block, symmetry)
+    check_size(instance, step_block, max_entries)  # before the start's simulations, which on a
+    # model too large to build would run for minutes (test_size_checks' huge stream)
     simulated: dict[str, np.ndarray] = {}
     try:
         start_point = None if relax else start_routing(

@@ -552,8 +552,8 @@ def build_matrix_model(instance: Instance, *, relax: bool = False, step_block: i
     router's routing that is feasible for it (:func:`start_routing`; none when no candidate
     is: slots or KV binding), so a time-limited solve never ends worse than that routing.
     ``deadline`` (a ``time.perf_counter()`` value; ``servopt.solve`` passes its time limit's
-    end): TimeoutError between the stages once it has passed (the start stops after the
-    router running then), leaving the routings it simulated for :func:`start_answer` on this
+    end): TimeoutError between the stages once it has passed (the start begins no router
+    that would end past it), leaving the routings it simulated for :func:`start_answer` on this
     instance, which ``servopt.solve`` returns next: it does not simulate them again."""
     _check_options(step_block, symmetry)
     check_size(instance, step_block, max_entries)  # before the start's simulations, which on a

@@ -229,7 +229,8 @@ def solve(
         checks the clock between phases, so on a large model its presolve or MIP set-up alone
         can outlast the limit when no estimate keeps it from starting (a decode-routing
         hindsight model of 1,000 requests on 32 workers: 49 s of presolve on a 10 s limit before
-        the model had its ``time_estimate``; now the start comes back in about 1 s).
+        the model had its ``time_estimate``; now its start comes back in about 1 s there, a few
+        seconds with 1-2 workers, whose routers' simulations run more steps).
     mip_gap : relative MIP gap at which HiGHS stops.
     backend : ``highs`` (HiGHS on the model's matrix form where it has one,
         ``build_matrix_model``, otherwise on its Pyomo model), ``pyomo`` (always the Pyomo model)

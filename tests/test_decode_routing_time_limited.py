@@ -20,8 +20,8 @@ import math
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
+from test_decode_routing import stream as decode_stream
 
 import servopt
 from servopt.benchmarks import decode_routing as bench
@@ -45,11 +45,8 @@ class Fixed(routing.Router):
 
 
 def stream(rows, **kw):
-    frame = pd.DataFrame(rows, columns=["arrival_s", "prompt_tokens", "output_tokens"])
-    args = dict(workers=2, slots=4, kv_capacity=1000, step_ms=1.0, ms_per_kv_token=0.1,
-                arrival_unit="step")
-    args.update(kw)
-    return inst_mod.Instance(requests=frame, **args)
+    """test_decode_routing's step-clock stream, with room for more KV and slots by default."""
+    return decode_stream(rows, **{"slots": 4, "kv_capacity": 1000, **kw})
 
 
 def test_a_limit_that_cannot_cover_presolve_returns_the_best_fast_routing_and_the_busy_bound():

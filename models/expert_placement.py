@@ -433,14 +433,24 @@ def build(
     return m
 
 
+#: The module of the fast plans the MILP starts from (``counts_by_bids``, ``balanced_plan``,
+#: ``pack_ring``, ``no_replication_placement``, ``eplb``, ``align_to_previous``, ``lp_dispatch``):
+#: ``servopt.solvers.expert_placement``, a layer above, sets itself here when imported (imports go
+#: only downward), and ``servopt.solvers.exact.solve`` imports it before it builds. None: the
+#: MILP has no start.
+START_PLANS: Any = None
+
+
 def start_candidates(instance: Instance, w: np.ndarray, layer_ids: list[int]) -> list[np.ndarray]:
     """The fast plans (phy2log over ``layer_ids``, for loads ``w`` of those layers) that the
     placement MILP starts from, those of :func:`~servopt.solvers.expert_placement.exact_placement`
     before its MILP: the balanced plan, the ring plan, EPLB's (equal speeds only) and one replica
     per expert (LPT); relabelled onto the previous GPUs, and the previous placement itself (on
-    the layers where it hosts every expert), with a migration cost."""
-    from servopt.solvers import expert_placement as plans  # (it imports this module)
-
+    the layers where it hosts every expert), with a migration cost. None without
+    :data:`START_PLANS`."""
+    plans = START_PLANS
+    if plans is None:
+        return []
     G, S, speed = instance.num_gpus, instance.slots_per_gpu, instance.speed
     R, E = instance.num_slots, instance.num_experts
     count = plans.counts_by_bids(w, R, min(G, R - E + 1))
@@ -468,8 +478,9 @@ def _set_start(m: pyo.ConcreteModel, instance: Instance, w_tokens: np.ndarray,
     caps no candidate meets; a plan above ``makespan_ub`` can meet them: they cap each replica's
     tokens, not a GPU's, and such a start is then feasible for the model as built).
     ``w``, ``s``, ``ub``, ``lb``, ``beta_units``: the model's data, in its units."""
-    from servopt.solvers import expert_placement as plans
-
+    plans = START_PLANS
+    if plans is None:  # (no fast plans: no start, ``m.warm_start`` unset)
+        return
     E, G, S = instance.num_experts, instance.num_gpus, instance.slots_per_gpu
     L = len(layer_ids)
     prev = instance.previous_placement

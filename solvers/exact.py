@@ -109,7 +109,7 @@ from servopt.core import InfeasibleError, Instance, InvalidInstanceError, Soluti
 from servopt.core.checks import flag, number
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.core.matrix import MatrixModel
-from servopt.core.registry import layer_module
+from servopt.core.registry import DECISIONS, layer_module
 from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 
 BACKENDS = ("highs", "pyomo", "cvxpy")
@@ -178,6 +178,14 @@ class TimeBudget:
 def model_module(decision: str) -> Any:
     """The ``servopt.models.<decision>`` module (or the one registered for it)."""
     return layer_module(decision, "models")
+
+
+def _with_start_sources(decision: str) -> None:
+    """Import the decision's ``servopt.solvers`` module, this layer, where a model's start comes
+    from: a model module holds a hook that module fills when imported (expert placement's
+    ``START_PLANS``), as imports go only downward. A decision without one (a plug-in) has none."""
+    if decision in DECISIONS:
+        layer_module(decision, "solvers")
 
 
 def solve(
@@ -268,6 +276,7 @@ def solve(
     time_limit = seconds(time_limit)  # inf: no limit
     budget = TimeBudget(time_limit)
     module = model_module(instance.decision)
+    _with_start_sources(instance.decision)
     cvxpy_relaxes = getattr(module, "CVXPY_RELAXES", True)  # False: build_cvxpy is another model
     if backend == "cvxpy" and relax and not cvxpy_relaxes:
         raise InvalidInstanceError(

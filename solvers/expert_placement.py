@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -73,6 +74,7 @@ from servopt.core import InvalidInstanceError
 from servopt.core.checks import either, number, whole_number
 from servopt.core.solution import normalise_dual
 from servopt.instances.expert_placement import Instance
+from servopt.models import expert_placement as placement_model
 from servopt.models.expert_placement import (
     check_placement,
     dispatch_matrices,
@@ -1151,3 +1153,7 @@ __all__ = ["POLICIES", "BidPrice", "Plan", "align_to_previous", "balanced_packin
            "check_gpu_price", "dispatch_flows", "earliest_finish", "eplb", "even_dispatch", "exact_placement",
            "layer_migrations", "lp_dispatch", "no_replication_placement", "pack_replicas", "placement_matrix",
            "price_dispatch", "replicate_experts", "ring_order", "sticky_placement"]
+
+# the placement MILP starts from this module's fast plans (models.expert_placement.START_PLANS):
+# the model, a layer below, cannot import them
+placement_model.START_PLANS = sys.modules[__name__]

@@ -51,6 +51,7 @@ steps of ``c0 + max W``), the hindsight model's objective.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 import traceback
@@ -993,3 +994,14 @@ def make_cell(*, kind: str = "synthetic", seed: int = 0, workload: str = "conver
         name = f"{inst.name} prediction noise {prediction_error:g}"
         return dataclasses.replace(inst, requests=frame, name=name)
     raise InvalidInstanceError(f"unknown benchmark cell kind {kind!r}")
+
+
+def _start_routing_of(router: str, instance: Instance) -> np.ndarray:
+    """The worker of each request when ``router`` routes ``instance`` (the hindsight IP's start)."""
+    return np.asarray(simulate(instance, router)["worker"])
+
+
+# the hindsight IP starts from these routers' routings (models.decode_routing.START_ROUTINGS):
+# the model, a layer below, cannot import this simulator
+model.START_ROUTINGS.update({name: functools.partial(_start_routing_of, name)
+                             for name in model.START_ROUTERS})

@@ -624,6 +624,12 @@ def _on_time(deadline: float | None, done: str) -> None:
 # the best of them on generate_steps; one simulation each, 0.1-0.3 s at 1,000 requests and 32
 # workers). With a deadline only the first is certain to run.
 START_ROUTERS = ("least_kv", "least_kv_sorted", "jsq", "round_robin")
+#: Each start router's routing of an instance (router name -> function(instance) -> worker of
+#: each request), from the evaluator's simulator: ``servopt.benchmarks.decode_routing``, a layer
+#: above, fills it when imported (imports go only downward), as ``servopt.solve``,
+#: ``servopt solve``, the harness and the benchmarks do. Empty: the IP has no start and no
+#: :func:`time_estimate`, and is built whatever the time limit.
+START_ROUTINGS: dict[str, Any] = {}
 
 
 @dataclasses.dataclass
@@ -699,27 +705,27 @@ def start_routing(instance: Instance, *, step_block: int = 1, symmetry: bool = T
                   deadline: float | None = None,
                   simulated: dict[str, np.ndarray] | None = None) -> StartRouting | None:
     """The best of the ``START_ROUTERS`` routings (each simulated by the evaluator,
-    ``servopt.benchmarks.decode_routing.simulate``) that is feasible for the hindsight model with
+    ``servopt.benchmarks.decode_routing.simulate``, through :data:`START_ROUTINGS`: none without
+    it) that is feasible for the hindsight model with
     these options, valued by the model (:func:`routing_value`), or None when none is (slots or
     KV rows broken: the model runs every request from its arrival, the simulator queues). By a
     ``deadline`` (``time.perf_counter()``) it starts no router that would end past it (one
     taking as long as the last it simulated; it always has one). ``simulated`` (router name:
     its routing of this instance, relabelled by first use): routings already simulated, taken
     as they are; those it simulates are added."""
-    from servopt.benchmarks import decode_routing as bench  # (it imports this module)
-
     _check_options(step_block, symmetry)
     simulated = {} if simulated is None else simulated
     act = activity(instance)
     best: StartRouting | None = None
     tried = []
     last_s = 0.0  # the last simulation's seconds here: the next one takes about as long
-    for name in START_ROUTERS:
+    routers = [name for name in START_ROUTERS if name in START_ROUTINGS or name in simulated]
+    for name in routers:
         if name not in simulated:
             if deadline is not None and tried and time.perf_counter() + last_s >= deadline:
                 break
             began = time.perf_counter()
-            simulated[name] = _by_first_use(bench.simulate(instance, name)["worker"])
+            simulated[name] = _by_first_use(START_ROUTINGS[name](instance))
             last_s = time.perf_counter() - began
         worker = simulated[name]
         value, u, feasible = routing_value(instance, worker, step_block=step_block, act=act)
@@ -728,7 +734,7 @@ def start_routing(instance: Instance, *, step_block: int = 1, symmetry: bool = T
             best = StartRouting(worker, u, value, block_steps(act.steps, step_block),
                                 work_unit(instance), name)
     if best is not None:
-        skipped = len(START_ROUTERS) - len(tried)
+        skipped = len(routers) - len(tried)
         best.which = (f"{best.which} (the best feasible of {', '.join(tried)}"
                       + (f"; {skipped} more not tried by the time limit" if skipped else "")
                       + ")")
@@ -855,7 +861,7 @@ def time_estimate(instance: Instance, *, relax: bool = False, step_block: int = 
     can bind, where no fast routing need be feasible for the model."""
     _check_options(step_block, symmetry)
     check_size(instance, step_block, max_entries)  # refused as the build would
-    if not hindsight_exact(instance):
+    if not hindsight_exact(instance) or not START_ROUTINGS:  # (no start: see START_ROUTINGS)
         return {}
     size = model_size(instance, step_block)
     n_x = instance.n_requests * instance.workers

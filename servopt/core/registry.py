@@ -89,6 +89,15 @@ def known_decisions() -> tuple[str, ...]:
     return DECISIONS + tuple(d for d in _REGISTERED if d not in DECISIONS)
 
 
+def with_start_sources(decision: str) -> None:
+    """Import a built-in decision's evaluator, ``servopt.benchmarks.<decision>``, which fills the
+    hooks its model reads for a start (decode routing's ``START_ROUTINGS``: its routers' routings,
+    from the evaluator's simulator, a layer above the model). ``servopt.solve`` and
+    ``servopt solve`` call it before they solve; nothing for a plug-in."""
+    if decision in DECISIONS:
+        layer_module(decision, "benchmarks")
+
+
 def layer_module(decision: str, layer: str) -> ModuleType | Any:
     """The module of ``decision`` in ``layer``; a clear error when there is none."""
     if layer in _REGISTERED.get(decision, {}):

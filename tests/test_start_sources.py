@@ -1,0 +1,58 @@
+"""The starts that come from a layer above the model reach it through hooks, filled on import
+(imports go only downward): expert placement's fast plans (``START_PLANS``, filled by
+``servopt.solvers.expert_placement``, which ``exact.solve`` imports) and decode routing's router
+routings (``START_ROUTINGS``, filled by the evaluator ``servopt.benchmarks.decode_routing``, which
+``servopt.solve`` and ``servopt solve`` import). Each check runs in a fresh interpreter, where
+nothing else has imported those modules. Truth: the hooks' contents and a solve's info."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+
+def _run(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_exact_solve_gives_expert_placement_its_fast_plans():
+    out = _run("""
+        from servopt.instances import expert_placement as ep
+        from servopt.models import expert_placement as model
+        from servopt.solvers import exact
+        print(model.START_PLANS is None)
+        exact.solve(ep.generate(seed=0, slots_per_gpu=2), time_limit=30)
+        print(model.START_PLANS.__name__)
+    """)
+    assert out.split() == ["True", "servopt.solvers.expert_placement"]
+
+
+def test_servopt_solve_gives_decode_routing_its_router_start():
+    out = _run("""
+        import servopt
+        from servopt.instances import decode_routing as dr
+        from servopt.models import decode_routing as model
+        inst = dr.generate_steps(requests=8, workers=2, seed=1)
+        print(len(model.START_ROUTINGS), model.time_estimate(inst) == {})
+        servopt.solve(inst, time_limit=30)
+        print(sorted(model.START_ROUTINGS) == sorted(model.START_ROUTERS),
+              model.time_estimate(inst) != {})
+    """)
+    assert out.split() == ["0", "True", "True", "True"]
+
+
+def test_servopt_solve_on_the_command_line_fills_it_too(tmp_path):
+    path = tmp_path / "s.json"
+    out = _run(f"""
+        from servopt.cli import main
+        from servopt.instances import decode_routing as dr
+        from servopt.models import decode_routing as model
+        dr.generate_steps(requests=8, workers=2, seed=1).to_json({str(path)!r})
+        main(["solve", {str(path)!r}, "--time-limit", "30", "--prices", "0"])
+        print("filled", len(model.START_ROUTINGS))
+    """)
+    assert out.splitlines()[-1] == "filled 4"

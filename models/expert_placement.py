@@ -35,7 +35,9 @@ locality pin GPUs; the symmetry rows make one-sided price readings lopsided, see
 counts replicas placed where the previous placement had none of that expert.
 
 Warm start and bound of a stopped solve: the built MILP gives every variable the value of the best
-per layer of the module's fast plans (:func:`start_candidates`, dispatched by the LP) that meets its
+per layer of the fast plans (:func:`start_candidates`, dispatched by the LP; the plans are
+``servopt.solvers.expert_placement``'s, reached through :data:`START_PLANS`, which that module
+fills when imported and ``servopt.solvers.exact.solve`` imports it) that meets its
 rows for the options given (``model.warm_start``; none when some layer has no such plan, or by
 default with a ``makespan_ub``, see :func:`build`'s ``start``), so a
 time-limited ``servopt.solve`` ends with a plan at least that good; :func:`cheap_bound` (the

@@ -807,18 +807,9 @@ def simple_lower_bound(instance: Instance) -> float:
     the longest output and at least all tokens / (G B); each request's work is at least
     c1 sum_{j < o} (s + j) + p s (preemption only adds work).
     """
-    s = instance.prompt.astype(float)
     o = instance.output.astype(float)
-    work = instance.ms_per_kv_token * (o * s + o * (o - 1) / 2) + instance.prefill_ms_per_token * s
     steps = max(o.max(), math.ceil(o.sum() / (instance.workers * instance.slots)))
-    return float(instance.step_ms * steps + work.sum() / instance.workers)
-
-
-def _union_length(start: np.ndarray, end: np.ndarray) -> float:
-    """Measure of the union of the intervals [start_i, end_i) (start sorted ascending)."""
-    reach = np.maximum.accumulate(end)
-    before = np.concatenate([[-np.inf], reach[:-1]])
-    return float(np.sum(np.maximum(0.0, end - np.maximum(start, before))))
+    return float(instance.step_ms * steps + model.request_work(instance).sum() / instance.workers)
 
 
 def busy_lower_bound(instance: Instance) -> float:
@@ -834,16 +825,15 @@ def busy_lower_bound(instance: Instance) -> float:
     costing c0 plus at least the mean worker's work. The result is never below
     :func:`simple_lower_bound`.
     """
-    s = instance.prompt.astype(float)
-    o = instance.output.astype(float)
-    c0, c1, p = instance.step_ms, instance.ms_per_kv_token, instance.prefill_ms_per_token
-    work = c1 * (o * s + o * (o - 1) / 2) + p * s
+    o, c0 = instance.output.astype(float), instance.step_ms
+    work = model.request_work(instance)
     simple = simple_lower_bound(instance)
     if instance.arrival_unit == "step":
         start = np.ceil(instance.arrival - 1e-9)  # the simple bound has the slot count's steps
-        return max(simple, float(c0 * _union_length(start, start + o) + work.sum() / instance.workers))
+        return max(simple, float(c0 * model.union_length(start, start + o)
+                                 + work.sum() / instance.workers))
     start = instance.arrival * 1000.0
-    return max(simple, _union_length(start, start + c0 * o + work))
+    return max(simple, model.union_length(start, start + c0 * o + work))
 
 
 def check_bound_options(*, time_limit: Any = 60.0, mip_gap: Any = 1e-4,

@@ -646,18 +646,20 @@ class StartRouting:
     unit: float
     which: str
 
-    def vector(self, workers: int) -> np.ndarray:
-        """The point (x request-major, then u) of :func:`build_matrix_model`'s columns."""
+    def x(self, workers: int) -> np.ndarray:
+        """The assignment x[i, g] (1 where request i runs on worker g)."""
         x = np.zeros((len(self.worker), workers))
         x[np.arange(len(self.worker)), self.worker] = 1.0
-        return np.concatenate([x.ravel(), self.u])
+        return x
+
+    def vector(self, workers: int) -> np.ndarray:
+        """The point (x request-major, then u) of :func:`build_matrix_model`'s columns."""
+        return np.concatenate([self.x(workers).ravel(), self.u])
 
     def decisions(self, workers: int) -> dict[str, pd.Series | pd.DataFrame]:
         """Labelled as a solve's (:func:`_labelled_decisions`), u in ms."""
-        x = np.zeros((len(self.worker), workers))
-        x[np.arange(len(self.worker)), self.worker] = 1.0
-        return _labelled_decisions(x, pd.Series(self.u * self.unit,
-                                                index=pd.Index(self.steps, name="step")))
+        return _labelled_decisions(self.x(workers), pd.Series(
+            self.u * self.unit, index=pd.Index(self.steps, name="step")))
 
 
 def _by_first_use(worker: np.ndarray) -> np.ndarray:
@@ -792,14 +794,26 @@ def _left_by_build(instance: Instance) -> dict[str, np.ndarray]:
     return dict(left[1]) if left is not None and left[0]() is instance else {}
 
 
+def union_length(start: np.ndarray, end: np.ndarray) -> float:
+    """Measure of the union of the intervals [start_i, end_i) (in any order)."""
+    order = np.argsort(start, kind="stable")
+    start, end = np.asarray(start, dtype=float)[order], np.asarray(end, dtype=float)[order]
+    reach = np.maximum.accumulate(end)
+    before = np.concatenate([[-np.inf], reach[:-1]])
+    return float(np.sum(np.maximum(0.0, end - np.maximum(start, before))))
+
+
+def request_work(instance: Instance) -> np.ndarray:
+    """Each request's least work [ms] beyond the steps' c0: c1 sum_{j < o} (s + j) + p s (its own
+    worker holds its s + j tokens in its j-th step, and its prompt is prefilled once)."""
+    s, o = instance.prompt.astype(float), instance.output.astype(float)
+    return instance.ms_per_kv_token * (o * s + o * (o - 1) / 2) + instance.prefill_ms_per_token * s
+
+
 def _active_steps(instance: Instance) -> int:
     """The number of active steps (|union of [a_i, a_i + o_i)|), without :func:`activity`."""
-    a, out = _start_steps(instance), instance.output
-    order = np.argsort(a, kind="stable")
-    start, end = a[order], (a + out)[order]
-    reach = np.maximum.accumulate(end)
-    before = np.r_[np.iinfo(np.int64).min, reach[:-1]]
-    return int(np.sum(np.maximum(0, end - np.maximum(start, before))))
+    a = _start_steps(instance)
+    return int(union_length(a, a + instance.output))
 
 
 def cheap_bound(instance: Instance, *, step_block: int = 1, symmetry: bool = True) -> float:
@@ -812,9 +826,8 @@ def cheap_bound(instance: Instance, *, step_block: int = 1, symmetry: bool = Tru
     step of the model holds at most G B requests: slots cannot bind, or the slots rows are in
     the model (``step_block`` 1); with ``step_block`` > 1 and binding slots it is left out."""
     _check_options(step_block, symmetry)
-    s, o = instance.prompt.astype(float), instance.output.astype(float)
-    c0, c1, p = instance.step_ms, instance.ms_per_kv_token, instance.prefill_ms_per_token
-    work = float(np.sum(c1 * (o * s + o * (o - 1) / 2) + p * s))
+    o, c0 = instance.output.astype(float), instance.step_ms
+    work = float(request_work(instance).sum())
     value = c0 * _active_steps(instance) + work / instance.workers
     if step_block == 1 or not binding(instance)["slots"]:
         steps = max(float(o.max()), math.ceil(o.sum() / (instance.workers * instance.slots)))

@@ -495,8 +495,27 @@ def read_rows(csv_path: str | Path) -> pd.DataFrame:
     for column in ("cost", "bound", "gap", "wall_s"):
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise ValueError(f"{path}: column {column} holds text, not numbers")
+    _check_rows(frame, path)
     _check_gaps(frame, path)
     return frame
+
+
+def _check_rows(frame: pd.DataFrame, path: Path) -> None:
+    """Refuse a row no run writes: a negative or infinite ``wall_s`` (a failed or skipped run
+    has none, NaN), or an empty ``status`` (every run names one: ``ok``, an error, a skip)."""
+    wall, status = frame["wall_s"], frame["status"]
+    bad_wall = (wall < 0) | np.isinf(wall)
+    bad_status = status.isna() | (status.astype(str).str.strip() == "")
+    bad = np.flatnonzero(bad_wall.to_numpy() | bad_status.to_numpy())
+    if bad.size:
+        i = int(bad[0])
+        row = frame.iloc[i]
+        problem = (f"wall_s {float(row['wall_s'])!r}: a run's seconds are 0 or more (NaN when it has "
+                   "none)" if bad_wall.iloc[i] else
+                   "an empty status: every run names one (ok, an error, a skip)")
+        raise ValueError(f"{path}: data row {i + 1} (case {row['case']}, method "
+                         f"{row['method']}, params {row['params']}, seed {row['seed']}): "
+                         f"{problem}; the file was edited or is not as servopt bench wrote it")
 
 
 def _check_gaps(frame: pd.DataFrame, path: Path) -> None:

@@ -676,6 +676,8 @@ class BidPrice(BasePolicy):
         requests: a sliding-window, time-varying price (without a warm-up the first solve is at
         request W, and the scale is not tuned). :meth:`set_price` and
         :meth:`update_from_solution` set the price from outside, keeping the ageing state.
+        While ``price_scale`` is 0 (chosen on the warm-up, or given) no window LP is solved: the
+        price could change no decision.
     window_cap : at most this many requests (``WINDOW_CAP`` by default; None: no cap) in the
         warm-up and in a window: a share's warm-up ends at request ``min(warmup x n,
         window_cap)`` and it is refreshed every ``min(W, window_cap)`` requests, so on a long trace
@@ -946,7 +948,10 @@ class BidPrice(BasePolicy):
             self._refuse_share(t)
         first = not self.learned and self.warm_end >= 0
         self.learned = True
-        if self.priced:
+        # while the scale is 0 the price changes no decision (the threshold is -inf), so no LP
+        # is solved for it (R50 F3: three of four window LPs a run, a third of its time); a
+        # scale set later by set_price comes with its price
+        if self.priced and (self.price_scale > 0 or (first and self.tune)):
             lo = 0 if first or not self.window else max(0, t - self.window)
             window = self._past(lo, t)
             lp = solve_lp(window)

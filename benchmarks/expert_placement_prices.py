@@ -174,7 +174,10 @@ def main() -> None:
                 rows.append({"seed": seed, "prices": source, "price_weight": weight, "cost": cost,
                              "vs_price_free": cost / free - 1, "vs_eplb": cost / eplb - 1})
     frame = pd.DataFrame(rows)
-    dispatch = pd.DataFrame(dispatch_rows(args.full_seeds)) if args.full_seeds else None
+    dispatch = None
+    if args.full_seeds:  # nullable columns: blank, not nan or 1305.0, in the first part's rows
+        dispatch = pd.DataFrame(dispatch_rows(args.full_seeds)).astype(
+            {"replicated": "Int64", "unequal": "Int64", "same_flows": "boolean"})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # one CSV: the first part's rows as before (part = bid_price_weights), then the second's

@@ -20,7 +20,7 @@ Streams: ``servopt.instances.decode_routing.generate`` (Azure-calibrated, Poisso
 code lengths, 4 and 8 workers, 85% and 95% load, ``--requests`` requests (800), seeds 0..2.
 
 Run: ``python benchmarks/decode_routing_price_ablation.py [--seeds 3] [--requests 800]
-[--out benchmarks/results]`` (about 5 minutes on one core).
+[--out benchmarks/results]`` (about 7 minutes at load 7 on 2 cores).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def summary(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     keys = ["workload", "workers", "load", "seed"]
     wide = frame.pivot_table(index=keys, columns="router", values=list(METRICS))
     ratio = {f"{m}_{how}": wide[m][how] / wide[m]["real"]
-             for m in METRICS for how in ("zero", "perm", "bid_price")}
+             for m in METRICS for how in ("zero", "perm", "bid_price", "least_kv")}
     ratio = pd.DataFrame(ratio).reset_index()
     cells = ratio.groupby(["workload", "workers", "load"])
     table = cells.agg(
@@ -111,6 +111,7 @@ def summary(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
         e2e_perm=("e2e_mean_s_perm", "mean"),
         idle_bid_price=("idle_fraction_bid_price", "mean"),
         cost_bid_price=("cost_bid_price", "mean"),
+        idle_least_kv=("idle_fraction_least_kv", "mean"),
     ).reset_index()
 
     def span(column: str) -> str:
@@ -127,6 +128,7 @@ def summary(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
         "cost_zero": span("cost_zero"), "cost_perm": span("cost_perm"),
         "e2e_zero": span("e2e_mean_s_zero"), "e2e_perm": span("e2e_mean_s_perm"),
         "cost_bid_price": span("cost_bid_price"), "idle_bid_price": span("idle_fraction_bid_price"),
+        "idle_least_kv": span("idle_fraction_least_kv"),
         "real_is_argmin": str(bool(np.allclose(same["bid_price_argmin"], real[["cost", "idle_fraction"]],
                                                rtol=0, atol=0))),
         "zero_is_gate_kv": str(bool(np.allclose(same["gate_kv"], same["zero"], rtol=0, atol=0))),
@@ -163,13 +165,15 @@ def main() -> None:
         "prices the router reads are replaced after each solve). Ratios are the ablation's value "
         "over the real prices' on the same stream (mean over seeds), so **> 1 means the real "
         "prices help**; `idle_zero_lower`: seeds where zeroed prices gave less barrier idle; "
-        "`*_bid_price`: the default `bid_price` router over `bid_price_argmin`.\n\n"
+        "`*_bid_price` / `*_least_kv`: the default `bid_price` router / least-KV over "
+        "`bid_price_argmin`.\n\n"
         + markdown_table(table) + "\n\n"
         f"Over all {f['runs']} runs (mean [min, max] of the ratio to real prices): barrier idle "
         f"zero {f['idle_zero']} (lower in {f['idle_zero_lower']} of {f['runs']}), perm "
         f"{f['idle_perm']}; total step time (cost) zero {f['cost_zero']}, perm {f['cost_perm']}; "
         f"e2e mean zero {f['e2e_zero']}, perm {f['e2e_perm']}. `bid_price` over "
-        f"`bid_price_argmin`: cost {f['cost_bid_price']}, idle {f['idle_bid_price']}.\n\n"
+        f"`bid_price_argmin`: cost {f['cost_bid_price']}, idle {f['idle_bid_price']}; least-KV "
+        f"over `bid_price_argmin`: idle {f['idle_least_kv']}.\n\n"
         f"Checks: the subclass with real prices gives `bid_price_argmin`'s cost and idle exactly: "
         f"{f['real_is_argmin']}; zeroed prices give exactly the gate with least-KV (`gate_kv`): "
         f"{f['zero_is_gate_kv']}. The real-price runs solved {f['solves']} LPs, of which "

@@ -24,7 +24,12 @@ Methods (``POLICIES``)
   plan ignores ``gpu_speed`` (loads packed onto GPUs in index order), so with unequal speeds
   which GPU gets which experts, and the cost, depend on how the GPUs are numbered; only the LP
   and price dispatches serve the plan at the GPUs' speeds (``exact`` leaves EPLB's plan out of
-  its candidates when speeds are given).
+  its candidates when speeds are given). ``eplb_price``'s prices are the dispatch LP's duals on
+  the planned window. On EPLB's plans they are equal on every GPU of each replicated expert (0
+  of 40,888 replicated experts differ, 30 full-case instances), so its price dispatch is
+  water-filling, with exactly the flows of uniform prices; with two GPU speed tiers 28 of 4,010
+  differ and uniform prices cost 0.1% less. What separates it from ``eplb_lp`` is the dispatch
+  rule, not the prices (``benchmarks/results/expert_placement_prices.md``, second table).
 - ``no_replication``: one slot per expert, LPT packing (heaviest expert to the GPU with a free
   slot on which it would finish first: the least-loaded one when speeds are equal).
 - ``bid_price`` (and ``bid_price_lp``): the :class:`BidPrice` placement (bids for replicas,

@@ -5,16 +5,19 @@ from __future__ import annotations
 import math
 import os
 import platform
-import secrets
 import subprocess
 import sys
-from collections.abc import Callable
 from importlib import metadata, util
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+# a report, a plot or a CSV is written whole or not at all: a run interrupted while writing
+# (killed, a full disk) leaves the old file or none, never half of the new one
+from servopt.core.files import replace_file as write_atomic
+from servopt.core.files import replace_text as write_text_atomic
 
 SUMMARY_COLUMNS = ["case", "method", "decision", "runs", "gap_runs", "cost", "gap_mean",
                    "gap_max", "wall_s", "bound_kind", "status"]
@@ -376,29 +379,6 @@ def require_checkout(script: str | Path) -> None:
         sys.exit(f"{script.name}: imported servopt from {Path(servopt.__file__).resolve().parent}, "
                  f"not from this checkout {root}; run it as PYTHONPATH={root} python "
                  f"{script} (or pip install -e {root})")
-
-
-def write_atomic(path: str | Path, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(temporary)`` to write a file next to ``path`` (same folder, so same file
-    system), then move it onto ``path`` with :func:`os.replace`: a run interrupted while writing
-    (killed, a full disk) leaves the old file or none, never half of the new one, and removes its
-    temporary file where it can."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    with open(temporary, "x"):  # (new and ours alone; its mode follows the umask, as a report's)
-        pass
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` at ``path`` through :func:`write_atomic`."""
-    return write_atomic(path, lambda temporary: temporary.write_text(text))
 
 
 def write_md(path: str | Path, text: str) -> Path:

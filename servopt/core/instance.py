@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.core.errors import InfeasibleError, InvalidInstanceError
+from servopt.core.files import replace_text
 from servopt.core.reads import note_read
 
 DECISIONS: tuple[str, ...] = (
@@ -118,10 +119,11 @@ class Instance:
         }
 
     def to_json(self, path: str | Path | None = None) -> str:
-        """Serialise to JSON text; also write it to ``path`` when given."""
+        """Serialise to JSON text; also write it to ``path`` when given, whole or not at all (a
+        write that fails or is interrupted leaves the old file as it was: :func:`replace_text`)."""
         text = json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False)
         if path is not None:
-            Path(path).write_text(text)
+            replace_text(path, text)
         return text
 
     @classmethod

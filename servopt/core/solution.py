@@ -17,9 +17,6 @@ import hashlib
 import io
 import json
 import math
-import os
-import secrets
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from servopt.core.errors import InvalidInstanceError
+from servopt.core.files import replace_file  # (the benchmark runner imports it from here)
 from servopt.core.instance import DuplicateKeyError, unique_keys
 
 Sense = Literal["min", "max"]
@@ -79,20 +77,6 @@ def clean_prices(price: pd.Series, *, inequality: bool, tol: float = 1e-7) -> pd
         values[(values < 0) & (values > -tol * scale)] = 0.0
         price = pd.Series(values, index=price.index, name=price.name)
     return price
-
-
-def replace_file(path: Path, write: Callable[[Path], Any]) -> None:
-    """``write`` a file beside ``path``, then move it onto ``path``: a symbolic link there is
-    replaced, not followed, and a reader never sees half a file."""
-    temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # (the umask's mode,
-    # as a plain write would give; mkstemp's would be 0600)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 # relative difference below which a value and its bound are the same number (relative_gap)

@@ -1,0 +1,107 @@
+"""The command line's problems found by audit R51: ``generate -o`` wrote in place (a failed write
+destroyed the old file)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from servopt import cli
+from servopt.benchmarks import registry, report, runner
+from servopt.core import files
+from servopt.instances import caching
+
+
+@pytest.fixture(autouse=True)
+def _registry_restored(monkeypatch):
+    monkeypatch.setattr(registry, "_CASES", dict(registry._CASES))
+    monkeypatch.setattr(registry, "_ORIGINS", dict(registry._ORIGINS))
+
+
+@pytest.fixture
+def no_runs(monkeypatch):
+    """A bench that gets as far as its runs fails the test."""
+    def run(*args, **kwargs):
+        raise AssertionError("the runs started")
+    monkeypatch.setattr(runner, "run", run)
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("servopt: error: "), err
+    return err
+
+
+# -- F1: generate -o and Instance.to_json write whole or not at all ---------------------------
+
+def _half_then_fail(monkeypatch):
+    """``Path.write_text`` writes half of its text, then fails as a full disk would."""
+    real = Path.write_text
+
+    def write_text(self, data, *args, **kwargs):
+        real(self, data[: len(data) // 2], *args, **kwargs)
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(Path, "write_text", write_text)
+
+
+def test_generate_failed_write_keeps_old_file(tmp_path, monkeypatch, capsys):
+    target = tmp_path / "keep.json"
+    assert cli.main(["generate", "caching", "requests=50", "-o", str(target)]) == 0
+    old = target.read_bytes()
+    caching.Instance.from_dict(json.loads(old))  # a good instance to start from
+    _half_then_fail(monkeypatch)
+    assert cli.main(["generate", "caching", "requests=500", "-o", str(target)]) == 2
+    assert "cannot write it (No space left on device)" in _error(capsys)
+    assert target.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.json"]  # no temporary file left
+
+
+def test_to_json_failed_write_keeps_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "inst.json"
+    target.write_text("the old file")
+    instance = caching.generate(requests=50, objects=20, seed=0)
+    _half_then_fail(monkeypatch)
+    with pytest.raises(OSError, match="No space left"):
+        instance.to_json(target)
+    assert target.read_text() == "the old file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inst.json"]
+
+
+def test_to_json_writes_the_text_it_returns(tmp_path):
+    instance = caching.generate(requests=50, objects=20, seed=0)
+    target = tmp_path / "inst.json"
+    target.write_text("x" * 100_000)  # a longer old file: nothing of it may remain
+    text = instance.to_json(target)
+    assert target.read_text() == text
+    assert caching.Instance.from_dict(json.loads(target.read_text())).to_json() == text
+
+
+def test_generate_under_a_file_size_limit_keeps_old_file(tmp_path):
+    """The audit's reproducer: ``ulimit -f 20`` (20 KiB) and a 5000-request instance."""
+    target = tmp_path / "keep.json"
+    command = [sys.executable, "-m", "servopt", "generate", "caching"]
+    subprocess.run([*command, "requests=50", "-o", str(target)], check=True, capture_output=True)
+    old = target.read_bytes()
+    assert len(old) < 20 * 1024
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20 * 1024, 20 * 1024))
+    done = subprocess.run([*command, "requests=5000", "-o", str(target)], capture_output=True,
+                          text=True, preexec_fn=limit)
+    assert done.returncode == 2, done.stderr
+    assert "cannot write it (File too large)" in done.stderr
+    assert target.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.json"]
+
+
+def test_one_atomic_writer():
+    """The reports, the solution files and the instances share one helper, not copies."""
+    from servopt.core import solution
+
+    assert report.write_atomic is files.replace_file is solution.replace_file

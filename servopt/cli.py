@@ -416,6 +416,20 @@ def report_name(name: str) -> str:
     return name
 
 
+REPORT_SUFFIXES = (".csv", ".md", "-gap.png", "-cost-time.png", "-tracebacks.txt")  # bench's files
+
+
+def report_targets(out: Path, name: str) -> None:
+    """Refuse, before the runs, a folder where ``servopt bench`` writes one of its files
+    (``OUT/NAME.md``, ``.csv``, the plots, the tracebacks): its replace would fail after all the
+    runs, naming a temporary file (``servopt report`` checks its md the same way)."""
+    for suffix in REPORT_SUFFIXES:
+        target = out / f"{name}{suffix}"
+        if target.is_dir():
+            raise ValueError(f"{target}: a folder where servopt bench writes its {suffix.lstrip('.-')} "
+                             "file: move it, or choose another --name or --out")
+
+
 def list_cases(cases: list[Any]) -> int:
     """``servopt bench --list``: each registered case, its decision, suites and runs (parameter
     sets x seeds x (methods + the bound)), computing nothing."""
@@ -436,10 +450,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          f"{args.jobs}")
     if args.name is not None:
         report_name(args.name)
-    if args.case and args.suite:
+    if args.suite is not None and not args.suite.strip():
+        raise ValueError("--suite: an empty name (an unset shell variable?)")
+    if args.case and args.suite is not None:
         raise ValueError("give --suite or --case, not both (--case runs the named cases whatever "
                          "their suite)")
-    if args.list and (args.case or args.suite):
+    if args.list and (args.case or args.suite is not None):
         raise ValueError("--list lists every registered case; it takes no --suite or --case")
     args.suite = args.suite or "quick"
     if args.case:  # a name given twice is one case (and one part of the report's name)
@@ -447,12 +463,25 @@ def cmd_bench(args: argparse.Namespace) -> int:
     loaded = [load_plugin(spec) for spec in args.plugin or []]  # before discovery: their cases
     if args.list:
         return list_cases(registry.cases())
+    if args.case:  # (registry.cases' own message lists every case, without a close match)
+        known = [case.name for case in registry.cases()]
+        for case in args.case:
+            if case not in known:
+                from servopt.core.checks import closest_names
+
+                close = closest_names(case, known, n=3)
+                raise ValueError(f"--case {case}: no benchmark case of that name ("
+                                 + (f"did you mean {', '.join(close)}? " if close else "")
+                                 + "`servopt bench --list` lists them; a case of one's own: "
+                                 "--plugin MODULE)")
     selected = registry.cases(suite=None if args.case else args.suite, names=args.case or None)
     if not selected:
         known = registry.suites()
         raise ValueError(f"bench: no benchmark case is registered for suite {args.suite!r}"
                          + (f" (suites with cases: {', '.join(known)})" if known else ""))
     out = writable_folder(args.out)  # before the runs: a bad --out must not lose hours of work
+    name = args.name or (args.suite if not args.case else "-".join(args.case))
+    report_targets(out, name)  # (and a folder where a report goes: R51 F3)
     cache = None if args.no_cache else out / "cache"
     load_start = report.load_average()
     own = runner.own_sources(selected)  # (before the runs: the code they ran)
@@ -472,7 +501,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         provenance["from the cache"] = (f"{frame.attrs['runs_cached']} of {frame.attrs['runs']} "
                                         "runs (computed by an earlier run, perhaps under other "
                                         "versions or load)")
-    name = args.name or (args.suite if not args.case else "-".join(args.case))
     argv = getattr(args, "argv", None)
     command = "servopt " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     paths = report.write_reports(frame, out, name, command=command, provenance=provenance)

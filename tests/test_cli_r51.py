@@ -1,5 +1,7 @@
 """The command line's problems found by audit R51: ``generate -o`` wrote in place (a failed write
-destroyed the old file)."""
+destroyed the old file), ``bench --suite ""`` ran the quick suite, a folder at ``OUT/NAME.md`` was
+found after all the runs, whole-number options refused the e-notation README promises,
+``generate -o newdir/`` wrote a file named newdir, and ``solve`` echoed 15 KB of JSON text back."""
 
 from __future__ import annotations
 
@@ -105,3 +107,46 @@ def test_one_atomic_writer():
     from servopt.core import solution
 
     assert report.write_atomic is files.replace_file is solution.replace_file
+
+
+# -- F2: bench --suite "" ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra", [[], ["--list"], ["--case", "capacity_quick"]])
+def test_bench_empty_suite_refused(tmp_path, capsys, no_runs, extra):
+    assert cli.main(["bench", "--suite", "", "--out", str(tmp_path / "o"), *extra]) == 2
+    assert "--suite: an empty name (an unset shell variable?)" in _error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_bench_blank_suite_refused(tmp_path, capsys, no_runs):
+    assert cli.main(["bench", "--suite", "  ", "--out", str(tmp_path)]) == 2
+    assert "--suite: an empty name" in _error(capsys)
+
+
+# -- F3: a folder where bench writes a report, refused before the runs ------------------------
+
+@pytest.mark.parametrize("suffix", [".md", ".csv", "-gap.png", "-cost-time.png", "-tracebacks.txt"])
+def test_bench_report_folder_refused_before_runs(tmp_path, capsys, no_runs, suffix):
+    (tmp_path / f"quick{suffix}").mkdir()
+    code = cli.main(["bench", "--case", "capacity_quick", "--out", str(tmp_path), "--name",
+                     "quick", "--quiet", "--no-plots"])
+    assert code == 2
+    err = _error(capsys)
+    assert f"{tmp_path / f'quick{suffix}'}: a folder where servopt bench writes" in err
+    assert ".tmp" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"quick{suffix}"]
+
+
+def test_bench_default_name_checked_too(tmp_path, capsys, no_runs):
+    (tmp_path / "capacity_quick.md").mkdir()  # the name --case gives the report
+    assert cli.main(["bench", "--case", "capacity_quick", "--out", str(tmp_path), "--quiet"]) == 2
+    assert "capacity_quick.md: a folder" in _error(capsys)
+
+
+# -- minor ones -------------------------------------------------------------------------------
+
+def test_bench_case_typo_suggests_close_names(tmp_path, capsys, no_runs):
+    assert cli.main(["bench", "--case", "capacity_quik", "--out", str(tmp_path)]) == 2
+    err = _error(capsys)
+    assert "--case capacity_quik: no benchmark case of that name (did you mean capacity_quick" in err
+    assert "['" not in err  # no Python list reprs

@@ -35,7 +35,7 @@ CAPACITY_OPTIONS = {  # the capacity instance's fields, by the option that sets 
     "step_ms": "--step-ms", "per_token_ms": "--per-token-ms",
     "headroom": "--headroom", "requests": "--requests",
     "memory_utilisation": "--memory-utilisation", "gpus": "--gpus", "model preset": "--model",
-    "GPU preset": "--gpu", "profile preset": "--profile"}
+    "GPU preset": "--gpu", "profile preset": "--profile", "seed": "--seed"}
 # capacity --sim-requests: about 0.4 GB and a minute per simulated rate (1e6 arrivals: 0.39 GB
 # peak, 47 s, measured by an audit)
 MAX_SIM_REQUESTS = 1_000_000
@@ -60,6 +60,19 @@ def _json_number(text: str) -> int | float:
     if math.isinf(number):  # (JSON has no infinity: only a literal beyond a float's range)
         raise ValueError(f"{text} is beyond any number servopt takes (a float reaches 1.8e308)")
     return number
+
+
+def _whole_number(text: str) -> int:
+    """argparse's ``type=`` of the whole-number options: an integer, also in e-notation
+    (``--requests 1e4``) as a generate parameter takes it (:func:`_json_number`); anything else
+    (``1.5``, ``1.0``, text) is refused, and argparse names the option."""
+    with contextlib.suppress(ValueError):
+        return int(text)
+    with contextlib.suppress(ValueError):
+        number = _json_number(text.strip())
+        if isinstance(number, int):
+            return number
+    raise argparse.ArgumentTypeError(f"a whole number is needed (e.g. 10000 or 1e4), got {text!r}")
 
 
 def _parse_value(text: str) -> Any:
@@ -968,7 +981,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=["highs", "pyomo", "cvxpy"], default="highs",
                    help="highs (default): HiGHS on the model's matrix form where it has one, "
                         "else on its Pyomo model; pyomo: always the Pyomo model; cvxpy: the LP")
-    p.add_argument("--prices", type=int, default=5, metavar="N",
+    p.add_argument("--prices", type=_whole_number, default=5, metavar="N",
                    help="show the N largest prices of each constraint family (default 5)")
     p.add_argument("--out", metavar="DIR",
                    help="also write the solution there: solution.json, prices/<family>.csv, "
@@ -977,9 +990,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="generate an instance: servopt generate DECISION k=v ...")
     p.add_argument("decision", help="one of: " + ", ".join(DECISIONS))
-    p.add_argument("params", nargs="*", help="generator parameters as name=value (the generate() "
-                   "arguments of servopt.instances.DECISION; an unknown name lists the known ones)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("params", nargs="*", default=[],  # (default: the usage shows it optional)
+                   help="generator parameters as name=value (the generate() arguments of "
+                        "servopt.instances.DECISION; an unknown name lists the known ones)")
+    p.add_argument("--seed", type=_whole_number, default=0,
+                   help="seed of the generator's random draws (default 0; a whole number >= 0)")
     p.add_argument("--generator", default=None,
                    help="another generator of the decision's instances module (generate_NAME), "
                         "e.g. decode_routing's 'steps' (arrivals in decode steps, for the hindsight "
@@ -991,7 +1006,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run registered benchmark cases and print the gap table")
     p.add_argument("--suite", default=None, help="suite to run (default: quick)")
     p.add_argument("--case", action="append", help="run only this case (repeatable)")
-    p.add_argument("--jobs", type=int, default=2,
+    p.add_argument("--jobs", type=_whole_number, default=2,
                    help="worker processes (default 2, at most 256, never more than the runs to "
                         "compute; with --scheduler ADDRESS the cluster's own workers run the cases "
                         "and --jobs is not used)")
@@ -1046,41 +1061,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="format of --trace (default azure)")
     p.add_argument("--rate", type=float, default=None,
                    help="target requests/s for the fleet (default with --trace: the trace's rate)")
-    p.add_argument("--kv-tokens", type=int, default=None, metavar="M",
+    p.add_argument("--kv-tokens", type=_whole_number, default=None, metavar="M",
                    help="KV-cache tokens per worker (default: from --model, --gpu, --gpus and "
                         "--memory-utilisation)")
     p.add_argument("--model", default="llama3-8b", help="model preset for the KV size (illustrative)")
     p.add_argument("--gpu", default=None,
                    help=f"GPU preset for the KV size (illustrative; default {DEFAULT_GPU})")
-    p.add_argument("--gpus", type=int, default=None, help="GPUs per worker (default 1)")
+    p.add_argument("--gpus", type=_whole_number, default=None, help="GPUs per worker (default 1)")
     p.add_argument("--memory-utilisation", "--memory-utilization", type=float, default=None,
                    help="share of GPU memory for weights and KV (default 0.9; vLLM's "
                         "--gpu-memory-utilization)")
     p.add_argument("--profile", default=None,
                    help="worker timing preset (default: the preset for --model on --gpu where there "
                         f"is one, else {DEFAULT_PROFILE}; the notes say which)")
-    p.add_argument("--token-budget", type=int, default=None,
+    p.add_argument("--token-budget", type=_whole_number, default=None,
                    help="b: tokens processed per iteration (default: the profile's)")
-    p.add_argument("--batch-cap", type=int, default=None,
+    p.add_argument("--batch-cap", type=_whole_number, default=None,
                    help="B: requests in the running batch at most (default: the profile's)")
-    p.add_argument("--prefill-chunk", type=int, default=None,
+    p.add_argument("--prefill-chunk", type=_whole_number, default=None,
                    help="C: prompt tokens of one request per iteration (default: the profile's)")
     p.add_argument("--step-ms", type=float, default=None, help="d0: ms per iteration")
     p.add_argument("--per-token-ms", type=float, default=None, help="d1: ms per token")
     p.add_argument("--headroom", type=float, default=0.1, help="fraction kept free (default 0.1)")
-    p.add_argument("--requests", type=int, default=None,
+    p.add_argument("--requests", type=_whole_number, default=None,
                    help=f"length samples of a preset (default "
                         f"{_default(_capacity_generate(), 'requests')}, as "
                         "servopt.instances.capacity.generate draws)")
     p.add_argument("--drop-too-long", action="store_true",
                    help="drop trace requests longer than the KV capacity instead of failing")
-    p.add_argument("--seed", type=int, default=None,
+    p.add_argument("--seed", type=_whole_number, default=None,
                    help="seed of a preset's samples and of --simulate (default 0)")
     p.add_argument("--simulate", action="store_true", help="also find the simulated knee (slow)")
-    p.add_argument("--sim-requests", type=int, default=None,
+    p.add_argument("--sim-requests", type=_whole_number, default=None,
                    help=f"with --simulate: arrivals per simulation (default 8000, at most "
                         f"{MAX_SIM_REQUESTS:,})")
-    p.add_argument("--sim-seeds", type=int, default=None,
+    p.add_argument("--sim-seeds", type=_whole_number, default=None,
                    help=f"with --simulate: replications per simulated rate (default 2, at most "
                         f"{MAX_SIM_SEEDS})")
     p.set_defaults(func=cmd_capacity)

@@ -143,7 +143,63 @@ def test_bench_default_name_checked_too(tmp_path, capsys, no_runs):
     assert "capacity_quick.md: a folder" in _error(capsys)
 
 
+# -- F4: whole numbers in e-notation ----------------------------------------------------------
+
+CAPACITY = ["capacity", "--workload", "code", "--rate", "20"]
+
+
+def test_capacity_requests_and_kv_tokens_in_e_notation(capsys):
+    assert cli.main([*CAPACITY, "--requests", "10000", "--kv-tokens", "500000"]) == 0
+    plain = capsys.readouterr().out
+    assert cli.main([*CAPACITY, "--requests", "1e4", "--kv-tokens", "5e5"]) == 0
+    assert capsys.readouterr().out == plain
+    assert "10000 length samples" in plain and "M=500000 KV tokens" in plain
+
+
+@pytest.mark.parametrize(("argv", "dest", "value"), [
+    (["capacity", "--workload", "code", "--sim-requests", "2e3"], "sim_requests", 2000),
+    (["capacity", "--workload", "code", "--sim-seeds", "1E1"], "sim_seeds", 10),
+    (["capacity", "--workload", "code", "--token-budget", "4.096e3"], "token_budget", 4096),
+    (["capacity", "--workload", "code", "--batch-cap", "2.56e2"], "batch_cap", 256),
+    (["capacity", "--workload", "code", "--prefill-chunk", "5e2"], "prefill_chunk", 500),
+    (["capacity", "--workload", "code", "--gpus", "2e0"], "gpus", 2),
+    (["capacity", "--workload", "code", "--seed", "1e1"], "seed", 10),
+    (["solve", "f.json", "--prices", "1e1"], "prices", 10),
+    (["bench", "--jobs", "2e0"], "jobs", 2),
+    (["generate", "caching", "-o", "x.json", "--seed", "1e30"], "seed", 10**30),  # exactly
+    (["generate", "caching", "-o", "x.json", "--seed", "7"], "seed", 7),
+])
+def test_whole_number_options_take_e_notation(argv, dest, value):
+    assert getattr(cli.build_parser().parse_args(argv), dest) == value
+
+
+@pytest.mark.parametrize("value", ["1.5", "1e-1", "1.0", "abc", "1e400", "nan"])
+def test_whole_number_options_refuse_others(capsys, value):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*CAPACITY, "--requests", value])
+    assert exit_.value.code == 2
+    err = _error(capsys)
+    assert f"argument --requests: a whole number is needed (e.g. 10000 or 1e4), got '{value}'" in err
+
+
 # -- minor ones -------------------------------------------------------------------------------
+
+def test_generate_usage_shows_params_optional(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["generate", "-o", "x.json"])
+    err = _error(capsys)
+    assert "required: decision " in err and "params" not in err
+
+
+def test_generate_seed_has_help():
+    text = cli.build_parser()._subparsers._group_actions[0].choices["generate"].format_help()
+    assert "seed of the generator's random draws (default 0" in " ".join(text.split())
+
+
+def test_capacity_negative_seed_names_the_option(capsys):
+    assert cli.main([*CAPACITY, "--seed", "-1"]) == 2
+    assert "servopt: error: --seed: " in _error(capsys)
+
 
 def test_bench_case_typo_suggests_close_names(tmp_path, capsys, no_runs):
     assert cli.main(["bench", "--case", "capacity_quik", "--out", str(tmp_path)]) == 2

@@ -25,6 +25,7 @@ from typing import Any
 
 from servopt.core.checks import synonym_hint
 from servopt.core.errors import InvalidInstanceError
+from servopt.core.files import replace_text
 from servopt.core.instance import DECISIONS
 
 DEFAULT_OUT = "servopt-results"
@@ -182,7 +183,23 @@ def cmd_solve(args: argparse.Namespace) -> int:
     time_limit = None if args.time_limit == 0 else args.time_limit
     if time_limit is not None and not 0 < time_limit < math.inf:
         raise ValueError(f"--time-limit must be positive seconds (0 for none), got {args.time_limit}")
-    if not Path(args.file).exists() and not args.file.endswith(".json"):
+    if not args.file.strip():
+        raise ValueError("solve: an empty file name (an unset shell variable?); give an instance "
+                         "file or the name of a library instance (`servopt library list`)")
+    shown = args.file if len(args.file) <= 60 else args.file[:60] + "..."  # (not 15 KB of JSON)
+    try:
+        exists = Path(args.file).exists()
+    except (OSError, ValueError) as exc:  # a name too long for a file name, a NUL in it
+        exists, why = False, exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+    else:
+        why = None
+    if not exists and args.file.lstrip().startswith(("{", "[")):
+        raise ValueError(f"{shown}: solve takes an instance file (`servopt generate` writes one) "
+                         "or the name of a library instance (`servopt library list`), not JSON text")
+    if why is not None:
+        raise ValueError(f"{shown!r}: neither a readable file path nor the name of a library "
+                         f"instance ({why})")
+    if not exists and not args.file.endswith(".json"):
         from servopt.instances import library
 
         manifest = library.read_manifest()
@@ -197,7 +214,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
             import difflib
 
             close = difflib.get_close_matches(args.file, list(manifest), n=3)
-            raise ValueError(f"{args.file}: neither a file nor the name of a library instance ("
+            raise ValueError(f"{shown}: neither a file nor the name of a library instance ("
                              + (f"did you mean {', '.join(close)}? " if close else "")
                              + "`servopt library list` lists them)")
     else:
@@ -325,6 +342,8 @@ def writable_file(path: str, option: str) -> Path:
     any work is done (an existing file is replaced)."""
     if not str(path).strip():
         raise ValueError(f"{option}: an empty path (an unset shell variable?)")
+    if os.path.basename(path) in ("", ".", "..") or (os.altsep and path.endswith(os.altsep)):
+        raise ValueError(f"{option} {path}: a folder path (it ends in {path[-1]!r}); give a file name")
     out = Path(path)
     if out.is_dir():
         raise ValueError(f"{option} {path}: a folder, not a file")
@@ -699,8 +718,7 @@ def write_tracebacks(tracebacks: list[dict[str, Any]], path: Path) -> Path:
         what = "the bound" if entry["method"] == BOUND else f"method {entry['method']}"
         parts.append(f"== case {entry['case']}, {what}, seed {entry['seed']}, params "
                      f"{entry['params']} (at {entry.get('error_at') or '?'})\n{entry['traceback']}")
-    path.write_text("\n".join(parts))
-    return path
+    return replace_text(path, "\n".join(parts))
 
 
 def cmd_report(args: argparse.Namespace) -> int:

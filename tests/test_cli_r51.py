@@ -182,6 +182,46 @@ def test_whole_number_options_refuse_others(capsys, value):
     assert f"argument --requests: a whole number is needed (e.g. 10000 or 1e4), got '{value}'" in err
 
 
+# -- F5: generate -o newdir/ ------------------------------------------------------------------
+
+@pytest.mark.parametrize("tail", ["newdir/", "newdir/.", "."])
+def test_generate_folder_path_refused(tmp_path, capsys, tail):
+    path = f"{tmp_path}/{tail}"
+    assert cli.main(["generate", "caching", "requests=50", "-o", path]) == 2
+    assert f"-o {path}: a folder path" in _error(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- F6: solve with an empty or JSON-like argument --------------------------------------------
+
+@pytest.mark.parametrize("argument", ["", "   "])
+def test_solve_empty_argument(capsys, argument):
+    assert cli.main(["solve", argument]) == 2
+    err = _error(capsys)
+    assert "solve: an empty file name (an unset shell variable?)" in err
+    assert "JSON text" not in err  # (solve does not take JSON text)
+
+
+def test_solve_json_text_says_what_is_accepted(capsys):
+    assert cli.main(["solve", '{"a":1}']) == 2
+    assert ("solve takes an instance file (`servopt generate` writes one) or the name of a "
+            "library instance") in _error(capsys)
+
+
+def test_solve_long_json_text_is_shortened(capsys):
+    text = caching.generate(requests=50, seed=0).to_json()
+    assert len(text) > 10_000
+    assert cli.main(["solve", text]) == 2
+    err = _error(capsys)
+    assert "not JSON text" in err and len(err) < 400
+
+
+def test_solve_long_name_is_shortened(capsys):
+    assert cli.main(["solve", "x" * 20_000]) == 2
+    err = _error(capsys)
+    assert "File name too long" in err and len(err) < 300
+
+
 # -- minor ones -------------------------------------------------------------------------------
 
 def test_generate_usage_shows_params_optional(capsys):

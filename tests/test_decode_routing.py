@@ -646,6 +646,18 @@ def test_busy_bound_hand_values_and_validity():
                              ms_per_kv_token=0.001, requests=frame)
     assert bench.busy_lower_bound(inst) == pytest.approx(2 * 30.303)
     assert bench.evaluate(inst, "least_kv").cost == pytest.approx(2 * 30.303)
+    # with prefill (0.5 ms a prompt token, once): each is busy 30.303 + 50 ms (R49: no hand
+    # value had p > 0, and a prefill term dropped from request_work passed every test)
+    pre = dataclasses.replace(inst, prefill_ms_per_token=0.5)
+    assert bench.busy_lower_bound(pre) == pytest.approx(2 * 80.303)
+    assert bench.evaluate(pre, "least_kv").cost == pytest.approx(2 * 80.303)
+    # a lone request on the step clock: 3 c0 + c1 (10 + 11 + 12) + p x 10 = 3 + 3.3 + 5 = 11.3 ms,
+    # every bound tight: the simulator's cost and the IP's optimum
+    lone = dataclasses.replace(stream([(0, 10, 3)], workers=1), prefill_ms_per_token=0.5)
+    for low in (bench.busy_lower_bound(lone), bench.simple_lower_bound(lone),
+                model.cheap_bound(lone), bench.evaluate(lone, "least_kv").cost,
+                exact.solve(lone).objective):
+        assert low == pytest.approx(11.3)
     # overlapping: [0, 30.303) and [10, 40.303) ms -> union 40.303 ms
     inst = dataclasses.replace(inst, requests=frame.assign(arrival_s=[0.0, 0.010]))
     assert bench.busy_lower_bound(inst) == pytest.approx(40.303)

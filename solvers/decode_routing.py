@@ -61,8 +61,9 @@ The bid-price router (``bid_price``: each step's arrivals, largest first, each t
 its discounted barrier cost over the next H steps on the forecast is least, ties to least-KV;
 ``bid_price_lp``: the
 epoch LP's plan gates the workers, least-KV among them; ``bid_price_argmin``: the textbook argmin
-of the request's LP-priced KV profile, refresh every 2 steps) and the per-step IP (``epoch_ip``)
-are documented on their classes.
+of the request's LP-priced KV profile among the gated workers, refresh every 2 steps, kept for
+comparison: its prices measured no help, zeroed they gave less barrier idle) and the per-step IP
+(``epoch_ip``) are documented on their classes.
 ``POLICIES`` maps each name to a zero-argument factory returning a fresh router.
 """
 
@@ -1015,7 +1016,14 @@ class BidPrice(Router):
     relax=True), relax=True, decision="decode_routing")`` gives that LP's labelled prices.
     The default is ungated: on the reported grid (``decode_routing_targets.md``) the gated
     ``bid_price_lp`` has 1.01-1.12x least-KV's barrier idle on the synthetic cells, where
-    ``bid_price`` has 0.16-0.92x.
+    ``bid_price`` has 0.16-0.92x. ``bid_price_argmin``'s LP prices do not earn their place: with
+    the same solves and gate and its prices set to 0 after every solve (so least-KV picks among
+    the open workers), its barrier idle was 0.67x its own (0.39-0.96x, lower in 24 of 24 runs:
+    conversation and code lengths, 4 and 8 workers, 85% and 95% load, 800 requests, seeds 0-2),
+    total step time 0.98-1.01x; with the prices permuted across workers 1.03x (0.91-1.18x), so
+    which worker a price sits on carries little. On the same streams least-KV has 0.66x its idle
+    and ``bid_price`` 0.50x, for total step time 0.97-1.01x its own
+    (``benchmarks/results/decode_routing_price_ablation.md``).
 
     ``BidPrice.from_solution(solution)`` builds the textbook rule from a solved epoch LP
     relaxation (:func:`servopt.models.decode_routing.build_epoch` with ``relax=True``, solved by
@@ -1023,7 +1031,9 @@ class BidPrice(Router):
     kappa_g, each request to ``argmin_g sum_h rho_gh w_ih + sigma_g + kappa_g (s_i + 1)`` (ties to
     the fewest KV tokens), never a solver. The prices belong to the fleet state of that epoch: they
     route that epoch's requests; over a stream they go stale (no refresh), so simulate
-    ``bid_price`` (the default) or ``bid_price_argmin`` (which re-solves the LP) instead.
+    ``bid_price`` (the default) instead. Re-solving does not make such prices earn their place:
+    ``bid_price_argmin`` re-solves the LP every 2 steps and has more barrier idle than the same
+    router with its prices zeroed (above).
 
     ``central=True`` (default) solves the LP with HiGHS's interior-point method without
     crossover, so plan and duals are central in the optimal face: the LP only prices the
@@ -1078,7 +1088,8 @@ class BidPrice(Router):
 
         Stale prices: the prices belong to the fleet state of the epoch they were solved for and
         are never refreshed, so over a stream they go stale; to route a stream use ``bid_price``
-        (the default) or ``bid_price_argmin`` (which re-solves the LP every 2 steps).
+        (the default). ``bid_price_argmin`` re-solves the LP every 2 steps, but its prices measured
+        no help: with them zeroed after every solve its barrier idle was 0.67x (class docstring).
 
         ``solution`` comes from ``solve_model(build_epoch(epoch, relax=True), relax=True,
         decision="decode_routing")`` (or ``solve_cvxpy(build_epoch_cvxpy(epoch))``): its

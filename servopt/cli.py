@@ -273,6 +273,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if skipped == "time_limit":
         print("prices    none: the time limit left no time for the price LP (--time-limit S for "
               "longer)")
+    elif skipped == exact.INTEGER_PRICES_SKIPPED and math.isnan(solution.objective):
+        # (exact names the model's reason, which holds only once there is an incumbent to fix)
+        print("prices    none: no incumbent to fix the integer variables at"
+              + (" (the time limit came first)" if solution.status == "time_limit" else ""))
     elif skipped == exact.INTEGER_PRICES_SKIPPED:
         print("prices    none: integer model, with its integer variables fixed nothing is left to "
               "move, so its prices would be zero by construction (add --relax for the LP's prices)")

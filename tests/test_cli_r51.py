@@ -246,3 +246,16 @@ def test_bench_case_typo_suggests_close_names(tmp_path, capsys, no_runs):
     err = _error(capsys)
     assert "--case capacity_quik: no benchmark case of that name (did you mean capacity_quick" in err
     assert "['" not in err  # no Python list reprs
+
+
+def test_mip_without_incumbent_says_why_no_prices(tmp_path, capsys):
+    """A caching MIP stopped before any incumbent: no prices because there is nothing to fix the
+    integers at, not because of the integer model (R51, minor)."""
+    path = tmp_path / "c.json"
+    caching.generate(requests=200, objects=40, seed=0).to_json(path)
+    assert cli.main(["solve", str(path), "--time-limit", "1e-9"]) == 1
+    out = capsys.readouterr().out
+    assert "status    time_limit" in out and "objective nan" in out
+    assert ("prices    none: no incumbent to fix the integer variables at (the time limit came "
+            "first)") in out
+    assert "zero by construction" not in out

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from servopt.core.checks import synonym_hint
+from servopt.core.checks import closest_names, synonym_hint
 from servopt.core.errors import InvalidInstanceError
 from servopt.core.files import replace_text
 from servopt.core.instance import DECISIONS
@@ -211,9 +211,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
                       "model is large: building and solving it can take minutes); add --relax for "
                       "the recorded solve", file=sys.stderr)
         else:
-            import difflib
-
-            close = difflib.get_close_matches(args.file, list(manifest), n=3)
+            close = closest_names(args.file, manifest, n=3)
             raise ValueError(f"{shown}: neither a file nor the name of a library instance ("
                              + (f"did you mean {', '.join(close)}? " if close else "")
                              + "`servopt library list` lists them)")
@@ -503,8 +501,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
         known = [case.name for case in registry.cases()]
         for case in args.case:
             if case not in known:
-                from servopt.core.checks import closest_names
-
                 close = closest_names(case, known, n=3)
                 raise ValueError(f"--case {case}: no benchmark case of that name ("
                                  + (f"did you mean {', '.join(close)}? " if close else "")

@@ -109,7 +109,7 @@ from servopt.core import InfeasibleError, Instance, InvalidInstanceError, Soluti
 from servopt.core.checks import flag, number
 from servopt.core.cvxmodel import CvxpyModel
 from servopt.core.matrix import MatrixModel
-from servopt.core.registry import DECISIONS, layer_module
+from servopt.core.registry import DECISIONS, layer_module, with_start_sources
 from servopt.core.solution import clean_prices, normalise_dual, relative_gap
 
 BACKENDS = ("highs", "pyomo", "cvxpy")
@@ -180,12 +180,20 @@ def model_module(decision: str) -> Any:
     return layer_module(decision, "models")
 
 
-def _with_start_sources(decision: str) -> None:
-    """Import the decision's ``servopt.solvers`` module, this layer, where a model's start comes
-    from: a model module holds a hook that module fills when imported (expert placement's
-    ``START_PLANS``), as imports go only downward. A decision without one (a plug-in) has none."""
+def fill_start_hooks(decision: str) -> None:
+    """Fill the hooks a built-in decision's model reads for its start, whatever was imported
+    before (imports go only downward, so a layer above fills them when imported): this layer's
+    ``servopt.solvers.<decision>`` (expert placement's fast plans, ``START_PLANS``) and, through
+    the registry, the evaluator ``servopt.benchmarks.<decision>`` (decode routing's router
+    routings, ``START_ROUTINGS``, and with them its ``time_estimate``). :func:`solve` calls it,
+    as ``servopt.solve`` does; call it before ``servopt.models.<decision>.build`` and
+    :func:`solve_model` (a constraint of your own) for the model :func:`solve` would build.
+    Before, ``solve`` imported the solvers module only: a fresh ``exact.solve`` on decode
+    routing had no start and another answer than the same call after anything had imported the
+    evaluator (audit R52 F1). A decision without them (a plug-in) has none."""
     if decision in DECISIONS:
         layer_module(decision, "solvers")
+        with_start_sources(decision)
 
 
 def solve(
@@ -227,9 +235,10 @@ def solve(
         ``info["prices_skipped"] = "time_limit"`` (no prices: an empty ``prices``, never
         zeros), ``info["bound_lp_status"]``. A time-limited MIP with a
         start runs without HiGHS's feasibility jump (``WARM_TIME_LIMITED``). Not covered: the
-        imports on a first call, the build of an LP relaxation (the batch LP of 1,000 requests:
-        14 s) and of a model without ``time_estimate`` (it does not check the clock: on the
-        Pyomo path, ``backend="pyomo"`` or a form without a matrix
+        imports on a first call (the decision's solvers module and evaluator, which fill its
+        model's start hooks, :func:`fill_start_hooks`), the build of an LP relaxation (the
+        batch LP of 1,000 requests: 14 s) and of a model without ``time_estimate`` (it does
+        not check the clock: on the Pyomo path, ``backend="pyomo"`` or a form without a matrix
         model such as caching's ``form="interval"``, a large model's build can alone outlast
         the limit) and the last stage of one with it (the batch IP: its warm start, 1 s at n =
         400), CVXPY's compilation of its problem (``backend="cvxpy"``: 5-15 s for a 400-request
@@ -257,6 +266,12 @@ def solve(
         the status still says how the model's solve ended).
     options : passed to the model's ``build``.
 
+    Starts: a built-in model's start from a layer above it (expert placement's fast plans,
+    decode routing's router routings and with them its ``time_estimate``) reaches it through a
+    hook that layer fills when imported; ``solve`` imports both first (:func:`fill_start_hooks`),
+    so a call gives the same answer whatever the caller imported before, as ``servopt.solve``
+    does (``info["start_routing"]`` names decode routing's start).
+
     Threads: the matrix path makes a HiGHS object per call and may run in several threads at
     once (the answers are the serial ones; a time-limited solve's incumbent depends on the CPU
     it gets, threads or not; only the process's very first HiGHS object waits for the lock
@@ -276,7 +291,7 @@ def solve(
     time_limit = seconds(time_limit)  # inf: no limit
     budget = TimeBudget(time_limit)
     module = model_module(instance.decision)
-    _with_start_sources(instance.decision)
+    fill_start_hooks(instance.decision)
     cvxpy_relaxes = getattr(module, "CVXPY_RELAXES", True)  # False: build_cvxpy is another model
     if backend == "cvxpy" and relax and not cvxpy_relaxes:
         raise InvalidInstanceError(

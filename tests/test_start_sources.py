@@ -80,3 +80,17 @@ def test_exact_solve_on_decode_routing_does_not_depend_on_what_was_imported_befo
     after = _run(code, "evaluator first").split()
     assert fresh == after
     assert fresh[1:] == ["optimal", "least_kv", "True", "True"]
+
+
+def test_fill_start_hooks_gives_a_model_built_by_hand_its_start():
+    # the README's own-constraint recipe: build + solve_model, no exact.solve to fill the hook
+    out = _run("""
+        from servopt.instances import expert_placement as ep
+        from servopt.models import expert_placement as model
+        from servopt.solvers.exact import fill_start_hooks
+        inst = ep.generate(seed=0, slots_per_gpu=2)
+        print(getattr(model.build(inst), "warm_start", None))
+        fill_start_hooks("expert_placement")
+        print(getattr(model.build(inst), "warm_start", None))
+    """)
+    assert out.split() == ["None", "True"]

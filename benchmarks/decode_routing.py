@@ -124,8 +124,13 @@ class Fleet:
     def assign(self, request: int, worker: int) -> None:
         """Route ``request`` to ``worker`` (once; it stays there)."""
         if isinstance(request, bool) or not isinstance(request, int | np.integer):
+            # a numpy scalar as its value and dtype: its repr and type name differ between numpy
+            # 1.x and 2.x (True / np.True_, bool_ / bool)
+            shown = (f"{request.item()!r} (numpy {request.dtype.name})"
+                     if isinstance(request, np.generic) else
+                     f"{request!r} ({type(request).__name__})")
             raise InvalidInstanceError(
-                f"router assigned request {request!r} ({type(request).__name__}) at step "
+                f"router assigned request {shown} at step "
                 f"{self.step}; request ids are whole numbers, the ids route() was given "
                 "(view.assign(int(i), g))")
         lo, hi = self._routable

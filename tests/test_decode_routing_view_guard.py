@@ -184,7 +184,10 @@ def test_the_finished_requests_lengths_are_read_only_too():
 @pytest.mark.parametrize("request_id, shown", [
     (lambda i: float(i), r"request 0.0 \(float\)"),  # old: numpy IndexError
     (lambda i: True if i == 1 else int(i), r"request True \(bool\)"),  # old: "truth value..."
-    (lambda i: np.bool_(i == 0) if i == 0 else int(i), r"request np.True_ \(bool\)"),
+    # numpy scalars as value and dtype, the same under numpy 1.x and 2.x (numpy 1.26's repr
+    # was True (bool_), 2.x's np.True_ (bool), against Python's True (bool) above)
+    (lambda i: np.bool_(i == 0) if i == 0 else int(i), r"request True \(numpy bool\)"),
+    (lambda i: np.float64(i), r"request 0.0 \(numpy float64\)"),
     (lambda i: str(i), r"request '0' \(str\)"),  # old: TypeError comparing str and int
     (lambda i: None, r"request None \(NoneType\)"),
 ])

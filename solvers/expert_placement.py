@@ -466,23 +466,32 @@ def tight_prices(times: np.ndarray, speed: np.ndarray, rel_tol: float = 1e-3) ->
 # =============================================================================================
 def counts_by_bids(bid_weight: np.ndarray, num_slots: int, max_count: int) -> np.ndarray:
     """Replica counts: every expert one, then the extra slots to the highest bids
-    ``bid_weight[e] / k`` for the k-th replica (k = 1..max_count - 1), all at once."""
+    ``bid_weight[e] / k`` for the k-th replica (k = 1..max_count - 1), all at once.
+
+    Ties: equal bids go to the lowest expert index first (then the lowest k), the order in which
+    handing the slots out one at a time to the largest bid, first index on ties (as EPLB's
+    replication does), would take them. The order is explicit (a stable sort on that key):
+    ``np.argpartition`` picked among equal bids by its selection algorithm, so the counts of an
+    instance with ties differed between numpy 1.26 and 2.x (all-zero weights, 5 extra slots, at
+    most 4 replicas: 2, 3, 3 replicas under numpy 1.26, 4, 3, 1 under 2.x)."""
     L, E = bid_weight.shape
     extra = num_slots - E
     count = np.ones((L, E), dtype=np.int64)
     if extra <= 0 or max_count <= 1:
         return count
-    # only the ``extra`` heaviest experts can win an extra replica, each at most ``extra`` times
+    # only the ``extra`` first experts by (weight descending, index) can win an extra replica (any
+    # other bid has at least ``extra`` bids ahead of it), each at most ``extra`` times
     top_n = min(E, extra)
-    cand = (np.argpartition(-bid_weight, top_n - 1, axis=1)[:, :top_n] if top_n < E
-            else np.broadcast_to(np.arange(E), (L, E)))
+    cand = np.argsort(-bid_weight, axis=1, kind="stable")[:, :top_n]
     depth = min(max_count - 1, extra)
     k = np.arange(1, depth + 1)
     bids = np.take_along_axis(bid_weight, cand, 1)[:, :, None] / k[None, None, :]
     flat = bids.reshape(L, -1)
+    expert = np.repeat(cand, depth, axis=1)
+    kth = np.broadcast_to(np.tile(k, top_n), flat.shape)
     take = min(extra, flat.shape[1])
-    top = np.argpartition(-flat, take - 1, axis=1)[:, :take]
-    winners = np.take_along_axis(cand, top // depth, 1)
+    top = np.lexsort((kth, expert, -flat), axis=1)[:, :take]  # bid descending, expert, k
+    winners = np.take_along_axis(expert, top, 1)
     np.add.at(count, (np.repeat(np.arange(L), take), winners.ravel()), 1)
     return count
 

@@ -195,6 +195,46 @@ def test_equal_speeds_choose_what_least_time_now_chose(seed):
     assert checked_ring >= 20
 
 
+# --- counts_by_bids: tied bids in a fixed order, whatever numpy's version ----------------------
+def _slots_one_at_a_time(w, num_slots, max_count):
+    """Reference (plain Python): each extra slot in turn to the expert with the largest w / count
+    among those below ``max_count`` replicas, the lowest expert index on ties."""
+    L, E = w.shape
+    count = np.ones((L, E), dtype=np.int64)
+    for layer in range(L):
+        for _ in range(num_slots - E):
+            open_ = [e for e in range(E) if count[layer, e] < max_count]
+            if not open_:
+                break
+            e = min(open_, key=lambda e: (-w[layer, e] / count[layer, e], e))
+            count[layer, e] += 1
+    return count
+
+
+def test_tied_bids_go_to_the_lowest_expert_index_first():
+    # Hand checks. Three experts of load 0, 8 slots, at most 4 replicas: the 5 extra slots are
+    # bids of 0 all tied, so expert 0 takes 3 (up to 4 replicas), expert 1 the other 2: 4, 3, 1.
+    # (np.argpartition chose among the ties: 2, 3, 3 under numpy 1.26, 4, 3, 1 under 2.x.)
+    np.testing.assert_array_equal(sv.counts_by_bids(np.zeros((1, 3)), 8, 4), [[4, 3, 1]])
+    # Loads 2, 4, 4, 1, 7 slots, at most 3 replicas: the bids are 2, 1 | 4, 2 | 4, 2 | 1, 0.5;
+    # the 3 extra slots go to 4 (expert 1), 4 (expert 2) and one of the three bids of 2, expert
+    # 0's (lowest index): 2, 2, 2, 1 (numpy 1.26 and 2.x both gave expert 1's: 1, 3, 2, 1)
+    np.testing.assert_array_equal(sv.counts_by_bids(np.array([[2.0, 4.0, 4.0, 1.0]]), 7, 3),
+                                  [[2, 2, 2, 1]])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_counts_by_bids_are_the_slots_handed_out_one_at_a_time(seed):
+    # small integer loads (zeros included): ties in almost every instance
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        L, E = int(rng.integers(1, 4)), int(rng.integers(1, 9))
+        num_slots, max_count = E + int(rng.integers(0, 12)), int(rng.integers(1, 6))
+        w = rng.integers(0, 4, (L, E)) * 1.0
+        np.testing.assert_array_equal(sv.counts_by_bids(w, num_slots, max_count),
+                                      _slots_one_at_a_time(w, num_slots, max_count))
+
+
 def test_ring_order_pairs_fast_with_slow_and_keeps_index_order_for_equal_speeds():
     np.testing.assert_array_equal(sv.ring_order(np.ones(5)), [0, 1, 2, 3, 4])
     np.testing.assert_array_equal(sv.ring_order(np.array([0.5, 1.0, 2.0])), [2, 0, 1])

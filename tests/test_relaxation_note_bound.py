@@ -23,8 +23,11 @@ def test_decode_blocked_relaxation_note_names_the_bound_not_the_value(monkeypatc
     # step_block=3, needs 36 s for its optimum; this one, at mip_gap=0.05, under 2 s). HiGHS
     # alone, without the routers' start (START_ROUTINGS, filled once the evaluator is imported:
     # from it HiGHS stops at 3451.21, below the optimum, on this instance)
+    import servopt.benchmarks.decode_routing  # noqa: F401
     from servopt.models import decode_routing as model
 
+    # (the evaluator imported first: exact.solve imports it, and a first import would fill the
+    # empty table patched in here)
     monkeypatch.setattr(model, "START_ROUTINGS", {})
     instance = idr.generate_steps(requests=8, workers=2, seed=1)
     optimum = _quiet_solve(instance, mip_gap=0).objective  # step_block=1: the routing optimum

@@ -627,7 +627,8 @@ START_ROUTERS = ("least_kv", "least_kv_sorted", "jsq", "round_robin")
 #: Each start router's routing of an instance (router name -> function(instance) -> worker of
 #: each request), from the evaluator's simulator: ``servopt.benchmarks.decode_routing``, a layer
 #: above, fills it when imported (imports go only downward), as ``servopt.solve``,
-#: ``servopt solve``, the harness and the benchmarks do. Empty: the IP has no start and no
+#: ``servopt solve``, ``servopt.solvers.exact.solve`` (through ``exact.fill_start_hooks``), the
+#: harness and the benchmarks do. Empty: the IP has no start and no
 #: :func:`time_estimate`, and is built whatever the time limit.
 START_ROUTINGS: dict[str, Any] = {}
 

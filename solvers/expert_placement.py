@@ -470,10 +470,11 @@ def counts_by_bids(bid_weight: np.ndarray, num_slots: int, max_count: int) -> np
 
     Ties: equal bids go to the lowest expert index first (then the lowest k), the order in which
     handing the slots out one at a time to the largest bid, first index on ties (as EPLB's
-    replication does), would take them. The order is explicit (a stable sort on that key):
-    ``np.argpartition`` picked among equal bids by its selection algorithm, so the counts of an
-    instance with ties differed between numpy 1.26 and 2.x (all-zero weights, 5 extra slots, at
-    most 4 replicas: 2, 3, 3 replicas under numpy 1.26, 4, 3, 1 under 2.x)."""
+    replication does), would take them. The order is explicit (:func:`_first_by_value`: the
+    values above the cut, then the equal ones in index order): ``np.argpartition`` picked among
+    equal bids by its selection algorithm, so the counts of an instance with ties differed
+    between numpy 1.26 and 2.x (all-zero weights, 5 extra slots, at most 4 replicas: 2, 3, 3
+    replicas under numpy 1.26, 4, 3, 1 under 2.x)."""
     L, E = bid_weight.shape
     extra = num_slots - E
     count = np.ones((L, E), dtype=np.int64)
@@ -482,18 +483,31 @@ def counts_by_bids(bid_weight: np.ndarray, num_slots: int, max_count: int) -> np
     # only the ``extra`` first experts by (weight descending, index) can win an extra replica (any
     # other bid has at least ``extra`` bids ahead of it), each at most ``extra`` times
     top_n = min(E, extra)
-    cand = np.argsort(-bid_weight, axis=1, kind="stable")[:, :top_n]
+    cand = _first_by_value(bid_weight, top_n)  # (L, top_n), ascending expert index
     depth = min(max_count - 1, extra)
     k = np.arange(1, depth + 1)
     bids = np.take_along_axis(bid_weight, cand, 1)[:, :, None] / k[None, None, :]
-    flat = bids.reshape(L, -1)
-    expert = np.repeat(cand, depth, axis=1)
-    kth = np.broadcast_to(np.tile(k, top_n), flat.shape)
+    flat = bids.reshape(L, -1)  # by (expert ascending, k ascending): the tie order
     take = min(extra, flat.shape[1])
-    top = np.lexsort((kth, expert, -flat), axis=1)[:, :take]  # bid descending, expert, k
-    winners = np.take_along_axis(expert, top, 1)
+    winners = np.take_along_axis(cand, _first_by_value(flat, take) // depth, 1)
     np.add.at(count, (np.repeat(np.arange(L), take), winners.ravel()), 1)
     return count
+
+
+def _first_by_value(values: np.ndarray, n: int) -> np.ndarray:
+    """Per row, the positions of the ``n`` largest values, ties to the lowest positions, in
+    ascending position order ((rows, n) ints). Linear time: the cut is the n-th largest value
+    (``np.partition`` gives the value, whatever it does with ties), every value above it is in,
+    and of those equal to it the first ones by position."""
+    rows, width = values.shape
+    if n >= width:
+        return np.broadcast_to(np.arange(width), (rows, width)).copy()
+    cut = -np.partition(-values, n - 1, axis=1)[:, n - 1:n]
+    above = values > cut
+    room = n - above.sum(axis=1, keepdims=True)
+    at_cut = values == cut
+    chosen = above | (at_cut & (np.cumsum(at_cut, axis=1) <= room))
+    return np.nonzero(chosen)[1].reshape(rows, n)
 
 
 def ring_order(speed: np.ndarray) -> np.ndarray:

@@ -164,25 +164,28 @@ def test_report_writes_no_md_when_a_later_csvs_md_cannot_be_read(tmp_path, capsy
     assert (first / "quick.md").read_bytes() == before  # the first md was not rewritten
 
 
+def _one_cell(tmp_path: Path, column: str, row: int, text: str) -> Path:
+    """A copy of quick.csv with ``text`` in ``column`` of data row ``row`` + 1."""
+    return _quick(tmp_path, lambda rows: rows.__setitem__(column, rows[column].where(
+        rows.index != row, text)))
+
+
 @pytest.mark.parametrize("wall_s", ["-1.5", "inf"])
 def test_a_negative_or_infinite_wall_time_is_refused_naming_the_row(tmp_path, wall_s):
     """The runner writes a run's seconds (>= 0) or NaN for a run that has none (R44)."""
-    path = _quick(tmp_path, lambda rows: rows.__setitem__("wall_s", rows["wall_s"].where(
-        rows.index != 2, wall_s)))
+    path = _one_cell(tmp_path, "wall_s", 2, wall_s)
     with pytest.raises(ValueError, match=rf"data row 3 \(case .*\): wall_s {float(wall_s)!r}: "):
         read_rows(path)
 
 
 def test_a_failed_runs_empty_wall_time_is_read(tmp_path):
     """NaN seconds are what the runner writes for a run that failed or was skipped."""
-    path = _quick(tmp_path, lambda rows: rows.__setitem__("wall_s", rows["wall_s"].where(
-        rows.index != 2, "")))
+    path = _one_cell(tmp_path, "wall_s", 2, "")
     assert math.isnan(read_rows(path)["wall_s"].iloc[2])
 
 
 @pytest.mark.parametrize("status", ["", "  "])
 def test_an_empty_status_is_refused_naming_the_row(tmp_path, status):
-    path = _quick(tmp_path, lambda rows: rows.__setitem__("status", rows["status"].where(
-        rows.index != 4, status)))
+    path = _one_cell(tmp_path, "status", 4, status)
     with pytest.raises(ValueError, match=r"data row 5 \(case .*an empty status"):
         read_rows(path)

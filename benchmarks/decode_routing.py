@@ -78,6 +78,15 @@ DEFAULT_METHODS = ("round_robin", "random", "jsq", "least_kv", "p2c_kv", "least_
 FULL_METHODS = tuple(m for m in DEFAULT_METHODS if m != "bid_price_argmin")
 
 
+def _shown(value: Any) -> str:
+    """A router's id in a message, as its value and type: a numpy scalar as its value and dtype,
+    since its repr and type name differ between numpy 1.x and 2.x (True / np.True_, bool_ / bool,
+    5 / np.int64(5))."""
+    if isinstance(value, np.generic):
+        return f"{value.item()!r} (numpy {value.dtype.name})"
+    return f"{value!r} ({type(value).__name__})"
+
+
 class Fleet:
     """The simulator's fleet state. Routers are shown it through :class:`RouterView`, never this
     object (``servopt.solvers.decode_routing`` documents what the view holds): the view hands out
@@ -124,13 +133,8 @@ class Fleet:
     def assign(self, request: int, worker: int) -> None:
         """Route ``request`` to ``worker`` (once; it stays there)."""
         if isinstance(request, bool) or not isinstance(request, int | np.integer):
-            # a numpy scalar as its value and dtype: its repr and type name differ between numpy
-            # 1.x and 2.x (True / np.True_, bool_ / bool)
-            shown = (f"{request.item()!r} (numpy {request.dtype.name})"
-                     if isinstance(request, np.generic) else
-                     f"{request!r} ({type(request).__name__})")
             raise InvalidInstanceError(
-                f"router assigned request {shown} at step "
+                f"router assigned request {_shown(request)} at step "
                 f"{self.step}; request ids are whole numbers, the ids route() was given "
                 "(view.assign(int(i), g))")
         lo, hi = self._routable
@@ -142,7 +146,7 @@ class Fleet:
                                        f"{self.worker_of[request]} and {worker}); routing is sticky")
         if isinstance(worker, bool) or not (isinstance(worker, int | np.integer)
                                             and 0 <= worker < self.workers):
-            raise InvalidInstanceError(f"router chose worker {worker!r}; workers are "
+            raise InvalidInstanceError(f"router chose worker {_shown(worker)}; workers are "
                                        f"0..{self.workers - 1} (whole numbers)")
         self.worker_of[request] = worker
         self._worker_of_w[request] = worker

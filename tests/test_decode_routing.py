@@ -1064,6 +1064,20 @@ def test_assign_refuses_a_boolean_worker():
         bench.evaluate(inst_mod.generate_steps(requests=5, workers=3, seed=0), Truthy())
 
 
+def test_a_numpy_worker_out_of_range_is_named_by_value_and_dtype():
+    # np.int64(7)'s repr is "7" under numpy 1.26 and "np.int64(7)" under 2.x: the message names
+    # it the same way on both (as the request-id message does)
+    class Far(routing.Router):
+        name = "far"
+
+        def choose(self, view, request):
+            return np.int64(7)
+
+    with pytest.raises(InvalidInstanceError,
+                       match=r"router chose worker 7 \(numpy int64\); workers are 0\.\.2"):
+        bench.evaluate(inst_mod.generate_steps(requests=5, workers=3, seed=0), Far())
+
+
 def test_every_fleet_array_a_router_sees_is_read_only_and_writable_again_after():
     # the fleet state a router reads (solvers/decode_routing.py's Router docs): none may be
     # written while it chooses; the simulator's own updates between steps still work

@@ -95,6 +95,9 @@ def test_cli_list_and_show(capsys):
     assert cli.main(["library", "show", SMALL[0]]) == 0
     assert "sha256" in capsys.readouterr().out
     assert cli.main(["library", "show", "no_such_instance"]) == 2
+    capsys.readouterr()
+    assert cli.main(["library", "show", "ep_tny"]) == 2  # a typo: the close names (R51)
+    assert "no library instance named 'ep_tny'; did you mean ep_tiny" in capsys.readouterr().err
     assert cli.main(["library", "list", "extra"]) == 2  # names are for show/verify
     # solve takes a library name where a file is expected (after the sha256 check)
     assert cli.main(["solve", "ep_tiny"]) == 0

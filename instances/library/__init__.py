@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from servopt.core import Instance, InvalidInstanceError
+from servopt.core.checks import closest_names
 from servopt.core.instance import DuplicateKeyError, unique_keys
 
 LIBRARY_DIR = Path(__file__).resolve().parent
@@ -128,8 +129,11 @@ def _order(entry: Entry) -> tuple[str, int, str]:
 def entry(name: str) -> Entry:
     entries = read_manifest()
     if not isinstance(name, str) or name not in entries:
+        close = closest_names(name, entries, n=3) if isinstance(name, str) else []
         raise InvalidInstanceError(
-            f"no library instance named {name!r}; `servopt library list` shows them")
+            f"no library instance named {name!r}; "
+            + (f"did you mean {', '.join(close)}? " if close else "")
+            + "`servopt library list` shows them")
     return entries[name]
 
 

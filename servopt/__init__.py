@@ -68,10 +68,8 @@ def solve(
     only in the main thread. A Pyomo or CVXPY solve's time limit counts its wait for another
     thread's: when it passes while waiting, the status is ``time_limit`` with no incumbent.
     """
-    from servopt.core.registry import with_start_sources
     from servopt.solvers import exact
 
-    with_start_sources(getattr(instance, "decision", None))  # (a start from the evaluator)
     return exact.solve(instance, relax=relax, time_limit=time_limit, mip_gap=mip_gap,
                        backend=backend, prices=prices, **options)
 

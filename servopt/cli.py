@@ -172,7 +172,6 @@ def _trace_params(from_trace: Any, params: dict[str, Any], decision: str,
 
 
 def cmd_solve(args: argparse.Namespace) -> int:
-    from servopt.core.registry import with_start_sources
     from servopt.instances import load
     from servopt.solvers import exact
 
@@ -218,7 +217,6 @@ def cmd_solve(args: argparse.Namespace) -> int:
     else:
         instance = load(args.file)
     module = exact.model_module(instance.decision)
-    with_start_sources(instance.decision)  # (the IP's start, from the evaluator: servopt.solve's)
     linear = getattr(module, "LINEAR", False)
     if instance.decision == "decode_routing" and getattr(instance, "arrival_unit", "step") != "step":
         module.activity(instance)  # refuses a seconds clock (no model of it), before any --backend advice

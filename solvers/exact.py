@@ -185,9 +185,10 @@ def fill_start_hooks(decision: str) -> None:
     before (imports go only downward, so a layer above fills them when imported): this layer's
     ``servopt.solvers.<decision>`` (expert placement's fast plans, ``START_PLANS``) and, through
     the registry, the evaluator ``servopt.benchmarks.<decision>`` (decode routing's router
-    routings, ``START_ROUTINGS``, and with them its ``time_estimate``). :func:`solve` calls it,
-    as ``servopt.solve`` does; call it before ``servopt.models.<decision>.build`` and
-    :func:`solve_model` (a constraint of your own) for the model :func:`solve` would build.
+    routings, ``START_ROUTINGS``, and with them its ``time_estimate``). :func:`solve` calls it
+    (and so ``servopt.solve`` and ``servopt solve``) before its clock starts; call it before
+    ``servopt.models.<decision>.build`` and :func:`solve_model` (a constraint of your own) for
+    the model :func:`solve` would build.
     Before, ``solve`` imported the solvers module only: a fresh ``exact.solve`` on decode
     routing had no start and another answer than the same call after anything had imported the
     evaluator (audit R52 F1). A decision without them (a plug-in) has none."""
@@ -236,18 +237,18 @@ def solve(
         zeros), ``info["bound_lp_status"]``. A time-limited MIP with a
         start runs without HiGHS's feasibility jump (``WARM_TIME_LIMITED``). Not covered: the
         imports on a first call (the decision's solvers module and evaluator, which fill its
-        model's start hooks, :func:`fill_start_hooks`), the build of an LP relaxation (the
-        batch LP of 1,000 requests: 14 s) and of a model without ``time_estimate`` (it does
-        not check the clock: on the Pyomo path, ``backend="pyomo"`` or a form without a matrix
-        model such as caching's ``form="interval"``, a large model's build can alone outlast
-        the limit) and the last stage of one with it (the batch IP: its warm start, 1 s at n =
-        400), CVXPY's compilation of its problem (``backend="cvxpy"``: 5-15 s for a 400-request
-        batch LP), the conversion of the results, and HiGHS overrunning its own limit: it
-        checks the clock between phases, so on a large model its presolve or MIP set-up alone
-        can outlast the limit when no estimate keeps it from starting (a decode-routing
-        hindsight model of 1,000 requests on 32 workers: 49 s of presolve on a 10 s limit before
-        the model had its ``time_estimate``; now its start comes back in about 1 s there, a few
-        seconds with 1-2 workers, whose routers' simulations run more steps).
+        model's start hooks, :func:`fill_start_hooks`: before the clock starts), the build of an
+        LP relaxation (the batch LP of 1,000 requests: 14 s) and of a model without
+        ``time_estimate`` (it does not check the clock: on the Pyomo path, ``backend="pyomo"``
+        or a form without a matrix model such as caching's ``form="interval"``, a large model's
+        build can alone outlast the limit) and the last stage of one with it (the batch IP: its
+        warm start, 1 s at n = 400), CVXPY's compilation of its problem (``backend="cvxpy"``:
+        5-15 s for a 400-request batch LP), the conversion of the results, and HiGHS overrunning
+        its own limit: it checks the clock between phases, so on a large model its presolve or
+        MIP set-up alone can outlast the limit when no estimate keeps it from starting (a
+        decode-routing hindsight model of 1,000 requests on 32 workers: 49 s of presolve on a
+        10 s limit before the model had its ``time_estimate``; now its start comes back in about
+        1 s there, a few seconds with 1-2 workers, whose routers' simulations run more steps).
     mip_gap : relative MIP gap at which HiGHS stops.
     backend : ``highs`` (HiGHS on the model's matrix form where it has one,
         ``build_matrix_model``, otherwise on its Pyomo model), ``pyomo`` (always the Pyomo model)
@@ -269,8 +270,8 @@ def solve(
     Starts: a built-in model's start from a layer above it (expert placement's fast plans,
     decode routing's router routings and with them its ``time_estimate``) reaches it through a
     hook that layer fills when imported; ``solve`` imports both first (:func:`fill_start_hooks`),
-    so a call gives the same answer whatever the caller imported before, as ``servopt.solve``
-    does (``info["start_routing"]`` names decode routing's start).
+    so a call gives the same answer whatever the caller imported before
+    (``info["start_routing"]`` names decode routing's start).
 
     Threads: the matrix path makes a HiGHS object per call and may run in several threads at
     once (the answers are the serial ones; a time-limited solve's incumbent depends on the CPU
@@ -289,9 +290,9 @@ def solve(
         raise InvalidInstanceError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     _check_options(relax=relax, time_limit=time_limit, mip_gap=mip_gap, prices=prices)
     time_limit = seconds(time_limit)  # inf: no limit
-    budget = TimeBudget(time_limit)
     module = model_module(instance.decision)
-    fill_start_hooks(instance.decision)
+    fill_start_hooks(instance.decision)  # (a first call's imports before the clock starts)
+    budget = TimeBudget(time_limit)
     cvxpy_relaxes = getattr(module, "CVXPY_RELAXES", True)  # False: build_cvxpy is another model
     if backend == "cvxpy" and relax and not cvxpy_relaxes:
         raise InvalidInstanceError(

@@ -92,9 +92,10 @@ def known_decisions() -> tuple[str, ...]:
 def with_start_sources(decision: str) -> None:
     """Import a built-in decision's evaluator, ``servopt.benchmarks.<decision>``, which fills the
     hooks its model reads for a start (decode routing's ``START_ROUTINGS``: its routers' routings,
-    from the evaluator's simulator, a layer above the model). ``servopt.solve``, ``servopt
-    solve`` and ``servopt.solvers.exact.solve`` (``exact.fill_start_hooks``) call it before they
-    solve, so each gives the same answer whatever was imported before; nothing for a plug-in."""
+    from the evaluator's simulator, a layer above the model). ``servopt.solvers.exact.solve``
+    calls it (``exact.fill_start_hooks``; so do ``servopt.solve`` and ``servopt solve``, through
+    it) before it solves, so each gives the same answer whatever was imported before; nothing
+    for a plug-in."""
     if decision in DECISIONS:
         layer_module(decision, "benchmarks")
 

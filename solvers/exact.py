@@ -211,7 +211,9 @@ def solve(
 
     Parameters
     ----------
-    relax : solve the LP relaxation instead of the integer model.
+    relax : solve the LP relaxation instead of the integer model (a model without integer
+        variables, ``LINEAR = True`` in its module such as capacity's, is solved as it is:
+        ``relaxed`` False and ``bound_kind`` ``optimal``, as without it).
     time_limit : seconds for the whole call, counted from its entry; on expiry the incumbent
         and proved bound come back with status ``time_limit`` (not an error). None (default): no
         limit; integer models of the default generated instances can run for minutes (the
@@ -348,10 +350,13 @@ def solve(
             else None
         raise InfeasibleError(message or str(exc)) from None
     # the CVXPY formulations are LPs: for an integer model (no ``LINEAR = True`` in its module) the
-    # CVXPY solve is the relaxation, and the solution says so
-    solution.relaxed = relax or (backend == "cvxpy" and not getattr(module, "LINEAR", False)
-                                 and cvxpy_relaxes)
-    if backend == "cvxpy":  # solve_cvxpy cannot know whether its LP relaxes an integer model
+    # CVXPY solve is the relaxation, and the solution says so; a LINEAR model relaxes nothing, so
+    # relax=True solves the model itself, whose optimum is its value (not a relaxation's bound)
+    solution.relaxed = not getattr(module, "LINEAR", False) and (
+        relax or (backend == "cvxpy" and cvxpy_relaxes))
+    if backend == "cvxpy" or (relax and not solution.relaxed):
+        # (solve_cvxpy cannot know whether its LP relaxes an integer model, nor the solvers below
+        # whether relax=True relaxed anything)
         solution.info["bound_kind"] = _bound_kind(solution)
         solution.info["form"] = "cvxpy" if cvxpy_relaxes else \
             f"cvxpy: {getattr(module, 'CVXPY_FORM', 'another model than the decision model')}"

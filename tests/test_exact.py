@@ -372,8 +372,8 @@ def test_the_relaxed_flag_says_whether_an_integer_model_was_relaxed():
     from servopt.instances import capacity as cpi
     from servopt.instances import expert_placement as ie
 
-    toy = ToyInstance(**WYNDOR)
-    assert exact.solve(toy, relax=True).relaxed and not exact.solve(toy).relaxed
+    toy = ToyInstance(**WYNDOR)  # LINEAR: relax=True relaxes nothing
+    assert not exact.solve(toy, relax=True).relaxed and not exact.solve(toy).relaxed
     placement = ie.generate(preset="tiny", seed=0)  # a MIP on the Pyomo path
     assert exact.solve(placement, relax=True, backend="pyomo").relaxed
     fleet = cpi.generate(requests=50, seed=0)  # LINEAR: CVXPY solves the model itself
@@ -490,7 +490,8 @@ def test_cvxpy_relaxation_says_where_its_bound_comes_from_like_highs(name):
     inst = load(name)
     via_cvxpy = exact.solve(inst, relax=True, backend="cvxpy")
     via_highs = exact.solve(inst, relax=True)
-    assert via_highs.info["bound_kind"] == "lp_relaxation"
+    # (capacity's fluid LP has no integer variables: its optimum is the model's, not a relaxation's)
+    assert via_highs.info["bound_kind"] == ("optimal" if name == "cap_code" else "lp_relaxation")
     assert via_cvxpy.info["bound_kind"] == via_highs.info["bound_kind"]
     assert via_cvxpy.objective == pytest.approx(via_highs.objective, rel=1e-6)
 
@@ -526,3 +527,18 @@ def test_a_status_cvxpy_cannot_unpack_is_a_solver_failure_not_a_traceback(monkey
     monkeypatch.setattr(model.problem, "solve", unpack_fails)
     with pytest.raises(exact.SolverFailedError, match="says nothing about its feasibility"):
         exact.solve_cvxpy(model, decision="caching")
+
+
+def test_relax_on_a_linear_model_solves_the_model_itself():
+    # closes: capacity's fluid LP (LINEAR, no integer variables) solved with relax=True was
+    # labelled a relaxation, its optimum a bound ("lp_relaxation"); the oracle is the same solve
+    # without relax, which is the model's optimum
+    from servopt.instances import capacity as cpi
+
+    fleet = cpi.generate(requests=50, seed=0)
+    plain = exact.solve(fleet)
+    assert plain.status == "optimal" and plain.info["bound_kind"] == "optimal"
+    for backend in ("highs", "pyomo", "cvxpy"):
+        relaxed = exact.solve(fleet, relax=True, backend=backend)
+        assert relaxed.objective == pytest.approx(plain.objective, rel=1e-6), backend
+        assert not relaxed.relaxed and relaxed.info["bound_kind"] == "optimal", backend

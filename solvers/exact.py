@@ -358,6 +358,7 @@ def solve(
         # (solve_cvxpy cannot know whether its LP relaxes an integer model, nor the solvers below
         # whether relax=True relaxed anything)
         solution.info["bound_kind"] = _bound_kind(solution)
+    if backend == "cvxpy":
         solution.info["form"] = "cvxpy" if cvxpy_relaxes else \
             f"cvxpy: {getattr(module, 'CVXPY_FORM', 'another model than the decision model')}"
     if not solution.relaxed and solution.status in ("time_limit", "interrupted"):

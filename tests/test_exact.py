@@ -542,3 +542,4 @@ def test_relax_on_a_linear_model_solves_the_model_itself():
         relaxed = exact.solve(fleet, relax=True, backend=backend)
         assert relaxed.objective == pytest.approx(plain.objective, rel=1e-6), backend
         assert not relaxed.relaxed and relaxed.info["bound_kind"] == "optimal", backend
+        assert relaxed.info["form"] == exact.solve(fleet, backend=backend).info["form"], backend

@@ -44,6 +44,10 @@ MAX_REQUESTS = 10_000_000
 
 #: Log-normal fit of the Azure LLM inference trace 2023 (code): context tokens median 1469,
 #: mean 2048, max 7437; generated tokens median 13, mean 28, min 6 (README of the shared traces).
+#: The spread is set from the unclipped mean, so after clipping to [low, high] the draws have the
+#: trace's medians but means 1977 and 28.7 (the trace: 2047.8 and 27.9; audit R55). Kept, since
+#: every committed batch-scheduling table was drawn from it; decode routing's generator solves
+#: for the clipped mean instead (``decode_routing.lognormal_sigma``).
 AZURE_PROMPT = {"median": 1469.0, "mean": 2048.0, "low": 3, "high": 7437}
 AZURE_OUTPUT = {"median": 13.0, "mean": 28.0, "low": 6, "high": 1899}
 
@@ -298,7 +302,8 @@ def generate(
     load : offered memory load for Poisson arrivals (default 1.0): expected KV token-rounds
         arriving per round divided by ``kv_memory`` (1.0 = memory is exactly saturated on average).
     lengths : ``uniform`` (integers in ``prompt_range`` and ``output_range``, inclusive; default
-        (1, 40) and (1, 20)) or ``azure`` (log-normal fits of the Azure 2023 code trace; prompts
+        (1, 40) and (1, 20)) or ``azure`` (log-normal fits of the Azure 2023 code trace: its medians,
+        means 1977 / 28.7 tokens where the trace has 2048 / 27.9; prompts
         multiplied by ``prompt_scale``, default 1/32, so memory binds at small n, outputs capped
         at ``max_output`` rounds, default 64).
     kv_memory : tokens; default ``concurrency`` (default 6.0) x the mean peak need, at least the

@@ -919,3 +919,17 @@ def test_an_lp_stopped_before_its_optimum_gives_no_prices_to_the_rules():
         bench.evaluate(inst, rules.BidPrice(time_limit=0.05))
     with pytest.raises(InvalidInstanceError, match="not solved to optimality"):
         rules.BidPrice.from_solution(stopped)
+
+
+def test_azure_lengths_have_the_documented_medians_and_means():
+    # closes: the fit was documented with the trace's means (2048 / 28) while its clipped draws
+    # average 1977 / 28.7 (audit R55); the medians are the trace's (its README: 1469 and 13)
+    import numpy as np
+
+    from servopt.instances.batch_scheduling import AZURE_OUTPUT, AZURE_PROMPT, _lognormal
+
+    rng = np.random.default_rng(7)
+    prompt, output = _lognormal(rng, AZURE_PROMPT, 400_000), _lognormal(rng, AZURE_OUTPUT, 400_000)
+    assert abs(np.median(prompt) - 1469) <= 5 and np.median(output) == 13
+    assert prompt.mean() == pytest.approx(1977, rel=0.01)
+    assert output.mean() == pytest.approx(28.7, rel=0.01)

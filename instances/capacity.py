@@ -477,7 +477,9 @@ def from_trace(
     kv_tokens = _positive("kv_tokens (KV-cache capacity of a worker)", kv_tokens, integer=True)
     if arrival_rate is not None:
         arrival_rate = _positive("arrival_rate (requests/s)", arrival_rate)
-    frame = readers[format](path)
+    # (BurstGPT's failed requests, 0 response tokens, are kept by the reader so that the filter
+    # below drops and counts them as it does the other formats')
+    frame = readers[format](path, drop_failed=False) if format == "burstgpt" else readers[format](path)
     if max_requests is not None:
         frame = frame.iloc[: whole_number("max_requests", max_requests)]
     total = len(frame)

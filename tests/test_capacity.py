@@ -558,3 +558,28 @@ def test_a_prefill_chunk_larger_than_the_budget_is_the_budget():
     assert beyond.chunk_tokens == inst.token_budget
     assert model.bounds(beyond).memory == model.bounds(at_budget).memory
     assert model.bounds(beyond).memory_first_order == model.bounds(at_budget).memory_first_order
+
+
+def test_burstgpt_failed_requests_are_dropped_and_counted_like_the_other_formats(tmp_path):
+    # closes: from_trace read BurstGPT with the reader's drop_failed=True, so a failed request
+    # (0 response tokens) vanished before capacity counted it: no "dropped" in the label and the
+    # rate taken from the kept rows' span (R55 F2). Hand values: 5 requests over 125 s, 4 kept:
+    # (5 - 1) / 125 x 4 / 5 = 0.0256 req/s, the same as the Azure file of the same requests.
+    from servopt.instances import capacity as cap
+
+    burst = tmp_path / "same.csv"
+    burst.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                     "5,ChatGPT,472,18,490,Conversation log\n45,ChatGPT,1087,230,1317,Conversation log\n"
+                     "118,GPT-4,417,276,693,Conversation log\n120,GPT-4,300,0,300,API log\n"
+                     "130,ChatGPT,30,2,32,API log\n")
+    azure = tmp_path / "az" / "same.csv"
+    azure.parent.mkdir()
+    azure.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n5,472,18\n45,1087,230\n118,417,276\n"
+                     "120,300,0\n130,30,2\n")
+    from_burst = cap.from_trace(burst, format="burstgpt", kv_tokens=100000)
+    from_azure = cap.from_trace(azure, format="azure", kv_tokens=100000)
+    assert from_burst.arrival_rate == pytest.approx(0.0256)
+    assert from_azure.arrival_rate == pytest.approx(0.0256)
+    assert from_burst.workload == from_azure.workload == \
+        "same (1 of 5 requests without a prompt or an output dropped)"
+    assert list(from_burst.output_tokens) == [18, 230, 276, 2]

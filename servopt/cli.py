@@ -973,6 +973,13 @@ class _Parser(argparse.ArgumentParser):
         line = f"{where}{message} ({help_hint} for the usage)".replace("\n", " ")
         self.exit(2, f"servopt: error: {line}\n")
 
+    def _get_option_tuples(self, option_string: str) -> list:
+        # an abbreviation matching two spellings of one option (--memory: --memory-utilisation
+        # and --memory-utilization) is that option, not ambiguous; one tuple per action
+        seen: set[int] = set()
+        return [t for t in super()._get_option_tuples(option_string)
+                if id(t[0]) not in seen and not seen.add(id(t[0]))]
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(

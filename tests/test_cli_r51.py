@@ -259,3 +259,19 @@ def test_mip_without_incumbent_says_why_no_prices(tmp_path, capsys):
     assert ("prices    none: no incumbent to fix the integer variables at (the time limit came "
             "first)") in out
     assert "zero by construction" not in out
+
+
+def test_an_abbreviation_of_an_option_with_two_spellings_is_that_option(capsys):
+    # closes: --memory was "ambiguous" between --memory-utilisation and --memory-utilization,
+    # two spellings of one option; an abbreviation of two different options still is ambiguous
+    args = ["capacity", "--workload", "code", "--rate", "5"]
+    assert cli.main([*args, "--memory-utilisation", "0.8"]) == 0
+    spelled = capsys.readouterr().out
+    assert cli.main([*args, "--memory", "0.8"]) == 0
+    assert capsys.readouterr().out == spelled
+    assert cli.main([*args, "--memory-utilisation", "0.6"]) == 0
+    assert capsys.readouterr().out != spelled  # (the option is read, not dropped)
+    with pytest.raises(SystemExit) as stop:
+        cli.main([*args, "--t", "5"])
+    assert stop.value.code == 2
+    assert "ambiguous option: --t could match --trace, --token-budget" in capsys.readouterr().err

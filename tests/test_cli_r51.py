@@ -275,3 +275,14 @@ def test_an_abbreviation_of_an_option_with_two_spellings_is_that_option(capsys):
         cli.main([*args, "--t", "5"])
     assert stop.value.code == 2
     assert "ambiguous option: --t could match --trace, --token-budget" in capsys.readouterr().err
+
+
+def test_a_name_near_the_file_system_limit_is_written(tmp_path, capsys):
+    # closes: the temporary file beside OUT was named ".OUT.<pid>.<hex>.tmp", 20-odd bytes longer
+    # than OUT, so an OUT name the file system takes (255 bytes) failed with "File name too long"
+    name = "i" * 250 + ".json"
+    target = tmp_path / name
+    assert cli.main(["generate", "caching", "requests=30", "objects=5", "-o", str(target)]) == 0
+    assert len(caching.Instance.from_json(target).object_id) == 30
+    files.replace_text(target, "x")  # and over an existing file, through the one helper
+    assert target.read_text() == "x" and [p.name for p in tmp_path.iterdir()] == [name]

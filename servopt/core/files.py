@@ -17,7 +17,10 @@ def replace_file(path: str | Path, write: Callable[[Path], Any]) -> Path:
     never half of the new one, and removes its temporary file where it can; a symbolic link at
     ``path`` is replaced, not followed, and a reader never sees half a file."""
     path = Path(path)
-    temporary = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # (a name near the file system's 255-byte limit gets a short temporary name instead of
+    # one longer than the limit)
+    stem = path.name if len(os.fsencode(path.name)) <= 200 else "servopt"
+    temporary = path.parent / f".{stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     # new and ours alone; its mode follows the umask, as a plain write's would (mkstemp's: 0600)
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:

@@ -184,6 +184,14 @@ UNITS_LINE = ("Units: `gap_mean` / `gap_max` are fractions of the bound, (cost -
               "bound; `wall_s` is the method's mean wall-clock seconds per run.")
 
 
+def units_line(decision: str) -> str:
+    """:data:`UNITS_LINE` in the decision's ``SENSE``: a max decision's gap is
+    (bound - cost) / |bound| (``servopt.benchmarks.harness``)."""
+    if _benchmark_attribute(decision, "SENSE", "min") != "max":
+        return UNITS_LINE
+    return UNITS_LINE.replace("(cost - bound)", "(bound - cost)")
+
+
 def missing_bound_notes(frame: pd.DataFrame) -> dict[str, str]:
     """Per case with runs that ran without a bound: one line naming how many of its instances
     (cells and seeds) have none and why, and what the table's gaps leave out."""
@@ -289,7 +297,7 @@ def format_gap_table(frame: pd.DataFrame) -> str:
             unit = cost_line(str(decision))
             text += "\n\n" + (f"{unit}\n\n" if unit else "") + markdown_table(
                 table, TABLE_FORMATS)
-            text += "\n\n" + UNITS_LINE
+            text += "\n\n" + units_line(str(decision))
             if str(case) in bounds:
                 text += "\n\n" + bounds[str(case)]
             if str(case) in said:

@@ -1042,7 +1042,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(register(Case(...))) and decisions (register_decision); on Dask each "
                         "worker imports it too. The cache keys rows by its source, and by the "
                         "modules it imports outside site-packages")
-    p.add_argument("--name", default=None, help="report file name (default: the suite)")
+    p.add_argument("--name", default=None, help="report file name (default: the suite; with "
+                   "--case, the case names joined by -)")
     p.add_argument("--no-cache", action="store_true",
                    help="recompute everything (else finished runs are reused from OUT/cache; "
                         "failed and skipped runs, and a bound stopped by its time limit without "

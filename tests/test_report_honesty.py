@@ -279,3 +279,19 @@ def test_a_write_cut_short_leaves_the_old_report_whole(tmp_path):
     assert pd.read_csv(tmp_path / "r.csv").shape == (4, 12)
     assert "no bound in 1 of 2 runs (time_limit)" in (tmp_path / "r.md").read_text()
     assert (tmp_path / "r-gap.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_units_line_states_the_gap_in_the_decision_s_sense(tmp_path):
+    # closes: every md said the gap is (cost - bound) / |bound|, also for a max decision (the
+    # toy's profit), whose gap is (bound - cost) / |bound| (R53 F1); checked by hand on the
+    # runner's own row: a profit below the bound has a positive gap
+    case = Case(name="toy_units", decision="toy_production", grid=({"products": 3},),
+                seeds=(0,), make_instance=toy_decision.make_instance, methods=("nothing",))
+    frame = run([case], jobs=1, progress=False)
+    row = frame.iloc[0]
+    assert row["cost"] < row["bound"]
+    assert row["gap"] == pytest.approx((row["bound"] - row["cost"]) / abs(row["bound"]))
+    text = report_mod.format_gap_table(frame)
+    assert "(bound - cost) / |bound|" in text and "(cost - bound)" not in text
+    caching = report_mod.format_gap_table(pd.DataFrame([_row("lru", SMALL, 12.0, 10.0)]))
+    assert "(cost - bound) / |bound|" in caching and "(bound - cost)" not in caching

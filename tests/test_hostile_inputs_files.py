@@ -1,11 +1,17 @@
 """Hostile instance and trace files are refused by name, not read as other numbers: true/false
 inside numeric arrays (numpy reads them as 1 and 0), a JSON key given twice (the last won
 silently), 2**63 in an int64 array (it wrapped to -2**63 with a RuntimeWarning), -0.0 (shown as
-"-0"), and a Mooncake line whose timestamp is out of range or whose fields are text."""
+"-0"), and a Mooncake line whose timestamp is out of range or whose fields are text.
+
+The library instances are read where the installed package keeps them (``LIBRARY_DIR``), and a
+file that cannot be read there fails its own tests, not the collection of every test (audit R54 F3)."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -14,16 +20,18 @@ import pytest
 
 import servopt
 from servopt.core import InvalidInstanceError
-from servopt.instances import traces
+from servopt.instances import library, traces
 
-LIBRARY = Path(__file__).resolve().parents[1] / "instances" / "library"
 SMALL = {"batch_scheduling": "bs_offline_10", "caching": "cache_mm_300", "capacity": "cap_code",
          "decode_routing": "dr_hindsight_8x2", "expert_placement": "ep_tiny"}
 
 
 def _data(name: str) -> dict:
-    (path,) = LIBRARY.glob(f"*/{name}.json")
-    return json.loads(path.read_text())
+    paths = sorted(library.LIBRARY_DIR.glob(f"*/{name}.json"))
+    if len(paths) != 1:
+        raise FileNotFoundError(f"library instance {name}: {len(paths)} files {name}.json in "
+                                f"the folders of {library.LIBRARY_DIR}, not one")
+    return json.loads(paths[0].read_text())
 
 
 def _numeric_arrays(value, where=()):
@@ -43,9 +51,23 @@ def _plant(array: dict) -> None:
     cell[0] = True
 
 
-PLANTED = [(decision, field, where) for decision, name in sorted(SMALL.items())
-           for field, value in _data(name)["fields"].items()
-           for where, _ in _numeric_arrays(value)]
+def _planted() -> list:
+    """(decision, field, key path) of every numeric array of each SMALL instance, read at
+    collection. A file that cannot be read gives one case for its decision, which fails in the
+    test with the reading error, so the other tests of the session still run."""
+    cases = []
+    for decision, name in sorted(SMALL.items()):
+        try:
+            fields = _data(name)["fields"]
+        except (OSError, ValueError, KeyError):
+            cases.append(pytest.param(decision, None, (), id=f"{decision}-unreadable"))
+            continue
+        cases += [pytest.param(decision, field, where, id=f"{decision}-{field}-{'.'.join(where)}")
+                  for field, value in fields.items() for where, _ in _numeric_arrays(value)]
+    return cases
+
+
+PLANTED = _planted()
 
 
 def _get(d, keys):
@@ -55,8 +77,7 @@ def _get(d, keys):
 
 
 @pytest.mark.parametrize("form", ["ndarray", "plain list"])
-@pytest.mark.parametrize(("decision", "field", "where"), PLANTED,
-                         ids=[f"{d}-{f}-{'.'.join(w)}" for d, f, w in PLANTED])
+@pytest.mark.parametrize(("decision", "field", "where"), PLANTED)
 def test_true_inside_a_numeric_array_is_refused(decision, field, where, form):
     data = _data(SMALL[decision])
     holder = data["fields"] if not where else _get(data["fields"], (field, *where[:-1]))
@@ -138,3 +159,33 @@ def test_a_mooncake_number_given_as_text_is_refused(tmp_path, field, value):
     path = _mooncake(tmp_path, [GOOD, GOOD, {**GOOD, field: value}])
     with pytest.raises(InvalidInstanceError, match=f"line 3: .*{field}.* must be a number.*got '{value}'"):
         traces.read_mooncake(path)
+
+
+def _collect(folder: Path) -> subprocess.CompletedProcess:
+    """``pytest --collect-only`` of ``folder`` in a fresh interpreter (no project pytest config)."""
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                           "--collect-only", str(folder)], cwd=folder, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_this_module_collects_outside_the_checkout_and_without_its_library(tmp_path):
+    """R54 ran the tests copied beside an installed wheel: this module's collection-time glob of
+    ``tests/../instances/library`` found nothing there and stopped the whole session."""
+    here = sorted(f"test_hostile_inputs_files.py::test_true_inside_a_numeric_array_is_refused"
+                  f"[{case.id}-{form}]" for case in PLANTED for form in ("ndarray", "plain list"))
+    assert len(here) == 32  # 16 numeric arrays in the five files (the ids name them), two forms
+    copy = tmp_path / "away"
+    copy.mkdir()
+    shutil.copy(__file__, copy)
+    done = _collect(copy)  # the library where the package keeps it: the same cases as here
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(line for line in done.stdout.splitlines() if "numeric_array" in line) == here
+
+    (copy / "conftest.py").write_text(  # a package without its library: these tests fail alone
+        "from servopt.instances import library\n"
+        f"library.LIBRARY_DIR = library.Path({str(tmp_path / 'empty')!r})\n")
+    done = _collect(copy)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(line.split("[")[1] for line in done.stdout.splitlines() if "numeric_array" in line) \
+        == sorted(f"{decision}-unreadable-{form}]" for decision in SMALL
+                  for form in ("ndarray", "plain list"))

@@ -9,7 +9,6 @@ import gzip
 import json
 import os
 import signal
-from pathlib import Path
 
 import pytest
 
@@ -17,14 +16,14 @@ import servopt
 from servopt.core import InvalidInstanceError
 from servopt.core import instance as instance_mod
 from servopt.instances import traces
+from servopt.instances.library import LIBRARY_DIR
 
 MAX_SLOTS = 1_000_000  # instances/expert_placement.py
 MAX_WORKERS = 100_000  # instances/decode_routing.py
-LIBRARY = Path(__file__).resolve().parents[1] / "instances" / "library"
 
 
 def _data(name: str) -> dict:
-    (path,) = LIBRARY.glob(f"*/{name}.json")
+    (path,) = LIBRARY_DIR.glob(f"*/{name}.json")
     return json.loads(path.read_text())
 
 

@@ -4,18 +4,15 @@ hindsight IP with small time units, batch scheduling with every arrival shifted 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyomo.environ as pyo
 import pytest
 
 from servopt.core import InfeasibleError
 from servopt.instances import caching as caching_instances
+from servopt.instances.library import LIBRARY_DIR
 from servopt.models import caching as caching_model
 from servopt.solvers import exact
-
-LIBRARY = Path(__file__).resolve().parents[1] / "instances" / "library"
 
 
 def _knapsack() -> pyo.ConcreteModel:
@@ -78,7 +75,7 @@ def _dr_scaled(factor: float):
 
     from servopt.instances import load
 
-    inst = load(str(LIBRARY / "decode_routing" / "dr_hindsight_8x2.json"))
+    inst = load(str(LIBRARY_DIR / "decode_routing" / "dr_hindsight_8x2.json"))
     return dataclasses.replace(inst, step_ms=inst.step_ms * factor,
                                ms_per_kv_token=inst.ms_per_kv_token * factor,
                                prefill_ms_per_token=inst.prefill_ms_per_token * factor)
@@ -153,7 +150,7 @@ def _bs(offset: int = 0):
 
     from servopt.instances import load
 
-    inst = load(str(LIBRARY / "batch_scheduling" / "bs_offline_10.json"))
+    inst = load(str(LIBRARY_DIR / "batch_scheduling" / "bs_offline_10.json"))
     return dataclasses.replace(inst, arrival=inst.arrival + offset)
 
 

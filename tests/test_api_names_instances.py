@@ -3,6 +3,9 @@ decisions disagreed, aliases where one decision's name was missing, and messages
 a decision calls a quantity another decision names differently.
 
 Each test failed on the code before its change (the item number is R22's).
+
+``test_readme_lists_the_synonyms`` reads README.md from the source tree (a clone or the unpacked
+sdist, as README "Tests and CI" says); an installed wheel does not carry it.
 """
 
 from __future__ import annotations

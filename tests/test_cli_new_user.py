@@ -2,6 +2,10 @@
 
 Each test says what it closes; each failed on the code before the fix. Work the command must not
 start (a simulation, a benchmark run) is replaced by a recorder that fails the test if reached.
+
+The packaging tests read README.md, pyproject.toml, MANIFEST.in, the instances/library folders and
+benchmarks/results from the source tree (a clone or the unpacked sdist, as README "Tests and CI"
+says); an installed wheel does not carry them.
 """
 
 from __future__ import annotations

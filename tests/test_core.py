@@ -1,4 +1,7 @@
-"""Instance base: validation at construction, JSON round trip, and clear errors on bad files."""
+"""Instance base: validation at construction, JSON round trip, and clear errors on bad files.
+
+``test_the_readme_python_examples_run`` reads README.md from the source tree (a clone or the
+unpacked sdist, as README "Tests and CI" says); an installed wheel does not carry it."""
 
 from __future__ import annotations
 

@@ -14,6 +14,9 @@ run): ``python -m pytest -m slow`` runs it, and so does CI after the default run
 that moves a figure or edits a docstring a notebook prints, store the fresh outputs with
 ``nice -n 10 python tests/test_notebooks.py [NAME ...]`` (all notebooks without a name), read
 the diff, and fix any prose the new figures contradict.
+
+Runs the notebooks of notebooks/ from the source tree (a clone or the unpacked sdist, as README
+"Tests and CI" says); an installed wheel does not carry them.
 """
 
 from __future__ import annotations

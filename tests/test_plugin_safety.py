@@ -1,7 +1,10 @@
 """One's own cases and decisions (plug-ins) are cached, checked and reported as safely as the
 built-ins: the cache key covers their code, a wrong instance is refused, a non-deterministic
 ``make_instance`` is caught, a failure says where, and ``servopt bench --plugin`` loads them
-(on Dask workers too)."""
+(on Dask workers too).
+
+``test_the_readme_plugin_example_runs`` reads README.md from the source tree (a clone or the
+unpacked sdist, as README "Tests and CI" says); an installed wheel does not carry it."""
 
 from __future__ import annotations
 

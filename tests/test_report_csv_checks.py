@@ -3,7 +3,10 @@
 A row's ``gap`` is the runner's ``relative_gap(cost, bound)`` (its decision's SENSE): a gap that
 is not (edited, or left on a row whose cost was removed) is refused naming the row, instead of
 moving ``gap_mean`` silently; and ``gap_mean`` / ``gap_max`` are over the runs ``gap_runs``
-counts. Truth: the committed quick.csv (written by the runner) and gaps worked out by hand."""
+counts. Truth: the committed quick.csv (written by the runner) and gaps worked out by hand.
+
+Reads the committed benchmarks/results/quick.csv from the source tree (a clone or the unpacked
+sdist, as README "Tests and CI" says); an installed wheel does not carry it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """``servopt report NAME.csv``: the md written again from the CSV's rows, in this version's layout,
-keeping what the earlier md said about its run (command, provenance, hand-written notes)."""
+keeping what the earlier md said about its run (command, provenance, hand-written notes).
+
+Reads the committed quick.csv and quick.md of benchmarks/results from the source tree (a clone or
+the unpacked sdist, as README "Tests and CI" says); an installed wheel does not carry them."""
 
 from __future__ import annotations
 

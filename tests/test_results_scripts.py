@@ -1,5 +1,8 @@
 """Result scripts regenerate their committed files: capacity_report's CLI, capacity_holdout's
-reading, caching_summary's LP times and capacity_drift_variance's rate unit."""
+reading, caching_summary's LP times and capacity_drift_variance's rate unit.
+
+The scripts read copies of the committed CSVs of benchmarks/results from the source tree (a clone
+or the unpacked sdist, as README "Tests and CI" says); an installed wheel does not carry them."""
 
 from __future__ import annotations
 

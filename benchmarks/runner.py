@@ -76,21 +76,34 @@ PACKAGES = ("servopt", "servopt.instances", "servopt.models", "servopt.solvers",
             "servopt.benchmarks")  # the folders of servopt's source (cases and core inside)
 
 
-def _results_script(path: Path) -> bool:
-    """A script that writes a committed results table (``benchmarks/<name>.py`` with a
-    ``__main__`` block): it computes no row of a registered case, so it is not hashed."""
-    return path.parent.name == "benchmarks" and re.search(
+def _results_script(label: str, path: Path) -> bool:
+    """A script that writes a committed results table (a module ``servopt.benchmarks.<name>``,
+    ``label`` ``servopt/benchmarks/<name>.py``, with a ``__main__`` block): it computes no row of
+    a registered case, so it is not hashed."""
+    return label.count("/") == 2 and label.startswith("servopt/benchmarks/") and re.search(
         r"""^if __name__ == ["']__main__["']:""", path.read_text(), re.MULTILINE) is not None
 
 
 def _servopt_files() -> dict[str, Path]:
-    """``{label: path}`` of every Python source file of servopt but the results scripts."""
+    """``{label: path}`` of every Python module of servopt but the results scripts, each once,
+    labelled by its module's name as a path (``servopt/instances/caching.py`` for
+    ``servopt.instances.caching``, ``servopt/instances/__init__.py`` for the package): so a
+    checkout (the layers beside ``servopt/``), an editable install and a wheel (all of them inside
+    ``servopt/``) label the same files alike and give the same fingerprint. Only modules count:
+    a ``.py`` file in a folder without ``__init__.py`` (a stray file in ``benchmarks/results``) is
+    importable as no part of servopt and is not in a wheel."""
     files: dict[str, Path] = {}
     for package in PACKAGES:
         root = Path(importlib.import_module(package).__file__).parent  # its __init__'s folder
-        for path in root.rglob("*.py"):  # (servopt's __path__ may hold the checkout's root too)
-            if not (package == "servopt.benchmarks" and _results_script(path)):
-                files[f"{package}/{path.relative_to(root).as_posix()}"] = path
+        prefix = package.replace(".", "/")
+        for path in sorted(root.rglob("*.py")):  # (in a wheel "servopt" holds every layer)
+            relative = path.relative_to(root)
+            label = f"{prefix}/{relative.as_posix()}"
+            if label in files or not all((root / folder / "__init__.py").is_file()
+                                         for folder in relative.parents):
+                continue
+            if not _results_script(label, path):
+                files[label] = path
     return files
 
 

@@ -373,20 +373,41 @@ def checkout_line() -> str:
 
 
 def require_checkout(script: str | Path) -> None:
-    """Refuse (exit with one line) when the benchmark script ``script`` is not the file that the
-    imported servopt would run as ``servopt.benchmarks.<name>``: ``python other/benchmarks/X.py``
-    puts other/benchmarks/ first on ``sys.path``, not other/, so ``import servopt`` finds the
-    installed (editable) copy and the script would report that copy's figures under its own name."""
+    """Refuse (exit with one line) to run the results script ``script`` (a
+    ``benchmarks/<name>.py`` that reads or writes ``benchmarks/results``) anywhere but in its
+    source checkout, from that checkout's root:
+
+    - when ``script`` is not the file that the imported servopt would run as
+      ``servopt.benchmarks.<name>``: ``python other/benchmarks/X.py`` puts other/benchmarks/
+      first on ``sys.path``, not other/, so ``import servopt`` finds the installed (editable)
+      copy and the script would report that copy's figures under its own name;
+    - when there is no ``results`` folder beside ``script``: an installed copy (a wheel ships
+      the scripts as ``servopt.benchmarks.<name>`` but not ``benchmarks/results``), whose
+      scripts would stop on a missing file or write their tables into site-packages;
+    - when the working directory is not the root of the script's checkout (its
+      ``benchmarks/results`` missing or another folder's): the scripts' default paths
+      (``benchmarks/results/...``) are relative to it."""
     import servopt
 
     script = Path(script).resolve()
     spec = util.find_spec(f"servopt.benchmarks.{script.stem}")
     found = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+    root = script.parent.parent
     if found != script:
-        root = script.parent.parent
         sys.exit(f"{script.name}: imported servopt from {Path(servopt.__file__).resolve().parent}, "
                  f"not from this checkout {root}; run it as PYTHONPATH={root} python "
                  f"{script} (or pip install -e {root})")
+    results = script.parent / "results"
+    if not results.is_dir():
+        sys.exit(f"{script.name}: the results scripts need a source checkout of servopt (git "
+                 f"clone or unpacked sdist), run from its root as python benchmarks/{script.name};"
+                 f" this servopt at {script.parent.parent} is installed, with no "
+                 f"benchmarks/results")
+    here = Path.cwd() / "benchmarks" / "results"
+    if not here.is_dir() or here.resolve() != results.resolve():
+        sys.exit(f"{script.name}: run it from the root of its source checkout (cd {root}), not "
+                 f"from {Path.cwd()}, which has "
+                 f"{'another' if here.is_dir() else 'no'} benchmarks/results")
 
 
 def write_md(path: str | Path, text: str) -> Path:

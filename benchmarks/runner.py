@@ -107,6 +107,26 @@ def _servopt_files() -> dict[str, Path]:
     return files
 
 
+def _copy_of_ours(file: str | None, files: dict[str, Path]) -> bool:
+    """Whether ``file`` (a case's origin) is servopt's own module of another install: a
+    built-in case pickled to a Dask worker names the case module of the client's servopt (a
+    wheel's ``site-packages/servopt/benchmarks/cases/x.py``, a checkout's
+    ``benchmarks/cases/x.py``), which on a shared machine is a file there. A byte-identical copy
+    of one of this servopt's modules of the same name is hashed already (as that module), not
+    again as the user's: the same code gives the same fingerprint on both sides; a copy that
+    differs is the user's (and the key then differs, as it must)."""
+    if not file or not isinstance(file, str):
+        return False
+    path = Path(file)
+    if not path.is_file():
+        return False
+    ours = [p for p in files.values() if p.name == path.name]
+    if not ours or path.resolve() in {p.resolve() for p in ours}:
+        return False
+    content = path.read_bytes()
+    return any(p.read_bytes() == content for p in ours)
+
+
 @functools.lru_cache(maxsize=1)
 def _outside_folders() -> tuple[Path, ...]:
     """The folders whose modules are not followed: the standard library and site-packages
@@ -360,7 +380,8 @@ def _case_code(case: Case) -> tuple[list[tuple[str, Path]], list[str]]:
         else:
             names.append(f"{label}: {type(value).__module__}.{type(value).__qualname__}")
 
-    add_file(case.origin_file, named=True)  # (a Case built in a REPL has none: see below)
+    if not _copy_of_ours(case.origin_file, files):  # (a Case built in a REPL has none: below)
+        add_file(case.origin_file, named=True)
     if case.make_instance is not None:
         add_object("make_instance", case.make_instance)
     for layer, value in sorted(registered_layers(case.decision).items()):

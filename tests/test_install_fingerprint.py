@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -22,12 +23,15 @@ from servopt.benchmarks import registry, runner
 ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
-import json, sys
+import json, pickle, sys
 import servopt
 from servopt.benchmarks import registry, runner
 (case,) = registry.cases(names=[sys.argv[1]])
+with open(sys.argv[2], "rb") as file:  # the same case as the checkout sends it to a Dask worker
+    sent = pickle.load(file)
 print(json.dumps({"init": servopt.__file__, "fingerprint": runner.code_fingerprint(case),
-                  "labels": [label for label, _ in runner._source_files(case)]}))
+                  "labels": [label for label, _ in runner._source_files(case)],
+                  "sent": runner.code_fingerprint(sent), "origin": case.origin_file}))
 """
 
 
@@ -55,18 +59,25 @@ def test_a_wheel_layout_gives_the_checkout_fingerprint(tmp_path):
     assert (site / "servopt" / "instances" / "caching.py").is_file()
     assert (site / "servopt" / "benchmarks" / "caching_price_scale.py").is_file()  # shipped
     name = "caching_quick"
+    (case,) = registry.cases(names=[name])
+    sent = tmp_path / "case.pickle"
+    sent.write_bytes(pickle.dumps(case))
     env = {**os.environ, "PYTHONPATH": str(site), "PYTHONNOUSERSITE": "1"}
-    done = subprocess.run([sys.executable, "-c", PROBE, name], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=300, check=False)
+    done = subprocess.run([sys.executable, "-c", PROBE, name, str(sent)], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     wheel = json.loads(done.stdout.strip().splitlines()[-1])
     assert Path(wheel["init"]).resolve() == (site / "servopt" / "__init__.py").resolve()
+    assert Path(wheel["origin"]).is_relative_to(site)  # (the wheel's own case module)
 
-    (case,) = registry.cases(names=[name])
     labels = [label for label, _ in runner._source_files(case)]
     # the same modules under the same labels, each once (the old wheel walk: 158 against 64)
     assert wheel["labels"] == labels and len(set(labels)) == len(labels)
     assert wheel["fingerprint"] == runner.code_fingerprint(case)
+    # a Dask worker on the wheel given the checkout's case, which names the checkout's case
+    # module as the file that built it (on the same machine, a file there too): the same code
+    assert case.origin_file == str(ROOT / "benchmarks" / "cases" / f"{name}.py")
+    assert wheel["sent"] == wheel["fingerprint"]
 
 
 def test_the_labels_are_module_paths_and_leave_the_results_scripts_out():

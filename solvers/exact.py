@@ -140,6 +140,14 @@ NOISE_REL = 1e-12  # a MIP objective within this share of its summed |terms| of 
 # does not start from it) and does not check the clock: on the batch IP at n = 100 it held HiGHS
 # 4.5 s on a 3 s limit (5.4 s in all, 3.9 s without it)
 WARM_TIME_LIMITED = {"mip_heuristic_run_feasibility_jump": False}
+# HiGHS's objective and the objective of the column values it returns may differ by this share of
+# the summed |terms| (float noise): more, and the values are not the point HiGHS valued. highspy
+# 1.16.0 does that after a MIP start: a column its presolve removed comes back at the start's value
+# while the objective and status are those of the optimum (audit R58 F1: caching 6.5 against 6,
+# decode routing 37.5 against 35.5; 1.13-1.15 return the optimum's values). No HiGHS issue for it
+# was found (GitHub issue search, 2026-12-01). The MIP is then solved once more without the start
+# (:func:`without_start_if_mismatched`)
+HIGHS_VALUES_RTOL = 1e-6
 
 
 class TimeBudget:
@@ -634,21 +642,27 @@ def _solve_model_as_is(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBud
                        mip_gap: float, prices: bool, decision: str,
                        solver_options: dict[str, Any] | None = None) -> Solution:
     """:func:`_solve_model_once`, for a MIP retried at :func:`integrality_tolerance` when its
-    rounded incumbent broke a row (:func:`retry_tight`)."""
-    def once(tight: bool) -> Solution:
+    rounded incumbent broke a row (:func:`retry_tight`), and without its warm start when HiGHS
+    did not value the values it returned (:func:`without_start_if_mismatched`)."""
+    def once(tight: bool, use_start: bool = True) -> Solution:
         return _solve_model_once(model, relax=relax, budget=budget, mip_gap=mip_gap, prices=prices,
-                                 decision=decision, solver_options=solver_options, tight=tight)
+                                 decision=decision, solver_options=solver_options, tight=tight,
+                                 use_start=use_start)
 
     given = "mip_feasibility_tolerance" in (solver_options or {})
-    return retry_tight(once, not relax and not _is_lp(model) and not given, budget)
+    can_tighten = not relax and not _is_lp(model) and not given
+    first = retry_tight(once, can_tighten, budget)
+    return without_start_if_mismatched(
+        first, lambda: retry_tight(lambda tight: once(tight, False), can_tighten, budget), budget)
 
 
 def _solve_model_once(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudget,
                       mip_gap: float, prices: bool, decision: str,
                       solver_options: dict[str, Any] | None = None,
-                      tight: bool = False) -> Solution:
+                      tight: bool = False, use_start: bool = True) -> Solution:
     """:func:`_solve_model` of ``model`` as it stands (already relaxed when ``relax``);
-    ``tight``: at :func:`integrality_tolerance` instead of HiGHS's own."""
+    ``tight``: at :func:`integrality_tolerance` instead of HiGHS's own; ``use_start`` False:
+    without the model's warm start."""
     from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 
     start = time.perf_counter()
@@ -657,12 +671,13 @@ def _solve_model_once(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudg
     options = {"mip_rel_gap": mip_gap, "output_flag": False}
     options.update(solver_options or {})
     kwargs: dict[str, Any] = {"solver_options": options}
-    if budget.limit is not None and not relax and getattr(model, "warm_start", False):
+    started = use_start and not relax and bool(getattr(model, "warm_start", False))
+    if budget.limit is not None and started:
         options = {**WARM_TIME_LIMITED, **options}
         kwargs["solver_options"] = options
     with _noting_interrupts() as interrupted:
         solver = _highs()
-        if not relax and getattr(model, "warm_start", False):
+        if started:
             _pass_warm_start(solver, model)
         else:  # loaded here, before HiGHS's limit is set, so that the loading (seconds for a
             solver.set_instance(model)  # large model) counts against the budget; the solve
@@ -694,13 +709,20 @@ def _solve_model_once(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudg
         status = "error"
     value = math.nan
     checked: dict[str, str] = {}
+    mismatch = None
     if has_solution:
         result.solution_loader.load_vars()
         if not relax and not _is_lp(model):  # rounded and checked, as on the matrix path
+            mismatch = _pyomo_values_mismatch(solver, status, started=started,
+                                              scale=float(getattr(model, "objective_scale", 1.0)
+                                                          or 1.0))
             rejected, repaired = _checked_pyomo_incumbent(
                 solver, model, budget.for_step(),
                 float(options.get("mip_feasibility_tolerance", MIP_FEASIBILITY_MAX)))
             has_solution, status = recorded_check(checked, repaired, rejected, status)
+            if mismatch is not None:
+                checked["highs_values_mismatch"] = mismatch
+                status = unclaimed(status, mismatch)
     if has_solution:
         value = float(pyo.value(objective))
     bound = result.objective_bound
@@ -749,6 +771,25 @@ def _solve_model_once(model: pyo.ConcreteModel, *, relax: bool, budget: TimeBudg
     solution.info["bound_kind"] = _bound_kind(solution)
     solution.wall_s = time.perf_counter() - start
     return _in_reported_units(solution, model)
+
+
+def _pyomo_values_mismatch(solver: Any, status: str, *, started: bool, scale: float
+                           ) -> dict[str, Any] | None:
+    """:func:`values_mismatch` of the MIP Pyomo's HiGHS interface just solved (its
+    ``highspy.Highs``: HiGHS's objective against its column values'), None without that
+    interface's internals (another Pyomo)."""
+    highs = getattr(solver, "_solver_model", None)
+    if highs is None:
+        return None
+    lp = highs.getLp()
+    x = np.asarray(highs.getSolution().col_value, dtype=float)
+    cost = np.asarray(lp.col_cost_, dtype=float)
+    if x.shape != cost.shape:
+        return None
+    info = highs.getInfo()
+    return values_mismatch(float(info.objective_function_value), float(cost @ x + lp.offset_),
+                           float(np.abs(cost) @ np.abs(x) + abs(lp.offset_)),
+                           float(info.mip_dual_bound), status, started=started, scale=scale)
 
 
 def _pyomo_lp(solver: Any) -> tuple[Any, Any] | None:
@@ -1276,14 +1317,18 @@ def _solve_matrix(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: 
                   prices: bool, decision: str, setup_s: float = 0.0) -> Solution:
     """:func:`_solve_matrix_once` at HiGHS's integrality tolerance, then, for a MIP whose
     rounded incumbent broke a row, once more at :func:`integrality_tolerance` (module
-    docstring)."""
-    def once(tight: bool) -> Solution:
+    docstring); a MIP whose values HiGHS did not value after its start, once more without the
+    start (:func:`without_start_if_mismatched`)."""
+    def once(tight: bool, use_start: bool = True) -> Solution:
         return _solve_matrix_once(mm, relax=relax, budget=budget, mip_gap=mip_gap, prices=prices,
-                                  decision=decision, setup_s=setup_s, tight=tight)
+                                  decision=decision, setup_s=setup_s, tight=tight,
+                                  use_start=use_start)
 
     integer = mm.is_mip and not relax and "mip_feasibility_tolerance" not in mm.options
-    return retry_tight(once, integer and integrality_tolerance(mm.matrix, mm.integer)
-                        < MIP_FEASIBILITY_MAX, budget)
+    can_tighten = integer and integrality_tolerance(mm.matrix, mm.integer) < MIP_FEASIBILITY_MAX
+    first = retry_tight(once, can_tighten, budget)
+    return without_start_if_mismatched(
+        first, lambda: retry_tight(lambda tight: once(tight, False), can_tighten, budget), budget)
 
 
 def recorded_check(into: dict[str, Any], repaired: str | None, rejected: str | None,
@@ -1327,11 +1372,82 @@ def retry_tight(once: Any, can_tighten: bool, budget: TimeBudget) -> Solution:
     return second
 
 
+def values_mismatch(reported: float, raw: float, terms: float, bound: float, status: str, *,
+                    started: bool, scale: float = 1.0) -> dict[str, Any] | None:
+    """``info["highs_values_mismatch"]`` when HiGHS's objective ``reported`` is not the objective
+    ``raw`` of the column values it returned (``terms``: their summed |cost x value| and
+    |offset|; :data:`HIGHS_VALUES_RTOL`), else None. ``bound``: HiGHS's dual bound; ``status``:
+    how HiGHS ended; ``started``: a MIP start was given; ``scale``: the model's objective scale
+    (the numbers are reported in the reported units)."""
+    if not (math.isfinite(reported) and math.isfinite(raw)):
+        return None
+    if abs(raw - reported) <= HIGHS_VALUES_RTOL * max(1.0, terms, abs(reported)):
+        return None
+    return {"highs_objective": reported * scale, "objective_of_values": raw * scale,
+            "highs_bound": bound * scale, "highs_status": status, "started": started,
+            "note": ("HiGHS returned column values whose objective is not the one it reported "
+                     "(seen with highspy 1.16 after a MIP start); 'retry' says what followed")}
+
+
+def unclaimed(status: str, mismatch: dict[str, Any] | None) -> str:
+    """The status of a MIP answer whose values HiGHS did not value (``mismatch``): ``error``
+    where HiGHS said optimal (the values are feasible and kept, but not its optimum)."""
+    return "error" if mismatch is not None and status == "optimal" else status
+
+
+def without_start_if_mismatched(first: Solution, again: Any, budget: TimeBudget) -> Solution:
+    """``first``, or when its values were not HiGHS's (``info["highs_values_mismatch"]``, after
+    a MIP start) ``again()``: the same MIP solved without the start on what is left of the budget.
+    Its answer is kept when its values agree with HiGHS (with the better of the two bounds);
+    otherwise the better of the two feasible points, never called optimal, and the info says
+    what happened. Out of time: ``first``, status ``time_limit`` where HiGHS said optimal."""
+    mismatch = first.info.get("highs_values_mismatch")
+    if not mismatch or not mismatch.get("started"):
+        return first
+    left = budget.left()
+    if left is not None and left <= 0.0:
+        mismatch["retry"] = "skipped: no time left"
+        if first.status == "error" and mismatch["highs_status"] == "optimal":
+            first.status = "time_limit"
+        return first
+    try:
+        second = again()
+    except (InfeasibleError, SolverFailedError) as exc:  # the start was feasible: not a proof
+        mismatch["retry"] = f"without the start: failed ({exc})"[:200]
+        return first
+    sense = first.sense
+    bounds = [b for b in (first.bound, second.bound) if not math.isnan(b)]
+    best = math.nan if not bounds else max(bounds) if sense == "min" else min(bounds)
+    if "highs_values_mismatch" not in second.info and not math.isnan(second.objective):
+        mismatch["retry"] = "re-solved without the start: its values agree with HiGHS"
+        second.info["highs_values_mismatch"] = mismatch
+        kept = second
+    else:
+        mismatch["retry"] = ("re-solved without the start: "
+                             + ("its values disagree too" if "highs_values_mismatch" in second.info
+                                else f"no incumbent ({second.status})"))
+        better = (not math.isnan(second.objective)
+                  and (second.objective < first.objective if sense == "min"
+                       else second.objective > first.objective))
+        kept = second if better else first
+        kept.info["highs_values_mismatch"] = mismatch
+        if kept.status == "optimal":
+            kept.status = "error"
+    if bounds and best != kept.bound:
+        other = second if kept is first else first
+        kept.info["bound_kind"] = other.info.get("bound_kind", kept.info.get("bound_kind"))
+    kept.bound = best
+    kept.gap = relative_gap(kept.objective, kept.bound, sense)
+    kept.wall_s += (second.wall_s if kept is first else first.wall_s)
+    return kept
+
+
 def _solve_matrix_once(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_gap: float,
                        prices: bool, decision: str, setup_s: float = 0.0,
-                       tight: bool = False) -> Solution:
+                       tight: bool = False, use_start: bool = True) -> Solution:
     """:func:`solve_matrix` spending from ``budget`` (started by the caller); ``tight``: at
-    :func:`integrality_tolerance` instead of HiGHS's own. ``setup_s``: the
+    :func:`integrality_tolerance` instead of HiGHS's own; ``use_start`` False: without
+    ``mm.start`` (as if it had none). ``setup_s``: the
     seconds HiGHS's MIP set-up and root are expected to take before it reads its clock again
     (the model's ``time_estimate``; 0: unknown): a MIP with a feasible start is not handed to
     HiGHS with less than that left after the bound LP (HiGHS could only return the start,
@@ -1340,15 +1456,16 @@ def _solve_matrix_once(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_
 
     start = time.perf_counter()
     integer = mm.is_mip and not relax
+    given = mm.start if use_start else None
     # a MIP keeps a share of the limit for its price LP, after its solve (none when that LP
     # would have nothing to move: its prices are skipped)
     price_share = PRICE_LP_SHARE if integer and prices and not _nothing_to_price(mm) else 0.0
     timed = integer and budget.limit is not None
-    if timed and mm.start is not None and budget.left() <= 0.0 and _start_is_feasible(mm):
+    if timed and given is not None and budget.left() <= 0.0 and _start_is_feasible(mm):
         # the build ate the budget (a model without ``time_estimate`` does not check the clock):
         # HiGHS's MIP set-up, which does not either, would overrun it again (6-10 s at n = 400
         # batch scheduling) to return this start
-        return _in_reported_units(_start_only(mm, "time_limit", mm.start, prices=prices,
+        return _in_reported_units(_start_only(mm, "time_limit", given, prices=prices,
                                               decision=decision, wall_s=time.perf_counter() - start),
                                   mm)
     extra: dict[str, Any] = {}
@@ -1366,15 +1483,15 @@ def _solve_matrix_once(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_
         else:
             lp_bound, extra = _bound_lp_value(mm, step)
             if extra.get("bound_lp_status") == "interrupted":  # Ctrl-C: stop with the start
-                kept = mm.start if mm.start is not None and _start_is_feasible(mm) else None
+                kept = given if given is not None and _start_is_feasible(mm) else None
                 return _in_reported_units(_start_after_bound_lp(
                     mm, "interrupted", kept, lp_bound, extra, prices=prices, decision=decision,
                     since=start), mm)
-    if timed and setup_s > 0.0 and mm.start is not None and budget.left() <= setup_s \
+    if timed and setup_s > 0.0 and given is not None and budget.left() <= setup_s \
             and _start_is_feasible(mm):  # HiGHS would not get past its set-up and root in time:
         # the start, with the bound LP's value when it was solved
         return _in_reported_units(_start_after_bound_lp(
-            mm, "time_limit", mm.start, lp_bound, extra, prices=prices, decision=decision,
+            mm, "time_limit", given, lp_bound, extra, prices=prices, decision=decision,
             since=start), mm)
     highs = _load_matrix(mm, integer=integer)
     options: dict[str, Any] = {"mip_rel_gap": float(mip_gap), **mm.options}
@@ -1383,13 +1500,13 @@ def _solve_matrix_once(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_
     limit = budget.for_solve(price_share)
     if limit is not None:
         options["time_limit"] = limit
-        if integer and mm.start is not None:
+        if integer and given is not None:
             options = {**WARM_TIME_LIMITED, **options}
     for name, value in options.items():
         highs.setOptionValue(name, value)
-    if integer and mm.start is not None:
+    if integer and given is not None:
         warm = highspy.HighsSolution()
-        warm.col_value = mm.start
+        warm.col_value = given
         warm.value_valid = True
         highs.setSolution(warm)
     # HiGHS's interrupt callbacks cost about 8 us per simplex iteration (30% of a 0.1 s LP):
@@ -1417,10 +1534,17 @@ def _solve_matrix_once(mm: MatrixModel, *, relax: bool, budget: TimeBudget, mip_
     values = np.asarray(solution_values.col_value, dtype=float) if has_solution else None
     if integer and has_solution and not empty:  # rounded, checked against the rows, its value
         # recomputed (HiGHS's integrality tolerance lends room in a row: module docstring)
+        terms = np.abs(mm.objective) @ np.abs(values) + abs(mm.offset)
+        mismatch = values_mismatch(value, float(mm.objective @ values + mm.offset), float(terms),
+                                   float(info.mip_dual_bound), status, started=given is not None,
+                                   scale=float(getattr(mm, "objective_scale", 1.0) or 1.0))
         values, value, rejected, repaired = _checked_matrix_incumbent(
             mm, values, budget.for_step(keep=price_share),
             float(options.get("mip_feasibility_tolerance", MIP_FEASIBILITY_MAX)))
         has_solution, status = recorded_check(extra, repaired, rejected, status)
+        if mismatch is not None:
+            extra["highs_values_mismatch"] = mismatch
+            status = unclaimed(status, mismatch)
     if integer:
         bound = float(info.mip_dual_bound)
         bound = bound if math.isfinite(bound) else math.nan

@@ -75,7 +75,7 @@ from typing import Any
 
 import numpy as np
 
-from servopt.core import InvalidInstanceError
+from servopt.core import InfeasibleError, InvalidInstanceError
 from servopt.core.checks import either, number, whole_number
 from servopt.core.solution import normalise_dual
 from servopt.instances.expert_placement import Instance
@@ -569,7 +569,19 @@ def pack_replicas(piece: np.ndarray, count: np.ndarray, num_gpus: int, slots_per
     """Place ``count[l, e]`` replicas of each expert (each weighing ``piece[l, e]``) on GPUs:
     heaviest replica first, to the GPU with a free slot and no replica of that expert on which it
     would finish first (:func:`earliest_finish`: with equal speeds, the least-loaded one). Returns
-    phy2log (layers, G * S), -1 for empty slots."""
+    phy2log (layers, G * S), -1 for empty slots.
+
+    A replica that no GPU can take (every GPU full or already hosting that expert) is not placed,
+    as in :func:`sticky_placement`: that expert gets fewer replicas than ``count`` and a slot stays
+    empty. Every expert still gets its first replica (a blocked replica means some GPU with a free
+    slot hosts it: ``sum(count) <= G * S`` leaves a free slot), never two on one GPU, and never
+    more than ``count``. It happens with unequal speeds, when the greedy fills the fast GPUs and
+    the last expert's replicas find too few GPUs with room (loads 2, 4, 5, counts 1, 2, 3 on 3
+    GPUs x 2 slots of speeds 1, 2, 1: the third replica of expert 2; 2.5% of random small plans
+    with unequal speeds, audit R58 F2); before, it was written at GPU 0's next slot, past GPU 0's
+    slots into GPU 1's, over a replica there, which could leave an expert with none and the
+    dispatch LP infeasible. With equal speeds it did not happen in 10,000 random plans; the plans
+    that place every replica are as they were."""
     L, E = piece.shape
     G, S = num_gpus, slots_per_gpu
     speed = np.ones(G) if speed is None else np.asarray(speed, dtype=float)
@@ -593,8 +605,8 @@ def pack_replicas(piece: np.ndarray, count: np.ndarray, num_gpus: int, slots_per
     r = np.arange(L)
     for k in range(n_rep):
         e = experts[:, k]
-        ok = live[:, k]
         blocked = (used >= S) | hosts[r, e]
+        ok = live[:, k] & ~blocked.all(axis=1)  # no GPU can take it: not placed
         chosen = earliest_finish(load, np.where(ok, weights[:, k], 0.0), speed, blocked)
         chosen = np.where(ok, chosen, 0)
         slot = chosen * S + used[r, chosen]
@@ -1018,14 +1030,15 @@ def exact_placement(instance: Instance, *, target_gap: float | None = None,
 
     Layers are independent. Per layer: (1) the combinatorial bound (total / speed and replica
     counts); (2) replica counts and placements (:func:`balanced_plan`, :func:`pack_ring` and
-    EPLB's plan), each served with the dispatch LP, the best kept per layer (a later candidate
-    replaces an earlier one only when better by more than 1e-12 relative: plans that tie are not
-    picked by LP round-off, which differs with the load scale); (3) layers whose best plan is not
-    within ``target_gap`` (a relative gap >= 0; default 0.01) of the bound go to the placement
-    MILP (strengthened with that plan's
-    value and the bound) when it has at most ``milp_max_binaries`` binaries; its plan, scored by
-    the dispatch LP like the candidates, replaces the best when better. Returns the best plan,
-    LP-dispatched, with ``info['bound']`` (per-layer proved bound) and ``info['makespan']``.
+    EPLB's plan), each served with the dispatch LP on the layers where it hosts every expert (the
+    LP has no solution on the others; the ring plan hosts every expert), the best kept per layer
+    (a later candidate replaces an earlier one only when better by more than 1e-12 relative:
+    plans that tie are not picked by LP round-off, which differs with the load scale); (3)
+    layers whose best plan is not within ``target_gap`` (a relative gap >= 0; default 0.01) of
+    the bound go to the placement MILP (strengthened with that plan's value and the bound) when
+    it has at most ``milp_max_binaries`` binaries; its plan, scored by the dispatch LP like the
+    candidates, replaces the best when better. Returns the best plan, LP-dispatched, with
+    ``info['bound']`` (per-layer proved bound) and ``info['makespan']``.
 
     With a previous placement and ``migration_cost`` beta > 0 every layer minimises the model's
     objective, makespan + beta x migrations: the candidates are relabelled onto the previous GPUs
@@ -1059,7 +1072,12 @@ def exact_placement(instance: Instance, *, target_gap: float | None = None,
             candidates.append(prev.copy())
     best, best_z = None, None  # best_z: the layer's objective, makespan + beta x migrations
     for phy2log in candidates:
-        _, z, _ = lp_dispatch(phy2log, w, S, speed)
+        # a candidate is scored on the layers where it hosts every expert (on the others the
+        # dispatch LP has no solution, and it would fail for every layer): never the best there
+        serves = (expert_counts(phy2log, E) > 0).all(axis=1)
+        z = np.full(len(w), np.inf)
+        if serves.any():
+            z[serves] = lp_dispatch(phy2log[serves], w[serves], S, speed)[1]
         if moving:
             z = z + beta * layer_migrations(phy2log, prev, E, G, S)
         if best is None:
@@ -1067,6 +1085,10 @@ def exact_placement(instance: Instance, *, target_gap: float | None = None,
         else:
             better = z < best_z * (1 - 1e-12)  # relative: LP round-off never replaces a tie
             best[better], best_z[better] = phy2log[better], z[better]
+    if not np.isfinite(best_z).all():  # pack_ring hosts every expert: not reached
+        layer = int(np.argmin(np.isfinite(best_z)))
+        raise InfeasibleError(f"exact: no candidate plan hosts every one of the {E} experts of layer "
+                              f"{layer} in {G} GPUs x {S} slots")
     status = "certified"
     open_layers = np.nonzero(best_z > bound * (1 + target_gap) + 1e-12 * best_z)[0]
     if open_layers.size and instance.num_experts * G <= milp_max_binaries:

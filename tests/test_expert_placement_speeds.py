@@ -240,3 +240,114 @@ def test_ring_order_pairs_fast_with_slow_and_keeps_index_order_for_equal_speeds(
     np.testing.assert_array_equal(sv.ring_order(np.array([0.5, 1.0, 2.0])), [2, 0, 1])
     np.testing.assert_array_equal(sv.ring_order(np.array([1.0, 1.0, 2.0, 2.0])), [2, 0, 3, 1])
     np.testing.assert_array_equal(sv.ring_order(np.array([2.0, 1.0, 1.0, 1.0])), [0, 1, 2, 3])
+
+
+# --- every replica lands in a slot of its own GPU (audit R58 F2) --------------------------------
+# With unequal speeds the greedy can fill the fast GPUs early, and the last expert's replicas then
+# find too few GPUs with room and without that expert. pack_replicas wrote such a replica at GPU
+# 0's next slot, which lies past GPU 0's slots, over GPU 1's first replica: wrong counts, a
+# duplicate on a GPU, or an expert with no replica and a dispatch LP with no solution.
+R58 = dict(loads=np.array([[[2.0, 4.0, 5.0]]]), num_nodes=1, gpus_per_node=3, slots_per_gpu=2,
+           gpu_speed=np.array([1.0, 2.0, 1.0]))
+
+
+def _brute_force_makespan(w, speed, S):
+    """Least makespan over every placement (each GPU any set of at most S distinct experts, every
+    expert somewhere), each served by its min-max dispatch LP, solved here with scipy's linprog:
+    variables x[e, g] for the hosted pairs and t; sum_g x[e, g] = w[e], sum_e x[e, g] <= speed[g] t."""
+    from scipy.optimize import linprog
+
+    E, G = len(w), len(speed)
+    subsets = [c for k in range(S + 1) for c in itertools.combinations(range(E), k)]
+    best = np.inf
+    for hosts in itertools.product(subsets, repeat=G):
+        if set().union(*hosts) != set(range(E)):
+            continue
+        pairs = [(e, g) for g in range(G) for e in hosts[g]]
+        n = len(pairs) + 1
+        A_eq = np.zeros((E, n))
+        A_ub = np.zeros((G, n))
+        for j, (e, g) in enumerate(pairs):
+            A_eq[e, j] = 1.0
+            A_ub[g, j] = 1.0
+        A_ub[:, -1] = -np.asarray(speed)
+        c = np.zeros(n)
+        c[-1] = 1.0
+        res = linprog(c, A_ub=A_ub, b_ub=np.zeros(G), A_eq=A_eq, b_eq=w, bounds=(0, None))
+        assert res.status == 0
+        best = min(best, res.fun)
+    return best
+
+
+def test_r58_instance_hosts_every_expert_and_exact_reaches_the_brute_force_optimum():
+    # Loads 2, 4, 5 on 3 GPUs x 2 slots of speeds 1, 2, 1; counts 1, 2, 3 (all 6 slots). Heaviest
+    # piece first, where it finishes first: expert 0 (2) -> GPU 1 (2 / 2 = 1), expert 1's two
+    # pieces (2) -> GPU 1 (4 / 2 = 2, the faster of three ties at 2) and GPU 0 (GPU 1 hosts it; GPU
+    # 0 and 2 tie, lower index), expert 2's pieces (5/3) -> GPU 2 (1.67 < 3.67) and GPU 0 (the only
+    # GPU with room without it). The third has no GPU: not placed. The old code wrote it over GPU
+    # 1's expert 0 and expert 0 had no replica.
+    w = R58["loads"][0]
+    count = sv.counts_by_bids(w, 6, 3)
+    np.testing.assert_array_equal(count, [[1, 2, 3]])
+    plan = sv.balanced_plan(w, 3, 2, R58["gpu_speed"])
+    np.testing.assert_array_equal(plan, [[1, 2, 0, 1, 2, -1]])
+    # the optimum: total 11 tokens over total speed 4 = 2.75 is a lower bound, and brute force
+    # over every placement reaches it (e.g. this plan: GPU 1 serves 2 + 3.5 = 5.5 = 2 x 2.75)
+    assert _brute_force_makespan(w[0], R58["gpu_speed"], 2) == pytest.approx(2.75)
+    inst = Instance(**R58)
+    assert bench.evaluate(inst, "exact").cost == pytest.approx(2.75)
+    assert bench.bound(inst, time_limit=10).value == pytest.approx(2.75)
+    import servopt
+
+    assert servopt.solve(inst).objective == pytest.approx(2.75)
+
+
+def _check_plan(plan, count, G, S):
+    """Every expert hosted, at most count[e] times, never twice on one GPU, and a replica missing
+    only when every GPU without that expert is full (no GPU could have taken it)."""
+    L, E = count.shape
+    for layer in range(L):
+        gpus = plan[layer].reshape(G, S)
+        hosted = [[e for e in row if e >= 0] for row in gpus]
+        for row in hosted:
+            assert len(set(row)) == len(row), f"a GPU hosts an expert twice: {plan[layer]}"
+        got = np.bincount(plan[layer][plan[layer] >= 0], minlength=E)
+        assert (got >= 1).all(), f"an expert has no replica: {plan[layer]}, counts {count[layer]}"
+        assert (got <= count[layer]).all(), f"more replicas than asked: {plan[layer]}, {count[layer]}"
+        for e in np.nonzero(got < count[layer])[0]:
+            assert all(len(row) == S for row in hosted if e not in row), plan[layer]
+
+
+def test_balanced_plans_with_unequal_speeds_host_every_expert_within_the_slots():
+    rng = np.random.default_rng(58)
+    short = 0  # plans where some replica had no GPU (the old code misplaced it)
+    for _ in range(400):
+        L, G, S = int(rng.integers(1, 3)), int(rng.integers(2, 5)), int(rng.integers(1, 4))
+        E = int(rng.integers(1, G * S + 1))
+        w = rng.integers(0, 10, (L, E)).astype(float)
+        speed = rng.choice([0.5, 1.0, 2.0], G)
+        count = sv.counts_by_bids(w, G * S, min(G, G * S - E + 1))
+        plan = sv.balanced_plan(w, G, S, speed)
+        _check_plan(plan, count, G, S)
+        short += int((sv.expert_counts(plan, E) < count).any())
+    assert short > 0  # the sweep reaches the case it is about
+
+
+def test_exact_skips_a_candidate_that_leaves_an_expert_without_a_replica(monkeypatch):
+    # A candidate plan that does not host every expert of a layer is not scored there (the
+    # dispatch LP has no solution) instead of failing the whole plan: here the balanced plan is
+    # replaced by the old code's plan for R58 (expert 0 overwritten) on layer 0 of two layers.
+    inst = Instance(loads=np.array([[[2.0, 4.0, 5.0], [3.0, 3.0, 3.0]]]), num_nodes=1,
+                    gpus_per_node=3, slots_per_gpu=2, gpu_speed=np.array([1.0, 2.0, 1.0]))
+    real = sv.balanced_plan
+
+    def broken(w, G, S, speed=None):
+        plan = real(w, G, S, speed)
+        plan[0] = [1, 2, 2, 1, 2, -1]
+        return plan
+
+    monkeypatch.setattr(sv, "balanced_plan", broken)
+    plan = sv.exact_placement(inst)
+    assert sv.covers_all_experts(plan.phy2log, 3)
+    # each layer's optimum is total / total speed: 11 / 4 and 9 / 4
+    np.testing.assert_allclose(plan.info["makespan"], [2.75, 2.25], rtol=1e-9)

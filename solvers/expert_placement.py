@@ -603,11 +603,17 @@ def pack_replicas(piece: np.ndarray, count: np.ndarray, num_gpus: int, slots_per
     hosts = np.zeros((L, E, G), dtype=bool)
     phy2log = np.full((L, G * S), -1, dtype=np.int64)
     r = np.arange(L)
+    r_first = r * G  # (layer, GPU 0) in a flattened (L, G) array
+    # every GPU blocked needs G - (width - 1) full ones (an expert is on at most width - 1 GPUs
+    # before its last replica), so S (G - width + 1) replicas placed before: none earlier
+    can_block = S * (G - width + 1)
     for k in range(n_rep):
         e = experts[:, k]
         blocked = (used >= S) | hosts[r, e]
-        ok = live[:, k] & ~blocked.all(axis=1)  # no GPU can take it: not placed
+        ok = live[:, k]
         chosen = earliest_finish(load, np.where(ok, weights[:, k], 0.0), speed, blocked)
+        if k >= can_block:  # earliest_finish picks a blocked GPU only when every GPU is blocked
+            ok = ok & ~blocked.ravel()[r_first + chosen]
         chosen = np.where(ok, chosen, 0)
         slot = chosen * S + used[r, chosen]
         phy2log[r[ok], slot[ok]] = e[ok]

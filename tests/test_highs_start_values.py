@@ -174,3 +174,20 @@ def test_mismatch_is_more_than_float_noise():
     assert flagged is not None and flagged["objective_of_values"] == 6.5
     assert exact.unclaimed("optimal", flagged) == "error"
     assert exact.unclaimed("time_limit", flagged) == "time_limit"
+
+
+def test_no_time_left_for_the_retry_is_a_time_limit():
+    """Out of budget, the mismatched answer is kept as a stopped solve's (status time_limit), not
+    re-solved and not called optimal."""
+    from servopt.core import Solution
+
+    first = Solution(status="error", objective=13.0, bound=12.0, gap=1 / 12, wall_s=0.1,
+                     info={"highs_values_mismatch": {"highs_status": "optimal", "started": True}})
+    budget = exact.TimeBudget(1e-9)  # already spent
+
+    def again():
+        raise AssertionError("no re-solve without time")
+
+    kept = exact.without_start_if_mismatched(first, again, budget)
+    assert kept.status == "time_limit" and kept.objective == 13.0 and kept.bound == 12.0
+    assert kept.info["highs_values_mismatch"]["retry"] == "skipped: no time left"

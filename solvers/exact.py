@@ -68,6 +68,12 @@ it can call a feasible model infeasible. A point that still breaks a row is not 
 objective, decisions or prices, the bound kept, status ``error`` where HiGHS said optimal
 (``time_limit`` / ``interrupted`` stay, without an incumbent), and
 ``info["incumbent_rejected"]`` names the first broken row and its values.
+The objective HiGHS reports is also compared with the objective of the column values it returns
+(:func:`values_mismatch`; highspy 1.16 after a MIP start can return a start's value for a column
+its presolve removed, with the optimum's objective and status): where they differ, the MIP is
+solved once more without its start (:func:`without_start_if_mismatched`) and values that still
+disagree are reported with their own objective and the proved bound, never as ``optimal``
+(``info["highs_values_mismatch"]``).
 
 Prices follow the one convention of :mod:`servopt.core.solution`: for a MIP they are the duals of
 the LP obtained by fixing the integer variables at the incumbent (``prices=True``), without the

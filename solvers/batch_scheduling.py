@@ -164,6 +164,9 @@ from servopt.solvers.exact import (
     recorded_check,
     retry_tight,
     seconds,
+    unclaimed,
+    values_mismatch,
+    without_start_if_mismatched,
 )
 
 VLLM_WATERMARK = 0.01
@@ -795,10 +798,10 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
         start = model.warm_start_schedule(instance) if start is None else start
     budget = TimeBudget(time_limit)
 
-    def once(tight: bool) -> Solution:
+    def once(tight: bool, started: bool = True) -> Solution:
         h = _highs_problem(instance, lp_data, integer=integer, time_limit=budget.left(),
                            mip_gap=mip_gap, lp_solver=lp_solver, cuts=cuts, tight=tight)
-        if integer:
+        if integer and started:
             _warm_start(h, model.start_vector(cols, start))
         interrupted = _run_interruptible(h, poll=integer or h.getNumNz() >= INTERRUPT_NONZEROS)
         status_model = h.getModelStatus()
@@ -819,6 +822,13 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
         value = float(info.objective_function_value) if has_primal else math.nan
         z = np.asarray(solution.col_value, dtype=float) if has_primal else None
         checked: dict[str, Any] = {}
+        if integer and has_primal:  # values HiGHS did not value (a 1.16 start after presolve, R58)
+            raw = np.asarray(lp_data.cost, dtype=float) * z
+            mismatch = values_mismatch(value, float(raw.sum()), float(np.abs(raw).sum()),
+                                       float(info.mip_dual_bound), status, started=started)
+            if mismatch is not None:  # solved again without the start below
+                checked["highs_values_mismatch"] = mismatch
+                status = unclaimed(status, mismatch)
         if integer and has_primal:  # the incumbent rounded, checked against the model's rows
             # (not the cuts, valid for every schedule) and its latency recomputed from it
             z, value, rejected = _checked_ip_point(instance, lp_data, z)
@@ -858,6 +868,10 @@ def solve_lp(instance: Instance, *, horizon: Any = None, window: int | None = No
     tighter = integer and integrality_tolerance(_model_rows(instance, lp_data)[0], np.ones(
         len(cols.request), dtype=bool)) < MIP_FEASIBILITY_MAX
     result = retry_tight(once, tighter, budget)
+    if integer:  # values HiGHS did not value after the start: the same IP without it
+        result = without_start_if_mismatched(
+            result, lambda: retry_tight(lambda tight: once(tight, started=False), tighter, budget),
+            budget)
     result.wall_s = time.perf_counter() - t0
     return result
 
@@ -1220,9 +1234,6 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
         keep[len(ks):] = True
         idx = np.flatnonzero(keep)
         part = sub[:, idx]
-        p = new_highs()
-        p.setOptionValue("time_limit", float(max(min(limit, left()), 0.1)))
-        p.setOptionValue("mip_rel_gap", 1e-6)
         prob = highspy.HighsLp()
         prob.num_col_, prob.num_row_ = part.shape[1], part.shape[0]
         prob.col_cost_ = cost[idx]
@@ -1233,23 +1244,46 @@ def group_bound(instance: Instance, *, group: np.ndarray | None = None, group_si
         prob.a_matrix_.start_, prob.a_matrix_.index_, prob.a_matrix_.value_ = (
             part.indptr, part.indices, part.data)
         prob.integrality_ = [highspy.HighsVarType.kInteger] * part.shape[1]
-        p.passModel(prob)
-        if warm is not None and np.all(keep[warm]):
-            _warm_start(p, keep[keep] & warm[keep])
-        if _run_interruptible(p):
-            raise KeyboardInterrupt("the group bound's pricing was interrupted")
-        info = p.getInfo()
-        sol = p.getSolution()
-        # HiGHS can leave out the cost of columns its presolve fixes, so the value is
-        # recomputed; that the dual bound may miss it too (costs >= 0) only lowers it
-        low = float(info.mip_dual_bound)
-        if not sol.value_valid:
+
+        def run(started: bool) -> tuple[Any, float, float, np.ndarray | None]:
+            """HiGHS on the pricing IP, from the warm pick or not: the object, its reported
+            objective, the cost of its values recomputed (inf: none) and their pick."""
+            p = new_highs()
+            p.setOptionValue("time_limit", float(max(min(limit, left()), 0.1)))
+            p.setOptionValue("mip_rel_gap", 1e-6)
+            p.passModel(prob)
+            if started:
+                _warm_start(p, keep[keep] & warm[keep])
+            if _run_interruptible(p):
+                raise KeyboardInterrupt("the group bound's pricing was interrupted")
+            sol = p.getSolution()
+            if not sol.value_valid:
+                return p, math.nan, math.inf, None
+            pick = np.zeros(len(cost), dtype=bool)
+            pick[idx[np.asarray(sol.col_value) > 0.5]] = True
+            return p, float(p.getInfo().objective_function_value), float(cost[pick].sum()), pick
+
+        # the column's cost is recomputed from the values HiGHS returns. After a MIP start,
+        # highspy 1.16 can return values whose cost is not the objective it reports (audit R58
+        # F1): the start's values with the optimum's objective, or the optimum's values with an
+        # objective below them (here, on tiny pricing IPs). The values' cost is then neither the
+        # least reduced cost nor a bound on it, so such a pricing is solved again without its
+        # start (servopt.solvers.exact does the same); an optimal pricing proves the lower of its
+        # two numbers as the least cost, and the column is a real one at its recomputed cost
+        started = warm is not None and bool(np.all(keep[warm]))
+        p, reported, value, pick = run(started)
+        optimal = p.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        if started and optimal and pick is not None and values_mismatch(
+                reported, value, float(np.abs(cost[pick]).sum()), math.nan, "optimal",
+                started=True) is not None:
+            p, reported, value, pick = run(False)
+            optimal = p.getModelStatus() == highspy.HighsModelStatus.kOptimal
+        low = float(p.getInfo().mip_dual_bound)
+        if pick is None:
             return math.inf, low, None
-        pick = np.zeros(len(cost), dtype=bool)
-        pick[idx[np.asarray(sol.col_value) > 0.5]] = True
-        value = float(cost[pick].sum())
-        if p.getModelStatus() == highspy.HighsModelStatus.kOptimal:
-            low = max(low, value - 1e-6 * max(1.0, abs(value)))
+        if optimal:
+            proved = min(value, reported) if math.isfinite(reported) else value
+            low = max(low, proved - 1e-6 * max(1.0, abs(proved)))
         return value, low, pick
 
     history: list = []

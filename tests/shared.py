@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import shutil
 import threading
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,3 +102,24 @@ def output_lock_held_elsewhere(seconds: float) -> Iterator[None]:
     finally:
         done.set()
         holder.join()
+
+
+def wheel_tree(site: Path) -> Path:
+    """servopt's Python files laid out under ``site`` as a wheel installs them: each package of
+    pyproject.toml's list in the folder its dotted name gives, from the folder package-dir maps
+    it to (setuptools' rule: a package not in the mapping sits in its parent's folder; a wheel
+    takes a package's own modules, no subfolder, and no benchmarks/results). Returns
+    ``site / "servopt"``."""
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping = config["package-dir"]
+    for package in config["packages"]:
+        parent, name = package, []
+        while parent not in mapping:
+            parent, _, last = parent.rpartition(".")
+            name.insert(0, last)
+        target = site.joinpath(*package.split("."))
+        target.mkdir(parents=True, exist_ok=True)
+        for path in root.joinpath(mapping[parent], *name).glob("*.py"):
+            shutil.copy2(path, target / path.name)
+    return site / "servopt"

@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+from shared import wheel_tree
 
 from servopt.benchmarks import registry, runner
 
@@ -35,27 +35,9 @@ print(json.dumps({"init": servopt.__file__, "fingerprint": runner.code_fingerpri
 """
 
 
-def _wheel_tree(site: Path) -> None:
-    """Lay servopt's Python files out under ``site`` as a wheel installs them: each package of
-    pyproject.toml's list in the folder its dotted name gives, from the folder package-dir maps
-    it to (setuptools' rule: a package not in the mapping sits in its parent's folder)."""
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    mapping = config["package-dir"]
-    for package in config["packages"]:
-        parent, name = package, []
-        while parent not in mapping:
-            parent, _, last = parent.rpartition(".")
-            name.insert(0, last)
-        source = ROOT.joinpath(mapping[parent], *name)
-        target = site.joinpath(*package.split("."))
-        target.mkdir(parents=True, exist_ok=True)
-        for path in source.glob("*.py"):  # (a wheel takes a package's own modules, no subfolder)
-            shutil.copy2(path, target / path.name)
-
-
 def test_a_wheel_layout_gives_the_checkout_fingerprint(tmp_path):
     site = tmp_path / "site"
-    _wheel_tree(site)
+    wheel_tree(site)
     assert (site / "servopt" / "instances" / "caching.py").is_file()
     assert (site / "servopt" / "benchmarks" / "caching_price_scale.py").is_file()  # shipped
     name = "caching_quick"

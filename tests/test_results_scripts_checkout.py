@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+from shared import wheel_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = re.compile(r"""^if __name__ == ["']__main__["']:""", re.MULTILINE)
@@ -40,23 +40,6 @@ print(json.dumps(codes))
 """
 
 
-def _installed_copy(site: Path) -> Path:
-    """servopt's Python files under ``site`` as a wheel installs them (pyproject.toml's
-    packages and package-dir): the results scripts inside, no benchmarks/results."""
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    mapping = config["package-dir"]
-    for package in config["packages"]:
-        parent, name = package, []
-        while parent not in mapping:
-            parent, _, last = parent.rpartition(".")
-            name.insert(0, last)
-        target = site.joinpath(*package.split("."))
-        target.mkdir(parents=True, exist_ok=True)
-        for path in ROOT.joinpath(mapping[parent], *name).glob("*.py"):
-            shutil.copy2(path, target / path.name)
-    return site / "servopt"
-
-
 def _run(args: list[str], cwd: Path, pythonpath: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONNOUSERSITE="1")
     if pythonpath is not None:
@@ -78,7 +61,7 @@ def test_a_checkout_script_run_from_elsewhere_refuses_in_one_line(tmp_path):
 
 
 def test_an_installed_copy_refuses_in_one_line_wherever_it_is_run(tmp_path):
-    package = _installed_copy(tmp_path / "site")
+    package = wheel_tree(tmp_path / "site")
     assert (package / "benchmarks" / "caching_price_scale.py").is_file()
     # (also from a folder that has a benchmarks/results: it is not the installed script's; not
     # the checkout's root, whose servopt/ would come first on sys.path with -m)
@@ -95,7 +78,7 @@ def test_an_installed_copy_refuses_in_one_line_wherever_it_is_run(tmp_path):
 
 def test_every_results_script_of_an_installed_copy_refuses(tmp_path):
     assert len(SCRIPTS) >= 40 and "caching_price_scale" in SCRIPTS and "exact_matrix" in SCRIPTS
-    _installed_copy(tmp_path / "site")
+    wheel_tree(tmp_path / "site")
     done = _run(["-c", DRIVER, *SCRIPTS], cwd=tmp_path, pythonpath=tmp_path / "site")
     assert done.returncode == 0, done.stderr
     codes = json.loads(done.stdout.strip().splitlines()[-1])

@@ -231,11 +231,20 @@ def test_a_spent_budget_skips_the_bound_lp_and_the_prices_and_says_so(monkeypatc
 
 def test_a_real_mip_out_of_reach_skips_its_prices_on_both_paths():
     # market split never finishes: with prices asked for, the 1 s budget goes to HiGHS (its least
-    # slice) and nothing is left for the price LP, on the matrix and the Pyomo paths
-    for sol in (exact.solve_matrix(_split(), time_limit=1.0),
-                exact.solve_model(market_split(), time_limit=1.0)):
+    # slice) and nothing is left for the price LP, on the matrix and the Pyomo paths. HiGHS
+    # stops at its own clock's limit, a hair after ours as a rule; should it ever stop a hair
+    # before (one failure in a loaded run, never reproduced), the price LP may use what is left,
+    # but only that: the call must then still end within its budget (the contract)
+    for solve in (lambda: exact.solve_matrix(_split(), time_limit=1.0),
+                  lambda: exact.solve_model(market_split(), time_limit=1.0)):
+        began = time.perf_counter()
+        sol = solve()
+        spent = time.perf_counter() - began
         assert sol.status == "time_limit" and math.isfinite(sol.objective)
-        assert sol.prices == {} and sol.info["prices_skipped"] == "time_limit"
+        if sol.info.get("prices_skipped") != "time_limit":
+            assert sol.prices and spent <= 1.0 + 0.05, (spent, sol.info)
+        else:
+            assert sol.prices == {}
 
 
 def _spent(limit: float = 5.0, spent: float = 6.0) -> exact.TimeBudget:

@@ -538,18 +538,22 @@ def test_the_code_fingerprint_covers_the_solve_layer_and_the_decisions_modules()
     from servopt.benchmarks import registry
 
     (case,) = registry.cases(names=["batch_scheduling_quick"])
-    files = [os.path.relpath(f, os.path.dirname(os.path.dirname(runner_mod.__file__)))
-             for _, f in runner_mod._source_files(case)]
+    # the labels name files by module path, the same in a checkout, an unpacked sdist and an
+    # installed wheel (paths relative to the checkout broke outside one: E48)
+    sources = runner_mod._source_files(case)
+    files = [label for label, _ in sources]
     for layer in ("instances", "models", "solvers", "benchmarks"):
-        assert f"{layer}/batch_scheduling.py" in files
-    assert "solvers/exact.py" in files and "benchmarks/harness.py" in files
+        assert f"servopt/{layer}/batch_scheduling.py" in files
+    assert "servopt/solvers/exact.py" in files and "servopt/benchmarks/harness.py" in files
     assert "servopt/core/solution.py" in files and "servopt/core/instance.py" in files
     # and what every decision stands on: the checks, the matrix form, the trace parsers
-    assert {"servopt/core/checks.py", "servopt/core/matrix.py", "instances/traces.py"} <= set(files)
-    assert not any(f.startswith("tests/") for f in files)
+    assert {"servopt/core/checks.py", "servopt/core/matrix.py",
+            "servopt/instances/traces.py"} <= set(files)
+    assert not any("tests" in path.parts for _, path in sources)
     # the scripts that write results tables compute no case's rows: editing one keeps the cache
-    assert "benchmarks/capacity_knee.py" not in files and "benchmarks/report.py" in files
-    assert "benchmarks/cases/batch_scheduling_quick.py" in files
+    assert not any(path.name == "capacity_knee.py" for _, path in sources)
+    assert "servopt/benchmarks/report.py" in files
+    assert "servopt/benchmarks/cases/batch_scheduling_quick.py" in files
 
 
 def test_cases_come_sorted_by_decision_then_name(monkeypatch):

@@ -32,6 +32,12 @@ SENSE = "min"
 COST = "total end-to-end latency (rounds)"
 FORESIGHT = ("hindsight",)  # plans on the predicted lengths taken as true: foresight when exact
 DEFAULT_METHODS = ("fcfs", "spf", "mcsf", "bid_price", "bid_price_stationary")
+# busy rounds a default simulation may need at least (:func:`busy_rounds`): the simulator takes
+# 17-30 us a round on this machine (3 requests serialised by memory, and n = 2000-20000 Azure
+# online, fcfs), so 1e7 rounds are 3-5 minutes per policy; n = 20000 Azure at load 1.2 needs
+# ~7e4. A 247-byte file (outputs of 1e6 tokens, memory for one request) took ~15 s a million
+# rounds for every method before this check
+MAX_SIMULATED_ROUNDS = 10_000_000
 
 
 def simulate(instance: Instance, policy: rules.Policy | str, *, trace: bool = False,
@@ -47,8 +53,12 @@ def simulate(instance: Instance, policy: rules.Policy | str, *, trace: bool = Fa
     the running set (admission order) and the waiting queue (FCFS order: preempted requests
     first, most recently preempted first, those of one round by admission; then arrivals by
     arrival round and id) are kept as arrays and updated only when a request joins or leaves.
+
+    ``max_rounds``: None refuses, before the policy runs, an instance that needs more than
+    ``MAX_SIMULATED_ROUNDS`` busy rounds (:func:`busy_rounds`); a number is the caller's own cap.
     """
     check_options(trace=trace, max_rounds=max_rounds)
+    check_rounds(instance, max_rounds)
     if not isinstance(policy, rules.Policy):
         policy = rules.make_policy(policy)  # a name or a class (anything else is refused)
         policy.prepare(instance)
@@ -181,6 +191,44 @@ def check_options(*, trace: Any = False, max_rounds: Any = None) -> None:
                           f"(or None: the default horizon), got {max_rounds!r}")
 
 
+def busy_rounds(instance: Instance) -> int:
+    """A lower bound on the busy rounds (a request running) of any schedule of ``instance``: the
+    longest output, the total memory-time footprint over the memory (sum_i s_i o_i +
+    o_i (o_i + 1) / 2 token-rounds, at most M a round; preemption only adds), and the output
+    tokens over the batch cap. The simulator steps through busy rounds and jumps idle ones."""
+    o = instance.output_tokens
+    need = max(int(o.max()), -(-int(instance.footprint().sum()) // int(instance.kv_memory)))
+    if instance.max_batch is not None:
+        need = max(need, -(-int(o.sum()) // int(instance.max_batch)))
+    return need
+
+
+def check_rounds(instance: Instance, max_rounds: int | None = None) -> None:
+    """Refuse, before any policy runs, an instance whose simulation cannot end within
+    ``max_rounds`` (the last round, from round 0: at least the latest arrival plus its output
+    and :func:`busy_rounds`), or, with ``max_rounds`` None, would step through more than
+    ``MAX_SIMULATED_ROUNDS`` busy rounds."""
+    if not isinstance(instance, Instance):
+        raise InvalidInstanceError(
+            f"batch_scheduling needs a batch_scheduling instance, got {type(instance).__name__}")
+    busy = busy_rounds(instance)
+    what = (f"(the longest output, and the requests' memory-time footprint over kv_memory = "
+            f"{instance.kv_memory:,} tokens")
+    if max_rounds is None:
+        if busy > MAX_SIMULATED_ROUNDS:
+            raise InvalidInstanceError(
+                f"simulating this instance steps through at least {busy:,} busy rounds {what}): at "
+                f"most {MAX_SIMULATED_ROUNDS:,} by default (17-30 us a round: minutes per policy); "
+                "pass max_rounds to simulate longer, or split the requests into windows "
+                "(Instance.subset)")
+        return
+    last = max(busy, int(np.max(instance.arrival + instance.output_tokens)))
+    if last > int(max_rounds):
+        raise InvalidInstanceError(
+            f"simulating this instance takes at least {last:,} rounds {what}, and the latest "
+            f"arrival plus its output): more than max_rounds = {int(max_rounds):,}")
+
+
 def _read_only_view(array: np.ndarray) -> np.ndarray:
     """A view a policy can read but not write (the simulator keeps writing the array)."""
     view = array.view()
@@ -247,6 +295,8 @@ def evaluate(instance: Instance, method: Any, **kw: Any) -> Outcome:
         raise InvalidInstanceError(
             f"batch_scheduling.evaluate needs a batch_scheduling instance, got "
             f"{type(instance).__name__}")
+    check_options(trace=kw.get("trace", False), max_rounds=kw.get("max_rounds"))
+    check_rounds(instance, kw.get("max_rounds"))
     policy = rules.make_policy(method)
     t0 = time.perf_counter()
     policy.prepare(instance)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -448,6 +449,19 @@ def report_name(name: str) -> str:
     return name
 
 
+def default_report_name(suite: str, cases: list[str] | None) -> str:
+    """``bench``'s report name without ``--name``: the suite, or the cases joined by "-"; when
+    that passes 200 bytes (all 16 registered cases gave "File name too long"), the first case,
+    the count of the others and a digest of the whole list, so distinct lists stay distinct."""
+    if not cases:
+        return suite
+    joined = "-".join(cases)
+    if len(joined.encode()) <= 200:
+        return joined
+    digest = hashlib.sha256(joined.encode()).hexdigest()[:10]
+    return f"{cases[0][:120]}-and-{len(cases) - 1}-more-{digest}"
+
+
 REPORT_SUFFIXES = (".csv", ".md", "-gap.png", "-cost-time.png", "-tracebacks.txt")  # bench's files
 
 
@@ -510,7 +524,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError(f"bench: no benchmark case is registered for suite {args.suite!r}"
                          + (f" (suites with cases: {', '.join(known)})" if known else ""))
     out = writable_folder(args.out)  # before the runs: a bad --out must not lose hours of work
-    name = args.name or (args.suite if not args.case else "-".join(args.case))
+    name = args.name or default_report_name(args.suite, args.case)
     report_targets(out, name)  # (and a folder where a report goes: R51 F3)
     cache = None if args.no_cache else out / "cache"
     load_start = report.load_average()

@@ -536,7 +536,6 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
     preemptions = 0
     kept = np.zeros(n, dtype=np.int64)  # tokens a preempted request generated before (recomputed)
     last_arrival = float(arrival[-1])
-    admitted_total = 0
     while done < n:
         if len(fleet.run_ids) == 0 and fleet.queued.sum() == 0:
             if step_clock:
@@ -614,7 +613,6 @@ def simulate(instance: Instance, router: routing.Router | str, *, seed: int = 0,
             run_prompt = np.concatenate([run_prompt, prompt[a]])
             if p > 0:
                 prefill = p * np.bincount(aw, weights=prompt[a] + kept[a], minlength=G)
-            admitted_total += len(a)
         n_run = len(fleet.run_ids)
         if n_run == 0:
             if fleet.queued.sum() > 0:

@@ -204,8 +204,10 @@ def simulate(
     stop = math.inf if until is None else float(until)
     if max_iterations is None:
         max_iterations = max(10**7, 100 * n_req)
-    prefill = -(-int(s_all.sum()) // b)  # iterations with a prompt chunk: never skipped
-    if prefill > max_iterations:  # refused now, not after minutes of iterations
+    # iterations with a prompt chunk, never skipped: a run to the end has at least these (one
+    # stopped by ``until`` may leave prompts unread, so it is not refused on them)
+    prefill = -(-int(s_all.sum()) // b)
+    if until is None and prefill > max_iterations:  # refused now, not after minutes of iterations
         raise InvalidInstanceError(
             f"the simulation needs at least {prefill:,} iterations (the {int(s_all.sum()):,} prompt "
             f"tokens of its {n_req:,} requests at token_budget = {b:,} a step), more than "

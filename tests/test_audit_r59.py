@@ -88,6 +88,10 @@ def test_capacity_simulation_with_more_prefill_than_its_iterations_is_refused_at
     with pytest.raises(InvalidInstanceError, match="at least 17,578,125 iterations"):
         capacity_bench.simulate(inst, s, o, unit)
     assert time.perf_counter() - t0 < 5
+    # stopped by ``until`` the same run is legitimate: in 1 s (iterations of at least 12 ms) none
+    # of the 9e6-token prompts (512 tokens a step) can finish
+    res = capacity_bench.simulate(inst, s, o, unit, until=1.0)
+    assert np.isnan(res.done_times).all() and res.times[-1] >= 1.0
 
 
 def test_bench_default_report_name_fits_a_file_name_for_every_case():
